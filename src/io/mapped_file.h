@@ -1,0 +1,39 @@
+// Read-only memory mapping of a whole file. Weights are used in place from the mapping, so the
+// OS pages in only what is touched (e.g. the PLE rows of the tokens seen).
+#ifndef GEMMA4_SRC_IO_MAPPED_FILE_H_
+#define GEMMA4_SRC_IO_MAPPED_FILE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "gemma4/status.h"
+
+namespace gemma4 {
+
+class MappedFile {
+ public:
+  static StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  MappedFile(std::string path, const uint8_t* data, size_t size)
+      : path_(std::move(path)), data_(data), size_(size) {}
+  std::string path_;
+  const uint8_t* data_;
+  size_t size_;
+};
+
+// Reads a whole (small) text file such as config.json.
+StatusOr<std::string> ReadFileToString(const std::string& path);
+
+}  // namespace gemma4
+
+#endif  // GEMMA4_SRC_IO_MAPPED_FILE_H_

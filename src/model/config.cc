@@ -1,0 +1,336 @@
+#include "model/config.h"
+
+#include <cmath>
+
+namespace gemma4 {
+namespace {
+
+class Reader {
+ public:
+  Reader(const json::Value& obj, std::string where) : obj_(obj), where_(std::move(where)) {}
+
+  Status Int(const char* key, int* out, bool required, int64_t min_value = 0) const {
+    const json::Value* v = obj_.Find(key);
+    if (v == nullptr || v->is_null()) {
+      if (required) return InvalidArgumentError(where_ + ": missing required field '" + key + "'");
+      return OkStatus();
+    }
+    int64_t i = 0;
+    if (!v->GetInt64(&i)) {
+      return InvalidArgumentError(where_ + ": field '" + key + "' must be an integer, got " +
+                                  v->Serialize());
+    }
+    if (i < min_value || i > (int64_t{1} << 30)) {
+      return InvalidArgumentError(where_ + ": field '" + key + "' = " + std::to_string(i) +
+                                  " is out of range");
+    }
+    *out = static_cast<int>(i);
+    return OkStatus();
+  }
+
+  Status Float(const char* key, float* out, bool required) const {
+    const json::Value* v = obj_.Find(key);
+    if (v == nullptr || v->is_null()) {
+      if (required) return InvalidArgumentError(where_ + ": missing required field '" + key + "'");
+      return OkStatus();
+    }
+    if (!v->is_number()) {
+      return InvalidArgumentError(where_ + ": field '" + key + "' must be a number");
+    }
+    *out = static_cast<float>(v->as_number());
+    return OkStatus();
+  }
+
+  Status Bool(const char* key, bool* out) const {
+    const json::Value* v = obj_.Find(key);
+    if (v == nullptr || v->is_null()) return OkStatus();
+    if (!v->is_bool()) return InvalidArgumentError(where_ + ": field '" + key + "' must be a bool");
+    *out = v->as_bool();
+    return OkStatus();
+  }
+
+ private:
+  const json::Value& obj_;
+  std::string where_;
+};
+
+struct RopeParams {
+  std::string type = "default";
+  float theta = 10000.0f;
+  float partial_rotary_factor = 1.0f;
+  float factor = 1.0f;
+};
+
+Status ReadRope(const json::Value* all, const char* layer_type, const std::string& where,
+                RopeParams* out) {
+  if (all == nullptr || all->is_null()) return OkStatus();  // defaults already set
+  const json::Value* p = all->Find(layer_type);
+  if (p == nullptr) {
+    return InvalidArgumentError(where + ": rope_parameters has no entry for '" + layer_type + "'");
+  }
+  if (!p->is_object()) return InvalidArgumentError(where + ": rope_parameters entry not an object");
+  if (const json::Value* t = p->Find("rope_type"); t != nullptr && t->is_string()) {
+    out->type = t->as_string();
+  }
+  Reader r(*p, where + ": rope_parameters." + layer_type);
+  GEMMA4_RETURN_IF_ERROR(r.Float("rope_theta", &out->theta, false));
+  GEMMA4_RETURN_IF_ERROR(r.Float("partial_rotary_factor", &out->partial_rotary_factor, false));
+  GEMMA4_RETURN_IF_ERROR(r.Float("factor", &out->factor, false));
+  if (out->type != "default" && out->type != "proportional" && out->type != "linear") {
+    return UnimplementedError(where + ": rope_type '" + out->type + "' for " + layer_type +
+                              " layers is not supported (default, linear, proportional are)");
+  }
+  if (!(out->theta > 0) || !(out->factor > 0) || !(out->partial_rotary_factor > 0) ||
+      out->partial_rotary_factor > 1) {
+    return InvalidArgumentError(where + ": invalid rope_parameters for " + layer_type);
+  }
+  return OkStatus();
+}
+
+// inv_freq exactly as transformers builds it in float32:
+//   default:      1 / theta^(f32(2i) / dim), i < dim/2, dim = head_dim * partial_rotary_factor
+//   proportional: the same with the exponent's denominator the FULL head_dim, for the first
+//                 int(p * head_dim // 2) pairs; the remaining pairs get 0 (not rotated).
+// Both are then divided by `factor`.
+Status ComputeInvFreq(const RopeParams& rope, int head_dim, const std::string& where,
+                      LayerConfig* layer) {
+  const int half = head_dim / 2;
+  layer->inv_freq.assign(half, 0.0f);
+  layer->rope_theta = rope.theta;
+  int pairs = 0;
+  float denom = 0;
+  if (rope.type == "proportional") {
+    pairs = static_cast<int>(
+        std::floor(static_cast<double>(rope.partial_rotary_factor) * head_dim / 2));
+    denom = static_cast<float>(head_dim);
+  } else {
+    const int dim = static_cast<int>(head_dim * static_cast<double>(rope.partial_rotary_factor));
+    if (dim != head_dim) {
+      return UnimplementedError(where + ": partial_rotary_factor < 1 with rope_type '" + rope.type +
+                                "' is not supported");
+    }
+    pairs = half;
+    denom = static_cast<float>(dim);
+  }
+  for (int i = 0; i < pairs; ++i) {
+    const float exponent = static_cast<float>(2 * i) / denom;
+    const float p = std::pow(rope.theta, exponent);
+    layer->inv_freq[i] = (1.0f / p) / rope.factor;
+  }
+  layer->rotated_pairs = pairs;
+  return OkStatus();
+}
+
+}  // namespace
+
+StatusOr<ModelConfig> ParseModelConfig(const json::Value& root, const std::string& source) {
+  if (!root.is_object()) return InvalidArgumentError(source + ": not a JSON object");
+  ModelConfig c;
+  const json::Value* text = &root;
+  std::string where = source;
+  const json::Value* model_type = root.Find("model_type");
+  c.model_type = model_type != nullptr ? model_type->as_string() : "";
+  if (const json::Value* tc = root.Find("text_config"); tc != nullptr && !tc->is_null()) {
+    if (!tc->is_object()) return InvalidArgumentError(source + ": text_config is not an object");
+    text = tc;
+    where = source + ": text_config";
+    if (c.model_type.empty()) c.model_type = "gemma4";
+  }
+  if (c.model_type != "gemma4" && c.model_type != "gemma4_text") {
+    return InvalidArgumentError(source + ": model_type '" + c.model_type +
+                                "' is not a Gemma 4 model (expected gemma4 or gemma4_text)");
+  }
+  Reader r(*text, where);
+  int head_dim = 0, global_head_dim = 512, num_kv_heads = 0, num_global_kv_heads = -1;
+  bool k_eq_v = false;
+  GEMMA4_RETURN_IF_ERROR(r.Int("vocab_size", &c.vocab_size, true, 1));
+  GEMMA4_RETURN_IF_ERROR(r.Int("hidden_size", &c.hidden_size, true, 1));
+  GEMMA4_RETURN_IF_ERROR(r.Int("intermediate_size", &c.intermediate_size, true, 1));
+  GEMMA4_RETURN_IF_ERROR(r.Int("num_hidden_layers", &c.num_layers, true, 1));
+  GEMMA4_RETURN_IF_ERROR(r.Int("num_attention_heads", &c.num_heads, true, 1));
+  GEMMA4_RETURN_IF_ERROR(r.Int("num_key_value_heads", &num_kv_heads, true, 1));
+  GEMMA4_RETURN_IF_ERROR(r.Int("head_dim", &head_dim, true, 2));
+  GEMMA4_RETURN_IF_ERROR(r.Int("global_head_dim", &global_head_dim, false, 2));
+  GEMMA4_RETURN_IF_ERROR(r.Int("num_global_key_value_heads", &num_global_kv_heads, false, 1));
+  GEMMA4_RETURN_IF_ERROR(r.Bool("attention_k_eq_v", &k_eq_v));
+  c.sliding_window = 512;
+  GEMMA4_RETURN_IF_ERROR(r.Int("sliding_window", &c.sliding_window, false, 1));
+  GEMMA4_RETURN_IF_ERROR(r.Float("rms_norm_eps", &c.rms_norm_eps, false));
+  GEMMA4_RETURN_IF_ERROR(r.Float("final_logit_softcapping", &c.final_logit_softcap, false));
+  c.ple_dim = 256;
+  c.ple_vocab_size = 262144;
+  GEMMA4_RETURN_IF_ERROR(r.Int("hidden_size_per_layer_input", &c.ple_dim, false, 0));
+  GEMMA4_RETURN_IF_ERROR(r.Int("vocab_size_per_layer_input", &c.ple_vocab_size, false, 1));
+  GEMMA4_RETURN_IF_ERROR(r.Bool("enable_moe_block", &c.moe));
+  GEMMA4_RETURN_IF_ERROR(r.Int("num_kv_shared_layers", &c.num_kv_shared_layers, false, 0));
+  GEMMA4_RETURN_IF_ERROR(r.Bool("use_double_wide_mlp", &c.double_wide_mlp));
+  GEMMA4_RETURN_IF_ERROR(r.Int("bos_token_id", &c.bos_token_id, false, 0));
+  GEMMA4_RETURN_IF_ERROR(r.Int("pad_token_id", &c.pad_token_id, false, 0));
+  int max_pos = 131072;
+  GEMMA4_RETURN_IF_ERROR(r.Int("max_position_embeddings", &max_pos, false, 1));
+  c.max_position_embeddings = max_pos;
+  if (c.moe) {
+    GEMMA4_RETURN_IF_ERROR(r.Int("num_experts", &c.num_experts, true, 1));
+    GEMMA4_RETURN_IF_ERROR(r.Int("top_k_experts", &c.top_k_experts, true, 1));
+    GEMMA4_RETURN_IF_ERROR(r.Int("moe_intermediate_size", &c.moe_width, true, 1));
+    if (c.top_k_experts > c.num_experts) {
+      return InvalidArgumentError(where + ": top_k_experts " + std::to_string(c.top_k_experts) +
+                                  " exceeds num_experts " + std::to_string(c.num_experts));
+    }
+  }
+  if (const json::Value* act = text->Find("hidden_activation");
+      act != nullptr && act->is_string() && act->as_string() != "gelu_pytorch_tanh") {
+    return UnimplementedError(where + ": hidden_activation '" + act->as_string() +
+                              "' is not supported (Gemma 4 uses gelu_pytorch_tanh)");
+  }
+  if (const json::Value* tie = text->Find("tie_word_embeddings");
+      tie != nullptr && tie->is_bool() && !tie->as_bool()) {
+    return UnimplementedError(where + ": untied word embeddings are not supported");
+  }
+  if (const json::Value* bidi = text->Find("use_bidirectional_attention");
+      bidi != nullptr && bidi->is_string() && bidi->as_string() == "all") {
+    return UnimplementedError(where +
+                              ": use_bidirectional_attention 'all' (encoder use) is not "
+                              "supported");
+  }
+  if (const json::Value* eos = text->Find("eos_token_id"); eos != nullptr) {
+    int64_t id = 0;
+    if (eos->is_array()) {
+      for (const json::Value& e : eos->as_array()) {
+        if (e.GetInt64(&id)) c.eos_token_ids.push_back(static_cast<int>(id));
+      }
+    } else if (eos->GetInt64(&id)) {
+      c.eos_token_ids.push_back(static_cast<int>(id));
+    }
+  }
+
+  // Layer types: the explicit list, else the default 5:1 pattern; the last layer is global.
+  std::vector<bool> sliding(c.num_layers);
+  if (const json::Value* lt = text->Find("layer_types"); lt != nullptr && !lt->is_null()) {
+    if (!lt->is_array() || static_cast<int>(lt->as_array().size()) != c.num_layers) {
+      return InvalidArgumentError(where + ": layer_types must list one type per layer (" +
+                                  std::to_string(c.num_layers) + ")");
+    }
+    for (int i = 0; i < c.num_layers; ++i) {
+      const std::string& t = lt->as_array()[i].as_string();
+      if (t == "sliding_attention") {
+        sliding[i] = true;
+      } else if (t == "full_attention") {
+        sliding[i] = false;
+      } else {
+        return InvalidArgumentError(where + ": layer_types[" + std::to_string(i) + "] = '" + t +
+                                    "' is not sliding_attention or full_attention");
+      }
+    }
+  } else {
+    for (int i = 0; i < c.num_layers; ++i) sliding[i] = (i + 1) % 6 != 0;
+  }
+  sliding[c.num_layers - 1] = false;
+
+  // Per-layer overrides: transformers >= 5.x writes per_layer_config {"<layer>": {head_dim,
+  // num_key_value_heads}}; older configs have global_head_dim / num_global_key_value_heads.
+  std::vector<int> layer_head_dim(c.num_layers), layer_kv_heads(c.num_layers);
+  const json::Value* per_layer = text->Find("per_layer_config");
+  if (per_layer != nullptr && !per_layer->is_null() && !per_layer->is_object()) {
+    return InvalidArgumentError(where + ": per_layer_config is not an object");
+  }
+  const bool has_per_layer = per_layer != nullptr && per_layer->is_object();
+  for (int i = 0; i < c.num_layers; ++i) {
+    layer_head_dim[i] = head_dim;
+    layer_kv_heads[i] = num_kv_heads;
+    if (!has_per_layer && !sliding[i]) {
+      layer_head_dim[i] = global_head_dim;
+      if (k_eq_v && num_global_kv_heads > 0) layer_kv_heads[i] = num_global_kv_heads;
+    }
+  }
+  if (has_per_layer) {
+    for (const auto& [key, overrides] : per_layer->as_object()) {
+      char* end = nullptr;
+      const long idx = std::strtol(key.c_str(), &end, 10);
+      if (key.empty() || *end != '\0' || idx < 0 || idx >= c.num_layers) {
+        return InvalidArgumentError(where + ": per_layer_config key '" + key +
+                                    "' is not a layer index below " + std::to_string(c.num_layers));
+      }
+      if (!overrides.is_object()) {
+        return InvalidArgumentError(where + ": per_layer_config['" + key + "'] is not an object");
+      }
+      Reader lr(overrides, where + ": per_layer_config['" + key + "']");
+      GEMMA4_RETURN_IF_ERROR(lr.Int("head_dim", &layer_head_dim[idx], false, 2));
+      GEMMA4_RETURN_IF_ERROR(lr.Int("num_key_value_heads", &layer_kv_heads[idx], false, 1));
+    }
+  }
+
+  RopeParams rope_sliding, rope_full;
+  rope_full.type = "proportional";
+  rope_full.theta = 1000000.0f;
+  rope_full.partial_rotary_factor = 0.25f;
+  const json::Value* rope = text->Find("rope_parameters");
+  GEMMA4_RETURN_IF_ERROR(ReadRope(rope, "sliding_attention", where, &rope_sliding));
+  GEMMA4_RETURN_IF_ERROR(ReadRope(rope, "full_attention", where, &rope_full));
+
+  if (c.num_kv_shared_layers >= c.num_layers) {
+    return InvalidArgumentError(where + ": num_kv_shared_layers " +
+                                std::to_string(c.num_kv_shared_layers) +
+                                " leaves no layer to compute KV");
+  }
+  c.layers.resize(c.num_layers);
+  const int first_shared = c.first_kv_shared_layer();
+  for (int i = 0; i < c.num_layers; ++i) {
+    LayerConfig& l = c.layers[i];
+    const std::string lwhere = where + ": layer " + std::to_string(i);
+    l.sliding = sliding[i];
+    l.head_dim = layer_head_dim[i];
+    l.num_kv_heads = layer_kv_heads[i];
+    l.k_eq_v = k_eq_v && !l.sliding;
+    if (l.head_dim % 2 != 0) return InvalidArgumentError(lwhere + ": head_dim must be even");
+    if (c.num_heads % l.num_kv_heads != 0) {
+      return InvalidArgumentError(lwhere + ": num_attention_heads " + std::to_string(c.num_heads) +
+                                  " is not a multiple of its KV heads " +
+                                  std::to_string(l.num_kv_heads));
+    }
+    l.kv_shared = c.num_kv_shared_layers > 0 && i >= first_shared;
+    l.kv_source = i;
+    if (l.kv_shared) {
+      // The source is the last non-shared layer of the same attention type.
+      l.kv_source = -1;
+      for (int j = first_shared - 1; j >= 0; --j) {
+        if (sliding[j] == l.sliding) {
+          l.kv_source = j;
+          break;
+        }
+      }
+      if (l.kv_source < 0) {
+        return InvalidArgumentError(lwhere + ": KV-shared layer has no earlier non-shared " +
+                                    (l.sliding ? "sliding" : "full") + " layer to read from");
+      }
+      const LayerConfig& src = c.layers[l.kv_source];
+      if (src.head_dim != l.head_dim || src.num_kv_heads != l.num_kv_heads) {
+        return InvalidArgumentError(lwhere +
+                                    ": KV-shared layer's head_dim/KV heads differ from "
+                                    "its source layer " +
+                                    std::to_string(l.kv_source));
+      }
+    }
+    l.mlp_width = c.intermediate_size * (c.double_wide_mlp && l.kv_shared ? 2 : 1);
+    GEMMA4_RETURN_IF_ERROR(
+        ComputeInvFreq(l.sliding ? rope_sliding : rope_full, l.head_dim, lwhere, &l));
+  }
+  if (c.ple_dim > 0 && c.ple_vocab_size < c.vocab_size) {
+    // Token ids beyond the PLE table cannot be looked up.
+    return InvalidArgumentError(where + ": vocab_size_per_layer_input " +
+                                std::to_string(c.ple_vocab_size) + " is smaller than vocab_size " +
+                                std::to_string(c.vocab_size));
+  }
+  c.variant = GuessVariant(c);
+  return c;
+}
+
+std::string GuessVariant(const ModelConfig& c) {
+  if (c.hidden_size == 1536 && c.num_layers == 35) return "e2b";
+  if (c.hidden_size == 2560 && c.num_layers == 42) return "e4b";
+  if (c.hidden_size == 2816 && c.num_layers == 30 && c.moe) return "26b-a4b";
+  if (c.hidden_size == 5376 && c.num_layers == 60) return "31b";
+  return "custom";
+}
+
+}  // namespace gemma4

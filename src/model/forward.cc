@@ -1,0 +1,308 @@
+#include "model/forward.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "ops/ops.h"
+
+namespace gemma4 {
+
+InferenceState::InferenceState(const Model& model, ThreadPool* pool, int64_t max_chunk)
+    : model_(model),
+      config_(model.config()),
+      owned_pool_(pool == nullptr ? std::make_unique<ThreadPool>(1) : nullptr),
+      pool_(pool != nullptr ? pool : owned_pool_.get()),
+      cache_(model.config(), std::max<int64_t>(1, max_chunk)) {}
+
+Status InferenceState::Forward(const int32_t* ids, int64_t n, LogitsMode mode,
+                               std::vector<float>* logits) {
+  if (n <= 0) return InvalidArgumentError("Forward needs at least one token");
+  for (int64_t i = 0; i < n; ++i) {
+    if (ids[i] < 0 || ids[i] >= config_.vocab_size) {
+      return InvalidArgumentError("token id " + std::to_string(ids[i]) + " at index " +
+                                  std::to_string(i) + " is outside the vocabulary [0, " +
+                                  std::to_string(config_.vocab_size) + ")");
+    }
+  }
+  GEMMA4_RETURN_IF_ERROR(cache_.Reserve(position_ + n));
+  const int64_t V = config_.vocab_size;
+  try {
+    if (logits != nullptr) {
+      logits->assign(mode == LogitsMode::kAll ? n * V : (mode == LogitsMode::kLast ? V : 0), 0.f);
+    }
+    for (int64_t done = 0; done < n;) {
+      const int64_t s = std::min(cache_.max_chunk(), n - done);
+      const bool last_chunk = done + s == n;
+      float* out = nullptr;
+      if (logits != nullptr && mode == LogitsMode::kAll) {
+        out = logits->data() + done * V;
+      } else if (logits != nullptr && mode == LogitsMode::kLast && last_chunk) {
+        out = logits->data();
+      }
+      GEMMA4_RETURN_IF_ERROR(ForwardChunk(ids + done, s, out, mode == LogitsMode::kAll));
+      done += s;
+    }
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError("out of memory in the forward pass");
+  }
+  return OkStatus();
+}
+
+Status InferenceState::ForwardChunk(const int32_t* ids, int64_t s, float* logits, bool all_rows) {
+  const ModelWeights& w = model_.weights();
+  const int64_t H = config_.hidden_size;
+  const float eps = config_.rms_norm_eps;
+  x_.resize(s * H);
+  normed_.resize(s * H);
+  tmp_.resize(s * H);
+  tmp2_.resize(s * H);
+
+  // Token embeddings scaled by f32(sqrt(H)).
+  const float embed_scale = model_.embed_scale();
+  for (int64_t t = 0; t < s; ++t) {
+    float* row = x_.data() + t * H;
+    ops::ToF32(w.embed, int64_t{ids[t]} * H, H, row);
+    for (int64_t j = 0; j < H; ++j) row[j] *= embed_scale;
+  }
+  if (config_.ple_dim > 0) PerLayerInputs(ids, s);
+
+  for (int i = 0; i < config_.num_layers; ++i) {
+    const LayerWeights& lw = w.layers[i];
+    float* x = x_.data();
+    // Attention block: x = x + post_attention_norm(attn(input_norm(x))).
+    for (int64_t t = 0; t < s; ++t) {
+      ops::RmsNorm(x + t * H, lw.input_norm.data(), H, eps, normed_.data() + t * H);
+    }
+    Attention(i, s, normed_.data(), tmp_.data());
+    for (int64_t t = 0; t < s; ++t) {
+      float* h = tmp_.data() + t * H;
+      ops::RmsNorm(h, lw.post_attention_norm.data(), H, eps, h);
+      for (int64_t j = 0; j < H; ++j) x[t * H + j] += h[j];
+    }
+    // Feed-forward block: dense GeGLU, plus the MoE branch beside it on MoE models.
+    for (int64_t t = 0; t < s; ++t) {
+      ops::RmsNorm(x + t * H, lw.pre_ffn_norm.data(), H, eps, normed_.data() + t * H);
+    }
+    DenseMlp(lw, config_.layers[i].mlp_width, s, normed_.data(), tmp_.data());
+    if (config_.moe) {
+      for (int64_t t = 0; t < s; ++t) {
+        float* h = tmp_.data() + t * H;
+        ops::RmsNorm(h, lw.post_ffn_norm_1.data(), H, eps, h);
+      }
+      Moe(lw, s, x, tmp2_.data());
+      for (int64_t j = 0; j < s * H; ++j) tmp_[j] += tmp2_[j];
+    }
+    for (int64_t t = 0; t < s; ++t) {
+      float* h = tmp_.data() + t * H;
+      ops::RmsNorm(h, lw.post_ffn_norm.data(), H, eps, h);
+      for (int64_t j = 0; j < H; ++j) x[t * H + j] += h[j];
+    }
+    // Per-Layer Embedding block: x += norm(proj(gelu(gate(x)) * ple_i)).
+    if (config_.ple_dim > 0) {
+      const int64_t P = config_.ple_dim, L = config_.num_layers;
+      gate_.resize(s * P);
+      ops::MatMul(lw.ple_gate, x, s, gate_.data(), pool_);
+      for (int64_t t = 0; t < s; ++t) {
+        const float* ple = ple_inputs_.data() + (t * L + i) * P;
+        for (int64_t j = 0; j < P; ++j) {
+          gate_[t * P + j] = ops::GeluTanh(gate_[t * P + j]) * ple[j];
+        }
+      }
+      ops::MatMul(lw.ple_projection, gate_.data(), s, tmp_.data(), pool_);
+      for (int64_t t = 0; t < s; ++t) {
+        float* h = tmp_.data() + t * H;
+        ops::RmsNorm(h, lw.post_ple_norm.data(), H, eps, h);
+        for (int64_t j = 0; j < H; ++j) x[t * H + j] += h[j];
+      }
+    }
+    for (int64_t j = 0; j < s * H; ++j) x[j] *= lw.layer_scalar;
+  }
+  position_ += s;
+
+  if (logits == nullptr) return OkStatus();
+  // Final norm, tied LM head (the unscaled embedding), softcap tanh(l / cap) * cap. Rows:
+  // all of the chunk, or only its last token.
+  const int64_t first_row = all_rows ? 0 : s - 1, rows = s - first_row;
+  for (int64_t t = 0; t < rows; ++t) {
+    ops::RmsNorm(x_.data() + (first_row + t) * H, w.final_norm.data(), H, eps,
+                 normed_.data() + t * H);
+  }
+  ops::MatMul(w.embed, normed_.data(), rows, logits, pool_);
+  const float cap = config_.final_logit_softcap;
+  if (cap > 0) {
+    const int64_t n = rows * config_.vocab_size;
+    for (int64_t j = 0; j < n; ++j) logits[j] = std::tanh(logits[j] / cap) * cap;
+  }
+  return OkStatus();
+}
+
+void InferenceState::PerLayerInputs(const int32_t* ids, int64_t s) {
+  const ModelWeights& w = model_.weights();
+  const int64_t H = config_.hidden_size, L = config_.num_layers, P = config_.ple_dim;
+  const int64_t LP = L * P;
+  ple_inputs_.resize(s * LP);
+  std::vector<float> token_part(LP);
+  // Context part: project the scaled embeddings, * f32(H^-0.5), RMSNorm each P-chunk.
+  ops::MatMul(w.ple_model_projection, x_.data(), s, ple_inputs_.data(), pool_);
+  const float projection_scale = static_cast<float>(std::pow(static_cast<double>(H), -0.5));
+  const float token_scale = static_cast<float>(std::sqrt(static_cast<double>(P)));
+  const float combine_scale = static_cast<float>(std::pow(2.0, -0.5));
+  for (int64_t t = 0; t < s; ++t) {
+    float* row = ple_inputs_.data() + t * LP;
+    for (int64_t j = 0; j < LP; ++j) row[j] *= projection_scale;
+    for (int64_t l = 0; l < L; ++l) {
+      ops::RmsNorm(row + l * P, w.ple_projection_norm.data(), P, config_.rms_norm_eps, row + l * P);
+    }
+    // Token-identity part: the PLE table row (only this row is touched) * f32(sqrt(P)).
+    ops::ToF32(w.ple_embed, int64_t{ids[t]} * LP, LP, token_part.data());
+    for (int64_t j = 0; j < LP; ++j) {
+      row[j] = (row[j] + token_part[j] * token_scale) * combine_scale;
+    }
+  }
+}
+
+void InferenceState::Attention(int layer, int64_t s, const float* normed, float* out) {
+  const LayerConfig& lc = config_.layers[layer];
+  const LayerWeights& lw = model_.weights().layers[layer];
+  const int64_t hd = lc.head_dim, n_heads = config_.num_heads, n_kv = lc.num_kv_heads;
+  const int64_t q_dim = n_heads * hd, kv_dim = n_kv * hd, n_rep = n_heads / n_kv;
+  const float eps = config_.rms_norm_eps;
+  q_.resize(s * q_dim);
+  attn_.resize(s * q_dim);
+  // q = RoPE(q_norm(q_proj(h))) per head.
+  ops::MatMul(lw.q_proj, normed, s, q_.data(), pool_);
+  for (int64_t t = 0; t < s; ++t) {
+    for (int64_t h = 0; h < n_heads; ++h) {
+      float* q = q_.data() + t * q_dim + h * hd;
+      ops::RmsNorm(q, lw.q_norm.data(), hd, eps, q);
+      ops::ApplyRope(q, hd, lc.inv_freq.data(), lc.rotated_pairs, position_ + t);
+    }
+  }
+  if (!lc.kv_shared) {
+    // K = RoPE(k_norm(k_proj(h))); V = v_norm(v_proj(h)), or of the raw k_proj output on
+    // K=V layers. Written straight into this layer's cache.
+    k_.resize(s * kv_dim);
+    v_.resize(s * kv_dim);
+    ops::MatMul(lw.k_proj, normed, s, k_.data(), pool_);
+    if (lc.k_eq_v) {
+      std::copy(k_.begin(), k_.end(), v_.begin());
+    } else {
+      ops::MatMul(lw.v_proj, normed, s, v_.data(), pool_);
+    }
+    for (int64_t t = 0; t < s; ++t) {
+      float* kc = cache_.K(layer, position_ + t);
+      float* vc = cache_.V(layer, position_ + t);
+      for (int64_t g = 0; g < n_kv; ++g) {
+        ops::RmsNorm(k_.data() + t * kv_dim + g * hd, lw.k_norm.data(), hd, eps, kc + g * hd);
+        ops::ApplyRope(kc + g * hd, hd, lc.inv_freq.data(), lc.rotated_pairs, position_ + t);
+        ops::RmsNorm(v_.data() + t * kv_dim + g * hd, nullptr, hd, eps, vc + g * hd);
+      }
+    }
+  }
+  // Scores with scale 1.0, causal (and windowed on sliding layers: keys k > q - W), softmax in
+  // f32, weighted sum of V. Query head h reads KV head h / n_rep.
+  const int src = lc.kv_source;
+  const int64_t window = config_.sliding_window;
+  const int64_t base = position_;
+  pool_->ParallelFor(s * n_heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t t = item / n_heads, h = item % n_heads, g = h / n_rep;
+      const int64_t qpos = base + t;
+      const int64_t lo = lc.sliding ? std::max<int64_t>(0, qpos - window + 1) : 0;
+      const float* q = q_.data() + t * q_dim + h * hd;
+      scores.resize(qpos - lo + 1);
+      for (int64_t k = lo; k <= qpos; ++k) {
+        scores[k - lo] = ops::Dot(q, cache_.K(src, k) + g * hd, hd);
+      }
+      ops::Softmax(scores.data(), static_cast<int64_t>(scores.size()));
+      float* o = attn_.data() + t * q_dim + h * hd;
+      std::fill(o, o + hd, 0.0f);
+      for (int64_t k = lo; k <= qpos; ++k) {
+        const float p = scores[k - lo];
+        const float* v = cache_.V(src, k) + g * hd;
+        for (int64_t d = 0; d < hd; ++d) o[d] += p * v[d];
+      }
+    }
+  });
+  ops::MatMul(lw.o_proj, attn_.data(), s, out, pool_);
+}
+
+void InferenceState::DenseMlp(const LayerWeights& lw, int width, int64_t s, const float* in,
+                              float* out) {
+  gate_.resize(s * width);
+  up_.resize(s * width);
+  ops::MatMul(lw.gate_proj, in, s, gate_.data(), pool_);
+  ops::MatMul(lw.up_proj, in, s, up_.data(), pool_);
+  for (int64_t j = 0; j < s * width; ++j) gate_[j] = ops::GeluTanh(gate_[j]) * up_[j];
+  ops::MatMul(lw.down_proj, gate_.data(), s, out, pool_);
+}
+
+void InferenceState::Moe(const LayerWeights& lw, int64_t s, const float* residual, float* out) {
+  const int64_t H = config_.hidden_size, E = config_.num_experts, K = config_.top_k_experts;
+  const int64_t Ie = config_.moe_width;
+  const float eps = config_.rms_norm_eps;
+  // Router on the residual stream: norm without weight, * scale * f32(H^-0.5), softmax over all
+  // experts, top-k, renormalise, * per_expert_scale.
+  std::vector<float> z(s * H), router_logits(s * E);
+  const float root = static_cast<float>(std::pow(static_cast<double>(H), -0.5));
+  for (int64_t t = 0; t < s; ++t) {
+    float* zt = z.data() + t * H;
+    ops::RmsNorm(residual + t * H, nullptr, H, eps, zt);
+    for (int64_t j = 0; j < H; ++j) zt[j] = (zt[j] * lw.router_scale[j]) * root;
+  }
+  ops::MatMul(lw.router_proj, z.data(), s, router_logits.data(), pool_);
+  std::vector<std::vector<std::pair<int64_t, float>>> routed(E);  // expert -> (token, weight)
+  std::vector<int64_t> order(E);
+  for (int64_t t = 0; t < s; ++t) {
+    float* p = router_logits.data() + t * E;
+    ops::Softmax(p, E);
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + K, order.end(),
+                      [&](int64_t a, int64_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+    float sum = 0;
+    for (int64_t k = 0; k < K; ++k) sum += p[order[k]];
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t e = order[k];
+      routed[e].emplace_back(t, (p[e] / sum) * lw.per_expert_scale[e]);
+    }
+  }
+  // Experts on pre_feedforward_layernorm_2(residual), visited in increasing expert index (the
+  // order transformers accumulates in); tokens routed to one expert are batched.
+  std::vector<float> xin(s * H);
+  for (int64_t t = 0; t < s; ++t) {
+    ops::RmsNorm(residual + t * H, lw.pre_ffn_norm_2.data(), H, eps, xin.data() + t * H);
+  }
+  std::fill(out, out + s * H, 0.0f);
+  std::vector<float> xe, gu, act, y;
+  for (int64_t e = 0; e < E; ++e) {
+    const auto& tokens = routed[e];
+    if (tokens.empty()) continue;
+    const int64_t n = static_cast<int64_t>(tokens.size());
+    xe.resize(n * H);
+    for (int64_t r = 0; r < n; ++r) {
+      std::copy_n(xin.data() + tokens[r].first * H, H, xe.data() + r * H);
+    }
+    gu.resize(n * 2 * Ie);
+    ops::MatMul(lw.experts_gate_up.RowSlice(e * 2 * Ie, 2 * Ie), xe.data(), n, gu.data(), pool_);
+    act.resize(n * Ie);
+    for (int64_t r = 0; r < n; ++r) {
+      for (int64_t j = 0; j < Ie; ++j) {
+        act[r * Ie + j] = ops::GeluTanh(gu[r * 2 * Ie + j]) * gu[r * 2 * Ie + Ie + j];
+      }
+    }
+    y.resize(n * H);
+    ops::MatMul(lw.experts_down.RowSlice(e * H, H), act.data(), n, y.data(), pool_);
+    for (int64_t r = 0; r < n; ++r) {
+      float* o = out + tokens[r].first * H;
+      const float wgt = tokens[r].second;
+      for (int64_t j = 0; j < H; ++j) o[j] += y[r * H + j] * wgt;
+    }
+  }
+  for (int64_t t = 0; t < s; ++t) {
+    ops::RmsNorm(out + t * H, lw.post_ffn_norm_2.data(), H, eps, out + t * H);
+  }
+}
+
+}  // namespace gemma4

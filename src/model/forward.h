@@ -1,0 +1,53 @@
+// The Gemma 4 text forward pass over a chunk of tokens, with the per-sequence state it needs
+// (KV cache, position, scratch). One InferenceState per sequence; many may share a Model.
+#ifndef GEMMA4_SRC_MODEL_FORWARD_H_
+#define GEMMA4_SRC_MODEL_FORWARD_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "gemma4/status.h"
+#include "model/kv_cache.h"
+#include "model/model.h"
+#include "runtime/thread_pool.h"
+
+namespace gemma4 {
+
+enum class LogitsMode { kNone, kLast, kAll };
+
+class InferenceState {
+ public:
+  // pool may be null (single-threaded). max_chunk bounds the tokens processed in one internal step
+  // (longer inputs are split); it sizes the sliding-window ring buffers and the scratch.
+  InferenceState(const Model& model, ThreadPool* pool, int64_t max_chunk = 256);
+
+  // Appends `n` tokens at positions [position(), position() + n) and runs them through the
+  // model. logits receives [n, vocab] (kAll), [vocab] (kLast) or nothing (kNone).
+  Status Forward(const int32_t* ids, int64_t n, LogitsMode mode, std::vector<float>* logits);
+
+  int64_t position() const { return position_; }
+  const KvCache& kv_cache() const { return cache_; }
+
+ private:
+  // logits: null, or [s, vocab] (all_rows) or [vocab] for the chunk's last token.
+  Status ForwardChunk(const int32_t* ids, int64_t s, float* logits, bool all_rows);
+  void Attention(int layer, int64_t s, const float* normed, float* out);
+  void DenseMlp(const LayerWeights& lw, int width, int64_t s, const float* in, float* out);
+  void Moe(const LayerWeights& lw, int64_t s, const float* residual, float* out);
+  void PerLayerInputs(const int32_t* ids, int64_t s);
+
+  const Model& model_;
+  const ModelConfig& config_;
+  std::unique_ptr<ThreadPool> owned_pool_;  // when the caller passes no pool
+  ThreadPool* pool_;
+  KvCache cache_;
+  int64_t position_ = 0;
+  // Scratch, sized for one chunk.
+  std::vector<float> x_, normed_, tmp_, tmp2_, q_, k_, v_, attn_, gate_, up_;
+  std::vector<float> ple_inputs_;  // [S, L, P]
+};
+
+}  // namespace gemma4
+
+#endif  // GEMMA4_SRC_MODEL_FORWARD_H_

@@ -1,0 +1,58 @@
+// Per-layer key/value storage. Sliding-window layers keep a ring buffer of W - 1 + max_chunk
+// positions (enough for every query of a chunk to see its W keys); global layers keep every
+// position. KV-shared layers own no storage: they read their source layer's cache, which the
+// source has already updated for the current chunk.
+#ifndef GEMMA4_SRC_MODEL_KV_CACHE_H_
+#define GEMMA4_SRC_MODEL_KV_CACHE_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "gemma4/status.h"
+#include "model/config.h"
+
+namespace gemma4 {
+
+class KvCache {
+ public:
+  struct Layer {
+    bool ring = false;     // sliding: slot = position % capacity
+    int64_t capacity = 0;  // positions storable (grows for global layers)
+    int64_t row = 0;       // floats per position: num_kv_heads * head_dim
+    std::vector<float> k;  // [capacity, num_kv_heads, head_dim], normed and roped
+    std::vector<float> v;  // [capacity, num_kv_heads, head_dim], normed
+  };
+
+  KvCache(const ModelConfig& config, int64_t max_chunk);
+
+  // Makes room for positions [0, end) in every global layer. Fails past max_context.
+  Status Reserve(int64_t end);
+
+  float* K(int layer, int64_t position) { return Slot(layer, position, &Layer::k); }
+  float* V(int layer, int64_t position) { return Slot(layer, position, &Layer::v); }
+  const float* K(int layer, int64_t position) const {
+    return const_cast<KvCache*>(this)->K(layer, position);
+  }
+  const float* V(int layer, int64_t position) const {
+    return const_cast<KvCache*>(this)->V(layer, position);
+  }
+  int64_t max_chunk() const { return max_chunk_; }
+  int64_t max_context() const { return max_context_; }
+  // Bytes held by all layers.
+  uint64_t bytes() const;
+
+ private:
+  float* Slot(int layer, int64_t position, std::vector<float> Layer::*which) {
+    Layer& l = layers_[layer];
+    const int64_t slot = l.ring ? position % l.capacity : position;
+    return (l.*which).data() + slot * l.row;
+  }
+
+  std::vector<Layer> layers_;  // indexed by layer; shared layers have capacity 0
+  int64_t max_chunk_;
+  int64_t max_context_;
+};
+
+}  // namespace gemma4
+
+#endif  // GEMMA4_SRC_MODEL_KV_CACHE_H_

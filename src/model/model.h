@@ -1,0 +1,80 @@
+// The loaded model: configuration, the memory-mapped checkpoint and typed views of every text
+// weight, validated against the configuration. Immutable after Load; any number of
+// InferenceStates may run over one Model concurrently.
+#ifndef GEMMA4_SRC_MODEL_MODEL_H_
+#define GEMMA4_SRC_MODEL_MODEL_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gemma4/status.h"
+#include "model/checkpoint.h"
+#include "model/config.h"
+#include "model/tensor.h"
+
+namespace gemma4 {
+
+// Small, precision-sensitive tensors (norms, scales) are kept as f32 vectors; large matrices
+// stay typed views into the mapping.
+struct LayerWeights {
+  std::vector<float> input_norm, post_attention_norm;  // [H]
+  std::vector<float> pre_ffn_norm, post_ffn_norm;      // [H]
+  TensorView q_proj;                                   // [nH*hd, H]
+  TensorView k_proj, v_proj;                           // [nKV*hd, H]; v absent if K=V
+  TensorView o_proj;                                   // [H, nH*hd]
+  std::vector<float> q_norm, k_norm;                   // [hd]
+  TensorView gate_proj, up_proj;                       // [I, H]
+  TensorView down_proj;                                // [H, I]
+  // MoE (26B-A4B): router and experts beside the dense MLP.
+  TensorView router_proj;                                               // [E, H]
+  std::vector<float> router_scale;                                      // [H]
+  std::vector<float> per_expert_scale;                                  // [E]
+  TensorView experts_gate_up;                                           // [E, 2*Ie, H]
+  TensorView experts_down;                                              // [E, H, Ie]
+  std::vector<float> pre_ffn_norm_2, post_ffn_norm_1, post_ffn_norm_2;  // [H]
+  // Per-Layer Embeddings.
+  TensorView ple_gate;               // [P, H]
+  TensorView ple_projection;         // [H, P]
+  std::vector<float> post_ple_norm;  // [H]
+  float layer_scalar = 1.0f;
+};
+
+struct ModelWeights {
+  TensorView embed;                        // [V, H], also the tied LM head
+  TensorView ple_embed;                    // [V_ple, L*P]
+  TensorView ple_model_projection;         // [L*P, H]
+  std::vector<float> ple_projection_norm;  // [P]
+  std::vector<float> final_norm;           // [H]
+  std::vector<LayerWeights> layers;
+};
+
+class Model {
+ public:
+  // path: checkpoint directory, .safetensors file, or safetensors index.
+  static StatusOr<std::unique_ptr<Model>> Load(const std::string& path);
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  const std::string& text_prefix() const { return prefix_; }
+  // Parameters and bytes of the text weights the forward pass uses.
+  int64_t num_parameters() const { return num_parameters_; }
+  uint64_t weight_bytes() const { return weight_bytes_; }
+  float embed_scale() const { return embed_scale_; }
+
+ private:
+  Model() = default;
+  Status LoadWeights();
+
+  std::unique_ptr<Checkpoint> checkpoint_;
+  ModelConfig config_;
+  ModelWeights weights_;
+  std::string prefix_;
+  int64_t num_parameters_ = 0;
+  uint64_t weight_bytes_ = 0;
+  float embed_scale_ = 1.0f;
+};
+
+}  // namespace gemma4
+
+#endif  // GEMMA4_SRC_MODEL_MODEL_H_

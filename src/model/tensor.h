@@ -1,0 +1,59 @@
+// Typed, non-owning views of weight tensors as they lie in a mapped file. Kernels dispatch on
+// the element type, so quantized block formats slot in beside the float types.
+#ifndef GEMMA4_SRC_MODEL_TENSOR_H_
+#define GEMMA4_SRC_MODEL_TENSOR_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace gemma4 {
+
+enum class DType : uint8_t {
+  kF32,
+  kF16,
+  kBF16,
+  // Present in safetensors files but not usable as weights (yet): recognised so a file that
+  // holds them still opens, and a model that needs one fails with a clear message.
+  kF64,
+  kI64,
+  kI32,
+  kI16,
+  kI8,
+  kU8,
+  kBool,
+  kF8E4M3,
+  kF8E5M2,
+};
+
+const char* DTypeName(DType t);
+// Bytes per element; every type here is a whole number of bytes per element.
+size_t DTypeSize(DType t);
+// Whether matmul/gather kernels accept this type.
+bool IsComputeType(DType t);
+
+struct TensorView {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  const uint8_t* data = nullptr;  // inside a mapping; not necessarily aligned
+  uint64_t nbytes = 0;
+  std::string file;  // for error messages
+  uint64_t file_offset = 0;
+
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+  // Treats the tensor as a matrix [rows, cols] with cols = last dim.
+  int64_t cols() const { return shape.empty() ? 1 : shape.back(); }
+  int64_t rows() const { return cols() == 0 ? 0 : numel() / cols(); }
+  std::string ShapeString() const;
+  // Rows [first, first + count) of the matrix view, as a 2-D tensor.
+  TensorView RowSlice(int64_t first, int64_t count) const;
+};
+
+}  // namespace gemma4
+
+#endif  // GEMMA4_SRC_MODEL_TENSOR_H_

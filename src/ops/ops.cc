@@ -1,0 +1,145 @@
+#include "ops/ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace gemma4::ops {
+
+float F16ToF32(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1F;
+  uint32_t mant = h & 0x3FF;
+  uint32_t bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: normalise
+      exp = 127 - 15 + 1;
+      while ((mant & 0x400) == 0) {
+        mant <<= 1;
+        --exp;
+      }
+      mant &= 0x3FF;
+      bits = sign | (exp << 23) | (mant << 13);
+    }
+  } else if (exp == 0x1F) {
+    bits = sign | 0x7F800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+void ToF32(const TensorView& t, int64_t first, int64_t count, float* out) {
+  switch (t.dtype) {
+    case DType::kF32:
+      std::memcpy(out, t.data + first * 4, count * 4);
+      return;
+    case DType::kBF16: {
+      const uint8_t* p = t.data + first * 2;
+      for (int64_t i = 0; i < count; ++i) {
+        uint16_t h;
+        std::memcpy(&h, p + 2 * i, 2);
+        out[i] = Bf16ToF32(h);
+      }
+      return;
+    }
+    case DType::kF16: {
+      const uint8_t* p = t.data + first * 2;
+      for (int64_t i = 0; i < count; ++i) {
+        uint16_t h;
+        std::memcpy(&h, p + 2 * i, 2);
+        out[i] = F16ToF32(h);
+      }
+      return;
+    }
+    default:
+      // Callers validate dtypes at load time (IsComputeType); never reached.
+      std::fill(out, out + count, 0.0f);
+      return;
+  }
+}
+
+float Dot(const float* a, const float* b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+  }
+  for (; i < n; ++i) acc[0] += a[i] * b[i];
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool) {
+  const int64_t n_out = w.rows(), k = w.cols();
+  auto body = [&](int64_t begin, int64_t end) {
+    std::vector<float> row(k);
+    const bool direct =
+        w.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(w.data) % alignof(float) == 0;
+    for (int64_t n = begin; n < end; ++n) {
+      const float* wr;
+      if (direct) {
+        wr = reinterpret_cast<const float*>(w.data) + n * k;
+      } else {
+        ToF32(w, n * k, k, row.data());
+        wr = row.data();
+      }
+      for (int64_t t = 0; t < s; ++t) y[t * n_out + n] = Dot(wr, x + t * k, k);
+    }
+  };
+  if (pool != nullptr) {
+    pool->ParallelFor(n_out, 16, body);
+  } else {
+    body(0, n_out);
+  }
+}
+
+void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* out) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  const float ms = static_cast<float>(sum / static_cast<double>(n)) + eps;
+  const float inv = 1.0f / std::sqrt(ms);
+  if (weight != nullptr) {
+    for (int64_t i = 0; i < n; ++i) out[i] = (x[i] * inv) * weight[i];
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = x[i] * inv;
+  }
+}
+
+float GeluTanh(float x) {
+  // kBeta = sqrt(2/pi), kKappa = 0.044715, as in PyTorch's CPU kernel.
+  const float kBeta = static_cast<float>(M_SQRT2 * M_2_SQRTPI * 0.5);
+  const float kKappa = 0.044715f;
+  const float cube = x * x * x;
+  const float inner = kBeta * (x + kKappa * cube);
+  return 0.5f * x * (1.0f + std::tanh(inner));
+}
+
+void ApplyRope(float* x, int head_dim, const float* inv_freq, int rotated_pairs, int64_t position) {
+  const int half = head_dim / 2;
+  const float pos = static_cast<float>(position);
+  for (int i = 0; i < rotated_pairs; ++i) {
+    const float angle = inv_freq[i] * pos;
+    const float c = std::cos(angle), s = std::sin(angle);
+    const float a = x[i], b = x[i + half];
+    x[i] = a * c - b * s;
+    x[i + half] = b * c + a * s;
+  }
+}
+
+void Softmax(float* x, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float total = static_cast<float>(sum);
+  for (int64_t i = 0; i < n; ++i) x[i] /= total;
+}
+
+}  // namespace gemma4::ops

@@ -1,0 +1,48 @@
+// Float32 reference operators of the Gemma 4 forward pass. They follow transformers' float32
+// arithmetic (separate products, no fused multiply-add, f32 scalars); this translation unit is
+// compiled with -ffp-contract=off. These are the scalar baseline that SIMD kernels are tested
+// against.
+#ifndef GEMMA4_SRC_OPS_OPS_H_
+#define GEMMA4_SRC_OPS_OPS_H_
+
+#include <cstdint>
+#include <cstring>
+
+#include "model/tensor.h"
+#include "runtime/thread_pool.h"
+
+namespace gemma4::ops {
+
+inline float Bf16ToF32(uint16_t h) {
+  const uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+float F16ToF32(uint16_t h);
+
+// Converts `count` elements starting at element `first` of a float-typed tensor to f32.
+void ToF32(const TensorView& t, int64_t first, int64_t count, float* out);
+
+// y[s, n] = sum_k x[s, k] * W[n, k] for W = [N, K] (nn.Linear layout), x = [S, K], y = [S, N].
+void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool);
+
+// Dot product with f32 accumulation in eight lanes.
+float Dot(const float* a, const float* b, int64_t n);
+
+// out = x / sqrt(mean(x^2) + eps) * weight (weight may be null: no scale). In place allowed.
+void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* out);
+
+// gelu with tanh approximation (gelu_pytorch_tanh).
+float GeluTanh(float x);
+
+// Rotate-half RoPE over one head of width head_dim at `position`:
+// out[i] = x[i]*cos - x[i+h]*sin, out[i+h] = x[i+h]*cos + x[i]*sin for i < rotated_pairs.
+void ApplyRope(float* x, int head_dim, const float* inv_freq, int rotated_pairs, int64_t position);
+
+// In-place softmax over n values.
+void Softmax(float* x, int64_t n);
+
+}  // namespace gemma4::ops
+
+#endif  // GEMMA4_SRC_OPS_OPS_H_

@@ -1,0 +1,47 @@
+// A small fork-join thread pool owned by whoever runs inference (a session or a CLI run); no
+// global state. ParallelFor splits [0, n) into contiguous ranges, one per worker, and the
+// calling thread takes part.
+#ifndef GEMMA4_SRC_RUNTIME_THREAD_POOL_H_
+#define GEMMA4_SRC_RUNTIME_THREAD_POOL_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace gemma4 {
+
+class ThreadPool {
+ public:
+  // num_threads counts the caller: 1 means run everything inline.
+  explicit ThreadPool(int num_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int num_threads() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // Calls fn(begin, end) on disjoint ranges covering [0, n). Ranges are at least `grain` long
+  // (except possibly the last). Not reentrant: do not call from inside fn.
+  void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+ private:
+  void WorkerLoop(int index);
+
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable work_cv_;
+  std::condition_variable done_cv_;
+  const std::function<void(int64_t, int64_t)>* job_ = nullptr;
+  int64_t job_n_ = 0;
+  int job_parts_ = 0;
+  uint64_t generation_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+};
+
+}  // namespace gemma4
+
+#endif  // GEMMA4_SRC_RUNTIME_THREAD_POOL_H_

@@ -1,0 +1,535 @@
+#include "util/json.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <unordered_set>
+
+namespace gemma4::json {
+namespace {
+
+constexpr int kMaxDepth = 256;
+
+const std::string& EmptyString() {
+  static const std::string* s = new std::string();
+  return *s;
+}
+
+class Parser {
+ public:
+  Parser(std::string_view text, std::string_view source) : text_(text), source_(source) {}
+
+  StatusOr<Value> ParseDocument() {
+    SkipWhitespace();
+    Value v;
+    GEMMA4_RETURN_IF_ERROR(ParseValue(&v, 0));
+    SkipWhitespace();
+    if (pos_ != text_.size()) return Error("unexpected trailing characters after the document");
+    return v;
+  }
+
+ private:
+  Status Error(const std::string& what) const {
+    size_t line = 1, column = 1;
+    for (size_t i = 0; i < pos_ && i < text_.size(); ++i) {
+      if (text_[i] == '\n') {
+        ++line;
+        column = 1;
+      } else {
+        ++column;
+      }
+    }
+    return InvalidArgumentError(std::string(source_) + ": line " + std::to_string(line) +
+                                ", column " + std::to_string(column) + ": " + what);
+  }
+
+  void SkipWhitespace() {
+    while (pos_ < text_.size()) {
+      char c = text_[pos_];
+      if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+        ++pos_;
+      } else {
+        break;
+      }
+    }
+  }
+
+  bool Consume(std::string_view word) {
+    if (text_.substr(pos_, word.size()) == word) {
+      pos_ += word.size();
+      return true;
+    }
+    return false;
+  }
+
+  Status ParseValue(Value* out, int depth) {
+    if (depth > kMaxDepth) return Error("nesting deeper than 256 levels");
+    if (pos_ >= text_.size()) return Error("unexpected end of input, expected a value");
+    char c = text_[pos_];
+    switch (c) {
+      case '{':
+        return ParseObject(out, depth);
+      case '[':
+        return ParseArray(out, depth);
+      case '"': {
+        std::string s;
+        GEMMA4_RETURN_IF_ERROR(ParseString(&s));
+        *out = Value::String(std::move(s));
+        return OkStatus();
+      }
+      case 't':
+        if (Consume("true")) {
+          *out = Value::Bool(true);
+          return OkStatus();
+        }
+        break;
+      case 'f':
+        if (Consume("false")) {
+          *out = Value::Bool(false);
+          return OkStatus();
+        }
+        break;
+      case 'n':
+        if (Consume("null")) {
+          *out = Value();
+          return OkStatus();
+        }
+        break;
+      default:
+        if (c == '-' || (c >= '0' && c <= '9')) return ParseNumber(out);
+        break;
+    }
+    return Error(std::string("unexpected character '") + Printable(c) + "', expected a value");
+  }
+
+  static std::string Printable(char c) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u < 0x7f) return std::string(1, c);
+    char buf[8];
+    std::snprintf(buf, sizeof(buf), "\\x%02x", u);
+    return buf;
+  }
+
+  Status ParseObject(Value* out, int depth) {
+    ++pos_;  // '{'
+    Value::Object members;
+    std::unordered_set<std::string> seen_keys;  // duplicate detection in O(n)
+    SkipWhitespace();
+    if (pos_ < text_.size() && text_[pos_] == '}') {
+      ++pos_;
+      *out = Value::MakeObject(std::move(members));
+      return OkStatus();
+    }
+    while (true) {
+      SkipWhitespace();
+      if (pos_ >= text_.size() || text_[pos_] != '"') return Error("expected a string object key");
+      std::string key;
+      GEMMA4_RETURN_IF_ERROR(ParseString(&key));
+      if (!seen_keys.insert(key).second) return Error("duplicate object key \"" + key + "\"");
+      SkipWhitespace();
+      if (pos_ >= text_.size() || text_[pos_] != ':') return Error("expected ':' after object key");
+      ++pos_;
+      SkipWhitespace();
+      Value v;
+      GEMMA4_RETURN_IF_ERROR(ParseValue(&v, depth + 1));
+      members.emplace_back(std::move(key), std::move(v));
+      SkipWhitespace();
+      if (pos_ >= text_.size()) return Error("unexpected end of input inside an object");
+      if (text_[pos_] == ',') {
+        ++pos_;
+        continue;
+      }
+      if (text_[pos_] == '}') {
+        ++pos_;
+        break;
+      }
+      return Error("expected ',' or '}' in an object");
+    }
+    *out = Value::MakeObject(std::move(members));
+    return OkStatus();
+  }
+
+  Status ParseArray(Value* out, int depth) {
+    ++pos_;  // '['
+    Value::Array items;
+    SkipWhitespace();
+    if (pos_ < text_.size() && text_[pos_] == ']') {
+      ++pos_;
+      *out = Value::MakeArray(std::move(items));
+      return OkStatus();
+    }
+    while (true) {
+      SkipWhitespace();
+      Value v;
+      GEMMA4_RETURN_IF_ERROR(ParseValue(&v, depth + 1));
+      items.push_back(std::move(v));
+      SkipWhitespace();
+      if (pos_ >= text_.size()) return Error("unexpected end of input inside an array");
+      if (text_[pos_] == ',') {
+        ++pos_;
+        continue;
+      }
+      if (text_[pos_] == ']') {
+        ++pos_;
+        break;
+      }
+      return Error("expected ',' or ']' in an array");
+    }
+    *out = Value::MakeArray(std::move(items));
+    return OkStatus();
+  }
+
+  static void AppendUtf8(uint32_t cp, std::string* out) {
+    if (cp < 0x80) {
+      out->push_back(static_cast<char>(cp));
+    } else if (cp < 0x800) {
+      out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else if (cp < 0x10000) {
+      out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else {
+      out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    }
+  }
+
+  Status ParseHex4(uint32_t* out) {
+    if (pos_ + 4 > text_.size()) return Error("truncated \\u escape");
+    uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) {
+      char c = text_[pos_ + i];
+      v <<= 4;
+      if (c >= '0' && c <= '9') {
+        v |= static_cast<uint32_t>(c - '0');
+      } else if (c >= 'a' && c <= 'f') {
+        v |= static_cast<uint32_t>(c - 'a' + 10);
+      } else if (c >= 'A' && c <= 'F') {
+        v |= static_cast<uint32_t>(c - 'A' + 10);
+      } else {
+        return Error("invalid hex digit in \\u escape");
+      }
+    }
+    pos_ += 4;
+    *out = v;
+    return OkStatus();
+  }
+
+  // Validates one UTF-8 sequence starting at pos_ and copies it.
+  Status CopyUtf8(std::string* out) {
+    const unsigned char c = static_cast<unsigned char>(text_[pos_]);
+    int len = 0;
+    uint32_t cp = 0;
+    if (c < 0x80) {
+      len = 1;
+      cp = c;
+    } else if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return Error("invalid UTF-8 byte in string");
+    }
+    if (pos_ + len > text_.size()) return Error("truncated UTF-8 sequence in string");
+    for (int i = 1; i < len; ++i) {
+      const unsigned char cc = static_cast<unsigned char>(text_[pos_ + i]);
+      if ((cc & 0xC0) != 0x80) return Error("invalid UTF-8 continuation byte in string");
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    static constexpr uint32_t kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+      return Error("invalid UTF-8 sequence in string");
+    }
+    out->append(text_.data() + pos_, len);
+    pos_ += len;
+    return OkStatus();
+  }
+
+  Status ParseString(std::string* out) {
+    ++pos_;  // opening quote
+    while (true) {
+      if (pos_ >= text_.size()) return Error("unterminated string");
+      char c = text_[pos_];
+      if (c == '"') {
+        ++pos_;
+        return OkStatus();
+      }
+      if (static_cast<unsigned char>(c) < 0x20) return Error("control character in string");
+      if (c != '\\') {
+        GEMMA4_RETURN_IF_ERROR(CopyUtf8(out));
+        continue;
+      }
+      ++pos_;
+      if (pos_ >= text_.size()) return Error("unterminated escape in string");
+      char e = text_[pos_++];
+      switch (e) {
+        case '"':
+          out->push_back('"');
+          break;
+        case '\\':
+          out->push_back('\\');
+          break;
+        case '/':
+          out->push_back('/');
+          break;
+        case 'b':
+          out->push_back('\b');
+          break;
+        case 'f':
+          out->push_back('\f');
+          break;
+        case 'n':
+          out->push_back('\n');
+          break;
+        case 'r':
+          out->push_back('\r');
+          break;
+        case 't':
+          out->push_back('\t');
+          break;
+        case 'u': {
+          uint32_t cp = 0;
+          GEMMA4_RETURN_IF_ERROR(ParseHex4(&cp));
+          if (cp >= 0xD800 && cp <= 0xDBFF) {
+            uint32_t lo = 0;
+            if (!Consume("\\u")) return Error("unpaired high surrogate in \\u escape");
+            GEMMA4_RETURN_IF_ERROR(ParseHex4(&lo));
+            if (lo < 0xDC00 || lo > 0xDFFF) return Error("invalid low surrogate in \\u escape");
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+            return Error("unpaired low surrogate in \\u escape");
+          }
+          AppendUtf8(cp, out);
+          break;
+        }
+        default:
+          --pos_;
+          return Error(std::string("invalid escape '\\") + Printable(e) + "' in string");
+      }
+    }
+  }
+
+  Status ParseNumber(Value* out) {
+    const size_t start = pos_;
+    if (text_[pos_] == '-') ++pos_;
+    if (pos_ >= text_.size()) return Error("truncated number");
+    if (text_[pos_] == '0') {
+      ++pos_;
+    } else if (text_[pos_] >= '1' && text_[pos_] <= '9') {
+      while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') ++pos_;
+    } else {
+      return Error("invalid number");
+    }
+    bool integral = true;
+    if (pos_ < text_.size() && text_[pos_] == '.') {
+      integral = false;
+      ++pos_;
+      if (pos_ >= text_.size() || text_[pos_] < '0' || text_[pos_] > '9') {
+        return Error("expected digits after the decimal point");
+      }
+      while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') ++pos_;
+    }
+    if (pos_ < text_.size() && (text_[pos_] == 'e' || text_[pos_] == 'E')) {
+      integral = false;
+      ++pos_;
+      if (pos_ < text_.size() && (text_[pos_] == '+' || text_[pos_] == '-')) ++pos_;
+      if (pos_ >= text_.size() || text_[pos_] < '0' || text_[pos_] > '9') {
+        return Error("expected digits in the exponent");
+      }
+      while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') ++pos_;
+    }
+    const std::string literal(text_.substr(start, pos_ - start));
+    if (integral) {
+      errno = 0;
+      char* end = nullptr;
+      long long v = std::strtoll(literal.c_str(), &end, 10);
+      if (errno == 0 && end == literal.c_str() + literal.size()) {
+        *out = Value::Integer(static_cast<int64_t>(v));
+        return OkStatus();
+      }
+    }
+    *out = Value::Number(std::strtod(literal.c_str(), nullptr));
+    return OkStatus();
+  }
+
+  std::string_view text_;
+  std::string_view source_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
+Value Value::Bool(bool b) {
+  Value v;
+  v.type_ = Type::kBool;
+  v.bool_ = b;
+  return v;
+}
+
+Value Value::Number(double d) {
+  Value v;
+  v.type_ = Type::kNumber;
+  v.number_ = d;
+  return v;
+}
+
+Value Value::Integer(int64_t i) {
+  Value v;
+  v.type_ = Type::kNumber;
+  v.number_ = static_cast<double>(i);
+  v.integer_ = i;
+  v.is_integer_ = true;
+  return v;
+}
+
+Value Value::String(std::string s) {
+  Value v;
+  v.type_ = Type::kString;
+  v.string_ = std::move(s);
+  return v;
+}
+
+Value Value::MakeArray(Array a) {
+  Value v;
+  v.type_ = Type::kArray;
+  v.array_ = std::move(a);
+  return v;
+}
+
+Value Value::MakeObject(Object o) {
+  Value v;
+  v.type_ = Type::kObject;
+  v.object_ = std::move(o);
+  return v;
+}
+
+const std::string& Value::as_string() const {
+  return type_ == Type::kString ? string_ : EmptyString();
+}
+
+const Value::Array& Value::as_array() const {
+  static const Array* empty = new Array();
+  return type_ == Type::kArray ? array_ : *empty;
+}
+
+const Value::Object& Value::as_object() const {
+  static const Object* empty = new Object();
+  return type_ == Type::kObject ? object_ : *empty;
+}
+
+bool Value::GetInt64(int64_t* out) const {
+  if (type_ != Type::kNumber) return false;
+  if (is_integer_) {
+    *out = integer_;
+    return true;
+  }
+  // 2^63 as a double; values at or beyond it do not fit.
+  if (std::isfinite(number_) && std::floor(number_) == number_ &&
+      std::fabs(number_) < 9.2233720368547758e18) {
+    *out = static_cast<int64_t>(number_);
+    return true;
+  }
+  return false;
+}
+
+const Value* Value::Find(std::string_view key) const {
+  if (type_ != Type::kObject) return nullptr;
+  for (const auto& m : object_) {
+    if (m.first == key) return &m.second;
+  }
+  return nullptr;
+}
+
+void AppendQuoted(std::string_view s, std::string* out) {
+  out->push_back('"');
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      case '\b':
+        out->append("\\b");
+        break;
+      case '\f':
+        out->append("\\f");
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned>(c));
+          out->append(buf);
+        } else {
+          out->push_back(c);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+std::string Value::Serialize() const {
+  std::string out;
+  switch (type_) {
+    case Type::kNull:
+      return "null";
+    case Type::kBool:
+      return bool_ ? "true" : "false";
+    case Type::kNumber: {
+      if (is_integer_) return std::to_string(integer_);
+      if (!std::isfinite(number_)) return "null";
+      char buf[32];
+      std::snprintf(buf, sizeof(buf), "%.17g", number_);
+      return buf;
+    }
+    case Type::kString:
+      AppendQuoted(string_, &out);
+      return out;
+    case Type::kArray:
+      out.push_back('[');
+      for (size_t i = 0; i < array_.size(); ++i) {
+        if (i) out.push_back(',');
+        out += array_[i].Serialize();
+      }
+      out.push_back(']');
+      return out;
+    case Type::kObject:
+      out.push_back('{');
+      for (size_t i = 0; i < object_.size(); ++i) {
+        if (i) out.push_back(',');
+        AppendQuoted(object_[i].first, &out);
+        out.push_back(':');
+        out += object_[i].second.Serialize();
+      }
+      out.push_back('}');
+      return out;
+  }
+  return out;
+}
+
+StatusOr<Value> Parse(std::string_view text, std::string_view source) {
+  Parser parser(text, source);
+  return parser.ParseDocument();
+}
+
+}  // namespace gemma4::json

@@ -1,0 +1,78 @@
+// A small, strict JSON (RFC 8259) DOM parser for outside data: config.json, safetensors headers,
+// tokenizer files, tool-call arguments. Errors name the source, line and column. Nesting depth
+// is bounded so hostile input cannot exhaust the stack.
+#ifndef GEMMA4_SRC_UTIL_JSON_H_
+#define GEMMA4_SRC_UTIL_JSON_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "gemma4/status.h"
+
+namespace gemma4::json {
+
+class Value {
+ public:
+  enum class Type { kNull, kBool, kNumber, kString, kArray, kObject };
+  using Array = std::vector<Value>;
+  using Object = std::vector<std::pair<std::string, Value>>;  // insertion order, unique keys
+
+  Value() = default;  // null
+  static Value Bool(bool b);
+  static Value Number(double d);
+  static Value Integer(int64_t i);
+  static Value String(std::string s);
+  static Value MakeArray(Array a = {});
+  static Value MakeObject(Object o = {});
+
+  Type type() const { return type_; }
+  bool is_null() const { return type_ == Type::kNull; }
+  bool is_bool() const { return type_ == Type::kBool; }
+  bool is_number() const { return type_ == Type::kNumber; }
+  bool is_string() const { return type_ == Type::kString; }
+  bool is_array() const { return type_ == Type::kArray; }
+  bool is_object() const { return type_ == Type::kObject; }
+
+  // Accessors return a neutral value (false, 0, empty) for the wrong type.
+  bool as_bool() const { return type_ == Type::kBool && bool_; }
+  double as_number() const { return type_ == Type::kNumber ? number_ : 0.0; }
+  const std::string& as_string() const;
+  const Array& as_array() const;
+  const Object& as_object() const;
+  Array& mutable_array() { return array_; }
+  Object& mutable_object() { return object_; }
+
+  // True when this is a number with an exact integer value that fits in int64 (written
+  // without fraction or exponent, or an exponent form that is still integral).
+  bool GetInt64(int64_t* out) const;
+
+  // Object member lookup; nullptr if absent or this is not an object.
+  const Value* Find(std::string_view key) const;
+
+  // Compact serialization (keys in stored order); numbers keep their integer form.
+  std::string Serialize() const;
+
+ private:
+  Type type_ = Type::kNull;
+  bool bool_ = false;
+  bool is_integer_ = false;
+  int64_t integer_ = 0;
+  double number_ = 0.0;
+  std::string string_;
+  Array array_;
+  Object object_;
+};
+
+// Parses a complete JSON document (surrounding whitespace allowed). `source` names the input
+// in error messages, e.g. "config.json: line 3, column 14: expected ':' after object key".
+StatusOr<Value> Parse(std::string_view text, std::string_view source = "json");
+
+// Appends the JSON string literal for `s` (quoted and escaped) to `out`.
+void AppendQuoted(std::string_view s, std::string* out);
+
+}  // namespace gemma4::json
+
+#endif  // GEMMA4_SRC_UTIL_JSON_H_

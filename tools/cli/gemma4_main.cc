@@ -1,0 +1,258 @@
+// gemma4: command-line front end. Subcommands (stable contracts, scripted by other tools):
+//   gemma4 logits   --model PATH --ids 2,17,33 --out FILE [--chunk N] [--threads N]
+//   gemma4 generate --model PATH --ids 2,17,33 -n 32 --greedy [--threads N]
+//   gemma4 info     --model PATH
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "gemma4/status.h"
+#include "model/forward.h"
+#include "model/model.h"
+#include "runtime/thread_pool.h"
+
+namespace gemma4 {
+namespace {
+
+constexpr char kUsage[] =
+    "usage:\n"
+    "  gemma4 logits   --model PATH --ids 2,17,33 --out FILE [--chunk N] [--threads N]\n"
+    "      writes the logits of every position as little-endian float32 [n_ids, vocab]\n"
+    "  gemma4 generate --model PATH --ids 2,17,33 -n 32 --greedy [--threads N]\n"
+    "      prints the generated ids, comma-separated (stops after an end-of-sequence id)\n"
+    "  gemma4 info     --model PATH\n"
+    "      prints the variant, the layer table, the parameter count and the mapped bytes\n"
+    "PATH is a checkpoint directory (config.json + safetensors) or a model file.\n";
+
+struct Args {
+  std::map<std::string, std::string> values;
+  std::vector<std::string> flags;
+  bool Has(const std::string& k) const { return values.count(k) > 0; }
+  bool Flag(const std::string& k) const {
+    for (const auto& f : flags) {
+      if (f == k) return true;
+    }
+    return false;
+  }
+};
+
+Status ParseArgs(int argc, char** argv, int first, const std::vector<std::string>& with_value,
+                 const std::vector<std::string>& boolean, Args* out) {
+  for (int i = first; i < argc; ++i) {
+    std::string a = argv[i];
+    bool matched = false;
+    for (const auto& k : with_value) {
+      if (a == k) {
+        if (i + 1 >= argc) return InvalidArgumentError("option " + a + " needs a value");
+        out->values[k] = argv[++i];
+        matched = true;
+        break;
+      }
+    }
+    for (const auto& k : boolean) {
+      if (!matched && a == k) {
+        out->flags.push_back(k);
+        matched = true;
+      }
+    }
+    if (!matched) return InvalidArgumentError("unknown argument '" + a + "'");
+  }
+  return OkStatus();
+}
+
+Status ParseInt(const std::string& what, const std::string& s, int64_t min, int64_t max,
+                int64_t* out) {
+  char* end = nullptr;
+  errno = 0;
+  const long long v = std::strtoll(s.c_str(), &end, 10);
+  if (s.empty() || *end != '\0' || errno != 0 || v < min || v > max) {
+    return InvalidArgumentError(what + " must be an integer in [" + std::to_string(min) + ", " +
+                                std::to_string(max) + "], got '" + s + "'");
+  }
+  *out = v;
+  return OkStatus();
+}
+
+Status ParseIds(const std::string& s, std::vector<int32_t>* ids) {
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t comma = s.find(',', start);
+    if (comma == std::string::npos) comma = s.size();
+    std::string item = s.substr(start, comma - start);
+    while (!item.empty() && item.front() == ' ') item.erase(item.begin());
+    while (!item.empty() && item.back() == ' ') item.pop_back();
+    int64_t v = 0;
+    GEMMA4_RETURN_IF_ERROR(ParseInt("--ids entry", item, 0, INT32_MAX, &v));
+    ids->push_back(static_cast<int32_t>(v));
+    start = comma + 1;
+  }
+  if (ids->empty()) return InvalidArgumentError("--ids is empty");
+  return OkStatus();
+}
+
+Status CommonOptions(const Args& args, std::unique_ptr<Model>* model, int64_t* threads) {
+  if (!args.Has("--model")) return InvalidArgumentError("--model PATH is required");
+  *threads = 1;
+  if (args.Has("--threads")) {
+    GEMMA4_RETURN_IF_ERROR(ParseInt("--threads", args.values.at("--threads"), 1, 1024, threads));
+  }
+  GEMMA4_ASSIGN_OR_RETURN(*model, Model::Load(args.values.at("--model")));
+  return OkStatus();
+}
+
+Status RunLogits(int argc, char** argv) {
+  Args args;
+  GEMMA4_RETURN_IF_ERROR(
+      ParseArgs(argc, argv, 2, {"--model", "--ids", "--out", "--chunk", "--threads"}, {}, &args));
+  if (!args.Has("--ids")) return InvalidArgumentError("--ids is required");
+  if (!args.Has("--out")) return InvalidArgumentError("--out FILE is required");
+  std::vector<int32_t> ids;
+  GEMMA4_RETURN_IF_ERROR(ParseIds(args.values.at("--ids"), &ids));
+  int64_t chunk = static_cast<int64_t>(ids.size());
+  if (args.Has("--chunk")) {
+    GEMMA4_RETURN_IF_ERROR(ParseInt("--chunk", args.values.at("--chunk"), 1, INT32_MAX, &chunk));
+  }
+  std::unique_ptr<Model> model;
+  int64_t threads;
+  GEMMA4_RETURN_IF_ERROR(CommonOptions(args, &model, &threads));
+  ThreadPool pool(static_cast<int>(threads));
+  InferenceState state(*model, &pool);
+  const int64_t n = static_cast<int64_t>(ids.size()), vocab = model->config().vocab_size;
+  std::vector<float> all(n * vocab), part;
+  for (int64_t done = 0; done < n; done += chunk) {
+    const int64_t len = std::min(chunk, n - done);
+    GEMMA4_RETURN_IF_ERROR(state.Forward(ids.data() + done, len, LogitsMode::kAll, &part));
+    std::copy(part.begin(), part.end(), all.begin() + done * vocab);
+  }
+  const std::string& out = args.values.at("--out");
+  std::ofstream f(out, std::ios::binary);
+  // float32 in host order; every supported host is little-endian (checked at build time).
+  static_assert(std::endian::native == std::endian::little);
+  f.write(reinterpret_cast<const char*>(all.data()),
+          static_cast<std::streamsize>(all.size() * sizeof(float)));
+  if (!f) return InvalidArgumentError(out + ": cannot write the logits file");
+  return OkStatus();
+}
+
+Status RunGenerate(int argc, char** argv) {
+  Args args;
+  GEMMA4_RETURN_IF_ERROR(
+      ParseArgs(argc, argv, 2, {"--model", "--ids", "-n", "--threads"}, {"--greedy"}, &args));
+  if (!args.Has("--ids")) return InvalidArgumentError("--ids is required");
+  if (!args.Flag("--greedy")) {
+    return InvalidArgumentError("generate needs --greedy (sampled decoding is not available yet)");
+  }
+  std::vector<int32_t> ids;
+  GEMMA4_RETURN_IF_ERROR(ParseIds(args.values.at("--ids"), &ids));
+  int64_t max_new = 32;
+  if (args.Has("-n"))
+    GEMMA4_RETURN_IF_ERROR(ParseInt("-n", args.values.at("-n"), 0, INT32_MAX, &max_new));
+  std::unique_ptr<Model> model;
+  int64_t threads;
+  GEMMA4_RETURN_IF_ERROR(CommonOptions(args, &model, &threads));
+  ThreadPool pool(static_cast<int>(threads));
+  InferenceState state(*model, &pool);
+  std::vector<float> logits;
+  std::vector<int32_t> generated;
+  std::vector<int32_t> next = ids;
+  for (int64_t step = 0; step < max_new; ++step) {
+    GEMMA4_RETURN_IF_ERROR(
+        state.Forward(next.data(), static_cast<int64_t>(next.size()), LogitsMode::kLast, &logits));
+    int32_t best = 0;
+    for (int32_t v = 1; v < static_cast<int32_t>(logits.size()); ++v) {
+      if (logits[v] > logits[best]) best = v;
+    }
+    generated.push_back(best);
+    bool eos = false;
+    for (int e : model->config().eos_token_ids) eos = eos || e == best;
+    if (eos) break;
+    next.assign(1, best);
+  }
+  std::string line;
+  for (size_t i = 0; i < generated.size(); ++i) {
+    if (i) line += ",";
+    line += std::to_string(generated[i]);
+  }
+  std::printf("%s\n", line.c_str());
+  return OkStatus();
+}
+
+std::string HumanBytes(uint64_t b) {
+  char buf[64];
+  if (b >= (1ull << 30)) {
+    std::snprintf(buf, sizeof(buf), "%.2f GiB", b / double(1ull << 30));
+  } else if (b >= (1ull << 20)) {
+    std::snprintf(buf, sizeof(buf), "%.2f MiB", b / double(1ull << 20));
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.1f KiB", b / 1024.0);
+  }
+  return buf;
+}
+
+Status RunInfo(int argc, char** argv) {
+  Args args;
+  GEMMA4_RETURN_IF_ERROR(ParseArgs(argc, argv, 2, {"--model"}, {}, &args));
+  std::unique_ptr<Model> model;
+  int64_t threads;
+  GEMMA4_RETURN_IF_ERROR(CommonOptions(args, &model, &threads));
+  const ModelConfig& c = model->config();
+  std::printf("variant: %s\n", c.variant.c_str());
+  std::printf("layout: %s (text weights under '%s')\n", c.model_type.c_str(),
+              model->text_prefix().c_str());
+  std::printf("vocab: %d  hidden: %d  layers: %d  heads: %d  sliding_window: %d\n", c.vocab_size,
+              c.hidden_size, c.num_layers, c.num_heads, c.sliding_window);
+  std::printf("ple_dim: %d  moe: %s", c.ple_dim, c.moe ? "yes" : "no");
+  if (c.moe) {
+    std::printf(" (%d experts, top-%d, width %d)", c.num_experts, c.top_k_experts, c.moe_width);
+  }
+  std::printf("  kv_shared_layers: %d  final_logit_softcap: %g\n", c.num_kv_shared_layers,
+              c.final_logit_softcap);
+  std::printf("%5s  %-7s  %8s  %8s  %4s  %9s  %9s  %10s\n", "layer", "type", "head_dim", "kv_heads",
+              "k=v", "kv_source", "mlp_width", "rope_pairs");
+  for (int i = 0; i < c.num_layers; ++i) {
+    const LayerConfig& l = c.layers[i];
+    std::printf("%5d  %-7s  %8d  %8d  %4s  %9d  %9d  %10d\n", i, l.sliding ? "sliding" : "global",
+                l.head_dim, l.num_kv_heads, l.k_eq_v ? "yes" : "no", l.kv_source, l.mlp_width,
+                l.rotated_pairs);
+  }
+  std::printf("parameters: %lld\n", static_cast<long long>(model->num_parameters()));
+  std::printf("mapped bytes: %llu (%s)\n", static_cast<unsigned long long>(model->weight_bytes()),
+              HumanBytes(model->weight_bytes()).c_str());
+  return OkStatus();
+}
+
+int Main(int argc, char** argv) {
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string cmd = argv[1];
+  Status status;
+  if (cmd == "logits") {
+    status = RunLogits(argc, argv);
+  } else if (cmd == "generate") {
+    status = RunGenerate(argc, argv);
+  } else if (cmd == "info") {
+    status = RunInfo(argc, argv);
+  } else {
+    std::fprintf(stderr, "gemma4: unknown command '%s'\n%s", cmd.c_str(), kUsage);
+    return 2;
+  }
+  if (!status.ok()) {
+    std::fprintf(stderr, "gemma4 %s: %s\n", cmd.c_str(), status.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace gemma4
+
+int main(int argc, char** argv) { return gemma4::Main(argc, argv); }
