@@ -23,6 +23,8 @@ class Checkpoint {
 
   const json::Value& config_json() const { return config_json_; }
   const std::string& config_path() const { return config_path_; }
+  // generation_config.json beside config.json; null when the file is absent.
+  const json::Value& generation_config_json() const { return generation_config_json_; }
   const std::string& path() const { return path_; }
   // nullptr when absent.
   const TensorView* Find(std::string_view name) const;
@@ -36,6 +38,7 @@ class Checkpoint {
   std::string path_;
   std::string config_path_;
   json::Value config_json_;
+  json::Value generation_config_json_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::unordered_map<std::string, TensorView> tensors_;
 };

@@ -121,6 +121,24 @@ Status ComputeInvFreq(const RopeParams& rope, int head_dim, const std::string& w
   return OkStatus();
 }
 
+Status ReadTokenIds(const json::Value& v, const std::string& where, std::vector<int>* out) {
+  out->clear();
+  int64_t id = 0;
+  if (v.is_array()) {
+    for (const json::Value& e : v.as_array()) {
+      if (!e.GetInt64(&id) || id < 0 || id > INT32_MAX) {
+        return InvalidArgumentError(where + ": token ids must be non-negative integers");
+      }
+      out->push_back(static_cast<int>(id));
+    }
+  } else if (v.GetInt64(&id) && id >= 0 && id <= INT32_MAX) {
+    out->push_back(static_cast<int>(id));
+  } else if (!v.is_null()) {
+    return InvalidArgumentError(where + ": token ids must be non-negative integers");
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 StatusOr<ModelConfig> ParseModelConfig(const json::Value& root, const std::string& source) {
@@ -194,14 +212,7 @@ StatusOr<ModelConfig> ParseModelConfig(const json::Value& root, const std::strin
                               "supported");
   }
   if (const json::Value* eos = text->Find("eos_token_id"); eos != nullptr) {
-    int64_t id = 0;
-    if (eos->is_array()) {
-      for (const json::Value& e : eos->as_array()) {
-        if (e.GetInt64(&id)) c.eos_token_ids.push_back(static_cast<int>(id));
-      }
-    } else if (eos->GetInt64(&id)) {
-      c.eos_token_ids.push_back(static_cast<int>(id));
-    }
+    GEMMA4_RETURN_IF_ERROR(ReadTokenIds(*eos, where + ": eos_token_id", &c.eos_token_ids));
   }
 
   // Layer types: the explicit list, else the default 5:1 pattern; the last layer is global.
@@ -323,6 +334,17 @@ StatusOr<ModelConfig> ParseModelConfig(const json::Value& root, const std::strin
   }
   c.variant = GuessVariant(c);
   return c;
+}
+
+
+Status ApplyGenerationConfig(const json::Value& generation_config, const std::string& source,
+                             ModelConfig* config) {
+  if (generation_config.is_null()) return OkStatus();
+  if (!generation_config.is_object()) return InvalidArgumentError(source + ": not a JSON object");
+  if (const json::Value* eos = generation_config.Find("eos_token_id"); eos != nullptr) {
+    GEMMA4_RETURN_IF_ERROR(ReadTokenIds(*eos, source + ": eos_token_id", &config->eos_token_ids));
+  }
+  return OkStatus();
 }
 
 std::string GuessVariant(const ModelConfig& c) {

@@ -62,6 +62,11 @@ struct ModelConfig {
 // Parses config.json text. `source` names the file in error messages.
 StatusOr<ModelConfig> ParseModelConfig(const json::Value& root, const std::string& source);
 
+// Takes the stop tokens (eos_token_id) from a generation_config.json, as transformers'
+// generate() does; a null value leaves the config's own.
+Status ApplyGenerationConfig(const json::Value& generation_config, const std::string& source,
+                             ModelConfig* config);
+
 // "E2B-like" name for known released dimensions, else "custom".
 std::string GuessVariant(const ModelConfig& c);
 
