@@ -28,6 +28,14 @@ const char* DTypeName(DType t) {
       return "F8_E4M3";
     case DType::kF8E5M2:
       return "F8_E5M2";
+    case DType::kQ8_0:
+      return "Q8_0";
+    case DType::kQ4_0:
+      return "Q4_0";
+    case DType::kQ4_K:
+      return "Q4_K";
+    case DType::kQ6_K:
+      return "Q6_K";
   }
   return "?";
 }
@@ -44,14 +52,43 @@ size_t DTypeSize(DType t) {
     case DType::kBF16:
     case DType::kI16:
       return 2;
-    case DType::kI8:
-    case DType::kU8:
-    case DType::kBool:
-    case DType::kF8E4M3:
-    case DType::kF8E5M2:
+    default:
       return 1;
   }
-  return 1;
+}
+
+int64_t BlockElements(DType t) {
+  switch (t) {
+    case DType::kQ8_0:
+    case DType::kQ4_0:
+      return 32;
+    case DType::kQ4_K:
+    case DType::kQ6_K:
+      return 256;
+    default:
+      return 1;
+  }
+}
+
+size_t BlockBytes(DType t) {
+  switch (t) {
+    case DType::kQ8_0:
+      return 34;  // f16 d + 32 x int8
+    case DType::kQ4_0:
+      return 18;  // f16 d + 16 bytes of nibbles
+    case DType::kQ4_K:
+      return 144;  // f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles
+    case DType::kQ6_K:
+      return 210;  // 128 bytes low bits, 64 bytes high bits, 16 int8 scales, f16 d
+    default:
+      return DTypeSize(t);
+  }
+}
+
+bool IsBlockType(DType t) { return BlockElements(t) > 1; }
+
+uint64_t RowBytes(DType t, int64_t cols) {
+  return static_cast<uint64_t>(cols / BlockElements(t)) * BlockBytes(t);
 }
 
 bool IsComputeType(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
@@ -67,7 +104,7 @@ std::string TensorView::ShapeString() const {
 
 TensorView TensorView::RowSlice(int64_t first, int64_t count) const {
   TensorView v = *this;
-  const uint64_t row_bytes = static_cast<uint64_t>(cols()) * DTypeSize(dtype);
+  const uint64_t row_bytes = RowBytes(dtype, cols());
   v.shape = {count, cols()};
   v.data = data + first * row_bytes;
   v.nbytes = count * row_bytes;

@@ -24,11 +24,23 @@ enum class DType : uint8_t {
   kBool,
   kF8E4M3,
   kF8E5M2,
+  // llama.cpp block-quantized formats (exact ggml layouts, see src/quant/quant.h): a row is a
+  // sequence of blocks, each holding a scale and BlockElements(t) quantized values.
+  kQ8_0,
+  kQ4_0,
+  kQ4_K,
+  kQ6_K,
 };
 
 const char* DTypeName(DType t);
-// Bytes per element; every type here is a whole number of bytes per element.
+// Bytes per element of an unblocked type (1 for block types: use RowBytes).
 size_t DTypeSize(DType t);
+// Elements per block (1 for unblocked types) and bytes per block.
+int64_t BlockElements(DType t);
+size_t BlockBytes(DType t);
+bool IsBlockType(DType t);
+// Bytes of one row of `cols` elements; cols must be a multiple of BlockElements(t).
+uint64_t RowBytes(DType t, int64_t cols);
 // Whether matmul/gather kernels accept this type.
 bool IsComputeType(DType t);
 

@@ -1,5 +1,8 @@
 #include "ops/ops.h"
 
+#include "kernels/kernels.h"
+#include "quant/quant.h"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -34,6 +37,10 @@ float F16ToF32(uint16_t h) {
 }
 
 void ToF32(const TensorView& t, int64_t first, int64_t count, float* out) {
+  if (IsBlockType(t.dtype)) {
+    quant::DequantizeRow(t.dtype, t.data + RowBytes(t.dtype, first), count, out);
+    return;
+  }
   switch (t.dtype) {
     case DType::kF32:
       std::memcpy(out, t.data + first * 4, count * 4);
@@ -73,7 +80,47 @@ float Dot(const float* a, const float* b, int64_t n) {
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
+namespace {
+
+// Block-quantized weights: activations are quantized to int8 blocks once, then every weight
+// row is dotted with up to four tokens at a time by the ISA's integer kernel.
+void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool) {
+  const int64_t n_out = w.rows(), k = w.cols();
+  const kernels::KernelTable& table = kernels::BestTable();
+  const kernels::RowDotFn dot = w.dtype == DType::kQ8_0 ? table.dot_q8_0 : table.dot_q4_0;
+  quant::QuantizedActivations acts;
+  quant::QuantizeActivations(x, s, k, &acts);
+  const uint64_t row_bytes = RowBytes(w.dtype, k);
+  const int64_t nblocks = k / quant::kBlock;
+  constexpr int64_t kTokenTile = 32;  // activations of a tile stay in L2 while rows stream
+  auto body = [&](int64_t begin, int64_t end) {
+    float out[4];
+    for (int64_t t0 = 0; t0 < s; t0 += kTokenTile) {
+      const int64_t t1 = std::min(s, t0 + kTokenTile);
+      for (int64_t n = begin; n < end; ++n) {
+        const uint8_t* row = w.data + n * row_bytes;
+        for (int64_t t = t0; t < t1; t += 4) {
+          const int nt = static_cast<int>(std::min<int64_t>(4, t1 - t));
+          dot(row, nblocks, acts, t, nt, out);
+          for (int i = 0; i < nt; ++i) y[(t + i) * n_out + n] = out[i];
+        }
+      }
+    }
+  };
+  if (pool != nullptr) {
+    pool->ParallelFor(n_out, 16, body);
+  } else {
+    body(0, n_out);
+  }
+}
+
+}  // namespace
+
 void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool) {
+  if (w.dtype == DType::kQ8_0 || w.dtype == DType::kQ4_0) {
+    MatMulQuantized(w, x, s, y, pool);
+    return;
+  }
   const int64_t n_out = w.rows(), k = w.cols();
   auto body = [&](int64_t begin, int64_t end) {
     std::vector<float> row(k);

@@ -1,0 +1,42 @@
+// Integer matmul kernels for block-quantized weights, one implementation per ISA (each in its
+// own translation unit, compiled with that ISA's flags) plus a scalar reference. The table for
+// the running CPU is chosen once; tests ask for each table explicitly.
+#ifndef GEMMA4_SRC_KERNELS_KERNELS_H_
+#define GEMMA4_SRC_KERNELS_KERNELS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "quant/quant.h"
+
+namespace gemma4::kernels {
+
+// Dot products of one quantized weight row (nblocks blocks of 32) with activation rows
+// token .. token + ntok - 1 (1 <= ntok <= 4) of `a`; out[i] receives the result for token + i.
+using RowDotFn = void (*)(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
+                          int64_t token, int ntok, float* out);
+
+struct KernelTable {
+  const char* isa;
+  RowDotFn dot_q8_0;
+  RowDotFn dot_q4_0;
+};
+
+enum class Isa { kReference, kAvx2, kAvx512Vnni };
+
+// Whether this CPU can run `isa` (always true for kReference).
+bool CpuSupports(Isa isa);
+// The table of `isa`; callers check CpuSupports first.
+const KernelTable& TableFor(Isa isa);
+// The best table for this CPU. The environment variable GEMMA4_ISA (ref, avx2, avx512) can
+// force a lower one for debugging.
+const KernelTable& BestTable();
+
+const KernelTable& ReferenceTable();
+const KernelTable& Avx2Table();
+const KernelTable& Avx512VnniTable();
+
+}  // namespace gemma4::kernels
+
+#endif  // GEMMA4_SRC_KERNELS_KERNELS_H_

@@ -1,0 +1,181 @@
+// AVX-512 (F, BW, VL, DQ) + VNNI + F16C kernels: vpdpbusd multiplies unsigned weight bytes
+// with signed activation bytes and accumulates into int32 in one instruction, two 32-value
+// blocks per 512-bit register. Compiled with those flags; only called after
+// CpuSupports(Isa::kAvx512Vnni).
+// GCC 12's AVX-512 headers use _mm512_undefined_*() placeholders that trip
+// -Wmaybe-uninitialized at every inlined call site (GCC bug 105593); the values are never read.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/kernels.h"
+
+namespace gemma4::kernels {
+namespace {
+
+inline float LoadHalf(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+// Two Q4_0 blocks' nibbles as 64 unsigned bytes in element order: [lo0 hi0 lo1 hi1].
+inline __m512i ExpandQ4Pair(const uint8_t* qs0, const uint8_t* qs1) {
+  const __m256i raw = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs1)),
+                                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs0)));
+  const __m256i mask = _mm256_set1_epi8(0x0F);
+  const __m256i lo = _mm256_and_si256(raw, mask);
+  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+  const __m512i z = _mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1);  // lo0 lo1 hi0 hi1
+  return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+inline __m256i ExpandQ4(const uint8_t* qs) {
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m128i mask = _mm_set1_epi8(0x0F);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), mask), _mm_and_si128(raw, mask));
+}
+
+inline __m512 PairScale(float s0, float s1) {
+  return _mm512_insertf32x8(_mm512_zextps256_ps512(_mm256_set1_ps(s0)), _mm256_set1_ps(s1), 1);
+}
+
+inline float HorizontalSum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+template <int NT>
+void DotQ4_0T(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
+              int64_t token, float* out) {
+  __m512 acc[NT];
+  float corr[NT];
+  const int8_t* aq[NT];
+  const float* as[NT];
+  const int32_t* asum[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm512_setzero_ps();
+    corr[t] = 0;
+    aq[t] = a.q_row(token + t);
+    as[t] = a.scale_row(token + t);
+    asum[t] = a.sum_row(token + t);
+  }
+  constexpr int kB = quant::kQ4_0BlockBytes;
+  int64_t b = 0;
+  for (; b + 2 <= nblocks; b += 2, w += 2 * kB) {
+    const float dw0 = LoadHalf(w), dw1 = LoadHalf(w + kB);
+    const __m512i wq = ExpandQ4Pair(w + 2, w + kB + 2);
+    for (int t = 0; t < NT; ++t) {
+      const __m512i av = _mm512_loadu_si512(aq[t] + b * 32);
+      const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, av);
+      const float d0 = dw0 * as[t][b], d1 = dw1 * as[t][b + 1];
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), PairScale(d0, d1), acc[t]);
+      corr[t] +=
+          d0 * static_cast<float>(8 * asum[t][b]) + d1 * static_cast<float>(8 * asum[t][b + 1]);
+    }
+  }
+  float tail[NT] = {};
+  if (b < nblocks) {
+    const float dw = LoadHalf(w);
+    const __m256i wq = ExpandQ4(w + 2);
+    for (int t = 0; t < NT; ++t) {
+      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(aq[t] + b * 32));
+      const __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wq, av);
+      const float d = dw * as[t][b];
+      tail[t] = HorizontalSum256(_mm256_mul_ps(_mm256_cvtepi32_ps(dp), _mm256_set1_ps(d)));
+      corr[t] += d * static_cast<float>(8 * asum[t][b]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) + tail[t] - corr[t];
+}
+
+// |w| (unsigned) times a * sign(w) (signed) equals w * a for int8 in [-127, 127].
+inline __m512i DotS8S8(__m512i wq, __m512i av) {
+  const __mmask64 neg = _mm512_movepi8_mask(wq);
+  const __m512i wabs = _mm512_abs_epi8(wq);
+  const __m512i asg = _mm512_mask_sub_epi8(av, neg, _mm512_setzero_si512(), av);
+  return _mm512_dpbusd_epi32(_mm512_setzero_si512(), wabs, asg);
+}
+
+template <int NT>
+void DotQ8_0T(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
+              int64_t token, float* out) {
+  __m512 acc[NT];
+  const int8_t* aq[NT];
+  const float* as[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm512_setzero_ps();
+    aq[t] = a.q_row(token + t);
+    as[t] = a.scale_row(token + t);
+  }
+  constexpr int kB = quant::kQ8_0BlockBytes;
+  int64_t b = 0;
+  for (; b + 2 <= nblocks; b += 2, w += 2 * kB) {
+    const float dw0 = LoadHalf(w), dw1 = LoadHalf(w + kB);
+    const __m512i wq = _mm512_inserti64x4(
+        _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2))),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + kB + 2)), 1);
+    for (int t = 0; t < NT; ++t) {
+      const __m512i av = _mm512_loadu_si512(aq[t] + b * 32);
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DotS8S8(wq, av)),
+                               PairScale(dw0 * as[t][b], dw1 * as[t][b + 1]), acc[t]);
+    }
+  }
+  float tail[NT] = {};
+  if (b < nblocks) {
+    const float dw = LoadHalf(w);
+    const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2));
+    const __m256i wabs = _mm256_sign_epi8(wq, wq);
+    for (int t = 0; t < NT; ++t) {
+      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(aq[t] + b * 32));
+      const __m256i dp =
+          _mm256_dpbusd_epi32(_mm256_setzero_si256(), wabs, _mm256_sign_epi8(av, wq));
+      tail[t] =
+          HorizontalSum256(_mm256_mul_ps(_mm256_cvtepi32_ps(dp), _mm256_set1_ps(dw * as[t][b])));
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) + tail[t];
+}
+
+void DotQ4_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  switch (ntok) {
+    case 4:
+      return DotQ4_0T<4>(w, nblocks, a, token, out);
+    case 3:
+      return DotQ4_0T<3>(w, nblocks, a, token, out);
+    case 2:
+      return DotQ4_0T<2>(w, nblocks, a, token, out);
+    default:
+      return DotQ4_0T<1>(w, nblocks, a, token, out);
+  }
+}
+
+void DotQ8_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  switch (ntok) {
+    case 4:
+      return DotQ8_0T<4>(w, nblocks, a, token, out);
+    case 3:
+      return DotQ8_0T<3>(w, nblocks, a, token, out);
+    case 2:
+      return DotQ8_0T<2>(w, nblocks, a, token, out);
+    default:
+      return DotQ8_0T<1>(w, nblocks, a, token, out);
+  }
+}
+
+}  // namespace
+
+const KernelTable& Avx512VnniTable() {
+  static const KernelTable table = {"avx512vnni", DotQ8_0, DotQ4_0};
+  return table;
+}
+
+}  // namespace gemma4::kernels

@@ -1,0 +1,81 @@
+#include "kernels/kernels.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace gemma4::kernels {
+namespace {
+
+void DotQ8_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  for (int i = 0; i < ntok; ++i) {
+    out[i] = quant::DotQ8_0Reference(w, a.q_row(token + i), a.scale_row(token + i), nblocks);
+  }
+}
+
+void DotQ4_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  for (int i = 0; i < ntok; ++i) {
+    out[i] = quant::DotQ4_0Reference(w, a.q_row(token + i), a.scale_row(token + i),
+                                     a.sum_row(token + i), nblocks);
+  }
+}
+
+}  // namespace
+
+const KernelTable& ReferenceTable() {
+  static const KernelTable table = {"ref", DotQ8_0, DotQ4_0};
+  return table;
+}
+
+bool CpuSupports(Isa isa) {
+#if defined(__x86_64__) || defined(__i386__)
+  switch (isa) {
+    case Isa::kReference:
+      return true;
+    case Isa::kAvx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+             __builtin_cpu_supports("f16c");
+    case Isa::kAvx512Vnni:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c");
+  }
+  return false;
+#else
+  return isa == Isa::kReference;
+#endif
+}
+
+const KernelTable& TableFor(Isa isa) {
+  switch (isa) {
+#ifdef GEMMA4_HAVE_X86_KERNELS
+    case Isa::kAvx2:
+      return Avx2Table();
+    case Isa::kAvx512Vnni:
+      return Avx512VnniTable();
+#endif
+    default:
+      return ReferenceTable();
+  }
+}
+
+const KernelTable& BestTable() {
+  static const KernelTable* best = [] {
+    const char* force = std::getenv("GEMMA4_ISA");
+    Isa limit = Isa::kAvx512Vnni;
+    if (force != nullptr) {
+      if (std::strcmp(force, "ref") == 0) limit = Isa::kReference;
+      if (std::strcmp(force, "avx2") == 0) limit = Isa::kAvx2;
+    }
+    for (Isa isa : {Isa::kAvx512Vnni, Isa::kAvx2}) {
+      if (static_cast<int>(isa) <= static_cast<int>(limit) && CpuSupports(isa)) {
+        return &TableFor(isa);
+      }
+    }
+    return &ReferenceTable();
+  }();
+  return *best;
+}
+
+}  // namespace gemma4::kernels

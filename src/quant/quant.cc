@@ -1,0 +1,252 @@
+#include "quant/quant.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "ops/ops.h"
+
+namespace gemma4::quant {
+
+uint16_t FloatToHalf(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000;
+  const uint32_t abs = x & 0x7FFFFFFF;
+  if (abs >= 0x7F800000) {  // inf or nan
+    return static_cast<uint16_t>(sign | 0x7C00 | (abs > 0x7F800000 ? 0x200 : 0));
+  }
+  if (abs >= 0x477FF000) return static_cast<uint16_t>(sign | 0x7C00);  // rounds to inf
+  if (abs < 0x38800000) {  // subnormal half (or zero): scale into the 10-bit mantissa
+    float af;
+    std::memcpy(&af, &abs, 4);
+    const float scaled = af * 16777216.0f;  // 2^24: one half-subnormal ulp = 2^-24
+    const uint32_t m = static_cast<uint32_t>(std::nearbyint(scaled));
+    return static_cast<uint16_t>(sign | m);
+  }
+  // Normal: rebias the exponent and round the mantissa to 10 bits, ties to even.
+  const uint32_t mant = abs & 0x7FFFFF;
+  const uint32_t exp = (abs >> 23) - 127 + 15;
+  uint32_t h = (exp << 10) | (mant >> 13);
+  const uint32_t rem = mant & 0x1FFF;
+  if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) ++h;  // may carry into the exponent: fine
+  return static_cast<uint16_t>(sign | h);
+}
+
+float HalfToFloat(uint16_t h) { return ops::F16ToF32(h); }
+
+void QuantizeRowQ8_0(const float* x, int64_t n, uint8_t* out) {
+  for (int64_t b = 0; b < n / kBlock; ++b, x += kBlock, out += kQ8_0BlockBytes) {
+    float amax = 0;
+    for (int i = 0; i < kBlock; ++i) amax = std::max(amax, std::fabs(x[i]));
+    const float d = amax / 127.0f;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    const uint16_t dh = FloatToHalf(d);
+    std::memcpy(out, &dh, 2);
+    for (int i = 0; i < kBlock; ++i) {
+      out[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(std::lround(x[i] * id)));
+    }
+  }
+}
+
+void QuantizeRowQ4_0(const float* x, int64_t n, uint8_t* out) {
+  for (int64_t b = 0; b < n / kBlock; ++b, x += kBlock, out += kQ4_0BlockBytes) {
+    // The signed value of largest magnitude maps to -8, so the full [-8, 7] range is used.
+    float amax = 0, max = 0;
+    for (int i = 0; i < kBlock; ++i) {
+      if (std::fabs(x[i]) > amax) {
+        amax = std::fabs(x[i]);
+        max = x[i];
+      }
+    }
+    const float d = max / -8.0f;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    const uint16_t dh = FloatToHalf(d);
+    std::memcpy(out, &dh, 2);
+    for (int j = 0; j < kBlock / 2; ++j) {
+      const int lo = std::min(15, static_cast<int>(static_cast<int8_t>(x[j] * id + 8.5f)));
+      const int hi = std::min(15, static_cast<int>(static_cast<int8_t>(x[j + 16] * id + 8.5f)));
+      out[2 + j] = static_cast<uint8_t>(lo | (hi << 4));
+    }
+  }
+}
+
+namespace {
+
+uint16_t LoadU16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+void ScaleMinK4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
+  if (j < 4) {
+    *d = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+    *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+void DequantizeQ4_K(const uint8_t* block, float* y) {
+  const float d = HalfToFloat(LoadU16(block));
+  const float dmin = HalfToFloat(LoadU16(block + 2));
+  const uint8_t* scales = block + 4;
+  const uint8_t* q = block + 16;
+  int is = 0;
+  for (int j = 0; j < 256; j += 64) {
+    uint8_t sc, m;
+    ScaleMinK4(is, scales, &sc, &m);
+    const float d1 = d * sc, m1 = dmin * m;
+    ScaleMinK4(is + 1, scales, &sc, &m);
+    const float d2 = d * sc, m2 = dmin * m;
+    for (int l = 0; l < 32; ++l) *y++ = d1 * (q[l] & 0xF) - m1;
+    for (int l = 0; l < 32; ++l) *y++ = d2 * (q[l] >> 4) - m2;
+    q += 32;
+    is += 2;
+  }
+}
+
+void DequantizeQ6_K(const uint8_t* block, float* y) {
+  const uint8_t* ql = block;
+  const uint8_t* qh = block + 128;
+  const int8_t* sc = reinterpret_cast<const int8_t*>(block + 192);
+  const float d = HalfToFloat(LoadU16(block + 208));
+  for (int n = 0; n < 256; n += 128) {
+    for (int l = 0; l < 32; ++l) {
+      const int is = l / 16;
+      const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+      const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+      const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+      const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+      y[l] = d * sc[is] * q1;
+      y[l + 32] = d * sc[is + 2] * q2;
+      y[l + 64] = d * sc[is + 4] * q3;
+      y[l + 96] = d * sc[is + 6] * q4;
+    }
+    y += 128;
+    ql += 64;
+    qh += 32;
+    sc += 8;
+  }
+}
+
+}  // namespace
+
+void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out) {
+  switch (type) {
+    case DType::kQ8_0:
+      for (int64_t b = 0; b < count / kBlock; ++b, row += kQ8_0BlockBytes) {
+        const float d = HalfToFloat(LoadU16(row));
+        for (int i = 0; i < kBlock; ++i) *out++ = d * static_cast<int8_t>(row[2 + i]);
+      }
+      return;
+    case DType::kQ4_0:
+      for (int64_t b = 0; b < count / kBlock; ++b, row += kQ4_0BlockBytes, out += kBlock) {
+        const float d = HalfToFloat(LoadU16(row));
+        for (int j = 0; j < 16; ++j) {
+          out[j] = d * ((row[2 + j] & 0xF) - 8);
+          out[j + 16] = d * ((row[2 + j] >> 4) - 8);
+        }
+      }
+      return;
+    case DType::kQ4_K:
+      for (int64_t b = 0; b < count / 256; ++b) DequantizeQ4_K(row + b * 144, out + b * 256);
+      return;
+    case DType::kQ6_K:
+      for (int64_t b = 0; b < count / 256; ++b) DequantizeQ6_K(row + b * 210, out + b * 256);
+      return;
+    default: {
+      TensorView t;
+      t.dtype = type;
+      t.data = row;
+      ops::ToF32(t, 0, count, out);
+      return;
+    }
+  }
+}
+
+void QuantizeRow(DType type, const float* x, int64_t n, uint8_t* out) {
+  switch (type) {
+    case DType::kQ8_0:
+      QuantizeRowQ8_0(x, n, out);
+      return;
+    case DType::kQ4_0:
+      QuantizeRowQ4_0(x, n, out);
+      return;
+    case DType::kF32:
+      std::memcpy(out, x, n * 4);
+      return;
+    case DType::kF16:
+      for (int64_t i = 0; i < n; ++i) {
+        const uint16_t h = FloatToHalf(x[i]);
+        std::memcpy(out + 2 * i, &h, 2);
+      }
+      return;
+    case DType::kBF16:
+      for (int64_t i = 0; i < n; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, &x[i], 4);
+        // Round to nearest even; NaN stays NaN.
+        uint16_t h = (bits & 0x7FFFFFFF) > 0x7F800000
+                         ? static_cast<uint16_t>((bits >> 16) | 0x40)
+                         : static_cast<uint16_t>((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
+        std::memcpy(out + 2 * i, &h, 2);
+      }
+      return;
+    default:
+      return;  // callers only pass the types listed above
+  }
+}
+
+void QuantizeActivations(const float* x, int64_t rows, int64_t cols, QuantizedActivations* out) {
+  const int64_t nb = cols / kBlock;
+  out->rows = rows;
+  out->cols = cols;
+  out->q.resize(rows * cols);
+  out->scale.resize(rows * nb);
+  out->sum.resize(rows * nb);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < nb; ++b) {
+      const float* xb = x + r * cols + b * kBlock;
+      float amax = 0;
+      for (int i = 0; i < kBlock; ++i) amax = std::max(amax, std::fabs(xb[i]));
+      const float d = amax / 127.0f;
+      const float id = d != 0 ? 1.0f / d : 0.0f;
+      int8_t* q = out->q.data() + r * cols + b * kBlock;
+      int32_t sum = 0;
+      for (int i = 0; i < kBlock; ++i) {
+        q[i] = static_cast<int8_t>(std::lround(xb[i] * id));
+        sum += q[i];
+      }
+      out->scale[r * nb + b] = d;
+      out->sum[r * nb + b] = sum;
+    }
+  }
+}
+
+float DotQ8_0Reference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks) {
+  float total = 0;
+  for (int64_t b = 0; b < nblocks; ++b, w += kQ8_0BlockBytes, a += kBlock) {
+    int32_t acc = 0;
+    for (int i = 0; i < kBlock; ++i) acc += static_cast<int8_t>(w[2 + i]) * a[i];
+    total += HalfToFloat(LoadU16(w)) * a_scale[b] * static_cast<float>(acc);
+  }
+  return total;
+}
+
+float DotQ4_0Reference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                       const int32_t* a_sum, int64_t nblocks) {
+  float total = 0;
+  for (int64_t b = 0; b < nblocks; ++b, w += kQ4_0BlockBytes, a += kBlock) {
+    int32_t acc = 0;  // sum of nibble * a; the -8 offset is folded in via the block sum
+    for (int j = 0; j < 16; ++j) {
+      acc += (w[2 + j] & 0xF) * a[j] + (w[2 + j] >> 4) * a[j + 16];
+    }
+    total += HalfToFloat(LoadU16(w)) * a_scale[b] * static_cast<float>(acc - 8 * a_sum[b]);
+  }
+  return total;
+}
+
+}  // namespace gemma4::quant

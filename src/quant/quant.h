@@ -1,0 +1,59 @@
+// llama.cpp-compatible block quantization formats (exact ggml byte layouts, so GGUF files move
+// both ways) and the activation format the integer matmul kernels consume.
+//
+//   Q8_0: 32 values, { f16 d; int8 q[32]; }            x = d * q
+//   Q4_0: 32 values, { f16 d; uint8 q[16]; }           x = d * (nibble - 8); byte j holds
+//         element j in its low nibble and element j + 16 in its high nibble
+//   Q4_K: 256 values in 8 sub-blocks of 32 with 6-bit scales and mins (dequantize only)
+//   Q6_K: 256 values in 16 sub-blocks of 16 with int8 scales (dequantize only)
+#ifndef GEMMA4_SRC_QUANT_QUANT_H_
+#define GEMMA4_SRC_QUANT_QUANT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "model/tensor.h"
+
+namespace gemma4::quant {
+
+inline constexpr int kQ8_0BlockBytes = 34;
+inline constexpr int kQ4_0BlockBytes = 18;
+inline constexpr int kBlock = 32;
+
+// IEEE half <-> float, round to nearest even (as ggml's reference conversion).
+uint16_t FloatToHalf(float f);
+float HalfToFloat(uint16_t h);
+
+// Row conversions; n must be a multiple of the type's block size.
+void QuantizeRowQ8_0(const float* x, int64_t n, uint8_t* out);
+void QuantizeRowQ4_0(const float* x, int64_t n, uint8_t* out);
+// Any supported type (float or block) to f32; `first` and `count` in elements, block-aligned.
+void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out);
+// Quantizes a row of a float matrix into `type` (Q8_0, Q4_0, F16, BF16 or F32).
+void QuantizeRow(DType type, const float* x, int64_t n, uint8_t* out);
+
+// Activations quantized for the integer kernels: per block of 32, an f32 scale, 32 int8 values
+// and their sum (used to fold Q4_0's -8 offset into one multiply).
+struct QuantizedActivations {
+  int64_t rows = 0;
+  int64_t cols = 0;          // multiple of 32
+  std::vector<int8_t> q;     // [rows, cols]
+  std::vector<float> scale;  // [rows, cols / 32]
+  std::vector<int32_t> sum;  // [rows, cols / 32]
+  const int8_t* q_row(int64_t r) const { return q.data() + r * cols; }
+  const float* scale_row(int64_t r) const { return scale.data() + r * (cols / kBlock); }
+  const int32_t* sum_row(int64_t r) const { return sum.data() + r * (cols / kBlock); }
+};
+
+// x: [rows, cols] f32 -> out (round to nearest, symmetric, scale = max|x| / 127 per block).
+void QuantizeActivations(const float* x, int64_t rows, int64_t cols, QuantizedActivations* out);
+
+// Scalar reference dot products of one weight row with one activation row (nblocks blocks).
+float DotQ8_0Reference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks);
+float DotQ4_0Reference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                       const int32_t* a_sum, int64_t nblocks);
+
+}  // namespace gemma4::quant
+
+#endif  // GEMMA4_SRC_QUANT_QUANT_H_

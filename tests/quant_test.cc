@@ -1,0 +1,170 @@
+// Quantization formats and integer kernels: every ISA's kernel against the scalar reference on
+// random data with odd block counts and 1..4 tokens; format round trips.
+#include <gtest/gtest.h>
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "ops/ops.h"
+#include "quant/quant.h"
+
+namespace gemma4 {
+namespace {
+
+std::vector<float> RandomVector(int64_t n, std::mt19937* rng, float scale = 1.0f) {
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(*rng);
+  return v;
+}
+
+TEST(HalfTest, RoundTripsEveryFiniteHalf) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float f = quant::HalfToFloat(static_cast<uint16_t>(h));
+    if (std::isnan(f)) {
+      EXPECT_TRUE(std::isnan(quant::HalfToFloat(quant::FloatToHalf(f))));
+      continue;
+    }
+    EXPECT_EQ(quant::FloatToHalf(f), h) << h;
+  }
+}
+
+// _MM_FROUND_TO_NEAREST_INT: round to nearest even, like ggml's reference conversion.
+__attribute__((target("f16c"))) uint16_t HardwareHalf(float f) {
+  return static_cast<uint16_t>(
+      _mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(f), _MM_FROUND_TO_NEAREST_INT), 0));
+}
+
+TEST(HalfTest, MatchesHardwareConversionOnRandomFloats) {
+  if (!__builtin_cpu_supports("f16c")) GTEST_SKIP() << "no F16C";
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<uint32_t> bits;
+  for (int i = 0; i < 200000; ++i) {
+    uint32_t b = bits(rng);
+    float f;
+    std::memcpy(&f, &b, 4);
+    if (std::isnan(f)) continue;
+    ASSERT_EQ(quant::FloatToHalf(f), HardwareHalf(f)) << f;
+  }
+}
+
+TEST(QuantTest, Q8_0RoundTripErrorIsWithinHalfAStep) {
+  std::mt19937 rng(1);
+  const auto x = RandomVector(32 * 9, &rng, 3.0f);
+  std::vector<uint8_t> q(9 * quant::kQ8_0BlockBytes);
+  quant::QuantizeRowQ8_0(x.data(), x.size(), q.data());
+  std::vector<float> y(x.size());
+  quant::DequantizeRow(DType::kQ8_0, q.data(), x.size(), y.data());
+  for (int b = 0; b < 9; ++b) {
+    float amax = 0;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[b * 32 + i]));
+    const float step = amax / 127.0f;
+    for (int i = 0; i < 32; ++i) {
+      // Half a step, plus the f16 rounding of the scale (2^-11 relative) times 127 steps.
+      EXPECT_NEAR(y[b * 32 + i], x[b * 32 + i], 0.5f * step + amax * 0.001f);
+    }
+  }
+}
+
+TEST(QuantTest, Q4_0RoundTripAndNibbleOrder) {
+  // Element j lives in the low nibble of byte j, element j + 16 in the high nibble.
+  std::vector<float> x(32);
+  for (int i = 0; i < 32; ++i) x[i] = static_cast<float>(i - 16);  // max |x| = 16 at i = 0
+  std::vector<uint8_t> q(quant::kQ4_0BlockBytes);
+  quant::QuantizeRowQ4_0(x.data(), 32, q.data());
+  EXPECT_EQ(quant::HalfToFloat(static_cast<uint16_t>(q[0] | (q[1] << 8))), 2.0f);  // -16 / -8
+  EXPECT_EQ(q[2] & 0xF, 0);  // x[0] = -16 -> -8 -> nibble 0
+  EXPECT_EQ(q[2] >> 4, 8);   // x[16] = 0 -> nibble 8
+  std::vector<float> y(32);
+  quant::DequantizeRow(DType::kQ4_0, q.data(), 32, y.data());
+  for (int i = 0; i < 32; ++i) EXPECT_NEAR(y[i], x[i], 1.0f + 1e-6f) << i;  // step 2
+}
+
+struct KernelCase {
+  kernels::Isa isa;
+  const char* name;
+};
+
+class KernelTest : public ::testing::TestWithParam<KernelCase> {};
+
+TEST_P(KernelTest, MatchesReferenceOnRandomData) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  const kernels::KernelTable& ref = kernels::ReferenceTable();
+  std::mt19937 rng(42);
+  for (int64_t nblocks : {1, 2, 3, 5, 7, 16, 48, 67}) {
+    const int64_t k = nblocks * 32;
+    const int64_t tokens = 5;
+    const auto x = RandomVector(tokens * k, &rng);
+    quant::QuantizedActivations acts;
+    quant::QuantizeActivations(x.data(), tokens, k, &acts);
+    const auto w = RandomVector(k, &rng, 0.05f);
+    for (DType type : {DType::kQ8_0, DType::kQ4_0}) {
+      std::vector<uint8_t> row(RowBytes(type, k));
+      quant::QuantizeRow(type, w.data(), k, row.data());
+      const kernels::RowDotFn fn = type == DType::kQ8_0 ? table.dot_q8_0 : table.dot_q4_0;
+      const kernels::RowDotFn ref_fn = type == DType::kQ8_0 ? ref.dot_q8_0 : ref.dot_q4_0;
+      for (int ntok = 1; ntok <= 4; ++ntok) {
+        for (int64_t first = 0; first + ntok <= tokens; ++first) {
+          float got[4], want[4];
+          fn(row.data(), nblocks, acts, first, ntok, got);
+          ref_fn(row.data(), nblocks, acts, first, ntok, want);
+          for (int i = 0; i < ntok; ++i) {
+            // Integer block sums are exact; only the float accumulation order of the
+            // per-block products differs: a few ulps of the sum of |terms|.
+            float mag = 0;
+            for (int64_t j = 0; j < k; ++j) mag += std::fabs(w[j] * x[(first + i) * k + j]);
+            EXPECT_NEAR(got[i], want[i], 1e-5f * mag + 1e-6f)
+                << DTypeName(type) << " nblocks " << nblocks << " ntok " << ntok;
+          }
+        }
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isas, KernelTest,
+                         ::testing::Values(KernelCase{kernels::Isa::kAvx2, "avx2"},
+                                           KernelCase{kernels::Isa::kAvx512Vnni, "avx512vnni"}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(QuantizedMatMulTest, CloseToFloatMatMul) {
+  // y = x W^T with W quantized: the integer path must agree with the float path on the
+  // dequantized weights up to the activation quantization error (int8, ~0.4% per block).
+  std::mt19937 rng(3);
+  const int64_t n = 37, k = 96, s = 6;
+  const auto w = RandomVector(n * k, &rng, 0.1f);
+  const auto x = RandomVector(s * k, &rng);
+  ThreadPool pool(2);
+  for (DType type : {DType::kQ8_0, DType::kQ4_0}) {
+    std::vector<uint8_t> bytes(n * RowBytes(type, k));
+    for (int64_t r = 0; r < n; ++r) {
+      quant::QuantizeRow(type, w.data() + r * k, k, bytes.data() + r * RowBytes(type, k));
+    }
+    TensorView t;
+    t.dtype = type;
+    t.shape = {n, k};
+    t.data = bytes.data();
+    t.nbytes = bytes.size();
+    std::vector<float> deq(n * k), y(s * n), want(s * n);
+    for (int64_t r = 0; r < n; ++r) ops::ToF32(t, r * k, k, deq.data() + r * k);
+    ops::MatMul(t, x.data(), s, y.data(), &pool);
+    for (int64_t i = 0; i < s; ++i) {
+      for (int64_t r = 0; r < n; ++r) {
+        double acc = 0, mag = 0;
+        for (int64_t j = 0; j < k; ++j) {
+          acc += double{deq[r * k + j]} * x[i * k + j];
+          mag += std::fabs(double{deq[r * k + j]} * x[i * k + j]);
+        }
+        EXPECT_NEAR(y[i * n + r], acc, 0.01 * mag) << DTypeName(type);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace gemma4
