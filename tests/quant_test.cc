@@ -127,6 +127,40 @@ TEST_P(KernelTest, MatchesReferenceOnRandomData) {
   }
 }
 
+TEST_P(KernelTest, FloatKernelsMatchReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  const kernels::KernelTable& ref = kernels::ReferenceTable();
+  std::mt19937 rng(5);
+  for (int64_t n : {1, 3, 7, 8, 15, 16, 17, 31, 63, 64, 65, 255, 1000}) {
+    const auto a = RandomVector(n + 1, &rng), b = RandomVector(n + 1, &rng);
+    // Offset by one element so loads are unaligned.
+    double mag = 0;
+    for (int64_t i = 0; i < n; ++i) mag += std::fabs(double{a[i + 1]} * b[i + 1]);
+    EXPECT_NEAR(table.dot_f32(a.data() + 1, b.data() + 1, n),
+                ref.dot_f32(a.data() + 1, b.data() + 1, n), 4e-7 * mag * std::log2(n + 1.0))
+        << n;
+    std::vector<float> y1(b.begin() + 1, b.end()), y2 = y1;
+    table.axpy_f32(0.37f, a.data() + 1, y1.data(), n);
+    ref.axpy_f32(0.37f, a.data() + 1, y2.data(), n);
+    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y1[i], y2[i], 1e-6f * (1 + std::fabs(y2[i])));
+    std::vector<uint8_t> half(2 * n + 1);
+    for (auto& byte : half) byte = static_cast<uint8_t>(rng());
+    std::vector<float> f1(n), f2(n);
+    for (auto conv : {&kernels::KernelTable::bf16_to_f32, &kernels::KernelTable::f16_to_f32}) {
+      (table.*conv)(half.data() + 1, n, f1.data());
+      (ref.*conv)(half.data() + 1, n, f2.data());
+      for (int64_t i = 0; i < n; ++i) {
+        if (std::isnan(f2[i])) {
+          EXPECT_TRUE(std::isnan(f1[i]));
+        } else {
+          EXPECT_EQ(f1[i], f2[i]) << i;  // conversions are exact
+        }
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isas, KernelTest,
                          ::testing::Values(KernelCase{kernels::Isa::kAvx2, "avx2"},
                                            KernelCase{kernels::Isa::kAvx512Vnni, "avx512vnni"}),

@@ -21,6 +21,11 @@ struct KernelTable {
   const char* isa;
   RowDotFn dot_q8_0;
   RowDotFn dot_q4_0;
+  float (*dot_f32)(const float* a, const float* b, int64_t n);
+  void (*axpy_f32)(float a, const float* x, float* y, int64_t n);  // y += a * x
+  // 16-bit float rows (unaligned bytes) to f32.
+  void (*bf16_to_f32)(const uint8_t* src, int64_t n, float* dst);
+  void (*f16_to_f32)(const uint8_t* src, int64_t n, float* dst);
 };
 
 enum class Isa { kReference, kAvx2, kAvx512Vnni };

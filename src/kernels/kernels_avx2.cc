@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "kernels/float_kernels-inl.h"
 #include "kernels/kernels.h"
 
 namespace gemma4::kernels {
@@ -117,10 +118,35 @@ void DotQ8_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivation
   }
 }
 
+void Bf16ToF32(const uint8_t* src, int64_t n, float* dst) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i));
+    const __m256i w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
+    _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(w));
+  }
+  for (; i < n; ++i) {
+    uint32_t bits = static_cast<uint32_t>(src[2 * i] | (src[2 * i + 1] << 8)) << 16;
+    std::memcpy(dst + i, &bits, 4);
+  }
+}
+
+void F16ToF32(const uint8_t* src, int64_t n, float* dst) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i));
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+  }
+  for (; i < n; ++i) dst[i] = LoadHalf(src + 2 * i);
+}
+
+using Arch = xsimd::fma3<xsimd::avx2>;
+
 }  // namespace
 
 const KernelTable& Avx2Table() {
-  static const KernelTable table = {"avx2", DotQ8_0, DotQ4_0};
+  static const KernelTable table = {
+      "avx2", DotQ8_0, DotQ4_0, simd::DotF32<Arch>, simd::AxpyF32<Arch>, Bf16ToF32, F16ToF32};
   return table;
 }
 

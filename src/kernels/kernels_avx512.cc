@@ -12,6 +12,7 @@
 
 #include <cstring>
 
+#include "kernels/float_kernels-inl.h"
 #include "kernels/kernels.h"
 
 namespace gemma4::kernels {
@@ -171,10 +172,35 @@ void DotQ8_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivation
   }
 }
 
+void Bf16ToF32(const uint8_t* src, int64_t n, float* dst) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 2 * i));
+    const __m512i w = _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16);
+    _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(w));
+  }
+  for (; i < n; ++i) {
+    uint32_t bits = static_cast<uint32_t>(src[2 * i] | (src[2 * i + 1] << 8)) << 16;
+    std::memcpy(dst + i, &bits, 4);
+  }
+}
+
+void F16ToF32(const uint8_t* src, int64_t n, float* dst) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 2 * i));
+    _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(h));
+  }
+  for (; i < n; ++i) dst[i] = LoadHalf(src + 2 * i);
+}
+
+using Arch = xsimd::avx512bw;
+
 }  // namespace
 
 const KernelTable& Avx512VnniTable() {
-  static const KernelTable table = {"avx512vnni", DotQ8_0, DotQ4_0};
+  static const KernelTable table = {"avx512vnni",        DotQ8_0,   DotQ4_0, simd::DotF32<Arch>,
+                                    simd::AxpyF32<Arch>, Bf16ToF32, F16ToF32};
   return table;
 }
 

@@ -1,7 +1,9 @@
 #include "kernels/kernels.h"
 
 #include <cstdlib>
+
 #include <cstring>
+#include "ops/ops.h"
 
 namespace gemma4::kernels {
 namespace {
@@ -21,10 +23,36 @@ void DotQ4_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivation
   }
 }
 
+float DotF32(const float* a, const float* b, int64_t n) {
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+void AxpyF32(float a, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+void Bf16ToF32(const uint8_t* src, int64_t n, float* dst) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    dst[i] = ops::Bf16ToF32(h);
+  }
+}
+
+void F16ToF32(const uint8_t* src, int64_t n, float* dst) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    dst[i] = ops::F16ToF32(h);
+  }
+}
+
 }  // namespace
 
 const KernelTable& ReferenceTable() {
-  static const KernelTable table = {"ref", DotQ8_0, DotQ4_0};
+  static const KernelTable table = {"ref", DotQ8_0, DotQ4_0, DotF32, AxpyF32, Bf16ToF32, F16ToF32};
   return table;
 }
 

@@ -220,9 +220,7 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
       float* o = attn_.data() + t * q_dim + h * hd;
       std::fill(o, o + hd, 0.0f);
       for (int64_t k = lo; k <= qpos; ++k) {
-        const float p = scores[k - lo];
-        const float* v = cache_.V(src, k) + g * hd;
-        for (int64_t d = 0; d < hd; ++d) o[d] += p * v[d];
+        ops::Axpy(scores[k - lo], cache_.V(src, k) + g * hd, o, hd);
       }
     }
   });

@@ -45,24 +45,12 @@ void ToF32(const TensorView& t, int64_t first, int64_t count, float* out) {
     case DType::kF32:
       std::memcpy(out, t.data + first * 4, count * 4);
       return;
-    case DType::kBF16: {
-      const uint8_t* p = t.data + first * 2;
-      for (int64_t i = 0; i < count; ++i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        out[i] = Bf16ToF32(h);
-      }
+    case DType::kBF16:
+      kernels::BestTable().bf16_to_f32(t.data + first * 2, count, out);
       return;
-    }
-    case DType::kF16: {
-      const uint8_t* p = t.data + first * 2;
-      for (int64_t i = 0; i < count; ++i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        out[i] = F16ToF32(h);
-      }
+    case DType::kF16:
+      kernels::BestTable().f16_to_f32(t.data + first * 2, count, out);
       return;
-    }
     default:
       // Callers validate dtypes at load time (IsComputeType); never reached.
       std::fill(out, out + count, 0.0f);
@@ -71,13 +59,11 @@ void ToF32(const TensorView& t, int64_t first, int64_t count, float* out) {
 }
 
 float Dot(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
-  }
-  for (; i < n; ++i) acc[0] += a[i] * b[i];
-  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  return kernels::BestTable().dot_f32(a, b, n);
+}
+
+void Axpy(float a, const float* x, float* y, int64_t n) {
+  kernels::BestTable().axpy_f32(a, x, y, n);
 }
 
 namespace {

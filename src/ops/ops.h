@@ -27,8 +27,10 @@ void ToF32(const TensorView& t, int64_t first, int64_t count, float* out);
 // y[s, n] = sum_k x[s, k] * W[n, k] for W = [N, K] (nn.Linear layout), x = [S, K], y = [S, N].
 void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool);
 
-// Dot product with f32 accumulation in eight lanes.
+// Dot product with f32 accumulation (vectorised for the running CPU).
 float Dot(const float* a, const float* b, int64_t n);
+// y += a * x
+void Axpy(float a, const float* x, float* y, int64_t n);
 
 // out = x / sqrt(mean(x^2) + eps) * weight (weight may be null: no scale). In place allowed.
 void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* out);

@@ -1,0 +1,119 @@
+// GGUF v3 (llama.cpp's model file format): reader with full validation of everything read from
+// the file, and a writer. Tensor views use row-major shapes like safetensors: GGUF's dims
+// (ne0 = contiguous) are reversed, so a Linear weight stored as ne = [in, out] reads as
+// [out, in].
+#ifndef GEMMA4_SRC_IO_GGUF_H_
+#define GEMMA4_SRC_IO_GGUF_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gemma4/status.h"
+#include "io/mapped_file.h"
+#include "model/tensor.h"
+
+namespace gemma4::gguf {
+
+enum class ValueType : uint32_t {
+  kUint8 = 0,
+  kInt8 = 1,
+  kUint16 = 2,
+  kInt16 = 3,
+  kUint32 = 4,
+  kInt32 = 5,
+  kFloat32 = 6,
+  kBool = 7,
+  kString = 8,
+  kArray = 9,
+  kUint64 = 10,
+  kInt64 = 11,
+  kFloat64 = 12,
+};
+
+// A metadata value. Integers and bools are held as int64 (uint64 values above INT64_MAX are
+// rejected), floats as double; arrays hold their element type and elements.
+struct Value {
+  ValueType type = ValueType::kUint32;
+  int64_t i = 0;
+  double f = 0;
+  std::string s;
+  ValueType element_type = ValueType::kUint32;
+  std::vector<Value> array;
+
+  bool IsInteger() const;
+  bool IsFloat() const { return type == ValueType::kFloat32 || type == ValueType::kFloat64; }
+  static Value Int(ValueType t, int64_t v);
+  static Value Float32(float v);
+  static Value Bool(bool v);
+  static Value String(std::string v);
+  static Value Array(ValueType element_type, std::vector<Value> elements);
+};
+
+// ggml tensor type ids.
+enum class GgmlType : uint32_t {
+  kF32 = 0,
+  kF16 = 1,
+  kQ4_0 = 2,
+  kQ8_0 = 8,
+  kQ4_K = 12,
+  kQ6_K = 14,
+  kBF16 = 30,
+};
+bool GgmlTypeToDType(uint32_t ggml_type, DType* out);
+bool DTypeToGgmlType(DType t, GgmlType* out);
+
+inline constexpr uint64_t kDefaultAlignment = 32;
+
+class File {
+ public:
+  static StatusOr<std::unique_ptr<File>> Open(const std::string& path);
+  // Parses an in-memory image (used by the fuzz target); views point into `data`.
+  static StatusOr<std::unique_ptr<File>> Parse(const uint8_t* data, size_t size,
+                                               const std::string& name);
+
+  uint32_t version() const { return version_; }
+  const std::map<std::string, Value>& metadata() const { return metadata_; }
+  const Value* Find(std::string_view key) const;
+  const std::vector<TensorView>& tensors() const { return tensors_; }
+  const std::string& path() const { return name_; }
+
+ private:
+  std::unique_ptr<MappedFile> file_;
+  std::string name_;
+  uint32_t version_ = 0;
+  std::map<std::string, Value> metadata_;
+  std::vector<TensorView> tensors_;
+};
+
+// Streams a GGUF file: metadata and tensor infos first, then each tensor's bytes, produced on
+// demand so a multi-gigabyte model never sits in memory at once.
+class Writer {
+ public:
+  // Keeps insertion order; setting an existing key replaces its value in place.
+  void Set(const std::string& key, Value value);
+  // shape is row-major (outermost first).
+  void AddTensor(const std::string& name, DType type, std::vector<int64_t> shape);
+  size_t num_tensors() const { return tensors_.size(); }
+
+  // Fills `bytes` with tensor `index`'s data (exactly its size) or fails.
+  using Producer = std::function<Status(size_t index, std::vector<uint8_t>* bytes)>;
+  Status Write(const std::string& path, const Producer& produce) const;
+
+ private:
+  struct Tensor {
+    std::string name;
+    DType type;
+    std::vector<int64_t> shape;
+  };
+  std::vector<std::pair<std::string, Value>> metadata_;
+  std::vector<Tensor> tensors_;
+};
+
+}  // namespace gemma4::gguf
+
+#endif  // GEMMA4_SRC_IO_GGUF_H_

@@ -1,0 +1,47 @@
+// Float kernels written once with xsimd and instantiated per ISA (included only by the ISA
+// translation units, which are compiled with that ISA's flags).
+#ifndef GEMMA4_SRC_KERNELS_FLOAT_KERNELS_INL_H_
+#define GEMMA4_SRC_KERNELS_FLOAT_KERNELS_INL_H_
+
+#include <cstdint>
+#include <xsimd/xsimd.hpp>
+
+namespace gemma4::kernels::simd {
+
+// Dot product with four independent vector accumulators.
+template <class Arch>
+float DotF32(const float* a, const float* b, int64_t n) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int64_t W = B::size;
+  B acc0(0.0f), acc1(0.0f), acc2(0.0f), acc3(0.0f);
+  int64_t i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    acc0 = xsimd::fma(B::load_unaligned(a + i), B::load_unaligned(b + i), acc0);
+    acc1 = xsimd::fma(B::load_unaligned(a + i + W), B::load_unaligned(b + i + W), acc1);
+    acc2 = xsimd::fma(B::load_unaligned(a + i + 2 * W), B::load_unaligned(b + i + 2 * W), acc2);
+    acc3 = xsimd::fma(B::load_unaligned(a + i + 3 * W), B::load_unaligned(b + i + 3 * W), acc3);
+  }
+  for (; i + W <= n; i += W) {
+    acc0 = xsimd::fma(B::load_unaligned(a + i), B::load_unaligned(b + i), acc0);
+  }
+  float sum = xsimd::hadd((acc0 + acc1) + (acc2 + acc3));
+  for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+// y += a * x
+template <class Arch>
+void AxpyF32(float a, const float* x, float* y, int64_t n) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int64_t W = B::size;
+  const B va(a);
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    xsimd::fma(va, B::load_unaligned(x + i), B::load_unaligned(y + i)).store_unaligned(y + i);
+  }
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+}  // namespace gemma4::kernels::simd
+
+#endif  // GEMMA4_SRC_KERNELS_FLOAT_KERNELS_INL_H_
