@@ -61,6 +61,9 @@ class Model {
   int64_t num_parameters() const { return num_parameters_; }
   uint64_t weight_bytes() const { return weight_bytes_; }
   float embed_scale() const { return embed_scale_; }
+  // Weight bytes one generated token reads: every layer matrix (only top-k of the experts),
+  // the LM head, and one row each of the embedding and PLE tables. KV cache excluded.
+  uint64_t DecodeBytesPerToken() const;
 
  private:
   Model() = default;

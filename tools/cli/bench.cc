@@ -1,0 +1,329 @@
+// gemma4 bench: prompt-processing and generation throughput, measured like llama.cpp's
+// llama-bench and reported in its formats (markdown table, or -o json / jsonl / csv with the
+// same field names), plus peak RSS and the memory-bandwidth bound of generation.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "model/forward.h"
+#include "model/model.h"
+#include "runtime/thread_pool.h"
+#include "tools/cli/commands.h"
+#include "util/json.h"
+
+namespace gemma4::cli {
+namespace {
+
+struct Options {
+  std::string model;
+  std::vector<int> threads;
+  std::vector<int> n_prompt = {512};
+  std::vector<int> n_gen = {128};
+  int repetitions = 5;
+  std::string output = "md";
+};
+
+Status ParseList(const std::string& flag, const std::string& value, int min,
+                 std::vector<int>* out) {
+  out->clear();
+  size_t start = 0;
+  while (start <= value.size()) {
+    size_t comma = value.find(',', start);
+    if (comma == std::string::npos) comma = value.size();
+    const std::string item = value.substr(start, comma - start);
+    char* end = nullptr;
+    const long v = std::strtol(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || v < min || v > (1 << 24)) {
+      return InvalidArgumentError(flag + " expects comma-separated integers >= " +
+                                  std::to_string(min) + ", got '" + value + "'");
+    }
+    out->push_back(static_cast<int>(v));
+    start = comma + 1;
+  }
+  return OkStatus();
+}
+
+Status ParseOptions(int argc, char** argv, Options* o) {
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](std::string* out) -> Status {
+      if (i + 1 >= argc) return InvalidArgumentError("option " + a + " needs a value");
+      *out = argv[++i];
+      return OkStatus();
+    };
+    std::string v;
+    if (a == "-m" || a == "--model") {
+      GEMMA4_RETURN_IF_ERROR(value(&o->model));
+    } else if (a == "-t" || a == "--threads") {
+      GEMMA4_RETURN_IF_ERROR(value(&v));
+      GEMMA4_RETURN_IF_ERROR(ParseList(a, v, 1, &o->threads));
+    } else if (a == "-p" || a == "--n-prompt") {
+      GEMMA4_RETURN_IF_ERROR(value(&v));
+      GEMMA4_RETURN_IF_ERROR(ParseList(a, v, 0, &o->n_prompt));
+    } else if (a == "-n" || a == "--n-gen") {
+      GEMMA4_RETURN_IF_ERROR(value(&v));
+      GEMMA4_RETURN_IF_ERROR(ParseList(a, v, 0, &o->n_gen));
+    } else if (a == "-r" || a == "--repetitions") {
+      GEMMA4_RETURN_IF_ERROR(value(&v));
+      std::vector<int> r;
+      GEMMA4_RETURN_IF_ERROR(ParseList(a, v, 1, &r));
+      o->repetitions = r[0];
+    } else if (a == "-o" || a == "--output") {
+      GEMMA4_RETURN_IF_ERROR(value(&o->output));
+      if (o->output != "md" && o->output != "json" && o->output != "jsonl" && o->output != "csv") {
+        return InvalidArgumentError("-o must be md, json, jsonl or csv");
+      }
+    } else {
+      return InvalidArgumentError("unknown argument '" + a + "'");
+    }
+  }
+  if (o->model.empty()) return InvalidArgumentError("-m MODEL is required");
+  if (o->threads.empty()) {
+    o->threads.push_back(static_cast<int>(std::max<long>(1, sysconf(_SC_NPROCESSORS_ONLN))));
+  }
+  return OkStatus();
+}
+
+uint64_t PeakRssBytes() {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<uint64_t>(ru.ru_maxrss) * 1024;
+}
+
+// Streaming read bandwidth of all threads over a buffer far larger than the caches (best of
+// three passes), in bytes per second.
+double MeasureReadBandwidth(ThreadPool* pool) {
+  const size_t n = (512ull << 20) / sizeof(uint64_t);
+  std::vector<uint64_t> buf(n, 1);
+  double best = 0;
+  for (int pass = 0; pass < 3; ++pass) {
+    std::vector<uint64_t> partial(pool->num_threads() * 8, 0);
+    const auto t0 = std::chrono::steady_clock::now();
+    pool->ParallelFor(static_cast<int64_t>(n), 1 << 16, [&](int64_t b, int64_t e) {
+      uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      int64_t i = b;
+      for (; i + 4 <= e; i += 4) {
+        s0 += buf[i];
+        s1 += buf[i + 1];
+        s2 += buf[i + 2];
+        s3 += buf[i + 3];
+      }
+      for (; i < e; ++i) s0 += buf[i];
+      partial[(b * pool->num_threads() / n) * 8] += s0 + s1 + s2 + s3;
+    });
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    uint64_t total = 0;
+    for (uint64_t p : partial) total += p;
+    if (total != n) return 0;  // keeps the reads alive; never true
+    best = std::max(best, n * sizeof(uint64_t) / sec);
+  }
+  return best;
+}
+
+struct Result {
+  int threads = 0;
+  int n_prompt = 0;
+  int n_gen = 0;
+  std::vector<double> samples_ns;
+  double avg_ns() const {
+    double s = 0;
+    for (double x : samples_ns) s += x;
+    return s / samples_ns.size();
+  }
+  double stddev_ns() const { return Stddev(samples_ns); }
+  std::vector<double> samples_ts() const {
+    std::vector<double> ts;
+    const int n = n_prompt + n_gen;
+    for (double x : samples_ns) ts.push_back(1e9 * n / x);
+    return ts;
+  }
+  double avg_ts() const {
+    const auto ts = samples_ts();
+    double s = 0;
+    for (double x : ts) s += x;
+    return s / ts.size();
+  }
+  double stddev_ts() const { return Stddev(samples_ts()); }
+  static double Stddev(const std::vector<double>& v) {
+    if (v.size() < 2) return 0;
+    double mean = 0;
+    for (double x : v) mean += x;
+    mean /= v.size();
+    double ss = 0;
+    for (double x : v) ss += (x - mean) * (x - mean);
+    return std::sqrt(ss / (v.size() - 1));
+  }
+};
+
+// One measurement: pp (n_prompt tokens in one batch) or tg (n_gen single-token steps), from an
+// empty context, with random token ids as llama-bench uses.
+StatusOr<double> RunOnce(const Model& model, ThreadPool* pool, int n_prompt, int n_gen,
+                         std::mt19937* rng) {
+  std::uniform_int_distribution<int32_t> tok(0, model.config().vocab_size - 1);
+  InferenceState state(model, pool, 512);
+  std::vector<float> logits;
+  const auto t0 = std::chrono::steady_clock::now();
+  if (n_prompt > 0) {
+    std::vector<int32_t> ids(n_prompt);
+    for (auto& id : ids) id = tok(*rng);
+    GEMMA4_RETURN_IF_ERROR(state.Forward(ids.data(), n_prompt, LogitsMode::kLast, &logits));
+  }
+  for (int i = 0; i < n_gen; ++i) {
+    const int32_t id = tok(*rng);
+    GEMMA4_RETURN_IF_ERROR(state.Forward(&id, 1, LogitsMode::kLast, &logits));
+  }
+  return std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string CpuInfo() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(colon + 2);
+    }
+  }
+  return "unknown";
+}
+
+std::string JsonObject(const Options& o, const Model& model, const Result& r, uint64_t rss,
+                       double bytes_per_token, double bandwidth) {
+  auto num_array = [](const std::vector<double>& v, bool integral) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); ++i) {
+      char buf[64];
+      std::snprintf(buf, sizeof(buf), integral ? "%.0f" : "%.6f", v[i]);
+      s += (i ? ", " : "") + std::string(buf);
+    }
+    return s + "]";
+  };
+  auto str = [](const std::string& s) {
+    std::string out;
+    json::AppendQuoted(s, &out);
+    return out;
+  };
+  char buf[4096];
+  std::time_t now = std::time(nullptr);
+  char when[64];
+  std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  std::snprintf(
+      buf, sizeof(buf),
+      "{\"build_commit\": \"gemma4\", \"build_number\": 0, \"cpu_info\": %s, \"gpu_info\": "
+      "\"\", \"backends\": \"CPU\", \"model_filename\": %s, \"model_type\": %s, "
+      "\"model_size\": %llu, \"model_n_params\": %lld, \"n_batch\": 512, \"n_ubatch\": 512, "
+      "\"n_threads\": %d, \"type_k\": \"f32\", \"type_v\": \"f32\", \"n_gpu_layers\": 0, "
+      "\"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": 0, \"test_time\": \"%s\", "
+      "\"avg_ns\": %.0f, \"stddev_ns\": %.0f, \"avg_ts\": %.6f, \"stddev_ts\": %.6f, "
+      "\"samples_ns\": %s, \"samples_ts\": %s, \"peak_rss_bytes\": %llu, "
+      "\"bytes_per_token\": %.0f, \"read_bandwidth_bytes_per_s\": %.0f}",
+      str(CpuInfo()).c_str(), str(o.model).c_str(), str(model.config().variant).c_str(),
+      static_cast<unsigned long long>(model.weight_bytes()),
+      static_cast<long long>(model.num_parameters()), r.threads, r.n_prompt, r.n_gen, when,
+      r.avg_ns(), r.stddev_ns(), r.avg_ts(), r.stddev_ts(), num_array(r.samples_ns, true).c_str(),
+      num_array(r.samples_ts(), false).c_str(), static_cast<unsigned long long>(rss),
+      bytes_per_token, bandwidth);
+  return buf;
+}
+
+}  // namespace
+
+Status RunBench(int argc, char** argv) {
+  Options o;
+  GEMMA4_RETURN_IF_ERROR(ParseOptions(argc, argv, &o));
+  GEMMA4_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Load(o.model));
+  std::vector<Result> results;
+  std::mt19937 rng(1234);
+  for (int threads : o.threads) {
+    ThreadPool pool(threads);
+    std::vector<std::pair<int, int>> tests;
+    for (int p : o.n_prompt) {
+      if (p > 0) tests.emplace_back(p, 0);
+    }
+    for (int n : o.n_gen) {
+      if (n > 0) tests.emplace_back(0, n);
+    }
+    for (const auto& [p, n] : tests) {
+      Result r;
+      r.threads = threads;
+      r.n_prompt = p;
+      r.n_gen = n;
+      GEMMA4_RETURN_IF_ERROR(
+          RunOnce(*model, &pool, std::min(p, 32), std::min(n, 4), &rng).status());  // warm-up
+      for (int rep = 0; rep < o.repetitions; ++rep) {
+        GEMMA4_ASSIGN_OR_RETURN(double ns, RunOnce(*model, &pool, p, n, &rng));
+        r.samples_ns.push_back(ns);
+      }
+      results.push_back(std::move(r));
+    }
+  }
+  // Peak RSS of the runs, read before the bandwidth probe allocates its buffer.
+  const uint64_t rss = PeakRssBytes();
+  double bandwidth = 0;
+  {
+    ThreadPool pool(*std::max_element(o.threads.begin(), o.threads.end()));
+    bandwidth = MeasureReadBandwidth(&pool);
+  }
+  const double bytes_per_token = static_cast<double>(model->DecodeBytesPerToken());
+  if (o.output == "json" || o.output == "jsonl") {
+    if (o.output == "json") std::printf("[\n");
+    for (size_t i = 0; i < results.size(); ++i) {
+      const std::string obj = JsonObject(o, *model, results[i], rss, bytes_per_token, bandwidth);
+      if (o.output == "json") {
+        std::printf("  %s%s\n", obj.c_str(), i + 1 < results.size() ? "," : "");
+      } else {
+        std::printf("%s\n", obj.c_str());
+      }
+    }
+    if (o.output == "json") std::printf("]\n");
+  } else if (o.output == "csv") {
+    std::printf(
+        "model_filename,model_type,model_size,model_n_params,n_threads,n_prompt,n_gen,"
+        "avg_ns,stddev_ns,avg_ts,stddev_ts\n");
+    for (const Result& r : results) {
+      std::printf("\"%s\",\"%s\",%llu,%lld,%d,%d,%d,%.0f,%.0f,%.6f,%.6f\n", o.model.c_str(),
+                  model->config().variant.c_str(),
+                  static_cast<unsigned long long>(model->weight_bytes()),
+                  static_cast<long long>(model->num_parameters()), r.threads, r.n_prompt, r.n_gen,
+                  r.avg_ns(), r.stddev_ns(), r.avg_ts(), r.stddev_ts());
+    }
+  } else {
+    std::printf("| model | size | params | backend | threads | test | t/s |\n");
+    std::printf("| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
+    for (const Result& r : results) {
+      const std::string test =
+          r.n_prompt > 0 ? "pp" + std::to_string(r.n_prompt) : "tg" + std::to_string(r.n_gen);
+      std::printf("| %s | %.2f GiB | %.2f B | CPU | %d | %s | %.2f ± %.2f |\n",
+                  model->config().variant.c_str(), model->weight_bytes() / double(1ull << 30),
+                  model->num_parameters() / 1e9, r.threads, test.c_str(), r.avg_ts(),
+                  r.stddev_ts());
+    }
+  }
+  std::fprintf(stderr, "peak RSS: %.1f MiB\n", rss / double(1 << 20));
+  std::fprintf(
+      stderr,
+      "generation reads %.1f MiB per token; measured read bandwidth (%d threads) %.1f GB/s; "
+      "bandwidth bound %.2f tok/s\n",
+      bytes_per_token / double(1 << 20), *std::max_element(o.threads.begin(), o.threads.end()),
+      bandwidth / 1e9, bytes_per_token > 0 ? bandwidth / bytes_per_token : 0.0);
+  for (const Result& r : results) {
+    if (r.n_gen > 0 && bytes_per_token > 0) {
+      std::fprintf(stderr, "tg%d with %d threads: %.2f tok/s = %.0f%% of the bandwidth bound\n",
+                   r.n_gen, r.threads, r.avg_ts(),
+                   100.0 * r.avg_ts() * bytes_per_token / bandwidth);
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace gemma4::cli
