@@ -1,63 +1,37 @@
 #include "model/model.h"
 
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
 
+#include "model/gguf_model.h"
 #include "ops/ops.h"
 
 namespace gemma4 {
 namespace {
 
-class WeightLoader {
- public:
-  WeightLoader(const Checkpoint& ckpt, std::string prefix, int64_t* params, uint64_t* bytes)
-      : ckpt_(ckpt), prefix_(std::move(prefix)), params_(params), bytes_(bytes) {}
-
-  // A required matrix/tensor of exactly `shape`.
-  Status Tensor(const std::string& name, std::vector<int64_t> shape, TensorView* out) {
-    const std::string full = prefix_ + name;
-    const TensorView* t = ckpt_.Find(full);
-    TensorView expected;
-    expected.shape = shape;
-    if (t == nullptr) {
-      return NotFoundError(ckpt_.path() + ": missing tensor '" + full + "' (expected shape " +
-                           expected.ShapeString() + ")");
-    }
-    if (t->shape != shape) {
-      return InvalidArgumentError(t->file + ": tensor '" + full + "' has shape " +
-                                  t->ShapeString() + ", expected " + expected.ShapeString());
-    }
-    if (!IsComputeType(t->dtype)) {
-      return UnimplementedError(t->file + ": tensor '" + full + "' has dtype " +
-                                DTypeName(t->dtype) + "; weights must be F32, F16 or BF16");
-    }
-    *out = *t;
-    *params_ += t->numel();
-    *bytes_ += t->nbytes;
-    return OkStatus();
-  }
-
-  // A small vector converted to f32 (norm weights, scales).
-  Status Vector(const std::string& name, int64_t n, std::vector<float>* out) {
-    TensorView t;
-    GEMMA4_RETURN_IF_ERROR(Tensor(name, {n}, &t));
-    out->resize(n);
-    ops::ToF32(t, 0, n, out->data());
-    return OkStatus();
-  }
-
-  bool Has(const std::string& name) const { return ckpt_.Find(prefix_ + name) != nullptr; }
-
- private:
-  const Checkpoint& ckpt_;
-  std::string prefix_;
-  int64_t* params_;
-  uint64_t* bytes_;
-};
+bool IsGgufPath(const std::string& path) {
+  if (path.size() >= 5 && path.compare(path.size() - 5, 5, ".gguf") == 0) return true;
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return false;
+  char magic[4] = {};
+  const bool gguf = std::fread(magic, 1, 4, f) == 4 && std::memcmp(magic, "GGUF", 4) == 0;
+  std::fclose(f);
+  return gguf;
+}
 
 }  // namespace
 
 StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path) {
   auto model = std::unique_ptr<Model>(new Model());
+  if (IsGgufPath(path)) {
+    GEMMA4_ASSIGN_OR_RETURN(model->gguf_, gguf::File::Open(path));
+    for (const TensorView& t : model->gguf_->tensors()) model->gguf_tensors_[t.name] = &t;
+    GEMMA4_ASSIGN_OR_RETURN(model->config_, ConfigFromGguf(*model->gguf_));
+    GEMMA4_RETURN_IF_ERROR(model->LoadWeights());
+    return model;
+  }
   GEMMA4_ASSIGN_OR_RETURN(model->checkpoint_, Checkpoint::Open(path));
   GEMMA4_ASSIGN_OR_RETURN(model->config_, ParseModelConfig(model->checkpoint_->config_json(),
                                                            model->checkpoint_->config_path()));
@@ -67,11 +41,81 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path) {
   return model;
 }
 
+const std::string& Model::source_path() const {
+  return gguf_ != nullptr ? gguf_->path() : checkpoint_->path();
+}
+
+const TensorView* Model::FindWeight(const std::string& hf_name) const {
+  if (gguf_ != nullptr) {
+    auto it = gguf_tensors_.find(GgufTensorName(hf_name));
+    return it == gguf_tensors_.end() ? nullptr : it->second;
+  }
+  return checkpoint_->Find(prefix_ + hf_name);
+}
+
+std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c) {
+  std::vector<TensorSpec> specs;
+  const int64_t H = c.hidden_size, L = c.num_layers, P = c.ple_dim;
+  auto add = [&](std::string name, std::vector<int64_t> shape, bool optional = false) {
+    specs.push_back({std::move(name), std::move(shape), optional});
+  };
+  add("embed_tokens.weight", {c.vocab_size, H});
+  add("norm.weight", {H});
+  if (P > 0) {
+    add("embed_tokens_per_layer.weight", {c.ple_vocab_size, L * P});
+    add("per_layer_model_projection.weight", {L * P, H});
+    add("per_layer_projection_norm.weight", {P});
+  }
+  for (int i = 0; i < L; ++i) {
+    const LayerConfig& lc = c.layers[i];
+    const std::string p = "layers." + std::to_string(i) + ".";
+    const int64_t hd = lc.head_dim, q_dim = int64_t{c.num_heads} * hd,
+                  kv_dim = int64_t{lc.num_kv_heads} * hd, I = lc.mlp_width;
+    add(p + "input_layernorm.weight", {H});
+    add(p + "post_attention_layernorm.weight", {H});
+    add(p + "pre_feedforward_layernorm.weight", {H});
+    add(p + "post_feedforward_layernorm.weight", {H});
+    add(p + "self_attn.q_proj.weight", {q_dim, H});
+    add(p + "self_attn.q_norm.weight", {hd});
+    add(p + "self_attn.o_proj.weight", {H, q_dim});
+    // KV-shared layers read their source's cache; transformers ignores their k/v weights.
+    if (!lc.kv_shared) {
+      add(p + "self_attn.k_proj.weight", {kv_dim, H});
+      add(p + "self_attn.k_norm.weight", {hd});
+      if (!lc.k_eq_v) add(p + "self_attn.v_proj.weight", {kv_dim, H});
+    }
+    add(p + "mlp.gate_proj.weight", {I, H});
+    add(p + "mlp.up_proj.weight", {I, H});
+    add(p + "mlp.down_proj.weight", {H, I});
+    if (c.moe) {
+      const int64_t E = c.num_experts, Ie = c.moe_width;
+      add(p + "router.proj.weight", {E, H});
+      add(p + "router.scale", {H});
+      add(p + "router.per_expert_scale", {E});
+      add(p + "experts.gate_up_proj", {E, 2 * Ie, H});
+      add(p + "experts.down_proj", {E, H, Ie});
+      add(p + "pre_feedforward_layernorm_2.weight", {H});
+      add(p + "post_feedforward_layernorm_1.weight", {H});
+      add(p + "post_feedforward_layernorm_2.weight", {H});
+    }
+    if (P > 0) {
+      add(p + "per_layer_input_gate.weight", {P, H});
+      add(p + "per_layer_projection.weight", {H, P});
+      add(p + "post_per_layer_input_norm.weight", {H});
+    }
+    // A persistent buffer of shape [1]; absent means 1.
+    add(p + "layer_scalar", {1}, /*optional=*/true);
+  }
+  return specs;
+}
+
 Status Model::LoadWeights() {
   const ModelConfig& c = config_;
   // Text weights live under model.language_model. (Gemma4ForConditionalGeneration) or model.
   // (Gemma4ForCausalLM); decide by where the embedding is.
-  if (checkpoint_->Find("model.language_model.embed_tokens.weight") != nullptr) {
+  if (checkpoint_ == nullptr) {
+    prefix_.clear();
+  } else if (checkpoint_->Find("model.language_model.embed_tokens.weight") != nullptr) {
     prefix_ = "model.language_model.";
   } else if (checkpoint_->Find("model.embed_tokens.weight") != nullptr) {
     prefix_ = "model.";
@@ -80,76 +124,85 @@ Status Model::LoadWeights() {
                          ": missing tensor 'model.language_model.embed_tokens.weight' (or "
                          "'model.embed_tokens.weight' for a text-only checkpoint)");
   }
-  WeightLoader w(*checkpoint_, prefix_, &num_parameters_, &weight_bytes_);
-  const int64_t H = c.hidden_size, L = c.num_layers, P = c.ple_dim;
-  GEMMA4_RETURN_IF_ERROR(w.Tensor("embed_tokens.weight", {c.vocab_size, H}, &weights_.embed));
-  GEMMA4_RETURN_IF_ERROR(w.Vector("norm.weight", H, &weights_.final_norm));
-  if (P > 0) {
-    GEMMA4_RETURN_IF_ERROR(
-        w.Tensor("embed_tokens_per_layer.weight", {c.ple_vocab_size, L * P}, &weights_.ple_embed));
-    GEMMA4_RETURN_IF_ERROR(
-        w.Tensor("per_layer_model_projection.weight", {L * P, H}, &weights_.ple_model_projection));
-    GEMMA4_RETURN_IF_ERROR(
-        w.Vector("per_layer_projection_norm.weight", P, &weights_.ple_projection_norm));
+  // Find and validate every tensor first; then wire them into the per-layer structs.
+  std::unordered_map<std::string, TensorView> found;
+  for (const TensorSpec& spec : ExpectedTensors(c)) {
+    const std::string stored = gguf_ != nullptr ? GgufTensorName(spec.name) : prefix_ + spec.name;
+    const TensorView* t = FindWeight(spec.name);
+    TensorView expected;
+    expected.shape = spec.shape;
+    if (t == nullptr) {
+      if (spec.optional) continue;
+      return NotFoundError(source_path() + ": missing tensor '" + stored + "' (expected shape " +
+                           expected.ShapeString() + ")");
+    }
+    if (t->shape != spec.shape) {
+      return InvalidArgumentError(t->file + ": tensor '" + stored + "' has shape " +
+                                  t->ShapeString() + ", expected " + expected.ShapeString());
+    }
+    if (!IsComputeType(t->dtype)) {
+      return UnimplementedError(t->file + ": tensor '" + stored + "' has dtype " +
+                                DTypeName(t->dtype) +
+                                "; weights must be F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K");
+    }
+    if (IsBlockType(t->dtype) && spec.shape.size() == 1) {
+      return UnimplementedError(t->file + ": vector '" + stored + "' is block-quantized (" +
+                                DTypeName(t->dtype) + "); norms and scales must be float");
+    }
+    num_parameters_ += t->numel();
+    weight_bytes_ += t->nbytes;
+    tensors_.emplace_back(spec.name, *t);
+    found.emplace(spec.name, *t);
   }
-  weights_.layers.resize(L);
-  for (int i = 0; i < L; ++i) {
-    const LayerConfig& lc = c.layers[i];
+  auto matrix = [&](const std::string& name) {
+    auto it = found.find(name);
+    return it == found.end() ? TensorView() : it->second;
+  };
+  auto vec = [&](const std::string& name, std::vector<float>* out) {
+    auto it = found.find(name);
+    if (it == found.end()) return;
+    out->resize(it->second.numel());
+    ops::ToF32(it->second, 0, it->second.numel(), out->data());
+  };
+  weights_.embed = matrix("embed_tokens.weight");
+  vec("norm.weight", &weights_.final_norm);
+  weights_.ple_embed = matrix("embed_tokens_per_layer.weight");
+  weights_.ple_model_projection = matrix("per_layer_model_projection.weight");
+  vec("per_layer_projection_norm.weight", &weights_.ple_projection_norm);
+  weights_.layers.resize(c.num_layers);
+  for (int i = 0; i < c.num_layers; ++i) {
     LayerWeights& lw = weights_.layers[i];
     const std::string p = "layers." + std::to_string(i) + ".";
-    const int64_t hd = lc.head_dim, q_dim = int64_t{c.num_heads} * hd,
-                  kv_dim = int64_t{lc.num_kv_heads} * hd;
-    GEMMA4_RETURN_IF_ERROR(w.Vector(p + "input_layernorm.weight", H, &lw.input_norm));
-    GEMMA4_RETURN_IF_ERROR(
-        w.Vector(p + "post_attention_layernorm.weight", H, &lw.post_attention_norm));
-    GEMMA4_RETURN_IF_ERROR(w.Vector(p + "pre_feedforward_layernorm.weight", H, &lw.pre_ffn_norm));
-    GEMMA4_RETURN_IF_ERROR(w.Vector(p + "post_feedforward_layernorm.weight", H, &lw.post_ffn_norm));
-    GEMMA4_RETURN_IF_ERROR(w.Tensor(p + "self_attn.q_proj.weight", {q_dim, H}, &lw.q_proj));
-    GEMMA4_RETURN_IF_ERROR(w.Vector(p + "self_attn.q_norm.weight", hd, &lw.q_norm));
-    GEMMA4_RETURN_IF_ERROR(w.Tensor(p + "self_attn.o_proj.weight", {H, q_dim}, &lw.o_proj));
-    // KV-shared layers read their source's cache; transformers ignores their k/v weights.
-    if (!lc.kv_shared) {
-      GEMMA4_RETURN_IF_ERROR(w.Tensor(p + "self_attn.k_proj.weight", {kv_dim, H}, &lw.k_proj));
-      GEMMA4_RETURN_IF_ERROR(w.Vector(p + "self_attn.k_norm.weight", hd, &lw.k_norm));
-      if (!lc.k_eq_v) {
-        GEMMA4_RETURN_IF_ERROR(w.Tensor(p + "self_attn.v_proj.weight", {kv_dim, H}, &lw.v_proj));
-      }
-    }
-    const int64_t I = lc.mlp_width;
-    GEMMA4_RETURN_IF_ERROR(w.Tensor(p + "mlp.gate_proj.weight", {I, H}, &lw.gate_proj));
-    GEMMA4_RETURN_IF_ERROR(w.Tensor(p + "mlp.up_proj.weight", {I, H}, &lw.up_proj));
-    GEMMA4_RETURN_IF_ERROR(w.Tensor(p + "mlp.down_proj.weight", {H, I}, &lw.down_proj));
-    if (c.moe) {
-      const int64_t E = c.num_experts, Ie = c.moe_width;
-      GEMMA4_RETURN_IF_ERROR(w.Tensor(p + "router.proj.weight", {E, H}, &lw.router_proj));
-      GEMMA4_RETURN_IF_ERROR(w.Vector(p + "router.scale", H, &lw.router_scale));
-      GEMMA4_RETURN_IF_ERROR(w.Vector(p + "router.per_expert_scale", E, &lw.per_expert_scale));
-      GEMMA4_RETURN_IF_ERROR(
-          w.Tensor(p + "experts.gate_up_proj", {E, 2 * Ie, H}, &lw.experts_gate_up));
-      GEMMA4_RETURN_IF_ERROR(w.Tensor(p + "experts.down_proj", {E, H, Ie}, &lw.experts_down));
-      GEMMA4_RETURN_IF_ERROR(
-          w.Vector(p + "pre_feedforward_layernorm_2.weight", H, &lw.pre_ffn_norm_2));
-      GEMMA4_RETURN_IF_ERROR(
-          w.Vector(p + "post_feedforward_layernorm_1.weight", H, &lw.post_ffn_norm_1));
-      GEMMA4_RETURN_IF_ERROR(
-          w.Vector(p + "post_feedforward_layernorm_2.weight", H, &lw.post_ffn_norm_2));
-    }
-    if (P > 0) {
-      GEMMA4_RETURN_IF_ERROR(w.Tensor(p + "per_layer_input_gate.weight", {P, H}, &lw.ple_gate));
-      GEMMA4_RETURN_IF_ERROR(
-          w.Tensor(p + "per_layer_projection.weight", {H, P}, &lw.ple_projection));
-      GEMMA4_RETURN_IF_ERROR(
-          w.Vector(p + "post_per_layer_input_norm.weight", H, &lw.post_ple_norm));
-    }
-    // layer_scalar is a persistent buffer of shape [1]; absent means 1.
-    if (w.Has(p + "layer_scalar")) {
-      std::vector<float> s;
-      GEMMA4_RETURN_IF_ERROR(w.Vector(p + "layer_scalar", 1, &s));
-      lw.layer_scalar = s[0];
-    }
+    vec(p + "input_layernorm.weight", &lw.input_norm);
+    vec(p + "post_attention_layernorm.weight", &lw.post_attention_norm);
+    vec(p + "pre_feedforward_layernorm.weight", &lw.pre_ffn_norm);
+    vec(p + "post_feedforward_layernorm.weight", &lw.post_ffn_norm);
+    lw.q_proj = matrix(p + "self_attn.q_proj.weight");
+    vec(p + "self_attn.q_norm.weight", &lw.q_norm);
+    lw.o_proj = matrix(p + "self_attn.o_proj.weight");
+    lw.k_proj = matrix(p + "self_attn.k_proj.weight");
+    vec(p + "self_attn.k_norm.weight", &lw.k_norm);
+    lw.v_proj = matrix(p + "self_attn.v_proj.weight");
+    lw.gate_proj = matrix(p + "mlp.gate_proj.weight");
+    lw.up_proj = matrix(p + "mlp.up_proj.weight");
+    lw.down_proj = matrix(p + "mlp.down_proj.weight");
+    lw.router_proj = matrix(p + "router.proj.weight");
+    vec(p + "router.scale", &lw.router_scale);
+    vec(p + "router.per_expert_scale", &lw.per_expert_scale);
+    lw.experts_gate_up = matrix(p + "experts.gate_up_proj");
+    lw.experts_down = matrix(p + "experts.down_proj");
+    vec(p + "pre_feedforward_layernorm_2.weight", &lw.pre_ffn_norm_2);
+    vec(p + "post_feedforward_layernorm_1.weight", &lw.post_ffn_norm_1);
+    vec(p + "post_feedforward_layernorm_2.weight", &lw.post_ffn_norm_2);
+    lw.ple_gate = matrix(p + "per_layer_input_gate.weight");
+    lw.ple_projection = matrix(p + "per_layer_projection.weight");
+    vec(p + "post_per_layer_input_norm.weight", &lw.post_ple_norm);
+    std::vector<float> scalar;
+    vec(p + "layer_scalar", &scalar);
+    lw.layer_scalar = scalar.empty() ? 1.0f : scalar[0];
   }
   // torch.tensor(sqrt(H)) is a float32 buffer: the double sqrt rounded to f32.
-  embed_scale_ = static_cast<float>(std::sqrt(static_cast<double>(H)));
+  embed_scale_ = static_cast<float>(std::sqrt(static_cast<double>(c.hidden_size)));
   return OkStatus();
 }
 

@@ -6,9 +6,11 @@
 
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "gemma4/status.h"
+#include "io/gguf.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/tensor.h"
@@ -49,18 +51,32 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
 };
 
+// A text weight the model needs: Hugging Face name without the model prefix, row-major shape.
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  bool optional = false;  // layer_scalar (absent means 1)
+};
+// Every text weight of a model with this configuration, in load order.
+std::vector<TensorSpec> ExpectedTensors(const ModelConfig& config);
+
 class Model {
  public:
-  // path: checkpoint directory, .safetensors file, or safetensors index.
+  // path: checkpoint directory, .safetensors file, safetensors index, or .gguf file.
   static StatusOr<std::unique_ptr<Model>> Load(const std::string& path);
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
+  // Where the text weights live: "model.language_model." / "model." in safetensors
+  // checkpoints, "" in GGUF files (names are mapped, see gguf_model.h).
   const std::string& text_prefix() const { return prefix_; }
+  bool is_gguf() const { return gguf_ != nullptr; }
   // Parameters and bytes of the text weights the forward pass uses.
   int64_t num_parameters() const { return num_parameters_; }
   uint64_t weight_bytes() const { return weight_bytes_; }
   float embed_scale() const { return embed_scale_; }
+  // The text weights as stored, by Hugging Face name (without prefix), in load order.
+  const std::vector<std::pair<std::string, TensorView>>& tensors() const { return tensors_; }
   // Weight bytes one generated token reads: every layer matrix (only top-k of the experts),
   // the LM head, and one row each of the embedding and PLE tables. KV cache excluded.
   uint64_t DecodeBytesPerToken() const;
@@ -68,8 +84,14 @@ class Model {
  private:
   Model() = default;
   Status LoadWeights();
+  // The tensor holding the text weight with Hugging Face name `hf_name` (without prefix).
+  const TensorView* FindWeight(const std::string& hf_name) const;
+  const std::string& source_path() const;
 
   std::unique_ptr<Checkpoint> checkpoint_;
+  std::unique_ptr<gguf::File> gguf_;
+  std::unordered_map<std::string, const TensorView*> gguf_tensors_;
+  std::vector<std::pair<std::string, TensorView>> tensors_;
   ModelConfig config_;
   ModelWeights weights_;
   std::string prefix_;

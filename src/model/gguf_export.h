@@ -1,0 +1,65 @@
+// Writing Gemma 4 GGUF files: quantizing a loaded model (gemma4 quantize) and synthesizing
+// random-weight models with the released dimensions (gemma4 synth), both through the same
+// recipe and writer, so the files load in llama.cpp as well as here.
+#ifndef GEMMA4_SRC_MODEL_GGUF_EXPORT_H_
+#define GEMMA4_SRC_MODEL_GGUF_EXPORT_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "gemma4/status.h"
+#include "io/gguf.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "model/tensor.h"
+#include "runtime/thread_pool.h"
+
+namespace gemma4 {
+
+// Target precision of `gemma4 quantize --type` / `gemma4 synth --type`.
+enum class Recipe { kF32, kF16, kBF16, kQ8_0, kQ4_0 };
+StatusOr<Recipe> ParseRecipe(const std::string& name);  // "q4_0", "q8_0", "bf16", "f16", "f32"
+
+// The storage type of one tensor under a recipe (the recipe table in the README):
+// vectors (norms, scales) F32; router F32; PLE gate/projection and PLE model projection BF16
+// (or the recipe's float type); the tied embedding/LM head Q8_0 under q4_0; everything else the
+// recipe type. Block types fall back to BF16 when a row is not a multiple of 32.
+DType RecipeType(Recipe recipe, const std::string& hf_name, const std::vector<int64_t>& shape);
+
+// One tensor to write: Hugging Face name (without prefix), row-major shape, and a function
+// that fills row `r` (cols = shape.back() floats).
+struct ExportTensor {
+  std::string hf_name;
+  std::vector<int64_t> shape;
+  std::function<void(int64_t row, float* out)> row;
+};
+
+// Tokenizer metadata copied from a Hugging Face tokenizer.json (+ tokenizer_config.json /
+// chat_template.jinja) next to config.json. Returns false (and sets nothing) if absent.
+StatusOr<bool> SetGgufTokenizerFromDirectory(const std::string& dir, const ModelConfig& config,
+                                             gguf::Writer* writer);
+// A placeholder vocabulary of `vocab_size` unique tokens (specials, 256 byte tokens, then
+// "<tok_N>"), for synthetic benchmark models.
+void SetGgufPlaceholderTokenizer(const ModelConfig& config, gguf::Writer* writer);
+
+// Writes metadata (the writer may already hold tokenizer keys), rope_freqs and every tensor
+// converted per `recipe`, quantizing rows on `pool`.
+Status WriteGgufModel(const ModelConfig& config, const std::vector<ExportTensor>& tensors,
+                      Recipe recipe, gguf::Writer* writer, const std::string& path,
+                      ThreadPool* pool);
+
+// Tensors of a loaded model, read row by row (dequantized) from its mapping.
+std::vector<ExportTensor> ModelTensors(const Model& model);
+
+// Random weights with the shapes of `config` (deterministic in `seed`): matrices uniform with
+// variance 1/fan_in, embeddings unit variance, norms and scales near 1.
+std::vector<ExportTensor> SyntheticTensors(const ModelConfig& config, uint64_t seed);
+
+// Configurations with the released dimensions: "e2b", "e4b", "26b-a4b", "31b".
+StatusOr<ModelConfig> ReleasedConfig(const std::string& variant);
+
+}  // namespace gemma4
+
+#endif  // GEMMA4_SRC_MODEL_GGUF_EXPORT_H_

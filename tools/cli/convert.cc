@@ -1,0 +1,129 @@
+// gemma4 quantize and gemma4 synth: write GGUF models (see src/model/gguf_export.h).
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "model/gguf_export.h"
+#include "model/model.h"
+#include "runtime/thread_pool.h"
+#include "tools/cli/commands.h"
+
+namespace gemma4::cli {
+namespace {
+
+int DefaultThreads() { return static_cast<int>(std::max<long>(1, sysconf(_SC_NPROCESSORS_ONLN))); }
+
+Status ParseThreads(const std::string& v, int* out) {
+  char* end = nullptr;
+  const long t = std::strtol(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || t < 1 || t > 1024) {
+    return InvalidArgumentError("--threads must be an integer in [1, 1024], got '" + v + "'");
+  }
+  *out = static_cast<int>(t);
+  return OkStatus();
+}
+
+std::string DirOf(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return path;
+  const size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+}  // namespace
+
+Status RunQuantize(int argc, char** argv) {
+  std::string src, dst, type;
+  int threads = DefaultThreads();
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    if ((a == "--type" || a == "--threads") && i + 1 >= argc) {
+      return InvalidArgumentError("option " + a + " needs a value");
+    }
+    if (a == "--type") {
+      type = argv[++i];
+    } else if (a == "--threads") {
+      GEMMA4_RETURN_IF_ERROR(ParseThreads(argv[++i], &threads));
+    } else if (!a.empty() && a[0] == '-') {
+      return InvalidArgumentError("unknown argument '" + a + "'");
+    } else if (src.empty()) {
+      src = a;
+    } else if (dst.empty()) {
+      dst = a;
+    } else {
+      return InvalidArgumentError("unexpected argument '" + a + "'");
+    }
+  }
+  if (src.empty() || dst.empty())
+    return InvalidArgumentError("usage: gemma4 quantize SRC DST --type TYPE");
+  if (type.empty()) return InvalidArgumentError("--type is required (q4_0, q8_0, bf16, f16, f32)");
+  GEMMA4_ASSIGN_OR_RETURN(Recipe recipe, ParseRecipe(type));
+  GEMMA4_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Load(src));
+  gguf::Writer writer;
+  if (!model->is_gguf()) {
+    GEMMA4_ASSIGN_OR_RETURN(bool has_tokenizer,
+                            SetGgufTokenizerFromDirectory(DirOf(src), model->config(), &writer));
+    if (!has_tokenizer) {
+      std::fprintf(stderr,
+                   "gemma4 quantize: warning: no tokenizer.json next to %s; the output "
+                   "has no tokenizer (llama.cpp needs one to load it)\n",
+                   src.c_str());
+    }
+  }
+  ThreadPool pool(threads);
+  const auto t0 = std::chrono::steady_clock::now();
+  GEMMA4_RETURN_IF_ERROR(
+      WriteGgufModel(model->config(), ModelTensors(*model), recipe, &writer, dst, &pool));
+  std::fprintf(stderr, "gemma4 quantize: wrote %s (%s) in %.1f s\n", dst.c_str(), type.c_str(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return OkStatus();
+}
+
+Status RunSynth(int argc, char** argv) {
+  std::string variant, type, out;
+  int threads = DefaultThreads();
+  uint64_t seed = 1;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    if ((a == "--variant" || a == "--type" || a == "--threads" || a == "--seed") && i + 1 >= argc) {
+      return InvalidArgumentError("option " + a + " needs a value");
+    }
+    if (a == "--variant") {
+      variant = argv[++i];
+    } else if (a == "--type") {
+      type = argv[++i];
+    } else if (a == "--threads") {
+      GEMMA4_RETURN_IF_ERROR(ParseThreads(argv[++i], &threads));
+    } else if (a == "--seed") {
+      seed = std::strtoull(argv[++i], nullptr, 10);
+    } else if (!a.empty() && a[0] == '-') {
+      return InvalidArgumentError("unknown argument '" + a + "'");
+    } else if (out.empty()) {
+      out = a;
+    } else {
+      return InvalidArgumentError("unexpected argument '" + a + "'");
+    }
+  }
+  if (variant.empty() || type.empty() || out.empty()) {
+    return InvalidArgumentError(
+        "usage: gemma4 synth --variant e2b|e4b|26b-a4b|31b --type TYPE OUT.gguf");
+  }
+  GEMMA4_ASSIGN_OR_RETURN(Recipe recipe, ParseRecipe(type));
+  GEMMA4_ASSIGN_OR_RETURN(ModelConfig config, ReleasedConfig(variant));
+  gguf::Writer writer;
+  writer.Set("general.name", gguf::Value::String("gemma4 synthetic " + variant));
+  SetGgufPlaceholderTokenizer(config, &writer);
+  ThreadPool pool(threads);
+  const auto t0 = std::chrono::steady_clock::now();
+  GEMMA4_RETURN_IF_ERROR(
+      WriteGgufModel(config, SyntheticTensors(config, seed), recipe, &writer, out, &pool));
+  std::fprintf(stderr, "gemma4 synth: wrote %s (%s %s) in %.1f s\n", out.c_str(), variant.c_str(),
+               type.c_str(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return OkStatus();
+}
+
+}  // namespace gemma4::cli
