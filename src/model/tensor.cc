@@ -91,7 +91,10 @@ uint64_t RowBytes(DType t, int64_t cols) {
   return static_cast<uint64_t>(cols / BlockElements(t)) * BlockBytes(t);
 }
 
-bool IsComputeType(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
+bool IsComputeType(DType t) {
+  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 ||
+         t == DType::kQ4_0 || t == DType::kQ4_K || t == DType::kQ6_K;
+}
 
 std::string TensorView::ShapeString() const {
   std::string s = "[";
