@@ -31,7 +31,9 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
                              const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
-  const int parts = static_cast<int>(std::min<int64_t>(num_threads(), (n + grain - 1) / grain));
+  // At most n / grain parts, so that every range is at least `grain` long.
+  const int parts =
+      static_cast<int>(std::min<int64_t>(num_threads(), std::max<int64_t>(1, n / grain)));
   if (parts <= 1) {
     fn(0, n);
     return;

@@ -17,6 +17,7 @@
 #include "model/forward.h"
 #include "model/model.h"
 #include "runtime/thread_pool.h"
+#include "tools/cli/commands.h"
 
 namespace gemma4 {
 namespace {
@@ -27,6 +28,12 @@ constexpr char kUsage[] =
     "      writes the logits of every position as little-endian float32 [n_ids, vocab]\n"
     "  gemma4 generate --model PATH --ids 2,17,33 -n 32 --greedy [--threads N]\n"
     "      prints the generated ids, comma-separated (stops after an end-of-sequence id)\n"
+    "  gemma4 bench    -m PATH [-t N,..] [-p N,..] [-n N,..] [-r N] [-o md|json|jsonl|csv]\n"
+    "      prompt processing (pp) and generation (tg) tokens/s, as llama-bench reports them\n"
+    "  gemma4 quantize SRC DST --type q4_0|q8_0|bf16|f16|f32 [--threads N]\n"
+    "      writes a GGUF (llama.cpp layout) from a checkpoint or GGUF\n"
+    "  gemma4 synth    --variant e2b|e4b|26b-a4b|31b --type TYPE OUT.gguf [--seed N]\n"
+    "      writes a random-weight GGUF with the released dimensions (benchmarks)\n"
     "  gemma4 info     --model PATH\n"
     "      prints the variant, the layer table, the parameter count and the mapped bytes\n"
     "PATH is a checkpoint directory (config.json + safetensors) or a model file.\n";
@@ -241,6 +248,12 @@ int Main(int argc, char** argv) {
     status = RunGenerate(argc, argv);
   } else if (cmd == "info") {
     status = RunInfo(argc, argv);
+  } else if (cmd == "bench") {
+    status = cli::RunBench(argc, argv);
+  } else if (cmd == "quantize") {
+    status = cli::RunQuantize(argc, argv);
+  } else if (cmd == "synth") {
+    status = cli::RunSynth(argc, argv);
   } else {
     std::fprintf(stderr, "gemma4: unknown command '%s'\n%s", cmd.c_str(), kUsage);
     return 2;

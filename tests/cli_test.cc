@@ -1,0 +1,338 @@
+// End-to-end tests of the gemma4 command-line tool (tools/cli/gemma4_main.cc): the built binary
+// is run through the shell on the tiny fixture checkpoints and its outputs, exit codes and
+// messages are checked against the transformers reference (tests/fixtures/models/*).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "io/mapped_file.h"
+#include "util/json.h"
+
+namespace gemma4 {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Same tolerance as golden_test.cc (see the derivation there): the CLI runs the same forward
+// pass and writes the float32 logits verbatim.
+constexpr float kTolerance = 1e-3f;
+
+const char* const kVariants[] = {"tiny-e2b", "tiny-e4b", "tiny-26b-a4b", "tiny-31b"};
+const char* const kLayouts[] = {"gemma4", "gemma4_text"};
+
+struct Prompt {
+  std::vector<int32_t> ids;
+  std::string logits_file;
+  std::vector<int32_t> greedy;
+};
+
+struct Reference {
+  int vocab = 0;
+  std::vector<Prompt> prompts;
+};
+
+std::string ModelDir(const std::string& variant) {
+  return std::string(GEMMA4_FIXTURES_DIR) + "/models/" + variant;
+}
+
+Reference LoadReference(const std::string& variant) {
+  Reference ref;
+  auto text = ReadFileToString(ModelDir(variant) + "/reference.json");
+  EXPECT_TRUE(text.ok()) << text.status().ToString();
+  if (!text.ok()) return ref;
+  auto root = json::Parse(*text, "reference.json");
+  EXPECT_TRUE(root.ok()) << root.status().ToString();
+  if (!root.ok()) return ref;
+  int64_t v = 0;
+  root->Find("vocab_size")->GetInt64(&v);
+  ref.vocab = static_cast<int>(v);
+  for (const json::Value& p : root->Find("prompts")->as_array()) {
+    Prompt prompt;
+    for (const json::Value& id : p.Find("ids")->as_array()) {
+      id.GetInt64(&v);
+      prompt.ids.push_back(static_cast<int32_t>(v));
+    }
+    for (const json::Value& id : p.Find("greedy")->as_array()) {
+      id.GetInt64(&v);
+      prompt.greedy.push_back(static_cast<int32_t>(v));
+    }
+    prompt.logits_file = ModelDir(variant) + "/" + p.Find("logits")->as_string();
+    ref.prompts.push_back(std::move(prompt));
+  }
+  return ref;
+}
+
+// Layers of a checkpoint, from its text config.
+int NumLayers(const std::string& variant) {
+  auto text = ReadFileToString(ModelDir(variant) + "/gemma4_text/config.json");
+  EXPECT_TRUE(text.ok());
+  if (!text.ok()) return -1;
+  auto root = json::Parse(*text, "config.json");
+  EXPECT_TRUE(root.ok());
+  int64_t n = -1;
+  if (root.ok()) root->Find("num_hidden_layers")->GetInt64(&n);
+  return static_cast<int>(n);
+}
+
+std::string Join(const std::vector<int32_t>& ids) {
+  std::string s;
+  for (size_t i = 0; i < ids.size(); ++i) s += (i ? "," : "") + std::to_string(ids[i]);
+  return s;
+}
+
+std::string ShellQuote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+std::vector<char> ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<char>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+std::vector<float> ReadFloats(const std::string& path) {
+  const std::vector<char> bytes = ReadBytes(path);
+  EXPECT_EQ(bytes.size() % sizeof(float), 0u) << path;
+  std::vector<float> f(bytes.size() / sizeof(float));
+  std::memcpy(f.data(), bytes.data(), f.size() * sizeof(float));
+  return f;
+}
+
+struct Result {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "gemma4_cli_test.XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+
+  // Runs the CLI with `args` (each passed as one shell word); captures stdout and stderr.
+  Result Run(const std::vector<std::string>& args) {
+    std::string cmd = ShellQuote(GEMMA4_CLI_PATH);
+    for (const std::string& a : args) cmd += " " + ShellQuote(a);
+    const std::string out = Path("stdout.txt"), err = Path("stderr.txt");
+    cmd += " >" + ShellQuote(out) + " 2>" + ShellQuote(err) + " </dev/null";
+    const int status = std::system(cmd.c_str());
+    Result r;
+    if (status != -1 && WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
+    const std::vector<char> o = ReadBytes(out), e = ReadBytes(err);
+    r.out.assign(o.begin(), o.end());
+    r.err.assign(e.begin(), e.end());
+    return r;
+  }
+
+  // Runs `logits` and checks the file against the reference logits of `prompt`.
+  void CheckLogits(const std::string& model, const Reference& ref, size_t prompt,
+                   const std::vector<std::string>& extra) {
+    const Prompt& p = ref.prompts[prompt];
+    const std::string out = Path("logits.f32");
+    fs::remove(out);
+    std::vector<std::string> args = {"logits",    "--model", model, "--ids",
+                                     Join(p.ids), "--out",   out};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const Result r = Run(args);
+    std::string what = model + " prompt " + std::to_string(prompt);
+    for (const std::string& e : extra) what += " " + e;
+    ASSERT_EQ(r.exit_code, 0) << what << "\n" << r.err;
+    EXPECT_EQ(r.out, "") << what;
+    const std::vector<float> got = ReadFloats(out);
+    const std::vector<float> want = ReadFloats(p.logits_file);
+    ASSERT_EQ(want.size(), p.ids.size() * ref.vocab) << p.logits_file;
+    ASSERT_EQ(got.size(), p.ids.size() * ref.vocab) << what;
+    float max_err = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(got[i])) << what << " index " << i;
+      max_err = std::max(max_err, std::fabs(got[i] - want[i]));
+    }
+    EXPECT_LE(max_err, kTolerance) << what;
+  }
+
+  // Checks an expected failure: exit code 1, nothing on stdout, a message on stderr that
+  // contains `needle`, and no output file left behind.
+  void ExpectFailure(const std::vector<std::string>& args, const std::string& needle) {
+    const std::string out = Path("logits.f32");
+    fs::remove(out);
+    const Result r = Run(args);
+    std::string what;
+    for (const std::string& a : args) what += " " + a;
+    EXPECT_EQ(r.exit_code, 1) << what << "\nstderr: " << r.err;
+    EXPECT_EQ(r.out, "") << what;
+    EXPECT_NE(r.err.find("gemma4 " + args[0] + ": "), std::string::npos) << what << "\n" << r.err;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << what << "\nstderr: " << r.err;
+    EXPECT_TRUE(!r.err.empty() && r.err.back() == '\n') << what;
+    EXPECT_FALSE(fs::exists(out)) << what;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(CliTest, LogitsMatchReferenceForEveryVariantAndLayout) {
+  for (const char* variant : kVariants) {
+    const Reference ref = LoadReference(variant);
+    ASSERT_EQ(ref.prompts.size(), 2u) << variant;
+    for (const char* layout : kLayouts) {
+      CheckLogits(ModelDir(variant) + "/" + layout, ref, 1, {});
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+TEST_F(CliTest, ChunkedAndThreadedLogitsMatchReference) {
+  for (const char* variant : kVariants) {
+    const Reference ref = LoadReference(variant);
+    ASSERT_EQ(ref.prompts.size(), 2u) << variant;
+    const std::string model = ModelDir(variant) + "/gemma4_text";
+    CheckLogits(model, ref, 0, {"--chunk", "3", "--threads", "2"});
+    if (HasFatalFailure()) return;
+  }
+  // Each option on its own, and a chunk longer than the prompt.
+  const Reference ref = LoadReference("tiny-e4b");
+  const std::string model = ModelDir("tiny-e4b") + "/gemma4";
+  CheckLogits(model, ref, 0, {"--chunk", "3"});
+  CheckLogits(model, ref, 1, {"--threads", "2"});
+  CheckLogits(model, ref, 0, {"--threads", "3", "--chunk", "1000"});
+}
+
+TEST_F(CliTest, ModelFilePath) {
+  const Reference ref = LoadReference("tiny-31b");
+  const std::string file = ModelDir("tiny-31b") + "/gemma4_text/model.safetensors";
+  CheckLogits(file, ref, 0, {});
+  CheckLogits(file, ref, 1, {"--chunk", "7"});
+  const Result r =
+      Run({"generate", "--model", file, "--ids", Join(ref.prompts[0].ids), "-n", "12", "--greedy"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, Join(ref.prompts[0].greedy) + "\n");
+}
+
+TEST_F(CliTest, GenerateGreedyPrintsReferenceIds) {
+  for (const char* variant : kVariants) {
+    const Reference ref = LoadReference(variant);
+    for (size_t i = 0; i < ref.prompts.size(); ++i) {
+      const Prompt& p = ref.prompts[i];
+      ASSERT_EQ(p.greedy.size(), 12u);
+      // Alternate layouts and thread counts over the prompts.
+      const std::string model = ModelDir(variant) + "/" + kLayouts[i % 2];
+      std::vector<std::string> args = {"generate",  "--model", model, "--ids",
+                                       Join(p.ids), "-n",      "12",  "--greedy"};
+      if (i == 1) args.insert(args.end(), {"--threads", "2"});
+      const Result r = Run(args);
+      EXPECT_EQ(r.exit_code, 0) << variant << " " << i << "\n" << r.err;
+      EXPECT_EQ(r.out, Join(p.greedy) + "\n") << variant << " prompt " << i;
+    }
+  }
+  // Fewer steps give a prefix of the greedy continuation.
+  const Reference ref = LoadReference("tiny-e4b");
+  const Result r = Run({"generate", "--model", ModelDir("tiny-e4b") + "/gemma4_text", "--ids",
+                        Join(ref.prompts[1].ids), "-n", "3", "--greedy"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const std::vector<int32_t> prefix(ref.prompts[1].greedy.begin(),
+                                    ref.prompts[1].greedy.begin() + 3);
+  EXPECT_EQ(r.out, Join(prefix) + "\n");
+}
+
+TEST_F(CliTest, InfoPrintsLayerTable) {
+  const std::regex layer_row(
+      R"(^\s*(\d+)\s+(sliding|global)\s+\d+\s+\d+\s+(yes|no)\s+\d+\s+\d+\s+\d+\s*$)");
+  for (const char* variant : kVariants) {
+    const int layers = NumLayers(variant);
+    ASSERT_GT(layers, 0) << variant;
+    for (const std::string& model :
+         {ModelDir(variant) + "/gemma4", ModelDir(variant) + "/gemma4_text",
+          ModelDir(variant) + "/gemma4_text/model.safetensors"}) {
+      const Result r = Run({"info", "--model", model});
+      ASSERT_EQ(r.exit_code, 0) << model << "\n" << r.err;
+      EXPECT_EQ(r.err, "") << model;
+      for (const char* key :
+           {"variant:", "layout:", "vocab: 512", "parameters:", "mapped bytes:"}) {
+        EXPECT_NE(r.out.find(key), std::string::npos) << model << " lacks '" << key << "'\n"
+                                                      << r.out;
+      }
+      std::istringstream lines(r.out);
+      std::string line;
+      int rows = 0;
+      std::smatch m;
+      while (std::getline(lines, line)) {
+        if (std::regex_match(line, m, layer_row)) {
+          EXPECT_EQ(std::stoi(m[1]), rows) << model << ": layer rows out of order";
+          ++rows;
+        }
+      }
+      EXPECT_EQ(rows, layers) << model << "\n" << r.out;
+      EXPECT_NE(r.out.find("layers: " + std::to_string(layers)), std::string::npos) << r.out;
+    }
+  }
+}
+
+TEST_F(CliTest, ErrorsExitOneWithMessage) {
+  const std::string model = ModelDir("tiny-31b") + "/gemma4_text";
+  const std::string out = Path("logits.f32");
+  ExpectFailure({"logits", "--model", Path("no_such_model"), "--ids", "2,3", "--out", out},
+                "no_such_model");
+  ExpectFailure({"generate", "--model", Path("no_such_model"), "--ids", "2", "--greedy"},
+                "no_such_model");
+  ExpectFailure({"info", "--model", Path("no_such_model")}, "no_such_model");
+  ExpectFailure({"logits", "--model", model, "--ids", "2,512", "--out", out}, "512");
+  ExpectFailure({"generate", "--model", model, "--ids", "2,100000", "--greedy"}, "100000");
+  for (const char* ids : {"2,,3", "abc", "-1", "2,3,", "", "2;3", "1.5", "99999999999"}) {
+    ExpectFailure({"logits", "--model", model, "--ids", ids, "--out", out}, "--ids");
+  }
+  ExpectFailure({"generate", "--model", model, "--ids", "abc", "--greedy"}, "--ids");
+  ExpectFailure({"logits", "--model", model, "--ids", "2,3"}, "--out");
+  ExpectFailure({"logits", "--model", model, "--out", out}, "--ids");
+  ExpectFailure({"logits", "--ids", "2,3", "--out", out}, "--model");
+  ExpectFailure({"logits", "--model", model, "--ids", "2,3", "--out", out, "--bogus"}, "--bogus");
+  ExpectFailure({"logits", "--model", model, "--ids", "2,3", "--out"}, "--out");
+  ExpectFailure({"logits", "--model", model, "--ids", "2,3", "--out", out, "--chunk", "0"},
+                "--chunk");
+  ExpectFailure({"logits", "--model", model, "--ids", "2,3", "--out", out, "--threads", "x"},
+                "--threads");
+  ExpectFailure({"generate", "--model", model, "--ids", "2,3", "-n", "3"}, "--greedy");
+  ExpectFailure({"generate", "--model", model, "--ids", "2,3", "-n", "-2", "--greedy"}, "-n");
+  ExpectFailure({"info", "--model", model, "--verbose"}, "--verbose");
+  ExpectFailure({"logits", "--model", model, "--ids", "2,3", "--out", Path("missing/dir/x.f32")},
+                "missing/dir/x.f32");
+}
+
+TEST_F(CliTest, UsageErrorsExitTwo) {
+  Result r = Run({});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find("usage:"), std::string::npos) << r.err;
+
+  r = Run({"frobnicate", "--model", "x"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find("unknown command 'frobnicate'"), std::string::npos) << r.err;
+
+  r = Run({"--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("usage:"), std::string::npos) << r.out;
+  EXPECT_EQ(r.err, "");
+}
+
+}  // namespace
+}  // namespace gemma4

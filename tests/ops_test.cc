@@ -1,0 +1,558 @@
+// Unit tests of the float32 reference operators (src/ops/ops.h) against plain double-precision
+// references written here, on random data of odd sizes.
+//
+// Tolerances are derived from the float32 machine epsilon kEps = FLT_EPSILON = 2^-23 (one ulp
+// at 1.0; the unit roundoff of a correctly rounded float op is kEps / 2). Each bound is stated
+// next to the check that uses it.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "model/tensor.h"
+#include "ops/ops.h"
+#include "runtime/thread_pool.h"
+
+namespace gemma4 {
+namespace {
+
+constexpr double kEps = FLT_EPSILON;
+
+const int64_t kOddSizes[] = {1, 3, 7, 8, 9, 17, 31, 64, 257};
+
+std::vector<float> RandomFloats(int64_t n, std::mt19937* rng, float lo = -1.0f, float hi = 1.0f) {
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(*rng);
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reference decoders of the 16-bit float formats, written from the IEEE / bfloat16 definitions
+// in double precision (no bit tricks shared with the implementation).
+
+double RefF16(uint16_t h) {
+  const int sign = (h >> 15) & 1;
+  const int exp = (h >> 10) & 0x1F;
+  const int mant = h & 0x3FF;
+  double v;
+  if (exp == 0) {
+    v = std::ldexp(static_cast<double>(mant), -24);  // subnormal: mant * 2^-14 / 2^10
+  } else if (exp == 31) {
+    v = mant == 0 ? std::numeric_limits<double>::infinity()
+                  : std::numeric_limits<double>::quiet_NaN();
+  } else {
+    v = std::ldexp(static_cast<double>(1024 + mant), exp - 15 - 10);
+  }
+  return sign ? -v : v;
+}
+
+double RefBf16(uint16_t h) {
+  const int sign = (h >> 15) & 1;
+  const int exp = (h >> 7) & 0xFF;
+  const int mant = h & 0x7F;
+  double v;
+  if (exp == 0) {
+    v = std::ldexp(static_cast<double>(mant), -126 - 7);
+  } else if (exp == 255) {
+    v = mant == 0 ? std::numeric_limits<double>::infinity()
+                  : std::numeric_limits<double>::quiet_NaN();
+  } else {
+    v = std::ldexp(static_cast<double>(128 + mant), exp - 127 - 7);
+  }
+  return sign ? -v : v;
+}
+
+// Every f16 / bf16 value is exactly representable in f32, so the decoders must be exact.
+void ExpectExactDecode(float got, double want, uint32_t bits) {
+  if (std::isnan(want)) {
+    EXPECT_TRUE(std::isnan(got)) << "bits 0x" << std::hex << bits;
+    return;
+  }
+  EXPECT_EQ(static_cast<double>(got), want) << "bits 0x" << std::hex << bits;
+  EXPECT_EQ(std::signbit(got), std::signbit(want)) << "bits 0x" << std::hex << bits;
+}
+
+TEST(OpsF16ToF32, ExhaustiveMatchesReferenceDecoder) {
+  for (uint32_t b = 0; b < 65536; ++b) {
+    ExpectExactDecode(ops::F16ToF32(static_cast<uint16_t>(b)), RefF16(static_cast<uint16_t>(b)), b);
+  }
+}
+
+TEST(OpsF16ToF32, SpecialValues) {
+  EXPECT_EQ(ops::F16ToF32(0x3C00), 1.0f);
+  EXPECT_EQ(ops::F16ToF32(0xC000), -2.0f);
+  EXPECT_EQ(ops::F16ToF32(0x7BFF), 65504.0f);                  // largest finite
+  EXPECT_EQ(ops::F16ToF32(0x0400), std::ldexp(1.0f, -14));     // smallest normal
+  EXPECT_EQ(ops::F16ToF32(0x0001), std::ldexp(1.0f, -24));     // smallest subnormal
+  EXPECT_EQ(ops::F16ToF32(0x03FF), std::ldexp(1023.0f, -24));  // largest subnormal
+  EXPECT_EQ(ops::F16ToF32(0x7C00), std::numeric_limits<float>::infinity());
+  EXPECT_EQ(ops::F16ToF32(0xFC00), -std::numeric_limits<float>::infinity());
+  EXPECT_TRUE(std::signbit(ops::F16ToF32(0x8000)));
+  EXPECT_EQ(ops::F16ToF32(0x8000), 0.0f);
+  EXPECT_TRUE(std::isnan(ops::F16ToF32(0x7E00)));
+  EXPECT_TRUE(std::isnan(ops::F16ToF32(0xFC01)));
+}
+
+TEST(OpsBf16ToF32, ExhaustiveMatchesReferenceDecoder) {
+  for (uint32_t b = 0; b < 65536; ++b) {
+    ExpectExactDecode(ops::Bf16ToF32(static_cast<uint16_t>(b)), RefBf16(static_cast<uint16_t>(b)),
+                      b);
+  }
+  EXPECT_EQ(ops::Bf16ToF32(0x3F80), 1.0f);
+  EXPECT_EQ(ops::Bf16ToF32(0xC040), -3.0f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weight tensors over our own byte buffers.
+
+uint16_t RandomF16Bits(std::mt19937* rng) {
+  // Finite values of moderate magnitude, including subnormals (exponent field 0): |v| < 4.
+  std::uniform_int_distribution<int> exp_dist(0, 16), mant_dist(0, 1023), sign_dist(0, 1);
+  return static_cast<uint16_t>((sign_dist(*rng) << 15) | (exp_dist(*rng) << 10) | mant_dist(*rng));
+}
+
+struct Weights {
+  std::vector<uint8_t> buffer;
+  TensorView view;
+  std::vector<double> decoded;  // [rows, cols], exact values of the stored elements
+  std::vector<float> decoded_f32;
+};
+
+// Builds a [rows, cols] tensor of `dtype` at byte `offset` inside its buffer (offset 1 gives an
+// F32 tensor that is not 4-byte aligned).
+Weights MakeWeights(DType dtype, int64_t rows, int64_t cols, size_t offset, std::mt19937* rng) {
+  Weights w;
+  const int64_t n = rows * cols;
+  const size_t elem = dtype == DType::kF32 ? 4 : 2;
+  w.buffer.assign(offset + n * elem + 8, 0xAB);
+  uint8_t* base = w.buffer.data() + offset;
+  w.decoded.resize(n);
+  w.decoded_f32.resize(n);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (int64_t i = 0; i < n; ++i) {
+    if (dtype == DType::kF32) {
+      const float v = dist(*rng);
+      std::memcpy(base + 4 * i, &v, 4);
+      w.decoded[i] = v;
+    } else if (dtype == DType::kBF16) {
+      const float v = dist(*rng);
+      uint32_t bits;
+      std::memcpy(&bits, &v, 4);
+      const uint16_t h = static_cast<uint16_t>(bits >> 16);
+      std::memcpy(base + 2 * i, &h, 2);
+      w.decoded[i] = RefBf16(h);
+    } else {
+      const uint16_t h = RandomF16Bits(rng);
+      std::memcpy(base + 2 * i, &h, 2);
+      w.decoded[i] = RefF16(h);
+    }
+    w.decoded_f32[i] = static_cast<float>(w.decoded[i]);
+  }
+  w.view.name = "test.weight";
+  w.view.dtype = dtype;
+  w.view.shape = {rows, cols};
+  w.view.data = base;
+  w.view.nbytes = n * elem;
+  w.view.file = "memory";
+  return w;
+}
+
+const char* Name(DType t) {
+  switch (t) {
+    case DType::kF32:
+      return "F32";
+    case DType::kBF16:
+      return "BF16";
+    case DType::kF16:
+      return "F16";
+    default:
+      return "?";
+  }
+}
+
+// Forward error bound of a float32 dot product of length n accumulated as Dot does (eight lane
+// partial sums, the tail folded into lane 0, then a three-level pairwise combine): every
+// product and every addition rounds once, and no term passes through more than
+// n/8 + 8 (lane chain incl. tail) + 3 (combine) + 1 (product) roundings, so
+// |dot - exact| <= (n/8 + 12) * kEps * sum |a_i b_i|.
+double DotBound(int64_t n, double sum_abs) {
+  return (static_cast<double>(n) / 8 + 12) * kEps * sum_abs;
+}
+
+TEST(OpsDot, MatchesDoubleReference) {
+  std::mt19937 rng(1);
+  for (int64_t n : {0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 64, 257, 1000, 4099}) {
+    const std::vector<float> a = RandomFloats(n, &rng), b = RandomFloats(n, &rng);
+    double ref = 0, sum_abs = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      ref += static_cast<double>(a[i]) * b[i];
+      sum_abs += std::fabs(static_cast<double>(a[i]) * b[i]);
+    }
+    const float got = ops::Dot(a.data(), b.data(), n);
+    EXPECT_NEAR(got, ref, DotBound(n, sum_abs)) << "n=" << n;
+  }
+}
+
+TEST(OpsDot, ExactOnSmallIntegers) {
+  // Small integers: every product and partial sum is exact in float32.
+  for (int64_t n : {1, 3, 7, 17, 31, 64, 257}) {
+    std::vector<float> a(n), b(n);
+    double ref = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      a[i] = static_cast<float>(i % 7 - 3);
+      b[i] = static_cast<float>(i % 5 - 2);
+      ref += static_cast<double>(a[i]) * b[i];
+    }
+    EXPECT_EQ(ops::Dot(a.data(), b.data(), n), ref) << "n=" << n;
+  }
+}
+
+// MatMul reference: y[t, n] = sum_k x[t, k] * W[n, k] in double on the exact weight values.
+void CheckMatMul(const Weights& w, const std::vector<float>& x, int64_t s,
+                 const std::vector<float>& y) {
+  const int64_t n_out = w.view.rows(), k = w.view.cols();
+  for (int64_t t = 0; t < s; ++t) {
+    for (int64_t n = 0; n < n_out; ++n) {
+      double ref = 0, sum_abs = 0;
+      for (int64_t i = 0; i < k; ++i) {
+        const double p = w.decoded[n * k + i] * x[t * k + i];
+        ref += p;
+        sum_abs += std::fabs(p);
+      }
+      ASSERT_NEAR(y[t * n_out + n], ref, DotBound(k, sum_abs))
+          << Name(w.view.dtype) << " N=" << n_out << " K=" << k << " s=" << s << " t=" << t
+          << " n=" << n;
+      // Since the weights decode exactly, each output is the Dot of the decoded row.
+      ASSERT_EQ(y[t * n_out + n], ops::Dot(w.decoded_f32.data() + n * k, x.data() + t * k, k));
+    }
+  }
+}
+
+struct MatMulCase {
+  DType dtype;
+  size_t offset;
+};
+
+TEST(OpsMatMul, MatchesReferenceForEveryDtypeAndThreadCount) {
+  std::mt19937 rng(2);
+  const MatMulCase cases[] = {{DType::kF32, 0},  {DType::kF32, 1},  {DType::kF32, 2},
+                              {DType::kBF16, 0}, {DType::kBF16, 1}, {DType::kF16, 0},
+                              {DType::kF16, 3}};
+  ThreadPool pool1(1), pool2(2), pool3(3);
+  ThreadPool* pools[] = {&pool1, &pool2, &pool3};
+  const int64_t sizes[][2] = {{1, 1},   {3, 7},    {17, 1},  {7, 17},   {31, 64},
+                              {64, 31}, {33, 257}, {257, 9}, {100, 100}};
+  for (const MatMulCase& c : cases) {
+    for (const auto& nk : sizes) {
+      const Weights w = MakeWeights(c.dtype, nk[0], nk[1], c.offset, &rng);
+      for (int64_t s = 1; s <= 5; ++s) {
+        const std::vector<float> x = RandomFloats(s * nk[1], &rng);
+        std::vector<float> y_serial(s * nk[0], NAN);
+        ops::MatMul(w.view, x.data(), s, y_serial.data(), nullptr);
+        CheckMatMul(w, x, s, y_serial);
+        if (HasFatalFailure()) return;
+        // Every thread count computes each output with the same Dot: bit-identical.
+        for (ThreadPool* pool : pools) {
+          std::vector<float> y(s * nk[0], NAN);
+          ops::MatMul(w.view, x.data(), s, y.data(), pool);
+          ASSERT_EQ(0, std::memcmp(y.data(), y_serial.data(), y.size() * sizeof(float)))
+              << Name(c.dtype) << " offset " << c.offset << " N=" << nk[0] << " K=" << nk[1]
+              << " s=" << s << " threads=" << pool->num_threads();
+        }
+      }
+    }
+  }
+}
+
+TEST(OpsMatMul, RowSliceGivesTheSameRows) {
+  std::mt19937 rng(3);
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
+    const int64_t rows = 37, cols = 19, s = 3;
+    const Weights w = MakeWeights(dtype, rows, cols, 1, &rng);
+    const std::vector<float> x = RandomFloats(s * cols, &rng);
+    std::vector<float> full(s * rows);
+    ops::MatMul(w.view, x.data(), s, full.data(), nullptr);
+    for (int64_t first : {0, 5, 35}) {
+      for (int64_t count : {1, 2}) {
+        const TensorView slice = w.view.RowSlice(first, count);
+        std::vector<float> part(s * count);
+        ThreadPool pool(2);
+        ops::MatMul(slice, x.data(), s, part.data(), &pool);
+        for (int64_t t = 0; t < s; ++t) {
+          for (int64_t n = 0; n < count; ++n) {
+            EXPECT_EQ(part[t * count + n], full[t * rows + first + n]) << Name(dtype);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(OpsToF32, ConvertsRangesOfEveryDtype) {
+  std::mt19937 rng(4);
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
+    for (size_t offset : {0, 1}) {
+      const Weights w = MakeWeights(dtype, 5, 13, offset, &rng);
+      for (int64_t first : {0, 1, 12, 40}) {
+        for (int64_t count : {0, 1, 7, 25}) {
+          std::vector<float> out(count + 1, 123.0f);
+          ops::ToF32(w.view, first, count, out.data());
+          for (int64_t i = 0; i < count; ++i) EXPECT_EQ(out[i], w.decoded[first + i]);
+          EXPECT_EQ(out[count], 123.0f) << "wrote past the end";
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RmsNorm. The implementation sums squares in double, then performs (cast to float, + eps, sqrt,
+// 1/x, x * inv, * weight): at most six float roundings of kEps / 2 each, so the relative error
+// of each output is below 3 kEps (plus double summation error, negligible). Bound: 4 kEps |ref|.
+
+void CheckRmsNorm(const std::vector<float>& x, const float* weight, float eps,
+                  const std::vector<float>& out) {
+  const int64_t n = static_cast<int64_t>(x.size());
+  double ss = 0;
+  for (float v : x) ss += static_cast<double>(v) * v;
+  const double inv = 1.0 / std::sqrt(ss / n + eps);
+  for (int64_t i = 0; i < n; ++i) {
+    const double ref = x[i] * inv * (weight ? weight[i] : 1.0);
+    ASSERT_NEAR(out[i], ref, 4 * kEps * std::fabs(ref) + 1e-30) << "n=" << n << " i=" << i;
+  }
+}
+
+TEST(OpsRmsNorm, WithAndWithoutWeight) {
+  std::mt19937 rng(5);
+  for (int64_t n : kOddSizes) {
+    for (float scale : {1e-3f, 1.0f, 300.0f}) {
+      for (float eps : {1e-6f, 1e-2f}) {
+        const std::vector<float> x = RandomFloats(n, &rng, -scale, scale);
+        const std::vector<float> w = RandomFloats(n, &rng, -2.0f, 2.0f);
+        std::vector<float> out(n);
+        ops::RmsNorm(x.data(), nullptr, n, eps, out.data());
+        CheckRmsNorm(x, nullptr, eps, out);
+        std::vector<float> out_w(n);
+        ops::RmsNorm(x.data(), w.data(), n, eps, out_w.data());
+        CheckRmsNorm(x, w.data(), eps, out_w);
+        // In place gives the same bits.
+        std::vector<float> in_place = x;
+        ops::RmsNorm(in_place.data(), w.data(), n, eps, in_place.data());
+        EXPECT_EQ(0, std::memcmp(in_place.data(), out_w.data(), n * sizeof(float)));
+      }
+    }
+  }
+}
+
+TEST(OpsRmsNorm, ZeroInputGivesZero) {
+  std::vector<float> x(17, 0.0f), out(17, 1.0f);
+  ops::RmsNorm(x.data(), nullptr, 17, 1e-6f, out.data());
+  for (float v : out) EXPECT_EQ(v, 0.0f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Softmax. With d_i = x_i - max, the float path rounds d_i (relative kEps / 2, i.e. absolute
+// |d_i| kEps / 2 in the exponent, hence relative |d_i| kEps / 2 in exp(d_i)), rounds expf
+// (< 1 ulp = kEps), sums in double and divides (two more roundings). So
+// |p_i - ref_i| <= ref_i (|d_i| + sum_j ref_j |d_j| + 4) kEps, plus the absolute rounding of
+// exp results that land among the float subnormals (2^-149 each).
+
+void CheckSoftmax(const std::vector<float>& in) {
+  const int64_t n = static_cast<int64_t>(in.size());
+  std::vector<float> got = in;
+  ops::Softmax(got.data(), n);
+  double mx = -INFINITY;
+  for (float v : in) mx = std::max(mx, static_cast<double>(v));
+  std::vector<double> ref(n);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += (ref[i] = std::exp(in[i] - mx));
+  double weighted_d = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    ref[i] /= sum;
+    if (ref[i] > 0) weighted_d += ref[i] * std::fabs(in[i] - mx);
+  }
+  double got_sum = 0, bound_sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = std::fabs(in[i] - mx);
+    const double bound =
+        ref[i] * (std::min(d, 200.0) + weighted_d + 4) * kEps + 4 * std::ldexp(1.0, -149);
+    ASSERT_NEAR(got[i], ref[i], bound) << "n=" << n << " i=" << i << " x=" << in[i];
+    ASSERT_GE(got[i], 0.0f);
+    got_sum += got[i];
+    bound_sum += bound;
+  }
+  EXPECT_NEAR(got_sum, 1.0, bound_sum + 1e-12) << "n=" << n;
+}
+
+TEST(OpsSoftmax, MatchesReferenceAndSumsToOne) {
+  std::mt19937 rng(6);
+  for (int64_t n : kOddSizes) {
+    for (float scale : {0.1f, 1.0f, 10.0f, 50.0f}) {
+      CheckSoftmax(RandomFloats(n, &rng, -scale, scale));
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+TEST(OpsSoftmax, LargeMagnitudeInputs) {
+  std::mt19937 rng(7);
+  for (int64_t n : kOddSizes) {
+    for (float offset : {1e4f, -1e4f, 1e20f, -1e30f, 3e38f}) {
+      std::vector<float> x = RandomFloats(n, &rng, -20.0f, 20.0f);
+      for (float& v : x) v += offset;  // the spread collapses when |offset| >> 20
+      CheckSoftmax(x);
+      if (HasFatalFailure()) return;
+    }
+    // Huge spread: only the maximum survives.
+    std::vector<float> x = RandomFloats(n, &rng, -1e30f, 1e30f);
+    x[n / 2] = 3e38f;
+    if (n > 1) x[0] = -3e38f;
+    std::vector<float> got = x;
+    ops::Softmax(got.data(), n);
+    for (int64_t i = 0; i < n; ++i) EXPECT_EQ(got[i], i == n / 2 ? 1.0f : 0.0f) << "n=" << n;
+  }
+}
+
+TEST(OpsSoftmax, EqualInputsAndMaskedEntries) {
+  for (int64_t n : kOddSizes) {
+    std::vector<float> x(n, 4.5f);
+    ops::Softmax(x.data(), n);
+    for (float v : x) EXPECT_EQ(v, 1.0f / static_cast<float>(n));
+    // -inf (masked) entries get exactly 0 and do not disturb the others.
+    std::vector<float> m(n + 2, -INFINITY);
+    for (int64_t i = 0; i < n; ++i) m[i + 1] = 4.5f;
+    ops::Softmax(m.data(), n + 2);
+    EXPECT_EQ(m.front(), 0.0f);
+    EXPECT_EQ(m.back(), 0.0f);
+    for (int64_t i = 0; i < n; ++i) EXPECT_EQ(m[i + 1], 1.0f / static_cast<float>(n));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GeluTanh against 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) in double. The float path
+// computes the tanh argument with relative error ~4 kEps; its effect on tanh is damped by
+// sech^2(u) |u| <= 0.45, and tanhf adds < 1 ulp (<= kEps) absolute. Where tanh -> -1 the sum
+// 1 + tanh cancels, so the error is absolute in that factor: |g - ref| <= 0.5 |x| (kEps + 4 *
+// 0.45 kEps) + 3 kEps |ref| (final products), bounded by (2 |x| + 4 |ref|) kEps. The constant
+// 0.044715 is rounded to float on both sides, as PyTorch does.
+
+double RefGelu(double x) {
+  const double beta = std::sqrt(2.0 / M_PI);
+  const double kappa = static_cast<double>(0.044715f);
+  return 0.5 * x * (1.0 + std::tanh(beta * (x + kappa * x * x * x)));
+}
+
+TEST(OpsGeluTanh, MatchesFormulaInDouble) {
+  std::vector<float> xs;
+  for (int i = -1200; i <= 1200; ++i) xs.push_back(static_cast<float>(i) / 100.0f);
+  std::mt19937 rng(8);
+  for (float v : RandomFloats(2000, &rng, -30.0f, 30.0f)) xs.push_back(v);
+  for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-6f, -1e-6f, 100.0f, -100.0f, 1e10f, -1e10f,
+                  1e20f, -1e20f, 3e38f, -3e38f}) {
+    xs.push_back(v);
+  }
+  for (float x : xs) {
+    const double ref = RefGelu(x);
+    const float got = ops::GeluTanh(x);
+    ASSERT_NEAR(got, ref, (2 * std::fabs(x) + 4 * std::fabs(ref)) * kEps) << "x=" << x;
+  }
+  EXPECT_EQ(ops::GeluTanh(0.0f), 0.0f);
+  EXPECT_EQ(ops::GeluTanh(1e20f), 1e20f);
+  EXPECT_EQ(ops::GeluTanh(-1e20f), 0.0f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// ApplyRope. The angle inv_freq[i] * position is a float32 product (as in transformers' f32
+// rotary embedding), so the reference rounds it to float too, then takes cos/sin in double.
+// cosf/sinf add < 1 ulp, each output is two products and a sum: |err| <= 4 kEps (|a| + |b|).
+
+TEST(OpsApplyRope, MatchesReference) {
+  std::mt19937 rng(9);
+  for (int head_dim : {2, 8, 34, 64, 256}) {
+    const int half = head_dim / 2;
+    std::vector<float> inv_freq(half);
+    for (int i = 0; i < half; ++i) {
+      inv_freq[i] = static_cast<float>(std::pow(10000.0, -2.0 * i / head_dim));
+    }
+    for (int rotated : {half, half / 2, half > 1 ? 1 : 0, 0}) {
+      for (int64_t pos : {0, 1, 2, 7, 100, 4097, 131071}) {
+        const std::vector<float> x = RandomFloats(head_dim, &rng, -3.0f, 3.0f);
+        std::vector<float> got = x;
+        ops::ApplyRope(got.data(), head_dim, inv_freq.data(), rotated, pos);
+        for (int i = 0; i < half; ++i) {
+          const double a = x[i], b = x[i + half];
+          if (i >= rotated || pos == 0) {
+            // Untouched (rotated_pairs < half) or identity (position 0): exact same bits.
+            EXPECT_EQ(0, std::memcmp(&got[i], &x[i], 4)) << head_dim << " " << rotated << " " << i;
+            EXPECT_EQ(0, std::memcmp(&got[i + half], &x[i + half], 4));
+            continue;
+          }
+          const double angle = static_cast<float>(inv_freq[i] * static_cast<float>(pos));
+          const double c = std::cos(angle), s = std::sin(angle);
+          const double tol = 4 * kEps * (std::fabs(a) + std::fabs(b));
+          EXPECT_NEAR(got[i], a * c - b * s, tol) << "pos " << pos << " i " << i;
+          EXPECT_NEAR(got[i + half], b * c + a * s, tol) << "pos " << pos << " i " << i;
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// TensorView::RowSlice
+
+TEST(TensorViewTest, RowSlice) {
+  std::vector<uint8_t> buf(4 * 5 * 7);
+  TensorView t;
+  t.name = "w";
+  t.dtype = DType::kF32;
+  t.shape = {5, 7};
+  t.data = buf.data();
+  t.nbytes = buf.size();
+  t.file = "f.safetensors";
+  t.file_offset = 1000;
+  EXPECT_EQ(t.rows(), 5);
+  EXPECT_EQ(t.cols(), 7);
+  TensorView s = t.RowSlice(2, 3);
+  EXPECT_EQ(s.name, "w");
+  EXPECT_EQ(s.dtype, DType::kF32);
+  EXPECT_EQ(s.shape, (std::vector<int64_t>{3, 7}));
+  EXPECT_EQ(s.data, buf.data() + 2 * 7 * 4);
+  EXPECT_EQ(s.nbytes, 3u * 7 * 4);
+  EXPECT_EQ(s.file, "f.safetensors");
+  EXPECT_EQ(s.file_offset, 1000u + 2 * 7 * 4);
+  EXPECT_EQ(s.rows(), 3);
+  EXPECT_EQ(s.numel(), 21);
+
+  // A 3-D tensor is sliced along its flattened rows; 2-byte types use 2-byte rows.
+  TensorView b;
+  b.dtype = DType::kBF16;
+  b.shape = {2, 3, 4};
+  b.data = buf.data() + 1;
+  b.nbytes = 2 * 24;
+  EXPECT_EQ(b.rows(), 6);
+  EXPECT_EQ(b.cols(), 4);
+  TensorView bs = b.RowSlice(1, 4);
+  EXPECT_EQ(bs.shape, (std::vector<int64_t>{4, 4}));
+  EXPECT_EQ(bs.data, buf.data() + 1 + 8);
+  EXPECT_EQ(bs.nbytes, 32u);
+  EXPECT_EQ(bs.file_offset, 8u);
+
+  // Empty slice at the end and the whole tensor.
+  TensorView e = t.RowSlice(5, 0);
+  EXPECT_EQ(e.nbytes, 0u);
+  EXPECT_EQ(e.rows(), 0);
+  TensorView all = t.RowSlice(0, 5);
+  EXPECT_EQ(all.data, t.data);
+  EXPECT_EQ(all.nbytes, t.nbytes);
+}
+
+}  // namespace
+}  // namespace gemma4

@@ -1,0 +1,197 @@
+// ThreadPool::ParallelFor: exact coverage of [0, n), range contract, reuse, and lifetime.
+#include "runtime/thread_pool.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace gemma4 {
+namespace {
+
+struct Recorded {
+  std::mutex mu;
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  std::vector<std::thread::id> threads;
+};
+
+// Runs one ParallelFor and checks that [0, n) is covered exactly once by at most
+// num_threads() ranges, each at least `grain` long except possibly the last one.
+void CheckCoverage(ThreadPool* pool, int64_t n, int64_t grain) {
+  std::vector<std::atomic<int>> hits(static_cast<size_t>(std::max<int64_t>(n, 0)));
+  for (auto& h : hits) h.store(0);
+  Recorded rec;
+  pool->ParallelFor(n, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      if (i >= 0 && i < n) hits[i].fetch_add(1, std::memory_order_relaxed);
+    }
+    std::lock_guard<std::mutex> lock(rec.mu);
+    rec.ranges.emplace_back(begin, end);
+  });
+  const std::string where = "n=" + std::to_string(n) + " grain=" + std::to_string(grain) +
+                            " threads=" + std::to_string(pool->num_threads());
+  if (n <= 0) {
+    EXPECT_TRUE(rec.ranges.empty()) << where;
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << where << " i=" << i;
+  ASSERT_GE(rec.ranges.size(), 1u) << where;
+  EXPECT_LE(rec.ranges.size(), static_cast<size_t>(pool->num_threads())) << where;
+  std::sort(rec.ranges.begin(), rec.ranges.end());
+  int64_t expect_begin = 0;
+  for (size_t r = 0; r < rec.ranges.size(); ++r) {
+    const auto [begin, end] = rec.ranges[r];
+    EXPECT_EQ(begin, expect_begin) << where;
+    EXPECT_LT(begin, end) << where << ": empty range";
+    if (r + 1 < rec.ranges.size()) {
+      EXPECT_GE(end - begin, std::max<int64_t>(grain, 1)) << where << ": range shorter than grain";
+    }
+    expect_begin = end;
+  }
+  EXPECT_EQ(expect_begin, n) << where;
+}
+
+TEST(ThreadPoolTest, NumThreadsCountsTheCaller) {
+  EXPECT_EQ(ThreadPool(1).num_threads(), 1);
+  EXPECT_EQ(ThreadPool(4).num_threads(), 4);
+  EXPECT_EQ(ThreadPool(0).num_threads(), 1);
+  EXPECT_EQ(ThreadPool(-3).num_threads(), 1);
+}
+
+TEST(ThreadPoolTest, CoversRangeExactlyOnce) {
+  const int64_t ns[] = {0, -5, 1, 2, 3, 5, 7, 15, 16, 17, 31, 32, 33, 47, 64, 100, 257, 1000, 1023};
+  const int64_t grains[] = {-1, 0, 1, 2, 3, 7, 16, 64, 1000, 5000};
+  for (int threads : {1, 2, 3, 4, 5, 8}) {
+    // One pool reused across every combination (parts vary from call to call) ...
+    ThreadPool pool(threads);
+    for (int64_t n : ns) {
+      for (int64_t grain : grains) {
+        CheckCoverage(&pool, n, grain);
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
+  // ... and fresh pools for a few combinations.
+  for (int threads : {2, 3, 7}) {
+    for (int64_t n : {1, 9, 100}) {
+      ThreadPool pool(threads);
+      CheckCoverage(&pool, n, 1);
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+TEST(ThreadPoolTest, ZeroWorkNeverCallsFn) {
+  ThreadPool pool(3);
+  int calls = 0;
+  pool.ParallelFor(0, 1, [&](int64_t, int64_t) { ++calls; });
+  pool.ParallelFor(-1, 16, [&](int64_t, int64_t) { ++calls; });
+  EXPECT_EQ(calls, 0);
+}
+
+TEST(ThreadPoolTest, SingleThreadRunsInlineOnCaller) {
+  ThreadPool pool(1);
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  std::thread::id who;
+  pool.ParallelFor(1000, 1, [&](int64_t b, int64_t e) {
+    ranges.emplace_back(b, e);
+    who = std::this_thread::get_id();
+  });
+  ASSERT_EQ(ranges.size(), 1u);
+  EXPECT_EQ(ranges[0].first, 0);
+  EXPECT_EQ(ranges[0].second, 1000);
+  EXPECT_EQ(who, std::this_thread::get_id());
+}
+
+TEST(ThreadPoolTest, CallerTakesPartAndWorkersRunConcurrently) {
+  // Every range waits until all ranges have started: this only completes if the caller and the
+  // workers run at the same time. A timeout keeps a broken pool from hanging the test.
+  constexpr int kThreads = 3;
+  ThreadPool pool(kThreads);
+  std::atomic<int> started{0};
+  std::atomic<bool> all_met{true};
+  std::mutex mu;
+  std::vector<std::thread::id> ids;
+  pool.ParallelFor(kThreads, 1, [&](int64_t, int64_t) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ids.push_back(std::this_thread::get_id());
+    }
+    started.fetch_add(1);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (started.load() < kThreads) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        all_met = false;
+        break;
+      }
+      std::this_thread::yield();
+    }
+  });
+  EXPECT_TRUE(all_met.load());
+  ASSERT_EQ(ids.size(), static_cast<size_t>(kThreads));
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(std::unique(ids.begin(), ids.end()), ids.end()) << "two ranges on one thread";
+  EXPECT_NE(std::find(ids.begin(), ids.end(), std::this_thread::get_id()), ids.end())
+      << "the calling thread did not take part";
+}
+
+TEST(ThreadPoolTest, ThousandsOfRepeatedCallsWithoutDeadlock) {
+  for (int threads : {2, 3, 4}) {
+    ThreadPool pool(threads);
+    std::vector<int64_t> data(97);
+    for (int iter = 0; iter < 3000; ++iter) {
+      // Vary n so that the number of parts changes between consecutive calls, including calls
+      // that use fewer parts than there are workers and calls that run inline.
+      const int64_t n = 1 + (iter * 7) % 97;
+      pool.ParallelFor(n, 1 + iter % 3, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) data[i] += 1;
+      });
+    }
+    int64_t total = 0;
+    for (int64_t v : data) total += v;
+    int64_t expect = 0;
+    for (int iter = 0; iter < 3000; ++iter) expect += 1 + (iter * 7) % 97;
+    EXPECT_EQ(total, expect) << "threads=" << threads;
+  }
+}
+
+TEST(ThreadPoolTest, DestructionWhileIdle) {
+  // Destroyed right away: workers may not even have reached their wait yet.
+  for (int i = 0; i < 50; ++i) {
+    ThreadPool pool(1 + i % 5);
+  }
+  // Destroyed after work, once the workers have gone back to waiting.
+  for (int i = 0; i < 20; ++i) {
+    ThreadPool pool(4);
+    std::atomic<int64_t> sum{0};
+    pool.ParallelFor(100, 1, [&](int64_t b, int64_t e) {
+      for (int64_t k = b; k < e; ++k) sum += k;
+    });
+    EXPECT_EQ(sum.load(), 4950);
+    if (i % 5 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+TEST(ThreadPoolTest, SeveralPoolsInParallel) {
+  // Pools own no global state: two pools driven from two threads do not interfere.
+  auto drive = [](std::atomic<int64_t>* out) {
+    ThreadPool pool(3);
+    for (int iter = 0; iter < 300; ++iter) {
+      pool.ParallelFor(50, 1, [&](int64_t b, int64_t e) { *out += e - b; });
+    }
+  };
+  std::atomic<int64_t> a{0}, b{0};
+  std::thread ta(drive, &a), tb(drive, &b);
+  ta.join();
+  tb.join();
+  EXPECT_EQ(a.load(), 300 * 50);
+  EXPECT_EQ(b.load(), 300 * 50);
+}
+
+}  // namespace
+}  // namespace gemma4
