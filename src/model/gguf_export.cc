@@ -67,8 +67,12 @@ DType RecipeType(Recipe recipe, const std::string& name, const std::vector<int64
     return DType::kBF16;
   }
   DType type = recipe == Recipe::kQ8_0 ? DType::kQ8_0 : DType::kQ4_0;
-  // The tied embedding is also the LM head: logits come straight from it.
-  if (name == "embed_tokens.weight") type = DType::kQ8_0;
+  // The tied embedding is also the LM head: logits come straight from it. The PLE table feeds
+  // every layer directly (through a norm that removes its scale, so its relative error passes
+  // through undiminished); a token reads one row, so its size costs disk, not bandwidth.
+  if (name == "embed_tokens.weight" || name == "embed_tokens_per_layer.weight") {
+    type = DType::kQ8_0;
+  }
   if (shape.back() % quant::kBlock != 0) type = DType::kBF16;
   return type;
 }
