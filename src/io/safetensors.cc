@@ -108,14 +108,16 @@ StatusOr<std::vector<TensorView>> ParseSafetensors(const uint8_t* bytes, size_t 
     t.file_offset = data_start + begin;
     tensors.push_back(std::move(t));
   }
-  // Tensors must not overlap.
+  // Tensors must not overlap. Empty tensors occupy no bytes and are skipped, so they cannot
+  // hide an overlap between their neighbours.
   std::vector<const TensorView*> sorted;
-  for (const auto& t : tensors) sorted.push_back(&t);
+  for (const auto& t : tensors) {
+    if (t.nbytes > 0) sorted.push_back(&t);
+  }
   std::sort(sorted.begin(), sorted.end(),
             [](const TensorView* a, const TensorView* b) { return a->data < b->data; });
   for (size_t i = 1; i < sorted.size(); ++i) {
-    if (sorted[i - 1]->nbytes > 0 && sorted[i]->nbytes > 0 &&
-        sorted[i - 1]->data + sorted[i - 1]->nbytes > sorted[i]->data) {
+    if (sorted[i - 1]->data + sorted[i - 1]->nbytes > sorted[i]->data) {
       return InvalidArgumentError(file_name + ": data of tensors '" + sorted[i - 1]->name +
                                   "' and '" + sorted[i]->name + "' overlap");
     }

@@ -81,7 +81,8 @@ StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& path) 
   ckpt->config_path_ = dir + "/config.json";
   GEMMA4_ASSIGN_OR_RETURN(std::string config_text, ReadFileToString(ckpt->config_path_));
   GEMMA4_ASSIGN_OR_RETURN(ckpt->config_json_, json::Parse(config_text, ckpt->config_path_));
-  if (const std::string gen_path = dir + "/generation_config.json"; IsFile(gen_path)) {
+  ckpt->generation_config_path_ = dir + "/generation_config.json";
+  if (const std::string& gen_path = ckpt->generation_config_path_; IsFile(gen_path)) {
     GEMMA4_ASSIGN_OR_RETURN(std::string gen_text, ReadFileToString(gen_path));
     GEMMA4_ASSIGN_OR_RETURN(ckpt->generation_config_json_, json::Parse(gen_text, gen_path));
   }

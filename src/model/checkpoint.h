@@ -25,6 +25,7 @@ class Checkpoint {
   const std::string& config_path() const { return config_path_; }
   // generation_config.json beside config.json; null when the file is absent.
   const json::Value& generation_config_json() const { return generation_config_json_; }
+  const std::string& generation_config_path() const { return generation_config_path_; }
   const std::string& path() const { return path_; }
   // nullptr when absent.
   const TensorView* Find(std::string_view name) const;
@@ -39,6 +40,7 @@ class Checkpoint {
   std::string config_path_;
   json::Value config_json_;
   json::Value generation_config_json_;
+  std::string generation_config_path_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::unordered_map<std::string, TensorView> tensors_;
 };

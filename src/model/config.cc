@@ -5,11 +5,18 @@
 namespace gemma4 {
 namespace {
 
+// Bounds on config values. The per-layer tables (inv_freq) take layers x head_dim/2 floats, so
+// these keep a hostile config.json from demanding gigabytes; released models are far below.
+constexpr int64_t kMaxConfigInt = int64_t{1} << 30;
+constexpr int64_t kMaxLayers = 1024;
+constexpr int64_t kMaxHeadDim = 16384;
+
 class Reader {
  public:
   Reader(const json::Value& obj, std::string where) : obj_(obj), where_(std::move(where)) {}
 
-  Status Int(const char* key, int* out, bool required, int64_t min_value = 0) const {
+  Status Int(const char* key, int* out, bool required, int64_t min_value = 0,
+             int64_t max_value = kMaxConfigInt) const {
     const json::Value* v = obj_.Find(key);
     if (v == nullptr || v->is_null()) {
       if (required) return InvalidArgumentError(where_ + ": missing required field '" + key + "'");
@@ -20,9 +27,10 @@ class Reader {
       return InvalidArgumentError(where_ + ": field '" + key + "' must be an integer, got " +
                                   v->Serialize());
     }
-    if (i < min_value || i > (int64_t{1} << 30)) {
+    if (i < min_value || i > max_value) {
       return InvalidArgumentError(where_ + ": field '" + key + "' = " + std::to_string(i) +
-                                  " is out of range");
+                                  " is out of range [" + std::to_string(min_value) + ", " +
+                                  std::to_string(max_value) + "]");
     }
     *out = static_cast<int>(i);
     return OkStatus();
@@ -163,12 +171,14 @@ StatusOr<ModelConfig> ParseModelConfig(const json::Value& root, const std::strin
   bool k_eq_v = false;
   GEMMA4_RETURN_IF_ERROR(r.Int("vocab_size", &c.vocab_size, true, 1));
   GEMMA4_RETURN_IF_ERROR(r.Int("hidden_size", &c.hidden_size, true, 1));
-  GEMMA4_RETURN_IF_ERROR(r.Int("intermediate_size", &c.intermediate_size, true, 1));
-  GEMMA4_RETURN_IF_ERROR(r.Int("num_hidden_layers", &c.num_layers, true, 1));
+  // Half the usual bound: KV-shared layers with use_double_wide_mlp use twice the width.
+  GEMMA4_RETURN_IF_ERROR(
+      r.Int("intermediate_size", &c.intermediate_size, true, 1, kMaxConfigInt / 2));
+  GEMMA4_RETURN_IF_ERROR(r.Int("num_hidden_layers", &c.num_layers, true, 1, kMaxLayers));
   GEMMA4_RETURN_IF_ERROR(r.Int("num_attention_heads", &c.num_heads, true, 1));
   GEMMA4_RETURN_IF_ERROR(r.Int("num_key_value_heads", &num_kv_heads, true, 1));
-  GEMMA4_RETURN_IF_ERROR(r.Int("head_dim", &head_dim, true, 2));
-  GEMMA4_RETURN_IF_ERROR(r.Int("global_head_dim", &global_head_dim, false, 2));
+  GEMMA4_RETURN_IF_ERROR(r.Int("head_dim", &head_dim, true, 2, kMaxHeadDim));
+  GEMMA4_RETURN_IF_ERROR(r.Int("global_head_dim", &global_head_dim, false, 2, kMaxHeadDim));
   GEMMA4_RETURN_IF_ERROR(r.Int("num_global_key_value_heads", &num_global_kv_heads, false, 1));
   GEMMA4_RETURN_IF_ERROR(r.Bool("attention_k_eq_v", &k_eq_v));
   c.sliding_window = 512;
@@ -266,7 +276,7 @@ StatusOr<ModelConfig> ParseModelConfig(const json::Value& root, const std::strin
         return InvalidArgumentError(where + ": per_layer_config['" + key + "'] is not an object");
       }
       Reader lr(overrides, where + ": per_layer_config['" + key + "']");
-      GEMMA4_RETURN_IF_ERROR(lr.Int("head_dim", &layer_head_dim[idx], false, 2));
+      GEMMA4_RETURN_IF_ERROR(lr.Int("head_dim", &layer_head_dim[idx], false, 2, kMaxHeadDim));
       GEMMA4_RETURN_IF_ERROR(lr.Int("num_key_value_heads", &layer_kv_heads[idx], false, 1));
     }
   }
@@ -335,7 +345,6 @@ StatusOr<ModelConfig> ParseModelConfig(const json::Value& root, const std::strin
   c.variant = GuessVariant(c);
   return c;
 }
-
 
 Status ApplyGenerationConfig(const json::Value& generation_config, const std::string& source,
                              ModelConfig* config) {

@@ -36,7 +36,8 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path) {
   GEMMA4_ASSIGN_OR_RETURN(model->config_, ParseModelConfig(model->checkpoint_->config_json(),
                                                            model->checkpoint_->config_path()));
   GEMMA4_RETURN_IF_ERROR(ApplyGenerationConfig(model->checkpoint_->generation_config_json(),
-                                               "generation_config.json", &model->config_));
+                                               model->checkpoint_->generation_config_path(),
+                                               &model->config_));
   GEMMA4_RETURN_IF_ERROR(model->LoadWeights());
   return model;
 }

@@ -64,10 +64,13 @@ class Parser {
     return false;
   }
 
+  // `depth` is the number of arrays/objects enclosing the value.
   Status ParseValue(Value* out, int depth) {
-    if (depth > kMaxDepth) return Error("nesting deeper than 256 levels");
     if (pos_ >= text_.size()) return Error("unexpected end of input, expected a value");
     char c = text_[pos_];
+    if ((c == '{' || c == '[') && depth >= kMaxDepth) {
+      return Error("nesting deeper than 256 levels");
+    }
     switch (c) {
       case '{':
         return ParseObject(out, depth);

@@ -1,0 +1,73 @@
+// Google Benchmark microbenchmarks of the matmul kernels per ISA and weight type, at Gemma 4
+// E2B shapes: decode (one token, matrix-vector) and prefill (64 tokens). Reported bytes are
+// weight bytes, so bytes_per_second of the decode cases is the achieved weight bandwidth.
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "ops/ops.h"
+#include "quant/quant.h"
+#include "runtime/thread_pool.h"
+
+namespace gemma4 {
+namespace {
+
+struct Matrix {
+  std::vector<uint8_t> bytes;
+  TensorView view;
+};
+
+Matrix MakeMatrix(DType type, int64_t rows, int64_t cols) {
+  Matrix m;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> dist(0.0f, 0.05f);
+  std::vector<float> row(cols);
+  const uint64_t row_bytes = RowBytes(type, cols);
+  m.bytes.resize(rows * row_bytes);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (float& x : row) x = dist(rng);
+    quant::QuantizeRow(type, row.data(), cols, m.bytes.data() + r * row_bytes);
+  }
+  m.view.dtype = type;
+  m.view.shape = {rows, cols};
+  m.view.data = m.bytes.data();
+  m.view.nbytes = m.bytes.size();
+  return m;
+}
+
+// args: type, rows, cols, tokens, threads
+void BM_MatMul(benchmark::State& state) {
+  const DType type = static_cast<DType>(state.range(0));
+  const int64_t rows = state.range(1), cols = state.range(2), tokens = state.range(3);
+  ThreadPool pool(static_cast<int>(state.range(4)));
+  const Matrix m = MakeMatrix(type, rows, cols);
+  std::vector<float> x(tokens * cols, 0.5f), y(tokens * rows);
+  for (auto _ : state) {
+    ops::MatMul(m.view, x.data(), tokens, y.data(), &pool);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(m.bytes.size()));
+  state.counters["GOPS"] =
+      benchmark::Counter(2.0 * rows * cols * tokens * state.iterations(),
+                         benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+}
+
+void Shapes(benchmark::internal::Benchmark* b) {
+  for (DType t : {DType::kQ4_0, DType::kQ8_0, DType::kBF16}) {
+    for (int threads : {1, 2}) {
+      // E2B MLP gate/up (6144 x 1536) and down (1536 x 6144); decode and prefill.
+      for (int tokens : {1, 64}) {
+        b->Args({static_cast<int64_t>(t), 6144, 1536, tokens, threads});
+        b->Args({static_cast<int64_t>(t), 1536, 6144, tokens, threads});
+      }
+    }
+  }
+}
+BENCHMARK(BM_MatMul)->Apply(Shapes)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace gemma4
+
+BENCHMARK_MAIN();
