@@ -3,6 +3,7 @@
 // weight bytes, so bytes_per_second of the decode cases is the achieved weight bandwidth.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -24,11 +25,18 @@ Matrix MakeMatrix(DType type, int64_t rows, int64_t cols) {
   std::mt19937 rng(1);
   std::normal_distribution<float> dist(0.0f, 0.05f);
   std::vector<float> row(cols);
-  const uint64_t row_bytes = RowBytes(type, cols);
+  const DType stored = type == DType::kQ4_0R ? DType::kQ4_0 : type;
+  const uint64_t row_bytes = RowBytes(stored, cols);
   m.bytes.resize(rows * row_bytes);
+  std::vector<uint8_t> plain(row_bytes);
   for (int64_t r = 0; r < rows; ++r) {
     for (float& x : row) x = dist(rng);
-    quant::QuantizeRow(type, row.data(), cols, m.bytes.data() + r * row_bytes);
+    quant::QuantizeRow(stored, row.data(), cols, plain.data());
+    if (type == DType::kQ4_0R) {
+      quant::RepackRowQ4_0(plain.data(), cols / 32, m.bytes.data() + r * row_bytes);
+    } else {
+      std::copy(plain.begin(), plain.end(), m.bytes.begin() + r * row_bytes);
+    }
   }
   m.view.dtype = type;
   m.view.shape = {rows, cols};
@@ -55,7 +63,7 @@ void BM_MatMul(benchmark::State& state) {
 }
 
 void Shapes(benchmark::internal::Benchmark* b) {
-  for (DType t : {DType::kQ4_0, DType::kQ8_0, DType::kBF16}) {
+  for (DType t : {DType::kQ4_0R, DType::kQ4_0, DType::kQ8_0, DType::kBF16}) {
     for (int threads : {1, 2}) {
       // E2B MLP gate/up (6144 x 1536) and down (1536 x 6144); decode and prefill.
       for (int tokens : {1, 64}) {

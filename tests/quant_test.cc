@@ -127,6 +127,38 @@ TEST_P(KernelTest, MatchesReferenceOnRandomData) {
   }
 }
 
+TEST_P(KernelTest, RepackedQ4_0MatchesPlainQ4_0) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  std::mt19937 rng(11);
+  // Block counts with and without a plain tail (nblocks % 4 != 0), e.g. 22 for width 704.
+  for (int64_t nblocks : {1, 3, 4, 5, 8, 22, 48}) {
+    const int64_t k = nblocks * 32, tokens = 6;
+    const auto x = RandomVector(tokens * k, &rng);
+    quant::QuantizedActivations acts;
+    quant::QuantizeActivations(x.data(), tokens, k, &acts);
+    const auto w = RandomVector(k, &rng, 0.05f);
+    std::vector<uint8_t> plain(RowBytes(DType::kQ4_0, k)), packed(plain.size());
+    quant::QuantizeRow(DType::kQ4_0, w.data(), k, plain.data());
+    quant::RepackRowQ4_0(plain.data(), nblocks, packed.data());
+    // Dequantization of the repacked row is exact.
+    std::vector<float> d1(k), d2(k);
+    quant::DequantizeRow(DType::kQ4_0, plain.data(), k, d1.data());
+    quant::DequantizeRow(DType::kQ4_0R, packed.data(), k, d2.data());
+    EXPECT_EQ(d1, d2) << nblocks;
+    for (int ntok = 1; ntok <= 4; ++ntok) {
+      float got[4], want[4];
+      table.dot_q4_0r(packed.data(), nblocks, acts, 1, ntok, got);
+      kernels::ReferenceTable().dot_q4_0(plain.data(), nblocks, acts, 1, ntok, want);
+      for (int i = 0; i < ntok; ++i) {
+        float mag = 0;
+        for (int64_t j = 0; j < k; ++j) mag += std::fabs(d1[j] * x[(1 + i) * k + j]);
+        EXPECT_NEAR(got[i], want[i], 1e-5f * mag + 1e-6f) << nblocks << " " << ntok;
+      }
+    }
+  }
+}
+
 TEST_P(KernelTest, FloatKernelsMatchReference) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
@@ -162,7 +194,8 @@ TEST_P(KernelTest, FloatKernelsMatchReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Isas, KernelTest,
-                         ::testing::Values(KernelCase{kernels::Isa::kAvx2, "avx2"},
+                         ::testing::Values(KernelCase{kernels::Isa::kReference, "ref"},
+                                           KernelCase{kernels::Isa::kAvx2, "avx2"},
                                            KernelCase{kernels::Isa::kAvx512Vnni, "avx512vnni"}),
                          [](const auto& info) { return std::string(info.param.name); });
 

@@ -21,6 +21,7 @@ struct KernelTable {
   const char* isa;
   RowDotFn dot_q8_0;
   RowDotFn dot_q4_0;
+  RowDotFn dot_q4_0r;  // repacked Q4_0 (DType::kQ4_0R)
   float (*dot_f32)(const float* a, const float* b, int64_t n);
   void (*axpy_f32)(float a, const float* x, float* y, int64_t n);  // y += a * x
   // 16-bit float rows (unaligned bytes) to f32.

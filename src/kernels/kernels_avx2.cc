@@ -90,6 +90,79 @@ void DotQ8_0T(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
   for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]);
 }
 
+// Repacked Q4_0: 32 bytes of a group hold block 0 (low nibbles) and block 2 (high nibbles);
+// the next 32 hold blocks 1 and 3.
+template <int NT>
+void DotQ4_0RT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
+               int64_t token, float* out) {
+  const int64_t groups = nblocks / 4;
+  __m256 acc[NT];
+  __m128 corr[NT];
+  const int8_t* aq[NT];
+  const float* as[NT];
+  const float* aoff[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    corr[t] = _mm_setzero_ps();
+    aq[t] = a.q_row(token + t);
+    as[t] = a.scale_row(token + t);
+    aoff[t] = a.offset_row(token + t);
+  }
+  const __m256i mask = _mm256_set1_epi8(0x0F);
+  const uint8_t* g = w;
+  for (int64_t gi = 0; gi < groups; ++gi, g += 72) {
+    const __m128 dw4 = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g)));
+    alignas(16) float dw[4];
+    _mm_store_ps(dw, dw4);
+    const __m256i b01 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 8));
+    const __m256i b23 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 40));
+    const __m256i w0 = _mm256_and_si256(b01, mask);
+    const __m256i w2 = _mm256_and_si256(_mm256_srli_epi16(b01, 4), mask);
+    const __m256i w1 = _mm256_and_si256(b23, mask);
+    const __m256i w3 = _mm256_and_si256(_mm256_srli_epi16(b23, 4), mask);
+    for (int t = 0; t < NT; ++t) {
+      const __m256i* qv = reinterpret_cast<const __m256i*>(aq[t] + gi * 128);
+      const float* sc = as[t] + gi * 4;
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(w0, _mm256_loadu_si256(qv))),
+                               _mm256_set1_ps(dw[0] * sc[0]), acc[t]);
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(w1, _mm256_loadu_si256(qv + 1))),
+                               _mm256_set1_ps(dw[1] * sc[1]), acc[t]);
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(w2, _mm256_loadu_si256(qv + 2))),
+                               _mm256_set1_ps(dw[2] * sc[2]), acc[t]);
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(w3, _mm256_loadu_si256(qv + 3))),
+                               _mm256_set1_ps(dw[3] * sc[3]), acc[t]);
+      corr[t] = _mm_fmadd_ps(dw4, _mm_loadu_ps(aoff[t] + gi * 4), corr[t]);
+    }
+  }
+  const int64_t tail = nblocks - 4 * groups;
+  for (int t = 0; t < NT; ++t) {
+    __m128 c = corr[t];
+    c = _mm_add_ps(c, _mm_movehl_ps(c, c));
+    c = _mm_add_ss(c, _mm_shuffle_ps(c, c, 1));
+    float total = HorizontalSum(acc[t]) - _mm_cvtss_f32(c);
+    if (tail > 0) {
+      const int64_t b0 = 4 * groups;
+      total +=
+          quant::DotQ4_0Reference(g, aq[t] + b0 * 32, as[t] + b0, a.sum_row(token + t) + b0, tail);
+    }
+    out[t] = total;
+  }
+}
+
+void DotQ4_0R(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
+              int64_t token, int ntok, float* out) {
+  switch (ntok) {
+    case 4:
+      return DotQ4_0RT<4>(w, nblocks, a, token, out);
+    case 3:
+      return DotQ4_0RT<3>(w, nblocks, a, token, out);
+    case 2:
+      return DotQ4_0RT<2>(w, nblocks, a, token, out);
+    default:
+      return DotQ4_0RT<1>(w, nblocks, a, token, out);
+  }
+}
+
 void DotQ4_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   switch (ntok) {
@@ -145,8 +218,14 @@ using Arch = xsimd::fma3<xsimd::avx2>;
 }  // namespace
 
 const KernelTable& Avx2Table() {
-  static const KernelTable table = {
-      "avx2", DotQ8_0, DotQ4_0, simd::DotF32<Arch>, simd::AxpyF32<Arch>, Bf16ToF32, F16ToF32};
+  static const KernelTable table = {.isa = "avx2",
+                                    .dot_q8_0 = DotQ8_0,
+                                    .dot_q4_0 = DotQ4_0,
+                                    .dot_q4_0r = DotQ4_0R,
+                                    .dot_f32 = simd::DotF32<Arch>,
+                                    .axpy_f32 = simd::AxpyF32<Arch>,
+                                    .bf16_to_f32 = Bf16ToF32,
+                                    .f16_to_f32 = F16ToF32};
   return table;
 }
 

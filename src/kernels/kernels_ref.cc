@@ -23,6 +23,14 @@ void DotQ4_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivation
   }
 }
 
+void DotQ4_0R(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
+              int64_t token, int ntok, float* out) {
+  for (int i = 0; i < ntok; ++i) {
+    out[i] = quant::DotQ4_0RReference(w, a.q_row(token + i), a.scale_row(token + i),
+                                      a.sum_row(token + i), nblocks);
+  }
+}
+
 float DotF32(const float* a, const float* b, int64_t n) {
   float sum = 0;
   for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
@@ -52,7 +60,14 @@ void F16ToF32(const uint8_t* src, int64_t n, float* dst) {
 }  // namespace
 
 const KernelTable& ReferenceTable() {
-  static const KernelTable table = {"ref", DotQ8_0, DotQ4_0, DotF32, AxpyF32, Bf16ToF32, F16ToF32};
+  static const KernelTable table = {.isa = "ref",
+                                    .dot_q8_0 = DotQ8_0,
+                                    .dot_q4_0 = DotQ4_0,
+                                    .dot_q4_0r = DotQ4_0R,
+                                    .dot_f32 = DotF32,
+                                    .axpy_f32 = AxpyF32,
+                                    .bf16_to_f32 = Bf16ToF32,
+                                    .f16_to_f32 = F16ToF32};
   return table;
 }
 

@@ -1,5 +1,8 @@
 #include "model/model.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -7,6 +10,7 @@
 
 #include "model/gguf_model.h"
 #include "ops/ops.h"
+#include "quant/quant.h"
 
 namespace gemma4 {
 namespace {
@@ -19,6 +23,15 @@ bool IsGgufPath(const std::string& path) {
   const bool gguf = std::fread(magic, 1, 4, f) == 4 && std::memcmp(magic, "GGUF", 4) == 0;
   std::fclose(f);
   return gguf;
+}
+
+// Drops the whole pages inside [data, data + n) of a file mapping from this process's
+// resident set (they are re-read from the file if touched again).
+void ReleasePages(const uint8_t* data, uint64_t n) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + n) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 }  // namespace
@@ -154,6 +167,28 @@ Status Model::LoadWeights() {
     weight_bytes_ += t->nbytes;
     tensors_.emplace_back(spec.name, *t);
     found.emplace(spec.name, *t);
+  }
+  // Q4_0 matrices are repacked for the integer kernels (4 blocks per 64-byte load), except the
+  // PLE table, which is only ever gathered row by row.
+  for (auto& [name, view] : found) {
+    if (view.dtype != DType::kQ4_0 || view.shape.size() < 2 ||
+        name == "embed_tokens_per_layer.weight") {
+      continue;
+    }
+    try {
+      repacked_.emplace_back(new uint8_t[view.nbytes]);
+    } catch (const std::bad_alloc&) {
+      return ResourceExhaustedError("out of memory repacking tensor '" + name + "'");
+    }
+    uint8_t* dst = repacked_.back().get();
+    const uint64_t row_bytes = RowBytes(view.dtype, view.cols());
+    const int64_t nblocks = view.cols() / quant::kBlock;
+    for (int64_t r = 0; r < view.rows(); ++r) {
+      quant::RepackRowQ4_0(view.data + r * row_bytes, nblocks, dst + r * row_bytes);
+    }
+    ReleasePages(view.data, view.nbytes);
+    view.data = dst;
+    view.dtype = DType::kQ4_0R;
   }
   auto matrix = [&](const std::string& name) {
     auto it = found.find(name);

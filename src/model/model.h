@@ -92,6 +92,9 @@ class Model {
   std::unique_ptr<gguf::File> gguf_;
   std::unordered_map<std::string, const TensorView*> gguf_tensors_;
   std::vector<std::pair<std::string, TensorView>> tensors_;
+  // Load-time repacked copies of Q4_0 matrices (DType::kQ4_0R); the views in weights_ point
+  // here and the file pages they came from are released.
+  std::vector<std::unique_ptr<uint8_t[]>> repacked_;
   ModelConfig config_;
   ModelWeights weights_;
   std::string prefix_;

@@ -36,6 +36,8 @@ const char* DTypeName(DType t) {
       return "Q4_K";
     case DType::kQ6_K:
       return "Q6_K";
+    case DType::kQ4_0R:
+      return "Q4_0R";
   }
   return "?";
 }
@@ -61,6 +63,7 @@ int64_t BlockElements(DType t) {
   switch (t) {
     case DType::kQ8_0:
     case DType::kQ4_0:
+    case DType::kQ4_0R:
       return 32;
     case DType::kQ4_K:
     case DType::kQ6_K:
@@ -75,6 +78,7 @@ size_t BlockBytes(DType t) {
     case DType::kQ8_0:
       return 34;  // f16 d + 32 x int8
     case DType::kQ4_0:
+    case DType::kQ4_0R:
       return 18;  // f16 d + 16 bytes of nibbles
     case DType::kQ4_K:
       return 144;  // f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles
@@ -93,7 +97,7 @@ uint64_t RowBytes(DType t, int64_t cols) {
 
 bool IsComputeType(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 ||
-         t == DType::kQ4_0 || t == DType::kQ4_K || t == DType::kQ6_K;
+         t == DType::kQ4_0 || t == DType::kQ4_K || t == DType::kQ6_K || t == DType::kQ4_0R;
 }
 
 std::string TensorView::ShapeString() const {

@@ -30,6 +30,10 @@ enum class DType : uint8_t {
   kQ4_0,
   kQ4_K,
   kQ6_K,
+  // Q4_0 repacked at load time for the integer kernels (never in files): per group of four
+  // blocks, 4 f16 scales then 64 bytes whose low nibbles are the 64 values of blocks 0-1 and
+  // high nibbles those of blocks 2-3, in order; a row's last nblocks % 4 blocks stay plain Q4_0.
+  kQ4_0R,
 };
 
 const char* DTypeName(DType t);

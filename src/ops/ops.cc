@@ -73,7 +73,9 @@ namespace {
 void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool) {
   const int64_t n_out = w.rows(), k = w.cols();
   const kernels::KernelTable& table = kernels::BestTable();
-  const kernels::RowDotFn dot = w.dtype == DType::kQ8_0 ? table.dot_q8_0 : table.dot_q4_0;
+  const kernels::RowDotFn dot = w.dtype == DType::kQ8_0    ? table.dot_q8_0
+                                : w.dtype == DType::kQ4_0R ? table.dot_q4_0r
+                                                           : table.dot_q4_0;
   quant::QuantizedActivations acts;
   quant::QuantizeActivations(x, s, k, &acts);
   const uint64_t row_bytes = RowBytes(w.dtype, k);
@@ -103,7 +105,7 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
 }  // namespace
 
 void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool) {
-  if (w.dtype == DType::kQ8_0 || w.dtype == DType::kQ4_0) {
+  if (w.dtype == DType::kQ8_0 || w.dtype == DType::kQ4_0 || w.dtype == DType::kQ4_0R) {
     MatMulQuantized(w, x, s, y, pool);
     return;
   }

@@ -73,6 +73,11 @@ void QuantizeRowQ4_0(const float* x, int64_t n, uint8_t* out) {
 
 namespace {
 
+// Unsigned nibble value (0..15) of element e (0..127) of a Q4_0R group (64 data bytes).
+inline int GroupNibble(const uint8_t* data, int e) {
+  return e < 64 ? data[e] & 0xF : data[e - 64] >> 4;
+}
+
 uint16_t LoadU16(const uint8_t* p) {
   uint16_t v;
   std::memcpy(&v, p, 2);
@@ -154,6 +159,16 @@ void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out) {
     case DType::kQ4_K:
       for (int64_t b = 0; b < count / 256; ++b) DequantizeQ4_K(row + b * 144, out + b * 256);
       return;
+    case DType::kQ4_0R: {
+      const int64_t nblocks = count / kBlock, groups = nblocks / 4;
+      for (int64_t g = 0; g < groups; ++g, row += 72, out += 128) {
+        for (int e = 0; e < 128; ++e) {
+          out[e] = HalfToFloat(LoadU16(row + 2 * (e / 32))) * (GroupNibble(row + 8, e) - 8);
+        }
+      }
+      DequantizeRow(DType::kQ4_0, row, (nblocks - 4 * groups) * kBlock, out);
+      return;
+    }
     case DType::kQ6_K:
       for (int64_t b = 0; b < count / 256; ++b) DequantizeQ6_K(row + b * 210, out + b * 256);
       return;
@@ -200,6 +215,27 @@ void QuantizeRow(DType type, const float* x, int64_t n, uint8_t* out) {
   }
 }
 
+void RepackRowQ4_0(const uint8_t* src, int64_t nblocks, uint8_t* dst) {
+  const int64_t groups = nblocks / 4;
+  for (int64_t g = 0; g < groups; ++g, src += 4 * kQ4_0BlockBytes, dst += 72) {
+    uint8_t values[4][32];  // unsigned nibble values of the four blocks, in element order
+    for (int b = 0; b < 4; ++b) {
+      const uint8_t* block = src + b * kQ4_0BlockBytes;
+      std::memcpy(dst + 2 * b, block, 2);  // scale
+      for (int j = 0; j < 16; ++j) {
+        values[b][j] = block[2 + j] & 0xF;
+        values[b][j + 16] = block[2 + j] >> 4;
+      }
+    }
+    for (int j = 0; j < 64; ++j) {
+      const uint8_t lo = values[j / 32][j % 32];      // blocks 0-1
+      const uint8_t hi = values[2 + j / 32][j % 32];  // blocks 2-3
+      dst[8 + j] = static_cast<uint8_t>(lo | (hi << 4));
+    }
+  }
+  std::memcpy(dst, src, (nblocks - 4 * groups) * kQ4_0BlockBytes);  // plain tail blocks
+}
+
 void QuantizeActivations(const float* x, int64_t rows, int64_t cols, QuantizedActivations* out) {
   const int64_t nb = cols / kBlock;
   out->rows = rows;
@@ -207,6 +243,8 @@ void QuantizeActivations(const float* x, int64_t rows, int64_t cols, QuantizedAc
   out->q.resize(rows * cols);
   out->scale.resize(rows * nb);
   out->sum.resize(rows * nb);
+  out->offset.resize(rows * nb);
+  out->scale_x8.resize(rows * nb * 8);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t b = 0; b < nb; ++b) {
       const float* xb = x + r * cols + b * kBlock;
@@ -222,6 +260,8 @@ void QuantizeActivations(const float* x, int64_t rows, int64_t cols, QuantizedAc
       }
       out->scale[r * nb + b] = d;
       out->sum[r * nb + b] = sum;
+      out->offset[r * nb + b] = 8.0f * static_cast<float>(sum) * d;
+      std::fill_n(out->scale_x8.data() + (r * nb + b) * 8, 8, d);
     }
   }
 }
@@ -247,6 +287,23 @@ float DotQ4_0Reference(const uint8_t* w, const int8_t* a, const float* a_scale,
     total += HalfToFloat(LoadU16(w)) * a_scale[b] * static_cast<float>(acc - 8 * a_sum[b]);
   }
   return total;
+}
+
+float DotQ4_0RReference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                        const int32_t* a_sum, int64_t nblocks) {
+  const int64_t groups = nblocks / 4;
+  float total = 0;
+  for (int64_t g = 0; g < groups; ++g, w += 72, a += 128) {
+    for (int b = 0; b < 4; ++b) {
+      int32_t acc = 0;
+      for (int j = 0; j < 32; ++j) acc += GroupNibble(w + 8, 32 * b + j) * a[32 * b + j];
+      const int64_t blk = 4 * g + b;
+      total +=
+          HalfToFloat(LoadU16(w + 2 * b)) * a_scale[blk] * static_cast<float>(acc - 8 * a_sum[blk]);
+    }
+  }
+  return total +
+         DotQ4_0Reference(w, a, a_scale + 4 * groups, a_sum + 4 * groups, nblocks - 4 * groups);
 }
 
 }  // namespace gemma4::quant

@@ -33,6 +33,9 @@ void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out);
 // Quantizes a row of a float matrix into `type` (Q8_0, Q4_0, F16, BF16 or F32).
 void QuantizeRow(DType type, const float* x, int64_t n, uint8_t* out);
 
+// Q4_0 -> Q4_0R (see DType::kQ4_0R) for one row of nblocks blocks; same byte count.
+void RepackRowQ4_0(const uint8_t* src, int64_t nblocks, uint8_t* dst);
+
 // Activations quantized for the integer kernels: per block of 32, an f32 scale, 32 int8 values
 // and their sum (used to fold Q4_0's -8 offset into one multiply).
 struct QuantizedActivations {
@@ -41,9 +44,16 @@ struct QuantizedActivations {
   std::vector<int8_t> q;     // [rows, cols]
   std::vector<float> scale;  // [rows, cols / 32]
   std::vector<int32_t> sum;  // [rows, cols / 32]
+  // For Q4_0 weights, whose values are nibble - 8: 8 * sum * scale per block, so a block's
+  // contribution is d_w * (scale * dot(nibbles, q) - offset).
+  std::vector<float> offset;  // [rows, cols / 32]
+  // Each block's scale repeated 8 times (the lanes one block's dot product lands in).
+  std::vector<float> scale_x8;  // [rows, cols / 32 * 8]
   const int8_t* q_row(int64_t r) const { return q.data() + r * cols; }
   const float* scale_row(int64_t r) const { return scale.data() + r * (cols / kBlock); }
   const int32_t* sum_row(int64_t r) const { return sum.data() + r * (cols / kBlock); }
+  const float* offset_row(int64_t r) const { return offset.data() + r * (cols / kBlock); }
+  const float* scale_x8_row(int64_t r) const { return scale_x8.data() + r * (cols / kBlock) * 8; }
 };
 
 // x: [rows, cols] f32 -> out (round to nearest, symmetric, scale = max|x| / 127 per block).
@@ -53,6 +63,8 @@ void QuantizeActivations(const float* x, int64_t rows, int64_t cols, QuantizedAc
 float DotQ8_0Reference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks);
 float DotQ4_0Reference(const uint8_t* w, const int8_t* a, const float* a_scale,
                        const int32_t* a_sum, int64_t nblocks);
+float DotQ4_0RReference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                        const int32_t* a_sum, int64_t nblocks);
 
 }  // namespace gemma4::quant
 
