@@ -176,6 +176,10 @@ TEST_P(KernelTest, FloatKernelsMatchReference) {
     table.axpy_f32(0.37f, a.data() + 1, y1.data(), n);
     ref.axpy_f32(0.37f, a.data() + 1, y2.data(), n);
     for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y1[i], y2[i], 1e-6f * (1 + std::fabs(y2[i])));
+    std::vector<float> g1(n), g2(n);
+    table.gelu_mul_f32(a.data() + 1, b.data() + 1, g1.data(), n);
+    ref.gelu_mul_f32(a.data() + 1, b.data() + 1, g2.data(), n);
+    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(g1[i], g2[i], 4e-6f * (1 + std::fabs(g2[i])));
     std::vector<uint8_t> half(2 * n + 1);
     for (auto& byte : half) byte = static_cast<uint8_t>(rng());
     std::vector<float> f1(n), f2(n);

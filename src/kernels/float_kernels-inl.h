@@ -3,6 +3,7 @@
 #ifndef GEMMA4_SRC_KERNELS_FLOAT_KERNELS_INL_H_
 #define GEMMA4_SRC_KERNELS_FLOAT_KERNELS_INL_H_
 
+#include <cmath>
 #include <cstdint>
 #include <xsimd/xsimd.hpp>
 
@@ -40,6 +41,29 @@ void AxpyF32(float a, const float* x, float* y, int64_t n) {
     xsimd::fma(va, B::load_unaligned(x + i), B::load_unaligned(y + i)).store_unaligned(y + i);
   }
   for (; i < n; ++i) y[i] += a * x[i];
+}
+
+// out[i] = gelu_tanh(g[i]) * u[i] (u may be null: plain gelu_tanh), with the constants of
+// PyTorch's kernel: 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3))).
+template <class Arch>
+void GeluMulF32(const float* g, const float* u, float* out, int64_t n) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int64_t W = B::size;
+  const B beta(0.7978845608028654f), kappa(0.044715f), half(0.5f), one(1.0f);
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    const B x = B::load_unaligned(g + i);
+    const B inner = beta * (x + kappa * (x * x * x));
+    B y = half * x * (one + xsimd::tanh(inner));
+    if (u != nullptr) y = y * B::load_unaligned(u + i);
+    y.store_unaligned(out + i);
+  }
+  for (; i < n; ++i) {
+    const float x = g[i];
+    const float y =
+        0.5f * x * (1.0f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+    out[i] = u != nullptr ? y * u[i] : y;
+  }
 }
 
 }  // namespace gemma4::kernels::simd

@@ -24,6 +24,8 @@ struct KernelTable {
   RowDotFn dot_q4_0r;  // repacked Q4_0 (DType::kQ4_0R)
   float (*dot_f32)(const float* a, const float* b, int64_t n);
   void (*axpy_f32)(float a, const float* x, float* y, int64_t n);  // y += a * x
+  // out = gelu_tanh(g) * u elementwise (u null: gelu_tanh(g)); out may alias g.
+  void (*gelu_mul_f32)(const float* g, const float* u, float* out, int64_t n);
   // 16-bit float rows (unaligned bytes) to f32.
   void (*bf16_to_f32)(const uint8_t* src, int64_t n, float* dst);
   void (*f16_to_f32)(const uint8_t* src, int64_t n, float* dst);

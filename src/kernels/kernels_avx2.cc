@@ -224,6 +224,7 @@ const KernelTable& Avx2Table() {
                                     .dot_q4_0r = DotQ4_0R,
                                     .dot_f32 = simd::DotF32<Arch>,
                                     .axpy_f32 = simd::AxpyF32<Arch>,
+                                    .gelu_mul_f32 = simd::GeluMulF32<Arch>,
                                     .bf16_to_f32 = Bf16ToF32,
                                     .f16_to_f32 = F16ToF32};
   return table;

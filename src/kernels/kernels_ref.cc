@@ -41,6 +41,13 @@ void AxpyF32(float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
+void GeluMulF32(const float* g, const float* u, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float y = ops::GeluTanh(g[i]);
+    out[i] = u != nullptr ? y * u[i] : y;
+  }
+}
+
 void Bf16ToF32(const uint8_t* src, int64_t n, float* dst) {
   for (int64_t i = 0; i < n; ++i) {
     uint16_t h;
@@ -66,6 +73,7 @@ const KernelTable& ReferenceTable() {
                                     .dot_q4_0r = DotQ4_0R,
                                     .dot_f32 = DotF32,
                                     .axpy_f32 = AxpyF32,
+                                    .gelu_mul_f32 = GeluMulF32,
                                     .bf16_to_f32 = Bf16ToF32,
                                     .f16_to_f32 = F16ToF32};
   return table;

@@ -105,9 +105,7 @@ Status InferenceState::ForwardChunk(const int32_t* ids, int64_t s, float* logits
       ops::MatMul(lw.ple_gate, x, s, gate_.data(), pool_);
       for (int64_t t = 0; t < s; ++t) {
         const float* ple = ple_inputs_.data() + (t * L + i) * P;
-        for (int64_t j = 0; j < P; ++j) {
-          gate_[t * P + j] = ops::GeluTanh(gate_[t * P + j]) * ple[j];
-        }
+        ops::GeluMul(gate_.data() + t * P, ple, gate_.data() + t * P, P);
       }
       ops::MatMul(lw.ple_projection, gate_.data(), s, tmp_.data(), pool_);
       for (int64_t t = 0; t < s; ++t) {
@@ -233,7 +231,7 @@ void InferenceState::DenseMlp(const LayerWeights& lw, int width, int64_t s, cons
   up_.resize(s * width);
   ops::MatMul(lw.gate_proj, in, s, gate_.data(), pool_);
   ops::MatMul(lw.up_proj, in, s, up_.data(), pool_);
-  for (int64_t j = 0; j < s * width; ++j) gate_[j] = ops::GeluTanh(gate_[j]) * up_[j];
+  ops::GeluMul(gate_.data(), up_.data(), gate_.data(), s * width);
   ops::MatMul(lw.down_proj, gate_.data(), s, out, pool_);
 }
 
@@ -286,9 +284,7 @@ void InferenceState::Moe(const LayerWeights& lw, int64_t s, const float* residua
     ops::MatMul(lw.experts_gate_up.RowSlice(e * 2 * Ie, 2 * Ie), xe.data(), n, gu.data(), pool_);
     act.resize(n * Ie);
     for (int64_t r = 0; r < n; ++r) {
-      for (int64_t j = 0; j < Ie; ++j) {
-        act[r * Ie + j] = ops::GeluTanh(gu[r * 2 * Ie + j]) * gu[r * 2 * Ie + Ie + j];
-      }
+      ops::GeluMul(gu.data() + r * 2 * Ie, gu.data() + r * 2 * Ie + Ie, act.data() + r * Ie, Ie);
     }
     y.resize(n * H);
     ops::MatMul(lw.experts_down.RowSlice(e * H, H), act.data(), n, y.data(), pool_);

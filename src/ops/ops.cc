@@ -62,6 +62,10 @@ float Dot(const float* a, const float* b, int64_t n) {
   return kernels::BestTable().dot_f32(a, b, n);
 }
 
+void GeluMul(const float* g, const float* u, float* out, int64_t n) {
+  kernels::BestTable().gelu_mul_f32(g, u, out, n);
+}
+
 void Axpy(float a, const float* x, float* y, int64_t n) {
   kernels::BestTable().axpy_f32(a, x, y, n);
 }

@@ -37,6 +37,8 @@ void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* o
 
 // gelu with tanh approximation (gelu_pytorch_tanh).
 float GeluTanh(float x);
+// out = gelu_tanh(g) * u elementwise (vectorised); u may be null, out may alias g.
+void GeluMul(const float* g, const float* u, float* out, int64_t n);
 
 // Rotate-half RoPE over one head of width head_dim at `position`:
 // out[i] = x[i]*cos - x[i+h]*sin, out[i+h] = x[i+h]*cos + x[i]*sin for i < rotated_pairs.

@@ -1,8 +1,41 @@
 #include "runtime/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define GEMMA4_CPU_RELAX() _mm_pause()
+#else
+#define GEMMA4_CPU_RELAX() std::this_thread::yield()
+#endif
 
 namespace gemma4 {
+namespace {
+
+// How long a thread spins on an atomic before blocking (a token's matmuls are microseconds
+// apart during decode; longer idle periods end in a sleep).
+constexpr auto kSpin = std::chrono::microseconds(200);
+
+void PartRange(int64_t n, int parts, int index, int64_t* begin, int64_t* end) {
+  const int64_t base = n / parts, rem = n % parts;
+  *begin = index * base + std::min<int64_t>(index, rem);
+  *end = *begin + base + (index < rem ? 1 : 0);
+}
+
+// Spins until pred() holds or kSpin elapses; returns pred().
+template <class Pred>
+bool SpinUntil(Pred pred) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpin;
+  int n = 0;
+  while (!pred()) {
+    GEMMA4_CPU_RELAX();
+    if (++n % 64 == 0 && std::chrono::steady_clock::now() > deadline) return pred();
+  }
+  return true;
+}
+
+}  // namespace
 
 ThreadPool::ThreadPool(int num_threads) {
   const int extra = std::max(0, num_threads - 1);
@@ -13,19 +46,11 @@ ThreadPool::ThreadPool(int num_threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    stop_.store(true, std::memory_order_release);
   }
   work_cv_.notify_all();
   for (auto& t : workers_) t.join();
 }
-
-namespace {
-void PartRange(int64_t n, int parts, int index, int64_t* begin, int64_t* end) {
-  const int64_t base = n / parts, rem = n % parts;
-  *begin = index * base + std::min<int64_t>(index, rem);
-  *end = *begin + base + (index < rem ? 1 : 0);
-}
-}  // namespace
 
 void ThreadPool::ParallelFor(int64_t n, int64_t grain,
                              const std::function<void(int64_t, int64_t)>& fn) {
@@ -38,44 +63,50 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
     fn(0, n);
     return;
   }
+  job_ = &fn;
+  job_n_ = n;
+  job_parts_ = parts;
+  // Every worker checks in, taking part or not, so none can still be reading this job's fields
+  // when the next call overwrites them.
+  pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
   {
+    // Bumping the generation under the mutex pairs with the workers' predicate check, so a
+    // worker about to sleep cannot miss it.
     std::lock_guard<std::mutex> lock(mu_);
-    job_ = &fn;
-    job_n_ = n;
-    job_parts_ = parts;
-    pending_ = parts - 1;
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_release);
   }
   work_cv_.notify_all();
   int64_t begin, end;
   PartRange(n, parts, 0, &begin, &end);
   fn(begin, end);
-  std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [this] { return pending_ == 0; });
-  job_ = nullptr;
+  if (!SpinUntil([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
+    std::unique_lock<std::mutex> lock(mu_);
+    done_cv_.wait(lock, [this] { return pending_.load(std::memory_order_acquire) == 0; });
+  }
 }
 
 void ThreadPool::WorkerLoop(int index) {
   uint64_t seen = 0;
   while (true) {
-    const std::function<void(int64_t, int64_t)>* job;
-    int64_t n;
-    int parts;
-    {
+    auto has_work = [&] {
+      return generation_.load(std::memory_order_acquire) != seen ||
+             stop_.load(std::memory_order_acquire);
+    };
+    if (!SpinUntil(has_work)) {
       std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      n = job_n_;
-      parts = job_parts_;
+      work_cv_.wait(lock, has_work);
     }
+    if (stop_.load(std::memory_order_acquire)) return;
+    seen = generation_.load(std::memory_order_acquire);
+    const int parts = job_parts_;
     if (index < parts) {
       int64_t begin, end;
-      PartRange(n, parts, index, &begin, &end);
-      (*job)(begin, end);
+      PartRange(job_n_, parts, index, &begin, &end);
+      (*job_)(begin, end);
+    }
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) done_cv_.notify_one();
+      done_cv_.notify_one();
     }
   }
 }

@@ -1,9 +1,11 @@
 // A small fork-join thread pool owned by whoever runs inference (a session or a CLI run); no
 // global state. ParallelFor splits [0, n) into contiguous ranges, one per worker, and the
-// calling thread takes part.
+// calling thread takes part. Decode issues hundreds of short ParallelFor calls per token, so
+// idle workers spin briefly before sleeping, and the caller spins briefly for completion.
 #ifndef GEMMA4_SRC_RUNTIME_THREAD_POOL_H_
 #define GEMMA4_SRC_RUNTIME_THREAD_POOL_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -24,7 +26,8 @@ class ThreadPool {
   int num_threads() const { return static_cast<int>(workers_.size()) + 1; }
 
   // Calls fn(begin, end) on disjoint ranges covering [0, n). Ranges are at least `grain` long
-  // (except possibly the last). Not reentrant: do not call from inside fn.
+  // (except when n < grain). Not reentrant: do not call from inside fn, and call from one
+  // thread at a time.
   void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
@@ -34,12 +37,14 @@ class ThreadPool {
   std::mutex mu_;
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;
+  // The current job; written by the caller before generation_ is bumped (release) and read by
+  // workers after they observe the new generation (acquire).
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0;
   int job_parts_ = 0;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace gemma4
