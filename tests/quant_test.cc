@@ -146,6 +146,28 @@ TEST_P(KernelTest, RepackedQ4_0MatchesPlainQ4_0) {
     quant::DequantizeRow(DType::kQ4_0, plain.data(), k, d1.data());
     quant::DequantizeRow(DType::kQ4_0R, packed.data(), k, d2.data());
     EXPECT_EQ(d1, d2) << nblocks;
+    if (table.gemm_q4_0r != nullptr) {
+      // Two-row tile: a second row with other values, right after the first.
+      std::vector<uint8_t> plain2(plain.size()), rows(2 * plain.size());
+      const auto w2 = RandomVector(k, &rng, 0.05f);
+      quant::QuantizeRow(DType::kQ4_0, w2.data(), k, plain2.data());
+      std::copy(packed.begin(), packed.end(), rows.begin());
+      quant::RepackRowQ4_0(plain2.data(), nblocks, rows.data() + plain.size());
+      for (int nrows = 1; nrows <= 2; ++nrows) {
+        for (int ntok = 1; ntok <= 4; ++ntok) {
+          float got[8], want[4];
+          table.gemm_q4_0r(rows.data(), plain.size(), nrows, nblocks, acts, 2, ntok, got, 4);
+          for (int r = 0; r < nrows; ++r) {
+            kernels::ReferenceTable().dot_q4_0(r == 0 ? plain.data() : plain2.data(), nblocks, acts,
+                                               2, ntok, want);
+            for (int i = 0; i < ntok; ++i) {
+              EXPECT_NEAR(got[r * 4 + i], want[i], 1e-4f * (1 + std::fabs(want[i])))
+                  << "tile row " << r << " token " << i << " nblocks " << nblocks;
+            }
+          }
+        }
+      }
+    }
     for (int ntok = 1; ntok <= 4; ++ntok) {
       float got[4], want[4];
       table.dot_q4_0r(packed.data(), nblocks, acts, 1, ntok, got);

@@ -22,6 +22,11 @@ struct KernelTable {
   RowDotFn dot_q8_0;
   RowDotFn dot_q4_0;
   RowDotFn dot_q4_0r;  // repacked Q4_0 (DType::kQ4_0R)
+  // Optional prefill tile for repacked Q4_0: rows w and w + row_bytes (nrows 1 or 2) times
+  // tokens token .. token + ntok - 1 (ntok <= 4) into out[r * ldo + t]. Null: use dot_q4_0r.
+  void (*gemm_q4_0r)(const uint8_t* w, uint64_t row_bytes, int nrows, int64_t nblocks,
+                     const quant::QuantizedActivations& a, int64_t token, int ntok, float* out,
+                     int64_t ldo);
   float (*dot_f32)(const float* a, const float* b, int64_t n);
   void (*axpy_f32)(float a, const float* x, float* y, int64_t n);  // y += a * x
   // out = gelu_tanh(g) * u elementwise (u null: gelu_tanh(g)); out may alias g.

@@ -222,6 +222,7 @@ const KernelTable& Avx2Table() {
                                     .dot_q8_0 = DotQ8_0,
                                     .dot_q4_0 = DotQ4_0,
                                     .dot_q4_0r = DotQ4_0R,
+                                    .gemm_q4_0r = nullptr,
                                     .dot_f32 = simd::DotF32<Arch>,
                                     .axpy_f32 = simd::AxpyF32<Arch>,
                                     .gelu_mul_f32 = simd::GeluMulF32<Arch>,

@@ -45,6 +45,12 @@ inline __m512 PairScale(float s0, float s1) {
   return _mm512_insertf32x8(_mm512_zextps256_ps512(_mm256_set1_ps(s0)), _mm256_set1_ps(s1), 1);
 }
 
+inline float HorizontalSum128(__m128 c) {
+  c = _mm_add_ps(c, _mm_movehl_ps(c, c));
+  c = _mm_add_ss(c, _mm_shuffle_ps(c, c, 1));
+  return _mm_cvtss_f32(c);
+}
+
 inline float HorizontalSum256(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -217,6 +223,102 @@ void DotQ4_0R(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
   }
 }
 
+// Prefill tile: two repacked Q4_0 rows times up to four tokens. Each 64-byte activation load
+// and each scale permutation serves both rows; the -8 offset correction is a separate light
+// pass over the scales only.
+template <int NT>
+void GemmQ4_0RTile(const uint8_t* w0, const uint8_t* w1, int64_t nblocks,
+                   const quant::QuantizedActivations& a, int64_t token, float* out0, float* out1) {
+  const int64_t groups = nblocks / 4;
+  const __m512i mask = _mm512_set1_epi8(0x0F);
+  const __m512i idx_lo = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i idx_hi = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
+  __m512 acc0[NT], acc1[NT];
+  for (int t = 0; t < NT; ++t) acc0[t] = acc1[t] = _mm512_setzero_ps();
+  for (int64_t gi = 0; gi < groups; ++gi) {
+    const uint8_t* g0 = w0 + gi * 72;
+    const uint8_t* g1 = w1 + gi * 72;
+    const __m512 dw0 =
+        _mm512_broadcast_f32x4(_mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g0))));
+    const __m512 dw1 =
+        _mm512_broadcast_f32x4(_mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g1))));
+    const __m512i b0 = _mm512_loadu_si512(g0 + 8);
+    const __m512i b1 = _mm512_loadu_si512(g1 + 8);
+    const __m512i lo0 = _mm512_and_si512(b0, mask);
+    const __m512i hi0 = _mm512_and_si512(_mm512_srli_epi16(b0, 4), mask);
+    const __m512i lo1 = _mm512_and_si512(b1, mask);
+    const __m512i hi1 = _mm512_and_si512(_mm512_srli_epi16(b1, 4), mask);
+    for (int t = 0; t < NT; ++t) {
+      const int8_t* q = a.q_row(token + t) + gi * 128;
+      const __m512i q_lo = _mm512_loadu_si512(q);
+      const __m512i q_hi = _mm512_loadu_si512(q + 64);
+      // Scales of the four blocks, for this token and each row, spread to the lanes each
+      // block's dot product lands in.
+      const __m512 da = _mm512_broadcast_f32x4(_mm_loadu_ps(a.scale_row(token + t) + gi * 4));
+      const __m512 s0 = _mm512_mul_ps(dw0, da);
+      const __m512 s1 = _mm512_mul_ps(dw1, da);
+      acc0[t] = _mm512_fmadd_ps(
+          _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo0, q_lo)),
+          _mm512_permutexvar_ps(idx_lo, s0), acc0[t]);
+      acc0[t] = _mm512_fmadd_ps(
+          _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), hi0, q_hi)),
+          _mm512_permutexvar_ps(idx_hi, s0), acc0[t]);
+      acc1[t] = _mm512_fmadd_ps(
+          _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo1, q_lo)),
+          _mm512_permutexvar_ps(idx_lo, s1), acc1[t]);
+      acc1[t] = _mm512_fmadd_ps(
+          _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), hi1, q_hi)),
+          _mm512_permutexvar_ps(idx_hi, s1), acc1[t]);
+    }
+  }
+  const int64_t tail = nblocks - 4 * groups;
+  for (int t = 0; t < NT; ++t) {
+    // Offset pass: sum over blocks of d_w * 8 * sum(q) * d_a.
+    const float* off = a.offset_row(token + t);
+    __m128 c0 = _mm_setzero_ps(), c1 = _mm_setzero_ps();
+    for (int64_t gi = 0; gi < groups; ++gi) {
+      const __m128 o = _mm_loadu_ps(off + gi * 4);
+      c0 = _mm_fmadd_ps(
+          _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w0 + gi * 72))), o, c0);
+      c1 = _mm_fmadd_ps(
+          _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w1 + gi * 72))), o, c1);
+    }
+    float r0 = _mm512_reduce_add_ps(acc0[t]) - HorizontalSum128(c0);
+    float r1 = _mm512_reduce_add_ps(acc1[t]) - HorizontalSum128(c1);
+    if (tail > 0) {
+      const int64_t b0 = 4 * groups;
+      const int8_t* q = a.q_row(token + t) + b0 * 32;
+      const float* sc = a.scale_row(token + t) + b0;
+      const int32_t* sm = a.sum_row(token + t) + b0;
+      r0 += quant::DotQ4_0Reference(w0 + groups * 72, q, sc, sm, tail);
+      r1 += quant::DotQ4_0Reference(w1 + groups * 72, q, sc, sm, tail);
+    }
+    out0[t] = r0;
+    out1[t] = r1;
+  }
+}
+
+// out[r * ldo + t] for rows w, w + row_bytes (nrows = 1 or 2) and tokens token..token+ntok-1.
+void GemmQ4_0R(const uint8_t* w, uint64_t row_bytes, int nrows, int64_t nblocks,
+               const quant::QuantizedActivations& a, int64_t token, int ntok, float* out,
+               int64_t ldo) {
+  if (nrows < 2) {
+    DotQ4_0R(w, nblocks, a, token, ntok, out);
+    return;
+  }
+  float* out1 = out + ldo;
+  switch (ntok) {
+    case 4:
+      return GemmQ4_0RTile<4>(w, w + row_bytes, nblocks, a, token, out, out1);
+    case 3:
+      return GemmQ4_0RTile<3>(w, w + row_bytes, nblocks, a, token, out, out1);
+    case 2:
+      return GemmQ4_0RTile<2>(w, w + row_bytes, nblocks, a, token, out, out1);
+    default:
+      return GemmQ4_0RTile<1>(w, w + row_bytes, nblocks, a, token, out, out1);
+  }
+}
+
 void DotQ4_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   switch (ntok) {
@@ -276,6 +378,7 @@ const KernelTable& Avx512VnniTable() {
                                     .dot_q8_0 = DotQ8_0,
                                     .dot_q4_0 = DotQ4_0,
                                     .dot_q4_0r = DotQ4_0R,
+                                    .gemm_q4_0r = GemmQ4_0R,
                                     .dot_f32 = simd::DotF32<Arch>,
                                     .axpy_f32 = simd::AxpyF32<Arch>,
                                     .gelu_mul_f32 = simd::GeluMulF32<Arch>,

@@ -84,17 +84,25 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
   quant::QuantizeActivations(x, s, k, &acts);
   const uint64_t row_bytes = RowBytes(w.dtype, k);
   const int64_t nblocks = k / quant::kBlock;
-  constexpr int64_t kTokenTile = 32;  // activations of a tile stay in L2 while rows stream
+  constexpr int64_t kTokenTile = 16;  // a tile's activations stay in L1 while rows stream
+  const bool tiled = w.dtype == DType::kQ4_0R && table.gemm_q4_0r != nullptr && s > 1;
   auto body = [&](int64_t begin, int64_t end) {
-    float out[4];
+    float out[8];
     for (int64_t t0 = 0; t0 < s; t0 += kTokenTile) {
       const int64_t t1 = std::min(s, t0 + kTokenTile);
-      for (int64_t n = begin; n < end; ++n) {
+      for (int64_t n = begin; n < end; n += tiled ? 2 : 1) {
         const uint8_t* row = w.data + n * row_bytes;
+        const int nrows = tiled && n + 1 < end ? 2 : 1;
         for (int64_t t = t0; t < t1; t += 4) {
           const int nt = static_cast<int>(std::min<int64_t>(4, t1 - t));
-          dot(row, nblocks, acts, t, nt, out);
-          for (int i = 0; i < nt; ++i) y[(t + i) * n_out + n] = out[i];
+          if (tiled) {
+            table.gemm_q4_0r(row, row_bytes, nrows, nblocks, acts, t, nt, out, 4);
+          } else {
+            dot(row, nblocks, acts, t, nt, out);
+          }
+          for (int r = 0; r < nrows; ++r) {
+            for (int i = 0; i < nt; ++i) y[(t + i) * n_out + n + r] = out[r * 4 + i];
+          }
         }
       }
     }
