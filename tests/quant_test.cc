@@ -181,6 +181,27 @@ TEST_P(KernelTest, RepackedQ4_0MatchesPlainQ4_0) {
   }
 }
 
+TEST_P(KernelTest, ActivationQuantizationIsIdenticalToReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  std::mt19937 rng(9);
+  for (int64_t nblocks : {1, 2, 7, 48}) {
+    auto x = RandomVector(nblocks * 32 + 1, &rng, 3.0f);
+    x[5] = 0.5f * 3.0f;  // values landing on exact .5 steps are rare; include zeros too
+    for (int i = 32; i < 64 && i < static_cast<int>(x.size()); ++i) x[i] = 0.0f;
+    std::vector<int8_t> q1(nblocks * 32), q2(nblocks * 32);
+    std::vector<float> s1(nblocks), s2(nblocks), o1(nblocks), o2(nblocks);
+    std::vector<int32_t> m1(nblocks), m2(nblocks);
+    table.quantize_blocks(x.data() + 1, nblocks, q1.data(), s1.data(), m1.data(), o1.data());
+    quant::QuantizeActivationBlocks(x.data() + 1, nblocks, q2.data(), s2.data(), m2.data(),
+                                    o2.data());
+    EXPECT_EQ(q1, q2);
+    EXPECT_EQ(s1, s2);
+    EXPECT_EQ(m1, m2);
+    EXPECT_EQ(o1, o2);
+  }
+}
+
 TEST_P(KernelTest, FloatKernelsMatchReference) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);

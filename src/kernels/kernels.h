@@ -27,6 +27,9 @@ struct KernelTable {
   void (*gemm_q4_0r)(const uint8_t* w, uint64_t row_bytes, int nrows, int64_t nblocks,
                      const quant::QuantizedActivations& a, int64_t token, int ntok, float* out,
                      int64_t ldo);
+  // One activation row to int8 blocks (same results as quant::QuantizeActivationBlocks).
+  void (*quantize_blocks)(const float* x, int64_t nblocks, int8_t* q, float* scale, int32_t* sum,
+                          float* offset);
   float (*dot_f32)(const float* a, const float* b, int64_t n);
   void (*axpy_f32)(float a, const float* x, float* y, int64_t n);  // y += a * x
   // out = gelu_tanh(g) * u elementwise (u null: gelu_tanh(g)); out may alias g.

@@ -160,13 +160,13 @@ void DotQ4_0RT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivati
   __m512 acc[NT];
   __m128 corr[NT];
   const int8_t* aq[NT];
-  const float* ax8[NT];
+  const float* as[NT];
   const float* aoff[NT];
   for (int t = 0; t < NT; ++t) {
     acc[t] = _mm512_setzero_ps();
     corr[t] = _mm_setzero_ps();
     aq[t] = a.q_row(token + t);
-    ax8[t] = a.scale_x8_row(token + t);
+    as[t] = a.scale_row(token + t);
     aoff[t] = a.offset_row(token + t);
   }
   const __m512i mask = _mm512_set1_epi8(0x0F);
@@ -176,21 +176,20 @@ void DotQ4_0RT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivati
   for (int64_t gi = 0; gi < groups; ++gi, g += 72) {
     const __m128 dw4 = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g)));
     const __m512 dw_wide = _mm512_broadcast_f32x4(dw4);
-    const __m512 dw_lo = _mm512_permutexvar_ps(idx_lo, dw_wide);
-    const __m512 dw_hi = _mm512_permutexvar_ps(idx_hi, dw_wide);
     const __m512i bytes = _mm512_loadu_si512(g + 8);
     const __m512i lo = _mm512_and_si512(bytes, mask);
     const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), mask);
     for (int t = 0; t < NT; ++t) {
       const int8_t* q = aq[t] + gi * 128;
-      const float* s8 = ax8[t] + gi * 32;
+      const __m512 sc =
+          _mm512_mul_ps(dw_wide, _mm512_broadcast_f32x4(_mm_loadu_ps(as[t] + gi * 4)));
       const __m512i dp_lo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(q));
       const __m512i dp_hi =
           _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, _mm512_loadu_si512(q + 64));
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp_lo), _mm512_mul_ps(dw_lo, _mm512_loadu_ps(s8)),
-                               acc[t]);
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp_hi),
-                               _mm512_mul_ps(dw_hi, _mm512_loadu_ps(s8 + 16)), acc[t]);
+      acc[t] =
+          _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp_lo), _mm512_permutexvar_ps(idx_lo, sc), acc[t]);
+      acc[t] =
+          _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp_hi), _mm512_permutexvar_ps(idx_hi, sc), acc[t]);
       corr[t] = _mm_fmadd_ps(dw4, _mm_loadu_ps(aoff[t] + gi * 4), corr[t]);
     }
   }
@@ -369,6 +368,24 @@ void F16ToF32(const uint8_t* src, int64_t n, float* dst) {
   for (; i < n; ++i) dst[i] = LoadHalf(src + 2 * i);
 }
 
+void QuantizeBlocks(const float* x, int64_t nblocks, int8_t* q, float* scale, int32_t* sum,
+                    float* offset) {
+  for (int64_t b = 0; b < nblocks; ++b, x += 32, q += 32) {
+    const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    const float d = amax / 127.0f;
+    const __m512 id = _mm512_set1_ps(d != 0 ? 1.0f / d : 0.0f);
+    const __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, id));  // rounds to nearest even
+    const __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, id));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtsepi32_epi8(i0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), _mm512_cvtsepi32_epi8(i1));
+    const int32_t total = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+    scale[b] = d;
+    sum[b] = total;
+    offset[b] = 8.0f * static_cast<float>(total) * d;
+  }
+}
+
 using Arch = xsimd::avx512bw;
 
 }  // namespace
@@ -379,6 +396,7 @@ const KernelTable& Avx512VnniTable() {
                                     .dot_q4_0 = DotQ4_0,
                                     .dot_q4_0r = DotQ4_0R,
                                     .gemm_q4_0r = GemmQ4_0R,
+                                    .quantize_blocks = QuantizeBlocks,
                                     .dot_f32 = simd::DotF32<Arch>,
                                     .axpy_f32 = simd::AxpyF32<Arch>,
                                     .gelu_mul_f32 = simd::GeluMulF32<Arch>,

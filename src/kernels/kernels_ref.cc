@@ -72,6 +72,7 @@ const KernelTable& ReferenceTable() {
                                     .dot_q4_0 = DotQ4_0,
                                     .dot_q4_0r = DotQ4_0R,
                                     .gemm_q4_0r = nullptr,
+                                    .quantize_blocks = quant::QuantizeActivationBlocks,
                                     .dot_f32 = DotF32,
                                     .axpy_f32 = AxpyF32,
                                     .gelu_mul_f32 = GeluMulF32,

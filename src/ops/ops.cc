@@ -80,8 +80,17 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
   const kernels::RowDotFn dot = w.dtype == DType::kQ8_0    ? table.dot_q8_0
                                 : w.dtype == DType::kQ4_0R ? table.dot_q4_0r
                                                            : table.dot_q4_0;
-  quant::QuantizedActivations acts;
-  quant::QuantizeActivations(x, s, k, &acts);
+  // Scratch reused across calls on this thread: large buffers freed and reallocated every
+  // matmul would come back from the OS as fresh zeroed pages each time.
+  thread_local quant::QuantizedActivations scratch;
+  quant::QuantizedActivations& acts = scratch;  // workers must see the caller's instance
+  acts.Resize(s, k);
+  const int64_t nblocks_per_row = k / quant::kBlock;
+  for (int64_t t = 0; t < s; ++t) {
+    table.quantize_blocks(
+        x + t * k, nblocks_per_row, acts.q.data() + t * k, acts.scale.data() + t * nblocks_per_row,
+        acts.sum.data() + t * nblocks_per_row, acts.offset.data() + t * nblocks_per_row);
+  }
   const uint64_t row_bytes = RowBytes(w.dtype, k);
   const int64_t nblocks = k / quant::kBlock;
   constexpr int64_t kTokenTile = 16;  // a tile's activations stay in L1 while rows stream

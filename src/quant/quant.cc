@@ -236,33 +236,42 @@ void RepackRowQ4_0(const uint8_t* src, int64_t nblocks, uint8_t* dst) {
   std::memcpy(dst, src, (nblocks - 4 * groups) * kQ4_0BlockBytes);  // plain tail blocks
 }
 
-void QuantizeActivations(const float* x, int64_t rows, int64_t cols, QuantizedActivations* out) {
-  const int64_t nb = cols / kBlock;
-  out->rows = rows;
-  out->cols = cols;
-  out->q.resize(rows * cols);
-  out->scale.resize(rows * nb);
-  out->sum.resize(rows * nb);
-  out->offset.resize(rows * nb);
-  out->scale_x8.resize(rows * nb * 8);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t b = 0; b < nb; ++b) {
-      const float* xb = x + r * cols + b * kBlock;
-      float amax = 0;
-      for (int i = 0; i < kBlock; ++i) amax = std::max(amax, std::fabs(xb[i]));
-      const float d = amax / 127.0f;
-      const float id = d != 0 ? 1.0f / d : 0.0f;
-      int8_t* q = out->q.data() + r * cols + b * kBlock;
-      int32_t sum = 0;
-      for (int i = 0; i < kBlock; ++i) {
-        q[i] = static_cast<int8_t>(std::lround(xb[i] * id));
-        sum += q[i];
-      }
-      out->scale[r * nb + b] = d;
-      out->sum[r * nb + b] = sum;
-      out->offset[r * nb + b] = 8.0f * static_cast<float>(sum) * d;
-      std::fill_n(out->scale_x8.data() + (r * nb + b) * 8, 8, d);
+void QuantizeActivationBlocks(const float* x, int64_t nblocks, int8_t* q, float* scale,
+                              int32_t* sum, float* offset) {
+  for (int64_t b = 0; b < nblocks; ++b, x += kBlock, q += kBlock) {
+    float amax = 0;
+    for (int i = 0; i < kBlock; ++i) amax = std::max(amax, std::fabs(x[i]));
+    const float d = amax / 127.0f;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    int32_t s = 0;
+    for (int i = 0; i < kBlock; ++i) {
+      q[i] = static_cast<int8_t>(std::nearbyint(x[i] * id));  // ties to even, as SIMD rounds
+      s += q[i];
     }
+    scale[b] = d;
+    sum[b] = s;
+    offset[b] = 8.0f * static_cast<float>(s) * d;
+  }
+}
+
+void QuantizedActivations::Resize(int64_t new_rows, int64_t new_cols) {
+  rows = new_rows;
+  cols = new_cols;
+  const int64_t nb = rows * (cols / kBlock);
+  if (static_cast<int64_t>(q.size()) < rows * cols) q.resize(rows * cols);
+  if (static_cast<int64_t>(scale.size()) < nb) {
+    scale.resize(nb);
+    sum.resize(nb);
+    offset.resize(nb);
+  }
+}
+
+void QuantizeActivations(const float* x, int64_t rows, int64_t cols, QuantizedActivations* out) {
+  out->Resize(rows, cols);
+  const int64_t nb = cols / kBlock;
+  for (int64_t r = 0; r < rows; ++r) {
+    QuantizeActivationBlocks(x + r * cols, nb, out->q.data() + r * cols, out->scale.data() + r * nb,
+                             out->sum.data() + r * nb, out->offset.data() + r * nb);
   }
 }
 

@@ -47,17 +47,20 @@ struct QuantizedActivations {
   // For Q4_0 weights, whose values are nibble - 8: 8 * sum * scale per block, so a block's
   // contribution is d_w * (scale * dot(nibbles, q) - offset).
   std::vector<float> offset;  // [rows, cols / 32]
-  // Each block's scale repeated 8 times (the lanes one block's dot product lands in).
-  std::vector<float> scale_x8;  // [rows, cols / 32 * 8]
+  // Sets the shape, growing (never shrinking) the buffers so scratch can be reused.
+  void Resize(int64_t rows, int64_t cols);
   const int8_t* q_row(int64_t r) const { return q.data() + r * cols; }
   const float* scale_row(int64_t r) const { return scale.data() + r * (cols / kBlock); }
   const int32_t* sum_row(int64_t r) const { return sum.data() + r * (cols / kBlock); }
   const float* offset_row(int64_t r) const { return offset.data() + r * (cols / kBlock); }
-  const float* scale_x8_row(int64_t r) const { return scale_x8.data() + r * (cols / kBlock) * 8; }
 };
 
-// x: [rows, cols] f32 -> out (round to nearest, symmetric, scale = max|x| / 127 per block).
+// x: [rows, cols] f32 -> out (round to nearest even, symmetric, scale = max|x| / 127 per
+// block), with the scalar reference below.
 void QuantizeActivations(const float* x, int64_t rows, int64_t cols, QuantizedActivations* out);
+// One row: nblocks blocks of 32 values into q, scale, sum and offset (see the struct).
+void QuantizeActivationBlocks(const float* x, int64_t nblocks, int8_t* q, float* scale,
+                              int32_t* sum, float* offset);
 
 // Scalar reference dot products of one weight row with one activation row (nblocks blocks).
 float DotQ8_0Reference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks);
