@@ -336,12 +336,8 @@ StatusOr<ModelConfig> ParseModelConfig(const json::Value& root, const std::strin
     GEMMA4_RETURN_IF_ERROR(
         ComputeInvFreq(l.sliding ? rope_sliding : rope_full, l.head_dim, lwhere, &l));
   }
-  if (c.ple_dim > 0 && c.ple_vocab_size < c.vocab_size) {
-    // Token ids beyond the PLE table cannot be looked up.
-    return InvalidArgumentError(where + ": vocab_size_per_layer_input " +
-                                std::to_string(c.ple_vocab_size) + " is smaller than vocab_size " +
-                                std::to_string(c.vocab_size));
-  }
+  // A PLE table smaller than the vocabulary is allowed, as in transformers; ids it lacks are
+  // rejected when they are run (InferenceState::Forward).
   c.variant = GuessVariant(c);
   return c;
 }

@@ -24,6 +24,13 @@ Status InferenceState::Forward(const int32_t* ids, int64_t n, LogitsMode mode,
                                   std::to_string(i) + " is outside the vocabulary [0, " +
                                   std::to_string(config_.vocab_size) + ")");
     }
+    if (config_.ple_dim > 0 && ids[i] >= config_.ple_vocab_size) {
+      return InvalidArgumentError("token id " + std::to_string(ids[i]) + " at index " +
+                                  std::to_string(i) +
+                                  " has no row in the per-layer embedding "
+                                  "table (vocab_size_per_layer_input " +
+                                  std::to_string(config_.ple_vocab_size) + ")");
+    }
   }
   GEMMA4_RETURN_IF_ERROR(cache_.Reserve(position_ + n));
   const int64_t V = config_.vocab_size;
