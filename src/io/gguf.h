@@ -80,6 +80,8 @@ class File {
   const std::map<std::string, Value>& metadata() const { return metadata_; }
   const Value* Find(std::string_view key) const;
   const std::vector<TensorView>& tensors() const { return tensors_; }
+  // Frees the metadata (a tokenizer's arrays take tens of MB) once it has been read.
+  void DropMetadata() { std::map<std::string, Value>().swap(metadata_); }
   const std::string& path() const { return name_; }
 
  private:

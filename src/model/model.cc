@@ -42,6 +42,8 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path) {
     GEMMA4_ASSIGN_OR_RETURN(model->gguf_, gguf::File::Open(path));
     for (const TensorView& t : model->gguf_->tensors()) model->gguf_tensors_[t.name] = &t;
     GEMMA4_ASSIGN_OR_RETURN(model->config_, ConfigFromGguf(*model->gguf_));
+    // Everything needed from the metadata is in config_ now.
+    model->gguf_->DropMetadata();
     GEMMA4_RETURN_IF_ERROR(model->LoadWeights());
     return model;
   }

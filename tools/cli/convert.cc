@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <string>
 
+#include "io/gguf.h"
 #include "model/gguf_export.h"
 #include "model/model.h"
 #include "runtime/thread_pool.h"
@@ -63,7 +64,13 @@ Status RunQuantize(int argc, char** argv) {
   GEMMA4_ASSIGN_OR_RETURN(Recipe recipe, ParseRecipe(type));
   GEMMA4_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Load(src));
   gguf::Writer writer;
-  if (!model->is_gguf()) {
+  if (model->is_gguf()) {
+    // Carry the tokenizer (and chat template) over from the source file.
+    GEMMA4_ASSIGN_OR_RETURN(std::unique_ptr<gguf::File> source, gguf::File::Open(src));
+    for (const auto& [key, value] : source->metadata()) {
+      if (key.rfind("tokenizer.", 0) == 0) writer.Set(key, value);
+    }
+  } else {
     GEMMA4_ASSIGN_OR_RETURN(bool has_tokenizer,
                             SetGgufTokenizerFromDirectory(DirOf(src), model->config(), &writer));
     if (!has_tokenizer) {
