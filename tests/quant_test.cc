@@ -243,7 +243,8 @@ TEST_P(KernelTest, FloatKernelsMatchReference) {
 INSTANTIATE_TEST_SUITE_P(Isas, KernelTest,
                          ::testing::Values(KernelCase{kernels::Isa::kReference, "ref"},
                                            KernelCase{kernels::Isa::kAvx2, "avx2"},
-                                           KernelCase{kernels::Isa::kAvx512Vnni, "avx512vnni"}),
+                                           KernelCase{kernels::Isa::kAvx512Vnni, "avx512vnni"},
+                                           KernelCase{kernels::Isa::kNeonDotprod, "neon"}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 TEST(QuantizedMatMulTest, CloseToFloatMatMul) {

@@ -39,19 +39,20 @@ struct KernelTable {
   void (*f16_to_f32)(const uint8_t* src, int64_t n, float* dst);
 };
 
-enum class Isa { kReference, kAvx2, kAvx512Vnni };
+enum class Isa { kReference, kAvx2, kAvx512Vnni, kNeonDotprod };
 
 // Whether this CPU can run `isa` (always true for kReference).
 bool CpuSupports(Isa isa);
 // The table of `isa`; callers check CpuSupports first.
 const KernelTable& TableFor(Isa isa);
-// The best table for this CPU. The environment variable GEMMA4_ISA (ref, avx2, avx512) can
-// force a lower one for debugging.
+// The best table for this CPU. The environment variable GEMMA4_ISA (ref, avx2, avx512, neon)
+// can force a lower one for debugging.
 const KernelTable& BestTable();
 
 const KernelTable& ReferenceTable();
 const KernelTable& Avx2Table();
 const KernelTable& Avx512VnniTable();
+const KernelTable& NeonDotprodTable();
 
 }  // namespace gemma4::kernels
 

@@ -2,6 +2,11 @@
 
 #include <cstdlib>
 
+#if defined(__aarch64__) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
+
 #include <cstring>
 #include "ops/ops.h"
 
@@ -93,8 +98,14 @@ bool CpuSupports(Isa isa) {
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c");
+    case Isa::kNeonDotprod:
+      return false;
   }
   return false;
+#elif defined(__aarch64__) && defined(__linux__)
+  if (isa == Isa::kReference) return true;
+  // ASIMDDP: the SDOT/UDOT instructions (ARMv8.2 dotprod).
+  return isa == Isa::kNeonDotprod && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
 #else
   return isa == Isa::kReference;
 #endif
@@ -108,6 +119,10 @@ const KernelTable& TableFor(Isa isa) {
     case Isa::kAvx512Vnni:
       return Avx512VnniTable();
 #endif
+#ifdef GEMMA4_HAVE_NEON_KERNELS
+    case Isa::kNeonDotprod:
+      return NeonDotprodTable();
+#endif
     default:
       return ReferenceTable();
   }
@@ -116,15 +131,11 @@ const KernelTable& TableFor(Isa isa) {
 const KernelTable& BestTable() {
   static const KernelTable* best = [] {
     const char* force = std::getenv("GEMMA4_ISA");
-    Isa limit = Isa::kAvx512Vnni;
-    if (force != nullptr) {
-      if (std::strcmp(force, "ref") == 0) limit = Isa::kReference;
-      if (std::strcmp(force, "avx2") == 0) limit = Isa::kAvx2;
-    }
-    for (Isa isa : {Isa::kAvx512Vnni, Isa::kAvx2}) {
-      if (static_cast<int>(isa) <= static_cast<int>(limit) && CpuSupports(isa)) {
-        return &TableFor(isa);
-      }
+    const bool only_ref = force != nullptr && std::strcmp(force, "ref") == 0;
+    const bool at_most_avx2 = force != nullptr && std::strcmp(force, "avx2") == 0;
+    for (Isa isa : {Isa::kAvx512Vnni, Isa::kAvx2, Isa::kNeonDotprod}) {
+      if (only_ref || (at_most_avx2 && isa == Isa::kAvx512Vnni)) continue;
+      if (CpuSupports(isa)) return &TableFor(isa);
     }
     return &ReferenceTable();
   }();

@@ -1,0 +1,145 @@
+// ARMv8.2 NEON + dotprod kernels (sdot multiplies signed bytes and accumulates into int32).
+// Compiled with -march=armv8.2-a+dotprod+fp16; only called after CpuSupports(kNeonDotprod).
+#include <arm_neon.h>
+
+#include <cstring>
+
+#include "kernels/float_kernels-inl.h"
+#include "kernels/kernels.h"
+
+namespace gemma4::kernels {
+namespace {
+
+inline float LoadHalf(const uint8_t* p) {
+  float16_t h;
+  std::memcpy(&h, p, 2);
+  return static_cast<float>(h);
+}
+
+// Signed Q4_0 values (nibble - 8) of one block: elements 0..15 and 16..31.
+inline void ExpandQ4(const uint8_t* qs, int8x16_t* lo, int8x16_t* hi) {
+  const uint8x16_t raw = vld1q_u8(qs);
+  const int8x16_t eight = vdupq_n_s8(8);
+  *lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(raw, vdupq_n_u8(0x0F))), eight);
+  *hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(raw, 4)), eight);
+}
+
+inline int32_t BlockDot(int8x16_t w0, int8x16_t w1, const int8_t* a) {
+  int32x4_t acc = vdotq_s32(vdupq_n_s32(0), w0, vld1q_s8(a));
+  acc = vdotq_s32(acc, w1, vld1q_s8(a + 16));
+  return vaddvq_s32(acc);
+}
+
+void DotQ8_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  for (int t = 0; t < ntok; ++t) {
+    const int8_t* q = a.q_row(token + t);
+    const float* s = a.scale_row(token + t);
+    float32x4_t acc = vdupq_n_f32(0);
+    const uint8_t* b = w;
+    for (int64_t i = 0; i < nblocks; ++i, b += quant::kQ8_0BlockBytes, q += 32) {
+      const int8x16_t w0 = vld1q_s8(reinterpret_cast<const int8_t*>(b + 2));
+      const int8x16_t w1 = vld1q_s8(reinterpret_cast<const int8_t*>(b + 18));
+      int32x4_t dp = vdotq_s32(vdupq_n_s32(0), w0, vld1q_s8(q));
+      dp = vdotq_s32(dp, w1, vld1q_s8(q + 16));
+      acc = vmlaq_n_f32(acc, vcvtq_f32_s32(dp), LoadHalf(b) * s[i]);
+    }
+    out[t] = vaddvq_f32(acc);
+  }
+}
+
+void DotQ4_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  for (int t = 0; t < ntok; ++t) {
+    const int8_t* q = a.q_row(token + t);
+    const float* s = a.scale_row(token + t);
+    float total = 0;
+    const uint8_t* b = w;
+    for (int64_t i = 0; i < nblocks; ++i, b += quant::kQ4_0BlockBytes, q += 32) {
+      int8x16_t lo, hi;
+      ExpandQ4(b + 2, &lo, &hi);
+      total += LoadHalf(b) * s[i] * static_cast<float>(BlockDot(lo, hi, q));
+    }
+    out[t] = total;
+  }
+}
+
+// Repacked Q4_0 (DType::kQ4_0R): per group, 64 bytes whose low nibbles are blocks 0-1 and
+// high nibbles blocks 2-3, in element order.
+void DotQ4_0R(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
+              int64_t token, int ntok, float* out) {
+  const int64_t groups = nblocks / 4;
+  for (int t = 0; t < ntok; ++t) {
+    const int8_t* q = a.q_row(token + t);
+    const float* s = a.scale_row(token + t);
+    const float* off = a.offset_row(token + t);
+    float total = 0;
+    const uint8_t* g = w;
+    for (int64_t gi = 0; gi < groups; ++gi, g += 72, q += 128) {
+      int32x4_t dp[4];
+      for (int b = 0; b < 4; ++b) dp[b] = vdupq_n_s32(0);
+      for (int c = 0; c < 4; ++c) {  // four 16-byte chunks of the 64 data bytes
+        const uint8x16_t raw = vld1q_u8(g + 8 + 16 * c);
+        const int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(raw, vdupq_n_u8(0x0F)));
+        const int8x16_t hi = vreinterpretq_s8_u8(vshrq_n_u8(raw, 4));
+        // Chunk c covers elements 16c..16c+15 of blocks 0-1 (lo) and of blocks 2-3 (hi).
+        dp[c / 2] = vdotq_s32(dp[c / 2], lo, vld1q_s8(q + 16 * c));
+        dp[2 + c / 2] = vdotq_s32(dp[2 + c / 2], hi, vld1q_s8(q + 64 + 16 * c));
+      }
+      for (int b = 0; b < 4; ++b) {
+        const float dw = LoadHalf(g + 2 * b);
+        total += dw * (s[4 * gi + b] * static_cast<float>(vaddvq_s32(dp[b])) - off[4 * gi + b]);
+      }
+    }
+    const int64_t b0 = 4 * groups;
+    if (nblocks > b0) {
+      total += quant::DotQ4_0Reference(g, a.q_row(token + t) + b0 * 32, s + b0,
+                                       a.sum_row(token + t) + b0, nblocks - b0);
+    }
+    out[t] = total;
+  }
+}
+
+void Bf16ToF32(const uint8_t* src, int64_t n, float* dst) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    uint16x4_t h;
+    std::memcpy(&h, src + 2 * i, 8);
+    vst1q_f32(dst + i, vreinterpretq_f32_u32(vshll_n_u16(h, 16)));
+  }
+  for (; i < n; ++i) {
+    uint32_t bits = static_cast<uint32_t>(src[2 * i] | (src[2 * i + 1] << 8)) << 16;
+    std::memcpy(dst + i, &bits, 4);
+  }
+}
+
+void F16ToF32(const uint8_t* src, int64_t n, float* dst) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    float16x4_t h;
+    std::memcpy(&h, src + 2 * i, 8);
+    vst1q_f32(dst + i, vcvt_f32_f16(h));
+  }
+  for (; i < n; ++i) dst[i] = LoadHalf(src + 2 * i);
+}
+
+using Arch = xsimd::neon64;
+
+}  // namespace
+
+const KernelTable& NeonDotprodTable() {
+  static const KernelTable table = {.isa = "neon-dotprod",
+                                    .dot_q8_0 = DotQ8_0,
+                                    .dot_q4_0 = DotQ4_0,
+                                    .dot_q4_0r = DotQ4_0R,
+                                    .gemm_q4_0r = nullptr,
+                                    .quantize_blocks = quant::QuantizeActivationBlocks,
+                                    .dot_f32 = simd::DotF32<Arch>,
+                                    .axpy_f32 = simd::AxpyF32<Arch>,
+                                    .gelu_mul_f32 = simd::GeluMulF32<Arch>,
+                                    .bf16_to_f32 = Bf16ToF32,
+                                    .f16_to_f32 = F16ToF32};
+  return table;
+}
+
+}  // namespace gemma4::kernels

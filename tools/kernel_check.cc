@@ -1,0 +1,113 @@
+// kernel_check: compares every kernel of the best ISA table of this CPU (or of GEMMA4_ISA)
+// with the scalar reference on random data with odd sizes; exits non-zero on a mismatch.
+// GoogleTest covers the same on the build host (tests/quant_test.cc); this standalone binary
+// exists so cross-compiled builds (NEON under qemu in CI) are checked too.
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "model/tensor.h"
+#include "quant/quant.h"
+
+namespace gemma4 {
+namespace {
+
+int failures = 0;
+
+void Check(bool ok, const char* what, int64_t size) {
+  if (!ok) {
+    std::printf("MISMATCH: %s (size %lld)\n", what, static_cast<long long>(size));
+    ++failures;
+  }
+}
+
+std::vector<float> Random(int64_t n, std::mt19937* rng, float scale) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(*rng);
+  return v;
+}
+
+int Run() {
+  const kernels::KernelTable& t = kernels::BestTable();
+  const kernels::KernelTable& ref = kernels::ReferenceTable();
+  std::printf("kernel_check: %s against the scalar reference\n", t.isa);
+  std::mt19937 rng(3);
+  for (int64_t nblocks : {1, 2, 3, 4, 5, 7, 8, 22, 48}) {
+    const int64_t k = nblocks * 32, tokens = 5;
+    const auto x = Random(tokens * k, &rng, 2.0f);
+    std::vector<int8_t> q1(k), q2(k);
+    std::vector<float> s1(nblocks), s2(nblocks), o1(nblocks), o2(nblocks);
+    std::vector<int32_t> m1(nblocks), m2(nblocks);
+    t.quantize_blocks(x.data(), nblocks, q1.data(), s1.data(), m1.data(), o1.data());
+    ref.quantize_blocks(x.data(), nblocks, q2.data(), s2.data(), m2.data(), o2.data());
+    Check(q1 == q2 && s1 == s2 && m1 == m2 && o1 == o2, "quantize_blocks", k);
+    quant::QuantizedActivations acts;
+    quant::QuantizeActivations(x.data(), tokens, k, &acts);
+    const auto w = Random(k, &rng, 0.05f);
+    std::vector<uint8_t> q8(RowBytes(DType::kQ8_0, k)), q4(RowBytes(DType::kQ4_0, k)),
+        q4r(q4.size());
+    quant::QuantizeRow(DType::kQ8_0, w.data(), k, q8.data());
+    quant::QuantizeRow(DType::kQ4_0, w.data(), k, q4.data());
+    quant::RepackRowQ4_0(q4.data(), nblocks, q4r.data());
+    double mag = 0;
+    for (int64_t j = 0; j < k; ++j) mag += std::fabs(double{w[j]} * x[j]);
+    for (int ntok = 1; ntok <= 4; ++ntok) {
+      float a[4], b[4];
+      auto same = [&](int n) {
+        for (int i = 0; i < n; ++i) {
+          if (std::fabs(a[i] - b[i]) > 1e-4 * (1 + mag)) return false;
+        }
+        return true;
+      };
+      t.dot_q8_0(q8.data(), nblocks, acts, 0, ntok, a);
+      ref.dot_q8_0(q8.data(), nblocks, acts, 0, ntok, b);
+      Check(same(ntok), "dot_q8_0", k);
+      t.dot_q4_0(q4.data(), nblocks, acts, 0, ntok, a);
+      ref.dot_q4_0(q4.data(), nblocks, acts, 0, ntok, b);
+      Check(same(ntok), "dot_q4_0", k);
+      t.dot_q4_0r(q4r.data(), nblocks, acts, 0, ntok, a);
+      Check(same(ntok), "dot_q4_0r", k);
+    }
+  }
+  for (int64_t n : {1, 3, 7, 16, 17, 63, 64, 65, 1000}) {
+    const auto a = Random(n, &rng, 1.0f), b = Random(n, &rng, 1.0f);
+    double mag = 0;
+    for (int64_t i = 0; i < n; ++i) mag += std::fabs(double{a[i]} * b[i]);
+    Check(std::fabs(t.dot_f32(a.data(), b.data(), n) - ref.dot_f32(a.data(), b.data(), n)) <=
+              1e-5 * (1 + mag),
+          "dot_f32", n);
+    std::vector<float> y1(b), y2(b), g1(n), g2(n), c1(n), c2(n);
+    t.axpy_f32(0.3f, a.data(), y1.data(), n);
+    ref.axpy_f32(0.3f, a.data(), y2.data(), n);
+    t.gelu_mul_f32(a.data(), b.data(), g1.data(), n);
+    ref.gelu_mul_f32(a.data(), b.data(), g2.data(), n);
+    bool axpy_ok = true, gelu_ok = true;
+    for (int64_t i = 0; i < n; ++i) {
+      axpy_ok = axpy_ok && std::fabs(y1[i] - y2[i]) <= 1e-6f * (1 + std::fabs(y2[i]));
+      gelu_ok = gelu_ok && std::fabs(g1[i] - g2[i]) <= 4e-6f * (1 + std::fabs(g2[i]));
+    }
+    Check(axpy_ok, "axpy_f32", n);
+    Check(gelu_ok, "gelu_mul_f32", n);
+    std::vector<uint8_t> half(2 * n);
+    for (auto& byte : half) byte = static_cast<uint8_t>(rng());
+    for (auto conv : {&kernels::KernelTable::bf16_to_f32, &kernels::KernelTable::f16_to_f32}) {
+      (t.*conv)(half.data(), n, c1.data());
+      (ref.*conv)(half.data(), n, c2.data());
+      bool ok = true;
+      for (int64_t i = 0; i < n; ++i) {
+        ok = ok && (c1[i] == c2[i] || (std::isnan(c1[i]) && std::isnan(c2[i])));
+      }
+      Check(ok, "16-bit float conversion", n);
+    }
+  }
+  std::printf("kernel_check: %d mismatches\n", failures);
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace gemma4
+
+int main() { return gemma4::Run(); }
