@@ -84,6 +84,32 @@ TEST(QuantTest, Q4_0RoundTripAndNibbleOrder) {
   for (int i = 0; i < 32; ++i) EXPECT_NEAR(y[i], x[i], 1.0f + 1e-6f) << i;  // step 2
 }
 
+TEST(QuantTest, Q6_KRoundTripAndUnpack) {
+  std::mt19937 rng(4);
+  const auto x = RandomVector(256 * 3, &rng, 0.7f);
+  std::vector<uint8_t> q(3 * 210);
+  quant::QuantizeRowQ6_K(x.data(), x.size(), q.data());
+  std::vector<float> y(x.size());
+  quant::DequantizeRow(DType::kQ6_K, q.data(), x.size(), y.data());
+  for (int b = 0; b < 3; ++b) {
+    float amax = 0;
+    for (int i = 0; i < 256; ++i) amax = std::max(amax, std::fabs(x[b * 256 + i]));
+    // 6-bit values with int8 sub-block scales: error within a step of the largest sub-block.
+    for (int i = 0; i < 256; ++i) EXPECT_NEAR(y[b * 256 + i], x[b * 256 + i], amax / 31.0f);
+    int8_t vals[256];
+    quant::UnpackQ6_K(q.data() + b * 210, vals);
+    const float d =
+        quant::HalfToFloat(static_cast<uint16_t>(q[b * 210 + 208] | (q[b * 210 + 209] << 8)));
+    const int8_t* sc = reinterpret_cast<const int8_t*>(q.data() + b * 210 + 192);
+    for (int i = 0; i < 256; ++i) EXPECT_EQ(y[b * 256 + i], d * sc[i / 16] * vals[i]) << i;
+  }
+  // An all-zero block stays zero.
+  std::vector<float> zeros(256, 0.0f), back(256, 1.0f);
+  quant::QuantizeRowQ6_K(zeros.data(), 256, q.data());
+  quant::DequantizeRow(DType::kQ6_K, q.data(), 256, back.data());
+  for (float v : back) EXPECT_EQ(v, 0.0f);
+}
+
 struct KernelCase {
   kernels::Isa isa;
   const char* name;
@@ -176,6 +202,40 @@ TEST_P(KernelTest, RepackedQ4_0MatchesPlainQ4_0) {
         float mag = 0;
         for (int64_t j = 0; j < k; ++j) mag += std::fabs(d1[j] * x[(1 + i) * k + j]);
         EXPECT_NEAR(got[i], want[i], 1e-5f * mag + 1e-6f) << nblocks << " " << ntok;
+      }
+    }
+  }
+}
+
+TEST_P(KernelTest, Q6_KMatchesReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  std::mt19937 rng(12);
+  for (int64_t superblocks : {1, 2, 6}) {
+    const int64_t k = superblocks * 256, nblocks = k / 32, tokens = 5;
+    const auto x = RandomVector(tokens * k, &rng);
+    quant::QuantizedActivations acts;
+    quant::QuantizeActivations(x.data(), tokens, k, &acts);
+    const auto w = RandomVector(k, &rng, 0.05f);
+    std::vector<uint8_t> row(RowBytes(DType::kQ6_K, k));
+    quant::QuantizeRowQ6_K(w.data(), k, row.data());
+    std::vector<float> deq(k);
+    quant::DequantizeRow(DType::kQ6_K, row.data(), k, deq.data());
+    for (int ntok = 1; ntok <= 4; ++ntok) {
+      float got[4], want[4];
+      table.dot_q6_k(row.data(), nblocks, acts, 1, ntok, got);
+      kernels::ReferenceTable().dot_q6_k(row.data(), nblocks, acts, 1, ntok, want);
+      for (int i = 0; i < ntok; ++i) {
+        double exact = 0, mag = 0;
+        for (int64_t j = 0; j < k; ++j) {
+          const int64_t blk = j / 32;
+          const double aj = acts.q_row(1 + i)[j] * double{acts.scale_row(1 + i)[blk]};
+          exact += deq[j] * aj;
+          mag += std::fabs(deq[j] * aj);
+        }
+        EXPECT_NEAR(got[i], want[i], 1e-5 * mag + 1e-6) << superblocks << " " << ntok;
+        // The reference equals the exact dot of dequantized weights and activations.
+        EXPECT_NEAR(want[i], exact, 1e-5 * mag + 1e-6);
       }
     }
   }

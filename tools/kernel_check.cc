@@ -35,7 +35,7 @@ int Run() {
   const kernels::KernelTable& ref = kernels::ReferenceTable();
   std::printf("kernel_check: %s against the scalar reference\n", t.isa);
   std::mt19937 rng(3);
-  for (int64_t nblocks : {1, 2, 3, 4, 5, 7, 8, 22, 48}) {
+  for (int64_t nblocks : {1, 2, 3, 4, 5, 7, 8, 16, 22, 48}) {
     const int64_t k = nblocks * 32, tokens = 5;
     const auto x = Random(tokens * k, &rng, 2.0f);
     std::vector<int8_t> q1(k), q2(k);
@@ -70,6 +70,13 @@ int Run() {
       Check(same(ntok), "dot_q4_0", k);
       t.dot_q4_0r(q4r.data(), nblocks, acts, 0, ntok, a);
       Check(same(ntok), "dot_q4_0r", k);
+      if (nblocks % 8 == 0) {
+        std::vector<uint8_t> q6(RowBytes(DType::kQ6_K, k));
+        quant::QuantizeRowQ6_K(w.data(), k, q6.data());
+        t.dot_q6_k(q6.data(), nblocks, acts, 0, ntok, a);
+        ref.dot_q6_k(q6.data(), nblocks, acts, 0, ntok, b);
+        Check(same(ntok), "dot_q6_k", k);
+      }
     }
   }
   for (int64_t n : {1, 3, 7, 16, 17, 63, 64, 65, 1000}) {

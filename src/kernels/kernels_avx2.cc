@@ -259,6 +259,7 @@ const KernelTable& Avx2Table() {
                                     .dot_q8_0 = DotQ8_0,
                                     .dot_q4_0 = DotQ4_0,
                                     .dot_q4_0r = DotQ4_0R,
+                                    .dot_q6_k = ReferenceTable().dot_q6_k,
                                     .gemm_q4_0r = nullptr,
                                     .quantize_blocks = QuantizeBlocks,
                                     .dot_f32 = simd::DotF32<Arch>,

@@ -318,6 +318,79 @@ void GemmQ4_0R(const uint8_t* w, uint64_t row_bytes, int nrows, int64_t nblocks,
   }
 }
 
+// Q6_K: per 128-value half, three 32-byte loads unpack to four 32-byte vectors of unsigned
+// 6-bit values in element order (each one activation block); dot products subtract 32 * sum(a)
+// with a second vpdpbusd, then each 4-lane group is scaled by its sub-block's int8 scale.
+template <int NT>
+void DotQ6_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
+              int64_t token, float* out) {
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+  const __m512i thirty_two = _mm512_set1_epi8(32);
+  const __m128i spread = _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += 210) {
+    const float d = LoadHalf(w + 208);
+    const int8_t* sc = reinterpret_cast<const int8_t*>(w + 192);
+    for (int half = 0; half < 2; ++half) {
+      const uint8_t* ql = w + 64 * half;
+      const uint8_t* qh = w + 128 + 32 * half;
+      const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+      const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh));
+      const __m256i q0 =
+          _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
+      const __m256i q1 =
+          _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4));
+      const __m256i q2 =
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
+      const __m256i q3 =
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
+      const __m512i q01 = _mm512_inserti64x4(_mm512_zextsi256_si512(q0), q1, 1);
+      const __m512i q23 = _mm512_inserti64x4(_mm512_zextsi256_si512(q2), q3, 1);
+      const __m512 sc01 = _mm512_cvtepi32_ps(
+          _mm512_cvtepi8_epi32(_mm_shuffle_epi8(_mm_loadu_si32(sc + 8 * half), spread)));
+      const __m512 sc23 = _mm512_cvtepi32_ps(
+          _mm512_cvtepi8_epi32(_mm_shuffle_epi8(_mm_loadu_si32(sc + 8 * half + 4), spread)));
+      const int64_t b = sb * 8 + half * 4;  // first activation block of this half
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* q = a.q_row(token + t) + b * 32;
+        const float* as = a.scale_row(token + t) + b;
+        const __m512i a01 = _mm512_loadu_si512(q);
+        const __m512i a23 = _mm512_loadu_si512(q + 64);
+        const __m512i dp01 =
+            _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q01, a01),
+                             _mm512_dpbusd_epi32(_mm512_setzero_si512(), thirty_two, a01));
+        const __m512i dp23 =
+            _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q23, a23),
+                             _mm512_dpbusd_epi32(_mm512_setzero_si512(), thirty_two, a23));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp01),
+                                 _mm512_mul_ps(sc01, PairScale(d * as[0], d * as[1])), acc[t]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp23),
+                                 _mm512_mul_ps(sc23, PairScale(d * as[2], d * as[3])), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
+}
+
+void DotQ6_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  switch (ntok) {
+    case 4:
+      return DotQ6_KT<4>(w, nblocks, a, token, out);
+    case 3:
+      return DotQ6_KT<3>(w, nblocks, a, token, out);
+    case 2:
+      return DotQ6_KT<2>(w, nblocks, a, token, out);
+    default:
+      return DotQ6_KT<1>(w, nblocks, a, token, out);
+  }
+}
+
 void DotQ4_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   switch (ntok) {
@@ -395,6 +468,7 @@ const KernelTable& Avx512VnniTable() {
                                     .dot_q8_0 = DotQ8_0,
                                     .dot_q4_0 = DotQ4_0,
                                     .dot_q4_0r = DotQ4_0R,
+                                    .dot_q6_k = DotQ6_K,
                                     .gemm_q4_0r = GemmQ4_0R,
                                     .quantize_blocks = QuantizeBlocks,
                                     .dot_f32 = simd::DotF32<Arch>,

@@ -67,11 +67,12 @@ DType RecipeType(Recipe recipe, const std::string& name, const std::vector<int64
     return DType::kBF16;
   }
   DType type = recipe == Recipe::kQ8_0 ? DType::kQ8_0 : DType::kQ4_0;
-  // The tied embedding is also the LM head: logits come straight from it. The PLE table feeds
-  // every layer directly (through a norm that removes its scale, so its relative error passes
-  // through undiminished); a token reads one row, so its size costs disk, not bandwidth.
+  // The tied embedding is also the LM head, so logits come straight from it; the PLE table
+  // feeds every layer through a norm that removes its scale, so its relative error passes
+  // through undiminished. Both get 6 bits under q4_0 (as llama.cpp's recipe does), 8 under
+  // q8_0; Q6_K needs rows that are a multiple of 256, else Q8_0.
   if (name == "embed_tokens.weight" || name == "embed_tokens_per_layer.weight") {
-    type = DType::kQ8_0;
+    type = recipe == Recipe::kQ4_0 && shape.back() % 256 == 0 ? DType::kQ6_K : DType::kQ8_0;
   }
   if (shape.back() % quant::kBlock != 0) type = DType::kBF16;
   return type;

@@ -24,9 +24,9 @@ StatusOr<Recipe> ParseRecipe(const std::string& name);  // "q4_0", "q8_0", "bf16
 
 // The storage type of one tensor under a recipe (the recipe table in the README):
 // vectors (norms, scales) F32; router F32; PLE gate/projection and PLE model projection BF16
-// (or the recipe's float type); the tied embedding/LM head and the PLE table Q8_0 under q4_0;
-// everything else the
-// recipe type. Block types fall back to BF16 when a row is not a multiple of 32.
+// (or the recipe's float type); the tied embedding/LM head and the PLE table Q6_K under q4_0 (Q8_0
+// when rows are not a multiple of 256) and Q8_0 under q8_0; everything else the recipe type. Block
+// types fall back to BF16 when a row is not a multiple of 32.
 DType RecipeType(Recipe recipe, const std::string& hf_name, const std::vector<int64_t>& shape);
 
 // One tensor to write: Hugging Face name (without prefix), row-major shape, and a function

@@ -126,7 +126,8 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
 }  // namespace
 
 void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool) {
-  if (w.dtype == DType::kQ8_0 || w.dtype == DType::kQ4_0 || w.dtype == DType::kQ4_0R) {
+  if (w.dtype == DType::kQ8_0 || w.dtype == DType::kQ4_0 || w.dtype == DType::kQ4_0R ||
+      w.dtype == DType::kQ6_K) {
     MatMulQuantized(w, x, s, y, pool);
     return;
   }

@@ -182,8 +182,143 @@ void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out) {
   }
 }
 
+namespace {
+
+// Round to nearest, ties to even (ggml's nearest_int).
+inline int NearestInt(float f) { return static_cast<int>(std::nearbyint(f)); }
+
+// ggml's make_qx_quants with rmse_type 1 (weights x^2): a symmetric scale for n values on
+// [-nmax, nmax - 1], refined over 18 nearby inverse scales; L receives value + nmax.
+float MakeQxQuants(int n, int nmax, const float* x, int8_t* L) {
+  float max = 0, amax = 0;
+  for (int i = 0; i < n; ++i) {
+    const float ax = std::fabs(x[i]);
+    if (ax > amax) {
+      amax = ax;
+      max = x[i];
+    }
+  }
+  if (amax < 1e-15f) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    return 0.0f;
+  }
+  auto fit = [&](float iscale, float* sumlx, float* suml2) {
+    *sumlx = *suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::max(-nmax, std::min(nmax - 1, NearestInt(iscale * x[i])));
+      const float w = x[i] * x[i];
+      *sumlx += w * x[i] * l;
+      *suml2 += w * l * l;
+    }
+  };
+  float iscale = -nmax / max;
+  float sumlx, suml2;
+  fit(iscale, &sumlx, &suml2);
+  for (int i = 0; i < n; ++i) {
+    L[i] =
+        static_cast<int8_t>(nmax + std::max(-nmax, std::min(nmax - 1, NearestInt(iscale * x[i]))));
+  }
+  float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
+  float best = scale * sumlx;
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    iscale = -(nmax + 0.1f * is) / max;
+    fit(iscale, &sumlx, &suml2);
+    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+      for (int i = 0; i < n; ++i) {
+        L[i] = static_cast<int8_t>(nmax +
+                                   std::max(-nmax, std::min(nmax - 1, NearestInt(iscale * x[i]))));
+      }
+      scale = sumlx / suml2;
+      best = scale * sumlx;
+    }
+  }
+  return scale;
+}
+
+}  // namespace
+
+void QuantizeRowQ6_K(const float* x, int64_t n, uint8_t* out) {
+  for (int64_t blk = 0; blk < n / 256; ++blk, x += 256, out += 210) {
+    int8_t L[256];
+    float scales[16];
+    float max_scale = 0, max_abs_scale = 0;
+    for (int ib = 0; ib < 16; ++ib) {
+      scales[ib] = MakeQxQuants(16, 32, x + 16 * ib, L + 16 * ib);
+      if (std::fabs(scales[ib]) > max_abs_scale) {
+        max_abs_scale = std::fabs(scales[ib]);
+        max_scale = scales[ib];
+      }
+    }
+    std::memset(out, 0, 210);
+    if (max_abs_scale < 1e-15f) continue;  // all zero; d = 0
+    const float iscale = -128.0f / max_scale;
+    const uint16_t dh = FloatToHalf(1.0f / iscale);
+    std::memcpy(out + 208, &dh, 2);
+    int8_t* sc = reinterpret_cast<int8_t*>(out + 192);
+    for (int ib = 0; ib < 16; ++ib) {
+      sc[ib] = static_cast<int8_t>(std::min(127, NearestInt(iscale * scales[ib])));
+    }
+    const float d_stored = HalfToFloat(dh);
+    for (int j = 0; j < 16; ++j) {
+      const float d = d_stored * sc[j];
+      if (d == 0) continue;
+      for (int ii = 0; ii < 16; ++ii) {
+        const int l = std::max(-32, std::min(31, NearestInt(x[16 * j + ii] / d)));
+        L[16 * j + ii] = static_cast<int8_t>(l + 32);
+      }
+    }
+    uint8_t* ql = out;
+    uint8_t* qh = out + 128;
+    for (int j = 0; j < 256; j += 128, ql += 64, qh += 32) {
+      for (int l = 0; l < 32; ++l) {
+        const uint8_t q1 = L[j + l] & 0xF, q2 = L[j + l + 32] & 0xF;
+        const uint8_t q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
+        ql[l] = static_cast<uint8_t>(q1 | (q3 << 4));
+        ql[l + 32] = static_cast<uint8_t>(q2 | (q4 << 4));
+        qh[l] = static_cast<uint8_t>((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) |
+                                     ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
+      }
+    }
+  }
+}
+
+void UnpackQ6_K(const uint8_t* block, int8_t* q) {
+  const uint8_t* ql = block;
+  const uint8_t* qh = block + 128;
+  for (int n = 0; n < 256; n += 128, ql += 64, qh += 32, q += 128) {
+    for (int l = 0; l < 32; ++l) {
+      q[l] = static_cast<int8_t>(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+      q[l + 32] = static_cast<int8_t>(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+      q[l + 64] = static_cast<int8_t>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+      q[l + 96] = static_cast<int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+    }
+  }
+}
+
+float DotQ6_KReference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks) {
+  float total = 0;
+  int8_t q[256];
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += 210) {
+    UnpackQ6_K(w, q);
+    const float d = HalfToFloat(LoadU16(w + 208));
+    const int8_t* sc = reinterpret_cast<const int8_t*>(w + 192);
+    for (int b = 0; b < 8; ++b) {  // activation block b holds Q6_K sub-blocks 2b and 2b + 1
+      const int8_t* ab = a + (sb * 8 + b) * 32;
+      int32_t lo = 0, hi = 0;
+      for (int i = 0; i < 16; ++i) lo += q[32 * b + i] * ab[i];
+      for (int i = 16; i < 32; ++i) hi += q[32 * b + i] * ab[i];
+      total += d * a_scale[sb * 8 + b] * static_cast<float>(sc[2 * b] * lo + sc[2 * b + 1] * hi);
+    }
+  }
+  return total;
+}
+
 void QuantizeRow(DType type, const float* x, int64_t n, uint8_t* out) {
   switch (type) {
+    case DType::kQ6_K:
+      QuantizeRowQ6_K(x, n, out);
+      return;
     case DType::kQ8_0:
       QuantizeRowQ8_0(x, n, out);
       return;
