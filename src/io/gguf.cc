@@ -283,6 +283,7 @@ bool DTypeToGgmlType(DType t, GgmlType* out) {
 StatusOr<std::unique_ptr<File>> File::Open(const std::string& path) {
   GEMMA4_ASSIGN_OR_RETURN(auto mapped, MappedFile::Open(path));
   GEMMA4_ASSIGN_OR_RETURN(auto file, Parse(mapped->data(), mapped->size(), path));
+  for (TensorView& t : file->tensors_) t.fd = mapped->fd();
   file->file_ = std::move(mapped);
   return file;
 }

@@ -20,13 +20,16 @@ class MappedFile {
   MappedFile& operator=(const MappedFile&) = delete;
 
   const uint8_t* data() const { return data_; }
+  // The open descriptor (valid for the object's lifetime), for pread of sparse rows.
+  int fd() const { return fd_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
 
  private:
-  MappedFile(std::string path, const uint8_t* data, size_t size)
-      : path_(std::move(path)), data_(data), size_(size) {}
+  MappedFile(std::string path, int fd, const uint8_t* data, size_t size)
+      : path_(std::move(path)), fd_(fd), data_(data), size_(size) {}
   std::string path_;
+  int fd_;
   const uint8_t* data_;
   size_t size_;
 };

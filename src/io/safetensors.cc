@@ -130,6 +130,7 @@ StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::stri
   GEMMA4_ASSIGN_OR_RETURN(file->file_, MappedFile::Open(path));
   GEMMA4_ASSIGN_OR_RETURN(file->tensors_,
                           ParseSafetensors(file->file_->data(), file->file_->size(), path));
+  for (TensorView& t : file->tensors_) t.fd = file->file_->fd();
   return file;
 }
 

@@ -1,5 +1,9 @@
 #include "model/forward.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -72,7 +76,7 @@ Status InferenceState::ForwardChunk(const int32_t* ids, int64_t s, float* logits
     ops::ToF32(w.embed, int64_t{ids[t]} * H, H, row);
     for (int64_t j = 0; j < H; ++j) row[j] *= embed_scale;
   }
-  if (config_.ple_dim > 0) PerLayerInputs(ids, s);
+  if (config_.ple_dim > 0) GEMMA4_RETURN_IF_ERROR(PerLayerInputs(ids, s));
 
   for (int i = 0; i < config_.num_layers; ++i) {
     const LayerWeights& lw = w.layers[i];
@@ -142,7 +146,37 @@ Status InferenceState::ForwardChunk(const int32_t* ids, int64_t s, float* logits
   return OkStatus();
 }
 
-void InferenceState::PerLayerInputs(const int32_t* ids, int64_t s) {
+Status InferenceState::ReadPleRow(int32_t id, float* out) {
+  const TensorView& table = model_.weights().ple_embed;
+  const int64_t cols = table.cols();
+  if (table.fd < 0) {
+    ops::ToF32(table, int64_t{id} * cols, cols, out);
+    return OkStatus();
+  }
+  // Read the row with pread rather than through the mapping: faulting mapped pages would also
+  // map their cached neighbours (kernel fault-around), and a long prompt of random ids would
+  // drag most of the table (1.9 GB on E2B) into the resident set.
+  const uint64_t row_bytes = RowBytes(table.dtype, cols);
+  row_bytes_.resize(row_bytes);
+  uint64_t done = 0;
+  const uint64_t offset = table.file_offset + static_cast<uint64_t>(id) * row_bytes;
+  while (done < row_bytes) {
+    const ssize_t n = ::pread(table.fd, row_bytes_.data() + done, row_bytes - done,
+                              static_cast<off_t>(offset + done));
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      return DataLossError(table.file + ": cannot read row " + std::to_string(id) + " of '" +
+                           table.name + "' at offset " + std::to_string(offset));
+    }
+    done += static_cast<uint64_t>(n);
+  }
+  TensorView row = table;
+  row.data = row_bytes_.data();
+  ops::ToF32(row, 0, cols, out);
+  return OkStatus();
+}
+
+Status InferenceState::PerLayerInputs(const int32_t* ids, int64_t s) {
   const ModelWeights& w = model_.weights();
   const int64_t H = config_.hidden_size, L = config_.num_layers, P = config_.ple_dim;
   const int64_t LP = L * P;
@@ -159,12 +193,13 @@ void InferenceState::PerLayerInputs(const int32_t* ids, int64_t s) {
     for (int64_t l = 0; l < L; ++l) {
       ops::RmsNorm(row + l * P, w.ple_projection_norm.data(), P, config_.rms_norm_eps, row + l * P);
     }
-    // Token-identity part: the PLE table row (only this row is touched) * f32(sqrt(P)).
-    ops::ToF32(w.ple_embed, int64_t{ids[t]} * LP, LP, token_part.data());
+    // Token-identity part: the PLE table row * f32(sqrt(P)).
+    GEMMA4_RETURN_IF_ERROR(ReadPleRow(ids[t], token_part.data()));
     for (int64_t j = 0; j < LP; ++j) {
       row[j] = (row[j] + token_part[j] * token_scale) * combine_scale;
     }
   }
+  return OkStatus();
 }
 
 void InferenceState::Attention(int layer, int64_t s, const float* normed, float* out) {

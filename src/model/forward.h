@@ -18,9 +18,11 @@ enum class LogitsMode { kNone, kLast, kAll };
 
 class InferenceState {
  public:
-  // pool may be null (single-threaded). max_chunk bounds the tokens processed in one internal step
-  // (longer inputs are split); it sizes the sliding-window ring buffers and the scratch.
-  InferenceState(const Model& model, ThreadPool* pool, int64_t max_chunk = 256);
+  // pool may be null (single-threaded). max_chunk bounds the tokens processed in one internal
+  // step (longer inputs are split); it sizes the sliding-window ring buffers and the scratch.
+  // 128 keeps E2B's scratch near 45 MB while the kernels' 16-token tiles stay full; larger
+  // chunks only re-read the weights less often, which compute-bound prefill barely notices.
+  InferenceState(const Model& model, ThreadPool* pool, int64_t max_chunk = 128);
 
   // Appends `n` tokens at positions [position(), position() + n) and runs them through the
   // model. logits receives [n, vocab] (kAll), [vocab] (kLast) or nothing (kNone).
@@ -35,7 +37,9 @@ class InferenceState {
   void Attention(int layer, int64_t s, const float* normed, float* out);
   void DenseMlp(const LayerWeights& lw, int width, int64_t s, const float* in, float* out);
   void Moe(const LayerWeights& lw, int64_t s, const float* residual, float* out);
-  void PerLayerInputs(const int32_t* ids, int64_t s);
+  Status PerLayerInputs(const int32_t* ids, int64_t s);
+  // Row `id` of the PLE table as f32.
+  Status ReadPleRow(int32_t id, float* out);
 
   const Model& model_;
   const ModelConfig& config_;
@@ -45,7 +49,8 @@ class InferenceState {
   int64_t position_ = 0;
   // Scratch, sized for one chunk.
   std::vector<float> x_, normed_, tmp_, tmp2_, q_, k_, v_, attn_, gate_, up_;
-  std::vector<float> ple_inputs_;  // [S, L, P]
+  std::vector<float> ple_inputs_;   // [S, L, P]
+  std::vector<uint8_t> row_bytes_;  // one PLE table row as stored
 };
 
 }  // namespace gemma4

@@ -34,6 +34,13 @@ void ReleasePages(const uint8_t* data, uint64_t n) {
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
+void AdviseRandomAccess(const uint8_t* data, uint64_t n) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(data) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + n + page - 1) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_RANDOM);
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path) {
@@ -191,6 +198,11 @@ Status Model::LoadWeights() {
     ReleasePages(view.data, view.nbytes);
     view.data = dst;
     view.dtype = DType::kQ4_0R;
+  }
+  // The PLE table (E2B: 262144 rows of 8960 values) is read one row per token (with pread,
+  // see InferenceState::ReadPleRow); no readahead for whatever does touch the mapping.
+  if (auto it = found.find("embed_tokens_per_layer.weight"); it != found.end()) {
+    AdviseRandomAccess(it->second.data, it->second.nbytes);
   }
   auto matrix = [&](const std::string& name) {
     auto it = found.find(name);

@@ -56,6 +56,7 @@ struct TensorView {
   uint64_t nbytes = 0;
   std::string file;  // for error messages
   uint64_t file_offset = 0;
+  int fd = -1;  // the file's descriptor while the model lives (for pread), or -1
 
   int64_t numel() const {
     int64_t n = 1;

@@ -170,7 +170,7 @@ struct Result {
 StatusOr<double> RunOnce(const Model& model, ThreadPool* pool, int n_prompt, int n_gen,
                          std::mt19937* rng) {
   std::uniform_int_distribution<int32_t> tok(0, model.config().vocab_size - 1);
-  InferenceState state(model, pool, 512);
+  InferenceState state(model, pool);
   std::vector<float> logits;
   const auto t0 = std::chrono::steady_clock::now();
   if (n_prompt > 0) {
