@@ -311,11 +311,11 @@ TEST(QuantizedMatMulTest, CloseToFloatMatMul) {
   // y = x W^T with W quantized: the integer path must agree with the float path on the
   // dequantized weights up to the activation quantization error (int8, ~0.4% per block).
   std::mt19937 rng(3);
-  const int64_t n = 37, k = 96, s = 6;
+  const int64_t n = 37, k = 256, s = 6;
   const auto w = RandomVector(n * k, &rng, 0.1f);
   const auto x = RandomVector(s * k, &rng);
   ThreadPool pool(2);
-  for (DType type : {DType::kQ8_0, DType::kQ4_0}) {
+  for (DType type : {DType::kQ8_0, DType::kQ4_0, DType::kQ6_K}) {
     std::vector<uint8_t> bytes(n * RowBytes(type, k));
     for (int64_t r = 0; r < n; ++r) {
       quant::QuantizeRow(type, w.data() + r * k, k, bytes.data() + r * RowBytes(type, k));
