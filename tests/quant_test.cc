@@ -110,6 +110,23 @@ TEST(QuantTest, Q6_KRoundTripAndUnpack) {
   for (float v : back) EXPECT_EQ(v, 0.0f);
 }
 
+TEST(QuantTest, Q4_KRoundTrip) {
+  std::mt19937 rng(6);
+  const auto x = RandomVector(256 * 3, &rng, 0.7f);
+  std::vector<uint8_t> q(3 * 144);
+  quant::QuantizeRowQ4_K(x.data(), x.size(), q.data());
+  std::vector<float> y(x.size());
+  quant::DequantizeRow(DType::kQ4_K, q.data(), x.size(), y.data());
+  for (int j = 0; j < 3 * 8; ++j) {  // per 32-value sub-block: within a 4-bit step of its range
+    float lo = 0, hi = 0;
+    for (int i = 0; i < 32; ++i) {
+      lo = std::min(lo, x[32 * j + i]);
+      hi = std::max(hi, x[32 * j + i]);
+    }
+    for (int i = 0; i < 32; ++i) EXPECT_NEAR(y[32 * j + i], x[32 * j + i], (hi - lo) / 15.0f);
+  }
+}
+
 struct KernelCase {
   kernels::Isa isa;
   const char* name;
@@ -241,6 +258,51 @@ TEST_P(KernelTest, Q6_KMatchesReference) {
   }
 }
 
+// A Q4_K row with random nibbles and 6-bit scales/mins, and small positive d/dmin (the
+// quantizer is not needed to test the kernel).
+std::vector<uint8_t> RandomQ4_KRow(int64_t superblocks, std::mt19937* rng) {
+  std::vector<uint8_t> row(superblocks * 144);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (auto& b : row) b = static_cast<uint8_t>(byte(*rng));
+  for (int64_t s = 0; s < superblocks; ++s) {
+    const uint16_t d = quant::FloatToHalf(0.001f * (1 + byte(*rng) % 7));
+    const uint16_t dmin = quant::FloatToHalf(0.002f * (1 + byte(*rng) % 5));
+    std::memcpy(row.data() + s * 144, &d, 2);
+    std::memcpy(row.data() + s * 144 + 2, &dmin, 2);
+  }
+  return row;
+}
+
+TEST_P(KernelTest, Q4_KMatchesReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  std::mt19937 rng(13);
+  for (int64_t superblocks : {1, 2, 6}) {
+    const int64_t k = superblocks * 256, nblocks = k / 32, tokens = 5;
+    const auto x = RandomVector(tokens * k, &rng);
+    quant::QuantizedActivations acts;
+    quant::QuantizeActivations(x.data(), tokens, k, &acts);
+    const auto row = RandomQ4_KRow(superblocks, &rng);
+    std::vector<float> deq(k);
+    quant::DequantizeRow(DType::kQ4_K, row.data(), k, deq.data());
+    for (int ntok = 1; ntok <= 4; ++ntok) {
+      float got[4], want[4];
+      table.dot_q4_k(row.data(), nblocks, acts, 1, ntok, got);
+      kernels::ReferenceTable().dot_q4_k(row.data(), nblocks, acts, 1, ntok, want);
+      for (int i = 0; i < ntok; ++i) {
+        double exact = 0, mag = 0;
+        for (int64_t j = 0; j < k; ++j) {
+          const double aj = acts.q_row(1 + i)[j] * double{acts.scale_row(1 + i)[j / 32]};
+          exact += deq[j] * aj;
+          mag += std::fabs(deq[j] * aj);
+        }
+        EXPECT_NEAR(got[i], want[i], 1e-5 * mag + 1e-6) << superblocks << " " << ntok;
+        EXPECT_NEAR(want[i], exact, 1e-5 * mag + 1e-6);
+      }
+    }
+  }
+}
+
 TEST_P(KernelTest, ActivationQuantizationIsIdenticalToReference) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
@@ -315,7 +377,7 @@ TEST(QuantizedMatMulTest, CloseToFloatMatMul) {
   const auto w = RandomVector(n * k, &rng, 0.1f);
   const auto x = RandomVector(s * k, &rng);
   ThreadPool pool(2);
-  for (DType type : {DType::kQ8_0, DType::kQ4_0, DType::kQ6_K}) {
+  for (DType type : {DType::kQ8_0, DType::kQ4_0, DType::kQ6_K, DType::kQ4_K}) {
     std::vector<uint8_t> bytes(n * RowBytes(type, k));
     for (int64_t r = 0; r < n; ++r) {
       quant::QuantizeRow(type, w.data() + r * k, k, bytes.data() + r * RowBytes(type, k));

@@ -76,6 +76,11 @@ int Run() {
         t.dot_q6_k(q6.data(), nblocks, acts, 0, ntok, a);
         ref.dot_q6_k(q6.data(), nblocks, acts, 0, ntok, b);
         Check(same(ntok), "dot_q6_k", k);
+        std::vector<uint8_t> q4k(RowBytes(DType::kQ4_K, k));
+        quant::QuantizeRowQ4_K(w.data(), k, q4k.data());
+        t.dot_q4_k(q4k.data(), nblocks, acts, 0, ntok, a);
+        ref.dot_q4_k(q4k.data(), nblocks, acts, 0, ntok, b);
+        Check(same(ntok), "dot_q4_k", k);
       }
     }
   }

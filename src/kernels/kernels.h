@@ -23,6 +23,7 @@ struct KernelTable {
   RowDotFn dot_q4_0;
   RowDotFn dot_q4_0r;  // repacked Q4_0 (DType::kQ4_0R)
   RowDotFn dot_q6_k;   // nblocks counts 32-value blocks (8 per Q6_K block)
+  RowDotFn dot_q4_k;   // likewise (8 per Q4_K block)
   // Optional prefill tile for repacked Q4_0: rows w and w + row_bytes (nrows 1 or 2) times
   // tokens token .. token + ntok - 1 (ntok <= 4) into out[r * ldo + t]. Null: use dot_q4_0r.
   void (*gemm_q4_0r)(const uint8_t* w, uint64_t row_bytes, int nrows, int64_t nblocks,

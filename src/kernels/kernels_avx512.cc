@@ -391,6 +391,58 @@ void DotQ6_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivation
   }
 }
 
+// Q4_K: each 32-value sub-block is one activation block. A 32-byte chunk holds sub-block 2c in
+// its low nibbles and 2c + 1 in its high nibbles, which together meet one 64-byte activation
+// load; the 6-bit scales and mins are unpacked per 256-value block.
+template <int NT>
+void DotQ4_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
+              int64_t token, float* out) {
+  __m512 acc[NT];
+  float mins[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm512_setzero_ps();
+    mins[t] = 0;
+  }
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += 144) {
+    const float d = LoadHalf(w), dmin = LoadHalf(w + 2);
+    uint8_t sc[8], m[8];
+    quant::Q4_KScales(w + 4, sc, m);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16 + 32 * c));
+      const __m512i q = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_and_si256(raw, m4)),
+                                           _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), 1);
+      const int64_t b = sb * 8 + 2 * c;
+      for (int t = 0; t < NT; ++t) {
+        const float* as = a.scale_row(token + t) + b;
+        const int32_t* sum = a.sum_row(token + t) + b;
+        const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q,
+                                               _mm512_loadu_si512(a.q_row(token + t) + b * 32));
+        acc[t] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp),
+                            PairScale(d * sc[2 * c] * as[0], d * sc[2 * c + 1] * as[1]), acc[t]);
+        mins[t] += dmin * (m[2 * c] * as[0] * static_cast<float>(sum[0]) +
+                           m[2 * c + 1] * as[1] * static_cast<float>(sum[1]));
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) - mins[t];
+}
+
+void DotQ4_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  switch (ntok) {
+    case 4:
+      return DotQ4_KT<4>(w, nblocks, a, token, out);
+    case 3:
+      return DotQ4_KT<3>(w, nblocks, a, token, out);
+    case 2:
+      return DotQ4_KT<2>(w, nblocks, a, token, out);
+    default:
+      return DotQ4_KT<1>(w, nblocks, a, token, out);
+  }
+}
+
 void DotQ4_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   switch (ntok) {
@@ -469,6 +521,7 @@ const KernelTable& Avx512VnniTable() {
                                     .dot_q4_0 = DotQ4_0,
                                     .dot_q4_0r = DotQ4_0R,
                                     .dot_q6_k = DotQ6_K,
+                                    .dot_q4_k = DotQ4_K,
                                     .gemm_q4_0r = GemmQ4_0R,
                                     .quantize_blocks = QuantizeBlocks,
                                     .dot_f32 = simd::DotF32<Arch>,

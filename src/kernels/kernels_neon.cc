@@ -133,6 +133,7 @@ const KernelTable& NeonDotprodTable() {
                                     .dot_q4_0 = DotQ4_0,
                                     .dot_q4_0r = DotQ4_0R,
                                     .dot_q6_k = ReferenceTable().dot_q6_k,
+                                    .dot_q4_k = ReferenceTable().dot_q4_k,
                                     .gemm_q4_0r = nullptr,
                                     .quantize_blocks = quant::QuantizeActivationBlocks,
                                     .dot_f32 = simd::DotF32<Arch>,

@@ -43,6 +43,14 @@ void DotQ6_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivation
   }
 }
 
+void DotQ4_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  for (int i = 0; i < ntok; ++i) {
+    out[i] = quant::DotQ4_KReference(w, a.q_row(token + i), a.scale_row(token + i),
+                                     a.sum_row(token + i), nblocks);
+  }
+}
+
 float DotF32(const float* a, const float* b, int64_t n) {
   float sum = 0;
   for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
@@ -84,6 +92,7 @@ const KernelTable& ReferenceTable() {
                                     .dot_q4_0 = DotQ4_0,
                                     .dot_q4_0r = DotQ4_0R,
                                     .dot_q6_k = DotQ6_K,
+                                    .dot_q4_k = DotQ4_K,
                                     .gemm_q4_0r = nullptr,
                                     .quantize_blocks = quant::QuantizeActivationBlocks,
                                     .dot_f32 = DotF32,

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "io/mapped_file.h"
@@ -44,6 +45,7 @@ struct Rng {
 
 StatusOr<Recipe> ParseRecipe(const std::string& name) {
   if (name == "q4_0") return Recipe::kQ4_0;
+  if (name == "q4_k_m") return Recipe::kQ4_K_M;
   if (name == "q8_0") return Recipe::kQ8_0;
   if (name == "bf16") return Recipe::kBF16;
   if (name == "f16") return Recipe::kF16;
@@ -52,7 +54,23 @@ StatusOr<Recipe> ParseRecipe(const std::string& name) {
                               "' (expected q4_0, q8_0, bf16, f16 or f32)");
 }
 
-DType RecipeType(Recipe recipe, const std::string& name, const std::vector<int64_t>& shape) {
+namespace {
+
+// llama.cpp's Q4_K_M gives more bits to attn_v and ffn_down in the first and last eighth of
+// the layers and every third layer between.
+bool UseMoreBits(int layer, int num_layers) {
+  return layer < num_layers / 8 || layer >= 7 * num_layers / 8 || (layer - num_layers / 8) % 3 == 2;
+}
+
+int LayerIndex(const std::string& name) {
+  if (name.rfind("layers.", 0) != 0) return -1;
+  return std::atoi(name.c_str() + 7);
+}
+
+}  // namespace
+
+DType RecipeType(Recipe recipe, const std::string& name, const std::vector<int64_t>& shape,
+                 int num_layers) {
   if (shape.size() <= 1 || EndsWith(name, "router.proj.weight")) return DType::kF32;
   const DType float_type = recipe == Recipe::kF32   ? DType::kF32
                            : recipe == Recipe::kF16 ? DType::kF16
@@ -66,15 +84,31 @@ DType RecipeType(Recipe recipe, const std::string& name, const std::vector<int64
       name == "per_layer_model_projection.weight") {
     return DType::kBF16;
   }
-  DType type = recipe == Recipe::kQ8_0 ? DType::kQ8_0 : DType::kQ4_0;
+  const int64_t cols = shape.back();
   // The tied embedding is also the LM head, so logits come straight from it; the PLE table
   // feeds every layer through a norm that removes its scale, so its relative error passes
-  // through undiminished. Both get 6 bits under q4_0 (as llama.cpp's recipe does), 8 under
-  // q8_0; Q6_K needs rows that are a multiple of 256, else Q8_0.
-  if (name == "embed_tokens.weight" || name == "embed_tokens_per_layer.weight") {
-    type = recipe == Recipe::kQ4_0 && shape.back() % 256 == 0 ? DType::kQ6_K : DType::kQ8_0;
+  // through undiminished. Both get 6 bits under q4_0 and q4_k_m (as llama.cpp's recipes do),
+  // 8 under q8_0.
+  const bool embedding = name == "embed_tokens.weight" || name == "embed_tokens_per_layer.weight";
+  DType type;
+  if (recipe == Recipe::kQ8_0) {
+    type = DType::kQ8_0;
+  } else if (embedding) {
+    type = DType::kQ6_K;
+  } else if (recipe == Recipe::kQ4_K_M) {
+    const bool more =
+        (EndsWith(name, "self_attn.v_proj.weight") || EndsWith(name, "mlp.down_proj.weight") ||
+         EndsWith(name, "experts.down_proj")) &&
+        UseMoreBits(LayerIndex(name), num_layers);
+    type = more ? DType::kQ6_K : DType::kQ4_K;
+  } else {
+    type = DType::kQ4_0;
   }
-  if (shape.back() % quant::kBlock != 0) type = DType::kBF16;
+  // K-quants need rows that are a multiple of 256: Q6_K falls back to Q8_0, Q4_K to Q4_0 (as
+  // llama.cpp falls back to a 32-block type); anything not a multiple of 32 to BF16.
+  if (cols % 256 != 0 && type == DType::kQ6_K) type = DType::kQ8_0;
+  if (cols % 256 != 0 && type == DType::kQ4_K) type = DType::kQ4_0;
+  if (cols % quant::kBlock != 0) type = DType::kBF16;
   return type;
 }
 
@@ -122,11 +156,14 @@ Status WriteGgufModel(const ModelConfig& config, const std::vector<ExportTensor>
                       Recipe recipe, gguf::Writer* writer, const std::string& path,
                       ThreadPool* pool) {
   SetGgufMetadata(config, writer);
-  const uint32_t file_type = recipe == Recipe::kF32    ? 0
-                             : recipe == Recipe::kF16  ? 1
-                             : recipe == Recipe::kBF16 ? 32
-                             : recipe == Recipe::kQ8_0 ? 7
-                                                       : 2;
+  // llama.cpp's general.file_type (LLAMA_FTYPE_*): F32 0, F16 1, Q4_0 2, Q8_0 7, Q4_K_M 15,
+  // BF16 32.
+  const uint32_t file_type = recipe == Recipe::kF32      ? 0
+                             : recipe == Recipe::kF16    ? 1
+                             : recipe == Recipe::kBF16   ? 32
+                             : recipe == Recipe::kQ8_0   ? 7
+                             : recipe == Recipe::kQ4_K_M ? 15
+                                                         : 2;
   writer->Set("general.file_type", gguf::Value::Int(gguf::ValueType::kUint32, file_type));
   writer->Set("general.quantization_version", gguf::Value::Int(gguf::ValueType::kUint32, 2));
   const std::vector<float> rope_freqs = RopeFreqFactorsOrEmpty(config);
@@ -144,7 +181,7 @@ Status WriteGgufModel(const ModelConfig& config, const std::vector<ExportTensor>
   for (const ExportTensor& t : tensors) {
     const std::string name = GgufTensorName(t.hf_name);
     if (name.empty()) return InternalError("no GGUF name for tensor '" + t.hf_name + "'");
-    plan.push_back({name, RecipeType(recipe, t.hf_name, t.shape), t.shape, &t});
+    plan.push_back({name, RecipeType(recipe, t.hf_name, t.shape, config.num_layers), t.shape, &t});
   }
   for (const Planned& p : plan) writer->AddTensor(p.name, p.type, p.shape);
   return writer->Write(path, [&](size_t i, std::vector<uint8_t>* bytes) -> Status {

@@ -19,15 +19,16 @@
 namespace gemma4 {
 
 // Target precision of `gemma4 quantize --type` / `gemma4 synth --type`.
-enum class Recipe { kF32, kF16, kBF16, kQ8_0, kQ4_0 };
-StatusOr<Recipe> ParseRecipe(const std::string& name);  // "q4_0", "q8_0", "bf16", "f16", "f32"
+enum class Recipe { kF32, kF16, kBF16, kQ8_0, kQ4_0, kQ4_K_M };
+StatusOr<Recipe> ParseRecipe(const std::string& name);  // q4_0 q4_k_m q8_0 bf16 f16 f32
 
-// The storage type of one tensor under a recipe (the recipe table in the README):
-// vectors (norms, scales) F32; router F32; PLE gate/projection and PLE model projection BF16
-// (or the recipe's float type); the tied embedding/LM head and the PLE table Q6_K under q4_0 (Q8_0
-// when rows are not a multiple of 256) and Q8_0 under q8_0; everything else the recipe type. Block
-// types fall back to BF16 when a row is not a multiple of 32.
-DType RecipeType(Recipe recipe, const std::string& hf_name, const std::vector<int64_t>& shape);
+// The storage type of one tensor under a recipe (the recipe table in the README): vectors
+// (norms, scales) and the router F32; PLE gate/projection and PLE model projection BF16 (or the
+// recipe's float type); embedding/LM head and PLE table Q6_K under q4_0 and q4_k_m, Q8_0 under
+// q8_0; q4_k_m gives attn_v and ffn_down Q6_K in llama.cpp's "more bits" layers and Q4_K
+// elsewhere. Rows that do not fit a block fall back (Q6_K -> Q8_0, Q4_K -> Q4_0, -> BF16).
+DType RecipeType(Recipe recipe, const std::string& hf_name, const std::vector<int64_t>& shape,
+                 int num_layers);
 
 // One tensor to write: Hugging Face name (without prefix), row-major shape, and a function
 // that fills row `r` (cols = shape.back() floats).

@@ -80,6 +80,7 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
   const kernels::RowDotFn dot = w.dtype == DType::kQ8_0    ? table.dot_q8_0
                                 : w.dtype == DType::kQ4_0R ? table.dot_q4_0r
                                 : w.dtype == DType::kQ6_K  ? table.dot_q6_k
+                                : w.dtype == DType::kQ4_K  ? table.dot_q4_k
                                                            : table.dot_q4_0;
   // Scratch reused across calls on this thread: large buffers freed and reallocated every
   // matmul would come back from the OS as fresh zeroed pages each time.
@@ -128,7 +129,7 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
 
 void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool) {
   if (w.dtype == DType::kQ8_0 || w.dtype == DType::kQ4_0 || w.dtype == DType::kQ4_0R ||
-      w.dtype == DType::kQ6_K) {
+      w.dtype == DType::kQ6_K || w.dtype == DType::kQ4_K) {
     MatMulQuantized(w, x, s, y, pool);
     return;
   }

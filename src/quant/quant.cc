@@ -238,6 +238,122 @@ float MakeQxQuants(int n, int nmax, const float* x, int8_t* L) {
 
 }  // namespace
 
+namespace {
+
+// ggml's make_qkx2_quants: an affine fit x ~ scale * L - min (min >= 0) for n values on
+// [0, nmax] with weights, refined over nstep + 1 inverse scales; returns scale, sets *the_min.
+float MakeQkx2Quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
+                     float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep) {
+  float min = x[0], max = x[0];
+  float sum_w = weights[0], sum_x = sum_w * x[0];
+  for (int i = 1; i < n; ++i) {
+    min = std::min(min, x[i]);
+    max = std::max(max, x[i]);
+    sum_w += weights[i];
+    sum_x += weights[i] * x[i];
+  }
+  if (min > 0) min = 0;
+  if (max == min) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    *the_min = -min;
+    return 0.0f;
+  }
+  float iscale = nmax / (max - min);
+  float scale = 1 / iscale;
+  float best_mad = 0;
+  for (int i = 0; i < n; ++i) {
+    L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, NearestInt(iscale * (x[i] - min)))));
+    const float diff = scale * L[i] + min - x[i];
+    best_mad += weights[i] * diff * diff;
+  }
+  for (int is = 0; is <= nstep; ++is) {
+    iscale = (rmin + rdelta * is + nmax) / (max - min);
+    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::max(0, std::min(nmax, NearestInt(iscale * (x[i] - min))));
+      Laux[i] = static_cast<uint8_t>(l);
+      sum_l += weights[i] * l;
+      sum_l2 += weights[i] * l * l;
+      sum_xl += weights[i] * l * x[i];
+    }
+    const float D = sum_w * sum_l2 - sum_l * sum_l;
+    if (D > 0) {
+      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+      if (this_min > 0) {
+        this_min = 0;
+        this_scale = sum_xl / sum_l2;
+      }
+      float mad = 0;
+      for (int i = 0; i < n; ++i) {
+        const float diff = this_scale * Laux[i] + this_min - x[i];
+        mad += weights[i] * diff * diff;
+      }
+      if (mad < best_mad) {
+        for (int i = 0; i < n; ++i) L[i] = Laux[i];
+        best_mad = mad;
+        scale = this_scale;
+        min = this_min;
+      }
+    }
+  }
+  *the_min = -min;
+  return scale;
+}
+
+}  // namespace
+
+void QuantizeRowQ4_K(const float* x, int64_t n, uint8_t* out) {
+  for (int64_t blk = 0; blk < n / 256; ++blk, x += 256, out += 144) {
+    uint8_t L[256], Laux[32];
+    float weights[32], mins[8], scales[8];
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; ++j) {
+      float sum_x2 = 0;
+      for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+      const float av_x = std::sqrt(sum_x2 / 32);
+      for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
+      scales[j] =
+          MakeQkx2Quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.0f, 0.1f, 20);
+      max_scale = std::max(max_scale, scales[j]);
+      max_min = std::max(max_min, mins[j]);
+    }
+    const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
+    const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+    uint8_t* packed = out + 4;
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t ls = static_cast<uint8_t>(std::min(63, NearestInt(inv_scale * scales[j])));
+      const uint8_t lm = static_cast<uint8_t>(std::min(63, NearestInt(inv_min * mins[j])));
+      if (j < 4) {
+        packed[j] = ls;
+        packed[j + 4] = lm;
+      } else {
+        packed[j + 4] = static_cast<uint8_t>((ls & 0xF) | ((lm & 0xF) << 4));
+        packed[j - 4] |= static_cast<uint8_t>((ls >> 4) << 6);
+        packed[j] |= static_cast<uint8_t>((lm >> 4) << 6);
+      }
+    }
+    const uint16_t dh = FloatToHalf(max_scale / 63.0f), mh = FloatToHalf(max_min / 63.0f);
+    std::memcpy(out, &dh, 2);
+    std::memcpy(out + 2, &mh, 2);
+    for (int j = 0; j < 8; ++j) {
+      uint8_t sc, m;
+      ScaleMinK4(j, packed, &sc, &m);
+      const float d = HalfToFloat(dh) * sc;
+      if (d == 0) continue;
+      const float dm = HalfToFloat(mh) * m;
+      for (int ii = 0; ii < 32; ++ii) {
+        L[32 * j + ii] =
+            static_cast<uint8_t>(std::max(0, std::min(15, NearestInt((x[32 * j + ii] + dm) / d))));
+      }
+    }
+    uint8_t* q = out + 16;
+    for (int j = 0; j < 256; j += 64, q += 32) {
+      for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+    }
+  }
+}
+
 void QuantizeRowQ6_K(const float* x, int64_t n, uint8_t* out) {
   for (int64_t blk = 0; blk < n / 256; ++blk, x += 256, out += 210) {
     int8_t L[256];
@@ -283,6 +399,31 @@ void QuantizeRowQ6_K(const float* x, int64_t n, uint8_t* out) {
   }
 }
 
+void Q4_KScales(const uint8_t* packed, uint8_t* scales, uint8_t* mins) {
+  for (int j = 0; j < 8; ++j) ScaleMinK4(j, packed, &scales[j], &mins[j]);
+}
+
+float DotQ4_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                       const int32_t* a_sum, int64_t nblocks) {
+  float total = 0;
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += 144) {
+    const float d = HalfToFloat(LoadU16(w)), dmin = HalfToFloat(LoadU16(w + 2));
+    uint8_t sc[8], m[8];
+    Q4_KScales(w + 4, sc, m);
+    for (int j = 0; j < 8; ++j) {  // sub-block j is activation block sb * 8 + j
+      const uint8_t* qs = w + 16 + 32 * (j / 2);
+      const int shift = 4 * (j % 2);
+      const int8_t* ab = a + (sb * 8 + j) * 32;
+      int32_t dot = 0;
+      for (int i = 0; i < 32; ++i) dot += ((qs[i] >> shift) & 0xF) * ab[i];
+      const int64_t blk = sb * 8 + j;
+      total += a_scale[blk] *
+               (d * sc[j] * static_cast<float>(dot) - dmin * m[j] * static_cast<float>(a_sum[blk]));
+    }
+  }
+  return total;
+}
+
 void UnpackQ6_K(const uint8_t* block, int8_t* q) {
   const uint8_t* ql = block;
   const uint8_t* qh = block + 128;
@@ -318,6 +459,9 @@ void QuantizeRow(DType type, const float* x, int64_t n, uint8_t* out) {
   switch (type) {
     case DType::kQ6_K:
       QuantizeRowQ6_K(x, n, out);
+      return;
+    case DType::kQ4_K:
+      QuantizeRowQ4_K(x, n, out);
       return;
     case DType::kQ8_0:
       QuantizeRowQ8_0(x, n, out);

@@ -28,11 +28,13 @@ float HalfToFloat(uint16_t h);
 // Row conversions; n must be a multiple of the type's block size.
 void QuantizeRowQ8_0(const float* x, int64_t n, uint8_t* out);
 void QuantizeRowQ4_0(const float* x, int64_t n, uint8_t* out);
+// ggml's reference Q4_K quantizer (quantize_row_q4_K_ref); n a multiple of 256.
+void QuantizeRowQ4_K(const float* x, int64_t n, uint8_t* out);
 // ggml's reference Q6_K quantizer (quantize_row_q6_K_ref); n a multiple of 256.
 void QuantizeRowQ6_K(const float* x, int64_t n, uint8_t* out);
 // Any supported type (float or block) to f32; `first` and `count` in elements, block-aligned.
 void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out);
-// Quantizes a row of a float matrix into `type` (Q8_0, Q4_0, Q6_K, F16, BF16 or F32).
+// Quantizes a row of a float matrix into `type` (Q8_0, Q4_0, Q4_K, Q6_K, F16, BF16 or F32).
 void QuantizeRow(DType type, const float* x, int64_t n, uint8_t* out);
 
 // Q4_0 -> Q4_0R (see DType::kQ4_0R) for one row of nblocks blocks; same byte count.
@@ -67,6 +69,11 @@ void QuantizeActivationBlocks(const float* x, int64_t nblocks, int8_t* q, float*
 // Scalar reference dot products of one weight row with one activation row (nblocks blocks).
 float DotQ8_0Reference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks);
 float DotQ4_0Reference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                       const int32_t* a_sum, int64_t nblocks);
+// The eight 6-bit scales and mins of a Q4_K block (its 12 packed bytes).
+void Q4_KScales(const uint8_t* packed, uint8_t* scales, uint8_t* mins);
+// nblocks: 32-value activation blocks (8 per Q4_K block); a_sum: per-block sums of a.
+float DotQ4_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
                        const int32_t* a_sum, int64_t nblocks);
 // The 256 signed values (q - 32, in [-32, 31]) of one Q6_K block, in element order.
 void UnpackQ6_K(const uint8_t* block, int8_t* q);

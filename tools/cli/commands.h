@@ -8,7 +8,7 @@ namespace gemma4::cli {
 
 // gemma4 bench -m FILE [-t N[,N..]] [-p N[,N..]] [-n N[,N..]] [-r N] [-o md|json|jsonl|csv]
 Status RunBench(int argc, char** argv);
-// gemma4 quantize SRC DST --type q4_0|q8_0|bf16|f16|f32 [--threads N]
+// gemma4 quantize SRC DST --type q4_0|q4_k_m|q8_0|bf16|f16|f32 [--threads N]
 Status RunQuantize(int argc, char** argv);
 // gemma4 synth --variant e2b|e4b|26b-a4b|31b --type TYPE OUT.gguf [--seed N] [--threads N]
 Status RunSynth(int argc, char** argv);

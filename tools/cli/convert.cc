@@ -60,7 +60,8 @@ Status RunQuantize(int argc, char** argv) {
   }
   if (src.empty() || dst.empty())
     return InvalidArgumentError("usage: gemma4 quantize SRC DST --type TYPE");
-  if (type.empty()) return InvalidArgumentError("--type is required (q4_0, q8_0, bf16, f16, f32)");
+  if (type.empty())
+    return InvalidArgumentError("--type is required (q4_0, q4_k_m, q8_0, bf16, f16, f32)");
   GEMMA4_ASSIGN_OR_RETURN(Recipe recipe, ParseRecipe(type));
   GEMMA4_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Load(src));
   gguf::Writer writer;

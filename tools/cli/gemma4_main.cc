@@ -30,7 +30,7 @@ constexpr char kUsage[] =
     "      prints the generated ids, comma-separated (stops after an end-of-sequence id)\n"
     "  gemma4 bench    -m PATH [-t N,..] [-p N,..] [-n N,..] [-r N] [-o md|json|jsonl|csv]\n"
     "      prompt processing (pp) and generation (tg) tokens/s, as llama-bench reports them\n"
-    "  gemma4 quantize SRC DST --type q4_0|q8_0|bf16|f16|f32 [--threads N]\n"
+    "  gemma4 quantize SRC DST --type q4_0|q4_k_m|q8_0|bf16|f16|f32 [--threads N]\n"
     "      writes a GGUF (llama.cpp layout) from a checkpoint or GGUF\n"
     "  gemma4 synth    --variant e2b|e4b|26b-a4b|31b --type TYPE OUT.gguf [--seed N]\n"
     "      writes a random-weight GGUF with the released dimensions (benchmarks)\n"
