@@ -287,6 +287,31 @@ TEST_F(CliTest, InfoPrintsLayerTable) {
   }
 }
 
+TEST_F(CliTest, BenchJsonSpeaksLlamaBench) {
+  // The fields scripts written for llama-bench read, one object per test; llama-bench flags
+  // for GPU features are accepted and ignored.
+  const Result r = Run({"bench", "--model", ModelDir("tiny-31b") + "/gemma4_text", "-t", "1", "-p",
+                        "8", "-n", "2", "-r", "2", "-ngl", "99", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto root = json::Parse(r.out, "bench output");
+  ASSERT_TRUE(root.ok()) << root.status().ToString() << "\n" << r.out;
+  ASSERT_TRUE(root->is_array());
+  ASSERT_EQ(root->as_array().size(), 2u);
+  int64_t v = 0;
+  for (const json::Value& test : root->as_array()) {
+    for (const char* key : {"n_prompt", "n_gen", "n_threads", "avg_ts", "stddev_ts", "avg_ns",
+                            "samples_ts", "model_filename", "n_depth"}) {
+      EXPECT_NE(test.Find(key), nullptr) << key;
+    }
+    EXPECT_TRUE(test.Find("n_threads")->GetInt64(&v) && v == 1);
+    EXPECT_GT(test.Find("avg_ts")->as_number(), 0);
+    EXPECT_EQ(test.Find("samples_ts")->as_array().size(), 2u);
+  }
+  EXPECT_TRUE(root->as_array()[0].Find("n_prompt")->GetInt64(&v) && v == 8);
+  EXPECT_TRUE(root->as_array()[1].Find("n_gen")->GetInt64(&v) && v == 2);
+  EXPECT_NE(r.err.find("peak RSS"), std::string::npos) << r.err;
+}
+
 TEST_F(CliTest, ErrorsExitOneWithMessage) {
   const std::string model = ModelDir("tiny-31b") + "/gemma4_text";
   const std::string out = Path("logits.f32");

@@ -29,9 +29,55 @@ struct Options {
   std::vector<int> threads;
   std::vector<int> n_prompt = {512};
   std::vector<int> n_gen = {128};
+  std::vector<int> n_depth = {0};
+  std::vector<std::pair<int, int>> prompt_gen;  // -pg: prompt then generation, timed together
   int repetitions = 5;
   std::string output = "md";
 };
+
+// llama-bench options that select GPU/backend features gemma4 does not have; accepted so that
+// scripts written for llama-bench run unchanged, and reported once on stderr.
+bool IsIgnoredFlagWithValue(const std::string& a) {
+  static const char* kFlags[] = {"-ngl",
+                                 "--n-gpu-layers",
+                                 "-b",
+                                 "--batch-size",
+                                 "-ub",
+                                 "--ubatch-size",
+                                 "-fa",
+                                 "--flash-attn",
+                                 "-mmp",
+                                 "--mmap",
+                                 "-ctk",
+                                 "--cache-type-k",
+                                 "-ctv",
+                                 "--cache-type-v",
+                                 "-sm",
+                                 "--split-mode",
+                                 "-mg",
+                                 "--main-gpu",
+                                 "-ts",
+                                 "--tensor-split",
+                                 "-nkvo",
+                                 "--no-kv-offload",
+                                 "-embd",
+                                 "--embeddings",
+                                 "--numa",
+                                 "-dev",
+                                 "--device",
+                                 "-C",
+                                 "--cpu-mask",
+                                 "--cpu-strict",
+                                 "--poll",
+                                 "--prio",
+                                 "--delay",
+                                 "-ot",
+                                 "--override-tensors"};
+  for (const char* f : kFlags) {
+    if (a == f) return true;
+  }
+  return false;
+}
 
 Status ParseList(const std::string& flag, const std::string& value, int min,
                  std::vector<int>* out) {
@@ -73,6 +119,21 @@ Status ParseOptions(int argc, char** argv, Options* o) {
     } else if (a == "-n" || a == "--n-gen") {
       GEMMA4_RETURN_IF_ERROR(value(&v));
       GEMMA4_RETURN_IF_ERROR(ParseList(a, v, 0, &o->n_gen));
+    } else if (a == "-d" || a == "--n-depth") {
+      GEMMA4_RETURN_IF_ERROR(value(&v));
+      GEMMA4_RETURN_IF_ERROR(ParseList(a, v, 0, &o->n_depth));
+    } else if (a == "-pg") {
+      GEMMA4_RETURN_IF_ERROR(value(&v));
+      std::vector<int> pg;
+      GEMMA4_RETURN_IF_ERROR(ParseList(a, v, 0, &pg));
+      if (pg.size() != 2) return InvalidArgumentError("-pg expects pp,tg (two integers)");
+      o->prompt_gen.emplace_back(pg[0], pg[1]);
+    } else if (IsIgnoredFlagWithValue(a)) {
+      GEMMA4_RETURN_IF_ERROR(value(&v));
+      std::fprintf(stderr, "gemma4 bench: ignoring %s %s (no GPU/backend options on CPU)\n",
+                   a.c_str(), v.c_str());
+    } else if (a == "--progress" || a == "-v" || a == "--verbose") {
+      // Accepted for compatibility; gemma4 bench always reports at the end.
     } else if (a == "-r" || a == "--repetitions") {
       GEMMA4_RETURN_IF_ERROR(value(&v));
       std::vector<int> r;
@@ -134,6 +195,7 @@ struct Result {
   int threads = 0;
   int n_prompt = 0;
   int n_gen = 0;
+  int n_depth = 0;
   std::vector<double> samples_ns;
   double avg_ns() const {
     double s = 0;
@@ -165,13 +227,18 @@ struct Result {
   }
 };
 
-// One measurement: pp (n_prompt tokens in one batch) or tg (n_gen single-token steps), from an
-// empty context, with random token ids as llama-bench uses.
-StatusOr<double> RunOnce(const Model& model, ThreadPool* pool, int n_prompt, int n_gen,
+// One measurement: pp (n_prompt tokens in one batch) and/or tg (n_gen single-token steps),
+// after n_depth untimed tokens of context, with random token ids as llama-bench uses.
+StatusOr<double> RunOnce(const Model& model, ThreadPool* pool, int n_prompt, int n_gen, int n_depth,
                          std::mt19937* rng) {
   std::uniform_int_distribution<int32_t> tok(0, model.config().vocab_size - 1);
   InferenceState state(model, pool);
   std::vector<float> logits;
+  if (n_depth > 0) {
+    std::vector<int32_t> ids(n_depth);
+    for (auto& id : ids) id = tok(*rng);
+    GEMMA4_RETURN_IF_ERROR(state.Forward(ids.data(), n_depth, LogitsMode::kNone, nullptr));
+  }
   const auto t0 = std::chrono::steady_clock::now();
   if (n_prompt > 0) {
     std::vector<int32_t> ids(n_prompt);
@@ -223,16 +290,16 @@ std::string JsonObject(const Options& o, const Model& model, const Result& r, ui
       "\"\", \"backends\": \"CPU\", \"model_filename\": %s, \"model_type\": %s, "
       "\"model_size\": %llu, \"model_n_params\": %lld, \"n_batch\": 512, \"n_ubatch\": 512, "
       "\"n_threads\": %d, \"type_k\": \"f32\", \"type_v\": \"f32\", \"n_gpu_layers\": 0, "
-      "\"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": 0, \"test_time\": \"%s\", "
+      "\"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, \"test_time\": \"%s\", "
       "\"avg_ns\": %.0f, \"stddev_ns\": %.0f, \"avg_ts\": %.6f, \"stddev_ts\": %.6f, "
       "\"samples_ns\": %s, \"samples_ts\": %s, \"peak_rss_bytes\": %llu, "
       "\"bytes_per_token\": %.0f, \"read_bandwidth_bytes_per_s\": %.0f}",
       str(CpuInfo()).c_str(), str(o.model).c_str(), str(model.config().variant).c_str(),
       static_cast<unsigned long long>(model.weight_bytes()),
-      static_cast<long long>(model.num_parameters()), r.threads, r.n_prompt, r.n_gen, when,
-      r.avg_ns(), r.stddev_ns(), r.avg_ts(), r.stddev_ts(), num_array(r.samples_ns, true).c_str(),
-      num_array(r.samples_ts(), false).c_str(), static_cast<unsigned long long>(rss),
-      bytes_per_token, bandwidth);
+      static_cast<long long>(model.num_parameters()), r.threads, r.n_prompt, r.n_gen, r.n_depth,
+      when, r.avg_ns(), r.stddev_ns(), r.avg_ts(), r.stddev_ts(),
+      num_array(r.samples_ns, true).c_str(), num_array(r.samples_ts(), false).c_str(),
+      static_cast<unsigned long long>(rss), bytes_per_token, bandwidth);
   return buf;
 }
 
@@ -253,18 +320,22 @@ Status RunBench(int argc, char** argv) {
     for (int n : o.n_gen) {
       if (n > 0) tests.emplace_back(0, n);
     }
-    for (const auto& [p, n] : tests) {
-      Result r;
-      r.threads = threads;
-      r.n_prompt = p;
-      r.n_gen = n;
-      GEMMA4_RETURN_IF_ERROR(
-          RunOnce(*model, &pool, std::min(p, 32), std::min(n, 4), &rng).status());  // warm-up
-      for (int rep = 0; rep < o.repetitions; ++rep) {
-        GEMMA4_ASSIGN_OR_RETURN(double ns, RunOnce(*model, &pool, p, n, &rng));
-        r.samples_ns.push_back(ns);
+    for (const auto& pg : o.prompt_gen) tests.push_back(pg);
+    for (int depth : o.n_depth) {
+      for (const auto& [p, n] : tests) {
+        Result r;
+        r.threads = threads;
+        r.n_prompt = p;
+        r.n_gen = n;
+        r.n_depth = depth;
+        GEMMA4_RETURN_IF_ERROR(
+            RunOnce(*model, &pool, std::min(p, 32), std::min(n, 4), 0, &rng).status());  // warm-up
+        for (int rep = 0; rep < o.repetitions; ++rep) {
+          GEMMA4_ASSIGN_OR_RETURN(double ns, RunOnce(*model, &pool, p, n, depth, &rng));
+          r.samples_ns.push_back(ns);
+        }
+        results.push_back(std::move(r));
       }
-      results.push_back(std::move(r));
     }
   }
   // Peak RSS of the runs, read before the bandwidth probe allocates its buffer.
@@ -289,20 +360,24 @@ Status RunBench(int argc, char** argv) {
   } else if (o.output == "csv") {
     std::printf(
         "model_filename,model_type,model_size,model_n_params,n_threads,n_prompt,n_gen,"
-        "avg_ns,stddev_ns,avg_ts,stddev_ts\n");
+        "n_depth,avg_ns,stddev_ns,avg_ts,stddev_ts\n");
     for (const Result& r : results) {
-      std::printf("\"%s\",\"%s\",%llu,%lld,%d,%d,%d,%.0f,%.0f,%.6f,%.6f\n", o.model.c_str(),
+      std::printf("\"%s\",\"%s\",%llu,%lld,%d,%d,%d,%d,%.0f,%.0f,%.6f,%.6f\n", o.model.c_str(),
                   model->config().variant.c_str(),
                   static_cast<unsigned long long>(model->weight_bytes()),
                   static_cast<long long>(model->num_parameters()), r.threads, r.n_prompt, r.n_gen,
-                  r.avg_ns(), r.stddev_ns(), r.avg_ts(), r.stddev_ts());
+                  r.n_depth, r.avg_ns(), r.stddev_ns(), r.avg_ts(), r.stddev_ts());
     }
   } else {
     std::printf("| model | size | params | backend | threads | test | t/s |\n");
     std::printf("| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
     for (const Result& r : results) {
-      const std::string test =
-          r.n_prompt > 0 ? "pp" + std::to_string(r.n_prompt) : "tg" + std::to_string(r.n_gen);
+      // llama-bench's test names: pp512, tg128, pp512+tg128, and "@ d4096" for depth.
+      std::string test = r.n_prompt > 0 && r.n_gen > 0
+                             ? "pp" + std::to_string(r.n_prompt) + "+tg" + std::to_string(r.n_gen)
+                         : r.n_prompt > 0 ? "pp" + std::to_string(r.n_prompt)
+                                          : "tg" + std::to_string(r.n_gen);
+      if (r.n_depth > 0) test += " @ d" + std::to_string(r.n_depth);
       std::printf("| %s | %.2f GiB | %.2f B | CPU | %d | %s | %.2f ± %.2f |\n",
                   model->config().variant.c_str(), model->weight_bytes() / double(1ull << 30),
                   model->num_parameters() / 1e9, r.threads, test.c_str(), r.avg_ts(),
@@ -317,7 +392,7 @@ Status RunBench(int argc, char** argv) {
       bytes_per_token / double(1 << 20), *std::max_element(o.threads.begin(), o.threads.end()),
       bandwidth / 1e9, bytes_per_token > 0 ? bandwidth / bytes_per_token : 0.0);
   for (const Result& r : results) {
-    if (r.n_gen > 0 && bytes_per_token > 0) {
+    if (r.n_prompt == 0 && r.n_gen > 0 && bytes_per_token > 0) {
       std::fprintf(stderr, "tg%d with %d threads: %.2f tok/s = %.0f%% of the bandwidth bound\n",
                    r.n_gen, r.threads, r.avg_ts(),
                    100.0 * r.avg_ts() * bytes_per_token / bandwidth);
