@@ -103,8 +103,6 @@ Status ReadRope(const json::Value* all, const char* layer_type, const std::strin
 Status ComputeInvFreq(const RopeParams& rope, int head_dim, const std::string& where,
                       LayerConfig* layer) {
   const int half = head_dim / 2;
-  layer->inv_freq.assign(half, 0.0f);
-  layer->rope_theta = rope.theta;
   int pairs = 0;
   float denom = 0;
   if (rope.type == "proportional") {
@@ -120,12 +118,8 @@ Status ComputeInvFreq(const RopeParams& rope, int head_dim, const std::string& w
     pairs = half;
     denom = static_cast<float>(dim);
   }
-  for (int i = 0; i < pairs; ++i) {
-    const float exponent = static_cast<float>(2 * i) / denom;
-    const float p = std::pow(rope.theta, exponent);
-    layer->inv_freq[i] = (1.0f / p) / rope.factor;
-  }
-  layer->rotated_pairs = pairs;
+  const std::vector<float> factors(pairs, rope.factor);
+  SetRopeFrequencies(rope.theta, pairs, denom, factors.data(), layer);
   return OkStatus();
 }
 
@@ -148,6 +142,20 @@ Status ReadTokenIds(const json::Value& v, const std::string& where, std::vector<
 }
 
 }  // namespace
+
+void SetRopeFrequencies(float theta, int pairs, float denom, const float* factors,
+                        LayerConfig* layer) {
+  layer->rope_theta = theta;
+  layer->inv_freq.assign(layer->head_dim / 2, 0.0f);
+  layer->rotated_pairs = 0;
+  for (int i = 0; i < pairs && i < layer->head_dim / 2; ++i) {
+    const float factor = factors != nullptr ? factors[i] : 1.0f;
+    if (factor >= 1e29f) continue;  // unrotated
+    const float exponent = static_cast<float>(2 * i) / denom;
+    layer->inv_freq[i] = (1.0f / std::pow(theta, exponent)) / factor;
+    layer->rotated_pairs = i + 1;
+  }
+}
 
 StatusOr<ModelConfig> ParseModelConfig(const json::Value& root, const std::string& source) {
   if (!root.is_object()) return InvalidArgumentError(source + ": not a JSON object");

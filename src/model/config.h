@@ -59,6 +59,13 @@ struct ModelConfig {
   int first_kv_shared_layer() const { return num_layers - num_kv_shared_layers; }
 };
 
+// Sets layer->rope_theta, inv_freq and rotated_pairs as transformers computes them in f32:
+// inv_freq[i] = (1 / theta^(f32(2i) / denom)) / factor_i for the first `pairs` pairs and 0
+// (unrotated) beyond. factors (one per pair, may be null: all 1) divide each pair's frequency
+// as llama.cpp's rope_freqs does; a factor >= 1e29 marks a pair as unrotated.
+void SetRopeFrequencies(float theta, int pairs, float denom, const float* factors,
+                        LayerConfig* layer);
+
 // Parses config.json text. `source` names the file in error messages.
 StatusOr<ModelConfig> ParseModelConfig(const json::Value& root, const std::string& source);
 

@@ -144,6 +144,9 @@ std::vector<ExportTensor> SyntheticTensors(const ModelConfig& config, uint64_t s
   return out;
 }
 
+namespace {
+
+// rope_freqs for the file, or nothing when every pair rotates.
 std::vector<float> RopeFreqFactorsOrEmpty(const ModelConfig& c) {
   std::vector<float> f = RopeFreqFactors(c);
   for (float x : f) {
@@ -151,6 +154,8 @@ std::vector<float> RopeFreqFactorsOrEmpty(const ModelConfig& c) {
   }
   return {};
 }
+
+}  // namespace
 
 Status WriteGgufModel(const ModelConfig& config, const std::vector<ExportTensor>& tensors,
                       Recipe recipe, gguf::Writer* writer, const std::string& path,

@@ -236,17 +236,9 @@ StatusOr<ModelConfig> ConfigFromGguf(const gguf::File& f) {
     const std::string v_name = "blk." + std::to_string(i) + ".attn_v.weight";
     l.k_eq_v = !l.sliding && !l.kv_shared && FindTensor(f, v_name) == nullptr;
     // RoPE: theta^(-2i/d) per pair, divided by the pair's factor on global layers.
-    const float base = l.sliding ? theta_swa : theta;
-    l.rope_theta = base;
-    l.inv_freq.assign(l.head_dim / 2, 0.0f);
-    l.rotated_pairs = 0;
-    for (int p = 0; p < l.head_dim / 2; ++p) {
-      const float factor = (!l.sliding && !factors.empty()) ? factors[p] : 1.0f;
-      if (factor >= 1e29f) continue;  // an unrotated pair
-      const float exponent = static_cast<float>(2 * p) / static_cast<float>(l.head_dim);
-      l.inv_freq[p] = (1.0f / std::pow(base, exponent)) / factor;
-      l.rotated_pairs = p + 1;
-    }
+    SetRopeFrequencies(l.sliding ? theta_swa : theta, l.head_dim / 2,
+                       static_cast<float>(l.head_dim),
+                       !l.sliding && !factors.empty() ? factors.data() : nullptr, &l);
   }
   c.intermediate_size = c.layers[0].mlp_width;
   if (const gguf::Value* eos = f.Find(kEosIdsKey);
