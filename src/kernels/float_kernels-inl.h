@@ -5,9 +5,26 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <xsimd/xsimd.hpp>
 
 namespace gemma4::kernels::simd {
+
+// Calls f(std::integral_constant<int, N>{}) for N = ntok in 1..4, so kernels templated on the
+// token count are dispatched from a runtime count in one line.
+template <class F>
+void ForTokenCount(int ntok, F&& f) {
+  switch (ntok) {
+    case 4:
+      return f(std::integral_constant<int, 4>{});
+    case 3:
+      return f(std::integral_constant<int, 3>{});
+    case 2:
+      return f(std::integral_constant<int, 2>{});
+    default:
+      return f(std::integral_constant<int, 1>{});
+  }
+}
 
 // Dot product with four independent vector accumulators.
 template <class Arch>

@@ -151,44 +151,20 @@ void DotQ4_0RT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivati
 
 void DotQ4_0R(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
               int64_t token, int ntok, float* out) {
-  switch (ntok) {
-    case 4:
-      return DotQ4_0RT<4>(w, nblocks, a, token, out);
-    case 3:
-      return DotQ4_0RT<3>(w, nblocks, a, token, out);
-    case 2:
-      return DotQ4_0RT<2>(w, nblocks, a, token, out);
-    default:
-      return DotQ4_0RT<1>(w, nblocks, a, token, out);
-  }
+  simd::ForTokenCount(ntok,
+                      [&](auto nt) { DotQ4_0RT<decltype(nt)::value>(w, nblocks, a, token, out); });
 }
 
 void DotQ4_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
-  switch (ntok) {
-    case 4:
-      return DotQ4_0T<4>(w, nblocks, a, token, out);
-    case 3:
-      return DotQ4_0T<3>(w, nblocks, a, token, out);
-    case 2:
-      return DotQ4_0T<2>(w, nblocks, a, token, out);
-    default:
-      return DotQ4_0T<1>(w, nblocks, a, token, out);
-  }
+  simd::ForTokenCount(ntok,
+                      [&](auto nt) { DotQ4_0T<decltype(nt)::value>(w, nblocks, a, token, out); });
 }
 
 void DotQ8_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
-  switch (ntok) {
-    case 4:
-      return DotQ8_0T<4>(w, nblocks, a, token, out);
-    case 3:
-      return DotQ8_0T<3>(w, nblocks, a, token, out);
-    case 2:
-      return DotQ8_0T<2>(w, nblocks, a, token, out);
-    default:
-      return DotQ8_0T<1>(w, nblocks, a, token, out);
-  }
+  simd::ForTokenCount(ntok,
+                      [&](auto nt) { DotQ8_0T<decltype(nt)::value>(w, nblocks, a, token, out); });
 }
 
 void Bf16ToF32(const uint8_t* src, int64_t n, float* dst) {

@@ -210,16 +210,8 @@ void DotQ4_0RT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivati
 
 void DotQ4_0R(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
               int64_t token, int ntok, float* out) {
-  switch (ntok) {
-    case 4:
-      return DotQ4_0RT<4>(w, nblocks, a, token, out);
-    case 3:
-      return DotQ4_0RT<3>(w, nblocks, a, token, out);
-    case 2:
-      return DotQ4_0RT<2>(w, nblocks, a, token, out);
-    default:
-      return DotQ4_0RT<1>(w, nblocks, a, token, out);
-  }
+  simd::ForTokenCount(ntok,
+                      [&](auto nt) { DotQ4_0RT<decltype(nt)::value>(w, nblocks, a, token, out); });
 }
 
 // Prefill tile: two repacked Q4_0 rows times up to four tokens. Each 64-byte activation load
@@ -306,16 +298,9 @@ void GemmQ4_0R(const uint8_t* w, uint64_t row_bytes, int nrows, int64_t nblocks,
     return;
   }
   float* out1 = out + ldo;
-  switch (ntok) {
-    case 4:
-      return GemmQ4_0RTile<4>(w, w + row_bytes, nblocks, a, token, out, out1);
-    case 3:
-      return GemmQ4_0RTile<3>(w, w + row_bytes, nblocks, a, token, out, out1);
-    case 2:
-      return GemmQ4_0RTile<2>(w, w + row_bytes, nblocks, a, token, out, out1);
-    default:
-      return GemmQ4_0RTile<1>(w, w + row_bytes, nblocks, a, token, out, out1);
-  }
+  simd::ForTokenCount(ntok, [&](auto nt) {
+    GemmQ4_0RTile<decltype(nt)::value>(w, w + row_bytes, nblocks, a, token, out, out1);
+  });
 }
 
 // Q6_K: per 128-value half, three 32-byte loads unpack to four 32-byte vectors of unsigned
@@ -379,16 +364,8 @@ void DotQ6_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
 
 void DotQ6_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
-  switch (ntok) {
-    case 4:
-      return DotQ6_KT<4>(w, nblocks, a, token, out);
-    case 3:
-      return DotQ6_KT<3>(w, nblocks, a, token, out);
-    case 2:
-      return DotQ6_KT<2>(w, nblocks, a, token, out);
-    default:
-      return DotQ6_KT<1>(w, nblocks, a, token, out);
-  }
+  simd::ForTokenCount(ntok,
+                      [&](auto nt) { DotQ6_KT<decltype(nt)::value>(w, nblocks, a, token, out); });
 }
 
 // Q4_K: each 32-value sub-block is one activation block. A 32-byte chunk holds sub-block 2c in
@@ -431,44 +408,20 @@ void DotQ4_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
 
 void DotQ4_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
-  switch (ntok) {
-    case 4:
-      return DotQ4_KT<4>(w, nblocks, a, token, out);
-    case 3:
-      return DotQ4_KT<3>(w, nblocks, a, token, out);
-    case 2:
-      return DotQ4_KT<2>(w, nblocks, a, token, out);
-    default:
-      return DotQ4_KT<1>(w, nblocks, a, token, out);
-  }
+  simd::ForTokenCount(ntok,
+                      [&](auto nt) { DotQ4_KT<decltype(nt)::value>(w, nblocks, a, token, out); });
 }
 
 void DotQ4_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
-  switch (ntok) {
-    case 4:
-      return DotQ4_0T<4>(w, nblocks, a, token, out);
-    case 3:
-      return DotQ4_0T<3>(w, nblocks, a, token, out);
-    case 2:
-      return DotQ4_0T<2>(w, nblocks, a, token, out);
-    default:
-      return DotQ4_0T<1>(w, nblocks, a, token, out);
-  }
+  simd::ForTokenCount(ntok,
+                      [&](auto nt) { DotQ4_0T<decltype(nt)::value>(w, nblocks, a, token, out); });
 }
 
 void DotQ8_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
-  switch (ntok) {
-    case 4:
-      return DotQ8_0T<4>(w, nblocks, a, token, out);
-    case 3:
-      return DotQ8_0T<3>(w, nblocks, a, token, out);
-    case 2:
-      return DotQ8_0T<2>(w, nblocks, a, token, out);
-    default:
-      return DotQ8_0T<1>(w, nblocks, a, token, out);
-  }
+  simd::ForTokenCount(ntok,
+                      [&](auto nt) { DotQ8_0T<decltype(nt)::value>(w, nblocks, a, token, out); });
 }
 
 void Bf16ToF32(const uint8_t* src, int64_t n, float* dst) {
