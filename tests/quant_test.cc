@@ -324,6 +324,49 @@ TEST_P(KernelTest, ActivationQuantizationIsIdenticalToReference) {
   }
 }
 
+TEST_P(KernelTest, RepackedQ8_0MatchesPlainQ8_0) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  std::mt19937 rng(15);
+  for (int64_t nblocks : {1, 3, 4, 5, 8, 22, 48}) {
+    const int64_t k = nblocks * 32, tokens = 6;
+    const auto x = RandomVector(tokens * k, &rng);
+    quant::QuantizedActivations acts;
+    quant::QuantizeActivations(x.data(), tokens, k, &acts);
+    std::vector<uint8_t> plain[2], packed(RowBytes(DType::kQ8_0, k) * 2);
+    for (int r = 0; r < 2; ++r) {
+      const auto w = RandomVector(k, &rng, 0.05f);
+      plain[r].resize(RowBytes(DType::kQ8_0, k));
+      quant::QuantizeRow(DType::kQ8_0, w.data(), k, plain[r].data());
+      quant::RepackRowQ8_0(plain[r].data(), nblocks, packed.data() + r * plain[r].size());
+    }
+    std::vector<float> d1(k), d2(k);
+    quant::DequantizeRow(DType::kQ8_0, plain[0].data(), k, d1.data());
+    quant::DequantizeRow(DType::kQ8_0R, packed.data(), k, d2.data());
+    EXPECT_EQ(d1, d2) << nblocks;
+    for (int ntok = 1; ntok <= 4; ++ntok) {
+      float want[2][4];
+      for (int r = 0; r < 2; ++r) {
+        kernels::ReferenceTable().dot_q8_0(plain[r].data(), nblocks, acts, 1, ntok, want[r]);
+      }
+      float got[8];
+      table.dot_q8_0r(packed.data(), nblocks, acts, 1, ntok, got);
+      for (int i = 0; i < ntok; ++i) {
+        EXPECT_NEAR(got[i], want[0][i], 1e-4f * (1 + std::fabs(want[0][i]))) << nblocks;
+      }
+      if (table.gemm_q8_0r != nullptr) {
+        table.gemm_q8_0r(packed.data(), plain[0].size(), 2, nblocks, acts, 1, ntok, got, 4);
+        for (int r = 0; r < 2; ++r) {
+          for (int i = 0; i < ntok; ++i) {
+            EXPECT_NEAR(got[r * 4 + i], want[r][i], 1e-4f * (1 + std::fabs(want[r][i])))
+                << "tile row " << r << " nblocks " << nblocks;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST_P(KernelTest, FloatKernelsMatchReference) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);

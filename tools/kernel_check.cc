@@ -70,6 +70,11 @@ int Run() {
       Check(same(ntok), "dot_q4_0", k);
       t.dot_q4_0r(q4r.data(), nblocks, acts, 0, ntok, a);
       Check(same(ntok), "dot_q4_0r", k);
+      std::vector<uint8_t> q8r(q8.size());
+      quant::RepackRowQ8_0(q8.data(), nblocks, q8r.data());
+      ref.dot_q8_0(q8.data(), nblocks, acts, 0, ntok, b);
+      t.dot_q8_0r(q8r.data(), nblocks, acts, 0, ntok, a);
+      Check(same(ntok), "dot_q8_0r", k);
       if (nblocks % 8 == 0) {
         std::vector<uint8_t> q6(RowBytes(DType::kQ6_K, k));
         quant::QuantizeRowQ6_K(w.data(), k, q6.data());

@@ -17,18 +17,24 @@ namespace gemma4::kernels {
 using RowDotFn = void (*)(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
                           int64_t token, int ntok, float* out);
 
+// Prefill tile over repacked rows: rows w and w + row_bytes (nrows 1 or 2) times tokens
+// token .. token + ntok - 1 (ntok <= 4) into out[r * ldo + t].
+using GemmTileFn = void (*)(const uint8_t* w, uint64_t row_bytes, int nrows, int64_t nblocks,
+                            const quant::QuantizedActivations& a, int64_t token, int ntok,
+                            float* out, int64_t ldo);
+
 struct KernelTable {
   const char* isa;
   RowDotFn dot_q8_0;
   RowDotFn dot_q4_0;
-  RowDotFn dot_q4_0r;  // repacked Q4_0 (DType::kQ4_0R)
-  RowDotFn dot_q6_k;   // nblocks counts 32-value blocks (8 per Q6_K block)
-  RowDotFn dot_q4_k;   // likewise (8 per Q4_K block)
-  // Optional prefill tile for repacked Q4_0: rows w and w + row_bytes (nrows 1 or 2) times
-  // tokens token .. token + ntok - 1 (ntok <= 4) into out[r * ldo + t]. Null: use dot_q4_0r.
-  void (*gemm_q4_0r)(const uint8_t* w, uint64_t row_bytes, int nrows, int64_t nblocks,
-                     const quant::QuantizedActivations& a, int64_t token, int ntok, float* out,
-                     int64_t ldo);
+  RowDotFn dot_q4_0r;     // repacked Q4_0 (DType::kQ4_0R)
+  RowDotFn dot_q6_k;      // nblocks counts 32-value blocks (8 per Q6_K block)
+  RowDotFn dot_q4_k;      // likewise (8 per Q4_K block)
+  GemmTileFn gemm_q4_0r;  // optional (null: dot_q4_0r per row)
+  // Repacked Q8_0 (DType::kQ8_0R). Tables without a fast kernel leave gemm_q8_0r null, and
+  // models loaded with them keep plain Q8_0.
+  RowDotFn dot_q8_0r;
+  GemmTileFn gemm_q8_0r;
   // One activation row to int8 blocks (same results as quant::QuantizeActivationBlocks).
   void (*quantize_blocks)(const float* x, int64_t nblocks, int8_t* q, float* scale, int32_t* sum,
                           float* offset);

@@ -238,6 +238,8 @@ const KernelTable& Avx2Table() {
                                     .dot_q6_k = ReferenceTable().dot_q6_k,
                                     .dot_q4_k = ReferenceTable().dot_q4_k,
                                     .gemm_q4_0r = nullptr,
+                                    .dot_q8_0r = ReferenceTable().dot_q8_0r,
+                                    .gemm_q8_0r = nullptr,
                                     .quantize_blocks = QuantizeBlocks,
                                     .dot_f32 = simd::DotF32<Arch>,
                                     .axpy_f32 = simd::AxpyF32<Arch>,

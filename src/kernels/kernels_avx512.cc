@@ -150,156 +150,114 @@ void DotQ8_0T(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
   for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) + tail[t];
 }
 
-// Repacked Q4_0: per group of four blocks one 64-byte load yields, after masking, blocks 0-1
-// (low nibbles) and 2-3 (high nibbles) in element order, matching two plain 64-byte
-// activation loads; the four f16 scales convert in one instruction.
-template <int NT>
-void DotQ4_0RT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
-               int64_t token, float* out) {
-  const int64_t groups = nblocks / 4;
-  __m512 acc[NT];
-  __m128 corr[NT];
-  const int8_t* aq[NT];
-  const float* as[NT];
-  const float* aoff[NT];
-  for (int t = 0; t < NT; ++t) {
-    acc[t] = _mm512_setzero_ps();
-    corr[t] = _mm_setzero_ps();
-    aq[t] = a.q_row(token + t);
-    as[t] = a.scale_row(token + t);
-    aoff[t] = a.offset_row(token + t);
-  }
-  const __m512i mask = _mm512_set1_epi8(0x0F);
-  const __m512i idx_lo = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-  const __m512i idx_hi = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
-  const uint8_t* g = w;
-  for (int64_t gi = 0; gi < groups; ++gi, g += 72) {
-    const __m128 dw4 = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g)));
-    const __m512 dw_wide = _mm512_broadcast_f32x4(dw4);
+// Repacked formats (DType::kQ4_0R, kQ8_0R): groups of four blocks, each group four f16 scales
+// then the values of blocks 0-1 and 2-3 as two 64-byte runs of unsigned bytes that meet two
+// plain 64-byte activation loads. Q4_0R packs both runs into one 64-byte load (low and high
+// nibbles, values + 8); Q8_0R stores them as values + 128. The offset (8 or 128 times the
+// activation sum) comes off in a separate light pass over the scales.
+struct Q4Groups {
+  static constexpr int kGroupBytes = 72;
+  static constexpr float kOffsetScale = 1.0f;  // QuantizedActivations::offset holds 8 * sum * d
+  static void Load(const uint8_t* g, __m512i* lo, __m512i* hi) {
+    const __m512i mask = _mm512_set1_epi8(0x0F);
     const __m512i bytes = _mm512_loadu_si512(g + 8);
-    const __m512i lo = _mm512_and_si512(bytes, mask);
-    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), mask);
-    for (int t = 0; t < NT; ++t) {
-      const int8_t* q = aq[t] + gi * 128;
-      const __m512 sc =
-          _mm512_mul_ps(dw_wide, _mm512_broadcast_f32x4(_mm_loadu_ps(as[t] + gi * 4)));
-      const __m512i dp_lo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(q));
-      const __m512i dp_hi =
-          _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, _mm512_loadu_si512(q + 64));
-      acc[t] =
-          _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp_lo), _mm512_permutexvar_ps(idx_lo, sc), acc[t]);
-      acc[t] =
-          _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp_hi), _mm512_permutexvar_ps(idx_hi, sc), acc[t]);
-      corr[t] = _mm_fmadd_ps(dw4, _mm_loadu_ps(aoff[t] + gi * 4), corr[t]);
-    }
+    *lo = _mm512_and_si512(bytes, mask);
+    *hi = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), mask);
   }
-  const int64_t tail = nblocks - 4 * groups;
-  for (int t = 0; t < NT; ++t) {
-    __m128 c = corr[t];
-    c = _mm_add_ps(c, _mm_movehl_ps(c, c));
-    c = _mm_add_ss(c, _mm_shuffle_ps(c, c, 1));
-    float total = _mm512_reduce_add_ps(acc[t]) - _mm_cvtss_f32(c);
-    if (tail > 0) {
-      const int64_t b0 = 4 * groups;
-      total += quant::DotQ4_0Reference(g, aq[t] + b0 * 32, a.scale_row(token + t) + b0,
-                                       a.sum_row(token + t) + b0, tail);
-    }
-    out[t] = total;
+  static float Tail(const uint8_t* w, const int8_t* q, const float* sc, const int32_t* sum,
+                    int64_t n) {
+    return quant::DotQ4_0Reference(w, q, sc, sum, n);
   }
-}
+};
 
-void DotQ4_0R(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
-              int64_t token, int ntok, float* out) {
-  simd::ForTokenCount(ntok,
-                      [&](auto nt) { DotQ4_0RT<decltype(nt)::value>(w, nblocks, a, token, out); });
-}
+struct Q8Groups {
+  static constexpr int kGroupBytes = 136;
+  static constexpr float kOffsetScale = 16.0f;  // 128 * sum * d
+  static void Load(const uint8_t* g, __m512i* lo, __m512i* hi) {
+    *lo = _mm512_loadu_si512(g + 8);
+    *hi = _mm512_loadu_si512(g + 72);
+  }
+  static float Tail(const uint8_t* w, const int8_t* q, const float* sc, const int32_t*, int64_t n) {
+    return quant::DotQ8_0Reference(w, q, sc, n);
+  }
+};
 
-// Prefill tile: two repacked Q4_0 rows times up to four tokens. Each 64-byte activation load
-// and each scale permutation serves both rows; the -8 offset correction is a separate light
-// pass over the scales only.
-template <int NT>
-void GemmQ4_0RTile(const uint8_t* w0, const uint8_t* w1, int64_t nblocks,
-                   const quant::QuantizedActivations& a, int64_t token, float* out0, float* out1) {
+// R rows (w + r * row_bytes) times NT tokens; out[r * ldo + t]. Each activation load and scale
+// permutation serves all R rows; the weights' unpacking serves all NT tokens.
+template <class Fmt, int R, int NT>
+void GroupTile(const uint8_t* w, uint64_t row_bytes, int64_t nblocks,
+               const quant::QuantizedActivations& a, int64_t token, float* out, int64_t ldo) {
   const int64_t groups = nblocks / 4;
-  const __m512i mask = _mm512_set1_epi8(0x0F);
   const __m512i idx_lo = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
   const __m512i idx_hi = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
-  __m512 acc0[NT], acc1[NT];
-  for (int t = 0; t < NT; ++t) acc0[t] = acc1[t] = _mm512_setzero_ps();
+  __m512 acc[R][NT];
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
+  }
   for (int64_t gi = 0; gi < groups; ++gi) {
-    const uint8_t* g0 = w0 + gi * 72;
-    const uint8_t* g1 = w1 + gi * 72;
-    const __m512 dw0 =
-        _mm512_broadcast_f32x4(_mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g0))));
-    const __m512 dw1 =
-        _mm512_broadcast_f32x4(_mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g1))));
-    const __m512i b0 = _mm512_loadu_si512(g0 + 8);
-    const __m512i b1 = _mm512_loadu_si512(g1 + 8);
-    const __m512i lo0 = _mm512_and_si512(b0, mask);
-    const __m512i hi0 = _mm512_and_si512(_mm512_srli_epi16(b0, 4), mask);
-    const __m512i lo1 = _mm512_and_si512(b1, mask);
-    const __m512i hi1 = _mm512_and_si512(_mm512_srli_epi16(b1, 4), mask);
+    __m512 dw[R];
+    __m512i lo[R], hi[R];
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* g = w + r * row_bytes + gi * Fmt::kGroupBytes;
+      dw[r] = _mm512_broadcast_f32x4(
+          _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g))));
+      Fmt::Load(g, &lo[r], &hi[r]);
+    }
     for (int t = 0; t < NT; ++t) {
       const int8_t* q = a.q_row(token + t) + gi * 128;
       const __m512i q_lo = _mm512_loadu_si512(q);
       const __m512i q_hi = _mm512_loadu_si512(q + 64);
-      // Scales of the four blocks, for this token and each row, spread to the lanes each
-      // block's dot product lands in.
       const __m512 da = _mm512_broadcast_f32x4(_mm_loadu_ps(a.scale_row(token + t) + gi * 4));
-      const __m512 s0 = _mm512_mul_ps(dw0, da);
-      const __m512 s1 = _mm512_mul_ps(dw1, da);
-      acc0[t] = _mm512_fmadd_ps(
-          _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo0, q_lo)),
-          _mm512_permutexvar_ps(idx_lo, s0), acc0[t]);
-      acc0[t] = _mm512_fmadd_ps(
-          _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), hi0, q_hi)),
-          _mm512_permutexvar_ps(idx_hi, s0), acc0[t]);
-      acc1[t] = _mm512_fmadd_ps(
-          _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo1, q_lo)),
-          _mm512_permutexvar_ps(idx_lo, s1), acc1[t]);
-      acc1[t] = _mm512_fmadd_ps(
-          _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), hi1, q_hi)),
-          _mm512_permutexvar_ps(idx_hi, s1), acc1[t]);
+      for (int r = 0; r < R; ++r) {
+        const __m512 s = _mm512_mul_ps(dw[r], da);
+        acc[r][t] = _mm512_fmadd_ps(
+            _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[r], q_lo)),
+            _mm512_permutexvar_ps(idx_lo, s), acc[r][t]);
+        acc[r][t] = _mm512_fmadd_ps(
+            _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), hi[r], q_hi)),
+            _mm512_permutexvar_ps(idx_hi, s), acc[r][t]);
+      }
     }
   }
-  const int64_t tail = nblocks - 4 * groups;
-  for (int t = 0; t < NT; ++t) {
-    // Offset pass: sum over blocks of d_w * 8 * sum(q) * d_a.
-    const float* off = a.offset_row(token + t);
-    __m128 c0 = _mm_setzero_ps(), c1 = _mm_setzero_ps();
-    for (int64_t gi = 0; gi < groups; ++gi) {
-      const __m128 o = _mm_loadu_ps(off + gi * 4);
-      c0 = _mm_fmadd_ps(
-          _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w0 + gi * 72))), o, c0);
-      c1 = _mm_fmadd_ps(
-          _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w1 + gi * 72))), o, c1);
+  const int64_t tail = nblocks - 4 * groups, b0 = 4 * groups;
+  for (int r = 0; r < R; ++r) {
+    const uint8_t* row = w + r * row_bytes;
+    for (int t = 0; t < NT; ++t) {
+      const float* off = a.offset_row(token + t);
+      __m128 c = _mm_setzero_ps();
+      for (int64_t gi = 0; gi < groups; ++gi) {
+        c = _mm_fmadd_ps(_mm_cvtph_ps(_mm_loadl_epi64(
+                             reinterpret_cast<const __m128i*>(row + gi * Fmt::kGroupBytes))),
+                         _mm_loadu_ps(off + gi * 4), c);
+      }
+      float total = _mm512_reduce_add_ps(acc[r][t]) - Fmt::kOffsetScale * HorizontalSum128(c);
+      if (tail > 0) {
+        total += Fmt::Tail(row + groups * Fmt::kGroupBytes, a.q_row(token + t) + b0 * 32,
+                           a.scale_row(token + t) + b0, a.sum_row(token + t) + b0, tail);
+      }
+      out[r * ldo + t] = total;
     }
-    float r0 = _mm512_reduce_add_ps(acc0[t]) - HorizontalSum128(c0);
-    float r1 = _mm512_reduce_add_ps(acc1[t]) - HorizontalSum128(c1);
-    if (tail > 0) {
-      const int64_t b0 = 4 * groups;
-      const int8_t* q = a.q_row(token + t) + b0 * 32;
-      const float* sc = a.scale_row(token + t) + b0;
-      const int32_t* sm = a.sum_row(token + t) + b0;
-      r0 += quant::DotQ4_0Reference(w0 + groups * 72, q, sc, sm, tail);
-      r1 += quant::DotQ4_0Reference(w1 + groups * 72, q, sc, sm, tail);
-    }
-    out0[t] = r0;
-    out1[t] = r1;
   }
 }
 
-// out[r * ldo + t] for rows w, w + row_bytes (nrows = 1 or 2) and tokens token..token+ntok-1.
-void GemmQ4_0R(const uint8_t* w, uint64_t row_bytes, int nrows, int64_t nblocks,
+template <class Fmt>
+void GroupDot(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
+              int64_t token, int ntok, float* out) {
+  simd::ForTokenCount(ntok, [&](auto nt) {
+    GroupTile<Fmt, 1, decltype(nt)::value>(w, 0, nblocks, a, token, out, 0);
+  });
+}
+
+template <class Fmt>
+void GroupGemm(const uint8_t* w, uint64_t row_bytes, int nrows, int64_t nblocks,
                const quant::QuantizedActivations& a, int64_t token, int ntok, float* out,
                int64_t ldo) {
-  if (nrows < 2) {
-    DotQ4_0R(w, nblocks, a, token, ntok, out);
-    return;
-  }
-  float* out1 = out + ldo;
   simd::ForTokenCount(ntok, [&](auto nt) {
-    GemmQ4_0RTile<decltype(nt)::value>(w, w + row_bytes, nblocks, a, token, out, out1);
+    if (nrows >= 2) {
+      GroupTile<Fmt, 2, decltype(nt)::value>(w, row_bytes, nblocks, a, token, out, ldo);
+    } else {
+      GroupTile<Fmt, 1, decltype(nt)::value>(w, row_bytes, nblocks, a, token, out, ldo);
+    }
   });
 }
 
@@ -472,10 +430,12 @@ const KernelTable& Avx512VnniTable() {
   static const KernelTable table = {.isa = "avx512vnni",
                                     .dot_q8_0 = DotQ8_0,
                                     .dot_q4_0 = DotQ4_0,
-                                    .dot_q4_0r = DotQ4_0R,
+                                    .dot_q4_0r = GroupDot<Q4Groups>,
                                     .dot_q6_k = DotQ6_K,
                                     .dot_q4_k = DotQ4_K,
-                                    .gemm_q4_0r = GemmQ4_0R,
+                                    .gemm_q4_0r = GroupGemm<Q4Groups>,
+                                    .dot_q8_0r = GroupDot<Q8Groups>,
+                                    .gemm_q8_0r = GroupGemm<Q8Groups>,
                                     .quantize_blocks = QuantizeBlocks,
                                     .dot_f32 = simd::DotF32<Arch>,
                                     .axpy_f32 = simd::AxpyF32<Arch>,

@@ -36,6 +36,14 @@ void DotQ4_0R(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
   }
 }
 
+void DotQ8_0R(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
+              int64_t token, int ntok, float* out) {
+  for (int i = 0; i < ntok; ++i) {
+    out[i] = quant::DotQ8_0RReference(w, a.q_row(token + i), a.scale_row(token + i),
+                                      a.sum_row(token + i), nblocks);
+  }
+}
+
 void DotQ6_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   for (int i = 0; i < ntok; ++i) {
@@ -94,6 +102,8 @@ const KernelTable& ReferenceTable() {
                                     .dot_q6_k = DotQ6_K,
                                     .dot_q4_k = DotQ4_K,
                                     .gemm_q4_0r = nullptr,
+                                    .dot_q8_0r = DotQ8_0R,
+                                    .gemm_q8_0r = nullptr,
                                     .quantize_blocks = quant::QuantizeActivationBlocks,
                                     .dot_f32 = DotF32,
                                     .axpy_f32 = AxpyF32,

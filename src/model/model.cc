@@ -8,6 +8,7 @@
 #include <cstring>
 #include <functional>
 
+#include "kernels/kernels.h"
 #include "model/gguf_model.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
@@ -179,9 +180,11 @@ Status Model::LoadWeights() {
   }
   // Q4_0 matrices are repacked for the integer kernels (4 blocks per 64-byte load), except the
   // PLE table, which is only ever gathered row by row.
+  // Q8_0 likewise where the CPU has the repacked kernels.
+  const bool repack_q8 = kernels::BestTable().gemm_q8_0r != nullptr;
   for (auto& [name, view] : found) {
-    if (view.dtype != DType::kQ4_0 || view.shape.size() < 2 ||
-        name == "embed_tokens_per_layer.weight") {
+    const bool q4 = view.dtype == DType::kQ4_0, q8 = view.dtype == DType::kQ8_0 && repack_q8;
+    if ((!q4 && !q8) || view.shape.size() < 2 || name == "embed_tokens_per_layer.weight") {
       continue;
     }
     try {
@@ -193,11 +196,15 @@ Status Model::LoadWeights() {
     const uint64_t row_bytes = RowBytes(view.dtype, view.cols());
     const int64_t nblocks = view.cols() / quant::kBlock;
     for (int64_t r = 0; r < view.rows(); ++r) {
-      quant::RepackRowQ4_0(view.data + r * row_bytes, nblocks, dst + r * row_bytes);
+      if (q4) {
+        quant::RepackRowQ4_0(view.data + r * row_bytes, nblocks, dst + r * row_bytes);
+      } else {
+        quant::RepackRowQ8_0(view.data + r * row_bytes, nblocks, dst + r * row_bytes);
+      }
     }
     ReleasePages(view.data, view.nbytes);
     view.data = dst;
-    view.dtype = DType::kQ4_0R;
+    view.dtype = q4 ? DType::kQ4_0R : DType::kQ8_0R;
   }
   // The PLE table (E2B: 262144 rows of 8960 values) is read one row per token (with pread,
   // see InferenceState::ReadPleRow); no readahead for whatever does touch the mapping.

@@ -38,6 +38,8 @@ const char* DTypeName(DType t) {
       return "Q6_K";
     case DType::kQ4_0R:
       return "Q4_0R";
+    case DType::kQ8_0R:
+      return "Q8_0R";
   }
   return "?";
 }
@@ -64,6 +66,7 @@ int64_t BlockElements(DType t) {
     case DType::kQ8_0:
     case DType::kQ4_0:
     case DType::kQ4_0R:
+    case DType::kQ8_0R:
       return 32;
     case DType::kQ4_K:
     case DType::kQ6_K:
@@ -76,6 +79,7 @@ int64_t BlockElements(DType t) {
 size_t BlockBytes(DType t) {
   switch (t) {
     case DType::kQ8_0:
+    case DType::kQ8_0R:
       return 34;  // f16 d + 32 x int8
     case DType::kQ4_0:
     case DType::kQ4_0R:
@@ -97,7 +101,8 @@ uint64_t RowBytes(DType t, int64_t cols) {
 
 bool IsComputeType(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 ||
-         t == DType::kQ4_0 || t == DType::kQ4_K || t == DType::kQ6_K || t == DType::kQ4_0R;
+         t == DType::kQ4_0 || t == DType::kQ4_K || t == DType::kQ6_K || t == DType::kQ4_0R ||
+         t == DType::kQ8_0R;
 }
 
 std::string TensorView::ShapeString() const {

@@ -34,6 +34,9 @@ enum class DType : uint8_t {
   // blocks, 4 f16 scales then 64 bytes whose low nibbles are the 64 values of blocks 0-1 and
   // high nibbles those of blocks 2-3, in order; a row's last nblocks % 4 blocks stay plain Q4_0.
   kQ4_0R,
+  // Q8_0 repacked likewise: per group of four blocks, 4 f16 scales then the 128 values + 128
+  // as unsigned bytes; a row's last nblocks % 4 blocks stay plain Q8_0.
+  kQ8_0R,
 };
 
 const char* DTypeName(DType t);

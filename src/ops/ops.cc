@@ -79,6 +79,7 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
   const kernels::KernelTable& table = kernels::BestTable();
   const kernels::RowDotFn dot = w.dtype == DType::kQ8_0    ? table.dot_q8_0
                                 : w.dtype == DType::kQ4_0R ? table.dot_q4_0r
+                                : w.dtype == DType::kQ8_0R ? table.dot_q8_0r
                                 : w.dtype == DType::kQ6_K  ? table.dot_q6_k
                                 : w.dtype == DType::kQ4_K  ? table.dot_q4_k
                                                            : table.dot_q4_0;
@@ -96,7 +97,10 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
   const uint64_t row_bytes = RowBytes(w.dtype, k);
   const int64_t nblocks = k / quant::kBlock;
   constexpr int64_t kTokenTile = 16;  // a tile's activations stay in L1 while rows stream
-  const bool tiled = w.dtype == DType::kQ4_0R && table.gemm_q4_0r != nullptr && s > 1;
+  const auto gemm = w.dtype == DType::kQ4_0R   ? table.gemm_q4_0r
+                    : w.dtype == DType::kQ8_0R ? table.gemm_q8_0r
+                                               : nullptr;
+  const bool tiled = gemm != nullptr && s > 1;
   auto body = [&](int64_t begin, int64_t end) {
     float out[8];
     for (int64_t t0 = 0; t0 < s; t0 += kTokenTile) {
@@ -107,7 +111,7 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
         for (int64_t t = t0; t < t1; t += 4) {
           const int nt = static_cast<int>(std::min<int64_t>(4, t1 - t));
           if (tiled) {
-            table.gemm_q4_0r(row, row_bytes, nrows, nblocks, acts, t, nt, out, 4);
+            gemm(row, row_bytes, nrows, nblocks, acts, t, nt, out, 4);
           } else {
             dot(row, nblocks, acts, t, nt, out);
           }
@@ -129,7 +133,7 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
 
 void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool) {
   if (w.dtype == DType::kQ8_0 || w.dtype == DType::kQ4_0 || w.dtype == DType::kQ4_0R ||
-      w.dtype == DType::kQ6_K || w.dtype == DType::kQ4_K) {
+      w.dtype == DType::kQ6_K || w.dtype == DType::kQ4_K || w.dtype == DType::kQ8_0R) {
     MatMulQuantized(w, x, s, y, pool);
     return;
   }

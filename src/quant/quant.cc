@@ -159,6 +159,16 @@ void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out) {
     case DType::kQ4_K:
       for (int64_t b = 0; b < count / 256; ++b) DequantizeQ4_K(row + b * 144, out + b * 256);
       return;
+    case DType::kQ8_0R: {
+      const int64_t nblocks = count / kBlock, groups = nblocks / 4;
+      for (int64_t g = 0; g < groups; ++g, row += 136, out += 128) {
+        for (int e = 0; e < 128; ++e) {
+          out[e] = HalfToFloat(LoadU16(row + 2 * (e / 32))) * (static_cast<int>(row[8 + e]) - 128);
+        }
+      }
+      DequantizeRow(DType::kQ8_0, row, (nblocks - 4 * groups) * kBlock, out);
+      return;
+    }
     case DType::kQ4_0R: {
       const int64_t nblocks = count / kBlock, groups = nblocks / 4;
       for (int64_t g = 0; g < groups; ++g, row += 72, out += 128) {
@@ -515,6 +525,18 @@ void RepackRowQ4_0(const uint8_t* src, int64_t nblocks, uint8_t* dst) {
   std::memcpy(dst, src, (nblocks - 4 * groups) * kQ4_0BlockBytes);  // plain tail blocks
 }
 
+void RepackRowQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst) {
+  const int64_t groups = nblocks / 4;
+  for (int64_t g = 0; g < groups; ++g, src += 4 * kQ8_0BlockBytes, dst += 136) {
+    for (int b = 0; b < 4; ++b) {
+      const uint8_t* block = src + b * kQ8_0BlockBytes;
+      std::memcpy(dst + 2 * b, block, 2);
+      for (int j = 0; j < 32; ++j) dst[8 + 32 * b + j] = static_cast<uint8_t>(block[2 + j] ^ 0x80);
+    }
+  }
+  std::memcpy(dst, src, (nblocks - 4 * groups) * kQ8_0BlockBytes);  // plain tail blocks
+}
+
 void QuantizeActivationBlocks(const float* x, int64_t nblocks, int8_t* q, float* scale,
                               int32_t* sum, float* offset) {
   for (int64_t b = 0; b < nblocks; ++b, x += kBlock, q += kBlock) {
@@ -575,6 +597,22 @@ float DotQ4_0Reference(const uint8_t* w, const int8_t* a, const float* a_scale,
     total += HalfToFloat(LoadU16(w)) * a_scale[b] * static_cast<float>(acc - 8 * a_sum[b]);
   }
   return total;
+}
+
+float DotQ8_0RReference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                        const int32_t* a_sum, int64_t nblocks) {
+  const int64_t groups = nblocks / 4;
+  float total = 0;
+  for (int64_t g = 0; g < groups; ++g, w += 136, a += 128) {
+    for (int b = 0; b < 4; ++b) {
+      int32_t acc = 0;  // sum of (q + 128) * a; the 128 comes off with the block sum
+      for (int j = 0; j < 32; ++j) acc += static_cast<int>(w[8 + 32 * b + j]) * a[32 * b + j];
+      const int64_t blk = 4 * g + b;
+      total += HalfToFloat(LoadU16(w + 2 * b)) * a_scale[blk] *
+               static_cast<float>(acc - 128 * a_sum[blk]);
+    }
+  }
+  return total + DotQ8_0Reference(w, a, a_scale + 4 * groups, nblocks - 4 * groups);
 }
 
 float DotQ4_0RReference(const uint8_t* w, const int8_t* a, const float* a_scale,

@@ -40,6 +40,9 @@ void QuantizeRow(DType type, const float* x, int64_t n, uint8_t* out);
 // Q4_0 -> Q4_0R (see DType::kQ4_0R) for one row of nblocks blocks; same byte count.
 void RepackRowQ4_0(const uint8_t* src, int64_t nblocks, uint8_t* dst);
 
+// Q8_0 -> Q8_0R (see DType::kQ8_0R) for one row of nblocks blocks; same byte count.
+void RepackRowQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst);
+
 // Activations quantized for the integer kernels: per block of 32, an f32 scale, 32 int8 values
 // and their sum (used to fold Q4_0's -8 offset into one multiply).
 struct QuantizedActivations {
@@ -79,6 +82,8 @@ float DotQ4_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
 void UnpackQ6_K(const uint8_t* block, int8_t* q);
 // nblocks: 32-value activation blocks (a multiple of 8; each Q6_K block spans eight).
 float DotQ6_KReference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks);
+float DotQ8_0RReference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                        const int32_t* a_sum, int64_t nblocks);
 float DotQ4_0RReference(const uint8_t* w, const int8_t* a, const float* a_scale,
                         const int32_t* a_sum, int64_t nblocks);
 
