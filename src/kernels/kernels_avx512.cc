@@ -195,12 +195,17 @@ void GroupTile(const uint8_t* w, uint64_t row_bytes, int64_t nblocks,
     for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
   }
   for (int64_t gi = 0; gi < groups; ++gi) {
-    __m512 dw[R];
+    // Per row: the four block scales spread to the lanes each block's dot product lands in
+    // (blocks 0-1 for the low run, 2-3 for the high run); per token the same for the
+    // activation scales. Two permutations per row and two per token, all amortised.
+    __m512 dw_lo[R], dw_hi[R];
     __m512i lo[R], hi[R];
     for (int r = 0; r < R; ++r) {
       const uint8_t* g = w + r * row_bytes + gi * Fmt::kGroupBytes;
-      dw[r] = _mm512_broadcast_f32x4(
+      const __m512 dw = _mm512_broadcast_f32x4(
           _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(g))));
+      dw_lo[r] = _mm512_permutexvar_ps(idx_lo, dw);
+      dw_hi[r] = _mm512_permutexvar_ps(idx_hi, dw);
       Fmt::Load(g, &lo[r], &hi[r]);
     }
     for (int t = 0; t < NT; ++t) {
@@ -208,14 +213,15 @@ void GroupTile(const uint8_t* w, uint64_t row_bytes, int64_t nblocks,
       const __m512i q_lo = _mm512_loadu_si512(q);
       const __m512i q_hi = _mm512_loadu_si512(q + 64);
       const __m512 da = _mm512_broadcast_f32x4(_mm_loadu_ps(a.scale_row(token + t) + gi * 4));
+      const __m512 da_lo = _mm512_permutexvar_ps(idx_lo, da);
+      const __m512 da_hi = _mm512_permutexvar_ps(idx_hi, da);
       for (int r = 0; r < R; ++r) {
-        const __m512 s = _mm512_mul_ps(dw[r], da);
         acc[r][t] = _mm512_fmadd_ps(
             _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[r], q_lo)),
-            _mm512_permutexvar_ps(idx_lo, s), acc[r][t]);
+            _mm512_mul_ps(dw_lo[r], da_lo), acc[r][t]);
         acc[r][t] = _mm512_fmadd_ps(
             _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), hi[r], q_hi)),
-            _mm512_permutexvar_ps(idx_hi, s), acc[r][t]);
+            _mm512_mul_ps(dw_hi[r], da_hi), acc[r][t]);
       }
     }
   }
