@@ -174,10 +174,7 @@ void Bf16ToF32(const uint8_t* src, int64_t n, float* dst) {
     const __m256i w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
     _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(w));
   }
-  for (; i < n; ++i) {
-    uint32_t bits = static_cast<uint32_t>(src[2 * i] | (src[2 * i + 1] << 8)) << 16;
-    std::memcpy(dst + i, &bits, 4);
-  }
+  ReferenceTable().bf16_to_f32(src + 2 * i, n - i, dst + i);  // the tail
 }
 
 void F16ToF32(const uint8_t* src, int64_t n, float* dst) {
@@ -186,7 +183,7 @@ void F16ToF32(const uint8_t* src, int64_t n, float* dst) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i));
     _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
   }
-  for (; i < n; ++i) dst[i] = LoadHalf(src + 2 * i);
+  ReferenceTable().f16_to_f32(src + 2 * i, n - i, dst + i);  // the tail
 }
 
 void QuantizeBlocks(const float* x, int64_t nblocks, int8_t* q, float* scale, int32_t* sum,

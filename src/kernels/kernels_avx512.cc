@@ -395,10 +395,7 @@ void Bf16ToF32(const uint8_t* src, int64_t n, float* dst) {
     const __m512i w = _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16);
     _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(w));
   }
-  for (; i < n; ++i) {
-    uint32_t bits = static_cast<uint32_t>(src[2 * i] | (src[2 * i + 1] << 8)) << 16;
-    std::memcpy(dst + i, &bits, 4);
-  }
+  ReferenceTable().bf16_to_f32(src + 2 * i, n - i, dst + i);  // the tail
 }
 
 void F16ToF32(const uint8_t* src, int64_t n, float* dst) {
@@ -407,7 +404,7 @@ void F16ToF32(const uint8_t* src, int64_t n, float* dst) {
     const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 2 * i));
     _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(h));
   }
-  for (; i < n; ++i) dst[i] = LoadHalf(src + 2 * i);
+  ReferenceTable().f16_to_f32(src + 2 * i, n - i, dst + i);  // the tail
 }
 
 void QuantizeBlocks(const float* x, int64_t nblocks, int8_t* q, float* scale, int32_t* sum,

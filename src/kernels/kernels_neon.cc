@@ -107,10 +107,7 @@ void Bf16ToF32(const uint8_t* src, int64_t n, float* dst) {
     std::memcpy(&h, src + 2 * i, 8);
     vst1q_f32(dst + i, vreinterpretq_f32_u32(vshll_n_u16(h, 16)));
   }
-  for (; i < n; ++i) {
-    uint32_t bits = static_cast<uint32_t>(src[2 * i] | (src[2 * i + 1] << 8)) << 16;
-    std::memcpy(dst + i, &bits, 4);
-  }
+  ReferenceTable().bf16_to_f32(src + 2 * i, n - i, dst + i);  // the tail
 }
 
 void F16ToF32(const uint8_t* src, int64_t n, float* dst) {
@@ -120,7 +117,7 @@ void F16ToF32(const uint8_t* src, int64_t n, float* dst) {
     std::memcpy(&h, src + 2 * i, 8);
     vst1q_f32(dst + i, vcvt_f32_f16(h));
   }
-  for (; i < n; ++i) dst[i] = LoadHalf(src + 2 * i);
+  ReferenceTable().f16_to_f32(src + 2 * i, n - i, dst + i);  // the tail
 }
 
 using Arch = xsimd::neon64;
