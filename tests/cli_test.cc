@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "io/mapped_file.h"
+#include "reference_fixture.h"
 #include "util/json.h"
 
 namespace gemma4 {
@@ -29,49 +30,14 @@ namespace fs = std::filesystem;
 // pass and writes the float32 logits verbatim.
 constexpr float kTolerance = 1e-3f;
 
-const char* const kVariants[] = {"tiny-e2b", "tiny-e4b", "tiny-26b-a4b", "tiny-31b"};
-const char* const kLayouts[] = {"gemma4", "gemma4_text"};
-
-struct Prompt {
-  std::vector<int32_t> ids;
-  std::string logits_file;
-  std::vector<int32_t> greedy;
-};
-
-struct Reference {
-  int vocab = 0;
-  std::vector<Prompt> prompts;
-};
-
-std::string ModelDir(const std::string& variant) {
-  return std::string(GEMMA4_FIXTURES_DIR) + "/models/" + variant;
-}
+using testing::kLayouts;
+using testing::kVariants;
+using testing::ModelDir;
+using Prompt = testing::ReferencePrompt;
+using Reference = testing::ReferenceFixture;
 
 Reference LoadReference(const std::string& variant) {
-  Reference ref;
-  auto text = ReadFileToString(ModelDir(variant) + "/reference.json");
-  EXPECT_TRUE(text.ok()) << text.status().ToString();
-  if (!text.ok()) return ref;
-  auto root = json::Parse(*text, "reference.json");
-  EXPECT_TRUE(root.ok()) << root.status().ToString();
-  if (!root.ok()) return ref;
-  int64_t v = 0;
-  root->Find("vocab_size")->GetInt64(&v);
-  ref.vocab = static_cast<int>(v);
-  for (const json::Value& p : root->Find("prompts")->as_array()) {
-    Prompt prompt;
-    for (const json::Value& id : p.Find("ids")->as_array()) {
-      id.GetInt64(&v);
-      prompt.ids.push_back(static_cast<int32_t>(v));
-    }
-    for (const json::Value& id : p.Find("greedy")->as_array()) {
-      id.GetInt64(&v);
-      prompt.greedy.push_back(static_cast<int32_t>(v));
-    }
-    prompt.logits_file = ModelDir(variant) + "/" + p.Find("logits")->as_string();
-    ref.prompts.push_back(std::move(prompt));
-  }
-  return ref;
+  return testing::LoadReferenceFixture(variant);
 }
 
 // Layers of a checkpoint, from its text config.

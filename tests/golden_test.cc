@@ -14,6 +14,7 @@
 #include "io/mapped_file.h"
 #include "model/forward.h"
 #include "model/model.h"
+#include "reference_fixture.h"
 #include "util/json.h"
 
 namespace gemma4 {
@@ -28,53 +29,9 @@ namespace {
 // by 7 to 23, so 1e-3 is far below the error of any missing or misordered op.
 constexpr float kTolerance = 1e-3f;
 
-struct Prompt {
-  std::vector<int32_t> ids;
-  std::vector<float> logits;  // [ids, vocab]
-  std::vector<int32_t> greedy;
-};
-
-struct Fixture {
-  int vocab = 0;
-  std::vector<Prompt> prompts;
-};
-
-std::string FixtureDir(const std::string& variant) {
-  return std::string(GEMMA4_FIXTURES_DIR) + "/models/" + variant;
-}
-
-Fixture LoadFixture(const std::string& variant) {
-  Fixture f;
-  const std::string dir = FixtureDir(variant);
-  auto text = ReadFileToString(dir + "/reference.json");
-  EXPECT_TRUE(text.ok()) << text.status().ToString();
-  if (!text.ok()) return f;
-  auto root = json::Parse(*text, "reference.json");
-  EXPECT_TRUE(root.ok()) << root.status().ToString();
-  if (!root.ok()) return f;
-  int64_t vocab = 0;
-  root->Find("vocab_size")->GetInt64(&vocab);
-  f.vocab = static_cast<int>(vocab);
-  for (const json::Value& p : root->Find("prompts")->as_array()) {
-    Prompt prompt;
-    int64_t v = 0;
-    for (const json::Value& id : p.Find("ids")->as_array()) {
-      id.GetInt64(&v);
-      prompt.ids.push_back(static_cast<int32_t>(v));
-    }
-    for (const json::Value& id : p.Find("greedy")->as_array()) {
-      id.GetInt64(&v);
-      prompt.greedy.push_back(static_cast<int32_t>(v));
-    }
-    prompt.logits.resize(prompt.ids.size() * f.vocab);
-    std::ifstream in(dir + "/" + p.Find("logits")->as_string(), std::ios::binary);
-    in.read(reinterpret_cast<char*>(prompt.logits.data()),
-            static_cast<std::streamsize>(prompt.logits.size() * sizeof(float)));
-    EXPECT_TRUE(in.good()) << "cannot read logits of " << variant;
-    f.prompts.push_back(std::move(prompt));
-  }
-  return f;
-}
+using testing::ModelDir;
+using Prompt = testing::ReferencePrompt;
+using Fixture = testing::ReferenceFixture;
 
 float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
   EXPECT_EQ(a.size(), b.size());
@@ -91,8 +48,8 @@ struct Case {
 class GoldenTest : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override {
-    fixture_ = LoadFixture(GetParam().variant);
-    auto model = Model::Load(FixtureDir(GetParam().variant) + "/" + GetParam().layout);
+    fixture_ = testing::LoadReferenceFixture(GetParam().variant);
+    auto model = Model::Load(ModelDir(GetParam().variant) + "/" + GetParam().layout);
     ASSERT_TRUE(model.ok()) << model.status().ToString();
     model_ = std::move(model).value();
     ASSERT_EQ(model_->config().vocab_size, fixture_.vocab);
@@ -171,8 +128,8 @@ TEST_P(GoldenTest, GreedyGenerationMatchesTransformers) {
 
 std::vector<Case> AllCases() {
   std::vector<Case> cases;
-  for (const char* v : {"tiny-e2b", "tiny-e4b", "tiny-26b-a4b", "tiny-31b"}) {
-    for (const char* l : {"gemma4", "gemma4_text"}) cases.push_back({v, l});
+  for (const char* v : testing::kVariants) {
+    for (const char* l : testing::kLayouts) cases.push_back({v, l});
   }
   return cases;
 }

@@ -15,6 +15,7 @@
 #include "model/forward.h"
 #include "model/gguf_export.h"
 #include "model/model.h"
+#include "reference_fixture.h"
 #include "util/json.h"
 
 namespace gemma4 {
@@ -35,9 +36,31 @@ std::vector<double> Softmax(const float* x, int n) {
   return p;
 }
 
+// Top-1 agreement and mean KL(reference || candidate) over the positions of two [T, V]
+// logit arrays.
+Metrics Compare(const std::vector<float>& reference, const std::vector<float>& candidate, int V) {
+  Metrics m;
+  const size_t positions = reference.size() / V;
+  for (size_t t = 0; t < positions; ++t) {
+    const auto p = Softmax(reference.data() + t * V, V);
+    const auto q = Softmax(candidate.data() + t * V, V);
+    int a = 0, b = 0;
+    double kl = 0;
+    for (int i = 0; i < V; ++i) {
+      if (p[i] > p[a]) a = i;
+      if (q[i] > q[b]) b = i;
+      if (p[i] > 0) kl += p[i] * (std::log(p[i]) - std::log(std::max(q[i], 1e-300)));
+    }
+    m.top1 += a == b;
+    m.mean_kl += kl;
+  }
+  m.top1 /= positions;
+  m.mean_kl /= positions;
+  return m;
+}
+
 Metrics Measure(const std::string& variant, const std::string& type) {
-  const std::string dir = std::string(GEMMA4_FIXTURES_DIR) + "/models/" + variant;
-  auto model = Model::Load(dir + "/gemma4");
+  auto model = Model::Load(testing::ModelDir(variant) + "/gemma4");
   EXPECT_TRUE(model.ok()) << model.status().ToString();
   const std::string path = "/tmp/gemma4_quant_accuracy_" + std::to_string(getpid()) + "_" +
                            variant + "_" + type + ".gguf";
@@ -52,43 +75,16 @@ Metrics Measure(const std::string& variant, const std::string& type) {
   std::remove(path.c_str());
   EXPECT_TRUE(quantized.ok()) << quantized.status().ToString();
   if (!quantized.ok()) return {};
-  auto text = ReadFileToString(dir + "/reference.json");
-  auto root = json::Parse(*text);
-  Metrics m;
-  int positions = 0;
-  const int V = (*model)->config().vocab_size;
-  for (const json::Value& p : root->Find("prompts")->as_array()) {
-    std::vector<int32_t> ids;
-    int64_t v = 0;
-    for (const json::Value& id : p.Find("ids")->as_array()) {
-      id.GetInt64(&v);
-      ids.push_back(static_cast<int32_t>(v));
-    }
-    std::vector<float> ref(ids.size() * V), got;
-    std::ifstream in(dir + "/" + p.Find("logits")->as_string(), std::ios::binary);
-    in.read(reinterpret_cast<char*>(ref.data()), ref.size() * sizeof(float));
+  const testing::ReferenceFixture fixture = testing::LoadReferenceFixture(variant);
+  std::vector<float> all_ref, all_got, got;
+  for (const testing::ReferencePrompt& p : fixture.prompts) {
     InferenceState state(**quantized, &pool);
-    EXPECT_TRUE(state.Forward(ids.data(), ids.size(), LogitsMode::kAll, &got).ok());
-    for (size_t t = 0; t < ids.size(); ++t) {
-      const float* r = ref.data() + t * V;
-      const float* q = got.data() + t * V;
-      int ar = 0, aq = 0;
-      for (int i = 1; i < V; ++i) {
-        if (r[i] > r[ar]) ar = i;
-        if (q[i] > q[aq]) aq = i;
-      }
-      m.top1 += ar == aq;
-      const auto pr = Softmax(r, V), pq = Softmax(q, V);
-      double kl = 0;
-      for (int i = 0; i < V; ++i) {
-        if (pr[i] > 0) kl += pr[i] * (std::log(pr[i]) - std::log(std::max(pq[i], 1e-300)));
-      }
-      m.mean_kl += kl;
-      ++positions;
-    }
+    EXPECT_TRUE(state.Forward(p.ids.data(), p.ids.size(), LogitsMode::kAll, &got).ok());
+    all_ref.insert(all_ref.end(), p.logits.begin(), p.logits.end());
+    all_got.insert(all_got.end(), got.begin(), got.end());
   }
-  m.top1 /= positions;
-  m.mean_kl /= positions;
+  const Metrics m = Compare(all_ref, all_got, fixture.vocab);
+  const int positions = static_cast<int>(all_ref.size() / fixture.vocab);
   std::printf("%s %s: top-1 agreement %.3f, mean KL %.5f nats over %d positions\n", variant.c_str(),
               type.c_str(), m.top1, m.mean_kl, positions);
   return m;
@@ -172,31 +168,18 @@ TEST(QuantAccuracyTest, SyntheticQ4_0RecipeTracksFloat) {
       EXPECT_EQ((*model)->weights().layers[0].q_proj.dtype, i == 1 ? DType::kQ4_0R : DType::kQ4_K);
     }
     std::vector<int32_t> ids;
-    for (int t = 0; t < 40; ++t) ids.push_back((t * 37 + 11) % 1024);
+    for (int t = 0; t < 40; ++t) ids.push_back((t * 37 + 11) % 1024);  // 40 positions
     InferenceState state(**model, &pool);
     ASSERT_TRUE(state.Forward(ids.data(), ids.size(), LogitsMode::kAll, &logits[i]).ok());
   }
-  const int V = 1024, T = 40;
   for (int i = 1; i < 3; ++i) {
-    double kl = 0;
-    int top1 = 0;
-    for (int t = 0; t < T; ++t) {
-      const auto p = Softmax(logits[0].data() + t * V, V);
-      const auto q = Softmax(logits[i].data() + t * V, V);
-      int a = 0, b = 0;
-      for (int j = 0; j < V; ++j) {
-        if (p[j] > p[a]) a = j;
-        if (q[j] > q[b]) b = j;
-        kl += p[j] * (std::log(p[j]) - std::log(std::max(q[j], 1e-300)));
-      }
-      top1 += a == b;
-    }
-    std::printf("synthetic %s vs f32: top-1 agreement %.3f, mean KL %.5f\n", types[i],
-                top1 / double(T), kl / T);
-    // Measured (q4_0, q4_k_m): top-1 1.000 / 1.000, KL 0.0029 / 0.0026; a
-    // wrong kernel or layout gives KL of several nats.
-    EXPECT_GE(top1, T * 9 / 10) << types[i];
-    EXPECT_LE(kl / T, 0.01) << types[i];
+    const Metrics m = Compare(logits[0], logits[i], 1024);
+    std::printf("synthetic %s vs f32: top-1 agreement %.3f, mean KL %.5f\n", types[i], m.top1,
+                m.mean_kl);
+    // Measured (q4_0, q4_k_m): top-1 1.000 / 1.000, KL 0.0029 / 0.0026; a wrong kernel or
+    // layout gives KL of several nats.
+    EXPECT_GE(m.top1, 0.9) << types[i];
+    EXPECT_LE(m.mean_kl, 0.01) << types[i];
   }
 }
 
