@@ -153,10 +153,113 @@ def config_seeds():
     write("config", "malformed.json", '{"model_type": "gemma4_text", "vocab_size" 512}')
 
 
+# ----------------------------------------------------------------------------------------------
+# gguf: a tiny two-layer gemma4 model in llama.cpp's layout (docs/gguf-gemma4.md), and breakages
+
+GGUF_U32, GGUF_I32, GGUF_F32, GGUF_BOOL, GGUF_STR, GGUF_ARR = 4, 5, 6, 7, 8, 9
+
+
+def gguf_str(s):
+    b = s.encode("utf-8")
+    return struct.pack("<Q", len(b)) + b
+
+
+def gguf_value(vtype, v):
+    if vtype == GGUF_U32:
+        return struct.pack("<I", v)
+    if vtype == GGUF_I32:
+        return struct.pack("<i", v)
+    if vtype == GGUF_F32:
+        return struct.pack("<f", v)
+    if vtype == GGUF_BOOL:
+        return struct.pack("<B", 1 if v else 0)
+    if vtype == GGUF_STR:
+        return gguf_str(v)
+    etype, items = v
+    return struct.pack("<IQ", etype, len(items)) + b"".join(gguf_value(etype, x) for x in items)
+
+
+def gguf_file(kvs, tensors, version=3, magic=b"GGUF"):
+    """kvs: [(key, type, value)]; tensors: [(name, ggml_type, ne list, data bytes)]."""
+    out = magic + struct.pack("<IQQ", version, len(tensors), len(kvs))
+    for key, vtype, v in kvs:
+        out += gguf_str(key) + struct.pack("<I", vtype) + gguf_value(vtype, v)
+    offset, blobs = 0, []
+    for name, gtype, ne, data in tensors:
+        out += gguf_str(name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", d) for d in ne)
+        out += struct.pack("<IQ", gtype, offset)
+        padded = data + b"\0" * ((-len(data)) % 32)
+        blobs.append(padded)
+        offset += len(padded)
+    out += b"\0" * ((-len(out)) % 32)
+    return out + b"".join(blobs)
+
+
+def q8_0_rows(rows, cols, seed):
+    out = b""
+    for r in range(rows):
+        for b in range(cols // 32):
+            out += struct.pack("<e", 0.01) + bytes(((seed + r * 7 + b * 3 + i * 5) % 255) for i in range(32))
+    return out
+
+
+def tiny_gguf_parts():
+    H, V, L, nh, hd, ghd, ffn = 32, 16, 2, 2, 16, 32, 32
+    kv = [("general.architecture", GGUF_STR, "gemma4"),
+          ("gemma4.block_count", GGUF_U32, L), ("gemma4.context_length", GGUF_U32, 128),
+          ("gemma4.embedding_length", GGUF_U32, H), ("gemma4.feed_forward_length", GGUF_U32, ffn),
+          ("gemma4.attention.head_count", GGUF_U32, nh),
+          ("gemma4.attention.head_count_kv", GGUF_ARR, (GGUF_I32, [1, 1])),
+          ("gemma4.attention.key_length", GGUF_U32, ghd), ("gemma4.attention.value_length", GGUF_U32, ghd),
+          ("gemma4.attention.key_length_swa", GGUF_U32, hd), ("gemma4.attention.value_length_swa", GGUF_U32, hd),
+          ("gemma4.attention.layer_norm_rms_epsilon", GGUF_F32, 1e-6),
+          ("gemma4.attention.sliding_window", GGUF_U32, 4),
+          ("gemma4.attention.sliding_window_pattern", GGUF_ARR, (GGUF_BOOL, [True, False])),
+          ("gemma4.attention.shared_kv_layers", GGUF_U32, 0),
+          ("gemma4.rope.freq_base", GGUF_F32, 1e6), ("gemma4.rope.freq_base_swa", GGUF_F32, 1e4),
+          ("gemma4.embedding_length_per_layer_input", GGUF_U32, 0),
+          ("gemma4.final_logit_softcapping", GGUF_F32, 30.0)]
+    f32 = lambda n, v=1.0: struct.pack("<%df" % n, *([v] * n))
+    t = [("rope_freqs.weight", 0, [ghd // 2], f32(4) + f32(ghd // 2 - 4, 1e30)),
+         ("token_embd.weight", 8, [H, V], q8_0_rows(V, H, 1)),
+         ("output_norm.weight", 0, [H], f32(H))]
+    for i, (d, kvh) in enumerate([(hd, 1), (ghd, 1)]):
+        p = "blk.%d." % i
+        t += [(p + "attn_norm.weight", 0, [H], f32(H)), (p + "post_attention_norm.weight", 0, [H], f32(H)),
+              (p + "ffn_norm.weight", 0, [H], f32(H)), (p + "post_ffw_norm.weight", 0, [H], f32(H)),
+              (p + "attn_q.weight", 8, [H, nh * d], q8_0_rows(nh * d, H, i)),
+              (p + "attn_q_norm.weight", 0, [d], f32(d)),
+              (p + "attn_output.weight", 8, [nh * d, H], q8_0_rows(H, nh * d, i + 1)),
+              (p + "attn_k.weight", 8, [H, kvh * d], q8_0_rows(kvh * d, H, i + 2)),
+              (p + "attn_k_norm.weight", 0, [d], f32(d)),
+              (p + "attn_v.weight", 8, [H, kvh * d], q8_0_rows(kvh * d, H, i + 3)),
+              (p + "ffn_gate.weight", 8, [H, ffn], q8_0_rows(ffn, H, i + 4)),
+              (p + "ffn_up.weight", 8, [H, ffn], q8_0_rows(ffn, H, i + 5)),
+              (p + "ffn_down.weight", 8, [ffn, H], q8_0_rows(H, ffn, i + 6)),
+              (p + "layer_output_scale.weight", 0, [1], f32(1, 0.5))]
+    return kv, t
+
+
+def gguf_seeds():
+    kv, t = tiny_gguf_parts()
+    write("gguf", "tiny_gemma4.gguf", gguf_file(kv, t))
+    write("gguf", "bad_magic.gguf", gguf_file(kv[:3], t[:2], magic=b"GGUX"))
+    write("gguf", "version1.gguf", gguf_file(kv[:3], t[:2], version=1))
+    write("gguf", "truncated.gguf", gguf_file(kv, t)[:700])
+    write("gguf", "not_gemma4.gguf", gguf_file([("general.architecture", GGUF_STR, "llama")], t[:2]))
+    write("gguf", "count_too_large.gguf", b"GGUF" + struct.pack("<IQQ", 3, 1 << 40, 1 << 40))
+    write("gguf", "pattern_wrong_length.gguf", gguf_file(
+        [x if x[0] != "gemma4.attention.sliding_window_pattern" else (x[0], GGUF_ARR, (GGUF_BOOL, [True]))
+         for x in kv], t))
+    write("gguf", "unknown_type.gguf", gguf_file(kv[:3], [("x", 99, [32], b"\0" * 32)]))
+    write("gguf", "q4_0_bad_row.gguf", gguf_file(kv[:3], [("x", 2, [31, 2], b"\0" * 36)]))
+
+
 if __name__ == "__main__":
     json_seeds()
     safetensors_seeds()
     config_seeds()
+    gguf_seeds()
     total = 0
     for root, _, files in os.walk(CORPUS):
         total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
