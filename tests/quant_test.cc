@@ -367,6 +367,45 @@ TEST_P(KernelTest, RepackedQ8_0MatchesPlainQ8_0) {
   }
 }
 
+TEST_P(KernelTest, InterleavedQ4_0x16MatchesPlainQ4_0) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  if (table.gemm_q4_0x16 == nullptr) GTEST_SKIP() << "no Q4_0x16 kernel for this ISA";
+  std::mt19937 rng(17);
+  for (int64_t nblocks : {1, 2, 3, 7, 48}) {
+    const int64_t k = nblocks * 32, tokens = 6;
+    const auto x = RandomVector(tokens * k, &rng);
+    quant::QuantizedActivations acts;
+    quant::QuantizeActivations(x.data(), tokens, k, &acts);
+    const uint64_t row_bytes = RowBytes(DType::kQ4_0, k);
+    std::vector<uint8_t> plain(16 * row_bytes), group(16 * row_bytes);
+    for (int r = 0; r < 16; ++r) {
+      const auto w = RandomVector(k, &rng, 0.05f);
+      quant::QuantizeRow(DType::kQ4_0, w.data(), k, plain.data() + r * row_bytes);
+    }
+    quant::RepackGroupQ4_0x16(plain.data(), row_bytes, nblocks, group.data());
+    for (int r = 0; r < 16; ++r) {
+      std::vector<float> d1(k), d2(k);
+      quant::DequantizeRow(DType::kQ4_0, plain.data() + r * row_bytes, k, d1.data());
+      quant::DequantizeQ4_0x16Row(group.data(), nblocks, r, d2.data());
+      ASSERT_EQ(d1, d2) << "row " << r;
+    }
+    for (int ntok = 1; ntok <= 4; ++ntok) {
+      float got[4 * 16];
+      table.gemm_q4_0x16(group.data(), nblocks, acts, 1, ntok, got, 16);
+      for (int r = 0; r < 16; ++r) {
+        float want[4];
+        kernels::ReferenceTable().dot_q4_0(plain.data() + r * row_bytes, nblocks, acts, 1, ntok,
+                                           want);
+        for (int t = 0; t < ntok; ++t) {
+          EXPECT_NEAR(got[t * 16 + r], want[t], 1e-4f * (1 + std::fabs(want[t])))
+              << "row " << r << " token " << t << " nblocks " << nblocks;
+        }
+      }
+    }
+  }
+}
+
 TEST_P(KernelTest, FloatKernelsMatchReference) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);

@@ -2,6 +2,7 @@
 // with the scalar reference on random data with odd sizes; exits non-zero on a mismatch.
 // GoogleTest covers the same on the build host (tests/quant_test.cc); this standalone binary
 // exists so cross-compiled builds (NEON under qemu in CI) are checked too.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -70,6 +71,19 @@ int Run() {
       Check(same(ntok), "dot_q4_0", k);
       t.dot_q4_0r(q4r.data(), nblocks, acts, 0, ntok, a);
       Check(same(ntok), "dot_q4_0r", k);
+      if (t.gemm_q4_0x16 != nullptr) {
+        // 16 copies of the row, interleaved: every row's result equals the plain dot.
+        std::vector<uint8_t> rows(16 * q4.size()), group(rows.size());
+        for (int r = 0; r < 16; ++r) std::copy(q4.begin(), q4.end(), rows.begin() + r * q4.size());
+        quant::RepackGroupQ4_0x16(rows.data(), q4.size(), nblocks, group.data());
+        float g[4 * 16];
+        t.gemm_q4_0x16(group.data(), nblocks, acts, 0, ntok, g, 16);
+        ref.dot_q4_0(q4.data(), nblocks, acts, 0, ntok, b);
+        for (int r = 0; r < 16; ++r) {
+          for (int i = 0; i < ntok; ++i) a[i] = g[i * 16 + r];
+          Check(same(ntok), "gemm_q4_0x16", k);
+        }
+      }
       std::vector<uint8_t> q8r(q8.size());
       quant::RepackRowQ8_0(q8.data(), nblocks, q8r.data());
       ref.dot_q8_0(q8.data(), nblocks, acts, 0, ntok, b);

@@ -35,6 +35,11 @@ struct KernelTable {
   // models loaded with them keep plain Q8_0.
   RowDotFn dot_q8_0r;
   GemmTileFn gemm_q8_0r;
+  // Q4_0x16 (DType::kQ4_0x16): one group of 16 rows times tokens token .. token + ntok - 1
+  // (ntok <= 4) into out[t * ldo + r]. Null where the ISA has no such kernel; models then use
+  // Q4_0R.
+  void (*gemm_q4_0x16)(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+                       int64_t token, int ntok, float* out, int64_t ldo);
   // One activation row to int8 blocks (same results as quant::QuantizeActivationBlocks).
   void (*quantize_blocks)(const float* x, int64_t nblocks, int8_t* q, float* scale, int32_t* sum,
                           float* offset);

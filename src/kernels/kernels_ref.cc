@@ -1,5 +1,6 @@
 #include "kernels/kernels.h"
 
+#include <cmath>
 #include <cstdlib>
 
 #if defined(__aarch64__) && defined(__linux__)
@@ -8,6 +9,7 @@
 #endif
 
 #include <cstring>
+#include <vector>
 #include "ops/ops.h"
 
 namespace gemma4::kernels {
@@ -41,6 +43,27 @@ void DotQ8_0R(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
   for (int i = 0; i < ntok; ++i) {
     out[i] = quant::DotQ8_0RReference(w, a.q_row(token + i), a.scale_row(token + i),
                                       a.sum_row(token + i), nblocks);
+  }
+}
+
+void GemmQ4_0x16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  constexpr int kGroupBlockBytes = 16 * quant::kQ4_0BlockBytes;
+  for (int r = 0; r < 16; ++r) {
+    for (int t = 0; t < ntok; ++t) {
+      const int8_t* q = a.q_row(token + t);
+      const float* sc = a.scale_row(token + t);
+      float total = 0;
+      for (int64_t b = 0; b < nblocks; ++b) {
+        const uint8_t* block = group + b * kGroupBlockBytes;
+        uint16_t h;
+        std::memcpy(&h, block + 2 * r, 2);
+        int32_t acc = 0;
+        for (int j = 0; j < 32; ++j) acc += quant::Q4_0x16Value(block, r, j) * q[b * 32 + j];
+        total += quant::HalfToFloat(h) * sc[b] * static_cast<float>(acc);
+      }
+      out[t * ldo + r] = total;
+    }
   }
 }
 
@@ -104,6 +127,7 @@ const KernelTable& ReferenceTable() {
                                     .gemm_q4_0r = nullptr,
                                     .dot_q8_0r = DotQ8_0R,
                                     .gemm_q8_0r = nullptr,
+                                    .gemm_q4_0x16 = GemmQ4_0x16,
                                     .quantize_blocks = quant::QuantizeActivationBlocks,
                                     .dot_f32 = DotF32,
                                     .axpy_f32 = AxpyF32,

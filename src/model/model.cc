@@ -180,13 +180,18 @@ Status Model::LoadWeights() {
   }
   // Q4_0 matrices are repacked for the integer kernels (4 blocks per 64-byte load), except the
   // PLE table, which is only ever gathered row by row.
-  // Q8_0 likewise where the CPU has the repacked kernels.
-  const bool repack_q8 = kernels::BestTable().gemm_q8_0r != nullptr;
+  // Q8_0 likewise where the CPU has the repacked kernels. Where it has the 16-row Q4_0 kernel
+  // (AVX-512 VNNI), Q4_0 matrices whose row count (per expert) is a multiple of 16 are
+  // interleaved in 16-row groups instead.
+  const kernels::KernelTable& table = kernels::BestTable();
+  const bool repack_q8 = table.gemm_q8_0r != nullptr;
   for (auto& [name, view] : found) {
     const bool q4 = view.dtype == DType::kQ4_0, q8 = view.dtype == DType::kQ8_0 && repack_q8;
     if ((!q4 && !q8) || view.shape.size() < 2 || name == "embed_tokens_per_layer.weight") {
       continue;
     }
+    const int64_t rows_per_matrix = view.shape[view.shape.size() - 2];
+    const bool x16 = q4 && table.gemm_q4_0x16 != nullptr && rows_per_matrix % 16 == 0;
     try {
       repacked_.emplace_back(new uint8_t[view.nbytes]);
     } catch (const std::bad_alloc&) {
@@ -195,16 +200,23 @@ Status Model::LoadWeights() {
     uint8_t* dst = repacked_.back().get();
     const uint64_t row_bytes = RowBytes(view.dtype, view.cols());
     const int64_t nblocks = view.cols() / quant::kBlock;
-    for (int64_t r = 0; r < view.rows(); ++r) {
-      if (q4) {
-        quant::RepackRowQ4_0(view.data + r * row_bytes, nblocks, dst + r * row_bytes);
-      } else {
-        quant::RepackRowQ8_0(view.data + r * row_bytes, nblocks, dst + r * row_bytes);
+    if (x16) {
+      for (int64_t r = 0; r < view.rows(); r += 16) {
+        quant::RepackGroupQ4_0x16(view.data + r * row_bytes, row_bytes, nblocks,
+                                  dst + r * row_bytes);
+      }
+    } else {
+      for (int64_t r = 0; r < view.rows(); ++r) {
+        if (q4) {
+          quant::RepackRowQ4_0(view.data + r * row_bytes, nblocks, dst + r * row_bytes);
+        } else {
+          quant::RepackRowQ8_0(view.data + r * row_bytes, nblocks, dst + r * row_bytes);
+        }
       }
     }
     ReleasePages(view.data, view.nbytes);
     view.data = dst;
-    view.dtype = q4 ? DType::kQ4_0R : DType::kQ8_0R;
+    view.dtype = x16 ? DType::kQ4_0x16 : q4 ? DType::kQ4_0R : DType::kQ8_0R;
   }
   // The PLE table (E2B: 262144 rows of 8960 values) is read one row per token (with pread,
   // see InferenceState::ReadPleRow); no readahead for whatever does touch the mapping.

@@ -37,6 +37,12 @@ enum class DType : uint8_t {
   // Q8_0 repacked likewise: per group of four blocks, 4 f16 scales then the 128 values + 128
   // as unsigned bytes; a row's last nblocks % 4 blocks stay plain Q8_0.
   kQ8_0R,
+  // Q4_0 interleaved across groups of 16 rows at load time, for the AVX-512 GEMM: per group and
+  // block, the 16 rows' f16 scales, then 256 bytes in which each 64-byte run holds four
+  // consecutive values of all 16 rows (row-major, 4 bytes a row) for two 4-value chunks, one
+  // in the low and one in the high nibbles. One vpdpbusd then serves 16 rows, and the int32
+  // sums of a whole block are scaled once. Rows must be a multiple of 16.
+  kQ4_0x16,
 };
 
 const char* DTypeName(DType t);

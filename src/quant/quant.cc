@@ -537,6 +537,44 @@ void RepackRowQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst) {
   std::memcpy(dst, src, (nblocks - 4 * groups) * kQ8_0BlockBytes);  // plain tail blocks
 }
 
+namespace {
+// Unsigned nibble (0..15) of element j (0..31) of a plain Q4_0 block.
+inline int Q4Nibble(const uint8_t* block, int j) {
+  return j < 16 ? block[2 + j] & 0xF : block[2 + j - 16] >> 4;
+}
+// Byte and shift of element j of row r in a Q4_0x16 block's 256 data bytes.
+inline int X16Byte(int r, int j) { return (j / 8) * 64 + r * 4 + j % 4; }
+inline int X16Shift(int j) { return ((j / 4) % 2) * 4; }
+}  // namespace
+
+void RepackGroupQ4_0x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks, uint8_t* dst) {
+  for (int64_t b = 0; b < nblocks; ++b, dst += 16 * kQ4_0BlockBytes) {
+    std::memset(dst + 32, 0, 256);
+    for (int r = 0; r < 16; ++r) {
+      const uint8_t* block = src + r * src_row_bytes + b * kQ4_0BlockBytes;
+      std::memcpy(dst + 2 * r, block, 2);
+      for (int j = 0; j < 32; ++j) {
+        dst[32 + X16Byte(r, j)] |= static_cast<uint8_t>(Q4Nibble(block, j) << X16Shift(j));
+      }
+    }
+  }
+}
+
+int Q4_0x16Value(const uint8_t* block, int row, int j) {
+  return ((block[32 + X16Byte(row, j)] >> X16Shift(j)) & 0xF) - 8;
+}
+
+void DequantizeQ4_0x16Row(const uint8_t* group, int64_t nblocks, int row, float* out) {
+  for (int64_t b = 0; b < nblocks; ++b, group += 16 * kQ4_0BlockBytes, out += kBlock) {
+    uint16_t h;
+    std::memcpy(&h, group + 2 * row, 2);
+    const float d = HalfToFloat(h);
+    for (int j = 0; j < 32; ++j) {
+      out[j] = d * (((group[32 + X16Byte(row, j)] >> X16Shift(j)) & 0xF) - 8);
+    }
+  }
+}
+
 void QuantizeActivationBlocks(const float* x, int64_t nblocks, int8_t* q, float* scale,
                               int32_t* sum, float* offset) {
   for (int64_t b = 0; b < nblocks; ++b, x += kBlock, q += kBlock) {

@@ -43,6 +43,14 @@ void RepackRowQ4_0(const uint8_t* src, int64_t nblocks, uint8_t* dst);
 // Q8_0 -> Q8_0R (see DType::kQ8_0R) for one row of nblocks blocks; same byte count.
 void RepackRowQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst);
 
+// 16 rows of plain Q4_0 (row r at src + r * src_row_bytes) -> one Q4_0x16 group (see
+// DType::kQ4_0x16), 16 * 18 * nblocks bytes.
+void RepackGroupQ4_0x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks, uint8_t* dst);
+// Signed value (nibble - 8) of element j of row `row` in one Q4_0x16 block (288 bytes).
+int Q4_0x16Value(const uint8_t* block, int row, int j);
+// Row `row` (0..15) of a Q4_0x16 group as f32.
+void DequantizeQ4_0x16Row(const uint8_t* group, int64_t nblocks, int row, float* out);
+
 // Activations quantized for the integer kernels: per block of 32, an f32 scale, 32 int8 values
 // and their sum (used to fold Q4_0's -8 offset into one multiply).
 struct QuantizedActivations {
