@@ -367,39 +367,51 @@ TEST_P(KernelTest, RepackedQ8_0MatchesPlainQ8_0) {
   }
 }
 
-TEST_P(KernelTest, InterleavedQ4_0x16MatchesPlainQ4_0) {
+TEST_P(KernelTest, InterleavedX16MatchesPlainRows) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
-  if (table.gemm_q4_0x16 == nullptr) GTEST_SKIP() << "no Q4_0x16 kernel for this ISA";
+  struct Format {
+    DType plain;
+    decltype(table.gemm_q4_0x16) gemm;
+    void (*repack)(const uint8_t*, uint64_t, int64_t, uint8_t*);
+    void (*dequantize)(const uint8_t*, int64_t, int, float*);
+    kernels::RowDotFn reference;
+  };
+  const Format formats[] = {{DType::kQ4_0, table.gemm_q4_0x16, quant::RepackGroupQ4_0x16,
+                             quant::DequantizeQ4_0x16Row, kernels::ReferenceTable().dot_q4_0},
+                            {DType::kQ8_0, table.gemm_q8_0x16, quant::RepackGroupQ8_0x16,
+                             quant::DequantizeQ8_0x16Row, kernels::ReferenceTable().dot_q8_0}};
   std::mt19937 rng(17);
-  for (int64_t nblocks : {1, 2, 3, 7, 48}) {
-    const int64_t k = nblocks * 32, tokens = 6;
-    const auto x = RandomVector(tokens * k, &rng);
-    quant::QuantizedActivations acts;
-    quant::QuantizeActivations(x.data(), tokens, k, &acts);
-    const uint64_t row_bytes = RowBytes(DType::kQ4_0, k);
-    std::vector<uint8_t> plain(16 * row_bytes), group(16 * row_bytes);
-    for (int r = 0; r < 16; ++r) {
-      const auto w = RandomVector(k, &rng, 0.05f);
-      quant::QuantizeRow(DType::kQ4_0, w.data(), k, plain.data() + r * row_bytes);
-    }
-    quant::RepackGroupQ4_0x16(plain.data(), row_bytes, nblocks, group.data());
-    for (int r = 0; r < 16; ++r) {
-      std::vector<float> d1(k), d2(k);
-      quant::DequantizeRow(DType::kQ4_0, plain.data() + r * row_bytes, k, d1.data());
-      quant::DequantizeQ4_0x16Row(group.data(), nblocks, r, d2.data());
-      ASSERT_EQ(d1, d2) << "row " << r;
-    }
-    for (int ntok = 1; ntok <= 4; ++ntok) {
-      float got[4 * 16];
-      table.gemm_q4_0x16(group.data(), nblocks, acts, 1, ntok, got, 16);
+  for (const Format& f : formats) {
+    if (f.gemm == nullptr) continue;  // this ISA keeps the per-row formats
+    for (int64_t nblocks : {1, 2, 3, 7, 48}) {
+      const int64_t k = nblocks * 32, tokens = 6;
+      const auto x = RandomVector(tokens * k, &rng);
+      quant::QuantizedActivations acts;
+      quant::QuantizeActivations(x.data(), tokens, k, &acts);
+      const uint64_t row_bytes = RowBytes(f.plain, k);
+      std::vector<uint8_t> plain(16 * row_bytes), group(16 * row_bytes);
       for (int r = 0; r < 16; ++r) {
-        float want[4];
-        kernels::ReferenceTable().dot_q4_0(plain.data() + r * row_bytes, nblocks, acts, 1, ntok,
-                                           want);
-        for (int t = 0; t < ntok; ++t) {
-          EXPECT_NEAR(got[t * 16 + r], want[t], 1e-4f * (1 + std::fabs(want[t])))
-              << "row " << r << " token " << t << " nblocks " << nblocks;
+        const auto w = RandomVector(k, &rng, 0.05f);
+        quant::QuantizeRow(f.plain, w.data(), k, plain.data() + r * row_bytes);
+      }
+      f.repack(plain.data(), row_bytes, nblocks, group.data());
+      for (int r = 0; r < 16; ++r) {
+        std::vector<float> d1(k), d2(k);
+        quant::DequantizeRow(f.plain, plain.data() + r * row_bytes, k, d1.data());
+        f.dequantize(group.data(), nblocks, r, d2.data());
+        ASSERT_EQ(d1, d2) << DTypeName(f.plain) << " row " << r;
+      }
+      for (int ntok = 1; ntok <= 4; ++ntok) {
+        float got[4 * 16];
+        f.gemm(group.data(), nblocks, acts, 1, ntok, got, 16);
+        for (int r = 0; r < 16; ++r) {
+          float want[4];
+          f.reference(plain.data() + r * row_bytes, nblocks, acts, 1, ntok, want);
+          for (int t = 0; t < ntok; ++t) {
+            EXPECT_NEAR(got[t * 16 + r], want[t], 1e-4f * (1 + std::fabs(want[t])))
+                << DTypeName(f.plain) << " row " << r << " token " << t << " nblocks " << nblocks;
+          }
         }
       }
     }

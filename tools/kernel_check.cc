@@ -84,6 +84,18 @@ int Run() {
           Check(same(ntok), "gemm_q4_0x16", k);
         }
       }
+      if (t.gemm_q8_0x16 != nullptr) {
+        std::vector<uint8_t> rows(16 * q8.size()), group(rows.size());
+        for (int r = 0; r < 16; ++r) std::copy(q8.begin(), q8.end(), rows.begin() + r * q8.size());
+        quant::RepackGroupQ8_0x16(rows.data(), q8.size(), nblocks, group.data());
+        float g[4 * 16];
+        t.gemm_q8_0x16(group.data(), nblocks, acts, 0, ntok, g, 16);
+        ref.dot_q8_0(q8.data(), nblocks, acts, 0, ntok, b);
+        for (int r = 0; r < 16; ++r) {
+          for (int i = 0; i < ntok; ++i) a[i] = g[i * 16 + r];
+          Check(same(ntok), "gemm_q8_0x16", k);
+        }
+      }
       std::vector<uint8_t> q8r(q8.size());
       quant::RepackRowQ8_0(q8.data(), nblocks, q8r.data());
       ref.dot_q8_0(q8.data(), nblocks, acts, 0, ntok, b);

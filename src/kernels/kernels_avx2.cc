@@ -238,6 +238,7 @@ const KernelTable& Avx2Table() {
                                     .dot_q8_0r = ReferenceTable().dot_q8_0r,
                                     .gemm_q8_0r = nullptr,
                                     .gemm_q4_0x16 = nullptr,
+                                    .gemm_q8_0x16 = nullptr,
                                     .quantize_blocks = QuantizeBlocks,
                                     .dot_f32 = simd::DotF32<Arch>,
                                     .axpy_f32 = simd::AxpyF32<Arch>,

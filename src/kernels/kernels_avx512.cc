@@ -380,11 +380,32 @@ void DotQ4_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivation
 // four consecutive values of all 16 rows; vpdpbusd against the token's matching four
 // activation bytes (broadcast) accumulates one int32 per row, eight times per block, and the
 // block's sums are scaled once: offset by 8 * sum(a), times d_w (16 rows) * d_a.
-template <int NT>
-void GemmQ4_0x16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
-                  int64_t token, float* out, int64_t ldo) {
-  constexpr int kBlockBytes = 16 * quant::kQ4_0BlockBytes;
-  const __m512i mask = _mm512_set1_epi8(0x0F);
+// Q4_0x16 stores nibbles (two chunks per 64 bytes, value + 8); Q8_0x16 stores bytes (one chunk
+// per 64 bytes, value + 128). Both subtract offset * sum(a) from the int32 sums.
+struct Q4X16 {
+  static constexpr int kBlockBytes = 16 * quant::kQ4_0BlockBytes;
+  static constexpr int kOffset = 8;
+  static void Load(const uint8_t* data, __m512i* w) {
+    const __m512i mask = _mm512_set1_epi8(0x0F);
+    for (int p = 0; p < 4; ++p) {
+      const __m512i bytes = _mm512_loadu_si512(data + 64 * p);
+      w[2 * p] = _mm512_and_si512(bytes, mask);
+      w[2 * p + 1] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), mask);
+    }
+  }
+};
+
+struct Q8X16 {
+  static constexpr int kBlockBytes = 16 * quant::kQ8_0BlockBytes;
+  static constexpr int kOffset = 128;
+  static void Load(const uint8_t* data, __m512i* w) {
+    for (int c = 0; c < 8; ++c) w[c] = _mm512_loadu_si512(data + 64 * c);
+  }
+};
+
+template <class Fmt, int NT>
+void GemmX16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+              int64_t token, float* out, int64_t ldo) {
   __m512 acc[NT];
   const int8_t* q[NT];
   const float* sc[NT];
@@ -395,17 +416,13 @@ void GemmQ4_0x16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
     sc[t] = a.scale_row(token + t);
     sum[t] = a.sum_row(token + t);
   }
-  for (int64_t b = 0; b < nblocks; ++b, group += kBlockBytes) {
+  for (int64_t b = 0; b < nblocks; ++b, group += Fmt::kBlockBytes) {
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group)));
     __m512i w[8];
-    for (int p = 0; p < 4; ++p) {
-      const __m512i bytes = _mm512_loadu_si512(group + 32 + 64 * p);
-      w[2 * p] = _mm512_and_si512(bytes, mask);
-      w[2 * p + 1] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), mask);
-    }
+    Fmt::Load(group + 32, w);
     for (int t = 0; t < NT; ++t) {
       const int8_t* qb = q[t] + b * 32;
-      __m512i dp = _mm512_set1_epi32(-8 * sum[t][b]);
+      __m512i dp = _mm512_set1_epi32(-Fmt::kOffset * sum[t][b]);
       for (int c = 0; c < 8; ++c) {
         int32_t four;
         std::memcpy(&four, qb + 4 * c, 4);
@@ -418,10 +435,11 @@ void GemmQ4_0x16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
   for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + t * ldo, acc[t]);
 }
 
-void GemmQ4_0x16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
-                 int64_t token, int ntok, float* out, int64_t ldo) {
+template <class Fmt>
+void GemmX16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+             int64_t token, int ntok, float* out, int64_t ldo) {
   simd::ForTokenCount(ntok, [&](auto nt) {
-    GemmQ4_0x16T<decltype(nt)::value>(group, nblocks, a, token, out, ldo);
+    GemmX16T<Fmt, decltype(nt)::value>(group, nblocks, a, token, out, ldo);
   });
 }
 
@@ -488,7 +506,8 @@ const KernelTable& Avx512VnniTable() {
                                     .gemm_q4_0r = GroupGemm<Q4Groups>,
                                     .dot_q8_0r = GroupDot<Q8Groups>,
                                     .gemm_q8_0r = GroupGemm<Q8Groups>,
-                                    .gemm_q4_0x16 = GemmQ4_0x16,
+                                    .gemm_q4_0x16 = GemmX16<Q4X16>,
+                                    .gemm_q8_0x16 = GemmX16<Q8X16>,
                                     .quantize_blocks = QuantizeBlocks,
                                     .dot_f32 = simd::DotF32<Arch>,
                                     .axpy_f32 = simd::AxpyF32<Arch>,

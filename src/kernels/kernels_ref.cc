@@ -46,9 +46,11 @@ void DotQ8_0R(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
   }
 }
 
-void GemmQ4_0x16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
-                 int64_t token, int ntok, float* out, int64_t ldo) {
-  constexpr int kGroupBlockBytes = 16 * quant::kQ4_0BlockBytes;
+// Both interleaved formats: value(block, row, j) reads one weight.
+template <int kBlockBytes, int (*Value)(const uint8_t*, int, int)>
+void GemmX16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+             int64_t token, int ntok, float* out, int64_t ldo) {
+  constexpr int kGroupBlockBytes = 16 * kBlockBytes;
   for (int r = 0; r < 16; ++r) {
     for (int t = 0; t < ntok; ++t) {
       const int8_t* q = a.q_row(token + t);
@@ -59,7 +61,7 @@ void GemmQ4_0x16(const uint8_t* group, int64_t nblocks, const quant::QuantizedAc
         uint16_t h;
         std::memcpy(&h, block + 2 * r, 2);
         int32_t acc = 0;
-        for (int j = 0; j < 32; ++j) acc += quant::Q4_0x16Value(block, r, j) * q[b * 32 + j];
+        for (int j = 0; j < 32; ++j) acc += Value(block, r, j) * q[b * 32 + j];
         total += quant::HalfToFloat(h) * sc[b] * static_cast<float>(acc);
       }
       out[t * ldo + r] = total;
@@ -118,22 +120,24 @@ void F16ToF32(const uint8_t* src, int64_t n, float* dst) {
 }  // namespace
 
 const KernelTable& ReferenceTable() {
-  static const KernelTable table = {.isa = "ref",
-                                    .dot_q8_0 = DotQ8_0,
-                                    .dot_q4_0 = DotQ4_0,
-                                    .dot_q4_0r = DotQ4_0R,
-                                    .dot_q6_k = DotQ6_K,
-                                    .dot_q4_k = DotQ4_K,
-                                    .gemm_q4_0r = nullptr,
-                                    .dot_q8_0r = DotQ8_0R,
-                                    .gemm_q8_0r = nullptr,
-                                    .gemm_q4_0x16 = GemmQ4_0x16,
-                                    .quantize_blocks = quant::QuantizeActivationBlocks,
-                                    .dot_f32 = DotF32,
-                                    .axpy_f32 = AxpyF32,
-                                    .gelu_mul_f32 = GeluMulF32,
-                                    .bf16_to_f32 = Bf16ToF32,
-                                    .f16_to_f32 = F16ToF32};
+  static const KernelTable table = {
+      .isa = "ref",
+      .dot_q8_0 = DotQ8_0,
+      .dot_q4_0 = DotQ4_0,
+      .dot_q4_0r = DotQ4_0R,
+      .dot_q6_k = DotQ6_K,
+      .dot_q4_k = DotQ4_K,
+      .gemm_q4_0r = nullptr,
+      .dot_q8_0r = DotQ8_0R,
+      .gemm_q8_0r = nullptr,
+      .gemm_q4_0x16 = GemmX16<quant::kQ4_0BlockBytes, quant::Q4_0x16Value>,
+      .gemm_q8_0x16 = GemmX16<quant::kQ8_0BlockBytes, quant::Q8_0x16Value>,
+      .quantize_blocks = quant::QuantizeActivationBlocks,
+      .dot_f32 = DotF32,
+      .axpy_f32 = AxpyF32,
+      .gelu_mul_f32 = GeluMulF32,
+      .bf16_to_f32 = Bf16ToF32,
+      .f16_to_f32 = F16ToF32};
   return table;
 }
 

@@ -186,12 +186,14 @@ Status Model::LoadWeights() {
   const kernels::KernelTable& table = kernels::BestTable();
   const bool repack_q8 = table.gemm_q8_0r != nullptr;
   for (auto& [name, view] : found) {
-    const bool q4 = view.dtype == DType::kQ4_0, q8 = view.dtype == DType::kQ8_0 && repack_q8;
+    const bool q4 = view.dtype == DType::kQ4_0,
+               q8 = view.dtype == DType::kQ8_0 && (repack_q8 || table.gemm_q8_0x16 != nullptr);
     if ((!q4 && !q8) || view.shape.size() < 2 || name == "embed_tokens_per_layer.weight") {
       continue;
     }
     const int64_t rows_per_matrix = view.shape[view.shape.size() - 2];
-    const bool x16 = q4 && table.gemm_q4_0x16 != nullptr && rows_per_matrix % 16 == 0;
+    const bool x16 = rows_per_matrix % 16 == 0 &&
+                     (q4 ? table.gemm_q4_0x16 != nullptr : table.gemm_q8_0x16 != nullptr);
     try {
       repacked_.emplace_back(new uint8_t[view.nbytes]);
     } catch (const std::bad_alloc&) {
@@ -201,9 +203,9 @@ Status Model::LoadWeights() {
     const uint64_t row_bytes = RowBytes(view.dtype, view.cols());
     const int64_t nblocks = view.cols() / quant::kBlock;
     if (x16) {
+      const auto repack = q4 ? quant::RepackGroupQ4_0x16 : quant::RepackGroupQ8_0x16;
       for (int64_t r = 0; r < view.rows(); r += 16) {
-        quant::RepackGroupQ4_0x16(view.data + r * row_bytes, row_bytes, nblocks,
-                                  dst + r * row_bytes);
+        repack(view.data + r * row_bytes, row_bytes, nblocks, dst + r * row_bytes);
       }
     } else {
       for (int64_t r = 0; r < view.rows(); ++r) {
@@ -216,7 +218,9 @@ Status Model::LoadWeights() {
     }
     ReleasePages(view.data, view.nbytes);
     view.data = dst;
-    view.dtype = x16 ? DType::kQ4_0x16 : q4 ? DType::kQ4_0R : DType::kQ8_0R;
+    view.dtype = x16  ? (q4 ? DType::kQ4_0x16 : DType::kQ8_0x16)
+                 : q4 ? DType::kQ4_0R
+                      : DType::kQ8_0R;
   }
   // The PLE table (E2B: 262144 rows of 8960 values) is read one row per token (with pread,
   // see InferenceState::ReadPleRow); no readahead for whatever does touch the mapping.

@@ -42,6 +42,8 @@ const char* DTypeName(DType t) {
       return "Q8_0R";
     case DType::kQ4_0x16:
       return "Q4_0x16";
+    case DType::kQ8_0x16:
+      return "Q8_0x16";
   }
   return "?";
 }
@@ -70,6 +72,7 @@ int64_t BlockElements(DType t) {
     case DType::kQ4_0R:
     case DType::kQ8_0R:
     case DType::kQ4_0x16:
+    case DType::kQ8_0x16:
       return 32;
     case DType::kQ4_K:
     case DType::kQ6_K:
@@ -83,6 +86,7 @@ size_t BlockBytes(DType t) {
   switch (t) {
     case DType::kQ8_0:
     case DType::kQ8_0R:
+    case DType::kQ8_0x16:
       return 34;  // f16 d + 32 x int8
     case DType::kQ4_0:
     case DType::kQ4_0R:
@@ -106,7 +110,7 @@ uint64_t RowBytes(DType t, int64_t cols) {
 bool IsComputeType(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 ||
          t == DType::kQ4_0 || t == DType::kQ4_K || t == DType::kQ6_K || t == DType::kQ4_0R ||
-         t == DType::kQ8_0R || t == DType::kQ4_0x16;
+         t == DType::kQ8_0R || t == DType::kQ4_0x16 || t == DType::kQ8_0x16;
 }
 
 std::string TensorView::ShapeString() const {

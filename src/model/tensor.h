@@ -43,6 +43,9 @@ enum class DType : uint8_t {
   // in the low and one in the high nibbles. One vpdpbusd then serves 16 rows, and the int32
   // sums of a whole block are scaled once. Rows must be a multiple of 16.
   kQ4_0x16,
+  // Q8_0 interleaved likewise: per group and block, 16 f16 scales, then 512 bytes: for each
+  // 4-value chunk, 16 rows x 4 values + 128 as unsigned bytes.
+  kQ8_0x16,
 };
 
 const char* DTypeName(DType t);

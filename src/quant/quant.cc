@@ -560,6 +560,31 @@ void RepackGroupQ4_0x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblo
   }
 }
 
+void RepackGroupQ8_0x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks, uint8_t* dst) {
+  for (int64_t b = 0; b < nblocks; ++b, dst += 16 * kQ8_0BlockBytes) {
+    for (int r = 0; r < 16; ++r) {
+      const uint8_t* block = src + r * src_row_bytes + b * kQ8_0BlockBytes;
+      std::memcpy(dst + 2 * r, block, 2);
+      for (int j = 0; j < 32; ++j) {
+        dst[32 + (j / 4) * 64 + r * 4 + j % 4] = static_cast<uint8_t>(block[2 + j] ^ 0x80);
+      }
+    }
+  }
+}
+
+int Q8_0x16Value(const uint8_t* block, int row, int j) {
+  return static_cast<int>(block[32 + (j / 4) * 64 + row * 4 + j % 4]) - 128;
+}
+
+void DequantizeQ8_0x16Row(const uint8_t* group, int64_t nblocks, int row, float* out) {
+  for (int64_t b = 0; b < nblocks; ++b, group += 16 * kQ8_0BlockBytes, out += kBlock) {
+    uint16_t h;
+    std::memcpy(&h, group + 2 * row, 2);
+    const float d = HalfToFloat(h);
+    for (int j = 0; j < 32; ++j) out[j] = d * Q8_0x16Value(group, row, j);
+  }
+}
+
 int Q4_0x16Value(const uint8_t* block, int row, int j) {
   return ((block[32 + X16Byte(row, j)] >> X16Shift(j)) & 0xF) - 8;
 }

@@ -46,6 +46,12 @@ void RepackRowQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst);
 // 16 rows of plain Q4_0 (row r at src + r * src_row_bytes) -> one Q4_0x16 group (see
 // DType::kQ4_0x16), 16 * 18 * nblocks bytes.
 void RepackGroupQ4_0x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks, uint8_t* dst);
+// 16 rows of plain Q8_0 -> one Q8_0x16 group (see DType::kQ8_0x16), 16 * 34 * nblocks bytes.
+void RepackGroupQ8_0x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks, uint8_t* dst);
+// Signed value of element j of row `row` in one Q8_0x16 block (544 bytes).
+int Q8_0x16Value(const uint8_t* block, int row, int j);
+// Row `row` (0..15) of a Q8_0x16 group as f32.
+void DequantizeQ8_0x16Row(const uint8_t* group, int64_t nblocks, int row, float* out);
 // Signed value (nibble - 8) of element j of row `row` in one Q4_0x16 block (288 bytes).
 int Q4_0x16Value(const uint8_t* block, int row, int j);
 // Row `row` (0..15) of a Q4_0x16 group as f32.
