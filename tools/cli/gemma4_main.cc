@@ -131,21 +131,30 @@ Status RunLogits(int argc, char** argv) {
   GEMMA4_RETURN_IF_ERROR(CommonOptions(args, &model, &threads));
   ThreadPool pool(static_cast<int>(threads));
   InferenceState state(*model, &pool);
-  const int64_t n = static_cast<int64_t>(ids.size()), vocab = model->config().vocab_size;
-  std::vector<float> all(n * vocab), part;
-  for (int64_t done = 0; done < n; done += chunk) {
-    const int64_t len = std::min(chunk, n - done);
-    GEMMA4_RETURN_IF_ERROR(state.Forward(ids.data() + done, len, LogitsMode::kAll, &part));
-    std::copy(part.begin(), part.end(), all.begin() + done * vocab);
-  }
+  // Logits are written as they are produced, at most 256 positions at a time (a long prompt
+  // over a 262144-token vocabulary would otherwise need n * 1 MiB at once). The forward pass
+  // gives the same logits for any split (tests/golden_test.cc).
+  const int64_t n = static_cast<int64_t>(ids.size());
+  const int64_t step = std::min<int64_t>(chunk, 256);
   const std::string& out = args.values.at("--out");
   std::ofstream f(out, std::ios::binary);
+  if (!f) return InvalidArgumentError(out + ": cannot create the logits file");
   // float32 in host order; every supported host is little-endian (checked at build time).
   static_assert(std::endian::native == std::endian::little);
-  f.write(reinterpret_cast<const char*>(all.data()),
-          static_cast<std::streamsize>(all.size() * sizeof(float)));
-  if (!f) return InvalidArgumentError(out + ": cannot write the logits file");
-  return OkStatus();
+  std::vector<float> part;
+  Status status;
+  for (int64_t done = 0; done < n && status.ok(); done += step) {
+    const int64_t len = std::min(step, n - done);
+    status = state.Forward(ids.data() + done, len, LogitsMode::kAll, &part);
+    if (status.ok()) {
+      f.write(reinterpret_cast<const char*>(part.data()),
+              static_cast<std::streamsize>(part.size() * sizeof(float)));
+      if (!f) status = InvalidArgumentError(out + ": cannot write the logits file");
+    }
+  }
+  f.close();
+  if (!status.ok()) std::remove(out.c_str());  // no partial output
+  return status;
 }
 
 Status RunGenerate(int argc, char** argv) {
