@@ -126,6 +126,27 @@ TEST_P(GoldenTest, GreedyGenerationMatchesTransformers) {
   }
 }
 
+// GGUF files made by llama.cpp's converter from the same checkpoints (see
+// tests/fixtures/llama_cpp_gguf/README.md): the GGUF loader maps them onto the same model, so
+// the same tolerance holds.
+TEST(LlamaCppGgufTest, ConverterOutputMatchesTransformers) {
+  for (const char* variant : {"tiny-e4b", "tiny-26b-a4b"}) {
+    const Fixture fixture = testing::LoadReferenceFixture(variant);
+    auto model =
+        Model::Load(std::string(GEMMA4_FIXTURES_DIR) + "/llama_cpp_gguf/" + variant + ".gguf");
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    for (size_t i = 0; i < fixture.prompts.size(); ++i) {
+      InferenceState state(**model, nullptr);
+      std::vector<float> logits;
+      const auto& ids = fixture.prompts[i].ids;
+      ASSERT_TRUE(state.Forward(ids.data(), ids.size(), LogitsMode::kAll, &logits).ok());
+      const float err = MaxAbsDiff(logits, fixture.prompts[i].logits);
+      std::printf("max error %s llama.cpp GGUF prompt %zu: %.3g\n", variant, i, err);
+      EXPECT_LE(err, kTolerance) << variant << " prompt " << i;
+    }
+  }
+}
+
 std::vector<Case> AllCases() {
   std::vector<Case> cases;
   for (const char* v : testing::kVariants) {

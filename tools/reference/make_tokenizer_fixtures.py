@@ -39,7 +39,7 @@ CORPUS_LINES = [
 ]
 
 
-def train(out):
+def train(out, vocab_size=1200):
     rng = random.Random(0)
     lines = []
     for _ in range(300):
@@ -53,7 +53,7 @@ def train(out):
         f.write("\n".join(lines))
     spm.SentencePieceTrainer.train(
         input=corpus, model_prefix=os.path.join(out, "tokenizer"), model_type="bpe",
-        vocab_size=1200, character_coverage=1.0, byte_fallback=True, split_digits=True,
+        vocab_size=vocab_size, character_coverage=1.0, byte_fallback=True, split_digits=True,
         add_dummy_prefix=False, remove_extra_whitespaces=False,
         normalization_rule_name="identity", allow_whitespace_only_pieces=True,
         split_by_whitespace=False, treat_whitespace_as_suffix=False, max_sentencepiece_length=16,
@@ -82,7 +82,7 @@ def convert(out):
         vocab, merges = res[0], res[1]
     tok = GemmaTokenizer(vocab=vocab, merges=merges, **kwargs)
     print("built from SentencePieceExtractor:", len(vocab), "pieces,", len(merges), "merges")
-    assert len(tok) > 1000, len(tok)
+    assert len(tok) == len(vocab), (len(tok), len(vocab))
     tok.add_special_tokens({"additional_special_tokens": SPECIALS})
     tok.save_pretrained(out)
     return tok
@@ -110,9 +110,10 @@ def cases(tok):
 
 
 def main():
+    # usage: make_tokenizer_fixtures.py OUT_DIR [VOCAB_SIZE]
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    train(out)
+    train(out, int(sys.argv[2]) if len(sys.argv) > 2 else 1200)
     tok = convert(out)
     data = cases(tok)
     with open(os.path.join(out, "cases.json"), "w", encoding="utf-8") as f:
