@@ -155,6 +155,64 @@ void DotQ4_0R(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
                       [&](auto nt) { DotQ4_0RT<decltype(nt)::value>(w, nblocks, a, token, out); });
 }
 
+// Q6_K (same unpacking as the AVX-512 kernel, 32 values per vector): maddubs of the unsigned
+// 6-bit values with the activations, minus 32 * the activations, gives per-4-value sums; each
+// half of a vector is one 16-value sub-block with its own int8 scale.
+template <int NT>
+void DotQ6_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
+              int64_t token, float* out) {
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+  const __m256i thirty_two = _mm256_set1_epi8(32);
+  const __m128i spread = _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += 210) {
+    const float d = LoadHalf(w + 208);
+    const int8_t* sc = reinterpret_cast<const int8_t*>(w + 192);
+    for (int half = 0; half < 2; ++half) {
+      const uint8_t* ql = w + 64 * half;
+      const uint8_t* qh = w + 128 + 32 * half;
+      const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+      const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh));
+      __m256i q[4];
+      q[0] =
+          _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
+      q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4));
+      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
+      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
+      __m256 scv[4];
+      for (int v = 0; v < 4; ++v) {  // vector v holds sub-blocks 2v, 2v + 1 of this half
+        int16_t two;
+        std::memcpy(&two, sc + 8 * half + 2 * v, 2);
+        scv[v] = _mm256_cvtepi32_ps(
+            _mm256_cvtepi8_epi32(_mm_shuffle_epi8(_mm_cvtsi32_si128(two), spread)));
+      }
+      const int64_t b = sb * 8 + half * 4;  // first activation block of this half
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* aq = a.q_row(token + t) + b * 32;
+        const float* as = a.scale_row(token + t) + b;
+        for (int v = 0; v < 4; ++v) {
+          const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(aq + 32 * v));
+          const __m256i dp = _mm256_sub_epi32(DotU8S8(q[v], av), DotU8S8(thirty_two, av));
+          acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp),
+                                   _mm256_mul_ps(scv[v], _mm256_set1_ps(d * as[v])), acc[t]);
+        }
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]);
+}
+
+void DotQ6_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  simd::ForTokenCount(ntok,
+                      [&](auto nt) { DotQ6_KT<decltype(nt)::value>(w, nblocks, a, token, out); });
+}
+
 void DotQ4_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   simd::ForTokenCount(ntok,
@@ -232,7 +290,7 @@ const KernelTable& Avx2Table() {
                                     .dot_q8_0 = DotQ8_0,
                                     .dot_q4_0 = DotQ4_0,
                                     .dot_q4_0r = DotQ4_0R,
-                                    .dot_q6_k = ReferenceTable().dot_q6_k,
+                                    .dot_q6_k = DotQ6_K,
                                     .dot_q4_k = ReferenceTable().dot_q4_k,
                                     .gemm_q4_0r = nullptr,
                                     .dot_q8_0r = ReferenceTable().dot_q8_0r,
