@@ -213,6 +213,51 @@ void DotQ6_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivation
                       [&](auto nt) { DotQ6_KT<decltype(nt)::value>(w, nblocks, a, token, out); });
 }
 
+// Q4_K: a 32-byte chunk holds sub-block 2c in its low nibbles and 2c + 1 in its high nibbles,
+// each one activation block; the mins come off with the activation block sums.
+template <int NT>
+void DotQ4_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
+              int64_t token, float* out) {
+  __m256 acc[NT];
+  float mins[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    mins[t] = 0;
+  }
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += 144) {
+    const float d = LoadHalf(w), dmin = LoadHalf(w + 2);
+    uint8_t sc[8], m[8];
+    quant::Q4_KScales(w + 4, sc, m);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16 + 32 * c));
+      const __m256i lo = _mm256_and_si256(raw, m4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+      const int64_t b = sb * 8 + 2 * c;
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* aq = a.q_row(token + t) + b * 32;
+        const float* as = a.scale_row(token + t) + b;
+        const int32_t* sum = a.sum_row(token + t) + b;
+        const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(aq));
+        const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(aq + 32));
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(lo, a0)),
+                                 _mm256_set1_ps(d * sc[2 * c] * as[0]), acc[t]);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(hi, a1)),
+                                 _mm256_set1_ps(d * sc[2 * c + 1] * as[1]), acc[t]);
+        mins[t] += dmin * (m[2 * c] * as[0] * static_cast<float>(sum[0]) +
+                           m[2 * c + 1] * as[1] * static_cast<float>(sum[1]));
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]) - mins[t];
+}
+
+void DotQ4_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  simd::ForTokenCount(ntok,
+                      [&](auto nt) { DotQ4_KT<decltype(nt)::value>(w, nblocks, a, token, out); });
+}
+
 void DotQ4_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   simd::ForTokenCount(ntok,
@@ -291,7 +336,7 @@ const KernelTable& Avx2Table() {
                                     .dot_q4_0 = DotQ4_0,
                                     .dot_q4_0r = DotQ4_0R,
                                     .dot_q6_k = DotQ6_K,
-                                    .dot_q4_k = ReferenceTable().dot_q4_k,
+                                    .dot_q4_k = DotQ4_K,
                                     .gemm_q4_0r = nullptr,
                                     .dot_q8_0r = ReferenceTable().dot_q8_0r,
                                     .gemm_q8_0r = nullptr,
