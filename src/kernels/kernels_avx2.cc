@@ -258,6 +258,66 @@ void DotQ4_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivation
                       [&](auto nt) { DotQ4_KT<decltype(nt)::value>(w, nblocks, a, token, out); });
 }
 
+// Q4_0x16 on AVX2: rows 0-7 of every 64-byte run are its first 32 bytes, rows 8-15 the second.
+// Per run, the two unpacked chunks of each half meet the token's two broadcast activation
+// quads through maddubs (unsigned nibbles times signed bytes, no saturation) and madd.
+template <int NT>
+void GemmQ4_0x16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+                  int64_t token, float* out, int64_t ldo) {
+  constexpr int kBlockBytes = 16 * quant::kQ4_0BlockBytes;
+  const __m256i mask = _mm256_set1_epi8(0x0F);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[NT][2];
+  for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nblocks; ++b, group += kBlockBytes) {
+    const __m256 dw0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(group)));
+    const __m256 dw1 =
+        _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(group + 16)));
+    __m256i dp[NT][2];
+    for (int t = 0; t < NT; ++t) dp[t][0] = dp[t][1] = _mm256_setzero_si256();
+    for (int p = 0; p < 4; ++p) {
+      const uint8_t* run = group + 32 + 64 * p;
+      __m256i w[2][2];  // [half][chunk 2p or 2p + 1]
+      for (int h = 0; h < 2; ++h) {
+        const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(run + 32 * h));
+        w[h][0] = _mm256_and_si256(bytes, mask);
+        w[h][1] = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), mask);
+      }
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* qb = a.q_row(token + t) + b * 32 + 8 * p;
+        int32_t quad0, quad1;
+        std::memcpy(&quad0, qb, 4);
+        std::memcpy(&quad1, qb + 4, 4);
+        const __m256i a0 = _mm256_set1_epi32(quad0), a1 = _mm256_set1_epi32(quad1);
+        for (int h = 0; h < 2; ++h) {
+          const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(w[h][0], a0),
+                                               _mm256_maddubs_epi16(w[h][1], a1));
+          dp[t][h] = _mm256_add_epi32(dp[t][h], _mm256_madd_epi16(s16, ones));
+        }
+      }
+    }
+    for (int t = 0; t < NT; ++t) {
+      const __m256i offset = _mm256_set1_epi32(8 * a.sum_row(token + t)[b]);
+      const __m256 da = _mm256_set1_ps(a.scale_row(token + t)[b]);
+      acc[t][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(dp[t][0], offset)),
+                                  _mm256_mul_ps(dw0, da), acc[t][0]);
+      acc[t][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(dp[t][1], offset)),
+                                  _mm256_mul_ps(dw1, da), acc[t][1]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) {
+    _mm256_storeu_ps(out + t * ldo, acc[t][0]);
+    _mm256_storeu_ps(out + t * ldo + 8, acc[t][1]);
+  }
+}
+
+void GemmQ4_0x16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  simd::ForTokenCount(ntok, [&](auto nt) {
+    GemmQ4_0x16T<decltype(nt)::value>(group, nblocks, a, token, out, ldo);
+  });
+}
+
 void DotQ4_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   simd::ForTokenCount(ntok,
@@ -340,7 +400,7 @@ const KernelTable& Avx2Table() {
                                     .gemm_q4_0r = nullptr,
                                     .dot_q8_0r = ReferenceTable().dot_q8_0r,
                                     .gemm_q8_0r = nullptr,
-                                    .gemm_q4_0x16 = nullptr,
+                                    .gemm_q4_0x16 = GemmQ4_0x16,
                                     .gemm_q8_0x16 = nullptr,
                                     .quantize_blocks = QuantizeBlocks,
                                     .dot_f32 = simd::DotF32<Arch>,
