@@ -26,6 +26,29 @@ void ForTokenCount(int ntok, F&& f) {
   }
 }
 
+// A row-dot kernel templated on the token count, as a kernels::RowDotFn: the table entry
+// GEMMA4_BY_TOKEN_COUNT(DotQ4_0T) dispatches ntok 1..4 to DotQ4_0T<1..4>.
+template <class Acts, void (*F1)(const uint8_t*, int64_t, const Acts&, int64_t, float*),
+          void (*F2)(const uint8_t*, int64_t, const Acts&, int64_t, float*),
+          void (*F3)(const uint8_t*, int64_t, const Acts&, int64_t, float*),
+          void (*F4)(const uint8_t*, int64_t, const Acts&, int64_t, float*)>
+void ByTokenCount(const uint8_t* w, int64_t nblocks, const Acts& a, int64_t token, int ntok,
+                  float* out) {
+  switch (ntok) {
+    case 4:
+      return F4(w, nblocks, a, token, out);
+    case 3:
+      return F3(w, nblocks, a, token, out);
+    case 2:
+      return F2(w, nblocks, a, token, out);
+    default:
+      return F1(w, nblocks, a, token, out);
+  }
+}
+#define GEMMA4_BY_TOKEN_COUNT(kernel)                                                     \
+  ::gemma4::kernels::simd::ByTokenCount<::gemma4::quant::QuantizedActivations, kernel<1>, \
+                                        kernel<2>, kernel<3>, kernel<4>>
+
 // Dot product with four independent vector accumulators.
 template <class Arch>
 float DotF32(const float* a, const float* b, int64_t n) {

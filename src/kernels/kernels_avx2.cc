@@ -149,12 +149,6 @@ void DotQ4_0RT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivati
   }
 }
 
-void DotQ4_0R(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
-              int64_t token, int ntok, float* out) {
-  simd::ForTokenCount(ntok,
-                      [&](auto nt) { DotQ4_0RT<decltype(nt)::value>(w, nblocks, a, token, out); });
-}
-
 // Q6_K (same unpacking as the AVX-512 kernel, 32 values per vector): maddubs of the unsigned
 // 6-bit values with the activations, minus 32 * the activations, gives per-4-value sums; each
 // half of a vector is one 16-value sub-block with its own int8 scale.
@@ -207,12 +201,6 @@ void DotQ6_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
   for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]);
 }
 
-void DotQ6_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
-             int ntok, float* out) {
-  simd::ForTokenCount(ntok,
-                      [&](auto nt) { DotQ6_KT<decltype(nt)::value>(w, nblocks, a, token, out); });
-}
-
 // Q4_K: a 32-byte chunk holds sub-block 2c in its low nibbles and 2c + 1 in its high nibbles,
 // each one activation block; the mins come off with the activation block sums.
 template <int NT>
@@ -250,12 +238,6 @@ void DotQ4_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
     }
   }
   for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]) - mins[t];
-}
-
-void DotQ4_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
-             int ntok, float* out) {
-  simd::ForTokenCount(ntok,
-                      [&](auto nt) { DotQ4_KT<decltype(nt)::value>(w, nblocks, a, token, out); });
 }
 
 // Q4_0x16 on AVX2: rows 0-7 of every 64-byte run are its first 32 bytes, rows 8-15 the second.
@@ -316,18 +298,6 @@ void GemmQ4_0x16(const uint8_t* group, int64_t nblocks, const quant::QuantizedAc
   simd::ForTokenCount(ntok, [&](auto nt) {
     GemmQ4_0x16T<decltype(nt)::value>(group, nblocks, a, token, out, ldo);
   });
-}
-
-void DotQ4_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
-             int ntok, float* out) {
-  simd::ForTokenCount(ntok,
-                      [&](auto nt) { DotQ4_0T<decltype(nt)::value>(w, nblocks, a, token, out); });
-}
-
-void DotQ8_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
-             int ntok, float* out) {
-  simd::ForTokenCount(ntok,
-                      [&](auto nt) { DotQ8_0T<decltype(nt)::value>(w, nblocks, a, token, out); });
 }
 
 void Bf16ToF32(const uint8_t* src, int64_t n, float* dst) {
@@ -392,11 +362,11 @@ using Arch = xsimd::fma3<xsimd::avx2>;
 
 const KernelTable& Avx2Table() {
   static const KernelTable table = {.isa = "avx2",
-                                    .dot_q8_0 = DotQ8_0,
-                                    .dot_q4_0 = DotQ4_0,
-                                    .dot_q4_0r = DotQ4_0R,
-                                    .dot_q6_k = DotQ6_K,
-                                    .dot_q4_k = DotQ4_K,
+                                    .dot_q8_0 = GEMMA4_BY_TOKEN_COUNT(DotQ8_0T),
+                                    .dot_q4_0 = GEMMA4_BY_TOKEN_COUNT(DotQ4_0T),
+                                    .dot_q4_0r = GEMMA4_BY_TOKEN_COUNT(DotQ4_0RT),
+                                    .dot_q6_k = GEMMA4_BY_TOKEN_COUNT(DotQ6_KT),
+                                    .dot_q4_k = GEMMA4_BY_TOKEN_COUNT(DotQ4_KT),
                                     .gemm_q4_0r = nullptr,
                                     .dot_q8_0r = ReferenceTable().dot_q8_0r,
                                     .gemm_q8_0r = nullptr,

@@ -326,12 +326,6 @@ void DotQ6_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
   for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
-void DotQ6_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
-             int ntok, float* out) {
-  simd::ForTokenCount(ntok,
-                      [&](auto nt) { DotQ6_KT<decltype(nt)::value>(w, nblocks, a, token, out); });
-}
-
 // Q4_K: each 32-value sub-block is one activation block. A 32-byte chunk holds sub-block 2c in
 // its low nibbles and 2c + 1 in its high nibbles, which together meet one 64-byte activation
 // load; the 6-bit scales and mins are unpacked per 256-value block.
@@ -368,12 +362,6 @@ void DotQ4_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
     }
   }
   for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) - mins[t];
-}
-
-void DotQ4_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
-             int ntok, float* out) {
-  simd::ForTokenCount(ntok,
-                      [&](auto nt) { DotQ4_KT<decltype(nt)::value>(w, nblocks, a, token, out); });
 }
 
 // Q4_0x16: 16 rows at a time. Each 64-byte run of a block unpacks into two vectors holding
@@ -443,18 +431,6 @@ void GemmX16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActiva
   });
 }
 
-void DotQ4_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
-             int ntok, float* out) {
-  simd::ForTokenCount(ntok,
-                      [&](auto nt) { DotQ4_0T<decltype(nt)::value>(w, nblocks, a, token, out); });
-}
-
-void DotQ8_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
-             int ntok, float* out) {
-  simd::ForTokenCount(ntok,
-                      [&](auto nt) { DotQ8_0T<decltype(nt)::value>(w, nblocks, a, token, out); });
-}
-
 void Bf16ToF32(const uint8_t* src, int64_t n, float* dst) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -498,11 +474,11 @@ using Arch = xsimd::avx512bw;
 
 const KernelTable& Avx512VnniTable() {
   static const KernelTable table = {.isa = "avx512vnni",
-                                    .dot_q8_0 = DotQ8_0,
-                                    .dot_q4_0 = DotQ4_0,
+                                    .dot_q8_0 = GEMMA4_BY_TOKEN_COUNT(DotQ8_0T),
+                                    .dot_q4_0 = GEMMA4_BY_TOKEN_COUNT(DotQ4_0T),
                                     .dot_q4_0r = GroupDot<Q4Groups>,
-                                    .dot_q6_k = DotQ6_K,
-                                    .dot_q4_k = DotQ4_K,
+                                    .dot_q6_k = GEMMA4_BY_TOKEN_COUNT(DotQ6_KT),
+                                    .dot_q4_k = GEMMA4_BY_TOKEN_COUNT(DotQ4_KT),
                                     .gemm_q4_0r = GroupGemm<Q4Groups>,
                                     .dot_q8_0r = GroupDot<Q8Groups>,
                                     .gemm_q8_0r = GroupGemm<Q8Groups>,
