@@ -2,6 +2,7 @@
 //   gemma4 logits   --model PATH --ids 2,17,33 --out FILE [--chunk N] [--threads N]
 //   gemma4 generate --model PATH --ids 2,17,33 -n 32 --greedy [--threads N]
 //   gemma4 info     --model PATH
+//   gemma4 tokenize --tokenizer PATH --text-file F
 #include <algorithm>
 #include <bit>
 #include <cerrno>
@@ -14,6 +15,8 @@
 #include <vector>
 
 #include "gemma4/status.h"
+#include "gemma4/tokenizer.h"
+#include "io/mapped_file.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "runtime/thread_pool.h"
@@ -34,6 +37,11 @@ constexpr char kUsage[] =
     "      writes a GGUF (llama.cpp layout) from a checkpoint or GGUF\n"
     "  gemma4 synth    --variant e2b|e4b|26b-a4b|31b --type TYPE OUT.gguf [--seed N]\n"
     "      writes a random-weight GGUF with the released dimensions (benchmarks)\n"
+    "  gemma4 tokenize --tokenizer PATH (--text-file F | --text STR) [--no-special-tokens]\n"
+    "      prints the ids of the text, comma-separated (PATH: tokenizer.json, tokenizer.model,\n"
+    "      a GGUF, or a checkpoint directory)\n"
+    "  gemma4 detokenize --tokenizer PATH --ids 2,17,33 [--skip-special-tokens]\n"
+    "      prints the decoded text\n"
     "  gemma4 info     --model PATH\n"
     "      prints the variant, the layer table, the parameter count and the mapped bytes\n"
     "PATH is a checkpoint directory (config.json + safetensors) or a model file.\n";
@@ -212,6 +220,57 @@ std::string HumanBytes(uint64_t b) {
   return buf;
 }
 
+// The file's bytes are the text, exactly (no newline is stripped). Special-token strings in it
+// become their ids; the tokenizer's own post-processor (tokenizer.json, or add_bos_token in
+// tokenizer_config.json) applies unless --no-special-tokens.
+Status RunTokenize(int argc, char** argv) {
+  Args args;
+  GEMMA4_RETURN_IF_ERROR(ParseArgs(argc, argv, 2, {"--tokenizer", "--text-file", "--text"},
+                                   {"--no-special-tokens"}, &args));
+  if (!args.Has("--tokenizer")) return InvalidArgumentError("--tokenizer PATH is required");
+  if (args.Has("--text-file") == args.Has("--text")) {
+    return InvalidArgumentError("give exactly one of --text-file F and --text STR");
+  }
+  std::string text;
+  if (args.Has("--text-file")) {
+    GEMMA4_ASSIGN_OR_RETURN(text, ReadFileToString(args.values.at("--text-file")));
+  } else {
+    text = args.values.at("--text");
+  }
+  GEMMA4_ASSIGN_OR_RETURN(auto tokenizer, Tokenizer::Load(args.values.at("--tokenizer")));
+  const std::vector<int32_t> ids = tokenizer->Encode(text, !args.Flag("--no-special-tokens"));
+  std::string line;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i) line += ",";
+    line += std::to_string(ids[i]);
+  }
+  line += "\n";
+  std::fwrite(line.data(), 1, line.size(), stdout);
+  return OkStatus();
+}
+
+Status RunDetokenize(int argc, char** argv) {
+  Args args;
+  GEMMA4_RETURN_IF_ERROR(
+      ParseArgs(argc, argv, 2, {"--tokenizer", "--ids"}, {"--skip-special-tokens"}, &args));
+  if (!args.Has("--tokenizer")) return InvalidArgumentError("--tokenizer PATH is required");
+  if (!args.Has("--ids")) return InvalidArgumentError("--ids is required");
+  std::vector<int32_t> ids;
+  GEMMA4_RETURN_IF_ERROR(ParseIds(args.values.at("--ids"), &ids));
+  GEMMA4_ASSIGN_OR_RETURN(auto tokenizer, Tokenizer::Load(args.values.at("--tokenizer")));
+  for (int32_t id : ids) {
+    if (id >= tokenizer->vocab_size()) {
+      return InvalidArgumentError("--ids: id " + std::to_string(id) +
+                                  " is outside the vocabulary (" +
+                                  std::to_string(tokenizer->vocab_size()) + " ids)");
+    }
+  }
+  const std::string text = tokenizer->Decode(ids, args.Flag("--skip-special-tokens"));
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fputc('\n', stdout);
+  return OkStatus();
+}
+
 Status RunInfo(int argc, char** argv) {
   Args args;
   GEMMA4_RETURN_IF_ERROR(ParseArgs(argc, argv, 2, {"--model"}, {}, &args));
@@ -253,6 +312,10 @@ int Main(int argc, char** argv) {
   Status status;
   if (cmd == "logits") {
     status = RunLogits(argc, argv);
+  } else if (cmd == "tokenize") {
+    status = RunTokenize(argc, argv);
+  } else if (cmd == "detokenize") {
+    status = RunDetokenize(argc, argv);
   } else if (cmd == "generate") {
     status = RunGenerate(argc, argv);
   } else if (cmd == "info") {

@@ -1,0 +1,116 @@
+// Internal state of gemma4::Tokenizer (see include/gemma4/tokenizer.h).
+#ifndef GEMMA4_SRC_TOKENIZER_TOKENIZER_IMPL_H_
+#define GEMMA4_SRC_TOKENIZER_TOKENIZER_IMPL_H_
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "gemma4/status.h"
+#include "gemma4/tokenizer.h"
+
+namespace sentencepiece {
+class SentencePieceProcessor;
+}
+
+namespace gemma4 {
+namespace gguf {
+class File;
+}
+
+class TokenizerImpl {
+ public:
+  // One normalizer, pre-tokenizer or decoder step of tokenizer.json.
+  struct Step {
+    enum Kind { kReplace, kPrepend, kSplit, kMetaspace, kByteFallback, kFuse, kStrip };
+    enum Behavior { kRemoved, kIsolated, kMergedWithPrevious, kMergedWithNext, kContiguous };
+    Kind kind = kReplace;
+    Behavior behavior = kIsolated;
+    std::string pattern;
+    std::string content;
+    bool prepend = false;  // Metaspace
+    bool split = true;     // Metaspace
+    int start = 0;         // Strip
+    int stop = 0;          // Strip
+  };
+  struct AddedToken {
+    int32_t id = -1;
+    std::string content;
+    bool special = false;
+    bool lstrip = false;
+    bool rstrip = false;
+  };
+  struct Merge {
+    int32_t rank;
+    int32_t new_id;
+  };
+  struct PostItem {
+    bool sequence;  // the encoded text itself, else the special token `id`
+    int32_t id;
+  };
+
+  TokenizerImpl();
+  ~TokenizerImpl();
+
+  static StatusOr<std::unique_ptr<TokenizerImpl>> FromHuggingFaceJson(std::string_view text,
+                                                                      std::string_view source);
+  static StatusOr<std::unique_ptr<TokenizerImpl>> FromSentencePiece(const std::string& path);
+  static StatusOr<std::unique_ptr<TokenizerImpl>> FromGguf(const gguf::File& file);
+  // The tokenizer stored in a GGUF file's metadata.
+  static StatusOr<std::shared_ptr<const Tokenizer>> LoadGguf(const gguf::File& file);
+
+  // Applies add_bos_token / add_eos_token from a tokenizer_config.json beside `tokenizer_path`.
+  Status ApplyTokenizerConfig(const std::string& tokenizer_path);
+
+  void Encode(std::string_view text, bool add_special_tokens, std::vector<int32_t>* out) const;
+  std::string Decode(std::span<const int32_t> ids, bool skip_special) const;
+  std::string TokenBytes(int32_t id) const;
+  int32_t PieceId(std::string_view piece) const;
+
+  const std::vector<std::string>& pieces() const { return pieces_; }
+  bool is_special(int32_t id) const { return special_[id]; }
+  int32_t bos_id() const { return bos_id_; }
+  int32_t eos_id() const { return eos_id_; }
+  int32_t pad_id() const { return pad_id_; }
+
+ private:
+  void EnsureId(int32_t id);
+  Status AddAddedToken(AddedToken token);
+  Status AddMerge(std::string_view left, std::string_view right, int32_t rank);
+  void FinishVocab();
+  void ResolveSpecialIds();
+  void EncodeSegment(std::string_view text, std::vector<int32_t>* out) const;
+  void SplitWord(const Step& s, const std::string& word, std::vector<std::string>* out) const;
+  void EncodeWord(std::string_view word, std::vector<int32_t>* out) const;
+
+  std::string source_;
+  std::vector<std::string> pieces_;  // id -> vocabulary string
+  std::vector<bool> special_;
+  std::unordered_map<std::string, int32_t> vocab_;      // model vocabulary
+  std::unordered_map<std::string, int32_t> added_ids_;  // added tokens
+  std::vector<AddedToken> added_;                       // longest first
+  std::vector<std::vector<size_t>> added_by_first_byte_;
+  std::unordered_map<uint64_t, Merge> merges_;  // (left id << 32 | right id) -> merge
+  std::array<int32_t, 256> byte_ids_{};
+  bool byte_fallback_ = false;
+  bool byte_fallback_decode_ = false;
+  bool fuse_unk_ = false;
+  int32_t unk_id_ = -1;
+  int32_t bos_id_ = -1;
+  int32_t eos_id_ = -1;
+  int32_t pad_id_ = -1;
+  std::vector<Step> normalizers_;
+  std::vector<Step> pre_tokenizers_;
+  std::vector<Step> decoders_;
+  std::vector<PostItem> post_single_;
+  std::unique_ptr<sentencepiece::SentencePieceProcessor> spm_;
+};
+
+}  // namespace gemma4
+
+#endif  // GEMMA4_SRC_TOKENIZER_TOKENIZER_IMPL_H_
