@@ -49,7 +49,7 @@ class GoldenTest : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override {
     fixture_ = testing::LoadReferenceFixture(GetParam().variant);
-    auto model = Model::Load(ModelDir(GetParam().variant) + "/" + GetParam().layout);
+    auto model = LoadedModel::Load(ModelDir(GetParam().variant) + "/" + GetParam().layout);
     ASSERT_TRUE(model.ok()) << model.status().ToString();
     model_ = std::move(model).value();
     ASSERT_EQ(model_->config().vocab_size, fixture_.vocab);
@@ -76,7 +76,7 @@ class GoldenTest : public ::testing::TestWithParam<Case> {
   }
 
   Fixture fixture_;
-  std::unique_ptr<Model> model_;
+  std::unique_ptr<LoadedModel> model_;
 };
 
 TEST_P(GoldenTest, FullPassMatchesTransformers) {
@@ -133,7 +133,7 @@ TEST(LlamaCppGgufTest, ConverterOutputMatchesTransformers) {
   for (const char* variant : {"tiny-e4b", "tiny-26b-a4b"}) {
     const Fixture fixture = testing::LoadReferenceFixture(variant);
     auto model =
-        Model::Load(std::string(GEMMA4_FIXTURES_DIR) + "/llama_cpp_gguf/" + variant + ".gguf");
+        LoadedModel::Load(std::string(GEMMA4_FIXTURES_DIR) + "/llama_cpp_gguf/" + variant + ".gguf");
     ASSERT_TRUE(model.ok()) << model.status().ToString();
     for (size_t i = 0; i < fixture.prompts.size(); ++i) {
       InferenceState state(**model, nullptr);

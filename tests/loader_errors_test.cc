@@ -198,7 +198,7 @@ class CheckpointCopy {
 };
 
 Status LoadStatus(const std::string& path) {
-  auto model = Model::Load(path);
+  auto model = LoadedModel::Load(path);
   return model.ok() ? OkStatus() : model.status();
 }
 
@@ -458,14 +458,14 @@ TEST(LoaderSafetensorsTest, CorruptionSweepNeverCrashes) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Model::Load on whole checkpoints
+// LoadedModel::Load on whole checkpoints
 
 TEST(LoaderModelTest, AllFixturesLoad) {
   for (const char* variant : {"tiny-e2b", "tiny-e4b", "tiny-26b-a4b", "tiny-31b"}) {
     for (const char* layout : {"gemma4", "gemma4_text"}) {
       const std::string dir = kFixtures + "/" + variant + "/" + layout;
       SCOPED_TRACE(dir);
-      auto model = Model::Load(dir);
+      auto model = LoadedModel::Load(dir);
       ASSERT_TRUE(model.ok()) << model.status().ToString();
       EXPECT_GT((*model)->num_parameters(), 0);
       EXPECT_EQ((*model)->text_prefix(),
@@ -474,7 +474,7 @@ TEST(LoaderModelTest, AllFixturesLoad) {
       // Also by file: the weights file itself, or the index of a sharded checkpoint.
       const std::string index = dir + "/model.safetensors.index.json";
       const std::string file = fs::exists(index) ? index : dir + "/model.safetensors";
-      auto by_file = Model::Load(file);
+      auto by_file = LoadedModel::Load(file);
       ASSERT_TRUE(by_file.ok()) << by_file.status().ToString();
       EXPECT_EQ((*by_file)->num_parameters(), (*model)->num_parameters());
     }

@@ -60,7 +60,7 @@ Metrics Compare(const std::vector<float>& reference, const std::vector<float>& c
 }
 
 Metrics Measure(const std::string& variant, const std::string& type) {
-  auto model = Model::Load(testing::ModelDir(variant) + "/gemma4");
+  auto model = LoadedModel::Load(testing::ModelDir(variant) + "/gemma4");
   EXPECT_TRUE(model.ok()) << model.status().ToString();
   const std::string path = "/tmp/gemma4_quant_accuracy_" + std::to_string(getpid()) + "_" +
                            variant + "_" + type + ".gguf";
@@ -71,7 +71,7 @@ Metrics Measure(const std::string& variant, const std::string& type) {
   Status s =
       WriteGgufModel((*model)->config(), ModelTensors(**model), *recipe, &writer, path, &pool);
   EXPECT_TRUE(s.ok()) << s.ToString();
-  auto quantized = Model::Load(path);
+  auto quantized = LoadedModel::Load(path);
   std::remove(path.c_str());
   EXPECT_TRUE(quantized.ok()) << quantized.status().ToString();
   if (!quantized.ok()) return {};
@@ -159,7 +159,7 @@ TEST(QuantAccuracyTest, SyntheticQ4_0RecipeTracksFloat) {
     ASSERT_TRUE(WriteGgufModel(*config, SyntheticTensors(*config, 7), *ParseRecipe(types[i]),
                                &writer, path, &pool)
                     .ok());
-    auto model = Model::Load(path);
+    auto model = LoadedModel::Load(path);
     std::remove(path.c_str());
     ASSERT_TRUE(model.ok()) << model.status().ToString();
     if (i >= 1) {

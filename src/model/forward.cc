@@ -12,7 +12,7 @@
 
 namespace gemma4 {
 
-InferenceState::InferenceState(const Model& model, ThreadPool* pool, int64_t max_chunk)
+InferenceState::InferenceState(const LoadedModel& model, ThreadPool* pool, int64_t max_chunk)
     : model_(model),
       config_(model.config()),
       owned_pool_(pool == nullptr ? std::make_unique<ThreadPool>(1) : nullptr),

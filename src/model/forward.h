@@ -1,5 +1,5 @@
 // The Gemma 4 text forward pass over a chunk of tokens, with the per-sequence state it needs
-// (KV cache, position, scratch). One InferenceState per sequence; many may share a Model.
+// (KV cache, position, scratch). One InferenceState per sequence; many may share a LoadedModel.
 #ifndef GEMMA4_SRC_MODEL_FORWARD_H_
 #define GEMMA4_SRC_MODEL_FORWARD_H_
 
@@ -22,7 +22,7 @@ class InferenceState {
   // step (longer inputs are split); it sizes the sliding-window ring buffers and the scratch.
   // 128 keeps E2B's scratch near 45 MB while the kernels' 16-token tiles stay full; larger
   // chunks only re-read the weights less often, which compute-bound prefill barely notices.
-  InferenceState(const Model& model, ThreadPool* pool, int64_t max_chunk = 128);
+  InferenceState(const LoadedModel& model, ThreadPool* pool, int64_t max_chunk = 128);
 
   // Appends `n` tokens at positions [position(), position() + n) and runs them through the
   // model. logits receives [n, vocab] (kAll), [vocab] (kLast) or nothing (kNone).
@@ -41,7 +41,7 @@ class InferenceState {
   // Row `id` of the PLE table as f32.
   Status ReadPleRow(int32_t id, float* out);
 
-  const Model& model_;
+  const LoadedModel& model_;
   const ModelConfig& config_;
   std::unique_ptr<ThreadPool> owned_pool_;  // when the caller passes no pool
   ThreadPool* pool_;

@@ -112,7 +112,7 @@ DType RecipeType(Recipe recipe, const std::string& name, const std::vector<int64
   return type;
 }
 
-std::vector<ExportTensor> ModelTensors(const Model& model) {
+std::vector<ExportTensor> ModelTensors(const LoadedModel& model) {
   std::vector<ExportTensor> out;
   for (const auto& [name, view] : model.tensors()) {
     TensorView t = view;

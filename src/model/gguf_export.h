@@ -53,7 +53,7 @@ Status WriteGgufModel(const ModelConfig& config, const std::vector<ExportTensor>
                       ThreadPool* pool);
 
 // Tensors of a loaded model, read row by row (dequantized) from its mapping.
-std::vector<ExportTensor> ModelTensors(const Model& model);
+std::vector<ExportTensor> ModelTensors(const LoadedModel& model);
 
 // Random weights with the shapes of `config` (deterministic in `seed`): matrices uniform with
 // variance 1/fan_in, embeddings unit variance, norms and scales near 1.

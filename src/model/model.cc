@@ -44,8 +44,8 @@ void AdviseRandomAccess(const uint8_t* data, uint64_t n) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path) {
-  auto model = std::unique_ptr<Model>(new Model());
+StatusOr<std::unique_ptr<LoadedModel>> LoadedModel::Load(const std::string& path) {
+  auto model = std::unique_ptr<LoadedModel>(new LoadedModel());
   if (IsGgufPath(path)) {
     GEMMA4_ASSIGN_OR_RETURN(model->gguf_, gguf::File::Open(path));
     for (const TensorView& t : model->gguf_->tensors()) model->gguf_tensors_[t.name] = &t;
@@ -65,11 +65,11 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path) {
   return model;
 }
 
-const std::string& Model::source_path() const {
+const std::string& LoadedModel::source_path() const {
   return gguf_ != nullptr ? gguf_->path() : checkpoint_->path();
 }
 
-const TensorView* Model::FindWeight(const std::string& hf_name) const {
+const TensorView* LoadedModel::FindWeight(const std::string& hf_name) const {
   if (gguf_ != nullptr) {
     auto it = gguf_tensors_.find(GgufTensorName(hf_name));
     return it == gguf_tensors_.end() ? nullptr : it->second;
@@ -133,7 +133,7 @@ std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c) {
   return specs;
 }
 
-Status Model::LoadWeights() {
+Status LoadedModel::LoadWeights() {
   const ModelConfig& c = config_;
   // Text weights live under model.language_model. (Gemma4ForConditionalGeneration) or model.
   // (Gemma4ForCausalLM); decide by where the embedding is.
@@ -279,7 +279,7 @@ Status Model::LoadWeights() {
   return OkStatus();
 }
 
-uint64_t Model::DecodeBytesPerToken() const {
+uint64_t LoadedModel::DecodeBytesPerToken() const {
   const ModelConfig& c = config_;
   const ModelWeights& w = weights_;
   auto row_bytes = [](const TensorView& t) { return t.data ? RowBytes(t.dtype, t.cols()) : 0; };

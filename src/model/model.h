@@ -1,6 +1,6 @@
 // The loaded model: configuration, the memory-mapped checkpoint and typed views of every text
 // weight, validated against the configuration. Immutable after Load; any number of
-// InferenceStates may run over one Model concurrently.
+// InferenceStates may run over one LoadedModel concurrently.
 #ifndef GEMMA4_SRC_MODEL_MODEL_H_
 #define GEMMA4_SRC_MODEL_MODEL_H_
 
@@ -60,10 +60,10 @@ struct TensorSpec {
 // Every text weight of a model with this configuration, in load order.
 std::vector<TensorSpec> ExpectedTensors(const ModelConfig& config);
 
-class Model {
+class LoadedModel {
  public:
   // path: checkpoint directory, .safetensors file, safetensors index, or .gguf file.
-  static StatusOr<std::unique_ptr<Model>> Load(const std::string& path);
+  static StatusOr<std::unique_ptr<LoadedModel>> Load(const std::string& path);
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
@@ -82,7 +82,7 @@ class Model {
   uint64_t DecodeBytesPerToken() const;
 
  private:
-  Model() = default;
+  LoadedModel() = default;
   Status LoadWeights();
   // The tensor holding the text weight with Hugging Face name `hf_name` (without prefix).
   const TensorView* FindWeight(const std::string& hf_name) const;

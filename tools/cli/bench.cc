@@ -229,7 +229,7 @@ struct Result {
 
 // One measurement: pp (n_prompt tokens in one batch) and/or tg (n_gen single-token steps),
 // after n_depth untimed tokens of context, with random token ids as llama-bench uses.
-StatusOr<double> RunOnce(const Model& model, ThreadPool* pool, int n_prompt, int n_gen, int n_depth,
+StatusOr<double> RunOnce(const LoadedModel& model, ThreadPool* pool, int n_prompt, int n_gen, int n_depth,
                          std::mt19937* rng) {
   std::uniform_int_distribution<int32_t> tok(0, model.config().vocab_size - 1);
   InferenceState state(model, pool);
@@ -264,7 +264,7 @@ std::string CpuInfo() {
   return "unknown";
 }
 
-std::string JsonObject(const Options& o, const Model& model, const Result& r, uint64_t rss,
+std::string JsonObject(const Options& o, const LoadedModel& model, const Result& r, uint64_t rss,
                        double bytes_per_token, double bandwidth) {
   auto num_array = [](const std::vector<double>& v, bool integral) {
     std::string s = "[";
@@ -308,7 +308,7 @@ std::string JsonObject(const Options& o, const Model& model, const Result& r, ui
 Status RunBench(int argc, char** argv) {
   Options o;
   GEMMA4_RETURN_IF_ERROR(ParseOptions(argc, argv, &o));
-  GEMMA4_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Load(o.model));
+  GEMMA4_ASSIGN_OR_RETURN(std::unique_ptr<LoadedModel> model, LoadedModel::Load(o.model));
   std::vector<Result> results;
   std::mt19937 rng(1234);
   for (int threads : o.threads) {

@@ -63,7 +63,7 @@ Status RunQuantize(int argc, char** argv) {
   if (type.empty())
     return InvalidArgumentError("--type is required (q4_0, q4_k_m, q8_0, bf16, f16, f32)");
   GEMMA4_ASSIGN_OR_RETURN(Recipe recipe, ParseRecipe(type));
-  GEMMA4_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Load(src));
+  GEMMA4_ASSIGN_OR_RETURN(std::unique_ptr<LoadedModel> model, LoadedModel::Load(src));
   gguf::Writer writer;
   if (model->is_gguf()) {
     // Carry the tokenizer (and chat template) over from the source file.

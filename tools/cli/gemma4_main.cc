@@ -112,13 +112,13 @@ Status ParseIds(const std::string& s, std::vector<int32_t>* ids) {
   return OkStatus();
 }
 
-Status CommonOptions(const Args& args, std::unique_ptr<Model>* model, int64_t* threads) {
+Status CommonOptions(const Args& args, std::unique_ptr<LoadedModel>* model, int64_t* threads) {
   if (!args.Has("--model")) return InvalidArgumentError("--model PATH is required");
   *threads = 1;
   if (args.Has("--threads")) {
     GEMMA4_RETURN_IF_ERROR(ParseInt("--threads", args.values.at("--threads"), 1, 1024, threads));
   }
-  GEMMA4_ASSIGN_OR_RETURN(*model, Model::Load(args.values.at("--model")));
+  GEMMA4_ASSIGN_OR_RETURN(*model, LoadedModel::Load(args.values.at("--model")));
   return OkStatus();
 }
 
@@ -134,7 +134,7 @@ Status RunLogits(int argc, char** argv) {
   if (args.Has("--chunk")) {
     GEMMA4_RETURN_IF_ERROR(ParseInt("--chunk", args.values.at("--chunk"), 1, INT32_MAX, &chunk));
   }
-  std::unique_ptr<Model> model;
+  std::unique_ptr<LoadedModel> model;
   int64_t threads;
   GEMMA4_RETURN_IF_ERROR(CommonOptions(args, &model, &threads));
   ThreadPool pool(static_cast<int>(threads));
@@ -178,7 +178,7 @@ Status RunGenerate(int argc, char** argv) {
   int64_t max_new = 32;
   if (args.Has("-n"))
     GEMMA4_RETURN_IF_ERROR(ParseInt("-n", args.values.at("-n"), 0, INT32_MAX, &max_new));
-  std::unique_ptr<Model> model;
+  std::unique_ptr<LoadedModel> model;
   int64_t threads;
   GEMMA4_RETURN_IF_ERROR(CommonOptions(args, &model, &threads));
   ThreadPool pool(static_cast<int>(threads));
@@ -274,7 +274,7 @@ Status RunDetokenize(int argc, char** argv) {
 Status RunInfo(int argc, char** argv) {
   Args args;
   GEMMA4_RETURN_IF_ERROR(ParseArgs(argc, argv, 2, {"--model"}, {}, &args));
-  std::unique_ptr<Model> model;
+  std::unique_ptr<LoadedModel> model;
   int64_t threads;
   GEMMA4_RETURN_IF_ERROR(CommonOptions(args, &model, &threads));
   const ModelConfig& c = model->config();
