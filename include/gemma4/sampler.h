@@ -16,9 +16,9 @@ namespace gemma4 {
 struct SamplerOptions {
   // temperature <= 0 means greedy (argmax; ties go to the lowest id).
   float temperature = 1.0f;
-  int top_k = 0;         // 0 = off
-  float top_p = 1.0f;    // 1 = off; keeps the smallest set whose probability mass >= top_p
-  float min_p = 0.0f;    // 0 = off; drops tokens with p < min_p * p_max
+  int top_k = 0;       // 0 = off
+  float top_p = 1.0f;  // 1 = off; keeps the smallest set whose probability mass >= top_p
+  float min_p = 0.0f;  // 0 = off; drops tokens with p < min_p * p_max
   // Penalties over the last `penalty_last_n` tokens of the history (0 = whole history).
   // repetition_penalty follows the CTRL / transformers rule: a positive logit is divided by it,
   // a negative one multiplied. frequency/presence follow the OpenAI rule:
@@ -62,8 +62,8 @@ class Sampler {
 // repeated sentence. Cheap enough to call after every token.
 struct RepetitionGuardOptions {
   int max_period = 64;
-  int min_repeats = 8;       // for periods of 1-2 tokens: the run must cover >= min_tokens
-  int min_tokens = 32;       // total repeated span before the guard fires
+  int min_repeats = 8;  // for periods of 1-2 tokens: the run must cover >= min_tokens
+  int min_tokens = 32;  // total repeated span before the guard fires
 };
 bool IsDegenerateRepetition(std::span<const int32_t> generated,
                             const RepetitionGuardOptions& options = {});

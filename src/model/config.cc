@@ -357,6 +357,26 @@ Status ApplyGenerationConfig(const json::Value& generation_config, const std::st
   if (const json::Value* eos = generation_config.Find("eos_token_id"); eos != nullptr) {
     GEMMA4_RETURN_IF_ERROR(ReadTokenIds(*eos, source + ": eos_token_id", &config->eos_token_ids));
   }
+  config->has_generation_config = true;
+  config->do_sample = false;  // transformers: greedy unless do_sample is set
+  auto number = [&](const char* key, float lo, float hi, float* out) -> Status {
+    const json::Value* v = generation_config.Find(key);
+    if (v == nullptr || v->is_null()) return OkStatus();
+    if (!v->is_number() || v->as_number() < lo || v->as_number() > hi) {
+      return InvalidArgumentError(source + ": " + key + " must be a number in [" +
+                                  std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    }
+    *out = static_cast<float>(v->as_number());
+    return OkStatus();
+  };
+  GEMMA4_RETURN_IF_ERROR(number("temperature", 0.0f, 100.0f, &config->temperature));
+  GEMMA4_RETURN_IF_ERROR(number("top_p", 0.0f, 1.0f, &config->top_p));
+  float top_k = static_cast<float>(config->top_k);
+  GEMMA4_RETURN_IF_ERROR(number("top_k", 0.0f, 1e9f, &top_k));
+  config->top_k = static_cast<int>(top_k);
+  if (const json::Value* v = generation_config.Find("do_sample"); v != nullptr && v->is_bool()) {
+    config->do_sample = v->as_bool();
+  }
   return OkStatus();
 }
 

@@ -53,6 +53,12 @@ struct ModelConfig {
   int bos_token_id = 2;
   int pad_token_id = 0;
   std::vector<int> eos_token_ids;
+  // Sampling defaults from generation_config.json; Gemma 4's recommended values when absent.
+  bool has_generation_config = false;
+  bool do_sample = true;
+  float temperature = 1.0f;
+  float top_p = 0.95f;
+  int top_k = 64;
   int64_t max_position_embeddings = 0;
   std::vector<LayerConfig> layers;
 

@@ -19,6 +19,45 @@ InferenceState::InferenceState(const LoadedModel& model, ThreadPool* pool, int64
       pool_(pool != nullptr ? pool : owned_pool_.get()),
       cache_(model.config(), std::max<int64_t>(1, max_chunk)) {}
 
+bool InferenceState::CanTruncateTo(int64_t new_position) const {
+  return new_position >= 0 && new_position <= position_ &&
+         (new_position == position_ || position_ - new_position <= cache_.max_chunk());
+}
+
+Status InferenceState::Truncate(int64_t new_position) {
+  if (!CanTruncateTo(new_position)) {
+    return FailedPreconditionError("cannot rewind the KV cache from " + std::to_string(position_) +
+                                   " to " + std::to_string(new_position) +
+                                   ": the sliding-window layers no longer hold those positions");
+  }
+  position_ = new_position;
+  return OkStatus();
+}
+
+Status InferenceState::CopyStateFrom(const InferenceState& other) {
+  if (&other.model_ != &model_ || other.cache_.max_chunk() != cache_.max_chunk()) {
+    return InvalidArgumentError("CopyStateFrom: states of different models or chunk sizes");
+  }
+  try {
+    cache_ = other.cache_;
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError("out of memory copying the KV cache");
+  }
+  position_ = other.position_;
+  return OkStatus();
+}
+
+void InferenceState::AppendState(std::string* out) const { cache_.AppendState(position_, out); }
+
+Status InferenceState::RestoreState(int64_t position, std::string_view bytes, size_t* offset) {
+  if (position < 0 || position > cache_.max_context()) {
+    return DataLossError("session state: position " + std::to_string(position) + " out of range");
+  }
+  GEMMA4_RETURN_IF_ERROR(cache_.RestoreState(position, bytes, offset));
+  position_ = position;
+  return OkStatus();
+}
+
 Status InferenceState::Forward(const int32_t* ids, int64_t n, LogitsMode mode,
                                std::vector<float>* logits) {
   if (n <= 0) return InvalidArgumentError("Forward needs at least one token");

@@ -29,6 +29,18 @@ class InferenceState {
   Status Forward(const int32_t* ids, int64_t n, LogitsMode mode, std::vector<float>* logits);
 
   int64_t position() const { return position_; }
+
+  // Forgets positions [new_position, position()). Possible while every sliding-window layer
+  // still holds the W - 1 positions before new_position, i.e. for rewinds of at most
+  // max_chunk tokens; otherwise FailedPrecondition (the caller recomputes from a prefix).
+  Status Truncate(int64_t new_position);
+  bool CanTruncateTo(int64_t new_position) const;
+  // Copies the KV cache and position of `other` (same model and max_chunk).
+  Status CopyStateFrom(const InferenceState& other);
+  // Position + KV cache as bytes, and back.
+  void AppendState(std::string* out) const;
+  Status RestoreState(int64_t position, std::string_view bytes, size_t* offset);
+  int64_t max_chunk() const { return cache_.max_chunk(); }
   const KvCache& kv_cache() const { return cache_; }
 
  private:

@@ -1,5 +1,7 @@
 #include "model/kv_cache.h"
 
+#include <cstring>
+
 #include <algorithm>
 #include <new>
 
@@ -39,6 +41,33 @@ Status KvCache::Reserve(int64_t end) {
                                     " positions");
     }
     l.capacity = cap;
+  }
+  return OkStatus();
+}
+
+void KvCache::AppendState(int64_t end, std::string* out) const {
+  for (const Layer& l : layers_) {
+    if (l.row == 0) continue;
+    const int64_t rows = l.ring ? l.capacity : std::min(end, l.capacity);
+    const size_t n = static_cast<size_t>(rows * l.row) * sizeof(float);
+    out->append(reinterpret_cast<const char*>(l.k.data()), n);
+    out->append(reinterpret_cast<const char*>(l.v.data()), n);
+  }
+}
+
+Status KvCache::RestoreState(int64_t end, std::string_view bytes, size_t* offset) {
+  GEMMA4_RETURN_IF_ERROR(Reserve(end));
+  for (Layer& l : layers_) {
+    if (l.row == 0) continue;
+    const int64_t rows = l.ring ? l.capacity : end;
+    const size_t n = static_cast<size_t>(rows * l.row) * sizeof(float);
+    if (bytes.size() - *offset < 2 * n) {
+      return DataLossError("session state: KV cache data truncated at byte " +
+                           std::to_string(*offset));
+    }
+    std::memcpy(l.k.data(), bytes.data() + *offset, n);
+    std::memcpy(l.v.data(), bytes.data() + *offset + n, n);
+    *offset += 2 * n;
   }
   return OkStatus();
 }

@@ -6,6 +6,8 @@
 #define GEMMA4_SRC_MODEL_KV_CACHE_H_
 
 #include <cstdint>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "gemma4/status.h"
@@ -40,6 +42,11 @@ class KvCache {
   int64_t max_context() const { return max_context_; }
   // Bytes held by all layers.
   uint64_t bytes() const;
+
+  // Serialized state of positions [0, end): each global layer's first `end` rows and each ring's
+  // full buffer. Restore checks the layout against this cache's.
+  void AppendState(int64_t end, std::string* out) const;
+  Status RestoreState(int64_t end, std::string_view bytes, size_t* offset);
 
  private:
   float* Slot(int layer, int64_t position, std::vector<float> Layer::*which) {

@@ -1,5 +1,7 @@
 #include "util/json.h"
 
+#include <charconv>
+
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -501,9 +503,12 @@ std::string Value::Serialize() const {
     case Type::kNumber: {
       if (is_integer_) return std::to_string(integer_);
       if (!std::isfinite(number_)) return "null";
-      char buf[32];
-      std::snprintf(buf, sizeof(buf), "%.17g", number_);
-      return buf;
+      // Shortest text that round-trips; a float stays a float (1000.0, not 1000).
+      char buf[64];
+      const auto r = std::to_chars(buf, buf + sizeof(buf), number_);
+      std::string text(buf, r.ptr);
+      if (text.find_first_of(".e") == std::string::npos) text += ".0";
+      return text;
     }
     case Type::kString:
       AppendQuoted(string_, &out);

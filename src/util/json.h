@@ -32,6 +32,8 @@ class Value {
   bool is_null() const { return type_ == Type::kNull; }
   bool is_bool() const { return type_ == Type::kBool; }
   bool is_number() const { return type_ == Type::kNumber; }
+  // A number written as an integer literal (or made by Integer()); others are doubles.
+  bool is_integer() const { return type_ == Type::kNumber && is_integer_; }
   bool is_string() const { return type_ == Type::kString; }
   bool is_array() const { return type_ == Type::kArray; }
   bool is_object() const { return type_ == Type::kObject; }

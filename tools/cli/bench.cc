@@ -229,8 +229,8 @@ struct Result {
 
 // One measurement: pp (n_prompt tokens in one batch) and/or tg (n_gen single-token steps),
 // after n_depth untimed tokens of context, with random token ids as llama-bench uses.
-StatusOr<double> RunOnce(const LoadedModel& model, ThreadPool* pool, int n_prompt, int n_gen, int n_depth,
-                         std::mt19937* rng) {
+StatusOr<double> RunOnce(const LoadedModel& model, ThreadPool* pool, int n_prompt, int n_gen,
+                         int n_depth, std::mt19937* rng) {
   std::uniform_int_distribution<int32_t> tok(0, model.config().vocab_size - 1);
   InferenceState state(model, pool);
   std::vector<float> logits;

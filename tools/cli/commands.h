@@ -12,6 +12,8 @@ Status RunBench(int argc, char** argv);
 Status RunQuantize(int argc, char** argv);
 // gemma4 synth --variant e2b|e4b|26b-a4b|31b --type TYPE OUT.gguf [--seed N] [--threads N]
 Status RunSynth(int argc, char** argv);
+// gemma4 chat --model PATH [--think] [--system TEXT] [--tokenizer PATH] [-t N] [-n N]
+Status RunChat(int argc, char** argv);
 
 }  // namespace gemma4::cli
 

@@ -37,6 +37,8 @@ constexpr char kUsage[] =
     "      writes a GGUF (llama.cpp layout) from a checkpoint or GGUF\n"
     "  gemma4 synth    --variant e2b|e4b|26b-a4b|31b --type TYPE OUT.gguf [--seed N]\n"
     "      writes a random-weight GGUF with the released dimensions (benchmarks)\n"
+    "  gemma4 chat     --model PATH [--think] [--system TEXT] [--tokenizer PATH] [-t N]\n"
+    "      interactive chat (streaming; /think on|off, /reset, /quit)\n"
     "  gemma4 tokenize --tokenizer PATH (--text-file F | --text STR) [--no-special-tokens]\n"
     "      prints the ids of the text, comma-separated (PATH: tokenizer.json, tokenizer.model,\n"
     "      a GGUF, or a checkpoint directory)\n"
@@ -312,6 +314,8 @@ int Main(int argc, char** argv) {
   Status status;
   if (cmd == "logits") {
     status = RunLogits(argc, argv);
+  } else if (cmd == "chat") {
+    status = cli::RunChat(argc, argv);
   } else if (cmd == "tokenize") {
     status = RunTokenize(argc, argv);
   } else if (cmd == "detokenize") {

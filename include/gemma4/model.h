@@ -1,0 +1,72 @@
+// A loaded Gemma 4 model: weights (memory-mapped where possible), tokenizer, chat template
+// variant and generation defaults. Immutable after Load and safe to share between threads; each
+// conversation is a Session (session.h). Standard library only.
+#ifndef GEMMA4_MODEL_H_
+#define GEMMA4_MODEL_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gemma4/sampler.h"
+#include "gemma4/status.h"
+#include "gemma4/tokenizer.h"
+
+namespace gemma4 {
+
+struct ModelOptions {
+  // Worker threads for the forward pass (0 = one per hardware thread). Sessions of this model
+  // take turns on one pool, so the machine is never oversubscribed.
+  int threads = 0;
+  // Tokenizer location when it is not beside the weights (tokenizer.json, tokenizer.model,
+  // GGUF or directory). Empty: the checkpoint directory, or the GGUF's own vocabulary.
+  std::string tokenizer_path;
+  // Called with the fraction loaded (0..1); returning false cancels the load (CancelledError).
+  std::function<bool(float fraction)> progress;
+};
+
+struct ModelInfo {
+  std::string variant;  // "e2b", "e4b", "26b-a4b", "31b" or "custom"
+  std::string path;
+  int vocab_size = 0;
+  int num_layers = 0;
+  int hidden_size = 0;
+  int sliding_window = 0;
+  int64_t max_context = 0;
+  int64_t num_parameters = 0;
+  uint64_t weight_bytes = 0;
+  bool large_chat_template = false;  // 26B/31B template (empty thought channel when not thinking)
+  std::vector<int32_t> stop_token_ids;  // generation_config eos ids
+  SamplerOptions default_sampler;       // from generation_config.json
+  int threads = 1;
+};
+
+class ModelImpl;
+
+class Model {
+ public:
+  static StatusOr<std::shared_ptr<const Model>> Load(const std::string& path,
+                                                     const ModelOptions& options = {});
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelInfo& info() const;
+  const std::shared_ptr<const Tokenizer>& tokenizer() const;
+
+  // Logits of every position of `ids` processed from an empty context ([n, vocab], row-major),
+  // for scoring and tests.
+  StatusOr<std::vector<float>> Logits(const std::vector<int32_t>& ids) const;
+
+  ModelImpl& impl() const { return *impl_; }
+
+ private:
+  explicit Model(std::unique_ptr<ModelImpl> impl);
+  std::unique_ptr<ModelImpl> impl_;
+};
+
+}  // namespace gemma4
+
+#endif  // GEMMA4_MODEL_H_

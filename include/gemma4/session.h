@@ -1,0 +1,141 @@
+// A conversation with a Model: the whole chat loop (Gemma 4 chat format, thinking, tool calls)
+// with the KV cache reused across turns. One Session is used by one thread at a time, except
+// Cancel(), which any thread may call. Many sessions may share one Model. Standard library only.
+#ifndef GEMMA4_SESSION_H_
+#define GEMMA4_SESSION_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gemma4/model.h"
+#include "gemma4/sampler.h"
+#include "gemma4/status.h"
+#include "gemma4/tools.h"
+
+namespace gemma4 {
+
+enum class Role { kSystem, kUser, kModel };
+
+// One turn of the history. A model turn may hold tool calls and their results, in order, then
+// the final text.
+struct Turn {
+  Role role = Role::kUser;
+  std::string text;
+  std::string thought;  // model turns: the thought channel (kept here, stripped from the prompt)
+  std::vector<ToolCall> tool_calls;
+  std::vector<ToolResult> tool_results;
+  // Model turns: the ids generated for `text`, reused verbatim when the conversation is
+  // re-rendered so the KV cache stays valid (empty for other turns).
+  std::vector<int32_t> text_tokens;
+};
+
+enum class StopReason {
+  kEndOfTurn,      // the model closed its turn (or emitted a stop token)
+  kMaxTokens,      // GenerateOptions::max_tokens reached
+  kCancelled,      // Cancel() or a callback returned false
+  kRepetition,     // the repetition guard saw a degenerate loop
+  kToolStepLimit,  // max_tool_steps rounds of tool calls
+  kToolCall,       // tool calls were produced and execute_tools was false
+  kContextFull,    // the context filled up during generation (the prompt itself fitting is
+                   // checked first: a prompt that does not fit is a ResourceExhausted status)
+};
+
+enum class StreamKind { kThought, kText };
+
+struct GenerateOptions {
+  int max_tokens = 1024;     // generated tokens per turn (tool responses not counted)
+  bool thinking = false;     // thinking mode for this request
+  int thinking_budget = -1;  // max thought tokens, then the thought is closed (-1 = none)
+  std::optional<SamplerOptions> sampler;  // unset: the model's generation_config defaults
+  // Tools: calls are executed through the registry and generation continues, at most
+  // max_tool_steps rounds. With execute_tools false the turn stops at the calls (kToolCall)
+  // and the caller answers with Session::SubmitToolResults.
+  bool execute_tools = true;
+  int max_tool_steps = 8;
+  bool constrain_tool_calls = true;  // grammar-constrained arguments
+  // When set, the answer (after any thought) is a JSON document matching this JSON schema.
+  std::string json_schema;
+  bool stop_on_repetition = true;
+  RepetitionGuardOptions repetition_guard;
+  // Streaming: text pieces (never broken UTF-8), and raw tokens. Returning false cancels.
+  std::function<bool(StreamKind kind, std::string_view text)> on_text;
+  std::function<bool(int32_t token)> on_token;
+  std::function<void(const ToolCall& call)> on_tool_call;
+  std::function<void(const ToolResult& result)> on_tool_result;
+};
+
+struct Reply {
+  std::string text;
+  std::string thought;
+  std::vector<ToolCall> tool_calls;
+  std::vector<ToolResult> tool_results;
+  StopReason stop_reason = StopReason::kEndOfTurn;
+  int prompt_tokens = 0;  // tokens processed for this reply (new ones only)
+  int reused_tokens = 0;  // tokens whose KV entries were reused
+  int generated_tokens = 0;
+  double prefill_seconds = 0;
+  double decode_seconds = 0;
+};
+
+enum class ContextPolicy {
+  kError,         // a turn that does not fit returns ResourceExhausted
+  kDropOldTurns,  // drop the oldest turns after the system prompt until it fits
+};
+
+struct SessionOptions {
+  std::string system_prompt;
+  std::shared_ptr<const ToolRegistry> tools;
+  int64_t max_context = 0;  // 0 = the model's maximum
+  ContextPolicy context_policy = ContextPolicy::kError;
+};
+
+class SessionImpl;
+
+class Session {
+ public:
+  static StatusOr<std::unique_ptr<Session>> Create(std::shared_ptr<const Model> model,
+                                                   SessionOptions options = {});
+  // Restores a session saved by SaveState (same model file).
+  static StatusOr<std::unique_ptr<Session>> Restore(std::shared_ptr<const Model> model,
+                                                    std::string_view state,
+                                                    std::shared_ptr<const ToolRegistry> tools = {});
+  ~Session();
+
+  // Adds a user turn and generates the model's turn. Only tokens after the longest prefix
+  // already in the KV cache are processed.
+  StatusOr<Reply> Send(std::string_view user_text, const GenerateOptions& options = {});
+  // Continues the current model turn after Send stopped with kToolCall.
+  StatusOr<Reply> SubmitToolResults(const std::vector<ToolResult>& results,
+                                    const GenerateOptions& options = {});
+
+  // Thread-safe: stops the generation running on another thread (it returns CancelledError;
+  // the partial model turn stays in the history).
+  void Cancel();
+
+  // An independent copy (history and KV cache).
+  StatusOr<std::unique_ptr<Session>> Fork() const;
+  // Keeps the first `num_turns` turns (system prompt included) and drops the rest.
+  Status Rewind(size_t num_turns);
+  // History, KV cache and settings as bytes (tools are not saved: pass them to Restore).
+  StatusOr<std::string> SaveState() const;
+
+  const std::vector<Turn>& history() const;
+  int64_t context_tokens() const;  // tokens in the KV cache
+  int64_t max_context() const;
+
+  SessionImpl& impl() { return *impl_; }
+
+ private:
+  explicit Session(std::unique_ptr<SessionImpl> impl);
+  std::unique_ptr<SessionImpl> impl_;
+};
+
+}  // namespace gemma4
+
+#endif  // GEMMA4_SESSION_H_

@@ -1,0 +1,148 @@
+#include "gemma4/model.h"
+
+#include <filesystem>
+#include <thread>
+
+#include "api/model_impl.h"
+#include "model/forward.h"
+
+namespace gemma4 {
+namespace {
+
+// The tokenizer beside the weights: the checkpoint directory (or the directory of a
+// .safetensors file), or the GGUF's own vocabulary.
+std::string DefaultTokenizerPath(const std::string& model_path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(model_path, ec)) return model_path;
+  const fs::path p(model_path);
+  if (p.extension() == ".gguf") return model_path;
+  return p.parent_path().empty() ? "." : p.parent_path().string();
+}
+
+std::vector<std::string> VocabTexts(const Tokenizer& tok, bool with_tool_markers) {
+  std::vector<std::string> texts(tok.vocab_size());
+  for (int32_t id = 0; id < tok.vocab_size(); ++id) {
+    if (tok.IsSpecial(id)) {
+      const std::string s = tok.TokenString(id);
+      if (with_tool_markers && (s == "<|\"|>" || s == "<tool_call|>")) texts[id] = s;
+      continue;
+    }
+    texts[id] = tok.TokenBytes(id);
+  }
+  return texts;
+}
+
+}  // namespace
+
+const chat::VocabIndex& ModelImpl::tool_vocab() const {
+  std::call_once(tool_vocab_once_, [this] {
+    tool_vocab_ = std::make_unique<chat::VocabIndex>(VocabTexts(*tokenizer, true));
+  });
+  return *tool_vocab_;
+}
+
+const chat::VocabIndex& ModelImpl::text_vocab() const {
+  std::call_once(text_vocab_once_, [this] {
+    text_vocab_ = std::make_unique<chat::VocabIndex>(VocabTexts(*tokenizer, false));
+  });
+  return *text_vocab_;
+}
+
+Model::Model(std::unique_ptr<ModelImpl> impl) : impl_(std::move(impl)) {}
+Model::~Model() = default;
+
+StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
+                                                   const ModelOptions& options) {
+  if (options.threads < 0 || options.threads > 1024) {
+    return InvalidArgumentError("ModelOptions.threads = " + std::to_string(options.threads) +
+                                ": must be in [0, 1024]");
+  }
+  auto report = [&](float fraction) -> Status {
+    if (options.progress && !options.progress(fraction)) {
+      return CancelledError("loading " + path + " was cancelled");
+    }
+    return OkStatus();
+  };
+  GEMMA4_RETURN_IF_ERROR(report(0.0f));
+  auto impl = std::make_unique<ModelImpl>();
+  GEMMA4_ASSIGN_OR_RETURN(impl->loaded, LoadedModel::Load(path));
+  GEMMA4_RETURN_IF_ERROR(report(0.9f));
+  const std::string tokenizer_path =
+      options.tokenizer_path.empty() ? DefaultTokenizerPath(path) : options.tokenizer_path;
+  auto tokenizer = Tokenizer::Load(tokenizer_path);
+  if (!tokenizer.ok()) {
+    return Status(tokenizer.status().code(), "model " + path + ": no usable tokenizer (" +
+                                                 tokenizer.status().message() +
+                                                 "); pass ModelOptions::tokenizer_path");
+  }
+  impl->tokenizer = *tokenizer;
+  const ModelConfig& c = impl->loaded->config();
+  if (impl->tokenizer->vocab_size() > c.vocab_size) {
+    return InvalidArgumentError(
+        "tokenizer " + tokenizer_path + " has " + std::to_string(impl->tokenizer->vocab_size()) +
+        " ids but the model's vocabulary has only " + std::to_string(c.vocab_size));
+  }
+  const Tokenizer& tok = *impl->tokenizer;
+  SpecialTokens& s = impl->special;
+  s.bos = tok.bos_id() >= 0 ? tok.bos_id() : c.bos_token_id;
+  s.eos = tok.eos_id();
+  s.turn_open = tok.TokenId("<|turn>");
+  s.turn_close = tok.TokenId("<turn|>");
+  s.channel_open = tok.TokenId("<|channel>");
+  s.channel_close = tok.TokenId("<channel|>");
+  s.tool_call_open = tok.TokenId("<|tool_call>");
+  s.tool_call_close = tok.TokenId("<tool_call|>");
+  s.tool_response_open = tok.TokenId("<|tool_response>");
+  s.tool_response_close = tok.TokenId("<tool_response|>");
+  s.string_delimiter = tok.TokenId("<|\"|>");
+  if (s.turn_open < 0 || s.turn_close < 0) {
+    return InvalidArgumentError("tokenizer " + tokenizer_path +
+                                " lacks Gemma 4's <|turn> / <turn|> tokens");
+  }
+  ModelInfo& info = impl->info;
+  info.variant = c.variant;
+  info.path = path;
+  info.vocab_size = c.vocab_size;
+  info.num_layers = c.num_layers;
+  info.hidden_size = c.hidden_size;
+  info.sliding_window = c.sliding_window;
+  info.max_context = c.max_position_embeddings;
+  info.num_parameters = impl->loaded->num_parameters();
+  info.weight_bytes = impl->loaded->weight_bytes();
+  // 26B-A4B and 31B (no Per-Layer Embeddings) ship the template with the empty thought channel.
+  info.large_chat_template = c.ple_dim == 0;
+  for (int id : c.eos_token_ids) info.stop_token_ids.push_back(id);
+  if (info.stop_token_ids.empty()) {
+    if (s.eos >= 0) info.stop_token_ids.push_back(s.eos);
+    info.stop_token_ids.push_back(s.turn_close);
+  }
+  SamplerOptions& d = info.default_sampler;
+  d.temperature = c.do_sample ? c.temperature : 0.0f;
+  d.top_k = c.top_k;
+  d.top_p = c.top_p > 0.0f ? c.top_p : 1.0f;
+  const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+  info.threads = options.threads > 0 ? options.threads : static_cast<int>(hw);
+  impl->pool = std::make_unique<ThreadPool>(info.threads);
+  GEMMA4_RETURN_IF_ERROR(report(1.0f));
+  return std::shared_ptr<const Model>(new Model(std::move(impl)));
+}
+
+const ModelInfo& Model::info() const { return impl_->info; }
+const std::shared_ptr<const Tokenizer>& Model::tokenizer() const { return impl_->tokenizer; }
+
+StatusOr<std::vector<float>> Model::Logits(const std::vector<int32_t>& ids) const {
+  for (int32_t id : ids) {
+    if (id < 0 || id >= impl_->info.vocab_size) {
+      return InvalidArgumentError("token id " + std::to_string(id) + " outside the vocabulary");
+    }
+  }
+  std::lock_guard<std::mutex> lock(impl_->compute_mutex);
+  InferenceState state(*impl_->loaded, impl_->pool.get());
+  std::vector<float> logits;
+  GEMMA4_RETURN_IF_ERROR(
+      state.Forward(ids.data(), static_cast<int64_t>(ids.size()), LogitsMode::kAll, &logits));
+  return logits;
+}
+
+}  // namespace gemma4

@@ -1,0 +1,48 @@
+// Internal state behind gemma4::Model (include/gemma4/model.h).
+#ifndef GEMMA4_SRC_API_MODEL_IMPL_H_
+#define GEMMA4_SRC_API_MODEL_IMPL_H_
+
+#include <memory>
+#include <mutex>
+
+#include "chat/grammar.h"
+#include "gemma4/model.h"
+#include "model/model.h"
+#include "runtime/thread_pool.h"
+
+namespace gemma4 {
+
+// Ids of Gemma 4's control tokens in this model's tokenizer (-1 when absent).
+struct SpecialTokens {
+  int32_t bos = -1, eos = -1;
+  int32_t turn_open = -1, turn_close = -1;            // <|turn> <turn|>
+  int32_t channel_open = -1, channel_close = -1;      // <|channel> <channel|>
+  int32_t tool_call_open = -1, tool_call_close = -1;  // <|tool_call> <tool_call|>
+  int32_t tool_response_open = -1, tool_response_close = -1;
+  int32_t string_delimiter = -1;  // <|"|>
+};
+
+class ModelImpl {
+ public:
+  std::unique_ptr<LoadedModel> loaded;
+  std::shared_ptr<const Tokenizer> tokenizer;
+  ModelInfo info;
+  SpecialTokens special;
+  std::unique_ptr<ThreadPool> pool;
+  // Sessions share the pool; ThreadPool::ParallelFor is not reentrant, so one forward pass
+  // runs at a time. Decode is memory-bound: interleaving sessions would not be faster.
+  mutable std::mutex compute_mutex;
+
+  // Vocabulary tries for constrained decoding, built on first use: `tool_vocab` also holds the
+  // text of <|"|> and <tool_call|>, `text_vocab` only ordinary tokens.
+  const chat::VocabIndex& tool_vocab() const;
+  const chat::VocabIndex& text_vocab() const;
+
+ private:
+  mutable std::once_flag tool_vocab_once_, text_vocab_once_;
+  mutable std::unique_ptr<chat::VocabIndex> tool_vocab_, text_vocab_;
+};
+
+}  // namespace gemma4
+
+#endif  // GEMMA4_SRC_API_MODEL_IMPL_H_

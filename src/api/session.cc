@@ -1,0 +1,766 @@
+// The chat loop: renders the conversation with the Gemma 4 template, reuses the KV cache for
+// the longest common token prefix, samples the model's turn while splitting it into thought,
+// text and tool calls, runs tools and continues the turn, all bounded and cancellable.
+#include "gemma4/session.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "api/model_impl.h"
+#include "api/session_impl.h"
+#include "chat/chat_template.h"
+#include "chat/grammar.h"
+#include "chat/tool_syntax.h"
+#include "model/forward.h"
+#include "util/json.h"
+
+namespace gemma4 {
+
+namespace {
+
+json::Value ParseOr(const std::string& text, json::Value fallback) {
+  auto v = json::Parse(text, "json");
+  return v.ok() ? std::move(*v) : std::move(fallback);
+}
+
+// History turns as the OpenAI-style messages RenderChat takes.
+std::vector<json::Value> ToMessages(const std::vector<Turn>& history) {
+  std::vector<json::Value> out;
+  for (const Turn& t : history) {
+    json::Value::Object m;
+    const char* role = t.role == Role::kSystem ? "system"
+                       : t.role == Role::kUser ? "user"
+                                               : "assistant";
+    m.emplace_back("role", json::Value::String(role));
+    m.emplace_back("content", json::Value::String(t.text));
+    if (!t.tool_calls.empty()) {
+      json::Value::Array calls;
+      for (const ToolCall& c : t.tool_calls) {
+        json::Value::Object f;
+        f.emplace_back("name", json::Value::String(c.name));
+        f.emplace_back("arguments", ParseOr(c.arguments_json, json::Value::MakeObject()));
+        json::Value::Object call;
+        call.emplace_back("type", json::Value::String("function"));
+        call.emplace_back("function", json::Value::MakeObject(std::move(f)));
+        calls.push_back(json::Value::MakeObject(std::move(call)));
+      }
+      m.emplace_back("tool_calls", json::Value::MakeArray(std::move(calls)));
+    }
+    if (!t.tool_results.empty()) {
+      json::Value::Array responses;
+      for (const ToolResult& r : t.tool_results) {
+        json::Value::Object o;
+        o.emplace_back("name", json::Value::String(r.name));
+        o.emplace_back("response", ParseOr(r.response_json, json::Value::String(r.response_json)));
+        responses.push_back(json::Value::MakeObject(std::move(o)));
+      }
+      m.emplace_back("tool_responses", json::Value::MakeArray(std::move(responses)));
+    }
+    out.push_back(json::Value::MakeObject(std::move(m)));
+  }
+  return out;
+}
+
+double Seconds(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+}  // namespace
+
+Status SessionImpl::Init() {
+  const int64_t model_max = m_.info.max_context > 0 ? m_.info.max_context : (int64_t{1} << 17);
+  if (options_.max_context < 0) {
+    return InvalidArgumentError("SessionOptions.max_context must be >= 0");
+  }
+  max_context_ = options_.max_context > 0 ? std::min(options_.max_context, model_max) : model_max;
+  if (!options_.system_prompt.empty()) {
+    Turn t;
+    t.role = Role::kSystem;
+    t.text = options_.system_prompt;
+    history_.push_back(std::move(t));
+  }
+  return OkStatus();
+}
+
+SamplerOptions SessionImpl::SamplerFor(const GenerateOptions& options) const {
+  return options.sampler.has_value() ? *options.sampler : m_.info.default_sampler;
+}
+
+bool SessionImpl::IsStop(int32_t id) const {
+  for (int32_t s : m_.info.stop_token_ids) {
+    if (s == id) return true;
+  }
+  return id == m_.special.turn_close || id == m_.special.tool_response_open;
+}
+
+StatusOr<std::vector<int32_t>> SessionImpl::RenderPrompt(bool thinking) const {
+  std::vector<json::Value> tools;
+  if (options_.tools != nullptr && options_.tools->size() > 0) {
+    auto parsed = json::Parse(options_.tools->DeclarationsJson(), "tools");
+    if (!parsed.ok()) return parsed.status();
+    tools = parsed->as_array();
+  }
+  chat::RenderOptions render;
+  render.variant =
+      m_.info.large_chat_template ? chat::TemplateVariant::kLarge : chat::TemplateVariant::kSmall;
+  render.enable_thinking = thinking;
+  render.add_generation_prompt = true;
+  render.bos_token = m_.tokenizer->TokenString(m_.special.bos);
+  // A model answer is rendered as a placeholder and replaced by the ids the model generated
+  // for it, so the prompt matches the KV cache even where re-tokenizing the text would give
+  // different ids. Only when the template would render the text unchanged (no surrounding
+  // whitespace to trim) and the ids decode to exactly that text.
+  std::vector<Turn> turns = history_;
+  std::vector<const std::vector<int32_t>*> spliced;
+  for (size_t i = 0; i < turns.size(); ++i) {
+    Turn& t = turns[i];
+    if (t.role != Role::kModel || t.text_tokens.empty() || t.text.empty()) continue;
+    if (chat::PythonStrip(t.text) != t.text || t.text.find('\x01') != std::string::npos ||
+        t.text.find("<|channel>") != std::string::npos ||
+        m_.tokenizer->Decode(t.text_tokens, /*skip_special_tokens=*/true) != t.text) {
+      continue;
+    }
+    t.text = "\x01" + std::to_string(spliced.size()) + "\x02";
+    spliced.push_back(&history_[i].text_tokens);
+  }
+  GEMMA4_ASSIGN_OR_RETURN(std::string text, chat::RenderChat(ToMessages(turns), tools, render));
+  std::vector<int32_t> ids;
+  size_t pos = 0;
+  while (true) {
+    const size_t open = text.find('\x01', pos);
+    const std::string_view segment(text.data() + pos,
+                                   (open == std::string::npos ? text.size() : open) - pos);
+    const std::vector<int32_t> part = m_.tokenizer->Encode(segment);
+    ids.insert(ids.end(), part.begin(), part.end());
+    if (open == std::string::npos) break;
+    const size_t close = text.find('\x02', open);
+    if (close == std::string::npos) return InternalError("unterminated answer placeholder");
+    const size_t index = std::stoul(text.substr(open + 1, close - open - 1));
+    if (index >= spliced.size()) return InternalError("bad answer placeholder");
+    ids.insert(ids.end(), spliced[index]->begin(), spliced[index]->end());
+    pos = close + 1;
+  }
+  return ids;
+}
+
+Status SessionImpl::Feed(const std::vector<int32_t>& ids) {
+  if (ids.empty()) return OkStatus();
+  if (static_cast<int64_t>(tokens_.size() + ids.size()) > max_context_) {
+    return ResourceExhaustedError("context full: " + std::to_string(tokens_.size() + ids.size()) +
+                                  " tokens needed, the session holds at most " +
+                                  std::to_string(max_context_));
+  }
+  {
+    std::lock_guard<std::mutex> lock(m_.compute_mutex);
+    GEMMA4_RETURN_IF_ERROR(
+        state_->Forward(ids.data(), static_cast<int64_t>(ids.size()), LogitsMode::kLast, &logits_));
+  }
+  tokens_.insert(tokens_.end(), ids.begin(), ids.end());
+  return OkStatus();
+}
+
+Status SessionImpl::SyncPrompt(const std::vector<int32_t>& prompt, Reply* reply) {
+  if (prompt.empty()) return InternalError("empty prompt");
+  size_t common = 0;
+  while (common < prompt.size() && common < tokens_.size() && prompt[common] == tokens_[common]) {
+    ++common;
+  }
+  // At least one token must run to produce the next logits.
+  if (common == prompt.size()) --common;
+  if (common < tokens_.size()) {
+    if (state_->CanTruncateTo(static_cast<int64_t>(common))) {
+      GEMMA4_RETURN_IF_ERROR(state_->Truncate(static_cast<int64_t>(common)));
+    } else {
+      // The sliding-window layers no longer hold the positions before `common`: start over.
+      state_ = std::make_unique<InferenceState>(*m_.loaded, m_.pool.get());
+      common = 0;
+    }
+    tokens_.resize(common);
+  }
+  reply->reused_tokens = static_cast<int>(common);
+  const std::vector<int32_t> rest(prompt.begin() + static_cast<std::ptrdiff_t>(common),
+                                  prompt.end());
+  reply->prompt_tokens = static_cast<int>(rest.size());
+  const auto start = std::chrono::steady_clock::now();
+  GEMMA4_RETURN_IF_ERROR(Feed(rest));
+  reply->prefill_seconds = Seconds(start);
+  return OkStatus();
+}
+
+StatusOr<Reply> SessionImpl::Send(std::string_view user_text, const GenerateOptions& options) {
+  GEMMA4_RETURN_IF_ERROR(ValidateSamplerOptions(SamplerFor(options)));
+  if (options.max_tokens < 1)
+    return InvalidArgumentError("GenerateOptions.max_tokens must be >= 1");
+  cancel_.store(false, std::memory_order_relaxed);
+  const size_t saved_turns = history_.size();
+  if (turn_open_) {
+    // The previous turn stopped at tool calls nobody answered: close it as it stands.
+    turn_open_ = false;
+  }
+  Turn user;
+  user.role = Role::kUser;
+  user.text = std::string(user_text);
+  history_.push_back(std::move(user));
+  StatusOr<std::vector<int32_t>> prompt = RenderPrompt(options.thinking);
+  while (prompt.ok() && static_cast<int64_t>(prompt->size()) + 1 > max_context_ &&
+         options_.context_policy == ContextPolicy::kDropOldTurns) {
+    // Drop the oldest turn after the system prompt, keeping the new user turn.
+    const size_t first = !history_.empty() && history_[0].role == Role::kSystem ? 1 : 0;
+    if (history_.size() - first <= 1) break;
+    history_.erase(history_.begin() + static_cast<std::ptrdiff_t>(first));
+    prompt = RenderPrompt(options.thinking);
+  }
+  if (!prompt.ok()) {
+    history_.resize(saved_turns);
+    return prompt.status();
+  }
+  if (static_cast<int64_t>(prompt->size()) + 1 > max_context_) {
+    history_.resize(std::min(saved_turns, history_.size()));
+    return ResourceExhaustedError(
+        "context full: the conversation needs " + std::to_string(prompt->size()) +
+        " tokens plus the reply, the session holds at most " + std::to_string(max_context_) +
+        " (ContextPolicy::kDropOldTurns drops old turns)");
+  }
+  Reply reply;
+  Status synced = SyncPrompt(*prompt, &reply);
+  if (!synced.ok()) {
+    history_.resize(std::min(saved_turns, history_.size()));
+    return synced;
+  }
+  last_thinking_ = options.thinking;
+  Turn model_turn;
+  model_turn.role = Role::kModel;
+  history_.push_back(std::move(model_turn));
+  Status generated = Generate(options, &reply);
+  if (!generated.ok()) return generated;
+  return reply;
+}
+
+StatusOr<Reply> SessionImpl::SubmitToolResults(const std::vector<ToolResult>& results,
+                                               const GenerateOptions& options) {
+  if (!turn_open_ || history_.empty() || history_.back().role != Role::kModel) {
+    return FailedPreconditionError(
+        "SubmitToolResults: the last turn did not stop at tool calls (StopReason::kToolCall)");
+  }
+  GEMMA4_RETURN_IF_ERROR(ValidateSamplerOptions(SamplerFor(options)));
+  cancel_.store(false, std::memory_order_relaxed);
+  turn_open_ = false;
+  Reply reply;
+  std::vector<int32_t> ids;
+  GEMMA4_RETURN_IF_ERROR(ToolResponseTokens(results, &ids));
+  const auto start = std::chrono::steady_clock::now();
+  GEMMA4_RETURN_IF_ERROR(Feed(ids));
+  reply.prompt_tokens = static_cast<int>(ids.size());
+  reply.prefill_seconds = Seconds(start);
+  Turn& turn = history_.back();
+  turn.tool_results.insert(turn.tool_results.end(), results.begin(), results.end());
+  reply.tool_results = results;
+  GEMMA4_RETURN_IF_ERROR(Generate(options, &reply));
+  return reply;
+}
+
+Status SessionImpl::ToolResponseTokens(const std::vector<ToolResult>& results,
+                                       std::vector<int32_t>* out) {
+  std::string text;
+  for (const ToolResult& r : results) {
+    text += chat::FormatToolResponse(
+        r.name, ParseOr(r.response_json, json::Value::String(r.response_json)));
+  }
+  *out = m_.tokenizer->Encode(text);
+  return OkStatus();
+}
+
+// Token-level state machine over the model's turn:
+//   [<|channel>thought\n ... <channel|>] text [<|tool_call>call:f{...}<tool_call|>]* (stop)
+// A stop after tool calls runs them (or returns kToolCall) and feeds
+// <|tool_response>response:f{...}<tool_response|> before generation continues in the same turn.
+Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
+  const SpecialTokens& sp = m_.special;
+  const Tokenizer& tok = *m_.tokenizer;
+  Turn& turn = history_.back();
+  Sampler sampler(SamplerFor(options));
+  enum class Mode { kText, kThought, kToolCall };
+  Mode mode = Mode::kText;
+  StreamingDetokenizer text_stream(m_.tokenizer, /*skip_special_tokens=*/true);
+  StreamingDetokenizer thought_stream(m_.tokenizer, true);
+  std::string raw_thought;              // includes the "thought\n" header
+  size_t thought_emitted = 0;           // bytes of the cleaned thought already streamed
+  std::string call_text;                // body of the current tool call
+  std::vector<ToolCall> pending_calls;  // calls of the current round
+  std::vector<int32_t> generated;       // sampled tokens of this reply
+  int thought_tokens = 0;
+  int tool_rounds = 0;
+  std::unique_ptr<chat::GrammarMatcher> call_matcher;
+  std::unique_ptr<chat::GrammarMatcher> json_matcher;
+  std::shared_ptr<const chat::Grammar> tool_grammar, json_grammar;
+  const bool have_tools = options_.tools != nullptr && options_.tools->size() > 0;
+  if (have_tools && options.constrain_tool_calls) {
+    auto decl = json::Parse(options_.tools->DeclarationsJson(), "tools");
+    if (!decl.ok()) return decl.status();
+    GEMMA4_ASSIGN_OR_RETURN(tool_grammar, chat::CompileToolCallGrammar(decl->as_array()));
+  }
+  if (!options.json_schema.empty()) {
+    GEMMA4_ASSIGN_OR_RETURN(json::Value schema, json::Parse(options.json_schema, "json_schema"));
+    GEMMA4_ASSIGN_OR_RETURN(json_grammar, chat::CompileJsonSchemaGrammar(schema));
+    json_matcher = std::make_unique<chat::GrammarMatcher>(json_grammar);
+  }
+  bool answer_started = false;  // any answer text (json constraint starts here)
+  bool after_call = false;      // the last token closed a tool call
+  std::vector<bool> allowed;
+  const auto start = std::chrono::steady_clock::now();
+  auto finish = [&](StopReason reason) {
+    std::string tail = text_stream.Flush();
+    if (!tail.empty()) {
+      turn.text += tail;
+      reply->text += tail;
+      if (options.on_text) options.on_text(StreamKind::kText, tail);
+    }
+    reply->stop_reason = reason;
+    reply->decode_seconds = Seconds(start);
+    reply->generated_tokens = static_cast<int>(generated.size());
+    reply->thought = turn.thought;
+  };
+  auto emit_text = [&](const std::string& piece) -> bool {
+    if (piece.empty()) return true;
+    turn.text += piece;
+    reply->text += piece;
+    return !options.on_text || options.on_text(StreamKind::kText, piece);
+  };
+  auto emit_thought = [&](const std::string& piece) -> bool {
+    raw_thought += piece;
+    // The channel opens with "thought\n"; the header is not part of the thought.
+    static constexpr std::string_view kHeader = "thought\n";
+    size_t skip = 0;
+    if (raw_thought.size() < kHeader.size() &&
+        kHeader.substr(0, raw_thought.size()) == raw_thought) {
+      return true;  // still possibly the header
+    }
+    if (raw_thought.compare(0, kHeader.size(), kHeader) == 0) skip = kHeader.size();
+    const std::string clean = raw_thought.substr(skip);
+    if (clean.size() <= thought_emitted) return true;
+    const std::string fresh = clean.substr(thought_emitted);
+    thought_emitted = clean.size();
+    turn.thought += fresh;
+    return !options.on_text || options.on_text(StreamKind::kThought, fresh);
+  };
+
+  while (true) {
+    if (cancel_.load(std::memory_order_relaxed)) {
+      finish(StopReason::kCancelled);
+      return CancelledError("generation cancelled after " + std::to_string(generated.size()) +
+                            " tokens");
+    }
+    if (static_cast<int>(generated.size()) >= options.max_tokens) {
+      finish(StopReason::kMaxTokens);
+      return OkStatus();
+    }
+    // Choose the next token: forced, constrained or free.
+    if (logits_hook) logits_hook(&logits_, generated.size());
+    int32_t next = -1;
+    if (mode == Mode::kThought && options.thinking_budget >= 0 &&
+        thought_tokens >= options.thinking_budget && sp.channel_close >= 0) {
+      next = sp.channel_close;  // budget spent: close the thought
+    } else if (mode == Mode::kToolCall && call_matcher != nullptr && [&] {
+                 // Arguments closed: the only continuation is <tool_call|>, as one token.
+                 chat::GrammarMatcher probe = *call_matcher;
+                 return probe.Accept("<tool_call|>") && probe.IsComplete();
+               }()) {
+      next = sp.tool_call_close;
+    } else if (mode == Mode::kToolCall && call_matcher != nullptr) {
+      call_matcher->FillAllowed(m_.tool_vocab(), &allowed);
+      allowed.resize(logits_.size(), false);
+      next = sampler.Sample(logits_, tokens_, allowed);
+      if (next < 0)
+        return InternalError("tool-call grammar allows no token after \"" + call_text + "\"");
+    } else if (mode == Mode::kText && after_call && options.constrain_tool_calls) {
+      // After <tool_call|> only another call or the end of the round may follow (a model that
+      // writes text here would leave the call unanswered).
+      allowed.assign(logits_.size(), false);
+      for (int32_t id : {sp.tool_call_open, sp.tool_response_open}) {
+        if (id >= 0 && id < static_cast<int32_t>(allowed.size())) allowed[id] = true;
+      }
+      next = sampler.Sample(logits_, tokens_, allowed);
+      if (next < 0) return InternalError("no token may follow the tool call");
+    } else if (mode == Mode::kText && json_matcher != nullptr) {
+      if (json_matcher->IsComplete()) {
+        next = sp.turn_close;  // the document is complete: end the turn
+      } else {
+        json_matcher->FillAllowed(m_.text_vocab(), &allowed);
+        allowed.resize(logits_.size(), false);
+        // Before the answer starts, a thought channel may still open.
+        if (!answer_started && options.thinking && sp.channel_open >= 0 && turn.thought.empty()) {
+          allowed[sp.channel_open] = true;
+        }
+        if (json_matcher->CanEnd()) allowed[sp.turn_close] = true;
+        next = sampler.Sample(logits_, tokens_, allowed);
+        if (next < 0) return InternalError("JSON grammar allows no token");
+      }
+    } else {
+      next = sampler.Sample(logits_, tokens_);
+      if (next < 0) return InternalError("the sampler found no token (all logits are -inf/NaN)");
+    }
+    generated.push_back(next);
+    if (options.on_token && !options.on_token(next)) cancel_.store(true);
+
+    // Interpret it.
+    after_call = false;
+    if (mode == Mode::kThought) {
+      ++thought_tokens;
+      if (next == sp.channel_close) {
+        mode = Mode::kText;
+        if (!emit_thought(thought_stream.Flush())) cancel_.store(true);
+      } else if (IsStop(next)) {
+        // The model ended inside its thought: treat the thought as the whole turn.
+        if (!emit_thought(thought_stream.Flush())) cancel_.store(true);
+        finish(StopReason::kEndOfTurn);
+        return OkStatus();
+      } else if (!emit_thought(thought_stream.Push(next))) {
+        cancel_.store(true);
+      }
+    } else if (mode == Mode::kToolCall) {
+      if (next == sp.tool_call_close) {
+        auto parsed = chat::ParseToolCall(call_text);
+        ToolCall call;
+        if (parsed.ok()) {
+          call.name = parsed->name;
+          call.arguments_json = parsed->arguments.Serialize();
+        } else {
+          // Unconstrained output that does not parse: keep the raw text for the caller.
+          call.name = "";
+          call.arguments_json = json::Value::String(call_text).Serialize();
+        }
+        if (options.on_tool_call) options.on_tool_call(call);
+        pending_calls.push_back(call);
+        turn.tool_calls.push_back(call);
+        reply->tool_calls.push_back(call);
+        mode = Mode::kText;
+        call_matcher.reset();
+        after_call = true;
+      } else if (IsStop(next)) {
+        finish(StopReason::kEndOfTurn);
+        return OkStatus();
+      } else {
+        const std::string bytes =
+            tok.IsSpecial(next) ? tok.TokenString(next) : tok.TokenBytes(next);
+        call_text += bytes;
+        if (call_matcher != nullptr) call_matcher->Accept(bytes);
+      }
+    } else {  // kText
+      if (next == sp.channel_open && !answer_started) {
+        mode = Mode::kThought;
+      } else if (next == sp.tool_call_open && have_tools && json_matcher == nullptr) {
+        mode = Mode::kToolCall;
+        call_text.clear();
+        if (tool_grammar != nullptr)
+          call_matcher = std::make_unique<chat::GrammarMatcher>(tool_grammar);
+      } else if (IsStop(next) || next == sp.tool_call_open) {
+        if (!pending_calls.empty()) {
+          // End of a round of calls: answer them and continue the same model turn.
+          ++tool_rounds;
+          if (!options.execute_tools) {
+            turn_open_ = true;
+            pending_calls.clear();
+            finish(StopReason::kToolCall);
+            return OkStatus();
+          }
+          if (tool_rounds > options.max_tool_steps) {
+            finish(StopReason::kToolStepLimit);
+            return OkStatus();
+          }
+          std::vector<ToolResult> results;
+          for (const ToolCall& c : pending_calls) {
+            ToolResult r =
+                c.name.empty()
+                    ? ToolResult{"unknown", "{\"error\":\"the call did not parse\"}", true}
+                    : options_.tools->Invoke(c);
+            if (options.on_tool_result) options.on_tool_result(r);
+            results.push_back(r);
+          }
+          pending_calls.clear();
+          turn.tool_results.insert(turn.tool_results.end(), results.begin(), results.end());
+          reply->tool_results.insert(reply->tool_results.end(), results.begin(), results.end());
+          std::vector<int32_t> ids;
+          GEMMA4_RETURN_IF_ERROR(ToolResponseTokens(results, &ids));
+          // The stop token itself is not fed: the responses follow <tool_call|> directly.
+          GEMMA4_RETURN_IF_ERROR(Feed(ids));
+          continue;
+        }
+        finish(StopReason::kEndOfTurn);
+        return OkStatus();
+      } else {
+        if (!tok.IsSpecial(next)) answer_started = true;
+        if (json_matcher != nullptr && !tok.IsSpecial(next))
+          json_matcher->Accept(tok.TokenBytes(next));
+        turn.text_tokens.push_back(next);
+        if (!emit_text(text_stream.Push(next))) cancel_.store(true);
+      }
+    }
+    if (options.stop_on_repetition && IsDegenerateRepetition(generated, options.repetition_guard)) {
+      finish(StopReason::kRepetition);
+      return OkStatus();
+    }
+    if (static_cast<int64_t>(tokens_.size()) + 1 > max_context_) {
+      finish(StopReason::kContextFull);
+      return OkStatus();
+    }
+    GEMMA4_RETURN_IF_ERROR(Feed({next}));
+  }
+}
+
+StatusOr<std::unique_ptr<SessionImpl>> SessionImpl::Fork() const {
+  auto copy = std::make_unique<SessionImpl>(model_, options_);
+  copy->max_context_ = max_context_;
+  copy->history_ = history_;
+  copy->tokens_ = tokens_;
+  copy->logits_ = logits_;
+  copy->turn_open_ = turn_open_;
+  copy->last_thinking_ = last_thinking_;
+  GEMMA4_RETURN_IF_ERROR(copy->state_->CopyStateFrom(*state_));
+  return copy;
+}
+
+Status SessionImpl::Rewind(size_t num_turns) {
+  if (num_turns > history_.size()) {
+    return OutOfRangeError("Rewind(" + std::to_string(num_turns) + "): the history has only " +
+                           std::to_string(history_.size()) + " turns");
+  }
+  history_.resize(num_turns);
+  turn_open_ = false;
+  // The KV cache keeps its tokens: the next Send reuses the common prefix and drops the rest.
+  return OkStatus();
+}
+
+// Layout: "G4SESS01", u64 fingerprint, then JSON (history, options, tokens) length-prefixed,
+// then the KV cache bytes of InferenceState::AppendState, then the logits.
+namespace {
+constexpr char kMagic[8] = {'G', '4', 'S', 'E', 'S', 'S', '0', '1'};
+
+uint64_t Fingerprint(const ModelInfo& info) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&](uint64_t v) {
+    h ^= v;
+    h *= 1099511628211ull;
+  };
+  mix(static_cast<uint64_t>(info.vocab_size));
+  mix(static_cast<uint64_t>(info.num_layers));
+  mix(static_cast<uint64_t>(info.hidden_size));
+  mix(static_cast<uint64_t>(info.num_parameters));
+  mix(info.weight_bytes);
+  return h;
+}
+
+void PutU64(uint64_t v, std::string* out) {
+  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+
+bool GetU64(std::string_view in, size_t* offset, uint64_t* v) {
+  if (in.size() - *offset < 8 || *offset > in.size()) return false;
+  *v = 0;
+  for (int i = 0; i < 8; ++i) {
+    *v |= static_cast<uint64_t>(static_cast<unsigned char>(in[*offset + i])) << (8 * i);
+  }
+  *offset += 8;
+  return true;
+}
+
+json::Value TurnsToJson(const std::vector<Turn>& turns) {
+  json::Value::Array list;
+  for (const Turn& t : turns) {
+    json::Value::Object o;
+    o.emplace_back("role", json::Value::Integer(static_cast<int>(t.role)));
+    o.emplace_back("text", json::Value::String(t.text));
+    o.emplace_back("thought", json::Value::String(t.thought));
+    json::Value::Array calls, results;
+    for (const ToolCall& c : t.tool_calls) {
+      calls.push_back(json::Value::MakeArray(
+          {json::Value::String(c.name), json::Value::String(c.arguments_json)}));
+    }
+    for (const ToolResult& r : t.tool_results) {
+      results.push_back(
+          json::Value::MakeArray({json::Value::String(r.name), json::Value::String(r.response_json),
+                                  json::Value::Bool(r.is_error)}));
+    }
+    json::Value::Array text_tokens;
+    for (int32_t id : t.text_tokens) text_tokens.push_back(json::Value::Integer(id));
+    o.emplace_back("text_tokens", json::Value::MakeArray(std::move(text_tokens)));
+    o.emplace_back("calls", json::Value::MakeArray(std::move(calls)));
+    o.emplace_back("results", json::Value::MakeArray(std::move(results)));
+    list.push_back(json::Value::MakeObject(std::move(o)));
+  }
+  return json::Value::MakeArray(std::move(list));
+}
+
+Status TurnsFromJson(const json::Value& v, std::vector<Turn>* out) {
+  if (!v.is_array()) return DataLossError("session state: history is not a list");
+  for (const json::Value& o : v.as_array()) {
+    Turn t;
+    int64_t role = 0;
+    const json::Value* r = o.Find("role");
+    if (r == nullptr || !r->GetInt64(&role) || role < 0 || role > 2) {
+      return DataLossError("session state: bad turn role");
+    }
+    t.role = static_cast<Role>(role);
+    const json::Value* text = o.Find("text");
+    const json::Value* thought = o.Find("thought");
+    const json::Value* calls = o.Find("calls");
+    const json::Value* results = o.Find("results");
+    if (text == nullptr || thought == nullptr || calls == nullptr || results == nullptr) {
+      return DataLossError("session state: incomplete turn");
+    }
+    t.text = text->as_string();
+    t.thought = thought->as_string();
+    if (const json::Value* ids = o.Find("text_tokens"); ids != nullptr) {
+      for (const json::Value& id : ids->as_array()) {
+        int64_t v = 0;
+        if (!id.GetInt64(&v) || v < 0 || v > INT32_MAX) {
+          return DataLossError("session state: bad token id");
+        }
+        t.text_tokens.push_back(static_cast<int32_t>(v));
+      }
+    }
+    for (const json::Value& c : calls->as_array()) {
+      if (c.as_array().size() != 2) return DataLossError("session state: bad tool call");
+      t.tool_calls.push_back({c.as_array()[0].as_string(), c.as_array()[1].as_string()});
+    }
+    for (const json::Value& c : results->as_array()) {
+      if (c.as_array().size() != 3) return DataLossError("session state: bad tool result");
+      t.tool_results.push_back(
+          {c.as_array()[0].as_string(), c.as_array()[1].as_string(), c.as_array()[2].as_bool()});
+    }
+    out->push_back(std::move(t));
+  }
+  return OkStatus();
+}
+}  // namespace
+
+StatusOr<std::string> SessionImpl::SaveState() const {
+  std::string out(kMagic, sizeof(kMagic));
+  PutU64(Fingerprint(m_.info), &out);
+  json::Value::Object meta;
+  meta.reserve(8);  // (also keeps GCC 12's -Warray-bounds false positive on emplace_back away)
+  meta.emplace_back("history", TurnsToJson(history_));
+  meta.emplace_back("system_prompt", json::Value::String(options_.system_prompt));
+  meta.emplace_back("max_context", json::Value::Integer(max_context_));
+  meta.emplace_back("policy", json::Value::Integer(static_cast<int>(options_.context_policy)));
+  meta.emplace_back("turn_open", json::Value::Bool(turn_open_));
+  meta.emplace_back("thinking", json::Value::Bool(last_thinking_));
+  json::Value::Array tokens;
+  for (int32_t id : tokens_) tokens.push_back(json::Value::Integer(id));
+  meta.emplace_back("tokens", json::Value::MakeArray(std::move(tokens)));
+  const std::string text = json::Value::MakeObject(std::move(meta)).Serialize();
+  PutU64(text.size(), &out);
+  out += text;
+  try {
+    state_->AppendState(&out);
+    PutU64(logits_.size(), &out);
+    out.append(reinterpret_cast<const char*>(logits_.data()), logits_.size() * sizeof(float));
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError("out of memory serializing the session");
+  }
+  return out;
+}
+
+Status SessionImpl::RestoreState(std::string_view bytes) {
+  size_t offset = sizeof(kMagic);
+  if (bytes.size() < sizeof(kMagic) || std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
+    return DataLossError("session state: not a gemma4 session (bad magic)");
+  }
+  uint64_t fingerprint = 0, meta_size = 0;
+  if (!GetU64(bytes, &offset, &fingerprint) || !GetU64(bytes, &offset, &meta_size) ||
+      meta_size > bytes.size() - offset) {
+    return DataLossError("session state: truncated header");
+  }
+  if (fingerprint != Fingerprint(m_.info)) {
+    return FailedPreconditionError("session state was saved with a different model");
+  }
+  GEMMA4_ASSIGN_OR_RETURN(json::Value meta,
+                          json::Parse(bytes.substr(offset, meta_size), "session state"));
+  offset += meta_size;
+  const json::Value* history = meta.Find("history");
+  const json::Value* tokens = meta.Find("tokens");
+  int64_t max_context = 0, policy = 0;
+  if (history == nullptr || tokens == nullptr || !tokens->is_array() ||
+      meta.Find("max_context") == nullptr || !meta.Find("max_context")->GetInt64(&max_context) ||
+      meta.Find("policy") == nullptr || !meta.Find("policy")->GetInt64(&policy)) {
+    return DataLossError("session state: missing fields");
+  }
+  history_.clear();
+  GEMMA4_RETURN_IF_ERROR(TurnsFromJson(*history, &history_));
+  options_.system_prompt =
+      meta.Find("system_prompt") ? meta.Find("system_prompt")->as_string() : "";
+  options_.context_policy = policy == 1 ? ContextPolicy::kDropOldTurns : ContextPolicy::kError;
+  max_context_ = std::clamp<int64_t>(max_context, 1, std::max<int64_t>(1, m_.info.max_context));
+  turn_open_ = meta.Find("turn_open") != nullptr && meta.Find("turn_open")->as_bool();
+  last_thinking_ = meta.Find("thinking") != nullptr && meta.Find("thinking")->as_bool();
+  tokens_.clear();
+  for (const json::Value& t : tokens->as_array()) {
+    int64_t id = 0;
+    if (!t.GetInt64(&id) || id < 0 || id >= m_.info.vocab_size) {
+      return DataLossError("session state: token id out of range");
+    }
+    tokens_.push_back(static_cast<int32_t>(id));
+  }
+  if (static_cast<int64_t>(tokens_.size()) > max_context_) {
+    return DataLossError("session state: more tokens than the context holds");
+  }
+  GEMMA4_RETURN_IF_ERROR(
+      state_->RestoreState(static_cast<int64_t>(tokens_.size()), bytes, &offset));
+  uint64_t n_logits = 0;
+  if (!GetU64(bytes, &offset, &n_logits) ||
+      n_logits != (tokens_.empty() ? 0 : static_cast<uint64_t>(m_.info.vocab_size)) ||
+      (bytes.size() - offset) != n_logits * sizeof(float)) {
+    return DataLossError("session state: bad logits block");
+  }
+  logits_.resize(n_logits);
+  std::memcpy(logits_.data(), bytes.data() + offset, n_logits * sizeof(float));
+  return OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Session::Session(std::unique_ptr<SessionImpl> impl) : impl_(std::move(impl)) {}
+Session::~Session() = default;
+
+StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> model,
+                                                   SessionOptions options) {
+  if (model == nullptr) return InvalidArgumentError("Session::Create: null model");
+  auto impl = std::make_unique<SessionImpl>(std::move(model), std::move(options));
+  GEMMA4_RETURN_IF_ERROR(impl->Init());
+  return std::unique_ptr<Session>(new Session(std::move(impl)));
+}
+
+StatusOr<std::unique_ptr<Session>> Session::Restore(std::shared_ptr<const Model> model,
+                                                    std::string_view state,
+                                                    std::shared_ptr<const ToolRegistry> tools) {
+  if (model == nullptr) return InvalidArgumentError("Session::Restore: null model");
+  SessionOptions options;
+  options.tools = std::move(tools);
+  auto impl = std::make_unique<SessionImpl>(std::move(model), std::move(options));
+  GEMMA4_RETURN_IF_ERROR(impl->RestoreState(state));
+  return std::unique_ptr<Session>(new Session(std::move(impl)));
+}
+
+StatusOr<Reply> Session::Send(std::string_view user_text, const GenerateOptions& options) {
+  return impl_->Send(user_text, options);
+}
+
+StatusOr<Reply> Session::SubmitToolResults(const std::vector<ToolResult>& results,
+                                           const GenerateOptions& options) {
+  return impl_->SubmitToolResults(results, options);
+}
+
+void Session::Cancel() { impl_->Cancel(); }
+
+StatusOr<std::unique_ptr<Session>> Session::Fork() const {
+  GEMMA4_ASSIGN_OR_RETURN(auto impl, impl_->Fork());
+  return std::unique_ptr<Session>(new Session(std::move(impl)));
+}
+
+Status Session::Rewind(size_t num_turns) { return impl_->Rewind(num_turns); }
+StatusOr<std::string> Session::SaveState() const { return impl_->SaveState(); }
+const std::vector<Turn>& Session::history() const { return impl_->history(); }
+int64_t Session::context_tokens() const { return impl_->context_tokens(); }
+int64_t Session::max_context() const { return impl_->max_context(); }
+
+}  // namespace gemma4

@@ -1,0 +1,71 @@
+// Internal state behind gemma4::Session (include/gemma4/session.h).
+#ifndef GEMMA4_SRC_API_SESSION_IMPL_H_
+#define GEMMA4_SRC_API_SESSION_IMPL_H_
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "api/model_impl.h"
+#include "gemma4/session.h"
+#include "model/forward.h"
+
+namespace gemma4 {
+
+class SessionImpl {
+ public:
+  SessionImpl(std::shared_ptr<const Model> model, SessionOptions options)
+      : model_(std::move(model)),
+        m_(model_->impl()),
+        options_(std::move(options)),
+        state_(std::make_unique<InferenceState>(*m_.loaded, m_.pool.get())) {}
+
+  Status Init();
+  StatusOr<Reply> Send(std::string_view user_text, const GenerateOptions& options);
+  StatusOr<Reply> SubmitToolResults(const std::vector<ToolResult>& results,
+                                    const GenerateOptions& options);
+  StatusOr<std::unique_ptr<SessionImpl>> Fork() const;
+  Status Rewind(size_t num_turns);
+  StatusOr<std::string> SaveState() const;
+  Status RestoreState(std::string_view bytes);
+
+  void Cancel() { cancel_.store(true, std::memory_order_relaxed); }
+
+  // Tests: rewrites the logits before each sampled token (step = tokens sampled so far in
+  // this reply), turning the tiny random model into a scripted one for the chat logic.
+  std::function<void(std::vector<float>* logits, size_t step)> logits_hook;
+  const std::vector<Turn>& history() const { return history_; }
+  int64_t context_tokens() const { return static_cast<int64_t>(tokens_.size()); }
+  int64_t max_context() const { return max_context_; }
+
+ private:
+  // Renders history_ (plus the generation prompt) to token ids.
+  StatusOr<std::vector<int32_t>> RenderPrompt(bool thinking) const;
+  // Makes the KV cache hold exactly `prompt` and leaves the last position's logits in logits_.
+  Status SyncPrompt(const std::vector<int32_t>& prompt, Reply* reply);
+  // Appends tokens to the KV cache; logits_ holds the last one's logits.
+  Status Feed(const std::vector<int32_t>& ids);
+  // Samples the rest of the current (last) model turn.
+  Status Generate(const GenerateOptions& options, Reply* reply);
+  Status ToolResponseTokens(const std::vector<ToolResult>& results, std::vector<int32_t>* out);
+  bool IsStop(int32_t id) const;
+  SamplerOptions SamplerFor(const GenerateOptions& options) const;
+
+  std::shared_ptr<const Model> model_;
+  const ModelImpl& m_;
+  SessionOptions options_;
+  std::unique_ptr<InferenceState> state_;
+  int64_t max_context_ = 0;
+  std::vector<Turn> history_;
+  std::vector<int32_t> tokens_;  // what the KV cache holds, position by position
+  std::vector<float> logits_;    // logits after tokens_.back()
+  bool turn_open_ = false;       // the last model turn stopped at tool calls (kToolCall)
+  bool last_thinking_ = false;   // thinking mode of the prompt in the cache
+  std::atomic<bool> cancel_{false};
+};
+
+}  // namespace gemma4
+
+#endif  // GEMMA4_SRC_API_SESSION_IMPL_H_

@@ -1,0 +1,93 @@
+// Constrained decoding from JSON schemas. A Grammar is compiled once from the tools' parameter
+// schemas (Gemma 4 call syntax) or from a JSON schema (JSON syntax); a GrammarMatcher walks it
+// byte by byte and, per step, marks which vocabulary tokens may come next.
+//
+// Tool calls (the text after <|tool_call>):
+//   call  := "call:" NAME object "<tool_call|>"      NAME one of the tools
+//   value := string | number | "true" | "false" | "null" | object | array
+//   string:= <|"|> any bytes but <|"|> <|"|>          object := "{" key ":" value ("," ...)* "}"
+//   key   := bare name (or <|"|>name<|"|> when it has separators); no whitespace anywhere.
+// JSON answers: standard JSON for the schema, at most `max_whitespace` whitespace characters
+// between tokens and none before the document.
+// Objects must contain their required properties, each property at most once, in any order,
+// and no unknown properties when `properties` is given. Strings have a bounded length.
+#ifndef GEMMA4_SRC_CHAT_GRAMMAR_H_
+#define GEMMA4_SRC_CHAT_GRAMMAR_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gemma4/status.h"
+#include "util/json.h"
+
+namespace gemma4::chat {
+
+struct GrammarOptions {
+  int max_whitespace = 2;       // JSON: whitespace characters allowed between two tokens
+  int max_string_length = 512;  // characters, when the schema sets no maxLength
+  int max_any_depth = 6;        // nesting of schema-free values ({} or no type)
+};
+
+class Grammar;
+
+StatusOr<std::shared_ptr<const Grammar>> CompileToolCallGrammar(
+    const std::vector<json::Value>& tools, GrammarOptions options = {});
+StatusOr<std::shared_ptr<const Grammar>> CompileJsonSchemaGrammar(const json::Value& schema,
+                                                                  GrammarOptions options = {});
+
+// A byte trie over a vocabulary's token texts (the bytes each id decodes to; empty = never
+// allowed), built once per tokenizer.
+class VocabIndex {
+ public:
+  explicit VocabIndex(std::vector<std::string> token_texts);
+  size_t size() const { return num_tokens_; }
+
+ private:
+  friend class GrammarMatcher;
+  struct Node {
+    uint32_t first_edge = 0;
+    uint16_t num_edges = 0;
+    int32_t first_token = -1;  // a token whose text ends here; more via next_token_
+  };
+  struct Edge {
+    uint8_t byte;
+    uint32_t child;
+  };
+  size_t num_tokens_ = 0;
+  std::vector<Node> nodes_;
+  std::vector<Edge> edges_;
+  std::vector<int32_t> next_token_;  // next token with the same text, or -1
+};
+
+namespace grammar_internal {
+struct State;
+}
+
+class GrammarMatcher {
+ public:
+  explicit GrammarMatcher(std::shared_ptr<const Grammar> grammar);
+  ~GrammarMatcher();
+  GrammarMatcher(const GrammarMatcher& other);
+  GrammarMatcher& operator=(const GrammarMatcher& other);
+
+  // Advances over `text`; on false nothing changed.
+  bool Accept(std::string_view text);
+  bool CanAccept(std::string_view text) const;
+  // The document/call could end here.
+  bool CanEnd() const;
+  // It must end here: it can end and no further byte is allowed.
+  bool IsComplete() const;
+  // allowed->assign(vocab.size(), false); then true for every token CanAccept accepts.
+  void FillAllowed(const VocabIndex& vocab, std::vector<bool>* allowed) const;
+
+ private:
+  std::shared_ptr<const Grammar> grammar_;
+  std::unique_ptr<grammar_internal::State> state_;
+};
+
+}  // namespace gemma4::chat
+
+#endif  // GEMMA4_SRC_CHAT_GRAMMAR_H_

@@ -1,0 +1,139 @@
+// gemma4 chat: interactive terminal chat over a Session (streaming, thinking toggle, tokens/s).
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+
+#include "gemma4/model.h"
+#include "gemma4/session.h"
+#include "tools/cli/commands.h"
+
+namespace gemma4::cli {
+namespace {
+
+constexpr char kChatHelp[] =
+    "commands: /think on|off  /reset  /quit   (an empty line is ignored)\n";
+
+Status ParseNumber(const std::string& flag, const std::string& s, double lo, double hi,
+                   double* out) {
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || *end != '\0' || !(v >= lo && v <= hi)) {
+    return InvalidArgumentError(flag + " must be a number in [" + std::to_string(lo) + ", " +
+                                std::to_string(hi) + "], got '" + s + "'");
+  }
+  *out = v;
+  return OkStatus();
+}
+
+}  // namespace
+
+Status RunChat(int argc, char** argv) {
+  std::string model_path, system, tokenizer_path;
+  bool think = false;
+  double threads = 0, max_tokens = 1024, temperature = -1, seed = 0;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](std::string* out) -> Status {
+      if (i + 1 >= argc) return InvalidArgumentError("option " + a + " needs a value");
+      *out = argv[++i];
+      return OkStatus();
+    };
+    std::string v;
+    if (a == "--model" || a == "-m") {
+      GEMMA4_RETURN_IF_ERROR(value(&model_path));
+    } else if (a == "--system") {
+      GEMMA4_RETURN_IF_ERROR(value(&system));
+    } else if (a == "--tokenizer") {
+      GEMMA4_RETURN_IF_ERROR(value(&tokenizer_path));
+    } else if (a == "--think") {
+      think = true;
+    } else if (a == "--threads" || a == "-t") {
+      GEMMA4_RETURN_IF_ERROR(value(&v));
+      GEMMA4_RETURN_IF_ERROR(ParseNumber(a, v, 0, 1024, &threads));
+    } else if (a == "--max-tokens" || a == "-n") {
+      GEMMA4_RETURN_IF_ERROR(value(&v));
+      GEMMA4_RETURN_IF_ERROR(ParseNumber(a, v, 1, 1 << 20, &max_tokens));
+    } else if (a == "--temperature") {
+      GEMMA4_RETURN_IF_ERROR(value(&v));
+      GEMMA4_RETURN_IF_ERROR(ParseNumber(a, v, 0, 100, &temperature));
+    } else if (a == "--seed") {
+      GEMMA4_RETURN_IF_ERROR(value(&v));
+      GEMMA4_RETURN_IF_ERROR(ParseNumber(a, v, 0, 1e15, &seed));
+    } else {
+      return InvalidArgumentError("unknown argument '" + a + "'");
+    }
+  }
+  if (model_path.empty()) return InvalidArgumentError("--model PATH is required");
+  ModelOptions model_options;
+  model_options.threads = static_cast<int>(threads);
+  model_options.tokenizer_path = tokenizer_path;
+  GEMMA4_ASSIGN_OR_RETURN(auto model, Model::Load(model_path, model_options));
+  SessionOptions session_options;
+  session_options.system_prompt = system;
+  session_options.context_policy = ContextPolicy::kDropOldTurns;
+  GEMMA4_ASSIGN_OR_RETURN(auto session, Session::Create(model, session_options));
+  const bool tty = isatty(STDOUT_FILENO) != 0;
+  std::fprintf(stderr, "gemma4 chat: %s (%s, %d threads), thinking %s. %s", model_path.c_str(),
+               model->info().variant.c_str(), model->info().threads, think ? "on" : "off",
+               kChatHelp);
+  std::string line;
+  while (true) {
+    std::fputs(tty ? "\n> " : "> ", stdout);
+    std::fflush(stdout);
+    if (!std::getline(std::cin, line)) break;
+    if (line.empty()) continue;
+    if (line == "/quit" || line == "/exit") break;
+    if (line == "/think on" || line == "/think off") {
+      think = line == "/think on";
+      std::printf("thinking %s\n", think ? "on" : "off");
+      continue;
+    }
+    if (line == "/reset") {
+      GEMMA4_RETURN_IF_ERROR(session->Rewind(system.empty() ? 0 : 1));
+      std::printf("conversation cleared\n");
+      continue;
+    }
+    GenerateOptions options;
+    options.thinking = think;
+    options.max_tokens = static_cast<int>(max_tokens);
+    if (temperature >= 0) {
+      SamplerOptions s = model->info().default_sampler;
+      s.temperature = static_cast<float>(temperature);
+      s.seed = static_cast<uint64_t>(seed);
+      options.sampler = s;
+    }
+    bool in_thought = false;
+    options.on_text = [&](StreamKind kind, std::string_view text) {
+      if (kind == StreamKind::kThought && !in_thought) {
+        std::fputs(tty ? "\x1b[2m[thinking] " : "[thinking] ", stdout);
+        in_thought = true;
+      } else if (kind == StreamKind::kText && in_thought) {
+        std::fputs(tty ? "\x1b[0m\n" : "\n[answer] ", stdout);
+        in_thought = false;
+      }
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      std::fflush(stdout);
+      return true;
+    };
+    auto reply = session->Send(line, options);
+    if (in_thought && tty) std::fputs("\x1b[0m", stdout);
+    std::fputc('\n', stdout);
+    if (!reply.ok()) {
+      std::fprintf(stderr, "error: %s\n", reply.status().message().c_str());
+      continue;
+    }
+    const double tps =
+        reply->decode_seconds > 0 ? reply->generated_tokens / reply->decode_seconds : 0.0;
+    const double pps =
+        reply->prefill_seconds > 0 ? reply->prompt_tokens / reply->prefill_seconds : 0.0;
+    std::fprintf(stderr,
+                 "[%d prompt tokens (%d reused) at %.1f tok/s, %d generated at %.1f tok/s]\n",
+                 reply->prompt_tokens, reply->reused_tokens, pps, reply->generated_tokens, tps);
+  }
+  return OkStatus();
+}
+
+}  // namespace gemma4::cli
