@@ -115,7 +115,10 @@ class Compiler {
     g_->any_number = g_->Add(n);
     Node lit;
     lit.kind = Kind::kLiteral;
-    lit.alts = {"false", "null", "true"};
+    // Gemma's template writes null as None; the parser takes both.
+    lit.alts = g_->syntax == Syntax::kJson
+                   ? std::vector<std::string>{"false", "null", "true"}
+                   : std::vector<std::string>{"None", "false", "null", "true"};
     g_->any_literal = g_->Add(lit);
     Node name;
     name.kind = Kind::kName;
@@ -564,6 +567,7 @@ class Machine {
         }
         if (!integer && (c == 'e' || c == 'E')) {
           f->state = 6;
+          f->count = 0;
           return Step::kConsumed;
         }
         return Step::kFinish;
@@ -589,7 +593,7 @@ class Machine {
       case 7:
       case 8:
         if (IsDigit(c)) {
-          if (++f->count > 3) return Step::kReject;
+          if (++f->count > 2) return Step::kReject;  // |exponent| < 100: stays finite
           f->state = 8;
           return Step::kConsumed;
         }
@@ -682,7 +686,7 @@ class Machine {
           next = g_.any_string;
         } else if (c == '-' || IsDigit(c)) {
           next = g_.any_number;
-        } else if (c == 't' || c == 'f' || c == 'n') {
+        } else if (c == 't' || c == 'f' || c == 'n' || (c == 'N' && g_.syntax == Syntax::kGemma)) {
           next = g_.any_literal;
         } else if (c == '[' && d + 1 < static_cast<int>(g_.any_value.size())) {
           next = g_.any_array[d];

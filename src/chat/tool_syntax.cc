@@ -556,6 +556,10 @@ class CallParser {
         pos_ = start;
         return Error("bad number");
       }
+      if (!std::isfinite(v->as_number())) {
+        pos_ = start;
+        return Error("number out of range");
+      }
       *out = std::move(*v);
       return OkStatus();
     }
