@@ -258,8 +258,9 @@ TEST(SessionTest, ConstrainedToolCallsFromRandomModelAreValid) {
     sampler.temperature = 1.0f;
     sampler.seed = seed;
     o.sampler = sampler;
-    o.max_tokens = 400;
+    o.max_tokens = 1000;
     o.max_tool_steps = 1;
+    o.max_calls_per_round = 2;
     o.stop_on_repetition = false;
     auto r = (*s)->Send("Weather in Paris?", o);
     ASSERT_TRUE(r.ok()) << r.status().message();

@@ -59,6 +59,10 @@ struct GenerateOptions {
   bool execute_tools = true;
   int max_tool_steps = 8;
   bool constrain_tool_calls = true;  // grammar-constrained arguments
+  // The turn starts with a tool call (like OpenAI's tool_choice "required"); later rounds are
+  // free.
+  bool require_tool_call = false;
+  int max_calls_per_round = 8;  // parallel calls before the round must end
   // When set, the answer (after any thought) is a JSON document matching this JSON schema.
   std::string json_schema;
   bool stop_on_repetition = true;

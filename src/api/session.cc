@@ -307,6 +307,7 @@ Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
   }
   bool answer_started = false;  // any answer text (json constraint starts here)
   bool after_call = false;      // the last token closed a tool call
+  bool thought_closed = false;  // the thought channel has been closed
   std::vector<bool> allowed;
   const auto start = std::chrono::steady_clock::now();
   auto finish = [&](StopReason reason) {
@@ -358,7 +359,13 @@ Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
     // Choose the next token: forced, constrained or free.
     if (logits_hook) logits_hook(&logits_, generated.size());
     int32_t next = -1;
-    if (mode == Mode::kThought && options.thinking_budget >= 0 &&
+    const bool must_call = options.require_tool_call && have_tools && sp.tool_call_open >= 0 &&
+                           mode == Mode::kText && turn.tool_calls.empty() && !answer_started;
+    if (must_call && options.thinking && generated.empty() && sp.channel_open >= 0) {
+      next = sp.channel_open;  // thinking: the thought comes first, then the call
+    } else if (must_call && (!options.thinking || thought_closed || sp.channel_open < 0)) {
+      next = sp.tool_call_open;
+    } else if (mode == Mode::kThought && options.thinking_budget >= 0 &&
         thought_tokens >= options.thinking_budget && sp.channel_close >= 0) {
       next = sp.channel_close;  // budget spent: close the thought
     } else if (mode == Mode::kToolCall && call_matcher != nullptr && [&] {
@@ -377,7 +384,8 @@ Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
       // After <tool_call|> only another call or the end of the round may follow (a model that
       // writes text here would leave the call unanswered).
       allowed.assign(logits_.size(), false);
-      for (int32_t id : {sp.tool_call_open, sp.tool_response_open}) {
+      const bool more = static_cast<int>(pending_calls.size()) < options.max_calls_per_round;
+      for (int32_t id : {more ? sp.tool_call_open : -1, sp.tool_response_open}) {
         if (id >= 0 && id < static_cast<int32_t>(allowed.size())) allowed[id] = true;
       }
       next = sampler.Sample(logits_, tokens_, allowed);
@@ -409,6 +417,7 @@ Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
       ++thought_tokens;
       if (next == sp.channel_close) {
         mode = Mode::kText;
+        thought_closed = true;
         if (!emit_thought(thought_stream.Flush())) cancel_.store(true);
       } else if (IsStop(next)) {
         // The model ended inside its thought: treat the thought as the whole turn.

@@ -33,6 +33,14 @@ def main():
     for a, b in merges:
         if a + b not in pieces:
             pieces.append(a + b)
+    # Fill the remaining ids with two-letter pieces so that every id decodes to some text (the
+    # random models pick any id).
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    extra = (a + b for a in letters for b in letters)
+    while len(pieces) < len(free):
+        p = next(extra)
+        if p not in pieces:
+            pieces.append(p)
     assert len(pieces) <= len(free), (len(pieces), len(free))
     for piece, i in zip(pieces, free):
         vocab[piece] = i

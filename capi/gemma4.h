@@ -1,0 +1,260 @@
+/* gemma4 C API: the library's stable binary interface (C99, standard headers only).
+ *
+ * Conventions
+ *  - Every function that can fail returns gemma4_status; GEMMA4_OK is 0. The message of the
+ *    last failure on the calling thread is gemma4_last_error() (valid until the next call on
+ *    that thread). No C++ exception or abort crosses this boundary.
+ *  - Handles are opaque. Objects returned through `out` parameters are owned by the caller and
+ *    released with the matching *_free function (passing NULL is allowed). Strings returned
+ *    by getters (const char*) are owned by the object they came from and stay valid until it
+ *    is freed or, for a reply/turn accessor, until the next call on the same session.
+ *  - Option structs start with `struct_size`; fill them with the *_init function, so fields
+ *    added in later versions get their defaults in programs built against older headers.
+ *  - Callbacks receive the `user_data` given with them. A session is used by one thread at a
+ *    time; gemma4_session_cancel may be called from any thread. Models are shared freely.
+ */
+#ifndef GEMMA4_C_H_
+#define GEMMA4_C_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define GEMMA4_API __declspec(dllexport)
+#else
+#define GEMMA4_API __attribute__((visibility("default")))
+#endif
+
+#define GEMMA4_VERSION_MAJOR 0
+#define GEMMA4_VERSION_MINOR 1
+#define GEMMA4_VERSION_PATCH 0
+
+typedef enum gemma4_status {
+  GEMMA4_OK = 0,
+  GEMMA4_CANCELLED = 1,
+  GEMMA4_UNKNOWN = 2,
+  GEMMA4_INVALID_ARGUMENT = 3,
+  GEMMA4_DEADLINE_EXCEEDED = 4,
+  GEMMA4_NOT_FOUND = 5,
+  GEMMA4_ALREADY_EXISTS = 6,
+  GEMMA4_PERMISSION_DENIED = 7,
+  GEMMA4_RESOURCE_EXHAUSTED = 8,
+  GEMMA4_FAILED_PRECONDITION = 9,
+  GEMMA4_ABORTED = 10,
+  GEMMA4_OUT_OF_RANGE = 11,
+  GEMMA4_UNIMPLEMENTED = 12,
+  GEMMA4_INTERNAL = 13,
+  GEMMA4_UNAVAILABLE = 14,
+  GEMMA4_DATA_LOSS = 15
+} gemma4_status;
+
+/* ---- Library --------------------------------------------------------------------------- */
+
+GEMMA4_API const char* gemma4_version_string(void); /* "0.1.0" */
+GEMMA4_API void gemma4_version(int* major, int* minor, int* patch);
+/* Message of the last failure on this thread ("" if none). */
+GEMMA4_API const char* gemma4_last_error(void);
+GEMMA4_API const char* gemma4_status_name(gemma4_status status);
+/* Frees memory returned by gemma4_session_save and gemma4_tokenize_alloc. */
+GEMMA4_API void gemma4_free(void* p);
+
+/* ---- Model ------------------------------------------------------------------------------ */
+
+typedef struct gemma4_model gemma4_model;
+
+typedef struct gemma4_model_options {
+  uint32_t struct_size;
+  int32_t threads;            /* 0 = one per hardware thread */
+  const char* tokenizer_path; /* NULL = beside the weights */
+  /* Progress in [0, 1]; return 0 to cancel the load (GEMMA4_CANCELLED). May be NULL. */
+  int (*progress)(float fraction, void* user_data);
+  void* user_data;
+} gemma4_model_options;
+
+GEMMA4_API void gemma4_model_options_init(gemma4_model_options* options);
+/* path: checkpoint directory, .safetensors, or .gguf. options may be NULL. */
+GEMMA4_API gemma4_status gemma4_model_load(const char* path, const gemma4_model_options* options,
+                                           gemma4_model** out);
+/* Sessions keep the model alive; freeing it while sessions exist is allowed. */
+GEMMA4_API void gemma4_model_free(gemma4_model* model);
+
+typedef struct gemma4_model_info {
+  uint32_t struct_size;
+  const char* variant; /* owned by the model */
+  int32_t vocab_size;
+  int32_t num_layers;
+  int32_t hidden_size;
+  int32_t sliding_window;
+  int64_t max_context;
+  int64_t num_parameters;
+  uint64_t weight_bytes;
+  int32_t threads;
+  int32_t large_chat_template;
+} gemma4_model_info;
+
+GEMMA4_API gemma4_status gemma4_model_get_info(const gemma4_model* model, gemma4_model_info* out);
+
+/* Text -> ids. Writes at most `capacity` ids and sets *n_ids to the full count; returns
+ * GEMMA4_OUT_OF_RANGE (with *n_ids set) when the buffer is too small. add_special_tokens
+ * applies the tokenizer's own rule (Gemma 4 adds nothing). */
+GEMMA4_API gemma4_status gemma4_tokenize(const gemma4_model* model, const char* text,
+                                         size_t text_len, int add_special_tokens, int32_t* ids,
+                                         size_t capacity, size_t* n_ids);
+/* Ids -> UTF-8 text, NUL-terminated; same buffer protocol (*text_len excludes the NUL). */
+GEMMA4_API gemma4_status gemma4_detokenize(const gemma4_model* model, const int32_t* ids,
+                                           size_t n_ids, int skip_special_tokens, char* text,
+                                           size_t capacity, size_t* text_len);
+/* Logits of every position of `ids` from an empty context: n_ids * vocab_size floats. */
+GEMMA4_API gemma4_status gemma4_model_logits(const gemma4_model* model, const int32_t* ids,
+                                             size_t n_ids, float* logits, size_t capacity);
+
+/* ---- Tools ------------------------------------------------------------------------------ */
+
+typedef struct gemma4_tools gemma4_tools;
+
+/* Called with the arguments as a JSON object. Write the result (JSON, or plain text) with
+ * gemma4_tool_result_set and return GEMMA4_OK, or return an error status after
+ * gemma4_tool_result_set with the message (sent to the model as {"error": message}). */
+typedef struct gemma4_tool_result gemma4_tool_result;
+typedef gemma4_status (*gemma4_tool_fn)(const char* arguments_json, gemma4_tool_result* result,
+                                        void* user_data);
+GEMMA4_API void gemma4_tool_result_set(gemma4_tool_result* result, const char* text, size_t len);
+
+GEMMA4_API gemma4_status gemma4_tools_create(gemma4_tools** out);
+GEMMA4_API void gemma4_tools_free(gemma4_tools* tools);
+/* parameters_schema_json: JSON schema of the arguments object (NULL or "" = none). */
+GEMMA4_API gemma4_status gemma4_tools_register(gemma4_tools* tools, const char* name,
+                                               const char* description,
+                                               const char* parameters_schema_json,
+                                               gemma4_tool_fn fn, void* user_data);
+
+/* ---- Sessions ----------------------------------------------------------------------------- */
+
+typedef struct gemma4_session gemma4_session;
+
+typedef enum gemma4_context_policy {
+  GEMMA4_CONTEXT_ERROR = 0,
+  GEMMA4_CONTEXT_DROP_OLD_TURNS = 1
+} gemma4_context_policy;
+
+typedef struct gemma4_session_options {
+  uint32_t struct_size;
+  const char* system_prompt;  /* may be NULL */
+  const gemma4_tools* tools;  /* may be NULL; copied at creation */
+  int64_t max_context;        /* 0 = the model's */
+  gemma4_context_policy context_policy;
+} gemma4_session_options;
+
+GEMMA4_API void gemma4_session_options_init(gemma4_session_options* options);
+GEMMA4_API gemma4_status gemma4_session_create(gemma4_model* model,
+                                               const gemma4_session_options* options,
+                                               gemma4_session** out);
+GEMMA4_API void gemma4_session_free(gemma4_session* session);
+
+typedef struct gemma4_sampler_options {
+  uint32_t struct_size;
+  float temperature; /* <= 0: greedy */
+  int32_t top_k;
+  float top_p;
+  float min_p;
+  float repetition_penalty;
+  float frequency_penalty;
+  float presence_penalty;
+  int32_t penalty_last_n;
+  uint64_t seed;
+  const int32_t* logit_bias_ids; /* n_logit_bias entries */
+  const float* logit_bias_values;
+  size_t n_logit_bias;
+} gemma4_sampler_options;
+
+/* Fills the model's generation_config defaults (model may be NULL: neutral defaults). */
+GEMMA4_API void gemma4_sampler_options_init(gemma4_sampler_options* options,
+                                            const gemma4_model* model);
+
+typedef enum gemma4_stream_kind { GEMMA4_STREAM_THOUGHT = 0, GEMMA4_STREAM_TEXT = 1 } gemma4_stream_kind;
+
+typedef enum gemma4_stop_reason {
+  GEMMA4_STOP_END_OF_TURN = 0,
+  GEMMA4_STOP_MAX_TOKENS = 1,
+  GEMMA4_STOP_CANCELLED = 2,
+  GEMMA4_STOP_REPETITION = 3,
+  GEMMA4_STOP_TOOL_STEP_LIMIT = 4,
+  GEMMA4_STOP_TOOL_CALL = 5,
+  GEMMA4_STOP_CONTEXT_FULL = 6
+} gemma4_stop_reason;
+
+typedef struct gemma4_generate_options {
+  uint32_t struct_size;
+  int32_t max_tokens;
+  int32_t thinking;        /* 0/1 */
+  int32_t thinking_budget; /* -1 = none */
+  const gemma4_sampler_options* sampler; /* NULL = the model's defaults */
+  int32_t execute_tools;       /* 1: run registered tools and continue */
+  int32_t max_tool_steps;
+  int32_t constrain_tool_calls;
+  const char* json_schema;     /* NULL or "": free text */
+  int32_t stop_on_repetition;
+  /* Streaming text (never split inside a UTF-8 character); return 0 to cancel. */
+  int (*on_text)(gemma4_stream_kind kind, const char* text, size_t len, void* user_data);
+  /* Each tool call as it is parsed (before it runs). */
+  void (*on_tool_call)(const char* name, const char* arguments_json, void* user_data);
+  void* user_data;
+  int32_t require_tool_call;   /* 1: the turn starts with a tool call */
+  int32_t max_calls_per_round; /* parallel calls before a round must end (default 8) */
+} gemma4_generate_options;
+
+GEMMA4_API void gemma4_generate_options_init(gemma4_generate_options* options);
+
+typedef struct gemma4_reply gemma4_reply;
+
+/* Adds a user turn and generates the model's turn. *out receives the reply (free it). */
+GEMMA4_API gemma4_status gemma4_session_send(gemma4_session* session, const char* user_text,
+                                             const gemma4_generate_options* options,
+                                             gemma4_reply** out);
+/* Continues after GEMMA4_STOP_TOOL_CALL with one result per call (JSON text each). */
+GEMMA4_API gemma4_status gemma4_session_submit_tool_results(
+    gemma4_session* session, size_t n_results, const char* const* names,
+    const char* const* results_json, const gemma4_generate_options* options, gemma4_reply** out);
+/* Thread-safe: the running send returns GEMMA4_CANCELLED. */
+GEMMA4_API void gemma4_session_cancel(gemma4_session* session);
+GEMMA4_API gemma4_status gemma4_session_fork(const gemma4_session* session, gemma4_session** out);
+/* Keeps the first num_turns turns (a system prompt counts as one). */
+GEMMA4_API gemma4_status gemma4_session_rewind(gemma4_session* session, size_t num_turns);
+/* Serialized state: *data is allocated by the library; release it with gemma4_free. */
+GEMMA4_API gemma4_status gemma4_session_save(const gemma4_session* session, void** data,
+                                             size_t* size);
+GEMMA4_API gemma4_status gemma4_session_restore(gemma4_model* model, const void* data,
+                                                size_t size, const gemma4_tools* tools,
+                                                gemma4_session** out);
+GEMMA4_API size_t gemma4_session_num_turns(const gemma4_session* session);
+/* role: 0 system, 1 user, 2 model. Strings are owned by the session. */
+GEMMA4_API gemma4_status gemma4_session_get_turn(const gemma4_session* session, size_t index,
+                                                 int* role, const char** text,
+                                                 const char** thought);
+GEMMA4_API int64_t gemma4_session_context_tokens(const gemma4_session* session);
+
+GEMMA4_API void gemma4_reply_free(gemma4_reply* reply);
+GEMMA4_API const char* gemma4_reply_text(const gemma4_reply* reply);
+GEMMA4_API const char* gemma4_reply_thought(const gemma4_reply* reply);
+GEMMA4_API gemma4_stop_reason gemma4_reply_stop_reason(const gemma4_reply* reply);
+GEMMA4_API size_t gemma4_reply_num_tool_calls(const gemma4_reply* reply);
+GEMMA4_API const char* gemma4_reply_tool_call_name(const gemma4_reply* reply, size_t index);
+GEMMA4_API const char* gemma4_reply_tool_call_arguments(const gemma4_reply* reply, size_t index);
+GEMMA4_API size_t gemma4_reply_num_tool_results(const gemma4_reply* reply);
+GEMMA4_API const char* gemma4_reply_tool_result(const gemma4_reply* reply, size_t index);
+/* Token counts and timings of the reply. */
+GEMMA4_API int32_t gemma4_reply_prompt_tokens(const gemma4_reply* reply);
+GEMMA4_API int32_t gemma4_reply_reused_tokens(const gemma4_reply* reply);
+GEMMA4_API int32_t gemma4_reply_generated_tokens(const gemma4_reply* reply);
+GEMMA4_API double gemma4_reply_decode_seconds(const gemma4_reply* reply);
+GEMMA4_API double gemma4_reply_prefill_seconds(const gemma4_reply* reply);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* GEMMA4_C_H_ */

@@ -1,0 +1,522 @@
+// C ABI over the C++ API. Every entry point catches everything: no exception crosses into C.
+#include "gemma4.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "gemma4/model.h"
+#include "gemma4/session.h"
+#include "gemma4/tools.h"
+
+struct gemma4_model {
+  std::shared_ptr<const gemma4::Model> model;
+};
+struct gemma4_tools {
+  std::shared_ptr<gemma4::ToolRegistry> registry;
+};
+struct gemma4_session {
+  std::shared_ptr<const gemma4::Model> model;
+  std::unique_ptr<gemma4::Session> session;
+};
+struct gemma4_reply {
+  gemma4::Reply reply;
+  std::vector<std::string> results;
+};
+struct gemma4_tool_result {
+  std::string text;
+};
+
+namespace {
+
+thread_local std::string last_error;
+
+gemma4_status Fail(gemma4_status code, std::string message) {
+  last_error = std::move(message);
+  return code;
+}
+
+gemma4_status FromStatus(const gemma4::Status& s) {
+  if (s.ok()) return GEMMA4_OK;
+  last_error = s.message();
+  return static_cast<gemma4_status>(static_cast<int>(s.code()));
+}
+
+// Runs `body`, turning exceptions (bad_alloc from std containers, anything from callbacks)
+// into statuses.
+template <class F>
+gemma4_status Guard(F&& body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return Fail(GEMMA4_RESOURCE_EXHAUSTED, "out of memory");
+  } catch (const std::exception& e) {
+    return Fail(GEMMA4_INTERNAL, std::string("internal error: ") + e.what());
+  } catch (...) {
+    return Fail(GEMMA4_INTERNAL, "internal error");
+  }
+}
+
+// Copies the caller's option struct over `defaults`, as far as the caller's struct reaches.
+template <class T>
+T Options(const T* given, T defaults) {
+  if (given == nullptr) return defaults;
+  const size_t n = given->struct_size < sizeof(T) ? given->struct_size : sizeof(T);
+  std::memcpy(static_cast<void*>(&defaults), given, n);
+  defaults.struct_size = sizeof(T);
+  return defaults;
+}
+
+gemma4_sampler_options DefaultSampler(const gemma4_model* model) {
+  gemma4_sampler_options o{};
+  o.struct_size = sizeof(o);
+  gemma4::SamplerOptions d;
+  if (model != nullptr) d = model->model->info().default_sampler;
+  o.temperature = d.temperature;
+  o.top_k = d.top_k;
+  o.top_p = d.top_p;
+  o.min_p = d.min_p;
+  o.repetition_penalty = d.repetition_penalty;
+  o.frequency_penalty = d.frequency_penalty;
+  o.presence_penalty = d.presence_penalty;
+  o.penalty_last_n = d.penalty_last_n;
+  o.seed = d.seed;
+  return o;
+}
+
+gemma4_generate_options DefaultGenerate() {
+  gemma4_generate_options o{};
+  o.struct_size = sizeof(o);
+  const gemma4::GenerateOptions d;
+  o.max_tokens = d.max_tokens;
+  o.thinking = d.thinking;
+  o.thinking_budget = d.thinking_budget;
+  o.execute_tools = d.execute_tools;
+  o.max_tool_steps = d.max_tool_steps;
+  o.constrain_tool_calls = d.constrain_tool_calls;
+  o.stop_on_repetition = d.stop_on_repetition;
+  o.max_calls_per_round = d.max_calls_per_round;
+  return o;
+}
+
+gemma4::GenerateOptions ToGenerate(const gemma4_generate_options* given) {
+  const gemma4_generate_options o = Options(given, DefaultGenerate());
+  gemma4::GenerateOptions g;
+  g.max_tokens = o.max_tokens;
+  g.thinking = o.thinking != 0;
+  g.thinking_budget = o.thinking_budget;
+  g.execute_tools = o.execute_tools != 0;
+  g.max_tool_steps = o.max_tool_steps;
+  g.constrain_tool_calls = o.constrain_tool_calls != 0;
+  g.stop_on_repetition = o.stop_on_repetition != 0;
+  g.require_tool_call = o.require_tool_call != 0;
+  if (o.max_calls_per_round > 0) g.max_calls_per_round = o.max_calls_per_round;
+  if (o.json_schema != nullptr) g.json_schema = o.json_schema;
+  if (o.sampler != nullptr) {
+    const gemma4_sampler_options s = Options(o.sampler, DefaultSampler(nullptr));
+    gemma4::SamplerOptions so;
+    so.temperature = s.temperature;
+    so.top_k = s.top_k;
+    so.top_p = s.top_p;
+    so.min_p = s.min_p;
+    so.repetition_penalty = s.repetition_penalty;
+    so.frequency_penalty = s.frequency_penalty;
+    so.presence_penalty = s.presence_penalty;
+    so.penalty_last_n = s.penalty_last_n;
+    so.seed = s.seed;
+    for (size_t i = 0; i < s.n_logit_bias && s.logit_bias_ids && s.logit_bias_values; ++i) {
+      so.logit_bias.emplace_back(s.logit_bias_ids[i], s.logit_bias_values[i]);
+    }
+    g.sampler = so;
+  }
+  if (o.on_text != nullptr) {
+    auto fn = o.on_text;
+    void* user = o.user_data;
+    g.on_text = [fn, user](gemma4::StreamKind kind, std::string_view text) {
+      const std::string copy(text);  // NUL-terminated for C callers that ignore len
+      return fn(kind == gemma4::StreamKind::kThought ? GEMMA4_STREAM_THOUGHT : GEMMA4_STREAM_TEXT,
+                copy.c_str(), copy.size(), user) != 0;
+    };
+  }
+  if (o.on_tool_call != nullptr) {
+    auto fn = o.on_tool_call;
+    void* user = o.user_data;
+    g.on_tool_call = [fn, user](const gemma4::ToolCall& call) {
+      fn(call.name.c_str(), call.arguments_json.c_str(), user);
+    };
+  }
+  return g;
+}
+
+gemma4_status Deliver(gemma4::StatusOr<gemma4::Reply> reply, gemma4_reply** out) {
+  if (!reply.ok()) return FromStatus(reply.status());
+  auto r = std::make_unique<gemma4_reply>();
+  r->reply = std::move(*reply);
+  for (const auto& t : r->reply.tool_results) r->results.push_back(t.response_json);
+  *out = r.release();
+  return GEMMA4_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* gemma4_version_string(void) { return "0.1.0"; }
+
+void gemma4_version(int* major, int* minor, int* patch) {
+  if (major) *major = GEMMA4_VERSION_MAJOR;
+  if (minor) *minor = GEMMA4_VERSION_MINOR;
+  if (patch) *patch = GEMMA4_VERSION_PATCH;
+}
+
+const char* gemma4_last_error(void) { return last_error.c_str(); }
+
+const char* gemma4_status_name(gemma4_status status) {
+  return gemma4::StatusCodeName(static_cast<gemma4::StatusCode>(status));
+}
+
+void gemma4_free(void* p) { std::free(p); }
+
+void gemma4_model_options_init(gemma4_model_options* options) {
+  if (options == nullptr) return;
+  *options = gemma4_model_options{};
+  options->struct_size = sizeof(*options);
+}
+
+gemma4_status gemma4_model_load(const char* path, const gemma4_model_options* options,
+                                gemma4_model** out) {
+  return Guard([&]() -> gemma4_status {
+    if (path == nullptr || out == nullptr) {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_model_load: path and out are required");
+    }
+    *out = nullptr;
+    gemma4_model_options defaults{};
+    defaults.struct_size = sizeof(defaults);
+    const gemma4_model_options o = Options(options, defaults);
+    gemma4::ModelOptions mo;
+    mo.threads = o.threads;
+    if (o.tokenizer_path != nullptr) mo.tokenizer_path = o.tokenizer_path;
+    if (o.progress != nullptr) {
+      auto fn = o.progress;
+      void* user = o.user_data;
+      mo.progress = [fn, user](float f) { return fn(f, user) != 0; };
+    }
+    auto model = gemma4::Model::Load(path, mo);
+    if (!model.ok()) return FromStatus(model.status());
+    *out = new gemma4_model{*model};
+    return GEMMA4_OK;
+  });
+}
+
+void gemma4_model_free(gemma4_model* model) { delete model; }
+
+gemma4_status gemma4_model_get_info(const gemma4_model* model, gemma4_model_info* out) {
+  if (model == nullptr || out == nullptr) {
+    return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_model_get_info: null argument");
+  }
+  const gemma4::ModelInfo& i = model->model->info();
+  gemma4_model_info info{};
+  info.struct_size = sizeof(info);
+  info.variant = i.variant.c_str();
+  info.vocab_size = i.vocab_size;
+  info.num_layers = i.num_layers;
+  info.hidden_size = i.hidden_size;
+  info.sliding_window = i.sliding_window;
+  info.max_context = i.max_context;
+  info.num_parameters = i.num_parameters;
+  info.weight_bytes = i.weight_bytes;
+  info.threads = i.threads;
+  info.large_chat_template = i.large_chat_template ? 1 : 0;
+  const size_t n = out->struct_size != 0 && out->struct_size < sizeof(info) ? out->struct_size
+                                                                             : sizeof(info);
+  std::memcpy(static_cast<void*>(out), &info, n);
+  out->struct_size = static_cast<uint32_t>(n);
+  return GEMMA4_OK;
+}
+
+gemma4_status gemma4_tokenize(const gemma4_model* model, const char* text, size_t text_len,
+                              int add_special_tokens, int32_t* ids, size_t capacity,
+                              size_t* n_ids) {
+  return Guard([&]() -> gemma4_status {
+    if (model == nullptr || (text == nullptr && text_len > 0) || n_ids == nullptr ||
+        (ids == nullptr && capacity > 0)) {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_tokenize: null argument");
+    }
+    const std::vector<int32_t> out = model->model->tokenizer()->Encode(
+        std::string_view(text == nullptr ? "" : text, text_len), add_special_tokens != 0);
+    *n_ids = out.size();
+    if (out.size() > capacity) {
+      return Fail(GEMMA4_OUT_OF_RANGE, "gemma4_tokenize: " + std::to_string(out.size()) +
+                                           " ids do not fit in " + std::to_string(capacity));
+    }
+    if (!out.empty()) std::memcpy(ids, out.data(), out.size() * sizeof(int32_t));
+    return GEMMA4_OK;
+  });
+}
+
+gemma4_status gemma4_detokenize(const gemma4_model* model, const int32_t* ids, size_t n_ids,
+                                int skip_special_tokens, char* text, size_t capacity,
+                                size_t* text_len) {
+  return Guard([&]() -> gemma4_status {
+    if (model == nullptr || (ids == nullptr && n_ids > 0) || text_len == nullptr ||
+        (text == nullptr && capacity > 0)) {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_detokenize: null argument");
+    }
+    const std::string s = model->model->tokenizer()->Decode(
+        std::span<const int32_t>(ids, n_ids), skip_special_tokens != 0);
+    *text_len = s.size();
+    if (s.size() + 1 > capacity) {
+      return Fail(GEMMA4_OUT_OF_RANGE, "gemma4_detokenize: " + std::to_string(s.size() + 1) +
+                                           " bytes do not fit in " + std::to_string(capacity));
+    }
+    std::memcpy(text, s.c_str(), s.size() + 1);
+    return GEMMA4_OK;
+  });
+}
+
+gemma4_status gemma4_model_logits(const gemma4_model* model, const int32_t* ids, size_t n_ids,
+                                  float* logits, size_t capacity) {
+  return Guard([&]() -> gemma4_status {
+    if (model == nullptr || ids == nullptr || logits == nullptr || n_ids == 0) {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_model_logits: null or empty argument");
+    }
+    const size_t need = n_ids * static_cast<size_t>(model->model->info().vocab_size);
+    if (capacity < need) {
+      return Fail(GEMMA4_OUT_OF_RANGE, "gemma4_model_logits: needs " + std::to_string(need) +
+                                           " floats, capacity " + std::to_string(capacity));
+    }
+    auto out = model->model->Logits(std::vector<int32_t>(ids, ids + n_ids));
+    if (!out.ok()) return FromStatus(out.status());
+    std::memcpy(logits, out->data(), need * sizeof(float));
+    return GEMMA4_OK;
+  });
+}
+
+void gemma4_tool_result_set(gemma4_tool_result* result, const char* text, size_t len) {
+  if (result == nullptr) return;
+  result->text.assign(text == nullptr ? "" : text, text == nullptr ? 0 : len);
+}
+
+gemma4_status gemma4_tools_create(gemma4_tools** out) {
+  return Guard([&]() -> gemma4_status {
+    if (out == nullptr) return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_tools_create: null out");
+    *out = new gemma4_tools{std::make_shared<gemma4::ToolRegistry>()};
+    return GEMMA4_OK;
+  });
+}
+
+void gemma4_tools_free(gemma4_tools* tools) { delete tools; }
+
+gemma4_status gemma4_tools_register(gemma4_tools* tools, const char* name,
+                                    const char* description, const char* parameters_schema_json,
+                                    gemma4_tool_fn fn, void* user_data) {
+  return Guard([&]() -> gemma4_status {
+    if (tools == nullptr || name == nullptr || fn == nullptr) {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_tools_register: tools, name and fn are required");
+    }
+    auto callback = [fn, user_data](const std::string& args) -> gemma4::StatusOr<std::string> {
+      gemma4_tool_result result;
+      const gemma4_status s = fn(args.c_str(), &result, user_data);
+      if (s != GEMMA4_OK) {
+        return gemma4::Status(static_cast<gemma4::StatusCode>(s),
+                              result.text.empty() ? gemma4_status_name(s) : result.text);
+      }
+      return result.text;
+    };
+    return FromStatus(tools->registry->Register(name, description ? description : "",
+                                                parameters_schema_json ? parameters_schema_json : "",
+                                                callback));
+  });
+}
+
+void gemma4_session_options_init(gemma4_session_options* options) {
+  if (options == nullptr) return;
+  *options = gemma4_session_options{};
+  options->struct_size = sizeof(*options);
+}
+
+gemma4_status gemma4_session_create(gemma4_model* model, const gemma4_session_options* options,
+                                    gemma4_session** out) {
+  return Guard([&]() -> gemma4_status {
+    if (model == nullptr || out == nullptr) {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_session_create: model and out are required");
+    }
+    *out = nullptr;
+    gemma4_session_options defaults{};
+    defaults.struct_size = sizeof(defaults);
+    const gemma4_session_options o = Options(options, defaults);
+    gemma4::SessionOptions so;
+    if (o.system_prompt != nullptr) so.system_prompt = o.system_prompt;
+    if (o.tools != nullptr) so.tools = std::make_shared<gemma4::ToolRegistry>(*o.tools->registry);
+    so.max_context = o.max_context;
+    so.context_policy = o.context_policy == GEMMA4_CONTEXT_DROP_OLD_TURNS
+                            ? gemma4::ContextPolicy::kDropOldTurns
+                            : gemma4::ContextPolicy::kError;
+    auto session = gemma4::Session::Create(model->model, so);
+    if (!session.ok()) return FromStatus(session.status());
+    *out = new gemma4_session{model->model, std::move(*session)};
+    return GEMMA4_OK;
+  });
+}
+
+void gemma4_session_free(gemma4_session* session) { delete session; }
+
+void gemma4_sampler_options_init(gemma4_sampler_options* options, const gemma4_model* model) {
+  if (options != nullptr) *options = DefaultSampler(model);
+}
+
+void gemma4_generate_options_init(gemma4_generate_options* options) {
+  if (options != nullptr) *options = DefaultGenerate();
+}
+
+gemma4_status gemma4_session_send(gemma4_session* session, const char* user_text,
+                                  const gemma4_generate_options* options, gemma4_reply** out) {
+  return Guard([&]() -> gemma4_status {
+    if (session == nullptr || user_text == nullptr || out == nullptr) {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_session_send: null argument");
+    }
+    *out = nullptr;
+    return Deliver(session->session->Send(user_text, ToGenerate(options)), out);
+  });
+}
+
+gemma4_status gemma4_session_submit_tool_results(gemma4_session* session, size_t n_results,
+                                                 const char* const* names,
+                                                 const char* const* results_json,
+                                                 const gemma4_generate_options* options,
+                                                 gemma4_reply** out) {
+  return Guard([&]() -> gemma4_status {
+    if (session == nullptr || out == nullptr ||
+        (n_results > 0 && (names == nullptr || results_json == nullptr))) {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_session_submit_tool_results: null argument");
+    }
+    *out = nullptr;
+    std::vector<gemma4::ToolResult> results;
+    for (size_t i = 0; i < n_results; ++i) {
+      if (names[i] == nullptr || results_json[i] == nullptr) {
+        return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_session_submit_tool_results: null entry");
+      }
+      results.push_back({names[i], results_json[i], false});
+    }
+    return Deliver(session->session->SubmitToolResults(results, ToGenerate(options)), out);
+  });
+}
+
+void gemma4_session_cancel(gemma4_session* session) {
+  if (session != nullptr) session->session->Cancel();
+}
+
+gemma4_status gemma4_session_fork(const gemma4_session* session, gemma4_session** out) {
+  return Guard([&]() -> gemma4_status {
+    if (session == nullptr || out == nullptr) {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_session_fork: null argument");
+    }
+    auto fork = session->session->Fork();
+    if (!fork.ok()) return FromStatus(fork.status());
+    *out = new gemma4_session{session->model, std::move(*fork)};
+    return GEMMA4_OK;
+  });
+}
+
+gemma4_status gemma4_session_rewind(gemma4_session* session, size_t num_turns) {
+  return Guard([&]() -> gemma4_status {
+    if (session == nullptr) return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_session_rewind: null");
+    return FromStatus(session->session->Rewind(num_turns));
+  });
+}
+
+gemma4_status gemma4_session_save(const gemma4_session* session, void** data, size_t* size) {
+  return Guard([&]() -> gemma4_status {
+    if (session == nullptr || data == nullptr || size == nullptr) {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_session_save: null argument");
+    }
+    auto bytes = session->session->SaveState();
+    if (!bytes.ok()) return FromStatus(bytes.status());
+    void* p = std::malloc(bytes->size() == 0 ? 1 : bytes->size());
+    if (p == nullptr) return Fail(GEMMA4_RESOURCE_EXHAUSTED, "gemma4_session_save: out of memory");
+    std::memcpy(p, bytes->data(), bytes->size());
+    *data = p;
+    *size = bytes->size();
+    return GEMMA4_OK;
+  });
+}
+
+gemma4_status gemma4_session_restore(gemma4_model* model, const void* data, size_t size,
+                                     const gemma4_tools* tools, gemma4_session** out) {
+  return Guard([&]() -> gemma4_status {
+    if (model == nullptr || (data == nullptr && size > 0) || out == nullptr) {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_session_restore: null argument");
+    }
+    *out = nullptr;
+    std::shared_ptr<const gemma4::ToolRegistry> registry;
+    if (tools != nullptr) registry = std::make_shared<gemma4::ToolRegistry>(*tools->registry);
+    auto session = gemma4::Session::Restore(
+        model->model, std::string_view(static_cast<const char*>(data), size), registry);
+    if (!session.ok()) return FromStatus(session.status());
+    *out = new gemma4_session{model->model, std::move(*session)};
+    return GEMMA4_OK;
+  });
+}
+
+size_t gemma4_session_num_turns(const gemma4_session* session) {
+  return session == nullptr ? 0 : session->session->history().size();
+}
+
+gemma4_status gemma4_session_get_turn(const gemma4_session* session, size_t index, int* role,
+                                      const char** text, const char** thought) {
+  if (session == nullptr) return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_session_get_turn: null");
+  const auto& history = session->session->history();
+  if (index >= history.size()) {
+    return Fail(GEMMA4_OUT_OF_RANGE, "gemma4_session_get_turn: index " + std::to_string(index) +
+                                         " >= " + std::to_string(history.size()) + " turns");
+  }
+  const gemma4::Turn& t = history[index];
+  if (role) *role = static_cast<int>(t.role);
+  if (text) *text = t.text.c_str();
+  if (thought) *thought = t.thought.c_str();
+  return GEMMA4_OK;
+}
+
+int64_t gemma4_session_context_tokens(const gemma4_session* session) {
+  return session == nullptr ? 0 : session->session->context_tokens();
+}
+
+void gemma4_reply_free(gemma4_reply* reply) { delete reply; }
+const char* gemma4_reply_text(const gemma4_reply* r) { return r ? r->reply.text.c_str() : ""; }
+const char* gemma4_reply_thought(const gemma4_reply* r) {
+  return r ? r->reply.thought.c_str() : "";
+}
+gemma4_stop_reason gemma4_reply_stop_reason(const gemma4_reply* r) {
+  return r ? static_cast<gemma4_stop_reason>(static_cast<int>(r->reply.stop_reason))
+           : GEMMA4_STOP_END_OF_TURN;
+}
+size_t gemma4_reply_num_tool_calls(const gemma4_reply* r) {
+  return r ? r->reply.tool_calls.size() : 0;
+}
+const char* gemma4_reply_tool_call_name(const gemma4_reply* r, size_t i) {
+  return r && i < r->reply.tool_calls.size() ? r->reply.tool_calls[i].name.c_str() : nullptr;
+}
+const char* gemma4_reply_tool_call_arguments(const gemma4_reply* r, size_t i) {
+  return r && i < r->reply.tool_calls.size() ? r->reply.tool_calls[i].arguments_json.c_str()
+                                             : nullptr;
+}
+size_t gemma4_reply_num_tool_results(const gemma4_reply* r) { return r ? r->results.size() : 0; }
+const char* gemma4_reply_tool_result(const gemma4_reply* r, size_t i) {
+  return r && i < r->results.size() ? r->results[i].c_str() : nullptr;
+}
+int32_t gemma4_reply_prompt_tokens(const gemma4_reply* r) { return r ? r->reply.prompt_tokens : 0; }
+int32_t gemma4_reply_reused_tokens(const gemma4_reply* r) { return r ? r->reply.reused_tokens : 0; }
+int32_t gemma4_reply_generated_tokens(const gemma4_reply* r) {
+  return r ? r->reply.generated_tokens : 0;
+}
+double gemma4_reply_decode_seconds(const gemma4_reply* r) {
+  return r ? r->reply.decode_seconds : 0.0;
+}
+double gemma4_reply_prefill_seconds(const gemma4_reply* r) {
+  return r ? r->reply.prefill_seconds : 0.0;
+}
+
+}  // extern "C"

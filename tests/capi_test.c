@@ -1,0 +1,199 @@
+/* The C API from C99 (compiled with -std=c99 -pedantic -Werror), against libgemma4.so:
+ * load, model info, tokenize/detokenize, streamed chat, a constrained tool call, fork,
+ * save/restore, cancellation by callback, and errors with messages. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemma4.h"
+
+static int failures = 0;
+#define CHECK(cond)                                                    \
+  do {                                                                 \
+    if (!(cond)) {                                                     \
+      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
+              gemma4_last_error());                                    \
+      ++failures;                                                      \
+    }                                                                  \
+  } while (0)
+
+struct stream {
+  char text[4096];
+  size_t len;
+  int calls;
+};
+
+static int on_text(gemma4_stream_kind kind, const char* text, size_t len, void* user_data) {
+  struct stream* s = (struct stream*)user_data;
+  if (kind == GEMMA4_STREAM_TEXT && s->len + len < sizeof(s->text)) {
+    memcpy(s->text + s->len, text, len);
+    s->len += len;
+    s->text[s->len] = '\0';
+  }
+  ++s->calls;
+  return 1;
+}
+
+static int stop_at_three(gemma4_stream_kind kind, const char* text, size_t len, void* user_data) {
+  int* n = (int*)user_data;
+  (void)kind;
+  (void)text;
+  (void)len;
+  return ++*n < 3;
+}
+
+static int tool_invocations = 0;
+static gemma4_status weather(const char* arguments_json, gemma4_tool_result* result,
+                             void* user_data) {
+  const char* answer = "{\"temp\": 18}";
+  (void)user_data;
+  ++tool_invocations;
+  if (strstr(arguments_json, "\"city\"") == NULL) {
+    gemma4_tool_result_set(result, "missing city", strlen("missing city"));
+    return GEMMA4_INVALID_ARGUMENT;
+  }
+  gemma4_tool_result_set(result, answer, strlen(answer));
+  return GEMMA4_OK;
+}
+
+int main(int argc, char** argv) {
+  const char* fixtures = argc > 1 ? argv[1] : "tests/fixtures";
+  char model_path[1024], tokenizer_path[1024];
+  gemma4_model_options mo;
+  gemma4_model* model = NULL;
+  gemma4_model_info info;
+  gemma4_session_options so;
+  gemma4_session* session = NULL;
+  gemma4_session* fork = NULL;
+  gemma4_session* restored = NULL;
+  gemma4_generate_options go;
+  gemma4_sampler_options sampler;
+  gemma4_reply* reply = NULL;
+  gemma4_reply* reply2 = NULL;
+  gemma4_tools* tools = NULL;
+  struct stream s;
+  int32_t ids[64];
+  size_t n_ids = 0, len = 0, size = 0;
+  char text[256];
+  void* state = NULL;
+  int major = -1, minor = -1, patch = -1, stops = 0;
+  const int32_t banned[3] = {1, 106, 50};
+  const float ban[3] = {-1e30f, -1e30f, -1e30f};
+  gemma4_status st;
+
+  gemma4_version(&major, &minor, &patch);
+  CHECK(major == GEMMA4_VERSION_MAJOR && minor == GEMMA4_VERSION_MINOR);
+  CHECK(strcmp(gemma4_version_string(), "0.1.0") == 0);
+
+  /* Errors: a bad path fails with a message naming it. */
+  st = gemma4_model_load("/nonexistent/model", NULL, &model);
+  CHECK(st != GEMMA4_OK && model == NULL);
+  CHECK(strstr(gemma4_last_error(), "/nonexistent/model") != NULL);
+  CHECK(gemma4_model_load(NULL, NULL, &model) == GEMMA4_INVALID_ARGUMENT);
+
+  snprintf(model_path, sizeof(model_path), "%s/models/tiny-e2b/gemma4", fixtures);
+  snprintf(tokenizer_path, sizeof(tokenizer_path), "%s/chat/tiny_tokenizer", fixtures);
+  gemma4_model_options_init(&mo);
+  mo.threads = 2;
+  mo.tokenizer_path = tokenizer_path;
+  st = gemma4_model_load(model_path, &mo, &model);
+  CHECK(st == GEMMA4_OK);
+  if (st != GEMMA4_OK) return 1;
+  info.struct_size = sizeof(info);
+  CHECK(gemma4_model_get_info(model, &info) == GEMMA4_OK);
+  CHECK(info.vocab_size == 512 && info.num_layers > 0 && info.large_chat_template == 0);
+
+  CHECK(gemma4_tokenize(model, "<|turn>user", 11, 0, ids, 64, &n_ids) == GEMMA4_OK);
+  CHECK(n_ids >= 2 && ids[0] == 105);
+  CHECK(gemma4_tokenize(model, "hello world", 11, 0, ids, 1, &n_ids) == GEMMA4_OUT_OF_RANGE);
+  CHECK(n_ids > 1);
+  CHECK(gemma4_tokenize(model, "hello world", 11, 0, ids, 64, &n_ids) == GEMMA4_OK);
+  CHECK(gemma4_detokenize(model, ids, n_ids, 0, text, sizeof(text), &len) == GEMMA4_OK);
+  CHECK(strcmp(text, "hello world") == 0 && len == 11);
+
+  /* Streamed chat, greedy. */
+  gemma4_session_options_init(&so);
+  so.system_prompt = "Be brief.";
+  CHECK(gemma4_session_create(model, &so, &session) == GEMMA4_OK);
+  gemma4_sampler_options_init(&sampler, model);
+  sampler.temperature = 0;
+  gemma4_generate_options_init(&go);
+  go.max_tokens = 8;
+  go.sampler = &sampler;
+  go.stop_on_repetition = 0;
+  memset(&s, 0, sizeof(s));
+  go.on_text = on_text;
+  go.user_data = &s;
+  CHECK(gemma4_session_send(session, "Hello!", &go, &reply) == GEMMA4_OK);
+  CHECK(reply != NULL);
+  CHECK(strcmp(gemma4_reply_text(reply), s.text) == 0);
+  CHECK(gemma4_reply_generated_tokens(reply) >= 1 && gemma4_reply_generated_tokens(reply) <= 8);
+  CHECK(gemma4_session_num_turns(session) == 3);
+
+  /* Fork and save/restore continue identically. */
+  CHECK(gemma4_session_fork(session, &fork) == GEMMA4_OK);
+  CHECK(gemma4_session_save(session, &state, &size) == GEMMA4_OK && size > 0);
+  CHECK(gemma4_session_restore(model, state, size, NULL, &restored) == GEMMA4_OK);
+  go.on_text = NULL;
+  gemma4_reply_free(reply);
+  reply = NULL;
+  CHECK(gemma4_session_send(fork, "More", &go, &reply) == GEMMA4_OK);
+  CHECK(gemma4_session_send(restored, "More", &go, &reply2) == GEMMA4_OK);
+  CHECK(reply && reply2 && strcmp(gemma4_reply_text(reply), gemma4_reply_text(reply2)) == 0);
+  CHECK(gemma4_reply_reused_tokens(reply2) > 0);
+  gemma4_reply_free(reply);
+  gemma4_reply_free(reply2);
+  reply = reply2 = NULL;
+  CHECK(gemma4_session_restore(model, "garbage", 7, NULL, &restored) == GEMMA4_DATA_LOSS);
+
+  /* Cancellation from the streaming callback (stop tokens banned so the turn runs on). */
+  sampler.logit_bias_ids = banned;
+  sampler.logit_bias_values = ban;
+  sampler.n_logit_bias = 3;
+  go.max_tokens = 100;
+  go.on_text = stop_at_three;
+  go.user_data = &stops;
+  st = gemma4_session_send(session, "Talk", &go, &reply);
+  CHECK(st == GEMMA4_CANCELLED && reply == NULL);
+  CHECK(stops == 3);
+
+  /* A constrained tool call on the random model: always a valid call. */
+  CHECK(gemma4_tools_create(&tools) == GEMMA4_OK);
+  CHECK(gemma4_tools_register(tools, "get_weather", "Weather for a city",
+                              "{\"type\": \"object\", \"properties\": {\"city\": {\"type\": "
+                              "\"string\", \"maxLength\": 12}}, \"required\": [\"city\"]}",
+                              weather, NULL) == GEMMA4_OK);
+  CHECK(gemma4_tools_register(tools, "bad name!", "", NULL, weather, NULL) ==
+        GEMMA4_INVALID_ARGUMENT);
+  gemma4_session_free(session);
+  session = NULL;
+  so.tools = tools;
+  CHECK(gemma4_session_create(model, &so, &session) == GEMMA4_OK);
+  gemma4_generate_options_init(&go);
+  sampler.temperature = 1.0f;
+  sampler.seed = 7;
+  sampler.n_logit_bias = 0;
+  go.sampler = &sampler;
+  go.require_tool_call = 1;
+  go.max_tool_steps = 1;
+  go.max_calls_per_round = 1;
+  go.max_tokens = 1000;
+  CHECK(gemma4_session_send(session, "Weather in Paris?", &go, &reply) == GEMMA4_OK);
+  CHECK(reply != NULL && gemma4_reply_num_tool_calls(reply) >= 1);
+  if (reply != NULL && gemma4_reply_num_tool_calls(reply) >= 1) {
+    CHECK(strcmp(gemma4_reply_tool_call_name(reply, 0), "get_weather") == 0);
+    CHECK(strstr(gemma4_reply_tool_call_arguments(reply, 0), "\"city\":\"") != NULL);
+    CHECK(gemma4_reply_num_tool_results(reply) >= 1);
+    CHECK(tool_invocations >= 1);
+  }
+  gemma4_reply_free(reply);
+
+  gemma4_free(state);
+  gemma4_session_free(restored);
+  gemma4_session_free(fork);
+  gemma4_session_free(session);
+  gemma4_tools_free(tools);
+  gemma4_model_free(model);
+  if (failures == 0) printf("capi_test: all checks passed\n");
+  return failures == 0 ? 0 : 1;
+}
