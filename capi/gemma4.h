@@ -143,9 +143,9 @@ typedef enum gemma4_context_policy {
 
 typedef struct gemma4_session_options {
   uint32_t struct_size;
-  const char* system_prompt;  /* may be NULL */
-  const gemma4_tools* tools;  /* may be NULL; copied at creation */
-  int64_t max_context;        /* 0 = the model's */
+  const char* system_prompt; /* may be NULL */
+  const gemma4_tools* tools; /* may be NULL; copied at creation */
+  int64_t max_context;       /* 0 = the model's */
   gemma4_context_policy context_policy;
 } gemma4_session_options;
 
@@ -175,7 +175,10 @@ typedef struct gemma4_sampler_options {
 GEMMA4_API void gemma4_sampler_options_init(gemma4_sampler_options* options,
                                             const gemma4_model* model);
 
-typedef enum gemma4_stream_kind { GEMMA4_STREAM_THOUGHT = 0, GEMMA4_STREAM_TEXT = 1 } gemma4_stream_kind;
+typedef enum gemma4_stream_kind {
+  GEMMA4_STREAM_THOUGHT = 0,
+  GEMMA4_STREAM_TEXT = 1
+} gemma4_stream_kind;
 
 typedef enum gemma4_stop_reason {
   GEMMA4_STOP_END_OF_TURN = 0,
@@ -190,13 +193,13 @@ typedef enum gemma4_stop_reason {
 typedef struct gemma4_generate_options {
   uint32_t struct_size;
   int32_t max_tokens;
-  int32_t thinking;        /* 0/1 */
-  int32_t thinking_budget; /* -1 = none */
+  int32_t thinking;                      /* 0/1 */
+  int32_t thinking_budget;               /* -1 = none */
   const gemma4_sampler_options* sampler; /* NULL = the model's defaults */
-  int32_t execute_tools;       /* 1: run registered tools and continue */
+  int32_t execute_tools;                 /* 1: run registered tools and continue */
   int32_t max_tool_steps;
   int32_t constrain_tool_calls;
-  const char* json_schema;     /* NULL or "": free text */
+  const char* json_schema; /* NULL or "": free text */
   int32_t stop_on_repetition;
   /* Streaming text (never split inside a UTF-8 character); return 0 to cancel. */
   int (*on_text)(gemma4_stream_kind kind, const char* text, size_t len, void* user_data);
@@ -227,9 +230,8 @@ GEMMA4_API gemma4_status gemma4_session_rewind(gemma4_session* session, size_t n
 /* Serialized state: *data is allocated by the library; release it with gemma4_free. */
 GEMMA4_API gemma4_status gemma4_session_save(const gemma4_session* session, void** data,
                                              size_t* size);
-GEMMA4_API gemma4_status gemma4_session_restore(gemma4_model* model, const void* data,
-                                                size_t size, const gemma4_tools* tools,
-                                                gemma4_session** out);
+GEMMA4_API gemma4_status gemma4_session_restore(gemma4_model* model, const void* data, size_t size,
+                                                const gemma4_tools* tools, gemma4_session** out);
 GEMMA4_API size_t gemma4_session_num_turns(const gemma4_session* session);
 /* role: 0 system, 1 user, 2 model. Strings are owned by the session. */
 GEMMA4_API gemma4_status gemma4_session_get_turn(const gemma4_session* session, size_t index,

@@ -230,8 +230,8 @@ gemma4_status gemma4_model_get_info(const gemma4_model* model, gemma4_model_info
   info.weight_bytes = i.weight_bytes;
   info.threads = i.threads;
   info.large_chat_template = i.large_chat_template ? 1 : 0;
-  const size_t n = out->struct_size != 0 && out->struct_size < sizeof(info) ? out->struct_size
-                                                                             : sizeof(info);
+  const size_t n =
+      out->struct_size != 0 && out->struct_size < sizeof(info) ? out->struct_size : sizeof(info);
   std::memcpy(static_cast<void*>(out), &info, n);
   out->struct_size = static_cast<uint32_t>(n);
   return GEMMA4_OK;
@@ -265,8 +265,8 @@ gemma4_status gemma4_detokenize(const gemma4_model* model, const int32_t* ids, s
         (text == nullptr && capacity > 0)) {
       return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_detokenize: null argument");
     }
-    const std::string s = model->model->tokenizer()->Decode(
-        std::span<const int32_t>(ids, n_ids), skip_special_tokens != 0);
+    const std::string s = model->model->tokenizer()->Decode(std::span<const int32_t>(ids, n_ids),
+                                                            skip_special_tokens != 0);
     *text_len = s.size();
     if (s.size() + 1 > capacity) {
       return Fail(GEMMA4_OUT_OF_RANGE, "gemma4_detokenize: " + std::to_string(s.size() + 1) +
@@ -310,12 +310,13 @@ gemma4_status gemma4_tools_create(gemma4_tools** out) {
 
 void gemma4_tools_free(gemma4_tools* tools) { delete tools; }
 
-gemma4_status gemma4_tools_register(gemma4_tools* tools, const char* name,
-                                    const char* description, const char* parameters_schema_json,
-                                    gemma4_tool_fn fn, void* user_data) {
+gemma4_status gemma4_tools_register(gemma4_tools* tools, const char* name, const char* description,
+                                    const char* parameters_schema_json, gemma4_tool_fn fn,
+                                    void* user_data) {
   return Guard([&]() -> gemma4_status {
     if (tools == nullptr || name == nullptr || fn == nullptr) {
-      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_tools_register: tools, name and fn are required");
+      return Fail(GEMMA4_INVALID_ARGUMENT,
+                  "gemma4_tools_register: tools, name and fn are required");
     }
     auto callback = [fn, user_data](const std::string& args) -> gemma4::StatusOr<std::string> {
       gemma4_tool_result result;
@@ -326,9 +327,9 @@ gemma4_status gemma4_tools_register(gemma4_tools* tools, const char* name,
       }
       return result.text;
     };
-    return FromStatus(tools->registry->Register(name, description ? description : "",
-                                                parameters_schema_json ? parameters_schema_json : "",
-                                                callback));
+    return FromStatus(
+        tools->registry->Register(name, description ? description : "",
+                                  parameters_schema_json ? parameters_schema_json : "", callback));
   });
 }
 

@@ -7,7 +7,8 @@ sudo_cmd=""
 if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
 packages=(build-essential cmake pkg-config ninja-build
           libeigen3-dev libxsimd-dev libabsl-dev libprotobuf-dev protobuf-compiler
-          libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev clang-format)
+          libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev clang-format
+          abigail-tools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -132,8 +132,8 @@ TEST_P(GoldenTest, GreedyGenerationMatchesTransformers) {
 TEST(LlamaCppGgufTest, ConverterOutputMatchesTransformers) {
   for (const char* variant : {"tiny-e4b", "tiny-26b-a4b"}) {
     const Fixture fixture = testing::LoadReferenceFixture(variant);
-    auto model =
-        LoadedModel::Load(std::string(GEMMA4_FIXTURES_DIR) + "/llama_cpp_gguf/" + variant + ".gguf");
+    auto model = LoadedModel::Load(std::string(GEMMA4_FIXTURES_DIR) + "/llama_cpp_gguf/" + variant +
+                                   ".gguf");
     ASSERT_TRUE(model.ok()) << model.status().ToString();
     for (size_t i = 0; i < fixture.prompts.size(); ++i) {
       InferenceState state(**model, nullptr);

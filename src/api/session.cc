@@ -366,7 +366,7 @@ Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
     } else if (must_call && (!options.thinking || thought_closed || sp.channel_open < 0)) {
       next = sp.tool_call_open;
     } else if (mode == Mode::kThought && options.thinking_budget >= 0 &&
-        thought_tokens >= options.thinking_budget && sp.channel_close >= 0) {
+               thought_tokens >= options.thinking_budget && sp.channel_close >= 0) {
       next = sp.channel_close;  // budget spent: close the thought
     } else if (mode == Mode::kToolCall && call_matcher != nullptr && [&] {
                  // Arguments closed: the only continuation is <tool_call|>, as one token.
