@@ -1,0 +1,510 @@
+"""ctypes declarations of capi/gemma4.h and a Pythonic layer over them."""
+import ctypes
+import ctypes.util
+import enum
+import json
+import os
+import queue
+import threading
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_double, c_float, c_int,
+                    c_int32, c_int64, c_size_t, c_uint32, c_uint64, c_void_p)
+
+# ---------------------------------------------------------------------------------------------
+# Library
+
+
+def _load():
+    path = os.environ.get("GEMMA4_LIBRARY")
+    candidates = [path] if path else ["libgemma4.so.0", "libgemma4.so",
+                                      ctypes.util.find_library("gemma4")]
+    errors = []
+    for c in candidates:
+        if not c:
+            continue
+        try:
+            return ctypes.CDLL(c)
+        except OSError as e:
+            errors.append(str(e))
+    raise ImportError("gemma4: cannot load libgemma4.so (set GEMMA4_LIBRARY to its path): " +
+                      "; ".join(errors))
+
+
+_lib = _load()
+
+_PROGRESS = CFUNCTYPE(c_int, c_float, c_void_p)
+_ON_TEXT = CFUNCTYPE(c_int, c_int, POINTER(ctypes.c_char), c_size_t, c_void_p)
+_ON_TOOL_CALL = CFUNCTYPE(None, c_char_p, c_char_p, c_void_p)
+_TOOL_FN = CFUNCTYPE(c_int, c_char_p, c_void_p, c_void_p)
+
+
+class _ModelOptions(Structure):
+    _fields_ = [("struct_size", c_uint32), ("threads", c_int32), ("tokenizer_path", c_char_p),
+                ("progress", _PROGRESS), ("user_data", c_void_p)]
+
+
+class _ModelInfo(Structure):
+    _fields_ = [("struct_size", c_uint32), ("variant", c_char_p), ("vocab_size", c_int32),
+                ("num_layers", c_int32), ("hidden_size", c_int32), ("sliding_window", c_int32),
+                ("max_context", c_int64), ("num_parameters", c_int64),
+                ("weight_bytes", c_uint64), ("threads", c_int32),
+                ("large_chat_template", c_int32)]
+
+
+class _SessionOptions(Structure):
+    _fields_ = [("struct_size", c_uint32), ("system_prompt", c_char_p), ("tools", c_void_p),
+                ("max_context", c_int64), ("context_policy", c_int)]
+
+
+class _SamplerOptions(Structure):
+    _fields_ = [("struct_size", c_uint32), ("temperature", c_float), ("top_k", c_int32),
+                ("top_p", c_float), ("min_p", c_float), ("repetition_penalty", c_float),
+                ("frequency_penalty", c_float), ("presence_penalty", c_float),
+                ("penalty_last_n", c_int32), ("seed", c_uint64),
+                ("logit_bias_ids", POINTER(c_int32)), ("logit_bias_values", POINTER(c_float)),
+                ("n_logit_bias", c_size_t)]
+
+
+class _GenerateOptions(Structure):
+    _fields_ = [("struct_size", c_uint32), ("max_tokens", c_int32), ("thinking", c_int32),
+                ("thinking_budget", c_int32), ("sampler", POINTER(_SamplerOptions)),
+                ("execute_tools", c_int32), ("max_tool_steps", c_int32),
+                ("constrain_tool_calls", c_int32), ("json_schema", c_char_p),
+                ("stop_on_repetition", c_int32), ("on_text", _ON_TEXT),
+                ("on_tool_call", _ON_TOOL_CALL), ("user_data", c_void_p),
+                ("require_tool_call", c_int32), ("max_calls_per_round", c_int32)]
+
+
+def _fn(name, restype, *argtypes):
+    f = getattr(_lib, name)
+    f.restype = restype
+    f.argtypes = list(argtypes)
+    return f
+
+
+_version_string = _fn("gemma4_version_string", c_char_p)
+_last_error = _fn("gemma4_last_error", c_char_p)
+_free = _fn("gemma4_free", None, c_void_p)
+_model_options_init = _fn("gemma4_model_options_init", None, POINTER(_ModelOptions))
+_model_load = _fn("gemma4_model_load", c_int, c_char_p, POINTER(_ModelOptions),
+                  POINTER(c_void_p))
+_model_free = _fn("gemma4_model_free", None, c_void_p)
+_model_get_info = _fn("gemma4_model_get_info", c_int, c_void_p, POINTER(_ModelInfo))
+_tokenize = _fn("gemma4_tokenize", c_int, c_void_p, c_char_p, c_size_t, c_int, POINTER(c_int32),
+                c_size_t, POINTER(c_size_t))
+_detokenize = _fn("gemma4_detokenize", c_int, c_void_p, POINTER(c_int32), c_size_t, c_int,
+                  c_char_p, c_size_t, POINTER(c_size_t))
+_model_logits = _fn("gemma4_model_logits", c_int, c_void_p, POINTER(c_int32), c_size_t,
+                    POINTER(c_float), c_size_t)
+_tool_result_set = _fn("gemma4_tool_result_set", None, c_void_p, c_char_p, c_size_t)
+_tools_create = _fn("gemma4_tools_create", c_int, POINTER(c_void_p))
+_tools_free = _fn("gemma4_tools_free", None, c_void_p)
+_tools_register = _fn("gemma4_tools_register", c_int, c_void_p, c_char_p, c_char_p, c_char_p,
+                      _TOOL_FN, c_void_p)
+_session_options_init = _fn("gemma4_session_options_init", None, POINTER(_SessionOptions))
+_session_create = _fn("gemma4_session_create", c_int, c_void_p, POINTER(_SessionOptions),
+                      POINTER(c_void_p))
+_session_free = _fn("gemma4_session_free", None, c_void_p)
+_sampler_options_init = _fn("gemma4_sampler_options_init", None, POINTER(_SamplerOptions),
+                            c_void_p)
+_generate_options_init = _fn("gemma4_generate_options_init", None, POINTER(_GenerateOptions))
+_session_send = _fn("gemma4_session_send", c_int, c_void_p, c_char_p, POINTER(_GenerateOptions),
+                    POINTER(c_void_p))
+_session_cancel = _fn("gemma4_session_cancel", None, c_void_p)
+_session_fork = _fn("gemma4_session_fork", c_int, c_void_p, POINTER(c_void_p))
+_session_rewind = _fn("gemma4_session_rewind", c_int, c_void_p, c_size_t)
+_session_save = _fn("gemma4_session_save", c_int, c_void_p, POINTER(c_void_p), POINTER(c_size_t))
+_session_restore = _fn("gemma4_session_restore", c_int, c_void_p, c_void_p, c_size_t, c_void_p,
+                       POINTER(c_void_p))
+_session_num_turns = _fn("gemma4_session_num_turns", c_size_t, c_void_p)
+_session_get_turn = _fn("gemma4_session_get_turn", c_int, c_void_p, c_size_t, POINTER(c_int),
+                        POINTER(c_char_p), POINTER(c_char_p))
+_session_context_tokens = _fn("gemma4_session_context_tokens", c_int64, c_void_p)
+_reply_free = _fn("gemma4_reply_free", None, c_void_p)
+_reply_text = _fn("gemma4_reply_text", c_char_p, c_void_p)
+_reply_thought = _fn("gemma4_reply_thought", c_char_p, c_void_p)
+_reply_stop_reason = _fn("gemma4_reply_stop_reason", c_int, c_void_p)
+_reply_num_tool_calls = _fn("gemma4_reply_num_tool_calls", c_size_t, c_void_p)
+_reply_tool_call_name = _fn("gemma4_reply_tool_call_name", c_char_p, c_void_p, c_size_t)
+_reply_tool_call_arguments = _fn("gemma4_reply_tool_call_arguments", c_char_p, c_void_p,
+                                 c_size_t)
+_reply_num_tool_results = _fn("gemma4_reply_num_tool_results", c_size_t, c_void_p)
+_reply_tool_result = _fn("gemma4_reply_tool_result", c_char_p, c_void_p, c_size_t)
+_reply_prompt_tokens = _fn("gemma4_reply_prompt_tokens", c_int32, c_void_p)
+_reply_reused_tokens = _fn("gemma4_reply_reused_tokens", c_int32, c_void_p)
+_reply_generated_tokens = _fn("gemma4_reply_generated_tokens", c_int32, c_void_p)
+_reply_decode_seconds = _fn("gemma4_reply_decode_seconds", c_double, c_void_p)
+_reply_prefill_seconds = _fn("gemma4_reply_prefill_seconds", c_double, c_void_p)
+
+_STATUS_NAMES = {1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED",
+                 5: "NOT_FOUND", 6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED",
+                 8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION", 10: "ABORTED",
+                 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE",
+                 15: "DATA_LOSS"}
+
+
+class Error(Exception):
+    """A failure reported by the library: `code` is the status name, the text its message."""
+
+    def __init__(self, status, message):
+        self.status = status
+        self.code = _STATUS_NAMES.get(status, str(status))
+        super().__init__(f"{self.code}: {message}")
+
+
+def _check(status):
+    if status != 0:
+        raise Error(status, _last_error().decode("utf-8", "replace"))
+
+
+def library_version():
+    return _version_string().decode()
+
+
+# ---------------------------------------------------------------------------------------------
+# Model
+
+
+class Model:
+    """A loaded model (checkpoint directory, .safetensors or .gguf). Share it between sessions
+    and threads freely."""
+
+    def __init__(self, path, threads=0, tokenizer_path=None, progress=None):
+        opts = _ModelOptions()
+        _model_options_init(ctypes.byref(opts))
+        opts.threads = threads
+        if tokenizer_path is not None:
+            opts.tokenizer_path = os.fsencode(tokenizer_path)
+        if progress is not None:
+            def trampoline(fraction, _user):
+                try:
+                    return 1 if progress(fraction) is not False else 0
+                except Exception:  # never unwind through C
+                    return 0
+            self._progress = _PROGRESS(trampoline)
+            opts.progress = self._progress
+        handle = c_void_p()
+        _check(_model_load(os.fsencode(path), ctypes.byref(opts), ctypes.byref(handle)))
+        self._handle = handle
+
+    def __del__(self):
+        if getattr(self, "_handle", None):
+            _model_free(self._handle)
+            self._handle = None
+
+    @property
+    def info(self):
+        i = _ModelInfo()
+        i.struct_size = ctypes.sizeof(i)
+        _check(_model_get_info(self._handle, ctypes.byref(i)))
+        return {"variant": i.variant.decode(), "vocab_size": i.vocab_size,
+                "num_layers": i.num_layers, "hidden_size": i.hidden_size,
+                "sliding_window": i.sliding_window, "max_context": i.max_context,
+                "num_parameters": i.num_parameters, "weight_bytes": i.weight_bytes,
+                "threads": i.threads, "large_chat_template": bool(i.large_chat_template)}
+
+    def tokenize(self, text, add_special_tokens=False):
+        data = text.encode("utf-8")
+        n = c_size_t()
+        capacity = len(data) + 16
+        while True:
+            buf = (c_int32 * capacity)()
+            status = _tokenize(self._handle, data, len(data), int(add_special_tokens), buf,
+                               capacity, ctypes.byref(n))
+            if status == 11 and n.value > capacity:  # OUT_OF_RANGE: grow and retry
+                capacity = n.value
+                continue
+            _check(status)
+            return list(buf[:n.value])
+
+    def detokenize(self, ids, skip_special_tokens=False):
+        arr = (c_int32 * len(ids))(*ids)
+        n = c_size_t()
+        capacity = 16 * len(ids) + 16
+        while True:
+            buf = ctypes.create_string_buffer(capacity)
+            status = _detokenize(self._handle, arr, len(ids), int(skip_special_tokens), buf,
+                                 capacity, ctypes.byref(n))
+            if status == 11 and n.value + 1 > capacity:
+                capacity = n.value + 1
+                continue
+            _check(status)
+            return buf.raw[:n.value].decode("utf-8")
+
+    def logits(self, ids):
+        """Logits of every position: a list of rows (one per id) of vocab_size floats."""
+        vocab = self.info["vocab_size"]
+        arr = (c_int32 * len(ids))(*ids)
+        out = (c_float * (vocab * len(ids)))()
+        _check(_model_logits(self._handle, arr, len(ids), out, len(out)))
+        return [list(out[r * vocab:(r + 1) * vocab]) for r in range(len(ids))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Tools
+
+
+class Tools:
+    """Python functions the model may call. Arguments arrive as keyword arguments; the return
+    value (any JSON-serializable value, or a string) goes back to the model. An exception is
+    reported to the model as {"error": message}."""
+
+    def __init__(self):
+        handle = c_void_p()
+        _check(_tools_create(ctypes.byref(handle)))
+        self._handle = handle
+        self._callbacks = []  # keep the ctypes trampolines alive
+
+    def __del__(self):
+        if getattr(self, "_handle", None):
+            _tools_free(self._handle)
+            self._handle = None
+
+    def register(self, name, fn, description="", parameters=None):
+        def trampoline(arguments_json, result, _user):
+            try:
+                args = json.loads(arguments_json.decode("utf-8"))
+                value = fn(**args) if isinstance(args, dict) else fn(args)
+                text = value if isinstance(value, str) else json.dumps(value)
+                data = text.encode("utf-8")
+                _tool_result_set(result, data, len(data))
+                return 0
+            except Exception as e:  # reported to the model, never unwinds through C
+                data = f"{type(e).__name__}: {e}".encode("utf-8")
+                _tool_result_set(result, data, len(data))
+                return 2
+        cb = _TOOL_FN(trampoline)
+        schema = json.dumps(parameters).encode() if parameters is not None else None
+        _check(_tools_register(self._handle, name.encode(), description.encode(), schema, cb,
+                               None))
+        self._callbacks.append(cb)
+        return fn
+
+    def tool(self, name=None, description="", parameters=None):
+        """Decorator form of register()."""
+        def wrap(fn):
+            return self.register(name or fn.__name__, fn, description or (fn.__doc__ or ""),
+                                 parameters)
+        return wrap
+
+
+# ---------------------------------------------------------------------------------------------
+# Sessions
+
+
+class StopReason(enum.IntEnum):
+    END_OF_TURN = 0
+    MAX_TOKENS = 1
+    CANCELLED = 2
+    REPETITION = 3
+    TOOL_STEP_LIMIT = 4
+    TOOL_CALL = 5
+    CONTEXT_FULL = 6
+
+
+class ToolCall:
+    def __init__(self, name, arguments):
+        self.name = name
+        self.arguments = arguments
+
+    def __repr__(self):
+        return f"ToolCall({self.name!r}, {self.arguments!r})"
+
+
+class Reply:
+    def __init__(self, handle):
+        self.text = _reply_text(handle).decode("utf-8")
+        self.thought = _reply_thought(handle).decode("utf-8")
+        self.stop_reason = StopReason(_reply_stop_reason(handle))
+        self.tool_calls = [
+            ToolCall(_reply_tool_call_name(handle, i).decode(),
+                     json.loads(_reply_tool_call_arguments(handle, i).decode("utf-8")))
+            for i in range(_reply_num_tool_calls(handle))]
+        self.tool_results = [json.loads(_reply_tool_result(handle, i).decode("utf-8"))
+                             for i in range(_reply_num_tool_results(handle))]
+        self.prompt_tokens = _reply_prompt_tokens(handle)
+        self.reused_tokens = _reply_reused_tokens(handle)
+        self.generated_tokens = _reply_generated_tokens(handle)
+        self.decode_seconds = _reply_decode_seconds(handle)
+        self.prefill_seconds = _reply_prefill_seconds(handle)
+
+    def __repr__(self):
+        return f"Reply(text={self.text!r}, stop_reason={self.stop_reason.name})"
+
+
+class Session:
+    """A conversation. Not thread-safe except cancel(); several sessions may share a Model."""
+
+    def __init__(self, model, system_prompt=None, tools=None, max_context=0,
+                 drop_old_turns=False, _handle=None):
+        self._model = model
+        self._tools = tools
+        if _handle is not None:
+            self._handle = _handle
+            return
+        opts = _SessionOptions()
+        _session_options_init(ctypes.byref(opts))
+        if system_prompt is not None:
+            opts.system_prompt = system_prompt.encode("utf-8")
+        if tools is not None:
+            opts.tools = tools._handle
+        opts.max_context = max_context
+        opts.context_policy = 1 if drop_old_turns else 0
+        handle = c_void_p()
+        _check(_session_create(model._handle, ctypes.byref(opts), ctypes.byref(handle)))
+        self._handle = handle
+
+    def __del__(self):
+        if getattr(self, "_handle", None):
+            _session_free(self._handle)
+            self._handle = None
+
+    def _options(self, on_text, max_tokens, thinking, thinking_budget, temperature, top_k,
+                 top_p, min_p, seed, json_schema, execute_tools, require_tool_call,
+                 max_tool_steps, stop_on_repetition, logit_bias, max_calls_per_round):
+        go = _GenerateOptions()
+        _generate_options_init(ctypes.byref(go))
+        go.max_tokens = max_tokens
+        go.thinking = int(thinking)
+        go.thinking_budget = -1 if thinking_budget is None else thinking_budget
+        go.execute_tools = int(execute_tools)
+        go.require_tool_call = int(require_tool_call)
+        go.max_tool_steps = max_tool_steps
+        go.max_calls_per_round = max_calls_per_round
+        go.stop_on_repetition = int(stop_on_repetition)
+        keep = []
+        if json_schema is not None:
+            schema = json_schema if isinstance(json_schema, str) else json.dumps(json_schema)
+            go.json_schema = schema.encode("utf-8")
+        if any(v is not None for v in (temperature, top_k, top_p, min_p, seed, logit_bias)):
+            s = _SamplerOptions()
+            _sampler_options_init(ctypes.byref(s), self._model._handle)
+            if temperature is not None:
+                s.temperature = temperature
+            if top_k is not None:
+                s.top_k = top_k
+            if top_p is not None:
+                s.top_p = top_p
+            if min_p is not None:
+                s.min_p = min_p
+            if seed is not None:
+                s.seed = seed
+            if logit_bias:
+                ids = (c_int32 * len(logit_bias))(*logit_bias.keys())
+                vals = (c_float * len(logit_bias))(*logit_bias.values())
+                s.logit_bias_ids, s.logit_bias_values = ids, vals
+                s.n_logit_bias = len(logit_bias)
+                keep += [ids, vals]
+            go.sampler = ctypes.pointer(s)
+            keep.append(s)
+        if on_text is not None:
+            cb = _ON_TEXT(on_text)
+            go.on_text = cb
+            keep.append(cb)
+        return go, keep
+
+    def send(self, text, max_tokens=1024, thinking=False, thinking_budget=None, temperature=None,
+             top_k=None, top_p=None, min_p=None, seed=None, json_schema=None, execute_tools=True,
+             require_tool_call=False, max_tool_steps=8, stop_on_repetition=True,
+             logit_bias=None, max_calls_per_round=8, on_text=None):
+        """Adds a user turn and returns the model's Reply. on_text(kind, text) streams pieces
+        ("thought" or "text"); returning False from it cancels (raises Error CANCELLED)."""
+        callback = None
+        if on_text is not None:
+            def callback(kind, data, length, _user):
+                try:
+                    piece = ctypes.string_at(data, length).decode("utf-8")
+                    return 0 if on_text("thought" if kind == 0 else "text", piece) is False else 1
+                except Exception:
+                    return 0
+        go, keep = self._options(callback, max_tokens, thinking, thinking_budget, temperature,
+                                 top_k, top_p, min_p, seed, json_schema, execute_tools,
+                                 require_tool_call, max_tool_steps, stop_on_repetition,
+                                 logit_bias, max_calls_per_round)
+        reply = c_void_p()
+        status = _session_send(self._handle, text.encode("utf-8"), ctypes.byref(go),
+                               ctypes.byref(reply))
+        del keep
+        _check(status)
+        try:
+            return Reply(reply)
+        finally:
+            _reply_free(reply)
+
+    def stream(self, text, **options):
+        """Iterates (kind, piece) while the reply is generated (on a worker thread). The final
+        Reply is in self.last_reply afterwards. Stopping the iteration early cancels."""
+        pieces = queue.Queue()
+        done = object()
+        result = {}
+
+        def on_text(kind, piece):
+            pieces.put((kind, piece))
+            return not result.get("stop", False)
+
+        def run():
+            try:
+                result["reply"] = self.send(text, on_text=on_text, **options)
+            except Exception as e:
+                result["error"] = e
+            pieces.put(done)
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = pieces.get()
+                if item is done:
+                    break
+                yield item
+        finally:
+            if worker.is_alive():
+                result["stop"] = True
+                self.cancel()
+            worker.join()
+        if "error" in result and not result.get("stop"):
+            raise result["error"]
+        self.last_reply = result.get("reply")
+
+    def cancel(self):
+        """Thread-safe: stops a send() running on another thread."""
+        _session_cancel(self._handle)
+
+    def fork(self):
+        handle = c_void_p()
+        _check(_session_fork(self._handle, ctypes.byref(handle)))
+        return Session(self._model, tools=self._tools, _handle=handle)
+
+    def rewind(self, num_turns):
+        _check(_session_rewind(self._handle, num_turns))
+
+    def save(self):
+        data, size = c_void_p(), c_size_t()
+        _check(_session_save(self._handle, ctypes.byref(data), ctypes.byref(size)))
+        try:
+            return ctypes.string_at(data, size.value)
+        finally:
+            _free(data)
+
+    @classmethod
+    def restore(cls, model, state, tools=None):
+        handle = c_void_p()
+        _check(_session_restore(model._handle, state, len(state),
+                                tools._handle if tools is not None else None,
+                                ctypes.byref(handle)))
+        return cls(model, tools=tools, _handle=handle)
+
+    @property
+    def history(self):
+        """[(role, text, thought)] with role "system", "user" or "model"."""
+        out = []
+        for i in range(_session_num_turns(self._handle)):
+            role, text, thought = c_int(), c_char_p(), c_char_p()
+            _check(_session_get_turn(self._handle, i, ctypes.byref(role), ctypes.byref(text),
+                                     ctypes.byref(thought)))
+            out.append((("system", "user", "model")[role.value], text.value.decode("utf-8"),
+                        thought.value.decode("utf-8")))
+        return out
+
+    @property
+    def context_tokens(self):
+        return _session_context_tokens(self._handle)

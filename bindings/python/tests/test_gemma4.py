@@ -1,0 +1,126 @@
+"""pytest suite for the Python binding, on the tiny random-weight fixture model."""
+import json
+import os
+import threading
+
+import pytest
+
+import gemma4
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+MODEL = os.path.join(ROOT, "tests/fixtures/models/tiny-e2b/gemma4")
+TOKENIZER = os.path.join(ROOT, "tests/fixtures/chat/tiny_tokenizer")
+NO_STOP = {1: -1e30, 106: -1e30, 50: -1e30}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return gemma4.Model(MODEL, threads=2, tokenizer_path=TOKENIZER)
+
+
+def test_version_and_info(model):
+    assert gemma4.library_version() == "0.1.0"
+    info = model.info
+    assert info["vocab_size"] == 512 and info["num_layers"] > 0
+
+
+def test_tokenize_roundtrip(model):
+    ids = model.tokenize("<|turn>user\nhello world")
+    assert ids[0] == 105
+    assert model.detokenize(ids) == "<|turn>user\nhello world"
+    long_text = "abc " * 500
+    assert model.detokenize(model.tokenize(long_text)) == long_text
+
+
+def test_streaming_chat(model):
+    chat = gemma4.Session(model, system_prompt="Be brief.")
+    pieces = list(chat.stream("Hello!", max_tokens=12, temperature=0, logit_bias=NO_STOP,
+                              stop_on_repetition=False))
+    reply = chat.last_reply
+    assert reply.generated_tokens == 12
+    assert "".join(p for k, p in pieces if k == "text") == reply.text
+    assert [r for r, _, _ in chat.history] == ["system", "user", "model"]
+    again = chat.send("More", max_tokens=4, temperature=0)
+    assert again.reused_tokens > 0
+
+
+def test_tool_call_under_constraints(model):
+    tools = gemma4.Tools()
+    calls = []
+
+    @tools.tool(description="Weather for a city",
+                parameters={"type": "object",
+                            "properties": {"city": {"type": "string", "maxLength": 12},
+                                           "days": {"type": "integer"}},
+                            "required": ["city"]})
+    def get_weather(city, days=1):
+        calls.append((city, days))
+        assert isinstance(city, str) and isinstance(days, int)
+        return {"temp": 18}
+
+    chat = gemma4.Session(model, tools=tools)
+    reply = chat.send("Weather?", require_tool_call=True, max_tool_steps=1, max_tokens=600,
+                      temperature=1.0, seed=3, max_calls_per_round=1)
+    assert reply.tool_calls and reply.tool_calls[0].name == "get_weather"
+    assert isinstance(reply.tool_calls[0].arguments["city"], str)
+    assert calls and reply.tool_results[0] == {"temp": 18}
+
+
+def test_tool_exception_goes_back_to_the_model(model):
+    tools = gemma4.Tools()
+    tools.register("fail", lambda: 1 / 0, "always fails",
+                   {"type": "object", "properties": {}})
+    chat = gemma4.Session(model, tools=tools)
+    reply = chat.send("Go", require_tool_call=True, max_tool_steps=1, max_tokens=200, seed=1,
+                      temperature=1.0, max_calls_per_round=1)
+    assert reply.tool_results and "ZeroDivisionError" in reply.tool_results[0]["error"]
+
+
+def test_json_schema_answer(model):
+    chat = gemma4.Session(model)
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    reply = chat.send("Give JSON", json_schema=schema, max_tokens=300, seed=5, temperature=1.0,
+                      stop_on_repetition=False)
+    value = json.loads(reply.text)
+    assert isinstance(value["n"], int)
+
+
+def test_fork_save_restore(model):
+    chat = gemma4.Session(model)
+    chat.send("One", max_tokens=6, temperature=0)
+    fork = chat.fork()
+    state = chat.save()
+    restored = gemma4.Session.restore(model, state)
+    a = fork.send("Two", max_tokens=6, temperature=0)
+    b = restored.send("Two", max_tokens=6, temperature=0)
+    assert a.text == b.text
+    chat.rewind(0)
+    assert chat.history == []
+    with pytest.raises(gemma4.Error) as e:
+        gemma4.Session.restore(model, b"junk")
+    assert e.value.code == "DATA_LOSS"
+
+
+def test_cancel_from_another_thread(model):
+    chat = gemma4.Session(model)
+    started = threading.Event()
+
+    def on_text(kind, text):
+        started.set()
+        return True
+
+    timer = threading.Thread(target=lambda: (started.wait(30), chat.cancel()))
+    timer.start()
+    with pytest.raises(gemma4.Error) as e:
+        chat.send("Go on", max_tokens=100000, temperature=0, logit_bias=NO_STOP,
+                  stop_on_repetition=False, on_text=on_text)
+    timer.join()
+    assert e.value.code == "CANCELLED"
+
+
+def test_errors_carry_the_message():
+    with pytest.raises(gemma4.Error) as e:
+        gemma4.Model("/nonexistent/model")
+    assert "/nonexistent/model" in str(e.value)
+    with pytest.raises(gemma4.Error):
+        gemma4.Tools().register("bad name", lambda: 0)
