@@ -1,0 +1,458 @@
+//! Safe wrapper over gemma4's C API: `Model` (Send + Sync, shared through `Arc`), `Session`
+//! (Send, one thread at a time; `Canceller` cancels from any thread), `Tools` with Rust
+//! closures, `Result<_, Error>` everywhere, and `Drop` for every handle.
+use gemma4_sys as sys;
+use std::ffi::{CStr, CString};
+use std::os::raw::{c_char, c_int, c_void};
+use std::ptr;
+use std::sync::Arc;
+
+/// A failure reported by the library: its status code and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub code: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "gemma4 error {}: {}", self.code, self.message)
+    }
+}
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn last_error(code: i32) -> Error {
+    let message = unsafe { CStr::from_ptr(sys::gemma4_last_error()) }
+        .to_string_lossy()
+        .into_owned();
+    Error { code, message }
+}
+
+fn check(status: sys::gemma4_status) -> Result<()> {
+    if status == sys::GEMMA4_OK {
+        Ok(())
+    } else {
+        Err(last_error(status))
+    }
+}
+
+fn cstring(s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error {
+        code: sys::GEMMA4_INVALID_ARGUMENT,
+        message: "string contains a NUL byte".into(),
+    })
+}
+
+unsafe fn owned(p: *const c_char) -> String {
+    if p.is_null() {
+        String::new()
+    } else {
+        CStr::from_ptr(p).to_string_lossy().into_owned()
+    }
+}
+
+pub fn version() -> String {
+    unsafe { owned(sys::gemma4_version_string()) }
+}
+
+struct ModelHandle(*mut sys::gemma4_model);
+// The C API documents models as immutable and shareable between threads.
+unsafe impl Send for ModelHandle {}
+unsafe impl Sync for ModelHandle {}
+impl Drop for ModelHandle {
+    fn drop(&mut self) {
+        unsafe { sys::gemma4_model_free(self.0) }
+    }
+}
+
+/// A loaded model. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct Model {
+    handle: Arc<ModelHandle>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub variant: String,
+    pub vocab_size: i32,
+    pub num_layers: i32,
+    pub max_context: i64,
+}
+
+impl Model {
+    pub fn load(path: &str, threads: i32, tokenizer_path: Option<&str>) -> Result<Model> {
+        let path = cstring(path)?;
+        let tok = match tokenizer_path {
+            Some(t) => Some(cstring(t)?),
+            None => None,
+        };
+        unsafe {
+            let mut opts: sys::gemma4_model_options = std::mem::zeroed();
+            sys::gemma4_model_options_init(&mut opts);
+            opts.threads = threads;
+            opts.tokenizer_path = tok.as_ref().map_or(ptr::null(), |t| t.as_ptr());
+            let mut out = ptr::null_mut();
+            check(sys::gemma4_model_load(path.as_ptr(), &opts, &mut out))?;
+            Ok(Model { handle: Arc::new(ModelHandle(out)) })
+        }
+    }
+
+    pub fn info(&self) -> Result<ModelInfo> {
+        unsafe {
+            let mut i: sys::gemma4_model_info = std::mem::zeroed();
+            i.struct_size = std::mem::size_of::<sys::gemma4_model_info>() as u32;
+            check(sys::gemma4_model_get_info(self.handle.0, &mut i))?;
+            Ok(ModelInfo {
+                variant: owned(i.variant),
+                vocab_size: i.vocab_size,
+                num_layers: i.num_layers,
+                max_context: i.max_context,
+            })
+        }
+    }
+
+    pub fn tokenize(&self, text: &str) -> Result<Vec<i32>> {
+        let mut ids = vec![0i32; text.len() + 16];
+        let mut n = 0usize;
+        loop {
+            let status = unsafe {
+                sys::gemma4_tokenize(
+                    self.handle.0,
+                    text.as_ptr() as *const c_char,
+                    text.len(),
+                    0,
+                    ids.as_mut_ptr(),
+                    ids.len(),
+                    &mut n,
+                )
+            };
+            if status == sys::GEMMA4_OUT_OF_RANGE && n > ids.len() {
+                ids.resize(n, 0);
+                continue;
+            }
+            check(status)?;
+            ids.truncate(n);
+            return Ok(ids);
+        }
+    }
+
+    pub fn detokenize(&self, ids: &[i32]) -> Result<String> {
+        let mut buf = vec![0u8; ids.len() * 16 + 16];
+        let mut n = 0usize;
+        loop {
+            let status = unsafe {
+                sys::gemma4_detokenize(
+                    self.handle.0,
+                    ids.as_ptr(),
+                    ids.len(),
+                    0,
+                    buf.as_mut_ptr() as *mut c_char,
+                    buf.len(),
+                    &mut n,
+                )
+            };
+            if status == sys::GEMMA4_OUT_OF_RANGE && n + 1 > buf.len() {
+                buf.resize(n + 1, 0);
+                continue;
+            }
+            check(status)?;
+            buf.truncate(n);
+            return Ok(String::from_utf8_lossy(&buf).into_owned());
+        }
+    }
+}
+
+type ToolClosure = Box<dyn Fn(&str) -> std::result::Result<String, String> + Send + Sync>;
+
+/// Tools the model may call: closures receiving the arguments as JSON text and returning the
+/// result as JSON (or plain) text, or an error message sent back to the model.
+pub struct Tools {
+    handle: *mut sys::gemma4_tools,
+    closures: Vec<Box<ToolClosure>>,
+}
+unsafe impl Send for Tools {}
+
+unsafe extern "C" fn tool_trampoline(
+    args: *const c_char,
+    result: *mut sys::gemma4_tool_result,
+    user: *mut c_void,
+) -> sys::gemma4_status {
+    let f = &*(user as *const ToolClosure);
+    let args = CStr::from_ptr(args).to_string_lossy();
+    // A panic must not unwind into C.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&args)));
+    let (text, status) = match outcome {
+        Ok(Ok(t)) => (t, sys::GEMMA4_OK),
+        Ok(Err(e)) => (e, 2),
+        Err(_) => ("the tool panicked".to_string(), 2),
+    };
+    sys::gemma4_tool_result_set(result, text.as_ptr() as *const c_char, text.len());
+    status
+}
+
+impl Tools {
+    pub fn new() -> Result<Tools> {
+        let mut h = ptr::null_mut();
+        check(unsafe { sys::gemma4_tools_create(&mut h) })?;
+        Ok(Tools { handle: h, closures: Vec::new() })
+    }
+
+    /// `parameters`: the JSON schema of the arguments object.
+    pub fn register<F>(&mut self, name: &str, description: &str, parameters: &str, f: F) -> Result<()>
+    where
+        F: Fn(&str) -> std::result::Result<String, String> + Send + Sync + 'static,
+    {
+        let name = cstring(name)?;
+        let description = cstring(description)?;
+        let parameters = cstring(parameters)?;
+        let boxed: Box<ToolClosure> = Box::new(Box::new(f));
+        let user = &*boxed as *const ToolClosure as *mut c_void;
+        check(unsafe {
+            sys::gemma4_tools_register(
+                self.handle,
+                name.as_ptr(),
+                description.as_ptr(),
+                parameters.as_ptr(),
+                tool_trampoline,
+                user,
+            )
+        })?;
+        self.closures.push(boxed);
+        Ok(())
+    }
+}
+
+impl Drop for Tools {
+    fn drop(&mut self) {
+        unsafe { sys::gemma4_tools_free(self.handle) }
+    }
+}
+
+/// Options of one model turn.
+pub struct Generate<'a> {
+    pub max_tokens: i32,
+    pub thinking: bool,
+    pub temperature: Option<f32>,
+    pub seed: u64,
+    pub json_schema: Option<&'a str>,
+    pub require_tool_call: bool,
+    pub max_tool_steps: i32,
+    pub max_calls_per_round: i32,
+    pub stop_on_repetition: bool,
+    /// Banned token ids (e.g. to keep a random test model from ending its turn).
+    pub banned: Vec<i32>,
+}
+
+impl<'a> Default for Generate<'a> {
+    fn default() -> Self {
+        Generate {
+            max_tokens: 1024,
+            thinking: false,
+            temperature: None,
+            seed: 0,
+            json_schema: None,
+            require_tool_call: false,
+            max_tool_steps: 8,
+            max_calls_per_round: 8,
+            stop_on_repetition: true,
+            banned: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ToolCall {
+    pub name: String,
+    pub arguments_json: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub text: String,
+    pub thought: String,
+    pub stop_reason: i32,
+    pub tool_calls: Vec<ToolCall>,
+    pub tool_results: Vec<String>,
+    pub generated_tokens: i32,
+    pub reused_tokens: i32,
+}
+
+/// Cancels a session's running `send` from another thread.
+#[derive(Clone)]
+pub struct Canceller {
+    session: *mut sys::gemma4_session,
+    _alive: Arc<()>,
+}
+unsafe impl Send for Canceller {}
+unsafe impl Sync for Canceller {}
+impl Canceller {
+    pub fn cancel(&self) {
+        // gemma4_session_cancel is thread-safe; the Arc keeps the session's memory valid only
+        // while the Session exists, so callers must not outlive it (documented).
+        unsafe { sys::gemma4_session_cancel(self.session) }
+    }
+}
+
+pub struct Session {
+    handle: *mut sys::gemma4_session,
+    _model: Model,
+    alive: Arc<()>,
+}
+// One thread at a time may use a session; moving it between threads is fine.
+unsafe impl Send for Session {}
+
+type TextCallback<'a> = dyn FnMut(bool, &str) -> bool + 'a;
+
+unsafe extern "C" fn text_trampoline(
+    kind: c_int,
+    text: *const c_char,
+    len: usize,
+    user: *mut c_void,
+) -> c_int {
+    let f = &mut *(user as *mut &mut TextCallback);
+    let bytes = std::slice::from_raw_parts(text as *const u8, len);
+    let piece = String::from_utf8_lossy(bytes);
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(kind == 0, &piece))) {
+        Ok(true) => 1,
+        _ => 0,
+    }
+}
+
+impl Session {
+    pub fn new(model: &Model, system_prompt: Option<&str>, tools: Option<&Tools>) -> Result<Session> {
+        let system = match system_prompt {
+            Some(s) => Some(cstring(s)?),
+            None => None,
+        };
+        unsafe {
+            let mut opts: sys::gemma4_session_options = std::mem::zeroed();
+            sys::gemma4_session_options_init(&mut opts);
+            opts.system_prompt = system.as_ref().map_or(ptr::null(), |s| s.as_ptr());
+            opts.tools = tools.map_or(ptr::null(), |t| t.handle as *const _);
+            let mut out = ptr::null_mut();
+            check(sys::gemma4_session_create(model.handle.0, &opts, &mut out))?;
+            Ok(Session { handle: out, _model: model.clone(), alive: Arc::new(()) })
+        }
+    }
+
+    pub fn canceller(&self) -> Canceller {
+        Canceller { session: self.handle, _alive: self.alive.clone() }
+    }
+
+    /// Sends a user turn; `on_text(is_thought, piece)` streams the reply (return false to
+    /// cancel).
+    pub fn send_streaming(
+        &mut self,
+        text: &str,
+        options: &Generate,
+        mut on_text: impl FnMut(bool, &str) -> bool,
+    ) -> Result<Reply> {
+        let text = cstring(text)?;
+        let schema = match options.json_schema {
+            Some(s) => Some(cstring(s)?),
+            None => None,
+        };
+        let ban_values: Vec<f32> = options.banned.iter().map(|_| -1e30f32).collect();
+        unsafe {
+            let mut sampler: sys::gemma4_sampler_options = std::mem::zeroed();
+            sys::gemma4_sampler_options_init(&mut sampler, self._model.handle.0);
+            if let Some(t) = options.temperature {
+                sampler.temperature = t;
+            }
+            sampler.seed = options.seed;
+            sampler.logit_bias_ids = options.banned.as_ptr();
+            sampler.logit_bias_values = ban_values.as_ptr();
+            sampler.n_logit_bias = options.banned.len();
+            let mut go: sys::gemma4_generate_options = std::mem::zeroed();
+            sys::gemma4_generate_options_init(&mut go);
+            go.max_tokens = options.max_tokens;
+            go.thinking = options.thinking as i32;
+            go.sampler = &sampler;
+            go.json_schema = schema.as_ref().map_or(ptr::null(), |s| s.as_ptr());
+            go.require_tool_call = options.require_tool_call as i32;
+            go.max_tool_steps = options.max_tool_steps;
+            go.max_calls_per_round = options.max_calls_per_round;
+            go.stop_on_repetition = options.stop_on_repetition as i32;
+            let mut callback: &mut TextCallback = &mut on_text;
+            go.on_text = Some(text_trampoline);
+            go.user_data = &mut callback as *mut &mut TextCallback as *mut c_void;
+            let mut reply = ptr::null_mut();
+            check(sys::gemma4_session_send(self.handle, text.as_ptr(), &go, &mut reply))?;
+            let r = read_reply(reply);
+            sys::gemma4_reply_free(reply);
+            Ok(r)
+        }
+    }
+
+    pub fn send(&mut self, text: &str, options: &Generate) -> Result<Reply> {
+        self.send_streaming(text, options, |_, _| true)
+    }
+
+    pub fn fork(&self) -> Result<Session> {
+        let mut out = ptr::null_mut();
+        check(unsafe { sys::gemma4_session_fork(self.handle, &mut out) })?;
+        Ok(Session { handle: out, _model: self._model.clone(), alive: Arc::new(()) })
+    }
+
+    pub fn rewind(&mut self, num_turns: usize) -> Result<()> {
+        check(unsafe { sys::gemma4_session_rewind(self.handle, num_turns) })
+    }
+
+    pub fn save(&self) -> Result<Vec<u8>> {
+        unsafe {
+            let mut data = ptr::null_mut();
+            let mut size = 0usize;
+            check(sys::gemma4_session_save(self.handle, &mut data, &mut size))?;
+            let v = std::slice::from_raw_parts(data as *const u8, size).to_vec();
+            sys::gemma4_free(data);
+            Ok(v)
+        }
+    }
+
+    pub fn restore(model: &Model, state: &[u8], tools: Option<&Tools>) -> Result<Session> {
+        let mut out = ptr::null_mut();
+        check(unsafe {
+            sys::gemma4_session_restore(
+                model.handle.0,
+                state.as_ptr() as *const c_void,
+                state.len(),
+                tools.map_or(ptr::null(), |t| t.handle as *const _),
+                &mut out,
+            )
+        })?;
+        Ok(Session { handle: out, _model: model.clone(), alive: Arc::new(()) })
+    }
+
+    pub fn num_turns(&self) -> usize {
+        unsafe { sys::gemma4_session_num_turns(self.handle) }
+    }
+}
+
+unsafe fn read_reply(r: *const sys::gemma4_reply) -> Reply {
+    let calls = (0..sys::gemma4_reply_num_tool_calls(r))
+        .map(|i| ToolCall {
+            name: owned(sys::gemma4_reply_tool_call_name(r, i)),
+            arguments_json: owned(sys::gemma4_reply_tool_call_arguments(r, i)),
+        })
+        .collect();
+    let results = (0..sys::gemma4_reply_num_tool_results(r))
+        .map(|i| owned(sys::gemma4_reply_tool_result(r, i)))
+        .collect();
+    Reply {
+        text: owned(sys::gemma4_reply_text(r)),
+        thought: owned(sys::gemma4_reply_thought(r)),
+        stop_reason: sys::gemma4_reply_stop_reason(r),
+        tool_calls: calls,
+        tool_results: results,
+        generated_tokens: sys::gemma4_reply_generated_tokens(r),
+        reused_tokens: sys::gemma4_reply_reused_tokens(r),
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        unsafe { sys::gemma4_session_free(self.handle) }
+    }
+}

@@ -1,0 +1,136 @@
+//! The Rust binding on the tiny random-weight fixture model.
+use gemma4::{Generate, Model, Session, Tools};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+fn fixtures() -> String {
+    format!("{}/../../../tests/fixtures", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn model() -> Model {
+    let f = fixtures();
+    Model::load(
+        &format!("{}/models/tiny-e2b/gemma4", f),
+        2,
+        Some(&format!("{}/chat/tiny_tokenizer", f)),
+    )
+    .expect("model loads")
+}
+
+#[test]
+fn info_and_tokenizer() {
+    let m = model();
+    assert_eq!(gemma4::version(), "0.1.0");
+    assert_eq!(m.info().unwrap().vocab_size, 512);
+    let ids = m.tokenize("<|turn>user\nhello").unwrap();
+    assert_eq!(ids[0], 105);
+    assert_eq!(m.detokenize(&ids).unwrap(), "<|turn>user\nhello");
+}
+
+#[test]
+fn streaming_chat_fork_and_restore() {
+    let m = model();
+    let mut s = Session::new(&m, Some("Be brief."), None).unwrap();
+    let opts = Generate {
+        max_tokens: 10,
+        temperature: Some(0.0),
+        banned: vec![1, 106, 50],
+        stop_on_repetition: false,
+        ..Default::default()
+    };
+    let mut streamed = String::new();
+    let r = s
+        .send_streaming("Hello!", &opts, |thought, piece| {
+            if !thought {
+                streamed.push_str(piece);
+            }
+            true
+        })
+        .unwrap();
+    assert_eq!(r.text, streamed);
+    assert_eq!(r.generated_tokens, 10);
+    assert_eq!(s.num_turns(), 3);
+    let mut fork = s.fork().unwrap();
+    let state = s.save().unwrap();
+    let mut restored = Session::restore(&m, &state, None).unwrap();
+    let a = fork.send("More", &opts).unwrap();
+    let b = restored.send("More", &opts).unwrap();
+    assert_eq!(a.text, b.text);
+    assert!(b.reused_tokens > 0);
+    assert!(Session::restore(&m, b"junk", None).is_err());
+}
+
+#[test]
+fn tool_call_under_constraints() {
+    let m = model();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let mut tools = Tools::new().unwrap();
+    tools
+        .register(
+            "get_weather",
+            "Weather for a city",
+            r#"{"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}},
+                "required": ["city"]}"#,
+            move |args| {
+                seen.fetch_add(1, Ordering::SeqCst);
+                if args.contains("\"city\"") {
+                    Ok(r#"{"temp": 18}"#.to_string())
+                } else {
+                    Err("missing city".to_string())
+                }
+            },
+        )
+        .unwrap();
+    let mut s = Session::new(&m, None, Some(&tools)).unwrap();
+    let opts = Generate {
+        max_tokens: 600,
+        temperature: Some(1.0),
+        seed: 4,
+        require_tool_call: true,
+        max_tool_steps: 1,
+        max_calls_per_round: 1,
+        ..Default::default()
+    };
+    let r = s.send("Weather?", &opts).unwrap();
+    assert_eq!(r.tool_calls[0].name, "get_weather");
+    assert!(r.tool_calls[0].arguments_json.contains("\"city\":\""));
+    assert_eq!(r.tool_results[0], r#"{"temp":18}"#);
+    assert!(calls.load(Ordering::SeqCst) >= 1);
+}
+
+#[test]
+fn cancel_from_another_thread() {
+    let m = model();
+    let mut s = Session::new(&m, None, None).unwrap();
+    let c = s.canceller();
+    let opts = Generate {
+        max_tokens: 100000,
+        temperature: Some(0.0),
+        banned: vec![1, 106, 50],
+        stop_on_repetition: false,
+        ..Default::default()
+    };
+    let started = Arc::new(AtomicUsize::new(0));
+    let flag = started.clone();
+    let t = std::thread::spawn(move || {
+        while flag.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        c.cancel();
+    });
+    let r = s.send_streaming("Go", &opts, |_, _| {
+        started.store(1, Ordering::SeqCst);
+        true
+    });
+    t.join().unwrap();
+    assert_eq!(r.unwrap_err().code, 1);
+}
+
+#[test]
+fn errors_carry_messages() {
+    let e = Model::load("/nonexistent/model", 1, None).err().unwrap();
+    assert!(e.message.contains("/nonexistent/model"));
+    let mut tools = Tools::new().unwrap();
+    assert!(tools.register("bad name", "", "{}", |_| Ok(String::new())).is_err());
+}
