@@ -31,7 +31,7 @@ for lang in "${langs[@]}"; do
     go)
       echo "== Go binding =="
       (cd bindings/go && CGO_CFLAGS="-I$root/capi" CGO_LDFLAGS="-L$build_dir -lgemma4" \
-        GOFLAGS=-mod=mod GOCACHE="${GOCACHE:-$(mktemp -d)}" go test ./...)
+        GOFLAGS=-mod=mod GOCACHE="${GOCACHE:-$(mktemp -d)}" go test -count=1 ./...)
       ;;
     *) echo "unknown binding '$lang'"; exit 1 ;;
   esac

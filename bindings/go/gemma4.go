@@ -1,0 +1,407 @@
+// Package gemma4 runs Gemma 4 models on CPUs through gemma4's C API (cgo).
+//
+// A Model is safe to share between goroutines; a Session is used by one goroutine at a time,
+// except Cancel, which any goroutine may call. Callbacks (streaming text, tools) are Go
+// functions passed through runtime/cgo.Handle.
+package gemma4
+
+/*
+#cgo LDFLAGS: -lgemma4
+#include <stdint.h>
+#include <stdlib.h>
+#include "gemma4.h"
+
+void gemma4go_set_on_text(gemma4_generate_options* o, uintptr_t handle);
+gemma4_status gemma4go_register_tool(gemma4_tools* tools, const char* name,
+                                     const char* description, const char* schema,
+                                     uintptr_t handle);
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"runtime/cgo"
+	"unsafe"
+)
+
+// Error is a failure reported by the library.
+type Error struct {
+	Code    int
+	Message string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("gemma4: %s (code %d)", e.Message, e.Code) }
+
+// ErrCancelled matches errors from cancelled generations (errors.Is).
+var ErrCancelled = &Error{Code: 1}
+
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code && (t.Message == "" || t.Message == e.Message)
+}
+
+func check(status C.gemma4_status) error {
+	if status == C.GEMMA4_OK {
+		return nil
+	}
+	return &Error{Code: int(status), Message: C.GoString(C.gemma4_last_error())}
+}
+
+// Version is the library's version string.
+func Version() string { return C.GoString(C.gemma4_version_string()) }
+
+// Model is a loaded model.
+type Model struct{ h *C.gemma4_model }
+
+// Load opens a checkpoint directory or GGUF file. tokenizerPath may be empty.
+func Load(path string, threads int, tokenizerPath string) (*Model, error) {
+	var opts C.gemma4_model_options
+	C.gemma4_model_options_init(&opts)
+	opts.threads = C.int32_t(threads)
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	if tokenizerPath != "" {
+		ctok := C.CString(tokenizerPath)
+		defer C.free(unsafe.Pointer(ctok))
+		opts.tokenizer_path = ctok
+	}
+	var h *C.gemma4_model
+	if err := check(C.gemma4_model_load(cpath, &opts, &h)); err != nil {
+		return nil, err
+	}
+	m := &Model{h}
+	runtime.SetFinalizer(m, (*Model).Close)
+	return m, nil
+}
+
+// Close frees the model (sessions keep it alive).
+func (m *Model) Close() {
+	if m.h != nil {
+		C.gemma4_model_free(m.h)
+		m.h = nil
+	}
+}
+
+// VocabSize is the number of token ids.
+func (m *Model) VocabSize() int {
+	var info C.gemma4_model_info
+	info.struct_size = C.uint32_t(unsafe.Sizeof(info))
+	C.gemma4_model_get_info(m.h, &info)
+	return int(info.vocab_size)
+}
+
+// Tokenize turns text into ids.
+func (m *Model) Tokenize(text string) ([]int32, error) {
+	ctext := C.CString(text)
+	defer C.free(unsafe.Pointer(ctext))
+	ids := make([]int32, len(text)+16)
+	for {
+		var n C.size_t
+		status := C.gemma4_tokenize(m.h, ctext, C.size_t(len(text)), 0,
+			(*C.int32_t)(unsafe.Pointer(&ids[0])), C.size_t(len(ids)), &n)
+		if status == C.GEMMA4_OUT_OF_RANGE && int(n) > len(ids) {
+			ids = make([]int32, int(n))
+			continue
+		}
+		if err := check(status); err != nil {
+			return nil, err
+		}
+		return ids[:int(n)], nil
+	}
+}
+
+// Detokenize turns ids into text.
+func (m *Model) Detokenize(ids []int32) (string, error) {
+	if len(ids) == 0 {
+		return "", nil
+	}
+	buf := make([]byte, 16*len(ids)+16)
+	for {
+		var n C.size_t
+		status := C.gemma4_detokenize(m.h, (*C.int32_t)(unsafe.Pointer(&ids[0])),
+			C.size_t(len(ids)), 0, (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &n)
+		if status == C.GEMMA4_OUT_OF_RANGE && int(n)+1 > len(buf) {
+			buf = make([]byte, int(n)+1)
+			continue
+		}
+		if err := check(status); err != nil {
+			return "", err
+		}
+		return string(buf[:int(n)]), nil
+	}
+}
+
+// ToolFunc receives the arguments as JSON and returns the result as JSON (or plain text).
+// A returned error goes back to the model as {"error": message}.
+type ToolFunc func(argumentsJSON string) (string, error)
+
+// Tools is a set of tools the model may call.
+type Tools struct {
+	h       *C.gemma4_tools
+	handles []cgo.Handle
+}
+
+// NewTools creates an empty tool set.
+func NewTools() (*Tools, error) {
+	var h *C.gemma4_tools
+	if err := check(C.gemma4_tools_create(&h)); err != nil {
+		return nil, err
+	}
+	t := &Tools{h: h}
+	runtime.SetFinalizer(t, (*Tools).Close)
+	return t, nil
+}
+
+// Register adds a tool; schema is the JSON schema of its arguments object.
+func (t *Tools) Register(name, description, schema string, fn ToolFunc) error {
+	cname, cdesc, cschema := C.CString(name), C.CString(description), C.CString(schema)
+	defer C.free(unsafe.Pointer(cname))
+	defer C.free(unsafe.Pointer(cdesc))
+	defer C.free(unsafe.Pointer(cschema))
+	h := cgo.NewHandle(fn)
+	if err := check(C.gemma4go_register_tool(t.h, cname, cdesc, cschema, C.uintptr_t(h))); err != nil {
+		h.Delete()
+		return err
+	}
+	t.handles = append(t.handles, h)
+	return nil
+}
+
+// Close frees the tool set (sessions keep their own copy).
+func (t *Tools) Close() {
+	if t.h != nil {
+		C.gemma4_tools_free(t.h)
+		t.h = nil
+	}
+	for _, h := range t.handles {
+		h.Delete()
+	}
+	t.handles = nil
+}
+
+//export goTool
+func goTool(args *C.char, result *C.gemma4_tool_result, handle C.uintptr_t) C.int {
+	fn := cgo.Handle(handle).Value().(ToolFunc)
+	out, err := func() (out string, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("tool panicked: %v", r)
+			}
+		}()
+		return fn(C.GoString(args))
+	}()
+	status := C.int(0)
+	if err != nil {
+		out, status = err.Error(), 2
+	}
+	cout := C.CString(out)
+	defer C.free(unsafe.Pointer(cout))
+	C.gemma4_tool_result_set(result, cout, C.size_t(len(out)))
+	return status
+}
+
+// Options of one model turn.
+type Options struct {
+	MaxTokens        int
+	Thinking         bool
+	Temperature      *float32 // nil: the model's default
+	Seed             uint64
+	JSONSchema       string
+	RequireToolCall  bool
+	MaxToolSteps     int
+	MaxCallsPerRound int
+	NoRepetitionStop bool
+	Banned           []int32 // token ids that may not be generated
+	// OnText streams the reply (thought pieces have thought == true); return false to cancel.
+	OnText func(thought bool, text string) bool
+}
+
+// ToolCall is a call the model made.
+type ToolCall struct{ Name, ArgumentsJSON string }
+
+// Reply is the model's turn.
+type Reply struct {
+	Text, Thought   string
+	StopReason      int
+	ToolCalls       []ToolCall
+	ToolResults     []string
+	GeneratedTokens int
+	ReusedTokens    int
+}
+
+// Session is a conversation.
+type Session struct {
+	h     *C.gemma4_session
+	model *Model
+}
+
+// NewSession starts a conversation; systemPrompt may be empty, tools nil.
+func NewSession(m *Model, systemPrompt string, tools *Tools) (*Session, error) {
+	var opts C.gemma4_session_options
+	C.gemma4_session_options_init(&opts)
+	if systemPrompt != "" {
+		cs := C.CString(systemPrompt)
+		defer C.free(unsafe.Pointer(cs))
+		opts.system_prompt = cs
+	}
+	if tools != nil {
+		opts.tools = tools.h
+	}
+	var h *C.gemma4_session
+	if err := check(C.gemma4_session_create(m.h, &opts, &h)); err != nil {
+		return nil, err
+	}
+	s := &Session{h: h, model: m}
+	runtime.SetFinalizer(s, (*Session).Close)
+	return s, nil
+}
+
+//export goOnText
+func goOnText(kind C.int, text *C.char, length C.size_t, handle C.uintptr_t) C.int {
+	fn := cgo.Handle(handle).Value().(func(bool, string) bool)
+	if fn(kind == 0, C.GoStringN(text, C.int(length))) {
+		return 1
+	}
+	return 0
+}
+
+// Send adds a user turn and generates the reply.
+func (s *Session) Send(text string, o Options) (*Reply, error) {
+	ctext := C.CString(text)
+	defer C.free(unsafe.Pointer(ctext))
+	var sampler C.gemma4_sampler_options
+	C.gemma4_sampler_options_init(&sampler, s.model.h)
+	if o.Temperature != nil {
+		sampler.temperature = C.float(*o.Temperature)
+	}
+	sampler.seed = C.uint64_t(o.Seed)
+	// C memory for the bias arrays: the Go pointer rules forbid passing Go slices inside a
+	// struct that C keeps during the call.
+	if n := len(o.Banned); n > 0 {
+		ids := (*[1 << 20]C.int32_t)(C.malloc(C.size_t(n) * 4))[:n:n]
+		vals := (*[1 << 20]C.float)(C.malloc(C.size_t(n) * 4))[:n:n]
+		defer C.free(unsafe.Pointer(&ids[0]))
+		defer C.free(unsafe.Pointer(&vals[0]))
+		for i, id := range o.Banned {
+			ids[i], vals[i] = C.int32_t(id), -1e30
+		}
+		sampler.logit_bias_ids, sampler.logit_bias_values = &ids[0], &vals[0]
+		sampler.n_logit_bias = C.size_t(n)
+	}
+	csampler := (*C.gemma4_sampler_options)(C.malloc(C.size_t(unsafe.Sizeof(sampler))))
+	defer C.free(unsafe.Pointer(csampler))
+	*csampler = sampler
+	var go_ C.gemma4_generate_options
+	C.gemma4_generate_options_init(&go_)
+	if o.MaxTokens > 0 {
+		go_.max_tokens = C.int32_t(o.MaxTokens)
+	}
+	if o.Thinking {
+		go_.thinking = 1
+	}
+	go_.sampler = csampler
+	if o.JSONSchema != "" {
+		cs := C.CString(o.JSONSchema)
+		defer C.free(unsafe.Pointer(cs))
+		go_.json_schema = cs
+	}
+	if o.RequireToolCall {
+		go_.require_tool_call = 1
+	}
+	if o.MaxToolSteps > 0 {
+		go_.max_tool_steps = C.int32_t(o.MaxToolSteps)
+	}
+	if o.MaxCallsPerRound > 0 {
+		go_.max_calls_per_round = C.int32_t(o.MaxCallsPerRound)
+	}
+	if o.NoRepetitionStop {
+		go_.stop_on_repetition = 0
+	}
+	if o.OnText != nil {
+		h := cgo.NewHandle(o.OnText)
+		defer h.Delete()
+		C.gemma4go_set_on_text(&go_, C.uintptr_t(h))
+	}
+	var reply *C.gemma4_reply
+	if err := check(C.gemma4_session_send(s.h, ctext, &go_, &reply)); err != nil {
+		return nil, err
+	}
+	defer C.gemma4_reply_free(reply)
+	r := &Reply{
+		Text:            C.GoString(C.gemma4_reply_text(reply)),
+		Thought:         C.GoString(C.gemma4_reply_thought(reply)),
+		StopReason:      int(C.gemma4_reply_stop_reason(reply)),
+		GeneratedTokens: int(C.gemma4_reply_generated_tokens(reply)),
+		ReusedTokens:    int(C.gemma4_reply_reused_tokens(reply)),
+	}
+	for i := C.size_t(0); i < C.gemma4_reply_num_tool_calls(reply); i++ {
+		r.ToolCalls = append(r.ToolCalls, ToolCall{
+			C.GoString(C.gemma4_reply_tool_call_name(reply, i)),
+			C.GoString(C.gemma4_reply_tool_call_arguments(reply, i))})
+	}
+	for i := C.size_t(0); i < C.gemma4_reply_num_tool_results(reply); i++ {
+		r.ToolResults = append(r.ToolResults, C.GoString(C.gemma4_reply_tool_result(reply, i)))
+	}
+	return r, nil
+}
+
+// Cancel stops a Send running in another goroutine (it returns ErrCancelled).
+func (s *Session) Cancel() { C.gemma4_session_cancel(s.h) }
+
+// Fork copies the session (history and cache).
+func (s *Session) Fork() (*Session, error) {
+	var h *C.gemma4_session
+	if err := check(C.gemma4_session_fork(s.h, &h)); err != nil {
+		return nil, err
+	}
+	f := &Session{h: h, model: s.model}
+	runtime.SetFinalizer(f, (*Session).Close)
+	return f, nil
+}
+
+// Rewind keeps the first n turns.
+func (s *Session) Rewind(n int) error { return check(C.gemma4_session_rewind(s.h, C.size_t(n))) }
+
+// Save serializes the session.
+func (s *Session) Save() ([]byte, error) {
+	var data unsafe.Pointer
+	var size C.size_t
+	if err := check(C.gemma4_session_save(s.h, &data, &size)); err != nil {
+		return nil, err
+	}
+	defer C.gemma4_free(data)
+	return C.GoBytes(data, C.int(size)), nil
+}
+
+// Restore recreates a saved session.
+func Restore(m *Model, state []byte, tools *Tools) (*Session, error) {
+	if len(state) == 0 {
+		return nil, errors.New("gemma4: empty session state")
+	}
+	cstate := C.CBytes(state)
+	defer C.free(cstate)
+	var th *C.gemma4_tools
+	if tools != nil {
+		th = tools.h
+	}
+	var h *C.gemma4_session
+	if err := check(C.gemma4_session_restore(m.h, cstate, C.size_t(len(state)), th, &h)); err != nil {
+		return nil, err
+	}
+	s := &Session{h: h, model: m}
+	runtime.SetFinalizer(s, (*Session).Close)
+	return s, nil
+}
+
+// NumTurns is the number of turns in the history.
+func (s *Session) NumTurns() int { return int(C.gemma4_session_num_turns(s.h)) }
+
+// Close frees the session.
+func (s *Session) Close() {
+	if s.h != nil {
+		C.gemma4_session_free(s.h)
+		s.h = nil
+	}
+}

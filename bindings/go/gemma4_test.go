@@ -1,0 +1,155 @@
+package gemma4
+
+import (
+	"errors"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func fixtures() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "tests", "fixtures")
+}
+
+func load(t *testing.T) *Model {
+	m, err := Load(filepath.Join(fixtures(), "models/tiny-e2b/gemma4"), 2,
+		filepath.Join(fixtures(), "chat/tiny_tokenizer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+var zero = float32(0)
+var one = float32(1)
+
+func TestTokenizer(t *testing.T) {
+	m := load(t)
+	if Version() != "0.1.0" || m.VocabSize() != 512 {
+		t.Fatal("version or vocab")
+	}
+	ids, err := m.Tokenize("<|turn>user\nhello")
+	if err != nil || ids[0] != 105 {
+		t.Fatal(ids, err)
+	}
+	text, err := m.Detokenize(ids)
+	if err != nil || text != "<|turn>user\nhello" {
+		t.Fatal(text, err)
+	}
+}
+
+func TestStreamingForkRestore(t *testing.T) {
+	m := load(t)
+	s, err := NewSession(m, "Be brief.", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var streamed strings.Builder
+	o := Options{MaxTokens: 10, Temperature: &zero, Banned: []int32{1, 106, 50},
+		NoRepetitionStop: true,
+		OnText: func(thought bool, text string) bool {
+			if !thought {
+				streamed.WriteString(text)
+			}
+			return true
+		}}
+	r, err := s.Send("Hello!", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Text != streamed.String() || r.GeneratedTokens != 10 || s.NumTurns() != 3 {
+		t.Fatalf("reply %+v streamed %q", r, streamed.String())
+	}
+	fork, err := s.Fork()
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := s.Save()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored, err := Restore(m, state, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.OnText = nil
+	a, err1 := fork.Send("More", o)
+	b, err2 := restored.Send("More", o)
+	if err1 != nil || err2 != nil || a.Text != b.Text || b.ReusedTokens == 0 {
+		t.Fatal(a, b, err1, err2)
+	}
+	if _, err := Restore(m, []byte("junk"), nil); err == nil {
+		t.Fatal("junk state restored")
+	}
+}
+
+func TestConstrainedToolCall(t *testing.T) {
+	m := load(t)
+	tools, err := NewTools()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls int32
+	err = tools.Register("get_weather", "Weather for a city",
+		`{"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}},
+		  "required": ["city"]}`,
+		func(args string) (string, error) {
+			atomic.AddInt32(&calls, 1)
+			if !strings.Contains(args, `"city"`) {
+				return "", errors.New("missing city")
+			}
+			return `{"temp": 18}`, nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSession(m, "", tools)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Send("Weather?", Options{MaxTokens: 600, Temperature: &one, Seed: 2,
+		RequireToolCall: true, MaxToolSteps: 1, MaxCallsPerRound: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.ToolCalls) == 0 || r.ToolCalls[0].Name != "get_weather" ||
+		!strings.Contains(r.ToolCalls[0].ArgumentsJSON, `"city":"`) {
+		t.Fatalf("%+v", r)
+	}
+	if len(r.ToolResults) == 0 || r.ToolResults[0] != `{"temp":18}` || atomic.LoadInt32(&calls) == 0 {
+		t.Fatalf("%+v", r)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	m := load(t)
+	s, _ := NewSession(m, "", nil)
+	var started int32
+	go func() {
+		for atomic.LoadInt32(&started) == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		s.Cancel()
+	}()
+	_, err := s.Send("Go", Options{MaxTokens: 100000, Temperature: &zero,
+		Banned: []int32{1, 106, 50}, NoRepetitionStop: true,
+		OnText: func(bool, string) bool { atomic.StoreInt32(&started, 1); return true }})
+	if !errors.Is(err, ErrCancelled) {
+		t.Fatal(err)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	_, err := Load("/nonexistent/model", 1, "")
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/model") {
+		t.Fatal(err)
+	}
+	tools, _ := NewTools()
+	if tools.Register("bad name", "", "{}", func(string) (string, error) { return "", nil }) == nil {
+		t.Fatal("bad tool name accepted")
+	}
+}

@@ -1,0 +1,3 @@
+module github.com/gemma4/gemma4/bindings/go
+
+go 1.19
