@@ -8,7 +8,7 @@ if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
 packages=(build-essential cmake pkg-config ninja-build
           libeigen3-dev libxsimd-dev libabsl-dev libprotobuf-dev protobuf-compiler
           libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev clang-format
-          abigail-tools)
+          abigail-tools python3 python3-venv python3-pytest cargo golang-go)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
