@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -528,6 +529,20 @@ TEST(SessionTest, BadArgumentsAreStatuses) {
   cancel.progress = [](float) { return false; };
   auto cancelled = Model::Load(kFixtures + "/models/tiny-e2b/gemma4", cancel);
   EXPECT_EQ(cancelled.status().code(), StatusCode::kCancelled);
+  // Progress advances per layer; cancelling half way stops the load there.
+  std::vector<float> seen;
+  ModelOptions halfway;
+  halfway.tokenizer_path = kFixtures + "/chat/tiny_tokenizer";
+  halfway.progress = [&seen](float f) {
+    seen.push_back(f);
+    return f < 0.5f;
+  };
+  auto stopped = Model::Load(kFixtures + "/models/tiny-e2b/gemma4", halfway);
+  EXPECT_EQ(stopped.status().code(), StatusCode::kCancelled);
+  EXPECT_NE(stopped.status().message().find("after layer"), std::string::npos)
+      << stopped.status().message();
+  ASSERT_GE(seen.size(), 4u);
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
 }
 
 }  // namespace

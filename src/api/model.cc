@@ -66,7 +66,11 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
   };
   GEMMA4_RETURN_IF_ERROR(report(0.0f));
   auto impl = std::make_unique<ModelImpl>();
-  GEMMA4_ASSIGN_OR_RETURN(impl->loaded, LoadedModel::Load(path));
+  std::function<bool(float)> layer_progress;
+  if (options.progress) {
+    layer_progress = [&options](float f) { return options.progress(0.9f * f); };
+  }
+  GEMMA4_ASSIGN_OR_RETURN(impl->loaded, LoadedModel::Load(path, layer_progress));
   GEMMA4_RETURN_IF_ERROR(report(0.9f));
   const std::string tokenizer_path =
       options.tokenizer_path.empty() ? DefaultTokenizerPath(path) : options.tokenizer_path;

@@ -44,8 +44,10 @@ void AdviseRandomAccess(const uint8_t* data, uint64_t n) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<LoadedModel>> LoadedModel::Load(const std::string& path) {
+StatusOr<std::unique_ptr<LoadedModel>> LoadedModel::Load(const std::string& path,
+                                                         std::function<bool(float)> progress) {
   auto model = std::unique_ptr<LoadedModel>(new LoadedModel());
+  model->progress_ = std::move(progress);
   if (IsGgufPath(path)) {
     GEMMA4_ASSIGN_OR_RETURN(model->gguf_, gguf::File::Open(path));
     for (const TensorView& t : model->gguf_->tensors()) model->gguf_tensors_[t.name] = &t;
@@ -273,6 +275,10 @@ Status LoadedModel::LoadWeights() {
     std::vector<float> scalar;
     vec(p + "layer_scalar", &scalar);
     lw.layer_scalar = scalar.empty() ? 1.0f : scalar[0];
+    if (progress_ && !progress_(static_cast<float>(i + 1) / static_cast<float>(c.num_layers))) {
+      return CancelledError("loading " + source_path() + " was cancelled after layer " +
+                            std::to_string(i));
+    }
   }
   // torch.tensor(sqrt(H)) is a float32 buffer: the double sqrt rounded to f32.
   embed_scale_ = static_cast<float>(std::sqrt(static_cast<double>(c.hidden_size)));

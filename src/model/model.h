@@ -4,6 +4,7 @@
 #ifndef GEMMA4_SRC_MODEL_MODEL_H_
 #define GEMMA4_SRC_MODEL_MODEL_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -63,7 +64,9 @@ std::vector<TensorSpec> ExpectedTensors(const ModelConfig& config);
 class LoadedModel {
  public:
   // path: checkpoint directory, .safetensors file, safetensors index, or .gguf file.
-  static StatusOr<std::unique_ptr<LoadedModel>> Load(const std::string& path);
+  // progress (may be empty) gets the fraction of layers loaded; returning false cancels.
+  static StatusOr<std::unique_ptr<LoadedModel>> Load(const std::string& path,
+                                                     std::function<bool(float)> progress = nullptr);
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
@@ -88,6 +91,7 @@ class LoadedModel {
   const TensorView* FindWeight(const std::string& hf_name) const;
   const std::string& source_path() const;
 
+  std::function<bool(float)> progress_;  // during Load only
   std::unique_ptr<Checkpoint> checkpoint_;
   std::unique_ptr<gguf::File> gguf_;
   std::unordered_map<std::string, const TensorView*> gguf_tensors_;

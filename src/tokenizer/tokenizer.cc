@@ -217,7 +217,7 @@ void TokenizerImpl::Encode(std::string_view text, bool add_special_tokens,
     if (hit->lstrip) {
       while (seg_end > segment_start && IsPythonWhitespace(text[seg_end - 1])) --seg_end;
     }
-    EncodeSegment(text.substr(segment_start, seg_end - segment_start), &ids);
+    EncodeSegment(text.substr(segment_start, seg_end - segment_start), segment_start == 0, &ids);
     ids.push_back(hit->id);
     i += hit->content.size();
     if (hit->rstrip) {
@@ -225,7 +225,7 @@ void TokenizerImpl::Encode(std::string_view text, bool add_special_tokens,
     }
     segment_start = i;
   }
-  EncodeSegment(text.substr(segment_start), &ids);
+  EncodeSegment(text.substr(segment_start), segment_start == 0, &ids);
   if (add_special_tokens) {
     for (const PostItem& item : post_single_) {
       if (item.sequence) {
@@ -239,7 +239,8 @@ void TokenizerImpl::Encode(std::string_view text, bool add_special_tokens,
   }
 }
 
-void TokenizerImpl::EncodeSegment(std::string_view text, std::vector<int32_t>* out) const {
+void TokenizerImpl::EncodeSegment(std::string_view text, bool at_start,
+                                  std::vector<int32_t>* out) const {
   if (text.empty()) return;
   if (spm_ != nullptr) {
     std::vector<int> ids;
@@ -261,17 +262,20 @@ void TokenizerImpl::EncodeSegment(std::string_view text, std::vector<int32_t>* o
   std::vector<std::string> words{normalized};
   for (const Step& s : pre_tokenizers_) {
     std::vector<std::string> next;
-    for (const std::string& w : words) SplitWord(s, w, &next);
+    for (const std::string& w : words) SplitWord(s, w, at_start, &next);
     words = std::move(next);
   }
   for (const std::string& w : words) EncodeWord(w, out);
 }
 
-void TokenizerImpl::SplitWord(const Step& s, const std::string& word,
+void TokenizerImpl::SplitWord(const Step& s, const std::string& word, bool at_start,
                               std::vector<std::string>* out) const {
   if (s.kind == Step::kMetaspace) {
     std::string w = ReplaceAll(word, " ", s.content);
-    if (s.prepend && w.compare(0, s.content.size(), s.content) != 0) w = s.content + w;
+    if (s.prepend && (!s.first_only || at_start) &&
+        w.compare(0, s.content.size(), s.content) != 0) {
+      w = s.content + w;
+    }
     if (!s.split) {
       out->push_back(std::move(w));
       return;
@@ -356,6 +360,13 @@ void TokenizerImpl::SplitWord(const Step& s, const std::string& word,
 // merge rank (leftmost on ties) is merged until none applies.
 void TokenizerImpl::EncodeWord(std::string_view word, std::vector<int32_t>* out) const {
   if (word.empty()) return;
+  if (ignore_merges_) {
+    // tokenizers: a word that is itself in the vocabulary is taken whole.
+    if (auto it = vocab_.find(std::string(word)); it != vocab_.end()) {
+      out->push_back(it->second);
+      return;
+    }
+  }
   struct Symbol {
     int32_t id;
     int32_t prev;
@@ -609,6 +620,8 @@ Status ParseStep(const json::Value& v, const std::string& where, bool decoder,
     const json::Value* add_prefix = v.Find("add_prefix_space");
     s.prepend = scheme != nullptr ? scheme->as_string() != "never"
                                   : (add_prefix == nullptr || add_prefix->as_bool());
+    // "first": only the text at the very start of the input (not after an added token).
+    s.first_only = scheme != nullptr && scheme->as_string() == "first";
     const json::Value* split = v.Find("split");
     s.split = split == nullptr || split->as_bool();
   } else if (t == "ByteFallback") {
@@ -668,6 +681,7 @@ StatusOr<std::unique_ptr<TokenizerImpl>> TokenizerImpl::FromHuggingFaceJson(
   };
   impl->byte_fallback_ = flag(model->Find("byte_fallback"), false);
   impl->fuse_unk_ = flag(model->Find("fuse_unk"), false);
+  impl->ignore_merges_ = flag(model->Find("ignore_merges"), false);
   if (const json::Value* unk = model->Find("unk_token"); unk != nullptr && unk->is_string()) {
     auto it = impl->vocab_.find(unk->as_string());
     if (it == impl->vocab_.end()) {

@@ -33,10 +33,11 @@ class TokenizerImpl {
     Behavior behavior = kIsolated;
     std::string pattern;
     std::string content;
-    bool prepend = false;  // Metaspace
-    bool split = true;     // Metaspace
-    int start = 0;         // Strip
-    int stop = 0;          // Strip
+    bool prepend = false;     // Metaspace
+    bool split = true;        // Metaspace
+    bool first_only = false;  // Metaspace prepend_scheme "first"
+    int start = 0;            // Strip
+    int stop = 0;             // Strip
   };
   struct AddedToken {
     int32_t id = -1;
@@ -84,8 +85,9 @@ class TokenizerImpl {
   Status AddMerge(std::string_view left, std::string_view right, int32_t rank);
   void FinishVocab();
   void ResolveSpecialIds();
-  void EncodeSegment(std::string_view text, std::vector<int32_t>* out) const;
-  void SplitWord(const Step& s, const std::string& word, std::vector<std::string>* out) const;
+  void EncodeSegment(std::string_view text, bool at_start, std::vector<int32_t>* out) const;
+  void SplitWord(const Step& s, const std::string& word, bool at_start,
+                 std::vector<std::string>* out) const;
   void EncodeWord(std::string_view word, std::vector<int32_t>* out) const;
 
   std::string source_;
@@ -100,6 +102,7 @@ class TokenizerImpl {
   bool byte_fallback_ = false;
   bool byte_fallback_decode_ = false;
   bool fuse_unk_ = false;
+  bool ignore_merges_ = false;
   int32_t unk_id_ = -1;
   int32_t bos_id_ = -1;
   int32_t eos_id_ = -1;
