@@ -23,12 +23,24 @@ const std::string kDir = std::string(GEMMA4_FIXTURES_DIR) + "/tokenizer";
 
 struct Case {
   std::string text;
-  std::vector<int32_t> ids;
+  std::vector<int32_t> ids;          // tok(text, add_special_tokens=False)
+  std::vector<int32_t> ids_default;  // tok(text): the tokenizer's own special-token rule
   std::string decoded;
 };
 
-std::vector<Case> LoadCases() {
-  auto text = ReadFileToString(kDir + "/cases.json");
+std::vector<int32_t> Ints(const json::Value* list) {
+  std::vector<int32_t> out;
+  if (list == nullptr) return out;
+  for (const json::Value& id : list->as_array()) {
+    int64_t v = 0;
+    id.GetInt64(&v);
+    out.push_back(static_cast<int32_t>(v));
+  }
+  return out;
+}
+
+std::vector<Case> LoadCases(const std::string& dir = kDir) {
+  auto text = ReadFileToString(dir + "/cases.json");
   EXPECT_TRUE(text.ok());
   auto root = json::Parse(*text, "cases.json");
   EXPECT_TRUE(root.ok()) << root.status().message();
@@ -37,24 +49,26 @@ std::vector<Case> LoadCases() {
     Case k;
     k.text = c.Find("text")->as_string();
     k.decoded = c.Find("decoded")->as_string();
-    for (const json::Value& id : c.Find("ids")->as_array()) {
-      int64_t v = 0;
-      id.GetInt64(&v);
-      k.ids.push_back(static_cast<int32_t>(v));
-    }
+    k.ids = Ints(c.Find("ids"));
+    k.ids_default = Ints(c.Find("ids_default"));
     cases.push_back(std::move(k));
   }
   return cases;
 }
 
-void ExpectMatchesCases(const Tokenizer& tok, const std::string& label) {
-  const std::vector<Case> cases = LoadCases();
+void ExpectMatchesCases(const Tokenizer& tok, const std::string& label,
+                        const std::string& dir = kDir, bool check_default = true) {
+  const std::vector<Case> cases = LoadCases(dir);
   ASSERT_GT(cases.size(), 90u);
   int mismatches = 0;
   for (const Case& c : cases) {
     const std::vector<int32_t> ids = tok.Encode(c.text);
     if (ids != c.ids) ++mismatches;
     EXPECT_EQ(ids, c.ids) << label << " encode: \"" << c.text << "\"";
+    if (check_default) {
+      EXPECT_EQ(tok.Encode(c.text, /*add_special_tokens=*/true), c.ids_default)
+          << label << " encode with special tokens: \"" << c.text << "\"";
+    }
     EXPECT_EQ(tok.Decode(c.ids), c.decoded) << label << " decode: \"" << c.text << "\"";
     // Streaming gives the same text, whatever the token boundaries.
     StreamingDetokenizer stream(std::shared_ptr<const Tokenizer>(&tok, [](const Tokenizer*) {}));
@@ -108,8 +122,23 @@ TEST(TokenizerTest, GgufVocabularyMatchesTokenizers) {
   ASSERT_TRUE(writer.Write(path, {}).ok());
   auto tok = Tokenizer::Load(path);
   ASSERT_TRUE(tok.ok()) << tok.status().message();
-  ExpectMatchesCases(**tok, "gguf");
+  // GGUFs carry no post-processor (llama.cpp forces add_bos for Gemma 4 regardless), so only
+  // the plain encoding is compared.
+  ExpectMatchesCases(**tok, "gguf", kDir, /*check_default=*/false);
   std::remove(path.c_str());
+}
+
+// A second tokenizer: larger vocabulary (1900) and add_bos_token=True, so tok(text) starts
+// with <bos> through tokenizer.json's post-processor.
+TEST(TokenizerTest, BosTokenizerMatchesTokenizers) {
+  const std::string dir = std::string(GEMMA4_FIXTURES_DIR) + "/tokenizer_bos";
+  for (const std::string& path : {dir + "/tokenizer.json", dir + "/tokenizer.model", dir}) {
+    auto tok = Tokenizer::Load(path);
+    ASSERT_TRUE(tok.ok()) << tok.status().message();
+    ExpectMatchesCases(**tok, path, dir);
+  }
+  const std::vector<Case> cases = LoadCases(dir);
+  EXPECT_EQ(cases[7].ids_default.front(), 2);
 }
 
 TEST(TokenizerTest, StreamingNeverSplitsCharacters) {

@@ -766,29 +766,44 @@ StatusOr<std::unique_ptr<TokenizerImpl>> TokenizerImpl::FromHuggingFaceJson(
   }
   // Post-processor: only the single-sequence template matters for Encode.
   impl->post_single_ = {PostItem{true, 0}};
-  if (const json::Value* pp = root.Find("post_processor"); pp != nullptr && !pp->is_null()) {
-    const json::Value* type = pp->Find("type");
-    const json::Value* single = pp->Find("single");
-    if (type != nullptr && type->as_string() == "TemplateProcessing" && single != nullptr &&
-        single->is_array()) {
-      impl->post_single_.clear();
-      for (const json::Value& item : single->as_array()) {
-        if (item.Find("Sequence") != nullptr) {
-          impl->post_single_.push_back({true, 0});
-        } else if (const json::Value* sp = item.Find("SpecialToken"); sp != nullptr) {
-          const json::Value* name = sp->Find("id");
-          const int32_t id = name != nullptr ? impl->PieceId(name->as_string()) : -1;
-          if (id < 0) {
-            return InvalidArgumentError(src + ": post_processor special token is unknown");
-          }
-          impl->post_single_.push_back({false, id});
-        }
-      }
-    }
+  if (const json::Value* pp = root.Find("post_processor"); pp != nullptr) {
+    GEMMA4_RETURN_IF_ERROR(impl->SetPostProcessor(*pp));
   }
   impl->FinishVocab();
   impl->ResolveSpecialIds();
   return impl;
+}
+
+// tokenizer.json's post_processor: TemplateProcessing (or one inside a Sequence) gives the
+// special tokens added around a single sequence; other processors add none.
+Status TokenizerImpl::SetPostProcessor(const json::Value& pp) {
+  if (pp.is_null()) return OkStatus();
+  const json::Value* type = pp.Find("type");
+  if (type != nullptr && type->as_string() == "Sequence") {
+    if (const json::Value* list = pp.Find("processors"); list != nullptr && list->is_array()) {
+      for (const json::Value& p : list->as_array()) GEMMA4_RETURN_IF_ERROR(SetPostProcessor(p));
+    }
+    return OkStatus();
+  }
+  const json::Value* single = pp.Find("single");
+  if (type == nullptr || type->as_string() != "TemplateProcessing" || single == nullptr ||
+      !single->is_array()) {
+    return OkStatus();
+  }
+  std::vector<PostItem> items;
+  for (const json::Value& item : single->as_array()) {
+    if (item.Find("Sequence") != nullptr) {
+      items.push_back({true, 0});
+    } else if (const json::Value* sp = item.Find("SpecialToken"); sp != nullptr) {
+      const json::Value* name = sp->Find("id");
+      const int32_t id = name != nullptr ? PieceId(name->as_string()) : -1;
+      if (id < 0)
+        return InvalidArgumentError(source_ + ": post_processor special token is unknown");
+      items.push_back({false, id});
+    }
+  }
+  post_single_ = std::move(items);
+  return OkStatus();
 }
 
 int32_t TokenizerImpl::PieceId(std::string_view piece) const {
@@ -957,9 +972,21 @@ StatusOr<std::unique_ptr<TokenizerImpl>> TokenizerImpl::FromSentencePiece(const 
 // transformers 5 rebuilds the post-processor from tokenizer_config.json's add_bos_token /
 // add_eos_token when they are given, overriding tokenizer.json's own template.
 Status TokenizerImpl::ApplyTokenizerConfig(const std::string& tokenizer_path) {
-  const std::filesystem::path config =
-      std::filesystem::path(tokenizer_path).parent_path() / "tokenizer_config.json";
+  const std::filesystem::path dir = std::filesystem::path(tokenizer_path).parent_path();
+  const std::filesystem::path config = dir / "tokenizer_config.json";
   std::error_code ec;
+  // A tokenizer.model next to the checkpoint's tokenizer.json follows that file's rule.
+  if (spm_ != nullptr && std::filesystem::is_regular_file(dir / "tokenizer.json", ec)) {
+    auto text = ReadFileToString((dir / "tokenizer.json").string());
+    if (text.ok()) {
+      auto root = json::Parse(*text, (dir / "tokenizer.json").string());
+      if (root.ok()) {
+        if (const json::Value* pp = root->Find("post_processor"); pp != nullptr) {
+          GEMMA4_RETURN_IF_ERROR(SetPostProcessor(*pp));
+        }
+      }
+    }
+  }
   if (!std::filesystem::is_regular_file(config, ec)) return OkStatus();
   GEMMA4_ASSIGN_OR_RETURN(std::string text, ReadFileToString(config.string()));
   GEMMA4_ASSIGN_OR_RETURN(json::Value root, json::Parse(text, config.string()));

@@ -19,6 +19,9 @@ class SentencePieceProcessor;
 }
 
 namespace gemma4 {
+namespace json {
+class Value;
+}
 namespace gguf {
 class File;
 }
@@ -67,6 +70,7 @@ class TokenizerImpl {
 
   // Applies add_bos_token / add_eos_token from a tokenizer_config.json beside `tokenizer_path`.
   Status ApplyTokenizerConfig(const std::string& tokenizer_path);
+  Status SetPostProcessor(const json::Value& post_processor);
 
   void Encode(std::string_view text, bool add_special_tokens, std::vector<int32_t>* out) const;
   std::string Decode(std::span<const int32_t> ids, bool skip_special) const;

@@ -63,7 +63,7 @@ def train(out, vocab_size=1200):
     os.remove(corpus)
 
 
-def convert(out):
+def convert(out, add_bos=False):
     """tokenizer.model -> tokenizer.json through transformers, wrapped in the GemmaTokenizer
     class the checkpoints name. transformers 5 builds the tokenizers backend from the
     SentencePiece vocabulary and merges."""
@@ -74,7 +74,7 @@ def convert(out):
     path = os.path.join(out, "tokenizer.model")
     print("GemmaTokenizer.__init__", inspect.signature(GemmaTokenizer.__init__))
     kwargs = dict(bos_token="<bos>", eos_token="<eos>", unk_token="<unk>", pad_token="<pad>",
-                  mask_token="<mask>", add_bos_token=False, add_eos_token=False)
+                  mask_token="<mask>", add_bos_token=add_bos, add_eos_token=False)
     res = cst.SentencePieceExtractor(path).extract(None)
     if isinstance(res, dict):
         vocab, merges = res["vocab"], res["merges"]
@@ -104,17 +104,20 @@ def cases(tok):
     out = []
     for t in texts:
         ids = tok(t, add_special_tokens=False)["input_ids"]
-        out.append({"text": t, "ids": ids,
+        # ids_default: what tok(text) gives (the tokenizer's own special-token rule), which is
+        # what `gemma4 tokenize` prints by default.
+        out.append({"text": t, "ids": ids, "ids_default": tok(t)["input_ids"],
                     "decoded": tok.decode(ids, skip_special_tokens=False)})
     return out
 
 
 def main():
-    # usage: make_tokenizer_fixtures.py OUT_DIR [VOCAB_SIZE]
-    out = sys.argv[1]
+    # usage: make_tokenizer_fixtures.py OUT_DIR [VOCAB_SIZE] [--add-bos]
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    out = args[0]
     os.makedirs(out, exist_ok=True)
-    train(out, int(sys.argv[2]) if len(sys.argv) > 2 else 1200)
-    tok = convert(out)
+    train(out, int(args[1]) if len(args) > 1 else 1200)
+    tok = convert(out, add_bos="--add-bos" in sys.argv)
     data = cases(tok)
     with open(os.path.join(out, "cases.json"), "w", encoding="utf-8") as f:
         json.dump(data, f, ensure_ascii=False, indent=0)
