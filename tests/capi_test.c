@@ -66,6 +66,7 @@ int main(int argc, char** argv) {
   gemma4_session* session = NULL;
   gemma4_session* fork = NULL;
   gemma4_session* restored = NULL;
+  gemma4_session* bad = NULL;
   gemma4_generate_options go;
   gemma4_sampler_options sampler;
   gemma4_reply* reply = NULL;
@@ -144,7 +145,8 @@ int main(int argc, char** argv) {
   gemma4_reply_free(reply);
   gemma4_reply_free(reply2);
   reply = reply2 = NULL;
-  CHECK(gemma4_session_restore(model, "garbage", 7, NULL, &restored) == GEMMA4_DATA_LOSS);
+  CHECK(gemma4_session_restore(model, "garbage", 7, NULL, &bad) == GEMMA4_DATA_LOSS);
+  CHECK(bad == NULL);
 
   /* Cancellation from the streaming callback (stop tokens banned so the turn runs on). */
   sampler.logit_bias_ids = banned;
