@@ -3,8 +3,10 @@
 #include <sys/stat.h>
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 #include "io/mapped_file.h"
 #include "model/gguf_model.h"
@@ -216,28 +218,64 @@ Status WriteGgufModel(const ModelConfig& config, const std::vector<ExportTensor>
   });
 }
 
+// A stand-in vocabulary for random-weight models: Gemma 4's control tokens at their real ids
+// (so the chat loop runs on synthetic models), byte-fallback tokens, single characters and
+// "▁", and unique fillers for the rest.
 void SetGgufPlaceholderTokenizer(const ModelConfig& config, gguf::Writer* w) {
   using gguf::Value;
   using gguf::ValueType;
-  static const char* kSpecial[] = {"<pad>", "<eos>", "<bos>", "<unk>"};
+  static const std::pair<int, const char*> kControl[] = {{0, "<pad>"},
+                                                         {1, "<eos>"},
+                                                         {2, "<bos>"},
+                                                         {3, "<unk>"},
+                                                         {4, "<mask>"},
+                                                         {46, "<|tool>"},
+                                                         {47, "<tool|>"},
+                                                         {48, "<|tool_call>"},
+                                                         {49, "<tool_call|>"},
+                                                         {50, "<|tool_response>"},
+                                                         {51, "<tool_response|>"},
+                                                         {52, "<|\"|>"},
+                                                         {98, "<|think|>"},
+                                                         {100, "<|channel>"},
+                                                         {101, "<channel|>"},
+                                                         {105, "<|turn>"},
+                                                         {106, "<turn|>"},
+                                                         {255999, "<|image>"},
+                                                         {256000, "<|audio>"},
+                                                         {258880, "<|image|>"},
+                                                         {258881, "<|audio|>"},
+                                                         {258882, "<image|>"},
+                                                         {258883, "<audio|>"},
+                                                         {258884, "<|video|>"}};
+  constexpr int kFirstByte = 1000;  // <0x00>..<0xFF>
+  constexpr int kFirstChar = 1300;  // "▁", "\n" and printable ASCII
+  std::vector<std::string> texts(config.vocab_size);
+  std::vector<int> kinds(config.vocab_size, 1);  // NORMAL
+  for (int i = 0; i < config.vocab_size; ++i) texts[i] = "<tok_" + std::to_string(i) + ">";
+  for (const auto& [id, text] : kControl) {
+    if (id < config.vocab_size) {
+      texts[id] = text;
+      kinds[id] = 3;  // CONTROL
+    }
+  }
+  for (int b = 0; b < 256 && kFirstByte + b < config.vocab_size; ++b) {
+    char buf[8];
+    std::snprintf(buf, sizeof(buf), "<0x%02X>", b);
+    texts[kFirstByte + b] = buf;
+    kinds[kFirstByte + b] = 6;  // BYTE
+  }
+  std::vector<std::string> chars = {"\xE2\x96\x81", "\n"};
+  for (char c = 0x21; c < 0x7F; ++c) chars.push_back(std::string(1, c));
+  for (size_t k = 0; k < chars.size() && kFirstChar + static_cast<int>(k) < config.vocab_size;
+       ++k) {
+    texts[kFirstChar + k] = chars[k];
+  }
   std::vector<Value> tokens, scores, types;
   for (int i = 0; i < config.vocab_size; ++i) {
-    std::string text;
-    int type = 1;  // NORMAL
-    if (i < 4) {
-      text = kSpecial[i];
-      type = 3;  // CONTROL
-    } else if (i < 4 + 256) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "<0x%02X>", i - 4);
-      text = buf;
-      type = 6;  // BYTE
-    } else {
-      text = "<tok_" + std::to_string(i) + ">";
-    }
-    tokens.push_back(Value::String(text));
+    tokens.push_back(Value::String(texts[i]));
     scores.push_back(Value::Float32(-1000.0f));
-    types.push_back(Value::Int(ValueType::kInt32, type));
+    types.push_back(Value::Int(ValueType::kInt32, kinds[i]));
   }
   w->Set("tokenizer.ggml.model", Value::String("gemma4"));
   w->Set("tokenizer.ggml.tokens", Value::Array(ValueType::kString, std::move(tokens)));

@@ -7,7 +7,13 @@
 //                     so "<bos>" in text is one token as in tokenizer.json.
 #include "gemma4/tokenizer.h"
 
+#ifdef GEMMA4_HAVE_SENTENCEPIECE
 #include <sentencepiece_processor.h>
+#else
+namespace sentencepiece {
+class SentencePieceProcessor {};  // never created in builds without libsentencepiece
+}  // namespace sentencepiece
+#endif
 
 #include <algorithm>
 #include <cstring>
@@ -242,6 +248,7 @@ void TokenizerImpl::Encode(std::string_view text, bool add_special_tokens,
 void TokenizerImpl::EncodeSegment(std::string_view text, bool at_start,
                                   std::vector<int32_t>* out) const {
   if (text.empty()) return;
+#ifdef GEMMA4_HAVE_SENTENCEPIECE
   if (spm_ != nullptr) {
     std::vector<int> ids;
     if (spm_->Encode(std::string(text), &ids).ok()) {
@@ -249,6 +256,7 @@ void TokenizerImpl::EncodeSegment(std::string_view text, bool at_start,
     }
     return;
   }
+#endif
   // Normalizer.
   std::string normalized(text);
   for (const Step& s : normalizers_) {
@@ -810,10 +818,12 @@ int32_t TokenizerImpl::PieceId(std::string_view piece) const {
   const std::string key(piece);
   if (auto it = added_ids_.find(key); it != added_ids_.end()) return it->second;
   if (auto it = vocab_.find(key); it != vocab_.end()) return it->second;
+#ifdef GEMMA4_HAVE_SENTENCEPIECE
   if (spm_ != nullptr) {
     const int id = spm_->PieceToId(key);
     if (id >= 0 && spm_->IdToPiece(id) == key) return id;
   }
+#endif
   return -1;
 }
 
@@ -916,6 +926,11 @@ StatusOr<std::unique_ptr<TokenizerImpl>> TokenizerImpl::FromGguf(const gguf::Fil
 // Loading: SentencePiece model
 
 StatusOr<std::unique_ptr<TokenizerImpl>> TokenizerImpl::FromSentencePiece(const std::string& path) {
+#ifndef GEMMA4_HAVE_SENTENCEPIECE
+  return UnimplementedError(path +
+                            ": this build has no libsentencepiece (GEMMA4_WITH_SENTENCEPIECE"
+                            "=OFF); use the checkpoint's tokenizer.json");
+#else
   auto impl = std::make_unique<TokenizerImpl>();
   impl->source_ = path;
   GEMMA4_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
@@ -967,6 +982,7 @@ StatusOr<std::unique_ptr<TokenizerImpl>> TokenizerImpl::FromSentencePiece(const 
   impl->FinishVocab();
   impl->ResolveSpecialIds();
   return impl;
+#endif
 }
 
 // transformers 5 rebuilds the post-processor from tokenizer_config.json's add_bos_token /
