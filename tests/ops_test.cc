@@ -554,5 +554,21 @@ TEST(TensorViewTest, RowSlice) {
   EXPECT_EQ(all.nbytes, t.nbytes);
 }
 
+TEST(OpsTest, RopeTableIsBitIdenticalToApplyRope) {
+  std::vector<float> inv(64);
+  for (int i = 0; i < 64; ++i) inv[i] = std::pow(10000.0f, -static_cast<float>(2 * i) / 128.0f);
+  for (int64_t position : {0, 1, 37, 4095, 131071}) {
+    for (int pairs : {64, 16, 0}) {
+      std::vector<float> a(128), c(pairs), sn(pairs);
+      for (int i = 0; i < 128; ++i) a[i] = std::sin(0.1f * i + position);
+      std::vector<float> b = a;
+      ops::ApplyRope(a.data(), 128, inv.data(), pairs, position);
+      ops::RopeTable(inv.data(), pairs, position, c.data(), sn.data());
+      ops::ApplyRopeTable(b.data(), 128, c.data(), sn.data(), pairs);
+      EXPECT_EQ(a, b) << position << " " << pairs;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace gemma4

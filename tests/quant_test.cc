@@ -439,6 +439,21 @@ TEST_P(KernelTest, FloatKernelsMatchReference) {
     table.gelu_mul_f32(a.data() + 1, b.data() + 1, g1.data(), n);
     ref.gelu_mul_f32(a.data() + 1, b.data() + 1, g2.data(), n);
     for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(g1[i], g2[i], 4e-6f * (1 + std::fabs(g2[i])));
+    // Softmax and the sum of squares (RMSNorm): ISA kernels vs the double-accumulating
+    // reference. xsimd's exp is within a few ulp of std::exp.
+    std::vector<float> s1(a.begin() + 1, a.end()), s2 = s1;
+    for (float& v : s1) v *= 8.0f;
+    for (float& v : s2) v *= 8.0f;
+    table.softmax_f32(s1.data(), n);
+    ref.softmax_f32(s2.data(), n);
+    double total = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      EXPECT_NEAR(s1[i], s2[i], 2e-6f * (1 + s2[i])) << "softmax n=" << n << " i=" << i;
+      total += s1[i];
+    }
+    EXPECT_NEAR(total, 1.0, 1e-5);
+    const double sq_ref = ref.sum_squares_f32(a.data() + 1, n);
+    EXPECT_NEAR(table.sum_squares_f32(a.data() + 1, n), sq_ref, 1e-6 * sq_ref + 1e-12) << n;
     std::vector<uint8_t> half(2 * n + 1);
     for (auto& byte : half) byte = static_cast<uint8_t>(rng());
     std::vector<float> f1(n), f2(n);

@@ -3,6 +3,7 @@
 #ifndef GEMMA4_SRC_KERNELS_FLOAT_KERNELS_INL_H_
 #define GEMMA4_SRC_KERNELS_FLOAT_KERNELS_INL_H_
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -104,6 +105,80 @@ void GeluMulF32(const float* g, const float* u, float* out, int64_t n) {
         0.5f * x * (1.0f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
     out[i] = u != nullptr ? y * u[i] : y;
   }
+}
+
+// x = exp(x - max) / sum. exp is xsimd's (within a few ulp of std::exp); the sum is kept in
+// float vector lanes and reduced in double.
+template <class Arch>
+void SoftmaxF32(float* x, int64_t n) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int64_t W = B::size;
+  if (n <= 0) return;
+  float mx = -INFINITY;
+  int64_t i = 0;
+  if (n >= W) {
+    B vmax = B::load_unaligned(x);
+    for (i = W; i + W <= n; i += W) vmax = xsimd::max(vmax, B::load_unaligned(x + i));
+    alignas(64) float max_lanes[W];
+    vmax.store_aligned(max_lanes);
+    for (int64_t k = 0; k < W; ++k) mx = std::max(mx, max_lanes[k]);
+  }
+  for (; i < n; ++i) mx = std::max(mx, x[i]);
+  const B vmx(mx);
+  B acc(0.0f);
+  i = 0;
+  // Below -87 exp's result is denormal: xsimd returns 0 there, so such batches (rare: far
+  // below the maximum) take std::exp like the reference.
+  const B denormal_edge(-87.0f);
+  double sum = 0;
+  for (; i + W <= n; i += W) {
+    const B v = B::load_unaligned(x + i) - vmx;
+    if (xsimd::any(v < denormal_edge)) {
+      for (int64_t k = 0; k < W; ++k) {
+        x[i + k] = std::exp(x[i + k] - mx);
+        sum += x[i + k];
+      }
+      continue;
+    }
+    const B e = xsimd::exp(v);
+    e.store_unaligned(x + i);
+    acc += e;
+  }
+  alignas(64) float lanes[W];
+  acc.store_aligned(lanes);
+  for (int64_t k = 0; k < W; ++k) sum += lanes[k];
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float total = static_cast<float>(sum);
+  const B vt(total);
+  i = 0;
+  for (; i + W <= n; i += W) (B::load_unaligned(x + i) / vt).store_unaligned(x + i);
+  for (; i < n; ++i) x[i] /= total;
+}
+
+template <class Arch>
+double SumSquaresF32(const float* x, int64_t n) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int64_t W = B::size;
+  B acc0(0.0f), acc1(0.0f);
+  int64_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    const B a = B::load_unaligned(x + i), b = B::load_unaligned(x + i + W);
+    acc0 = xsimd::fma(a, a, acc0);
+    acc1 = xsimd::fma(b, b, acc1);
+  }
+  for (; i + W <= n; i += W) {
+    const B a = B::load_unaligned(x + i);
+    acc0 = xsimd::fma(a, a, acc0);
+  }
+  alignas(64) float lanes[W];
+  (acc0 + acc1).store_aligned(lanes);
+  double sum = 0;
+  for (int64_t k = 0; k < W; ++k) sum += lanes[k];
+  for (; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  return sum;
 }
 
 }  // namespace gemma4::kernels::simd

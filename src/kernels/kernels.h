@@ -50,6 +50,10 @@ struct KernelTable {
   void (*axpy_f32)(float a, const float* x, float* y, int64_t n);  // y += a * x
   // out = gelu_tanh(g) * u elementwise (u null: gelu_tanh(g)); out may alias g.
   void (*gelu_mul_f32)(const float* g, const float* u, float* out, int64_t n);
+  // In place: x = exp(x - max) / sum (the sum accumulated in double by the reference).
+  void (*softmax_f32)(float* x, int64_t n);
+  // sum of x[i]^2 (RMSNorm's mean square; the reference accumulates in double).
+  double (*sum_squares_f32)(const float* x, int64_t n);
   // 16-bit float rows (unaligned bytes) to f32.
   void (*bf16_to_f32)(const uint8_t* src, int64_t n, float* dst);
   void (*f16_to_f32)(const uint8_t* src, int64_t n, float* dst);

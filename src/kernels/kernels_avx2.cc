@@ -376,6 +376,8 @@ const KernelTable& Avx2Table() {
                                     .dot_f32 = simd::DotF32<Arch>,
                                     .axpy_f32 = simd::AxpyF32<Arch>,
                                     .gelu_mul_f32 = simd::GeluMulF32<Arch>,
+                                    .softmax_f32 = simd::SoftmaxF32<Arch>,
+                                    .sum_squares_f32 = simd::SumSquaresF32<Arch>,
                                     .bf16_to_f32 = Bf16ToF32,
                                     .f16_to_f32 = F16ToF32};
   return table;

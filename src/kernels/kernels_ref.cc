@@ -101,6 +101,24 @@ void GeluMulF32(const float* g, const float* u, float* out, int64_t n) {
   }
 }
 
+void SoftmaxF32(float* x, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float total = static_cast<float>(sum);
+  for (int64_t i = 0; i < n; ++i) x[i] /= total;
+}
+
+double SumSquaresF32(const float* x, int64_t n) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  return sum;
+}
+
 void Bf16ToF32(const uint8_t* src, int64_t n, float* dst) {
   for (int64_t i = 0; i < n; ++i) {
     uint16_t h;
@@ -136,6 +154,8 @@ const KernelTable& ReferenceTable() {
       .dot_f32 = DotF32,
       .axpy_f32 = AxpyF32,
       .gelu_mul_f32 = GeluMulF32,
+      .softmax_f32 = SoftmaxF32,
+      .sum_squares_f32 = SumSquaresF32,
       .bf16_to_f32 = Bf16ToF32,
       .f16_to_f32 = F16ToF32};
   return table;

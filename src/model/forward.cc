@@ -251,11 +251,19 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
   attn_.resize(s * q_dim);
   // q = RoPE(q_norm(q_proj(h))) per head.
   ops::MatMul(lw.q_proj, normed, s, q_.data(), pool_);
+  // cos/sin of every rotated pair, once per token ([s, pairs] each), shared by all heads.
+  const int pairs = lc.rotated_pairs;
+  rope_cos_.resize(s * pairs);
+  rope_sin_.resize(s * pairs);
+  for (int64_t t = 0; t < s; ++t) {
+    ops::RopeTable(lc.inv_freq.data(), pairs, position_ + t, rope_cos_.data() + t * pairs,
+                   rope_sin_.data() + t * pairs);
+  }
   for (int64_t t = 0; t < s; ++t) {
     for (int64_t h = 0; h < n_heads; ++h) {
       float* q = q_.data() + t * q_dim + h * hd;
       ops::RmsNorm(q, lw.q_norm.data(), hd, eps, q);
-      ops::ApplyRope(q, hd, lc.inv_freq.data(), lc.rotated_pairs, position_ + t);
+      ops::ApplyRopeTable(q, hd, rope_cos_.data() + t * pairs, rope_sin_.data() + t * pairs, pairs);
     }
   }
   if (!lc.kv_shared) {
@@ -274,7 +282,8 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
       float* vc = cache_.V(layer, position_ + t);
       for (int64_t g = 0; g < n_kv; ++g) {
         ops::RmsNorm(k_.data() + t * kv_dim + g * hd, lw.k_norm.data(), hd, eps, kc + g * hd);
-        ops::ApplyRope(kc + g * hd, hd, lc.inv_freq.data(), lc.rotated_pairs, position_ + t);
+        ops::ApplyRopeTable(kc + g * hd, hd, rope_cos_.data() + t * pairs,
+                            rope_sin_.data() + t * pairs, pairs);
         ops::RmsNorm(v_.data() + t * kv_dim + g * hd, nullptr, hd, eps, vc + g * hd);
       }
     }

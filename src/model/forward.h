@@ -61,8 +61,9 @@ class InferenceState {
   int64_t position_ = 0;
   // Scratch, sized for one chunk.
   std::vector<float> x_, normed_, tmp_, tmp2_, q_, k_, v_, attn_, gate_, up_;
-  std::vector<float> ple_inputs_;   // [S, L, P]
-  std::vector<uint8_t> row_bytes_;  // one PLE table row as stored
+  std::vector<float> ple_inputs_;           // [S, L, P]
+  std::vector<float> rope_cos_, rope_sin_;  // [S, rotated pairs] of the current layer
+  std::vector<uint8_t> row_bytes_;          // one PLE table row as stored
 };
 
 }  // namespace gemma4

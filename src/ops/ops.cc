@@ -200,8 +200,7 @@ void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool
 }
 
 void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* out) {
-  double sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  const double sum = kernels::BestTable().sum_squares_f32(x, n);
   const float ms = static_cast<float>(sum / static_cast<double>(n)) + eps;
   const float inv = 1.0f / std::sqrt(ms);
   if (weight != nullptr) {
@@ -232,16 +231,27 @@ void ApplyRope(float* x, int head_dim, const float* inv_freq, int rotated_pairs,
   }
 }
 
-void Softmax(float* x, int64_t n) {
-  float mx = -INFINITY;
-  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
-  double sum = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - mx);
-    sum += x[i];
+void RopeTable(const float* inv_freq, int rotated_pairs, int64_t position, float* cos_out,
+               float* sin_out) {
+  const float pos = static_cast<float>(position);
+  for (int i = 0; i < rotated_pairs; ++i) {
+    const float angle = inv_freq[i] * pos;
+    cos_out[i] = std::cos(angle);
+    sin_out[i] = std::sin(angle);
   }
-  const float total = static_cast<float>(sum);
-  for (int64_t i = 0; i < n; ++i) x[i] /= total;
 }
+
+void ApplyRopeTable(float* x, int head_dim, const float* cos_table, const float* sin_table,
+                    int rotated_pairs) {
+  const int half = head_dim / 2;
+  for (int i = 0; i < rotated_pairs; ++i) {
+    const float c = cos_table[i], s = sin_table[i];
+    const float a = x[i], b = x[i + half];
+    x[i] = a * c - b * s;
+    x[i + half] = b * c + a * s;
+  }
+}
+
+void Softmax(float* x, int64_t n) { kernels::BestTable().softmax_f32(x, n); }
 
 }  // namespace gemma4::ops

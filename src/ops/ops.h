@@ -43,6 +43,12 @@ void GeluMul(const float* g, const float* u, float* out, int64_t n);
 // Rotate-half RoPE over one head of width head_dim at `position`:
 // out[i] = x[i]*cos - x[i+h]*sin, out[i+h] = x[i+h]*cos + x[i]*sin for i < rotated_pairs.
 void ApplyRope(float* x, int head_dim, const float* inv_freq, int rotated_pairs, int64_t position);
+// The same rotation split in two: the angles' cos/sin for one position (computed once and
+// shared by every head), then the rotation. Bit-identical to ApplyRope.
+void RopeTable(const float* inv_freq, int rotated_pairs, int64_t position, float* cos_out,
+               float* sin_out);
+void ApplyRopeTable(float* x, int head_dim, const float* cos_table, const float* sin_table,
+                    int rotated_pairs);
 
 // In-place softmax over n values.
 void Softmax(float* x, int64_t n);
