@@ -26,25 +26,7 @@ bool IsPythonSpace(uint32_t cp) {
   return cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
-// Jinja truthiness of a JSON value (None/False/0/""/[]/{} are false; a missing key is too).
-bool Truthy(const json::Value* v) {
-  if (v == nullptr) return false;
-  switch (v->type()) {
-    case json::Value::Type::kNull:
-      return false;
-    case json::Value::Type::kBool:
-      return v->as_bool();
-    case json::Value::Type::kNumber:
-      return v->as_number() != 0.0;
-    case json::Value::Type::kString:
-      return !v->as_string().empty();
-    case json::Value::Type::kArray:
-      return !v->as_array().empty();
-    case json::Value::Type::kObject:
-      return !v->as_object().empty();
-  }
-  return false;
-}
+bool Truthy(const json::Value* v) { return JinjaTruthy(v); }
 
 std::string RoleOf(const json::Value& m) {
   const json::Value* r = m.Find("role");

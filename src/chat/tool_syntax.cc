@@ -29,8 +29,9 @@ std::vector<const std::pair<std::string, json::Value>*> DictSort(const Object& o
   return items;
 }
 
-// Jinja truthiness; a missing key (nullptr) is Undefined, which is false.
-bool Truthy(const json::Value* v) {
+}  // namespace
+
+bool JinjaTruthy(const json::Value* v) {
   if (v == nullptr) return false;
   switch (v->type()) {
     case json::Value::Type::kNull:
@@ -48,6 +49,10 @@ bool Truthy(const json::Value* v) {
   }
   return false;
 }
+
+namespace {
+
+bool Truthy(const json::Value* v) { return JinjaTruthy(v); }
 
 // `{{ value }}` of a JSON-decoded Python object.
 std::string JinjaPrint(const json::Value* v);

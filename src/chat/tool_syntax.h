@@ -24,6 +24,8 @@ inline constexpr std::string_view kStringDelimiter = "<|\"|>";
 // dictsort) and delimited only with escape_keys, numbers printed as Python prints them
 // (1000.0, 1e+20), null as None.
 std::string FormatArgument(const json::Value& value, bool escape_keys);
+// Jinja truthiness of a JSON value; a missing key (nullptr) is Undefined, which is false.
+bool JinjaTruthy(const json::Value* value);
 // Python's repr() of the number a JSON literal decodes to.
 std::string PythonNumber(const json::Value& number);
 

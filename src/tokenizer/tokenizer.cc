@@ -833,6 +833,23 @@ void TokenizerImpl::ResolveSpecialIds() {
   if (pad_id_ < 0) pad_id_ = PieceId("<pad>");
 }
 
+// Gemma's decoder chain (tokenizer.json's Replace "▁" -> " ", ByteFallback, Fuse), for the
+// sources that do not spell it out.
+void TokenizerImpl::AddGemmaDecoders() {
+  byte_fallback_decode_ = true;
+  Step unreplace;
+  unreplace.kind = Step::kReplace;
+  unreplace.pattern = std::string(kSpaceMark);
+  unreplace.content = " ";
+  decoders_.push_back(unreplace);
+  Step bf;
+  bf.kind = Step::kByteFallback;
+  decoders_.push_back(bf);
+  Step fuse;
+  fuse.kind = Step::kFuse;
+  decoders_.push_back(fuse);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Loading: GGUF vocabulary (llama.cpp's "gemma4" BPE: escape spaces as ▁, byte fallback).
 
@@ -905,15 +922,7 @@ StatusOr<std::unique_ptr<TokenizerImpl>> TokenizerImpl::FromGguf(const gguf::Fil
   replace.pattern = " ";
   replace.content = std::string(kSpaceMark);
   impl->normalizers_.push_back(replace);
-  Step unreplace = replace;
-  std::swap(unreplace.pattern, unreplace.content);
-  impl->decoders_.push_back(unreplace);
-  Step bf;
-  bf.kind = Step::kByteFallback;
-  impl->decoders_.push_back(bf);
-  Step fuse;
-  fuse.kind = Step::kFuse;
-  impl->decoders_.push_back(fuse);
+  impl->AddGemmaDecoders();
   // tokenizer.ggml.add_bos_token is forced to true by llama.cpp's converter for Gemma 4 while
   // the chat template carries <bos> itself, so it is not applied to Encode().
   impl->post_single_ = {PostItem{true, 0}};
@@ -965,18 +974,7 @@ StatusOr<std::unique_ptr<TokenizerImpl>> TokenizerImpl::FromSentencePiece(const 
       GEMMA4_RETURN_IF_ERROR(impl->AddAddedToken(std::move(a)));
     }
   }
-  impl->byte_fallback_decode_ = true;
-  Step unreplace;
-  unreplace.kind = Step::kReplace;
-  unreplace.pattern = std::string(kSpaceMark);
-  unreplace.content = " ";
-  impl->decoders_.push_back(unreplace);
-  Step bf;
-  bf.kind = Step::kByteFallback;
-  impl->decoders_.push_back(bf);
-  Step fuse;
-  fuse.kind = Step::kFuse;
-  impl->decoders_.push_back(fuse);
+  impl->AddGemmaDecoders();
   impl->spm_ = std::move(spm);
   impl->post_single_ = {PostItem{true, 0}};
   impl->FinishVocab();

@@ -88,6 +88,7 @@ class TokenizerImpl {
   Status AddAddedToken(AddedToken token);
   Status AddMerge(std::string_view left, std::string_view right, int32_t rank);
   void FinishVocab();
+  void AddGemmaDecoders();
   void ResolveSpecialIds();
   void EncodeSegment(std::string_view text, bool at_start, std::vector<int32_t>* out) const;
   void SplitWord(const Step& s, const std::string& word, bool at_start,

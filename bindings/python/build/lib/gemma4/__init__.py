@@ -1,6 +1,0 @@
-"""gemma4: Gemma 4 models on CPUs, through the library's C API (ctypes)."""
-from ._api import (Error, Model, Reply, Session, StopReason, Tools, ToolCall, library_version)
-
-__all__ = ["Error", "Model", "Reply", "Session", "StopReason", "Tools", "ToolCall",
-           "library_version"]
-__version__ = "0.1.0"
