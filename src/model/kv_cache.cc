@@ -1,11 +1,70 @@
 #include "model/kv_cache.h"
 
-#include <cstring>
+#include <sys/mman.h>
 
 #include <algorithm>
+#include <cstring>
 #include <new>
+#include <utility>
 
 namespace gemma4 {
+
+FloatArena::~FloatArena() { Release(); }
+
+FloatArena::FloatArena(FloatArena&& other) noexcept { *this = std::move(other); }
+
+FloatArena& FloatArena::operator=(FloatArena&& other) noexcept {
+  if (this != &other) {
+    Release();
+    base_ = other.base_;
+    reserved_ = other.reserved_;
+    limit_ = other.limit_;
+    size_ = other.size_;
+    fallback_ = std::move(other.fallback_);
+    other.base_ = nullptr;
+    other.reserved_ = other.size_ = other.limit_ = 0;
+  }
+  return *this;
+}
+
+void FloatArena::Release() {
+  if (base_ != nullptr) munmap(base_, reserved_ * sizeof(float));
+  base_ = nullptr;
+  reserved_ = 0;
+}
+
+void FloatArena::SetLimit(size_t max_floats) {
+  Release();
+  fallback_.clear();
+  size_ = 0;
+  limit_ = max_floats;
+  if (max_floats == 0) return;
+  void* p = mmap(nullptr, max_floats * sizeof(float), PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p != MAP_FAILED) {
+    base_ = static_cast<float*>(p);
+    reserved_ = max_floats;
+  }
+}
+
+Status FloatArena::Grow(size_t floats) {
+  if (floats <= size_) return OkStatus();
+  if (floats > limit_)
+    return OutOfRangeError("KV arena: " + std::to_string(floats) + " floats exceed the limit of " +
+                           std::to_string(limit_));
+  if (base_ != nullptr) {
+    size_ = floats;  // pages are zero-filled on first touch
+    return OkStatus();
+  }
+  try {
+    fallback_.resize(std::min(limit_, std::max(floats, 2 * fallback_.size())));
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError("out of memory growing the KV cache to " +
+                                  std::to_string(floats) + " floats");
+  }
+  size_ = floats;
+  return OkStatus();
+}
 
 KvCache::KvCache(const ModelConfig& config, int64_t max_chunk)
     : max_chunk_(max_chunk), max_context_(config.max_position_embeddings) {
@@ -18,10 +77,40 @@ KvCache::KvCache(const ModelConfig& config, int64_t max_chunk)
     if (lc.sliding) {
       l.ring = true;
       l.capacity = config.sliding_window - 1 + max_chunk;
-      l.k.resize(l.capacity * l.row);
-      l.v.resize(l.capacity * l.row);
+      for (FloatArena* a : {&l.k, &l.v}) {
+        a->SetLimit(static_cast<size_t>(l.capacity * l.row));
+        (void)a->Grow(static_cast<size_t>(l.capacity * l.row));
+      }
+    } else {
+      for (FloatArena* a : {&l.k, &l.v}) a->SetLimit(static_cast<size_t>(max_context_ * l.row));
     }
   }
+}
+
+KvCache::KvCache(const KvCache& other) { *this = other; }
+
+KvCache& KvCache::operator=(const KvCache& other) {
+  if (this == &other) return *this;
+  max_chunk_ = other.max_chunk_;
+  max_context_ = other.max_context_;
+  layers_.clear();
+  layers_.resize(other.layers_.size());
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& src = other.layers_[i];
+    Layer& dst = layers_[i];
+    dst.ring = src.ring;
+    dst.capacity = src.capacity;
+    dst.row = src.row;
+    if (src.row == 0) continue;
+    const size_t limit = static_cast<size_t>((src.ring ? src.capacity : max_context_) * src.row);
+    const size_t used = src.k.size();
+    for (auto [d, s] : {std::pair{&dst.k, &src.k}, std::pair{&dst.v, &src.v}}) {
+      d->SetLimit(limit);
+      if (!d->Grow(used).ok()) throw std::bad_alloc();
+      if (used > 0) std::memcpy(d->data(), s->data(), used * sizeof(float));
+    }
+  }
+  return *this;
 }
 
 Status KvCache::Reserve(int64_t end) {
@@ -32,15 +121,9 @@ Status KvCache::Reserve(int64_t end) {
   }
   for (Layer& l : layers_) {
     if (l.ring || l.row == 0 || end <= l.capacity) continue;
-    const int64_t cap = std::min(max_context_, std::max(end, l.capacity * 2));
-    try {
-      l.k.resize(cap * l.row);
-      l.v.resize(cap * l.row);
-    } catch (const std::bad_alloc&) {
-      return ResourceExhaustedError("out of memory growing the KV cache to " + std::to_string(cap) +
-                                    " positions");
-    }
-    l.capacity = cap;
+    GEMMA4_RETURN_IF_ERROR(l.k.Grow(static_cast<size_t>(end * l.row)));
+    GEMMA4_RETURN_IF_ERROR(l.v.Grow(static_cast<size_t>(end * l.row)));
+    l.capacity = end;
   }
   return OkStatus();
 }
