@@ -48,6 +48,85 @@ void DotQ8_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivation
   }
 }
 
+// Q6_K super-block (210 bytes: 128 low-nibble bytes, 64 bytes of 2-bit highs, 16 int8 scales,
+// f16 d), as two halves of 128 values. In a half, vector v (32 values) is activation block
+// b + v; its two 16-value sub-blocks have scales sc[8 * half + 2v] and sc[8 * half + 2v + 1].
+// Values are 6-bit (0..63) minus 32, so they fit sdot's signed bytes directly.
+void DotQ6_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  const uint8x16_t m4 = vdupq_n_u8(0x0F), m3 = vdupq_n_u8(3);
+  const int8x16_t thirty_two = vdupq_n_s8(32);
+  for (int t = 0; t < ntok; ++t) {
+    const int8_t* aq_row = a.q_row(token + t);
+    const float* as_row = a.scale_row(token + t);
+    float acc = 0;
+    const uint8_t* sbp = w;
+    for (int64_t sb = 0; sb < nblocks / 8; ++sb, sbp += 210) {
+      const float d = LoadHalf(sbp + 208);
+      const int8_t* sc = reinterpret_cast<const int8_t*>(sbp + 192);
+      for (int half = 0; half < 2; ++half) {
+        const uint8_t* ql = sbp + 64 * half;
+        const uint8_t* qh = sbp + 128 + 32 * half;
+        const int64_t b = sb * 8 + half * 4;
+        for (int part = 0; part < 2; ++part) {  // bytes 0-15 and 16-31 of each 32-byte run
+          const uint8x16_t l0 = vld1q_u8(ql + 16 * part), l1 = vld1q_u8(ql + 32 + 16 * part);
+          const uint8x16_t h = vld1q_u8(qh + 16 * part);
+          uint8x16_t q[4];
+          q[0] = vorrq_u8(vandq_u8(l0, m4), vshlq_n_u8(vandq_u8(h, m3), 4));
+          q[1] = vorrq_u8(vandq_u8(l1, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h, 2), m3), 4));
+          q[2] = vorrq_u8(vshrq_n_u8(l0, 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h, 4), m3), 4));
+          q[3] = vorrq_u8(vshrq_n_u8(l1, 4), vshlq_n_u8(vshrq_n_u8(h, 6), 4));
+          for (int v = 0; v < 4; ++v) {
+            const int8x16_t qs = vsubq_s8(vreinterpretq_s8_u8(q[v]), thirty_two);
+            const int8_t* aq = aq_row + (b + v) * 32 + 16 * part;
+            const int32_t dot = vaddvq_s32(vdotq_s32(vdupq_n_s32(0), qs, vld1q_s8(aq)));
+            acc += static_cast<float>(dot) *
+                   (d * static_cast<float>(sc[8 * half + 2 * v + part]) * as_row[b + v]);
+          }
+        }
+      }
+    }
+    out[t] = acc;
+  }
+}
+
+// Q4_K super-block (144 bytes: f16 d and dmin, 12 bytes of 6-bit scales and mins, 128 nibble
+// bytes). 32-byte chunk c holds sub-block 2c in its low nibbles and 2c + 1 in its high ones,
+// each one activation block; the mins come off through the activation block sums.
+void DotQ4_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  const uint8x16_t m4 = vdupq_n_u8(0x0F);
+  for (int t = 0; t < ntok; ++t) {
+    const int8_t* aq_row = a.q_row(token + t);
+    const float* as_row = a.scale_row(token + t);
+    const int32_t* sum_row = a.sum_row(token + t);
+    float acc = 0, mins = 0;
+    const uint8_t* sbp = w;
+    for (int64_t sb = 0; sb < nblocks / 8; ++sb, sbp += 144) {
+      const float d = LoadHalf(sbp), dmin = LoadHalf(sbp + 2);
+      uint8_t sc[8], m[8];
+      quant::Q4_KScales(sbp + 4, sc, m);
+      for (int c = 0; c < 4; ++c) {
+        const uint8_t* qs = sbp + 16 + 32 * c;
+        const uint8x16_t r0 = vld1q_u8(qs), r1 = vld1q_u8(qs + 16);
+        const int64_t b = sb * 8 + 2 * c;
+        const int8_t* aq = aq_row + b * 32;
+        int32x4_t lo =
+            vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(vandq_u8(r0, m4)), vld1q_s8(aq));
+        lo = vdotq_s32(lo, vreinterpretq_s8_u8(vandq_u8(r1, m4)), vld1q_s8(aq + 16));
+        int32x4_t hi =
+            vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(vshrq_n_u8(r0, 4)), vld1q_s8(aq + 32));
+        hi = vdotq_s32(hi, vreinterpretq_s8_u8(vshrq_n_u8(r1, 4)), vld1q_s8(aq + 48));
+        acc += static_cast<float>(vaddvq_s32(lo)) * (d * sc[2 * c] * as_row[b]) +
+               static_cast<float>(vaddvq_s32(hi)) * (d * sc[2 * c + 1] * as_row[b + 1]);
+        mins += dmin * (m[2 * c] * as_row[b] * static_cast<float>(sum_row[b]) +
+                        m[2 * c + 1] * as_row[b + 1] * static_cast<float>(sum_row[b + 1]));
+      }
+    }
+    out[t] = acc - mins;
+  }
+}
+
 void DotQ4_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   for (int t = 0; t < ntok; ++t) {
@@ -129,8 +208,8 @@ const KernelTable& NeonDotprodTable() {
                                     .dot_q8_0 = DotQ8_0,
                                     .dot_q4_0 = DotQ4_0,
                                     .dot_q4_0r = DotQ4_0R,
-                                    .dot_q6_k = ReferenceTable().dot_q6_k,
-                                    .dot_q4_k = ReferenceTable().dot_q4_k,
+                                    .dot_q6_k = DotQ6_K,
+                                    .dot_q4_k = DotQ4_K,
                                     .gemm_q4_0r = nullptr,
                                     .dot_q8_0r = ReferenceTable().dot_q8_0r,
                                     .gemm_q8_0r = nullptr,
