@@ -25,7 +25,9 @@ Matrix MakeMatrix(DType type, int64_t rows, int64_t cols) {
   std::mt19937 rng(1);
   std::normal_distribution<float> dist(0.0f, 0.05f);
   std::vector<float> row(cols);
-  const DType stored = type == DType::kQ4_0R ? DType::kQ4_0 : type;
+  const DType stored = type == DType::kQ4_0R || type == DType::kQ4_0x16   ? DType::kQ4_0
+                       : type == DType::kQ8_0R || type == DType::kQ8_0x16 ? DType::kQ8_0
+                                                                          : type;
   const uint64_t row_bytes = RowBytes(stored, cols);
   m.bytes.resize(rows * row_bytes);
   std::vector<uint8_t> plain(row_bytes);
@@ -34,8 +36,20 @@ Matrix MakeMatrix(DType type, int64_t rows, int64_t cols) {
     quant::QuantizeRow(stored, row.data(), cols, plain.data());
     if (type == DType::kQ4_0R) {
       quant::RepackRowQ4_0(plain.data(), cols / 32, m.bytes.data() + r * row_bytes);
+    } else if (type == DType::kQ8_0R) {
+      quant::RepackRowQ8_0(plain.data(), cols / 32, m.bytes.data() + r * row_bytes);
     } else {
       std::copy(plain.begin(), plain.end(), m.bytes.begin() + r * row_bytes);
+    }
+  }
+  if (type == DType::kQ4_0x16 || type == DType::kQ8_0x16) {
+    // 16-row interleaving, as the loader does where the CPU has the 16-row kernels.
+    const std::vector<uint8_t> plain_rows = m.bytes;
+    const auto repack =
+        type == DType::kQ4_0x16 ? quant::RepackGroupQ4_0x16 : quant::RepackGroupQ8_0x16;
+    for (int64_t r = 0; r < rows; r += 16) {
+      repack(plain_rows.data() + r * row_bytes, row_bytes, cols / 32,
+             m.bytes.data() + r * row_bytes);
     }
   }
   m.view.dtype = type;
@@ -63,7 +77,12 @@ void BM_MatMul(benchmark::State& state) {
 }
 
 void Shapes(benchmark::internal::Benchmark* b) {
-  for (DType t : {DType::kQ4_0R, DType::kQ4_0, DType::kQ8_0, DType::kBF16}) {
+  const kernels::KernelTable& table = kernels::BestTable();
+  std::vector<DType> types = {DType::kQ4_0R, DType::kQ4_0, DType::kQ8_0, DType::kBF16};
+  if (table.gemm_q4_0x16 != nullptr) types.push_back(DType::kQ4_0x16);
+  if (table.gemm_q8_0x16 != nullptr) types.push_back(DType::kQ8_0x16);
+  if (table.gemm_q8_0r != nullptr) types.push_back(DType::kQ8_0R);
+  for (DType t : types) {
     for (int threads : {1, 2}) {
       // E2B MLP gate/up (6144 x 1536) and down (1536 x 6144); decode and prefill.
       for (int tokens : {1, 64}) {

@@ -229,8 +229,12 @@ void CheckMatMul(const Weights& w, const std::vector<float>& x, int64_t s,
       ASSERT_NEAR(y[t * n_out + n], ref, DotBound(k, sum_abs))
           << Name(w.view.dtype) << " N=" << n_out << " K=" << k << " s=" << s << " t=" << t
           << " n=" << n;
-      // Since the weights decode exactly, each output is the Dot of the decoded row.
-      ASSERT_EQ(y[t * n_out + n], ops::Dot(w.decoded_f32.data() + n * k, x.data() + t * k, k));
+      // Since the weights decode exactly, each output is the one-row, one-token product of the
+      // decoded row, whatever the token count, row blocking and thread count (batch invariance).
+      float single;
+      ops::AttentionScores(x.data() + t * k, k, 1, w.decoded_f32.data() + n * k, k, 1, k, &single,
+                           1);
+      ASSERT_EQ(y[t * n_out + n], single);
     }
   }
 }

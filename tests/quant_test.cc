@@ -418,6 +418,96 @@ TEST_P(KernelTest, InterleavedX16MatchesPlainRows) {
   }
 }
 
+// The largest integer sums a kernel can meet: every nibble 15 (or 0) against activations all
+// +127 or all -127. Kernels that sum products in 16-bit lanes before widening must not
+// saturate here.
+TEST_P(KernelTest, InterleavedX16ExtremeValues) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  if (table.gemm_q4_0x16 == nullptr) GTEST_SKIP() << "no Q4_0x16 kernel";
+  for (int64_t nblocks : {1, 5}) {
+    const int64_t k = nblocks * 32;
+    const uint64_t row_bytes = RowBytes(DType::kQ4_0, k);
+    std::vector<uint8_t> plain(16 * row_bytes), group(16 * row_bytes);
+    for (int r = 0; r < 16; ++r) {
+      for (int64_t b = 0; b < nblocks; ++b) {
+        uint8_t* block = plain.data() + r * row_bytes + b * quant::kQ4_0BlockBytes;
+        const uint16_t one_f16 = 0x3C00;
+        std::memcpy(block, &one_f16, 2);
+        // Rows alternate all-15 and all-0 nibbles (values +7 and -8); one row mixes both.
+        const uint8_t fill = r == 5 ? 0xF0 : (r % 2 == 0 ? 0xFF : 0x00);
+        std::memset(block + 2, fill, 16);
+      }
+    }
+    quant::RepackGroupQ4_0x16(plain.data(), row_bytes, nblocks, group.data());
+    for (float sign : {1.0f, -1.0f}) {
+      std::vector<float> x(4 * k, sign);
+      x[3] = -sign;  // one opposite value in the first token
+      quant::QuantizedActivations acts;
+      quant::QuantizeActivations(x.data(), 4, k, &acts);
+      float got[4 * 16];
+      table.gemm_q4_0x16(group.data(), nblocks, acts, 0, 4, got, 16);
+      for (int r = 0; r < 16; ++r) {
+        float want[4];
+        kernels::ReferenceTable().dot_q4_0(plain.data() + r * row_bytes, nblocks, acts, 0, 4, want);
+        for (int t = 0; t < 4; ++t) {
+          EXPECT_NEAR(got[t * 16 + r], want[t], 1e-5f * (1 + std::fabs(want[t])))
+              << "row " << r << " token " << t << " sign " << sign;
+        }
+      }
+    }
+  }
+}
+
+// Blocked attention kernels against the per-dot reference: odd query counts, key counts and
+// head widths (tails of every blocking), row strides wider than the rows.
+TEST_P(KernelTest, AttentionKernelsMatchReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  const kernels::KernelTable& ref = kernels::ReferenceTable();
+  std::mt19937 rng(23);
+  for (int nq : {1, 2, 3, 4, 5, 8, 9}) {
+    for (int64_t nk : {1, 2, 3, 7, 64}) {
+      for (int64_t d : {1, 7, 8, 33, 256}) {
+        const int64_t ldq = d + 3, ldk = d + 5, ldsc = nk + 2, ldo = d + 1;
+        const auto q = RandomVector(nq * ldq, &rng), k = RandomVector(nk * ldk, &rng);
+        std::vector<float> s1(nq * ldsc, -7.0f), s2 = s1;
+        table.attention_scores_f32(q.data(), ldq, nq, k.data(), ldk, nk, d, s1.data(), ldsc);
+        ref.attention_scores_f32(q.data(), ldq, nq, k.data(), ldk, nk, d, s2.data(), ldsc);
+        for (int h = 0; h < nq; ++h) {
+          for (int64_t j = 0; j < ldsc; ++j) {
+            double mag = 0;
+            for (int64_t i = 0; j < nk && i < d; ++i)
+              mag += std::fabs(q[h * ldq + i] * k[j * ldk + i]);
+            EXPECT_NEAR(s1[h * ldsc + j], s2[h * ldsc + j], 4e-7 * mag * std::log2(d + 1.0) + 1e-30)
+                << "nq " << nq << " nk " << nk << " d " << d << " h " << h << " j " << j;
+          }
+        }
+        const auto p = RandomVector(nq * ldsc, &rng), v = RandomVector(nk * ldk, &rng);
+        std::vector<float> o1 = RandomVector(nq * ldo, &rng), o2 = o1;
+        table.attention_values_f32(p.data(), ldsc, nq, v.data(), ldk, nk, d, o1.data(), ldo);
+        ref.attention_values_f32(p.data(), ldsc, nq, v.data(), ldk, nk, d, o2.data(), ldo);
+        for (int h = 0; h < nq; ++h) {
+          for (int64_t i = 0; i < ldo; ++i) {
+            double mag = std::fabs(o2[h * ldo + i]);
+            for (int64_t j = 0; i < d && j < nk; ++j)
+              mag += std::fabs(p[h * ldsc + j] * v[j * ldk + i]);
+            EXPECT_NEAR(o1[h * ldo + i], o2[h * ldo + i], 4e-7 * mag * std::log2(nk + 2.0))
+                << "nq " << nq << " nk " << nk << " d " << d << " h " << h << " i " << i;
+          }
+        }
+      }
+    }
+  }
+  for (int64_t n : {1, 7, 8, 9, 1000}) {
+    auto x = RandomVector(n, &rng, 60.0f);
+    auto y = x;
+    table.softcap_f32(x.data(), n, 30.0f);
+    ref.softcap_f32(y.data(), n, 30.0f);
+    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(x[i], y[i], 4e-6f * 30.0f) << i;
+  }
+}
+
 TEST_P(KernelTest, FloatKernelsMatchReference) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);

@@ -71,6 +71,121 @@ float DotF32(const float* a, const float* b, int64_t n) {
   return sum;
 }
 
+// Attention scores of nq query rows against nk key rows:
+// scores[h * ldsc + j] = dot(q + h * ldq, k + j * ldk) over d values. Blocks of 4 queries x 2
+// keys keep 8 accumulators in registers, so each loaded vector serves several FMAs (a plain
+// dot product loads two vectors per FMA). Every (query, key) pair is summed in the same order
+// whatever the block shape, so results do not depend on how many rows come together.
+template <class Arch, int QB, int KB>
+void ScoresBlock(const float* q, int64_t ldq, const float* k, int64_t ldk, int64_t d, float* scores,
+                 int64_t ldsc) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int64_t W = B::size;
+  B acc[QB][KB];
+  for (int a = 0; a < QB; ++a) {
+    for (int b = 0; b < KB; ++b) acc[a][b] = B(0.0f);
+  }
+  int64_t i = 0;
+  for (; i + W <= d; i += W) {
+    B kv[KB];
+    for (int b = 0; b < KB; ++b) kv[b] = B::load_unaligned(k + b * ldk + i);
+    for (int a = 0; a < QB; ++a) {
+      const B qv = B::load_unaligned(q + a * ldq + i);
+      for (int b = 0; b < KB; ++b) acc[a][b] = xsimd::fma(qv, kv[b], acc[a][b]);
+    }
+  }
+  for (int a = 0; a < QB; ++a) {
+    for (int b = 0; b < KB; ++b) {
+      float sum = xsimd::hadd(acc[a][b]);
+      for (int64_t j = i; j < d; ++j) sum += q[a * ldq + j] * k[b * ldk + j];
+      scores[a * ldsc + b] = sum;
+    }
+  }
+}
+
+template <class Arch>
+void AttentionScoresF32(const float* q, int64_t ldq, int nq, const float* k, int64_t ldk,
+                        int64_t nk, int64_t d, float* scores, int64_t ldsc) {
+  int h = 0;
+  for (; h + 4 <= nq; h += 4) {
+    int64_t j = 0;
+    for (; j + 2 <= nk; j += 2) {
+      ScoresBlock<Arch, 4, 2>(q + h * ldq, ldq, k + j * ldk, ldk, d, scores + h * ldsc + j, ldsc);
+    }
+    if (j < nk) {
+      ScoresBlock<Arch, 4, 1>(q + h * ldq, ldq, k + j * ldk, ldk, d, scores + h * ldsc + j, ldsc);
+    }
+  }
+  for (; h < nq; ++h) {
+    int64_t j = 0;
+    for (; j + 4 <= nk; j += 4) {
+      ScoresBlock<Arch, 1, 4>(q + h * ldq, ldq, k + j * ldk, ldk, d, scores + h * ldsc + j, ldsc);
+    }
+    for (; j < nk; ++j) {
+      ScoresBlock<Arch, 1, 1>(q + h * ldq, ldq, k + j * ldk, ldk, d, scores + h * ldsc + j, ldsc);
+    }
+  }
+}
+
+// Weighted sums of value rows: out[h * ldo + i] += sum_j p[h * ldp + j] * v[j * ldv + i] for
+// h < nq, i < d. Accumulators for 2 queries x 4 vectors of output stay in registers across all
+// nk values (a per-value axpy would load and store the output once per FMA).
+template <class Arch>
+void AttentionValuesF32(const float* p, int64_t ldp, int nq, const float* v, int64_t ldv,
+                        int64_t nk, int64_t d, float* out, int64_t ldo) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int64_t W = B::size;
+  auto block = [&](auto qb_const, auto nv_const, int h0, int64_t i0) {
+    constexpr int QB = decltype(qb_const)::value, NV = decltype(nv_const)::value;
+    B acc[QB][NV];
+    for (int a = 0; a < QB; ++a) {
+      for (int c = 0; c < NV; ++c) {
+        acc[a][c] = B::load_unaligned(out + (h0 + a) * ldo + i0 + c * W);
+      }
+    }
+    for (int64_t j = 0; j < nk; ++j) {
+      B vv[NV];
+      for (int c = 0; c < NV; ++c) vv[c] = B::load_unaligned(v + j * ldv + i0 + c * W);
+      for (int a = 0; a < QB; ++a) {
+        const B w(p[(h0 + a) * ldp + j]);
+        for (int c = 0; c < NV; ++c) acc[a][c] = xsimd::fma(w, vv[c], acc[a][c]);
+      }
+    }
+    for (int a = 0; a < QB; ++a) {
+      for (int c = 0; c < NV; ++c) acc[a][c].store_unaligned(out + (h0 + a) * ldo + i0 + c * W);
+    }
+  };
+  auto rows = [&](auto qb_const, int h0) {
+    constexpr int QB = decltype(qb_const)::value;
+    int64_t i = 0;
+    for (; i + 4 * W <= d; i += 4 * W) block(qb_const, std::integral_constant<int, 4>{}, h0, i);
+    for (; i + W <= d; i += W) block(qb_const, std::integral_constant<int, 1>{}, h0, i);
+    for (int a = 0; a < QB; ++a) {
+      for (int64_t t = i; t < d; ++t) {
+        float sum = out[(h0 + a) * ldo + t];
+        for (int64_t j = 0; j < nk; ++j) sum += p[(h0 + a) * ldp + j] * v[j * ldv + t];
+        out[(h0 + a) * ldo + t] = sum;
+      }
+    }
+  };
+  int h = 0;
+  for (; h + 2 <= nq; h += 2) rows(std::integral_constant<int, 2>{}, h);
+  for (; h < nq; ++h) rows(std::integral_constant<int, 1>{}, h);
+}
+
+// In place: x = tanh(x / cap) * cap (Gemma's final logit soft-capping).
+template <class Arch>
+void SoftcapF32(float* x, int64_t n, float cap) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int64_t W = B::size;
+  const B vcap(cap);
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    (xsimd::tanh(B::load_unaligned(x + i) / vcap) * vcap).store_unaligned(x + i);
+  }
+  for (; i < n; ++i) x[i] = std::tanh(x[i] / cap) * cap;
+}
+
 // y += a * x
 template <class Arch>
 void AxpyF32(float a, const float* x, float* y, int64_t n) {

@@ -52,6 +52,15 @@ struct KernelTable {
   void (*gelu_mul_f32)(const float* g, const float* u, float* out, int64_t n);
   // In place: x = exp(x - max) / sum (the sum accumulated in double by the reference).
   void (*softmax_f32)(float* x, int64_t n);
+  // Attention: scores[h * ldsc + j] = dot(q + h * ldq, k + j * ldk) over d values, for nq
+  // query rows and nk key rows.
+  void (*attention_scores_f32)(const float* q, int64_t ldq, int nq, const float* k, int64_t ldk,
+                               int64_t nk, int64_t d, float* scores, int64_t ldsc);
+  // out[h * ldo + i] += sum_j p[h * ldp + j] * v[j * ldv + i], for h < nq, i < d, j < nk.
+  void (*attention_values_f32)(const float* p, int64_t ldp, int nq, const float* v, int64_t ldv,
+                               int64_t nk, int64_t d, float* out, int64_t ldo);
+  // In place: x = tanh(x / cap) * cap.
+  void (*softcap_f32)(float* x, int64_t n, float cap);
   // sum of x[i]^2 (RMSNorm's mean square; the reference accumulates in double).
   double (*sum_squares_f32)(const float* x, int64_t n);
   // 16-bit float rows (unaligned bytes) to f32.

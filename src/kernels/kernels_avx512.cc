@@ -489,6 +489,9 @@ const KernelTable& Avx512VnniTable() {
                                     .axpy_f32 = simd::AxpyF32<Arch>,
                                     .gelu_mul_f32 = simd::GeluMulF32<Arch>,
                                     .softmax_f32 = simd::SoftmaxF32<Arch>,
+                                    .attention_scores_f32 = simd::AttentionScoresF32<Arch>,
+                                    .attention_values_f32 = simd::AttentionValuesF32<Arch>,
+                                    .softcap_f32 = simd::SoftcapF32<Arch>,
                                     .sum_squares_f32 = simd::SumSquaresF32<Arch>,
                                     .bf16_to_f32 = Bf16ToF32,
                                     .f16_to_f32 = F16ToF32};

@@ -113,6 +113,24 @@ void SoftmaxF32(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] /= total;
 }
 
+void AttentionScoresF32(const float* q, int64_t ldq, int nq, const float* k, int64_t ldk,
+                        int64_t nk, int64_t d, float* scores, int64_t ldsc) {
+  for (int h = 0; h < nq; ++h) {
+    for (int64_t j = 0; j < nk; ++j) scores[h * ldsc + j] = DotF32(q + h * ldq, k + j * ldk, d);
+  }
+}
+
+void AttentionValuesF32(const float* p, int64_t ldp, int nq, const float* v, int64_t ldv,
+                        int64_t nk, int64_t d, float* out, int64_t ldo) {
+  for (int h = 0; h < nq; ++h) {
+    for (int64_t j = 0; j < nk; ++j) AxpyF32(p[h * ldp + j], v + j * ldv, out + h * ldo, d);
+  }
+}
+
+void SoftcapF32(float* x, int64_t n, float cap) {
+  for (int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i] / cap) * cap;
+}
+
 double SumSquaresF32(const float* x, int64_t n) {
   double sum = 0;
   for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
@@ -155,6 +173,9 @@ const KernelTable& ReferenceTable() {
       .axpy_f32 = AxpyF32,
       .gelu_mul_f32 = GeluMulF32,
       .softmax_f32 = SoftmaxF32,
+      .attention_scores_f32 = AttentionScoresF32,
+      .attention_values_f32 = AttentionValuesF32,
+      .softcap_f32 = SoftcapF32,
       .sum_squares_f32 = SumSquaresF32,
       .bf16_to_f32 = Bf16ToF32,
       .f16_to_f32 = F16ToF32};

@@ -180,7 +180,10 @@ Status InferenceState::ForwardChunk(const int32_t* ids, int64_t s, float* logits
   const float cap = config_.final_logit_softcap;
   if (cap > 0) {
     const int64_t n = rows * config_.vocab_size;
-    for (int64_t j = 0; j < n; ++j) logits[j] = std::tanh(logits[j] / cap) * cap;
+    // Parallel in slices of the vocabulary (262144 tanh per token).
+    pool_->ParallelFor(n, 16384, [&](int64_t begin, int64_t end) {
+      ops::Softcap(logits + begin, end - begin, cap);
+    });
   }
   return OkStatus();
 }
@@ -289,26 +292,45 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
     }
   }
   // Scores with scale 1.0, causal (and windowed on sliding layers: keys k > q - W), softmax in
-  // f32, weighted sum of V. Query head h reads KV head h / n_rep.
+  // f32, weighted sum of V. Query head h reads KV head h / n_rep. A work item is one token and
+  // a block of query heads that share a KV head, so each key and value row loaded serves the
+  // whole block; blocks are narrowed when there would be fewer items than threads (decode).
   const int src = lc.kv_source;
   const int64_t window = config_.sliding_window;
   const int64_t base = position_;
-  pool_->ParallelFor(s * n_heads, 1, [&](int64_t begin, int64_t end) {
+  int64_t heads_per_item = std::min<int64_t>(n_rep, 4);
+  while (heads_per_item > 1 &&
+         s * n_kv * ((n_rep + heads_per_item - 1) / heads_per_item) < pool_->num_threads()) {
+    heads_per_item = (heads_per_item + 1) / 2;
+  }
+  const int64_t blocks_per_group = (n_rep + heads_per_item - 1) / heads_per_item;
+  pool_->ParallelFor(s * n_kv * blocks_per_group, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> scores;
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t t = item / n_heads, h = item % n_heads, g = h / n_rep;
+      const int64_t t = item / (n_kv * blocks_per_group);
+      const int64_t g = item / blocks_per_group % n_kv;
+      const int64_t h0 = g * n_rep + item % blocks_per_group * heads_per_item;
+      const int nq = static_cast<int>(std::min(heads_per_item, (g + 1) * n_rep - h0));
       const int64_t qpos = base + t;
       const int64_t lo = lc.sliding ? std::max<int64_t>(0, qpos - window + 1) : 0;
-      const float* q = q_.data() + t * q_dim + h * hd;
-      scores.resize(qpos - lo + 1);
-      for (int64_t k = lo; k <= qpos; ++k) {
-        scores[k - lo] = ops::Dot(q, cache_.K(src, k) + g * hd, hd);
+      const int64_t nk = qpos - lo + 1;
+      const float* q = q_.data() + t * q_dim + h0 * hd;
+      scores.resize(nq * nk);
+      // Keys in runs of consecutive cache rows (a sliding layer's ring wraps at most once).
+      for (int64_t k = lo; k <= qpos;) {
+        const int64_t run = std::min(qpos + 1 - k, cache_.ContiguousRun(src, k));
+        ops::AttentionScores(q, hd, nq, cache_.K(src, k) + g * hd, kv_dim, run, hd,
+                             scores.data() + (k - lo), nk);
+        k += run;
       }
-      ops::Softmax(scores.data(), static_cast<int64_t>(scores.size()));
-      float* o = attn_.data() + t * q_dim + h * hd;
-      std::fill(o, o + hd, 0.0f);
-      for (int64_t k = lo; k <= qpos; ++k) {
-        ops::Axpy(scores[k - lo], cache_.V(src, k) + g * hd, o, hd);
+      for (int h = 0; h < nq; ++h) ops::Softmax(scores.data() + h * nk, nk);
+      float* o = attn_.data() + t * q_dim + h0 * hd;
+      std::fill(o, o + nq * hd, 0.0f);
+      for (int64_t k = lo; k <= qpos;) {
+        const int64_t run = std::min(qpos + 1 - k, cache_.ContiguousRun(src, k));
+        ops::AttentionValues(scores.data() + (k - lo), nk, nq, cache_.V(src, k) + g * hd, kv_dim,
+                             run, hd, o, hd);
+        k += run;
       }
     }
   });

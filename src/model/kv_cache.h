@@ -71,6 +71,11 @@ class KvCache {
   const float* V(int layer, int64_t position) const {
     return const_cast<KvCache*>(this)->V(layer, position);
   }
+  // How many positions from `position` on are stored at consecutive rows (a ring buffer wraps).
+  int64_t ContiguousRun(int layer, int64_t position) const {
+    const Layer& l = layers_[layer];
+    return l.ring ? l.capacity - position % l.capacity : INT64_MAX;
+  }
   int64_t max_chunk() const { return max_chunk_; }
   int64_t max_context() const { return max_context_; }
   // Bytes held by all layers.

@@ -177,19 +177,27 @@ void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool
     return;
   }
   const int64_t n_out = w.rows(), k = w.cols();
+  // Float weights (the BF16 per-layer-input gate and projection, F32/F16 checkpoints): rows
+  // converted to f32 a block at a time, then every token against the block with the blocked
+  // dot-product kernel (y[t, n] = x_t . w_n for 4 tokens x 2 rows per register block).
+  constexpr int64_t kRowBlock = 16;
   auto body = [&](int64_t begin, int64_t end) {
-    std::vector<float> row(k);
     const bool direct =
         w.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(w.data) % alignof(float) == 0;
-    for (int64_t n = begin; n < end; ++n) {
+    std::vector<float> rows(direct ? 0 : kRowBlock * k);
+    for (int64_t n = begin; n < end; n += kRowBlock) {
+      const int64_t nr = std::min(kRowBlock, end - n);
       const float* wr;
       if (direct) {
         wr = reinterpret_cast<const float*>(w.data) + n * k;
       } else {
-        ToF32(w, n * k, k, row.data());
-        wr = row.data();
+        ToF32(w, n * k, nr * k, rows.data());
+        wr = rows.data();
       }
-      for (int64_t t = 0; t < s; ++t) y[t * n_out + n] = Dot(wr, x + t * k, k);
+      for (int64_t t0 = 0; t0 < s; t0 += 64) {
+        const int nt = static_cast<int>(std::min<int64_t>(64, s - t0));
+        AttentionScores(x + t0 * k, k, nt, wr, k, nr, k, y + t0 * n_out + n, n_out);
+      }
     }
   };
   if (pool != nullptr) {
@@ -253,5 +261,17 @@ void ApplyRopeTable(float* x, int head_dim, const float* cos_table, const float*
 }
 
 void Softmax(float* x, int64_t n) { kernels::BestTable().softmax_f32(x, n); }
+
+void AttentionScores(const float* q, int64_t ldq, int nq, const float* k, int64_t ldk, int64_t nk,
+                     int64_t d, float* scores, int64_t ldsc) {
+  kernels::BestTable().attention_scores_f32(q, ldq, nq, k, ldk, nk, d, scores, ldsc);
+}
+
+void AttentionValues(const float* p, int64_t ldp, int nq, const float* v, int64_t ldv, int64_t nk,
+                     int64_t d, float* out, int64_t ldo) {
+  kernels::BestTable().attention_values_f32(p, ldp, nq, v, ldv, nk, d, out, ldo);
+}
+
+void Softcap(float* x, int64_t n, float cap) { kernels::BestTable().softcap_f32(x, n, cap); }
 
 }  // namespace gemma4::ops

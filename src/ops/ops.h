@@ -53,6 +53,16 @@ void ApplyRopeTable(float* x, int head_dim, const float* cos_table, const float*
 // In-place softmax over n values.
 void Softmax(float* x, int64_t n);
 
+// Attention over nk cached positions for nq query heads sharing one KV head:
+// scores[h * ldsc + j] = q_h . k_j  (q_h = q + h * ldq, k_j = k + j * ldk, d values each).
+void AttentionScores(const float* q, int64_t ldq, int nq, const float* k, int64_t ldk, int64_t nk,
+                     int64_t d, float* scores, int64_t ldsc);
+// out_h += sum_j p[h * ldp + j] * v_j  (v_j = v + j * ldv, out_h = out + h * ldo).
+void AttentionValues(const float* p, int64_t ldp, int nq, const float* v, int64_t ldv, int64_t nk,
+                     int64_t d, float* out, int64_t ldo);
+// In place: x = tanh(x / cap) * cap.
+void Softcap(float* x, int64_t n, float cap);
+
 }  // namespace gemma4::ops
 
 #endif  // GEMMA4_SRC_OPS_OPS_H_
