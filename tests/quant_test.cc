@@ -459,6 +459,46 @@ TEST_P(KernelTest, InterleavedX16ExtremeValues) {
   }
 }
 
+// Q8_0x16 likewise: weights -128 and 127 (the int8 extremes) against activations +-127.
+TEST_P(KernelTest, InterleavedQ8X16ExtremeValues) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  if (table.gemm_q8_0x16 == nullptr) GTEST_SKIP() << "no Q8_0x16 kernel";
+  for (int64_t nblocks : {1, 3}) {
+    const int64_t k = nblocks * 32;
+    const uint64_t row_bytes = RowBytes(DType::kQ8_0, k);
+    std::vector<uint8_t> plain(16 * row_bytes), group(16 * row_bytes);
+    for (int r = 0; r < 16; ++r) {
+      for (int64_t b = 0; b < nblocks; ++b) {
+        uint8_t* block = plain.data() + r * row_bytes + b * quant::kQ8_0BlockBytes;
+        const uint16_t one_f16 = 0x3C00;
+        std::memcpy(block, &one_f16, 2);
+        for (int i = 0; i < 32; ++i) {
+          const int8_t v = r % 3 == 0 ? -128 : (r % 3 == 1 ? 127 : (i % 2 ? -128 : 127));
+          std::memcpy(block + 2 + i, &v, 1);
+        }
+      }
+    }
+    quant::RepackGroupQ8_0x16(plain.data(), row_bytes, nblocks, group.data());
+    for (float sign : {1.0f, -1.0f}) {
+      std::vector<float> x(4 * k, sign);
+      for (int64_t i = k; i < 2 * k; i += 2) x[i] = -sign;  // token 1 alternates
+      quant::QuantizedActivations acts;
+      quant::QuantizeActivations(x.data(), 4, k, &acts);
+      float got[4 * 16];
+      table.gemm_q8_0x16(group.data(), nblocks, acts, 0, 4, got, 16);
+      for (int r = 0; r < 16; ++r) {
+        float want[4];
+        kernels::ReferenceTable().dot_q8_0(plain.data() + r * row_bytes, nblocks, acts, 0, 4, want);
+        for (int t = 0; t < 4; ++t) {
+          EXPECT_NEAR(got[t * 16 + r], want[t], 1e-5f * (1 + std::fabs(want[t])))
+              << "row " << r << " token " << t << " sign " << sign;
+        }
+      }
+    }
+  }
+}
+
 // Blocked attention kernels against the per-dot reference: odd query counts, key counts and
 // head widths (tails of every blocking), row strides wider than the rows.
 TEST_P(KernelTest, AttentionKernelsMatchReference) {

@@ -307,6 +307,64 @@ void GemmQ4_0x16(const uint8_t* group, int64_t nblocks, const quant::QuantizedAc
   });
 }
 
+// Q8_0x16 on AVX2: each 64-byte run holds one 4-value chunk of 16 rows (rows 0-7 in its first
+// 32 bytes), stored as value + 128. maddubs needs one unsigned operand and its pair sums must
+// fit int16, so the bytes go back to signed (xor 0x80) and enter as |w| against the activation
+// with w's sign: |w| <= 128 and |a| <= 127 give pair sums <= 32512. Every maddubs is widened at
+// once (two more would overflow).
+template <int NT>
+void GemmQ8_0x16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+                  int64_t token, float* out, int64_t ldo) {
+  constexpr int kBlockBytes = 16 * quant::kQ8_0BlockBytes;
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[NT][2];
+  for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nblocks; ++b, group += kBlockBytes) {
+    __m256i dp[NT][2];
+    for (int t = 0; t < NT; ++t) dp[t][0] = dp[t][1] = _mm256_setzero_si256();
+    for (int c = 0; c < 8; ++c) {
+      __m256i ws[2], wa[2];
+      for (int h = 0; h < 2; ++h) {
+        ws[h] = _mm256_xor_si256(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + 32 + 64 * c + 32 * h)),
+            flip);
+        wa[h] = _mm256_abs_epi8(ws[h]);
+      }
+      for (int t = 0; t < NT; ++t) {
+        int32_t quad;
+        std::memcpy(&quad, a.q_row(token + t) + b * 32 + 4 * c, 4);
+        const __m256i av = _mm256_set1_epi32(quad);
+        for (int h = 0; h < 2; ++h) {
+          dp[t][h] = _mm256_add_epi32(
+              dp[t][h],
+              _mm256_madd_epi16(_mm256_maddubs_epi16(wa[h], _mm256_sign_epi8(av, ws[h])), ones));
+          asm volatile("" : "+x"(dp[t][h]));  // program order (see GemmQ4_0x16T)
+        }
+      }
+    }
+    const __m256 dw0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(group)));
+    const __m256 dw1 =
+        _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(group + 16)));
+    for (int t = 0; t < NT; ++t) {
+      const __m256 da = _mm256_set1_ps(a.scale_row(token + t)[b]);
+      acc[t][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp[t][0]), _mm256_mul_ps(dw0, da), acc[t][0]);
+      acc[t][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp[t][1]), _mm256_mul_ps(dw1, da), acc[t][1]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) {
+    _mm256_storeu_ps(out + t * ldo, acc[t][0]);
+    _mm256_storeu_ps(out + t * ldo + 8, acc[t][1]);
+  }
+}
+
+void GemmQ8_0x16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  simd::ForTokenCount(ntok, [&](auto nt) {
+    GemmQ8_0x16T<decltype(nt)::value>(group, nblocks, a, token, out, ldo);
+  });
+}
+
 void Bf16ToF32(const uint8_t* src, int64_t n, float* dst) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -378,7 +436,7 @@ const KernelTable& Avx2Table() {
                                     .dot_q8_0r = ReferenceTable().dot_q8_0r,
                                     .gemm_q8_0r = nullptr,
                                     .gemm_q4_0x16 = GemmQ4_0x16,
-                                    .gemm_q8_0x16 = nullptr,
+                                    .gemm_q8_0x16 = GemmQ8_0x16,
                                     .quantize_blocks = QuantizeBlocks,
                                     .dot_f32 = simd::DotF32<Arch>,
                                     .axpy_f32 = simd::AxpyF32<Arch>,
