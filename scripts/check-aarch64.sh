@@ -27,7 +27,9 @@ ids=2,17,33,45,100,200,300,400,5,6,7,311,12,99
 # top-k choice, which the random fixtures amplify into logit changes of 0.2 (seen between the
 # host's own AVX2 and AVX-512 paths too, from the position of the flip on).
 # Kernels are compared one by one above (kernel_check); end to end, the float path of every
-# family and one quantized model are compared.
+# family must agree everywhere, and the quantized model at its first positions (every kernel
+# runs there, so a kernel fault shows from position 0; a rounding flip only from its position
+# on) and within 0.5 after.
 checks="tiny-e2b:f32 tiny-e4b:f32 tiny-26b-a4b:f32 tiny-31b:f32 tiny-26b-a4b:q4_0"
 for check in $checks; do
   variant=${check%%:*}
@@ -39,14 +41,20 @@ for check in $checks; do
     QEMU_CPU=max qemu-aarch64 -L /usr/aarch64-linux-gnu build-aarch64/gemma4 logits \
       --model "$tmp/m.gguf" --ids "$ids" --out "$tmp/arm.f32"
     # Same weights and integer arithmetic; only float summation order differs.
-    python3 - "$tmp/host.f32" "$tmp/arm.f32" "$variant $type" <<'PY'
+    python3 - "$tmp/host.f32" "$tmp/arm.f32" "$variant $type" "$ids" <<'PY'
 import struct, sys
 a = open(sys.argv[1], "rb").read(); b = open(sys.argv[2], "rb").read()
 assert len(a) == len(b) and len(a) > 0, "logit files differ in size"
 x = struct.unpack("<%df" % (len(a) // 4), a); y = struct.unpack("<%df" % (len(b) // 4), b)
-err = max(abs(p - q) for p, q in zip(x, y))
-print("aarch64 vs host %s: max |logit difference| %.3g" % (sys.argv[3], err))
-sys.exit(0 if err <= 1e-3 else 1)
+n_pos = len(sys.argv[4].split(","))
+vocab = len(x) // n_pos
+per_pos = [max(abs(x[i] - y[i]) for i in range(p * vocab, (p + 1) * vocab)) for p in range(n_pos)]
+err = max(per_pos)
+print("aarch64 vs host %s: max |logit difference| %.3g (per position: %s)"
+      % (sys.argv[3], err, " ".join("%.2g" % e for e in per_pos)))
+if sys.argv[3].endswith(" f32"):
+    sys.exit(0 if err <= 1e-3 else 1)
+sys.exit(0 if max(per_pos[:4]) <= 1e-3 and err <= 0.5 else 1)
 PY
   }
 done
