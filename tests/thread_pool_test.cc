@@ -21,7 +21,7 @@ struct Recorded {
 };
 
 // Runs one ParallelFor and checks that [0, n) is covered exactly once by at most
-// num_threads() ranges, each at least `grain` long except possibly the last one.
+// kChunksPerThread * num_threads() ranges, each at least `grain` long except possibly the last.
 void CheckCoverage(ThreadPool* pool, int64_t n, int64_t grain) {
   std::vector<std::atomic<int>> hits(static_cast<size_t>(std::max<int64_t>(n, 0)));
   for (auto& h : hits) h.store(0);
@@ -41,7 +41,9 @@ void CheckCoverage(ThreadPool* pool, int64_t n, int64_t grain) {
   }
   for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << where << " i=" << i;
   ASSERT_GE(rec.ranges.size(), 1u) << where;
-  EXPECT_LE(rec.ranges.size(), static_cast<size_t>(pool->num_threads())) << where;
+  EXPECT_LE(rec.ranges.size(),
+            static_cast<size_t>(ThreadPool::kChunksPerThread * pool->num_threads()))
+      << where;
   std::sort(rec.ranges.begin(), rec.ranges.end());
   int64_t expect_begin = 0;
   for (size_t r = 0; r < rec.ranges.size(); ++r) {

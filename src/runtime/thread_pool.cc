@@ -40,7 +40,7 @@ bool SpinUntil(Pred pred) {
 ThreadPool::ThreadPool(int num_threads) {
   const int extra = std::max(0, num_threads - 1);
   workers_.reserve(extra);
-  for (int i = 0; i < extra; ++i) workers_.emplace_back([this, i] { WorkerLoop(i + 1); });
+  for (int i = 0; i < extra; ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -56,17 +56,18 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
                              const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
-  // At most n / grain parts, so that every range is at least `grain` long.
-  const int parts =
-      static_cast<int>(std::min<int64_t>(num_threads(), std::max<int64_t>(1, n / grain)));
-  if (parts <= 1) {
+  // At most n / grain chunks, so that every range is at least `grain` long.
+  const int chunks = static_cast<int>(std::min<int64_t>(int64_t{num_threads()} * kChunksPerThread,
+                                                        std::max<int64_t>(1, n / grain)));
+  if (chunks <= 1 || workers_.empty()) {
     fn(0, n);
     return;
   }
   job_ = &fn;
   job_n_ = n;
-  job_parts_ = parts;
-  // Every worker checks in, taking part or not, so none can still be reading this job's fields
+  job_chunks_ = chunks;
+  next_chunk_.store(0, std::memory_order_relaxed);
+  // Every worker checks in, taking chunks or not, so none can still be reading this job's fields
   // when the next call overwrites them.
   pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
   {
@@ -76,16 +77,24 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
     generation_.fetch_add(1, std::memory_order_release);
   }
   work_cv_.notify_all();
-  int64_t begin, end;
-  PartRange(n, parts, 0, &begin, &end);
-  fn(begin, end);
+  RunChunks();
   if (!SpinUntil([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
     std::unique_lock<std::mutex> lock(mu_);
     done_cv_.wait(lock, [this] { return pending_.load(std::memory_order_acquire) == 0; });
   }
 }
 
-void ThreadPool::WorkerLoop(int index) {
+void ThreadPool::RunChunks() {
+  while (true) {
+    const int c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
+    if (c >= job_chunks_) return;
+    int64_t begin, end;
+    PartRange(job_n_, job_chunks_, c, &begin, &end);
+    (*job_)(begin, end);
+  }
+}
+
+void ThreadPool::WorkerLoop() {
   uint64_t seen = 0;
   while (true) {
     auto has_work = [&] {
@@ -98,12 +107,7 @@ void ThreadPool::WorkerLoop(int index) {
     }
     if (stop_.load(std::memory_order_acquire)) return;
     seen = generation_.load(std::memory_order_acquire);
-    const int parts = job_parts_;
-    if (index < parts) {
-      int64_t begin, end;
-      PartRange(job_n_, parts, index, &begin, &end);
-      (*job_)(begin, end);
-    }
+    RunChunks();
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard<std::mutex> lock(mu_);
       done_cv_.notify_one();

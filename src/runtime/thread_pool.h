@@ -1,7 +1,9 @@
 // A small fork-join thread pool owned by whoever runs inference (a session or a CLI run); no
-// global state. ParallelFor splits [0, n) into contiguous ranges, one per worker, and the
-// calling thread takes part. Decode issues hundreds of short ParallelFor calls per token, so
-// idle workers spin briefly before sleeping, and the caller spins briefly for completion.
+// global state. ParallelFor splits [0, n) into contiguous chunks (a few per thread) that the
+// calling thread and the workers take in turn, so a thread slowed by other load on a shared
+// machine takes fewer chunks instead of holding everyone up. Decode issues hundreds of short
+// ParallelFor calls per token, so idle workers spin briefly before sleeping, and the caller spins
+// briefly for completion.
 #ifndef GEMMA4_SRC_RUNTIME_THREAD_POOL_H_
 #define GEMMA4_SRC_RUNTIME_THREAD_POOL_H_
 
@@ -25,13 +27,16 @@ class ThreadPool {
 
   int num_threads() const { return static_cast<int>(workers_.size()) + 1; }
 
-  // Calls fn(begin, end) on disjoint ranges covering [0, n). Ranges are at least `grain` long
-  // (except when n < grain). Not reentrant: do not call from inside fn, and call from one
-  // thread at a time.
+  // Calls fn(begin, end) on disjoint ranges covering [0, n), at most kChunksPerThread *
+  // num_threads() of them, each at least `grain` long (except when n < grain); a thread may get
+  // several. Not reentrant: do not call from inside fn, and call from one thread at a time.
+  static constexpr int kChunksPerThread = 4;
   void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
-  void WorkerLoop(int index);
+  void WorkerLoop();
+  // Takes chunks of the current job until none is left.
+  void RunChunks();
 
   std::vector<std::thread> workers_;
   std::mutex mu_;
@@ -41,7 +46,8 @@ class ThreadPool {
   // workers after they observe the new generation (acquire).
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0;
-  int job_parts_ = 0;
+  int job_chunks_ = 0;
+  std::atomic<int> next_chunk_{0};
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
