@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -418,6 +419,29 @@ TEST_P(KernelTest, InterleavedX16MatchesPlainRows) {
   }
 }
 
+// Runs a 16-row kernel on 16 plain rows (repacked with `repack`) against the reference row
+// dot `reference`, for 4 tokens of activations x.
+void ExpectGroupMatchesReference(decltype(kernels::KernelTable::gemm_q4_0x16) gemm,
+                                 void (*repack)(const uint8_t*, uint64_t, int64_t, uint8_t*),
+                                 kernels::RowDotFn reference, const std::vector<uint8_t>& plain,
+                                 uint64_t row_bytes, int64_t nblocks, const std::vector<float>& x,
+                                 const std::string& what) {
+  std::vector<uint8_t> group(plain.size());
+  repack(plain.data(), row_bytes, nblocks, group.data());
+  quant::QuantizedActivations acts;
+  quant::QuantizeActivations(x.data(), 4, nblocks * 32, &acts);
+  float got[4 * 16];
+  gemm(group.data(), nblocks, acts, 0, 4, got, 16);
+  for (int r = 0; r < 16; ++r) {
+    float want[4];
+    reference(plain.data() + r * row_bytes, nblocks, acts, 0, 4, want);
+    for (int t = 0; t < 4; ++t) {
+      EXPECT_NEAR(got[t * 16 + r], want[t], 1e-5f * (1 + std::fabs(want[t])))
+          << what << " row " << r << " token " << t;
+    }
+  }
+}
+
 // The largest integer sums a kernel can meet: every nibble 15 (or 0) against activations all
 // +127 or all -127. Kernels that sum products in 16-bit lanes before widening must not
 // saturate here.
@@ -428,7 +452,7 @@ TEST_P(KernelTest, InterleavedX16ExtremeValues) {
   for (int64_t nblocks : {1, 5}) {
     const int64_t k = nblocks * 32;
     const uint64_t row_bytes = RowBytes(DType::kQ4_0, k);
-    std::vector<uint8_t> plain(16 * row_bytes), group(16 * row_bytes);
+    std::vector<uint8_t> plain(16 * row_bytes);
     for (int r = 0; r < 16; ++r) {
       for (int64_t b = 0; b < nblocks; ++b) {
         uint8_t* block = plain.data() + r * row_bytes + b * quant::kQ4_0BlockBytes;
@@ -439,22 +463,12 @@ TEST_P(KernelTest, InterleavedX16ExtremeValues) {
         std::memset(block + 2, fill, 16);
       }
     }
-    quant::RepackGroupQ4_0x16(plain.data(), row_bytes, nblocks, group.data());
     for (float sign : {1.0f, -1.0f}) {
       std::vector<float> x(4 * k, sign);
       x[3] = -sign;  // one opposite value in the first token
-      quant::QuantizedActivations acts;
-      quant::QuantizeActivations(x.data(), 4, k, &acts);
-      float got[4 * 16];
-      table.gemm_q4_0x16(group.data(), nblocks, acts, 0, 4, got, 16);
-      for (int r = 0; r < 16; ++r) {
-        float want[4];
-        kernels::ReferenceTable().dot_q4_0(plain.data() + r * row_bytes, nblocks, acts, 0, 4, want);
-        for (int t = 0; t < 4; ++t) {
-          EXPECT_NEAR(got[t * 16 + r], want[t], 1e-5f * (1 + std::fabs(want[t])))
-              << "row " << r << " token " << t << " sign " << sign;
-        }
-      }
+      ExpectGroupMatchesReference(table.gemm_q4_0x16, quant::RepackGroupQ4_0x16,
+                                  kernels::ReferenceTable().dot_q4_0, plain, row_bytes, nblocks, x,
+                                  "Q4_0 sign " + std::to_string(sign));
     }
   }
 }
@@ -467,7 +481,7 @@ TEST_P(KernelTest, InterleavedQ8X16ExtremeValues) {
   for (int64_t nblocks : {1, 3}) {
     const int64_t k = nblocks * 32;
     const uint64_t row_bytes = RowBytes(DType::kQ8_0, k);
-    std::vector<uint8_t> plain(16 * row_bytes), group(16 * row_bytes);
+    std::vector<uint8_t> plain(16 * row_bytes);
     for (int r = 0; r < 16; ++r) {
       for (int64_t b = 0; b < nblocks; ++b) {
         uint8_t* block = plain.data() + r * row_bytes + b * quant::kQ8_0BlockBytes;
@@ -479,22 +493,12 @@ TEST_P(KernelTest, InterleavedQ8X16ExtremeValues) {
         }
       }
     }
-    quant::RepackGroupQ8_0x16(plain.data(), row_bytes, nblocks, group.data());
     for (float sign : {1.0f, -1.0f}) {
       std::vector<float> x(4 * k, sign);
       for (int64_t i = k; i < 2 * k; i += 2) x[i] = -sign;  // token 1 alternates
-      quant::QuantizedActivations acts;
-      quant::QuantizeActivations(x.data(), 4, k, &acts);
-      float got[4 * 16];
-      table.gemm_q8_0x16(group.data(), nblocks, acts, 0, 4, got, 16);
-      for (int r = 0; r < 16; ++r) {
-        float want[4];
-        kernels::ReferenceTable().dot_q8_0(plain.data() + r * row_bytes, nblocks, acts, 0, 4, want);
-        for (int t = 0; t < 4; ++t) {
-          EXPECT_NEAR(got[t * 16 + r], want[t], 1e-5f * (1 + std::fabs(want[t])))
-              << "row " << r << " token " << t << " sign " << sign;
-        }
-      }
+      ExpectGroupMatchesReference(table.gemm_q8_0x16, quant::RepackGroupQ8_0x16,
+                                  kernels::ReferenceTable().dot_q8_0, plain, row_bytes, nblocks, x,
+                                  "Q8_0 sign " + std::to_string(sign));
     }
   }
 }

@@ -240,6 +240,28 @@ void DotQ4_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
   for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]) - mins[t];
 }
 
+// Shared by the 16-row kernels: a group's 16 f16 row scales as two vectors (rows 0-7, 8-15),
+// one block's int32 sums of both halves scaled into the accumulators, and the tile's output.
+inline void LoadGroupScales(const uint8_t* group, __m256 dw[2]) {
+  dw[0] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(group)));
+  dw[1] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(group + 16)));
+}
+
+inline void AccumulateBlock(__m256i dp0, __m256i dp1, const __m256 dw[2], float scale,
+                            __m256 acc[2]) {
+  const __m256 da = _mm256_set1_ps(scale);
+  acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp0), _mm256_mul_ps(dw[0], da), acc[0]);
+  acc[1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp1), _mm256_mul_ps(dw[1], da), acc[1]);
+}
+
+template <int NT>
+void StoreGroupTile(const __m256 (&acc)[NT][2], float* out, int64_t ldo) {
+  for (int t = 0; t < NT; ++t) {
+    _mm256_storeu_ps(out + t * ldo, acc[t][0]);
+    _mm256_storeu_ps(out + t * ldo + 8, acc[t][1]);
+  }
+}
+
 // Q4_0x16 on AVX2: rows 0-7 of every 64-byte run are its first 32 bytes, rows 8-15 the second.
 // Per run, the two unpacked chunks of each half meet the token's two broadcast activation
 // quads through maddubs (unsigned nibbles times signed bytes). A block's eight maddubs per half
@@ -282,22 +304,16 @@ void GemmQ4_0x16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
         }
       }
     }
-    const __m256 dw0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(group)));
-    const __m256 dw1 =
-        _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(group + 16)));
+    __m256 dw[2];
+    LoadGroupScales(group, dw);
     for (int t = 0; t < NT; ++t) {
       const __m256i offset = _mm256_set1_epi32(8 * a.sum_row(token + t)[b]);
-      const __m256 da = _mm256_set1_ps(a.scale_row(token + t)[b]);
-      const __m256i dp0 = _mm256_sub_epi32(_mm256_madd_epi16(s16[t][0], ones), offset);
-      const __m256i dp1 = _mm256_sub_epi32(_mm256_madd_epi16(s16[t][1], ones), offset);
-      acc[t][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp0), _mm256_mul_ps(dw0, da), acc[t][0]);
-      acc[t][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp1), _mm256_mul_ps(dw1, da), acc[t][1]);
+      AccumulateBlock(_mm256_sub_epi32(_mm256_madd_epi16(s16[t][0], ones), offset),
+                      _mm256_sub_epi32(_mm256_madd_epi16(s16[t][1], ones), offset), dw,
+                      a.scale_row(token + t)[b], acc[t]);
     }
   }
-  for (int t = 0; t < NT; ++t) {
-    _mm256_storeu_ps(out + t * ldo, acc[t][0]);
-    _mm256_storeu_ps(out + t * ldo + 8, acc[t][1]);
-  }
+  StoreGroupTile<NT>(acc, out, ldo);
 }
 
 void GemmQ4_0x16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
@@ -343,19 +359,13 @@ void GemmQ8_0x16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
         }
       }
     }
-    const __m256 dw0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(group)));
-    const __m256 dw1 =
-        _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(group + 16)));
+    __m256 dw[2];
+    LoadGroupScales(group, dw);
     for (int t = 0; t < NT; ++t) {
-      const __m256 da = _mm256_set1_ps(a.scale_row(token + t)[b]);
-      acc[t][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp[t][0]), _mm256_mul_ps(dw0, da), acc[t][0]);
-      acc[t][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp[t][1]), _mm256_mul_ps(dw1, da), acc[t][1]);
+      AccumulateBlock(dp[t][0], dp[t][1], dw, a.scale_row(token + t)[b], acc[t]);
     }
   }
-  for (int t = 0; t < NT; ++t) {
-    _mm256_storeu_ps(out + t * ldo, acc[t][0]);
-    _mm256_storeu_ps(out + t * ldo + 8, acc[t][1]);
-  }
+  StoreGroupTile<NT>(acc, out, ldo);
 }
 
 void GemmQ8_0x16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,

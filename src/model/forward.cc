@@ -305,7 +305,8 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
   }
   const int64_t blocks_per_group = (n_rep + heads_per_item - 1) / heads_per_item;
   pool_->ParallelFor(s * n_kv * blocks_per_group, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores;
+    // Per-thread scratch reused across calls (decode makes hundreds of calls per token).
+    thread_local std::vector<float> scores;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t t = item / (n_kv * blocks_per_group);
       const int64_t g = item / blocks_per_group % n_kv;
@@ -314,24 +315,28 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
       const int64_t qpos = base + t;
       const int64_t lo = lc.sliding ? std::max<int64_t>(0, qpos - window + 1) : 0;
       const int64_t nk = qpos - lo + 1;
+      // Calls fn(first position, count) over runs of consecutive cache rows (a sliding layer's
+      // ring wraps at most once within [lo, qpos]).
+      auto for_each_run = [&](auto fn) {
+        for (int64_t k = lo; k <= qpos;) {
+          const int64_t run = std::min(qpos + 1 - k, cache_.ContiguousRun(src, k));
+          fn(k, run);
+          k += run;
+        }
+      };
       const float* q = q_.data() + t * q_dim + h0 * hd;
       scores.resize(nq * nk);
-      // Keys in runs of consecutive cache rows (a sliding layer's ring wraps at most once).
-      for (int64_t k = lo; k <= qpos;) {
-        const int64_t run = std::min(qpos + 1 - k, cache_.ContiguousRun(src, k));
+      for_each_run([&](int64_t k, int64_t run) {
         ops::AttentionScores(q, hd, nq, cache_.K(src, k) + g * hd, kv_dim, run, hd,
                              scores.data() + (k - lo), nk);
-        k += run;
-      }
+      });
       for (int h = 0; h < nq; ++h) ops::Softmax(scores.data() + h * nk, nk);
       float* o = attn_.data() + t * q_dim + h0 * hd;
       std::fill(o, o + nq * hd, 0.0f);
-      for (int64_t k = lo; k <= qpos;) {
-        const int64_t run = std::min(qpos + 1 - k, cache_.ContiguousRun(src, k));
+      for_each_run([&](int64_t k, int64_t run) {
         ops::AttentionValues(scores.data() + (k - lo), nk, nq, cache_.V(src, k) + g * hd, kv_dim,
                              run, hd, o, hd);
-        k += run;
-      }
+      });
     }
   });
   ops::MatMul(lw.o_proj, attn_.data(), s, out, pool_);

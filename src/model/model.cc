@@ -285,19 +285,27 @@ Status LoadedModel::LoadWeights() {
   return OkStatus();
 }
 
-uint64_t LoadedModel::DecodeBytesPerToken() const {
-  const ModelConfig& c = config_;
+std::vector<const TensorView*> LoadedModel::PerTokenMatrices() const {
   const ModelWeights& w = weights_;
-  auto row_bytes = [](const TensorView& t) { return t.data ? RowBytes(t.dtype, t.cols()) : 0; };
-  uint64_t total =
-      w.embed.nbytes + row_bytes(w.embed) + row_bytes(w.ple_embed) + w.ple_model_projection.nbytes;
+  std::vector<const TensorView*> out = {&w.embed, &w.ple_model_projection};
   for (const LayerWeights& l : w.layers) {
     for (const TensorView* t :
          {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj,
           &l.router_proj, &l.ple_gate, &l.ple_projection}) {
-      total += t->nbytes;
+      if (t->data != nullptr) out.push_back(t);
     }
-    if (c.moe) {
+  }
+  return out;
+}
+
+uint64_t LoadedModel::DecodeBytesPerToken() const {
+  const ModelConfig& c = config_;
+  const ModelWeights& w = weights_;
+  auto row_bytes = [](const TensorView& t) { return t.data ? RowBytes(t.dtype, t.cols()) : 0; };
+  uint64_t total = row_bytes(w.embed) + row_bytes(w.ple_embed);
+  for (const TensorView* t : PerTokenMatrices()) total += t->nbytes;
+  if (c.moe) {
+    for (const LayerWeights& l : w.layers) {
       total += (l.experts_gate_up.nbytes + l.experts_down.nbytes) * c.top_k_experts / c.num_experts;
     }
   }

@@ -80,8 +80,12 @@ class LoadedModel {
   float embed_scale() const { return embed_scale_; }
   // The text weights as stored, by Hugging Face name (without prefix), in load order.
   const std::vector<std::pair<std::string, TensorView>>& tensors() const { return tensors_; }
-  // Weight bytes one generated token reads: every layer matrix (only top-k of the experts),
-  // the LM head, and one row each of the embedding and PLE tables. KV cache excluded.
+  // The matrices every generated token reads whole: the LM head (tied embedding), the PLE model
+  // projection and each layer's dense matrices (MoE experts, of which a token reads only the
+  // top k, excluded).
+  std::vector<const TensorView*> PerTokenMatrices() const;
+  // Weight bytes one generated token reads: PerTokenMatrices, top-k of the experts, and one row
+  // each of the embedding and PLE tables. KV cache excluded.
   uint64_t DecodeBytesPerToken() const;
 
  private:

@@ -81,10 +81,6 @@ void GeluMul(const float* g, const float* u, float* out, int64_t n) {
   kernels::BestTable().gelu_mul_f32(g, u, out, n);
 }
 
-void Axpy(float a, const float* x, float* y, int64_t n) {
-  kernels::BestTable().axpy_f32(a, x, y, n);
-}
-
 namespace {
 
 // Block-quantized weights: activations are quantized to int8 blocks once, then every weight
@@ -184,7 +180,8 @@ void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool
   auto body = [&](int64_t begin, int64_t end) {
     const bool direct =
         w.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(w.data) % alignof(float) == 0;
-    std::vector<float> rows(direct ? 0 : kRowBlock * k);
+    thread_local std::vector<float> rows;  // reused across calls, like the int8 scratch
+    if (!direct) rows.resize(kRowBlock * k);
     for (int64_t n = begin; n < end; n += kRowBlock) {
       const int64_t nr = std::min(kRowBlock, end - n);
       const float* wr;

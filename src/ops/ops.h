@@ -29,8 +29,6 @@ void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool
 
 // Dot product with f32 accumulation (vectorised for the running CPU).
 float Dot(const float* a, const float* b, int64_t n);
-// y += a * x
-void Axpy(float a, const float* x, float* y, int64_t n);
 
 // out = x / sqrt(mean(x^2) + eps) * weight (weight may be null: no scale). In place allowed.
 void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* out);
