@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 #define GEMMA4_VERSION_MAJOR 0
-#define GEMMA4_VERSION_MINOR 1
+#define GEMMA4_VERSION_MINOR 2
 #define GEMMA4_VERSION_PATCH 0
 
 typedef enum gemma4_status {
@@ -54,7 +54,7 @@ typedef enum gemma4_status {
 
 /* ---- Library --------------------------------------------------------------------------- */
 
-GEMMA4_API const char* gemma4_version_string(void); /* "0.1.0" */
+GEMMA4_API const char* gemma4_version_string(void); /* "0.2.0" */
 GEMMA4_API void gemma4_version(int* major, int* minor, int* patch);
 /* Message of the last failure on this thread ("" if none). */
 GEMMA4_API const char* gemma4_last_error(void);
@@ -94,6 +94,8 @@ typedef struct gemma4_model_info {
   uint64_t weight_bytes;
   int32_t threads;
   int32_t large_chat_template;
+  /* "f32" or "f16" (owned by the model): f16 for block-quantized weights, f32 for float ones */
+  const char* kv_cache_type;
 } gemma4_model_info;
 
 GEMMA4_API gemma4_status gemma4_model_get_info(const gemma4_model* model, gemma4_model_info* out);

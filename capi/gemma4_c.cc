@@ -164,7 +164,7 @@ gemma4_status Deliver(gemma4::StatusOr<gemma4::Reply> reply, gemma4_reply** out)
 
 extern "C" {
 
-const char* gemma4_version_string(void) { return "0.1.0"; }
+const char* gemma4_version_string(void) { return "0.2.0"; }
 
 void gemma4_version(int* major, int* minor, int* patch) {
   if (major) *major = GEMMA4_VERSION_MAJOR;
@@ -230,6 +230,7 @@ gemma4_status gemma4_model_get_info(const gemma4_model* model, gemma4_model_info
   info.weight_bytes = i.weight_bytes;
   info.threads = i.threads;
   info.large_chat_template = i.large_chat_template ? 1 : 0;
+  info.kv_cache_type = i.kv_cache_type.c_str();
   const size_t n =
       out->struct_size != 0 && out->struct_size < sizeof(info) ? out->struct_size : sizeof(info);
   std::memcpy(static_cast<void*>(out), &info, n);

@@ -8,13 +8,13 @@
 #include "gemma4.h"
 
 static int failures = 0;
-#define CHECK(cond)                                                    \
-  do {                                                                 \
-    if (!(cond)) {                                                     \
+#define CHECK(cond)                                                                            \
+  do {                                                                                         \
+    if (!(cond)) {                                                                             \
       fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
-              gemma4_last_error());                                    \
-      ++failures;                                                      \
-    }                                                                  \
+              gemma4_last_error());                                                            \
+      ++failures;                                                                              \
+    }                                                                                          \
   } while (0)
 
 struct stream {
@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
 
   gemma4_version(&major, &minor, &patch);
   CHECK(major == GEMMA4_VERSION_MAJOR && minor == GEMMA4_VERSION_MINOR);
-  CHECK(strcmp(gemma4_version_string(), "0.1.0") == 0);
+  CHECK(strcmp(gemma4_version_string(), "0.2.0") == 0);
 
   /* Errors: a bad path fails with a message naming it. */
   st = gemma4_model_load("/nonexistent/model", NULL, &model);
@@ -103,6 +103,7 @@ int main(int argc, char** argv) {
   info.struct_size = sizeof(info);
   CHECK(gemma4_model_get_info(model, &info) == GEMMA4_OK);
   CHECK(info.vocab_size == 512 && info.num_layers > 0 && info.large_chat_template == 0);
+  CHECK(strcmp(info.kv_cache_type, "f32") == 0); /* float weights: the exact cache */
 
   CHECK(gemma4_tokenize(model, "<|turn>user", 11, 0, ids, 64, &n_ids) == GEMMA4_OK);
   CHECK(n_ids >= 2 && ids[0] == 105);

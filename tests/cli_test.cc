@@ -275,7 +275,47 @@ TEST_F(CliTest, BenchJsonSpeaksLlamaBench) {
   }
   EXPECT_TRUE(root->as_array()[0].Find("n_prompt")->GetInt64(&v) && v == 8);
   EXPECT_TRUE(root->as_array()[1].Find("n_gen")->GetInt64(&v) && v == 2);
+  // llama-bench's defaults: an f16 cache; the ubatch reported is the forward step used.
+  EXPECT_EQ(root->as_array()[0].Find("type_k")->as_string(), "f16");
+  EXPECT_EQ(root->as_array()[0].Find("type_v")->as_string(), "f16");
   EXPECT_NE(r.err.find("peak RSS"), std::string::npos) << r.err;
+
+  const Result f32 =
+      Run({"bench", "--model", ModelDir("tiny-31b") + "/gemma4_text", "-t", "1", "-p", "8", "-n",
+           "0", "-r", "1", "-ctk", "f32", "-ctv", "f32", "-ub", "3", "-o", "json"});
+  ASSERT_EQ(f32.exit_code, 0) << f32.err;
+  root = json::Parse(f32.out, "bench output");
+  ASSERT_TRUE(root.ok()) << root.status().ToString();
+  EXPECT_EQ(root->as_array()[0].Find("type_k")->as_string(), "f32");
+  EXPECT_TRUE(root->as_array()[0].Find("n_ubatch")->GetInt64(&v) && v == 3);
+}
+
+// --kv-type: logits default to the exact f32 cache; f16 stays close to it; generate accepts it.
+TEST_F(CliTest, KvCacheTypeOption) {
+  const std::string model = ModelDir("tiny-26b-a4b") + "/gemma4";
+  const Reference ref = LoadReference("tiny-26b-a4b");
+  const Prompt& prompt = ref.prompts[0];
+  const std::string ids = Join(prompt.ids);
+  const std::vector<float> want = ReadFloats(prompt.logits_file);
+  for (const char* type : {"f32", "f16", "auto"}) {
+    const std::string out = Path(std::string("kv_") + type + ".f32");
+    const Result r =
+        Run({"logits", "--model", model, "--ids", ids, "--out", out, "--kv-type", type});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const std::vector<float> logits = ReadFloats(out);
+    ASSERT_EQ(logits.size(), want.size());
+    float err = 0;
+    for (size_t i = 0; i < logits.size(); ++i) err = std::max(err, std::fabs(logits[i] - want[i]));
+    // f32 (and auto on these float weights): golden_test's 1e-3; f16: its f16 bound.
+    EXPECT_LE(err, std::string(type) == "f16" ? 0.5f : 1e-3f) << type;
+  }
+  const Result g =
+      Run({"generate", "--model", model, "--ids", ids, "-n", "2", "--greedy", "--kv-type", "f16"});
+  EXPECT_EQ(g.exit_code, 0) << g.err;
+  ExpectFailure({"generate", "--model", model, "--ids", ids, "--greedy", "--kv-type", "q8_0"},
+                "--kv-type");
+  ExpectFailure({"bench", "-m", model, "-ctk", "q8_0"}, "-ctk");
+  ExpectFailure({"bench", "-m", model, "-ctk", "f32", "-ctv", "f16"}, "differ");
 }
 
 TEST_F(CliTest, ErrorsExitOneWithMessage) {

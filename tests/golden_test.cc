@@ -28,6 +28,11 @@ namespace {
 // position of 37; most positions stay below 5e-5). Dropping a single layer_scalar moves logits
 // by 7 to 23, so 1e-3 is far below the error of any missing or misordered op.
 constexpr float kTolerance = 1e-3f;
+// With an f16 KV cache (F16KvCacheStaysCloseToFloat32), measured: tiny-31b <= 6.2e-3,
+// tiny-26b-a4b <= 1.3e-2, tiny-e2b <= 0.13, tiny-e4b <= 0.26. The tiny E-models amplify any
+// perturbation most (their float32 error above is also 10-40x the others'); a dropped op moves
+// logits by 7 or more, and a cache read with the wrong layout or type gives noise of 10+.
+constexpr float kF16KvTolerance = 0.5f;
 
 using testing::ModelDir;
 using Prompt = testing::ReferencePrompt;
@@ -56,8 +61,9 @@ class GoldenTest : public ::testing::TestWithParam<Case> {
   }
 
   // Runs the prompt in chunks of `chunk` (0: all at once) and returns all logits.
-  std::vector<float> Run(const Prompt& p, int64_t chunk, ThreadPool* pool, int64_t max_chunk) {
-    InferenceState state(*model_, pool, max_chunk);
+  std::vector<float> Run(const Prompt& p, int64_t chunk, ThreadPool* pool, int64_t max_chunk,
+                         KvType kv_type = KvType::kF32) {
+    InferenceState state(*model_, pool, max_chunk, kv_type);
     const int64_t n = static_cast<int64_t>(p.ids.size());
     if (chunk == 0) chunk = n;
     std::vector<float> all, part;
@@ -106,6 +112,24 @@ TEST_P(GoldenTest, SmallInternalChunksMatch) {
   const float err = MaxAbsDiff(Run(fixture_.prompts[1], 0, nullptr, 5), fixture_.prompts[1].logits);
   Report("max_chunk5", 1, err);
   EXPECT_LE(err, kTolerance);
+}
+
+// The f16 KV cache (the default for quantized weights). Each cached row is rounded once, on its
+// own, so chunking and the ring buffer change nothing beyond float summation order; against
+// transformers' float32 logits the rounding of keys and values (relative 2^-11) shows.
+TEST_P(GoldenTest, F16KvCacheStaysCloseToFloat32) {
+  ThreadPool pool(2);
+  for (size_t i = 0; i < fixture_.prompts.size(); ++i) {
+    const std::vector<float> full = Run(fixture_.prompts[i], 0, nullptr, 256, KvType::kF16);
+    const float err = MaxAbsDiff(full, fixture_.prompts[i].logits);
+    Report("f16-kv", i, err);
+    EXPECT_LE(err, kF16KvTolerance) << "prompt " << i;
+    for (int64_t chunk : {1, 7}) {
+      const float chunk_err =
+          MaxAbsDiff(Run(fixture_.prompts[i], chunk, &pool, 5, KvType::kF16), full);
+      EXPECT_LE(chunk_err, kTolerance) << "f16 chunk " << chunk << " prompt " << i;
+    }
+  }
 }
 
 TEST_P(GoldenTest, GreedyGenerationMatchesTransformers) {

@@ -552,6 +552,69 @@ TEST_P(KernelTest, AttentionKernelsMatchReference) {
   }
 }
 
+// f16 keys and values: the same sums as the f32 kernels over the exactly widened rows (bit for
+// bit, since half to float is exact and the summation order is shared), and close to the
+// scalar f16 reference.
+TEST_P(KernelTest, AttentionKernelsOverF16MatchF32) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  const kernels::KernelTable& ref = kernels::ReferenceTable();
+  std::mt19937 rng(29);
+  auto to_half = [](const std::vector<float>& x) {
+    std::vector<uint16_t> h(x.size());
+    for (size_t i = 0; i < x.size(); ++i) h[i] = quant::FloatToHalf(x[i]);
+    return h;
+  };
+  auto widen = [](const std::vector<uint16_t>& h) {
+    std::vector<float> x(h.size());
+    for (size_t i = 0; i < h.size(); ++i) x[i] = quant::HalfToFloat(h[i]);
+    return x;
+  };
+  for (int nq : {1, 2, 3, 4, 5, 8, 9}) {
+    for (int64_t nk : {1, 2, 3, 7, 64}) {
+      for (int64_t d : {1, 7, 8, 15, 16, 17, 33, 256}) {
+        const int64_t ldq = d + 3, ldk = d + 5, ldsc = nk + 2, ldo = d + 1;
+        const auto q = RandomVector(nq * ldq, &rng);
+        const auto k16 = to_half(RandomVector(nk * ldk, &rng, 4.0f));
+        const auto k32 = widen(k16);
+        std::vector<float> s16(nq * ldsc, -7.0f), s32 = s16, sref = s16;
+        table.attention_scores_f16(q.data(), ldq, nq, k16.data(), ldk, nk, d, s16.data(), ldsc);
+        table.attention_scores_f32(q.data(), ldq, nq, k32.data(), ldk, nk, d, s32.data(), ldsc);
+        ref.attention_scores_f16(q.data(), ldq, nq, k16.data(), ldk, nk, d, sref.data(), ldsc);
+        for (int h = 0; h < nq; ++h) {
+          for (int64_t j = 0; j < ldsc; ++j) {
+            ASSERT_EQ(s16[h * ldsc + j], s32[h * ldsc + j])
+                << "nq " << nq << " nk " << nk << " d " << d << " h " << h << " j " << j;
+            double mag = 0;
+            for (int64_t i = 0; j < nk && i < d; ++i)
+              mag += std::fabs(q[h * ldq + i] * k32[j * ldk + i]);
+            EXPECT_NEAR(s16[h * ldsc + j], sref[h * ldsc + j],
+                        4e-7 * mag * std::log2(d + 1.0) + 1e-30);
+          }
+        }
+        const auto p = RandomVector(nq * ldsc, &rng);
+        const auto v16 = to_half(RandomVector(nk * ldk, &rng, 4.0f));
+        const auto v32 = widen(v16);
+        const std::vector<float> o0 = RandomVector(nq * ldo, &rng);
+        std::vector<float> o16 = o0, o32 = o0, oref = o0;
+        table.attention_values_f16(p.data(), ldsc, nq, v16.data(), ldk, nk, d, o16.data(), ldo);
+        table.attention_values_f32(p.data(), ldsc, nq, v32.data(), ldk, nk, d, o32.data(), ldo);
+        ref.attention_values_f16(p.data(), ldsc, nq, v16.data(), ldk, nk, d, oref.data(), ldo);
+        for (int h = 0; h < nq; ++h) {
+          for (int64_t i = 0; i < ldo; ++i) {
+            ASSERT_EQ(o16[h * ldo + i], o32[h * ldo + i])
+                << "nq " << nq << " nk " << nk << " d " << d << " h " << h << " i " << i;
+            double mag = std::fabs(o0[h * ldo + i]);
+            for (int64_t j = 0; i < d && j < nk; ++j)
+              mag += std::fabs(p[h * ldsc + j] * v32[j * ldk + i]);
+            EXPECT_NEAR(o16[h * ldo + i], oref[h * ldo + i], 4e-7 * mag * std::log2(nk + 2.0));
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST_P(KernelTest, FloatKernelsMatchReference) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);

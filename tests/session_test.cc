@@ -442,6 +442,38 @@ TEST(SessionTest, ForkRewindSaveRestoreGiveIdenticalContinuations) {
   }
 }
 
+// An f16 KV cache: saved states restore into sessions of the same cache type (identical
+// continuation) and are refused, with the reason, by a model whose sessions use another type.
+TEST(SessionTest, F16CacheStatesRestoreOnlyIntoF16Sessions) {
+  ModelOptions options;
+  options.threads = 2;
+  options.tokenizer_path = kFixtures + "/chat/tiny_tokenizer/tokenizer.json";
+  options.kv_cache_type = KvCacheType::kF16;
+  auto loaded = Model::Load(kFixtures + "/models/tiny-e2b/gemma4", options);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  const std::shared_ptr<const Model> model = *loaded;
+  EXPECT_EQ(model->info().kv_cache_type, "f16");
+  EXPECT_EQ(E2b()->info().kv_cache_type, "f32");  // kAuto on float weights
+  auto s = Session::Create(model);
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE((*s)->Send("Hello there", Greedy(6)).ok());
+  auto saved = (*s)->SaveState();
+  ASSERT_TRUE(saved.ok());
+  auto expected = (*s)->Send("Continue", Greedy(8));
+  ASSERT_TRUE(expected.ok());
+  auto restored = Session::Restore(model, *saved);
+  ASSERT_TRUE(restored.ok()) << restored.status().message();
+  auto again = (*restored)->Send("Continue", Greedy(8));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->text, expected->text);
+  EXPECT_GT(again->reused_tokens, 0);
+  auto mismatched = Session::Restore(E2b(), *saved);
+  ASSERT_FALSE(mismatched.ok());
+  EXPECT_EQ(mismatched.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(mismatched.status().message().find("f16 KV cache"), std::string::npos)
+      << mismatched.status().message();
+}
+
 TEST(SessionTest, ContextFullIsAClearStatusOrDropsOldTurns) {
   auto model = E2b();
   auto s = Session::Create(model, WithContext(60));

@@ -16,6 +16,13 @@
 
 namespace gemma4 {
 
+// How a session's KV cache stores keys and values.
+enum class KvCacheType {
+  kAuto,  // f16 for block-quantized weights (GGUF Q4_0, Q8_0, K-quants), f32 for float weights
+  kF32,   // exact: the float forward pass of transformers
+  kF16,   // half the memory (E2B at 4K context: 32 instead of 63 MiB), as llama.cpp's default
+};
+
 struct ModelOptions {
   // Worker threads for the forward pass (0 = one per hardware thread). Sessions of this model
   // take turns on one pool, so the machine is never oversubscribed.
@@ -25,6 +32,7 @@ struct ModelOptions {
   std::string tokenizer_path;
   // Called with the fraction loaded (0..1); returning false cancels the load (CancelledError).
   std::function<bool(float fraction)> progress;
+  KvCacheType kv_cache_type = KvCacheType::kAuto;
 };
 
 struct ModelInfo {
@@ -41,6 +49,7 @@ struct ModelInfo {
   std::vector<int32_t> stop_token_ids;  // generation_config eos ids
   SamplerOptions default_sampler;       // from generation_config.json
   int threads = 1;
+  std::string kv_cache_type;  // "f32" or "f16": ModelOptions::kv_cache_type resolved
 };
 
 class ModelImpl;

@@ -128,6 +128,10 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
   const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
   info.threads = options.threads > 0 ? options.threads : static_cast<int>(hw);
   impl->pool = std::make_unique<ThreadPool>(info.threads);
+  impl->kv_type = options.kv_cache_type == KvCacheType::kF32   ? KvType::kF32
+                  : options.kv_cache_type == KvCacheType::kF16 ? KvType::kF16
+                                                               : impl->loaded->DefaultKvType();
+  info.kv_cache_type = KvTypeName(impl->kv_type);
   GEMMA4_RETURN_IF_ERROR(report(1.0f));
   return std::shared_ptr<const Model>(new Model(std::move(impl)));
 }
@@ -142,7 +146,7 @@ StatusOr<std::vector<float>> Model::Logits(const std::vector<int32_t>& ids) cons
     }
   }
   std::lock_guard<std::mutex> lock(impl_->compute_mutex);
-  InferenceState state(*impl_->loaded, impl_->pool.get());
+  InferenceState state(*impl_->loaded, impl_->pool.get(), kDefaultMaxChunk, impl_->kv_type);
   std::vector<float> logits;
   GEMMA4_RETURN_IF_ERROR(
       state.Forward(ids.data(), static_cast<int64_t>(ids.size()), LogitsMode::kAll, &logits));

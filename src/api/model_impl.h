@@ -29,6 +29,7 @@ class ModelImpl {
   ModelInfo info;
   SpecialTokens special;
   std::unique_ptr<ThreadPool> pool;
+  KvType kv_type = KvType::kF32;  // of every session's cache and of Logits
   // Sessions share the pool; ThreadPool::ParallelFor is not reentrant, so one forward pass
   // runs at a time. Decode is memory-bound: interleaving sessions would not be faster.
   mutable std::mutex compute_mutex;

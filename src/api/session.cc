@@ -173,7 +173,8 @@ Status SessionImpl::SyncPrompt(const std::vector<int32_t>& prompt, Reply* reply)
       GEMMA4_RETURN_IF_ERROR(state_->Truncate(static_cast<int64_t>(common)));
     } else {
       // The sliding-window layers no longer hold the positions before `common`: start over.
-      state_ = std::make_unique<InferenceState>(*m_.loaded, m_.pool.get());
+      state_ =
+          std::make_unique<InferenceState>(*m_.loaded, m_.pool.get(), kDefaultMaxChunk, m_.kv_type);
       common = 0;
     }
     tokens_.resize(common);
@@ -654,6 +655,7 @@ StatusOr<std::string> SessionImpl::SaveState() const {
   meta.emplace_back("policy", json::Value::Integer(static_cast<int>(options_.context_policy)));
   meta.emplace_back("turn_open", json::Value::Bool(turn_open_));
   meta.emplace_back("thinking", json::Value::Bool(last_thinking_));
+  meta.emplace_back("kv_type", json::Value::String(KvTypeName(state_->kv_type())));
   json::Value::Array tokens;
   for (int32_t id : tokens_) tokens.push_back(json::Value::Integer(id));
   meta.emplace_back("tokens", json::Value::MakeArray(std::move(tokens)));
@@ -693,6 +695,15 @@ Status SessionImpl::RestoreState(std::string_view bytes) {
       meta.Find("max_context") == nullptr || !meta.Find("max_context")->GetInt64(&max_context) ||
       meta.Find("policy") == nullptr || !meta.Find("policy")->GetInt64(&policy)) {
     return DataLossError("session state: missing fields");
+  }
+  // States written before the cache type was recorded hold f32 caches.
+  const json::Value* kv_type = meta.Find("kv_type");
+  const std::string saved_kv =
+      kv_type != nullptr && kv_type->is_string() ? kv_type->as_string() : std::string("f32");
+  if (saved_kv != KvTypeName(state_->kv_type())) {
+    return FailedPreconditionError(
+        "session state holds a " + saved_kv + " KV cache but this model's sessions use " +
+        KvTypeName(state_->kv_type()) + " (ModelOptions::kv_cache_type)");
   }
   history_.clear();
   GEMMA4_RETURN_IF_ERROR(TurnsFromJson(*history, &history_));

@@ -20,7 +20,8 @@ class SessionImpl {
       : model_(std::move(model)),
         m_(model_->impl()),
         options_(std::move(options)),
-        state_(std::make_unique<InferenceState>(*m_.loaded, m_.pool.get())) {}
+        state_(std::make_unique<InferenceState>(*m_.loaded, m_.pool.get(), kDefaultMaxChunk,
+                                                m_.kv_type)) {}
 
   Status Init();
   StatusOr<Reply> Send(std::string_view user_text, const GenerateOptions& options);

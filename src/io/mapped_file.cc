@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -48,6 +49,30 @@ MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
   ::close(fd_);
 }
+
+StatusOr<std::unique_ptr<AnonymousMemory>> AnonymousMemory::Allocate(size_t size,
+                                                                     bool huge_pages) {
+  constexpr size_t kHugePage = size_t{2} << 20;
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t align = huge_pages ? kHugePage : page;
+  const size_t rounded = (std::max<size_t>(size, 1) + page - 1) / page * page;
+  // Over-reserve by one alignment unit so an aligned start exists; the slack is never touched,
+  // so it costs address space only.
+  const size_t mapped = rounded + (align > page ? align : 0);
+  void* p = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    return ResourceExhaustedError("cannot map " + std::to_string(size) +
+                                  " bytes of memory: " + std::strerror(errno));
+  }
+  const uintptr_t start = (reinterpret_cast<uintptr_t>(p) + align - 1) / align * align;
+  uint8_t* data = reinterpret_cast<uint8_t*>(start);
+#ifdef MADV_HUGEPAGE
+  if (huge_pages) ::madvise(data, rounded, MADV_HUGEPAGE);  // advice only: fine if refused
+#endif
+  return std::unique_ptr<AnonymousMemory>(new AnonymousMemory(p, mapped, data, size));
+}
+
+AnonymousMemory::~AnonymousMemory() { ::munmap(mapping_, mapped_); }
 
 StatusOr<std::string> ReadFileToString(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -9,7 +9,45 @@
 #include <type_traits>
 #include <xsimd/xsimd.hpp>
 
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#endif
+
+#include "quant/quant.h"
+
 namespace gemma4::kernels::simd {
+
+// Values of an f32 or f16 (IEEE half bits) row as f32: one batch from p, and one value. Half to
+// float is exact, so f16 rows give the same products as the f32 rows they hold.
+template <class Arch>
+xsimd::batch<float, Arch> LoadAsF32(const float* p) {
+  return xsimd::batch<float, Arch>::load_unaligned(p);
+}
+template <class Arch>
+xsimd::batch<float, Arch> LoadAsF32(const uint16_t* p) {
+  using B = xsimd::batch<float, Arch>;
+#if defined(__AVX512F__)
+  if constexpr (B::size == 16) {
+    return B(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
+  }
+#endif
+#if defined(__F16C__)
+  if constexpr (B::size == 8) {
+    return B(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  }
+#endif
+#if defined(__aarch64__)
+  if constexpr (B::size == 4) return B(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))));
+#endif
+  alignas(64) float lanes[B::size];
+  for (size_t i = 0; i < B::size; ++i) lanes[i] = quant::HalfToFloat(p[i]);
+  return B::load_aligned(lanes);
+}
+inline float AsF32(float x) { return x; }
+inline float AsF32(uint16_t h) { return quant::HalfToFloat(h); }
 
 // Calls f(std::integral_constant<int, N>{}) for N = ntok in 1..4, so kernels templated on the
 // token count are dispatched from a runtime count in one line.
@@ -76,8 +114,8 @@ float DotF32(const float* a, const float* b, int64_t n) {
 // keys keep 8 accumulators in registers, so each loaded vector serves several FMAs (a plain
 // dot product loads two vectors per FMA). Every (query, key) pair is summed in the same order
 // whatever the block shape, so results do not depend on how many rows come together.
-template <class Arch, int QB, int KB>
-void ScoresBlock(const float* q, int64_t ldq, const float* k, int64_t ldk, int64_t d, float* scores,
+template <class Arch, int QB, int KB, class KT>
+void ScoresBlock(const float* q, int64_t ldq, const KT* k, int64_t ldk, int64_t d, float* scores,
                  int64_t ldsc) {
   using B = xsimd::batch<float, Arch>;
   constexpr int64_t W = B::size;
@@ -88,7 +126,7 @@ void ScoresBlock(const float* q, int64_t ldq, const float* k, int64_t ldk, int64
   int64_t i = 0;
   for (; i + W <= d; i += W) {
     B kv[KB];
-    for (int b = 0; b < KB; ++b) kv[b] = B::load_unaligned(k + b * ldk + i);
+    for (int b = 0; b < KB; ++b) kv[b] = LoadAsF32<Arch>(k + b * ldk + i);
     for (int a = 0; a < QB; ++a) {
       const B qv = B::load_unaligned(q + a * ldq + i);
       for (int b = 0; b < KB; ++b) acc[a][b] = xsimd::fma(qv, kv[b], acc[a][b]);
@@ -97,15 +135,16 @@ void ScoresBlock(const float* q, int64_t ldq, const float* k, int64_t ldk, int64
   for (int a = 0; a < QB; ++a) {
     for (int b = 0; b < KB; ++b) {
       float sum = xsimd::hadd(acc[a][b]);
-      for (int64_t j = i; j < d; ++j) sum += q[a * ldq + j] * k[b * ldk + j];
+      for (int64_t j = i; j < d; ++j) sum += q[a * ldq + j] * AsF32(k[b * ldk + j]);
       scores[a * ldsc + b] = sum;
     }
   }
 }
 
-template <class Arch>
-void AttentionScoresF32(const float* q, int64_t ldq, int nq, const float* k, int64_t ldk,
-                        int64_t nk, int64_t d, float* scores, int64_t ldsc) {
+// KT: float or uint16_t (f16 keys).
+template <class Arch, class KT>
+void AttentionScores(const float* q, int64_t ldq, int nq, const KT* k, int64_t ldk, int64_t nk,
+                     int64_t d, float* scores, int64_t ldsc) {
   int h = 0;
   for (; h + 4 <= nq; h += 4) {
     int64_t j = 0;
@@ -130,9 +169,10 @@ void AttentionScoresF32(const float* q, int64_t ldq, int nq, const float* k, int
 // Weighted sums of value rows: out[h * ldo + i] += sum_j p[h * ldp + j] * v[j * ldv + i] for
 // h < nq, i < d. Accumulators for 2 queries x 4 vectors of output stay in registers across all
 // nk values (a per-value axpy would load and store the output once per FMA).
-template <class Arch>
-void AttentionValuesF32(const float* p, int64_t ldp, int nq, const float* v, int64_t ldv,
-                        int64_t nk, int64_t d, float* out, int64_t ldo) {
+// VT: float or uint16_t (f16 values).
+template <class Arch, class VT>
+void AttentionValues(const float* p, int64_t ldp, int nq, const VT* v, int64_t ldv, int64_t nk,
+                     int64_t d, float* out, int64_t ldo) {
   using B = xsimd::batch<float, Arch>;
   constexpr int64_t W = B::size;
   auto block = [&](auto qb_const, auto nv_const, int h0, int64_t i0) {
@@ -145,7 +185,7 @@ void AttentionValuesF32(const float* p, int64_t ldp, int nq, const float* v, int
     }
     for (int64_t j = 0; j < nk; ++j) {
       B vv[NV];
-      for (int c = 0; c < NV; ++c) vv[c] = B::load_unaligned(v + j * ldv + i0 + c * W);
+      for (int c = 0; c < NV; ++c) vv[c] = LoadAsF32<Arch>(v + j * ldv + i0 + c * W);
       for (int a = 0; a < QB; ++a) {
         const B w(p[(h0 + a) * ldp + j]);
         for (int c = 0; c < NV; ++c) acc[a][c] = xsimd::fma(w, vv[c], acc[a][c]);
@@ -163,7 +203,7 @@ void AttentionValuesF32(const float* p, int64_t ldp, int nq, const float* v, int
     for (int a = 0; a < QB; ++a) {
       for (int64_t t = i; t < d; ++t) {
         float sum = out[(h0 + a) * ldo + t];
-        for (int64_t j = 0; j < nk; ++j) sum += p[(h0 + a) * ldp + j] * v[j * ldv + t];
+        for (int64_t j = 0; j < nk; ++j) sum += p[(h0 + a) * ldp + j] * AsF32(v[j * ldv + t]);
         out[(h0 + a) * ldo + t] = sum;
       }
     }

@@ -59,6 +59,11 @@ struct KernelTable {
   // out[h * ldo + i] += sum_j p[h * ldp + j] * v[j * ldv + i], for h < nq, i < d, j < nk.
   void (*attention_values_f32)(const float* p, int64_t ldp, int nq, const float* v, int64_t ldv,
                                int64_t nk, int64_t d, float* out, int64_t ldo);
+  // The same over f16 keys / values (IEEE half bits), converted exactly to f32 on load.
+  void (*attention_scores_f16)(const float* q, int64_t ldq, int nq, const uint16_t* k, int64_t ldk,
+                               int64_t nk, int64_t d, float* scores, int64_t ldsc);
+  void (*attention_values_f16)(const float* p, int64_t ldp, int nq, const uint16_t* v, int64_t ldv,
+                               int64_t nk, int64_t d, float* out, int64_t ldo);
   // In place: x = tanh(x / cap) * cap.
   void (*softcap_f32)(float* x, int64_t n, float cap);
   // sum of x[i]^2 (RMSNorm's mean square; the reference accumulates in double).

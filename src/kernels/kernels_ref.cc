@@ -127,6 +127,28 @@ void AttentionValuesF32(const float* p, int64_t ldp, int nq, const float* v, int
   }
 }
 
+void AttentionScoresF16(const float* q, int64_t ldq, int nq, const uint16_t* k, int64_t ldk,
+                        int64_t nk, int64_t d, float* scores, int64_t ldsc) {
+  for (int h = 0; h < nq; ++h) {
+    for (int64_t j = 0; j < nk; ++j) {
+      float sum = 0;
+      for (int64_t i = 0; i < d; ++i) sum += q[h * ldq + i] * quant::HalfToFloat(k[j * ldk + i]);
+      scores[h * ldsc + j] = sum;
+    }
+  }
+}
+
+void AttentionValuesF16(const float* p, int64_t ldp, int nq, const uint16_t* v, int64_t ldv,
+                        int64_t nk, int64_t d, float* out, int64_t ldo) {
+  for (int h = 0; h < nq; ++h) {
+    for (int64_t j = 0; j < nk; ++j) {
+      for (int64_t i = 0; i < d; ++i) {
+        out[h * ldo + i] += p[h * ldp + j] * quant::HalfToFloat(v[j * ldv + i]);
+      }
+    }
+  }
+}
+
 void SoftcapF32(float* x, int64_t n, float cap) {
   for (int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i] / cap) * cap;
 }
@@ -175,6 +197,8 @@ const KernelTable& ReferenceTable() {
       .softmax_f32 = SoftmaxF32,
       .attention_scores_f32 = AttentionScoresF32,
       .attention_values_f32 = AttentionValuesF32,
+      .attention_scores_f16 = AttentionScoresF16,
+      .attention_values_f16 = AttentionValuesF16,
       .softcap_f32 = SoftcapF32,
       .sum_squares_f32 = SumSquaresF32,
       .bf16_to_f32 = Bf16ToF32,

@@ -9,15 +9,18 @@
 #include <numeric>
 
 #include "ops/ops.h"
+#include "quant/quant.h"
 
 namespace gemma4 {
 
-InferenceState::InferenceState(const LoadedModel& model, ThreadPool* pool, int64_t max_chunk)
+InferenceState::InferenceState(const LoadedModel& model, ThreadPool* pool, int64_t max_chunk,
+                               std::optional<KvType> kv_type)
     : model_(model),
       config_(model.config()),
       owned_pool_(pool == nullptr ? std::make_unique<ThreadPool>(1) : nullptr),
       pool_(pool != nullptr ? pool : owned_pool_.get()),
-      cache_(model.config(), std::max<int64_t>(1, max_chunk)) {}
+      cache_(model.config(), std::max<int64_t>(1, max_chunk),
+             kv_type.value_or(model.DefaultKvType())) {}
 
 bool InferenceState::CanTruncateTo(int64_t new_position) const {
   return new_position >= 0 && new_position <= position_ &&
@@ -35,8 +38,10 @@ Status InferenceState::Truncate(int64_t new_position) {
 }
 
 Status InferenceState::CopyStateFrom(const InferenceState& other) {
-  if (&other.model_ != &model_ || other.cache_.max_chunk() != cache_.max_chunk()) {
-    return InvalidArgumentError("CopyStateFrom: states of different models or chunk sizes");
+  if (&other.model_ != &model_ || other.cache_.max_chunk() != cache_.max_chunk() ||
+      other.cache_.type() != cache_.type()) {
+    return InvalidArgumentError(
+        "CopyStateFrom: states of different models, chunk sizes or KV cache types");
   }
   try {
     cache_ = other.cache_;
@@ -281,13 +286,26 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
       ops::MatMul(lw.v_proj, normed, s, v_.data(), pool_);
     }
     for (int64_t t = 0; t < s; ++t) {
-      float* kc = cache_.K(layer, position_ + t);
-      float* vc = cache_.V(layer, position_ + t);
       for (int64_t g = 0; g < n_kv; ++g) {
-        ops::RmsNorm(k_.data() + t * kv_dim + g * hd, lw.k_norm.data(), hd, eps, kc + g * hd);
-        ops::ApplyRopeTable(kc + g * hd, hd, rope_cos_.data() + t * pairs,
-                            rope_sin_.data() + t * pairs, pairs);
-        ops::RmsNorm(v_.data() + t * kv_dim + g * hd, nullptr, hd, eps, vc + g * hd);
+        float* kr = k_.data() + t * kv_dim + g * hd;
+        float* vr = v_.data() + t * kv_dim + g * hd;
+        ops::RmsNorm(kr, lw.k_norm.data(), hd, eps, kr);
+        ops::ApplyRopeTable(kr, hd, rope_cos_.data() + t * pairs, rope_sin_.data() + t * pairs,
+                            pairs);
+        ops::RmsNorm(vr, nullptr, hd, eps, vr);
+      }
+      const float* kr = k_.data() + t * kv_dim;
+      const float* vr = v_.data() + t * kv_dim;
+      if (cache_.type() == KvType::kF16) {
+        uint16_t* kc = cache_.K<uint16_t>(layer, position_ + t);
+        uint16_t* vc = cache_.V<uint16_t>(layer, position_ + t);
+        for (int64_t j = 0; j < kv_dim; ++j) {
+          kc[j] = quant::FloatToHalf(kr[j]);
+          vc[j] = quant::FloatToHalf(vr[j]);
+        }
+      } else {
+        std::copy_n(kr, kv_dim, cache_.K<float>(layer, position_ + t));
+        std::copy_n(vr, kv_dim, cache_.V<float>(layer, position_ + t));
       }
     }
   }
@@ -325,18 +343,27 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
         }
       };
       const float* q = q_.data() + t * q_dim + h0 * hd;
-      scores.resize(nq * nk);
-      for_each_run([&](int64_t k, int64_t run) {
-        ops::AttentionScores(q, hd, nq, cache_.K(src, k) + g * hd, kv_dim, run, hd,
-                             scores.data() + (k - lo), nk);
-      });
-      for (int h = 0; h < nq; ++h) ops::Softmax(scores.data() + h * nk, nk);
       float* o = attn_.data() + t * q_dim + h0 * hd;
-      std::fill(o, o + nq * hd, 0.0f);
-      for_each_run([&](int64_t k, int64_t run) {
-        ops::AttentionValues(scores.data() + (k - lo), nk, nq, cache_.V(src, k) + g * hd, kv_dim,
-                             run, hd, o, hd);
-      });
+      scores.resize(nq * nk);
+      // T: the cache's element type (float, or uint16_t half bits).
+      auto attend = [&](auto type_tag) {
+        using T = decltype(type_tag);
+        for_each_run([&](int64_t k, int64_t run) {
+          ops::AttentionScores(q, hd, nq, cache_.K<T>(src, k) + g * hd, kv_dim, run, hd,
+                               scores.data() + (k - lo), nk);
+        });
+        for (int h = 0; h < nq; ++h) ops::Softmax(scores.data() + h * nk, nk);
+        std::fill(o, o + nq * hd, 0.0f);
+        for_each_run([&](int64_t k, int64_t run) {
+          ops::AttentionValues(scores.data() + (k - lo), nk, nq, cache_.V<T>(src, k) + g * hd,
+                               kv_dim, run, hd, o, hd);
+        });
+      };
+      if (cache_.type() == KvType::kF16) {
+        attend(uint16_t{});
+      } else {
+        attend(float{});
+      }
     }
   });
   ops::MatMul(lw.o_proj, attn_.data(), s, out, pool_);
@@ -344,12 +371,21 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
 
 void InferenceState::DenseMlp(const LayerWeights& lw, int width, int64_t s, const float* in,
                               float* out) {
-  gate_.resize(s * width);
-  up_.resize(s * width);
-  ops::MatMul(lw.gate_proj, in, s, gate_.data(), pool_);
-  ops::MatMul(lw.up_proj, in, s, up_.data(), pool_);
-  ops::GeluMul(gate_.data(), up_.data(), gate_.data(), s * width);
-  ops::MatMul(lw.down_proj, gate_.data(), s, out, pool_);
+  // In slices of at most kMlpTokens tokens: the [tokens, width] gate and up activations are
+  // the largest scratch of a chunk (E2B's wide layers: 96 KiB per token for each), and a slice
+  // of 32 still fills the GEMM tiles and reuses each weight panel 32 times. Every token's
+  // result is independent of the slicing.
+  constexpr int64_t kMlpTokens = 32;
+  const int64_t H = config_.hidden_size;
+  gate_.resize(std::min(s, kMlpTokens) * width);
+  up_.resize(std::min(s, kMlpTokens) * width);
+  for (int64_t t0 = 0; t0 < s; t0 += kMlpTokens) {
+    const int64_t n = std::min(kMlpTokens, s - t0);
+    ops::MatMul(lw.gate_proj, in + t0 * H, n, gate_.data(), pool_);
+    ops::MatMul(lw.up_proj, in + t0 * H, n, up_.data(), pool_);
+    ops::GeluMul(gate_.data(), up_.data(), gate_.data(), n * width);
+    ops::MatMul(lw.down_proj, gate_.data(), n, out + t0 * H, pool_);
+  }
 }
 
 void InferenceState::Moe(const LayerWeights& lw, int64_t s, const float* residual, float* out) {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "gemma4/status.h"
@@ -16,13 +17,18 @@ namespace gemma4 {
 
 enum class LogitsMode { kNone, kLast, kAll };
 
+// Tokens per internal forward step unless asked otherwise (see InferenceState).
+inline constexpr int64_t kDefaultMaxChunk = 128;
+
 class InferenceState {
  public:
   // pool may be null (single-threaded). max_chunk bounds the tokens processed in one internal
   // step (longer inputs are split); it sizes the sliding-window ring buffers and the scratch.
   // 128 keeps E2B's scratch near 45 MB while the kernels' 16-token tiles stay full; larger
   // chunks only re-read the weights less often, which compute-bound prefill barely notices.
-  InferenceState(const LoadedModel& model, ThreadPool* pool, int64_t max_chunk = 128);
+  // kv_type unset: model.DefaultKvType().
+  InferenceState(const LoadedModel& model, ThreadPool* pool, int64_t max_chunk = kDefaultMaxChunk,
+                 std::optional<KvType> kv_type = std::nullopt);
 
   // Appends `n` tokens at positions [position(), position() + n) and runs them through the
   // model. logits receives [n, vocab] (kAll), [vocab] (kLast) or nothing (kNone).
@@ -35,12 +41,13 @@ class InferenceState {
   // max_chunk tokens; otherwise FailedPrecondition (the caller recomputes from a prefix).
   Status Truncate(int64_t new_position);
   bool CanTruncateTo(int64_t new_position) const;
-  // Copies the KV cache and position of `other` (same model and max_chunk).
+  // Copies the KV cache and position of `other` (same model, max_chunk and KV type).
   Status CopyStateFrom(const InferenceState& other);
-  // Position + KV cache as bytes, and back.
+  // Position + KV cache as bytes (in kv_type()), and back.
   void AppendState(std::string* out) const;
   Status RestoreState(int64_t position, std::string_view bytes, size_t* offset);
   int64_t max_chunk() const { return cache_.max_chunk(); }
+  KvType kv_type() const { return cache_.type(); }
   const KvCache& kv_cache() const { return cache_; }
 
  private:

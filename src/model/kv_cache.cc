@@ -9,11 +9,11 @@
 
 namespace gemma4 {
 
-FloatArena::~FloatArena() { Release(); }
+KvArena::~KvArena() { Release(); }
 
-FloatArena::FloatArena(FloatArena&& other) noexcept { *this = std::move(other); }
+KvArena::KvArena(KvArena&& other) noexcept { *this = std::move(other); }
 
-FloatArena& FloatArena::operator=(FloatArena&& other) noexcept {
+KvArena& KvArena::operator=(KvArena&& other) noexcept {
   if (this != &other) {
     Release();
     base_ = other.base_;
@@ -27,47 +27,52 @@ FloatArena& FloatArena::operator=(FloatArena&& other) noexcept {
   return *this;
 }
 
-void FloatArena::Release() {
-  if (base_ != nullptr) munmap(base_, reserved_ * sizeof(float));
+void KvArena::Release() {
+  if (base_ != nullptr) munmap(base_, reserved_);
   base_ = nullptr;
   reserved_ = 0;
 }
 
-void FloatArena::SetLimit(size_t max_floats) {
+void KvArena::SetLimit(size_t max_bytes) {
   Release();
   fallback_.clear();
   size_ = 0;
-  limit_ = max_floats;
-  if (max_floats == 0) return;
-  void* p = mmap(nullptr, max_floats * sizeof(float), PROT_READ | PROT_WRITE,
+  limit_ = max_bytes;
+  if (max_bytes == 0) return;
+  void* p = mmap(nullptr, max_bytes, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p != MAP_FAILED) {
-    base_ = static_cast<float*>(p);
-    reserved_ = max_floats;
+    base_ = static_cast<uint8_t*>(p);
+    reserved_ = max_bytes;
   }
 }
 
-Status FloatArena::Grow(size_t floats) {
-  if (floats <= size_) return OkStatus();
-  if (floats > limit_)
-    return OutOfRangeError("KV arena: " + std::to_string(floats) + " floats exceed the limit of " +
+Status KvArena::Grow(size_t bytes) {
+  if (bytes <= size_) return OkStatus();
+  if (bytes > limit_)
+    return OutOfRangeError("KV arena: " + std::to_string(bytes) + " bytes exceed the limit of " +
                            std::to_string(limit_));
   if (base_ != nullptr) {
-    size_ = floats;  // pages are zero-filled on first touch
+    size_ = bytes;  // pages are zero-filled on first touch
     return OkStatus();
   }
   try {
-    fallback_.resize(std::min(limit_, std::max(floats, 2 * fallback_.size())));
+    fallback_.resize(std::min(limit_, std::max(bytes, 2 * fallback_.size())));
   } catch (const std::bad_alloc&) {
-    return ResourceExhaustedError("out of memory growing the KV cache to " +
-                                  std::to_string(floats) + " floats");
+    return ResourceExhaustedError("out of memory growing the KV cache to " + std::to_string(bytes) +
+                                  " bytes");
   }
-  size_ = floats;
+  size_ = bytes;
   return OkStatus();
 }
 
-KvCache::KvCache(const ModelConfig& config, int64_t max_chunk)
-    : max_chunk_(max_chunk), max_context_(config.max_position_embeddings) {
+const char* KvTypeName(KvType type) { return type == KvType::kF16 ? "f16" : "f32"; }
+
+KvCache::KvCache(const ModelConfig& config, int64_t max_chunk, KvType type)
+    : type_(type),
+      elem_bytes_(type == KvType::kF16 ? 2 : 4),
+      max_chunk_(max_chunk),
+      max_context_(config.max_position_embeddings) {
   layers_.resize(config.num_layers);
   for (int i = 0; i < config.num_layers; ++i) {
     const LayerConfig& lc = config.layers[i];
@@ -77,12 +82,14 @@ KvCache::KvCache(const ModelConfig& config, int64_t max_chunk)
     if (lc.sliding) {
       l.ring = true;
       l.capacity = config.sliding_window - 1 + max_chunk;
-      for (FloatArena* a : {&l.k, &l.v}) {
-        a->SetLimit(static_cast<size_t>(l.capacity * l.row));
-        (void)a->Grow(static_cast<size_t>(l.capacity * l.row));
+      for (KvArena* a : {&l.k, &l.v}) {
+        a->SetLimit(static_cast<size_t>(l.capacity * l.row * elem_bytes_));
+        (void)a->Grow(static_cast<size_t>(l.capacity * l.row * elem_bytes_));
       }
     } else {
-      for (FloatArena* a : {&l.k, &l.v}) a->SetLimit(static_cast<size_t>(max_context_ * l.row));
+      for (KvArena* a : {&l.k, &l.v}) {
+        a->SetLimit(static_cast<size_t>(max_context_ * l.row * elem_bytes_));
+      }
     }
   }
 }
@@ -91,6 +98,8 @@ KvCache::KvCache(const KvCache& other) { *this = other; }
 
 KvCache& KvCache::operator=(const KvCache& other) {
   if (this == &other) return *this;
+  type_ = other.type_;
+  elem_bytes_ = other.elem_bytes_;
   max_chunk_ = other.max_chunk_;
   max_context_ = other.max_context_;
   layers_.clear();
@@ -102,12 +111,13 @@ KvCache& KvCache::operator=(const KvCache& other) {
     dst.capacity = src.capacity;
     dst.row = src.row;
     if (src.row == 0) continue;
-    const size_t limit = static_cast<size_t>((src.ring ? src.capacity : max_context_) * src.row);
+    const size_t limit =
+        static_cast<size_t>((src.ring ? src.capacity : max_context_) * src.row * elem_bytes_);
     const size_t used = src.k.size();
     for (auto [d, s] : {std::pair{&dst.k, &src.k}, std::pair{&dst.v, &src.v}}) {
       d->SetLimit(limit);
       if (!d->Grow(used).ok()) throw std::bad_alloc();
-      if (used > 0) std::memcpy(d->data(), s->data(), used * sizeof(float));
+      if (used > 0) std::memcpy(d->data(), s->data(), used);
     }
   }
   return *this;
@@ -121,8 +131,8 @@ Status KvCache::Reserve(int64_t end) {
   }
   for (Layer& l : layers_) {
     if (l.ring || l.row == 0 || end <= l.capacity) continue;
-    GEMMA4_RETURN_IF_ERROR(l.k.Grow(static_cast<size_t>(end * l.row)));
-    GEMMA4_RETURN_IF_ERROR(l.v.Grow(static_cast<size_t>(end * l.row)));
+    GEMMA4_RETURN_IF_ERROR(l.k.Grow(static_cast<size_t>(end * l.row * elem_bytes_)));
+    GEMMA4_RETURN_IF_ERROR(l.v.Grow(static_cast<size_t>(end * l.row * elem_bytes_)));
     l.capacity = end;
   }
   return OkStatus();
@@ -132,7 +142,7 @@ void KvCache::AppendState(int64_t end, std::string* out) const {
   for (const Layer& l : layers_) {
     if (l.row == 0) continue;
     const int64_t rows = l.ring ? l.capacity : std::min(end, l.capacity);
-    const size_t n = static_cast<size_t>(rows * l.row) * sizeof(float);
+    const size_t n = static_cast<size_t>(rows * l.row * elem_bytes_);
     out->append(reinterpret_cast<const char*>(l.k.data()), n);
     out->append(reinterpret_cast<const char*>(l.v.data()), n);
   }
@@ -143,7 +153,7 @@ Status KvCache::RestoreState(int64_t end, std::string_view bytes, size_t* offset
   for (Layer& l : layers_) {
     if (l.row == 0) continue;
     const int64_t rows = l.ring ? l.capacity : end;
-    const size_t n = static_cast<size_t>(rows * l.row) * sizeof(float);
+    const size_t n = static_cast<size_t>(rows * l.row * elem_bytes_);
     if (bytes.size() - *offset < 2 * n) {
       return DataLossError("session state: KV cache data truncated at byte " +
                            std::to_string(*offset));
@@ -157,7 +167,7 @@ Status KvCache::RestoreState(int64_t end, std::string_view bytes, size_t* offset
 
 uint64_t KvCache::bytes() const {
   uint64_t b = 0;
-  for (const Layer& l : layers_) b += (l.k.size() + l.v.size()) * sizeof(float);
+  for (const Layer& l : layers_) b += l.k.size() + l.v.size();
   return b;
 }
 

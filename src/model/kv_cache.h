@@ -15,47 +15,53 @@
 
 namespace gemma4 {
 
-// Float storage that grows without copying: the largest size it may ever need is reserved as
-// address space up front (anonymous mmap, MAP_NORESERVE) and pages become resident only when
-// written, so a growing context costs exactly the rows used, with no reallocation copies. Falls
-// back to a std::vector where the reservation fails.
-class FloatArena {
+// Storage that grows without copying: the largest size it may ever need is reserved as address
+// space up front (anonymous mmap, MAP_NORESERVE) and pages become resident only when written,
+// so a growing context costs exactly the rows used, with no reallocation copies. Falls back to a
+// std::vector where the reservation fails.
+class KvArena {
  public:
-  FloatArena() = default;
-  ~FloatArena();
-  FloatArena(const FloatArena&) = delete;
-  FloatArena& operator=(const FloatArena&) = delete;
-  FloatArena(FloatArena&& other) noexcept;
-  FloatArena& operator=(FloatArena&& other) noexcept;
+  KvArena() = default;
+  ~KvArena();
+  KvArena(const KvArena&) = delete;
+  KvArena& operator=(const KvArena&) = delete;
+  KvArena(KvArena&& other) noexcept;
+  KvArena& operator=(KvArena&& other) noexcept;
 
-  // Sets the most floats this arena will hold (once, before Grow).
-  void SetLimit(size_t max_floats);
-  // Makes [0, floats) usable (contents of the existing prefix kept).
-  Status Grow(size_t floats);
-  float* data() { return base_ != nullptr ? base_ : fallback_.data(); }
-  const float* data() const { return base_ != nullptr ? base_ : fallback_.data(); }
+  // Sets the most bytes this arena will hold (once, before Grow).
+  void SetLimit(size_t max_bytes);
+  // Makes [0, bytes) usable (contents of the existing prefix kept).
+  Status Grow(size_t bytes);
+  uint8_t* data() { return base_ != nullptr ? base_ : fallback_.data(); }
+  const uint8_t* data() const { return base_ != nullptr ? base_ : fallback_.data(); }
   size_t size() const { return size_; }
 
  private:
   void Release();
-  float* base_ = nullptr;  // mmap'ed reservation, or null (fallback_ in use)
-  size_t reserved_ = 0;    // floats in the reservation
+  uint8_t* base_ = nullptr;  // mmap'ed reservation, or null (fallback_ in use)
+  size_t reserved_ = 0;      // bytes in the reservation
   size_t limit_ = 0;
   size_t size_ = 0;
-  std::vector<float> fallback_;
+  std::vector<uint8_t> fallback_;
 };
+
+// How cached keys and values are stored. f32 keeps the float forward pass exact; f16 (IEEE
+// half, rounded to nearest even) halves the cache (E2B at 4K context: 63 -> 32 MiB), as
+// llama.cpp's default cache does; attention widens it back to f32 exactly on load.
+enum class KvType { kF32, kF16 };
+const char* KvTypeName(KvType type);
 
 class KvCache {
  public:
   struct Layer {
     bool ring = false;     // sliding: slot = position % capacity
     int64_t capacity = 0;  // positions storable (grows for global layers)
-    int64_t row = 0;       // floats per position: num_kv_heads * head_dim
-    FloatArena k;          // [capacity, num_kv_heads, head_dim], normed and roped
-    FloatArena v;          // [capacity, num_kv_heads, head_dim], normed
+    int64_t row = 0;       // values per position: num_kv_heads * head_dim
+    KvArena k;             // [capacity, num_kv_heads, head_dim], normed and roped
+    KvArena v;             // [capacity, num_kv_heads, head_dim], normed
   };
 
-  KvCache(const ModelConfig& config, int64_t max_chunk);
+  KvCache(const ModelConfig& config, int64_t max_chunk, KvType type = KvType::kF32);
   // Copies hold the same positions (only the rows in use are copied).
   KvCache(const KvCache& other);
   KvCache& operator=(const KvCache& other);
@@ -63,13 +69,23 @@ class KvCache {
   // Makes room for positions [0, end) in every global layer. Fails past max_context.
   Status Reserve(int64_t end);
 
-  float* K(int layer, int64_t position) { return Slot(layer, position, &Layer::k); }
-  float* V(int layer, int64_t position) { return Slot(layer, position, &Layer::v); }
-  const float* K(int layer, int64_t position) const {
-    return const_cast<KvCache*>(this)->K(layer, position);
+  KvType type() const { return type_; }
+  // Rows of `position` as T: float for kF32, uint16_t (half bits) for kF16.
+  template <class T>
+  T* K(int layer, int64_t position) {
+    return reinterpret_cast<T*>(Slot(layer, position, &Layer::k));
   }
-  const float* V(int layer, int64_t position) const {
-    return const_cast<KvCache*>(this)->V(layer, position);
+  template <class T>
+  T* V(int layer, int64_t position) {
+    return reinterpret_cast<T*>(Slot(layer, position, &Layer::v));
+  }
+  template <class T>
+  const T* K(int layer, int64_t position) const {
+    return const_cast<KvCache*>(this)->K<T>(layer, position);
+  }
+  template <class T>
+  const T* V(int layer, int64_t position) const {
+    return const_cast<KvCache*>(this)->V<T>(layer, position);
   }
   // How many positions from `position` on are stored at consecutive rows (a ring buffer wraps).
   int64_t ContiguousRun(int layer, int64_t position) const {
@@ -82,17 +98,20 @@ class KvCache {
   uint64_t bytes() const;
 
   // Serialized state of positions [0, end): each global layer's first `end` rows and each ring's
-  // full buffer. Restore checks the layout against this cache's.
+  // full buffer, in this cache's type. Restore expects the same layout and type (the caller
+  // records the type beside the bytes).
   void AppendState(int64_t end, std::string* out) const;
   Status RestoreState(int64_t end, std::string_view bytes, size_t* offset);
 
  private:
-  float* Slot(int layer, int64_t position, FloatArena Layer::*which) {
+  uint8_t* Slot(int layer, int64_t position, KvArena Layer::*which) {
     Layer& l = layers_[layer];
     const int64_t slot = l.ring ? position % l.capacity : position;
-    return (l.*which).data() + slot * l.row;
+    return (l.*which).data() + slot * l.row * elem_bytes_;
   }
 
+  KvType type_;
+  int64_t elem_bytes_;         // 4 (f32) or 2 (f16)
   std::vector<Layer> layers_;  // indexed by layer; shared layers have capacity 0
   int64_t max_chunk_;
   int64_t max_context_;

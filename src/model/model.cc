@@ -187,7 +187,15 @@ Status LoadedModel::LoadWeights() {
   // interleaved in 16-row groups instead.
   const kernels::KernelTable& table = kernels::BestTable();
   const bool repack_q8 = table.gemm_q8_0r != nullptr;
-  for (auto& [name, view] : found) {
+  struct Repack {
+    TensorView* view;
+    bool x16;
+    uint64_t offset;  // in repacked_
+  };
+  std::vector<Repack> plan;
+  uint64_t total = 0;
+  for (const auto& [name, stored] : tensors_) {  // load order: layer by layer
+    TensorView& view = found.at(name);
     const bool q4 = view.dtype == DType::kQ4_0,
                q8 = view.dtype == DType::kQ8_0 && (repack_q8 || table.gemm_q8_0x16 != nullptr);
     if ((!q4 && !q8) || view.shape.size() < 2 || name == "embed_tokens_per_layer.weight") {
@@ -196,33 +204,44 @@ Status LoadedModel::LoadWeights() {
     const int64_t rows_per_matrix = view.shape[view.shape.size() - 2];
     const bool x16 = rows_per_matrix % 16 == 0 &&
                      (q4 ? table.gemm_q4_0x16 != nullptr : table.gemm_q8_0x16 != nullptr);
-    try {
-      repacked_.emplace_back(new uint8_t[view.nbytes]);
-    } catch (const std::bad_alloc&) {
-      return ResourceExhaustedError("out of memory repacking tensor '" + name + "'");
+    plan.push_back({&view, x16, total});
+    total += (view.nbytes + 63) / 64 * 64;
+  }
+  if (!plan.empty()) {
+    auto memory = AnonymousMemory::Allocate(total, /*huge_pages=*/true);
+    if (!memory.ok()) {
+      return ResourceExhaustedError(source_path() + ": out of memory repacking " +
+                                    std::to_string(plan.size()) + " quantized matrices (" +
+                                    std::to_string(total) + " bytes): " +
+                                    memory.status().message());
     }
-    uint8_t* dst = repacked_.back().get();
+    repacked_ = std::move(memory).value();
+  }
+  for (const Repack& r : plan) {
+    TensorView& view = *r.view;
+    const bool q4 = view.dtype == DType::kQ4_0;
+    uint8_t* dst = repacked_->data() + r.offset;
     const uint64_t row_bytes = RowBytes(view.dtype, view.cols());
     const int64_t nblocks = view.cols() / quant::kBlock;
-    if (x16) {
+    if (r.x16) {
       const auto repack = q4 ? quant::RepackGroupQ4_0x16 : quant::RepackGroupQ8_0x16;
-      for (int64_t r = 0; r < view.rows(); r += 16) {
-        repack(view.data + r * row_bytes, row_bytes, nblocks, dst + r * row_bytes);
+      for (int64_t row = 0; row < view.rows(); row += 16) {
+        repack(view.data + row * row_bytes, row_bytes, nblocks, dst + row * row_bytes);
       }
     } else {
-      for (int64_t r = 0; r < view.rows(); ++r) {
+      for (int64_t row = 0; row < view.rows(); ++row) {
         if (q4) {
-          quant::RepackRowQ4_0(view.data + r * row_bytes, nblocks, dst + r * row_bytes);
+          quant::RepackRowQ4_0(view.data + row * row_bytes, nblocks, dst + row * row_bytes);
         } else {
-          quant::RepackRowQ8_0(view.data + r * row_bytes, nblocks, dst + r * row_bytes);
+          quant::RepackRowQ8_0(view.data + row * row_bytes, nblocks, dst + row * row_bytes);
         }
       }
     }
     ReleasePages(view.data, view.nbytes);
     view.data = dst;
-    view.dtype = x16  ? (q4 ? DType::kQ4_0x16 : DType::kQ8_0x16)
-                 : q4 ? DType::kQ4_0R
-                      : DType::kQ8_0R;
+    view.dtype = r.x16 ? (q4 ? DType::kQ4_0x16 : DType::kQ8_0x16)
+                 : q4  ? DType::kQ4_0R
+                       : DType::kQ8_0R;
   }
   // The PLE table (E2B: 262144 rows of 8960 values) is read one row per token (with pread,
   // see InferenceState::ReadPleRow); no readahead for whatever does touch the mapping.
@@ -296,6 +315,15 @@ std::vector<const TensorView*> LoadedModel::PerTokenMatrices() const {
     }
   }
   return out;
+}
+
+KvType LoadedModel::DefaultKvType() const {
+  for (const LayerWeights& l : weights_.layers) {
+    for (const TensorView* t : {&l.q_proj, &l.o_proj, &l.gate_proj, &l.experts_gate_up}) {
+      if (t->data != nullptr && IsBlockType(t->dtype)) return KvType::kF16;
+    }
+  }
+  return KvType::kF32;
 }
 
 uint64_t LoadedModel::DecodeBytesPerToken() const {

@@ -14,6 +14,7 @@
 #include "io/gguf.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
+#include "model/kv_cache.h"
 #include "model/tensor.h"
 
 namespace gemma4 {
@@ -87,6 +88,10 @@ class LoadedModel {
   // Weight bytes one generated token reads: PerTokenMatrices, top-k of the experts, and one row
   // each of the embedding and PLE tables. KV cache excluded.
   uint64_t DecodeBytesPerToken() const;
+  // The KV cache type when none is asked for: f16 where the layers' matrices are
+  // block-quantized (their rounding dwarfs the cache's), f32 for float weights, whose forward
+  // pass stays exact.
+  KvType DefaultKvType() const;
 
  private:
   LoadedModel() = default;
@@ -102,7 +107,7 @@ class LoadedModel {
   std::vector<std::pair<std::string, TensorView>> tensors_;
   // Load-time repacked copies of Q4_0 matrices (DType::kQ4_0R); the views in weights_ point
   // here and the file pages they came from are released.
-  std::vector<std::unique_ptr<uint8_t[]>> repacked_;
+  std::unique_ptr<AnonymousMemory> repacked_;  // every repacked matrix, 64-byte aligned
   ModelConfig config_;
   ModelWeights weights_;
   std::string prefix_;

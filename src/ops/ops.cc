@@ -269,6 +269,16 @@ void AttentionValues(const float* p, int64_t ldp, int nq, const float* v, int64_
   kernels::BestTable().attention_values_f32(p, ldp, nq, v, ldv, nk, d, out, ldo);
 }
 
+void AttentionScores(const float* q, int64_t ldq, int nq, const uint16_t* k, int64_t ldk,
+                     int64_t nk, int64_t d, float* scores, int64_t ldsc) {
+  kernels::BestTable().attention_scores_f16(q, ldq, nq, k, ldk, nk, d, scores, ldsc);
+}
+
+void AttentionValues(const float* p, int64_t ldp, int nq, const uint16_t* v, int64_t ldv,
+                     int64_t nk, int64_t d, float* out, int64_t ldo) {
+  kernels::BestTable().attention_values_f16(p, ldp, nq, v, ldv, nk, d, out, ldo);
+}
+
 void Softcap(float* x, int64_t n, float cap) { kernels::BestTable().softcap_f32(x, n, cap); }
 
 }  // namespace gemma4::ops

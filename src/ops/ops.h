@@ -58,6 +58,11 @@ void AttentionScores(const float* q, int64_t ldq, int nq, const float* k, int64_
 // out_h += sum_j p[h * ldp + j] * v_j  (v_j = v + j * ldv, out_h = out + h * ldo).
 void AttentionValues(const float* p, int64_t ldp, int nq, const float* v, int64_t ldv, int64_t nk,
                      int64_t d, float* out, int64_t ldo);
+// The same over f16 keys / values (IEEE half bits).
+void AttentionScores(const float* q, int64_t ldq, int nq, const uint16_t* k, int64_t ldk,
+                     int64_t nk, int64_t d, float* scores, int64_t ldsc);
+void AttentionValues(const float* p, int64_t ldp, int nq, const uint16_t* v, int64_t ldv,
+                     int64_t nk, int64_t d, float* out, int64_t ldo);
 // In place: x = tanh(x / cap) * cap.
 void Softcap(float* x, int64_t n, float cap);
 

@@ -33,6 +33,9 @@ struct Options {
   std::vector<std::pair<int, int>> prompt_gen;  // -pg: prompt then generation, timed together
   int repetitions = 5;
   std::string output = "md";
+  // -ctk / -ctv: f16 (llama-bench's default) or f32; keys and values share one type here.
+  std::string cache_type = "f16";
+  int ubatch = static_cast<int>(kDefaultMaxChunk);  // -ub: tokens per forward step
 };
 
 // llama-bench options that select GPU/backend features gemma4 does not have; accepted so that
@@ -42,16 +45,10 @@ bool IsIgnoredFlagWithValue(const std::string& a) {
                                  "--n-gpu-layers",
                                  "-b",
                                  "--batch-size",
-                                 "-ub",
-                                 "--ubatch-size",
                                  "-fa",
                                  "--flash-attn",
                                  "-mmp",
                                  "--mmap",
-                                 "-ctk",
-                                 "--cache-type-k",
-                                 "-ctv",
-                                 "--cache-type-v",
                                  "-sm",
                                  "--split-mode",
                                  "-mg",
@@ -100,6 +97,7 @@ Status ParseList(const std::string& flag, const std::string& value, int min,
 }
 
 Status ParseOptions(int argc, char** argv, Options* o) {
+  std::string cache_type_k = o->cache_type, cache_type_v = o->cache_type;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&](std::string* out) -> Status {
@@ -128,6 +126,19 @@ Status ParseOptions(int argc, char** argv, Options* o) {
       GEMMA4_RETURN_IF_ERROR(ParseList(a, v, 0, &pg));
       if (pg.size() != 2) return InvalidArgumentError("-pg expects pp,tg (two integers)");
       o->prompt_gen.emplace_back(pg[0], pg[1]);
+    } else if (a == "-ctk" || a == "--cache-type-k" || a == "-ctv" || a == "--cache-type-v") {
+      GEMMA4_RETURN_IF_ERROR(value(&v));
+      if (v != "f16" && v != "f32") {
+        return InvalidArgumentError(a + " " + v + ": the KV cache type must be f16 or f32");
+      }
+      const bool is_k = a == "-ctk" || a == "--cache-type-k";
+      (is_k ? cache_type_k : cache_type_v) = v;
+    } else if (a == "-ub" || a == "--ubatch-size") {
+      GEMMA4_RETURN_IF_ERROR(value(&v));
+      std::vector<int> ub;
+      GEMMA4_RETURN_IF_ERROR(ParseList(a, v, 1, &ub));
+      if (ub.size() != 1) return InvalidArgumentError(a + " takes one size");
+      o->ubatch = ub[0];
     } else if (IsIgnoredFlagWithValue(a)) {
       GEMMA4_RETURN_IF_ERROR(value(&v));
       std::fprintf(stderr, "gemma4 bench: ignoring %s %s (no GPU/backend options on CPU)\n",
@@ -149,6 +160,11 @@ Status ParseOptions(int argc, char** argv, Options* o) {
     }
   }
   if (o->model.empty()) return InvalidArgumentError("-m MODEL is required");
+  if (cache_type_k != cache_type_v) {
+    return InvalidArgumentError("-ctk " + cache_type_k + " and -ctv " + cache_type_v +
+                                " differ: gemma4 stores keys and values in one type");
+  }
+  o->cache_type = cache_type_k;
   if (o->threads.empty()) {
     o->threads.push_back(static_cast<int>(std::max<long>(1, sysconf(_SC_NPROCESSORS_ONLN))));
   }
@@ -250,10 +266,10 @@ struct Result {
 
 // One measurement: pp (n_prompt tokens in one batch) and/or tg (n_gen single-token steps),
 // after n_depth untimed tokens of context, with random token ids as llama-bench uses.
-StatusOr<double> RunOnce(const LoadedModel& model, ThreadPool* pool, int n_prompt, int n_gen,
-                         int n_depth, std::mt19937* rng) {
+StatusOr<double> RunOnce(const LoadedModel& model, ThreadPool* pool, const Options& o, int n_prompt,
+                         int n_gen, int n_depth, std::mt19937* rng) {
   std::uniform_int_distribution<int32_t> tok(0, model.config().vocab_size - 1);
-  InferenceState state(model, pool);
+  InferenceState state(model, pool, o.ubatch, o.cache_type == "f32" ? KvType::kF32 : KvType::kF16);
   std::vector<float> logits;
   if (n_depth > 0) {
     std::vector<int32_t> ids(n_depth);
@@ -309,18 +325,19 @@ std::string JsonObject(const Options& o, const LoadedModel& model, const Result&
       buf, sizeof(buf),
       "{\"build_commit\": \"gemma4\", \"build_number\": 0, \"cpu_info\": %s, \"gpu_info\": "
       "\"\", \"backends\": \"CPU\", \"model_filename\": %s, \"model_type\": %s, "
-      "\"model_size\": %llu, \"model_n_params\": %lld, \"n_batch\": 512, \"n_ubatch\": 512, "
-      "\"n_threads\": %d, \"type_k\": \"f32\", \"type_v\": \"f32\", \"n_gpu_layers\": 0, "
+      "\"model_size\": %llu, \"model_n_params\": %lld, \"n_batch\": 512, \"n_ubatch\": %d, "
+      "\"n_threads\": %d, \"type_k\": \"%s\", \"type_v\": \"%s\", \"n_gpu_layers\": 0, "
       "\"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, \"test_time\": \"%s\", "
       "\"avg_ns\": %.0f, \"stddev_ns\": %.0f, \"avg_ts\": %.6f, \"stddev_ts\": %.6f, "
       "\"samples_ns\": %s, \"samples_ts\": %s, \"peak_rss_bytes\": %llu, "
       "\"bytes_per_token\": %.0f, \"read_bandwidth_bytes_per_s\": %.0f}",
       str(CpuInfo()).c_str(), str(o.model).c_str(), str(model.config().variant).c_str(),
       static_cast<unsigned long long>(model.weight_bytes()),
-      static_cast<long long>(model.num_parameters()), r.threads, r.n_prompt, r.n_gen, r.n_depth,
-      when, r.avg_ns(), r.stddev_ns(), r.avg_ts(), r.stddev_ts(),
-      num_array(r.samples_ns, true).c_str(), num_array(r.samples_ts(), false).c_str(),
-      static_cast<unsigned long long>(rss), bytes_per_token, bandwidth);
+      static_cast<long long>(model.num_parameters()), o.ubatch, r.threads, o.cache_type.c_str(),
+      o.cache_type.c_str(), r.n_prompt, r.n_gen, r.n_depth, when, r.avg_ns(), r.stddev_ns(),
+      r.avg_ts(), r.stddev_ts(), num_array(r.samples_ns, true).c_str(),
+      num_array(r.samples_ts(), false).c_str(), static_cast<unsigned long long>(rss),
+      bytes_per_token, bandwidth);
   return buf;
 }
 
@@ -349,10 +366,10 @@ Status RunBench(int argc, char** argv) {
         r.n_prompt = p;
         r.n_gen = n;
         r.n_depth = depth;
-        GEMMA4_RETURN_IF_ERROR(
-            RunOnce(*model, &pool, std::min(p, 32), std::min(n, 4), 0, &rng).status());  // warm-up
+        GEMMA4_RETURN_IF_ERROR(RunOnce(*model, &pool, o, std::min(p, 32), std::min(n, 4), 0, &rng)
+                                   .status());  // warm-up
         for (int rep = 0; rep < o.repetitions; ++rep) {
-          GEMMA4_ASSIGN_OR_RETURN(double ns, RunOnce(*model, &pool, p, n, depth, &rng));
+          GEMMA4_ASSIGN_OR_RETURN(double ns, RunOnce(*model, &pool, o, p, n, depth, &rng));
           r.samples_ns.push_back(ns);
         }
         results.push_back(std::move(r));

@@ -32,6 +32,7 @@ Status ParseNumber(const std::string& flag, const std::string& s, double lo, dou
 
 Status RunChat(int argc, char** argv) {
   std::string model_path, system, tokenizer_path;
+  KvCacheType kv_cache_type = KvCacheType::kAuto;
   bool think = false;
   double threads = 0, max_tokens = 1024, temperature = -1, seed = 0;
   for (int i = 2; i < argc; ++i) {
@@ -59,6 +60,17 @@ Status RunChat(int argc, char** argv) {
     } else if (a == "--temperature") {
       GEMMA4_RETURN_IF_ERROR(value(&v));
       GEMMA4_RETURN_IF_ERROR(ParseNumber(a, v, 0, 100, &temperature));
+    } else if (a == "--kv-type") {
+      GEMMA4_RETURN_IF_ERROR(value(&v));
+      if (v == "auto") {
+        kv_cache_type = KvCacheType::kAuto;
+      } else if (v == "f32") {
+        kv_cache_type = KvCacheType::kF32;
+      } else if (v == "f16") {
+        kv_cache_type = KvCacheType::kF16;
+      } else {
+        return InvalidArgumentError("--kv-type " + v + ": expected auto, f32 or f16");
+      }
     } else if (a == "--seed") {
       GEMMA4_RETURN_IF_ERROR(value(&v));
       GEMMA4_RETURN_IF_ERROR(ParseNumber(a, v, 0, 1e15, &seed));
@@ -70,15 +82,16 @@ Status RunChat(int argc, char** argv) {
   ModelOptions model_options;
   model_options.threads = static_cast<int>(threads);
   model_options.tokenizer_path = tokenizer_path;
+  model_options.kv_cache_type = kv_cache_type;
   GEMMA4_ASSIGN_OR_RETURN(auto model, Model::Load(model_path, model_options));
   SessionOptions session_options;
   session_options.system_prompt = system;
   session_options.context_policy = ContextPolicy::kDropOldTurns;
   GEMMA4_ASSIGN_OR_RETURN(auto session, Session::Create(model, session_options));
   const bool tty = isatty(STDOUT_FILENO) != 0;
-  std::fprintf(stderr, "gemma4 chat: %s (%s, %d threads), thinking %s. %s", model_path.c_str(),
-               model->info().variant.c_str(), model->info().threads, think ? "on" : "off",
-               kChatHelp);
+  std::fprintf(stderr, "gemma4 chat: %s (%s, %d threads, %s KV cache), thinking %s. %s",
+               model_path.c_str(), model->info().variant.c_str(), model->info().threads,
+               model->info().kv_cache_type.c_str(), think ? "on" : "off", kChatHelp);
   std::string line;
   while (true) {
     std::fputs(tty ? "\n> " : "> ", stdout);

@@ -1,6 +1,6 @@
 // gemma4: command-line front end. Subcommands (stable contracts, scripted by other tools):
-//   gemma4 logits   --model PATH --ids 2,17,33 --out FILE [--chunk N] [--threads N]
-//   gemma4 generate --model PATH --ids 2,17,33 -n 32 --greedy [--threads N]
+//   gemma4 logits   --model PATH --ids 2,17,33 --out FILE [--chunk N] [--threads N] [--kv-type T]
+//   gemma4 generate --model PATH --ids 2,17,33 -n 32 --greedy [--threads N] [--kv-type T]
 //   gemma4 info     --model PATH
 //   gemma4 tokenize --tokenizer PATH --text-file F
 #include <algorithm>
@@ -11,6 +11,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,16 +29,22 @@ namespace {
 constexpr char kUsage[] =
     "usage:\n"
     "  gemma4 logits   --model PATH --ids 2,17,33 --out FILE [--chunk N] [--threads N]\n"
+    "                  [--kv-type f32|f16|auto]\n"
     "      writes the logits of every position as little-endian float32 [n_ids, vocab]\n"
+    "      (KV cache f32 unless --kv-type says otherwise)\n"
     "  gemma4 generate --model PATH --ids 2,17,33 -n 32 --greedy [--threads N]\n"
-    "      prints the generated ids, comma-separated (stops after an end-of-sequence id)\n"
-    "  gemma4 bench    -m PATH [-t N,..] [-p N,..] [-n N,..] [-r N] [-o md|json|jsonl|csv]\n"
+    "                  [--kv-type auto|f32|f16]\n"
+    "      prints the generated ids, comma-separated (stops after an end-of-sequence id);\n"
+    "      KV cache auto: f16 for quantized weights, f32 for float weights\n"
+    "  gemma4 bench    -m PATH [-t N,..] [-p N,..] [-n N,..] [-d N,..] [-r N] [-ub N]\n"
+    "                  [-ctk f16|f32] [-ctv f16|f32] [-o md|json|jsonl|csv]\n"
     "      prompt processing (pp) and generation (tg) tokens/s, as llama-bench reports them\n"
     "  gemma4 quantize SRC DST --type q4_0|q4_k_m|q8_0|bf16|f16|f32 [--threads N]\n"
     "      writes a GGUF (llama.cpp layout) from a checkpoint or GGUF\n"
     "  gemma4 synth    --variant e2b|e4b|26b-a4b|31b --type TYPE OUT.gguf [--seed N]\n"
     "      writes a random-weight GGUF with the released dimensions (benchmarks)\n"
     "  gemma4 chat     --model PATH [--think] [--system TEXT] [--tokenizer PATH] [-t N]\n"
+    "                  [--kv-type auto|f32|f16]\n"
     "      interactive chat (streaming; /think on|off, /reset, /quit)\n"
     "  gemma4 tokenize --tokenizer PATH (--text-file F | --text STR) [--no-special-tokens]\n"
     "      prints the ids of the text, comma-separated (PATH: tokenizer.json, tokenizer.model,\n"
@@ -114,6 +121,23 @@ Status ParseIds(const std::string& s, std::vector<int32_t>* ids) {
   return OkStatus();
 }
 
+// --kv-type auto|f32|f16; auto (or absent, when auto_by_default) leaves the choice to the model.
+Status ParseKvType(const Args& args, bool auto_by_default, std::optional<KvType>* out) {
+  const std::string v = args.Has("--kv-type") ? args.values.at("--kv-type")
+                        : auto_by_default     ? "auto"
+                                              : "f32";
+  if (v == "auto") {
+    out->reset();
+  } else if (v == "f32") {
+    *out = KvType::kF32;
+  } else if (v == "f16") {
+    *out = KvType::kF16;
+  } else {
+    return InvalidArgumentError("--kv-type " + v + ": expected auto, f32 or f16");
+  }
+  return OkStatus();
+}
+
 Status CommonOptions(const Args& args, std::unique_ptr<LoadedModel>* model, int64_t* threads) {
   if (!args.Has("--model")) return InvalidArgumentError("--model PATH is required");
   *threads = 1;
@@ -127,7 +151,8 @@ Status CommonOptions(const Args& args, std::unique_ptr<LoadedModel>* model, int6
 Status RunLogits(int argc, char** argv) {
   Args args;
   GEMMA4_RETURN_IF_ERROR(
-      ParseArgs(argc, argv, 2, {"--model", "--ids", "--out", "--chunk", "--threads"}, {}, &args));
+      ParseArgs(argc, argv, 2, {"--model", "--ids", "--out", "--chunk", "--threads", "--kv-type"},
+                {}, &args));
   if (!args.Has("--ids")) return InvalidArgumentError("--ids is required");
   if (!args.Has("--out")) return InvalidArgumentError("--out FILE is required");
   std::vector<int32_t> ids;
@@ -136,11 +161,13 @@ Status RunLogits(int argc, char** argv) {
   if (args.Has("--chunk")) {
     GEMMA4_RETURN_IF_ERROR(ParseInt("--chunk", args.values.at("--chunk"), 1, INT32_MAX, &chunk));
   }
+  std::optional<KvType> kv_type;
+  GEMMA4_RETURN_IF_ERROR(ParseKvType(args, /*auto_by_default=*/false, &kv_type));
   std::unique_ptr<LoadedModel> model;
   int64_t threads;
   GEMMA4_RETURN_IF_ERROR(CommonOptions(args, &model, &threads));
   ThreadPool pool(static_cast<int>(threads));
-  InferenceState state(*model, &pool);
+  InferenceState state(*model, &pool, kDefaultMaxChunk, kv_type);
   // Logits are written as they are produced, at most 256 positions at a time (a long prompt
   // over a 262144-token vocabulary would otherwise need n * 1 MiB at once). The forward pass
   // gives the same logits for any split (tests/golden_test.cc).
@@ -169,8 +196,8 @@ Status RunLogits(int argc, char** argv) {
 
 Status RunGenerate(int argc, char** argv) {
   Args args;
-  GEMMA4_RETURN_IF_ERROR(
-      ParseArgs(argc, argv, 2, {"--model", "--ids", "-n", "--threads"}, {"--greedy"}, &args));
+  GEMMA4_RETURN_IF_ERROR(ParseArgs(
+      argc, argv, 2, {"--model", "--ids", "-n", "--threads", "--kv-type"}, {"--greedy"}, &args));
   if (!args.Has("--ids")) return InvalidArgumentError("--ids is required");
   if (!args.Flag("--greedy")) {
     return InvalidArgumentError("generate needs --greedy (sampled decoding is not available yet)");
@@ -180,11 +207,13 @@ Status RunGenerate(int argc, char** argv) {
   int64_t max_new = 32;
   if (args.Has("-n"))
     GEMMA4_RETURN_IF_ERROR(ParseInt("-n", args.values.at("-n"), 0, INT32_MAX, &max_new));
+  std::optional<KvType> kv_type;
+  GEMMA4_RETURN_IF_ERROR(ParseKvType(args, /*auto_by_default=*/true, &kv_type));
   std::unique_ptr<LoadedModel> model;
   int64_t threads;
   GEMMA4_RETURN_IF_ERROR(CommonOptions(args, &model, &threads));
   ThreadPool pool(static_cast<int>(threads));
-  InferenceState state(*model, &pool);
+  InferenceState state(*model, &pool, kDefaultMaxChunk, kv_type);
   std::vector<float> logits;
   std::vector<int32_t> generated;
   std::vector<int32_t> next = ids;

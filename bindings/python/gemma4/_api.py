@@ -47,7 +47,7 @@ class _ModelInfo(Structure):
                 ("num_layers", c_int32), ("hidden_size", c_int32), ("sliding_window", c_int32),
                 ("max_context", c_int64), ("num_parameters", c_int64),
                 ("weight_bytes", c_uint64), ("threads", c_int32),
-                ("large_chat_template", c_int32)]
+                ("large_chat_template", c_int32), ("kv_cache_type", c_char_p)]
 
 
 class _SessionOptions(Structure):
@@ -200,7 +200,8 @@ class Model:
                 "num_layers": i.num_layers, "hidden_size": i.hidden_size,
                 "sliding_window": i.sliding_window, "max_context": i.max_context,
                 "num_parameters": i.num_parameters, "weight_bytes": i.weight_bytes,
-                "threads": i.threads, "large_chat_template": bool(i.large_chat_template)}
+                "threads": i.threads, "large_chat_template": bool(i.large_chat_template),
+                "kv_cache_type": i.kv_cache_type.decode()}
 
     def tokenize(self, text, add_special_tokens=False):
         data = text.encode("utf-8")

@@ -53,6 +53,7 @@ pub struct gemma4_model_info {
     pub weight_bytes: u64,
     pub threads: i32,
     pub large_chat_template: i32,
+    pub kv_cache_type: *const c_char,
 }
 
 #[repr(C)]
