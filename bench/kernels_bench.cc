@@ -1,6 +1,7 @@
 // Google Benchmark microbenchmarks of the matmul kernels per ISA and weight type, at Gemma 4
-// E2B shapes: decode (one token, matrix-vector) and prefill (64 tokens). Reported bytes are
-// weight bytes, so bytes_per_second of the decode cases is the achieved weight bandwidth.
+// E2B shapes: decode (one token, matrix-vector) and prefill (64 tokens), from cache, and decode
+// of matrices far larger than the caches. Reported bytes are weight bytes, so bytes_per_second
+// of the decode cases is the achieved weight bandwidth.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -78,7 +79,8 @@ void BM_MatMul(benchmark::State& state) {
 
 void Shapes(benchmark::internal::Benchmark* b) {
   const kernels::KernelTable& table = kernels::BestTable();
-  std::vector<DType> types = {DType::kQ4_0R, DType::kQ4_0, DType::kQ8_0, DType::kBF16};
+  std::vector<DType> types = {DType::kQ4_0R, DType::kQ4_0, DType::kQ8_0, DType::kQ6_K,
+                              DType::kBF16};
   if (table.gemm_q4_0x16 != nullptr) types.push_back(DType::kQ4_0x16);
   if (table.gemm_q8_0x16 != nullptr) types.push_back(DType::kQ8_0x16);
   if (table.gemm_q8_0r != nullptr) types.push_back(DType::kQ8_0R);
@@ -90,6 +92,14 @@ void Shapes(benchmark::internal::Benchmark* b) {
         b->Args({static_cast<int64_t>(t), 1536, 6144, tokens, threads});
       }
     }
+  }
+  // Decode from memory rather than cache (L3 holds the shapes above): the E2B LM head as the
+  // Q4_0 recipe stores it (Q6_K, 262144 x 1536, 330 MB) and 113 MB of the layers' Q4_0 type.
+  const DType q4 = table.gemm_q4_0x16 != nullptr ? DType::kQ4_0x16 : DType::kQ4_0R;
+  for (int threads : {1, 2}) {
+    b->Args({static_cast<int64_t>(DType::kQ6_K), 262144, 1536, 1, threads});
+    b->Args({static_cast<int64_t>(q4), 32768, 6144, 1, threads});
+    b->Args({static_cast<int64_t>(DType::kBF16), 8960, 1536, 1, threads});
   }
 }
 BENCHMARK(BM_MatMul)->Apply(Shapes)->UseRealTime()->Unit(benchmark::kMicrosecond);

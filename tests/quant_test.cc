@@ -257,6 +257,25 @@ TEST_P(KernelTest, Q6_KMatchesReference) {
       }
     }
   }
+  // Extremes of the integer paths: every 6-bit value 63, scales -128 and 127, activations
+  // +-127 (int16 pair sums at 2 * 63 * 127, scaled sums at 2 * 16002 * 128).
+  for (int sign : {1, -1}) {
+    const int64_t k = 512, nblocks = k / 32;
+    std::vector<uint8_t> row(RowBytes(DType::kQ6_K, k), 0xFF);
+    for (int64_t sb = 0; sb < k / 256; ++sb) {
+      for (int j = 0; j < 16; ++j) row[sb * 210 + 192 + j] = j % 2 ? 0x80 : 0x7F;
+      const uint16_t d = quant::FloatToHalf(0.01f);
+      std::memcpy(row.data() + sb * 210 + 208, &d, 2);
+    }
+    std::vector<float> x(2 * k, static_cast<float>(sign));
+    for (int64_t j = k; j < 2 * k; j += 3) x[j] = -x[j];
+    quant::QuantizedActivations acts;
+    quant::QuantizeActivations(x.data(), 2, k, &acts);
+    float got[2], want[2];
+    table.dot_q6_k(row.data(), nblocks, acts, 0, 2, got);
+    kernels::ReferenceTable().dot_q6_k(row.data(), nblocks, acts, 0, 2, want);
+    for (int i = 0; i < 2; ++i) EXPECT_NEAR(got[i], want[i], 1e-5 * std::fabs(want[i]) + 1e-3);
+  }
 }
 
 // A Q4_K row with random nibbles and 6-bit scales/mins, and small positive d/dmin (the

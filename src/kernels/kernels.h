@@ -28,7 +28,7 @@ struct KernelTable {
   RowDotFn dot_q8_0;
   RowDotFn dot_q4_0;
   RowDotFn dot_q4_0r;     // repacked Q4_0 (DType::kQ4_0R)
-  RowDotFn dot_q6_k;      // nblocks counts 32-value blocks (8 per Q6_K block)
+  RowDotFn dot_q6_k;      // nblocks counts 32-value blocks (8 per Q6_K block); needs sum16
   RowDotFn dot_q4_k;      // likewise (8 per Q4_K block)
   GemmTileFn gemm_q4_0r;  // optional (null: dot_q4_0r per row)
   // Repacked Q8_0 (DType::kQ8_0R). Tables without a fast kernel leave gemm_q8_0r null, and

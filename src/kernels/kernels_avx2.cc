@@ -2,6 +2,10 @@
 // CpuSupports(Isa::kAvx2).
 #include <immintrin.h>
 
+#ifndef GEMMA4_PREFETCH_DISTANCE
+#define GEMMA4_PREFETCH_DISTANCE 2048
+#endif
+
 #include <cstring>
 
 #include "kernels/float_kernels-inl.h"
@@ -33,6 +37,18 @@ inline __m256i ExpandQ4(const uint8_t* qs) {
 }
 
 // Sum of products of unsigned bytes u and signed bytes s, as 8 int32 lanes.
+// Software prefetch of the weight bytes kPrefetchDistance ahead of a stream being consumed
+// `bytes` at a time: decode reads each weight once, and one core's hardware prefetchers alone
+// keep too few lines in flight to reach its share of the DRAM bandwidth.
+constexpr int kPrefetchDistance = GEMMA4_PREFETCH_DISTANCE;
+template <int kBytes>
+inline void PrefetchAhead(const uint8_t* p) {
+  if constexpr (kPrefetchDistance == 0) return;
+  for (int i = 0; i < kBytes; i += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchDistance + i), _MM_HINT_T0);
+  }
+}
+
 inline __m256i DotU8S8(__m256i u, __m256i s) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
@@ -149,27 +165,48 @@ void DotQ4_0RT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivati
   }
 }
 
-// Q6_K (same unpacking as the AVX-512 kernel, 32 values per vector): maddubs of the unsigned
-// 6-bit values with the activations, minus 32 * the activations, gives per-4-value sums; each
-// half of a vector is one 16-value sub-block with its own int8 scale.
+// Q6_K, 32 values per vector (same unpacking as the AVX-512 kernel). maddubs of the unsigned
+// 6-bit values (stored + 32) with the activations gives int16 pair sums; one vpmaddwd against
+// the sub-block scales (lanes 0-7: sub-block 2v, 8-15: 2v + 1) sums them to int32 already
+// scaled, so each vector costs maddubs + madd + convert + fma. The + 32 comes off once per
+// super-block: 32 * sum over sub-blocks of scale * (sum of those 16 activations), from the
+// activations' per-16 sums (QuantizedActivations::sum16).
 template <int NT>
 void DotQ6_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
               int64_t token, float* out) {
-  __m256 acc[NT];
-  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  __m256 acc[NT], offset[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = offset[t] = _mm256_setzero_ps();
   const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
-  const __m256i thirty_two = _mm256_set1_epi8(32);
-  const __m128i spread = _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  // Byte shuffles putting scale 2v in bytes 0-7 and 2v + 1 in bytes 8-15, v = 0..7.
+  alignas(16) static constexpr uint8_t kScalePairs[8][16] = {
+      {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
+      {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+      {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5},
+      {6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+      {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9},
+      {10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+      {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13},
+      {14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15}};
   for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += 210) {
+    PrefetchAhead<210>(w);
     const float d = LoadHalf(w + 208);
-    const int8_t* sc = reinterpret_cast<const int8_t*>(w + 192);
+    const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 192));
+    const __m256i sc16 = _mm256_cvtepi8_epi16(sc);
+    for (int t = 0; t < NT; ++t) {
+      // Per 32-value block k: scale[2k] * sum16[2k] + scale[2k + 1] * sum16[2k + 1].
+      const __m256i s16 =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum16_row(token + t) + sb * 16));
+      const __m256 das =
+          _mm256_mul_ps(_mm256_set1_ps(d), _mm256_loadu_ps(a.scale_row(token + t) + sb * 8));
+      offset[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sc16, s16)), das, offset[t]);
+    }
     for (int half = 0; half < 2; ++half) {
       const uint8_t* ql = w + 64 * half;
       const uint8_t* qh = w + 128 + 32 * half;
       const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
       const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
       const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh));
-      __m256i q[4];
+      __m256i q[4], scale[4];
       q[0] =
           _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
       q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
@@ -178,12 +215,9 @@ void DotQ6_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
       q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
-      __m256 scv[4];
       for (int v = 0; v < 4; ++v) {  // vector v holds sub-blocks 2v, 2v + 1 of this half
-        int16_t two;
-        std::memcpy(&two, sc + 8 * half + 2 * v, 2);
-        scv[v] = _mm256_cvtepi32_ps(
-            _mm256_cvtepi8_epi32(_mm_shuffle_epi8(_mm_cvtsi32_si128(two), spread)));
+        scale[v] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(
+            sc, _mm_load_si128(reinterpret_cast<const __m128i*>(kScalePairs[4 * half + v]))));
       }
       const int64_t b = sb * 8 + half * 4;  // first activation block of this half
       for (int t = 0; t < NT; ++t) {
@@ -191,14 +225,13 @@ void DotQ6_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
         const float* as = a.scale_row(token + t) + b;
         for (int v = 0; v < 4; ++v) {
           const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(aq + 32 * v));
-          const __m256i dp = _mm256_sub_epi32(DotU8S8(q[v], av), DotU8S8(thirty_two, av));
-          acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp),
-                                   _mm256_mul_ps(scv[v], _mm256_set1_ps(d * as[v])), acc[t]);
+          const __m256i dp = _mm256_madd_epi16(_mm256_maddubs_epi16(q[v], av), scale[v]);
+          acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), _mm256_set1_ps(d * as[v]), acc[t]);
         }
       }
     }
   }
-  for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]);
+  for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]) - 32.0f * HorizontalSum(offset[t]);
 }
 
 // Q4_K: a 32-byte chunk holds sub-block 2c in its low nibbles and 2c + 1 in its high nibbles,
@@ -277,6 +310,7 @@ void GemmQ4_0x16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
   __m256 acc[NT][2];
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nblocks; ++b, group += kBlockBytes) {
+    PrefetchAhead<kBlockBytes>(group);
     __m256i s16[NT][2];
     for (int t = 0; t < NT; ++t) s16[t][0] = s16[t][1] = _mm256_setzero_si256();
     for (int p = 0; p < 4; ++p) {
@@ -337,6 +371,7 @@ void GemmQ8_0x16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
   __m256 acc[NT][2];
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nblocks; ++b, group += kBlockBytes) {
+    PrefetchAhead<kBlockBytes>(group);
     __m256i dp[NT][2];
     for (int t = 0; t < NT; ++t) dp[t][0] = dp[t][1] = _mm256_setzero_si256();
     for (int c = 0; c < 8; ++c) {

@@ -105,6 +105,7 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
         x + t * k, nblocks_per_row, acts.q.data() + t * k, acts.scale.data() + t * nblocks_per_row,
         acts.sum.data() + t * nblocks_per_row, acts.offset.data() + t * nblocks_per_row);
   }
+  if (w.dtype == DType::kQ6_K) acts.FillSums16();
   const uint64_t row_bytes = RowBytes(w.dtype, k);
   const int64_t nblocks = k / quant::kBlock;
   constexpr int64_t kTokenTile = 16;  // a tile's activations stay in L1 while rows stream

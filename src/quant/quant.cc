@@ -630,6 +630,15 @@ void QuantizedActivations::Resize(int64_t new_rows, int64_t new_cols) {
   }
 }
 
+void QuantizedActivations::FillSums16() {
+  if (static_cast<int64_t>(sum16.size()) < rows * (cols / 16)) sum16.resize(rows * (cols / 16));
+  for (int64_t i = 0; i < rows * (cols / 16); ++i) {
+    int32_t s = 0;
+    for (int j = 0; j < 16; ++j) s += q[i * 16 + j];
+    sum16[i] = static_cast<int16_t>(s);
+  }
+}
+
 void QuantizeActivations(const float* x, int64_t rows, int64_t cols, QuantizedActivations* out) {
   out->Resize(rows, cols);
   const int64_t nb = cols / kBlock;
@@ -637,6 +646,7 @@ void QuantizeActivations(const float* x, int64_t rows, int64_t cols, QuantizedAc
     QuantizeActivationBlocks(x + r * cols, nb, out->q.data() + r * cols, out->scale.data() + r * nb,
                              out->sum.data() + r * nb, out->offset.data() + r * nb);
   }
+  out->FillSums16();
 }
 
 float DotQ8_0Reference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks) {
