@@ -611,6 +611,20 @@ TEST_P(KernelTest, AttentionKernelsOverF16MatchF32) {
                         4e-7 * mag * std::log2(d + 1.0) + 1e-30);
           }
         }
+        // bf16 keys (the float matmul's BF16 weight rows): the top halves of the f32 values.
+        std::vector<kernels::Bf16> kb(k32.size());
+        std::vector<float> kbw(k32.size());
+        for (size_t i = 0; i < k32.size(); ++i) {
+          uint32_t bits;
+          std::memcpy(&bits, &k32[i], 4);
+          kb[i].bits = static_cast<uint16_t>(bits >> 16);
+          bits &= 0xFFFF0000u;
+          std::memcpy(&kbw[i], &bits, 4);
+        }
+        std::vector<float> sb(nq * ldsc, -7.0f), sbw = sb;
+        table.attention_scores_bf16(q.data(), ldq, nq, kb.data(), ldk, nk, d, sb.data(), ldsc);
+        table.attention_scores_f32(q.data(), ldq, nq, kbw.data(), ldk, nk, d, sbw.data(), ldsc);
+        ASSERT_EQ(sb, sbw) << "bf16 nq " << nq << " nk " << nk << " d " << d;
         const auto p = RandomVector(nq * ldsc, &rng);
         const auto v16 = to_half(RandomVector(nk * ldk, &rng, 4.0f));
         const auto v32 = widen(v16);

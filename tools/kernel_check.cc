@@ -146,6 +146,57 @@ int Run() {
       Check(ok, "16-bit float conversion", n);
     }
   }
+  // Attention over f32 and f16 keys / values (odd head widths and counts, strided rows), and
+  // soft-capping. The f16 kernels must equal the f32 ones over the widened rows exactly.
+  for (int nq : {1, 3, 4, 5}) {
+    for (int64_t nk : {1, 2, 7}) {
+      for (int64_t d : {1, 7, 16, 33, 256}) {
+        const int64_t ld = d + 3, ldsc = nk + 1;
+        const auto q = Random(nq * ld, &rng, 1.0f), kf = Random(nk * ld, &rng, 1.0f);
+        std::vector<uint16_t> kh(kf.size());
+        std::vector<float> kw(kf.size());
+        for (size_t i = 0; i < kf.size(); ++i) {
+          kh[i] = quant::FloatToHalf(kf[i]);
+          kw[i] = quant::HalfToFloat(kh[i]);
+        }
+        std::vector<float> s1(nq * ldsc), s2(nq * ldsc), s3(nq * ldsc);
+        t.attention_scores_f32(q.data(), ld, nq, kw.data(), ld, nk, d, s1.data(), ldsc);
+        ref.attention_scores_f32(q.data(), ld, nq, kw.data(), ld, nk, d, s2.data(), ldsc);
+        t.attention_scores_f16(q.data(), ld, nq, kh.data(), ld, nk, d, s3.data(), ldsc);
+        bool near = true;
+        for (int h = 0; h < nq; ++h) {
+          for (int64_t j = 0; j < nk; ++j) {
+            double mag = 0;
+            for (int64_t i = 0; i < d; ++i)
+              mag += std::fabs(double{q[h * ld + i]} * kw[j * ld + i]);
+            near = near && std::fabs(s1[h * ldsc + j] - s2[h * ldsc + j]) <= 1e-5 * (1 + mag);
+          }
+        }
+        Check(near, "attention_scores_f32", d);
+        Check(s1 == s3, "attention_scores_f16", d);
+        const auto p = Random(nq * ldsc, &rng, 1.0f);
+        std::vector<float> o1(nq * ld, 0.5f), o2(o1), o3(o1);
+        t.attention_values_f32(p.data(), ldsc, nq, kw.data(), ld, nk, d, o1.data(), ld);
+        ref.attention_values_f32(p.data(), ldsc, nq, kw.data(), ld, nk, d, o2.data(), ld);
+        t.attention_values_f16(p.data(), ldsc, nq, kh.data(), ld, nk, d, o3.data(), ld);
+        near = true;
+        for (size_t i = 0; i < o1.size(); ++i) {
+          near = near && std::fabs(o1[i] - o2[i]) <= 1e-5f * (1 + std::fabs(o2[i]) * nk);
+        }
+        Check(near, "attention_values_f32", d);
+        Check(o1 == o3, "attention_values_f16", d);
+      }
+    }
+  }
+  for (int64_t n : {1, 7, 8, 9, 1000}) {
+    auto x1 = Random(n, &rng, 60.0f);
+    auto x2 = x1;
+    t.softcap_f32(x1.data(), n, 30.0f);
+    ref.softcap_f32(x2.data(), n, 30.0f);
+    bool ok = true;
+    for (int64_t i = 0; i < n; ++i) ok = ok && std::fabs(x1[i] - x2[i]) <= 4e-6f * 30.0f;
+    Check(ok, "softcap_f32", n);
+  }
   std::printf("kernel_check: %d mismatches\n", failures);
   return failures == 0 ? 0 : 1;
 }

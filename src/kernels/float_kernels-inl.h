@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <xsimd/xsimd.hpp>
 
@@ -16,12 +17,22 @@
 #include <arm_neon.h>
 #endif
 
+#include "kernels/kernels.h"
 #include "quant/quant.h"
 
 namespace gemma4::kernels::simd {
 
-// Values of an f32 or f16 (IEEE half bits) row as f32: one batch from p, and one value. Half to
-// float is exact, so f16 rows give the same products as the f32 rows they hold.
+inline float AsF32(float x) { return x; }
+inline float AsF32(uint16_t h) { return quant::HalfToFloat(h); }
+inline float AsF32(Bf16 h) {
+  const uint32_t bits = uint32_t{h.bits} << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// Values of an f32, f16 (IEEE half bits) or bf16 row as f32: one batch from p, and one value.
+// Widening is exact, so 16-bit rows give the same products as the f32 rows they hold.
 template <class Arch>
 xsimd::batch<float, Arch> LoadAsF32(const float* p) {
   return xsimd::batch<float, Arch>::load_unaligned(p);
@@ -46,8 +57,31 @@ xsimd::batch<float, Arch> LoadAsF32(const uint16_t* p) {
   for (size_t i = 0; i < B::size; ++i) lanes[i] = quant::HalfToFloat(p[i]);
   return B::load_aligned(lanes);
 }
-inline float AsF32(float x) { return x; }
-inline float AsF32(uint16_t h) { return quant::HalfToFloat(h); }
+template <class Arch>
+xsimd::batch<float, Arch> LoadAsF32(const Bf16* p) {
+  using B = xsimd::batch<float, Arch>;
+#if defined(__AVX512F__)
+  if constexpr (B::size == 16) {
+    return B(_mm512_castsi512_ps(_mm512_slli_epi32(
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16)));
+  }
+#endif
+#if defined(__AVX2__)
+  if constexpr (B::size == 8) {
+    return B(_mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16)));
+  }
+#endif
+#if defined(__aarch64__)
+  if constexpr (B::size == 4) {
+    return B(
+        vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(reinterpret_cast<const uint16_t*>(p)), 16)));
+  }
+#endif
+  alignas(64) float lanes[B::size];
+  for (size_t i = 0; i < B::size; ++i) lanes[i] = AsF32(p[i]);
+  return B::load_aligned(lanes);
+}
 
 // Calls f(std::integral_constant<int, N>{}) for N = ntok in 1..4, so kernels templated on the
 // token count are dispatched from a runtime count in one line.

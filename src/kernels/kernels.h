@@ -12,6 +12,11 @@
 
 namespace gemma4::kernels {
 
+// A bfloat16 value (the high 16 bits of an f32), as a type distinct from f16's uint16_t.
+struct Bf16 {
+  uint16_t bits;
+};
+
 // Dot products of one quantized weight row (nblocks blocks of 32) with activation rows
 // token .. token + ntok - 1 (1 <= ntok <= 4) of `a`; out[i] receives the result for token + i.
 using RowDotFn = void (*)(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
@@ -64,6 +69,9 @@ struct KernelTable {
                                int64_t nk, int64_t d, float* scores, int64_t ldsc);
   void (*attention_values_f16)(const float* p, int64_t ldp, int nq, const uint16_t* v, int64_t ldv,
                                int64_t nk, int64_t d, float* out, int64_t ldo);
+  // Scores over bf16 rows (float matmuls on BF16 weights: one token, or a few, against rows).
+  void (*attention_scores_bf16)(const float* q, int64_t ldq, int nq, const Bf16* k, int64_t ldk,
+                                int64_t nk, int64_t d, float* scores, int64_t ldsc);
   // In place: x = tanh(x / cap) * cap.
   void (*softcap_f32)(float* x, int64_t n, float cap);
   // sum of x[i]^2 (RMSNorm's mean square; the reference accumulates in double).

@@ -491,6 +491,7 @@ const KernelTable& Avx2Table() {
                                     .attention_values_f32 = simd::AttentionValues<Arch, float>,
                                     .attention_scores_f16 = simd::AttentionScores<Arch, uint16_t>,
                                     .attention_values_f16 = simd::AttentionValues<Arch, uint16_t>,
+                                    .attention_scores_bf16 = simd::AttentionScores<Arch, Bf16>,
                                     .softcap_f32 = simd::SoftcapF32<Arch>,
                                     .sum_squares_f32 = simd::SumSquaresF32<Arch>,
                                     .bf16_to_f32 = Bf16ToF32,

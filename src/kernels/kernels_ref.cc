@@ -138,6 +138,22 @@ void AttentionScoresF16(const float* q, int64_t ldq, int nq, const uint16_t* k, 
   }
 }
 
+void AttentionScoresBf16(const float* q, int64_t ldq, int nq, const Bf16* k, int64_t ldk,
+                         int64_t nk, int64_t d, float* scores, int64_t ldsc) {
+  for (int h = 0; h < nq; ++h) {
+    for (int64_t j = 0; j < nk; ++j) {
+      float sum = 0;
+      for (int64_t i = 0; i < d; ++i) {
+        const uint32_t bits = uint32_t{k[j * ldk + i].bits} << 16;
+        float kv;
+        std::memcpy(&kv, &bits, 4);
+        sum += q[h * ldq + i] * kv;
+      }
+      scores[h * ldsc + j] = sum;
+    }
+  }
+}
+
 void AttentionValuesF16(const float* p, int64_t ldp, int nq, const uint16_t* v, int64_t ldv,
                         int64_t nk, int64_t d, float* out, int64_t ldo) {
   for (int h = 0; h < nq; ++h) {
@@ -199,6 +215,7 @@ const KernelTable& ReferenceTable() {
       .attention_values_f32 = AttentionValuesF32,
       .attention_scores_f16 = AttentionScoresF16,
       .attention_values_f16 = AttentionValuesF16,
+      .attention_scores_bf16 = AttentionScoresBf16,
       .softcap_f32 = SoftcapF32,
       .sum_squares_f32 = SumSquaresF32,
       .bf16_to_f32 = Bf16ToF32,

@@ -178,6 +178,33 @@ void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool
   // converted to f32 a block at a time, then every token against the block with the blocked
   // dot-product kernel (y[t, n] = x_t . w_n for 4 tokens x 2 rows per register block).
   constexpr int64_t kRowBlock = 16;
+  // Aligned BF16 / F16 rows are read in place by the 16-bit kernels (widening is exact, so the
+  // sums are those of the f32 rows): decode then streams 2 bytes per weight once instead of
+  // writing and re-reading an f32 copy.
+  const kernels::KernelTable& table = kernels::BestTable();
+  const bool aligned16 = reinterpret_cast<uintptr_t>(w.data) % 2 == 0;
+  if ((w.dtype == DType::kBF16 || w.dtype == DType::kF16) && aligned16 && s <= 4) {
+    auto rows16 = [&](int64_t begin, int64_t end) {
+      for (int64_t n = begin; n < end; n += kRowBlock) {
+        const int64_t nr = std::min(kRowBlock, end - n);
+        if (w.dtype == DType::kBF16) {
+          table.attention_scores_bf16(x, k, static_cast<int>(s),
+                                      reinterpret_cast<const kernels::Bf16*>(w.data) + n * k, k, nr,
+                                      k, y + n, n_out);
+        } else {
+          table.attention_scores_f16(x, k, static_cast<int>(s),
+                                     reinterpret_cast<const uint16_t*>(w.data) + n * k, k, nr, k,
+                                     y + n, n_out);
+        }
+      }
+    };
+    if (pool != nullptr) {
+      pool->ParallelFor(n_out, 16, rows16);
+    } else {
+      rows16(0, n_out);
+    }
+    return;
+  }
   auto body = [&](int64_t begin, int64_t end) {
     const bool direct =
         w.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(w.data) % alignof(float) == 0;
