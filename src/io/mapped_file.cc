@@ -50,8 +50,7 @@ MappedFile::~MappedFile() {
   ::close(fd_);
 }
 
-StatusOr<std::unique_ptr<AnonymousMemory>> AnonymousMemory::Allocate(size_t size,
-                                                                     bool huge_pages) {
+StatusOr<std::unique_ptr<AnonymousMemory>> AnonymousMemory::Allocate(size_t size, bool huge_pages) {
   constexpr size_t kHugePage = size_t{2} << 20;
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   const size_t align = huge_pages ? kHugePage : page;

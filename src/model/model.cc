@@ -225,8 +225,8 @@ Status LoadedModel::LoadWeights() {
     if (!memory.ok()) {
       return ResourceExhaustedError(source_path() + ": out of memory repacking " +
                                     std::to_string(plan.size()) + " quantized matrices (" +
-                                    std::to_string(total) + " bytes): " +
-                                    memory.status().message());
+                                    std::to_string(total) +
+                                    " bytes): " + memory.status().message());
     }
     repacked_ = std::move(memory).value();
   }
