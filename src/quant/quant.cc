@@ -548,13 +548,21 @@ inline int X16Shift(int j) { return ((j / 4) % 2) * 4; }
 }  // namespace
 
 void RepackGroupQ4_0x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks, uint8_t* dst) {
+  // Written a byte at a time: with X16Byte / X16Shift, data byte c * 64 + r * 4 + i holds
+  // element 8c + i in its low nibble and 8c + 4 + i in its high one. Elements j < 16 are the
+  // low nibbles of the block's bytes j, the others the high nibbles of bytes j - 16.
   for (int64_t b = 0; b < nblocks; ++b, dst += 16 * kQ4_0BlockBytes) {
-    std::memset(dst + 32, 0, 256);
     for (int r = 0; r < 16; ++r) {
       const uint8_t* block = src + r * src_row_bytes + b * kQ4_0BlockBytes;
+      const uint8_t* qs = block + 2;
       std::memcpy(dst + 2 * r, block, 2);
-      for (int j = 0; j < 32; ++j) {
-        dst[32 + X16Byte(r, j)] |= static_cast<uint8_t>(Q4Nibble(block, j) << X16Shift(j));
+      for (int c = 0; c < 4; ++c) {
+        const int shift = c < 2 ? 0 : 4;
+        const uint8_t* lo = qs + (8 * c) % 16;
+        for (int i = 0; i < 4; ++i) {
+          dst[32 + c * 64 + r * 4 + i] =
+              static_cast<uint8_t>(((lo[i] >> shift) & 0xF) | (((lo[4 + i] >> shift) & 0xF) << 4));
+        }
       }
     }
   }
