@@ -625,6 +625,9 @@ TEST_P(KernelTest, AttentionKernelsOverF16MatchF32) {
         table.attention_scores_bf16(q.data(), ldq, nq, kb.data(), ldk, nk, d, sb.data(), ldsc);
         table.attention_scores_f32(q.data(), ldq, nq, kbw.data(), ldk, nk, d, sbw.data(), ldsc);
         ASSERT_EQ(sb, sbw) << "bf16 nq " << nq << " nk " << nk << " d " << d;
+        ref.attention_scores_bf16(q.data(), ldq, nq, kb.data(), ldk, nk, d, sb.data(), ldsc);
+        ref.attention_scores_f32(q.data(), ldq, nq, kbw.data(), ldk, nk, d, sbw.data(), ldsc);
+        ASSERT_EQ(sb, sbw) << "reference bf16 nq " << nq << " nk " << nk << " d " << d;
         const auto p = RandomVector(nq * ldsc, &rng);
         const auto v16 = to_half(RandomVector(nk * ldk, &rng, 4.0f));
         const auto v32 = widen(v16);

@@ -2,10 +2,6 @@
 // CpuSupports(Isa::kAvx2).
 #include <immintrin.h>
 
-#ifndef GEMMA4_PREFETCH_DISTANCE
-#define GEMMA4_PREFETCH_DISTANCE 2048
-#endif
-
 #include <cstring>
 
 #include "kernels/float_kernels-inl.h"
@@ -37,18 +33,6 @@ inline __m256i ExpandQ4(const uint8_t* qs) {
 }
 
 // Sum of products of unsigned bytes u and signed bytes s, as 8 int32 lanes.
-// Software prefetch of the weight bytes kPrefetchDistance ahead of a stream being consumed
-// `bytes` at a time: decode reads each weight once, and one core's hardware prefetchers alone
-// keep too few lines in flight to reach its share of the DRAM bandwidth.
-constexpr int kPrefetchDistance = GEMMA4_PREFETCH_DISTANCE;
-template <int kBytes>
-inline void PrefetchAhead(const uint8_t* p) {
-  if constexpr (kPrefetchDistance == 0) return;
-  for (int i = 0; i < kBytes; i += 64) {
-    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchDistance + i), _MM_HINT_T0);
-  }
-}
-
 inline __m256i DotU8S8(__m256i u, __m256i s) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
@@ -188,7 +172,7 @@ void DotQ6_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
       {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13},
       {14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15}};
   for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += 210) {
-    PrefetchAhead<210>(w);
+    simd::PrefetchAhead<210>(w);
     const float d = LoadHalf(w + 208);
     const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 192));
     const __m256i sc16 = _mm256_cvtepi8_epi16(sc);
@@ -310,7 +294,7 @@ void GemmQ4_0x16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
   __m256 acc[NT][2];
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nblocks; ++b, group += kBlockBytes) {
-    PrefetchAhead<kBlockBytes>(group);
+    simd::PrefetchAhead<kBlockBytes>(group);
     __m256i s16[NT][2];
     for (int t = 0; t < NT; ++t) s16[t][0] = s16[t][1] = _mm256_setzero_si256();
     for (int p = 0; p < 4; ++p) {
@@ -371,7 +355,7 @@ void GemmQ8_0x16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
   __m256 acc[NT][2];
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nblocks; ++b, group += kBlockBytes) {
-    PrefetchAhead<kBlockBytes>(group);
+    simd::PrefetchAhead<kBlockBytes>(group);
     __m256i dp[NT][2];
     for (int t = 0; t < NT; ++t) dp[t][0] = dp[t][1] = _mm256_setzero_si256();
     for (int c = 0; c < 8; ++c) {

@@ -18,17 +18,6 @@
 namespace gemma4::kernels {
 namespace {
 
-// Software prefetch kPrefetchDistance bytes ahead of a weight stream consumed kBytes at a time
-// (as on AVX2, where it raised one-token Q4_0 GEMV from DRAM from 18-19 to 21-28 GB/s on two
-// cores; not measured on an AVX-512 machine).
-constexpr int kPrefetchDistance = 2048;
-template <int kBytes>
-inline void PrefetchAhead(const uint8_t* p) {
-  for (int i = 0; i < kBytes; i += 64) {
-    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchDistance + i), _MM_HINT_T0);
-  }
-}
-
 inline float LoadHalf(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, 2);
@@ -290,7 +279,7 @@ void DotQ6_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
   const __m512i thirty_two = _mm512_set1_epi8(32);
   const __m128i spread = _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
   for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += 210) {
-    PrefetchAhead<210>(w);
+    simd::PrefetchAhead<210>(w);
     const float d = LoadHalf(w + 208);
     const int8_t* sc = reinterpret_cast<const int8_t*>(w + 192);
     for (int half = 0; half < 2; ++half) {
@@ -417,7 +406,7 @@ void GemmX16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActiv
     sum[t] = a.sum_row(token + t);
   }
   for (int64_t b = 0; b < nblocks; ++b, group += Fmt::kBlockBytes) {
-    PrefetchAhead<Fmt::kBlockBytes>(group);
+    simd::PrefetchAhead<Fmt::kBlockBytes>(group);
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group)));
     __m512i w[8];
     Fmt::Load(group + 32, w);

@@ -127,28 +127,16 @@ void AttentionValuesF32(const float* p, int64_t ldp, int nq, const float* v, int
   }
 }
 
-void AttentionScoresF16(const float* q, int64_t ldq, int nq, const uint16_t* k, int64_t ldk,
-                        int64_t nk, int64_t d, float* scores, int64_t ldsc) {
+// Scores over 16-bit rows, widened exactly, summed in the order of AttentionScoresF32.
+inline float Widen(uint16_t h) { return quant::HalfToFloat(h); }
+inline float Widen(Bf16 h) { return ops::Bf16ToF32(h.bits); }
+template <class T>
+void AttentionScores16(const float* q, int64_t ldq, int nq, const T* k, int64_t ldk, int64_t nk,
+                       int64_t d, float* scores, int64_t ldsc) {
   for (int h = 0; h < nq; ++h) {
     for (int64_t j = 0; j < nk; ++j) {
       float sum = 0;
-      for (int64_t i = 0; i < d; ++i) sum += q[h * ldq + i] * quant::HalfToFloat(k[j * ldk + i]);
-      scores[h * ldsc + j] = sum;
-    }
-  }
-}
-
-void AttentionScoresBf16(const float* q, int64_t ldq, int nq, const Bf16* k, int64_t ldk,
-                         int64_t nk, int64_t d, float* scores, int64_t ldsc) {
-  for (int h = 0; h < nq; ++h) {
-    for (int64_t j = 0; j < nk; ++j) {
-      float sum = 0;
-      for (int64_t i = 0; i < d; ++i) {
-        const uint32_t bits = uint32_t{k[j * ldk + i].bits} << 16;
-        float kv;
-        std::memcpy(&kv, &bits, 4);
-        sum += q[h * ldq + i] * kv;
-      }
+      for (int64_t i = 0; i < d; ++i) sum += q[h * ldq + i] * Widen(k[j * ldk + i]);
       scores[h * ldsc + j] = sum;
     }
   }
@@ -213,9 +201,9 @@ const KernelTable& ReferenceTable() {
       .softmax_f32 = SoftmaxF32,
       .attention_scores_f32 = AttentionScoresF32,
       .attention_values_f32 = AttentionValuesF32,
-      .attention_scores_f16 = AttentionScoresF16,
+      .attention_scores_f16 = AttentionScores16<uint16_t>,
       .attention_values_f16 = AttentionValuesF16,
-      .attention_scores_bf16 = AttentionScoresBf16,
+      .attention_scores_bf16 = AttentionScores16<Bf16>,
       .softcap_f32 = SoftcapF32,
       .sum_squares_f32 = SumSquaresF32,
       .bf16_to_f32 = Bf16ToF32,
