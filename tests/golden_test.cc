@@ -33,6 +33,15 @@ constexpr float kTolerance = 1e-3f;
 // perturbation most (their float32 error above is also 10-40x the others'); a dropped op moves
 // logits by 7 or more, and a cache read with the wrong layout or type gives noise of 10+.
 constexpr float kF16KvTolerance = 0.5f;
+// Chunked against unchunked, both with the f16 cache: every cached value is rounded to f16 on
+// its own, but float summation order differs between step sizes, and where a value lies near an
+// f16 rounding boundary that 1e-7 difference flips its rounding by a whole f16 step (2^-11
+// relative), which the model then amplifies like any other rounding of the cache. Such flips hit
+// a few of the values whose full rounding moved the logits by err (the full run against
+// float32), so the two runs stay within a fraction of err; a chunking or ring-buffer fault
+// instead reads wrong rows, which moves logits by 1 or more. Seen on AVX-512: 1.1e-3 on
+// tiny-31b (err 6.2e-3).
+constexpr float kF16FlipShare = 0.5f;
 
 using testing::ModelDir;
 using Prompt = testing::ReferencePrompt;
@@ -127,7 +136,9 @@ TEST_P(GoldenTest, F16KvCacheStaysCloseToFloat32) {
     for (int64_t chunk : {1, 7}) {
       const float chunk_err =
           MaxAbsDiff(Run(fixture_.prompts[i], chunk, &pool, 5, KvType::kF16), full);
-      EXPECT_LE(chunk_err, kTolerance) << "f16 chunk " << chunk << " prompt " << i;
+      Report(("f16-kv chunk" + std::to_string(chunk) + " vs full").c_str(), i, chunk_err);
+      EXPECT_LE(chunk_err, std::max(kTolerance, kF16FlipShare * err))
+          << "f16 chunk " << chunk << " prompt " << i;
     }
   }
 }

@@ -405,7 +405,7 @@ TEST_P(KernelTest, InterleavedX16MatchesPlainRows) {
   for (const Format& f : formats) {
     if (f.gemm == nullptr) continue;  // this ISA keeps the per-row formats
     for (int64_t nblocks : {1, 2, 3, 7, 48}) {
-      const int64_t k = nblocks * 32, tokens = 6;
+      const int64_t k = nblocks * 32, tokens = 18;
       const auto x = RandomVector(tokens * k, &rng);
       quant::QuantizedActivations acts;
       quant::QuantizeActivations(x.data(), tokens, k, &acts);
@@ -422,12 +422,15 @@ TEST_P(KernelTest, InterleavedX16MatchesPlainRows) {
         f.dequantize(group.data(), nblocks, r, d2.data());
         ASSERT_EQ(d1, d2) << DTypeName(f.plain) << " row " << r;
       }
-      for (int ntok = 1; ntok <= 4; ++ntok) {
-        float got[4 * 16];
+      // Token counts within one register block and across several (callers pass up to 16).
+      for (int ntok : {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17}) {
+        float got[17 * 16];
         f.gemm(group.data(), nblocks, acts, 1, ntok, got, 16);
         for (int r = 0; r < 16; ++r) {
-          float want[4];
-          f.reference(plain.data() + r * row_bytes, nblocks, acts, 1, ntok, want);
+          float want[17];
+          for (int t = 0; t < ntok; ++t) {
+            f.reference(plain.data() + r * row_bytes, nblocks, acts, 1 + t, 1, want + t);
+          }
           for (int t = 0; t < ntok; ++t) {
             EXPECT_NEAR(got[t * 16 + r], want[t], 1e-4f * (1 + std::fabs(want[t])))
                 << DTypeName(f.plain) << " row " << r << " token " << t << " nblocks " << nblocks;

@@ -37,7 +37,7 @@ int Run() {
   std::printf("kernel_check: %s against the scalar reference\n", t.isa);
   std::mt19937 rng(3);
   for (int64_t nblocks : {1, 2, 3, 4, 5, 7, 8, 16, 22, 48}) {
-    const int64_t k = nblocks * 32, tokens = 5;
+    const int64_t k = nblocks * 32, tokens = 16;
     const auto x = Random(tokens * k, &rng, 2.0f);
     std::vector<int8_t> q1(k), q2(k);
     std::vector<float> s1(nblocks), s2(nblocks), o1(nblocks), o2(nblocks);
@@ -112,6 +112,32 @@ int Run() {
         t.dot_q4_k(q4k.data(), nblocks, acts, 0, ntok, a);
         ref.dot_q4_k(q4k.data(), nblocks, acts, 0, ntok, b);
         Check(same(ntok), "dot_q4_k", k);
+      }
+    }
+    // The 16-row kernels take whole token tiles (up to 16): pieces beyond one register block.
+    for (int ntok : {5, 8, 9, 13, 16}) {
+      for (int fmt = 0; fmt < 2; ++fmt) {
+        const auto gemm = fmt == 0 ? t.gemm_q4_0x16 : t.gemm_q8_0x16;
+        if (gemm == nullptr) continue;
+        const std::vector<uint8_t>& row = fmt == 0 ? q4 : q8;
+        std::vector<uint8_t> rows(16 * row.size()), group(rows.size());
+        for (int r = 0; r < 16; ++r)
+          std::copy(row.begin(), row.end(), rows.begin() + r * row.size());
+        (fmt == 0 ? quant::RepackGroupQ4_0x16 : quant::RepackGroupQ8_0x16)(rows.data(), row.size(),
+                                                                           nblocks, group.data());
+        std::vector<float> got(16 * 16), want(16);
+        gemm(group.data(), nblocks, acts, 0, ntok, got.data(), 16);
+        (fmt == 0 ? ref.dot_q4_0 : ref.dot_q8_0)(row.data(), nblocks, acts, 0, 1, want.data());
+        bool ok = true;
+        for (int i = 0; i < ntok; ++i) {
+          double mag = 0;
+          for (int64_t j = 0; j < k; ++j) mag += std::fabs(double{w[j]} * x[i * k + j]);
+          float one;
+          (fmt == 0 ? ref.dot_q4_0 : ref.dot_q8_0)(row.data(), nblocks, acts, i, 1, &one);
+          for (int r = 0; r < 16; ++r)
+            ok = ok && std::fabs(got[i * 16 + r] - one) <= 1e-4 * (1 + mag);
+        }
+        Check(ok, fmt == 0 ? "gemm_q4_0x16 (token tile)" : "gemm_q8_0x16 (token tile)", k);
       }
     }
   }

@@ -88,6 +88,27 @@ xsimd::batch<float, Arch> LoadAsF32(const Bf16* p) {
   return B::load_aligned(lanes);
 }
 
+// Calls f(std::integral_constant<int, n>{}) for the runtime count n in 1..Max.
+template <int Max, class F>
+void DispatchTokenCount(int n, F&& f) {
+  if constexpr (Max == 1) {
+    f(std::integral_constant<int, 1>{});
+  } else if (n >= Max) {
+    f(std::integral_constant<int, Max>{});
+  } else {
+    DispatchTokenCount<Max - 1>(n, f);
+  }
+}
+
+// Splits ntok tokens into pieces of at most Max and calls f(first, std::integral_constant<int,
+// n>{}) for each, so a kernel that keeps Max tokens' accumulators in registers serves any count.
+template <int Max, class F>
+void ForTokenPieces(int ntok, F&& f) {
+  for (int first = 0; first < ntok; first += Max) {
+    DispatchTokenCount<Max>(std::min(Max, ntok - first), [&](auto nt) { f(first, nt); });
+  }
+}
+
 // Calls f(std::integral_constant<int, N>{}) for N = ntok in 1..4, so kernels templated on the
 // token count are dispatched from a runtime count in one line.
 template <class F>

@@ -41,8 +41,9 @@ struct KernelTable {
   RowDotFn dot_q8_0r;
   GemmTileFn gemm_q8_0r;
   // Q4_0x16 (DType::kQ4_0x16): one group of 16 rows times tokens token .. token + ntok - 1
-  // (ntok <= 4) into out[t * ldo + r]. Null where the ISA has no such kernel; models then use
-  // Q4_0R.
+  // (any ntok >= 1; callers pass up to 16, one token tile, so a kernel can reuse each unpacked
+  // weight block for as many tokens as its registers hold) into out[t * ldo + r]. Null where the
+  // ISA has no such kernel; models then use Q4_0R.
   void (*gemm_q4_0x16)(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
                        int64_t token, int ntok, float* out, int64_t ldo);
   // Q8_0x16 (DType::kQ8_0x16) likewise; null: Q8_0R or plain Q8_0.

@@ -336,8 +336,8 @@ void GemmQ4_0x16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
 
 void GemmQ4_0x16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
                  int64_t token, int ntok, float* out, int64_t ldo) {
-  simd::ForTokenCount(ntok, [&](auto nt) {
-    GemmQ4_0x16T<decltype(nt)::value>(group, nblocks, a, token, out, ldo);
+  simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
+    GemmQ4_0x16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
   });
 }
 
@@ -389,8 +389,8 @@ void GemmQ8_0x16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
 
 void GemmQ8_0x16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
                  int64_t token, int ntok, float* out, int64_t ldo) {
-  simd::ForTokenCount(ntok, [&](auto nt) {
-    GemmQ8_0x16T<decltype(nt)::value>(group, nblocks, a, token, out, ldo);
+  simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
+    GemmQ8_0x16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
   });
 }
 

@@ -392,9 +392,15 @@ struct Q8X16 {
   }
 };
 
+// Up to 8 tokens per pass over a block: the eight unpacked weight vectors serve all of them, and
+// each token's eight vpdpbusd run as two independent chains (even and odd chunks), so 16
+// accumulations are in flight to cover vpdpbusd's latency (with 4 tokens and one chain each,
+// the kernel waited on it). The offset is taken off the int32 sum once per block.
 template <class Fmt, int NT>
 void GemmX16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
               int64_t token, float* out, int64_t ldo) {
+  constexpr int kOffsetShift = Fmt::kOffset == 8 ? 3 : 7;
+  static_assert((1 << kOffsetShift) == Fmt::kOffset);
   __m512 acc[NT];
   const int8_t* q[NT];
   const float* sc[NT];
@@ -412,12 +418,16 @@ void GemmX16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActiv
     Fmt::Load(group + 32, w);
     for (int t = 0; t < NT; ++t) {
       const int8_t* qb = q[t] + b * 32;
-      __m512i dp = _mm512_set1_epi32(-Fmt::kOffset * sum[t][b]);
-      for (int c = 0; c < 8; ++c) {
-        int32_t four;
-        std::memcpy(&four, qb + 4 * c, 4);
-        dp = _mm512_dpbusd_epi32(dp, w[c], _mm512_set1_epi32(four));
+      __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
+      for (int c = 0; c < 8; c += 2) {
+        int32_t four0, four1;
+        std::memcpy(&four0, qb + 4 * c, 4);
+        std::memcpy(&four1, qb + 4 * c + 4, 4);
+        even = _mm512_dpbusd_epi32(even, w[c], _mm512_set1_epi32(four0));
+        odd = _mm512_dpbusd_epi32(odd, w[c + 1], _mm512_set1_epi32(four1));
       }
+      const __m512i offset = _mm512_slli_epi32(_mm512_set1_epi32(sum[t][b]), kOffsetShift);
+      const __m512i dp = _mm512_sub_epi32(_mm512_add_epi32(even, odd), offset);
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(dw, _mm512_set1_ps(sc[t][b])),
                                acc[t]);
     }
@@ -428,8 +438,8 @@ void GemmX16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActiv
 template <class Fmt>
 void GemmX16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
              int64_t token, int ntok, float* out, int64_t ldo) {
-  simd::ForTokenCount(ntok, [&](auto nt) {
-    GemmX16T<Fmt, decltype(nt)::value>(group, nblocks, a, token, out, ldo);
+  simd::ForTokenPieces<8>(ntok, [&](int first, auto nt) {
+    GemmX16T<Fmt, decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
   });
 }
 

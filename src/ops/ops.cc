@@ -110,7 +110,7 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
   const int64_t nblocks = k / quant::kBlock;
   constexpr int64_t kTokenTile = 16;  // a tile's activations stay in L1 while rows stream
   if (w.dtype == DType::kQ4_0x16 || w.dtype == DType::kQ8_0x16) {
-    // Groups of 16 rows in parallel; each kernel call writes 16 rows of up to 4 tokens
+    // Groups of 16 rows in parallel; each kernel call writes 16 rows of one token tile
     // straight into y.
     const auto gemm16 = w.dtype == DType::kQ4_0x16 ? table.gemm_q4_0x16 : table.gemm_q8_0x16;
     const int64_t group_bytes = 16 * static_cast<int64_t>(row_bytes);
@@ -118,10 +118,8 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
       for (int64_t t0 = 0; t0 < s; t0 += kTokenTile) {
         const int64_t t1 = std::min(s, t0 + kTokenTile);
         for (int64_t g = begin; g < end; ++g) {
-          for (int64_t t = t0; t < t1; t += 4) {
-            gemm16(w.data + g * group_bytes, nblocks, acts, t,
-                   static_cast<int>(std::min<int64_t>(4, t1 - t)), y + t * n_out + g * 16, n_out);
-          }
+          gemm16(w.data + g * group_bytes, nblocks, acts, t0, static_cast<int>(t1 - t0),
+                 y + t0 * n_out + g * 16, n_out);
         }
       }
     };
