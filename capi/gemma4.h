@@ -8,8 +8,12 @@
  *    released with the matching *_free function (passing NULL is allowed). Strings returned
  *    by getters (const char*) are owned by the object they came from and stay valid until it
  *    is freed or, for a reply/turn accessor, until the next call on the same session.
- *  - Option structs start with `struct_size`; fill them with the *_init function, so fields
- *    added in later versions get their defaults in programs built against older headers.
+ *  - Option structs start with `struct_size` and grow only at their end. Fill them with the
+ *    *_init macro: it passes the struct's size as the caller's header declares it to the
+ *    *_init_sized function, which writes the defaults into that many bytes and no more, so a
+ *    program built against an older header keeps working with a newer library (the library
+ *    reads `struct_size` to know which fields the caller has; the rest take their defaults).
+ *    Bindings call the *_init_sized functions with their own struct size.
  *  - Callbacks receive the `user_data` given with them. A session is used by one thread at a
  *    time; gemma4_session_cancel may be called from any thread. Models are shared freely.
  */
@@ -30,7 +34,7 @@ extern "C" {
 #endif
 
 #define GEMMA4_VERSION_MAJOR 0
-#define GEMMA4_VERSION_MINOR 2
+#define GEMMA4_VERSION_MINOR 3
 #define GEMMA4_VERSION_PATCH 0
 
 typedef enum gemma4_status {
@@ -54,7 +58,7 @@ typedef enum gemma4_status {
 
 /* ---- Library --------------------------------------------------------------------------- */
 
-GEMMA4_API const char* gemma4_version_string(void); /* "0.2.0" */
+GEMMA4_API const char* gemma4_version_string(void); /* "0.3.0" */
 GEMMA4_API void gemma4_version(int* major, int* minor, int* patch);
 /* Message of the last failure on this thread ("" if none). */
 GEMMA4_API const char* gemma4_last_error(void);
@@ -66,6 +70,14 @@ GEMMA4_API void gemma4_free(void* p);
 
 typedef struct gemma4_model gemma4_model;
 
+/* Element type of the KV cache. AUTO: f16 for block-quantized weights (half the cache memory
+ * and bandwidth, as llama.cpp's default), f32 for float weights (the exact path). */
+typedef enum gemma4_kv_cache_type {
+  GEMMA4_KV_CACHE_AUTO = 0,
+  GEMMA4_KV_CACHE_F32 = 1,
+  GEMMA4_KV_CACHE_F16 = 2
+} gemma4_kv_cache_type;
+
 typedef struct gemma4_model_options {
   uint32_t struct_size;
   int32_t threads;            /* 0 = one per hardware thread */
@@ -73,9 +85,12 @@ typedef struct gemma4_model_options {
   /* Progress in [0, 1]; return 0 to cancel the load (GEMMA4_CANCELLED). May be NULL. */
   int (*progress)(float fraction, void* user_data);
   void* user_data;
+  gemma4_kv_cache_type kv_cache_type; /* since 0.3 */
 } gemma4_model_options;
 
-GEMMA4_API void gemma4_model_options_init(gemma4_model_options* options);
+GEMMA4_API void gemma4_model_options_init_sized(gemma4_model_options* options, size_t size);
+#define gemma4_model_options_init(options) \
+  gemma4_model_options_init_sized((options), sizeof(*(options)))
 /* path: checkpoint directory, .safetensors, or .gguf. options may be NULL. */
 GEMMA4_API gemma4_status gemma4_model_load(const char* path, const gemma4_model_options* options,
                                            gemma4_model** out);
@@ -151,7 +166,9 @@ typedef struct gemma4_session_options {
   gemma4_context_policy context_policy;
 } gemma4_session_options;
 
-GEMMA4_API void gemma4_session_options_init(gemma4_session_options* options);
+GEMMA4_API void gemma4_session_options_init_sized(gemma4_session_options* options, size_t size);
+#define gemma4_session_options_init(options) \
+  gemma4_session_options_init_sized((options), sizeof(*(options)))
 GEMMA4_API gemma4_status gemma4_session_create(gemma4_model* model,
                                                const gemma4_session_options* options,
                                                gemma4_session** out);
@@ -174,8 +191,10 @@ typedef struct gemma4_sampler_options {
 } gemma4_sampler_options;
 
 /* Fills the model's generation_config defaults (model may be NULL: neutral defaults). */
-GEMMA4_API void gemma4_sampler_options_init(gemma4_sampler_options* options,
-                                            const gemma4_model* model);
+GEMMA4_API void gemma4_sampler_options_init_sized(gemma4_sampler_options* options,
+                                                  const gemma4_model* model, size_t size);
+#define gemma4_sampler_options_init(options, model) \
+  gemma4_sampler_options_init_sized((options), (model), sizeof(*(options)))
 
 typedef enum gemma4_stream_kind {
   GEMMA4_STREAM_THOUGHT = 0,
@@ -212,7 +231,9 @@ typedef struct gemma4_generate_options {
   int32_t max_calls_per_round; /* parallel calls before a round must end (default 8) */
 } gemma4_generate_options;
 
-GEMMA4_API void gemma4_generate_options_init(gemma4_generate_options* options);
+GEMMA4_API void gemma4_generate_options_init_sized(gemma4_generate_options* options, size_t size);
+#define gemma4_generate_options_init(options) \
+  gemma4_generate_options_init_sized((options), sizeof(*(options)))
 
 typedef struct gemma4_reply gemma4_reply;
 

@@ -1,6 +1,7 @@
 // C ABI over the C++ API. Every entry point catches everything: no exception crosses into C.
 #include "gemma4.h"
 
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -69,6 +70,26 @@ T Options(const T* given, T defaults) {
   defaults.struct_size = sizeof(T);
   return defaults;
 }
+
+// Writes the defaults into the first `size` bytes of the caller's struct (the size of the struct
+// as the caller's header declares it), never beyond; struct_size records how far it reaches.
+template <class T>
+void InitSized(T* options, size_t size, const T& defaults) {
+  if (options == nullptr || size < sizeof(uint32_t)) return;
+  const size_t n = size < sizeof(T) ? size : sizeof(T);
+  std::memcpy(static_cast<void*>(options), &defaults, n);
+  options->struct_size = static_cast<uint32_t>(n);
+}
+
+// The option structs as 0.2 declared them end at these fields (what its *_init functions, still
+// exported, may write). Later fields go after them.
+constexpr size_t kModelOptionsSize0_2 = offsetof(gemma4_model_options, user_data) + sizeof(void*);
+constexpr size_t kSessionOptionsSize0_2 =
+    offsetof(gemma4_session_options, context_policy) + sizeof(gemma4_context_policy);
+constexpr size_t kSamplerOptionsSize0_2 =
+    offsetof(gemma4_sampler_options, n_logit_bias) + sizeof(size_t);
+constexpr size_t kGenerateOptionsSize0_2 =
+    offsetof(gemma4_generate_options, max_calls_per_round) + sizeof(int32_t);
 
 gemma4_sampler_options DefaultSampler(const gemma4_model* model) {
   gemma4_sampler_options o{};
@@ -164,7 +185,7 @@ gemma4_status Deliver(gemma4::StatusOr<gemma4::Reply> reply, gemma4_reply** out)
 
 extern "C" {
 
-const char* gemma4_version_string(void) { return "0.2.0"; }
+const char* gemma4_version_string(void) { return "0.3.0"; }
 
 void gemma4_version(int* major, int* minor, int* patch) {
   if (major) *major = GEMMA4_VERSION_MAJOR;
@@ -180,10 +201,16 @@ const char* gemma4_status_name(gemma4_status status) {
 
 void gemma4_free(void* p) { std::free(p); }
 
-void gemma4_model_options_init(gemma4_model_options* options) {
-  if (options == nullptr) return;
-  *options = gemma4_model_options{};
-  options->struct_size = sizeof(*options);
+void gemma4_model_options_init_sized(gemma4_model_options* options, size_t size) {
+  gemma4_model_options defaults{};
+  defaults.kv_cache_type = GEMMA4_KV_CACHE_AUTO;
+  InitSized(options, size, defaults);
+}
+
+// 0.2's entry points, still exported for programs linked against it: they fill exactly the
+// struct those programs have (0.2's fields), never the fields added since.
+extern "C" GEMMA4_API void(gemma4_model_options_init)(gemma4_model_options* options) {
+  gemma4_model_options_init_sized(options, kModelOptionsSize0_2);
 }
 
 gemma4_status gemma4_model_load(const char* path, const gemma4_model_options* options,
@@ -199,6 +226,22 @@ gemma4_status gemma4_model_load(const char* path, const gemma4_model_options* op
     gemma4::ModelOptions mo;
     mo.threads = o.threads;
     if (o.tokenizer_path != nullptr) mo.tokenizer_path = o.tokenizer_path;
+    switch (o.kv_cache_type) {
+      case GEMMA4_KV_CACHE_AUTO:
+        mo.kv_cache_type = gemma4::KvCacheType::kAuto;
+        break;
+      case GEMMA4_KV_CACHE_F32:
+        mo.kv_cache_type = gemma4::KvCacheType::kF32;
+        break;
+      case GEMMA4_KV_CACHE_F16:
+        mo.kv_cache_type = gemma4::KvCacheType::kF16;
+        break;
+      default:
+        return Fail(GEMMA4_INVALID_ARGUMENT,
+                    "gemma4_model_load: kv_cache_type " +
+                        std::to_string(static_cast<int>(o.kv_cache_type)) +
+                        " is not a gemma4_kv_cache_type (0 auto, 1 f32, 2 f16)");
+    }
     if (o.progress != nullptr) {
       auto fn = o.progress;
       void* user = o.user_data;
@@ -334,10 +377,12 @@ gemma4_status gemma4_tools_register(gemma4_tools* tools, const char* name, const
   });
 }
 
-void gemma4_session_options_init(gemma4_session_options* options) {
-  if (options == nullptr) return;
-  *options = gemma4_session_options{};
-  options->struct_size = sizeof(*options);
+void gemma4_session_options_init_sized(gemma4_session_options* options, size_t size) {
+  InitSized(options, size, gemma4_session_options{});
+}
+
+extern "C" GEMMA4_API void(gemma4_session_options_init)(gemma4_session_options* options) {
+  gemma4_session_options_init_sized(options, kSessionOptionsSize0_2);
 }
 
 gemma4_status gemma4_session_create(gemma4_model* model, const gemma4_session_options* options,
@@ -366,12 +411,22 @@ gemma4_status gemma4_session_create(gemma4_model* model, const gemma4_session_op
 
 void gemma4_session_free(gemma4_session* session) { delete session; }
 
-void gemma4_sampler_options_init(gemma4_sampler_options* options, const gemma4_model* model) {
-  if (options != nullptr) *options = DefaultSampler(model);
+void gemma4_sampler_options_init_sized(gemma4_sampler_options* options, const gemma4_model* model,
+                                       size_t size) {
+  InitSized(options, size, DefaultSampler(model));
 }
 
-void gemma4_generate_options_init(gemma4_generate_options* options) {
-  if (options != nullptr) *options = DefaultGenerate();
+extern "C" GEMMA4_API void(gemma4_sampler_options_init)(gemma4_sampler_options* options,
+                                                        const gemma4_model* model) {
+  gemma4_sampler_options_init_sized(options, model, kSamplerOptionsSize0_2);
+}
+
+void gemma4_generate_options_init_sized(gemma4_generate_options* options, size_t size) {
+  InitSized(options, size, DefaultGenerate());
+}
+
+extern "C" GEMMA4_API void(gemma4_generate_options_init)(gemma4_generate_options* options) {
+  gemma4_generate_options_init_sized(options, kGenerateOptionsSize0_2);
 }
 
 gemma4_status gemma4_session_send(gemma4_session* session, const char* user_text,

@@ -7,6 +7,9 @@
 
 #include "gemma4.h"
 
+/* 0.2's init, still exported (the header now reaches the sized one through a macro). */
+GEMMA4_API void(gemma4_model_options_init)(gemma4_model_options* options);
+
 static int failures = 0;
 #define CHECK(cond)                                                                            \
   do {                                                                                         \
@@ -84,7 +87,7 @@ int main(int argc, char** argv) {
 
   gemma4_version(&major, &minor, &patch);
   CHECK(major == GEMMA4_VERSION_MAJOR && minor == GEMMA4_VERSION_MINOR);
-  CHECK(strcmp(gemma4_version_string(), "0.2.0") == 0);
+  CHECK(strcmp(gemma4_version_string(), "0.3.0") == 0);
 
   /* Errors: a bad path fails with a message naming it. */
   st = gemma4_model_load("/nonexistent/model", NULL, &model);
@@ -104,6 +107,46 @@ int main(int argc, char** argv) {
   CHECK(gemma4_model_get_info(model, &info) == GEMMA4_OK);
   CHECK(info.vocab_size == 512 && info.num_layers > 0 && info.large_chat_template == 0);
   CHECK(strcmp(info.kv_cache_type, "f32") == 0); /* float weights: the exact cache */
+
+  /* Option structs: the sized init writes no byte beyond the size it is given (a program built
+   * against an older, shorter struct), and 0.2's exported init writes only 0.2's fields. */
+  {
+    unsigned char buf[sizeof(gemma4_model_options) + 16];
+    const size_t old_size = offsetof(gemma4_model_options, kv_cache_type);
+    size_t i;
+    memset(buf, 0xAB, sizeof(buf));
+    gemma4_model_options_init_sized((gemma4_model_options*)(void*)buf, old_size);
+    CHECK(((gemma4_model_options*)(void*)buf)->struct_size == old_size);
+    for (i = old_size; i < sizeof(buf); ++i) CHECK(buf[i] == 0xAB);
+    memset(buf, 0xAB, sizeof(buf));
+    (gemma4_model_options_init)((gemma4_model_options*)(void*)buf);
+    CHECK(((gemma4_model_options*)(void*)buf)->struct_size == old_size);
+    for (i = old_size; i < sizeof(buf); ++i) CHECK(buf[i] == 0xAB);
+    memset(buf, 0xAB, sizeof(buf));
+    gemma4_model_options_init_sized((gemma4_model_options*)(void*)buf, sizeof(buf));
+    CHECK(((gemma4_model_options*)(void*)buf)->struct_size == sizeof(gemma4_model_options));
+    CHECK(((gemma4_model_options*)(void*)buf)->kv_cache_type == GEMMA4_KV_CACHE_AUTO);
+    CHECK(buf[sizeof(gemma4_model_options)] == 0xAB);
+  }
+  {
+    /* The KV cache type is chosen at load; a value outside the enum is refused by name. */
+    gemma4_model* f16_model = NULL;
+    gemma4_model_info f16_info;
+    gemma4_model_options f16_options;
+    gemma4_model_options_init(&f16_options);
+    f16_options.threads = 1;
+    f16_options.tokenizer_path = tokenizer_path;
+    f16_options.kv_cache_type = GEMMA4_KV_CACHE_F16;
+    CHECK(gemma4_model_load(model_path, &f16_options, &f16_model) == GEMMA4_OK);
+    f16_info.struct_size = sizeof(f16_info);
+    CHECK(f16_model != NULL && gemma4_model_get_info(f16_model, &f16_info) == GEMMA4_OK &&
+          strcmp(f16_info.kv_cache_type, "f16") == 0);
+    gemma4_model_free(f16_model);
+    f16_model = NULL;
+    f16_options.kv_cache_type = (gemma4_kv_cache_type)7;
+    CHECK(gemma4_model_load(model_path, &f16_options, &f16_model) == GEMMA4_INVALID_ARGUMENT);
+    CHECK(f16_model == NULL && strstr(gemma4_last_error(), "kv_cache_type 7") != NULL);
+  }
 
   CHECK(gemma4_tokenize(model, "<|turn>user", 11, 0, ids, 64, &n_ids) == GEMMA4_OK);
   CHECK(n_ids >= 2 && ids[0] == 105);

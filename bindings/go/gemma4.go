@@ -58,7 +58,7 @@ type Model struct{ h *C.gemma4_model }
 // Load opens a checkpoint directory or GGUF file. tokenizerPath may be empty.
 func Load(path string, threads int, tokenizerPath string) (*Model, error) {
 	var opts C.gemma4_model_options
-	C.gemma4_model_options_init(&opts)
+	C.gemma4_model_options_init_sized(&opts, C.size_t(unsafe.Sizeof(opts)))
 	opts.threads = C.int32_t(threads)
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
@@ -240,7 +240,7 @@ type Session struct {
 // NewSession starts a conversation; systemPrompt may be empty, tools nil.
 func NewSession(m *Model, systemPrompt string, tools *Tools) (*Session, error) {
 	var opts C.gemma4_session_options
-	C.gemma4_session_options_init(&opts)
+	C.gemma4_session_options_init_sized(&opts, C.size_t(unsafe.Sizeof(opts)))
 	if systemPrompt != "" {
 		cs := C.CString(systemPrompt)
 		defer C.free(unsafe.Pointer(cs))
@@ -272,7 +272,7 @@ func (s *Session) Send(text string, o Options) (*Reply, error) {
 	ctext := C.CString(text)
 	defer C.free(unsafe.Pointer(ctext))
 	var sampler C.gemma4_sampler_options
-	C.gemma4_sampler_options_init(&sampler, s.model.h)
+	C.gemma4_sampler_options_init_sized(&sampler, s.model.h, C.size_t(unsafe.Sizeof(sampler)))
 	if o.Temperature != nil {
 		sampler.temperature = C.float(*o.Temperature)
 	}
@@ -294,7 +294,7 @@ func (s *Session) Send(text string, o Options) (*Reply, error) {
 	defer C.free(unsafe.Pointer(csampler))
 	*csampler = sampler
 	var go_ C.gemma4_generate_options
-	C.gemma4_generate_options_init(&go_)
+	C.gemma4_generate_options_init_sized(&go_, C.size_t(unsafe.Sizeof(go_)))
 	if o.MaxTokens > 0 {
 		go_.max_tokens = C.int32_t(o.MaxTokens)
 	}

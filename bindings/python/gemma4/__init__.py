@@ -3,4 +3,4 @@ from ._api import (Error, Model, Reply, Session, StopReason, Tools, ToolCall, li
 
 __all__ = ["Error", "Model", "Reply", "Session", "StopReason", "Tools", "ToolCall",
            "library_version"]
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -39,7 +39,7 @@ _TOOL_FN = CFUNCTYPE(c_int, c_char_p, c_void_p, c_void_p)
 
 class _ModelOptions(Structure):
     _fields_ = [("struct_size", c_uint32), ("threads", c_int32), ("tokenizer_path", c_char_p),
-                ("progress", _PROGRESS), ("user_data", c_void_p)]
+                ("progress", _PROGRESS), ("user_data", c_void_p), ("kv_cache_type", c_int)]
 
 
 class _ModelInfo(Structure):
@@ -84,7 +84,8 @@ def _fn(name, restype, *argtypes):
 _version_string = _fn("gemma4_version_string", c_char_p)
 _last_error = _fn("gemma4_last_error", c_char_p)
 _free = _fn("gemma4_free", None, c_void_p)
-_model_options_init = _fn("gemma4_model_options_init", None, POINTER(_ModelOptions))
+_model_options_init = _fn("gemma4_model_options_init_sized", None, POINTER(_ModelOptions),
+                          c_size_t)
 _model_load = _fn("gemma4_model_load", c_int, c_char_p, POINTER(_ModelOptions),
                   POINTER(c_void_p))
 _model_free = _fn("gemma4_model_free", None, c_void_p)
@@ -100,13 +101,15 @@ _tools_create = _fn("gemma4_tools_create", c_int, POINTER(c_void_p))
 _tools_free = _fn("gemma4_tools_free", None, c_void_p)
 _tools_register = _fn("gemma4_tools_register", c_int, c_void_p, c_char_p, c_char_p, c_char_p,
                       _TOOL_FN, c_void_p)
-_session_options_init = _fn("gemma4_session_options_init", None, POINTER(_SessionOptions))
+_session_options_init = _fn("gemma4_session_options_init_sized", None, POINTER(_SessionOptions),
+                            c_size_t)
 _session_create = _fn("gemma4_session_create", c_int, c_void_p, POINTER(_SessionOptions),
                       POINTER(c_void_p))
 _session_free = _fn("gemma4_session_free", None, c_void_p)
-_sampler_options_init = _fn("gemma4_sampler_options_init", None, POINTER(_SamplerOptions),
-                            c_void_p)
-_generate_options_init = _fn("gemma4_generate_options_init", None, POINTER(_GenerateOptions))
+_sampler_options_init = _fn("gemma4_sampler_options_init_sized", None, POINTER(_SamplerOptions),
+                            c_void_p, c_size_t)
+_generate_options_init = _fn("gemma4_generate_options_init_sized", None,
+                             POINTER(_GenerateOptions), c_size_t)
 _session_send = _fn("gemma4_session_send", c_int, c_void_p, c_char_p, POINTER(_GenerateOptions),
                     POINTER(c_void_p))
 _session_cancel = _fn("gemma4_session_cancel", None, c_void_p)
@@ -168,10 +171,18 @@ class Model:
     """A loaded model (checkpoint directory, .safetensors or .gguf). Share it between sessions
     and threads freely."""
 
-    def __init__(self, path, threads=0, tokenizer_path=None, progress=None):
+    _KV_CACHE_TYPES = {None: 0, "auto": 0, "f32": 1, "f16": 2}
+
+    def __init__(self, path, threads=0, tokenizer_path=None, progress=None, kv_cache_type=None):
+        """kv_cache_type: None or "auto" (f16 for quantized weights, f32 for float ones), "f32"
+        or "f16"."""
+        if kv_cache_type not in self._KV_CACHE_TYPES:
+            raise ValueError("kv_cache_type must be None, 'auto', 'f32' or 'f16', not %r"
+                             % (kv_cache_type,))
         opts = _ModelOptions()
-        _model_options_init(ctypes.byref(opts))
+        _model_options_init(ctypes.byref(opts), ctypes.sizeof(opts))
         opts.threads = threads
+        opts.kv_cache_type = self._KV_CACHE_TYPES[kv_cache_type]
         if tokenizer_path is not None:
             opts.tokenizer_path = os.fsencode(tokenizer_path)
         if progress is not None:
@@ -343,7 +354,7 @@ class Session:
             self._handle = _handle
             return
         opts = _SessionOptions()
-        _session_options_init(ctypes.byref(opts))
+        _session_options_init(ctypes.byref(opts), ctypes.sizeof(opts))
         if system_prompt is not None:
             opts.system_prompt = system_prompt.encode("utf-8")
         if tools is not None:
@@ -363,7 +374,7 @@ class Session:
                  top_p, min_p, seed, json_schema, execute_tools, require_tool_call,
                  max_tool_steps, stop_on_repetition, logit_bias, max_calls_per_round):
         go = _GenerateOptions()
-        _generate_options_init(ctypes.byref(go))
+        _generate_options_init(ctypes.byref(go), ctypes.sizeof(go))
         go.max_tokens = max_tokens
         go.thinking = int(thinking)
         go.thinking_budget = -1 if thinking_budget is None else thinking_budget
@@ -378,7 +389,7 @@ class Session:
             go.json_schema = schema.encode("utf-8")
         if any(v is not None for v in (temperature, top_k, top_p, min_p, seed, logit_bias)):
             s = _SamplerOptions()
-            _sampler_options_init(ctypes.byref(s), self._model._handle)
+            _sampler_options_init(ctypes.byref(s), self._model._handle, ctypes.sizeof(s))
             if temperature is not None:
                 s.temperature = temperature
             if top_k is not None:

@@ -19,9 +19,17 @@ def model():
 
 
 def test_version_and_info(model):
-    assert gemma4.library_version() == "0.2.0"
+    assert gemma4.library_version() == "0.3.0"
     info = model.info
     assert info["vocab_size"] == 512 and info["num_layers"] > 0
+
+
+def test_kv_cache_type_option(model):
+    assert model.info["kv_cache_type"] == "f32"  # float weights: exact path by default
+    f16 = gemma4.Model(MODEL, threads=1, tokenizer_path=TOKENIZER, kv_cache_type="f16")
+    assert f16.info["kv_cache_type"] == "f16"
+    with pytest.raises(ValueError):
+        gemma4.Model(MODEL, kv_cache_type="q8")
 
 
 def test_tokenize_roundtrip(model):

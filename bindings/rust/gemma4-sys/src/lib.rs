@@ -38,6 +38,8 @@ pub struct gemma4_model_options {
     pub tokenizer_path: *const c_char,
     pub progress: Option<unsafe extern "C" fn(f32, *mut c_void) -> c_int>,
     pub user_data: *mut c_void,
+    /// gemma4_kv_cache_type: 0 auto, 1 f32, 2 f16 (since 0.3).
+    pub kv_cache_type: c_int,
 }
 
 #[repr(C)]
@@ -110,7 +112,7 @@ extern "C" {
     pub fn gemma4_version_string() -> *const c_char;
     pub fn gemma4_last_error() -> *const c_char;
     pub fn gemma4_free(p: *mut c_void);
-    pub fn gemma4_model_options_init(options: *mut gemma4_model_options);
+    pub fn gemma4_model_options_init_sized(options: *mut gemma4_model_options, size: usize);
     pub fn gemma4_model_load(
         path: *const c_char,
         options: *const gemma4_model_options,
@@ -150,18 +152,19 @@ extern "C" {
         f: gemma4_tool_fn,
         user_data: *mut c_void,
     ) -> gemma4_status;
-    pub fn gemma4_session_options_init(options: *mut gemma4_session_options);
+    pub fn gemma4_session_options_init_sized(options: *mut gemma4_session_options, size: usize);
     pub fn gemma4_session_create(
         model: *mut gemma4_model,
         options: *const gemma4_session_options,
         out: *mut *mut gemma4_session,
     ) -> gemma4_status;
     pub fn gemma4_session_free(session: *mut gemma4_session);
-    pub fn gemma4_sampler_options_init(
+    pub fn gemma4_sampler_options_init_sized(
         options: *mut gemma4_sampler_options,
         model: *const gemma4_model,
+        size: usize,
     );
-    pub fn gemma4_generate_options_init(options: *mut gemma4_generate_options);
+    pub fn gemma4_generate_options_init_sized(options: *mut gemma4_generate_options, size: usize);
     pub fn gemma4_session_send(
         session: *mut gemma4_session,
         user_text: *const c_char,

@@ -90,7 +90,7 @@ impl Model {
         };
         unsafe {
             let mut opts: sys::gemma4_model_options = std::mem::zeroed();
-            sys::gemma4_model_options_init(&mut opts);
+            sys::gemma4_model_options_init_sized(&mut opts, std::mem::size_of_val(&opts));
             opts.threads = threads;
             opts.tokenizer_path = tok.as_ref().map_or(ptr::null(), |t| t.as_ptr());
             let mut out = ptr::null_mut();
@@ -328,7 +328,7 @@ impl Session {
         };
         unsafe {
             let mut opts: sys::gemma4_session_options = std::mem::zeroed();
-            sys::gemma4_session_options_init(&mut opts);
+            sys::gemma4_session_options_init_sized(&mut opts, std::mem::size_of_val(&opts));
             opts.system_prompt = system.as_ref().map_or(ptr::null(), |s| s.as_ptr());
             opts.tools = tools.map_or(ptr::null(), |t| t.handle as *const _);
             let mut out = ptr::null_mut();
@@ -357,7 +357,11 @@ impl Session {
         let ban_values: Vec<f32> = options.banned.iter().map(|_| -1e30f32).collect();
         unsafe {
             let mut sampler: sys::gemma4_sampler_options = std::mem::zeroed();
-            sys::gemma4_sampler_options_init(&mut sampler, self._model.handle.0);
+            sys::gemma4_sampler_options_init_sized(
+                &mut sampler,
+                self._model.handle.0,
+                std::mem::size_of_val(&sampler),
+            );
             if let Some(t) = options.temperature {
                 sampler.temperature = t;
             }
@@ -366,7 +370,7 @@ impl Session {
             sampler.logit_bias_values = ban_values.as_ptr();
             sampler.n_logit_bias = options.banned.len();
             let mut go: sys::gemma4_generate_options = std::mem::zeroed();
-            sys::gemma4_generate_options_init(&mut go);
+            sys::gemma4_generate_options_init_sized(&mut go, std::mem::size_of_val(&go));
             go.max_tokens = options.max_tokens;
             go.thinking = options.thinking as i32;
             go.sampler = &sampler;
