@@ -85,7 +85,7 @@ typedef struct gemma4_model_options {
   /* Progress in [0, 1]; return 0 to cancel the load (GEMMA4_CANCELLED). May be NULL. */
   int (*progress)(float fraction, void* user_data);
   void* user_data;
-  gemma4_kv_cache_type kv_cache_type; /* since 0.3 */
+  int32_t kv_cache_type; /* a gemma4_kv_cache_type (0 = AUTO); since 0.3 */
 } gemma4_model_options;
 
 GEMMA4_API void gemma4_model_options_init_sized(gemma4_model_options* options, size_t size);

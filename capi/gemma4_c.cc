@@ -238,8 +238,7 @@ gemma4_status gemma4_model_load(const char* path, const gemma4_model_options* op
         break;
       default:
         return Fail(GEMMA4_INVALID_ARGUMENT,
-                    "gemma4_model_load: kv_cache_type " +
-                        std::to_string(static_cast<int>(o.kv_cache_type)) +
+                    "gemma4_model_load: kv_cache_type " + std::to_string(o.kv_cache_type) +
                         " is not a gemma4_kv_cache_type (0 auto, 1 f32, 2 f16)");
     }
     if (o.progress != nullptr) {

@@ -143,7 +143,7 @@ int main(int argc, char** argv) {
           strcmp(f16_info.kv_cache_type, "f16") == 0);
     gemma4_model_free(f16_model);
     f16_model = NULL;
-    f16_options.kv_cache_type = (gemma4_kv_cache_type)7;
+    f16_options.kv_cache_type = 7;
     CHECK(gemma4_model_load(model_path, &f16_options, &f16_model) == GEMMA4_INVALID_ARGUMENT);
     CHECK(f16_model == NULL && strstr(gemma4_last_error(), "kv_cache_type 7") != NULL);
   }

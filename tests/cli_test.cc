@@ -290,6 +290,31 @@ TEST_F(CliTest, BenchJsonSpeaksLlamaBench) {
   EXPECT_TRUE(root->as_array()[0].Find("n_ubatch")->GetInt64(&v) && v == 3);
 }
 
+// --profile: every forward phase on stderr, for every test, the JSON on stdout unchanged. The
+// tiny MoE model runs every phase; the heavy ones must show time.
+TEST_F(CliTest, BenchProfileListsEveryPhase) {
+  const Result r = Run({"bench", "--model", ModelDir("tiny-26b-a4b") + "/gemma4", "-t", "1", "-p",
+                        "8", "-n", "2", "-r", "1", "-o", "json", "--profile"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(json::Parse(r.out, "bench output").ok()) << r.out;
+  for (const char* test : {"profile of pp8 tg0 d0", "profile of pp0 tg2 d0"}) {
+    EXPECT_NE(r.err.find(test), std::string::npos) << r.err;
+  }
+  for (const char* phase : {"attention q/k/v/o matmuls", "attention core", "MLP matmuls",
+                            "MLP activation", "MoE", "norms + residuals", "LM head", "other"}) {
+    const size_t at = r.err.find(phase);
+    ASSERT_NE(at, std::string::npos) << phase << "\n" << r.err;
+    double ms = -1;
+    ASSERT_EQ(std::sscanf(r.err.c_str() + at + std::strlen(phase), " %lf", &ms), 1) << phase;
+    const std::string name = phase;
+    if (name == "MLP matmuls" || name == "MoE" || name == "attention core") {
+      EXPECT_GT(ms, 0) << phase;
+    } else if (name != "other") {
+      EXPECT_GE(ms, 0) << phase;
+    }
+  }
+}
+
 // --kv-type: logits default to the exact f32 cache; f16 stays close to it; generate accepts it.
 TEST_F(CliTest, KvCacheTypeOption) {
   const std::string model = ModelDir("tiny-26b-a4b") + "/gemma4";

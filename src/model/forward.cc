@@ -5,13 +5,56 @@
 #include <cerrno>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <numeric>
 
 #include "ops/ops.h"
 #include "quant/quant.h"
+#include "runtime/denormals.h"
 
 namespace gemma4 {
+
+const char* ForwardProfile::Name(int phase) {
+  static constexpr const char* kNames[kPhases] = {"embeddings + per-layer inputs",
+                                                  "attention q/k/v/o matmuls",
+                                                  "attention core",
+                                                  "MLP matmuls",
+                                                  "MLP activation",
+                                                  "MoE",
+                                                  "per-layer-input block",
+                                                  "norms + residuals",
+                                                  "LM head"};
+  return phase >= 0 && phase < kPhases ? kNames[phase] : "?";
+}
+
+namespace {
+
+// Adds the scope's wall time to one phase of a profile (nothing when there is none).
+class PhaseTimer {
+ public:
+  PhaseTimer(ForwardProfile* profile, ForwardProfile::Phase phase)
+      : profile_(profile), phase_(phase) {
+    if (profile_ != nullptr) start_ = std::chrono::steady_clock::now();
+  }
+  ~PhaseTimer() { Stop(); }
+  void Stop() {
+    if (profile_ != nullptr) {
+      profile_->seconds[phase_] +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+      profile_ = nullptr;
+    }
+  }
+  PhaseTimer(const PhaseTimer&) = delete;
+  PhaseTimer& operator=(const PhaseTimer&) = delete;
+
+ private:
+  ForwardProfile* profile_;
+  ForwardProfile::Phase phase_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace
 
 InferenceState::InferenceState(const LoadedModel& model, ThreadPool* pool, int64_t max_chunk,
                                std::optional<KvType> kv_type)
@@ -81,6 +124,7 @@ Status InferenceState::Forward(const int32_t* ids, int64_t n, LogitsMode mode,
     }
   }
   GEMMA4_RETURN_IF_ERROR(cache_.Reserve(position_ + n));
+  const ScopedDenormalsAreZero denormals_are_zero;  // the pool's workers run in the same mode
   const int64_t V = config_.vocab_size;
   try {
     if (logits != nullptr) {
@@ -113,34 +157,44 @@ Status InferenceState::ForwardChunk(const int32_t* ids, int64_t s, float* logits
   tmp_.resize(s * H);
   tmp2_.resize(s * H);
 
-  // Token embeddings scaled by f32(sqrt(H)).
-  const float embed_scale = model_.embed_scale();
-  for (int64_t t = 0; t < s; ++t) {
-    float* row = x_.data() + t * H;
-    ops::ToF32(w.embed, int64_t{ids[t]} * H, H, row);
-    for (int64_t j = 0; j < H; ++j) row[j] *= embed_scale;
+  {
+    PhaseTimer timer(profile_, ForwardProfile::kEmbed);
+    // Token embeddings scaled by f32(sqrt(H)).
+    const float embed_scale = model_.embed_scale();
+    for (int64_t t = 0; t < s; ++t) {
+      float* row = x_.data() + t * H;
+      ops::ToF32(w.embed, int64_t{ids[t]} * H, H, row);
+      for (int64_t j = 0; j < H; ++j) row[j] *= embed_scale;
+    }
+    if (config_.ple_dim > 0) GEMMA4_RETURN_IF_ERROR(PerLayerInputs(ids, s));
   }
-  if (config_.ple_dim > 0) GEMMA4_RETURN_IF_ERROR(PerLayerInputs(ids, s));
 
   for (int i = 0; i < config_.num_layers; ++i) {
     const LayerWeights& lw = w.layers[i];
     float* x = x_.data();
     // Attention block: x = x + post_attention_norm(attn(input_norm(x))).
-    for (int64_t t = 0; t < s; ++t) {
-      ops::RmsNorm(x + t * H, lw.input_norm.data(), H, eps, normed_.data() + t * H);
+    {
+      PhaseTimer timer(profile_, ForwardProfile::kNormResidual);
+      for (int64_t t = 0; t < s; ++t) {
+        ops::RmsNorm(x + t * H, lw.input_norm.data(), H, eps, normed_.data() + t * H);
+      }
     }
     Attention(i, s, normed_.data(), tmp_.data());
-    for (int64_t t = 0; t < s; ++t) {
-      float* h = tmp_.data() + t * H;
-      ops::RmsNorm(h, lw.post_attention_norm.data(), H, eps, h);
-      for (int64_t j = 0; j < H; ++j) x[t * H + j] += h[j];
-    }
-    // Feed-forward block: dense GeGLU, plus the MoE branch beside it on MoE models.
-    for (int64_t t = 0; t < s; ++t) {
-      ops::RmsNorm(x + t * H, lw.pre_ffn_norm.data(), H, eps, normed_.data() + t * H);
+    {
+      PhaseTimer timer(profile_, ForwardProfile::kNormResidual);
+      for (int64_t t = 0; t < s; ++t) {
+        float* h = tmp_.data() + t * H;
+        ops::RmsNorm(h, lw.post_attention_norm.data(), H, eps, h);
+        for (int64_t j = 0; j < H; ++j) x[t * H + j] += h[j];
+      }
+      // Feed-forward block: dense GeGLU, plus the MoE branch beside it on MoE models.
+      for (int64_t t = 0; t < s; ++t) {
+        ops::RmsNorm(x + t * H, lw.pre_ffn_norm.data(), H, eps, normed_.data() + t * H);
+      }
     }
     DenseMlp(lw, config_.layers[i].mlp_width, s, normed_.data(), tmp_.data());
     if (config_.moe) {
+      PhaseTimer timer(profile_, ForwardProfile::kMoe);
       for (int64_t t = 0; t < s; ++t) {
         float* h = tmp_.data() + t * H;
         ops::RmsNorm(h, lw.post_ffn_norm_1.data(), H, eps, h);
@@ -148,13 +202,17 @@ Status InferenceState::ForwardChunk(const int32_t* ids, int64_t s, float* logits
       Moe(lw, s, x, tmp2_.data());
       for (int64_t j = 0; j < s * H; ++j) tmp_[j] += tmp2_[j];
     }
-    for (int64_t t = 0; t < s; ++t) {
-      float* h = tmp_.data() + t * H;
-      ops::RmsNorm(h, lw.post_ffn_norm.data(), H, eps, h);
-      for (int64_t j = 0; j < H; ++j) x[t * H + j] += h[j];
+    {
+      PhaseTimer timer(profile_, ForwardProfile::kNormResidual);
+      for (int64_t t = 0; t < s; ++t) {
+        float* h = tmp_.data() + t * H;
+        ops::RmsNorm(h, lw.post_ffn_norm.data(), H, eps, h);
+        for (int64_t j = 0; j < H; ++j) x[t * H + j] += h[j];
+      }
     }
     // Per-Layer Embedding block: x += norm(proj(gelu(gate(x)) * ple_i)).
     if (config_.ple_dim > 0) {
+      PhaseTimer timer(profile_, ForwardProfile::kPleBlock);
       const int64_t P = config_.ple_dim, L = config_.num_layers;
       gate_.resize(s * P);
       ops::MatMul(lw.ple_gate, x, s, gate_.data(), pool_);
@@ -174,6 +232,7 @@ Status InferenceState::ForwardChunk(const int32_t* ids, int64_t s, float* logits
   position_ += s;
 
   if (logits == nullptr) return OkStatus();
+  PhaseTimer timer(profile_, ForwardProfile::kHead);
   // Final norm, tied LM head (the unscaled embedding), softcap tanh(l / cap) * cap. Rows:
   // all of the chunk, or only its last token.
   const int64_t first_row = all_rows ? 0 : s - 1, rows = s - first_row;
@@ -257,8 +316,23 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
   const float eps = config_.rms_norm_eps;
   q_.resize(s * q_dim);
   attn_.resize(s * q_dim);
-  // q = RoPE(q_norm(q_proj(h))) per head.
-  ops::MatMul(lw.q_proj, normed, s, q_.data(), pool_);
+  // The projections first: q = q_proj(h), and on layers with their own cache k and v.
+  {
+    PhaseTimer timer(profile_, ForwardProfile::kAttnProjection);
+    ops::MatMul(lw.q_proj, normed, s, q_.data(), pool_);
+    if (!lc.kv_shared) {
+      k_.resize(s * kv_dim);
+      v_.resize(s * kv_dim);
+      ops::MatMul(lw.k_proj, normed, s, k_.data(), pool_);
+      if (lc.k_eq_v) {
+        std::copy(k_.begin(), k_.end(), v_.begin());
+      } else {
+        ops::MatMul(lw.v_proj, normed, s, v_.data(), pool_);
+      }
+    }
+  }
+  PhaseTimer core_timer(profile_, ForwardProfile::kAttnCore);
+  // q = RoPE(q_norm(q)) per head.
   // cos/sin of every rotated pair, once per token ([s, pairs] each), shared by all heads.
   const int pairs = lc.rotated_pairs;
   rope_cos_.resize(s * pairs);
@@ -275,16 +349,8 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
     }
   }
   if (!lc.kv_shared) {
-    // K = RoPE(k_norm(k_proj(h))); V = v_norm(v_proj(h)), or of the raw k_proj output on
-    // K=V layers. Written straight into this layer's cache.
-    k_.resize(s * kv_dim);
-    v_.resize(s * kv_dim);
-    ops::MatMul(lw.k_proj, normed, s, k_.data(), pool_);
-    if (lc.k_eq_v) {
-      std::copy(k_.begin(), k_.end(), v_.begin());
-    } else {
-      ops::MatMul(lw.v_proj, normed, s, v_.data(), pool_);
-    }
+    // K = RoPE(k_norm(k)); V = v_norm(v), or of the raw k_proj output on K=V layers.
+    // Written straight into this layer's cache.
     for (int64_t t = 0; t < s; ++t) {
       for (int64_t g = 0; g < n_kv; ++g) {
         float* kr = k_.data() + t * kv_dim + g * hd;
@@ -366,6 +432,8 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
       }
     }
   });
+  core_timer.Stop();
+  PhaseTimer timer(profile_, ForwardProfile::kAttnProjection);
   ops::MatMul(lw.o_proj, attn_.data(), s, out, pool_);
 }
 
@@ -381,9 +449,16 @@ void InferenceState::DenseMlp(const LayerWeights& lw, int width, int64_t s, cons
   up_.resize(std::min(s, kMlpTokens) * width);
   for (int64_t t0 = 0; t0 < s; t0 += kMlpTokens) {
     const int64_t n = std::min(kMlpTokens, s - t0);
-    ops::MatMul(lw.gate_proj, in + t0 * H, n, gate_.data(), pool_);
-    ops::MatMul(lw.up_proj, in + t0 * H, n, up_.data(), pool_);
-    ops::GeluMul(gate_.data(), up_.data(), gate_.data(), n * width);
+    {
+      PhaseTimer timer(profile_, ForwardProfile::kMlpMatMul);
+      ops::MatMul(lw.gate_proj, in + t0 * H, n, gate_.data(), pool_);
+      ops::MatMul(lw.up_proj, in + t0 * H, n, up_.data(), pool_);
+    }
+    {
+      PhaseTimer timer(profile_, ForwardProfile::kMlpActivation);
+      ops::GeluMul(gate_.data(), up_.data(), gate_.data(), n * width);
+    }
+    PhaseTimer timer(profile_, ForwardProfile::kMlpMatMul);
     ops::MatMul(lw.down_proj, gate_.data(), n, out + t0 * H, pool_);
   }
 }

@@ -24,6 +24,25 @@ enum class LogitsMode { kNone, kLast, kAll };
 // weight panel 16 times from cache.
 inline constexpr int64_t kDefaultMaxChunk = 16;
 
+// Wall time of each phase of the forward pass, summed over calls (`gemma4 bench --profile`):
+// where a step's time goes beyond the matmuls, on machines where no profiler runs.
+struct ForwardProfile {
+  enum Phase {
+    kEmbed,           // token embeddings and the per-layer inputs (PLE rows, projection)
+    kAttnProjection,  // q/k/v/o matmuls
+    kAttnCore,        // q/k norms, RoPE, cache writes, scores, softmax, weighted values
+    kMlpMatMul,       // gate/up/down matmuls
+    kMlpActivation,   // GeLU(gate) * up
+    kMoe,             // router and experts
+    kPleBlock,        // per-layer-input gate, GeLU, projection
+    kNormResidual,    // RMS norms, residual adds, layer scalars
+    kHead,            // final norm, LM head, soft-capping
+    kPhases
+  };
+  double seconds[kPhases] = {};
+  static const char* Name(int phase);
+};
+
 class InferenceState {
  public:
   // pool may be null (single-threaded). max_chunk bounds the tokens processed in one internal
@@ -51,6 +70,8 @@ class InferenceState {
   int64_t max_chunk() const { return cache_.max_chunk(); }
   KvType kv_type() const { return cache_.type(); }
   const KvCache& kv_cache() const { return cache_; }
+  // Phase timings accumulate into *profile (null: none, the default, which costs nothing).
+  void set_profile(ForwardProfile* profile) { profile_ = profile; }
 
  private:
   // logits: null, or [s, vocab] (all_rows) or [vocab] for the chunk's last token.
@@ -73,6 +94,7 @@ class InferenceState {
   std::vector<float> ple_inputs_;           // [S, L, P]
   std::vector<float> rope_cos_, rope_sin_;  // [S, rotated pairs] of the current layer
   std::vector<uint8_t> row_bytes_;          // one PLE table row as stored
+  ForwardProfile* profile_ = nullptr;
 };
 
 }  // namespace gemma4

@@ -36,6 +36,7 @@ struct Options {
   // -ctk / -ctv: f16 (llama-bench's default) or f32; keys and values share one type here.
   std::string cache_type = "f16";
   int ubatch = static_cast<int>(kDefaultMaxChunk);  // -ub: tokens per forward step
+  bool profile = false;                             // --profile: time per forward phase, on stderr
 };
 
 // llama-bench options that select GPU/backend features gemma4 does not have; accepted so that
@@ -143,6 +144,8 @@ Status ParseOptions(int argc, char** argv, Options* o) {
       GEMMA4_RETURN_IF_ERROR(value(&v));
       std::fprintf(stderr, "gemma4 bench: ignoring %s %s (no GPU/backend options on CPU)\n",
                    a.c_str(), v.c_str());
+    } else if (a == "--profile") {
+      o->profile = true;
     } else if (a == "--progress" || a == "-v" || a == "--verbose") {
       // Accepted for compatibility; gemma4 bench always reports at the end.
     } else if (a == "-r" || a == "--repetitions") {
@@ -238,6 +241,7 @@ struct Result {
   int n_gen = 0;
   int n_depth = 0;
   std::vector<double> samples_ns;
+  ForwardProfile profile;  // summed over the repetitions (--profile)
   double avg_ns() const {
     double s = 0;
     for (double x : samples_ns) s += x;
@@ -270,8 +274,10 @@ struct Result {
 
 // One measurement: pp (n_prompt tokens in one batch) and/or tg (n_gen single-token steps),
 // after n_depth untimed tokens of context, with random token ids as llama-bench uses.
+// profile (may be null) times the measured part only.
 StatusOr<double> RunOnce(const LoadedModel& model, ThreadPool* pool, const Options& o, int n_prompt,
-                         int n_gen, int n_depth, std::mt19937* rng) {
+                         int n_gen, int n_depth, std::mt19937* rng,
+                         ForwardProfile* profile = nullptr) {
   std::uniform_int_distribution<int32_t> tok(0, model.config().vocab_size - 1);
   InferenceState state(model, pool, o.ubatch, o.cache_type == "f32" ? KvType::kF32 : KvType::kF16);
   std::vector<float> logits;
@@ -280,6 +286,7 @@ StatusOr<double> RunOnce(const LoadedModel& model, ThreadPool* pool, const Optio
     for (auto& id : ids) id = tok(*rng);
     GEMMA4_RETURN_IF_ERROR(state.Forward(ids.data(), n_depth, LogitsMode::kNone, nullptr));
   }
+  state.set_profile(profile);
   const auto t0 = std::chrono::steady_clock::now();
   if (n_prompt > 0) {
     std::vector<int32_t> ids(n_prompt);
@@ -373,7 +380,8 @@ Status RunBench(int argc, char** argv) {
         GEMMA4_RETURN_IF_ERROR(RunOnce(*model, &pool, o, std::min(p, 32), std::min(n, 4), 0, &rng)
                                    .status());  // warm-up
         for (int rep = 0; rep < o.repetitions; ++rep) {
-          GEMMA4_ASSIGN_OR_RETURN(double ns, RunOnce(*model, &pool, o, p, n, depth, &rng));
+          GEMMA4_ASSIGN_OR_RETURN(double ns, RunOnce(*model, &pool, o, p, n, depth, &rng,
+                                                     o.profile ? &r.profile : nullptr));
           r.samples_ns.push_back(ns);
         }
         results.push_back(std::move(r));
@@ -433,6 +441,23 @@ Status RunBench(int argc, char** argv) {
       "bandwidth bound %.2f tok/s\n",
       bytes_per_token / double(1 << 20), *std::max_element(o.threads.begin(), o.threads.end()),
       bandwidth / 1e9, bytes_per_token > 0 ? bandwidth / bytes_per_token : 0.0);
+  if (o.profile) {
+    for (const Result& r : results) {
+      const double total = r.avg_ns() * 1e-9 * r.samples_ns.size();
+      std::fprintf(stderr, "profile of pp%d tg%d d%d, %d threads (ms per run, share):\n",
+                   r.n_prompt, r.n_gen, r.n_depth, r.threads);
+      double phases = 0;
+      const double runs = static_cast<double>(r.samples_ns.size());
+      for (int ph = 0; ph < ForwardProfile::kPhases; ++ph) {
+        const double sec = r.profile.seconds[ph];
+        phases += sec;
+        std::fprintf(stderr, "  %-30s %10.3f %5.1f%%\n", ForwardProfile::Name(ph), 1e3 * sec / runs,
+                     100 * sec / total);
+      }
+      std::fprintf(stderr, "  %-30s %10.3f %5.1f%%\n", "other", 1e3 * (total - phases) / runs,
+                   100 * (total - phases) / total);
+    }
+  }
   for (const Result& r : results) {
     if (r.n_prompt == 0 && r.n_gen > 0 && bytes_per_token > 0) {
       std::fprintf(stderr, "tg%d with %d threads: %.2f tok/s = %.0f%% of the bandwidth bound\n",

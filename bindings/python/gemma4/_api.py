@@ -39,7 +39,7 @@ _TOOL_FN = CFUNCTYPE(c_int, c_char_p, c_void_p, c_void_p)
 
 class _ModelOptions(Structure):
     _fields_ = [("struct_size", c_uint32), ("threads", c_int32), ("tokenizer_path", c_char_p),
-                ("progress", _PROGRESS), ("user_data", c_void_p), ("kv_cache_type", c_int)]
+                ("progress", _PROGRESS), ("user_data", c_void_p), ("kv_cache_type", c_int32)]
 
 
 class _ModelInfo(Structure):

@@ -39,7 +39,7 @@ pub struct gemma4_model_options {
     pub progress: Option<unsafe extern "C" fn(f32, *mut c_void) -> c_int>,
     pub user_data: *mut c_void,
     /// gemma4_kv_cache_type: 0 auto, 1 f32, 2 f16 (since 0.3).
-    pub kv_cache_type: c_int,
+    pub kv_cache_type: i32,
 }
 
 #[repr(C)]
