@@ -204,21 +204,42 @@ Status LoadedModel::LoadWeights() {
     TensorView* view;
     bool x16;
     uint64_t offset;  // in repacked_
+    bool copy_only;   // kept in its file format, moved into the arena
   };
   std::vector<Repack> plan;
+  // With repacked matrices in an anonymous arena, the other matrices read for every token (the
+  // embedding / LM head, the per-layer-input projections, routers; not the PLE table, which is
+  // read row by row with pread, nor MoE experts, which are read as routed) move into it too, so
+  // that nothing is read from the file mapping after loading. A fault on a file mapping maps
+  // the cached pages around it (a whole large folio on recent kernels: ext4 on Linux 6.18 maps
+  // hundreds of KiB), so reading a matrix left in the file mapped the released repacked
+  // matrices beside it back in: E2B q4_0 held 45-135 MiB of them again after its first token.
+  std::vector<Repack> copies;
+  // File ranges copied out of the mapping (repacked matrices, vectors widened to f32): dropped
+  // from the resident set once loading is done (see the end of this function).
+  std::vector<std::pair<const uint8_t*, uint64_t>> copied;
   uint64_t total = 0;
   for (const auto& [name, stored] : tensors_) {  // load order: layer by layer
     TensorView& view = found.at(name);
     const bool q4 = view.dtype == DType::kQ4_0,
                q8 = view.dtype == DType::kQ8_0 && (repack_q8 || table.gemm_q8_0x16 != nullptr);
-    if ((!q4 && !q8) || view.shape.size() < 2 || name == "embed_tokens_per_layer.weight") {
+    if (view.shape.size() < 2 || name == "embed_tokens_per_layer.weight") continue;
+    if (!q4 && !q8) {
+      if (name.find(".experts.") == std::string::npos) copies.push_back({&view, false, 0, true});
       continue;
     }
     const int64_t rows_per_matrix = view.shape[view.shape.size() - 2];
     const bool x16 = rows_per_matrix % 16 == 0 &&
                      (q4 ? table.gemm_q4_0x16 != nullptr : table.gemm_q8_0x16 != nullptr);
-    plan.push_back({&view, x16, total});
+    plan.push_back({&view, x16, total, false});
     total += (view.nbytes + 63) / 64 * 64;
+  }
+  if (!plan.empty()) {
+    for (Repack& c : copies) {
+      c.offset = total;
+      total += (c.view->nbytes + 63) / 64 * 64;
+      plan.push_back(c);
+    }
   }
   if (!plan.empty()) {
     auto memory = AnonymousMemory::Allocate(total, /*huge_pages=*/true);
@@ -234,6 +255,20 @@ Status LoadedModel::LoadWeights() {
     TensorView& view = *r.view;
     const bool q4 = view.dtype == DType::kQ4_0;
     uint8_t* dst = repacked_->data() + r.offset;
+    if (r.copy_only) {
+      // In slices, each released once copied, so that the file's pages and their copy are
+      // never both resident (the E2B embedding alone is 322 MiB).
+      constexpr uint64_t kSlice = uint64_t{4} << 20;
+      for (uint64_t done = 0; done < view.nbytes;) {
+        const uint64_t end = std::min(view.nbytes, (done / kSlice + 1) * kSlice);
+        std::memcpy(dst + done, view.data + done, end - done);
+        ReleasePages(view.data + done, end - done);
+        done = end;
+      }
+      copied.emplace_back(view.data, view.nbytes);
+      view.data = dst;
+      continue;
+    }
     const uint64_t row_bytes = RowBytes(view.dtype, view.cols());
     const int64_t nblocks = view.cols() / quant::kBlock;
     if (r.x16) {
@@ -251,6 +286,7 @@ Status LoadedModel::LoadWeights() {
       }
     }
     ReleasePages(view.data, view.nbytes);
+    copied.emplace_back(view.data, view.nbytes);
     view.data = dst;
     view.dtype = r.x16 ? (q4 ? DType::kQ4_0x16 : DType::kQ8_0x16)
                  : q4  ? DType::kQ4_0R
@@ -270,6 +306,7 @@ Status LoadedModel::LoadWeights() {
     if (it == found.end()) return;
     out->resize(it->second.numel());
     ops::ToF32(it->second, 0, it->second.numel(), out->data());
+    copied.emplace_back(it->second.data, it->second.nbytes);
   };
   weights_.embed = matrix("embed_tokens.weight");
   vec("norm.weight", &weights_.final_norm);
@@ -314,6 +351,9 @@ Status LoadedModel::LoadWeights() {
   }
   // torch.tensor(sqrt(H)) is a float32 buffer: the double sqrt rounded to f32.
   embed_scale_ = static_cast<float>(std::sqrt(static_cast<double>(c.hidden_size)));
+  // Once more now that loading reads nothing else: pages dropped right after their copy came
+  // back where a later read nearby (in another order than the file's) mapped them again.
+  for (const auto& [data, nbytes] : copied) ReleasePages(data, nbytes);
   return OkStatus();
 }
 
