@@ -202,14 +202,12 @@ const char* gemma4_status_name(gemma4_status status) {
 void gemma4_free(void* p) { std::free(p); }
 
 void gemma4_model_options_init_sized(gemma4_model_options* options, size_t size) {
-  gemma4_model_options defaults{};
-  defaults.kv_cache_type = GEMMA4_KV_CACHE_AUTO;
-  InitSized(options, size, defaults);
+  InitSized(options, size, gemma4_model_options{});  // kv_cache_type 0: GEMMA4_KV_CACHE_AUTO
 }
 
 // 0.2's entry points, still exported for programs linked against it: they fill exactly the
 // struct those programs have (0.2's fields), never the fields added since.
-extern "C" GEMMA4_API void(gemma4_model_options_init)(gemma4_model_options* options) {
+GEMMA4_API void(gemma4_model_options_init)(gemma4_model_options* options) {
   gemma4_model_options_init_sized(options, kModelOptionsSize0_2);
 }
 
@@ -380,7 +378,7 @@ void gemma4_session_options_init_sized(gemma4_session_options* options, size_t s
   InitSized(options, size, gemma4_session_options{});
 }
 
-extern "C" GEMMA4_API void(gemma4_session_options_init)(gemma4_session_options* options) {
+GEMMA4_API void(gemma4_session_options_init)(gemma4_session_options* options) {
   gemma4_session_options_init_sized(options, kSessionOptionsSize0_2);
 }
 
@@ -415,8 +413,8 @@ void gemma4_sampler_options_init_sized(gemma4_sampler_options* options, const ge
   InitSized(options, size, DefaultSampler(model));
 }
 
-extern "C" GEMMA4_API void(gemma4_sampler_options_init)(gemma4_sampler_options* options,
-                                                        const gemma4_model* model) {
+GEMMA4_API void(gemma4_sampler_options_init)(gemma4_sampler_options* options,
+                                             const gemma4_model* model) {
   gemma4_sampler_options_init_sized(options, model, kSamplerOptionsSize0_2);
 }
 
@@ -424,7 +422,7 @@ void gemma4_generate_options_init_sized(gemma4_generate_options* options, size_t
   InitSized(options, size, DefaultGenerate());
 }
 
-extern "C" GEMMA4_API void(gemma4_generate_options_init)(gemma4_generate_options* options) {
+GEMMA4_API void(gemma4_generate_options_init)(gemma4_generate_options* options) {
   gemma4_generate_options_init_sized(options, kGenerateOptionsSize0_2);
 }
 

@@ -113,16 +113,7 @@ void ForTokenPieces(int ntok, F&& f) {
 // token count are dispatched from a runtime count in one line.
 template <class F>
 void ForTokenCount(int ntok, F&& f) {
-  switch (ntok) {
-    case 4:
-      return f(std::integral_constant<int, 4>{});
-    case 3:
-      return f(std::integral_constant<int, 3>{});
-    case 2:
-      return f(std::integral_constant<int, 2>{});
-    default:
-      return f(std::integral_constant<int, 1>{});
-  }
+  DispatchTokenCount<4>(ntok, f);
 }
 
 // A row-dot kernel templated on the token count, as a kernels::RowDotFn: the table entry

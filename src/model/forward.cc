@@ -225,6 +225,7 @@ Status InferenceState::ForwardChunk(const int32_t* ids, int64_t s, float* logits
         for (int64_t j = 0; j < H; ++j) x[t * H + j] += h[j];
       }
     }
+    PhaseTimer timer(profile_, ForwardProfile::kNormResidual);
     for (int64_t j = 0; j < s * H; ++j) x[j] *= lw.layer_scalar;
   }
   position_ += s;
