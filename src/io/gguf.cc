@@ -384,6 +384,7 @@ StatusOr<std::unique_ptr<File>> File::Parse(const uint8_t* data, size_t size,
   const uint64_t data_start = (r.offset() + alignment - 1) / alignment * alignment;
   if (data_start > size) return r.Error("data section starts beyond the end of the file");
   const uint64_t data_size = size - data_start;
+  file->data_start_ = data_start;
   for (Info& info : infos) {
     if (info.offset > data_size || info.bytes > data_size - info.offset) {
       return DataLossError(name + ": tensor '" + info.name + "' (" + std::to_string(info.bytes) +
@@ -401,6 +402,11 @@ StatusOr<std::unique_ptr<File>> File::Parse(const uint8_t* data, size_t size,
     file->tensors_.push_back(std::move(v));
   }
   return file;
+}
+
+void File::DropMetadata() {
+  std::map<std::string, Value>().swap(metadata_);
+  if (file_ != nullptr) file_->ReleasePages(0, data_start_);
 }
 
 const Value* File::Find(std::string_view key) const {

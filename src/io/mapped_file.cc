@@ -50,6 +50,16 @@ MappedFile::~MappedFile() {
   ::close(fd_);
 }
 
+void MappedFile::ReleasePages(uint64_t offset, uint64_t n) const {
+  if (data_ == nullptr || offset >= size_) return;
+  n = std::min<uint64_t>(n, size_ - offset);
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t start = reinterpret_cast<uintptr_t>(data_) + offset;
+  const uintptr_t begin = (start + page - 1) / page * page;
+  const uintptr_t end = (start + n) / page * page;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 StatusOr<std::unique_ptr<AnonymousMemory>> AnonymousMemory::Allocate(size_t size, bool huge_pages) {
   constexpr size_t kHugePage = size_t{2} << 20;
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));

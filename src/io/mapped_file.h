@@ -24,6 +24,10 @@ class MappedFile {
   int fd() const { return fd_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drops the whole pages inside [offset, offset + n) from this process's resident set; they
+  // are read from the file again if touched. Parts of the file read once (the GGUF metadata)
+  // would otherwise stay resident for the model's lifetime.
+  void ReleasePages(uint64_t offset, uint64_t n) const;
 
  private:
   MappedFile(std::string path, int fd, const uint8_t* data, size_t size)
