@@ -28,6 +28,7 @@ Matrix MakeMatrix(DType type, int64_t rows, int64_t cols) {
   std::vector<float> row(cols);
   const DType stored = type == DType::kQ4_0R || type == DType::kQ4_0x16   ? DType::kQ4_0
                        : type == DType::kQ8_0R || type == DType::kQ8_0x16 ? DType::kQ8_0
+                       : type == DType::kQ4_Kx16                          ? DType::kQ4_K
                                                                           : type;
   const uint64_t row_bytes = RowBytes(stored, cols);
   m.bytes.resize(rows * row_bytes);
@@ -51,6 +52,13 @@ Matrix MakeMatrix(DType type, int64_t rows, int64_t cols) {
     for (int64_t r = 0; r < rows; r += 16) {
       repack(plain_rows.data() + r * row_bytes, row_bytes, cols / 32,
              m.bytes.data() + r * row_bytes);
+    }
+  }
+  if (type == DType::kQ4_Kx16) {
+    const std::vector<uint8_t> plain_rows = m.bytes;
+    for (int64_t r = 0; r < rows; r += 16) {
+      quant::RepackGroupQ4_Kx16(plain_rows.data() + r * row_bytes, row_bytes, cols / 256,
+                                m.bytes.data() + r * row_bytes);
     }
   }
   m.view.dtype = type;
@@ -79,8 +87,9 @@ void BM_MatMul(benchmark::State& state) {
 
 void Shapes(benchmark::internal::Benchmark* b) {
   const kernels::KernelTable& table = kernels::BestTable();
-  std::vector<DType> types = {DType::kQ4_0R, DType::kQ4_0, DType::kQ8_0, DType::kQ6_K,
-                              DType::kBF16};
+  std::vector<DType> types = {DType::kQ4_0R, DType::kQ4_0, DType::kQ8_0,
+                              DType::kQ6_K,  DType::kQ4_K, DType::kBF16};
+  if (table.gemm_q4_kx16 != nullptr) types.push_back(DType::kQ4_Kx16);
   if (table.gemm_q4_0x16 != nullptr) types.push_back(DType::kQ4_0x16);
   if (table.gemm_q8_0x16 != nullptr) types.push_back(DType::kQ8_0x16);
   if (table.gemm_q8_0r != nullptr) types.push_back(DType::kQ8_0R);

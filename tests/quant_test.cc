@@ -441,6 +441,74 @@ TEST_P(KernelTest, InterleavedX16MatchesPlainRows) {
   }
 }
 
+// Q4_Kx16: repacking keeps every value (dequantized rows equal), the scalar 16-row reference
+// is the plain-row reference bit for bit, and the ISA kernel matches it for token counts
+// within and across register blocks. Random bytes cover every 6-bit scale and min; the last
+// case sets every byte to 0xFF (nibbles 15, scales and mins 63) against activations of one
+// sign, the kernel's largest int16 sums (16 x 15 x 127).
+TEST_P(KernelTest, InterleavedQ4_KX16MatchesPlainRows) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  if (table.gemm_q4_kx16 == nullptr) GTEST_SKIP() << "no Q4_Kx16 kernel";
+  std::mt19937 rng(23);
+  for (int64_t superblocks : {1, 2, 5, -1}) {
+    const bool extreme = superblocks < 0;
+    if (extreme) superblocks = 2;
+    const int64_t k = superblocks * 256, nblocks = k / 32, tokens = 18;
+    const uint64_t row_bytes = RowBytes(DType::kQ4_K, k);
+    std::vector<uint8_t> plain(16 * row_bytes), group(16 * row_bytes);
+    for (int r = 0; r < 16; ++r) {
+      auto row = RandomQ4_KRow(superblocks, &rng);
+      if (extreme) {
+        std::fill(row.begin(), row.end(), 0xFF);
+        for (int64_t s = 0; s < superblocks; ++s) {
+          const uint16_t d = quant::FloatToHalf(0.01f), dmin = quant::FloatToHalf(0.02f);
+          std::memcpy(row.data() + s * 144, &d, 2);
+          std::memcpy(row.data() + s * 144 + 2, &dmin, 2);
+        }
+      }
+      std::memcpy(plain.data() + r * row_bytes, row.data(), row_bytes);
+    }
+    std::vector<float> x = RandomVector(tokens * k, &rng);
+    if (extreme) {
+      for (size_t i = 0; i < x.size(); ++i) x[i] = (i / k) % 2 == 0 ? 1.0f : -1.0f;
+    }
+    quant::QuantizedActivations acts;
+    quant::QuantizeActivations(x.data(), tokens, k, &acts);
+    quant::RepackGroupQ4_Kx16(plain.data(), row_bytes, superblocks, group.data());
+    for (int r = 0; r < 16; ++r) {
+      std::vector<float> d1(k), d2(k);
+      quant::DequantizeRow(DType::kQ4_K, plain.data() + r * row_bytes, k, d1.data());
+      quant::DequantizeQ4_Kx16Row(group.data(), superblocks, r, d2.data());
+      ASSERT_EQ(d1, d2) << "row " << r;
+    }
+    for (int ntok : {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17}) {
+      float got[17 * 16];
+      table.gemm_q4_kx16(group.data(), nblocks, acts, 1, ntok, got, 16);
+      for (int t = 0; t < ntok; ++t) {
+        float rows[16];
+        quant::GemmQ4_Kx16Reference(group.data(), acts.q_row(1 + t), acts.scale_row(1 + t),
+                                    acts.sum_row(1 + t), nblocks, rows);
+        for (int r = 0; r < 16; ++r) {
+          float want;
+          kernels::ReferenceTable().dot_q4_k(plain.data() + r * row_bytes, nblocks, acts, 1 + t, 1,
+                                             &want);
+          ASSERT_EQ(rows[r], want) << "row " << r << " token " << t;
+          double mag = 0;
+          std::vector<float> deq(k);
+          quant::DequantizeRow(DType::kQ4_K, plain.data() + r * row_bytes, k, deq.data());
+          for (int64_t j = 0; j < k; ++j) {
+            mag += std::fabs(deq[j] * acts.q_row(1 + t)[j] * double{acts.scale_row(1 + t)[j / 32]});
+          }
+          EXPECT_NEAR(got[t * 16 + r], want, 1e-5 * mag + 1e-6)
+              << "row " << r << " token " << t << " of " << ntok << " superblocks " << superblocks
+              << (extreme ? " (extreme)" : "");
+        }
+      }
+    }
+  }
+}
+
 // Runs a 16-row kernel on 16 plain rows (repacked with `repack`) against the reference row
 // dot `reference`, for 4 tokens of activations x.
 void ExpectGroupMatchesReference(decltype(kernels::KernelTable::gemm_q4_0x16) gemm,

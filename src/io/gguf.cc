@@ -409,6 +409,15 @@ void File::DropMetadata() {
   if (file_ != nullptr) file_->ReleasePages(0, data_start_);
 }
 
+void File::ReleasePagesAround(const uint8_t* p, uint64_t n, uint64_t granule) const {
+  if (file_ == nullptr || p < file_->data() || p > file_->data() + file_->size()) return;
+  const uint64_t offset = static_cast<uint64_t>(p - file_->data());
+  const uint64_t begin = offset / granule * granule;
+  const uint64_t end =
+      std::min<uint64_t>(file_->size(), (offset + n + granule - 1) / granule * granule);
+  file_->ReleasePages(begin, end - begin);
+}
+
 const Value* File::Find(std::string_view key) const {
   auto it = metadata_.find(std::string(key));
   return it == metadata_.end() ? nullptr : &it->second;

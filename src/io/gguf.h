@@ -83,6 +83,11 @@ class File {
   // Frees the metadata (a tokenizer's arrays take tens of MB) once it has been read, and
   // drops the mapped header it was parsed from (E2B: 7 MiB) from the resident set.
   void DropMetadata();
+  // Drops the pages around [p, p + n) (a range inside this file's mapping), widened to
+  // `granule` boundaries within the file, from the resident set. Reading a small tensor faults
+  // in the whole large folio around it (up to 2 MiB on recent kernels), most of it other
+  // tensors' bytes.
+  void ReleasePagesAround(const uint8_t* p, uint64_t n, uint64_t granule) const;
   const std::string& path() const { return name_; }
 
  private:

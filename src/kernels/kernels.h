@@ -49,6 +49,10 @@ struct KernelTable {
   // Q8_0x16 (DType::kQ8_0x16) likewise; null: Q8_0R or plain Q8_0.
   void (*gemm_q8_0x16)(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
                        int64_t token, int ntok, float* out, int64_t ldo);
+  // Q4_Kx16 (DType::kQ4_Kx16) likewise (nblocks counts 32-value blocks, 8 per Q4_K block);
+  // null: plain Q4_K.
+  void (*gemm_q4_kx16)(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+                       int64_t token, int ntok, float* out, int64_t ldo);
   // One activation row to int8 blocks (same results as quant::QuantizeActivationBlocks).
   void (*quantize_blocks)(const float* x, int64_t nblocks, int8_t* q, float* scale, int32_t* sum,
                           float* offset);

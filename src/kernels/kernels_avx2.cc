@@ -279,55 +279,67 @@ void StoreGroupTile(const __m256 (&acc)[NT][2], float* out, int64_t ldo) {
   }
 }
 
-// Q4_0x16 on AVX2: rows 0-7 of every 64-byte run are its first 32 bytes, rows 8-15 the second.
-// Per run, the two unpacked chunks of each half meet the token's two broadcast activation
-// quads through maddubs (unsigned nibbles times signed bytes). A block's eight maddubs per half
-// are summed in int16 before a single madd widens them: each int16 lane then holds 16
-// products of at most 15 * 127, 30480 < 32767 (activations are quantized to [-127, 127]), so
-// nothing saturates (InterleavedX16ExtremeValues checks the limit).
+// The int32 sums of one 256-byte Q4_0x16-layout data area (16 rows x 32 nibbles) with
+// activation block b of tokens token .. token + NT - 1: dp[t][h] holds rows 8h .. 8h + 7.
+// Per 64-byte run, the two unpacked chunks of each half meet the token's two broadcast
+// activation quads through maddubs (unsigned nibbles times signed bytes). A block's eight
+// maddubs per half are summed in int16 before a single madd widens them: each int16 lane then
+// holds 16 products of at most 15 * 127, 30480 < 32767 (activations are quantized to
+// [-127, 127]), so nothing saturates (InterleavedX16ExtremeValues checks the limit).
+template <int NT>
+inline void NibbleBlockSums(const uint8_t* data, const quant::QuantizedActivations& a,
+                            int64_t token, int64_t b, __m256i (&dp)[NT][2]) {
+  const __m256i mask = _mm256_set1_epi8(0x0F);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i s16[NT][2];
+  for (int t = 0; t < NT; ++t) s16[t][0] = s16[t][1] = _mm256_setzero_si256();
+  for (int p = 0; p < 4; ++p) {
+    const uint8_t* run = data + 64 * p;
+    __m256i w[2][2];  // [half][chunk 2p or 2p + 1]
+    for (int h = 0; h < 2; ++h) {
+      const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(run + 32 * h));
+      w[h][0] = _mm256_and_si256(bytes, mask);
+      w[h][1] = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), mask);
+    }
+    for (int t = 0; t < NT; ++t) {
+      const int8_t* qb = a.q_row(token + t) + b * 32 + 8 * p;
+      int32_t quad0, quad1;
+      std::memcpy(&quad0, qb, 4);
+      std::memcpy(&quad1, qb + 4, 4);
+      const __m256i a0 = _mm256_set1_epi32(quad0), a1 = _mm256_set1_epi32(quad1);
+      for (int h = 0; h < 2; ++h) {
+        s16[t][h] = _mm256_add_epi16(
+            s16[t][h],
+            _mm256_add_epi16(_mm256_maddubs_epi16(w[h][0], a0), _mm256_maddubs_epi16(w[h][1], a1)));
+        // Keeps each sum in program order: left alone, GCC -O3 hoists all 64 maddubs of a
+        // block ahead of their sums and spills (measured 25% slower than the unfused kernel;
+        // with this, 12% faster).
+        asm volatile("" : "+x"(s16[t][h]));
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) {
+    for (int h = 0; h < 2; ++h) dp[t][h] = _mm256_madd_epi16(s16[t][h], ones);
+  }
+}
+
+// Q4_0x16 on AVX2: rows 0-7 of every 64-byte run are its first 32 bytes, rows 8-15 the second
+// (see NibbleBlockSums); the nibbles' +8 comes off each block's int32 sums as 8 * sum(a).
 template <int NT>
 void GemmQ4_0x16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
                   int64_t token, float* out, int64_t ldo) {
   constexpr int kBlockBytes = 16 * quant::kQ4_0BlockBytes;
-  const __m256i mask = _mm256_set1_epi8(0x0F);
-  const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[NT][2];
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nblocks; ++b, group += kBlockBytes) {
     simd::PrefetchAhead<kBlockBytes>(group);
-    __m256i s16[NT][2];
-    for (int t = 0; t < NT; ++t) s16[t][0] = s16[t][1] = _mm256_setzero_si256();
-    for (int p = 0; p < 4; ++p) {
-      const uint8_t* run = group + 32 + 64 * p;
-      __m256i w[2][2];  // [half][chunk 2p or 2p + 1]
-      for (int h = 0; h < 2; ++h) {
-        const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(run + 32 * h));
-        w[h][0] = _mm256_and_si256(bytes, mask);
-        w[h][1] = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), mask);
-      }
-      for (int t = 0; t < NT; ++t) {
-        const int8_t* qb = a.q_row(token + t) + b * 32 + 8 * p;
-        int32_t quad0, quad1;
-        std::memcpy(&quad0, qb, 4);
-        std::memcpy(&quad1, qb + 4, 4);
-        const __m256i a0 = _mm256_set1_epi32(quad0), a1 = _mm256_set1_epi32(quad1);
-        for (int h = 0; h < 2; ++h) {
-          s16[t][h] =
-              _mm256_add_epi16(s16[t][h], _mm256_add_epi16(_mm256_maddubs_epi16(w[h][0], a0),
-                                                           _mm256_maddubs_epi16(w[h][1], a1)));
-          // Keeps each sum in program order: left alone, GCC -O3 hoists all 64 maddubs of a
-          // block ahead of their sums and spills (measured 25% slower than the unfused kernel;
-          // with this, 12% faster).
-          asm volatile("" : "+x"(s16[t][h]));
-        }
-      }
-    }
+    __m256i dp[NT][2];
+    NibbleBlockSums<NT>(group + 32, a, token, b, dp);
     __m256 dw[2];
     LoadGroupScales(group, dw);
     for (int t = 0; t < NT; ++t) {
       const __m256i offset = _mm256_set1_epi32(8 * a.sum_row(token + t)[b]);
-      AccumulateBlock(_mm256_sub_epi32(_mm256_madd_epi16(s16[t][0], ones), offset),
-                      _mm256_sub_epi32(_mm256_madd_epi16(s16[t][1], ones), offset), dw,
+      AccumulateBlock(_mm256_sub_epi32(dp[t][0], offset), _mm256_sub_epi32(dp[t][1], offset), dw,
                       a.scale_row(token + t)[b], acc[t]);
     }
   }
@@ -391,6 +403,81 @@ void GemmQ8_0x16(const uint8_t* group, int64_t nblocks, const quant::QuantizedAc
                  int64_t token, int ntok, float* out, int64_t ldo) {
   simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
     GemmQ8_0x16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
+  });
+}
+
+// A Q4_Kx16 block's 128 six-bit scales and mins (entry j * 16 + r: sub-block j, row r) as
+// bytes: low nibbles from their 64-byte areas, top two bits from the shared one (see
+// quant::RepackGroupQ4_Kx16). 16-bit shifts carry bits across bytes, which the masks drop.
+inline void UnpackQ4_Kx16Scales(const uint8_t* block, uint8_t* sc, uint8_t* mn) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F), top2 = _mm256_set1_epi8(0x30);
+  auto load = [](const uint8_t* p) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  };
+  auto store = [](uint8_t* p, __m256i v) { _mm256_store_si256(reinterpret_cast<__m256i*>(p), v); };
+  for (int c = 0; c < 2; ++c) {
+    const __m256i sl = load(block + quant::kQ4_Kx16ScaleLow + 32 * c);
+    const __m256i ml = load(block + quant::kQ4_Kx16MinLow + 32 * c);
+    const __m256i hi = load(block + quant::kQ4_Kx16High + 32 * c);
+    store(sc + 32 * c, _mm256_or_si256(_mm256_and_si256(sl, low4),
+                                       _mm256_and_si256(_mm256_slli_epi16(hi, 4), top2)));
+    store(sc + 64 + 32 * c, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(sl, 4), low4),
+                                            _mm256_and_si256(_mm256_slli_epi16(hi, 2), top2)));
+    store(mn + 32 * c, _mm256_or_si256(_mm256_and_si256(ml, low4), _mm256_and_si256(hi, top2)));
+    store(mn + 64 + 32 * c, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ml, 4), low4),
+                                            _mm256_and_si256(_mm256_srli_epi16(hi, 2), top2)));
+  }
+}
+
+// Eight 6-bit bytes as f32 lanes.
+inline __m256 BytesToF32(const uint8_t* p) {
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
+// Q4_Kx16 on AVX2: each 32-value sub-block is a Q4_0x16-layout area (NibbleBlockSums) with
+// per-row scale d * sc and offset dmin * m: out += sum_j a_scale_j * (d sc_j dot_j -
+// dmin m_j sum(a_j)), the scales unpacked once per 256-value block for the whole token piece.
+template <int NT>
+void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+                  int64_t token, float* out, int64_t ldo) {
+  __m256 acc[NT][2];
+  for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+  alignas(32) uint8_t sc[128], mn[128];
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += quant::kQ4_Kx16BlockBytes) {
+    simd::PrefetchAhead<256>(group + 2048);
+    UnpackQ4_Kx16Scales(group, sc, mn);
+    for (int j = 0; j < 8; ++j) {
+      simd::PrefetchAhead<256>(group + 256 * j);
+      const int64_t b = sb * 8 + j;
+      __m256i dp[NT][2];
+      NibbleBlockSums<NT>(group + quant::kQ4_Kx16Data + 256 * j, a, token, b, dp);
+      __m256 d[2], dmin[2], ds[2], dm[2];
+      LoadGroupScales(group, d);
+      LoadGroupScales(group + quant::kQ4_Kx16Dmin, dmin);
+      for (int h = 0; h < 2; ++h) {
+        ds[h] = _mm256_mul_ps(d[h], BytesToF32(sc + 16 * j + 8 * h));
+        dm[h] = _mm256_mul_ps(dmin[h], BytesToF32(mn + 16 * j + 8 * h));
+      }
+      for (int t = 0; t < NT; ++t) {
+        const float as = a.scale_row(token + t)[b];
+        const __m256 vs = _mm256_set1_ps(as);
+        const __m256 vm = _mm256_set1_ps(as * static_cast<float>(a.sum_row(token + t)[b]));
+        for (int h = 0; h < 2; ++h) {
+          acc[t][h] =
+              _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp[t][h]), _mm256_mul_ps(ds[h], vs), acc[t][h]);
+          acc[t][h] = _mm256_fnmadd_ps(dm[h], vm, acc[t][h]);
+        }
+      }
+    }
+  }
+  StoreGroupTile<NT>(acc, out, ldo);
+}
+
+void GemmQ4_Kx16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
+    GemmQ4_Kx16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
   });
 }
 
@@ -466,6 +553,7 @@ const KernelTable& Avx2Table() {
                                     .gemm_q8_0r = nullptr,
                                     .gemm_q4_0x16 = GemmQ4_0x16,
                                     .gemm_q8_0x16 = GemmQ8_0x16,
+                                    .gemm_q4_kx16 = GemmQ4_Kx16,
                                     .quantize_blocks = QuantizeBlocks,
                                     .dot_f32 = simd::DotF32<Arch>,
                                     .axpy_f32 = simd::AxpyF32<Arch>,

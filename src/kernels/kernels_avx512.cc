@@ -443,6 +443,77 @@ void GemmX16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActiva
   });
 }
 
+// Q4_Kx16: each 32-value sub-block is a Q4_0x16-layout area (Q4X16::Load) with per-row scale
+// d * sc and offset dmin * m: out += sum_j a_scale_j * (d sc_j dot_j - dmin m_j sum(a_j)). The
+// 6-bit scales and mins (entry j * 16 + r) are unpacked to bytes once per 256-value block for
+// the whole token piece: low nibbles from their 64-byte areas, top two bits from the shared
+// one (quant::RepackGroupQ4_Kx16); 16-bit shifts carry bits across bytes, which the masks drop.
+template <int NT>
+void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+                  int64_t token, float* out, int64_t ldo) {
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  alignas(64) uint8_t sc[128], mn[128];
+  const __m512i low4 = _mm512_set1_epi8(0x0F), top2 = _mm512_set1_epi8(0x30);
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += quant::kQ4_Kx16BlockBytes) {
+    simd::PrefetchAhead<256>(group + 2048);
+    {
+      const __m512i sl = _mm512_loadu_si512(group + quant::kQ4_Kx16ScaleLow);
+      const __m512i ml = _mm512_loadu_si512(group + quant::kQ4_Kx16MinLow);
+      const __m512i hi = _mm512_loadu_si512(group + quant::kQ4_Kx16High);
+      _mm512_store_si512(sc, _mm512_or_si512(_mm512_and_si512(sl, low4),
+                                             _mm512_and_si512(_mm512_slli_epi16(hi, 4), top2)));
+      _mm512_store_si512(sc + 64,
+                         _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(sl, 4), low4),
+                                         _mm512_and_si512(_mm512_slli_epi16(hi, 2), top2)));
+      _mm512_store_si512(mn,
+                         _mm512_or_si512(_mm512_and_si512(ml, low4), _mm512_and_si512(hi, top2)));
+      _mm512_store_si512(mn + 64,
+                         _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ml, 4), low4),
+                                         _mm512_and_si512(_mm512_srli_epi16(hi, 2), top2)));
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group)));
+    const __m512 dmin = _mm512_cvtph_ps(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + quant::kQ4_Kx16Dmin)));
+    for (int j = 0; j < 8; ++j) {
+      simd::PrefetchAhead<256>(group + 256 * j);
+      const int64_t b = sb * 8 + j;
+      __m512i w[8];
+      Q4X16::Load(group + quant::kQ4_Kx16Data + 256 * j, w);
+      auto bytes_f32 = [](const uint8_t* p) {
+        return _mm512_cvtepi32_ps(
+            _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(p))));
+      };
+      const __m512 ds = _mm512_mul_ps(d, bytes_f32(sc + 16 * j));
+      const __m512 dm = _mm512_mul_ps(dmin, bytes_f32(mn + 16 * j));
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* qb = a.q_row(token + t) + b * 32;
+        __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
+        for (int c = 0; c < 8; c += 2) {
+          int32_t four0, four1;
+          std::memcpy(&four0, qb + 4 * c, 4);
+          std::memcpy(&four1, qb + 4 * c + 4, 4);
+          even = _mm512_dpbusd_epi32(even, w[c], _mm512_set1_epi32(four0));
+          odd = _mm512_dpbusd_epi32(odd, w[c + 1], _mm512_set1_epi32(four1));
+        }
+        const float as = a.scale_row(token + t)[b];
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(even, odd)),
+                                 _mm512_mul_ps(ds, _mm512_set1_ps(as)), acc[t]);
+        acc[t] = _mm512_fnmadd_ps(
+            dm, _mm512_set1_ps(as * static_cast<float>(a.sum_row(token + t)[b])), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + t * ldo, acc[t]);
+}
+
+void GemmQ4_Kx16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  simd::ForTokenPieces<8>(ntok, [&](int first, auto nt) {
+    GemmQ4_Kx16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
+  });
+}
+
 void Bf16ToF32(const uint8_t* src, int64_t n, float* dst) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -496,6 +567,7 @@ const KernelTable& Avx512VnniTable() {
                                     .gemm_q8_0r = GroupGemm<Q8Groups>,
                                     .gemm_q4_0x16 = GemmX16<Q4X16>,
                                     .gemm_q8_0x16 = GemmX16<Q8X16>,
+                                    .gemm_q4_kx16 = GemmQ4_Kx16,
                                     .quantize_blocks = QuantizeBlocks,
                                     .dot_f32 = simd::DotF32<Arch>,
                                     .axpy_f32 = simd::AxpyF32<Arch>,

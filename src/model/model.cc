@@ -195,9 +195,10 @@ Status LoadedModel::LoadWeights() {
   }
   // Q4_0 matrices are repacked for the integer kernels (4 blocks per 64-byte load), except the
   // PLE table, which is only ever gathered row by row.
-  // Q8_0 likewise where the CPU has the repacked kernels. Where it has the 16-row Q4_0 kernel
-  // (AVX-512 VNNI), Q4_0 matrices whose row count (per expert) is a multiple of 16 are
-  // interleaved in 16-row groups instead.
+  // Q8_0 likewise where the CPU has the repacked kernels. Where it has the 16-row kernels
+  // (AVX2, AVX-512 VNNI), Q4_0 / Q8_0 / Q4_K matrices whose row count (per expert) is a
+  // multiple of 16 are interleaved in 16-row groups instead (Q4_K only then; else it stays
+  // plain), so one weight load serves 16 rows for a whole tile of tokens.
   const kernels::KernelTable& table = kernels::BestTable();
   const bool repack_q8 = table.gemm_q8_0r != nullptr;
   struct Repack {
@@ -221,16 +222,18 @@ Status LoadedModel::LoadWeights() {
   uint64_t total = 0;
   for (const auto& [name, stored] : tensors_) {  // load order: layer by layer
     TensorView& view = found.at(name);
+    const int64_t rows_per_matrix = view.shape.size() < 2 ? 0 : view.shape[view.shape.size() - 2];
     const bool q4 = view.dtype == DType::kQ4_0,
-               q8 = view.dtype == DType::kQ8_0 && (repack_q8 || table.gemm_q8_0x16 != nullptr);
+               q8 = view.dtype == DType::kQ8_0 && (repack_q8 || table.gemm_q8_0x16 != nullptr),
+               q4k = view.dtype == DType::kQ4_K && table.gemm_q4_kx16 != nullptr &&
+                     rows_per_matrix % 16 == 0;
     if (view.shape.size() < 2 || name == "embed_tokens_per_layer.weight") continue;
-    if (!q4 && !q8) {
+    if (!q4 && !q8 && !q4k) {
       if (name.find(".experts.") == std::string::npos) copies.push_back({&view, false, 0, true});
       continue;
     }
-    const int64_t rows_per_matrix = view.shape[view.shape.size() - 2];
-    const bool x16 = rows_per_matrix % 16 == 0 &&
-                     (q4 ? table.gemm_q4_0x16 != nullptr : table.gemm_q8_0x16 != nullptr);
+    const bool x16 = q4k || (rows_per_matrix % 16 == 0 &&
+                             (q4 ? table.gemm_q4_0x16 != nullptr : table.gemm_q8_0x16 != nullptr));
     plan.push_back({&view, x16, total, false});
     total += (view.nbytes + 63) / 64 * 64;
   }
@@ -271,7 +274,12 @@ Status LoadedModel::LoadWeights() {
     }
     const uint64_t row_bytes = RowBytes(view.dtype, view.cols());
     const int64_t nblocks = view.cols() / quant::kBlock;
-    if (r.x16) {
+    if (view.dtype == DType::kQ4_K) {
+      for (int64_t row = 0; row < view.rows(); row += 16) {
+        quant::RepackGroupQ4_Kx16(view.data + row * row_bytes, row_bytes, nblocks / 8,
+                                  dst + row * row_bytes);
+      }
+    } else if (r.x16) {
       const auto repack = q4 ? quant::RepackGroupQ4_0x16 : quant::RepackGroupQ8_0x16;
       for (int64_t row = 0; row < view.rows(); row += 16) {
         repack(view.data + row * row_bytes, row_bytes, nblocks, dst + row * row_bytes);
@@ -288,9 +296,10 @@ Status LoadedModel::LoadWeights() {
     ReleasePages(view.data, view.nbytes);
     copied.emplace_back(view.data, view.nbytes);
     view.data = dst;
-    view.dtype = r.x16 ? (q4 ? DType::kQ4_0x16 : DType::kQ8_0x16)
-                 : q4  ? DType::kQ4_0R
-                       : DType::kQ8_0R;
+    view.dtype = view.dtype == DType::kQ4_K ? DType::kQ4_Kx16
+                 : r.x16                    ? (q4 ? DType::kQ4_0x16 : DType::kQ8_0x16)
+                 : q4                       ? DType::kQ4_0R
+                                            : DType::kQ8_0R;
   }
   // The PLE table (E2B: 262144 rows of 8960 values) is read one row per token (with pread,
   // see InferenceState::ReadPleRow); no readahead for whatever does touch the mapping.
@@ -307,6 +316,12 @@ Status LoadedModel::LoadWeights() {
     out->resize(it->second.numel());
     ops::ToF32(it->second, 0, it->second.numel(), out->data());
     copied.emplace_back(it->second.data, it->second.nbytes);
+    // With the matrices in the arena, nothing else is read from the mapping: drop the whole
+    // folio that reading this vector faulted in, not only its own pages (E2B q4_0: the norms'
+    // folios held 30 MiB, resident on top of the arena until the end of loading).
+    if (repacked_ != nullptr && gguf_ != nullptr) {
+      gguf_->ReleasePagesAround(it->second.data, it->second.nbytes, uint64_t{2} << 20);
+    }
   };
   weights_.embed = matrix("embed_tokens.weight");
   vec("norm.weight", &weights_.final_norm);

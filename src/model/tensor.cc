@@ -42,6 +42,8 @@ const char* DTypeName(DType t) {
       return "Q8_0R";
     case DType::kQ4_0x16:
       return "Q4_0x16";
+    case DType::kQ4_Kx16:
+      return "Q4_Kx16";
     case DType::kQ8_0x16:
       return "Q8_0x16";
   }
@@ -75,6 +77,7 @@ int64_t BlockElements(DType t) {
     case DType::kQ8_0x16:
       return 32;
     case DType::kQ4_K:
+    case DType::kQ4_Kx16:
     case DType::kQ6_K:
       return 256;
     default:
@@ -93,6 +96,7 @@ size_t BlockBytes(DType t) {
     case DType::kQ4_0x16:
       return 18;  // f16 d + 16 bytes of nibbles
     case DType::kQ4_K:
+    case DType::kQ4_Kx16:
       return 144;  // f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles
     case DType::kQ6_K:
       return 210;  // 128 bytes low bits, 64 bytes high bits, 16 int8 scales, f16 d
@@ -110,7 +114,7 @@ uint64_t RowBytes(DType t, int64_t cols) {
 bool IsComputeType(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 ||
          t == DType::kQ4_0 || t == DType::kQ4_K || t == DType::kQ6_K || t == DType::kQ4_0R ||
-         t == DType::kQ8_0R || t == DType::kQ4_0x16 || t == DType::kQ8_0x16;
+         t == DType::kQ8_0R || t == DType::kQ4_0x16 || t == DType::kQ8_0x16 || t == DType::kQ4_Kx16;
 }
 
 std::string TensorView::ShapeString() const {

@@ -46,6 +46,11 @@ enum class DType : uint8_t {
   // Q8_0 interleaved likewise: per group and block, 16 f16 scales, then 512 bytes: for each
   // 4-value chunk, 16 rows x 4 values + 128 as unsigned bytes.
   kQ8_0x16,
+  // Q4_K interleaved across groups of 16 rows (AVX2 / AVX-512 GEMM): per group and 256-value
+  // block, 2304 bytes (16 x 144): the 16 rows' f16 d and dmin, their 6-bit scales and mins
+  // regrouped by sub-block, then per 32-value sub-block 256 bytes laid out as Q4_0x16's data
+  // (see quant::RepackGroupQ4_Kx16). Rows must be a multiple of 16.
+  kQ4_Kx16,
 };
 
 const char* DTypeName(DType t);

@@ -608,6 +608,97 @@ void DequantizeQ4_0x16Row(const uint8_t* group, int64_t nblocks, int row, float*
   }
 }
 
+// Q4_Kx16: scale / min entry e = j * 16 + r (sub-block j, row r) keeps its low 4 bits in
+// byte e % 64 of its 64-byte area (low nibble for e < 64, high nibble otherwise) and its top
+// 2 bits in byte e % 64 of the shared area: bits 0-1 / 2-3 the scale's (e < 64 / e >= 64),
+// bits 4-5 / 6-7 the min's. A SIMD kernel unpacks all 128 of each with a few masks and shifts.
+void RepackGroupQ4_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper, uint8_t* dst) {
+  for (int64_t sb = 0; sb < nsuper; ++sb, dst += kQ4_Kx16BlockBytes) {
+    std::memset(dst + kQ4_Kx16ScaleLow, 0, kQ4_Kx16Data - kQ4_Kx16ScaleLow);  // OR-ed below
+    for (int r = 0; r < 16; ++r) {
+      const uint8_t* block = src + r * src_row_bytes + sb * kQ4_KBlockBytes;
+      std::memcpy(dst + 2 * r, block, 2);
+      std::memcpy(dst + kQ4_Kx16Dmin + 2 * r, block + 2, 2);
+      uint8_t sc[8], m[8];
+      Q4_KScales(block + 4, sc, m);
+      for (int j = 0; j < 8; ++j) {
+        const int e = j * 16 + r, byte = e % 64, upper = e / 64;
+        dst[kQ4_Kx16ScaleLow + byte] |= static_cast<uint8_t>((sc[j] & 0xF) << (4 * upper));
+        dst[kQ4_Kx16MinLow + byte] |= static_cast<uint8_t>((m[j] & 0xF) << (4 * upper));
+        dst[kQ4_Kx16High + byte] |=
+            static_cast<uint8_t>(((sc[j] >> 4) << (2 * upper)) | ((m[j] >> 4) << (4 + 2 * upper)));
+      }
+      // Sub-block j is the low (even j) or high (odd j) nibbles of bytes 32 * (j / 2) ...
+      // + 31; its 32 values go to the Q4_0x16 positions of a 256-byte area: run c, row r
+      // holds values 8c .. 8c + 3 in its low nibbles and 8c + 4 .. 8c + 7 in its high ones
+      // (four bytes, built as one word; byte order within the word is memory order).
+      const uint8_t* qs = block + 16;
+      for (int j = 0; j < 8; ++j) {
+        uint8_t* data = dst + kQ4_Kx16Data + 256 * j;
+        const int shift = 4 * (j % 2);
+        for (int c = 0; c < 4; ++c) {
+          uint32_t first, second;  // values 8c .. 8c + 3 and 8c + 4 .. 8c + 7
+          std::memcpy(&first, qs + 32 * (j / 2) + 8 * c, 4);
+          std::memcpy(&second, qs + 32 * (j / 2) + 8 * c + 4, 4);
+          const uint32_t word =
+              ((first >> shift) & 0x0F0F0F0Fu) | (((second >> shift) & 0x0F0F0F0Fu) << 4);
+          std::memcpy(data + 64 * c + 4 * r, &word, 4);
+        }
+      }
+    }
+  }
+}
+
+void Q4_Kx16ScaleMin(const uint8_t* block, int row, int j, uint8_t* scale, uint8_t* min) {
+  const int e = j * 16 + row, byte = e % 64, upper = e / 64;
+  const int high = block[kQ4_Kx16High + byte];
+  *scale = static_cast<uint8_t>(((block[kQ4_Kx16ScaleLow + byte] >> (4 * upper)) & 0xF) |
+                                (((high >> (2 * upper)) & 3) << 4));
+  *min = static_cast<uint8_t>(((block[kQ4_Kx16MinLow + byte] >> (4 * upper)) & 0xF) |
+                              (((high >> (4 + 2 * upper)) & 3) << 4));
+}
+
+int Q4_Kx16Value(const uint8_t* block, int row, int e) {
+  const int i = e % 32;
+  return (block[kQ4_Kx16Data + 256 * (e / 32) + X16Byte(row, i)] >> X16Shift(i)) & 0xF;
+}
+
+void DequantizeQ4_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out) {
+  for (int64_t sb = 0; sb < nsuper; ++sb, group += kQ4_Kx16BlockBytes, out += 256) {
+    const float d = HalfToFloat(LoadU16(group + 2 * row));
+    const float dmin = HalfToFloat(LoadU16(group + kQ4_Kx16Dmin + 2 * row));
+    for (int j = 0; j < 8; ++j) {
+      uint8_t sc, m;
+      Q4_Kx16ScaleMin(group, row, j, &sc, &m);
+      for (int i = 0; i < 32; ++i) {
+        out[32 * j + i] = d * sc * Q4_Kx16Value(group, row, 32 * j + i) - dmin * m;
+      }
+    }
+  }
+}
+
+void GemmQ4_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                          const int32_t* a_sum, int64_t nblocks, float* out) {
+  for (int r = 0; r < 16; ++r) {
+    float total = 0;
+    const uint8_t* block = group;
+    for (int64_t sb = 0; sb < nblocks / 8; ++sb, block += kQ4_Kx16BlockBytes) {
+      const float d = HalfToFloat(LoadU16(block + 2 * r));
+      const float dmin = HalfToFloat(LoadU16(block + kQ4_Kx16Dmin + 2 * r));
+      for (int j = 0; j < 8; ++j) {
+        uint8_t sc, m;
+        Q4_Kx16ScaleMin(block, r, j, &sc, &m);
+        const int64_t blk = sb * 8 + j;
+        int32_t dot = 0;
+        for (int i = 0; i < 32; ++i) dot += Q4_Kx16Value(block, r, 32 * j + i) * a[blk * 32 + i];
+        total += a_scale[blk] *
+                 (d * sc * static_cast<float>(dot) - dmin * m * static_cast<float>(a_sum[blk]));
+      }
+    }
+    out[r] = total;
+  }
+}
+
 void QuantizeActivationBlocks(const float* x, int64_t nblocks, int8_t* q, float* scale,
                               int32_t* sum, float* offset) {
   for (int64_t b = 0; b < nblocks; ++b, x += kBlock, q += kBlock) {

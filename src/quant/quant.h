@@ -57,6 +57,29 @@ int Q4_0x16Value(const uint8_t* block, int row, int j);
 // Row `row` (0..15) of a Q4_0x16 group as f32.
 void DequantizeQ4_0x16Row(const uint8_t* group, int64_t nblocks, int row, float* out);
 
+// Q4_Kx16 (see DType::kQ4_Kx16): 16 rows of Q4_K interleaved per 256-value block, 2304 bytes
+// (16 x 144). Byte offsets inside one such block:
+inline constexpr int kQ4_KBlockBytes = 144;
+inline constexpr int kQ4_Kx16BlockBytes = 16 * kQ4_KBlockBytes;
+inline constexpr int kQ4_Kx16Dmin = 32;      // 16 f16 dmin after the 16 f16 d at 0
+inline constexpr int kQ4_Kx16ScaleLow = 64;  // 64 bytes: low 4 bits of the 128 scales
+inline constexpr int kQ4_Kx16MinLow = 128;   // 64 bytes: low 4 bits of the 128 mins
+inline constexpr int kQ4_Kx16High = 192;     // 64 bytes: high 2 bits of both
+inline constexpr int kQ4_Kx16Data = 256;     // 8 sub-blocks x 256 bytes (Q4_0x16 data layout)
+// 16 rows of plain Q4_K (row r at src + r * src_row_bytes) -> one Q4_Kx16 group, nsuper blocks
+// of 256 values.
+void RepackGroupQ4_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper, uint8_t* dst);
+// The 6-bit scale and min of sub-block j (0..7) of row `row` in one Q4_Kx16 block.
+void Q4_Kx16ScaleMin(const uint8_t* block, int row, int j, uint8_t* scale, uint8_t* min);
+// Nibble (0..15) of element e (0..255) of row `row` in one Q4_Kx16 block.
+int Q4_Kx16Value(const uint8_t* block, int row, int e);
+// Row `row` (0..15) of a Q4_Kx16 group as f32.
+void DequantizeQ4_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out);
+// Scalar reference: rows 0..15 of a Q4_Kx16 group times activation row `a` (nblocks blocks of
+// 32), out[r]; the same sums in the same order as DotQ4_KReference on the plain rows.
+void GemmQ4_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                          const int32_t* a_sum, int64_t nblocks, float* out);
+
 // Activations quantized for the integer kernels: per block of 32, an f32 scale, 32 int8 values
 // and their sum (used to fold Q4_0's -8 offset into one multiply).
 struct QuantizedActivations {
