@@ -29,6 +29,7 @@ Matrix MakeMatrix(DType type, int64_t rows, int64_t cols) {
   const DType stored = type == DType::kQ4_0R || type == DType::kQ4_0x16   ? DType::kQ4_0
                        : type == DType::kQ8_0R || type == DType::kQ8_0x16 ? DType::kQ8_0
                        : type == DType::kQ4_Kx16                          ? DType::kQ4_K
+                       : type == DType::kQ6_Kx16                          ? DType::kQ6_K
                                                                           : type;
   const uint64_t row_bytes = RowBytes(stored, cols);
   m.bytes.resize(rows * row_bytes);
@@ -54,11 +55,13 @@ Matrix MakeMatrix(DType type, int64_t rows, int64_t cols) {
              m.bytes.data() + r * row_bytes);
     }
   }
-  if (type == DType::kQ4_Kx16) {
+  if (type == DType::kQ4_Kx16 || type == DType::kQ6_Kx16) {
     const std::vector<uint8_t> plain_rows = m.bytes;
+    const auto repack =
+        type == DType::kQ4_Kx16 ? quant::RepackGroupQ4_Kx16 : quant::RepackGroupQ6_Kx16;
     for (int64_t r = 0; r < rows; r += 16) {
-      quant::RepackGroupQ4_Kx16(plain_rows.data() + r * row_bytes, row_bytes, cols / 256,
-                                m.bytes.data() + r * row_bytes);
+      repack(plain_rows.data() + r * row_bytes, row_bytes, cols / 256,
+             m.bytes.data() + r * row_bytes);
     }
   }
   m.view.dtype = type;
@@ -90,6 +93,7 @@ void Shapes(benchmark::internal::Benchmark* b) {
   std::vector<DType> types = {DType::kQ4_0R, DType::kQ4_0, DType::kQ8_0,
                               DType::kQ6_K,  DType::kQ4_K, DType::kBF16};
   if (table.gemm_q4_kx16 != nullptr) types.push_back(DType::kQ4_Kx16);
+  if (table.gemm_q6_kx16 != nullptr) types.push_back(DType::kQ6_Kx16);
   if (table.gemm_q4_0x16 != nullptr) types.push_back(DType::kQ4_0x16);
   if (table.gemm_q8_0x16 != nullptr) types.push_back(DType::kQ8_0x16);
   if (table.gemm_q8_0r != nullptr) types.push_back(DType::kQ8_0R);
@@ -105,8 +109,10 @@ void Shapes(benchmark::internal::Benchmark* b) {
   // Decode from memory rather than cache (L3 holds the shapes above): the E2B LM head as the
   // Q4_0 recipe stores it (Q6_K, 262144 x 1536, 330 MB) and 113 MB of the layers' Q4_0 type.
   const DType q4 = table.gemm_q4_0x16 != nullptr ? DType::kQ4_0x16 : DType::kQ4_0R;
+  const DType q6 = table.gemm_q6_kx16 != nullptr ? DType::kQ6_Kx16 : DType::kQ6_K;
   for (int threads : {1, 2}) {
     b->Args({static_cast<int64_t>(DType::kQ6_K), 262144, 1536, 1, threads});
+    if (q6 != DType::kQ6_K) b->Args({static_cast<int64_t>(q6), 262144, 1536, 1, threads});
     b->Args({static_cast<int64_t>(q4), 32768, 6144, 1, threads});
     b->Args({static_cast<int64_t>(DType::kBF16), 8960, 1536, 1, threads});
   }

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -441,33 +442,46 @@ TEST_P(KernelTest, InterleavedX16MatchesPlainRows) {
   }
 }
 
-// Q4_Kx16: repacking keeps every value (dequantized rows equal), the scalar 16-row reference
-// is the plain-row reference bit for bit, and the ISA kernel matches it for token counts
-// within and across register blocks. Random bytes cover every 6-bit scale and min; the last
-// case sets every byte to 0xFF (nibbles 15, scales and mins 63) against activations of one
-// sign, the kernel's largest int16 sums (16 x 15 x 127).
-TEST_P(KernelTest, InterleavedQ4_KX16MatchesPlainRows) {
-  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
-  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
-  if (table.gemm_q4_kx16 == nullptr) GTEST_SKIP() << "no Q4_Kx16 kernel";
-  std::mt19937 rng(23);
+// A 16-row K-quant format (Q4_Kx16, Q6_Kx16): repacking keeps every value (dequantized rows
+// equal), the scalar 16-row reference is the plain-row reference bit for bit, and the ISA
+// kernel matches it for token counts within and across register blocks. Random bytes cover
+// every 6-bit scale / min / value (and every int8 Q6_K scale); the last case sets every byte
+// to 0xFF (largest values, and for Q4_K the largest scales and mins; Q6_K scales then -1 and
+// -128) against activations of one sign per token: the kernels' largest int16 sums.
+struct KQuantX16 {
+  DType plain;
+  decltype(kernels::KernelTable::gemm_q4_kx16) gemm;
+  void (*repack)(const uint8_t*, uint64_t, int64_t, uint8_t*);
+  void (*dequantize)(const uint8_t*, int64_t, int, float*);
+  // 16 rows of the group against activation row t of acts.
+  std::function<void(const uint8_t*, const quant::QuantizedActivations&, int64_t, int64_t, float*)>
+      reference;
+};
+
+void ExpectKQuantX16MatchesPlainRows(const KQuantX16& f, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> byte(0, 255);
+  const uint64_t block_bytes = BlockBytes(f.plain);
   for (int64_t superblocks : {1, 2, 5, -1}) {
     const bool extreme = superblocks < 0;
     if (extreme) superblocks = 2;
     const int64_t k = superblocks * 256, nblocks = k / 32, tokens = 18;
-    const uint64_t row_bytes = RowBytes(DType::kQ4_K, k);
+    const uint64_t row_bytes = RowBytes(f.plain, k);
     std::vector<uint8_t> plain(16 * row_bytes), group(16 * row_bytes);
+    for (uint8_t& b : plain) b = extreme ? 0xFF : static_cast<uint8_t>(byte(rng));
     for (int r = 0; r < 16; ++r) {
-      auto row = RandomQ4_KRow(superblocks, &rng);
-      if (extreme) {
-        std::fill(row.begin(), row.end(), 0xFF);
-        for (int64_t s = 0; s < superblocks; ++s) {
-          const uint16_t d = quant::FloatToHalf(0.01f), dmin = quant::FloatToHalf(0.02f);
-          std::memcpy(row.data() + s * 144, &d, 2);
-          std::memcpy(row.data() + s * 144 + 2, &dmin, 2);
+      for (int64_t s = 0; s < superblocks; ++s) {
+        uint8_t* block = plain.data() + r * row_bytes + s * block_bytes;
+        const uint16_t d = quant::FloatToHalf(0.001f * (1 + byte(rng) % 7));
+        const uint16_t dmin = quant::FloatToHalf(0.002f * (1 + byte(rng) % 5));
+        if (f.plain == DType::kQ4_K) {
+          std::memcpy(block, &d, 2);
+          std::memcpy(block + 2, &dmin, 2);
+        } else {
+          std::memcpy(block + 208, &d, 2);
+          if (extreme) block[192 + r % 16] = 0x80;  // one -128 scale per row
         }
       }
-      std::memcpy(plain.data() + r * row_bytes, row.data(), row_bytes);
     }
     std::vector<float> x = RandomVector(tokens * k, &rng);
     if (extreme) {
@@ -475,37 +489,62 @@ TEST_P(KernelTest, InterleavedQ4_KX16MatchesPlainRows) {
     }
     quant::QuantizedActivations acts;
     quant::QuantizeActivations(x.data(), tokens, k, &acts);
-    quant::RepackGroupQ4_Kx16(plain.data(), row_bytes, superblocks, group.data());
+    f.repack(plain.data(), row_bytes, superblocks, group.data());
     for (int r = 0; r < 16; ++r) {
       std::vector<float> d1(k), d2(k);
-      quant::DequantizeRow(DType::kQ4_K, plain.data() + r * row_bytes, k, d1.data());
-      quant::DequantizeQ4_Kx16Row(group.data(), superblocks, r, d2.data());
-      ASSERT_EQ(d1, d2) << "row " << r;
+      quant::DequantizeRow(f.plain, plain.data() + r * row_bytes, k, d1.data());
+      f.dequantize(group.data(), superblocks, r, d2.data());
+      ASSERT_EQ(d1, d2) << DTypeName(f.plain) << " row " << r;
     }
+    const kernels::RowDotFn row_reference = f.plain == DType::kQ4_K
+                                                ? kernels::ReferenceTable().dot_q4_k
+                                                : kernels::ReferenceTable().dot_q6_k;
     for (int ntok : {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17}) {
       float got[17 * 16];
-      table.gemm_q4_kx16(group.data(), nblocks, acts, 1, ntok, got, 16);
+      f.gemm(group.data(), nblocks, acts, 1, ntok, got, 16);
       for (int t = 0; t < ntok; ++t) {
         float rows[16];
-        quant::GemmQ4_Kx16Reference(group.data(), acts.q_row(1 + t), acts.scale_row(1 + t),
-                                    acts.sum_row(1 + t), nblocks, rows);
+        f.reference(group.data(), acts, 1 + t, nblocks, rows);
         for (int r = 0; r < 16; ++r) {
           float want;
-          kernels::ReferenceTable().dot_q4_k(plain.data() + r * row_bytes, nblocks, acts, 1 + t, 1,
-                                             &want);
-          ASSERT_EQ(rows[r], want) << "row " << r << " token " << t;
+          row_reference(plain.data() + r * row_bytes, nblocks, acts, 1 + t, 1, &want);
+          ASSERT_EQ(rows[r], want) << DTypeName(f.plain) << " row " << r << " token " << t;
           double mag = 0;
           std::vector<float> deq(k);
-          quant::DequantizeRow(DType::kQ4_K, plain.data() + r * row_bytes, k, deq.data());
+          quant::DequantizeRow(f.plain, plain.data() + r * row_bytes, k, deq.data());
           for (int64_t j = 0; j < k; ++j) {
             mag += std::fabs(deq[j] * acts.q_row(1 + t)[j] * double{acts.scale_row(1 + t)[j / 32]});
           }
           EXPECT_NEAR(got[t * 16 + r], want, 1e-5 * mag + 1e-6)
-              << "row " << r << " token " << t << " of " << ntok << " superblocks " << superblocks
-              << (extreme ? " (extreme)" : "");
+              << DTypeName(f.plain) << " row " << r << " token " << t << " of " << ntok
+              << " superblocks " << superblocks << (extreme ? " (extreme)" : "");
         }
       }
     }
+  }
+}
+
+TEST_P(KernelTest, InterleavedKQuantsX16MatchPlainRows) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  if (table.gemm_q4_kx16 == nullptr && table.gemm_q6_kx16 == nullptr) {
+    GTEST_SKIP() << "no 16-row K-quant kernels";
+  }
+  if (table.gemm_q4_kx16 != nullptr) {
+    ExpectKQuantX16MatchesPlainRows(
+        {DType::kQ4_K, table.gemm_q4_kx16, quant::RepackGroupQ4_Kx16, quant::DequantizeQ4_Kx16Row,
+         [](const uint8_t* g, const quant::QuantizedActivations& a, int64_t t, int64_t nb,
+            float* out) {
+           quant::GemmQ4_Kx16Reference(g, a.q_row(t), a.scale_row(t), a.sum_row(t), nb, out);
+         }},
+        23);
+  }
+  if (table.gemm_q6_kx16 != nullptr) {
+    ExpectKQuantX16MatchesPlainRows(
+        {DType::kQ6_K, table.gemm_q6_kx16, quant::RepackGroupQ6_Kx16, quant::DequantizeQ6_Kx16Row,
+         [](const uint8_t* g, const quant::QuantizedActivations& a, int64_t t, int64_t nb,
+            float* out) { quant::GemmQ6_Kx16Reference(g, a.q_row(t), a.scale_row(t), nb, out); }},
+        29);
   }
 }
 

@@ -53,6 +53,9 @@ struct KernelTable {
   // null: plain Q4_K.
   void (*gemm_q4_kx16)(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
                        int64_t token, int ntok, float* out, int64_t ldo);
+  // Q6_Kx16 (DType::kQ6_Kx16) likewise; needs sum16; null: plain Q6_K.
+  void (*gemm_q6_kx16)(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+                       int64_t token, int ntok, float* out, int64_t ldo);
   // One activation row to int8 blocks (same results as quant::QuantizeActivationBlocks).
   void (*quantize_blocks)(const float* x, int64_t nblocks, int8_t* q, float* scale, int32_t* sum,
                           float* offset);

@@ -481,6 +481,104 @@ void GemmQ4_Kx16(const uint8_t* group, int64_t nblocks, const quant::QuantizedAc
   });
 }
 
+// Q6_Kx16 on AVX2. Per 64-byte run c of a sub-block, the low nibbles of chunks 2c and 2c + 1
+// gain their top two bits from area c / 2 (chunk ch's at shift 2 (ch % 4), moved to bits 4-5
+// with 16-bit shifts whose carries the mask drops): unsigned 6-bit values. Two maddubs
+// against the token's broadcast quads sum to at most 2 * 2 * 63 * 127 = 32004 per int16 lane,
+// which madd then multiplies by the row's scale of that 16-value half (runs 0-1: scale 2j,
+// runs 2-3: scale 2j + 1; (scale, scale) int16 pairs) into int32. The values' +32 comes off
+// per block as 32 * (scale_2j * sum16_lo + scale_2j+1 * sum16_hi), one more madd of
+// (scale_2j, scale_2j+1) pairs with the token's two 16-value activation sums.
+template <int NT>
+void GemmQ6_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+                  int64_t token, float* out, int64_t ldo) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F), top2 = _mm256_set1_epi8(0x30);
+  const __m256i low16 = _mm256_set1_epi32(0xFFFF);
+  __m256 acc[NT][2];
+  for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+  alignas(32) int32_t pair[16][16];  // [scale k][row]: (scale, scale)
+  alignas(32) int32_t lohi[8][16];   // [sub-block j][row]: (scale 2j, scale 2j + 1)
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += quant::kQ6_Kx16BlockBytes) {
+    const uint8_t* scales = group + quant::kQ6_Kx16Scales;
+    for (int k = 0; k < 16; ++k) {
+      for (int h = 0; h < 2; ++h) {
+        const __m256i x = _mm256_cvtepi8_epi32(
+            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(scales + 16 * k + 8 * h)));
+        const __m256i packed =
+            _mm256_or_si256(_mm256_and_si256(x, low16), _mm256_slli_epi32(x, 16));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(pair[k] + 8 * h), packed);
+        if (k % 2 == 1) {
+          const __m256i lo =
+              _mm256_load_si256(reinterpret_cast<const __m256i*>(pair[k - 1] + 8 * h));
+          _mm256_store_si256(reinterpret_cast<__m256i*>(lohi[k / 2] + 8 * h),
+                             _mm256_blend_epi16(lo, packed, 0xAA));
+        }
+      }
+    }
+    __m256 d[2];
+    LoadGroupScales(group, d);
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t* data = group + quant::kQ6_Kx16Data + quant::kQ6_Kx16SubBlockBytes * j;
+      simd::PrefetchAhead<quant::kQ6_Kx16SubBlockBytes>(data);
+      const int64_t b = sb * 8 + j;
+      __m256i s32[NT][2];
+      for (int t = 0; t < NT; ++t) s32[t][0] = s32[t][1] = _mm256_setzero_si256();
+      for (int c = 0; c < 4; ++c) {
+        __m256i w[2][2];  // [half][chunk 2c or 2c + 1]
+        for (int h = 0; h < 2; ++h) {
+          const __m256i nib =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(data + 64 * c + 32 * h));
+          const __m256i top = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(data + 256 + 64 * (c / 2) + 32 * h));
+          const __m256i top_a = c % 2 == 0 ? _mm256_slli_epi16(top, 4) : top;
+          const __m256i top_b = c % 2 == 0 ? _mm256_slli_epi16(top, 2) : _mm256_srli_epi16(top, 2);
+          w[h][0] = _mm256_or_si256(_mm256_and_si256(nib, low4), _mm256_and_si256(top_a, top2));
+          w[h][1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(nib, 4), low4),
+                                    _mm256_and_si256(top_b, top2));
+        }
+        const int32_t* sc = pair[2 * j + c / 2];
+        for (int t = 0; t < NT; ++t) {
+          const int8_t* qb = a.q_row(token + t) + b * 32 + 8 * c;
+          int32_t quad0, quad1;
+          std::memcpy(&quad0, qb, 4);
+          std::memcpy(&quad1, qb + 4, 4);
+          const __m256i a0 = _mm256_set1_epi32(quad0), a1 = _mm256_set1_epi32(quad1);
+          for (int h = 0; h < 2; ++h) {
+            const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(w[h][0], a0),
+                                                 _mm256_maddubs_epi16(w[h][1], a1));
+            s32[t][h] = _mm256_add_epi32(
+                s32[t][h],
+                _mm256_madd_epi16(p16,
+                                  _mm256_load_si256(reinterpret_cast<const __m256i*>(sc + 8 * h))));
+          }
+        }
+      }
+      for (int t = 0; t < NT; ++t) {
+        int32_t sums;  // the token's two 16-value sums of this block, as an int16 pair
+        std::memcpy(&sums, a.sum16_row(token + t) + 2 * b, 4);
+        const __m256i vsums = _mm256_set1_epi32(sums);
+        const __m256 da = _mm256_set1_ps(a.scale_row(token + t)[b]);
+        for (int h = 0; h < 2; ++h) {
+          const __m256i offset = _mm256_slli_epi32(
+              _mm256_madd_epi16(
+                  _mm256_load_si256(reinterpret_cast<const __m256i*>(lohi[j] + 8 * h)), vsums),
+              5);
+          acc[t][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(s32[t][h], offset)),
+                                      _mm256_mul_ps(d[h], da), acc[t][h]);
+        }
+      }
+    }
+  }
+  StoreGroupTile<NT>(acc, out, ldo);
+}
+
+void GemmQ6_Kx16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
+    GemmQ6_Kx16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
+  });
+}
+
 void Bf16ToF32(const uint8_t* src, int64_t n, float* dst) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -554,6 +652,7 @@ const KernelTable& Avx2Table() {
                                     .gemm_q4_0x16 = GemmQ4_0x16,
                                     .gemm_q8_0x16 = GemmQ8_0x16,
                                     .gemm_q4_kx16 = GemmQ4_Kx16,
+                                    .gemm_q6_kx16 = GemmQ6_Kx16,
                                     .quantize_blocks = QuantizeBlocks,
                                     .dot_f32 = simd::DotF32<Arch>,
                                     .axpy_f32 = simd::AxpyF32<Arch>,

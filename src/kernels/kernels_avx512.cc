@@ -514,6 +514,68 @@ void GemmQ4_Kx16(const uint8_t* group, int64_t nblocks, const quant::QuantizedAc
   });
 }
 
+// Q6_Kx16: per sub-block, eight vectors of unsigned 6-bit values (low nibbles in the Q4_0x16
+// layout, top two bits of chunk ch from shift 2 (ch % 4) of area ch / 4, moved to bits 4-5 by
+// 16-bit shifts whose carries the mask drops). Chunks 0-3 (values 0-15, scale 2j) and 4-7
+// (values 16-31, scale 2j + 1) run as two vpdpbusd chains per token; each takes off its +32
+// as 32 * the token's 16-value activation sum and is scaled by d * scale in f32.
+template <int NT>
+void GemmQ6_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+                  int64_t token, float* out, int64_t ldo) {
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  const __m512i low4 = _mm512_set1_epi8(0x0F), top2 = _mm512_set1_epi8(0x30);
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += quant::kQ6_Kx16BlockBytes) {
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group)));
+    const uint8_t* scales = group + quant::kQ6_Kx16Scales;
+    auto scale_f32 = [&](int k) {
+      return _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                                  reinterpret_cast<const __m128i*>(scales + 16 * k)))));
+    };
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t* data = group + quant::kQ6_Kx16Data + quant::kQ6_Kx16SubBlockBytes * j;
+      simd::PrefetchAhead<quant::kQ6_Kx16SubBlockBytes>(data);
+      const int64_t b = sb * 8 + j;
+      __m512i w[8];
+      for (int c = 0; c < 4; ++c) {
+        const __m512i nib = _mm512_loadu_si512(data + 64 * c);
+        const __m512i top = _mm512_loadu_si512(data + 256 + 64 * (c / 2));
+        const __m512i top_a = c % 2 == 0 ? _mm512_slli_epi16(top, 4) : top;
+        const __m512i top_b = c % 2 == 0 ? _mm512_slli_epi16(top, 2) : _mm512_srli_epi16(top, 2);
+        w[2 * c] = _mm512_or_si512(_mm512_and_si512(nib, low4), _mm512_and_si512(top_a, top2));
+        w[2 * c + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(nib, 4), low4),
+                                       _mm512_and_si512(top_b, top2));
+      }
+      const __m512 scale_lo = scale_f32(2 * j), scale_hi = scale_f32(2 * j + 1);
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* qb = a.q_row(token + t) + b * 32;
+        __m512i first = _mm512_setzero_si512(), second = _mm512_setzero_si512();
+        for (int c = 0; c < 4; ++c) {
+          int32_t four0, four1;
+          std::memcpy(&four0, qb + 4 * c, 4);
+          std::memcpy(&four1, qb + 16 + 4 * c, 4);
+          first = _mm512_dpbusd_epi32(first, w[c], _mm512_set1_epi32(four0));
+          second = _mm512_dpbusd_epi32(second, w[c + 4], _mm512_set1_epi32(four1));
+        }
+        const int16_t* sums = a.sum16_row(token + t) + 2 * b;
+        first = _mm512_sub_epi32(first, _mm512_set1_epi32(32 * sums[0]));
+        second = _mm512_sub_epi32(second, _mm512_set1_epi32(32 * sums[1]));
+        const __m512 da = _mm512_set1_ps(a.scale_row(token + t)[b]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(first), _mm512_mul_ps(scale_lo, da), acc[t]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(second), _mm512_mul_ps(scale_hi, da), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + t * ldo, acc[t]);
+}
+
+void GemmQ6_Kx16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  simd::ForTokenPieces<8>(ntok, [&](int first, auto nt) {
+    GemmQ6_Kx16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
+  });
+}
+
 void Bf16ToF32(const uint8_t* src, int64_t n, float* dst) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -568,6 +630,7 @@ const KernelTable& Avx512VnniTable() {
                                     .gemm_q4_0x16 = GemmX16<Q4X16>,
                                     .gemm_q8_0x16 = GemmX16<Q8X16>,
                                     .gemm_q4_kx16 = GemmQ4_Kx16,
+                                    .gemm_q6_kx16 = GemmQ6_Kx16,
                                     .quantize_blocks = QuantizeBlocks,
                                     .dot_f32 = simd::DotF32<Arch>,
                                     .axpy_f32 = simd::AxpyF32<Arch>,

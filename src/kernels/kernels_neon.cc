@@ -216,6 +216,7 @@ const KernelTable& NeonDotprodTable() {
                                     .gemm_q4_0x16 = nullptr,
                                     .gemm_q8_0x16 = nullptr,
                                     .gemm_q4_kx16 = nullptr,
+                                    .gemm_q6_kx16 = nullptr,
                                     .quantize_blocks = quant::QuantizeActivationBlocks,
                                     .dot_f32 = simd::DotF32<Arch>,
                                     .axpy_f32 = simd::AxpyF32<Arch>,

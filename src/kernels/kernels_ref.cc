@@ -79,6 +79,15 @@ void GemmQ4_Kx16(const uint8_t* group, int64_t nblocks, const quant::QuantizedAc
   }
 }
 
+void GemmQ6_Kx16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  for (int t = 0; t < ntok; ++t) {
+    float rows[16];
+    quant::GemmQ6_Kx16Reference(group, a.q_row(token + t), a.scale_row(token + t), nblocks, rows);
+    std::memcpy(out + t * ldo, rows, sizeof(rows));
+  }
+}
+
 void DotQ6_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   for (int i = 0; i < ntok; ++i) {
@@ -205,6 +214,7 @@ const KernelTable& ReferenceTable() {
       .gemm_q4_0x16 = GemmX16<quant::kQ4_0BlockBytes, quant::Q4_0x16Value>,
       .gemm_q8_0x16 = GemmX16<quant::kQ8_0BlockBytes, quant::Q8_0x16Value>,
       .gemm_q4_kx16 = GemmQ4_Kx16,
+      .gemm_q6_kx16 = GemmQ6_Kx16,
       .quantize_blocks = quant::QuantizeActivationBlocks,
       .dot_f32 = DotF32,
       .axpy_f32 = AxpyF32,

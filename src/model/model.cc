@@ -196,9 +196,9 @@ Status LoadedModel::LoadWeights() {
   // Q4_0 matrices are repacked for the integer kernels (4 blocks per 64-byte load), except the
   // PLE table, which is only ever gathered row by row.
   // Q8_0 likewise where the CPU has the repacked kernels. Where it has the 16-row kernels
-  // (AVX2, AVX-512 VNNI), Q4_0 / Q8_0 / Q4_K matrices whose row count (per expert) is a
-  // multiple of 16 are interleaved in 16-row groups instead (Q4_K only then; else it stays
-  // plain), so one weight load serves 16 rows for a whole tile of tokens.
+  // (AVX2, AVX-512 VNNI), Q4_0 / Q8_0 / Q4_K / Q6_K matrices whose row count (per expert) is
+  // a multiple of 16 are interleaved in 16-row groups instead (the K-quants only then; else
+  // they stay plain), so one weight load serves 16 rows for a whole tile of tokens.
   const kernels::KernelTable& table = kernels::BestTable();
   const bool repack_q8 = table.gemm_q8_0r != nullptr;
   struct Repack {
@@ -226,14 +226,17 @@ Status LoadedModel::LoadWeights() {
     const bool q4 = view.dtype == DType::kQ4_0,
                q8 = view.dtype == DType::kQ8_0 && (repack_q8 || table.gemm_q8_0x16 != nullptr),
                q4k = view.dtype == DType::kQ4_K && table.gemm_q4_kx16 != nullptr &&
+                     rows_per_matrix % 16 == 0,
+               q6k = view.dtype == DType::kQ6_K && table.gemm_q6_kx16 != nullptr &&
                      rows_per_matrix % 16 == 0;
     if (view.shape.size() < 2 || name == "embed_tokens_per_layer.weight") continue;
-    if (!q4 && !q8 && !q4k) {
+    if (!q4 && !q8 && !q4k && !q6k) {
       if (name.find(".experts.") == std::string::npos) copies.push_back({&view, false, 0, true});
       continue;
     }
-    const bool x16 = q4k || (rows_per_matrix % 16 == 0 &&
-                             (q4 ? table.gemm_q4_0x16 != nullptr : table.gemm_q8_0x16 != nullptr));
+    const bool x16 = q4k || q6k ||
+                     (rows_per_matrix % 16 == 0 &&
+                      (q4 ? table.gemm_q4_0x16 != nullptr : table.gemm_q8_0x16 != nullptr));
     plan.push_back({&view, x16, total, false});
     total += (view.nbytes + 63) / 64 * 64;
   }
@@ -274,10 +277,11 @@ Status LoadedModel::LoadWeights() {
     }
     const uint64_t row_bytes = RowBytes(view.dtype, view.cols());
     const int64_t nblocks = view.cols() / quant::kBlock;
-    if (view.dtype == DType::kQ4_K) {
+    if (view.dtype == DType::kQ4_K || view.dtype == DType::kQ6_K) {
+      const auto repack =
+          view.dtype == DType::kQ4_K ? quant::RepackGroupQ4_Kx16 : quant::RepackGroupQ6_Kx16;
       for (int64_t row = 0; row < view.rows(); row += 16) {
-        quant::RepackGroupQ4_Kx16(view.data + row * row_bytes, row_bytes, nblocks / 8,
-                                  dst + row * row_bytes);
+        repack(view.data + row * row_bytes, row_bytes, nblocks / 8, dst + row * row_bytes);
       }
     } else if (r.x16) {
       const auto repack = q4 ? quant::RepackGroupQ4_0x16 : quant::RepackGroupQ8_0x16;
@@ -296,10 +300,11 @@ Status LoadedModel::LoadWeights() {
     ReleasePages(view.data, view.nbytes);
     copied.emplace_back(view.data, view.nbytes);
     view.data = dst;
-    view.dtype = view.dtype == DType::kQ4_K ? DType::kQ4_Kx16
-                 : r.x16                    ? (q4 ? DType::kQ4_0x16 : DType::kQ8_0x16)
-                 : q4                       ? DType::kQ4_0R
-                                            : DType::kQ8_0R;
+    view.dtype = view.dtype == DType::kQ4_K   ? DType::kQ4_Kx16
+                 : view.dtype == DType::kQ6_K ? DType::kQ6_Kx16
+                 : r.x16                      ? (q4 ? DType::kQ4_0x16 : DType::kQ8_0x16)
+                 : q4                         ? DType::kQ4_0R
+                                              : DType::kQ8_0R;
   }
   // The PLE table (E2B: 262144 rows of 8960 values) is read one row per token (with pread,
   // see InferenceState::ReadPleRow); no readahead for whatever does touch the mapping.

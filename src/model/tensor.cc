@@ -44,6 +44,8 @@ const char* DTypeName(DType t) {
       return "Q4_0x16";
     case DType::kQ4_Kx16:
       return "Q4_Kx16";
+    case DType::kQ6_Kx16:
+      return "Q6_Kx16";
     case DType::kQ8_0x16:
       return "Q8_0x16";
   }
@@ -79,6 +81,7 @@ int64_t BlockElements(DType t) {
     case DType::kQ4_K:
     case DType::kQ4_Kx16:
     case DType::kQ6_K:
+    case DType::kQ6_Kx16:
       return 256;
     default:
       return 1;
@@ -99,6 +102,7 @@ size_t BlockBytes(DType t) {
     case DType::kQ4_Kx16:
       return 144;  // f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles
     case DType::kQ6_K:
+    case DType::kQ6_Kx16:
       return 210;  // 128 bytes low bits, 64 bytes high bits, 16 int8 scales, f16 d
     default:
       return DTypeSize(t);

@@ -51,6 +51,11 @@ enum class DType : uint8_t {
   // regrouped by sub-block, then per 32-value sub-block 256 bytes laid out as Q4_0x16's data
   // (see quant::RepackGroupQ4_Kx16). Rows must be a multiple of 16.
   kQ4_Kx16,
+  // Q6_K interleaved likewise: per group and 256-value block, 3360 bytes (16 x 210): the 16
+  // rows' f16 d, their 16 int8 scales regrouped by sub-block, then per 32-value sub-block the
+  // low nibbles laid out as Q4_0x16's data and two 64-byte areas of top bits (see
+  // quant::RepackGroupQ6_Kx16). Rows must be a multiple of 16.
+  kQ6_Kx16,
 };
 
 const char* DTypeName(DType t);

@@ -37,7 +37,8 @@ float F16ToF32(uint16_t h) {
 }
 
 void ToF32(const TensorView& t, int64_t first, int64_t count, float* out) {
-  if (t.dtype == DType::kQ4_0x16 || t.dtype == DType::kQ8_0x16 || t.dtype == DType::kQ4_Kx16) {
+  if (t.dtype == DType::kQ4_0x16 || t.dtype == DType::kQ8_0x16 || t.dtype == DType::kQ4_Kx16 ||
+      t.dtype == DType::kQ6_Kx16) {
     // Rows are interleaved in groups of 16: dequantize the whole row, keep the slice.
     const int64_t cols = t.cols(), row = first / cols;
     const uint8_t* group = t.data + (row / 16) * 16 * RowBytes(t.dtype, cols);
@@ -45,6 +46,8 @@ void ToF32(const TensorView& t, int64_t first, int64_t count, float* out) {
       const int r = static_cast<int>(row % 16);
       if (t.dtype == DType::kQ4_Kx16) {
         quant::DequantizeQ4_Kx16Row(group, cols / 256, r, dst);
+      } else if (t.dtype == DType::kQ6_Kx16) {
+        quant::DequantizeQ6_Kx16Row(group, cols / 256, r, dst);
       } else if (t.dtype == DType::kQ4_0x16) {
         quant::DequantizeQ4_0x16Row(group, cols / quant::kBlock, r, dst);
       } else {
@@ -113,16 +116,18 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
         x + t * k, nblocks_per_row, acts.q.data() + t * k, acts.scale.data() + t * nblocks_per_row,
         acts.sum.data() + t * nblocks_per_row, acts.offset.data() + t * nblocks_per_row);
   }
-  if (w.dtype == DType::kQ6_K) acts.FillSums16();
+  if (w.dtype == DType::kQ6_K || w.dtype == DType::kQ6_Kx16) acts.FillSums16();
   const uint64_t row_bytes = RowBytes(w.dtype, k);
   const int64_t nblocks = k / quant::kBlock;
   constexpr int64_t kTokenTile = 16;  // a tile's activations stay in L1 while rows stream
-  if (w.dtype == DType::kQ4_0x16 || w.dtype == DType::kQ8_0x16 || w.dtype == DType::kQ4_Kx16) {
+  if (w.dtype == DType::kQ4_0x16 || w.dtype == DType::kQ8_0x16 || w.dtype == DType::kQ4_Kx16 ||
+      w.dtype == DType::kQ6_Kx16) {
     // Groups of 16 rows in parallel; each kernel call writes 16 rows of one token tile
     // straight into y.
     const auto gemm16 = w.dtype == DType::kQ4_0x16   ? table.gemm_q4_0x16
                         : w.dtype == DType::kQ8_0x16 ? table.gemm_q8_0x16
-                                                     : table.gemm_q4_kx16;
+                        : w.dtype == DType::kQ4_Kx16 ? table.gemm_q4_kx16
+                                                     : table.gemm_q6_kx16;
     const int64_t group_bytes = 16 * static_cast<int64_t>(row_bytes);
     auto groups_body = [&](int64_t begin, int64_t end) {
       for (int64_t t0 = 0; t0 < s; t0 += kTokenTile) {
@@ -177,7 +182,8 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
 void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool) {
   if (w.dtype == DType::kQ8_0 || w.dtype == DType::kQ4_0 || w.dtype == DType::kQ4_0R ||
       w.dtype == DType::kQ6_K || w.dtype == DType::kQ4_K || w.dtype == DType::kQ8_0R ||
-      w.dtype == DType::kQ4_0x16 || w.dtype == DType::kQ8_0x16 || w.dtype == DType::kQ4_Kx16) {
+      w.dtype == DType::kQ4_0x16 || w.dtype == DType::kQ8_0x16 || w.dtype == DType::kQ4_Kx16 ||
+      w.dtype == DType::kQ6_Kx16) {
     MatMulQuantized(w, x, s, y, pool);
     return;
   }

@@ -699,6 +699,78 @@ void GemmQ4_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_
   }
 }
 
+// Q6_Kx16 sub-block j: 256 bytes of low nibbles in the Q4_0x16 layout (run c holds chunks 2c
+// and 2c + 1: values 8c .. 8c + 3 and 8c + 4 .. 8c + 7), then two 64-byte areas of top bits:
+// byte 4r + i of area p holds, at bits 2s .. 2s + 1, the top bits of value 4 (4p + s) + i of
+// row r, so chunk ch's top bits sit at shift 2 (ch % 4) of area ch / 4.
+void RepackGroupQ6_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper, uint8_t* dst) {
+  int8_t q[256];
+  for (int64_t sb = 0; sb < nsuper; ++sb, dst += kQ6_Kx16BlockBytes) {
+    for (int r = 0; r < 16; ++r) {
+      const uint8_t* block = src + r * src_row_bytes + sb * kQ6_KBlockBytes;
+      std::memcpy(dst + 2 * r, block + 208, 2);
+      for (int k = 0; k < 16; ++k) dst[kQ6_Kx16Scales + 16 * k + r] = block[192 + k];
+      UnpackQ6_K(block, q);
+      for (int j = 0; j < 8; ++j) {
+        uint8_t* data = dst + kQ6_Kx16Data + kQ6_Kx16SubBlockBytes * j;
+        auto value = [&](int i) { return static_cast<uint32_t>(q[32 * j + i] + 32); };
+        for (int c = 0; c < 4; ++c) {
+          for (int i = 0; i < 4; ++i) {
+            data[64 * c + 4 * r + i] = static_cast<uint8_t>((value(8 * c + i) & 0xF) |
+                                                            ((value(8 * c + 4 + i) & 0xF) << 4));
+          }
+        }
+        for (int p = 0; p < 2; ++p) {
+          for (int i = 0; i < 4; ++i) {
+            uint32_t top = 0;
+            for (int s = 0; s < 4; ++s) top |= (value(4 * (4 * p + s) + i) >> 4) << (2 * s);
+            data[256 + 64 * p + 4 * r + i] = static_cast<uint8_t>(top);
+          }
+        }
+      }
+    }
+  }
+}
+
+int Q6_Kx16Value(const uint8_t* block, int row, int e) {
+  const uint8_t* data = block + kQ6_Kx16Data + kQ6_Kx16SubBlockBytes * (e / 32);
+  const int v = e % 32, ch = v / 4, i = v % 4;
+  const int low = (data[64 * (ch / 2) + 4 * row + i] >> (4 * (ch % 2))) & 0xF;
+  const int top = (data[256 + 64 * (ch / 4) + 4 * row + i] >> (2 * (ch % 4))) & 3;
+  return low | (top << 4);
+}
+
+void DequantizeQ6_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out) {
+  for (int64_t sb = 0; sb < nsuper; ++sb, group += kQ6_Kx16BlockBytes, out += 256) {
+    const float d = HalfToFloat(LoadU16(group + 2 * row));
+    for (int e = 0; e < 256; ++e) {
+      const int8_t sc = static_cast<int8_t>(group[kQ6_Kx16Scales + 16 * (e / 16) + row]);
+      out[e] = d * sc * (Q6_Kx16Value(group, row, e) - 32);
+    }
+  }
+}
+
+void GemmQ6_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                          int64_t nblocks, float* out) {
+  for (int r = 0; r < 16; ++r) {
+    float total = 0;
+    const uint8_t* block = group;
+    for (int64_t sb = 0; sb < nblocks / 8; ++sb, block += kQ6_Kx16BlockBytes) {
+      const float d = HalfToFloat(LoadU16(block + 2 * r));
+      for (int b = 0; b < 8; ++b) {
+        const int8_t* ab = a + (sb * 8 + b) * 32;
+        int32_t lo = 0, hi = 0;
+        for (int i = 0; i < 16; ++i) lo += (Q6_Kx16Value(block, r, 32 * b + i) - 32) * ab[i];
+        for (int i = 16; i < 32; ++i) hi += (Q6_Kx16Value(block, r, 32 * b + i) - 32) * ab[i];
+        const int sc_lo = static_cast<int8_t>(block[kQ6_Kx16Scales + 16 * (2 * b) + r]);
+        const int sc_hi = static_cast<int8_t>(block[kQ6_Kx16Scales + 16 * (2 * b + 1) + r]);
+        total += d * a_scale[sb * 8 + b] * static_cast<float>(sc_lo * lo + sc_hi * hi);
+      }
+    }
+    out[r] = total;
+  }
+}
+
 void QuantizeActivationBlocks(const float* x, int64_t nblocks, int8_t* q, float* scale,
                               int32_t* sum, float* offset) {
   for (int64_t b = 0; b < nblocks; ++b, x += kBlock, q += kBlock) {

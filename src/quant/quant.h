@@ -80,6 +80,25 @@ void DequantizeQ4_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* 
 void GemmQ4_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
                           const int32_t* a_sum, int64_t nblocks, float* out);
 
+// Q6_Kx16 (see DType::kQ6_Kx16): 16 rows of Q6_K interleaved per 256-value block, 3360 bytes
+// (16 x 210). Byte offsets inside one such block:
+inline constexpr int kQ6_KBlockBytes = 210;
+inline constexpr int kQ6_Kx16BlockBytes = 16 * kQ6_KBlockBytes;
+inline constexpr int kQ6_Kx16Scales = 32;          // int8 scale k (0..15) of row r at 32 + 16 k + r
+inline constexpr int kQ6_Kx16Data = 288;           // 8 sub-blocks x 384 bytes
+inline constexpr int kQ6_Kx16SubBlockBytes = 384;  // 256 (low nibbles) + 128 (top two bits)
+// 16 rows of plain Q6_K -> one Q6_Kx16 group, nsuper blocks of 256 values.
+void RepackGroupQ6_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper, uint8_t* dst);
+// Unsigned 6-bit value (0..63, the weight is d * scale * (value - 32)) of element e (0..255)
+// of row `row` in one Q6_Kx16 block.
+int Q6_Kx16Value(const uint8_t* block, int row, int e);
+// Row `row` (0..15) of a Q6_Kx16 group as f32.
+void DequantizeQ6_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out);
+// Scalar reference: rows 0..15 of a Q6_Kx16 group times activation row `a`; the same sums in
+// the same order as DotQ6_KReference on the plain rows.
+void GemmQ6_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                          int64_t nblocks, float* out);
+
 // Activations quantized for the integer kernels: per block of 32, an f32 scale, 32 int8 values
 // and their sum (used to fold Q4_0's -8 offset into one multiply).
 struct QuantizedActivations {
