@@ -407,32 +407,36 @@ void GemmQ8_0x16(const uint8_t* group, int64_t nblocks, const quant::QuantizedAc
 }
 
 // A Q4_Kx16 block's 128 six-bit scales and mins (entry j * 16 + r: sub-block j, row r) as
-// bytes: low nibbles from their 64-byte areas, top two bits from the shared one (see
-// quant::RepackGroupQ4_Kx16). 16-bit shifts carry bits across bytes, which the masks drop.
-inline void UnpackQ4_Kx16Scales(const uint8_t* block, uint8_t* sc, uint8_t* mn) {
+// bytes, 32 entries (two sub-blocks) per vector: low nibbles from their 64-byte areas, top two
+// bits from the shared one (see quant::RepackGroupQ4_Kx16). 16-bit shifts carry bits across
+// bytes, which the masks drop.
+inline void UnpackQ4_Kx16Scales(const uint8_t* block, __m256i sc[4], __m256i mn[4]) {
   const __m256i low4 = _mm256_set1_epi8(0x0F), top2 = _mm256_set1_epi8(0x30);
   auto load = [](const uint8_t* p) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   };
-  auto store = [](uint8_t* p, __m256i v) { _mm256_store_si256(reinterpret_cast<__m256i*>(p), v); };
   for (int c = 0; c < 2; ++c) {
     const __m256i sl = load(block + quant::kQ4_Kx16ScaleLow + 32 * c);
     const __m256i ml = load(block + quant::kQ4_Kx16MinLow + 32 * c);
     const __m256i hi = load(block + quant::kQ4_Kx16High + 32 * c);
-    store(sc + 32 * c, _mm256_or_si256(_mm256_and_si256(sl, low4),
-                                       _mm256_and_si256(_mm256_slli_epi16(hi, 4), top2)));
-    store(sc + 64 + 32 * c, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(sl, 4), low4),
-                                            _mm256_and_si256(_mm256_slli_epi16(hi, 2), top2)));
-    store(mn + 32 * c, _mm256_or_si256(_mm256_and_si256(ml, low4), _mm256_and_si256(hi, top2)));
-    store(mn + 64 + 32 * c, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ml, 4), low4),
-                                            _mm256_and_si256(_mm256_srli_epi16(hi, 2), top2)));
+    sc[c] = _mm256_or_si256(_mm256_and_si256(sl, low4),
+                            _mm256_and_si256(_mm256_slli_epi16(hi, 4), top2));
+    sc[2 + c] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(sl, 4), low4),
+                                _mm256_and_si256(_mm256_slli_epi16(hi, 2), top2));
+    mn[c] = _mm256_or_si256(_mm256_and_si256(ml, low4), _mm256_and_si256(hi, top2));
+    mn[2 + c] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ml, 4), low4),
+                                _mm256_and_si256(_mm256_srli_epi16(hi, 2), top2));
   }
 }
 
-// Eight 6-bit bytes as f32 lanes.
-inline __m256 BytesToF32(const uint8_t* p) {
-  return _mm256_cvtepi32_ps(
-      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+// Sub-block j's 16 bytes of such a vector set (moved to the low lane), as two f32 vectors
+// (rows 0-7, 8-15) times the rows' f16 factors f.
+inline void SubBlockBytesTimes(const __m256i v[4], int j, const __m256 f[2], __m256 out[2]) {
+  const __m256i pick =
+      _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3), _mm256_set1_epi32(4 * (j % 2)));
+  const __m128i bytes = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(v[j / 2], pick));
+  out[0] = _mm256_mul_ps(f[0], _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)));
+  out[1] = _mm256_mul_ps(f[1], _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))));
 }
 
 // Q4_Kx16 on AVX2: each 32-value sub-block is a Q4_0x16-layout area (NibbleBlockSums) with
@@ -443,9 +447,9 @@ void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
                   int64_t token, float* out, int64_t ldo) {
   __m256 acc[NT][2];
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-  alignas(32) uint8_t sc[128], mn[128];
   for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += quant::kQ4_Kx16BlockBytes) {
     simd::PrefetchAhead<256>(group + 2048);
+    __m256i sc[4], mn[4];
     UnpackQ4_Kx16Scales(group, sc, mn);
     for (int j = 0; j < 8; ++j) {
       simd::PrefetchAhead<256>(group + 256 * j);
@@ -455,10 +459,8 @@ void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
       __m256 d[2], dmin[2], ds[2], dm[2];
       LoadGroupScales(group, d);
       LoadGroupScales(group + quant::kQ4_Kx16Dmin, dmin);
-      for (int h = 0; h < 2; ++h) {
-        ds[h] = _mm256_mul_ps(d[h], BytesToF32(sc + 16 * j + 8 * h));
-        dm[h] = _mm256_mul_ps(dmin[h], BytesToF32(mn + 16 * j + 8 * h));
-      }
+      SubBlockBytesTimes(sc, j, d, ds);
+      SubBlockBytesTimes(mn, j, dmin, dm);
       for (int t = 0; t < NT; ++t) {
         const float as = a.scale_row(token + t)[b];
         const __m256 vs = _mm256_set1_ps(as);

@@ -453,25 +453,22 @@ void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
                   int64_t token, float* out, int64_t ldo) {
   __m512 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
-  alignas(64) uint8_t sc[128], mn[128];
   const __m512i low4 = _mm512_set1_epi8(0x0F), top2 = _mm512_set1_epi8(0x30);
+  const __m512i quad = _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
   for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += quant::kQ4_Kx16BlockBytes) {
     simd::PrefetchAhead<256>(group + 2048);
-    {
-      const __m512i sl = _mm512_loadu_si512(group + quant::kQ4_Kx16ScaleLow);
-      const __m512i ml = _mm512_loadu_si512(group + quant::kQ4_Kx16MinLow);
-      const __m512i hi = _mm512_loadu_si512(group + quant::kQ4_Kx16High);
-      _mm512_store_si512(sc, _mm512_or_si512(_mm512_and_si512(sl, low4),
-                                             _mm512_and_si512(_mm512_slli_epi16(hi, 4), top2)));
-      _mm512_store_si512(sc + 64,
-                         _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(sl, 4), low4),
-                                         _mm512_and_si512(_mm512_slli_epi16(hi, 2), top2)));
-      _mm512_store_si512(mn,
-                         _mm512_or_si512(_mm512_and_si512(ml, low4), _mm512_and_si512(hi, top2)));
-      _mm512_store_si512(mn + 64,
-                         _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ml, 4), low4),
-                                         _mm512_and_si512(_mm512_srli_epi16(hi, 2), top2)));
-    }
+    // Entries 0-63 (sub-blocks 0-3) and 64-127 (4-7) of the scales and mins, kept in
+    // registers rather than stored and reloaded 16 bytes at a time.
+    const __m512i sl = _mm512_loadu_si512(group + quant::kQ4_Kx16ScaleLow);
+    const __m512i ml = _mm512_loadu_si512(group + quant::kQ4_Kx16MinLow);
+    const __m512i hi = _mm512_loadu_si512(group + quant::kQ4_Kx16High);
+    const __m512i sc[2] = {_mm512_or_si512(_mm512_and_si512(sl, low4),
+                                           _mm512_and_si512(_mm512_slli_epi16(hi, 4), top2)),
+                           _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(sl, 4), low4),
+                                           _mm512_and_si512(_mm512_slli_epi16(hi, 2), top2))};
+    const __m512i mn[2] = {_mm512_or_si512(_mm512_and_si512(ml, low4), _mm512_and_si512(hi, top2)),
+                           _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ml, 4), low4),
+                                           _mm512_and_si512(_mm512_srli_epi16(hi, 2), top2))};
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group)));
     const __m512 dmin = _mm512_cvtph_ps(
         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + quant::kQ4_Kx16Dmin)));
@@ -480,12 +477,14 @@ void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
       const int64_t b = sb * 8 + j;
       __m512i w[8];
       Q4X16::Load(group + quant::kQ4_Kx16Data + 256 * j, w);
-      auto bytes_f32 = [](const uint8_t* p) {
+      // Sub-block j's 16 bytes (dwords 4 (j % 4) ...) moved to the low lane, widened to f32.
+      const __m512i pick = _mm512_add_epi32(quad, _mm512_set1_epi32(4 * (j % 4)));
+      auto bytes_f32 = [&](__m512i v) {
         return _mm512_cvtepi32_ps(
-            _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(p))));
+            _mm512_cvtepu8_epi32(_mm512_castsi512_si128(_mm512_permutexvar_epi32(pick, v))));
       };
-      const __m512 ds = _mm512_mul_ps(d, bytes_f32(sc + 16 * j));
-      const __m512 dm = _mm512_mul_ps(dmin, bytes_f32(mn + 16 * j));
+      const __m512 ds = _mm512_mul_ps(d, bytes_f32(sc[j / 4]));
+      const __m512 dm = _mm512_mul_ps(dmin, bytes_f32(mn[j / 4]));
       for (int t = 0; t < NT; ++t) {
         const int8_t* qb = a.q_row(token + t) + b * 32;
         __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();

@@ -11,6 +11,7 @@
 
 #include "ops/ops.h"
 #include "quant/quant.h"
+#include "runtime/denormals.h"
 
 namespace gemma4 {
 
@@ -123,6 +124,7 @@ Status InferenceState::Forward(const int32_t* ids, int64_t n, LogitsMode mode,
     }
   }
   GEMMA4_RETURN_IF_ERROR(cache_.Reserve(position_ + n));
+  const ScopedDenormalsAreZero denormals_are_zero;  // the pool's workers run in the same mode
   const int64_t V = config_.vocab_size;
   try {
     if (logits != nullptr) {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "runtime/denormals.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define GEMMA4_CPU_RELAX() _mm_pause()
@@ -95,6 +97,8 @@ void ThreadPool::RunChunks() {
 }
 
 void ThreadPool::WorkerLoop() {
+  // Workers only run this library's jobs: the forward pass's floating-point mode throughout.
+  const ScopedDenormalsAreZero denormals_are_zero;
   uint64_t seen = 0;
   while (true) {
     auto has_work = [&] {
