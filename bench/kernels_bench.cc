@@ -45,23 +45,19 @@ Matrix MakeMatrix(DType type, int64_t rows, int64_t cols) {
       std::copy(plain.begin(), plain.end(), m.bytes.begin() + r * row_bytes);
     }
   }
-  if (type == DType::kQ4_0x16 || type == DType::kQ8_0x16) {
-    // 16-row interleaving, as the loader does where the CPU has the 16-row kernels.
+  // 16-row interleaving, as the loader does where the CPU has the 16-row kernels (the
+  // K-quant repacks count 256-value blocks, the others 32-value blocks).
+  void (*repack)(const uint8_t*, uint64_t, int64_t, uint8_t*) =
+      type == DType::kQ4_0x16   ? quant::RepackGroupQ4_0x16
+      : type == DType::kQ8_0x16 ? quant::RepackGroupQ8_0x16
+      : type == DType::kQ4_Kx16 ? quant::RepackGroupQ4_Kx16
+      : type == DType::kQ6_Kx16 ? quant::RepackGroupQ6_Kx16
+                                : nullptr;
+  if (repack != nullptr) {
     const std::vector<uint8_t> plain_rows = m.bytes;
-    const auto repack =
-        type == DType::kQ4_0x16 ? quant::RepackGroupQ4_0x16 : quant::RepackGroupQ8_0x16;
+    const int64_t blocks = cols / BlockElements(type);
     for (int64_t r = 0; r < rows; r += 16) {
-      repack(plain_rows.data() + r * row_bytes, row_bytes, cols / 32,
-             m.bytes.data() + r * row_bytes);
-    }
-  }
-  if (type == DType::kQ4_Kx16 || type == DType::kQ6_Kx16) {
-    const std::vector<uint8_t> plain_rows = m.bytes;
-    const auto repack =
-        type == DType::kQ4_Kx16 ? quant::RepackGroupQ4_Kx16 : quant::RepackGroupQ6_Kx16;
-    for (int64_t r = 0; r < rows; r += 16) {
-      repack(plain_rows.data() + r * row_bytes, row_bytes, cols / 256,
-             m.bytes.data() + r * row_bytes);
+      repack(plain_rows.data() + r * row_bytes, row_bytes, blocks, m.bytes.data() + r * row_bytes);
     }
   }
   m.view.dtype = type;
