@@ -70,7 +70,10 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
   if (options.progress) {
     layer_progress = [&options](float f) { return options.progress(0.9f * f); };
   }
-  GEMMA4_ASSIGN_OR_RETURN(impl->loaded, LoadedModel::Load(path, layer_progress));
+  const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+  const int threads = options.threads > 0 ? options.threads : static_cast<int>(hw);
+  impl->pool = std::make_unique<ThreadPool>(threads);
+  GEMMA4_ASSIGN_OR_RETURN(impl->loaded, LoadedModel::Load(path, layer_progress, impl->pool.get()));
   GEMMA4_RETURN_IF_ERROR(report(0.9f));
   const std::string tokenizer_path =
       options.tokenizer_path.empty() ? DefaultTokenizerPath(path) : options.tokenizer_path;
@@ -125,9 +128,7 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
   d.temperature = c.do_sample ? c.temperature : 0.0f;
   d.top_k = c.top_k;
   d.top_p = c.top_p > 0.0f ? c.top_p : 1.0f;
-  const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
-  info.threads = options.threads > 0 ? options.threads : static_cast<int>(hw);
-  impl->pool = std::make_unique<ThreadPool>(info.threads);
+  info.threads = threads;
   impl->kv_type = options.kv_cache_type == KvCacheType::kF32   ? KvType::kF32
                   : options.kv_cache_type == KvCacheType::kF16 ? KvType::kF16
                                                                : impl->loaded->DefaultKvType();

@@ -56,7 +56,8 @@ void AdviseRandomAccess(const uint8_t* data, uint64_t n) {
 }  // namespace
 
 StatusOr<std::unique_ptr<LoadedModel>> LoadedModel::Load(const std::string& path,
-                                                         std::function<bool(float)> progress) {
+                                                         std::function<bool(float)> progress,
+                                                         ThreadPool* pool) {
   auto model = std::unique_ptr<LoadedModel>(new LoadedModel());
   model->progress_ = std::move(progress);
   if (IsGgufPath(path)) {
@@ -65,7 +66,7 @@ StatusOr<std::unique_ptr<LoadedModel>> LoadedModel::Load(const std::string& path
     GEMMA4_ASSIGN_OR_RETURN(model->config_, ConfigFromGguf(*model->gguf_));
     // Everything needed from the metadata is in config_ now.
     model->gguf_->DropMetadata();
-    GEMMA4_RETURN_IF_ERROR(model->LoadWeights());
+    GEMMA4_RETURN_IF_ERROR(model->LoadWeights(pool));
     ReturnFreedHeapPages();
     return model;
   }
@@ -75,7 +76,7 @@ StatusOr<std::unique_ptr<LoadedModel>> LoadedModel::Load(const std::string& path
   GEMMA4_RETURN_IF_ERROR(ApplyGenerationConfig(model->checkpoint_->generation_config_json(),
                                                model->checkpoint_->generation_config_path(),
                                                &model->config_));
-  GEMMA4_RETURN_IF_ERROR(model->LoadWeights());
+  GEMMA4_RETURN_IF_ERROR(model->LoadWeights(pool));
   ReturnFreedHeapPages();
   return model;
 }
@@ -148,7 +149,7 @@ std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c) {
   return specs;
 }
 
-Status LoadedModel::LoadWeights() {
+Status LoadedModel::LoadWeights(ThreadPool* pool) {
   const ModelConfig& c = config_;
   // Text weights live under model.language_model. (Gemma4ForConditionalGeneration) or model.
   // (Gemma4ForCausalLM); decide by where the embedding is.
@@ -277,25 +278,44 @@ Status LoadedModel::LoadWeights() {
     }
     const uint64_t row_bytes = RowBytes(view.dtype, view.cols());
     const int64_t nblocks = view.cols() / quant::kBlock;
+    // Rows [begin, end) (multiples of 16 where interleaved) of this matrix; the arena's first
+    // touch (zeroing its pages) happens here too, so both spread over the pool.
+    std::function<void(int64_t, int64_t)> repack_rows;
+    const uint8_t* src = view.data;
     if (view.dtype == DType::kQ4_K || view.dtype == DType::kQ6_K) {
       const auto repack =
           view.dtype == DType::kQ4_K ? quant::RepackGroupQ4_Kx16 : quant::RepackGroupQ6_Kx16;
-      for (int64_t row = 0; row < view.rows(); row += 16) {
-        repack(view.data + row * row_bytes, row_bytes, nblocks / 8, dst + row * row_bytes);
-      }
+      repack_rows = [=](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; row += 16) {
+          repack(src + row * row_bytes, row_bytes, nblocks / 8, dst + row * row_bytes);
+        }
+      };
     } else if (r.x16) {
       const auto repack = q4 ? quant::RepackGroupQ4_0x16 : quant::RepackGroupQ8_0x16;
-      for (int64_t row = 0; row < view.rows(); row += 16) {
-        repack(view.data + row * row_bytes, row_bytes, nblocks, dst + row * row_bytes);
-      }
-    } else {
-      for (int64_t row = 0; row < view.rows(); ++row) {
-        if (q4) {
-          quant::RepackRowQ4_0(view.data + row * row_bytes, nblocks, dst + row * row_bytes);
-        } else {
-          quant::RepackRowQ8_0(view.data + row * row_bytes, nblocks, dst + row * row_bytes);
+      repack_rows = [=](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; row += 16) {
+          repack(src + row * row_bytes, row_bytes, nblocks, dst + row * row_bytes);
         }
-      }
+      };
+    } else {
+      const auto repack = q4 ? quant::RepackRowQ4_0 : quant::RepackRowQ8_0;
+      repack_rows = [=](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; ++row) {
+          repack(src + row * row_bytes, nblocks, dst + row * row_bytes);
+        }
+      };
+    }
+    const int64_t group = r.x16 ? 16 : 1;
+    const int64_t groups = view.rows() / group;
+    if (pool != nullptr && pool->num_threads() > 1) {
+      // Pieces of at least 64 KiB of source (a 2 MiB huge page of the arena is then zeroed by
+      // one or two threads, not dozens).
+      const int64_t grain = std::max<int64_t>(1, (int64_t{64} << 10) / (group * row_bytes));
+      pool->ParallelFor(groups, grain, [&](int64_t begin, int64_t end) {
+        repack_rows(begin * group, end * group);
+      });
+    } else {
+      repack_rows(0, groups * group);
     }
     ReleasePages(view.data, view.nbytes);
     copied.emplace_back(view.data, view.nbytes);

@@ -16,6 +16,7 @@
 #include "model/config.h"
 #include "model/kv_cache.h"
 #include "model/tensor.h"
+#include "runtime/thread_pool.h"
 
 namespace gemma4 {
 
@@ -66,8 +67,10 @@ class LoadedModel {
  public:
   // path: checkpoint directory, .safetensors file, safetensors index, or .gguf file.
   // progress (may be empty) gets the fraction of layers loaded; returning false cancels.
+  // pool (may be null) repacks quantized matrices in parallel; it is not kept.
   static StatusOr<std::unique_ptr<LoadedModel>> Load(const std::string& path,
-                                                     std::function<bool(float)> progress = nullptr);
+                                                     std::function<bool(float)> progress = nullptr,
+                                                     ThreadPool* pool = nullptr);
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
@@ -95,7 +98,7 @@ class LoadedModel {
 
  private:
   LoadedModel() = default;
-  Status LoadWeights();
+  Status LoadWeights(ThreadPool* pool);
   // The tensor holding the text weight with Hugging Face name `hf_name` (without prefix).
   const TensorView* FindWeight(const std::string& hf_name) const;
   const std::string& source_path() const;

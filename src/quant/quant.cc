@@ -545,24 +545,28 @@ inline int Q4Nibble(const uint8_t* block, int j) {
 // Byte and shift of element j of row r in a Q4_0x16 block's 256 data bytes.
 inline int X16Byte(int r, int j) { return (j / 8) * 64 + r * 4 + j % 4; }
 inline int X16Shift(int j) { return ((j / 4) % 2) * 4; }
+// Four bytes of a Q4_0x16-style run: byte i holds nibble `shift` of first[i] low and of
+// first[4 + i] high (values 8c + i and 8c + 4 + i of a run c whose values start at `first`).
+inline uint32_t X16NibbleWord(const uint8_t* first, int shift) {
+  uint32_t lo, hi;
+  std::memcpy(&lo, first, 4);
+  std::memcpy(&hi, first + 4, 4);
+  return ((lo >> shift) & 0x0F0F0F0Fu) | (((hi >> shift) & 0x0F0F0F0Fu) << 4);
+}
 }  // namespace
 
 void RepackGroupQ4_0x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks, uint8_t* dst) {
-  // Written a byte at a time: with X16Byte / X16Shift, data byte c * 64 + r * 4 + i holds
-  // element 8c + i in its low nibble and 8c + 4 + i in its high one. Elements j < 16 are the
-  // low nibbles of the block's bytes j, the others the high nibbles of bytes j - 16.
+  // With X16Byte / X16Shift, data byte c * 64 + r * 4 + i holds element 8c + i in its low
+  // nibble and 8c + 4 + i in its high one. Elements j < 16 are the low nibbles of the block's
+  // bytes j, the others the high nibbles of bytes j - 16.
   for (int64_t b = 0; b < nblocks; ++b, dst += 16 * kQ4_0BlockBytes) {
     for (int r = 0; r < 16; ++r) {
       const uint8_t* block = src + r * src_row_bytes + b * kQ4_0BlockBytes;
       const uint8_t* qs = block + 2;
       std::memcpy(dst + 2 * r, block, 2);
       for (int c = 0; c < 4; ++c) {
-        const int shift = c < 2 ? 0 : 4;
-        const uint8_t* lo = qs + (8 * c) % 16;
-        for (int i = 0; i < 4; ++i) {
-          dst[32 + c * 64 + r * 4 + i] =
-              static_cast<uint8_t>(((lo[i] >> shift) & 0xF) | (((lo[4 + i] >> shift) & 0xF) << 4));
-        }
+        const uint32_t word = X16NibbleWord(qs + (8 * c) % 16, c < 2 ? 0 : 4);
+        std::memcpy(dst + 32 + c * 64 + r * 4, &word, 4);
       }
     }
   }
@@ -614,19 +618,20 @@ void DequantizeQ4_0x16Row(const uint8_t* group, int64_t nblocks, int row, float*
 // bits 4-5 / 6-7 the min's. A SIMD kernel unpacks all 128 of each with a few masks and shifts.
 void RepackGroupQ4_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper, uint8_t* dst) {
   for (int64_t sb = 0; sb < nsuper; ++sb, dst += kQ4_Kx16BlockBytes) {
-    std::memset(dst + kQ4_Kx16ScaleLow, 0, kQ4_Kx16Data - kQ4_Kx16ScaleLow);  // OR-ed below
     for (int r = 0; r < 16; ++r) {
       const uint8_t* block = src + r * src_row_bytes + sb * kQ4_KBlockBytes;
       std::memcpy(dst + 2 * r, block, 2);
       std::memcpy(dst + kQ4_Kx16Dmin + 2 * r, block + 2, 2);
       uint8_t sc[8], m[8];
       Q4_KScales(block + 4, sc, m);
-      for (int j = 0; j < 8; ++j) {
-        const int e = j * 16 + r, byte = e % 64, upper = e / 64;
-        dst[kQ4_Kx16ScaleLow + byte] |= static_cast<uint8_t>((sc[j] & 0xF) << (4 * upper));
-        dst[kQ4_Kx16MinLow + byte] |= static_cast<uint8_t>((m[j] & 0xF) << (4 * upper));
-        dst[kQ4_Kx16High + byte] |=
-            static_cast<uint8_t>(((sc[j] >> 4) << (2 * upper)) | ((m[j] >> 4) << (4 + 2 * upper)));
+      // Entries e = j * 16 + r and e + 64 (sub-blocks j and j + 4) share byte e: each byte
+      // belongs to one row and is written once.
+      for (int j = 0; j < 4; ++j) {
+        const int byte = j * 16 + r;
+        dst[kQ4_Kx16ScaleLow + byte] = static_cast<uint8_t>((sc[j] & 0xF) | (sc[j + 4] << 4));
+        dst[kQ4_Kx16MinLow + byte] = static_cast<uint8_t>((m[j] & 0xF) | (m[j + 4] << 4));
+        dst[kQ4_Kx16High + byte] = static_cast<uint8_t>(
+            (sc[j] >> 4) | ((sc[j + 4] >> 4) << 2) | ((m[j] >> 4) << 4) | ((m[j + 4] >> 4) << 6));
       }
       // Sub-block j is the low (even j) or high (odd j) nibbles of bytes 32 * (j / 2) ...
       // + 31; its 32 values go to the Q4_0x16 positions of a 256-byte area: run c, row r
@@ -637,11 +642,7 @@ void RepackGroupQ4_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsup
         uint8_t* data = dst + kQ4_Kx16Data + 256 * j;
         const int shift = 4 * (j % 2);
         for (int c = 0; c < 4; ++c) {
-          uint32_t first, second;  // values 8c .. 8c + 3 and 8c + 4 .. 8c + 7
-          std::memcpy(&first, qs + 32 * (j / 2) + 8 * c, 4);
-          std::memcpy(&second, qs + 32 * (j / 2) + 8 * c + 4, 4);
-          const uint32_t word =
-              ((first >> shift) & 0x0F0F0F0Fu) | (((second >> shift) & 0x0F0F0F0Fu) << 4);
+          const uint32_t word = X16NibbleWord(qs + 32 * (j / 2) + 8 * c, shift);
           std::memcpy(data + 64 * c + 4 * r, &word, 4);
         }
       }
@@ -704,28 +705,33 @@ void GemmQ4_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_
 // byte 4r + i of area p holds, at bits 2s .. 2s + 1, the top bits of value 4 (4p + s) + i of
 // row r, so chunk ch's top bits sit at shift 2 (ch % 4) of area ch / 4.
 void RepackGroupQ6_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper, uint8_t* dst) {
-  int8_t q[256];
+  // Plain Q6_K: sub-block j (half h = j / 4, quarter g = j % 4) takes its low nibbles from
+  // ql[64 h + 32 (g % 2) + l] (low nibble for g < 2, high otherwise) and its top bits from
+  // bits 2 g .. 2 g + 1 of qh[32 h + l], l = 0..31. Both are moved four bytes (four values of
+  // one row) at a time.
   for (int64_t sb = 0; sb < nsuper; ++sb, dst += kQ6_Kx16BlockBytes) {
     for (int r = 0; r < 16; ++r) {
       const uint8_t* block = src + r * src_row_bytes + sb * kQ6_KBlockBytes;
       std::memcpy(dst + 2 * r, block + 208, 2);
       for (int k = 0; k < 16; ++k) dst[kQ6_Kx16Scales + 16 * k + r] = block[192 + k];
-      UnpackQ6_K(block, q);
       for (int j = 0; j < 8; ++j) {
         uint8_t* data = dst + kQ6_Kx16Data + kQ6_Kx16SubBlockBytes * j;
-        auto value = [&](int i) { return static_cast<uint32_t>(q[32 * j + i] + 32); };
+        const int h = j / 4, g = j % 4;
+        const uint8_t* ql = block + 64 * h + 32 * (g % 2);
+        const uint8_t* qh = block + 128 + 32 * h;
+        const int low_shift = 4 * (g / 2), top_shift = 2 * g;
         for (int c = 0; c < 4; ++c) {
-          for (int i = 0; i < 4; ++i) {
-            data[64 * c + 4 * r + i] = static_cast<uint8_t>((value(8 * c + i) & 0xF) |
-                                                            ((value(8 * c + 4 + i) & 0xF) << 4));
-          }
+          const uint32_t word = X16NibbleWord(ql + 8 * c, low_shift);
+          std::memcpy(data + 64 * c + 4 * r, &word, 4);
         }
         for (int p = 0; p < 2; ++p) {
-          for (int i = 0; i < 4; ++i) {
-            uint32_t top = 0;
-            for (int s = 0; s < 4; ++s) top |= (value(4 * (4 * p + s) + i) >> 4) << (2 * s);
-            data[256 + 64 * p + 4 * r + i] = static_cast<uint8_t>(top);
+          uint32_t top = 0;  // byte i: top bits of values 4 (4p + s) + i at bits 2s .. 2s + 1
+          for (int s = 0; s < 4; ++s) {
+            uint32_t bits;
+            std::memcpy(&bits, qh + 4 * (4 * p + s), 4);
+            top |= ((bits >> top_shift) & 0x03030303u) << (2 * s);
           }
+          std::memcpy(data + 256 + 64 * p + 4 * r, &top, 4);
         }
       }
     }

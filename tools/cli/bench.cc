@@ -357,7 +357,11 @@ std::string JsonObject(const Options& o, const LoadedModel& model, const Result&
 Status RunBench(int argc, char** argv) {
   Options o;
   GEMMA4_RETURN_IF_ERROR(ParseOptions(argc, argv, &o));
-  GEMMA4_ASSIGN_OR_RETURN(std::unique_ptr<LoadedModel> model, LoadedModel::Load(o.model));
+  std::unique_ptr<LoadedModel> model;
+  {
+    ThreadPool load_pool(*std::max_element(o.threads.begin(), o.threads.end()));
+    GEMMA4_ASSIGN_OR_RETURN(model, LoadedModel::Load(o.model, nullptr, &load_pool));
+  }
   std::vector<Result> results;
   std::mt19937 rng(1234);
   for (int threads : o.threads) {

@@ -145,7 +145,9 @@ Status CommonOptions(const Args& args, std::unique_ptr<LoadedModel>* model, int6
   if (args.Has("--threads")) {
     GEMMA4_RETURN_IF_ERROR(ParseInt("--threads", args.values.at("--threads"), 1, 1024, threads));
   }
-  GEMMA4_ASSIGN_OR_RETURN(*model, LoadedModel::Load(args.values.at("--model")));
+  ThreadPool load_pool(static_cast<int>(*threads));
+  GEMMA4_ASSIGN_OR_RETURN(*model,
+                          LoadedModel::Load(args.values.at("--model"), nullptr, &load_pool));
   return OkStatus();
 }
 
