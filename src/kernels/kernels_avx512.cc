@@ -452,7 +452,15 @@ template <int NT>
 void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
                   int64_t token, float* out, int64_t ldo) {
   __m512 acc[NT];
-  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  const int8_t* q[NT];
+  const float* as[NT];
+  const float* offset[NT];  // 8 * sum * scale per activation block (QuantizedActivations)
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm512_setzero_ps();
+    q[t] = a.q_row(token + t);
+    as[t] = a.scale_row(token + t);
+    offset[t] = a.offset_row(token + t);
+  }
   const __m512i low4 = _mm512_set1_epi8(0x0F), top2 = _mm512_set1_epi8(0x30);
   const __m512i quad = _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
   for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += quant::kQ4_Kx16BlockBytes) {
@@ -470,8 +478,12 @@ void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
                            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ml, 4), low4),
                                            _mm512_and_si512(_mm512_srli_epi16(hi, 2), top2))};
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group)));
-    const __m512 dmin = _mm512_cvtph_ps(
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + quant::kQ4_Kx16Dmin)));
+    // dmin / 8: the min term is then dmin m / 8 times the activation block's offset (8 sum
+    // scale, one broadcast load per token) rather than sum and scale multiplied per token.
+    const __m512 dmin8 = _mm512_mul_ps(
+        _mm512_cvtph_ps(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + quant::kQ4_Kx16Dmin))),
+        _mm512_set1_ps(0.125f));
     for (int j = 0; j < 8; ++j) {
       simd::PrefetchAhead<256>(group + 256 * j);
       const int64_t b = sb * 8 + j;
@@ -484,9 +496,9 @@ void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
             _mm512_cvtepu8_epi32(_mm512_castsi512_si128(_mm512_permutexvar_epi32(pick, v))));
       };
       const __m512 ds = _mm512_mul_ps(d, bytes_f32(sc[j / 4]));
-      const __m512 dm = _mm512_mul_ps(dmin, bytes_f32(mn[j / 4]));
+      const __m512 dm8 = _mm512_mul_ps(dmin8, bytes_f32(mn[j / 4]));
       for (int t = 0; t < NT; ++t) {
-        const int8_t* qb = a.q_row(token + t) + b * 32;
+        const int8_t* qb = q[t] + b * 32;
         __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
         for (int c = 0; c < 8; c += 2) {
           int32_t four0, four1;
@@ -495,11 +507,9 @@ void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
           even = _mm512_dpbusd_epi32(even, w[c], _mm512_set1_epi32(four0));
           odd = _mm512_dpbusd_epi32(odd, w[c + 1], _mm512_set1_epi32(four1));
         }
-        const float as = a.scale_row(token + t)[b];
         acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(even, odd)),
-                                 _mm512_mul_ps(ds, _mm512_set1_ps(as)), acc[t]);
-        acc[t] = _mm512_fnmadd_ps(
-            dm, _mm512_set1_ps(as * static_cast<float>(a.sum_row(token + t)[b])), acc[t]);
+                                 _mm512_mul_ps(ds, _mm512_set1_ps(as[t][b])), acc[t]);
+        acc[t] = _mm512_fnmadd_ps(dm8, _mm512_set1_ps(offset[t][b]), acc[t]);
       }
     }
   }
