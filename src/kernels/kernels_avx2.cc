@@ -451,20 +451,23 @@ void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
     simd::PrefetchAhead<256>(group + 2048);
     __m256i sc[4], mn[4];
     UnpackQ4_Kx16Scales(group, sc, mn);
+    // dmin / 8: the min term is then dmin m / 8 times the activation block's offset (8 sum
+    // scale, QuantizedActivations), broadcast from memory per token.
+    __m256 d[2], dmin8[2];
+    LoadGroupScales(group, d);
+    LoadGroupScales(group + quant::kQ4_Kx16Dmin, dmin8);
+    for (int h = 0; h < 2; ++h) dmin8[h] = _mm256_mul_ps(dmin8[h], _mm256_set1_ps(0.125f));
     for (int j = 0; j < 8; ++j) {
       simd::PrefetchAhead<256>(group + 256 * j);
       const int64_t b = sb * 8 + j;
       __m256i dp[NT][2];
       NibbleBlockSums<NT>(group + quant::kQ4_Kx16Data + 256 * j, a, token, b, dp);
-      __m256 d[2], dmin[2], ds[2], dm[2];
-      LoadGroupScales(group, d);
-      LoadGroupScales(group + quant::kQ4_Kx16Dmin, dmin);
+      __m256 ds[2], dm[2];
       SubBlockBytesTimes(sc, j, d, ds);
-      SubBlockBytesTimes(mn, j, dmin, dm);
+      SubBlockBytesTimes(mn, j, dmin8, dm);
       for (int t = 0; t < NT; ++t) {
-        const float as = a.scale_row(token + t)[b];
-        const __m256 vs = _mm256_set1_ps(as);
-        const __m256 vm = _mm256_set1_ps(as * static_cast<float>(a.sum_row(token + t)[b]));
+        const __m256 vs = _mm256_broadcast_ss(a.scale_row(token + t) + b);
+        const __m256 vm = _mm256_broadcast_ss(a.offset_row(token + t) + b);
         for (int h = 0; h < 2; ++h) {
           acc[t][h] =
               _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp[t][h]), _mm256_mul_ps(ds[h], vs), acc[t][h]);
