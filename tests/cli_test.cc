@@ -279,6 +279,10 @@ TEST_F(CliTest, BenchJsonSpeaksLlamaBench) {
   EXPECT_EQ(root->as_array()[0].Find("type_k")->as_string(), "f16");
   EXPECT_EQ(root->as_array()[0].Find("type_v")->as_string(), "f16");
   EXPECT_NE(r.err.find("peak RSS"), std::string::npos) << r.err;
+  // Generation: its share of the bandwidth bound, from probes taken around each repetition.
+  EXPECT_NE(r.err.find("tg2 with 1 threads: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("measured before and after each run"), std::string::npos) << r.err;
+  EXPECT_GT(root->as_array()[1].Find("read_bandwidth_bytes_per_s")->as_number(), 0);
 
   const Result f32 =
       Run({"bench", "--model", ModelDir("tiny-31b") + "/gemma4_text", "-t", "1", "-p", "8", "-n",

@@ -241,7 +241,27 @@ struct Result {
   int n_gen = 0;
   int n_depth = 0;
   std::vector<double> samples_ns;
+  // Generation-only tests: the read bandwidth (bytes/s, this test's threads) measured right
+  // before the first repetition and after each one, so each repetition's bound comes from the
+  // memory conditions around it (on a shared machine the neighbours' load moves both).
+  std::vector<double> bandwidth_probes;
   ForwardProfile profile;  // summed over the repetitions (--profile)
+  double mean_bandwidth() const {
+    double s = 0;
+    for (double x : bandwidth_probes) s += x;
+    return bandwidth_probes.empty() ? 0 : s / bandwidth_probes.size();
+  }
+  // Mean over repetitions of tok/s divided by the bound of the probes on either side.
+  double bound_share(double bytes_per_token) const {
+    const auto ts = samples_ts();
+    if (bandwidth_probes.size() != ts.size() + 1 || bytes_per_token <= 0) return 0;
+    double s = 0;
+    for (size_t i = 0; i < ts.size(); ++i) {
+      const double bandwidth = 0.5 * (bandwidth_probes[i] + bandwidth_probes[i + 1]);
+      s += ts[i] * bytes_per_token / bandwidth;
+    }
+    return s / ts.size();
+  }
   double avg_ns() const {
     double s = 0;
     for (double x : samples_ns) s += x;
@@ -383,10 +403,13 @@ Status RunBench(int argc, char** argv) {
         r.n_depth = depth;
         GEMMA4_RETURN_IF_ERROR(RunOnce(*model, &pool, o, std::min(p, 32), std::min(n, 4), 0, &rng)
                                    .status());  // warm-up
+        const bool generation_only = p == 0 && n > 0;
+        if (generation_only) r.bandwidth_probes.push_back(MeasureReadBandwidth(*model, &pool));
         for (int rep = 0; rep < o.repetitions; ++rep) {
           GEMMA4_ASSIGN_OR_RETURN(double ns, RunOnce(*model, &pool, o, p, n, depth, &rng,
                                                      o.profile ? &r.profile : nullptr));
           r.samples_ns.push_back(ns);
+          if (generation_only) r.bandwidth_probes.push_back(MeasureReadBandwidth(*model, &pool));
         }
         results.push_back(std::move(r));
       }
@@ -403,7 +426,10 @@ Status RunBench(int argc, char** argv) {
   if (o.output == "json" || o.output == "jsonl") {
     if (o.output == "json") std::printf("[\n");
     for (size_t i = 0; i < results.size(); ++i) {
-      const std::string obj = JsonObject(o, *model, results[i], rss, bytes_per_token, bandwidth);
+      const Result& r = results[i];
+      const std::string obj =
+          JsonObject(o, *model, r, rss, bytes_per_token,
+                     r.bandwidth_probes.empty() ? bandwidth : r.mean_bandwidth());
       if (o.output == "json") {
         std::printf("  %s%s\n", obj.c_str(), i + 1 < results.size() ? "," : "");
       } else {
@@ -463,10 +489,15 @@ Status RunBench(int argc, char** argv) {
     }
   }
   for (const Result& r : results) {
-    if (r.n_prompt == 0 && r.n_gen > 0 && bytes_per_token > 0) {
-      std::fprintf(stderr, "tg%d with %d threads: %.2f tok/s = %.0f%% of the bandwidth bound\n",
-                   r.n_gen, r.threads, r.avg_ts(),
-                   100.0 * r.avg_ts() * bytes_per_token / bandwidth);
+    if (r.n_prompt == 0 && r.n_gen > 0 && bytes_per_token > 0 && !r.bandwidth_probes.empty()) {
+      const auto [lo, hi] =
+          std::minmax_element(r.bandwidth_probes.begin(), r.bandwidth_probes.end());
+      std::fprintf(stderr,
+                   "tg%d with %d threads: %.2f tok/s = %.0f%% of the bandwidth bound (read "
+                   "bandwidth %.1f-%.1f GB/s, measured before and after each run; each run "
+                   "against the mean of its two)\n",
+                   r.n_gen, r.threads, r.avg_ts(), 100.0 * r.bound_share(bytes_per_token),
+                   *lo / 1e9, *hi / 1e9);
     }
   }
   return OkStatus();
