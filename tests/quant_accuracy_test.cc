@@ -71,15 +71,24 @@ Metrics Measure(const std::string& variant, const std::string& type) {
   Status s =
       WriteGgufModel((*model)->config(), ModelTensors(**model), *recipe, &writer, path, &pool);
   EXPECT_TRUE(s.ok()) << s.ToString();
-  auto quantized = LoadedModel::Load(path);
+  // Loaded with the pool (matrices repacked in parallel) and without it: same weights, so the
+  // same logits to the bit.
+  auto quantized = LoadedModel::Load(path, nullptr, &pool);
+  auto serial = LoadedModel::Load(path);
   std::remove(path.c_str());
   EXPECT_TRUE(quantized.ok()) << quantized.status().ToString();
-  if (!quantized.ok()) return {};
+  EXPECT_TRUE(serial.ok()) << serial.status().ToString();
+  if (!quantized.ok() || !serial.ok()) return {};
   const testing::ReferenceFixture fixture = testing::LoadReferenceFixture(variant);
   std::vector<float> all_ref, all_got, got;
   for (const testing::ReferencePrompt& p : fixture.prompts) {
     InferenceState state(**quantized, &pool);
     EXPECT_TRUE(state.Forward(p.ids.data(), p.ids.size(), LogitsMode::kAll, &got).ok());
+    std::vector<float> got_serial;
+    InferenceState serial_state(**serial, &pool);
+    EXPECT_TRUE(
+        serial_state.Forward(p.ids.data(), p.ids.size(), LogitsMode::kAll, &got_serial).ok());
+    EXPECT_EQ(got, got_serial) << variant << " " << type << ": parallel and serial loads differ";
     all_ref.insert(all_ref.end(), p.logits.begin(), p.logits.end());
     all_got.insert(all_got.end(), got.begin(), got.end());
   }

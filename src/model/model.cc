@@ -308,12 +308,11 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     const int64_t group = r.x16 ? 16 : 1;
     const int64_t groups = view.rows() / group;
     if (pool != nullptr && pool->num_threads() > 1) {
-      // Pieces of at least 64 KiB of source (a 2 MiB huge page of the arena is then zeroed by
-      // one or two threads, not dozens).
-      const int64_t grain = std::max<int64_t>(1, (int64_t{64} << 10) / (group * row_bytes));
-      pool->ParallelFor(groups, grain, [&](int64_t begin, int64_t end) {
-        repack_rows(begin * group, end * group);
-      });
+      // ParallelFor cuts a matrix into at most 4 pieces per thread, so a 2 MiB page of the
+      // arena is zeroed by one or two threads; small matrices are split too (cheap at load,
+      // and the tiny test models then take this path).
+      pool->ParallelFor(
+          groups, 1, [&](int64_t begin, int64_t end) { repack_rows(begin * group, end * group); });
     } else {
       repack_rows(0, groups * group);
     }
