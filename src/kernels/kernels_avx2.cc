@@ -286,6 +286,22 @@ void StoreGroupTile(const __m256 (&acc)[NT][2], float* out, int64_t ldo) {
 // maddubs per half are summed in int16 before a single madd widens them: each int16 lane then
 // holds 16 products of at most 15 * 127, 30480 < 32767 (activations are quantized to
 // [-127, 127]), so nothing saturates (InterleavedX16ExtremeValues checks the limit).
+// One token's activation quads for a 64-byte run of a 16-row layout: qb points at value 8c of
+// the block; values 8c .. 8c + 3 and 8c + 4 .. 8c + 7 are each broadcast to every 32-bit lane.
+inline void BroadcastQuads(const int8_t* qb, __m256i* a0, __m256i* a1) {
+  int32_t quad0, quad1;
+  std::memcpy(&quad0, qb, 4);
+  std::memcpy(&quad1, qb + 4, 4);
+  *a0 = _mm256_set1_epi32(quad0);
+  *a1 = _mm256_set1_epi32(quad1);
+}
+
+// Unsigned weight chunks (w[0] with a0's values, w[1] with a1's) times the broadcast quads,
+// adjacent products summed into int16 lanes (maddubs), the two chunks added.
+inline __m256i ChunkPairSums16(const __m256i (&w)[2], __m256i a0, __m256i a1) {
+  return _mm256_add_epi16(_mm256_maddubs_epi16(w[0], a0), _mm256_maddubs_epi16(w[1], a1));
+}
+
 template <int NT>
 inline void NibbleBlockSums(const uint8_t* data, const quant::QuantizedActivations& a,
                             int64_t token, int64_t b, __m256i (&dp)[NT][2]) {
@@ -302,15 +318,10 @@ inline void NibbleBlockSums(const uint8_t* data, const quant::QuantizedActivatio
       w[h][1] = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), mask);
     }
     for (int t = 0; t < NT; ++t) {
-      const int8_t* qb = a.q_row(token + t) + b * 32 + 8 * p;
-      int32_t quad0, quad1;
-      std::memcpy(&quad0, qb, 4);
-      std::memcpy(&quad1, qb + 4, 4);
-      const __m256i a0 = _mm256_set1_epi32(quad0), a1 = _mm256_set1_epi32(quad1);
+      __m256i a0, a1;
+      BroadcastQuads(a.q_row(token + t) + b * 32 + 8 * p, &a0, &a1);
       for (int h = 0; h < 2; ++h) {
-        s16[t][h] = _mm256_add_epi16(
-            s16[t][h],
-            _mm256_add_epi16(_mm256_maddubs_epi16(w[h][0], a0), _mm256_maddubs_epi16(w[h][1], a1)));
+        s16[t][h] = _mm256_add_epi16(s16[t][h], ChunkPairSums16(w[h], a0, a1));
         // Keeps each sum in program order: left alone, GCC -O3 hoists all 64 maddubs of a
         // block ahead of their sums and spills (measured 25% slower than the unfused kernel;
         // with this, 12% faster).
@@ -543,14 +554,10 @@ void GemmQ6_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
         }
         const int32_t* sc = pair[2 * j + c / 2];
         for (int t = 0; t < NT; ++t) {
-          const int8_t* qb = a.q_row(token + t) + b * 32 + 8 * c;
-          int32_t quad0, quad1;
-          std::memcpy(&quad0, qb, 4);
-          std::memcpy(&quad1, qb + 4, 4);
-          const __m256i a0 = _mm256_set1_epi32(quad0), a1 = _mm256_set1_epi32(quad1);
+          __m256i a0, a1;
+          BroadcastQuads(a.q_row(token + t) + b * 32 + 8 * c, &a0, &a1);
           for (int h = 0; h < 2; ++h) {
-            const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(w[h][0], a0),
-                                                 _mm256_maddubs_epi16(w[h][1], a1));
+            const __m256i p16 = ChunkPairSums16(w[h], a0, a1);
             s32[t][h] = _mm256_add_epi32(
                 s32[t][h],
                 _mm256_madd_epi16(p16,
