@@ -111,6 +111,11 @@ size_t BlockBytes(DType t) {
 
 bool IsBlockType(DType t) { return BlockElements(t) > 1; }
 
+bool IsInterleavedX16(DType t) {
+  return t == DType::kQ4_0x16 || t == DType::kQ8_0x16 || t == DType::kQ4_Kx16 ||
+         t == DType::kQ6_Kx16;
+}
+
 uint64_t RowBytes(DType t, int64_t cols) {
   return static_cast<uint64_t>(cols / BlockElements(t)) * BlockBytes(t);
 }
@@ -118,7 +123,7 @@ uint64_t RowBytes(DType t, int64_t cols) {
 bool IsComputeType(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 ||
          t == DType::kQ4_0 || t == DType::kQ4_K || t == DType::kQ6_K || t == DType::kQ4_0R ||
-         t == DType::kQ8_0R || t == DType::kQ4_0x16 || t == DType::kQ8_0x16 || t == DType::kQ4_Kx16;
+         t == DType::kQ8_0R || IsInterleavedX16(t);
 }
 
 std::string TensorView::ShapeString() const {

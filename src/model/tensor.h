@@ -65,6 +65,8 @@ size_t DTypeSize(DType t);
 int64_t BlockElements(DType t);
 size_t BlockBytes(DType t);
 bool IsBlockType(DType t);
+// The load-time layouts that interleave 16 rows (kQ4_0x16, kQ8_0x16, kQ4_Kx16, kQ6_Kx16).
+bool IsInterleavedX16(DType t);
 // Bytes of one row of `cols` elements; cols must be a multiple of BlockElements(t).
 uint64_t RowBytes(DType t, int64_t cols);
 // Whether matmul/gather kernels accept this type.

@@ -37,8 +37,7 @@ float F16ToF32(uint16_t h) {
 }
 
 void ToF32(const TensorView& t, int64_t first, int64_t count, float* out) {
-  if (t.dtype == DType::kQ4_0x16 || t.dtype == DType::kQ8_0x16 || t.dtype == DType::kQ4_Kx16 ||
-      t.dtype == DType::kQ6_Kx16) {
+  if (IsInterleavedX16(t.dtype)) {
     // Rows are interleaved in groups of 16: dequantize the whole row, keep the slice.
     const int64_t cols = t.cols(), row = first / cols;
     const uint8_t* group = t.data + (row / 16) * 16 * RowBytes(t.dtype, cols);
@@ -120,8 +119,7 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
   const uint64_t row_bytes = RowBytes(w.dtype, k);
   const int64_t nblocks = k / quant::kBlock;
   constexpr int64_t kTokenTile = 16;  // a tile's activations stay in L1 while rows stream
-  if (w.dtype == DType::kQ4_0x16 || w.dtype == DType::kQ8_0x16 || w.dtype == DType::kQ4_Kx16 ||
-      w.dtype == DType::kQ6_Kx16) {
+  if (IsInterleavedX16(w.dtype)) {
     // Groups of 16 rows in parallel; each kernel call writes 16 rows of one token tile
     // straight into y.
     const auto gemm16 = w.dtype == DType::kQ4_0x16   ? table.gemm_q4_0x16
@@ -180,10 +178,7 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
 }  // namespace
 
 void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool) {
-  if (w.dtype == DType::kQ8_0 || w.dtype == DType::kQ4_0 || w.dtype == DType::kQ4_0R ||
-      w.dtype == DType::kQ6_K || w.dtype == DType::kQ4_K || w.dtype == DType::kQ8_0R ||
-      w.dtype == DType::kQ4_0x16 || w.dtype == DType::kQ8_0x16 || w.dtype == DType::kQ4_Kx16 ||
-      w.dtype == DType::kQ6_Kx16) {
+  if (IsBlockType(w.dtype)) {  // every block-quantized layout, plain or repacked
     MatMulQuantized(w, x, s, y, pool);
     return;
   }
