@@ -681,6 +681,81 @@ TEST_P(KernelTest, AttentionKernelsMatchReference) {
   }
 }
 
+// Decode's float matmuls (a few tokens against weight rows, each row read front to back):
+// bit for bit the sums of the attention-score kernel (batch invariance: prefill computes float
+// matmuls with that one), close to the per-dot reference for f32 rows, and for f16 / bf16
+// rows bit for bit the sums of the f32 kernel over the exactly widened rows; odd token counts, row
+// counts and widths (every tail of the unrolled loop), row strides wider than the rows, outputs
+// strided.
+TEST_P(KernelTest, MatVecKernelsMatchReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  const kernels::KernelTable& ref = kernels::ReferenceTable();
+  std::mt19937 rng(31);
+  for (int nx : {1, 2, 3, 4, 5, 9}) {
+    for (int64_t nrows : {1, 2, 3, 7, 64}) {
+      for (int64_t d : {1, 7, 8, 15, 16, 17, 31, 33, 64, 65, 256, 257, 511, 512, 513}) {
+        const int64_t ldx = d + 3, ldw = d + 5, ldy = nrows + 2;
+        const std::string where = "nx " + std::to_string(nx) + " nrows " + std::to_string(nrows) +
+                                  " d " + std::to_string(d);
+        const auto x = RandomVector(nx * ldx, &rng);
+        const auto w = RandomVector(nrows * ldw, &rng, 4.0f);
+        std::vector<float> y(nx * ldy, -7.0f), yref = y;
+        table.matvec_f32(x.data(), ldx, nx, w.data(), ldw, nrows, d, y.data(), ldy);
+        ref.matvec_f32(x.data(), ldx, nx, w.data(), ldw, nrows, d, yref.data(), ldy);
+        std::vector<float> yscores(nx * ldy, -7.0f);
+        table.attention_scores_f32(x.data(), ldx, nx, w.data(), ldw, nrows, d, yscores.data(), ldy);
+        ASSERT_EQ(y, yscores) << where;
+        for (int t = 0; t < nx; ++t) {
+          for (int64_t r = 0; r < ldy; ++r) {
+            double mag = 0;
+            for (int64_t i = 0; r < nrows && i < d; ++i)
+              mag += std::fabs(x[t * ldx + i] * w[r * ldw + i]);
+            EXPECT_NEAR(y[t * ldy + r], yref[t * ldy + r], 4e-7 * mag * std::log2(d + 1.0) + 1e-30)
+                << where << " t " << t << " r " << r;
+          }
+        }
+        // f16 rows and bf16 rows (the top halves of the f32 values), against the f32 kernel
+        // over their widened values.
+        std::vector<uint16_t> wh(w.size());
+        std::vector<kernels::Bf16> wb(w.size());
+        std::vector<float> wh32(w.size()), wb32(w.size());
+        for (size_t i = 0; i < w.size(); ++i) {
+          wh[i] = quant::FloatToHalf(w[i]);
+          wh32[i] = quant::HalfToFloat(wh[i]);
+          uint32_t bits;
+          std::memcpy(&bits, &w[i], 4);
+          wb[i].bits = static_cast<uint16_t>(bits >> 16);
+          bits &= 0xFFFF0000u;
+          std::memcpy(&wb32[i], &bits, 4);
+        }
+        std::vector<float> y16(nx * ldy, -7.0f), y32 = y16, y16ref = y16;
+        table.matvec_f16(x.data(), ldx, nx, wh.data(), ldw, nrows, d, y16.data(), ldy);
+        table.matvec_f32(x.data(), ldx, nx, wh32.data(), ldw, nrows, d, y32.data(), ldy);
+        ASSERT_EQ(y16, y32) << "f16 " << where;
+        ref.matvec_f16(x.data(), ldx, nx, wh.data(), ldw, nrows, d, y16ref.data(), ldy);
+        for (int t = 0; t < nx; ++t) {
+          for (int64_t r = 0; r < ldy; ++r) {
+            double mag = 0;
+            for (int64_t i = 0; r < nrows && i < d; ++i)
+              mag += std::fabs(x[t * ldx + i] * wh32[r * ldw + i]);
+            EXPECT_NEAR(y16[t * ldy + r], y16ref[t * ldy + r],
+                        4e-7 * mag * std::log2(d + 1.0) + 1e-30)
+                << "f16 " << where << " t " << t << " r " << r;
+          }
+        }
+        std::vector<float> yb(nx * ldy, -7.0f), yb32 = yb;
+        table.matvec_bf16(x.data(), ldx, nx, wb.data(), ldw, nrows, d, yb.data(), ldy);
+        table.matvec_f32(x.data(), ldx, nx, wb32.data(), ldw, nrows, d, yb32.data(), ldy);
+        ASSERT_EQ(yb, yb32) << "bf16 " << where;
+        ref.matvec_bf16(x.data(), ldx, nx, wb.data(), ldw, nrows, d, yb.data(), ldy);
+        ref.matvec_f32(x.data(), ldx, nx, wb32.data(), ldw, nrows, d, yb32.data(), ldy);
+        ASSERT_EQ(yb, yb32) << "reference bf16 " << where;
+      }
+    }
+  }
+}
+
 // f16 keys and values: the same sums as the f32 kernels over the exactly widened rows (bit for
 // bit, since half to float is exact and the summation order is shared), and close to the
 // scalar f16 reference.
@@ -721,23 +796,6 @@ TEST_P(KernelTest, AttentionKernelsOverF16MatchF32) {
                         4e-7 * mag * std::log2(d + 1.0) + 1e-30);
           }
         }
-        // bf16 keys (the float matmul's BF16 weight rows): the top halves of the f32 values.
-        std::vector<kernels::Bf16> kb(k32.size());
-        std::vector<float> kbw(k32.size());
-        for (size_t i = 0; i < k32.size(); ++i) {
-          uint32_t bits;
-          std::memcpy(&bits, &k32[i], 4);
-          kb[i].bits = static_cast<uint16_t>(bits >> 16);
-          bits &= 0xFFFF0000u;
-          std::memcpy(&kbw[i], &bits, 4);
-        }
-        std::vector<float> sb(nq * ldsc, -7.0f), sbw = sb;
-        table.attention_scores_bf16(q.data(), ldq, nq, kb.data(), ldk, nk, d, sb.data(), ldsc);
-        table.attention_scores_f32(q.data(), ldq, nq, kbw.data(), ldk, nk, d, sbw.data(), ldsc);
-        ASSERT_EQ(sb, sbw) << "bf16 nq " << nq << " nk " << nk << " d " << d;
-        ref.attention_scores_bf16(q.data(), ldq, nq, kb.data(), ldk, nk, d, sb.data(), ldsc);
-        ref.attention_scores_f32(q.data(), ldq, nq, kbw.data(), ldk, nk, d, sbw.data(), ldsc);
-        ASSERT_EQ(sb, sbw) << "reference bf16 nq " << nq << " nk " << nk << " d " << d;
         const auto p = RandomVector(nq * ldsc, &rng);
         const auto v16 = to_half(RandomVector(nk * ldk, &rng, 4.0f));
         const auto v32 = widen(v16);

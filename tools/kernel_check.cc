@@ -176,6 +176,21 @@ int Run() {
         }
         Check(near, "attention_scores_f32", d);
         Check(s1 == s3, "attention_scores_f16", d);
+        // Decode's float matmul kernels: the same sums in row order.
+        std::vector<float> m1(nq * ldsc), m2(nq * ldsc);
+        t.matvec_f32(q.data(), ld, nq, kw.data(), ld, nk, d, m1.data(), ldsc);
+        t.matvec_f16(q.data(), ld, nq, kh.data(), ld, nk, d, m2.data(), ldsc);
+        near = true;
+        for (int h = 0; h < nq; ++h) {
+          for (int64_t j = 0; j < nk; ++j) {
+            double mag = 0;
+            for (int64_t i = 0; i < d; ++i)
+              mag += std::fabs(double{q[h * ld + i]} * kw[j * ld + i]);
+            near = near && std::fabs(m1[h * ldsc + j] - s2[h * ldsc + j]) <= 1e-5 * (1 + mag);
+          }
+        }
+        Check(near, "matvec_f32", d);
+        Check(m1 == m2, "matvec_f16", d);
         const auto p = Random(nq * ldsc, &rng, 1.0f);
         std::vector<float> o1(nq * ld, 0.5f), o2(o1), o3(o1);
         t.attention_values_f32(p.data(), ldsc, nq, kw.data(), ld, nk, d, o1.data(), ld);

@@ -77,9 +77,15 @@ struct KernelTable {
                                int64_t nk, int64_t d, float* scores, int64_t ldsc);
   void (*attention_values_f16)(const float* p, int64_t ldp, int nq, const uint16_t* v, int64_t ldv,
                                int64_t nk, int64_t d, float* out, int64_t ldo);
-  // Scores over bf16 rows (float matmuls on BF16 weights: one token, or a few, against rows).
-  void (*attention_scores_bf16)(const float* q, int64_t ldq, int nq, const Bf16* k, int64_t ldk,
-                                int64_t nk, int64_t d, float* scores, int64_t ldsc);
+  // Float matmuls of a few tokens (decode) against weight rows: y[t * ldy + r] = dot(x + t *
+  // ldx, w + r * ldw) over d values, for t < nx and r < nrows; each row read once, in order
+  // (the same sums as attention_scores, in another order).
+  void (*matvec_f32)(const float* x, int64_t ldx, int nx, const float* w, int64_t ldw,
+                     int64_t nrows, int64_t d, float* y, int64_t ldy);
+  void (*matvec_f16)(const float* x, int64_t ldx, int nx, const uint16_t* w, int64_t ldw,
+                     int64_t nrows, int64_t d, float* y, int64_t ldy);
+  void (*matvec_bf16)(const float* x, int64_t ldx, int nx, const Bf16* w, int64_t ldw,
+                      int64_t nrows, int64_t d, float* y, int64_t ldy);
   // In place: x = tanh(x / cap) * cap.
   void (*softcap_f32)(float* x, int64_t n, float cap);
   // sum of x[i]^2 (RMSNorm's mean square; the reference accumulates in double).

@@ -183,37 +183,40 @@ void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool
     return;
   }
   const int64_t n_out = w.rows(), k = w.cols();
-  // Float weights (the BF16 per-layer-input gate and projection, F32/F16 checkpoints): rows
-  // converted to f32 a block at a time, then every token against the block with the blocked
-  // dot-product kernel (y[t, n] = x_t . w_n for 4 tokens x 2 rows per register block).
-  constexpr int64_t kRowBlock = 16;
-  // Aligned BF16 / F16 rows are read in place by the 16-bit kernels (widening is exact, so the
-  // sums are those of the f32 rows): decode then streams 2 bytes per weight once instead of
-  // writing and re-reading an f32 copy.
+  // Float weights: the BF16 per-layer-input gate and projection, F32/F16/BF16 checkpoints.
+  // Decode (up to four tokens): rows read in place by the matvec kernels, front to back, one
+  // row after another (16-bit rows widened exactly, so the sums are those of the f32 rows):
+  // 2 bytes per BF16 weight streamed once, no f32 copy written and re-read.
   const kernels::KernelTable& table = kernels::BestTable();
-  const bool aligned16 = reinterpret_cast<uintptr_t>(w.data) % 2 == 0;
-  if ((w.dtype == DType::kBF16 || w.dtype == DType::kF16) && aligned16 && s <= 4) {
-    auto rows16 = [&](int64_t begin, int64_t end) {
-      for (int64_t n = begin; n < end; n += kRowBlock) {
-        const int64_t nr = std::min(kRowBlock, end - n);
-        if (w.dtype == DType::kBF16) {
-          table.attention_scores_bf16(x, k, static_cast<int>(s),
-                                      reinterpret_cast<const kernels::Bf16*>(w.data) + n * k, k, nr,
-                                      k, y + n, n_out);
-        } else {
-          table.attention_scores_f16(x, k, static_cast<int>(s),
-                                     reinterpret_cast<const uint16_t*>(w.data) + n * k, k, nr, k,
-                                     y + n, n_out);
-        }
+  const uintptr_t address = reinterpret_cast<uintptr_t>(w.data);
+  const bool in_place = w.dtype == DType::kF32 ? address % alignof(float) == 0
+                        : w.dtype == DType::kBF16 || w.dtype == DType::kF16 ? address % 2 == 0
+                                                                            : false;
+  if (in_place && s <= 4) {
+    auto rows = [&](int64_t begin, int64_t end) {
+      const int nx = static_cast<int>(s);
+      if (w.dtype == DType::kBF16) {
+        table.matvec_bf16(x, k, nx, reinterpret_cast<const kernels::Bf16*>(w.data) + begin * k, k,
+                          end - begin, k, y + begin, n_out);
+      } else if (w.dtype == DType::kF16) {
+        table.matvec_f16(x, k, nx, reinterpret_cast<const uint16_t*>(w.data) + begin * k, k,
+                         end - begin, k, y + begin, n_out);
+      } else {
+        table.matvec_f32(x, k, nx, reinterpret_cast<const float*>(w.data) + begin * k, k,
+                         end - begin, k, y + begin, n_out);
       }
     };
     if (pool != nullptr) {
-      pool->ParallelFor(n_out, 16, rows16);
+      pool->ParallelFor(n_out, 16, rows);
     } else {
-      rows16(0, n_out);
+      rows(0, n_out);
     }
     return;
   }
+  // Prefill: rows converted to f32 a block at a time, then every token against the block with
+  // the blocked dot-product kernel (y[t, n] = x_t . w_n for 4 tokens x 2 rows per register
+  // block).
+  constexpr int64_t kRowBlock = 16;
   auto body = [&](int64_t begin, int64_t end) {
     const bool direct =
         w.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(w.data) % alignof(float) == 0;
