@@ -392,6 +392,21 @@ struct Q8X16 {
   }
 };
 
+// One 32-value block of 16 rows against one token: w[c] holds values 4c..4c+3 of the 16 rows
+// (unsigned), qb the token's 32 int8 activations. Returns the 16 rows' int32 dot products
+// (before any offset). The eight vpdpbusd run as two independent chains (even and odd chunks).
+inline __m512i DotBlockX16(const __m512i* w, const int8_t* qb) {
+  __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
+  for (int c = 0; c < 8; c += 2) {
+    int32_t four0, four1;
+    std::memcpy(&four0, qb + 4 * c, 4);
+    std::memcpy(&four1, qb + 4 * c + 4, 4);
+    even = _mm512_dpbusd_epi32(even, w[c], _mm512_set1_epi32(four0));
+    odd = _mm512_dpbusd_epi32(odd, w[c + 1], _mm512_set1_epi32(four1));
+  }
+  return _mm512_add_epi32(even, odd);
+}
+
 // Up to 8 tokens per pass over a block: the eight unpacked weight vectors serve all of them, and
 // each token's eight vpdpbusd run as two independent chains (even and odd chunks), so 16
 // accumulations are in flight to cover vpdpbusd's latency (with 4 tokens and one chain each,
@@ -417,17 +432,8 @@ void GemmX16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActiv
     __m512i w[8];
     Fmt::Load(group + 32, w);
     for (int t = 0; t < NT; ++t) {
-      const int8_t* qb = q[t] + b * 32;
-      __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
-      for (int c = 0; c < 8; c += 2) {
-        int32_t four0, four1;
-        std::memcpy(&four0, qb + 4 * c, 4);
-        std::memcpy(&four1, qb + 4 * c + 4, 4);
-        even = _mm512_dpbusd_epi32(even, w[c], _mm512_set1_epi32(four0));
-        odd = _mm512_dpbusd_epi32(odd, w[c + 1], _mm512_set1_epi32(four1));
-      }
       const __m512i offset = _mm512_slli_epi32(_mm512_set1_epi32(sum[t][b]), kOffsetShift);
-      const __m512i dp = _mm512_sub_epi32(_mm512_add_epi32(even, odd), offset);
+      const __m512i dp = _mm512_sub_epi32(DotBlockX16(w, q[t] + b * 32), offset);
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(dw, _mm512_set1_ps(sc[t][b])),
                                acc[t]);
     }
@@ -498,16 +504,7 @@ void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
       const __m512 ds = _mm512_mul_ps(d, bytes_f32(sc[j / 4]));
       const __m512 dm8 = _mm512_mul_ps(dmin8, bytes_f32(mn[j / 4]));
       for (int t = 0; t < NT; ++t) {
-        const int8_t* qb = q[t] + b * 32;
-        __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
-        for (int c = 0; c < 8; c += 2) {
-          int32_t four0, four1;
-          std::memcpy(&four0, qb + 4 * c, 4);
-          std::memcpy(&four1, qb + 4 * c + 4, 4);
-          even = _mm512_dpbusd_epi32(even, w[c], _mm512_set1_epi32(four0));
-          odd = _mm512_dpbusd_epi32(odd, w[c + 1], _mm512_set1_epi32(four1));
-        }
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(even, odd)),
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DotBlockX16(w, q[t] + b * 32)),
                                  _mm512_mul_ps(ds, _mm512_set1_ps(as[t][b])), acc[t]);
         acc[t] = _mm512_fnmadd_ps(dm8, _mm512_set1_ps(offset[t][b]), acc[t]);
       }
