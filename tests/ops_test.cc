@@ -256,7 +256,9 @@ TEST(OpsMatMul, MatchesReferenceForEveryDtypeAndThreadCount) {
   for (const MatMulCase& c : cases) {
     for (const auto& nk : sizes) {
       const Weights w = MakeWeights(c.dtype, nk[0], nk[1], c.offset, &rng);
-      for (int64_t s = 1; s <= 5; ++s) {
+      // 1-4 tokens: decode's matvec kernels; 5 and more: prefill's blocked kernel (6 tokens x
+      // 4 rows per register block on AVX-512, 4 x 2 elsewhere), with token and row tails.
+      for (int64_t s : {1, 2, 3, 4, 5, 6, 7, 13}) {
         const std::vector<float> x = RandomFloats(s * nk[1], &rng);
         std::vector<float> y_serial(s * nk[0], NAN);
         ops::MatMul(w.view, x.data(), s, y_serial.data(), nullptr);
