@@ -474,6 +474,32 @@ TEST(OpsGeluTanh, MatchesFormulaInDouble) {
   EXPECT_EQ(ops::GeluTanh(-1e20f), 0.0f);
 }
 
+// The pool version splits into whole 64-value runs, the last piece keeping the tail: every
+// value must take the path it takes in one call, whatever the thread count (sizes around the
+// 2 x 16 Ki-value threshold, with and without a tail, with and without u).
+TEST(OpsGeluMul, PoolSplitIsBitIdentical) {
+  std::mt19937 rng(9);
+  ThreadPool pool2(2), pool3(3);
+  for (int64_t n : {int64_t{0}, int64_t{5}, int64_t{32767}, int64_t{32768}, int64_t{32769},
+                    int64_t{100003}, int64_t{32 * 6144}, int64_t{32 * 6144 + 7}}) {
+    const std::vector<float> g = RandomFloats(n, &rng, -6.0f, 6.0f), u = RandomFloats(n, &rng);
+    for (bool with_u : {true, false}) {
+      std::vector<float> serial(n), out(n);
+      ops::GeluMul(g.data(), with_u ? u.data() : nullptr, serial.data(), n);
+      for (ThreadPool* pool : {&pool2, &pool3}) {
+        std::fill(out.begin(), out.end(), NAN);
+        ops::GeluMul(g.data(), with_u ? u.data() : nullptr, out.data(), n, pool);
+        ASSERT_EQ(0, std::memcmp(out.data(), serial.data(), n * sizeof(float)))
+            << "n=" << n << " u=" << with_u << " threads=" << pool->num_threads();
+      }
+      // In place (out aliasing g), as the MLP calls it.
+      std::vector<float> in_place = g;
+      ops::GeluMul(in_place.data(), with_u ? u.data() : nullptr, in_place.data(), n, &pool3);
+      ASSERT_EQ(0, std::memcmp(in_place.data(), serial.data(), n * sizeof(float))) << "n=" << n;
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // ApplyRope. The angle inv_freq[i] * position is a float32 product (as in transformers' f32
 // rotary embedding), so the reference rounds it to float too, then takes cos/sin in double.

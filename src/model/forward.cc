@@ -457,7 +457,7 @@ void InferenceState::DenseMlp(const LayerWeights& lw, int width, int64_t s, cons
     }
     {
       PhaseTimer timer(profile_, ForwardProfile::kMlpActivation);
-      ops::GeluMul(gate_.data(), up_.data(), gate_.data(), n * width);
+      ops::GeluMul(gate_.data(), up_.data(), gate_.data(), n * width, pool_);
     }
     PhaseTimer timer(profile_, ForwardProfile::kMlpMatMul);
     ops::MatMul(lw.down_proj, gate_.data(), n, out + t0 * H, pool_);

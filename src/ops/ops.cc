@@ -91,6 +91,21 @@ void GeluMul(const float* g, const float* u, float* out, int64_t n) {
   kernels::BestTable().gelu_mul_f32(g, u, out, n);
 }
 
+void GeluMul(const float* g, const float* u, float* out, int64_t n, ThreadPool* pool) {
+  constexpr int64_t kRun = 64;       // a multiple of every ISA's vector width
+  constexpr int64_t kMinRuns = 256;  // 16 Ki values a piece: below that, not worth a handoff
+  const int64_t runs = n / kRun;
+  if (pool == nullptr || pool->num_threads() < 2 || runs < 2 * kMinRuns) {
+    GeluMul(g, u, out, n);
+    return;
+  }
+  pool->ParallelFor(runs, kMinRuns, [&](int64_t begin, int64_t end) {
+    // The last piece also takes the values after the last whole run (the kernel's tail).
+    const int64_t first = begin * kRun, last = end == runs ? n : end * kRun;
+    GeluMul(g + first, u != nullptr ? u + first : nullptr, out + first, last - first);
+  });
+}
+
 namespace {
 
 // Block-quantized weights: activations are quantized to int8 blocks once, then every weight
@@ -110,10 +125,20 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
   quant::QuantizedActivations& acts = scratch;  // workers must see the caller's instance
   acts.Resize(s, k);
   const int64_t nblocks_per_row = k / quant::kBlock;
-  for (int64_t t = 0; t < s; ++t) {
-    table.quantize_blocks(
-        x + t * k, nblocks_per_row, acts.q.data() + t * k, acts.scale.data() + t * nblocks_per_row,
-        acts.sum.data() + t * nblocks_per_row, acts.offset.data() + t * nblocks_per_row);
+  // Each token's blocks on their own, so prefill spreads the tokens over the pool (this had
+  // been serial: about 1% of an E2B pp512 with the other thread waiting).
+  auto quantize_tokens = [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      table.quantize_blocks(x + t * k, nblocks_per_row, acts.q.data() + t * k,
+                            acts.scale.data() + t * nblocks_per_row,
+                            acts.sum.data() + t * nblocks_per_row,
+                            acts.offset.data() + t * nblocks_per_row);
+    }
+  };
+  if (pool != nullptr && s >= 8) {
+    pool->ParallelFor(s, 4, quantize_tokens);
+  } else {
+    quantize_tokens(0, s);
   }
   if (w.dtype == DType::kQ6_K || w.dtype == DType::kQ6_Kx16) acts.FillSums16();
   const uint64_t row_bytes = RowBytes(w.dtype, k);

@@ -37,6 +37,10 @@ void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* o
 float GeluTanh(float x);
 // out = gelu_tanh(g) * u elementwise (vectorised); u may be null, out may alias g.
 void GeluMul(const float* g, const float* u, float* out, int64_t n);
+// The same split over the pool's threads (prefill's [tokens, width] MLP activations), in
+// pieces of whole 64-value runs so every value takes the same vector or tail path as in one
+// call: bit-identical to GeluMul(g, u, out, n).
+void GeluMul(const float* g, const float* u, float* out, int64_t n, ThreadPool* pool);
 
 // Rotate-half RoPE over one head of width head_dim at `position`:
 // out[i] = x[i]*cos - x[i+h]*sin, out[i+h] = x[i+h]*cos + x[i]*sin for i < rotated_pairs.
