@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -115,12 +116,12 @@ void Shapes(benchmark::internal::Benchmark* b) {
   // Prefill of a 512-token prompt on two threads: the MLP matrices (L3-sized, so the token
   // tiling decides how often they are re-read) and the BF16 per-layer-input gate (256 x 1536),
   // projection (1536 x 256) and model projection (8960 x 1536).
-  for (int64_t rows_cols : {int64_t{6144} << 16 | 1536, int64_t{1536} << 16 | 6144}) {
-    b->Args({static_cast<int64_t>(q4), rows_cols >> 16, rows_cols & 0xFFFF, 512, 2});
+  for (const auto& [rows, cols] : {std::pair{6144, 1536}, std::pair{1536, 6144}}) {
+    b->Args({static_cast<int64_t>(q4), rows, cols, 512, 2});
   }
-  for (int64_t rows_cols :
-       {int64_t{256} << 16 | 1536, int64_t{1536} << 16 | 256, int64_t{8960} << 16 | 1536}) {
-    b->Args({static_cast<int64_t>(DType::kBF16), rows_cols >> 16, rows_cols & 0xFFFF, 512, 2});
+  for (const auto& [rows, cols] :
+       {std::pair{256, 1536}, std::pair{1536, 256}, std::pair{8960, 1536}}) {
+    b->Args({static_cast<int64_t>(DType::kBF16), rows, cols, 512, 2});
   }
 }
 BENCHMARK(BM_MatMul)->Apply(Shapes)->UseRealTime()->Unit(benchmark::kMicrosecond);
