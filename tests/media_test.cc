@@ -85,6 +85,60 @@ TEST(MediaTest, FixturesResizeExactly) {
   EXPECT_EQ(exact, 10);
 }
 
+// The fuzz seeds cover the formats' corners: sizes after EXIF orientation and a few pixels
+// whose value follows from PIL's conversion rules.
+TEST(MediaTest, CorpusSeedsDecode) {
+  if (!HaveImageCodecs()) GTEST_SKIP() << "built without image codecs";
+  const std::string dir = std::string(GEMMA4_FIXTURES_DIR) + "/../../fuzz/corpus/image/";
+  const struct {
+    const char* file;
+    int w, h;
+  } seeds[] = {
+      {"rgb_8x6.png", 8, 6},
+      {"gray1_9x5.png", 9, 5},
+      {"palette_trns_7x4.png", 7, 4},
+      {"rgba_interlaced_9x9.png", 9, 9},
+      {"rgb16_5x3.png", 5, 3},
+      {"gray16_4x4.png", 4, 4},
+      {"graya_6x3.png", 6, 3},
+      {"exif8_6x4.png", 4, 6},
+      {"rgb_16x8.jpg", 16, 8},
+      {"gray_8x8.jpg", 8, 8},
+      {"progressive_12x10.jpg", 12, 10},
+      {"cmyk_adobe_8x8.jpg", 8, 8},
+      {"exif6_10x6.jpg", 6, 10},
+      {"lossy_8x8.webp", 8, 8},
+      {"lossless_alpha_6x5.webp", 6, 5},
+      {"lossy_alpha_7x7.webp", 7, 7},
+  };
+  for (const auto& s : seeds) {
+    SCOPED_TRACE(s.file);
+    auto img = LoadImageFile(dir + s.file);
+    ASSERT_TRUE(img.ok()) << img.status().ToString();
+    EXPECT_EQ(img->width, s.w);
+    EXPECT_EQ(img->height, s.h);
+  }
+  // 1-bit gray: 0 or 255 replicated.
+  auto g1 = LoadImageFile(dir + "gray1_9x5.png");
+  ASSERT_TRUE(g1.ok());
+  for (size_t i = 0; i < g1->pixels.size(); i += 3) {
+    EXPECT_TRUE(g1->pixels[i] == 0 || g1->pixels[i] == 255);
+    EXPECT_EQ(g1->pixels[i], g1->pixels[i + 1]);
+    EXPECT_EQ(g1->pixels[i], g1->pixels[i + 2]);
+  }
+  // 16-bit gray is PIL's "I;16", clipped to 255 by convert("RGB"): samples 0x0025, 0x4a6f.
+  auto g16 = LoadImageFile(dir + "gray16_4x4.png");
+  ASSERT_TRUE(g16.ok());
+  EXPECT_EQ(g16->pixels[0], 0x25);
+  EXPECT_EQ(g16->pixels[3], 255);
+  // Palette with tRNS: palette colors, transparency ignored. Index 0 -> (255, 0, 0).
+  auto pal = LoadImageFile(dir + "palette_trns_7x4.png");
+  ASSERT_TRUE(pal.ok());
+  EXPECT_EQ(pal->pixels[0], 255);
+  EXPECT_EQ(pal->pixels[1], 0);
+  EXPECT_EQ(pal->pixels[2], 0);
+}
+
 TEST(MediaTest, ResizeSameSizeCopies) {
   RgbImage img;
   img.width = 5;
