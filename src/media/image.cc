@@ -28,6 +28,10 @@
 namespace gemma4::media {
 namespace {
 
+std::string SizeText(int64_t w, int64_t h) { return std::to_string(w) + "x" + std::to_string(h); }
+
+#if GEMMA4_HAVE_IMAGE_CODECS
+
 // ---------------------------------------------------------------------------------------------
 // EXIF orientation (TIFF IFD0 tag 0x0112).
 
@@ -132,10 +136,6 @@ RgbImage ApplyOrientation(RgbImage in, int orientation) {
   }
   return out;
 }
-
-std::string SizeText(int64_t w, int64_t h) { return std::to_string(w) + "x" + std::to_string(h); }
-
-#if GEMMA4_HAVE_IMAGE_CODECS
 
 enum DecodeError { kDecodeOk = 0, kDecodeCorrupt, kDecodeTooLarge, kDecodeNoMemory };
 
