@@ -111,6 +111,8 @@ typedef struct gemma4_model_info {
   int32_t large_chat_template;
   /* "f32" or "f16" (owned by the model): f16 for block-quantized weights, f32 for float ones */
   const char* kv_cache_type;
+  int32_t vision;               /* 1: the model takes images (its vision tower is loaded) */
+  int32_t default_image_tokens; /* soft tokens per image unless a request says otherwise */
 } gemma4_model_info;
 
 GEMMA4_API gemma4_status gemma4_model_get_info(const gemma4_model* model, gemma4_model_info* out);
@@ -241,6 +243,31 @@ typedef struct gemma4_reply gemma4_reply;
 GEMMA4_API gemma4_status gemma4_session_send(gemma4_session* session, const char* user_text,
                                              const gemma4_generate_options* options,
                                              gemma4_reply** out);
+/* A user turn of text and images, in order, built part by part and then sent with
+ * gemma4_session_send_content (the content is copied; free it any time after). Images come as
+ * a file path, the bytes of a PNG, JPEG or WebP file, or RGB8 pixels (3 bytes a pixel, rows
+ * `stride` bytes apart). max_soft_tokens: 70, 140, 280, 560 or 1120, or 0 for the model's
+ * default. Each image is decoded and checked when the turn is sent. */
+typedef struct gemma4_content gemma4_content;
+GEMMA4_API gemma4_status gemma4_content_create(gemma4_content** out);
+GEMMA4_API void gemma4_content_free(gemma4_content* content);
+GEMMA4_API gemma4_status gemma4_content_add_text(gemma4_content* content, const char* text,
+                                                 size_t len);
+GEMMA4_API gemma4_status gemma4_content_add_image_file(gemma4_content* content, const char* path,
+                                                       int32_t max_soft_tokens);
+GEMMA4_API gemma4_status gemma4_content_add_image_bytes(gemma4_content* content,
+                                                        const void* data, size_t size,
+                                                        int32_t max_soft_tokens);
+GEMMA4_API gemma4_status gemma4_content_add_image_rgb(gemma4_content* content,
+                                                      const uint8_t* pixels, int32_t width,
+                                                      int32_t height, size_t stride,
+                                                      int32_t max_soft_tokens);
+/* Like gemma4_session_send with a turn holding images (GEMMA4_FAILED_PRECONDITION for a
+ * model without a vision tower). */
+GEMMA4_API gemma4_status gemma4_session_send_content(gemma4_session* session,
+                                                     const gemma4_content* content,
+                                                     const gemma4_generate_options* options,
+                                                     gemma4_reply** out);
 /* Continues after GEMMA4_STOP_TOOL_CALL with one result per call (JSON text each). */
 GEMMA4_API gemma4_status gemma4_session_submit_tool_results(
     gemma4_session* session, size_t n_results, const char* const* names,

@@ -23,6 +23,9 @@ struct gemma4_session {
   std::shared_ptr<const gemma4::Model> model;
   std::unique_ptr<gemma4::Session> session;
 };
+struct gemma4_content {
+  std::vector<gemma4::ContentPart> parts;
+};
 struct gemma4_reply {
   gemma4::Reply reply;
   std::vector<std::string> results;
@@ -271,6 +274,8 @@ gemma4_status gemma4_model_get_info(const gemma4_model* model, gemma4_model_info
   info.threads = i.threads;
   info.large_chat_template = i.large_chat_template ? 1 : 0;
   info.kv_cache_type = i.kv_cache_type.c_str();
+  info.vision = i.vision ? 1 : 0;
+  info.default_image_tokens = i.default_image_tokens;
   const size_t n =
       out->struct_size != 0 && out->struct_size < sizeof(info) ? out->struct_size : sizeof(info);
   std::memcpy(static_cast<void*>(out), &info, n);
@@ -434,6 +439,88 @@ gemma4_status gemma4_session_send(gemma4_session* session, const char* user_text
     }
     *out = nullptr;
     return Deliver(session->session->Send(user_text, ToGenerate(options)), out);
+  });
+}
+
+gemma4_status gemma4_content_create(gemma4_content** out) {
+  return Guard([&]() -> gemma4_status {
+    if (out == nullptr) return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_content_create: null out");
+    *out = new gemma4_content();
+    return GEMMA4_OK;
+  });
+}
+
+void gemma4_content_free(gemma4_content* content) { delete content; }
+
+gemma4_status gemma4_content_add_text(gemma4_content* content, const char* text, size_t len) {
+  return Guard([&]() -> gemma4_status {
+    if (content == nullptr || (text == nullptr && len > 0)) {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_content_add_text: null argument");
+    }
+    content->parts.push_back(gemma4::ContentPart::Text(std::string(text, len)));
+    return GEMMA4_OK;
+  });
+}
+
+gemma4_status gemma4_content_add_image_file(gemma4_content* content, const char* path,
+                                            int32_t max_soft_tokens) {
+  return Guard([&]() -> gemma4_status {
+    if (content == nullptr || path == nullptr || path[0] == '\0') {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_content_add_image_file: null argument");
+    }
+    content->parts.push_back(
+        gemma4::ContentPart::FromImage(gemma4::Image::FromFile(path, max_soft_tokens)));
+    return GEMMA4_OK;
+  });
+}
+
+gemma4_status gemma4_content_add_image_bytes(gemma4_content* content, const void* data, size_t size,
+                                             int32_t max_soft_tokens) {
+  return Guard([&]() -> gemma4_status {
+    if (content == nullptr || data == nullptr || size == 0) {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_content_add_image_bytes: no data");
+    }
+    content->parts.push_back(gemma4::ContentPart::FromImage(gemma4::Image::FromEncoded(
+        std::string(static_cast<const char*>(data), size), max_soft_tokens)));
+    return GEMMA4_OK;
+  });
+}
+
+gemma4_status gemma4_content_add_image_rgb(gemma4_content* content, const uint8_t* pixels,
+                                           int32_t width, int32_t height, size_t stride,
+                                           int32_t max_soft_tokens) {
+  return Guard([&]() -> gemma4_status {
+    if (content == nullptr || pixels == nullptr) {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_content_add_image_rgb: null argument");
+    }
+    constexpr int32_t kMaxSide = 32768;
+    if (width <= 0 || height <= 0 || width > kMaxSide || height > kMaxSide ||
+        stride < static_cast<size_t>(width) * 3 || int64_t{width} * height > (int64_t{1} << 26)) {
+      return Fail(GEMMA4_INVALID_ARGUMENT,
+                  "gemma4_content_add_image_rgb: " + std::to_string(width) + "x" +
+                      std::to_string(height) + " pixels with stride " + std::to_string(stride) +
+                      " (sides 1..32768, at most 64 megapixels, stride >= 3 * width)");
+    }
+    std::vector<uint8_t> rgb(static_cast<size_t>(width) * height * 3);
+    for (int32_t y = 0; y < height; ++y) {
+      std::memcpy(rgb.data() + static_cast<size_t>(y) * width * 3, pixels + y * stride,
+                  static_cast<size_t>(width) * 3);
+    }
+    content->parts.push_back(gemma4::ContentPart::FromImage(
+        gemma4::Image::FromRgb(std::move(rgb), width, height, max_soft_tokens)));
+    return GEMMA4_OK;
+  });
+}
+
+gemma4_status gemma4_session_send_content(gemma4_session* session, const gemma4_content* content,
+                                          const gemma4_generate_options* options,
+                                          gemma4_reply** out) {
+  return Guard([&]() -> gemma4_status {
+    if (session == nullptr || content == nullptr || out == nullptr) {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_session_send_content: null argument");
+    }
+    *out = nullptr;
+    return Deliver(session->session->Send(content->parts, ToGenerate(options)), out);
   });
 }
 

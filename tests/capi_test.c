@@ -234,6 +234,65 @@ int main(int argc, char** argv) {
   }
   gemma4_reply_free(reply);
 
+  /* Images: a turn of text and an image file, then raw pixels; bad images are errors. */
+  {
+    gemma4_model* vmodel = NULL;
+    gemma4_model* tmodel = NULL;
+    gemma4_session* vsession = NULL;
+    gemma4_session* tsession = NULL;
+    gemma4_content* content = NULL;
+    gemma4_reply* vreply = NULL;
+    gemma4_model_info vinfo;
+    char vpath[1024], vtok[1024], image[1024], tpath[1024];
+    uint8_t pixels[4 * 5 * 3];
+    const char junk[] = "\x89PNG not really";
+    snprintf(vpath, sizeof(vpath), "%s/vision/tiny-e2b-vision", fixtures);
+    snprintf(vtok, sizeof(vtok), "%s/vision/tokenizer", fixtures);
+    snprintf(image, sizeof(image), "%s/vision/images/up_200x150.png", fixtures);
+    snprintf(tpath, sizeof(tpath), "%s/models/tiny-e2b/gemma4_text", fixtures);
+    mo.tokenizer_path = vtok;
+    CHECK(gemma4_model_load(vpath, &mo, &vmodel) == GEMMA4_OK);
+    vinfo.struct_size = sizeof(vinfo);
+    CHECK(vmodel != NULL && gemma4_model_get_info(vmodel, &vinfo) == GEMMA4_OK);
+    CHECK(vinfo.vision == 1 && vinfo.default_image_tokens == 280);
+    CHECK(gemma4_session_create(vmodel, NULL, &vsession) == GEMMA4_OK);
+    CHECK(gemma4_content_create(&content) == GEMMA4_OK);
+    CHECK(gemma4_content_add_text(content, "Describe", 8) == GEMMA4_OK);
+    CHECK(gemma4_content_add_image_file(content, image, 70) == GEMMA4_OK);
+    CHECK(gemma4_content_add_image_rgb(content, pixels, 0, 5, 12, 0) == GEMMA4_INVALID_ARGUMENT);
+    CHECK(gemma4_content_add_image_rgb(content, pixels, 4, 5, 11, 0) == GEMMA4_INVALID_ARGUMENT);
+    memset(pixels, 128, sizeof(pixels));
+    CHECK(gemma4_content_add_image_rgb(content, pixels, 4, 5, 12, 70) == GEMMA4_OK);
+    gemma4_generate_options_init(&go);
+    go.max_tokens = 2;
+    CHECK(gemma4_session_send_content(vsession, content, &go, &vreply) == GEMMA4_OK);
+    /* 63 soft tokens for the picture, 1 for the 4x5 pixels (48x48 after resizing), and the
+     * <|image> / <image|> pairs. */
+    CHECK(vreply != NULL && gemma4_reply_prompt_tokens(vreply) > 63 + 1 + 4);
+    gemma4_reply_free(vreply);
+    vreply = NULL;
+    gemma4_content_free(content);
+    content = NULL;
+    CHECK(gemma4_content_create(&content) == GEMMA4_OK);
+    CHECK(gemma4_content_add_image_bytes(content, junk, sizeof(junk) - 1, 0) == GEMMA4_OK);
+    CHECK(gemma4_session_send_content(vsession, content, &go, &vreply) != GEMMA4_OK);
+    CHECK(vreply == NULL && strlen(gemma4_last_error()) > 0);
+    /* A text-only checkpoint refuses images. */
+    CHECK(gemma4_model_load(tpath, &mo, &tmodel) == GEMMA4_OK);
+    CHECK(gemma4_session_create(tmodel, NULL, &tsession) == GEMMA4_OK);
+    gemma4_content_free(content);
+    CHECK(gemma4_content_create(&content) == GEMMA4_OK);
+    CHECK(gemma4_content_add_image_file(content, image, 0) == GEMMA4_OK);
+    CHECK(gemma4_session_send_content(tsession, content, &go, &vreply) ==
+          GEMMA4_FAILED_PRECONDITION);
+    CHECK(strstr(gemma4_last_error(), "vision") != NULL);
+    gemma4_content_free(content);
+    gemma4_session_free(tsession);
+    gemma4_session_free(vsession);
+    gemma4_model_free(tmodel);
+    gemma4_model_free(vmodel);
+  }
+
   gemma4_free(state);
   gemma4_session_free(restored);
   gemma4_session_free(fork);

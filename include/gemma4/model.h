@@ -49,7 +49,9 @@ struct ModelInfo {
   std::vector<int32_t> stop_token_ids;  // generation_config eos ids
   SamplerOptions default_sampler;       // from generation_config.json
   int threads = 1;
-  std::string kv_cache_type;  // "f32" or "f16": ModelOptions::kv_cache_type resolved
+  std::string kv_cache_type;     // "f32" or "f16": ModelOptions::kv_cache_type resolved
+  bool vision = false;           // the model takes images (its checkpoint holds the vision tower)
+  int default_image_tokens = 0;  // soft tokens per image unless a request says otherwise
 };
 
 class ModelImpl;

@@ -22,6 +22,36 @@ namespace gemma4 {
 
 enum class Role { kSystem, kUser, kModel };
 
+// An image for a user turn, from one of three sources: a file (PNG, JPEG or WebP; EXIF
+// orientation applied), the bytes of such a file, or RGB8 pixels the caller decoded itself.
+// It becomes max_soft_tokens (70, 140, 280, 560 or 1120; 0: the model's default) or fewer
+// soft tokens, preprocessed exactly as transformers' Gemma4ImageProcessor does.
+struct Image {
+  std::string path;
+  std::string encoded;       // file bytes
+  std::vector<uint8_t> rgb;  // height rows of width * 3 bytes
+  int width = 0;
+  int height = 0;
+  int max_soft_tokens = 0;
+  // Filled by the session once the image is encoded: a content hash of the decoded pixels and
+  // the budget. The KV cache is reused across turns only where these match, and the session
+  // then drops the pixels and bytes it was given (the history keeps the hash).
+  std::string digest;
+
+  static Image FromFile(std::string file, int max_soft_tokens = 0);
+  static Image FromEncoded(std::string bytes, int max_soft_tokens = 0);
+  static Image FromRgb(std::vector<uint8_t> pixels, int width, int height, int max_soft_tokens = 0);
+};
+
+// One part of a user turn's content: text, or an image (when `image` is set).
+struct ContentPart {
+  std::string text;
+  std::optional<Image> image;
+
+  static ContentPart Text(std::string text);
+  static ContentPart FromImage(Image image);
+};
+
 // One turn of the history. A model turn may hold tool calls and their results, in order, then
 // the final text.
 struct Turn {
@@ -33,6 +63,8 @@ struct Turn {
   // Model turns: the ids generated for `text`, reused verbatim when the conversation is
   // re-rendered so the KV cache stays valid (empty for other turns).
   std::vector<int32_t> text_tokens;
+  // User turns with media: every part in order (`text` then holds the text parts joined).
+  std::vector<ContentPart> content;
 };
 
 enum class StopReason {
@@ -114,6 +146,11 @@ class Session {
   // Adds a user turn and generates the model's turn. Only tokens after the longest prefix
   // already in the KV cache are processed.
   StatusOr<Reply> Send(std::string_view user_text, const GenerateOptions& options = {});
+  // The same with images among the text, in order. Each image is encoded once per session
+  // (cached by content); a model without a vision tower refuses images. Sessions holding
+  // images cannot be saved with SaveState yet.
+  StatusOr<Reply> Send(const std::vector<ContentPart>& content,
+                       const GenerateOptions& options = {});
   // Continues the current model turn after Send stopped with kToolCall.
   StatusOr<Reply> SubmitToolResults(const std::vector<ToolResult>& results,
                                     const GenerateOptions& options = {});

@@ -133,6 +133,15 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
                   : options.kv_cache_type == KvCacheType::kF16 ? KvType::kF16
                                                                : impl->loaded->DefaultKvType();
   info.kv_cache_type = KvTypeName(impl->kv_type);
+  // The vision tower, when the checkpoint has one (a damaged tower fails the load).
+  if (const Checkpoint* ckpt = impl->loaded->checkpoint(); ckpt != nullptr) {
+    const json::Value* vc = ckpt->config_json().Find("vision_config");
+    if (vc != nullptr && !vc->is_null()) {
+      GEMMA4_ASSIGN_OR_RETURN(impl->vision, vision::VisionEncoder::Load(*impl->loaded));
+      info.vision = true;
+      info.default_image_tokens = impl->vision->config().default_max_soft_tokens;
+    }
+  }
   GEMMA4_RETURN_IF_ERROR(report(1.0f));
   return std::shared_ptr<const Model>(new Model(std::move(impl)));
 }

@@ -9,6 +9,7 @@
 #include "gemma4/model.h"
 #include "model/model.h"
 #include "runtime/thread_pool.h"
+#include "vision/vision_encoder.h"
 
 namespace gemma4 {
 
@@ -29,7 +30,8 @@ class ModelImpl {
   ModelInfo info;
   SpecialTokens special;
   std::unique_ptr<ThreadPool> pool;
-  KvType kv_type = KvType::kF32;  // of every session's cache and of Logits
+  std::unique_ptr<vision::VisionEncoder> vision;  // null: the model takes no images
+  KvType kv_type = KvType::kF32;                  // of every session's cache and of Logits
   // Sessions share the pool; ThreadPool::ParallelFor is not reentrant, so one forward pass
   // runs at a time. Decode is memory-bound: interleaving sessions would not be faster.
   mutable std::mutex compute_mutex;

@@ -12,8 +12,10 @@
 #include "chat/chat_template.h"
 #include "chat/grammar.h"
 #include "chat/tool_syntax.h"
+#include "media/image.h"
 #include "model/forward.h"
 #include "util/json.h"
+#include "vision/image_preprocess.h"
 
 namespace gemma4 {
 
@@ -33,7 +35,22 @@ std::vector<json::Value> ToMessages(const std::vector<Turn>& history) {
                        : t.role == Role::kUser ? "user"
                                                : "assistant";
     m.emplace_back("role", json::Value::String(role));
-    m.emplace_back("content", json::Value::String(t.text));
+    if (t.content.empty()) {
+      m.emplace_back("content", json::Value::String(t.text));
+    } else {
+      json::Value::Array parts;
+      for (const ContentPart& part : t.content) {
+        json::Value::Object item;
+        if (part.image.has_value()) {
+          item.emplace_back("type", json::Value::String("image"));
+        } else {
+          item.emplace_back("type", json::Value::String("text"));
+          item.emplace_back("text", json::Value::String(part.text));
+        }
+        parts.push_back(json::Value::MakeObject(std::move(item)));
+      }
+      m.emplace_back("content", json::Value::MakeArray(std::move(parts)));
+    }
     if (!t.tool_calls.empty()) {
       json::Value::Array calls;
       for (const ToolCall& c : t.tool_calls) {
@@ -60,6 +77,41 @@ std::vector<json::Value> ToMessages(const std::vector<Turn>& history) {
     out.push_back(json::Value::MakeObject(std::move(m)));
   }
   return out;
+}
+
+// 64-bit FNV-1a over bytes, continuing from `h`.
+uint64_t Fnv1a(const void* data, size_t n, uint64_t h) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  for (size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+uint64_t Mix(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// Content digest of a decoded image at a budget: two independent 64-bit hashes (hex).
+std::string ImageDigest(const media::RgbImage& image, int budget) {
+  const int64_t header[3] = {image.width, image.height, budget};
+  uint64_t a = Fnv1a(header, sizeof(header), 0xcbf29ce484222325ull);
+  a = Fnv1a(image.pixels.data(), image.pixels.size(), a);
+  uint64_t b = Fnv1a(header, sizeof(header), 0x84222325cbf29ce4ull);
+  for (size_t i = 0; i < image.pixels.size(); i += 8) {
+    uint64_t word = 0;
+    std::memcpy(&word, image.pixels.data() + i, std::min<size_t>(8, image.pixels.size() - i));
+    b = Mix(b ^ word) + i;
+  }
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%016llx%016llx", static_cast<unsigned long long>(a),
+                static_cast<unsigned long long>(b));
+  return buf;
 }
 
 double Seconds(std::chrono::steady_clock::time_point since) {
@@ -94,7 +146,7 @@ bool SessionImpl::IsStop(int32_t id) const {
   return id == m_.special.turn_close || id == m_.special.tool_response_open;
 }
 
-StatusOr<std::vector<int32_t>> SessionImpl::RenderPrompt(bool thinking) const {
+StatusOr<RenderedPrompt> SessionImpl::RenderPrompt(bool thinking) const {
   std::vector<json::Value> tools;
   if (options_.tools != nullptr && options_.tools->size() > 0) {
     auto parsed = json::Parse(options_.tools->DeclarationsJson(), "tools");
@@ -141,7 +193,57 @@ StatusOr<std::vector<int32_t>> SessionImpl::RenderPrompt(bool thinking) const {
     ids.insert(ids.end(), spliced[index]->begin(), spliced[index]->end());
     pos = close + 1;
   }
-  return ids;
+  // Media: each <|image|> the template wrote becomes <|image> + <|image|> x rows + <image|>,
+  // in the order of the history's images (what transformers' processor does to the text).
+  std::vector<const Image*> images;
+  for (const Turn& t : history_) {
+    for (const ContentPart& part : t.content) {
+      if (part.image.has_value()) images.push_back(&*part.image);
+    }
+  }
+  const ModelConfig& c = m_.loaded->config();
+  RenderedPrompt p;
+  size_t next_image = 0;
+  int32_t next_block = 0;
+  for (int32_t id : ids) {
+    if (id != c.image_token_id) {
+      p.ids.push_back(id);
+      p.keys.push_back(static_cast<uint32_t>(id));
+      p.rows.push_back(nullptr);
+      p.block.push_back(-1);
+      continue;
+    }
+    if (next_image >= images.size()) {
+      return InvalidArgumentError(
+          "the conversation's text holds an image placeholder token that no image fills");
+    }
+    const std::string& digest = images[next_image++]->digest;
+    auto it = media_cache_.find(digest);
+    if (it == media_cache_.end()) return InternalError("image " + digest + " was not encoded");
+    const std::vector<float>& soft = *it->second;
+    const int64_t H = c.hidden_size, rows = static_cast<int64_t>(soft.size()) / H;
+    const uint64_t base = Mix(std::hash<std::string>()(digest) ^ 0x5bd1e995u);
+    p.ids.push_back(c.boi_token_id);
+    p.keys.push_back(static_cast<uint32_t>(c.boi_token_id));
+    p.rows.push_back(nullptr);
+    p.block.push_back(-1);
+    for (int64_t r = 0; r < rows; ++r) {
+      p.ids.push_back(c.image_token_id);
+      p.keys.push_back((uint64_t{1} << 63) | (Mix(base + static_cast<uint64_t>(r)) >> 1));
+      p.rows.push_back(soft.data() + r * H);
+      p.block.push_back(next_block);
+    }
+    ++next_block;
+    p.longest_block = std::max(p.longest_block, rows);
+    p.ids.push_back(c.eoi_token_id);
+    p.keys.push_back(static_cast<uint32_t>(c.eoi_token_id));
+    p.rows.push_back(nullptr);
+    p.block.push_back(-1);
+  }
+  if (next_image != images.size()) {
+    return InternalError("the rendered prompt lost an image placeholder");
+  }
+  return p;
 }
 
 Status SessionImpl::Feed(const std::vector<int32_t>& ids) {
@@ -157,39 +259,163 @@ Status SessionImpl::Feed(const std::vector<int32_t>& ids) {
         state_->Forward(ids.data(), static_cast<int64_t>(ids.size()), LogitsMode::kLast, &logits_));
   }
   tokens_.insert(tokens_.end(), ids.begin(), ids.end());
+  for (int32_t id : ids) keys_.push_back(static_cast<uint32_t>(id));
   return OkStatus();
 }
 
-Status SessionImpl::SyncPrompt(const std::vector<int32_t>& prompt, Reply* reply) {
-  if (prompt.empty()) return InternalError("empty prompt");
+Status SessionImpl::FeedPrompt(const RenderedPrompt& prompt, size_t begin) {
+  const size_t n = prompt.size() - begin;
+  if (n == 0) return OkStatus();
+  if (static_cast<int64_t>(tokens_.size() + n) > max_context_) {
+    return ResourceExhaustedError("context full: " + std::to_string(tokens_.size() + n) +
+                                  " tokens needed, the session holds at most " +
+                                  std::to_string(max_context_));
+  }
+  const int64_t H = m_.loaded->config().hidden_size;
+  std::vector<uint8_t> embedded(n, 0);
+  std::vector<float> embeddings;
+  for (size_t i = 0; i < n; ++i) {
+    if (const float* row = prompt.rows[begin + i]; row != nullptr) {
+      embedded[i] = 1;
+      embeddings.insert(embeddings.end(), row, row + H);
+    }
+  }
+  ForwardInput input;
+  input.ids = prompt.ids.data() + begin;
+  input.n = static_cast<int64_t>(n);
+  if (!embeddings.empty()) {
+    input.embedded = embedded.data();
+    input.embeddings = embeddings.data();
+  }
+  if (prompt.longest_block > 0) input.block = prompt.block.data() + begin;
+  {
+    std::lock_guard<std::mutex> lock(m_.compute_mutex);
+    GEMMA4_RETURN_IF_ERROR(state_->Forward(input, LogitsMode::kLast, &logits_));
+  }
+  tokens_.insert(tokens_.end(), prompt.ids.begin() + static_cast<std::ptrdiff_t>(begin),
+                 prompt.ids.end());
+  keys_.insert(keys_.end(), prompt.keys.begin() + static_cast<std::ptrdiff_t>(begin),
+               prompt.keys.end());
+  return OkStatus();
+}
+
+Status SessionImpl::SyncPrompt(const RenderedPrompt& prompt, Reply* reply) {
+  if (prompt.size() == 0) return InternalError("empty prompt");
+  // Images attended to bidirectionally must fit in one forward chunk: a state with a larger
+  // chunk starts over (once, when the first such image arrives).
+  if (m_.loaded->config().bidirectional_vision && prompt.longest_block > state_->max_chunk()) {
+    state_ = std::make_unique<InferenceState>(*m_.loaded, m_.pool.get(), prompt.longest_block,
+                                              m_.kv_type);
+    tokens_.clear();
+    keys_.clear();
+  }
   size_t common = 0;
-  while (common < prompt.size() && common < tokens_.size() && prompt[common] == tokens_[common]) {
+  while (common < prompt.size() && common < keys_.size() && prompt.keys[common] == keys_[common]) {
     ++common;
   }
   // At least one token must run to produce the next logits.
   if (common == prompt.size()) --common;
+  // Never start inside a bidirectional image block: its rows see each other.
+  while (common > 0 && common < prompt.size() && prompt.block[common] >= 0 &&
+         prompt.block[common - 1] == prompt.block[common]) {
+    --common;
+  }
   if (common < tokens_.size()) {
     if (state_->CanTruncateTo(static_cast<int64_t>(common))) {
       GEMMA4_RETURN_IF_ERROR(state_->Truncate(static_cast<int64_t>(common)));
     } else {
       // The sliding-window layers no longer hold the positions before `common`: start over.
-      state_ =
-          std::make_unique<InferenceState>(*m_.loaded, m_.pool.get(), kDefaultMaxChunk, m_.kv_type);
+      state_ = std::make_unique<InferenceState>(*m_.loaded, m_.pool.get(), state_->max_chunk(),
+                                                m_.kv_type);
       common = 0;
     }
     tokens_.resize(common);
+    keys_.resize(common);
   }
   reply->reused_tokens = static_cast<int>(common);
-  const std::vector<int32_t> rest(prompt.begin() + static_cast<std::ptrdiff_t>(common),
-                                  prompt.end());
-  reply->prompt_tokens = static_cast<int>(rest.size());
+  reply->prompt_tokens = static_cast<int>(prompt.size() - common);
   const auto start = std::chrono::steady_clock::now();
-  GEMMA4_RETURN_IF_ERROR(Feed(rest));
+  GEMMA4_RETURN_IF_ERROR(FeedPrompt(prompt, common));
   reply->prefill_seconds = Seconds(start);
   return OkStatus();
 }
 
 StatusOr<Reply> SessionImpl::Send(std::string_view user_text, const GenerateOptions& options) {
+  Turn user;
+  user.role = Role::kUser;
+  user.text = std::string(user_text);
+  return SendTurn(std::move(user), options);
+}
+
+StatusOr<Reply> SessionImpl::Send(std::vector<ContentPart> content,
+                                  const GenerateOptions& options) {
+  Turn user;
+  user.role = Role::kUser;
+  bool media = false;
+  for (const ContentPart& part : content) {
+    if (part.image.has_value()) {
+      media = true;
+    } else {
+      user.text += part.text;
+    }
+  }
+  if (media) {
+    user.content = std::move(content);
+    GEMMA4_RETURN_IF_ERROR(EncodeMedia(&user));
+  }
+  return SendTurn(std::move(user), options);
+}
+
+Status SessionImpl::EncodeMedia(Turn* turn) {
+  const ModelConfig& c = m_.loaded->config();
+  for (ContentPart& part : turn->content) {
+    if (!part.image.has_value()) continue;
+    Image& image = *part.image;
+    if (m_.vision == nullptr) {
+      return FailedPreconditionError("model " + m_.info.path +
+                                     " has no vision tower: it cannot take images");
+    }
+    StatusOr<media::RgbImage> decoded = InvalidArgumentError("an image without pixels");
+    const int sources = !image.path.empty() + !image.encoded.empty() + !image.rgb.empty();
+    if (sources != 1) {
+      return InvalidArgumentError(
+          "an Image needs exactly one of path, encoded bytes or rgb pixels");
+    }
+    if (!image.path.empty()) {
+      decoded = media::LoadImageFile(image.path);
+    } else if (!image.encoded.empty()) {
+      decoded = media::DecodeImage(image.encoded, "image bytes");
+    } else {
+      decoded = media::ImageFromPixels(image.rgb.data(), image.width, image.height, 3,
+                                       int64_t{image.width} * 3);
+    }
+    if (!decoded.ok()) return decoded.status();
+    const int budget = image.max_soft_tokens > 0 ? image.max_soft_tokens
+                                                 : m_.vision->config().default_max_soft_tokens;
+    const std::string digest = ImageDigest(*decoded, budget);
+    if (media_cache_.count(digest) == 0) {
+      GEMMA4_ASSIGN_OR_RETURN(vision::ImagePatches patches,
+                              vision::PreprocessImage(*decoded, budget, m_.vision->config()));
+      auto soft = std::make_shared<std::vector<float>>();
+      {
+        std::lock_guard<std::mutex> lock(m_.compute_mutex);
+        GEMMA4_RETURN_IF_ERROR(m_.vision->Encode(patches, m_.pool.get(), soft.get()));
+      }
+      if (soft->empty() || soft->size() % static_cast<size_t>(c.hidden_size) != 0) {
+        return InternalError("the vision tower returned no soft tokens");
+      }
+      media_cache_.emplace(digest, std::move(soft));
+    }
+    image.digest = digest;
+    image.max_soft_tokens = budget;
+    image.path.clear();
+    image.encoded = std::string();
+    image.rgb = std::vector<uint8_t>();
+  }
+  return OkStatus();
+}
+
+StatusOr<Reply> SessionImpl::SendTurn(Turn user, const GenerateOptions& options) {
   GEMMA4_RETURN_IF_ERROR(ValidateSamplerOptions(SamplerFor(options)));
   if (options.max_tokens < 1)
     return InvalidArgumentError("GenerateOptions.max_tokens must be >= 1");
@@ -199,11 +425,8 @@ StatusOr<Reply> SessionImpl::Send(std::string_view user_text, const GenerateOpti
     // The previous turn stopped at tool calls nobody answered: close it as it stands.
     turn_open_ = false;
   }
-  Turn user;
-  user.role = Role::kUser;
-  user.text = std::string(user_text);
   history_.push_back(std::move(user));
-  StatusOr<std::vector<int32_t>> prompt = RenderPrompt(options.thinking);
+  StatusOr<RenderedPrompt> prompt = RenderPrompt(options.thinking);
   while (prompt.ok() && static_cast<int64_t>(prompt->size()) + 1 > max_context_ &&
          options_.context_policy == ContextPolicy::kDropOldTurns) {
     // Drop the oldest turn after the system prompt, keeping the new user turn.
@@ -523,7 +746,13 @@ StatusOr<std::unique_ptr<SessionImpl>> SessionImpl::Fork() const {
   copy->max_context_ = max_context_;
   copy->history_ = history_;
   copy->tokens_ = tokens_;
+  copy->keys_ = keys_;
+  copy->media_cache_ = media_cache_;
   copy->logits_ = logits_;
+  if (copy->state_->max_chunk() != state_->max_chunk()) {
+    copy->state_ = std::make_unique<InferenceState>(*m_.loaded, m_.pool.get(), state_->max_chunk(),
+                                                    m_.kv_type);
+  }
   copy->turn_open_ = turn_open_;
   copy->last_thinking_ = last_thinking_;
   GEMMA4_RETURN_IF_ERROR(copy->state_->CopyStateFrom(*state_));
@@ -645,6 +874,11 @@ Status TurnsFromJson(const json::Value& v, std::vector<Turn>* out) {
 }  // namespace
 
 StatusOr<std::string> SessionImpl::SaveState() const {
+  for (const Turn& t : history_) {
+    if (!t.content.empty()) {
+      return UnimplementedError("SaveState: sessions holding images cannot be saved yet");
+    }
+  }
   std::string out(kMagic, sizeof(kMagic));
   PutU64(Fingerprint(m_.info), &out);
   json::Value::Object meta;
@@ -714,12 +948,14 @@ Status SessionImpl::RestoreState(std::string_view bytes) {
   turn_open_ = meta.Find("turn_open") != nullptr && meta.Find("turn_open")->as_bool();
   last_thinking_ = meta.Find("thinking") != nullptr && meta.Find("thinking")->as_bool();
   tokens_.clear();
+  keys_.clear();
   for (const json::Value& t : tokens->as_array()) {
     int64_t id = 0;
     if (!t.GetInt64(&id) || id < 0 || id >= m_.info.vocab_size) {
       return DataLossError("session state: token id out of range");
     }
     tokens_.push_back(static_cast<int32_t>(id));
+    keys_.push_back(static_cast<uint32_t>(id));
   }
   if (static_cast<int64_t>(tokens_.size()) > max_context_) {
     return DataLossError("session state: more tokens than the context holds");
@@ -763,6 +999,50 @@ StatusOr<std::unique_ptr<Session>> Session::Restore(std::shared_ptr<const Model>
 
 StatusOr<Reply> Session::Send(std::string_view user_text, const GenerateOptions& options) {
   return impl_->Send(user_text, options);
+}
+
+StatusOr<Reply> Session::Send(const std::vector<ContentPart>& content,
+                              const GenerateOptions& options) {
+  try {
+    return impl_->Send(content, options);
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError("out of memory adding a turn with media");
+  }
+}
+
+Image Image::FromFile(std::string file, int max_soft_tokens) {
+  Image image;
+  image.path = std::move(file);
+  image.max_soft_tokens = max_soft_tokens;
+  return image;
+}
+
+Image Image::FromEncoded(std::string bytes, int max_soft_tokens) {
+  Image image;
+  image.encoded = std::move(bytes);
+  image.max_soft_tokens = max_soft_tokens;
+  return image;
+}
+
+Image Image::FromRgb(std::vector<uint8_t> pixels, int width, int height, int max_soft_tokens) {
+  Image image;
+  image.rgb = std::move(pixels);
+  image.width = width;
+  image.height = height;
+  image.max_soft_tokens = max_soft_tokens;
+  return image;
+}
+
+ContentPart ContentPart::Text(std::string text) {
+  ContentPart part;
+  part.text = std::move(text);
+  return part;
+}
+
+ContentPart ContentPart::FromImage(Image image) {
+  ContentPart part;
+  part.image = std::move(image);
+  return part;
 }
 
 StatusOr<Reply> Session::SubmitToolResults(const std::vector<ToolResult>& results,

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "api/model_impl.h"
@@ -13,6 +14,19 @@
 #include "model/forward.h"
 
 namespace gemma4 {
+
+// A rendered conversation: its ids, plus what each position holds beyond the id (an encoder
+// row for media placeholders) and the key prefix reuse compares.
+struct RenderedPrompt {
+  std::vector<int32_t> ids;
+  // The id for text; for a media row a hash of the item's digest and the row, high bit set,
+  // so that a different image behind the same placeholder ids never shares the KV cache.
+  std::vector<uint64_t> keys;
+  std::vector<const float*> rows;  // the position's soft token, or null for text
+  std::vector<int32_t> block;      // bidirectional image block id, or -1
+  int64_t longest_block = 0;
+  size_t size() const { return ids.size(); }
+};
 
 class SessionImpl {
  public:
@@ -25,6 +39,7 @@ class SessionImpl {
 
   Status Init();
   StatusOr<Reply> Send(std::string_view user_text, const GenerateOptions& options);
+  StatusOr<Reply> Send(std::vector<ContentPart> content, const GenerateOptions& options);
   StatusOr<Reply> SubmitToolResults(const std::vector<ToolResult>& results,
                                     const GenerateOptions& options);
   StatusOr<std::unique_ptr<SessionImpl>> Fork() const;
@@ -42,10 +57,17 @@ class SessionImpl {
   int64_t max_context() const { return max_context_; }
 
  private:
-  // Renders history_ (plus the generation prompt) to token ids.
-  StatusOr<std::vector<int32_t>> RenderPrompt(bool thinking) const;
+  // Adds a user turn (text, or content parts with media) and generates the model's turn.
+  StatusOr<Reply> SendTurn(Turn user, const GenerateOptions& options);
+  // Decodes and encodes the turn's images (once per content digest), fills each image's
+  // digest and drops its pixels.
+  Status EncodeMedia(Turn* turn);
+  // Renders history_ (plus the generation prompt) to token ids, media placeholders expanded.
+  StatusOr<RenderedPrompt> RenderPrompt(bool thinking) const;
   // Makes the KV cache hold exactly `prompt` and leaves the last position's logits in logits_.
-  Status SyncPrompt(const std::vector<int32_t>& prompt, Reply* reply);
+  Status SyncPrompt(const RenderedPrompt& prompt, Reply* reply);
+  // Runs prompt positions [begin, size) (text and media rows) into the KV cache.
+  Status FeedPrompt(const RenderedPrompt& prompt, size_t begin);
   // Appends tokens to the KV cache; logits_ holds the last one's logits.
   Status Feed(const std::vector<int32_t>& ids);
   // Samples the rest of the current (last) model turn.
@@ -61,9 +83,12 @@ class SessionImpl {
   int64_t max_context_ = 0;
   std::vector<Turn> history_;
   std::vector<int32_t> tokens_;  // what the KV cache holds, position by position
-  std::vector<float> logits_;    // logits after tokens_.back()
-  bool turn_open_ = false;       // the last model turn stopped at tool calls (kToolCall)
-  bool last_thinking_ = false;   // thinking mode of the prompt in the cache
+  std::vector<uint64_t> keys_;   // RenderedPrompt::keys of tokens_
+  // Soft tokens of every image encoded in this session, by digest ([rows, hidden]).
+  std::unordered_map<std::string, std::shared_ptr<const std::vector<float>>> media_cache_;
+  std::vector<float> logits_;   // logits after tokens_.back()
+  bool turn_open_ = false;      // the last model turn stopped at tool calls (kToolCall)
+  bool last_thinking_ = false;  // thinking mode of the prompt in the cache
   std::atomic<bool> cancel_{false};
 };
 

@@ -224,10 +224,24 @@ StatusOr<ModelConfig> ParseModelConfig(const json::Value& root, const std::strin
     return UnimplementedError(where + ": untied word embeddings are not supported");
   }
   if (const json::Value* bidi = text->Find("use_bidirectional_attention");
-      bidi != nullptr && bidi->is_string() && bidi->as_string() == "all") {
-    return UnimplementedError(where +
-                              ": use_bidirectional_attention 'all' (encoder use) is not "
-                              "supported");
+      bidi != nullptr && bidi->is_string()) {
+    if (bidi->as_string() == "all") {
+      return UnimplementedError(where +
+                                ": use_bidirectional_attention 'all' (encoder use) is not "
+                                "supported");
+    }
+    c.bidirectional_vision = bidi->as_string() == "vision";
+  }
+  if (text != &root) {
+    // Placeholder ids live at the top level of a gemma4 config.
+    Reader top(root, source);
+    GEMMA4_RETURN_IF_ERROR(top.Int("boi_token_id", &c.boi_token_id, false, 0));
+    GEMMA4_RETURN_IF_ERROR(top.Int("eoi_token_id", &c.eoi_token_id, false, 0));
+    GEMMA4_RETURN_IF_ERROR(top.Int("image_token_id", &c.image_token_id, false, 0));
+    GEMMA4_RETURN_IF_ERROR(top.Int("video_token_id", &c.video_token_id, false, 0));
+    GEMMA4_RETURN_IF_ERROR(top.Int("boa_token_id", &c.boa_token_id, false, 0));
+    GEMMA4_RETURN_IF_ERROR(top.Int("eoa_token_index", &c.eoa_token_id, false, 0));
+    GEMMA4_RETURN_IF_ERROR(top.Int("audio_token_id", &c.audio_token_id, false, 0));
   }
   if (const json::Value* eos = text->Find("eos_token_id"); eos != nullptr) {
     GEMMA4_RETURN_IF_ERROR(ReadTokenIds(*eos, where + ": eos_token_id", &c.eos_token_ids));
@@ -377,6 +391,93 @@ Status ApplyGenerationConfig(const json::Value& generation_config, const std::st
   if (const json::Value* v = generation_config.Find("do_sample"); v != nullptr && v->is_bool()) {
     config->do_sample = v->as_bool();
   }
+  return OkStatus();
+}
+
+bool IsSupportedSoftTokenBudget(int max_soft_tokens) {
+  return max_soft_tokens == 70 || max_soft_tokens == 140 || max_soft_tokens == 280 ||
+         max_soft_tokens == 560 || max_soft_tokens == 1120;
+}
+
+StatusOr<VisionConfig> ParseVisionConfig(const json::Value& vision_config,
+                                         const std::string& where) {
+  if (!vision_config.is_object()) return InvalidArgumentError(where + ": not a JSON object");
+  VisionConfig v;
+  Reader r(vision_config, where);
+  GEMMA4_RETURN_IF_ERROR(r.Int("hidden_size", &v.hidden_size, false, 1, 1 << 16));
+  GEMMA4_RETURN_IF_ERROR(r.Int("intermediate_size", &v.intermediate_size, false, 1, 1 << 18));
+  GEMMA4_RETURN_IF_ERROR(r.Int("num_hidden_layers", &v.num_layers, false, 1, kMaxLayers));
+  GEMMA4_RETURN_IF_ERROR(r.Int("num_attention_heads", &v.num_heads, false, 1, 1024));
+  GEMMA4_RETURN_IF_ERROR(r.Int("num_key_value_heads", &v.num_kv_heads, false, 1, 1024));
+  v.head_dim = v.hidden_size / v.num_heads;
+  GEMMA4_RETURN_IF_ERROR(r.Int("head_dim", &v.head_dim, false, 4, kMaxHeadDim));
+  GEMMA4_RETURN_IF_ERROR(r.Int("patch_size", &v.patch_size, false, 1, 1024));
+  GEMMA4_RETURN_IF_ERROR(r.Int("pooling_kernel_size", &v.pooling_kernel_size, false, 1, 64));
+  GEMMA4_RETURN_IF_ERROR(
+      r.Int("position_embedding_size", &v.position_embedding_size, false, 1, 1 << 20));
+  GEMMA4_RETURN_IF_ERROR(r.Float("rms_norm_eps", &v.rms_norm_eps, false));
+  GEMMA4_RETURN_IF_ERROR(r.Bool("use_clipped_linears", &v.use_clipped_linears));
+  GEMMA4_RETURN_IF_ERROR(r.Bool("standardize", &v.standardize));
+  if (const json::Value* rope = vision_config.Find("rope_parameters");
+      rope != nullptr && rope->is_object()) {
+    Reader rr(*rope, where + ": rope_parameters");
+    GEMMA4_RETURN_IF_ERROR(rr.Float("rope_theta", &v.rope_theta, false));
+    if (const json::Value* t = rope->Find("rope_type");
+        t != nullptr && t->is_string() && t->as_string() != "axial") {
+      return UnimplementedError(where + ": rope_type '" + t->as_string() +
+                                "' is not supported (the vision tower uses axial 2-D RoPE)");
+    }
+  }
+  if (const json::Value* act = vision_config.Find("hidden_activation");
+      act != nullptr && act->is_string() && act->as_string() != "gelu_pytorch_tanh") {
+    return UnimplementedError(where + ": hidden_activation '" + act->as_string() +
+                              "' is not supported (gelu_pytorch_tanh)");
+  }
+  if (v.num_heads % v.num_kv_heads != 0) {
+    return InvalidArgumentError(where + ": num_attention_heads " + std::to_string(v.num_heads) +
+                                " is not a multiple of num_key_value_heads " +
+                                std::to_string(v.num_kv_heads));
+  }
+  if (v.head_dim % 4 != 0) {
+    return InvalidArgumentError(where + ": head_dim " + std::to_string(v.head_dim) +
+                                " must be a multiple of 4 (two rotated halves for x and y)");
+  }
+  if (!(v.rms_norm_eps > 0) || !(v.rope_theta > 0) || !std::isfinite(v.rope_theta)) {
+    return InvalidArgumentError(where + ": rms_norm_eps and rope_theta must be positive");
+  }
+  return v;
+}
+
+Status ApplyImageProcessorConfig(const json::Value& processor_config, const std::string& source,
+                                 VisionConfig* config) {
+  if (!processor_config.is_object()) return InvalidArgumentError(source + ": not a JSON object");
+  const json::Value* p = &processor_config;
+  std::string where = source;
+  if (const json::Value* nested = processor_config.Find("image_processor");
+      nested != nullptr && nested->is_object()) {
+    p = nested;
+    where += ": image_processor";
+  }
+  Reader r(*p, where);
+  int max_soft_tokens = config->default_max_soft_tokens, patch = config->patch_size,
+      pooling = config->pooling_kernel_size;
+  GEMMA4_RETURN_IF_ERROR(r.Int("max_soft_tokens", &max_soft_tokens, false, 1));
+  GEMMA4_RETURN_IF_ERROR(r.Int("patch_size", &patch, false, 1));
+  GEMMA4_RETURN_IF_ERROR(r.Int("pooling_kernel_size", &pooling, false, 1));
+  if (!IsSupportedSoftTokenBudget(max_soft_tokens)) {
+    return InvalidArgumentError(where + ": max_soft_tokens " + std::to_string(max_soft_tokens) +
+                                " is not one of 70, 140, 280, 560, 1120");
+  }
+  if (patch != config->patch_size || pooling != config->pooling_kernel_size) {
+    return InvalidArgumentError(
+        where + ": patch_size " + std::to_string(patch) + " / pooling_kernel_size " +
+        std::to_string(pooling) + " differ from the vision tower's " +
+        std::to_string(config->patch_size) + " / " + std::to_string(config->pooling_kernel_size));
+  }
+  if (const json::Value* f = p->Find("do_normalize"); f != nullptr && f->as_bool()) {
+    return UnimplementedError(where + ": do_normalize true is not Gemma 4's preprocessing");
+  }
+  config->default_max_soft_tokens = max_soft_tokens;
   return OkStatus();
 }
 

@@ -61,6 +61,18 @@ struct ModelConfig {
   int top_k = 64;
   int64_t max_position_embeddings = 0;
   std::vector<LayerConfig> layers;
+  // Multimodal placeholder ids (Gemma4Config's top level; the released values by default):
+  // <|image>, <image|>, <|image|>, <|video|>, <|audio>, <audio|>, <|audio|>.
+  int boi_token_id = 255999;
+  int eoi_token_id = 258882;
+  int image_token_id = 258880;
+  int video_token_id = 258884;
+  int boa_token_id = 256000;
+  int eoa_token_id = 258883;
+  int audio_token_id = 258881;
+  // use_bidirectional_attention == "vision" (26B/31B): during prefill, the soft tokens of one
+  // image (or video frame) see each other on sliding layers; full layers stay causal.
+  bool bidirectional_vision = false;
 
   int first_kv_shared_layer() const { return num_layers - num_kv_shared_layers; }
 };
@@ -79,6 +91,36 @@ StatusOr<ModelConfig> ParseModelConfig(const json::Value& root, const std::strin
 // generate() does; a null value leaves the config's own.
 Status ApplyGenerationConfig(const json::Value& generation_config, const std::string& source,
                              ModelConfig* config);
+
+// Gemma4VisionConfig (config.json's vision_config) and the image processor settings.
+struct VisionConfig {
+  int hidden_size = 768;
+  int intermediate_size = 3072;
+  int num_layers = 16;
+  int num_heads = 12;
+  int num_kv_heads = 12;
+  int head_dim = 64;
+  int patch_size = 16;
+  int pooling_kernel_size = 3;
+  int position_embedding_size = 10240;
+  float rope_theta = 100.0f;
+  float rms_norm_eps = 1e-6f;
+  bool use_clipped_linears = false;
+  bool standardize = false;
+  // Image processor: soft tokens per image unless a request says otherwise (70, 140, 280, 560
+  // or 1120), from processor_config.json / preprocessor_config.json.
+  int default_max_soft_tokens = 280;
+};
+
+// Parses config.json's vision_config (an object). `where` names it in error messages.
+StatusOr<VisionConfig> ParseVisionConfig(const json::Value& vision_config,
+                                         const std::string& where);
+// Applies an image processor configuration: processor_config.json (transformers 5 nests it
+// under "image_processor") or a flat preprocessor_config.json.
+Status ApplyImageProcessorConfig(const json::Value& processor_config, const std::string& source,
+                                 VisionConfig* config);
+// The soft-token budgets Gemma 4's image processor accepts.
+bool IsSupportedSoftTokenBudget(int max_soft_tokens);
 
 // "E2B-like" name for known released dimensions, else "custom".
 std::string GuessVariant(const ModelConfig& c);

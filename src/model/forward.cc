@@ -108,8 +108,23 @@ Status InferenceState::RestoreState(int64_t position, std::string_view bytes, si
 
 Status InferenceState::Forward(const int32_t* ids, int64_t n, LogitsMode mode,
                                std::vector<float>* logits) {
+  ForwardInput input;
+  input.ids = ids;
+  input.n = n;
+  return Forward(input, mode, logits);
+}
+
+Status InferenceState::Forward(const ForwardInput& input, LogitsMode mode,
+                               std::vector<float>* logits) {
+  const int64_t n = input.n;
+  const int32_t* ids = input.ids;
   if (n <= 0) return InvalidArgumentError("Forward needs at least one token");
+  if (ids == nullptr) return InvalidArgumentError("Forward: no token ids");
+  if (input.embedded != nullptr && input.embeddings == nullptr) {
+    return InvalidArgumentError("Forward: embedded positions without embeddings");
+  }
   for (int64_t i = 0; i < n; ++i) {
+    if (input.embedded != nullptr && input.embedded[i] != 0) continue;
     if (ids[i] < 0 || ids[i] >= config_.vocab_size) {
       return InvalidArgumentError("token id " + std::to_string(ids[i]) + " at index " +
                                   std::to_string(i) + " is outside the vocabulary [0, " +
@@ -123,15 +138,34 @@ Status InferenceState::Forward(const int32_t* ids, int64_t n, LogitsMode mode,
                                   std::to_string(config_.ple_vocab_size) + ")");
     }
   }
+  const bool blocks = input.block != nullptr && config_.bidirectional_vision;
   GEMMA4_RETURN_IF_ERROR(cache_.Reserve(position_ + n));
   const ScopedDenormalsAreZero denormals_are_zero;  // the pool's workers run in the same mode
-  const int64_t V = config_.vocab_size;
+  const int64_t V = config_.vocab_size, H = config_.hidden_size;
   try {
     if (logits != nullptr) {
       logits->assign(mode == LogitsMode::kAll ? n * V : (mode == LogitsMode::kLast ? V : 0), 0.f);
     }
+    const float* embeddings = input.embeddings;
     for (int64_t done = 0; done < n;) {
-      const int64_t s = std::min(cache_.max_chunk(), n - done);
+      int64_t s = std::min(cache_.max_chunk(), n - done);
+      // A chunk never cuts a bidirectional block: it ends before the block instead, and a
+      // block longer than a chunk cannot be attended to as one.
+      if (blocks && done + s < n && input.block[done + s - 1] >= 0 &&
+          input.block[done + s - 1] == input.block[done + s]) {
+        int64_t start = done + s - 1;
+        while (start > done && input.block[start - 1] == input.block[done + s]) --start;
+        if (start == done) {
+          int64_t end = done + s;
+          while (end < n && input.block[end] == input.block[done]) ++end;
+          return InvalidArgumentError("a bidirectional image block of " +
+                                      std::to_string(end - done) +
+                                      " positions does not fit in one forward chunk of " +
+                                      std::to_string(cache_.max_chunk()) +
+                                      " (create the inference state with a larger max_chunk)");
+        }
+        s = start - done;
+      }
       const bool last_chunk = done + s == n;
       float* out = nullptr;
       if (logits != nullptr && mode == LogitsMode::kAll) {
@@ -139,7 +173,13 @@ Status InferenceState::Forward(const int32_t* ids, int64_t n, LogitsMode mode,
       } else if (logits != nullptr && mode == LogitsMode::kLast && last_chunk) {
         out = logits->data();
       }
-      GEMMA4_RETURN_IF_ERROR(ForwardChunk(ids + done, s, out, mode == LogitsMode::kAll));
+      GEMMA4_RETURN_IF_ERROR(
+          ForwardChunk(input, done, s, embeddings, out, mode == LogitsMode::kAll));
+      if (input.embedded != nullptr) {
+        for (int64_t t = done; t < done + s; ++t) {
+          if (input.embedded[t] != 0) embeddings += H;
+        }
+      }
       done += s;
     }
   } catch (const std::bad_alloc&) {
@@ -148,7 +188,10 @@ Status InferenceState::Forward(const int32_t* ids, int64_t n, LogitsMode mode,
   return OkStatus();
 }
 
-Status InferenceState::ForwardChunk(const int32_t* ids, int64_t s, float* logits, bool all_rows) {
+Status InferenceState::ForwardChunk(const ForwardInput& input, int64_t offset, int64_t s,
+                                    const float* embeddings, float* logits, bool all_rows) {
+  const int32_t* ids = input.ids + offset;
+  const uint8_t* embedded = input.embedded != nullptr ? input.embedded + offset : nullptr;
   const ModelWeights& w = model_.weights();
   const int64_t H = config_.hidden_size;
   const float eps = config_.rms_norm_eps;
@@ -159,14 +202,38 @@ Status InferenceState::ForwardChunk(const int32_t* ids, int64_t s, float* logits
 
   {
     PhaseTimer timer(profile_, ForwardProfile::kEmbed);
-    // Token embeddings scaled by f32(sqrt(H)).
+    // Token embeddings scaled by f32(sqrt(H)); encoder rows as given. Per-layer inputs take
+    // the pad id at encoder positions.
     const float embed_scale = model_.embed_scale();
+    ple_ids_.resize(s);
     for (int64_t t = 0; t < s; ++t) {
       float* row = x_.data() + t * H;
+      if (embedded != nullptr && embedded[t] != 0) {
+        std::copy_n(embeddings, H, row);
+        embeddings += H;
+        ple_ids_[t] = config_.pad_token_id;
+        continue;
+      }
       ops::ToF32(w.embed, int64_t{ids[t]} * H, H, row);
       for (int64_t j = 0; j < H; ++j) row[j] *= embed_scale;
+      ple_ids_[t] = ids[t];
     }
-    if (config_.ple_dim > 0) GEMMA4_RETURN_IF_ERROR(PerLayerInputs(ids, s));
+    if (config_.ple_dim > 0) GEMMA4_RETURN_IF_ERROR(PerLayerInputs(ple_ids_.data(), s));
+    // Sliding layers: a query sees keys up to its own position, or to the end of its
+    // bidirectional block (which lies inside this chunk).
+    sliding_key_end_.resize(s);
+    const int32_t* block =
+        input.block != nullptr && config_.bidirectional_vision ? input.block + offset : nullptr;
+    for (int64_t t = 0; t < s;) {
+      int64_t end = t + 1;
+      if (block != nullptr && block[t] >= 0) {
+        while (end < s && block[end] == block[t]) ++end;
+      }
+      for (int64_t u = t; u < end; ++u) {
+        sliding_key_end_[u] = position_ + (block != nullptr && block[t] >= 0 ? end - 1 : u);
+      }
+      t = end;
+    }
   }
 
   for (int i = 0; i < config_.num_layers; ++i) {
@@ -399,12 +466,13 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
       const int nq = static_cast<int>(std::min(heads_per_item, (g + 1) * n_rep - h0));
       const int64_t qpos = base + t;
       const int64_t lo = lc.sliding ? std::max<int64_t>(0, qpos - window + 1) : 0;
-      const int64_t nk = qpos - lo + 1;
+      const int64_t hi = lc.sliding ? sliding_key_end_[t] : qpos;  // last key seen
+      const int64_t nk = hi - lo + 1;
       // Calls fn(first position, count) over runs of consecutive cache rows (a sliding layer's
-      // ring wraps at most once within [lo, qpos]).
+      // ring wraps at most once within [lo, hi]).
       auto for_each_run = [&](auto fn) {
-        for (int64_t k = lo; k <= qpos;) {
-          const int64_t run = std::min(qpos + 1 - k, cache_.ContiguousRun(src, k));
+        for (int64_t k = lo; k <= hi;) {
+          const int64_t run = std::min(hi + 1 - k, cache_.ContiguousRun(src, k));
           fn(k, run);
           k += run;
         }

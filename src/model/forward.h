@@ -43,6 +43,23 @@ struct ForwardProfile {
   static const char* Name(int phase);
 };
 
+// One forward call's input: a token id per position, where some positions take an encoder's
+// output row (an image, audio or video soft token) instead of the token's embedding.
+struct ForwardInput {
+  const int32_t* ids = nullptr;  // [n]; at embedded positions the placeholder id (unused)
+  int64_t n = 0;
+  // embedded[i] != 0: position i's input is the next row of `embeddings` ([rows, hidden],
+  // rows in position order), not scaled by sqrt(hidden), and its per-layer input uses the pad
+  // id, as transformers does. Null: every position is a token.
+  const uint8_t* embedded = nullptr;
+  const float* embeddings = nullptr;
+  // Bidirectional block of each position, or -1 (null: none). On models with
+  // bidirectional_vision, consecutive positions with the same id >= 0 (the soft tokens of one
+  // image or video frame) also see each other's later keys on sliding layers; full layers
+  // stay causal. A block must lie inside one Forward call and fit in max_chunk positions.
+  const int32_t* block = nullptr;
+};
+
 class InferenceState {
  public:
   // pool may be null (single-threaded). max_chunk bounds the tokens processed in one internal
@@ -54,6 +71,8 @@ class InferenceState {
   // Appends `n` tokens at positions [position(), position() + n) and runs them through the
   // model. logits receives [n, vocab] (kAll), [vocab] (kLast) or nothing (kNone).
   Status Forward(const int32_t* ids, int64_t n, LogitsMode mode, std::vector<float>* logits);
+  // The same with embedded positions and bidirectional blocks (see ForwardInput).
+  Status Forward(const ForwardInput& input, LogitsMode mode, std::vector<float>* logits);
 
   int64_t position() const { return position_; }
 
@@ -75,7 +94,9 @@ class InferenceState {
 
  private:
   // logits: null, or [s, vocab] (all_rows) or [vocab] for the chunk's last token.
-  Status ForwardChunk(const int32_t* ids, int64_t s, float* logits, bool all_rows);
+  // Positions [offset, offset + s) of `input`; embeddings points at the chunk's first row.
+  Status ForwardChunk(const ForwardInput& input, int64_t offset, int64_t s, const float* embeddings,
+                      float* logits, bool all_rows);
   void Attention(int layer, int64_t s, const float* normed, float* out);
   void DenseMlp(const LayerWeights& lw, int width, int64_t s, const float* in, float* out);
   void Moe(const LayerWeights& lw, int64_t s, const float* residual, float* out);
@@ -94,6 +115,10 @@ class InferenceState {
   std::vector<float> ple_inputs_;           // [S, L, P]
   std::vector<float> rope_cos_, rope_sin_;  // [S, rotated pairs] of the current layer
   std::vector<uint8_t> row_bytes_;          // one PLE table row as stored
+  std::vector<int32_t> ple_ids_;            // [S] the chunk's ids, pad at embedded positions
+  // [S] last key position each query of the chunk sees on sliding layers: its own position,
+  // or the end of its bidirectional block.
+  std::vector<int64_t> sliding_key_end_;
   ForwardProfile* profile_ = nullptr;
 };
 

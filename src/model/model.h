@@ -78,6 +78,9 @@ class LoadedModel {
   // checkpoints, "" in GGUF files (names are mapped, see gguf_model.h).
   const std::string& text_prefix() const { return prefix_; }
   bool is_gguf() const { return gguf_ != nullptr; }
+  // The Hugging Face checkpoint the model came from (its encoders load from it too); null for
+  // a GGUF file.
+  const Checkpoint* checkpoint() const { return checkpoint_.get(); }
   // Parameters and bytes of the text weights the forward pass uses.
   int64_t num_parameters() const { return num_parameters_; }
   uint64_t weight_bytes() const { return weight_bytes_; }

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "gemma4/model.h"
 #include "gemma4/session.h"
@@ -14,7 +15,8 @@ namespace gemma4::cli {
 namespace {
 
 constexpr char kChatHelp[] =
-    "commands: /think on|off  /reset  /quit   (an empty line is ignored)\n";
+    "commands: /think on|off  /image PATH (attached to the next message)  /reset  /quit\n"
+    "(an empty line is ignored)\n";
 
 Status ParseNumber(const std::string& flag, const std::string& s, double lo, double hi,
                    double* out) {
@@ -32,6 +34,8 @@ Status ParseNumber(const std::string& flag, const std::string& s, double lo, dou
 
 Status RunChat(int argc, char** argv) {
   std::string model_path, system, tokenizer_path;
+  std::vector<std::string> pending_images;  // attached to the next message
+  double image_budget = 0;
   KvCacheType kv_cache_type = KvCacheType::kAuto;
   bool think = false;
   double threads = 0, max_tokens = 1024, temperature = -1, seed = 0;
@@ -49,6 +53,12 @@ Status RunChat(int argc, char** argv) {
       GEMMA4_RETURN_IF_ERROR(value(&system));
     } else if (a == "--tokenizer") {
       GEMMA4_RETURN_IF_ERROR(value(&tokenizer_path));
+    } else if (a == "--image") {
+      GEMMA4_RETURN_IF_ERROR(value(&v));
+      pending_images.push_back(v);
+    } else if (a == "--image-budget") {
+      GEMMA4_RETURN_IF_ERROR(value(&v));
+      GEMMA4_RETURN_IF_ERROR(ParseNumber(a, v, 70, 1120, &image_budget));
     } else if (a == "--think") {
       think = true;
     } else if (a == "--threads" || a == "-t") {
@@ -84,6 +94,10 @@ Status RunChat(int argc, char** argv) {
   model_options.tokenizer_path = tokenizer_path;
   model_options.kv_cache_type = kv_cache_type;
   GEMMA4_ASSIGN_OR_RETURN(auto model, Model::Load(model_path, model_options));
+  if (!pending_images.empty() && !model->info().vision) {
+    return FailedPreconditionError("--image: model " + model_path +
+                                   " has no vision tower (a text-only checkpoint or GGUF)");
+  }
   SessionOptions session_options;
   session_options.system_prompt = system;
   session_options.context_policy = ContextPolicy::kDropOldTurns;
@@ -102,6 +116,11 @@ Status RunChat(int argc, char** argv) {
     if (line == "/think on" || line == "/think off") {
       think = line == "/think on";
       std::printf("thinking %s\n", think ? "on" : "off");
+      continue;
+    }
+    if (line.rfind("/image ", 0) == 0) {
+      pending_images.push_back(line.substr(7));
+      std::printf("image %s attached to the next message\n", pending_images.back().c_str());
       continue;
     }
     if (line == "/reset") {
@@ -131,7 +150,20 @@ Status RunChat(int argc, char** argv) {
       std::fflush(stdout);
       return true;
     };
-    auto reply = session->Send(line, options);
+    StatusOr<Reply> reply = InvalidArgumentError("no message");
+    if (pending_images.empty()) {
+      reply = session->Send(line, options);
+    } else {
+      // The images first, then the text, as one user turn.
+      std::vector<ContentPart> content;
+      for (const std::string& path : pending_images) {
+        content.push_back(
+            ContentPart::FromImage(Image::FromFile(path, static_cast<int>(image_budget))));
+      }
+      content.push_back(ContentPart::Text(line));
+      pending_images.clear();
+      reply = session->Send(content, options);
+    }
     if (in_thought && tty) std::fputs("\x1b[0m", stdout);
     std::fputc('\n', stdout);
     if (!reply.ok()) {

@@ -1,6 +1,9 @@
 // gemma4: command-line front end. Subcommands (stable contracts, scripted by other tools):
 //   gemma4 logits   --model PATH --ids 2,17,33 --out FILE [--chunk N] [--threads N] [--kv-type T]
+//                   [--image FILE ...] [--image-budget N]
 //   gemma4 generate --model PATH --ids 2,17,33 -n 32 --greedy [--threads N] [--kv-type T]
+//                   [--image FILE ...] [--image-budget N]
+//   gemma4 encode   --model PATH --image FILE --out FILE [--image-budget N] [--threads N]
 //   gemma4 info     --model PATH
 //   gemma4 tokenize --tokenizer PATH --text-file F
 #include <algorithm>
@@ -18,10 +21,14 @@
 #include "gemma4/status.h"
 #include "gemma4/tokenizer.h"
 #include "io/mapped_file.h"
+#include "media/image.h"
 #include "model/forward.h"
 #include "model/model.h"
+#include "prompt/media_batch.h"
 #include "runtime/thread_pool.h"
 #include "tools/cli/commands.h"
+#include "vision/image_preprocess.h"
+#include "vision/vision_encoder.h"
 
 namespace gemma4 {
 namespace {
@@ -30,12 +37,17 @@ constexpr char kUsage[] =
     "usage:\n"
     "  gemma4 logits   --model PATH --ids 2,17,33 --out FILE [--chunk N] [--threads N]\n"
     "                  [--kv-type f32|f16|auto]\n"
+    "                  [--image FILE ...] [--image-budget 70|140|280|560|1120]\n"
     "      writes the logits of every position as little-endian float32 [n_ids, vocab]\n"
-    "      (KV cache f32 unless --kv-type says otherwise)\n"
+    "      (KV cache f32 unless --kv-type says otherwise); the ids hold each image's\n"
+    "      placeholder run as the processor writes it, filled by the --image files in order\n"
     "  gemma4 generate --model PATH --ids 2,17,33 -n 32 --greedy [--threads N]\n"
-    "                  [--kv-type auto|f32|f16]\n"
+    "                  [--kv-type auto|f32|f16] [--image FILE ...] [--image-budget N]\n"
     "      prints the generated ids, comma-separated (stops after an end-of-sequence id);\n"
     "      KV cache auto: f16 for quantized weights, f32 for float weights\n"
+    "  gemma4 encode   --model PATH --image FILE --out FILE [--image-budget N] [--threads N]\n"
+    "      writes the image's soft tokens after the projector as little-endian float32\n"
+    "      [n, hidden] and prints n\n"
     "  gemma4 bench    -m PATH [-t N,..] [-p N,..] [-n N,..] [-d N,..] [-r N] [-ub N]\n"
     "                  [-ctk f16|f32] [-ctv f16|f32] [-o md|json|jsonl|csv] [--profile]\n"
     "      prompt processing (pp) and generation (tg) tokens/s, as llama-bench reports them;\n"
@@ -45,8 +57,8 @@ constexpr char kUsage[] =
     "  gemma4 synth    --variant e2b|e4b|26b-a4b|31b --type TYPE OUT.gguf [--seed N]\n"
     "      writes a random-weight GGUF with the released dimensions (benchmarks)\n"
     "  gemma4 chat     --model PATH [--think] [--system TEXT] [--tokenizer PATH] [-t N]\n"
-    "                  [--kv-type auto|f32|f16]\n"
-    "      interactive chat (streaming; /think on|off, /reset, /quit)\n"
+    "                  [--kv-type auto|f32|f16] [--image FILE ...] [--image-budget N]\n"
+    "      interactive chat (streaming; /think on|off, /image PATH, /reset, /quit)\n"
     "  gemma4 tokenize --tokenizer PATH (--text-file F | --text STR) [--no-special-tokens]\n"
     "      prints the ids of the text, comma-separated (PATH: tokenizer.json, tokenizer.model,\n"
     "      a GGUF, or a checkpoint directory)\n"
@@ -57,7 +69,8 @@ constexpr char kUsage[] =
     "PATH is a checkpoint directory (config.json + safetensors) or a model file.\n";
 
 struct Args {
-  std::map<std::string, std::string> values;
+  std::map<std::string, std::string> values;                   // the last value of each option
+  std::map<std::string, std::vector<std::string>> all_values;  // every value, in order
   std::vector<std::string> flags;
   bool Has(const std::string& k) const { return values.count(k) > 0; }
   bool Flag(const std::string& k) const {
@@ -77,6 +90,7 @@ Status ParseArgs(int argc, char** argv, int first, const std::vector<std::string
       if (a == k) {
         if (i + 1 >= argc) return InvalidArgumentError("option " + a + " needs a value");
         out->values[k] = argv[++i];
+        out->all_values[k].push_back(argv[i]);
         matched = true;
         break;
       }
@@ -151,11 +165,84 @@ Status CommonOptions(const Args& args, std::unique_ptr<LoadedModel>* model, int6
   return OkStatus();
 }
 
+// --image FILE (repeatable) and --image-budget N: every image decoded, preprocessed and
+// encoded, in order.
+Status EncodeImages(const Args& args, const LoadedModel& model, ThreadPool* pool,
+                    std::vector<EncodedMedia>* media) {
+  if (args.Has("--mmproj")) {
+    return UnimplementedError(
+        "--mmproj: llama.cpp mmproj files are not supported yet; give a "
+        "Hugging Face checkpoint whose safetensors hold the vision tower");
+  }
+  auto it = args.all_values.find("--image");
+  if (it == args.all_values.end()) {
+    if (args.Has("--image-budget")) return InvalidArgumentError("--image-budget without --image");
+    return OkStatus();
+  }
+  GEMMA4_ASSIGN_OR_RETURN(auto encoder, vision::VisionEncoder::Load(model));
+  int64_t budget = encoder->config().default_max_soft_tokens;
+  if (args.Has("--image-budget")) {
+    GEMMA4_RETURN_IF_ERROR(
+        ParseInt("--image-budget", args.values.at("--image-budget"), 1, 1120, &budget));
+  }
+  for (const std::string& path : it->second) {
+    GEMMA4_ASSIGN_OR_RETURN(media::RgbImage image, media::LoadImageFile(path));
+    auto patches = vision::PreprocessImage(image, static_cast<int>(budget), encoder->config());
+    if (!patches.ok())
+      return Status(patches.status().code(), path + ": " + patches.status().message());
+    EncodedMedia m;
+    m.kind = MediaKind::kImage;
+    GEMMA4_RETURN_IF_ERROR(encoder->Encode(*patches, pool, &m.embeddings));
+    m.rows = static_cast<int64_t>(m.embeddings.size()) / model.config().hidden_size;
+    media->push_back(std::move(m));
+  }
+  return OkStatus();
+}
+
+// The chunk a state needs so that every bidirectional image block fits in one.
+int64_t ChunkFor(const LoadedModel& model, const MediaBatch& batch) {
+  return model.config().bidirectional_vision
+             ? std::max<int64_t>(kDefaultMaxChunk, batch.longest_block())
+             : kDefaultMaxChunk;
+}
+
+Status RunEncode(int argc, char** argv) {
+  Args args;
+  GEMMA4_RETURN_IF_ERROR(ParseArgs(
+      argc, argv, 2, {"--model", "--image", "--out", "--image-budget", "--threads", "--mmproj"}, {},
+      &args));
+  if (!args.Has("--image")) return InvalidArgumentError("--image FILE is required");
+  if (args.all_values["--image"].size() != 1) {
+    return InvalidArgumentError("encode takes one --image");
+  }
+  if (!args.Has("--out")) return InvalidArgumentError("--out FILE is required");
+  std::unique_ptr<LoadedModel> model;
+  int64_t threads;
+  GEMMA4_RETURN_IF_ERROR(CommonOptions(args, &model, &threads));
+  ThreadPool pool(static_cast<int>(threads));
+  std::vector<EncodedMedia> media;
+  GEMMA4_RETURN_IF_ERROR(EncodeImages(args, *model, &pool, &media));
+  const std::string& out = args.values.at("--out");
+  std::ofstream f(out, std::ios::binary);
+  if (!f) return InvalidArgumentError(out + ": cannot create the output file");
+  static_assert(std::endian::native == std::endian::little);
+  f.write(reinterpret_cast<const char*>(media[0].embeddings.data()),
+          static_cast<std::streamsize>(media[0].embeddings.size() * sizeof(float)));
+  f.close();
+  if (!f) {
+    std::remove(out.c_str());
+    return InvalidArgumentError(out + ": cannot write the output file");
+  }
+  std::printf("%lld\n", static_cast<long long>(media[0].rows));
+  return OkStatus();
+}
+
 Status RunLogits(int argc, char** argv) {
   Args args;
-  GEMMA4_RETURN_IF_ERROR(
-      ParseArgs(argc, argv, 2, {"--model", "--ids", "--out", "--chunk", "--threads", "--kv-type"},
-                {}, &args));
+  GEMMA4_RETURN_IF_ERROR(ParseArgs(argc, argv, 2,
+                                   {"--model", "--ids", "--out", "--chunk", "--threads",
+                                    "--kv-type", "--image", "--image-budget", "--mmproj"},
+                                   {}, &args));
   if (!args.Has("--ids")) return InvalidArgumentError("--ids is required");
   if (!args.Has("--out")) return InvalidArgumentError("--out FILE is required");
   std::vector<int32_t> ids;
@@ -170,7 +257,10 @@ Status RunLogits(int argc, char** argv) {
   int64_t threads;
   GEMMA4_RETURN_IF_ERROR(CommonOptions(args, &model, &threads));
   ThreadPool pool(static_cast<int>(threads));
-  InferenceState state(*model, &pool, kDefaultMaxChunk, kv_type);
+  std::vector<EncodedMedia> media;
+  GEMMA4_RETURN_IF_ERROR(EncodeImages(args, *model, &pool, &media));
+  GEMMA4_ASSIGN_OR_RETURN(MediaBatch batch, MediaBatch::Build(model->config(), ids, media));
+  InferenceState state(*model, &pool, ChunkFor(*model, batch), kv_type);
   // Logits are written as they are produced, at most 256 positions at a time (a long prompt
   // over a 262144-token vocabulary would otherwise need n * 1 MiB at once). The forward pass
   // gives the same logits for any split (tests/golden_test.cc).
@@ -183,9 +273,10 @@ Status RunLogits(int argc, char** argv) {
   static_assert(std::endian::native == std::endian::little);
   std::vector<float> part;
   Status status;
-  for (int64_t done = 0; done < n && status.ok(); done += step) {
-    const int64_t len = std::min(step, n - done);
-    status = state.Forward(ids.data() + done, len, LogitsMode::kAll, &part);
+  for (int64_t done = 0, len = 0; done < n && status.ok(); done += len) {
+    // Calls split anywhere but inside a bidirectional image block.
+    len = batch.SplitPoint(done, std::min(n, done + step)) - done;
+    status = state.Forward(batch.input(done, done + len), LogitsMode::kAll, &part);
     if (status.ok()) {
       f.write(reinterpret_cast<const char*>(part.data()),
               static_cast<std::streamsize>(part.size() * sizeof(float)));
@@ -200,7 +291,9 @@ Status RunLogits(int argc, char** argv) {
 Status RunGenerate(int argc, char** argv) {
   Args args;
   GEMMA4_RETURN_IF_ERROR(ParseArgs(
-      argc, argv, 2, {"--model", "--ids", "-n", "--threads", "--kv-type"}, {"--greedy"}, &args));
+      argc, argv, 2,
+      {"--model", "--ids", "-n", "--threads", "--kv-type", "--image", "--image-budget", "--mmproj"},
+      {"--greedy"}, &args));
   if (!args.Has("--ids")) return InvalidArgumentError("--ids is required");
   if (!args.Flag("--greedy")) {
     return InvalidArgumentError("generate needs --greedy (sampled decoding is not available yet)");
@@ -216,13 +309,19 @@ Status RunGenerate(int argc, char** argv) {
   int64_t threads;
   GEMMA4_RETURN_IF_ERROR(CommonOptions(args, &model, &threads));
   ThreadPool pool(static_cast<int>(threads));
-  InferenceState state(*model, &pool, kDefaultMaxChunk, kv_type);
+  std::vector<EncodedMedia> media;
+  GEMMA4_RETURN_IF_ERROR(EncodeImages(args, *model, &pool, &media));
+  GEMMA4_ASSIGN_OR_RETURN(MediaBatch batch, MediaBatch::Build(model->config(), ids, media));
+  InferenceState state(*model, &pool, ChunkFor(*model, batch), kv_type);
   std::vector<float> logits;
   std::vector<int32_t> generated;
-  std::vector<int32_t> next = ids;
+  std::vector<int32_t> next;
   for (int64_t step = 0; step < max_new; ++step) {
-    GEMMA4_RETURN_IF_ERROR(
-        state.Forward(next.data(), static_cast<int64_t>(next.size()), LogitsMode::kLast, &logits));
+    if (step == 0) {
+      GEMMA4_RETURN_IF_ERROR(state.Forward(batch.input(), LogitsMode::kLast, &logits));
+    } else {
+      GEMMA4_RETURN_IF_ERROR(state.Forward(next.data(), 1, LogitsMode::kLast, &logits));
+    }
     int32_t best = 0;
     for (int32_t v = 1; v < static_cast<int32_t>(logits.size()); ++v) {
       if (logits[v] > logits[best]) best = v;
@@ -352,6 +451,8 @@ int Main(int argc, char** argv) {
     status = RunTokenize(argc, argv);
   } else if (cmd == "detokenize") {
     status = RunDetokenize(argc, argv);
+  } else if (cmd == "encode") {
+    status = RunEncode(argc, argv);
   } else if (cmd == "generate") {
     status = RunGenerate(argc, argv);
   } else if (cmd == "info") {
