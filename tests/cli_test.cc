@@ -347,6 +347,78 @@ TEST_F(CliTest, KvCacheTypeOption) {
   ExpectFailure({"bench", "-m", model, "-ctk", "f32", "-ctv", "f16"}, "differ");
 }
 
+// The image contract: `encode` writes the soft tokens and prints their count; `logits` and
+// `generate` fill the placeholder runs of --ids with the --image files in order.
+TEST_F(CliTest, ImagesThroughEncodeLogitsAndGenerate) {
+  const std::string vision = std::string(GEMMA4_FIXTURES_DIR) + "/vision";
+  const std::string model = vision + "/tiny-26b-vision";
+  const std::string image = vision + "/images/up_200x150.png";
+  const std::string out = Path("soft.f32");
+  Result r = Run({"encode", "--model", model, "--image", image, "--out", out, "--image-budget",
+                  "70", "--threads", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "63\n");
+  const std::vector<float> soft = ReadFloats(out);
+  const std::vector<float> want = ReadFloats(model + "/soft_up_200x150.f32");
+  ASSERT_EQ(soft.size(), want.size());
+  float err = 0;
+  for (size_t i = 0; i < soft.size(); ++i) err = std::max(err, std::fabs(soft[i] - want[i]));
+  EXPECT_LE(err, 1e-3f);
+  // Default budget 280: the same picture scaled up to 266 soft tokens.
+  r = Run({"encode", "--model", model, "--image", image, "--out", out});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "266\n");
+  // A prompt from the reference: two images, bidirectional blocks (26B layout).
+  auto text = ReadFileToString(vision + "/reference.json");
+  ASSERT_TRUE(text.ok());
+  auto root = json::Parse(*text, "reference.json");
+  ASSERT_TRUE(root.ok());
+  const json::Value& prompt =
+      root->Find("models")->Find("tiny-26b-vision")->Find("prompts")->as_array()[0];
+  std::vector<int32_t> ids;
+  for (const json::Value& v : prompt.Find("ids")->as_array()) {
+    int64_t x = 0;
+    v.GetInt64(&x);
+    ids.push_back(static_cast<int32_t>(x));
+  }
+  std::vector<std::string> images;
+  for (const json::Value& v : prompt.Find("images")->as_array()) {
+    images.push_back("--image");
+    images.push_back(vision + "/images/" + v.as_string() + ".png");
+  }
+  const std::string logits = Path("logits.f32");
+  std::vector<std::string> args = {"logits", "--model",        model, "--ids",   Join(ids), "--out",
+                                   logits,   "--image-budget", "70",  "--chunk", "7"};
+  args.insert(args.end(), images.begin(), images.end());
+  r = Run(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ReadFloats(logits).size(), ids.size() * 512);
+  args = {"generate", "--model", model,      "--ids",          Join(ids),
+          "-n",       "4",       "--greedy", "--image-budget", "70"};
+  args.insert(args.end(), images.begin(), images.end());
+  r = Run(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<int32_t> greedy;
+  for (const json::Value& v : prompt.Find("greedy")->as_array()) {
+    int64_t x = 0;
+    v.GetInt64(&x);
+    if (greedy.size() < 4) greedy.push_back(static_cast<int32_t>(x));
+  }
+  EXPECT_EQ(r.out, Join(greedy) + "\n");
+  // Errors: counts that differ (both named), a missing file, a text-only model, a bad budget.
+  args = {"logits", "--model", model, "--ids", Join(ids), "--out", logits, "--image", image};
+  ExpectFailure(args, "give 266 soft tokens");
+  ExpectFailure({"logits", "--model", model, "--ids", "2,500,502,501", "--out", logits, "--image",
+                 Path("missing.png")},
+                "missing.png");
+  ExpectFailure({"encode", "--model", ModelDir("tiny-e2b") + "/gemma4_text", "--image", image,
+                 "--out", logits},
+                "vision_config");
+  ExpectFailure(
+      {"encode", "--model", model, "--image", image, "--out", logits, "--image-budget", "100"},
+      "100");
+}
+
 TEST_F(CliTest, ErrorsExitOneWithMessage) {
   const std::string model = ModelDir("tiny-31b") + "/gemma4_text";
   const std::string out = Path("logits.f32");
