@@ -47,7 +47,8 @@ class _ModelInfo(Structure):
                 ("num_layers", c_int32), ("hidden_size", c_int32), ("sliding_window", c_int32),
                 ("max_context", c_int64), ("num_parameters", c_int64),
                 ("weight_bytes", c_uint64), ("threads", c_int32),
-                ("large_chat_template", c_int32), ("kv_cache_type", c_char_p)]
+                ("large_chat_template", c_int32), ("kv_cache_type", c_char_p),
+                ("vision", c_int32), ("default_image_tokens", c_int32)]
 
 
 class _SessionOptions(Structure):
@@ -113,6 +114,17 @@ _generate_options_init = _fn("gemma4_generate_options_init_sized", None,
 _session_send = _fn("gemma4_session_send", c_int, c_void_p, c_char_p, POINTER(_GenerateOptions),
                     POINTER(c_void_p))
 _session_cancel = _fn("gemma4_session_cancel", None, c_void_p)
+_content_create = _fn("gemma4_content_create", c_int, POINTER(c_void_p))
+_content_free = _fn("gemma4_content_free", None, c_void_p)
+_content_add_text = _fn("gemma4_content_add_text", c_int, c_void_p, c_char_p, c_size_t)
+_content_add_image_file = _fn("gemma4_content_add_image_file", c_int, c_void_p, c_char_p,
+                              c_int32)
+_content_add_image_bytes = _fn("gemma4_content_add_image_bytes", c_int, c_void_p, c_char_p,
+                               c_size_t, c_int32)
+_content_add_image_rgb = _fn("gemma4_content_add_image_rgb", c_int, c_void_p, c_char_p, c_int32,
+                             c_int32, c_size_t, c_int32)
+_session_send_content = _fn("gemma4_session_send_content", c_int, c_void_p, c_void_p,
+                            POINTER(_GenerateOptions), POINTER(c_void_p))
 _session_fork = _fn("gemma4_session_fork", c_int, c_void_p, POINTER(c_void_p))
 _session_rewind = _fn("gemma4_session_rewind", c_int, c_void_p, c_size_t)
 _session_save = _fn("gemma4_session_save", c_int, c_void_p, POINTER(c_void_p), POINTER(c_size_t))
@@ -212,7 +224,8 @@ class Model:
                 "sliding_window": i.sliding_window, "max_context": i.max_context,
                 "num_parameters": i.num_parameters, "weight_bytes": i.weight_bytes,
                 "threads": i.threads, "large_chat_template": bool(i.large_chat_template),
-                "kv_cache_type": i.kv_cache_type.decode()}
+                "kv_cache_type": i.kv_cache_type.decode(), "vision": bool(i.vision),
+                "default_image_tokens": i.default_image_tokens}
 
     def tokenize(self, text, add_special_tokens=False):
         data = text.encode("utf-8")
@@ -249,6 +262,35 @@ class Model:
         out = (c_float * (vocab * len(ids)))()
         _check(_model_logits(self._handle, arr, len(ids), out, len(out)))
         return [list(out[r * vocab:(r + 1) * vocab]) for r in range(len(ids))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Media
+
+
+class Image:
+    """An image for a user turn: a file path (PNG, JPEG or WebP), the bytes of such a file, or
+    RGB8 pixels (bytes of height * width * 3). max_soft_tokens: 70, 140, 280, 560 or 1120, or 0
+    for the model's default."""
+
+    def __init__(self, path=None, data=None, rgb=None, width=0, height=0, max_soft_tokens=0):
+        if sum(x is not None for x in (path, data, rgb)) != 1:
+            raise ValueError("Image needs exactly one of path, data or rgb")
+        if rgb is not None and len(rgb) != width * height * 3:
+            raise ValueError("rgb must hold width * height * 3 bytes")
+        self.path, self.data, self.rgb = path, data, rgb
+        self.width, self.height, self.max_soft_tokens = width, height, max_soft_tokens
+
+    def _add_to(self, content):
+        if self.path is not None:
+            _check(_content_add_image_file(content, os.fsencode(self.path), self.max_soft_tokens))
+        elif self.data is not None:
+            data = bytes(self.data)
+            _check(_content_add_image_bytes(content, data, len(data), self.max_soft_tokens))
+        else:
+            rgb = bytes(self.rgb)
+            _check(_content_add_image_rgb(content, rgb, self.width, self.height, self.width * 3,
+                                          self.max_soft_tokens))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,8 +460,10 @@ class Session:
              top_k=None, top_p=None, min_p=None, seed=None, json_schema=None, execute_tools=True,
              require_tool_call=False, max_tool_steps=8, stop_on_repetition=True,
              logit_bias=None, max_calls_per_round=8, on_text=None):
-        """Adds a user turn and returns the model's Reply. on_text(kind, text) streams pieces
-        ("thought" or "text"); returning False from it cancels (raises Error CANCELLED)."""
+        """Adds a user turn and returns the model's Reply. `text` is a string, or a list of
+        strings and Image objects in order (a turn with images). on_text(kind, text) streams
+        pieces ("thought" or "text"); returning False from it cancels (raises Error
+        CANCELLED)."""
         callback = None
         if on_text is not None:
             def callback(kind, data, length, _user):
@@ -433,8 +477,26 @@ class Session:
                                  require_tool_call, max_tool_steps, stop_on_repetition,
                                  logit_bias, max_calls_per_round)
         reply = c_void_p()
-        status = _session_send(self._handle, text.encode("utf-8"), ctypes.byref(go),
-                               ctypes.byref(reply))
+        if isinstance(text, str):
+            status = _session_send(self._handle, text.encode("utf-8"), ctypes.byref(go),
+                                   ctypes.byref(reply))
+        else:
+            content = c_void_p()
+            _check(_content_create(ctypes.byref(content)))
+            try:
+                for part in text:
+                    if isinstance(part, Image):
+                        part._add_to(content)
+                    elif isinstance(part, str):
+                        data = part.encode("utf-8")
+                        _check(_content_add_text(content, data, len(data)))
+                    else:
+                        raise TypeError("content parts are str or gemma4.Image, not %s"
+                                        % type(part).__name__)
+                status = _session_send_content(self._handle, content, ctypes.byref(go),
+                                               ctypes.byref(reply))
+            finally:
+                _content_free(content)
         del keep
         _check(status)
         try:

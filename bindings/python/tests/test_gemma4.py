@@ -132,3 +132,43 @@ def test_errors_carry_the_message():
     assert "/nonexistent/model" in str(e.value)
     with pytest.raises(gemma4.Error):
         gemma4.Tools().register("bad name", lambda: 0)
+
+
+VISION = os.path.join(ROOT, "tests/fixtures/vision")
+
+
+def test_images_in_a_turn():
+    vmodel = gemma4.Model(os.path.join(VISION, "tiny-e2b-vision"), threads=2,
+                          tokenizer_path=os.path.join(VISION, "tokenizer"))
+    assert vmodel.info["vision"] and vmodel.info["default_image_tokens"] == 280
+    chat = gemma4.Session(vmodel)
+    picture = os.path.join(VISION, "images", "up_200x150.png")
+    with open(picture, "rb") as f:
+        data = f.read()
+    reply = chat.send(["What is this?", gemma4.Image(path=picture, max_soft_tokens=70)],
+                      max_tokens=2, temperature=0)
+    # 63 soft tokens and the <|image> / <image|> pair are in the prompt.
+    assert reply.prompt_tokens > 65
+    # The same picture as bytes: same content, so the first turn's cache is reused.
+    again = chat.send(["And this?", gemma4.Image(data=data, max_soft_tokens=70)], max_tokens=2,
+                      temperature=0)
+    assert again.reused_tokens >= reply.prompt_tokens - 12
+    gray = gemma4.Image(rgb=bytes([90] * (6 * 4 * 3)), width=6, height=4, max_soft_tokens=70)
+    assert chat.send([gray, "Gray?"], max_tokens=1, temperature=0).prompt_tokens > 3
+    with pytest.raises(gemma4.Error) as e:
+        chat.send([gemma4.Image(data=b"not an image")], max_tokens=1)
+    assert e.value.code in ("INVALID_ARGUMENT", "DATA_LOSS", "UNIMPLEMENTED")
+    with pytest.raises(ValueError):
+        gemma4.Image(rgb=b"123", width=2, height=2)
+    with pytest.raises(TypeError):
+        chat.send([42])
+
+
+def test_text_only_model_refuses_images():
+    text_only = gemma4.Model(os.path.join(ROOT, "tests/fixtures/models/tiny-e2b/gemma4_text"),
+                             tokenizer_path=TOKENIZER)
+    assert not text_only.info["vision"]
+    with pytest.raises(gemma4.Error) as e:
+        gemma4.Session(text_only).send([gemma4.Image(path=os.path.join(
+            VISION, "images", "up_200x150.png"))], max_tokens=1)
+    assert e.value.code == "FAILED_PRECONDITION"
