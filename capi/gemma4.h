@@ -86,6 +86,9 @@ typedef struct gemma4_model_options {
   int (*progress)(float fraction, void* user_data);
   void* user_data;
   int32_t kv_cache_type; /* a gemma4_kv_cache_type (0 = AUTO); since 0.3 */
+  /* A llama.cpp mmproj GGUF holding the vision tower (for GGUF text models); NULL = the
+   * checkpoint's own tower, if any. Since 0.4. */
+  const char* mmproj_path;
 } gemma4_model_options;
 
 GEMMA4_API void gemma4_model_options_init_sized(gemma4_model_options* options, size_t size);

@@ -227,6 +227,7 @@ gemma4_status gemma4_model_load(const char* path, const gemma4_model_options* op
     gemma4::ModelOptions mo;
     mo.threads = o.threads;
     if (o.tokenizer_path != nullptr) mo.tokenizer_path = o.tokenizer_path;
+    if (o.mmproj_path != nullptr) mo.mmproj_path = o.mmproj_path;
     switch (o.kv_cache_type) {
       case GEMMA4_KV_CACHE_AUTO:
         mo.kv_cache_type = gemma4::KvCacheType::kAuto;

@@ -290,6 +290,45 @@ TEST(VisionInput, BadImagesAreClearErrors) {
       << none.status().message();
 }
 
+// llama.cpp mmproj files: what `gemma4 quantize` writes (the converter's names and layouts)
+// loads back and encodes as the checkpoint's own tower does.
+TEST(VisionMmproj, WrittenMmprojEncodesLikeTheCheckpoint) {
+  ThreadPool pool(2);
+  const std::string dir = ::testing::TempDir();
+  for (const char* name : kModels) {
+    Loaded l = Load(name);
+    ASSERT_NE(l.encoder, nullptr);
+    const std::vector<float> want = ReadF32(VisionDir() + "/" + name + "/soft_up_200x150.f32");
+    for (DType type : {DType::kF32, DType::kF16, DType::kQ8_0}) {
+      const std::string path = dir + "/mmproj-" + name + "-" + DTypeName(type) + ".gguf";
+      ASSERT_TRUE(vision::WriteVisionMmproj(*l.model, type, path, &pool).ok());
+      auto mm = vision::VisionEncoder::LoadMmproj(path, l.model->config().hidden_size);
+      ASSERT_TRUE(mm.ok()) << mm.status().ToString();
+      EXPECT_EQ((*mm)->config().use_clipped_linears, l.encoder->config().use_clipped_linears);
+      EXPECT_EQ((*mm)->config().standardize, l.encoder->config().standardize);
+      EXPECT_EQ((*mm)->config().head_dim, l.encoder->config().head_dim);
+      auto image = media::LoadImageFile(VisionDir() + "/images/up_200x150.png");
+      ASSERT_TRUE(image.ok());
+      auto patches = vision::PreprocessImage(*image, 70, (*mm)->config());
+      ASSERT_TRUE(patches.ok());
+      std::vector<float> got;
+      ASSERT_TRUE((*mm)->Encode(*patches, &pool, &got).ok());
+      // f32 holds every checkpoint's weights exactly; f16 and q8_0 round them (tiny-31b is
+      // stored in f32). A wrong name, layout or permutation moves soft tokens by units.
+      const float bound = type == DType::kF32 ? kTolerance : type == DType::kF16 ? 0.02f : 0.5f;
+      EXPECT_LE(MaxAbsDiff(got, want), bound) << name << " " << DTypeName(type);
+    }
+    // An mmproj for another text width is refused with both widths named.
+    const std::string path = dir + "/mmproj-" + name + "-" + DTypeName(DType::kF32) + ".gguf";
+    auto wrong = vision::VisionEncoder::LoadMmproj(path, 1234);
+    ASSERT_FALSE(wrong.ok());
+    EXPECT_NE(wrong.status().message().find("1234"), std::string::npos);
+  }
+  // A file that is no mmproj.
+  auto bad = vision::VisionEncoder::LoadMmproj(VisionDir() + "/reference.json", 64);
+  EXPECT_FALSE(bad.ok());
+}
+
 // Images in a conversation: encoded once, placed as the processor does, the KV cache reused
 // across turns only while the images are the same.
 std::shared_ptr<const Model> LoadChatModel(const std::string& name) {

@@ -33,6 +33,9 @@ struct ModelOptions {
   // Called with the fraction loaded (0..1); returning false cancels the load (CancelledError).
   std::function<bool(float fraction)> progress;
   KvCacheType kv_cache_type = KvCacheType::kAuto;
+  // A llama.cpp mmproj GGUF with the vision tower (for GGUF text models, or to replace a
+  // checkpoint's own tower). Empty: the checkpoint's tower, if it has one.
+  std::string mmproj_path;
 };
 
 struct ModelInfo {

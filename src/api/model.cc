@@ -133,8 +133,14 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
                   : options.kv_cache_type == KvCacheType::kF16 ? KvType::kF16
                                                                : impl->loaded->DefaultKvType();
   info.kv_cache_type = KvTypeName(impl->kv_type);
-  // The vision tower, when the checkpoint has one (a damaged tower fails the load).
-  if (const Checkpoint* ckpt = impl->loaded->checkpoint(); ckpt != nullptr) {
+  // The vision tower: from the mmproj file when one is given, else from the checkpoint when
+  // it has one (a damaged tower fails the load).
+  if (!options.mmproj_path.empty()) {
+    GEMMA4_ASSIGN_OR_RETURN(impl->vision,
+                            vision::VisionEncoder::LoadMmproj(options.mmproj_path, c.hidden_size));
+    info.vision = true;
+    info.default_image_tokens = impl->vision->config().default_max_soft_tokens;
+  } else if (const Checkpoint* ckpt = impl->loaded->checkpoint(); ckpt != nullptr) {
     const json::Value* vc = ckpt->config_json().Find("vision_config");
     if (vc != nullptr && !vc->is_null()) {
       GEMMA4_ASSIGN_OR_RETURN(impl->vision, vision::VisionEncoder::Load(*impl->loaded));

@@ -1,14 +1,17 @@
 #include "vision/vision_encoder.h"
 
 #include <sys/stat.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <new>
+#include <unordered_map>
 
 #include "io/mapped_file.h"
 #include "model/checkpoint.h"
 #include "ops/ops.h"
+#include "quant/quant.h"
 #include "util/json.h"
 
 namespace gemma4::vision {
@@ -30,7 +33,8 @@ std::string DirOf(const std::string& path) {
 
 class TowerReader {
  public:
-  explicit TowerReader(const Checkpoint& ckpt) : ckpt_(ckpt) {}
+  TowerReader(std::function<const TensorView*(const std::string&)> find, std::string source)
+      : find_(std::move(find)), source_(std::move(source)) {}
 
   StatusOr<TensorView> Matrix(const std::string& name, int64_t rows, int64_t cols) const {
     GEMMA4_ASSIGN_OR_RETURN(TensorView t, Find(name));
@@ -90,13 +94,14 @@ class TowerReader {
 
  private:
   StatusOr<TensorView> Find(const std::string& name) const {
-    const TensorView* t = ckpt_.Find(name);
+    const TensorView* t = find_(name);
     if (t == nullptr) {
-      return NotFoundError(ckpt_.path() + ": missing vision tensor '" + name + "'");
+      return NotFoundError(source_ + ": missing vision tensor '" + name + "'");
     }
     return *t;
   }
-  const Checkpoint& ckpt_;
+  std::function<const TensorView*(const std::string&)> find_;
+  std::string source_;
 };
 
 // torch.clamp(x, lo, hi): max then min, NaN kept.
@@ -154,24 +159,60 @@ StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::Load(const LoadedModel& 
     GEMMA4_RETURN_IF_ERROR(ApplyImageProcessorConfig(pc, path, &enc->config_));
     break;
   }
-  const VisionConfig& c = enc->config_;
   enc->text_hidden_ = model.config().hidden_size;
+  GEMMA4_RETURN_IF_ERROR(
+      enc->LoadTensors([ckpt](const std::string& name) { return ckpt->Find(name); }, ckpt->path()));
+  return enc;
+}
+
+Status VisionEncoder::LoadTensors(const std::function<const TensorView*(const std::string&)>& find,
+                                  const std::string& source) {
+  const VisionConfig& c = config_;
   const int64_t Hv = c.hidden_size, hd = c.head_dim, I = c.intermediate_size;
   const int64_t q_dim = int64_t{c.num_heads} * hd, kv_dim = int64_t{c.num_kv_heads} * hd;
   const int64_t patch_dim = int64_t{c.patch_size} * c.patch_size * 3;
-  TowerReader r(*ckpt);
-  if (ckpt->Find(std::string(kTower) + "patch_embedder.input_proj.weight") == nullptr) {
-    return NotFoundError(ckpt->path() +
-                         ": no vision tower weights (model.vision_tower.*) in this checkpoint");
+  TowerReader r(find, source);
+  if (find(std::string(kTower) + "patch_embedder.input_proj.weight") == nullptr) {
+    return NotFoundError(source + ": no vision tower weights in this file");
   }
   const std::string pe = std::string(kTower) + "patch_embedder.";
-  GEMMA4_ASSIGN_OR_RETURN(enc->input_proj_, r.Matrix(pe + "input_proj.weight", Hv, patch_dim));
+  const TensorView* patch = find(pe + "input_proj.weight");
+  if (patch->shape == std::vector<int64_t>{Hv, 3, c.patch_size, c.patch_size}) {
+    // llama.cpp stores the patch embedding as a convolution, values in (channel, row, column)
+    // order; the patches here are (row, column, channel).
+    if (IsBlockType(patch->dtype) || !IsComputeType(patch->dtype)) {
+      return UnimplementedError(patch->file + ": patch embedding '" + patch->name +
+                                "' must be F32, F16 or BF16");
+    }
+    std::vector<float> conv(patch->numel());
+    ops::ToF32(*patch, 0, patch->numel(), conv.data());
+    input_proj_f32_.resize(conv.size());
+    const int64_t p = c.patch_size;
+    for (int64_t o = 0; o < Hv; ++o) {
+      for (int64_t ch = 0; ch < 3; ++ch) {
+        for (int64_t y = 0; y < p; ++y) {
+          for (int64_t x = 0; x < p; ++x) {
+            input_proj_f32_[o * patch_dim + (y * p + x) * 3 + ch] =
+                conv[((o * 3 + ch) * p + y) * p + x];
+          }
+        }
+      }
+    }
+    input_proj_ = *patch;
+    input_proj_.dtype = DType::kF32;
+    input_proj_.shape = {Hv, patch_dim};
+    input_proj_.data = reinterpret_cast<const uint8_t*>(input_proj_f32_.data());
+    input_proj_.nbytes = input_proj_f32_.size() * sizeof(float);
+    input_proj_.fd = -1;
+  } else {
+    GEMMA4_ASSIGN_OR_RETURN(input_proj_, r.Matrix(pe + "input_proj.weight", Hv, patch_dim));
+  }
   GEMMA4_RETURN_IF_ERROR(r.Vector(pe + "position_embedding_table",
-                                  {2, c.position_embedding_size, Hv}, &enc->position_table_));
-  enc->layers_.resize(c.num_layers);
+                                  {2, c.position_embedding_size, Hv}, &position_table_));
+  layers_.resize(c.num_layers);
   for (int i = 0; i < c.num_layers; ++i) {
     const std::string p = std::string(kTower) + "encoder.layers." + std::to_string(i) + ".";
-    VisionLayerWeights& lw = enc->layers_[i];
+    VisionLayerWeights& lw = layers_[i];
     GEMMA4_RETURN_IF_ERROR(r.Vector(p + "input_layernorm.weight", {Hv}, &lw.input_norm));
     GEMMA4_RETURN_IF_ERROR(
         r.Vector(p + "post_attention_layernorm.weight", {Hv}, &lw.post_attention_norm));
@@ -191,19 +232,151 @@ StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::Load(const LoadedModel& 
     GEMMA4_RETURN_IF_ERROR(r.Linear(p + "mlp.down_proj", Hv, I, clip, &lw.down_proj));
   }
   if (c.standardize) {
-    GEMMA4_RETURN_IF_ERROR(r.Vector(std::string(kTower) + "std_bias", {Hv}, &enc->std_bias_));
-    GEMMA4_RETURN_IF_ERROR(r.Vector(std::string(kTower) + "std_scale", {Hv}, &enc->std_scale_));
+    GEMMA4_RETURN_IF_ERROR(r.Vector(std::string(kTower) + "std_bias", {Hv}, &std_bias_));
+    GEMMA4_RETURN_IF_ERROR(r.Vector(std::string(kTower) + "std_scale", {Hv}, &std_scale_));
   }
-  GEMMA4_ASSIGN_OR_RETURN(enc->projection_, r.Matrix(kProjector, enc->text_hidden_, Hv));
+  GEMMA4_ASSIGN_OR_RETURN(projection_, r.Matrix(kProjector, text_hidden_, Hv));
   // Axial RoPE: inv_freq[i] = 1 / theta^(f32(2i) / (hd / 2)) for i < hd / 4, in f32 as
   // torch computes `1.0 / (base ** (arange(0, spatial, 2, float) / spatial))`.
   const int spatial = c.head_dim / 2;
-  enc->inv_freq_.resize(spatial / 2);
+  inv_freq_.resize(spatial / 2);
   for (int i = 0; i < spatial / 2; ++i) {
     const float exponent = static_cast<float>(2 * i) / static_cast<float>(spatial);
     const float power = std::pow(c.rope_theta, exponent);
-    enc->inv_freq_[i] = 1.0f / power;
+    inv_freq_[i] = 1.0f / power;
   }
+  return OkStatus();
+}
+
+namespace {}  // namespace
+
+// llama.cpp's name (converter + clip.cpp) of a vision tensor given its Hugging Face name.
+std::string VisionEncoder::MmprojName(const std::string& hf) {
+  auto starts = [&](const std::string& p) { return hf.rfind(p, 0) == 0; };
+  if (hf == std::string(kProjector)) return "mm.input_projection.weight";
+  const std::string tower = kTower;
+  if (!starts(tower)) return "";
+  const std::string rest = hf.substr(tower.size());
+  if (rest == "patch_embedder.input_proj.weight") return "v.patch_embd.weight";
+  if (rest == "patch_embedder.position_embedding_table") return "v.position_embd.weight";
+  if (rest == "std_bias") return "v.std_bias";
+  if (rest == "std_scale") return "v.std_scale";
+  const std::string layers = "encoder.layers.";
+  if (rest.rfind(layers, 0) != 0) return "";
+  const size_t dot = rest.find('.', layers.size());
+  if (dot == std::string::npos) return "";
+  const std::string blk = "v.blk." + rest.substr(layers.size(), dot - layers.size()) + ".";
+  const std::string leaf = rest.substr(dot + 1);
+  static const std::pair<const char*, const char*> kNames[] = {
+      {"input_layernorm.weight", "ln1.weight"},
+      {"post_attention_layernorm.weight", "attn_post_norm.weight"},
+      {"pre_feedforward_layernorm.weight", "ln2.weight"},
+      {"post_feedforward_layernorm.weight", "ffn_post_norm.weight"},
+      {"self_attn.q_norm.weight", "attn_q_norm.weight"},
+      {"self_attn.k_norm.weight", "attn_k_norm.weight"},
+  };
+  for (const auto& [from, to] : kNames) {
+    if (leaf == from) return blk + to;
+  }
+  static const std::pair<const char*, const char*> kLinears[] = {
+      {"self_attn.q_proj.", "attn_q."}, {"self_attn.k_proj.", "attn_k."},
+      {"self_attn.v_proj.", "attn_v."}, {"self_attn.o_proj.", "attn_out."},
+      {"mlp.gate_proj.", "ffn_gate."},  {"mlp.up_proj.", "ffn_up."},
+      {"mlp.down_proj.", "ffn_down."},
+  };
+  for (const auto& [from, to] : kLinears) {
+    const std::string f = from;
+    if (leaf.rfind(f, 0) != 0) continue;
+    std::string tail = leaf.substr(f.size());  // linear.weight, input_min, ...
+    if (tail == "linear.weight") tail = "weight";
+    return blk + to + tail;
+  }
+  return "";
+}
+
+namespace {
+
+std::string MetaString(const gguf::File& f, const std::string& key) {
+  const gguf::Value* v = f.Find(key);
+  return v != nullptr && v->type == gguf::ValueType::kString ? v->s : "";
+}
+
+}  // namespace
+
+bool VisionEncoder::GgufHasVision(const gguf::File& file) {
+  return MetaString(file, "clip.vision.projector_type") == "gemma4v" ||
+         MetaString(file, "clip.projector_type") == "gemma4v";
+}
+
+StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::LoadMmproj(const std::string& path,
+                                                                   int text_hidden) {
+  auto enc = std::unique_ptr<VisionEncoder>(new VisionEncoder());
+  GEMMA4_ASSIGN_OR_RETURN(enc->mmproj_, gguf::File::Open(path));
+  const gguf::File& f = *enc->mmproj_;
+  const std::string type = MetaString(f, "clip.vision.projector_type").empty()
+                               ? MetaString(f, "clip.projector_type")
+                               : MetaString(f, "clip.vision.projector_type");
+  if (type != "gemma4v") {
+    if (type == "gemma4uv") {
+      return UnimplementedError(path +
+                                ": projector 'gemma4uv' (Gemma 4 12B Unified, encoder-free) "
+                                "is not supported");
+    }
+    return NotFoundError(path + ": no Gemma 4 vision tower (clip projector type '" + type +
+                         "', expected gemma4v)");
+  }
+  auto u32 = [&](const std::string& key, int* out, bool required) -> Status {
+    const gguf::Value* v = f.Find(key);
+    if (v == nullptr) {
+      return required ? InvalidArgumentError(path + ": missing metadata '" + key + "'")
+                      : OkStatus();
+    }
+    if (!v->IsInteger() || v->i <= 0 || v->i > (int64_t{1} << 20)) {
+      return InvalidArgumentError(path + ": metadata '" + key + "' must be a positive integer");
+    }
+    *out = static_cast<int>(v->i);
+    return OkStatus();
+  };
+  VisionConfig& c = enc->config_;
+  GEMMA4_RETURN_IF_ERROR(u32("clip.vision.embedding_length", &c.hidden_size, true));
+  GEMMA4_RETURN_IF_ERROR(u32("clip.vision.feed_forward_length", &c.intermediate_size, true));
+  GEMMA4_RETURN_IF_ERROR(u32("clip.vision.block_count", &c.num_layers, true));
+  GEMMA4_RETURN_IF_ERROR(u32("clip.vision.attention.head_count", &c.num_heads, true));
+  c.num_kv_heads = c.num_heads;
+  GEMMA4_RETURN_IF_ERROR(u32("clip.vision.attention.head_count_kv", &c.num_kv_heads, false));
+  c.head_dim = c.hidden_size / c.num_heads;
+  GEMMA4_RETURN_IF_ERROR(u32("clip.vision.attention.head_dim", &c.head_dim, false));
+  GEMMA4_RETURN_IF_ERROR(u32("clip.vision.patch_size", &c.patch_size, true));
+  GEMMA4_RETURN_IF_ERROR(u32("clip.vision.projector.scale_factor", &c.pooling_kernel_size, false));
+  int projection = text_hidden;
+  GEMMA4_RETURN_IF_ERROR(u32("clip.vision.projection_dim", &projection, false));
+  if (projection != text_hidden) {
+    return InvalidArgumentError(path + ": the vision projector outputs " +
+                                std::to_string(projection) +
+                                " values per soft token, the text model's hidden size is " +
+                                std::to_string(text_hidden) + " (an mmproj of another model?)");
+  }
+  if (const gguf::Value* eps = f.Find("clip.vision.attention.layer_norm_epsilon");
+      eps != nullptr && eps->IsFloat()) {
+    c.rms_norm_eps = static_cast<float>(eps->f);
+  }
+  if (c.num_heads % c.num_kv_heads != 0 || c.head_dim % 4 != 0 || !(c.rms_norm_eps > 0)) {
+    return InvalidArgumentError(path + ": inconsistent vision attention metadata");
+  }
+  std::unordered_map<std::string, const TensorView*> by_name;
+  for (const TensorView& t : f.tensors()) by_name[t.name] = &t;
+  auto find = [&by_name](const std::string& hf) -> const TensorView* {
+    auto it = by_name.find(MmprojName(hf));
+    return it == by_name.end() ? nullptr : it->second;
+  };
+  if (const TensorView* pos = find(std::string(kTower) + "patch_embedder.position_embedding_table");
+      pos != nullptr && pos->shape.size() == 3) {
+    c.position_embedding_size = static_cast<int>(pos->shape[1]);
+  }
+  c.use_clipped_linears = by_name.count("v.blk.0.attn_q.input_min") > 0;
+  c.standardize = by_name.count("v.std_bias") > 0;
+  enc->text_hidden_ = text_hidden;
+  GEMMA4_RETURN_IF_ERROR(enc->LoadTensors(find, path));
   return enc;
 }
 
@@ -386,6 +559,140 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool,
                                   " patches");
   }
   return OkStatus();
+}
+
+}  // namespace gemma4::vision
+
+namespace gemma4::vision {
+
+Status WriteVisionMmproj(const LoadedModel& model, DType matrix_type, const std::string& path,
+                         ThreadPool* pool) {
+  if (matrix_type != DType::kF32 && matrix_type != DType::kF16 && matrix_type != DType::kBF16 &&
+      matrix_type != DType::kQ8_0) {
+    return InvalidArgumentError(
+        "mmproj matrices must be f32, f16, bf16 or q8_0 (the towers are "
+        "never stored below 8 bits)");
+  }
+  GEMMA4_ASSIGN_OR_RETURN(std::unique_ptr<VisionEncoder> enc, VisionEncoder::Load(model));
+  const VisionConfig& c = enc->config();
+  const Checkpoint& ckpt = *model.checkpoint();
+  gguf::Writer w;
+  using gguf::Value;
+  using gguf::ValueType;
+  w.Set("general.architecture", Value::String("clip"));
+  w.Set("general.type", Value::String("mmproj"));
+  w.Set("general.file_type", Value::Int(ValueType::kUint32, matrix_type == DType::kF32    ? 0
+                                                            : matrix_type == DType::kF16  ? 1
+                                                            : matrix_type == DType::kBF16 ? 32
+                                                                                          : 7));
+  w.Set("clip.has_vision_encoder", Value::Bool(true));
+  w.Set("clip.vision.projection_dim", Value::Int(ValueType::kUint32, model.config().hidden_size));
+  w.Set("clip.vision.image_size", Value::Int(ValueType::kUint32, 224));  // unused (as llama.cpp)
+  w.Set("clip.vision.patch_size", Value::Int(ValueType::kUint32, c.patch_size));
+  w.Set("clip.vision.embedding_length", Value::Int(ValueType::kUint32, c.hidden_size));
+  w.Set("clip.vision.feed_forward_length", Value::Int(ValueType::kUint32, c.intermediate_size));
+  w.Set("clip.vision.block_count", Value::Int(ValueType::kUint32, c.num_layers));
+  w.Set("clip.vision.attention.head_count", Value::Int(ValueType::kUint32, c.num_heads));
+  if (c.num_kv_heads != c.num_heads) {
+    w.Set("clip.vision.attention.head_count_kv", Value::Int(ValueType::kUint32, c.num_kv_heads));
+  }
+  if (c.head_dim * c.num_heads != c.hidden_size) {
+    w.Set("clip.vision.attention.head_dim", Value::Int(ValueType::kUint32, c.head_dim));
+  }
+  std::vector<Value> mean(3, Value::Float32(0.0f)), stdv(3, Value::Float32(1.0f));
+  w.Set("clip.vision.image_mean", Value::Array(ValueType::kFloat32, mean));
+  w.Set("clip.vision.image_std", Value::Array(ValueType::kFloat32, stdv));
+  w.Set("clip.vision.projector_type", Value::String("gemma4v"));
+  w.Set("clip.vision.attention.layer_norm_epsilon", Value::Float32(c.rms_norm_eps));
+  // Every stored tower tensor, in checkpoint order of names.
+  struct Planned {
+    std::string name;
+    DType type;
+    std::vector<int64_t> shape;  // as written
+    TensorView source;
+    bool conv = false;  // the patch embedding, reordered to [Hv, 3, p, p]
+  };
+  std::vector<Planned> plan;
+  std::vector<std::string> names;
+  const std::string tower = "model.vision_tower.";
+  for (const char* fixed : {"patch_embedder.input_proj.weight",
+                            "patch_embedder.position_embedding_table", "std_bias", "std_scale"}) {
+    names.push_back(tower + fixed);
+  }
+  static const char* const kLeaves[] = {
+      "input_layernorm.weight",           "post_attention_layernorm.weight",
+      "pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight",
+      "self_attn.q_norm.weight",          "self_attn.k_norm.weight"};
+  static const char* const kLinears[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                         "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                         "mlp.down_proj"};
+  for (int i = 0; i < c.num_layers; ++i) {
+    const std::string p = tower + "encoder.layers." + std::to_string(i) + ".";
+    for (const char* leaf : kLeaves) names.push_back(p + leaf);
+    for (const char* lin : kLinears) {
+      names.push_back(p + lin + ".linear.weight");
+      for (const char* b : {".input_min", ".input_max", ".output_min", ".output_max"}) {
+        names.push_back(p + lin + b);
+      }
+    }
+  }
+  names.push_back("model.embed_vision.embedding_projection.weight");
+  for (const std::string& hf : names) {
+    const TensorView* t = ckpt.Find(hf);
+    if (t == nullptr) continue;  // clamp bounds and std buffers are optional
+    Planned pl;
+    pl.name = VisionEncoder::MmprojName(hf);
+    if (pl.name.empty()) return InternalError("no mmproj name for '" + hf + "'");
+    pl.source = *t;
+    pl.shape = t->shape;
+    if (pl.shape.empty()) pl.shape = {1};  // clamp scalars become 1-element tensors
+    const bool matrix = pl.shape.size() == 2 && hf.find("position_embedding") == std::string::npos;
+    pl.type = matrix && pl.shape.back() % 32 == 0     ? matrix_type
+              : matrix && matrix_type != DType::kQ8_0 ? matrix_type
+              : matrix                                ? DType::kF16
+                                                      : DType::kF32;
+    if (hf == tower + "patch_embedder.input_proj.weight") {
+      pl.conv = true;
+      pl.type = DType::kF32;  // f16 overflows here on real images (llama.cpp #24146)
+      pl.shape = {c.hidden_size, 3, c.patch_size, c.patch_size};
+    }
+    plan.push_back(std::move(pl));
+  }
+  for (const Planned& p : plan) w.AddTensor(p.name, p.type, p.shape);
+  return w.Write(path, [&](size_t i, std::vector<uint8_t>* bytes) -> Status {
+    const Planned& p = plan[i];
+    const int64_t numel = p.source.numel();
+    std::vector<float> values(numel);
+    ops::ToF32(p.source, 0, numel, values.data());
+    if (p.conv) {
+      // [Hv, (row, column, channel)] -> [Hv, channel, row, column].
+      const int64_t ps = c.patch_size, dim = ps * ps * 3;
+      std::vector<float> conv(values.size());
+      for (int64_t o = 0; o < c.hidden_size; ++o) {
+        for (int64_t ch = 0; ch < 3; ++ch) {
+          for (int64_t y = 0; y < ps; ++y) {
+            for (int64_t x = 0; x < ps; ++x) {
+              conv[((o * 3 + ch) * ps + y) * ps + x] = values[o * dim + (y * ps + x) * 3 + ch];
+            }
+          }
+        }
+      }
+      values.swap(conv);
+    }
+    const int64_t cols = p.shape.back(), rows = numel / cols;
+    const uint64_t row_bytes = RowBytes(p.type, cols);
+    try {
+      bytes->resize(rows * row_bytes);
+    } catch (const std::bad_alloc&) {
+      return ResourceExhaustedError("out of memory converting '" + p.name + "'");
+    }
+    pool->ParallelFor(rows, 64, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        quant::QuantizeRow(p.type, values.data() + r * cols, cols, bytes->data() + r * row_bytes);
+      }
+    });
+    return OkStatus();
+  });
 }
 
 }  // namespace gemma4::vision

@@ -6,11 +6,13 @@
 #ifndef GEMMA4_SRC_VISION_VISION_ENCODER_H_
 #define GEMMA4_SRC_VISION_VISION_ENCODER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "gemma4/status.h"
+#include "io/gguf.h"
 #include "model/config.h"
 #include "model/model.h"
 #include "model/tensor.h"
@@ -43,6 +45,16 @@ class VisionEncoder {
   // image processor settings beside it. NotFound names what is missing for a text-only
   // checkpoint.
   static StatusOr<std::unique_ptr<VisionEncoder>> Load(const LoadedModel& model);
+  // The vision tower of a llama.cpp mmproj GGUF (projector type gemma4v, as llama.cpp's
+  // converter writes it: v.* tensors, mm.input_projection, clamp scalars as 1-element
+  // tensors, the patch embedding as a [Hv, 3, p, p] convolution) for a text model of hidden
+  // size `text_hidden`. NotFound when the file has no vision tower.
+  static StatusOr<std::unique_ptr<VisionEncoder>> LoadMmproj(const std::string& path,
+                                                             int text_hidden);
+  // A GGUF model file or mmproj that holds a gemma4v vision tower (metadata check only).
+  static bool GgufHasVision(const gguf::File& file);
+  // llama.cpp's mmproj name of a vision tensor given its Hugging Face name, or "".
+  static std::string MmprojName(const std::string& hf_name);
 
   const VisionConfig& config() const { return config_; }
   int text_hidden_size() const { return text_hidden_; }
@@ -52,6 +64,9 @@ class VisionEncoder {
 
  private:
   VisionEncoder() = default;
+  // Shared by both loaders: `find` maps a Hugging Face tensor name to the stored tensor.
+  Status LoadTensors(const std::function<const TensorView*(const std::string&)>& find,
+                     const std::string& source);
 
   VisionConfig config_;
   int text_hidden_ = 0;
@@ -61,7 +76,16 @@ class VisionEncoder {
   std::vector<float> std_bias_, std_scale_;  // [Hv] when standardize
   TensorView projection_;                    // [H, Hv]
   std::vector<float> inv_freq_;              // [head_dim / 4]
+  std::unique_ptr<gguf::File> mmproj_;       // the mapping the views point into (mmproj only)
+  std::vector<float> input_proj_f32_;        // an mmproj's conv patch embedding, reordered
 };
+
+// Writes the vision tower of a Hugging Face checkpoint as a llama.cpp mmproj GGUF (projector
+// gemma4v, the names and layouts llama.cpp's converter writes): matrices in `matrix_type`
+// (F32, F16, BF16 or Q8_0: never below 8 bits), everything else F32. Rows are converted on
+// `pool`.
+Status WriteVisionMmproj(const LoadedModel& model, DType matrix_type, const std::string& path,
+                         ThreadPool* pool);
 
 }  // namespace gemma4::vision
 

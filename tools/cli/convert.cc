@@ -11,6 +11,7 @@
 #include "model/model.h"
 #include "runtime/thread_pool.h"
 #include "tools/cli/commands.h"
+#include "vision/vision_encoder.h"
 
 namespace gemma4::cli {
 namespace {
@@ -37,15 +38,20 @@ std::string DirOf(const std::string& path) {
 }  // namespace
 
 Status RunQuantize(int argc, char** argv) {
-  std::string src, dst, type;
+  std::string src, dst, type, mmproj, mmproj_type = "f16";
   int threads = DefaultThreads();
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
-    if ((a == "--type" || a == "--threads") && i + 1 >= argc) {
+    if ((a == "--type" || a == "--threads" || a == "--mmproj" || a == "--mmproj-type") &&
+        i + 1 >= argc) {
       return InvalidArgumentError("option " + a + " needs a value");
     }
     if (a == "--type") {
       type = argv[++i];
+    } else if (a == "--mmproj") {
+      mmproj = argv[++i];
+    } else if (a == "--mmproj-type") {
+      mmproj_type = argv[++i];
     } else if (a == "--threads") {
       GEMMA4_RETURN_IF_ERROR(ParseThreads(argv[++i], &threads));
     } else if (!a.empty() && a[0] == '-') {
@@ -87,6 +93,38 @@ Status RunQuantize(int argc, char** argv) {
       WriteGgufModel(model->config(), ModelTensors(*model), recipe, &writer, dst, &pool));
   std::fprintf(stderr, "gemma4 quantize: wrote %s (%s) in %.1f s\n", dst.c_str(), type.c_str(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  // The vision tower, as a llama.cpp mmproj beside the text model.
+  const Checkpoint* ckpt = model->checkpoint();
+  const json::Value* vc = ckpt != nullptr ? ckpt->config_json().Find("vision_config") : nullptr;
+  if (vc == nullptr || vc->is_null()) {
+    if (!mmproj.empty()) {
+      return FailedPreconditionError("--mmproj: " + src + " has no vision tower to write");
+    }
+    return OkStatus();
+  }
+  DType matrix_type;
+  if (mmproj_type == "f16") {
+    matrix_type = DType::kF16;
+  } else if (mmproj_type == "bf16") {
+    matrix_type = DType::kBF16;
+  } else if (mmproj_type == "f32") {
+    matrix_type = DType::kF32;
+  } else if (mmproj_type == "q8_0") {
+    matrix_type = DType::kQ8_0;
+  } else {
+    return InvalidArgumentError("--mmproj-type " + mmproj_type +
+                                ": expected f16, bf16, f32 or q8_0 (the vision tower is never "
+                                "stored below 8 bits)");
+  }
+  if (mmproj.empty()) {
+    const size_t slash = dst.rfind('/');
+    mmproj = slash == std::string::npos
+                 ? "mmproj-" + dst
+                 : dst.substr(0, slash + 1) + "mmproj-" + dst.substr(slash + 1);
+  }
+  GEMMA4_RETURN_IF_ERROR(vision::WriteVisionMmproj(*model, matrix_type, mmproj, &pool));
+  std::fprintf(stderr, "gemma4 quantize: wrote %s (vision tower, %s)\n", mmproj.c_str(),
+               mmproj_type.c_str());
   return OkStatus();
 }
 

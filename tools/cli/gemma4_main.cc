@@ -37,15 +37,17 @@ constexpr char kUsage[] =
     "usage:\n"
     "  gemma4 logits   --model PATH --ids 2,17,33 --out FILE [--chunk N] [--threads N]\n"
     "                  [--kv-type f32|f16|auto]\n"
-    "                  [--image FILE ...] [--image-budget 70|140|280|560|1120]\n"
+    "                  [--image FILE ...] [--image-budget 70|140|280|560|1120] [--mmproj F]\n"
     "      writes the logits of every position as little-endian float32 [n_ids, vocab]\n"
     "      (KV cache f32 unless --kv-type says otherwise); the ids hold each image's\n"
     "      placeholder run as the processor writes it, filled by the --image files in order\n"
     "  gemma4 generate --model PATH --ids 2,17,33 -n 32 --greedy [--threads N]\n"
     "                  [--kv-type auto|f32|f16] [--image FILE ...] [--image-budget N]\n"
+    "                  [--mmproj F]\n"
     "      prints the generated ids, comma-separated (stops after an end-of-sequence id);\n"
     "      KV cache auto: f16 for quantized weights, f32 for float weights\n"
-    "  gemma4 encode   --model PATH --image FILE --out FILE [--image-budget N] [--threads N]\n"
+    "  gemma4 encode   --model PATH [--mmproj F] --image FILE --out FILE [--image-budget N]\n"
+    "                  [--threads N]\n"
     "      writes the image's soft tokens after the projector as little-endian float32\n"
     "      [n, hidden] and prints n\n"
     "  gemma4 bench    -m PATH [-t N,..] [-p N,..] [-n N,..] [-d N,..] [-r N] [-ub N]\n"
@@ -53,7 +55,9 @@ constexpr char kUsage[] =
     "      prompt processing (pp) and generation (tg) tokens/s, as llama-bench reports them;\n"
     "      --profile adds the time of each forward phase (stderr)\n"
     "  gemma4 quantize SRC DST --type q4_0|q4_k_m|q8_0|bf16|f16|f32 [--threads N]\n"
-    "      writes a GGUF (llama.cpp layout) from a checkpoint or GGUF\n"
+    "                  [--mmproj-type f16|bf16|f32|q8_0] [--mmproj OUT]\n"
+    "      writes a GGUF (llama.cpp layout) from a checkpoint or GGUF, and the vision tower\n"
+    "      as a llama.cpp mmproj beside it (mmproj-DST) when the checkpoint has one\n"
     "  gemma4 synth    --variant e2b|e4b|26b-a4b|31b --type TYPE OUT.gguf [--seed N]\n"
     "      writes a random-weight GGUF with the released dimensions (benchmarks)\n"
     "  gemma4 chat     --model PATH [--think] [--system TEXT] [--tokenizer PATH] [-t N]\n"
@@ -169,17 +173,19 @@ Status CommonOptions(const Args& args, std::unique_ptr<LoadedModel>* model, int6
 // encoded, in order.
 Status EncodeImages(const Args& args, const LoadedModel& model, ThreadPool* pool,
                     std::vector<EncodedMedia>* media) {
-  if (args.Has("--mmproj")) {
-    return UnimplementedError(
-        "--mmproj: llama.cpp mmproj files are not supported yet; give a "
-        "Hugging Face checkpoint whose safetensors hold the vision tower");
-  }
   auto it = args.all_values.find("--image");
   if (it == args.all_values.end()) {
     if (args.Has("--image-budget")) return InvalidArgumentError("--image-budget without --image");
     return OkStatus();
   }
-  GEMMA4_ASSIGN_OR_RETURN(auto encoder, vision::VisionEncoder::Load(model));
+  // The tower from --mmproj (a llama.cpp mmproj GGUF), else from the checkpoint itself.
+  std::unique_ptr<vision::VisionEncoder> encoder;
+  if (args.Has("--mmproj")) {
+    GEMMA4_ASSIGN_OR_RETURN(encoder, vision::VisionEncoder::LoadMmproj(args.values.at("--mmproj"),
+                                                                       model.config().hidden_size));
+  } else {
+    GEMMA4_ASSIGN_OR_RETURN(encoder, vision::VisionEncoder::Load(model));
+  }
   int64_t budget = encoder->config().default_max_soft_tokens;
   if (args.Has("--image-budget")) {
     GEMMA4_RETURN_IF_ERROR(
