@@ -2,7 +2,8 @@
 //
 // A Model is safe to share between goroutines; a Session is used by one goroutine at a time,
 // except Cancel, which any goroutine may call. Callbacks (streaming text, tools) are Go
-// functions passed through runtime/cgo.Handle.
+// functions passed through runtime/cgo.Handle. A user turn holding images is a list of Parts
+// (Text and Image) sent with SendContent.
 package gemma4
 
 /*
@@ -34,8 +35,31 @@ type Error struct {
 
 func (e *Error) Error() string { return fmt.Sprintf("gemma4: %s (code %d)", e.Message, e.Code) }
 
+// Status codes of Error.Code (gemma4_status).
+const (
+	CodeCancelled          = 1
+	CodeUnknown            = 2
+	CodeInvalidArgument    = 3
+	CodeDeadlineExceeded   = 4
+	CodeNotFound           = 5
+	CodeAlreadyExists      = 6
+	CodePermissionDenied   = 7
+	CodeResourceExhausted  = 8
+	CodeFailedPrecondition = 9
+	CodeAborted            = 10
+	CodeOutOfRange         = 11
+	CodeUnimplemented      = 12
+	CodeInternal           = 13
+	CodeUnavailable        = 14
+	CodeDataLoss           = 15
+)
+
 // ErrCancelled matches errors from cancelled generations (errors.Is).
-var ErrCancelled = &Error{Code: 1}
+var ErrCancelled = &Error{Code: CodeCancelled}
+
+// ErrFailedPrecondition matches errors such as images sent to a model without a vision tower
+// (errors.Is).
+var ErrFailedPrecondition = &Error{Code: CodeFailedPrecondition}
 
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
@@ -92,6 +116,49 @@ func (m *Model) VocabSize() int {
 	return int(info.vocab_size)
 }
 
+// ModelInfo describes a loaded model.
+type ModelInfo struct {
+	Variant           string
+	VocabSize         int
+	NumLayers         int
+	HiddenSize        int
+	SlidingWindow     int
+	MaxContext        int64
+	NumParameters     int64
+	WeightBytes       uint64
+	Threads           int
+	LargeChatTemplate bool
+	KVCacheType       string // "f32" or "f16"
+	// Vision: the model takes images (its vision tower is loaded).
+	Vision bool
+	// DefaultImageTokens: soft tokens per image when an Image leaves MaxSoftTokens at 0.
+	DefaultImageTokens int
+}
+
+// Info describes the model.
+func (m *Model) Info() (ModelInfo, error) {
+	var info C.gemma4_model_info
+	info.struct_size = C.uint32_t(unsafe.Sizeof(info))
+	if err := check(C.gemma4_model_get_info(m.h, &info)); err != nil {
+		return ModelInfo{}, err
+	}
+	return ModelInfo{
+		Variant:            C.GoString(info.variant),
+		VocabSize:          int(info.vocab_size),
+		NumLayers:          int(info.num_layers),
+		HiddenSize:         int(info.hidden_size),
+		SlidingWindow:      int(info.sliding_window),
+		MaxContext:         int64(info.max_context),
+		NumParameters:      int64(info.num_parameters),
+		WeightBytes:        uint64(info.weight_bytes),
+		Threads:            int(info.threads),
+		LargeChatTemplate:  info.large_chat_template != 0,
+		KVCacheType:        C.GoString(info.kv_cache_type),
+		Vision:             info.vision != 0,
+		DefaultImageTokens: int(info.default_image_tokens),
+	}, nil
+}
+
 // Tokenize turns text into ids.
 func (m *Model) Tokenize(text string) ([]int32, error) {
 	ctext := C.CString(text)
@@ -131,6 +198,102 @@ func (m *Model) Detokenize(ids []int32) (string, error) {
 		}
 		return string(buf[:int(n)]), nil
 	}
+}
+
+// Part is one piece of a user turn: Text, or an Image (or *Image).
+type Part interface{ isPart() }
+
+// Text is the text of a user turn's Part.
+type Text string
+
+func (Text) isPart() {}
+
+// Image is a picture in a user turn, from exactly one of Path (a PNG, JPEG or WebP file), Data
+// (the bytes of such a file) or RGB (RGB8 pixels row by row, Width*Height*3 bytes).
+// MaxSoftTokens is 70, 140, 280, 560 or 1120, or 0 for the model's default. The image is
+// decoded and checked when the turn is sent.
+type Image struct {
+	Path          string
+	Data          []byte
+	RGB           []byte
+	Width, Height int
+	MaxSoftTokens int
+}
+
+func (Image) isPart() {}
+
+func invalid(format string, args ...any) error {
+	return &Error{Code: CodeInvalidArgument, Message: fmt.Sprintf(format, args...)}
+}
+
+func (img *Image) addTo(content *C.gemma4_content) error {
+	sources := 0
+	if img.Path != "" {
+		sources++
+	}
+	if img.Data != nil {
+		sources++
+	}
+	if img.RGB != nil {
+		sources++
+	}
+	if sources != 1 {
+		return invalid("Image needs exactly one of Path, Data or RGB")
+	}
+	budget := C.int32_t(img.MaxSoftTokens)
+	switch {
+	case img.Path != "":
+		cpath := C.CString(img.Path)
+		defer C.free(unsafe.Pointer(cpath))
+		return check(C.gemma4_content_add_image_file(content, cpath, budget))
+	case img.Data != nil:
+		var data unsafe.Pointer
+		if len(img.Data) > 0 {
+			data = unsafe.Pointer(&img.Data[0])
+		}
+		return check(C.gemma4_content_add_image_bytes(content, data, C.size_t(len(img.Data)),
+			budget))
+	default:
+		if img.Width <= 0 || img.Height <= 0 || len(img.RGB) != img.Width*img.Height*3 {
+			return invalid("%dx%d RGB pixels need %d bytes, got %d", img.Width, img.Height,
+				img.Width*img.Height*3, len(img.RGB))
+		}
+		pixels := (*C.uint8_t)(unsafe.Pointer(&img.RGB[0]))
+		return check(C.gemma4_content_add_image_rgb(content, pixels, C.int32_t(img.Width),
+			C.int32_t(img.Height), C.size_t(img.Width*3), budget))
+	}
+}
+
+// newContent builds a gemma4_content from parts (free it with gemma4_content_free).
+func newContent(parts []Part) (*C.gemma4_content, error) {
+	var content *C.gemma4_content
+	if err := check(C.gemma4_content_create(&content)); err != nil {
+		return nil, err
+	}
+	for i, part := range parts {
+		var err error
+		switch p := part.(type) {
+		case Text:
+			ctext := C.CString(string(p))
+			err = check(C.gemma4_content_add_text(content, ctext, C.size_t(len(p))))
+			C.free(unsafe.Pointer(ctext))
+		case Image:
+			err = p.addTo(content)
+		case *Image:
+			if p == nil {
+				err = invalid("part %d is a nil *Image", i)
+			} else {
+				err = p.addTo(content)
+			}
+		default:
+			err = invalid("part %d: parts are Text or Image, not %T", i, part)
+		}
+		if err != nil {
+			C.gemma4_content_free(content)
+			return nil, err
+		}
+	}
+	return content, nil
 }
 
 // ToolFunc receives the arguments as JSON and returns the result as JSON (or plain text).
@@ -227,6 +390,7 @@ type Reply struct {
 	StopReason      int
 	ToolCalls       []ToolCall
 	ToolResults     []string
+	PromptTokens    int
 	GeneratedTokens int
 	ReusedTokens    int
 }
@@ -271,6 +435,27 @@ func goOnText(kind C.int, text *C.char, length C.size_t, handle C.uintptr_t) C.i
 func (s *Session) Send(text string, o Options) (*Reply, error) {
 	ctext := C.CString(text)
 	defer C.free(unsafe.Pointer(ctext))
+	return s.generate(o, func(opts *C.gemma4_generate_options, out **C.gemma4_reply) C.gemma4_status {
+		return C.gemma4_session_send(s.h, ctext, opts, out)
+	})
+}
+
+// SendContent adds a user turn of text and images, in order, and generates the reply. A model
+// without a vision tower fails with ErrFailedPrecondition.
+func (s *Session) SendContent(parts []Part, o Options) (*Reply, error) {
+	content, err := newContent(parts)
+	if err != nil {
+		return nil, err
+	}
+	defer C.gemma4_content_free(content)
+	return s.generate(o, func(opts *C.gemma4_generate_options, out **C.gemma4_reply) C.gemma4_status {
+		return C.gemma4_session_send_content(s.h, content, opts, out)
+	})
+}
+
+// generate fills the generate options from o, runs call with them and reads its reply.
+func (s *Session) generate(o Options,
+	call func(*C.gemma4_generate_options, **C.gemma4_reply) C.gemma4_status) (*Reply, error) {
 	var sampler C.gemma4_sampler_options
 	C.gemma4_sampler_options_init_sized(&sampler, s.model.h, C.size_t(unsafe.Sizeof(sampler)))
 	if o.Temperature != nil {
@@ -325,7 +510,7 @@ func (s *Session) Send(text string, o Options) (*Reply, error) {
 		C.gemma4go_set_on_text(&go_, C.uintptr_t(h))
 	}
 	var reply *C.gemma4_reply
-	if err := check(C.gemma4_session_send(s.h, ctext, &go_, &reply)); err != nil {
+	if err := check(call(&go_, &reply)); err != nil {
 		return nil, err
 	}
 	defer C.gemma4_reply_free(reply)
@@ -333,6 +518,7 @@ func (s *Session) Send(text string, o Options) (*Reply, error) {
 		Text:            C.GoString(C.gemma4_reply_text(reply)),
 		Thought:         C.GoString(C.gemma4_reply_thought(reply)),
 		StopReason:      int(C.gemma4_reply_stop_reason(reply)),
+		PromptTokens:    int(C.gemma4_reply_prompt_tokens(reply)),
 		GeneratedTokens: int(C.gemma4_reply_generated_tokens(reply)),
 		ReusedTokens:    int(C.gemma4_reply_reused_tokens(reply)),
 	}

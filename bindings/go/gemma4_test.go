@@ -1,7 +1,9 @@
 package gemma4
 
 import (
+	"bytes"
 	"errors"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -151,5 +153,83 @@ func TestErrors(t *testing.T) {
 	tools, _ := NewTools()
 	if tools.Register("bad name", "", "{}", func(string) (string, error) { return "", nil }) == nil {
 		t.Fatal("bad tool name accepted")
+	}
+}
+
+func visionFixtures() string { return filepath.Join(fixtures(), "vision") }
+
+func TestImagesInATurn(t *testing.T) {
+	v := visionFixtures()
+	m, err := Load(filepath.Join(v, "tiny-e2b-vision"), 2, filepath.Join(v, "tokenizer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := m.Info()
+	if err != nil || !info.Vision || info.DefaultImageTokens != 280 {
+		t.Fatalf("%+v %v", info, err)
+	}
+	chat, err := NewSession(m, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	picture := filepath.Join(v, "images", "up_200x150.png")
+	data, err := os.ReadFile(picture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, err := chat.SendContent([]Part{Text("What is this?"),
+		Image{Path: picture, MaxSoftTokens: 70}}, Options{MaxTokens: 2, Temperature: &zero})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 63 soft tokens and the <|image> / <image|> pair are in the prompt.
+	if reply.PromptTokens <= 65 {
+		t.Fatalf("%+v", reply)
+	}
+	// The same picture as bytes: same content, so the first turn's cache is reused.
+	again, err := chat.SendContent([]Part{Text("And this?"),
+		&Image{Data: data, MaxSoftTokens: 70}}, Options{MaxTokens: 2, Temperature: &zero})
+	if err != nil || again.ReusedTokens < reply.PromptTokens-12 {
+		t.Fatalf("%+v after %+v: %v", again, reply, err)
+	}
+	gray := Image{RGB: bytes.Repeat([]byte{90}, 6*4*3), Width: 6, Height: 4, MaxSoftTokens: 70}
+	r, err := chat.SendContent([]Part{gray, Text("Gray?")}, Options{MaxTokens: 1, Temperature: &zero})
+	if err != nil || r.PromptTokens <= 3 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	_, err = chat.SendContent([]Part{Image{Data: []byte("not an image")}}, Options{MaxTokens: 1})
+	var e *Error
+	if !errors.As(err, &e) || (e.Code != CodeInvalidArgument && e.Code != CodeDataLoss &&
+		e.Code != CodeUnimplemented) || e.Message == "" {
+		t.Fatal(err)
+	}
+	_, err = chat.SendContent([]Part{Image{RGB: []byte("123"), Width: 2, Height: 2}},
+		Options{MaxTokens: 1})
+	if !errors.As(err, &e) || e.Code != CodeInvalidArgument {
+		t.Fatal(err)
+	}
+	_, err = chat.SendContent([]Part{Image{Path: picture, Data: data}}, Options{MaxTokens: 1})
+	if !errors.As(err, &e) || e.Code != CodeInvalidArgument {
+		t.Fatal(err)
+	}
+}
+
+func TestTextOnlyModelRefusesImages(t *testing.T) {
+	m, err := Load(filepath.Join(fixtures(), "models/tiny-e2b/gemma4_text"), 2,
+		filepath.Join(fixtures(), "chat/tiny_tokenizer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := m.Info(); err != nil || info.Vision {
+		t.Fatalf("%+v %v", info, err)
+	}
+	s, err := NewSession(m, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	picture := filepath.Join(visionFixtures(), "images", "up_200x150.png")
+	_, err = s.SendContent([]Part{Image{Path: picture}}, Options{MaxTokens: 1, Temperature: &zero})
+	if !errors.Is(err, ErrFailedPrecondition) {
+		t.Fatal(err)
 	}
 }

@@ -1,4 +1,4 @@
-//! Raw declarations mirroring `capi/gemma4.h` (C ABI version 0.1). See that header for the
+//! Raw declarations mirroring `capi/gemma4.h`. See that header for the
 //! ownership and threading rules; the `gemma4` crate wraps them safely.
 #![allow(non_camel_case_types)]
 
@@ -7,8 +7,20 @@ use std::os::raw::{c_char, c_double, c_float, c_int, c_void};
 pub type gemma4_status = c_int;
 pub const GEMMA4_OK: gemma4_status = 0;
 pub const GEMMA4_CANCELLED: gemma4_status = 1;
+pub const GEMMA4_UNKNOWN: gemma4_status = 2;
 pub const GEMMA4_INVALID_ARGUMENT: gemma4_status = 3;
+pub const GEMMA4_DEADLINE_EXCEEDED: gemma4_status = 4;
+pub const GEMMA4_NOT_FOUND: gemma4_status = 5;
+pub const GEMMA4_ALREADY_EXISTS: gemma4_status = 6;
+pub const GEMMA4_PERMISSION_DENIED: gemma4_status = 7;
+pub const GEMMA4_RESOURCE_EXHAUSTED: gemma4_status = 8;
+pub const GEMMA4_FAILED_PRECONDITION: gemma4_status = 9;
+pub const GEMMA4_ABORTED: gemma4_status = 10;
 pub const GEMMA4_OUT_OF_RANGE: gemma4_status = 11;
+pub const GEMMA4_UNIMPLEMENTED: gemma4_status = 12;
+pub const GEMMA4_INTERNAL: gemma4_status = 13;
+pub const GEMMA4_UNAVAILABLE: gemma4_status = 14;
+pub const GEMMA4_DATA_LOSS: gemma4_status = 15;
 
 #[repr(C)]
 pub struct gemma4_model {
@@ -30,6 +42,10 @@ pub struct gemma4_reply {
 pub struct gemma4_tool_result {
     _private: [u8; 0],
 }
+#[repr(C)]
+pub struct gemma4_content {
+    _private: [u8; 0],
+}
 
 #[repr(C)]
 pub struct gemma4_model_options {
@@ -40,6 +56,8 @@ pub struct gemma4_model_options {
     pub user_data: *mut c_void,
     /// gemma4_kv_cache_type: 0 auto, 1 f32, 2 f16 (since 0.3).
     pub kv_cache_type: i32,
+    /// A llama.cpp mmproj GGUF holding the vision tower; null = the checkpoint's own (since 0.4).
+    pub mmproj_path: *const c_char,
 }
 
 #[repr(C)]
@@ -56,6 +74,10 @@ pub struct gemma4_model_info {
     pub threads: i32,
     pub large_chat_template: i32,
     pub kv_cache_type: *const c_char,
+    /// 1: the model takes images (its vision tower is loaded).
+    pub vision: i32,
+    /// Soft tokens per image unless a request says otherwise.
+    pub default_image_tokens: i32,
 }
 
 #[repr(C)]
@@ -171,6 +193,38 @@ extern "C" {
         options: *const gemma4_generate_options,
         out: *mut *mut gemma4_reply,
     ) -> gemma4_status;
+    pub fn gemma4_content_create(out: *mut *mut gemma4_content) -> gemma4_status;
+    pub fn gemma4_content_free(content: *mut gemma4_content);
+    pub fn gemma4_content_add_text(
+        content: *mut gemma4_content,
+        text: *const c_char,
+        len: usize,
+    ) -> gemma4_status;
+    pub fn gemma4_content_add_image_file(
+        content: *mut gemma4_content,
+        path: *const c_char,
+        max_soft_tokens: i32,
+    ) -> gemma4_status;
+    pub fn gemma4_content_add_image_bytes(
+        content: *mut gemma4_content,
+        data: *const c_void,
+        size: usize,
+        max_soft_tokens: i32,
+    ) -> gemma4_status;
+    pub fn gemma4_content_add_image_rgb(
+        content: *mut gemma4_content,
+        pixels: *const u8,
+        width: i32,
+        height: i32,
+        stride: usize,
+        max_soft_tokens: i32,
+    ) -> gemma4_status;
+    pub fn gemma4_session_send_content(
+        session: *mut gemma4_session,
+        content: *const gemma4_content,
+        options: *const gemma4_generate_options,
+        out: *mut *mut gemma4_reply,
+    ) -> gemma4_status;
     pub fn gemma4_session_cancel(session: *mut gemma4_session);
     pub fn gemma4_session_fork(
         session: *const gemma4_session,
@@ -202,6 +256,7 @@ extern "C" {
     ) -> *const c_char;
     pub fn gemma4_reply_num_tool_results(reply: *const gemma4_reply) -> usize;
     pub fn gemma4_reply_tool_result(reply: *const gemma4_reply, index: usize) -> *const c_char;
+    pub fn gemma4_reply_prompt_tokens(reply: *const gemma4_reply) -> i32;
     pub fn gemma4_reply_generated_tokens(reply: *const gemma4_reply) -> i32;
     pub fn gemma4_reply_reused_tokens(reply: *const gemma4_reply) -> i32;
     pub fn gemma4_reply_decode_seconds(reply: *const gemma4_reply) -> c_double;

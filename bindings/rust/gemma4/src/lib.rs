@@ -1,9 +1,11 @@
 //! Safe wrapper over gemma4's C API: `Model` (Send + Sync, shared through `Arc`), `Session`
 //! (Send, one thread at a time; `Canceller` cancels from any thread), `Tools` with Rust
-//! closures, `Result<_, Error>` everywhere, and `Drop` for every handle.
+//! closures, `Result<_, Error>` everywhere, and `Drop` for every handle. A user turn holding
+//! images is a list of `Part`s (text and `Image`s) sent with `Session::send_content`.
 use gemma4_sys as sys;
 use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_int, c_void};
+use std::path::{Path, PathBuf};
 use std::ptr;
 use std::sync::Arc;
 
@@ -23,6 +25,26 @@ impl std::error::Error for Error {}
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Status codes of `Error::code` (`gemma4_status`).
+pub mod status {
+    use gemma4_sys as sys;
+    pub const CANCELLED: i32 = sys::GEMMA4_CANCELLED;
+    pub const UNKNOWN: i32 = sys::GEMMA4_UNKNOWN;
+    pub const INVALID_ARGUMENT: i32 = sys::GEMMA4_INVALID_ARGUMENT;
+    pub const DEADLINE_EXCEEDED: i32 = sys::GEMMA4_DEADLINE_EXCEEDED;
+    pub const NOT_FOUND: i32 = sys::GEMMA4_NOT_FOUND;
+    pub const ALREADY_EXISTS: i32 = sys::GEMMA4_ALREADY_EXISTS;
+    pub const PERMISSION_DENIED: i32 = sys::GEMMA4_PERMISSION_DENIED;
+    pub const RESOURCE_EXHAUSTED: i32 = sys::GEMMA4_RESOURCE_EXHAUSTED;
+    pub const FAILED_PRECONDITION: i32 = sys::GEMMA4_FAILED_PRECONDITION;
+    pub const ABORTED: i32 = sys::GEMMA4_ABORTED;
+    pub const OUT_OF_RANGE: i32 = sys::GEMMA4_OUT_OF_RANGE;
+    pub const UNIMPLEMENTED: i32 = sys::GEMMA4_UNIMPLEMENTED;
+    pub const INTERNAL: i32 = sys::GEMMA4_INTERNAL;
+    pub const UNAVAILABLE: i32 = sys::GEMMA4_UNAVAILABLE;
+    pub const DATA_LOSS: i32 = sys::GEMMA4_DATA_LOSS;
+}
+
 fn last_error(code: i32) -> Error {
     let message = unsafe { CStr::from_ptr(sys::gemma4_last_error()) }
         .to_string_lossy()
@@ -38,11 +60,27 @@ fn check(status: sys::gemma4_status) -> Result<()> {
     }
 }
 
-fn cstring(s: &str) -> Result<CString> {
-    CString::new(s).map_err(|_| Error {
+fn invalid(message: impl Into<String>) -> Error {
+    Error {
         code: sys::GEMMA4_INVALID_ARGUMENT,
-        message: "string contains a NUL byte".into(),
-    })
+        message: message.into(),
+    }
+}
+
+fn cstring(s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| invalid("string contains a NUL byte"))
+}
+
+fn path_cstring(path: &Path) -> Result<CString> {
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
+    #[cfg(not(unix))]
+    let bytes = path
+        .to_str()
+        .ok_or_else(|| invalid(format!("{} is not valid Unicode", path.display())))?
+        .as_bytes()
+        .to_vec();
+    CString::new(bytes).map_err(|_| invalid("path contains a NUL byte"))
 }
 
 unsafe fn owned(p: *const c_char) -> String {
@@ -79,6 +117,10 @@ pub struct ModelInfo {
     pub vocab_size: i32,
     pub num_layers: i32,
     pub max_context: i64,
+    /// The model takes images (its vision tower is loaded).
+    pub vision: bool,
+    /// Soft tokens per image when an `Image` leaves `max_soft_tokens` at 0.
+    pub default_image_tokens: i32,
 }
 
 impl Model {
@@ -95,7 +137,9 @@ impl Model {
             opts.tokenizer_path = tok.as_ref().map_or(ptr::null(), |t| t.as_ptr());
             let mut out = ptr::null_mut();
             check(sys::gemma4_model_load(path.as_ptr(), &opts, &mut out))?;
-            Ok(Model { handle: Arc::new(ModelHandle(out)) })
+            Ok(Model {
+                handle: Arc::new(ModelHandle(out)),
+            })
         }
     }
 
@@ -109,6 +153,8 @@ impl Model {
                 vocab_size: i.vocab_size,
                 num_layers: i.num_layers,
                 max_context: i.max_context,
+                vision: i.vision != 0,
+                default_image_tokens: i.default_image_tokens,
             })
         }
     }
@@ -164,6 +210,167 @@ impl Model {
     }
 }
 
+/// Where an image's pixels come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// A PNG, JPEG or WebP file.
+    Path(PathBuf),
+    /// The bytes of a PNG, JPEG or WebP file.
+    Encoded(Vec<u8>),
+    /// RGB8 pixels, row by row: `width * height * 3` bytes.
+    Rgb {
+        pixels: Vec<u8>,
+        width: u32,
+        height: u32,
+    },
+}
+
+/// An image for a user turn. `max_soft_tokens` (70, 140, 280, 560 or 1120; 0 = the model's
+/// default) bounds the soft tokens it takes in the context. The image is decoded and checked
+/// when the turn is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub source: ImageSource,
+    pub max_soft_tokens: i32,
+}
+
+impl Image {
+    /// An image file (PNG, JPEG or WebP), read when the turn is sent.
+    pub fn from_path(path: impl AsRef<Path>) -> Image {
+        Image {
+            source: ImageSource::Path(path.as_ref().to_path_buf()),
+            max_soft_tokens: 0,
+        }
+    }
+
+    /// The bytes of a PNG, JPEG or WebP file.
+    pub fn from_bytes(data: impl Into<Vec<u8>>) -> Image {
+        Image {
+            source: ImageSource::Encoded(data.into()),
+            max_soft_tokens: 0,
+        }
+    }
+
+    /// RGB8 pixels, row by row; fails unless there are `width * height * 3` bytes.
+    pub fn from_rgb(pixels: impl Into<Vec<u8>>, width: u32, height: u32) -> Result<Image> {
+        let pixels = pixels.into();
+        let expected = (width as u64) * (height as u64) * 3;
+        if pixels.len() as u64 != expected {
+            return Err(invalid(format!(
+                "{}x{} RGB pixels need {} bytes, got {}",
+                width,
+                height,
+                expected,
+                pixels.len()
+            )));
+        }
+        Ok(Image {
+            source: ImageSource::Rgb {
+                pixels,
+                width,
+                height,
+            },
+            max_soft_tokens: 0,
+        })
+    }
+
+    /// Sets the soft-token budget (70, 140, 280, 560 or 1120; 0 = the model's default).
+    pub fn max_soft_tokens(mut self, max_soft_tokens: i32) -> Image {
+        self.max_soft_tokens = max_soft_tokens;
+        self
+    }
+
+    fn add_to(&self, content: *mut sys::gemma4_content) -> Result<()> {
+        let budget = self.max_soft_tokens;
+        match &self.source {
+            ImageSource::Path(path) => {
+                let path = path_cstring(path)?;
+                check(unsafe { sys::gemma4_content_add_image_file(content, path.as_ptr(), budget) })
+            }
+            ImageSource::Encoded(data) => check(unsafe {
+                sys::gemma4_content_add_image_bytes(
+                    content,
+                    data.as_ptr() as *const c_void,
+                    data.len(),
+                    budget,
+                )
+            }),
+            ImageSource::Rgb {
+                pixels,
+                width,
+                height,
+            } => {
+                let side = |v: u32| {
+                    i32::try_from(v).map_err(|_| invalid(format!("image side {} too large", v)))
+                };
+                let (w, h) = (side(*width)?, side(*height)?);
+                if pixels.len() as u64 != (*width as u64) * (*height as u64) * 3 {
+                    return Err(invalid("RGB pixels must hold width * height * 3 bytes"));
+                }
+                check(unsafe {
+                    sys::gemma4_content_add_image_rgb(
+                        content,
+                        pixels.as_ptr(),
+                        w,
+                        h,
+                        *width as usize * 3,
+                        budget,
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// One piece of a user turn: text or an image, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Text(String),
+    Image(Image),
+}
+
+impl From<&str> for Part {
+    fn from(text: &str) -> Part {
+        Part::Text(text.to_string())
+    }
+}
+impl From<String> for Part {
+    fn from(text: String) -> Part {
+        Part::Text(text)
+    }
+}
+impl From<Image> for Part {
+    fn from(image: Image) -> Part {
+        Part::Image(image)
+    }
+}
+
+/// A `gemma4_content` built from parts, freed on drop.
+struct Content(*mut sys::gemma4_content);
+
+impl Content {
+    fn new(parts: &[Part]) -> Result<Content> {
+        let mut h = ptr::null_mut();
+        check(unsafe { sys::gemma4_content_create(&mut h) })?;
+        let content = Content(h);
+        for part in parts {
+            match part {
+                Part::Text(text) => check(unsafe {
+                    sys::gemma4_content_add_text(h, text.as_ptr() as *const c_char, text.len())
+                })?,
+                Part::Image(image) => image.add_to(h)?,
+            }
+        }
+        Ok(content)
+    }
+}
+
+impl Drop for Content {
+    fn drop(&mut self) {
+        unsafe { sys::gemma4_content_free(self.0) }
+    }
+}
+
 type ToolClosure = Box<dyn Fn(&str) -> std::result::Result<String, String> + Send + Sync>;
 
 /// Tools the model may call: closures receiving the arguments as JSON text and returning the
@@ -196,11 +403,20 @@ impl Tools {
     pub fn new() -> Result<Tools> {
         let mut h = ptr::null_mut();
         check(unsafe { sys::gemma4_tools_create(&mut h) })?;
-        Ok(Tools { handle: h, closures: Vec::new() })
+        Ok(Tools {
+            handle: h,
+            closures: Vec::new(),
+        })
     }
 
     /// `parameters`: the JSON schema of the arguments object.
-    pub fn register<F>(&mut self, name: &str, description: &str, parameters: &str, f: F) -> Result<()>
+    pub fn register<F>(
+        &mut self,
+        name: &str,
+        description: &str,
+        parameters: &str,
+        f: F,
+    ) -> Result<()>
     where
         F: Fn(&str) -> std::result::Result<String, String> + Send + Sync + 'static,
     {
@@ -275,6 +491,7 @@ pub struct Reply {
     pub stop_reason: i32,
     pub tool_calls: Vec<ToolCall>,
     pub tool_results: Vec<String>,
+    pub prompt_tokens: i32,
     pub generated_tokens: i32,
     pub reused_tokens: i32,
 }
@@ -321,7 +538,11 @@ unsafe extern "C" fn text_trampoline(
 }
 
 impl Session {
-    pub fn new(model: &Model, system_prompt: Option<&str>, tools: Option<&Tools>) -> Result<Session> {
+    pub fn new(
+        model: &Model,
+        system_prompt: Option<&str>,
+        tools: Option<&Tools>,
+    ) -> Result<Session> {
         let system = match system_prompt {
             Some(s) => Some(cstring(s)?),
             None => None,
@@ -333,12 +554,19 @@ impl Session {
             opts.tools = tools.map_or(ptr::null(), |t| t.handle as *const _);
             let mut out = ptr::null_mut();
             check(sys::gemma4_session_create(model.handle.0, &opts, &mut out))?;
-            Ok(Session { handle: out, _model: model.clone(), alive: Arc::new(()) })
+            Ok(Session {
+                handle: out,
+                _model: model.clone(),
+                alive: Arc::new(()),
+            })
         }
     }
 
     pub fn canceller(&self) -> Canceller {
-        Canceller { session: self.handle, _alive: self.alive.clone() }
+        Canceller {
+            session: self.handle,
+            _alive: self.alive.clone(),
+        }
     }
 
     /// Sends a user turn; `on_text(is_thought, piece)` streams the reply (return false to
@@ -347,9 +575,48 @@ impl Session {
         &mut self,
         text: &str,
         options: &Generate,
-        mut on_text: impl FnMut(bool, &str) -> bool,
+        on_text: impl FnMut(bool, &str) -> bool,
     ) -> Result<Reply> {
         let text = cstring(text)?;
+        self.generate(options, on_text, |session, go, reply| unsafe {
+            sys::gemma4_session_send(session, text.as_ptr(), go, reply)
+        })
+    }
+
+    pub fn send(&mut self, text: &str, options: &Generate) -> Result<Reply> {
+        self.send_streaming(text, options, |_, _| true)
+    }
+
+    /// Sends a user turn of text and images, in order; streams like `send_streaming`. Fails
+    /// with `status::FAILED_PRECONDITION` on a model without a vision tower.
+    pub fn send_content_streaming(
+        &mut self,
+        parts: &[Part],
+        options: &Generate,
+        on_text: impl FnMut(bool, &str) -> bool,
+    ) -> Result<Reply> {
+        let content = Content::new(parts)?;
+        self.generate(options, on_text, |session, go, reply| unsafe {
+            sys::gemma4_session_send_content(session, content.0, go, reply)
+        })
+    }
+
+    /// Sends a user turn of text and images, in order.
+    pub fn send_content(&mut self, parts: &[Part], options: &Generate) -> Result<Reply> {
+        self.send_content_streaming(parts, options, |_, _| true)
+    }
+
+    /// Fills the generate options, runs `call` with them and reads its reply.
+    fn generate(
+        &mut self,
+        options: &Generate,
+        mut on_text: impl FnMut(bool, &str) -> bool,
+        call: impl FnOnce(
+            *mut sys::gemma4_session,
+            *const sys::gemma4_generate_options,
+            *mut *mut sys::gemma4_reply,
+        ) -> sys::gemma4_status,
+    ) -> Result<Reply> {
         let schema = match options.json_schema {
             Some(s) => Some(cstring(s)?),
             None => None,
@@ -383,21 +650,21 @@ impl Session {
             go.on_text = Some(text_trampoline);
             go.user_data = &mut callback as *mut &mut TextCallback as *mut c_void;
             let mut reply = ptr::null_mut();
-            check(sys::gemma4_session_send(self.handle, text.as_ptr(), &go, &mut reply))?;
+            check(call(self.handle, &go, &mut reply))?;
             let r = read_reply(reply);
             sys::gemma4_reply_free(reply);
             Ok(r)
         }
     }
 
-    pub fn send(&mut self, text: &str, options: &Generate) -> Result<Reply> {
-        self.send_streaming(text, options, |_, _| true)
-    }
-
     pub fn fork(&self) -> Result<Session> {
         let mut out = ptr::null_mut();
         check(unsafe { sys::gemma4_session_fork(self.handle, &mut out) })?;
-        Ok(Session { handle: out, _model: self._model.clone(), alive: Arc::new(()) })
+        Ok(Session {
+            handle: out,
+            _model: self._model.clone(),
+            alive: Arc::new(()),
+        })
     }
 
     pub fn rewind(&mut self, num_turns: usize) -> Result<()> {
@@ -426,7 +693,11 @@ impl Session {
                 &mut out,
             )
         })?;
-        Ok(Session { handle: out, _model: model.clone(), alive: Arc::new(()) })
+        Ok(Session {
+            handle: out,
+            _model: model.clone(),
+            alive: Arc::new(()),
+        })
     }
 
     pub fn num_turns(&self) -> usize {
@@ -450,6 +721,7 @@ unsafe fn read_reply(r: *const sys::gemma4_reply) -> Reply {
         stop_reason: sys::gemma4_reply_stop_reason(r),
         tool_calls: calls,
         tool_results: results,
+        prompt_tokens: sys::gemma4_reply_prompt_tokens(r),
         generated_tokens: sys::gemma4_reply_generated_tokens(r),
         reused_tokens: sys::gemma4_reply_reused_tokens(r),
     }

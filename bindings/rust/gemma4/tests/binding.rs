@@ -1,5 +1,5 @@
 //! The Rust binding on the tiny random-weight fixture model.
-use gemma4::{Generate, Model, Session, Tools};
+use gemma4::{status, Generate, Image, Model, Part, Session, Tools};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -132,5 +132,104 @@ fn errors_carry_messages() {
     let e = Model::load("/nonexistent/model", 1, None).err().unwrap();
     assert!(e.message.contains("/nonexistent/model"));
     let mut tools = Tools::new().unwrap();
-    assert!(tools.register("bad name", "", "{}", |_| Ok(String::new())).is_err());
+    assert!(tools
+        .register("bad name", "", "{}", |_| Ok(String::new()))
+        .is_err());
+}
+
+fn vision() -> String {
+    format!("{}/vision", fixtures())
+}
+
+#[test]
+fn images_in_a_turn() {
+    let v = vision();
+    let m = Model::load(
+        &format!("{}/tiny-e2b-vision", v),
+        2,
+        Some(&format!("{}/tokenizer", v)),
+    )
+    .expect("vision model loads");
+    let info = m.info().unwrap();
+    assert!(info.vision);
+    assert_eq!(info.default_image_tokens, 280);
+    let mut chat = Session::new(&m, None, None).unwrap();
+    let picture = format!("{}/images/up_200x150.png", v);
+    let data = std::fs::read(&picture).unwrap();
+    let opts = |max_tokens| Generate {
+        max_tokens,
+        temperature: Some(0.0),
+        ..Default::default()
+    };
+    let reply = chat
+        .send_content(
+            &[
+                "What is this?".into(),
+                Image::from_path(&picture).max_soft_tokens(70).into(),
+            ],
+            &opts(2),
+        )
+        .unwrap();
+    // 63 soft tokens and the <|image> / <image|> pair are in the prompt.
+    assert!(reply.prompt_tokens > 65, "{:?}", reply);
+    // The same picture as bytes: same content, so the first turn's cache is reused.
+    let again = chat
+        .send_content(
+            &[
+                Part::Text("And this?".to_string()),
+                Part::Image(Image::from_bytes(data).max_soft_tokens(70)),
+            ],
+            &opts(2),
+        )
+        .unwrap();
+    assert!(
+        again.reused_tokens >= reply.prompt_tokens - 12,
+        "{:?} after {:?}",
+        again,
+        reply
+    );
+    let gray = Image::from_rgb(vec![90u8; 6 * 4 * 3], 6, 4)
+        .unwrap()
+        .max_soft_tokens(70);
+    let r = chat
+        .send_content(&[gray.into(), "Gray?".into()], &opts(1))
+        .unwrap();
+    assert!(r.prompt_tokens > 3);
+    let e = chat
+        .send_content(&[Image::from_bytes(&b"not an image"[..]).into()], &opts(1))
+        .unwrap_err();
+    assert!(
+        [
+            status::INVALID_ARGUMENT,
+            status::DATA_LOSS,
+            status::UNIMPLEMENTED
+        ]
+        .contains(&e.code),
+        "{}",
+        e
+    );
+    assert!(!e.message.is_empty());
+    let e = Image::from_rgb(&b"123"[..], 2, 2).unwrap_err();
+    assert_eq!(e.code, status::INVALID_ARGUMENT);
+}
+
+#[test]
+fn text_only_model_refuses_images() {
+    let f = fixtures();
+    let m = Model::load(
+        &format!("{}/models/tiny-e2b/gemma4_text", f),
+        2,
+        Some(&format!("{}/chat/tiny_tokenizer", f)),
+    )
+    .expect("model loads");
+    assert!(!m.info().unwrap().vision);
+    let mut s = Session::new(&m, None, None).unwrap();
+    let picture = Image::from_path(format!("{}/images/up_200x150.png", vision()));
+    let opts = Generate {
+        max_tokens: 1,
+        temperature: Some(0.0),
+        ..Default::default()
+    };
+    let e = s.send_content(&[picture.into()], &opts).unwrap_err();
+    assert_eq!(e.code, status::FAILED_PRECONDITION, "{}", e);
 }
