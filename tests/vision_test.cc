@@ -329,6 +329,61 @@ TEST(VisionMmproj, WrittenMmprojEncodesLikeTheCheckpoint) {
   EXPECT_FALSE(bad.ok());
 }
 
+// Files made by llama.cpp's own converter (convert_hf_to_gguf.py --mmproj, run by
+// tools/reference with transformers installed): its mmproj files load and encode like the
+// checkpoints, and its text GGUF with its mmproj reproduces transformers' image-prompt logits.
+TEST(VisionMmproj, LlamaCppConvertedFiles) {
+  ThreadPool pool(2);
+  const std::string dir = VisionDir() + "/llama_cpp";
+  for (const char* name : kModels) {
+    Loaded l = Load(name);
+    ASSERT_NE(l.model, nullptr);
+    for (const char* type : {"f32", "f16"}) {
+      const std::string path = dir + "/" + name + "-mmproj-" + type + ".gguf";
+      if (std::string(type) == "f16" && std::string(name) != "tiny-26b-vision") continue;
+      auto mm = vision::VisionEncoder::LoadMmproj(path, l.model->config().hidden_size);
+      ASSERT_TRUE(mm.ok()) << mm.status().ToString();
+      auto image = media::LoadImageFile(VisionDir() + "/images/gray_333x251.png");
+      ASSERT_TRUE(image.ok());
+      auto patches = vision::PreprocessImage(*image, 70, (*mm)->config());
+      ASSERT_TRUE(patches.ok());
+      std::vector<float> got;
+      ASSERT_TRUE((*mm)->Encode(*patches, &pool, &got).ok());
+      const std::vector<float> want = ReadF32(VisionDir() + "/" + name + "/soft_gray_333x251.f32");
+      EXPECT_LE(MaxAbsDiff(got, want), std::string(type) == "f32" ? 3e-5f : 0.02f)
+          << name << " " << type;
+    }
+  }
+  // llama.cpp's text GGUF of tiny-e2b-vision + its mmproj: the whole prompt.
+  auto model = LoadedModel::Load(dir + "/tiny-e2b-vision-f32.gguf");
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto mm = vision::VisionEncoder::LoadMmproj(dir + "/tiny-e2b-vision-mmproj-f32.gguf",
+                                              (*model)->config().hidden_size);
+  ASSERT_TRUE(mm.ok()) << mm.status().ToString();
+  const json::Value& p =
+      Reference().Find("models")->Find("tiny-e2b-vision")->Find("prompts")->as_array()[0];
+  std::vector<EncodedMedia> media;
+  for (const json::Value& key : p.Find("images")->as_array()) {
+    auto image = media::LoadImageFile(VisionDir() + "/images/" + key.as_string() + ".png");
+    ASSERT_TRUE(image.ok());
+    auto patches = vision::PreprocessImage(*image, 70, (*mm)->config());
+    ASSERT_TRUE(patches.ok());
+    EncodedMedia e;
+    ASSERT_TRUE((*mm)->Encode(*patches, &pool, &e.embeddings).ok());
+    e.rows = static_cast<int64_t>(e.embeddings.size()) / (*model)->config().hidden_size;
+    media.push_back(std::move(e));
+  }
+  auto batch = MediaBatch::Build((*model)->config(), Ints(*p.Find("ids")), media);
+  ASSERT_TRUE(batch.ok()) << batch.status().ToString();
+  InferenceState state(**model, &pool);
+  std::vector<float> logits;
+  ASSERT_TRUE(state.Forward(batch->input(), LogitsMode::kAll, &logits).ok());
+  const std::vector<float> want =
+      ReadF32(VisionDir() + "/tiny-e2b-vision/" + p.Find("logits")->as_string());
+  // The same bound as the end-to-end test above (soft tokens within 1.1e-5 here too).
+  EXPECT_LE(MaxAbsDiff(logits, want), kTolerance + kLogitsPerSoftTokenError * 1.1e-5f);
+}
+
 // Images in a conversation: encoded once, placed as the processor does, the KV cache reused
 // across turns only while the images are the same.
 std::shared_ptr<const Model> LoadChatModel(const std::string& name) {

@@ -253,6 +253,24 @@ StatusOr<ModelConfig> ConfigFromGguf(const gguf::File& f) {
     c.bos_token_id = static_cast<int>(b->i);
   }
   c.variant = GuessVariant(c);
+  // Multimodal placeholder ids: GGUF files carry no such keys; the vocabulary has the tokens.
+  if (const gguf::Value* tokens = f.Find("tokenizer.ggml.tokens");
+      tokens != nullptr && tokens->type == gguf::ValueType::kArray &&
+      tokens->element_type == gguf::ValueType::kString) {
+    const std::pair<const char*, int*> kMedia[] = {
+        {"<|image>", &c.boi_token_id},    {"<image|>", &c.eoi_token_id},
+        {"<|image|>", &c.image_token_id}, {"<|video|>", &c.video_token_id},
+        {"<|audio>", &c.boa_token_id},    {"<audio|>", &c.eoa_token_id},
+        {"<|audio|>", &c.audio_token_id}};
+    for (size_t id = 0; id < tokens->array.size(); ++id) {
+      for (const auto& [text, field] : kMedia) {
+        if (tokens->array[id].s == text) *field = static_cast<int>(id);
+      }
+    }
+  }
+  // 26B/31B (no Per-Layer Embeddings) attend bidirectionally within an image on sliding
+  // layers (transformers' use_bidirectional_attention = "vision"; GGUF has no key for it).
+  c.bidirectional_vision = c.ple_dim == 0;
   return c;
 }
 
