@@ -384,6 +384,63 @@ TEST(VisionMmproj, LlamaCppConvertedFiles) {
   EXPECT_LE(MaxAbsDiff(logits, want), kTolerance + kLogitsPerSoftTokenError * 1.1e-5f);
 }
 
+// Video as frames (tests/fixtures/vision/video, make_video_fixtures.py): the video processor's
+// rescale (x / 255), one bidirectional block per frame on 26B/31B, logits and greedy ids.
+TEST(VisionVideo, FramesMatchTransformers) {
+  ThreadPool pool(2);
+  const std::string dir = VisionDir() + "/video";
+  auto text = ReadFileToString(dir + "/reference.json");
+  ASSERT_TRUE(text.ok());
+  auto ref = json::Parse(*text, "video/reference.json");
+  ASSERT_TRUE(ref.ok());
+  EXPECT_TRUE(ref->Find("pixels_equal_div_255")->as_bool());
+  for (const char* name : {"tiny-26b-vision", "tiny-31b-vision"}) {
+    Loaded l = Load(name);
+    ASSERT_NE(l.encoder, nullptr);
+    EXPECT_EQ(l.encoder->config().default_video_soft_tokens, 70);
+    const json::Value& m = *ref->Find("models")->Find(name);
+    std::vector<EncodedMedia> media;
+    std::vector<float> all;
+    for (int k = 0; k < 4; ++k) {
+      auto frame = media::LoadImageFile(dir + "/frames/frame_" + std::to_string(k) + ".png");
+      ASSERT_TRUE(frame.ok());
+      auto patches =
+          vision::PreprocessImage(*frame, 70, l.encoder->config(), vision::PixelScale::kVideoFrame);
+      ASSERT_TRUE(patches.ok());
+      EncodedMedia e;
+      e.kind = MediaKind::kVideo;
+      ASSERT_TRUE(l.encoder->Encode(*patches, &pool, &e.embeddings).ok());
+      e.rows = static_cast<int64_t>(e.embeddings.size()) / l.model->config().hidden_size;
+      EXPECT_EQ(e.rows, Int(*ref->Find("soft_tokens_per_frame")));
+      all.insert(all.end(), e.embeddings.begin(), e.embeddings.end());
+      media.push_back(std::move(e));
+    }
+    const float soft_err = MaxAbsDiff(all, ReadF32(dir + "/" + m.Find("soft")->as_string()));
+    EXPECT_LE(soft_err, 3e-5f) << name;
+    auto batch = MediaBatch::Build(l.model->config(), Ints(*m.Find("ids")), media);
+    ASSERT_TRUE(batch.ok()) << batch.status().ToString();
+    EXPECT_EQ(batch->longest_block(), 63);  // one block per frame
+    const std::vector<float> want = ReadF32(dir + "/" + m.Find("logits")->as_string());
+    InferenceState state(*l.model, &pool, 64);
+    std::vector<float> logits;
+    ASSERT_TRUE(state.Forward(batch->input(), LogitsMode::kAll, &logits).ok());
+    EXPECT_LE(MaxAbsDiff(logits, want), kTolerance + kLogitsPerSoftTokenError * soft_err) << name;
+    const int64_t V = l.model->config().vocab_size;
+    std::vector<float> last(logits.end() - V, logits.end());
+    std::vector<int32_t> greedy;
+    for (size_t step = 0; step < Ints(*m.Find("greedy")).size(); ++step) {
+      const int32_t best =
+          static_cast<int32_t>(std::max_element(last.begin(), last.end()) - last.begin());
+      greedy.push_back(best);
+      ASSERT_TRUE(state.Forward(&best, 1, LogitsMode::kLast, &last).ok());
+    }
+    EXPECT_EQ(greedy, Ints(*m.Find("greedy"))) << name;
+    // A state whose chunk cannot hold one frame's block refuses instead of cutting it.
+    InferenceState small(*l.model, &pool, 16);
+    EXPECT_FALSE(small.Forward(batch->input(), LogitsMode::kLast, &logits).ok());
+  }
+}
+
 // Images in a conversation: encoded once, placed as the processor does, the KV cache reused
 // across turns only while the images are the same.
 std::shared_ptr<const Model> LoadChatModel(const std::string& name) {

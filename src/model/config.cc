@@ -478,6 +478,20 @@ Status ApplyImageProcessorConfig(const json::Value& processor_config, const std:
     return UnimplementedError(where + ": do_normalize true is not Gemma 4's preprocessing");
   }
   config->default_max_soft_tokens = max_soft_tokens;
+  // transformers 5 nests the video processor beside the image processor.
+  if (const json::Value* video = processor_config.Find("video_processor");
+      video != nullptr && video->is_object()) {
+    Reader v(*video, source + ": video_processor");
+    int tokens = config->default_video_soft_tokens, frames = config->max_video_frames;
+    GEMMA4_RETURN_IF_ERROR(v.Int("max_soft_tokens", &tokens, false, 1));
+    GEMMA4_RETURN_IF_ERROR(v.Int("num_frames", &frames, false, 1, 4096));
+    if (!IsSupportedSoftTokenBudget(tokens)) {
+      return InvalidArgumentError(source + ": video_processor max_soft_tokens " +
+                                  std::to_string(tokens) + " is not one of 70, 140, 280, 560, 1120");
+    }
+    config->default_video_soft_tokens = tokens;
+    config->max_video_frames = frames;
+  }
   return OkStatus();
 }
 

@@ -110,6 +110,10 @@ struct VisionConfig {
   // Image processor: soft tokens per image unless a request says otherwise (70, 140, 280, 560
   // or 1120), from processor_config.json / preprocessor_config.json.
   int default_max_soft_tokens = 280;
+  // Video frames (Gemma4VideoProcessor): soft tokens per frame and the most frames a video
+  // is sampled to.
+  int default_video_soft_tokens = 70;
+  int max_video_frames = 32;
 };
 
 // Parses config.json's vision_config (an object). `where` names it in error messages.

@@ -49,7 +49,8 @@ StatusOr<TargetSize> AspectPreservingSize(int height, int width, int patch_size,
   return TargetSize{static_cast<int>(target_height), static_cast<int>(target_width)};
 }
 
-StatusOr<ImagePatches> Patchify(const uint8_t* rgb, int height, int width, int patch_size) {
+StatusOr<ImagePatches> Patchify(const uint8_t* rgb, int height, int width, int patch_size,
+                                PixelScale pixel_scale) {
   if (patch_size <= 0 || height <= 0 || width <= 0 || height % patch_size != 0 ||
       width % patch_size != 0) {
     return InvalidArgumentError("image of " + std::to_string(width) + "x" + std::to_string(height) +
@@ -67,10 +68,14 @@ StatusOr<ImagePatches> Patchify(const uint8_t* rgb, int height, int width, int p
     return ResourceExhaustedError("out of memory patchifying a " + std::to_string(width) + "x" +
                                   std::to_string(height) + " image");
   }
-  // The processor rescales with `uint8 tensor * python float`: f32(byte) * f32(1/255).
+  // The image processor rescales with `uint8 tensor * python float`: f32(byte) * f32(1/255);
+  // the video processor normalizes with std 255: f32(byte) / 255.
   const float scale = static_cast<float>(1.0 / 255.0);
   float lut[256];
-  for (int i = 0; i < 256; ++i) lut[i] = static_cast<float>(i) * scale;
+  for (int i = 0; i < 256; ++i) {
+    lut[i] = pixel_scale == PixelScale::kImage ? static_cast<float>(i) * scale
+                                                : static_cast<float>(i) / 255.0f;
+  }
   float* dst = out.pixels.data();
   for (int py = 0; py < out.patches_h; ++py) {
     for (int px = 0; px < out.patches_w; ++px) {
@@ -85,7 +90,7 @@ StatusOr<ImagePatches> Patchify(const uint8_t* rgb, int height, int width, int p
 }
 
 StatusOr<ImagePatches> PreprocessImage(const media::RgbImage& image, int max_soft_tokens,
-                                       const VisionConfig& config) {
+                                       const VisionConfig& config, PixelScale scale) {
   if (!IsSupportedSoftTokenBudget(max_soft_tokens)) {
     return InvalidArgumentError("image budget of " + std::to_string(max_soft_tokens) +
                                 " soft tokens: expected 70, 140, 280, 560 or 1120");
@@ -95,11 +100,12 @@ StatusOr<ImagePatches> PreprocessImage(const media::RgbImage& image, int max_sof
                                                max_soft_tokens, config.pooling_kernel_size));
   if (size.height == image.height && size.width == image.width) {
     return Patchify(image.pixels.data(), image.width == 0 ? 0 : image.height, image.width,
-                    config.patch_size);
+                    config.patch_size, scale);
   }
   GEMMA4_ASSIGN_OR_RETURN(media::RgbImage resized,
                           media::ResizeBicubicAntialias(image, size.height, size.width));
-  return Patchify(resized.pixels.data(), resized.height, resized.width, config.patch_size);
+  return Patchify(resized.pixels.data(), resized.height, resized.width, config.patch_size,
+                  scale);
 }
 
 }  // namespace gemma4::vision

@@ -36,14 +36,21 @@ struct ImagePatches {
   int64_t num_patches() const { return int64_t{patches_h} * patches_w; }
 };
 
+// How bytes become pixel values. The image processor rescales (`x * f32(1/255)`); the video
+// processor's fused rescale + normalize divides (`f32(x) / 255`), which differs in the last
+// bit for some bytes.
+enum class PixelScale { kImage, kVideoFrame };
+
 // rgb: [height, width, 3] bytes; height and width multiples of patch_size.
-StatusOr<ImagePatches> Patchify(const uint8_t* rgb, int height, int width, int patch_size);
+StatusOr<ImagePatches> Patchify(const uint8_t* rgb, int height, int width, int patch_size,
+                                PixelScale scale = PixelScale::kImage);
 
 // The whole preprocessing of one decoded RGB image for a soft-token budget (70, 140, 280, 560
 // or 1120): aspect-preserving size, bicubic antialiased resize bit-identical to torchvision's
 // uint8 path (skipped when the size already fits), rescale and patchify.
 StatusOr<ImagePatches> PreprocessImage(const media::RgbImage& image, int max_soft_tokens,
-                                       const VisionConfig& config);
+                                       const VisionConfig& config,
+                                       PixelScale scale = PixelScale::kImage);
 
 }  // namespace gemma4::vision
 

@@ -41,15 +41,16 @@ constexpr char kUsage[] =
     "      writes the logits of every position as little-endian float32 [n_ids, vocab]\n"
     "      (KV cache f32 unless --kv-type says otherwise); the ids hold each image's\n"
     "      placeholder run as the processor writes it, filled by the --image files in order\n"
+    "      (and <|video|> runs by --frame FILE@SECONDS frames, --video-budget N)\n"
     "  gemma4 generate --model PATH --ids 2,17,33 -n 32 --greedy [--threads N]\n"
     "                  [--kv-type auto|f32|f16] [--image FILE ...] [--image-budget N]\n"
     "                  [--mmproj F]\n"
     "      prints the generated ids, comma-separated (stops after an end-of-sequence id);\n"
     "      KV cache auto: f16 for quantized weights, f32 for float weights\n"
-    "  gemma4 encode   --model PATH [--mmproj F] --image FILE --out FILE [--image-budget N]\n"
-    "                  [--threads N]\n"
-    "      writes the image's soft tokens after the projector as little-endian float32\n"
-    "      [n, hidden] and prints n\n"
+    "  gemma4 encode   --model PATH [--mmproj F] (--image FILE | --frame FILE@SECONDS ...)\n"
+    "                  --out FILE [--image-budget N] [--video-budget N] [--threads N]\n"
+    "      writes the soft tokens after the projector (a video's frames one after another) as\n"
+    "      little-endian float32 [n, hidden] and prints n\n"
     "  gemma4 bench    -m PATH [-t N,..] [-p N,..] [-n N,..] [-d N,..] [-r N] [-ub N]\n"
     "                  [-ctk f16|f32] [-ctv f16|f32] [-o md|json|jsonl|csv] [--profile]\n"
     "      prompt processing (pp) and generation (tg) tokens/s, as llama-bench reports them;\n"
@@ -169,15 +170,22 @@ Status CommonOptions(const Args& args, std::unique_ptr<LoadedModel>* model, int6
   return OkStatus();
 }
 
-// --image FILE (repeatable) and --image-budget N: every image decoded, preprocessed and
-// encoded, in order.
-Status EncodeImages(const Args& args, const LoadedModel& model, ThreadPool* pool,
-                    std::vector<EncodedMedia>* media) {
-  auto it = args.all_values.find("--image");
-  if (it == args.all_values.end()) {
-    if (args.Has("--image-budget")) return InvalidArgumentError("--image-budget without --image");
-    return OkStatus();
+// --image FILE (repeatable, --image-budget N) and --frame FILE@SECONDS (repeatable: the
+// frames of one video, in order, --video-budget N): every item decoded, preprocessed as
+// transformers' image / video processor does, and encoded, images first, then frames.
+Status EncodeMedia(const Args& args, const LoadedModel& model, ThreadPool* pool,
+                   std::vector<EncodedMedia>* media) {
+  auto images = args.all_values.find("--image");
+  auto frames = args.all_values.find("--frame");
+  const bool any_image = images != args.all_values.end();
+  const bool any_frame = frames != args.all_values.end();
+  if (!any_image && args.Has("--image-budget")) {
+    return InvalidArgumentError("--image-budget without --image");
   }
+  if (!any_frame && args.Has("--video-budget")) {
+    return InvalidArgumentError("--video-budget without --frame");
+  }
+  if (!any_image && !any_frame) return OkStatus();
   // The tower from --mmproj (a llama.cpp mmproj GGUF), else from the checkpoint itself.
   std::unique_ptr<vision::VisionEncoder> encoder;
   if (args.Has("--mmproj")) {
@@ -186,21 +194,72 @@ Status EncodeImages(const Args& args, const LoadedModel& model, ThreadPool* pool
   } else {
     GEMMA4_ASSIGN_OR_RETURN(encoder, vision::VisionEncoder::Load(model));
   }
-  int64_t budget = encoder->config().default_max_soft_tokens;
-  if (args.Has("--image-budget")) {
-    GEMMA4_RETURN_IF_ERROR(
-        ParseInt("--image-budget", args.values.at("--image-budget"), 1, 1120, &budget));
-  }
-  for (const std::string& path : it->second) {
+  auto encode = [&](const std::string& path, int64_t budget, vision::PixelScale scale,
+                    MediaKind kind, int* width, int* height) -> Status {
     GEMMA4_ASSIGN_OR_RETURN(media::RgbImage image, media::LoadImageFile(path));
-    auto patches = vision::PreprocessImage(image, static_cast<int>(budget), encoder->config());
-    if (!patches.ok())
+    if (width != nullptr) {
+      if (*width != 0 && (image.width != *width || image.height != *height)) {
+        return InvalidArgumentError(path + ": frame of " + std::to_string(image.width) + "x" +
+                                    std::to_string(image.height) +
+                                    "; the frames of a video share one size (" +
+                                    std::to_string(*width) + "x" + std::to_string(*height) + ")");
+      }
+      *width = image.width;
+      *height = image.height;
+    }
+    auto patches =
+        vision::PreprocessImage(image, static_cast<int>(budget), encoder->config(), scale);
+    if (!patches.ok()) {
       return Status(patches.status().code(), path + ": " + patches.status().message());
+    }
     EncodedMedia m;
-    m.kind = MediaKind::kImage;
+    m.kind = kind;
     GEMMA4_RETURN_IF_ERROR(encoder->Encode(*patches, pool, &m.embeddings));
     m.rows = static_cast<int64_t>(m.embeddings.size()) / model.config().hidden_size;
     media->push_back(std::move(m));
+    return OkStatus();
+  };
+  if (any_image) {
+    int64_t budget = encoder->config().default_max_soft_tokens;
+    if (args.Has("--image-budget")) {
+      GEMMA4_RETURN_IF_ERROR(
+          ParseInt("--image-budget", args.values.at("--image-budget"), 1, 1120, &budget));
+    }
+    for (const std::string& path : images->second) {
+      GEMMA4_RETURN_IF_ERROR(
+          encode(path, budget, vision::PixelScale::kImage, MediaKind::kImage, nullptr, nullptr));
+    }
+  }
+  if (any_frame) {
+    int64_t budget = encoder->config().default_video_soft_tokens;
+    if (args.Has("--video-budget")) {
+      GEMMA4_RETURN_IF_ERROR(
+          ParseInt("--video-budget", args.values.at("--video-budget"), 1, 1120, &budget));
+    }
+    if (static_cast<int>(frames->second.size()) > encoder->config().max_video_frames) {
+      return InvalidArgumentError(std::to_string(frames->second.size()) +
+                                  " frames: the model takes at most " +
+                                  std::to_string(encoder->config().max_video_frames));
+    }
+    int width = 0, height = 0;
+    double last = -1;
+    for (const std::string& spec : frames->second) {
+      // FILE@SECONDS: the timestamp orders the frames (the ids carry its text already).
+      const size_t at = spec.rfind('@');
+      char* end = nullptr;
+      const double seconds =
+          at == std::string::npos ? -1 : std::strtod(spec.c_str() + at + 1, &end);
+      if (at == std::string::npos || end == nullptr || *end != '\0' || !(seconds >= 0) ||
+          !(seconds < 1e7)) {
+        return InvalidArgumentError("--frame " + spec + ": expected FILE@SECONDS");
+      }
+      if (seconds < last) {
+        return InvalidArgumentError("--frame " + spec + ": frames must come in time order");
+      }
+      last = seconds;
+      GEMMA4_RETURN_IF_ERROR(encode(spec.substr(0, at), budget, vision::PixelScale::kVideoFrame,
+                                    MediaKind::kVideo, &width, &height));
+    }
   }
   return OkStatus();
 }
@@ -214,11 +273,15 @@ int64_t ChunkFor(const LoadedModel& model, const MediaBatch& batch) {
 
 Status RunEncode(int argc, char** argv) {
   Args args;
-  GEMMA4_RETURN_IF_ERROR(ParseArgs(
-      argc, argv, 2, {"--model", "--image", "--out", "--image-budget", "--threads", "--mmproj"}, {},
-      &args));
-  if (!args.Has("--image")) return InvalidArgumentError("--image FILE is required");
-  if (args.all_values["--image"].size() != 1) {
+  GEMMA4_RETURN_IF_ERROR(ParseArgs(argc, argv, 2,
+                                   {"--model", "--image", "--frame", "--out", "--image-budget",
+                                    "--video-budget", "--threads", "--mmproj"},
+                                   {}, &args));
+  if (args.Has("--image") == args.Has("--frame")) {
+    return InvalidArgumentError(
+        "encode takes one --image FILE, or the --frame FILE@SECONDS of one video");
+  }
+  if (args.Has("--image") && args.all_values["--image"].size() != 1) {
     return InvalidArgumentError("encode takes one --image");
   }
   if (!args.Has("--out")) return InvalidArgumentError("--out FILE is required");
@@ -227,28 +290,33 @@ Status RunEncode(int argc, char** argv) {
   GEMMA4_RETURN_IF_ERROR(CommonOptions(args, &model, &threads));
   ThreadPool pool(static_cast<int>(threads));
   std::vector<EncodedMedia> media;
-  GEMMA4_RETURN_IF_ERROR(EncodeImages(args, *model, &pool, &media));
+  GEMMA4_RETURN_IF_ERROR(EncodeMedia(args, *model, &pool, &media));
   const std::string& out = args.values.at("--out");
   std::ofstream f(out, std::ios::binary);
   if (!f) return InvalidArgumentError(out + ": cannot create the output file");
   static_assert(std::endian::native == std::endian::little);
-  f.write(reinterpret_cast<const char*>(media[0].embeddings.data()),
-          static_cast<std::streamsize>(media[0].embeddings.size() * sizeof(float)));
+  int64_t rows = 0;
+  for (const EncodedMedia& m : media) {  // a video's frames one after another
+    f.write(reinterpret_cast<const char*>(m.embeddings.data()),
+            static_cast<std::streamsize>(m.embeddings.size() * sizeof(float)));
+    rows += m.rows;
+  }
   f.close();
   if (!f) {
     std::remove(out.c_str());
     return InvalidArgumentError(out + ": cannot write the output file");
   }
-  std::printf("%lld\n", static_cast<long long>(media[0].rows));
+  std::printf("%lld\n", static_cast<long long>(rows));
   return OkStatus();
 }
 
 Status RunLogits(int argc, char** argv) {
   Args args;
-  GEMMA4_RETURN_IF_ERROR(ParseArgs(argc, argv, 2,
-                                   {"--model", "--ids", "--out", "--chunk", "--threads",
-                                    "--kv-type", "--image", "--image-budget", "--mmproj"},
-                                   {}, &args));
+  GEMMA4_RETURN_IF_ERROR(
+      ParseArgs(argc, argv, 2,
+                {"--model", "--ids", "--out", "--chunk", "--threads", "--kv-type", "--image",
+                 "--image-budget", "--frame", "--video-budget", "--mmproj"},
+                {}, &args));
   if (!args.Has("--ids")) return InvalidArgumentError("--ids is required");
   if (!args.Has("--out")) return InvalidArgumentError("--out FILE is required");
   std::vector<int32_t> ids;
@@ -264,7 +332,7 @@ Status RunLogits(int argc, char** argv) {
   GEMMA4_RETURN_IF_ERROR(CommonOptions(args, &model, &threads));
   ThreadPool pool(static_cast<int>(threads));
   std::vector<EncodedMedia> media;
-  GEMMA4_RETURN_IF_ERROR(EncodeImages(args, *model, &pool, &media));
+  GEMMA4_RETURN_IF_ERROR(EncodeMedia(args, *model, &pool, &media));
   GEMMA4_ASSIGN_OR_RETURN(MediaBatch batch, MediaBatch::Build(model->config(), ids, media));
   InferenceState state(*model, &pool, ChunkFor(*model, batch), kv_type);
   // Logits are written as they are produced, at most 256 positions at a time (a long prompt
@@ -296,10 +364,10 @@ Status RunLogits(int argc, char** argv) {
 
 Status RunGenerate(int argc, char** argv) {
   Args args;
-  GEMMA4_RETURN_IF_ERROR(ParseArgs(
-      argc, argv, 2,
-      {"--model", "--ids", "-n", "--threads", "--kv-type", "--image", "--image-budget", "--mmproj"},
-      {"--greedy"}, &args));
+  GEMMA4_RETURN_IF_ERROR(ParseArgs(argc, argv, 2,
+                                   {"--model", "--ids", "-n", "--threads", "--kv-type", "--image",
+                                    "--image-budget", "--frame", "--video-budget", "--mmproj"},
+                                   {"--greedy"}, &args));
   if (!args.Has("--ids")) return InvalidArgumentError("--ids is required");
   if (!args.Flag("--greedy")) {
     return InvalidArgumentError("generate needs --greedy (sampled decoding is not available yet)");
@@ -316,7 +384,7 @@ Status RunGenerate(int argc, char** argv) {
   GEMMA4_RETURN_IF_ERROR(CommonOptions(args, &model, &threads));
   ThreadPool pool(static_cast<int>(threads));
   std::vector<EncodedMedia> media;
-  GEMMA4_RETURN_IF_ERROR(EncodeImages(args, *model, &pool, &media));
+  GEMMA4_RETURN_IF_ERROR(EncodeMedia(args, *model, &pool, &media));
   GEMMA4_ASSIGN_OR_RETURN(MediaBatch batch, MediaBatch::Build(model->config(), ids, media));
   InferenceState state(*model, &pool, ChunkFor(*model, batch), kv_type);
   std::vector<float> logits;
