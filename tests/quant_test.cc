@@ -639,9 +639,9 @@ TEST_P(KernelTest, AttentionKernelsMatchReference) {
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
   const kernels::KernelTable& ref = kernels::ReferenceTable();
   std::mt19937 rng(23);
-  for (int nq : {1, 2, 3, 4, 5, 8, 9}) {
+  for (int nq : {1, 2, 3, 4, 5, 6, 8, 9, 13, 24}) {
     for (int64_t nk : {1, 2, 3, 7, 64}) {
-      for (int64_t d : {1, 7, 8, 33, 256}) {
+      for (int64_t d : {1, 7, 8, 33, 72, 256}) {
         const int64_t ldq = d + 3, ldk = d + 5, ldsc = nk + 2, ldo = d + 1;
         const auto q = RandomVector(nq * ldq, &rng), k = RandomVector(nk * ldk, &rng);
         std::vector<float> s1(nq * ldsc, -7.0f), s2 = s1;

@@ -386,7 +386,7 @@ StatusOr<bool> SetGgufTokenizerFromDirectory(const std::string& dir, const Model
   return true;
 }
 
-StatusOr<ModelConfig> ReleasedConfig(const std::string& variant) {
+StatusOr<ModelConfig> ReleasedConfig(const std::string& variant, int layers) {
   struct Dims {
     const char* name;
     int hidden, layers, period, heads, kv, global_kv, window, inter, shared, ple;
@@ -399,8 +399,15 @@ StatusOr<ModelConfig> ReleasedConfig(const std::string& variant) {
       {"26b-a4b", 2816, 30, 6, 16, 8, 2, 1024, 2112, 0, 0, true, false, true, 262144},
       {"31b", 5376, 60, 6, 32, 16, 4, 1024, 21504, 0, 0, true, false, false, 262144},
   };
-  for (const Dims& d : kDims) {
+  for (Dims d : kDims) {
     if (variant != d.name) continue;
+    if (layers > 0) {
+      // Fewer layers, every width as released (encoder benchmarks need a text model of the
+      // real hidden size, not its depth); KV sharing off.
+      if (layers > 1024) return InvalidArgumentError("--layers must be at most 1024");
+      d.layers = layers;
+      d.shared = 0;
+    }
     json::Value::Object o;
     auto num = [&](const char* k, int64_t v) { o.emplace_back(k, json::Value::Integer(v)); };
     o.emplace_back("model_type", json::Value::String("gemma4_text"));

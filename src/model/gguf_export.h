@@ -59,8 +59,9 @@ std::vector<ExportTensor> ModelTensors(const LoadedModel& model);
 // variance 1/fan_in, embeddings unit variance, norms and scales near 1.
 std::vector<ExportTensor> SyntheticTensors(const ModelConfig& config, uint64_t seed);
 
-// Configurations with the released dimensions: "e2b", "e4b", "26b-a4b", "31b".
-StatusOr<ModelConfig> ReleasedConfig(const std::string& variant);
+// Configurations with the released dimensions: "e2b", "e4b", "26b-a4b", "31b". layers > 0
+// keeps every width but builds that many layers (no KV sharing).
+StatusOr<ModelConfig> ReleasedConfig(const std::string& variant, int layers = 0);
 
 }  // namespace gemma4
 

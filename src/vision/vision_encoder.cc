@@ -486,20 +486,23 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool,
         }
       });
       // Bidirectional attention over every patch, scale 1.0, softmax in f32. One item: a
-      // patch and a KV head with its n_rep query heads.
-      pool->ParallelFor(N * n_kv, 1, [&](int64_t begin, int64_t end) {
+      // block of up to kQueryBlock patches and one query head, so every key and value row
+      // loaded serves the whole block (the score kernels block queries 6 x 4).
+      constexpr int64_t kQueryBlock = 24;
+      const int64_t blocks = (N + kQueryBlock - 1) / kQueryBlock;
+      pool->ParallelFor(blocks * n_heads, 1, [&](int64_t begin, int64_t end) {
         thread_local std::vector<float> scores;
-        scores.resize(n_rep * N);
+        scores.resize(kQueryBlock * N);
         for (int64_t item = begin; item < end; ++item) {
-          const int64_t t = item / n_kv, g = item % n_kv;
-          const float* qh = q.data() + t * q_dim + g * n_rep * hd;
-          ops::AttentionScores(qh, hd, static_cast<int>(n_rep), kk.data() + g * hd, kv_dim, N, hd,
-                               scores.data(), N);
-          for (int64_t h = 0; h < n_rep; ++h) ops::Softmax(scores.data() + h * N, N);
-          float* o = attn.data() + t * q_dim + g * n_rep * hd;
-          std::fill(o, o + n_rep * hd, 0.0f);
-          ops::AttentionValues(scores.data(), N, static_cast<int>(n_rep), v.data() + g * hd, kv_dim,
-                               N, hd, o, hd);
+          const int64_t h = item % n_heads, t0 = item / n_heads * kQueryBlock;
+          const int nq = static_cast<int>(std::min(kQueryBlock, N - t0));
+          const int64_t g = h / n_rep;
+          const float* qh = q.data() + t0 * q_dim + h * hd;
+          ops::AttentionScores(qh, q_dim, nq, kk.data() + g * hd, kv_dim, N, hd, scores.data(), N);
+          for (int r = 0; r < nq; ++r) ops::Softmax(scores.data() + r * N, N);
+          float* o = attn.data() + t0 * q_dim + h * hd;
+          for (int r = 0; r < nq; ++r) std::fill(o + r * q_dim, o + r * q_dim + hd, 0.0f);
+          ops::AttentionValues(scores.data(), N, nq, v.data() + g * hd, kv_dim, N, hd, o, q_dim);
         }
       });
       ApplyLinear(lw.o_proj, attn.data(), N, q_dim, tmp.data(), pool);
@@ -565,17 +568,14 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool,
 
 namespace gemma4::vision {
 
-Status WriteVisionMmproj(const LoadedModel& model, DType matrix_type, const std::string& path,
-                         ThreadPool* pool) {
+Status WriteVisionMmproj(const VisionConfig& c, int text_hidden, const VisionTensorSource& source,
+                         DType matrix_type, const std::string& path, ThreadPool* pool) {
   if (matrix_type != DType::kF32 && matrix_type != DType::kF16 && matrix_type != DType::kBF16 &&
       matrix_type != DType::kQ8_0) {
     return InvalidArgumentError(
-        "mmproj matrices must be f32, f16, bf16 or q8_0 (the towers are "
-        "never stored below 8 bits)");
+        "mmproj matrices must be f32, f16, bf16 or q8_0 (the towers are never stored below 8 "
+        "bits)");
   }
-  GEMMA4_ASSIGN_OR_RETURN(std::unique_ptr<VisionEncoder> enc, VisionEncoder::Load(model));
-  const VisionConfig& c = enc->config();
-  const Checkpoint& ckpt = *model.checkpoint();
   gguf::Writer w;
   using gguf::Value;
   using gguf::ValueType;
@@ -586,7 +586,7 @@ Status WriteVisionMmproj(const LoadedModel& model, DType matrix_type, const std:
                                                             : matrix_type == DType::kBF16 ? 32
                                                                                           : 7));
   w.Set("clip.has_vision_encoder", Value::Bool(true));
-  w.Set("clip.vision.projection_dim", Value::Int(ValueType::kUint32, model.config().hidden_size));
+  w.Set("clip.vision.projection_dim", Value::Int(ValueType::kUint32, text_hidden));
   w.Set("clip.vision.image_size", Value::Int(ValueType::kUint32, 224));  // unused (as llama.cpp)
   w.Set("clip.vision.patch_size", Value::Int(ValueType::kUint32, c.patch_size));
   w.Set("clip.vision.embedding_length", Value::Int(ValueType::kUint32, c.hidden_size));
@@ -604,17 +604,16 @@ Status WriteVisionMmproj(const LoadedModel& model, DType matrix_type, const std:
   w.Set("clip.vision.image_std", Value::Array(ValueType::kFloat32, stdv));
   w.Set("clip.vision.projector_type", Value::String("gemma4v"));
   w.Set("clip.vision.attention.layer_norm_epsilon", Value::Float32(c.rms_norm_eps));
-  // Every stored tower tensor, in checkpoint order of names.
   struct Planned {
     std::string name;
     DType type;
     std::vector<int64_t> shape;  // as written
-    TensorView source;
+    VisionTensor tensor;
     bool conv = false;  // the patch embedding, reordered to [Hv, 3, p, p]
   };
   std::vector<Planned> plan;
   std::vector<std::string> names;
-  const std::string tower = "model.vision_tower.";
+  const std::string tower = kTower;
   for (const char* fixed : {"patch_embedder.input_proj.weight",
                             "patch_embedder.position_embedding_table", "std_bias", "std_scale"}) {
     names.push_back(tower + fixed);
@@ -636,21 +635,19 @@ Status WriteVisionMmproj(const LoadedModel& model, DType matrix_type, const std:
       }
     }
   }
-  names.push_back("model.embed_vision.embedding_projection.weight");
+  names.push_back(kProjector);
   for (const std::string& hf : names) {
-    const TensorView* t = ckpt.Find(hf);
-    if (t == nullptr) continue;  // clamp bounds and std buffers are optional
+    std::optional<VisionTensor> t = source(hf);
+    if (!t.has_value()) continue;  // clamp bounds and std buffers are optional
     Planned pl;
     pl.name = VisionEncoder::MmprojName(hf);
     if (pl.name.empty()) return InternalError("no mmproj name for '" + hf + "'");
-    pl.source = *t;
-    pl.shape = t->shape;
-    if (pl.shape.empty()) pl.shape = {1};  // clamp scalars become 1-element tensors
+    pl.shape = t->shape.empty() ? std::vector<int64_t>{1} : t->shape;  // scalars: 1 element
+    pl.tensor = std::move(*t);
     const bool matrix = pl.shape.size() == 2 && hf.find("position_embedding") == std::string::npos;
-    pl.type = matrix && pl.shape.back() % 32 == 0     ? matrix_type
-              : matrix && matrix_type != DType::kQ8_0 ? matrix_type
-              : matrix                                ? DType::kF16
-                                                      : DType::kF32;
+    pl.type = !matrix                                                    ? DType::kF32
+              : matrix_type == DType::kQ8_0 && pl.shape.back() % 32 != 0 ? DType::kF16
+                                                                         : matrix_type;
     if (hf == tower + "patch_embedder.input_proj.weight") {
       pl.conv = true;
       pl.type = DType::kF32;  // f16 overflows here on real images (llama.cpp #24146)
@@ -661,9 +658,15 @@ Status WriteVisionMmproj(const LoadedModel& model, DType matrix_type, const std:
   for (const Planned& p : plan) w.AddTensor(p.name, p.type, p.shape);
   return w.Write(path, [&](size_t i, std::vector<uint8_t>* bytes) -> Status {
     const Planned& p = plan[i];
-    const int64_t numel = p.source.numel();
-    std::vector<float> values(numel);
-    ops::ToF32(p.source, 0, numel, values.data());
+    int64_t numel = 1;
+    for (int64_t d : p.shape) numel *= d;
+    std::vector<float> values;
+    try {
+      values.resize(numel);
+    } catch (const std::bad_alloc&) {
+      return ResourceExhaustedError("out of memory converting '" + p.name + "'");
+    }
+    p.tensor.fill(values.data());
     if (p.conv) {
       // [Hv, (row, column, channel)] -> [Hv, channel, row, column].
       const int64_t ps = c.patch_size, dim = ps * ps * 3;
@@ -693,6 +696,103 @@ Status WriteVisionMmproj(const LoadedModel& model, DType matrix_type, const std:
     });
     return OkStatus();
   });
+}
+
+Status WriteVisionMmproj(const LoadedModel& model, DType matrix_type, const std::string& path,
+                         ThreadPool* pool) {
+  GEMMA4_ASSIGN_OR_RETURN(std::unique_ptr<VisionEncoder> enc, VisionEncoder::Load(model));
+  const Checkpoint& ckpt = *model.checkpoint();
+  auto source = [&ckpt](const std::string& hf) -> std::optional<VisionTensor> {
+    const TensorView* t = ckpt.Find(hf);
+    if (t == nullptr) return std::nullopt;
+    const TensorView view = *t;
+    return VisionTensor{view.shape, [view](float* out) { ops::ToF32(view, 0, view.numel(), out); }};
+  };
+  return WriteVisionMmproj(enc->config(), model.config().hidden_size, source, matrix_type, path,
+                           pool);
+}
+
+VisionTensorSource SyntheticVisionTensors(const VisionConfig& c, int text_hidden, uint64_t seed) {
+  return [c, text_hidden, seed](const std::string& hf) -> std::optional<VisionTensor> {
+    const std::string tower = kTower;
+    const int64_t Hv = c.hidden_size, hd = c.head_dim, I = c.intermediate_size;
+    const int64_t q_dim = int64_t{c.num_heads} * hd, kv_dim = int64_t{c.num_kv_heads} * hd;
+    auto ends = [&](const char* suffix) {
+      const std::string s = suffix;
+      return hf.size() >= s.size() && hf.compare(hf.size() - s.size(), s.size(), s) == 0;
+    };
+    std::vector<int64_t> shape;
+    float center = 0, scale = 0;
+    if (hf == tower + "patch_embedder.input_proj.weight") {
+      shape = {Hv, int64_t{c.patch_size} * c.patch_size * 3};
+    } else if (hf == tower + "patch_embedder.position_embedding_table") {
+      shape = {2, c.position_embedding_size, Hv};
+      scale = 0.05f;
+    } else if (hf == tower + "std_bias" || hf == tower + "std_scale") {
+      if (!c.standardize) return std::nullopt;
+      shape = {Hv};
+      center = hf == tower + "std_scale" ? 1.0f : 0.0f;
+      scale = 0.1f;
+    } else if (hf == std::string(kProjector)) {
+      shape = {text_hidden, Hv};
+    } else if (ends("norm.weight") || ends("layernorm.weight")) {
+      shape = {ends("q_norm.weight") || ends("k_norm.weight") ? hd : Hv};
+      center = 1.0f;
+      scale = 0.1f;
+    } else if (ends("_min") || ends("_max")) {
+      if (!c.use_clipped_linears) return std::nullopt;
+      return VisionTensor{
+          {}, [hf](float* out) { out[0] = hf.find("_min") != std::string::npos ? -10.0f : 10.0f; }};
+    } else if (ends("q_proj.linear.weight")) {
+      shape = {q_dim, Hv};
+    } else if (ends("k_proj.linear.weight") || ends("v_proj.linear.weight")) {
+      shape = {kv_dim, Hv};
+    } else if (ends("o_proj.linear.weight")) {
+      shape = {Hv, q_dim};
+    } else if (ends("gate_proj.linear.weight") || ends("up_proj.linear.weight")) {
+      shape = {I, Hv};
+    } else if (ends("down_proj.linear.weight")) {
+      shape = {Hv, I};
+    } else {
+      return std::nullopt;
+    }
+    if (scale == 0) scale = 1.7320508f / std::sqrt(static_cast<float>(shape.back()));
+    const uint64_t tensor_seed = seed * 1000003ull + std::hash<std::string>()(hf);
+    return VisionTensor{shape, [shape, center, scale, tensor_seed](float* out) {
+                          int64_t n = 1;
+                          for (int64_t d : shape) n *= d;
+                          uint64_t x = tensor_seed | 1;
+                          for (int64_t i = 0; i < n; ++i) {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            const float u = static_cast<float>(x >> 40) / 16777216.0f * 2 - 1;
+                            out[i] = center + u * scale;
+                          }
+                        }};
+  };
+}
+
+StatusOr<VisionConfig> ReleasedVisionConfig(const std::string& variant) {
+  VisionConfig c;
+  if (variant == "e2b" || variant == "e4b") {
+    c.hidden_size = 768;
+    c.intermediate_size = 3072;
+    c.num_layers = 16;
+    c.num_heads = c.num_kv_heads = 12;
+    c.head_dim = 64;
+    c.use_clipped_linears = true;
+  } else if (variant == "26b-a4b" || variant == "31b") {
+    c.hidden_size = 1152;
+    c.intermediate_size = 4304;
+    c.num_layers = 27;
+    c.num_heads = c.num_kv_heads = 16;
+    c.head_dim = 72;
+    c.standardize = true;
+  } else {
+    return InvalidArgumentError("no released vision tower for variant '" + variant + "'");
+  }
+  return c;
 }
 
 }  // namespace gemma4::vision

@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -80,12 +81,33 @@ class VisionEncoder {
   std::vector<float> input_proj_f32_;        // an mmproj's conv patch embedding, reordered
 };
 
-// Writes the vision tower of a Hugging Face checkpoint as a llama.cpp mmproj GGUF (projector
-// gemma4v, the names and layouts llama.cpp's converter writes): matrices in `matrix_type`
-// (F32, F16, BF16 or Q8_0: never below 8 bits), everything else F32. Rows are converted on
+// One vision tensor to write: its Hugging Face shape (scalars: {}) and a function filling all
+// its values in that layout.
+struct VisionTensor {
+  std::vector<int64_t> shape;
+  std::function<void(float* values)> fill;
+};
+// The tensor of a Hugging Face name (model.vision_tower.*, model.embed_vision.*), or nullopt
+// when the tower has none (optional clamp bounds, std buffers).
+using VisionTensorSource = std::function<std::optional<VisionTensor>(const std::string& hf_name)>;
+
+// Writes a vision tower as a llama.cpp mmproj GGUF (projector gemma4v, the names and layouts
+// llama.cpp's converter writes): matrices in `matrix_type` (F32, F16, BF16 or Q8_0: never
+// below 8 bits), the patch embedding, position table and vectors F32. Rows are converted on
 // `pool`.
+Status WriteVisionMmproj(const VisionConfig& config, int text_hidden,
+                         const VisionTensorSource& source, DType matrix_type,
+                         const std::string& path, ThreadPool* pool);
+// The tower of a Hugging Face checkpoint (`gemma4 quantize`).
 Status WriteVisionMmproj(const LoadedModel& model, DType matrix_type, const std::string& path,
                          ThreadPool* pool);
+// Random weights with the released shapes (benchmarks, memory tests): matrices uniform with
+// variance 1/fan_in, norms near 1, clamp bounds +-10, std buffers near 0 / 1.
+VisionTensorSource SyntheticVisionTensors(const VisionConfig& config, int text_hidden,
+                                          uint64_t seed);
+// The released towers: "e2b"/"e4b" (768 wide, 16 layers, clipped linears) and
+// "26b-a4b"/"31b" (1152 wide, 27 layers, head_dim 72, standardize).
+StatusOr<VisionConfig> ReleasedVisionConfig(const std::string& variant);
 
 }  // namespace gemma4::vision
 

@@ -132,9 +132,13 @@ Status RunSynth(int argc, char** argv) {
   std::string variant, type, out;
   int threads = DefaultThreads();
   uint64_t seed = 1;
+  long layers = 0;
+  std::string mmproj;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
-    if ((a == "--variant" || a == "--type" || a == "--threads" || a == "--seed") && i + 1 >= argc) {
+    if ((a == "--variant" || a == "--type" || a == "--threads" || a == "--seed" ||
+         a == "--layers" || a == "--mmproj") &&
+        i + 1 >= argc) {
       return InvalidArgumentError("option " + a + " needs a value");
     }
     if (a == "--variant") {
@@ -145,6 +149,14 @@ Status RunSynth(int argc, char** argv) {
       GEMMA4_RETURN_IF_ERROR(ParseThreads(argv[++i], &threads));
     } else if (a == "--seed") {
       seed = std::strtoull(argv[++i], nullptr, 10);
+    } else if (a == "--layers") {
+      char* end = nullptr;
+      layers = std::strtol(argv[++i], &end, 10);
+      if (*end != '\0' || layers < 1 || layers > 1024) {
+        return InvalidArgumentError("--layers must be an integer in [1, 1024]");
+      }
+    } else if (a == "--mmproj") {
+      mmproj = argv[++i];
     } else if (!a.empty() && a[0] == '-') {
       return InvalidArgumentError("unknown argument '" + a + "'");
     } else if (out.empty()) {
@@ -158,7 +170,7 @@ Status RunSynth(int argc, char** argv) {
         "usage: gemma4 synth --variant e2b|e4b|26b-a4b|31b --type TYPE OUT.gguf");
   }
   GEMMA4_ASSIGN_OR_RETURN(Recipe recipe, ParseRecipe(type));
-  GEMMA4_ASSIGN_OR_RETURN(ModelConfig config, ReleasedConfig(variant));
+  GEMMA4_ASSIGN_OR_RETURN(ModelConfig config, ReleasedConfig(variant, static_cast<int>(layers)));
   gguf::Writer writer;
   writer.Set("general.name", gguf::Value::String("gemma4 synthetic " + variant));
   SetGgufPlaceholderTokenizer(config, &writer);
@@ -169,6 +181,14 @@ Status RunSynth(int argc, char** argv) {
   std::fprintf(stderr, "gemma4 synth: wrote %s (%s %s) in %.1f s\n", out.c_str(), variant.c_str(),
                type.c_str(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  if (!mmproj.empty()) {
+    // The released vision tower with random weights, f16 (as llama.cpp's converter writes).
+    GEMMA4_ASSIGN_OR_RETURN(VisionConfig vc, vision::ReleasedVisionConfig(variant));
+    GEMMA4_RETURN_IF_ERROR(vision::WriteVisionMmproj(
+        vc, config.hidden_size, vision::SyntheticVisionTensors(vc, config.hidden_size, seed),
+        DType::kF16, mmproj, &pool));
+    std::fprintf(stderr, "gemma4 synth: wrote %s (vision tower, f16)\n", mmproj.c_str());
+  }
   return OkStatus();
 }
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -60,7 +61,9 @@ constexpr char kUsage[] =
     "      writes a GGUF (llama.cpp layout) from a checkpoint or GGUF, and the vision tower\n"
     "      as a llama.cpp mmproj beside it (mmproj-DST) when the checkpoint has one\n"
     "  gemma4 synth    --variant e2b|e4b|26b-a4b|31b --type TYPE OUT.gguf [--seed N]\n"
-    "      writes a random-weight GGUF with the released dimensions (benchmarks)\n"
+    "                  [--layers N] [--mmproj OUT]\n"
+    "      writes a random-weight GGUF with the released dimensions (benchmarks); --layers\n"
+    "      keeps the widths with N layers, --mmproj adds the released vision tower\n"
     "  gemma4 chat     --model PATH [--think] [--system TEXT] [--tokenizer PATH] [-t N]\n"
     "                  [--kv-type auto|f32|f16] [--image FILE ...] [--image-budget N]\n"
     "      interactive chat (streaming; /think on|off, /image PATH, /reset, /quit)\n"
@@ -173,8 +176,14 @@ Status CommonOptions(const Args& args, std::unique_ptr<LoadedModel>* model, int6
 // --image FILE (repeatable, --image-budget N) and --frame FILE@SECONDS (repeatable: the
 // frames of one video, in order, --video-budget N): every item decoded, preprocessed as
 // transformers' image / video processor does, and encoded, images first, then frames.
+// Wall time of the media work (`gemma4 encode` reports it on stderr).
+struct MediaTimes {
+  double prepare = 0;  // decode + resize + patchify
+  double encode = 0;   // the tower and projector
+};
+
 Status EncodeMedia(const Args& args, const LoadedModel& model, ThreadPool* pool,
-                   std::vector<EncodedMedia>* media) {
+                   std::vector<EncodedMedia>* media, MediaTimes* times = nullptr) {
   auto images = args.all_values.find("--image");
   auto frames = args.all_values.find("--frame");
   const bool any_image = images != args.all_values.end();
@@ -196,6 +205,7 @@ Status EncodeMedia(const Args& args, const LoadedModel& model, ThreadPool* pool,
   }
   auto encode = [&](const std::string& path, int64_t budget, vision::PixelScale scale,
                     MediaKind kind, int* width, int* height) -> Status {
+    const auto t0 = std::chrono::steady_clock::now();
     GEMMA4_ASSIGN_OR_RETURN(media::RgbImage image, media::LoadImageFile(path));
     if (width != nullptr) {
       if (*width != 0 && (image.width != *width || image.height != *height)) {
@@ -214,7 +224,13 @@ Status EncodeMedia(const Args& args, const LoadedModel& model, ThreadPool* pool,
     }
     EncodedMedia m;
     m.kind = kind;
+    const auto t1 = std::chrono::steady_clock::now();
     GEMMA4_RETURN_IF_ERROR(encoder->Encode(*patches, pool, &m.embeddings));
+    if (times != nullptr) {
+      const auto t2 = std::chrono::steady_clock::now();
+      times->prepare += std::chrono::duration<double>(t1 - t0).count();
+      times->encode += std::chrono::duration<double>(t2 - t1).count();
+    }
     m.rows = static_cast<int64_t>(m.embeddings.size()) / model.config().hidden_size;
     media->push_back(std::move(m));
     return OkStatus();
@@ -290,7 +306,8 @@ Status RunEncode(int argc, char** argv) {
   GEMMA4_RETURN_IF_ERROR(CommonOptions(args, &model, &threads));
   ThreadPool pool(static_cast<int>(threads));
   std::vector<EncodedMedia> media;
-  GEMMA4_RETURN_IF_ERROR(EncodeMedia(args, *model, &pool, &media));
+  MediaTimes times;
+  GEMMA4_RETURN_IF_ERROR(EncodeMedia(args, *model, &pool, &media, &times));
   const std::string& out = args.values.at("--out");
   std::ofstream f(out, std::ios::binary);
   if (!f) return InvalidArgumentError(out + ": cannot create the output file");
@@ -307,6 +324,11 @@ Status RunEncode(int argc, char** argv) {
     return InvalidArgumentError(out + ": cannot write the output file");
   }
   std::printf("%lld\n", static_cast<long long>(rows));
+  std::fprintf(stderr,
+               "gemma4 encode: %lld soft tokens; decode + resize + patchify %.1f ms, "
+               "encoder %.1f ms (%lld threads)\n",
+               static_cast<long long>(rows), times.prepare * 1e3, times.encode * 1e3,
+               static_cast<long long>(threads));
   return OkStatus();
 }
 

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Image encode time: gemma4 against llama.cpp's mtmd on the same mmproj, image and threads,
+alternating between the two (drift on a shared machine hits both), reported as a ratio.
+
+    bench/compare_mtmd.py --mtmd-cli ~/llama.cpp/build/bin/llama-mtmd-cli \\
+        --gemma4 build/gemma4 --model TEXT.gguf --mmproj MMPROJ.gguf --image IMG \\
+        --tokens 280 -t 2 --rounds 3
+
+Make the files with `gemma4 synth --variant e2b --type q4_0 --layers 2 TEXT.gguf --mmproj
+MMPROJ.gguf` (random weights, the released vision tower, a text model of the real width), and
+pick an image whose size gives the same token count in both (transformers scales up to fill
+the budget, llama.cpp never enlarges): 960x672 -> 280 tokens, 1920x1344 -> 1120.
+gemma4 reports the encoder's own time (`gemma4 encode` on stderr), mtmd its "batch encoding
+done in N ms" (tower + projector in both).
+"""
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+
+
+def gemma4_ms(args):
+    cmd = [args.gemma4, "encode", "--model", args.model, "--mmproj", args.mmproj, "--image",
+           args.image, "--image-budget", str(args.tokens), "--threads", str(args.threads),
+           "--out", "/dev/null"]
+    p = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    n = int(p.stdout.strip())
+    m = re.search(r"encoder ([0-9.]+) ms", p.stderr)
+    return n, float(m.group(1))
+
+
+def mtmd_ms(args):
+    cmd = [args.mtmd_cli, "-m", args.model, "--mmproj", args.mmproj, "--image", args.image,
+           "-p", "x", "-n", "1", "-t", str(args.threads), "--image-min-tokens",
+           str(args.tokens), "--image-max-tokens", str(args.tokens), "--chat-template", "gemma"]
+    p = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    m = re.search(r"batch encoding done in ([0-9.]+) ms", p.stdout + p.stderr)
+    return float(m.group(1))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mtmd-cli", required=True)
+    ap.add_argument("--gemma4", default="build/gemma4")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--mmproj", required=True)
+    ap.add_argument("--image", required=True)
+    ap.add_argument("--tokens", type=int, default=280)
+    ap.add_argument("-t", "--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    ours, theirs = [], []
+    n = 0
+    for r in range(args.rounds):
+        theirs.append(mtmd_ms(args))
+        n, ms = gemma4_ms(args)
+        ours.append(ms)
+        print("round %d: llama.cpp %.0f ms, gemma4 %.0f ms" % (r + 1, theirs[-1], ours[-1]),
+              file=sys.stderr)
+    a, b = statistics.median(theirs), statistics.median(ours)
+    print("| image | tokens | threads | llama.cpp mtmd ms | gemma4 ms | speedup |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| %s | %d | %d | %.0f | %.0f | %.2fx |" % (args.image.split("/")[-1], n,
+                                                      args.threads, a, b, a / b))
+
+
+if __name__ == "__main__":
+    main()
