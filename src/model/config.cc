@@ -448,6 +448,64 @@ StatusOr<VisionConfig> ParseVisionConfig(const json::Value& vision_config,
   return v;
 }
 
+StatusOr<AudioConfig> ParseAudioConfig(const json::Value& audio_config, const std::string& where) {
+  if (!audio_config.is_object()) return InvalidArgumentError(where + ": not a JSON object");
+  AudioConfig a;
+  Reader r(audio_config, where);
+  GEMMA4_RETURN_IF_ERROR(r.Int("hidden_size", &a.hidden_size, false, 1, 1 << 16));
+  GEMMA4_RETURN_IF_ERROR(r.Int("num_hidden_layers", &a.num_layers, false, 1, kMaxLayers));
+  GEMMA4_RETURN_IF_ERROR(r.Int("num_attention_heads", &a.num_heads, false, 1, 1024));
+  GEMMA4_RETURN_IF_ERROR(r.Int("conv_kernel_size", &a.conv_kernel_size, false, 1, 1024));
+  GEMMA4_RETURN_IF_ERROR(r.Float("residual_weight", &a.residual_weight, false));
+  GEMMA4_RETURN_IF_ERROR(r.Int("attention_chunk_size", &a.attention_chunk_size, false, 1, 4096));
+  GEMMA4_RETURN_IF_ERROR(
+      r.Int("attention_context_left", &a.attention_context_left, false, 1, 4096));
+  GEMMA4_RETURN_IF_ERROR(
+      r.Int("attention_context_right", &a.attention_context_right, false, 0, 4096));
+  GEMMA4_RETURN_IF_ERROR(r.Float("attention_logit_cap", &a.attention_logit_cap, false));
+  GEMMA4_RETURN_IF_ERROR(
+      r.Float("attention_invalid_logits_value", &a.attention_invalid_logits_value, false));
+  GEMMA4_RETURN_IF_ERROR(r.Bool("use_clipped_linears", &a.use_clipped_linears));
+  GEMMA4_RETURN_IF_ERROR(r.Float("rms_norm_eps", &a.rms_norm_eps, false));
+  GEMMA4_RETURN_IF_ERROR(r.Float("gradient_clipping", &a.gradient_clipping, false));
+  GEMMA4_RETURN_IF_ERROR(r.Int("output_proj_dims", &a.output_proj_dims, false, 1, 1 << 16));
+  if (const json::Value* ch = audio_config.Find("subsampling_conv_channels");
+      ch != nullptr && !ch->is_null()) {
+    if (!ch->is_array() || ch->as_array().size() != 2) {
+      return InvalidArgumentError(where + ": subsampling_conv_channels must be a list of two ints");
+    }
+    for (int i = 0; i < 2; ++i) {
+      int64_t v = 0;
+      if (!ch->as_array()[i].GetInt64(&v) || v < 1 || v > (1 << 16)) {
+        return InvalidArgumentError(where + ": subsampling_conv_channels[" + std::to_string(i) +
+                                    "] must be an integer in [1, 65536]");
+      }
+      a.subsampling_channels[i] = static_cast<int>(v);
+    }
+  }
+  if (const json::Value* act = audio_config.Find("hidden_act");
+      act != nullptr && !act->is_null() && (!act->is_string() || act->as_string() != "silu")) {
+    return UnimplementedError(where + ": hidden_act " + act->Serialize() +
+                              " is not supported (silu)");
+  }
+  if (a.hidden_size % a.num_heads != 0) {
+    return InvalidArgumentError(where + ": hidden_size " + std::to_string(a.hidden_size) +
+                                " is not a multiple of num_attention_heads " +
+                                std::to_string(a.num_heads));
+  }
+  if (a.subsampling_channels[0] % 4 != 0) {
+    return InvalidArgumentError(where + ": subsampling_conv_channels[0] must be a multiple of 4");
+  }
+  if (!(a.rms_norm_eps > 0) || !(a.attention_logit_cap > 0) ||
+      !std::isfinite(a.attention_logit_cap) || !(a.gradient_clipping > 0) ||
+      !std::isfinite(a.residual_weight) || !std::isfinite(a.attention_invalid_logits_value)) {
+    return InvalidArgumentError(where +
+                                ": rms_norm_eps, attention_logit_cap and gradient_clipping must "
+                                "be positive, residual_weight and the invalid logit finite");
+  }
+  return a;
+}
+
 Status ApplyImageProcessorConfig(const json::Value& processor_config, const std::string& source,
                                  VisionConfig* config) {
   if (!processor_config.is_object()) return InvalidArgumentError(source + ": not a JSON object");

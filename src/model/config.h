@@ -126,6 +126,30 @@ Status ApplyImageProcessorConfig(const json::Value& processor_config, const std:
 // The soft-token budgets Gemma 4's image processor accepts.
 bool IsSupportedSoftTokenBudget(int max_soft_tokens);
 
+// Gemma4AudioConfig (config.json's audio_config), with transformers' defaults.
+struct AudioConfig {
+  int hidden_size = 1024;
+  int num_layers = 12;
+  int num_heads = 8;
+  int subsampling_channels[2] = {128, 32};
+  int conv_kernel_size = 5;
+  float residual_weight = 0.5f;
+  int attention_chunk_size = 12;
+  int attention_context_left = 13;
+  int attention_context_right = 0;
+  float attention_logit_cap = 50.0f;
+  float attention_invalid_logits_value = -1.0e9f;
+  bool use_clipped_linears = true;
+  float rms_norm_eps = 1e-6f;
+  float gradient_clipping = 1e10f;
+  int output_proj_dims = 1536;
+  // hidden_act: only "silu" is supported.
+  int head_dim() const { return hidden_size / num_heads; }
+};
+
+// Parses config.json's audio_config (an object). `where` names it in error messages.
+StatusOr<AudioConfig> ParseAudioConfig(const json::Value& audio_config, const std::string& where);
+
 // "E2B-like" name for known released dimensions, else "custom".
 std::string GuessVariant(const ModelConfig& c);
 
