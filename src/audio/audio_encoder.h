@@ -1,0 +1,100 @@
+// Gemma 4's audio tower (Gemma4AudioModel, E2B/E4B) and its projector into the language model
+// (embed_audio), as transformers 5.17 computes them in float32: two stride-2 3x3 convolutions
+// with channel LayerNorm and ReLU, an input projection, conformer layers (half-step feed
+// forwards, chunked local self-attention with relative position bias and a logit softcap, a
+// light causal depthwise convolution), output_proj, then RMSNorm (no weight) and a linear
+// projection to the text hidden size.
+//
+// One Encode call takes the features of one clip of at most 30 s (the feature extractor's
+// max_length); callers split longer audio into 30 s pieces and encode each piece separately.
+#ifndef GEMMA4_SRC_AUDIO_AUDIO_ENCODER_H_
+#define GEMMA4_SRC_AUDIO_AUDIO_ENCODER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "audio/audio_features.h"
+#include "gemma4/status.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "model/tensor.h"
+#include "model/tower_reader.h"
+#include "runtime/thread_pool.h"
+
+namespace gemma4::audio {
+
+// How the chunked attention applies its mask.
+enum class AudioMaskMode {
+  // The mask as the tower intends it (and as transformers applies it with sdpa/flash/flex): a
+  // query attends to valid frames 0..context_left-2 steps back (and context_right ahead).
+  kIntended,
+  // transformers 5.17 with attn_implementation="eager" (huggingface/transformers#48818): the
+  // eager float mask is applied through logical_not(), which inverts it. Allowed positions get
+  // the invalid logit and the others (including padding frames inside the sequence) stay.
+  // Only for comparing against eager reference outputs.
+  kHfEagerInverted,
+};
+
+struct AudioLayerWeights {
+  struct FeedForward {
+    std::vector<float> pre_norm, post_norm;  // [H]
+    ClippableLinear ffw1;                    // [4H, H]
+    ClippableLinear ffw2;                    // [H, 4H]
+  };
+  FeedForward ff1, ff2;
+  std::vector<float> norm_pre_attn, norm_post_attn, norm_out;  // [H]
+  ClippableLinear q_proj, k_proj, v_proj, post;                // [H, H]
+  TensorView relative_k_proj;                                  // [H, H]
+  std::vector<float> per_dim_softplus;                         // [hd]: softplus(per_dim_scale)
+  std::vector<float> lconv_pre_norm, conv_norm;                // [H]
+  ClippableLinear linear_start;                                // [2H, H]
+  ClippableLinear linear_end;                                  // [H, H]
+  std::vector<float> depthwise;                                // [H, kernel]
+  std::vector<float> rel_keys;  // [P, H]: relative_k_proj(position table)
+};
+
+class AudioEncoder {
+ public:
+  // The audio tower of a Hugging Face Gemma4ForConditionalGeneration checkpoint
+  // (model.audio_tower.*, model.embed_audio.*) with its config.json audio_config and the feature
+  // extractor settings beside it (processor_config.json / preprocessor_config.json).
+  // FailedPrecondition for a checkpoint without audio_config, NotFound when its weights are
+  // missing, Unimplemented for GGUF models.
+  static StatusOr<std::unique_ptr<AudioEncoder>> Load(const LoadedModel& model);
+
+  const AudioConfig& config() const { return config_; }
+  const FeatureConfig& feature_config() const { return features_; }
+  int text_hidden_size() const { return text_hidden_; }
+
+  void set_mask_mode(AudioMaskMode mode) { mask_mode_ = mode; }
+  AudioMaskMode mask_mode() const { return mask_mode_; }
+
+  // Soft tokens of one clip: *soft_tokens = [n_valid, text hidden], row-major, where n_valid is
+  // the number of valid frames after the 4x subsampling (AudioSoftTokenCount of the clip).
+  // Features of more than 30 s (3000 frames at the default settings) are refused.
+  Status Encode(const AudioFeatures& features, ThreadPool* pool,
+                std::vector<float>* soft_tokens) const;
+
+ private:
+  AudioEncoder() = default;
+
+  AudioConfig config_;
+  FeatureConfig features_;
+  AudioMaskMode mask_mode_ = AudioMaskMode::kIntended;
+  int text_hidden_ = 0;
+  int64_t freq_out_ = 0;      // mel bins after the two convolutions
+  std::vector<float> conv0_;  // [C0, 9]
+  std::vector<float> norm0_;  // [C0]
+  TensorView conv1_;          // [C1, C0 * 9]
+  std::vector<float> norm1_;  // [C1]
+  TensorView input_proj_;     // [H, freq_out * C1]
+  std::vector<AudioLayerWeights> layers_;
+  TensorView output_proj_;          // [O, H]
+  std::vector<float> output_bias_;  // [O]
+  TensorView projection_;           // [text H, O]
+};
+
+}  // namespace gemma4::audio
+
+#endif  // GEMMA4_SRC_AUDIO_AUDIO_ENCODER_H_

@@ -1,0 +1,122 @@
+// Loading and validating the weights of an encoder tower (audio, vision) from a Hugging Face
+// checkpoint: matrices kept as views of the mapping, small vectors widened to f32, and
+// Gemma4ClippableLinear layers with their learned clamp bounds.
+#ifndef GEMMA4_SRC_MODEL_TOWER_READER_H_
+#define GEMMA4_SRC_MODEL_TOWER_READER_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "gemma4/status.h"
+#include "model/checkpoint.h"
+#include "model/tensor.h"
+#include "ops/ops.h"
+#include "runtime/thread_pool.h"
+
+namespace gemma4 {
+
+// A linear layer whose input and output may be clamped to learned bounds
+// (Gemma4ClippableLinear; no clamping when use_clipped_linears is off).
+struct ClippableLinear {
+  TensorView weight;  // [out, in]
+  bool clipped = false;
+  float input_min = 0, input_max = 0, output_min = 0, output_max = 0;
+};
+
+// torch.clamp(x, lo, hi): max then min, NaN kept.
+inline void ClampInPlace(float* x, int64_t n, float lo, float hi) {
+  for (int64_t i = 0; i < n; ++i) x[i] = std::min(std::max(x[i], lo), hi);
+}
+
+// y[s, out] = clip_out(W clip_in(x)); x is clamped in place when the layer clips.
+inline void ApplyClippableLinear(const ClippableLinear& l, float* x, int64_t s, int64_t in_dim,
+                                 float* y, ThreadPool* pool) {
+  if (l.clipped) ClampInPlace(x, s * in_dim, l.input_min, l.input_max);
+  ops::MatMul(l.weight, x, s, y, pool);
+  if (l.clipped) ClampInPlace(y, s * l.weight.shape[0], l.output_min, l.output_max);
+}
+
+class TowerReader {
+ public:
+  // `what` names the tower in error messages ("audio", "vision").
+  TowerReader(const Checkpoint& ckpt, std::string what) : ckpt_(ckpt), what_(std::move(what)) {}
+
+  StatusOr<TensorView> Find(const std::string& name) const {
+    const TensorView* t = ckpt_.Find(name);
+    if (t == nullptr) {
+      return NotFoundError(ckpt_.path() + ": missing " + what_ + " tensor '" + name + "'");
+    }
+    return *t;
+  }
+
+  // A weight matrix [rows, cols] that ops::MatMul can multiply. A tensor of more dimensions
+  // whose trailing ones multiply to `cols` (a convolution kernel) is viewed as [rows, cols].
+  StatusOr<TensorView> Matrix(const std::string& name, int64_t rows, int64_t cols,
+                              const std::vector<int64_t>& shape = {}) const {
+    GEMMA4_ASSIGN_OR_RETURN(TensorView t, Find(name));
+    const std::vector<int64_t> want = shape.empty() ? std::vector<int64_t>{rows, cols} : shape;
+    if (t.shape != want) return ShapeError(t, name, want);
+    if (!IsComputeType(t.dtype) || (IsBlockType(t.dtype) && cols % 32 != 0)) {
+      return UnimplementedError(t.file + ": tensor '" + name + "' has dtype " + DTypeName(t.dtype) +
+                                ", which the " + what_ + " tower cannot multiply");
+    }
+    t.shape = {rows, cols};
+    return t;
+  }
+
+  // A float tensor of the given shape widened to f32.
+  Status Vector(const std::string& name, const std::vector<int64_t>& shape,
+                std::vector<float>* out) const {
+    GEMMA4_ASSIGN_OR_RETURN(TensorView t, Find(name));
+    if (t.shape != shape) return ShapeError(t, name, shape);
+    if (IsBlockType(t.dtype) || !IsComputeType(t.dtype)) {
+      return UnimplementedError(t.file + ": tensor '" + name + "' must be F32, F16 or BF16, not " +
+                                DTypeName(t.dtype));
+    }
+    out->resize(t.numel());
+    ops::ToF32(t, 0, t.numel(), out->data());
+    return OkStatus();
+  }
+
+  Status Scalar(const std::string& name, float* out) const {
+    GEMMA4_ASSIGN_OR_RETURN(TensorView t, Find(name));
+    if (t.numel() != 1 || IsBlockType(t.dtype) || !IsComputeType(t.dtype)) {
+      return InvalidArgumentError(t.file + ": tensor '" + name + "' must be one float, got " +
+                                  DTypeName(t.dtype) + " " + t.ShapeString());
+    }
+    ops::ToF32(t, 0, 1, out);
+    return OkStatus();
+  }
+
+  // NAME.linear.weight [rows, cols] and, when clipped, NAME.{input,output}_{min,max}.
+  Status Linear(const std::string& name, int64_t rows, int64_t cols, bool clipped,
+                ClippableLinear* out) const {
+    GEMMA4_ASSIGN_OR_RETURN(out->weight, Matrix(name + ".linear.weight", rows, cols));
+    out->clipped = clipped;
+    if (clipped) {
+      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".input_min", &out->input_min));
+      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".input_max", &out->input_max));
+      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".output_min", &out->output_min));
+      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".output_max", &out->output_max));
+    }
+    return OkStatus();
+  }
+
+ private:
+  static Status ShapeError(const TensorView& t, const std::string& name,
+                           const std::vector<int64_t>& shape) {
+    TensorView want;
+    want.shape = shape;
+    return InvalidArgumentError(t.file + ": tensor '" + name + "' has shape " + t.ShapeString() +
+                                ", expected " + want.ShapeString());
+  }
+
+  const Checkpoint& ckpt_;
+  std::string what_;
+};
+
+}  // namespace gemma4
+
+#endif  // GEMMA4_SRC_MODEL_TOWER_READER_H_

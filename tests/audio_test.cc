@@ -1,0 +1,314 @@
+// The audio path against transformers 5.17 (tests/fixtures/audio, made by
+// tools/reference/make_audio_fixtures.py): 16 kHz WAVs -> log-mel features and frame masks
+// (Gemma4AudioFeatureExtractor) -> soft tokens after embed_audio, on two tiny checkpoints
+// (E2B layout in bf16, E4B layout in f32, clipped linears), plus the processor's token counts.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "audio/audio_encoder.h"
+#include "audio/audio_features.h"
+#include "io/mapped_file.h"
+#include "model/model.h"
+#include "runtime/thread_pool.h"
+#include "util/json.h"
+
+namespace gemma4 {
+namespace {
+
+constexpr float kFeatureTolerance = 1e-4f;
+constexpr float kSoftTolerance = 1e-3f;
+const char* const kModels[] = {"tiny-e2b-audio", "tiny-e4b-audio"};
+
+std::string AudioDir() { return std::string(GEMMA4_FIXTURES_DIR) + "/audio"; }
+
+const json::Value& Reference() {
+  static const json::Value* root = [] {
+    auto text = ReadFileToString(AudioDir() + "/reference.json");
+    EXPECT_TRUE(text.ok()) << text.status().ToString();
+    auto parsed = json::Parse(text.ok() ? *text : "{}", "reference.json");
+    EXPECT_TRUE(parsed.ok());
+    return new json::Value(parsed.ok() ? std::move(parsed).value() : json::Value());
+  }();
+  return *root;
+}
+
+int64_t Int(const json::Value& v) {
+  int64_t x = -1;
+  EXPECT_TRUE(v.GetInt64(&x));
+  return x;
+}
+
+std::string ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in.good()) << path;
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+std::vector<float> ReadF32(const std::string& path) {
+  const std::string b = ReadBytes(path);
+  std::vector<float> v(b.size() / 4);
+  std::memcpy(v.data(), b.data(), v.size() * 4);
+  return v;
+}
+
+uint32_t Le32(const std::string& s, size_t at) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(s[at + i]);
+  return v;
+}
+
+// A 16-bit PCM mono RIFF/WAVE file as int16 / 32768 in f32 (what the reference fed the
+// extractor).
+std::vector<float> ReadWav(const std::string& path) {
+  const std::string b = ReadBytes(path);
+  EXPECT_GE(b.size(), 12u);
+  if (b.size() < 12 || b.compare(0, 4, "RIFF") != 0 || b.compare(8, 4, "WAVE") != 0) return {};
+  size_t at = 12;
+  bool pcm16_mono = false;
+  while (at + 8 <= b.size()) {
+    const std::string id = b.substr(at, 4);
+    const uint32_t size = Le32(b, at + 4);
+    const size_t body = at + 8;
+    if (body + size > b.size()) break;
+    if (id == "fmt ") {
+      const uint16_t format = static_cast<uint16_t>(Le32(b, body) & 0xffff);
+      const uint16_t channels = static_cast<uint16_t>(Le32(b, body) >> 16);
+      const uint32_t rate = Le32(b, body + 4);
+      const uint16_t bits = static_cast<uint16_t>(Le32(b, body + 12) >> 16);
+      pcm16_mono = format == 1 && channels == 1 && rate == 16000 && bits == 16;
+    } else if (id == "data") {
+      EXPECT_TRUE(pcm16_mono) << path;
+      std::vector<float> out(size / 2);
+      for (size_t i = 0; i < out.size(); ++i) {
+        const uint16_t u = static_cast<uint16_t>(static_cast<uint8_t>(b[body + 2 * i]) |
+                                                 (static_cast<uint8_t>(b[body + 2 * i + 1]) << 8));
+        int16_t s;
+        std::memcpy(&s, &u, 2);
+        out[i] = static_cast<float>(s) / 32768.0f;
+      }
+      return out;
+    }
+    at = body + size + (size & 1);
+  }
+  ADD_FAILURE() << path << ": no data chunk";
+  return {};
+}
+
+float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  float m = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    m = std::max(m, std::fabs(a[i] - b[i]));
+  }
+  return m;
+}
+
+StatusOr<audio::AudioFeatures> ClipFeatures(const std::string& name) {
+  const json::Value* clip = Reference().Find("clips")->Find(name);
+  const std::vector<float> samples =
+      ReadWav(AudioDir() + "/wav/" + clip->Find("file")->as_string());
+  EXPECT_EQ(static_cast<int64_t>(samples.size()), Int(*clip->Find("samples"))) << name;
+  return audio::ComputeLogMel(samples.data(), static_cast<int64_t>(samples.size()));
+}
+
+TEST(AudioFeatures, MatchTheExtractor) {
+  for (const auto& [name, clip] : Reference().Find("clips")->as_object()) {
+    auto f = ClipFeatures(name);
+    ASSERT_TRUE(f.ok()) << name << ": " << f.status().ToString();
+    EXPECT_EQ(f->num_frames, Int(*clip.Find("frames"))) << name;
+    EXPECT_EQ(f->num_valid_frames(), Int(*clip.Find("valid_frames"))) << name;
+    const std::vector<float> want = ReadF32(AudioDir() + "/" + name + ".features.f32");
+    const float err = MaxAbsDiff(f->features, want);
+    EXPECT_LE(err, kFeatureTolerance) << name;
+    std::printf("features %-18s frames %4lld  max |err| %.3g\n", name.c_str(),
+                static_cast<long long>(f->num_frames), err);
+    const std::string mask = ReadBytes(AudioDir() + "/" + name + ".mask.u8");
+    ASSERT_EQ(mask.size(), f->mask.size()) << name;
+    for (size_t i = 0; i < mask.size(); ++i) {
+      EXPECT_EQ(static_cast<uint8_t>(mask[i]), f->mask[i]) << name << " frame " << i;
+    }
+  }
+}
+
+TEST(AudioFeatures, TokenCountsFollowTheProcessor) {
+  for (const auto& [len, count] : Reference().Find("token_counts")->as_object()) {
+    EXPECT_EQ(audio::AudioSoftTokenCount(std::stoll(len)), Int(count)) << len;
+  }
+  EXPECT_EQ(audio::AudioSoftTokenCount(0), 0);
+  EXPECT_EQ(audio::AudioSoftTokenCount(160), 0);
+  EXPECT_EQ(audio::AudioSoftTokenCount(161), 1);
+  // The count equals the valid rows the encoder returns (valid frames halved twice).
+  for (int64_t n : {161, 481, 999, 4800, 32037, 38560}) {
+    std::vector<float> zeros(n, 0.0f);
+    auto f = audio::ComputeLogMel(zeros.data(), n);
+    ASSERT_TRUE(f.ok()) << n;
+    int64_t v = f->num_valid_frames();
+    v = (v + 1) / 2;
+    v = (v + 1) / 2;
+    EXPECT_EQ(audio::AudioSoftTokenCount(n), v) << n;
+  }
+}
+
+TEST(AudioFeatures, LongAudioIsTruncatedTo30Seconds) {
+  std::vector<float> samples(480000 + 5000);
+  for (size_t i = 0; i < samples.size(); ++i) {
+    samples[i] = 0.1f * static_cast<float>(std::sin(0.01 * static_cast<double>(i)));
+  }
+  auto all = audio::ComputeLogMel(samples.data(), static_cast<int64_t>(samples.size()));
+  auto cut = audio::ComputeLogMel(samples.data(), 480000);
+  ASSERT_TRUE(all.ok() && cut.ok());
+  EXPECT_EQ(all->num_frames, 2999);  // (480000 + 160 - 321) / 160 + 1
+  EXPECT_EQ(all->features, cut->features);
+}
+
+TEST(AudioFeatures, Errors) {
+  EXPECT_EQ(audio::ComputeLogMel(nullptr, 0).status().code(), StatusCode::kInvalidArgument);
+  std::vector<float> s(4800, 0.1f);
+  EXPECT_EQ(audio::ComputeLogMel(s.data(), 0).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(audio::ComputeLogMel(s.data(), 100).status().code(), StatusCode::kInvalidArgument);
+  s[1234] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(audio::ComputeLogMel(s.data(), 4800).status().code(), StatusCode::kInvalidArgument);
+  s[1234] = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(audio::ComputeLogMel(s.data(), 4800).status().code(), StatusCode::kInvalidArgument);
+
+  audio::FeatureConfig c;
+  auto apply = [&](const char* text) {
+    auto v = json::Parse(text, "test");
+    EXPECT_TRUE(v.ok());
+    c = audio::FeatureConfig();
+    return audio::ApplyFeatureExtractorConfig(*v, "test", &c);
+  };
+  EXPECT_TRUE(apply(R"({"feature_extractor": {"feature_size": 128, "sampling_rate": 16000,
+      "frame_length_ms": 20.0, "hop_length_ms": 10.0, "min_frequency": 0.0,
+      "max_frequency": 8000.0, "mel_floor": 0.001, "dither": 0.0, "per_bin_mean": null}})")
+                  .ok());
+  EXPECT_EQ(c.frame_length(), 320);
+  EXPECT_EQ(c.hop_length(), 160);
+  EXPECT_EQ(c.fft_length(), 512);
+  EXPECT_EQ(apply(R"({"dither": 0.0001})").code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(apply(R"({"per_bin_mean": [0.0]})").code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(apply(R"({"sampling_rate": 22050})").code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(apply(R"({"mel_floor": -1})").code(), StatusCode::kInvalidArgument);
+}
+
+struct Loaded {
+  std::unique_ptr<LoadedModel> model;
+  std::unique_ptr<audio::AudioEncoder> encoder;
+};
+
+Loaded Load(const std::string& name) {
+  Loaded l;
+  auto model = LoadedModel::Load(AudioDir() + "/" + name);
+  EXPECT_TRUE(model.ok()) << model.status().ToString();
+  if (!model.ok()) return l;
+  l.model = std::move(model).value();
+  auto encoder = audio::AudioEncoder::Load(*l.model);
+  EXPECT_TRUE(encoder.ok()) << encoder.status().ToString();
+  if (encoder.ok()) l.encoder = std::move(encoder).value();
+  return l;
+}
+
+// The fixtures come from transformers with attn_implementation="eager", whose audio attention
+// applies its mask inverted (huggingface/transformers#48818): compare in that mode.
+TEST(AudioEncoder, SoftTokensMatchTransformersEager) {
+  ThreadPool pool(2);
+  for (const char* mname : kModels) {
+    Loaded l = Load(mname);
+    ASSERT_NE(l.encoder, nullptr) << mname;
+    l.encoder->set_mask_mode(audio::AudioMaskMode::kHfEagerInverted);
+    const json::Value& soft = *Reference().Find("models")->Find(mname)->Find("soft");
+    float worst = 0;
+    for (const auto& [name, entry] : soft.as_object()) {
+      auto f = ClipFeatures(name);
+      ASSERT_TRUE(f.ok()) << f.status().ToString();
+      std::vector<float> got;
+      Status s = l.encoder->Encode(*f, &pool, &got);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+      const int64_t n = Int(*entry.Find("n"));
+      const int64_t hidden = l.encoder->text_hidden_size();
+      ASSERT_EQ(static_cast<int64_t>(got.size()), n * hidden) << mname << " " << name;
+      const std::vector<float> want =
+          ReadF32(AudioDir() + "/" + mname + "/" + entry.Find("file")->as_string());
+      const float err = MaxAbsDiff(got, want);
+      EXPECT_LE(err, kSoftTolerance) << mname << " " << name;
+      worst = std::max(worst, err);
+      std::printf("soft %s %-18s n %3lld  max |err| %.3g\n", mname, name.c_str(),
+                  static_cast<long long>(n), err);
+    }
+    std::printf("soft %s worst max |err| %.3g\n", mname, worst);
+  }
+}
+
+// The intended mask (as sdpa applies it): same row count, finite, and independent of the pool.
+TEST(AudioEncoder, IntendedMaskIsDeterministic) {
+  Loaded l = Load("tiny-e2b-audio");
+  ASSERT_NE(l.encoder, nullptr);
+  EXPECT_EQ(l.encoder->mask_mode(), audio::AudioMaskMode::kIntended);
+  auto f = ClipFeatures("speechlike_27200");
+  ASSERT_TRUE(f.ok());
+  ThreadPool one(1), two(2);
+  std::vector<float> a, b;
+  ASSERT_TRUE(l.encoder->Encode(*f, &one, &a).ok());
+  ASSERT_TRUE(l.encoder->Encode(*f, &two, &b).ok());
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(static_cast<int64_t>(a.size()),
+            audio::AudioSoftTokenCount(27200) * l.encoder->text_hidden_size());
+  for (float v : a) ASSERT_TRUE(std::isfinite(v));
+}
+
+TEST(AudioEncoder, Errors) {
+  {
+    // A multimodal checkpoint whose audio_config is null, and a text-only one.
+    for (const std::string& path :
+         {std::string(GEMMA4_FIXTURES_DIR) + "/vision/tiny-e2b-vision",
+          std::string(GEMMA4_FIXTURES_DIR) + "/models/tiny-e2b/gemma4_text"}) {
+      auto model = LoadedModel::Load(path);
+      ASSERT_TRUE(model.ok()) << model.status().ToString();
+      auto enc = audio::AudioEncoder::Load(**model);
+      EXPECT_EQ(enc.status().code(), StatusCode::kFailedPrecondition) << path;
+      EXPECT_NE(enc.status().message().find("audio"), std::string::npos);
+    }
+  }
+  {
+    auto model =
+        LoadedModel::Load(std::string(GEMMA4_FIXTURES_DIR) + "/llama_cpp_gguf/tiny-e4b.gguf");
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    auto enc = audio::AudioEncoder::Load(**model);
+    EXPECT_EQ(enc.status().code(), StatusCode::kUnimplemented);
+    EXPECT_NE(enc.status().message().find("mmproj"), std::string::npos);
+  }
+  Loaded l = Load("tiny-e4b-audio");
+  ASSERT_NE(l.encoder, nullptr);
+  std::vector<float> out;
+  audio::AudioFeatures empty;
+  EXPECT_EQ(l.encoder->Encode(empty, nullptr, &out).code(), StatusCode::kInvalidArgument);
+  auto f = ClipFeatures("short_4800");
+  ASSERT_TRUE(f.ok());
+  audio::AudioFeatures bad = *f;
+  bad.features[100] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(l.encoder->Encode(bad, nullptr, &out).code(), StatusCode::kInvalidArgument);
+  bad = *f;
+  bad.feature_size = 64;
+  EXPECT_EQ(l.encoder->Encode(bad, nullptr, &out).code(), StatusCode::kInvalidArgument);
+  bad = *f;
+  std::fill(bad.mask.begin(), bad.mask.end(), 0);
+  EXPECT_EQ(l.encoder->Encode(bad, nullptr, &out).code(), StatusCode::kInvalidArgument);
+  // More than 30 s of frames.
+  audio::AudioFeatures long_clip;
+  long_clip.num_frames = 3001;
+  long_clip.feature_size = 128;
+  long_clip.features.assign(3001 * 128, 0.0f);
+  long_clip.mask.assign(3001, 1);
+  EXPECT_EQ(l.encoder->Encode(long_clip, nullptr, &out).code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace gemma4
