@@ -8,7 +8,7 @@ if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
 packages=(build-essential cmake pkg-config ninja-build
           libeigen3-dev libxsimd-dev libabsl-dev libprotobuf-dev protobuf-compiler
           libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev clang-format
-          libpng-dev libjpeg-dev libwebp-dev
+          libpng-dev libjpeg-dev libwebp-dev libsndfile1-dev libsoxr-dev
           abigail-tools python3 python3-venv python3-pytest cargo golang-go)
 missing=()
 for p in "${packages[@]}"; do

@@ -4,9 +4,11 @@
 // (E2B layout in bf16, E4B layout in f32, clipped linears), plus the processor's token counts.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -16,6 +18,7 @@
 #include "audio/audio_encoder.h"
 #include "audio/audio_features.h"
 #include "io/mapped_file.h"
+#include "media/audio_file.h"
 #include "model/model.h"
 #include "runtime/thread_pool.h"
 #include "util/json.h"
@@ -197,6 +200,95 @@ TEST(AudioFeatures, Errors) {
   EXPECT_EQ(apply(R"({"per_bin_mean": [0.0]})").code(), StatusCode::kUnimplemented);
   EXPECT_EQ(apply(R"({"sampling_rate": 22050})").code(), StatusCode::kUnimplemented);
   EXPECT_EQ(apply(R"({"mel_floor": -1})").code(), StatusCode::kInvalidArgument);
+}
+
+void PutLe(std::string* s, uint32_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) s->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+// A 16-bit PCM WAV of interleaved frames.
+std::string MakeWav(const std::vector<int16_t>& pcm, int channels, int rate) {
+  std::string s = "RIFF";
+  PutLe(&s, static_cast<uint32_t>(36 + pcm.size() * 2), 4);
+  s += "WAVEfmt ";
+  PutLe(&s, 16, 4);
+  PutLe(&s, 1, 2);
+  PutLe(&s, static_cast<uint32_t>(channels), 2);
+  PutLe(&s, static_cast<uint32_t>(rate), 4);
+  PutLe(&s, static_cast<uint32_t>(rate * channels * 2), 4);
+  PutLe(&s, static_cast<uint32_t>(channels * 2), 2);
+  PutLe(&s, 16, 2);
+  s += "data";
+  PutLe(&s, static_cast<uint32_t>(pcm.size() * 2), 4);
+  for (int16_t v : pcm) PutLe(&s, static_cast<uint16_t>(v), 2);
+  return s;
+}
+
+std::string TempFile(const std::string& name, const std::string& bytes) {
+  const std::string path =
+      ::testing::TempDir() + "/gemma4_audio_" + std::to_string(::getpid()) + "_" + name;
+  std::ofstream(path, std::ios::binary) << bytes;
+  return path;
+}
+
+TEST(AudioFile, DecodesTheFixtureWavsExactly) {
+  if (!media::AudioFilesSupported()) GTEST_SKIP() << "built without libsndfile / libsoxr";
+  for (const auto& [name, clip] : Reference().Find("clips")->as_object()) {
+    const std::string path = AudioDir() + "/wav/" + clip.Find("file")->as_string();
+    auto decoded = media::LoadAudioFile(path);
+    ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+    EXPECT_EQ(decoded->sample_rate, 16000);
+    EXPECT_EQ(decoded->source_channels, 1);
+    EXPECT_EQ(decoded->samples, ReadWav(path)) << name;
+  }
+}
+
+TEST(AudioFile, DownmixesAndResamples) {
+  if (!media::AudioFilesSupported()) GTEST_SKIP() << "built without libsndfile / libsoxr";
+  // Stereo at 8 kHz: a 440 Hz tone on the left, silence on the right.
+  const int n = 8000;
+  std::vector<int16_t> pcm;
+  for (int i = 0; i < n; ++i) {
+    pcm.push_back(
+        static_cast<int16_t>(std::lround(16000.0 * std::sin(2 * M_PI * 440.0 * i / 8000))));
+    pcm.push_back(0);
+  }
+  const std::string path = TempFile("stereo8k.wav", MakeWav(pcm, 2, 8000));
+  auto decoded = media::LoadAudioFile(path);
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ(decoded->source_rate, 8000);
+  EXPECT_EQ(decoded->source_channels, 2);
+  ASSERT_EQ(decoded->samples.size(), 16000u);
+  // Half amplitude after the downmix; the resampled tone keeps its level away from the ends.
+  float peak = 0;
+  for (size_t i = 1000; i < 15000; ++i) peak = std::max(peak, std::fabs(decoded->samples[i]));
+  EXPECT_NEAR(peak, 0.5f * 16000.0f / 32768.0f, 0.01f);
+  auto features = audio::ComputeLogMel(decoded->samples.data(), 16000);
+  EXPECT_TRUE(features.ok());
+  std::remove(path.c_str());
+}
+
+TEST(AudioFile, Errors) {
+  if (!media::AudioFilesSupported()) {
+    EXPECT_EQ(media::LoadAudioFile(AudioDir() + "/wav/short_4800.wav").status().code(),
+              StatusCode::kUnimplemented);
+    return;
+  }
+  EXPECT_EQ(media::LoadAudioFile(AudioDir() + "/wav/missing.wav").status().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(media::LoadAudioFile(AudioDir() + "/wav").status().code(),
+            StatusCode::kInvalidArgument);
+  const std::string junk = TempFile("junk.wav", "RIFF....WAVEnot audio at all");
+  EXPECT_EQ(media::LoadAudioFile(junk).status().code(), StatusCode::kInvalidArgument);
+  std::remove(junk.c_str());
+  media::AudioLimits small;
+  small.max_file_bytes = 1000;
+  EXPECT_EQ(media::LoadAudioFile(AudioDir() + "/wav/short_4800.wav", 16000, small).status().code(),
+            StatusCode::kInvalidArgument);
+  small = media::AudioLimits();
+  small.max_seconds = 0.1;
+  EXPECT_EQ(media::LoadAudioFile(AudioDir() + "/wav/short_4800.wav", 16000, small).status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 struct Loaded {

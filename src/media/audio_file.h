@@ -1,0 +1,37 @@
+// Audio files -> 16 kHz mono float samples for the audio encoder: WAV, FLAC, Ogg (Vorbis, Opus),
+// MP3 and the other formats libsndfile reads, downmixed to mono (the mean of the channels, as
+// librosa.to_mono) and resampled with libsoxr (high quality, as librosa's default soxr_hq) when
+// the file's rate differs. Built without libsndfile / libsoxr, every call is Unimplemented.
+#ifndef GEMMA4_SRC_MEDIA_AUDIO_FILE_H_
+#define GEMMA4_SRC_MEDIA_AUDIO_FILE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "gemma4/status.h"
+
+namespace gemma4::media {
+
+struct AudioLimits {
+  uint64_t max_file_bytes = uint64_t{1} << 30;  // 1 GiB
+  double max_seconds = 4 * 3600.0;              // decoded duration
+};
+
+struct DecodedAudio {
+  std::vector<float> samples;  // mono, at sample_rate
+  int sample_rate = 0;
+  int source_rate = 0;
+  int source_channels = 0;
+};
+
+// Decodes a regular file (not a device, FIFO or directory) to mono at target_rate.
+StatusOr<DecodedAudio> LoadAudioFile(const std::string& path, int target_rate = 16000,
+                                     const AudioLimits& limits = AudioLimits());
+
+// Whether this build can decode audio files.
+bool AudioFilesSupported();
+
+}  // namespace gemma4::media
+
+#endif  // GEMMA4_SRC_MEDIA_AUDIO_FILE_H_
