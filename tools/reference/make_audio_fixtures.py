@@ -159,14 +159,26 @@ def main():
         model = build(spec, seed=500 + vi)
         model.to(spec["dtype"]).save_pretrained(vdir)
         ref = reference_model(Gemma4ForConditionalGeneration, vdir)
+        # transformers 5.17's eager attention applies the audio tower's attention mask
+        # inverted (huggingface/transformers#48818; sdpa applies it as intended). The soft
+        # tokens and logits here come from sdpa, as transformers computes by default; the eager
+        # soft tokens are kept beside them (soft_NAME.eager.f32) to document the difference.
+        ref_sdpa = Gemma4ForConditionalGeneration.from_pretrained(
+            vdir, dtype=torch.float32, attn_implementation="sdpa").eval()
         mrec = {"storage_dtype": str(spec["dtype"]).replace("torch.", ""), "soft": {},
                 "prompts": []}
         for name, (x, mask) in feats.items():
             with torch.no_grad():
-                ao = ref.model.get_audio_features(x, mask, return_dict=True)
+                ao = ref_sdpa.model.get_audio_features(x, mask, return_dict=True)
                 soft = ao.pooler_output[ao.attention_mask].float()
+                ae = ref.model.get_audio_features(x, mask, return_dict=True)
+                soft_eager = ae.pooler_output[ae.attention_mask].float()
             fname = f"soft_{name}.f32"
             soft.contiguous().numpy().astype("<f4").tofile(os.path.join(vdir, fname))
+            soft_eager.contiguous().numpy().astype("<f4").tofile(
+                os.path.join(vdir, f"soft_{name}.eager.f32"))
+            print(mname, name, "sdpa vs eager max diff",
+                  float((soft - soft_eager).abs().max()), flush=True)
             mrec["soft"][name] = dict(file=fname, n=int(soft.shape[0]))
         g = torch.Generator().manual_seed(777 + vi)
         prompts = [(["speechlike_27200"], False), (["short_4800", "odd_32037"], True)]
@@ -191,11 +203,12 @@ def main():
                               image_position_ids=image["image_position_ids"])
             with torch.no_grad():
                 x = torch.tensor([ids])
-                logits = ref(input_ids=x, **kwargs).logits[0].float()
+                logits = ref_sdpa(input_ids=x, **kwargs).logits[0].float()
                 seq = list(ids)
                 margins = []
                 for _ in range(10):
-                    last = ref(input_ids=torch.tensor([seq]), **kwargs).logits[0, -1].float()
+                    last = ref_sdpa(input_ids=torch.tensor([seq]),
+                                    **kwargs).logits[0, -1].float()
                     top2 = last.topk(2).values
                     margins.append(round((top2[0] - top2[1]).item(), 5))
                     seq.append(int(last.argmax()))
