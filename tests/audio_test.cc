@@ -19,9 +19,14 @@
 #include "audio/audio_features.h"
 #include "io/mapped_file.h"
 #include "media/audio_file.h"
+#include "media/image.h"
+#include "model/forward.h"
 #include "model/model.h"
+#include "prompt/media_batch.h"
 #include "runtime/thread_pool.h"
 #include "util/json.h"
+#include "vision/image_preprocess.h"
+#include "vision/vision_encoder.h"
 
 namespace gemma4 {
 namespace {
@@ -47,6 +52,12 @@ int64_t Int(const json::Value& v) {
   int64_t x = -1;
   EXPECT_TRUE(v.GetInt64(&x));
   return x;
+}
+
+std::vector<int32_t> Ints(const json::Value& v) {
+  std::vector<int32_t> out;
+  for (const json::Value& e : v.as_array()) out.push_back(static_cast<int32_t>(Int(e)));
+  return out;
 }
 
 std::string ReadBytes(const std::string& path) {
@@ -411,6 +422,93 @@ TEST(AudioEncoder, Errors) {
   long_clip.features.assign(3001 * 128, 0.0f);
   long_clip.mask.assign(3001, 1);
   EXPECT_EQ(l.encoder->Encode(long_clip, nullptr, &out).code(), StatusCode::kInvalidArgument);
+}
+
+// Prompts mixing text, audio and an image, through the whole path (WAV file -> features ->
+// tower -> placeholder runs), against transformers (sdpa): logits and greedy ids. The bound is
+// the language model's 1e-3 plus the tiny models' measured gain on soft-token differences
+// (tests/vision_test.cc: up to 750 per unit; the image's soft tokens differ from
+// transformers' by ~1e-5, the audio's by ~1e-6).
+TEST(AudioPrompt, LogitsAndGreedyMatchTransformers) {
+  ThreadPool pool(2);
+  for (const char* mname : kModels) {
+    Loaded l = Load(mname);
+    ASSERT_NE(l.encoder, nullptr);
+    const int64_t H = l.model->config().hidden_size;
+    for (const json::Value& p :
+         Reference().Find("models")->Find(mname)->Find("prompts")->as_array()) {
+      std::vector<EncodedMedia> media;
+      for (const json::Value& clip : p.Find("audio")->as_array()) {
+        auto decoded = media::LoadAudioFile(AudioDir() + "/wav/" + clip.as_string() + ".wav");
+        ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+        std::vector<std::vector<float>> pieces;
+        ASSERT_TRUE(audio::EncodeClip(*l.encoder, decoded->samples.data(),
+                                      static_cast<int64_t>(decoded->samples.size()), &pool, &pieces)
+                        .ok());
+        ASSERT_EQ(pieces.size(), 1u);
+        EncodedMedia e;
+        e.kind = MediaKind::kAudio;
+        e.rows = static_cast<int64_t>(pieces[0].size()) / H;
+        e.embeddings = std::move(pieces[0]);
+        media.push_back(std::move(e));
+      }
+      const json::Value* image = p.Find("image");
+      if (image != nullptr && image->is_string()) {
+        auto vision = vision::VisionEncoder::Load(*l.model);
+        ASSERT_TRUE(vision.ok()) << vision.status().ToString();
+        auto rgb = media::LoadImageFile(std::string(GEMMA4_FIXTURES_DIR) + "/vision/images/" +
+                                        image->as_string() + ".png");
+        ASSERT_TRUE(rgb.ok());
+        auto patches = vision::PreprocessImage(*rgb, 70, (*vision)->config());
+        ASSERT_TRUE(patches.ok());
+        EncodedMedia e;
+        ASSERT_TRUE((*vision)->Encode(*patches, &pool, &e.embeddings).ok());
+        e.rows = static_cast<int64_t>(e.embeddings.size()) / H;
+        media.push_back(std::move(e));
+      }
+      auto batch = MediaBatch::Build(l.model->config(), Ints(*p.Find("ids")), media);
+      ASSERT_TRUE(batch.ok()) << batch.status().ToString();
+      InferenceState state(*l.model, &pool);
+      std::vector<float> logits;
+      ASSERT_TRUE(state.Forward(batch->input(), LogitsMode::kAll, &logits).ok());
+      const std::vector<float> want =
+          ReadF32(AudioDir() + "/" + mname + "/" + p.Find("logits")->as_string());
+      const bool with_image = image != nullptr && image->is_string();
+      EXPECT_LE(MaxAbsDiff(logits, want), 1e-3f + 750.0f * (with_image ? 1.1e-5f : 1e-6f)) << mname;
+      const int64_t V = l.model->config().vocab_size;
+      std::vector<float> last(logits.end() - V, logits.end());
+      std::vector<int32_t> greedy;
+      for (size_t step = 0; step < Ints(*p.Find("greedy")).size(); ++step) {
+        const int32_t best =
+            static_cast<int32_t>(std::max_element(last.begin(), last.end()) - last.begin());
+        greedy.push_back(best);
+        ASSERT_TRUE(state.Forward(&best, 1, LogitsMode::kLast, &last).ok());
+      }
+      EXPECT_EQ(greedy, Ints(*p.Find("greedy"))) << mname;
+    }
+  }
+}
+
+// Clips longer than 30 s are encoded in 30 s pieces, each its own run.
+TEST(AudioPrompt, LongClipsSplitIntoThirtySecondPieces) {
+  ThreadPool pool(2);
+  Loaded l = Load("tiny-e2b-audio");
+  ASSERT_NE(l.encoder, nullptr);
+  std::vector<float> samples(480000 * 2 + 16000, 0.0f);
+  for (size_t i = 0; i < samples.size(); ++i) samples[i] = 0.1f * std::sin(0.01f * i);
+  std::vector<std::vector<float>> pieces;
+  ASSERT_TRUE(audio::EncodeClip(*l.encoder, samples.data(), static_cast<int64_t>(samples.size()),
+                                &pool, &pieces)
+                  .ok());
+  ASSERT_EQ(pieces.size(), 3u);
+  const int64_t H = l.encoder->text_hidden_size();
+  EXPECT_EQ(static_cast<int64_t>(pieces[0].size()) / H, audio::AudioSoftTokenCount(480000));
+  EXPECT_EQ(static_cast<int64_t>(pieces[2].size()) / H, audio::AudioSoftTokenCount(16000));
+  // A tail too short for one token adds no piece; a clip that short alone is an error.
+  std::vector<std::vector<float>> two;
+  ASSERT_TRUE(audio::EncodeClip(*l.encoder, samples.data(), 480000 + 100, &pool, &two).ok());
+  EXPECT_EQ(two.size(), 1u);
+  EXPECT_FALSE(audio::EncodeClip(*l.encoder, samples.data(), 100, &pool, &two).ok());
 }
 
 }  // namespace

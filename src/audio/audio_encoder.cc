@@ -483,4 +483,27 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
   return OkStatus();
 }
 
+Status EncodeClip(const AudioEncoder& encoder, const float* samples, int64_t n, ThreadPool* pool,
+                  std::vector<std::vector<float>>* pieces) {
+  if (n <= 0) return InvalidArgumentError("empty audio clip");
+  const FeatureConfig& fc = encoder.feature_config();
+  const int64_t piece = fc.max_length > 0 ? fc.max_length : int64_t{480000};
+  pieces->clear();
+  for (int64_t begin = 0; begin < n; begin += piece) {
+    const int64_t len = std::min(piece, n - begin);
+    if (AudioSoftTokenCount(len, fc) == 0) {
+      if (begin == 0) {
+        return InvalidArgumentError("audio clip of " + std::to_string(n) +
+                                    " samples is too short for one soft token");
+      }
+      break;  // a tail shorter than one frame adds nothing
+    }
+    GEMMA4_ASSIGN_OR_RETURN(AudioFeatures features, ComputeLogMel(samples + begin, len, fc));
+    std::vector<float> soft;
+    GEMMA4_RETURN_IF_ERROR(encoder.Encode(features, pool, &soft));
+    pieces->push_back(std::move(soft));
+  }
+  return OkStatus();
+}
+
 }  // namespace gemma4::audio

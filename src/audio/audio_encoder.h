@@ -95,6 +95,13 @@ class AudioEncoder {
   TensorView projection_;           // [text H, O]
 };
 
+// A whole clip of 16 kHz mono samples (any length): split into 30 s pieces (the feature
+// extractor's limit), each turned into features and encoded in order. `pieces` receives one
+// [rows, text hidden] block per piece that yields soft tokens (a tail of <= 160 samples gives
+// none); each piece is placed as its own <|audio> ... <audio|> run.
+Status EncodeClip(const AudioEncoder& encoder, const float* samples, int64_t n, ThreadPool* pool,
+                  std::vector<std::vector<float>>* pieces);
+
 }  // namespace gemma4::audio
 
 #endif  // GEMMA4_SRC_AUDIO_AUDIO_ENCODER_H_

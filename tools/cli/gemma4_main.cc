@@ -19,9 +19,11 @@
 #include <string>
 #include <vector>
 
+#include "audio/audio_encoder.h"
 #include "gemma4/status.h"
 #include "gemma4/tokenizer.h"
 #include "io/mapped_file.h"
+#include "media/audio_file.h"
 #include "media/image.h"
 #include "model/forward.h"
 #include "model/model.h"
@@ -42,13 +44,15 @@ constexpr char kUsage[] =
     "      writes the logits of every position as little-endian float32 [n_ids, vocab]\n"
     "      (KV cache f32 unless --kv-type says otherwise); the ids hold each image's\n"
     "      placeholder run as the processor writes it, filled by the --image files in order\n"
-    "      (and <|video|> runs by --frame FILE@SECONDS frames, --video-budget N)\n"
+    "      (and <|video|> runs by --frame FILE@SECONDS frames, --video-budget N; <|audio|>\n"
+    "      runs by --audio FILE: WAV/FLAC/Ogg/MP3, any rate, 30 s pieces)\n"
     "  gemma4 generate --model PATH --ids 2,17,33 -n 32 --greedy [--threads N]\n"
     "                  [--kv-type auto|f32|f16] [--image FILE ...] [--image-budget N]\n"
     "                  [--mmproj F]\n"
     "      prints the generated ids, comma-separated (stops after an end-of-sequence id);\n"
     "      KV cache auto: f16 for quantized weights, f32 for float weights\n"
-    "  gemma4 encode   --model PATH [--mmproj F] (--image FILE | --frame FILE@SECONDS ...)\n"
+    "  gemma4 encode   --model PATH [--mmproj F] (--image FILE | --frame FILE@SECONDS ... |\n"
+    "                  --audio FILE)\n"
     "                  --out FILE [--image-budget N] [--video-budget N] [--threads N]\n"
     "      writes the soft tokens after the projector (a video's frames one after another) as\n"
     "      little-endian float32 [n, hidden] and prints n\n"
@@ -186,8 +190,40 @@ Status EncodeMedia(const Args& args, const LoadedModel& model, ThreadPool* pool,
                    std::vector<EncodedMedia>* media, MediaTimes* times = nullptr) {
   auto images = args.all_values.find("--image");
   auto frames = args.all_values.find("--frame");
+  auto audios = args.all_values.find("--audio");
   const bool any_image = images != args.all_values.end();
   const bool any_frame = frames != args.all_values.end();
+  if (audios != args.all_values.end()) {
+    // --audio FILE: decoded, downmixed and resampled to 16 kHz, split into 30 s pieces, each
+    // piece one <|audio> run, in order.
+    if (args.Has("--mmproj")) {
+      return UnimplementedError(
+          "--audio with --mmproj: audio towers in mmproj files are not supported yet; give the "
+          "Hugging Face checkpoint");
+    }
+    GEMMA4_ASSIGN_OR_RETURN(auto audio_encoder, audio::AudioEncoder::Load(model));
+    for (const std::string& path : audios->second) {
+      const auto t0 = std::chrono::steady_clock::now();
+      GEMMA4_ASSIGN_OR_RETURN(media::DecodedAudio clip, media::LoadAudioFile(path));
+      const auto t1 = std::chrono::steady_clock::now();
+      std::vector<std::vector<float>> pieces;
+      Status s = audio::EncodeClip(*audio_encoder, clip.samples.data(),
+                                   static_cast<int64_t>(clip.samples.size()), pool, &pieces);
+      if (!s.ok()) return Status(s.code(), path + ": " + s.message());
+      if (times != nullptr) {
+        times->prepare += std::chrono::duration<double>(t1 - t0).count();
+        times->encode +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+      }
+      for (std::vector<float>& p : pieces) {
+        EncodedMedia m;
+        m.kind = MediaKind::kAudio;
+        m.rows = static_cast<int64_t>(p.size()) / model.config().hidden_size;
+        m.embeddings = std::move(p);
+        media->push_back(std::move(m));
+      }
+    }
+  }
   if (!any_image && args.Has("--image-budget")) {
     return InvalidArgumentError("--image-budget without --image");
   }
@@ -290,12 +326,16 @@ int64_t ChunkFor(const LoadedModel& model, const MediaBatch& batch) {
 Status RunEncode(int argc, char** argv) {
   Args args;
   GEMMA4_RETURN_IF_ERROR(ParseArgs(argc, argv, 2,
-                                   {"--model", "--image", "--frame", "--out", "--image-budget",
-                                    "--video-budget", "--threads", "--mmproj"},
+                                   {"--model", "--image", "--frame", "--audio", "--out",
+                                    "--image-budget", "--video-budget", "--threads", "--mmproj"},
                                    {}, &args));
-  if (args.Has("--image") == args.Has("--frame")) {
+  if (args.Has("--image") + args.Has("--frame") + args.Has("--audio") != 1) {
     return InvalidArgumentError(
-        "encode takes one --image FILE, or the --frame FILE@SECONDS of one video");
+        "encode takes one --image FILE, the --frame FILE@SECONDS of one video, or one --audio "
+        "FILE");
+  }
+  if (args.Has("--audio") && args.all_values["--audio"].size() != 1) {
+    return InvalidArgumentError("encode takes one --audio");
   }
   if (args.Has("--image") && args.all_values["--image"].size() != 1) {
     return InvalidArgumentError("encode takes one --image");
@@ -337,7 +377,7 @@ Status RunLogits(int argc, char** argv) {
   GEMMA4_RETURN_IF_ERROR(
       ParseArgs(argc, argv, 2,
                 {"--model", "--ids", "--out", "--chunk", "--threads", "--kv-type", "--image",
-                 "--image-budget", "--frame", "--video-budget", "--mmproj"},
+                 "--image-budget", "--frame", "--video-budget", "--audio", "--mmproj"},
                 {}, &args));
   if (!args.Has("--ids")) return InvalidArgumentError("--ids is required");
   if (!args.Has("--out")) return InvalidArgumentError("--out FILE is required");
@@ -386,10 +426,11 @@ Status RunLogits(int argc, char** argv) {
 
 Status RunGenerate(int argc, char** argv) {
   Args args;
-  GEMMA4_RETURN_IF_ERROR(ParseArgs(argc, argv, 2,
-                                   {"--model", "--ids", "-n", "--threads", "--kv-type", "--image",
-                                    "--image-budget", "--frame", "--video-budget", "--mmproj"},
-                                   {"--greedy"}, &args));
+  GEMMA4_RETURN_IF_ERROR(
+      ParseArgs(argc, argv, 2,
+                {"--model", "--ids", "-n", "--threads", "--kv-type", "--image", "--image-budget",
+                 "--frame", "--video-budget", "--audio", "--mmproj"},
+                {"--greedy"}, &args));
   if (!args.Has("--ids")) return InvalidArgumentError("--ids is required");
   if (!args.Flag("--greedy")) {
     return InvalidArgumentError("generate needs --greedy (sampled decoding is not available yet)");
