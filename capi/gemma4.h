@@ -116,6 +116,7 @@ typedef struct gemma4_model_info {
   const char* kv_cache_type;
   int32_t vision;               /* 1: the model takes images (its vision tower is loaded) */
   int32_t default_image_tokens; /* soft tokens per image unless a request says otherwise */
+  int32_t audio;                /* 1: the model takes recordings (E2B/E4B audio tower) */
 } gemma4_model_info;
 
 GEMMA4_API gemma4_status gemma4_model_get_info(const gemma4_model* model, gemma4_model_info* out);
@@ -265,8 +266,17 @@ GEMMA4_API gemma4_status gemma4_content_add_image_rgb(gemma4_content* content,
                                                       const uint8_t* pixels, int32_t width,
                                                       int32_t height, size_t stride,
                                                       int32_t max_soft_tokens);
-/* Like gemma4_session_send with a turn holding images (GEMMA4_FAILED_PRECONDITION for a
- * model without a vision tower). */
+/* Recordings: a file (WAV, FLAC, Ogg/Vorbis/Opus, MP3), the bytes of one, or mono float PCM at
+ * sample_rate Hz; any rate and channel count is downmixed and resampled to 16 kHz, and
+ * recordings over 30 s are encoded in 30 s pieces, in order. */
+GEMMA4_API gemma4_status gemma4_content_add_audio_file(gemma4_content* content, const char* path);
+GEMMA4_API gemma4_status gemma4_content_add_audio_bytes(gemma4_content* content,
+                                                        const void* data, size_t size);
+GEMMA4_API gemma4_status gemma4_content_add_audio_pcm(gemma4_content* content,
+                                                      const float* samples, size_t n_samples,
+                                                      int32_t sample_rate);
+/* Like gemma4_session_send with a turn holding images or recordings
+ * (GEMMA4_FAILED_PRECONDITION for a model without the tower they need). */
 GEMMA4_API gemma4_status gemma4_session_send_content(gemma4_session* session,
                                                      const gemma4_content* content,
                                                      const gemma4_generate_options* options,

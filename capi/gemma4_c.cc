@@ -277,6 +277,7 @@ gemma4_status gemma4_model_get_info(const gemma4_model* model, gemma4_model_info
   info.kv_cache_type = i.kv_cache_type.c_str();
   info.vision = i.vision ? 1 : 0;
   info.default_image_tokens = i.default_image_tokens;
+  info.audio = i.audio ? 1 : 0;
   const size_t n =
       out->struct_size != 0 && out->struct_size < sizeof(info) ? out->struct_size : sizeof(info);
   std::memcpy(static_cast<void*>(out), &info, n);
@@ -509,6 +510,47 @@ gemma4_status gemma4_content_add_image_rgb(gemma4_content* content, const uint8_
     }
     content->parts.push_back(gemma4::ContentPart::FromImage(
         gemma4::Image::FromRgb(std::move(rgb), width, height, max_soft_tokens)));
+    return GEMMA4_OK;
+  });
+}
+
+gemma4_status gemma4_content_add_audio_file(gemma4_content* content, const char* path) {
+  return Guard([&]() -> gemma4_status {
+    if (content == nullptr || path == nullptr || path[0] == '\0') {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_content_add_audio_file: null argument");
+    }
+    content->parts.push_back(gemma4::ContentPart::FromAudio(gemma4::Audio::FromFile(path)));
+    return GEMMA4_OK;
+  });
+}
+
+gemma4_status gemma4_content_add_audio_bytes(gemma4_content* content, const void* data,
+                                             size_t size) {
+  return Guard([&]() -> gemma4_status {
+    if (content == nullptr || data == nullptr || size == 0) {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_content_add_audio_bytes: no data");
+    }
+    content->parts.push_back(gemma4::ContentPart::FromAudio(
+        gemma4::Audio::FromEncoded(std::string(static_cast<const char*>(data), size))));
+    return GEMMA4_OK;
+  });
+}
+
+gemma4_status gemma4_content_add_audio_pcm(gemma4_content* content, const float* samples,
+                                           size_t n_samples, int32_t sample_rate) {
+  return Guard([&]() -> gemma4_status {
+    if (content == nullptr || samples == nullptr || n_samples == 0) {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_content_add_audio_pcm: no samples");
+    }
+    // 4 hours at 768 kHz bounds the copy; the session resamples to 16 kHz.
+    if (sample_rate < 1 || sample_rate > 768000 ||
+        n_samples > static_cast<size_t>(sample_rate) * 4 * 3600) {
+      return Fail(GEMMA4_INVALID_ARGUMENT,
+                  "gemma4_content_add_audio_pcm: " + std::to_string(n_samples) + " samples at " +
+                      std::to_string(sample_rate) + " Hz (rates 1..768000, at most 4 hours)");
+    }
+    content->parts.push_back(gemma4::ContentPart::FromAudio(
+        gemma4::Audio::FromPcm(std::vector<float>(samples, samples + n_samples), sample_rate)));
     return GEMMA4_OK;
   });
 }

@@ -287,6 +287,45 @@ int main(int argc, char** argv) {
           GEMMA4_FAILED_PRECONDITION);
     CHECK(strstr(gemma4_last_error(), "vision") != NULL);
     gemma4_content_free(content);
+    content = NULL;
+    /* Recordings on the tiny E2B with an audio tower: a WAV file and raw PCM. */
+    {
+      gemma4_model* amodel = NULL;
+      gemma4_session* asession = NULL;
+      gemma4_model_info ainfo;
+      char apath[1024], wav[1024];
+      float pcm[8000];
+      size_t k;
+      snprintf(apath, sizeof(apath), "%s/audio/tiny-e2b-audio", fixtures);
+      snprintf(wav, sizeof(wav), "%s/audio/wav/speechlike_27200.wav", fixtures);
+      CHECK(gemma4_model_load(apath, &mo, &amodel) == GEMMA4_OK);
+      ainfo.struct_size = sizeof(ainfo);
+      CHECK(amodel != NULL && gemma4_model_get_info(amodel, &ainfo) == GEMMA4_OK);
+      CHECK(ainfo.audio == 1 && ainfo.vision == 1);
+      CHECK(gemma4_session_create(amodel, NULL, &asession) == GEMMA4_OK);
+      CHECK(gemma4_content_create(&content) == GEMMA4_OK);
+      CHECK(gemma4_content_add_audio_file(content, wav) == GEMMA4_OK);
+      CHECK(gemma4_content_add_text(content, "Transcribe.", 11) == GEMMA4_OK);
+      for (k = 0; k < 8000; ++k) pcm[k] = (float)(k % 50) / 100.0f - 0.25f;
+      CHECK(gemma4_content_add_audio_pcm(content, pcm, 8000, 8000) == GEMMA4_OK);
+      CHECK(gemma4_content_add_audio_pcm(content, pcm, 8000, 0) == GEMMA4_INVALID_ARGUMENT);
+      CHECK(gemma4_session_send_content(asession, content, &go, &vreply) == GEMMA4_OK);
+      /* 43 soft tokens for the 1.7 s WAV, 25 for 1 s of 8 kHz PCM, two pairs of markers. */
+      CHECK(vreply != NULL && gemma4_reply_prompt_tokens(vreply) > 43 + 25 + 4);
+      gemma4_reply_free(vreply);
+      vreply = NULL;
+      gemma4_content_free(content);
+      content = NULL;
+      /* A model without an audio tower refuses recordings. */
+      CHECK(gemma4_content_create(&content) == GEMMA4_OK);
+      CHECK(gemma4_content_add_audio_file(content, wav) == GEMMA4_OK);
+      CHECK(gemma4_session_send_content(tsession, content, &go, &vreply) ==
+            GEMMA4_FAILED_PRECONDITION);
+      CHECK(strstr(gemma4_last_error(), "audio") != NULL);
+      gemma4_content_free(content);
+      gemma4_session_free(asession);
+      gemma4_model_free(amodel);
+    }
     gemma4_session_free(tsession);
     gemma4_session_free(vsession);
     gemma4_model_free(tmodel);

@@ -55,6 +55,7 @@ struct ModelInfo {
   std::string kv_cache_type;     // "f32" or "f16": ModelOptions::kv_cache_type resolved
   bool vision = false;           // the model takes images (its checkpoint holds the vision tower)
   int default_image_tokens = 0;  // soft tokens per image unless a request says otherwise
+  bool audio = false;            // the model takes recordings (E2B/E4B with their audio tower)
 };
 
 class ModelImpl;

@@ -43,13 +43,32 @@ struct Image {
   static Image FromRgb(std::vector<uint8_t> pixels, int width, int height, int max_soft_tokens = 0);
 };
 
-// One part of a user turn's content: text, or an image (when `image` is set).
+// A recording for a user turn (E2B and E4B hear): a file (WAV, FLAC, Ogg/Vorbis/Opus, MP3), the
+// bytes of one, or mono float PCM at `sample_rate` Hz. Any rate and channel count is downmixed
+// to mono and resampled to 16 kHz; recordings longer than 30 s are encoded in 30 s pieces,
+// each placed as its own <|audio> ... <audio|> run, in order.
+struct Audio {
+  std::string path;
+  std::string encoded;     // file bytes
+  std::vector<float> pcm;  // mono samples in [-1, 1]
+  int sample_rate = 16000;
+  std::string digest;  // filled by the session, as Image::digest
+
+  static Audio FromFile(std::string file);
+  static Audio FromEncoded(std::string bytes);
+  static Audio FromPcm(std::vector<float> samples, int sample_rate);
+};
+
+// One part of a user turn's content: text, an image (when `image` is set) or a recording (when
+// `audio` is set).
 struct ContentPart {
   std::string text;
   std::optional<Image> image;
+  std::optional<Audio> audio;
 
   static ContentPart Text(std::string text);
   static ContentPart FromImage(Image image);
+  static ContentPart FromAudio(Audio audio);
 };
 
 // One turn of the history. A model turn may hold tool calls and their results, in order, then
@@ -146,9 +165,9 @@ class Session {
   // Adds a user turn and generates the model's turn. Only tokens after the longest prefix
   // already in the KV cache are processed.
   StatusOr<Reply> Send(std::string_view user_text, const GenerateOptions& options = {});
-  // The same with images among the text, in order. Each image is encoded once per session
-  // (cached by content); a model without a vision tower refuses images. Sessions holding
-  // images cannot be saved with SaveState yet.
+  // The same with images and recordings among the text, in order. Each is encoded once per
+  // session (cached by content); a model without a vision (audio) tower refuses images
+  // (recordings). Sessions holding media cannot be saved with SaveState yet.
   StatusOr<Reply> Send(const std::vector<ContentPart>& content,
                        const GenerateOptions& options = {});
   // Continues the current model turn after Send stopped with kToolCall.

@@ -133,19 +133,49 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
                   : options.kv_cache_type == KvCacheType::kF16 ? KvType::kF16
                                                                : impl->loaded->DefaultKvType();
   info.kv_cache_type = KvTypeName(impl->kv_type);
-  // The vision tower: from the mmproj file when one is given, else from the checkpoint when
-  // it has one (a damaged tower fails the load).
+  // The towers. An mmproj file given explicitly must load; a checkpoint's own tower that cannot
+  // be used (damaged, or a shape transformers itself could not run) leaves the text model
+  // working, and the reason is returned when media of that kind is sent.
+  impl->vision_status =
+      FailedPreconditionError("model " + path +
+                              " has no vision tower: it cannot take images (give ModelOptions::"
+                              "mmproj_path for a GGUF model)");
+  impl->audio_status = FailedPreconditionError(
+      "model " + path +
+      " has no audio tower: it cannot take recordings (E2B and E4B hear; 26B "
+      "and 31B do not)");
   if (!options.mmproj_path.empty()) {
     GEMMA4_ASSIGN_OR_RETURN(impl->vision,
                             vision::VisionEncoder::LoadMmproj(options.mmproj_path, c.hidden_size));
-    info.vision = true;
-    info.default_image_tokens = impl->vision->config().default_max_soft_tokens;
   } else if (const Checkpoint* ckpt = impl->loaded->checkpoint(); ckpt != nullptr) {
     const json::Value* vc = ckpt->config_json().Find("vision_config");
     if (vc != nullptr && !vc->is_null()) {
-      GEMMA4_ASSIGN_OR_RETURN(impl->vision, vision::VisionEncoder::Load(*impl->loaded));
-      info.vision = true;
-      info.default_image_tokens = impl->vision->config().default_max_soft_tokens;
+      auto vision = vision::VisionEncoder::Load(*impl->loaded);
+      if (vision.ok()) {
+        impl->vision = std::move(vision).value();
+      } else {
+        impl->vision_status = Status(vision.status().code(), "the vision tower cannot be used: " +
+                                                                 vision.status().message());
+      }
+    }
+  }
+  if (impl->vision != nullptr) {
+    impl->vision_status = OkStatus();
+    info.vision = true;
+    info.default_image_tokens = impl->vision->config().default_max_soft_tokens;
+  }
+  if (const Checkpoint* ckpt = impl->loaded->checkpoint(); ckpt != nullptr) {
+    const json::Value* ac = ckpt->config_json().Find("audio_config");
+    if (ac != nullptr && !ac->is_null()) {
+      auto audio = audio::AudioEncoder::Load(*impl->loaded);
+      if (audio.ok()) {
+        impl->audio = std::move(audio).value();
+        impl->audio_status = OkStatus();
+        info.audio = true;
+      } else {
+        impl->audio_status = Status(audio.status().code(),
+                                    "the audio tower cannot be used: " + audio.status().message());
+      }
     }
   }
   GEMMA4_RETURN_IF_ERROR(report(1.0f));

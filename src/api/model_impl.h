@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 
+#include "audio/audio_encoder.h"
 #include "chat/grammar.h"
 #include "gemma4/model.h"
 #include "model/model.h"
@@ -31,7 +32,11 @@ class ModelImpl {
   SpecialTokens special;
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<vision::VisionEncoder> vision;  // null: the model takes no images
-  KvType kv_type = KvType::kF32;                  // of every session's cache and of Logits
+  std::unique_ptr<audio::AudioEncoder> audio;     // null: the model takes no recordings
+  // Why a tower is missing (absent from the checkpoint, or present but unusable: the text
+  // model still loads and works), returned when media of that kind is sent.
+  Status vision_status, audio_status;
+  KvType kv_type = KvType::kF32;  // of every session's cache and of Logits
   // Sessions share the pool; ThreadPool::ParallelFor is not reentrant, so one forward pass
   // runs at a time. Decode is memory-bound: interleaving sessions would not be faster.
   mutable std::mutex compute_mutex;

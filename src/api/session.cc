@@ -5,13 +5,16 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 
 #include "api/model_impl.h"
 #include "api/session_impl.h"
+#include "audio/audio_encoder.h"
 #include "chat/chat_template.h"
 #include "chat/grammar.h"
 #include "chat/tool_syntax.h"
+#include "media/audio_file.h"
 #include "media/image.h"
 #include "model/forward.h"
 #include "util/json.h"
@@ -43,6 +46,8 @@ std::vector<json::Value> ToMessages(const std::vector<Turn>& history) {
         json::Value::Object item;
         if (part.image.has_value()) {
           item.emplace_back("type", json::Value::String("image"));
+        } else if (part.audio.has_value()) {
+          item.emplace_back("type", json::Value::String("audio"));
         } else {
           item.emplace_back("type", json::Value::String("text"));
           item.emplace_back("text", json::Value::String(part.text));
@@ -110,6 +115,23 @@ std::string ImageDigest(const media::RgbImage& image, int budget) {
   }
   char buf[40];
   std::snprintf(buf, sizeof(buf), "%016llx%016llx", static_cast<unsigned long long>(a),
+                static_cast<unsigned long long>(b));
+  return buf;
+}
+
+// Content digest of 16 kHz mono samples.
+std::string AudioDigest(const std::vector<float>& samples) {
+  const int64_t n = static_cast<int64_t>(samples.size());
+  uint64_t a = Fnv1a(&n, sizeof(n), 0x9ae16a3b2f90404full);
+  a = Fnv1a(samples.data(), samples.size() * sizeof(float), a);
+  uint64_t b = Mix(static_cast<uint64_t>(n) ^ 0xc2b2ae3d27d4eb4full);
+  for (float v : samples) {
+    uint32_t bits;
+    std::memcpy(&bits, &v, 4);
+    b = Mix(b ^ bits);
+  }
+  char buf[48];
+  std::snprintf(buf, sizeof(buf), "a%016llx%016llx", static_cast<unsigned long long>(a),
                 static_cast<unsigned long long>(b));
   return buf;
 }
@@ -196,16 +218,50 @@ StatusOr<RenderedPrompt> SessionImpl::RenderPrompt(bool thinking) const {
   // Media: each <|image|> the template wrote becomes <|image> + <|image|> x rows + <image|>,
   // in the order of the history's images (what transformers' processor does to the text).
   std::vector<const Image*> images;
+  std::vector<const Audio*> audios;
   for (const Turn& t : history_) {
     for (const ContentPart& part : t.content) {
       if (part.image.has_value()) images.push_back(&*part.image);
+      if (part.audio.has_value()) audios.push_back(&*part.audio);
     }
   }
+  size_t next_audio = 0;
   const ModelConfig& c = m_.loaded->config();
   RenderedPrompt p;
   size_t next_image = 0;
   int32_t next_block = 0;
   for (int32_t id : ids) {
+    if (id == c.audio_token_id) {
+      // <|audio> + <|audio|> x rows + <audio|> per 30 s piece, in order.
+      if (next_audio >= audios.size()) {
+        return InvalidArgumentError(
+            "the conversation's text holds an audio placeholder token that no recording fills");
+      }
+      const std::string& digest = audios[next_audio++]->digest;
+      auto it = audio_cache_.find(digest);
+      if (it == audio_cache_.end()) return InternalError("audio " + digest + " was not encoded");
+      const int64_t H = c.hidden_size;
+      uint64_t base = Mix(std::hash<std::string>()(digest) ^ 0x27d4eb2fu);
+      for (const std::vector<float>& piece : *it->second) {
+        const int64_t rows = static_cast<int64_t>(piece.size()) / H;
+        p.ids.push_back(c.boa_token_id);
+        p.keys.push_back(static_cast<uint32_t>(c.boa_token_id));
+        p.rows.push_back(nullptr);
+        p.block.push_back(-1);
+        for (int64_t r = 0; r < rows; ++r) {
+          p.ids.push_back(c.audio_token_id);
+          p.keys.push_back((uint64_t{1} << 63) | (Mix(base + static_cast<uint64_t>(r)) >> 1));
+          p.rows.push_back(piece.data() + r * H);
+          p.block.push_back(-1);  // audio is causal in the language model
+        }
+        base = Mix(base + 0x9e3779b97f4a7c15ull);
+        p.ids.push_back(c.eoa_token_id);
+        p.keys.push_back(static_cast<uint32_t>(c.eoa_token_id));
+        p.rows.push_back(nullptr);
+        p.block.push_back(-1);
+      }
+      continue;
+    }
     if (id != c.image_token_id) {
       p.ids.push_back(id);
       p.keys.push_back(static_cast<uint32_t>(id));
@@ -240,8 +296,8 @@ StatusOr<RenderedPrompt> SessionImpl::RenderPrompt(bool thinking) const {
     p.rows.push_back(nullptr);
     p.block.push_back(-1);
   }
-  if (next_image != images.size()) {
-    return InternalError("the rendered prompt lost an image placeholder");
+  if (next_image != images.size() || next_audio != audios.size()) {
+    return InternalError("the rendered prompt lost a media placeholder");
   }
   return p;
 }
@@ -353,7 +409,7 @@ StatusOr<Reply> SessionImpl::Send(std::vector<ContentPart> content,
   user.role = Role::kUser;
   bool media = false;
   for (const ContentPart& part : content) {
-    if (part.image.has_value()) {
+    if (part.image.has_value() || part.audio.has_value()) {
       media = true;
     } else {
       user.text += part.text;
@@ -369,12 +425,13 @@ StatusOr<Reply> SessionImpl::Send(std::vector<ContentPart> content,
 Status SessionImpl::EncodeMedia(Turn* turn) {
   const ModelConfig& c = m_.loaded->config();
   for (ContentPart& part : turn->content) {
+    if (part.audio.has_value()) {
+      GEMMA4_RETURN_IF_ERROR(EncodeAudio(&*part.audio));
+      continue;
+    }
     if (!part.image.has_value()) continue;
     Image& image = *part.image;
-    if (m_.vision == nullptr) {
-      return FailedPreconditionError("model " + m_.info.path +
-                                     " has no vision tower: it cannot take images");
-    }
+    if (m_.vision == nullptr) return m_.vision_status;
     StatusOr<media::RgbImage> decoded = InvalidArgumentError("an image without pixels");
     const int sources = !image.path.empty() + !image.encoded.empty() + !image.rgb.empty();
     if (sources != 1) {
@@ -412,6 +469,46 @@ Status SessionImpl::EncodeMedia(Turn* turn) {
     image.encoded = std::string();
     image.rgb = std::vector<uint8_t>();
   }
+  return OkStatus();
+}
+
+Status SessionImpl::EncodeAudio(Audio* audio) {
+  if (m_.audio == nullptr) return m_.audio_status;
+  const int sources = !audio->path.empty() + !audio->encoded.empty() + !audio->pcm.empty();
+  if (sources != 1) {
+    return InvalidArgumentError("an Audio needs exactly one of path, encoded bytes or pcm samples");
+  }
+  std::vector<float> samples;
+  if (!audio->path.empty()) {
+    GEMMA4_ASSIGN_OR_RETURN(media::DecodedAudio d, media::LoadAudioFile(audio->path));
+    samples = std::move(d.samples);
+  } else if (!audio->encoded.empty()) {
+    GEMMA4_ASSIGN_OR_RETURN(media::DecodedAudio d,
+                            media::DecodeAudio(audio->encoded, "audio bytes"));
+    samples = std::move(d.samples);
+  } else {
+    for (float v : audio->pcm) {
+      if (!std::isfinite(v)) return InvalidArgumentError("audio pcm holds a non-finite sample");
+    }
+    GEMMA4_ASSIGN_OR_RETURN(
+        samples, media::ResampleMono(audio->pcm.data(), static_cast<int64_t>(audio->pcm.size()),
+                                     audio->sample_rate));
+  }
+  const std::string digest = AudioDigest(samples);
+  if (audio_cache_.count(digest) == 0) {
+    auto pieces = std::make_shared<std::vector<std::vector<float>>>();
+    {
+      std::lock_guard<std::mutex> lock(m_.compute_mutex);
+      GEMMA4_RETURN_IF_ERROR(audio::EncodeClip(*m_.audio, samples.data(),
+                                               static_cast<int64_t>(samples.size()), m_.pool.get(),
+                                               pieces.get()));
+    }
+    audio_cache_.emplace(digest, std::move(pieces));
+  }
+  audio->digest = digest;
+  audio->path.clear();
+  audio->encoded = std::string();
+  audio->pcm = std::vector<float>();
   return OkStatus();
 }
 
@@ -748,6 +845,7 @@ StatusOr<std::unique_ptr<SessionImpl>> SessionImpl::Fork() const {
   copy->tokens_ = tokens_;
   copy->keys_ = keys_;
   copy->media_cache_ = media_cache_;
+  copy->audio_cache_ = audio_cache_;
   copy->logits_ = logits_;
   if (copy->state_->max_chunk() != state_->max_chunk()) {
     copy->state_ = std::make_unique<InferenceState>(*m_.loaded, m_.pool.get(), state_->max_chunk(),
@@ -1043,6 +1141,31 @@ ContentPart ContentPart::FromImage(Image image) {
   ContentPart part;
   part.image = std::move(image);
   return part;
+}
+
+ContentPart ContentPart::FromAudio(Audio audio) {
+  ContentPart part;
+  part.audio = std::move(audio);
+  return part;
+}
+
+Audio Audio::FromFile(std::string file) {
+  Audio a;
+  a.path = std::move(file);
+  return a;
+}
+
+Audio Audio::FromEncoded(std::string bytes) {
+  Audio a;
+  a.encoded = std::move(bytes);
+  return a;
+}
+
+Audio Audio::FromPcm(std::vector<float> samples, int sample_rate) {
+  Audio a;
+  a.pcm = std::move(samples);
+  a.sample_rate = sample_rate;
+  return a;
 }
 
 StatusOr<Reply> Session::SubmitToolResults(const std::vector<ToolResult>& results,

@@ -62,6 +62,7 @@ class SessionImpl {
   // Decodes and encodes the turn's images (once per content digest), fills each image's
   // digest and drops its pixels.
   Status EncodeMedia(Turn* turn);
+  Status EncodeAudio(Audio* audio);
   // Renders history_ (plus the generation prompt) to token ids, media placeholders expanded.
   StatusOr<RenderedPrompt> RenderPrompt(bool thinking) const;
   // Makes the KV cache hold exactly `prompt` and leaves the last position's logits in logits_.
@@ -86,6 +87,9 @@ class SessionImpl {
   std::vector<uint64_t> keys_;   // RenderedPrompt::keys of tokens_
   // Soft tokens of every image encoded in this session, by digest ([rows, hidden]).
   std::unordered_map<std::string, std::shared_ptr<const std::vector<float>>> media_cache_;
+  // Soft tokens of every recording, by digest: one [rows, hidden] block per 30 s piece.
+  std::unordered_map<std::string, std::shared_ptr<const std::vector<std::vector<float>>>>
+      audio_cache_;
   std::vector<float> logits_;   // logits after tokens_.back()
   bool turn_open_ = false;      // the last model turn stopped at tool calls (kToolCall)
   bool last_thinking_ = false;  // thinking mode of the prompt in the cache

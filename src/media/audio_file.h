@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gemma4/status.h"
@@ -28,6 +29,16 @@ struct DecodedAudio {
 // Decodes a regular file (not a device, FIFO or directory) to mono at target_rate.
 StatusOr<DecodedAudio> LoadAudioFile(const std::string& path, int target_rate = 16000,
                                      const AudioLimits& limits = AudioLimits());
+
+// The same from the bytes of a file held in memory (`source` names it in errors).
+StatusOr<DecodedAudio> DecodeAudio(std::string_view bytes, const std::string& source,
+                                   int target_rate = 16000,
+                                   const AudioLimits& limits = AudioLimits());
+
+// Mono samples at `rate` resampled to `target_rate` (libsoxr, high quality); a copy when the
+// rates are equal.
+StatusOr<std::vector<float>> ResampleMono(const float* samples, int64_t n, int rate,
+                                          int target_rate = 16000);
 
 // Whether this build can decode audio files.
 bool AudioFilesSupported();

@@ -48,7 +48,7 @@ class _ModelInfo(Structure):
                 ("max_context", c_int64), ("num_parameters", c_int64),
                 ("weight_bytes", c_uint64), ("threads", c_int32),
                 ("large_chat_template", c_int32), ("kv_cache_type", c_char_p),
-                ("vision", c_int32), ("default_image_tokens", c_int32)]
+                ("vision", c_int32), ("default_image_tokens", c_int32), ("audio", c_int32)]
 
 
 class _SessionOptions(Structure):
@@ -123,6 +123,11 @@ _content_add_image_bytes = _fn("gemma4_content_add_image_bytes", c_int, c_void_p
                                c_size_t, c_int32)
 _content_add_image_rgb = _fn("gemma4_content_add_image_rgb", c_int, c_void_p, c_char_p, c_int32,
                              c_int32, c_size_t, c_int32)
+_content_add_audio_file = _fn("gemma4_content_add_audio_file", c_int, c_void_p, c_char_p)
+_content_add_audio_bytes = _fn("gemma4_content_add_audio_bytes", c_int, c_void_p, c_char_p,
+                               c_size_t)
+_content_add_audio_pcm = _fn("gemma4_content_add_audio_pcm", c_int, c_void_p, POINTER(c_float),
+                             c_size_t, c_int32)
 _session_send_content = _fn("gemma4_session_send_content", c_int, c_void_p, c_void_p,
                             POINTER(_GenerateOptions), POINTER(c_void_p))
 _session_fork = _fn("gemma4_session_fork", c_int, c_void_p, POINTER(c_void_p))
@@ -225,7 +230,7 @@ class Model:
                 "num_parameters": i.num_parameters, "weight_bytes": i.weight_bytes,
                 "threads": i.threads, "large_chat_template": bool(i.large_chat_template),
                 "kv_cache_type": i.kv_cache_type.decode(), "vision": bool(i.vision),
-                "default_image_tokens": i.default_image_tokens}
+                "default_image_tokens": i.default_image_tokens, "audio": bool(i.audio)}
 
     def tokenize(self, text, add_special_tokens=False):
         data = text.encode("utf-8")
@@ -291,6 +296,27 @@ class Image:
             rgb = bytes(self.rgb)
             _check(_content_add_image_rgb(content, rgb, self.width, self.height, self.width * 3,
                                           self.max_soft_tokens))
+
+
+class Audio:
+    """A recording for a user turn: a file path (WAV, FLAC, Ogg/Vorbis/Opus, MP3), the bytes of
+    such a file, or mono float PCM (a sequence of floats in [-1, 1]) at sample_rate Hz. Any rate
+    is resampled to 16 kHz; recordings over 30 s are encoded in 30 s pieces."""
+
+    def __init__(self, path=None, data=None, pcm=None, sample_rate=16000):
+        if sum(x is not None for x in (path, data, pcm)) != 1:
+            raise ValueError("Audio needs exactly one of path, data or pcm")
+        self.path, self.data, self.pcm, self.sample_rate = path, data, pcm, sample_rate
+
+    def _add_to(self, content):
+        if self.path is not None:
+            _check(_content_add_audio_file(content, os.fsencode(self.path)))
+        elif self.data is not None:
+            data = bytes(self.data)
+            _check(_content_add_audio_bytes(content, data, len(data)))
+        else:
+            samples = (c_float * len(self.pcm))(*self.pcm)
+            _check(_content_add_audio_pcm(content, samples, len(self.pcm), self.sample_rate))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,7 +487,7 @@ class Session:
              require_tool_call=False, max_tool_steps=8, stop_on_repetition=True,
              logit_bias=None, max_calls_per_round=8, on_text=None):
         """Adds a user turn and returns the model's Reply. `text` is a string, or a list of
-        strings and Image objects in order (a turn with images). on_text(kind, text) streams
+        strings, Image and Audio objects in order (a turn with media). on_text(kind, text) streams
         pieces ("thought" or "text"); returning False from it cancels (raises Error
         CANCELLED)."""
         callback = None
@@ -485,13 +511,14 @@ class Session:
             _check(_content_create(ctypes.byref(content)))
             try:
                 for part in text:
-                    if isinstance(part, Image):
+                    if isinstance(part, (Image, Audio)):
                         part._add_to(content)
                     elif isinstance(part, str):
                         data = part.encode("utf-8")
                         _check(_content_add_text(content, data, len(data)))
                     else:
-                        raise TypeError("content parts are str or gemma4.Image, not %s"
+                        raise TypeError("content parts are str, gemma4.Image or gemma4.Audio, "
+                                        "not %s"
                                         % type(part).__name__)
                 status = _session_send_content(self._handle, content, ctypes.byref(go),
                                                ctypes.byref(reply))

@@ -172,3 +172,26 @@ def test_text_only_model_refuses_images():
         gemma4.Session(text_only).send([gemma4.Image(path=os.path.join(
             VISION, "images", "up_200x150.png"))], max_tokens=1)
     assert e.value.code == "FAILED_PRECONDITION"
+
+
+AUDIO = os.path.join(ROOT, "tests/fixtures/audio")
+
+
+def test_recordings_in_a_turn():
+    amodel = gemma4.Model(os.path.join(AUDIO, "tiny-e2b-audio"), threads=2,
+                          tokenizer_path=os.path.join(VISION, "tokenizer"))
+    assert amodel.info["audio"]
+    chat = gemma4.Session(amodel)
+    wav = os.path.join(AUDIO, "wav", "speechlike_27200.wav")
+    reply = chat.send([gemma4.Audio(path=wav), "Transcribe."], max_tokens=1, temperature=0)
+    assert reply.prompt_tokens > 43 + 2  # 43 soft tokens and <|audio> / <audio|>
+    with open(wav, "rb") as f:
+        again = chat.send([gemma4.Audio(data=f.read()), "Again."], max_tokens=1, temperature=0)
+    assert again.reused_tokens >= reply.prompt_tokens - 12
+    tone = [0.1 * ((i % 40) / 20.0 - 1.0) for i in range(8000)]
+    assert chat.send([gemma4.Audio(pcm=tone, sample_rate=8000)], max_tokens=1,
+                     temperature=0).prompt_tokens > 25
+    with pytest.raises(gemma4.Error):
+        chat.send([gemma4.Audio(data=b"RIFF....WAVEjunk")], max_tokens=1)
+    with pytest.raises(ValueError):
+        gemma4.Audio()
