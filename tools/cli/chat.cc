@@ -15,11 +15,11 @@ namespace gemma4::cli {
 namespace {
 
 constexpr char kChatHelp[] =
-    "commands: /think on|off  /image PATH (attached to the next message)  /reset  /quit\n"
-    "(an empty line is ignored)\n";
+    "commands: /think on|off  /image PATH  /audio PATH (attached to the next message)  /reset\n"
+    "          /quit   (an empty line is ignored)\n";
 
-Status ParseNumber(const std::string& flag, const std::string& s, double lo, double hi,
-                   double* out) {
+    Status
+    ParseNumber(const std::string& flag, const std::string& s, double lo, double hi, double* out) {
   char* end = nullptr;
   const double v = std::strtod(s.c_str(), &end);
   if (s.empty() || *end != '\0' || !(v >= lo && v <= hi)) {
@@ -35,6 +35,7 @@ Status ParseNumber(const std::string& flag, const std::string& s, double lo, dou
 Status RunChat(int argc, char** argv) {
   std::string model_path, system, tokenizer_path;
   std::vector<std::string> pending_images;  // attached to the next message
+  std::vector<std::string> pending_audio;
   double image_budget = 0;
   KvCacheType kv_cache_type = KvCacheType::kAuto;
   bool think = false;
@@ -56,6 +57,9 @@ Status RunChat(int argc, char** argv) {
     } else if (a == "--image") {
       GEMMA4_RETURN_IF_ERROR(value(&v));
       pending_images.push_back(v);
+    } else if (a == "--audio") {
+      GEMMA4_RETURN_IF_ERROR(value(&v));
+      pending_audio.push_back(v);
     } else if (a == "--image-budget") {
       GEMMA4_RETURN_IF_ERROR(value(&v));
       GEMMA4_RETURN_IF_ERROR(ParseNumber(a, v, 70, 1120, &image_budget));
@@ -98,6 +102,10 @@ Status RunChat(int argc, char** argv) {
     return FailedPreconditionError("--image: model " + model_path +
                                    " has no vision tower (a text-only checkpoint or GGUF)");
   }
+  if (!pending_audio.empty() && !model->info().audio) {
+    return FailedPreconditionError("--audio: model " + model_path +
+                                   " has no audio tower (E2B and E4B checkpoints hear)");
+  }
   SessionOptions session_options;
   session_options.system_prompt = system;
   session_options.context_policy = ContextPolicy::kDropOldTurns;
@@ -116,6 +124,11 @@ Status RunChat(int argc, char** argv) {
     if (line == "/think on" || line == "/think off") {
       think = line == "/think on";
       std::printf("thinking %s\n", think ? "on" : "off");
+      continue;
+    }
+    if (line.rfind("/audio ", 0) == 0) {
+      pending_audio.push_back(line.substr(7));
+      std::printf("recording %s attached to the next message\n", pending_audio.back().c_str());
       continue;
     }
     if (line.rfind("/image ", 0) == 0) {
@@ -151,17 +164,21 @@ Status RunChat(int argc, char** argv) {
       return true;
     };
     StatusOr<Reply> reply = InvalidArgumentError("no message");
-    if (pending_images.empty()) {
+    if (pending_images.empty() && pending_audio.empty()) {
       reply = session->Send(line, options);
     } else {
-      // The images first, then the text, as one user turn.
+      // The images and recordings first, then the text, as one user turn.
       std::vector<ContentPart> content;
       for (const std::string& path : pending_images) {
         content.push_back(
             ContentPart::FromImage(Image::FromFile(path, static_cast<int>(image_budget))));
       }
+      for (const std::string& path : pending_audio) {
+        content.push_back(ContentPart::FromAudio(Audio::FromFile(path)));
+      }
       content.push_back(ContentPart::Text(line));
       pending_images.clear();
+      pending_audio.clear();
       reply = session->Send(content, options);
     }
     if (in_thought && tty) std::fputs("\x1b[0m", stdout);
