@@ -259,9 +259,8 @@ GEMMA4_API gemma4_status gemma4_content_add_text(gemma4_content* content, const 
                                                  size_t len);
 GEMMA4_API gemma4_status gemma4_content_add_image_file(gemma4_content* content, const char* path,
                                                        int32_t max_soft_tokens);
-GEMMA4_API gemma4_status gemma4_content_add_image_bytes(gemma4_content* content,
-                                                        const void* data, size_t size,
-                                                        int32_t max_soft_tokens);
+GEMMA4_API gemma4_status gemma4_content_add_image_bytes(gemma4_content* content, const void* data,
+                                                        size_t size, int32_t max_soft_tokens);
 GEMMA4_API gemma4_status gemma4_content_add_image_rgb(gemma4_content* content,
                                                       const uint8_t* pixels, int32_t width,
                                                       int32_t height, size_t stride,
@@ -270,11 +269,10 @@ GEMMA4_API gemma4_status gemma4_content_add_image_rgb(gemma4_content* content,
  * sample_rate Hz; any rate and channel count is downmixed and resampled to 16 kHz, and
  * recordings over 30 s are encoded in 30 s pieces, in order. */
 GEMMA4_API gemma4_status gemma4_content_add_audio_file(gemma4_content* content, const char* path);
-GEMMA4_API gemma4_status gemma4_content_add_audio_bytes(gemma4_content* content,
-                                                        const void* data, size_t size);
-GEMMA4_API gemma4_status gemma4_content_add_audio_pcm(gemma4_content* content,
-                                                      const float* samples, size_t n_samples,
-                                                      int32_t sample_rate);
+GEMMA4_API gemma4_status gemma4_content_add_audio_bytes(gemma4_content* content, const void* data,
+                                                        size_t size);
+GEMMA4_API gemma4_status gemma4_content_add_audio_pcm(gemma4_content* content, const float* samples,
+                                                      size_t n_samples, int32_t sample_rate);
 /* Like gemma4_session_send with a turn holding images or recordings
  * (GEMMA4_FAILED_PRECONDITION for a model without the tower they need). */
 GEMMA4_API gemma4_status gemma4_session_send_content(gemma4_session* session,

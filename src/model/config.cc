@@ -545,7 +545,8 @@ Status ApplyImageProcessorConfig(const json::Value& processor_config, const std:
     GEMMA4_RETURN_IF_ERROR(v.Int("num_frames", &frames, false, 1, 4096));
     if (!IsSupportedSoftTokenBudget(tokens)) {
       return InvalidArgumentError(source + ": video_processor max_soft_tokens " +
-                                  std::to_string(tokens) + " is not one of 70, 140, 280, 560, 1120");
+                                  std::to_string(tokens) +
+                                  " is not one of 70, 140, 280, 560, 1120");
     }
     config->default_video_soft_tokens = tokens;
     config->max_video_frames = frames;

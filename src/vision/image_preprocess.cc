@@ -74,7 +74,7 @@ StatusOr<ImagePatches> Patchify(const uint8_t* rgb, int height, int width, int p
   float lut[256];
   for (int i = 0; i < 256; ++i) {
     lut[i] = pixel_scale == PixelScale::kImage ? static_cast<float>(i) * scale
-                                                : static_cast<float>(i) / 255.0f;
+                                               : static_cast<float>(i) / 255.0f;
   }
   float* dst = out.pixels.data();
   for (int py = 0; py < out.patches_h; ++py) {
@@ -104,8 +104,7 @@ StatusOr<ImagePatches> PreprocessImage(const media::RgbImage& image, int max_sof
   }
   GEMMA4_ASSIGN_OR_RETURN(media::RgbImage resized,
                           media::ResizeBicubicAntialias(image, size.height, size.width));
-  return Patchify(resized.pixels.data(), resized.height, resized.width, config.patch_size,
-                  scale);
+  return Patchify(resized.pixels.data(), resized.height, resized.width, config.patch_size, scale);
 }
 
 }  // namespace gemma4::vision

@@ -18,8 +18,8 @@ constexpr char kChatHelp[] =
     "commands: /think on|off  /image PATH  /audio PATH (attached to the next message)  /reset\n"
     "          /quit   (an empty line is ignored)\n";
 
-    Status
-    ParseNumber(const std::string& flag, const std::string& s, double lo, double hi, double* out) {
+Status ParseNumber(const std::string& flag, const std::string& s, double lo, double hi,
+                   double* out) {
   char* end = nullptr;
   const double v = std::strtod(s.c_str(), &end);
   if (s.empty() || *end != '\0' || !(v >= lo && v <= hi)) {
