@@ -34,7 +34,7 @@ extern "C" {
 #endif
 
 #define GEMMA4_VERSION_MAJOR 0
-#define GEMMA4_VERSION_MINOR 3
+#define GEMMA4_VERSION_MINOR 4
 #define GEMMA4_VERSION_PATCH 0
 
 typedef enum gemma4_status {
@@ -58,7 +58,7 @@ typedef enum gemma4_status {
 
 /* ---- Library --------------------------------------------------------------------------- */
 
-GEMMA4_API const char* gemma4_version_string(void); /* "0.3.0" */
+GEMMA4_API const char* gemma4_version_string(void); /* "0.4.0" */
 GEMMA4_API void gemma4_version(int* major, int* minor, int* patch);
 /* Message of the last failure on this thread ("" if none). */
 GEMMA4_API const char* gemma4_last_error(void);

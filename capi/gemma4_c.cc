@@ -188,7 +188,7 @@ gemma4_status Deliver(gemma4::StatusOr<gemma4::Reply> reply, gemma4_reply** out)
 
 extern "C" {
 
-const char* gemma4_version_string(void) { return "0.3.0"; }
+const char* gemma4_version_string(void) { return "0.4.0"; }
 
 void gemma4_version(int* major, int* minor, int* patch) {
   if (major) *major = GEMMA4_VERSION_MAJOR;

@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
 
   gemma4_version(&major, &minor, &patch);
   CHECK(major == GEMMA4_VERSION_MAJOR && minor == GEMMA4_VERSION_MINOR);
-  CHECK(strcmp(gemma4_version_string(), "0.3.0") == 0);
+  CHECK(strcmp(gemma4_version_string(), "0.4.0") == 0);
 
   /* Errors: a bad path fails with a message naming it. */
   st = gemma4_model_load("/nonexistent/model", NULL, &model);

@@ -31,7 +31,7 @@ var one = float32(1)
 
 func TestTokenizer(t *testing.T) {
 	m := load(t)
-	if Version() != "0.3.0" || m.VocabSize() != 512 {
+	if Version() != "0.4.0" || m.VocabSize() != 512 {
 		t.Fatal("version or vocab")
 	}
 	ids, err := m.Tokenize("<|turn>user\nhello")

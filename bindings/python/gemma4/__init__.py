@@ -4,4 +4,4 @@ from ._api import (Audio, Error, Image, Model, Reply, Session, StopReason, Tools
 
 __all__ = ["Audio", "Error", "Image", "Model", "Reply", "Session", "StopReason", "Tools", "ToolCall",
            "library_version"]
-__version__ = "0.3.0"
+__version__ = "0.4.0"

@@ -19,7 +19,7 @@ def model():
 
 
 def test_version_and_info(model):
-    assert gemma4.library_version() == "0.3.0"
+    assert gemma4.library_version() == "0.4.0"
     info = model.info
     assert info["vocab_size"] == 512 and info["num_layers"] > 0
 

@@ -20,7 +20,7 @@ fn model() -> Model {
 #[test]
 fn info_and_tokenizer() {
     let m = model();
-    assert_eq!(gemma4::version(), "0.3.0");
+    assert_eq!(gemma4::version(), "0.4.0");
     assert_eq!(m.info().unwrap().vocab_size, 512);
     let ids = m.tokenize("<|turn>user\nhello").unwrap();
     assert_eq!(ids[0], 105);
