@@ -265,6 +265,20 @@ GEMMA4_API gemma4_status gemma4_content_add_image_rgb(gemma4_content* content,
                                                       const uint8_t* pixels, int32_t width,
                                                       int32_t height, size_t stride,
                                                       int32_t max_soft_tokens);
+/* Video (26B-A4B and 31B): begin a video part, then add its frames in time order, each with
+ * its timestamp in seconds and the same size (a file, the bytes of one, or RGB8 pixels).
+ * max_soft_tokens_per_frame: 70 (0), 140, 280, 560 or 1120. At most 32 frames. */
+GEMMA4_API gemma4_status gemma4_content_begin_video(gemma4_content* content,
+                                                    int32_t max_soft_tokens_per_frame);
+GEMMA4_API gemma4_status gemma4_content_add_video_frame_file(gemma4_content* content,
+                                                             const char* path, double seconds);
+GEMMA4_API gemma4_status gemma4_content_add_video_frame_bytes(gemma4_content* content,
+                                                              const void* data, size_t size,
+                                                              double seconds);
+GEMMA4_API gemma4_status gemma4_content_add_video_frame_rgb(gemma4_content* content,
+                                                            const uint8_t* pixels, int32_t width,
+                                                            int32_t height, size_t stride,
+                                                            double seconds);
 /* Recordings: a file (WAV, FLAC, Ogg/Vorbis/Opus, MP3), the bytes of one, or mono float PCM at
  * sample_rate Hz; any rate and channel count is downmixed and resampled to 16 kHz, and
  * recordings over 30 s are encoded in 30 s pieces, in order. */

@@ -514,6 +514,82 @@ gemma4_status gemma4_content_add_image_rgb(gemma4_content* content, const uint8_
   });
 }
 
+gemma4_status gemma4_content_begin_video(gemma4_content* content,
+                                         int32_t max_soft_tokens_per_frame) {
+  return Guard([&]() -> gemma4_status {
+    if (content == nullptr)
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_content_begin_video: null");
+    gemma4::Video video;
+    video.max_soft_tokens_per_frame = max_soft_tokens_per_frame;
+    content->parts.push_back(gemma4::ContentPart::FromVideo(std::move(video)));
+    return GEMMA4_OK;
+  });
+}
+
+namespace {
+
+// The video part frames are added to: the content's last part, begun by
+// gemma4_content_begin_video.
+gemma4::Video* OpenVideo(gemma4_content* content, const char* fn) {
+  if (content == nullptr || content->parts.empty() || !content->parts.back().video.has_value()) {
+    Fail(GEMMA4_FAILED_PRECONDITION,
+         std::string(fn) + ": no video part to add to (call gemma4_content_begin_video first)");
+    return nullptr;
+  }
+  return &*content->parts.back().video;
+}
+
+}  // namespace
+
+gemma4_status gemma4_content_add_video_frame_file(gemma4_content* content, const char* path,
+                                                  double seconds) {
+  return Guard([&]() -> gemma4_status {
+    if (path == nullptr || path[0] == '\0') {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_content_add_video_frame_file: no path");
+    }
+    gemma4::Video* video = OpenVideo(content, "gemma4_content_add_video_frame_file");
+    if (video == nullptr) return GEMMA4_FAILED_PRECONDITION;
+    video->frames.push_back({gemma4::Image::FromFile(path), seconds});
+    return GEMMA4_OK;
+  });
+}
+
+gemma4_status gemma4_content_add_video_frame_bytes(gemma4_content* content, const void* data,
+                                                   size_t size, double seconds) {
+  return Guard([&]() -> gemma4_status {
+    if (data == nullptr || size == 0) {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_content_add_video_frame_bytes: no data");
+    }
+    gemma4::Video* video = OpenVideo(content, "gemma4_content_add_video_frame_bytes");
+    if (video == nullptr) return GEMMA4_FAILED_PRECONDITION;
+    video->frames.push_back(
+        {gemma4::Image::FromEncoded(std::string(static_cast<const char*>(data), size)), seconds});
+    return GEMMA4_OK;
+  });
+}
+
+gemma4_status gemma4_content_add_video_frame_rgb(gemma4_content* content, const uint8_t* pixels,
+                                                 int32_t width, int32_t height, size_t stride,
+                                                 double seconds) {
+  return Guard([&]() -> gemma4_status {
+    if (pixels == nullptr || width <= 0 || height <= 0 || width > 32768 || height > 32768 ||
+        stride < static_cast<size_t>(width) * 3 || int64_t{width} * height > (int64_t{1} << 26)) {
+      return Fail(GEMMA4_INVALID_ARGUMENT,
+                  "gemma4_content_add_video_frame_rgb: bad pixels (sides 1..32768, at most 64 "
+                  "megapixels, stride >= 3 * width)");
+    }
+    gemma4::Video* video = OpenVideo(content, "gemma4_content_add_video_frame_rgb");
+    if (video == nullptr) return GEMMA4_FAILED_PRECONDITION;
+    std::vector<uint8_t> rgb(static_cast<size_t>(width) * height * 3);
+    for (int32_t y = 0; y < height; ++y) {
+      std::memcpy(rgb.data() + static_cast<size_t>(y) * width * 3, pixels + y * stride,
+                  static_cast<size_t>(width) * 3);
+    }
+    video->frames.push_back({gemma4::Image::FromRgb(std::move(rgb), width, height), seconds});
+    return GEMMA4_OK;
+  });
+}
+
 gemma4_status gemma4_content_add_audio_file(gemma4_content* content, const char* path) {
   return Guard([&]() -> gemma4_status {
     if (content == nullptr || path == nullptr || path[0] == '\0') {

@@ -277,6 +277,32 @@ int main(int argc, char** argv) {
     CHECK(gemma4_content_add_image_bytes(content, junk, sizeof(junk) - 1, 0) == GEMMA4_OK);
     CHECK(gemma4_session_send_content(vsession, content, &go, &vreply) != GEMMA4_OK);
     CHECK(vreply == NULL && strlen(gemma4_last_error()) > 0);
+    /* A video: frames with timestamps, on the 26B layout. */
+    {
+      gemma4_model* v26 = NULL;
+      gemma4_session* vs = NULL;
+      char v26path[1024], frame[1024];
+      int k;
+      snprintf(v26path, sizeof(v26path), "%s/vision/tiny-26b-vision", fixtures);
+      CHECK(gemma4_model_load(v26path, &mo, &v26) == GEMMA4_OK);
+      CHECK(gemma4_session_create(v26, NULL, &vs) == GEMMA4_OK);
+      gemma4_content_free(content);
+      CHECK(gemma4_content_create(&content) == GEMMA4_OK);
+      CHECK(gemma4_content_add_video_frame_file(content, image, 0.0) ==
+            GEMMA4_FAILED_PRECONDITION); /* no video begun */
+      CHECK(gemma4_content_begin_video(content, 0) == GEMMA4_OK);
+      for (k = 0; k < 3; ++k) {
+        snprintf(frame, sizeof(frame), "%s/vision/video/frames/frame_%d.png", fixtures, k);
+        CHECK(gemma4_content_add_video_frame_file(content, frame, (double)k) == GEMMA4_OK);
+      }
+      CHECK(gemma4_content_add_text(content, "What moves?", 11) == GEMMA4_OK);
+      CHECK(gemma4_session_send_content(vs, content, &go, &vreply) == GEMMA4_OK);
+      CHECK(vreply != NULL && gemma4_reply_prompt_tokens(vreply) > 3 * 65);
+      gemma4_reply_free(vreply);
+      vreply = NULL;
+      gemma4_session_free(vs);
+      gemma4_model_free(v26);
+    }
     /* A text-only checkpoint refuses images. */
     CHECK(gemma4_model_load(tpath, &mo, &tmodel) == GEMMA4_OK);
     CHECK(gemma4_session_create(tmodel, NULL, &tsession) == GEMMA4_OK);

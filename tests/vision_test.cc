@@ -514,6 +514,48 @@ TEST(VisionSession, ImagesInTurnsReuseTheCacheOnlyForTheSameImage) {
   }
 }
 
+// A video in a conversation (26B layout): frames with timestamps become the processor's
+// "mm:ss <|image>" + <|video|> x n + "<image|>" runs; the same frames again reuse the cache.
+TEST(VisionSession, VideoFramesInATurn) {
+  auto model = LoadChatModel("tiny-26b-vision");
+  ASSERT_NE(model, nullptr);
+  auto session = Session::Create(model);
+  ASSERT_TRUE(session.ok());
+  const std::string dir = VisionDir() + "/video/frames/";
+  auto make_video = [&] {
+    Video v;
+    for (int k = 0; k < 4; ++k) {
+      v.frames.push_back({Image::FromFile(dir + "frame_" + std::to_string(k) + ".png"),
+                          static_cast<double>(k) * 1.5});
+    }
+    return v;
+  };
+  auto first = (*session)->Send(
+      {ContentPart::FromVideo(make_video()), ContentPart::Text("What happens?")}, Greedy(2));
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  // 4 frames x (63 soft tokens + <|image> + <image|>) plus timestamps and text.
+  EXPECT_GT(first->prompt_tokens, 4 * 65);
+  const int64_t after = (*session)->context_tokens();
+  auto again = (*session)->Send({ContentPart::FromVideo(make_video()), ContentPart::Text("Again?")},
+                                Greedy(2));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_GE(again->reused_tokens, first->prompt_tokens - 12);
+  EXPECT_LE(after, again->reused_tokens + again->prompt_tokens);
+  // Frames out of time order, of different sizes, or too many are refused.
+  Video bad = make_video();
+  bad.frames[2].seconds = 0.5;
+  EXPECT_FALSE((*session)->Send({ContentPart::FromVideo(bad)}, Greedy(1)).ok());
+  Video mixed = make_video();
+  mixed.frames[1].image = Image::FromFile(VisionDir() + "/images/up_200x150.png");
+  EXPECT_FALSE((*session)->Send({ContentPart::FromVideo(mixed)}, Greedy(1)).ok());
+  Video many;
+  for (int k = 0; k < 33; ++k) {
+    many.frames.push_back({Image::FromFile(dir + "frame_0.png"), static_cast<double>(k)});
+  }
+  EXPECT_FALSE((*session)->Send({ContentPart::FromVideo(many)}, Greedy(1)).ok());
+  EXPECT_EQ((*session)->history().size(), 4u);  // refused turns leave no trace
+}
+
 TEST(VisionSession, TextOnlyModelsRefuseImages) {
   ModelOptions options;
   options.tokenizer_path = VisionDir() + "/tokenizer/tokenizer.json";

@@ -59,16 +59,32 @@ struct Audio {
   static Audio FromPcm(std::vector<float> samples, int sample_rate);
 };
 
-// One part of a user turn's content: text, an image (when `image` is set) or a recording (when
-// `audio` is set).
+// A video for a user turn (26B-A4B and 31B): its frames in time order with their timestamps
+// in seconds, each an Image of the same size (Image::max_soft_tokens is ignored: every frame
+// gets `max_soft_tokens_per_frame`, 0 for the model's default of 70). At most the model's frame
+// limit (32). Each frame becomes "mm:ss <|image>" + <|video|> x n + "<image|>", frames joined by
+// spaces, as transformers' processor writes them.
+struct VideoFrame {
+  Image image;
+  double seconds = 0;
+};
+struct Video {
+  std::vector<VideoFrame> frames;
+  int max_soft_tokens_per_frame = 0;
+};
+
+// One part of a user turn's content: text, an image (when `image` is set), a recording (when
+// `audio` is set) or a video (when `video` is set).
 struct ContentPart {
   std::string text;
   std::optional<Image> image;
   std::optional<Audio> audio;
+  std::optional<Video> video;
 
   static ContentPart Text(std::string text);
   static ContentPart FromImage(Image image);
   static ContentPart FromAudio(Audio audio);
+  static ContentPart FromVideo(Video video);
 };
 
 // One turn of the history. A model turn may hold tool calls and their results, in order, then

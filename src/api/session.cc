@@ -48,6 +48,8 @@ std::vector<json::Value> ToMessages(const std::vector<Turn>& history) {
           item.emplace_back("type", json::Value::String("image"));
         } else if (part.audio.has_value()) {
           item.emplace_back("type", json::Value::String("audio"));
+        } else if (part.video.has_value()) {
+          item.emplace_back("type", json::Value::String("video"));
         } else {
           item.emplace_back("type", json::Value::String("text"));
           item.emplace_back("text", json::Value::String(part.text));
@@ -136,6 +138,14 @@ std::string AudioDigest(const std::vector<float>& samples) {
   return buf;
 }
 
+// "mm:ss" as the processor writes a frame's timestamp.
+std::string Timestamp(double seconds) {
+  const long long s = static_cast<long long>(seconds);
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%02lld:%02lld", s / 60, s % 60);
+  return buf;
+}
+
 double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
 }
@@ -199,6 +209,45 @@ StatusOr<RenderedPrompt> SessionImpl::RenderPrompt(bool thinking) const {
     spliced.push_back(&history_[i].text_tokens);
   }
   GEMMA4_ASSIGN_OR_RETURN(std::string text, chat::RenderChat(ToMessages(turns), tools, render));
+  // Videos are expanded in the text, as the processor does (the timestamps are text): each
+  // <|video|> the template wrote becomes "mm:ss <|image>" + <|video|> x n + "<image|>" per
+  // frame, joined by spaces.
+  std::vector<const VideoFrame*> video_frames;
+  {
+    std::vector<const Video*> videos;
+    for (const Turn& t : history_) {
+      for (const ContentPart& part : t.content) {
+        if (part.video.has_value()) videos.push_back(&*part.video);
+      }
+    }
+    const std::string marker = "<|video|>";
+    std::string expanded;
+    size_t pos = 0, next = 0;
+    for (size_t at = text.find(marker); at != std::string::npos; at = text.find(marker, pos)) {
+      if (next >= videos.size()) {
+        return InvalidArgumentError(
+            "the conversation's text holds a video placeholder token that no video fills");
+      }
+      expanded.append(text, pos, at - pos);
+      const Video& v = *videos[next++];
+      for (size_t f = 0; f < v.frames.size(); ++f) {
+        auto it = media_cache_.find(v.frames[f].image.digest);
+        if (it == media_cache_.end()) return InternalError("a video frame was not encoded");
+        const size_t rows = it->second->size() / m_.loaded->config().hidden_size;
+        if (f > 0) expanded += ' ';
+        expanded += Timestamp(v.frames[f].seconds) + " <|image>";
+        for (size_t r = 0; r < rows; ++r) expanded += marker;
+        expanded += "<image|>";
+        video_frames.push_back(&v.frames[f]);
+      }
+      pos = at + marker.size();
+    }
+    if (next != videos.size()) return InternalError("the rendered prompt lost a video");
+    if (next > 0) {
+      expanded.append(text, pos, std::string::npos);
+      text.swap(expanded);
+    }
+  }
   std::vector<int32_t> ids;
   size_t pos = 0;
   while (true) {
@@ -226,11 +275,35 @@ StatusOr<RenderedPrompt> SessionImpl::RenderPrompt(bool thinking) const {
     }
   }
   size_t next_audio = 0;
+  size_t next_frame = 0;  // video frame whose rows come next
+  int64_t frame_row = 0;  // rows of that frame already placed
   const ModelConfig& c = m_.loaded->config();
   RenderedPrompt p;
   size_t next_image = 0;
   int32_t next_block = 0;
-  for (int32_t id : ids) {
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const int32_t id = ids[i];
+    if (id == c.video_token_id) {
+      if (next_frame >= video_frames.size()) {
+        return InvalidArgumentError("more video placeholder tokens than video frames give");
+      }
+      const Image& frame = video_frames[next_frame]->image;
+      const std::vector<float>& soft = *media_cache_.at(frame.digest);
+      const int64_t H = c.hidden_size, rows = static_cast<int64_t>(soft.size()) / H;
+      const uint64_t base = Mix(std::hash<std::string>()(frame.digest) ^ 0x85ebca6bu);
+      p.ids.push_back(id);
+      p.keys.push_back((uint64_t{1} << 63) | (Mix(base + static_cast<uint64_t>(frame_row)) >> 1));
+      p.rows.push_back(soft.data() + frame_row * H);
+      // One bidirectional block per frame (26B/31B).
+      p.block.push_back(next_block);
+      p.longest_block = std::max(p.longest_block, rows);
+      if (++frame_row == rows) {
+        frame_row = 0;
+        ++next_frame;
+        ++next_block;
+      }
+      continue;
+    }
     if (id == c.audio_token_id) {
       // <|audio> + <|audio|> x rows + <audio|> per 30 s piece, in order.
       if (next_audio >= audios.size()) {
@@ -296,7 +369,8 @@ StatusOr<RenderedPrompt> SessionImpl::RenderPrompt(bool thinking) const {
     p.rows.push_back(nullptr);
     p.block.push_back(-1);
   }
-  if (next_image != images.size() || next_audio != audios.size()) {
+  if (next_image != images.size() || next_audio != audios.size() ||
+      next_frame != video_frames.size() || frame_row != 0) {
     return InternalError("the rendered prompt lost a media placeholder");
   }
   return p;
@@ -409,7 +483,7 @@ StatusOr<Reply> SessionImpl::Send(std::vector<ContentPart> content,
   user.role = Role::kUser;
   bool media = false;
   for (const ContentPart& part : content) {
-    if (part.image.has_value() || part.audio.has_value()) {
+    if (part.image.has_value() || part.audio.has_value() || part.video.has_value()) {
       media = true;
     } else {
       user.text += part.text;
@@ -427,6 +501,10 @@ Status SessionImpl::EncodeMedia(Turn* turn) {
   for (ContentPart& part : turn->content) {
     if (part.audio.has_value()) {
       GEMMA4_RETURN_IF_ERROR(EncodeAudio(&*part.audio));
+      continue;
+    }
+    if (part.video.has_value()) {
+      GEMMA4_RETURN_IF_ERROR(EncodeVideo(&*part.video));
       continue;
     }
     if (!part.image.has_value()) continue;
@@ -469,6 +547,70 @@ Status SessionImpl::EncodeMedia(Turn* turn) {
     image.encoded = std::string();
     image.rgb = std::vector<uint8_t>();
   }
+  return OkStatus();
+}
+
+namespace {
+
+StatusOr<media::RgbImage> DecodeImagePart(const Image& image) {
+  const int sources = !image.path.empty() + !image.encoded.empty() + !image.rgb.empty();
+  if (sources != 1) {
+    return InvalidArgumentError("an Image needs exactly one of path, encoded bytes or rgb pixels");
+  }
+  if (!image.path.empty()) return media::LoadImageFile(image.path);
+  if (!image.encoded.empty()) return media::DecodeImage(image.encoded, "image bytes");
+  return media::ImageFromPixels(image.rgb.data(), image.width, image.height, 3,
+                                int64_t{image.width} * 3);
+}
+
+}  // namespace
+
+Status SessionImpl::EncodeVideo(Video* video) {
+  if (m_.vision == nullptr) return m_.vision_status;
+  const VisionConfig& vc = m_.vision->config();
+  if (video->frames.empty()) return InvalidArgumentError("a Video without frames");
+  if (static_cast<int>(video->frames.size()) > vc.max_video_frames) {
+    return InvalidArgumentError("a Video of " + std::to_string(video->frames.size()) +
+                                " frames: the model takes at most " +
+                                std::to_string(vc.max_video_frames));
+  }
+  const int budget = video->max_soft_tokens_per_frame > 0 ? video->max_soft_tokens_per_frame
+                                                          : vc.default_video_soft_tokens;
+  int width = 0, height = 0;
+  double last = -1;
+  for (VideoFrame& frame : video->frames) {
+    if (!(frame.seconds >= last) || !(frame.seconds < 1e7)) {
+      return InvalidArgumentError("video frames must come in time order with finite timestamps");
+    }
+    last = frame.seconds;
+    GEMMA4_ASSIGN_OR_RETURN(media::RgbImage decoded, DecodeImagePart(frame.image));
+    if (width != 0 && (decoded.width != width || decoded.height != height)) {
+      return InvalidArgumentError("the frames of a video share one size (" + std::to_string(width) +
+                                  "x" + std::to_string(height) + "), a frame is " +
+                                  std::to_string(decoded.width) + "x" +
+                                  std::to_string(decoded.height));
+    }
+    width = decoded.width;
+    height = decoded.height;
+    const std::string digest = "v" + ImageDigest(decoded, budget);
+    if (media_cache_.count(digest) == 0) {
+      GEMMA4_ASSIGN_OR_RETURN(
+          vision::ImagePatches patches,
+          vision::PreprocessImage(decoded, budget, vc, vision::PixelScale::kVideoFrame));
+      auto soft = std::make_shared<std::vector<float>>();
+      {
+        std::lock_guard<std::mutex> lock(m_.compute_mutex);
+        GEMMA4_RETURN_IF_ERROR(m_.vision->Encode(patches, m_.pool.get(), soft.get()));
+      }
+      media_cache_.emplace(digest, std::move(soft));
+    }
+    frame.image.digest = digest;
+    frame.image.max_soft_tokens = budget;
+    frame.image.path.clear();
+    frame.image.encoded = std::string();
+    frame.image.rgb = std::vector<uint8_t>();
+  }
+  video->max_soft_tokens_per_frame = budget;
   return OkStatus();
 }
 
@@ -1140,6 +1282,12 @@ ContentPart ContentPart::Text(std::string text) {
 ContentPart ContentPart::FromImage(Image image) {
   ContentPart part;
   part.image = std::move(image);
+  return part;
+}
+
+ContentPart ContentPart::FromVideo(Video video) {
+  ContentPart part;
+  part.video = std::move(video);
   return part;
 }
 

@@ -63,6 +63,7 @@ class SessionImpl {
   // digest and drops its pixels.
   Status EncodeMedia(Turn* turn);
   Status EncodeAudio(Audio* audio);
+  Status EncodeVideo(Video* video);
   // Renders history_ (plus the generation prompt) to token ids, media placeholders expanded.
   StatusOr<RenderedPrompt> RenderPrompt(bool thinking) const;
   // Makes the KV cache hold exactly `prompt` and leaves the last position's logits in logits_.
