@@ -2,8 +2,8 @@
 //
 // A Model is safe to share between goroutines; a Session is used by one goroutine at a time,
 // except Cancel, which any goroutine may call. Callbacks (streaming text, tools) are Go
-// functions passed through runtime/cgo.Handle. A user turn holding images is a list of Parts
-// (Text and Image) sent with SendContent.
+// functions passed through runtime/cgo.Handle. A user turn holding images or recordings is a
+// list of Parts (Text, Image and Audio) sent with SendContent.
 package gemma4
 
 /*
@@ -22,6 +22,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"runtime/cgo"
 	"unsafe"
@@ -57,8 +58,8 @@ const (
 // ErrCancelled matches errors from cancelled generations (errors.Is).
 var ErrCancelled = &Error{Code: CodeCancelled}
 
-// ErrFailedPrecondition matches errors such as images sent to a model without a vision tower
-// (errors.Is).
+// ErrFailedPrecondition matches errors such as images sent to a model without a vision tower,
+// or recordings to one without an audio tower (errors.Is).
 var ErrFailedPrecondition = &Error{Code: CodeFailedPrecondition}
 
 func (e *Error) Is(target error) bool {
@@ -133,6 +134,8 @@ type ModelInfo struct {
 	Vision bool
 	// DefaultImageTokens: soft tokens per image when an Image leaves MaxSoftTokens at 0.
 	DefaultImageTokens int
+	// Audio: the model takes recordings (its audio tower is loaded).
+	Audio bool
 }
 
 // Info describes the model.
@@ -156,6 +159,7 @@ func (m *Model) Info() (ModelInfo, error) {
 		KVCacheType:        C.GoString(info.kv_cache_type),
 		Vision:             info.vision != 0,
 		DefaultImageTokens: int(info.default_image_tokens),
+		Audio:              info.audio != 0,
 	}, nil
 }
 
@@ -200,7 +204,7 @@ func (m *Model) Detokenize(ids []int32) (string, error) {
 	}
 }
 
-// Part is one piece of a user turn: Text, or an Image (or *Image).
+// Part is one piece of a user turn: Text, an Image (or *Image) or an Audio (or *Audio).
 type Part interface{ isPart() }
 
 // Text is the text of a user turn's Part.
@@ -264,6 +268,62 @@ func (img *Image) addTo(content *C.gemma4_content) error {
 	}
 }
 
+// Audio is a recording in a user turn, from exactly one of Path (a WAV, FLAC, Ogg/Vorbis/Opus
+// or MP3 file), Data (the bytes of such a file) or PCM (mono float samples in [-1, 1] at
+// SampleRate Hz; 0 means 16000). Any rate and channel count is downmixed and resampled to
+// 16 kHz, and recordings over 30 s are encoded in 30 s pieces, in order. The recording is
+// decoded and checked when the turn is sent.
+type Audio struct {
+	Path       string
+	Data       []byte
+	PCM        []float32
+	SampleRate int
+}
+
+func (Audio) isPart() {}
+
+func (a *Audio) addTo(content *C.gemma4_content) error {
+	sources := 0
+	if a.Path != "" {
+		sources++
+	}
+	if a.Data != nil {
+		sources++
+	}
+	if a.PCM != nil {
+		sources++
+	}
+	if sources != 1 {
+		return invalid("Audio needs exactly one of Path, Data or PCM")
+	}
+	switch {
+	case a.Path != "":
+		cpath := C.CString(a.Path)
+		defer C.free(unsafe.Pointer(cpath))
+		return check(C.gemma4_content_add_audio_file(content, cpath))
+	case a.Data != nil:
+		var data unsafe.Pointer
+		if len(a.Data) > 0 {
+			data = unsafe.Pointer(&a.Data[0])
+		}
+		return check(C.gemma4_content_add_audio_bytes(content, data, C.size_t(len(a.Data))))
+	default:
+		rate := a.SampleRate
+		if rate == 0 {
+			rate = 16000
+		}
+		if rate < 0 || rate > math.MaxInt32 {
+			return invalid("sample rate %d out of range", rate)
+		}
+		var samples *C.float
+		if len(a.PCM) > 0 {
+			samples = (*C.float)(unsafe.Pointer(&a.PCM[0]))
+		}
+		return check(C.gemma4_content_add_audio_pcm(content, samples, C.size_t(len(a.PCM)),
+			C.int32_t(rate)))
+	}
+}
+
 // newContent builds a gemma4_content from parts (free it with gemma4_content_free).
 func newContent(parts []Part) (*C.gemma4_content, error) {
 	var content *C.gemma4_content
@@ -285,8 +345,16 @@ func newContent(parts []Part) (*C.gemma4_content, error) {
 			} else {
 				err = p.addTo(content)
 			}
+		case Audio:
+			err = p.addTo(content)
+		case *Audio:
+			if p == nil {
+				err = invalid("part %d is a nil *Audio", i)
+			} else {
+				err = p.addTo(content)
+			}
 		default:
-			err = invalid("part %d: parts are Text or Image, not %T", i, part)
+			err = invalid("part %d: parts are Text, Image or Audio, not %T", i, part)
 		}
 		if err != nil {
 			C.gemma4_content_free(content)
@@ -440,8 +508,9 @@ func (s *Session) Send(text string, o Options) (*Reply, error) {
 	})
 }
 
-// SendContent adds a user turn of text and images, in order, and generates the reply. A model
-// without a vision tower fails with ErrFailedPrecondition.
+// SendContent adds a user turn of text, images and recordings, in order, and generates the
+// reply. A model without the tower its images or recordings need fails with
+// ErrFailedPrecondition.
 func (s *Session) SendContent(parts []Part, o Options) (*Reply, error) {
 	content, err := newContent(parts)
 	if err != nil {

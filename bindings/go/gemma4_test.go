@@ -233,3 +233,77 @@ func TestTextOnlyModelRefusesImages(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func audioFixtures() string { return filepath.Join(fixtures(), "audio") }
+
+func TestRecordingsInATurn(t *testing.T) {
+	m, err := Load(filepath.Join(audioFixtures(), "tiny-e2b-audio"), 2,
+		filepath.Join(visionFixtures(), "tokenizer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := m.Info(); err != nil || !info.Audio {
+		t.Fatalf("%+v %v", info, err)
+	}
+	chat, err := NewSession(m, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{MaxTokens: 1, Temperature: &zero}
+	wav := filepath.Join(audioFixtures(), "wav", "speechlike_27200.wav")
+	reply, err := chat.SendContent([]Part{Audio{Path: wav}, Text("Transcribe.")}, opts)
+	// 43 soft tokens and the <|audio> / <audio|> pair are in the prompt.
+	if err != nil || reply.PromptTokens <= 43+2 {
+		t.Fatalf("%+v %v", reply, err)
+	}
+	// The same recording as bytes: same content, so the first turn's cache is reused.
+	data, err := os.ReadFile(wav)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := chat.SendContent([]Part{&Audio{Data: data}, Text("Again.")}, opts)
+	if err != nil || again.ReusedTokens < reply.PromptTokens-12 {
+		t.Fatalf("%+v after %+v: %v", again, reply, err)
+	}
+	tone := make([]float32, 8000)
+	for i := range tone {
+		tone[i] = 0.1 * (float32(i%40)/20 - 1)
+	}
+	r, err := chat.SendContent([]Part{Audio{PCM: tone, SampleRate: 8000}}, opts)
+	if err != nil || r.PromptTokens <= 25 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	_, err = chat.SendContent([]Part{Audio{Data: []byte("RIFF....WAVEjunk")}}, opts)
+	var e *Error
+	if !errors.As(err, &e) || e.Message == "" {
+		t.Fatal(err)
+	}
+	_, err = chat.SendContent([]Part{Audio{}}, opts)
+	if !errors.As(err, &e) || e.Code != CodeInvalidArgument {
+		t.Fatal(err)
+	}
+	_, err = chat.SendContent([]Part{Audio{Path: wav, Data: data}}, opts)
+	if !errors.As(err, &e) || e.Code != CodeInvalidArgument {
+		t.Fatal(err)
+	}
+}
+
+func TestTextOnlyModelRefusesRecordings(t *testing.T) {
+	m, err := Load(filepath.Join(fixtures(), "models/tiny-e2b/gemma4_text"), 2,
+		filepath.Join(fixtures(), "chat/tiny_tokenizer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := m.Info(); err != nil || info.Audio {
+		t.Fatalf("%+v %v", info, err)
+	}
+	s, err := NewSession(m, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wav := filepath.Join(audioFixtures(), "wav", "speechlike_27200.wav")
+	_, err = s.SendContent([]Part{Audio{Path: wav}}, Options{MaxTokens: 1, Temperature: &zero})
+	if !errors.Is(err, ErrFailedPrecondition) {
+		t.Fatal(err)
+	}
+}

@@ -78,6 +78,8 @@ pub struct gemma4_model_info {
     pub vision: i32,
     /// Soft tokens per image unless a request says otherwise.
     pub default_image_tokens: i32,
+    /// 1: the model takes recordings (E2B/E4B audio tower) (since 0.4).
+    pub audio: i32,
 }
 
 #[repr(C)]
@@ -219,6 +221,21 @@ extern "C" {
         stride: usize,
         max_soft_tokens: i32,
     ) -> gemma4_status;
+    pub fn gemma4_content_add_audio_file(
+        content: *mut gemma4_content,
+        path: *const c_char,
+    ) -> gemma4_status;
+    pub fn gemma4_content_add_audio_bytes(
+        content: *mut gemma4_content,
+        data: *const c_void,
+        size: usize,
+    ) -> gemma4_status;
+    pub fn gemma4_content_add_audio_pcm(
+        content: *mut gemma4_content,
+        samples: *const c_float,
+        n_samples: usize,
+        sample_rate: i32,
+    ) -> gemma4_status;
     pub fn gemma4_session_send_content(
         session: *mut gemma4_session,
         content: *const gemma4_content,
@@ -261,7 +278,3 @@ extern "C" {
     pub fn gemma4_reply_reused_tokens(reply: *const gemma4_reply) -> i32;
     pub fn gemma4_reply_decode_seconds(reply: *const gemma4_reply) -> c_double;
 }
-
-// Keep c_float referenced for platforms where f32 != c_float would matter.
-#[allow(dead_code)]
-type _AssertFloat = c_float;

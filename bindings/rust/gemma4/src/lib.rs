@@ -1,7 +1,8 @@
 //! Safe wrapper over gemma4's C API: `Model` (Send + Sync, shared through `Arc`), `Session`
 //! (Send, one thread at a time; `Canceller` cancels from any thread), `Tools` with Rust
 //! closures, `Result<_, Error>` everywhere, and `Drop` for every handle. A user turn holding
-//! images is a list of `Part`s (text and `Image`s) sent with `Session::send_content`.
+//! images or recordings is a list of `Part`s (text, `Image`s and `Audio`) sent with
+//! `Session::send_content`.
 use gemma4_sys as sys;
 use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_int, c_void};
@@ -121,6 +122,8 @@ pub struct ModelInfo {
     pub vision: bool,
     /// Soft tokens per image when an `Image` leaves `max_soft_tokens` at 0.
     pub default_image_tokens: i32,
+    /// The model takes recordings (its audio tower is loaded).
+    pub audio: bool,
 }
 
 impl Model {
@@ -155,6 +158,7 @@ impl Model {
                 max_context: i.max_context,
                 vision: i.vision != 0,
                 default_image_tokens: i.default_image_tokens,
+                audio: i.audio != 0,
             })
         }
     }
@@ -322,11 +326,114 @@ impl Image {
     }
 }
 
-/// One piece of a user turn: text or an image, in order.
+/// Where a recording comes from.
+#[derive(Debug, Clone)]
+pub enum AudioSource {
+    /// A WAV, FLAC, Ogg (Vorbis or Opus) or MP3 file.
+    Path(PathBuf),
+    /// The bytes of a WAV, FLAC, Ogg (Vorbis or Opus) or MP3 file.
+    Encoded(Vec<u8>),
+    /// Mono float samples (in [-1, 1]) at `sample_rate` Hz.
+    Pcm { samples: Vec<f32>, sample_rate: u32 },
+}
+
+// Samples compare bit by bit, so that equality is an equivalence (and `Part` stays `Eq`).
+impl PartialEq for AudioSource {
+    fn eq(&self, other: &AudioSource) -> bool {
+        match (self, other) {
+            (AudioSource::Path(a), AudioSource::Path(b)) => a == b,
+            (AudioSource::Encoded(a), AudioSource::Encoded(b)) => a == b,
+            (
+                AudioSource::Pcm {
+                    samples: a,
+                    sample_rate: ra,
+                },
+                AudioSource::Pcm {
+                    samples: b,
+                    sample_rate: rb,
+                },
+            ) => {
+                ra == rb
+                    && a.len() == b.len()
+                    && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+            }
+            _ => false,
+        }
+    }
+}
+impl Eq for AudioSource {}
+
+/// A recording for a user turn. Any sample rate and channel count is downmixed and resampled
+/// to 16 kHz, and recordings over 30 s are encoded in 30 s pieces, in order. The recording is
+/// decoded and checked when the turn is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audio {
+    pub source: AudioSource,
+}
+
+impl Audio {
+    /// A recording file (WAV, FLAC, Ogg/Vorbis/Opus or MP3), read when the turn is sent.
+    pub fn from_path(path: impl AsRef<Path>) -> Audio {
+        Audio {
+            source: AudioSource::Path(path.as_ref().to_path_buf()),
+        }
+    }
+
+    /// The bytes of a WAV, FLAC, Ogg/Vorbis/Opus or MP3 file.
+    pub fn from_bytes(data: impl Into<Vec<u8>>) -> Audio {
+        Audio {
+            source: AudioSource::Encoded(data.into()),
+        }
+    }
+
+    /// Mono float samples (in [-1, 1]) at `sample_rate` Hz.
+    pub fn from_pcm(samples: impl Into<Vec<f32>>, sample_rate: u32) -> Audio {
+        Audio {
+            source: AudioSource::Pcm {
+                samples: samples.into(),
+                sample_rate,
+            },
+        }
+    }
+
+    fn add_to(&self, content: *mut sys::gemma4_content) -> Result<()> {
+        match &self.source {
+            AudioSource::Path(path) => {
+                let path = path_cstring(path)?;
+                check(unsafe { sys::gemma4_content_add_audio_file(content, path.as_ptr()) })
+            }
+            AudioSource::Encoded(data) => check(unsafe {
+                sys::gemma4_content_add_audio_bytes(
+                    content,
+                    data.as_ptr() as *const c_void,
+                    data.len(),
+                )
+            }),
+            AudioSource::Pcm {
+                samples,
+                sample_rate,
+            } => {
+                let rate = i32::try_from(*sample_rate)
+                    .map_err(|_| invalid(format!("sample rate {} too large", sample_rate)))?;
+                check(unsafe {
+                    sys::gemma4_content_add_audio_pcm(
+                        content,
+                        samples.as_ptr(),
+                        samples.len(),
+                        rate,
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// One piece of a user turn: text, an image or a recording, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Part {
     Text(String),
     Image(Image),
+    Audio(Audio),
 }
 
 impl From<&str> for Part {
@@ -344,6 +451,11 @@ impl From<Image> for Part {
         Part::Image(image)
     }
 }
+impl From<Audio> for Part {
+    fn from(audio: Audio) -> Part {
+        Part::Audio(audio)
+    }
+}
 
 /// A `gemma4_content` built from parts, freed on drop.
 struct Content(*mut sys::gemma4_content);
@@ -359,6 +471,7 @@ impl Content {
                     sys::gemma4_content_add_text(h, text.as_ptr() as *const c_char, text.len())
                 })?,
                 Part::Image(image) => image.add_to(h)?,
+                Part::Audio(audio) => audio.add_to(h)?,
             }
         }
         Ok(content)
@@ -587,8 +700,9 @@ impl Session {
         self.send_streaming(text, options, |_, _| true)
     }
 
-    /// Sends a user turn of text and images, in order; streams like `send_streaming`. Fails
-    /// with `status::FAILED_PRECONDITION` on a model without a vision tower.
+    /// Sends a user turn of text, images and recordings, in order; streams like
+    /// `send_streaming`. Fails with `status::FAILED_PRECONDITION` on a model without the tower
+    /// its images or recordings need.
     pub fn send_content_streaming(
         &mut self,
         parts: &[Part],
@@ -601,7 +715,7 @@ impl Session {
         })
     }
 
-    /// Sends a user turn of text and images, in order.
+    /// Sends a user turn of text, images and recordings, in order.
     pub fn send_content(&mut self, parts: &[Part], options: &Generate) -> Result<Reply> {
         self.send_content_streaming(parts, options, |_, _| true)
     }

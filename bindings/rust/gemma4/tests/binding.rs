@@ -1,5 +1,5 @@
 //! The Rust binding on the tiny random-weight fixture model.
-use gemma4::{status, Generate, Image, Model, Part, Session, Tools};
+use gemma4::{status, Audio, Generate, Image, Model, Part, Session, Tools};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -231,5 +231,84 @@ fn text_only_model_refuses_images() {
         ..Default::default()
     };
     let e = s.send_content(&[picture.into()], &opts).unwrap_err();
+    assert_eq!(e.code, status::FAILED_PRECONDITION, "{}", e);
+}
+
+fn audio() -> String {
+    format!("{}/audio", fixtures())
+}
+
+#[test]
+fn recordings_in_a_turn() {
+    let m = Model::load(
+        &format!("{}/tiny-e2b-audio", audio()),
+        2,
+        Some(&format!("{}/tokenizer", vision())),
+    )
+    .expect("audio model loads");
+    assert!(m.info().unwrap().audio);
+    let mut chat = Session::new(&m, None, None).unwrap();
+    let wav = format!("{}/wav/speechlike_27200.wav", audio());
+    let opts = Generate {
+        max_tokens: 1,
+        temperature: Some(0.0),
+        ..Default::default()
+    };
+    let reply = chat
+        .send_content(
+            &[Audio::from_path(&wav).into(), "Transcribe.".into()],
+            &opts,
+        )
+        .unwrap();
+    // 43 soft tokens and the <|audio> / <audio|> pair are in the prompt.
+    assert!(reply.prompt_tokens > 43 + 2, "{:?}", reply);
+    // The same recording as bytes: same content, so the first turn's cache is reused.
+    let data = std::fs::read(&wav).unwrap();
+    let again = chat
+        .send_content(
+            &[
+                Part::Audio(Audio::from_bytes(data)),
+                Part::Text("Again.".to_string()),
+            ],
+            &opts,
+        )
+        .unwrap();
+    assert!(
+        again.reused_tokens >= reply.prompt_tokens - 12,
+        "{:?} after {:?}",
+        again,
+        reply
+    );
+    let tone: Vec<f32> = (0..8000)
+        .map(|i| 0.1 * ((i % 40) as f32 / 20.0 - 1.0))
+        .collect();
+    let r = chat
+        .send_content(&[Audio::from_pcm(tone, 8000).into()], &opts)
+        .unwrap();
+    assert!(r.prompt_tokens > 25, "{:?}", r);
+    let e = chat
+        .send_content(&[Audio::from_bytes(&b"RIFF....WAVEjunk"[..]).into()], &opts)
+        .unwrap_err();
+    assert!(!e.message.is_empty(), "{}", e);
+}
+
+#[test]
+fn text_only_model_refuses_recordings() {
+    let f = fixtures();
+    let m = Model::load(
+        &format!("{}/models/tiny-e2b/gemma4_text", f),
+        2,
+        Some(&format!("{}/chat/tiny_tokenizer", f)),
+    )
+    .expect("model loads");
+    assert!(!m.info().unwrap().audio);
+    let mut s = Session::new(&m, None, None).unwrap();
+    let wav = Audio::from_path(format!("{}/wav/speechlike_27200.wav", audio()));
+    let opts = Generate {
+        max_tokens: 1,
+        temperature: Some(0.0),
+        ..Default::default()
+    };
+    let e = s.send_content(&[wav.into()], &opts).unwrap_err();
     assert_eq!(e.code, status::FAILED_PRECONDITION, "{}", e);
 }
