@@ -128,6 +128,13 @@ _content_add_audio_bytes = _fn("gemma4_content_add_audio_bytes", c_int, c_void_p
                                c_size_t)
 _content_add_audio_pcm = _fn("gemma4_content_add_audio_pcm", c_int, c_void_p, POINTER(c_float),
                              c_size_t, c_int32)
+_content_begin_video = _fn("gemma4_content_begin_video", c_int, c_void_p, c_int32)
+_content_add_video_frame_file = _fn("gemma4_content_add_video_frame_file", c_int, c_void_p,
+                                    c_char_p, c_double)
+_content_add_video_frame_bytes = _fn("gemma4_content_add_video_frame_bytes", c_int, c_void_p,
+                                     c_char_p, c_size_t, c_double)
+_content_add_video_frame_rgb = _fn("gemma4_content_add_video_frame_rgb", c_int, c_void_p,
+                                   c_char_p, c_int32, c_int32, c_size_t, c_double)
 _session_send_content = _fn("gemma4_session_send_content", c_int, c_void_p, c_void_p,
                             POINTER(_GenerateOptions), POINTER(c_void_p))
 _session_fork = _fn("gemma4_session_fork", c_int, c_void_p, POINTER(c_void_p))
@@ -296,6 +303,30 @@ class Image:
             rgb = bytes(self.rgb)
             _check(_content_add_image_rgb(content, rgb, self.width, self.height, self.width * 3,
                                           self.max_soft_tokens))
+
+
+class Video:
+    """A video for a user turn (26B-A4B and 31B): frames as (gemma4.Image, seconds) pairs in time
+    order, all the same size, at most 32; max_soft_tokens_per_frame 70 (0), 140, 280, 560 or
+    1120."""
+
+    def __init__(self, frames, max_soft_tokens_per_frame=0):
+        self.frames = list(frames)
+        self.max_soft_tokens_per_frame = max_soft_tokens_per_frame
+
+    def _add_to(self, content):
+        _check(_content_begin_video(content, self.max_soft_tokens_per_frame))
+        for image, seconds in self.frames:
+            if image.path is not None:
+                _check(_content_add_video_frame_file(content, os.fsencode(image.path),
+                                                     float(seconds)))
+            elif image.data is not None:
+                data = bytes(image.data)
+                _check(_content_add_video_frame_bytes(content, data, len(data), float(seconds)))
+            else:
+                rgb = bytes(image.rgb)
+                _check(_content_add_video_frame_rgb(content, rgb, image.width, image.height,
+                                                    image.width * 3, float(seconds)))
 
 
 class Audio:
@@ -511,14 +542,14 @@ class Session:
             _check(_content_create(ctypes.byref(content)))
             try:
                 for part in text:
-                    if isinstance(part, (Image, Audio)):
+                    if isinstance(part, (Image, Audio, Video)):
                         part._add_to(content)
                     elif isinstance(part, str):
                         data = part.encode("utf-8")
                         _check(_content_add_text(content, data, len(data)))
                     else:
-                        raise TypeError("content parts are str, gemma4.Image or gemma4.Audio, "
-                                        "not %s"
+                        raise TypeError("content parts are str, gemma4.Image, gemma4.Audio or "
+                                        "gemma4.Video, not %s"
                                         % type(part).__name__)
                 status = _session_send_content(self._handle, content, ctypes.byref(go),
                                                ctypes.byref(reply))

@@ -195,3 +195,15 @@ def test_recordings_in_a_turn():
         chat.send([gemma4.Audio(data=b"RIFF....WAVEjunk")], max_tokens=1)
     with pytest.raises(ValueError):
         gemma4.Audio()
+
+
+def test_video_frames_in_a_turn():
+    vmodel = gemma4.Model(os.path.join(VISION, "tiny-26b-vision"), threads=2,
+                          tokenizer_path=os.path.join(VISION, "tokenizer"))
+    frames = [(gemma4.Image(path=os.path.join(VISION, "video", "frames", "frame_%d.png" % k)),
+               float(k)) for k in range(3)]
+    chat = gemma4.Session(vmodel)
+    reply = chat.send([gemma4.Video(frames), "What moves?"], max_tokens=1, temperature=0)
+    assert reply.prompt_tokens > 3 * 65
+    with pytest.raises(gemma4.Error):
+        chat.send([gemma4.Video(list(reversed(frames)))], max_tokens=1)
