@@ -270,6 +270,10 @@ GEMMA4_API gemma4_status gemma4_content_add_image_rgb(gemma4_content* content,
  * max_soft_tokens_per_frame: 70 (0), 140, 280, 560 or 1120. At most 32 frames. */
 GEMMA4_API gemma4_status gemma4_content_begin_video(gemma4_content* content,
                                                     int32_t max_soft_tokens_per_frame);
+/* A whole video file (mp4, webm, mkv, ... through FFmpeg), sampled at one frame per second
+ * (evenly spaced past 32 frames). GEMMA4_UNIMPLEMENTED in builds without FFmpeg. */
+GEMMA4_API gemma4_status gemma4_content_add_video_file(gemma4_content* content, const char* path,
+                                                       int32_t max_soft_tokens_per_frame);
 GEMMA4_API gemma4_status gemma4_content_add_video_frame_file(gemma4_content* content,
                                                              const char* path, double seconds);
 GEMMA4_API gemma4_status gemma4_content_add_video_frame_bytes(gemma4_content* content,

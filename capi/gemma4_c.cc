@@ -526,6 +526,18 @@ gemma4_status gemma4_content_begin_video(gemma4_content* content,
   });
 }
 
+gemma4_status gemma4_content_add_video_file(gemma4_content* content, const char* path,
+                                            int32_t max_soft_tokens_per_frame) {
+  return Guard([&]() -> gemma4_status {
+    if (content == nullptr || path == nullptr || path[0] == '\0') {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_content_add_video_file: null argument");
+    }
+    content->parts.push_back(
+        gemma4::ContentPart::FromVideo(gemma4::Video::FromFile(path, max_soft_tokens_per_frame)));
+    return GEMMA4_OK;
+  });
+}
+
 namespace {
 
 // The video part frames are added to: the content's last part, begun by

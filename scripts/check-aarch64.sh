@@ -17,7 +17,7 @@ fi
 cmake -S . -B build-aarch64 -G Ninja -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
   -DCMAKE_BUILD_TYPE=Release -DGEMMA4_BUILD_TESTS=OFF -DGEMMA4_BUILD_BENCHMARKS=OFF \
   -DGEMMA4_BUILD_EXAMPLES=OFF -DGEMMA4_WITH_SENTENCEPIECE=OFF \
-  -DGEMMA4_WITH_IMAGE_CODECS=OFF -DGEMMA4_WITH_AUDIO_FILES=OFF > /dev/null
+  -DGEMMA4_WITH_IMAGE_CODECS=OFF -DGEMMA4_WITH_AUDIO_FILES=OFF -DGEMMA4_WITH_VIDEO_FILES=OFF > /dev/null
 cmake --build build-aarch64 -j"$(nproc)" --target gemma4 kernel_check
 QEMU_CPU=max qemu-aarch64 -L /usr/aarch64-linux-gnu build-aarch64/kernel_check
 tmp=$(mktemp -d)

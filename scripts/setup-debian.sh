@@ -9,6 +9,7 @@ packages=(build-essential cmake pkg-config ninja-build
           libeigen3-dev libxsimd-dev libabsl-dev libprotobuf-dev protobuf-compiler
           libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev clang-format
           libpng-dev libjpeg-dev libwebp-dev libsndfile1-dev libsoxr-dev
+          libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
           abigail-tools python3 python3-venv python3-pytest cargo golang-go)
 missing=()
 for p in "${packages[@]}"; do

@@ -13,6 +13,7 @@
 #include "gemma4/session.h"
 #include "io/mapped_file.h"
 #include "media/image.h"
+#include "media/video_file.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "prompt/media_batch.h"
@@ -554,6 +555,46 @@ TEST(VisionSession, VideoFramesInATurn) {
   }
   EXPECT_FALSE((*session)->Send({ContentPart::FromVideo(many)}, Greedy(1)).ok());
   EXPECT_EQ((*session)->history().size(), 4u);  // refused turns leave no trace
+}
+
+// Video files through FFmpeg: one frame per second from 0, evenly spaced past 32 frames.
+TEST(VisionVideo, FilesAreSampledAtOneFramePerSecond) {
+  if (!media::VideoFilesSupported()) GTEST_SKIP() << "built without FFmpeg";
+  const std::string dir = VisionDir() + "/video/";
+  auto short_clip = media::LoadVideoFrames(dir + "testsrc_3.5s.mkv");
+  ASSERT_TRUE(short_clip.ok()) << short_clip.status().ToString();
+  ASSERT_EQ(short_clip->size(), 4u);  // 0, 1, 2, 3 s of a 3.5 s clip
+  for (size_t k = 0; k < short_clip->size(); ++k) {
+    EXPECT_NEAR((*short_clip)[k].seconds, static_cast<double>(k), 0.11);
+    EXPECT_EQ((*short_clip)[k].image.width, 96);
+    EXPECT_EQ((*short_clip)[k].image.height, 64);
+  }
+  auto long_clip = media::LoadVideoFrames(dir + "testsrc_40s.mkv");
+  ASSERT_TRUE(long_clip.ok()) << long_clip.status().ToString();
+  ASSERT_EQ(long_clip->size(), 32u);
+  EXPECT_NEAR((*long_clip)[1].seconds, 1.25, 0.51);  // 40 s / 32 frames
+  EXPECT_NEAR((*long_clip)[31].seconds, 38.75, 0.51);
+  // Not a video, a missing file, a truncated file.
+  EXPECT_FALSE(media::LoadVideoFrames(VisionDir() + "/reference.json").ok());
+  EXPECT_FALSE(media::LoadVideoFrames(dir + "missing.mkv").ok());
+  auto bytes = ReadFileToString(dir + "testsrc_3.5s.mkv");
+  ASSERT_TRUE(bytes.ok());
+  const std::string cut = ::testing::TempDir() + "/cut.mkv";
+  {
+    std::ofstream f(cut, std::ios::binary);
+    f.write(bytes->data(), 300);
+  }
+  EXPECT_FALSE(media::LoadVideoFrames(cut).ok());
+  // The same file in a conversation (26B layout): four frames' runs in the prompt.
+  auto model = LoadChatModel("tiny-26b-vision");
+  ASSERT_NE(model, nullptr);
+  auto session = Session::Create(model);
+  ASSERT_TRUE(session.ok());
+  auto reply = (*session)->Send({ContentPart::FromVideo(Video::FromFile(dir + "testsrc_3.5s.mkv")),
+                                 ContentPart::Text("What changes?")},
+                                Greedy(1));
+  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+  EXPECT_GT(reply->prompt_tokens, 4 * 62);
 }
 
 TEST(VisionSession, TextOnlyModelsRefuseImages) {

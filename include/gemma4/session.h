@@ -70,7 +70,12 @@ struct VideoFrame {
 };
 struct Video {
   std::vector<VideoFrame> frames;
+  // Or a video file (mp4, webm, mkv, ... through FFmpeg), sampled at one frame per second
+  // (evenly spaced past the frame limit); the frames above are then filled from it.
+  std::string path;
   int max_soft_tokens_per_frame = 0;
+
+  static Video FromFile(std::string file, int max_soft_tokens_per_frame = 0);
 };
 
 // One part of a user turn's content: text, an image (when `image` is set), a recording (when

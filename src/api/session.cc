@@ -16,6 +16,7 @@
 #include "chat/tool_syntax.h"
 #include "media/audio_file.h"
 #include "media/image.h"
+#include "media/video_file.h"
 #include "model/forward.h"
 #include "util/json.h"
 #include "vision/image_preprocess.h"
@@ -568,6 +569,20 @@ StatusOr<media::RgbImage> DecodeImagePart(const Image& image) {
 Status SessionImpl::EncodeVideo(Video* video) {
   if (m_.vision == nullptr) return m_.vision_status;
   const VisionConfig& vc = m_.vision->config();
+  if (!video->path.empty()) {
+    if (!video->frames.empty()) {
+      return InvalidArgumentError("a Video needs either a path or frames, not both");
+    }
+    media::VideoSampling sampling;
+    sampling.max_frames = vc.max_video_frames;
+    GEMMA4_ASSIGN_OR_RETURN(std::vector<media::SampledFrame> sampled,
+                            media::LoadVideoFrames(video->path, sampling));
+    for (media::SampledFrame& f : sampled) {
+      video->frames.push_back(
+          {Image::FromRgb(std::move(f.image.pixels), f.image.width, f.image.height), f.seconds});
+    }
+    video->path.clear();
+  }
   if (video->frames.empty()) return InvalidArgumentError("a Video without frames");
   if (static_cast<int>(video->frames.size()) > vc.max_video_frames) {
     return InvalidArgumentError("a Video of " + std::to_string(video->frames.size()) +
@@ -1283,6 +1298,13 @@ ContentPart ContentPart::FromImage(Image image) {
   ContentPart part;
   part.image = std::move(image);
   return part;
+}
+
+Video Video::FromFile(std::string file, int max_soft_tokens_per_frame) {
+  Video v;
+  v.path = std::move(file);
+  v.max_soft_tokens_per_frame = max_soft_tokens_per_frame;
+  return v;
 }
 
 ContentPart ContentPart::FromVideo(Video video) {

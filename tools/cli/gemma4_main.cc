@@ -25,6 +25,7 @@
 #include "io/mapped_file.h"
 #include "media/audio_file.h"
 #include "media/image.h"
+#include "media/video_file.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "prompt/media_batch.h"
@@ -44,7 +45,8 @@ constexpr char kUsage[] =
     "      writes the logits of every position as little-endian float32 [n_ids, vocab]\n"
     "      (KV cache f32 unless --kv-type says otherwise); the ids hold each image's\n"
     "      placeholder run as the processor writes it, filled by the --image files in order\n"
-    "      (and <|video|> runs by --frame FILE@SECONDS frames, --video-budget N; <|audio|>\n"
+    "      (and <|video|> runs by --frame FILE@SECONDS frames or --video FILE sampled at 1 fps,\n"
+    "      --video-budget N; <|audio|>\n"
     "      runs by --audio FILE: WAV/FLAC/Ogg/MP3, any rate, 30 s pieces)\n"
     "  gemma4 generate --model PATH --ids 2,17,33 -n 32 --greedy [--threads N]\n"
     "                  [--kv-type auto|f32|f16] [--image FILE ...] [--image-budget N]\n"
@@ -52,7 +54,7 @@ constexpr char kUsage[] =
     "      prints the generated ids, comma-separated (stops after an end-of-sequence id);\n"
     "      KV cache auto: f16 for quantized weights, f32 for float weights\n"
     "  gemma4 encode   --model PATH [--mmproj F] (--image FILE | --frame FILE@SECONDS ... |\n"
-    "                  --audio FILE)\n"
+    "                  --video FILE | --audio FILE)\n"
     "                  --out FILE [--image-budget N] [--video-budget N] [--threads N]\n"
     "      writes the soft tokens after the projector (a video's frames one after another) as\n"
     "      little-endian float32 [n, hidden] and prints n\n"
@@ -191,9 +193,14 @@ Status EncodeMedia(const Args& args, const LoadedModel& model, ThreadPool* pool,
                    std::vector<EncodedMedia>* media, MediaTimes* times = nullptr) {
   auto images = args.all_values.find("--image");
   auto frames = args.all_values.find("--frame");
+  auto video = args.all_values.find("--video");
   auto audios = args.all_values.find("--audio");
   const bool any_image = images != args.all_values.end();
-  const bool any_frame = frames != args.all_values.end();
+  const bool any_frame = frames != args.all_values.end() || video != args.all_values.end();
+  if (frames != args.all_values.end() && video != args.all_values.end()) {
+    return InvalidArgumentError(
+        "give a video as --video FILE or as --frame FILE@SECONDS, not both");
+  }
   if (audios != args.all_values.end()) {
     // --audio FILE: decoded, downmixed and resampled to 16 kHz, split into 30 s pieces, each
     // piece one <|audio> run, in order.
@@ -229,7 +236,7 @@ Status EncodeMedia(const Args& args, const LoadedModel& model, ThreadPool* pool,
     return InvalidArgumentError("--image-budget without --image");
   }
   if (!any_frame && args.Has("--video-budget")) {
-    return InvalidArgumentError("--video-budget without --frame");
+    return InvalidArgumentError("--video-budget without --frame or --video");
   }
   if (!any_image && !any_frame) return OkStatus();
   // The tower from --mmproj (a llama.cpp mmproj GGUF), else from the checkpoint itself.
@@ -289,6 +296,38 @@ Status EncodeMedia(const Args& args, const LoadedModel& model, ThreadPool* pool,
       GEMMA4_RETURN_IF_ERROR(
           ParseInt("--video-budget", args.values.at("--video-budget"), 1, 1120, &budget));
     }
+    if (video != args.all_values.end()) {
+      // A video file: 1 frame per second (evenly spaced past 32 s), each a frame of the video.
+      if (video->second.size() != 1) return InvalidArgumentError("give one --video");
+      media::VideoSampling sampling;
+      sampling.max_frames = encoder->config().max_video_frames;
+      const auto t0 = std::chrono::steady_clock::now();
+      GEMMA4_ASSIGN_OR_RETURN(std::vector<media::SampledFrame> sampled,
+                              media::LoadVideoFrames(video->second[0], sampling));
+      if (times != nullptr) {
+        times->prepare +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      }
+      for (const media::SampledFrame& f : sampled) {
+        std::fprintf(stderr, "%s: frame at %.3f s\n", video->second[0].c_str(), f.seconds);
+        const auto t1 = std::chrono::steady_clock::now();
+        auto patches = vision::PreprocessImage(f.image, static_cast<int>(budget), encoder->config(),
+                                               vision::PixelScale::kVideoFrame);
+        if (!patches.ok()) return patches.status();
+        EncodedMedia m;
+        m.kind = MediaKind::kVideo;
+        const auto t2 = std::chrono::steady_clock::now();
+        GEMMA4_RETURN_IF_ERROR(encoder->Encode(*patches, pool, &m.embeddings));
+        if (times != nullptr) {
+          times->prepare += std::chrono::duration<double>(t2 - t1).count();
+          times->encode +=
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t2).count();
+        }
+        m.rows = static_cast<int64_t>(m.embeddings.size()) / model.config().hidden_size;
+        media->push_back(std::move(m));
+      }
+      return OkStatus();
+    }
     if (static_cast<int>(frames->second.size()) > encoder->config().max_video_frames) {
       return InvalidArgumentError(std::to_string(frames->second.size()) +
                                   " frames: the model takes at most " +
@@ -327,10 +366,11 @@ int64_t ChunkFor(const LoadedModel& model, const MediaBatch& batch) {
 Status RunEncode(int argc, char** argv) {
   Args args;
   GEMMA4_RETURN_IF_ERROR(ParseArgs(argc, argv, 2,
-                                   {"--model", "--image", "--frame", "--audio", "--out",
+                                   {"--model", "--image", "--frame", "--video", "--audio", "--out",
                                     "--image-budget", "--video-budget", "--threads", "--mmproj"},
                                    {}, &args));
-  if (args.Has("--image") + args.Has("--frame") + args.Has("--audio") != 1) {
+  if (args.Has("--image") + (args.Has("--frame") || args.Has("--video")) + args.Has("--audio") !=
+      1) {
     return InvalidArgumentError(
         "encode takes one --image FILE, the --frame FILE@SECONDS of one video, or one --audio "
         "FILE");
@@ -378,7 +418,7 @@ Status RunLogits(int argc, char** argv) {
   GEMMA4_RETURN_IF_ERROR(
       ParseArgs(argc, argv, 2,
                 {"--model", "--ids", "--out", "--chunk", "--threads", "--kv-type", "--image",
-                 "--image-budget", "--frame", "--video-budget", "--audio", "--mmproj"},
+                 "--image-budget", "--frame", "--video", "--video-budget", "--audio", "--mmproj"},
                 {}, &args));
   if (!args.Has("--ids")) return InvalidArgumentError("--ids is required");
   if (!args.Has("--out")) return InvalidArgumentError("--out FILE is required");
@@ -430,7 +470,7 @@ Status RunGenerate(int argc, char** argv) {
   GEMMA4_RETURN_IF_ERROR(
       ParseArgs(argc, argv, 2,
                 {"--model", "--ids", "-n", "--threads", "--kv-type", "--image", "--image-budget",
-                 "--frame", "--video-budget", "--audio", "--mmproj"},
+                 "--frame", "--video", "--video-budget", "--audio", "--mmproj"},
                 {"--greedy"}, &args));
   if (!args.Has("--ids")) return InvalidArgumentError("--ids is required");
   if (!args.Flag("--greedy")) {

@@ -1,0 +1,201 @@
+#include "media/video_file.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <new>
+
+#if GEMMA4_HAVE_FFMPEG
+extern "C" {
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/imgutils.h>
+#include <libswscale/swscale.h>
+}
+#endif
+
+namespace gemma4::media {
+
+#if GEMMA4_HAVE_FFMPEG
+
+bool VideoFilesSupported() { return true; }
+
+namespace {
+
+// Owners of FFmpeg's objects (each freed with its own function).
+struct FormatCloser {
+  void operator()(AVFormatContext* f) const { avformat_close_input(&f); }
+};
+struct CodecCloser {
+  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
+};
+struct FrameCloser {
+  void operator()(AVFrame* f) const { av_frame_free(&f); }
+};
+struct PacketCloser {
+  void operator()(AVPacket* p) const { av_packet_free(&p); }
+};
+struct ScaleCloser {
+  void operator()(SwsContext* s) const { sws_freeContext(s); }
+};
+
+std::string AvError(int err) {
+  char buf[AV_ERROR_MAX_STRING_SIZE] = {};
+  av_strerror(err, buf, sizeof(buf));
+  return buf;
+}
+
+}  // namespace
+
+StatusOr<std::vector<SampledFrame>> LoadVideoFrames(const std::string& path,
+                                                    const VideoSampling& sampling) {
+  if (!(sampling.frames_per_second > 0) || sampling.max_frames < 1) {
+    return InvalidArgumentError("video sampling needs a positive rate and frame count");
+  }
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return NotFoundError(path + ": " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return InvalidArgumentError(path + ": not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > sampling.max_file_bytes) {
+    return InvalidArgumentError(path + ": video file of " + std::to_string(st.st_size) +
+                                " bytes exceeds the limit");
+  }
+  AVFormatContext* raw_format = nullptr;
+  int err = avformat_open_input(&raw_format, path.c_str(), nullptr, nullptr);
+  if (err < 0) return InvalidArgumentError(path + ": cannot open video (" + AvError(err) + ")");
+  std::unique_ptr<AVFormatContext, FormatCloser> format(raw_format);
+  err = avformat_find_stream_info(format.get(), nullptr);
+  if (err < 0) {
+    return InvalidArgumentError(path + ": cannot read the streams (" + AvError(err) + ")");
+  }
+  const AVCodec* decoder = nullptr;
+  const int stream_index =
+      av_find_best_stream(format.get(), AVMEDIA_TYPE_VIDEO, -1, -1, &decoder, 0);
+  if (stream_index < 0 || decoder == nullptr) {
+    return InvalidArgumentError(path + ": no decodable video stream");
+  }
+  AVStream* stream = format->streams[stream_index];
+  const int width = stream->codecpar->width, height = stream->codecpar->height;
+  if (width <= 0 || height <= 0 || width > sampling.max_side || height > sampling.max_side) {
+    return InvalidArgumentError(path + ": video of " + std::to_string(width) + "x" +
+                                std::to_string(height) + " pixels (sides 1.." +
+                                std::to_string(sampling.max_side) + ")");
+  }
+  std::unique_ptr<AVCodecContext, CodecCloser> codec(avcodec_alloc_context3(decoder));
+  if (codec == nullptr) return ResourceExhaustedError(path + ": out of memory (codec)");
+  if ((err = avcodec_parameters_to_context(codec.get(), stream->codecpar)) < 0 ||
+      (err = avcodec_open2(codec.get(), decoder, nullptr)) < 0) {
+    return InvalidArgumentError(path + ": cannot open the decoder (" + AvError(err) + ")");
+  }
+  // Sampling times: every 1 / fps seconds from 0 while that gives at most max_frames frames,
+  // else max_frames evenly over the duration.
+  double duration = -1;
+  if (stream->duration != AV_NOPTS_VALUE && stream->duration > 0) {
+    duration = static_cast<double>(stream->duration) * av_q2d(stream->time_base);
+  } else if (format->duration != AV_NOPTS_VALUE && format->duration > 0) {
+    duration = static_cast<double>(format->duration) / AV_TIME_BASE;
+  }
+  std::vector<double> targets;
+  const double step = 1.0 / sampling.frames_per_second;
+  if (duration > 0 && duration / step + 1 > sampling.max_frames) {
+    for (int k = 0; k < sampling.max_frames; ++k) {
+      targets.push_back(duration * k / sampling.max_frames);
+    }
+  } else {
+    for (int k = 0; k < sampling.max_frames; ++k) {
+      const double t = k * step;
+      if (duration > 0 && t >= duration) break;
+      targets.push_back(t);
+    }
+  }
+  std::unique_ptr<AVFrame, FrameCloser> frame(av_frame_alloc());
+  std::unique_ptr<AVPacket, PacketCloser> packet(av_packet_alloc());
+  if (frame == nullptr || packet == nullptr) {
+    return ResourceExhaustedError(path + ": out of memory (frame)");
+  }
+  std::unique_ptr<SwsContext, ScaleCloser> scale;
+  std::vector<SampledFrame> out;
+  size_t next = 0;
+  int64_t decoded = 0;
+  const double time_base = av_q2d(stream->time_base);
+  // Takes every decoded frame at or past the next target time (one frame per target).
+  auto take = [&]() -> Status {
+    for (;;) {
+      int r = avcodec_receive_frame(codec.get(), frame.get());
+      if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return OkStatus();
+      if (r < 0) return DataLossError(path + ": corrupt video data (" + AvError(r) + ")");
+      if (++decoded > int64_t{1} << 22) {
+        return InvalidArgumentError(path + ": too many frames");
+      }
+      const int64_t pts = frame->best_effort_timestamp;
+      const double seconds = pts == AV_NOPTS_VALUE ? decoded / 25.0 : pts * time_base;
+      if (next >= targets.size() || seconds + 1e-6 < targets[next]) {
+        av_frame_unref(frame.get());
+        continue;
+      }
+      if (frame->width != width || frame->height != height) {
+        av_frame_unref(frame.get());
+        return InvalidArgumentError(path + ": frames change size mid-stream");
+      }
+      scale.reset(sws_getCachedContext(
+          scale.release(), width, height, static_cast<AVPixelFormat>(frame->format), width, height,
+          AV_PIX_FMT_RGB24, SWS_BICUBIC | SWS_ACCURATE_RND, nullptr, nullptr, nullptr));
+      if (scale == nullptr) {
+        av_frame_unref(frame.get());
+        return UnimplementedError(path + ": unsupported pixel format");
+      }
+      SampledFrame f;
+      f.seconds = seconds;
+      f.image.width = width;
+      f.image.height = height;
+      f.image.pixels.resize(static_cast<size_t>(width) * height * 3);
+      uint8_t* dst[4] = {f.image.pixels.data(), nullptr, nullptr, nullptr};
+      int dst_stride[4] = {width * 3, 0, 0, 0};
+      sws_scale(scale.get(), frame->data, frame->linesize, 0, height, dst, dst_stride);
+      av_frame_unref(frame.get());
+      out.push_back(std::move(f));
+      // Skip targets this frame already covers (frame rates below the sampling rate).
+      while (next < targets.size() && targets[next] <= seconds + 1e-6) ++next;
+    }
+  };
+  try {
+    while (next < targets.size()) {
+      err = av_read_frame(format.get(), packet.get());
+      if (err < 0) break;  // end of file (or a read error: keep what was decoded)
+      if (packet->stream_index == stream_index) {
+        err = avcodec_send_packet(codec.get(), packet.get());
+        av_packet_unref(packet.get());
+        if (err < 0 && err != AVERROR(EAGAIN)) {
+          return DataLossError(path + ": corrupt video data (" + AvError(err) + ")");
+        }
+        GEMMA4_RETURN_IF_ERROR(take());
+      } else {
+        av_packet_unref(packet.get());
+      }
+    }
+    avcodec_send_packet(codec.get(), nullptr);  // flush the decoder
+    GEMMA4_RETURN_IF_ERROR(take());
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError(path + ": out of memory decoding video");
+  }
+  if (out.empty()) return DataLossError(path + ": no video frame could be decoded");
+  return out;
+}
+
+#else  // !GEMMA4_HAVE_FFMPEG
+
+bool VideoFilesSupported() { return false; }
+
+StatusOr<std::vector<SampledFrame>> LoadVideoFrames(const std::string& path, const VideoSampling&) {
+  return UnimplementedError(path +
+                            ": this build cannot decode video files (built without FFmpeg's "
+                            "libraries; Debian: libavformat-dev libavcodec-dev libswscale-dev); "
+                            "give the frames as images with timestamps instead");
+}
+
+#endif  // GEMMA4_HAVE_FFMPEG
+
+}  // namespace gemma4::media
