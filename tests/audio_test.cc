@@ -12,16 +12,21 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "audio/audio_encoder.h"
 #include "audio/audio_features.h"
+#include "io/gguf.h"
 #include "io/mapped_file.h"
 #include "media/audio_file.h"
 #include "media/image.h"
+#include "model/checkpoint.h"
 #include "model/forward.h"
 #include "model/model.h"
+#include "ops/ops.h"
 #include "prompt/media_batch.h"
 #include "runtime/thread_pool.h"
 #include "util/json.h"
@@ -509,6 +514,316 @@ TEST(AudioPrompt, LongClipsSplitIntoThirtySecondPieces) {
   ASSERT_TRUE(audio::EncodeClip(*l.encoder, samples.data(), 480000 + 100, &pool, &two).ok());
   EXPECT_EQ(two.size(), 1u);
   EXPECT_FALSE(audio::EncodeClip(*l.encoder, samples.data(), 100, &pool, &two).ok());
+}
+
+// ---- llama.cpp mmproj files (projector gemma4a).
+
+std::string LlamaCppMmproj(const std::string& model) {
+  return AudioDir() + "/llama_cpp/" + model + "-mmproj-f32.gguf";
+}
+
+// The audio tensor names of a checkpoint's safetensors header.
+std::vector<std::string> AudioTensorNames(const std::string& model) {
+  const std::string b = ReadBytes(AudioDir() + "/" + model + "/model.safetensors");
+  uint64_t n = 0;
+  std::memcpy(&n, b.data(), 8);
+  auto header = json::Parse(b.substr(8, n), "safetensors header");
+  EXPECT_TRUE(header.ok());
+  std::vector<std::string> names;
+  if (!header.ok()) return names;
+  for (const auto& [name, v] : header->as_object()) {
+    if (name.rfind("model.audio_tower.", 0) == 0 || name.rfind("model.embed_audio.", 0) == 0) {
+      names.push_back(name);
+    }
+  }
+  return names;
+}
+
+std::vector<float> Values(const TensorView& t) {
+  std::vector<float> v(t.numel());
+  ops::ToF32(t, 0, t.numel(), v.data());
+  return v;
+}
+
+// Every audio tensor of the checkpoints maps to a tensor of llama.cpp's converted file, and
+// every a.* / mm.a.* tensor there is one of them, with the converter's transforms: softplus
+// per_dim_scale, [C, K] depthwise convolution, scalars as one element, and the crossed
+// conv_norm / norm_conv names.
+TEST(AudioMmproj, NameMapCoversTheConverter) {
+  for (const char* mname : kModels) {
+    Loaded l = Load(mname);
+    ASSERT_NE(l.model, nullptr);
+    auto file = gguf::File::Open(LlamaCppMmproj(mname));
+    ASSERT_TRUE(file.ok()) << file.status().ToString();
+    EXPECT_TRUE(audio::AudioEncoder::GgufHasAudio(**file));
+    EXPECT_TRUE(vision::VisionEncoder::GgufHasVision(**file));
+    std::map<std::string, const TensorView*> stored;
+    for (const TensorView& t : (*file)->tensors()) {
+      if (t.name.rfind("a.", 0) == 0 || t.name.rfind("mm.a.", 0) == 0) stored[t.name] = &t;
+    }
+    size_t mapped = 0;
+    for (const std::string& hf : AudioTensorNames(mname)) {
+      const std::string name = audio::AudioEncoder::MmprojName(hf);
+      ASSERT_FALSE(name.empty()) << hf;
+      auto it = stored.find(name);
+      ASSERT_NE(it, stored.end()) << hf << " -> " << name;
+      ++mapped;
+      const TensorView& gt = *it->second;
+      const TensorView& ht = *l.model->checkpoint()->Find(hf);
+      std::vector<float> want = Values(ht);
+      std::vector<int64_t> shape = ht.shape.empty() ? std::vector<int64_t>{1} : ht.shape;
+      if (hf.find("depthwise_conv1d") != std::string::npos) shape = {shape[0], shape[2]};
+      const bool softplus = hf.find("per_dim_scale") != std::string::npos;
+      if (softplus) {
+        for (float& v : want) v = v > 20.0f ? v : std::log1p(std::exp(v));
+      }
+      EXPECT_EQ(gt.shape, shape) << name;
+      EXPECT_EQ(gt.dtype, DType::kF32) << name;
+      EXPECT_LE(MaxAbsDiff(Values(gt), want), softplus ? 1e-6f : 0.0f) << hf << " -> " << name;
+    }
+    EXPECT_EQ(mapped, stored.size()) << mname;
+    // The trap: conv_norm holds lconv1d.pre_layer_norm, norm_conv lconv1d.conv_norm.
+    EXPECT_EQ(
+        audio::AudioEncoder::MmprojName("model.audio_tower.layers.3.lconv1d.pre_layer_norm.weight"),
+        "a.blk.3.conv_norm.weight");
+    EXPECT_EQ(
+        audio::AudioEncoder::MmprojName("model.audio_tower.layers.3.lconv1d.conv_norm.weight"),
+        "a.blk.3.norm_conv.weight");
+    EXPECT_EQ(audio::AudioEncoder::MmprojName("model.audio_tower.layers.x.norm_out.weight"), "");
+    EXPECT_EQ(audio::AudioEncoder::MmprojName("model.vision_tower.std_bias"), "");
+  }
+}
+
+// Encodes every reference clip; the worst difference to `want` (per clip, from the checkpoint
+// encoder) and to transformers' sdpa soft tokens.
+struct ClipErrors {
+  float vs_checkpoint = 0, vs_transformers = 0;
+};
+ClipErrors CompareClips(const audio::AudioEncoder& got_enc, const audio::AudioEncoder& want_enc,
+                        const std::string& mname, ThreadPool* pool) {
+  ClipErrors e;
+  const json::Value& soft = *Reference().Find("models")->Find(mname)->Find("soft");
+  for (const auto& [name, entry] : soft.as_object()) {
+    auto f = ClipFeatures(name);
+    EXPECT_TRUE(f.ok());
+    if (!f.ok()) continue;
+    std::vector<float> got, want;
+    EXPECT_TRUE(got_enc.Encode(*f, pool, &got).ok()) << name;
+    EXPECT_TRUE(want_enc.Encode(*f, pool, &want).ok()) << name;
+    e.vs_checkpoint = std::max(e.vs_checkpoint, MaxAbsDiff(got, want));
+    const std::vector<float> ref =
+        ReadF32(AudioDir() + "/" + mname + "/" + entry.Find("file")->as_string());
+    e.vs_transformers = std::max(e.vs_transformers, MaxAbsDiff(got, ref));
+  }
+  return e;
+}
+
+void ExpectSameConfig(const audio::AudioEncoder& a, const audio::AudioEncoder& b) {
+  const AudioConfig &x = a.config(), &y = b.config();
+  EXPECT_EQ(x.hidden_size, y.hidden_size);
+  EXPECT_EQ(x.num_layers, y.num_layers);
+  EXPECT_EQ(x.num_heads, y.num_heads);
+  EXPECT_EQ(x.subsampling_channels[0], y.subsampling_channels[0]);
+  EXPECT_EQ(x.subsampling_channels[1], y.subsampling_channels[1]);
+  EXPECT_EQ(x.conv_kernel_size, y.conv_kernel_size);
+  EXPECT_EQ(x.output_proj_dims, y.output_proj_dims);
+  EXPECT_EQ(x.use_clipped_linears, y.use_clipped_linears);
+  EXPECT_EQ(x.attention_chunk_size, y.attention_chunk_size);
+  EXPECT_EQ(x.attention_context_left, y.attention_context_left);
+  EXPECT_EQ(x.attention_logit_cap, y.attention_logit_cap);
+  EXPECT_EQ(x.rms_norm_eps, y.rms_norm_eps);
+  EXPECT_EQ(a.feature_config().feature_size, b.feature_config().feature_size);
+  EXPECT_EQ(a.text_hidden_size(), b.text_hidden_size());
+}
+
+// llama.cpp's converted files (convert_hf_to_gguf.py --mmproj on the fixtures; E2B/E4B files
+// hold both towers) load and encode like the checkpoints.
+TEST(AudioMmproj, LlamaCppConvertedFilesMatchTheCheckpoint) {
+  ThreadPool pool(2);
+  for (const char* mname : kModels) {
+    Loaded l = Load(mname);
+    ASSERT_NE(l.encoder, nullptr);
+    auto mm = audio::AudioEncoder::LoadMmproj(LlamaCppMmproj(mname), l.model->config().hidden_size);
+    ASSERT_TRUE(mm.ok()) << mm.status().ToString();
+    ExpectSameConfig(**mm, *l.encoder);
+    const ClipErrors e = CompareClips(**mm, *l.encoder, mname, &pool);
+    EXPECT_LE(e.vs_checkpoint, 1e-5f) << mname;
+    EXPECT_LE(e.vs_transformers, kSoftTolerance) << mname;
+    std::printf("llama.cpp mmproj %s: max |diff| vs checkpoint %.3g, vs transformers %.3g\n", mname,
+                e.vs_checkpoint, e.vs_transformers);
+    // The vision tower of the same file loads too.
+    auto v =
+        vision::VisionEncoder::LoadMmproj(LlamaCppMmproj(mname), l.model->config().hidden_size);
+    EXPECT_TRUE(v.ok()) << v.status().ToString();
+  }
+}
+
+std::string TempPath(const std::string& name) {
+  return ::testing::TempDir() + "/gemma4_audio_" + std::to_string(::getpid()) + "_" + name;
+}
+
+// What WriteAudioMmproj writes loads back and encodes as the checkpoint's tower does.
+TEST(AudioMmproj, WrittenMmprojRoundTrips) {
+  ThreadPool pool(2);
+  for (const char* mname : kModels) {
+    Loaded l = Load(mname);
+    ASSERT_NE(l.encoder, nullptr);
+    for (DType type : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
+      const std::string path = TempPath(std::string(mname) + "-audio-" + DTypeName(type) + ".gguf");
+      Status s = audio::WriteAudioMmproj(*l.model, type, path, &pool);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+      auto mm = audio::AudioEncoder::LoadMmproj(path, l.model->config().hidden_size);
+      ASSERT_TRUE(mm.ok()) << mm.status().ToString();
+      ExpectSameConfig(**mm, *l.encoder);
+      const ClipErrors e = CompareClips(**mm, *l.encoder, mname, &pool);
+      // f32 holds the checkpoints' weights exactly (softplus stored instead of computed at
+      // load gives the same floats); f16, bf16 and q8_0 round the matrices (tiny-e2b is stored
+      // in bf16, tiny-e4b in f32; soft tokens have RMS ~1, peaks ~3.5). Measured: f16 2.3e-3,
+      // bf16 0.044, q8_0 0.095. A wrong name, layout or transform moves them by units.
+      const float bound = type == DType::kF32    ? 1e-6f
+                          : type == DType::kF16  ? 5e-3f
+                          : type == DType::kBF16 ? 0.1f
+                                                 : 0.2f;
+      EXPECT_LE(e.vs_checkpoint, bound) << mname << " " << DTypeName(type);
+      std::printf("written %s %-4s: max |diff| vs checkpoint %.3g\n", mname, DTypeName(type),
+                  e.vs_checkpoint);
+      auto file = gguf::File::Open(path);
+      ASSERT_TRUE(file.ok());
+      EXPECT_TRUE(audio::AudioEncoder::GgufHasAudio(**file));
+      EXPECT_FALSE(vision::VisionEncoder::GgufHasVision(**file));
+      EXPECT_EQ(
+          vision::VisionEncoder::LoadMmproj(path, l.model->config().hidden_size).status().code(),
+          StatusCode::kNotFound);
+      std::remove(path.c_str());
+    }
+  }
+}
+
+// Our f32 file holds the converter's names, shapes, types and values; with the vision tower
+// added (WriteVisionMmproj, then WriteAudioMmproj onto it) it is the converter's combined file:
+// the same tensors and clip.* metadata, and both towers load.
+TEST(AudioMmproj, CombinedFileMatchesTheConverter) {
+  ThreadPool pool(2);
+  for (const char* mname : kModels) {
+    Loaded l = Load(mname);
+    ASSERT_NE(l.encoder, nullptr);
+    const int hidden = l.model->config().hidden_size;
+    const std::string path = TempPath(std::string(mname) + "-both.gguf");
+    ASSERT_TRUE(vision::WriteVisionMmproj(*l.model, DType::kF32, path, &pool).ok());
+    Status s = audio::WriteAudioMmproj(*l.model, DType::kF32, path, &pool, path);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    // Adding again replaces the audio tower rather than duplicating it.
+    s = audio::WriteAudioMmproj(*l.model, DType::kF32, path, &pool, path);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    auto ours = gguf::File::Open(path);
+    auto theirs = gguf::File::Open(LlamaCppMmproj(mname));
+    ASSERT_TRUE(ours.ok() && theirs.ok());
+    std::map<std::string, const TensorView*> a, b;
+    for (const TensorView& t : (*ours)->tensors()) a[t.name] = &t;
+    for (const TensorView& t : (*theirs)->tensors()) b[t.name] = &t;
+    ASSERT_EQ(a.size(), b.size()) << mname;
+    float worst = 0;
+    for (const auto& [name, t] : b) {
+      auto it = a.find(name);
+      ASSERT_NE(it, a.end()) << name;
+      EXPECT_EQ(it->second->shape, t->shape) << name;
+      EXPECT_EQ(it->second->dtype, t->dtype) << name;
+      worst = std::max(worst, MaxAbsDiff(Values(*it->second), Values(*t)));
+    }
+    EXPECT_LE(worst, 1e-6f) << mname;  // softplus may round differently from torch's
+    std::printf("combined %s: %zu tensors as the converter's, max |value diff| %.3g\n", mname,
+                a.size(), worst);
+    for (const auto& [key, value] : (*theirs)->metadata()) {
+      if (key.rfind("clip.", 0) != 0) continue;
+      const gguf::Value* mine = (*ours)->Find(key);
+      ASSERT_NE(mine, nullptr) << key;
+      EXPECT_EQ(mine->type, value.type) << key;
+      EXPECT_EQ(mine->i, value.i) << key;
+      EXPECT_EQ(mine->f, value.f) << key;
+      EXPECT_EQ(mine->s, value.s) << key;
+      EXPECT_EQ(mine->array.size(), value.array.size()) << key;
+    }
+    for (const auto& [key, value] : (*ours)->metadata()) {
+      if (key.rfind("clip.", 0) == 0) {
+        EXPECT_NE((*theirs)->Find(key), nullptr) << key;
+      }
+    }
+    auto audio_mm = audio::AudioEncoder::LoadMmproj(path, hidden);
+    ASSERT_TRUE(audio_mm.ok()) << audio_mm.status().ToString();
+    EXPECT_LE(CompareClips(**audio_mm, *l.encoder, mname, &pool).vs_checkpoint, 1e-6f);
+    auto vision_ckpt = vision::VisionEncoder::Load(*l.model);
+    auto vision_mm = vision::VisionEncoder::LoadMmproj(path, hidden);
+    ASSERT_TRUE(vision_ckpt.ok() && vision_mm.ok()) << vision_mm.status().ToString();
+    auto rgb =
+        media::LoadImageFile(std::string(GEMMA4_FIXTURES_DIR) + "/vision/images/up_200x150.png");
+    ASSERT_TRUE(rgb.ok());
+    auto patches = vision::PreprocessImage(*rgb, 70, (*vision_mm)->config());
+    ASSERT_TRUE(patches.ok());
+    std::vector<float> got, want;
+    ASSERT_TRUE((*vision_mm)->Encode(*patches, &pool, &got).ok());
+    ASSERT_TRUE((*vision_ckpt)->Encode(*patches, &pool, &want).ok());
+    EXPECT_LE(MaxAbsDiff(got, want), 1e-6f) << mname;
+    std::remove(path.c_str());
+  }
+}
+
+TEST(AudioMmproj, Errors) {
+  ThreadPool pool(2);
+  // A vision-only mmproj has no audio tower.
+  const std::string vision_only =
+      std::string(GEMMA4_FIXTURES_DIR) + "/vision/llama_cpp/tiny-e2b-vision-mmproj-f32.gguf";
+  auto none = audio::AudioEncoder::LoadMmproj(vision_only, 64);
+  EXPECT_EQ(none.status().code(), StatusCode::kNotFound) << none.status().ToString();
+  EXPECT_NE(none.status().message().find("audio"), std::string::npos);
+  {
+    auto file = gguf::File::Open(vision_only);
+    ASSERT_TRUE(file.ok());
+    EXPECT_FALSE(audio::AudioEncoder::GgufHasAudio(**file));
+  }
+  // Another text width: both widths named.
+  auto wrong = audio::AudioEncoder::LoadMmproj(LlamaCppMmproj("tiny-e2b-audio"), 1234);
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(wrong.status().message().find("1234"), std::string::npos) << wrong.status().message();
+  EXPECT_NE(wrong.status().message().find("64"), std::string::npos) << wrong.status().message();
+  // Not a GGUF file; no file.
+  EXPECT_FALSE(audio::AudioEncoder::LoadMmproj(AudioDir() + "/reference.json", 64).ok());
+  EXPECT_FALSE(audio::AudioEncoder::LoadMmproj(AudioDir() + "/no-such.gguf", 64).ok());
+  // A text model GGUF is no mmproj.
+  const std::string text_gguf = std::string(GEMMA4_FIXTURES_DIR) + "/llama_cpp_gguf/tiny-e4b.gguf";
+  EXPECT_EQ(audio::AudioEncoder::LoadMmproj(text_gguf, 64).status().code(), StatusCode::kNotFound);
+
+  Loaded l = Load("tiny-e2b-audio");
+  ASSERT_NE(l.encoder, nullptr);
+  const std::string path = TempPath("errors.gguf");
+  // Below 8 bits is refused; so is a base file that is no mmproj.
+  EXPECT_EQ(audio::WriteAudioMmproj(*l.model, DType::kQ4_0, path, &pool).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(audio::WriteAudioMmproj(*l.model, DType::kF32, path, &pool, text_gguf).code(),
+            StatusCode::kInvalidArgument);
+  // Settings the format cannot carry.
+  AudioConfig custom = l.encoder->config();
+  custom.attention_chunk_size = 8;
+  const Checkpoint& ckpt = *l.model->checkpoint();
+  auto source = [&ckpt](const std::string& hf) -> std::optional<audio::AudioTensor> {
+    const TensorView* t = ckpt.Find(hf);
+    if (t == nullptr) return std::nullopt;
+    const TensorView view = *t;
+    return audio::AudioTensor{view.shape,
+                              [view](float* out) { ops::ToF32(view, 0, view.numel(), out); }};
+  };
+  Status s = audio::WriteAudioMmproj(custom, 128, 64, source, DType::kF32, path, &pool);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("attention_chunk_size"), std::string::npos) << s.message();
+  // A missing tensor.
+  auto partial = [&source](const std::string& hf) -> std::optional<audio::AudioTensor> {
+    if (hf.find("output_proj.bias") != std::string::npos) return std::nullopt;
+    return source(hf);
+  };
+  EXPECT_EQ(audio::WriteAudioMmproj(l.encoder->config(), 128, 64, partial, DType::kF32, path, &pool)
+                .code(),
+            StatusCode::kNotFound);
+  std::remove(path.c_str());
 }
 
 }  // namespace

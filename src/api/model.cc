@@ -144,9 +144,15 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
       "model " + path +
       " has no audio tower: it cannot take recordings (E2B and E4B hear; 26B "
       "and 31B do not)");
+  bool mmproj_has_tower = false;
   if (!options.mmproj_path.empty()) {
-    GEMMA4_ASSIGN_OR_RETURN(impl->vision,
-                            vision::VisionEncoder::LoadMmproj(options.mmproj_path, c.hidden_size));
+    auto vision = vision::VisionEncoder::LoadMmproj(options.mmproj_path, c.hidden_size);
+    if (vision.ok()) {
+      impl->vision = std::move(vision).value();
+      mmproj_has_tower = true;
+    } else if (vision.status().code() != StatusCode::kNotFound) {
+      return vision.status();
+    }
   } else if (const Checkpoint* ckpt = impl->loaded->checkpoint(); ckpt != nullptr) {
     const json::Value* vc = ckpt->config_json().Find("vision_config");
     if (vc != nullptr && !vc->is_null()) {
@@ -164,7 +170,22 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
     info.vision = true;
     info.default_image_tokens = impl->vision->config().default_max_soft_tokens;
   }
-  if (const Checkpoint* ckpt = impl->loaded->checkpoint(); ckpt != nullptr) {
+  if (!options.mmproj_path.empty()) {
+    // The same mmproj may hold the audio tower (E2B/E4B files from llama.cpp's converter).
+    auto audio = audio::AudioEncoder::LoadMmproj(options.mmproj_path, c.hidden_size);
+    if (audio.ok()) {
+      impl->audio = std::move(audio).value();
+      impl->audio_status = OkStatus();
+      info.audio = true;
+      mmproj_has_tower = true;
+    } else if (audio.status().code() != StatusCode::kNotFound) {
+      return audio.status();
+    }
+    if (!mmproj_has_tower) {
+      return NotFoundError(options.mmproj_path +
+                           ": no Gemma 4 vision (gemma4v) or audio (gemma4a) tower in this file");
+    }
+  } else if (const Checkpoint* ckpt = impl->loaded->checkpoint(); ckpt != nullptr) {
     const json::Value* ac = ckpt->config_json().Find("audio_config");
     if (ac != nullptr && !ac->is_null()) {
       auto audio = audio::AudioEncoder::Load(*impl->loaded);

@@ -1,14 +1,19 @@
 #include "audio/audio_encoder.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <new>
+#include <unordered_map>
+#include <utility>
 
 #include "io/mapped_file.h"
 #include "model/checkpoint.h"
 #include "ops/ops.h"
+#include "quant/quant.h"
 #include "util/json.h"
 
 namespace gemma4::audio {
@@ -36,6 +41,86 @@ float Sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 // F.softplus (beta 1, threshold 20).
 float Softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
+
+// Reads and validates tower tensors through a function from Hugging Face names to the stored
+// tensors (a checkpoint's own, or an mmproj's under llama.cpp's names).
+class FindReader {
+ public:
+  FindReader(std::function<const TensorView*(const std::string&)> find, std::string source)
+      : find_(std::move(find)), source_(std::move(source)) {}
+
+  StatusOr<TensorView> Find(const std::string& name) const {
+    const TensorView* t = find_(name);
+    if (t == nullptr) return NotFoundError(source_ + ": missing audio tensor '" + name + "'");
+    return *t;
+  }
+
+  // A weight matrix [rows, cols] that ops::MatMul can multiply; a tensor of `shape` (a
+  // convolution kernel) is viewed as [rows, cols].
+  StatusOr<TensorView> Matrix(const std::string& name, int64_t rows, int64_t cols,
+                              const std::vector<int64_t>& shape = {}) const {
+    GEMMA4_ASSIGN_OR_RETURN(TensorView t, Find(name));
+    const std::vector<int64_t> want = shape.empty() ? std::vector<int64_t>{rows, cols} : shape;
+    if (t.shape != want) return ShapeError(t, name, want);
+    if (!IsComputeType(t.dtype) || (IsBlockType(t.dtype) && cols % 32 != 0)) {
+      return UnimplementedError(t.file + ": tensor '" + name + "' has dtype " + DTypeName(t.dtype) +
+                                ", which the audio tower cannot multiply");
+    }
+    t.shape = {rows, cols};
+    return t;
+  }
+
+  // A float tensor of the given shape widened to f32.
+  Status Vector(const std::string& name, const std::vector<int64_t>& shape,
+                std::vector<float>* out) const {
+    GEMMA4_ASSIGN_OR_RETURN(TensorView t, Find(name));
+    if (t.shape != shape) return ShapeError(t, name, shape);
+    if (IsBlockType(t.dtype) || !IsComputeType(t.dtype)) {
+      return UnimplementedError(t.file + ": tensor '" + name + "' must be F32, F16 or BF16, not " +
+                                DTypeName(t.dtype));
+    }
+    out->resize(t.numel());
+    ops::ToF32(t, 0, t.numel(), out->data());
+    return OkStatus();
+  }
+
+  // One float: a scalar in checkpoints, a 1-element tensor in mmproj files.
+  Status Scalar(const std::string& name, float* out) const {
+    GEMMA4_ASSIGN_OR_RETURN(TensorView t, Find(name));
+    if (t.numel() != 1 || IsBlockType(t.dtype) || !IsComputeType(t.dtype)) {
+      return InvalidArgumentError(t.file + ": tensor '" + name + "' must be one float, got " +
+                                  DTypeName(t.dtype) + " " + t.ShapeString());
+    }
+    ops::ToF32(t, 0, 1, out);
+    return OkStatus();
+  }
+
+  // NAME.linear.weight [rows, cols] and, when clipped, NAME.{input,output}_{min,max}.
+  Status Linear(const std::string& name, int64_t rows, int64_t cols, bool clipped,
+                ClippableLinear* out) const {
+    GEMMA4_ASSIGN_OR_RETURN(out->weight, Matrix(name + ".linear.weight", rows, cols));
+    out->clipped = clipped;
+    if (clipped) {
+      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".input_min", &out->input_min));
+      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".input_max", &out->input_max));
+      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".output_min", &out->output_min));
+      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".output_max", &out->output_max));
+    }
+    return OkStatus();
+  }
+
+ private:
+  static Status ShapeError(const TensorView& t, const std::string& name,
+                           const std::vector<int64_t>& shape) {
+    TensorView want;
+    want.shape = shape;
+    return InvalidArgumentError(t.file + ": tensor '" + name + "' has shape " + t.ShapeString() +
+                                ", expected " + want.ShapeString());
+  }
+
+  std::function<const TensorView*(const std::string&)> find_;
+  std::string source_;
+};
 
 // nn.LayerNorm over the last `n` values without bias, in place, then ReLU.
 void LayerNormRelu(float* x, int64_t n, const float* weight, float eps) {
@@ -87,8 +172,8 @@ StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::Load(const LoadedModel& mo
   const Checkpoint* ckpt = model.checkpoint();
   if (ckpt == nullptr) {
     return UnimplementedError(
-        "this model was loaded from a GGUF file, which holds no audio tower; audio needs the "
-        "Hugging Face checkpoint (llama.cpp mmproj audio is not supported yet)");
+        "this model was loaded from a GGUF file, which holds no audio tower; give the llama.cpp "
+        "mmproj file of the same model (AudioEncoder::LoadMmproj)");
   }
   const json::Value* ac = ckpt->config_json().Find("audio_config");
   if (ac == nullptr || ac->is_null()) {
@@ -97,52 +182,58 @@ StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::Load(const LoadedModel& mo
                                    "audio tower); it cannot take audio");
   }
   auto enc = std::unique_ptr<AudioEncoder>(new AudioEncoder());
+  GEMMA4_ASSIGN_OR_RETURN(enc->config_,
+                          ParseAudioConfig(*ac, ckpt->config_path() + ": audio_config"));
+  // Feature extractor settings beside config.json, when present.
+  const std::string dir = DirOf(ckpt->config_path());
+  for (const char* name : {"processor_config.json", "preprocessor_config.json"}) {
+    const std::string path = dir + "/" + name;
+    if (!IsFile(path)) continue;
+    GEMMA4_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+    GEMMA4_ASSIGN_OR_RETURN(json::Value pc, json::Parse(text, path));
+    const bool nested = pc.Find("feature_extractor") != nullptr;
+    const bool flat =
+        pc.Find("feature_size") != nullptr || pc.Find("feature_extractor_type") != nullptr;
+    if (!nested && !flat) continue;  // an image-only processor file
+    GEMMA4_RETURN_IF_ERROR(ApplyFeatureExtractorConfig(pc, path, &enc->features_));
+    break;
+  }
+  enc->text_hidden_ = model.config().hidden_size;
+  GEMMA4_RETURN_IF_ERROR(enc->LoadTensors(
+      [ckpt](const std::string& name) { return ckpt->Find(name); }, ckpt->path(), false));
+  return enc;
+}
+
+Status AudioEncoder::LoadTensors(const std::function<const TensorView*(const std::string&)>& find,
+                                 const std::string& source, bool per_dim_applied) {
   try {
-    GEMMA4_ASSIGN_OR_RETURN(enc->config_,
-                            ParseAudioConfig(*ac, ckpt->config_path() + ": audio_config"));
-    // Feature extractor settings beside config.json, when present.
-    const std::string dir = DirOf(ckpt->config_path());
-    for (const char* name : {"processor_config.json", "preprocessor_config.json"}) {
-      const std::string path = dir + "/" + name;
-      if (!IsFile(path)) continue;
-      GEMMA4_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-      GEMMA4_ASSIGN_OR_RETURN(json::Value pc, json::Parse(text, path));
-      const bool nested = pc.Find("feature_extractor") != nullptr;
-      const bool flat =
-          pc.Find("feature_size") != nullptr || pc.Find("feature_extractor_type") != nullptr;
-      if (!nested && !flat) continue;  // an image-only processor file
-      GEMMA4_RETURN_IF_ERROR(ApplyFeatureExtractorConfig(pc, path, &enc->features_));
-      break;
-    }
-    const AudioConfig& c = enc->config_;
-    enc->text_hidden_ = model.config().hidden_size;
+    const AudioConfig& c = config_;
     const int64_t H = c.hidden_size, hd = c.head_dim(), K = c.conv_kernel_size;
     const int64_t C0 = c.subsampling_channels[0], C1 = c.subsampling_channels[1];
     const int64_t O = c.output_proj_dims;
     if (H % 2 != 0) {
-      return InvalidArgumentError(ckpt->config_path() +
-                                  ": audio_config.hidden_size must be even (sin/cos positions)");
+      return InvalidArgumentError(source +
+                                  ": the audio tower's hidden size must be even (sin/cos "
+                                  "positions)");
     }
-    enc->freq_out_ = ConvOut(ConvOut(enc->features_.feature_size));
-    if (enc->freq_out_ != C0 / 4) {
+    freq_out_ = ConvOut(ConvOut(features_.feature_size));
+    if (freq_out_ != C0 / 4) {
       return InvalidArgumentError(
-          ckpt->config_path() + ": the audio tower's input projection takes " +
-          std::to_string(C0 / 4) + " frequency rows (subsampling_conv_channels[0] / 4) but " +
-          std::to_string(enc->features_.feature_size) + " mel bins give " +
-          std::to_string(enc->freq_out_));
+          source + ": the audio tower's input projection takes " + std::to_string(C0 / 4) +
+          " frequency rows (subsampling_conv_channels[0] / 4) but " +
+          std::to_string(features_.feature_size) + " mel bins give " + std::to_string(freq_out_));
     }
-    TowerReader r(*ckpt, "audio");
+    FindReader r(find, source);
     const std::string sub = std::string(kTower) + "subsample_conv_projection.";
-    if (ckpt->Find(sub + "layer0.conv.weight") == nullptr) {
-      return NotFoundError(ckpt->path() +
-                           ": no audio tower weights (model.audio_tower.*) in this checkpoint");
+    if (find(sub + "layer0.conv.weight") == nullptr) {
+      return NotFoundError(source + ": no audio tower weights (model.audio_tower.*) in this file");
     }
-    GEMMA4_RETURN_IF_ERROR(r.Vector(sub + "layer0.conv.weight", {C0, 1, 3, 3}, &enc->conv0_));
-    GEMMA4_RETURN_IF_ERROR(r.Vector(sub + "layer0.norm.weight", {C0}, &enc->norm0_));
-    GEMMA4_ASSIGN_OR_RETURN(enc->conv1_,
+    GEMMA4_RETURN_IF_ERROR(r.Vector(sub + "layer0.conv.weight", {C0, 1, 3, 3}, &conv0_));
+    GEMMA4_RETURN_IF_ERROR(r.Vector(sub + "layer0.norm.weight", {C0}, &norm0_));
+    GEMMA4_ASSIGN_OR_RETURN(conv1_,
                             r.Matrix(sub + "layer1.conv.weight", C1, C0 * 9, {C1, C0, 3, 3}));
-    GEMMA4_RETURN_IF_ERROR(r.Vector(sub + "layer1.norm.weight", {C1}, &enc->norm1_));
-    GEMMA4_ASSIGN_OR_RETURN(enc->input_proj_,
+    GEMMA4_RETURN_IF_ERROR(r.Vector(sub + "layer1.norm.weight", {C1}, &norm1_));
+    GEMMA4_ASSIGN_OR_RETURN(input_proj_,
                             r.Matrix(sub + "input_proj_linear.weight", H, (C0 / 4) * C1));
 
     // Relative position table (Gemma4AudioRelPositionalEncoding) in f32: positions C/2 .. 0,
@@ -164,11 +255,11 @@ StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::Load(const LoadedModel& mo
     }
 
     const bool clip = c.use_clipped_linears;
-    enc->layers_.resize(c.num_layers);
+    layers_.resize(c.num_layers);
     ThreadPool one(1);
     for (int i = 0; i < c.num_layers; ++i) {
       const std::string p = std::string(kTower) + "layers." + std::to_string(i) + ".";
-      AudioLayerWeights& lw = enc->layers_[i];
+      AudioLayerWeights& lw = layers_[i];
       for (int f = 0; f < 2; ++f) {
         const std::string q = p + (f == 0 ? "feed_forward1." : "feed_forward2.");
         AudioLayerWeights::FeedForward& ff = f == 0 ? lw.ff1 : lw.ff2;
@@ -187,7 +278,9 @@ StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::Load(const LoadedModel& mo
       GEMMA4_RETURN_IF_ERROR(r.Linear(a + "post", H, H, clip, &lw.post));
       GEMMA4_ASSIGN_OR_RETURN(lw.relative_k_proj, r.Matrix(a + "relative_k_proj.weight", H, H));
       GEMMA4_RETURN_IF_ERROR(r.Vector(a + "per_dim_scale", {hd}, &lw.per_dim_softplus));
-      for (float& v : lw.per_dim_softplus) v = Softplus(v);
+      if (!per_dim_applied) {
+        for (float& v : lw.per_dim_softplus) v = Softplus(v);
+      }
       lw.rel_keys.resize(P * H);
       ops::MatMul(lw.relative_k_proj, pos_table.data(), P, lw.rel_keys.data(), &one);
       const std::string l = p + "lconv1d.";
@@ -195,16 +288,198 @@ StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::Load(const LoadedModel& mo
       GEMMA4_RETURN_IF_ERROR(r.Vector(l + "conv_norm.weight", {H}, &lw.conv_norm));
       GEMMA4_RETURN_IF_ERROR(r.Linear(l + "linear_start", 2 * H, H, clip, &lw.linear_start));
       GEMMA4_RETURN_IF_ERROR(r.Linear(l + "linear_end", H, H, clip, &lw.linear_end));
-      GEMMA4_RETURN_IF_ERROR(r.Vector(l + "depthwise_conv1d.weight", {H, 1, K}, &lw.depthwise));
+      // [H, 1, K] in checkpoints; llama.cpp's converter drops the middle dimension.
+      const std::string dw = l + "depthwise_conv1d.weight";
+      const TensorView* dw_view = find(dw);
+      const bool flat = dw_view != nullptr && dw_view->shape.size() == 2;
+      GEMMA4_RETURN_IF_ERROR(r.Vector(
+          dw, flat ? std::vector<int64_t>{H, K} : std::vector<int64_t>{H, 1, K}, &lw.depthwise));
     }
-    GEMMA4_ASSIGN_OR_RETURN(enc->output_proj_,
+    GEMMA4_ASSIGN_OR_RETURN(output_proj_,
                             r.Matrix(std::string(kTower) + "output_proj.weight", O, H));
-    GEMMA4_RETURN_IF_ERROR(
-        r.Vector(std::string(kTower) + "output_proj.bias", {O}, &enc->output_bias_));
-    GEMMA4_ASSIGN_OR_RETURN(enc->projection_, r.Matrix(kProjector, enc->text_hidden_, O));
+    GEMMA4_RETURN_IF_ERROR(r.Vector(std::string(kTower) + "output_proj.bias", {O}, &output_bias_));
+    GEMMA4_ASSIGN_OR_RETURN(projection_, r.Matrix(kProjector, text_hidden_, O));
   } catch (const std::bad_alloc&) {
     return ResourceExhaustedError("out of memory loading the audio tower");
   }
+  return OkStatus();
+}
+
+// llama.cpp's name (converter + tensor_mapping.py + clip.cpp) of an audio tensor given its
+// Hugging Face name.
+std::string AudioEncoder::MmprojName(const std::string& hf) {
+  if (hf == std::string(kProjector)) return "mm.a.input_projection.weight";
+  const std::string tower = kTower;
+  if (hf.rfind(tower, 0) != 0) return "";
+  const std::string rest = hf.substr(tower.size());
+  static const std::pair<const char*, const char*> kTop[] = {
+      {"subsample_conv_projection.layer0.conv.weight", "a.conv1d.0.weight"},
+      {"subsample_conv_projection.layer0.norm.weight", "a.conv1d.0.norm.weight"},
+      {"subsample_conv_projection.layer1.conv.weight", "a.conv1d.1.weight"},
+      {"subsample_conv_projection.layer1.norm.weight", "a.conv1d.1.norm.weight"},
+      {"subsample_conv_projection.input_proj_linear.weight", "a.input_projection.weight"},
+      {"output_proj.weight", "a.pre_encode.out.weight"},
+      {"output_proj.bias", "a.pre_encode.out.bias"},
+  };
+  for (const auto& [from, to] : kTop) {
+    if (rest == from) return to;
+  }
+  const std::string layers = "layers.";
+  if (rest.rfind(layers, 0) != 0) return "";
+  const size_t dot = rest.find('.', layers.size());
+  if (dot == std::string::npos || dot == layers.size()) return "";
+  const std::string index = rest.substr(layers.size(), dot - layers.size());
+  if (index.find_first_not_of("0123456789") != std::string::npos) return "";
+  const std::string blk = "a.blk." + index + ".";
+  const std::string leaf = rest.substr(dot + 1);
+  static const std::pair<const char*, const char*> kNames[] = {
+      {"feed_forward1.pre_layer_norm.weight", "ffn_norm.weight"},
+      {"feed_forward1.post_layer_norm.weight", "ffn_post_norm.weight"},
+      {"feed_forward2.pre_layer_norm.weight", "ffn_norm_1.weight"},
+      {"feed_forward2.post_layer_norm.weight", "ffn_post_norm_1.weight"},
+      {"norm_pre_attn.weight", "attn_pre_norm.weight"},
+      {"norm_post_attn.weight", "attn_post_norm.weight"},
+      {"norm_out.weight", "ln2.weight"},
+      {"self_attn.relative_k_proj.weight", "attn_k_rel.weight"},
+      {"self_attn.per_dim_scale", "per_dim_scale.weight"},  // stored softplus-applied
+      // Crossed on purpose: tensor_mapping.py maps lconv1d.pre_layer_norm to A_ENC_CONV_NORM
+      // and lconv1d.conv_norm to A_ENC_NORM_CONV, and clip.cpp loads them the other way round.
+      {"lconv1d.pre_layer_norm.weight", "conv_norm.weight"},
+      {"lconv1d.conv_norm.weight", "norm_conv.weight"},
+      {"lconv1d.depthwise_conv1d.weight", "conv_dw.weight"},  // stored [H, K]
+  };
+  for (const auto& [from, to] : kNames) {
+    if (leaf == from) return blk + to;
+  }
+  static const std::pair<const char*, const char*> kLinears[] = {
+      {"feed_forward1.ffw_layer_1.", "ffn_up."},
+      {"feed_forward1.ffw_layer_2.", "ffn_down."},
+      {"feed_forward2.ffw_layer_1.", "ffn_up_1."},
+      {"feed_forward2.ffw_layer_2.", "ffn_down_1."},
+      {"self_attn.q_proj.", "attn_q."},
+      {"self_attn.k_proj.", "attn_k."},
+      {"self_attn.v_proj.", "attn_v."},
+      {"self_attn.post.", "attn_out."},
+      {"lconv1d.linear_start.", "conv_pw1."},
+      {"lconv1d.linear_end.", "conv_pw2."},
+  };
+  for (const auto& [from, to] : kLinears) {
+    const std::string f = from;
+    if (leaf.rfind(f, 0) != 0) continue;
+    const std::string tail = leaf.substr(f.size());
+    if (tail == "linear.weight") return blk + to + "weight";
+    if (tail == "input_min" || tail == "input_max" || tail == "output_min" ||
+        tail == "output_max") {
+      return blk + to + tail;
+    }
+    return "";
+  }
+  return "";
+}
+
+namespace {
+
+std::string MetaString(const gguf::File& f, const std::string& key) {
+  const gguf::Value* v = f.Find(key);
+  return v != nullptr && v->type == gguf::ValueType::kString ? v->s : "";
+}
+
+// llama.cpp's rule (clip.cpp): clip.projector_type when set, else the per-modality key.
+std::string AudioProjectorType(const gguf::File& f) {
+  const std::string type = MetaString(f, "clip.projector_type");
+  return type.empty() ? MetaString(f, "clip.audio.projector_type") : type;
+}
+
+}  // namespace
+
+bool AudioEncoder::GgufHasAudio(const gguf::File& file) {
+  return AudioProjectorType(file) == "gemma4a";
+}
+
+StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::LoadMmproj(const std::string& path,
+                                                                 int text_hidden) {
+  auto enc = std::unique_ptr<AudioEncoder>(new AudioEncoder());
+  GEMMA4_ASSIGN_OR_RETURN(enc->mmproj_, gguf::File::Open(path));
+  const gguf::File& f = *enc->mmproj_;
+  const std::string type = AudioProjectorType(f);
+  if (type != "gemma4a") {
+    if (type == "gemma4ua") {
+      return UnimplementedError(path +
+                                ": projector 'gemma4ua' (Gemma 4 12B Unified, encoder-free) is "
+                                "not supported");
+    }
+    return NotFoundError(path + ": no Gemma 4 audio tower (clip audio projector type '" + type +
+                         "', expected gemma4a)");
+  }
+  if (const gguf::Value* has = f.Find("clip.has_audio_encoder");
+      has != nullptr && has->type == gguf::ValueType::kBool && has->i == 0) {
+    return NotFoundError(path + ": clip.has_audio_encoder is false");
+  }
+  auto u32 = [&](const std::string& key, int* out, bool required, int max) -> Status {
+    const gguf::Value* v = f.Find(key);
+    if (v == nullptr) {
+      return required ? InvalidArgumentError(path + ": missing metadata '" + key + "'")
+                      : OkStatus();
+    }
+    if (!v->IsInteger() || v->i <= 0 || v->i > max) {
+      return InvalidArgumentError(path + ": metadata '" + key + "' must be an integer in [1, " +
+                                  std::to_string(max) + "]");
+    }
+    *out = static_cast<int>(v->i);
+    return OkStatus();
+  };
+  AudioConfig& c = enc->config_;  // what the file does not carry keeps the defaults
+  GEMMA4_RETURN_IF_ERROR(u32("clip.audio.embedding_length", &c.hidden_size, true, 1 << 16));
+  GEMMA4_RETURN_IF_ERROR(u32("clip.audio.block_count", &c.num_layers, true, 1024));
+  GEMMA4_RETURN_IF_ERROR(u32("clip.audio.attention.head_count", &c.num_heads, true, 1024));
+  int ffn = 4 * c.hidden_size;
+  GEMMA4_RETURN_IF_ERROR(u32("clip.audio.feed_forward_length", &ffn, false, 1 << 20));
+  if (ffn != 4 * c.hidden_size) {
+    return InvalidArgumentError(path + ": clip.audio.feed_forward_length " + std::to_string(ffn) +
+                                " is not 4 x embedding_length " + std::to_string(c.hidden_size));
+  }
+  int projection = text_hidden;
+  GEMMA4_RETURN_IF_ERROR(u32("clip.audio.projection_dim", &projection, false, 1 << 20));
+  if (projection != text_hidden) {
+    return InvalidArgumentError(path + ": the audio projector outputs " +
+                                std::to_string(projection) +
+                                " values per soft token, the text model's hidden size is " +
+                                std::to_string(text_hidden) + " (an mmproj of another model?)");
+  }
+  GEMMA4_RETURN_IF_ERROR(u32("clip.audio.num_mel_bins", &enc->features_.feature_size, false, 4096));
+  // clip.audio.attention.layer_norm_epsilon is not read: files converted before llama.cpp
+  // PR #23815 carry 1e-5, and clip.cpp uses 1e-6, the value of every Gemma 4 audio tower.
+  if (c.hidden_size % c.num_heads != 0) {
+    return InvalidArgumentError(path + ": audio embedding_length " + std::to_string(c.hidden_size) +
+                                " is not a multiple of head_count " + std::to_string(c.num_heads));
+  }
+  std::unordered_map<std::string, const TensorView*> by_name;
+  for (const TensorView& t : f.tensors()) by_name[t.name] = &t;
+  auto find = [&by_name](const std::string& hf) -> const TensorView* {
+    auto it = by_name.find(MmprojName(hf));
+    return it == by_name.end() ? nullptr : it->second;
+  };
+  // Dimensions the metadata lacks, from the tensor shapes.
+  const std::string tower = kTower;
+  auto dim = [&](const std::string& hf, size_t rank, size_t axis, int* out) {
+    const TensorView* t = find(hf);
+    if (t != nullptr && t->shape.size() == rank && t->shape[axis] > 0 &&
+        t->shape[axis] <= (1 << 16)) {
+      *out = static_cast<int>(t->shape[axis]);
+    }
+  };
+  dim(tower + "subsample_conv_projection.layer0.conv.weight", 4, 0, &c.subsampling_channels[0]);
+  dim(tower + "subsample_conv_projection.layer1.conv.weight", 4, 0, &c.subsampling_channels[1]);
+  dim(tower + "output_proj.weight", 2, 0, &c.output_proj_dims);
+  dim(tower + "layers.0.lconv1d.depthwise_conv1d.weight", 2, 1, &c.conv_kernel_size);
+  c.use_clipped_linears = by_name.count("a.blk.0.attn_q.input_min") > 0;
+  if (c.subsampling_channels[0] % 4 != 0) {
+    return InvalidArgumentError(path + ": a.conv1d.0 has " +
+                                std::to_string(c.subsampling_channels[0]) +
+                                " channels, not a multiple of 4");
+  }
+  enc->text_hidden_ = text_hidden;
+  GEMMA4_RETURN_IF_ERROR(enc->LoadTensors(find, path, true));
   return enc;
 }
 
@@ -504,6 +779,241 @@ Status EncodeClip(const AudioEncoder& encoder, const float* samples, int64_t n, 
     pieces->push_back(std::move(soft));
   }
   return OkStatus();
+}
+
+namespace {
+
+// ggml file type of an mmproj whose matrices are `t` (general.file_type).
+int FileType(DType t) {
+  return t == DType::kF32 ? 0 : t == DType::kF16 ? 1 : t == DType::kBF16 ? 32 : 7;
+}
+
+// The settings an mmproj cannot carry: llama.cpp's converter writes none of them and both
+// readers use Gemma4AudioConfig's defaults. "" when `c` uses the defaults.
+std::string UncarriedSettings(const AudioConfig& c) {
+  const AudioConfig d;
+  std::string out;
+  auto add = [&out](bool differs, const char* name) {
+    if (!differs) return;
+    out += out.empty() ? "" : ", ";
+    out += name;
+  };
+  add(c.attention_chunk_size != d.attention_chunk_size, "attention_chunk_size");
+  add(c.attention_context_left != d.attention_context_left, "attention_context_left");
+  add(c.attention_context_right != d.attention_context_right, "attention_context_right");
+  add(c.attention_logit_cap != d.attention_logit_cap, "attention_logit_cap");
+  add(c.attention_invalid_logits_value != d.attention_invalid_logits_value,
+      "attention_invalid_logits_value");
+  add(c.residual_weight != d.residual_weight, "residual_weight");
+  add(c.gradient_clipping != d.gradient_clipping, "gradient_clipping");
+  add(c.rms_norm_eps != d.rms_norm_eps, "rms_norm_eps");
+  return out;
+}
+
+}  // namespace
+
+Status WriteAudioMmproj(const AudioConfig& c, int num_mel_bins, int text_hidden,
+                        const AudioTensorSource& source, DType matrix_type, const std::string& path,
+                        ThreadPool* pool, const std::string& add_to) {
+  if (matrix_type != DType::kF32 && matrix_type != DType::kF16 && matrix_type != DType::kBF16 &&
+      matrix_type != DType::kQ8_0) {
+    return InvalidArgumentError(
+        "mmproj matrices must be f32, f16, bf16 or q8_0 (the towers are never stored below 8 "
+        "bits)");
+  }
+  if (const std::string uncarried = UncarriedSettings(c); !uncarried.empty()) {
+    return InvalidArgumentError(
+        "this audio tower's " + uncarried +
+        " differ from Gemma4AudioConfig's defaults, which a llama.cpp mmproj cannot carry "
+        "(its readers assume the defaults)");
+  }
+  gguf::Writer w;
+  using gguf::Value;
+  using gguf::ValueType;
+  // A base file to extend (a vision mmproj): its metadata and tensors first.
+  std::unique_ptr<gguf::File> base;
+  std::vector<const TensorView*> kept;
+  if (!add_to.empty()) {
+    GEMMA4_ASSIGN_OR_RETURN(base, gguf::File::Open(add_to));
+    const gguf::Value* arch = base->Find("general.architecture");
+    if (arch == nullptr || arch->type != ValueType::kString || arch->s != "clip") {
+      return InvalidArgumentError(add_to + ": not an mmproj (general.architecture is not 'clip')");
+    }
+    if (const gguf::Value* dim = base->Find("clip.vision.projection_dim");
+        dim != nullptr && dim->IsInteger() && dim->i != text_hidden) {
+      return InvalidArgumentError(add_to + ": its vision projector outputs " +
+                                  std::to_string(dim->i) +
+                                  " values per soft token, the audio projector " +
+                                  std::to_string(text_hidden) + " (an mmproj of another model?)");
+    }
+    auto skip = [](const std::string& key) {
+      // Replaced below; alignment is the writer's own; the single-modality projector key
+      // would override clip.audio.projector_type in llama.cpp (moved to the vision key).
+      return key == "general.alignment" || key == "clip.has_audio_encoder" ||
+             key == "clip.projector_type" || key.rfind("clip.audio.", 0) == 0;
+    };
+    for (const bool general : {true, false}) {
+      for (const auto& [key, value] : base->metadata()) {
+        if ((key.rfind("general.", 0) == 0) != general || skip(key)) continue;
+        w.Set(key, value);
+      }
+    }
+    if (const gguf::Value* legacy = base->Find("clip.projector_type");
+        legacy != nullptr && base->Find("clip.vision.projector_type") == nullptr) {
+      w.Set("clip.vision.projector_type", *legacy);
+    }
+    for (const TensorView& t : base->tensors()) {
+      if (t.name.rfind("a.", 0) == 0 || t.name.rfind("mm.a.", 0) == 0) continue;
+      kept.push_back(&t);
+    }
+  } else {
+    w.Set("general.architecture", Value::String("clip"));
+    w.Set("general.type", Value::String("mmproj"));
+    w.Set("general.file_type", Value::Int(ValueType::kUint32, FileType(matrix_type)));
+  }
+  w.Set("clip.has_audio_encoder", Value::Bool(true));
+  w.Set("clip.audio.projection_dim", Value::Int(ValueType::kUint32, text_hidden));
+  w.Set("clip.audio.embedding_length", Value::Int(ValueType::kUint32, c.hidden_size));
+  w.Set("clip.audio.feed_forward_length", Value::Int(ValueType::kUint32, 4 * c.hidden_size));
+  w.Set("clip.audio.block_count", Value::Int(ValueType::kUint32, c.num_layers));
+  w.Set("clip.audio.attention.head_count", Value::Int(ValueType::kUint32, c.num_heads));
+  w.Set("clip.audio.projector_type", Value::String("gemma4a"));
+  w.Set("clip.audio.num_mel_bins", Value::Int(ValueType::kUint32, num_mel_bins));
+  w.Set("clip.audio.attention.layer_norm_epsilon", Value::Float32(c.rms_norm_eps));
+
+  struct Planned {
+    std::string name;
+    DType type;
+    std::vector<int64_t> shape;  // as written
+    AudioTensor tensor;
+    bool softplus = false;  // per_dim_scale
+  };
+  std::vector<Planned> plan;
+  const std::string tower = kTower;
+  std::vector<std::string> names;
+  const std::string sub = tower + "subsample_conv_projection.";
+  for (const char* leaf : {"layer0.conv.weight", "layer0.norm.weight", "layer1.conv.weight",
+                           "layer1.norm.weight", "input_proj_linear.weight"}) {
+    names.push_back(sub + leaf);
+  }
+  static const char* const kLeaves[] = {"feed_forward1.pre_layer_norm.weight",
+                                        "feed_forward1.post_layer_norm.weight",
+                                        "feed_forward2.pre_layer_norm.weight",
+                                        "feed_forward2.post_layer_norm.weight",
+                                        "norm_pre_attn.weight",
+                                        "norm_post_attn.weight",
+                                        "norm_out.weight",
+                                        "self_attn.relative_k_proj.weight",
+                                        "self_attn.per_dim_scale",
+                                        "lconv1d.pre_layer_norm.weight",
+                                        "lconv1d.conv_norm.weight",
+                                        "lconv1d.depthwise_conv1d.weight"};
+  static const char* const kLinears[] = {"feed_forward1.ffw_layer_1", "feed_forward1.ffw_layer_2",
+                                         "feed_forward2.ffw_layer_1", "feed_forward2.ffw_layer_2",
+                                         "self_attn.q_proj",          "self_attn.k_proj",
+                                         "self_attn.v_proj",          "self_attn.post",
+                                         "lconv1d.linear_start",      "lconv1d.linear_end"};
+  for (int i = 0; i < c.num_layers; ++i) {
+    const std::string p = tower + "layers." + std::to_string(i) + ".";
+    for (const char* leaf : kLeaves) names.push_back(p + leaf);
+    for (const char* lin : kLinears) {
+      names.push_back(p + lin + ".linear.weight");
+      for (const char* b : {".input_min", ".input_max", ".output_min", ".output_max"}) {
+        names.push_back(p + lin + b);
+      }
+    }
+  }
+  names.push_back(tower + "output_proj.weight");
+  names.push_back(tower + "output_proj.bias");
+  names.push_back(kProjector);
+  for (const std::string& hf : names) {
+    std::optional<AudioTensor> t = source(hf);
+    if (!t.has_value()) {
+      const bool bound = hf.size() > 4 && (hf.compare(hf.size() - 4, 4, "_min") == 0 ||
+                                           hf.compare(hf.size() - 4, 4, "_max") == 0);
+      if (bound) continue;  // clamp bounds exist only with use_clipped_linears
+      return NotFoundError("missing audio tensor '" + hf + "'");
+    }
+    Planned pl;
+    pl.name = AudioEncoder::MmprojName(hf);
+    if (pl.name.empty()) return InternalError("no mmproj name for '" + hf + "'");
+    pl.shape = t->shape.empty() ? std::vector<int64_t>{1} : t->shape;  // scalars: 1 element
+    const bool depthwise = hf.find("depthwise_conv1d") != std::string::npos;
+    if (depthwise) {
+      if (pl.shape.size() != 3 || pl.shape[1] != 1) {
+        return InvalidArgumentError("audio tensor '" + hf + "' is not a [C, 1, K] convolution");
+      }
+      pl.shape = {pl.shape[0], pl.shape[2]};
+    }
+    pl.softplus = hf.size() >= 13 && hf.compare(hf.size() - 13, 13, "per_dim_scale") == 0;
+    pl.tensor = std::move(*t);
+    // As the converter: convolutions (and the whole subsampling block, whose names contain
+    // "_conv") F32, vectors and scalars F32, other matrices in the file's type, with Q8_0
+    // falling back to F16 for rows not a multiple of its 32-value blocks.
+    const bool matrix = pl.shape.size() == 2 && !depthwise && hf.rfind(sub, 0) != 0;
+    pl.type = !matrix                                                    ? DType::kF32
+              : matrix_type == DType::kQ8_0 && pl.shape.back() % 32 != 0 ? DType::kF16
+                                                                         : matrix_type;
+    plan.push_back(std::move(pl));
+  }
+  for (const TensorView* t : kept) w.AddTensor(t->name, t->dtype, t->shape);
+  for (const Planned& p : plan) w.AddTensor(p.name, p.type, p.shape);
+  auto produce = [&](size_t i, std::vector<uint8_t>* bytes) -> Status {
+    if (i < kept.size()) {
+      const TensorView& t = *kept[i];
+      try {
+        bytes->assign(t.data, t.data + t.nbytes);
+      } catch (const std::bad_alloc&) {
+        return ResourceExhaustedError("out of memory copying '" + t.name + "'");
+      }
+      return OkStatus();
+    }
+    const Planned& p = plan[i - kept.size()];
+    int64_t numel = 1;
+    for (int64_t d : p.shape) numel *= d;
+    std::vector<float> values;
+    const int64_t cols = p.shape.back(), rows = numel / cols;
+    const uint64_t row_bytes = RowBytes(p.type, cols);
+    try {
+      values.resize(numel);
+      bytes->resize(rows * row_bytes);
+    } catch (const std::bad_alloc&) {
+      return ResourceExhaustedError("out of memory converting '" + p.name + "'");
+    }
+    p.tensor.fill(values.data());
+    if (p.softplus) {
+      for (float& v : values) v = Softplus(v);
+    }
+    pool->ParallelFor(rows, 64, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        quant::QuantizeRow(p.type, values.data() + r * cols, cols, bytes->data() + r * row_bytes);
+      }
+    });
+    return OkStatus();
+  };
+  if (base == nullptr) return w.Write(path, produce);
+  // Written beside `path` and renamed over it: `path` may be the file extended.
+  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
+  Status s = w.Write(tmp, produce);
+  if (s.ok() && std::rename(tmp.c_str(), path.c_str()) != 0) {
+    s = InvalidArgumentError(path + ": cannot replace the file");
+  }
+  if (!s.ok()) std::remove(tmp.c_str());
+  return s;
+}
+
+Status WriteAudioMmproj(const LoadedModel& model, DType matrix_type, const std::string& path,
+                        ThreadPool* pool, const std::string& add_to) {
+  GEMMA4_ASSIGN_OR_RETURN(std::unique_ptr<AudioEncoder> enc, AudioEncoder::Load(model));
+  const Checkpoint& ckpt = *model.checkpoint();
+  auto source = [&ckpt](const std::string& hf) -> std::optional<AudioTensor> {
+    const TensorView* t = ckpt.Find(hf);
+    if (t == nullptr) return std::nullopt;
+    const TensorView view = *t;
+    return AudioTensor{view.shape, [view](float* out) { ops::ToF32(view, 0, view.numel(), out); }};
+  };
+  return WriteAudioMmproj(enc->config(), enc->feature_config().feature_size,
+                          model.config().hidden_size, source, matrix_type, path, pool, add_to);
 }
 
 }  // namespace gemma4::audio

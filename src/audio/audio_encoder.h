@@ -10,12 +10,15 @@
 #ifndef GEMMA4_SRC_AUDIO_AUDIO_ENCODER_H_
 #define GEMMA4_SRC_AUDIO_AUDIO_ENCODER_H_
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "audio/audio_features.h"
 #include "gemma4/status.h"
+#include "io/gguf.h"
 #include "model/config.h"
 #include "model/model.h"
 #include "model/tensor.h"
@@ -60,8 +63,25 @@ class AudioEncoder {
   // (model.audio_tower.*, model.embed_audio.*) with its config.json audio_config and the feature
   // extractor settings beside it (processor_config.json / preprocessor_config.json).
   // FailedPrecondition for a checkpoint without audio_config, NotFound when its weights are
-  // missing, Unimplemented for GGUF models.
+  // missing, Unimplemented for GGUF models (their audio tower is in the mmproj: LoadMmproj).
   static StatusOr<std::unique_ptr<AudioEncoder>> Load(const LoadedModel& model);
+  // The audio tower of a llama.cpp mmproj GGUF (projector type gemma4a, as llama.cpp's
+  // converter writes it: a.* and mm.a.input_projection tensors, clamp scalars as 1-element
+  // tensors, per_dim_scale stored softplus-applied, the depthwise convolution as [H, kernel])
+  // for a text model of hidden size `text_hidden`. The dimensions come from the metadata and
+  // the tensor shapes; what the format does not carry (chunk size, context, logit cap, residual
+  // weight, gradient clipping, rms_norm_eps) takes Gemma4AudioConfig's defaults, which every
+  // released tower uses, and the feature extractor its defaults with the file's mel bins.
+  // NotFound when the file has no audio tower (a vision-only mmproj), InvalidArgument when its
+  // projector does not output `text_hidden` values.
+  static StatusOr<std::unique_ptr<AudioEncoder>> LoadMmproj(const std::string& path,
+                                                            int text_hidden);
+  // A GGUF file that holds a gemma4a audio tower (metadata check only).
+  static bool GgufHasAudio(const gguf::File& file);
+  // llama.cpp's mmproj name of an audio tensor given its Hugging Face name, or "". Note
+  // llama.cpp's crossed names: lconv1d.pre_layer_norm is a.blk.N.conv_norm and
+  // lconv1d.conv_norm is a.blk.N.norm_conv.
+  static std::string MmprojName(const std::string& hf_name);
 
   const AudioConfig& config() const { return config_; }
   const FeatureConfig& feature_config() const { return features_; }
@@ -78,6 +98,11 @@ class AudioEncoder {
 
  private:
   AudioEncoder() = default;
+  // Shared by both loaders, after config_, features_ and text_hidden_ are set: `find` maps a
+  // Hugging Face tensor name to the stored tensor. `per_dim_applied`: per_dim_scale holds
+  // softplus(per_dim_scale) (mmproj files) rather than the raw parameter.
+  Status LoadTensors(const std::function<const TensorView*(const std::string&)>& find,
+                     const std::string& source, bool per_dim_applied);
 
   AudioConfig config_;
   FeatureConfig features_;
@@ -90,10 +115,39 @@ class AudioEncoder {
   std::vector<float> norm1_;  // [C1]
   TensorView input_proj_;     // [H, freq_out * C1]
   std::vector<AudioLayerWeights> layers_;
-  TensorView output_proj_;          // [O, H]
-  std::vector<float> output_bias_;  // [O]
-  TensorView projection_;           // [text H, O]
+  TensorView output_proj_;              // [O, H]
+  std::vector<float> output_bias_;      // [O]
+  TensorView projection_;               // [text H, O]
+  std::unique_ptr<gguf::File> mmproj_;  // the mapping the views point into (mmproj only)
 };
+
+// One audio tensor to write: its Hugging Face shape (scalars: {}) and a function filling all
+// its values in that layout (raw per_dim_scale, depthwise convolution [H, 1, kernel]).
+struct AudioTensor {
+  std::vector<int64_t> shape;
+  std::function<void(float* values)> fill;
+};
+// The tensor of a Hugging Face name (model.audio_tower.*, model.embed_audio.*), or nullopt when
+// the tower has none (clamp bounds without use_clipped_linears).
+using AudioTensorSource = std::function<std::optional<AudioTensor>(const std::string& hf_name)>;
+
+// Writes an audio tower as a llama.cpp mmproj GGUF (projector gemma4a, the names, layouts and
+// transforms llama.cpp's converter writes): matrices in `matrix_type` (F32, F16, BF16 or Q8_0;
+// Q8_0 rows not a multiple of 32 fall back to F16, as in the converter), the subsampling
+// convolutions and input projection, the depthwise convolution, vectors and clamp scalars F32.
+// InvalidArgument for a tower whose settings the format cannot carry (non-default chunking,
+// context, logit cap, residual weight, gradient clipping, invalid logit or rms_norm_eps).
+//
+// With `add_to` set (an existing mmproj, e.g. one WriteVisionMmproj wrote, or the same path),
+// the file written holds that file's metadata and tensors plus the audio tower, like the
+// converter's combined E2B/E4B files (clip.has_vision_encoder and clip.has_audio_encoder); an
+// audio tower already in it is replaced. The file is written beside `path` and renamed over it.
+Status WriteAudioMmproj(const AudioConfig& config, int num_mel_bins, int text_hidden,
+                        const AudioTensorSource& source, DType matrix_type, const std::string& path,
+                        ThreadPool* pool, const std::string& add_to = "");
+// The tower of a Hugging Face checkpoint.
+Status WriteAudioMmproj(const LoadedModel& model, DType matrix_type, const std::string& path,
+                        ThreadPool* pool, const std::string& add_to = "");
 
 // A whole clip of 16 kHz mono samples (any length): split into 30 s pieces (the feature
 // extractor's limit), each turned into features and encoded in order. `pieces` receives one

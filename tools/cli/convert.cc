@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <string>
 
+#include "audio/audio_encoder.h"
 #include "io/gguf.h"
 #include "model/gguf_export.h"
 #include "model/model.h"
@@ -123,8 +124,16 @@ Status RunQuantize(int argc, char** argv) {
                  : dst.substr(0, slash + 1) + "mmproj-" + dst.substr(slash + 1);
   }
   GEMMA4_RETURN_IF_ERROR(vision::WriteVisionMmproj(*model, matrix_type, mmproj, &pool));
-  std::fprintf(stderr, "gemma4 quantize: wrote %s (vision tower, %s)\n", mmproj.c_str(),
-               mmproj_type.c_str());
+  // E2B/E4B: the audio tower joins the vision tower in the same file, as llama.cpp's converter
+  // writes it.
+  const json::Value* ac = ckpt->config_json().Find("audio_config");
+  const bool audio = ac != nullptr && !ac->is_null();
+  if (audio) {
+    GEMMA4_RETURN_IF_ERROR(
+        audio::WriteAudioMmproj(*model, matrix_type, mmproj, &pool, /*add_to=*/mmproj));
+  }
+  std::fprintf(stderr, "gemma4 quantize: wrote %s (vision%s tower%s, %s)\n", mmproj.c_str(),
+               audio ? " and audio" : "", audio ? "s" : "", mmproj_type.c_str());
   return OkStatus();
 }
 

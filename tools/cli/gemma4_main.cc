@@ -204,12 +204,15 @@ Status EncodeMedia(const Args& args, const LoadedModel& model, ThreadPool* pool,
   if (audios != args.all_values.end()) {
     // --audio FILE: decoded, downmixed and resampled to 16 kHz, split into 30 s pieces, each
     // piece one <|audio> run, in order.
+    // The tower from --mmproj (llama.cpp's gemma4a), else from the checkpoint.
+    std::unique_ptr<audio::AudioEncoder> audio_encoder;
     if (args.Has("--mmproj")) {
-      return UnimplementedError(
-          "--audio with --mmproj: audio towers in mmproj files are not supported yet; give the "
-          "Hugging Face checkpoint");
+      GEMMA4_ASSIGN_OR_RETURN(
+          audio_encoder,
+          audio::AudioEncoder::LoadMmproj(args.values.at("--mmproj"), model.config().hidden_size));
+    } else {
+      GEMMA4_ASSIGN_OR_RETURN(audio_encoder, audio::AudioEncoder::Load(model));
     }
-    GEMMA4_ASSIGN_OR_RETURN(auto audio_encoder, audio::AudioEncoder::Load(model));
     for (const std::string& path : audios->second) {
       const auto t0 = std::chrono::steady_clock::now();
       GEMMA4_ASSIGN_OR_RETURN(media::DecodedAudio clip, media::LoadAudioFile(path));
