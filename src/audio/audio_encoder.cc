@@ -42,86 +42,6 @@ float Sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 // F.softplus (beta 1, threshold 20).
 float Softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
 
-// Reads and validates tower tensors through a function from Hugging Face names to the stored
-// tensors (a checkpoint's own, or an mmproj's under llama.cpp's names).
-class FindReader {
- public:
-  FindReader(std::function<const TensorView*(const std::string&)> find, std::string source)
-      : find_(std::move(find)), source_(std::move(source)) {}
-
-  StatusOr<TensorView> Find(const std::string& name) const {
-    const TensorView* t = find_(name);
-    if (t == nullptr) return NotFoundError(source_ + ": missing audio tensor '" + name + "'");
-    return *t;
-  }
-
-  // A weight matrix [rows, cols] that ops::MatMul can multiply; a tensor of `shape` (a
-  // convolution kernel) is viewed as [rows, cols].
-  StatusOr<TensorView> Matrix(const std::string& name, int64_t rows, int64_t cols,
-                              const std::vector<int64_t>& shape = {}) const {
-    GEMMA4_ASSIGN_OR_RETURN(TensorView t, Find(name));
-    const std::vector<int64_t> want = shape.empty() ? std::vector<int64_t>{rows, cols} : shape;
-    if (t.shape != want) return ShapeError(t, name, want);
-    if (!IsComputeType(t.dtype) || (IsBlockType(t.dtype) && cols % 32 != 0)) {
-      return UnimplementedError(t.file + ": tensor '" + name + "' has dtype " + DTypeName(t.dtype) +
-                                ", which the audio tower cannot multiply");
-    }
-    t.shape = {rows, cols};
-    return t;
-  }
-
-  // A float tensor of the given shape widened to f32.
-  Status Vector(const std::string& name, const std::vector<int64_t>& shape,
-                std::vector<float>* out) const {
-    GEMMA4_ASSIGN_OR_RETURN(TensorView t, Find(name));
-    if (t.shape != shape) return ShapeError(t, name, shape);
-    if (IsBlockType(t.dtype) || !IsComputeType(t.dtype)) {
-      return UnimplementedError(t.file + ": tensor '" + name + "' must be F32, F16 or BF16, not " +
-                                DTypeName(t.dtype));
-    }
-    out->resize(t.numel());
-    ops::ToF32(t, 0, t.numel(), out->data());
-    return OkStatus();
-  }
-
-  // One float: a scalar in checkpoints, a 1-element tensor in mmproj files.
-  Status Scalar(const std::string& name, float* out) const {
-    GEMMA4_ASSIGN_OR_RETURN(TensorView t, Find(name));
-    if (t.numel() != 1 || IsBlockType(t.dtype) || !IsComputeType(t.dtype)) {
-      return InvalidArgumentError(t.file + ": tensor '" + name + "' must be one float, got " +
-                                  DTypeName(t.dtype) + " " + t.ShapeString());
-    }
-    ops::ToF32(t, 0, 1, out);
-    return OkStatus();
-  }
-
-  // NAME.linear.weight [rows, cols] and, when clipped, NAME.{input,output}_{min,max}.
-  Status Linear(const std::string& name, int64_t rows, int64_t cols, bool clipped,
-                ClippableLinear* out) const {
-    GEMMA4_ASSIGN_OR_RETURN(out->weight, Matrix(name + ".linear.weight", rows, cols));
-    out->clipped = clipped;
-    if (clipped) {
-      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".input_min", &out->input_min));
-      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".input_max", &out->input_max));
-      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".output_min", &out->output_min));
-      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".output_max", &out->output_max));
-    }
-    return OkStatus();
-  }
-
- private:
-  static Status ShapeError(const TensorView& t, const std::string& name,
-                           const std::vector<int64_t>& shape) {
-    TensorView want;
-    want.shape = shape;
-    return InvalidArgumentError(t.file + ": tensor '" + name + "' has shape " + t.ShapeString() +
-                                ", expected " + want.ShapeString());
-  }
-
-  std::function<const TensorView*(const std::string&)> find_;
-  std::string source_;
-};
-
 // nn.LayerNorm over the last `n` values without bias, in place, then ReLU.
 void LayerNormRelu(float* x, int64_t n, const float* weight, float eps) {
   double sum = 0.0;
@@ -223,7 +143,7 @@ Status AudioEncoder::LoadTensors(const std::function<const TensorView*(const std
           " frequency rows (subsampling_conv_channels[0] / 4) but " +
           std::to_string(features_.feature_size) + " mel bins give " + std::to_string(freq_out_));
     }
-    FindReader r(find, source);
+    TowerReader r(find, source, "audio");
     const std::string sub = std::string(kTower) + "subsample_conv_projection.";
     if (find(sub + "layer0.conv.weight") == nullptr) {
       return NotFoundError(source + ": no audio tower weights (model.audio_tower.*) in this file");

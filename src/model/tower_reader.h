@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,15 +39,22 @@ inline void ApplyClippableLinear(const ClippableLinear& l, float* x, int64_t s, 
   if (l.clipped) ClampInPlace(y, s * l.weight.shape[0], l.output_min, l.output_max);
 }
 
+// Reads and validates tower tensors through a function from Hugging Face names to the stored
+// tensors (a checkpoint's own, or an mmproj's under llama.cpp's names).
 class TowerReader {
  public:
-  // `what` names the tower in error messages ("audio", "vision").
-  TowerReader(const Checkpoint& ckpt, std::string what) : ckpt_(ckpt), what_(std::move(what)) {}
+  // `source` names the file, `what` the tower ("audio", "vision") in error messages.
+  TowerReader(std::function<const TensorView*(const std::string&)> find, std::string source,
+              std::string what)
+      : find_(std::move(find)), source_(std::move(source)), what_(std::move(what)) {}
+  TowerReader(const Checkpoint& ckpt, std::string what)
+      : TowerReader([&ckpt](const std::string& name) { return ckpt.Find(name); }, ckpt.path(),
+                    std::move(what)) {}
 
   StatusOr<TensorView> Find(const std::string& name) const {
-    const TensorView* t = ckpt_.Find(name);
+    const TensorView* t = find_(name);
     if (t == nullptr) {
-      return NotFoundError(ckpt_.path() + ": missing " + what_ + " tensor '" + name + "'");
+      return NotFoundError(source_ + ": missing " + what_ + " tensor '" + name + "'");
     }
     return *t;
   }
@@ -113,7 +121,8 @@ class TowerReader {
                                 ", expected " + want.ShapeString());
   }
 
-  const Checkpoint& ckpt_;
+  std::function<const TensorView*(const std::string&)> find_;
+  std::string source_;
   std::string what_;
 };
 

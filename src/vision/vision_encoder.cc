@@ -10,6 +10,7 @@
 
 #include "io/mapped_file.h"
 #include "model/checkpoint.h"
+#include "model/tower_reader.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
 #include "util/json.h"
@@ -31,92 +32,6 @@ std::string DirOf(const std::string& path) {
   return slash == std::string::npos ? "." : path.substr(0, slash);
 }
 
-class TowerReader {
- public:
-  TowerReader(std::function<const TensorView*(const std::string&)> find, std::string source)
-      : find_(std::move(find)), source_(std::move(source)) {}
-
-  StatusOr<TensorView> Matrix(const std::string& name, int64_t rows, int64_t cols) const {
-    GEMMA4_ASSIGN_OR_RETURN(TensorView t, Find(name));
-    if (t.shape != std::vector<int64_t>{rows, cols}) {
-      return InvalidArgumentError(t.file + ": tensor '" + name + "' has shape " + t.ShapeString() +
-                                  ", expected [" + std::to_string(rows) + ", " +
-                                  std::to_string(cols) + "]");
-    }
-    if (!IsComputeType(t.dtype) || (IsBlockType(t.dtype) && cols % 32 != 0)) {
-      return UnimplementedError(t.file + ": tensor '" + name + "' has dtype " + DTypeName(t.dtype) +
-                                ", which the vision tower cannot multiply");
-    }
-    return t;
-  }
-
-  // A float tensor of `count` values widened to f32.
-  Status Vector(const std::string& name, const std::vector<int64_t>& shape,
-                std::vector<float>* out) const {
-    GEMMA4_ASSIGN_OR_RETURN(TensorView t, Find(name));
-    if (t.shape != shape) {
-      TensorView want;
-      want.shape = shape;
-      return InvalidArgumentError(t.file + ": tensor '" + name + "' has shape " + t.ShapeString() +
-                                  ", expected " + want.ShapeString());
-    }
-    if (IsBlockType(t.dtype) || !IsComputeType(t.dtype)) {
-      return UnimplementedError(t.file + ": tensor '" + name + "' must be F32, F16 or BF16, not " +
-                                DTypeName(t.dtype));
-    }
-    out->resize(t.numel());
-    ops::ToF32(t, 0, t.numel(), out->data());
-    return OkStatus();
-  }
-
-  Status Scalar(const std::string& name, float* out) const {
-    GEMMA4_ASSIGN_OR_RETURN(TensorView t, Find(name));
-    if (t.numel() != 1 || IsBlockType(t.dtype) || !IsComputeType(t.dtype)) {
-      return InvalidArgumentError(t.file + ": tensor '" + name + "' must be one float, got " +
-                                  DTypeName(t.dtype) + " " + t.ShapeString());
-    }
-    ops::ToF32(t, 0, 1, out);
-    return OkStatus();
-  }
-
-  Status Linear(const std::string& name, int64_t rows, int64_t cols, bool clipped,
-                ClippedLinear* out) const {
-    GEMMA4_ASSIGN_OR_RETURN(out->weight, Matrix(name + ".linear.weight", rows, cols));
-    out->clipped = clipped;
-    if (clipped) {
-      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".input_min", &out->input_min));
-      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".input_max", &out->input_max));
-      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".output_min", &out->output_min));
-      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".output_max", &out->output_max));
-    }
-    return OkStatus();
-  }
-
- private:
-  StatusOr<TensorView> Find(const std::string& name) const {
-    const TensorView* t = find_(name);
-    if (t == nullptr) {
-      return NotFoundError(source_ + ": missing vision tensor '" + name + "'");
-    }
-    return *t;
-  }
-  std::function<const TensorView*(const std::string&)> find_;
-  std::string source_;
-};
-
-// torch.clamp(x, lo, hi): max then min, NaN kept.
-void Clamp(float* x, int64_t n, float lo, float hi) {
-  for (int64_t i = 0; i < n; ++i) x[i] = std::min(std::max(x[i], lo), hi);
-}
-
-// y[s, out] = clip_out(W clip_in(x)); x is clamped in place when the layer clips.
-void ApplyLinear(const ClippedLinear& l, float* x, int64_t s, int64_t in_dim, float* y,
-                 ThreadPool* pool) {
-  if (l.clipped) Clamp(x, s * in_dim, l.input_min, l.input_max);
-  ops::MatMul(l.weight, x, s, y, pool);
-  if (l.clipped) Clamp(y, s * l.weight.shape[0], l.output_min, l.output_max);
-}
-
 // Rotate-half RoPE over one contiguous part of `width` values with cos/sin of width / 2
 // frequencies (the part's angles repeat over its two halves).
 void RotateHalf(float* x, int width, const float* cos_t, const float* sin_t) {
@@ -135,7 +50,7 @@ StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::Load(const LoadedModel& 
   if (ckpt == nullptr) {
     return UnimplementedError(
         "this model was loaded from a GGUF file, which holds no vision tower; give the "
-        "llama.cpp mmproj file of the same model (mmproj files are not supported yet)");
+        "llama.cpp mmproj file of the same model (--mmproj, ModelOptions::mmproj_path)");
   }
   const json::Value* vc = ckpt->config_json().Find("vision_config");
   if (vc == nullptr || vc->is_null()) {
@@ -171,7 +86,7 @@ Status VisionEncoder::LoadTensors(const std::function<const TensorView*(const st
   const int64_t Hv = c.hidden_size, hd = c.head_dim, I = c.intermediate_size;
   const int64_t q_dim = int64_t{c.num_heads} * hd, kv_dim = int64_t{c.num_kv_heads} * hd;
   const int64_t patch_dim = int64_t{c.patch_size} * c.patch_size * 3;
-  TowerReader r(find, source);
+  TowerReader r(find, source, "vision");
   if (find(std::string(kTower) + "patch_embedder.input_proj.weight") == nullptr) {
     return NotFoundError(source + ": no vision tower weights in this file");
   }
@@ -454,10 +369,10 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool,
       }
       // Clamping the shared input in place is safe: q, k and v clamp it to their own bounds,
       // so each needs its own copy when clipping.
-      auto project = [&](const ClippedLinear& l, float* y) {
+      auto project = [&](const ClippableLinear& l, float* y) {
         if (l.clipped) {
           tmp.assign(normed.begin(), normed.end());
-          ApplyLinear(l, tmp.data(), N, Hv, y, pool);
+          ApplyClippableLinear(l, tmp.data(), N, Hv, y, pool);
         } else {
           ops::MatMul(l.weight, normed.data(), N, y, pool);
         }
@@ -505,7 +420,7 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool,
           ops::AttentionValues(scores.data(), N, nq, v.data() + g * hd, kv_dim, N, hd, o, q_dim);
         }
       });
-      ApplyLinear(lw.o_proj, attn.data(), N, q_dim, tmp.data(), pool);
+      ApplyClippableLinear(lw.o_proj, attn.data(), N, q_dim, tmp.data(), pool);
       for (int64_t t = 0; t < N; ++t) {
         float* h = tmp.data() + t * Hv;
         ops::RmsNorm(h, lw.post_attention_norm.data(), Hv, eps, h);
@@ -518,14 +433,14 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool,
         if (lw.gate_proj.clipped) {
           // gate and up clamp the same input to their own bounds.
           std::copy_n(in, n * Hv, up_in.data());
-          ApplyLinear(lw.gate_proj, in, n, Hv, gate.data(), pool);
-          ApplyLinear(lw.up_proj, up_in.data(), n, Hv, up.data(), pool);
+          ApplyClippableLinear(lw.gate_proj, in, n, Hv, gate.data(), pool);
+          ApplyClippableLinear(lw.up_proj, up_in.data(), n, Hv, up.data(), pool);
         } else {
           ops::MatMul(lw.gate_proj.weight, in, n, gate.data(), pool);
           ops::MatMul(lw.up_proj.weight, in, n, up.data(), pool);
         }
         ops::GeluMul(gate.data(), up.data(), gate.data(), n * I, pool);
-        ApplyLinear(lw.down_proj, gate.data(), n, I, tmp.data() + t0 * Hv, pool);
+        ApplyClippableLinear(lw.down_proj, gate.data(), n, I, tmp.data() + t0 * Hv, pool);
       }
       for (int64_t t = 0; t < N; ++t) {
         float* h = tmp.data() + t * Hv;

@@ -17,26 +17,19 @@
 #include "model/config.h"
 #include "model/model.h"
 #include "model/tensor.h"
+#include "model/tower_reader.h"
 #include "runtime/thread_pool.h"
 #include "vision/image_preprocess.h"
 
 namespace gemma4::vision {
 
-// A linear layer whose input and output may be clamped to learned bounds
-// (Gemma4ClippableLinear; the bounds are +-inf when use_clipped_linears is off).
-struct ClippedLinear {
-  TensorView weight;  // [out, in]
-  bool clipped = false;
-  float input_min = 0, input_max = 0, output_min = 0, output_max = 0;
-};
-
 struct VisionLayerWeights {
   std::vector<float> input_norm, post_attention_norm, pre_ffn_norm, post_ffn_norm;  // [Hv]
   std::vector<float> q_norm, k_norm;                                                // [hd]
-  ClippedLinear q_proj, k_proj, v_proj;  // [heads * hd, Hv]
-  ClippedLinear o_proj;                  // [Hv, heads * hd]
-  ClippedLinear gate_proj, up_proj;      // [I, Hv]
-  ClippedLinear down_proj;               // [Hv, I]
+  ClippableLinear q_proj, k_proj, v_proj;  // [heads * hd, Hv]
+  ClippableLinear o_proj;                  // [Hv, heads * hd]
+  ClippableLinear gate_proj, up_proj;      // [I, Hv]
+  ClippableLinear down_proj;               // [Hv, I]
 };
 
 class VisionEncoder {
