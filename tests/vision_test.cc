@@ -510,6 +510,10 @@ TEST(VisionSession, ImagesInTurnsReuseTheCacheOnlyForTheSameImage) {
     EXPECT_GT(second->prompt_tokens, 65) << name;  // the new image's block is processed
     EXPECT_LE(after_first, second->reused_tokens + second->prompt_tokens);
     EXPECT_EQ((*session)->history()[2].content[1].image->digest, h[0].content[1].image->digest);
+    // RGB pixels that are not width * height * 3 bytes are refused, never read past.
+    auto short_rgb = (*session)->Send(
+        {ContentPart::FromImage(Image::FromRgb(std::vector<uint8_t>(10, 7), 4, 4, 70))}, Greedy(1));
+    EXPECT_FALSE(short_rgb.ok());
     // Saving a session with images is refused, not silently lossy.
     EXPECT_FALSE((*session)->SaveState().ok());
   }

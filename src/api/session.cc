@@ -147,6 +147,26 @@ std::string Timestamp(double seconds) {
   return buf;
 }
 
+StatusOr<media::RgbImage> DecodeImagePart(const Image& image) {
+  const int sources = !image.path.empty() + !image.encoded.empty() + !image.rgb.empty();
+  if (sources != 1) {
+    return InvalidArgumentError("an Image needs exactly one of path, encoded bytes or rgb pixels");
+  }
+  if (!image.path.empty()) return media::LoadImageFile(image.path);
+  if (!image.encoded.empty()) return media::DecodeImage(image.encoded, "image bytes");
+  // The pixels must be exactly width * height * 3 bytes: never read past the caller's buffer.
+  if (image.width <= 0 || image.height <= 0 ||
+      image.rgb.size() / 3 / static_cast<size_t>(image.width) !=
+          static_cast<size_t>(image.height) ||
+      image.rgb.size() != static_cast<size_t>(image.width) * image.height * 3) {
+    return InvalidArgumentError("Image::rgb holds " + std::to_string(image.rgb.size()) +
+                                " bytes, not width * height * 3 for " +
+                                std::to_string(image.width) + "x" + std::to_string(image.height));
+  }
+  return media::ImageFromPixels(image.rgb.data(), image.width, image.height, 3,
+                                int64_t{image.width} * 3);
+}
+
 double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
 }
@@ -511,20 +531,7 @@ Status SessionImpl::EncodeMedia(Turn* turn) {
     if (!part.image.has_value()) continue;
     Image& image = *part.image;
     if (m_.vision == nullptr) return m_.vision_status;
-    StatusOr<media::RgbImage> decoded = InvalidArgumentError("an image without pixels");
-    const int sources = !image.path.empty() + !image.encoded.empty() + !image.rgb.empty();
-    if (sources != 1) {
-      return InvalidArgumentError(
-          "an Image needs exactly one of path, encoded bytes or rgb pixels");
-    }
-    if (!image.path.empty()) {
-      decoded = media::LoadImageFile(image.path);
-    } else if (!image.encoded.empty()) {
-      decoded = media::DecodeImage(image.encoded, "image bytes");
-    } else {
-      decoded = media::ImageFromPixels(image.rgb.data(), image.width, image.height, 3,
-                                       int64_t{image.width} * 3);
-    }
+    StatusOr<media::RgbImage> decoded = DecodeImagePart(image);
     if (!decoded.ok()) return decoded.status();
     const int budget = image.max_soft_tokens > 0 ? image.max_soft_tokens
                                                  : m_.vision->config().default_max_soft_tokens;
@@ -550,21 +557,6 @@ Status SessionImpl::EncodeMedia(Turn* turn) {
   }
   return OkStatus();
 }
-
-namespace {
-
-StatusOr<media::RgbImage> DecodeImagePart(const Image& image) {
-  const int sources = !image.path.empty() + !image.encoded.empty() + !image.rgb.empty();
-  if (sources != 1) {
-    return InvalidArgumentError("an Image needs exactly one of path, encoded bytes or rgb pixels");
-  }
-  if (!image.path.empty()) return media::LoadImageFile(image.path);
-  if (!image.encoded.empty()) return media::DecodeImage(image.encoded, "image bytes");
-  return media::ImageFromPixels(image.rgb.data(), image.width, image.height, 3,
-                                int64_t{image.width} * 3);
-}
-
-}  // namespace
 
 Status SessionImpl::EncodeVideo(Video* video) {
   if (m_.vision == nullptr) return m_.vision_status;
