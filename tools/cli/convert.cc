@@ -123,11 +123,29 @@ Status RunQuantize(int argc, char** argv) {
                  ? "mmproj-" + dst
                  : dst.substr(0, slash + 1) + "mmproj-" + dst.substr(slash + 1);
   }
+  // A tower the checkpoint declares but that cannot be used (damaged, or shaped as transformers
+  // itself could not run) is left out with a warning: the text model is written either way.
+  if (auto usable = vision::VisionEncoder::Load(*model); !usable.ok()) {
+    std::fprintf(stderr,
+                 "gemma4 quantize: warning: no mmproj written: the vision tower cannot be "
+                 "used (%s)\n",
+                 usable.status().message().c_str());
+    return OkStatus();
+  }
   GEMMA4_RETURN_IF_ERROR(vision::WriteVisionMmproj(*model, matrix_type, mmproj, &pool));
   // E2B/E4B: the audio tower joins the vision tower in the same file, as llama.cpp's converter
   // writes it.
   const json::Value* ac = ckpt->config_json().Find("audio_config");
-  const bool audio = ac != nullptr && !ac->is_null();
+  bool audio = ac != nullptr && !ac->is_null();
+  if (audio) {
+    if (auto usable = audio::AudioEncoder::Load(*model); !usable.ok()) {
+      std::fprintf(stderr,
+                   "gemma4 quantize: warning: the audio tower cannot be used and is not "
+                   "in the mmproj (%s)\n",
+                   usable.status().message().c_str());
+      audio = false;
+    }
+  }
   if (audio) {
     GEMMA4_RETURN_IF_ERROR(
         audio::WriteAudioMmproj(*model, matrix_type, mmproj, &pool, /*add_to=*/mmproj));
