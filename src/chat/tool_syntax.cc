@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <unordered_map>
 
 #include "chat/chat_template.h"
 
@@ -21,11 +22,16 @@ std::string Lower(std::string_view s) {
 }
 
 // Jinja's dictsort: by key, case-insensitively (Python's str.lower, ASCII here), stable.
+// Each key is lowered once (not in every comparison).
 std::vector<const std::pair<std::string, json::Value>*> DictSort(const Object& o) {
+  std::vector<std::pair<std::string, const std::pair<std::string, json::Value>*>> keyed;
+  keyed.reserve(o.size());
+  for (const auto& kv : o) keyed.emplace_back(Lower(kv.first), &kv);
+  std::stable_sort(keyed.begin(), keyed.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<const std::pair<std::string, json::Value>*> items;
-  for (const auto& kv : o) items.push_back(&kv);
-  std::stable_sort(items.begin(), items.end(),
-                   [](const auto* a, const auto* b) { return Lower(a->first) < Lower(b->first); });
+  items.reserve(keyed.size());
+  for (const auto& k : keyed) items.push_back(k.second);
   return items;
 }
 
@@ -486,6 +492,9 @@ class CallParser {
     if (c == '{') {
       ++pos_;
       Object object;
+      // Key -> index in `object`, so that a repeated key is found in O(1) (a linear scan made
+      // a call with n keys cost O(n^2)).
+      std::unordered_map<std::string, size_t> index;
       SkipSpace();
       if (Consume("}")) {
         *out = json::Value::MakeObject();
@@ -498,15 +507,12 @@ class CallParser {
         if (!Consume(":")) return Error("expected ':' after key \"" + key + "\"");
         json::Value value;
         GEMMA4_RETURN_IF_ERROR(ParseValue(&value, depth + 1));
-        bool replaced = false;
-        for (auto& kv : object) {
-          if (kv.first == key) {
-            kv.second = std::move(value);  // last one wins, as in Python dicts
-            replaced = true;
-            break;
-          }
+        const auto [it, inserted] = index.try_emplace(key, object.size());
+        if (inserted) {
+          object.emplace_back(std::move(key), std::move(value));
+        } else {
+          object[it->second].second = std::move(value);  // last one wins, as in Python dicts
         }
-        if (!replaced) object.emplace_back(std::move(key), std::move(value));
         SkipSpace();
         if (Consume(",")) continue;
         if (Consume("}")) break;
