@@ -6,8 +6,36 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
+#include <new>
 #include <string>
+
+// Allocation failure on demand: while g_allocation_budget is non-negative, every operator new
+// in this thread draws its size from it; the first one that does not fit throws std::bad_alloc
+// (once: what the unwinding frees is available again, as under a real memory limit).
+namespace {
+thread_local long long g_allocation_budget = -1;
+
+void* Allocate(std::size_t size) {
+  if (g_allocation_budget >= 0) {
+    if (static_cast<long long>(size) > g_allocation_budget) {
+      g_allocation_budget = -1;
+      throw std::bad_alloc();
+    }
+    g_allocation_budget -= static_cast<long long>(size);
+  }
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+}  // namespace
+
+void* operator new(std::size_t size) { return Allocate(size); }
+void* operator new[](std::size_t size) { return Allocate(size); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 
 namespace gemma4::json {
 namespace {
@@ -436,6 +464,49 @@ TEST(JsonTest, MutableAccess) {
   v.mutable_object().emplace_back("b", Value::String("x"));
   v.mutable_object()[0].second.mutable_array().push_back(Value::Integer(2));
   EXPECT_EQ(v.Serialize(), R"({"a":[1,2],"b":"x"})");
+}
+
+TEST(JsonTest, DepthLimitIsTheDocumentedConstant) {
+  EXPECT_EQ(kMaxDepth, 256);
+  std::string ok(kMaxDepth, '['), too_deep(kMaxDepth + 1, '[');
+  ok += std::string(kMaxDepth, ']');
+  too_deep += std::string(kMaxDepth + 1, ']');
+  EXPECT_TRUE(Parse(ok).ok());
+  EXPECT_FALSE(Parse(too_deep).ok());
+}
+
+// Running out of memory while building the document is a ResourceExhausted status (it was a
+// std::bad_alloc that aborted the CLI).
+TEST(JsonTest, OutOfMemoryIsAStatus) {
+  std::string big = "[";
+  for (int i = 0; i < 100000; ++i)
+    big += (i ? ",\"" : "\"") + std::to_string(i) + "xxxxxxxxxxxxxxxxxxxx\"";
+  big += "]";
+  for (long long budget : {0LL, 100LL, 4096LL, 1LL << 20}) {
+    g_allocation_budget = budget;
+    StatusOr<Value> v = Parse(big, "big.json");
+    g_allocation_budget = -1;
+    ASSERT_FALSE(v.ok()) << "budget " << budget;
+    EXPECT_EQ(v.status().code(), StatusCode::kResourceExhausted) << v.status().ToString();
+    EXPECT_TRUE(Contains(v.status().message(), "big.json: out of memory while parsing"))
+        << v.status().message();
+  }
+  // With memory to spare the same document parses.
+  StatusOr<Value> v = Parse(big, "big.json");
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ(v->as_array().size(), 100000u);
+}
+
+// A value holds only its own alternative (it held all of them: 104 bytes each).
+TEST(JsonTest, ValuesAreSmall) {
+  EXPECT_LE(sizeof(Value), 48u);
+  Value v = Value::Integer(7);
+  EXPECT_TRUE(v.is_integer());
+  v = Value::String("s");
+  EXPECT_FALSE(v.is_number());
+  EXPECT_EQ(v.as_number(), 0.0);
+  EXPECT_TRUE(v.mutable_array().empty());  // becomes an empty array
+  EXPECT_TRUE(v.is_array());
 }
 
 }  // namespace

@@ -7,12 +7,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
+#include <stdexcept>
 #include <unordered_set>
 
 namespace gemma4::json {
 namespace {
-
-constexpr int kMaxDepth = 256;
 
 const std::string& EmptyString() {
   static const std::string* s = new std::string();
@@ -376,80 +376,83 @@ class Parser {
 
 Value Value::Bool(bool b) {
   Value v;
-  v.type_ = Type::kBool;
-  v.bool_ = b;
+  v.data_ = b;
   return v;
 }
 
 Value Value::Number(double d) {
   Value v;
-  v.type_ = Type::kNumber;
-  v.number_ = d;
+  v.data_ = NumberData{d, 0, false};
   return v;
 }
 
 Value Value::Integer(int64_t i) {
   Value v;
-  v.type_ = Type::kNumber;
-  v.number_ = static_cast<double>(i);
-  v.integer_ = i;
-  v.is_integer_ = true;
+  v.data_ = NumberData{static_cast<double>(i), i, true};
   return v;
 }
 
 Value Value::String(std::string s) {
   Value v;
-  v.type_ = Type::kString;
-  v.string_ = std::move(s);
+  v.data_ = std::move(s);
   return v;
 }
 
 Value Value::MakeArray(Array a) {
   Value v;
-  v.type_ = Type::kArray;
-  v.array_ = std::move(a);
+  v.data_ = std::move(a);
   return v;
 }
 
 Value Value::MakeObject(Object o) {
   Value v;
-  v.type_ = Type::kObject;
-  v.object_ = std::move(o);
+  v.data_ = std::move(o);
   return v;
 }
 
 const std::string& Value::as_string() const {
-  return type_ == Type::kString ? string_ : EmptyString();
+  return is_string() ? std::get<std::string>(data_) : EmptyString();
 }
 
 const Value::Array& Value::as_array() const {
   static const Array* empty = new Array();
-  return type_ == Type::kArray ? array_ : *empty;
+  return is_array() ? std::get<Array>(data_) : *empty;
 }
 
 const Value::Object& Value::as_object() const {
   static const Object* empty = new Object();
-  return type_ == Type::kObject ? object_ : *empty;
+  return is_object() ? std::get<Object>(data_) : *empty;
+}
+
+Value::Array& Value::mutable_array() {
+  if (!is_array()) data_ = Array();
+  return std::get<Array>(data_);
+}
+
+Value::Object& Value::mutable_object() {
+  if (!is_object()) data_ = Object();
+  return std::get<Object>(data_);
 }
 
 bool Value::GetInt64(int64_t* out) const {
-  if (type_ != Type::kNumber) return false;
-  if (is_integer_) {
-    *out = integer_;
+  if (!is_number()) return false;
+  const NumberData& n = std::get<NumberData>(data_);
+  if (n.is_integer) {
+    *out = n.integer;
     return true;
   }
   // 2^63 as a double; values at or beyond it do not fit.
-  if (std::isfinite(number_) && std::floor(number_) == number_ &&
-      std::fabs(number_) < 9.2233720368547758e18) {
-    *out = static_cast<int64_t>(number_);
+  if (std::isfinite(n.value) && std::floor(n.value) == n.value &&
+      std::fabs(n.value) < 9.2233720368547758e18) {
+    *out = static_cast<int64_t>(n.value);
     return true;
   }
   return false;
 }
 
 const Value* Value::Find(std::string_view key) const {
-  if (type_ != Type::kObject) return nullptr;
-  for (const auto& m : object_) {
+  if (!is_object()) return nullptr;
+  for (const auto& m : std::get<Object>(data_)) {
     if (m.first == key) return &m.second;
   }
   return nullptr;
@@ -495,49 +498,62 @@ void AppendQuoted(std::string_view s, std::string* out) {
 
 std::string Value::Serialize() const {
   std::string out;
-  switch (type_) {
+  switch (type()) {
     case Type::kNull:
       return "null";
     case Type::kBool:
-      return bool_ ? "true" : "false";
+      return as_bool() ? "true" : "false";
     case Type::kNumber: {
-      if (is_integer_) return std::to_string(integer_);
-      if (!std::isfinite(number_)) return "null";
+      const NumberData& n = std::get<NumberData>(data_);
+      if (n.is_integer) return std::to_string(n.integer);
+      if (!std::isfinite(n.value)) return "null";
       // Shortest text that round-trips; a float stays a float (1000.0, not 1000).
       char buf[64];
-      const auto r = std::to_chars(buf, buf + sizeof(buf), number_);
+      const auto r = std::to_chars(buf, buf + sizeof(buf), n.value);
       std::string text(buf, r.ptr);
       if (text.find_first_of(".e") == std::string::npos) text += ".0";
       return text;
     }
     case Type::kString:
-      AppendQuoted(string_, &out);
+      AppendQuoted(as_string(), &out);
       return out;
-    case Type::kArray:
+    case Type::kArray: {
+      const Array& array = as_array();
       out.push_back('[');
-      for (size_t i = 0; i < array_.size(); ++i) {
+      for (size_t i = 0; i < array.size(); ++i) {
         if (i) out.push_back(',');
-        out += array_[i].Serialize();
+        out += array[i].Serialize();
       }
       out.push_back(']');
       return out;
-    case Type::kObject:
+    }
+    case Type::kObject: {
+      const Object& object = as_object();
       out.push_back('{');
-      for (size_t i = 0; i < object_.size(); ++i) {
+      for (size_t i = 0; i < object.size(); ++i) {
         if (i) out.push_back(',');
-        AppendQuoted(object_[i].first, &out);
+        AppendQuoted(object[i].first, &out);
         out.push_back(':');
-        out += object_[i].second.Serialize();
+        out += object[i].second.Serialize();
       }
       out.push_back('}');
       return out;
+    }
   }
   return out;
 }
 
 StatusOr<Value> Parse(std::string_view text, std::string_view source) {
-  Parser parser(text, source);
-  return parser.ParseDocument();
+  // The document is built in memory: a large one can fail to allocate (a memory limit, a
+  // hostile input). That is the caller's error to report, never an exception.
+  try {
+    Parser parser(text, source);
+    return parser.ParseDocument();
+  } catch (const std::bad_alloc&) {
+  } catch (const std::length_error&) {
+  }
+  return ResourceExhaustedError(std::string(source) + ": out of memory while parsing " +
+                                std::to_string(text.size()) + " bytes of JSON");
 }
 
 }  // namespace gemma4::json
