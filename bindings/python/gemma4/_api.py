@@ -1,4 +1,5 @@
 """ctypes declarations of capi/gemma4.h and a Pythonic layer over them."""
+import atexit
 import ctypes
 import ctypes.util
 import enum
@@ -442,6 +443,43 @@ class Reply:
         return f"Reply(text={self.text!r}, stop_reason={self.stop_reason.name})"
 
 
+class _StreamState:
+    """One Session.stream() call: its worker thread and whether it was told to stop."""
+
+    def __init__(self, session):
+        self.session = session
+        self.worker = None
+        self.stop = False
+        self.result = {}
+
+    def finish(self):
+        """Cancels the reply if it is still being generated and waits for the worker."""
+        if self.worker is not None and self.worker.is_alive():
+            self.stop = True
+            self.session.cancel()
+        if self.worker is not None:
+            self.worker.join()
+        with _live_streams_lock:
+            _live_streams.discard(self)
+
+
+# Streams whose worker may still run. A daemon thread still inside the library when the
+# interpreter finalizes is torn down mid-call (forced unwinding through C++ frames aborts the
+# process: "FATAL: exception not rethrown"), so every stream still alive at exit, e.g. an
+# iterator kept after `break`, is cancelled and joined first. atexit handlers run before
+# daemon threads are stopped.
+_live_streams = set()
+_live_streams_lock = threading.Lock()
+
+
+@atexit.register
+def _finish_live_streams():
+    with _live_streams_lock:
+        states = list(_live_streams)
+    for state in states:
+        state.finish()
+
+
 class Session:
     """A conversation. Not thread-safe except cancel(); several sessions may share a Model."""
 
@@ -564,24 +602,28 @@ class Session:
 
     def stream(self, text, **options):
         """Iterates (kind, piece) while the reply is generated (on a worker thread). The final
-        Reply is in self.last_reply afterwards. Stopping the iteration early cancels."""
+        Reply is in self.last_reply afterwards. Stopping the iteration early cancels: at once
+        when the iterator is closed or collected, and at interpreter exit for an iterator kept
+        alive after `break` (its worker is cancelled and joined before Python shuts down)."""
         pieces = queue.Queue()
         done = object()
-        result = {}
+        state = _StreamState(self)
 
         def on_text(kind, piece):
             pieces.put((kind, piece))
-            return not result.get("stop", False)
+            return not state.stop
 
         def run():
             try:
-                result["reply"] = self.send(text, on_text=on_text, **options)
+                state.result["reply"] = self.send(text, on_text=on_text, **options)
             except Exception as e:
-                result["error"] = e
+                state.result["error"] = e
             pieces.put(done)
 
-        worker = threading.Thread(target=run, daemon=True)
-        worker.start()
+        state.worker = threading.Thread(target=run, daemon=True)
+        with _live_streams_lock:
+            _live_streams.add(state)
+        state.worker.start()
         try:
             while True:
                 item = pieces.get()
@@ -589,13 +631,10 @@ class Session:
                     break
                 yield item
         finally:
-            if worker.is_alive():
-                result["stop"] = True
-                self.cancel()
-            worker.join()
-        if "error" in result and not result.get("stop"):
-            raise result["error"]
-        self.last_reply = result.get("reply")
+            state.finish()
+        if "error" in state.result and not state.stop:
+            raise state.result["error"]
+        self.last_reply = state.result.get("reply")
 
     def cancel(self):
         """Thread-safe: stops a send() running on another thread."""

@@ -207,3 +207,25 @@ def test_video_frames_in_a_turn():
     assert reply.prompt_tokens > 3 * 65
     with pytest.raises(gemma4.Error):
         chat.send([gemma4.Video(list(reversed(frames)))], max_tokens=1)
+
+
+def test_stream_kept_after_break_exits_cleanly():
+    # An iterator kept alive after `break` still has its worker inside the library; at exit
+    # the interpreter must cancel and join it rather than tear the thread down mid-call
+    # (which aborted the process: "FATAL: exception not rethrown", exit status 134).
+    import subprocess
+    import sys
+    script = (
+        "import gemma4\n"
+        "model = gemma4.Model(%r, threads=1, tokenizer_path=%r)\n"
+        "session = gemma4.Session(model)\n"
+        "it = session.stream('Tell me a long story.', max_tokens=400, temperature=0,\n"
+        "                    logit_bias=%r)\n"
+        "for kind, piece in it:\n"
+        "    break\n"
+        "print('kept', flush=True)\n" % (MODEL, TOKENIZER, NO_STOP))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, env=os.environ.copy())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "kept\n"
+    assert "FATAL" not in done.stderr
