@@ -144,16 +144,28 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
       "model " + path +
       " has no audio tower: it cannot take recordings (E2B and E4B hear; 26B "
       "and 31B do not)");
+  // Ollama's one-file GGUFs carry the towers inline: the model file is its own mmproj. Those
+  // towers, like a checkpoint's, leave the text model usable when they cannot be.
+  const bool towers_inline = options.mmproj_path.empty() && impl->loaded->is_gguf() &&
+                             (impl->loaded->HasGgufTensor("v.patch_embd.weight") ||
+                              impl->loaded->HasGgufTensor("a.conv1d.0.weight"));
+  const std::string& mmproj_path = towers_inline ? path : options.mmproj_path;
+  const Checkpoint* ckpt = impl->loaded->checkpoint();
   bool mmproj_has_tower = false;
-  if (!options.mmproj_path.empty()) {
-    auto vision = vision::VisionEncoder::LoadMmproj(options.mmproj_path, c.hidden_size);
+  if (!mmproj_path.empty()) {
+    auto vision = vision::VisionEncoder::LoadMmproj(mmproj_path, c.hidden_size);
     if (vision.ok()) {
       impl->vision = std::move(vision).value();
       mmproj_has_tower = true;
+    } else if (towers_inline) {
+      if (impl->loaded->HasGgufTensor("v.patch_embd.weight")) {
+        impl->vision_status = Status(vision.status().code(), "the vision tower cannot be used: " +
+                                                                 vision.status().message());
+      }
     } else if (vision.status().code() != StatusCode::kNotFound) {
       return vision.status();
     }
-  } else if (const Checkpoint* ckpt = impl->loaded->checkpoint(); ckpt != nullptr) {
+  } else if (ckpt != nullptr) {
     const json::Value* vc = ckpt->config_json().Find("vision_config");
     if (vc != nullptr && !vc->is_null()) {
       auto vision = vision::VisionEncoder::Load(*impl->loaded);
@@ -170,22 +182,28 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
     info.vision = true;
     info.default_image_tokens = impl->vision->config().default_max_soft_tokens;
   }
-  if (!options.mmproj_path.empty()) {
-    // The same mmproj may hold the audio tower (E2B/E4B files from llama.cpp's converter).
-    auto audio = audio::AudioEncoder::LoadMmproj(options.mmproj_path, c.hidden_size);
+  if (!mmproj_path.empty()) {
+    // The same file may hold the audio tower (E2B/E4B mmproj files from llama.cpp's converter,
+    // Ollama blobs).
+    auto audio = audio::AudioEncoder::LoadMmproj(mmproj_path, c.hidden_size);
     if (audio.ok()) {
       impl->audio = std::move(audio).value();
       impl->audio_status = OkStatus();
       info.audio = true;
       mmproj_has_tower = true;
+    } else if (towers_inline) {
+      if (impl->loaded->HasGgufTensor("a.conv1d.0.weight")) {
+        impl->audio_status = Status(audio.status().code(),
+                                    "the audio tower cannot be used: " + audio.status().message());
+      }
     } else if (audio.status().code() != StatusCode::kNotFound) {
       return audio.status();
     }
-    if (!mmproj_has_tower) {
+    if (!mmproj_has_tower && !towers_inline) {
       return NotFoundError(options.mmproj_path +
                            ": no Gemma 4 vision (gemma4v) or audio (gemma4a) tower in this file");
     }
-  } else if (const Checkpoint* ckpt = impl->loaded->checkpoint(); ckpt != nullptr) {
+  } else if (ckpt != nullptr) {
     const json::Value* ac = ckpt->config_json().Find("audio_config");
     if (ac != nullptr && !ac->is_null()) {
       auto audio = audio::AudioEncoder::Load(*impl->loaded);

@@ -90,6 +90,10 @@ void FeedForward(const AudioLayerWeights::FeedForward& w, const AudioConfig& c, 
 
 StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::Load(const LoadedModel& model) {
   const Checkpoint* ckpt = model.checkpoint();
+  if (ckpt == nullptr && model.HasGgufTensor("a.conv1d.0.weight")) {
+    // An Ollama blob: the tower is inline, stored as in an mmproj.
+    return LoadMmproj(model.source_path(), model.config().hidden_size);
+  }
   if (ckpt == nullptr) {
     return UnimplementedError(
         "this model was loaded from a GGUF file, which holds no audio tower; give the llama.cpp "
@@ -310,10 +314,33 @@ std::string AudioProjectorType(const gguf::File& f) {
   return type.empty() ? MetaString(f, "clip.audio.projector_type") : type;
 }
 
+// Ollama's name (convert_gemma4.go) of an audio tensor given llama.cpp's: the subsampler's
+// input projection, the tower's output projection and four per-block tensors differ (its
+// llama.cpp compatibility layer, handle_gemma4_clip, renames them the other way).
+std::string OllamaAudioName(const std::string& llama) {
+  if (llama == "a.input_projection.weight") return "a.pre_encode.out.weight";
+  if (llama == "a.pre_encode.out.weight") return "mm.a.fc.weight";
+  if (llama == "a.pre_encode.out.bias") return "mm.a.fc.bias";
+  if (llama.rfind("a.blk.", 0) != 0) return llama;
+  const size_t dot = llama.find('.', 6);
+  if (dot == std::string::npos) return llama;
+  const std::string blk = llama.substr(0, dot + 1), leaf = llama.substr(dot + 1);
+  static const std::pair<const char*, const char*> kLeaves[] = {
+      {"attn_pre_norm.weight", "ln1.weight"},
+      {"attn_post_norm.weight", "ln2.weight"},
+      {"ln2.weight", "layer_pre_norm.weight"},
+      {"attn_k_rel.weight", "linear_pos.weight"},
+  };
+  for (const auto& [from, to] : kLeaves) {
+    if (leaf == from) return blk + to;
+  }
+  return llama;
+}
+
 }  // namespace
 
 bool AudioEncoder::GgufHasAudio(const gguf::File& file) {
-  return AudioProjectorType(file) == "gemma4a";
+  return AudioProjectorType(file) == "gemma4a" || IsOllamaGemma4Blob(file, "a.conv1d.0.weight");
 }
 
 StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::LoadMmproj(const std::string& path,
@@ -321,7 +348,11 @@ StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::LoadMmproj(const std::stri
   auto enc = std::unique_ptr<AudioEncoder>(new AudioEncoder());
   GEMMA4_ASSIGN_OR_RETURN(enc->mmproj_, gguf::File::Open(path));
   const gguf::File& f = *enc->mmproj_;
-  const std::string type = AudioProjectorType(f);
+  // An Ollama blob holds the text model too; its audio settings are gemma4.audio.*, the
+  // projector's width is the text model's embedding_length, and five tensor names differ.
+  const bool ollama = IsOllamaGemma4Blob(f, "a.conv1d.0.weight");
+  const std::string key = ollama ? "gemma4.audio." : "clip.audio.";
+  const std::string type = ollama ? "gemma4a" : AudioProjectorType(f);
   if (type != "gemma4a") {
     if (type == "gemma4ua") {
       return UnimplementedError(path +
@@ -349,17 +380,18 @@ StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::LoadMmproj(const std::stri
     return OkStatus();
   };
   AudioConfig& c = enc->config_;  // what the file does not carry keeps the defaults
-  GEMMA4_RETURN_IF_ERROR(u32("clip.audio.embedding_length", &c.hidden_size, true, 1 << 16));
-  GEMMA4_RETURN_IF_ERROR(u32("clip.audio.block_count", &c.num_layers, true, 1024));
-  GEMMA4_RETURN_IF_ERROR(u32("clip.audio.attention.head_count", &c.num_heads, true, 1024));
+  GEMMA4_RETURN_IF_ERROR(u32(key + "embedding_length", &c.hidden_size, true, 1 << 16));
+  GEMMA4_RETURN_IF_ERROR(u32(key + "block_count", &c.num_layers, true, 1024));
+  GEMMA4_RETURN_IF_ERROR(u32(key + "attention.head_count", &c.num_heads, true, 1024));
   int ffn = 4 * c.hidden_size;
-  GEMMA4_RETURN_IF_ERROR(u32("clip.audio.feed_forward_length", &ffn, false, 1 << 20));
+  GEMMA4_RETURN_IF_ERROR(u32(key + "feed_forward_length", &ffn, false, 1 << 20));
   if (ffn != 4 * c.hidden_size) {
-    return InvalidArgumentError(path + ": clip.audio.feed_forward_length " + std::to_string(ffn) +
+    return InvalidArgumentError(path + ": " + key + "feed_forward_length " + std::to_string(ffn) +
                                 " is not 4 x embedding_length " + std::to_string(c.hidden_size));
   }
   int projection = text_hidden;
-  GEMMA4_RETURN_IF_ERROR(u32("clip.audio.projection_dim", &projection, false, 1 << 20));
+  GEMMA4_RETURN_IF_ERROR(u32(ollama ? "gemma4.embedding_length" : "clip.audio.projection_dim",
+                             &projection, false, 1 << 20));
   if (projection != text_hidden) {
     return InvalidArgumentError(path + ": the audio projector outputs " +
                                 std::to_string(projection) +
@@ -375,8 +407,8 @@ StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::LoadMmproj(const std::stri
   }
   std::unordered_map<std::string, const TensorView*> by_name;
   for (const TensorView& t : f.tensors()) by_name[t.name] = &t;
-  auto find = [&by_name](const std::string& hf) -> const TensorView* {
-    auto it = by_name.find(MmprojName(hf));
+  auto find = [&by_name, ollama](const std::string& hf) -> const TensorView* {
+    auto it = by_name.find(ollama ? OllamaAudioName(MmprojName(hf)) : MmprojName(hf));
     return it == by_name.end() ? nullptr : it->second;
   };
   // Dimensions the metadata lacks, from the tensor shapes.

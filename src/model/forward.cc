@@ -578,10 +578,22 @@ void InferenceState::Moe(const LayerWeights& lw, int64_t s, const float* residua
       std::copy_n(xin.data() + tokens[r].first * H, H, xe.data() + r * H);
     }
     gu.resize(n * 2 * Ie);
-    ops::MatMul(lw.experts_gate_up.RowSlice(e * 2 * Ie, 2 * Ie), xe.data(), n, gu.data(), pool_);
     act.resize(n * Ie);
-    for (int64_t r = 0; r < n; ++r) {
-      ops::GeluMul(gu.data() + r * 2 * Ie, gu.data() + r * 2 * Ie + Ie, act.data() + r * Ie, Ie);
+    if (lw.experts_gate_up.data != nullptr) {
+      // gu [n, 2 * Ie]: each row the gate's Ie values, then up's.
+      ops::MatMul(lw.experts_gate_up.RowSlice(e * 2 * Ie, 2 * Ie), xe.data(), n, gu.data(), pool_);
+      for (int64_t r = 0; r < n; ++r) {
+        ops::GeluMul(gu.data() + r * 2 * Ie, gu.data() + r * 2 * Ie + Ie, act.data() + r * Ie, Ie);
+      }
+    } else {
+      // Gate and up stored apart: gu holds gate [n, Ie], then up [n, Ie].
+      float* g = gu.data();
+      float* u = gu.data() + n * Ie;
+      ops::MatMul(lw.experts_gate.RowSlice(e * Ie, Ie), xe.data(), n, g, pool_);
+      ops::MatMul(lw.experts_up.RowSlice(e * Ie, Ie), xe.data(), n, u, pool_);
+      for (int64_t r = 0; r < n; ++r) {
+        ops::GeluMul(g + r * Ie, u + r * Ie, act.data() + r * Ie, Ie);
+      }
     }
     y.resize(n * H);
     ops::MatMul(lw.experts_down.RowSlice(e * H, H), act.data(), n, y.data(), pool_);

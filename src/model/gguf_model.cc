@@ -304,6 +304,8 @@ std::string GgufTensorName(const std::string& hf) {
       {"router.scale", "ffn_gate_inp.scale"},
       {"router.per_expert_scale", "ffn_down_exps.scale"},
       {"experts.gate_up_proj", "ffn_gate_up_exps.weight"},
+      {"experts.gate_proj", "ffn_gate_exps.weight"},  // Ollama: gate and up apart
+      {"experts.up_proj", "ffn_up_exps.weight"},
       {"experts.down_proj", "ffn_down_exps.weight"},
       {"pre_feedforward_layernorm_2.weight", "pre_ffw_norm_2.weight"},
       {"post_feedforward_layernorm_1.weight", "post_ffw_norm_1.weight"},

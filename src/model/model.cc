@@ -87,13 +87,19 @@ const std::string& LoadedModel::source_path() const {
 
 const TensorView* LoadedModel::FindWeight(const std::string& hf_name) const {
   if (gguf_ != nullptr) {
-    auto it = gguf_tensors_.find(GgufTensorName(hf_name));
+    const std::string stored = GgufTensorName(hf_name);
+    auto it = gguf_tensors_.find(stored);
+    if (it == gguf_tensors_.end() && stored.ends_with(".ffn_down_exps.scale")) {
+      // Ollama's name for the per-expert scale.
+      it = gguf_tensors_.find(stored.substr(0, stored.size() - 20) +
+                              ".ffn_gate_inp.per_expert_scale");
+    }
     return it == gguf_tensors_.end() ? nullptr : it->second;
   }
   return checkpoint_->Find(prefix_ + hf_name);
 }
 
-std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c) {
+std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c, bool split_expert_gate_up) {
   std::vector<TensorSpec> specs;
   const int64_t H = c.hidden_size, L = c.num_layers, P = c.ple_dim;
   auto add = [&](std::string name, std::vector<int64_t> shape, bool optional = false) {
@@ -132,7 +138,12 @@ std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c) {
       add(p + "router.proj.weight", {E, H});
       add(p + "router.scale", {H});
       add(p + "router.per_expert_scale", {E});
-      add(p + "experts.gate_up_proj", {E, 2 * Ie, H});
+      if (split_expert_gate_up) {
+        add(p + "experts.gate_proj", {E, Ie, H});
+        add(p + "experts.up_proj", {E, Ie, H});
+      } else {
+        add(p + "experts.gate_up_proj", {E, 2 * Ie, H});
+      }
       add(p + "experts.down_proj", {E, H, Ie});
       add(p + "pre_feedforward_layernorm_2.weight", {H});
       add(p + "post_feedforward_layernorm_1.weight", {H});
@@ -166,7 +177,9 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
   }
   // Find and validate every tensor first; then wire them into the per-layer structs.
   std::unordered_map<std::string, TensorView> found;
-  for (const TensorSpec& spec : ExpectedTensors(c)) {
+  const bool split_expert_gate_up = c.moe && HasGgufTensor("blk.0.ffn_gate_exps.weight") &&
+                                    !HasGgufTensor("blk.0.ffn_gate_up_exps.weight");
+  for (const TensorSpec& spec : ExpectedTensors(c, split_expert_gate_up)) {
     const std::string stored = gguf_ != nullptr ? GgufTensorName(spec.name) : prefix_ + spec.name;
     const TensorView* t = FindWeight(spec.name);
     TensorView expected;
@@ -373,6 +386,8 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     vec(p + "router.scale", &lw.router_scale);
     vec(p + "router.per_expert_scale", &lw.per_expert_scale);
     lw.experts_gate_up = matrix(p + "experts.gate_up_proj");
+    lw.experts_gate = matrix(p + "experts.gate_proj");
+    lw.experts_up = matrix(p + "experts.up_proj");
     lw.experts_down = matrix(p + "experts.down_proj");
     vec(p + "pre_feedforward_layernorm_2.weight", &lw.pre_ffn_norm_2);
     vec(p + "post_feedforward_layernorm_1.weight", &lw.post_ffn_norm_1);
@@ -411,7 +426,8 @@ std::vector<const TensorView*> LoadedModel::PerTokenMatrices() const {
 
 KvType LoadedModel::DefaultKvType() const {
   for (const LayerWeights& l : weights_.layers) {
-    for (const TensorView* t : {&l.q_proj, &l.o_proj, &l.gate_proj, &l.experts_gate_up}) {
+    for (const TensorView* t :
+         {&l.q_proj, &l.o_proj, &l.gate_proj, &l.experts_gate_up, &l.experts_gate}) {
       if (t->data != nullptr && IsBlockType(t->dtype)) return KvType::kF16;
     }
   }
@@ -426,7 +442,9 @@ uint64_t LoadedModel::DecodeBytesPerToken() const {
   for (const TensorView* t : PerTokenMatrices()) total += t->nbytes;
   if (c.moe) {
     for (const LayerWeights& l : w.layers) {
-      total += (l.experts_gate_up.nbytes + l.experts_down.nbytes) * c.top_k_experts / c.num_experts;
+      total += (l.experts_gate_up.nbytes + l.experts_gate.nbytes + l.experts_up.nbytes +
+                l.experts_down.nbytes) *
+               c.top_k_experts / c.num_experts;
     }
   }
   return total;

@@ -32,10 +32,14 @@ struct LayerWeights {
   TensorView gate_proj, up_proj;                       // [I, H]
   TensorView down_proj;                                // [H, I]
   // MoE (26B-A4B): router and experts beside the dense MLP.
-  TensorView router_proj;                                               // [E, H]
-  std::vector<float> router_scale;                                      // [H]
-  std::vector<float> per_expert_scale;                                  // [E]
-  TensorView experts_gate_up;                                           // [E, 2*Ie, H]
+  TensorView router_proj;               // [E, H]
+  std::vector<float> router_scale;      // [H]
+  std::vector<float> per_expert_scale;  // [E]
+  TensorView experts_gate_up;           // [E, 2*Ie, H]
+  // Ollama's blobs store the expert gate and up projections apart; then experts_gate_up is
+  // empty and these hold them.
+  TensorView experts_gate;                                              // [E, Ie, H]
+  TensorView experts_up;                                                // [E, Ie, H]
   TensorView experts_down;                                              // [E, H, Ie]
   std::vector<float> pre_ffn_norm_2, post_ffn_norm_1, post_ffn_norm_2;  // [H]
   // Per-Layer Embeddings.
@@ -61,7 +65,10 @@ struct TensorSpec {
   bool optional = false;  // layer_scalar (absent means 1)
 };
 // Every text weight of a model with this configuration, in load order.
-std::vector<TensorSpec> ExpectedTensors(const ModelConfig& config);
+// split_expert_gate_up: the MoE expert gate and up projections as two tensors (Ollama's
+// GGUFs) instead of Hugging Face's fused gate_up_proj.
+std::vector<TensorSpec> ExpectedTensors(const ModelConfig& config,
+                                        bool split_expert_gate_up = false);
 
 class LoadedModel {
  public:
@@ -78,6 +85,13 @@ class LoadedModel {
   // checkpoints, "" in GGUF files (names are mapped, see gguf_model.h).
   const std::string& text_prefix() const { return prefix_; }
   bool is_gguf() const { return gguf_ != nullptr; }
+  // The GGUF file or checkpoint directory the model was loaded from.
+  const std::string& source_path() const;
+  // Whether a GGUF model file holds a tensor of this (stored) name, e.g. the inline towers of
+  // an Ollama blob.
+  bool HasGgufTensor(const std::string& name) const {
+    return gguf_ != nullptr && gguf_tensors_.count(name) > 0;
+  }
   // The Hugging Face checkpoint the model came from (its encoders load from it too); null for
   // a GGUF file.
   const Checkpoint* checkpoint() const { return checkpoint_.get(); }
@@ -104,7 +118,6 @@ class LoadedModel {
   Status LoadWeights(ThreadPool* pool);
   // The tensor holding the text weight with Hugging Face name `hf_name` (without prefix).
   const TensorView* FindWeight(const std::string& hf_name) const;
-  const std::string& source_path() const;
 
   std::function<bool(float)> progress_;  // during Load only
   std::unique_ptr<Checkpoint> checkpoint_;

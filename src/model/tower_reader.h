@@ -11,12 +11,28 @@
 #include <vector>
 
 #include "gemma4/status.h"
+#include "io/gguf.h"
 #include "model/checkpoint.h"
 #include "model/tensor.h"
 #include "ops/ops.h"
 #include "runtime/thread_pool.h"
 
 namespace gemma4 {
+
+// Ollama's one-file Gemma 4 blobs (its convert_gemma4.go): architecture "gemma4" with the
+// towers' tensors inline (v.*, a.*, mm.*) and their settings under gemma4.vision.* and
+// gemma4.audio.* instead of an mmproj's clip.* keys. `tower_tensor` is one tensor every such
+// tower has (v.patch_embd.weight, a.conv1d.0.weight).
+inline bool IsOllamaGemma4Blob(const gguf::File& f, const std::string& tower_tensor) {
+  const gguf::Value* arch = f.Find("general.architecture");
+  if (arch == nullptr || arch->type != gguf::ValueType::kString || arch->s != "gemma4") {
+    return false;
+  }
+  for (const TensorView& t : f.tensors()) {
+    if (t.name == tower_tensor) return true;
+  }
+  return false;
+}
 
 // A linear layer whose input and output may be clamped to learned bounds
 // (Gemma4ClippableLinear; no clamping when use_clipped_linears is off).

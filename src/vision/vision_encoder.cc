@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <limits>
 #include <new>
 #include <unordered_map>
@@ -47,6 +48,10 @@ void RotateHalf(float* x, int width, const float* cos_t, const float* sin_t) {
 
 StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::Load(const LoadedModel& model) {
   const Checkpoint* ckpt = model.checkpoint();
+  if (ckpt == nullptr && model.HasGgufTensor("v.patch_embd.weight")) {
+    // An Ollama blob: the tower is inline, stored as in an mmproj.
+    return LoadMmproj(model.source_path(), model.config().hidden_size);
+  }
   if (ckpt == nullptr) {
     return UnimplementedError(
         "this model was loaded from a GGUF file, which holds no vision tower; give the "
@@ -163,8 +168,6 @@ Status VisionEncoder::LoadTensors(const std::function<const TensorView*(const st
   return OkStatus();
 }
 
-namespace {}  // namespace
-
 // llama.cpp's name (converter + clip.cpp) of a vision tensor given its Hugging Face name.
 std::string VisionEncoder::MmprojName(const std::string& hf) {
   auto starts = [&](const std::string& p) { return hf.rfind(p, 0) == 0; };
@@ -220,15 +223,58 @@ std::string MetaString(const gguf::File& f, const std::string& key) {
 
 bool VisionEncoder::GgufHasVision(const gguf::File& file) {
   return MetaString(file, "clip.vision.projector_type") == "gemma4v" ||
-         MetaString(file, "clip.projector_type") == "gemma4v";
+         MetaString(file, "clip.projector_type") == "gemma4v" ||
+         IsOllamaGemma4Blob(file, "v.patch_embd.weight");
 }
+
+namespace {
+
+// Ollama packs the clip bounds of every vision linear into one F32 tensor v.clamp_data:
+// [layers][q, k, v, out, gate, up, down][input_min, input_max, output_min, output_max], then
+// 4 floats for the projector (unused: Gemma 4's projector does not clip). Its files also carry
+// the bounds as 1-element tensors under llama.cpp's names; this serves files without them.
+// Returns 1-element views into the packed tensor under those names.
+StatusOr<std::deque<TensorView>> UnpackOllamaClampData(const TensorView& packed, int layers) {
+  static const char* const kLinears[] = {"attn_q",   "attn_k", "attn_v",  "attn_out",
+                                         "ffn_gate", "ffn_up", "ffn_down"};
+  static const char* const kBounds[] = {"input_min", "input_max", "output_min", "output_max"};
+  const int64_t want = (int64_t{layers} * 7 + 1) * 4;
+  if (packed.dtype != DType::kF32 || packed.numel() != want) {
+    return InvalidArgumentError(packed.file + ": v.clamp_data is " + DTypeName(packed.dtype) + " " +
+                                packed.ShapeString() + ", expected F32 [" + std::to_string(want) +
+                                "] for " + std::to_string(layers) + " layers");
+  }
+  std::deque<TensorView> views;
+  for (int layer = 0; layer < layers; ++layer) {
+    for (int li = 0; li < 7; ++li) {
+      for (int bi = 0; bi < 4; ++bi) {
+        TensorView v;
+        v.name = "v.blk." + std::to_string(layer) + "." + kLinears[li] + "." + kBounds[bi];
+        v.dtype = DType::kF32;
+        v.shape = {1};
+        v.data = packed.data + ((int64_t{layer} * 7 + li) * 4 + bi) * sizeof(float);
+        v.nbytes = sizeof(float);
+        v.file = packed.file;
+        views.push_back(std::move(v));
+      }
+    }
+  }
+  return views;
+}
+
+}  // namespace
 
 StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::LoadMmproj(const std::string& path,
                                                                    int text_hidden) {
   auto enc = std::unique_ptr<VisionEncoder>(new VisionEncoder());
   GEMMA4_ASSIGN_OR_RETURN(enc->mmproj_, gguf::File::Open(path));
   const gguf::File& f = *enc->mmproj_;
-  const std::string type = MetaString(f, "clip.vision.projector_type").empty()
+  // An Ollama blob holds the text model too; its vision settings are gemma4.vision.* and the
+  // projector's width is the text model's embedding_length.
+  const bool ollama = IsOllamaGemma4Blob(f, "v.patch_embd.weight");
+  const std::string key = ollama ? "gemma4.vision." : "clip.vision.";
+  const std::string type = ollama ? "gemma4v"
+                           : MetaString(f, "clip.vision.projector_type").empty()
                                ? MetaString(f, "clip.projector_type")
                                : MetaString(f, "clip.vision.projector_type");
   if (type != "gemma4v") {
@@ -253,25 +299,34 @@ StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::LoadMmproj(const std::st
     return OkStatus();
   };
   VisionConfig& c = enc->config_;
-  GEMMA4_RETURN_IF_ERROR(u32("clip.vision.embedding_length", &c.hidden_size, true));
-  GEMMA4_RETURN_IF_ERROR(u32("clip.vision.feed_forward_length", &c.intermediate_size, true));
-  GEMMA4_RETURN_IF_ERROR(u32("clip.vision.block_count", &c.num_layers, true));
-  GEMMA4_RETURN_IF_ERROR(u32("clip.vision.attention.head_count", &c.num_heads, true));
+  GEMMA4_RETURN_IF_ERROR(u32(key + "embedding_length", &c.hidden_size, true));
+  GEMMA4_RETURN_IF_ERROR(u32(key + "feed_forward_length", &c.intermediate_size, true));
+  GEMMA4_RETURN_IF_ERROR(u32(key + "block_count", &c.num_layers, true));
+  GEMMA4_RETURN_IF_ERROR(u32(key + "attention.head_count", &c.num_heads, true));
   c.num_kv_heads = c.num_heads;
-  GEMMA4_RETURN_IF_ERROR(u32("clip.vision.attention.head_count_kv", &c.num_kv_heads, false));
+  GEMMA4_RETURN_IF_ERROR(u32(key + "attention.head_count_kv", &c.num_kv_heads, false));
   c.head_dim = c.hidden_size / c.num_heads;
-  GEMMA4_RETURN_IF_ERROR(u32("clip.vision.attention.head_dim", &c.head_dim, false));
-  GEMMA4_RETURN_IF_ERROR(u32("clip.vision.patch_size", &c.patch_size, true));
-  GEMMA4_RETURN_IF_ERROR(u32("clip.vision.projector.scale_factor", &c.pooling_kernel_size, false));
+  GEMMA4_RETURN_IF_ERROR(u32(key + "attention.head_dim", &c.head_dim, false));
+  GEMMA4_RETURN_IF_ERROR(u32(key + "patch_size", &c.patch_size, true));
+  GEMMA4_RETURN_IF_ERROR(u32(key + "projector.scale_factor", &c.pooling_kernel_size, false));
+  if (ollama) {
+    int channels = 3;
+    GEMMA4_RETURN_IF_ERROR(u32(key + "num_channels", &channels, false));
+    if (channels != 3) {
+      return InvalidArgumentError(path + ": gemma4.vision.num_channels is " +
+                                  std::to_string(channels) + "; Gemma 4 sees RGB (3)");
+    }
+  }
   int projection = text_hidden;
-  GEMMA4_RETURN_IF_ERROR(u32("clip.vision.projection_dim", &projection, false));
+  GEMMA4_RETURN_IF_ERROR(
+      u32(ollama ? "gemma4.embedding_length" : "clip.vision.projection_dim", &projection, false));
   if (projection != text_hidden) {
     return InvalidArgumentError(path + ": the vision projector outputs " +
                                 std::to_string(projection) +
                                 " values per soft token, the text model's hidden size is " +
                                 std::to_string(text_hidden) + " (an mmproj of another model?)");
   }
-  if (const gguf::Value* eps = f.Find("clip.vision.attention.layer_norm_epsilon");
+  if (const gguf::Value* eps = f.Find(key + "attention.layer_norm_epsilon");
       eps != nullptr && eps->IsFloat()) {
     c.rms_norm_eps = static_cast<float>(eps->f);
   }
@@ -280,6 +335,12 @@ StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::LoadMmproj(const std::st
   }
   std::unordered_map<std::string, const TensorView*> by_name;
   for (const TensorView& t : f.tensors()) by_name[t.name] = &t;
+  std::deque<TensorView> unpacked_bounds;  // views into v.clamp_data, read while loading
+  if (auto packed = by_name.find("v.clamp_data");
+      packed != by_name.end() && by_name.count("v.blk.0.attn_q.input_min") == 0) {
+    GEMMA4_ASSIGN_OR_RETURN(unpacked_bounds, UnpackOllamaClampData(*packed->second, c.num_layers));
+    for (const TensorView& v : unpacked_bounds) by_name[v.name] = &v;
+  }
   auto find = [&by_name](const std::string& hf) -> const TensorView* {
     auto it = by_name.find(MmprojName(hf));
     return it == by_name.end() ? nullptr : it->second;
