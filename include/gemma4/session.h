@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "gemma4/model.h"
@@ -100,9 +101,16 @@ struct Turn {
   std::string thought;  // model turns: the thought channel (kept here, stripped from the prompt)
   std::vector<ToolCall> tool_calls;
   std::vector<ToolResult> tool_results;
-  // Model turns: the ids generated for `text`, reused verbatim when the conversation is
-  // re-rendered so the KV cache stays valid (empty for other turns).
+  // Model turns: the ids generated for `text` (empty for other turns).
   std::vector<int32_t> text_tokens;
+  // Model turns: every id after "<|turn>model\n" as the KV cache holds it: the 26B/31B empty
+  // thought channel, thoughts, text, tool calls as generated and tool responses as fed. The
+  // conversation's next prompt is built on these ids (not on a re-rendering of `text` and
+  // `tool_calls`), so a next turn processes only its new tokens. thought_spans ([begin, end)
+  // into `tokens`) are the thought channels, which later prompts drop as the official template
+  // does: the next turn then re-processes this turn from its first thought on, never more.
+  std::vector<int32_t> tokens;
+  std::vector<std::pair<int32_t, int32_t>> thought_spans;
   // User turns with media: every part in order (`text` then holds the text parts joined).
   std::vector<ContentPart> content;
 };
@@ -208,6 +216,11 @@ class Session {
 
   const std::vector<Turn>& history() const;
   int64_t context_tokens() const;  // tokens in the KV cache
+  // The ids the KV cache holds, position by position: exactly what the model has seen (media
+  // rows appear as their placeholder ids). Text from users, system prompts, tool declarations
+  // and tool results is always tokenized as text: control-token strings in it (e.g. "<turn|>")
+  // never appear here as control ids.
+  const std::vector<int32_t>& context_token_ids() const;
   int64_t max_context() const;
 
   SessionImpl& impl() { return *impl_; }

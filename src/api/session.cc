@@ -18,6 +18,7 @@
 #include "media/image.h"
 #include "media/video_file.h"
 #include "model/forward.h"
+#include "tokenizer/tokenizer_impl.h"
 #include "util/json.h"
 #include "vision/image_preprocess.h"
 
@@ -30,8 +31,120 @@ json::Value ParseOr(const std::string& text, json::Value fallback) {
   return v.ok() ? std::move(*v) : std::move(fallback);
 }
 
-// History turns as the OpenAI-style messages RenderChat takes.
-std::vector<json::Value> ToMessages(const std::vector<Turn>& history) {
+// Conversation content (user, system, tool text) goes into the template escaped, so that
+// nothing in it can act as markup: every byte that could begin a special token (and \x01, the
+// escape byte itself) becomes \x01 L <byte in decimal> \x02; a model turn's recorded ids are
+// represented by \x01 S <index> \x02. Once rendered, Unmark turns the text back into bytes plus
+// a literal flag per byte (flagged bytes never start or belong to a special token) and the
+// splice points. Escaped strings keep their whitespace, sort order aside only for '<'.
+class ContentEscaper {
+ public:
+  explicit ContentEscaper(const TokenizerImpl& tokenizer) {
+    for (int b = 0; b < 256; ++b) {
+      protect_[b] = b == 0x01 || tokenizer.StartsSpecialToken(static_cast<unsigned char>(b));
+    }
+  }
+  std::string Escape(std::string_view text) const {
+    std::string out;
+    out.reserve(text.size());
+    for (char c : text) {
+      const unsigned char b = static_cast<unsigned char>(c);
+      if (protect_[b]) {
+        out += "\x01L" + std::to_string(b) + "\x02";
+      } else {
+        out += c;
+      }
+    }
+    return out;
+  }
+  json::Value Escape(const json::Value& v) const {
+    if (v.is_string()) return json::Value::String(Escape(v.as_string()));
+    if (v.is_array()) {
+      json::Value::Array items;
+      for (const json::Value& item : v.as_array()) items.push_back(Escape(item));
+      return json::Value::MakeArray(std::move(items));
+    }
+    if (v.is_object()) {
+      json::Value::Object members;
+      for (const auto& [key, value] : v.as_object())
+        members.emplace_back(Escape(key), Escape(value));
+      return json::Value::MakeObject(std::move(members));
+    }
+    return v;
+  }
+  static std::string SpliceMarker(size_t index) { return "\x01S" + std::to_string(index) + "\x02"; }
+
+ private:
+  bool protect_[256] = {};
+};
+
+// The ids of escaped text with spliced id runs: special tokens only where the template wrote
+// them, content always as text.
+StatusOr<std::vector<int32_t>> EncodeMarked(const TokenizerImpl& tokenizer, std::string_view marked,
+                                            const std::vector<std::vector<int32_t>>& splices) {
+  std::vector<int32_t> ids;
+  std::string plain;
+  std::vector<uint8_t> literal;
+  auto flush = [&] {
+    tokenizer.Encode(plain, /*add_special_tokens=*/false, &ids, &literal);
+    plain.clear();
+    literal.clear();
+  };
+  for (size_t i = 0; i < marked.size(); ++i) {
+    if (marked[i] != '\x01') {
+      plain += marked[i];
+      literal.push_back(0);
+      continue;
+    }
+    const size_t close = marked.find('\x02', i);
+    if (close == std::string_view::npos || close < i + 3) {
+      return InternalError("rendered prompt: unterminated content marker");
+    }
+    const char kind = marked[i + 1];
+    size_t value = 0;
+    for (size_t k = i + 2; k < close; ++k) {
+      if (marked[k] < '0' || marked[k] > '9') {
+        return InternalError("rendered prompt: bad content marker");
+      }
+      value = value * 10 + static_cast<size_t>(marked[k] - '0');
+      if (value > (size_t{1} << 40)) return InternalError("rendered prompt: bad content marker");
+    }
+    if (kind == 'L' && value < 256) {
+      plain += static_cast<char>(value);
+      literal.push_back(1);
+    } else if (kind == 'S' && value < splices.size()) {
+      flush();
+      ids.insert(ids.end(), splices[value].begin(), splices[value].end());
+    } else {
+      return InternalError("rendered prompt: bad content marker");
+    }
+    i = close;
+  }
+  flush();
+  return ids;
+}
+
+// A model turn's recorded ids as the next prompt holds them: its thought channels dropped, as
+// the official template drops the thoughts of turns before the last user turn.
+std::vector<int32_t> ModelTurnIds(const Turn& t) {
+  std::vector<int32_t> out;
+  size_t pos = 0;
+  for (const auto& [begin, end] : t.thought_spans) {
+    const size_t b = std::min<size_t>(static_cast<size_t>(begin), t.tokens.size());
+    const size_t e = std::min<size_t>(static_cast<size_t>(end), t.tokens.size());
+    if (b < pos || e < b) continue;
+    out.insert(out.end(), t.tokens.begin() + static_cast<std::ptrdiff_t>(pos),
+               t.tokens.begin() + static_cast<std::ptrdiff_t>(b));
+    pos = e;
+  }
+  out.insert(out.end(), t.tokens.begin() + static_cast<std::ptrdiff_t>(pos), t.tokens.end());
+  return out;
+}
+
+// History turns as the OpenAI-style messages RenderChat takes, content escaped. A model turn
+// with recorded ids becomes a splice marker (its ids appended to *splices).
+std::vector<json::Value> ToMessages(const std::vector<Turn>& history, const ContentEscaper& esc,
+                                    std::vector<std::vector<int32_t>>* splices) {
   std::vector<json::Value> out;
   for (const Turn& t : history) {
     json::Value::Object m;
@@ -39,8 +152,14 @@ std::vector<json::Value> ToMessages(const std::vector<Turn>& history) {
                        : t.role == Role::kUser ? "user"
                                                : "assistant";
     m.emplace_back("role", json::Value::String(role));
+    if (t.role == Role::kModel && !t.tokens.empty()) {
+      m.emplace_back("content", json::Value::String(ContentEscaper::SpliceMarker(splices->size())));
+      splices->push_back(ModelTurnIds(t));
+      out.push_back(json::Value::MakeObject(std::move(m)));
+      continue;
+    }
     if (t.content.empty()) {
-      m.emplace_back("content", json::Value::String(t.text));
+      m.emplace_back("content", json::Value::String(esc.Escape(t.text)));
     } else {
       json::Value::Array parts;
       for (const ContentPart& part : t.content) {
@@ -53,7 +172,7 @@ std::vector<json::Value> ToMessages(const std::vector<Turn>& history) {
           item.emplace_back("type", json::Value::String("video"));
         } else {
           item.emplace_back("type", json::Value::String("text"));
-          item.emplace_back("text", json::Value::String(part.text));
+          item.emplace_back("text", json::Value::String(esc.Escape(part.text)));
         }
         parts.push_back(json::Value::MakeObject(std::move(item)));
       }
@@ -63,8 +182,9 @@ std::vector<json::Value> ToMessages(const std::vector<Turn>& history) {
       json::Value::Array calls;
       for (const ToolCall& c : t.tool_calls) {
         json::Value::Object f;
-        f.emplace_back("name", json::Value::String(c.name));
-        f.emplace_back("arguments", ParseOr(c.arguments_json, json::Value::MakeObject()));
+        f.emplace_back("name", json::Value::String(esc.Escape(c.name)));
+        f.emplace_back("arguments",
+                       esc.Escape(ParseOr(c.arguments_json, json::Value::MakeObject())));
         json::Value::Object call;
         call.emplace_back("type", json::Value::String("function"));
         call.emplace_back("function", json::Value::MakeObject(std::move(f)));
@@ -76,8 +196,9 @@ std::vector<json::Value> ToMessages(const std::vector<Turn>& history) {
       json::Value::Array responses;
       for (const ToolResult& r : t.tool_results) {
         json::Value::Object o;
-        o.emplace_back("name", json::Value::String(r.name));
-        o.emplace_back("response", ParseOr(r.response_json, json::Value::String(r.response_json)));
+        o.emplace_back("name", json::Value::String(esc.Escape(r.name)));
+        o.emplace_back("response",
+                       esc.Escape(ParseOr(r.response_json, json::Value::String(r.response_json))));
         responses.push_back(json::Value::MakeObject(std::move(o)));
       }
       m.emplace_back("tool_responses", json::Value::MakeArray(std::move(responses)));
@@ -212,24 +333,14 @@ StatusOr<RenderedPrompt> SessionImpl::RenderPrompt(bool thinking) const {
   render.enable_thinking = thinking;
   render.add_generation_prompt = true;
   render.bos_token = m_.tokenizer->TokenString(m_.special.bos);
-  // A model answer is rendered as a placeholder and replaced by the ids the model generated
-  // for it, so the prompt matches the KV cache even where re-tokenizing the text would give
-  // different ids. Only when the template would render the text unchanged (no surrounding
-  // whitespace to trim) and the ids decode to exactly that text.
-  std::vector<Turn> turns = history_;
-  std::vector<const std::vector<int32_t>*> spliced;
-  for (size_t i = 0; i < turns.size(); ++i) {
-    Turn& t = turns[i];
-    if (t.role != Role::kModel || t.text_tokens.empty() || t.text.empty()) continue;
-    if (chat::PythonStrip(t.text) != t.text || t.text.find('\x01') != std::string::npos ||
-        t.text.find("<|channel>") != std::string::npos ||
-        m_.tokenizer->Decode(t.text_tokens, /*skip_special_tokens=*/true) != t.text) {
-      continue;
-    }
-    t.text = "\x01" + std::to_string(spliced.size()) + "\x02";
-    spliced.push_back(&history_[i].text_tokens);
-  }
-  GEMMA4_ASSIGN_OR_RETURN(std::string text, chat::RenderChat(ToMessages(turns), tools, render));
+  const ContentEscaper esc(m_.tokenizer->impl());
+  for (json::Value& tool : tools) tool = esc.Escape(tool);
+  // Model turns are their recorded ids (what the KV cache holds), so the prompt matches the
+  // cache wherever the template would re-render a turn differently (tool-call arguments in
+  // sorted key order, trimmed text, the 26B/31B empty thought channel).
+  std::vector<std::vector<int32_t>> spliced;
+  GEMMA4_ASSIGN_OR_RETURN(std::string text,
+                          chat::RenderChat(ToMessages(history_, esc, &spliced), tools, render));
   // Videos are expanded in the text, as the processor does (the timestamps are text): each
   // <|video|> the template wrote becomes "mm:ss <|image>" + <|video|> x n + "<image|>" per
   // frame, joined by spaces.
@@ -269,22 +380,8 @@ StatusOr<RenderedPrompt> SessionImpl::RenderPrompt(bool thinking) const {
       text.swap(expanded);
     }
   }
-  std::vector<int32_t> ids;
-  size_t pos = 0;
-  while (true) {
-    const size_t open = text.find('\x01', pos);
-    const std::string_view segment(text.data() + pos,
-                                   (open == std::string::npos ? text.size() : open) - pos);
-    const std::vector<int32_t> part = m_.tokenizer->Encode(segment);
-    ids.insert(ids.end(), part.begin(), part.end());
-    if (open == std::string::npos) break;
-    const size_t close = text.find('\x02', open);
-    if (close == std::string::npos) return InternalError("unterminated answer placeholder");
-    const size_t index = std::stoul(text.substr(open + 1, close - open - 1));
-    if (index >= spliced.size()) return InternalError("bad answer placeholder");
-    ids.insert(ids.end(), spliced[index]->begin(), spliced[index]->end());
-    pos = close + 1;
-  }
+  GEMMA4_ASSIGN_OR_RETURN(std::vector<int32_t> ids,
+                          EncodeMarked(m_.tokenizer->impl(), text, spliced));
   // Media: each <|image|> the template wrote becomes <|image> + <|image|> x rows + <image|>,
   // in the order of the history's images (what transformers' processor does to the text).
   std::vector<const Image*> images;
@@ -423,30 +520,55 @@ Status SessionImpl::FeedPrompt(const RenderedPrompt& prompt, size_t begin) {
                                   std::to_string(max_context_));
   }
   const int64_t H = m_.loaded->config().hidden_size;
-  std::vector<uint8_t> embedded(n, 0);
+  // One forward chunk per call, so that Cancel() takes effect within a chunk during prefill.
+  const size_t step = static_cast<size_t>(std::max<int64_t>(1, state_->max_chunk()));
+  std::vector<uint8_t> embedded;
   std::vector<float> embeddings;
-  for (size_t i = 0; i < n; ++i) {
-    if (const float* row = prompt.rows[begin + i]; row != nullptr) {
-      embedded[i] = 1;
-      embeddings.insert(embeddings.end(), row, row + H);
+  for (size_t at = begin; at < prompt.size();) {
+    if (cancel_.load(std::memory_order_relaxed)) {
+      return CancelledError("cancelled while processing the prompt, " + std::to_string(at - begin) +
+                            " of " + std::to_string(n) + " tokens in");
     }
+    size_t end = std::min(prompt.size(), at + step);
+    // A bidirectional block lies inside one call: stop before a block the chunk would cut, or
+    // take the whole block when it starts the chunk (it fits: see SyncPrompt).
+    if (end < prompt.size() && prompt.block[end] >= 0 &&
+        prompt.block[end - 1] == prompt.block[end]) {
+      size_t block_start = end;
+      while (block_start > at && prompt.block[block_start - 1] == prompt.block[end]) --block_start;
+      if (block_start > at) {
+        end = block_start;
+      } else {
+        while (end < prompt.size() && prompt.block[end] == prompt.block[at]) ++end;
+      }
+    }
+    embedded.assign(end - at, 0);
+    embeddings.clear();
+    for (size_t i = at; i < end; ++i) {
+      if (const float* row = prompt.rows[i]; row != nullptr) {
+        embedded[i - at] = 1;
+        embeddings.insert(embeddings.end(), row, row + H);
+      }
+    }
+    ForwardInput input;
+    input.ids = prompt.ids.data() + at;
+    input.n = static_cast<int64_t>(end - at);
+    if (!embeddings.empty()) {
+      input.embedded = embedded.data();
+      input.embeddings = embeddings.data();
+    }
+    if (prompt.longest_block > 0) input.block = prompt.block.data() + at;
+    {
+      std::lock_guard<std::mutex> lock(m_.compute_mutex);
+      GEMMA4_RETURN_IF_ERROR(state_->Forward(
+          input, end == prompt.size() ? LogitsMode::kLast : LogitsMode::kNone, &logits_));
+    }
+    tokens_.insert(tokens_.end(), prompt.ids.begin() + static_cast<std::ptrdiff_t>(at),
+                   prompt.ids.begin() + static_cast<std::ptrdiff_t>(end));
+    keys_.insert(keys_.end(), prompt.keys.begin() + static_cast<std::ptrdiff_t>(at),
+                 prompt.keys.begin() + static_cast<std::ptrdiff_t>(end));
+    at = end;
   }
-  ForwardInput input;
-  input.ids = prompt.ids.data() + begin;
-  input.n = static_cast<int64_t>(n);
-  if (!embeddings.empty()) {
-    input.embedded = embedded.data();
-    input.embeddings = embeddings.data();
-  }
-  if (prompt.longest_block > 0) input.block = prompt.block.data() + begin;
-  {
-    std::lock_guard<std::mutex> lock(m_.compute_mutex);
-    GEMMA4_RETURN_IF_ERROR(state_->Forward(input, LogitsMode::kLast, &logits_));
-  }
-  tokens_.insert(tokens_.end(), prompt.ids.begin() + static_cast<std::ptrdiff_t>(begin),
-                 prompt.ids.end());
-  keys_.insert(keys_.end(), prompt.keys.begin() + static_cast<std::ptrdiff_t>(begin),
-               prompt.keys.end());
   return OkStatus();
 }
 
@@ -470,6 +592,13 @@ Status SessionImpl::SyncPrompt(const RenderedPrompt& prompt, Reply* reply) {
   while (common > 0 && common < prompt.size() && prompt.block[common] >= 0 &&
          prompt.block[common - 1] == prompt.block[common]) {
     --common;
+  }
+  if (common < tokens_.size() && !state_->CanTruncateTo(static_cast<int64_t>(common))) {
+    // A model turn's thoughts are dropped from the next prompt: the cache returns to where the
+    // thought began (remembered when it opened), which the sliding-window rings alone could
+    // not do past max_chunk positions.
+    const int64_t point = state_->rewind_point();
+    if (point >= 0 && static_cast<size_t>(point) <= common) common = static_cast<size_t>(point);
   }
   if (common < tokens_.size()) {
     if (state_->CanTruncateTo(static_cast<int64_t>(common))) {
@@ -512,7 +641,9 @@ StatusOr<Reply> SessionImpl::Send(std::vector<ContentPart> content,
   }
   if (media) {
     user.content = std::move(content);
-    GEMMA4_RETURN_IF_ERROR(EncodeMedia(&user));
+    Status encoded = EncodeMedia(&user);
+    if (encoded.code() == StatusCode::kCancelled) cancel_.store(false, std::memory_order_relaxed);
+    GEMMA4_RETURN_IF_ERROR(encoded);
   }
   return SendTurn(std::move(user), options);
 }
@@ -520,6 +651,9 @@ StatusOr<Reply> SessionImpl::Send(std::vector<ContentPart> content,
 Status SessionImpl::EncodeMedia(Turn* turn) {
   const ModelConfig& c = m_.loaded->config();
   for (ContentPart& part : turn->content) {
+    if (cancel_.load(std::memory_order_relaxed)) {
+      return CancelledError("cancelled while encoding the turn's media");
+    }
     if (part.audio.has_value()) {
       GEMMA4_RETURN_IF_ERROR(EncodeAudio(&*part.audio));
       continue;
@@ -586,6 +720,9 @@ Status SessionImpl::EncodeVideo(Video* video) {
   int width = 0, height = 0;
   double last = -1;
   for (VideoFrame& frame : video->frames) {
+    if (cancel_.load(std::memory_order_relaxed)) {
+      return CancelledError("cancelled while encoding a video's frames");
+    }
     if (!(frame.seconds >= last) || !(frame.seconds < 1e7)) {
       return InvalidArgumentError("video frames must come in time order with finite timestamps");
     }
@@ -665,28 +802,35 @@ StatusOr<Reply> SessionImpl::SendTurn(Turn user, const GenerateOptions& options)
   GEMMA4_RETURN_IF_ERROR(ValidateSamplerOptions(SamplerFor(options)));
   if (options.max_tokens < 1)
     return InvalidArgumentError("GenerateOptions.max_tokens must be >= 1");
-  cancel_.store(false, std::memory_order_relaxed);
-  const size_t saved_turns = history_.size();
-  if (turn_open_) {
-    // The previous turn stopped at tool calls nobody answered: close it as it stands.
-    turn_open_ = false;
-  }
+  // A Send that fails leaves the history as it was (dropped turns included).
+  std::vector<Turn> saved_history = history_;
+  const bool saved_turn_open = turn_open_;
+  auto restore = [&] {
+    history_ = std::move(saved_history);
+    turn_open_ = saved_turn_open;
+  };
+  // The previous turn may have stopped at tool calls nobody answered: it is closed as it stands.
+  turn_open_ = false;
   history_.push_back(std::move(user));
   StatusOr<RenderedPrompt> prompt = RenderPrompt(options.thinking);
   while (prompt.ok() && static_cast<int64_t>(prompt->size()) + 1 > max_context_ &&
          options_.context_policy == ContextPolicy::kDropOldTurns) {
-    // Drop the oldest turn after the system prompt, keeping the new user turn.
+    // Drop the oldest exchange after the system prompt: a user turn with everything up to the
+    // next user turn (never a lone turn, never the new user turn).
     const size_t first = !history_.empty() && history_[0].role == Role::kSystem ? 1 : 0;
-    if (history_.size() - first <= 1) break;
-    history_.erase(history_.begin() + static_cast<std::ptrdiff_t>(first));
+    size_t end = first + 1;
+    while (end < history_.size() && history_[end].role != Role::kUser) ++end;
+    if (end >= history_.size()) break;  // only the new user turn is left
+    history_.erase(history_.begin() + static_cast<std::ptrdiff_t>(first),
+                   history_.begin() + static_cast<std::ptrdiff_t>(end));
     prompt = RenderPrompt(options.thinking);
   }
   if (!prompt.ok()) {
-    history_.resize(saved_turns);
+    restore();
     return prompt.status();
   }
   if (static_cast<int64_t>(prompt->size()) + 1 > max_context_) {
-    history_.resize(std::min(saved_turns, history_.size()));
+    restore();
     return ResourceExhaustedError(
         "context full: the conversation needs " + std::to_string(prompt->size()) +
         " tokens plus the reply, the session holds at most " + std::to_string(max_context_) +
@@ -695,14 +839,27 @@ StatusOr<Reply> SessionImpl::SendTurn(Turn user, const GenerateOptions& options)
   Reply reply;
   Status synced = SyncPrompt(*prompt, &reply);
   if (!synced.ok()) {
-    history_.resize(std::min(saved_turns, history_.size()));
+    // The cache keeps what it holds (tokens_ says what): the next Send reuses its prefix.
+    restore();
+    cancel_.store(false, std::memory_order_relaxed);
     return synced;
   }
   last_thinking_ = options.thinking;
   Turn model_turn;
   model_turn.role = Role::kModel;
+  if (m_.info.large_chat_template && !options.thinking) {
+    // The generation prompt's empty thought channel belongs to the model turn as the cache
+    // holds it.
+    std::vector<int32_t> channel = m_.tokenizer->Encode("<|channel>thought\n<channel|>");
+    if (channel.size() <= prompt->ids.size() &&
+        std::equal(channel.begin(), channel.end(),
+                   prompt->ids.end() - static_cast<std::ptrdiff_t>(channel.size()))) {
+      model_turn.tokens = std::move(channel);
+    }
+  }
   history_.push_back(std::move(model_turn));
   Status generated = Generate(options, &reply);
+  cancel_.store(false, std::memory_order_relaxed);  // a cancel is consumed by the call it stops
   if (!generated.ok()) return generated;
   return reply;
 }
@@ -714,7 +871,6 @@ StatusOr<Reply> SessionImpl::SubmitToolResults(const std::vector<ToolResult>& re
         "SubmitToolResults: the last turn did not stop at tool calls (StopReason::kToolCall)");
   }
   GEMMA4_RETURN_IF_ERROR(ValidateSamplerOptions(SamplerFor(options)));
-  cancel_.store(false, std::memory_order_relaxed);
   turn_open_ = false;
   Reply reply;
   std::vector<int32_t> ids;
@@ -722,22 +878,30 @@ StatusOr<Reply> SessionImpl::SubmitToolResults(const std::vector<ToolResult>& re
   const auto start = std::chrono::steady_clock::now();
   GEMMA4_RETURN_IF_ERROR(Feed(ids));
   reply.prompt_tokens = static_cast<int>(ids.size());
+  reply.reused_tokens = static_cast<int>(tokens_.size() - ids.size());
   reply.prefill_seconds = Seconds(start);
   Turn& turn = history_.back();
+  turn.tokens.insert(turn.tokens.end(), ids.begin(), ids.end());
   turn.tool_results.insert(turn.tool_results.end(), results.begin(), results.end());
   reply.tool_results = results;
-  GEMMA4_RETURN_IF_ERROR(Generate(options, &reply));
+  Status generated = Generate(options, &reply);
+  cancel_.store(false, std::memory_order_relaxed);  // a cancel is consumed by the call it stops
+  GEMMA4_RETURN_IF_ERROR(generated);
   return reply;
 }
 
 Status SessionImpl::ToolResponseTokens(const std::vector<ToolResult>& results,
                                        std::vector<int32_t>* out) {
+  // Tool names and results are content: escaped, so that no string in them becomes a control
+  // token (a result holding "<tool_response|><turn|>" stays text).
+  const ContentEscaper esc(m_.tokenizer->impl());
   std::string text;
   for (const ToolResult& r : results) {
     text += chat::FormatToolResponse(
-        r.name, ParseOr(r.response_json, json::Value::String(r.response_json)));
+        esc.Escape(r.name),
+        esc.Escape(ParseOr(r.response_json, json::Value::String(r.response_json))));
   }
-  *out = m_.tokenizer->Encode(text);
+  GEMMA4_ASSIGN_OR_RETURN(*out, EncodeMarked(m_.tokenizer->impl(), text, {}));
   return OkStatus();
 }
 
@@ -760,6 +924,7 @@ Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
   std::vector<ToolCall> pending_calls;  // calls of the current round
   std::vector<int32_t> generated;       // sampled tokens of this reply
   int thought_tokens = 0;
+  int64_t open_thought = -1;  // where in turn.tokens the open thought channel began
   int tool_rounds = 0;
   std::unique_ptr<chat::GrammarMatcher> call_matcher;
   std::unique_ptr<chat::GrammarMatcher> json_matcher;
@@ -780,7 +945,18 @@ Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
   bool thought_closed = false;  // the thought channel has been closed
   std::vector<bool> allowed;
   const auto start = std::chrono::steady_clock::now();
+  // Runs ids through the model as part of this model turn.
+  auto feed = [&](const std::vector<int32_t>& ids) -> Status {
+    GEMMA4_RETURN_IF_ERROR(Feed(ids));
+    turn.tokens.insert(turn.tokens.end(), ids.begin(), ids.end());
+    return OkStatus();
+  };
   auto finish = [&](StopReason reason) {
+    if (open_thought >= 0) {
+      turn.thought_spans.emplace_back(static_cast<int32_t>(open_thought),
+                                      static_cast<int32_t>(turn.tokens.size()));
+      open_thought = -1;
+    }
     std::string tail = text_stream.Flush();
     if (!tail.empty()) {
       turn.text += tail;
@@ -797,6 +973,16 @@ Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
     turn.text += piece;
     reply->text += piece;
     return !options.on_text || options.on_text(StreamKind::kText, piece);
+  };
+  // Whether the thought channel so far holds nothing but (a beginning of) its "thought\n"
+  // header; inside_thought_header: a started, unfinished header (not closed by the budget).
+  static constexpr std::string_view kThoughtHeader = "thought\n";
+  auto header_only = [&] {
+    return raw_thought.size() <= kThoughtHeader.size() &&
+           kThoughtHeader.substr(0, raw_thought.size()) == raw_thought;
+  };
+  auto inside_thought_header = [&] {
+    return !raw_thought.empty() && raw_thought.size() < kThoughtHeader.size() && header_only();
   };
   auto emit_thought = [&](const std::string& piece) -> bool {
     raw_thought += piece;
@@ -836,7 +1022,8 @@ Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
     } else if (must_call && (!options.thinking || thought_closed || sp.channel_open < 0)) {
       next = sp.tool_call_open;
     } else if (mode == Mode::kThought && options.thinking_budget >= 0 &&
-               thought_tokens >= options.thinking_budget && sp.channel_close >= 0) {
+               thought_tokens >= options.thinking_budget && !inside_thought_header() &&
+               sp.channel_close >= 0) {
       next = sp.channel_close;  // budget spent: close the thought
     } else if (mode == Mode::kToolCall && call_matcher != nullptr && [&] {
                  // Arguments closed: the only continuation is <tool_call|>, as one token.
@@ -884,18 +1071,23 @@ Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
     // Interpret it.
     after_call = false;
     if (mode == Mode::kThought) {
-      ++thought_tokens;
       if (next == sp.channel_close) {
         mode = Mode::kText;
         thought_closed = true;
+        // The span ends with <channel|>, which is fed below.
+        turn.thought_spans.emplace_back(static_cast<int32_t>(open_thought),
+                                        static_cast<int32_t>(turn.tokens.size() + 1));
+        open_thought = -1;
         if (!emit_thought(thought_stream.Flush())) cancel_.store(true);
       } else if (IsStop(next)) {
         // The model ended inside its thought: treat the thought as the whole turn.
         if (!emit_thought(thought_stream.Flush())) cancel_.store(true);
         finish(StopReason::kEndOfTurn);
         return OkStatus();
-      } else if (!emit_thought(thought_stream.Push(next))) {
-        cancel_.store(true);
+      } else {
+        if (!emit_thought(thought_stream.Push(next))) cancel_.store(true);
+        // The budget counts the thought's own tokens, not its "thought\n" header.
+        if (!header_only()) ++thought_tokens;
       }
     } else if (mode == Mode::kToolCall) {
       if (next == sp.tool_call_close) {
@@ -928,6 +1120,10 @@ Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
     } else {  // kText
       if (next == sp.channel_open && !answer_started) {
         mode = Mode::kThought;
+        // The next prompt drops this thought: remember the cache as it is before it, so the
+        // next turn re-processes from here and no further back.
+        if (turn.thought_spans.empty()) GEMMA4_RETURN_IF_ERROR(state_->SetRewindPoint());
+        open_thought = static_cast<int64_t>(turn.tokens.size());
       } else if (next == sp.tool_call_open && have_tools && json_matcher == nullptr) {
         mode = Mode::kToolCall;
         call_text.clear();
@@ -962,7 +1158,7 @@ Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
           std::vector<int32_t> ids;
           GEMMA4_RETURN_IF_ERROR(ToolResponseTokens(results, &ids));
           // The stop token itself is not fed: the responses follow <tool_call|> directly.
-          GEMMA4_RETURN_IF_ERROR(Feed(ids));
+          GEMMA4_RETURN_IF_ERROR(feed(ids));
           continue;
         }
         finish(StopReason::kEndOfTurn);
@@ -983,7 +1179,7 @@ Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
       finish(StopReason::kContextFull);
       return OkStatus();
     }
-    GEMMA4_RETURN_IF_ERROR(Feed({next}));
+    GEMMA4_RETURN_IF_ERROR(feed({next}));
   }
 }
 
@@ -1346,6 +1542,9 @@ Status Session::Rewind(size_t num_turns) { return impl_->Rewind(num_turns); }
 StatusOr<std::string> Session::SaveState() const { return impl_->SaveState(); }
 const std::vector<Turn>& Session::history() const { return impl_->history(); }
 int64_t Session::context_tokens() const { return impl_->context_tokens(); }
+const std::vector<int32_t>& Session::context_token_ids() const {
+  return impl_->context_token_ids();
+}
 int64_t Session::max_context() const { return impl_->max_context(); }
 
 }  // namespace gemma4

@@ -54,6 +54,7 @@ class SessionImpl {
   std::function<void(std::vector<float>* logits, size_t step)> logits_hook;
   const std::vector<Turn>& history() const { return history_; }
   int64_t context_tokens() const { return static_cast<int64_t>(tokens_.size()); }
+  const std::vector<int32_t>& context_token_ids() const { return tokens_; }
   int64_t max_context() const { return max_context_; }
 
  private:

@@ -67,7 +67,15 @@ InferenceState::InferenceState(const LoadedModel& model, ThreadPool* pool, int64
 
 bool InferenceState::CanTruncateTo(int64_t new_position) const {
   return new_position >= 0 && new_position <= position_ &&
-         (new_position == position_ || position_ - new_position <= cache_.max_chunk());
+         (new_position == position_ || position_ - new_position <= cache_.max_chunk() ||
+          new_position == rewind_point_);
+}
+
+Status InferenceState::SetRewindPoint() {
+  rewind_point_ = -1;
+  GEMMA4_RETURN_IF_ERROR(cache_.SaveRings(&rewind_rings_));
+  rewind_point_ = position_;
+  return OkStatus();
 }
 
 Status InferenceState::Truncate(int64_t new_position) {
@@ -76,6 +84,10 @@ Status InferenceState::Truncate(int64_t new_position) {
                                    " to " + std::to_string(new_position) +
                                    ": the sliding-window layers no longer hold those positions");
   }
+  if (new_position == rewind_point_ && position_ - new_position > cache_.max_chunk()) {
+    cache_.RestoreRings(rewind_rings_);
+  }
+  if (new_position < rewind_point_) rewind_point_ = -1;
   position_ = new_position;
   return OkStatus();
 }
@@ -88,10 +100,12 @@ Status InferenceState::CopyStateFrom(const InferenceState& other) {
   }
   try {
     cache_ = other.cache_;
+    rewind_rings_ = other.rewind_rings_;
   } catch (const std::bad_alloc&) {
     return ResourceExhaustedError("out of memory copying the KV cache");
   }
   position_ = other.position_;
+  rewind_point_ = other.rewind_point_;
   return OkStatus();
 }
 
@@ -103,6 +117,7 @@ Status InferenceState::RestoreState(int64_t position, std::string_view bytes, si
   }
   GEMMA4_RETURN_IF_ERROR(cache_.RestoreState(position, bytes, offset));
   position_ = position;
+  rewind_point_ = -1;
   return OkStatus();
 }
 

@@ -165,6 +165,33 @@ Status KvCache::RestoreState(int64_t end, std::string_view bytes, size_t* offset
   return OkStatus();
 }
 
+Status KvCache::SaveRings(RingSnapshot* out) const {
+  try {
+    out->k.assign(layers_.size(), {});
+    out->v.assign(layers_.size(), {});
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const Layer& l = layers_[i];
+      if (!l.ring || l.row == 0) continue;
+      out->k[i].assign(l.k.data(), l.k.data() + l.k.size());
+      out->v[i].assign(l.v.data(), l.v.data() + l.v.size());
+    }
+  } catch (const std::bad_alloc&) {
+    out->k.clear();
+    out->v.clear();
+    return ResourceExhaustedError("out of memory saving the sliding-window KV rings");
+  }
+  return OkStatus();
+}
+
+void KvCache::RestoreRings(const RingSnapshot& snapshot) {
+  for (size_t i = 0; i < layers_.size() && i < snapshot.k.size(); ++i) {
+    Layer& l = layers_[i];
+    if (!l.ring || l.row == 0 || snapshot.k[i].size() != l.k.size()) continue;
+    std::memcpy(l.k.data(), snapshot.k[i].data(), snapshot.k[i].size());
+    std::memcpy(l.v.data(), snapshot.v[i].data(), snapshot.v[i].size());
+  }
+}
+
 uint64_t KvCache::bytes() const {
   uint64_t b = 0;
   for (const Layer& l : layers_) b += l.k.size() + l.v.size();

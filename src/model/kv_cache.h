@@ -103,6 +103,15 @@ class KvCache {
   void AppendState(int64_t end, std::string* out) const;
   Status RestoreState(int64_t end, std::string_view bytes, size_t* offset);
 
+  // The sliding-window rings' bytes as they are now. A ring only holds its last
+  // W - 1 + max_chunk positions, so returning to an older position later needs the rings as
+  // they were there (global layers keep every position and need nothing).
+  struct RingSnapshot {
+    std::vector<std::vector<uint8_t>> k, v;  // per layer; empty for non-ring layers
+  };
+  Status SaveRings(RingSnapshot* out) const;
+  void RestoreRings(const RingSnapshot& snapshot);
+
  private:
   uint8_t* Slot(int layer, int64_t position, KvArena Layer::*which) {
     Layer& l = layers_[layer];

@@ -195,8 +195,16 @@ Status TokenizerImpl::AddMerge(std::string_view left, std::string_view right, in
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
+bool TokenizerImpl::StartsSpecialToken(unsigned char b) const {
+  if (added_by_first_byte_.empty()) return false;
+  for (size_t k : added_by_first_byte_[b]) {
+    if (added_[k].special) return true;
+  }
+  return false;
+}
+
 void TokenizerImpl::Encode(std::string_view text, bool add_special_tokens,
-                           std::vector<int32_t>* out) const {
+                           std::vector<int32_t>* out, const std::vector<uint8_t>* literal) const {
   std::vector<int32_t> ids;
   // Split on added tokens: leftmost match, longest at that position (aho-corasick
   // LeftmostLongest in `tokenizers`).
@@ -210,7 +218,11 @@ void TokenizerImpl::Encode(std::string_view text, bool add_special_tokens,
                                      : added_by_first_byte_[static_cast<unsigned char>(text[i])];
     for (size_t k : candidates) {
       const AddedToken& t = added_[k];
-      if (text.compare(i, t.content.size(), t.content) == 0) {
+      if (text.compare(i, t.content.size(), t.content) == 0 &&
+          (literal == nullptr ||
+           std::none_of(literal->begin() + static_cast<std::ptrdiff_t>(i),
+                        literal->begin() + static_cast<std::ptrdiff_t>(i + t.content.size()),
+                        [](uint8_t flag) { return flag != 0; }))) {
         hit = &t;
         break;
       }

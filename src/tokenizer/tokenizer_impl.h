@@ -72,7 +72,12 @@ class TokenizerImpl {
   Status ApplyTokenizerConfig(const std::string& tokenizer_path);
   Status SetPostProcessor(const json::Value& post_processor);
 
-  void Encode(std::string_view text, bool add_special_tokens, std::vector<int32_t>* out) const;
+  // `literal`: null, or one flag per byte of `text`; an added token is matched only where none
+  // of its bytes is flagged (conversation content is text, never control tokens).
+  void Encode(std::string_view text, bool add_special_tokens, std::vector<int32_t>* out,
+              const std::vector<uint8_t>* literal = nullptr) const;
+  // Whether some special added token (e.g. "<|turn>") starts with byte `b`.
+  bool StartsSpecialToken(unsigned char b) const;
   std::string Decode(std::span<const int32_t> ids, bool skip_special) const;
   std::string TokenBytes(int32_t id) const;
   int32_t PieceId(std::string_view piece) const;
