@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "io/mapped_file.h"
 #include "model/config.h"
 #include "model/gguf_export.h"
+#include "scaling.h"
 #include "util/json.h"
 
 namespace gemma4 {
@@ -216,6 +218,24 @@ TEST(TokenizerTest, BadFilesGiveClearErrors) {
        "added_tokens[0]"},
       {R"({"model": {"type": "BPE", "vocab": {"a": 0}}, "normalizer": {"type": "NFKC"}})", "NFKC"},
       {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "unk_token": "<unk>"}})", "unk_token"},
+      // Steps that would never advance or grow text without bound (splitting on an empty
+      // Metaspace replacement looped forever, allocating).
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}},
+           "pre_tokenizer": {"type": "Metaspace", "replacement": ""}})",
+       "pre_tokenizer: Metaspace replacement is empty"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}},
+           "decoder": {"type": "Strip", "content": "", "start": 1000000, "stop": 0}})",
+       "decoder: Strip content is empty"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}}, "normalizer": {"type": "Sequence",
+           "normalizers": [{"type": "Replace", "pattern": {"String": "a"}, "content": "aaaaaa"},
+                           {"type": "Replace", "pattern": {"String": "a"}, "content": "aaaaaa"},
+                           {"type": "Replace", "pattern": {"String": "a"}, "content": "aaaaaa"},
+                           {"type": "Replace", "pattern": {"String": "a"}, "content": "aaaaaa"}]}})",
+       "more than 1024-fold"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}},
+           "normalizer": {"type": "Prepend", "prepend": ")" +
+           std::string(300, 'x') + R"("}})",
+       "inserts 300 bytes"},
   };
   for (const Bad& b : bad) {
     auto tok = Tokenizer::FromHuggingFaceJson(b.json, "bad.json");
@@ -231,6 +251,94 @@ TEST(TokenizerTest, BadFilesGiveClearErrors) {
   ASSERT_FALSE(tok.ok());
   EXPECT_NE(tok.status().message().find("SentencePiece"), std::string::npos);
   std::remove(junk.c_str());
+}
+
+// A tokenizer.json whose vocabulary is the single characters of `alphabet` (ids 0..) and whose
+// added tokens are `added` (ids 1000..), without normalizer or pre-tokenizer.
+std::string TokenizerWithAddedTokens(const std::string& alphabet,
+                                     const std::vector<std::string>& added) {
+  std::string json = R"({"model": {"type": "BPE", "vocab": {)";
+  for (size_t k = 0; k < alphabet.size(); ++k) {
+    if (k) json += ",";
+    json::AppendQuoted(std::string(1, alphabet[k]), &json);
+    json += ":" + std::to_string(k);
+  }
+  json += R"(}, "merges": []}, "added_tokens": [)";
+  for (size_t k = 0; k < added.size(); ++k) {
+    if (k) json += ",";
+    json += R"({"id": )" + std::to_string(1000 + k) + R"(, "content": )";
+    json::AppendQuoted(added[k], &json);
+    json += R"(, "special": true})";
+  }
+  return json + "]}";
+}
+
+// Added tokens are split out leftmost first, longest at that position, as `tokenizers` does:
+// checked against a direct search on random tokens and texts.
+TEST(TokenizerTest, AddedTokensMatchLeftmostLongest) {
+  std::mt19937 rng(7);
+  for (int round = 0; round < 200; ++round) {
+    std::vector<std::string> added;
+    const int count = 1 + static_cast<int>(rng() % 12);
+    for (int k = 0; k < count; ++k) {
+      std::string t;
+      const int len = 1 + static_cast<int>(rng() % 5);
+      for (int c = 0; c < len; ++c) t += static_cast<char>('a' + rng() % 3);
+      if (std::find(added.begin(), added.end(), t) == added.end()) added.push_back(t);
+    }
+    auto tok = Tokenizer::FromHuggingFaceJson(TokenizerWithAddedTokens("abcd", added), "t.json");
+    ASSERT_TRUE(tok.ok()) << tok.status().message();
+    std::string text;
+    const int len = static_cast<int>(rng() % 40);
+    for (int c = 0; c < len; ++c) text += static_cast<char>('a' + rng() % 4);
+    std::vector<int32_t> expected;
+    for (size_t i = 0; i < text.size();) {
+      int best = -1;
+      for (size_t k = 0; k < added.size(); ++k) {
+        if (text.compare(i, added[k].size(), added[k]) == 0 &&
+            (best < 0 || added[k].size() > added[best].size())) {
+          best = static_cast<int>(k);
+        }
+      }
+      if (best >= 0) {
+        expected.push_back(1000 + best);
+        i += added[best].size();
+      } else {
+        expected.push_back(text[i] - 'a');
+        ++i;
+      }
+    }
+    EXPECT_EQ((*tok)->Encode(text), expected) << "text \"" << text << "\"";
+  }
+}
+
+// Finding added tokens costs time linear in the text whatever the tokens: 10x the tokens
+// starting with "<" (each tried at every position before: 18 s for 1 MB of "<" with 6000
+// tokens), or 4x longer tokens that match deep before failing ("<<<...<x"), must not cost 10x
+// or 16x.
+TEST(TokenizerTest, AddedTokenSearchIsLinearInTheText) {
+  const std::string text(256 << 10, '<');
+  auto seconds_to_encode = [&](const std::vector<std::string>& added) {
+    auto tok = Tokenizer::FromHuggingFaceJson(TokenizerWithAddedTokens("<x", added), "t.json");
+    EXPECT_TRUE(tok.ok()) << tok.status().message();
+    if (!tok.ok()) return 0.0;
+    return testing::BestSeconds([&] { EXPECT_EQ((*tok)->Encode(text).size(), text.size()); }, 5);
+  };
+  auto prefixed = [](int n) {
+    std::vector<std::string> added;
+    for (int k = 0; k < n; ++k) added.push_back("<t" + std::to_string(k) + ">");
+    return added;
+  };
+  const double few = seconds_to_encode(prefixed(600)), many = seconds_to_encode(prefixed(6000));
+  EXPECT_LT(many, 3 * few) << "600 tokens: " << few << " s, 6000 tokens: " << many << " s";
+  auto deep = [](int longest) {
+    std::vector<std::string> added;
+    for (int k = 1; k <= longest; ++k) added.push_back(std::string(k, '<') + "x");
+    return added;
+  };
+  const double shallow = seconds_to_encode(deep(50)), deeper = seconds_to_encode(deep(200));
+  EXPECT_LT(deeper, 3 * shallow) << "tokens up to 51 bytes: " << shallow
+                                 << " s, up to 201 bytes: " << deeper << " s";
 }
 
 }  // namespace

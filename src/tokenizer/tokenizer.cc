@@ -172,6 +172,95 @@ void TokenizerImpl::FinishVocab() {
   for (size_t k = 0; k < added_.size(); ++k) {
     added_by_first_byte_[static_cast<unsigned char>(added_[k].content[0])].push_back(k);
   }
+  // A string listed twice is matched as the id it maps to (the last one listed).
+  std::vector<bool> preferred(added_.size());
+  for (size_t k = 0; k < added_.size(); ++k) {
+    preferred[k] = added_ids_.at(added_[k].content) == added_[k].id;
+  }
+  added_matcher_.Build(added_, preferred);
+}
+
+// ---------------------------------------------------------------------------------------------
+// AddedTokenMatcher
+
+int32_t TokenizerImpl::AddedTokenMatcher::Child(int32_t node, unsigned char byte) const {
+  const auto it = children_.find((static_cast<uint64_t>(node) << 8) | byte);
+  return it == children_.end() ? -1 : it->second;
+}
+
+void TokenizerImpl::AddedTokenMatcher::Build(const std::vector<AddedToken>& tokens,
+                                             const std::vector<bool>& preferred) {
+  children_.clear();
+  fail_.assign(1, 0);
+  token_.assign(1, -1);
+  // Trie of the reversed contents; node 0 is the root.
+  for (size_t k = 0; k < tokens.size(); ++k) {
+    const std::string& content = tokens[k].content;
+    int32_t node = 0;
+    for (size_t i = content.size(); i-- > 0;) {
+      const unsigned char byte = static_cast<unsigned char>(content[i]);
+      const uint64_t key = (static_cast<uint64_t>(node) << 8) | byte;
+      auto it = children_.find(key);
+      if (it == children_.end()) {
+        it = children_.emplace(key, static_cast<int32_t>(fail_.size())).first;
+        fail_.push_back(0);
+        token_.push_back(-1);
+      }
+      node = it->second;
+    }
+    if (token_[node] < 0 || preferred[k]) token_[node] = static_cast<int32_t>(k);
+  }
+  // Failure links breadth first (a node's link is shallower, so it is done before the node).
+  std::vector<std::vector<std::pair<unsigned char, int32_t>>> edges(fail_.size());
+  for (const auto& [key, child] : children_) {
+    edges[key >> 8].emplace_back(static_cast<unsigned char>(key & 0xFF), child);
+  }
+  best_.assign(fail_.size(), -1);
+  std::vector<int32_t> queue{0};
+  for (size_t head = 0; head < queue.size(); ++head) {
+    const int32_t node = queue[head];
+    best_[node] = token_[node] >= 0 ? token_[node] : best_[fail_[node]];
+    for (const auto& [byte, child] : edges[node]) {
+      int32_t link = 0;
+      if (node != 0) {
+        for (int32_t f = fail_[node];; f = fail_[f]) {
+          if (const int32_t next = Child(f, byte); next >= 0) {
+            link = next;
+            break;
+          }
+          if (f == 0) break;
+        }
+      }
+      fail_[child] = link;
+      queue.push_back(child);
+    }
+  }
+}
+
+void TokenizerImpl::AddedTokenMatcher::LongestAt(std::string_view text,
+                                                 const std::vector<uint8_t>* literal,
+                                                 std::vector<int32_t>* longest) const {
+  longest->assign(text.size(), -1);
+  if (empty()) return;
+  int32_t node = 0;
+  for (size_t i = text.size(); i-- > 0;) {
+    if (literal != nullptr && i < literal->size() && (*literal)[i] != 0) {
+      node = 0;  // nothing found may span a flagged byte
+      continue;
+    }
+    const unsigned char byte = static_cast<unsigned char>(text[i]);
+    // Each step down the failure chain shortens the match and each byte lengthens it by at
+    // most one, so the whole scan is linear in the text.
+    while (true) {
+      if (const int32_t next = Child(node, byte); next >= 0) {
+        node = next;
+        break;
+      }
+      if (node == 0) break;
+      node = fail_[node];
+    }
+    (*longest)[i] = best_[node];
+  }
 }
 
 Status TokenizerImpl::AddMerge(std::string_view left, std::string_view right, int32_t rank) {
@@ -208,29 +297,16 @@ void TokenizerImpl::Encode(std::string_view text, bool add_special_tokens,
   std::vector<int32_t> ids;
   // Split on added tokens: leftmost match, longest at that position (aho-corasick
   // LeftmostLongest in `tokenizers`).
+  std::vector<int32_t> longest;
+  added_matcher_.LongestAt(text, literal, &longest);
   size_t segment_start = 0;
   size_t i = 0;
   while (i < text.size()) {
-    const AddedToken* hit = nullptr;
-    static const std::vector<size_t> kNone;
-    const std::vector<size_t>& candidates =
-        added_by_first_byte_.empty() ? kNone
-                                     : added_by_first_byte_[static_cast<unsigned char>(text[i])];
-    for (size_t k : candidates) {
-      const AddedToken& t = added_[k];
-      if (text.compare(i, t.content.size(), t.content) == 0 &&
-          (literal == nullptr ||
-           std::none_of(literal->begin() + static_cast<std::ptrdiff_t>(i),
-                        literal->begin() + static_cast<std::ptrdiff_t>(i + t.content.size()),
-                        [](uint8_t flag) { return flag != 0; }))) {
-        hit = &t;
-        break;
-      }
-    }
-    if (hit == nullptr) {
+    if (longest[i] < 0) {
       ++i;
       continue;
     }
+    const AddedToken* hit = &added_[longest[i]];
     size_t seg_end = i;
     if (hit->lstrip) {
       while (seg_end > segment_start && IsPythonWhitespace(text[seg_end - 1])) --seg_end;
@@ -644,6 +720,10 @@ Status ParseStep(const json::Value& v, const std::string& where, bool decoder,
     s.first_only = scheme != nullptr && scheme->as_string() == "first";
     const json::Value* split = v.Find("split");
     s.split = split == nullptr || split->as_bool();
+    if (s.content.empty()) {
+      // Splitting on an empty replacement finds it at every position without advancing.
+      return InvalidArgumentError(where + ": Metaspace replacement is empty");
+    }
   } else if (t == "ByteFallback") {
     s.kind = Step::kByteFallback;
   } else if (t == "Fuse") {
@@ -652,6 +732,9 @@ Status ParseStep(const json::Value& v, const std::string& where, bool decoder,
     s.kind = Step::kStrip;
     const json::Value* c = v.Find("content");
     s.content = c != nullptr ? c->as_string() : " ";
+    if (s.content.empty()) {
+      return InvalidArgumentError(where + ": Strip content is empty (nothing to strip)");
+    }
     int64_t start = 0, stop = 0;
     if (const json::Value* x = v.Find("start")) x->GetInt64(&start);
     if (const json::Value* x = v.Find("stop")) x->GetInt64(&stop);
@@ -774,6 +857,40 @@ StatusOr<std::unique_ptr<TokenizerImpl>> TokenizerImpl::FromHuggingFaceJson(
   for (const Step& s : impl->normalizers_) {
     if (s.kind != Step::kReplace && s.kind != Step::kPrepend) {
       return UnimplementedError(src + ": unsupported normalizer step");
+    }
+  }
+  // Normalizing and pre-tokenizing may grow the text (Gemma's " " -> "▁" triples a space), but
+  // chained steps must not grow it without bound: each replacement or prefix is at most
+  // kMaxStepContent bytes, and n bytes become at most growth * n + added bytes with growth at
+  // most kMaxTextGrowth.
+  constexpr size_t kMaxStepContent = 256;
+  constexpr size_t kMaxTextGrowth = 1024;
+  size_t growth = 1, added = 0;
+  for (const std::vector<Step>* steps : {&impl->normalizers_, &impl->pre_tokenizers_}) {
+    for (const Step& s : *steps) {
+      if (s.content.size() > kMaxStepContent) {
+        return InvalidArgumentError(src + ": a normalizer or pre-tokenizer step inserts " +
+                                    std::to_string(s.content.size()) + " bytes (at most " +
+                                    std::to_string(kMaxStepContent) + ")");
+      }
+      if (s.kind == Step::kReplace) {
+        const size_t factor =
+            std::max<size_t>(1, (s.content.size() + s.pattern.size() - 1) / s.pattern.size());
+        growth *= factor;
+        added *= factor;
+      } else if (s.kind == Step::kMetaspace) {
+        const size_t factor = std::max<size_t>(1, s.content.size());  // " " -> replacement
+        growth *= factor;
+        added = added * factor + (s.prepend ? s.content.size() : 0);
+      } else if (s.kind == Step::kPrepend) {
+        added += s.content.size();
+      }
+      if (growth > kMaxTextGrowth || added > kMaxTextGrowth * kMaxStepContent) {
+        return InvalidArgumentError(src +
+                                    ": the normalizer and pre-tokenizer steps can grow the text "
+                                    "more than " +
+                                    std::to_string(kMaxTextGrowth) + "-fold");
+      }
     }
   }
   for (const Step& s : impl->pre_tokenizers_) {

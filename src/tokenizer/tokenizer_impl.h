@@ -58,6 +58,28 @@ class TokenizerImpl {
     int32_t id;
   };
 
+  // Finds added tokens in text, leftmost-longest as `tokenizers` does, in time linear in the
+  // text whatever the tokens: an Aho-Corasick automaton over the reversed tokens, run once over
+  // the reversed text, gives the longest token that starts at each position. (Trying every
+  // token at every position cost 18 s for 1 MB of "<" with 6000 tokens starting with "<".)
+  class AddedTokenMatcher {
+   public:
+    // `tokens[k].content` must be non-empty; among equal contents, `preferred(k)` picks one.
+    void Build(const std::vector<AddedToken>& tokens, const std::vector<bool>& preferred);
+    bool empty() const { return best_.size() <= 1; }
+    // (*longest)[i] = index of the longest token starting at text[i], or -1. `literal`: null,
+    // or one flag per byte of `text`; no token found contains a flagged byte.
+    void LongestAt(std::string_view text, const std::vector<uint8_t>* literal,
+                   std::vector<int32_t>* longest) const;
+
+   private:
+    int32_t Child(int32_t node, unsigned char byte) const;
+    std::unordered_map<uint64_t, int32_t> children_;  // node << 8 | byte -> node
+    std::vector<int32_t> fail_;   // node -> longest proper suffix that is also a node
+    std::vector<int32_t> token_;  // node -> token whose reversed content ends here, or -1
+    std::vector<int32_t> best_;   // node -> longest token among node and its suffix chain
+  };
+
   TokenizerImpl();
   ~TokenizerImpl();
 
@@ -107,6 +129,7 @@ class TokenizerImpl {
   std::unordered_map<std::string, int32_t> added_ids_;  // added tokens
   std::vector<AddedToken> added_;                       // longest first
   std::vector<std::vector<size_t>> added_by_first_byte_;
+  AddedTokenMatcher added_matcher_;             // over added_
   std::unordered_map<uint64_t, Merge> merges_;  // (left id << 32 | right id) -> merge
   std::array<int32_t, 256> byte_ids_{};
   bool byte_fallback_ = false;
