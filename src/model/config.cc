@@ -1,6 +1,8 @@
 #include "model/config.h"
 
 #include <cmath>
+#include <cstdio>
+#include <limits>
 
 namespace gemma4 {
 namespace {
@@ -45,7 +47,13 @@ class Reader {
     if (!v->is_number()) {
       return InvalidArgumentError(where_ + ": field '" + key + "' must be a number");
     }
-    *out = static_cast<float>(v->as_number());
+    const double d = v->as_number();
+    // 1e300 would become +inf as a float32 (and NaN in the forward pass).
+    if (!std::isfinite(d) || std::fabs(d) > std::numeric_limits<float>::max()) {
+      return InvalidArgumentError(where_ + ": field '" + key + "' = " + v->Serialize() +
+                                  " is not a finite float32");
+    }
+    *out = static_cast<float>(d);
     return OkStatus();
   }
 
@@ -361,7 +369,84 @@ StatusOr<ModelConfig> ParseModelConfig(const json::Value& root, const std::strin
   // A PLE table smaller than the vocabulary is allowed, as in transformers; ids it lacks are
   // rejected when they are run (InferenceState::Forward).
   c.variant = GuessVariant(c);
+  GEMMA4_RETURN_IF_ERROR(ValidateModelConfig(c, where));
   return c;
+}
+
+Status ValidateModelConfig(const ModelConfig& c, const std::string& where) {
+  auto bad = [&](const std::string& field, const std::string& value, const char* rule) {
+    return InvalidArgumentError(where + ": " + field + " = " + value + " " + rule);
+  };
+  auto text = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%g", v);
+    return std::string(buf);
+  };
+  const std::pair<const char*, int64_t> positive[] = {
+      {"vocab_size", c.vocab_size},         {"hidden_size", c.hidden_size},
+      {"num_hidden_layers", c.num_layers},  {"num_attention_heads", c.num_heads},
+      {"sliding_window", c.sliding_window}, {"max_position_embeddings", c.max_position_embeddings}};
+  for (const auto& [field, value] : positive) {
+    if (value < 1) return bad(field, std::to_string(value), "must be at least 1");
+  }
+  // eps is added to a mean of squares before the inverse square root: <= 0 gives NaN or
+  // infinity for small activations, and a large one flattens every norm.
+  if (!std::isfinite(c.rms_norm_eps) || !(c.rms_norm_eps > 0) || c.rms_norm_eps > 1) {
+    return bad("rms_norm_eps", text(c.rms_norm_eps), "must be in (0, 1]");
+  }
+  if (!std::isfinite(c.final_logit_softcap) || c.final_logit_softcap < 0 ||
+      c.final_logit_softcap > 1e6f) {
+    return bad("final_logit_softcapping", text(c.final_logit_softcap),
+               "must be 0 (none) or a positive number up to 1e6");
+  }
+  if (c.ple_dim < 0) return bad("hidden_size_per_layer_input", std::to_string(c.ple_dim), "< 0");
+  if (c.ple_dim > 0 && c.ple_vocab_size < 1) {
+    return bad("vocab_size_per_layer_input", std::to_string(c.ple_vocab_size),
+               "must be at least 1");
+  }
+  if (c.moe && (c.num_experts < 1 || c.top_k_experts < 1 || c.top_k_experts > c.num_experts ||
+                c.moe_width < 1)) {
+    return InvalidArgumentError(where + ": num_experts " + std::to_string(c.num_experts) +
+                                ", top_k_experts " + std::to_string(c.top_k_experts) +
+                                ", moe_intermediate_size " + std::to_string(c.moe_width) +
+                                " must be positive with top_k_experts <= num_experts");
+  }
+  if (static_cast<int>(c.layers.size()) != c.num_layers) {
+    return InvalidArgumentError(where + ": " + std::to_string(c.layers.size()) +
+                                " layer entries for num_hidden_layers " +
+                                std::to_string(c.num_layers));
+  }
+  for (int i = 0; i < c.num_layers; ++i) {
+    const LayerConfig& l = c.layers[i];
+    const std::string layer = "layer " + std::to_string(i) + " ";
+    if (l.head_dim < 2 || l.head_dim % 2 != 0) {
+      return bad(layer + "head_dim", std::to_string(l.head_dim), "must be even and at least 2");
+    }
+    if (l.num_kv_heads < 1 || c.num_heads % l.num_kv_heads != 0) {
+      return bad(layer + "num_key_value_heads", std::to_string(l.num_kv_heads),
+                 "must divide num_attention_heads");
+    }
+    if (l.mlp_width < 1)
+      return bad(layer + "intermediate_size", std::to_string(l.mlp_width), "< 1");
+    if (!std::isfinite(l.rope_theta) || !(l.rope_theta > 0)) {
+      return bad(layer + "rope_theta", text(l.rope_theta), "must be a finite number > 0");
+    }
+    for (float f : l.inv_freq) {
+      if (!std::isfinite(f)) return bad(layer + "RoPE frequency", text(f), "is not finite");
+    }
+    if (l.kv_source < 0 || l.kv_source > i) {
+      return bad(layer + "KV source", std::to_string(l.kv_source), "is not an earlier layer");
+    }
+    const LayerConfig& source = c.layers[l.kv_source];
+    if (source.head_dim != l.head_dim || source.num_kv_heads != l.num_kv_heads) {
+      return InvalidArgumentError(
+          where + ": " + layer + "head_dim " + std::to_string(l.head_dim) + " / KV heads " +
+          std::to_string(l.num_kv_heads) + " differ from its KV source layer " +
+          std::to_string(l.kv_source) + "'s " + std::to_string(source.head_dim) + " / " +
+          std::to_string(source.num_kv_heads));
+    }
+  }
+  return OkStatus();
 }
 
 Status ApplyGenerationConfig(const json::Value& generation_config, const std::string& source,

@@ -87,6 +87,13 @@ void SetRopeFrequencies(float theta, int pairs, float denom, const float* factor
 // Parses config.json text. `source` names the file in error messages.
 StatusOr<ModelConfig> ParseModelConfig(const json::Value& root, const std::string& source);
 
+// Refuses a configuration the forward pass cannot run sensibly, naming the field: dimensions
+// below 1, odd head dims, KV heads that do not divide the heads, a KV-shared layer whose head
+// dims differ from its source, rms_norm_eps outside (0, 1], final_logit_softcapping that is not
+// 0 or a finite positive number up to 1e6, non-finite RoPE values. ParseModelConfig applies it;
+// loaders that build a ModelConfig another way (GGUF metadata) call it themselves.
+Status ValidateModelConfig(const ModelConfig& config, const std::string& where);
+
 // Takes the stop tokens (eos_token_id) from a generation_config.json, as transformers'
 // generate() does; a null value leaves the config's own.
 Status ApplyGenerationConfig(const json::Value& generation_config, const std::string& source,

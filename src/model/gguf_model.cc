@@ -271,6 +271,7 @@ StatusOr<ModelConfig> ConfigFromGguf(const gguf::File& f) {
   // 26B/31B (no Per-Layer Embeddings) attend bidirectionally within an image on sliding
   // layers (transformers' use_bidirectional_attention = "vision"; GGUF has no key for it).
   c.bidirectional_vision = c.ple_dim == 0;
+  GEMMA4_RETURN_IF_ERROR(ValidateModelConfig(c, f.path()));
   return c;
 }
 
