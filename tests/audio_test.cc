@@ -699,6 +699,51 @@ TEST(AudioMmproj, WrittenMmprojRoundTrips) {
   }
 }
 
+// Random towers for benchmarks (gemma4 synth --mmproj): every tensor the format needs, at the
+// shapes the loader checks, deterministic in the seed, and a sound encoding (finite, the
+// processor's token count, not constant).
+TEST(AudioMmproj, SyntheticTowersLoadAndEncode) {
+  ThreadPool pool(2);
+  AudioConfig c;  // Gemma4AudioConfig's defaults are the released E2B/E4B tower; narrower here
+  c.hidden_size = 64;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.output_proj_dims = 48;
+  const int text_hidden = 96;
+  std::vector<std::vector<float>> outputs;
+  for (uint64_t seed : {1u, 1u, 2u}) {
+    const std::string path =
+        TempPath("synthetic-audio-" + std::to_string(outputs.size()) + ".gguf");
+    Status s = audio::WriteAudioMmproj(c, 128, text_hidden,
+                                       audio::SyntheticAudioTensors(c, 128, text_hidden, seed),
+                                       DType::kF16, path, &pool);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    auto mm = audio::AudioEncoder::LoadMmproj(path, text_hidden);
+    ASSERT_TRUE(mm.ok()) << mm.status().ToString();
+    EXPECT_EQ((*mm)->config().num_layers, 2);
+    EXPECT_TRUE((*mm)->config().use_clipped_linears);
+    std::vector<float> samples(27200);
+    for (size_t i = 0; i < samples.size(); ++i) samples[i] = 0.3f * std::sin(0.05f * i);
+    std::vector<std::vector<float>> pieces;
+    ASSERT_TRUE(audio::EncodeClip(**mm, samples.data(), static_cast<int64_t>(samples.size()), &pool,
+                                  &pieces)
+                    .ok());
+    ASSERT_EQ(pieces.size(), 1u);
+    EXPECT_EQ(pieces[0].size(), static_cast<size_t>(43 * text_hidden));  // 27200 samples: 43
+    float lo = pieces[0][0], hi = pieces[0][0];
+    for (float v : pieces[0]) {
+      ASSERT_TRUE(std::isfinite(v));
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+    }
+    EXPECT_GT(hi - lo, 0.1f);
+    outputs.push_back(std::move(pieces[0]));
+    std::remove(path.c_str());
+  }
+  EXPECT_EQ(outputs[0], outputs[1]);  // same seed, same tower
+  EXPECT_NE(outputs[0], outputs[2]);
+}
+
 // Our f32 file holds the converter's names, shapes, types and values; with the vision tower
 // added (WriteVisionMmproj, then WriteAudioMmproj onto it) it is the converter's combined file:
 // the same tensors and clip.* metadata, and both towers load.

@@ -954,6 +954,79 @@ Status WriteAudioMmproj(const AudioConfig& c, int num_mel_bins, int text_hidden,
   return s;
 }
 
+AudioTensorSource SyntheticAudioTensors(const AudioConfig& c, int num_mel_bins, int text_hidden,
+                                        uint64_t seed) {
+  return [c, num_mel_bins, text_hidden, seed](const std::string& hf) -> std::optional<AudioTensor> {
+    const std::string tower = kTower, sub = tower + "subsample_conv_projection.";
+    const int64_t H = c.hidden_size, C0 = c.subsampling_channels[0], C1 = c.subsampling_channels[1],
+                  O = c.output_proj_dims;
+    // Two stride-2 convolutions (kernel 3, padding 1) over the mel bins.
+    const int64_t freq = ConvOut(ConvOut(num_mel_bins));
+    auto ends = [&](const char* suffix) { return hf.ends_with(suffix); };
+    std::vector<int64_t> shape;
+    float center = 0, scale = 0;
+    if (hf == sub + "layer0.conv.weight") {
+      shape = {C0, 1, 3, 3};
+    } else if (hf == sub + "layer1.conv.weight") {
+      shape = {C1, C0, 3, 3};
+    } else if (hf == sub + "layer0.norm.weight" || hf == sub + "layer1.norm.weight") {
+      shape = {hf == sub + "layer0.norm.weight" ? C0 : C1};
+      center = 1.0f;
+      scale = 0.1f;
+    } else if (hf == sub + "input_proj_linear.weight") {
+      shape = {H, freq * C1};
+    } else if (hf == tower + "output_proj.weight") {
+      shape = {O, H};
+    } else if (hf == tower + "output_proj.bias") {
+      shape = {O};
+      scale = 0.02f;
+    } else if (hf == std::string(kProjector)) {
+      shape = {text_hidden, O};
+    } else if (ends("_min") || ends("_max")) {
+      if (!c.use_clipped_linears) return std::nullopt;
+      return AudioTensor{
+          {}, [hf](float* out) { out[0] = hf.find("_min") != std::string::npos ? -10.0f : 10.0f; }};
+    } else if (ends("norm.weight") || ends("norm_pre_attn.weight") ||
+               ends("norm_post_attn.weight") || ends("norm_out.weight")) {
+      shape = {H};
+      center = 1.0f;
+      scale = 0.1f;
+    } else if (ends("per_dim_scale")) {
+      shape = {c.head_dim()};
+      scale = 0.1f;
+    } else if (ends("depthwise_conv1d.weight")) {
+      shape = {H, 1, c.conv_kernel_size};
+    } else if (ends("ffw_layer_1.linear.weight")) {
+      shape = {4 * H, H};
+    } else if (ends("ffw_layer_2.linear.weight")) {
+      shape = {H, 4 * H};
+    } else if (ends("linear_start.linear.weight")) {
+      shape = {2 * H, H};
+    } else if (ends("relative_k_proj.weight") || ends(".linear.weight")) {
+      shape = {H, H};
+    } else {
+      return std::nullopt;
+    }
+    int64_t fan_in = 1;
+    for (size_t i = 1; i < shape.size(); ++i) fan_in *= shape[i];
+    if (scale == 0)
+      scale = 1.7320508f / std::sqrt(static_cast<float>(std::max<int64_t>(fan_in, 1)));
+    const uint64_t tensor_seed = seed * 1000003ull + std::hash<std::string>()(hf);
+    return AudioTensor{shape, [shape, center, scale, tensor_seed](float* out) {
+                         int64_t n = 1;
+                         for (int64_t d : shape) n *= d;
+                         uint64_t x = tensor_seed | 1;  // xorshift64
+                         for (int64_t i = 0; i < n; ++i) {
+                           x ^= x << 13;
+                           x ^= x >> 7;
+                           x ^= x << 17;
+                           const float u = static_cast<float>(x >> 40) / 16777216.0f * 2 - 1;
+                           out[i] = center + u * scale;
+                         }
+                       }};
+  };
+}
+
 Status WriteAudioMmproj(const LoadedModel& model, DType matrix_type, const std::string& path,
                         ThreadPool* pool, const std::string& add_to) {
   GEMMA4_ASSIGN_OR_RETURN(std::unique_ptr<AudioEncoder> enc, AudioEncoder::Load(model));

@@ -149,6 +149,12 @@ Status WriteAudioMmproj(const AudioConfig& config, int num_mel_bins, int text_hi
 Status WriteAudioMmproj(const LoadedModel& model, DType matrix_type, const std::string& path,
                         ThreadPool* pool, const std::string& add_to = "");
 
+// Random weights for a tower of this configuration (benchmarks at the released shapes, e.g.
+// `gemma4 synth --mmproj`): uniform values scaled by 1/sqrt(fan-in), norms around 1, wide clip
+// bounds; deterministic in `seed`.
+AudioTensorSource SyntheticAudioTensors(const AudioConfig& config, int num_mel_bins,
+                                        int text_hidden, uint64_t seed);
+
 // A whole clip of 16 kHz mono samples (any length): split into 30 s pieces (the feature
 // extractor's limit), each turned into features and encoded in order. `pieces` receives one
 // [rows, text hidden] block per piece that yields soft tokens (a tail of <= 160 samples gives
