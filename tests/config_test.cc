@@ -1,14 +1,23 @@
 // Model configurations that the forward pass cannot run sensibly are refused when they are
-// read, naming the field (they used to load and print NaN-derived garbage with exit 0).
+// read, naming the field (they used to load and print NaN-derived garbage with exit 0), and
+// non-finite logits at run time are an error naming the position.
 #include "model/config.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "io/mapped_file.h"
+#include "model/forward.h"
+#include "model/model.h"
+#include "runtime/thread_pool.h"
 #include "util/json.h"
 
 namespace gemma4 {
@@ -119,6 +128,55 @@ TEST(ConfigTest, ValidationCatchesNonFiniteAndMismatchedValues) {
   ASSERT_GE(shared, 0) << "the tiny E2B has KV-shared layers";
   c.layers[shared].head_dim += 2;
   expect_refused(c, "layer " + std::to_string(shared) + " head_dim");
+}
+
+// A NaN in the (tied) embedding makes that token's logit NaN at every position. It must be
+// refused at load or be an error naming the position, never logits handed back as output.
+TEST(ConfigTest, NonFiniteLogitsAreAnErrorNamingThePosition) {
+  namespace fs = std::filesystem;
+  const fs::path source = fs::path(kConfig).parent_path();
+  const fs::path dir = fs::path(::testing::TempDir()) / "nan_embedding";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const char* name : {"config.json", "generation_config.json", "model.safetensors"}) {
+    fs::copy_file(source / name, dir / name);
+  }
+  // model.embed_tokens.weight is the first tensor: BF16 [512, 64]. Row 7, column 0 = NaN.
+  const std::string weights = (dir / "model.safetensors").string();
+  std::fstream f(weights, std::ios::in | std::ios::out | std::ios::binary);
+  ASSERT_TRUE(f.good());
+  uint64_t header = 0;
+  f.read(reinterpret_cast<char*>(&header), sizeof(header));
+  std::string json(header, '\0');
+  f.read(json.data(), static_cast<std::streamsize>(header));
+  auto root = json::Parse(json);
+  ASSERT_TRUE(root.ok());
+  const json::Value* embed = root->Find("model.embed_tokens.weight");
+  ASSERT_NE(embed, nullptr);
+  ASSERT_EQ(embed->Find("dtype")->as_string(), "BF16");
+  int64_t begin = 0;
+  ASSERT_TRUE(embed->Find("data_offsets")->as_array()[0].GetInt64(&begin));
+  const uint16_t nan_bf16 = 0x7FC0;
+  f.seekp(static_cast<std::streamoff>(8 + header + begin + (7 * 64) * 2));
+  f.write(reinterpret_cast<const char*>(&nan_bf16), sizeof(nan_bf16));
+  f.close();
+
+  auto model = LoadedModel::Load(dir.string());
+  if (!model.ok()) {
+    EXPECT_NE(model.status().message().find("embed_tokens"), std::string::npos)
+        << model.status().ToString();
+    return;
+  }
+  ThreadPool pool(1);
+  InferenceState state(**model, &pool);
+  const std::vector<int32_t> ids = {2, 10, 20};
+  std::vector<float> logits;
+  const Status s = state.Forward(ids.data(), 3, LogitsMode::kAll, &logits);
+  ASSERT_FALSE(s.ok()) << "NaN logits were returned as output";
+  EXPECT_NE(s.message().find("logits at position 0 are not finite (token 7: NaN)"),
+            std::string::npos)
+      << s.ToString();
+  fs::remove_all(dir);
 }
 
 }  // namespace

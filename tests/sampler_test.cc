@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <random>
+#include <set>
 
 namespace gemma4 {
 namespace {
@@ -185,6 +186,52 @@ TEST(SamplerTest, RepetitionGuard) {
   std::vector<int32_t> prefix_then_loop = random;
   for (int i = 0; i < 40; ++i) prefix_then_loop.push_back(i % 2 ? 7 : 8);
   EXPECT_TRUE(IsDegenerateRepetition(prefix_then_loop));
+}
+
+// Temperatures so small that logit / temperature overflows a float gave NaN probabilities (and
+// then always the last candidate). The draw is now the best logit, or one of the tied best.
+TEST(SamplerTest, TinyTemperaturesAreStable) {
+  for (float temperature : {1e-38f, 1e-45f, 1e-30f}) {
+    for (uint64_t seed = 0; seed < 50; ++seed) {
+      SamplerOptions o = Temp(temperature, seed);
+      Sampler s(o);
+      std::vector<float> l = {1, 3, 2, -50};
+      EXPECT_EQ(s.Sample(l, {}), 1) << "temperature " << temperature << " seed " << seed;
+      o.top_k = 3;
+      o.top_p = 0.5f;
+      o.min_p = 0.1f;
+      Sampler filtered(o);
+      std::vector<float> l2 = {1, 3, 2, -50};
+      EXPECT_EQ(filtered.Sample(l2, {}), 1) << "temperature " << temperature;
+    }
+  }
+  // Tied best logits share the draw.
+  std::set<int32_t> seen;
+  for (uint64_t seed = 0; seed < 64; ++seed) {
+    Sampler s(Temp(1e-38f, seed));
+    std::vector<float> l = {5, 0, 5, 4.9999995f};
+    seen.insert(s.Sample(l, {}));
+  }
+  EXPECT_EQ(seen, (std::set<int32_t>{0, 2}));
+}
+
+TEST(SamplerTest, CheckLogitsFiniteNamesThePosition) {
+  std::vector<float> logits(3 * 5, 0.5f);
+  EXPECT_TRUE(CheckLogitsFinite(logits, 5, 10).ok());
+  logits[5 + 3] = NAN;
+  Status s = CheckLogitsFinite(logits, 5, 10);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+  EXPECT_NE(s.message().find("position 11 are not finite (token 3: NaN)"), std::string::npos)
+      << s.message();
+  logits[5 + 3] = 0;
+  logits[2 * 5] = -INFINITY;
+  s = CheckLogitsFinite(logits, 5, 0);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("position 2 are not finite (token 0: -inf)"), std::string::npos)
+      << s.message();
+  logits[2 * 5] = 3.4e38f;  // large but finite
+  EXPECT_TRUE(CheckLogitsFinite(logits, 5, 0).ok());
 }
 
 }  // namespace

@@ -14,7 +14,8 @@
 namespace gemma4 {
 
 struct SamplerOptions {
-  // temperature <= 0 means greedy (argmax; ties go to the lowest id).
+  // temperature <= 0 means greedy (argmax; ties go to the lowest id). Tiny temperatures (down to
+  // the smallest float) are sampled without overflow: the best logits share the draw.
   float temperature = 1.0f;
   int top_k = 0;       // 0 = off
   float top_p = 1.0f;  // 1 = off; keeps the smallest set whose probability mass >= top_p
@@ -56,6 +57,11 @@ class Sampler {
   std::vector<std::pair<float, int32_t>> scratch_;
   uint64_t NextRandom();
 };
+
+// Checks rows of `vocab_size` logits for NaN and infinity (one pass, cheap next to the LM head
+// that produced them). The DataLoss error names the position of the first bad row
+// (first_position + row) and the token. Sampler::Sample itself treats NaN as -inf.
+Status CheckLogitsFinite(std::span<const float> logits, int64_t vocab_size, int64_t first_position);
 
 // Detects degenerate loops in generated text: the tail of the token history repeating the same
 // period (1..max_period tokens) at least `min_repeats` times, e.g. "is is is is ..." or a

@@ -5,11 +5,15 @@
 //      history tokens
 //   4. temperature <= 0: argmax, lowest id on ties
 //   5. otherwise logits / temperature, top-k, softmax, top-p, min-p, renormalize, and one draw
-//      from xoshiro256** seeded with splitmix64(seed)
+//      from xoshiro256** seeded with splitmix64(seed). When logit / temperature overflows a
+//      float (temperature 1e-38), the probabilities come from (logit - max) / temperature in
+//      double instead, which stays finite: ties with the best logit share the draw, the rest
+//      get probability 0.
 #include "gemma4/sampler.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <unordered_map>
 
@@ -124,11 +128,15 @@ int32_t Sampler::Sample(std::span<float> logits, std::span<const int32_t> histor
   if (options_.temperature <= 0.0f || logits[best] == std::numeric_limits<float>::infinity()) {
     return best;
   }
-  // Candidates (logit / T, id), best first after partial sorting.
+  // Candidates (logit / T, id), best first after partial sorting. Scaling in float is kept
+  // where it is finite (it defines the seeded draws); otherwise candidates keep their raw logits
+  // (the same order) and are scaled in double below.
   scratch_.clear();
   const float inv_t = 1.0f / options_.temperature;
+  const bool scale_in_float = std::isfinite(logits[best] * inv_t);
+  const float candidate_scale = scale_in_float ? inv_t : 1.0f;
   for (int32_t i = 0; i < n; ++i) {
-    if (logits[i] != kNegInf) scratch_.emplace_back(logits[i] * inv_t, i);
+    if (logits[i] != kNegInf) scratch_.emplace_back(logits[i] * candidate_scale, i);
   }
   auto by_logit = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
     return a.first != b.first ? a.first > b.first : a.second < b.second;
@@ -141,11 +149,13 @@ int32_t Sampler::Sample(std::span<float> logits, std::span<const int32_t> histor
   } else if (options_.top_p < 1.0f || options_.min_p > 0.0f) {
     std::sort(scratch_.begin(), scratch_.end(), by_logit);
   }
-  const float max_logit = logits[best] * inv_t;
+  const float max_logit = logits[best] * candidate_scale;
   double total = 0;
   std::vector<double> probs(scratch_.size());
   for (size_t i = 0; i < scratch_.size(); ++i) {
-    probs[i] = std::exp(static_cast<double>(scratch_[i].first - max_logit));
+    probs[i] = scale_in_float ? std::exp(static_cast<double>(scratch_[i].first - max_logit))
+                              : std::exp((static_cast<double>(scratch_[i].first) - max_logit) /
+                                         static_cast<double>(options_.temperature));
     total += probs[i];
   }
   if (options_.top_p < 1.0f) {
@@ -199,6 +209,35 @@ bool IsDegenerateRepetition(std::span<const int32_t> generated,
     if (repeats >= needed && run >= min_tokens) return true;
   }
   return false;
+}
+
+Status CheckLogitsFinite(std::span<const float> logits, int64_t vocab_size,
+                         int64_t first_position) {
+  if (vocab_size <= 0) return OkStatus();
+  const int64_t rows = static_cast<int64_t>(logits.size()) / vocab_size;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = logits.data() + r * vocab_size;
+    // All-ones exponent bits mark NaN and infinity; an OR over the row vectorizes, and the
+    // search for the culprit only runs when there is one.
+    bool any_bad = false;
+    for (int64_t i = 0; i < vocab_size; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, row + i, sizeof(bits));
+      any_bad |= (bits & 0x7F800000u) == 0x7F800000u;
+    }
+    if (!any_bad) continue;
+    for (int64_t i = 0; i < vocab_size; ++i) {
+      if (!std::isfinite(row[i])) {
+        return DataLossError("the logits at position " + std::to_string(first_position + r) +
+                             " are not finite (token " + std::to_string(i) + ": " +
+                             (std::isnan(row[i]) ? "NaN"
+                              : row[i] > 0       ? "+inf"
+                                                 : "-inf") +
+                             "); the weights or the configuration produce NaN or infinity");
+      }
+    }
+  }
+  return OkStatus();
 }
 
 }  // namespace gemma4

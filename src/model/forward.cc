@@ -9,6 +9,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "gemma4/sampler.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
 #include "runtime/denormals.h"
@@ -332,7 +333,10 @@ Status InferenceState::ForwardChunk(const ForwardInput& input, int64_t offset, i
       ops::Softcap(logits + begin, end - begin, cap);
     });
   }
-  return OkStatus();
+  // NaN or infinite logits (non-finite weights, an overflow) are an error naming the position,
+  // never output: one pass over the rows, cheap next to the LM head.
+  return CheckLogitsFinite(std::span<const float>(logits, rows * config_.vocab_size),
+                           config_.vocab_size, position_ - rows);
 }
 
 Status InferenceState::ReadPleRow(int32_t id, float* out) {
