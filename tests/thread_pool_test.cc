@@ -2,6 +2,10 @@
 #include "runtime/thread_pool.h"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
+
+#include <new>
+#include <stdexcept>
 
 #include <algorithm>
 #include <atomic>
@@ -10,6 +14,8 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include "child_process.h"
 
 namespace gemma4 {
 namespace {
@@ -193,6 +199,69 @@ TEST(ThreadPoolTest, SeveralPoolsInParallel) {
   tb.join();
   EXPECT_EQ(a.load(), 300 * 50);
   EXPECT_EQ(b.load(), 300 * 50);
+}
+
+TEST(ThreadPoolTest, ExceptionInAJobReachesTheCallerNotTerminate) {
+  // A worker that throws (std::bad_alloc from a scratch buffer) used to reach std::terminate.
+  for (int threads : {2, 4}) {
+    ThreadPool pool(threads);
+    for (int failing_chunk = 0; failing_chunk < 8; ++failing_chunk) {
+      std::atomic<int> calls{0};
+      EXPECT_THROW(pool.ParallelFor(8 * 16, 16,
+                                    [&](int64_t begin, int64_t) {
+                                      calls.fetch_add(1);
+                                      if (begin / 16 == failing_chunk) throw std::bad_alloc();
+                                    }),
+                   std::bad_alloc)
+          << "threads=" << threads << " chunk=" << failing_chunk;
+      EXPECT_GE(calls.load(), 1);
+    }
+    // The pool is still usable, and other exception types arrive unchanged.
+    EXPECT_THROW(pool.ParallelFor(100, 1, [](int64_t, int64_t) { throw std::runtime_error("x"); }),
+                 std::runtime_error);
+    std::atomic<int64_t> sum{0};
+    pool.ParallelFor(100, 1, [&](int64_t b, int64_t e) {
+      for (int64_t k = b; k < e; ++k) sum += k;
+    });
+    EXPECT_EQ(sum.load(), 4950);
+  }
+}
+
+TEST(ThreadPoolTest, ThreadsAreCappedAtAMultipleOfTheHardwareThreads) {
+  const int hardware = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  EXPECT_EQ(ThreadPool::MaxThreads(), ThreadPool::kMaxThreadsPerCore * hardware);
+  EXPECT_EQ(ThreadPool(1 << 20).num_threads(), ThreadPool::MaxThreads());
+  EXPECT_EQ(ThreadPool(ThreadPool::MaxThreads() + 1).num_threads(), ThreadPool::MaxThreads());
+  EXPECT_EQ(ThreadPool(ThreadPool::MaxThreads()).num_threads(), ThreadPool::MaxThreads());
+}
+
+TEST(ThreadPoolTest, ThreadCreationFailingPartWayLeavesASmallerWorkingPool) {
+  if (!testing::kAddressSpaceLimitsWork) GTEST_SKIP() << "address-space limits under a sanitizer";
+  // Each thread's stack takes 256 MiB of address space and the limit leaves room for about
+  // three: creating the fourth fails (as a process thread limit would) and used to end in
+  // std::terminate or a deadlock. The child is killed after 60 s, so a hang fails the test.
+  const testing::ChildResult result = testing::RunInChild([] {
+    constexpr size_t kStack = size_t{256} << 20;
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0 || pthread_attr_setstacksize(&attr, kStack) != 0 ||
+        pthread_setattr_default_np(&attr) != 0) {
+      return 10;
+    }
+    if (!testing::LimitAddressSpace(3 * kStack + kStack / 2)) return 11;
+    ThreadPool pool(ThreadPool::MaxThreads());
+    if (pool.num_threads() < 1 || pool.num_threads() >= ThreadPool::MaxThreads()) {
+      std::fprintf(stderr, "pool has %d threads\n", pool.num_threads());
+      return ThreadPool::MaxThreads() <= 4 ? 0 : 12;  // a machine too small to tell
+    }
+    std::atomic<int64_t> sum{0};
+    for (int iter = 0; iter < 100; ++iter) {
+      pool.ParallelFor(100, 1, [&](int64_t b, int64_t e) {
+        for (int64_t k = b; k < e; ++k) sum += k;
+      });
+    }
+    return sum.load() == 100 * 4950 ? 0 : 13;
+  });
+  EXPECT_TRUE(result.exited && result.exit_code == 0) << result.Describe();
 }
 
 }  // namespace

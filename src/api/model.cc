@@ -54,171 +54,183 @@ Model::~Model() = default;
 
 StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
                                                    const ModelOptions& options) {
-  if (options.threads < 0 || options.threads > 1024) {
-    return InvalidArgumentError("ModelOptions.threads = " + std::to_string(options.threads) +
-                                ": must be in [0, 1024]");
-  }
-  auto report = [&](float fraction) -> Status {
-    if (options.progress && !options.progress(fraction)) {
-      return CancelledError("loading " + path + " was cancelled");
+  // Allocations that depend on the files and the machine (JSON, tables, repacked weights)
+  // throw std::bad_alloc from deep inside; none may reach the caller of a StatusOr API.
+  auto load = [&]() -> StatusOr<std::shared_ptr<const Model>> {
+    if (options.threads < 0 || options.threads > 1024) {
+      return InvalidArgumentError("ModelOptions.threads = " + std::to_string(options.threads) +
+                                  ": must be in [0, 1024]");
     }
-    return OkStatus();
-  };
-  GEMMA4_RETURN_IF_ERROR(report(0.0f));
-  auto impl = std::make_unique<ModelImpl>();
-  std::function<bool(float)> layer_progress;
-  if (options.progress) {
-    layer_progress = [&options](float f) { return options.progress(0.9f * f); };
-  }
-  const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
-  const int threads = options.threads > 0 ? options.threads : static_cast<int>(hw);
-  impl->pool = std::make_unique<ThreadPool>(threads);
-  GEMMA4_ASSIGN_OR_RETURN(impl->loaded, LoadedModel::Load(path, layer_progress, impl->pool.get()));
-  GEMMA4_RETURN_IF_ERROR(report(0.9f));
-  const std::string tokenizer_path =
-      options.tokenizer_path.empty() ? DefaultTokenizerPath(path) : options.tokenizer_path;
-  auto tokenizer = Tokenizer::Load(tokenizer_path);
-  if (!tokenizer.ok()) {
-    return Status(tokenizer.status().code(), "model " + path + ": no usable tokenizer (" +
-                                                 tokenizer.status().message() +
-                                                 "); pass ModelOptions::tokenizer_path");
-  }
-  impl->tokenizer = *tokenizer;
-  const ModelConfig& c = impl->loaded->config();
-  if (impl->tokenizer->vocab_size() > c.vocab_size) {
-    return InvalidArgumentError(
-        "tokenizer " + tokenizer_path + " has " + std::to_string(impl->tokenizer->vocab_size()) +
-        " ids but the model's vocabulary has only " + std::to_string(c.vocab_size));
-  }
-  const Tokenizer& tok = *impl->tokenizer;
-  SpecialTokens& s = impl->special;
-  s.bos = tok.bos_id() >= 0 ? tok.bos_id() : c.bos_token_id;
-  s.eos = tok.eos_id();
-  s.turn_open = tok.TokenId("<|turn>");
-  s.turn_close = tok.TokenId("<turn|>");
-  s.channel_open = tok.TokenId("<|channel>");
-  s.channel_close = tok.TokenId("<channel|>");
-  s.tool_call_open = tok.TokenId("<|tool_call>");
-  s.tool_call_close = tok.TokenId("<tool_call|>");
-  s.tool_response_open = tok.TokenId("<|tool_response>");
-  s.tool_response_close = tok.TokenId("<tool_response|>");
-  s.string_delimiter = tok.TokenId("<|\"|>");
-  if (s.turn_open < 0 || s.turn_close < 0) {
-    return InvalidArgumentError("tokenizer " + tokenizer_path +
-                                " lacks Gemma 4's <|turn> / <turn|> tokens");
-  }
-  ModelInfo& info = impl->info;
-  info.variant = c.variant;
-  info.path = path;
-  info.vocab_size = c.vocab_size;
-  info.num_layers = c.num_layers;
-  info.hidden_size = c.hidden_size;
-  info.sliding_window = c.sliding_window;
-  info.max_context = c.max_position_embeddings;
-  info.num_parameters = impl->loaded->num_parameters();
-  info.weight_bytes = impl->loaded->weight_bytes();
-  // 26B-A4B and 31B (no Per-Layer Embeddings) ship the template with the empty thought channel.
-  info.large_chat_template = c.ple_dim == 0;
-  for (int id : c.eos_token_ids) info.stop_token_ids.push_back(id);
-  if (info.stop_token_ids.empty()) {
-    if (s.eos >= 0) info.stop_token_ids.push_back(s.eos);
-    info.stop_token_ids.push_back(s.turn_close);
-  }
-  SamplerOptions& d = info.default_sampler;
-  d.temperature = c.do_sample ? c.temperature : 0.0f;
-  d.top_k = c.top_k;
-  d.top_p = c.top_p > 0.0f ? c.top_p : 1.0f;
-  info.threads = threads;
-  impl->kv_type = options.kv_cache_type == KvCacheType::kF32   ? KvType::kF32
-                  : options.kv_cache_type == KvCacheType::kF16 ? KvType::kF16
-                                                               : impl->loaded->DefaultKvType();
-  info.kv_cache_type = KvTypeName(impl->kv_type);
-  // The towers. An mmproj file given explicitly must load; a checkpoint's own tower that cannot
-  // be used (damaged, or a shape transformers itself could not run) leaves the text model
-  // working, and the reason is returned when media of that kind is sent.
-  impl->vision_status =
-      FailedPreconditionError("model " + path +
-                              " has no vision tower: it cannot take images (give ModelOptions::"
-                              "mmproj_path for a GGUF model)");
-  impl->audio_status = FailedPreconditionError(
-      "model " + path +
-      " has no audio tower: it cannot take recordings (E2B and E4B hear; 26B "
-      "and 31B do not)");
-  // Ollama's one-file GGUFs carry the towers inline: the model file is its own mmproj. Those
-  // towers, like a checkpoint's, leave the text model usable when they cannot be.
-  const bool towers_inline = options.mmproj_path.empty() && impl->loaded->is_gguf() &&
-                             (impl->loaded->HasGgufTensor("v.patch_embd.weight") ||
-                              impl->loaded->HasGgufTensor("a.conv1d.0.weight"));
-  const std::string& mmproj_path = towers_inline ? path : options.mmproj_path;
-  const Checkpoint* ckpt = impl->loaded->checkpoint();
-  bool mmproj_has_tower = false;
-  if (!mmproj_path.empty()) {
-    auto vision = vision::VisionEncoder::LoadMmproj(mmproj_path, c.hidden_size);
-    if (vision.ok()) {
-      impl->vision = std::move(vision).value();
-      mmproj_has_tower = true;
-    } else if (towers_inline) {
-      if (impl->loaded->HasGgufTensor("v.patch_embd.weight")) {
-        impl->vision_status = Status(vision.status().code(), "the vision tower cannot be used: " +
-                                                                 vision.status().message());
+    auto report = [&](float fraction) -> Status {
+      if (options.progress && !options.progress(fraction)) {
+        return CancelledError("loading " + path + " was cancelled");
       }
-    } else if (vision.status().code() != StatusCode::kNotFound) {
-      return vision.status();
+      return OkStatus();
+    };
+    GEMMA4_RETURN_IF_ERROR(report(0.0f));
+    auto impl = std::make_unique<ModelImpl>();
+    std::function<bool(float)> layer_progress;
+    if (options.progress) {
+      layer_progress = [&options](float f) { return options.progress(0.9f * f); };
     }
-  } else if (ckpt != nullptr) {
-    const json::Value* vc = ckpt->config_json().Find("vision_config");
-    if (vc != nullptr && !vc->is_null()) {
-      auto vision = vision::VisionEncoder::Load(*impl->loaded);
+    const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+    const int threads = options.threads > 0 ? options.threads : static_cast<int>(hw);
+    impl->pool = std::make_unique<ThreadPool>(threads);
+    GEMMA4_ASSIGN_OR_RETURN(impl->loaded,
+                            LoadedModel::Load(path, layer_progress, impl->pool.get()));
+    GEMMA4_RETURN_IF_ERROR(report(0.9f));
+    const std::string tokenizer_path =
+        options.tokenizer_path.empty() ? DefaultTokenizerPath(path) : options.tokenizer_path;
+    auto tokenizer = Tokenizer::Load(tokenizer_path);
+    if (!tokenizer.ok()) {
+      return Status(tokenizer.status().code(), "model " + path + ": no usable tokenizer (" +
+                                                   tokenizer.status().message() +
+                                                   "); pass ModelOptions::tokenizer_path");
+    }
+    impl->tokenizer = *tokenizer;
+    const ModelConfig& c = impl->loaded->config();
+    if (impl->tokenizer->vocab_size() > c.vocab_size) {
+      return InvalidArgumentError(
+          "tokenizer " + tokenizer_path + " has " + std::to_string(impl->tokenizer->vocab_size()) +
+          " ids but the model's vocabulary has only " + std::to_string(c.vocab_size));
+    }
+    const Tokenizer& tok = *impl->tokenizer;
+    SpecialTokens& s = impl->special;
+    s.bos = tok.bos_id() >= 0 ? tok.bos_id() : c.bos_token_id;
+    s.eos = tok.eos_id();
+    s.turn_open = tok.TokenId("<|turn>");
+    s.turn_close = tok.TokenId("<turn|>");
+    s.channel_open = tok.TokenId("<|channel>");
+    s.channel_close = tok.TokenId("<channel|>");
+    s.tool_call_open = tok.TokenId("<|tool_call>");
+    s.tool_call_close = tok.TokenId("<tool_call|>");
+    s.tool_response_open = tok.TokenId("<|tool_response>");
+    s.tool_response_close = tok.TokenId("<tool_response|>");
+    s.string_delimiter = tok.TokenId("<|\"|>");
+    if (s.turn_open < 0 || s.turn_close < 0) {
+      return InvalidArgumentError("tokenizer " + tokenizer_path +
+                                  " lacks Gemma 4's <|turn> / <turn|> tokens");
+    }
+    ModelInfo& info = impl->info;
+    info.variant = c.variant;
+    info.path = path;
+    info.vocab_size = c.vocab_size;
+    info.num_layers = c.num_layers;
+    info.hidden_size = c.hidden_size;
+    info.sliding_window = c.sliding_window;
+    info.max_context = c.max_position_embeddings;
+    info.num_parameters = impl->loaded->num_parameters();
+    info.weight_bytes = impl->loaded->weight_bytes();
+    // 26B-A4B and 31B (no Per-Layer Embeddings) ship the template with the empty thought channel.
+    info.large_chat_template = c.ple_dim == 0;
+    for (int id : c.eos_token_ids) info.stop_token_ids.push_back(id);
+    if (info.stop_token_ids.empty()) {
+      if (s.eos >= 0) info.stop_token_ids.push_back(s.eos);
+      info.stop_token_ids.push_back(s.turn_close);
+    }
+    SamplerOptions& d = info.default_sampler;
+    d.temperature = c.do_sample ? c.temperature : 0.0f;
+    d.top_k = c.top_k;
+    d.top_p = c.top_p > 0.0f ? c.top_p : 1.0f;
+    info.threads = impl->pool->num_threads();  // capped, or fewer where threads could not start
+    impl->kv_type = options.kv_cache_type == KvCacheType::kF32   ? KvType::kF32
+                    : options.kv_cache_type == KvCacheType::kF16 ? KvType::kF16
+                                                                 : impl->loaded->DefaultKvType();
+    info.kv_cache_type = KvTypeName(impl->kv_type);
+    // The towers. An mmproj file given explicitly must load; a checkpoint's own tower that cannot
+    // be used (damaged, or a shape transformers itself could not run) leaves the text model
+    // working, and the reason is returned when media of that kind is sent.
+    impl->vision_status =
+        FailedPreconditionError("model " + path +
+                                " has no vision tower: it cannot take images (give ModelOptions::"
+                                "mmproj_path for a GGUF model)");
+    impl->audio_status = FailedPreconditionError(
+        "model " + path +
+        " has no audio tower: it cannot take recordings (E2B and E4B hear; 26B "
+        "and 31B do not)");
+    // Ollama's one-file GGUFs carry the towers inline: the model file is its own mmproj. Those
+    // towers, like a checkpoint's, leave the text model usable when they cannot be.
+    const bool towers_inline = options.mmproj_path.empty() && impl->loaded->is_gguf() &&
+                               (impl->loaded->HasGgufTensor("v.patch_embd.weight") ||
+                                impl->loaded->HasGgufTensor("a.conv1d.0.weight"));
+    const std::string& mmproj_path = towers_inline ? path : options.mmproj_path;
+    const Checkpoint* ckpt = impl->loaded->checkpoint();
+    bool mmproj_has_tower = false;
+    if (!mmproj_path.empty()) {
+      auto vision = vision::VisionEncoder::LoadMmproj(mmproj_path, c.hidden_size);
       if (vision.ok()) {
         impl->vision = std::move(vision).value();
-      } else {
-        impl->vision_status = Status(vision.status().code(), "the vision tower cannot be used: " +
-                                                                 vision.status().message());
+        mmproj_has_tower = true;
+      } else if (towers_inline) {
+        if (impl->loaded->HasGgufTensor("v.patch_embd.weight")) {
+          impl->vision_status = Status(vision.status().code(), "the vision tower cannot be used: " +
+                                                                   vision.status().message());
+        }
+      } else if (vision.status().code() != StatusCode::kNotFound) {
+        return vision.status();
+      }
+    } else if (ckpt != nullptr) {
+      const json::Value* vc = ckpt->config_json().Find("vision_config");
+      if (vc != nullptr && !vc->is_null()) {
+        auto vision = vision::VisionEncoder::Load(*impl->loaded);
+        if (vision.ok()) {
+          impl->vision = std::move(vision).value();
+        } else {
+          impl->vision_status = Status(vision.status().code(), "the vision tower cannot be used: " +
+                                                                   vision.status().message());
+        }
       }
     }
-  }
-  if (impl->vision != nullptr) {
-    impl->vision_status = OkStatus();
-    info.vision = true;
-    info.default_image_tokens = impl->vision->config().default_max_soft_tokens;
-  }
-  if (!mmproj_path.empty()) {
-    // The same file may hold the audio tower (E2B/E4B mmproj files from llama.cpp's converter,
-    // Ollama blobs).
-    auto audio = audio::AudioEncoder::LoadMmproj(mmproj_path, c.hidden_size);
-    if (audio.ok()) {
-      impl->audio = std::move(audio).value();
-      impl->audio_status = OkStatus();
-      info.audio = true;
-      mmproj_has_tower = true;
-    } else if (towers_inline) {
-      if (impl->loaded->HasGgufTensor("a.conv1d.0.weight")) {
-        impl->audio_status = Status(audio.status().code(),
-                                    "the audio tower cannot be used: " + audio.status().message());
-      }
-    } else if (audio.status().code() != StatusCode::kNotFound) {
-      return audio.status();
+    if (impl->vision != nullptr) {
+      impl->vision_status = OkStatus();
+      info.vision = true;
+      info.default_image_tokens = impl->vision->config().default_max_soft_tokens;
     }
-    if (!mmproj_has_tower && !towers_inline) {
-      return NotFoundError(options.mmproj_path +
-                           ": no Gemma 4 vision (gemma4v) or audio (gemma4a) tower in this file");
-    }
-  } else if (ckpt != nullptr) {
-    const json::Value* ac = ckpt->config_json().Find("audio_config");
-    if (ac != nullptr && !ac->is_null()) {
-      auto audio = audio::AudioEncoder::Load(*impl->loaded);
+    if (!mmproj_path.empty()) {
+      // The same file may hold the audio tower (E2B/E4B mmproj files from llama.cpp's converter,
+      // Ollama blobs).
+      auto audio = audio::AudioEncoder::LoadMmproj(mmproj_path, c.hidden_size);
       if (audio.ok()) {
         impl->audio = std::move(audio).value();
         impl->audio_status = OkStatus();
         info.audio = true;
-      } else {
-        impl->audio_status = Status(audio.status().code(),
-                                    "the audio tower cannot be used: " + audio.status().message());
+        mmproj_has_tower = true;
+      } else if (towers_inline) {
+        if (impl->loaded->HasGgufTensor("a.conv1d.0.weight")) {
+          impl->audio_status = Status(
+              audio.status().code(), "the audio tower cannot be used: " + audio.status().message());
+        }
+      } else if (audio.status().code() != StatusCode::kNotFound) {
+        return audio.status();
+      }
+      if (!mmproj_has_tower && !towers_inline) {
+        return NotFoundError(options.mmproj_path +
+                             ": no Gemma 4 vision (gemma4v) or audio (gemma4a) tower in this file");
+      }
+    } else if (ckpt != nullptr) {
+      const json::Value* ac = ckpt->config_json().Find("audio_config");
+      if (ac != nullptr && !ac->is_null()) {
+        auto audio = audio::AudioEncoder::Load(*impl->loaded);
+        if (audio.ok()) {
+          impl->audio = std::move(audio).value();
+          impl->audio_status = OkStatus();
+          info.audio = true;
+        } else {
+          impl->audio_status = Status(
+              audio.status().code(), "the audio tower cannot be used: " + audio.status().message());
+        }
       }
     }
+    GEMMA4_RETURN_IF_ERROR(report(1.0f));
+    return std::shared_ptr<const Model>(new Model(std::move(impl)));
+  };
+  try {
+    return load();
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError("out of memory loading the model " + path);
+  } catch (const std::exception& e) {
+    return InternalError("loading the model " + path + ": " + e.what());
   }
-  GEMMA4_RETURN_IF_ERROR(report(1.0f));
-  return std::shared_ptr<const Model>(new Model(std::move(impl)));
 }
 
 const ModelInfo& Model::info() const { return impl_->info; }

@@ -13,6 +13,7 @@
 #include "ops/ops.h"
 #include "quant/quant.h"
 #include "runtime/denormals.h"
+#include "runtime/thread_scratch.h"
 
 namespace gemma4 {
 
@@ -477,7 +478,8 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
   const int64_t blocks_per_group = (n_rep + heads_per_item - 1) / heads_per_item;
   pool_->ParallelFor(s * n_kv * blocks_per_group, 1, [&](int64_t begin, int64_t end) {
     // Per-thread scratch reused across calls (decode makes hundreds of calls per token).
-    thread_local std::vector<float> scores;
+    struct ScoresTag;
+    std::vector<float>& scores = ThreadScratch<std::vector<float>, ScoresTag>();
     for (int64_t item = begin; item < end; ++item) {
       const int64_t t = item / (n_kv * blocks_per_group);
       const int64_t g = item / blocks_per_group % n_kv;

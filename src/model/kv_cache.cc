@@ -82,6 +82,8 @@ KvCache::KvCache(const ModelConfig& config, int64_t max_chunk, KvType type)
     if (lc.sliding) {
       l.ring = true;
       l.capacity = config.sliding_window - 1 + max_chunk;
+      // A failure here is reported by Reserve, which every forward pass and restore calls
+      // first (a constructor cannot return a Status).
       for (KvArena* a : {&l.k, &l.v}) {
         a->SetLimit(static_cast<size_t>(l.capacity * l.row * elem_bytes_));
         (void)a->Grow(static_cast<size_t>(l.capacity * l.row * elem_bytes_));
@@ -130,7 +132,20 @@ Status KvCache::Reserve(int64_t end) {
                            std::to_string(max_context_));
   }
   for (Layer& l : layers_) {
-    if (l.ring || l.row == 0 || end <= l.capacity) continue;
+    if (l.ring) {
+      // Every forward pass and restore comes through here before touching a ring: a ring that
+      // could not be allocated is an error, never a write through a null buffer.
+      const size_t ring_bytes = static_cast<size_t>(l.capacity * l.row * elem_bytes_);
+      for (KvArena* a : {&l.k, &l.v}) {
+        const Status grown = a->Grow(ring_bytes);
+        if (!grown.ok()) {
+          return ResourceExhaustedError("cannot allocate the sliding-window KV cache (" +
+                                        std::to_string(ring_bytes) + " bytes): " + grown.message());
+        }
+      }
+      continue;
+    }
+    if (l.row == 0 || end <= l.capacity) continue;
     GEMMA4_RETURN_IF_ERROR(l.k.Grow(static_cast<size_t>(end * l.row * elem_bytes_)));
     GEMMA4_RETURN_IF_ERROR(l.v.Grow(static_cast<size_t>(end * l.row * elem_bytes_)));
     l.capacity = end;
@@ -143,8 +158,12 @@ void KvCache::AppendState(int64_t end, std::string* out) const {
     if (l.row == 0) continue;
     const int64_t rows = l.ring ? l.capacity : std::min(end, l.capacity);
     const size_t n = static_cast<size_t>(rows * l.row * elem_bytes_);
-    out->append(reinterpret_cast<const char*>(l.k.data()), n);
-    out->append(reinterpret_cast<const char*>(l.v.data()), n);
+    // A ring that was never allocated (no forward pass succeeded) holds nothing: zeros.
+    for (const KvArena* a : {&l.k, &l.v}) {
+      const size_t held = std::min(n, a->size());
+      out->append(reinterpret_cast<const char*>(a->data()), held);
+      out->append(n - held, '\0');
+    }
   }
 }
 

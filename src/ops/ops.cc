@@ -2,6 +2,7 @@
 
 #include "kernels/kernels.h"
 #include "quant/quant.h"
+#include "runtime/thread_scratch.h"
 
 #include <algorithm>
 #include <cmath>
@@ -121,8 +122,9 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
                                                            : table.dot_q4_0;
   // Scratch reused across calls on this thread: large buffers freed and reallocated every
   // matmul would come back from the OS as fresh zeroed pages each time.
-  thread_local quant::QuantizedActivations scratch;
-  quant::QuantizedActivations& acts = scratch;  // workers must see the caller's instance
+  struct ActivationsTag;
+  // The caller's instance, which the workers then read.
+  quant::QuantizedActivations& acts = ThreadScratch<quant::QuantizedActivations, ActivationsTag>();
   acts.Resize(s, k);
   const int64_t nblocks_per_row = k / quant::kBlock;
   // Each token's blocks on their own, so prefill spreads the tokens over the pool (this had
@@ -245,7 +247,8 @@ void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool
   auto body = [&](int64_t begin, int64_t end) {
     const bool direct =
         w.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(w.data) % alignof(float) == 0;
-    thread_local std::vector<float> rows;  // reused across calls, like the int8 scratch
+    struct RowsTag;
+    std::vector<float>& rows = ThreadScratch<std::vector<float>, RowsTag>();  // like the int8 one
     if (!direct) rows.resize(kRowBlock * k);
     for (int64_t n = begin; n < end; n += kRowBlock) {
       const int64_t nr = std::min(kRowBlock, end - n);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <utility>
 
 #include "runtime/denormals.h"
 
@@ -39,10 +40,21 @@ bool SpinUntil(Pred pred) {
 
 }  // namespace
 
+int ThreadPool::MaxThreads() {
+  const int hardware = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return kMaxThreadsPerCore * hardware;
+}
+
 ThreadPool::ThreadPool(int num_threads) {
-  const int extra = std::max(0, num_threads - 1);
-  workers_.reserve(extra);
-  for (int i = 0; i < extra; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  const int extra = std::max(0, std::min(num_threads, MaxThreads()) - 1);
+  try {
+    workers_.reserve(extra);
+    for (int i = 0; i < extra; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  } catch (const std::exception&) {
+    // std::system_error (thread limit, no memory for a stack) or std::bad_alloc: the threads
+    // started so far are a working pool; a destructor would not run for a throwing constructor
+    // and the vector would destroy joinable threads (std::terminate).
+  }
 }
 
 ThreadPool::~ThreadPool() {
@@ -69,6 +81,7 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
   job_n_ = n;
   job_chunks_ = chunks;
   next_chunk_.store(0, std::memory_order_relaxed);
+  job_error_ = nullptr;  // no worker is inside a job here
   // Every worker checks in, taking chunks or not, so none can still be reading this job's fields
   // when the next call overwrites them.
   pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
@@ -84,6 +97,10 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
     std::unique_lock<std::mutex> lock(mu_);
     done_cv_.wait(lock, [this] { return pending_.load(std::memory_order_acquire) == 0; });
   }
+  if (job_error_ != nullptr) {
+    std::exception_ptr error = std::exchange(job_error_, nullptr);
+    std::rethrow_exception(error);
+  }
 }
 
 void ThreadPool::RunChunks() {
@@ -92,7 +109,17 @@ void ThreadPool::RunChunks() {
     if (c >= job_chunks_) return;
     int64_t begin, end;
     PartRange(job_n_, job_chunks_, c, &begin, &end);
-    (*job_)(begin, end);
+    try {
+      (*job_)(begin, end);
+    } catch (...) {
+      {
+        std::lock_guard<std::mutex> lock(error_mu_);
+        if (job_error_ == nullptr) job_error_ = std::current_exception();
+      }
+      // Nobody starts another chunk of a failed job.
+      next_chunk_.store(job_chunks_, std::memory_order_relaxed);
+      return;
+    }
   }
 }
 

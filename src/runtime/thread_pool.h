@@ -4,12 +4,22 @@
 // machine takes fewer chunks instead of holding everyone up. Decode issues hundreds of short
 // ParallelFor calls per token, so idle workers spin briefly before sleeping, and the caller spins
 // briefly for completion.
+//
+// Failures: the pool never throws from its constructor and never lets an exception escape a
+// worker. Threads that cannot be created (a process limit, no memory for a stack) leave a
+// smaller pool; a request beyond kMaxThreadsPerCore threads per hardware thread is capped there,
+// since oversubscribing a few cores by hundreds of spinning threads makes every ParallelFor
+// wait for descheduled workers (thousands of times slower than the cores alone). An exception
+// thrown by a job in any thread (std::bad_alloc from a scratch buffer, say) stops the remaining
+// chunks and is rethrown to the ParallelFor caller, on the caller's thread, once every worker
+// is done with the job; the library's entry points turn it into a Status.
 #ifndef GEMMA4_SRC_RUNTIME_THREAD_POOL_H_
 #define GEMMA4_SRC_RUNTIME_THREAD_POOL_H_
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -19,7 +29,8 @@ namespace gemma4 {
 
 class ThreadPool {
  public:
-  // num_threads counts the caller: 1 means run everything inline.
+  // num_threads counts the caller: 1 means run everything inline. The pool may hold fewer (see
+  // above); num_threads() says how many it got.
   explicit ThreadPool(int num_threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -27,15 +38,23 @@ class ThreadPool {
 
   int num_threads() const { return static_cast<int>(workers_.size()) + 1; }
 
+  // At most this many threads per hardware thread (std::thread::hardware_concurrency()).
+  static constexpr int kMaxThreadsPerCore = 4;
+  // The most threads a pool holds on this machine: kMaxThreadsPerCore * hardware threads.
+  static int MaxThreads();
+
   // Calls fn(begin, end) on disjoint ranges covering [0, n), at most kChunksPerThread *
   // num_threads() of them, each at least `grain` long (except when n < grain); a thread may get
   // several. Not reentrant: do not call from inside fn, and call from one thread at a time.
+  // If fn throws, the chunks not yet started are skipped and the first exception is rethrown
+  // here after all threads have left the job.
   static constexpr int kChunksPerThread = 4;
   void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
   void WorkerLoop();
-  // Takes chunks of the current job until none is left.
+  // Takes chunks of the current job until none is left; an exception from the job is recorded
+  // in job_error_ (the first one) and ends the job.
   void RunChunks();
 
   std::vector<std::thread> workers_;
@@ -48,6 +67,8 @@ class ThreadPool {
   int64_t job_n_ = 0;
   int job_chunks_ = 0;
   std::atomic<int> next_chunk_{0};
+  std::mutex error_mu_;
+  std::exception_ptr job_error_;  // guarded by error_mu_
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};

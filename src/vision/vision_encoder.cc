@@ -14,6 +14,7 @@
 #include "model/tower_reader.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
+#include "runtime/thread_scratch.h"
 #include "util/json.h"
 
 namespace gemma4::vision {
@@ -467,7 +468,8 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool,
       constexpr int64_t kQueryBlock = 24;
       const int64_t blocks = (N + kQueryBlock - 1) / kQueryBlock;
       pool->ParallelFor(blocks * n_heads, 1, [&](int64_t begin, int64_t end) {
-        thread_local std::vector<float> scores;
+        struct ScoresTag;
+        std::vector<float>& scores = ThreadScratch<std::vector<float>, ScoresTag>();
         scores.resize(kQueryBlock * N);
         for (int64_t item = begin; item < end; ++item) {
           const int64_t h = item % n_heads, t0 = item / n_heads * kQueryBlock;
