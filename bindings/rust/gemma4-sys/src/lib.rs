@@ -221,6 +221,34 @@ extern "C" {
         stride: usize,
         max_soft_tokens: i32,
     ) -> gemma4_status;
+    pub fn gemma4_content_begin_video(
+        content: *mut gemma4_content,
+        max_soft_tokens_per_frame: i32,
+    ) -> gemma4_status;
+    pub fn gemma4_content_add_video_file(
+        content: *mut gemma4_content,
+        path: *const c_char,
+        max_soft_tokens_per_frame: i32,
+    ) -> gemma4_status;
+    pub fn gemma4_content_add_video_frame_file(
+        content: *mut gemma4_content,
+        path: *const c_char,
+        seconds: c_double,
+    ) -> gemma4_status;
+    pub fn gemma4_content_add_video_frame_bytes(
+        content: *mut gemma4_content,
+        data: *const c_void,
+        size: usize,
+        seconds: c_double,
+    ) -> gemma4_status;
+    pub fn gemma4_content_add_video_frame_rgb(
+        content: *mut gemma4_content,
+        pixels: *const u8,
+        width: i32,
+        height: i32,
+        stride: usize,
+        seconds: c_double,
+    ) -> gemma4_status;
     pub fn gemma4_content_add_audio_file(
         content: *mut gemma4_content,
         path: *const c_char,

@@ -1,8 +1,8 @@
 //! Safe wrapper over gemma4's C API: `Model` (Send + Sync, shared through `Arc`), `Session`
 //! (Send, one thread at a time; `Canceller` cancels from any thread), `Tools` with Rust
 //! closures, `Result<_, Error>` everywhere, and `Drop` for every handle. A user turn holding
-//! images or recordings is a list of `Part`s (text, `Image`s and `Audio`) sent with
-//! `Session::send_content`.
+//! images, recordings or videos is a list of `Part`s (text, `Image`s, `Audio` and `Video`s)
+//! sent with `Session::send_content`.
 use gemma4_sys as sys;
 use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_int, c_void};
@@ -326,6 +326,168 @@ impl Image {
     }
 }
 
+/// One frame of a `Video`: its picture (a file, the bytes of one, or RGB8 pixels) and its time
+/// in seconds from the start of the video. The frames of a video are all the same size.
+#[derive(Debug, Clone)]
+pub struct VideoFrame {
+    pub image: ImageSource,
+    pub seconds: f64,
+}
+
+// Times compare bit by bit, so that equality is an equivalence (and `Part` stays `Eq`).
+impl PartialEq for VideoFrame {
+    fn eq(&self, other: &VideoFrame) -> bool {
+        self.image == other.image && self.seconds.to_bits() == other.seconds.to_bits()
+    }
+}
+impl Eq for VideoFrame {}
+
+impl VideoFrame {
+    /// A PNG, JPEG or WebP file shown at `seconds`, read when the turn is sent.
+    pub fn from_path(path: impl AsRef<Path>, seconds: f64) -> VideoFrame {
+        VideoFrame {
+            image: ImageSource::Path(path.as_ref().to_path_buf()),
+            seconds,
+        }
+    }
+
+    /// The bytes of a PNG, JPEG or WebP file shown at `seconds`.
+    pub fn from_bytes(data: impl Into<Vec<u8>>, seconds: f64) -> VideoFrame {
+        VideoFrame {
+            image: ImageSource::Encoded(data.into()),
+            seconds,
+        }
+    }
+
+    /// RGB8 pixels, row by row, shown at `seconds`; fails with `status::INVALID_ARGUMENT`
+    /// unless there are `width * height * 3` bytes.
+    pub fn from_rgb(
+        pixels: impl Into<Vec<u8>>,
+        width: u32,
+        height: u32,
+        seconds: f64,
+    ) -> Result<VideoFrame> {
+        let image = Image::from_rgb(pixels, width, height)?;
+        Ok(VideoFrame {
+            image: image.source,
+            seconds,
+        })
+    }
+
+    fn add_to(&self, content: *mut sys::gemma4_content) -> Result<()> {
+        let seconds = self.seconds;
+        match &self.image {
+            ImageSource::Path(path) => {
+                let path = path_cstring(path)?;
+                check(unsafe {
+                    sys::gemma4_content_add_video_frame_file(content, path.as_ptr(), seconds)
+                })
+            }
+            ImageSource::Encoded(data) => check(unsafe {
+                sys::gemma4_content_add_video_frame_bytes(
+                    content,
+                    data.as_ptr() as *const c_void,
+                    data.len(),
+                    seconds,
+                )
+            }),
+            ImageSource::Rgb {
+                pixels,
+                width,
+                height,
+            } => {
+                let side = |v: u32| {
+                    i32::try_from(v).map_err(|_| invalid(format!("frame side {} too large", v)))
+                };
+                let (w, h) = (side(*width)?, side(*height)?);
+                let expected = (*width as u64) * (*height as u64) * 3;
+                if pixels.len() as u64 != expected {
+                    return Err(invalid(format!(
+                        "video frame at {} s: {}x{} RGB pixels need {} bytes, got {}",
+                        seconds,
+                        width,
+                        height,
+                        expected,
+                        pixels.len()
+                    )));
+                }
+                check(unsafe {
+                    sys::gemma4_content_add_video_frame_rgb(
+                        content,
+                        pixels.as_ptr(),
+                        w,
+                        h,
+                        *width as usize * 3,
+                        seconds,
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// Where a video's frames come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VideoSource {
+    /// Frames in time order, all the same size.
+    Frames(Vec<VideoFrame>),
+    /// A video file (mp4, webm, mkv, ... decoded by FFmpeg), sampled at one frame per second,
+    /// evenly spaced instead when that would exceed the frame limit (32).
+    Path(PathBuf),
+}
+
+/// A video for a user turn, for the Gemma 4 models trained on video: 26B-A4B and 31B. A model
+/// without its vision tower (a text-only checkpoint) fails with `status::FAILED_PRECONDITION`.
+/// At most 32 frames (the model's frame limit; more is `status::INVALID_ARGUMENT`). Each frame
+/// takes `max_soft_tokens_per_frame` soft tokens (70, 140, 280, 560 or 1120; 0 = the model's
+/// default for video, 70) and follows its "mm:ss" timestamp in the prompt. The frames are
+/// decoded and checked when the turn is sent; a video file needs a library built with FFmpeg
+/// (`status::UNIMPLEMENTED` otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Video {
+    pub source: VideoSource,
+    pub max_soft_tokens_per_frame: i32,
+}
+
+impl Video {
+    /// A video of the given frames, in time order.
+    pub fn from_frames(frames: impl IntoIterator<Item = VideoFrame>) -> Video {
+        Video {
+            source: VideoSource::Frames(frames.into_iter().collect()),
+            max_soft_tokens_per_frame: 0,
+        }
+    }
+
+    /// A video file (mp4, webm, mkv, ...), read and sampled at one frame per second when the
+    /// turn is sent.
+    pub fn from_path(path: impl AsRef<Path>) -> Video {
+        Video {
+            source: VideoSource::Path(path.as_ref().to_path_buf()),
+            max_soft_tokens_per_frame: 0,
+        }
+    }
+
+    /// Sets the soft tokens per frame (70, 140, 280, 560 or 1120; 0 = the model's default, 70).
+    pub fn max_soft_tokens_per_frame(mut self, max_soft_tokens_per_frame: i32) -> Video {
+        self.max_soft_tokens_per_frame = max_soft_tokens_per_frame;
+        self
+    }
+
+    fn add_to(&self, content: *mut sys::gemma4_content) -> Result<()> {
+        let budget = self.max_soft_tokens_per_frame;
+        match &self.source {
+            VideoSource::Path(path) => {
+                let path = path_cstring(path)?;
+                check(unsafe { sys::gemma4_content_add_video_file(content, path.as_ptr(), budget) })
+            }
+            VideoSource::Frames(frames) => {
+                check(unsafe { sys::gemma4_content_begin_video(content, budget) })?;
+                frames.iter().try_for_each(|frame| frame.add_to(content))
+            }
+        }
+    }
+}
+
 /// Where a recording comes from.
 #[derive(Debug, Clone)]
 pub enum AudioSource {
@@ -428,12 +590,13 @@ impl Audio {
     }
 }
 
-/// One piece of a user turn: text, an image or a recording, in order.
+/// One piece of a user turn: text, an image, a recording or a video, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Part {
     Text(String),
     Image(Image),
     Audio(Audio),
+    Video(Video),
 }
 
 impl From<&str> for Part {
@@ -456,6 +619,11 @@ impl From<Audio> for Part {
         Part::Audio(audio)
     }
 }
+impl From<Video> for Part {
+    fn from(video: Video) -> Part {
+        Part::Video(video)
+    }
+}
 
 /// A `gemma4_content` built from parts, freed on drop.
 struct Content(*mut sys::gemma4_content);
@@ -472,6 +640,7 @@ impl Content {
                 })?,
                 Part::Image(image) => image.add_to(h)?,
                 Part::Audio(audio) => audio.add_to(h)?,
+                Part::Video(video) => video.add_to(h)?,
             }
         }
         Ok(content)
@@ -700,9 +869,9 @@ impl Session {
         self.send_streaming(text, options, |_, _| true)
     }
 
-    /// Sends a user turn of text, images and recordings, in order; streams like
+    /// Sends a user turn of text, images, recordings and videos, in order; streams like
     /// `send_streaming`. Fails with `status::FAILED_PRECONDITION` on a model without the tower
-    /// its images or recordings need.
+    /// its images, recordings or videos need.
     pub fn send_content_streaming(
         &mut self,
         parts: &[Part],
@@ -715,7 +884,7 @@ impl Session {
         })
     }
 
-    /// Sends a user turn of text, images and recordings, in order.
+    /// Sends a user turn of text, images, recordings and videos, in order.
     pub fn send_content(&mut self, parts: &[Part], options: &Generate) -> Result<Reply> {
         self.send_content_streaming(parts, options, |_, _| true)
     }

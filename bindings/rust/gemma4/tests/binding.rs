@@ -1,5 +1,7 @@
 //! The Rust binding on the tiny random-weight fixture model.
-use gemma4::{status, Audio, Generate, Image, Model, Part, Session, Tools};
+use gemma4::{
+    status, Audio, Generate, Image, ImageSource, Model, Part, Session, Tools, Video, VideoFrame,
+};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -310,5 +312,199 @@ fn text_only_model_refuses_recordings() {
         ..Default::default()
     };
     let e = s.send_content(&[wav.into()], &opts).unwrap_err();
+    assert_eq!(e.code, status::FAILED_PRECONDITION, "{}", e);
+}
+
+fn video_model() -> Model {
+    Model::load(
+        &format!("{}/tiny-26b-vision", vision()),
+        2,
+        Some(&format!("{}/tokenizer/tokenizer.json", vision())),
+    )
+    .expect("26B-layout vision model loads")
+}
+
+// Frame files `order[i]` at i seconds.
+fn video_frames(order: &[usize]) -> Vec<VideoFrame> {
+    let frame = |(i, k): (usize, &usize)| {
+        let path = format!("{}/video/frames/frame_{}.png", vision(), k);
+        VideoFrame::from_path(path, i as f64)
+    };
+    order.iter().enumerate().map(frame).collect()
+}
+
+// The random test model's free text is bytes that are not UTF-8 (an empty reply); a choice of
+// letters makes its greedy pick, which depends on what it saw, visible in the reply text.
+const LETTER_SCHEMA: &str = r#"{"enum": ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k",
+    "l", "m", "n", "o", "p", "q", "r", "s", "t", "u", "v", "w", "x", "y", "z"]}"#;
+
+#[test]
+fn videos_in_a_turn() {
+    let m = video_model();
+    assert!(m.info().unwrap().vision);
+    let opts = Generate {
+        max_tokens: 8,
+        temperature: Some(0.0),
+        json_schema: Some(LETTER_SCHEMA),
+        ..Default::default()
+    };
+    let turn = |video: Video| vec![video.into(), Part::from("What moves?")];
+    let mut chat = Session::new(&m, None, None).unwrap();
+    let reply = chat
+        .send_content(&turn(Video::from_frames(video_frames(&[0, 1, 2]))), &opts)
+        .unwrap();
+    // 3 frames of 63 soft tokens (the default 70 budget), each with its timestamp and the
+    // <|image> / <image|> pair.
+    assert!(reply.prompt_tokens > 3 * 65, "{:?}", reply);
+    assert!(
+        reply.text.len() == 3 && reply.text.starts_with('"'),
+        "{:?}",
+        reply
+    );
+    // The same frames in a fresh session give the same greedy reply, also as encoded bytes;
+    // other frames give other replies.
+    let send_fresh = |video: Video| {
+        let mut fresh = Session::new(&m, None, None).unwrap();
+        fresh.send_content(&turn(video), &opts).unwrap()
+    };
+    let again = send_fresh(Video::from_frames(video_frames(&[0, 1, 2])));
+    assert_eq!(
+        (&again.text, again.prompt_tokens, again.generated_tokens),
+        (&reply.text, reply.prompt_tokens, reply.generated_tokens)
+    );
+    let as_bytes = video_frames(&[0, 1, 2])
+        .into_iter()
+        .map(|frame| match frame.image {
+            ImageSource::Path(path) => {
+                VideoFrame::from_bytes(std::fs::read(path).unwrap(), frame.seconds)
+            }
+            _ => unreachable!(),
+        });
+    let from_bytes = send_fresh(Video::from_frames(as_bytes));
+    assert_eq!(
+        (&from_bytes.text, from_bytes.prompt_tokens),
+        (&reply.text, reply.prompt_tokens)
+    );
+    let others: Vec<String> = [[2, 1, 0], [3, 2, 1], [1, 3, 0]]
+        .iter()
+        .map(|order| send_fresh(Video::from_frames(video_frames(order))).text)
+        .collect();
+    assert!(
+        others.iter().any(|text| *text != reply.text),
+        "{:?} vs {:?}",
+        others,
+        reply
+    );
+    // A larger per-frame budget puts more soft tokens in the prompt.
+    let finer =
+        send_fresh(Video::from_frames(video_frames(&[0, 1, 2])).max_soft_tokens_per_frame(140));
+    assert!(
+        finer.prompt_tokens > reply.prompt_tokens + 3 * 40,
+        "{:?} vs {:?}",
+        finer,
+        reply
+    );
+    // RGB frames.
+    let gray = |level: u8, seconds| VideoFrame::from_rgb(vec![level; 8 * 6 * 3], 8, 6, seconds);
+    let r = chat
+        .send_content(
+            &[Video::from_frames([gray(40, 0.0).unwrap(), gray(200, 1.0).unwrap()]).into()],
+            &opts,
+        )
+        .unwrap();
+    assert!(r.prompt_tokens > 2 * 3, "{:?}", r);
+    // Frames out of time order are refused.
+    let mut reversed = video_frames(&[0, 1, 2]);
+    reversed.reverse();
+    let e = chat
+        .send_content(&[Video::from_frames(reversed).into()], &opts)
+        .unwrap_err();
+    assert_eq!(e.code, status::INVALID_ARGUMENT, "{}", e);
+    // At most 32 frames.
+    let many = (0..33).map(|k| gray(k as u8, k as f64).unwrap());
+    let e = chat
+        .send_content(&[Video::from_frames(many).into()], &opts)
+        .unwrap_err();
+    assert_eq!(e.code, status::INVALID_ARGUMENT, "{}", e);
+    assert!(e.message.contains("32"), "{}", e);
+}
+
+#[test]
+fn video_files_in_a_turn() {
+    let m = video_model();
+    let clip = format!("{}/video/testsrc_3.5s.mkv", vision());
+    let opts = Generate {
+        max_tokens: 4,
+        temperature: Some(0.0),
+        ..Default::default()
+    };
+    let mut chat = Session::new(&m, None, None).unwrap();
+    let reply = chat
+        .send_content(
+            &[Video::from_path(&clip).into(), "What changes?".into()],
+            &opts,
+        )
+        .unwrap();
+    // 0, 1, 2 and 3 s of the 3.5 s clip: four frames' runs.
+    assert!(reply.prompt_tokens > 4 * 62, "{:?}", reply);
+    assert!(reply.generated_tokens > 0, "{:?}", reply);
+    let e = chat
+        .send_content(
+            &[Video::from_path(format!("{}/video/missing.mkv", vision())).into()],
+            &opts,
+        )
+        .unwrap_err();
+    assert!(e.message.contains("missing.mkv"), "{}", e);
+}
+
+#[test]
+fn bad_video_frames_are_invalid_arguments() {
+    let e = VideoFrame::from_rgb(&b"123"[..], 2, 2, 0.0).unwrap_err();
+    assert_eq!(e.code, status::INVALID_ARGUMENT);
+    // A frame built by hand with the wrong pixel count is refused when the turn is built.
+    let m = video_model();
+    let mut s = Session::new(&m, None, None).unwrap();
+    let frame = VideoFrame {
+        image: ImageSource::Rgb {
+            pixels: vec![0u8; 2 * 2 * 3 - 1],
+            width: 2,
+            height: 2,
+        },
+        seconds: 0.0,
+    };
+    let e = s
+        .send_content(&[Video::from_frames([frame]).into()], &Generate::default())
+        .unwrap_err();
+    assert_eq!(e.code, status::INVALID_ARGUMENT, "{}", e);
+    assert_eq!(s.num_turns(), 0);
+}
+
+#[test]
+fn text_only_model_refuses_videos() {
+    let f = fixtures();
+    let m = Model::load(
+        &format!("{}/models/tiny-e2b/gemma4_text", f),
+        2,
+        Some(&format!("{}/chat/tiny_tokenizer", f)),
+    )
+    .expect("model loads");
+    assert!(!m.info().unwrap().vision);
+    let mut s = Session::new(&m, None, None).unwrap();
+    let opts = Generate {
+        max_tokens: 1,
+        temperature: Some(0.0),
+        ..Default::default()
+    };
+    let e = s
+        .send_content(
+            &[Video::from_frames(video_frames(&[0, 1, 2])).into()],
+            &opts,
+        )
+        .unwrap_err();
+    assert_eq!(e.code, status::FAILED_PRECONDITION, "{}", e);
+    let clip = format!("{}/video/testsrc_3.5s.mkv", vision());
+    let e = s
+        .send_content(&[Video::from_path(clip).into()], &opts)
+        .unwrap_err();
     assert_eq!(e.code, status::FAILED_PRECONDITION, "{}", e);
 }
