@@ -127,7 +127,8 @@ GEMMA4_API gemma4_status gemma4_model_get_info(const gemma4_model* model, gemma4
 GEMMA4_API gemma4_status gemma4_tokenize(const gemma4_model* model, const char* text,
                                          size_t text_len, int add_special_tokens, int32_t* ids,
                                          size_t capacity, size_t* n_ids);
-/* Ids -> UTF-8 text, NUL-terminated; same buffer protocol (*text_len excludes the NUL). */
+/* Ids -> UTF-8 text, NUL-terminated; same buffer protocol (*text_len excludes the NUL). An id
+ * outside [0, vocab_size) is GEMMA4_INVALID_ARGUMENT naming it (nothing is written). */
 GEMMA4_API gemma4_status gemma4_detokenize(const gemma4_model* model, const int32_t* ids,
                                            size_t n_ids, int skip_special_tokens, char* text,
                                            size_t capacity, size_t* text_len);

@@ -313,8 +313,10 @@ gemma4_status gemma4_detokenize(const gemma4_model* model, const int32_t* ids, s
         (text == nullptr && capacity > 0)) {
       return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_detokenize: null argument");
     }
-    const std::string s = model->model->tokenizer()->Decode(std::span<const int32_t>(ids, n_ids),
+    auto decoded = model->model->tokenizer()->DecodeChecked(std::span<const int32_t>(ids, n_ids),
                                                             skip_special_tokens != 0);
+    if (!decoded.ok()) return FromStatus(decoded.status());
+    const std::string& s = *decoded;
     *text_len = s.size();
     if (s.size() + 1 > capacity) {
       return Fail(GEMMA4_OUT_OF_RANGE, "gemma4_detokenize: " + std::to_string(s.size() + 1) +

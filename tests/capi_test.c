@@ -155,6 +155,17 @@ int main(int argc, char** argv) {
   CHECK(gemma4_tokenize(model, "hello world", 11, 0, ids, 64, &n_ids) == GEMMA4_OK);
   CHECK(gemma4_detokenize(model, ids, n_ids, 0, text, sizeof(text), &len) == GEMMA4_OK);
   CHECK(strcmp(text, "hello world") == 0 && len == 11);
+  {
+    /* Ids outside the vocabulary are refused (they were silently dropped), as the CLI does. */
+    const int32_t bad_ids[3] = {105, 1 << 30, 106};
+    const int32_t negative_ids[2] = {105, -1};
+    CHECK(gemma4_detokenize(model, bad_ids, 3, 0, text, sizeof(text), &len) ==
+          GEMMA4_INVALID_ARGUMENT);
+    CHECK(strstr(gemma4_last_error(), "ids[1] = 1073741824 is outside the vocabulary") != NULL);
+    CHECK(gemma4_detokenize(model, negative_ids, 2, 0, text, sizeof(text), &len) ==
+          GEMMA4_INVALID_ARGUMENT);
+    CHECK(strstr(gemma4_last_error(), "ids[1] = -1") != NULL);
+  }
 
   /* Streamed chat, greedy. */
   gemma4_session_options_init(&so);

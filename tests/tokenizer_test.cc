@@ -191,6 +191,26 @@ TEST(TokenizerTest, AddSpecialTokensFollowsPostProcessor) {
   EXPECT_EQ((*bos_tok)->Encode("hello", true), expected);
 }
 
+TEST(TokenizerTest, DecodeCheckedRefusesIdsOutsideTheVocabulary) {
+  auto tok = Tokenizer::Load(kDir + "/tokenizer.json");
+  ASSERT_TRUE(tok.ok());
+  const std::vector<int32_t> ids = (*tok)->Encode("hello world");
+  auto text = (*tok)->DecodeChecked(ids);
+  ASSERT_TRUE(text.ok()) << text.status().ToString();
+  EXPECT_EQ(*text, (*tok)->Decode(ids));
+  for (int32_t bad : {-1, (*tok)->vocab_size(), INT32_MAX}) {
+    std::vector<int32_t> with_bad = ids;
+    with_bad.insert(with_bad.begin() + 1, bad);
+    auto refused = (*tok)->DecodeChecked(with_bad);
+    ASSERT_FALSE(refused.ok()) << bad;
+    EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(refused.status().message().find("ids[1] = " + std::to_string(bad) +
+                                              " is outside the vocabulary"),
+              std::string::npos)
+        << refused.status().message();
+  }
+}
+
 TEST(TokenizerTest, LongInputIsFast) {
   auto tok = Tokenizer::Load(kDir + "/tokenizer.json");
   ASSERT_TRUE(tok.ok());

@@ -35,8 +35,13 @@ class Tokenizer {
   // With add_special_tokens, the tokenizer's own rule applies (tokenizer.json post-processor,
   // tokenizer_config.json add_bos_token); Gemma 4 chat prompts carry <bos> in the text instead.
   std::vector<int32_t> Encode(std::string_view text, bool add_special_tokens = false) const;
-  // Ids -> text, like `tokenizers` decode. Ids out of range are skipped.
+  // Ids -> text, like `tokenizers` decode. Ids out of range are skipped (DecodeChecked
+  // refuses them).
   std::string Decode(std::span<const int32_t> ids, bool skip_special_tokens = false) const;
+  // Decode() for ids from outside (the C ABI, the CLI): an id outside [0, vocab_size()) is
+  // InvalidArgument naming its index and value, never silently dropped.
+  StatusOr<std::string> DecodeChecked(std::span<const int32_t> ids,
+                                      bool skip_special_tokens = false) const;
 
   // The bytes one token contributes to decoded text (byte-fallback tokens give one raw byte,
   // "▁" becomes a space). Concatenating these and repairing invalid UTF-8 gives Decode().

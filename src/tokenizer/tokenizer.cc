@@ -1218,6 +1218,18 @@ std::string Tokenizer::Decode(std::span<const int32_t> ids, bool skip_special_to
   return impl_->Decode(ids, skip_special_tokens);
 }
 
+StatusOr<std::string> Tokenizer::DecodeChecked(std::span<const int32_t> ids,
+                                               bool skip_special_tokens) const {
+  const int32_t n = vocab_size();
+  for (size_t k = 0; k < ids.size(); ++k) {
+    if (ids[k] < 0 || ids[k] >= n) {
+      return InvalidArgumentError("ids[" + std::to_string(k) + "] = " + std::to_string(ids[k]) +
+                                  " is outside the vocabulary (" + std::to_string(n) + " ids)");
+    }
+  }
+  return impl_->Decode(ids, skip_special_tokens);
+}
+
 std::string Tokenizer::TokenBytes(int32_t id) const { return impl_->TokenBytes(id); }
 
 std::string Tokenizer::TokenString(int32_t id) const {
