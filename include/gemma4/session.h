@@ -129,9 +129,11 @@ enum class StopReason {
 enum class StreamKind { kThought, kText };
 
 struct GenerateOptions {
-  int max_tokens = 1024;     // generated tokens per turn (tool responses not counted)
-  bool thinking = false;     // thinking mode for this request
-  int thinking_budget = -1;  // max thought tokens, then the thought is closed (-1 = none)
+  int max_tokens = 1024;  // generated tokens per turn (tool responses not counted)
+  bool thinking = false;  // thinking mode for this request
+  // Max thought tokens (the thought's own, not the channel's "thought\n" header), then the
+  // thought is closed (-1 = none).
+  int thinking_budget = -1;
   std::optional<SamplerOptions> sampler;  // unset: the model's generation_config defaults
   // Tools: calls are executed through the registry and generation continues, at most
   // max_tool_steps rounds. With execute_tools false the turn stops at the calls (kToolCall)
@@ -142,9 +144,11 @@ struct GenerateOptions {
   // The turn starts with a tool call (like OpenAI's tool_choice "required"); later rounds are
   // free.
   bool require_tool_call = false;
-  int max_calls_per_round = 8;  // parallel calls before the round must end
+  int max_calls_per_round = 8;  // parallel calls before the round must end (exactly this many)
   // When set, the answer (after any thought) is a JSON document matching this JSON schema.
   std::string json_schema;
+  // The guard watches freely sampled tokens only: grammar-constrained and forced spans (JSON
+  // answers, tool-call arguments) are never cut.
   bool stop_on_repetition = true;
   RepetitionGuardOptions repetition_guard;
   // Streaming: text pieces (never broken UTF-8), and raw tokens. Returning false cancels.
@@ -169,7 +173,8 @@ struct Reply {
 
 enum class ContextPolicy {
   kError,         // a turn that does not fit returns ResourceExhausted
-  kDropOldTurns,  // drop the oldest turns after the system prompt until it fits
+  kDropOldTurns,  // drop the oldest exchanges (a user turn and the model's answer) after the
+                  // system prompt until it fits; the new user turn is never dropped
 };
 
 struct SessionOptions {
@@ -192,7 +197,9 @@ class Session {
   ~Session();
 
   // Adds a user turn and generates the model's turn. Only tokens after the longest prefix
-  // already in the KV cache are processed.
+  // already in the KV cache are processed (Reply::reused_tokens and prompt_tokens say how
+  // many). A Send that fails (a bad option, a turn that does not fit) leaves the history and
+  // the cache as they were.
   StatusOr<Reply> Send(std::string_view user_text, const GenerateOptions& options = {});
   // The same with images and recordings among the text, in order. Each is encoded once per
   // session (cached by content); a model without a vision (audio) tower refuses images
@@ -203,8 +210,12 @@ class Session {
   StatusOr<Reply> SubmitToolResults(const std::vector<ToolResult>& results,
                                     const GenerateOptions& options = {});
 
-  // Thread-safe: stops the generation running on another thread (it returns CancelledError;
-  // the partial model turn stays in the history).
+  // Thread-safe: stops the Send or SubmitToolResults running on another thread within one
+  // forward chunk (prefill and media encoding included; an encoder's own pass finishes first).
+  // A cancel that arrives while no call runs is kept and stops the next call; each call
+  // consumes it. The call returns CancelledError: cancelled during generation, the partial
+  // model turn stays in the history; cancelled before generation, the history is as it was
+  // and the cache holds what was processed (the next Send reuses it).
   void Cancel();
 
   // An independent copy (history and KV cache).

@@ -923,6 +923,10 @@ Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
   std::string call_text;                // body of the current tool call
   std::vector<ToolCall> pending_calls;  // calls of the current round
   std::vector<int32_t> generated;       // sampled tokens of this reply
+  // The freely sampled ones: the repetition guard watches only these, since forced and
+  // grammar-constrained spans (JSON answers, tool-call arguments) repeat by design and cutting
+  // them would leave invalid JSON or no call.
+  std::vector<int32_t> free_generated;
   int thought_tokens = 0;
   int64_t open_thought = -1;  // where in turn.tokens the open thought channel began
   int tool_rounds = 0;
@@ -1064,6 +1068,7 @@ Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
     } else {
       next = sampler.Sample(logits_, tokens_);
       if (next < 0) return InternalError("the sampler found no token (all logits are -inf/NaN)");
+      free_generated.push_back(next);
     }
     generated.push_back(next);
     if (options.on_token && !options.on_token(next)) cancel_.store(true);
@@ -1124,7 +1129,8 @@ Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
         // next turn re-processes from here and no further back.
         if (turn.thought_spans.empty()) GEMMA4_RETURN_IF_ERROR(state_->SetRewindPoint());
         open_thought = static_cast<int64_t>(turn.tokens.size());
-      } else if (next == sp.tool_call_open && have_tools && json_matcher == nullptr) {
+      } else if (next == sp.tool_call_open && have_tools && json_matcher == nullptr &&
+                 static_cast<int>(pending_calls.size()) < options.max_calls_per_round) {
         mode = Mode::kToolCall;
         call_text.clear();
         if (tool_grammar != nullptr)
@@ -1171,7 +1177,8 @@ Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
         if (!emit_text(text_stream.Push(next))) cancel_.store(true);
       }
     }
-    if (options.stop_on_repetition && IsDegenerateRepetition(generated, options.repetition_guard)) {
+    if (options.stop_on_repetition &&
+        IsDegenerateRepetition(free_generated, options.repetition_guard)) {
       finish(StopReason::kRepetition);
       return OkStatus();
     }
