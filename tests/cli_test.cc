@@ -96,12 +96,17 @@ class CliTest : public ::testing::Test {
 
   std::string Path(const std::string& name) const { return (dir_ / name).string(); }
 
-  // Runs the CLI with `args` (each passed as one shell word); captures stdout and stderr.
-  Result Run(const std::vector<std::string>& args) {
+  // Runs the CLI with `args` (each passed as one shell word) and `input` on stdin; captures
+  // stdout and stderr.
+  Result Run(const std::vector<std::string>& args, const std::string& input = "") {
     std::string cmd = ShellQuote(GEMMA4_CLI_PATH);
     for (const std::string& a : args) cmd += " " + ShellQuote(a);
-    const std::string out = Path("stdout.txt"), err = Path("stderr.txt");
-    cmd += " >" + ShellQuote(out) + " 2>" + ShellQuote(err) + " </dev/null";
+    const std::string out = Path("stdout.txt"), err = Path("stderr.txt"), in = Path("stdin.txt");
+    {
+      std::ofstream f(in, std::ios::binary);
+      f << input;
+    }
+    cmd += " >" + ShellQuote(out) + " 2>" + ShellQuote(err) + " <" + ShellQuote(in);
     const int status = std::system(cmd.c_str());
     Result r;
     if (status != -1 && WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
@@ -442,7 +447,10 @@ TEST_F(CliTest, ErrorsExitOneWithMessage) {
                 "--chunk");
   ExpectFailure({"logits", "--model", model, "--ids", "2,3", "--out", out, "--threads", "x"},
                 "--threads");
-  ExpectFailure({"generate", "--model", model, "--ids", "2,3", "-n", "3"}, "--greedy");
+  ExpectFailure(
+      {"generate", "--model", model, "--ids", "2,3", "-n", "3", "--greedy", "--seed", "1"},
+      "--seed");
+  ExpectFailure({"generate", "--model", model, "--ids", "2,3", "--prompt", "hi"}, "--prompt");
   ExpectFailure({"generate", "--model", model, "--ids", "2,3", "-n", "-2", "--greedy"}, "-n");
   ExpectFailure({"info", "--model", model, "--verbose"}, "--verbose");
   ExpectFailure({"logits", "--model", model, "--ids", "2,3", "--out", Path("missing/dir/x.f32")},
@@ -509,6 +517,296 @@ TEST_F(CliTest, TokenizeMatchesTokenizersForEverySource) {
   EXPECT_NE(bad.err.find("missing.json"), std::string::npos) << bad.err;
   const Result both = Run({"tokenize", "--tokenizer", dir});
   EXPECT_EQ(both.exit_code, 1);
+}
+
+// Whether a help text names `arg` as a word (followed by a space, a comma or a newline).
+bool ListsArgument(const std::string& help, const std::string& arg) {
+  for (size_t at = help.find(" " + arg); at != std::string::npos;
+       at = help.find(" " + arg, at + 1)) {
+    const char next = at + 1 + arg.size() < help.size() ? help[at + 1 + arg.size()] : '\n';
+    if (next == ' ' || next == ',' || next == '\n') return true;
+  }
+  return false;
+}
+
+// Every command answers --help (and -h) with its usage on stdout, exit status 0, and lists the
+// options of its contract.
+TEST_F(CliTest, HelpForEveryCommand) {
+  const std::vector<std::pair<std::string, std::vector<std::string>>> commands = {
+      {"logits",
+       {"--model", "--ids", "--out", "--chunk", "--threads", "--kv-type", "--image",
+        "--image-budget", "--frame", "--video", "--video-budget", "--audio", "--mmproj"}},
+      {"generate",
+       {"--model", "--ids", "--prompt", "-n", "--greedy", "--temperature", "--seed", "--threads",
+        "--kv-type", "--image", "--image-budget", "--frame", "--video", "--audio", "--mmproj"}},
+      {"encode",
+       {"--model", "--image", "--frame", "--video", "--audio", "--out", "--image-budget",
+        "--video-budget", "--threads", "--mmproj"}},
+      {"tokenize", {"--tokenizer", "--text-file", "--text", "--no-special-tokens"}},
+      {"detokenize", {"--tokenizer", "--ids", "--skip-special-tokens"}},
+      {"info", {"--model"}},
+      {"bench", {"-m", "-t", "-p", "-n", "-d", "-r", "-ub", "-ctk", "-ctv", "-o", "--profile"}},
+      {"quantize", {"SRC", "DST", "--type", "--threads", "--mmproj-type", "--mmproj"}},
+      {"synth", {"--variant", "--type", "OUT.gguf", "--seed", "--layers", "--mmproj"}},
+      {"chat",
+       {"--model", "--think", "--system", "--tokenizer", "-t", "-n", "--temperature", "--seed",
+        "--kv-type", "--image", "--image-budget", "--audio", "--mmproj"}},
+      {"run",
+       {"--model", "--prompt", "--prompt-file", "--system", "--think", "--json-schema", "-n",
+        "--temperature", "--seed", "--image", "--audio", "--mmproj", "--threads"}},
+  };
+  for (const auto& [command, flags] : commands) {
+    for (const char* help : {"--help", "-h"}) {
+      const Result r = Run({command, help});
+      EXPECT_EQ(r.exit_code, 0) << command << " " << help << "\n" << r.err;
+      EXPECT_EQ(r.err, "") << command;
+      EXPECT_EQ(r.out.rfind("usage: gemma4 " + command + " ", 0), 0u) << r.out;
+      for (const std::string& flag : flags) {
+        EXPECT_TRUE(ListsArgument(r.out, flag))
+            << command << " --help does not list " << flag << "\n"
+            << r.out;
+      }
+    }
+    // --help wins over the rest of the line, even a bad one.
+    const Result r = Run({command, "--bogus", "--help"});
+    EXPECT_EQ(r.exit_code, 0) << command << "\n" << r.err;
+  }
+  // The overview names every command, and how to get one command's help.
+  const Result top = Run({"--help"});
+  for (const auto& [command, flags] : commands) {
+    EXPECT_NE(top.out.find("gemma4 " + command), std::string::npos) << command;
+  }
+  EXPECT_NE(top.out.find("COMMAND --help"), std::string::npos);
+}
+
+// Unknown flags, flags without their value and malformed numbers are errors naming the flag
+// (exit status 1), for every command, before any model is loaded.
+TEST_F(CliTest, BadFlagsAreErrorsNamingTheFlag) {
+  const std::string model = ModelDir("tiny-e2b") + "/gemma4";
+  const std::string tokenizer = std::string(GEMMA4_FIXTURES_DIR) + "/chat/tiny_tokenizer";
+  for (const char* command : {"logits", "generate", "encode", "tokenize", "detokenize", "info",
+                              "bench", "quantize", "synth", "chat", "run"}) {
+    ExpectFailure({command, "--no-such-flag"}, "unknown argument '--no-such-flag'");
+  }
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"generate", "--model", model, "--ids", "2", "-n", "abc"}, "-n"},
+      {{"generate", "--model", model, "--ids", "2", "--temperature", "hot"}, "--temperature"},
+      {{"generate", "--model", model, "--ids", "2", "--temperature", "-1"}, "--temperature"},
+      {{"generate", "--model", model, "--ids", "2", "--seed", "x"}, "--seed"},
+      {{"generate", "--model", model, "--ids", "2", "--seed", "-5"}, "--seed"},
+      {{"generate", "--model", model, "--ids", "2", "--image-budget", "12x"}, "--image-budget"},
+      {{"generate", "--model", model, "--prompt"}, "--prompt"},
+      {{"logits", "--model", model, "--ids", "2", "--out", "x", "--kv-type", "f8"}, "--kv-type"},
+      {{"encode", "--model", model, "--image", "x.png", "--out", "x", "--video-budget", "0"},
+       "--video-budget"},
+      {{"run", "--model", model, "--prompt", "hi", "--seed", "1e3"}, "--seed"},
+      {{"run", "--model", model, "--prompt", "hi", "-n", "0"}, "-n"},
+      {{"run", "--model", model, "--prompt", "hi", "--threads", "many"}, "--threads"},
+      {{"run", "--model", model}, "--prompt"},
+      {{"run", "--model", model, "--prompt", "hi", "--prompt-file", "f"}, "--prompt-file"},
+      {{"run", "--model", model, "--tokenizer", tokenizer, "--prompt", "hi", "--json-schema",
+        Path("missing.json")},
+       "missing.json"},
+      {{"chat", "--model", model, "--threads", "x"}, "--threads"},
+      {{"chat", "--model", model, "--seed", "abc"}, "--seed"},
+      {{"chat", "--model", model, "--kv-type", "q8_0"}, "--kv-type"},
+      {{"bench", "-m", model, "-r", "x"}, "-r"},
+      {{"bench", "-m", model, "-p", "8,,9"}, "-p"},
+      {{"synth", "--variant", "e2b", "--type", "q4_0", Path("x.gguf"), "--seed", "abc"}, "--seed"},
+      {{"synth", "--variant", "e2b", "--type", "q4_0", Path("x.gguf"), "--seed",
+        "99999999999999999999"},
+       "--seed"},
+      {{"synth", "--variant", "e2b", "--type", "q4_0", Path("x.gguf"), "--layers", "0"},
+       "--layers"},
+      {{"quantize", model, Path("x.gguf"), "--type", "q4_0", "--threads", "0"}, "--threads"},
+      {{"quantize", model, Path("x.gguf"), "extra", "--type", "q4_0"}, "extra"},
+      {{"tokenize", "--tokenizer", tokenizer, "--text"}, "--text"},
+  };
+  for (const auto& [args, flag] : cases) {
+    ExpectFailure(args, flag);
+    EXPECT_FALSE(fs::exists(Path("x.gguf")));
+  }
+  // A loader error that is about the tokenizer points at the option that fixes it.
+  ExpectFailure({"run", "--model", model, "--prompt", "hi"}, "--tokenizer PATH");
+}
+
+std::vector<int32_t> ParseIdLine(const std::string& line) {
+  std::vector<int32_t> ids;
+  std::stringstream ss(line);
+  std::string item;
+  while (std::getline(ss, item, ',')) ids.push_back(std::stoi(item));
+  return ids;
+}
+
+// generate --prompt TEXT: the text tokenized as `tokenize` does, after <bos>; the same tokens
+// as --ids give the same continuation. Without --greedy, the model's default decoding (greedy
+// for the fixtures: their generation_config has no do_sample) gives the reference ids, and the
+// stop reason is on stderr.
+TEST_F(CliTest, GenerateFromPromptText) {
+  const std::string model = ModelDir("tiny-e2b") + "/gemma4";
+  const std::string tokenizer = std::string(GEMMA4_FIXTURES_DIR) + "/chat/tiny_tokenizer";
+  const std::string text = "Hello there, <|turn>user";
+  const Result tok = Run({"tokenize", "--tokenizer", tokenizer, "--text", text});
+  ASSERT_EQ(tok.exit_code, 0) << tok.err;
+  std::vector<int32_t> ids = ParseIdLine(tok.out);
+  ASSERT_GT(ids.size(), 3u);
+  if (ids.front() != 2) ids.insert(ids.begin(), 2);
+  const Result from_ids =
+      Run({"generate", "--model", model, "--ids", Join(ids), "-n", "6", "--greedy"});
+  ASSERT_EQ(from_ids.exit_code, 0) << from_ids.err;
+  const Result from_text = Run({"generate", "--model", model, "--tokenizer", tokenizer, "--prompt",
+                                text, "-n", "6", "--greedy"});
+  ASSERT_EQ(from_text.exit_code, 0) << from_text.err;
+  EXPECT_EQ(from_text.out, from_ids.out);
+  EXPECT_EQ(ParseIdLine(from_text.out).size(), 6u);
+  EXPECT_NE(from_text.err.find("stop: max_tokens after 6 tokens (" + std::to_string(ids.size()) +
+                               " prompt tokens); greedy"),
+            std::string::npos)
+      << from_text.err;
+  // Without --tokenizer the tokenizer beside the weights is used: the fixture has none.
+  ExpectFailure({"generate", "--model", model, "--prompt", text}, "--tokenizer");
+
+  const Reference ref = LoadReference("tiny-e4b");
+  const Result r = Run({"generate", "--model", ModelDir("tiny-e4b") + "/gemma4_text", "--ids",
+                        Join(ref.prompts[0].ids), "-n", "12"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, Join(ref.prompts[0].greedy) + "\n");
+  EXPECT_NE(r.err.find("greedy"), std::string::npos) << r.err;
+}
+
+// --seed and --temperature: the same seed gives the same tokens, different seeds different
+// ones; a seed alone samples (the fixtures default to greedy); --greedy takes no seed.
+TEST_F(CliTest, SeedSelectsTheSample) {
+  const std::string model = ModelDir("tiny-e2b") + "/gemma4";
+  const std::string ids = "2,17,33";
+  const Result greedy = Run({"generate", "--model", model, "--ids", ids, "-n", "8", "--greedy"});
+  ASSERT_EQ(greedy.exit_code, 0) << greedy.err;
+  for (const bool with_temperature : {true, false}) {
+    std::vector<std::string> outputs;
+    for (const char* seed : {"1", "2", "3", "4"}) {
+      std::vector<std::string> args = {"generate", "--model", model,    "--ids", ids,
+                                       "-n",       "8",       "--seed", seed};
+      if (with_temperature) args.insert(args.end(), {"--temperature", "1.0"});
+      const Result a = Run(args);
+      const Result b = Run(args);
+      ASSERT_EQ(a.exit_code, 0) << a.err;
+      EXPECT_EQ(a.out, b.out) << "seed " << seed;
+      EXPECT_EQ(ParseIdLine(a.out).size(), 8u) << a.out;
+      EXPECT_NE(a.err.find(std::string("seed ") + seed), std::string::npos) << a.err;
+      outputs.push_back(a.out);
+    }
+    std::vector<std::string> distinct = outputs;
+    std::sort(distinct.begin(), distinct.end());
+    distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+    EXPECT_GE(distinct.size(), 3u) << "four seeds gave " << distinct.size() << " outputs";
+    EXPECT_NE(std::count(outputs.begin(), outputs.end(), greedy.out), 4);
+  }
+  // Temperature 0 is greedy whatever the seed.
+  const Result cold = Run(
+      {"generate", "--model", model, "--ids", ids, "-n", "8", "--seed", "7", "--temperature", "0"});
+  ASSERT_EQ(cold.exit_code, 0) << cold.err;
+  EXPECT_EQ(cold.out, greedy.out);
+  ExpectFailure({"generate", "--model", model, "--ids", ids, "--greedy", "--temperature", "0.7"},
+                "--temperature");
+
+  // The same through a session (`gemma4 run`): text on stdout.
+  const std::string tokenizer = std::string(GEMMA4_FIXTURES_DIR) + "/chat/tiny_tokenizer";
+  std::vector<std::string> texts;
+  for (const char* seed : {"1", "2", "3", "4"}) {
+    const std::vector<std::string> args = {
+        "run", "--model", model,    "--tokenizer", tokenizer,       "--prompt", "Hi",
+        "-n",  "12",      "--seed", seed,          "--temperature", "1.5"};
+    const Result a = Run(args);
+    const Result b = Run(args);
+    ASSERT_EQ(a.exit_code, 0) << a.err;
+    EXPECT_EQ(a.out, b.out) << "seed " << seed;
+    texts.push_back(a.out);
+  }
+  std::sort(texts.begin(), texts.end());
+  EXPECT_GE(std::unique(texts.begin(), texts.end()) - texts.begin(), 2);
+}
+
+// gemma4 run: one chat turn, the reply on stdout (a newline after it), the stop reason and the
+// counts on stderr; --prompt-file reads the message; --system and --json-schema apply.
+TEST_F(CliTest, RunPrintsOneReply) {
+  const std::string model = ModelDir("tiny-e2b") + "/gemma4";
+  const std::string tokenizer = std::string(GEMMA4_FIXTURES_DIR) + "/chat/tiny_tokenizer";
+  const std::vector<std::string> base = {"run", "--model", model, "--tokenizer", tokenizer};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return Run(args);
+  };
+  const Result r = with({"--prompt", "Hi there", "-n", "8"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_FALSE(r.out.empty());
+  EXPECT_EQ(r.out.back(), '\n');
+  EXPECT_NE(r.err.find("gemma4 run: stop: max_tokens; "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("8 generated"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("; greedy"), std::string::npos) << r.err;
+  {
+    std::ofstream f(Path("prompt.txt"), std::ios::binary);
+    f << "Hi there";
+  }
+  const Result from_file = with({"--prompt-file", Path("prompt.txt"), "-n", "8"});
+  ASSERT_EQ(from_file.exit_code, 0) << from_file.err;
+  EXPECT_EQ(from_file.out, r.out);
+  // A system prompt changes the context: more prompt tokens.
+  const Result system = with({"--prompt", "Hi there", "-n", "8", "--system", "Be brief."});
+  ASSERT_EQ(system.exit_code, 0) << system.err;
+  auto prompt_tokens = [](const std::string& err) {
+    const size_t at = err.find("; ", err.find("stop: "));
+    return at == std::string::npos ? -1 : std::atoi(err.c_str() + at + 2);
+  };
+  EXPECT_GT(prompt_tokens(system.err), prompt_tokens(r.err)) << system.err << r.err;
+  // An answer constrained to a schema is that JSON, whatever the weights.
+  {
+    std::ofstream f(Path("schema.json"));
+    f << R"({"enum": ["yes", "no"]})";
+  }
+  const Result json =
+      with({"--prompt", "Yes or no?", "-n", "16", "--json-schema", Path("schema.json")});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_TRUE(json.out == "\"yes\"\n" || json.out == "\"no\"\n") << json.out;
+  EXPECT_NE(json.err.find("stop: end_of_turn"), std::string::npos) << json.err;
+  // Thinking: the thought goes to stderr, never into the captured answer.
+  const Result think = with({"--prompt", "Hi", "-n", "12", "--think"});
+  ASSERT_EQ(think.exit_code, 0) << think.err;
+  EXPECT_EQ(think.out.find("[thinking]"), std::string::npos) << think.out;
+  // --prompt-file - reads stdin.
+  const Result piped =
+      Run({"run", "--model", model, "--tokenizer", tokenizer, "--prompt-file", "-", "-n", "8"},
+          "Hi there");
+  ASSERT_EQ(piped.exit_code, 0) << piped.err;
+  EXPECT_EQ(piped.out, r.out);
+}
+
+// gemma4 chat reports the stop reason of every reply, and honours --seed without --temperature.
+TEST_F(CliTest, ChatShowsStopReasonAndHonoursSeed) {
+  const std::string model = ModelDir("tiny-e2b") + "/gemma4";
+  const std::string tokenizer = std::string(GEMMA4_FIXTURES_DIR) + "/chat/tiny_tokenizer";
+  const Result chat =
+      Run({"chat", "--model", model, "--tokenizer", tokenizer, "-n", "4"}, "Hi\nAnd then?\n");
+  ASSERT_EQ(chat.exit_code, 0) << chat.err;
+  size_t replies = 0;
+  for (size_t at = chat.err.find("4 generated"); at != std::string::npos;
+       at = chat.err.find("4 generated", at + 1)) {
+    ++replies;
+    EXPECT_EQ(chat.err.compare(chat.err.find("; ", at), 18, "; stop: max_tokens"), 0) << chat.err;
+  }
+  EXPECT_EQ(replies, 2u) << chat.err;
+  std::vector<std::string> outputs;
+  for (const char* seed : {"1", "2", "3", "4"}) {
+    const std::vector<std::string> args = {"chat", "--model", model,    "--tokenizer", tokenizer,
+                                           "-n",   "12",      "--seed", seed};
+    const Result a = Run(args, "Hello!\n");
+    const Result b = Run(args, "Hello!\n");
+    ASSERT_EQ(a.exit_code, 0) << a.err;
+    EXPECT_EQ(a.out, b.out) << "seed " << seed;
+    outputs.push_back(a.out);
+  }
+  std::sort(outputs.begin(), outputs.end());
+  EXPECT_GE(std::unique(outputs.begin(), outputs.end()) - outputs.begin(), 2);
 }
 
 }  // namespace

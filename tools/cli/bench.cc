@@ -18,6 +18,7 @@
 #include "model/forward.h"
 #include "model/model.h"
 #include "runtime/thread_pool.h"
+#include "tools/cli/args.h"
 #include "tools/cli/commands.h"
 #include "util/json.h"
 
@@ -39,42 +40,26 @@ struct Options {
   bool profile = false;                             // --profile: time per forward phase, on stderr
 };
 
-// llama-bench options that select GPU/backend features gemma4 does not have; accepted so that
-// scripts written for llama-bench run unchanged, and reported once on stderr.
-bool IsIgnoredFlagWithValue(const std::string& a) {
-  static const char* kFlags[] = {"-ngl",
-                                 "--n-gpu-layers",
-                                 "-b",
-                                 "--batch-size",
-                                 "-fa",
-                                 "--flash-attn",
-                                 "-mmp",
-                                 "--mmap",
-                                 "-sm",
-                                 "--split-mode",
-                                 "-mg",
-                                 "--main-gpu",
-                                 "-ts",
-                                 "--tensor-split",
-                                 "-nkvo",
-                                 "--no-kv-offload",
-                                 "-embd",
-                                 "--embeddings",
-                                 "--numa",
-                                 "-dev",
-                                 "--device",
-                                 "-C",
-                                 "--cpu-mask",
-                                 "--cpu-strict",
-                                 "--poll",
-                                 "--prio",
-                                 "--delay",
-                                 "-ot",
-                                 "--override-tensors"};
-  for (const char* f : kFlags) {
-    if (a == f) return true;
-  }
-  return false;
+// llama-bench options for GPU/backend features gemma4 does not have (each option's spellings).
+const std::vector<std::vector<std::string>>& IgnoredFlagsWithValue() {
+  static const std::vector<std::vector<std::string>> kFlags = {{"-ngl", "--n-gpu-layers"},
+                                                               {"-b", "--batch-size"},
+                                                               {"-fa", "--flash-attn"},
+                                                               {"-mmp", "--mmap"},
+                                                               {"-sm", "--split-mode"},
+                                                               {"-mg", "--main-gpu"},
+                                                               {"-ts", "--tensor-split"},
+                                                               {"-nkvo", "--no-kv-offload"},
+                                                               {"-embd", "--embeddings"},
+                                                               {"--numa"},
+                                                               {"-dev", "--device"},
+                                                               {"-C", "--cpu-mask"},
+                                                               {"--cpu-strict"},
+                                                               {"--poll"},
+                                                               {"--prio"},
+                                                               {"--delay"},
+                                                               {"-ot", "--override-tensors"}};
+  return kFlags;
 }
 
 Status ParseList(const std::string& flag, const std::string& value, int min,
@@ -97,70 +82,87 @@ Status ParseList(const std::string& flag, const std::string& value, int min,
   return OkStatus();
 }
 
-Status ParseOptions(int argc, char** argv, Options* o) {
+// Parses the options; *help is set (and nothing else checked) when --help was asked for.
+Status ParseOptions(int argc, char** argv, Options* o, bool* help) {
   std::string cache_type_k = o->cache_type, cache_type_v = o->cache_type;
-  for (int i = 2; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&](std::string* out) -> Status {
-      if (i + 1 >= argc) return InvalidArgumentError("option " + a + " needs a value");
-      *out = argv[++i];
+  auto list = [](std::vector<int>* out, int min) {
+    return [out, min](const std::string& flag, const std::string& v) {
+      return ParseList(flag, v, min, out);
+    };
+  };
+  auto cache_type = [](std::string* out) {
+    return [out](const std::string& flag, const std::string& v) -> Status {
+      if (v != "f16" && v != "f32") {
+        return InvalidArgumentError(flag + " " + v + ": the KV cache type must be f16 or f32");
+      }
+      *out = v;
       return OkStatus();
     };
-    std::string v;
-    if (a == "-m" || a == "--model") {
-      GEMMA4_RETURN_IF_ERROR(value(&o->model));
-    } else if (a == "-t" || a == "--threads") {
-      GEMMA4_RETURN_IF_ERROR(value(&v));
-      GEMMA4_RETURN_IF_ERROR(ParseList(a, v, 1, &o->threads));
-    } else if (a == "-p" || a == "--n-prompt") {
-      GEMMA4_RETURN_IF_ERROR(value(&v));
-      GEMMA4_RETURN_IF_ERROR(ParseList(a, v, 0, &o->n_prompt));
-    } else if (a == "-n" || a == "--n-gen") {
-      GEMMA4_RETURN_IF_ERROR(value(&v));
-      GEMMA4_RETURN_IF_ERROR(ParseList(a, v, 0, &o->n_gen));
-    } else if (a == "-d" || a == "--n-depth") {
-      GEMMA4_RETURN_IF_ERROR(value(&v));
-      GEMMA4_RETURN_IF_ERROR(ParseList(a, v, 0, &o->n_depth));
-    } else if (a == "-pg") {
-      GEMMA4_RETURN_IF_ERROR(value(&v));
-      std::vector<int> pg;
-      GEMMA4_RETURN_IF_ERROR(ParseList(a, v, 0, &pg));
-      if (pg.size() != 2) return InvalidArgumentError("-pg expects pp,tg (two integers)");
-      o->prompt_gen.emplace_back(pg[0], pg[1]);
-    } else if (a == "-ctk" || a == "--cache-type-k" || a == "-ctv" || a == "--cache-type-v") {
-      GEMMA4_RETURN_IF_ERROR(value(&v));
-      if (v != "f16" && v != "f32") {
-        return InvalidArgumentError(a + " " + v + ": the KV cache type must be f16 or f32");
-      }
-      const bool is_k = a == "-ctk" || a == "--cache-type-k";
-      (is_k ? cache_type_k : cache_type_v) = v;
-    } else if (a == "-ub" || a == "--ubatch-size") {
-      GEMMA4_RETURN_IF_ERROR(value(&v));
-      std::vector<int> ub;
-      GEMMA4_RETURN_IF_ERROR(ParseList(a, v, 1, &ub));
-      if (ub.size() != 1) return InvalidArgumentError(a + " takes one size");
-      o->ubatch = ub[0];
-    } else if (IsIgnoredFlagWithValue(a)) {
-      GEMMA4_RETURN_IF_ERROR(value(&v));
-      std::fprintf(stderr, "gemma4 bench: ignoring %s %s (no GPU/backend options on CPU)\n",
-                   a.c_str(), v.c_str());
-    } else if (a == "--profile") {
-      o->profile = true;
-    } else if (a == "--progress" || a == "-v" || a == "--verbose") {
-      // Accepted for compatibility; gemma4 bench always reports at the end.
-    } else if (a == "-r" || a == "--repetitions") {
-      GEMMA4_RETURN_IF_ERROR(value(&v));
-      std::vector<int> r;
-      GEMMA4_RETURN_IF_ERROR(ParseList(a, v, 1, &r));
-      o->repetitions = r[0];
-    } else if (a == "-o" || a == "--output") {
-      GEMMA4_RETURN_IF_ERROR(value(&o->output));
-      if (o->output != "md" && o->output != "json" && o->output != "jsonl" && o->output != "csv") {
-        return InvalidArgumentError("-o must be md, json, jsonl or csv");
-      }
-    } else {
-      return InvalidArgumentError("unknown argument '" + a + "'");
-    }
+  };
+  auto single = [](int min, int* out) {
+    return [min, out](const std::string& flag, const std::string& v) -> Status {
+      std::vector<int> one;
+      GEMMA4_RETURN_IF_ERROR(ParseList(flag, v, min, &one));
+      if (one.size() != 1) return InvalidArgumentError(flag + " takes one number");
+      *out = one[0];
+      return OkStatus();
+    };
+  };
+  bool ignored_flag = false;
+  ArgParser parser(
+      "gemma4 bench -m PATH [-t N,..] [-p N,..] [-n N,..] [-d N,..] [-pg P,G] [-r N] [-ub N]\n"
+      "                    [-ctk f16|f32] [-ctv f16|f32] [-o md|json|jsonl|csv] [--profile]",
+      "Prompt processing (pp) and generation (tg) tokens/s, measured and reported as llama-bench\n"
+      "does (same flags, defaults and -o json field names); peak RSS, bytes read per generated\n"
+      "token and the bandwidth bound on stderr. llama-bench's GPU/backend options are accepted\n"
+      "and ignored.\n");
+  parser.String({"-m", "--model"}, "PATH", "the model", &o->model)
+      .Value({"-t", "--threads"}, "N,..", "thread counts (default: all cores)",
+             list(&o->threads, 1))
+      .Value({"-p", "--n-prompt"}, "N,..", "prompt lengths (default 512)", list(&o->n_prompt, 0))
+      .Value({"-n", "--n-gen"}, "N,..", "generation lengths (default 128)", list(&o->n_gen, 0))
+      .Value({"-d", "--n-depth"}, "N,..", "context depths before the test (default 0)",
+             list(&o->n_depth, 0))
+      .Value({"-pg"}, "P,G", "prompt then generation, timed together (repeatable)",
+             [o](const std::string& flag, const std::string& v) -> Status {
+               std::vector<int> pg;
+               GEMMA4_RETURN_IF_ERROR(ParseList(flag, v, 0, &pg));
+               if (pg.size() != 2) return InvalidArgumentError("-pg expects pp,tg (two integers)");
+               o->prompt_gen.emplace_back(pg[0], pg[1]);
+               return OkStatus();
+             })
+      .Value({"-ctk", "--cache-type-k"}, "f16|f32", "KV cache type (keys; default f16)",
+             cache_type(&cache_type_k))
+      .Value({"-ctv", "--cache-type-v"}, "f16|f32", "KV cache type (values; must equal -ctk)",
+             cache_type(&cache_type_v))
+      .Value({"-ub", "--ubatch-size"}, "N", "tokens per forward step", single(1, &o->ubatch))
+      .Value({"-r", "--repetitions"}, "N", "repetitions of each test (default 5)",
+             single(1, &o->repetitions))
+      .Value({"-o", "--output"}, "md|json|jsonl|csv", "output format (default md)",
+             [o](const std::string&, const std::string& v) -> Status {
+               if (v != "md" && v != "json" && v != "jsonl" && v != "csv") {
+                 return InvalidArgumentError("-o must be md, json, jsonl or csv");
+               }
+               o->output = v;
+               return OkStatus();
+             })
+      .Flag({"--profile"}, "time of each forward phase (stderr)", &o->profile)
+      .Flag({"--progress", "-v", "--verbose"}, "accepted for compatibility", &ignored_flag);
+  // llama-bench options that select GPU/backend features gemma4 does not have; accepted so
+  // that scripts written for llama-bench run unchanged, and reported on stderr.
+  for (const std::vector<std::string>& names : IgnoredFlagsWithValue()) {
+    parser.Value(names, "X", "ignored (llama-bench GPU/backend option)",
+                 [](const std::string& flag, const std::string& v) {
+                   std::fprintf(stderr,
+                                "gemma4 bench: ignoring %s %s (no GPU/backend options on CPU)\n",
+                                flag.c_str(), v.c_str());
+                   return OkStatus();
+                 });
+  }
+  GEMMA4_RETURN_IF_ERROR(parser.Parse(argc, argv));
+  if (parser.help_requested()) {
+    *help = true;
+    return parser.PrintHelp();
   }
   if (o->model.empty()) return InvalidArgumentError("-m MODEL is required");
   if (cache_type_k != cache_type_v) {
@@ -376,7 +378,9 @@ std::string JsonObject(const Options& o, const LoadedModel& model, const Result&
 
 Status RunBench(int argc, char** argv) {
   Options o;
-  GEMMA4_RETURN_IF_ERROR(ParseOptions(argc, argv, &o));
+  bool help = false;
+  GEMMA4_RETURN_IF_ERROR(ParseOptions(argc, argv, &o, &help));
+  if (help) return OkStatus();
   std::unique_ptr<LoadedModel> model;
   {
     ThreadPool load_pool(*std::max_element(o.threads.begin(), o.threads.end()));

@@ -2,14 +2,15 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "gemma4/model.h"
 #include "gemma4/session.h"
+#include "tools/cli/args.h"
 #include "tools/cli/commands.h"
+#include "tools/cli/session_args.h"
 
 namespace gemma4::cli {
 namespace {
@@ -18,86 +19,37 @@ constexpr char kChatHelp[] =
     "commands: /think on|off  /image PATH  /audio PATH (attached to the next message)  /reset\n"
     "          /quit   (an empty line is ignored)\n";
 
-Status ParseNumber(const std::string& flag, const std::string& s, double lo, double hi,
-                   double* out) {
-  char* end = nullptr;
-  const double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end != '\0' || !(v >= lo && v <= hi)) {
-    return InvalidArgumentError(flag + " must be a number in [" + std::to_string(lo) + ", " +
-                                std::to_string(hi) + "], got '" + s + "'");
-  }
-  *out = v;
-  return OkStatus();
-}
-
 }  // namespace
 
 Status RunChat(int argc, char** argv) {
-  std::string model_path, system, tokenizer_path;
+  ModelArgs model_args;
+  SamplingArgs sampling;
+  std::string system;
   std::vector<std::string> pending_images;  // attached to the next message
   std::vector<std::string> pending_audio;
-  double image_budget = 0;
-  KvCacheType kv_cache_type = KvCacheType::kAuto;
+  int64_t image_budget = 0;
   bool think = false;
-  double threads = 0, max_tokens = 1024, temperature = -1, seed = 0;
-  for (int i = 2; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&](std::string* out) -> Status {
-      if (i + 1 >= argc) return InvalidArgumentError("option " + a + " needs a value");
-      *out = argv[++i];
-      return OkStatus();
-    };
-    std::string v;
-    if (a == "--model" || a == "-m") {
-      GEMMA4_RETURN_IF_ERROR(value(&model_path));
-    } else if (a == "--system") {
-      GEMMA4_RETURN_IF_ERROR(value(&system));
-    } else if (a == "--tokenizer") {
-      GEMMA4_RETURN_IF_ERROR(value(&tokenizer_path));
-    } else if (a == "--image") {
-      GEMMA4_RETURN_IF_ERROR(value(&v));
-      pending_images.push_back(v);
-    } else if (a == "--audio") {
-      GEMMA4_RETURN_IF_ERROR(value(&v));
-      pending_audio.push_back(v);
-    } else if (a == "--image-budget") {
-      GEMMA4_RETURN_IF_ERROR(value(&v));
-      GEMMA4_RETURN_IF_ERROR(ParseNumber(a, v, 70, 1120, &image_budget));
-    } else if (a == "--think") {
-      think = true;
-    } else if (a == "--threads" || a == "-t") {
-      GEMMA4_RETURN_IF_ERROR(value(&v));
-      GEMMA4_RETURN_IF_ERROR(ParseNumber(a, v, 0, 1024, &threads));
-    } else if (a == "--max-tokens" || a == "-n") {
-      GEMMA4_RETURN_IF_ERROR(value(&v));
-      GEMMA4_RETURN_IF_ERROR(ParseNumber(a, v, 1, 1 << 20, &max_tokens));
-    } else if (a == "--temperature") {
-      GEMMA4_RETURN_IF_ERROR(value(&v));
-      GEMMA4_RETURN_IF_ERROR(ParseNumber(a, v, 0, 100, &temperature));
-    } else if (a == "--kv-type") {
-      GEMMA4_RETURN_IF_ERROR(value(&v));
-      if (v == "auto") {
-        kv_cache_type = KvCacheType::kAuto;
-      } else if (v == "f32") {
-        kv_cache_type = KvCacheType::kF32;
-      } else if (v == "f16") {
-        kv_cache_type = KvCacheType::kF16;
-      } else {
-        return InvalidArgumentError("--kv-type " + v + ": expected auto, f32 or f16");
-      }
-    } else if (a == "--seed") {
-      GEMMA4_RETURN_IF_ERROR(value(&v));
-      GEMMA4_RETURN_IF_ERROR(ParseNumber(a, v, 0, 1e15, &seed));
-    } else {
-      return InvalidArgumentError("unknown argument '" + a + "'");
-    }
-  }
-  if (model_path.empty()) return InvalidArgumentError("--model PATH is required");
-  ModelOptions model_options;
-  model_options.threads = static_cast<int>(threads);
-  model_options.tokenizer_path = tokenizer_path;
-  model_options.kv_cache_type = kv_cache_type;
-  GEMMA4_ASSIGN_OR_RETURN(auto model, Model::Load(model_path, model_options));
+  ArgParser parser(
+      "gemma4 chat --model PATH [--think] [--system TEXT] [--tokenizer PATH] [-t N] [-n N]\n"
+      "                   [--temperature T] [--seed S] [--kv-type auto|f32|f16] [--image FILE "
+      "...]\n"
+      "                   [--image-budget N] [--audio FILE ...] [--mmproj F]",
+      "Interactive chat on stdin/stdout, streaming; thoughts marked [thinking]; tokens/s and the\n"
+      "stop reason of every reply on stderr.\n" +
+          std::string(kChatHelp));
+  AddModelArgs(&parser, &model_args);
+  AddMaxTokensArg(&parser, &sampling);
+  AddSamplingArgs(&parser, &sampling);
+  parser.String({"--system"}, "TEXT", "system prompt", &system)
+      .Flag({"--think"}, "start with thinking on", &think)
+      .Strings({"--image"}, "FILE", "image attached to the first message", &pending_images)
+      .Strings({"--audio"}, "FILE", "recording attached to the first message", &pending_audio)
+      .Int({"--image-budget"}, "N", "soft tokens per image: 70, 140, 280, 560 or 1120", 70, 1120,
+           &image_budget);
+  GEMMA4_RETURN_IF_ERROR(parser.Parse(argc, argv));
+  if (parser.help_requested()) return parser.PrintHelp();
+  const std::string& model_path = model_args.model;
+  GEMMA4_ASSIGN_OR_RETURN(auto model, LoadModel(model_args));
   if (!pending_images.empty() && !model->info().vision) {
     return FailedPreconditionError("--image: model " + model_path +
                                    " has no vision tower (a text-only checkpoint or GGUF)");
@@ -143,13 +95,8 @@ Status RunChat(int argc, char** argv) {
     }
     GenerateOptions options;
     options.thinking = think;
-    options.max_tokens = static_cast<int>(max_tokens);
-    if (temperature >= 0) {
-      SamplerOptions s = model->info().default_sampler;
-      s.temperature = static_cast<float>(temperature);
-      s.seed = static_cast<uint64_t>(seed);
-      options.sampler = s;
-    }
+    options.max_tokens = static_cast<int>(sampling.max_tokens);
+    options.sampler = SamplerFor(model->info(), sampling);
     bool in_thought = false;
     options.on_text = [&](StreamKind kind, std::string_view text) {
       if (kind == StreamKind::kThought && !in_thought) {
@@ -192,8 +139,10 @@ Status RunChat(int argc, char** argv) {
     const double pps =
         reply->prefill_seconds > 0 ? reply->prompt_tokens / reply->prefill_seconds : 0.0;
     std::fprintf(stderr,
-                 "[%d prompt tokens (%d reused) at %.1f tok/s, %d generated at %.1f tok/s]\n",
-                 reply->prompt_tokens, reply->reused_tokens, pps, reply->generated_tokens, tps);
+                 "[%d prompt tokens (%d reused) at %.1f tok/s, %d generated at %.1f tok/s; "
+                 "stop: %s]\n",
+                 reply->prompt_tokens, reply->reused_tokens, pps, reply->generated_tokens, tps,
+                 StopReasonName(reply->stop_reason));
   }
   return OkStatus();
 }

@@ -1,4 +1,5 @@
-// Subcommands of the gemma4 tool that live in their own files.
+// Subcommands of the gemma4 tool that live in their own files. Each parses its arguments with
+// cli::ArgParser (tools/cli/args.h) and answers --help.
 #ifndef GEMMA4_TOOLS_CLI_COMMANDS_H_
 #define GEMMA4_TOOLS_CLI_COMMANDS_H_
 
@@ -14,6 +15,8 @@ Status RunQuantize(int argc, char** argv);
 Status RunSynth(int argc, char** argv);
 // gemma4 chat --model PATH [--think] [--system TEXT] [--tokenizer PATH] [-t N] [-n N]
 Status RunChat(int argc, char** argv);
+// gemma4 run --model PATH (--prompt TEXT | --prompt-file F) [--system TEXT] [--think] ...
+Status RunOnePrompt(int argc, char** argv);
 
 }  // namespace gemma4::cli
 

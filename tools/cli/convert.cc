@@ -11,6 +11,7 @@
 #include "model/gguf_export.h"
 #include "model/model.h"
 #include "runtime/thread_pool.h"
+#include "tools/cli/args.h"
 #include "tools/cli/commands.h"
 #include "vision/vision_encoder.h"
 
@@ -18,16 +19,6 @@ namespace gemma4::cli {
 namespace {
 
 int DefaultThreads() { return static_cast<int>(std::max<long>(1, sysconf(_SC_NPROCESSORS_ONLN))); }
-
-Status ParseThreads(const std::string& v, int* out) {
-  char* end = nullptr;
-  const long t = std::strtol(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || t < 1 || t > 1024) {
-    return InvalidArgumentError("--threads must be an integer in [1, 1024], got '" + v + "'");
-  }
-  *out = static_cast<int>(t);
-  return OkStatus();
-}
 
 std::string DirOf(const std::string& path) {
   struct stat st;
@@ -40,31 +31,20 @@ std::string DirOf(const std::string& path) {
 
 Status RunQuantize(int argc, char** argv) {
   std::string src, dst, type, mmproj, mmproj_type = "f16";
-  int threads = DefaultThreads();
-  for (int i = 2; i < argc; ++i) {
-    const std::string a = argv[i];
-    if ((a == "--type" || a == "--threads" || a == "--mmproj" || a == "--mmproj-type") &&
-        i + 1 >= argc) {
-      return InvalidArgumentError("option " + a + " needs a value");
-    }
-    if (a == "--type") {
-      type = argv[++i];
-    } else if (a == "--mmproj") {
-      mmproj = argv[++i];
-    } else if (a == "--mmproj-type") {
-      mmproj_type = argv[++i];
-    } else if (a == "--threads") {
-      GEMMA4_RETURN_IF_ERROR(ParseThreads(argv[++i], &threads));
-    } else if (!a.empty() && a[0] == '-') {
-      return InvalidArgumentError("unknown argument '" + a + "'");
-    } else if (src.empty()) {
-      src = a;
-    } else if (dst.empty()) {
-      dst = a;
-    } else {
-      return InvalidArgumentError("unexpected argument '" + a + "'");
-    }
-  }
+  int64_t threads = DefaultThreads();
+  ArgParser parser(
+      "gemma4 quantize SRC DST --type q4_0|q4_k_m|q8_0|bf16|f16|f32 [--threads N]\n"
+      "                       [--mmproj-type f16|bf16|f32|q8_0] [--mmproj OUT]",
+      "Writes a GGUF (llama.cpp layout) from a checkpoint or GGUF, and the towers as a\n"
+      "llama.cpp mmproj beside it (mmproj-DST) when the checkpoint has them.\n");
+  parser.Positional("SRC", "checkpoint directory or model file", &src)
+      .Positional("DST", "the GGUF to write", &dst)
+      .String({"--type"}, "TYPE", "q4_0, q4_k_m, q8_0, bf16, f16 or f32", &type)
+      .Int({"--threads"}, "N", "worker threads (default: all cores)", 1, 1024, &threads)
+      .String({"--mmproj"}, "OUT", "where the mmproj goes (default: mmproj-DST)", &mmproj)
+      .String({"--mmproj-type"}, "TYPE", "f16 (default), bf16, f32 or q8_0", &mmproj_type);
+  GEMMA4_RETURN_IF_ERROR(parser.Parse(argc, argv));
+  if (parser.help_requested()) return parser.PrintHelp();
   if (src.empty() || dst.empty())
     return InvalidArgumentError("usage: gemma4 quantize SRC DST --type TYPE");
   if (type.empty())
@@ -88,7 +68,7 @@ Status RunQuantize(int argc, char** argv) {
                    src.c_str());
     }
   }
-  ThreadPool pool(threads);
+  ThreadPool pool(static_cast<int>(threads));
   const auto t0 = std::chrono::steady_clock::now();
   GEMMA4_RETURN_IF_ERROR(
       WriteGgufModel(model->config(), ModelTensors(*model), recipe, &writer, dst, &pool));
@@ -156,42 +136,24 @@ Status RunQuantize(int argc, char** argv) {
 }
 
 Status RunSynth(int argc, char** argv) {
-  std::string variant, type, out;
-  int threads = DefaultThreads();
-  uint64_t seed = 1;
-  long layers = 0;
-  std::string mmproj;
-  for (int i = 2; i < argc; ++i) {
-    const std::string a = argv[i];
-    if ((a == "--variant" || a == "--type" || a == "--threads" || a == "--seed" ||
-         a == "--layers" || a == "--mmproj") &&
-        i + 1 >= argc) {
-      return InvalidArgumentError("option " + a + " needs a value");
-    }
-    if (a == "--variant") {
-      variant = argv[++i];
-    } else if (a == "--type") {
-      type = argv[++i];
-    } else if (a == "--threads") {
-      GEMMA4_RETURN_IF_ERROR(ParseThreads(argv[++i], &threads));
-    } else if (a == "--seed") {
-      seed = std::strtoull(argv[++i], nullptr, 10);
-    } else if (a == "--layers") {
-      char* end = nullptr;
-      layers = std::strtol(argv[++i], &end, 10);
-      if (*end != '\0' || layers < 1 || layers > 1024) {
-        return InvalidArgumentError("--layers must be an integer in [1, 1024]");
-      }
-    } else if (a == "--mmproj") {
-      mmproj = argv[++i];
-    } else if (!a.empty() && a[0] == '-') {
-      return InvalidArgumentError("unknown argument '" + a + "'");
-    } else if (out.empty()) {
-      out = a;
-    } else {
-      return InvalidArgumentError("unexpected argument '" + a + "'");
-    }
-  }
+  std::string variant, type, out, mmproj;
+  int64_t threads = DefaultThreads();
+  int64_t seed = 1;
+  int64_t layers = 0;
+  ArgParser parser(
+      "gemma4 synth --variant e2b|e4b|26b-a4b|31b --type TYPE OUT.gguf [--seed N] [--layers N]\n"
+      "                    [--mmproj OUT] [--threads N]",
+      "Writes a random-weight GGUF with the released dimensions (benchmarks); --layers keeps\n"
+      "the widths with N layers, --mmproj adds the released vision tower.\n");
+  parser.Positional("OUT.gguf", "the GGUF to write", &out)
+      .String({"--variant"}, "NAME", "e2b, e4b, 26b-a4b or 31b", &variant)
+      .String({"--type"}, "TYPE", "q4_0, q4_k_m, q8_0, bf16, f16 or f32", &type)
+      .Int({"--seed"}, "N", "seed of the random weights (default 1)", 0, INT64_MAX, &seed)
+      .Int({"--layers"}, "N", "number of layers (default: the released count)", 1, 1024, &layers)
+      .String({"--mmproj"}, "OUT", "also write the released vision tower here", &mmproj)
+      .Int({"--threads"}, "N", "worker threads (default: all cores)", 1, 1024, &threads);
+  GEMMA4_RETURN_IF_ERROR(parser.Parse(argc, argv));
+  if (parser.help_requested()) return parser.PrintHelp();
   if (variant.empty() || type.empty() || out.empty()) {
     return InvalidArgumentError(
         "usage: gemma4 synth --variant e2b|e4b|26b-a4b|31b --type TYPE OUT.gguf");
@@ -201,10 +163,10 @@ Status RunSynth(int argc, char** argv) {
   gguf::Writer writer;
   writer.Set("general.name", gguf::Value::String("gemma4 synthetic " + variant));
   SetGgufPlaceholderTokenizer(config, &writer);
-  ThreadPool pool(threads);
+  ThreadPool pool(static_cast<int>(threads));
   const auto t0 = std::chrono::steady_clock::now();
-  GEMMA4_RETURN_IF_ERROR(
-      WriteGgufModel(config, SyntheticTensors(config, seed), recipe, &writer, out, &pool));
+  GEMMA4_RETURN_IF_ERROR(WriteGgufModel(
+      config, SyntheticTensors(config, static_cast<uint64_t>(seed)), recipe, &writer, out, &pool));
   std::fprintf(stderr, "gemma4 synth: wrote %s (%s %s) in %.1f s\n", out.c_str(), variant.c_str(),
                type.c_str(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -212,7 +174,8 @@ Status RunSynth(int argc, char** argv) {
     // The released vision tower with random weights, f16 (as llama.cpp's converter writes).
     GEMMA4_ASSIGN_OR_RETURN(VisionConfig vc, vision::ReleasedVisionConfig(variant));
     GEMMA4_RETURN_IF_ERROR(vision::WriteVisionMmproj(
-        vc, config.hidden_size, vision::SyntheticVisionTensors(vc, config.hidden_size, seed),
+        vc, config.hidden_size,
+        vision::SyntheticVisionTensors(vc, config.hidden_size, static_cast<uint64_t>(seed)),
         DType::kF16, mmproj, &pool));
     std::fprintf(stderr, "gemma4 synth: wrote %s (vision tower, f16)\n", mmproj.c_str());
   }

@@ -1,25 +1,20 @@
-// gemma4: command-line front end. Subcommands (stable contracts, scripted by other tools):
-//   gemma4 logits   --model PATH --ids 2,17,33 --out FILE [--chunk N] [--threads N] [--kv-type T]
-//                   [--image FILE ...] [--image-budget N]
-//   gemma4 generate --model PATH --ids 2,17,33 -n 32 --greedy [--threads N] [--kv-type T]
-//                   [--image FILE ...] [--image-budget N]
-//   gemma4 encode   --model PATH --image FILE --out FILE [--image-budget N] [--threads N]
-//   gemma4 info     --model PATH
-//   gemma4 tokenize --tokenizer PATH --text-file F
+// gemma4: command-line front end. Subcommands (stable contracts, scripted by other tools; the
+// README's "Command-line contract" table and kUsage below list them). Every command parses its
+// arguments with cli::ArgParser (tools/cli/args.h) and answers --help on stdout.
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
-#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "audio/audio_encoder.h"
+#include "gemma4/sampler.h"
 #include "gemma4/status.h"
 #include "gemma4/tokenizer.h"
 #include "io/mapped_file.h"
@@ -30,7 +25,9 @@
 #include "model/model.h"
 #include "prompt/media_batch.h"
 #include "runtime/thread_pool.h"
+#include "tools/cli/args.h"
 #include "tools/cli/commands.h"
+#include "tools/cli/session_args.h"
 #include "vision/image_preprocess.h"
 #include "vision/vision_encoder.h"
 
@@ -48,11 +45,17 @@ constexpr char kUsage[] =
     "      (and <|video|> runs by --frame FILE@SECONDS frames or --video FILE sampled at 1 fps,\n"
     "      --video-budget N; <|audio|>\n"
     "      runs by --audio FILE: WAV/FLAC/Ogg/MP3, any rate, 30 s pieces)\n"
-    "  gemma4 generate --model PATH --ids 2,17,33 -n 32 --greedy [--threads N]\n"
-    "                  [--kv-type auto|f32|f16] [--image FILE ...] [--image-budget N]\n"
-    "                  [--mmproj F]\n"
+    "  gemma4 generate --model PATH (--ids 2,17,33 | --prompt TEXT) [-n 32] [--greedy]\n"
+    "                  [--temperature T] [--seed S] [--threads N] [--kv-type auto|f32|f16]\n"
+    "                  [--image FILE ...] [--image-budget N] [--mmproj F] [--tokenizer PATH]\n"
     "      prints the generated ids, comma-separated (stops after an end-of-sequence id);\n"
+    "      decoding: --greedy, else the model's generation_config (greedy unless do_sample)\n"
+    "      with --temperature / --seed applied; the stop reason on stderr;\n"
     "      KV cache auto: f16 for quantized weights, f32 for float weights\n"
+    "  gemma4 run      --model PATH (--prompt TEXT | --prompt-file F) [--system TEXT] [--think]\n"
+    "                  [--json-schema F] [-n N] [--temperature T] [--seed S] [--image F ...]\n"
+    "                  [--audio F ...] [--mmproj F] [--threads N] [--tokenizer PATH]\n"
+    "      one chat turn: prints the reply (stop reason and timing on stderr)\n"
     "  gemma4 encode   --model PATH [--mmproj F] (--image FILE | --frame FILE@SECONDS ... |\n"
     "                  --video FILE | --audio FILE)\n"
     "                  --out FILE [--image-budget N] [--video-budget N] [--threads N]\n"
@@ -72,7 +75,7 @@ constexpr char kUsage[] =
     "      keeps the widths with N layers, --mmproj adds the released vision tower\n"
     "  gemma4 chat     --model PATH [--think] [--system TEXT] [--tokenizer PATH] [-t N]\n"
     "                  [--kv-type auto|f32|f16] [--image FILE ...] [--image-budget N]\n"
-    "                  [--audio FILE ...]\n"
+    "                  [--audio FILE ...] [--mmproj F] [--temperature T] [--seed S] [-n N]\n"
     "      interactive chat (streaming; /think on|off, /image PATH, /audio PATH, /reset, /quit)\n"
     "  gemma4 tokenize --tokenizer PATH (--text-file F | --text STR) [--no-special-tokens]\n"
     "      prints the ids of the text, comma-separated (PATH: tokenizer.json, tokenizer.model,\n"
@@ -81,103 +84,76 @@ constexpr char kUsage[] =
     "      prints the decoded text\n"
     "  gemma4 info     --model PATH\n"
     "      prints the variant, the layer table, the parameter count and the mapped bytes\n"
-    "PATH is a checkpoint directory (config.json + safetensors) or a model file.\n";
+    "PATH is a checkpoint directory (config.json + safetensors) or a model file.\n"
+    "gemma4 COMMAND --help prints the options of one command.\n";
 
-struct Args {
-  std::map<std::string, std::string> values;                   // the last value of each option
-  std::map<std::string, std::vector<std::string>> all_values;  // every value, in order
-  std::vector<std::string> flags;
-  bool Has(const std::string& k) const { return values.count(k) > 0; }
-  bool Flag(const std::string& k) const {
-    for (const auto& f : flags) {
-      if (f == k) return true;
-    }
-    return false;
-  }
+using cli::ArgParser;
+using cli::ParseInt;
+
+// --model PATH and --threads N (default 1) of the id-level commands.
+struct ModelArgs {
+  std::string path;
+  int64_t threads = 1;
 };
 
-Status ParseArgs(int argc, char** argv, int first, const std::vector<std::string>& with_value,
-                 const std::vector<std::string>& boolean, Args* out) {
-  for (int i = first; i < argc; ++i) {
-    std::string a = argv[i];
-    bool matched = false;
-    for (const auto& k : with_value) {
-      if (a == k) {
-        if (i + 1 >= argc) return InvalidArgumentError("option " + a + " needs a value");
-        out->values[k] = argv[++i];
-        out->all_values[k].push_back(argv[i]);
-        matched = true;
-        break;
-      }
-    }
-    for (const auto& k : boolean) {
-      if (!matched && a == k) {
-        out->flags.push_back(k);
-        matched = true;
-      }
-    }
-    if (!matched) return InvalidArgumentError("unknown argument '" + a + "'");
+void AddModelArgs(ArgParser* parser, ModelArgs* args, bool with_threads = true) {
+  parser->String({"--model"}, "PATH", "checkpoint directory or model file", &args->path);
+  if (with_threads) {
+    parser->Int({"--threads"}, "N", "worker threads (default 1)", 1, 1024, &args->threads);
   }
+}
+
+Status LoadModel(const ModelArgs& args, std::unique_ptr<LoadedModel>* model) {
+  if (args.path.empty()) return InvalidArgumentError("--model PATH is required");
+  ThreadPool load_pool(static_cast<int>(args.threads));
+  GEMMA4_ASSIGN_OR_RETURN(*model, LoadedModel::Load(args.path, nullptr, &load_pool));
   return OkStatus();
 }
 
-Status ParseInt(const std::string& what, const std::string& s, int64_t min, int64_t max,
-                int64_t* out) {
-  char* end = nullptr;
-  errno = 0;
-  const long long v = std::strtoll(s.c_str(), &end, 10);
-  if (s.empty() || *end != '\0' || errno != 0 || v < min || v > max) {
-    return InvalidArgumentError(what + " must be an integer in [" + std::to_string(min) + ", " +
-                                std::to_string(max) + "], got '" + s + "'");
-  }
-  *out = v;
-  return OkStatus();
+// --kv-type auto|f32|f16 for the id-level commands: auto leaves the choice to the model.
+void AddKvTypeArg(ArgParser* parser, std::optional<KvType>* out) {
+  parser->Value({"--kv-type"}, "auto|f32|f16",
+                "KV cache type (auto: f16 for quantized weights, f32 for float weights)",
+                [out](const std::string& flag, const std::string& v) -> Status {
+                  GEMMA4_ASSIGN_OR_RETURN(KvCacheType type, cli::ParseKvCacheType(flag, v));
+                  if (type == KvCacheType::kAuto) {
+                    out->reset();
+                  } else {
+                    *out = type == KvCacheType::kF32 ? KvType::kF32 : KvType::kF16;
+                  }
+                  return OkStatus();
+                });
 }
 
-Status ParseIds(const std::string& s, std::vector<int32_t>* ids) {
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t comma = s.find(',', start);
-    if (comma == std::string::npos) comma = s.size();
-    std::string item = s.substr(start, comma - start);
-    while (!item.empty() && item.front() == ' ') item.erase(item.begin());
-    while (!item.empty() && item.back() == ' ') item.pop_back();
-    int64_t v = 0;
-    GEMMA4_RETURN_IF_ERROR(ParseInt("--ids entry", item, 0, INT32_MAX, &v));
-    ids->push_back(static_cast<int32_t>(v));
-    start = comma + 1;
-  }
-  if (ids->empty()) return InvalidArgumentError("--ids is empty");
-  return OkStatus();
+void AddIdsArg(ArgParser* parser, std::vector<int32_t>* ids) {
+  parser->Value({"--ids"}, "2,17,33", "token ids, comma-separated",
+                [ids](const std::string& flag, const std::string& v) {
+                  ids->clear();
+                  return cli::ParseIds(flag, v, ids);
+                });
 }
 
-// --kv-type auto|f32|f16; auto (or absent, when auto_by_default) leaves the choice to the model.
-Status ParseKvType(const Args& args, bool auto_by_default, std::optional<KvType>* out) {
-  const std::string v = args.Has("--kv-type") ? args.values.at("--kv-type")
-                        : auto_by_default     ? "auto"
-                                              : "f32";
-  if (v == "auto") {
-    out->reset();
-  } else if (v == "f32") {
-    *out = KvType::kF32;
-  } else if (v == "f16") {
-    *out = KvType::kF16;
-  } else {
-    return InvalidArgumentError("--kv-type " + v + ": expected auto, f32 or f16");
-  }
-  return OkStatus();
-}
+// The media options of logits, generate and encode: files that fill the placeholder runs of
+// the ids (or, for encode, whose soft tokens are written).
+struct MediaArgs {
+  std::vector<std::string> images, frames, videos, audios;
+  std::string mmproj;
+  int64_t image_budget = 0;  // 0: not given
+  int64_t video_budget = 0;
+};
 
-Status CommonOptions(const Args& args, std::unique_ptr<LoadedModel>* model, int64_t* threads) {
-  if (!args.Has("--model")) return InvalidArgumentError("--model PATH is required");
-  *threads = 1;
-  if (args.Has("--threads")) {
-    GEMMA4_RETURN_IF_ERROR(ParseInt("--threads", args.values.at("--threads"), 1, 1024, threads));
-  }
-  ThreadPool load_pool(static_cast<int>(*threads));
-  GEMMA4_ASSIGN_OR_RETURN(*model,
-                          LoadedModel::Load(args.values.at("--model"), nullptr, &load_pool));
-  return OkStatus();
+void AddMediaArgs(ArgParser* parser, MediaArgs* args) {
+  parser
+      ->Strings({"--image"}, "FILE", "image (PNG/JPEG/WebP) filling the next image run",
+                &args->images)
+      .Int({"--image-budget"}, "N", "soft tokens per image: 70, 140, 280, 560 or 1120", 1, 1120,
+           &args->image_budget)
+      .Strings({"--frame"}, "FILE@SECONDS", "a video frame and its time, in order", &args->frames)
+      .Strings({"--video"}, "FILE", "a video file, sampled at 1 frame per second", &args->videos)
+      .Int({"--video-budget"}, "N", "soft tokens per video frame (default 70)", 1, 1120,
+           &args->video_budget)
+      .Strings({"--audio"}, "FILE", "a recording (WAV/FLAC/Ogg/MP3) in 30 s pieces", &args->audios)
+      .String({"--mmproj"}, "F", "llama.cpp mmproj GGUF holding the towers", &args->mmproj);
 }
 
 // --image FILE (repeatable, --image-budget N) and --frame FILE@SECONDS (repeatable: the
@@ -189,31 +165,26 @@ struct MediaTimes {
   double encode = 0;   // the tower and projector
 };
 
-Status EncodeMedia(const Args& args, const LoadedModel& model, ThreadPool* pool,
+Status EncodeMedia(const MediaArgs& args, const LoadedModel& model, ThreadPool* pool,
                    std::vector<EncodedMedia>* media, MediaTimes* times = nullptr) {
-  auto images = args.all_values.find("--image");
-  auto frames = args.all_values.find("--frame");
-  auto video = args.all_values.find("--video");
-  auto audios = args.all_values.find("--audio");
-  const bool any_image = images != args.all_values.end();
-  const bool any_frame = frames != args.all_values.end() || video != args.all_values.end();
-  if (frames != args.all_values.end() && video != args.all_values.end()) {
+  const bool any_image = !args.images.empty();
+  const bool any_frame = !args.frames.empty() || !args.videos.empty();
+  if (!args.frames.empty() && !args.videos.empty()) {
     return InvalidArgumentError(
         "give a video as --video FILE or as --frame FILE@SECONDS, not both");
   }
-  if (audios != args.all_values.end()) {
+  if (!args.audios.empty()) {
     // --audio FILE: decoded, downmixed and resampled to 16 kHz, split into 30 s pieces, each
     // piece one <|audio> run, in order.
     // The tower from --mmproj (llama.cpp's gemma4a), else from the checkpoint.
     std::unique_ptr<audio::AudioEncoder> audio_encoder;
-    if (args.Has("--mmproj")) {
+    if (!args.mmproj.empty()) {
       GEMMA4_ASSIGN_OR_RETURN(
-          audio_encoder,
-          audio::AudioEncoder::LoadMmproj(args.values.at("--mmproj"), model.config().hidden_size));
+          audio_encoder, audio::AudioEncoder::LoadMmproj(args.mmproj, model.config().hidden_size));
     } else {
       GEMMA4_ASSIGN_OR_RETURN(audio_encoder, audio::AudioEncoder::Load(model));
     }
-    for (const std::string& path : audios->second) {
+    for (const std::string& path : args.audios) {
       const auto t0 = std::chrono::steady_clock::now();
       GEMMA4_ASSIGN_OR_RETURN(media::DecodedAudio clip, media::LoadAudioFile(path));
       const auto t1 = std::chrono::steady_clock::now();
@@ -235,18 +206,18 @@ Status EncodeMedia(const Args& args, const LoadedModel& model, ThreadPool* pool,
       }
     }
   }
-  if (!any_image && args.Has("--image-budget")) {
+  if (!any_image && args.image_budget != 0) {
     return InvalidArgumentError("--image-budget without --image");
   }
-  if (!any_frame && args.Has("--video-budget")) {
+  if (!any_frame && args.video_budget != 0) {
     return InvalidArgumentError("--video-budget without --frame or --video");
   }
   if (!any_image && !any_frame) return OkStatus();
   // The tower from --mmproj (a llama.cpp mmproj GGUF), else from the checkpoint itself.
   std::unique_ptr<vision::VisionEncoder> encoder;
-  if (args.Has("--mmproj")) {
-    GEMMA4_ASSIGN_OR_RETURN(encoder, vision::VisionEncoder::LoadMmproj(args.values.at("--mmproj"),
-                                                                       model.config().hidden_size));
+  if (!args.mmproj.empty()) {
+    GEMMA4_ASSIGN_OR_RETURN(
+        encoder, vision::VisionEncoder::LoadMmproj(args.mmproj, model.config().hidden_size));
   } else {
     GEMMA4_ASSIGN_OR_RETURN(encoder, vision::VisionEncoder::Load(model));
   }
@@ -283,36 +254,30 @@ Status EncodeMedia(const Args& args, const LoadedModel& model, ThreadPool* pool,
     return OkStatus();
   };
   if (any_image) {
-    int64_t budget = encoder->config().default_max_soft_tokens;
-    if (args.Has("--image-budget")) {
-      GEMMA4_RETURN_IF_ERROR(
-          ParseInt("--image-budget", args.values.at("--image-budget"), 1, 1120, &budget));
-    }
-    for (const std::string& path : images->second) {
+    const int64_t budget =
+        args.image_budget != 0 ? args.image_budget : encoder->config().default_max_soft_tokens;
+    for (const std::string& path : args.images) {
       GEMMA4_RETURN_IF_ERROR(
           encode(path, budget, vision::PixelScale::kImage, MediaKind::kImage, nullptr, nullptr));
     }
   }
   if (any_frame) {
-    int64_t budget = encoder->config().default_video_soft_tokens;
-    if (args.Has("--video-budget")) {
-      GEMMA4_RETURN_IF_ERROR(
-          ParseInt("--video-budget", args.values.at("--video-budget"), 1, 1120, &budget));
-    }
-    if (video != args.all_values.end()) {
+    const int64_t budget =
+        args.video_budget != 0 ? args.video_budget : encoder->config().default_video_soft_tokens;
+    if (!args.videos.empty()) {
       // A video file: 1 frame per second (evenly spaced past 32 s), each a frame of the video.
-      if (video->second.size() != 1) return InvalidArgumentError("give one --video");
+      if (args.videos.size() != 1) return InvalidArgumentError("give one --video");
       media::VideoSampling sampling;
       sampling.max_frames = encoder->config().max_video_frames;
       const auto t0 = std::chrono::steady_clock::now();
       GEMMA4_ASSIGN_OR_RETURN(std::vector<media::SampledFrame> sampled,
-                              media::LoadVideoFrames(video->second[0], sampling));
+                              media::LoadVideoFrames(args.videos[0], sampling));
       if (times != nullptr) {
         times->prepare +=
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       }
       for (const media::SampledFrame& f : sampled) {
-        std::fprintf(stderr, "%s: frame at %.3f s\n", video->second[0].c_str(), f.seconds);
+        std::fprintf(stderr, "%s: frame at %.3f s\n", args.videos[0].c_str(), f.seconds);
         const auto t1 = std::chrono::steady_clock::now();
         auto patches = vision::PreprocessImage(f.image, static_cast<int>(budget), encoder->config(),
                                                vision::PixelScale::kVideoFrame);
@@ -331,14 +296,14 @@ Status EncodeMedia(const Args& args, const LoadedModel& model, ThreadPool* pool,
       }
       return OkStatus();
     }
-    if (static_cast<int>(frames->second.size()) > encoder->config().max_video_frames) {
-      return InvalidArgumentError(std::to_string(frames->second.size()) +
+    if (static_cast<int>(args.frames.size()) > encoder->config().max_video_frames) {
+      return InvalidArgumentError(std::to_string(args.frames.size()) +
                                   " frames: the model takes at most " +
                                   std::to_string(encoder->config().max_video_frames));
     }
     int width = 0, height = 0;
     double last = -1;
-    for (const std::string& spec : frames->second) {
+    for (const std::string& spec : args.frames) {
       // FILE@SECONDS: the timestamp orders the frames (the ids carry its text already).
       const size_t at = spec.rfind('@');
       char* end = nullptr;
@@ -367,32 +332,38 @@ int64_t ChunkFor(const LoadedModel& model, const MediaBatch& batch) {
 }
 
 Status RunEncode(int argc, char** argv) {
-  Args args;
-  GEMMA4_RETURN_IF_ERROR(ParseArgs(argc, argv, 2,
-                                   {"--model", "--image", "--frame", "--video", "--audio", "--out",
-                                    "--image-budget", "--video-budget", "--threads", "--mmproj"},
-                                   {}, &args));
-  if (args.Has("--image") + (args.Has("--frame") || args.Has("--video")) + args.Has("--audio") !=
-      1) {
+  ModelArgs model_args;
+  MediaArgs media_args;
+  std::string out;
+  ArgParser parser(
+      "gemma4 encode --model PATH [--mmproj F] (--image FILE | --frame FILE@SECONDS ... |\n"
+      "                     --video FILE | --audio FILE) --out FILE [--image-budget N]\n"
+      "                     [--video-budget N] [--threads N]",
+      "Writes the soft tokens after the projector (a video's frames, a recording's 30 s pieces\n"
+      "one after another) as little-endian float32 [n, hidden] and prints n; preprocessing and\n"
+      "encoder times on stderr.\n");
+  AddModelArgs(&parser, &model_args);
+  AddMediaArgs(&parser, &media_args);
+  parser.String({"--out"}, "FILE", "where the soft tokens go", &out);
+  GEMMA4_RETURN_IF_ERROR(parser.Parse(argc, argv));
+  if (parser.help_requested()) return parser.PrintHelp();
+  const bool image = !media_args.images.empty();
+  const bool video = !media_args.frames.empty() || !media_args.videos.empty();
+  const bool audio = !media_args.audios.empty();
+  if (image + video + audio != 1) {
     return InvalidArgumentError(
         "encode takes one --image FILE, the --frame FILE@SECONDS of one video, or one --audio "
         "FILE");
   }
-  if (args.Has("--audio") && args.all_values["--audio"].size() != 1) {
-    return InvalidArgumentError("encode takes one --audio");
-  }
-  if (args.Has("--image") && args.all_values["--image"].size() != 1) {
-    return InvalidArgumentError("encode takes one --image");
-  }
-  if (!args.Has("--out")) return InvalidArgumentError("--out FILE is required");
+  if (media_args.audios.size() > 1) return InvalidArgumentError("encode takes one --audio");
+  if (media_args.images.size() > 1) return InvalidArgumentError("encode takes one --image");
+  if (!parser.Given("--out")) return InvalidArgumentError("--out FILE is required");
   std::unique_ptr<LoadedModel> model;
-  int64_t threads;
-  GEMMA4_RETURN_IF_ERROR(CommonOptions(args, &model, &threads));
-  ThreadPool pool(static_cast<int>(threads));
+  GEMMA4_RETURN_IF_ERROR(LoadModel(model_args, &model));
+  ThreadPool pool(static_cast<int>(model_args.threads));
   std::vector<EncodedMedia> media;
   MediaTimes times;
-  GEMMA4_RETURN_IF_ERROR(EncodeMedia(args, *model, &pool, &media, &times));
-  const std::string& out = args.values.at("--out");
+  GEMMA4_RETURN_IF_ERROR(EncodeMedia(media_args, *model, &pool, &media, &times));
   std::ofstream f(out, std::ios::binary);
   if (!f) return InvalidArgumentError(out + ": cannot create the output file");
   static_assert(std::endian::native == std::endian::little);
@@ -412,33 +383,41 @@ Status RunEncode(int argc, char** argv) {
                "gemma4 encode: %lld soft tokens; decode + resize + patchify %.1f ms, "
                "encoder %.1f ms (%lld threads)\n",
                static_cast<long long>(rows), times.prepare * 1e3, times.encode * 1e3,
-               static_cast<long long>(threads));
+               static_cast<long long>(model_args.threads));
   return OkStatus();
 }
 
 Status RunLogits(int argc, char** argv) {
-  Args args;
-  GEMMA4_RETURN_IF_ERROR(
-      ParseArgs(argc, argv, 2,
-                {"--model", "--ids", "--out", "--chunk", "--threads", "--kv-type", "--image",
-                 "--image-budget", "--frame", "--video", "--video-budget", "--audio", "--mmproj"},
-                {}, &args));
-  if (!args.Has("--ids")) return InvalidArgumentError("--ids is required");
-  if (!args.Has("--out")) return InvalidArgumentError("--out FILE is required");
+  ModelArgs model_args;
+  MediaArgs media_args;
   std::vector<int32_t> ids;
-  GEMMA4_RETURN_IF_ERROR(ParseIds(args.values.at("--ids"), &ids));
-  int64_t chunk = static_cast<int64_t>(ids.size());
-  if (args.Has("--chunk")) {
-    GEMMA4_RETURN_IF_ERROR(ParseInt("--chunk", args.values.at("--chunk"), 1, INT32_MAX, &chunk));
-  }
-  std::optional<KvType> kv_type;
-  GEMMA4_RETURN_IF_ERROR(ParseKvType(args, /*auto_by_default=*/false, &kv_type));
+  std::string out;
+  int64_t chunk = 0;
+  std::optional<KvType> kv_type = KvType::kF32;  // exact logits unless asked otherwise
+  ArgParser parser(
+      "gemma4 logits --model PATH --ids 2,17,33 --out FILE [--chunk N] [--threads N]\n"
+      "                     [--kv-type f32|f16|auto] [--image FILE ...] [--image-budget N]\n"
+      "                     [--frame FILE@SECONDS ...] [--video FILE] [--video-budget N]\n"
+      "                     [--audio FILE ...] [--mmproj F]",
+      "Writes the logits of every position as little-endian float32 [n_ids, vocab] (KV cache\n"
+      "f32 unless --kv-type says otherwise). With media the ids hold each placeholder run as\n"
+      "the processor writes it, filled by the files of that kind in order.\n");
+  AddModelArgs(&parser, &model_args);
+  AddIdsArg(&parser, &ids);
+  parser.String({"--out"}, "FILE", "where the logits go", &out)
+      .Int({"--chunk"}, "N", "positions per forward call (default: all)", 1, INT32_MAX, &chunk);
+  AddKvTypeArg(&parser, &kv_type);
+  AddMediaArgs(&parser, &media_args);
+  GEMMA4_RETURN_IF_ERROR(parser.Parse(argc, argv));
+  if (parser.help_requested()) return parser.PrintHelp();
+  if (!parser.Given("--ids")) return InvalidArgumentError("--ids is required");
+  if (!parser.Given("--out")) return InvalidArgumentError("--out FILE is required");
+  if (chunk == 0) chunk = static_cast<int64_t>(ids.size());
   std::unique_ptr<LoadedModel> model;
-  int64_t threads;
-  GEMMA4_RETURN_IF_ERROR(CommonOptions(args, &model, &threads));
-  ThreadPool pool(static_cast<int>(threads));
+  GEMMA4_RETURN_IF_ERROR(LoadModel(model_args, &model));
+  ThreadPool pool(static_cast<int>(model_args.threads));
   std::vector<EncodedMedia> media;
-  GEMMA4_RETURN_IF_ERROR(EncodeMedia(args, *model, &pool, &media));
+  GEMMA4_RETURN_IF_ERROR(EncodeMedia(media_args, *model, &pool, &media));
   GEMMA4_ASSIGN_OR_RETURN(MediaBatch batch, MediaBatch::Build(model->config(), ids, media));
   InferenceState state(*model, &pool, ChunkFor(*model, batch), kv_type);
   // Logits are written as they are produced, at most 256 positions at a time (a long prompt
@@ -446,7 +425,6 @@ Status RunLogits(int argc, char** argv) {
   // gives the same logits for any split (tests/golden_test.cc).
   const int64_t n = static_cast<int64_t>(ids.size());
   const int64_t step = std::min<int64_t>(chunk, 256);
-  const std::string& out = args.values.at("--out");
   std::ofstream f(out, std::ios::binary);
   if (!f) return InvalidArgumentError(out + ": cannot create the logits file");
   // float32 in host order; every supported host is little-endian (checked at build time).
@@ -468,50 +446,120 @@ Status RunLogits(int argc, char** argv) {
   return status;
 }
 
+// Where the tokenizer of a model is when --tokenizer is not given (as Model::Load looks): the
+// checkpoint directory, the GGUF itself, or the directory of a weights file.
+std::string DefaultTokenizerPath(const std::string& model_path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(model_path, ec)) return model_path;
+  const fs::path p(model_path);
+  if (p.extension() == ".gguf") return model_path;
+  return p.parent_path().empty() ? "." : p.parent_path().string();
+}
+
 Status RunGenerate(int argc, char** argv) {
-  Args args;
-  GEMMA4_RETURN_IF_ERROR(
-      ParseArgs(argc, argv, 2,
-                {"--model", "--ids", "-n", "--threads", "--kv-type", "--image", "--image-budget",
-                 "--frame", "--video", "--video-budget", "--audio", "--mmproj"},
-                {"--greedy"}, &args));
-  if (!args.Has("--ids")) return InvalidArgumentError("--ids is required");
-  if (!args.Flag("--greedy")) {
-    return InvalidArgumentError("generate needs --greedy (sampled decoding is not available yet)");
-  }
+  ModelArgs model_args;
+  MediaArgs media_args;
   std::vector<int32_t> ids;
-  GEMMA4_RETURN_IF_ERROR(ParseIds(args.values.at("--ids"), &ids));
+  std::string prompt, tokenizer_path;
   int64_t max_new = 32;
-  if (args.Has("-n"))
-    GEMMA4_RETURN_IF_ERROR(ParseInt("-n", args.values.at("-n"), 0, INT32_MAX, &max_new));
-  std::optional<KvType> kv_type;
-  GEMMA4_RETURN_IF_ERROR(ParseKvType(args, /*auto_by_default=*/true, &kv_type));
+  bool greedy = false;
+  cli::SamplingArgs sampling;
+  std::optional<KvType> kv_type;  // auto
+  ArgParser parser(
+      "gemma4 generate --model PATH (--ids 2,17,33 | --prompt TEXT) [-n 32] [--greedy]\n"
+      "                       [--temperature T] [--seed S] [--threads N] [--kv-type auto|f32|f16]\n"
+      "                       [--tokenizer PATH] [media options as for logits]",
+      "Prints the generated ids, comma-separated, on one line (stops after an end-of-sequence\n"
+      "id from generation_config.json); the stop reason and the decoding used on stderr.\n"
+      "--prompt TEXT is tokenized as `gemma4 tokenize` does (special-token strings such as\n"
+      "<|turn> become their ids) after <bos>; no chat template is applied (see `gemma4 run`).\n"
+      "Decoding: --greedy, else the model's generation_config (greedy unless do_sample) with\n"
+      "--temperature and --seed applied; a --seed alone samples at temperature 1 where the\n"
+      "default is greedy.\n");
+  AddModelArgs(&parser, &model_args);
+  AddIdsArg(&parser, &ids);
+  parser.String({"--prompt"}, "TEXT", "text to continue (instead of --ids)", &prompt)
+      .String({"--tokenizer"}, "PATH", "tokenizer for --prompt (default: beside the model)",
+              &tokenizer_path)
+      .Int({"-n"}, "N", "most tokens to generate (default 32)", 0, INT32_MAX, &max_new)
+      .Flag({"--greedy"}, "argmax decoding (ties go to the lowest id)", &greedy);
+  cli::AddSamplingArgs(&parser, &sampling);
+  AddKvTypeArg(&parser, &kv_type);
+  AddMediaArgs(&parser, &media_args);
+  GEMMA4_RETURN_IF_ERROR(parser.Parse(argc, argv));
+  if (parser.help_requested()) return parser.PrintHelp();
+  if (parser.Given("--ids") == parser.Given("--prompt")) {
+    return InvalidArgumentError("give exactly one of --ids 2,17,33 and --prompt TEXT");
+  }
+  if (greedy && (sampling.seed_given || sampling.temperature > 0)) {
+    return InvalidArgumentError(std::string("--greedy and ") +
+                                (sampling.seed_given ? "--seed" : "--temperature") +
+                                " conflict: greedy decoding does not sample");
+  }
+  if (parser.Given("--tokenizer") && !parser.Given("--prompt")) {
+    return InvalidArgumentError("--tokenizer is for --prompt");
+  }
   std::unique_ptr<LoadedModel> model;
-  int64_t threads;
-  GEMMA4_RETURN_IF_ERROR(CommonOptions(args, &model, &threads));
-  ThreadPool pool(static_cast<int>(threads));
+  GEMMA4_RETURN_IF_ERROR(LoadModel(model_args, &model));
+  const ModelConfig& config = model->config();
+  if (parser.Given("--prompt")) {
+    const std::string path =
+        tokenizer_path.empty() ? DefaultTokenizerPath(model_args.path) : tokenizer_path;
+    auto tokenizer = Tokenizer::Load(path);
+    if (!tokenizer.ok()) {
+      return Status(tokenizer.status().code(),
+                    "--prompt needs a tokenizer: " + tokenizer.status().message() +
+                        " (give --tokenizer PATH)");
+    }
+    ids = (*tokenizer)->Encode(prompt, /*add_special_tokens=*/true);
+    if (ids.empty() || ids.front() != config.bos_token_id) {
+      ids.insert(ids.begin(), config.bos_token_id);
+    }
+  }
+  // The model's default decoding (generation_config), with the command line's changes.
+  SamplerOptions sampler_options;
+  sampler_options.temperature = config.do_sample ? config.temperature : 0.0f;
+  sampler_options.top_k = config.top_k;
+  sampler_options.top_p = config.top_p > 0.0f ? config.top_p : 1.0f;
+  if (greedy) {
+    sampler_options.temperature = 0.0f;
+  } else if (sampling.temperature >= 0 || sampling.seed_given) {
+    ModelInfo info;
+    info.default_sampler = sampler_options;
+    sampler_options = *cli::SamplerFor(info, sampling);
+  }
+  GEMMA4_RETURN_IF_ERROR(ValidateSamplerOptions(sampler_options));
+  ThreadPool pool(static_cast<int>(model_args.threads));
   std::vector<EncodedMedia> media;
-  GEMMA4_RETURN_IF_ERROR(EncodeMedia(args, *model, &pool, &media));
-  GEMMA4_ASSIGN_OR_RETURN(MediaBatch batch, MediaBatch::Build(model->config(), ids, media));
+  GEMMA4_RETURN_IF_ERROR(EncodeMedia(media_args, *model, &pool, &media));
+  GEMMA4_ASSIGN_OR_RETURN(MediaBatch batch, MediaBatch::Build(config, ids, media));
   InferenceState state(*model, &pool, ChunkFor(*model, batch), kv_type);
+  Sampler sampler(sampler_options);
+  std::vector<int32_t> history = ids;  // for the sampler's penalties
   std::vector<float> logits;
   std::vector<int32_t> generated;
   std::vector<int32_t> next;
-  for (int64_t step = 0; step < max_new; ++step) {
+  bool eos = false;
+  for (int64_t step = 0; step < max_new && !eos; ++step) {
     if (step == 0) {
       GEMMA4_RETURN_IF_ERROR(state.Forward(batch.input(), LogitsMode::kLast, &logits));
     } else {
       GEMMA4_RETURN_IF_ERROR(state.Forward(next.data(), 1, LogitsMode::kLast, &logits));
     }
-    int32_t best = 0;
-    for (int32_t v = 1; v < static_cast<int32_t>(logits.size()); ++v) {
-      if (logits[v] > logits[best]) best = v;
+    int32_t chosen = 0;
+    if (sampler_options.temperature <= 0) {
+      for (int32_t v = 1; v < static_cast<int32_t>(logits.size()); ++v) {
+        if (logits[v] > logits[chosen]) chosen = v;
+      }
+    } else {
+      chosen = sampler.Sample(logits, history);
+      if (chosen < 0) return InternalError("the sampler found no token to pick");
     }
-    generated.push_back(best);
-    bool eos = false;
-    for (int e : model->config().eos_token_ids) eos = eos || e == best;
-    if (eos) break;
-    next.assign(1, best);
+    generated.push_back(chosen);
+    history.push_back(chosen);
+    for (int e : config.eos_token_ids) eos = eos || e == chosen;
+    next.assign(1, chosen);
   }
   std::string line;
   for (size_t i = 0; i < generated.size(); ++i) {
@@ -519,6 +567,9 @@ Status RunGenerate(int argc, char** argv) {
     line += std::to_string(generated[i]);
   }
   std::printf("%s\n", line.c_str());
+  std::fprintf(stderr, "gemma4 generate: stop: %s after %zu tokens (%zu prompt tokens); %s\n",
+               eos ? "end_of_sequence" : "max_tokens", generated.size(), ids.size(),
+               cli::DescribeSampler(sampler_options).c_str());
   return OkStatus();
 }
 
@@ -538,21 +589,28 @@ std::string HumanBytes(uint64_t b) {
 // become their ids; the tokenizer's own post-processor (tokenizer.json, or add_bos_token in
 // tokenizer_config.json) applies unless --no-special-tokens.
 Status RunTokenize(int argc, char** argv) {
-  Args args;
-  GEMMA4_RETURN_IF_ERROR(ParseArgs(argc, argv, 2, {"--tokenizer", "--text-file", "--text"},
-                                   {"--no-special-tokens"}, &args));
-  if (!args.Has("--tokenizer")) return InvalidArgumentError("--tokenizer PATH is required");
-  if (args.Has("--text-file") == args.Has("--text")) {
+  std::string tokenizer_path, text_file, text;
+  bool no_special_tokens = false;
+  ArgParser parser(
+      "gemma4 tokenize --tokenizer PATH (--text-file F | --text STR) [--no-special-tokens]",
+      "Prints the ids of the text, comma-separated (PATH: tokenizer.json, tokenizer.model, a\n"
+      "GGUF, or a checkpoint directory). Special-token strings in the text become their ids.\n");
+  parser.String({"--tokenizer"}, "PATH", "the tokenizer", &tokenizer_path)
+      .String({"--text-file"}, "F", "the text: the file's exact bytes", &text_file)
+      .String({"--text"}, "STR", "the text", &text)
+      .Flag({"--no-special-tokens"}, "leave out the tokenizer's post-processor tokens",
+            &no_special_tokens);
+  GEMMA4_RETURN_IF_ERROR(parser.Parse(argc, argv));
+  if (parser.help_requested()) return parser.PrintHelp();
+  if (!parser.Given("--tokenizer")) return InvalidArgumentError("--tokenizer PATH is required");
+  if (parser.Given("--text-file") == parser.Given("--text")) {
     return InvalidArgumentError("give exactly one of --text-file F and --text STR");
   }
-  std::string text;
-  if (args.Has("--text-file")) {
-    GEMMA4_ASSIGN_OR_RETURN(text, ReadFileToString(args.values.at("--text-file")));
-  } else {
-    text = args.values.at("--text");
+  if (parser.Given("--text-file")) {
+    GEMMA4_ASSIGN_OR_RETURN(text, ReadFileToString(text_file));
   }
-  GEMMA4_ASSIGN_OR_RETURN(auto tokenizer, Tokenizer::Load(args.values.at("--tokenizer")));
-  const std::vector<int32_t> ids = tokenizer->Encode(text, !args.Flag("--no-special-tokens"));
+  GEMMA4_ASSIGN_OR_RETURN(auto tokenizer, Tokenizer::Load(tokenizer_path));
+  const std::vector<int32_t> ids = tokenizer->Encode(text, !no_special_tokens);
   std::string line;
   for (size_t i = 0; i < ids.size(); ++i) {
     if (i) line += ",";
@@ -564,14 +622,20 @@ Status RunTokenize(int argc, char** argv) {
 }
 
 Status RunDetokenize(int argc, char** argv) {
-  Args args;
-  GEMMA4_RETURN_IF_ERROR(
-      ParseArgs(argc, argv, 2, {"--tokenizer", "--ids"}, {"--skip-special-tokens"}, &args));
-  if (!args.Has("--tokenizer")) return InvalidArgumentError("--tokenizer PATH is required");
-  if (!args.Has("--ids")) return InvalidArgumentError("--ids is required");
+  std::string tokenizer_path;
   std::vector<int32_t> ids;
-  GEMMA4_RETURN_IF_ERROR(ParseIds(args.values.at("--ids"), &ids));
-  GEMMA4_ASSIGN_OR_RETURN(auto tokenizer, Tokenizer::Load(args.values.at("--tokenizer")));
+  bool skip_special_tokens = false;
+  ArgParser parser("gemma4 detokenize --tokenizer PATH --ids 2,17,33 [--skip-special-tokens]",
+                   "Prints the decoded text.\n");
+  parser.String({"--tokenizer"}, "PATH", "the tokenizer", &tokenizer_path);
+  AddIdsArg(&parser, &ids);
+  parser.Flag({"--skip-special-tokens"}, "leave special tokens out of the text",
+              &skip_special_tokens);
+  GEMMA4_RETURN_IF_ERROR(parser.Parse(argc, argv));
+  if (parser.help_requested()) return parser.PrintHelp();
+  if (!parser.Given("--tokenizer")) return InvalidArgumentError("--tokenizer PATH is required");
+  if (!parser.Given("--ids")) return InvalidArgumentError("--ids is required");
+  GEMMA4_ASSIGN_OR_RETURN(auto tokenizer, Tokenizer::Load(tokenizer_path));
   for (int32_t id : ids) {
     if (id >= tokenizer->vocab_size()) {
       return InvalidArgumentError("--ids: id " + std::to_string(id) +
@@ -579,18 +643,22 @@ Status RunDetokenize(int argc, char** argv) {
                                   std::to_string(tokenizer->vocab_size()) + " ids)");
     }
   }
-  const std::string text = tokenizer->Decode(ids, args.Flag("--skip-special-tokens"));
+  const std::string text = tokenizer->Decode(ids, skip_special_tokens);
   std::fwrite(text.data(), 1, text.size(), stdout);
   std::fputc('\n', stdout);
   return OkStatus();
 }
 
 Status RunInfo(int argc, char** argv) {
-  Args args;
-  GEMMA4_RETURN_IF_ERROR(ParseArgs(argc, argv, 2, {"--model"}, {}, &args));
+  ModelArgs model_args;
+  ArgParser parser("gemma4 info --model PATH",
+                   "Prints the variant, the layer table, the parameter count and the mapped "
+                   "bytes.\n");
+  AddModelArgs(&parser, &model_args, /*with_threads=*/false);
+  GEMMA4_RETURN_IF_ERROR(parser.Parse(argc, argv));
+  if (parser.help_requested()) return parser.PrintHelp();
   std::unique_ptr<LoadedModel> model;
-  int64_t threads;
-  GEMMA4_RETURN_IF_ERROR(CommonOptions(args, &model, &threads));
+  GEMMA4_RETURN_IF_ERROR(LoadModel(model_args, &model));
   const ModelConfig& c = model->config();
   std::printf("variant: %s\n", c.variant.c_str());
   std::printf("layout: %s (text weights under '%s')\n", c.model_type.c_str(),
@@ -636,6 +704,8 @@ int Main(int argc, char** argv) {
     status = RunEncode(argc, argv);
   } else if (cmd == "generate") {
     status = RunGenerate(argc, argv);
+  } else if (cmd == "run") {
+    status = cli::RunOnePrompt(argc, argv);
   } else if (cmd == "info") {
     status = RunInfo(argc, argv);
   } else if (cmd == "bench") {
