@@ -177,7 +177,18 @@ Status RunSynth(int argc, char** argv) {
         vc, config.hidden_size,
         vision::SyntheticVisionTensors(vc, config.hidden_size, static_cast<uint64_t>(seed)),
         DType::kF16, mmproj, &pool));
-    std::fprintf(stderr, "gemma4 synth: wrote %s (vision tower, f16)\n", mmproj.c_str());
+    // E2B and E4B hear: the released audio tower (Gemma4AudioConfig's defaults) joins it, as
+    // in llama.cpp's combined files.
+    const bool audio = variant == "e2b" || variant == "e4b";
+    if (audio) {
+      const AudioConfig ac;
+      GEMMA4_RETURN_IF_ERROR(audio::WriteAudioMmproj(
+          ac, 128, config.hidden_size,
+          audio::SyntheticAudioTensors(ac, 128, config.hidden_size, seed + 1), DType::kF16, mmproj,
+          &pool, /*add_to=*/mmproj));
+    }
+    std::fprintf(stderr, "gemma4 synth: wrote %s (vision%s, f16)\n", mmproj.c_str(),
+                 audio ? " and audio towers" : " tower");
   }
   return OkStatus();
 }
