@@ -2,8 +2,8 @@
 //
 // A Model is safe to share between goroutines; a Session is used by one goroutine at a time,
 // except Cancel, which any goroutine may call. Callbacks (streaming text, tools) are Go
-// functions passed through runtime/cgo.Handle. A user turn holding images or recordings is a
-// list of Parts (Text, Image and Audio) sent with SendContent.
+// functions passed through runtime/cgo.Handle. A user turn holding images, recordings or
+// videos is a list of Parts (Text, Image, Audio and Video) sent with SendContent.
 package gemma4
 
 /*
@@ -58,8 +58,8 @@ const (
 // ErrCancelled matches errors from cancelled generations (errors.Is).
 var ErrCancelled = &Error{Code: CodeCancelled}
 
-// ErrFailedPrecondition matches errors such as images sent to a model without a vision tower,
-// or recordings to one without an audio tower (errors.Is).
+// ErrFailedPrecondition matches errors such as images or videos sent to a model without a
+// vision tower, or recordings to one without an audio tower (errors.Is).
 var ErrFailedPrecondition = &Error{Code: CodeFailedPrecondition}
 
 func (e *Error) Is(target error) bool {
@@ -204,7 +204,8 @@ func (m *Model) Detokenize(ids []int32) (string, error) {
 	}
 }
 
-// Part is one piece of a user turn: Text, an Image (or *Image) or an Audio (or *Audio).
+// Part is one piece of a user turn: Text, an Image (or *Image), an Audio (or *Audio) or a
+// Video (or *Video).
 type Part interface{ isPart() }
 
 // Text is the text of a user turn's Part.
@@ -230,7 +231,8 @@ func invalid(format string, args ...any) error {
 	return &Error{Code: CodeInvalidArgument, Message: fmt.Sprintf(format, args...)}
 }
 
-func (img *Image) addTo(content *C.gemma4_content) error {
+// checkSource checks that img has exactly one source and, for RGB, width*height*3 bytes.
+func (img *Image) checkSource() error {
 	sources := 0
 	if img.Path != "" {
 		sources++
@@ -244,6 +246,26 @@ func (img *Image) addTo(content *C.gemma4_content) error {
 	if sources != 1 {
 		return invalid("Image needs exactly one of Path, Data or RGB")
 	}
+	if img.RGB != nil && (img.Width <= 0 || img.Height <= 0 ||
+		len(img.RGB) != img.Width*img.Height*3) {
+		return invalid("%dx%d RGB pixels need %d bytes, got %d", img.Width, img.Height,
+			img.Width*img.Height*3, len(img.RGB))
+	}
+	return nil
+}
+
+// bytesPointer is the address of data's first byte, or nil for an empty slice.
+func bytesPointer(data []byte) unsafe.Pointer {
+	if len(data) == 0 {
+		return nil
+	}
+	return unsafe.Pointer(&data[0])
+}
+
+func (img *Image) addTo(content *C.gemma4_content) error {
+	if err := img.checkSource(); err != nil {
+		return err
+	}
 	budget := C.int32_t(img.MaxSoftTokens)
 	switch {
 	case img.Path != "":
@@ -251,21 +273,84 @@ func (img *Image) addTo(content *C.gemma4_content) error {
 		defer C.free(unsafe.Pointer(cpath))
 		return check(C.gemma4_content_add_image_file(content, cpath, budget))
 	case img.Data != nil:
-		var data unsafe.Pointer
-		if len(img.Data) > 0 {
-			data = unsafe.Pointer(&img.Data[0])
-		}
-		return check(C.gemma4_content_add_image_bytes(content, data, C.size_t(len(img.Data)),
-			budget))
+		return check(C.gemma4_content_add_image_bytes(content, bytesPointer(img.Data),
+			C.size_t(len(img.Data)), budget))
 	default:
-		if img.Width <= 0 || img.Height <= 0 || len(img.RGB) != img.Width*img.Height*3 {
-			return invalid("%dx%d RGB pixels need %d bytes, got %d", img.Width, img.Height,
-				img.Width*img.Height*3, len(img.RGB))
-		}
-		pixels := (*C.uint8_t)(unsafe.Pointer(&img.RGB[0]))
+		pixels := (*C.uint8_t)(bytesPointer(img.RGB))
 		return check(C.gemma4_content_add_image_rgb(content, pixels, C.int32_t(img.Width),
 			C.int32_t(img.Height), C.size_t(img.Width*3), budget))
 	}
+}
+
+// Video is a video in a user turn, for the Gemma 4 models trained on video: 26B-A4B and 31B.
+// It comes from exactly one of Frames (in time order, all the same size) or Path (a video file:
+// mp4, webm, mkv, ... decoded by FFmpeg and sampled at one frame per second, evenly spaced
+// instead past the frame limit; CodeUnimplemented from a library built without FFmpeg). At
+// most 32 frames, the model's frame limit (more is CodeInvalidArgument). Each frame takes
+// MaxSoftTokensPerFrame soft tokens (70, 140, 280, 560 or 1120; 0 = the model's default for
+// video, 70) and follows its "mm:ss" timestamp in the prompt. A model without a vision tower
+// (a text-only checkpoint) fails with ErrFailedPrecondition. The frames are decoded and checked
+// when the turn is sent.
+type Video struct {
+	Frames                []VideoFrame
+	Path                  string
+	MaxSoftTokensPerFrame int
+}
+
+// VideoFrame is one frame of a Video: Image (exactly one of its Path, Data or RGB; its
+// MaxSoftTokens stays 0, as the Video's MaxSoftTokensPerFrame applies) shown Seconds after the
+// start of the video.
+type VideoFrame struct {
+	Image   Image
+	Seconds float64
+}
+
+func (Video) isPart() {}
+
+func (v *Video) addTo(content *C.gemma4_content) error {
+	budget := C.int32_t(v.MaxSoftTokensPerFrame)
+	if v.Path != "" {
+		if v.Frames != nil {
+			return invalid("Video needs exactly one of Frames or Path")
+		}
+		cpath := C.CString(v.Path)
+		defer C.free(unsafe.Pointer(cpath))
+		return check(C.gemma4_content_add_video_file(content, cpath, budget))
+	}
+	for i := range v.Frames {
+		img := &v.Frames[i].Image
+		if err := img.checkSource(); err != nil {
+			return invalid("video frame %d: %s", i, err.(*Error).Message)
+		}
+		if img.MaxSoftTokens != 0 {
+			return invalid("video frame %d: set the Video's MaxSoftTokensPerFrame, not the "+
+				"frame's MaxSoftTokens", i)
+		}
+	}
+	if err := check(C.gemma4_content_begin_video(content, budget)); err != nil {
+		return err
+	}
+	for i := range v.Frames {
+		img, seconds := &v.Frames[i].Image, C.double(v.Frames[i].Seconds)
+		var err error
+		switch {
+		case img.Path != "":
+			cpath := C.CString(img.Path)
+			err = check(C.gemma4_content_add_video_frame_file(content, cpath, seconds))
+			C.free(unsafe.Pointer(cpath))
+		case img.Data != nil:
+			err = check(C.gemma4_content_add_video_frame_bytes(content, bytesPointer(img.Data),
+				C.size_t(len(img.Data)), seconds))
+		default:
+			pixels := (*C.uint8_t)(bytesPointer(img.RGB))
+			err = check(C.gemma4_content_add_video_frame_rgb(content, pixels,
+				C.int32_t(img.Width), C.int32_t(img.Height), C.size_t(img.Width*3), seconds))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Audio is a recording in a user turn, from exactly one of Path (a WAV, FLAC, Ogg/Vorbis/Opus
@@ -353,8 +438,16 @@ func newContent(parts []Part) (*C.gemma4_content, error) {
 			} else {
 				err = p.addTo(content)
 			}
+		case Video:
+			err = p.addTo(content)
+		case *Video:
+			if p == nil {
+				err = invalid("part %d is a nil *Video", i)
+			} else {
+				err = p.addTo(content)
+			}
 		default:
-			err = invalid("part %d: parts are Text, Image or Audio, not %T", i, part)
+			err = invalid("part %d: parts are Text, Image, Audio or Video, not %T", i, part)
 		}
 		if err != nil {
 			C.gemma4_content_free(content)
@@ -508,8 +601,8 @@ func (s *Session) Send(text string, o Options) (*Reply, error) {
 	})
 }
 
-// SendContent adds a user turn of text, images and recordings, in order, and generates the
-// reply. A model without the tower its images or recordings need fails with
+// SendContent adds a user turn of text, images, recordings and videos, in order, and generates
+// the reply. A model without the tower its images, recordings or videos need fails with
 // ErrFailedPrecondition.
 func (s *Session) SendContent(parts []Part, o Options) (*Reply, error) {
 	content, err := newContent(parts)
@@ -652,6 +745,24 @@ func Restore(m *Model, state []byte, tools *Tools) (*Session, error) {
 
 // NumTurns is the number of turns in the history.
 func (s *Session) NumTurns() int { return int(C.gemma4_session_num_turns(s.h)) }
+
+// ContextTokenIDs returns the token ids the KV cache holds: exactly what the model has seen
+// (text from users and tools is always tokenized as text, never as control tokens).
+func (s *Session) ContextTokenIDs() ([]int32, error) {
+	var count C.size_t
+	if err := check(C.gemma4_session_context_token_ids(s.h, nil, 0, &count)); err != nil {
+		return nil, err
+	}
+	ids := make([]int32, int(count))
+	if len(ids) == 0 {
+		return ids, nil
+	}
+	if err := check(C.gemma4_session_context_token_ids(s.h, (*C.int32_t)(unsafe.Pointer(&ids[0])),
+		C.size_t(len(ids)), &count)); err != nil {
+		return nil, err
+	}
+	return ids[:int(count)], nil
+}
 
 // Close frees the session.
 func (s *Session) Close() {

@@ -3,6 +3,7 @@ package gemma4
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -65,6 +66,11 @@ func TestStreamingForkRestore(t *testing.T) {
 	}
 	if r.Text != streamed.String() || r.GeneratedTokens != 10 || s.NumTurns() != 3 {
 		t.Fatalf("reply %+v streamed %q", r, streamed.String())
+	}
+	// The context: <bos> first, the reply's prompt and generated ids all there.
+	ids, err := s.ContextTokenIDs()
+	if err != nil || len(ids) == 0 || ids[0] != 2 || len(ids) < r.ReusedTokens+r.PromptTokens {
+		t.Fatalf("context ids %v (%v)", ids, err)
 	}
 	fork, err := s.Fork()
 	if err != nil {
@@ -303,6 +309,201 @@ func TestTextOnlyModelRefusesRecordings(t *testing.T) {
 	}
 	wav := filepath.Join(audioFixtures(), "wav", "speechlike_27200.wav")
 	_, err = s.SendContent([]Part{Audio{Path: wav}}, Options{MaxTokens: 1, Temperature: &zero})
+	if !errors.Is(err, ErrFailedPrecondition) {
+		t.Fatal(err)
+	}
+}
+
+func loadVideoModel(t *testing.T) *Model {
+	v := visionFixtures()
+	m, err := Load(filepath.Join(v, "tiny-26b-vision"), 2,
+		filepath.Join(v, "tokenizer", "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// videoFrames are the frame files order[i] at i seconds.
+func videoFrames(order ...int) []VideoFrame {
+	frames := make([]VideoFrame, len(order))
+	for i, k := range order {
+		path := filepath.Join(visionFixtures(), "video", "frames", fmt.Sprintf("frame_%d.png", k))
+		frames[i] = VideoFrame{Image: Image{Path: path}, Seconds: float64(i)}
+	}
+	return frames
+}
+
+// The random test model's free text is bytes that are not UTF-8 (an empty reply); a choice of
+// letters makes its greedy pick, which depends on what it saw, visible in the reply text.
+const letterSchema = `{"enum": ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m",
+	"n", "o", "p", "q", "r", "s", "t", "u", "v", "w", "x", "y", "z"]}`
+
+func TestVideosInATurn(t *testing.T) {
+	m := loadVideoModel(t)
+	if info, err := m.Info(); err != nil || !info.Vision {
+		t.Fatalf("%+v %v", info, err)
+	}
+	opts := Options{MaxTokens: 8, Temperature: &zero, JSONSchema: letterSchema}
+	sendFresh := func(video Video) *Reply {
+		t.Helper()
+		s, err := NewSession(m, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		reply, err := s.SendContent([]Part{video, Text("What moves?")}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return reply
+	}
+	reply := sendFresh(Video{Frames: videoFrames(0, 1, 2)})
+	// 3 frames of 63 soft tokens (the default 70 budget), each with its timestamp and the
+	// <|image> / <image|> pair.
+	if reply.PromptTokens <= 3*65 || len(reply.Text) != 3 || reply.Text[0] != '"' {
+		t.Fatalf("%+v", reply)
+	}
+	// The same frames in a fresh session give the same greedy reply, also as encoded bytes;
+	// other frames give other replies.
+	again := sendFresh(Video{Frames: videoFrames(0, 1, 2)})
+	if again.Text != reply.Text || again.PromptTokens != reply.PromptTokens ||
+		again.GeneratedTokens != reply.GeneratedTokens {
+		t.Fatalf("%+v then %+v", reply, again)
+	}
+	asBytes := videoFrames(0, 1, 2)
+	for i := range asBytes {
+		data, err := os.ReadFile(asBytes[i].Image.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		asBytes[i].Image = Image{Data: data}
+	}
+	fromBytes := sendFresh(Video{Frames: asBytes})
+	if fromBytes.Text != reply.Text || fromBytes.PromptTokens != reply.PromptTokens {
+		t.Fatalf("%+v then %+v", reply, fromBytes)
+	}
+	var others []string
+	for _, order := range [][]int{{2, 1, 0}, {3, 2, 1}, {1, 3, 0}} {
+		others = append(others, sendFresh(Video{Frames: videoFrames(order...)}).Text)
+	}
+	if others[0] == reply.Text && others[1] == reply.Text && others[2] == reply.Text {
+		t.Fatalf("other frames, same reply %q: %q", reply.Text, others)
+	}
+	// A larger per-frame budget puts more soft tokens in the prompt.
+	finer := sendFresh(Video{Frames: videoFrames(0, 1, 2), MaxSoftTokensPerFrame: 140})
+	if finer.PromptTokens <= reply.PromptTokens+3*40 {
+		t.Fatalf("%+v vs %+v", finer, reply)
+	}
+	// RGB frames, then refusals that leave the conversation as it was.
+	chat, err := NewSession(m, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer chat.Close()
+	gray := func(level byte, seconds float64) VideoFrame {
+		return VideoFrame{Image: Image{RGB: bytes.Repeat([]byte{level}, 8*6*3), Width: 8,
+			Height: 6}, Seconds: seconds}
+	}
+	r, err := chat.SendContent([]Part{&Video{Frames: []VideoFrame{gray(40, 0), gray(200, 1)}}},
+		opts)
+	if err != nil || r.PromptTokens <= 2*3 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	turns := chat.NumTurns()
+	var e *Error
+	inOrder := videoFrames(0, 1, 2)
+	reversed := []VideoFrame{inOrder[2], inOrder[1], inOrder[0]}
+	_, err = chat.SendContent([]Part{Video{Frames: reversed}}, opts)
+	if !errors.As(err, &e) || e.Code != CodeInvalidArgument {
+		t.Fatal("frames out of time order:", err)
+	}
+	many := make([]VideoFrame, 33)
+	for i := range many {
+		many[i] = gray(byte(i), float64(i))
+	}
+	_, err = chat.SendContent([]Part{Video{Frames: many}}, opts)
+	if !errors.As(err, &e) || e.Code != CodeInvalidArgument || !strings.Contains(e.Message, "32") {
+		t.Fatal("33 frames:", err)
+	}
+	if chat.NumTurns() != turns {
+		t.Fatalf("%d turns after refusals, %d before", chat.NumTurns(), turns)
+	}
+}
+
+func TestVideoFilesInATurn(t *testing.T) {
+	m := loadVideoModel(t)
+	chat, err := NewSession(m, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer chat.Close()
+	opts := Options{MaxTokens: 4, Temperature: &zero}
+	clip := filepath.Join(visionFixtures(), "video", "testsrc_3.5s.mkv")
+	reply, err := chat.SendContent([]Part{Video{Path: clip}, Text("What changes?")}, opts)
+	// 0, 1, 2 and 3 s of the 3.5 s clip: four frames' runs.
+	if err != nil || reply.PromptTokens <= 4*62 || reply.GeneratedTokens == 0 {
+		t.Fatalf("%+v %v", reply, err)
+	}
+	missing := filepath.Join(visionFixtures(), "video", "missing.mkv")
+	_, err = chat.SendContent([]Part{Video{Path: missing}}, opts)
+	var e *Error
+	if !errors.As(err, &e) || !strings.Contains(e.Message, "missing.mkv") {
+		t.Fatal(err)
+	}
+	_, err = chat.SendContent([]Part{Video{Path: clip, Frames: videoFrames(0)}}, opts)
+	if !errors.As(err, &e) || e.Code != CodeInvalidArgument {
+		t.Fatal("both a path and frames:", err)
+	}
+}
+
+func TestBadVideoFramesAreInvalidArguments(t *testing.T) {
+	m := loadVideoModel(t)
+	s, err := NewSession(m, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	opts := Options{MaxTokens: 1, Temperature: &zero}
+	var e *Error
+	for _, frame := range []Image{
+		{RGB: []byte("123"), Width: 2, Height: 2}, // 3 bytes for 12
+		{RGB: make([]byte, 12), Width: 2, Height: 2, MaxSoftTokens: 70},
+		{},
+	} {
+		video := Video{Frames: []VideoFrame{{Image: frame}}}
+		_, err = s.SendContent([]Part{video}, opts)
+		if !errors.As(err, &e) || e.Code != CodeInvalidArgument ||
+			!strings.Contains(e.Message, "video frame 0") {
+			t.Fatalf("%+v: %v", frame, err)
+		}
+	}
+	_, err = s.SendContent([]Part{Video{}}, opts)
+	if !errors.As(err, &e) || e.Code != CodeInvalidArgument {
+		t.Fatal("no frames:", err)
+	}
+	if s.NumTurns() != 0 {
+		t.Fatal(s.NumTurns())
+	}
+}
+
+func TestTextOnlyModelRefusesVideos(t *testing.T) {
+	m, err := Load(filepath.Join(fixtures(), "models/tiny-e2b/gemma4_text"), 2,
+		filepath.Join(fixtures(), "chat/tiny_tokenizer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSession(m, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{MaxTokens: 1, Temperature: &zero}
+	_, err = s.SendContent([]Part{Video{Frames: videoFrames(0, 1, 2)}}, opts)
+	if !errors.Is(err, ErrFailedPrecondition) {
+		t.Fatal(err)
+	}
+	clip := filepath.Join(visionFixtures(), "video", "testsrc_3.5s.mkv")
+	_, err = s.SendContent([]Part{Video{Path: clip}}, opts)
 	if !errors.Is(err, ErrFailedPrecondition) {
 		t.Fatal(err)
 	}
