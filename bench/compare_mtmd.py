@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Image encode time: gemma4 against llama.cpp's mtmd on the same mmproj, image and threads,
-alternating between the two (drift on a shared machine hits both), reported as a ratio.
+"""Image or audio encode time: gemma4 against llama.cpp's mtmd on the same mmproj, input and
+threads, alternating between the two (drift on a shared machine hits both), reported as a ratio
+(and, for audio, as a real-time factor: encode time / clip duration).
 
     bench/compare_mtmd.py --mtmd-cli ~/llama.cpp/build/bin/llama-mtmd-cli \\
         --gemma4 build/gemma4 --model TEXT.gguf --mmproj MMPROJ.gguf --image IMG \\
         --tokens 280 -t 2 --rounds 3
+    bench/compare_mtmd.py ... --audio CLIP.wav     (16 kHz mono WAV; 30 s is the piece size)
 
 Make the files with `gemma4 synth --variant e2b --type q4_0 --layers 2 TEXT.gguf --mmproj
-MMPROJ.gguf` (random weights, the released vision tower, a text model of the real width), and
+MMPROJ.gguf` (random weights, the released vision tower, and for e2b/e4b the audio tower, a text
+model of the real width), and
 pick an image whose size gives the same token count in both (transformers scales up to fill
 the budget, llama.cpp never enlarges): 960x672 -> 280 tokens, 1920x1344 -> 1120.
 gemma4 reports the encoder's own time (`gemma4 encode` on stderr), mtmd its "batch encoding
@@ -18,12 +21,14 @@ import re
 import statistics
 import subprocess
 import sys
+import wave
 
 
 def gemma4_ms(args):
-    cmd = [args.gemma4, "encode", "--model", args.model, "--mmproj", args.mmproj, "--image",
-           args.image, "--image-budget", str(args.tokens), "--threads", str(args.threads),
-           "--out", "/dev/null"]
+    media = (["--audio", args.audio] if args.audio else
+             ["--image", args.image, "--image-budget", str(args.tokens)])
+    cmd = [args.gemma4, "encode", "--model", args.model, "--mmproj", args.mmproj, *media,
+           "--threads", str(args.threads), "--out", "/dev/null"]
     p = subprocess.run(cmd, check=True, capture_output=True, text=True)
     n = int(p.stdout.strip())
     m = re.search(r"encoder ([0-9.]+) ms", p.stderr)
@@ -31,9 +36,11 @@ def gemma4_ms(args):
 
 
 def mtmd_ms(args):
-    cmd = [args.mtmd_cli, "-m", args.model, "--mmproj", args.mmproj, "--image", args.image,
-           "-p", "x", "-n", "1", "-t", str(args.threads), "--image-min-tokens",
-           str(args.tokens), "--image-max-tokens", str(args.tokens), "--chat-template", "gemma"]
+    media = (["--audio", args.audio] if args.audio else
+             ["--image", args.image, "--image-min-tokens", str(args.tokens), "--image-max-tokens",
+              str(args.tokens)])
+    cmd = [args.mtmd_cli, "-m", args.model, "--mmproj", args.mmproj, *media, "-p", "x", "-n",
+           "1", "-t", str(args.threads), "--chat-template", "gemma"]
     p = subprocess.run(cmd, check=True, capture_output=True, text=True)
     m = re.search(r"batch encoding done in ([0-9.]+) ms", p.stdout + p.stderr)
     return float(m.group(1))
@@ -45,7 +52,9 @@ def main():
     ap.add_argument("--gemma4", default="build/gemma4")
     ap.add_argument("--model", required=True)
     ap.add_argument("--mmproj", required=True)
-    ap.add_argument("--image", required=True)
+    group = ap.add_mutually_exclusive_group(required=True)
+    group.add_argument("--image")
+    group.add_argument("--audio", help="a WAV file")
     ap.add_argument("--tokens", type=int, default=280)
     ap.add_argument("-t", "--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
@@ -59,6 +68,16 @@ def main():
         print("round %d: llama.cpp %.0f ms, gemma4 %.0f ms" % (r + 1, theirs[-1], ours[-1]),
               file=sys.stderr)
     a, b = statistics.median(theirs), statistics.median(ours)
+    if args.audio:
+        with wave.open(args.audio) as w:
+            seconds = w.getnframes() / w.getframerate()
+        print("| clip | s | tokens | threads | llama.cpp mtmd ms | gemma4 ms | speedup | "
+              "gemma4 RTF | llama.cpp RTF |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        print("| %s | %.1f | %d | %d | %.0f | %.0f | %.2fx | %.3f | %.3f |" % (
+            args.audio.split("/")[-1], seconds, n, args.threads, a, b, a / b,
+            b / 1000 / seconds, a / 1000 / seconds))
+        return
     print("| image | tokens | threads | llama.cpp mtmd ms | gemma4 ms | speedup |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     print("| %s | %d | %d | %.0f | %.0f | %.2fx |" % (args.image.split("/")[-1], n,
