@@ -4,6 +4,7 @@
 // AddressSanitizer catches any read past the end.
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstdint>
@@ -15,7 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "child_process.h"
 #include "gemma4/status.h"
+#include "gemma4/tokenizer.h"
 #include "io/safetensors.h"
 #include "model/config.h"
 #include "model/model.h"
@@ -869,6 +872,70 @@ TEST(LoaderShardedTest, CorruptShard) {
   WriteFile(ckpt.file(shard), bytes.substr(0, bytes.size() - 3));
   EXPECT_STATUS(LoadStatus(ckpt.dir()), StatusCode::kDataLoss, ckpt.file(shard),
                 "extend beyond the data section");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Special files: only regular files are read (a FIFO blocked the load forever, /dev/zero was
+// read until memory ran out). Each load runs in a child with a time limit, so a hang fails.
+
+void ExpectRefusedInChild(const std::string& load_path, const std::string& bad_file) {
+  const testing::ChildResult result = testing::RunInChild(
+      [&] {
+        const Status status = LoadStatus(load_path);
+        std::fprintf(stderr, "%s\n", status.ToString().c_str());
+        return !status.ok() && Contains(status.message(), bad_file) &&
+                       Contains(status.message(), "not a regular file")
+                   ? 0
+                   : 1;
+      },
+      /*timeout_seconds=*/20);
+  EXPECT_TRUE(result.exited && result.exit_code == 0) << bad_file << ": " << result.Describe();
+}
+
+TEST(LoaderSpecialFilesTest, ConfigFifoDevZeroOrDirectoryIsRefused) {
+  CheckpointCopy ckpt(kTiny31bText);
+  const std::string config = ckpt.file("config.json");
+  fs::remove(config);
+  ASSERT_EQ(::mkfifo(config.c_str(), 0600), 0) << std::strerror(errno);
+  ExpectRefusedInChild(ckpt.dir(), config);
+  fs::remove(config);
+  fs::create_symlink("/dev/zero", config);
+  ExpectRefusedInChild(ckpt.dir(), config);
+  fs::remove(config);
+  fs::create_directory(config);
+  ExpectRefusedInChild(ckpt.dir(), config);
+}
+
+TEST(LoaderSpecialFilesTest, WeightsFifoOrDevZeroIsRefused) {
+  CheckpointCopy ckpt(kTiny31bText);
+  const std::string weights = ckpt.file("model.safetensors");
+  fs::remove(weights);
+  ASSERT_EQ(::mkfifo(weights.c_str(), 0600), 0) << std::strerror(errno);
+  ExpectRefusedInChild(ckpt.dir(), weights);
+  ExpectRefusedInChild(weights, weights);
+  fs::remove(weights);
+  fs::create_symlink("/dev/zero", weights);
+  ExpectRefusedInChild(ckpt.dir(), weights);
+  // A GGUF path is sniffed for its magic before loading: that must not open a FIFO either.
+  const std::string gguf = ckpt.file("model.gguf.fifo");
+  ASSERT_EQ(::mkfifo(gguf.c_str(), 0600), 0) << std::strerror(errno);
+  ExpectRefusedInChild(gguf, gguf);
+}
+
+TEST(LoaderSpecialFilesTest, TokenizerFifoIsRefused) {
+  TempDir tmp;
+  const std::string fifo = tmp.path() + "/tokenizer.json";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  const testing::ChildResult result = testing::RunInChild(
+      [&] {
+        auto tokenizer = Tokenizer::Load(fifo);
+        if (tokenizer.ok()) return 2;
+        std::fprintf(stderr, "%s\n", tokenizer.status().ToString().c_str());
+        // Refused without opening the FIFO (the tokenizer loader checks the type first).
+        return Contains(tokenizer.status().message(), fifo) ? 0 : 1;
+      },
+      /*timeout_seconds=*/20);
+  EXPECT_TRUE(result.exited && result.exit_code == 0) << result.Describe();
 }
 
 }  // namespace

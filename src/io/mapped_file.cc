@@ -8,8 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
+#include <new>
 
 namespace gemma4 {
 
@@ -84,15 +83,45 @@ StatusOr<std::unique_ptr<AnonymousMemory>> AnonymousMemory::Allocate(size_t size
 AnonymousMemory::~AnonymousMemory() { ::munmap(mapping_, mapped_); }
 
 StatusOr<std::string> ReadFileToString(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return Status(errno == ENOENT ? StatusCode::kNotFound : StatusCode::kInvalidArgument,
-                  path + ": cannot open: " + std::strerror(errno));
+  // O_NONBLOCK: opening a FIFO must not wait for a writer before the type check refuses it.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    const int err = errno;
+    return Status(err == ENOENT ? StatusCode::kNotFound : StatusCode::kInvalidArgument,
+                  path + ": cannot open: " + std::strerror(err));
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return DataLossError(path + ": read error");
-  return ss.str();
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    return InvalidArgumentError(path + ": cannot stat: " + std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode)) return InvalidArgumentError(path + ": not a regular file");
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size > kMaxReadFileBytes) {
+    return InvalidArgumentError(path + ": " + std::to_string(size) +
+                                " bytes is more than the limit of " +
+                                std::to_string(kMaxReadFileBytes) + " for this kind of file");
+  }
+  std::string text;
+  try {
+    text.resize(static_cast<size_t>(size));
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError(path + ": out of memory reading " + std::to_string(size) +
+                                  " bytes");
+  }
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t got =
+        ::pread(fd, text.data() + done, text.size() - done, static_cast<off_t>(done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return DataLossError(path + ": read error: " + std::strerror(errno));
+    if (got == 0) return DataLossError(path + ": file shrank while being read");
+    done += static_cast<size_t>(got);
+  }
+  return text;
 }
 
 }  // namespace gemma4

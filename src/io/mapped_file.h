@@ -61,7 +61,13 @@ class AnonymousMemory {
   size_t size_;
 };
 
-// Reads a whole (small) text file such as config.json.
+// The largest file ReadFileToString reads: configs, tokenizer.json (Gemma 4's is 32 MiB),
+// tokenizer.model and chat templates are far smaller.
+inline constexpr uint64_t kMaxReadFileBytes = uint64_t{256} << 20;
+
+// Reads a whole (small) file such as config.json. Only regular files up to kMaxReadFileBytes are
+// read: a FIFO (which would block), a device such as /dev/zero (endless) or a directory is
+// refused naming the path.
 StatusOr<std::string> ReadFileToString(const std::string& path);
 
 }  // namespace gemma4

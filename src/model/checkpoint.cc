@@ -20,6 +20,11 @@ bool IsFile(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
+bool Exists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0;
+}
+
 bool EndsWith(const std::string& s, std::string_view suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -59,6 +64,10 @@ StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& path) 
     } else if (IsFile(dir + "/model.safetensors")) {
       weight_files.push_back(dir + "/model.safetensors");
     } else {
+      // A FIFO or device under a weight file's name: say so rather than "missing".
+      for (const char* name : {"/model.safetensors.index.json", "/model.safetensors"}) {
+        if (Exists(dir + name)) return InvalidArgumentError(dir + name + ": not a regular file");
+      }
       return NotFoundError(path +
                            ": no model.safetensors or model.safetensors.index.json in the "
                            "checkpoint directory");
@@ -74,6 +83,8 @@ StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& path) 
                                   ": not a checkpoint directory, .safetensors file or "
                                   "safetensors index");
     }
+  } else if (Exists(path)) {
+    return InvalidArgumentError(path + ": not a regular file or directory");
   } else {
     return NotFoundError(path + ": no such file or directory");
   }

@@ -4,6 +4,7 @@
 #include <malloc.h>
 #endif
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -21,6 +22,9 @@ namespace {
 
 bool IsGgufPath(const std::string& path) {
   if (path.size() >= 5 && path.compare(path.size() - 5, 5, ".gguf") == 0) return true;
+  // Only a regular file is opened (a FIFO would block the open; the loader refuses the rest).
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (f == nullptr) return false;
   char magic[4] = {};
