@@ -318,6 +318,13 @@ GEMMA4_API gemma4_status gemma4_session_get_turn(const gemma4_session* session, 
                                                  int* role, const char** text,
                                                  const char** thought);
 GEMMA4_API int64_t gemma4_session_context_tokens(const gemma4_session* session);
+/* The token ids the session's KV cache holds, in order: exactly what the model has seen (text
+ * from users, system prompts, tools and tool results is always tokenized as text, never as
+ * control tokens). Copies min(capacity, total) ids to `ids` (may be null when capacity is 0)
+ * and sets *count to the total; call with capacity 0 first to size the buffer. */
+GEMMA4_API gemma4_status gemma4_session_context_token_ids(const gemma4_session* session,
+                                                          int32_t* ids, size_t capacity,
+                                                          size_t* count);
 
 GEMMA4_API void gemma4_reply_free(gemma4_reply* reply);
 GEMMA4_API const char* gemma4_reply_text(const gemma4_reply* reply);

@@ -1,6 +1,7 @@
 // C ABI over the C++ API. Every entry point catches everything: no exception crosses into C.
 #include "gemma4.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -756,6 +757,18 @@ gemma4_status gemma4_session_get_turn(const gemma4_session* session, size_t inde
 
 int64_t gemma4_session_context_tokens(const gemma4_session* session) {
   return session == nullptr ? 0 : session->session->context_tokens();
+}
+
+gemma4_status gemma4_session_context_token_ids(const gemma4_session* session, int32_t* ids,
+                                               size_t capacity, size_t* count) {
+  if (session == nullptr || count == nullptr || (ids == nullptr && capacity > 0)) {
+    return Fail(GEMMA4_INVALID_ARGUMENT,
+                "gemma4_session_context_token_ids: null session, count, or ids with capacity");
+  }
+  const std::vector<int32_t>& tokens = session->session->context_token_ids();
+  *count = tokens.size();
+  if (capacity > 0) std::copy_n(tokens.begin(), std::min(capacity, tokens.size()), ids);
+  return GEMMA4_OK;
 }
 
 void gemma4_reply_free(gemma4_reply* reply) { delete reply; }

@@ -185,6 +185,17 @@ int main(int argc, char** argv) {
   CHECK(strcmp(gemma4_reply_text(reply), s.text) == 0);
   CHECK(gemma4_reply_generated_tokens(reply) >= 1 && gemma4_reply_generated_tokens(reply) <= 8);
   CHECK(gemma4_session_num_turns(session) == 3);
+  {
+    /* The context's ids: the total first, then a copy (here cut short at 4 ids). */
+    size_t count = 0, again = 0;
+    int32_t first[4] = {-1, -1, -1, -1};
+    CHECK(gemma4_session_context_token_ids(session, NULL, 0, &count) == GEMMA4_OK);
+    CHECK((int64_t)count == gemma4_session_context_tokens(session) && count > 4);
+    CHECK(gemma4_session_context_token_ids(session, first, 4, &again) == GEMMA4_OK);
+    CHECK(again == count && first[0] == 2); /* <bos> */
+    CHECK(gemma4_session_context_token_ids(session, NULL, 4, &count) == GEMMA4_INVALID_ARGUMENT);
+    CHECK(gemma4_session_context_token_ids(NULL, NULL, 0, &count) == GEMMA4_INVALID_ARGUMENT);
+  }
 
   /* Fork and save/restore continue identically. */
   CHECK(gemma4_session_fork(session, &fork) == GEMMA4_OK);

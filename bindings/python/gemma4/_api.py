@@ -147,6 +147,8 @@ _session_num_turns = _fn("gemma4_session_num_turns", c_size_t, c_void_p)
 _session_get_turn = _fn("gemma4_session_get_turn", c_int, c_void_p, c_size_t, POINTER(c_int),
                         POINTER(c_char_p), POINTER(c_char_p))
 _session_context_tokens = _fn("gemma4_session_context_tokens", c_int64, c_void_p)
+_session_context_token_ids = _fn("gemma4_session_context_token_ids", c_int, c_void_p,
+                                 POINTER(c_int32), c_size_t, POINTER(c_size_t))
 _reply_free = _fn("gemma4_reply_free", None, c_void_p)
 _reply_text = _fn("gemma4_reply_text", c_char_p, c_void_p)
 _reply_thought = _fn("gemma4_reply_thought", c_char_p, c_void_p)
@@ -679,3 +681,13 @@ class Session:
     @property
     def context_tokens(self):
         return _session_context_tokens(self._handle)
+
+    @property
+    def context_token_ids(self):
+        """The token ids the KV cache holds: exactly what the model has seen (user and tool text
+        is always tokenized as text, never as control tokens)."""
+        count = c_size_t()
+        _check(_session_context_token_ids(self._handle, None, 0, ctypes.byref(count)))
+        buf = (c_int32 * count.value)()
+        _check(_session_context_token_ids(self._handle, buf, count.value, ctypes.byref(count)))
+        return list(buf[:count.value])

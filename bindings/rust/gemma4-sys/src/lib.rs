@@ -289,6 +289,12 @@ extern "C" {
         out: *mut *mut gemma4_session,
     ) -> gemma4_status;
     pub fn gemma4_session_num_turns(session: *const gemma4_session) -> usize;
+    pub fn gemma4_session_context_token_ids(
+        session: *const gemma4_session,
+        ids: *mut i32,
+        capacity: usize,
+        count: *mut usize,
+    ) -> gemma4_status;
     pub fn gemma4_reply_free(reply: *mut gemma4_reply);
     pub fn gemma4_reply_text(reply: *const gemma4_reply) -> *const c_char;
     pub fn gemma4_reply_thought(reply: *const gemma4_reply) -> *const c_char;

@@ -986,6 +986,26 @@ impl Session {
     pub fn num_turns(&self) -> usize {
         unsafe { sys::gemma4_session_num_turns(self.handle) }
     }
+
+    /// The token ids the KV cache holds: exactly what the model has seen (text from users and
+    /// tools is always tokenized as text, never as control tokens).
+    pub fn context_token_ids(&self) -> Result<Vec<i32>> {
+        let mut count = 0usize;
+        check(unsafe {
+            sys::gemma4_session_context_token_ids(self.handle, ptr::null_mut(), 0, &mut count)
+        })?;
+        let mut ids = vec![0i32; count];
+        check(unsafe {
+            sys::gemma4_session_context_token_ids(
+                self.handle,
+                ids.as_mut_ptr(),
+                ids.len(),
+                &mut count,
+            )
+        })?;
+        ids.truncate(count);
+        Ok(ids)
+    }
 }
 
 unsafe fn read_reply(r: *const sys::gemma4_reply) -> Reply {

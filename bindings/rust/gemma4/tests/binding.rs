@@ -52,6 +52,10 @@ fn streaming_chat_fork_and_restore() {
     assert_eq!(r.text, streamed);
     assert_eq!(r.generated_tokens, 10);
     assert_eq!(s.num_turns(), 3);
+    // The context: <bos> first, the reply's prompt and generated ids all there.
+    let ids = s.context_token_ids().unwrap();
+    assert_eq!(ids[0], 2);
+    assert!(ids.len() as i64 >= (r.reused_tokens + r.prompt_tokens) as i64);
     let mut fork = s.fork().unwrap();
     let state = s.save().unwrap();
     let mut restored = Session::restore(&m, &state, None).unwrap();
