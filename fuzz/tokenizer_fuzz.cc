@@ -2,7 +2,7 @@
 //  - input starting with '{': parsed as a tokenizer.json; a loaded tokenizer must encode and
 //    decode a few strings without crashing and only produce ids inside its vocabulary.
 //  - anything else: encoded with a small Gemma-style tokenizer (byte fallback), and for valid
-//    UTF-8 input decode(encode(x)) must give x back exactly.
+//    UTF-8 input without a literal "▁" decode(encode(x)) must give x back exactly.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -107,11 +107,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (int32_t id : ids) {
     if (id < 0 || id >= tok->vocab_size()) __builtin_trap();
   }
-  if (IsValidUtf8(input) && tok->Decode(ids) != input) __builtin_trap();
+  // "▁" in the input decodes to a space (as in `tokenizers`): the one text that does not come
+  // back exactly.
+  const bool round_trips =
+      IsValidUtf8(input) && input.find("\xE2\x96\x81") == std::string_view::npos;
+  if (round_trips && tok->Decode(ids) != input) __builtin_trap();
   gemma4::StreamingDetokenizer stream(tok);
   std::string streamed;
   for (int32_t id : ids) streamed += stream.Push(id);
   streamed += stream.Flush();
-  if (IsValidUtf8(input) && streamed != input) __builtin_trap();
+  if (round_trips && streamed != input) __builtin_trap();
   return 0;
 }
