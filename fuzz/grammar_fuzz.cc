@@ -1,13 +1,16 @@
 // libFuzzer target: JSON-schema grammar compilation and matching on arbitrary input. The input
 // is "SCHEMA\n\nTEXT": the schema compiles (or fails with a message) for both syntaxes, and the
 // matcher consumes TEXT byte by byte without crashing; a text it accepts that the grammar calls
-// complete must be valid JSON (up to repeated keys in schema-free objects).
+// complete must be valid JSON (repeated keys included: the grammar refuses them), and a
+// complete tool call must parse. Seeds cover every supported keyword (pattern, format, bounds,
+// allOf, $ref recursion, additionalProperties, prefixItems, oneOf, ...).
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "chat/grammar.h"
+#include "chat/tool_syntax.h"
 #include "util/json.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -25,15 +28,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (char c : text.substr(0, 4096)) {
       if (m.Accept(std::string_view(&c, 1))) accepted += c;
     }
-    if (m.IsComplete()) {
-      // Schema-free objects cannot track every key, so a repeated key is the one thing the
-      // strict parser may reject.
-      auto parsed = gemma4::json::Parse(accepted);
-      if (!parsed.ok() &&
-          parsed.status().message().find("duplicate object key") == std::string::npos) {
-        __builtin_trap();
-      }
-    }
+    if (m.IsComplete() && !gemma4::json::Parse(accepted).ok()) __builtin_trap();
   } else if (json_grammar.status().message().empty()) {
     __builtin_trap();
   }
@@ -45,8 +40,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       gemma4::chat::CompileToolCallGrammar({gemma4::json::Value::MakeObject(std::move(function))});
   if (tool_grammar.ok()) {
     gemma4::chat::GrammarMatcher m(*tool_grammar);
-    for (char c : text.substr(0, 4096)) m.Accept(std::string_view(&c, 1));
-    m.CanEnd();
+    std::string accepted;
+    for (char c : text.substr(0, 4096)) {
+      if (m.Accept(std::string_view(&c, 1))) accepted += c;
+    }
+    constexpr std::string_view kClose = "<tool_call|>";
+    if (m.IsComplete()) {
+      if (accepted.size() < kClose.size()) __builtin_trap();
+      if (!gemma4::chat::ParseToolCall(accepted.substr(0, accepted.size() - kClose.size())).ok()) {
+        __builtin_trap();
+      }
+    }
+  } else if (tool_grammar.status().message().empty()) {
+    __builtin_trap();
   }
   return 0;
 }

@@ -116,7 +116,7 @@ TEST(GrammarTest, JsonSchema) {
 TEST(GrammarTest, SchemaErrorsNameThePath) {
   const std::pair<const char*, const char*> bad[] = {
       {R"({"$ref": "#/x"})", "$ref"},
-      {R"({"type": "date"})", "unsupported type 'date'"},
+      {R"({"type": "date"})", "unsupported type \"date\""},
       {R"({"type": "object", "properties": {"a": {"type": "blob"}}})", "/properties/a"},
       {R"({"type": "object", "properties": {"a": {}}, "required": ["b"]})", "\"b\""},
       {R"({"enum": []})", "/enum"},

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "chat/grammar.h"
 #include "util/json.h"
 
 namespace gemma4 {
@@ -55,8 +56,13 @@ Status ToolRegistry::Register(const std::string& name, const std::string& descri
   json::Value::Object declaration;
   declaration.emplace_back("type", json::Value::String("function"));
   declaration.emplace_back("function", json::Value::MakeObject(std::move(function)));
-  impl_->tools.push_back(
-      {name, json::Value::MakeObject(std::move(declaration)), std::move(callback)});
+  json::Value declared = json::Value::MakeObject(std::move(declaration));
+  // Refuse now what the call grammar cannot enforce (unsupported keywords, bad $ref, ...),
+  // rather than failing every Send later.
+  if (auto grammar = chat::CompileToolCallGrammar({declared}); !grammar.ok()) {
+    return grammar.status();
+  }
+  impl_->tools.push_back({name, std::move(declared), std::move(callback)});
   return OkStatus();
 }
 

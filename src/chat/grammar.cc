@@ -1,350 +1,64 @@
 // Grammar = a graph of schema nodes; the matcher state = a small set of frame stacks (one per
 // live alternative of anyOf/oneOf/tool name), advanced one byte at a time. Frames are plain
-// structs so that copying a state (done per trie edge in FillAllowed) is a memcpy.
+// structs without padding so that copying a state (done per trie edge in FillAllowed) is a
+// memcpy of the frames in use and identical alternatives can be merged by memcmp.
+//
+// Schema compilation (schema -> nodes) lives in grammar_schema.cc; this file holds the node
+// graph's matcher and the public entry points.
 #include "chat/grammar.h"
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 
-#include "chat/tool_syntax.h"
+#include "chat/grammar_internal.h"
 
 namespace gemma4::chat {
 
-enum class Syntax { kJson, kGemma };
-
-enum class Kind : uint8_t {
-  kLiteral,    // one of `alts` (sorted, unique)
-  kString,     // min/max characters
-  kNumber,     // JSON number
-  kInteger,    // JSON integer
-  kArray,      // items = child
-  kObject,     // props (sorted by key text)
-  kAnyValue,   // any value, nesting depth = depth
-  kAnyArray,   // items = AnyValue(depth + 1)
-  kAnyObject,  // keys: strings (JSON) / names (Gemma); values AnyValue(depth + 1)
-  kName,       // a bare key: [A-Za-z0-9_.-]{1,64}
-  kAnyOf,      // children
-  kSequence,   // children in order
-};
-
-struct Property {
-  std::string key_text;  // as written: "\"city\"" (JSON) or "city" (Gemma)
-  int node = -1;
-  bool required = false;
-};
-
-struct Node {
-  Kind kind = Kind::kLiteral;
-  std::vector<std::string> alts;
-  int min_length = 0, max_length = 0;
-  int min_items = 0, max_items = 0;
-  int child = -1;
-  int depth = 0;
-  std::vector<Property> props;
-  uint64_t required_mask = 0;
-  std::vector<int> children;
-};
-
-class Grammar {
- public:
-  Syntax syntax = Syntax::kJson;
-  GrammarOptions options;
-  std::vector<Node> nodes;
-  int root = -1;
-  // Shared helper nodes for schema-free values.
-  int any_string = -1, any_number = -1, any_literal = -1, name = -1;
-  std::vector<int> any_value, any_array, any_object;  // by depth
-
-  int Add(Node n) {
-    nodes.push_back(std::move(n));
-    return static_cast<int>(nodes.size()) - 1;
-  }
-};
+using grammar_internal::Frame;
+using grammar_internal::Kind;
+using grammar_internal::kMaxDepth;
+using grammar_internal::Node;
+using grammar_internal::Stack;
+using grammar_internal::State;
+using grammar_internal::Syntax;
 
 namespace grammar_internal {
 
-constexpr int kMaxDepth = 24;
-constexpr std::string_view kDelim = "<|\"|>";
-
-struct Frame {
-  int32_t node;
-  uint8_t state;             // meaning depends on the node kind
-  uint8_t ws;                // whitespace characters since the last token (JSON)
-  uint8_t utf8;              // continuation bytes still expected inside a string
-  uint8_t pos8;              // delimiter progress (strings)
-  uint8_t next_lo, next_hi;  // allowed range of the next UTF-8 continuation byte
-  uint16_t lo, hi;           // candidate range of sorted alternatives/keys
-  uint16_t pos;              // bytes of the candidate matched / sequence index
-  uint16_t count;            // characters, items, digits, or the chosen property
-  uint64_t used;             // properties already present (objects)
-};
-
-struct Stack {
-  int depth = 0;
-  Frame frames[kMaxDepth];
-};
-
-struct State {
-  std::vector<Stack> stacks;
-};
-
-}  // namespace grammar_internal
-
-using grammar_internal::Frame;
-using grammar_internal::kDelim;
-using grammar_internal::kMaxDepth;
-using grammar_internal::Stack;
-using grammar_internal::State;
-
 namespace {
-
-// ---------------------------------------------------------------------------------------------
-// Compilation
-
-class Compiler {
- public:
-  Compiler(Grammar* g) : g_(g) {}
-
-  void AddHelpers() {
-    Node s;
-    s.kind = Kind::kString;
-    s.max_length = g_->options.max_string_length;
-    g_->any_string = g_->Add(s);
-    Node n;
-    n.kind = Kind::kNumber;
-    g_->any_number = g_->Add(n);
-    Node lit;
-    lit.kind = Kind::kLiteral;
-    // Gemma's template writes null as None; the parser takes both.
-    lit.alts = g_->syntax == Syntax::kJson
-                   ? std::vector<std::string>{"false", "null", "true"}
-                   : std::vector<std::string>{"None", "false", "null", "true"};
-    g_->any_literal = g_->Add(lit);
-    Node name;
-    name.kind = Kind::kName;
-    g_->name = g_->Add(name);
-    const int levels = std::max(1, g_->options.max_any_depth) + 1;
-    for (int d = 0; d < levels; ++d) {
-      Node v;
-      v.kind = Kind::kAnyValue;
-      v.depth = d;
-      g_->any_value.push_back(g_->Add(v));
-      Node a;
-      a.kind = Kind::kAnyArray;
-      a.depth = d;
-      g_->any_array.push_back(g_->Add(a));
-      Node o;
-      o.kind = Kind::kAnyObject;
-      o.depth = d;
-      g_->any_object.push_back(g_->Add(o));
-    }
-  }
-
-  std::string LiteralText(const json::Value& v) const {
-    if (g_->syntax == Syntax::kJson) return v.Serialize();
-    return FormatArgument(v, false);
-  }
-
-  std::string KeyText(const std::string& key) const {
-    if (g_->syntax == Syntax::kJson) {
-      std::string out;
-      json::AppendQuoted(key, &out);
-      return out;
-    }
-    const bool bare = !key.empty() && key.find_first_of(":,{}[] \t\n\r<\"") == std::string::npos;
-    return bare ? key : std::string(kDelim) + key + std::string(kDelim);
-  }
-
-  int Literal(std::vector<std::string> alts) {
-    std::sort(alts.begin(), alts.end());
-    alts.erase(std::unique(alts.begin(), alts.end()), alts.end());
-    Node n;
-    n.kind = Kind::kLiteral;
-    n.alts = std::move(alts);
-    return g_->Add(std::move(n));
-  }
-
-  StatusOr<int> Compile(const json::Value& schema, const std::string& path, int depth) {
-    if (depth > 32) return InvalidArgumentError("schema at " + path + ": nested too deeply");
-    if (schema.is_bool()) {
-      if (!schema.as_bool()) return InvalidArgumentError("schema at " + path + ": false");
-      return g_->any_value[0];
-    }
-    if (!schema.is_object()) {
-      return InvalidArgumentError("schema at " + path + ": not an object");
-    }
-    if (schema.Find("$ref") != nullptr) {
-      return UnimplementedError("schema at " + path + ": $ref is not supported");
-    }
-    if (const json::Value* e = schema.Find("enum"); e != nullptr) {
-      if (!e->is_array() || e->as_array().empty()) {
-        return InvalidArgumentError("schema at " + path + "/enum: must be a non-empty list");
-      }
-      std::vector<std::string> alts;
-      for (const json::Value& v : e->as_array()) alts.push_back(LiteralText(v));
-      return Literal(std::move(alts));
-    }
-    if (const json::Value* c = schema.Find("const"); c != nullptr) {
-      return Literal({LiteralText(*c)});
-    }
-    for (const char* key : {"anyOf", "oneOf"}) {
-      if (const json::Value* list = schema.Find(key); list != nullptr) {
-        if (!list->is_array() || list->as_array().empty()) {
-          return InvalidArgumentError("schema at " + path + "/" + key +
-                                      ": must be a non-empty list");
-        }
-        Node n;
-        n.kind = Kind::kAnyOf;
-        for (size_t i = 0; i < list->as_array().size(); ++i) {
-          GEMMA4_ASSIGN_OR_RETURN(
-              int child,
-              Compile(list->as_array()[i], path + "/" + key + "/" + std::to_string(i), depth + 1));
-          n.children.push_back(child);
-        }
-        return g_->Add(std::move(n));
-      }
-    }
-    const json::Value* type = schema.Find("type");
-    std::vector<std::string> types;
-    if (type == nullptr) {
-      if (schema.Find("properties") != nullptr) {
-        types.push_back("object");
-      } else if (schema.Find("items") != nullptr) {
-        types.push_back("array");
-      } else {
-        return g_->any_value[0];
-      }
-    } else if (type->is_string()) {
-      types.push_back(type->as_string());
-    } else if (type->is_array()) {
-      for (const json::Value& t : type->as_array()) {
-        if (!t.is_string()) return InvalidArgumentError("schema at " + path + "/type: bad entry");
-        types.push_back(t.as_string());
-      }
-    } else {
-      return InvalidArgumentError("schema at " + path + "/type: must be a string or list");
-    }
-    const json::Value* nullable = schema.Find("nullable");
-    if (nullable != nullptr && nullable->as_bool()) types.push_back("null");
-    if (types.size() == 1) return CompileType(schema, types[0], path, depth);
-    Node n;
-    n.kind = Kind::kAnyOf;
-    for (const std::string& t : types) {
-      GEMMA4_ASSIGN_OR_RETURN(int child, CompileType(schema, t, path, depth));
-      n.children.push_back(child);
-    }
-    return g_->Add(std::move(n));
-  }
-
-  StatusOr<int> CompileType(const json::Value& schema, const std::string& type_in,
-                            const std::string& path, int depth) {
-    std::string type = type_in;
-    for (char& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    auto int_field = [&](const char* key, int fallback, int* out) -> Status {
-      *out = fallback;
-      const json::Value* v = schema.Find(key);
-      if (v == nullptr) return OkStatus();
-      int64_t i = 0;
-      if (!v->GetInt64(&i) || i < 0 || i > 1000000) {
-        return InvalidArgumentError("schema at " + path + "/" + key + ": bad value");
-      }
-      *out = static_cast<int>(i);
-      return OkStatus();
-    };
-    Node n;
-    if (type == "string") {
-      n.kind = Kind::kString;
-      GEMMA4_RETURN_IF_ERROR(int_field("minLength", 0, &n.min_length));
-      GEMMA4_RETURN_IF_ERROR(int_field("maxLength", g_->options.max_string_length, &n.max_length));
-      if (n.max_length < n.min_length) {
-        return InvalidArgumentError("schema at " + path + ": maxLength < minLength");
-      }
-      return g_->Add(std::move(n));
-    }
-    if (type == "integer") {
-      n.kind = Kind::kInteger;
-      return g_->Add(std::move(n));
-    }
-    if (type == "number") {
-      n.kind = Kind::kNumber;
-      return g_->Add(std::move(n));
-    }
-    if (type == "boolean") return Literal({"false", "true"});
-    if (type == "null") return Literal({g_->syntax == Syntax::kJson ? "null" : "None"});
-    if (type == "array") {
-      n.kind = Kind::kArray;
-      GEMMA4_RETURN_IF_ERROR(int_field("minItems", 0, &n.min_items));
-      GEMMA4_RETURN_IF_ERROR(int_field("maxItems", 64, &n.max_items));
-      n.max_items = std::min(n.max_items, 0xFFFF);
-      if (n.max_items < n.min_items) {
-        return InvalidArgumentError("schema at " + path + ": maxItems < minItems");
-      }
-      const json::Value* items = schema.Find("items");
-      if (items == nullptr) {
-        n.child = g_->any_value[1];
-      } else {
-        GEMMA4_ASSIGN_OR_RETURN(n.child, Compile(*items, path + "/items", depth + 1));
-      }
-      return g_->Add(std::move(n));
-    }
-    if (type == "object") {
-      const json::Value* props = schema.Find("properties");
-      if (props == nullptr || !props->is_object() || props->as_object().empty()) {
-        if (props != nullptr && props->is_object()) {
-          // "properties": {} -> exactly an empty object.
-          n.kind = Kind::kObject;
-          return g_->Add(std::move(n));
-        }
-        return g_->any_object[0];
-      }
-      if (props->as_object().size() > 64) {
-        return UnimplementedError("schema at " + path + ": more than 64 properties");
-      }
-      n.kind = Kind::kObject;
-      for (const auto& [key, sub] : props->as_object()) {
-        Property p;
-        p.key_text = KeyText(key);
-        GEMMA4_ASSIGN_OR_RETURN(p.node, Compile(sub, path + "/properties/" + key, depth + 1));
-        n.props.push_back(std::move(p));
-      }
-      std::sort(n.props.begin(), n.props.end(),
-                [](const Property& a, const Property& b) { return a.key_text < b.key_text; });
-      if (const json::Value* req = schema.Find("required"); req != nullptr) {
-        if (!req->is_array()) {
-          return InvalidArgumentError("schema at " + path + "/required: must be a list");
-        }
-        for (const json::Value& r : req->as_array()) {
-          const std::string text = KeyText(r.as_string());
-          bool found = false;
-          for (size_t i = 0; i < n.props.size(); ++i) {
-            if (n.props[i].key_text == text) {
-              n.props[i].required = true;
-              n.required_mask |= uint64_t{1} << i;
-              found = true;
-            }
-          }
-          if (!found) {
-            return InvalidArgumentError("schema at " + path + "/required: \"" + r.as_string() +
-                                        "\" is not a property");
-          }
-        }
-      }
-      return g_->Add(std::move(n));
-    }
-    return InvalidArgumentError("schema at " + path + "/type: unsupported type '" + type_in + "'");
-  }
-
- private:
-  Grammar* g_;
-};
-
-// ---------------------------------------------------------------------------------------------
-// Matching
 
 enum class Step { kConsumed, kFinish, kReject, kPushed };
 
 bool IsWs(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 bool IsDigit(uint8_t c) { return c >= '0' && c <= '9'; }
+bool IsNameByte(uint8_t c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || IsDigit(c) || c == '_' || c == '-' ||
+         c == '.';
+}
+
+constexpr uint64_t kFnvOffset = 1469598103934665603ull;
+constexpr uint64_t kFnvPrime = 1099511628211ull;
+uint64_t HashByte(uint64_t h, uint8_t c) { return (h ^ c) * kFnvPrime; }
+
+// Two bits of a 64-bit Bloom filter per key: a repeated key always finds its bits set; a fresh
+// key rarely does (then it is refused, which only narrows the output).
+uint64_t BloomBits(uint64_t h) {
+  return (uint64_t{1} << (h & 63)) | (uint64_t{1} << ((h >> 6) & 63));
+}
+
+__int128 Pow10(int n) {
+  __int128 v = 1;
+  for (int i = 0; i < n; ++i) v *= 10;
+  return v;
+}
+
+}  // namespace
+
+uint64_t HashKey(std::string_view key) {
+  uint64_t h = kFnvOffset;
+  for (unsigned char c : key) h = HashByte(h, c);
+  return h;
+}
 
 class Machine {
  public:
@@ -354,19 +68,37 @@ class Machine {
     Frame f{};
     f.node = node;
     const Node& n = g_.nodes[node];
-    if (n.kind == Kind::kLiteral) f.hi = static_cast<uint16_t>(n.alts.size());
+    if (n.kind == Kind::kLiteral) f.hi = static_cast<uint32_t>(n.alts.size());
+    if (n.kind == Kind::kString) {
+      f.a = kFnvOffset;
+      f.dfa = n.dfa >= 0 ? g_.dfas[n.dfa].start : -1;
+    }
+    if (n.kind == Kind::kName) f.a = kFnvOffset;
     return f;
+  }
+
+  bool Fits(const Stack& s, int node) const {
+    return s.depth + g_.nodes[node].min_depth <= kMaxDepth;
   }
 
   // Pushes `node`; an anyOf forks the stack: alternatives beyond the first go to `forks`.
   bool Push(Stack* s, int node, std::vector<Stack>* forks) const {
     const Node& n = g_.nodes[node];
     if (n.kind == Kind::kAnyOf) {
-      for (size_t i = 1; i < n.children.size(); ++i) {
-        Stack copy = *s;
-        if (Push(&copy, n.children[i], forks)) forks->push_back(copy);
+      bool first_ok = false;
+      Stack original = *s;
+      for (size_t i = 0; i < n.children.size(); ++i) {
+        if (!Fits(original, n.children[i])) continue;
+        if (!first_ok) {
+          first_ok = Push(s, n.children[i], forks);
+          if (first_ok) continue;
+          *s = original;
+        } else {
+          Stack copy = original;
+          if (Push(&copy, n.children[i], forks)) forks->push_back(copy);
+        }
       }
-      return Push(s, n.children[0], forks);
+      return first_ok;
     }
     if (s->depth >= kMaxDepth) return false;
     s->frames[s->depth++] = NewFrame(node);
@@ -390,6 +122,8 @@ class Machine {
           return false;
         case Step::kFinish:
           --s->depth;
+          // Hand a finished key's content hash to the object that asked for it.
+          if (s->depth > 0) s->frames[s->depth - 1].b = s->frames[s->depth].a;
           break;
         case Step::kPushed:
           if (s->depth == 0) return false;
@@ -403,7 +137,7 @@ class Machine {
     const Node& n = g_.nodes[f.node];
     switch (n.kind) {
       case Kind::kLiteral:
-        for (int i = f.lo; i < f.hi; ++i) {
+        for (uint32_t i = f.lo; i < f.hi; ++i) {
           if (n.alts[i].size() == f.pos) return true;
         }
         return false;
@@ -412,6 +146,8 @@ class Machine {
       case Kind::kNumber:
       case Kind::kInteger:
         return f.state == 2 || f.state == 3 || f.state == 5 || f.state == 8;
+      case Kind::kBoundedNumber:
+        return BoundedCanEnd(n, f);
       case Kind::kName:
         return f.count >= 1;
       case Kind::kSequence:
@@ -435,12 +171,37 @@ class Machine {
     return true;
   }
 
-  Step String(Frame* f, const Node& n, uint8_t c) const {
+  // The object frame below a key (string or name) frame, when the key belongs to one.
+  const Frame* KeyOwner(const Stack& s) const {
+    if (s.depth < 2) return nullptr;
+    const Frame& owner = s.frames[s.depth - 2];
+    const Kind k = g_.nodes[owner.node].kind;
+    return (k == Kind::kObject || k == Kind::kAnyObject) && owner.state == 7 ? &owner : nullptr;
+  }
+
+  // Whether a free-form key with content hash h may be used in `owner` now.
+  bool KeyAllowed(const Stack& s, const Frame& owner, uint64_t h) const {
+    const Node& n = g_.nodes[owner.node];
+    if (n.kind == Kind::kAnyObject) return (owner.a & BloomBits(h)) != BloomBits(h);
+    for (size_t i = 0; i < n.props.size(); ++i) {
+      if (n.props[i].key_hash == h) {
+        // A declared key: unused and its value fits (the value goes one frame above `owner`).
+        return !((owner.used >> i) & 1) &&
+               (((n.required_mask >> i) & 1) || RoomForOptional(owner, n)) &&
+               s.depth - 1 + g_.nodes[n.props[i].node].min_depth <= kMaxDepth;
+      }
+    }
+    return n.additional >= 0 && (owner.a & BloomBits(h)) != BloomBits(h) &&
+           RoomForOptional(owner, n) && s.depth - 1 + g_.nodes[n.additional].min_depth <= kMaxDepth;
+  }
+
+  Step String(Frame* f, const Node& n, uint8_t c, const Stack& s) const {
     if (f->state == 10) return Step::kFinish;
     if (g_.syntax == Syntax::kGemma) {
+      const std::string_view delim = kDelim;
       if (f->state == 0) {  // opening delimiter
-        if (c != static_cast<uint8_t>(kDelim[f->pos8])) return Step::kReject;
-        if (++f->pos8 == kDelim.size()) {
+        if (c != static_cast<uint8_t>(delim[f->pos8])) return Step::kReject;
+        if (++f->pos8 == delim.size()) {
           f->state = 1;
           f->pos8 = 0;
         }
@@ -448,25 +209,34 @@ class Machine {
       }
       // Body. pos8 = bytes of a possible closing delimiter just seen; they count as content
       // only once the delimiter breaks off.
-      if (f->utf8 == 0 && c == static_cast<uint8_t>(kDelim[f->pos8])) {
-        if (f->pos8 == kDelim.size() - 1) {
-          if (f->count < n.min_length) return Step::kReject;
+      if (f->utf8 == 0 && c == static_cast<uint8_t>(delim[f->pos8])) {
+        if (f->pos8 == delim.size() - 1) {
+          if (!CanCloseString(*f, n, s)) return Step::kReject;
           f->state = 10;
           return Step::kConsumed;
+        }
+        // A partial delimiter must lead somewhere: to a close, or to content if it breaks off.
+        if (!CanCloseString(*f, n, s)) {
+          Frame probe = *f;
+          if (!ContentBytes(&probe, n, delim.substr(0, f->pos8 + 1))) return Step::kReject;
         }
         ++f->pos8;
         return Step::kConsumed;
       }
       if (f->pos8 > 0) {
-        if (f->count + f->pos8 > n.max_length) return Step::kReject;
-        f->count = static_cast<uint16_t>(f->count + f->pos8);
+        const uint8_t held = f->pos8;
         f->pos8 = 0;
-        if (c == static_cast<uint8_t>(kDelim[0])) {
+        if (!ContentBytes(f, n, delim.substr(0, held))) return Step::kReject;
+        if (c == static_cast<uint8_t>(delim[0])) {
+          if (!CanCloseString(*f, n, s)) {
+            Frame probe = *f;
+            if (!ContentBytes(&probe, n, delim.substr(0, 1))) return Step::kReject;
+          }
           f->pos8 = 1;
           return Step::kConsumed;
         }
       }
-      return Utf8Char(f, n, c) ? Step::kConsumed : Step::kReject;
+      return ContentByte(f, n, c) ? Step::kConsumed : Step::kReject;
     }
     switch (f->state) {
       case 0:
@@ -475,30 +245,61 @@ class Machine {
         return Step::kConsumed;
       case 1:
         if (c == '"') {
-          if (f->utf8 != 0 || f->count < n.min_length) return Step::kReject;
+          if (f->utf8 != 0 || !CanCloseString(*f, n, s)) return Step::kReject;
           f->state = 10;
           return Step::kConsumed;
         }
         if (c == '\\') {
           if (f->utf8 != 0 || f->count >= n.max_length) return Step::kReject;
+          // Only when some escape can follow (a pattern may allow none of them).
+          bool any = n.dfa < 0;
+          for (uint8_t decoded : {'"', '\\', '/', '\b', '\f', '\n', '\r', '\t'}) {
+            Frame probe = *f;
+            any = any || ContentByte(&probe, n, decoded);
+          }
+          if (!any) return Step::kReject;
           f->state = 2;
           return Step::kConsumed;
         }
         if (c < 0x20) return Step::kReject;
-        return Utf8Char(f, n, c) ? Step::kConsumed : Step::kReject;
-      case 2:
+        return ContentByte(f, n, c) ? Step::kConsumed : Step::kReject;
+      case 2: {
         if (c == 'u') {
+          // \uXXXX would hide the character from patterns and key comparison.
+          if (n.dfa >= 0 || n.key_string) return Step::kReject;
           f->state = 3;
           f->pos8 = 0;
           return Step::kConsumed;
         }
-        if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' || c == 'r' ||
-            c == 't') {
-          f->state = 1;
-          ++f->count;
-          return Step::kConsumed;
+        uint8_t decoded = 0;
+        switch (c) {
+          case '"':
+          case '\\':
+          case '/':
+            decoded = c;
+            break;
+          case 'b':
+            decoded = '\b';
+            break;
+          case 'f':
+            decoded = '\f';
+            break;
+          case 'n':
+            decoded = '\n';
+            break;
+          case 'r':
+            decoded = '\r';
+            break;
+          case 't':
+            decoded = '\t';
+            break;
+          default:
+            return Step::kReject;
         }
-        return Step::kReject;
+        if (!ContentByte(f, n, decoded)) return Step::kReject;
+        f->state = 1;
+        return Step::kConsumed;
+      }
       case 3: {
         const bool hex = IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
         if (!hex) return Step::kReject;
@@ -512,29 +313,60 @@ class Machine {
     return Step::kReject;
   }
 
-  // One byte of string content: well-formed UTF-8 and at most max_length characters.
-  bool Utf8Char(Frame* f, const Node& n, uint8_t c) const {
+  bool CanCloseString(const Frame& f, const Node& n, const Stack& s) const {
+    if (f.count < n.min_length) return false;
+    if (n.dfa >= 0 && !g_.dfas[n.dfa].accepting[f.dfa]) return false;
+    if (n.key_string) {
+      const Frame* owner = KeyOwner(s);
+      if (owner != nullptr && !KeyAllowed(s, *owner, f.a)) return false;
+    }
+    return true;
+  }
+
+  bool ContentBytes(Frame* f, const Node& n, std::string_view bytes) const {
+    for (unsigned char b : bytes) {
+      if (!ContentByte(f, n, b)) return false;
+    }
+    return true;
+  }
+
+  // One byte of (decoded) string content: well-formed UTF-8, at most max_length characters,
+  // and a live pattern state from which acceptance stays within max_length.
+  bool ContentByte(Frame* f, const Node& n, uint8_t c) const {
     if (f->utf8 > 0) {
       if (c < f->next_lo || c > f->next_hi) return false;
+    } else {
+      if ((c & 0xC0) == 0x80 || c == 0xC0 || c == 0xC1 || c >= 0xF5) return false;
+      if (f->count >= n.max_length) return false;
+    }
+    int32_t next_dfa = -1;
+    if (n.dfa >= 0) {
+      const ByteDfa& dfa = g_.dfas[n.dfa];
+      next_dfa = dfa.Step(f->dfa, c);
+      if (next_dfa < 0) return false;
+      const uint64_t chars = f->count + (f->utf8 == 0 ? 1 : 0);
+      if (chars + dfa.min_chars[next_dfa] > n.max_length) return false;
+    }
+    if (f->utf8 > 0) {
       --f->utf8;
       f->next_lo = 0x80;
       f->next_hi = 0xBF;
-      return true;
+    } else {
+      ++f->count;
+      f->utf8 = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : 3;
+      // No overlong forms, surrogates or code points above U+10FFFF (RFC 3629).
+      f->next_lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+      f->next_hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
     }
-    if ((c & 0xC0) == 0x80 || c == 0xC0 || c == 0xC1 || c >= 0xF5) return false;
-    if (f->count >= n.max_length) return false;
-    ++f->count;
-    f->utf8 = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : 3;
-    // No overlong forms, surrogates or code points above U+10FFFF (RFC 3629).
-    f->next_lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
-    f->next_hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+    f->dfa = next_dfa;
+    f->a = HashByte(f->a, c);
     return true;
   }
 
   // states: 0 start, 1 after '-', 2 after leading 0, 3 int digits, 4 after '.', 5 fraction,
   // 6 after 'e', 7 after exponent sign, 8 exponent digits. count = digits in this part.
   Step Number(Frame* f, bool integer, uint8_t c) const {
-    constexpr int kMaxDigits = 18;
+    constexpr uint32_t kMaxDigits = 18;
     switch (f->state) {
       case 0:
         if (c == '-') {
@@ -602,55 +434,267 @@ class Machine {
     return Step::kReject;
   }
 
+  // Bounded numbers: value = sign * (p + f / 10^nf), the magnitude scaled by 10^frac_digits must
+  // lie in [lo, hi] of the sign's range. A digit is allowed only when some completion does.
+  // Frame: flags bit 0 = negative; a = integer part p; count = its digits; b = fraction f;
+  // pos = fraction digits nf; state 0 start, 1 after '-', 2 integer digits, 4 after '.',
+  // 5 fraction digits.
+  static bool Overlaps(__int128 lo, __int128 hi, __int128 range_lo, __int128 range_hi) {
+    return lo <= range_hi && hi >= range_lo;
+  }
+
+  bool BoundedFeasible(const Node& n, bool negative, uint64_t p, uint32_t k, bool fraction,
+                       uint64_t f, uint32_t nf) const {
+    const __int128 lo = negative ? n.neg_lo : n.pos_lo;
+    const __int128 hi = negative ? n.neg_hi : n.pos_hi;
+    if (lo > hi) return false;
+    const __int128 scale = Pow10(n.frac_digits);
+    if (fraction) {
+      const __int128 unit = Pow10(n.frac_digits - static_cast<int>(nf));
+      const __int128 v = static_cast<__int128>(p) * scale + static_cast<__int128>(f) * unit;
+      return Overlaps(v, v + unit - 1, lo, hi);
+    }
+    if (k == 0) return true;
+    if (p == 0) return Overlaps(0, scale - 1, lo, hi);
+    __int128 block = 1;
+    for (uint32_t j = 0; k + j <= kMaxIntegerDigits; ++j, block *= 10) {
+      const __int128 start = static_cast<__int128>(p) * block * scale;
+      const __int128 end = (static_cast<__int128>(p) + 1) * block * scale - 1;
+      if (start > hi) break;
+      if (Overlaps(start, end, lo, hi)) return true;
+    }
+    return false;
+  }
+
+  bool BoundedCanEnd(const Node& n, const Frame& f) const {
+    const bool negative = f.flags & 1;
+    const __int128 lo = negative ? n.neg_lo : n.pos_lo;
+    const __int128 hi = negative ? n.neg_hi : n.pos_hi;
+    const __int128 scale = Pow10(n.frac_digits);
+    if (f.state == 2) {
+      const __int128 v = static_cast<__int128>(f.a) * scale;
+      return v >= lo && v <= hi;
+    }
+    if (f.state == 5) {
+      const __int128 v =
+          static_cast<__int128>(f.a) * scale +
+          static_cast<__int128>(f.b) * Pow10(n.frac_digits - static_cast<int>(f.pos));
+      return v >= lo && v <= hi;
+    }
+    return false;
+  }
+
+  Step BoundedNumber(Frame* f, const Node& n, uint8_t c) const {
+    const bool negative = f->flags & 1;
+    switch (f->state) {
+      case 0:
+        if (c == '-') {
+          if (!BoundedFeasible(n, true, 0, 0, false, 0, 0)) return Step::kReject;
+          f->flags |= 1;
+          f->state = 1;
+          return Step::kConsumed;
+        }
+        [[fallthrough]];
+      case 1:
+        if (!IsDigit(c) || !BoundedFeasible(n, negative, c - '0', 1, false, 0, 0)) {
+          return Step::kReject;
+        }
+        f->a = c - '0';
+        f->count = 1;
+        f->state = 2;
+        return Step::kConsumed;
+      case 2:
+        if (IsDigit(c) && f->a != 0 && f->count < kMaxIntegerDigits &&
+            BoundedFeasible(n, negative, f->a * 10 + (c - '0'), f->count + 1, false, 0, 0)) {
+          f->a = f->a * 10 + (c - '0');
+          ++f->count;
+          return Step::kConsumed;
+        }
+        if (c == '.' && n.frac_digits > 0 && BoundedFeasible(n, negative, f->a, 0, true, 0, 0)) {
+          f->state = 4;
+          return Step::kConsumed;
+        }
+        return BoundedCanEnd(n, *f) ? Step::kFinish : Step::kReject;
+      case 4:
+      case 5:
+        if (IsDigit(c) && f->pos < static_cast<uint32_t>(n.frac_digits) &&
+            BoundedFeasible(n, negative, f->a, 0, true, f->b * 10 + (c - '0'), f->pos + 1)) {
+          f->b = f->b * 10 + (c - '0');
+          ++f->pos;
+          f->state = 5;
+          return Step::kConsumed;
+        }
+        if (f->state == 4) return Step::kReject;
+        return BoundedCanEnd(n, *f) ? Step::kFinish : Step::kReject;
+    }
+    return Step::kReject;
+  }
+
   Step Literal(Frame* f, const Node& n, uint8_t c) const {
-    // Alternatives are sorted, so the ones sharing the matched prefix form a range.
-    int lo = f->lo, hi = f->hi;
-    while (lo < hi &&
-           (n.alts[lo].size() <= f->pos || static_cast<uint8_t>(n.alts[lo][f->pos]) < c)) {
-      ++lo;
-    }
-    int new_hi = lo;
-    while (new_hi < hi && n.alts[new_hi].size() > f->pos &&
-           static_cast<uint8_t>(n.alts[new_hi][f->pos]) == c) {
-      ++new_hi;
-    }
-    if (new_hi > lo) {
-      f->lo = static_cast<uint16_t>(lo);
-      f->hi = static_cast<uint16_t>(new_hi);
+    // Alternatives are sorted, so the ones sharing the matched prefix form a range; within it,
+    // those long enough are sorted by their byte at `pos`.
+    const uint32_t pos = f->pos;
+    auto first = n.alts.begin() + f->lo;
+    auto last = n.alts.begin() + f->hi;
+    auto lower = std::partition_point(first, last, [&](const std::string& a) {
+      return a.size() <= pos || static_cast<uint8_t>(a[pos]) < c;
+    });
+    auto upper = std::partition_point(lower, last, [&](const std::string& a) {
+      return a.size() > pos && static_cast<uint8_t>(a[pos]) == c;
+    });
+    if (upper > lower) {
+      f->lo = static_cast<uint32_t>(lower - n.alts.begin());
+      f->hi = static_cast<uint32_t>(upper - n.alts.begin());
       ++f->pos;
       return Step::kConsumed;
     }
     return CanFinish(*f) ? Step::kFinish : Step::kReject;
   }
 
-  // Object key matching against the sorted property key texts, skipping used ones.
+  // Whether one more property that is not required still leaves room (maxProperties) for the
+  // required ones not yet present.
+  bool RoomForOptional(const Frame& f, const Node& n) const {
+    const uint64_t missing = __builtin_popcountll(n.required_mask & ~f.used);
+    return PropertyCount(f) + 1 + missing <= n.max_props;
+  }
+
+  bool PropAvailable(const Stack& s, const Frame& f, const Node& n, size_t i) const {
+    if ((f.used >> i) & 1) return false;
+    if (!((n.required_mask >> i) & 1) && !RoomForOptional(f, n)) return false;
+    return Fits(s, n.props[i].node);
+  }
+
+  // Object key matching against the sorted declared key texts, skipping unavailable ones.
   // Returns the completed property index, -1 while matching, -2 on reject.
-  int Key(Frame* f, const Node& n, uint8_t c, bool* consumed) const {
+  int Key(Frame* f, const Node& n, uint8_t c, bool* consumed, const Stack& s) const {
     *consumed = false;
-    int lo = f->lo, hi = f->hi;
+    const uint32_t lo = f->lo, hi = f->hi;
     int new_lo = -1, new_hi = -1;
-    for (int i = lo; i < hi; ++i) {
+    bool any_available = false;
+    for (uint32_t i = lo; i < hi; ++i) {
       const std::string& k = n.props[i].key_text;
       if (k.size() > f->pos && static_cast<uint8_t>(k[f->pos]) == c) {
-        if (new_lo < 0) new_lo = i;
-        new_hi = i + 1;
+        if (new_lo < 0) new_lo = static_cast<int>(i);
+        new_hi = static_cast<int>(i) + 1;
+        any_available = any_available || PropAvailable(s, *f, n, i);
       }
     }
-    if (new_lo >= 0) {
-      bool any_unused = false;
-      for (int i = new_lo; i < new_hi; ++i) any_unused = any_unused || !((f->used >> i) & 1);
-      if (any_unused) {
-        f->lo = static_cast<uint16_t>(new_lo);
-        f->hi = static_cast<uint16_t>(new_hi);
-        ++f->pos;
-        *consumed = true;
-        return -1;
-      }
+    if (any_available) {
+      f->lo = static_cast<uint32_t>(new_lo);
+      f->hi = static_cast<uint32_t>(new_hi);
+      ++f->pos;
+      *consumed = true;
+      return -1;
     }
-    for (int i = lo; i < hi; ++i) {
-      if (n.props[i].key_text.size() == f->pos && !((f->used >> i) & 1)) return i;
+    for (uint32_t i = lo; i < hi; ++i) {
+      if (n.props[i].key_text.size() == f->pos && PropAvailable(s, *f, n, i)) {
+        return static_cast<int>(i);
+      }
     }
     return -2;
+  }
+
+  uint64_t PropertyCount(const Frame& f) const {
+    return static_cast<uint64_t>(__builtin_popcountll(f.used)) + f.extra;
+  }
+
+  bool ObjectCanClose(const Frame& f, const Node& n) const {
+    return (f.used & n.required_mask) == n.required_mask && PropertyCount(f) >= n.min_props;
+  }
+
+  // Whether another key can follow (after '{' or ',').
+  bool ObjectMoreKeys(const Stack& s, const Frame& f, const Node& n) const {
+    if (PropertyCount(f) >= n.max_props) return false;
+    if (n.additional >= 0 && Fits(s, n.additional) && RoomForOptional(f, n)) return true;
+    for (size_t i = 0; i < n.props.size(); ++i) {
+      if (PropAvailable(s, f, n, i)) return true;
+    }
+    return false;
+  }
+
+  int KeyNode() const { return g_.key; }
+
+  Step Object(Frame* f, const Node& n, uint8_t c, Stack* s, std::vector<Stack>* forks) const {
+    switch (f->state) {
+      case 0:
+        if (c != '{') return Step::kReject;
+        f->state = 1;
+        return Step::kConsumed;
+      case 1:
+      case 6:
+        if (Ws(f, c)) return Step::kConsumed;
+        f->ws = 0;
+        if (f->state == 1 && c == '}' && ObjectCanClose(*f, n)) {
+          f->state = 9;
+          return Step::kConsumed;
+        }
+        if (!ObjectMoreKeys(*s, *f, n)) return Step::kReject;
+        if (n.additional >= 0 && Fits(*s, n.additional) && RoomForOptional(*f, n)) {
+          // Free-form keys: a key string checked against the object when it closes. (When only
+          // declared keys remain possible, they are matched below instead.)
+          f->state = 7;
+          return Push(s, KeyNode(), forks) ? Step::kPushed : Step::kReject;
+        }
+        f->state = 2;
+        f->lo = 0;
+        f->hi = static_cast<uint32_t>(n.props.size());
+        f->pos = 0;
+        [[fallthrough]];
+      case 2: {
+        bool consumed = false;
+        const int done = Key(f, n, c, &consumed, *s);
+        if (consumed) return Step::kConsumed;
+        if (done < 0) return Step::kReject;
+        f->used |= uint64_t{1} << done;
+        f->count = static_cast<uint32_t>(done);
+        f->state = 3;
+        [[fallthrough]];
+      }
+      case 3:
+        if (Ws(f, c)) return Step::kConsumed;
+        f->ws = 0;
+        if (c != ':') return Step::kReject;
+        f->state = 4;
+        return Step::kConsumed;
+      case 4: {
+        if (Ws(f, c)) return Step::kConsumed;
+        f->ws = 0;
+        f->state = 5;
+        const int value = f->count == kAdditional ? n.additional : n.props[f->count].node;
+        return Push(s, value, forks) ? Step::kPushed : Step::kReject;
+      }
+      case 5:
+        if (Ws(f, c)) return Step::kConsumed;
+        f->ws = 0;
+        if (c == ',' && ObjectMoreKeys(*s, *f, n)) {
+          f->state = 6;
+          return Step::kConsumed;
+        }
+        if (c == '}' && ObjectCanClose(*f, n)) {
+          f->state = 9;
+          return Step::kConsumed;
+        }
+        return Step::kReject;
+      case 7: {
+        // The key (hash in b) has just closed: record it.
+        f->count = kAdditional;
+        for (size_t i = 0; i < n.props.size(); ++i) {
+          if (n.props[i].key_hash == f->b) {
+            f->used |= uint64_t{1} << i;
+            f->count = static_cast<uint32_t>(i);
+            break;
+          }
+        }
+        if (f->count == kAdditional) {
+          f->a |= BloomBits(f->b);
+          ++f->extra;
+        }
+        f->state = 3;
+        return Object(f, n, c, s, forks);
+      }
+      default:
+        return Step::kFinish;
+    }
   }
 
   Step Advance(Frame* f, uint8_t c, Stack* s, std::vector<Stack>* forks) const {
@@ -659,19 +703,23 @@ class Machine {
       case Kind::kLiteral:
         return Literal(f, n, c);
       case Kind::kString:
-        return String(f, n, c);
+        return String(f, n, c, *s);
       case Kind::kNumber:
         return Number(f, false, c);
       case Kind::kInteger:
         return Number(f, true, c);
+      case Kind::kBoundedNumber:
+        return BoundedNumber(f, n, c);
       case Kind::kName: {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || IsDigit(c) ||
-                        c == '_' || c == '-' || c == '.';
-        if (ok && f->count < 64) {
+        if (IsNameByte(c) && f->count < 64) {
           ++f->count;
+          f->a = HashByte(f->a, c);
           return Step::kConsumed;
         }
-        return f->count >= 1 ? Step::kFinish : Step::kReject;
+        if (f->count == 0) return Step::kReject;
+        const Frame* owner = KeyOwner(*s);
+        if (owner != nullptr && !KeyAllowed(*s, *owner, f->a)) return Step::kReject;
+        return Step::kFinish;
       }
       case Kind::kSequence:
         if (f->pos >= n.children.size()) return Step::kFinish;
@@ -700,9 +748,20 @@ class Machine {
       }
       case Kind::kArray:
       case Kind::kAnyArray: {
-        const int item = n.kind == Kind::kArray ? n.child : g_.any_value[n.depth + 1];
-        const int min_items = n.kind == Kind::kArray ? n.min_items : 0;
-        const int max_items = n.kind == Kind::kArray ? n.max_items : 64;
+        const bool typed = n.kind == Kind::kArray;
+        const uint64_t min_items = typed ? n.min_items : 0;
+        const uint64_t max_items = typed ? n.max_items : 64;
+        // The node of item number `i` (0-based), -1 if none may come.
+        auto item_node = [&](uint64_t i) -> int {
+          if (!typed) return g_.any_value[n.depth + 1];
+          if (i < n.prefix.size()) return n.prefix[i];
+          return n.child;
+        };
+        auto can_add = [&]() {
+          if (f->count >= max_items) return false;
+          const int item = item_node(f->count);
+          return item >= 0 && Fits(*s, item);
+        };
         switch (f->state) {
           case 0:
             if (c != '[') return Step::kReject;
@@ -715,15 +774,15 @@ class Machine {
               f->state = 9;
               return Step::kConsumed;
             }
-            if (f->count >= max_items) return Step::kReject;
+            if (!can_add()) return Step::kReject;
             f->ws = 0;
-            ++f->count;
             f->state = 2;
-            return Push(s, item, forks) ? Step::kPushed : Step::kReject;
+            ++f->count;
+            return Push(s, item_node(f->count - 1), forks) ? Step::kPushed : Step::kReject;
           case 2:
             if (Ws(f, c)) return Step::kConsumed;
             f->ws = 0;
-            if (c == ',' && f->count < max_items) {
+            if (c == ',' && can_add()) {
               f->state = 3;
               return Step::kConsumed;
             }
@@ -736,67 +795,9 @@ class Machine {
             return Step::kFinish;
         }
       }
-      case Kind::kObject: {
-        const uint64_t all =
-            n.props.size() >= 64 ? ~uint64_t{0} : (uint64_t{1} << n.props.size()) - 1;
-        switch (f->state) {
-          case 0:
-            if (c != '{') return Step::kReject;
-            f->state = 1;
-            return Step::kConsumed;
-          case 1:
-          case 6:
-            if (Ws(f, c)) return Step::kConsumed;
-            f->ws = 0;
-            if (f->state == 1 && c == '}' && (f->used & n.required_mask) == n.required_mask) {
-              f->state = 9;
-              return Step::kConsumed;
-            }
-            if ((f->used & all) == all) return Step::kReject;
-            f->state = 2;
-            f->lo = 0;
-            f->hi = static_cast<uint16_t>(n.props.size());
-            f->pos = 0;
-            [[fallthrough]];
-          case 2: {
-            bool consumed = false;
-            const int done = Key(f, n, c, &consumed);
-            if (consumed) return Step::kConsumed;
-            if (done < 0) return Step::kReject;
-            f->used |= uint64_t{1} << done;
-            f->count = static_cast<uint16_t>(done);
-            f->state = 3;
-            [[fallthrough]];
-          }
-          case 3:
-            if (Ws(f, c)) return Step::kConsumed;
-            f->ws = 0;
-            if (c != ':') return Step::kReject;
-            f->state = 4;
-            return Step::kConsumed;
-          case 4:
-            if (Ws(f, c)) return Step::kConsumed;
-            f->ws = 0;
-            f->state = 5;
-            return Push(s, n.props[f->count].node, forks) ? Step::kPushed : Step::kReject;
-          case 5:
-            if (Ws(f, c)) return Step::kConsumed;
-            f->ws = 0;
-            if (c == ',' && (f->used & all) != all) {
-              f->state = 6;
-              return Step::kConsumed;
-            }
-            if (c == '}' && (f->used & n.required_mask) == n.required_mask) {
-              f->state = 9;
-              return Step::kConsumed;
-            }
-            return Step::kReject;
-          default:
-            return Step::kFinish;
-        }
-      }
+      case Kind::kObject:
+        return Object(f, n, c, s, forks);
       case Kind::kAnyObject: {
-        const int key = g_.syntax == Syntax::kJson ? g_.any_string : g_.name;
         switch (f->state) {
           case 0:
             if (c != '{') return Step::kReject;
@@ -810,10 +811,14 @@ class Machine {
               f->state = 9;
               return Step::kConsumed;
             }
-            if (f->count >= 64) return Step::kReject;
-            ++f->count;
+            if (f->extra >= 64) return Step::kReject;
+            f->state = 7;
+            return Push(s, KeyNode(), forks) ? Step::kPushed : Step::kReject;
+          case 7:
+            f->a |= BloomBits(f->b);
+            ++f->extra;
             f->state = 3;
-            return Push(s, key, forks) ? Step::kPushed : Step::kReject;
+            [[fallthrough]];
           case 3:
             if (Ws(f, c)) return Step::kConsumed;
             f->ws = 0;
@@ -828,7 +833,7 @@ class Machine {
           case 5:
             if (Ws(f, c)) return Step::kConsumed;
             f->ws = 0;
-            if (c == ',') {
+            if (c == ',' && f->extra < 64) {
               f->state = 6;
               return Step::kConsumed;
             }
@@ -850,74 +855,65 @@ class Machine {
   const Grammar& g_;
 };
 
-// Advances every alternative stack over one byte; false (state unchanged) if none survives.
-bool FeedState(const Grammar& g, State* state, uint8_t c) {
-  Machine m(g);
-  std::vector<Stack> next;
-  for (const Stack& s : state->stacks) {
-    Stack copy = s;
-    std::vector<Stack> forks;
-    if (m.Feed(&copy, c, &forks)) next.push_back(copy);
-    for (Stack& f : forks) next.push_back(f);
-  }
-  if (next.empty()) return false;
-  // Cap the alternatives (anyOf inside arrays can multiply them).
-  if (next.size() > 64) next.resize(64);
-  state->stacks = std::move(next);
-  return true;
+bool SameStack(const Stack& a, const Stack& b) {
+  return a.depth == b.depth &&
+         std::memcmp(a.frames, b.frames, sizeof(Frame) * static_cast<size_t>(a.depth)) == 0;
 }
 
-}  // namespace
+// Advances every alternative stack over one byte into `out`; false if none survives.
+bool FeedState(const Grammar& g, const State& in, uint8_t c, State* out) {
+  Machine m(g);
+  out->stacks.clear();
+  std::vector<Stack> forks;
+  for (const Stack& s : in.stacks) {
+    out->stacks.push_back(s);
+    forks.clear();
+    if (!m.Feed(&out->stacks.back(), c, &forks)) out->stacks.pop_back();
+    for (Stack& f : forks) out->stacks.push_back(f);
+  }
+  if (out->stacks.size() > 1) {
+    // Alternatives that converged (anyOf branches accepting the same text) are merged, so the
+    // set stays small however many branches an anyOf has.
+    size_t kept = 0;
+    for (size_t i = 0; i < out->stacks.size(); ++i) {
+      bool duplicate = false;
+      for (size_t j = 0; j < kept && !duplicate; ++j) {
+        duplicate = SameStack(out->stacks[i], out->stacks[j]);
+      }
+      if (!duplicate) {
+        if (kept != i) out->stacks[kept] = out->stacks[i];
+        ++kept;
+      }
+    }
+    out->stacks.resize(kept);
+  }
+  return !out->stacks.empty();
+}
+
+bool StackAccepts(const Grammar& g, int node, std::string_view text) {
+  Machine m(g);
+  State state;
+  Stack s;
+  std::vector<Stack> forks;
+  if (m.Push(&s, node, &forks)) state.stacks.push_back(s);
+  for (Stack& f : forks) state.stacks.push_back(f);
+  State next;
+  for (unsigned char c : text) {
+    if (!FeedState(g, state, c, &next)) return false;
+    std::swap(state, next);
+  }
+  for (const Stack& st : state.stacks) {
+    if (m.StackCanEnd(st)) return true;
+  }
+  return false;
+}
+
+}  // namespace grammar_internal
+
+using grammar_internal::FeedState;
+using grammar_internal::Machine;
 
 // ---------------------------------------------------------------------------------------------
-
-StatusOr<std::shared_ptr<const Grammar>> CompileToolCallGrammar(
-    const std::vector<json::Value>& tools, GrammarOptions options) {
-  if (tools.empty()) return InvalidArgumentError("tool-call grammar: no tools");
-  auto g = std::make_shared<Grammar>();
-  g->syntax = Syntax::kGemma;
-  g->options = options;
-  Compiler compiler(g.get());
-  compiler.AddHelpers();
-  Node any_of;
-  any_of.kind = Kind::kAnyOf;
-  for (size_t t = 0; t < tools.size(); ++t) {
-    const json::Value* function = tools[t].Find("function");
-    if (function == nullptr) function = &tools[t];
-    const json::Value* name = function->Find("name");
-    if (name == nullptr || !name->is_string() || name->as_string().empty()) {
-      return InvalidArgumentError("tool " + std::to_string(t) + ": no name");
-    }
-    const std::string path = "tools/" + name->as_string() + "/parameters";
-    int params = -1;
-    const json::Value* schema = function->Find("parameters");
-    if (schema == nullptr || schema->is_null()) {
-      Node empty;
-      empty.kind = Kind::kObject;
-      params = g->Add(empty);
-    } else {
-      GEMMA4_ASSIGN_OR_RETURN(params, compiler.Compile(*schema, path, 0));
-    }
-    Node seq;
-    seq.kind = Kind::kSequence;
-    seq.children = {compiler.Literal({"call:" + name->as_string()}), params,
-                    compiler.Literal({"<tool_call|>"})};
-    any_of.children.push_back(g->Add(std::move(seq)));
-  }
-  g->root = g->Add(std::move(any_of));
-  return std::shared_ptr<const Grammar>(std::move(g));
-}
-
-StatusOr<std::shared_ptr<const Grammar>> CompileJsonSchemaGrammar(const json::Value& schema,
-                                                                  GrammarOptions options) {
-  auto g = std::make_shared<Grammar>();
-  g->syntax = Syntax::kJson;
-  g->options = options;
-  Compiler compiler(g.get());
-  compiler.AddHelpers();
-  GEMMA4_ASSIGN_OR_RETURN(g->root, compiler.Compile(schema, "", 0));
-  return std::shared_ptr<const Grammar>(std::move(g));
-}
 
 VocabIndex::VocabIndex(std::vector<std::string> token_texts) : num_tokens_(token_texts.size()) {
   // Sort ids by text, then build the trie in one pass (children of a node are contiguous).
@@ -938,6 +934,7 @@ VocabIndex::VocabIndex(std::vector<std::string> token_texts) : num_tokens_(token
   std::vector<Temp> temp(1);
   for (int32_t id : order) {
     uint32_t node = 0;
+    max_token_length_ = std::max(max_token_length_, token_texts[id].size());
     for (unsigned char c : token_texts[id]) {
       auto it = temp[node].children.find(c);
       if (it == temp[node].children.end()) {
@@ -986,18 +983,20 @@ GrammarMatcher& GrammarMatcher::operator=(const GrammarMatcher& other) {
 }
 
 bool GrammarMatcher::Accept(std::string_view text) {
-  State next = *state_;
+  State current = *state_, next;
   for (unsigned char c : text) {
-    if (!FeedState(*grammar_, &next, c)) return false;
+    if (!FeedState(*grammar_, current, c, &next)) return false;
+    std::swap(current, next);
   }
-  *state_ = std::move(next);
+  *state_ = std::move(current);
   return true;
 }
 
 bool GrammarMatcher::CanAccept(std::string_view text) const {
-  State next = *state_;
+  State current = *state_, next;
   for (unsigned char c : text) {
-    if (!FeedState(*grammar_, &next, c)) return false;
+    if (!FeedState(*grammar_, current, c, &next)) return false;
+    std::swap(current, next);
   }
   return true;
 }
@@ -1012,9 +1011,9 @@ bool GrammarMatcher::CanEnd() const {
 
 bool GrammarMatcher::IsComplete() const {
   if (!CanEnd()) return false;
+  State probe;
   for (int c = 0; c < 256; ++c) {
-    State probe = *state_;
-    if (FeedState(*grammar_, &probe, static_cast<uint8_t>(c))) return false;
+    if (FeedState(*grammar_, *state_, static_cast<uint8_t>(c), &probe)) return false;
   }
   return true;
 }
@@ -1023,15 +1022,16 @@ void GrammarMatcher::FillAllowed(const VocabIndex& vocab, std::vector<bool>* all
   allowed->assign(vocab.size(), false);
   if (vocab.nodes_.empty()) return;
   // Depth-first over the trie, pruning a subtree as soon as its prefix is rejected. Each trie
-  // depth has its own state buffer, reused across siblings.
-  std::vector<State> level_states(1, *state_);
+  // depth has its own state buffer, reused across siblings (no allocation once warm).
+  std::vector<State> level_states(vocab.max_token_length_ + 2);
+  level_states[0] = *state_;
   auto visit = [&](auto&& self, uint32_t node_index, size_t level) -> void {
     const VocabIndex::Node& node = vocab.nodes_[node_index];
-    if (level_states.size() <= level + 1) level_states.emplace_back();
     for (uint32_t e = 0; e < node.num_edges; ++e) {
       const VocabIndex::Edge& edge = vocab.edges_[node.first_edge + e];
-      level_states[level + 1] = level_states[level];
-      if (!FeedState(*grammar_, &level_states[level + 1], edge.byte)) continue;
+      if (!FeedState(*grammar_, level_states[level], edge.byte, &level_states[level + 1])) {
+        continue;
+      }
       const VocabIndex::Node& child = vocab.nodes_[edge.child];
       for (int32_t t = child.first_token; t >= 0; t = vocab.next_token_[t]) (*allowed)[t] = true;
       if (child.num_edges > 0) self(self, edge.child, level + 1);

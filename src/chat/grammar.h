@@ -9,8 +9,40 @@
 //   key   := bare name (or <|"|>name<|"|> when it has separators); no whitespace anywhere.
 // JSON answers: standard JSON for the schema, at most `max_whitespace` whitespace characters
 // between tokens and none before the document.
-// Objects must contain their required properties, each property at most once, in any order,
-// and no unknown properties when `properties` is given. Strings have a bounded length.
+//
+// Every output the grammar allows validates against the schema (checked with Python's
+// jsonschema by tests/grammar_validate.py); the grammar may allow less than the schema does.
+// Supported keywords (anything else is refused at compile time, naming the keyword and its
+// JSON-pointer path; description/title/examples/default/$schema/$comment/$id/$anchor/
+// deprecated/readOnly/writeOnly are accepted and ignored):
+//   type (string or list), enum, const (values also filtered by the sibling keywords),
+//   nullable (OpenAPI: adds null)
+//   objects: properties (at most 64), required, additionalProperties false/true/schema (when
+//     absent with `properties` given, only the declared properties are generated),
+//     minProperties/maxProperties. Keys never repeat.
+//   arrays: items (schema or false), prefixItems, minItems/maxItems (default at most
+//     max(64, minItems) items when maxItems is absent).
+//   strings: minLength/maxLength in characters (up to 2^32-1; default max_string_length when
+//     maxLength is absent), pattern (the regex subset in chat/regex.h, JSON Schema search
+//     semantics), format date/time/date-time/uuid/email (as built-in patterns: full dates
+//     with leap years and year >= 0001; time hh:mm:ss[.ffffff](Z|+hh:mm); uuid in hex of either
+//     case; email as dot-atom@hostname with at least one dot). A string with a pattern or format
+//     is written without \u escapes. Formats on non-strings (OpenAPI int32, double) are ignored.
+//   integers/numbers: minimum/maximum/exclusiveMinimum/exclusiveMaximum (numeric, or draft 4's
+//     boolean exclusive flags). Integers: exact. Numbers with a bound are written without an
+//     exponent, with at most 18 integer digits and 12 decimals, and the decimal value is
+//     compared exactly with the bound's binary double (exclusive bounds with the next double
+//     beyond it), so every output parses to a double that satisfies the bound; values closer
+//     to a bound than 10^-12 may be unreachable. Unbounded numbers: up to 18 digits per part,
+//     exponent below 100.
+//   anyOf; oneOf when the branches are provably exclusive (different types, disjoint
+//     enum/const values, or a required property with disjoint values), refused otherwise;
+//   allOf, merged into one schema (types intersected, enums intersected, bounds tightened,
+//     patterns combined, properties merged recursively; conflicting const/format/type are
+//     refused naming the keyword); anyOf/oneOf/$ref next to other keywords are merged likewise.
+//   $ref to "#" pointers ($defs, definitions, or any local path), recursion included; the
+//     nesting limit is 32 frames and no value is started that could not be finished within it.
+// No limit is 16-bit: enum lists, anyOf branches, lengths and counts are 32/64-bit.
 #ifndef GEMMA4_SRC_CHAT_GRAMMAR_H_
 #define GEMMA4_SRC_CHAT_GRAMMAR_H_
 
@@ -57,6 +89,7 @@ class VocabIndex {
     uint32_t child;
   };
   size_t num_tokens_ = 0;
+  size_t max_token_length_ = 0;
   std::vector<Node> nodes_;
   std::vector<Edge> edges_;
   std::vector<int32_t> next_token_;  // next token with the same text, or -1
