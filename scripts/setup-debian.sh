@@ -10,7 +10,7 @@ packages=(build-essential cmake pkg-config ninja-build
           libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev clang-format
           libpng-dev libjpeg-dev libwebp-dev libsndfile1-dev libsoxr-dev
           libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
-          abigail-tools python3 python3-venv python3-pytest cargo golang-go)
+          abigail-tools python3 python3-venv python3-pytest python3-jsonschema cargo golang-go)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
