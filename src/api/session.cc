@@ -19,6 +19,7 @@
 #include "media/video_file.h"
 #include "model/forward.h"
 #include "tokenizer/tokenizer_impl.h"
+#include "util/hash.h"
 #include "util/json.h"
 #include "vision/image_preprocess.h"
 
@@ -1220,23 +1221,27 @@ Status SessionImpl::Rewind(size_t num_turns) {
   return OkStatus();
 }
 
-// Layout: "G4SESS01", u64 fingerprint, then JSON (history, options, tokens) length-prefixed,
-// then the KV cache bytes of InferenceState::AppendState, then the logits.
+// Layout (format 2): "G4SESS02", u64 model fingerprint, then JSON (history, options, tokens)
+// length-prefixed, then the KV cache bytes of InferenceState::AppendState, then the logits,
+// then a u64 checksum (util/hash.h) of everything before it. The checksum is verified before
+// anything is parsed, so a damaged blob (any bit flip, a truncation) is refused as a whole;
+// the fingerprint covers the dimensions and a hash of the weights (LoadedModel::
+// weights_fingerprint), so a state from another model of the same shape is refused too.
 namespace {
-constexpr char kMagic[8] = {'G', '4', 'S', 'E', 'S', 'S', '0', '1'};
+constexpr char kMagic[8] = {'G', '4', 'S', 'E', 'S', 'S', '0', '2'};
+// Format 1 ("G4SESS01"): no checksum and a dimensions-only fingerprint; no longer accepted.
+constexpr char kMagicFormat1[8] = {'G', '4', 'S', 'E', 'S', 'S', '0', '1'};
+constexpr size_t kChecksumBytes = 8;
 
-uint64_t Fingerprint(const ModelInfo& info) {
-  uint64_t h = 1469598103934665603ull;
-  auto mix = [&](uint64_t v) {
-    h ^= v;
-    h *= 1099511628211ull;
-  };
-  mix(static_cast<uint64_t>(info.vocab_size));
-  mix(static_cast<uint64_t>(info.num_layers));
-  mix(static_cast<uint64_t>(info.hidden_size));
-  mix(static_cast<uint64_t>(info.num_parameters));
-  mix(info.weight_bytes);
-  return h;
+uint64_t Fingerprint(const ModelImpl& m) {
+  Hasher h;
+  h.AddWord(static_cast<uint64_t>(m.info.vocab_size));
+  h.AddWord(static_cast<uint64_t>(m.info.num_layers));
+  h.AddWord(static_cast<uint64_t>(m.info.hidden_size));
+  h.AddWord(static_cast<uint64_t>(m.info.num_parameters));
+  h.AddWord(m.info.weight_bytes);
+  h.AddWord(m.loaded->weights_fingerprint());
+  return h.value();
 }
 
 void PutU64(uint64_t v, std::string* out) {
@@ -1330,7 +1335,7 @@ StatusOr<std::string> SessionImpl::SaveState() const {
     }
   }
   std::string out(kMagic, sizeof(kMagic));
-  PutU64(Fingerprint(m_.info), &out);
+  PutU64(Fingerprint(m_), &out);
   json::Value::Object meta;
   meta.reserve(8);  // (also keeps GCC 12's -Warray-bounds false positive on emplace_back away)
   meta.emplace_back("history", TurnsToJson(history_));
@@ -1350,6 +1355,7 @@ StatusOr<std::string> SessionImpl::SaveState() const {
     state_->AppendState(&out);
     PutU64(logits_.size(), &out);
     out.append(reinterpret_cast<const char*>(logits_.data()), logits_.size() * sizeof(float));
+    PutU64(Hash64(out), &out);
   } catch (const std::bad_alloc&) {
     return ResourceExhaustedError("out of memory serializing the session");
   }
@@ -1358,16 +1364,38 @@ StatusOr<std::string> SessionImpl::SaveState() const {
 
 Status SessionImpl::RestoreState(std::string_view bytes) {
   size_t offset = sizeof(kMagic);
+  if (bytes.size() >= sizeof(kMagicFormat1) &&
+      std::memcmp(bytes.data(), kMagicFormat1, sizeof(kMagicFormat1)) == 0) {
+    return FailedPreconditionError(
+        "session state: format 1 (saved by gemma4 before 0.5) has no checksum and is no longer "
+        "accepted; save the session again");
+  }
   if (bytes.size() < sizeof(kMagic) || std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
-    return DataLossError("session state: not a gemma4 session (bad magic)");
+    return DataLossError("session state: not a gemma4 session state of format 2 (bad magic)");
+  }
+  if (bytes.size() < sizeof(kMagic) + kChecksumBytes) {
+    return DataLossError("session state: truncated (" + std::to_string(bytes.size()) + " bytes)");
+  }
+  {
+    size_t at = bytes.size() - kChecksumBytes;
+    uint64_t checksum = 0;
+    GetU64(bytes, &at, &checksum);
+    bytes.remove_suffix(kChecksumBytes);
+    if (checksum != Hash64(bytes)) {
+      return DataLossError("session state: checksum mismatch over " + std::to_string(bytes.size()) +
+                           " bytes (the state is damaged or truncated)");
+    }
   }
   uint64_t fingerprint = 0, meta_size = 0;
   if (!GetU64(bytes, &offset, &fingerprint) || !GetU64(bytes, &offset, &meta_size) ||
       meta_size > bytes.size() - offset) {
     return DataLossError("session state: truncated header");
   }
-  if (fingerprint != Fingerprint(m_.info)) {
-    return FailedPreconditionError("session state was saved with a different model");
+  if (fingerprint != Fingerprint(m_)) {
+    return FailedPreconditionError(
+        "session state was saved with a different model (its dimensions or weights differ from "
+        "those of " +
+        m_.info.path + ")");
   }
   GEMMA4_ASSIGN_OR_RETURN(json::Value meta,
                           json::Parse(bytes.substr(offset, meta_size), "session state"));

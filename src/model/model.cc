@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -16,6 +17,7 @@
 #include "model/gguf_model.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
+#include "util/hash.h"
 
 namespace gemma4 {
 namespace {
@@ -57,6 +59,37 @@ void AdviseRandomAccess(const uint8_t* data, uint64_t n) {
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_RANDOM);
 }
 
+// A fingerprint of the text weights for saved session states: every tensor's name, type and
+// shape, and 3 x 256 bytes of its data (start, middle, end), read with pread where the file is
+// open (a few pages per tensor; the loader has just touched them). Two models of the same
+// dimensions with other weights differ in it.
+StatusOr<uint64_t> FingerprintWeights(
+    const std::vector<std::pair<std::string, TensorView>>& tensors) {
+  constexpr uint64_t kWindow = 256;
+  Hasher h;
+  uint8_t buffer[kWindow];
+  for (const auto& [name, t] : tensors) {
+    h.Add(name);
+    h.AddWord(static_cast<uint64_t>(t.dtype));
+    for (int64_t d : t.shape) h.AddWord(static_cast<uint64_t>(d));
+    h.AddWord(t.nbytes);
+    const uint64_t n = std::min(kWindow, t.nbytes);
+    for (const uint64_t at : {uint64_t{0}, (t.nbytes - n) / 2, t.nbytes - n}) {
+      if (t.fd >= 0) {
+        const ssize_t got = ::pread(t.fd, buffer, n, static_cast<off_t>(t.file_offset + at));
+        if (got != static_cast<ssize_t>(n)) {
+          return DataLossError(t.file + ": tensor '" + t.name +
+                               "' could not be read back (file truncated or replaced?)");
+        }
+        h.Add(buffer, n);
+      } else if (t.data != nullptr) {
+        h.Add(t.data + at, n);
+      }
+    }
+  }
+  return h.value();
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<LoadedModel>> LoadedModel::Load(const std::string& path,
@@ -71,6 +104,7 @@ StatusOr<std::unique_ptr<LoadedModel>> LoadedModel::Load(const std::string& path
     // Everything needed from the metadata is in config_ now.
     model->gguf_->DropMetadata();
     GEMMA4_RETURN_IF_ERROR(model->LoadWeights(pool));
+    GEMMA4_ASSIGN_OR_RETURN(model->weights_fingerprint_, FingerprintWeights(model->tensors_));
     ReturnFreedHeapPages();
     return model;
   }
@@ -81,6 +115,7 @@ StatusOr<std::unique_ptr<LoadedModel>> LoadedModel::Load(const std::string& path
                                                model->checkpoint_->generation_config_path(),
                                                &model->config_));
   GEMMA4_RETURN_IF_ERROR(model->LoadWeights(pool));
+  GEMMA4_ASSIGN_OR_RETURN(model->weights_fingerprint_, FingerprintWeights(model->tensors_));
   ReturnFreedHeapPages();
   return model;
 }

@@ -112,6 +112,9 @@ class LoadedModel {
   // block-quantized (their rounding dwarfs the cache's), f32 for float weights, whose forward
   // pass stays exact.
   KvType DefaultKvType() const;
+  // A hash of every text tensor's name, type, shape and sampled data (see model.cc), computed
+  // at load: saved session states record it and are refused by a model with other weights.
+  uint64_t weights_fingerprint() const { return weights_fingerprint_; }
 
  private:
   LoadedModel() = default;
@@ -133,6 +136,7 @@ class LoadedModel {
   int64_t num_parameters_ = 0;
   uint64_t weight_bytes_ = 0;
   float embed_scale_ = 1.0f;
+  uint64_t weights_fingerprint_ = 0;
 };
 
 }  // namespace gemma4
