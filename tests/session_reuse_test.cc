@@ -154,6 +154,71 @@ void RunConversation(const std::shared_ptr<const Model>& model, Kind kind, size_
   }
 }
 
+// The position of the first turn after the system turn (the second <|turn>).
+int64_t SystemEnd(const std::vector<int32_t>& ids) {
+  for (size_t i = 2; i < ids.size(); ++i) {
+    if (ids[i] == 105) return static_cast<int64_t>(i);
+  }
+  return -1;
+}
+
+// A document in the system prompt is reused by every question, whether the conversation goes
+// back to it (Rewind, as example_docqa does) or old exchanges are dropped to make room.
+TEST(SessionReuseSystemTest, RewindAndDroppedTurnsReuseTheSystemPrompt) {
+  auto model = LoadTiny("tiny-e2b");
+  ASSERT_NE(model, nullptr);
+  std::string document = "Answer from this document:\n";
+  for (int i = 0; i < 20; ++i) document += "Fact " + std::to_string(i) + " is true. ";
+  for (ContextPolicy policy : {ContextPolicy::kError, ContextPolicy::kDropOldTurns}) {
+    SessionOptions so;
+    so.system_prompt = document;
+    so.context_policy = policy;
+    if (policy == ContextPolicy::kDropOldTurns) {
+      so.max_context = static_cast<int64_t>(Ids(*model, document).size()) + 230;
+    }
+    auto s = Session::Create(model, so);
+    ASSERT_TRUE(s.ok());
+    GenerateOptions o;
+    o.max_tokens = 200;
+    o.stop_on_repetition = false;
+    int64_t system_end = -1;
+    for (int q = 0; q < 4; ++q) {
+      const std::vector<int32_t> script = Words(*model, 60, q);
+      std::vector<float> first_logits;
+      (*s)->impl().logits_hook = [&](std::vector<float>* logits, size_t step) {
+        if (step == 0) first_logits = *logits;
+        std::fill(logits->begin(), logits->end(), -1e9f);
+        (*logits)[step < script.size() ? script[step] : 106] = 0;
+      };
+      auto r = (*s)->Send("Question " + std::to_string(q) + "?", o);
+      ASSERT_TRUE(r.ok()) << r.status().message();
+      const std::vector<int32_t>& ids = (*s)->context_token_ids();
+      if (q == 0) {
+        system_end = SystemEnd(ids);
+        ASSERT_GT(system_end, 100);
+      } else {
+        // At least the whole system turn is reused (the rings alone reach 16 positions back).
+        EXPECT_GE(r->reused_tokens, system_end) << "question " << q;
+      }
+      if (policy == ContextPolicy::kError) {
+        ASSERT_TRUE((*s)->Rewind(1).ok());
+      }
+      const int64_t prompt_size = r->reused_tokens + r->prompt_tokens;
+      std::vector<int32_t> prompt(ids.begin(), ids.begin() + prompt_size);
+      auto fresh = model->Logits(prompt);
+      ASSERT_TRUE(fresh.ok());
+      const int vocab = model->info().vocab_size;
+      const float* row = fresh->data() + (prompt.size() - 1) * vocab;
+      float worst = 0;
+      for (int v = 0; v < vocab; ++v) worst = std::max(worst, std::fabs(row[v] - first_logits[v]));
+      EXPECT_LE(worst, 1e-4f);
+    }
+    if (policy == ContextPolicy::kDropOldTurns) {
+      EXPECT_LT((*s)->history().size(), 9u);  // exchanges were dropped
+    }
+  }
+}
+
 class SessionReuseTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(SessionReuseTest, NextTurnsProcessOnlyNewTokens) {

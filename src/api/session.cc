@@ -289,6 +289,10 @@ StatusOr<media::RgbImage> DecodeImagePart(const Image& image) {
                                 int64_t{image.width} * 3);
 }
 
+// InferenceState rewind slots: the end of the system turn, and the start of the latest thought.
+constexpr int kSystemRewindSlot = 0;
+constexpr int kThoughtRewindSlot = 1;
+
 double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
 }
@@ -492,6 +496,16 @@ StatusOr<RenderedPrompt> SessionImpl::RenderPrompt(bool thinking) const {
       next_frame != video_frames.size() || frame_row != 0) {
     return InternalError("the rendered prompt lost a media placeholder");
   }
+  const bool system_turn =
+      thinking || !tools.empty() || (!history_.empty() && history_[0].role == Role::kSystem);
+  if (system_turn && p.ids.size() > 2 && p.ids[1] == m_.special.turn_open) {
+    for (size_t i = 2; i < p.ids.size(); ++i) {
+      if (p.ids[i] == m_.special.turn_open) {
+        p.system_end = i;
+        break;
+      }
+    }
+  }
   return p;
 }
 
@@ -531,6 +545,7 @@ Status SessionImpl::FeedPrompt(const RenderedPrompt& prompt, size_t begin) {
                             " of " + std::to_string(n) + " tokens in");
     }
     size_t end = std::min(prompt.size(), at + step);
+    if (at < prompt.system_end && prompt.system_end < end) end = prompt.system_end;
     // A bidirectional block lies inside one call: stop before a block the chunk would cut, or
     // take the whole block when it starts the chunk (it fits: see SyncPrompt).
     if (end < prompt.size() && prompt.block[end] >= 0 &&
@@ -569,6 +584,10 @@ Status SessionImpl::FeedPrompt(const RenderedPrompt& prompt, size_t begin) {
     keys_.insert(keys_.end(), prompt.keys.begin() + static_cast<std::ptrdiff_t>(at),
                  prompt.keys.begin() + static_cast<std::ptrdiff_t>(end));
     at = end;
+    if (at == prompt.system_end &&
+        state_->rewind_point(kSystemRewindSlot) != static_cast<int64_t>(at)) {
+      GEMMA4_RETURN_IF_ERROR(state_->SetRewindPoint(kSystemRewindSlot));
+    }
   }
   return OkStatus();
 }
@@ -598,8 +617,8 @@ Status SessionImpl::SyncPrompt(const RenderedPrompt& prompt, Reply* reply) {
     // A model turn's thoughts are dropped from the next prompt: the cache returns to where the
     // thought began (remembered when it opened), which the sliding-window rings alone could
     // not do past max_chunk positions.
-    const int64_t point = state_->rewind_point();
-    if (point >= 0 && static_cast<size_t>(point) <= common) common = static_cast<size_t>(point);
+    const int64_t point = state_->LatestRewindPoint(static_cast<int64_t>(common));
+    if (point >= 0) common = static_cast<size_t>(point);
   }
   if (common < tokens_.size()) {
     if (state_->CanTruncateTo(static_cast<int64_t>(common))) {
@@ -1128,7 +1147,9 @@ Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
         mode = Mode::kThought;
         // The next prompt drops this thought: remember the cache as it is before it, so the
         // next turn re-processes from here and no further back.
-        if (turn.thought_spans.empty()) GEMMA4_RETURN_IF_ERROR(state_->SetRewindPoint());
+        if (turn.thought_spans.empty()) {
+          GEMMA4_RETURN_IF_ERROR(state_->SetRewindPoint(kThoughtRewindSlot));
+        }
         open_thought = static_cast<int64_t>(turn.tokens.size());
       } else if (next == sp.tool_call_open && have_tools && json_matcher == nullptr &&
                  static_cast<int>(pending_calls.size()) < options.max_calls_per_round) {

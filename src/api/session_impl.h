@@ -25,6 +25,9 @@ struct RenderedPrompt {
   std::vector<const float*> rows;  // the position's soft token, or null for text
   std::vector<int32_t> block;      // bidirectional image block id, or -1
   int64_t longest_block = 0;
+  // Where the system turn (system prompt, tool declarations) ends, or 0 without one: the
+  // session keeps a rewind point there, so dropping or rewinding later turns reuses it.
+  size_t system_end = 0;
   size_t size() const { return ids.size(); }
 };
 

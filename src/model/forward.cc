@@ -70,14 +70,24 @@ InferenceState::InferenceState(const LoadedModel& model, ThreadPool* pool, int64
 bool InferenceState::CanTruncateTo(int64_t new_position) const {
   return new_position >= 0 && new_position <= position_ &&
          (new_position == position_ || position_ - new_position <= cache_.max_chunk() ||
-          new_position == rewind_point_);
+          std::find(std::begin(rewind_points_), std::end(rewind_points_), new_position) !=
+              std::end(rewind_points_));
 }
 
-Status InferenceState::SetRewindPoint() {
-  rewind_point_ = -1;
-  GEMMA4_RETURN_IF_ERROR(cache_.SaveRings(&rewind_rings_));
-  rewind_point_ = position_;
+Status InferenceState::SetRewindPoint(int slot) {
+  if (slot < 0 || slot >= kRewindSlots) return InvalidArgumentError("bad rewind slot");
+  rewind_points_[slot] = -1;
+  GEMMA4_RETURN_IF_ERROR(cache_.SaveRings(&rewind_rings_[slot]));
+  rewind_points_[slot] = position_;
   return OkStatus();
+}
+
+int64_t InferenceState::LatestRewindPoint(int64_t position) const {
+  int64_t best = -1;
+  for (int64_t p : rewind_points_) {
+    if (p >= 0 && p <= position && p <= position_) best = std::max(best, p);
+  }
+  return best;
 }
 
 Status InferenceState::Truncate(int64_t new_position) {
@@ -86,10 +96,15 @@ Status InferenceState::Truncate(int64_t new_position) {
                                    " to " + std::to_string(new_position) +
                                    ": the sliding-window layers no longer hold those positions");
   }
-  if (new_position == rewind_point_ && position_ - new_position > cache_.max_chunk()) {
-    cache_.RestoreRings(rewind_rings_);
+  for (int slot = 0; slot < kRewindSlots; ++slot) {
+    if (new_position == rewind_points_[slot] && position_ - new_position > cache_.max_chunk()) {
+      cache_.RestoreRings(rewind_rings_[slot]);
+      break;
+    }
   }
-  if (new_position < rewind_point_) rewind_point_ = -1;
+  for (int64_t& p : rewind_points_) {
+    if (new_position < p) p = -1;
+  }
   position_ = new_position;
   return OkStatus();
 }
@@ -102,12 +117,14 @@ Status InferenceState::CopyStateFrom(const InferenceState& other) {
   }
   try {
     cache_ = other.cache_;
-    rewind_rings_ = other.rewind_rings_;
+    for (int slot = 0; slot < kRewindSlots; ++slot) {
+      rewind_rings_[slot] = other.rewind_rings_[slot];
+      rewind_points_[slot] = other.rewind_points_[slot];
+    }
   } catch (const std::bad_alloc&) {
     return ResourceExhaustedError("out of memory copying the KV cache");
   }
   position_ = other.position_;
-  rewind_point_ = other.rewind_point_;
   return OkStatus();
 }
 
@@ -119,7 +136,7 @@ Status InferenceState::RestoreState(int64_t position, std::string_view bytes, si
   }
   GEMMA4_RETURN_IF_ERROR(cache_.RestoreState(position, bytes, offset));
   position_ = position;
-  rewind_point_ = -1;
+  for (int64_t& p : rewind_points_) p = -1;
   return OkStatus();
 }
 

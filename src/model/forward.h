@@ -79,14 +79,17 @@ class InferenceState {
   // Forgets positions [new_position, position()). Possible while every sliding-window layer
   // still holds the W - 1 positions before new_position, i.e. for rewinds of at most
   // max_chunk tokens; otherwise FailedPrecondition (the caller recomputes from a prefix).
-  // Also possible back to the rewind point, however far: see SetRewindPoint.
+  // Also possible back to a rewind point, however far: see SetRewindPoint.
   Status Truncate(int64_t new_position);
   bool CanTruncateTo(int64_t new_position) const;
-  // Remembers the sliding-window rings at position() so that a later Truncate may return
-  // exactly here (a conversation rewinds to the start of the model turn whose rendering
-  // changed). One point at a time; a Truncate below it forgets it.
-  Status SetRewindPoint();
-  int64_t rewind_point() const { return rewind_point_; }  // -1: none
+  // Remembers the sliding-window rings at position() in `slot` so that a later Truncate may
+  // return exactly here (a conversation keeps the end of its system prompt, and the start of
+  // a model turn whose thought the next prompt drops). A Truncate below a point forgets it.
+  static constexpr int kRewindSlots = 2;
+  Status SetRewindPoint(int slot);
+  int64_t rewind_point(int slot) const { return rewind_points_[slot]; }  // -1: none
+  // The latest rewind point at or before `position`, or -1.
+  int64_t LatestRewindPoint(int64_t position) const;
   // Copies the KV cache and position of `other` (same model, max_chunk and KV type).
   Status CopyStateFrom(const InferenceState& other);
   // Position + KV cache as bytes (in kv_type()), and back.
@@ -116,8 +119,8 @@ class InferenceState {
   ThreadPool* pool_;
   KvCache cache_;
   int64_t position_ = 0;
-  int64_t rewind_point_ = -1;
-  KvCache::RingSnapshot rewind_rings_;
+  int64_t rewind_points_[kRewindSlots] = {-1, -1};
+  KvCache::RingSnapshot rewind_rings_[kRewindSlots];
   // Scratch, sized for one chunk.
   std::vector<float> x_, normed_, tmp_, tmp2_, q_, k_, v_, attn_, gate_, up_;
   std::vector<float> ple_inputs_;           // [S, L, P]
