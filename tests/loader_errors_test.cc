@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include <functional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "child_process.h"
@@ -21,6 +23,7 @@
 #include "gemma4/tokenizer.h"
 #include "io/safetensors.h"
 #include "model/config.h"
+#include "model/forward.h"
 #include "model/model.h"
 #include "util/json.h"
 
@@ -936,6 +939,51 @@ TEST(LoaderSpecialFilesTest, TokenizerFifoIsRefused) {
       },
       /*timeout_seconds=*/20);
   EXPECT_TRUE(result.exited && result.exit_code == 0) << result.Describe();
+}
+
+// ---------------------------------------------------------------------------------------------
+// A weight file truncated or rewritten while the model maps it: the next forward pass reports
+// DataLoss naming the file (it died of SIGBUS for f32 GGUF and bf16/f32 safetensors). Each run
+// is in a child so that a SIGBUS fails the test instead of killing it.
+
+void ExpectForwardRefusedAfter(const std::string& model_path, const std::string& weights,
+                               const std::function<void()>& damage) {
+  const testing::ChildResult result = testing::RunInChild(
+      [&] {
+        auto model = LoadedModel::Load(model_path);
+        if (!model.ok()) {
+          std::fprintf(stderr, "load: %s\n", model.status().ToString().c_str());
+          return 2;
+        }
+        InferenceState state(**model, nullptr, 4);
+        const int32_t ids[] = {2, 17, 33};
+        if (!state.Forward(ids, 3, LogitsMode::kLast, nullptr).ok()) return 3;  // intact: runs
+        damage();
+        const Status status = state.Forward(ids, 3, LogitsMode::kLast, nullptr);
+        std::fprintf(stderr, "%s\n", status.ToString().c_str());
+        return status.code() == StatusCode::kDataLoss && Contains(status.message(), weights) ? 0
+                                                                                             : 1;
+      },
+      /*timeout_seconds=*/60);
+  EXPECT_TRUE(result.exited && result.exit_code == 0) << weights << ": " << result.Describe();
+}
+
+TEST(LoaderMappedFilesTest, TruncatedOrRewrittenWhileMappedIsDataLoss) {
+  CheckpointCopy ckpt(kTiny31bText);
+  const std::string weights = ckpt.file("model.safetensors");
+  const uintmax_t size = fs::file_size(weights);
+  ExpectForwardRefusedAfter(ckpt.dir(), weights, [&] { fs::resize_file(weights, size / 2); });
+  // The same size, rewritten in place (other contents under the mapping).
+  CheckpointCopy rewritten(kTiny31bText);
+  const std::string bytes = ReadFile(rewritten.file("model.safetensors"));
+  ExpectForwardRefusedAfter(rewritten.dir(), rewritten.file("model.safetensors"), [&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a later mtime
+    WriteFile(rewritten.file("model.safetensors"), bytes);
+  });
+  TempDir tmp;
+  const std::string gguf = tmp.path() + "/model.gguf";
+  fs::copy_file(std::string(GEMMA4_FIXTURES_DIR) + "/llama_cpp_gguf/tiny-e4b.gguf", gguf);
+  ExpectForwardRefusedAfter(gguf, gguf, [&] { fs::resize_file(gguf, fs::file_size(gguf) / 3); });
 }
 
 }  // namespace

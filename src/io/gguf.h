@@ -89,6 +89,8 @@ class File {
   // tensors' bytes.
   void ReleasePagesAround(const uint8_t* p, uint64_t n, uint64_t granule) const;
   const std::string& path() const { return name_; }
+  // See MappedFile::CheckUnchanged (OK for an in-memory image).
+  Status CheckUnchanged() const { return file_ != nullptr ? file_->CheckUnchanged() : OkStatus(); }
 
  private:
   std::unique_ptr<MappedFile> file_;

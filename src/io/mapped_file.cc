@@ -11,6 +11,13 @@
 #include <new>
 
 namespace gemma4 {
+namespace {
+
+int64_t ModificationNs(const struct stat& st) {
+  return int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+}  // namespace
 
 StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -41,7 +48,26 @@ StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path) 
     }
     data = static_cast<const uint8_t*>(p);
   }
-  return std::unique_ptr<MappedFile>(new MappedFile(path, fd, data, size));
+  return std::unique_ptr<MappedFile>(new MappedFile(path, fd, data, size, ModificationNs(st)));
+}
+
+Status MappedFile::CheckUnchanged() const {
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) {
+    return DataLossError(path_ + ": cannot stat the mapped file: " + std::strerror(errno));
+  }
+  if (static_cast<uint64_t>(st.st_size) < size_) {
+    return DataLossError(path_ + ": the file shrank from " + std::to_string(size_) + " to " +
+                         std::to_string(st.st_size) +
+                         " bytes while the model was using it (truncated or rewritten in "
+                         "place?); load the model again");
+  }
+  if (ModificationNs(st) != mtime_ns_) {
+    return DataLossError(path_ +
+                         ": the file was modified while the model was using it; load the model "
+                         "again");
+  }
+  return OkStatus();
 }
 
 MappedFile::~MappedFile() {

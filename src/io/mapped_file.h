@@ -28,14 +28,21 @@ class MappedFile {
   // are read from the file again if touched. Parts of the file read once (the GGUF metadata)
   // would otherwise stay resident for the model's lifetime.
   void ReleasePages(uint64_t offset, uint64_t n) const;
+  // DataLoss if the file under the mapping has shrunk (touching a page past the new end would
+  // kill the process with SIGBUS) or was modified in place (its contents are no longer the ones
+  // loaded) since Open. Replacing the file by a rename is harmless: the mapping keeps the old
+  // file. One fstat; callers check before each use of the mapping (each forward pass), which
+  // leaves only a truncation during that pass itself unguarded.
+  Status CheckUnchanged() const;
 
  private:
-  MappedFile(std::string path, int fd, const uint8_t* data, size_t size)
-      : path_(std::move(path)), fd_(fd), data_(data), size_(size) {}
+  MappedFile(std::string path, int fd, const uint8_t* data, size_t size, int64_t mtime_ns)
+      : path_(std::move(path)), fd_(fd), data_(data), size_(size), mtime_ns_(mtime_ns) {}
   std::string path_;
   int fd_;
   const uint8_t* data_;
   size_t size_;
+  int64_t mtime_ns_;  // modification time at Open
 };
 
 // Private anonymous memory straight from mmap, for large long-lived buffers (repacked weights):

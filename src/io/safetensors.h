@@ -29,6 +29,7 @@ class SafetensorsFile {
   static StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
   const std::vector<TensorView>& tensors() const { return tensors_; }
   const std::string& path() const { return file_->path(); }
+  Status CheckUnchanged() const { return file_->CheckUnchanged(); }
 
  private:
   std::unique_ptr<MappedFile> file_;

@@ -51,6 +51,11 @@ Status Checkpoint::AddFile(const std::string& file_path) {
   return OkStatus();
 }
 
+Status Checkpoint::CheckFilesUnchanged() const {
+  for (const auto& file : files_) GEMMA4_RETURN_IF_ERROR(file->CheckUnchanged());
+  return OkStatus();
+}
+
 StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& path) {
   auto ckpt = std::unique_ptr<Checkpoint>(new Checkpoint());
   ckpt->path_ = path;

@@ -32,6 +32,8 @@ class Checkpoint {
   size_t num_tensors() const { return tensors_.size(); }
   // Total bytes of all mapped weight files.
   uint64_t mapped_bytes() const;
+  // DataLoss naming the weight file that shrank or changed since it was mapped.
+  Status CheckFilesUnchanged() const;
 
  private:
   Status AddFile(const std::string& file_path);

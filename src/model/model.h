@@ -115,6 +115,11 @@ class LoadedModel {
   // A hash of every text tensor's name, type, shape and sampled data (see model.cc), computed
   // at load: saved session states record it and are refused by a model with other weights.
   uint64_t weights_fingerprint() const { return weights_fingerprint_; }
+  // DataLoss when a mapped weight file shrank or was modified since load (a forward pass would
+  // die of SIGBUS or compute with other weights). Each forward pass checks first.
+  Status CheckFilesUnchanged() const {
+    return gguf_ != nullptr ? gguf_->CheckUnchanged() : checkpoint_->CheckFilesUnchanged();
+  }
 
  private:
   LoadedModel() = default;
