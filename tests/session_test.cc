@@ -422,7 +422,9 @@ TEST(SessionTest, ForkRewindSaveRestoreGiveIdenticalContinuations) {
   auto again = (*restored)->Send("Continue", Greedy(8));
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->text, expected->text);
-  EXPECT_GT(again->reused_tokens, 150);  // the saved cache is reused
+  // The saved cache is reused entirely: the model turn's recorded ids are saved with it.
+  EXPECT_EQ(again->reused_tokens, expected->reused_tokens);
+  EXPECT_GT(again->reused_tokens, 150);
   // Rewind past the 150-token answer (beyond what the sliding windows keep): recomputed, same.
   ASSERT_TRUE((*s)->Rewind(1).ok());
   (*s)->impl().logits_hook = Script(story_ids);

@@ -387,6 +387,13 @@ StatusOr<RenderedPrompt> SessionImpl::RenderPrompt(bool thinking) const {
   }
   GEMMA4_ASSIGN_OR_RETURN(std::vector<int32_t> ids,
                           EncodeMarked(m_.tokenizer->impl(), text, spliced));
+  for (int32_t id : ids) {
+    if (id < 0 || id >= m_.info.vocab_size) {
+      return DataLossError("the conversation holds token id " + std::to_string(id) +
+                           " outside the model's vocabulary of " +
+                           std::to_string(m_.info.vocab_size));
+    }
+  }
   // Media: each <|image|> the template wrote becomes <|image> + <|image|> x rows + <image|>,
   // in the order of the history's images (what transformers' processor does to the text).
   std::vector<const Image*> images;
@@ -1299,6 +1306,15 @@ json::Value TurnsToJson(const std::vector<Turn>& turns) {
     json::Value::Array text_tokens;
     for (int32_t id : t.text_tokens) text_tokens.push_back(json::Value::Integer(id));
     o.emplace_back("text_tokens", json::Value::MakeArray(std::move(text_tokens)));
+    // The model turn's ids as the cache holds them, so a restored session reuses its cache.
+    json::Value::Array tokens, spans;
+    for (int32_t id : t.tokens) tokens.push_back(json::Value::Integer(id));
+    for (const auto& [begin, end] : t.thought_spans) {
+      spans.push_back(
+          json::Value::MakeArray({json::Value::Integer(begin), json::Value::Integer(end)}));
+    }
+    o.emplace_back("tokens", json::Value::MakeArray(std::move(tokens)));
+    o.emplace_back("thought_spans", json::Value::MakeArray(std::move(spans)));
     o.emplace_back("calls", json::Value::MakeArray(std::move(calls)));
     o.emplace_back("results", json::Value::MakeArray(std::move(results)));
     list.push_back(json::Value::MakeObject(std::move(o)));
@@ -1332,6 +1348,28 @@ Status TurnsFromJson(const json::Value& v, std::vector<Turn>* out) {
           return DataLossError("session state: bad token id");
         }
         t.text_tokens.push_back(static_cast<int32_t>(v));
+      }
+    }
+    if (const json::Value* ids = o.Find("tokens"); ids != nullptr && ids->is_array()) {
+      for (const json::Value& id : ids->as_array()) {
+        int64_t v = 0;
+        if (!id.GetInt64(&v) || v < 0 || v > INT32_MAX) {
+          return DataLossError("session state: bad token id");
+        }
+        t.tokens.push_back(static_cast<int32_t>(v));
+      }
+    }
+    if (const json::Value* spans = o.Find("thought_spans"); spans != nullptr && spans->is_array()) {
+      int64_t last_end = 0;
+      for (const json::Value& span : spans->as_array()) {
+        int64_t begin = 0, end = 0;
+        if (!span.is_array() || span.as_array().size() != 2 ||
+            !span.as_array()[0].GetInt64(&begin) || !span.as_array()[1].GetInt64(&end) ||
+            begin < last_end || end < begin || end > static_cast<int64_t>(t.tokens.size())) {
+          return DataLossError("session state: bad thought span");
+        }
+        t.thought_spans.emplace_back(static_cast<int32_t>(begin), static_cast<int32_t>(end));
+        last_end = end;
       }
     }
     for (const json::Value& c : calls->as_array()) {
