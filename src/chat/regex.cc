@@ -619,7 +619,10 @@ StatusOr<ByteDfa> CompileRegex(std::string_view pattern) {
   Parser parser(pattern);
   GEMMA4_ASSIGN_OR_RETURN(Re re, parser.ParseAll());
   NfaBuilder nfa;
-  auto [start, end] = nfa.Emit(re);
+  // Plain variables, not a structured binding: lambdas below capture them, which clang
+  // (before C++20's P1091 support) refuses for bindings.
+  const std::pair<int, int> emitted = nfa.Emit(re);
+  const int start = emitted.first, end = emitted.second;
   const std::string what = "pattern \"" + std::string(pattern) + "\"";
   if (nfa.too_big) return InvalidArgumentError(what + ": too large (repetitions)");
   auto closure = [&](std::vector<int> set) {

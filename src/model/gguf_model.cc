@@ -123,6 +123,8 @@ StatusOr<ModelConfig> ConfigFromGguf(const gguf::File& f) {
   GEMMA4_RETURN_IF_ERROR(m.Int(Key("attention.sliding_window"), &window, true));
   GEMMA4_RETURN_IF_ERROR(CheckRange(f, "attention.sliding_window", window, 1, 1 << 30));
   GEMMA4_RETURN_IF_ERROR(m.Int(Key("attention.shared_kv_layers"), &shared, false));
+  // Bounded before the int arithmetic on it below (a fuzzed file's -2^31 overflowed there).
+  GEMMA4_RETURN_IF_ERROR(CheckRange(f, "attention.shared_kv_layers", shared, 0, 1 << 16));
   GEMMA4_RETURN_IF_ERROR(m.Int(Key("embedding_length_per_layer_input"), &ple, false));
   GEMMA4_RETURN_IF_ERROR(CheckRange(f, "embedding_length_per_layer_input", ple, 0, 1 << 16));
   GEMMA4_RETURN_IF_ERROR(m.Int(Key("context_length"), &context, false));
