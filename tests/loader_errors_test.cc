@@ -21,6 +21,7 @@
 #include "child_process.h"
 #include "gemma4/status.h"
 #include "gemma4/tokenizer.h"
+#include "io/gguf.h"
 #include "io/safetensors.h"
 #include "model/config.h"
 #include "model/forward.h"
@@ -984,6 +985,61 @@ TEST(LoaderMappedFilesTest, TruncatedOrRewrittenWhileMappedIsDataLoss) {
   const std::string gguf = tmp.path() + "/model.gguf";
   fs::copy_file(std::string(GEMMA4_FIXTURES_DIR) + "/llama_cpp_gguf/tiny-e4b.gguf", gguf);
   ExpectForwardRefusedAfter(gguf, gguf, [&] { fs::resize_file(gguf, fs::file_size(gguf) / 3); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// GGUF bounds: tensors sharing bytes, and metadata arrays whose in-memory cost dwarfs the file.
+
+// A GGUF with tensors "a" and "b" (8 f32 each) and the given metadata, as bytes.
+std::string SmallGguf(const std::vector<std::pair<std::string, gguf::Value>>& metadata) {
+  TempDir tmp;
+  gguf::Writer writer;
+  for (const auto& [key, value] : metadata) writer.Set(key, value);
+  writer.AddTensor("a", DType::kF32, {8});
+  writer.AddTensor("b", DType::kF32, {8});
+  const std::string path = tmp.path() + "/small.gguf";
+  EXPECT_TRUE(writer
+                  .Write(path,
+                         [](size_t, std::vector<uint8_t>* bytes) {
+                           bytes->assign(32, 0);
+                           return OkStatus();
+                         })
+                  .ok());
+  return ReadFile(path);
+}
+
+Status ParseGguf(const std::string& bytes) {
+  auto file =
+      gguf::File::Parse(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "test.gguf");
+  return file.ok() ? OkStatus() : file.status();
+}
+
+TEST(LoaderGgufTest, OverlappingTensorsAreRefused) {
+  std::string bytes = SmallGguf({});
+  ASSERT_TRUE(ParseGguf(bytes).ok());
+  // Tensor "b"'s info: name (u64 length 1, "b"), n_dims u32, one u64 dim, type u32, offset u64.
+  const size_t b_info = bytes.find(std::string("\x01\0\0\0\0\0\0\0b", 9));
+  ASSERT_NE(b_info, std::string::npos);
+  const size_t offset_at = b_info + 9 + 4 + 8 + 4;
+  uint64_t offset = 0;
+  std::memcpy(&offset, bytes.data() + offset_at, 8);
+  ASSERT_EQ(offset, 32u);
+  offset = 0;  // "b" now starts where "a" does
+  std::memcpy(bytes.data() + offset_at, &offset, 8);
+  const Status status = ParseGguf(bytes);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
+  EXPECT_TRUE(Contains(status.message(), "overlap")) << status.ToString();
+}
+
+TEST(LoaderGgufTest, MetadataValueCountIsBounded) {
+  // 20 million one-byte elements: 20 MB in the file, about 2 GB as metadata values.
+  std::vector<gguf::Value> many(gguf::kMaxMetadataValues + 1,
+                                gguf::Value::Int(gguf::ValueType::kUint8, 7));
+  std::string bytes =
+      SmallGguf({{"junk", gguf::Value::Array(gguf::ValueType::kUint8, std::move(many))}});
+  const Status status = ParseGguf(bytes);
+  EXPECT_EQ(status.code(), StatusCode::kDataLoss) << status.ToString();
+  EXPECT_TRUE(Contains(status.message(), "metadata values")) << status.ToString();
 }
 
 }  // namespace

@@ -20,6 +20,15 @@ class Reader {
       : data_(data), size_(size), name_(name) {}
 
   size_t offset() const { return pos_; }
+  // Counts `n` more metadata values against kMaxMetadataValues.
+  Status CountValues(uint64_t n, const std::string& key) {
+    if (n > kMaxMetadataValues - values_) {
+      return Error("metadata '" + key + "' takes the file past " +
+                   std::to_string(kMaxMetadataValues) + " metadata values");
+    }
+    values_ += n;
+    return OkStatus();
+  }
   Status Error(const std::string& what) const {
     return DataLossError(name_ + ": " + what + " (at offset " + std::to_string(pos_) + ")");
   }
@@ -51,6 +60,7 @@ class Reader {
   size_t size_;
   std::string name_;
   size_t pos_ = 0;
+  uint64_t values_ = 0;
 };
 
 size_t ScalarSize(ValueType t) {
@@ -167,6 +177,7 @@ Status ReadValue(Reader* r, ValueType type, int depth, const std::string& key, V
         return r->Error("array '" + key + "' of " + std::to_string(n) +
                         " elements extends beyond the file");
       }
+      GEMMA4_RETURN_IF_ERROR(r->CountValues(n, key));
       out->array.resize(n);
       for (uint64_t k = 0; k < n; ++k) {
         GEMMA4_RETURN_IF_ERROR(ReadValue(r, out->element_type, depth + 1, key, &out->array[k]));
@@ -385,6 +396,24 @@ StatusOr<std::unique_ptr<File>> File::Parse(const uint8_t* data, size_t size,
   if (data_start > size) return r.Error("data section starts beyond the end of the file");
   const uint64_t data_size = size - data_start;
   file->data_start_ = data_start;
+  // Tensors must not share bytes (as safetensors files are checked too): sorted by offset,
+  // each non-empty one ends where the next begins or before.
+  {
+    std::vector<const Info*> by_offset;
+    by_offset.reserve(infos.size());
+    for (const Info& info : infos) {
+      if (info.bytes > 0) by_offset.push_back(&info);
+    }
+    std::sort(by_offset.begin(), by_offset.end(),
+              [](const Info* a, const Info* b) { return a->offset < b->offset; });
+    for (size_t k = 1; k < by_offset.size(); ++k) {
+      const Info& prev = *by_offset[k - 1];
+      if (prev.bytes > by_offset[k]->offset - prev.offset) {
+        return InvalidArgumentError(name + ": tensors '" + prev.name + "' and '" +
+                                    by_offset[k]->name + "' overlap in the data section");
+      }
+    }
+  }
   for (Info& info : infos) {
     if (info.offset > data_size || info.bytes > data_size - info.offset) {
       return DataLossError(name + ": tensor '" + info.name + "' (" + std::to_string(info.bytes) +

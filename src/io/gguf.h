@@ -68,6 +68,10 @@ bool GgmlTypeToDType(uint32_t ggml_type, DType* out);
 bool DTypeToGgmlType(DType t, GgmlType* out);
 
 inline constexpr uint64_t kDefaultAlignment = 32;
+// The most metadata values (array elements included) a file may hold. Each costs a Value in
+// memory (about 100 bytes) whatever its size in the file, so a 20 MB array of bytes would cost
+// 2 GB; Gemma 4's tokenizer arrays hold about 1.3 million.
+inline constexpr uint64_t kMaxMetadataValues = uint64_t{4} << 20;
 
 class File {
  public:
