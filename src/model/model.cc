@@ -386,11 +386,22 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     auto it = found.find(name);
     return it == found.end() ? TensorView() : it->second;
   };
+  // Norms, scales and scalars are converted whole here, so checking them for NaN and Inf is
+  // free; one bad value in a norm would turn every later activation into NaN.
+  Status non_finite = OkStatus();
   auto vec = [&](const std::string& name, std::vector<float>* out) {
     auto it = found.find(name);
     if (it == found.end()) return;
     out->resize(it->second.numel());
     ops::ToF32(it->second, 0, it->second.numel(), out->data());
+    for (size_t k = 0; k < out->size() && non_finite.ok(); ++k) {
+      if (!std::isfinite((*out)[k])) {
+        non_finite = InvalidArgumentError(it->second.file + ": tensor '" + it->second.name +
+                                          "' holds " + (std::isnan((*out)[k]) ? "NaN" : "Inf") +
+                                          " at index " + std::to_string(k) +
+                                          " (non-finite weights would make every output NaN)");
+      }
+    }
     copied.emplace_back(it->second.data, it->second.nbytes);
     // With the matrices in the arena, nothing else is read from the mapping: drop the whole
     // folio that reading this vector faulted in, not only its own pages (E2B q4_0: the norms'
@@ -437,6 +448,7 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     std::vector<float> scalar;
     vec(p + "layer_scalar", &scalar);
     lw.layer_scalar = scalar.empty() ? 1.0f : scalar[0];
+    GEMMA4_RETURN_IF_ERROR(non_finite);
     if (progress_ && !progress_(static_cast<float>(i + 1) / static_cast<float>(c.num_layers))) {
       return CancelledError("loading " + source_path() + " was cancelled after layer " +
                             std::to_string(i));
