@@ -136,6 +136,8 @@ _content_add_video_frame_bytes = _fn("gemma4_content_add_video_frame_bytes", c_i
                                      c_char_p, c_size_t, c_double)
 _content_add_video_frame_rgb = _fn("gemma4_content_add_video_frame_rgb", c_int, c_void_p,
                                    c_char_p, c_int32, c_int32, c_size_t, c_double)
+_content_add_video_file = _fn("gemma4_content_add_video_file", c_int, c_void_p, c_char_p,
+                              c_int32)
 _session_send_content = _fn("gemma4_session_send_content", c_int, c_void_p, c_void_p,
                             POINTER(_GenerateOptions), POINTER(c_void_p))
 _session_fork = _fn("gemma4_session_fork", c_int, c_void_p, POINTER(c_void_p))
@@ -310,14 +312,22 @@ class Image:
 
 class Video:
     """A video for a user turn (26B-A4B and 31B): frames as (gemma4.Image, seconds) pairs in time
-    order, all the same size, at most 32; max_soft_tokens_per_frame 70 (0), 140, 280, 560 or
-    1120."""
+    order, all the same size, at most 32, or a video file (path=...: mp4, webm, mkv, ... through
+    FFmpeg, sampled at one frame per second, 32 frames evenly spaced past 32 s);
+    max_soft_tokens_per_frame 70 (0), 140, 280, 560 or 1120."""
 
-    def __init__(self, frames, max_soft_tokens_per_frame=0):
-        self.frames = list(frames)
+    def __init__(self, frames=None, max_soft_tokens_per_frame=0, path=None):
+        if (frames is None) == (path is None):
+            raise ValueError("Video needs exactly one of frames or path")
+        self.frames = None if frames is None else list(frames)
+        self.path = path
         self.max_soft_tokens_per_frame = max_soft_tokens_per_frame
 
     def _add_to(self, content):
+        if self.path is not None:
+            _check(_content_add_video_file(content, os.fsencode(self.path),
+                                           self.max_soft_tokens_per_frame))
+            return
         _check(_content_begin_video(content, self.max_soft_tokens_per_frame))
         for image, seconds in self.frames:
             if image.path is not None:

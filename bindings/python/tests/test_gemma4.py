@@ -225,6 +225,14 @@ def test_video_frames_in_a_turn():
     assert reply.prompt_tokens > 3 * 65
     with pytest.raises(gemma4.Error):
         chat.send([gemma4.Video(list(reversed(frames)))], max_tokens=1)
+    # A video file: 3.5 s at one frame per second is 4 frames of at least 62 soft tokens each.
+    clip = os.path.join(VISION, "video", "testsrc_3.5s.mkv")
+    reply = gemma4.Session(vmodel).send([gemma4.Video(path=clip)], max_tokens=1, temperature=0)
+    assert reply.prompt_tokens > 4 * 62
+    with pytest.raises(gemma4.Error, match="no_such"):
+        gemma4.Session(vmodel).send([gemma4.Video(path="/no_such.mkv")], max_tokens=1)
+    with pytest.raises(ValueError):
+        gemma4.Video()
 
 
 def test_stream_kept_after_break_exits_cleanly():
