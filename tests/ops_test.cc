@@ -301,6 +301,57 @@ TEST(OpsMatMul, RowSliceGivesTheSameRows) {
   }
 }
 
+// The towers' GEMM: each output is one chain of fused multiply-adds over k in order on the exact
+// weight values (so the same bits on every ISA and tile shape), whatever the token count, the
+// thread count and the position of the token in its tile, for odd shapes (token, row and k tails
+// of every tile size), unaligned F32 / F16 weights and an unaligned x.
+TEST(OpsMatMulGemm, FmaChainInKOrderForEveryDtypeShapeAndThreadCount) {
+  std::mt19937 rng(5);
+  const MatMulCase cases[] = {{DType::kF32, 0},  {DType::kF32, 1},  {DType::kF32, 2},
+                              {DType::kBF16, 0}, {DType::kBF16, 1}, {DType::kF16, 0},
+                              {DType::kF16, 3}};
+  ThreadPool pool1(1), pool2(2), pool3(3);
+  ThreadPool* pools[] = {&pool1, &pool2, &pool3};
+  const int64_t sizes[][2] = {{1, 1},   {3, 7},    {17, 1},  {33, 257}, {31, 64},
+                              {64, 31}, {65, 100}, {100, 3}, {257, 9}};
+  for (const MatMulCase& c : cases) {
+    for (const auto& nk : sizes) {
+      const int64_t n_out = nk[0], k = nk[1];
+      const Weights w = MakeWeights(c.dtype, n_out, k, c.offset, &rng);
+      for (int64_t s : {1, 2, 3, 5, 13, 14, 15, 29, 31}) {
+        // x one float past an aligned start.
+        std::vector<float> x_storage = RandomFloats(s * k + 1, &rng);
+        const float* x = x_storage.data() + 1;
+        std::vector<float> y_serial(s * n_out, NAN);
+        ops::MatMulGemm(w.view, x, s, y_serial.data(), nullptr);
+        for (int64_t t = 0; t < s; ++t) {
+          for (int64_t n = 0; n < n_out; ++n) {
+            float chain = 0.0f;
+            double ref = 0, sum_abs = 0;
+            for (int64_t i = 0; i < k; ++i) {
+              chain = std::fma(x[t * k + i], w.decoded_f32[n * k + i], chain);
+              ref += w.decoded[n * k + i] * x[t * k + i];
+              sum_abs += std::fabs(w.decoded[n * k + i] * x[t * k + i]);
+            }
+            ASSERT_EQ(y_serial[t * n_out + n], chain)
+                << Name(c.dtype) << " offset " << c.offset << " N=" << n_out << " K=" << k
+                << " s=" << s << " t=" << t << " n=" << n;
+            // A chain of k roundings: |y - exact| <= k * eps * sum |x_i w_i|.
+            ASSERT_NEAR(y_serial[t * n_out + n], ref, static_cast<double>(k) * kEps * sum_abs);
+          }
+        }
+        for (ThreadPool* pool : pools) {
+          std::vector<float> y(s * n_out, NAN);
+          ops::MatMulGemm(w.view, x, s, y.data(), pool);
+          ASSERT_EQ(0, std::memcmp(y.data(), y_serial.data(), y.size() * sizeof(float)))
+              << Name(c.dtype) << " offset " << c.offset << " N=" << n_out << " K=" << k
+              << " s=" << s << " threads=" << pool->num_threads();
+        }
+      }
+    }
+  }
+}
+
 TEST(OpsToF32, ConvertsRangesOfEveryDtype) {
   std::mt19937 rng(4);
   for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {

@@ -872,6 +872,65 @@ TEST_P(KernelTest, FloatKernelsMatchReference) {
   }
 }
 
+// The float GEMM micro-kernel over packed tiles: every output the fused multiply-add chain in k
+// order (the reference's bits), for every token count of a tile, full and partial panels, k
+// tails of every unrolling, strided outputs (nothing past ncols or ntok written), packed from
+// unaligned rows; k split in two calls (the second accumulating) gives the same bits.
+TEST_P(KernelTest, GemmPackedIsTheFmaChain) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  const int mr = table.gemm_f32_mr, nr = table.gemm_f32_nr;
+  ASSERT_GT(mr, 0);
+  ASSERT_GT(nr, 0);
+  ASSERT_NE(table.gemm_f32_packed, nullptr);
+  std::mt19937 rng(41);
+  for (int64_t k : {1, 2, 7, 16, 33, 100, 257}) {
+    for (int ntok = 1; ntok <= mr; ++ntok) {
+      for (int ncols : {1, 3, nr - 1, nr}) {
+        if (ncols < 1) continue;
+        const int64_t ldx = k + 3, ldw = k + 1, ldy = ncols + 2;
+        // Rows start one float past an aligned buffer start.
+        const auto x_storage = RandomVector(mr * ldx + 1, &rng);
+        const auto w_storage = RandomVector(nr * ldw + 1, &rng);
+        const float* x = x_storage.data() + 1;
+        const float* w = w_storage.data() + 1;
+        std::vector<float> xp_storage(k * mr + 16), wp_storage(k * nr + 16);
+        auto align64 = [](std::vector<float>& v) {
+          const uintptr_t a = reinterpret_cast<uintptr_t>(v.data());
+          return v.data() + ((64 - a % 64) % 64) / sizeof(float);
+        };
+        float* xp = align64(xp_storage);
+        float* wp = align64(wp_storage);
+        kernels::PackGemmTokens(x, ldx, ntok, k, mr, xp);
+        kernels::PackGemmPanel(w, ldw, ncols, k, nr, wp);
+        std::vector<float> y(mr * ldy, -7.0f);
+        table.gemm_f32_packed(xp, wp, k, ntok, ncols, y.data(), ldy, false);
+        // k blocked: the first kh values, then the rest accumulated onto them.
+        const int64_t kh = k / 2;
+        std::vector<float> y_split(mr * ldy, -7.0f);
+        table.gemm_f32_packed(xp, wp, kh, ntok, ncols, y_split.data(), ldy, false);
+        table.gemm_f32_packed(xp + kh * mr, wp + kh * nr, k - kh, ntok, ncols, y_split.data(), ldy,
+                              true);
+        ASSERT_EQ(0, std::memcmp(y.data(), y_split.data(), y.size() * sizeof(float)))
+            << GetParam().name << " k " << k << " ntok " << ntok << " ncols " << ncols;
+        for (int t = 0; t < mr; ++t) {
+          for (int64_t j = 0; j < ldy; ++j) {
+            float expected = -7.0f;
+            if (t < ntok && j < ncols) {
+              expected = 0.0f;
+              for (int64_t i = 0; i < k; ++i) {
+                expected = std::fma(x[t * ldx + i], w[j * ldw + i], expected);
+              }
+            }
+            ASSERT_EQ(y[t * ldy + j], expected) << GetParam().name << " k " << k << " ntok " << ntok
+                                                << " ncols " << ncols << " t " << t << " j " << j;
+          }
+        }
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isas, KernelTest,
                          ::testing::Values(KernelCase{kernels::Isa::kReference, "ref"},
                                            KernelCase{kernels::Isa::kAvx2, "avx2"},

@@ -206,7 +206,7 @@ Status AudioEncoder::LoadTensors(const std::function<const TensorView*(const std
         for (float& v : lw.per_dim_softplus) v = Softplus(v);
       }
       lw.rel_keys.resize(P * H);
-      ops::MatMul(lw.relative_k_proj, pos_table.data(), P, lw.rel_keys.data(), &one);
+      ops::MatMulGemm(lw.relative_k_proj, pos_table.data(), P, lw.rel_keys.data(), &one);
       const std::string l = p + "lconv1d.";
       GEMMA4_RETURN_IF_ERROR(r.Vector(l + "pre_layer_norm.weight", {H}, &lw.lconv_pre_norm));
       GEMMA4_RETURN_IF_ERROR(r.Vector(l + "conv_norm.weight", {H}, &lw.conv_norm));
@@ -533,7 +533,7 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
         }
       });
       float* out = y1.data() + t0 * F2 * C1;
-      ops::MatMul(conv1_, patches.data(), nt * F2, out, pool);
+      ops::MatMulGemm(conv1_, patches.data(), nt * F2, out, pool);
       for (int64_t i = 0; i < nt * F2; ++i) LayerNormRelu(out + i * C1, C1, norm1_.data(), eps);
     }
     y0 = std::vector<float>();
@@ -544,7 +544,7 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
     // ---- Input projection: [T2, F2 * C1] (frequency-major, channels inner) -> [T2, H].
     const int64_t S = T2;
     std::vector<float> x(S * H);
-    ops::MatMul(input_proj_, y1.data(), S, x.data(), pool);
+    ops::MatMulGemm(input_proj_, y1.data(), S, x.data(), pool);
     y1 = std::vector<float>();
 
     // ---- Conformer layers.
@@ -696,14 +696,14 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
       ++n_valid;
     }
     std::vector<float> out(n_valid * O);
-    ops::MatMul(output_proj_, x.data(), n_valid, out.data(), pool);
+    ops::MatMulGemm(output_proj_, x.data(), n_valid, out.data(), pool);
     for (int64_t t = 0; t < n_valid; ++t) {
       float* row = out.data() + t * O;
       for (int64_t j = 0; j < O; ++j) row[j] = row[j] + output_bias_[j];
       ops::RmsNorm(row, nullptr, O, eps, row);
     }
     soft_tokens->resize(n_valid * text_hidden_);
-    ops::MatMul(projection_, out.data(), n_valid, soft_tokens->data(), pool);
+    ops::MatMulGemm(projection_, out.data(), n_valid, soft_tokens->data(), pool);
   } catch (const std::bad_alloc&) {
     return ResourceExhaustedError("out of memory encoding " + std::to_string(T) + " audio frames");
   }

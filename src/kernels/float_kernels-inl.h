@@ -489,6 +489,68 @@ double SumSquaresF32(const float* x, int64_t n) {
   return sum;
 }
 
+// Float GEMM micro-kernel (KernelTable::gemm_f32_packed): NT of the MR packed tokens times
+// NV vectors of packed weight columns, NT x NV accumulators held in registers for the whole
+// of k (on AVX-512, 14 x 2: 28 of the 32 registers). Each step loads NV weight vectors and
+// broadcasts each token's value once, NT * NV FMAs for NV + NT loads; the accumulators are
+// written once at the end. With `accumulate` they start from y, continuing the chains of the
+// k values before (a k-blocked caller gets the bits of one pass over all of k).
+template <class Arch, int NT, int MR, int NV>
+void GemmPackedTile(const float* xp, const float* wp, int64_t k, int ncols, float* y, int64_t ldy,
+                    bool accumulate) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int W = static_cast<int>(B::size);
+  constexpr int NR = NV * W;
+  B acc[NT][NV];
+  alignas(64) float row[NR];
+  if (!accumulate) {
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[t][v] = B(0.0f);
+    }
+  } else if (ncols == NR) {
+    for (int t = 0; t < NT; ++t) {
+      for (int v = 0; v < NV; ++v) acc[t][v] = B::load_unaligned(y + t * ldy + v * W);
+    }
+  } else {
+    for (int t = 0; t < NT; ++t) {
+      std::fill(row + ncols, row + NR, 0.0f);
+      std::copy(y + t * ldy, y + t * ldy + ncols, row);
+      for (int v = 0; v < NV; ++v) acc[t][v] = B::load_aligned(row + v * W);
+    }
+  }
+  for (int64_t i = 0; i < k; ++i, xp += MR, wp += NR) {
+    B wv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) wv[v] = B::load_aligned(wp + v * W);
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) {
+      const B xv(xp[t]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[t][v] = MulAdd<Arch>(xv, wv[v], acc[t][v]);
+    }
+  }
+  if (ncols == NR) {
+    for (int t = 0; t < NT; ++t) {
+      for (int v = 0; v < NV; ++v) acc[t][v].store_unaligned(y + t * ldy + v * W);
+    }
+    return;
+  }
+  for (int t = 0; t < NT; ++t) {
+    for (int v = 0; v < NV; ++v) acc[t][v].store_aligned(row + v * W);
+    std::copy(row, row + ncols, y + t * ldy);
+  }
+}
+
+template <class Arch, int MR, int NV>
+void GemmPacked(const float* xp, const float* wp, int64_t k, int ntok, int ncols, float* y,
+                int64_t ldy, bool accumulate) {
+  DispatchTokenCount<MR>(ntok, [&](auto nt) {
+    GemmPackedTile<Arch, decltype(nt)::value, MR, NV>(xp, wp, k, ncols, y, ldy, accumulate);
+  });
+}
+
 }  // namespace gemma4::kernels::simd
 
 #endif  // GEMMA4_SRC_KERNELS_FLOAT_KERNELS_INL_H_

@@ -93,7 +93,25 @@ struct KernelTable {
   // 16-bit float rows (unaligned bytes) to f32.
   void (*bf16_to_f32)(const uint8_t* src, int64_t n, float* dst);
   void (*f16_to_f32)(const uint8_t* src, int64_t n, float* dst);
+  // Float GEMM micro-kernel over packed operands (prefill of float weights): a tile of
+  // gemm_f32_mr tokens packed k-major (xp[i * mr + t], PackGemmTokens) times a panel of
+  // gemm_f32_nr weight rows packed k-major (wp[i * nr + j], PackGemmPanel), both 64-byte
+  // aligned: y[t * ldy + j] = sum over i < k of xp[i * mr + t] * wp[i * nr + j] for t < ntok
+  // (<= mr) and j < ncols (<= nr). Each sum is one fused multiply-add after another in i order,
+  // so every ISA gives the reference's bits whatever its tile shape. With `accumulate` each sum
+  // starts from y[t * ldy + j] instead of 0: calls over consecutive ranges of k (k blocking)
+  // give the bits of one call over all of k.
+  int gemm_f32_mr;
+  int gemm_f32_nr;
+  void (*gemm_f32_packed)(const float* xp, const float* wp, int64_t k, int ntok, int ncols,
+                          float* y, int64_t ldy, bool accumulate);
 };
+
+// Packing for gemm_f32_packed. Tokens: out[i * mr + t] = x[t * ldx + i] for i < k, t < ntok;
+// zero for ntok <= t < mr. Panel: out[i * nr + j] = w[j * ldw + i] for j < nrows; zero for
+// nrows <= j < nr.
+void PackGemmTokens(const float* x, int64_t ldx, int ntok, int64_t k, int mr, float* out);
+void PackGemmPanel(const float* w, int64_t ldw, int nrows, int64_t k, int nr, float* out);
 
 enum class Isa { kReference, kAvx2, kAvx512Vnni, kNeonDotprod };
 

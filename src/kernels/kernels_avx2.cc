@@ -680,7 +680,10 @@ const KernelTable& Avx2Table() {
                                     .softcap_f32 = simd::SoftcapF32<Arch>,
                                     .sum_squares_f32 = simd::SumSquaresF32<Arch>,
                                     .bf16_to_f32 = Bf16ToF32,
-                                    .f16_to_f32 = F16ToF32};
+                                    .f16_to_f32 = F16ToF32,
+                                    .gemm_f32_mr = 6,
+                                    .gemm_f32_nr = 16,
+                                    .gemm_f32_packed = simd::GemmPacked<Arch, 6, 2>};
   return table;
 }
 

@@ -652,7 +652,10 @@ const KernelTable& Avx512VnniTable() {
                                     .softcap_f32 = simd::SoftcapF32<Arch>,
                                     .sum_squares_f32 = simd::SumSquaresF32<Arch>,
                                     .bf16_to_f32 = Bf16ToF32,
-                                    .f16_to_f32 = F16ToF32};
+                                    .f16_to_f32 = F16ToF32,
+                                    .gemm_f32_mr = 14,
+                                    .gemm_f32_nr = 32,
+                                    .gemm_f32_packed = simd::GemmPacked<Arch, 14, 2>};
   return table;
 }
 

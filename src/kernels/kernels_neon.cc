@@ -232,7 +232,10 @@ const KernelTable& NeonDotprodTable() {
                                     .softcap_f32 = simd::SoftcapF32<Arch>,
                                     .sum_squares_f32 = simd::SumSquaresF32<Arch>,
                                     .bf16_to_f32 = Bf16ToF32,
-                                    .f16_to_f32 = F16ToF32};
+                                    .f16_to_f32 = F16ToF32,
+                                    .gemm_f32_mr = 8,
+                                    .gemm_f32_nr = 12,
+                                    .gemm_f32_packed = simd::GemmPacked<Arch, 8, 3>};
   return table;
 }
 

@@ -1,5 +1,6 @@
 #include "kernels/kernels.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 
@@ -198,7 +199,43 @@ void F16ToF32(const uint8_t* src, int64_t n, float* dst) {
   }
 }
 
+// The GEMM's sums as the SIMD kernels form them: one rounding per fused multiply-add, in k
+// order (reference tile: 4 tokens x 8 rows).
+void GemmPackedF32(const float* xp, const float* wp, int64_t k, int ntok, int ncols, float* y,
+                   int64_t ldy, bool accumulate) {
+  constexpr int kMr = 4, kNr = 8;
+  for (int t = 0; t < ntok; ++t) {
+    for (int j = 0; j < ncols; ++j) {
+      float acc = accumulate ? y[t * ldy + j] : 0.0f;
+      for (int64_t i = 0; i < k; ++i) acc = std::fma(xp[i * kMr + t], wp[i * kNr + j], acc);
+      y[t * ldy + j] = acc;
+    }
+  }
+}
+
 }  // namespace
+
+void PackGemmTokens(const float* x, int64_t ldx, int ntok, int64_t k, int mr, float* out) {
+  for (int64_t i = 0; i < k; ++i) {
+    for (int t = 0; t < mr; ++t) out[i * mr + t] = t < ntok ? x[t * ldx + i] : 0.0f;
+  }
+}
+
+void PackGemmPanel(const float* w, int64_t ldw, int nrows, int64_t k, int nr, float* out) {
+  // Rows in blocks of 8 values: each pass reads nrows short runs and writes whole lines.
+  constexpr int64_t kStep = 8;
+  for (int64_t i0 = 0; i0 < k; i0 += kStep) {
+    const int64_t i1 = std::min(k, i0 + kStep);
+    for (int j = 0; j < nr; ++j) {
+      if (j < nrows) {
+        const float* row = w + j * ldw;
+        for (int64_t i = i0; i < i1; ++i) out[i * nr + j] = row[i];
+      } else {
+        for (int64_t i = i0; i < i1; ++i) out[i * nr + j] = 0.0f;
+      }
+    }
+  }
+}
 
 const KernelTable& ReferenceTable() {
   static const KernelTable table = {
@@ -230,7 +267,10 @@ const KernelTable& ReferenceTable() {
       .softcap_f32 = SoftcapF32,
       .sum_squares_f32 = SumSquaresF32,
       .bf16_to_f32 = Bf16ToF32,
-      .f16_to_f32 = F16ToF32};
+      .f16_to_f32 = F16ToF32,
+      .gemm_f32_mr = 4,
+      .gemm_f32_nr = 8,
+      .gemm_f32_packed = GemmPackedF32};
   return table;
 }
 

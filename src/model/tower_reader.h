@@ -51,7 +51,7 @@ inline void ClampInPlace(float* x, int64_t n, float lo, float hi) {
 inline void ApplyClippableLinear(const ClippableLinear& l, float* x, int64_t s, int64_t in_dim,
                                  float* y, ThreadPool* pool) {
   if (l.clipped) ClampInPlace(x, s * in_dim, l.input_min, l.input_max);
-  ops::MatMul(l.weight, x, s, y, pool);
+  ops::MatMulGemm(l.weight, x, s, y, pool);
   if (l.clipped) ClampInPlace(y, s * l.weight.shape[0], l.output_min, l.output_max);
 }
 

@@ -272,6 +272,97 @@ void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool
   }
 }
 
+void MatMulGemm(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool) {
+  if (IsBlockType(w.dtype)) {
+    MatMul(w, x, s, y, pool);
+    return;
+  }
+  const int64_t n_out = w.rows(), k = w.cols();
+  if (s <= 0 || n_out <= 0) return;
+  const kernels::KernelTable& table = kernels::BestTable();
+  // Goto-style blocking. The tokens are packed into k-major tiles of gemm_f32_mr and the weight
+  // rows, widened to f32, into k-major panels of gemm_f32_nr, each once per call (widening is
+  // exact, so 16-bit weights give the products of their f32 values). A work item is a group of
+  // panels times a chunk of token tiles, walked one k block at a time: the k block of the
+  // group's panels (about 512 KiB) stays in L2 while each token tile's k block (at most 32 KiB,
+  // L1) meets every panel of the group, so tokens are read from memory once per group rather
+  // than once per panel, and weights once per token chunk.
+  const int mr = table.gemm_f32_mr, nr = table.gemm_f32_nr;
+  const int64_t tiles = (s + mr - 1) / mr, panels = (n_out + nr - 1) / nr;
+  const int64_t k_blocks = std::max<int64_t>(1, (k * nr * 4 + 65535) / 65536);  // 64 KiB each
+  const int64_t k_block = (k + k_blocks - 1) / k_blocks;
+  const int threads = pool != nullptr ? pool->num_threads() : 1;
+  const int64_t group = std::clamp<int64_t>(panels / (4 * threads), 1, 8);
+  const int64_t groups = (panels + group - 1) / group;
+  constexpr int64_t kChunkTiles = 16;  // up to 224 tokens on AVX-512
+  const int64_t chunks = (tiles + kChunkTiles - 1) / kChunkTiles;
+  // 64-byte aligned f32 scratch of `count` values: the kernels load whole aligned vectors.
+  auto aligned = [](std::vector<float>& buffer, int64_t count) {
+    buffer.resize(count + 16);
+    const uintptr_t address = reinterpret_cast<uintptr_t>(buffer.data());
+    return buffer.data() + ((64 - address % 64) % 64) / sizeof(float);
+  };
+  struct PackedTokensTag;
+  struct PackedWeightsTag;
+  float* const packed_x =
+      aligned(ThreadScratch<std::vector<float>, PackedTokensTag>(), tiles * mr * k);
+  float* const packed_w =
+      aligned(ThreadScratch<std::vector<float>, PackedWeightsTag>(), panels * nr * k);
+  auto pack_tokens = [&](int64_t begin, int64_t end) {
+    for (int64_t tile = begin; tile < end; ++tile) {
+      const int nt = static_cast<int>(std::min<int64_t>(mr, s - tile * mr));
+      kernels::PackGemmTokens(x + tile * mr * k, k, nt, k, mr, packed_x + tile * mr * k);
+    }
+  };
+  const bool direct =
+      w.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(w.data) % alignof(float) == 0;
+  auto pack_panels = [&](int64_t begin, int64_t end) {
+    struct RowsTag;
+    std::vector<float>& rows = ThreadScratch<std::vector<float>, RowsTag>();
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t n0 = p * nr;
+      const int nrows = static_cast<int>(std::min<int64_t>(nr, n_out - n0));
+      const float* wr;
+      if (direct) {
+        wr = reinterpret_cast<const float*>(w.data) + n0 * k;
+      } else {
+        rows.resize(nr * k);
+        ToF32(w, n0 * k, nrows * k, rows.data());
+        wr = rows.data();
+      }
+      kernels::PackGemmPanel(wr, k, nrows, k, nr, packed_w + p * nr * k);
+    }
+  };
+  auto multiply = [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t g = item / chunks, chunk = item % chunks;
+      const int64_t p_end = std::min(panels, (g + 1) * group);
+      const int64_t tile_end = std::min(tiles, (chunk + 1) * kChunkTiles);
+      for (int64_t i0 = 0; i0 < k; i0 += k_block) {
+        const int64_t kc = std::min(k_block, k - i0);
+        for (int64_t tile = chunk * kChunkTiles; tile < tile_end; ++tile) {
+          const int nt = static_cast<int>(std::min<int64_t>(mr, s - tile * mr));
+          const float* xp = packed_x + tile * mr * k + i0 * mr;
+          for (int64_t p = g * group; p < p_end; ++p) {
+            const int nrows = static_cast<int>(std::min<int64_t>(nr, n_out - p * nr));
+            table.gemm_f32_packed(xp, packed_w + p * nr * k + i0 * nr, kc, nt, nrows,
+                                  y + tile * mr * n_out + p * nr, n_out, i0 > 0);
+          }
+        }
+      }
+    }
+  };
+  if (pool != nullptr) {
+    pool->ParallelFor(tiles, 1, pack_tokens);
+    pool->ParallelFor(panels, 1, pack_panels);
+    pool->ParallelFor(groups * chunks, 1, multiply);
+  } else {
+    pack_tokens(0, tiles);
+    pack_panels(0, panels);
+    multiply(0, groups * chunks);
+  }
+}
+
 void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* out) {
   const double sum = kernels::BestTable().sum_squares_f32(x, n);
   const float ms = static_cast<float>(sum / static_cast<double>(n)) + eps;

@@ -26,6 +26,13 @@ void ToF32(const TensorView& t, int64_t first, int64_t count, float* out);
 
 // y[s, n] = sum_k x[s, k] * W[n, k] for W = [N, K] (nn.Linear layout), x = [S, K], y = [S, N].
 void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool);
+// The same product for the vision and audio towers, which run whole sequences and never mix
+// them with one-token steps: float weights (F32, F16, BF16) go through a packed GEMM with
+// register-blocked tiles (several times MatMul's prefill speed), every output one chain of
+// fused multiply-adds in k order. Each output depends only on its token and row, whatever s,
+// the tiling and the thread count, but its bits are not those of MatMul's dot products.
+// Block-quantized weights go through MatMul.
+void MatMulGemm(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool);
 
 // Dot product with f32 accumulation (vectorised for the running CPU).
 float Dot(const float* a, const float* b, int64_t n);

@@ -393,7 +393,7 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool,
     std::vector<float> centered(image.pixels.size());
     for (size_t i = 0; i < centered.size(); ++i) centered[i] = (image.pixels[i] - 0.5f) * 2.0f;
     std::vector<float> x(N * Hv);
-    ops::MatMul(input_proj_, centered.data(), N, x.data(), pool);
+    ops::MatMulGemm(input_proj_, centered.data(), N, x.data(), pool);
     centered = std::vector<float>();
     const int64_t P = c.position_embedding_size;
     for (int64_t p = 0; p < N; ++p) {
@@ -436,7 +436,7 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool,
           tmp.assign(normed.begin(), normed.end());
           ApplyClippableLinear(l, tmp.data(), N, Hv, y, pool);
         } else {
-          ops::MatMul(l.weight, normed.data(), N, y, pool);
+          ops::MatMulGemm(l.weight, normed.data(), N, y, pool);
         }
       };
       project(lw.q_proj, q.data());
@@ -499,8 +499,8 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool,
           ApplyClippableLinear(lw.gate_proj, in, n, Hv, gate.data(), pool);
           ApplyClippableLinear(lw.up_proj, up_in.data(), n, Hv, up.data(), pool);
         } else {
-          ops::MatMul(lw.gate_proj.weight, in, n, gate.data(), pool);
-          ops::MatMul(lw.up_proj.weight, in, n, up.data(), pool);
+          ops::MatMulGemm(lw.gate_proj.weight, in, n, gate.data(), pool);
+          ops::MatMulGemm(lw.up_proj.weight, in, n, up.data(), pool);
         }
         ops::GeluMul(gate.data(), up.data(), gate.data(), n * I, pool);
         ApplyClippableLinear(lw.down_proj, gate.data(), n, I, tmp.data() + t0 * Hv, pool);
@@ -534,7 +534,7 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool,
       ops::RmsNorm(row, nullptr, Hv, eps, row);
     }
     out->resize(M * text_hidden_);
-    ops::MatMul(projection_, pooled.data(), M, out->data(), pool);
+    ops::MatMulGemm(projection_, pooled.data(), M, out->data(), pool);
   } catch (const std::bad_alloc&) {
     return ResourceExhaustedError("out of memory encoding an image of " + std::to_string(N) +
                                   " patches");
