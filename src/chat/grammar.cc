@@ -303,6 +303,12 @@ class Machine {
       case 3: {
         const bool hex = IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
         if (!hex) return Step::kReject;
+        // No UTF-16 surrogates (\uD800-\uDFFF): a lone one is no character and json::Parse
+        // refuses it; pairs are not needed, as characters beyond U+FFFF can be written as
+        // UTF-8 (the fuzzer found the grammar completing strings the parser then refused).
+        const uint8_t digit = static_cast<uint8_t>(IsDigit(c) ? c - '0' : (c | 0x20) - 'a' + 10);
+        if (f->pos8 == 0) f->escape_hex = digit;
+        if (f->pos8 == 1 && f->escape_hex == 0xD && digit >= 8) return Step::kReject;
         if (++f->pos8 == 4) {
           f->state = 1;
           ++f->count;

@@ -81,15 +81,15 @@ struct Frame {
   uint8_t pos8;              // delimiter progress (strings)
   uint8_t next_lo, next_hi;  // allowed range of the next UTF-8 continuation byte
   uint8_t flags;             // bounded numbers: bit 0 = negative
-  uint8_t unused8;
-  uint32_t lo, hi;  // candidate range of sorted alternatives/keys
-  uint32_t pos;     // bytes of the candidate matched / sequence index / fraction digits
-  uint32_t count;   // characters, items, digits, or the chosen property
-  int32_t dfa;      // pattern automaton state (strings)
-  uint32_t extra;   // objects: extra (undeclared) properties present
-  uint64_t used;    // objects: declared properties present
-  uint64_t a;       // strings/names: content hash; numbers: integer part; objects: key filter
-  uint64_t b;       // numbers: fraction digits; objects: hash of the key that just closed
+  uint8_t escape_hex;        // strings: the first hex digit of a \u escape being read
+  uint32_t lo, hi;           // candidate range of sorted alternatives/keys
+  uint32_t pos;              // bytes of the candidate matched / sequence index / fraction digits
+  uint32_t count;            // characters, items, digits, or the chosen property
+  int32_t dfa;               // pattern automaton state (strings)
+  uint32_t extra;            // objects: extra (undeclared) properties present
+  uint64_t used;             // objects: declared properties present
+  uint64_t a;  // strings/names: content hash; numbers: integer part; objects: key filter
+  uint64_t b;  // numbers: fraction digits; objects: hash of the key that just closed
 };
 static_assert(sizeof(Frame) == 64);
 
