@@ -182,11 +182,11 @@ Status RunSynth(int argc, char** argv) {
     const bool audio = variant == "e2b" || variant == "e4b";
     if (audio) {
       const AudioConfig ac;
-      GEMMA4_RETURN_IF_ERROR(audio::WriteAudioMmproj(
-          ac, 128, config.hidden_size,
-          audio::SyntheticAudioTensors(ac, 128, config.hidden_size,
-                                       static_cast<uint64_t>(seed) + 1),
-          DType::kF16, mmproj, &pool, /*add_to=*/mmproj));
+      GEMMA4_RETURN_IF_ERROR(
+          audio::WriteAudioMmproj(ac, 128, config.hidden_size,
+                                  audio::SyntheticAudioTensors(ac, 128, config.hidden_size,
+                                                               static_cast<uint64_t>(seed) + 1),
+                                  DType::kF16, mmproj, &pool, /*add_to=*/mmproj));
     }
     std::fprintf(stderr, "gemma4 synth: wrote %s (vision%s, f16)\n", mmproj.c_str(),
                  audio ? " and audio towers" : " tower");
