@@ -1506,7 +1506,8 @@ Status SessionImpl::RestoreState(std::string_view bytes) {
     return DataLossError("session state: bad logits block");
   }
   logits_.resize(n_logits);
-  std::memcpy(logits_.data(), bytes.data() + offset, n_logits * sizeof(float));
+  // An empty session has no logits (and data() may be null, which memcpy must not get).
+  if (n_logits > 0) std::memcpy(logits_.data(), bytes.data() + offset, n_logits * sizeof(float));
   return OkStatus();
 }
 
