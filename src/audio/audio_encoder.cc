@@ -303,11 +303,6 @@ std::string AudioEncoder::MmprojName(const std::string& hf) {
 
 namespace {
 
-std::string MetaString(const gguf::File& f, const std::string& key) {
-  const gguf::Value* v = f.Find(key);
-  return v != nullptr && v->type == gguf::ValueType::kString ? v->s : "";
-}
-
 // llama.cpp's rule (clip.cpp): clip.projector_type when set, else the per-modality key.
 std::string AudioProjectorType(const gguf::File& f) {
   const std::string type = MetaString(f, "clip.projector_type");

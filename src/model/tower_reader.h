@@ -19,6 +19,12 @@
 
 namespace gemma4 {
 
+// A string metadata value of an mmproj / GGUF file, or "" when absent or not a string.
+inline std::string MetaString(const gguf::File& f, const std::string& key) {
+  const gguf::Value* v = f.Find(key);
+  return v != nullptr && v->type == gguf::ValueType::kString ? v->s : "";
+}
+
 // Ollama's one-file Gemma 4 blobs (its convert_gemma4.go): architecture "gemma4" with the
 // towers' tensors inline (v.*, a.*, mm.*) and their settings under gemma4.vision.* and
 // gemma4.audio.* instead of an mmproj's clip.* keys. `tower_tensor` is one tensor every such

@@ -213,15 +213,6 @@ std::string VisionEncoder::MmprojName(const std::string& hf) {
   return "";
 }
 
-namespace {
-
-std::string MetaString(const gguf::File& f, const std::string& key) {
-  const gguf::Value* v = f.Find(key);
-  return v != nullptr && v->type == gguf::ValueType::kString ? v->s : "";
-}
-
-}  // namespace
-
 bool VisionEncoder::GgufHasVision(const gguf::File& file) {
   return MetaString(file, "clip.vision.projector_type") == "gemma4v" ||
          MetaString(file, "clip.projector_type") == "gemma4v" ||
