@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "gemma4/model.h"
+#include "gemma4/session.h"
 #include "io/mapped_file.h"
 #include "model/forward.h"
 #include "util/json.h"
@@ -84,6 +86,29 @@ inline std::vector<int32_t> GreedyContinuation(InferenceState* state,
     if (!s.ok()) break;
   }
   return out;
+}
+
+// A chat model from a path (checkpoint directory or GGUF) with the tiny media tokenizer
+// (tests/fixtures/vision/tokenizer: media tokens at 500-506) and 2 threads; null on failure,
+// reported through gtest.
+inline std::shared_ptr<const Model> LoadMediaChatModel(const std::string& path) {
+  ModelOptions options;
+  options.threads = 2;
+  options.tokenizer_path = FixturePath("vision/tokenizer/tokenizer.json");
+  auto model = Model::Load(path, options);
+  EXPECT_TRUE(model.ok()) << model.status().ToString();
+  return model.ok() ? *model : nullptr;
+}
+
+// Greedy decoding of up to `max_tokens`, repetition guard off (tiny models repeat).
+inline GenerateOptions GreedyOptions(int max_tokens) {
+  GenerateOptions g;
+  g.max_tokens = max_tokens;
+  SamplerOptions s;
+  s.temperature = 0;
+  g.sampler = s;
+  g.stop_on_repetition = false;
+  return g;
 }
 
 }  // namespace gemma4::testing

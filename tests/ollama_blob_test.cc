@@ -279,31 +279,12 @@ TEST(OllamaBlob, PackedClipBoundsAloneEncodeIdentically) {
   std::remove(short_packed.c_str());
 }
 
-std::shared_ptr<const Model> LoadChat(const std::string& path) {
-  ModelOptions options;
-  options.threads = 2;
-  options.tokenizer_path = FixturePath("vision/tokenizer/tokenizer.json");
-  auto model = Model::Load(path, options);
-  EXPECT_TRUE(model.ok()) << model.status().ToString();
-  return model.ok() ? *model : nullptr;
-}
-
-GenerateOptions Greedy(int max_tokens) {
-  GenerateOptions g;
-  g.max_tokens = max_tokens;
-  SamplerOptions s;
-  s.temperature = 0;
-  g.sampler = s;
-  g.stop_on_repetition = false;
-  return g;
-}
-
 // Through the public API: an Ollama blob needs no mmproj; the session answers an image and a
 // recording as the checkpoint does, and a blob whose inline tower is damaged still serves text
 // and names the problem when an image is sent.
 TEST(OllamaBlob, SessionsUseTheInlineTowers) {
-  auto blob = LoadChat(Blob("tiny-e2b-ollama"));
-  auto ckpt = LoadChat(FixturePath("audio/tiny-e2b-audio"));
+  auto blob = testing::LoadMediaChatModel(Blob("tiny-e2b-ollama"));
+  auto ckpt = testing::LoadMediaChatModel(FixturePath("audio/tiny-e2b-audio"));
   ASSERT_NE(blob, nullptr);
   ASSERT_NE(ckpt, nullptr);
   EXPECT_TRUE(blob->info().vision);
@@ -316,7 +297,7 @@ TEST(OllamaBlob, SessionsUseTheInlineTowers) {
   for (const auto& model : {blob, ckpt}) {
     auto session = Session::Create(model);
     ASSERT_TRUE(session.ok()) << session.status().ToString();
-    auto reply = (*session)->Send(content, Greedy(8));
+    auto reply = (*session)->Send(content, testing::GreedyOptions(8));
     ASSERT_TRUE(reply.ok()) << reply.status().ToString();
     EXPECT_EQ(reply->generated_tokens, 8);
     replies.push_back(reply->text);
@@ -330,16 +311,16 @@ TEST(OllamaBlob, SessionsUseTheInlineTowers) {
       [](const std::string& name, std::vector<uint8_t>* b) {
         if (name == "v.clamp_data") b->resize(8);
       });
-  auto text_only = LoadChat(damaged);
+  auto text_only = testing::LoadMediaChatModel(damaged);
   ASSERT_NE(text_only, nullptr);
   EXPECT_FALSE(text_only->info().vision);
   EXPECT_TRUE(text_only->info().audio);
   auto session = Session::Create(text_only);
   ASSERT_TRUE(session.ok());
-  EXPECT_TRUE((*session)->Send("Hello", Greedy(2)).ok());
+  EXPECT_TRUE((*session)->Send("Hello", testing::GreedyOptions(2)).ok());
   auto refused = (*session)->Send(
       {ContentPart::FromImage(Image::FromFile(FixturePath("vision/images/up_200x150.png")))},
-      Greedy(2));
+      testing::GreedyOptions(2));
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("v.clamp_data"), std::string::npos)
       << refused.status().ToString();

@@ -14,6 +14,7 @@
 #include "io/mapped_file.h"
 #include "media/image.h"
 #include "media/video_file.h"
+#include "media_reference.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "prompt/media_batch.h"
@@ -445,23 +446,10 @@ TEST(VisionVideo, FramesMatchTransformers) {
 // Images in a conversation: encoded once, placed as the processor does, the KV cache reused
 // across turns only while the images are the same.
 std::shared_ptr<const Model> LoadChatModel(const std::string& name) {
-  ModelOptions options;
-  options.threads = 2;
-  options.tokenizer_path = VisionDir() + "/tokenizer/tokenizer.json";
-  auto model = Model::Load(VisionDir() + "/" + name, options);
-  EXPECT_TRUE(model.ok()) << model.status().ToString();
-  return model.ok() ? *model : nullptr;
+  return testing::LoadMediaChatModel(VisionDir() + "/" + name);
 }
 
-GenerateOptions Greedy(int max_tokens) {
-  GenerateOptions g;
-  g.max_tokens = max_tokens;
-  SamplerOptions s;
-  s.temperature = 0;
-  g.sampler = s;
-  g.stop_on_repetition = false;
-  return g;
-}
+using testing::GreedyOptions;
 
 TEST(VisionSession, ImagesInTurnsReuseTheCacheOnlyForTheSameImage) {
   for (const char* name : {"tiny-e2b-vision", "tiny-26b-vision"}) {
@@ -475,7 +463,7 @@ TEST(VisionSession, ImagesInTurnsReuseTheCacheOnlyForTheSameImage) {
     auto first = (*session)->Send(
         {ContentPart::Text("What is in"), ContentPart::FromImage(Image::FromFile(a, 70)),
          ContentPart::Text("this picture?")},
-        Greedy(3));
+        GreedyOptions(3));
     ASSERT_TRUE(first.ok()) << first.status().ToString();
     // 63 soft tokens plus <|image> and <image|> are part of the prompt.
     EXPECT_GT(first->prompt_tokens, 65);
@@ -492,7 +480,7 @@ TEST(VisionSession, ImagesInTurnsReuseTheCacheOnlyForTheSameImage) {
     auto other = (*fork)->Send(
         {ContentPart::Text("What is in"), ContentPart::FromImage(Image::FromFile(b, 70)),
          ContentPart::Text("this picture?")},
-        Greedy(2));
+        GreedyOptions(2));
     ASSERT_TRUE(other.ok()) << other.status().ToString();
     EXPECT_LT(other->reused_tokens, 10) << name;
     // The same image again in the first session, as raw pixels: the first turn, image
@@ -503,7 +491,7 @@ TEST(VisionSession, ImagesInTurnsReuseTheCacheOnlyForTheSameImage) {
     auto second = (*session)->Send(
         {ContentPart::Text("And again:"),
          ContentPart::FromImage(Image::FromRgb(pixels->pixels, pixels->width, pixels->height, 70))},
-        Greedy(2));
+        GreedyOptions(2));
     ASSERT_TRUE(second.ok()) << second.status().ToString();
     // (At most the generation prompt, 26B/31B's empty thought channel included, re-renders.)
     EXPECT_GE(second->reused_tokens, first->prompt_tokens - 12) << name;
@@ -512,7 +500,8 @@ TEST(VisionSession, ImagesInTurnsReuseTheCacheOnlyForTheSameImage) {
     EXPECT_EQ((*session)->history()[2].content[1].image->digest, h[0].content[1].image->digest);
     // RGB pixels that are not width * height * 3 bytes are refused, never read past.
     auto short_rgb = (*session)->Send(
-        {ContentPart::FromImage(Image::FromRgb(std::vector<uint8_t>(10, 7), 4, 4, 70))}, Greedy(1));
+        {ContentPart::FromImage(Image::FromRgb(std::vector<uint8_t>(10, 7), 4, 4, 70))},
+        GreedyOptions(1));
     EXPECT_FALSE(short_rgb.ok());
     // Saving a session with images is refused, not silently lossy.
     EXPECT_FALSE((*session)->SaveState().ok());
@@ -536,28 +525,28 @@ TEST(VisionSession, VideoFramesInATurn) {
     return v;
   };
   auto first = (*session)->Send(
-      {ContentPart::FromVideo(make_video()), ContentPart::Text("What happens?")}, Greedy(2));
+      {ContentPart::FromVideo(make_video()), ContentPart::Text("What happens?")}, GreedyOptions(2));
   ASSERT_TRUE(first.ok()) << first.status().ToString();
   // 4 frames x (63 soft tokens + <|image> + <image|>) plus timestamps and text.
   EXPECT_GT(first->prompt_tokens, 4 * 65);
   const int64_t after = (*session)->context_tokens();
   auto again = (*session)->Send({ContentPart::FromVideo(make_video()), ContentPart::Text("Again?")},
-                                Greedy(2));
+                                GreedyOptions(2));
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_GE(again->reused_tokens, first->prompt_tokens - 12);
   EXPECT_LE(after, again->reused_tokens + again->prompt_tokens);
   // Frames out of time order, of different sizes, or too many are refused.
   Video bad = make_video();
   bad.frames[2].seconds = 0.5;
-  EXPECT_FALSE((*session)->Send({ContentPart::FromVideo(bad)}, Greedy(1)).ok());
+  EXPECT_FALSE((*session)->Send({ContentPart::FromVideo(bad)}, GreedyOptions(1)).ok());
   Video mixed = make_video();
   mixed.frames[1].image = Image::FromFile(VisionDir() + "/images/up_200x150.png");
-  EXPECT_FALSE((*session)->Send({ContentPart::FromVideo(mixed)}, Greedy(1)).ok());
+  EXPECT_FALSE((*session)->Send({ContentPart::FromVideo(mixed)}, GreedyOptions(1)).ok());
   Video many;
   for (int k = 0; k < 33; ++k) {
     many.frames.push_back({Image::FromFile(dir + "frame_0.png"), static_cast<double>(k)});
   }
-  EXPECT_FALSE((*session)->Send({ContentPart::FromVideo(many)}, Greedy(1)).ok());
+  EXPECT_FALSE((*session)->Send({ContentPart::FromVideo(many)}, GreedyOptions(1)).ok());
   EXPECT_EQ((*session)->history().size(), 4u);  // refused turns leave no trace
 }
 
@@ -596,7 +585,7 @@ TEST(VisionVideo, FilesAreSampledAtOneFramePerSecond) {
   ASSERT_TRUE(session.ok());
   auto reply = (*session)->Send({ContentPart::FromVideo(Video::FromFile(dir + "testsrc_3.5s.mkv")),
                                  ContentPart::Text("What changes?")},
-                                Greedy(1));
+                                GreedyOptions(1));
   ASSERT_TRUE(reply.ok()) << reply.status().ToString();
   EXPECT_GT(reply->prompt_tokens, 4 * 62);
 }
@@ -611,7 +600,8 @@ TEST(VisionSession, TextOnlyModelsRefuseImages) {
   auto session = Session::Create(*model);
   ASSERT_TRUE(session.ok());
   auto reply = (*session)->Send(
-      {ContentPart::FromImage(Image::FromFile(VisionDir() + "/images/up_200x150.png"))}, Greedy(2));
+      {ContentPart::FromImage(Image::FromFile(VisionDir() + "/images/up_200x150.png"))},
+      GreedyOptions(2));
   ASSERT_FALSE(reply.ok());
   EXPECT_NE(reply.status().message().find("no vision tower"), std::string::npos)
       << reply.status().message();
