@@ -538,10 +538,6 @@ void RepackRowQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst) {
 }
 
 namespace {
-// Unsigned nibble (0..15) of element j (0..31) of a plain Q4_0 block.
-inline int Q4Nibble(const uint8_t* block, int j) {
-  return j < 16 ? block[2 + j] & 0xF : block[2 + j - 16] >> 4;
-}
 // Byte and shift of element j of row r in a Q4_0x16 block's 256 data bytes.
 inline int X16Byte(int r, int j) { return (j / 8) * 64 + r * 4 + j % 4; }
 inline int X16Shift(int j) { return ((j / 4) % 2) * 4; }
