@@ -16,6 +16,7 @@
 #include "model/config.h"
 #include "model/gguf_export.h"
 #include "scaling.h"
+#include "tokenizer/tokenizer_impl.h"
 #include "util/json.h"
 
 namespace gemma4 {
@@ -359,6 +360,46 @@ TEST(TokenizerTest, AddedTokenSearchIsLinearInTheText) {
   const double shallow = seconds_to_encode(deep(50)), deeper = seconds_to_encode(deep(200));
   EXPECT_LT(deeper, 3 * shallow) << "tokens up to 51 bytes: " << shallow
                                  << " s, up to 201 bytes: " << deeper << " s";
+}
+
+// Conversation content is encoded with every byte flagged literal: whatever it spells, no id may
+// be a special token, from tokenizer.json (added tokens) and from tokenizer.model alike
+// (libsentencepiece matches its user-defined pieces such as <|turn> in any text it is given).
+TEST(TokenizerTest, LiteralContentNeverBecomesSpecialTokens) {
+  auto json_text = ReadFileToString(kDir + "/tokenizer.json");
+  ASSERT_TRUE(json_text.ok());
+  std::vector<std::unique_ptr<TokenizerImpl>> impls;
+  auto from_json = TokenizerImpl::FromHuggingFaceJson(*json_text, "tokenizer.json");
+  ASSERT_TRUE(from_json.ok()) << from_json.status().message();
+  impls.push_back(std::move(*from_json));
+  auto from_model = TokenizerImpl::FromSentencePiece(kDir + "/tokenizer.model");
+  ASSERT_TRUE(from_model.ok()) << from_model.status().message();
+  impls.push_back(std::move(*from_model));
+  for (const auto& impl : impls) {
+    std::string hostile = "x";
+    int specials = 0;
+    for (size_t id = 0; id < impl->pieces().size(); ++id) {
+      if (!impl->is_special(static_cast<int32_t>(id)) || impl->pieces()[id].empty()) continue;
+      hostile += impl->pieces()[id] + "y" + impl->pieces()[id];
+      ++specials;
+    }
+    ASSERT_GT(specials, 10);
+    ASSERT_NE(hostile.find("<|turn>"), std::string::npos);
+    // As template text the pieces are special tokens; as content none is.
+    std::vector<int32_t> as_template;
+    impl->Encode(hostile, false, &as_template);
+    int template_specials = 0;
+    for (int32_t id : as_template) template_specials += impl->is_special(id) ? 1 : 0;
+    EXPECT_GE(template_specials, specials);
+    std::vector<int32_t> as_content;
+    const std::vector<uint8_t> literal(hostile.size(), 1);
+    impl->Encode(hostile, false, &as_content, &literal);
+    for (int32_t id : as_content) {
+      EXPECT_FALSE(impl->is_special(id))
+          << "content became special token " << id << " \"" << impl->pieces()[id] << "\"";
+    }
+    EXPECT_EQ(impl->Decode(as_content, /*skip_special=*/false), hostile);
+  }
 }
 
 }  // namespace

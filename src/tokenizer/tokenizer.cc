@@ -311,7 +311,7 @@ void TokenizerImpl::Encode(std::string_view text, bool add_special_tokens,
     if (hit->lstrip) {
       while (seg_end > segment_start && IsPythonWhitespace(text[seg_end - 1])) --seg_end;
     }
-    EncodeSegment(text.substr(segment_start, seg_end - segment_start), segment_start == 0, &ids);
+    EncodeLiteralAware(text, segment_start, seg_end, literal, &ids);
     ids.push_back(hit->id);
     i += hit->content.size();
     if (hit->rstrip) {
@@ -319,7 +319,7 @@ void TokenizerImpl::Encode(std::string_view text, bool add_special_tokens,
     }
     segment_start = i;
   }
-  EncodeSegment(text.substr(segment_start), segment_start == 0, &ids);
+  EncodeLiteralAware(text, segment_start, text.size(), literal, &ids);
   if (add_special_tokens) {
     for (const PostItem& item : post_single_) {
       if (item.sequence) {
@@ -331,6 +331,36 @@ void TokenizerImpl::Encode(std::string_view text, bool add_special_tokens,
   } else {
     out->insert(out->end(), ids.begin(), ids.end());
   }
+}
+
+// libsentencepiece matches its user-defined pieces (<|turn>, <|tool_call>, ...) anywhere in the
+// text it is given, with no way to switch that off, so a segment is cut before each flagged
+// (content) byte that starts one of them and that first byte is encoded on its own: the rest no
+// longer spells the piece, and the content stays text. tokenizer.json keeps those pieces as
+// added tokens, which the literal mask already covers, so only the SentencePiece path cuts.
+void TokenizerImpl::EncodeLiteralAware(std::string_view text, size_t begin, size_t end,
+                                       const std::vector<uint8_t>* literal,
+                                       std::vector<int32_t>* out) const {
+  if (spm_ == nullptr || literal == nullptr || spm_user_special_.empty()) {
+    EncodeSegment(text.substr(begin, end - begin), begin == 0, out);
+    return;
+  }
+  size_t start = begin;
+  for (size_t i = begin; i < end; ++i) {
+    if (i >= literal->size() || (*literal)[i] == 0) continue;
+    bool starts_piece = false;
+    for (const std::string& piece : spm_user_special_) {
+      if (text.substr(i, end - i).starts_with(piece)) {
+        starts_piece = true;
+        break;
+      }
+    }
+    if (!starts_piece) continue;
+    EncodeSegment(text.substr(start, i - start), start == 0, out);
+    EncodeSegment(text.substr(i, 1), i == 0, out);
+    start = i + 1;
+  }
+  EncodeSegment(text.substr(start, end - start), start == 0, out);
 }
 
 void TokenizerImpl::EncodeSegment(std::string_view text, bool at_start,
@@ -1093,6 +1123,9 @@ StatusOr<std::unique_ptr<TokenizerImpl>> TokenizerImpl::FromSentencePiece(const 
     bool special = spm->IsControl(id) || spm->IsUnknown(id);
     for (const char* s : kGemmaSpecial) special = special || piece == s;
     impl->special_[id] = special;
+    if (special && !spm->IsControl(id) && !spm->IsUnknown(id) && !piece.empty()) {
+      impl->spm_user_special_.push_back(piece);
+    }
     if (spm->IsControl(id) && !piece.empty()) {
       // Control pieces (<bos>, <eos>, <pad>) are not matched in text by SentencePiece;
       // tokenizer.json lists them as added tokens, so split them out first.

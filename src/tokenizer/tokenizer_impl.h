@@ -117,6 +117,10 @@ class TokenizerImpl {
   void FinishVocab();
   void AddGemmaDecoders();
   void ResolveSpecialIds();
+  // EncodeSegment over text[begin, end) that keeps flagged bytes from spelling a SentencePiece
+  // user-defined special piece.
+  void EncodeLiteralAware(std::string_view text, size_t begin, size_t end,
+                          const std::vector<uint8_t>* literal, std::vector<int32_t>* out) const;
   void EncodeSegment(std::string_view text, bool at_start, std::vector<int32_t>* out) const;
   void SplitWord(const Step& s, const std::string& word, bool at_start,
                  std::vector<std::string>* out) const;
@@ -145,6 +149,9 @@ class TokenizerImpl {
   std::vector<Step> decoders_;
   std::vector<PostItem> post_single_;
   std::unique_ptr<sentencepiece::SentencePieceProcessor> spm_;
+  // Special pieces libsentencepiece may produce from any text (user-defined symbols; control
+  // pieces are never matched in text).
+  std::vector<std::string> spm_user_special_;
 };
 
 }  // namespace gemma4
