@@ -8,6 +8,9 @@
 #include <asm/hwcap.h>
 #include <sys/auxv.h>
 #endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include <cstring>
 #include <vector>
@@ -274,18 +277,26 @@ const KernelTable& ReferenceTable() {
   return table;
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+// F16C (the half <-> float conversions) from CPUID leaf 1 directly: clang 14's
+// __builtin_cpu_supports does not know the "f16c" feature name.
+static bool CpuHasF16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+}
+#endif
+
 bool CpuSupports(Isa isa) {
 #if defined(__x86_64__) || defined(__i386__)
   switch (isa) {
     case Isa::kReference:
       return true;
     case Isa::kAvx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             __builtin_cpu_supports("f16c");
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && CpuHasF16c();
     case Isa::kAvx512Vnni:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-             __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c");
+             __builtin_cpu_supports("avx512vnni") && CpuHasF16c();
     case Isa::kNeonDotprod:
       return false;
   }
