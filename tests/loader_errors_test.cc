@@ -28,6 +28,8 @@
 #include "model/forward.h"
 #include "model/model.h"
 #include "util/json.h"
+#include "vision/image_preprocess.h"
+#include "vision/vision_encoder.h"
 
 namespace gemma4 {
 namespace {
@@ -986,6 +988,58 @@ TEST(LoaderMappedFilesTest, TruncatedOrRewrittenWhileMappedIsDataLoss) {
   const std::string gguf = tmp.path() + "/model.gguf";
   fs::copy_file(std::string(GEMMA4_FIXTURES_DIR) + "/llama_cpp_gguf/tiny-e4b.gguf", gguf);
   ExpectForwardRefusedAfter(gguf, gguf, [&] { fs::resize_file(gguf, fs::file_size(gguf) / 3); });
+}
+
+// The vision tower reads its weights from the same kind of mapping: the checkpoint's
+// safetensors, or an mmproj GGUF. Damaged after loading, the next image is DataLoss naming the
+// file (it was a SIGBUS).
+void ExpectEncodeRefusedAfter(
+    const std::function<StatusOr<std::unique_ptr<vision::VisionEncoder>>()>& load,
+    const std::string& weights, const std::function<void()>& damage) {
+  const testing::ChildResult result = testing::RunInChild(
+      [&] {
+        auto encoder = load();
+        if (!encoder.ok()) {
+          std::fprintf(stderr, "load: %s\n", encoder.status().ToString().c_str());
+          return 2;
+        }
+        const int p = (*encoder)->config().patch_size * (*encoder)->config().pooling_kernel_size;
+        std::vector<uint8_t> rgb(static_cast<size_t>(p) * p * 3, 77);
+        auto patches = vision::Patchify(rgb.data(), p, p, (*encoder)->config().patch_size);
+        if (!patches.ok()) return 4;
+        std::vector<float> soft;
+        if (!(*encoder)->Encode(*patches, nullptr, &soft).ok()) return 3;  // intact: runs
+        damage();
+        const Status status = (*encoder)->Encode(*patches, nullptr, &soft);
+        std::fprintf(stderr, "%s\n", status.ToString().c_str());
+        return status.code() == StatusCode::kDataLoss && Contains(status.message(), weights) ? 0
+                                                                                             : 1;
+      },
+      /*timeout_seconds=*/60);
+  EXPECT_TRUE(result.exited && result.exit_code == 0) << weights << ": " << result.Describe();
+}
+
+TEST(LoaderMappedFilesTest, EncoderWeightsTruncatedWhileMappedIsDataLoss) {
+  const std::string vision_fixtures = std::string(GEMMA4_FIXTURES_DIR) + "/vision";
+  CheckpointCopy ckpt(vision_fixtures + "/tiny-e2b-vision");
+  const std::string weights = ckpt.file("model.safetensors");
+  std::unique_ptr<LoadedModel> model;
+  ExpectEncodeRefusedAfter(
+      [&]() -> StatusOr<std::unique_ptr<vision::VisionEncoder>> {
+        GEMMA4_ASSIGN_OR_RETURN(model, LoadedModel::Load(ckpt.dir()));
+        return vision::VisionEncoder::Load(*model);
+      },
+      weights, [&] { fs::resize_file(weights, fs::file_size(weights) / 2); });
+  TempDir tmp;
+  const std::string mmproj = tmp.path() + "/mmproj.gguf";
+  fs::copy_file(vision_fixtures + "/llama_cpp/tiny-e2b-vision-mmproj-f32.gguf", mmproj);
+  ExpectEncodeRefusedAfter(
+      [&] {
+        auto text = LoadedModel::Load(vision_fixtures + "/tiny-e2b-vision");
+        const int hidden = text.ok() ? (*text)->config().hidden_size : 0;
+        return vision::VisionEncoder::LoadMmproj(mmproj, hidden);
+      },
+      mmproj, [&] { fs::resize_file(mmproj, fs::file_size(mmproj) / 3); });
 }
 
 // ---------------------------------------------------------------------------------------------

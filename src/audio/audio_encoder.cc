@@ -125,7 +125,14 @@ StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::Load(const LoadedModel& mo
   enc->text_hidden_ = model.config().hidden_size;
   GEMMA4_RETURN_IF_ERROR(enc->LoadTensors(
       [ckpt](const std::string& name) { return ckpt->Find(name); }, ckpt->path(), false));
+  enc->checkpoint_ = ckpt;
   return enc;
+}
+
+Status AudioEncoder::CheckWeightsUnchanged() const {
+  if (mmproj_ != nullptr) GEMMA4_RETURN_IF_ERROR(mmproj_->CheckUnchanged());
+  if (checkpoint_ != nullptr) GEMMA4_RETURN_IF_ERROR(checkpoint_->CheckFilesUnchanged());
+  return OkStatus();
 }
 
 Status AudioEncoder::LoadTensors(const std::function<const TensorView*(const std::string&)>& find,
@@ -432,6 +439,7 @@ StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::LoadMmproj(const std::stri
 
 Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
                             std::vector<float>* soft_tokens) const {
+  GEMMA4_RETURN_IF_ERROR(CheckWeightsUnchanged());
   const AudioConfig& c = config_;
   const int64_t T = features.num_frames, F = features.feature_size;
   if (F != features_.feature_size) {

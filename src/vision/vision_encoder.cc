@@ -83,7 +83,14 @@ StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::Load(const LoadedModel& 
   enc->text_hidden_ = model.config().hidden_size;
   GEMMA4_RETURN_IF_ERROR(
       enc->LoadTensors([ckpt](const std::string& name) { return ckpt->Find(name); }, ckpt->path()));
+  enc->checkpoint_ = ckpt;
   return enc;
+}
+
+Status VisionEncoder::CheckWeightsUnchanged() const {
+  if (mmproj_ != nullptr) GEMMA4_RETURN_IF_ERROR(mmproj_->CheckUnchanged());
+  if (checkpoint_ != nullptr) GEMMA4_RETURN_IF_ERROR(checkpoint_->CheckFilesUnchanged());
+  return OkStatus();
 }
 
 Status VisionEncoder::LoadTensors(const std::function<const TensorView*(const std::string&)>& find,
@@ -350,6 +357,7 @@ StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::LoadMmproj(const std::st
 
 Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool,
                              std::vector<float>* out) const {
+  GEMMA4_RETURN_IF_ERROR(CheckWeightsUnchanged());
   const VisionConfig& c = config_;
   const int64_t N = image.num_patches();
   const int64_t Hv = c.hidden_size, hd = c.head_dim, I = c.intermediate_size;
