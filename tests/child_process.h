@@ -16,21 +16,13 @@
 #include <functional>
 #include <string>
 
+#include "sanitizers.h"
+
 namespace gemma4::testing {
 
 // Sanitizer runtimes reserve terabytes of shadow address space, so an address-space limit
 // cannot be applied under them.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-inline constexpr bool kAddressSpaceLimitsWork = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-inline constexpr bool kAddressSpaceLimitsWork = false;
-#else
-inline constexpr bool kAddressSpaceLimitsWork = true;
-#endif
-#else
-inline constexpr bool kAddressSpaceLimitsWork = true;
-#endif
+inline constexpr bool kAddressSpaceLimitsWork = !kSanitizedBuild;
 
 // How the child ended: exit status, or the signal that killed it.
 struct ChildResult {

@@ -13,6 +13,7 @@
 #include "api/session_impl.h"
 #include "gemma4/model.h"
 #include "gemma4/session.h"
+#include "sanitizers.h"
 #include "util/json.h"
 
 namespace gemma4 {
@@ -229,12 +230,10 @@ TEST_P(SessionReuseTest, NextTurnsProcessOnlyNewTokens) {
       // 500-token replies with thinking: a 500-token thought and a 500-token answer (the
       // case that needs the rewind point); plain and tool replies take the same path at 40.
       if (kind != Kind::kThinking && n == 500) continue;
-#ifndef __OPTIMIZE__
-      // Unoptimized (sanitizer) builds run the 500-token case on one variant only: it is the
-      // same code path for all four, and at -O0 with ASan it alone would exceed ctest's limit.
-      // Optimized builds (the README's test command) run every variant.
-      if (n == 500 && GetParam() != "tiny-e2b") continue;
-#endif
+      // Sanitizer builds run the 500-token case on one variant only: it is the same code path
+      // for all four, and under ASan it alone would take minutes. Plain builds (the README's
+      // test command) run every variant.
+      if (testing::kSanitizedBuild && n == 500 && GetParam() != "tiny-e2b") continue;
       Totals totals;
       RunConversation(model, kind, n, &totals);
       std::printf("reuse %s %s reply %zu: turns 2-3 processed %lld of %lld prompt tokens\n",
