@@ -261,6 +261,27 @@ TEST(LoaderSafetensorsTest, ValidFileParses) {
   EXPECT_TRUE(empty->empty());
 }
 
+// A header's metadata costs memory in proportion to its values, not its bytes ("0," is two
+// bytes, a parsed value 40): past kMaxSafetensorsHeaderValues the header is refused while it is
+// parsed, before it costs gigabytes; a header just under the bound still loads.
+TEST(LoaderSafetensorsTest, HeaderValueCountIsBounded) {
+  auto header_with = [](size_t metadata_values) {
+    std::string header = R"({"__metadata__":{"junk":[)";
+    header.reserve(header.size() + 2 * metadata_values + 64);
+    for (size_t i = 0; i < metadata_values; ++i) header += i == 0 ? "0" : ",0";
+    header += R"(]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+    return MakeSafetensors(header, std::string(4, '\0'));
+  };
+  // Values besides the array's elements: the root, __metadata__, junk, and tensor "a" (its
+  // object, dtype, shape + 1 element, offsets + 2 elements).
+  const size_t other_values = 10;
+  auto fits = Parse(header_with(kMaxSafetensorsHeaderValues - other_values));
+  ASSERT_TRUE(fits.ok()) << fits.status().ToString();
+  EXPECT_EQ(fits->size(), 1u);
+  EXPECT_STATUS(Parse(header_with(kMaxSafetensorsHeaderValues - other_values + 1)).status(),
+                StatusCode::kInvalidArgument, "bad.safetensors header", "more values");
+}
+
 TEST(LoaderSafetensorsTest, ShorterThanEightBytes) {
   for (size_t n = 0; n < 8; ++n) {
     auto r = Parse(std::string(n, '\x01'));

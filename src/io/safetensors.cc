@@ -44,7 +44,8 @@ StatusOr<std::vector<TensorView>> ParseSafetensors(const uint8_t* bytes, size_t 
                                 " exceeds the 100 MB limit");
   }
   const std::string_view header(reinterpret_cast<const char*>(bytes + 8), header_len);
-  GEMMA4_ASSIGN_OR_RETURN(json::Value root, json::Parse(header, file_name + " header"));
+  GEMMA4_ASSIGN_OR_RETURN(json::Value root,
+                          json::Parse(header, file_name + " header", kMaxSafetensorsHeaderValues));
   if (!root.is_object()) {
     return InvalidArgumentError(file_name + ": header is not a JSON object");
   }

@@ -18,6 +18,10 @@ namespace gemma4 {
 
 // Largest header accepted (the format's own readers use 100 MB).
 inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100ull << 20;
+// Most JSON values a header may hold. A tensor entry takes about 10 (dtype, shape, offsets), so
+// this allows 400,000 tensors (Gemma 4 31B has under 2,000), while a hostile header of "0,0,..."
+// metadata is refused before it costs more than about 160 MB in memory.
+inline constexpr size_t kMaxSafetensorsHeaderValues = 4'000'000;
 
 // Parses the safetensors layout of `bytes` (a whole file's contents). Tensor views point into
 // `bytes`. `file_name` is used in error messages and recorded in each view.

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <stdexcept>
 #include <unordered_set>
@@ -21,7 +22,8 @@ const std::string& EmptyString() {
 
 class Parser {
  public:
-  Parser(std::string_view text, std::string_view source) : text_(text), source_(source) {}
+  Parser(std::string_view text, std::string_view source, size_t max_values)
+      : text_(text), source_(source), values_left_(max_values) {}
 
   StatusOr<Value> ParseDocument() {
     SkipWhitespace();
@@ -69,6 +71,10 @@ class Parser {
   // `depth` is the number of arrays/objects enclosing the value.
   Status ParseValue(Value* out, int depth) {
     if (pos_ >= text_.size()) return Error("unexpected end of input, expected a value");
+    if (values_left_ == 0) {
+      return Error("more values than this document may hold (" + std::to_string(max_values_) + ")");
+    }
+    --values_left_;
     char c = text_[pos_];
     if ((c == '{' || c == '[') && depth >= kMaxDepth) {
       return Error("nesting deeper than 256 levels");
@@ -370,6 +376,8 @@ class Parser {
   std::string_view text_;
   std::string_view source_;
   size_t pos_ = 0;
+  size_t values_left_;  // values the document may still hold (Parse's max_values)
+  const size_t max_values_ = values_left_;
 };
 
 }  // namespace
@@ -544,10 +552,14 @@ std::string Value::Serialize() const {
 }
 
 StatusOr<Value> Parse(std::string_view text, std::string_view source) {
+  return Parse(text, source, std::numeric_limits<size_t>::max());
+}
+
+StatusOr<Value> Parse(std::string_view text, std::string_view source, size_t max_values) {
   // The document is built in memory: a large one can fail to allocate (a memory limit, a
   // hostile input). That is the caller's error to report, never an exception.
   try {
-    Parser parser(text, source);
+    Parser parser(text, source, max_values);
     return parser.ParseDocument();
   } catch (const std::bad_alloc&) {
   } catch (const std::length_error&) {

@@ -79,6 +79,10 @@ class Value {
 // Parses a complete JSON document (surrounding whitespace allowed). `source` names the input
 // in error messages, e.g. "config.json: line 3, column 14: expected ':' after object key".
 StatusOr<Value> Parse(std::string_view text, std::string_view source = "json");
+// The same with at most `max_values` values in the document (every scalar, array and object
+// counts one): formats whose legitimate documents are small for their size bound the memory
+// a hostile one can cost (a value takes 40 bytes for as little as 2 bytes of text).
+StatusOr<Value> Parse(std::string_view text, std::string_view source, size_t max_values);
 
 // Appends the JSON string literal for `s` (quoted and escaped) to `out`.
 void AppendQuoted(std::string_view s, std::string* out);
