@@ -6,6 +6,7 @@
 // (the checksum path). A restored session must save again.
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "gemma4/model.h"
@@ -23,15 +24,21 @@ struct Fixture {
   std::string prefix;  // magic + fingerprint of a state saved by this model
 };
 
+// The fixtures of the checkout this was built from; GEMMA4_FIXTURES_DIR in the environment
+// overrides it for a binary run elsewhere (a fuzzing campaign on another machine).
+std::string FixturesDir() {
+  const char* dir = std::getenv("GEMMA4_FIXTURES_DIR");
+  return dir != nullptr && *dir != 0 ? dir : GEMMA4_FIXTURES_DIR;
+}
+
 const Fixture& GetFixture() {
   static const Fixture fixture = [] {
     Fixture f;
     gemma4::ModelOptions options;
     options.threads = 1;
-    options.tokenizer_path =
-        std::string(GEMMA4_FIXTURES_DIR) + "/chat/tiny_tokenizer/tokenizer.json";
-    auto model =
-        gemma4::Model::Load(std::string(GEMMA4_FIXTURES_DIR) + "/models/tiny-e2b/gemma4", options);
+    const std::string fixtures = FixturesDir();
+    options.tokenizer_path = fixtures + "/chat/tiny_tokenizer/tokenizer.json";
+    auto model = gemma4::Model::Load(fixtures + "/models/tiny-e2b/gemma4", options);
     if (!model.ok()) __builtin_trap();
     f.model = *model;
     auto session = gemma4::Session::Create(f.model);
