@@ -19,6 +19,7 @@
 
 #include "io/mapped_file.h"
 #include "reference_fixture.h"
+#include "sanitizers.h"
 #include "util/json.h"
 
 namespace gemma4 {
@@ -67,6 +68,11 @@ std::string ShellQuote(const std::string& s) {
 std::vector<char> ReadBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::vector<char>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+std::string ReadText(const std::string& path) {
+  const std::vector<char> bytes = ReadBytes(path);
+  return std::string(bytes.begin(), bytes.end());
 }
 
 std::vector<float> ReadFloats(const std::string& path) {
@@ -807,6 +813,51 @@ TEST_F(CliTest, ChatShowsStopReasonAndHonoursSeed) {
   }
   std::sort(outputs.begin(), outputs.end());
   EXPECT_GE(std::unique(outputs.begin(), outputs.end()) - outputs.begin(), 2);
+}
+
+// The CLI under an address-space limit swept from where its shared libraries first load to
+// where a reply fits: every step ends in exit 0 or exit 1 with a message, never a signal (an
+// abort from an exception escaping main, a SIGSEGV from an unchecked allocation).
+TEST_F(CliTest, AddressSpaceSweepEndsInCleanExits) {
+  if (testing::kSanitizedBuild) GTEST_SKIP() << "address-space limits under a sanitizer";
+  const std::string model = ModelDir("tiny-e2b") + "/gemma4";
+  const std::string tokenizer =
+      std::string(GEMMA4_FIXTURES_DIR) + "/chat/tiny_tokenizer/tokenizer.json";
+  // Exit status, or -signal when a signal ended it.
+  auto run_at = [&](size_t kib) {
+    std::string cmd = "ulimit -v " + std::to_string(kib) + " && exec " +
+                      ShellQuote(GEMMA4_CLI_PATH) + " run --model " + ShellQuote(model) +
+                      " --tokenizer " + ShellQuote(tokenizer) +
+                      " --prompt 'Say something long' -n 24 --threads 2 >/dev/null 2>" +
+                      ShellQuote(Path("sweep_err.txt"));
+    const int status = std::system(cmd.c_str());
+    if (status != -1 && WIFEXITED(status)) return WEXITSTATUS(status);
+    return status != -1 && WIFSIGNALED(status) ? -WTERMSIG(status) : -1000;
+  };
+  // The dynamic loader needs its libraries mapped first (exit 127 below that): find that
+  // point by bisection, so the sweep covers this machine's library sizes.
+  size_t lo = 16 << 10, hi = 4 << 20;  // KiB
+  ASSERT_NE(run_at(hi), 127) << "the CLI does not start even with 4 GiB of address space";
+  while (hi - lo > 256) {
+    const size_t mid = (lo + hi) / 2;
+    (run_at(mid) == 127 ? lo : hi) = mid;
+  }
+  int errors = 0, successes = 0;
+  for (size_t kib = hi; kib <= hi + (16 << 10); kib += 256) {
+    const int code = run_at(kib);
+    if (code == 127) continue;  // the loader, before any code of ours runs
+    ASSERT_TRUE(code == 0 || code == 1)
+        << "limit " << kib << " KiB: exit " << code << ": " << ReadText(Path("sweep_err.txt"));
+    if (code == 1) {
+      EXPECT_NE(ReadText(Path("sweep_err.txt")).find("gemma4 run: "), std::string::npos);
+    }
+    (code == 0 ? successes : errors)++;
+  }
+  std::printf("address-space sweep from %zu KiB: %d clean errors, %d replies\n", hi, errors,
+              successes);
+  // The sweep crossed the point where the reply fits.
+  EXPECT_GT(errors, 0);
+  EXPECT_GT(successes, 0);
 }
 
 }  // namespace

@@ -7,10 +7,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
+#include <new>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "audio/audio_encoder.h"
@@ -728,4 +731,19 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace gemma4
 
-int main(int argc, char** argv) { return gemma4::Main(argc, argv); }
+// The library reports failures as Status; the command-line code around it (argument parsing,
+// output buffers, std::thread in the chat loop) can still throw on exhausted memory or threads.
+// Those end the command with exit 1 and a message, as a Status would, never with an abort.
+int main(int argc, char** argv) {
+  const char* command = argc > 1 ? argv[1] : "";
+  try {
+    return gemma4::Main(argc, argv);
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "gemma4 %s: RESOURCE_EXHAUSTED: out of memory\n", command);
+  } catch (const std::system_error& e) {
+    std::fprintf(stderr, "gemma4 %s: RESOURCE_EXHAUSTED: %s\n", command, e.what());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gemma4 %s: INTERNAL: %s\n", command, e.what());
+  }
+  return 1;
+}
