@@ -26,14 +26,19 @@ void PartRange(int64_t n, int parts, int index, int64_t* begin, int64_t* end) {
   *end = *begin + base + (index < rem ? 1 : 0);
 }
 
-// Spins until pred() holds or kSpin elapses; returns pred().
+// Spins until pred() holds or `spin` elapses; returns pred(). Every 1024 pauses it also yields,
+// so that on a core shared with other runnable threads (another process, or a pool larger than
+// the machine) the spinner hands its time slice to them instead of burning it.
 template <class Pred>
-bool SpinUntil(Pred pred) {
-  const auto deadline = std::chrono::steady_clock::now() + kSpin;
+bool SpinUntil(std::chrono::microseconds spin, Pred pred) {
+  if (spin.count() == 0) return pred();
+  const auto deadline = std::chrono::steady_clock::now() + spin;
   int n = 0;
   while (!pred()) {
     GEMMA4_CPU_RELAX();
-    if (++n % 64 == 0 && std::chrono::steady_clock::now() > deadline) return pred();
+    if (++n % 64 != 0) continue;
+    if (std::chrono::steady_clock::now() > deadline) return pred();
+    if (n % 1024 == 0) std::this_thread::yield();  // tens of microseconds apart
   }
   return true;
 }
@@ -46,6 +51,10 @@ int ThreadPool::MaxThreads() {
 }
 
 ThreadPool::ThreadPool(int num_threads) {
+  const int hardware = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // More threads than hardware threads: a spinning thread would hold a core that a descheduled
+  // worker with chunks to run needs, so threads block at once.
+  spin_ = num_threads > hardware ? std::chrono::microseconds(0) : kSpin;
   const int extra = std::max(0, std::min(num_threads, MaxThreads()) - 1);
   try {
     workers_.reserve(extra);
@@ -93,7 +102,7 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
   }
   work_cv_.notify_all();
   RunChunks();
-  if (!SpinUntil([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
+  if (!SpinUntil(spin_, [this] { return pending_.load(std::memory_order_acquire) == 0; })) {
     std::unique_lock<std::mutex> lock(mu_);
     done_cv_.wait(lock, [this] { return pending_.load(std::memory_order_acquire) == 0; });
   }
@@ -132,7 +141,7 @@ void ThreadPool::WorkerLoop() {
       return generation_.load(std::memory_order_acquire) != seen ||
              stop_.load(std::memory_order_acquire);
     };
-    if (!SpinUntil(has_work)) {
+    if (!SpinUntil(spin_, has_work)) {
       std::unique_lock<std::mutex> lock(mu_);
       work_cv_.wait(lock, has_work);
     }

@@ -3,7 +3,8 @@
 // calling thread and the workers take in turn, so a thread slowed by other load on a shared
 // machine takes fewer chunks instead of holding everyone up. Decode issues hundreds of short
 // ParallelFor calls per token, so idle workers spin briefly before sleeping, and the caller spins
-// briefly for completion.
+// briefly for completion; spinning yields to other runnable threads, and a pool with more
+// threads than the machine has hardware threads does not spin at all.
 //
 // Failures: the pool never throws from its constructor and never lets an exception escape a
 // worker. Threads that cannot be created (a process limit, no memory for a stack) leave a
@@ -17,6 +18,7 @@
 #define GEMMA4_SRC_RUNTIME_THREAD_POOL_H_
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -58,6 +60,7 @@ class ThreadPool {
   void RunChunks();
 
   std::vector<std::thread> workers_;
+  std::chrono::microseconds spin_{0};  // how long idle threads spin before blocking
   std::mutex mu_;
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;
