@@ -343,6 +343,9 @@ Status InferenceState::ForwardChunk(const ForwardInput& input, int64_t offset, i
     ops::RmsNorm(x_.data() + (first_row + t) * H, w.final_norm.data(), H, eps,
                  normed_.data() + t * H);
   }
+  if (hidden_out_ != nullptr) {
+    hidden_out_->insert(hidden_out_->end(), normed_.begin(), normed_.begin() + rows * H);
+  }
   ops::MatMul(w.embed, normed_.data(), rows, logits, pool_);
   const float cap = config_.final_logit_softcap;
   if (cap > 0) {

@@ -100,6 +100,10 @@ class InferenceState {
   const KvCache& kv_cache() const { return cache_; }
   // Phase timings accumulate into *profile (null: none, the default, which costs nothing).
   void set_profile(ForwardProfile* profile) { profile_ = profile; }
+  // When set, every Forward call that computes logits also appends the final-normed hidden
+  // state (the LM head's input, [rows, hidden]) of each row it computes logits for: what an
+  // assistant drafter conditions on. Null (the default): not kept.
+  void set_hidden_output(std::vector<float>* rows) { hidden_out_ = rows; }
 
  private:
   // logits: null, or [s, vocab] (all_rows) or [vocab] for the chunk's last token.
@@ -131,6 +135,7 @@ class InferenceState {
   // or the end of its bidirectional block.
   std::vector<int64_t> sliding_key_end_;
   ForwardProfile* profile_ = nullptr;
+  std::vector<float>* hidden_out_ = nullptr;
 };
 
 }  // namespace gemma4

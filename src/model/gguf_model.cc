@@ -96,14 +96,17 @@ Status CheckRange(const gguf::File& f, const char* what, int64_t v, int64_t lo, 
 
 }  // namespace
 
-StatusOr<ModelConfig> ConfigFromGguf(const gguf::File& f) {
+StatusOr<ModelConfig> ConfigFromGguf(const gguf::File& f) { return ConfigFromGguf(f, kArch); }
+
+StatusOr<ModelConfig> ConfigFromGguf(const gguf::File& f, const std::string& arch_name) {
+  auto Key = [&](const char* suffix) { return arch_name + "." + suffix; };
   const gguf::Value* arch = f.Find("general.architecture");
   if (arch == nullptr || arch->type != gguf::ValueType::kString) {
     return InvalidArgumentError(f.path() + ": missing general.architecture");
   }
-  if (arch->s != kArch) {
+  if (arch->s != arch_name) {
     return InvalidArgumentError(f.path() + ": architecture '" + arch->s +
-                                "' is not a Gemma 4 model (expected 'gemma4')");
+                                "' is not a Gemma 4 model (expected '" + arch_name + "')");
   }
   MetaReader m(f);
   ModelConfig c;
@@ -125,6 +128,9 @@ StatusOr<ModelConfig> ConfigFromGguf(const gguf::File& f) {
   GEMMA4_RETURN_IF_ERROR(m.Int(Key("attention.shared_kv_layers"), &shared, false));
   // Bounded before the int arithmetic on it below (a fuzzed file's -2^31 overflowed there).
   GEMMA4_RETURN_IF_ERROR(CheckRange(f, "attention.shared_kv_layers", shared, 0, 1 << 16));
+  // An assistant drafter shares every layer with its target; its decoder reads as one without
+  // sharing (the drafter marks the layers itself).
+  if (arch_name != kArch) shared = 0;
   GEMMA4_RETURN_IF_ERROR(m.Int(Key("embedding_length_per_layer_input"), &ple, false));
   GEMMA4_RETURN_IF_ERROR(CheckRange(f, "embedding_length_per_layer_input", ple, 0, 1 << 16));
   GEMMA4_RETURN_IF_ERROR(m.Int(Key("context_length"), &context, false));

@@ -13,6 +13,9 @@ namespace gemma4 {
 
 // Builds the configuration from a gemma4 GGUF file's metadata and tensor shapes.
 StatusOr<ModelConfig> ConfigFromGguf(const gguf::File& file);
+// The same for another architecture that uses gemma4's keys under its own name
+// ("gemma4-assistant": drafters, whose layers all read the target's cache, read as unshared).
+StatusOr<ModelConfig> ConfigFromGguf(const gguf::File& file, const std::string& arch);
 
 // GGUF name of a text tensor given its Hugging Face name without the model prefix, e.g.
 // "layers.3.self_attn.q_proj.weight" -> "blk.3.attn_q.weight". Empty if there is none.
