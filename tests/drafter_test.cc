@@ -130,6 +130,14 @@ TEST(Drafter, LoadsAndChecksCompatibility) {
   EXPECT_FALSE(Drafter::Load(ModelDir("tiny-e2b") + "/gemma4_text").ok());
 }
 
+// GGUF drafters as tools/reference/make_assistant_gguf.py writes them (llama.cpp's converter's
+// names and keys; the E2B-shaped one keeps its centroid head).
+TEST(Drafter, GgufMatchesTransformersLogits) {
+  for (const char* v : kTargets) {
+    CheckDraftLogits(v, ModelDir(v) + "/assistant.gguf", KvType::kF32, kTolerance);
+  }
+}
+
 TEST(Drafter, MatchesTransformersLogits) {
   for (const char* v : kTargets)
     CheckDraftLogits(v, ModelDir(v) + "/assistant", KvType::kF32, kTolerance);

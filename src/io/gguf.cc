@@ -258,6 +258,9 @@ bool GgmlTypeToDType(uint32_t ggml_type, DType* out) {
     case 30:
       *out = DType::kBF16;
       return true;
+    case 26:  // I32: index tensors (an assistant drafter's token ordering), never weights
+      *out = DType::kI32;
+      return true;
     default:
       return false;
   }
@@ -377,7 +380,7 @@ StatusOr<std::unique_ptr<File>> File::Parse(const uint8_t* data, size_t size,
       return UnimplementedError(name + ": tensor '" + info.name + "' has ggml type " +
                                 std::to_string(type) +
                                 ", which is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K, "
-                                "Q6_K are)");
+                                "Q6_K, I32 are)");
     }
     if (ne[0] % BlockElements(info.type) != 0) {
       return InvalidArgumentError(name + ": tensor '" + info.name + "' row of " +
