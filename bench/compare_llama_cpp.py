@@ -6,6 +6,13 @@ tokens/s of each and the gemma4 / llama.cpp ratios.
     bench/compare_llama_cpp.py --llama-bench ~/llama.cpp/build/bin/llama-bench \\
         --gemma4 build/gemma4 --model e2b-q4_0.gguf -t 2 -p 512 -n 128 -r 5 --rounds 3
 
+Long context: -d 32768 -ctk q8_0 -ctv q8_0 runs both at that depth with that KV cache type
+(llama-bench with flash attention, -fa 1, which its quantized V cache needs; gemma4's
+attention is always fused). Each table row names the depth and the KV type, and the ratio is
+checked against issue 19's goal for that row where there is one (depth 0: pp 2.5x, tg 1.5x;
+depth > 0: pp 2x, tg 1.5x). The llama.cpp build (llama-bench's build_commit and
+build_number) heads the table.
+
 Build llama.cpp from a local checkout first (cmake -B build && cmake --build build -j); this
 script only runs the binaries. Both tools are asked for `-o json`; the fields read (n_prompt,
 n_gen, n_threads, avg_ts) are llama-bench's.
@@ -24,7 +31,20 @@ def run(cmd):
 
 
 def key(obj):
-    return ("pp%d" % obj["n_prompt"]) if obj["n_prompt"] > 0 else ("tg%d" % obj["n_gen"])
+    test = ("pp%d" % obj["n_prompt"]) if obj["n_prompt"] > 0 else ("tg%d" % obj["n_gen"])
+    if obj.get("n_depth", 0) > 0:
+        test += " @ d%d" % obj["n_depth"]
+    return test
+
+
+def goal(test):
+    """Issue 19's target ratio for a test name, or None."""
+    deep = "@ d" in test
+    if test.startswith("pp"):
+        return 2.0 if deep else 2.5
+    if test.startswith("tg"):
+        return 1.5
+    return None
 
 
 def main():
@@ -36,24 +56,47 @@ def main():
     ap.add_argument("-p", "--n-prompt", default="512")
     ap.add_argument("-n", "--n-gen", default="128")
     ap.add_argument("-r", "--repetitions", default="5")
+    ap.add_argument("-d", "--n-depth", default="0", help="context depths, as llama-bench's -d")
+    ap.add_argument("-ctk", "--cache-type-k", default="f16", help="KV cache type (f16, f32, "
+                    "q8_0, q4_0), given to both tools")
+    ap.add_argument("-ctv", "--cache-type-v", default=None, help="default: -ctk")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per tool")
     args = ap.parse_args()
+    ctv = args.cache_type_v or args.cache_type_k
     common = ["-m", args.model, "-t", args.threads, "-p", args.n_prompt, "-n", args.n_gen,
-              "-r", args.repetitions, "-o", "json"]
+              "-r", args.repetitions, "-d", args.n_depth, "-ctk", args.cache_type_k, "-ctv", ctv,
+              "-o", "json"]
+    # llama.cpp needs flash attention for a quantized V cache; with it, an f16 cache takes the
+    # same fused path gemma4 always uses.
+    llama_extra = ["-fa", "1"]
     results = {"llama.cpp": {}, "gemma4": {}}
+    build = "?"
     for r in range(args.rounds):
-        for name, cmd in (("llama.cpp", [args.llama_bench]), ("gemma4", [args.gemma4, "bench"])):
+        for name, cmd in (("llama.cpp", [args.llama_bench] + llama_extra),
+                          ("gemma4", [args.gemma4, "bench"])):
             for obj in run(cmd + common):
-                results[name].setdefault((key(obj), obj["n_threads"]), []).append(obj["avg_ts"])
+                k = (key(obj), obj["n_threads"], obj.get("type_k", args.cache_type_k))
+                results[name].setdefault(k, []).append(obj["avg_ts"])
+                if name == "llama.cpp":
+                    build = "%s (build %s)" % (obj.get("build_commit", "?"),
+                                               obj.get("build_number", "?"))
             print("round %d/%d: %s done" % (r + 1, args.rounds, name), file=sys.stderr)
-    print("| test | threads | llama.cpp t/s | gemma4 t/s | ratio |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print("llama.cpp: %s, %s" % (args.llama_bench, build))
+    print("| test | threads | KV type | llama.cpp t/s | gemma4 t/s | ratio (range over rounds) "
+          "| goal |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | --- |")
     for k in sorted(results["gemma4"]):
         if k not in results["llama.cpp"]:
             continue
         a = statistics.median(results["llama.cpp"][k])
         b = statistics.median(results["gemma4"][k])
-        print("| %s | %d | %.2f | %.2f | %.2fx |" % (k[0], k[1], a, b, b / a))
+        # Each round's ratio (the tools alternate, so round i of one meets round i of the other).
+        ratios = [g / l for l, g in zip(results["llama.cpp"][k], results["gemma4"][k])]
+        target = goal(k[0])
+        verdict = "" if target is None else ("%.1fx: %s" % (
+            target, "met" if b / a >= target else "not met"))
+        print("| %s | %d | %s | %.2f | %.2f | %.2fx (%.2f-%.2f) | %s |" % (
+            k[0], k[1], k[2], a, b, b / a, min(ratios), max(ratios), verdict))
 
 
 if __name__ == "__main__":

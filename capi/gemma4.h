@@ -71,11 +71,15 @@ GEMMA4_API void gemma4_free(void* p);
 typedef struct gemma4_model gemma4_model;
 
 /* Element type of the KV cache. AUTO: f16 for block-quantized weights (half the cache memory
- * and bandwidth, as llama.cpp's default), f32 for float weights (the exact path). */
+ * and bandwidth, as llama.cpp's default), f32 for float weights (the exact path). Q8_0 and
+ * Q4_0 (added after 0.4.0): llama.cpp's block types, 0.27x and 0.14x of f32; models whose head_dim
+ * is not a multiple of 32 refuse them when a session starts. */
 typedef enum gemma4_kv_cache_type {
   GEMMA4_KV_CACHE_AUTO = 0,
   GEMMA4_KV_CACHE_F32 = 1,
-  GEMMA4_KV_CACHE_F16 = 2
+  GEMMA4_KV_CACHE_F16 = 2,
+  GEMMA4_KV_CACHE_Q8_0 = 3,
+  GEMMA4_KV_CACHE_Q4_0 = 4
 } gemma4_kv_cache_type;
 
 typedef struct gemma4_model_options {

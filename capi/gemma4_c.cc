@@ -239,10 +239,16 @@ gemma4_status gemma4_model_load(const char* path, const gemma4_model_options* op
       case GEMMA4_KV_CACHE_F16:
         mo.kv_cache_type = gemma4::KvCacheType::kF16;
         break;
+      case GEMMA4_KV_CACHE_Q8_0:
+        mo.kv_cache_type = gemma4::KvCacheType::kQ8_0;
+        break;
+      case GEMMA4_KV_CACHE_Q4_0:
+        mo.kv_cache_type = gemma4::KvCacheType::kQ4_0;
+        break;
       default:
         return Fail(GEMMA4_INVALID_ARGUMENT,
                     "gemma4_model_load: kv_cache_type " + std::to_string(o.kv_cache_type) +
-                        " is not a gemma4_kv_cache_type (0 auto, 1 f32, 2 f16)");
+                        " is not a gemma4_kv_cache_type (0 auto, 1 f32, 2 f16, 3 q8_0, 4 q4_0)");
     }
     if (o.progress != nullptr) {
       auto fn = o.progress;

@@ -198,5 +198,94 @@ TEST(QuantAccuracyTest, SyntheticQ4_0RecipeTracksFloat) {
   }
 }
 
+// KV cache types against the f32 cache, same weights: top-1 agreement and mean KL(f32 cache ||
+// candidate) over every position of the reference prompts (fixtures whose head_dim holds
+// blocks of 32: tiny-e2b and tiny-26b-a4b) and of a 300-token prompt on a synthetic E2B-shaped
+// model (E2B's head_dim 256 / 512, 8 query heads on one KV head, its layer pattern and KV
+// sharing; 8 layers, sliding window 128 so the rings wrap).
+Metrics MeasureKv(const LoadedModel& model, const std::vector<std::vector<int32_t>>& prompts,
+                  KvType type, ThreadPool* pool) {
+  std::vector<float> all_ref, all_got, logits;
+  for (const auto& ids : prompts) {
+    InferenceState exact(model, pool, kDefaultMaxChunk, KvType::kF32);
+    EXPECT_TRUE(exact.Forward(ids.data(), ids.size(), LogitsMode::kAll, &logits).ok());
+    all_ref.insert(all_ref.end(), logits.begin(), logits.end());
+    InferenceState state(model, pool, kDefaultMaxChunk, type);
+    EXPECT_EQ(state.kv_type(), type);
+    EXPECT_TRUE(state.Forward(ids.data(), ids.size(), LogitsMode::kAll, &logits).ok());
+    all_got.insert(all_got.end(), logits.begin(), logits.end());
+  }
+  return Compare(all_ref, all_got, model.config().vocab_size);
+}
+
+void CheckKv(const std::string& name, const LoadedModel& model,
+             const std::vector<std::vector<int32_t>>& prompts,
+             const std::vector<std::pair<KvType, Bound>>& bounds) {
+  ThreadPool pool(2);
+  for (const auto& [type, bound] : bounds) {
+    const Metrics m = MeasureKv(model, prompts, type, &pool);
+    std::printf("KV cache %s on %s vs the f32 cache: top-1 agreement %.3f, mean KL %.6f nats\n",
+                KvTypeName(type), name.c_str(), m.top1, m.mean_kl);
+    EXPECT_GE(m.top1, bound.min_top1) << name << " " << KvTypeName(type);
+    EXPECT_LE(m.mean_kl, bound.max_kl) << name << " " << KvTypeName(type);
+  }
+}
+
+// Bounds: about 2x the measured KL and a few points under the measured top-1 (measured values in
+// the comments, printed above each check). tiny-e2b, like its weights (see above), is far more
+// sensitive than the others; a wrong block layout or scale gives top-1 near 1/vocab and KL of
+// several nats.
+TEST(QuantAccuracyTest, KvCacheTypesTrackTheF32CacheOnFixtures) {
+  const std::vector<std::pair<const char*, std::vector<std::pair<KvType, Bound>>>> cases = {
+      // Measured top-1 / KL: f16 1.000 / 5e-6, q8_0 0.960 / 0.0026, q4_0 0.762 / 0.43.
+      {"tiny-e2b",
+       {{KvType::kF16, {0.99, 2e-5}},
+        {KvType::kQ8_0, {0.92, 0.006}},
+        {KvType::kQ4_0, {0.65, 0.9}}}},
+      // Measured: f16 1.000 / 1e-8, q8_0 1.000 / 2e-6, q4_0 1.000 / 6.3e-4.
+      {"tiny-26b-a4b",
+       {{KvType::kF16, {0.99, 1e-6}},
+        {KvType::kQ8_0, {0.99, 1e-5}},
+        {KvType::kQ4_0, {0.97, 0.0015}}}},
+  };
+  for (const auto& [variant, bounds] : cases) {
+    auto model = LoadedModel::Load(testing::ModelDir(variant) + "/gemma4");
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    std::vector<std::vector<int32_t>> prompts;
+    for (const auto& p : testing::LoadReferenceFixture(variant).prompts) prompts.push_back(p.ids);
+    CheckKv(variant, **model, prompts, bounds);
+  }
+}
+
+TEST(QuantAccuracyTest, KvCacheTypesTrackTheF32CacheOnSyntheticE2b) {
+  auto root = json::Parse(R"({"model_type": "gemma4_text", "vocab_size": 2048,
+      "hidden_size": 512, "intermediate_size": 512, "num_hidden_layers": 8,
+      "num_attention_heads": 8, "num_key_value_heads": 1, "head_dim": 256, "global_head_dim": 512,
+      "sliding_window": 128, "hidden_size_per_layer_input": 64, "vocab_size_per_layer_input": 2048,
+      "num_kv_shared_layers": 3, "final_logit_softcapping": 30.0,
+      "layer_types": ["sliding_attention", "sliding_attention", "sliding_attention",
+                      "sliding_attention", "full_attention", "sliding_attention",
+                      "sliding_attention", "full_attention"]})");
+  ASSERT_TRUE(root.ok());
+  auto config = ParseModelConfig(*root, "synthetic");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  const std::string path = "/tmp/gemma4_kv_accuracy_" + std::to_string(getpid()) + ".gguf";
+  ThreadPool pool(2);
+  gguf::Writer writer;
+  ASSERT_TRUE(WriteGgufModel(*config, SyntheticTensors(*config, 5), *ParseRecipe("f32"), &writer,
+                             path, &pool)
+                  .ok());
+  auto model = LoadedModel::Load(path);
+  std::remove(path.c_str());
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  std::vector<int32_t> ids;
+  for (int t = 0; t < 300; ++t) ids.push_back((t * 131 + 7) % 2048);
+  // Measured top-1 / KL: f16 1.000 / < 1e-6, q8_0 1.000 / 3.2e-5, q4_0 1.000 / 0.0067.
+  CheckKv("synthetic E2B", **model, {ids},
+          {{KvType::kF16, {0.99, 1e-6}},
+           {KvType::kQ8_0, {0.99, 1e-4}},
+           {KvType::kQ4_0, {0.97, 0.016}}});
+}
+
 }  // namespace
 }  // namespace gemma4

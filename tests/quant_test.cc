@@ -819,6 +819,52 @@ TEST_P(KernelTest, AttentionKernelsOverF16MatchF32) {
   }
 }
 
+// Quantized KV cache rows: every ISA's dequantization gives the reference's bits (d * q in one
+// rounding) and quant::DequantizeRow's values, on odd block counts and unaligned addresses, with
+// extreme block values (-128 and 127 in Q8_0, every nibble in Q4_0) and scales (0, subnormal,
+// the largest half).
+TEST_P(KernelTest, KvDequantizationMatchesReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  const kernels::KernelTable& ref = kernels::ReferenceTable();
+  std::mt19937 rng(31);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (DType type : {DType::kQ8_0, DType::kQ4_0}) {
+    const int block_bytes = type == DType::kQ8_0 ? quant::kQ8_0BlockBytes : quant::kQ4_0BlockBytes;
+    auto fn = type == DType::kQ8_0 ? table.dequantize_q8_0 : table.dequantize_q4_0;
+    auto ref_fn = type == DType::kQ8_0 ? ref.dequantize_q8_0 : ref.dequantize_q4_0;
+    for (int64_t nblocks : {1, 2, 3, 7, 8, 16, 17}) {
+      for (int misalign : {0, 1, 3}) {
+        std::vector<uint8_t> storage(nblocks * block_bytes + misalign);
+        uint8_t* blocks = storage.data() + misalign;
+        for (int64_t i = 0; i < nblocks * block_bytes; ++i) blocks[i] = byte(rng);
+        const uint16_t scales[] = {0x3C00, 0x0000, 0x0001, 0x7BFF, 0xB555};
+        for (int64_t b = 0; b < nblocks; ++b) {
+          uint8_t* block = blocks + b * block_bytes;
+          // Scales: random normal halves, and the special ones in turn.
+          const uint16_t d =
+              b % 3 == 0 ? scales[b / 3 % 5] : static_cast<uint16_t>(0x2000 + byte(rng) * 64);
+          std::memcpy(block, &d, 2);
+          if (b == 1) std::memset(block + 2, type == DType::kQ8_0 ? 0x80 : 0x0F, block_bytes - 2);
+          if (b == 2) std::memset(block + 2, type == DType::kQ8_0 ? 0x7F : 0xF0, block_bytes - 2);
+        }
+        std::vector<float> got(nblocks * 32 + 1, -1.0f), want(nblocks * 32 + 1, -1.0f),
+            row(nblocks * 32);
+        fn(blocks, nblocks, got.data());
+        ref_fn(blocks, nblocks, want.data());
+        quant::DequantizeRow(type, blocks, nblocks * 32, row.data());
+        for (int64_t i = 0; i < nblocks * 32; ++i) {
+          ASSERT_EQ(std::memcmp(&got[i], &want[i], 4), 0)
+              << DTypeName(type) << " blocks " << nblocks << " value " << i << ": " << got[i]
+              << " vs " << want[i];
+          ASSERT_EQ(want[i], row[i]) << DTypeName(type) << " value " << i;
+        }
+        EXPECT_EQ(got[nblocks * 32], -1.0f) << "wrote past the row";
+      }
+    }
+  }
+}
+
 TEST_P(KernelTest, FloatKernelsMatchReference) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);

@@ -129,7 +129,7 @@ type ModelInfo struct {
 	WeightBytes       uint64
 	Threads           int
 	LargeChatTemplate bool
-	KVCacheType       string // "f32" or "f16"
+	KVCacheType       string // "f32", "f16", "q8_0" or "q4_0"
 	// Vision: the model takes images (its vision tower is loaded).
 	Vision bool
 	// DefaultImageTokens: soft tokens per image when an Image leaves MaxSoftTokens at 0.

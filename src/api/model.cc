@@ -133,9 +133,23 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
     d.top_k = c.top_k;
     d.top_p = c.top_p > 0.0f ? c.top_p : 1.0f;
     info.threads = impl->pool->num_threads();  // capped, or fewer where threads could not start
-    impl->kv_type = options.kv_cache_type == KvCacheType::kF32   ? KvType::kF32
-                    : options.kv_cache_type == KvCacheType::kF16 ? KvType::kF16
-                                                                 : impl->loaded->DefaultKvType();
+    switch (options.kv_cache_type) {
+      case KvCacheType::kF32:
+        impl->kv_type = KvType::kF32;
+        break;
+      case KvCacheType::kF16:
+        impl->kv_type = KvType::kF16;
+        break;
+      case KvCacheType::kQ8_0:
+        impl->kv_type = KvType::kQ8_0;
+        break;
+      case KvCacheType::kQ4_0:
+        impl->kv_type = KvType::kQ4_0;
+        break;
+      case KvCacheType::kAuto:
+        impl->kv_type = impl->loaded->DefaultKvType();
+        break;
+    }
     info.kv_cache_type = KvTypeName(impl->kv_type);
     // The towers. An mmproj file given explicitly must load; a checkpoint's own tower that cannot
     // be used (damaged, or a shape transformers itself could not run) leaves the text model

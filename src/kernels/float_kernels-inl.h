@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <xsimd/xsimd.hpp>
 
@@ -549,6 +550,72 @@ void GemmPacked(const float* xp, const float* wp, int64_t k, int ntok, int ncols
   DispatchTokenCount<MR>(ntok, [&](auto nt) {
     GemmPackedTile<Arch, decltype(nt)::value, MR, NV>(xp, wp, k, ncols, y, ldy, accumulate);
   });
+}
+
+// 32 int8 values times d into out[0, 32): each output is float(q) * d, one rounding, the
+// reference's bits on every ISA.
+inline void I8x32ToF32(const int8_t* q, float d, float* out) {
+#if defined(__AVX512F__)
+  const __m512 vd = _mm512_set1_ps(d);
+  for (int i = 0; i < 32; i += 16) {
+    const __m512i w =
+        _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i)));
+    _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_cvtepi32_ps(w), vd));
+  }
+#elif defined(__AVX2__)
+  const __m256 vd = _mm256_set1_ps(d);
+  for (int i = 0; i < 32; i += 8) {
+    const __m256i w =
+        _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i)));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_cvtepi32_ps(w), vd));
+  }
+#elif defined(__aarch64__)
+  const float32x4_t vd = vdupq_n_f32(d);
+  for (int i = 0; i < 32; i += 8) {
+    const int16x8_t w = vmovl_s8(vld1_s8(q + i));
+    vst1q_f32(out + i, vmulq_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(w))), vd));
+    vst1q_f32(out + i + 4, vmulq_f32(vcvtq_f32_s32(vmovl_s16(vget_high_s16(w))), vd));
+  }
+#else
+  for (int i = 0; i < 32; ++i) out[i] = static_cast<float>(q[i]) * d;
+#endif
+}
+
+// Q8_0 blocks (ggml layout: f16 d, 32 x int8) to f32: out[i] = d * q[i].
+inline void DequantizeQ8_0(const uint8_t* blocks, int64_t nblocks, float* out) {
+  for (int64_t b = 0; b < nblocks; ++b, blocks += quant::kQ8_0BlockBytes, out += 32) {
+    uint16_t d;
+    std::memcpy(&d, blocks, 2);
+    I8x32ToF32(reinterpret_cast<const int8_t*>(blocks + 2), quant::HalfToFloat(d), out);
+  }
+}
+
+// Q4_0 blocks (f16 d, 16 bytes: byte j holds value j in its low nibble and value j + 16 in its
+// high nibble) to f32: out[i] = d * (nibble - 8).
+inline void DequantizeQ4_0(const uint8_t* blocks, int64_t nblocks, float* out) {
+  alignas(64) int8_t q[32];
+  for (int64_t b = 0; b < nblocks; ++b, blocks += quant::kQ4_0BlockBytes, out += 32) {
+    uint16_t d;
+    std::memcpy(&d, blocks, 2);
+#if defined(__AVX2__) || defined(__AVX512F__)
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blocks + 2));
+    const __m128i low = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+    _mm_store_si128(reinterpret_cast<__m128i*>(q), _mm_sub_epi8(_mm_and_si128(packed, low), eight));
+    _mm_store_si128(reinterpret_cast<__m128i*>(q + 16),
+                    _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(packed, 4), low), eight));
+#elif defined(__aarch64__)
+    const uint8x16_t packed = vld1q_u8(blocks + 2);
+    const int8x16_t eight = vdupq_n_s8(8);
+    vst1q_s8(q, vsubq_s8(vreinterpretq_s8_u8(vandq_u8(packed, vdupq_n_u8(0x0F))), eight));
+    vst1q_s8(q + 16, vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(packed, 4)), eight));
+#else
+    for (int j = 0; j < 16; ++j) {
+      q[j] = static_cast<int8_t>((blocks[2 + j] & 0x0F) - 8);
+      q[j + 16] = static_cast<int8_t>((blocks[2 + j] >> 4) - 8);
+    }
+#endif
+    I8x32ToF32(q, quant::HalfToFloat(d), out);
+  }
 }
 
 }  // namespace gemma4::kernels::simd

@@ -86,6 +86,11 @@ struct KernelTable {
                      int64_t nrows, int64_t d, float* y, int64_t ldy);
   void (*matvec_bf16)(const float* x, int64_t ldx, int nx, const Bf16* w, int64_t ldw,
                       int64_t nrows, int64_t d, float* y, int64_t ldy);
+  // Quantized KV cache rows to f32: nblocks blocks of 32 values (Q8_0: 34 bytes, Q4_0: 18, in
+  // ggml's layout) into out[0, 32 * nblocks), each value d * q in one rounding (exact on
+  // every ISA).
+  void (*dequantize_q8_0)(const uint8_t* blocks, int64_t nblocks, float* out);
+  void (*dequantize_q4_0)(const uint8_t* blocks, int64_t nblocks, float* out);
   // In place: x = tanh(x / cap) * cap.
   void (*softcap_f32)(float* x, int64_t n, float cap);
   // sum of x[i]^2 (RMSNorm's mean square; the reference accumulates in double).

@@ -229,6 +229,8 @@ const KernelTable& NeonDotprodTable() {
                                     .matvec_f32 = simd::MatVecRows<Arch, float>,
                                     .matvec_f16 = simd::MatVecRows<Arch, uint16_t>,
                                     .matvec_bf16 = simd::MatVecRows<Arch, Bf16>,
+                                    .dequantize_q8_0 = simd::DequantizeQ8_0,
+                                    .dequantize_q4_0 = simd::DequantizeQ4_0,
                                     .softcap_f32 = simd::SoftcapF32<Arch>,
                                     .sum_squares_f32 = simd::SumSquaresF32<Arch>,
                                     .bf16_to_f32 = Bf16ToF32,

@@ -136,6 +136,27 @@ void SoftmaxF32(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] /= total;
 }
 
+void DequantizeQ8_0(const uint8_t* blocks, int64_t nblocks, float* out) {
+  for (int64_t b = 0; b < nblocks; ++b) {
+    const uint8_t* block = blocks + b * quant::kQ8_0BlockBytes;
+    const float d = quant::HalfToFloat(static_cast<uint16_t>(block[0] | block[1] << 8));
+    for (int i = 0; i < 32; ++i) {
+      out[b * 32 + i] = static_cast<float>(static_cast<int8_t>(block[2 + i])) * d;
+    }
+  }
+}
+
+void DequantizeQ4_0(const uint8_t* blocks, int64_t nblocks, float* out) {
+  for (int64_t b = 0; b < nblocks; ++b) {
+    const uint8_t* block = blocks + b * quant::kQ4_0BlockBytes;
+    const float d = quant::HalfToFloat(static_cast<uint16_t>(block[0] | block[1] << 8));
+    for (int j = 0; j < 16; ++j) {
+      out[b * 32 + j] = static_cast<float>((block[2 + j] & 0x0F) - 8) * d;
+      out[b * 32 + j + 16] = static_cast<float>((block[2 + j] >> 4) - 8) * d;
+    }
+  }
+}
+
 void AttentionScoresF32(const float* q, int64_t ldq, int nq, const float* k, int64_t ldk,
                         int64_t nk, int64_t d, float* scores, int64_t ldsc) {
   for (int h = 0; h < nq; ++h) {
@@ -267,6 +288,8 @@ const KernelTable& ReferenceTable() {
       .matvec_f32 = AttentionScoresF32,
       .matvec_f16 = AttentionScores16<uint16_t>,
       .matvec_bf16 = AttentionScores16<Bf16>,
+      .dequantize_q8_0 = DequantizeQ8_0,
+      .dequantize_q4_0 = DequantizeQ4_0,
       .softcap_f32 = SoftcapF32,
       .sum_squares_f32 = SumSquaresF32,
       .bf16_to_f32 = Bf16ToF32,

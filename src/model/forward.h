@@ -3,6 +3,7 @@
 #ifndef GEMMA4_SRC_MODEL_FORWARD_H_
 #define GEMMA4_SRC_MODEL_FORWARD_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -23,6 +24,14 @@ enum class LogitsMode { kNone, kLast, kAll };
 // is within the run-to-run noise (57-72 tok/s for each), since every step still reuses each
 // weight panel 16 times from cache.
 inline constexpr int64_t kDefaultMaxChunk = 16;
+
+// Attention: keys per piece (a query's keys are cut at multiples of it and the pieces merged;
+// sliding windows of 512 fit one piece), keys per tile (one tile of a quantized cache is
+// dequantized once for every token and head of a work item: 32 x 512 f32 = 64 KiB), and the
+// most tokens of one work item.
+inline constexpr int64_t kAttentionSplit = 1024;
+inline constexpr int64_t kAttentionKeyTile = 32;
+inline constexpr int64_t kAttentionTokenBlock = 16;
 
 // Wall time of each phase of the forward pass, summed over calls (`gemma4 bench --profile`):
 // where a step's time goes beyond the matmuls, on machines where no profiler runs.
@@ -98,6 +107,9 @@ class InferenceState {
   int64_t max_chunk() const { return cache_.max_chunk(); }
   KvType kv_type() const { return cache_.type(); }
   const KvCache& kv_cache() const { return cache_; }
+  // Keys per attention piece (see Attention); results depend on it only through rounding.
+  // Tests set small values to merge many pieces at short contexts.
+  void set_attention_split(int64_t keys) { attention_split_ = std::max<int64_t>(1, keys); }
   // Phase timings accumulate into *profile (null: none, the default, which costs nothing).
   void set_profile(ForwardProfile* profile) { profile_ = profile; }
   // When set, every Forward call that computes logits also appends the final-normed hidden
@@ -111,6 +123,23 @@ class InferenceState {
   Status ForwardChunk(const ForwardInput& input, int64_t offset, int64_t s, const float* embeddings,
                       float* logits, bool all_rows);
   void Attention(int layer, int64_t s, const float* normed, float* out);
+  struct KeyRows;
+  // Per-thread buffers of the attention core.
+  struct AttentionScratch {
+    std::vector<float> scores, tile, out, max, sum, merged, merged_max, merged_sum;
+    std::vector<int64_t> lo, hi;
+  };
+  // For nt tokens (query rows q + i * ldq_token, nq heads of head_dim values each) of KV head
+  // g: softmax over each token's keys [lo[i], hi[i]] (none when lo > hi), out [nt, nq, hd] the
+  // weighted value sums, max and sum [nt, nq] each row's largest score and exp-sum.
+  static void AttendPiece(const KeyRows& keys, const KeyRows& values, int64_t g, const float* q,
+                          int64_t ldq_token, int nq, int nt, const int64_t* lo, const int64_t* hi,
+                          float* out, float* max, float* sum, AttentionScratch* scratch);
+  // Log-sum-exp merge of one piece (max, sum, normalized out [hd]) into the running state;
+  // first starts it. FinishSplit writes merged / merged_sum.
+  static void MergeSplit(int64_t hd, float max, float sum, const float* out, bool first,
+                         float* merged_max, float* merged_sum, float* merged);
+  static void FinishSplit(int64_t hd, float merged_sum, const float* merged, float* out);
   void DenseMlp(const LayerWeights& lw, int width, int64_t s, const float* in, float* out);
   void Moe(const LayerWeights& lw, int64_t s, const float* residual, float* out);
   Status PerLayerInputs(const int32_t* ids, int64_t s);
@@ -127,7 +156,11 @@ class InferenceState {
   KvCache::RingSnapshot rewind_rings_[kRewindSlots];
   // Scratch, sized for one chunk.
   std::vector<float> x_, normed_, tmp_, tmp2_, q_, k_, v_, attn_, gate_, up_;
-  std::vector<float> ple_inputs_;           // [S, L, P]
+  std::vector<float> ple_inputs_;  // [S, L, P]
+  // Decode's attention pieces: [s, heads, pieces, head_dim] partial sums, [s, heads, pieces]
+  // their maxima and exp-sums.
+  std::vector<float> split_out_, split_max_, split_sum_;
+  int64_t attention_split_ = kAttentionSplit;
   std::vector<float> rope_cos_, rope_sin_;  // [S, rotated pairs] of the current layer
   std::vector<uint8_t> row_bytes_;          // one PLE table row as stored
   std::vector<int32_t> ple_ids_;            // [S] the chunk's ids, pad at embedded positions

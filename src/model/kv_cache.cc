@@ -7,6 +7,8 @@
 #include <new>
 #include <utility>
 
+#include "quant/quant.h"
+
 namespace gemma4 {
 
 KvArena::~KvArena() { Release(); }
@@ -66,31 +68,98 @@ Status KvArena::Grow(size_t bytes) {
   return OkStatus();
 }
 
-const char* KvTypeName(KvType type) { return type == KvType::kF16 ? "f16" : "f32"; }
+const char* KvTypeName(KvType type) {
+  switch (type) {
+    case KvType::kF32:
+      return "f32";
+    case KvType::kF16:
+      return "f16";
+    case KvType::kQ8_0:
+      return "q8_0";
+    case KvType::kQ4_0:
+      return "q4_0";
+  }
+  return "?";
+}
+
+std::optional<KvType> ParseKvType(std::string_view name) {
+  for (KvType t : {KvType::kF32, KvType::kF16, KvType::kQ8_0, KvType::kQ4_0}) {
+    if (name == KvTypeName(t)) return t;
+  }
+  return std::nullopt;
+}
+
+bool IsQuantizedKvType(KvType type) { return type == KvType::kQ8_0 || type == KvType::kQ4_0; }
+
+uint64_t KvRowBytes(KvType type, int64_t values) {
+  const uint64_t n = static_cast<uint64_t>(values);
+  switch (type) {
+    case KvType::kF32:
+      return 4 * n;
+    case KvType::kF16:
+      return 2 * n;
+    case KvType::kQ8_0:
+      return n / 32 * quant::kQ8_0BlockBytes;
+    case KvType::kQ4_0:
+      return n / 32 * quant::kQ4_0BlockBytes;
+  }
+  return 0;
+}
+
+uint64_t KvCacheBytes(const ModelConfig& config, KvType type, int64_t tokens, int64_t max_chunk) {
+  uint64_t bytes = 0;
+  for (int i = 0; i < config.num_layers; ++i) {
+    const LayerConfig& lc = config.layers[i];
+    if (lc.kv_shared) continue;
+    const uint64_t row = KvRowBytes(type, int64_t{lc.num_kv_heads} * lc.head_dim);
+    const int64_t positions =
+        lc.sliding ? config.sliding_window - 1 + std::max<int64_t>(1, max_chunk) : tokens;
+    bytes += 2 * row * static_cast<uint64_t>(positions);  // keys and values
+  }
+  return bytes;
+}
+
+Status CheckKvType(const ModelConfig& config, KvType type) {
+  if (!IsQuantizedKvType(type)) return OkStatus();
+  for (int i = 0; i < config.num_layers; ++i) {
+    const LayerConfig& lc = config.layers[i];
+    if (!lc.kv_shared && lc.head_dim % 32 != 0) {
+      return InvalidArgumentError(std::string("KV cache type ") + KvTypeName(type) +
+                                  " stores each head in blocks of 32 values, but layer " +
+                                  std::to_string(i) + " has head_dim " +
+                                  std::to_string(lc.head_dim) + " (use f32 or f16)");
+    }
+  }
+  return OkStatus();
+}
 
 KvCache::KvCache(const ModelConfig& config, int64_t max_chunk, KvType type)
-    : type_(type),
-      elem_bytes_(type == KvType::kF16 ? 2 : 4),
-      max_chunk_(max_chunk),
-      max_context_(config.max_position_embeddings) {
+    : type_(type), max_chunk_(max_chunk), max_context_(config.max_position_embeddings) {
+  if (const Status usable = CheckKvType(config, type); !usable.ok()) {
+    unsupported_ = usable.message();
+  }
   layers_.resize(config.num_layers);
   for (int i = 0; i < config.num_layers; ++i) {
     const LayerConfig& lc = config.layers[i];
     if (lc.kv_shared) continue;
     Layer& l = layers_[i];
     l.row = int64_t{lc.num_kv_heads} * lc.head_dim;
+    // A head_dim the block types cannot hold (CheckKvType, called by Reserve) gets no storage.
+    l.row_bytes = lc.head_dim % 32 == 0 || !IsQuantizedKvType(type)
+                      ? static_cast<int64_t>(KvRowBytes(type, l.row))
+                      : 0;
     if (lc.sliding) {
       l.ring = true;
       l.capacity = config.sliding_window - 1 + max_chunk;
       // A failure here is reported by Reserve, which every forward pass and restore calls
       // first (a constructor cannot return a Status).
       for (KvArena* a : {&l.k, &l.v}) {
-        a->SetLimit(static_cast<size_t>(l.capacity * l.row * elem_bytes_));
-        (void)a->Grow(static_cast<size_t>(l.capacity * l.row * elem_bytes_));
+        a->SetLimit(static_cast<size_t>(l.capacity * l.row_bytes));
+        (void)a->Grow(static_cast<size_t>(l.capacity * l.row_bytes));
       }
     } else {
       for (KvArena* a : {&l.k, &l.v}) {
-        a->SetLimit(static_cast<size_t>(max_context_ * l.row * elem_bytes_));
+        a->SetLimit(static_cast<size_t>(max_context_ * l.row_bytes));
       }
     }
   }
@@ -101,7 +170,7 @@ KvCache::KvCache(const KvCache& other) { *this = other; }
 KvCache& KvCache::operator=(const KvCache& other) {
   if (this == &other) return *this;
   type_ = other.type_;
-  elem_bytes_ = other.elem_bytes_;
+  unsupported_ = other.unsupported_;
   max_chunk_ = other.max_chunk_;
   max_context_ = other.max_context_;
   layers_.clear();
@@ -112,9 +181,10 @@ KvCache& KvCache::operator=(const KvCache& other) {
     dst.ring = src.ring;
     dst.capacity = src.capacity;
     dst.row = src.row;
+    dst.row_bytes = src.row_bytes;
     if (src.row == 0) continue;
     const size_t limit =
-        static_cast<size_t>((src.ring ? src.capacity : max_context_) * src.row * elem_bytes_);
+        static_cast<size_t>((src.ring ? src.capacity : max_context_) * src.row_bytes);
     const size_t used = src.k.size();
     for (auto [d, s] : {std::pair{&dst.k, &src.k}, std::pair{&dst.v, &src.v}}) {
       d->SetLimit(limit);
@@ -126,6 +196,7 @@ KvCache& KvCache::operator=(const KvCache& other) {
 }
 
 Status KvCache::Reserve(int64_t end) {
+  if (!unsupported_.empty()) return InvalidArgumentError(unsupported_);
   if (end > max_context_) {
     return OutOfRangeError("context of " + std::to_string(end) +
                            " tokens exceeds the model's maximum of " +
@@ -135,7 +206,7 @@ Status KvCache::Reserve(int64_t end) {
     if (l.ring) {
       // Every forward pass and restore comes through here before touching a ring: a ring that
       // could not be allocated is an error, never a write through a null buffer.
-      const size_t ring_bytes = static_cast<size_t>(l.capacity * l.row * elem_bytes_);
+      const size_t ring_bytes = static_cast<size_t>(l.capacity * l.row_bytes);
       for (KvArena* a : {&l.k, &l.v}) {
         const Status grown = a->Grow(ring_bytes);
         if (!grown.ok()) {
@@ -146,8 +217,8 @@ Status KvCache::Reserve(int64_t end) {
       continue;
     }
     if (l.row == 0 || end <= l.capacity) continue;
-    GEMMA4_RETURN_IF_ERROR(l.k.Grow(static_cast<size_t>(end * l.row * elem_bytes_)));
-    GEMMA4_RETURN_IF_ERROR(l.v.Grow(static_cast<size_t>(end * l.row * elem_bytes_)));
+    GEMMA4_RETURN_IF_ERROR(l.k.Grow(static_cast<size_t>(end * l.row_bytes)));
+    GEMMA4_RETURN_IF_ERROR(l.v.Grow(static_cast<size_t>(end * l.row_bytes)));
     l.capacity = end;
   }
   return OkStatus();
@@ -157,7 +228,7 @@ void KvCache::AppendState(int64_t end, std::string* out) const {
   for (const Layer& l : layers_) {
     if (l.row == 0) continue;
     const int64_t rows = l.ring ? l.capacity : std::min(end, l.capacity);
-    const size_t n = static_cast<size_t>(rows * l.row * elem_bytes_);
+    const size_t n = static_cast<size_t>(rows * l.row_bytes);
     // A ring that was never allocated (no forward pass succeeded) holds nothing: zeros.
     for (const KvArena* a : {&l.k, &l.v}) {
       const size_t held = std::min(n, a->size());
@@ -172,7 +243,7 @@ Status KvCache::RestoreState(int64_t end, std::string_view bytes, size_t* offset
   for (Layer& l : layers_) {
     if (l.row == 0) continue;
     const int64_t rows = l.ring ? l.capacity : end;
-    const size_t n = static_cast<size_t>(rows * l.row * elem_bytes_);
+    const size_t n = static_cast<size_t>(rows * l.row_bytes);
     if (bytes.size() - *offset < 2 * n) {
       return DataLossError("session state: KV cache data truncated at byte " +
                            std::to_string(*offset));

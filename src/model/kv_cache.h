@@ -6,6 +6,7 @@
 #define GEMMA4_SRC_MODEL_KV_CACHE_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,18 +48,34 @@ class KvArena {
 
 // How cached keys and values are stored. f32 keeps the float forward pass exact; f16 (IEEE
 // half, rounded to nearest even) halves the cache (E2B at 4K context: 63 -> 32 MiB), as
-// llama.cpp's default cache does; attention widens it back to f32 exactly on load.
-enum class KvType { kF32, kF16 };
+// llama.cpp's default cache does; attention widens it back to f32 exactly on load. q8_0 and
+// q4_0 store each head's row in ggml's blocks of 32 values (34 and 18 bytes: an f16 scale and
+// 8- or 4-bit values, the layout of llama.cpp's -ctk/-ctv q8_0 and q4_0), 0.27x and 0.14x of
+// f32; attention dequantizes tiles of keys and values to f32 (needs head_dim % 32 == 0).
+enum class KvType { kF32, kF16, kQ8_0, kQ4_0 };
 const char* KvTypeName(KvType type);
+// "f32", "f16", "q8_0" or "q4_0" (llama.cpp's names); nullopt for anything else.
+std::optional<KvType> ParseKvType(std::string_view name);
+bool IsQuantizedKvType(KvType type);
+// Bytes that `values` cached values take in `type` (values % 32 == 0 for the block types).
+uint64_t KvRowBytes(KvType type, int64_t values);
+// The KV cache's resident bytes once positions [0, tokens) are stored: each global layer's
+// rows for `tokens` positions plus each sliding layer's whole ring (W - 1 + max_chunk
+// positions, allocated up front), keys and values, in `type`. Equals KvCache::bytes() after
+// Reserve(tokens) (tested); the one place that knows what a position costs in each type.
+uint64_t KvCacheBytes(const ModelConfig& config, KvType type, int64_t tokens, int64_t max_chunk);
+// Why `config` cannot use `type` (block types need every cached head_dim % 32 == 0), or OK.
+Status CheckKvType(const ModelConfig& config, KvType type);
 
 class KvCache {
  public:
   struct Layer {
-    bool ring = false;     // sliding: slot = position % capacity
-    int64_t capacity = 0;  // positions storable (grows for global layers)
-    int64_t row = 0;       // values per position: num_kv_heads * head_dim
-    KvArena k;             // [capacity, num_kv_heads, head_dim], normed and roped
-    KvArena v;             // [capacity, num_kv_heads, head_dim], normed
+    bool ring = false;      // sliding: slot = position % capacity
+    int64_t capacity = 0;   // positions storable (grows for global layers)
+    int64_t row = 0;        // values per position: num_kv_heads * head_dim
+    int64_t row_bytes = 0;  // bytes per position in the cache's type
+    KvArena k;              // [capacity, num_kv_heads, head_dim], normed and roped
+    KvArena v;              // [capacity, num_kv_heads, head_dim], normed
   };
 
   KvCache(const ModelConfig& config, int64_t max_chunk, KvType type = KvType::kF32);
@@ -70,7 +87,8 @@ class KvCache {
   Status Reserve(int64_t end);
 
   KvType type() const { return type_; }
-  // Rows of `position` as T: float for kF32, uint16_t (half bits) for kF16.
+  // Rows of `position` as T: float for kF32, uint16_t (half bits) for kF16, uint8_t (blocks,
+  // head g's at byte g * KvRowBytes(type, head_dim)) for kQ8_0 and kQ4_0.
   template <class T>
   T* K(int layer, int64_t position) {
     return reinterpret_cast<T*>(Slot(layer, position, &Layer::k));
@@ -94,6 +112,8 @@ class KvCache {
   }
   int64_t max_chunk() const { return max_chunk_; }
   int64_t max_context() const { return max_context_; }
+  // Bytes between consecutive positions of `layer`'s rows.
+  int64_t row_bytes(int layer) const { return layers_[layer].row_bytes; }
   // Bytes held by all layers.
   uint64_t bytes() const;
 
@@ -116,11 +136,11 @@ class KvCache {
   uint8_t* Slot(int layer, int64_t position, KvArena Layer::*which) {
     Layer& l = layers_[layer];
     const int64_t slot = l.ring ? position % l.capacity : position;
-    return (l.*which).data() + slot * l.row * elem_bytes_;
+    return (l.*which).data() + slot * l.row_bytes;
   }
 
   KvType type_;
-  int64_t elem_bytes_;         // 4 (f32) or 2 (f16)
+  std::string unsupported_;    // why the model cannot use type_ (Reserve fails), or empty
   std::vector<Layer> layers_;  // indexed by layer; shared layers have capacity 0
   int64_t max_chunk_;
   int64_t max_context_;

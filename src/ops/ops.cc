@@ -438,6 +438,14 @@ void AttentionValues(const float* p, int64_t ldp, int nq, const uint16_t* v, int
   kernels::BestTable().attention_values_f16(p, ldp, nq, v, ldv, nk, d, out, ldo);
 }
 
+void DequantizeQ8_0(const uint8_t* blocks, int64_t nblocks, float* out) {
+  kernels::BestTable().dequantize_q8_0(blocks, nblocks, out);
+}
+
+void DequantizeQ4_0(const uint8_t* blocks, int64_t nblocks, float* out) {
+  kernels::BestTable().dequantize_q4_0(blocks, nblocks, out);
+}
+
 void Softcap(float* x, int64_t n, float cap) { kernels::BestTable().softcap_f32(x, n, cap); }
 
 }  // namespace gemma4::ops

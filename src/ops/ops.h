@@ -74,6 +74,9 @@ void AttentionScores(const float* q, int64_t ldq, int nq, const uint16_t* k, int
                      int64_t nk, int64_t d, float* scores, int64_t ldsc);
 void AttentionValues(const float* p, int64_t ldp, int nq, const uint16_t* v, int64_t ldv,
                      int64_t nk, int64_t d, float* out, int64_t ldo);
+// Blocks of a quantized KV cache row to f32 (nblocks blocks of 32 values, ggml layout).
+void DequantizeQ8_0(const uint8_t* blocks, int64_t nblocks, float* out);
+void DequantizeQ4_0(const uint8_t* blocks, int64_t nblocks, float* out);
 // In place: x = tanh(x / cap) * cap.
 void Softcap(float* x, int64_t n, float cap);
 

@@ -219,7 +219,9 @@ StatusOr<KvCacheType> ParseKvCacheType(const std::string& flag, const std::strin
   if (value == "auto") return KvCacheType::kAuto;
   if (value == "f32") return KvCacheType::kF32;
   if (value == "f16") return KvCacheType::kF16;
-  return InvalidArgumentError(flag + " " + value + ": expected auto, f32 or f16");
+  if (value == "q8_0") return KvCacheType::kQ8_0;
+  if (value == "q4_0") return KvCacheType::kQ4_0;
+  return InvalidArgumentError(flag + " " + value + ": expected auto, f32, f16, q8_0 or q4_0");
 }
 
 }  // namespace gemma4::cli

@@ -83,7 +83,7 @@ Status ParseNumber(const std::string& flag, const std::string& value, double min
                    double* out);
 // Comma-separated token ids ("2,17,33"; spaces around entries allowed), each in [0, 2^31).
 Status ParseIds(const std::string& flag, const std::string& value, std::vector<int32_t>* ids);
-// --kv-type auto|f32|f16.
+// --kv-type auto|f32|f16|q8_0|q4_0.
 StatusOr<KvCacheType> ParseKvCacheType(const std::string& flag, const std::string& value);
 
 }  // namespace gemma4::cli

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -34,7 +35,8 @@ struct Options {
   std::vector<std::pair<int, int>> prompt_gen;  // -pg: prompt then generation, timed together
   int repetitions = 5;
   std::string output = "md";
-  // -ctk / -ctv: f16 (llama-bench's default) or f32; keys and values share one type here.
+  // -ctk / -ctv: f16 (llama-bench's default), f32, q8_0 or q4_0; keys and values share one
+  // type here.
   std::string cache_type = "f16";
   int ubatch = static_cast<int>(kDefaultMaxChunk);  // -ub: tokens per forward step
   bool profile = false;                             // --profile: time per forward phase, on stderr
@@ -92,8 +94,9 @@ Status ParseOptions(int argc, char** argv, Options* o, bool* help) {
   };
   auto cache_type = [](std::string* out) {
     return [out](const std::string& flag, const std::string& v) -> Status {
-      if (v != "f16" && v != "f32") {
-        return InvalidArgumentError(flag + " " + v + ": the KV cache type must be f16 or f32");
+      if (!ParseKvType(v).has_value()) {
+        return InvalidArgumentError(flag + " " + v +
+                                    ": the KV cache type must be f16, f32, q8_0 or q4_0");
       }
       *out = v;
       return OkStatus();
@@ -111,7 +114,8 @@ Status ParseOptions(int argc, char** argv, Options* o, bool* help) {
   bool ignored_flag = false;
   ArgParser parser(
       "gemma4 bench -m PATH [-t N,..] [-p N,..] [-n N,..] [-d N,..] [-pg P,G] [-r N] [-ub N]\n"
-      "                    [-ctk f16|f32] [-ctv f16|f32] [-o md|json|jsonl|csv] [--profile]",
+      "                    [-ctk f16|f32|q8_0|q4_0] [-ctv f16|f32|q8_0|q4_0] [-o "
+      "md|json|jsonl|csv] [--profile]",
       "Prompt processing (pp) and generation (tg) tokens/s, measured and reported as llama-bench\n"
       "does (same flags, defaults and -o json field names); peak RSS, bytes read per generated\n"
       "token and the bandwidth bound on stderr. llama-bench's GPU/backend options are accepted\n"
@@ -131,10 +135,10 @@ Status ParseOptions(int argc, char** argv, Options* o, bool* help) {
                o->prompt_gen.emplace_back(pg[0], pg[1]);
                return OkStatus();
              })
-      .Value({"-ctk", "--cache-type-k"}, "f16|f32", "KV cache type (keys; default f16)",
+      .Value({"-ctk", "--cache-type-k"}, "f16|f32|q8_0|q4_0", "KV cache type (keys; default f16)",
              cache_type(&cache_type_k))
-      .Value({"-ctv", "--cache-type-v"}, "f16|f32", "KV cache type (values; must equal -ctk)",
-             cache_type(&cache_type_v))
+      .Value({"-ctv", "--cache-type-v"}, "f16|f32|q8_0|q4_0",
+             "KV cache type (values; must equal -ctk)", cache_type(&cache_type_v))
       .Value({"-ub", "--ubatch-size"}, "N", "tokens per forward step", single(1, &o->ubatch))
       .Value({"-r", "--repetitions"}, "N", "repetitions of each test (default 5)",
              single(1, &o->repetitions))
@@ -295,19 +299,15 @@ struct Result {
 };
 
 // One measurement: pp (n_prompt tokens in one batch) and/or tg (n_gen single-token steps),
-// after n_depth untimed tokens of context, with random token ids as llama-bench uses.
+// after the untimed context of `depth` (null: none), with random token ids as llama-bench uses.
 // profile (may be null) times the measured part only.
 StatusOr<double> RunOnce(const LoadedModel& model, ThreadPool* pool, const Options& o, int n_prompt,
-                         int n_gen, int n_depth, std::mt19937* rng,
+                         int n_gen, const InferenceState* depth, std::mt19937* rng,
                          ForwardProfile* profile = nullptr) {
   std::uniform_int_distribution<int32_t> tok(0, model.config().vocab_size - 1);
-  InferenceState state(model, pool, o.ubatch, o.cache_type == "f32" ? KvType::kF32 : KvType::kF16);
+  InferenceState state(model, pool, o.ubatch, *ParseKvType(o.cache_type));
   std::vector<float> logits;
-  if (n_depth > 0) {
-    std::vector<int32_t> ids(n_depth);
-    for (auto& id : ids) id = tok(*rng);
-    GEMMA4_RETURN_IF_ERROR(state.Forward(ids.data(), n_depth, LogitsMode::kNone, nullptr));
-  }
+  if (depth != nullptr) GEMMA4_RETURN_IF_ERROR(state.CopyStateFrom(*depth));
   state.set_profile(profile);
   const auto t0 = std::chrono::steady_clock::now();
   if (n_prompt > 0) {
@@ -399,18 +399,30 @@ Status RunBench(int argc, char** argv) {
     }
     for (const auto& pg : o.prompt_gen) tests.push_back(pg);
     for (int depth : o.n_depth) {
+      // The depth's context is computed once (untimed) and copied into every run: a 32K
+      // context costs minutes of prefill on two threads, the copy a fraction of a second.
+      std::unique_ptr<InferenceState> context;
+      if (depth > 0) {
+        context =
+            std::make_unique<InferenceState>(*model, &pool, o.ubatch, *ParseKvType(o.cache_type));
+        std::uniform_int_distribution<int32_t> tok(0, model->config().vocab_size - 1);
+        std::vector<int32_t> ids(depth);
+        for (auto& id : ids) id = tok(rng);
+        GEMMA4_RETURN_IF_ERROR(context->Forward(ids.data(), depth, LogitsMode::kNone, nullptr));
+      }
       for (const auto& [p, n] : tests) {
         Result r;
         r.threads = threads;
         r.n_prompt = p;
         r.n_gen = n;
         r.n_depth = depth;
-        GEMMA4_RETURN_IF_ERROR(RunOnce(*model, &pool, o, std::min(p, 32), std::min(n, 4), 0, &rng)
-                                   .status());  // warm-up
+        GEMMA4_RETURN_IF_ERROR(
+            RunOnce(*model, &pool, o, std::min(p, 32), std::min(n, 4), nullptr, &rng)
+                .status());  // warm-up
         const bool generation_only = p == 0 && n > 0;
         if (generation_only) r.bandwidth_probes.push_back(MeasureReadBandwidth(*model, &pool));
         for (int rep = 0; rep < o.repetitions; ++rep) {
-          GEMMA4_ASSIGN_OR_RETURN(double ns, RunOnce(*model, &pool, o, p, n, depth, &rng,
+          GEMMA4_ASSIGN_OR_RETURN(double ns, RunOnce(*model, &pool, o, p, n, context.get(), &rng,
                                                      o.profile ? &r.profile : nullptr));
           r.samples_ns.push_back(ns);
           if (generation_only) r.bandwidth_probes.push_back(MeasureReadBandwidth(*model, &pool));

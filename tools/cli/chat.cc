@@ -31,7 +31,8 @@ Status RunChat(int argc, char** argv) {
   bool think = false;
   ArgParser parser(
       "gemma4 chat --model PATH [--think] [--system TEXT] [--tokenizer PATH] [-t N] [-n N]\n"
-      "                   [--temperature T] [--seed S] [--kv-type auto|f32|f16] [--image FILE "
+      "                   [--temperature T] [--seed S] [--kv-type auto|f32|f16|q8_0|q4_0] [--image "
+      "FILE "
       "...]\n"
       "                   [--image-budget N] [--audio FILE ...] [--mmproj F]",
       "Interactive chat on stdin/stdout, streaming; thoughts marked [thinking]; tokens/s and the\n"

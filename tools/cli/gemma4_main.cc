@@ -40,7 +40,7 @@ namespace {
 constexpr char kUsage[] =
     "usage:\n"
     "  gemma4 logits   --model PATH --ids 2,17,33 --out FILE [--chunk N] [--threads N]\n"
-    "                  [--kv-type f32|f16|auto]\n"
+    "                  [--kv-type f32|f16|q8_0|q4_0|auto]\n"
     "                  [--image FILE ...] [--image-budget 70|140|280|560|1120] [--mmproj F]\n"
     "      writes the logits of every position as little-endian float32 [n_ids, vocab]\n"
     "      (KV cache f32 unless --kv-type says otherwise); the ids hold each image's\n"
@@ -49,7 +49,8 @@ constexpr char kUsage[] =
     "      --video-budget N; <|audio|>\n"
     "      runs by --audio FILE: WAV/FLAC/Ogg/MP3, any rate, 30 s pieces)\n"
     "  gemma4 generate --model PATH (--ids 2,17,33 | --prompt TEXT) [-n 32] [--greedy]\n"
-    "                  [--temperature T] [--seed S] [--threads N] [--kv-type auto|f32|f16]\n"
+    "                  [--temperature T] [--seed S] [--threads N] [--kv-type "
+    "auto|f32|f16|q8_0|q4_0]\n"
     "                  [--image FILE ...] [--image-budget N] [--mmproj F] [--tokenizer PATH]\n"
     "      prints the generated ids, comma-separated (stops after an end-of-sequence id);\n"
     "      decoding: --greedy, else the model's generation_config (greedy unless do_sample)\n"
@@ -77,7 +78,7 @@ constexpr char kUsage[] =
     "      writes a random-weight GGUF with the released dimensions (benchmarks); --layers\n"
     "      keeps the widths with N layers, --mmproj adds the released vision tower\n"
     "  gemma4 chat     --model PATH [--think] [--system TEXT] [--tokenizer PATH] [-t N]\n"
-    "                  [--kv-type auto|f32|f16] [--image FILE ...] [--image-budget N]\n"
+    "                  [--kv-type auto|f32|f16|q8_0|q4_0] [--image FILE ...] [--image-budget N]\n"
     "                  [--audio FILE ...] [--mmproj F] [--temperature T] [--seed S] [-n N]\n"
     "      interactive chat (streaming; /think on|off, /image PATH, /audio PATH, /reset, /quit)\n"
     "  gemma4 tokenize --tokenizer PATH (--text-file F | --text STR) [--no-special-tokens]\n"
@@ -113,16 +114,19 @@ Status LoadModel(const ModelArgs& args, std::unique_ptr<LoadedModel>* model) {
   return OkStatus();
 }
 
-// --kv-type auto|f32|f16 for the id-level commands: auto leaves the choice to the model.
+// --kv-type auto|f32|f16|q8_0|q4_0 for the id-level commands: auto leaves the choice to the model.
 void AddKvTypeArg(ArgParser* parser, std::optional<KvType>* out) {
-  parser->Value({"--kv-type"}, "auto|f32|f16",
+  parser->Value({"--kv-type"}, "auto|f32|f16|q8_0|q4_0",
                 "KV cache type (auto: f16 for quantized weights, f32 for float weights)",
                 [out](const std::string& flag, const std::string& v) -> Status {
                   GEMMA4_ASSIGN_OR_RETURN(KvCacheType type, cli::ParseKvCacheType(flag, v));
                   if (type == KvCacheType::kAuto) {
                     out->reset();
                   } else {
-                    *out = type == KvCacheType::kF32 ? KvType::kF32 : KvType::kF16;
+                    *out = type == KvCacheType::kF32    ? KvType::kF32
+                           : type == KvCacheType::kF16  ? KvType::kF16
+                           : type == KvCacheType::kQ8_0 ? KvType::kQ8_0
+                                                        : KvType::kQ4_0;
                   }
                   return OkStatus();
                 });
@@ -399,7 +403,8 @@ Status RunLogits(int argc, char** argv) {
   std::optional<KvType> kv_type = KvType::kF32;  // exact logits unless asked otherwise
   ArgParser parser(
       "gemma4 logits --model PATH --ids 2,17,33 --out FILE [--chunk N] [--threads N]\n"
-      "                     [--kv-type f32|f16|auto] [--image FILE ...] [--image-budget N]\n"
+      "                     [--kv-type f32|f16|q8_0|q4_0|auto] [--image FILE ...] [--image-budget "
+      "N]\n"
       "                     [--frame FILE@SECONDS ...] [--video FILE] [--video-budget N]\n"
       "                     [--audio FILE ...] [--mmproj F]",
       "Writes the logits of every position as little-endian float32 [n_ids, vocab] (KV cache\n"
@@ -471,7 +476,8 @@ Status RunGenerate(int argc, char** argv) {
   std::optional<KvType> kv_type;  // auto
   ArgParser parser(
       "gemma4 generate --model PATH (--ids 2,17,33 | --prompt TEXT) [-n 32] [--greedy]\n"
-      "                       [--temperature T] [--seed S] [--threads N] [--kv-type auto|f32|f16]\n"
+      "                       [--temperature T] [--seed S] [--threads N] [--kv-type "
+      "auto|f32|f16|q8_0|q4_0]\n"
       "                       [--tokenizer PATH] [media options as for logits]",
       "Prints the generated ids, comma-separated, on one line (stops after an end-of-sequence\n"
       "id from generation_config.json); the stop reason and the decoding used on stderr.\n"

@@ -200,14 +200,14 @@ class Model:
     """A loaded model (checkpoint directory, .safetensors or .gguf). Share it between sessions
     and threads freely."""
 
-    _KV_CACHE_TYPES = {None: 0, "auto": 0, "f32": 1, "f16": 2}
+    _KV_CACHE_TYPES = {None: 0, "auto": 0, "f32": 1, "f16": 2, "q8_0": 3, "q4_0": 4}
 
     def __init__(self, path, threads=0, tokenizer_path=None, progress=None, kv_cache_type=None):
-        """kv_cache_type: None or "auto" (f16 for quantized weights, f32 for float ones), "f32"
-        or "f16"."""
+        """kv_cache_type: None or "auto" (f16 for quantized weights, f32 for float ones), "f32",
+        "f16", "q8_0" or "q4_0" (llama.cpp's block types; head_dim must be a multiple of 32)."""
         if kv_cache_type not in self._KV_CACHE_TYPES:
-            raise ValueError("kv_cache_type must be None, 'auto', 'f32' or 'f16', not %r"
-                             % (kv_cache_type,))
+            raise ValueError("kv_cache_type must be None, 'auto', 'f32', 'f16', 'q8_0' or 'q4_0',"
+                             " not %r" % (kv_cache_type,))
         opts = _ModelOptions()
         _model_options_init(ctypes.byref(opts), ctypes.sizeof(opts))
         opts.threads = threads

@@ -54,7 +54,7 @@ pub struct gemma4_model_options {
     pub tokenizer_path: *const c_char,
     pub progress: Option<unsafe extern "C" fn(f32, *mut c_void) -> c_int>,
     pub user_data: *mut c_void,
-    /// gemma4_kv_cache_type: 0 auto, 1 f32, 2 f16 (since 0.3).
+    /// gemma4_kv_cache_type: 0 auto, 1 f32, 2 f16 (since 0.3), 3 q8_0, 4 q4_0 (added after 0.4.0).
     pub kv_cache_type: i32,
     /// A llama.cpp mmproj GGUF holding the vision tower; null = the checkpoint's own (since 0.4).
     pub mmproj_path: *const c_char,
