@@ -876,5 +876,27 @@ TEST_F(CliTest, AddressSpaceSweepEndsInCleanExits) {
   EXPECT_GT(successes, 0);
 }
 
+// gemma4 generate --draft: speculative decoding prints the same greedy ids as without it
+// (transformers' reference), from the drafter's checkpoint and its GGUF.
+TEST_F(CliTest, GenerateWithDrafterPrintsReferenceIds) {
+  for (const char* variant : {"tiny-e2b", "tiny-26b-a4b"}) {
+    const Reference ref = LoadReference(variant);
+    const Prompt& p = ref.prompts[1];
+    for (const char* drafter : {"/assistant", "/assistant.gguf"}) {
+      const Result r =
+          Run({"generate", "--model", ModelDir(variant) + "/gemma4_text", "--ids", Join(p.ids),
+               "-n", "12", "--greedy", "--draft", ModelDir(variant) + drafter, "--draft-k", "3"});
+      EXPECT_EQ(r.exit_code, 0) << r.err;
+      EXPECT_EQ(r.out, Join(p.greedy) + "\n") << variant << drafter;
+      EXPECT_NE(r.err.find("drafting k=3"), std::string::npos) << r.err;
+    }
+  }
+  // A drafter for another target is refused, naming the mismatch.
+  const Result bad = Run({"generate", "--model", ModelDir("tiny-e2b") + "/gemma4_text", "--ids",
+                          "2,5,6", "--draft", ModelDir("tiny-26b-a4b") + "/assistant"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("FAILED_PRECONDITION"), std::string::npos) << bad.err;
+}
+
 }  // namespace
 }  // namespace gemma4

@@ -24,8 +24,10 @@
 #include "media/audio_file.h"
 #include "media/image.h"
 #include "media/video_file.h"
+#include "model/drafter.h"
 #include "model/forward.h"
 #include "model/model.h"
+#include "model/speculative.h"
 #include "prompt/media_batch.h"
 #include "runtime/thread_pool.h"
 #include "tools/cli/args.h"
@@ -465,6 +467,51 @@ std::string DefaultTokenizerPath(const std::string& model_path) {
   return p.parent_path().empty() ? "." : p.parent_path().string();
 }
 
+// gemma4 generate --draft: speculative decoding (model/speculative.h). The sampler's
+// temperature, top-k and top-p carry over; penalties and min-p do not apply to drafting.
+Status GenerateWithDrafter(const LoadedModel& model, const std::string& draft_path, int k,
+                           const std::vector<int32_t>& ids, const SamplerOptions& sampler,
+                           int64_t max_new, std::optional<KvType> kv_type, ThreadPool* pool) {
+  if (sampler.repetition_penalty != 1.0f || sampler.frequency_penalty != 0.0f ||
+      sampler.presence_penalty != 0.0f || sampler.min_p > 0.0f || !sampler.logit_bias.empty()) {
+    return InvalidArgumentError("--draft samples with temperature, top-k and top-p only");
+  }
+  GEMMA4_ASSIGN_OR_RETURN(std::unique_ptr<Drafter> drafter, Drafter::Load(draft_path));
+  GEMMA4_RETURN_IF_ERROR(drafter->CheckCompatible(model.config()));
+  SpeculativeOptions o;
+  o.draft_tokens = k;
+  o.max_tokens = static_cast<int>(max_new);
+  o.stop_ids.assign(model.config().eos_token_ids.begin(), model.config().eos_token_ids.end());
+  o.temperature = sampler.temperature;
+  o.top_k = sampler.top_k;
+  o.top_p = sampler.top_p;
+  o.seed = sampler.seed;
+  InferenceState state(model, pool, std::max<int64_t>(kDefaultMaxChunk, k + 2), kv_type);
+  SpeculativeStats stats;
+  const auto start = std::chrono::steady_clock::now();
+  GEMMA4_ASSIGN_OR_RETURN(std::vector<int32_t> generated,
+                          SpeculativeGenerate(model, drafter.get(), &state, ids, o, pool, &stats));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::string line;
+  for (size_t i = 0; i < generated.size(); ++i) {
+    if (i) line += ",";
+    line += std::to_string(generated[i]);
+  }
+  std::printf("%s\n", line.c_str());
+  const bool eos = !generated.empty() && std::find(o.stop_ids.begin(), o.stop_ids.end(),
+                                                   generated.back()) != o.stop_ids.end();
+  std::fprintf(stderr,
+               "gemma4 generate: stop: %s after %zu tokens (%zu prompt tokens); %s; drafting "
+               "k=%d: %lld of %lld drafts accepted (%.2f), %lld target forwards, %.2f s\n",
+               eos ? "end_of_sequence" : "max_tokens", generated.size(), ids.size(),
+               cli::DescribeSampler(sampler).c_str(), k, static_cast<long long>(stats.accepted),
+               static_cast<long long>(stats.drafted),
+               stats.drafted ? double(stats.accepted) / stats.drafted : 0.0,
+               static_cast<long long>(stats.target_forwards), seconds);
+  return OkStatus();
+}
+
 Status RunGenerate(int argc, char** argv) {
   ModelArgs model_args;
   MediaArgs media_args;
@@ -478,16 +525,25 @@ Status RunGenerate(int argc, char** argv) {
       "gemma4 generate --model PATH (--ids 2,17,33 | --prompt TEXT) [-n 32] [--greedy]\n"
       "                       [--temperature T] [--seed S] [--threads N] [--kv-type "
       "auto|f32|f16|q8_0|q4_0]\n"
-      "                       [--tokenizer PATH] [media options as for logits]",
+      "                       [--tokenizer PATH] [--draft PATH [--draft-k K]]\n"
+      "                       [media options as for logits]",
       "Prints the generated ids, comma-separated, on one line (stops after an end-of-sequence\n"
       "id from generation_config.json); the stop reason and the decoding used on stderr.\n"
       "--prompt TEXT is tokenized as `gemma4 tokenize` does (special-token strings such as\n"
       "<|turn> become their ids) after <bos>; no chat template is applied (see `gemma4 run`).\n"
       "Decoding: --greedy, else the model's generation_config (greedy unless do_sample) with\n"
       "--temperature and --seed applied; a --seed alone samples at temperature 1 where the\n"
-      "default is greedy.\n");
+      "default is greedy.\n"
+      "--draft PATH: speculative decoding with a Gemma 4 assistant drafter (its checkpoint\n"
+      "directory or GGUF): K drafts (default 4) per round, checked in one batched forward.\n"
+      "Greedy output is the same ids as without it; sampled output has the same distribution\n"
+      "(standard speculative sampling; its random stream differs). Text prompts only.\n");
+  std::string draft_path;
+  int64_t draft_k = 4;
   AddModelArgs(&parser, &model_args);
   AddIdsArg(&parser, &ids);
+  parser.String({"--draft"}, "PATH", "assistant drafter for speculative decoding", &draft_path)
+      .Int({"--draft-k"}, "K", "drafts per round with --draft (default 4)", 1, 14, &draft_k);
   parser.String({"--prompt"}, "TEXT", "text to continue (instead of --ids)", &prompt)
       .String({"--tokenizer"}, "PATH", "tokenizer for --prompt (default: beside the model)",
               &tokenizer_path)
@@ -540,6 +596,13 @@ Status RunGenerate(int argc, char** argv) {
   }
   GEMMA4_RETURN_IF_ERROR(ValidateSamplerOptions(sampler_options));
   ThreadPool pool(static_cast<int>(model_args.threads));
+  if (parser.Given("--draft-k") && draft_path.empty()) {
+    return InvalidArgumentError("--draft-k is for --draft");
+  }
+  if (!draft_path.empty()) {
+    return GenerateWithDrafter(*model, draft_path, static_cast<int>(draft_k), ids, sampler_options,
+                               max_new, kv_type, &pool);
+  }
   std::vector<EncodedMedia> media;
   GEMMA4_RETURN_IF_ERROR(EncodeMedia(media_args, *model, &pool, &media));
   GEMMA4_ASSIGN_OR_RETURN(MediaBatch batch, MediaBatch::Build(config, ids, media));
