@@ -143,6 +143,17 @@ TEST(Drafter, MatchesTransformersLogits) {
     CheckDraftLogits(v, ModelDir(v) + "/assistant", KvType::kF32, kTolerance);
 }
 
+// The drafter reads f16 and block-quantized target caches (widened or dequantized rows). The
+// bounds are the caches' own rounding (measured: f16 6.6e-3, q8_0 0.17 on logits of magnitude
+// ~10; the drafted argmax tokens still all equal transformers'), while a misread row or head
+// moves these logits by 1 or more.
+TEST(Drafter, ReadsF16AndQuantizedCaches) {
+  for (const char* v : kTargets) {
+    CheckDraftLogits(v, ModelDir(v) + "/assistant", KvType::kF16, 2e-2f);
+    CheckDraftLogits(v, ModelDir(v) + "/assistant", KvType::kQ8_0, 0.25f);
+  }
+}
+
 // Greedy decoding through SpeculativeGenerate, with and without a drafter.
 std::vector<int32_t> Greedy(const Pair& p, const Drafter* drafter, std::span<const int32_t> prompt,
                             int k, int max_tokens, SpeculativeStats* stats) {

@@ -315,7 +315,7 @@ Status Drafter::Step(const LoadedModel& target, const InferenceState& target_sta
   ops::MatMul(pre_projection_, in.data(), 1, x.data(), pool);
 
   const KvCache& cache = target_state.kv_cache();
-  std::vector<float> q, attn, gate, up, scores, cos_t, sin_t;
+  std::vector<float> q, attn, gate, up, scores, cos_t, sin_t, tile;
   for (int l = 0; l < c.num_layers; ++l) {
     const LayerConfig& lc = c.layers[l];
     const DrafterLayerWeights& lw = layers_[l];
@@ -341,29 +341,56 @@ Status Drafter::Step(const LoadedModel& target, const InferenceState& target_sta
         lc.sliding ? std::max<int64_t>(0, hi - static_cast<int64_t>(c.sliding_window)) : 0;
     const int64_t nk = hi - lo + 1;
     scores.resize(n_rep * nk);
+    // Rows [k, k + n) of KV head g's keys (or values) as f32 rows (pointer, row stride):
+    // straight from an f32 cache, widened or dequantized into `tile` otherwise.
+    auto rows = [&](bool values, int64_t g, int64_t k,
+                    int64_t n) -> std::pair<const float*, int64_t> {
+      switch (cache.type()) {
+        case KvType::kF32:
+          return {(values ? cache.V<float>(src, k) : cache.K<float>(src, k)) + g * hd, kv_dim};
+        case KvType::kF16: {
+          const uint16_t* r =
+              (values ? cache.V<uint16_t>(src, k) : cache.K<uint16_t>(src, k)) + g * hd;
+          tile.resize(n * hd);
+          for (int64_t i = 0; i < n; ++i) {
+            for (int64_t j = 0; j < hd; ++j)
+              tile[i * hd + j] = quant::HalfToFloat(r[i * kv_dim + j]);
+          }
+          return {tile.data(), hd};
+        }
+        case KvType::kQ8_0:
+        case KvType::kQ4_0: {
+          const int64_t head_bytes = static_cast<int64_t>(KvRowBytes(cache.type(), hd));
+          const int64_t row_bytes = cache.row_bytes(src);
+          const uint8_t* r =
+              (values ? cache.V<uint8_t>(src, k) : cache.K<uint8_t>(src, k)) + g * head_bytes;
+          auto dequantize =
+              cache.type() == KvType::kQ8_0 ? ops::DequantizeQ8_0 : ops::DequantizeQ4_0;
+          tile.resize(n * hd);
+          for (int64_t i = 0; i < n; ++i)
+            dequantize(r + i * row_bytes, hd / 32, tile.data() + i * hd);
+          return {tile.data(), hd};
+        }
+      }
+      return {nullptr, 0};
+    };
     for (int64_t g = 0; g < n_kv; ++g) {
       const float* qg = q.data() + g * n_rep * hd;
       float* og = attn.data() + g * n_rep * hd;
-      auto attend = [&](auto type_tag) {
-        using T = decltype(type_tag);
-        for (int64_t k = lo; k <= hi;) {
-          const int64_t run = std::min(hi + 1 - k, cache.ContiguousRun(src, k));
-          ops::AttentionScores(qg, hd, static_cast<int>(n_rep), cache.K<T>(src, k) + g * hd, kv_dim,
-                               run, hd, scores.data() + (k - lo), nk);
-          k += run;
-        }
-        for (int64_t r = 0; r < n_rep; ++r) ops::Softmax(scores.data() + r * nk, nk);
-        for (int64_t k = lo; k <= hi;) {
-          const int64_t run = std::min(hi + 1 - k, cache.ContiguousRun(src, k));
-          ops::AttentionValues(scores.data() + (k - lo), nk, static_cast<int>(n_rep),
-                               cache.V<T>(src, k) + g * hd, kv_dim, run, hd, og, hd);
-          k += run;
-        }
-      };
-      if (cache.type() == KvType::kF16) {
-        attend(uint16_t{});
-      } else {
-        attend(float{});
+      for (int64_t k = lo; k <= hi;) {
+        const int64_t run = std::min(hi + 1 - k, cache.ContiguousRun(src, k));
+        const auto [kr, ld] = rows(false, g, k, run);
+        ops::AttentionScores(qg, hd, static_cast<int>(n_rep), kr, ld, run, hd,
+                             scores.data() + (k - lo), nk);
+        k += run;
+      }
+      for (int64_t r = 0; r < n_rep; ++r) ops::Softmax(scores.data() + r * nk, nk);
+      for (int64_t k = lo; k <= hi;) {
+        const int64_t run = std::min(hi + 1 - k, cache.ContiguousRun(src, k));
+        const auto [vr, ld] = rows(true, g, k, run);
+        ops::AttentionValues(scores.data() + (k - lo), nk, static_cast<int>(n_rep), vr, ld, run, hd,
+                             og, hd);
+        k += run;
       }
     }
     ops::MatMul(lw.o_proj, attn.data(), 1, tmp.data(), pool);
