@@ -5,14 +5,20 @@
 
 #include <algorithm>
 #include <bitset>
+#include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <map>
 #include <string>
+#include <unordered_set>
 
 namespace gemma4::chat {
 namespace {
 
 constexpr int kMaxNfaStates = 200000;
+// Most NFA states the subset construction may scan and collect (under a second at worst); the
+// built-in formats take under 20,000, real patterns alike.
+constexpr size_t kMaxSubsetWork = size_t{4} << 20;
 
 using ByteSet = std::bitset<256>;
 
@@ -92,7 +98,12 @@ class Parser {
     GEMMA4_RETURN_IF_ERROR(SplitTopLevel(&alts));
     Re alt;
     alt.kind = Re::kAlt;
+    // An alternative spelled like an earlier one adds nothing to the language, but would add
+    // a copy of its automaton (with its .* loops) to every subset: skip it.
+    std::vector<std::string_view> seen;
     for (std::string_view a : alts) {
+      if (std::find(seen.begin(), seen.end(), a) != seen.end()) continue;
+      seen.push_back(a);
       const bool anchored_start = !a.empty() && a.front() == '^';
       if (anchored_start) a.remove_prefix(1);
       bool anchored_end = false;
@@ -170,9 +181,16 @@ class Parser {
   StatusOr<Re> ParseAlt() {
     Re alt;
     alt.kind = Re::kAlt;
+    std::vector<std::string_view> spelled;  // each kept alternative's text
     while (true) {
+      const size_t begin = pos_;
       GEMMA4_ASSIGN_OR_RETURN(Re seq, ParseSeq());
-      alt.kids.push_back(std::move(seq));
+      const std::string_view text = p_.substr(begin, pos_ - begin);
+      // The same text again is the same language (see ParseAll).
+      if (std::find(spelled.begin(), spelled.end(), text) == spelled.end()) {
+        spelled.push_back(text);
+        alt.kids.push_back(std::move(seq));
+      }
       if (AtEnd() || Peek() != '|') break;
       ++pos_;
     }
@@ -625,16 +643,24 @@ StatusOr<ByteDfa> CompileRegex(std::string_view pattern) {
   const int start = emitted.first, end = emitted.second;
   const std::string what = "pattern \"" + std::string(pattern) + "\"";
   if (nfa.too_big) return InvalidArgumentError(what + ": too large (repetitions)");
+  // Subset construction. Its cost must stay linear in what it builds, whatever the pattern
+  // (fuzzing found 400-byte patterns of empty alternatives that took seconds): the epsilon
+  // closure marks visits with a generation stamp instead of clearing an array the size of the
+  // NFA per call, and bytes that every NFA transition treats alike form one class, computed
+  // once per class instead of once per byte.
+  std::vector<uint32_t> stamp(nfa.states.size(), 0);
+  uint32_t generation = 0;
+  std::vector<int> stack;
   auto closure = [&](std::vector<int> set) {
-    std::vector<char> seen(nfa.states.size(), 0);
-    std::vector<int> stack = set;
-    for (int s : set) seen[s] = 1;
+    ++generation;
+    stack.assign(set.begin(), set.end());
+    for (int s : set) stamp[s] = generation;
     while (!stack.empty()) {
       const int s = stack.back();
       stack.pop_back();
       for (int t : nfa.states[s].eps) {
-        if (!seen[t]) {
-          seen[t] = 1;
+        if (stamp[t] != generation) {
+          stamp[t] = generation;
           set.push_back(t);
           stack.push_back(t);
         }
@@ -643,6 +669,39 @@ StatusOr<ByteDfa> CompileRegex(std::string_view pattern) {
     std::sort(set.begin(), set.end());
     return set;
   };
+  // byte_class[b]: bytes in one class are in exactly the same transition sets (content bytes
+  // only; others read -1). Refined set by set: (old class, in this set) -> new class.
+  std::vector<int> byte_class(256, -1);
+  int num_classes = 1;
+  for (int b = 0; b < 256; ++b) byte_class[b] = ContentByte(b) ? 0 : -1;
+  {
+    std::vector<const ByteSet*> distinct;
+    std::unordered_set<ByteSet> seen_sets;
+    for (const NfaState& st : nfa.states) {
+      if (st.to < 0 || !seen_sets.insert(st.set).second) continue;
+      distinct.push_back(&st.set);
+      if (distinct.size() > 512) break;  // beyond this, refining costs more than it saves
+    }
+    if (distinct.size() > 512) {
+      for (int b = 0, c = 0; b < 256; ++b) byte_class[b] = ContentByte(b) ? c++ : -1;
+      num_classes = 256;
+    } else {
+      for (const ByteSet* set : distinct) {
+        std::map<std::pair<int, bool>, int> split;
+        for (int b = 0; b < 256; ++b) {
+          if (byte_class[b] < 0) continue;
+          const auto key = std::make_pair(byte_class[b], set->test(b));
+          auto [it, fresh] = split.emplace(key, static_cast<int>(split.size()));
+          byte_class[b] = it->second;
+        }
+        num_classes = static_cast<int>(split.size());
+      }
+    }
+  }
+  std::vector<int> representative(num_classes, -1);
+  for (int b = 0; b < 256; ++b) {
+    if (byte_class[b] >= 0 && representative[byte_class[b]] < 0) representative[byte_class[b]] = b;
+  }
   std::map<std::vector<int>, int> ids;
   std::vector<std::vector<int>> sets;
   ByteDfa dfa;
@@ -656,25 +715,44 @@ StatusOr<ByteDfa> CompileRegex(std::string_view pattern) {
     return id;
   };
   dfa.start = intern(closure({start}));
+  std::vector<int> class_target(num_classes);
+  size_t work = 0;
   for (size_t i = 0; i < sets.size(); ++i) {
     if (sets.size() > static_cast<size_t>(kMaxRegexStates)) {
       return InvalidArgumentError(what + ": its automaton exceeds " +
                                   std::to_string(kMaxRegexStates) + " states");
     }
-    dfa.next.resize(sets.size() * 256, -1);
-    for (int b = 0; b < 256; ++b) {
-      if (!ContentByte(b)) continue;
+    // Bounded work whatever the pattern: each subset is scanned once per byte class.
+    work += sets[i].size() * static_cast<size_t>(num_classes);
+    if (work > kMaxSubsetWork) {
+      return InvalidArgumentError(what + ": too complex (its automaton takes too long to build)");
+    }
+    for (int c = 0; c < num_classes; ++c) {
+      const int b = representative[c];
       std::vector<int> next;
       for (int s : sets[i]) {
         if (nfa.states[s].to >= 0 && nfa.states[s].set.test(b)) next.push_back(nfa.states[s].to);
       }
-      if (next.empty()) continue;
-      const int t = intern(closure(std::move(next)));
-      dfa.next.resize(sets.size() * 256, -1);
-      dfa.next[i * 256 + b] = t;
+      if (next.empty()) {
+        class_target[c] = -1;
+        continue;
+      }
+      std::vector<int> target = closure(std::move(next));
+      work += target.size();
+      if (work > kMaxSubsetWork) {
+        return InvalidArgumentError(what + ": too complex (its automaton takes too long to build)");
+      }
+      class_target[c] = intern(std::move(target));
+    }
+    dfa.next.resize(sets.size() * 256, -1);
+    for (int b = 0; b < 256; ++b) {
+      if (byte_class[b] >= 0) dfa.next[i * 256 + b] = class_target[byte_class[b]];
     }
   }
   dfa.next.resize(sets.size() * 256, -1);
+  if (getenv("REGEX_WORK"))
+    fprintf(stderr, "work %zu states %zu classes %d nfa %zu: %s\n", work, sets.size(), num_classes,
+            nfa.states.size(), what.c_str());
   return Prune(std::move(dfa), what);
 }
 
