@@ -289,6 +289,9 @@ bool DTypeToGgmlType(DType t, GgmlType* out) {
     case DType::kBF16:
       *out = GgmlType::kBF16;
       return true;
+    case DType::kI32:
+      *out = GgmlType::kI32;
+      return true;
     default:
       return false;
   }

@@ -63,6 +63,7 @@ enum class GgmlType : uint32_t {
   kQ4_K = 12,
   kQ6_K = 14,
   kBF16 = 30,
+  kI32 = 26,
 };
 bool GgmlTypeToDType(uint32_t ggml_type, DType* out);
 bool DTypeToGgmlType(DType t, GgmlType* out);
