@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -358,6 +359,33 @@ TEST(AudioEncoder, SoftTokensMatchTransformers) {
       std::printf("soft %s (%s) worst max |err| %.3g\n", mname, eager ? "eager" : "sdpa", worst);
     }
   }
+}
+
+// Session::Cancel reaches the audio tower through its cancel flag, read before every conformer
+// layer (and between 30 s pieces in EncodeClip): a set flag stops with CancelledError, a clear
+// one changes nothing.
+TEST(AudioEncoder, CancelFlagStopsBeforeTheNextLayer) {
+  Loaded l = Load("tiny-e2b-audio");
+  ASSERT_NE(l.encoder, nullptr);
+  auto f = ClipFeatures("speechlike_27200");
+  ASSERT_TRUE(f.ok());
+  ThreadPool pool(2);
+  std::atomic<bool> cancel{true};
+  std::vector<float> out;
+  Status s = l.encoder->Encode(*f, &pool, &out, &cancel);
+  EXPECT_EQ(s.code(), StatusCode::kCancelled) << s.ToString();
+  EXPECT_NE(s.message().find("before layer 1 of"), std::string::npos) << s.message();
+  const std::vector<float> samples(40000, 0.01f);
+  std::vector<std::vector<float>> pieces;
+  EXPECT_EQ(audio::EncodeClip(*l.encoder, samples.data(), 40000, &pool, &pieces, &cancel).code(),
+            StatusCode::kCancelled);
+  EXPECT_TRUE(pieces.empty());
+  cancel = false;
+  std::vector<float> with_flag, without;
+  ASSERT_TRUE(l.encoder->Encode(*f, &pool, &with_flag, &cancel).ok());
+  ASSERT_TRUE(l.encoder->Encode(*f, &pool, &without).ok());
+  EXPECT_EQ(with_flag, without);
+  EXPECT_FALSE(without.empty());
 }
 
 // The intended mask (as sdpa applies it): same row count, finite, and independent of the pool.

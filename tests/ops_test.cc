@@ -352,6 +352,78 @@ TEST(OpsMatMulGemm, FmaChainInKOrderForEveryDtypeShapeAndThreadCount) {
   }
 }
 
+// Weights packed once (PackGemmWeights) give MatMulGemm's bits for every slice of tokens.
+TEST(OpsMatMulGemm, PackedWeightsGiveTheSameBitsPerSlice) {
+  std::mt19937 rng(6);
+  const Weights w = MakeWeights(DType::kF16, 45, 37, 1, &rng);
+  const int64_t s = 31;
+  std::vector<float> x = RandomFloats(s * 37, &rng);
+  ThreadPool pool(2);
+  std::vector<float> whole(s * 45), sliced(s * 45);
+  ops::MatMulGemm(w.view, x.data(), s, whole.data(), &pool);
+  ops::PackedGemmWeights packed;
+  ops::PackGemmWeights(w.view, &packed, &pool);
+  for (int64_t t0 = 0; t0 < s; t0 += 9) {
+    ops::MatMulGemm(packed, x.data() + t0 * 37, std::min<int64_t>(9, s - t0),
+                    sliced.data() + t0 * 45, nullptr);
+  }
+  EXPECT_EQ(0, std::memcmp(whole.data(), sliced.data(), whole.size() * sizeof(float)));
+}
+
+// The vision tower's attention against a double-precision softmax attention, for odd token
+// counts and head widths (tile, panel and packing tails), grouped KV heads and strided rows;
+// the same bits whatever the thread count.
+TEST(OpsDenseAttention, MatchesSoftmaxAttentionForOddShapesAndThreadCounts) {
+  std::mt19937 rng(7);
+  ThreadPool pool1(1), pool2(2), pool3(3);
+  struct Shape {
+    int64_t n;
+    int heads, kv_heads, hd;
+  };
+  for (const Shape& sh : {Shape{1, 1, 1, 8}, Shape{13, 2, 1, 17}, Shape{47, 4, 2, 33},
+                          Shape{70, 3, 3, 72}, Shape{100, 2, 2, 64}}) {
+    const int64_t ldq = sh.heads * sh.hd + 3, ldkv = sh.kv_heads * sh.hd + 1,
+                  ldo = sh.heads * sh.hd + 2;
+    const std::vector<float> q = RandomFloats(sh.n * ldq, &rng),
+                             k = RandomFloats(sh.n * ldkv, &rng),
+                             v = RandomFloats(sh.n * ldkv, &rng);
+    std::vector<float> serial(sh.n * ldo, -5.0f);
+    ops::DenseAttention(q.data(), ldq, k.data(), ldkv, v.data(), ldkv, sh.n, sh.heads, sh.kv_heads,
+                        sh.hd, serial.data(), ldo, nullptr);
+    const int rep = sh.heads / sh.kv_heads;
+    for (int64_t t = 0; t < sh.n; ++t) {
+      for (int h = 0; h < sh.heads; ++h) {
+        const int g = h / rep;
+        std::vector<double> p(sh.n);
+        double max = -1e300, sum = 0;
+        for (int64_t j = 0; j < sh.n; ++j) {
+          double dot = 0;
+          for (int i = 0; i < sh.hd; ++i) {
+            dot += double{q[t * ldq + h * sh.hd + i]} * k[j * ldkv + g * sh.hd + i];
+          }
+          p[j] = dot;
+          max = std::max(max, dot);
+        }
+        for (double& e : p) sum += (e = std::exp(e - max));
+        for (int i = 0; i < sh.hd; ++i) {
+          double want = 0;
+          for (int64_t j = 0; j < sh.n; ++j) want += p[j] / sum * v[j * ldkv + g * sh.hd + i];
+          ASSERT_NEAR(serial[t * ldo + h * sh.hd + i], want, 2e-5)
+              << "n " << sh.n << " t " << t << " h " << h << " i " << i;
+        }
+      }
+      for (int64_t i = sh.heads * sh.hd; i < ldo; ++i) ASSERT_EQ(serial[t * ldo + i], -5.0f);
+    }
+    for (ThreadPool* pool : {&pool1, &pool2, &pool3}) {
+      std::vector<float> out(sh.n * ldo, -5.0f);
+      ops::DenseAttention(q.data(), ldq, k.data(), ldkv, v.data(), ldkv, sh.n, sh.heads,
+                          sh.kv_heads, sh.hd, out.data(), ldo, pool);
+      ASSERT_EQ(0, std::memcmp(out.data(), serial.data(), out.size() * sizeof(float)))
+          << "n " << sh.n << " threads " << pool->num_threads();
+    }
+  }
+}
+
 TEST(OpsToF32, ConvertsRangesOfEveryDtype) {
   std::mt19937 rng(4);
   for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {

@@ -977,6 +977,52 @@ TEST_P(KernelTest, GemmPackedIsTheFmaChain) {
   }
 }
 
+// The ISA's token packing puts the reference's values in the reference's places (zero past
+// ntok), for odd k (vector body and tails), every token count and strided, unaligned rows.
+TEST_P(KernelTest, PackGemmTokensMatchesReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  ASSERT_NE(table.pack_gemm_tokens, nullptr);
+  std::mt19937 rng(43);
+  for (int mr : {table.gemm_f32_mr, 3, 16, 17}) {
+    for (int64_t k : {1, 15, 16, 17, 37, 70}) {
+      for (int ntok = 1; ntok <= mr; ++ntok) {
+        const int64_t ldx = k + 5;
+        const auto x_storage = RandomVector(mr * ldx + 1, &rng);
+        const float* x = x_storage.data() + 1;
+        std::vector<float> got(k * mr + 1, -3.0f), want(k * mr + 1, -3.0f);
+        table.pack_gemm_tokens(x, ldx, ntok, k, mr, got.data());
+        kernels::PackGemmTokens(x, ldx, ntok, k, mr, want.data());
+        ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+            << GetParam().name << " mr " << mr << " k " << k << " ntok " << ntok;
+      }
+    }
+  }
+}
+
+// Likewise the panel packing: every row count of a panel, panel widths the ISA vectorizes and
+// others, odd k, strided unaligned rows.
+TEST_P(KernelTest, PackGemmPanelMatchesReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  ASSERT_NE(table.pack_gemm_panel, nullptr);
+  std::mt19937 rng(47);
+  for (int nr : {table.gemm_f32_nr, 8, 16, 32, 12}) {
+    for (int64_t k : {1, 15, 16, 17, 37, 70}) {
+      for (int nrows = 1; nrows <= nr; ++nrows) {
+        const int64_t ldw = k + 3;
+        const auto w_storage = RandomVector(nr * ldw + 1, &rng);
+        const float* w = w_storage.data() + 1;
+        std::vector<float> got(k * nr + 1, -3.0f), want(k * nr + 1, -3.0f);
+        table.pack_gemm_panel(w, ldw, nrows, k, nr, got.data());
+        kernels::PackGemmPanel(w, ldw, nrows, k, nr, want.data());
+        ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+            << GetParam().name << " nr " << nr << " k " << k << " nrows " << nrows;
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isas, KernelTest,
                          ::testing::Values(KernelCase{kernels::Isa::kReference, "ref"},
                                            KernelCase{kernels::Isa::kAvx2, "avx2"},

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <fstream>
 #include <string>
@@ -290,6 +291,31 @@ TEST(VisionInput, BadImagesAreClearErrors) {
   ASSERT_FALSE(none.ok());
   EXPECT_NE(none.status().message().find("no vision_config"), std::string::npos)
       << none.status().message();
+}
+
+// Session::Cancel reaches the encoder through its cancel flag, read before every layer: a set
+// flag stops the encode before the first layer with CancelledError (the output untouched); a
+// clear one changes nothing.
+TEST(VisionEncoder, CancelFlagStopsBeforeTheNextLayer) {
+  Loaded l = Load("tiny-e2b-vision");
+  ASSERT_NE(l.encoder, nullptr);
+  auto image = media::LoadImageFile(VisionDir() + "/images/up_200x150.png");
+  ASSERT_TRUE(image.ok());
+  auto patches = vision::PreprocessImage(*image, 70, l.encoder->config());
+  ASSERT_TRUE(patches.ok());
+  ThreadPool pool(2);
+  std::atomic<bool> cancel{true};
+  std::vector<float> out = {1.0f};
+  Status s = l.encoder->Encode(*patches, &pool, &out, &cancel);
+  EXPECT_EQ(s.code(), StatusCode::kCancelled) << s.ToString();
+  EXPECT_NE(s.message().find("before layer 1 of"), std::string::npos) << s.message();
+  EXPECT_EQ(out, std::vector<float>{1.0f});
+  cancel = false;
+  std::vector<float> with_flag, without;
+  ASSERT_TRUE(l.encoder->Encode(*patches, &pool, &with_flag, &cancel).ok());
+  ASSERT_TRUE(l.encoder->Encode(*patches, &pool, &without).ok());
+  EXPECT_EQ(with_flag, without);
+  EXPECT_FALSE(without.empty());
 }
 
 // llama.cpp mmproj files: what `gemma4 quantize` writes (the converter's names and layouts)

@@ -703,7 +703,7 @@ Status SessionImpl::EncodeMedia(Turn* turn) {
       auto soft = std::make_shared<std::vector<float>>();
       {
         std::lock_guard<std::mutex> lock(m_.compute_mutex);
-        GEMMA4_RETURN_IF_ERROR(m_.vision->Encode(patches, m_.pool.get(), soft.get()));
+        GEMMA4_RETURN_IF_ERROR(m_.vision->Encode(patches, m_.pool.get(), soft.get(), &cancel_));
       }
       if (soft->empty() || soft->size() % static_cast<size_t>(c.hidden_size) != 0) {
         return InternalError("the vision tower returned no soft tokens");
@@ -771,7 +771,7 @@ Status SessionImpl::EncodeVideo(Video* video) {
       auto soft = std::make_shared<std::vector<float>>();
       {
         std::lock_guard<std::mutex> lock(m_.compute_mutex);
-        GEMMA4_RETURN_IF_ERROR(m_.vision->Encode(patches, m_.pool.get(), soft.get()));
+        GEMMA4_RETURN_IF_ERROR(m_.vision->Encode(patches, m_.pool.get(), soft.get(), &cancel_));
       }
       media_cache_.emplace(digest, std::move(soft));
     }
@@ -814,7 +814,7 @@ Status SessionImpl::EncodeAudio(Audio* audio) {
       std::lock_guard<std::mutex> lock(m_.compute_mutex);
       GEMMA4_RETURN_IF_ERROR(audio::EncodeClip(*m_.audio, samples.data(),
                                                static_cast<int64_t>(samples.size()), m_.pool.get(),
-                                               pieces.get()));
+                                               pieces.get(), &cancel_));
     }
     audio_cache_.emplace(digest, std::move(pieces));
   }

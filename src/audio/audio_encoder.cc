@@ -438,7 +438,8 @@ StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::LoadMmproj(const std::stri
 }
 
 Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
-                            std::vector<float>* soft_tokens) const {
+                            std::vector<float>* soft_tokens,
+                            const std::atomic<bool>* cancel) const {
   GEMMA4_RETURN_IF_ERROR(CheckWeightsUnchanged());
   const AudioConfig& c = config_;
   const int64_t T = features.num_frames, F = features.feature_size;
@@ -576,6 +577,11 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
     std::vector<float> normed(S * H), q(S * H), k(S * H), v(S * H), attn(S * H), tmp(S * H),
         in_copy(S * H), wide(S * 4 * H);
     for (const AudioLayerWeights& lw : layers_) {
+      if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
+        return CancelledError("cancelled in the audio tower before layer " +
+                              std::to_string(&lw - layers_.data() + 1) + " of " +
+                              std::to_string(layers_.size()));
+      }
       FeedForward(lw.ff1, c, S, x, normed, wide, tmp, pool);
 
       // Attention block: clamp + norm_pre_attn, chunked attention, clamp + norm_post_attn.
@@ -714,7 +720,7 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
 }
 
 Status EncodeClip(const AudioEncoder& encoder, const float* samples, int64_t n, ThreadPool* pool,
-                  std::vector<std::vector<float>>* pieces) {
+                  std::vector<std::vector<float>>* pieces, const std::atomic<bool>* cancel) {
   if (n <= 0) return InvalidArgumentError("empty audio clip");
   const FeatureConfig& fc = encoder.feature_config();
   const int64_t piece = fc.max_length > 0 ? fc.max_length : int64_t{480000};
@@ -730,7 +736,7 @@ Status EncodeClip(const AudioEncoder& encoder, const float* samples, int64_t n, 
     }
     GEMMA4_ASSIGN_OR_RETURN(AudioFeatures features, ComputeLogMel(samples + begin, len, fc));
     std::vector<float> soft;
-    GEMMA4_RETURN_IF_ERROR(encoder.Encode(features, pool, &soft));
+    GEMMA4_RETURN_IF_ERROR(encoder.Encode(features, pool, &soft, cancel));
     pieces->push_back(std::move(soft));
   }
   return OkStatus();

@@ -10,6 +10,7 @@
 #ifndef GEMMA4_SRC_AUDIO_AUDIO_ENCODER_H_
 #define GEMMA4_SRC_AUDIO_AUDIO_ENCODER_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -92,9 +93,11 @@ class AudioEncoder {
 
   // Soft tokens of one clip: *soft_tokens = [n_valid, text hidden], row-major, where n_valid is
   // the number of valid frames after the 4x subsampling (AudioSoftTokenCount of the clip).
-  // Features of more than 30 s (3000 frames at the default settings) are refused.
-  Status Encode(const AudioFeatures& features, ThreadPool* pool,
-                std::vector<float>* soft_tokens) const;
+  // Features of more than 30 s (3000 frames at the default settings) are refused. A non-null
+  // `cancel` is read before each conformer layer: once it holds true the call stops there and
+  // returns CancelledError (Session::Cancel during a clip's encoding).
+  Status Encode(const AudioFeatures& features, ThreadPool* pool, std::vector<float>* soft_tokens,
+                const std::atomic<bool>* cancel = nullptr) const;
 
  private:
   AudioEncoder() = default;
@@ -163,8 +166,10 @@ AudioTensorSource SyntheticAudioTensors(const AudioConfig& config, int num_mel_b
 // extractor's limit), each turned into features and encoded in order. `pieces` receives one
 // [rows, text hidden] block per piece that yields soft tokens (a tail of <= 160 samples gives
 // none); each piece is placed as its own <|audio> ... <audio|> run.
+// `cancel` as in AudioEncoder::Encode (also read between pieces).
 Status EncodeClip(const AudioEncoder& encoder, const float* samples, int64_t n, ThreadPool* pool,
-                  std::vector<std::vector<float>>* pieces);
+                  std::vector<std::vector<float>>* pieces,
+                  const std::atomic<bool>* cancel = nullptr);
 
 }  // namespace gemma4::audio
 

@@ -110,6 +110,11 @@ struct KernelTable {
   int gemm_f32_nr;
   void (*gemm_f32_packed)(const float* xp, const float* wp, int64_t k, int ntok, int ncols,
                           float* y, int64_t ldy, bool accumulate);
+  // PackGemmTokens (below) for this ISA: the same values in the same places, faster (the
+  // attention of the vision tower packs every query tile's probabilities, [mr, n] -> [n, mr]).
+  void (*pack_gemm_tokens)(const float* x, int64_t ldx, int ntok, int64_t k, int mr, float* out);
+  // PackGemmPanel likewise (the towers' weights, widened to f32, packed once per matmul).
+  void (*pack_gemm_panel)(const float* w, int64_t ldw, int nrows, int64_t k, int nr, float* out);
 };
 
 // Packing for gemm_f32_packed. Tokens: out[i * mr + t] = x[t * ldx + i] for i < k, t < ntok;

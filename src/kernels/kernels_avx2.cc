@@ -685,7 +685,9 @@ const KernelTable& Avx2Table() {
                                     .f16_to_f32 = F16ToF32,
                                     .gemm_f32_mr = 6,
                                     .gemm_f32_nr = 16,
-                                    .gemm_f32_packed = simd::GemmPacked<Arch, 6, 2>};
+                                    .gemm_f32_packed = simd::GemmPacked<Arch, 6, 2>,
+                                    .pack_gemm_tokens = PackGemmTokens,
+                                    .pack_gemm_panel = PackGemmPanel};
   return table;
 }
 

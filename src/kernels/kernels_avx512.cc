@@ -619,6 +619,78 @@ void QuantizeBlocks(const float* x, int64_t nblocks, int8_t* q, float* scale, in
   }
 }
 
+// Transposes 16 rows of 16 floats in place: afterwards r[j] holds column j (lane t = row t).
+inline void Transpose16x16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int a = 0; a < 8; ++a) {  // pairs of rows: (0 1) (2 3) ... interleaved per 128-bit lane
+    t[2 * a] = _mm512_unpacklo_ps(r[2 * a], r[2 * a + 1]);
+    t[2 * a + 1] = _mm512_unpackhi_ps(r[2 * a], r[2 * a + 1]);
+  }
+  for (int a = 0; a < 4; ++a) {  // groups of four rows: u[4a + c] = column 4L + c in lane L
+    const __m512d t0 = _mm512_castps_pd(t[4 * a]), t1 = _mm512_castps_pd(t[4 * a + 1]);
+    const __m512d t2 = _mm512_castps_pd(t[4 * a + 2]), t3 = _mm512_castps_pd(t[4 * a + 3]);
+    u[4 * a] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+    u[4 * a + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+    u[4 * a + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+    u[4 * a + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+  }
+  for (int c = 0; c < 4; ++c) {  // 128-bit lanes: column 4L + c = lane L of u[c], u[4+c], ...
+    const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
+    const __m512 v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);
+    const __m512 w0 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
+    const __m512 w1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
+    r[c] = _mm512_shuffle_f32x4(v0, w0, 0x88);
+    r[4 + c] = _mm512_shuffle_f32x4(v1, w1, 0x88);
+    r[8 + c] = _mm512_shuffle_f32x4(v0, w0, 0xDD);
+    r[12 + c] = _mm512_shuffle_f32x4(v1, w1, 0xDD);
+  }
+}
+
+// PackGemmTokens sixteen k values at a time: the tile's rows (up to 16) loaded as vectors,
+// transposed in registers, each k value's mr tokens stored with one masked store.
+void PackGemmTokensAvx512(const float* x, int64_t ldx, int ntok, int64_t k, int mr, float* out) {
+  if (mr > 16) {
+    PackGemmTokens(x, ldx, ntok, k, mr, out);
+    return;
+  }
+  const __mmask16 lanes = static_cast<__mmask16>((1u << mr) - 1);
+  int64_t i0 = 0;
+  for (; i0 + 16 <= k; i0 += 16) {
+    __m512 r[16];
+    for (int t = 0; t < 16; ++t) {
+      r[t] = t < ntok ? _mm512_loadu_ps(x + t * ldx + i0) : _mm512_setzero_ps();
+    }
+    Transpose16x16(r);
+    for (int i = 0; i < 16; ++i) _mm512_mask_storeu_ps(out + (i0 + i) * mr, lanes, r[i]);
+  }
+  for (int64_t i = i0; i < k; ++i) {  // the tail
+    for (int t = 0; t < mr; ++t) out[i * mr + t] = t < ntok ? x[t * ldx + i] : 0.0f;
+  }
+}
+
+// PackGemmPanel sixteen k values and sixteen rows at a time (transposed in registers, each k
+// value's 16 rows one store); panels whose width is not a multiple of 16 take the reference.
+void PackGemmPanelAvx512(const float* w, int64_t ldw, int nrows, int64_t k, int nr, float* out) {
+  if (nr % 16 != 0) {
+    PackGemmPanel(w, ldw, nrows, k, nr, out);
+    return;
+  }
+  int64_t i0 = 0;
+  for (; i0 + 16 <= k; i0 += 16) {
+    for (int j0 = 0; j0 < nr; j0 += 16) {
+      __m512 r[16];
+      for (int j = 0; j < 16; ++j) {
+        r[j] = j0 + j < nrows ? _mm512_loadu_ps(w + (j0 + j) * ldw + i0) : _mm512_setzero_ps();
+      }
+      Transpose16x16(r);
+      for (int i = 0; i < 16; ++i) _mm512_storeu_ps(out + (i0 + i) * nr + j0, r[i]);
+    }
+  }
+  for (int64_t i = i0; i < k; ++i) {  // the tail
+    for (int j = 0; j < nr; ++j) out[i * nr + j] = j < nrows ? w[j * ldw + i] : 0.0f;
+  }
+}
+
 using Arch = xsimd::avx512bw;
 
 }  // namespace
@@ -657,7 +729,9 @@ const KernelTable& Avx512VnniTable() {
                                     .f16_to_f32 = F16ToF32,
                                     .gemm_f32_mr = 14,
                                     .gemm_f32_nr = 32,
-                                    .gemm_f32_packed = simd::GemmPacked<Arch, 14, 2>};
+                                    .gemm_f32_packed = simd::GemmPacked<Arch, 14, 2>,
+                                    .pack_gemm_tokens = PackGemmTokensAvx512,
+                                    .pack_gemm_panel = PackGemmPanelAvx512};
   return table;
 }
 

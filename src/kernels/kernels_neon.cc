@@ -237,7 +237,9 @@ const KernelTable& NeonDotprodTable() {
                                     .f16_to_f32 = F16ToF32,
                                     .gemm_f32_mr = 8,
                                     .gemm_f32_nr = 12,
-                                    .gemm_f32_packed = simd::GemmPacked<Arch, 8, 3>};
+                                    .gemm_f32_packed = simd::GemmPacked<Arch, 8, 3>,
+                                    .pack_gemm_tokens = PackGemmTokens,
+                                    .pack_gemm_panel = PackGemmPanel};
   return table;
 }
 

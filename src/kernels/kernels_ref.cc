@@ -296,7 +296,9 @@ const KernelTable& ReferenceTable() {
       .f16_to_f32 = F16ToF32,
       .gemm_f32_mr = 4,
       .gemm_f32_nr = 8,
-      .gemm_f32_packed = GemmPackedF32};
+      .gemm_f32_packed = GemmPackedF32,
+      .pack_gemm_tokens = PackGemmTokens,
+      .pack_gemm_panel = PackGemmPanel};
   return table;
 }
 

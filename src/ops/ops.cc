@@ -272,48 +272,26 @@ void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool
   }
 }
 
-void MatMulGemm(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool) {
-  if (IsBlockType(w.dtype)) {
-    MatMul(w, x, s, y, pool);
-    return;
-  }
+namespace {
+
+// 64-byte aligned f32 scratch of `count` values: the GEMM kernels load whole aligned vectors.
+float* AlignedFloats(std::vector<float>& buffer, int64_t count) {
+  buffer.resize(count + 16);
+  const uintptr_t address = reinterpret_cast<uintptr_t>(buffer.data());
+  return buffer.data() + ((64 - address % 64) % 64) / sizeof(float);
+}
+
+}  // namespace
+
+void PackGemmWeights(const TensorView& w, PackedGemmWeights* out, ThreadPool* pool) {
   const int64_t n_out = w.rows(), k = w.cols();
-  if (s <= 0 || n_out <= 0) return;
   const kernels::KernelTable& table = kernels::BestTable();
-  // Goto-style blocking. The tokens are packed into k-major tiles of gemm_f32_mr and the weight
-  // rows, widened to f32, into k-major panels of gemm_f32_nr, each once per call (widening is
-  // exact, so 16-bit weights give the products of their f32 values). A work item is a group of
-  // panels times a chunk of token tiles, walked one k block at a time: the k block of the
-  // group's panels (about 512 KiB) stays in L2 while each token tile's k block (at most 32 KiB,
-  // L1) meets every panel of the group, so tokens are read from memory once per group rather
-  // than once per panel, and weights once per token chunk.
-  const int mr = table.gemm_f32_mr, nr = table.gemm_f32_nr;
-  const int64_t tiles = (s + mr - 1) / mr, panels = (n_out + nr - 1) / nr;
-  const int64_t k_blocks = std::max<int64_t>(1, (k * nr * 4 + 65535) / 65536);  // 64 KiB each
-  const int64_t k_block = (k + k_blocks - 1) / k_blocks;
-  const int threads = pool != nullptr ? pool->num_threads() : 1;
-  const int64_t group = std::clamp<int64_t>(panels / (4 * threads), 1, 8);
-  const int64_t groups = (panels + group - 1) / group;
-  constexpr int64_t kChunkTiles = 16;  // up to 224 tokens on AVX-512
-  const int64_t chunks = (tiles + kChunkTiles - 1) / kChunkTiles;
-  // 64-byte aligned f32 scratch of `count` values: the kernels load whole aligned vectors.
-  auto aligned = [](std::vector<float>& buffer, int64_t count) {
-    buffer.resize(count + 16);
-    const uintptr_t address = reinterpret_cast<uintptr_t>(buffer.data());
-    return buffer.data() + ((64 - address % 64) % 64) / sizeof(float);
-  };
-  struct PackedTokensTag;
-  struct PackedWeightsTag;
-  float* const packed_x =
-      aligned(ThreadScratch<std::vector<float>, PackedTokensTag>(), tiles * mr * k);
-  float* const packed_w =
-      aligned(ThreadScratch<std::vector<float>, PackedWeightsTag>(), panels * nr * k);
-  auto pack_tokens = [&](int64_t begin, int64_t end) {
-    for (int64_t tile = begin; tile < end; ++tile) {
-      const int nt = static_cast<int>(std::min<int64_t>(mr, s - tile * mr));
-      kernels::PackGemmTokens(x + tile * mr * k, k, nt, k, mr, packed_x + tile * mr * k);
-    }
-  };
+  const int nr = table.gemm_f32_nr;
+  const int64_t panels = (n_out + nr - 1) / nr;
+  out->n_out = n_out;
+  out->k = k;
+  float* const packed = AlignedFloats(out->storage, panels * nr * k);
+  out->panels = packed;
   const bool direct =
       w.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(w.data) % alignof(float) == 0;
   auto pack_panels = [&](int64_t begin, int64_t end) {
@@ -330,7 +308,43 @@ void MatMulGemm(const TensorView& w, const float* x, int64_t s, float* y, Thread
         ToF32(w, n0 * k, nrows * k, rows.data());
         wr = rows.data();
       }
-      kernels::PackGemmPanel(wr, k, nrows, k, nr, packed_w + p * nr * k);
+      table.pack_gemm_panel(wr, k, nrows, k, nr, packed + p * nr * k);
+    }
+  };
+  if (pool != nullptr) {
+    pool->ParallelFor(panels, 1, pack_panels);
+  } else {
+    pack_panels(0, panels);
+  }
+}
+
+void MatMulGemm(const PackedGemmWeights& w, const float* x, int64_t s, float* y, ThreadPool* pool) {
+  const int64_t n_out = w.n_out, k = w.k;
+  if (s <= 0 || n_out <= 0) return;
+  const kernels::KernelTable& table = kernels::BestTable();
+  // Goto-style blocking. The tokens are packed into k-major tiles of gemm_f32_mr, once per
+  // call; the weight rows are k-major panels of gemm_f32_nr (PackGemmWeights). A work item is a
+  // group of panels times a chunk of token tiles, walked one k block at a time: the k block of
+  // the group's panels (about 512 KiB) stays in L2 while each token tile's k block (at most
+  // 32 KiB, L1) meets every panel of the group, so tokens are read from memory once per group
+  // rather than once per panel, and weights once per token chunk.
+  const int mr = table.gemm_f32_mr, nr = table.gemm_f32_nr;
+  const int64_t tiles = (s + mr - 1) / mr, panels = (n_out + nr - 1) / nr;
+  const int64_t k_blocks = std::max<int64_t>(1, (k * nr * 4 + 65535) / 65536);  // 64 KiB each
+  const int64_t k_block = (k + k_blocks - 1) / k_blocks;
+  const int threads = pool != nullptr ? pool->num_threads() : 1;
+  const int64_t group = std::clamp<int64_t>(panels / (4 * threads), 1, 8);
+  const int64_t groups = (panels + group - 1) / group;
+  constexpr int64_t kChunkTiles = 16;  // up to 224 tokens on AVX-512
+  const int64_t chunks = (tiles + kChunkTiles - 1) / kChunkTiles;
+  struct PackedTokensTag;
+  float* const packed_x =
+      AlignedFloats(ThreadScratch<std::vector<float>, PackedTokensTag>(), tiles * mr * k);
+  const float* const packed_w = w.panels;
+  auto pack_tokens = [&](int64_t begin, int64_t end) {
+    for (int64_t tile = begin; tile < end; ++tile) {
+      const int nt = static_cast<int>(std::min<int64_t>(mr, s - tile * mr));
+      table.pack_gemm_tokens(x + tile * mr * k, k, nt, k, mr, packed_x + tile * mr * k);
     }
   };
   auto multiply = [&](int64_t begin, int64_t end) {
@@ -354,12 +368,108 @@ void MatMulGemm(const TensorView& w, const float* x, int64_t s, float* y, Thread
   };
   if (pool != nullptr) {
     pool->ParallelFor(tiles, 1, pack_tokens);
-    pool->ParallelFor(panels, 1, pack_panels);
     pool->ParallelFor(groups * chunks, 1, multiply);
   } else {
     pack_tokens(0, tiles);
-    pack_panels(0, panels);
     multiply(0, groups * chunks);
+  }
+}
+
+void MatMulGemm(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool) {
+  if (IsBlockType(w.dtype)) {
+    MatMul(w, x, s, y, pool);
+    return;
+  }
+  if (s <= 0 || w.rows() <= 0) return;
+  // The panels live in this thread's scratch, reused by the next call (a fresh buffer per call
+  // would come back from the OS as zeroed pages every time).
+  struct PackedWeightsTag;
+  PackedGemmWeights& packed = ThreadScratch<PackedGemmWeights, PackedWeightsTag>();
+  PackGemmWeights(w, &packed, pool);
+  MatMulGemm(packed, x, s, y, pool);
+}
+
+void DenseAttention(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v,
+                    int64_t ldv, int64_t n, int n_heads, int n_kv_heads, int head_dim, float* out,
+                    int64_t ldo, ThreadPool* pool) {
+  if (n <= 0 || n_heads <= 0) return;
+  const kernels::KernelTable& table = kernels::BestTable();
+  const int mr = table.gemm_f32_mr, nr = table.gemm_f32_nr;
+  const int64_t hd = head_dim, n_rep = n_heads / n_kv_heads;
+  // Keys as weight panels: head g's panel p holds keys p * nr .. p * nr + nr - 1 k-major over
+  // the head's hd values ([hd, nr]); values as panels over the keys: head g's panel c holds
+  // dims c * nr .. of every key ([n, nr]). Both packed once per call, shared by every query.
+  const int64_t key_panels = (n + nr - 1) / nr, value_panels = (hd + nr - 1) / nr;
+  const int64_t key_floats = key_panels * nr * hd, value_floats = value_panels * n * nr;
+  struct KeysTag;
+  struct ValuesTag;
+  float* const packed_k =
+      AlignedFloats(ThreadScratch<std::vector<float>, KeysTag>(), n_kv_heads * key_floats);
+  float* const packed_v =
+      AlignedFloats(ThreadScratch<std::vector<float>, ValuesTag>(), n_kv_heads * value_floats);
+  auto pack_keys = [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t g = item / key_panels, p = item % key_panels;
+      const int nrows = static_cast<int>(std::min<int64_t>(nr, n - p * nr));
+      table.pack_gemm_panel(k + p * nr * ldk + g * hd, ldk, nrows, hd, nr,
+                            packed_k + g * key_floats + p * nr * hd);
+    }
+  };
+  constexpr int64_t kKeyRun = 64;  // keys per packing item of the values
+  const int64_t key_runs = (n + kKeyRun - 1) / kKeyRun;
+  auto pack_values = [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t g = item / key_runs, j0 = item % key_runs * kKeyRun;
+      const int64_t j1 = std::min(n, j0 + kKeyRun);
+      for (int64_t c = 0; c < value_panels; ++c) {
+        const int64_t d0 = c * nr, cols = std::min<int64_t>(nr, hd - d0);
+        float* panel = packed_v + g * value_floats + c * n * nr;
+        for (int64_t j = j0; j < j1; ++j) {
+          const float* src = v + j * ldv + g * hd + d0;
+          std::copy_n(src, cols, panel + j * nr);
+          std::fill(panel + j * nr + cols, panel + (j + 1) * nr, 0.0f);
+        }
+      }
+    }
+  };
+  // One item: one query head and one tile of mr queries. Scores [mr, n] (one f32 row per
+  // query, its softmax in place), then the rows packed k-major over the keys and multiplied
+  // with the value panels straight into out.
+  const int64_t tiles = (n + mr - 1) / mr;
+  auto attend = [&](int64_t begin, int64_t end) {
+    struct QueryTag;
+    struct ScoresTag;
+    struct ProbsTag;
+    float* const xq = AlignedFloats(ThreadScratch<std::vector<float>, QueryTag>(), hd * mr);
+    float* const scores = AlignedFloats(ThreadScratch<std::vector<float>, ScoresTag>(), mr * n);
+    float* const probs = AlignedFloats(ThreadScratch<std::vector<float>, ProbsTag>(), n * mr);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t h = item / tiles, t0 = item % tiles * mr, g = h / n_rep;
+      const int nt = static_cast<int>(std::min<int64_t>(mr, n - t0));
+      table.pack_gemm_tokens(q + t0 * ldq + h * hd, ldq, nt, hd, mr, xq);
+      const float* keys = packed_k + g * key_floats;
+      for (int64_t p = 0; p < key_panels; ++p) {
+        const int ncols = static_cast<int>(std::min<int64_t>(nr, n - p * nr));
+        table.gemm_f32_packed(xq, keys + p * nr * hd, hd, nt, ncols, scores + p * nr, n, false);
+      }
+      for (int r = 0; r < nt; ++r) table.softmax_f32(scores + r * n, n);
+      table.pack_gemm_tokens(scores, n, nt, n, mr, probs);
+      const float* values = packed_v + g * value_floats;
+      for (int64_t c = 0; c < value_panels; ++c) {
+        const int ncols = static_cast<int>(std::min<int64_t>(nr, hd - c * nr));
+        table.gemm_f32_packed(probs, values + c * n * nr, n, nt, ncols,
+                              out + t0 * ldo + h * hd + c * nr, ldo, false);
+      }
+    }
+  };
+  if (pool != nullptr) {
+    pool->ParallelFor(n_kv_heads * key_panels, 1, pack_keys);
+    pool->ParallelFor(n_kv_heads * key_runs, 1, pack_values);
+    pool->ParallelFor(n_heads * tiles, 1, attend);
+  } else {
+    pack_keys(0, n_kv_heads * key_panels);
+    pack_values(0, n_kv_heads * key_runs);
+    attend(0, n_heads * tiles);
   }
 }
 

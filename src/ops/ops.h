@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "model/tensor.h"
 #include "runtime/thread_pool.h"
@@ -33,6 +34,25 @@ void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool
 // the tiling and the thread count, but its bits are not those of MatMul's dot products.
 // Block-quantized weights go through MatMul.
 void MatMulGemm(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool);
+// MatMulGemm's weight panels ([n_out, k] widened to f32 and laid out k-major in panels of the
+// kernel's width), packed once where several calls multiply row slices of tokens by the same
+// matrix (a tower's MLP in slices of tokens). Same results as MatMulGemm on the TensorView.
+struct PackedGemmWeights {
+  int64_t n_out = 0, k = 0;
+  std::vector<float> storage;
+  const float* panels = nullptr;  // 64-byte aligned, inside storage
+};
+void PackGemmWeights(const TensorView& w, PackedGemmWeights* out, ThreadPool* pool);
+void MatMulGemm(const PackedGemmWeights& w, const float* x, int64_t s, float* y, ThreadPool* pool);
+
+// Softmax attention of n tokens over all n (no mask, scale 1: the vision tower's bidirectional
+// attention), f32: out[t, h * hd + i] = sum_j softmax_j(q_t,h . k_j,g) v_j,g[i] for query head
+// h < n_heads and its KV head g = h / (n_heads / n_kv_heads); q_t,h = q + t * ldq + h * hd, k
+// and v likewise. Scores and weighted sums go through MatMulGemm's packed kernel (each one
+// chain of fused multiply-adds in order, so the result does not depend on the thread count).
+void DenseAttention(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v,
+                    int64_t ldv, int64_t n, int n_heads, int n_kv_heads, int head_dim, float* out,
+                    int64_t ldo, ThreadPool* pool);
 
 // Dot product with f32 accumulation (vectorised for the running CPU).
 float Dot(const float* a, const float* b, int64_t n);

@@ -355,13 +355,35 @@ StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::LoadMmproj(const std::st
   return enc;
 }
 
-Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool,
-                             std::vector<float>* out) const {
+namespace {
+
+// Float weights packed once for several slices of tokens (ops::PackGemmWeights); block-quantized
+// ones stay as they are (their products are the integer kernels').
+void PackIfFloat(const ClippableLinear& l, ops::PackedGemmWeights* w, ThreadPool* pool) {
+  if (!IsBlockType(l.weight.dtype)) ops::PackGemmWeights(l.weight, w, pool);
+}
+
+// ApplyClippableLinear with the weights PackIfFloat packed: the same clamps and results.
+void ClippedGemm(const ClippableLinear& l, const ops::PackedGemmWeights& w, float* x, int64_t s,
+                 int64_t in_dim, float* y, ThreadPool* pool) {
+  if (IsBlockType(l.weight.dtype)) {
+    ApplyClippableLinear(l, x, s, in_dim, y, pool);
+    return;
+  }
+  if (l.clipped) ClampInPlace(x, s * in_dim, l.input_min, l.input_max);
+  ops::MatMulGemm(w, x, s, y, pool);
+  if (l.clipped) ClampInPlace(y, s * w.n_out, l.output_min, l.output_max);
+}
+
+}  // namespace
+
+Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::vector<float>* out,
+                             const std::atomic<bool>* cancel) const {
   GEMMA4_RETURN_IF_ERROR(CheckWeightsUnchanged());
   const VisionConfig& c = config_;
   const int64_t N = image.num_patches();
   const int64_t Hv = c.hidden_size, hd = c.head_dim, I = c.intermediate_size;
-  const int64_t n_heads = c.num_heads, n_kv = c.num_kv_heads, n_rep = n_heads / n_kv;
+  const int64_t n_heads = c.num_heads, n_kv = c.num_kv_heads;
   const int64_t q_dim = n_heads * hd, kv_dim = n_kv * hd;
   const int k = c.pooling_kernel_size;
   const float eps = c.rms_norm_eps;
@@ -424,7 +446,13 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool,
     constexpr int64_t kMlpRows = 256;  // [rows, I] gate/up slices bound the scratch
     std::vector<float> gate(std::min(N, kMlpRows) * I), up(std::min(N, kMlpRows) * I);
     std::vector<float> up_in(c.use_clipped_linears ? std::min(N, kMlpRows) * Hv : 0);
+    ops::PackedGemmWeights gate_w, up_w, down_w;
     for (const VisionLayerWeights& lw : layers_) {
+      if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
+        return CancelledError("cancelled in the vision tower before layer " +
+                              std::to_string(&lw - layers_.data() + 1) + " of " +
+                              std::to_string(layers_.size()));
+      }
       for (int64_t t = 0; t < N; ++t) {
         ops::RmsNorm(x.data() + t * Hv, lw.input_norm.data(), Hv, eps, normed.data() + t * Hv);
       }
@@ -461,27 +489,10 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool,
           }
         }
       });
-      // Bidirectional attention over every patch, scale 1.0, softmax in f32. One item: a
-      // block of up to kQueryBlock patches and one query head, so every key and value row
-      // loaded serves the whole block (the score kernels block queries 6 x 4).
-      constexpr int64_t kQueryBlock = 24;
-      const int64_t blocks = (N + kQueryBlock - 1) / kQueryBlock;
-      pool->ParallelFor(blocks * n_heads, 1, [&](int64_t begin, int64_t end) {
-        struct ScoresTag;
-        std::vector<float>& scores = ThreadScratch<std::vector<float>, ScoresTag>();
-        scores.resize(kQueryBlock * N);
-        for (int64_t item = begin; item < end; ++item) {
-          const int64_t h = item % n_heads, t0 = item / n_heads * kQueryBlock;
-          const int nq = static_cast<int>(std::min(kQueryBlock, N - t0));
-          const int64_t g = h / n_rep;
-          const float* qh = q.data() + t0 * q_dim + h * hd;
-          ops::AttentionScores(qh, q_dim, nq, kk.data() + g * hd, kv_dim, N, hd, scores.data(), N);
-          for (int r = 0; r < nq; ++r) ops::Softmax(scores.data() + r * N, N);
-          float* o = attn.data() + t0 * q_dim + h * hd;
-          for (int r = 0; r < nq; ++r) std::fill(o + r * q_dim, o + r * q_dim + hd, 0.0f);
-          ops::AttentionValues(scores.data(), N, nq, v.data() + g * hd, kv_dim, N, hd, o, q_dim);
-        }
-      });
+      // Bidirectional attention over every patch, scale 1.0, softmax in f32.
+      ops::DenseAttention(q.data(), q_dim, kk.data(), kv_dim, v.data(), kv_dim, N,
+                          static_cast<int>(n_heads), static_cast<int>(n_kv), static_cast<int>(hd),
+                          attn.data(), q_dim, pool);
       ApplyClippableLinear(lw.o_proj, attn.data(), N, q_dim, tmp.data(), pool);
       for (int64_t t = 0; t < N; ++t) {
         float* h = tmp.data() + t * Hv;
@@ -489,20 +500,24 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool,
         for (int64_t j = 0; j < Hv; ++j) x[t * Hv + j] += h[j];
         ops::RmsNorm(x.data() + t * Hv, lw.pre_ffn_norm.data(), Hv, eps, normed.data() + t * Hv);
       }
+      // The MLP's weights are packed once per layer and serve every slice of patches.
+      PackIfFloat(lw.gate_proj, &gate_w, pool);
+      PackIfFloat(lw.up_proj, &up_w, pool);
+      PackIfFloat(lw.down_proj, &down_w, pool);
       for (int64_t t0 = 0; t0 < N; t0 += kMlpRows) {
         const int64_t n = std::min(kMlpRows, N - t0);
         float* in = normed.data() + t0 * Hv;
         if (lw.gate_proj.clipped) {
           // gate and up clamp the same input to their own bounds.
           std::copy_n(in, n * Hv, up_in.data());
-          ApplyClippableLinear(lw.gate_proj, in, n, Hv, gate.data(), pool);
-          ApplyClippableLinear(lw.up_proj, up_in.data(), n, Hv, up.data(), pool);
+          ClippedGemm(lw.gate_proj, gate_w, in, n, Hv, gate.data(), pool);
+          ClippedGemm(lw.up_proj, up_w, up_in.data(), n, Hv, up.data(), pool);
         } else {
-          ops::MatMulGemm(lw.gate_proj.weight, in, n, gate.data(), pool);
-          ops::MatMulGemm(lw.up_proj.weight, in, n, up.data(), pool);
+          ClippedGemm(lw.gate_proj, gate_w, in, n, Hv, gate.data(), pool);
+          ClippedGemm(lw.up_proj, up_w, in, n, Hv, up.data(), pool);
         }
         ops::GeluMul(gate.data(), up.data(), gate.data(), n * I, pool);
-        ApplyClippableLinear(lw.down_proj, gate.data(), n, I, tmp.data() + t0 * Hv, pool);
+        ClippedGemm(lw.down_proj, down_w, gate.data(), n, I, tmp.data() + t0 * Hv, pool);
       }
       for (int64_t t = 0; t < N; ++t) {
         float* h = tmp.data() + t * Hv;

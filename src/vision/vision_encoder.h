@@ -6,6 +6,7 @@
 #ifndef GEMMA4_SRC_VISION_VISION_ENCODER_H_
 #define GEMMA4_SRC_VISION_VISION_ENCODER_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -53,8 +54,11 @@ class VisionEncoder {
   const VisionConfig& config() const { return config_; }
   int text_hidden_size() const { return text_hidden_; }
 
-  // Soft tokens of one image: out = [patches / pooling^2, text hidden], row-major.
-  Status Encode(const ImagePatches& image, ThreadPool* pool, std::vector<float>* out) const;
+  // Soft tokens of one image: out = [patches / pooling^2, text hidden], row-major. A non-null
+  // `cancel` is read before each encoder layer: once it holds true the call stops there and
+  // returns CancelledError (Session::Cancel during an image's encoding).
+  Status Encode(const ImagePatches& image, ThreadPool* pool, std::vector<float>* out,
+                const std::atomic<bool>* cancel = nullptr) const;
 
  private:
   VisionEncoder() = default;
