@@ -13,6 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "api/session_impl.h"
+#include "gemma4/model.h"
+#include "gemma4/session.h"
 #include "io/mapped_file.h"
 #include "model/drafter.h"
 #include "model/forward.h"
@@ -211,6 +214,67 @@ TEST(Speculative, GreedyIdenticalWithAndWithoutDrafting) {
         EXPECT_LT(stats.target_forwards, n - 1) << v << " k " << k << ": drafting saved forwards";
       }
     }
+  }
+}
+
+// Sessions with a drafter (ModelOptions::draft_model_path): the same reply, token for token, as
+// without, greedy and sampled (the session's sampler still picks every token from the model's
+// logits); scripted drafts make rounds end in full, partial and no acceptance.
+TEST(Speculative, SessionRepliesUnchangedByDrafting) {
+  ModelOptions plain_options;
+  plain_options.tokenizer_path = std::string(GEMMA4_FIXTURES_DIR) + "/chat/tiny_tokenizer";
+  plain_options.threads = 1;
+  ModelOptions draft_options = plain_options;
+  draft_options.draft_model_path = ModelDir("tiny-e2b") + "/assistant";
+  draft_options.draft_tokens = 3;
+  auto plain_model = Model::Load(ModelDir("tiny-e2b") + "/gemma4", plain_options);
+  ASSERT_TRUE(plain_model.ok()) << plain_model.status().ToString();
+  auto draft_model = Model::Load(ModelDir("tiny-e2b") + "/gemma4", draft_options);
+  ASSERT_TRUE(draft_model.ok()) << draft_model.status().ToString();
+  for (const bool sample : {false, true}) {
+    GenerateOptions options;
+    options.max_tokens = 24;
+    options.stop_on_repetition = false;
+    SamplerOptions sampler;
+    sampler.temperature = sample ? 1.0f : 0.0f;
+    sampler.top_k = 8;
+    sampler.seed = 11;
+    options.sampler = sampler;
+    auto run = [&](const std::shared_ptr<const Model>& model, bool script,
+                   const std::vector<int32_t>& truth, std::vector<int32_t>* context, Reply* reply) {
+      auto session = Session::Create(model, {});
+      ASSERT_TRUE(session.ok()) << session.status().ToString();
+      int calls = 0;
+      if (script) {
+        (*session)->impl().draft_hook = [&](int64_t position, int index,
+                                            std::vector<float>* logits) {
+          const size_t at = static_cast<size_t>(position) + 1 + index;
+          const int32_t good = at < truth.size() ? truth[at] : 0;
+          std::fill(logits->begin(), logits->end(), 0.0f);
+          (*logits)[++calls % 3 == 0 ? (good + 1) % logits->size() : good] = 10.0f;
+        };
+      }
+      auto r = (*session)->Send("Hi there, tell me more", options);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      *reply = *r;
+      *context = (*session)->impl().context_token_ids();
+      // The session goes on from the reply: a second turn works on the cache drafting left.
+      auto again = (*session)->Send("And then?", options);
+      ASSERT_TRUE(again.ok()) << again.status().ToString();
+      reply->text += "|" + again->text;
+    };
+    Reply plain_reply, random_reply, scripted_reply;
+    std::vector<int32_t> truth, context;
+    run(*plain_model, false, {}, &truth, &plain_reply);
+    run(*draft_model, false, {}, &context, &random_reply);
+    EXPECT_EQ(random_reply.text, plain_reply.text) << "sample " << sample;
+    EXPECT_EQ(context, truth);
+    EXPECT_GT(random_reply.drafted_tokens, 0);
+    run(*draft_model, true, truth, &context, &scripted_reply);
+    EXPECT_EQ(scripted_reply.text, plain_reply.text) << "sample " << sample;
+    EXPECT_EQ(context, truth);
+    EXPECT_GT(scripted_reply.accepted_draft_tokens, 0) << "sample " << sample;
+    EXPECT_LT(scripted_reply.accepted_draft_tokens, scripted_reply.drafted_tokens);
   }
 }
 

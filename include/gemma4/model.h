@@ -41,6 +41,12 @@ struct ModelOptions {
   // A llama.cpp mmproj GGUF with the vision tower (for GGUF text models, or to replace a
   // checkpoint's own tower). Empty: the checkpoint's tower, if it has one.
   std::string mmproj_path;
+  // Speculative decoding: a Gemma 4 assistant drafter (the "-assistant" checkpoint directory or
+  // its GGUF) for this model. Empty: none. Sessions then draft `draft_tokens` tokens (1..14) a
+  // round and check them in one batched forward; the output is unchanged (every token is still
+  // chosen by the session's sampler from the model's own logits).
+  std::string draft_model_path;
+  int draft_tokens = 4;
 };
 
 struct ModelInfo {

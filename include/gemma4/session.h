@@ -135,6 +135,9 @@ struct GenerateOptions {
   // thought is closed (-1 = none).
   int thinking_budget = -1;
   std::optional<SamplerOptions> sampler;  // unset: the model's generation_config defaults
+  // Drafted tokens per round when the model has a drafter (ModelOptions::draft_model_path):
+  // -1: ModelOptions::draft_tokens, 0: no drafting.
+  int draft_tokens = -1;
   // Tools: calls are executed through the registry and generation continues, at most
   // max_tool_steps rounds. With execute_tools false the turn stops at the calls (kToolCall)
   // and the caller answers with Session::SubmitToolResults.
@@ -169,6 +172,9 @@ struct Reply {
   int generated_tokens = 0;
   double prefill_seconds = 0;
   double decode_seconds = 0;
+  // Speculative decoding: tokens the drafter proposed and how many of them the model kept.
+  int drafted_tokens = 0;
+  int accepted_draft_tokens = 0;
 };
 
 enum class ContextPolicy {

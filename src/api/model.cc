@@ -151,6 +151,20 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
         break;
     }
     info.kv_cache_type = KvTypeName(impl->kv_type);
+    if (!options.draft_model_path.empty()) {
+      if (options.draft_tokens < 1 || options.draft_tokens > kDefaultMaxChunk - 2) {
+        return InvalidArgumentError(
+            "ModelOptions.draft_tokens = " + std::to_string(options.draft_tokens) +
+            " is outside [1, " + std::to_string(kDefaultMaxChunk - 2) + "]");
+      }
+      GEMMA4_ASSIGN_OR_RETURN(impl->drafter, Drafter::Load(options.draft_model_path));
+      Status compatible = impl->drafter->CheckCompatible(c);
+      if (!compatible.ok()) {
+        return Status(compatible.code(),
+                      "drafter " + options.draft_model_path + ": " + compatible.message());
+      }
+      impl->draft_tokens = options.draft_tokens;
+    }
     // The towers. An mmproj file given explicitly must load; a checkpoint's own tower that cannot
     // be used (damaged, or a shape transformers itself could not run) leaves the text model
     // working, and the reason is returned when media of that kind is sent.

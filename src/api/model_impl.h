@@ -8,6 +8,7 @@
 #include "audio/audio_encoder.h"
 #include "chat/grammar.h"
 #include "gemma4/model.h"
+#include "model/drafter.h"
 #include "model/model.h"
 #include "runtime/thread_pool.h"
 #include "vision/vision_encoder.h"
@@ -36,7 +37,9 @@ class ModelImpl {
   // Why a tower is missing (absent from the checkpoint, or present but unusable: the text
   // model still loads and works), returned when media of that kind is sent.
   Status vision_status, audio_status;
-  KvType kv_type = KvType::kF32;  // of every session's cache and of Logits
+  KvType kv_type = KvType::kF32;     // of every session's cache and of Logits
+  std::unique_ptr<Drafter> drafter;  // ModelOptions::draft_model_path, or null
+  int draft_tokens = 0;
   // Sessions share the pool; ThreadPool::ParallelFor is not reentrant, so one forward pass
   // runs at a time. Decode is memory-bound: interleaving sessions would not be faster.
   mutable std::mutex compute_mutex;

@@ -523,14 +523,75 @@ Status SessionImpl::Feed(const std::vector<int32_t>& ids) {
                                   " tokens needed, the session holds at most " +
                                   std::to_string(max_context_));
   }
+  const int64_t V = m_.loaded->config().vocab_size, H = m_.loaded->config().hidden_size;
+  // A drafted token the model already ran: its logits and hidden state are at hand.
+  if (ids.size() == 1 && spec_.used < spec_.tokens.size() && ids[0] == spec_.tokens[spec_.used]) {
+    const size_t i = spec_.used++;
+    logits_.assign(spec_.logits.begin() + i * V, spec_.logits.begin() + (i + 1) * V);
+    last_hidden_.assign(spec_.hidden.begin() + i * H, spec_.hidden.begin() + (i + 1) * H);
+    ++accepted_;
+    tokens_.push_back(ids[0]);
+    keys_.push_back(static_cast<uint32_t>(ids[0]));
+    last_hidden_at_ = static_cast<int64_t>(tokens_.size());
+    return OkStatus();
+  }
+  GEMMA4_RETURN_IF_ERROR(DropSpeculation());
+  const int64_t position = static_cast<int64_t>(tokens_.size());
+  // Draft after a single token when the hidden state before it is known: the drafter proposes
+  // from (token, hidden state), and the model checks [token, drafts] in one forward.
+  int k = 0;
+  if (m_.drafter != nullptr && draft_tokens_ > 0 && ids.size() == 1 &&
+      last_hidden_at_ == position) {
+    k = static_cast<int>(
+        std::min<int64_t>({draft_tokens_, state_->max_chunk() - 2, max_context_ - position - 1}));
+  }
+  std::vector<int32_t> batch = ids;
   {
     std::lock_guard<std::mutex> lock(m_.compute_mutex);
-    GEMMA4_RETURN_IF_ERROR(
-        state_->Forward(ids.data(), static_cast<int64_t>(ids.size()), LogitsMode::kLast, &logits_));
+    hidden_rows_.clear();
+    state_->set_hidden_output(&hidden_rows_);
+    struct ClearHidden {
+      InferenceState* state;
+      ~ClearHidden() { state->set_hidden_output(nullptr); }
+    } clear_hidden{state_.get()};
+    if (k > 0) {
+      std::vector<float> h = last_hidden_, draft_logits;
+      int32_t last = ids[0];
+      for (int i = 0; i < k; ++i) {
+        GEMMA4_RETURN_IF_ERROR(m_.drafter->Step(*m_.loaded, *state_, last, position, &h,
+                                                &draft_logits, m_.pool.get()));
+        if (draft_hook) draft_hook(position, i, &draft_logits);
+        last = static_cast<int32_t>(std::max_element(draft_logits.begin(), draft_logits.end()) -
+                                    draft_logits.begin());
+        batch.push_back(last);
+      }
+    }
+    GEMMA4_RETURN_IF_ERROR(state_->Forward(batch.data(), static_cast<int64_t>(batch.size()),
+                                           k > 0 ? LogitsMode::kAll : LogitsMode::kLast, &logits_));
+  }
+  if (k > 0) {
+    spec_.tokens.assign(batch.begin() + 1, batch.end());
+    spec_.logits.assign(logits_.begin() + V, logits_.end());
+    spec_.hidden.assign(hidden_rows_.begin() + H, hidden_rows_.end());
+    spec_.used = 0;
+    logits_.resize(V);
+    drafted_ += k;
+    last_hidden_.assign(hidden_rows_.begin(), hidden_rows_.begin() + H);
+  } else if (static_cast<int64_t>(hidden_rows_.size()) >= H) {
+    last_hidden_.assign(hidden_rows_.end() - H, hidden_rows_.end());
   }
   tokens_.insert(tokens_.end(), ids.begin(), ids.end());
   for (int32_t id : ids) keys_.push_back(static_cast<uint32_t>(id));
+  last_hidden_at_ = static_cast<int64_t>(tokens_.size());
   return OkStatus();
+}
+
+Status SessionImpl::DropSpeculation() {
+  const size_t unused = spec_.tokens.size() - spec_.used;
+  spec_ = Speculation();
+  if (unused == 0) return OkStatus();
+  std::lock_guard<std::mutex> lock(m_.compute_mutex);
+  return state_->Truncate(static_cast<int64_t>(tokens_.size()));
 }
 
 Status SessionImpl::FeedPrompt(const RenderedPrompt& prompt, size_t begin) {
@@ -941,6 +1002,21 @@ Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
   const Tokenizer& tok = *m_.tokenizer;
   Turn& turn = history_.back();
   Sampler sampler(SamplerFor(options));
+  if (options.draft_tokens > kDefaultMaxChunk - 2) {
+    return InvalidArgumentError(
+        "GenerateOptions.draft_tokens = " + std::to_string(options.draft_tokens) + " exceeds " +
+        std::to_string(kDefaultMaxChunk - 2));
+  }
+  draft_tokens_ = m_.drafter == nullptr      ? 0
+                  : options.draft_tokens < 0 ? m_.draft_tokens
+                                             : options.draft_tokens;
+  drafted_ = accepted_ = 0;
+  last_hidden_at_ = -1;  // the prompt's forward passes kept no hidden state
+  // However generation ends, the cache holds tokens_ only afterwards.
+  struct DropSpeculationOnExit {
+    SessionImpl* session;
+    ~DropSpeculationOnExit() { (void)session->DropSpeculation(); }
+  } drop_speculation{this};
   enum class Mode { kText, kThought, kToolCall };
   Mode mode = Mode::kText;
   StreamingDetokenizer text_stream(m_.tokenizer, /*skip_special_tokens=*/true);
@@ -997,6 +1073,8 @@ Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
     reply->stop_reason = reason;
     reply->decode_seconds = Seconds(start);
     reply->generated_tokens = static_cast<int>(generated.size());
+    reply->drafted_tokens = drafted_;
+    reply->accepted_draft_tokens = accepted_;
     reply->thought = turn.thought;
   };
   auto emit_text = [&](const std::string& piece) -> bool {

@@ -55,6 +55,9 @@ class SessionImpl {
   // Tests: rewrites the logits before each sampled token (step = tokens sampled so far in
   // this reply), turning the tiny random model into a scripted one for the chat logic.
   std::function<void(std::vector<float>* logits, size_t step)> logits_hook;
+  // Tests: rewrites the drafter's logits before draft `index` of a round is chosen; the round
+  // drafts after the token at `position` (speculative decoding, ModelOptions::draft_model_path).
+  std::function<void(int64_t position, int index, std::vector<float>* logits)> draft_hook;
   const std::vector<Turn>& history() const { return history_; }
   int64_t context_tokens() const { return static_cast<int64_t>(tokens_.size()); }
   const std::vector<int32_t>& context_token_ids() const { return tokens_; }
@@ -95,7 +98,25 @@ class SessionImpl {
   // Soft tokens of every recording, by digest: one [rows, hidden] block per 30 s piece.
   std::unordered_map<std::string, std::shared_ptr<const std::vector<std::vector<float>>>>
       audio_cache_;
-  std::vector<float> logits_;   // logits after tokens_.back()
+  std::vector<float> logits_;  // logits after tokens_.back()
+  // Speculative decoding (ModelImpl::drafter). The last verify forward ran drafts beyond
+  // tokens_ through the cache: while the session's sampler picks exactly those tokens, Feed
+  // takes their logits and hidden states from here instead of running the model; the first
+  // other token drops the rest (DropSpeculation). Outside Generate the cache holds tokens_ only.
+  struct Speculation {
+    std::vector<int32_t> tokens;
+    std::vector<float> logits;  // [tokens, vocab]: the model's logits after each
+    std::vector<float> hidden;  // [tokens, hidden]: final-normed hidden state after each
+    size_t used = 0;            // taken by Feed so far
+  };
+  Speculation spec_;
+  std::vector<float> hidden_rows_;  // the forward passes' hidden rows (set_hidden_output)
+  std::vector<float> last_hidden_;  // final-normed hidden state after tokens_.back()
+  int64_t last_hidden_at_ = -1;     // tokens_.size() when last_hidden_ was taken; -1: none
+  int draft_tokens_ = 0;            // drafts per round in the current Generate (0: off)
+  int drafted_ = 0, accepted_ = 0;  // in the current Generate
+  // Forgets the cache positions of drafts Feed has not taken (back to tokens_.size()).
+  Status DropSpeculation();
   bool turn_open_ = false;      // the last model turn stopped at tool calls (kToolCall)
   bool last_thinking_ = false;  // thinking mode of the prompt in the cache
   std::atomic<bool> cancel_{false};

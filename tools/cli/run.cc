@@ -131,6 +131,11 @@ Status RunOnePrompt(int argc, char** argv) {
                reply->generated_tokens, reply->decode_seconds,
                reply->decode_seconds > 0 ? reply->generated_tokens / reply->decode_seconds : 0.0,
                DescribeSampler(sampler).c_str());
+  if (reply->drafted_tokens > 0) {
+    std::fprintf(stderr, "gemma4 run: drafting: %d of %d drafts accepted (%.2f)\n",
+                 reply->accepted_draft_tokens, reply->drafted_tokens,
+                 double(reply->accepted_draft_tokens) / reply->drafted_tokens);
+  }
   return OkStatus();
 }
 

@@ -17,7 +17,11 @@ void AddModelArgs(ArgParser* parser, ModelArgs* args) {
                return OkStatus();
              })
       .String({"--mmproj"}, "F", "llama.cpp mmproj GGUF with the vision/audio towers",
-              &args->mmproj);
+              &args->mmproj)
+      .String({"--draft"}, "PATH",
+              "Gemma 4 assistant drafter (checkpoint or GGUF): speculative decoding, same output",
+              &args->draft)
+      .Int({"--draft-k"}, "K", "drafts per round with --draft (default 4)", 1, 14, &args->draft_k);
 }
 
 StatusOr<std::shared_ptr<const Model>> LoadModel(const ModelArgs& args) {
@@ -27,6 +31,8 @@ StatusOr<std::shared_ptr<const Model>> LoadModel(const ModelArgs& args) {
   options.tokenizer_path = args.tokenizer;
   options.kv_cache_type = args.kv_cache_type;
   options.mmproj_path = args.mmproj;
+  options.draft_model_path = args.draft;
+  options.draft_tokens = static_cast<int>(args.draft_k);
   auto model = Model::Load(args.model, options);
   if (!model.ok() && args.tokenizer.empty() &&
       model.status().message().find("tokenizer") != std::string::npos) {

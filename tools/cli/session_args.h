@@ -17,11 +17,13 @@
 
 namespace gemma4::cli {
 
-// --model/-m, --tokenizer, --threads/-t, --kv-type, --mmproj.
+// --model/-m, --tokenizer, --threads/-t, --kv-type, --mmproj, --draft, --draft-k.
 struct ModelArgs {
   std::string model;
   std::string tokenizer;
   std::string mmproj;
+  std::string draft;  // assistant drafter for speculative decoding
+  int64_t draft_k = 4;
   KvCacheType kv_cache_type = KvCacheType::kAuto;
   int64_t threads = 0;  // 0: one per hardware thread
 };
