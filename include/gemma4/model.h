@@ -22,8 +22,8 @@ enum class KvCacheType {
   kF32,   // exact: the float forward pass of transformers
   kF16,   // half the memory (E2B at 4K context: 32 instead of 63 MiB), as llama.cpp's default
   // Blocks of 32 values with an f16 scale, llama.cpp's -ctk/-ctv q8_0 and q4_0: 0.27x and
-  // 0.14x of f32 (E2B at 128K context: 544 and 288 MiB). Models whose head_dim is not a
-  // multiple of 32 refuse them when a session starts.
+  // 0.14x of f32 (E2B at 128K context: about 411 and 218 MiB, f16 774 MiB). Models whose head_dim
+  // is not a multiple of 32 refuse them when a session starts.
   kQ8_0,
   kQ4_0,
 };
