@@ -47,6 +47,40 @@ struct ModelOptions {
   // chosen by the session's sampler from the model's own logits).
   std::string draft_model_path;
   int draft_tokens = 4;
+  // The most bytes the model and one session may keep resident (0: no cap), checked against
+  // the MemoryPlan before anything is allocated: Load refuses a model whose plan at a
+  // one-token context exceeds it, Session::Create a session whose plan at its max_context
+  // does (ResourceExhausted naming the items, their bytes and the largest context that fits).
+  uint64_t memory_limit_bytes = 0;
+};
+
+// The bytes a model and one session at `context_tokens` keep resident, itemized; computed
+// from the files' headers and configs without reading a weight (Model::PlanMemory).
+// Resident means what the process's resident set (VmRSS) grows by: anonymous memory plus the
+// pages of file mappings that are read. File-backed weight pages count once touched, and the
+// forward pass touches every matrix it reads in place, so they are counted whole; tables read
+// with pread (the per-layer-embedding table) live in the page cache and are not counted.
+// The process's own code and heap from before loading are not part of the plan.
+struct MemoryPlan {
+  int64_t context_tokens = 0;
+  std::string kv_cache_type;  // "f32", "f16", "q8_0" or "q4_0": ModelOptions's resolved
+  int threads = 0;            // ModelOptions::threads resolved
+  // Text weights.
+  uint64_t weights_repacked = 0;   // anonymous copies made at load (repacked for the kernels)
+  uint64_t weights_mapped = 0;     // matrices read in place from the file mapping
+  uint64_t weights_converted = 0;  // norms and scales widened to f32
+  uint64_t ple_table = 0;          // per-layer-embedding table: page cache, not counted
+  // One session at context_tokens.
+  uint64_t kv_full = 0;     // global layers' keys and values at context_tokens positions
+  uint64_t kv_sliding = 0;  // sliding-window layers' rings (W - 1 + chunk positions each)
+  uint64_t kv_rewind = 0;   // the rings' snapshots a conversation keeps for rewinding (2)
+  uint64_t scratch = 0;     // forward-pass buffers of one chunk, per-thread attention scores,
+                            // quantized activations and the logits
+  uint64_t tokenizer = 0;   // vocabulary tables
+  // Encoders, when the model has them (weights, and the largest input's activations).
+  uint64_t encoder_weights = 0;
+  uint64_t encoder_activations = 0;
+  uint64_t total = 0;  // every counted item above
 };
 
 struct ModelInfo {
@@ -75,6 +109,12 @@ class Model {
  public:
   static StatusOr<std::shared_ptr<const Model>> Load(const std::string& path,
                                                      const ModelOptions& options = {});
+  // The memory plan of Load(path, options) and one session of `context_tokens` positions,
+  // from the headers alone (nothing is loaded; the weights are not read).
+  static StatusOr<MemoryPlan> PlanMemory(const std::string& path, const ModelOptions& options,
+                                         int64_t context_tokens);
+  // The same for this loaded model (its options, threads and towers).
+  StatusOr<MemoryPlan> PlanMemory(int64_t context_tokens) const;
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;

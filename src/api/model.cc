@@ -1,5 +1,9 @@
 #include "gemma4/model.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <filesystem>
 #include <thread>
 
@@ -33,6 +37,14 @@ std::vector<std::string> VocabTexts(const Tokenizer& tok, bool with_tool_markers
   return texts;
 }
 
+// Heap pages freed by parsing (a GGUF's metadata, JSON) stay in the resident set of a malloc
+// heap, between the tables that remain, until trimmed.
+void ReturnFreedHeapPages() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
+
 }  // namespace
 
 const chat::VocabIndex& ModelImpl::tool_vocab() const {
@@ -47,6 +59,26 @@ const chat::VocabIndex& ModelImpl::text_vocab() const {
     text_vocab_ = std::make_unique<chat::VocabIndex>(VocabTexts(*tokenizer, false));
   });
   return *text_vocab_;
+}
+
+StatusOr<const PlanInputs*> ModelImpl::plan_inputs() const {
+  std::call_once(plan_once_, [this] {
+    try {
+      plan_inputs_ = GatherPlanInputs(info.path, options);
+      if (plan_inputs_.ok()) {
+        // What the load resolved (threads that could start, the towers it kept).
+        plan_inputs_->threads = info.threads;
+        plan_inputs_->kv_type = kv_type;
+        if (vision == nullptr && audio == nullptr) {
+          plan_inputs_->encoder_weights = plan_inputs_->encoder_activations = 0;
+        }
+      }
+    } catch (const std::bad_alloc&) {
+      plan_inputs_ = ResourceExhaustedError("out of memory planning the memory of " + info.path);
+    }
+  });
+  if (!plan_inputs_.ok()) return plan_inputs_.status();
+  return &*plan_inputs_;
 }
 
 Model::Model(std::unique_ptr<ModelImpl> impl) : impl_(std::move(impl)) {}
@@ -69,6 +101,15 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
     };
     GEMMA4_RETURN_IF_ERROR(report(0.0f));
     auto impl = std::make_unique<ModelImpl>();
+    impl->options = options;
+    impl->options.progress = nullptr;
+    if (options.memory_limit_bytes != 0) {
+      // Refused before anything is allocated: the weights and a one-token session must fit.
+      GEMMA4_ASSIGN_OR_RETURN(PlanInputs inputs, GatherPlanInputs(path, options));
+      GEMMA4_RETURN_IF_ERROR(CheckMemoryLimit(inputs, ComputeMemoryPlan(inputs, 1),
+                                              options.memory_limit_bytes, "model " + path));
+      impl->set_plan_inputs(std::move(inputs));
+    }
     std::function<bool(float)> layer_progress;
     if (options.progress) {
       layer_progress = [&options](float f) { return options.progress(0.9f * f); };
@@ -76,12 +117,17 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
     const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
     const int threads = options.threads > 0 ? options.threads : static_cast<int>(hw);
     impl->pool = std::make_unique<ThreadPool>(threads);
-    GEMMA4_ASSIGN_OR_RETURN(impl->loaded,
-                            LoadedModel::Load(path, layer_progress, impl->pool.get()));
-    GEMMA4_RETURN_IF_ERROR(report(0.9f));
+    // The tokenizer first: parsing a GGUF's vocabulary holds about three times the finished
+    // tables for a moment (Gemma 4's 262144 entries: ~100 MB), and that peak then comes
+    // before the weights, not on top of them; the heap it leaves free is returned before the
+    // weights load. Its error, if any, still comes after the model's own.
     const std::string tokenizer_path =
         options.tokenizer_path.empty() ? DefaultTokenizerPath(path) : options.tokenizer_path;
     auto tokenizer = Tokenizer::Load(tokenizer_path);
+    ReturnFreedHeapPages();
+    GEMMA4_ASSIGN_OR_RETURN(impl->loaded,
+                            LoadedModel::Load(path, layer_progress, impl->pool.get()));
+    GEMMA4_RETURN_IF_ERROR(report(0.9f));
     if (!tokenizer.ok()) {
       return Status(tokenizer.status().code(), "model " + path + ": no usable tokenizer (" +
                                                    tokenizer.status().message() +
@@ -259,6 +305,23 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
   } catch (const std::exception& e) {
     return InternalError("loading the model " + path + ": " + e.what());
   }
+}
+
+StatusOr<MemoryPlan> Model::PlanMemory(const std::string& path, const ModelOptions& options,
+                                       int64_t context_tokens) {
+  try {
+    GEMMA4_ASSIGN_OR_RETURN(PlanInputs inputs, GatherPlanInputs(path, options));
+    return ComputeMemoryPlan(inputs, context_tokens);
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError("out of memory planning the memory of " + path);
+  } catch (const std::exception& e) {
+    return InternalError("planning the memory of " + path + ": " + e.what());
+  }
+}
+
+StatusOr<MemoryPlan> Model::PlanMemory(int64_t context_tokens) const {
+  GEMMA4_ASSIGN_OR_RETURN(const PlanInputs* inputs, impl_->plan_inputs());
+  return ComputeMemoryPlan(*inputs, context_tokens);
 }
 
 const ModelInfo& Model::info() const { return impl_->info; }

@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 
+#include "api/memory_plan.h"
 #include "audio/audio_encoder.h"
 #include "chat/grammar.h"
 #include "gemma4/model.h"
@@ -40,6 +41,10 @@ class ModelImpl {
   KvType kv_type = KvType::kF32;     // of every session's cache and of Logits
   std::unique_ptr<Drafter> drafter;  // ModelOptions::draft_model_path, or null
   int draft_tokens = 0;
+  ModelOptions options;           // as given to Load (progress dropped)
+  // The memory plan's inputs for this model's sessions (gathered at load when
+  // options.memory_limit_bytes is set, else on first use).
+  StatusOr<const PlanInputs*> plan_inputs() const;
   // Sessions share the pool; ThreadPool::ParallelFor is not reentrant, so one forward pass
   // runs at a time. Decode is memory-bound: interleaving sessions would not be faster.
   mutable std::mutex compute_mutex;
@@ -50,7 +55,16 @@ class ModelImpl {
   const chat::VocabIndex& text_vocab() const;
 
  private:
-  mutable std::once_flag tool_vocab_once_, text_vocab_once_;
+  mutable std::once_flag tool_vocab_once_, text_vocab_once_, plan_once_;
+  mutable StatusOr<PlanInputs> plan_inputs_ = InternalError("memory plan not gathered");
+
+ public:
+  // Sets the plan inputs gathered before loading.
+  void set_plan_inputs(PlanInputs inputs) {
+    std::call_once(plan_once_, [&] { plan_inputs_ = std::move(inputs); });
+  }
+
+ private:
   mutable std::unique_ptr<chat::VocabIndex> tool_vocab_, text_vocab_;
 };
 

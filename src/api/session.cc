@@ -305,6 +305,12 @@ Status SessionImpl::Init() {
     return InvalidArgumentError("SessionOptions.max_context must be >= 0");
   }
   max_context_ = options_.max_context > 0 ? std::min(options_.max_context, model_max) : model_max;
+  if (const uint64_t limit = m_.options.memory_limit_bytes; limit != 0) {
+    // Refused here, up front, rather than failing to grow the cache deep into a conversation.
+    GEMMA4_ASSIGN_OR_RETURN(const PlanInputs* inputs, m_.plan_inputs());
+    GEMMA4_RETURN_IF_ERROR(CheckMemoryLimit(*inputs, ComputeMemoryPlan(*inputs, max_context_),
+                                            limit, "a session of the model " + m_.info.path));
+  }
   if (!options_.system_prompt.empty()) {
     Turn t;
     t.role = Role::kSystem;

@@ -106,6 +106,11 @@ StatusOr<std::unique_ptr<AnonymousMemory>> AnonymousMemory::Allocate(size_t size
   return std::unique_ptr<AnonymousMemory>(new AnonymousMemory(p, mapped, data, size));
 }
 
+uint64_t AnonymousMemory::ResidentBytes(size_t size, bool /*huge_pages*/) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return (std::max<size_t>(size, 1) + page - 1) / page * page;
+}
+
 AnonymousMemory::~AnonymousMemory() { ::munmap(mapping_, mapped_); }
 
 StatusOr<std::string> ReadFileToString(const std::string& path) {

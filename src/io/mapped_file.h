@@ -52,6 +52,10 @@ class MappedFile {
 class AnonymousMemory {
  public:
   static StatusOr<std::unique_ptr<AnonymousMemory>> Allocate(size_t size, bool huge_pages);
+  // The resident bytes of Allocate(size, huge_pages) once every byte is written: size rounded
+  // up to the page (huge pages back only the 2 MiB-aligned blocks inside the advised range,
+  // so they add nothing).
+  static uint64_t ResidentBytes(size_t size, bool huge_pages);
   ~AnonymousMemory();
   AnonymousMemory(const AnonymousMemory&) = delete;
   AnonymousMemory& operator=(const AnonymousMemory&) = delete;

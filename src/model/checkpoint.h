@@ -30,6 +30,7 @@ class Checkpoint {
   // nullptr when absent.
   const TensorView* Find(std::string_view name) const;
   size_t num_tensors() const { return tensors_.size(); }
+  const std::unordered_map<std::string, TensorView>& tensors() const { return tensors_; }
   // Total bytes of all mapped weight files.
   uint64_t mapped_bytes() const;
   // DataLoss naming the weight file that shrank or changed since it was mapped.

@@ -95,26 +95,70 @@ StatusOr<uint64_t> FingerprintWeights(
 StatusOr<std::unique_ptr<LoadedModel>> LoadedModel::Load(const std::string& path,
                                                          std::function<bool(float)> progress,
                                                          ThreadPool* pool) {
+  return Open(path, nullptr, pool, std::move(progress));
+}
+
+StatusOr<WeightPlan> LoadedModel::PlanWeights(const std::string& path) {
+  WeightPlan plan;
+  GEMMA4_RETURN_IF_ERROR(Open(path, &plan, nullptr, nullptr).status());
+  return plan;
+}
+
+StatusOr<std::unique_ptr<LoadedModel>> LoadedModel::Open(const std::string& path,
+                                                         WeightPlan* plan_only, ThreadPool* pool,
+                                                         std::function<bool(float)> progress) {
   auto model = std::unique_ptr<LoadedModel>(new LoadedModel());
   model->progress_ = std::move(progress);
+  model->plan_only_ = plan_only;
   if (IsGgufPath(path)) {
     GEMMA4_ASSIGN_OR_RETURN(model->gguf_, gguf::File::Open(path));
     for (const TensorView& t : model->gguf_->tensors()) model->gguf_tensors_[t.name] = &t;
     GEMMA4_ASSIGN_OR_RETURN(model->config_, ConfigFromGguf(*model->gguf_));
-    // Everything needed from the metadata is in config_ now.
+    // Everything needed from the metadata is in config_ now; its heap pages (a vocabulary's
+    // arrays: tens of MB) go back before the weights load, not after.
     model->gguf_->DropMetadata();
-    GEMMA4_RETURN_IF_ERROR(model->LoadWeights(pool));
-    GEMMA4_ASSIGN_OR_RETURN(model->weights_fingerprint_, FingerprintWeights(model->tensors_));
     ReturnFreedHeapPages();
+  } else {
+    GEMMA4_ASSIGN_OR_RETURN(model->checkpoint_, Checkpoint::Open(path));
+    GEMMA4_ASSIGN_OR_RETURN(model->config_, ParseModelConfig(model->checkpoint_->config_json(),
+                                                             model->checkpoint_->config_path()));
+    GEMMA4_RETURN_IF_ERROR(ApplyGenerationConfig(model->checkpoint_->generation_config_json(),
+                                                 model->checkpoint_->generation_config_path(),
+                                                 &model->config_));
+  }
+  GEMMA4_RETURN_IF_ERROR(model->LoadWeights(pool));
+  if (plan_only != nullptr) {
+    plan_only->config = model->config_;
+    plan_only->source_path = model->source_path();
+    plan_only->gguf = model->gguf_ != nullptr;
+    plan_only->text_prefix = model->prefix_;
+    plan_only->num_parameters = model->num_parameters_;
+    plan_only->weight_bytes = model->weight_bytes_;
+    if (model->checkpoint_ != nullptr) {
+      for (const auto& [name, t] : model->checkpoint_->tensors()) {
+        if (name.starts_with("model.vision_tower.") || name.starts_with("model.embed_vision.")) {
+          plan_only->vision_tower += t.nbytes;
+        } else if (name.starts_with("model.audio_tower.") ||
+                   name.starts_with("model.embed_audio.")) {
+          plan_only->audio_tower += t.nbytes;
+        }
+      }
+      const json::Value& root = model->checkpoint_->config_json();
+      auto width = [&](const char* section, const char* key) -> int64_t {
+        const json::Value* sec = root.Find(section);
+        const json::Value* v = sec != nullptr && sec->is_object() ? sec->Find(key) : nullptr;
+        int64_t out = 0;
+        return v != nullptr && v->GetInt64(&out) ? out : 0;
+      };
+      if (plan_only->vision_tower > 0) {
+        plan_only->vision_hidden = width("vision_config", "hidden_size");
+        plan_only->vision_ffn = width("vision_config", "intermediate_size");
+      }
+      if (plan_only->audio_tower > 0)
+        plan_only->audio_hidden = width("audio_config", "hidden_size");
+    }
     return model;
   }
-  GEMMA4_ASSIGN_OR_RETURN(model->checkpoint_, Checkpoint::Open(path));
-  GEMMA4_ASSIGN_OR_RETURN(model->config_, ParseModelConfig(model->checkpoint_->config_json(),
-                                                           model->checkpoint_->config_path()));
-  GEMMA4_RETURN_IF_ERROR(ApplyGenerationConfig(model->checkpoint_->generation_config_json(),
-                                               model->checkpoint_->generation_config_path(),
-                                               &model->config_));
-  GEMMA4_RETURN_IF_ERROR(model->LoadWeights(pool));
   GEMMA4_ASSIGN_OR_RETURN(model->weights_fingerprint_, FingerprintWeights(model->tensors_));
   ReturnFreedHeapPages();
   return model;
@@ -300,6 +344,28 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
       plan.push_back(c);
     }
   }
+  if (plan_only_ != nullptr) {
+    // What the rest of this function would keep: the arena, the matrices it leaves in the
+    // mapping (not the PLE table, read with pread), and the vectors as f32.
+    WeightPlan& p = *plan_only_;
+    p.repacked = plan.empty() ? 0 : AnonymousMemory::ResidentBytes(total, /*huge_pages=*/true);
+    for (const auto& [name, view] : found) {
+      const bool layer_matrix =
+          name.ends_with("q_proj.weight") || name.ends_with("o_proj.weight") ||
+          name.ends_with("mlp.gate_proj.weight") || name.ends_with("experts.gate_up_proj") ||
+          name.ends_with("experts.gate_proj");
+      if (layer_matrix && IsBlockType(view.dtype)) p.default_kv_type = KvType::kF16;
+      if (view.shape.size() < 2) {
+        p.converted += static_cast<uint64_t>(view.numel()) * sizeof(float);
+      } else if (name == "embed_tokens_per_layer.weight") {
+        p.ple_table += view.nbytes;
+      } else if (plan.empty() || std::none_of(plan.begin(), plan.end(),
+                                              [&](const Repack& r) { return r.view == &view; })) {
+        p.mapped += view.nbytes;
+      }
+    }
+    return OkStatus();
+  }
   if (!plan.empty()) {
     auto memory = AnonymousMemory::Allocate(total, /*huge_pages=*/true);
     if (!memory.ok()) {
@@ -359,14 +425,25 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     }
     const int64_t group = r.x16 ? 16 : 1;
     const int64_t groups = view.rows() / group;
-    if (pool != nullptr && pool->num_threads() > 1) {
-      // ParallelFor cuts a matrix into at most 4 pieces per thread, so a 2 MiB page of the
-      // arena is zeroed by one or two threads; small matrices are split too (cheap at load,
-      // and the tiny test models then take this path).
-      pool->ParallelFor(
-          groups, 1, [&](int64_t begin, int64_t end) { repack_rows(begin * group, end * group); });
-    } else {
-      repack_rows(0, groups * group);
+    // In slices of about 4 MiB, each slice's file pages released once repacked, so that a
+    // matrix is never resident twice (file and arena) while it is repacked: the peak of a
+    // load is the arena (E2B's Q6_K embedding alone is 207 MiB; the memory plan counts the
+    // arena only).
+    const int64_t slice_groups = std::max<int64_t>(
+        1, (int64_t{4} << 20) / std::max<int64_t>(1, group * static_cast<int64_t>(row_bytes)));
+    for (int64_t first = 0; first < groups; first += slice_groups) {
+      const int64_t last = std::min(groups, first + slice_groups);
+      if (pool != nullptr && pool->num_threads() > 1) {
+        // ParallelFor cuts a slice into at most 4 pieces per thread; small matrices are split
+        // too (cheap at load, and the tiny test models then take this path).
+        pool->ParallelFor(last - first, 1, [&](int64_t begin, int64_t end) {
+          repack_rows((first + begin) * group, (first + end) * group);
+        });
+      } else {
+        repack_rows(first * group, last * group);
+      }
+      ReleasePages(view.data + first * group * row_bytes,
+                   static_cast<uint64_t>((last - first) * group) * row_bytes);
     }
     ReleasePages(view.data, view.nbytes);
     copied.emplace_back(view.data, view.nbytes);

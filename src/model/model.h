@@ -70,8 +70,41 @@ struct TensorSpec {
 std::vector<TensorSpec> ExpectedTensors(const ModelConfig& config,
                                         bool split_expert_gate_up = false);
 
+// What loading a model's text weights keeps resident, known from the files' headers alone
+// (LoadedModel::PlanWeights reads no weight).
+struct WeightPlan {
+  ModelConfig config;
+  std::string source_path;
+  std::string text_prefix;  // as LoadedModel::text_prefix
+  bool gguf = false;
+  int64_t num_parameters = 0;  // as LoadedModel::num_parameters
+  uint64_t weight_bytes = 0;   // as LoadedModel::weight_bytes
+  // Matrices copied into the anonymous arena at load (repacked for the integer kernels, or
+  // moved beside them): the arena's size, rounded as the kernel maps it (2 MiB pages where
+  // transparent huge pages are on).
+  uint64_t repacked = 0;
+  // Matrices read in place from the file mapping by the forward pass (float models, or
+  // quantized types without repacked kernels): resident once touched, and a forward pass
+  // touches all of them (MoE experts: as routed, so at most this).
+  uint64_t mapped = 0;
+  // Norms, scales and scalars widened to f32 on the heap.
+  uint64_t converted = 0;
+  // The per-layer-embedding table, read one row per token with pread: page cache, never
+  // this process's resident set (reported, not counted).
+  uint64_t ple_table = 0;
+  // LoadedModel::DefaultKvType of the loaded model.
+  KvType default_kv_type = KvType::kF32;
+  // A checkpoint's own towers (GGUF towers are planned from the file by the caller): tensor
+  // bytes, and the widths for the activation estimate.
+  uint64_t vision_tower = 0, audio_tower = 0;
+  int64_t vision_hidden = 0, vision_ffn = 0, audio_hidden = 0;
+};
+
 class LoadedModel {
  public:
+  // The plan of Load(path) on this machine (the kernels available decide which matrices are
+  // repacked), from the headers: no weight is read.
+  static StatusOr<WeightPlan> PlanWeights(const std::string& path);
   // path: checkpoint directory, .safetensors file, safetensors index, or .gguf file.
   // progress (may be empty) gets the fraction of layers loaded; returning false cancels.
   // pool (may be null) repacks quantized matrices in parallel; it is not kept.
@@ -127,7 +160,14 @@ class LoadedModel {
   // The tensor holding the text weight with Hugging Face name `hf_name` (without prefix).
   const TensorView* FindWeight(const std::string& hf_name) const;
 
+  static StatusOr<std::unique_ptr<LoadedModel>> Open(const std::string& path, WeightPlan* plan_only,
+                                                     ThreadPool* pool,
+                                                     std::function<bool(float)> progress);
+
   std::function<bool(float)> progress_;  // during Load only
+  // Set by PlanWeights: LoadWeights validates and places every tensor, fills this and stops
+  // before reading any weight.
+  WeightPlan* plan_only_ = nullptr;
   std::unique_ptr<Checkpoint> checkpoint_;
   std::unique_ptr<gguf::File> gguf_;
   std::unordered_map<std::string, const TensorView*> gguf_tensors_;

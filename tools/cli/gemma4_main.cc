@@ -16,6 +16,7 @@
 #include <system_error>
 #include <vector>
 
+#include "api/memory_plan.h"
 #include "audio/audio_encoder.h"
 #include "gemma4/sampler.h"
 #include "gemma4/status.h"
@@ -88,8 +89,11 @@ constexpr char kUsage[] =
     "      a GGUF, or a checkpoint directory)\n"
     "  gemma4 detokenize --tokenizer PATH --ids 2,17,33 [--skip-special-tokens]\n"
     "      prints the decoded text\n"
-    "  gemma4 info     --model PATH\n"
-    "      prints the variant, the layer table, the parameter count and the mapped bytes\n"
+    "  gemma4 info     --model PATH [--ctx N] [--kv-type auto|f32|f16] [--threads N]\n"
+    "                  [--mmproj F] [--tokenizer PATH] [--memory-limit BYTES]\n"
+    "      prints the variant, the layer table, the parameter count, the mapped bytes and\n"
+    "      the memory plan (bytes resident for the model and one session at N tokens),\n"
+    "      from the headers alone\n"
     "PATH is a checkpoint directory (config.json + safetensors) or a model file.\n"
     "gemma4 COMMAND --help prints the options of one command.\n";
 
@@ -722,19 +726,39 @@ Status RunDetokenize(int argc, char** argv) {
 }
 
 Status RunInfo(int argc, char** argv) {
-  ModelArgs model_args;
-  ArgParser parser("gemma4 info --model PATH",
-                   "Prints the variant, the layer table, the parameter count and the mapped "
-                   "bytes.\n");
-  AddModelArgs(&parser, &model_args, /*with_threads=*/false);
+  std::string path, tokenizer, mmproj;
+  int64_t threads = 0, context = 0, memory_limit = 0;
+  KvCacheType kv_type = KvCacheType::kAuto;
+  ArgParser parser(
+      "gemma4 info --model PATH [--ctx N] [--kv-type auto|f32|f16] [--threads N] [--mmproj F]\n"
+      "                   [--tokenizer PATH] [--memory-limit BYTES]",
+      "Prints the variant, the layer table, the parameter count, the mapped bytes and the\n"
+      "memory plan: the bytes the model and one session at N tokens keep resident, itemized,\n"
+      "from the files' headers (no weight is read). --memory-limit: exit 1 when the plan\n"
+      "exceeds it, as ModelOptions::memory_limit_bytes refuses it.\n");
+  parser.String({"--model"}, "PATH", "checkpoint directory or model file", &path)
+      .Int({"--ctx"}, "N", "context of the plan in tokens (default: the model's maximum)", 1,
+           INT64_MAX, &context)
+      .Value({"--kv-type"}, "auto|f32|f16", "KV cache type of the plan (default auto)",
+             [&kv_type](const std::string& flag, const std::string& v) -> Status {
+               GEMMA4_ASSIGN_OR_RETURN(kv_type, cli::ParseKvCacheType(flag, v));
+               return OkStatus();
+             })
+      .Int({"--threads"}, "N", "worker threads of the plan (default: one per hardware thread)", 1,
+           1024, &threads)
+      .String({"--mmproj"}, "F", "an mmproj GGUF whose towers the plan includes", &mmproj)
+      .String({"--tokenizer"}, "PATH", "tokenizer location when not beside the weights", &tokenizer)
+      .Int({"--memory-limit"}, "BYTES", "fail when the plan exceeds this many bytes", 1, INT64_MAX,
+           &memory_limit);
   GEMMA4_RETURN_IF_ERROR(parser.Parse(argc, argv));
   if (parser.help_requested()) return parser.PrintHelp();
-  std::unique_ptr<LoadedModel> model;
-  GEMMA4_RETURN_IF_ERROR(LoadModel(model_args, &model));
-  const ModelConfig& c = model->config();
+  if (path.empty()) return InvalidArgumentError("--model PATH is required");
+  // The headers only: the layer table and counts come from the same validation Load runs.
+  GEMMA4_ASSIGN_OR_RETURN(const WeightPlan weights, LoadedModel::PlanWeights(path));
+  const ModelConfig& c = weights.config;
   std::printf("variant: %s\n", c.variant.c_str());
   std::printf("layout: %s (text weights under '%s')\n", c.model_type.c_str(),
-              model->text_prefix().c_str());
+              weights.text_prefix.c_str());
   std::printf("vocab: %d  hidden: %d  layers: %d  heads: %d  sliding_window: %d\n", c.vocab_size,
               c.hidden_size, c.num_layers, c.num_heads, c.sliding_window);
   std::printf("ple_dim: %d  moe: %s", c.ple_dim, c.moe ? "yes" : "no");
@@ -751,10 +775,21 @@ Status RunInfo(int argc, char** argv) {
                 l.head_dim, l.num_kv_heads, l.k_eq_v ? "yes" : "no", l.kv_source, l.mlp_width,
                 l.rotated_pairs);
   }
-  std::printf("parameters: %lld\n", static_cast<long long>(model->num_parameters()));
-  std::printf("mapped bytes: %llu (%s)\n", static_cast<unsigned long long>(model->weight_bytes()),
-              HumanBytes(model->weight_bytes()).c_str());
-  return OkStatus();
+  std::printf("parameters: %lld\n", static_cast<long long>(weights.num_parameters));
+  std::printf("mapped bytes: %llu (%s)\n", static_cast<unsigned long long>(weights.weight_bytes),
+              HumanBytes(weights.weight_bytes).c_str());
+  ModelOptions options;
+  options.threads = static_cast<int>(threads);
+  options.kv_cache_type = kv_type;
+  options.mmproj_path = mmproj;
+  options.tokenizer_path = tokenizer;
+  const int64_t ctx =
+      context > 0 ? context
+                  : (c.max_position_embeddings > 0 ? c.max_position_embeddings : int64_t{1} << 17);
+  GEMMA4_ASSIGN_OR_RETURN(PlanInputs inputs, GatherPlanInputs(path, options));
+  const MemoryPlan plan = ComputeMemoryPlan(inputs, ctx);
+  std::fputs(DescribeMemoryPlan(plan).c_str(), stdout);
+  return CheckMemoryLimit(inputs, plan, static_cast<uint64_t>(memory_limit), "model " + path);
 }
 
 int Main(int argc, char** argv) {

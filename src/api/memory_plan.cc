@@ -1,0 +1,276 @@
+#include "api/memory_plan.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "io/gguf.h"
+#include "model/forward.h"
+#include "quant/quant.h"
+
+namespace gemma4 {
+namespace {
+
+std::string Bytes(uint64_t n) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%llu (%.1f MiB)", static_cast<unsigned long long>(n),
+                static_cast<double>(n) / (1024.0 * 1024.0));
+  return buf;
+}
+
+// Vocabulary tables of the tokenizer (pieces, the piece -> id map, merges, the special-token
+// matcher), from the size of what it is built from: `entries` vocabulary strings and merges,
+// `text_bytes` bytes of their text. Measured on Gemma 4's 262144-entry vocabularies (a GGUF's
+// arrays and tokenizer.json): about 88 bytes per entry besides its text, which the pieces and
+// the map each hold once.
+uint64_t TokenizerBytes(uint64_t entries, uint64_t text_bytes) {
+  return entries * 88 + text_bytes * 2;
+}
+
+// A GGUF's tokenizer arrays: entries and text bytes.
+void GgufTokenizerSize(const gguf::File& file, uint64_t* entries, uint64_t* text_bytes) {
+  for (const char* key : {"tokenizer.ggml.tokens", "tokenizer.ggml.merges"}) {
+    const gguf::Value* v = file.Find(key);
+    if (v == nullptr) continue;
+    *entries += v->array.size();
+    for (const gguf::Value& e : v->array) *text_bytes += e.s.size();
+  }
+}
+
+// Tower tensors of a GGUF (llama.cpp mmproj names, or an Ollama blob's inline towers): the
+// bytes read in place, plus the f32 copy of the patch embedding; `hidden`/`ffn` of the first
+// vision block for the activation estimate.
+struct TowerSize {
+  uint64_t vision = 0, audio = 0;
+  int64_t vision_hidden = 0, vision_ffn = 0, audio_hidden = 0;
+};
+TowerSize GgufTowers(const gguf::File& file) {
+  TowerSize t;
+  for (const TensorView& v : file.tensors()) {
+    const bool vision = v.name.starts_with("v.") || v.name.starts_with("mm.");
+    const bool audio = v.name.starts_with("a.");
+    if (!vision && !audio) continue;
+    uint64_t bytes = v.nbytes;
+    if (v.name == "v.patch_embd.weight") bytes += static_cast<uint64_t>(v.numel()) * 4;
+    (vision ? t.vision : t.audio) += bytes;
+    if (v.name == "v.blk.0.ffn_up.weight" && v.shape.size() == 2) {
+      t.vision_ffn = v.shape[0];
+      t.vision_hidden = v.shape[1];
+    }
+    if (v.name == "a.blk.0.attn_q.weight" && v.shape.size() == 2) t.audio_hidden = v.shape[1];
+  }
+  return t;
+}
+
+// The largest activations of one encode (an estimate from the buffers the encoders hold at
+// once): vision at the default 280-token budget (2520 patches: the input, the residual, the
+// normed copy, q, k, v and the attention output, MLP slices of 256 rows, each thread's scores
+// against every patch); audio for one 30 s piece (750 positions after subsampling, a dozen
+// rows of the hidden width each).
+uint64_t EncoderActivationBytes(const TowerSize& t, int threads) {
+  uint64_t bytes = 0;
+  if (t.vision_hidden > 0) {
+    const uint64_t patches = 280 * 9, hidden = static_cast<uint64_t>(t.vision_hidden);
+    bytes += 4 * (patches * (8 * hidden + 3 * 16 * 16) + 2 * 256 * t.vision_ffn +
+                  static_cast<uint64_t>(threads) * patches);
+  }
+  if (t.audio_hidden > 0) bytes += 4 * 750 * 12 * static_cast<uint64_t>(t.audio_hidden);
+  return bytes;
+}
+
+}  // namespace
+
+uint64_t ForwardScratchBytes(const ModelConfig& c, int64_t max_chunk, int threads,
+                             int64_t context_tokens) {
+  const int64_t s = max_chunk, H = c.hidden_size, L = c.num_layers, P = c.ple_dim;
+  int64_t q_dim = 0, kv_dim = 0, width = std::max<int64_t>(P, c.moe ? c.moe_width : 0);
+  int64_t pairs = 0, head_dim = 0, attention = 0, k_max = std::max<int64_t>(H, P);
+  const int64_t pieces = context_tokens / kAttentionSplit + 1;
+  for (const LayerConfig& lc : c.layers) {
+    q_dim = std::max<int64_t>(q_dim, int64_t{c.num_heads} * lc.head_dim);
+    if (!lc.kv_shared) kv_dim = std::max<int64_t>(kv_dim, int64_t{lc.num_kv_heads} * lc.head_dim);
+    width = std::max<int64_t>(width, lc.mlp_width);
+    pairs = std::max<int64_t>(pairs, lc.rotated_pairs);
+    head_dim = std::max<int64_t>(head_dim, lc.head_dim);
+    // Each thread's AttentionScratch (InferenceState::Attention): scores of a block of up to
+    // kAttentionTokenBlock tokens x the query heads of one KV head against one piece's keys
+    // (at most kAttentionSplit, the window on sliding layers), a dequantized key tile, and the
+    // block's outputs, merged outputs and softmax statistics.
+    const int64_t nt = std::min(s, kAttentionTokenBlock);
+    const int64_t nq = c.num_heads / std::max(1, lc.num_kv_heads);
+    const int64_t keys =
+        std::min({kAttentionSplit, context_tokens,
+                  lc.sliding ? int64_t{c.sliding_window} - 1 + s : context_tokens});
+    attention = std::max(attention, nt * nq * (keys + 2 * lc.head_dim + 4) +
+                                        kAttentionKeyTile * lc.head_dim + 4 * nt);
+  }
+  k_max = std::max({k_max, q_dim, width});
+  uint64_t floats = 0;
+  floats += 4 * s * H;                                 // x, normed, tmp, tmp2
+  floats += 2 * s * q_dim + 2 * s * kv_dim;            // q, attn; k, v
+  floats += 2 * std::min<int64_t>(s, 32) * width;      // MLP gate and up slices
+  floats += s * L * P + L * P;                         // per-layer inputs, one token's table part
+  floats += 2 * s * pairs;                             // RoPE tables
+  floats += c.vocab_size;                              // the last position's logits
+  if (c.moe) floats += s * (3 * H + 3 * c.moe_width);  // routed tokens' rows
+  floats += static_cast<uint64_t>(threads) * attention;
+  // Decode at depth: a few tokens' attention pieces as separate work items, their partial
+  // sums [tokens, heads, pieces, head_dim + 2] merged after (tokens: fewer than 2 x threads).
+  const int64_t split_tokens = std::min<int64_t>(s, 2 * int64_t{threads} - 1);
+  floats += split_tokens * c.num_heads * pieces * (head_dim + 2);
+  // The chunk's activations as int8 blocks: values, 3 floats per 32 and 16-bit sums per 16.
+  const uint64_t quantized = static_cast<uint64_t>(s * k_max) * (1 + 12 / 32.0 + 2 / 16.0);
+  return floats * sizeof(float) + quantized;
+}
+
+StatusOr<PlanInputs> GatherPlanInputs(const std::string& path, const ModelOptions& options) {
+  if (options.threads < 0 || options.threads > 1024) {
+    return InvalidArgumentError("ModelOptions.threads = " + std::to_string(options.threads) +
+                                ": must be in [0, 1024]");
+  }
+  PlanInputs in;
+  GEMMA4_ASSIGN_OR_RETURN(in.weights, LoadedModel::PlanWeights(path));
+  const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+  in.threads = options.threads > 0 ? options.threads : static_cast<int>(hw);
+  in.max_chunk = kDefaultMaxChunk;
+  switch (options.kv_cache_type) {
+    case KvCacheType::kF32:
+      in.kv_type = KvType::kF32;
+      break;
+    case KvCacheType::kF16:
+      in.kv_type = KvType::kF16;
+      break;
+    case KvCacheType::kQ8_0:
+      in.kv_type = KvType::kQ8_0;
+      break;
+    case KvCacheType::kQ4_0:
+      in.kv_type = KvType::kQ4_0;
+      break;
+    case KvCacheType::kAuto:
+      in.kv_type = in.weights.default_kv_type;
+      break;
+  }
+  GEMMA4_RETURN_IF_ERROR(CheckKvType(in.weights.config, in.kv_type));
+  // The tokenizer Load would read: the model's GGUF, or the files beside the weights.
+  namespace fs = std::filesystem;
+  const std::string tokenizer_path =
+      !options.tokenizer_path.empty()
+          ? options.tokenizer_path
+          : (in.weights.gguf
+                 ? path
+                 : (fs::is_directory(path) ? path : fs::path(path).parent_path().string()));
+  uint64_t entries = 0, text_bytes = 0;
+  std::error_code ec;
+  if (fs::is_directory(tokenizer_path, ec)) {
+    for (const char* name : {"tokenizer.json", "tokenizer.model"}) {
+      const fs::path p = fs::path(tokenizer_path) / name;
+      if (fs::is_regular_file(p, ec)) {
+        text_bytes = fs::file_size(p, ec);
+        entries = in.weights.config.vocab_size;
+        break;
+      }
+    }
+  } else if (fs::path(tokenizer_path).extension() == ".gguf" || in.weights.gguf) {
+    auto file = gguf::File::Open(tokenizer_path);
+    if (file.ok()) GgufTokenizerSize(**file, &entries, &text_bytes);
+  } else if (fs::is_regular_file(tokenizer_path, ec)) {
+    text_bytes = fs::file_size(tokenizer_path, ec);
+    entries = in.weights.config.vocab_size;
+  }
+  in.tokenizer = TokenizerBytes(entries, text_bytes);
+  // Towers: an mmproj given, an Ollama blob's inline towers, or a checkpoint's own.
+  TowerSize towers;
+  const std::string tower_file = !options.mmproj_path.empty() ? options.mmproj_path
+                                 : in.weights.gguf            ? path
+                                                              : "";
+  if (!tower_file.empty()) {
+    auto file = gguf::File::Open(tower_file);
+    if (!file.ok() && !options.mmproj_path.empty()) return file.status();
+    if (file.ok()) towers = GgufTowers(**file);
+  } else {
+    towers.vision = in.weights.vision_tower;
+    towers.audio = in.weights.audio_tower;
+    towers.vision_hidden = in.weights.vision_hidden;
+    towers.vision_ffn = in.weights.vision_ffn;
+    towers.audio_hidden = in.weights.audio_hidden;
+  }
+  in.encoder_weights = towers.vision + towers.audio;
+  in.encoder_activations = EncoderActivationBytes(towers, in.threads);
+  return in;
+}
+
+MemoryPlan ComputeMemoryPlan(const PlanInputs& in, int64_t context_tokens) {
+  const ModelConfig& c = in.weights.config;
+  MemoryPlan p;
+  p.context_tokens = std::max<int64_t>(1, context_tokens);
+  p.kv_cache_type = KvTypeName(in.kv_type);
+  p.threads = in.threads;
+  p.weights_repacked = in.weights.repacked;
+  p.weights_mapped = in.weights.mapped;
+  p.weights_converted = in.weights.converted;
+  p.ple_table = in.weights.ple_table;
+  // KvCacheBytes (model/kv_cache.h) knows what a position costs in each type: the rings are
+  // its bytes at no position, the global layers' rows the rest.
+  p.kv_sliding = KvCacheBytes(c, in.kv_type, 0, in.max_chunk);
+  p.kv_full = KvCacheBytes(c, in.kv_type, p.context_tokens, in.max_chunk) - p.kv_sliding;
+  p.kv_rewind = InferenceState::kRewindSlots * p.kv_sliding;
+  p.scratch = ForwardScratchBytes(c, in.max_chunk, in.threads, p.context_tokens);
+  p.tokenizer = in.tokenizer;
+  p.encoder_weights = in.encoder_weights;
+  p.encoder_activations = in.encoder_activations;
+  p.total = p.weights_repacked + p.weights_mapped + p.weights_converted + p.kv_full + p.kv_sliding +
+            p.kv_rewind + p.scratch + p.tokenizer + p.encoder_weights + p.encoder_activations;
+  return p;
+}
+
+Status CheckMemoryLimit(const PlanInputs& inputs, const MemoryPlan& plan, uint64_t limit,
+                        const std::string& what) {
+  if (limit == 0 || plan.total <= limit) return OkStatus();
+  // The plan grows with the context (global layers' rows, attention scores): the largest
+  // context that fits, by bisection.
+  int64_t lo = 0, hi = plan.context_tokens;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo + 1) / 2;
+    if (ComputeMemoryPlan(inputs, mid).total <= limit) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  const std::string fits = lo > 0 ? "the largest context that fits is " + std::to_string(lo) +
+                                        " tokens (SessionOptions::max_context)"
+                                  : "no context fits: the weights alone exceed the limit";
+  return ResourceExhaustedError(
+      what + " needs " + Bytes(plan.total) + " at a context of " +
+      std::to_string(plan.context_tokens) + " tokens (weights " +
+      Bytes(plan.weights_repacked + plan.weights_mapped + plan.weights_converted) + ", KV cache " +
+      Bytes(plan.kv_full + plan.kv_sliding + plan.kv_rewind) + " as " + plan.kv_cache_type +
+      ", scratch " + Bytes(plan.scratch) + ", tokenizer " + Bytes(plan.tokenizer) + ", encoders " +
+      Bytes(plan.encoder_weights + plan.encoder_activations) +
+      "), over ModelOptions::memory_limit_bytes = " + Bytes(limit) + "; " + fits);
+}
+
+std::string DescribeMemoryPlan(const MemoryPlan& p) {
+  std::string out;
+  auto line = [&](const char* name, uint64_t bytes) {
+    out += std::string("plan ") + name + ": " + Bytes(bytes) + "\n";
+  };
+  out += "plan context: " + std::to_string(p.context_tokens) +
+         " tokens  kv_type: " + p.kv_cache_type + "  threads: " + std::to_string(p.threads) + "\n";
+  line("weights repacked", p.weights_repacked);
+  line("weights mapped", p.weights_mapped);
+  line("weights converted", p.weights_converted);
+  line("kv full", p.kv_full);
+  line("kv sliding", p.kv_sliding);
+  line("kv rewind", p.kv_rewind);
+  line("scratch", p.scratch);
+  line("tokenizer", p.tokenizer);
+  line("encoder weights", p.encoder_weights);
+  line("encoder activations", p.encoder_activations);
+  line("ple table (page cache, not counted)", p.ple_table);
+  line("total", p.total);
+  return out;
+}
+
+}  // namespace gemma4

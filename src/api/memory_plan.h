@@ -1,0 +1,50 @@
+// The memory plan (gemma4::MemoryPlan, include/gemma4/model.h): what a model and one session
+// keep resident, itemized, from the files' headers and configs alone.
+#ifndef GEMMA4_SRC_API_MEMORY_PLAN_H_
+#define GEMMA4_SRC_API_MEMORY_PLAN_H_
+
+#include <cstdint>
+#include <string>
+
+#include "gemma4/model.h"
+#include "model/kv_cache.h"
+#include "model/model.h"
+
+namespace gemma4 {
+
+// Everything a plan depends on besides the context: gathered from the headers before loading
+// (GatherPlanInputs), and kept by a loaded model for its sessions.
+struct PlanInputs {
+  WeightPlan weights;
+  KvType kv_type = KvType::kF32;
+  int threads = 1;
+  int64_t max_chunk = 0;  // tokens per forward step (kDefaultMaxChunk)
+  uint64_t tokenizer = 0;
+  uint64_t encoder_weights = 0;
+  uint64_t encoder_activations = 0;
+};
+
+// Reads the headers of the model at `path` (and of options.mmproj_path, the tokenizer) and
+// resolves the options as Model::Load does.
+StatusOr<PlanInputs> GatherPlanInputs(const std::string& path, const ModelOptions& options);
+
+// The plan at `context_tokens` positions (clamped to at least 1).
+MemoryPlan ComputeMemoryPlan(const PlanInputs& inputs, int64_t context_tokens);
+
+// The forward pass's scratch for one sequence at `context_tokens` (see InferenceState): the
+// chunk's activation buffers, one quantized-activation buffer, each thread's attention scores
+// (a query block against every key it sees) and the last position's logits.
+uint64_t ForwardScratchBytes(const ModelConfig& config, int64_t max_chunk, int threads,
+                             int64_t context_tokens);
+
+// OK when `plan` fits in `limit` bytes (0: no cap); else ResourceExhausted naming `what`, the
+// plan's items and the largest context that fits (or that none does).
+Status CheckMemoryLimit(const PlanInputs& inputs, const MemoryPlan& plan, uint64_t limit,
+                        const std::string& what);
+
+// One line per item of the plan ("weights repacked: N bytes (X MiB)"), for `gemma4 info`.
+std::string DescribeMemoryPlan(const MemoryPlan& plan);
+
+}  // namespace gemma4
+
+#endif  // GEMMA4_SRC_API_MEMORY_PLAN_H_
