@@ -93,6 +93,11 @@ typedef struct gemma4_model_options {
   /* A llama.cpp mmproj GGUF holding the vision tower (for GGUF text models); NULL = the
    * checkpoint's own tower, if any. Since 0.4. */
   const char* mmproj_path;
+  /* The most bytes the model and one session may keep resident (0 = no cap), checked
+   * against the memory plan before anything is allocated: the load fails with
+   * GEMMA4_RESOURCE_EXHAUSTED when the plan at one token exceeds it, gemma4_session_create
+   * when the plan at the session's max_context does. Added after 0.4.0. */
+  uint64_t memory_limit_bytes;
 } gemma4_model_options;
 
 GEMMA4_API void gemma4_model_options_init_sized(gemma4_model_options* options, size_t size);
@@ -124,6 +129,39 @@ typedef struct gemma4_model_info {
 } gemma4_model_info;
 
 GEMMA4_API gemma4_status gemma4_model_get_info(const gemma4_model* model, gemma4_model_info* out);
+
+/* The memory plan: bytes a model and one session of context_tokens positions keep resident
+ * (what the process's resident set grows by), itemized, from the files' headers without
+ * reading a weight. Mapped weight pages count whole (the forward pass reads every matrix it
+ * keeps in place); the per-layer-embedding table is read with pread and only reported. Set
+ * struct_size (gemma4_memory_plan_init) before the call; fields past it are not written.
+ * Added after 0.4.0. */
+typedef struct gemma4_memory_plan {
+  uint32_t struct_size;
+  int32_t kv_cache_type; /* a gemma4_kv_cache_type (never AUTO: resolved) */
+  int32_t threads;
+  int64_t context_tokens;
+  uint64_t weights_repacked;  /* anonymous copies made at load for the integer kernels */
+  uint64_t weights_mapped;    /* matrices read in place from the file mapping */
+  uint64_t weights_converted; /* norms and scales widened to f32 */
+  uint64_t ple_table;         /* per-layer-embedding table: page cache, not counted */
+  uint64_t kv_full;           /* global layers at context_tokens */
+  uint64_t kv_sliding;        /* sliding-window rings */
+  uint64_t kv_rewind;         /* ring snapshots a conversation keeps */
+  uint64_t scratch;           /* forward-pass buffers, per-thread scores, logits */
+  uint64_t tokenizer;
+  uint64_t encoder_weights;
+  uint64_t encoder_activations;
+  uint64_t total; /* every counted item */
+} gemma4_memory_plan;
+
+#define gemma4_memory_plan_init(plan) ((plan)->struct_size = (uint32_t)sizeof(*(plan)))
+/* The plan of gemma4_model_load(path, options) (options may be NULL) plus one session. */
+GEMMA4_API gemma4_status gemma4_plan_memory(const char* path, const gemma4_model_options* options,
+                                            int64_t context_tokens, gemma4_memory_plan* out);
+/* The same for a loaded model (its options, threads and towers). */
+GEMMA4_API gemma4_status gemma4_model_plan_memory(const gemma4_model* model, int64_t context_tokens,
+                                                  gemma4_memory_plan* out);
 
 /* Text -> ids. Writes at most `capacity` ids and sets *n_ids to the full count; returns
  * GEMMA4_OUT_OF_RANGE (with *n_ids set) when the buffer is too small. add_special_tokens

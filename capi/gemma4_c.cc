@@ -215,6 +215,80 @@ GEMMA4_API void(gemma4_model_options_init)(gemma4_model_options* options) {
   gemma4_model_options_init_sized(options, kModelOptionsSize0_2);
 }
 
+namespace {
+
+// gemma4_model_options -> ModelOptions; false (with the error set) for a bad kv_cache_type.
+bool ToModelOptions(const gemma4_model_options* options, const char* function,
+                    gemma4::ModelOptions* out, gemma4_status* status) {
+  gemma4_model_options defaults{};
+  defaults.struct_size = sizeof(defaults);
+  const gemma4_model_options o = Options(options, defaults);
+  gemma4::ModelOptions& mo = *out;
+  mo.threads = o.threads;
+  if (o.tokenizer_path != nullptr) mo.tokenizer_path = o.tokenizer_path;
+  if (o.mmproj_path != nullptr) mo.mmproj_path = o.mmproj_path;
+  switch (o.kv_cache_type) {
+    case GEMMA4_KV_CACHE_AUTO:
+      mo.kv_cache_type = gemma4::KvCacheType::kAuto;
+      break;
+    case GEMMA4_KV_CACHE_F32:
+      mo.kv_cache_type = gemma4::KvCacheType::kF32;
+      break;
+    case GEMMA4_KV_CACHE_F16:
+      mo.kv_cache_type = gemma4::KvCacheType::kF16;
+      break;
+    case GEMMA4_KV_CACHE_Q8_0:
+      mo.kv_cache_type = gemma4::KvCacheType::kQ8_0;
+      break;
+    case GEMMA4_KV_CACHE_Q4_0:
+      mo.kv_cache_type = gemma4::KvCacheType::kQ4_0;
+      break;
+    default:
+      *status = Fail(GEMMA4_INVALID_ARGUMENT,
+                     std::string(function) + ": kv_cache_type " + std::to_string(o.kv_cache_type) +
+                         " is not a gemma4_kv_cache_type (0 auto, 1 f32, 2 f16, 3 q8_0, 4 q4_0)");
+      return false;
+  }
+  mo.memory_limit_bytes = o.memory_limit_bytes;
+  if (o.progress != nullptr) {
+    auto fn = o.progress;
+    void* user = o.user_data;
+    mo.progress = [fn, user](float f) { return fn(f, user) != 0; };
+  }
+  return true;
+}
+
+gemma4_status FillPlan(const gemma4::MemoryPlan& p, gemma4_memory_plan* out) {
+  gemma4_memory_plan plan{};
+  plan.struct_size = sizeof(plan);
+  plan.kv_cache_type = p.kv_cache_type == "f32"    ? GEMMA4_KV_CACHE_F32
+                       : p.kv_cache_type == "f16"  ? GEMMA4_KV_CACHE_F16
+                       : p.kv_cache_type == "q8_0" ? GEMMA4_KV_CACHE_Q8_0
+                                                   : GEMMA4_KV_CACHE_Q4_0;
+  plan.threads = p.threads;
+  plan.context_tokens = p.context_tokens;
+  plan.weights_repacked = p.weights_repacked;
+  plan.weights_mapped = p.weights_mapped;
+  plan.weights_converted = p.weights_converted;
+  plan.ple_table = p.ple_table;
+  plan.kv_full = p.kv_full;
+  plan.kv_sliding = p.kv_sliding;
+  plan.kv_rewind = p.kv_rewind;
+  plan.scratch = p.scratch;
+  plan.tokenizer = p.tokenizer;
+  plan.encoder_weights = p.encoder_weights;
+  plan.encoder_activations = p.encoder_activations;
+  plan.total = p.total;
+  // Only the caller's fields (a struct from an older header is shorter).
+  const size_t n =
+      out->struct_size != 0 && out->struct_size < sizeof(plan) ? out->struct_size : sizeof(plan);
+  std::memcpy(static_cast<void*>(out), &plan, n);
+  out->struct_size = static_cast<uint32_t>(n);
+  return GEMMA4_OK;
+}
+
+}  // namespace
+
 gemma4_status gemma4_model_load(const char* path, const gemma4_model_options* options,
                                 gemma4_model** out) {
   return Guard([&]() -> gemma4_status {
@@ -222,39 +296,9 @@ gemma4_status gemma4_model_load(const char* path, const gemma4_model_options* op
       return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_model_load: path and out are required");
     }
     *out = nullptr;
-    gemma4_model_options defaults{};
-    defaults.struct_size = sizeof(defaults);
-    const gemma4_model_options o = Options(options, defaults);
     gemma4::ModelOptions mo;
-    mo.threads = o.threads;
-    if (o.tokenizer_path != nullptr) mo.tokenizer_path = o.tokenizer_path;
-    if (o.mmproj_path != nullptr) mo.mmproj_path = o.mmproj_path;
-    switch (o.kv_cache_type) {
-      case GEMMA4_KV_CACHE_AUTO:
-        mo.kv_cache_type = gemma4::KvCacheType::kAuto;
-        break;
-      case GEMMA4_KV_CACHE_F32:
-        mo.kv_cache_type = gemma4::KvCacheType::kF32;
-        break;
-      case GEMMA4_KV_CACHE_F16:
-        mo.kv_cache_type = gemma4::KvCacheType::kF16;
-        break;
-      case GEMMA4_KV_CACHE_Q8_0:
-        mo.kv_cache_type = gemma4::KvCacheType::kQ8_0;
-        break;
-      case GEMMA4_KV_CACHE_Q4_0:
-        mo.kv_cache_type = gemma4::KvCacheType::kQ4_0;
-        break;
-      default:
-        return Fail(GEMMA4_INVALID_ARGUMENT,
-                    "gemma4_model_load: kv_cache_type " + std::to_string(o.kv_cache_type) +
-                        " is not a gemma4_kv_cache_type (0 auto, 1 f32, 2 f16, 3 q8_0, 4 q4_0)");
-    }
-    if (o.progress != nullptr) {
-      auto fn = o.progress;
-      void* user = o.user_data;
-      mo.progress = [fn, user](float f) { return fn(f, user) != 0; };
-    }
+    gemma4_status bad = GEMMA4_OK;
+    if (!ToModelOptions(options, "gemma4_model_load", &mo, &bad)) return bad;
     auto model = gemma4::Model::Load(path, mo);
     if (!model.ok()) return FromStatus(model.status());
     *out = new gemma4_model{*model};
@@ -263,6 +307,33 @@ gemma4_status gemma4_model_load(const char* path, const gemma4_model_options* op
 }
 
 void gemma4_model_free(gemma4_model* model) { delete model; }
+
+gemma4_status gemma4_plan_memory(const char* path, const gemma4_model_options* options,
+                                 int64_t context_tokens, gemma4_memory_plan* out) {
+  return Guard([&]() -> gemma4_status {
+    if (path == nullptr || out == nullptr) {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_plan_memory: path and out are required");
+    }
+    gemma4::ModelOptions mo;
+    gemma4_status bad = GEMMA4_OK;
+    if (!ToModelOptions(options, "gemma4_plan_memory", &mo, &bad)) return bad;
+    auto plan = gemma4::Model::PlanMemory(path, mo, context_tokens);
+    if (!plan.ok()) return FromStatus(plan.status());
+    return FillPlan(*plan, out);
+  });
+}
+
+gemma4_status gemma4_model_plan_memory(const gemma4_model* model, int64_t context_tokens,
+                                       gemma4_memory_plan* out) {
+  return Guard([&]() -> gemma4_status {
+    if (model == nullptr || out == nullptr) {
+      return Fail(GEMMA4_INVALID_ARGUMENT, "gemma4_model_plan_memory: null argument");
+    }
+    auto plan = model->model->PlanMemory(context_tokens);
+    if (!plan.ok()) return FromStatus(plan.status());
+    return FillPlan(*plan, out);
+  });
+}
 
 gemma4_status gemma4_model_get_info(const gemma4_model* model, gemma4_model_info* out) {
   if (model == nullptr || out == nullptr) {

@@ -108,6 +108,28 @@ int main(int argc, char** argv) {
   CHECK(info.vocab_size == 512 && info.num_layers > 0 && info.large_chat_template == 0);
   CHECK(strcmp(info.kv_cache_type, "f32") == 0); /* float weights: the exact cache */
 
+  /* The memory plan, from the headers and from the loaded model; a cap below it refuses. */
+  {
+    gemma4_memory_plan plan, loaded_plan, longer;
+    gemma4_model* capped = NULL;
+    gemma4_model_options capped_options;
+    gemma4_memory_plan_init(&plan);
+    gemma4_memory_plan_init(&loaded_plan);
+    gemma4_memory_plan_init(&longer);
+    CHECK(gemma4_plan_memory(model_path, &mo, 256, &plan) == GEMMA4_OK);
+    CHECK(gemma4_model_plan_memory(model, 256, &loaded_plan) == GEMMA4_OK);
+    CHECK(gemma4_model_plan_memory(model, 512, &longer) == GEMMA4_OK);
+    CHECK(plan.struct_size == sizeof(plan) && plan.context_tokens == 256);
+    CHECK(plan.kv_cache_type == GEMMA4_KV_CACHE_F32 && plan.threads == 2);
+    CHECK(plan.weights_mapped > 0 && plan.kv_full > 0 && plan.total == loaded_plan.total);
+    CHECK(longer.kv_full == 2 * plan.kv_full);
+    CHECK(gemma4_plan_memory(NULL, NULL, 1, &plan) == GEMMA4_INVALID_ARGUMENT);
+    capped_options = mo;
+    capped_options.memory_limit_bytes = plan.weights_mapped / 2;
+    CHECK(gemma4_model_load(model_path, &capped_options, &capped) == GEMMA4_RESOURCE_EXHAUSTED);
+    CHECK(capped == NULL && strstr(gemma4_last_error(), "memory_limit_bytes") != NULL);
+  }
+
   /* Option structs: the sized init writes no byte beyond the size it is given (a program built
    * against an older, shorter struct), and 0.2's exported init writes only 0.2's fields. */
   {
