@@ -12,16 +12,23 @@ Make the files with `gemma4 synth --variant e2b --type q4_0 --layers 2 TEXT.gguf
 MMPROJ.gguf` (random weights, the released vision tower, and for e2b/e4b the audio tower, a text
 model of the real width), and
 pick an image whose size gives the same token count in both (transformers scales up to fill
-the budget, llama.cpp never enlarges): 960x672 -> 280 tokens, 1920x1344 -> 1120.
+the budget, llama.cpp never enlarges): 960x672 -> 280 tokens, 1920x1344 -> 1120 (with
+--tokens 1120). The 26B/31B tower (1152 wide, 27 layers): `--variant 26b-a4b` in synth.
 gemma4 reports the encoder's own time (`gemma4 encode` on stderr), mtmd its "batch encoding
 done in N ms" (tower + projector in both).
 """
 import argparse
 import re
+import resource
 import statistics
 import subprocess
 import sys
 import wave
+
+
+def child_cpu_s():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def gemma4_ms(args):
@@ -62,11 +69,16 @@ def main():
     ours, theirs = [], []
     n = 0
     for r in range(args.rounds):
+        # Wall times decide the ratio; the processes' CPU seconds (model loading included) say
+        # how much of the machine each run got on a loaded host.
+        c0 = child_cpu_s()
         theirs.append(mtmd_ms(args))
+        c1 = child_cpu_s()
         n, ms = gemma4_ms(args)
         ours.append(ms)
-        print("round %d: llama.cpp %.0f ms, gemma4 %.0f ms" % (r + 1, theirs[-1], ours[-1]),
-              file=sys.stderr)
+        c2 = child_cpu_s()
+        print("round %d: llama.cpp %.0f ms (process CPU %.1f s), gemma4 %.0f ms (process CPU "
+              "%.1f s)" % (r + 1, theirs[-1], c1 - c0, ours[-1], c2 - c1), file=sys.stderr)
     a, b = statistics.median(theirs), statistics.median(ours)
     if args.audio:
         with wave.open(args.audio) as w:
