@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "io/gguf.h"
+#include "formats/gguf.h"
 #include "model/drafter.h"
 #include "model/forward.h"
 #include "model/model.h"

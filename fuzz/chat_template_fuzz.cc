@@ -6,8 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "base/json.h"
 #include "chat/chat_template.h"
-#include "util/json.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);

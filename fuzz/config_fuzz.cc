@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "base/json.h"
 #include "model/config.h"
-#include "util/json.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);

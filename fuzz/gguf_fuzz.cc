@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "io/gguf.h"
+#include "formats/gguf.h"
 #include "model/gguf_model.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

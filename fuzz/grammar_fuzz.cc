@@ -9,9 +9,9 @@
 #include <string>
 #include <string_view>
 
-#include "chat/grammar.h"
+#include "base/json.h"
 #include "chat/tool_syntax.h"
-#include "util/json.h"
+#include "decode/grammar.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "io/safetensors.h"
+#include "formats/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // An exact-size copy, so that a read one byte past the end is caught.

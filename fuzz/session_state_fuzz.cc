@@ -9,9 +9,9 @@
 #include <cstdlib>
 #include <string>
 
+#include "base/hash.h"
 #include "gemma4/model.h"
 #include "gemma4/session.h"
-#include "util/hash.h"
 
 #ifndef GEMMA4_FIXTURES_DIR
 #error "GEMMA4_FIXTURES_DIR must name tests/fixtures"

@@ -5,9 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include "base/json.h"
+#include "formats/mapped_file.h"
 #include "gemma4/tokenizer.h"
-#include "io/mapped_file.h"
-#include "util/json.h"
 
 namespace gemma4::chat {
 namespace {

@@ -18,10 +18,10 @@
 #include <string>
 #include <vector>
 
-#include "io/mapped_file.h"
+#include "base/json.h"
+#include "formats/mapped_file.h"
 #include "reference_fixture.h"
 #include "sanitizers.h"
-#include "util/json.h"
 
 namespace gemma4 {
 namespace {

@@ -14,11 +14,11 @@
 #include <string>
 #include <vector>
 
-#include "io/mapped_file.h"
+#include "base/json.h"
+#include "formats/mapped_file.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "runtime/thread_pool.h"
-#include "util/json.h"
 
 namespace gemma4 {
 namespace {

@@ -14,15 +14,14 @@
 #include <vector>
 
 #include "api/session_impl.h"
+#include "formats/mapped_file.h"
 #include "gemma4/model.h"
 #include "gemma4/session.h"
-#include "io/mapped_file.h"
 #include "model/drafter.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "model/speculative.h"
 #include "reference_fixture.h"
-#include "util/json.h"
 
 namespace gemma4 {
 namespace {

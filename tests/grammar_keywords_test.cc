@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "chat/grammar.h"
 #include "chat/tool_syntax.h"
+#include "decode/grammar.h"
 #include "gemma4/tools.h"
 
 namespace gemma4::chat {

@@ -1,6 +1,6 @@
 // Schema grammars: accept/reject, incremental matching, the vocabulary mask against brute
 // force, and random walks that must always end in a valid document/call.
-#include "chat/grammar.h"
+#include "decode/grammar.h"
 
 #include <gtest/gtest.h>
 

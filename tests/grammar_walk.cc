@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "chat/grammar.h"
+#include "base/json.h"
 #include "chat/tool_syntax.h"
-#include "util/json.h"
+#include "decode/grammar.h"
 
 namespace {
 

@@ -1,6 +1,6 @@
-// Tests of the strict JSON parser (src/util/json.h): every value type, escapes, UTF-8
+// Tests of the strict JSON parser (src/base/json.h): every value type, escapes, UTF-8
 // validation, number forms, error positions, depth limit and serialization round trips.
-#include "util/json.h"
+#include "base/json.h"
 
 #include <gtest/gtest.h>
 

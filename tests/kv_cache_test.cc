@@ -11,12 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "base/json.h"
 #include "model/config.h"
 #include "model/forward.h"
 #include "model/gguf_export.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
-#include "util/json.h"
 
 namespace gemma4 {
 namespace {

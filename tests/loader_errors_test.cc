@@ -19,15 +19,15 @@
 #include <thread>
 #include <vector>
 
+#include "base/json.h"
 #include "child_process.h"
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
 #include "gemma4/status.h"
 #include "gemma4/tokenizer.h"
-#include "io/gguf.h"
-#include "io/safetensors.h"
 #include "model/config.h"
 #include "model/forward.h"
 #include "model/model.h"
-#include "util/json.h"
 #include "vision/image_preprocess.h"
 #include "vision/vision_encoder.h"
 

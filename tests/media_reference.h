@@ -15,11 +15,11 @@
 #include <string>
 #include <vector>
 
+#include "base/json.h"
+#include "formats/mapped_file.h"
 #include "gemma4/model.h"
 #include "gemma4/session.h"
-#include "io/mapped_file.h"
 #include "model/forward.h"
-#include "util/json.h"
 
 namespace gemma4::testing {
 

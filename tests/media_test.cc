@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
-#include "io/mapped_file.h"
+#include "base/json.h"
+#include "formats/mapped_file.h"
 #include "media/image.h"
 #include "media/resize.h"
-#include "util/json.h"
 
 namespace gemma4::media {
 namespace {

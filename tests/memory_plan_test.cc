@@ -14,14 +14,14 @@
 
 #include "api/memory_plan.h"
 #include "api/model_impl.h"
+#include "base/json.h"
 #include "child_process.h"
+#include "formats/gguf.h"
 #include "gemma4/model.h"
 #include "gemma4/session.h"
-#include "io/gguf.h"
 #include "model/forward.h"
 #include "model/gguf_export.h"
 #include "sanitizers.h"
-#include "util/json.h"
 
 namespace gemma4 {
 namespace {

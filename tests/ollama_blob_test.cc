@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "audio/audio_encoder.h"
+#include "formats/gguf.h"
 #include "gemma4/model.h"
 #include "gemma4/session.h"
-#include "io/gguf.h"
 #include "media/audio_file.h"
 #include "media/image.h"
 #include "media_reference.h"

@@ -15,7 +15,9 @@
 #include <random>
 #include <vector>
 
-#include "model/tensor.h"
+#include "base/half.h"
+#include "base/tensor.h"
+#include "kernels/kernels.h"
 #include "ops/ops.h"
 #include "runtime/thread_pool.h"
 
@@ -81,32 +83,33 @@ void ExpectExactDecode(float got, double want, uint32_t bits) {
 
 TEST(OpsF16ToF32, ExhaustiveMatchesReferenceDecoder) {
   for (uint32_t b = 0; b < 65536; ++b) {
-    ExpectExactDecode(ops::F16ToF32(static_cast<uint16_t>(b)), RefF16(static_cast<uint16_t>(b)), b);
+    ExpectExactDecode(half::F16ToF32(static_cast<uint16_t>(b)), RefF16(static_cast<uint16_t>(b)),
+                      b);
   }
 }
 
 TEST(OpsF16ToF32, SpecialValues) {
-  EXPECT_EQ(ops::F16ToF32(0x3C00), 1.0f);
-  EXPECT_EQ(ops::F16ToF32(0xC000), -2.0f);
-  EXPECT_EQ(ops::F16ToF32(0x7BFF), 65504.0f);                  // largest finite
-  EXPECT_EQ(ops::F16ToF32(0x0400), std::ldexp(1.0f, -14));     // smallest normal
-  EXPECT_EQ(ops::F16ToF32(0x0001), std::ldexp(1.0f, -24));     // smallest subnormal
-  EXPECT_EQ(ops::F16ToF32(0x03FF), std::ldexp(1023.0f, -24));  // largest subnormal
-  EXPECT_EQ(ops::F16ToF32(0x7C00), std::numeric_limits<float>::infinity());
-  EXPECT_EQ(ops::F16ToF32(0xFC00), -std::numeric_limits<float>::infinity());
-  EXPECT_TRUE(std::signbit(ops::F16ToF32(0x8000)));
-  EXPECT_EQ(ops::F16ToF32(0x8000), 0.0f);
-  EXPECT_TRUE(std::isnan(ops::F16ToF32(0x7E00)));
-  EXPECT_TRUE(std::isnan(ops::F16ToF32(0xFC01)));
+  EXPECT_EQ(half::F16ToF32(0x3C00), 1.0f);
+  EXPECT_EQ(half::F16ToF32(0xC000), -2.0f);
+  EXPECT_EQ(half::F16ToF32(0x7BFF), 65504.0f);                  // largest finite
+  EXPECT_EQ(half::F16ToF32(0x0400), std::ldexp(1.0f, -14));     // smallest normal
+  EXPECT_EQ(half::F16ToF32(0x0001), std::ldexp(1.0f, -24));     // smallest subnormal
+  EXPECT_EQ(half::F16ToF32(0x03FF), std::ldexp(1023.0f, -24));  // largest subnormal
+  EXPECT_EQ(half::F16ToF32(0x7C00), std::numeric_limits<float>::infinity());
+  EXPECT_EQ(half::F16ToF32(0xFC00), -std::numeric_limits<float>::infinity());
+  EXPECT_TRUE(std::signbit(half::F16ToF32(0x8000)));
+  EXPECT_EQ(half::F16ToF32(0x8000), 0.0f);
+  EXPECT_TRUE(std::isnan(half::F16ToF32(0x7E00)));
+  EXPECT_TRUE(std::isnan(half::F16ToF32(0xFC01)));
 }
 
 TEST(OpsBf16ToF32, ExhaustiveMatchesReferenceDecoder) {
   for (uint32_t b = 0; b < 65536; ++b) {
-    ExpectExactDecode(ops::Bf16ToF32(static_cast<uint16_t>(b)), RefBf16(static_cast<uint16_t>(b)),
+    ExpectExactDecode(half::Bf16ToF32(static_cast<uint16_t>(b)), RefBf16(static_cast<uint16_t>(b)),
                       b);
   }
-  EXPECT_EQ(ops::Bf16ToF32(0x3F80), 1.0f);
-  EXPECT_EQ(ops::Bf16ToF32(0xC040), -3.0f);
+  EXPECT_EQ(half::Bf16ToF32(0x3F80), 1.0f);
+  EXPECT_EQ(half::Bf16ToF32(0xC040), -3.0f);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -589,12 +592,12 @@ TEST(OpsGeluTanh, MatchesFormulaInDouble) {
   }
   for (float x : xs) {
     const double ref = RefGelu(x);
-    const float got = ops::GeluTanh(x);
+    const float got = kernels::GeluTanh(x);
     ASSERT_NEAR(got, ref, (2 * std::fabs(x) + 4 * std::fabs(ref)) * kEps) << "x=" << x;
   }
-  EXPECT_EQ(ops::GeluTanh(0.0f), 0.0f);
-  EXPECT_EQ(ops::GeluTanh(1e20f), 1e20f);
-  EXPECT_EQ(ops::GeluTanh(-1e20f), 0.0f);
+  EXPECT_EQ(kernels::GeluTanh(0.0f), 0.0f);
+  EXPECT_EQ(kernels::GeluTanh(1e20f), 1e20f);
+  EXPECT_EQ(kernels::GeluTanh(-1e20f), 0.0f);
 }
 
 // The pool version splits into whole 64-value runs, the last piece keeping the tail: every

@@ -10,13 +10,13 @@
 #include <string>
 #include <vector>
 
-#include "io/mapped_file.h"
+#include "base/json.h"
+#include "formats/mapped_file.h"
 #include "model/config.h"
 #include "model/forward.h"
 #include "model/gguf_export.h"
 #include "model/model.h"
 #include "reference_fixture.h"
-#include "util/json.h"
 
 namespace gemma4 {
 namespace {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "base/half.h"
 #include "kernels/kernels.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
@@ -26,12 +27,12 @@ std::vector<float> RandomVector(int64_t n, std::mt19937* rng, float scale = 1.0f
 
 TEST(HalfTest, RoundTripsEveryFiniteHalf) {
   for (uint32_t h = 0; h < 65536; ++h) {
-    const float f = quant::HalfToFloat(static_cast<uint16_t>(h));
+    const float f = half::F16ToF32(static_cast<uint16_t>(h));
     if (std::isnan(f)) {
-      EXPECT_TRUE(std::isnan(quant::HalfToFloat(quant::FloatToHalf(f))));
+      EXPECT_TRUE(std::isnan(half::F16ToF32(half::F32ToF16(f))));
       continue;
     }
-    EXPECT_EQ(quant::FloatToHalf(f), h) << h;
+    EXPECT_EQ(half::F32ToF16(f), h) << h;
   }
 }
 
@@ -50,7 +51,7 @@ TEST(HalfTest, MatchesHardwareConversionOnRandomFloats) {
     float f;
     std::memcpy(&f, &b, 4);
     if (std::isnan(f)) continue;
-    ASSERT_EQ(quant::FloatToHalf(f), HardwareHalf(f)) << f;
+    ASSERT_EQ(half::F32ToF16(f), HardwareHalf(f)) << f;
   }
 }
 
@@ -78,7 +79,7 @@ TEST(QuantTest, Q4_0RoundTripAndNibbleOrder) {
   for (int i = 0; i < 32; ++i) x[i] = static_cast<float>(i - 16);  // max |x| = 16 at i = 0
   std::vector<uint8_t> q(quant::kQ4_0BlockBytes);
   quant::QuantizeRowQ4_0(x.data(), 32, q.data());
-  EXPECT_EQ(quant::HalfToFloat(static_cast<uint16_t>(q[0] | (q[1] << 8))), 2.0f);  // -16 / -8
+  EXPECT_EQ(half::F16ToF32(static_cast<uint16_t>(q[0] | (q[1] << 8))), 2.0f);  // -16 / -8
   EXPECT_EQ(q[2] & 0xF, 0);  // x[0] = -16 -> -8 -> nibble 0
   EXPECT_EQ(q[2] >> 4, 8);   // x[16] = 0 -> nibble 8
   std::vector<float> y(32);
@@ -101,7 +102,7 @@ TEST(QuantTest, Q6_KRoundTripAndUnpack) {
     int8_t vals[256];
     quant::UnpackQ6_K(q.data() + b * 210, vals);
     const float d =
-        quant::HalfToFloat(static_cast<uint16_t>(q[b * 210 + 208] | (q[b * 210 + 209] << 8)));
+        half::F16ToF32(static_cast<uint16_t>(q[b * 210 + 208] | (q[b * 210 + 209] << 8)));
     const int8_t* sc = reinterpret_cast<const int8_t*>(q.data() + b * 210 + 192);
     for (int i = 0; i < 256; ++i) EXPECT_EQ(y[b * 256 + i], d * sc[i / 16] * vals[i]) << i;
   }
@@ -265,7 +266,7 @@ TEST_P(KernelTest, Q6_KMatchesReference) {
     std::vector<uint8_t> row(RowBytes(DType::kQ6_K, k), 0xFF);
     for (int64_t sb = 0; sb < k / 256; ++sb) {
       for (int j = 0; j < 16; ++j) row[sb * 210 + 192 + j] = j % 2 ? 0x80 : 0x7F;
-      const uint16_t d = quant::FloatToHalf(0.01f);
+      const uint16_t d = half::F32ToF16(0.01f);
       std::memcpy(row.data() + sb * 210 + 208, &d, 2);
     }
     std::vector<float> x(2 * k, static_cast<float>(sign));
@@ -286,8 +287,8 @@ std::vector<uint8_t> RandomQ4_KRow(int64_t superblocks, std::mt19937* rng) {
   std::uniform_int_distribution<int> byte(0, 255);
   for (auto& b : row) b = static_cast<uint8_t>(byte(*rng));
   for (int64_t s = 0; s < superblocks; ++s) {
-    const uint16_t d = quant::FloatToHalf(0.001f * (1 + byte(*rng) % 7));
-    const uint16_t dmin = quant::FloatToHalf(0.002f * (1 + byte(*rng) % 5));
+    const uint16_t d = half::F32ToF16(0.001f * (1 + byte(*rng) % 7));
+    const uint16_t dmin = half::F32ToF16(0.002f * (1 + byte(*rng) % 5));
     std::memcpy(row.data() + s * 144, &d, 2);
     std::memcpy(row.data() + s * 144 + 2, &dmin, 2);
   }
@@ -472,8 +473,8 @@ void ExpectKQuantX16MatchesPlainRows(const KQuantX16& f, uint32_t seed) {
     for (int r = 0; r < 16; ++r) {
       for (int64_t s = 0; s < superblocks; ++s) {
         uint8_t* block = plain.data() + r * row_bytes + s * block_bytes;
-        const uint16_t d = quant::FloatToHalf(0.001f * (1 + byte(rng) % 7));
-        const uint16_t dmin = quant::FloatToHalf(0.002f * (1 + byte(rng) % 5));
+        const uint16_t d = half::F32ToF16(0.001f * (1 + byte(rng) % 7));
+        const uint16_t dmin = half::F32ToF16(0.002f * (1 + byte(rng) % 5));
         if (f.plain == DType::kQ4_K) {
           std::memcpy(block, &d, 2);
           std::memcpy(block + 2, &dmin, 2);
@@ -721,8 +722,8 @@ TEST_P(KernelTest, MatVecKernelsMatchReference) {
         std::vector<kernels::Bf16> wb(w.size());
         std::vector<float> wh32(w.size()), wb32(w.size());
         for (size_t i = 0; i < w.size(); ++i) {
-          wh[i] = quant::FloatToHalf(w[i]);
-          wh32[i] = quant::HalfToFloat(wh[i]);
+          wh[i] = half::F32ToF16(w[i]);
+          wh32[i] = half::F16ToF32(wh[i]);
           uint32_t bits;
           std::memcpy(&bits, &w[i], 4);
           wb[i].bits = static_cast<uint16_t>(bits >> 16);
@@ -766,12 +767,12 @@ TEST_P(KernelTest, AttentionKernelsOverF16MatchF32) {
   std::mt19937 rng(29);
   auto to_half = [](const std::vector<float>& x) {
     std::vector<uint16_t> h(x.size());
-    for (size_t i = 0; i < x.size(); ++i) h[i] = quant::FloatToHalf(x[i]);
+    for (size_t i = 0; i < x.size(); ++i) h[i] = half::F32ToF16(x[i]);
     return h;
   };
   auto widen = [](const std::vector<uint16_t>& h) {
     std::vector<float> x(h.size());
-    for (size_t i = 0; i < h.size(); ++i) x[i] = quant::HalfToFloat(h[i]);
+    for (size_t i = 0; i < h.size(); ++i) x[i] = half::F16ToF32(h[i]);
     return x;
   };
   for (int nq : {1, 2, 3, 4, 5, 8, 9}) {

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "io/mapped_file.h"
-#include "util/json.h"
+#include "base/json.h"
+#include "formats/mapped_file.h"
 
 namespace gemma4::testing {
 

@@ -11,10 +11,10 @@
 #include <cstdio>
 
 #include "api/session_impl.h"
+#include "base/json.h"
 #include "gemma4/model.h"
 #include "gemma4/session.h"
 #include "sanitizers.h"
-#include "util/json.h"
 
 namespace gemma4 {
 namespace {

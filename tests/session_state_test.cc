@@ -11,9 +11,9 @@
 #include <sstream>
 #include <string>
 
+#include "base/json.h"
 #include "gemma4/model.h"
 #include "gemma4/session.h"
-#include "util/json.h"
 
 namespace gemma4 {
 namespace {

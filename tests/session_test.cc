@@ -14,9 +14,9 @@
 #include <thread>
 
 #include "api/session_impl.h"
+#include "base/json.h"
 #include "chat/chat_template.h"
 #include "gemma4/model.h"
-#include "util/json.h"
 
 namespace gemma4 {
 namespace {

@@ -11,13 +11,13 @@
 #include <string>
 #include <vector>
 
-#include "io/gguf.h"
-#include "io/mapped_file.h"
+#include "base/json.h"
+#include "formats/gguf.h"
+#include "formats/mapped_file.h"
 #include "model/config.h"
 #include "model/gguf_export.h"
 #include "scaling.h"
 #include "tokenizer/tokenizer_impl.h"
-#include "util/json.h"
 
 namespace gemma4 {
 namespace {

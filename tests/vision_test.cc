@@ -11,8 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "base/json.h"
+#include "formats/mapped_file.h"
 #include "gemma4/session.h"
-#include "io/mapped_file.h"
 #include "media/image.h"
 #include "media/video_file.h"
 #include "media_reference.h"
@@ -20,7 +21,6 @@
 #include "model/model.h"
 #include "prompt/media_batch.h"
 #include "runtime/thread_pool.h"
-#include "util/json.h"
 #include "vision/image_preprocess.h"
 #include "vision/vision_encoder.h"
 

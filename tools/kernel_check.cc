@@ -8,8 +8,9 @@
 #include <random>
 #include <vector>
 
+#include "base/half.h"
+#include "base/tensor.h"
 #include "kernels/kernels.h"
-#include "model/tensor.h"
 #include "quant/quant.h"
 
 namespace gemma4 {
@@ -158,8 +159,8 @@ int Run() {
         std::vector<uint16_t> kh(kf.size());
         std::vector<float> kw(kf.size());
         for (size_t i = 0; i < kf.size(); ++i) {
-          kh[i] = quant::FloatToHalf(kf[i]);
-          kw[i] = quant::HalfToFloat(kh[i]);
+          kh[i] = half::F32ToF16(kf[i]);
+          kw[i] = half::F16ToF32(kh[i]);
         }
         std::vector<float> s1(nq * ldsc), s2(nq * ldsc), s3(nq * ldsc);
         t.attention_scores_f32(q.data(), ld, nq, kw.data(), ld, nk, d, s1.data(), ldsc);

@@ -40,7 +40,7 @@ class ToolRegistry {
   // parameters_schema_json: a JSON schema object ({"type": "object", "properties": ...}), or
   // empty for a tool without arguments. Names: letters, digits, '_', '-', '.', unique.
   // A schema using a keyword the call grammar cannot enforce is refused here, with the keyword
-  // and its JSON-pointer path in the message (supported keywords: src/chat/grammar.h).
+  // and its JSON-pointer path in the message (supported keywords: src/decode/grammar.h).
   Status Register(const std::string& name, const std::string& description,
                   const std::string& parameters_schema_json, Callback callback);
 

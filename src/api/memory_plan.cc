@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <thread>
 
-#include "io/gguf.h"
+#include "formats/gguf.h"
 #include "model/forward.h"
 #include "quant/quant.h"
 

@@ -7,7 +7,7 @@
 
 #include "api/memory_plan.h"
 #include "audio/audio_encoder.h"
-#include "chat/grammar.h"
+#include "decode/grammar.h"
 #include "gemma4/model.h"
 #include "model/drafter.h"
 #include "model/model.h"

@@ -11,16 +11,16 @@
 #include "api/model_impl.h"
 #include "api/session_impl.h"
 #include "audio/audio_encoder.h"
+#include "base/hash.h"
+#include "base/json.h"
 #include "chat/chat_template.h"
-#include "chat/grammar.h"
 #include "chat/tool_syntax.h"
+#include "decode/grammar.h"
 #include "media/audio_file.h"
 #include "media/image.h"
 #include "media/video_file.h"
 #include "model/forward.h"
 #include "tokenizer/tokenizer_impl.h"
-#include "util/hash.h"
-#include "util/json.h"
 #include "vision/image_preprocess.h"
 
 namespace gemma4 {
@@ -1335,7 +1335,7 @@ Status SessionImpl::Rewind(size_t num_turns) {
 
 // Layout (format 2): "G4SESS02", u64 model fingerprint, then JSON (history, options, tokens)
 // length-prefixed, then the KV cache bytes of InferenceState::AppendState, then the logits,
-// then a u64 checksum (util/hash.h) of everything before it. The checksum is verified before
+// then a u64 checksum (base/hash.h) of everything before it. The checksum is verified before
 // anything is parsed, so a damaged blob (any bit flip, a truncation) is refused as a whole;
 // the fingerprint covers the dimensions and a hash of the weights (LoadedModel::
 // weights_fingerprint), so a state from another model of the same shape is refused too.

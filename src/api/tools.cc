@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "chat/grammar.h"
-#include "util/json.h"
+#include "base/json.h"
+#include "decode/grammar.h"
 
 namespace gemma4 {
 

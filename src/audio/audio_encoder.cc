@@ -10,11 +10,11 @@
 #include <unordered_map>
 #include <utility>
 
-#include "io/mapped_file.h"
-#include "model/checkpoint.h"
+#include "base/json.h"
+#include "formats/checkpoint.h"
+#include "formats/mapped_file.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
-#include "util/json.h"
 
 namespace gemma4::audio {
 

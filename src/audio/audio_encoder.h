@@ -18,11 +18,11 @@
 #include <vector>
 
 #include "audio/audio_features.h"
+#include "base/tensor.h"
+#include "formats/gguf.h"
 #include "gemma4/status.h"
-#include "io/gguf.h"
 #include "model/config.h"
 #include "model/model.h"
-#include "model/tensor.h"
 #include "model/tower_reader.h"
 #include "runtime/thread_pool.h"
 

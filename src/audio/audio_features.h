@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "base/json.h"
 #include "gemma4/status.h"
-#include "util/json.h"
 
 namespace gemma4::audio {
 

@@ -13,8 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "base/json.h"
 #include "gemma4/status.h"
-#include "util/json.h"
 
 namespace gemma4::chat {
 

@@ -17,8 +17,8 @@
 #include <arm_neon.h>
 #endif
 
+#include "base/half.h"
 #include "kernels/kernels.h"
-#include "ops/ops.h"
 #include "quant/quant.h"
 
 namespace gemma4::kernels::simd {
@@ -48,8 +48,8 @@ inline xsimd::batch<float, Arch> MulAdd(xsimd::batch<float, Arch> a, xsimd::batc
 }
 
 inline float AsF32(float x) { return x; }
-inline float AsF32(uint16_t h) { return quant::HalfToFloat(h); }
-inline float AsF32(Bf16 h) { return ops::Bf16ToF32(h.bits); }
+inline float AsF32(uint16_t h) { return half::F16ToF32(h); }
+inline float AsF32(Bf16 h) { return half::Bf16ToF32(h.bits); }
 
 // Values of an f32, f16 (IEEE half bits) or bf16 row as f32: one batch from p, and one value.
 // Widening is exact, so 16-bit rows give the same products as the f32 rows they hold.
@@ -74,7 +74,7 @@ xsimd::batch<float, Arch> LoadAsF32(const uint16_t* p) {
   if constexpr (B::size == 4) return B(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))));
 #endif
   alignas(64) float lanes[B::size];
-  for (size_t i = 0; i < B::size; ++i) lanes[i] = quant::HalfToFloat(p[i]);
+  for (size_t i = 0; i < B::size; ++i) lanes[i] = half::F16ToF32(p[i]);
   return B::load_aligned(lanes);
 }
 template <class Arch>
@@ -586,7 +586,7 @@ inline void DequantizeQ8_0(const uint8_t* blocks, int64_t nblocks, float* out) {
   for (int64_t b = 0; b < nblocks; ++b, blocks += quant::kQ8_0BlockBytes, out += 32) {
     uint16_t d;
     std::memcpy(&d, blocks, 2);
-    I8x32ToF32(reinterpret_cast<const int8_t*>(blocks + 2), quant::HalfToFloat(d), out);
+    I8x32ToF32(reinterpret_cast<const int8_t*>(blocks + 2), half::F16ToF32(d), out);
   }
 }
 
@@ -614,7 +614,7 @@ inline void DequantizeQ4_0(const uint8_t* blocks, int64_t nblocks, float* out) {
       q[j + 16] = static_cast<int8_t>((blocks[2 + j] >> 4) - 8);
     }
 #endif
-    I8x32ToF32(q, quant::HalfToFloat(d), out);
+    I8x32ToF32(q, half::F16ToF32(d), out);
   }
 }
 

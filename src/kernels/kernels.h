@@ -138,6 +138,10 @@ const KernelTable& Avx2Table();
 const KernelTable& Avx512VnniTable();
 const KernelTable& NeonDotprodTable();
 
+// gelu with tanh approximation (gelu_pytorch_tanh) for one value: the scalar reference of
+// gelu_mul_f32.
+float GeluTanh(float x);
+
 }  // namespace gemma4::kernels
 
 #endif  // GEMMA4_SRC_KERNELS_KERNELS_H_

@@ -14,9 +14,19 @@
 
 #include <cstring>
 #include <vector>
-#include "ops/ops.h"
+#include "base/half.h"
 
 namespace gemma4::kernels {
+
+float GeluTanh(float x) {
+  // kBeta = sqrt(2/pi), kKappa = 0.044715, as in PyTorch's CPU kernel.
+  const float kBeta = static_cast<float>(M_SQRT2 * M_2_SQRTPI * 0.5);
+  const float kKappa = 0.044715f;
+  const float cube = x * x * x;
+  const float inner = kBeta * (x + kKappa * cube);
+  return 0.5f * x * (1.0f + std::tanh(inner));
+}
+
 namespace {
 
 void DotQ8_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
@@ -66,7 +76,7 @@ void GemmX16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActiva
         std::memcpy(&h, block + 2 * r, 2);
         int32_t acc = 0;
         for (int j = 0; j < 32; ++j) acc += Value(block, r, j) * q[b * 32 + j];
-        total += quant::HalfToFloat(h) * sc[b] * static_cast<float>(acc);
+        total += half::F16ToF32(h) * sc[b] * static_cast<float>(acc);
       }
       out[t * ldo + r] = total;
     }
@@ -119,7 +129,7 @@ void AxpyF32(float a, const float* x, float* y, int64_t n) {
 
 void GeluMulF32(const float* g, const float* u, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
-    const float y = ops::GeluTanh(g[i]);
+    const float y = GeluTanh(g[i]);
     out[i] = u != nullptr ? y * u[i] : y;
   }
 }
@@ -139,7 +149,7 @@ void SoftmaxF32(float* x, int64_t n) {
 void DequantizeQ8_0(const uint8_t* blocks, int64_t nblocks, float* out) {
   for (int64_t b = 0; b < nblocks; ++b) {
     const uint8_t* block = blocks + b * quant::kQ8_0BlockBytes;
-    const float d = quant::HalfToFloat(static_cast<uint16_t>(block[0] | block[1] << 8));
+    const float d = half::F16ToF32(static_cast<uint16_t>(block[0] | block[1] << 8));
     for (int i = 0; i < 32; ++i) {
       out[b * 32 + i] = static_cast<float>(static_cast<int8_t>(block[2 + i])) * d;
     }
@@ -149,7 +159,7 @@ void DequantizeQ8_0(const uint8_t* blocks, int64_t nblocks, float* out) {
 void DequantizeQ4_0(const uint8_t* blocks, int64_t nblocks, float* out) {
   for (int64_t b = 0; b < nblocks; ++b) {
     const uint8_t* block = blocks + b * quant::kQ4_0BlockBytes;
-    const float d = quant::HalfToFloat(static_cast<uint16_t>(block[0] | block[1] << 8));
+    const float d = half::F16ToF32(static_cast<uint16_t>(block[0] | block[1] << 8));
     for (int j = 0; j < 16; ++j) {
       out[b * 32 + j] = static_cast<float>((block[2 + j] & 0x0F) - 8) * d;
       out[b * 32 + j + 16] = static_cast<float>((block[2 + j] >> 4) - 8) * d;
@@ -172,8 +182,8 @@ void AttentionValuesF32(const float* p, int64_t ldp, int nq, const float* v, int
 }
 
 // Scores over 16-bit rows, widened exactly, summed in the order of AttentionScoresF32.
-inline float Widen(uint16_t h) { return quant::HalfToFloat(h); }
-inline float Widen(Bf16 h) { return ops::Bf16ToF32(h.bits); }
+inline float Widen(uint16_t h) { return half::F16ToF32(h); }
+inline float Widen(Bf16 h) { return half::Bf16ToF32(h.bits); }
 template <class T>
 void AttentionScores16(const float* q, int64_t ldq, int nq, const T* k, int64_t ldk, int64_t nk,
                        int64_t d, float* scores, int64_t ldsc) {
@@ -191,7 +201,7 @@ void AttentionValuesF16(const float* p, int64_t ldp, int nq, const uint16_t* v, 
   for (int h = 0; h < nq; ++h) {
     for (int64_t j = 0; j < nk; ++j) {
       for (int64_t i = 0; i < d; ++i) {
-        out[h * ldo + i] += p[h * ldp + j] * quant::HalfToFloat(v[j * ldv + i]);
+        out[h * ldo + i] += p[h * ldp + j] * half::F16ToF32(v[j * ldv + i]);
       }
     }
   }
@@ -211,7 +221,7 @@ void Bf16ToF32(const uint8_t* src, int64_t n, float* dst) {
   for (int64_t i = 0; i < n; ++i) {
     uint16_t h;
     std::memcpy(&h, src + 2 * i, 2);
-    dst[i] = ops::Bf16ToF32(h);
+    dst[i] = half::Bf16ToF32(h);
   }
 }
 
@@ -219,7 +229,7 @@ void F16ToF32(const uint8_t* src, int64_t n, float* dst) {
   for (int64_t i = 0; i < n; ++i) {
     uint16_t h;
     std::memcpy(&h, src + 2 * i, 2);
-    dst[i] = ops::F16ToF32(h);
+    dst[i] = half::F16ToF32(h);
   }
 }
 

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "base/half.h"
 #include "model/gguf_model.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
@@ -353,8 +354,7 @@ Status Drafter::Step(const LoadedModel& target, const InferenceState& target_sta
               (values ? cache.V<uint16_t>(src, k) : cache.K<uint16_t>(src, k)) + g * hd;
           tile.resize(n * hd);
           for (int64_t i = 0; i < n; ++i) {
-            for (int64_t j = 0; j < hd; ++j)
-              tile[i * hd + j] = quant::HalfToFloat(r[i * kv_dim + j]);
+            for (int64_t j = 0; j < hd; ++j) tile[i * hd + j] = half::F16ToF32(r[i * kv_dim + j]);
           }
           return {tile.data(), hd};
         }

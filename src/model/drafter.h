@@ -21,13 +21,13 @@
 #include <string>
 #include <vector>
 
+#include "base/tensor.h"
+#include "formats/checkpoint.h"
+#include "formats/gguf.h"
 #include "gemma4/status.h"
-#include "io/gguf.h"
-#include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/forward.h"
 #include "model/model.h"
-#include "model/tensor.h"
 
 namespace gemma4 {
 

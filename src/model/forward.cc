@@ -9,6 +9,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "base/half.h"
 #include "gemma4/sampler.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
@@ -587,8 +588,8 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
           uint16_t* kc = cache_.K<uint16_t>(layer, position_ + t);
           uint16_t* vc = cache_.V<uint16_t>(layer, position_ + t);
           for (int64_t j = 0; j < kv_dim; ++j) {
-            kc[j] = quant::FloatToHalf(kr[j]);
-            vc[j] = quant::FloatToHalf(vr[j]);
+            kc[j] = half::F32ToF16(kr[j]);
+            vc[j] = half::F32ToF16(vr[j]);
           }
           break;
         }

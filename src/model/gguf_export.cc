@@ -8,11 +8,11 @@
 #include <cstring>
 #include <utility>
 
-#include "io/mapped_file.h"
+#include "base/json.h"
+#include "formats/mapped_file.h"
 #include "model/gguf_model.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
-#include "util/json.h"
 
 namespace gemma4 {
 namespace {

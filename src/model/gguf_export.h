@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "base/tensor.h"
+#include "formats/gguf.h"
 #include "gemma4/status.h"
-#include "io/gguf.h"
 #include "model/config.h"
 #include "model/model.h"
-#include "model/tensor.h"
 #include "runtime/thread_pool.h"
 
 namespace gemma4 {

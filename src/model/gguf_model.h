@@ -5,8 +5,8 @@
 
 #include <string>
 
+#include "formats/gguf.h"
 #include "gemma4/status.h"
-#include "io/gguf.h"
 #include "model/config.h"
 
 namespace gemma4 {

@@ -13,11 +13,11 @@
 #include <cstring>
 #include <functional>
 
+#include "base/hash.h"
 #include "kernels/kernels.h"
 #include "model/gguf_model.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
-#include "util/hash.h"
 
 namespace gemma4 {
 namespace {

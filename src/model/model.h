@@ -10,12 +10,12 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/tensor.h"
+#include "formats/checkpoint.h"
+#include "formats/gguf.h"
 #include "gemma4/status.h"
-#include "io/gguf.h"
-#include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/kv_cache.h"
-#include "model/tensor.h"
 #include "runtime/thread_pool.h"
 
 namespace gemma4 {

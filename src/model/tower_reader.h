@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "base/tensor.h"
+#include "formats/checkpoint.h"
+#include "formats/gguf.h"
 #include "gemma4/status.h"
-#include "io/gguf.h"
-#include "model/checkpoint.h"
-#include "model/tensor.h"
 #include "ops/ops.h"
 #include "runtime/thread_pool.h"
 

@@ -6,36 +6,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 namespace gemma4::ops {
-
-float F16ToF32(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
-  uint32_t exp = (h >> 10) & 0x1F;
-  uint32_t mant = h & 0x3FF;
-  uint32_t bits;
-  if (exp == 0) {
-    if (mant == 0) {
-      bits = sign;
-    } else {  // subnormal: normalise
-      exp = 127 - 15 + 1;
-      while ((mant & 0x400) == 0) {
-        mant <<= 1;
-        --exp;
-      }
-      mant &= 0x3FF;
-      bits = sign | (exp << 23) | (mant << 13);
-    }
-  } else if (exp == 0x1F) {
-    bits = sign | 0x7F800000u | (mant << 13);
-  } else {
-    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
 
 void ToF32(const TensorView& t, int64_t first, int64_t count, float* out) {
   if (IsInterleavedX16(t.dtype)) {
@@ -482,15 +456,6 @@ void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* o
   } else {
     for (int64_t i = 0; i < n; ++i) out[i] = x[i] * inv;
   }
-}
-
-float GeluTanh(float x) {
-  // kBeta = sqrt(2/pi), kKappa = 0.044715, as in PyTorch's CPU kernel.
-  const float kBeta = static_cast<float>(M_SQRT2 * M_2_SQRTPI * 0.5);
-  const float kKappa = 0.044715f;
-  const float cube = x * x * x;
-  const float inner = kBeta * (x + kKappa * cube);
-  return 0.5f * x * (1.0f + std::tanh(inner));
 }
 
 void ApplyRope(float* x, int head_dim, const float* inv_freq, int rotated_pairs, int64_t position) {

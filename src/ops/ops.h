@@ -9,18 +9,10 @@
 #include <cstring>
 #include <vector>
 
-#include "model/tensor.h"
+#include "base/tensor.h"
 #include "runtime/thread_pool.h"
 
 namespace gemma4::ops {
-
-inline float Bf16ToF32(uint16_t h) {
-  const uint32_t bits = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-float F16ToF32(uint16_t h);
 
 // Converts `count` elements starting at element `first` of a float-typed tensor to f32.
 void ToF32(const TensorView& t, int64_t first, int64_t count, float* out);
@@ -60,8 +52,6 @@ float Dot(const float* a, const float* b, int64_t n);
 // out = x / sqrt(mean(x^2) + eps) * weight (weight may be null: no scale). In place allowed.
 void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* out);
 
-// gelu with tanh approximation (gelu_pytorch_tanh).
-float GeluTanh(float x);
 // out = gelu_tanh(g) * u elementwise (vectorised); u may be null, out may alias g.
 void GeluMul(const float* g, const float* u, float* out, int64_t n);
 // The same split over the pool's threads (prefill's [tokens, width] MLP activations), in

@@ -4,36 +4,9 @@
 #include <cmath>
 #include <cstring>
 
-#include "ops/ops.h"
+#include "base/half.h"
 
 namespace gemma4::quant {
-
-uint16_t FloatToHalf(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  const uint32_t sign = (x >> 16) & 0x8000;
-  const uint32_t abs = x & 0x7FFFFFFF;
-  if (abs >= 0x7F800000) {  // inf or nan
-    return static_cast<uint16_t>(sign | 0x7C00 | (abs > 0x7F800000 ? 0x200 : 0));
-  }
-  if (abs >= 0x477FF000) return static_cast<uint16_t>(sign | 0x7C00);  // rounds to inf
-  if (abs < 0x38800000) {  // subnormal half (or zero): scale into the 10-bit mantissa
-    float af;
-    std::memcpy(&af, &abs, 4);
-    const float scaled = af * 16777216.0f;  // 2^24: one half-subnormal ulp = 2^-24
-    const uint32_t m = static_cast<uint32_t>(std::nearbyint(scaled));
-    return static_cast<uint16_t>(sign | m);
-  }
-  // Normal: rebias the exponent and round the mantissa to 10 bits, ties to even.
-  const uint32_t mant = abs & 0x7FFFFF;
-  const uint32_t exp = (abs >> 23) - 127 + 15;
-  uint32_t h = (exp << 10) | (mant >> 13);
-  const uint32_t rem = mant & 0x1FFF;
-  if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) ++h;  // may carry into the exponent: fine
-  return static_cast<uint16_t>(sign | h);
-}
-
-float HalfToFloat(uint16_t h) { return ops::F16ToF32(h); }
 
 void QuantizeRowQ8_0(const float* x, int64_t n, uint8_t* out) {
   for (int64_t b = 0; b < n / kBlock; ++b, x += kBlock, out += kQ8_0BlockBytes) {
@@ -41,7 +14,7 @@ void QuantizeRowQ8_0(const float* x, int64_t n, uint8_t* out) {
     for (int i = 0; i < kBlock; ++i) amax = std::max(amax, std::fabs(x[i]));
     const float d = amax / 127.0f;
     const float id = d != 0 ? 1.0f / d : 0.0f;
-    const uint16_t dh = FloatToHalf(d);
+    const uint16_t dh = half::F32ToF16(d);
     std::memcpy(out, &dh, 2);
     for (int i = 0; i < kBlock; ++i) {
       out[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(std::lround(x[i] * id)));
@@ -61,7 +34,7 @@ void QuantizeRowQ4_0(const float* x, int64_t n, uint8_t* out) {
     }
     const float d = max / -8.0f;
     const float id = d != 0 ? 1.0f / d : 0.0f;
-    const uint16_t dh = FloatToHalf(d);
+    const uint16_t dh = half::F32ToF16(d);
     std::memcpy(out, &dh, 2);
     for (int j = 0; j < kBlock / 2; ++j) {
       const int lo = std::min(15, static_cast<int>(static_cast<int8_t>(x[j] * id + 8.5f)));
@@ -95,8 +68,8 @@ void ScaleMinK4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
 }
 
 void DequantizeQ4_K(const uint8_t* block, float* y) {
-  const float d = HalfToFloat(LoadU16(block));
-  const float dmin = HalfToFloat(LoadU16(block + 2));
+  const float d = half::F16ToF32(LoadU16(block));
+  const float dmin = half::F16ToF32(LoadU16(block + 2));
   const uint8_t* scales = block + 4;
   const uint8_t* q = block + 16;
   int is = 0;
@@ -117,7 +90,7 @@ void DequantizeQ6_K(const uint8_t* block, float* y) {
   const uint8_t* ql = block;
   const uint8_t* qh = block + 128;
   const int8_t* sc = reinterpret_cast<const int8_t*>(block + 192);
-  const float d = HalfToFloat(LoadU16(block + 208));
+  const float d = half::F16ToF32(LoadU16(block + 208));
   for (int n = 0; n < 256; n += 128) {
     for (int l = 0; l < 32; ++l) {
       const int is = l / 16;
@@ -143,13 +116,13 @@ void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out) {
   switch (type) {
     case DType::kQ8_0:
       for (int64_t b = 0; b < count / kBlock; ++b, row += kQ8_0BlockBytes) {
-        const float d = HalfToFloat(LoadU16(row));
+        const float d = half::F16ToF32(LoadU16(row));
         for (int i = 0; i < kBlock; ++i) *out++ = d * static_cast<int8_t>(row[2 + i]);
       }
       return;
     case DType::kQ4_0:
       for (int64_t b = 0; b < count / kBlock; ++b, row += kQ4_0BlockBytes, out += kBlock) {
-        const float d = HalfToFloat(LoadU16(row));
+        const float d = half::F16ToF32(LoadU16(row));
         for (int j = 0; j < 16; ++j) {
           out[j] = d * ((row[2 + j] & 0xF) - 8);
           out[j + 16] = d * ((row[2 + j] >> 4) - 8);
@@ -163,7 +136,8 @@ void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out) {
       const int64_t nblocks = count / kBlock, groups = nblocks / 4;
       for (int64_t g = 0; g < groups; ++g, row += 136, out += 128) {
         for (int e = 0; e < 128; ++e) {
-          out[e] = HalfToFloat(LoadU16(row + 2 * (e / 32))) * (static_cast<int>(row[8 + e]) - 128);
+          out[e] =
+              half::F16ToF32(LoadU16(row + 2 * (e / 32))) * (static_cast<int>(row[8 + e]) - 128);
         }
       }
       DequantizeRow(DType::kQ8_0, row, (nblocks - 4 * groups) * kBlock, out);
@@ -173,7 +147,7 @@ void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out) {
       const int64_t nblocks = count / kBlock, groups = nblocks / 4;
       for (int64_t g = 0; g < groups; ++g, row += 72, out += 128) {
         for (int e = 0; e < 128; ++e) {
-          out[e] = HalfToFloat(LoadU16(row + 2 * (e / 32))) * (GroupNibble(row + 8, e) - 8);
+          out[e] = half::F16ToF32(LoadU16(row + 2 * (e / 32))) * (GroupNibble(row + 8, e) - 8);
         }
       }
       DequantizeRow(DType::kQ4_0, row, (nblocks - 4 * groups) * kBlock, out);
@@ -182,13 +156,20 @@ void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out) {
     case DType::kQ6_K:
       for (int64_t b = 0; b < count / 256; ++b) DequantizeQ6_K(row + b * 210, out + b * 256);
       return;
-    default: {
-      TensorView t;
-      t.dtype = type;
-      t.data = row;
-      ops::ToF32(t, 0, count, out);
+    // Float types (ops::ToF32 converts them with the vector kernels; the bits are the same).
+    case DType::kF32:
+      std::memcpy(out, row, count * 4);
       return;
-    }
+    case DType::kF16:
+      for (int64_t i = 0; i < count; ++i) out[i] = half::F16ToF32(LoadU16(row + 2 * i));
+      return;
+    case DType::kBF16:
+      for (int64_t i = 0; i < count; ++i) out[i] = half::Bf16ToF32(LoadU16(row + 2 * i));
+      return;
+    default:
+      // Callers validate dtypes at load time (IsComputeType); never reached.
+      std::fill(out, out + count, 0.0f);
+      return;
   }
 }
 
@@ -343,15 +324,15 @@ void QuantizeRowQ4_K(const float* x, int64_t n, uint8_t* out) {
         packed[j] |= static_cast<uint8_t>((lm >> 4) << 6);
       }
     }
-    const uint16_t dh = FloatToHalf(max_scale / 63.0f), mh = FloatToHalf(max_min / 63.0f);
+    const uint16_t dh = half::F32ToF16(max_scale / 63.0f), mh = half::F32ToF16(max_min / 63.0f);
     std::memcpy(out, &dh, 2);
     std::memcpy(out + 2, &mh, 2);
     for (int j = 0; j < 8; ++j) {
       uint8_t sc, m;
       ScaleMinK4(j, packed, &sc, &m);
-      const float d = HalfToFloat(dh) * sc;
+      const float d = half::F16ToF32(dh) * sc;
       if (d == 0) continue;
-      const float dm = HalfToFloat(mh) * m;
+      const float dm = half::F16ToF32(mh) * m;
       for (int ii = 0; ii < 32; ++ii) {
         L[32 * j + ii] =
             static_cast<uint8_t>(std::max(0, std::min(15, NearestInt((x[32 * j + ii] + dm) / d))));
@@ -379,13 +360,13 @@ void QuantizeRowQ6_K(const float* x, int64_t n, uint8_t* out) {
     std::memset(out, 0, 210);
     if (max_abs_scale < 1e-15f) continue;  // all zero; d = 0
     const float iscale = -128.0f / max_scale;
-    const uint16_t dh = FloatToHalf(1.0f / iscale);
+    const uint16_t dh = half::F32ToF16(1.0f / iscale);
     std::memcpy(out + 208, &dh, 2);
     int8_t* sc = reinterpret_cast<int8_t*>(out + 192);
     for (int ib = 0; ib < 16; ++ib) {
       sc[ib] = static_cast<int8_t>(std::min(127, NearestInt(iscale * scales[ib])));
     }
-    const float d_stored = HalfToFloat(dh);
+    const float d_stored = half::F16ToF32(dh);
     for (int j = 0; j < 16; ++j) {
       const float d = d_stored * sc[j];
       if (d == 0) continue;
@@ -417,7 +398,7 @@ float DotQ4_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
                        const int32_t* a_sum, int64_t nblocks) {
   float total = 0;
   for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += 144) {
-    const float d = HalfToFloat(LoadU16(w)), dmin = HalfToFloat(LoadU16(w + 2));
+    const float d = half::F16ToF32(LoadU16(w)), dmin = half::F16ToF32(LoadU16(w + 2));
     uint8_t sc[8], m[8];
     Q4_KScales(w + 4, sc, m);
     for (int j = 0; j < 8; ++j) {  // sub-block j is activation block sb * 8 + j
@@ -452,7 +433,7 @@ float DotQ6_KReference(const uint8_t* w, const int8_t* a, const float* a_scale, 
   int8_t q[256];
   for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += 210) {
     UnpackQ6_K(w, q);
-    const float d = HalfToFloat(LoadU16(w + 208));
+    const float d = half::F16ToF32(LoadU16(w + 208));
     const int8_t* sc = reinterpret_cast<const int8_t*>(w + 192);
     for (int b = 0; b < 8; ++b) {  // activation block b holds Q6_K sub-blocks 2b and 2b + 1
       const int8_t* ab = a + (sb * 8 + b) * 32;
@@ -484,18 +465,13 @@ void QuantizeRow(DType type, const float* x, int64_t n, uint8_t* out) {
       return;
     case DType::kF16:
       for (int64_t i = 0; i < n; ++i) {
-        const uint16_t h = FloatToHalf(x[i]);
+        const uint16_t h = half::F32ToF16(x[i]);
         std::memcpy(out + 2 * i, &h, 2);
       }
       return;
     case DType::kBF16:
       for (int64_t i = 0; i < n; ++i) {
-        uint32_t bits;
-        std::memcpy(&bits, &x[i], 4);
-        // Round to nearest even; NaN stays NaN.
-        uint16_t h = (bits & 0x7FFFFFFF) > 0x7F800000
-                         ? static_cast<uint16_t>((bits >> 16) | 0x40)
-                         : static_cast<uint16_t>((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
+        const uint16_t h = half::F32ToBf16(x[i]);
         std::memcpy(out + 2 * i, &h, 2);
       }
       return;
@@ -588,7 +564,7 @@ void DequantizeQ8_0x16Row(const uint8_t* group, int64_t nblocks, int row, float*
   for (int64_t b = 0; b < nblocks; ++b, group += 16 * kQ8_0BlockBytes, out += kBlock) {
     uint16_t h;
     std::memcpy(&h, group + 2 * row, 2);
-    const float d = HalfToFloat(h);
+    const float d = half::F16ToF32(h);
     for (int j = 0; j < 32; ++j) out[j] = d * Q8_0x16Value(group, row, j);
   }
 }
@@ -601,7 +577,7 @@ void DequantizeQ4_0x16Row(const uint8_t* group, int64_t nblocks, int row, float*
   for (int64_t b = 0; b < nblocks; ++b, group += 16 * kQ4_0BlockBytes, out += kBlock) {
     uint16_t h;
     std::memcpy(&h, group + 2 * row, 2);
-    const float d = HalfToFloat(h);
+    const float d = half::F16ToF32(h);
     for (int j = 0; j < 32; ++j) {
       out[j] = d * (((group[32 + X16Byte(row, j)] >> X16Shift(j)) & 0xF) - 8);
     }
@@ -662,8 +638,8 @@ int Q4_Kx16Value(const uint8_t* block, int row, int e) {
 
 void DequantizeQ4_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out) {
   for (int64_t sb = 0; sb < nsuper; ++sb, group += kQ4_Kx16BlockBytes, out += 256) {
-    const float d = HalfToFloat(LoadU16(group + 2 * row));
-    const float dmin = HalfToFloat(LoadU16(group + kQ4_Kx16Dmin + 2 * row));
+    const float d = half::F16ToF32(LoadU16(group + 2 * row));
+    const float dmin = half::F16ToF32(LoadU16(group + kQ4_Kx16Dmin + 2 * row));
     for (int j = 0; j < 8; ++j) {
       uint8_t sc, m;
       Q4_Kx16ScaleMin(group, row, j, &sc, &m);
@@ -680,8 +656,8 @@ void GemmQ4_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_
     float total = 0;
     const uint8_t* block = group;
     for (int64_t sb = 0; sb < nblocks / 8; ++sb, block += kQ4_Kx16BlockBytes) {
-      const float d = HalfToFloat(LoadU16(block + 2 * r));
-      const float dmin = HalfToFloat(LoadU16(block + kQ4_Kx16Dmin + 2 * r));
+      const float d = half::F16ToF32(LoadU16(block + 2 * r));
+      const float dmin = half::F16ToF32(LoadU16(block + kQ4_Kx16Dmin + 2 * r));
       for (int j = 0; j < 8; ++j) {
         uint8_t sc, m;
         Q4_Kx16ScaleMin(block, r, j, &sc, &m);
@@ -744,7 +720,7 @@ int Q6_Kx16Value(const uint8_t* block, int row, int e) {
 
 void DequantizeQ6_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out) {
   for (int64_t sb = 0; sb < nsuper; ++sb, group += kQ6_Kx16BlockBytes, out += 256) {
-    const float d = HalfToFloat(LoadU16(group + 2 * row));
+    const float d = half::F16ToF32(LoadU16(group + 2 * row));
     for (int e = 0; e < 256; ++e) {
       const int8_t sc = static_cast<int8_t>(group[kQ6_Kx16Scales + 16 * (e / 16) + row]);
       out[e] = d * sc * (Q6_Kx16Value(group, row, e) - 32);
@@ -758,7 +734,7 @@ void GemmQ6_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_
     float total = 0;
     const uint8_t* block = group;
     for (int64_t sb = 0; sb < nblocks / 8; ++sb, block += kQ6_Kx16BlockBytes) {
-      const float d = HalfToFloat(LoadU16(block + 2 * r));
+      const float d = half::F16ToF32(LoadU16(block + 2 * r));
       for (int b = 0; b < 8; ++b) {
         const int8_t* ab = a + (sb * 8 + b) * 32;
         int32_t lo = 0, hi = 0;
@@ -827,7 +803,7 @@ float DotQ8_0Reference(const uint8_t* w, const int8_t* a, const float* a_scale, 
   for (int64_t b = 0; b < nblocks; ++b, w += kQ8_0BlockBytes, a += kBlock) {
     int32_t acc = 0;
     for (int i = 0; i < kBlock; ++i) acc += static_cast<int8_t>(w[2 + i]) * a[i];
-    total += HalfToFloat(LoadU16(w)) * a_scale[b] * static_cast<float>(acc);
+    total += half::F16ToF32(LoadU16(w)) * a_scale[b] * static_cast<float>(acc);
   }
   return total;
 }
@@ -840,7 +816,7 @@ float DotQ4_0Reference(const uint8_t* w, const int8_t* a, const float* a_scale,
     for (int j = 0; j < 16; ++j) {
       acc += (w[2 + j] & 0xF) * a[j] + (w[2 + j] >> 4) * a[j + 16];
     }
-    total += HalfToFloat(LoadU16(w)) * a_scale[b] * static_cast<float>(acc - 8 * a_sum[b]);
+    total += half::F16ToF32(LoadU16(w)) * a_scale[b] * static_cast<float>(acc - 8 * a_sum[b]);
   }
   return total;
 }
@@ -854,7 +830,7 @@ float DotQ8_0RReference(const uint8_t* w, const int8_t* a, const float* a_scale,
       int32_t acc = 0;  // sum of (q + 128) * a; the 128 comes off with the block sum
       for (int j = 0; j < 32; ++j) acc += static_cast<int>(w[8 + 32 * b + j]) * a[32 * b + j];
       const int64_t blk = 4 * g + b;
-      total += HalfToFloat(LoadU16(w + 2 * b)) * a_scale[blk] *
+      total += half::F16ToF32(LoadU16(w + 2 * b)) * a_scale[blk] *
                static_cast<float>(acc - 128 * a_sum[blk]);
     }
   }
@@ -870,8 +846,8 @@ float DotQ4_0RReference(const uint8_t* w, const int8_t* a, const float* a_scale,
       int32_t acc = 0;
       for (int j = 0; j < 32; ++j) acc += GroupNibble(w + 8, 32 * b + j) * a[32 * b + j];
       const int64_t blk = 4 * g + b;
-      total +=
-          HalfToFloat(LoadU16(w + 2 * b)) * a_scale[blk] * static_cast<float>(acc - 8 * a_sum[blk]);
+      total += half::F16ToF32(LoadU16(w + 2 * b)) * a_scale[blk] *
+               static_cast<float>(acc - 8 * a_sum[blk]);
     }
   }
   return total +

@@ -13,17 +13,13 @@
 #include <cstdint>
 #include <vector>
 
-#include "model/tensor.h"
+#include "base/tensor.h"
 
 namespace gemma4::quant {
 
 inline constexpr int kQ8_0BlockBytes = 34;
 inline constexpr int kQ4_0BlockBytes = 18;
 inline constexpr int kBlock = 32;
-
-// IEEE half <-> float, round to nearest even (as ggml's reference conversion).
-uint16_t FloatToHalf(float f);
-float HalfToFloat(uint16_t h);
 
 // Row conversions; n must be a multiple of the type's block size.
 void QuantizeRowQ8_0(const float* x, int64_t n, uint8_t* out);

@@ -21,10 +21,10 @@ class SentencePieceProcessor {};  // never created in builds without libsentence
 #include <queue>
 #include <unordered_map>
 
-#include "io/gguf.h"
-#include "io/mapped_file.h"
+#include "base/json.h"
+#include "formats/gguf.h"
+#include "formats/mapped_file.h"
 #include "tokenizer/tokenizer_impl.h"
-#include "util/json.h"
 
 namespace gemma4 {
 namespace {

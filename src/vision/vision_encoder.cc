@@ -9,13 +9,13 @@
 #include <new>
 #include <unordered_map>
 
-#include "io/mapped_file.h"
-#include "model/checkpoint.h"
+#include "base/json.h"
+#include "formats/checkpoint.h"
+#include "formats/mapped_file.h"
 #include "model/tower_reader.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
 #include "runtime/thread_scratch.h"
-#include "util/json.h"
 
 namespace gemma4::vision {
 

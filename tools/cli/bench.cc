@@ -16,12 +16,12 @@
 #include <string>
 #include <vector>
 
+#include "base/json.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "runtime/thread_pool.h"
 #include "tools/cli/args.h"
 #include "tools/cli/commands.h"
-#include "util/json.h"
 
 namespace gemma4::cli {
 namespace {

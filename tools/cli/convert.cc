@@ -7,7 +7,7 @@
 #include <string>
 
 #include "audio/audio_encoder.h"
-#include "io/gguf.h"
+#include "formats/gguf.h"
 #include "model/gguf_export.h"
 #include "model/model.h"
 #include "runtime/thread_pool.h"

@@ -18,10 +18,10 @@
 
 #include "api/memory_plan.h"
 #include "audio/audio_encoder.h"
+#include "formats/mapped_file.h"
 #include "gemma4/sampler.h"
 #include "gemma4/status.h"
 #include "gemma4/tokenizer.h"
-#include "io/mapped_file.h"
 #include "media/audio_file.h"
 #include "media/image.h"
 #include "media/video_file.h"

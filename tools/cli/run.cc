@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "formats/mapped_file.h"
 #include "gemma4/model.h"
 #include "gemma4/session.h"
-#include "io/mapped_file.h"
 #include "tools/cli/args.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/session_args.h"

@@ -1,7 +1,7 @@
 // Pattern -> syntax tree -> Thompson NFA -> DFA by subset construction, then pruned to the
 // states that can still accept. Bytes that never appear in string content (raw control
 // characters other than \b \t \n \f \r, and bytes that are never valid UTF-8) get no transition.
-#include "chat/regex.h"
+#include "decode/regex.h"
 
 #include <algorithm>
 #include <bitset>

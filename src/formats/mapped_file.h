@@ -1,7 +1,7 @@
 // Read-only memory mapping of a whole file. Weights are used in place from the mapping, so the
 // OS pages in only what is touched (e.g. the PLE rows of the tokens seen).
-#ifndef GEMMA4_SRC_IO_MAPPED_FILE_H_
-#define GEMMA4_SRC_IO_MAPPED_FILE_H_
+#ifndef GEMMA4_SRC_FORMATS_MAPPED_FILE_H_
+#define GEMMA4_SRC_FORMATS_MAPPED_FILE_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -83,4 +83,4 @@ StatusOr<std::string> ReadFileToString(const std::string& path);
 
 }  // namespace gemma4
 
-#endif  // GEMMA4_SRC_IO_MAPPED_FILE_H_
+#endif  // GEMMA4_SRC_FORMATS_MAPPED_FILE_H_

@@ -1,11 +1,11 @@
-#include "model/checkpoint.h"
+#include "formats/checkpoint.h"
 
 #include <sys/stat.h>
 
 #include <map>
 #include <set>
 
-#include "io/mapped_file.h"
+#include "formats/mapped_file.h"
 
 namespace gemma4 {
 namespace {

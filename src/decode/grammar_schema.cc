@@ -8,9 +8,9 @@
 #include <map>
 #include <set>
 
-#include "chat/grammar.h"
-#include "chat/grammar_internal.h"
 #include "chat/tool_syntax.h"
+#include "decode/grammar.h"
+#include "decode/grammar_internal.h"
 
 namespace gemma4::chat {
 

@@ -3,8 +3,8 @@
 // is bounded (kMaxDepth) so hostile input cannot exhaust the stack, parsing is linear in the
 // input, and running out of memory while parsing is a ResourceExhausted status, not an
 // exception.
-#ifndef GEMMA4_SRC_UTIL_JSON_H_
-#define GEMMA4_SRC_UTIL_JSON_H_
+#ifndef GEMMA4_SRC_BASE_JSON_H_
+#define GEMMA4_SRC_BASE_JSON_H_
 
 #include <cstdint>
 #include <string>
@@ -89,4 +89,4 @@ void AppendQuoted(std::string_view s, std::string* out);
 
 }  // namespace gemma4::json
 
-#endif  // GEMMA4_SRC_UTIL_JSON_H_
+#endif  // GEMMA4_SRC_BASE_JSON_H_

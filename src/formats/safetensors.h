@@ -1,8 +1,8 @@
 // Hugging Face safetensors reader: an 8-byte little-endian header length, a JSON header that
 // maps tensor names to {dtype, shape, data_offsets}, then the raw data. Everything read from
 // the file is validated before use.
-#ifndef GEMMA4_SRC_IO_SAFETENSORS_H_
-#define GEMMA4_SRC_IO_SAFETENSORS_H_
+#ifndef GEMMA4_SRC_FORMATS_SAFETENSORS_H_
+#define GEMMA4_SRC_FORMATS_SAFETENSORS_H_
 
 #include <cstdint>
 #include <memory>
@@ -10,9 +10,9 @@
 #include <string_view>
 #include <vector>
 
+#include "base/tensor.h"
+#include "formats/mapped_file.h"
 #include "gemma4/status.h"
-#include "io/mapped_file.h"
-#include "model/tensor.h"
 
 namespace gemma4 {
 
@@ -42,4 +42,4 @@ class SafetensorsFile {
 
 }  // namespace gemma4
 
-#endif  // GEMMA4_SRC_IO_SAFETENSORS_H_
+#endif  // GEMMA4_SRC_FORMATS_SAFETENSORS_H_

@@ -2,8 +2,8 @@
 // the file, and a writer. Tensor views use row-major shapes like safetensors: GGUF's dims
 // (ne0 = contiguous) are reversed, so a Linear weight stored as ne = [in, out] reads as
 // [out, in].
-#ifndef GEMMA4_SRC_IO_GGUF_H_
-#define GEMMA4_SRC_IO_GGUF_H_
+#ifndef GEMMA4_SRC_FORMATS_GGUF_H_
+#define GEMMA4_SRC_FORMATS_GGUF_H_
 
 #include <cstdint>
 #include <functional>
@@ -13,9 +13,9 @@
 #include <string_view>
 #include <vector>
 
+#include "base/tensor.h"
+#include "formats/mapped_file.h"
 #include "gemma4/status.h"
-#include "io/mapped_file.h"
-#include "model/tensor.h"
 
 namespace gemma4::gguf {
 
@@ -132,4 +132,4 @@ class Writer {
 
 }  // namespace gemma4::gguf
 
-#endif  // GEMMA4_SRC_IO_GGUF_H_
+#endif  // GEMMA4_SRC_FORMATS_GGUF_H_

@@ -1,8 +1,8 @@
 // A checkpoint as users have it: a Hugging Face directory (config.json plus model.safetensors
 // or a sharded model.safetensors.index.json), or a single .safetensors file with config.json
 // beside it. All weight files are memory-mapped; tensors are looked up by name.
-#ifndef GEMMA4_SRC_MODEL_CHECKPOINT_H_
-#define GEMMA4_SRC_MODEL_CHECKPOINT_H_
+#ifndef GEMMA4_SRC_FORMATS_CHECKPOINT_H_
+#define GEMMA4_SRC_FORMATS_CHECKPOINT_H_
 
 #include <memory>
 #include <string>
@@ -10,10 +10,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/json.h"
+#include "base/tensor.h"
+#include "formats/safetensors.h"
 #include "gemma4/status.h"
-#include "io/safetensors.h"
-#include "model/tensor.h"
-#include "util/json.h"
 
 namespace gemma4 {
 
@@ -50,4 +50,4 @@ class Checkpoint {
 
 }  // namespace gemma4
 
-#endif  // GEMMA4_SRC_MODEL_CHECKPOINT_H_
+#endif  // GEMMA4_SRC_FORMATS_CHECKPOINT_H_

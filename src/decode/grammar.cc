@@ -5,13 +5,13 @@
 //
 // Schema compilation (schema -> nodes) lives in grammar_schema.cc; this file holds the node
 // graph's matcher and the public entry points.
-#include "chat/grammar.h"
+#include "decode/grammar.h"
 
 #include <algorithm>
 #include <cstring>
 #include <map>
 
-#include "chat/grammar_internal.h"
+#include "decode/grammar_internal.h"
 
 namespace gemma4::chat {
 

@@ -1,7 +1,7 @@
 // Typed, non-owning views of weight tensors as they lie in a mapped file. Kernels dispatch on
 // the element type, so quantized block formats slot in beside the float types.
-#ifndef GEMMA4_SRC_MODEL_TENSOR_H_
-#define GEMMA4_SRC_MODEL_TENSOR_H_
+#ifndef GEMMA4_SRC_BASE_TENSOR_H_
+#define GEMMA4_SRC_BASE_TENSOR_H_
 
 #include <cstdint>
 #include <string>
@@ -97,4 +97,4 @@ struct TensorView {
 
 }  // namespace gemma4
 
-#endif  // GEMMA4_SRC_MODEL_TENSOR_H_
+#endif  // GEMMA4_SRC_BASE_TENSOR_H_

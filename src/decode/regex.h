@@ -11,8 +11,8 @@
 // Refused with a message: backreferences, lookaround, word boundaries, named groups, flags,
 // anchors elsewhere, non-ASCII class ranges, and patterns whose automaton would exceed
 // kMaxRegexStates states.
-#ifndef GEMMA4_SRC_CHAT_REGEX_H_
-#define GEMMA4_SRC_CHAT_REGEX_H_
+#ifndef GEMMA4_SRC_DECODE_REGEX_H_
+#define GEMMA4_SRC_DECODE_REGEX_H_
 
 #include <cstdint>
 #include <string_view>
@@ -43,4 +43,4 @@ StatusOr<ByteDfa> IntersectDfa(const ByteDfa& a, const ByteDfa& b);
 
 }  // namespace gemma4::chat
 
-#endif  // GEMMA4_SRC_CHAT_REGEX_H_
+#endif  // GEMMA4_SRC_DECODE_REGEX_H_

@@ -1,4 +1,4 @@
-#include "io/gguf.h"
+#include "formats/gguf.h"
 
 #include <algorithm>
 #include <cstdio>

@@ -1,4 +1,4 @@
-#include "model/tensor.h"
+#include "base/tensor.h"
 
 namespace gemma4 {
 

@@ -23,7 +23,7 @@
 //   arrays: items (schema or false), prefixItems, minItems/maxItems (default at most
 //     max(64, minItems) items when maxItems is absent).
 //   strings: minLength/maxLength in characters (up to 2^32-1; default max_string_length when
-//     maxLength is absent), pattern (the regex subset in chat/regex.h, JSON Schema search
+//     maxLength is absent), pattern (the regex subset in decode/regex.h, JSON Schema search
 //     semantics), format date/time/date-time/uuid/email (as built-in patterns: full dates
 //     with leap years and year >= 0001; time hh:mm:ss[.ffffff](Z|+hh:mm); uuid in hex of either
 //     case; email as dot-atom@hostname with at least one dot). A string with a pattern or format
@@ -43,8 +43,8 @@
 //   $ref to "#" pointers ($defs, definitions, or any local path), recursion included; the
 //     nesting limit is 32 frames and no value is started that could not be finished within it.
 // No limit is 16-bit: enum lists, anyOf branches, lengths and counts are 32/64-bit.
-#ifndef GEMMA4_SRC_CHAT_GRAMMAR_H_
-#define GEMMA4_SRC_CHAT_GRAMMAR_H_
+#ifndef GEMMA4_SRC_DECODE_GRAMMAR_H_
+#define GEMMA4_SRC_DECODE_GRAMMAR_H_
 
 #include <cstdint>
 #include <memory>
@@ -52,8 +52,8 @@
 #include <string_view>
 #include <vector>
 
+#include "base/json.h"
 #include "gemma4/status.h"
-#include "util/json.h"
 
 namespace gemma4::chat {
 
@@ -123,4 +123,4 @@ class GrammarMatcher {
 
 }  // namespace gemma4::chat
 
-#endif  // GEMMA4_SRC_CHAT_GRAMMAR_H_
+#endif  // GEMMA4_SRC_DECODE_GRAMMAR_H_

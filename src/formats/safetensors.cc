@@ -1,9 +1,9 @@
-#include "io/safetensors.h"
+#include "formats/safetensors.h"
 
 #include <algorithm>
 #include <cstring>
 
-#include "util/json.h"
+#include "base/json.h"
 
 namespace gemma4 {
 namespace {

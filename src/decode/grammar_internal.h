@@ -1,6 +1,6 @@
 // Internals shared by the schema compiler (grammar_schema.cc) and the matcher (grammar.cc).
-#ifndef GEMMA4_SRC_CHAT_GRAMMAR_INTERNAL_H_
-#define GEMMA4_SRC_CHAT_GRAMMAR_INTERNAL_H_
+#ifndef GEMMA4_SRC_DECODE_GRAMMAR_INTERNAL_H_
+#define GEMMA4_SRC_DECODE_GRAMMAR_INTERNAL_H_
 
 #include <algorithm>
 #include <cstdint>
@@ -8,8 +8,8 @@
 #include <string_view>
 #include <vector>
 
-#include "chat/grammar.h"
-#include "chat/regex.h"
+#include "decode/grammar.h"
+#include "decode/regex.h"
 
 namespace gemma4::chat {
 
@@ -138,4 +138,4 @@ class Grammar {
 
 }  // namespace gemma4::chat
 
-#endif  // GEMMA4_SRC_CHAT_GRAMMAR_INTERNAL_H_
+#endif  // GEMMA4_SRC_DECODE_GRAMMAR_INTERNAL_H_

@@ -3,8 +3,8 @@
 // of the input word for a fixed running value, so changing any single word (any one bit flip)
 // always changes the result; wider damage goes unnoticed with probability about 2^-64. Not a
 // defence against a forger who recomputes it.
-#ifndef GEMMA4_SRC_UTIL_HASH_H_
-#define GEMMA4_SRC_UTIL_HASH_H_
+#ifndef GEMMA4_SRC_BASE_HASH_H_
+#define GEMMA4_SRC_BASE_HASH_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -59,4 +59,4 @@ inline uint64_t Hash64(std::string_view bytes) {
 
 }  // namespace gemma4
 
-#endif  // GEMMA4_SRC_UTIL_HASH_H_
+#endif  // GEMMA4_SRC_BASE_HASH_H_
