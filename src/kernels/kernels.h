@@ -1,6 +1,6 @@
-// Integer matmul kernels for block-quantized weights, one implementation per ISA (each in its
-// own translation unit, compiled with that ISA's flags) plus a scalar reference. The table for
-// the running CPU is chosen once; tests ask for each table explicitly.
+// Compute kernels (f32 and integer dot products, GEMM tiles over float and block-quantized
+// weights, attention pieces, activations, f16/bf16 widening): one table per ISA, each in its own
+// translation unit compiled with that ISA's flags, plus the scalar reference; chosen once.
 #ifndef GEMMA4_SRC_KERNELS_KERNELS_H_
 #define GEMMA4_SRC_KERNELS_KERNELS_H_
 

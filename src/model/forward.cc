@@ -10,7 +10,7 @@
 #include <numeric>
 
 #include "base/half.h"
-#include "gemma4/sampler.h"
+#include "model/logits_check.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
 #include "runtime/denormals.h"

@@ -1,7 +1,7 @@
-// Float32 reference operators of the Gemma 4 forward pass. They follow transformers' float32
-// arithmetic (separate products, no fused multiply-add, f32 scalars); this translation unit is
-// compiled with -ffp-contract=off. These are the scalar baseline that SIMD kernels are tested
-// against.
+// The operators the forward pass and the encoders call (matmul over any weight type, norms,
+// RoPE, attention pieces, softmax). Most dispatch to the running CPU's kernel table
+// (kernels/kernels.h), whose scalar reference follows transformers' float32 arithmetic (separate
+// products, no fused multiply-add: the library is compiled with -ffp-contract=off).
 #ifndef GEMMA4_SRC_OPS_OPS_H_
 #define GEMMA4_SRC_OPS_OPS_H_
 
