@@ -22,6 +22,7 @@
 #include "model/model.h"
 #include "model/speculative.h"
 #include "reference_fixture.h"
+#include "sanitizers.h"
 
 namespace gemma4 {
 namespace {
@@ -356,11 +357,9 @@ TEST(Speculative, SamplingKeepsTheTargetDistribution) {
   o.draft_hook = [&](int64_t, int, int32_t from, std::vector<float>* l) {
     *l = draft_rows.at(from);
   };
-#if defined(__OPTIMIZE__) && !defined(__SANITIZE_ADDRESS__)
-  const int n = 2000;
-#else
-  const int n = 2000;  // sanitizer / unoptimized builds: the same check, less power
-#endif
+  // Sanitizer builds: the same check with less power (at 600 samples the drafter's own law
+  // still scores 708 on 7 df, far past the critical value).
+  const int n = testing::kSanitizedBuild ? 600 : 2000;
   std::map<std::pair<int, int>, int> counts;
   SpeculativeStats stats;
   for (int i = 0; i < n; ++i) {
