@@ -41,7 +41,7 @@ class ModelImpl {
   KvType kv_type = KvType::kF32;     // of every session's cache and of Logits
   std::unique_ptr<Drafter> drafter;  // ModelOptions::draft_model_path, or null
   int draft_tokens = 0;
-  ModelOptions options;           // as given to Load (progress dropped)
+  ModelOptions options;  // as given to Load (progress dropped)
   // The memory plan's inputs for this model's sessions (gathered at load when
   // options.memory_limit_bytes is set, else on first use).
   StatusOr<const PlanInputs*> plan_inputs() const;
