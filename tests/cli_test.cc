@@ -750,6 +750,30 @@ TEST_F(CliTest, SeedSelectsTheSample) {
 
 // gemma4 run: one chat turn, the reply on stdout (a newline after it), the stop reason and the
 // counts on stderr; --prompt-file reads the message; --system and --json-schema apply.
+// --memory-limit reaches ModelOptions::memory_limit_bytes: a limit below the plan refuses the
+// model up front naming the need and the limit; a generous one changes nothing.
+TEST_F(CliTest, RunHonoursTheMemoryLimit) {
+  const std::vector<std::string> base = {"run",
+                                         "--model",
+                                         ModelDir("tiny-e2b") + "/gemma4",
+                                         "--tokenizer",
+                                         std::string(GEMMA4_FIXTURES_DIR) + "/chat/tiny_tokenizer",
+                                         "--prompt",
+                                         "Hi there",
+                                         "-n",
+                                         "4"};
+  std::vector<std::string> tight = base, generous = base;
+  tight.insert(tight.end(), {"--memory-limit", "100000"});
+  generous.insert(generous.end(), {"--memory-limit", "10000000000"});
+  const Result refused = Run(tight);
+  EXPECT_EQ(refused.exit_code, 1) << refused.err;
+  EXPECT_NE(refused.err.find("RESOURCE_EXHAUSTED"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("memory_limit_bytes = 100000"), std::string::npos) << refused.err;
+  const Result fits = Run(generous), plain = Run(base);
+  ASSERT_EQ(fits.exit_code, 0) << fits.err;
+  EXPECT_EQ(fits.out, plain.out);
+}
+
 TEST_F(CliTest, RunPrintsOneReply) {
   const std::string model = ModelDir("tiny-e2b") + "/gemma4";
   const std::string tokenizer = std::string(GEMMA4_FIXTURES_DIR) + "/chat/tiny_tokenizer";

@@ -21,7 +21,10 @@ void AddModelArgs(ArgParser* parser, ModelArgs* args) {
       .String({"--draft"}, "PATH",
               "Gemma 4 assistant drafter (checkpoint or GGUF): speculative decoding, same output",
               &args->draft)
-      .Int({"--draft-k"}, "K", "drafts per round with --draft (default 4)", 1, 14, &args->draft_k);
+      .Int({"--draft-k"}, "K", "drafts per round with --draft (default 4)", 1, 14, &args->draft_k)
+      .Int({"--memory-limit"}, "BYTES",
+           "refuse a model or context whose memory plan exceeds this (see gemma4 info)", 1,
+           INT64_MAX, &args->memory_limit);
 }
 
 StatusOr<std::shared_ptr<const Model>> LoadModel(const ModelArgs& args) {
@@ -33,6 +36,7 @@ StatusOr<std::shared_ptr<const Model>> LoadModel(const ModelArgs& args) {
   options.mmproj_path = args.mmproj;
   options.draft_model_path = args.draft;
   options.draft_tokens = static_cast<int>(args.draft_k);
+  options.memory_limit_bytes = static_cast<uint64_t>(args.memory_limit);
   auto model = Model::Load(args.model, options);
   if (!model.ok() && args.tokenizer.empty() &&
       model.status().message().find("tokenizer") != std::string::npos) {

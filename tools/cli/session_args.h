@@ -25,7 +25,8 @@ struct ModelArgs {
   std::string draft;  // assistant drafter for speculative decoding
   int64_t draft_k = 4;
   KvCacheType kv_cache_type = KvCacheType::kAuto;
-  int64_t threads = 0;  // 0: one per hardware thread
+  int64_t threads = 0;       // 0: one per hardware thread
+  int64_t memory_limit = 0;  // bytes; 0: none (ModelOptions::memory_limit_bytes)
 };
 void AddModelArgs(ArgParser* parser, ModelArgs* args);
 StatusOr<std::shared_ptr<const Model>> LoadModel(const ModelArgs& args);
