@@ -40,7 +40,17 @@ _TOOL_FN = CFUNCTYPE(c_int, c_char_p, c_void_p, c_void_p)
 
 class _ModelOptions(Structure):
     _fields_ = [("struct_size", c_uint32), ("threads", c_int32), ("tokenizer_path", c_char_p),
-                ("progress", _PROGRESS), ("user_data", c_void_p), ("kv_cache_type", c_int32)]
+                ("progress", _PROGRESS), ("user_data", c_void_p), ("kv_cache_type", c_int32),
+                ("mmproj_path", c_char_p), ("memory_limit_bytes", ctypes.c_uint64)]
+
+
+class _MemoryPlan(Structure):
+    _fields_ = [("struct_size", c_uint32), ("kv_cache_type", c_int32), ("threads", c_int32),
+                ("context_tokens", ctypes.c_int64)] + [
+                    (name, ctypes.c_uint64) for name in (
+                        "weights_repacked", "weights_mapped", "weights_converted", "ple_table",
+                        "kv_full", "kv_sliding", "kv_rewind", "scratch", "tokenizer",
+                        "encoder_weights", "encoder_activations", "total")]
 
 
 class _ModelInfo(Structure):
@@ -91,6 +101,10 @@ _model_options_init = _fn("gemma4_model_options_init_sized", None, POINTER(_Mode
 _model_load = _fn("gemma4_model_load", c_int, c_char_p, POINTER(_ModelOptions),
                   POINTER(c_void_p))
 _model_free = _fn("gemma4_model_free", None, c_void_p)
+_plan_memory = _fn("gemma4_plan_memory", c_int, c_char_p, POINTER(_ModelOptions), ctypes.c_int64,
+                   POINTER(_MemoryPlan))
+_model_plan_memory = _fn("gemma4_model_plan_memory", c_int, c_void_p, ctypes.c_int64,
+                         POINTER(_MemoryPlan))
 _model_get_info = _fn("gemma4_model_get_info", c_int, c_void_p, POINTER(_ModelInfo))
 _tokenize = _fn("gemma4_tokenize", c_int, c_void_p, c_char_p, c_size_t, c_int, POINTER(c_int32),
                 c_size_t, POINTER(c_size_t))
@@ -195,25 +209,63 @@ def library_version():
 # ---------------------------------------------------------------------------------------------
 # Model
 
+_KV_CACHE_TYPES = {None: 0, "auto": 0, "f32": 1, "f16": 2, "q8_0": 3, "q4_0": 4}
+_KV_CACHE_NAMES = {1: "f32", 2: "f16", 3: "q8_0", 4: "q4_0"}
+
+
+def _make_options(threads, tokenizer_path, kv_cache_type, mmproj_path, memory_limit_bytes):
+    if kv_cache_type not in _KV_CACHE_TYPES:
+        raise ValueError("kv_cache_type must be None, 'auto', 'f32', 'f16', 'q8_0' or 'q4_0',"
+                         " not %r" % (kv_cache_type,))
+    if memory_limit_bytes < 0:
+        raise ValueError("memory_limit_bytes must be >= 0 (0: no limit)")
+    opts = _ModelOptions()
+    _model_options_init(ctypes.byref(opts), ctypes.sizeof(opts))
+    opts.threads = threads
+    opts.kv_cache_type = _KV_CACHE_TYPES[kv_cache_type]
+    opts.memory_limit_bytes = memory_limit_bytes
+    if tokenizer_path is not None:
+        opts.tokenizer_path = os.fsencode(tokenizer_path)
+    if mmproj_path is not None:
+        opts.mmproj_path = os.fsencode(mmproj_path)
+    return opts
+
+
+def _plan_dict(plan):
+    out = {name: getattr(plan, name) for name, _ in _MemoryPlan._fields_[4:]}
+    out["kv_cache_type"] = _KV_CACHE_NAMES.get(plan.kv_cache_type, str(plan.kv_cache_type))
+    out["threads"] = plan.threads
+    out["context_tokens"] = plan.context_tokens
+    return out
+
+
+def plan_memory(path, context_tokens, threads=0, tokenizer_path=None, kv_cache_type=None,
+                mmproj_path=None):
+    """The bytes that Model(path, ...) and one session of `context_tokens` will keep resident,
+    computed from the files' headers without loading any weight: a dict of the items (weights
+    repacked / mapped / converted, KV full / sliding / rewind, scratch, tokenizer, encoder
+    weights and activations) and their "total" (ple_table is shown but not counted: it stays in
+    the page cache)."""
+    opts = _make_options(threads, tokenizer_path, kv_cache_type, mmproj_path, 0)
+    plan = _MemoryPlan()
+    plan.struct_size = ctypes.sizeof(plan)
+    _check(_plan_memory(os.fsencode(path), ctypes.byref(opts), context_tokens, ctypes.byref(plan)))
+    return _plan_dict(plan)
+
 
 class Model:
     """A loaded model (checkpoint directory, .safetensors or .gguf). Share it between sessions
     and threads freely."""
 
-    _KV_CACHE_TYPES = {None: 0, "auto": 0, "f32": 1, "f16": 2, "q8_0": 3, "q4_0": 4}
-
-    def __init__(self, path, threads=0, tokenizer_path=None, progress=None, kv_cache_type=None):
+    def __init__(self, path, threads=0, tokenizer_path=None, progress=None, kv_cache_type=None,
+                 mmproj_path=None, memory_limit_bytes=0):
         """kv_cache_type: None or "auto" (f16 for quantized weights, f32 for float ones), "f32",
-        "f16", "q8_0" or "q4_0" (llama.cpp's block types; head_dim must be a multiple of 32)."""
-        if kv_cache_type not in self._KV_CACHE_TYPES:
-            raise ValueError("kv_cache_type must be None, 'auto', 'f32', 'f16', 'q8_0' or 'q4_0',"
-                             " not %r" % (kv_cache_type,))
-        opts = _ModelOptions()
-        _model_options_init(ctypes.byref(opts), ctypes.sizeof(opts))
-        opts.threads = threads
-        opts.kv_cache_type = self._KV_CACHE_TYPES[kv_cache_type]
-        if tokenizer_path is not None:
-            opts.tokenizer_path = os.fsencode(tokenizer_path)
+        "f16", "q8_0" or "q4_0" (llama.cpp's block types; head_dim must be a multiple of 32).
+        mmproj_path: a llama.cpp mmproj GGUF with the vision/audio towers of a GGUF model.
+        memory_limit_bytes: refuse (Error, RESOURCE_EXHAUSTED) a model, or later a session, whose
+        memory plan (plan_memory) exceeds it; 0: no limit."""
+        opts = _make_options(threads, tokenizer_path, kv_cache_type, mmproj_path,
+                             memory_limit_bytes)
         if progress is not None:
             def trampoline(fraction, _user):
                 try:
@@ -230,6 +282,14 @@ class Model:
         if getattr(self, "_handle", None):
             _model_free(self._handle)
             self._handle = None
+
+    def plan_memory(self, context_tokens):
+        """The bytes this model and one session of `context_tokens` keep resident, itemized
+        (see gemma4.plan_memory)."""
+        plan = _MemoryPlan()
+        plan.struct_size = ctypes.sizeof(plan)
+        _check(_model_plan_memory(self._handle, context_tokens, ctypes.byref(plan)))
+        return _plan_dict(plan)
 
     @property
     def info(self):

@@ -32,6 +32,24 @@ def test_kv_cache_type_option(model):
         gemma4.Model(MODEL, kv_cache_type="q8")
 
 
+def test_memory_plan_and_limit(model):
+    plan = gemma4.plan_memory(MODEL, 4096, threads=2, tokenizer_path=TOKENIZER)
+    loaded = model.plan_memory(4096)
+    assert plan["total"] == loaded["total"] > 0
+    assert plan["context_tokens"] == 4096 and plan["kv_cache_type"] == "f32"
+    counted = [k for k in plan if k not in ("total", "ple_table", "kv_cache_type", "threads",
+                                            "context_tokens")]
+    assert plan["total"] == sum(plan[k] for k in counted)
+    # A longer context costs more KV; q8_0 costs less than f32.
+    assert model.plan_memory(8192)["kv_full"] > loaded["kv_full"]
+    q8 = gemma4.plan_memory(MODEL, 4096, tokenizer_path=TOKENIZER, kv_cache_type="q8_0")
+    assert q8["kv_full"] < plan["kv_full"]
+    with pytest.raises(gemma4.Error) as e:
+        gemma4.Model(MODEL, tokenizer_path=TOKENIZER, memory_limit_bytes=100000)
+    assert "memory_limit_bytes" in str(e.value)
+    gemma4.Model(MODEL, threads=1, tokenizer_path=TOKENIZER, memory_limit_bytes=10**10)
+
+
 def test_tokenize_roundtrip(model):
     ids = model.tokenize("<|turn>user\nhello world")
     assert ids[0] == 105
