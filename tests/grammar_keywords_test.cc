@@ -244,6 +244,18 @@ TEST(GrammarKeywordsTest, PatternCompileCostIsBounded) {
   repeated += ")$";
   ExpectAccepts(string_with_pattern(repeated), {R"("ab")", R"("x")"}, {R"("abab")", R"("")"});
   ExpectRefused(string_with_pattern("(.*.*.*.*.*.*.*.*.*.*){300}x"), {"/pattern", "too complex"});
+  // Over 512 distinct character classes: one class per byte instead of refined classes (every
+  // class then has a representative byte; an unassigned one once read bit -1).
+  std::string classes = "^(";
+  int count = 0;
+  for (char lo = 'A'; lo <= 'z' && count < 600; ++lo) {
+    for (char hi = lo; hi <= 'z' && count < 600; ++hi, ++count) {
+      if (lo == '\\' || hi == '\\' || lo == ']' || hi == ']' || lo == '^') continue;
+      classes += std::string(count ? "|" : "") + "[" + lo + "-" + hi + "]";
+    }
+  }
+  classes += ")$";
+  ExpectAccepts(string_with_pattern(classes), {R"("A")", R"("z")"}, {R"("AA")", R"("0")"});
 }
 
 TEST(GrammarKeywordsTest, Formats) {

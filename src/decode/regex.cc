@@ -683,8 +683,8 @@ StatusOr<ByteDfa> CompileRegex(std::string_view pattern) {
       if (distinct.size() > 512) break;  // beyond this, refining costs more than it saves
     }
     if (distinct.size() > 512) {
-      for (int b = 0, c = 0; b < 256; ++b) byte_class[b] = ContentByte(b) ? c++ : -1;
-      num_classes = 256;
+      num_classes = 0;  // one class per content byte
+      for (int b = 0; b < 256; ++b) byte_class[b] = ContentByte(b) ? num_classes++ : -1;
     } else {
       for (const ByteSet* set : distinct) {
         std::map<std::pair<int, bool>, int> split;
