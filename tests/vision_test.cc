@@ -604,6 +604,31 @@ TEST(VisionVideo, FilesAreSampledAtOneFramePerSecond) {
     f.write(bytes->data(), 300);
   }
   EXPECT_FALSE(media::LoadVideoFrames(cut).ok());
+  // Files that make FFmpeg read other files: an HLS playlist and an ffconcat script naming the
+  // good clip are refused (without the container allow-list both decode it), and so is a codec
+  // outside the allow-list (cinepak_2s.avi: `ffmpeg -f lavfi -i
+  // testsrc=size=32x32:rate=2:duration=2 -c:v cinepak`).
+  const std::string clip = dir + "testsrc_3.5s.mkv";
+  const std::string playlist = ::testing::TempDir() + "/playlist.mp4";
+  {
+    std::ofstream f(playlist);
+    f << "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:3.5,\n" << clip << "\n#EXT-X-ENDLIST\n";
+  }
+  auto via_playlist = media::LoadVideoFrames(playlist);
+  EXPECT_FALSE(via_playlist.ok());
+  EXPECT_NE(via_playlist.status().message().find("containers read"), std::string::npos)
+      << via_playlist.status().ToString();
+  const std::string concat = ::testing::TempDir() + "/concat.mkv";
+  {
+    std::ofstream f(concat);
+    f << "ffconcat version 1.0\nfile '" << clip << "'\n";
+  }
+  EXPECT_FALSE(media::LoadVideoFrames(concat).ok());
+  auto cinepak = media::LoadVideoFrames(dir + "cinepak_2s.avi");
+  ASSERT_FALSE(cinepak.ok());
+  EXPECT_EQ(cinepak.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(cinepak.status().message().find("'cinepak'"), std::string::npos)
+      << cinepak.status().ToString();
   // The same file in a conversation (26B layout): four frames' runs in the prompt.
   auto model = LoadChatModel("tiny-26b-vision");
   ASSERT_NE(model, nullptr);

@@ -43,6 +43,29 @@ struct ScaleCloser {
   void operator()(SwsContext* s) const { sws_freeContext(s); }
 };
 
+// What a video file may be. FFmpeg left to itself opens any of its ~300 demuxers over any
+// protocol: an HLS playlist or an ffconcat script given as "video.mp4" would read other files
+// (or URLs) named inside it, and rarely used demuxers and decoders are where FFmpeg's bugs live.
+// So only the containers and video codecs people record and share are opened, and only as
+// local files (FFmpeg's format_whitelist / codec_whitelist / protocol_whitelist options).
+constexpr char kContainers[] = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpeg,mpegts,flv,ogg";
+constexpr char kContainerNames[] = "MP4/MOV/3GP, Matroska/WebM, AVI, MPEG-PS/TS, FLV, Ogg";
+constexpr char kDecoders[] =
+    "h264,hevc,vp8,vp9,libvpx,libvpx-vp9,av1,libdav1d,libaom-av1,mpeg4,msmpeg4v3,mpeg1video,"
+    "mpeg2video,mjpeg,theora,h263,prores,ffv1,rawvideo";
+
+bool OnList(const char* name, const char* list) {
+  const size_t n = std::strlen(name);
+  for (const char* p = list; *p != '\0';) {
+    const char* end = std::strchr(p, ',');
+    const size_t len = end == nullptr ? std::strlen(p) : static_cast<size_t>(end - p);
+    if (len == n && std::strncmp(p, name, n) == 0) return true;
+    if (end == nullptr) break;
+    p = end + 1;
+  }
+  return false;
+}
+
 std::string AvError(int err) {
   char buf[AV_ERROR_MAX_STRING_SIZE] = {};
   av_strerror(err, buf, sizeof(buf));
@@ -63,9 +86,20 @@ StatusOr<std::vector<SampledFrame>> LoadVideoFrames(const std::string& path,
     return InvalidArgumentError(path + ": video file of " + std::to_string(st.st_size) +
                                 " bytes exceeds the limit");
   }
+  AVDictionary* options = nullptr;
+  if (av_dict_set(&options, "format_whitelist", kContainers, 0) < 0 ||
+      av_dict_set(&options, "codec_whitelist", kDecoders, 0) < 0 ||
+      av_dict_set(&options, "protocol_whitelist", "file", 0) < 0) {
+    av_dict_free(&options);
+    return ResourceExhaustedError(path + ": out of memory (options)");
+  }
   AVFormatContext* raw_format = nullptr;
-  int err = avformat_open_input(&raw_format, path.c_str(), nullptr, nullptr);
-  if (err < 0) return InvalidArgumentError(path + ": cannot open video (" + AvError(err) + ")");
+  int err = avformat_open_input(&raw_format, path.c_str(), nullptr, &options);
+  av_dict_free(&options);
+  if (err < 0) {
+    return InvalidArgumentError(path + ": cannot open video (" + AvError(err) +
+                                "; containers read: " + kContainerNames + ")");
+  }
   std::unique_ptr<AVFormatContext, FormatCloser> format(raw_format);
   err = avformat_find_stream_info(format.get(), nullptr);
   if (err < 0) {
@@ -76,6 +110,10 @@ StatusOr<std::vector<SampledFrame>> LoadVideoFrames(const std::string& path,
       av_find_best_stream(format.get(), AVMEDIA_TYPE_VIDEO, -1, -1, &decoder, 0);
   if (stream_index < 0 || decoder == nullptr) {
     return InvalidArgumentError(path + ": no decodable video stream");
+  }
+  if (!OnList(decoder->name, kDecoders)) {
+    return UnimplementedError(path + ": video codec '" + decoder->name +
+                              "' is not supported (supported: " + kDecoders + ")");
   }
   AVStream* stream = format->streams[stream_index];
   const int width = stream->codecpar->width, height = stream->codecpar->height;
