@@ -98,6 +98,12 @@ typedef struct gemma4_model_options {
    * GEMMA4_RESOURCE_EXHAUSTED when the plan at one token exceeds it, gemma4_session_create
    * when the plan at the session's max_context does. Added after 0.4.0. */
   uint64_t memory_limit_bytes;
+  /* Speculative decoding: a Gemma 4 assistant drafter for this model (its "-assistant"
+   * checkpoint directory or GGUF); NULL = none. Sessions then draft draft_tokens tokens a round
+   * (1..14; 0 = the library's default, 4) and verify them in one batched forward of the model:
+   * greedy output is unchanged, sampled output keeps its distribution. Added after 0.4.0. */
+  const char* draft_model_path;
+  int32_t draft_tokens;
 } gemma4_model_options;
 
 GEMMA4_API void gemma4_model_options_init_sized(gemma4_model_options* options, size_t size);
@@ -278,6 +284,9 @@ typedef struct gemma4_generate_options {
   void* user_data;
   int32_t require_tool_call;   /* 1: the turn starts with a tool call */
   int32_t max_calls_per_round; /* parallel calls before a round must end (default 8) */
+  /* Drafted tokens a round when the model has a drafter: -1 (default) = the model's
+   * draft_tokens, 0 = no drafting for this turn, 1..14. Added after 0.4.0. */
+  int32_t draft_tokens;
 } gemma4_generate_options;
 
 GEMMA4_API void gemma4_generate_options_init_sized(gemma4_generate_options* options, size_t size);
@@ -383,6 +392,10 @@ GEMMA4_API int32_t gemma4_reply_reused_tokens(const gemma4_reply* reply);
 GEMMA4_API int32_t gemma4_reply_generated_tokens(const gemma4_reply* reply);
 GEMMA4_API double gemma4_reply_decode_seconds(const gemma4_reply* reply);
 GEMMA4_API double gemma4_reply_prefill_seconds(const gemma4_reply* reply);
+/* Speculative decoding: tokens the drafter proposed in this turn and how many of them the
+ * model kept (both 0 without a drafter). Added after 0.4.0. */
+GEMMA4_API int32_t gemma4_reply_drafted_tokens(const gemma4_reply* reply);
+GEMMA4_API int32_t gemma4_reply_accepted_draft_tokens(const gemma4_reply* reply);
 
 #ifdef __cplusplus
 } /* extern "C" */

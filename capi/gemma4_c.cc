@@ -124,6 +124,7 @@ gemma4_generate_options DefaultGenerate() {
   o.constrain_tool_calls = d.constrain_tool_calls;
   o.stop_on_repetition = d.stop_on_repetition;
   o.max_calls_per_round = d.max_calls_per_round;
+  o.draft_tokens = d.draft_tokens;
   return o;
 }
 
@@ -139,6 +140,7 @@ gemma4::GenerateOptions ToGenerate(const gemma4_generate_options* given) {
   g.stop_on_repetition = o.stop_on_repetition != 0;
   g.require_tool_call = o.require_tool_call != 0;
   if (o.max_calls_per_round > 0) g.max_calls_per_round = o.max_calls_per_round;
+  g.draft_tokens = o.draft_tokens;
   if (o.json_schema != nullptr) g.json_schema = o.json_schema;
   if (o.sampler != nullptr) {
     const gemma4_sampler_options s = Options(o.sampler, DefaultSampler(nullptr));
@@ -250,6 +252,8 @@ bool ToModelOptions(const gemma4_model_options* options, const char* function,
       return false;
   }
   mo.memory_limit_bytes = o.memory_limit_bytes;
+  if (o.draft_model_path != nullptr) mo.draft_model_path = o.draft_model_path;
+  if (o.draft_tokens != 0) mo.draft_tokens = o.draft_tokens;
   if (o.progress != nullptr) {
     auto fn = o.progress;
     void* user = o.user_data;
@@ -881,6 +885,12 @@ double gemma4_reply_decode_seconds(const gemma4_reply* r) {
 }
 double gemma4_reply_prefill_seconds(const gemma4_reply* r) {
   return r ? r->reply.prefill_seconds : 0.0;
+}
+int32_t gemma4_reply_drafted_tokens(const gemma4_reply* r) {
+  return r ? r->reply.drafted_tokens : 0;
+}
+int32_t gemma4_reply_accepted_draft_tokens(const gemma4_reply* r) {
+  return r ? r->reply.accepted_draft_tokens : 0;
 }
 
 }  // extern "C"

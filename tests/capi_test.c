@@ -402,6 +402,69 @@ int main(int argc, char** argv) {
     gemma4_model_free(vmodel);
   }
 
+  /* Speculative decoding through the C API: a model loaded with the tiny assistant drafter
+   * gives the same greedy reply as the plain model, drafts tokens, and draft_tokens = 0 in the
+   * generate options turns drafting off for a turn. */
+  {
+    char draft_path[1024], draft_target[1024], draft_tokenizer[1024];
+    gemma4_model_options dmo;
+    gemma4_model* dmodel = NULL;
+    gemma4_session *plain_session = NULL, *draft_session = NULL;
+    gemma4_reply *plain_reply = NULL, *draft_reply = NULL, *off_reply = NULL;
+    gemma4_generate_options dgo;
+    gemma4_sampler_options greedy;
+    snprintf(draft_path, sizeof(draft_path), "%s/models/tiny-e2b/assistant", fixtures);
+    snprintf(draft_target, sizeof(draft_target), "%s/models/tiny-e2b/gemma4", fixtures);
+    snprintf(draft_tokenizer, sizeof(draft_tokenizer), "%s/chat/tiny_tokenizer", fixtures);
+    gemma4_model_options_init(&dmo);
+    dmo.threads = 2;
+    dmo.tokenizer_path = draft_tokenizer;
+    dmo.draft_model_path = draft_path;
+    dmo.draft_tokens = 3;
+    CHECK(gemma4_model_load(draft_target, &dmo, &dmodel) == GEMMA4_OK);
+    dmo.draft_tokens = 99; /* outside 1..14: refused, naming the field */
+    {
+      gemma4_model* refused = NULL;
+      CHECK(gemma4_model_load(draft_target, &dmo, &refused) == GEMMA4_INVALID_ARGUMENT);
+      CHECK(refused == NULL && strstr(gemma4_last_error(), "draft_tokens") != NULL);
+    }
+    gemma4_generate_options_init(&dgo);
+    CHECK(dgo.draft_tokens == -1);
+    gemma4_sampler_options_init(&greedy, model);
+    greedy.temperature = 0.0f;
+    dgo.sampler = &greedy;
+    dgo.max_tokens = 16;
+    dgo.stop_on_repetition = 0;
+    if (dmodel != NULL) {
+      CHECK(gemma4_session_create(model, NULL, &plain_session) == GEMMA4_OK);
+      CHECK(gemma4_session_create(dmodel, NULL, &draft_session) == GEMMA4_OK);
+      CHECK(gemma4_session_send(plain_session, "Hi there, tell me more", &dgo, &plain_reply) ==
+            GEMMA4_OK);
+      CHECK(gemma4_session_send(draft_session, "Hi there, tell me more", &dgo, &draft_reply) ==
+            GEMMA4_OK);
+      if (plain_reply != NULL && draft_reply != NULL) {
+        CHECK(strcmp(gemma4_reply_text(plain_reply), gemma4_reply_text(draft_reply)) == 0);
+        CHECK(gemma4_reply_generated_tokens(plain_reply) ==
+              gemma4_reply_generated_tokens(draft_reply));
+        CHECK(gemma4_reply_drafted_tokens(plain_reply) == 0);
+        CHECK(gemma4_reply_drafted_tokens(draft_reply) > 0);
+        CHECK(gemma4_reply_accepted_draft_tokens(draft_reply) >= 0 &&
+              gemma4_reply_accepted_draft_tokens(draft_reply) <=
+                  gemma4_reply_drafted_tokens(draft_reply));
+      }
+      dgo.draft_tokens = 0;
+      CHECK(gemma4_session_send(draft_session, "And then?", &dgo, &off_reply) == GEMMA4_OK);
+      CHECK(off_reply != NULL && gemma4_reply_drafted_tokens(off_reply) == 0);
+      CHECK(gemma4_reply_drafted_tokens(NULL) == 0);
+    }
+    gemma4_reply_free(plain_reply);
+    gemma4_reply_free(draft_reply);
+    gemma4_reply_free(off_reply);
+    gemma4_session_free(plain_session);
+    gemma4_session_free(draft_session);
+    gemma4_model_free(dmodel);
+  }
+
   gemma4_free(state);
   gemma4_session_free(restored);
   gemma4_session_free(fork);

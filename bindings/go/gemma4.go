@@ -82,23 +82,123 @@ type Model struct{ h *C.gemma4_model }
 
 // Load opens a checkpoint directory or GGUF file. tokenizerPath may be empty.
 func Load(path string, threads int, tokenizerPath string) (*Model, error) {
+	return LoadWith(path, LoadOptions{Threads: threads, TokenizerPath: tokenizerPath})
+}
+
+// LoadOptions says how to load a model (LoadWith, PlanMemory). Zero values are defaults.
+type LoadOptions struct {
+	Threads       int    // 0: one per hardware thread
+	TokenizerPath string // "": beside the weights
+	KVCacheType   string // "" or "auto", "f32", "f16", "q8_0", "q4_0"
+	MmprojPath    string // a llama.cpp mmproj GGUF with the towers of a GGUF model
+	// MemoryLimitBytes refuses (CodeResourceExhausted) a model, or later a session, whose
+	// memory plan exceeds it; 0: no limit.
+	MemoryLimitBytes uint64
+	// DraftModelPath is a Gemma 4 assistant drafter (its "-assistant" checkpoint directory or
+	// GGUF): sessions draft DraftTokens tokens a round (1..14; 0: the library's default, 4) and
+	// verify them in one batched forward; replies are unchanged.
+	DraftModelPath string
+	DraftTokens    int
+}
+
+// MemoryPlan is the bytes a model and one session keep resident, itemized (see gemma4.h).
+type MemoryPlan struct {
+	KVCacheType                                      string
+	Threads                                          int
+	ContextTokens                                    int64
+	WeightsRepacked, WeightsMapped, WeightsConverted uint64
+	PLETable                                         uint64 // page cache, not counted
+	KVFull, KVSliding, KVRewind, Scratch, Tokenizer  uint64
+	EncoderWeights, EncoderActivations, Total        uint64
+}
+
+var kvCacheTypes = map[string]C.int32_t{"": 0, "auto": 0, "f32": 1, "f16": 2, "q8_0": 3, "q4_0": 4}
+var kvCacheNames = map[C.int32_t]string{1: "f32", 2: "f16", 3: "q8_0", 4: "q4_0"}
+
+// withOptions fills the C options from o (C strings live until the callback returns).
+func withOptions(o LoadOptions, fn func(*C.gemma4_model_options) C.gemma4_status) error {
+	kv, ok := kvCacheTypes[o.KVCacheType]
+	if !ok {
+		return &Error{Code: CodeInvalidArgument,
+			Message: "KVCacheType must be auto, f32, f16, q8_0 or q4_0, not \"" + o.KVCacheType + "\""}
+	}
 	var opts C.gemma4_model_options
 	C.gemma4_model_options_init_sized(&opts, C.size_t(unsafe.Sizeof(opts)))
-	opts.threads = C.int32_t(threads)
+	opts.threads = C.int32_t(o.Threads)
+	opts.kv_cache_type = kv
+	opts.memory_limit_bytes = C.uint64_t(o.MemoryLimitBytes)
+	opts.draft_tokens = C.int32_t(o.DraftTokens)
+	cstr := func(s string, dst **C.char) {
+		if s != "" {
+			*dst = C.CString(s)
+		}
+	}
+	cstr(o.TokenizerPath, &opts.tokenizer_path)
+	cstr(o.MmprojPath, &opts.mmproj_path)
+	cstr(o.DraftModelPath, &opts.draft_model_path)
+	defer func() {
+		for _, p := range []*C.char{opts.tokenizer_path, opts.mmproj_path, opts.draft_model_path} {
+			if p != nil {
+				C.free(unsafe.Pointer(p))
+			}
+		}
+	}()
+	return check(fn(&opts))
+}
+
+// LoadWith opens a checkpoint directory or GGUF file with options.
+func LoadWith(path string, o LoadOptions) (*Model, error) {
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
-	if tokenizerPath != "" {
-		ctok := C.CString(tokenizerPath)
-		defer C.free(unsafe.Pointer(ctok))
-		opts.tokenizer_path = ctok
-	}
 	var h *C.gemma4_model
-	if err := check(C.gemma4_model_load(cpath, &opts, &h)); err != nil {
+	err := withOptions(o, func(opts *C.gemma4_model_options) C.gemma4_status {
+		return C.gemma4_model_load(cpath, opts, &h)
+	})
+	if err != nil {
 		return nil, err
 	}
 	m := &Model{h}
 	runtime.SetFinalizer(m, (*Model).Close)
 	return m, nil
+}
+
+func toPlan(p *C.gemma4_memory_plan) MemoryPlan {
+	return MemoryPlan{
+		KVCacheType: kvCacheNames[p.kv_cache_type], Threads: int(p.threads),
+		ContextTokens:   int64(p.context_tokens),
+		WeightsRepacked: uint64(p.weights_repacked), WeightsMapped: uint64(p.weights_mapped),
+		WeightsConverted: uint64(p.weights_converted), PLETable: uint64(p.ple_table),
+		KVFull: uint64(p.kv_full), KVSliding: uint64(p.kv_sliding), KVRewind: uint64(p.kv_rewind),
+		Scratch: uint64(p.scratch), Tokenizer: uint64(p.tokenizer),
+		EncoderWeights: uint64(p.encoder_weights), EncoderActivations: uint64(p.encoder_activations),
+		Total: uint64(p.total),
+	}
+}
+
+// PlanMemory is the memory plan of LoadWith(path, o) plus one session of contextTokens, from
+// the files' headers without loading any weight.
+func PlanMemory(path string, contextTokens int64, o LoadOptions) (MemoryPlan, error) {
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	var plan C.gemma4_memory_plan
+	plan.struct_size = C.uint32_t(unsafe.Sizeof(plan))
+	err := withOptions(o, func(opts *C.gemma4_model_options) C.gemma4_status {
+		return C.gemma4_plan_memory(cpath, opts, C.int64_t(contextTokens), &plan)
+	})
+	if err != nil {
+		return MemoryPlan{}, err
+	}
+	return toPlan(&plan), nil
+}
+
+// PlanMemory is the bytes this model and one session of contextTokens keep resident.
+func (m *Model) PlanMemory(contextTokens int64) (MemoryPlan, error) {
+	var plan C.gemma4_memory_plan
+	plan.struct_size = C.uint32_t(unsafe.Sizeof(plan))
+	if err := check(C.gemma4_model_plan_memory(m.h, C.int64_t(contextTokens), &plan)); err != nil {
+		return MemoryPlan{}, err
+	}
+	return toPlan(&plan), nil
 }
 
 // Close frees the model (sessions keep it alive).
@@ -538,6 +638,9 @@ type Options struct {
 	MaxCallsPerRound int
 	NoRepetitionStop bool
 	Banned           []int32 // token ids that may not be generated
+	// DraftTokens: drafted tokens a round for a model with a drafter (nil: the model's,
+	// 0: no drafting this turn).
+	DraftTokens *int
 	// OnText streams the reply (thought pieces have thought == true); return false to cancel.
 	OnText func(thought bool, text string) bool
 }
@@ -554,6 +657,8 @@ type Reply struct {
 	PromptTokens    int
 	GeneratedTokens int
 	ReusedTokens    int
+	// Speculative decoding: tokens drafted this turn and how many the model kept.
+	DraftedTokens, AcceptedDraftTokens int
 }
 
 // Session is a conversation.
@@ -666,6 +771,9 @@ func (s *Session) generate(o Options,
 	if o.NoRepetitionStop {
 		go_.stop_on_repetition = 0
 	}
+	if o.DraftTokens != nil {
+		go_.draft_tokens = C.int32_t(*o.DraftTokens)
+	}
 	if o.OnText != nil {
 		h := cgo.NewHandle(o.OnText)
 		defer h.Delete()
@@ -677,12 +785,14 @@ func (s *Session) generate(o Options,
 	}
 	defer C.gemma4_reply_free(reply)
 	r := &Reply{
-		Text:            C.GoString(C.gemma4_reply_text(reply)),
-		Thought:         C.GoString(C.gemma4_reply_thought(reply)),
-		StopReason:      int(C.gemma4_reply_stop_reason(reply)),
-		PromptTokens:    int(C.gemma4_reply_prompt_tokens(reply)),
-		GeneratedTokens: int(C.gemma4_reply_generated_tokens(reply)),
-		ReusedTokens:    int(C.gemma4_reply_reused_tokens(reply)),
+		Text:                C.GoString(C.gemma4_reply_text(reply)),
+		Thought:             C.GoString(C.gemma4_reply_thought(reply)),
+		StopReason:          int(C.gemma4_reply_stop_reason(reply)),
+		PromptTokens:        int(C.gemma4_reply_prompt_tokens(reply)),
+		GeneratedTokens:     int(C.gemma4_reply_generated_tokens(reply)),
+		ReusedTokens:        int(C.gemma4_reply_reused_tokens(reply)),
+		DraftedTokens:       int(C.gemma4_reply_drafted_tokens(reply)),
+		AcceptedDraftTokens: int(C.gemma4_reply_accepted_draft_tokens(reply)),
 	}
 	for i := C.size_t(0); i < C.gemma4_reply_num_tool_calls(reply); i++ {
 		r.ToolCalls = append(r.ToolCalls, ToolCall{

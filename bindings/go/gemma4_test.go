@@ -508,3 +508,67 @@ func TestTextOnlyModelRefusesVideos(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestMemoryPlanAndLimit(t *testing.T) {
+	path := filepath.Join(fixtures(), "models/tiny-e2b/gemma4")
+	o := LoadOptions{Threads: 2, TokenizerPath: filepath.Join(fixtures(), "chat/tiny_tokenizer")}
+	plan, err := PlanMemory(path, 4096, o)
+	if err != nil || plan.ContextTokens != 4096 || plan.Total == 0 || plan.KVFull == 0 ||
+		plan.KVCacheType != "f32" {
+		t.Fatal(plan, err)
+	}
+	m, err := LoadWith(path, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, _ := m.PlanMemory(4096)
+	longer, _ := m.PlanMemory(8192)
+	if loaded.Total != plan.Total || longer.KVFull != 2*plan.KVFull {
+		t.Fatal(loaded, longer)
+	}
+	q8 := o
+	q8.KVCacheType = "q8_0"
+	if p, err := PlanMemory(path, 4096, q8); err != nil || p.KVFull >= plan.KVFull {
+		t.Fatal(p, err)
+	}
+	capped := o
+	capped.MemoryLimitBytes = plan.WeightsMapped / 2
+	if _, err := LoadWith(path, capped); !errors.Is(err, &Error{Code: CodeResourceExhausted}) {
+		t.Fatal("cap not honoured:", err)
+	}
+	bad := o
+	bad.KVCacheType = "q8"
+	if _, err := PlanMemory(path, 1, bad); !errors.Is(err, &Error{Code: CodeInvalidArgument}) {
+		t.Fatal(err)
+	}
+}
+
+func TestSpeculativeDecodingKeepsTheReply(t *testing.T) {
+	path := filepath.Join(fixtures(), "models/tiny-e2b/gemma4")
+	drafting, err := LoadWith(path, LoadOptions{Threads: 2,
+		TokenizerPath:  filepath.Join(fixtures(), "chat/tiny_tokenizer"),
+		DraftModelPath: filepath.Join(fixtures(), "models/tiny-e2b/assistant"), DraftTokens: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{MaxTokens: 16, Temperature: &zero, NoRepetitionStop: true}
+	ps, _ := NewSession(load(t), "", nil)
+	plain, err := ps.Send("Hi there, tell me more", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, _ := NewSession(drafting, "", nil)
+	drafted, err := ds.Send("Hi there, tell me more", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if drafted.Text != plain.Text || plain.DraftedTokens != 0 || drafted.DraftedTokens == 0 ||
+		drafted.AcceptedDraftTokens > drafted.DraftedTokens {
+		t.Fatal(plain, drafted)
+	}
+	none := 0
+	opts.DraftTokens = &none
+	if off, err := ds.Send("And then?", opts); err != nil || off.DraftedTokens != 0 {
+		t.Fatal(off, err)
+	}
+}

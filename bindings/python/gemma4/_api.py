@@ -41,7 +41,8 @@ _TOOL_FN = CFUNCTYPE(c_int, c_char_p, c_void_p, c_void_p)
 class _ModelOptions(Structure):
     _fields_ = [("struct_size", c_uint32), ("threads", c_int32), ("tokenizer_path", c_char_p),
                 ("progress", _PROGRESS), ("user_data", c_void_p), ("kv_cache_type", c_int32),
-                ("mmproj_path", c_char_p), ("memory_limit_bytes", ctypes.c_uint64)]
+                ("mmproj_path", c_char_p), ("memory_limit_bytes", ctypes.c_uint64),
+                ("draft_model_path", c_char_p), ("draft_tokens", c_int32)]
 
 
 class _MemoryPlan(Structure):
@@ -83,7 +84,8 @@ class _GenerateOptions(Structure):
                 ("constrain_tool_calls", c_int32), ("json_schema", c_char_p),
                 ("stop_on_repetition", c_int32), ("on_text", _ON_TEXT),
                 ("on_tool_call", _ON_TOOL_CALL), ("user_data", c_void_p),
-                ("require_tool_call", c_int32), ("max_calls_per_round", c_int32)]
+                ("require_tool_call", c_int32), ("max_calls_per_round", c_int32),
+                ("draft_tokens", c_int32)]
 
 
 def _fn(name, restype, *argtypes):
@@ -180,6 +182,8 @@ _reply_reused_tokens = _fn("gemma4_reply_reused_tokens", c_int32, c_void_p)
 _reply_generated_tokens = _fn("gemma4_reply_generated_tokens", c_int32, c_void_p)
 _reply_decode_seconds = _fn("gemma4_reply_decode_seconds", c_double, c_void_p)
 _reply_prefill_seconds = _fn("gemma4_reply_prefill_seconds", c_double, c_void_p)
+_reply_drafted_tokens = _fn("gemma4_reply_drafted_tokens", c_int32, c_void_p)
+_reply_accepted_draft_tokens = _fn("gemma4_reply_accepted_draft_tokens", c_int32, c_void_p)
 
 _STATUS_NAMES = {1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED",
                  5: "NOT_FOUND", 6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED",
@@ -213,7 +217,8 @@ _KV_CACHE_TYPES = {None: 0, "auto": 0, "f32": 1, "f16": 2, "q8_0": 3, "q4_0": 4}
 _KV_CACHE_NAMES = {1: "f32", 2: "f16", 3: "q8_0", 4: "q4_0"}
 
 
-def _make_options(threads, tokenizer_path, kv_cache_type, mmproj_path, memory_limit_bytes):
+def _make_options(threads, tokenizer_path, kv_cache_type, mmproj_path, memory_limit_bytes,
+                  draft_model_path=None, draft_tokens=0):
     if kv_cache_type not in _KV_CACHE_TYPES:
         raise ValueError("kv_cache_type must be None, 'auto', 'f32', 'f16', 'q8_0' or 'q4_0',"
                          " not %r" % (kv_cache_type,))
@@ -228,6 +233,9 @@ def _make_options(threads, tokenizer_path, kv_cache_type, mmproj_path, memory_li
         opts.tokenizer_path = os.fsencode(tokenizer_path)
     if mmproj_path is not None:
         opts.mmproj_path = os.fsencode(mmproj_path)
+    if draft_model_path is not None:
+        opts.draft_model_path = os.fsencode(draft_model_path)
+    opts.draft_tokens = draft_tokens
     return opts
 
 
@@ -258,14 +266,18 @@ class Model:
     and threads freely."""
 
     def __init__(self, path, threads=0, tokenizer_path=None, progress=None, kv_cache_type=None,
-                 mmproj_path=None, memory_limit_bytes=0):
+                 mmproj_path=None, memory_limit_bytes=0, draft_model_path=None, draft_tokens=0):
         """kv_cache_type: None or "auto" (f16 for quantized weights, f32 for float ones), "f32",
         "f16", "q8_0" or "q4_0" (llama.cpp's block types; head_dim must be a multiple of 32).
         mmproj_path: a llama.cpp mmproj GGUF with the vision/audio towers of a GGUF model.
         memory_limit_bytes: refuse (Error, RESOURCE_EXHAUSTED) a model, or later a session, whose
-        memory plan (plan_memory) exceeds it; 0: no limit."""
+        memory plan (plan_memory) exceeds it; 0: no limit.
+        draft_model_path: a Gemma 4 assistant drafter (its "-assistant" checkpoint directory or
+        GGUF) for speculative decoding: sessions draft draft_tokens tokens a round (1..14; 0: the
+        library's default, 4) and verify them in one batched forward; replies are unchanged
+        (greedy: token for token; sampled: the same distribution)."""
         opts = _make_options(threads, tokenizer_path, kv_cache_type, mmproj_path,
-                             memory_limit_bytes)
+                             memory_limit_bytes, draft_model_path, draft_tokens)
         if progress is not None:
             def trampoline(fraction, _user):
                 try:
@@ -510,6 +522,8 @@ class Reply:
         self.generated_tokens = _reply_generated_tokens(handle)
         self.decode_seconds = _reply_decode_seconds(handle)
         self.prefill_seconds = _reply_prefill_seconds(handle)
+        self.drafted_tokens = _reply_drafted_tokens(handle)
+        self.accepted_draft_tokens = _reply_accepted_draft_tokens(handle)
 
     def __repr__(self):
         return f"Reply(text={self.text!r}, stop_reason={self.stop_reason.name})"
@@ -581,7 +595,8 @@ class Session:
 
     def _options(self, on_text, max_tokens, thinking, thinking_budget, temperature, top_k,
                  top_p, min_p, seed, json_schema, execute_tools, require_tool_call,
-                 max_tool_steps, stop_on_repetition, logit_bias, max_calls_per_round):
+                 max_tool_steps, stop_on_repetition, logit_bias, max_calls_per_round,
+                 draft_tokens):
         go = _GenerateOptions()
         _generate_options_init(ctypes.byref(go), ctypes.sizeof(go))
         go.max_tokens = max_tokens
@@ -591,6 +606,7 @@ class Session:
         go.require_tool_call = int(require_tool_call)
         go.max_tool_steps = max_tool_steps
         go.max_calls_per_round = max_calls_per_round
+        go.draft_tokens = -1 if draft_tokens is None else draft_tokens
         go.stop_on_repetition = int(stop_on_repetition)
         keep = []
         if json_schema is not None:
@@ -626,11 +642,12 @@ class Session:
     def send(self, text, max_tokens=1024, thinking=False, thinking_budget=None, temperature=None,
              top_k=None, top_p=None, min_p=None, seed=None, json_schema=None, execute_tools=True,
              require_tool_call=False, max_tool_steps=8, stop_on_repetition=True,
-             logit_bias=None, max_calls_per_round=8, on_text=None):
+             logit_bias=None, max_calls_per_round=8, on_text=None, draft_tokens=None):
         """Adds a user turn and returns the model's Reply. `text` is a string, or a list of
         strings, Image and Audio objects in order (a turn with media). on_text(kind, text) streams
         pieces ("thought" or "text"); returning False from it cancels (raises Error
-        CANCELLED)."""
+        CANCELLED). draft_tokens: drafted tokens a round for a model with a drafter (None: the
+        model's, 0: no drafting this turn)."""
         callback = None
         if on_text is not None:
             def callback(kind, data, length, _user):
@@ -642,7 +659,7 @@ class Session:
         go, keep = self._options(callback, max_tokens, thinking, thinking_budget, temperature,
                                  top_k, top_p, min_p, seed, json_schema, execute_tools,
                                  require_tool_call, max_tool_steps, stop_on_repetition,
-                                 logit_bias, max_calls_per_round)
+                                 logit_bias, max_calls_per_round, draft_tokens)
         reply = c_void_p()
         if isinstance(text, str):
             status = _session_send(self._handle, text.encode("utf-8"), ctypes.byref(go),

@@ -50,6 +50,23 @@ def test_memory_plan_and_limit(model):
     gemma4.Model(MODEL, threads=1, tokenizer_path=TOKENIZER, memory_limit_bytes=10**10)
 
 
+def test_speculative_decoding_keeps_the_reply(model):
+    drafter = os.path.join(ROOT, "tests/fixtures/models/tiny-e2b/assistant")
+    drafting = gemma4.Model(MODEL, threads=2, tokenizer_path=TOKENIZER,
+                            draft_model_path=drafter, draft_tokens=3)
+    options = dict(max_tokens=16, temperature=0.0, stop_on_repetition=False)
+    plain = gemma4.Session(model).send("Hi there, tell me more", **options)
+    session = gemma4.Session(drafting)
+    drafted = session.send("Hi there, tell me more", **options)
+    assert drafted.text == plain.text and drafted.generated_tokens == plain.generated_tokens
+    assert plain.drafted_tokens == 0 and drafted.drafted_tokens > 0
+    assert 0 <= drafted.accepted_draft_tokens <= drafted.drafted_tokens
+    off = session.send("And then?", draft_tokens=0, **options)
+    assert off.drafted_tokens == 0
+    with pytest.raises(gemma4.Error):
+        gemma4.Model(MODEL, tokenizer_path=TOKENIZER, draft_model_path=drafter, draft_tokens=99)
+
+
 def test_tokenize_roundtrip(model):
     ids = model.tokenize("<|turn>user\nhello world")
     assert ids[0] == 105

@@ -58,6 +58,34 @@ pub struct gemma4_model_options {
     pub kv_cache_type: i32,
     /// A llama.cpp mmproj GGUF holding the vision tower; null = the checkpoint's own (since 0.4).
     pub mmproj_path: *const c_char,
+    /// The most bytes the model and one session may keep resident (0 = no cap; after 0.4.0).
+    pub memory_limit_bytes: u64,
+    /// A Gemma 4 assistant drafter for speculative decoding; null = none (after 0.4.0).
+    pub draft_model_path: *const c_char,
+    /// Drafted tokens a round, 1..14 (0 = the library's default, 4).
+    pub draft_tokens: i32,
+}
+
+/// The memory plan (bytes resident), itemized; see gemma4.h. Added after 0.4.0.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct gemma4_memory_plan {
+    pub struct_size: u32,
+    pub kv_cache_type: i32,
+    pub threads: i32,
+    pub context_tokens: i64,
+    pub weights_repacked: u64,
+    pub weights_mapped: u64,
+    pub weights_converted: u64,
+    pub ple_table: u64,
+    pub kv_full: u64,
+    pub kv_sliding: u64,
+    pub kv_rewind: u64,
+    pub scratch: u64,
+    pub tokenizer: u64,
+    pub encoder_weights: u64,
+    pub encoder_activations: u64,
+    pub total: u64,
 }
 
 #[repr(C)]
@@ -130,6 +158,8 @@ pub struct gemma4_generate_options {
     pub user_data: *mut c_void,
     pub require_tool_call: i32,
     pub max_calls_per_round: i32,
+    /// -1 = the model's draft_tokens, 0 = no drafting this turn, 1..14 (after 0.4.0).
+    pub draft_tokens: i32,
 }
 
 extern "C" {
@@ -137,6 +167,19 @@ extern "C" {
     pub fn gemma4_last_error() -> *const c_char;
     pub fn gemma4_free(p: *mut c_void);
     pub fn gemma4_model_options_init_sized(options: *mut gemma4_model_options, size: usize);
+    pub fn gemma4_plan_memory(
+        path: *const c_char,
+        options: *const gemma4_model_options,
+        context_tokens: i64,
+        out: *mut gemma4_memory_plan,
+    ) -> gemma4_status;
+    pub fn gemma4_model_plan_memory(
+        model: *const gemma4_model,
+        context_tokens: i64,
+        out: *mut gemma4_memory_plan,
+    ) -> gemma4_status;
+    pub fn gemma4_reply_drafted_tokens(reply: *const gemma4_reply) -> i32;
+    pub fn gemma4_reply_accepted_draft_tokens(reply: *const gemma4_reply) -> i32;
     pub fn gemma4_model_load(
         path: *const c_char,
         options: *const gemma4_model_options,

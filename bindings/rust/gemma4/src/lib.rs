@@ -126,24 +126,118 @@ pub struct ModelInfo {
     pub audio: bool,
 }
 
+/// How to load a model (`Model::load_with`, `plan_memory`).
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// 0 = one per hardware thread.
+    pub threads: i32,
+    /// None = beside the weights.
+    pub tokenizer_path: Option<String>,
+    /// "auto" (None), "f32", "f16", "q8_0" or "q4_0".
+    pub kv_cache_type: Option<String>,
+    /// A llama.cpp mmproj GGUF with the vision/audio towers of a GGUF model.
+    pub mmproj_path: Option<String>,
+    /// Refuse a model, or later a session, whose memory plan exceeds it (0 = no limit).
+    pub memory_limit_bytes: u64,
+    /// A Gemma 4 assistant drafter (its "-assistant" checkpoint directory or GGUF): sessions
+    /// draft `draft_tokens` tokens a round (1..14; 0 = the library's default, 4) and verify
+    /// them in one batched forward; replies are unchanged.
+    pub draft_model_path: Option<String>,
+    pub draft_tokens: i32,
+}
+
+/// The bytes a model and one session keep resident, itemized (see gemma4.h).
+pub type MemoryPlan = sys::gemma4_memory_plan;
+
+/// C strings that must outlive a `gemma4_model_options` pointing into them.
+struct OptionStrings {
+    tokenizer: Option<CString>,
+    mmproj: Option<CString>,
+    draft: Option<CString>,
+}
+
+fn optional_cstring(s: &Option<String>) -> Result<Option<CString>> {
+    match s {
+        Some(s) => Ok(Some(cstring(s)?)),
+        None => Ok(None),
+    }
+}
+
+fn model_options(o: &LoadOptions) -> Result<(sys::gemma4_model_options, OptionStrings)> {
+    let kv = match o.kv_cache_type.as_deref() {
+        None | Some("auto") => 0,
+        Some("f32") => 1,
+        Some("f16") => 2,
+        Some("q8_0") => 3,
+        Some("q4_0") => 4,
+        Some(other) => {
+            return Err(invalid(format!(
+                "kv_cache_type must be auto, f32, f16, q8_0 or q4_0, not '{}'",
+                other
+            )))
+        }
+    };
+    let strings = OptionStrings {
+        tokenizer: optional_cstring(&o.tokenizer_path)?,
+        mmproj: optional_cstring(&o.mmproj_path)?,
+        draft: optional_cstring(&o.draft_model_path)?,
+    };
+    let mut opts: sys::gemma4_model_options = unsafe { std::mem::zeroed() };
+    unsafe { sys::gemma4_model_options_init_sized(&mut opts, std::mem::size_of_val(&opts)) };
+    opts.threads = o.threads;
+    opts.kv_cache_type = kv;
+    opts.memory_limit_bytes = o.memory_limit_bytes;
+    opts.draft_tokens = o.draft_tokens;
+    let ptr_of = |c: &Option<CString>| c.as_ref().map_or(ptr::null(), |c| c.as_ptr());
+    opts.tokenizer_path = ptr_of(&strings.tokenizer);
+    opts.mmproj_path = ptr_of(&strings.mmproj);
+    opts.draft_model_path = ptr_of(&strings.draft);
+    Ok((opts, strings))
+}
+
+/// The memory plan of `Model::load_with(path, options)` plus one session of `context_tokens`,
+/// from the files' headers without loading any weight.
+pub fn plan_memory(path: &str, context_tokens: i64, options: &LoadOptions) -> Result<MemoryPlan> {
+    let path = cstring(path)?;
+    let (opts, _strings) = model_options(options)?;
+    let mut plan = MemoryPlan {
+        struct_size: std::mem::size_of::<MemoryPlan>() as u32,
+        ..Default::default()
+    };
+    check(unsafe { sys::gemma4_plan_memory(path.as_ptr(), &opts, context_tokens, &mut plan) })?;
+    Ok(plan)
+}
+
 impl Model {
     pub fn load(path: &str, threads: i32, tokenizer_path: Option<&str>) -> Result<Model> {
+        Model::load_with(
+            path,
+            &LoadOptions {
+                threads,
+                tokenizer_path: tokenizer_path.map(str::to_string),
+                ..Default::default()
+            },
+        )
+    }
+
+    pub fn load_with(path: &str, options: &LoadOptions) -> Result<Model> {
         let path = cstring(path)?;
-        let tok = match tokenizer_path {
-            Some(t) => Some(cstring(t)?),
-            None => None,
+        let (opts, _strings) = model_options(options)?;
+        let mut out = ptr::null_mut();
+        check(unsafe { sys::gemma4_model_load(path.as_ptr(), &opts, &mut out) })?;
+        Ok(Model {
+            handle: Arc::new(ModelHandle(out)),
+        })
+    }
+
+    /// The bytes this model and one session of `context_tokens` keep resident, itemized.
+    pub fn plan_memory(&self, context_tokens: i64) -> Result<MemoryPlan> {
+        let mut plan = MemoryPlan {
+            struct_size: std::mem::size_of::<MemoryPlan>() as u32,
+            ..Default::default()
         };
-        unsafe {
-            let mut opts: sys::gemma4_model_options = std::mem::zeroed();
-            sys::gemma4_model_options_init_sized(&mut opts, std::mem::size_of_val(&opts));
-            opts.threads = threads;
-            opts.tokenizer_path = tok.as_ref().map_or(ptr::null(), |t| t.as_ptr());
-            let mut out = ptr::null_mut();
-            check(sys::gemma4_model_load(path.as_ptr(), &opts, &mut out))?;
-            Ok(Model {
-                handle: Arc::new(ModelHandle(out)),
-            })
-        }
+        check(unsafe { sys::gemma4_model_plan_memory(self.handle.0, context_tokens, &mut plan) })?;
+        Ok(plan)
     }
 
     pub fn info(&self) -> Result<ModelInfo> {
@@ -741,6 +835,9 @@ pub struct Generate<'a> {
     pub stop_on_repetition: bool,
     /// Banned token ids (e.g. to keep a random test model from ending its turn).
     pub banned: Vec<i32>,
+    /// Drafted tokens a round for a model with a drafter: None = the model's, Some(0) = no
+    /// drafting this turn.
+    pub draft_tokens: Option<i32>,
 }
 
 impl<'a> Default for Generate<'a> {
@@ -756,6 +853,7 @@ impl<'a> Default for Generate<'a> {
             max_calls_per_round: 8,
             stop_on_repetition: true,
             banned: Vec::new(),
+            draft_tokens: None,
         }
     }
 }
@@ -776,6 +874,9 @@ pub struct Reply {
     pub prompt_tokens: i32,
     pub generated_tokens: i32,
     pub reused_tokens: i32,
+    /// Speculative decoding: tokens drafted this turn and how many the model kept.
+    pub drafted_tokens: i32,
+    pub accepted_draft_tokens: i32,
 }
 
 /// Cancels a session's running `send` from another thread.
@@ -929,6 +1030,7 @@ impl Session {
             go.max_tool_steps = options.max_tool_steps;
             go.max_calls_per_round = options.max_calls_per_round;
             go.stop_on_repetition = options.stop_on_repetition as i32;
+            go.draft_tokens = options.draft_tokens.unwrap_or(-1);
             let mut callback: &mut TextCallback = &mut on_text;
             go.on_text = Some(text_trampoline);
             go.user_data = &mut callback as *mut &mut TextCallback as *mut c_void;
@@ -1027,6 +1129,8 @@ unsafe fn read_reply(r: *const sys::gemma4_reply) -> Reply {
         prompt_tokens: sys::gemma4_reply_prompt_tokens(r),
         generated_tokens: sys::gemma4_reply_generated_tokens(r),
         reused_tokens: sys::gemma4_reply_reused_tokens(r),
+        drafted_tokens: sys::gemma4_reply_drafted_tokens(r),
+        accepted_draft_tokens: sys::gemma4_reply_accepted_draft_tokens(r),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The Rust binding on the tiny random-weight fixture model.
 use gemma4::{
-    status, Audio, Generate, Image, ImageSource, Model, Part, Session, Tools, Video, VideoFrame,
+    status, Audio, Generate, Image, ImageSource, LoadOptions, Model, Part, Session, Tools, Video,
+    VideoFrame,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -511,4 +512,78 @@ fn text_only_model_refuses_videos() {
         .send_content(&[Video::from_path(clip).into()], &opts)
         .unwrap_err();
     assert_eq!(e.code, status::FAILED_PRECONDITION, "{}", e);
+}
+
+#[test]
+fn memory_plan_and_limit() {
+    let f = fixtures();
+    let path = format!("{}/models/tiny-e2b/gemma4", f);
+    let options = LoadOptions {
+        threads: 2,
+        tokenizer_path: Some(format!("{}/chat/tiny_tokenizer", f)),
+        ..Default::default()
+    };
+    let plan = gemma4::plan_memory(&path, 4096, &options).unwrap();
+    assert_eq!(plan.context_tokens, 4096);
+    assert!(plan.total > 0 && plan.kv_full > 0);
+    let m = Model::load_with(&path, &options).unwrap();
+    assert_eq!(m.plan_memory(4096).unwrap().total, plan.total);
+    assert_eq!(m.plan_memory(8192).unwrap().kv_full, 2 * plan.kv_full);
+    let q8 = LoadOptions {
+        kv_cache_type: Some("q8_0".into()),
+        ..options.clone()
+    };
+    assert!(gemma4::plan_memory(&path, 4096, &q8).unwrap().kv_full < plan.kv_full);
+    let capped = LoadOptions {
+        memory_limit_bytes: plan.weights_mapped / 2,
+        ..options.clone()
+    };
+    let err = Model::load_with(&path, &capped).err().expect("refused");
+    assert_eq!(err.code, status::RESOURCE_EXHAUSTED);
+    let bad = LoadOptions {
+        kv_cache_type: Some("q8".into()),
+        ..options
+    };
+    assert_eq!(
+        gemma4::plan_memory(&path, 1, &bad).err().unwrap().code,
+        status::INVALID_ARGUMENT
+    );
+}
+
+#[test]
+fn speculative_decoding_keeps_the_reply() {
+    let f = fixtures();
+    let path = format!("{}/models/tiny-e2b/gemma4", f);
+    let drafting = Model::load_with(
+        &path,
+        &LoadOptions {
+            threads: 2,
+            tokenizer_path: Some(format!("{}/chat/tiny_tokenizer", f)),
+            draft_model_path: Some(format!("{}/models/tiny-e2b/assistant", f)),
+            draft_tokens: 3,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let opts = Generate {
+        max_tokens: 16,
+        temperature: Some(0.0),
+        stop_on_repetition: false,
+        ..Default::default()
+    };
+    let plain = Session::new(&model(), None, None)
+        .unwrap()
+        .send("Hi there, tell me more", &opts)
+        .unwrap();
+    let mut s = Session::new(&drafting, None, None).unwrap();
+    let drafted = s.send("Hi there, tell me more", &opts).unwrap();
+    assert_eq!(drafted.text, plain.text);
+    assert_eq!(plain.drafted_tokens, 0);
+    assert!(drafted.drafted_tokens > 0);
+    assert!(drafted.accepted_draft_tokens <= drafted.drafted_tokens);
+    let off = Generate {
+        draft_tokens: Some(0),
+        ..opts
+    };
+    assert_eq!(s.send("And then?", &off).unwrap().drafted_tokens, 0);
 }
