@@ -159,6 +159,9 @@ typedef struct gemma4_memory_plan {
   uint64_t encoder_weights;
   uint64_t encoder_activations;
   uint64_t total; /* every counted item */
+  /* A drafter (gemma4_model_options.draft_model_path): weights, norms, token ordering and one
+   * step's buffers; counted in total. Added after 0.4.0. */
+  uint64_t drafter;
 } gemma4_memory_plan;
 
 #define gemma4_memory_plan_init(plan) ((plan)->struct_size = (uint32_t)sizeof(*(plan)))

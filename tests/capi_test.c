@@ -422,6 +422,17 @@ int main(int argc, char** argv) {
     dmo.draft_model_path = draft_path;
     dmo.draft_tokens = 3;
     CHECK(gemma4_model_load(draft_target, &dmo, &dmodel) == GEMMA4_OK);
+    {
+      gemma4_memory_plan with, without;
+      gemma4_model_options plain = dmo;
+      gemma4_memory_plan_init(&with);
+      gemma4_memory_plan_init(&without);
+      plain.draft_model_path = NULL;
+      CHECK(gemma4_plan_memory(draft_target, &dmo, 256, &with) == GEMMA4_OK);
+      CHECK(gemma4_plan_memory(draft_target, &plain, 256, &without) == GEMMA4_OK);
+      CHECK(with.drafter > 0 && without.drafter == 0);
+      CHECK(with.total == without.total + with.drafter);
+    }
     dmo.draft_tokens = 99; /* outside 1..14: refused, naming the field */
     {
       gemma4_model* refused = NULL;

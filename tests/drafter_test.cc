@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -399,6 +400,34 @@ TEST(Speculative, RejectsBadOptions) {
   EXPECT_EQ(
       SpeculativeGenerate(*p.target, p.drafter.get(), &state, prompt, o, &pool).status().code(),
       StatusCode::kInvalidArgument);
+}
+
+// The memory plan counts a drafter: the same bytes from the headers and from the loaded model,
+// added to the total, about the size of its weight file (the tiny drafter's buffers are small).
+TEST(Speculative, MemoryPlanCountsTheDrafter) {
+  ModelOptions plain;
+  plain.tokenizer_path = std::string(GEMMA4_FIXTURES_DIR) + "/chat/tiny_tokenizer";
+  plain.threads = 1;
+  ModelOptions drafting = plain;
+  drafting.draft_model_path = ModelDir("tiny-e2b") + "/assistant";
+  const std::string path = ModelDir("tiny-e2b") + "/gemma4";
+  auto without = Model::PlanMemory(path, plain, 256);
+  auto with = Model::PlanMemory(path, drafting, 256);
+  ASSERT_TRUE(without.ok() && with.ok()) << with.status().ToString();
+  EXPECT_EQ(without->drafter, 0u);
+  const uint64_t file =
+      std::filesystem::file_size(drafting.draft_model_path + "/model.safetensors");
+  EXPECT_GT(with->drafter, file * 9 / 10);
+  EXPECT_LT(with->drafter, file * 2);
+  EXPECT_EQ(with->total, without->total + with->drafter);
+  auto model = Model::Load(path, drafting);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto loaded = (*model)->PlanMemory(256);
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(loaded->drafter, with->drafter);
+  EXPECT_EQ(loaded->total, with->total);
+  drafting.draft_model_path = "/nonexistent/assistant";
+  EXPECT_FALSE(Model::PlanMemory(path, drafting, 256).ok());
 }
 
 }  // namespace

@@ -110,6 +110,7 @@ type MemoryPlan struct {
 	PLETable                                         uint64 // page cache, not counted
 	KVFull, KVSliding, KVRewind, Scratch, Tokenizer  uint64
 	EncoderWeights, EncoderActivations, Total        uint64
+	Drafter                                          uint64 // a drafter's weights and buffers
 }
 
 var kvCacheTypes = map[string]C.int32_t{"": 0, "auto": 0, "f32": 1, "f16": 2, "q8_0": 3, "q4_0": 4}
@@ -171,7 +172,7 @@ func toPlan(p *C.gemma4_memory_plan) MemoryPlan {
 		KVFull: uint64(p.kv_full), KVSliding: uint64(p.kv_sliding), KVRewind: uint64(p.kv_rewind),
 		Scratch: uint64(p.scratch), Tokenizer: uint64(p.tokenizer),
 		EncoderWeights: uint64(p.encoder_weights), EncoderActivations: uint64(p.encoder_activations),
-		Total: uint64(p.total),
+		Total: uint64(p.total), Drafter: uint64(p.drafter),
 	}
 }
 

@@ -566,6 +566,12 @@ func TestSpeculativeDecodingKeepsTheReply(t *testing.T) {
 		drafted.AcceptedDraftTokens > drafted.DraftedTokens {
 		t.Fatal(plain, drafted)
 	}
+	plan, err := PlanMemory(path, 256, LoadOptions{
+		TokenizerPath:  filepath.Join(fixtures(), "chat/tiny_tokenizer"),
+		DraftModelPath: filepath.Join(fixtures(), "models/tiny-e2b/assistant")})
+	if err != nil || plan.Drafter == 0 {
+		t.Fatal(plan, err)
+	}
 	none := 0
 	opts.DraftTokens = &none
 	if off, err := ds.Send("And then?", opts); err != nil || off.DraftedTokens != 0 {

@@ -80,6 +80,9 @@ struct MemoryPlan {
   // Encoders, when the model has them (weights, and the largest input's activations).
   uint64_t encoder_weights = 0;
   uint64_t encoder_activations = 0;
+  // A speculative-decoding drafter (ModelOptions::draft_model_path): its weights, norms,
+  // token ordering and one step's buffers; it reads the model's own KV cache.
+  uint64_t drafter = 0;
   uint64_t total = 0;  // every counted item above
 };
 

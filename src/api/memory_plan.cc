@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "formats/gguf.h"
+#include "model/drafter.h"
 #include "model/forward.h"
 #include "quant/quant.h"
 
@@ -197,6 +198,13 @@ StatusOr<PlanInputs> GatherPlanInputs(const std::string& path, const ModelOption
   }
   in.encoder_weights = towers.vision + towers.audio;
   in.encoder_activations = EncoderActivationBytes(towers, in.threads);
+  // A drafter is small (the E2B assistant is about 80 MB): mapping it and reading its norms
+  // and token ordering is the exact way to size it.
+  if (!options.draft_model_path.empty()) {
+    GEMMA4_ASSIGN_OR_RETURN(std::unique_ptr<Drafter> drafter,
+                            Drafter::Load(options.draft_model_path));
+    in.drafter = drafter->ResidentBytes();
+  }
   return in;
 }
 
@@ -219,8 +227,10 @@ MemoryPlan ComputeMemoryPlan(const PlanInputs& in, int64_t context_tokens) {
   p.tokenizer = in.tokenizer;
   p.encoder_weights = in.encoder_weights;
   p.encoder_activations = in.encoder_activations;
+  p.drafter = in.drafter;
   p.total = p.weights_repacked + p.weights_mapped + p.weights_converted + p.kv_full + p.kv_sliding +
-            p.kv_rewind + p.scratch + p.tokenizer + p.encoder_weights + p.encoder_activations;
+            p.kv_rewind + p.scratch + p.tokenizer + p.encoder_weights + p.encoder_activations +
+            p.drafter;
   return p;
 }
 
@@ -248,6 +258,7 @@ Status CheckMemoryLimit(const PlanInputs& inputs, const MemoryPlan& plan, uint64
       Bytes(plan.kv_full + plan.kv_sliding + plan.kv_rewind) + " as " + plan.kv_cache_type +
       ", scratch " + Bytes(plan.scratch) + ", tokenizer " + Bytes(plan.tokenizer) + ", encoders " +
       Bytes(plan.encoder_weights + plan.encoder_activations) +
+      (plan.drafter > 0 ? ", drafter " + Bytes(plan.drafter) : std::string()) +
       "), over ModelOptions::memory_limit_bytes = " + Bytes(limit) + "; " + fits);
 }
 
@@ -268,6 +279,7 @@ std::string DescribeMemoryPlan(const MemoryPlan& p) {
   line("tokenizer", p.tokenizer);
   line("encoder weights", p.encoder_weights);
   line("encoder activations", p.encoder_activations);
+  if (p.drafter > 0) line("drafter", p.drafter);
   line("ple table (page cache, not counted)", p.ple_table);
   line("total", p.total);
   return out;

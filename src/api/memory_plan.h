@@ -22,6 +22,7 @@ struct PlanInputs {
   uint64_t tokenizer = 0;
   uint64_t encoder_weights = 0;
   uint64_t encoder_activations = 0;
+  uint64_t drafter = 0;  // Drafter::ResidentBytes of options.draft_model_path
 };
 
 // Reads the headers of the model at `path` (and of options.mmproj_path, the tokenizer) and

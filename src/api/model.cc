@@ -64,8 +64,12 @@ const chat::VocabIndex& ModelImpl::text_vocab() const {
 StatusOr<const PlanInputs*> ModelImpl::plan_inputs() const {
   std::call_once(plan_once_, [this] {
     try {
-      plan_inputs_ = GatherPlanInputs(info.path, options);
+      // The drafter is loaded already: size it from there rather than load it again.
+      ModelOptions without_drafter = options;
+      without_drafter.draft_model_path.clear();
+      plan_inputs_ = GatherPlanInputs(info.path, without_drafter);
       if (plan_inputs_.ok()) {
+        plan_inputs_->drafter = drafter != nullptr ? drafter->ResidentBytes() : 0;
         // What the load resolved (threads that could start, the towers it kept).
         plan_inputs_->threads = info.threads;
         plan_inputs_->kv_type = kv_type;

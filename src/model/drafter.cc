@@ -127,6 +127,27 @@ StatusOr<std::unique_ptr<Drafter>> Drafter::Load(const std::string& path) {
   return d;
 }
 
+uint64_t Drafter::ResidentBytes() const {
+  const ModelConfig& c = config_.text;
+  uint64_t floats = final_norm_.size();
+  int64_t widest = 0;
+  for (int i = 0; i < c.num_layers; ++i) {
+    const DrafterLayerWeights& lw = layers_[i];
+    floats += lw.input_norm.size() + lw.post_attention_norm.size() + lw.pre_ffn_norm.size() +
+              lw.post_ffn_norm.size() + lw.q_norm.size();
+    widest = std::max<int64_t>(
+        {widest, c.layers[i].mlp_width, int64_t{c.num_heads} * c.layers[i].head_dim});
+  }
+  // One step: logits [V], centroid scores [C], the selected clusters' rows, and the vectors
+  // Step sizes by D, 2B and the widest of the MLP and the query (a few of each).
+  const int64_t D = c.hidden_size, B = config_.backbone_hidden_size;
+  floats += c.vocab_size + config_.num_centroids + 2 * B + 6 * D + 4 * widest;
+  if (config_.ordered_embeddings && config_.num_centroids > 0) {
+    floats += int64_t{config_.centroid_top_k} * (c.vocab_size / config_.num_centroids) * 2;
+  }
+  return weight_bytes_ + floats * sizeof(float) + token_ordering_.size() * sizeof(int32_t);
+}
+
 Status Drafter::LoadTensors() {
   const ModelConfig& c = config_.text;
   const int64_t D = c.hidden_size, B = config_.backbone_hidden_size, V = c.vocab_size;

@@ -74,6 +74,11 @@ class Drafter {
 
   // Bytes of the drafter's weights.
   uint64_t weight_bytes() const { return weight_bytes_; }
+  // What the drafter keeps resident while drafting (the memory plan's `drafter` item): its
+  // mapped weights counted whole (each step reads every matrix but the embedding rows it
+  // selects), the norms widened to f32, the token ordering, and one step's buffers (the
+  // logits [V], the centroid scores [C] and the rows and vectors of width D, B and the MLP).
+  uint64_t ResidentBytes() const;
 
  private:
   Drafter() = default;

@@ -51,7 +51,7 @@ class _MemoryPlan(Structure):
                     (name, ctypes.c_uint64) for name in (
                         "weights_repacked", "weights_mapped", "weights_converted", "ple_table",
                         "kv_full", "kv_sliding", "kv_rewind", "scratch", "tokenizer",
-                        "encoder_weights", "encoder_activations", "total")]
+                        "encoder_weights", "encoder_activations", "total", "drafter")]
 
 
 class _ModelInfo(Structure):
@@ -248,13 +248,13 @@ def _plan_dict(plan):
 
 
 def plan_memory(path, context_tokens, threads=0, tokenizer_path=None, kv_cache_type=None,
-                mmproj_path=None):
+                mmproj_path=None, draft_model_path=None):
     """The bytes that Model(path, ...) and one session of `context_tokens` will keep resident,
     computed from the files' headers without loading any weight: a dict of the items (weights
     repacked / mapped / converted, KV full / sliding / rewind, scratch, tokenizer, encoder
-    weights and activations) and their "total" (ple_table is shown but not counted: it stays in
-    the page cache)."""
-    opts = _make_options(threads, tokenizer_path, kv_cache_type, mmproj_path, 0)
+    weights and activations, a drafter) and their "total" (ple_table is shown but not counted:
+    it stays in the page cache)."""
+    opts = _make_options(threads, tokenizer_path, kv_cache_type, mmproj_path, 0, draft_model_path)
     plan = _MemoryPlan()
     plan.struct_size = ctypes.sizeof(plan)
     _check(_plan_memory(os.fsencode(path), ctypes.byref(opts), context_tokens, ctypes.byref(plan)))

@@ -61,6 +61,9 @@ def test_speculative_decoding_keeps_the_reply(model):
     assert drafted.text == plain.text and drafted.generated_tokens == plain.generated_tokens
     assert plain.drafted_tokens == 0 and drafted.drafted_tokens > 0
     assert 0 <= drafted.accepted_draft_tokens <= drafted.drafted_tokens
+    plan = gemma4.plan_memory(MODEL, 256, tokenizer_path=TOKENIZER, draft_model_path=drafter)
+    assert plan["drafter"] > 0 and plan == drafting.plan_memory(256) | {"threads": plan["threads"]}
+    assert model.plan_memory(256)["drafter"] == 0
     off = session.send("And then?", draft_tokens=0, **options)
     assert off.drafted_tokens == 0
     with pytest.raises(gemma4.Error):

@@ -86,6 +86,8 @@ pub struct gemma4_memory_plan {
     pub encoder_weights: u64,
     pub encoder_activations: u64,
     pub total: u64,
+    /// A drafter's weights and buffers, counted in total (after 0.4.0).
+    pub drafter: u64,
 }
 
 #[repr(C)]

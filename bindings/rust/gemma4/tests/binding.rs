@@ -565,6 +565,18 @@ fn speculative_decoding_keeps_the_reply() {
         },
     )
     .unwrap();
+    let plan = gemma4::plan_memory(
+        &path,
+        256,
+        &LoadOptions {
+            tokenizer_path: Some(format!("{}/chat/tiny_tokenizer", f)),
+            draft_model_path: Some(format!("{}/models/tiny-e2b/assistant", f)),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(plan.drafter > 0);
+    assert_eq!(drafting.plan_memory(256).unwrap().drafter, plan.drafter);
     let opts = Generate {
         max_tokens: 16,
         temperature: Some(0.0),
