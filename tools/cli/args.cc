@@ -215,6 +215,20 @@ Status ParseIds(const std::string& flag, const std::string& value, std::vector<i
   return OkStatus();
 }
 
+bool ParseIntList(const std::string& value, int64_t min, int64_t max, std::vector<int64_t>* out) {
+  out->clear();
+  size_t start = 0;
+  while (start <= value.size()) {
+    size_t comma = value.find(',', start);
+    if (comma == std::string::npos) comma = value.size();
+    int64_t v = 0;
+    if (!ParseInt("", value.substr(start, comma - start), min, max, &v).ok()) return false;
+    out->push_back(v);
+    start = comma + 1;
+  }
+  return true;
+}
+
 StatusOr<KvCacheType> ParseKvCacheType(const std::string& flag, const std::string& value) {
   if (value == "auto") return KvCacheType::kAuto;
   if (value == "f32") return KvCacheType::kF32;
@@ -222,6 +236,15 @@ StatusOr<KvCacheType> ParseKvCacheType(const std::string& flag, const std::strin
   if (value == "q8_0") return KvCacheType::kQ8_0;
   if (value == "q4_0") return KvCacheType::kQ4_0;
   return InvalidArgumentError(flag + " " + value + ": expected auto, f32, f16, q8_0 or q4_0");
+}
+
+ArgParser& AddKvCacheTypeArg(ArgParser* parser, std::string metavar, std::string help,
+                             KvCacheType* out) {
+  return parser->Value({"--kv-type"}, std::move(metavar), std::move(help),
+                       [out](const std::string& flag, const std::string& v) -> Status {
+                         GEMMA4_ASSIGN_OR_RETURN(*out, ParseKvCacheType(flag, v));
+                         return OkStatus();
+                       });
 }
 
 }  // namespace gemma4::cli

@@ -83,8 +83,15 @@ Status ParseNumber(const std::string& flag, const std::string& value, double min
                    double* out);
 // Comma-separated token ids ("2,17,33"; spaces around entries allowed), each in [0, 2^31).
 Status ParseIds(const std::string& flag, const std::string& value, std::vector<int32_t>* ids);
+// Comma-separated integers ("1,2,4"), each in [min, max]; false on anything else (an empty
+// entry, a word, a number out of range), leaving the message to the caller.
+bool ParseIntList(const std::string& value, int64_t min, int64_t max, std::vector<int64_t>* out);
 // --kv-type auto|f32|f16|q8_0|q4_0.
 StatusOr<KvCacheType> ParseKvCacheType(const std::string& flag, const std::string& value);
+// Declares --kv-type (parsed by ParseKvCacheType into *out); every command that takes it
+// declares it through here, with its own metavar and help.
+ArgParser& AddKvCacheTypeArg(ArgParser* parser, std::string metavar, std::string help,
+                             KvCacheType* out);
 
 }  // namespace gemma4::cli
 

@@ -66,21 +66,12 @@ const std::vector<std::vector<std::string>>& IgnoredFlagsWithValue() {
 
 Status ParseList(const std::string& flag, const std::string& value, int min,
                  std::vector<int>* out) {
-  out->clear();
-  size_t start = 0;
-  while (start <= value.size()) {
-    size_t comma = value.find(',', start);
-    if (comma == std::string::npos) comma = value.size();
-    const std::string item = value.substr(start, comma - start);
-    char* end = nullptr;
-    const long v = std::strtol(item.c_str(), &end, 10);
-    if (item.empty() || *end != '\0' || v < min || v > (1 << 24)) {
-      return InvalidArgumentError(flag + " expects comma-separated integers >= " +
-                                  std::to_string(min) + ", got '" + value + "'");
-    }
-    out->push_back(static_cast<int>(v));
-    start = comma + 1;
+  std::vector<int64_t> values;
+  if (!ParseIntList(value, min, 1 << 24, &values)) {
+    return InvalidArgumentError(flag + " expects comma-separated integers >= " +
+                                std::to_string(min) + ", got '" + value + "'");
   }
+  out->assign(values.begin(), values.end());
   return OkStatus();
 }
 

@@ -120,22 +120,27 @@ Status LoadModel(const ModelArgs& args, std::unique_ptr<LoadedModel>* model) {
   return OkStatus();
 }
 
-// --kv-type auto|f32|f16|q8_0|q4_0 for the id-level commands: auto leaves the choice to the model.
-void AddKvTypeArg(ArgParser* parser, std::optional<KvType>* out) {
-  parser->Value({"--kv-type"}, "auto|f32|f16|q8_0|q4_0",
-                "KV cache type (auto: f16 for quantized weights, f32 for float weights)",
-                [out](const std::string& flag, const std::string& v) -> Status {
-                  GEMMA4_ASSIGN_OR_RETURN(KvCacheType type, cli::ParseKvCacheType(flag, v));
-                  if (type == KvCacheType::kAuto) {
-                    out->reset();
-                  } else {
-                    *out = type == KvCacheType::kF32    ? KvType::kF32
-                           : type == KvCacheType::kF16  ? KvType::kF16
-                           : type == KvCacheType::kQ8_0 ? KvType::kQ8_0
-                                                        : KvType::kQ4_0;
-                  }
-                  return OkStatus();
-                });
+// --kv-type auto|f32|f16|q8_0|q4_0 for the id-level commands.
+void AddKvTypeArg(ArgParser* parser, KvCacheType* out) {
+  cli::AddKvCacheTypeArg(parser, "auto|f32|f16|q8_0|q4_0",
+                         "KV cache type (auto: f16 for quantized weights, f32 for float weights)",
+                         out);
+}
+
+// The cache type an InferenceState takes: nullopt (auto) leaves the choice to the model.
+std::optional<KvType> ToKvType(KvCacheType type) {
+  switch (type) {
+    case KvCacheType::kF32:
+      return KvType::kF32;
+    case KvCacheType::kF16:
+      return KvType::kF16;
+    case KvCacheType::kQ8_0:
+      return KvType::kQ8_0;
+    case KvCacheType::kQ4_0:
+      return KvType::kQ4_0;
+    default:
+      return std::nullopt;
+  }
 }
 
 void AddIdsArg(ArgParser* parser, std::vector<int32_t>* ids) {
@@ -406,7 +411,7 @@ Status RunLogits(int argc, char** argv) {
   std::vector<int32_t> ids;
   std::string out;
   int64_t chunk = 0;
-  std::optional<KvType> kv_type = KvType::kF32;  // exact logits unless asked otherwise
+  KvCacheType kv_type = KvCacheType::kF32;  // exact logits unless asked otherwise
   ArgParser parser(
       "gemma4 logits --model PATH --ids 2,17,33 --out FILE [--chunk N] [--threads N]\n"
       "                     [--kv-type f32|f16|q8_0|q4_0|auto] [--image FILE ...] [--image-budget "
@@ -433,7 +438,7 @@ Status RunLogits(int argc, char** argv) {
   std::vector<EncodedMedia> media;
   GEMMA4_RETURN_IF_ERROR(EncodeMedia(media_args, *model, &pool, &media));
   GEMMA4_ASSIGN_OR_RETURN(MediaBatch batch, MediaBatch::Build(model->config(), ids, media));
-  InferenceState state(*model, &pool, ChunkFor(*model, batch), kv_type);
+  InferenceState state(*model, &pool, ChunkFor(*model, batch), ToKvType(kv_type));
   // Logits are written as they are produced, at most 256 positions at a time (a long prompt
   // over a 262144-token vocabulary would otherwise need n * 1 MiB at once). The forward pass
   // gives the same logits for any split (tests/golden_test.cc).
@@ -524,7 +529,7 @@ Status RunGenerate(int argc, char** argv) {
   int64_t max_new = 32;
   bool greedy = false;
   cli::SamplingArgs sampling;
-  std::optional<KvType> kv_type;  // auto
+  KvCacheType kv_type = KvCacheType::kAuto;
   ArgParser parser(
       "gemma4 generate --model PATH (--ids 2,17,33 | --prompt TEXT) [-n 32] [--greedy]\n"
       "                       [--temperature T] [--seed S] [--threads N] [--kv-type "
@@ -605,12 +610,12 @@ Status RunGenerate(int argc, char** argv) {
   }
   if (!draft_path.empty()) {
     return GenerateWithDrafter(*model, draft_path, static_cast<int>(draft_k), ids, sampler_options,
-                               max_new, kv_type, &pool);
+                               max_new, ToKvType(kv_type), &pool);
   }
   std::vector<EncodedMedia> media;
   GEMMA4_RETURN_IF_ERROR(EncodeMedia(media_args, *model, &pool, &media));
   GEMMA4_ASSIGN_OR_RETURN(MediaBatch batch, MediaBatch::Build(config, ids, media));
-  InferenceState state(*model, &pool, ChunkFor(*model, batch), kv_type);
+  InferenceState state(*model, &pool, ChunkFor(*model, batch), ToKvType(kv_type));
   Sampler sampler(sampler_options);
   std::vector<int32_t> history = ids;  // for the sampler's penalties
   std::vector<float> logits;
@@ -738,12 +743,9 @@ Status RunInfo(int argc, char** argv) {
       "exceeds it, as ModelOptions::memory_limit_bytes refuses it.\n");
   parser.String({"--model"}, "PATH", "checkpoint directory or model file", &path)
       .Int({"--ctx"}, "N", "context of the plan in tokens (default: the model's maximum)", 1,
-           INT64_MAX, &context)
-      .Value({"--kv-type"}, "auto|f32|f16", "KV cache type of the plan (default auto)",
-             [&kv_type](const std::string& flag, const std::string& v) -> Status {
-               GEMMA4_ASSIGN_OR_RETURN(kv_type, cli::ParseKvCacheType(flag, v));
-               return OkStatus();
-             })
+           INT64_MAX, &context);
+  cli::AddKvCacheTypeArg(&parser, "auto|f32|f16", "KV cache type of the plan (default auto)",
+                         &kv_type)
       .Int({"--threads"}, "N", "worker threads of the plan (default: one per hardware thread)", 1,
            1024, &threads)
       .String({"--mmproj"}, "F", "an mmproj GGUF whose towers the plan includes", &mmproj)

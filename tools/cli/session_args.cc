@@ -9,13 +9,9 @@ void AddModelArgs(ArgParser* parser, ModelArgs* args) {
       .String({"--tokenizer"}, "PATH", "tokenizer when it is not beside the weights",
               &args->tokenizer)
       .Int({"--threads", "-t"}, "N", "worker threads (default: one per hardware thread)", 0, 1024,
-           &args->threads)
-      .Value({"--kv-type"}, "auto|f32|f16|q8_0|q4_0",
-             "KV cache type (auto: f16 for quantized weights)",
-             [args](const std::string& flag, const std::string& v) -> Status {
-               GEMMA4_ASSIGN_OR_RETURN(args->kv_cache_type, ParseKvCacheType(flag, v));
-               return OkStatus();
-             })
+           &args->threads);
+  AddKvCacheTypeArg(parser, "auto|f32|f16|q8_0|q4_0",
+                    "KV cache type (auto: f16 for quantized weights)", &args->kv_cache_type)
       .String({"--mmproj"}, "F", "llama.cpp mmproj GGUF with the vision/audio towers",
               &args->mmproj)
       .String({"--draft"}, "PATH",
