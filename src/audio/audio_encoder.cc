@@ -129,12 +129,6 @@ StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::Load(const LoadedModel& mo
   return enc;
 }
 
-Status AudioEncoder::CheckWeightsUnchanged() const {
-  if (mmproj_ != nullptr) GEMMA4_RETURN_IF_ERROR(mmproj_->CheckUnchanged());
-  if (checkpoint_ != nullptr) GEMMA4_RETURN_IF_ERROR(checkpoint_->CheckFilesUnchanged());
-  return OkStatus();
-}
-
 Status AudioEncoder::LoadTensors(const std::function<const TensorView*(const std::string&)>& find,
                                  const std::string& source, bool per_dim_applied) {
   try {
@@ -440,7 +434,7 @@ StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::LoadMmproj(const std::stri
 Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
                             std::vector<float>* soft_tokens,
                             const std::atomic<bool>* cancel) const {
-  GEMMA4_RETURN_IF_ERROR(CheckWeightsUnchanged());
+  GEMMA4_RETURN_IF_ERROR(CheckTowerWeightsUnchanged(mmproj_.get(), checkpoint_));
   const AudioConfig& c = config_;
   const int64_t T = features.num_frames, F = features.feature_size;
   if (F != features_.feature_size) {

@@ -123,9 +123,6 @@ class AudioEncoder {
   TensorView projection_;                   // [text H, O]
   std::unique_ptr<gguf::File> mmproj_;      // the mapping the views point into (mmproj only)
   const Checkpoint* checkpoint_ = nullptr;  // the checkpoint the views point into (if any)
-  // DataLoss when a weight file under the views shrank or was replaced since loading (reading
-  // it would raise SIGBUS): checked before every encode, as the text forward does.
-  Status CheckWeightsUnchanged() const;
 };
 
 // One audio tensor to write: its Hugging Face shape (scalars: {}) and a function filling all

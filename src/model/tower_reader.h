@@ -40,6 +40,15 @@ inline bool IsOllamaGemma4Blob(const gguf::File& f, const std::string& tower_ten
   return false;
 }
 
+// DataLoss when a weight file under an encoder's views shrank or was replaced since loading
+// (reading it would raise SIGBUS): every encoder checks before each encode, as the text forward
+// does. `mmproj` and `checkpoint` are the mappings the views point into; either may be null.
+inline Status CheckTowerWeightsUnchanged(const gguf::File* mmproj, const Checkpoint* checkpoint) {
+  if (mmproj != nullptr) GEMMA4_RETURN_IF_ERROR(mmproj->CheckUnchanged());
+  if (checkpoint != nullptr) GEMMA4_RETURN_IF_ERROR(checkpoint->CheckFilesUnchanged());
+  return OkStatus();
+}
+
 // A linear layer whose input and output may be clamped to learned bounds
 // (Gemma4ClippableLinear; no clamping when use_clipped_linears is off).
 struct ClippableLinear {

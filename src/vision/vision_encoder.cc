@@ -87,12 +87,6 @@ StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::Load(const LoadedModel& 
   return enc;
 }
 
-Status VisionEncoder::CheckWeightsUnchanged() const {
-  if (mmproj_ != nullptr) GEMMA4_RETURN_IF_ERROR(mmproj_->CheckUnchanged());
-  if (checkpoint_ != nullptr) GEMMA4_RETURN_IF_ERROR(checkpoint_->CheckFilesUnchanged());
-  return OkStatus();
-}
-
 Status VisionEncoder::LoadTensors(const std::function<const TensorView*(const std::string&)>& find,
                                   const std::string& source) {
   const VisionConfig& c = config_;
@@ -379,7 +373,7 @@ void ClippedGemm(const ClippableLinear& l, const ops::PackedGemmWeights& w, floa
 
 Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::vector<float>* out,
                              const std::atomic<bool>* cancel) const {
-  GEMMA4_RETURN_IF_ERROR(CheckWeightsUnchanged());
+  GEMMA4_RETURN_IF_ERROR(CheckTowerWeightsUnchanged(mmproj_.get(), checkpoint_));
   const VisionConfig& c = config_;
   const int64_t N = image.num_patches();
   const int64_t Hv = c.hidden_size, hd = c.head_dim, I = c.intermediate_size;

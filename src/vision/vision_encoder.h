@@ -76,10 +76,7 @@ class VisionEncoder {
   std::vector<float> inv_freq_;              // [head_dim / 4]
   std::unique_ptr<gguf::File> mmproj_;       // the mapping the views point into (mmproj only)
   const Checkpoint* checkpoint_ = nullptr;   // the checkpoint the views point into (if any)
-  // DataLoss when a weight file under the views shrank or was replaced since loading (reading
-  // it would raise SIGBUS): checked before every encode, as the text forward does.
-  Status CheckWeightsUnchanged() const;
-  std::vector<float> input_proj_f32_;  // an mmproj's conv patch embedding, reordered
+  std::vector<float> input_proj_f32_;        // an mmproj's conv patch embedding, reordered
 };
 
 // One vision tensor to write: its Hugging Face shape (scalars: {}) and a function filling all
