@@ -1,7 +1,16 @@
 // Float kernels written once with xsimd and instantiated per ISA (included only by the ISA
 // translation units, which are compiled with that ISA's flags).
+//
+// Everything here is defined in namespace gemma4::kernels::GEMMA4_ISA_NAMESPACE::simd, the
+// including unit's own namespace: an inline function or template instantiation compiled with
+// AVX-512 flags then has a different symbol from the AVX2 one, so the linker cannot keep one
+// copy for both (scripts/check-isa-symbols.py checks the objects).
 #ifndef GEMMA4_SRC_KERNELS_FLOAT_KERNELS_INL_H_
 #define GEMMA4_SRC_KERNELS_FLOAT_KERNELS_INL_H_
+
+#ifndef GEMMA4_ISA_NAMESPACE
+#error "define GEMMA4_ISA_NAMESPACE (the including ISA unit's namespace, e.g. avx2) first"
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -21,7 +30,7 @@
 #include "kernels/kernels.h"
 #include "quant/quant.h"
 
-namespace gemma4::kernels::simd {
+namespace gemma4::kernels::GEMMA4_ISA_NAMESPACE::simd {
 
 // Software prefetch of a weight stream consumed kBytes at a time, 2 KiB ahead: decode reads
 // each weight once, and one core's hardware prefetchers alone keep too few lines in flight to
@@ -150,9 +159,9 @@ void ByTokenCount(const uint8_t* w, int64_t nblocks, const Acts& a, int64_t toke
       return F1(w, nblocks, a, token, out);
   }
 }
-#define GEMMA4_BY_TOKEN_COUNT(kernel)                                                     \
-  ::gemma4::kernels::simd::ByTokenCount<::gemma4::quant::QuantizedActivations, kernel<1>, \
-                                        kernel<2>, kernel<3>, kernel<4>>
+#define GEMMA4_BY_TOKEN_COUNT(kernel)                          \
+  ::gemma4::kernels::GEMMA4_ISA_NAMESPACE::simd::ByTokenCount< \
+      ::gemma4::quant::QuantizedActivations, kernel<1>, kernel<2>, kernel<3>, kernel<4>>
 
 // Dot product with four independent vector accumulators.
 template <class Arch>
@@ -618,6 +627,6 @@ inline void DequantizeQ4_0(const uint8_t* blocks, int64_t nblocks, float* out) {
   }
 }
 
-}  // namespace gemma4::kernels::simd
+}  // namespace gemma4::kernels::GEMMA4_ISA_NAMESPACE::simd
 
 #endif  // GEMMA4_SRC_KERNELS_FLOAT_KERNELS_INL_H_

@@ -1,5 +1,8 @@
 // AVX2 + FMA + F16C kernels. Compiled with -mavx2 -mfma -mf16c; only called after
 // CpuSupports(Isa::kAvx2).
+// Everything this unit defines lives in namespace avx2 (float_kernels-inl.h opens it from
+// this macro), so no other object can share its symbols (see CMakeLists.txt: -fno-weak).
+#define GEMMA4_ISA_NAMESPACE avx2
 #include <immintrin.h>
 
 #include <cstring>
@@ -7,7 +10,7 @@
 #include "kernels/float_kernels-inl.h"
 #include "kernels/kernels.h"
 
-namespace gemma4::kernels {
+namespace gemma4::kernels::avx2 {
 namespace {
 
 inline float LoadHalf(const uint8_t* p) {
@@ -651,7 +654,7 @@ using Arch = xsimd::fma3<xsimd::avx2>;
 
 }  // namespace
 
-const KernelTable& Avx2Table() {
+const KernelTable& Table() {
   static const KernelTable table = {.isa = "avx2",
                                     .dot_q8_0 = GEMMA4_BY_TOKEN_COUNT(DotQ8_0T),
                                     .dot_q4_0 = GEMMA4_BY_TOKEN_COUNT(DotQ4_0T),
@@ -690,5 +693,11 @@ const KernelTable& Avx2Table() {
                                     .pack_gemm_panel = PackGemmPanel};
   return table;
 }
+
+}  // namespace gemma4::kernels::avx2
+
+namespace gemma4::kernels {
+
+const KernelTable& Avx2Table() { return avx2::Table(); }
 
 }  // namespace gemma4::kernels

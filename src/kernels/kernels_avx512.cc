@@ -8,6 +8,9 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
+// Everything this unit defines lives in namespace avx512 (float_kernels-inl.h opens it from
+// this macro), so no other object can share its symbols (see CMakeLists.txt: -fno-weak).
+#define GEMMA4_ISA_NAMESPACE avx512
 #include <immintrin.h>
 
 #include <cstring>
@@ -15,7 +18,7 @@
 #include "kernels/float_kernels-inl.h"
 #include "kernels/kernels.h"
 
-namespace gemma4::kernels {
+namespace gemma4::kernels::avx512 {
 namespace {
 
 inline float LoadHalf(const uint8_t* p) {
@@ -695,7 +698,7 @@ using Arch = xsimd::avx512bw;
 
 }  // namespace
 
-const KernelTable& Avx512VnniTable() {
+const KernelTable& Table() {
   static const KernelTable table = {.isa = "avx512vnni",
                                     .dot_q8_0 = GEMMA4_BY_TOKEN_COUNT(DotQ8_0T),
                                     .dot_q4_0 = GEMMA4_BY_TOKEN_COUNT(DotQ4_0T),
@@ -734,5 +737,11 @@ const KernelTable& Avx512VnniTable() {
                                     .pack_gemm_panel = PackGemmPanelAvx512};
   return table;
 }
+
+}  // namespace gemma4::kernels::avx512
+
+namespace gemma4::kernels {
+
+const KernelTable& Avx512VnniTable() { return avx512::Table(); }
 
 }  // namespace gemma4::kernels

@@ -1,5 +1,8 @@
 // ARMv8.2 NEON + dotprod kernels (sdot multiplies signed bytes and accumulates into int32).
 // Compiled with -march=armv8.2-a+dotprod+fp16; only called after CpuSupports(kNeonDotprod).
+// Everything this unit defines lives in namespace neon (float_kernels-inl.h opens it from
+// this macro), so no other object can share its symbols (see CMakeLists.txt: -fno-weak).
+#define GEMMA4_ISA_NAMESPACE neon
 #include <arm_neon.h>
 
 #include <cstring>
@@ -7,7 +10,7 @@
 #include "kernels/float_kernels-inl.h"
 #include "kernels/kernels.h"
 
-namespace gemma4::kernels {
+namespace gemma4::kernels::neon {
 namespace {
 
 inline float LoadHalf(const uint8_t* p) {
@@ -203,7 +206,7 @@ using Arch = xsimd::neon64;
 
 }  // namespace
 
-const KernelTable& NeonDotprodTable() {
+const KernelTable& Table() {
   static const KernelTable table = {.isa = "neon-dotprod",
                                     .dot_q8_0 = DotQ8_0,
                                     .dot_q4_0 = DotQ4_0,
@@ -242,5 +245,11 @@ const KernelTable& NeonDotprodTable() {
                                     .pack_gemm_panel = PackGemmPanel};
   return table;
 }
+
+}  // namespace gemma4::kernels::neon
+
+namespace gemma4::kernels {
+
+const KernelTable& NeonDotprodTable() { return neon::Table(); }
 
 }  // namespace gemma4::kernels

@@ -17,9 +17,11 @@
 
 namespace gemma4::quant {
 
-inline constexpr int kQ8_0BlockBytes = 34;
-inline constexpr int kQ4_0BlockBytes = 18;
-inline constexpr int kBlock = 32;
+// Constants are plain constexpr (one copy per unit), not inline variables: the ISA units are
+// compiled with -fno-weak, which cannot share an inline variable.
+constexpr int kQ8_0BlockBytes = 34;
+constexpr int kQ4_0BlockBytes = 18;
+constexpr int kBlock = 32;
 
 // Row conversions; n must be a multiple of the type's block size.
 void QuantizeRowQ8_0(const float* x, int64_t n, uint8_t* out);
@@ -55,13 +57,13 @@ void DequantizeQ4_0x16Row(const uint8_t* group, int64_t nblocks, int row, float*
 
 // Q4_Kx16 (see DType::kQ4_Kx16): 16 rows of Q4_K interleaved per 256-value block, 2304 bytes
 // (16 x 144). Byte offsets inside one such block:
-inline constexpr int kQ4_KBlockBytes = 144;
-inline constexpr int kQ4_Kx16BlockBytes = 16 * kQ4_KBlockBytes;
-inline constexpr int kQ4_Kx16Dmin = 32;      // 16 f16 dmin after the 16 f16 d at 0
-inline constexpr int kQ4_Kx16ScaleLow = 64;  // 64 bytes: low 4 bits of the 128 scales
-inline constexpr int kQ4_Kx16MinLow = 128;   // 64 bytes: low 4 bits of the 128 mins
-inline constexpr int kQ4_Kx16High = 192;     // 64 bytes: high 2 bits of both
-inline constexpr int kQ4_Kx16Data = 256;     // 8 sub-blocks x 256 bytes (Q4_0x16 data layout)
+constexpr int kQ4_KBlockBytes = 144;
+constexpr int kQ4_Kx16BlockBytes = 16 * kQ4_KBlockBytes;
+constexpr int kQ4_Kx16Dmin = 32;      // 16 f16 dmin after the 16 f16 d at 0
+constexpr int kQ4_Kx16ScaleLow = 64;  // 64 bytes: low 4 bits of the 128 scales
+constexpr int kQ4_Kx16MinLow = 128;   // 64 bytes: low 4 bits of the 128 mins
+constexpr int kQ4_Kx16High = 192;     // 64 bytes: high 2 bits of both
+constexpr int kQ4_Kx16Data = 256;     // 8 sub-blocks x 256 bytes (Q4_0x16 data layout)
 // 16 rows of plain Q4_K (row r at src + r * src_row_bytes) -> one Q4_Kx16 group, nsuper blocks
 // of 256 values.
 void RepackGroupQ4_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper, uint8_t* dst);
@@ -78,11 +80,11 @@ void GemmQ4_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_
 
 // Q6_Kx16 (see DType::kQ6_Kx16): 16 rows of Q6_K interleaved per 256-value block, 3360 bytes
 // (16 x 210). Byte offsets inside one such block:
-inline constexpr int kQ6_KBlockBytes = 210;
-inline constexpr int kQ6_Kx16BlockBytes = 16 * kQ6_KBlockBytes;
-inline constexpr int kQ6_Kx16Scales = 32;          // int8 scale k (0..15) of row r at 32 + 16 k + r
-inline constexpr int kQ6_Kx16Data = 288;           // 8 sub-blocks x 384 bytes
-inline constexpr int kQ6_Kx16SubBlockBytes = 384;  // 256 (low nibbles) + 128 (top two bits)
+constexpr int kQ6_KBlockBytes = 210;
+constexpr int kQ6_Kx16BlockBytes = 16 * kQ6_KBlockBytes;
+constexpr int kQ6_Kx16Scales = 32;          // int8 scale k (0..15) of row r at 32 + 16 k + r
+constexpr int kQ6_Kx16Data = 288;           // 8 sub-blocks x 384 bytes
+constexpr int kQ6_Kx16SubBlockBytes = 384;  // 256 (low nibbles) + 128 (top two bits)
 // 16 rows of plain Q6_K -> one Q6_Kx16 group, nsuper blocks of 256 values.
 void RepackGroupQ6_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper, uint8_t* dst);
 // Unsigned 6-bit value (0..63, the weight is d * scale * (value - 32)) of element e (0..255)
