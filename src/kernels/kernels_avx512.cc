@@ -397,7 +397,8 @@ struct Q8X16 {
 
 // One 32-value block of 16 rows against one token: w[c] holds values 4c..4c+3 of the 16 rows
 // (unsigned), qb the token's 32 int8 activations. Returns the 16 rows' int32 dot products
-// (before any offset). The eight vpdpbusd run as two independent chains (even and odd chunks).
+// (before any offset). The eight vpdpbusd run as two independent chains (even and odd chunks):
+// Q4_Kx16, token by token (the chunk order of DotChunksX16 measured no faster there).
 inline __m512i DotBlockX16(const __m512i* w, const int8_t* qb) {
   __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
   for (int c = 0; c < 8; c += 2) {
@@ -410,10 +411,28 @@ inline __m512i DotBlockX16(const __m512i* w, const int8_t* qb) {
   return _mm512_add_epi32(even, odd);
 }
 
-// Up to 8 tokens per pass over a block: the eight unpacked weight vectors serve all of them, and
-// each token's eight vpdpbusd run as two independent chains (even and odd chunks), so 16
-// accumulations are in flight to cover vpdpbusd's latency (with 4 tokens and one chain each,
-// the kernel waited on it). The offset is taken off the int32 sum once per block.
+// Chunks c0 .. c1 - 1 of one 32-value block of 16 rows against NT tokens: w[c] holds values
+// 4c..4c+3 of the 16 rows (unsigned), q[t] + qoff the token's 32 int8 activations; dot[t]
+// accumulates the 16 rows' int32 sums (before any offset). The vpdpbusd go chunk by chunk
+// across the tokens (chunk c of every token, then chunk c + 1), one chain per token:
+// consecutive instructions are independent and eight tokens cover vpdpbusd's latency at two
+// per cycle. (Token by token, with two chains each, the scheduler had to hold a block's
+// dependent chains to find independent work: Q4_0x16 at 16 tokens, one Zen 5 core, from cache,
+// 138 -> 145 multiply-adds per TSC tick, and 106 -> 139 with 6144-value rows.)
+template <int NT>
+inline void DotChunksX16(const __m512i* w, int c0, int c1, const int8_t* const* q, int64_t qoff,
+                         __m512i* dot) {
+  for (int c = c0; c < c1; ++c) {
+    for (int t = 0; t < NT; ++t) {
+      int32_t four;
+      std::memcpy(&four, q[t] + qoff + 4 * c, 4);
+      dot[t] = _mm512_dpbusd_epi32(dot[t], w[c], _mm512_set1_epi32(four));
+    }
+  }
+}
+
+// Up to 8 tokens per pass over a block: the eight unpacked weight vectors serve all of them
+// (DotChunksX16). The offset is taken off the int32 sum once per block.
 template <class Fmt, int NT>
 void GemmX16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
               int64_t token, float* out, int64_t ldo) {
@@ -434,9 +453,12 @@ void GemmX16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActiv
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group)));
     __m512i w[8];
     Fmt::Load(group + 32, w);
+    __m512i dot[NT];
+    for (int t = 0; t < NT; ++t) dot[t] = _mm512_setzero_si512();
+    DotChunksX16<NT>(w, 0, 8, q, b * 32, dot);
     for (int t = 0; t < NT; ++t) {
       const __m512i offset = _mm512_slli_epi32(_mm512_set1_epi32(sum[t][b]), kOffsetShift);
-      const __m512i dp = _mm512_sub_epi32(DotBlockX16(w, q[t] + b * 32), offset);
+      const __m512i dp = _mm512_sub_epi32(dot[t], offset);
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(dw, _mm512_set1_ps(sc[t][b])),
                                acc[t]);
     }

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
 
 #include <algorithm>
 #include <chrono>
@@ -33,18 +34,29 @@ const char* ForwardProfile::Name(int phase) {
 
 namespace {
 
-// Adds the scope's wall time to one phase of a profile (nothing when there is none).
+double ProcessCpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// Adds the scope's wall time and the process's CPU time to one phase of a profile (nothing
+// when there is none).
 class PhaseTimer {
  public:
   PhaseTimer(ForwardProfile* profile, ForwardProfile::Phase phase)
       : profile_(profile), phase_(phase) {
-    if (profile_ != nullptr) start_ = std::chrono::steady_clock::now();
+    if (profile_ != nullptr) {
+      start_ = std::chrono::steady_clock::now();
+      cpu_start_ = ProcessCpuSeconds();
+    }
   }
   ~PhaseTimer() { Stop(); }
   void Stop() {
     if (profile_ != nullptr) {
       profile_->seconds[phase_] +=
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+      profile_->cpu_seconds[phase_] += ProcessCpuSeconds() - cpu_start_;
       profile_ = nullptr;
     }
   }
@@ -55,6 +67,7 @@ class PhaseTimer {
   ForwardProfile* profile_;
   ForwardProfile::Phase phase_;
   std::chrono::steady_clock::time_point start_;
+  double cpu_start_ = 0;
 };
 
 }  // namespace

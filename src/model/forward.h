@@ -34,7 +34,10 @@ inline constexpr int64_t kAttentionKeyTile = 32;
 inline constexpr int64_t kAttentionTokenBlock = 16;
 
 // Wall time of each phase of the forward pass, summed over calls (`gemma4 bench --profile`):
-// where a step's time goes beyond the matmuls, on machines where no profiler runs.
+// where a step's time goes beyond the matmuls, on machines where no profiler runs. Beside it
+// the CPU time all of the process's threads spent in the phase: on a shared machine the wall
+// time includes the other tenants' turns, the CPU time (pool threads' short spins included)
+// does not, so it is what kernel rates are held against.
 struct ForwardProfile {
   enum Phase {
     kEmbed,           // token embeddings and the per-layer inputs (PLE rows, projection)
@@ -49,6 +52,7 @@ struct ForwardProfile {
     kPhases
   };
   double seconds[kPhases] = {};
+  double cpu_seconds[kPhases] = {};
   static const char* Name(int phase);
 };
 

@@ -481,15 +481,19 @@ Status RunBench(int argc, char** argv) {
   if (o.profile) {
     for (const Result& r : results) {
       const double total = r.avg_ns() * 1e-9 * r.samples_ns.size();
-      std::fprintf(stderr, "profile of pp%d tg%d d%d, %d threads (ms per run, share):\n",
+      std::fprintf(stderr,
+                   "profile of pp%d tg%d d%d, %d threads (wall ms per run, share; CPU ms of all "
+                   "threads per run, share):\n",
                    r.n_prompt, r.n_gen, r.n_depth, r.threads);
-      double phases = 0;
+      double phases = 0, cpu_total = 0;
       const double runs = static_cast<double>(r.samples_ns.size());
+      for (int ph = 0; ph < ForwardProfile::kPhases; ++ph) cpu_total += r.profile.cpu_seconds[ph];
       for (int ph = 0; ph < ForwardProfile::kPhases; ++ph) {
-        const double sec = r.profile.seconds[ph];
+        const double sec = r.profile.seconds[ph], cpu = r.profile.cpu_seconds[ph];
         phases += sec;
-        std::fprintf(stderr, "  %-30s %10.3f %5.1f%%\n", ForwardProfile::Name(ph), 1e3 * sec / runs,
-                     100 * sec / total);
+        std::fprintf(stderr, "  %-30s %10.3f %5.1f%% %10.3f %5.1f%%\n", ForwardProfile::Name(ph),
+                     1e3 * sec / runs, 100 * sec / total, 1e3 * cpu / runs,
+                     cpu_total > 0 ? 100 * cpu / cpu_total : 0.0);
       }
       std::fprintf(stderr, "  %-30s %10.3f %5.1f%%\n", "other", 1e3 * (total - phases) / runs,
                    100 * (total - phases) / total);
