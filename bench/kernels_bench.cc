@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "kernels/pack/pack.h"
+#include "kernels/ref/reference_dots.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
 #include "runtime/thread_pool.h"
@@ -40,9 +42,9 @@ Matrix MakeMatrix(DType type, int64_t rows, int64_t cols) {
     for (float& x : row) x = dist(rng);
     quant::QuantizeRow(stored, row.data(), cols, plain.data());
     if (type == DType::kQ4_0R) {
-      quant::RepackRowQ4_0(plain.data(), cols / 32, m.bytes.data() + r * row_bytes);
+      kernels::pack::RepackRowQ4_0(plain.data(), cols / 32, m.bytes.data() + r * row_bytes);
     } else if (type == DType::kQ8_0R) {
-      quant::RepackRowQ8_0(plain.data(), cols / 32, m.bytes.data() + r * row_bytes);
+      kernels::pack::RepackRowQ8_0(plain.data(), cols / 32, m.bytes.data() + r * row_bytes);
     } else {
       std::copy(plain.begin(), plain.end(), m.bytes.begin() + r * row_bytes);
     }
@@ -50,10 +52,10 @@ Matrix MakeMatrix(DType type, int64_t rows, int64_t cols) {
   // 16-row interleaving, as the loader does where the CPU has the 16-row kernels (the
   // K-quant repacks count 256-value blocks, the others 32-value blocks).
   void (*repack)(const uint8_t*, uint64_t, int64_t, uint8_t*) =
-      type == DType::kQ4_0x16   ? quant::RepackGroupQ4_0x16
-      : type == DType::kQ8_0x16 ? quant::RepackGroupQ8_0x16
-      : type == DType::kQ4_Kx16 ? quant::RepackGroupQ4_Kx16
-      : type == DType::kQ6_Kx16 ? quant::RepackGroupQ6_Kx16
+      type == DType::kQ4_0x16   ? kernels::pack::RepackGroupQ4_0x16
+      : type == DType::kQ8_0x16 ? kernels::pack::RepackGroupQ8_0x16
+      : type == DType::kQ4_Kx16 ? kernels::pack::RepackGroupQ4_Kx16
+      : type == DType::kQ6_Kx16 ? kernels::pack::RepackGroupQ6_Kx16
                                 : nullptr;
   if (repack != nullptr) {
     const std::vector<uint8_t> plain_rows = m.bytes;

@@ -1,7 +1,7 @@
-// Quantization formats and integer kernels: every ISA's kernel against the scalar reference on
-// random data with odd block counts and 1..4 tokens; format round trips.
+// Kernels (kernels/): every ISA's kernel against the scalar reference on random data with odd
+// block counts and 1..4 tokens; repacked layouts against the plain rows; activation
+// quantization.
 #include <gtest/gtest.h>
-#include <immintrin.h>
 
 #include <cmath>
 #include <cstring>
@@ -12,6 +12,8 @@
 
 #include "base/half.h"
 #include "kernels/kernels.h"
+#include "kernels/pack/pack.h"
+#include "kernels/ref/reference_dots.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
 
@@ -23,111 +25,6 @@ std::vector<float> RandomVector(int64_t n, std::mt19937* rng, float scale = 1.0f
   std::vector<float> v(n);
   for (float& x : v) x = dist(*rng);
   return v;
-}
-
-TEST(HalfTest, RoundTripsEveryFiniteHalf) {
-  for (uint32_t h = 0; h < 65536; ++h) {
-    const float f = half::F16ToF32(static_cast<uint16_t>(h));
-    if (std::isnan(f)) {
-      EXPECT_TRUE(std::isnan(half::F16ToF32(half::F32ToF16(f))));
-      continue;
-    }
-    EXPECT_EQ(half::F32ToF16(f), h) << h;
-  }
-}
-
-// _MM_FROUND_TO_NEAREST_INT: round to nearest even, like ggml's reference conversion.
-__attribute__((target("f16c"))) uint16_t HardwareHalf(float f) {
-  return static_cast<uint16_t>(
-      _mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(f), _MM_FROUND_TO_NEAREST_INT), 0));
-}
-
-TEST(HalfTest, MatchesHardwareConversionOnRandomFloats) {
-  if (!__builtin_cpu_supports("f16c")) GTEST_SKIP() << "no F16C";
-  std::mt19937 rng(7);
-  std::uniform_int_distribution<uint32_t> bits;
-  for (int i = 0; i < 200000; ++i) {
-    uint32_t b = bits(rng);
-    float f;
-    std::memcpy(&f, &b, 4);
-    if (std::isnan(f)) continue;
-    ASSERT_EQ(half::F32ToF16(f), HardwareHalf(f)) << f;
-  }
-}
-
-TEST(QuantTest, Q8_0RoundTripErrorIsWithinHalfAStep) {
-  std::mt19937 rng(1);
-  const auto x = RandomVector(32 * 9, &rng, 3.0f);
-  std::vector<uint8_t> q(9 * quant::kQ8_0BlockBytes);
-  quant::QuantizeRowQ8_0(x.data(), x.size(), q.data());
-  std::vector<float> y(x.size());
-  quant::DequantizeRow(DType::kQ8_0, q.data(), x.size(), y.data());
-  for (int b = 0; b < 9; ++b) {
-    float amax = 0;
-    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[b * 32 + i]));
-    const float step = amax / 127.0f;
-    for (int i = 0; i < 32; ++i) {
-      // Half a step, plus the f16 rounding of the scale (2^-11 relative) times 127 steps.
-      EXPECT_NEAR(y[b * 32 + i], x[b * 32 + i], 0.5f * step + amax * 0.001f);
-    }
-  }
-}
-
-TEST(QuantTest, Q4_0RoundTripAndNibbleOrder) {
-  // Element j lives in the low nibble of byte j, element j + 16 in the high nibble.
-  std::vector<float> x(32);
-  for (int i = 0; i < 32; ++i) x[i] = static_cast<float>(i - 16);  // max |x| = 16 at i = 0
-  std::vector<uint8_t> q(quant::kQ4_0BlockBytes);
-  quant::QuantizeRowQ4_0(x.data(), 32, q.data());
-  EXPECT_EQ(half::F16ToF32(static_cast<uint16_t>(q[0] | (q[1] << 8))), 2.0f);  // -16 / -8
-  EXPECT_EQ(q[2] & 0xF, 0);  // x[0] = -16 -> -8 -> nibble 0
-  EXPECT_EQ(q[2] >> 4, 8);   // x[16] = 0 -> nibble 8
-  std::vector<float> y(32);
-  quant::DequantizeRow(DType::kQ4_0, q.data(), 32, y.data());
-  for (int i = 0; i < 32; ++i) EXPECT_NEAR(y[i], x[i], 1.0f + 1e-6f) << i;  // step 2
-}
-
-TEST(QuantTest, Q6_KRoundTripAndUnpack) {
-  std::mt19937 rng(4);
-  const auto x = RandomVector(256 * 3, &rng, 0.7f);
-  std::vector<uint8_t> q(3 * 210);
-  quant::QuantizeRowQ6_K(x.data(), x.size(), q.data());
-  std::vector<float> y(x.size());
-  quant::DequantizeRow(DType::kQ6_K, q.data(), x.size(), y.data());
-  for (int b = 0; b < 3; ++b) {
-    float amax = 0;
-    for (int i = 0; i < 256; ++i) amax = std::max(amax, std::fabs(x[b * 256 + i]));
-    // 6-bit values with int8 sub-block scales: error within a step of the largest sub-block.
-    for (int i = 0; i < 256; ++i) EXPECT_NEAR(y[b * 256 + i], x[b * 256 + i], amax / 31.0f);
-    int8_t vals[256];
-    quant::UnpackQ6_K(q.data() + b * 210, vals);
-    const float d =
-        half::F16ToF32(static_cast<uint16_t>(q[b * 210 + 208] | (q[b * 210 + 209] << 8)));
-    const int8_t* sc = reinterpret_cast<const int8_t*>(q.data() + b * 210 + 192);
-    for (int i = 0; i < 256; ++i) EXPECT_EQ(y[b * 256 + i], d * sc[i / 16] * vals[i]) << i;
-  }
-  // An all-zero block stays zero.
-  std::vector<float> zeros(256, 0.0f), back(256, 1.0f);
-  quant::QuantizeRowQ6_K(zeros.data(), 256, q.data());
-  quant::DequantizeRow(DType::kQ6_K, q.data(), 256, back.data());
-  for (float v : back) EXPECT_EQ(v, 0.0f);
-}
-
-TEST(QuantTest, Q4_KRoundTrip) {
-  std::mt19937 rng(6);
-  const auto x = RandomVector(256 * 3, &rng, 0.7f);
-  std::vector<uint8_t> q(3 * 144);
-  quant::QuantizeRowQ4_K(x.data(), x.size(), q.data());
-  std::vector<float> y(x.size());
-  quant::DequantizeRow(DType::kQ4_K, q.data(), x.size(), y.data());
-  for (int j = 0; j < 3 * 8; ++j) {  // per 32-value sub-block: within a 4-bit step of its range
-    float lo = 0, hi = 0;
-    for (int i = 0; i < 32; ++i) {
-      lo = std::min(lo, x[32 * j + i]);
-      hi = std::max(hi, x[32 * j + i]);
-    }
-    for (int i = 0; i < 32; ++i) EXPECT_NEAR(y[32 * j + i], x[32 * j + i], (hi - lo) / 15.0f);
-  }
 }
 
 struct KernelCase {
@@ -146,8 +43,8 @@ TEST_P(KernelTest, MatchesReferenceOnRandomData) {
     const int64_t k = nblocks * 32;
     const int64_t tokens = 5;
     const auto x = RandomVector(tokens * k, &rng);
-    quant::QuantizedActivations acts;
-    quant::QuantizeActivations(x.data(), tokens, k, &acts);
+    kernels::QuantizedActivations acts;
+    kernels::QuantizeActivations(x.data(), tokens, k, &acts);
     const auto w = RandomVector(k, &rng, 0.05f);
     for (DType type : {DType::kQ8_0, DType::kQ4_0}) {
       std::vector<uint8_t> row(RowBytes(type, k));
@@ -181,16 +78,16 @@ TEST_P(KernelTest, RepackedQ4_0MatchesPlainQ4_0) {
   for (int64_t nblocks : {1, 3, 4, 5, 8, 22, 48}) {
     const int64_t k = nblocks * 32, tokens = 6;
     const auto x = RandomVector(tokens * k, &rng);
-    quant::QuantizedActivations acts;
-    quant::QuantizeActivations(x.data(), tokens, k, &acts);
+    kernels::QuantizedActivations acts;
+    kernels::QuantizeActivations(x.data(), tokens, k, &acts);
     const auto w = RandomVector(k, &rng, 0.05f);
     std::vector<uint8_t> plain(RowBytes(DType::kQ4_0, k)), packed(plain.size());
     quant::QuantizeRow(DType::kQ4_0, w.data(), k, plain.data());
-    quant::RepackRowQ4_0(plain.data(), nblocks, packed.data());
+    kernels::pack::RepackRowQ4_0(plain.data(), nblocks, packed.data());
     // Dequantization of the repacked row is exact.
     std::vector<float> d1(k), d2(k);
     quant::DequantizeRow(DType::kQ4_0, plain.data(), k, d1.data());
-    quant::DequantizeRow(DType::kQ4_0R, packed.data(), k, d2.data());
+    kernels::pack::DequantizeRow(DType::kQ4_0R, packed.data(), k, d2.data());
     EXPECT_EQ(d1, d2) << nblocks;
     if (table.gemm_q4_0r != nullptr) {
       // Two-row tile: a second row with other values, right after the first.
@@ -198,7 +95,7 @@ TEST_P(KernelTest, RepackedQ4_0MatchesPlainQ4_0) {
       const auto w2 = RandomVector(k, &rng, 0.05f);
       quant::QuantizeRow(DType::kQ4_0, w2.data(), k, plain2.data());
       std::copy(packed.begin(), packed.end(), rows.begin());
-      quant::RepackRowQ4_0(plain2.data(), nblocks, rows.data() + plain.size());
+      kernels::pack::RepackRowQ4_0(plain2.data(), nblocks, rows.data() + plain.size());
       for (int nrows = 1; nrows <= 2; ++nrows) {
         for (int ntok = 1; ntok <= 4; ++ntok) {
           float got[8], want[4];
@@ -234,8 +131,8 @@ TEST_P(KernelTest, Q6_KMatchesReference) {
   for (int64_t superblocks : {1, 2, 6}) {
     const int64_t k = superblocks * 256, nblocks = k / 32, tokens = 5;
     const auto x = RandomVector(tokens * k, &rng);
-    quant::QuantizedActivations acts;
-    quant::QuantizeActivations(x.data(), tokens, k, &acts);
+    kernels::QuantizedActivations acts;
+    kernels::QuantizeActivations(x.data(), tokens, k, &acts);
     const auto w = RandomVector(k, &rng, 0.05f);
     std::vector<uint8_t> row(RowBytes(DType::kQ6_K, k));
     quant::QuantizeRowQ6_K(w.data(), k, row.data());
@@ -271,8 +168,8 @@ TEST_P(KernelTest, Q6_KMatchesReference) {
     }
     std::vector<float> x(2 * k, static_cast<float>(sign));
     for (int64_t j = k; j < 2 * k; j += 3) x[j] = -x[j];
-    quant::QuantizedActivations acts;
-    quant::QuantizeActivations(x.data(), 2, k, &acts);
+    kernels::QuantizedActivations acts;
+    kernels::QuantizeActivations(x.data(), 2, k, &acts);
     float got[2], want[2];
     table.dot_q6_k(row.data(), nblocks, acts, 0, 2, got);
     kernels::ReferenceTable().dot_q6_k(row.data(), nblocks, acts, 0, 2, want);
@@ -302,8 +199,8 @@ TEST_P(KernelTest, Q4_KMatchesReference) {
   for (int64_t superblocks : {1, 2, 6}) {
     const int64_t k = superblocks * 256, nblocks = k / 32, tokens = 5;
     const auto x = RandomVector(tokens * k, &rng);
-    quant::QuantizedActivations acts;
-    quant::QuantizeActivations(x.data(), tokens, k, &acts);
+    kernels::QuantizedActivations acts;
+    kernels::QuantizeActivations(x.data(), tokens, k, &acts);
     const auto row = RandomQ4_KRow(superblocks, &rng);
     std::vector<float> deq(k);
     quant::DequantizeRow(DType::kQ4_K, row.data(), k, deq.data());
@@ -337,8 +234,8 @@ TEST_P(KernelTest, ActivationQuantizationIsIdenticalToReference) {
     std::vector<float> s1(nblocks), s2(nblocks), o1(nblocks), o2(nblocks);
     std::vector<int32_t> m1(nblocks), m2(nblocks);
     table.quantize_blocks(x.data() + 1, nblocks, q1.data(), s1.data(), m1.data(), o1.data());
-    quant::QuantizeActivationBlocks(x.data() + 1, nblocks, q2.data(), s2.data(), m2.data(),
-                                    o2.data());
+    kernels::QuantizeActivationBlocks(x.data() + 1, nblocks, q2.data(), s2.data(), m2.data(),
+                                      o2.data());
     EXPECT_EQ(q1, q2);
     EXPECT_EQ(s1, s2);
     EXPECT_EQ(m1, m2);
@@ -353,18 +250,18 @@ TEST_P(KernelTest, RepackedQ8_0MatchesPlainQ8_0) {
   for (int64_t nblocks : {1, 3, 4, 5, 8, 22, 48}) {
     const int64_t k = nblocks * 32, tokens = 6;
     const auto x = RandomVector(tokens * k, &rng);
-    quant::QuantizedActivations acts;
-    quant::QuantizeActivations(x.data(), tokens, k, &acts);
+    kernels::QuantizedActivations acts;
+    kernels::QuantizeActivations(x.data(), tokens, k, &acts);
     std::vector<uint8_t> plain[2], packed(RowBytes(DType::kQ8_0, k) * 2);
     for (int r = 0; r < 2; ++r) {
       const auto w = RandomVector(k, &rng, 0.05f);
       plain[r].resize(RowBytes(DType::kQ8_0, k));
       quant::QuantizeRow(DType::kQ8_0, w.data(), k, plain[r].data());
-      quant::RepackRowQ8_0(plain[r].data(), nblocks, packed.data() + r * plain[r].size());
+      kernels::pack::RepackRowQ8_0(plain[r].data(), nblocks, packed.data() + r * plain[r].size());
     }
     std::vector<float> d1(k), d2(k);
     quant::DequantizeRow(DType::kQ8_0, plain[0].data(), k, d1.data());
-    quant::DequantizeRow(DType::kQ8_0R, packed.data(), k, d2.data());
+    kernels::pack::DequantizeRow(DType::kQ8_0R, packed.data(), k, d2.data());
     EXPECT_EQ(d1, d2) << nblocks;
     for (int ntok = 1; ntok <= 4; ++ntok) {
       float want[2][4];
@@ -399,18 +296,19 @@ TEST_P(KernelTest, InterleavedX16MatchesPlainRows) {
     void (*dequantize)(const uint8_t*, int64_t, int, float*);
     kernels::RowDotFn reference;
   };
-  const Format formats[] = {{DType::kQ4_0, table.gemm_q4_0x16, quant::RepackGroupQ4_0x16,
-                             quant::DequantizeQ4_0x16Row, kernels::ReferenceTable().dot_q4_0},
-                            {DType::kQ8_0, table.gemm_q8_0x16, quant::RepackGroupQ8_0x16,
-                             quant::DequantizeQ8_0x16Row, kernels::ReferenceTable().dot_q8_0}};
+  const Format formats[] = {
+      {DType::kQ4_0, table.gemm_q4_0x16, kernels::pack::RepackGroupQ4_0x16,
+       kernels::pack::DequantizeQ4_0x16Row, kernels::ReferenceTable().dot_q4_0},
+      {DType::kQ8_0, table.gemm_q8_0x16, kernels::pack::RepackGroupQ8_0x16,
+       kernels::pack::DequantizeQ8_0x16Row, kernels::ReferenceTable().dot_q8_0}};
   std::mt19937 rng(17);
   for (const Format& f : formats) {
     if (f.gemm == nullptr) continue;  // this ISA keeps the per-row formats
     for (int64_t nblocks : {1, 2, 3, 7, 48}) {
       const int64_t k = nblocks * 32, tokens = 18;
       const auto x = RandomVector(tokens * k, &rng);
-      quant::QuantizedActivations acts;
-      quant::QuantizeActivations(x.data(), tokens, k, &acts);
+      kernels::QuantizedActivations acts;
+      kernels::QuantizeActivations(x.data(), tokens, k, &acts);
       const uint64_t row_bytes = RowBytes(f.plain, k);
       std::vector<uint8_t> plain(16 * row_bytes), group(16 * row_bytes);
       for (int r = 0; r < 16; ++r) {
@@ -455,7 +353,8 @@ struct KQuantX16 {
   void (*repack)(const uint8_t*, uint64_t, int64_t, uint8_t*);
   void (*dequantize)(const uint8_t*, int64_t, int, float*);
   // 16 rows of the group against activation row t of acts.
-  std::function<void(const uint8_t*, const quant::QuantizedActivations&, int64_t, int64_t, float*)>
+  std::function<void(const uint8_t*, const kernels::QuantizedActivations&, int64_t, int64_t,
+                     float*)>
       reference;
 };
 
@@ -488,8 +387,8 @@ void ExpectKQuantX16MatchesPlainRows(const KQuantX16& f, uint32_t seed) {
     if (extreme) {
       for (size_t i = 0; i < x.size(); ++i) x[i] = (i / k) % 2 == 0 ? 1.0f : -1.0f;
     }
-    quant::QuantizedActivations acts;
-    quant::QuantizeActivations(x.data(), tokens, k, &acts);
+    kernels::QuantizedActivations acts;
+    kernels::QuantizeActivations(x.data(), tokens, k, &acts);
     f.repack(plain.data(), row_bytes, superblocks, group.data());
     for (int r = 0; r < 16; ++r) {
       std::vector<float> d1(k), d2(k);
@@ -533,18 +432,20 @@ TEST_P(KernelTest, InterleavedKQuantsX16MatchPlainRows) {
   }
   if (table.gemm_q4_kx16 != nullptr) {
     ExpectKQuantX16MatchesPlainRows(
-        {DType::kQ4_K, table.gemm_q4_kx16, quant::RepackGroupQ4_Kx16, quant::DequantizeQ4_Kx16Row,
-         [](const uint8_t* g, const quant::QuantizedActivations& a, int64_t t, int64_t nb,
+        {DType::kQ4_K, table.gemm_q4_kx16, kernels::pack::RepackGroupQ4_Kx16,
+         kernels::pack::DequantizeQ4_Kx16Row,
+         [](const uint8_t* g, const kernels::QuantizedActivations& a, int64_t t, int64_t nb,
             float* out) {
-           quant::GemmQ4_Kx16Reference(g, a.q_row(t), a.scale_row(t), a.sum_row(t), nb, out);
+           kernels::GemmQ4_Kx16Reference(g, a.q_row(t), a.scale_row(t), a.sum_row(t), nb, out);
          }},
         23);
   }
   if (table.gemm_q6_kx16 != nullptr) {
     ExpectKQuantX16MatchesPlainRows(
-        {DType::kQ6_K, table.gemm_q6_kx16, quant::RepackGroupQ6_Kx16, quant::DequantizeQ6_Kx16Row,
-         [](const uint8_t* g, const quant::QuantizedActivations& a, int64_t t, int64_t nb,
-            float* out) { quant::GemmQ6_Kx16Reference(g, a.q_row(t), a.scale_row(t), nb, out); }},
+        {DType::kQ6_K, table.gemm_q6_kx16, kernels::pack::RepackGroupQ6_Kx16,
+         kernels::pack::DequantizeQ6_Kx16Row,
+         [](const uint8_t* g, const kernels::QuantizedActivations& a, int64_t t, int64_t nb,
+            float* out) { kernels::GemmQ6_Kx16Reference(g, a.q_row(t), a.scale_row(t), nb, out); }},
         29);
   }
 }
@@ -558,8 +459,8 @@ void ExpectGroupMatchesReference(decltype(kernels::KernelTable::gemm_q4_0x16) ge
                                  const std::string& what) {
   std::vector<uint8_t> group(plain.size());
   repack(plain.data(), row_bytes, nblocks, group.data());
-  quant::QuantizedActivations acts;
-  quant::QuantizeActivations(x.data(), 4, nblocks * 32, &acts);
+  kernels::QuantizedActivations acts;
+  kernels::QuantizeActivations(x.data(), 4, nblocks * 32, &acts);
   float got[4 * 16];
   gemm(group.data(), nblocks, acts, 0, 4, got, 16);
   for (int r = 0; r < 16; ++r) {
@@ -596,7 +497,7 @@ TEST_P(KernelTest, InterleavedX16ExtremeValues) {
     for (float sign : {1.0f, -1.0f}) {
       std::vector<float> x(4 * k, sign);
       x[3] = -sign;  // one opposite value in the first token
-      ExpectGroupMatchesReference(table.gemm_q4_0x16, quant::RepackGroupQ4_0x16,
+      ExpectGroupMatchesReference(table.gemm_q4_0x16, kernels::pack::RepackGroupQ4_0x16,
                                   kernels::ReferenceTable().dot_q4_0, plain, row_bytes, nblocks, x,
                                   "Q4_0 sign " + std::to_string(sign));
     }
@@ -626,7 +527,7 @@ TEST_P(KernelTest, InterleavedQ8X16ExtremeValues) {
     for (float sign : {1.0f, -1.0f}) {
       std::vector<float> x(4 * k, sign);
       for (int64_t i = k; i < 2 * k; i += 2) x[i] = -sign;  // token 1 alternates
-      ExpectGroupMatchesReference(table.gemm_q8_0x16, quant::RepackGroupQ8_0x16,
+      ExpectGroupMatchesReference(table.gemm_q8_0x16, kernels::pack::RepackGroupQ8_0x16,
                                   kernels::ReferenceTable().dot_q8_0, plain, row_bytes, nblocks, x,
                                   "Q8_0 sign " + std::to_string(sign));
     }

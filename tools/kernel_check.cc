@@ -11,6 +11,8 @@
 #include "base/half.h"
 #include "base/tensor.h"
 #include "kernels/kernels.h"
+#include "kernels/pack/pack.h"
+#include "kernels/ref/reference_dots.h"
 #include "quant/quant.h"
 
 namespace gemma4 {
@@ -46,14 +48,14 @@ int Run() {
     t.quantize_blocks(x.data(), nblocks, q1.data(), s1.data(), m1.data(), o1.data());
     ref.quantize_blocks(x.data(), nblocks, q2.data(), s2.data(), m2.data(), o2.data());
     Check(q1 == q2 && s1 == s2 && m1 == m2 && o1 == o2, "quantize_blocks", k);
-    quant::QuantizedActivations acts;
-    quant::QuantizeActivations(x.data(), tokens, k, &acts);
+    kernels::QuantizedActivations acts;
+    kernels::QuantizeActivations(x.data(), tokens, k, &acts);
     const auto w = Random(k, &rng, 0.05f);
     std::vector<uint8_t> q8(RowBytes(DType::kQ8_0, k)), q4(RowBytes(DType::kQ4_0, k)),
         q4r(q4.size());
     quant::QuantizeRow(DType::kQ8_0, w.data(), k, q8.data());
     quant::QuantizeRow(DType::kQ4_0, w.data(), k, q4.data());
-    quant::RepackRowQ4_0(q4.data(), nblocks, q4r.data());
+    kernels::pack::RepackRowQ4_0(q4.data(), nblocks, q4r.data());
     double mag = 0;
     for (int64_t j = 0; j < k; ++j) mag += std::fabs(double{w[j]} * x[j]);
     for (int ntok = 1; ntok <= 4; ++ntok) {
@@ -73,7 +75,7 @@ int Run() {
       t.dot_q4_0r(q4r.data(), nblocks, acts, 0, ntok, a);
       Check(same(ntok), "dot_q4_0r", k);
       std::vector<uint8_t> q8r(q8.size());
-      quant::RepackRowQ8_0(q8.data(), nblocks, q8r.data());
+      kernels::pack::RepackRowQ8_0(q8.data(), nblocks, q8r.data());
       ref.dot_q8_0(q8.data(), nblocks, acts, 0, ntok, b);
       t.dot_q8_0r(q8r.data(), nblocks, acts, 0, ntok, a);
       Check(same(ntok), "dot_q8_0r", k);
@@ -100,8 +102,8 @@ int Run() {
       const std::vector<uint8_t>& row = fmt == 0 ? q4 : q8;
       std::vector<uint8_t> rows(16 * row.size()), group(rows.size());
       for (int r = 0; r < 16; ++r) std::copy(row.begin(), row.end(), rows.begin() + r * row.size());
-      (fmt == 0 ? quant::RepackGroupQ4_0x16 : quant::RepackGroupQ8_0x16)(rows.data(), row.size(),
-                                                                         nblocks, group.data());
+      (fmt == 0 ? kernels::pack::RepackGroupQ4_0x16 : kernels::pack::RepackGroupQ8_0x16)(
+          rows.data(), row.size(), nblocks, group.data());
       for (int ntok : {1, 2, 3, 4, 5, 8, 9, 13, 16}) {
         std::vector<float> got(16 * 16);
         gemm(group.data(), nblocks, acts, 0, ntok, got.data(), 16);

@@ -49,12 +49,12 @@ enum class DType : uint8_t {
   // Q4_K interleaved across groups of 16 rows (AVX2 / AVX-512 GEMM): per group and 256-value
   // block, 2304 bytes (16 x 144): the 16 rows' f16 d and dmin, their 6-bit scales and mins
   // regrouped by sub-block, then per 32-value sub-block 256 bytes laid out as Q4_0x16's data
-  // (see quant::RepackGroupQ4_Kx16). Rows must be a multiple of 16.
+  // (see kernels::pack::RepackGroupQ4_Kx16). Rows must be a multiple of 16.
   kQ4_Kx16,
   // Q6_K interleaved likewise: per group and 256-value block, 3360 bytes (16 x 210): the 16
   // rows' f16 d, their 16 int8 scales regrouped by sub-block, then per 32-value sub-block the
   // low nibbles laid out as Q4_0x16's data and two 64-byte areas of top bits (see
-  // quant::RepackGroupQ6_Kx16). Rows must be a multiple of 16.
+  // kernels::pack::RepackGroupQ6_Kx16). Rows must be a multiple of 16.
   kQ6_Kx16,
 };
 

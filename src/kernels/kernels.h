@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "quant/quant.h"
+#include "kernels/activations.h"
 
 namespace gemma4::kernels {
 
@@ -19,14 +19,19 @@ struct Bf16 {
 
 // Dot products of one quantized weight row (nblocks blocks of 32) with activation rows
 // token .. token + ntok - 1 (1 <= ntok <= 4) of `a`; out[i] receives the result for token + i.
-using RowDotFn = void (*)(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
+using RowDotFn = void (*)(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
                           int64_t token, int ntok, float* out);
 
 // Prefill tile over repacked rows: rows w and w + row_bytes (nrows 1 or 2) times tokens
 // token .. token + ntok - 1 (ntok <= 4) into out[r * ldo + t].
 using GemmTileFn = void (*)(const uint8_t* w, uint64_t row_bytes, int nrows, int64_t nblocks,
-                            const quant::QuantizedActivations& a, int64_t token, int ntok,
-                            float* out, int64_t ldo);
+                            const QuantizedActivations& a, int64_t token, int ntok, float* out,
+                            int64_t ldo);
+
+// One group of 16 interleaved rows (DType::kQ4_0x16 and the other x16 layouts) times tokens
+// token .. token + ntok - 1 (any ntok >= 1) into out[t * ldo + r], r < 16.
+using GemmX16Fn = void (*)(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                           int64_t token, int ntok, float* out, int64_t ldo);
 
 struct KernelTable {
   const char* isa;
@@ -44,19 +49,15 @@ struct KernelTable {
   // (any ntok >= 1; callers pass up to 16, one token tile, so a kernel can reuse each unpacked
   // weight block for as many tokens as its registers hold) into out[t * ldo + r]. Null where the
   // ISA has no such kernel; models then use Q4_0R.
-  void (*gemm_q4_0x16)(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
-                       int64_t token, int ntok, float* out, int64_t ldo);
+  GemmX16Fn gemm_q4_0x16;
   // Q8_0x16 (DType::kQ8_0x16) likewise; null: Q8_0R or plain Q8_0.
-  void (*gemm_q8_0x16)(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
-                       int64_t token, int ntok, float* out, int64_t ldo);
+  GemmX16Fn gemm_q8_0x16;
   // Q4_Kx16 (DType::kQ4_Kx16) likewise (nblocks counts 32-value blocks, 8 per Q4_K block);
   // null: plain Q4_K.
-  void (*gemm_q4_kx16)(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
-                       int64_t token, int ntok, float* out, int64_t ldo);
+  GemmX16Fn gemm_q4_kx16;
   // Q6_Kx16 (DType::kQ6_Kx16) likewise; needs sum16; null: plain Q6_K.
-  void (*gemm_q6_kx16)(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
-                       int64_t token, int ntok, float* out, int64_t ldo);
-  // One activation row to int8 blocks (same results as quant::QuantizeActivationBlocks).
+  GemmX16Fn gemm_q6_kx16;
+  // One activation row to int8 blocks (same results as QuantizeActivationBlocks).
   void (*quantize_blocks)(const float* x, int64_t nblocks, int8_t* q, float* scale, int32_t* sum,
                           float* offset);
   float (*dot_f32)(const float* a, const float* b, int64_t n);

@@ -15,6 +15,7 @@
 
 #include "base/hash.h"
 #include "kernels/kernels.h"
+#include "kernels/pack/pack.h"
 #include "model/gguf_model.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
@@ -401,22 +402,23 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     std::function<void(int64_t, int64_t)> repack_rows;
     const uint8_t* src = view.data;
     if (view.dtype == DType::kQ4_K || view.dtype == DType::kQ6_K) {
-      const auto repack =
-          view.dtype == DType::kQ4_K ? quant::RepackGroupQ4_Kx16 : quant::RepackGroupQ6_Kx16;
+      const auto repack = view.dtype == DType::kQ4_K ? kernels::pack::RepackGroupQ4_Kx16
+                                                     : kernels::pack::RepackGroupQ6_Kx16;
       repack_rows = [=](int64_t begin, int64_t end) {
         for (int64_t row = begin; row < end; row += 16) {
           repack(src + row * row_bytes, row_bytes, nblocks / 8, dst + row * row_bytes);
         }
       };
     } else if (r.x16) {
-      const auto repack = q4 ? quant::RepackGroupQ4_0x16 : quant::RepackGroupQ8_0x16;
+      const auto repack =
+          q4 ? kernels::pack::RepackGroupQ4_0x16 : kernels::pack::RepackGroupQ8_0x16;
       repack_rows = [=](int64_t begin, int64_t end) {
         for (int64_t row = begin; row < end; row += 16) {
           repack(src + row * row_bytes, row_bytes, nblocks, dst + row * row_bytes);
         }
       };
     } else {
-      const auto repack = q4 ? quant::RepackRowQ4_0 : quant::RepackRowQ8_0;
+      const auto repack = q4 ? kernels::pack::RepackRowQ4_0 : kernels::pack::RepackRowQ8_0;
       repack_rows = [=](int64_t begin, int64_t end) {
         for (int64_t row = begin; row < end; ++row) {
           repack(src + row * row_bytes, nblocks, dst + row * row_bytes);

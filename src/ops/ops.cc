@@ -1,6 +1,7 @@
 #include "ops/ops.h"
 
 #include "kernels/kernels.h"
+#include "kernels/pack/pack.h"
 #include "quant/quant.h"
 #include "runtime/thread_scratch.h"
 
@@ -19,13 +20,13 @@ void ToF32(const TensorView& t, int64_t first, int64_t count, float* out) {
     auto dequantize = [&](float* dst) {
       const int r = static_cast<int>(row % 16);
       if (t.dtype == DType::kQ4_Kx16) {
-        quant::DequantizeQ4_Kx16Row(group, cols / 256, r, dst);
+        kernels::pack::DequantizeQ4_Kx16Row(group, cols / 256, r, dst);
       } else if (t.dtype == DType::kQ6_Kx16) {
-        quant::DequantizeQ6_Kx16Row(group, cols / 256, r, dst);
+        kernels::pack::DequantizeQ6_Kx16Row(group, cols / 256, r, dst);
       } else if (t.dtype == DType::kQ4_0x16) {
-        quant::DequantizeQ4_0x16Row(group, cols / quant::kBlock, r, dst);
+        kernels::pack::DequantizeQ4_0x16Row(group, cols / quant::kBlock, r, dst);
       } else {
-        quant::DequantizeQ8_0x16Row(group, cols / quant::kBlock, r, dst);
+        kernels::pack::DequantizeQ8_0x16Row(group, cols / quant::kBlock, r, dst);
       }
     };
     if (first % cols == 0 && count == cols) {
@@ -38,7 +39,7 @@ void ToF32(const TensorView& t, int64_t first, int64_t count, float* out) {
     return;
   }
   if (IsBlockType(t.dtype)) {
-    quant::DequantizeRow(t.dtype, t.data + RowBytes(t.dtype, first), count, out);
+    kernels::pack::DequantizeRow(t.dtype, t.data + RowBytes(t.dtype, first), count, out);
     return;
   }
   switch (t.dtype) {
@@ -98,7 +99,8 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
   // matmul would come back from the OS as fresh zeroed pages each time.
   struct ActivationsTag;
   // The caller's instance, which the workers then read.
-  quant::QuantizedActivations& acts = ThreadScratch<quant::QuantizedActivations, ActivationsTag>();
+  kernels::QuantizedActivations& acts =
+      ThreadScratch<kernels::QuantizedActivations, ActivationsTag>();
   acts.Resize(s, k);
   const int64_t nblocks_per_row = k / quant::kBlock;
   // Each token's blocks on their own, so prefill spreads the tokens over the pool (this had

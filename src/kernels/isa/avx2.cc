@@ -7,8 +7,10 @@
 
 #include <cstring>
 
-#include "kernels/float_kernels-inl.h"
+#include "kernels/isa/float_kernels-inl.h"
 #include "kernels/kernels.h"
+#include "kernels/pack/pack.h"
+#include "kernels/ref/reference_dots.h"
 
 namespace gemma4::kernels::avx2 {
 namespace {
@@ -41,8 +43,8 @@ inline __m256i DotU8S8(__m256i u, __m256i s) {
 }
 
 template <int NT>
-void DotQ4_0T(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
-              int64_t token, float* out) {
+void DotQ4_0T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
   __m256 acc[NT];
   float corr[NT];
   const int8_t* aq[NT];
@@ -69,8 +71,8 @@ void DotQ4_0T(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
 }
 
 template <int NT>
-void DotQ8_0T(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
-              int64_t token, float* out) {
+void DotQ8_0T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
   __m256 acc[NT];
   const int8_t* aq[NT];
   const float* as[NT];
@@ -96,8 +98,8 @@ void DotQ8_0T(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
 // Repacked Q4_0: 32 bytes of a group hold block 0 (low nibbles) and block 2 (high nibbles);
 // the next 32 hold blocks 1 and 3.
 template <int NT>
-void DotQ4_0RT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
-               int64_t token, float* out) {
+void DotQ4_0RT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+               float* out) {
   const int64_t groups = nblocks / 4;
   __m256 acc[NT];
   __m128 corr[NT];
@@ -145,8 +147,7 @@ void DotQ4_0RT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivati
     float total = HorizontalSum(acc[t]) - _mm_cvtss_f32(c);
     if (tail > 0) {
       const int64_t b0 = 4 * groups;
-      total +=
-          quant::DotQ4_0Reference(g, aq[t] + b0 * 32, as[t] + b0, a.sum_row(token + t) + b0, tail);
+      total += DotQ4_0Reference(g, aq[t] + b0 * 32, as[t] + b0, a.sum_row(token + t) + b0, tail);
     }
     out[t] = total;
   }
@@ -159,8 +160,8 @@ void DotQ4_0RT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivati
 // super-block: 32 * sum over sub-blocks of scale * (sum of those 16 activations), from the
 // activations' per-16 sums (QuantizedActivations::sum16).
 template <int NT>
-void DotQ6_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
-              int64_t token, float* out) {
+void DotQ6_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
   __m256 acc[NT], offset[NT];
   for (int t = 0; t < NT; ++t) acc[t] = offset[t] = _mm256_setzero_ps();
   const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
@@ -224,8 +225,8 @@ void DotQ6_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
 // Q4_K: a 32-byte chunk holds sub-block 2c in its low nibbles and 2c + 1 in its high nibbles,
 // each one activation block; the mins come off with the activation block sums.
 template <int NT>
-void DotQ4_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
-              int64_t token, float* out) {
+void DotQ4_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
   __m256 acc[NT];
   float mins[NT];
   for (int t = 0; t < NT; ++t) {
@@ -306,8 +307,8 @@ inline __m256i ChunkPairSums16(const __m256i (&w)[2], __m256i a0, __m256i a1) {
 }
 
 template <int NT>
-inline void NibbleBlockSums(const uint8_t* data, const quant::QuantizedActivations& a,
-                            int64_t token, int64_t b, __m256i (&dp)[NT][2]) {
+inline void NibbleBlockSums(const uint8_t* data, const QuantizedActivations& a, int64_t token,
+                            int64_t b, __m256i (&dp)[NT][2]) {
   const __m256i mask = _mm256_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
   __m256i s16[NT][2];
@@ -340,7 +341,7 @@ inline void NibbleBlockSums(const uint8_t* data, const quant::QuantizedActivatio
 // Q4_0x16 on AVX2: rows 0-7 of every 64-byte run are its first 32 bytes, rows 8-15 the second
 // (see NibbleBlockSums); the nibbles' +8 comes off each block's int32 sums as 8 * sum(a).
 template <int NT>
-void GemmQ4_0x16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+void GemmQ4_0x16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                   int64_t token, float* out, int64_t ldo) {
   constexpr int kBlockBytes = 16 * quant::kQ4_0BlockBytes;
   __m256 acc[NT][2];
@@ -360,7 +361,7 @@ void GemmQ4_0x16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
   StoreGroupTile<NT>(acc, out, ldo);
 }
 
-void GemmQ4_0x16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+void GemmQ4_0x16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                  int64_t token, int ntok, float* out, int64_t ldo) {
   simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
     GemmQ4_0x16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
@@ -373,7 +374,7 @@ void GemmQ4_0x16(const uint8_t* group, int64_t nblocks, const quant::QuantizedAc
 // with w's sign: |w| <= 128 and |a| <= 127 give pair sums <= 32512. Every maddubs is widened at
 // once (two more would overflow).
 template <int NT>
-void GemmQ8_0x16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+void GemmQ8_0x16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                   int64_t token, float* out, int64_t ldo) {
   constexpr int kBlockBytes = 16 * quant::kQ8_0BlockBytes;
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
@@ -413,7 +414,7 @@ void GemmQ8_0x16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
   StoreGroupTile<NT>(acc, out, ldo);
 }
 
-void GemmQ8_0x16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+void GemmQ8_0x16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                  int64_t token, int ntok, float* out, int64_t ldo) {
   simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
     GemmQ8_0x16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
@@ -422,7 +423,7 @@ void GemmQ8_0x16(const uint8_t* group, int64_t nblocks, const quant::QuantizedAc
 
 // A Q4_Kx16 block's 128 six-bit scales and mins (entry j * 16 + r: sub-block j, row r) as
 // bytes, 32 entries (two sub-blocks) per vector: low nibbles from their 64-byte areas, top two
-// bits from the shared one (see quant::RepackGroupQ4_Kx16). 16-bit shifts carry bits across
+// bits from the shared one (see pack::RepackGroupQ4_Kx16). 16-bit shifts carry bits across
 // bytes, which the masks drop.
 inline void UnpackQ4_Kx16Scales(const uint8_t* block, __m256i sc[4], __m256i mn[4]) {
   const __m256i low4 = _mm256_set1_epi8(0x0F), top2 = _mm256_set1_epi8(0x30);
@@ -430,9 +431,9 @@ inline void UnpackQ4_Kx16Scales(const uint8_t* block, __m256i sc[4], __m256i mn[
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   };
   for (int c = 0; c < 2; ++c) {
-    const __m256i sl = load(block + quant::kQ4_Kx16ScaleLow + 32 * c);
-    const __m256i ml = load(block + quant::kQ4_Kx16MinLow + 32 * c);
-    const __m256i hi = load(block + quant::kQ4_Kx16High + 32 * c);
+    const __m256i sl = load(block + pack::kQ4_Kx16ScaleLow + 32 * c);
+    const __m256i ml = load(block + pack::kQ4_Kx16MinLow + 32 * c);
+    const __m256i hi = load(block + pack::kQ4_Kx16High + 32 * c);
     sc[c] = _mm256_or_si256(_mm256_and_si256(sl, low4),
                             _mm256_and_si256(_mm256_slli_epi16(hi, 4), top2));
     sc[2 + c] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(sl, 4), low4),
@@ -457,11 +458,11 @@ inline void SubBlockBytesTimes(const __m256i v[4], int j, const __m256 f[2], __m
 // per-row scale d * sc and offset dmin * m: out += sum_j a_scale_j * (d sc_j dot_j -
 // dmin m_j sum(a_j)), the scales unpacked once per 256-value block for the whole token piece.
 template <int NT>
-void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                   int64_t token, float* out, int64_t ldo) {
   __m256 acc[NT][2];
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += quant::kQ4_Kx16BlockBytes) {
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += pack::kQ4_Kx16BlockBytes) {
     simd::PrefetchAhead<256>(group + 2048);
     __m256i sc[4], mn[4];
     UnpackQ4_Kx16Scales(group, sc, mn);
@@ -469,13 +470,13 @@ void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
     // scale, QuantizedActivations), broadcast from memory per token.
     __m256 d[2], dmin8[2];
     LoadGroupScales(group, d);
-    LoadGroupScales(group + quant::kQ4_Kx16Dmin, dmin8);
+    LoadGroupScales(group + pack::kQ4_Kx16Dmin, dmin8);
     for (int h = 0; h < 2; ++h) dmin8[h] = _mm256_mul_ps(dmin8[h], _mm256_set1_ps(0.125f));
     for (int j = 0; j < 8; ++j) {
       simd::PrefetchAhead<256>(group + 256 * j);
       const int64_t b = sb * 8 + j;
       __m256i dp[NT][2];
-      NibbleBlockSums<NT>(group + quant::kQ4_Kx16Data + 256 * j, a, token, b, dp);
+      NibbleBlockSums<NT>(group + pack::kQ4_Kx16Data + 256 * j, a, token, b, dp);
       __m256 ds[2], dm[2];
       SubBlockBytesTimes(sc, j, d, ds);
       SubBlockBytesTimes(mn, j, dmin8, dm);
@@ -493,7 +494,7 @@ void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
   StoreGroupTile<NT>(acc, out, ldo);
 }
 
-void GemmQ4_Kx16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+void GemmQ4_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                  int64_t token, int ntok, float* out, int64_t ldo) {
   simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
     GemmQ4_Kx16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
@@ -509,7 +510,7 @@ void GemmQ4_Kx16(const uint8_t* group, int64_t nblocks, const quant::QuantizedAc
 // per block as 32 * (scale_2j * sum16_lo + scale_2j+1 * sum16_hi), one more madd of
 // (scale_2j, scale_2j+1) pairs with the token's two 16-value activation sums.
 template <int NT>
-void GemmQ6_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+void GemmQ6_Kx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                   int64_t token, float* out, int64_t ldo) {
   const __m256i low4 = _mm256_set1_epi8(0x0F), top2 = _mm256_set1_epi8(0x30);
   const __m256i low16 = _mm256_set1_epi32(0xFFFF);
@@ -517,8 +518,8 @@ void GemmQ6_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
   alignas(32) int32_t pair[16][16];  // [scale k][row]: (scale, scale)
   alignas(32) int32_t lohi[8][16];   // [sub-block j][row]: (scale 2j, scale 2j + 1)
-  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += quant::kQ6_Kx16BlockBytes) {
-    const uint8_t* scales = group + quant::kQ6_Kx16Scales;
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += pack::kQ6_Kx16BlockBytes) {
+    const uint8_t* scales = group + pack::kQ6_Kx16Scales;
     for (int k = 0; k < 16; ++k) {
       for (int h = 0; h < 2; ++h) {
         const __m256i x = _mm256_cvtepi8_epi32(
@@ -537,8 +538,8 @@ void GemmQ6_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
     __m256 d[2];
     LoadGroupScales(group, d);
     for (int j = 0; j < 8; ++j) {
-      const uint8_t* data = group + quant::kQ6_Kx16Data + quant::kQ6_Kx16SubBlockBytes * j;
-      simd::PrefetchAhead<quant::kQ6_Kx16SubBlockBytes>(data);
+      const uint8_t* data = group + pack::kQ6_Kx16Data + pack::kQ6_Kx16SubBlockBytes * j;
+      simd::PrefetchAhead<pack::kQ6_Kx16SubBlockBytes>(data);
       const int64_t b = sb * 8 + j;
       __m256i s32[NT][2];
       for (int t = 0; t < NT; ++t) s32[t][0] = s32[t][1] = _mm256_setzero_si256();
@@ -587,7 +588,7 @@ void GemmQ6_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
   StoreGroupTile<NT>(acc, out, ldo);
 }
 
-void GemmQ6_Kx16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+void GemmQ6_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                  int64_t token, int ntok, float* out, int64_t ldo) {
   simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
     GemmQ6_Kx16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
@@ -669,21 +670,7 @@ const KernelTable& Table() {
                                     .gemm_q4_kx16 = GemmQ4_Kx16,
                                     .gemm_q6_kx16 = GemmQ6_Kx16,
                                     .quantize_blocks = QuantizeBlocks,
-                                    .dot_f32 = simd::DotF32<Arch>,
-                                    .axpy_f32 = simd::AxpyF32<Arch>,
-                                    .gelu_mul_f32 = simd::GeluMulF32<Arch>,
-                                    .softmax_f32 = simd::SoftmaxF32<Arch>,
-                                    .attention_scores_f32 = simd::AttentionScores<Arch, float>,
-                                    .attention_values_f32 = simd::AttentionValues<Arch, float>,
-                                    .attention_scores_f16 = simd::AttentionScores<Arch, uint16_t>,
-                                    .attention_values_f16 = simd::AttentionValues<Arch, uint16_t>,
-                                    .matvec_f32 = simd::MatVecRows<Arch, float>,
-                                    .matvec_f16 = simd::MatVecRows<Arch, uint16_t>,
-                                    .matvec_bf16 = simd::MatVecRows<Arch, Bf16>,
-                                    .dequantize_q8_0 = simd::DequantizeQ8_0,
-                                    .dequantize_q4_0 = simd::DequantizeQ4_0,
-                                    .softcap_f32 = simd::SoftcapF32<Arch>,
-                                    .sum_squares_f32 = simd::SumSquaresF32<Arch>,
+                                    GEMMA4_FLOAT_KERNEL_ROWS(Arch),
                                     .bf16_to_f32 = Bf16ToF32,
                                     .f16_to_f32 = F16ToF32,
                                     .gemm_f32_mr = 6,

@@ -15,8 +15,10 @@
 
 #include <cstring>
 
-#include "kernels/float_kernels-inl.h"
+#include "kernels/isa/float_kernels-inl.h"
 #include "kernels/kernels.h"
+#include "kernels/pack/pack.h"
+#include "kernels/ref/reference_dots.h"
 
 namespace gemma4::kernels::avx512 {
 namespace {
@@ -62,8 +64,8 @@ inline float HorizontalSum256(__m256 v) {
 }
 
 template <int NT>
-void DotQ4_0T(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
-              int64_t token, float* out) {
+void DotQ4_0T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
   __m512 acc[NT];
   float corr[NT];
   const int8_t* aq[NT];
@@ -114,8 +116,8 @@ inline __m512i DotS8S8(__m512i wq, __m512i av) {
 }
 
 template <int NT>
-void DotQ8_0T(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
-              int64_t token, float* out) {
+void DotQ8_0T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
   __m512 acc[NT];
   const int8_t* aq[NT];
   const float* as[NT];
@@ -169,7 +171,7 @@ struct Q4Groups {
   }
   static float Tail(const uint8_t* w, const int8_t* q, const float* sc, const int32_t* sum,
                     int64_t n) {
-    return quant::DotQ4_0Reference(w, q, sc, sum, n);
+    return DotQ4_0Reference(w, q, sc, sum, n);
   }
 };
 
@@ -181,15 +183,15 @@ struct Q8Groups {
     *hi = _mm512_loadu_si512(g + 72);
   }
   static float Tail(const uint8_t* w, const int8_t* q, const float* sc, const int32_t*, int64_t n) {
-    return quant::DotQ8_0Reference(w, q, sc, n);
+    return DotQ8_0Reference(w, q, sc, n);
   }
 };
 
 // R rows (w + r * row_bytes) times NT tokens; out[r * ldo + t]. Each activation load and scale
 // permutation serves all R rows; the weights' unpacking serves all NT tokens.
 template <class Fmt, int R, int NT>
-void GroupTile(const uint8_t* w, uint64_t row_bytes, int64_t nblocks,
-               const quant::QuantizedActivations& a, int64_t token, float* out, int64_t ldo) {
+void GroupTile(const uint8_t* w, uint64_t row_bytes, int64_t nblocks, const QuantizedActivations& a,
+               int64_t token, float* out, int64_t ldo) {
   const int64_t groups = nblocks / 4;
   const __m512i idx_lo = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
   const __m512i idx_hi = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
@@ -250,8 +252,8 @@ void GroupTile(const uint8_t* w, uint64_t row_bytes, int64_t nblocks,
 }
 
 template <class Fmt>
-void GroupDot(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
-              int64_t token, int ntok, float* out) {
+void GroupDot(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              int ntok, float* out) {
   simd::ForTokenCount(ntok, [&](auto nt) {
     GroupTile<Fmt, 1, decltype(nt)::value>(w, 0, nblocks, a, token, out, 0);
   });
@@ -259,8 +261,7 @@ void GroupDot(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
 
 template <class Fmt>
 void GroupGemm(const uint8_t* w, uint64_t row_bytes, int nrows, int64_t nblocks,
-               const quant::QuantizedActivations& a, int64_t token, int ntok, float* out,
-               int64_t ldo) {
+               const QuantizedActivations& a, int64_t token, int ntok, float* out, int64_t ldo) {
   simd::ForTokenCount(ntok, [&](auto nt) {
     if (nrows >= 2) {
       GroupTile<Fmt, 2, decltype(nt)::value>(w, row_bytes, nblocks, a, token, out, ldo);
@@ -274,8 +275,8 @@ void GroupGemm(const uint8_t* w, uint64_t row_bytes, int nrows, int64_t nblocks,
 // 6-bit values in element order (each one activation block); dot products subtract 32 * sum(a)
 // with a second vpdpbusd, then each 4-lane group is scaled by its sub-block's int8 scale.
 template <int NT>
-void DotQ6_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
-              int64_t token, float* out) {
+void DotQ6_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
   __m512 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
   const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
@@ -334,8 +335,8 @@ void DotQ6_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
 // its low nibbles and 2c + 1 in its high nibbles, which together meet one 64-byte activation
 // load; the 6-bit scales and mins are unpacked per 256-value block.
 template <int NT>
-void DotQ4_KT(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
-              int64_t token, float* out) {
+void DotQ4_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
   __m512 acc[NT];
   float mins[NT];
   for (int t = 0; t < NT; ++t) {
@@ -434,8 +435,8 @@ inline void DotChunksX16(const __m512i* w, int c0, int c1, const int8_t* const* 
 // Up to 8 tokens per pass over a block: the eight unpacked weight vectors serve all of them
 // (DotChunksX16). The offset is taken off the int32 sum once per block.
 template <class Fmt, int NT>
-void GemmX16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
-              int64_t token, float* out, int64_t ldo) {
+void GemmX16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out, int64_t ldo) {
   constexpr int kOffsetShift = Fmt::kOffset == 8 ? 3 : 7;
   static_assert((1 << kOffsetShift) == Fmt::kOffset);
   __m512 acc[NT];
@@ -467,8 +468,8 @@ void GemmX16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActiv
 }
 
 template <class Fmt>
-void GemmX16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
-             int64_t token, int ntok, float* out, int64_t ldo) {
+void GemmX16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+             int ntok, float* out, int64_t ldo) {
   simd::ForTokenPieces<8>(ntok, [&](int first, auto nt) {
     GemmX16T<Fmt, decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
   });
@@ -478,9 +479,9 @@ void GemmX16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActiva
 // d * sc and offset dmin * m: out += sum_j a_scale_j * (d sc_j dot_j - dmin m_j sum(a_j)). The
 // 6-bit scales and mins (entry j * 16 + r) are unpacked to bytes once per 256-value block for
 // the whole token piece: low nibbles from their 64-byte areas, top two bits from the shared
-// one (quant::RepackGroupQ4_Kx16); 16-bit shifts carry bits across bytes, which the masks drop.
+// one (pack::RepackGroupQ4_Kx16); 16-bit shifts carry bits across bytes, which the masks drop.
 template <int NT>
-void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                   int64_t token, float* out, int64_t ldo) {
   __m512 acc[NT];
   const int8_t* q[NT];
@@ -494,13 +495,13 @@ void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
   }
   const __m512i low4 = _mm512_set1_epi8(0x0F), top2 = _mm512_set1_epi8(0x30);
   const __m512i quad = _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
-  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += quant::kQ4_Kx16BlockBytes) {
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += pack::kQ4_Kx16BlockBytes) {
     simd::PrefetchAhead<256>(group + 2048);
     // Entries 0-63 (sub-blocks 0-3) and 64-127 (4-7) of the scales and mins, kept in
     // registers rather than stored and reloaded 16 bytes at a time.
-    const __m512i sl = _mm512_loadu_si512(group + quant::kQ4_Kx16ScaleLow);
-    const __m512i ml = _mm512_loadu_si512(group + quant::kQ4_Kx16MinLow);
-    const __m512i hi = _mm512_loadu_si512(group + quant::kQ4_Kx16High);
+    const __m512i sl = _mm512_loadu_si512(group + pack::kQ4_Kx16ScaleLow);
+    const __m512i ml = _mm512_loadu_si512(group + pack::kQ4_Kx16MinLow);
+    const __m512i hi = _mm512_loadu_si512(group + pack::kQ4_Kx16High);
     const __m512i sc[2] = {_mm512_or_si512(_mm512_and_si512(sl, low4),
                                            _mm512_and_si512(_mm512_slli_epi16(hi, 4), top2)),
                            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(sl, 4), low4),
@@ -513,13 +514,13 @@ void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
     // scale, one broadcast load per token) rather than sum and scale multiplied per token.
     const __m512 dmin8 = _mm512_mul_ps(
         _mm512_cvtph_ps(
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + quant::kQ4_Kx16Dmin))),
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + pack::kQ4_Kx16Dmin))),
         _mm512_set1_ps(0.125f));
     for (int j = 0; j < 8; ++j) {
       simd::PrefetchAhead<256>(group + 256 * j);
       const int64_t b = sb * 8 + j;
       __m512i w[8];
-      Q4X16::Load(group + quant::kQ4_Kx16Data + 256 * j, w);
+      Q4X16::Load(group + pack::kQ4_Kx16Data + 256 * j, w);
       // Sub-block j's 16 bytes (dwords 4 (j % 4) ...) moved to the low lane, widened to f32.
       const __m512i pick = _mm512_add_epi32(quad, _mm512_set1_epi32(4 * (j % 4)));
       auto bytes_f32 = [&](__m512i v) {
@@ -538,7 +539,7 @@ void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
   for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + t * ldo, acc[t]);
 }
 
-void GemmQ4_Kx16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+void GemmQ4_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                  int64_t token, int ntok, float* out, int64_t ldo) {
   simd::ForTokenPieces<8>(ntok, [&](int first, auto nt) {
     GemmQ4_Kx16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
@@ -551,21 +552,21 @@ void GemmQ4_Kx16(const uint8_t* group, int64_t nblocks, const quant::QuantizedAc
 // (values 16-31, scale 2j + 1) run as two vpdpbusd chains per token; each takes off its +32
 // as 32 * the token's 16-value activation sum and is scaled by d * scale in f32.
 template <int NT>
-void GemmQ6_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+void GemmQ6_Kx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                   int64_t token, float* out, int64_t ldo) {
   __m512 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
   const __m512i low4 = _mm512_set1_epi8(0x0F), top2 = _mm512_set1_epi8(0x30);
-  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += quant::kQ6_Kx16BlockBytes) {
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += pack::kQ6_Kx16BlockBytes) {
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group)));
-    const uint8_t* scales = group + quant::kQ6_Kx16Scales;
+    const uint8_t* scales = group + pack::kQ6_Kx16Scales;
     auto scale_f32 = [&](int k) {
       return _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
                                   reinterpret_cast<const __m128i*>(scales + 16 * k)))));
     };
     for (int j = 0; j < 8; ++j) {
-      const uint8_t* data = group + quant::kQ6_Kx16Data + quant::kQ6_Kx16SubBlockBytes * j;
-      simd::PrefetchAhead<quant::kQ6_Kx16SubBlockBytes>(data);
+      const uint8_t* data = group + pack::kQ6_Kx16Data + pack::kQ6_Kx16SubBlockBytes * j;
+      simd::PrefetchAhead<pack::kQ6_Kx16SubBlockBytes>(data);
       const int64_t b = sb * 8 + j;
       __m512i w[8];
       for (int c = 0; c < 4; ++c) {
@@ -600,7 +601,7 @@ void GemmQ6_Kx16T(const uint8_t* group, int64_t nblocks, const quant::QuantizedA
   for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + t * ldo, acc[t]);
 }
 
-void GemmQ6_Kx16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+void GemmQ6_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                  int64_t token, int ntok, float* out, int64_t ldo) {
   simd::ForTokenPieces<8>(ntok, [&](int first, auto nt) {
     GemmQ6_Kx16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
@@ -735,21 +736,7 @@ const KernelTable& Table() {
                                     .gemm_q4_kx16 = GemmQ4_Kx16,
                                     .gemm_q6_kx16 = GemmQ6_Kx16,
                                     .quantize_blocks = QuantizeBlocks,
-                                    .dot_f32 = simd::DotF32<Arch>,
-                                    .axpy_f32 = simd::AxpyF32<Arch>,
-                                    .gelu_mul_f32 = simd::GeluMulF32<Arch>,
-                                    .softmax_f32 = simd::SoftmaxF32<Arch>,
-                                    .attention_scores_f32 = simd::AttentionScores<Arch, float>,
-                                    .attention_values_f32 = simd::AttentionValues<Arch, float>,
-                                    .attention_scores_f16 = simd::AttentionScores<Arch, uint16_t>,
-                                    .attention_values_f16 = simd::AttentionValues<Arch, uint16_t>,
-                                    .matvec_f32 = simd::MatVecRows<Arch, float>,
-                                    .matvec_f16 = simd::MatVecRows<Arch, uint16_t>,
-                                    .matvec_bf16 = simd::MatVecRows<Arch, Bf16>,
-                                    .dequantize_q8_0 = simd::DequantizeQ8_0,
-                                    .dequantize_q4_0 = simd::DequantizeQ4_0,
-                                    .softcap_f32 = simd::SoftcapF32<Arch>,
-                                    .sum_squares_f32 = simd::SumSquaresF32<Arch>,
+                                    GEMMA4_FLOAT_KERNEL_ROWS(Arch),
                                     .bf16_to_f32 = Bf16ToF32,
                                     .f16_to_f32 = F16ToF32,
                                     .gemm_f32_mr = 14,

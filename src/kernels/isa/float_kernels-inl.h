@@ -161,7 +161,7 @@ void ByTokenCount(const uint8_t* w, int64_t nblocks, const Acts& a, int64_t toke
 }
 #define GEMMA4_BY_TOKEN_COUNT(kernel)                          \
   ::gemma4::kernels::GEMMA4_ISA_NAMESPACE::simd::ByTokenCount< \
-      ::gemma4::quant::QuantizedActivations, kernel<1>, kernel<2>, kernel<3>, kernel<4>>
+      ::gemma4::kernels::QuantizedActivations, kernel<1>, kernel<2>, kernel<3>, kernel<4>>
 
 // Dot product with four independent vector accumulators.
 template <class Arch>
@@ -628,5 +628,20 @@ inline void DequantizeQ4_0(const uint8_t* blocks, int64_t nblocks, float* out) {
 }
 
 }  // namespace gemma4::kernels::GEMMA4_ISA_NAMESPACE::simd
+
+// The table rows every ISA fills from the templates above (in KernelTable's order, between
+// quantize_blocks and bf16_to_f32): `.quantize_blocks = ..., GEMMA4_FLOAT_KERNEL_ROWS(Arch),
+// .bf16_to_f32 = ...`.
+#define GEMMA4_FLOAT_KERNEL_ROWS(Arch)                                                         \
+  .dot_f32 = simd::DotF32<Arch>, .axpy_f32 = simd::AxpyF32<Arch>,                              \
+  .gelu_mul_f32 = simd::GeluMulF32<Arch>, .softmax_f32 = simd::SoftmaxF32<Arch>,               \
+  .attention_scores_f32 = simd::AttentionScores<Arch, float>,                                  \
+  .attention_values_f32 = simd::AttentionValues<Arch, float>,                                  \
+  .attention_scores_f16 = simd::AttentionScores<Arch, uint16_t>,                               \
+  .attention_values_f16 = simd::AttentionValues<Arch, uint16_t>,                               \
+  .matvec_f32 = simd::MatVecRows<Arch, float>, .matvec_f16 = simd::MatVecRows<Arch, uint16_t>, \
+  .matvec_bf16 = simd::MatVecRows<Arch, Bf16>, .dequantize_q8_0 = simd::DequantizeQ8_0,        \
+  .dequantize_q4_0 = simd::DequantizeQ4_0, .softcap_f32 = simd::SoftcapF32<Arch>,              \
+  .sum_squares_f32 = simd::SumSquaresF32<Arch>
 
 #endif  // GEMMA4_SRC_KERNELS_FLOAT_KERNELS_INL_H_

@@ -7,8 +7,10 @@
 
 #include <cstring>
 
-#include "kernels/float_kernels-inl.h"
+#include "kernels/isa/float_kernels-inl.h"
 #include "kernels/kernels.h"
+#include "kernels/pack/pack.h"
+#include "kernels/ref/reference_dots.h"
 
 namespace gemma4::kernels::neon {
 namespace {
@@ -33,7 +35,7 @@ inline int32_t BlockDot(int8x16_t w0, int8x16_t w1, const int8_t* a) {
   return vaddvq_s32(acc);
 }
 
-void DotQ8_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
+void DotQ8_0(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   for (int t = 0; t < ntok; ++t) {
     const int8_t* q = a.q_row(token + t);
@@ -55,7 +57,7 @@ void DotQ8_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivation
 // f16 d), as two halves of 128 values. In a half, vector v (32 values) is activation block
 // b + v; its two 16-value sub-blocks have scales sc[8 * half + 2v] and sc[8 * half + 2v + 1].
 // Values are 6-bit (0..63) minus 32, so they fit sdot's signed bytes directly.
-void DotQ6_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
+void DotQ6_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   const uint8x16_t m4 = vdupq_n_u8(0x0F), m3 = vdupq_n_u8(3);
   const int8x16_t thirty_two = vdupq_n_s8(32);
@@ -96,7 +98,7 @@ void DotQ6_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivation
 // Q4_K super-block (144 bytes: f16 d and dmin, 12 bytes of 6-bit scales and mins, 128 nibble
 // bytes). 32-byte chunk c holds sub-block 2c in its low nibbles and 2c + 1 in its high ones,
 // each one activation block; the mins come off through the activation block sums.
-void DotQ4_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
+void DotQ4_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   const uint8x16_t m4 = vdupq_n_u8(0x0F);
   for (int t = 0; t < ntok; ++t) {
@@ -130,7 +132,7 @@ void DotQ4_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivation
   }
 }
 
-void DotQ4_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
+void DotQ4_0(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   for (int t = 0; t < ntok; ++t) {
     const int8_t* q = a.q_row(token + t);
@@ -148,8 +150,8 @@ void DotQ4_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivation
 
 // Repacked Q4_0 (DType::kQ4_0R): per group, 64 bytes whose low nibbles are blocks 0-1 and
 // high nibbles blocks 2-3, in element order.
-void DotQ4_0R(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
-              int64_t token, int ntok, float* out) {
+void DotQ4_0R(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              int ntok, float* out) {
   const int64_t groups = nblocks / 4;
   for (int t = 0; t < ntok; ++t) {
     const int8_t* q = a.q_row(token + t);
@@ -175,8 +177,8 @@ void DotQ4_0R(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivatio
     }
     const int64_t b0 = 4 * groups;
     if (nblocks > b0) {
-      total += quant::DotQ4_0Reference(g, a.q_row(token + t) + b0 * 32, s + b0,
-                                       a.sum_row(token + t) + b0, nblocks - b0);
+      total += DotQ4_0Reference(g, a.q_row(token + t) + b0 * 32, s + b0, a.sum_row(token + t) + b0,
+                                nblocks - b0);
     }
     out[t] = total;
   }
@@ -220,22 +222,8 @@ const KernelTable& Table() {
                                     .gemm_q8_0x16 = nullptr,
                                     .gemm_q4_kx16 = nullptr,
                                     .gemm_q6_kx16 = nullptr,
-                                    .quantize_blocks = quant::QuantizeActivationBlocks,
-                                    .dot_f32 = simd::DotF32<Arch>,
-                                    .axpy_f32 = simd::AxpyF32<Arch>,
-                                    .gelu_mul_f32 = simd::GeluMulF32<Arch>,
-                                    .softmax_f32 = simd::SoftmaxF32<Arch>,
-                                    .attention_scores_f32 = simd::AttentionScores<Arch, float>,
-                                    .attention_values_f32 = simd::AttentionValues<Arch, float>,
-                                    .attention_scores_f16 = simd::AttentionScores<Arch, uint16_t>,
-                                    .attention_values_f16 = simd::AttentionValues<Arch, uint16_t>,
-                                    .matvec_f32 = simd::MatVecRows<Arch, float>,
-                                    .matvec_f16 = simd::MatVecRows<Arch, uint16_t>,
-                                    .matvec_bf16 = simd::MatVecRows<Arch, Bf16>,
-                                    .dequantize_q8_0 = simd::DequantizeQ8_0,
-                                    .dequantize_q4_0 = simd::DequantizeQ4_0,
-                                    .softcap_f32 = simd::SoftcapF32<Arch>,
-                                    .sum_squares_f32 = simd::SumSquaresF32<Arch>,
+                                    .quantize_blocks = QuantizeActivationBlocks,
+                                    GEMMA4_FLOAT_KERNEL_ROWS(Arch),
                                     .bf16_to_f32 = Bf16ToF32,
                                     .f16_to_f32 = F16ToF32,
                                     .gemm_f32_mr = 8,

@@ -2,19 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-
-#if defined(__aarch64__) && defined(__linux__)
-#include <asm/hwcap.h>
-#include <sys/auxv.h>
-#endif
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
-
 #include <cstring>
 #include <vector>
+
 #include "base/half.h"
+#include "kernels/pack/pack.h"
+#include "kernels/ref/reference_dots.h"
 
 namespace gemma4::kernels {
 
@@ -29,41 +22,41 @@ float GeluTanh(float x) {
 
 namespace {
 
-void DotQ8_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
+void DotQ8_0(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   for (int i = 0; i < ntok; ++i) {
-    out[i] = quant::DotQ8_0Reference(w, a.q_row(token + i), a.scale_row(token + i), nblocks);
+    out[i] = DotQ8_0Reference(w, a.q_row(token + i), a.scale_row(token + i), nblocks);
   }
 }
 
-void DotQ4_0(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
+void DotQ4_0(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   for (int i = 0; i < ntok; ++i) {
-    out[i] = quant::DotQ4_0Reference(w, a.q_row(token + i), a.scale_row(token + i),
-                                     a.sum_row(token + i), nblocks);
+    out[i] = DotQ4_0Reference(w, a.q_row(token + i), a.scale_row(token + i), a.sum_row(token + i),
+                              nblocks);
   }
 }
 
-void DotQ4_0R(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
-              int64_t token, int ntok, float* out) {
+void DotQ4_0R(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              int ntok, float* out) {
   for (int i = 0; i < ntok; ++i) {
-    out[i] = quant::DotQ4_0RReference(w, a.q_row(token + i), a.scale_row(token + i),
-                                      a.sum_row(token + i), nblocks);
+    out[i] = DotQ4_0RReference(w, a.q_row(token + i), a.scale_row(token + i), a.sum_row(token + i),
+                               nblocks);
   }
 }
 
-void DotQ8_0R(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a,
-              int64_t token, int ntok, float* out) {
+void DotQ8_0R(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              int ntok, float* out) {
   for (int i = 0; i < ntok; ++i) {
-    out[i] = quant::DotQ8_0RReference(w, a.q_row(token + i), a.scale_row(token + i),
-                                      a.sum_row(token + i), nblocks);
+    out[i] = DotQ8_0RReference(w, a.q_row(token + i), a.scale_row(token + i), a.sum_row(token + i),
+                               nblocks);
   }
 }
 
 // Both interleaved formats: value(block, row, j) reads one weight.
 template <int kBlockBytes, int (*Value)(const uint8_t*, int, int)>
-void GemmX16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
-             int64_t token, int ntok, float* out, int64_t ldo) {
+void GemmX16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+             int ntok, float* out, int64_t ldo) {
   constexpr int kGroupBlockBytes = 16 * kBlockBytes;
   for (int r = 0; r < 16; ++r) {
     for (int t = 0; t < ntok; ++t) {
@@ -83,37 +76,37 @@ void GemmX16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActiva
   }
 }
 
-void GemmQ4_Kx16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+void GemmQ4_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                  int64_t token, int ntok, float* out, int64_t ldo) {
   for (int t = 0; t < ntok; ++t) {
     float rows[16];
-    quant::GemmQ4_Kx16Reference(group, a.q_row(token + t), a.scale_row(token + t),
-                                a.sum_row(token + t), nblocks, rows);
+    GemmQ4_Kx16Reference(group, a.q_row(token + t), a.scale_row(token + t), a.sum_row(token + t),
+                         nblocks, rows);
     std::memcpy(out + t * ldo, rows, sizeof(rows));
   }
 }
 
-void GemmQ6_Kx16(const uint8_t* group, int64_t nblocks, const quant::QuantizedActivations& a,
+void GemmQ6_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                  int64_t token, int ntok, float* out, int64_t ldo) {
   for (int t = 0; t < ntok; ++t) {
     float rows[16];
-    quant::GemmQ6_Kx16Reference(group, a.q_row(token + t), a.scale_row(token + t), nblocks, rows);
+    GemmQ6_Kx16Reference(group, a.q_row(token + t), a.scale_row(token + t), nblocks, rows);
     std::memcpy(out + t * ldo, rows, sizeof(rows));
   }
 }
 
-void DotQ6_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
+void DotQ6_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   for (int i = 0; i < ntok; ++i) {
-    out[i] = quant::DotQ6_KReference(w, a.q_row(token + i), a.scale_row(token + i), nblocks);
+    out[i] = DotQ6_KReference(w, a.q_row(token + i), a.scale_row(token + i), nblocks);
   }
 }
 
-void DotQ4_K(const uint8_t* w, int64_t nblocks, const quant::QuantizedActivations& a, int64_t token,
+void DotQ4_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   for (int i = 0; i < ntok; ++i) {
-    out[i] = quant::DotQ4_KReference(w, a.q_row(token + i), a.scale_row(token + i),
-                                     a.sum_row(token + i), nblocks);
+    out[i] = DotQ4_KReference(w, a.q_row(token + i), a.scale_row(token + i), a.sum_row(token + i),
+                              nblocks);
   }
 }
 
@@ -282,11 +275,11 @@ const KernelTable& ReferenceTable() {
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = DotQ8_0R,
       .gemm_q8_0r = nullptr,
-      .gemm_q4_0x16 = GemmX16<quant::kQ4_0BlockBytes, quant::Q4_0x16Value>,
-      .gemm_q8_0x16 = GemmX16<quant::kQ8_0BlockBytes, quant::Q8_0x16Value>,
+      .gemm_q4_0x16 = GemmX16<quant::kQ4_0BlockBytes, pack::Q4_0x16Value>,
+      .gemm_q8_0x16 = GemmX16<quant::kQ8_0BlockBytes, pack::Q8_0x16Value>,
       .gemm_q4_kx16 = GemmQ4_Kx16,
       .gemm_q6_kx16 = GemmQ6_Kx16,
-      .quantize_blocks = quant::QuantizeActivationBlocks,
+      .quantize_blocks = QuantizeActivationBlocks,
       .dot_f32 = DotF32,
       .axpy_f32 = AxpyF32,
       .gelu_mul_f32 = GeluMulF32,
@@ -310,70 +303,6 @@ const KernelTable& ReferenceTable() {
       .pack_gemm_tokens = PackGemmTokens,
       .pack_gemm_panel = PackGemmPanel};
   return table;
-}
-
-#if defined(__x86_64__) || defined(__i386__)
-// F16C (the half <-> float conversions) from CPUID leaf 1 directly: clang 14's
-// __builtin_cpu_supports does not know the "f16c" feature name.
-static bool CpuHasF16c() {
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
-}
-#endif
-
-bool CpuSupports(Isa isa) {
-#if defined(__x86_64__) || defined(__i386__)
-  switch (isa) {
-    case Isa::kReference:
-      return true;
-    case Isa::kAvx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && CpuHasF16c();
-    case Isa::kAvx512Vnni:
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-             __builtin_cpu_supports("avx512vnni") && CpuHasF16c();
-    case Isa::kNeonDotprod:
-      return false;
-  }
-  return false;
-#elif defined(__aarch64__) && defined(__linux__)
-  if (isa == Isa::kReference) return true;
-  // ASIMDDP: the SDOT/UDOT instructions (ARMv8.2 dotprod).
-  return isa == Isa::kNeonDotprod && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
-#else
-  return isa == Isa::kReference;
-#endif
-}
-
-const KernelTable& TableFor(Isa isa) {
-  switch (isa) {
-#ifdef GEMMA4_HAVE_X86_KERNELS
-    case Isa::kAvx2:
-      return Avx2Table();
-    case Isa::kAvx512Vnni:
-      return Avx512VnniTable();
-#endif
-#ifdef GEMMA4_HAVE_NEON_KERNELS
-    case Isa::kNeonDotprod:
-      return NeonDotprodTable();
-#endif
-    default:
-      return ReferenceTable();
-  }
-}
-
-const KernelTable& BestTable() {
-  static const KernelTable* best = [] {
-    const char* force = std::getenv("GEMMA4_ISA");
-    const bool only_ref = force != nullptr && std::strcmp(force, "ref") == 0;
-    const bool at_most_avx2 = force != nullptr && std::strcmp(force, "avx2") == 0;
-    for (Isa isa : {Isa::kAvx512Vnni, Isa::kAvx2, Isa::kNeonDotprod}) {
-      if (only_ref || (at_most_avx2 && isa == Isa::kAvx512Vnni)) continue;
-      if (CpuSupports(isa)) return &TableFor(isa);
-    }
-    return &ReferenceTable();
-  }();
-  return *best;
 }
 
 }  // namespace gemma4::kernels

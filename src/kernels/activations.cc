@@ -1,0 +1,59 @@
+#include "kernels/activations.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace gemma4::kernels {
+
+using quant::kBlock;
+
+void QuantizeActivationBlocks(const float* x, int64_t nblocks, int8_t* q, float* scale,
+                              int32_t* sum, float* offset) {
+  for (int64_t b = 0; b < nblocks; ++b, x += kBlock, q += kBlock) {
+    float amax = 0;
+    for (int i = 0; i < kBlock; ++i) amax = std::max(amax, std::fabs(x[i]));
+    const float d = amax / 127.0f;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    int32_t s = 0;
+    for (int i = 0; i < kBlock; ++i) {
+      q[i] = static_cast<int8_t>(std::nearbyint(x[i] * id));  // ties to even, as SIMD rounds
+      s += q[i];
+    }
+    scale[b] = d;
+    sum[b] = s;
+    offset[b] = 8.0f * static_cast<float>(s) * d;
+  }
+}
+
+void QuantizedActivations::Resize(int64_t new_rows, int64_t new_cols) {
+  rows = new_rows;
+  cols = new_cols;
+  const int64_t nb = rows * (cols / kBlock);
+  if (static_cast<int64_t>(q.size()) < rows * cols) q.resize(rows * cols);
+  if (static_cast<int64_t>(scale.size()) < nb) {
+    scale.resize(nb);
+    sum.resize(nb);
+    offset.resize(nb);
+  }
+}
+
+void QuantizedActivations::FillSums16() {
+  if (static_cast<int64_t>(sum16.size()) < rows * (cols / 16)) sum16.resize(rows * (cols / 16));
+  for (int64_t i = 0; i < rows * (cols / 16); ++i) {
+    int32_t s = 0;
+    for (int j = 0; j < 16; ++j) s += q[i * 16 + j];
+    sum16[i] = static_cast<int16_t>(s);
+  }
+}
+
+void QuantizeActivations(const float* x, int64_t rows, int64_t cols, QuantizedActivations* out) {
+  out->Resize(rows, cols);
+  const int64_t nb = cols / kBlock;
+  for (int64_t r = 0; r < rows; ++r) {
+    QuantizeActivationBlocks(x + r * cols, nb, out->q.data() + r * cols, out->scale.data() + r * nb,
+                             out->sum.data() + r * nb, out->offset.data() + r * nb);
+  }
+  out->FillSums16();
+}
+
+}  // namespace gemma4::kernels

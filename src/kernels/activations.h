@@ -1,0 +1,47 @@
+// Activations quantized for the integer kernels (the other operand of every dot product over
+// block-quantized weights).
+#ifndef GEMMA4_SRC_KERNELS_ACTIVATIONS_H_
+#define GEMMA4_SRC_KERNELS_ACTIVATIONS_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "quant/quant.h"
+
+namespace gemma4::kernels {
+
+// Activations quantized for the integer kernels: per block of 32, an f32 scale, 32 int8 values
+// and their sum (used to fold Q4_0's -8 offset into one multiply).
+struct QuantizedActivations {
+  int64_t rows = 0;
+  int64_t cols = 0;          // multiple of 32
+  std::vector<int8_t> q;     // [rows, cols]
+  std::vector<float> scale;  // [rows, cols / 32]
+  std::vector<int32_t> sum;  // [rows, cols / 32]
+  // For Q4_0 weights, whose values are nibble - 8: 8 * sum * scale per block, so a block's
+  // contribution is d_w * (scale * dot(nibbles, q) - offset).
+  std::vector<float> offset;  // [rows, cols / 32]
+  // Sums of each 16 values (|sum| <= 2032), for Q6_K weights (values stored + 32, one scale
+  // per 16 values): filled by FillSums16, only for matmuls over Q6_K.
+  std::vector<int16_t> sum16;  // [rows, cols / 16]
+  // Sets the shape, growing (never shrinking) the buffers so scratch can be reused.
+  void Resize(int64_t rows, int64_t cols);
+  const int8_t* q_row(int64_t r) const { return q.data() + r * cols; }
+  const float* scale_row(int64_t r) const { return scale.data() + r * (cols / quant::kBlock); }
+  const int32_t* sum_row(int64_t r) const { return sum.data() + r * (cols / quant::kBlock); }
+  const float* offset_row(int64_t r) const { return offset.data() + r * (cols / quant::kBlock); }
+  const int16_t* sum16_row(int64_t r) const { return sum16.data() + r * (cols / 16); }
+  // Computes sum16 from q (after the rows are quantized).
+  void FillSums16();
+};
+
+// x: [rows, cols] f32 -> out (round to nearest even, symmetric, scale = max|x| / 127 per
+// block; sum16 filled too), with the scalar reference below.
+void QuantizeActivations(const float* x, int64_t rows, int64_t cols, QuantizedActivations* out);
+// One row: nblocks blocks of 32 values into q, scale, sum and offset (see the struct).
+void QuantizeActivationBlocks(const float* x, int64_t nblocks, int8_t* q, float* scale,
+                              int32_t* sum, float* offset);
+
+}  // namespace gemma4::kernels
+
+#endif  // GEMMA4_SRC_KERNELS_ACTIVATIONS_H_

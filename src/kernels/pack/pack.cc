@@ -1,0 +1,283 @@
+#include "kernels/pack/pack.h"
+
+#include <cstring>
+
+#include "base/half.h"
+
+namespace gemma4::kernels::pack {
+
+using quant::kBlock;
+using quant::kQ4_0BlockBytes;
+using quant::kQ4_KBlockBytes;
+using quant::kQ6_KBlockBytes;
+using quant::kQ8_0BlockBytes;
+using quant::Q4_KScales;
+
+namespace {
+
+uint16_t LoadU16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+}  // namespace
+
+int Q4_0RNibble(const uint8_t* data, int e) { return e < 64 ? data[e] & 0xF : data[e - 64] >> 4; }
+
+void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out) {
+  switch (type) {
+    case DType::kQ8_0R: {
+      const int64_t nblocks = count / kBlock, groups = nblocks / 4;
+      for (int64_t g = 0; g < groups; ++g, row += 136, out += 128) {
+        for (int e = 0; e < 128; ++e) {
+          out[e] =
+              half::F16ToF32(LoadU16(row + 2 * (e / 32))) * (static_cast<int>(row[8 + e]) - 128);
+        }
+      }
+      quant::DequantizeRow(DType::kQ8_0, row, (nblocks - 4 * groups) * kBlock, out);
+      return;
+    }
+    case DType::kQ4_0R: {
+      const int64_t nblocks = count / kBlock, groups = nblocks / 4;
+      for (int64_t g = 0; g < groups; ++g, row += 72, out += 128) {
+        for (int e = 0; e < 128; ++e) {
+          out[e] = half::F16ToF32(LoadU16(row + 2 * (e / 32))) * (Q4_0RNibble(row + 8, e) - 8);
+        }
+      }
+      quant::DequantizeRow(DType::kQ4_0, row, (nblocks - 4 * groups) * kBlock, out);
+      return;
+    }
+    default:
+      quant::DequantizeRow(type, row, count, out);
+      return;
+  }
+}
+
+void RepackRowQ4_0(const uint8_t* src, int64_t nblocks, uint8_t* dst) {
+  const int64_t groups = nblocks / 4;
+  for (int64_t g = 0; g < groups; ++g, src += 4 * kQ4_0BlockBytes, dst += 72) {
+    uint8_t values[4][32];  // unsigned nibble values of the four blocks, in element order
+    for (int b = 0; b < 4; ++b) {
+      const uint8_t* block = src + b * kQ4_0BlockBytes;
+      std::memcpy(dst + 2 * b, block, 2);  // scale
+      for (int j = 0; j < 16; ++j) {
+        values[b][j] = block[2 + j] & 0xF;
+        values[b][j + 16] = block[2 + j] >> 4;
+      }
+    }
+    for (int j = 0; j < 64; ++j) {
+      const uint8_t lo = values[j / 32][j % 32];      // blocks 0-1
+      const uint8_t hi = values[2 + j / 32][j % 32];  // blocks 2-3
+      dst[8 + j] = static_cast<uint8_t>(lo | (hi << 4));
+    }
+  }
+  std::memcpy(dst, src, (nblocks - 4 * groups) * kQ4_0BlockBytes);  // plain tail blocks
+}
+
+void RepackRowQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst) {
+  const int64_t groups = nblocks / 4;
+  for (int64_t g = 0; g < groups; ++g, src += 4 * kQ8_0BlockBytes, dst += 136) {
+    for (int b = 0; b < 4; ++b) {
+      const uint8_t* block = src + b * kQ8_0BlockBytes;
+      std::memcpy(dst + 2 * b, block, 2);
+      for (int j = 0; j < 32; ++j) dst[8 + 32 * b + j] = static_cast<uint8_t>(block[2 + j] ^ 0x80);
+    }
+  }
+  std::memcpy(dst, src, (nblocks - 4 * groups) * kQ8_0BlockBytes);  // plain tail blocks
+}
+
+namespace {
+// Byte and shift of element j of row r in a Q4_0x16 block's 256 data bytes.
+inline int X16Byte(int r, int j) { return (j / 8) * 64 + r * 4 + j % 4; }
+inline int X16Shift(int j) { return ((j / 4) % 2) * 4; }
+// Four bytes of a Q4_0x16-style run: byte i holds nibble `shift` of first[i] low and of
+// first[4 + i] high (values 8c + i and 8c + 4 + i of a run c whose values start at `first`).
+inline uint32_t X16NibbleWord(const uint8_t* first, int shift) {
+  uint32_t lo, hi;
+  std::memcpy(&lo, first, 4);
+  std::memcpy(&hi, first + 4, 4);
+  return ((lo >> shift) & 0x0F0F0F0Fu) | (((hi >> shift) & 0x0F0F0F0Fu) << 4);
+}
+}  // namespace
+
+void RepackGroupQ4_0x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks, uint8_t* dst) {
+  // With X16Byte / X16Shift, data byte c * 64 + r * 4 + i holds element 8c + i in its low
+  // nibble and 8c + 4 + i in its high one. Elements j < 16 are the low nibbles of the block's
+  // bytes j, the others the high nibbles of bytes j - 16.
+  for (int64_t b = 0; b < nblocks; ++b, dst += 16 * kQ4_0BlockBytes) {
+    for (int r = 0; r < 16; ++r) {
+      const uint8_t* block = src + r * src_row_bytes + b * kQ4_0BlockBytes;
+      const uint8_t* qs = block + 2;
+      std::memcpy(dst + 2 * r, block, 2);
+      for (int c = 0; c < 4; ++c) {
+        const uint32_t word = X16NibbleWord(qs + (8 * c) % 16, c < 2 ? 0 : 4);
+        std::memcpy(dst + 32 + c * 64 + r * 4, &word, 4);
+      }
+    }
+  }
+}
+
+void RepackGroupQ8_0x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks, uint8_t* dst) {
+  for (int64_t b = 0; b < nblocks; ++b, dst += 16 * kQ8_0BlockBytes) {
+    for (int r = 0; r < 16; ++r) {
+      const uint8_t* block = src + r * src_row_bytes + b * kQ8_0BlockBytes;
+      std::memcpy(dst + 2 * r, block, 2);
+      for (int j = 0; j < 32; ++j) {
+        dst[32 + (j / 4) * 64 + r * 4 + j % 4] = static_cast<uint8_t>(block[2 + j] ^ 0x80);
+      }
+    }
+  }
+}
+
+int Q8_0x16Value(const uint8_t* block, int row, int j) {
+  return static_cast<int>(block[32 + (j / 4) * 64 + row * 4 + j % 4]) - 128;
+}
+
+void DequantizeQ8_0x16Row(const uint8_t* group, int64_t nblocks, int row, float* out) {
+  for (int64_t b = 0; b < nblocks; ++b, group += 16 * kQ8_0BlockBytes, out += kBlock) {
+    uint16_t h;
+    std::memcpy(&h, group + 2 * row, 2);
+    const float d = half::F16ToF32(h);
+    for (int j = 0; j < 32; ++j) out[j] = d * Q8_0x16Value(group, row, j);
+  }
+}
+
+int Q4_0x16Value(const uint8_t* block, int row, int j) {
+  return ((block[32 + X16Byte(row, j)] >> X16Shift(j)) & 0xF) - 8;
+}
+
+void DequantizeQ4_0x16Row(const uint8_t* group, int64_t nblocks, int row, float* out) {
+  for (int64_t b = 0; b < nblocks; ++b, group += 16 * kQ4_0BlockBytes, out += kBlock) {
+    uint16_t h;
+    std::memcpy(&h, group + 2 * row, 2);
+    const float d = half::F16ToF32(h);
+    for (int j = 0; j < 32; ++j) {
+      out[j] = d * (((group[32 + X16Byte(row, j)] >> X16Shift(j)) & 0xF) - 8);
+    }
+  }
+}
+
+// Q4_Kx16: scale / min entry e = j * 16 + r (sub-block j, row r) keeps its low 4 bits in
+// byte e % 64 of its 64-byte area (low nibble for e < 64, high nibble otherwise) and its top
+// 2 bits in byte e % 64 of the shared area: bits 0-1 / 2-3 the scale's (e < 64 / e >= 64),
+// bits 4-5 / 6-7 the min's. A SIMD kernel unpacks all 128 of each with a few masks and shifts.
+void RepackGroupQ4_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper, uint8_t* dst) {
+  for (int64_t sb = 0; sb < nsuper; ++sb, dst += kQ4_Kx16BlockBytes) {
+    for (int r = 0; r < 16; ++r) {
+      const uint8_t* block = src + r * src_row_bytes + sb * kQ4_KBlockBytes;
+      std::memcpy(dst + 2 * r, block, 2);
+      std::memcpy(dst + kQ4_Kx16Dmin + 2 * r, block + 2, 2);
+      uint8_t sc[8], m[8];
+      Q4_KScales(block + 4, sc, m);
+      // Entries e = j * 16 + r and e + 64 (sub-blocks j and j + 4) share byte e: each byte
+      // belongs to one row and is written once.
+      for (int j = 0; j < 4; ++j) {
+        const int byte = j * 16 + r;
+        dst[kQ4_Kx16ScaleLow + byte] = static_cast<uint8_t>((sc[j] & 0xF) | (sc[j + 4] << 4));
+        dst[kQ4_Kx16MinLow + byte] = static_cast<uint8_t>((m[j] & 0xF) | (m[j + 4] << 4));
+        dst[kQ4_Kx16High + byte] = static_cast<uint8_t>(
+            (sc[j] >> 4) | ((sc[j + 4] >> 4) << 2) | ((m[j] >> 4) << 4) | ((m[j + 4] >> 4) << 6));
+      }
+      // Sub-block j is the low (even j) or high (odd j) nibbles of bytes 32 * (j / 2) ...
+      // + 31; its 32 values go to the Q4_0x16 positions of a 256-byte area: run c, row r
+      // holds values 8c .. 8c + 3 in its low nibbles and 8c + 4 .. 8c + 7 in its high ones
+      // (four bytes, built as one word; byte order within the word is memory order).
+      const uint8_t* qs = block + 16;
+      for (int j = 0; j < 8; ++j) {
+        uint8_t* data = dst + kQ4_Kx16Data + 256 * j;
+        const int shift = 4 * (j % 2);
+        for (int c = 0; c < 4; ++c) {
+          const uint32_t word = X16NibbleWord(qs + 32 * (j / 2) + 8 * c, shift);
+          std::memcpy(data + 64 * c + 4 * r, &word, 4);
+        }
+      }
+    }
+  }
+}
+
+void Q4_Kx16ScaleMin(const uint8_t* block, int row, int j, uint8_t* scale, uint8_t* min) {
+  const int e = j * 16 + row, byte = e % 64, upper = e / 64;
+  const int high = block[kQ4_Kx16High + byte];
+  *scale = static_cast<uint8_t>(((block[kQ4_Kx16ScaleLow + byte] >> (4 * upper)) & 0xF) |
+                                (((high >> (2 * upper)) & 3) << 4));
+  *min = static_cast<uint8_t>(((block[kQ4_Kx16MinLow + byte] >> (4 * upper)) & 0xF) |
+                              (((high >> (4 + 2 * upper)) & 3) << 4));
+}
+
+int Q4_Kx16Value(const uint8_t* block, int row, int e) {
+  const int i = e % 32;
+  return (block[kQ4_Kx16Data + 256 * (e / 32) + X16Byte(row, i)] >> X16Shift(i)) & 0xF;
+}
+
+void DequantizeQ4_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out) {
+  for (int64_t sb = 0; sb < nsuper; ++sb, group += kQ4_Kx16BlockBytes, out += 256) {
+    const float d = half::F16ToF32(LoadU16(group + 2 * row));
+    const float dmin = half::F16ToF32(LoadU16(group + kQ4_Kx16Dmin + 2 * row));
+    for (int j = 0; j < 8; ++j) {
+      uint8_t sc, m;
+      Q4_Kx16ScaleMin(group, row, j, &sc, &m);
+      for (int i = 0; i < 32; ++i) {
+        out[32 * j + i] = d * sc * Q4_Kx16Value(group, row, 32 * j + i) - dmin * m;
+      }
+    }
+  }
+}
+
+// Q6_Kx16 sub-block j: 256 bytes of low nibbles in the Q4_0x16 layout (run c holds chunks 2c
+// and 2c + 1: values 8c .. 8c + 3 and 8c + 4 .. 8c + 7), then two 64-byte areas of top bits:
+// byte 4r + i of area p holds, at bits 2s .. 2s + 1, the top bits of value 4 (4p + s) + i of
+// row r, so chunk ch's top bits sit at shift 2 (ch % 4) of area ch / 4.
+void RepackGroupQ6_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper, uint8_t* dst) {
+  // Plain Q6_K: sub-block j (half h = j / 4, quarter g = j % 4) takes its low nibbles from
+  // ql[64 h + 32 (g % 2) + l] (low nibble for g < 2, high otherwise) and its top bits from
+  // bits 2 g .. 2 g + 1 of qh[32 h + l], l = 0..31. Both are moved four bytes (four values of
+  // one row) at a time.
+  for (int64_t sb = 0; sb < nsuper; ++sb, dst += kQ6_Kx16BlockBytes) {
+    for (int r = 0; r < 16; ++r) {
+      const uint8_t* block = src + r * src_row_bytes + sb * kQ6_KBlockBytes;
+      std::memcpy(dst + 2 * r, block + 208, 2);
+      for (int k = 0; k < 16; ++k) dst[kQ6_Kx16Scales + 16 * k + r] = block[192 + k];
+      for (int j = 0; j < 8; ++j) {
+        uint8_t* data = dst + kQ6_Kx16Data + kQ6_Kx16SubBlockBytes * j;
+        const int h = j / 4, g = j % 4;
+        const uint8_t* ql = block + 64 * h + 32 * (g % 2);
+        const uint8_t* qh = block + 128 + 32 * h;
+        const int low_shift = 4 * (g / 2), top_shift = 2 * g;
+        for (int c = 0; c < 4; ++c) {
+          const uint32_t word = X16NibbleWord(ql + 8 * c, low_shift);
+          std::memcpy(data + 64 * c + 4 * r, &word, 4);
+        }
+        for (int p = 0; p < 2; ++p) {
+          uint32_t top = 0;  // byte i: top bits of values 4 (4p + s) + i at bits 2s .. 2s + 1
+          for (int s = 0; s < 4; ++s) {
+            uint32_t bits;
+            std::memcpy(&bits, qh + 4 * (4 * p + s), 4);
+            top |= ((bits >> top_shift) & 0x03030303u) << (2 * s);
+          }
+          std::memcpy(data + 256 + 64 * p + 4 * r, &top, 4);
+        }
+      }
+    }
+  }
+}
+
+int Q6_Kx16Value(const uint8_t* block, int row, int e) {
+  const uint8_t* data = block + kQ6_Kx16Data + kQ6_Kx16SubBlockBytes * (e / 32);
+  const int v = e % 32, ch = v / 4, i = v % 4;
+  const int low = (data[64 * (ch / 2) + 4 * row + i] >> (4 * (ch % 2))) & 0xF;
+  const int top = (data[256 + 64 * (ch / 4) + 4 * row + i] >> (2 * (ch % 4))) & 3;
+  return low | (top << 4);
+}
+
+void DequantizeQ6_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out) {
+  for (int64_t sb = 0; sb < nsuper; ++sb, group += kQ6_Kx16BlockBytes, out += 256) {
+    const float d = half::F16ToF32(LoadU16(group + 2 * row));
+    for (int e = 0; e < 256; ++e) {
+      const int8_t sc = static_cast<int8_t>(group[kQ6_Kx16Scales + 16 * (e / 16) + row]);
+      out[e] = d * sc * (Q6_Kx16Value(group, row, e) - 32);
+    }
+  }
+}
+
+}  // namespace gemma4::kernels::pack

@@ -1,0 +1,75 @@
+// Load-time repacking of ggml blocks (quant/) into the layouts the kernels read, and reading
+// them back: Q4_0R / Q8_0R (four blocks' scales, then their values, per 64-byte load) and the
+// 16-row interleaved Q4_0x16, Q8_0x16, Q4_Kx16, Q6_Kx16 (see DType in base/tensor.h). The model
+// loader (model/model.cc) picks a layout per matrix from the kernel table's entries.
+#ifndef GEMMA4_SRC_KERNELS_PACK_PACK_H_
+#define GEMMA4_SRC_KERNELS_PACK_PACK_H_
+
+#include <cstdint>
+
+#include "base/tensor.h"
+#include "quant/quant.h"
+
+namespace gemma4::kernels::pack {
+
+// Any block or float type to f32, the repacked row types Q4_0R and Q8_0R included (the 16-row
+// types: Dequantize*x16Row); `count` in elements, block-aligned.
+void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out);
+// Unsigned nibble (0..15) of element e (0..127) of a Q4_0R group's 64 data bytes.
+int Q4_0RNibble(const uint8_t* data, int e);
+
+// Q4_0 -> Q4_0R (see DType::kQ4_0R) for one row of nblocks blocks; same byte count.
+void RepackRowQ4_0(const uint8_t* src, int64_t nblocks, uint8_t* dst);
+
+// Q8_0 -> Q8_0R (see DType::kQ8_0R) for one row of nblocks blocks; same byte count.
+void RepackRowQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst);
+
+// 16 rows of plain Q4_0 (row r at src + r * src_row_bytes) -> one Q4_0x16 group (see
+// DType::kQ4_0x16), 16 * 18 * nblocks bytes.
+void RepackGroupQ4_0x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks, uint8_t* dst);
+// 16 rows of plain Q8_0 -> one Q8_0x16 group (see DType::kQ8_0x16), 16 * 34 * nblocks bytes.
+void RepackGroupQ8_0x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks, uint8_t* dst);
+// Signed value of element j of row `row` in one Q8_0x16 block (544 bytes).
+int Q8_0x16Value(const uint8_t* block, int row, int j);
+// Row `row` (0..15) of a Q8_0x16 group as f32.
+void DequantizeQ8_0x16Row(const uint8_t* group, int64_t nblocks, int row, float* out);
+// Signed value (nibble - 8) of element j of row `row` in one Q4_0x16 block (288 bytes).
+int Q4_0x16Value(const uint8_t* block, int row, int j);
+// Row `row` (0..15) of a Q4_0x16 group as f32.
+void DequantizeQ4_0x16Row(const uint8_t* group, int64_t nblocks, int row, float* out);
+
+// Q4_Kx16 (see DType::kQ4_Kx16): 16 rows of Q4_K interleaved per 256-value block, 2304 bytes
+// (16 x 144). Byte offsets inside one such block:
+constexpr int kQ4_Kx16BlockBytes = 16 * quant::kQ4_KBlockBytes;
+constexpr int kQ4_Kx16Dmin = 32;      // 16 f16 dmin after the 16 f16 d at 0
+constexpr int kQ4_Kx16ScaleLow = 64;  // 64 bytes: low 4 bits of the 128 scales
+constexpr int kQ4_Kx16MinLow = 128;   // 64 bytes: low 4 bits of the 128 mins
+constexpr int kQ4_Kx16High = 192;     // 64 bytes: high 2 bits of both
+constexpr int kQ4_Kx16Data = 256;     // 8 sub-blocks x 256 bytes (Q4_0x16 data layout)
+// 16 rows of plain Q4_K (row r at src + r * src_row_bytes) -> one Q4_Kx16 group, nsuper blocks
+// of 256 values.
+void RepackGroupQ4_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper, uint8_t* dst);
+// The 6-bit scale and min of sub-block j (0..7) of row `row` in one Q4_Kx16 block.
+void Q4_Kx16ScaleMin(const uint8_t* block, int row, int j, uint8_t* scale, uint8_t* min);
+// Nibble (0..15) of element e (0..255) of row `row` in one Q4_Kx16 block.
+int Q4_Kx16Value(const uint8_t* block, int row, int e);
+// Row `row` (0..15) of a Q4_Kx16 group as f32.
+void DequantizeQ4_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out);
+
+// Q6_Kx16 (see DType::kQ6_Kx16): 16 rows of Q6_K interleaved per 256-value block, 3360 bytes
+// (16 x 210). Byte offsets inside one such block:
+constexpr int kQ6_Kx16BlockBytes = 16 * quant::kQ6_KBlockBytes;
+constexpr int kQ6_Kx16Scales = 32;          // int8 scale k (0..15) of row r at 32 + 16 k + r
+constexpr int kQ6_Kx16Data = 288;           // 8 sub-blocks x 384 bytes
+constexpr int kQ6_Kx16SubBlockBytes = 384;  // 256 (low nibbles) + 128 (top two bits)
+// 16 rows of plain Q6_K -> one Q6_Kx16 group, nsuper blocks of 256 values.
+void RepackGroupQ6_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper, uint8_t* dst);
+// Unsigned 6-bit value (0..63, the weight is d * scale * (value - 32)) of element e (0..255)
+// of row `row` in one Q6_Kx16 block.
+int Q6_Kx16Value(const uint8_t* block, int row, int e);
+// Row `row` (0..15) of a Q6_Kx16 group as f32.
+void DequantizeQ6_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out);
+
+}  // namespace gemma4::kernels::pack
+
+#endif  // GEMMA4_SRC_KERNELS_PACK_PACK_H_

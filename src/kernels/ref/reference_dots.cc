@@ -1,0 +1,173 @@
+#include "kernels/ref/reference_dots.h"
+
+#include <cstring>
+
+#include "base/half.h"
+#include "kernels/pack/pack.h"
+
+namespace gemma4::kernels {
+
+using pack::kQ4_Kx16BlockBytes;
+using pack::kQ4_Kx16Dmin;
+using pack::kQ6_Kx16BlockBytes;
+using pack::kQ6_Kx16Scales;
+using pack::Q4_Kx16ScaleMin;
+using pack::Q4_Kx16Value;
+using pack::Q6_Kx16Value;
+using quant::kBlock;
+using quant::kQ4_0BlockBytes;
+using quant::kQ4_KBlockBytes;
+using quant::kQ6_KBlockBytes;
+using quant::kQ8_0BlockBytes;
+using quant::Q4_KScales;
+using quant::UnpackQ6_K;
+
+namespace {
+
+uint16_t LoadU16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+}  // namespace
+
+float DotQ8_0Reference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks) {
+  float total = 0;
+  for (int64_t b = 0; b < nblocks; ++b, w += kQ8_0BlockBytes, a += kBlock) {
+    int32_t acc = 0;
+    for (int i = 0; i < kBlock; ++i) acc += static_cast<int8_t>(w[2 + i]) * a[i];
+    total += half::F16ToF32(LoadU16(w)) * a_scale[b] * static_cast<float>(acc);
+  }
+  return total;
+}
+
+float DotQ4_0Reference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                       const int32_t* a_sum, int64_t nblocks) {
+  float total = 0;
+  for (int64_t b = 0; b < nblocks; ++b, w += kQ4_0BlockBytes, a += kBlock) {
+    int32_t acc = 0;  // sum of nibble * a; the -8 offset is folded in via the block sum
+    for (int j = 0; j < 16; ++j) {
+      acc += (w[2 + j] & 0xF) * a[j] + (w[2 + j] >> 4) * a[j + 16];
+    }
+    total += half::F16ToF32(LoadU16(w)) * a_scale[b] * static_cast<float>(acc - 8 * a_sum[b]);
+  }
+  return total;
+}
+
+float DotQ8_0RReference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                        const int32_t* a_sum, int64_t nblocks) {
+  const int64_t groups = nblocks / 4;
+  float total = 0;
+  for (int64_t g = 0; g < groups; ++g, w += 136, a += 128) {
+    for (int b = 0; b < 4; ++b) {
+      int32_t acc = 0;  // sum of (q + 128) * a; the 128 comes off with the block sum
+      for (int j = 0; j < 32; ++j) acc += static_cast<int>(w[8 + 32 * b + j]) * a[32 * b + j];
+      const int64_t blk = 4 * g + b;
+      total += half::F16ToF32(LoadU16(w + 2 * b)) * a_scale[blk] *
+               static_cast<float>(acc - 128 * a_sum[blk]);
+    }
+  }
+  return total + DotQ8_0Reference(w, a, a_scale + 4 * groups, nblocks - 4 * groups);
+}
+
+float DotQ4_0RReference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                        const int32_t* a_sum, int64_t nblocks) {
+  const int64_t groups = nblocks / 4;
+  float total = 0;
+  for (int64_t g = 0; g < groups; ++g, w += 72, a += 128) {
+    for (int b = 0; b < 4; ++b) {
+      int32_t acc = 0;
+      for (int j = 0; j < 32; ++j) acc += pack::Q4_0RNibble(w + 8, 32 * b + j) * a[32 * b + j];
+      const int64_t blk = 4 * g + b;
+      total += half::F16ToF32(LoadU16(w + 2 * b)) * a_scale[blk] *
+               static_cast<float>(acc - 8 * a_sum[blk]);
+    }
+  }
+  return total +
+         DotQ4_0Reference(w, a, a_scale + 4 * groups, a_sum + 4 * groups, nblocks - 4 * groups);
+}
+
+float DotQ4_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                       const int32_t* a_sum, int64_t nblocks) {
+  float total = 0;
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += 144) {
+    const float d = half::F16ToF32(LoadU16(w)), dmin = half::F16ToF32(LoadU16(w + 2));
+    uint8_t sc[8], m[8];
+    Q4_KScales(w + 4, sc, m);
+    for (int j = 0; j < 8; ++j) {  // sub-block j is activation block sb * 8 + j
+      const uint8_t* qs = w + 16 + 32 * (j / 2);
+      const int shift = 4 * (j % 2);
+      const int8_t* ab = a + (sb * 8 + j) * 32;
+      int32_t dot = 0;
+      for (int i = 0; i < 32; ++i) dot += ((qs[i] >> shift) & 0xF) * ab[i];
+      const int64_t blk = sb * 8 + j;
+      total += a_scale[blk] *
+               (d * sc[j] * static_cast<float>(dot) - dmin * m[j] * static_cast<float>(a_sum[blk]));
+    }
+  }
+  return total;
+}
+
+float DotQ6_KReference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks) {
+  float total = 0;
+  int8_t q[256];
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += 210) {
+    UnpackQ6_K(w, q);
+    const float d = half::F16ToF32(LoadU16(w + 208));
+    const int8_t* sc = reinterpret_cast<const int8_t*>(w + 192);
+    for (int b = 0; b < 8; ++b) {  // activation block b holds Q6_K sub-blocks 2b and 2b + 1
+      const int8_t* ab = a + (sb * 8 + b) * 32;
+      int32_t lo = 0, hi = 0;
+      for (int i = 0; i < 16; ++i) lo += q[32 * b + i] * ab[i];
+      for (int i = 16; i < 32; ++i) hi += q[32 * b + i] * ab[i];
+      total += d * a_scale[sb * 8 + b] * static_cast<float>(sc[2 * b] * lo + sc[2 * b + 1] * hi);
+    }
+  }
+  return total;
+}
+
+void GemmQ4_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                          const int32_t* a_sum, int64_t nblocks, float* out) {
+  for (int r = 0; r < 16; ++r) {
+    float total = 0;
+    const uint8_t* block = group;
+    for (int64_t sb = 0; sb < nblocks / 8; ++sb, block += kQ4_Kx16BlockBytes) {
+      const float d = half::F16ToF32(LoadU16(block + 2 * r));
+      const float dmin = half::F16ToF32(LoadU16(block + kQ4_Kx16Dmin + 2 * r));
+      for (int j = 0; j < 8; ++j) {
+        uint8_t sc, m;
+        Q4_Kx16ScaleMin(block, r, j, &sc, &m);
+        const int64_t blk = sb * 8 + j;
+        int32_t dot = 0;
+        for (int i = 0; i < 32; ++i) dot += Q4_Kx16Value(block, r, 32 * j + i) * a[blk * 32 + i];
+        total += a_scale[blk] *
+                 (d * sc * static_cast<float>(dot) - dmin * m * static_cast<float>(a_sum[blk]));
+      }
+    }
+    out[r] = total;
+  }
+}
+
+void GemmQ6_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                          int64_t nblocks, float* out) {
+  for (int r = 0; r < 16; ++r) {
+    float total = 0;
+    const uint8_t* block = group;
+    for (int64_t sb = 0; sb < nblocks / 8; ++sb, block += kQ6_Kx16BlockBytes) {
+      const float d = half::F16ToF32(LoadU16(block + 2 * r));
+      for (int b = 0; b < 8; ++b) {
+        const int8_t* ab = a + (sb * 8 + b) * 32;
+        int32_t lo = 0, hi = 0;
+        for (int i = 0; i < 16; ++i) lo += (Q6_Kx16Value(block, r, 32 * b + i) - 32) * ab[i];
+        for (int i = 16; i < 32; ++i) hi += (Q6_Kx16Value(block, r, 32 * b + i) - 32) * ab[i];
+        const int sc_lo = static_cast<int8_t>(block[kQ6_Kx16Scales + 16 * (2 * b) + r]);
+        const int sc_hi = static_cast<int8_t>(block[kQ6_Kx16Scales + 16 * (2 * b + 1) + r]);
+        total += d * a_scale[sb * 8 + b] * static_cast<float>(sc_lo * lo + sc_hi * hi);
+      }
+    }
+    out[r] = total;
+  }
+}
+
+}  // namespace gemma4::kernels

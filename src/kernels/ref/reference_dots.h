@@ -1,0 +1,36 @@
+// Scalar reference dot products of block-quantized weight rows (ggml and repacked layouts) with
+// quantized activation rows: the reference table's kernels and what every ISA's integer
+// kernels are tested against.
+#ifndef GEMMA4_SRC_KERNELS_REF_REFERENCE_DOTS_H_
+#define GEMMA4_SRC_KERNELS_REF_REFERENCE_DOTS_H_
+
+#include <cstdint>
+
+namespace gemma4::kernels {
+
+// Scalar reference dot products of one weight row with one activation row (nblocks blocks).
+float DotQ8_0Reference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks);
+float DotQ4_0Reference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                       const int32_t* a_sum, int64_t nblocks);
+// nblocks: 32-value activation blocks (8 per Q4_K block); a_sum: per-block sums of a.
+float DotQ4_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                       const int32_t* a_sum, int64_t nblocks);
+// nblocks: 32-value activation blocks (a multiple of 8; each Q6_K block spans eight).
+float DotQ6_KReference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks);
+float DotQ8_0RReference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                        const int32_t* a_sum, int64_t nblocks);
+float DotQ4_0RReference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                        const int32_t* a_sum, int64_t nblocks);
+
+// Scalar reference: rows 0..15 of a Q4_Kx16 group times activation row `a` (nblocks blocks of
+// 32), out[r]; the same sums in the same order as DotQ4_KReference on the plain rows.
+void GemmQ4_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                          const int32_t* a_sum, int64_t nblocks, float* out);
+// Scalar reference: rows 0..15 of a Q6_Kx16 group times activation row `a`; the same sums in
+// the same order as DotQ6_KReference on the plain rows.
+void GemmQ6_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                          int64_t nblocks, float* out);
+
+}  // namespace gemma4::kernels
+
+#endif  // GEMMA4_SRC_KERNELS_REF_REFERENCE_DOTS_H_
