@@ -247,18 +247,18 @@ TEST(Speculative, SessionRepliesUnchangedByDrafting) {
       ASSERT_TRUE(session.ok()) << session.status().ToString();
       int calls = 0;
       if (script) {
-        (*session)->impl().draft_hook = [&](int64_t position, int index,
-                                            std::vector<float>* logits) {
-          const size_t at = static_cast<size_t>(position) + 1 + index;
-          const int32_t good = at < truth.size() ? truth[at] : 0;
-          std::fill(logits->begin(), logits->end(), 0.0f);
-          (*logits)[++calls % 3 == 0 ? (good + 1) % logits->size() : good] = 10.0f;
-        };
+        SessionAccess::SetDraftHook(
+            **session, [&](int64_t position, int index, std::vector<float>* logits) {
+              const size_t at = static_cast<size_t>(position) + 1 + index;
+              const int32_t good = at < truth.size() ? truth[at] : 0;
+              std::fill(logits->begin(), logits->end(), 0.0f);
+              (*logits)[++calls % 3 == 0 ? (good + 1) % logits->size() : good] = 10.0f;
+            });
       }
       auto r = (*session)->Send("Hi there, tell me more", options);
       ASSERT_TRUE(r.ok()) << r.status().ToString();
       *reply = *r;
-      *context = (*session)->impl().context_token_ids();
+      *context = (*session)->context_token_ids();
       // The session goes on from the reply: a second turn works on the cache drafting left.
       auto again = (*session)->Send("And then?", options);
       ASSERT_TRUE(again.ok()) << again.status().ToString();

@@ -108,7 +108,7 @@ uint64_t MeasuredPeak(const std::string& path, const ModelOptions& options, int6
         const uint64_t before = ProcStatusBytes("VmRSS:");
         auto model = Model::Load(path, options);
         if (!model.ok()) return 2;
-        ModelImpl& impl = (*model)->impl();
+        const ModelImpl& impl = ModelAccess::Impl(**model);
         InferenceState state(*impl.loaded, impl.pool.get(), kDefaultMaxChunk, impl.kv_type);
         std::vector<int32_t> ids(tokens);
         for (int64_t i = 0; i < tokens; ++i)
@@ -167,7 +167,7 @@ TEST(MemoryPlan, KvCacheAndWeightsMatchTheLoadedModel) {
     options.kv_cache_type = type;
     auto model = Model::Load(kTinyModel, options);
     ASSERT_TRUE(model.ok()) << model.status().ToString();
-    ModelImpl& impl = (*model)->impl();
+    const ModelImpl& impl = ModelAccess::Impl(**model);
     InferenceState state(*impl.loaded, impl.pool.get(), kDefaultMaxChunk, impl.kv_type);
     const std::vector<int32_t> ids = {2, 17, 33, 40, 5, 9, 81, 7, 11, 13,
                                       2, 3,  4,  5,  6, 7, 8,  9, 10};

@@ -103,10 +103,10 @@ std::vector<int32_t> HostileConversation(const std::shared_ptr<const Model>& mod
   script.push_back(49);
   script.push_back(50);
   for (int32_t id : Ids(*model, "Done")) script.push_back(id);
-  (*s)->impl().logits_hook = Script(script);
+  SessionAccess::SetLogitsHook(**s, Script(script));
   auto r1 = (*s)->Send("User " + text, Scripted());
   EXPECT_TRUE(r1.ok()) << r1.status().message();
-  (*s)->impl().logits_hook = Script(Ids(*model, "Ok"));
+  SessionAccess::SetLogitsHook(**s, Script(Ids(*model, "Ok")));
   auto r2 = (*s)->Send({ContentPart::Text("Again " + text)}, Scripted());
   EXPECT_TRUE(r2.ok()) << r2.status().message();
   return (*s)->context_token_ids();
@@ -142,9 +142,9 @@ TEST(SessionContractTest, ControlStringsInContentStayText) {
 // Scripted ordinary answer of a few words.
 void Exchange(Session& s, const Model& model, const std::string& user, const std::string& answer,
               bool* ok) {
-  s.impl().logits_hook = Script(Ids(model, answer));
+  SessionAccess::SetLogitsHook(s, Script(Ids(model, answer)));
   auto r = s.Send(user, Scripted());
-  s.impl().logits_hook = nullptr;
+  SessionAccess::SetLogitsHook(s, nullptr);
   *ok = r.ok();
   EXPECT_TRUE(r.ok()) << r.status().message();
 }
@@ -214,7 +214,7 @@ TEST(SessionContractTest, FailedSendLeavesTheSessionAsItWas) {
     EXPECT_FALSE((*s)->Send("x", bad).ok());
     EXPECT_EQ((*s)->history().size(), history.size());
     // And the session goes on, reusing its cache.
-    (*s)->impl().logits_hook = Script(Ids(*model, "Fine"));
+    SessionAccess::SetLogitsHook(**s, Script(Ids(*model, "Fine")));
     auto next = (*s)->Send("Short one", Scripted());
     ASSERT_TRUE(next.ok()) << next.status().message();
     EXPECT_EQ(next->reused_tokens, static_cast<int>(context.size()));
@@ -231,7 +231,7 @@ TEST(SessionContractTest, CancelBeforeSendIsNotLost) {
   EXPECT_EQ(r.status().code(), StatusCode::kCancelled);
   EXPECT_TRUE((*s)->history().empty());  // cancelled during the prompt: nothing added
   // The cancel was consumed: the next Send runs.
-  (*s)->impl().logits_hook = Script(Ids(*model, "Hi"));
+  SessionAccess::SetLogitsHook(**s, Script(Ids(*model, "Hi")));
   auto again = (*s)->Send("Hello", Scripted());
   ASSERT_TRUE(again.ok()) << again.status().message();
   EXPECT_EQ(again->text, "Hi");
@@ -267,10 +267,10 @@ TEST(SessionContractTest, ThinkingBudgetCountsThoughtTokensNotTheHeader) {
   for (int32_t id : Ids(*model, "thought\n")) script.push_back(id);
   ASSERT_GE(script.size(), 3u);
   const size_t header = script.size();
-  (*s)->impl().logits_hook = [script, header](std::vector<float>* logits, size_t step) {
+  SessionAccess::SetLogitsHook(**s, [script, header](std::vector<float>* logits, size_t step) {
     std::fill(logits->begin(), logits->end(), -1e9f);
     (*logits)[step < header ? script[step] : 60] = 0;  // then one thought token forever
-  };
+  });
   GenerateOptions o = Scripted();
   o.thinking = true;
   o.thinking_budget = 5;
@@ -310,11 +310,11 @@ void CallsForever(const Model& model, Session* s, GenerateOptions* o) {
   for (int32_t id : Ids(model, "call:ping{n:<|\"|>one<|\"|>}")) call.push_back(id);
   call.push_back(49);
   auto pos = std::make_shared<size_t>(0);
-  s->impl().logits_hook = [call, pos](std::vector<float>* logits, size_t) {
+  SessionAccess::SetLogitsHook(*s, [call, pos](std::vector<float>* logits, size_t) {
     std::fill(logits->begin(), logits->end(), -1e9f);
     (*logits)[call[*pos]] = 0;
     *pos = (*pos + 1) % call.size();
-  };
+  });
   o->on_tool_result = [pos](const ToolResult&) { *pos = 0; };
 }
 
@@ -354,10 +354,10 @@ TEST(SessionContractTest, RepetitionAndContextFullStopReasons) {
   {
     auto s = Session::Create(model);
     ASSERT_TRUE(s.ok());
-    (*s)->impl().logits_hook = [](std::vector<float>* logits, size_t) {
+    SessionAccess::SetLogitsHook(**s, [](std::vector<float>* logits, size_t) {
       std::fill(logits->begin(), logits->end(), -1e9f);
       (*logits)[60] = 0;  // the same token forever
-    };
+    });
     GenerateOptions o;
     o.max_tokens = 200;
     auto r = (*s)->Send("Loop", o);
@@ -372,7 +372,7 @@ TEST(SessionContractTest, RepetitionAndContextFullStopReasons) {
     ASSERT_TRUE(s.ok());
     std::string words;
     for (int i = 0; i < 100; ++i) words += "word ";
-    (*s)->impl().logits_hook = Script(Ids(*model, words));
+    SessionAccess::SetLogitsHook(**s, Script(Ids(*model, words)));
     GenerateOptions o = Scripted();
     auto r = (*s)->Send("Fill", o);
     ASSERT_TRUE(r.ok()) << r.status().message();

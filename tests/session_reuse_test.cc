@@ -116,14 +116,14 @@ void RunConversation(const std::shared_ptr<const Model>& model, Kind kind, size_
     }
     const std::vector<int32_t> script = TurnScript(*model, kind, n, turn);
     std::vector<float> first_logits;
-    (*s)->impl().logits_hook = [&](std::vector<float>* logits, size_t step) {
+    SessionAccess::SetLogitsHook(**s, [&](std::vector<float>* logits, size_t step) {
       if (step == 0) first_logits = *logits;
       const int32_t want = step < script.size() ? script[step] : 106;
       std::fill(logits->begin(), logits->end(), -1e9f);
       (*logits)[want] = 0;
-    };
+    });
     auto r = (*s)->Send("Question " + std::to_string(turn) + ": how is the weather?", o);
-    (*s)->impl().logits_hook = nullptr;
+    SessionAccess::SetLogitsHook(**s, nullptr);
     ASSERT_TRUE(r.ok()) << r.status().message();
     EXPECT_EQ(r->stop_reason, StopReason::kEndOfTurn);
     if (kind == Kind::kTools) {
@@ -186,11 +186,11 @@ TEST(SessionReuseSystemTest, RewindAndDroppedTurnsReuseTheSystemPrompt) {
     for (int q = 0; q < 4; ++q) {
       const std::vector<int32_t> script = Words(*model, 60, q);
       std::vector<float> first_logits;
-      (*s)->impl().logits_hook = [&](std::vector<float>* logits, size_t step) {
+      SessionAccess::SetLogitsHook(**s, [&](std::vector<float>* logits, size_t step) {
         if (step == 0) first_logits = *logits;
         std::fill(logits->begin(), logits->end(), -1e9f);
         (*logits)[step < script.size() ? script[step] : 106] = 0;
-      };
+      });
       auto r = (*s)->Send("Question " + std::to_string(q) + "?", o);
       ASSERT_TRUE(r.ok()) << r.status().message();
       const std::vector<int32_t>& ids = (*s)->context_token_ids();

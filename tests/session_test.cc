@@ -1,6 +1,6 @@
 // Session: the chat loop on the tiny random-weight fixture models (E2B: small template, sliding
 // windows of 6-8 tokens; 31B: large template) with a tokenizer whose ids fit their 512-entry
-// vocabularies. Scripted logits (SessionImpl::logits_hook) stand in for a trained model where
+// vocabularies. Scripted logits (SessionAccess::SetLogitsHook) stand in for a trained model where
 // the test needs specific output (thinking, tool calls); constrained decoding is checked on the
 // raw random model.
 #include "gemma4/session.h"
@@ -122,9 +122,9 @@ TEST(SessionTest, SecondTurnReusesCacheAndMatchesFreshComputation) {
   ASSERT_TRUE(s.ok());
   // A scripted first answer (a random model's text may start with a space, which the template
   // trims, so its cache entries could not be reused), then free greedy decoding.
-  (*s)->impl().logits_hook = Script(Ids(*model, "It is sunny today."));
+  SessionAccess::SetLogitsHook(**s, Script(Ids(*model, "It is sunny today.")));
   auto r1 = (*s)->Send("First question about the weather", Scripted());
-  (*s)->impl().logits_hook = nullptr;
+  SessionAccess::SetLogitsHook(**s, nullptr);
   ASSERT_TRUE(r1.ok()) << r1.status().message();
   const int64_t after_first = (*s)->context_tokens();
   auto r2 = (*s)->Send("Second question", Greedy(6));
@@ -172,7 +172,7 @@ TEST(SessionTest, ThinkingAndAnswerArriveSeparately) {
   for (int32_t id : Ids(*model, "thought\nLet me see")) script.push_back(id);
   script.push_back(101);  // <channel|>
   for (int32_t id : Ids(*model, "The answer")) script.push_back(id);
-  (*s)->impl().logits_hook = Script(script);
+  SessionAccess::SetLogitsHook(**s, Script(script));
   GenerateOptions o;
   o.thinking = true;
   std::string thought, text;
@@ -188,7 +188,7 @@ TEST(SessionTest, ThinkingAndAnswerArriveSeparately) {
   EXPECT_EQ(text, "The answer");
   EXPECT_EQ(r->stop_reason, StopReason::kEndOfTurn);
   // The next prompt strips the thought: the turn is re-rendered without it.
-  (*s)->impl().logits_hook = Script({});
+  SessionAccess::SetLogitsHook(**s, Script({}));
   auto r2 = (*s)->Send("Next", o);
   ASSERT_TRUE(r2.ok());
   EXPECT_EQ((*s)->history()[1].thought, "Let me see");
@@ -199,10 +199,10 @@ TEST(SessionTest, ThinkingBudgetClosesTheThought) {
   auto s = Session::Create(model);
   ASSERT_TRUE(s.ok());
   // The script thinks forever; the budget forces <channel|> after 5 thought tokens.
-  (*s)->impl().logits_hook = [](std::vector<float>* logits, size_t step) {
+  SessionAccess::SetLogitsHook(**s, [](std::vector<float>* logits, size_t step) {
     std::fill(logits->begin(), logits->end(), -1e9f);
     (*logits)[step == 0 ? 100 : 60] = 0;  // <|channel>, then one text token forever
-  };
+  });
   GenerateOptions o;
   o.thinking = true;
   o.thinking_budget = 5;
@@ -248,12 +248,12 @@ TEST(SessionTest, ConstrainedToolCallsFromRandomModelAreValid) {
     auto s = Session::Create(model, WithTools(tools));
     ASSERT_TRUE(s.ok());
     // Force <|tool_call> first; the arguments are sampled freely under the grammar.
-    (*s)->impl().logits_hook = [](std::vector<float>* logits, size_t step) {
+    SessionAccess::SetLogitsHook(**s, [](std::vector<float>* logits, size_t step) {
       if (step == 0) {
         std::fill(logits->begin(), logits->end(), -1e9f);
         (*logits)[48] = 0;
       }
-    };
+    });
     GenerateOptions o;
     SamplerOptions sampler;
     sampler.temperature = 1.0f;
@@ -304,7 +304,7 @@ TEST(SessionTest, ToolCallRoundTripContinuesTheTurn) {
   script.push_back(49);
   script.push_back(50);
   for (int32_t id : Ids(*model, "It is 18")) script.push_back(id);
-  (*s)->impl().logits_hook = Script(script);
+  SessionAccess::SetLogitsHook(**s, Script(script));
   GenerateOptions o;
   o.constrain_tool_calls = false;  // the script is the model; the parser is under test
   std::vector<std::string> seen;
@@ -324,7 +324,7 @@ TEST(SessionTest, ToolCallRoundTripContinuesTheTurn) {
   // Without execute_tools the turn stops at the call and continues with the caller's result.
   auto s2 = Session::Create(model, WithTools(tools));
   ASSERT_TRUE(s2.ok());
-  (*s2)->impl().logits_hook = Script(script);
+  SessionAccess::SetLogitsHook(**s2, Script(script));
   o.execute_tools = false;
   auto r2 = (*s2)->Send("Weather?", o);
   ASSERT_TRUE(r2.ok());
@@ -332,7 +332,7 @@ TEST(SessionTest, ToolCallRoundTripContinuesTheTurn) {
   // The hook counts steps per reply: after the results it must produce the answer.
   std::vector<int32_t> rest;
   for (int32_t id : Ids(*model, "It is 18")) rest.push_back(id);
-  (*s2)->impl().logits_hook = Script(rest);
+  SessionAccess::SetLogitsHook(**s2, Script(rest));
   auto r3 = (*s2)->SubmitToolResults({{"get_weather", R"({"temp": 18})", false}}, o);
   ASSERT_TRUE(r3.ok()) << r3.status().message();
   EXPECT_EQ(r3->text, "It is 18");
@@ -404,9 +404,9 @@ TEST(SessionTest, ForkRewindSaveRestoreGiveIdenticalContinuations) {
   story += "The end.";
   const std::vector<int32_t> story_ids = Ids(*model, story);
   ASSERT_GT(story_ids.size(), 150u);
-  (*s)->impl().logits_hook = Script(story_ids);
+  SessionAccess::SetLogitsHook(**s, Script(story_ids));
   ASSERT_TRUE((*s)->Send("Tell me a long story", Scripted()).ok());
-  (*s)->impl().logits_hook = nullptr;
+  SessionAccess::SetLogitsHook(**s, nullptr);
   auto saved = (*s)->SaveState();
   ASSERT_TRUE(saved.ok());
   auto fork = (*s)->Fork();
@@ -427,11 +427,11 @@ TEST(SessionTest, ForkRewindSaveRestoreGiveIdenticalContinuations) {
   EXPECT_GT(again->reused_tokens, 150);
   // Rewind past the 150-token answer (beyond what the sliding windows keep): recomputed, same.
   ASSERT_TRUE((*s)->Rewind(1).ok());
-  (*s)->impl().logits_hook = Script(story_ids);
+  SessionAccess::SetLogitsHook(**s, Script(story_ids));
   auto redo = (*s)->Send("Tell me a long story", Scripted());
   ASSERT_TRUE(redo.ok());
   EXPECT_EQ(redo->text, story);
-  (*s)->impl().logits_hook = nullptr;
+  SessionAccess::SetLogitsHook(**s, nullptr);
   auto redo2 = (*s)->Send("Continue", Greedy(8));
   ASSERT_TRUE(redo2.ok());
   EXPECT_EQ(redo2->text, expected->text);

@@ -107,6 +107,7 @@ struct ModelInfo {
 };
 
 class ModelImpl;
+class ModelAccess;  // the library's and tests' way in (src/api/model_impl.h)
 
 class Model {
  public:
@@ -129,7 +130,7 @@ class Model {
   // for scoring and tests.
   StatusOr<std::vector<float>> Logits(const std::vector<int32_t>& ids) const;
 
-  ModelImpl& impl() const { return *impl_; }
+  friend class ModelAccess;
 
  private:
   explicit Model(std::unique_ptr<ModelImpl> impl);

@@ -191,6 +191,7 @@ struct SessionOptions {
 };
 
 class SessionImpl;
+class SessionAccess;  // tests' way in (src/api/session_impl.h)
 
 class Session {
  public:
@@ -240,7 +241,7 @@ class Session {
   const std::vector<int32_t>& context_token_ids() const;
   int64_t max_context() const;
 
-  SessionImpl& impl() { return *impl_; }
+  friend class SessionAccess;
 
  private:
   explicit Session(std::unique_ptr<SessionImpl> impl);

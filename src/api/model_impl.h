@@ -68,6 +68,15 @@ class ModelImpl {
   mutable std::unique_ptr<chat::VocabIndex> tool_vocab_, text_vocab_;
 };
 
+// The way inside a Model for the library's own layers (sessions, the C ABI's helpers) and for
+// tests: read-only, since a Model is immutable after Load and shared between threads (what
+// changes under a const Model, the vocabulary tries and the plan inputs, is built once behind
+// std::call_once; compute_mutex serializes the pool).
+class ModelAccess {
+ public:
+  static const ModelImpl& Impl(const Model& model) { return *model.impl_; }
+};
+
 }  // namespace gemma4
 
 #endif  // GEMMA4_SRC_API_MODEL_IMPL_H_

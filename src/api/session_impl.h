@@ -35,7 +35,7 @@ class SessionImpl {
  public:
   SessionImpl(std::shared_ptr<const Model> model, SessionOptions options)
       : model_(std::move(model)),
-        m_(model_->impl()),
+        m_(ModelAccess::Impl(*model_)),
         options_(std::move(options)),
         state_(std::make_unique<InferenceState>(*m_.loaded, m_.pool.get(), kDefaultMaxChunk,
                                                 m_.kv_type)) {}
@@ -52,12 +52,16 @@ class SessionImpl {
 
   void Cancel() { cancel_.store(true, std::memory_order_relaxed); }
 
-  // Tests: rewrites the logits before each sampled token (step = tokens sampled so far in
-  // this reply), turning the tiny random model into a scripted one for the chat logic.
-  std::function<void(std::vector<float>* logits, size_t step)> logits_hook;
-  // Tests: rewrites the drafter's logits before draft `index` of a round is chosen; the round
-  // drafts after the token at `position` (speculative decoding, ModelOptions::draft_model_path).
-  std::function<void(int64_t position, int index, std::vector<float>* logits)> draft_hook;
+  // Tests (SessionAccess): rewrites the logits before each sampled token (step = tokens
+  // sampled so far in this reply), turning the tiny random model into a scripted one for the
+  // chat logic.
+  using LogitsHook = std::function<void(std::vector<float>* logits, size_t step)>;
+  LogitsHook logits_hook;
+  // Tests (SessionAccess): rewrites the drafter's logits before draft `index` of a round is
+  // chosen; the round drafts after the token at `position` (speculative decoding,
+  // ModelOptions::draft_model_path).
+  using DraftHook = std::function<void(int64_t position, int index, std::vector<float>* logits)>;
+  DraftHook draft_hook;
   const std::vector<Turn>& history() const { return history_; }
   int64_t context_tokens() const { return static_cast<int64_t>(tokens_.size()); }
   const std::vector<int32_t>& context_token_ids() const { return tokens_; }
@@ -120,6 +124,20 @@ class SessionImpl {
   bool turn_open_ = false;      // the last model turn stopped at tool calls (kToolCall)
   bool last_thinking_ = false;  // thinking mode of the prompt in the cache
   std::atomic<bool> cancel_{false};
+};
+
+// Tests' way inside a Session (the public header declares it a friend and nothing more): the
+// scripted-logits seams, which replace the tiny random model's choices by a script so that
+// tests exercise the chat logic (history, KV prefix reuse, stop conditions) deterministically.
+class SessionAccess {
+ public:
+  // Null clears the hook.
+  static void SetLogitsHook(Session& session, SessionImpl::LogitsHook hook) {
+    session.impl_->logits_hook = std::move(hook);
+  }
+  static void SetDraftHook(Session& session, SessionImpl::DraftHook hook) {
+    session.impl_->draft_hook = std::move(hook);
+  }
 };
 
 }  // namespace gemma4
