@@ -12,24 +12,11 @@
 #include "api/model_impl.h"
 #include "gemma4/session.h"
 #include "model/forward.h"
+#include "prompt/conversation.h"
 
 namespace gemma4 {
 
-// A rendered conversation: its ids, plus what each position holds beyond the id (an encoder
-// row for media placeholders) and the key prefix reuse compares.
-struct RenderedPrompt {
-  std::vector<int32_t> ids;
-  // The id for text; for a media row a hash of the item's digest and the row, high bit set,
-  // so that a different image behind the same placeholder ids never shares the KV cache.
-  std::vector<uint64_t> keys;
-  std::vector<const float*> rows;  // the position's soft token, or null for text
-  std::vector<int32_t> block;      // bidirectional image block id, or -1
-  int64_t longest_block = 0;
-  // Where the system turn (system prompt, tool declarations) ends, or 0 without one: the
-  // session keeps a rewind point there, so dropping or rewinding later turns reuses it.
-  size_t system_end = 0;
-  size_t size() const { return ids.size(); }
-};
+using prompt::RenderedPrompt;
 
 class SessionImpl {
  public:
@@ -86,7 +73,6 @@ class SessionImpl {
   // Samples the rest of the current (last) model turn.
   Status Generate(const GenerateOptions& options, Reply* reply);
   Status ToolResponseTokens(const std::vector<ToolResult>& results, std::vector<int32_t>* out);
-  bool IsStop(int32_t id) const;
   SamplerOptions SamplerFor(const GenerateOptions& options) const;
 
   std::shared_ptr<const Model> model_;
@@ -98,10 +84,9 @@ class SessionImpl {
   std::vector<int32_t> tokens_;  // what the KV cache holds, position by position
   std::vector<uint64_t> keys_;   // RenderedPrompt::keys of tokens_
   // Soft tokens of every image encoded in this session, by digest ([rows, hidden]).
-  std::unordered_map<std::string, std::shared_ptr<const std::vector<float>>> media_cache_;
+  prompt::ImageRows media_cache_;
   // Soft tokens of every recording, by digest: one [rows, hidden] block per 30 s piece.
-  std::unordered_map<std::string, std::shared_ptr<const std::vector<std::vector<float>>>>
-      audio_cache_;
+  prompt::AudioRows audio_cache_;
   std::vector<float> logits_;  // logits after tokens_.back()
   // Speculative decoding (ModelImpl::drafter). The last verify forward ran drafts beyond
   // tokens_ through the cache: while the session's sampler picks exactly those tokens, Feed
