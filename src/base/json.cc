@@ -12,6 +12,8 @@
 #include <stdexcept>
 #include <unordered_set>
 
+#include "base/utf8.h"
+
 namespace gemma4::json {
 namespace {
 
@@ -192,24 +194,6 @@ class Parser {
     return OkStatus();
   }
 
-  static void AppendUtf8(uint32_t cp, std::string* out) {
-    if (cp < 0x80) {
-      out->push_back(static_cast<char>(cp));
-    } else if (cp < 0x800) {
-      out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else if (cp < 0x10000) {
-      out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else {
-      out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    }
-  }
-
   Status ParseHex4(uint32_t* out) {
     if (pos_ + 4 > text_.size()) return Error("truncated \\u escape");
     uint32_t v = 0;
@@ -233,36 +217,19 @@ class Parser {
 
   // Validates one UTF-8 sequence starting at pos_ and copies it.
   Status CopyUtf8(std::string* out) {
-    const unsigned char c = static_cast<unsigned char>(text_[pos_]);
-    int len = 0;
-    uint32_t cp = 0;
-    if (c < 0x80) {
-      len = 1;
-      cp = c;
-    } else if ((c & 0xE0) == 0xC0) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return Error("invalid UTF-8 byte in string");
+    const utf8::Decoded d = utf8::DecodeAt(text_, pos_);
+    switch (d.status) {
+      case utf8::DecodeStatus::kOk:
+        break;
+      case utf8::DecodeStatus::kInvalidLead:
+        return Error("invalid UTF-8 byte in string");
+      case utf8::DecodeStatus::kInvalidContinuation:
+        return Error("invalid UTF-8 sequence in string");
+      case utf8::DecodeStatus::kTruncated:
+        return Error("truncated UTF-8 sequence in string");
     }
-    if (pos_ + len > text_.size()) return Error("truncated UTF-8 sequence in string");
-    for (int i = 1; i < len; ++i) {
-      const unsigned char cc = static_cast<unsigned char>(text_[pos_ + i]);
-      if ((cc & 0xC0) != 0x80) return Error("invalid UTF-8 continuation byte in string");
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    static constexpr uint32_t kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-      return Error("invalid UTF-8 sequence in string");
-    }
-    out->append(text_.data() + pos_, len);
-    pos_ += len;
+    out->append(text_.data() + pos_, static_cast<size_t>(d.length));
+    pos_ += static_cast<size_t>(d.length);
     return OkStatus();
   }
 
@@ -320,7 +287,7 @@ class Parser {
           } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
             return Error("unpaired low surrogate in \\u escape");
           }
-          AppendUtf8(cp, out);
+          utf8::Append(cp, out);
           break;
         }
         default:

@@ -3,20 +3,22 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "base/utf8.h"
 #include "chat/tool_syntax.h"
 
 namespace gemma4::chat {
 namespace {
 
-// Decodes one UTF-8 code point at s[i] (length in *n); invalid bytes decode as themselves.
+// Decodes one UTF-8 code point at s[i] (length in *n); a byte that does not start a
+// well-formed sequence decodes as itself (never a space, so strip keeps it).
 uint32_t DecodeAt(std::string_view s, size_t i, size_t* n) {
-  const unsigned char c = s[i];
-  size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
-  if (i + len > s.size()) len = 1;
-  uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-  for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (s[i + k] & 0x3F);
-  *n = len;
-  return cp;
+  const utf8::Decoded d = utf8::DecodeAt(s, i);
+  if (!d.ok()) {
+    *n = 1;
+    return static_cast<unsigned char>(s[i]);
+  }
+  *n = static_cast<size_t>(d.length);
+  return d.code_point;
 }
 
 // str.isspace() for one code point.
@@ -54,7 +56,9 @@ std::string PythonStrip(std::string_view s) {
   while (end > begin) {
     // Step back to the start of the last code point.
     size_t start = end - 1;
-    while (start > begin && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) --start;
+    while (start > begin && utf8::IsContinuationByte(static_cast<unsigned char>(s[start]))) {
+      --start;
+    }
     size_t n;
     const uint32_t cp = DecodeAt(s, start, &n);
     if (start + n != end || !IsPythonSpace(cp)) break;

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <map>
 
+#include "base/utf8.h"
 #include "decode/grammar_internal.h"
 
 namespace gemma4::chat {
@@ -342,7 +343,7 @@ class Machine {
     if (f->utf8 > 0) {
       if (c < f->next_lo || c > f->next_hi) return false;
     } else {
-      if ((c & 0xC0) == 0x80 || c == 0xC0 || c == 0xC1 || c >= 0xF5) return false;
+      if (!utf8::IsLeadByte(c)) return false;
       if (f->count >= n.max_length) return false;
     }
     int32_t next_dfa = -1;
@@ -359,10 +360,12 @@ class Machine {
       f->next_hi = 0xBF;
     } else {
       ++f->count;
-      f->utf8 = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : 3;
+      f->utf8 = static_cast<uint8_t>(utf8::SequenceLength(c) - 1);
       // No overlong forms, surrogates or code points above U+10FFFF (RFC 3629).
-      f->next_lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
-      f->next_hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+      const utf8::ByteRange next =
+          f->utf8 > 0 ? utf8::SecondByteRange(c) : utf8::ByteRange{0x80, 0xBF};
+      f->next_lo = next.lo;
+      f->next_hi = next.hi;
     }
     f->dfa = next_dfa;
     f->a = HashByte(f->a, c);

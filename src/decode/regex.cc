@@ -12,6 +12,8 @@
 #include <string>
 #include <unordered_set>
 
+#include "base/utf8.h"
+
 namespace gemma4::chat {
 namespace {
 
@@ -24,7 +26,9 @@ using ByteSet = std::bitset<256>;
 
 bool ContentByte(int b) {
   if (b < 0x20) return b == 0x08 || b == 0x09 || b == 0x0A || b == 0x0C || b == 0x0D;
-  return !(b == 0xC0 || b == 0xC1 || b >= 0xF5);
+  // Any byte well-formed UTF-8 may hold (the string matcher checks the sequences).
+  return utf8::IsLeadByte(static_cast<unsigned char>(b)) ||
+         utf8::IsContinuationByte(static_cast<unsigned char>(b));
 }
 
 struct Re {
@@ -62,22 +66,7 @@ Re AnyMultibyte() {
 }
 
 Re Utf8Literal(uint32_t cp) {
-  std::string bytes;
-  if (cp < 0x80) {
-    bytes += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    bytes += static_cast<char>(0xC0 | (cp >> 6));
-    bytes += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    bytes += static_cast<char>(0xE0 | (cp >> 12));
-    bytes += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    bytes += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    bytes += static_cast<char>(0xF0 | (cp >> 18));
-    bytes += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    bytes += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    bytes += static_cast<char>(0x80 | (cp & 0x3F));
-  }
+  const std::string bytes = utf8::Encode(cp);
   Re seq;
   seq.kind = Re::kSeq;
   for (unsigned char c : bytes) {
@@ -259,19 +248,10 @@ class Parser {
 
   // One UTF-8 character of the pattern text.
   StatusOr<uint32_t> Char() {
-    const unsigned char c = static_cast<unsigned char>(p_[pos_]);
-    int n = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
-    if (n < 0) return Error("invalid UTF-8");
-    uint32_t cp = n == 0 ? c : c & (0x3F >> n);
-    ++pos_;
-    for (int i = 0; i < n; ++i) {
-      if (AtEnd() || (static_cast<unsigned char>(Peek()) & 0xC0) != 0x80) {
-        return Error("invalid UTF-8");
-      }
-      cp = (cp << 6) | (static_cast<unsigned char>(Peek()) & 0x3F);
-      ++pos_;
-    }
-    return cp;
+    const utf8::Decoded d = utf8::DecodeAt(p_, pos_);
+    if (!d.ok()) return Error("invalid UTF-8");
+    pos_ += static_cast<size_t>(d.length);
+    return d.code_point;
   }
 
   static ByteSet Shorthand(char c) {

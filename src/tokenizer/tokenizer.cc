@@ -22,6 +22,7 @@ class SentencePieceProcessor {};  // never created in builds without libsentence
 #include <unordered_map>
 
 #include "base/json.h"
+#include "base/utf8.h"
 #include "formats/gguf.h"
 #include "formats/mapped_file.h"
 #include "tokenizer/tokenizer_impl.h"
@@ -30,63 +31,6 @@ namespace gemma4 {
 namespace {
 
 constexpr std::string_view kSpaceMark = "\xE2\x96\x81";  // U+2581 "▁"
-
-// Length of the UTF-8 character starting with byte `c` (1 for invalid lead bytes, so that
-// malformed input still advances).
-size_t Utf8Length(unsigned char c) {
-  if (c < 0x80) return 1;
-  if ((c >> 5) == 0x6) return 2;
-  if ((c >> 4) == 0xE) return 3;
-  if ((c >> 3) == 0x1E) return 4;
-  return 1;
-}
-
-// Length of the valid UTF-8 character at s[i], 0 if invalid, -1 if valid so far but truncated.
-int ValidUtf8At(std::string_view s, size_t i) {
-  const unsigned char c = s[i];
-  int n = 0;
-  uint32_t cp = 0;
-  if (c < 0x80) return 1;
-  if ((c >> 5) == 0x6) {
-    n = 2;
-    cp = c & 0x1F;
-  } else if ((c >> 4) == 0xE) {
-    n = 3;
-    cp = c & 0x0F;
-  } else if ((c >> 3) == 0x1E) {
-    n = 4;
-    cp = c & 0x07;
-  } else {
-    return 0;
-  }
-  for (int k = 1; k < n; ++k) {
-    if (i + k >= s.size()) {
-      return -1;
-    }
-    const unsigned char d = s[i + k];
-    if ((d & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (d & 0x3F);
-    // Reject overlong/surrogate/out-of-range as early as the second byte allows.
-    if (k == 1) {
-      if (n == 3 && c == 0xE0 && d < 0xA0) return 0;
-      if (n == 3 && c == 0xED && d > 0x9F) return 0;
-      if (n == 4 && c == 0xF0 && d < 0x90) return 0;
-      if (n == 4 && (c > 0xF4 || (c == 0xF4 && d > 0x8F))) return 0;
-    }
-  }
-  if (n == 2 && cp < 0x80) return 0;
-  return n;
-}
-
-// Rust's String::from_utf8 check.
-bool IsValidUtf8(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    const int n = ValidUtf8At(s, i);
-    if (n <= 0) return false;
-    i += n;
-  }
-  return true;
-}
 
 std::string ReplaceAll(std::string_view s, std::string_view from, std::string_view to) {
   if (from.empty()) return std::string(s);
@@ -503,7 +447,7 @@ void TokenizerImpl::EncodeWord(std::string_view word, std::vector<int32_t>* out)
   symbols.reserve(word.size());
   bool last_unk = false;
   for (size_t i = 0; i < word.size();) {
-    size_t n = Utf8Length(static_cast<unsigned char>(word[i]));
+    size_t n = utf8::SequenceLength(static_cast<unsigned char>(word[i]));
     if (i + n > word.size()) n = word.size() - i;
     const std::string ch(word.substr(i, n));
     i += n;
@@ -615,7 +559,7 @@ std::string TokenizerImpl::Decode(std::span<const int32_t> ids, bool skip_specia
         std::string bytes;
         auto flush = [&] {
           if (bytes.empty()) return;
-          if (IsValidUtf8(bytes)) {
+          if (utf8::IsValid(bytes)) {
             next.push_back(bytes);
           } else {
             for (size_t k = 0; k < bytes.size(); ++k) next.push_back("\xEF\xBF\xBD");
@@ -1294,14 +1238,14 @@ std::string TakeComplete(std::string* pending) {
   std::string out;
   size_t i = 0;
   while (i < pending->size()) {
-    const int n = ValidUtf8At(*pending, i);
-    if (n > 0) {
-      out.append(*pending, i, n);
-      i += n;
-    } else if (n < 0) {
+    const utf8::Decoded d = utf8::DecodeAt(*pending, i);
+    if (d.ok()) {
+      out.append(*pending, i, d.length);
+      i += d.length;
+    } else if (d.status == utf8::DecodeStatus::kTruncated) {
       break;
     } else {
-      out += "\xEF\xBF\xBD";
+      out += utf8::kReplacementCharacter;
       ++i;
     }
   }
