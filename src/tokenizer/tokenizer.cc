@@ -208,8 +208,8 @@ void TokenizerImpl::AddedTokenMatcher::LongestAt(std::string_view text,
 }
 
 Status TokenizerImpl::AddMerge(std::string_view left, std::string_view right, int32_t rank) {
-  const auto a = vocab_.find(std::string(left));
-  const auto b = vocab_.find(std::string(right));
+  const auto a = vocab_.find(left);
+  const auto b = vocab_.find(right);
   if (a == vocab_.end() || b == vocab_.end()) {
     return InvalidArgumentError(source_ + ": merge " + std::to_string(rank) + " (\"" +
                                 std::string(left) + "\", \"" + std::string(right) +
@@ -432,7 +432,7 @@ void TokenizerImpl::EncodeWord(std::string_view word, std::vector<int32_t>* out)
   if (word.empty()) return;
   if (ignore_merges_) {
     // tokenizers: a word that is itself in the vocabulary is taken whole.
-    if (auto it = vocab_.find(std::string(word)); it != vocab_.end()) {
+    if (auto it = vocab_.find(word); it != vocab_.end()) {
       out->push_back(it->second);
       return;
     }
@@ -449,7 +449,7 @@ void TokenizerImpl::EncodeWord(std::string_view word, std::vector<int32_t>* out)
   for (size_t i = 0; i < word.size();) {
     size_t n = utf8::SequenceLength(static_cast<unsigned char>(word[i]));
     if (i + n > word.size()) n = word.size() - i;
-    const std::string ch(word.substr(i, n));
+    const std::string_view ch = word.substr(i, n);
     i += n;
     if (auto it = vocab_.find(ch); it != vocab_.end()) {
       symbols.push_back({it->second, 0, 0, true});
@@ -529,7 +529,9 @@ void TokenizerImpl::EncodeWord(std::string_view word, std::vector<int32_t>* out)
 std::string TokenizerImpl::TokenBytes(int32_t id) const {
   if (id < 0 || static_cast<size_t>(id) >= pieces_.size()) return {};
   const std::string& piece = pieces_[id];
-  if (added_ids_.count(piece) != 0 && added_ids_.at(piece) == id) return piece;
+  if (const auto added = added_ids_.find(piece); added != added_ids_.end() && added->second == id) {
+    return piece;
+  }
   if (byte_fallback_decode_) {
     const int b = ParseByteToken(piece);
     if (b >= 0) return std::string(1, static_cast<char>(b));
@@ -918,11 +920,11 @@ Status TokenizerImpl::SetPostProcessor(const json::Value& pp) {
 }
 
 int32_t TokenizerImpl::PieceId(std::string_view piece) const {
-  const std::string key(piece);
-  if (auto it = added_ids_.find(key); it != added_ids_.end()) return it->second;
-  if (auto it = vocab_.find(key); it != vocab_.end()) return it->second;
+  if (auto it = added_ids_.find(piece); it != added_ids_.end()) return it->second;
+  if (auto it = vocab_.find(piece); it != vocab_.end()) return it->second;
 #ifdef GEMMA4_HAVE_SENTENCEPIECE
   if (spm_ != nullptr) {
+    const std::string key(piece);
     const int id = spm_->PieceToId(key);
     if (id >= 0 && spm_->IdToPiece(id) == key) return id;
   }

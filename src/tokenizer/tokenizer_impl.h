@@ -3,7 +3,9 @@
 #define GEMMA4_SRC_TOKENIZER_TOKENIZER_IMPL_H_
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -19,6 +21,14 @@ class SentencePieceProcessor;
 }
 
 namespace gemma4 {
+
+// String -> id maps looked up by std::string_view without building a std::string per lookup
+// (C++20 heterogeneous lookup: a transparent hash and std::equal_to<>).
+struct StringViewHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+using StringIdMap = std::unordered_map<std::string, int32_t, StringViewHash, std::equal_to<>>;
 namespace json {
 class Value;
 }
@@ -129,9 +139,9 @@ class TokenizerImpl {
   std::string source_;
   std::vector<std::string> pieces_;  // id -> vocabulary string
   std::vector<bool> special_;
-  std::unordered_map<std::string, int32_t> vocab_;      // model vocabulary
-  std::unordered_map<std::string, int32_t> added_ids_;  // added tokens
-  std::vector<AddedToken> added_;                       // longest first
+  StringIdMap vocab_;              // model vocabulary
+  StringIdMap added_ids_;          // added tokens
+  std::vector<AddedToken> added_;  // longest first
   std::vector<std::vector<size_t>> added_by_first_byte_;
   AddedTokenMatcher added_matcher_;             // over added_
   std::unordered_map<uint64_t, Merge> merges_;  // (left id << 32 | right id) -> merge
