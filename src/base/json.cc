@@ -357,77 +357,91 @@ Value Value::Bool(bool b) {
 
 Value Value::Number(double d) {
   Value v;
-  v.data_ = NumberData{d, 0, false};
+  v.data_ = d;
   return v;
 }
 
 Value Value::Integer(int64_t i) {
   Value v;
-  v.data_ = NumberData{static_cast<double>(i), i, true};
+  v.data_ = i;
   return v;
 }
 
 Value Value::String(std::string s) {
   Value v;
-  v.data_ = std::move(s);
+  v.data_ = Boxed<std::string>(std::move(s));
   return v;
 }
 
 Value Value::MakeArray(Array a) {
   Value v;
-  v.data_ = std::move(a);
+  v.data_ = Boxed<Array>(std::move(a));
   return v;
 }
 
 Value Value::MakeObject(Object o) {
   Value v;
-  v.data_ = std::move(o);
+  v.data_ = Boxed<Object>(std::move(o));
   return v;
 }
 
+Value::Type Value::type() const {
+  // The variant's alternatives in order: null, bool, double, int64, string, array, object.
+  static constexpr Type kTypes[] = {Type::kNull,   Type::kBool,  Type::kNumber, Type::kNumber,
+                                    Type::kString, Type::kArray, Type::kObject};
+  return kTypes[data_.index()];
+}
+
+double Value::as_number() const {
+  if (const double* d = std::get_if<double>(&data_)) return *d;
+  if (const int64_t* i = std::get_if<int64_t>(&data_)) return static_cast<double>(*i);
+  return 0.0;
+}
+
 const std::string& Value::as_string() const {
-  return is_string() ? std::get<std::string>(data_) : EmptyString();
+  const auto* s = std::get_if<Boxed<std::string>>(&data_);
+  return s != nullptr ? s->get() : EmptyString();
 }
 
 const Value::Array& Value::as_array() const {
   static const Array* empty = new Array();
-  return is_array() ? std::get<Array>(data_) : *empty;
+  const auto* a = std::get_if<Boxed<Array>>(&data_);
+  return a != nullptr ? a->get() : *empty;
 }
 
 const Value::Object& Value::as_object() const {
   static const Object* empty = new Object();
-  return is_object() ? std::get<Object>(data_) : *empty;
+  const auto* o = std::get_if<Boxed<Object>>(&data_);
+  return o != nullptr ? o->get() : *empty;
 }
 
 Value::Array& Value::mutable_array() {
-  if (!is_array()) data_ = Array();
-  return std::get<Array>(data_);
+  if (!is_array()) data_ = Boxed<Array>(Array());
+  return std::get<Boxed<Array>>(data_).get();
 }
 
 Value::Object& Value::mutable_object() {
-  if (!is_object()) data_ = Object();
-  return std::get<Object>(data_);
+  if (!is_object()) data_ = Boxed<Object>(Object());
+  return std::get<Boxed<Object>>(data_).get();
 }
 
 bool Value::GetInt64(int64_t* out) const {
-  if (!is_number()) return false;
-  const NumberData& n = std::get<NumberData>(data_);
-  if (n.is_integer) {
-    *out = n.integer;
+  if (const int64_t* i = std::get_if<int64_t>(&data_)) {
+    *out = *i;
     return true;
   }
+  const double* d = std::get_if<double>(&data_);
+  if (d == nullptr) return false;
   // 2^63 as a double; values at or beyond it do not fit.
-  if (std::isfinite(n.value) && std::floor(n.value) == n.value &&
-      std::fabs(n.value) < 9.2233720368547758e18) {
-    *out = static_cast<int64_t>(n.value);
+  if (std::isfinite(*d) && std::floor(*d) == *d && std::fabs(*d) < 9.2233720368547758e18) {
+    *out = static_cast<int64_t>(*d);
     return true;
   }
   return false;
 }
 
 const Value* Value::Find(std::string_view key) const {
-  if (!is_object()) return nullptr;
-  for (const auto& m : std::get<Object>(data_)) {
+  for (const auto& m : as_object()) {
     if (m.first == key) return &m.second;
   }
   return nullptr;
@@ -479,12 +493,12 @@ std::string Value::Serialize() const {
     case Type::kBool:
       return as_bool() ? "true" : "false";
     case Type::kNumber: {
-      const NumberData& n = std::get<NumberData>(data_);
-      if (n.is_integer) return std::to_string(n.integer);
-      if (!std::isfinite(n.value)) return "null";
+      if (const int64_t* i = std::get_if<int64_t>(&data_)) return std::to_string(*i);
+      const double d = std::get<double>(data_);
+      if (!std::isfinite(d)) return "null";
       // Shortest text that round-trips; a float stays a float (1000.0, not 1000).
       char buf[64];
-      const auto r = std::to_chars(buf, buf + sizeof(buf), n.value);
+      const auto r = std::to_chars(buf, buf + sizeof(buf), d);
       std::string text(buf, r.ptr);
       if (text.find_first_of(".e") == std::string::npos) text += ".0";
       return text;

@@ -20,8 +20,10 @@ namespace gemma4::json {
 // Arrays and objects nested deeper than this are refused ("nesting deeper than 256 levels").
 inline constexpr int kMaxDepth = 256;
 
-// One JSON value. It holds only its own alternative (a std::variant: 40 bytes on 64-bit
-// targets, where a struct of every alternative took 104).
+// One JSON value in 16 bytes (on 64-bit targets): a tag and either the scalar itself (bool,
+// double, int64) or a pointer to the string, array or object, which live out of line. A struct
+// of every alternative took 104 bytes per value and a std::variant of them 40; arrays and
+// objects of small values (a tokenizer's vocabulary, a safetensors header) are mostly scalars.
 class Value {
  public:
   enum class Type { kNull, kBool, kNumber, kString, kArray, kObject };
@@ -29,6 +31,19 @@ class Value {
   using Object = std::vector<std::pair<std::string, Value>>;  // insertion order, unique keys
 
   Value() = default;  // null
+  Value(const Value&) = default;
+  Value& operator=(const Value&) = default;
+  // A moved-from value is null.
+  Value(Value&& other) noexcept : data_(std::move(other.data_)) { other.data_ = std::monostate(); }
+  Value& operator=(Value&& other) noexcept {
+    if (this != &other) {
+      data_ = std::move(other.data_);
+      other.data_ = std::monostate();
+    }
+    return *this;
+  }
+  ~Value() = default;
+
   static Value Bool(bool b);
   static Value Number(double d);
   static Value Integer(int64_t i);
@@ -36,19 +51,19 @@ class Value {
   static Value MakeArray(Array a = {});
   static Value MakeObject(Object o = {});
 
-  Type type() const { return static_cast<Type>(data_.index()); }
+  Type type() const;
   bool is_null() const { return type() == Type::kNull; }
   bool is_bool() const { return type() == Type::kBool; }
   bool is_number() const { return type() == Type::kNumber; }
   // A number written as an integer literal (or made by Integer()); others are doubles.
-  bool is_integer() const { return is_number() && std::get<NumberData>(data_).is_integer; }
+  bool is_integer() const { return std::holds_alternative<int64_t>(data_); }
   bool is_string() const { return type() == Type::kString; }
   bool is_array() const { return type() == Type::kArray; }
   bool is_object() const { return type() == Type::kObject; }
 
   // Accessors return a neutral value (false, 0, empty) for the wrong type.
   bool as_bool() const { return is_bool() && std::get<bool>(data_); }
-  double as_number() const { return is_number() ? std::get<NumberData>(data_).value : 0.0; }
+  double as_number() const;
   const std::string& as_string() const;
   const Array& as_array() const;
   const Object& as_object() const;
@@ -67,13 +82,36 @@ class Value {
   std::string Serialize() const;
 
  private:
-  struct NumberData {
-    double value = 0.0;
-    int64_t integer = 0;  // exact value when is_integer
-    bool is_integer = false;
+  // An owning pointer that copies what it points to; never null except after a move (and a
+  // Value resets itself to null when moved from, so no Value holds an empty one).
+  template <typename T>
+  class Boxed {
+   public:
+    explicit Boxed(T v) : p_(new T(std::move(v))) {}
+    Boxed(const Boxed& other) : p_(new T(*other.p_)) {}
+    Boxed(Boxed&& other) noexcept : p_(std::exchange(other.p_, nullptr)) {}
+    Boxed& operator=(const Boxed& other) {
+      if (this != &other) {
+        T* copy = new T(*other.p_);
+        delete p_;
+        p_ = copy;
+      }
+      return *this;
+    }
+    Boxed& operator=(Boxed&& other) noexcept {
+      std::swap(p_, other.p_);
+      return *this;
+    }
+    ~Boxed() { delete p_; }
+    T& get() const { return *p_; }
+
+   private:
+    T* p_;
   };
-  // Alternatives in the order of Type.
-  std::variant<std::monostate, bool, NumberData, std::string, Array, Object> data_;
+  // kNumber is a double or, for integer literals, the exact int64.
+  std::variant<std::monostate, bool, double, int64_t, Boxed<std::string>, Boxed<Array>,
+               Boxed<Object>>
+      data_;
 };
 
 // Parses a complete JSON document (surrounding whitespace allowed). `source` names the input
@@ -81,7 +119,8 @@ class Value {
 StatusOr<Value> Parse(std::string_view text, std::string_view source = "json");
 // The same with at most `max_values` values in the document (every scalar, array and object
 // counts one): formats whose legitimate documents are small for their size bound the memory
-// a hostile one can cost (a value takes 40 bytes for as little as 2 bytes of text).
+// a hostile one can cost (a value takes 16 bytes, a string 48 or more, for as little as 2
+// bytes of text).
 StatusOr<Value> Parse(std::string_view text, std::string_view source, size_t max_values);
 
 // Appends the JSON string literal for `s` (quoted and escaped) to `out`.
