@@ -17,6 +17,7 @@
 #include "model/gguf_export.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
+#include "synthetic_config.h"
 
 namespace gemma4 {
 namespace {
@@ -24,15 +25,7 @@ namespace {
 // E2B's layout at toy widths: sliding and global layers (head_dim 64 and 128, blocks of 32
 // fit), KV sharing, per-layer inputs; sliding window 16 so that rings wrap.
 ModelConfig SyntheticConfig() {
-  auto root = json::Parse(R"({"model_type": "gemma4_text", "vocab_size": 512,
-      "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 5,
-      "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 64, "global_head_dim": 128,
-      "sliding_window": 16, "hidden_size_per_layer_input": 64, "vocab_size_per_layer_input": 512,
-      "num_kv_shared_layers": 2, "final_logit_softcapping": 30.0,
-      "layer_types": ["sliding_attention", "sliding_attention", "full_attention",
-                      "sliding_attention", "full_attention"]})");
-  EXPECT_TRUE(root.ok());
-  auto config = ParseModelConfig(*root, "synthetic");
+  auto config = testing::SyntheticConfig(testing::SyntheticE2b());
   EXPECT_TRUE(config.ok()) << config.status().ToString();
   return *config;
 }

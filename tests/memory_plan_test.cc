@@ -22,6 +22,7 @@
 #include "model/forward.h"
 #include "model/gguf_export.h"
 #include "sanitizers.h"
+#include "synthetic_config.h"
 
 namespace gemma4 {
 namespace {
@@ -52,16 +53,21 @@ class SyntheticModel : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (testing::kSanitizedBuild) return;
-    auto root = json::Parse(R"({"model_type": "gemma4_text", "vocab_size": 131072,
-        "hidden_size": 1536, "intermediate_size": 6144, "num_hidden_layers": 2,
-        "num_attention_heads": 8, "num_key_value_heads": 1, "num_global_key_value_heads": 1,
-        "head_dim": 256, "global_head_dim": 512, "sliding_window": 512,
-        "hidden_size_per_layer_input": 256, "vocab_size_per_layer_input": 131072,
-        "num_kv_shared_layers": 0, "max_position_embeddings": 131072,
-        "final_logit_softcapping": 30.0,
-        "layer_types": ["sliding_attention", "full_attention"]})");
-    ASSERT_TRUE(root.ok());
-    auto config = ParseModelConfig(*root, "memory plan test");
+    testing::SyntheticE2b shape;  // E2B's widths, two layers
+    shape.vocab_size = 131072;
+    shape.hidden_size = 1536;
+    shape.intermediate_size = 6144;
+    shape.num_attention_heads = 8;
+    shape.num_global_key_value_heads = 1;
+    shape.head_dim = 256;
+    shape.global_head_dim = 512;
+    shape.sliding_window = 512;
+    shape.hidden_size_per_layer_input = 256;
+    shape.vocab_size_per_layer_input = 131072;
+    shape.num_kv_shared_layers = 0;
+    shape.max_position_embeddings = 131072;
+    shape.layer_types = {"sliding_attention", "full_attention"};
+    auto config = testing::SyntheticConfig(shape, "memory plan test");
     ASSERT_TRUE(config.ok()) << config.status().ToString();
     path_ = new std::string(::testing::TempDir() + "/gemma4_memory_plan_" +
                             std::to_string(::getpid()) + ".gguf");

@@ -17,6 +17,7 @@
 #include "model/gguf_export.h"
 #include "model/model.h"
 #include "reference_fixture.h"
+#include "synthetic_config.h"
 
 namespace gemma4 {
 namespace {
@@ -148,15 +149,14 @@ TEST(QuantAccuracyTest, Q4_0) {
 // this checks the recipe end to end (format, kernels, repacking, PLE pread path) rather than
 // bounding real-model quality.
 TEST(QuantAccuracyTest, SyntheticQ4_0RecipeTracksFloat) {
-  auto root = json::Parse(R"({"model_type": "gemma4_text", "vocab_size": 1024,
-      "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 5,
-      "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 64, "global_head_dim": 128,
-      "sliding_window": 16, "hidden_size_per_layer_input": 256, "vocab_size_per_layer_input": 1024,
-      "num_kv_shared_layers": 2, "use_double_wide_mlp": true, "final_logit_softcapping": 30.0,
-      "layer_types": ["sliding_attention", "sliding_attention", "full_attention",
-                      "sliding_attention", "full_attention"]})");
-  ASSERT_TRUE(root.ok());
-  auto config = ParseModelConfig(*root, "synthetic");
+  testing::SyntheticE2b shape;
+  shape.vocab_size = 1024;
+  shape.hidden_size = 256;
+  shape.intermediate_size = 512;
+  shape.hidden_size_per_layer_input = 256;
+  shape.vocab_size_per_layer_input = 1024;
+  shape.use_double_wide_mlp = true;
+  auto config = testing::SyntheticConfig(shape);
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   ThreadPool pool(2);
   const std::string base = "/tmp/gemma4_synthetic_" + std::to_string(getpid());
@@ -258,16 +258,20 @@ TEST(QuantAccuracyTest, KvCacheTypesTrackTheF32CacheOnFixtures) {
 }
 
 TEST(QuantAccuracyTest, KvCacheTypesTrackTheF32CacheOnSyntheticE2b) {
-  auto root = json::Parse(R"({"model_type": "gemma4_text", "vocab_size": 2048,
-      "hidden_size": 512, "intermediate_size": 512, "num_hidden_layers": 8,
-      "num_attention_heads": 8, "num_key_value_heads": 1, "head_dim": 256, "global_head_dim": 512,
-      "sliding_window": 128, "hidden_size_per_layer_input": 64, "vocab_size_per_layer_input": 2048,
-      "num_kv_shared_layers": 3, "final_logit_softcapping": 30.0,
-      "layer_types": ["sliding_attention", "sliding_attention", "sliding_attention",
-                      "sliding_attention", "full_attention", "sliding_attention",
-                      "sliding_attention", "full_attention"]})");
-  ASSERT_TRUE(root.ok());
-  auto config = ParseModelConfig(*root, "synthetic");
+  testing::SyntheticE2b shape;
+  shape.vocab_size = 2048;
+  shape.hidden_size = 512;
+  shape.intermediate_size = 512;
+  shape.num_attention_heads = 8;
+  shape.head_dim = 256;
+  shape.global_head_dim = 512;
+  shape.sliding_window = 128;
+  shape.vocab_size_per_layer_input = 2048;
+  shape.num_kv_shared_layers = 3;
+  shape.layer_types = {"sliding_attention", "sliding_attention", "sliding_attention",
+                       "sliding_attention", "full_attention",    "sliding_attention",
+                       "sliding_attention", "full_attention"};
+  auto config = testing::SyntheticConfig(shape);
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   const std::string path = "/tmp/gemma4_kv_accuracy_" + std::to_string(getpid()) + ".gguf";
   ThreadPool pool(2);
