@@ -6,8 +6,7 @@ build_dir="${1:-build}"
 sudo_cmd=""
 if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
 packages=(build-essential cmake pkg-config ninja-build
-          libeigen3-dev libxsimd-dev libabsl-dev libprotobuf-dev protobuf-compiler
-          libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev clang-format
+          libxsimd-dev libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev clang-format
           libpng-dev libjpeg-dev libwebp-dev libsndfile1-dev libsoxr-dev
           libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
           abigail-tools python3 python3-venv python3-pytest python3-jsonschema cargo golang-go)
