@@ -8,6 +8,7 @@
 #include <random>
 #include <string>
 
+#include "base/json.h"
 #include "scaling.h"
 
 namespace gemma4::chat {
@@ -226,28 +227,39 @@ TEST(ToolSyntaxTest, RepeatedKeysKeepTheFirstPlaceAndTheLastValue) {
 // A call with n distinct keys parses in time linear in n (it was quadratic: every key was
 // compared with all earlier ones, 14 s for 100,000 keys). 8x the keys must cost well under
 // the 64x a quadratic parser needs.
-TEST(ToolSyntaxTest, ParseCostIsLinearInTheNumberOfKeys) {
-  auto call_with_keys = [](int n) {
-    std::string text = "call:f{";
-    for (int i = 0; i < n; ++i) {
-      if (i) text += ",";
-      text += "key" + std::to_string(i) + ":" + std::to_string(i);
+// A call with 100,000 keys costs a small multiple of parsing the same object as JSON (measured
+// 1.1-1.6x, loaded or not); a per-key cost that grows with the keys already parsed (a linear
+// duplicate check, re-copying the object) would be thousands of times that. Comparing with the
+// JSON parser on the same machine at the same moment, instead of two sizes with each other,
+// keeps the cache and page-fault costs of the large input out of the ratio (two sizes gave
+// 14x-30x for linear code on a loaded machine).
+TEST(ToolSyntaxTest, ParseCostStaysWithinAConstantOfJsonParsing) {
+  constexpr int kKeys = 100000;
+  std::string call = "call:f{", object = "{";
+  for (int i = 0; i < kKeys; ++i) {
+    if (i) {
+      call += ",";
+      object += ",";
     }
-    return text + "}";
-  };
-  const std::string small = call_with_keys(12500), large = call_with_keys(100000);
+    call += "key" + std::to_string(i) + ":" + std::to_string(i);
+    object += "\"key" + std::to_string(i) + "\":" + std::to_string(i);
+  }
+  call += "}";
+  object += "}";
   size_t keys = 0;
-  auto parse = [&](const std::string& text) {
-    auto c = ParseToolCall(text);
+  const double t_call = testing::BestSeconds([&] {
+    auto c = ParseToolCall(call);
     ASSERT_TRUE(c.ok()) << c.status().message();
     keys = c->arguments.as_object().size();
-  };
-  const double t_small = testing::BestSeconds([&] { parse(small); });
-  EXPECT_EQ(keys, 12500u);
-  const double t_large = testing::BestSeconds([&] { parse(large); });
-  EXPECT_EQ(keys, 100000u);
-  EXPECT_LT(t_large, 24 * t_small)
-      << "12,500 keys: " << t_small << " s, 100,000 keys: " << t_large << " s";
+  });
+  EXPECT_EQ(keys, static_cast<size_t>(kKeys));
+  const double t_json = testing::BestSeconds([&] {
+    auto v = json::Parse(object, "object");
+    ASSERT_TRUE(v.ok()) << v.status().message();
+    keys = v->as_object().size();
+  });
+  EXPECT_EQ(keys, static_cast<size_t>(kKeys));
+  EXPECT_LT(t_call, 8 * t_json) << "tool call " << t_call << " s, JSON " << t_json << " s";
 }
 
 }  // namespace
