@@ -788,6 +788,19 @@ TEST_P(KernelTest, FloatKernelsMatchReference) {
     table.gelu_mul_f32(a.data() + 1, b.data() + 1, g1.data(), n);
     ref.gelu_mul_f32(a.data() + 1, b.data() + 1, g2.data(), n);
     for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(g1[i], g2[i], 4e-6f * (1 + std::fabs(g2[i])));
+    // SiLU and GLU (m * sigmoid(x)) over a wide range: exp(-x) overflows below -88 and
+    // vanishes above 88, so the ends test the saturated results (0 and m).
+    std::vector<float> wide_x(n + 1);
+    for (int64_t i = 0; i <= n; ++i) wide_x[i] = a[i] * 120.0f;
+    for (const float* m : {static_cast<const float*>(nullptr), b.data() + 1}) {
+      std::vector<float> s1(n), s2(n);
+      table.sigmoid_mul_f32(wide_x.data() + 1, m, s1.data(), n);
+      ref.sigmoid_mul_f32(wide_x.data() + 1, m, s2.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        EXPECT_NEAR(s1[i], s2[i], 4e-6f * (1 + std::fabs(s2[i])))
+            << "sigmoid_mul n=" << n << " i=" << i << " x=" << wide_x[i + 1];
+      }
+    }
     // Softmax and the sum of squares (RMSNorm): ISA kernels vs the double-accumulating
     // reference. xsimd's exp is within a few ulp of std::exp.
     std::vector<float> s1(a.begin() + 1, a.end()), s2 = s1;

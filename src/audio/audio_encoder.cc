@@ -15,6 +15,7 @@
 #include "formats/mapped_file.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
+#include "runtime/phase_profile.h"
 
 namespace gemma4::audio {
 
@@ -35,9 +36,6 @@ std::string DirOf(const std::string& path) {
 
 // Conv2d(kernel 3, stride 2, padding 1) output length.
 int64_t ConvOut(int64_t n) { return (n - 1) / 2 + 1; }
-
-float Silu(float x) { return x / (1.0f + std::exp(-x)); }
-float Sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 // F.softplus (beta 1, threshold 20).
 float Softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
@@ -61,29 +59,72 @@ void LayerNormRelu(float* x, int64_t n, const float* weight, float eps) {
   }
 }
 
-// Gemma4AudioFeedForward, in place on x [S, H].
+// Calls row(t) for every t < rows on the pool's threads. Each row's arithmetic is the same
+// whichever thread runs it, so results do not depend on the thread count.
+template <class F>
+void ForEachRow(ThreadPool* pool, int64_t rows, F&& row) {
+  pool->ParallelFor(rows, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) row(t);
+  });
+}
+
+// A clipped linear's input and output clamps (nothing when the layer does not clip).
+void ClampInput(const ClippableLinear& l, float* x, int64_t n) {
+  if (l.clipped) ClampInPlace(x, n, l.input_min, l.input_max);
+}
+void ClampOutput(const ClippableLinear& l, float* y, int64_t n) {
+  if (l.clipped) ClampInPlace(y, n, l.output_min, l.output_max);
+}
+
+// out = clamp(x, -gc, gc) (the conformer's gradient clipping, a no-op in inference unless a
+// value exceeds 1e10).
+void CopyClamped(const float* x, int64_t n, float gc, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = std::min(std::max(x[i], -gc), gc);
+}
+
+// SiLU as torch computes it, x / (1 + exp(-x)) (vectorised).
+void SiluInPlace(float* x, int64_t n) { ops::SigmoidMul(x, nullptr, x, n); }
+
+// The encoder's working buffers, [S, H] each unless noted.
+struct ConformerScratch {
+  std::vector<float> normed, q, k, v, attn, tmp, in_copy;
+  std::vector<float> wide;  // [S, 4H]
+};
+
+// Gemma4AudioFeedForward, in place on x [S, H]: clamp, pre-norm, ffw1, SiLU, ffw2, clamp,
+// post-norm, x += residual_weight * result. The row passes run on every thread.
 void FeedForward(const AudioLayerWeights::FeedForward& w, const AudioConfig& c, int64_t S,
-                 std::vector<float>& x, std::vector<float>& normed, std::vector<float>& wide,
-                 std::vector<float>& tmp, ThreadPool* pool) {
+                 std::vector<float>& x, ConformerScratch& s, ThreadPool* pool, PhaseProfile& prof) {
   const int64_t H = c.hidden_size;
-  const float gc = c.gradient_clipping;
-  for (int64_t t = 0; t < S; ++t) {
-    float* n = normed.data() + t * H;
-    std::copy_n(x.data() + t * H, H, n);
-    ClampInPlace(n, H, -gc, gc);
-    ops::RmsNorm(n, w.pre_norm.data(), H, c.rms_norm_eps, n);
-  }
-  ApplyClippableLinear(w.ffw1, normed.data(), S, H, wide.data(), pool);
-  for (int64_t i = 0; i < S * 4 * H; ++i) wide[i] = Silu(wide[i]);
-  ApplyClippableLinear(w.ffw2, wide.data(), S, 4 * H, tmp.data(), pool);
+  const float gc = c.gradient_clipping, eps = c.rms_norm_eps;
+  ForEachRow(pool, S, [&](int64_t t) {
+    float* n = s.normed.data() + t * H;
+    CopyClamped(x.data() + t * H, H, gc, n);
+    ops::RmsNorm(n, w.pre_norm.data(), H, eps, n);
+    ClampInput(w.ffw1, n, H);
+  });
+  prof.Mark("ffn.norm");
+  ops::MatMulGemm(w.ffw1.weight, s.normed.data(), S, s.wide.data(), pool);
+  prof.Mark("ffn.gemm");
+  ForEachRow(pool, S, [&](int64_t t) {
+    float* h = s.wide.data() + t * 4 * H;
+    ClampOutput(w.ffw1, h, 4 * H);
+    SiluInPlace(h, 4 * H);
+    ClampInput(w.ffw2, h, 4 * H);
+  });
+  prof.Mark("ffn.silu");
+  ops::MatMulGemm(w.ffw2.weight, s.wide.data(), S, s.tmp.data(), pool);
+  prof.Mark("ffn.gemm");
   const float scale = c.residual_weight;
-  for (int64_t t = 0; t < S; ++t) {
-    float* h = tmp.data() + t * H;
+  ForEachRow(pool, S, [&](int64_t t) {
+    float* h = s.tmp.data() + t * H;
+    ClampOutput(w.ffw2, h, H);
     ClampInPlace(h, H, -gc, gc);
-    ops::RmsNorm(h, w.post_norm.data(), H, c.rms_norm_eps, h);
+    ops::RmsNorm(h, w.post_norm.data(), H, eps, h);
     float* r = x.data() + t * H;
     for (int64_t j = 0; j < H; ++j) r[j] = h[j] * scale + r[j];
-  }
+  });
+  prof.Mark("ffn.norm");
 }
 
 }  // namespace
@@ -474,10 +515,15 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
   const int64_t C0 = c.subsampling_channels[0], C1 = c.subsampling_channels[1];
   const int64_t O = c.output_proj_dims, K = c.conv_kernel_size;
   const float eps = c.rms_norm_eps, gc = c.gradient_clipping;
+  PhaseProfile prof("audio encode");
   try {
     // ---- Subsampling layer 0: mask rows, Conv2d(1 -> C0), LayerNorm, ReLU. Layout [t][f][c].
     const int64_t T1 = ConvOut(T), F1 = ConvOut(F);
     std::vector<float> y0(T1 * F1 * C0);
+    std::vector<float> conv0_t(9 * C0);  // [9, C0]: the channels of one tap side by side
+    for (int64_t ch = 0; ch < C0; ++ch) {
+      for (int kk = 0; kk < 9; ++kk) conv0_t[kk * C0 + ch] = conv0_[ch * 9 + kk];
+    }
     pool->ParallelFor(T1, 4, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) {
         for (int64_t f = 0; f < F1; ++f) {
@@ -492,24 +538,27 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
               patch[kt * 3 + kf] = v;
             }
           }
+          // out[ch] = sum over taps of w[ch, tap] * patch[tap], in tap order from 0 (the
+          // channels vectorised).
           float* out = y0.data() + (t * F1 + f) * C0;
-          for (int64_t ch = 0; ch < C0; ++ch) {
-            const float* w = conv0_.data() + ch * 9;
-            float s = 0.0f;
-            for (int k = 0; k < 9; ++k) s += w[k] * patch[k];
-            out[ch] = s;
+          std::fill(out, out + C0, 0.0f);
+          for (int kk = 0; kk < 9; ++kk) {
+            const float* w = conv0_t.data() + kk * C0;
+            const float pk = patch[kk];
+            for (int64_t ch = 0; ch < C0; ++ch) out[ch] += w[ch] * pk;
           }
           LayerNormRelu(out, C0, norm0_.data(), eps);
         }
       }
     });
+    prof.Mark("subsample.conv0");
     std::vector<uint8_t> mask1(T1);
     for (int64_t t = 0; t < T1; ++t) mask1[t] = features.mask[2 * t];
 
     // ---- Layer 1: mask rows, Conv2d(C0 -> C1) as patches [rows, C0 * 9] x conv1^T.
     const int64_t T2 = ConvOut(T1), F2 = ConvOut(F1);
     std::vector<float> y1(T2 * F2 * C1);
-    constexpr int64_t kRowsPerPass = 8;  // output time steps per im2col pass
+    constexpr int64_t kRowsPerPass = 64;  // output time steps per im2col pass
     std::vector<float> patches(std::min(T2, kRowsPerPass) * F2 * C0 * 9);
     for (int64_t t0 = 0; t0 < T2; t0 += kRowsPerPass) {
       const int64_t nt = std::min(kRowsPerPass, T2 - t0);
@@ -532,10 +581,13 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
       });
       float* out = y1.data() + t0 * F2 * C1;
       ops::MatMulGemm(conv1_, patches.data(), nt * F2, out, pool);
-      for (int64_t i = 0; i < nt * F2; ++i) LayerNormRelu(out + i * C1, C1, norm1_.data(), eps);
+      pool->ParallelFor(nt * F2, 64, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) LayerNormRelu(out + i * C1, C1, norm1_.data(), eps);
+      });
     }
     y0 = std::vector<float>();
     patches = std::vector<float>();
+    prof.Mark("subsample.conv1");
     std::vector<uint8_t> valid(T2);
     for (int64_t t = 0; t < T2; ++t) valid[t] = mask1[2 * t];
 
@@ -544,6 +596,7 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
     std::vector<float> x(S * H);
     ops::MatMulGemm(input_proj_, y1.data(), S, x.data(), pool);
     y1 = std::vector<float>();
+    prof.Mark("input_proj");
 
     // ---- Conformer layers.
     const int64_t chunk = c.attention_chunk_size, past = c.attention_context_left - 1,
@@ -568,127 +621,170 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
       return kv < 0 || kv >= S || allowed(q, kv);
     };
 
-    std::vector<float> normed(S * H), q(S * H), k(S * H), v(S * H), attn(S * H), tmp(S * H),
-        in_copy(S * H), wide(S * 4 * H);
+    ConformerScratch sc;
+    for (std::vector<float>* buffer :
+         {&sc.normed, &sc.q, &sc.k, &sc.v, &sc.attn, &sc.tmp, &sc.in_copy}) {
+      buffer->resize(S * H);
+    }
+    sc.wide.resize(S * 4 * H);
+    std::vector<float> depthwise_t(K * H);  // the layer's depthwise kernel as [K, H]
     for (const AudioLayerWeights& lw : layers_) {
       if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
         return CancelledError("cancelled in the audio tower before layer " +
                               std::to_string(&lw - layers_.data() + 1) + " of " +
                               std::to_string(layers_.size()));
       }
-      FeedForward(lw.ff1, c, S, x, normed, wide, tmp, pool);
+      FeedForward(lw.ff1, c, S, x, sc, pool, prof);
 
-      // Attention block: clamp + norm_pre_attn, chunked attention, clamp + norm_post_attn.
-      for (int64_t t = 0; t < S; ++t) {
-        float* n = normed.data() + t * H;
-        std::copy_n(x.data() + t * H, H, n);
-        ClampInPlace(n, H, -gc, gc);
+      // Attention block: clamp + norm_pre_attn, q/k/v (each clamping the normed rows to its own
+      // bounds: separate copies when clipping), chunked attention, clamp + norm_post_attn.
+      const bool clip = lw.q_proj.clipped || lw.k_proj.clipped || lw.v_proj.clipped;
+      float* const q_in = clip ? sc.attn.data() : sc.normed.data();
+      float* const k_in = clip ? sc.tmp.data() : sc.normed.data();
+      float* const v_in = clip ? sc.in_copy.data() : sc.normed.data();
+      ForEachRow(pool, S, [&](int64_t t) {
+        float* n = sc.normed.data() + t * H;
+        CopyClamped(x.data() + t * H, H, gc, n);
         ops::RmsNorm(n, lw.norm_pre_attn.data(), H, eps, n);
-      }
-      auto project = [&](const ClippableLinear& l, float* y) {
-        std::copy(normed.begin(), normed.end(), in_copy.begin());
-        ApplyClippableLinear(l, in_copy.data(), S, H, y, pool);
-      };
-      project(lw.q_proj, q.data());
-      project(lw.k_proj, k.data());
-      project(lw.v_proj, v.data());
-      for (int64_t t = 0; t < S; ++t) {
+        if (!clip) return;
+        std::copy_n(n, H, q_in + t * H);
+        std::copy_n(n, H, k_in + t * H);
+        std::copy_n(n, H, v_in + t * H);
+        ClampInput(lw.q_proj, q_in + t * H, H);
+        ClampInput(lw.k_proj, k_in + t * H, H);
+        ClampInput(lw.v_proj, v_in + t * H, H);
+      });
+      prof.Mark("attn.norm");
+      ops::MatMulGemm(lw.q_proj.weight, q_in, S, sc.q.data(), pool);
+      ops::MatMulGemm(lw.k_proj.weight, k_in, S, sc.k.data(), pool);
+      ops::MatMulGemm(lw.v_proj.weight, v_in, S, sc.v.data(), pool);
+      prof.Mark("attn.qkv_gemm");
+      ForEachRow(pool, S, [&](int64_t t) {
+        float* qt = sc.q.data() + t * H;
+        float* kt = sc.k.data() + t * H;
+        ClampOutput(lw.q_proj, qt, H);
+        ClampOutput(lw.k_proj, kt, H);
+        ClampOutput(lw.v_proj, sc.v.data() + t * H, H);
         for (int64_t h = 0; h < nh; ++h) {
-          float* qh = q.data() + t * H + h * hd;
+          float* qh = qt + h * hd;
           for (int64_t d = 0; d < hd; ++d) qh[d] = qh[d] * q_scale * lw.per_dim_softplus[d];
         }
-        float* kt = k.data() + t * H;
         for (int64_t j = 0; j < H; ++j) kt[j] = kt[j] * k_scale;
-      }
-      // One item: a block of `chunk` queries and one head.
+      });
+      prof.Mark("attn.scale");
+      const float* const q = sc.q.data();
+      const float* const k = sc.k.data();
+      const float* const v = sc.v.data();
+      // One item: a block of `chunk` queries and one head. The output rows are clamped to the
+      // post projection's input bounds here (elementwise, so per head).
       pool->ParallelFor(nb * nh, 1, [&](int64_t begin, int64_t end) {
-        std::vector<float> bd(chunk * P), logits(C);
+        std::vector<float> bd(chunk * P), ac(chunk * C), logits(C);
         for (int64_t item = begin; item < end; ++item) {
           const int64_t b = item / nh, h = item % nh;
-          const int64_t q0 = b * chunk;
-          // matrix_bd before the shift: q_i . rel_key[p] for the block's queries.
-          for (int64_t i = 0; i < chunk; ++i) {
-            const int64_t qi = q0 + i;
-            for (int64_t p = 0; p < P; ++p) {
-              bd[i * P + p] = qi < S ? ops::Dot(q.data() + qi * H + h * hd,
-                                                lw.rel_keys.data() + p * H + h * hd, hd)
-                                     : 0.0f;
-            }
+          const int64_t q0 = b * chunk, nq = std::min(chunk, S - q0);
+          // The block's context: keys q0 - past .. q0 + chunk + future - 1, of which kv0 .. kv1
+          // - 1 exist (the others are zero padding, masked).
+          const int64_t kv0 = std::max<int64_t>(0, q0 - past);
+          const int64_t kv1 = std::min(S, q0 - past + C);
+          // matrix_bd before the shift: q_i . rel_key[p] for the block's queries ([chunk, P],
+          // rows past the sequence zero), and matrix_ac: q_i . k_j over the context ([chunk,
+          // C], padding keys zero).
+          std::fill(bd.begin(), bd.end(), 0.0f);
+          std::fill(ac.begin(), ac.end(), 0.0f);
+          ops::AttentionScores(q + q0 * H + h * hd, H, static_cast<int>(nq),
+                               lw.rel_keys.data() + h * hd, H, P, hd, bd.data(), P);
+          if (kv1 > kv0) {
+            ops::AttentionScores(q + q0 * H + h * hd, H, static_cast<int>(nq), k + kv0 * H + h * hd,
+                                 H, kv1 - kv0, hd, ac.data() + (kv0 - (q0 - past)), C);
           }
-          for (int64_t i = 0; i < chunk && q0 + i < S; ++i) {
+          for (int64_t i = 0; i < nq; ++i) {
             const int64_t qi = q0 + i;
-            const float* qv = q.data() + qi * H + h * hd;
             for (int64_t j = 0; j < C; ++j) {
-              const int64_t kv = q0 - past + j;
-              const float ac =
-                  kv >= 0 && kv < S ? ops::Dot(qv, k.data() + kv * H + h * hd, hd) : 0.0f;
               // _rel_shift: row i of the shifted [chunk, C] is the flat [chunk, C + 1]-padded
               // matrix read from i * C.
               const int64_t flat = i * C + j, r = flat / (C + 1), col = flat % (C + 1);
               const float rel = col < P ? bd[r * P + col] : 0.0f;
-              float logit = ac + rel;
-              logit = logit / cap;
-              logit = std::tanh(logit);
-              logit = logit * cap;
-              logits[j] = masked(qi, kv) ? invalid : logit;
+              logits[j] = ac[i * C + j] + rel;
+            }
+            ops::Softcap(logits.data(), C, cap);  // tanh(logit / cap) * cap
+            for (int64_t j = 0; j < C; ++j) {
+              if (masked(qi, q0 - past + j)) logits[j] = invalid;
             }
             ops::Softmax(logits.data(), C);
-            float* o = attn.data() + qi * H + h * hd;
+            float* o = sc.attn.data() + qi * H + h * hd;
             std::fill(o, o + hd, 0.0f);
-            for (int64_t j = 0; j < C; ++j) {
-              const int64_t kv = q0 - past + j;
-              if (kv < 0 || kv >= S) continue;  // zero padding
-              const float p = logits[j];
-              const float* vv = v.data() + kv * H + h * hd;
-              for (int64_t d = 0; d < hd; ++d) o[d] += p * vv[d];
+            if (kv1 > kv0) {
+              ops::AttentionValues(logits.data() + (kv0 - (q0 - past)), C, 1, v + kv0 * H + h * hd,
+                                   H, kv1 - kv0, hd, o, hd);
             }
+            ClampInput(lw.post, o, hd);
           }
         }
       });
-      ApplyClippableLinear(lw.post, attn.data(), S, H, tmp.data(), pool);
-      for (int64_t t = 0; t < S; ++t) {
-        float* h = tmp.data() + t * H;
+      prof.Mark("attn.local");
+      ops::MatMulGemm(lw.post.weight, sc.attn.data(), S, sc.tmp.data(), pool);
+      prof.Mark("attn.post_gemm");
+      // Residual, then the light conv's pre-norm and linear_start's input clamp.
+      ForEachRow(pool, S, [&](int64_t t) {
+        float* h = sc.tmp.data() + t * H;
+        ClampOutput(lw.post, h, H);
         ClampInPlace(h, H, -gc, gc);
         ops::RmsNorm(h, lw.norm_post_attn.data(), H, eps, h);
         float* r = x.data() + t * H;
         for (int64_t j = 0; j < H; ++j) r[j] = h[j] + r[j];
-      }
+        float* n = sc.normed.data() + t * H;
+        ops::RmsNorm(r, lw.lconv_pre_norm.data(), H, eps, n);
+        ClampInput(lw.linear_start, n, H);
+      });
+      prof.Mark("attn.norm");
 
-      // Light conv: norm, linear_start, GLU, causal depthwise conv, clamp, norm, SiLU,
-      // linear_end, residual.
-      for (int64_t t = 0; t < S; ++t) {
-        ops::RmsNorm(x.data() + t * H, lw.lconv_pre_norm.data(), H, eps, normed.data() + t * H);
+      // Light conv: linear_start, GLU, causal depthwise conv, clamp, norm, SiLU, linear_end,
+      // residual.
+      ops::MatMulGemm(lw.linear_start.weight, sc.normed.data(), S, sc.wide.data(), pool);
+      prof.Mark("lconv.gemm");
+      ForEachRow(pool, S, [&](int64_t t) {
+        float* in = sc.wide.data() + t * 2 * H;
+        ClampOutput(lw.linear_start, in, 2 * H);
+        float* g = sc.attn.data() + t * H;
+        ops::SigmoidMul(in + H, in, g, H);  // GLU: a * sigmoid(b) for [a, b] = in
+      });
+      for (int64_t j = 0; j < H; ++j) {
+        for (int64_t kk = 0; kk < K; ++kk) depthwise_t[kk * H + j] = lw.depthwise[j * K + kk];
       }
-      ApplyClippableLinear(lw.linear_start, normed.data(), S, H, wide.data(), pool);
-      for (int64_t t = 0; t < S; ++t) {
-        const float* in = wide.data() + t * 2 * H;
-        float* g = attn.data() + t * H;
-        for (int64_t j = 0; j < H; ++j) g[j] = in[j] * Sigmoid(in[H + j]);
-      }
-      for (int64_t t = 0; t < S; ++t) {
-        float* out = tmp.data() + t * H;
-        for (int64_t j = 0; j < H; ++j) {
-          const float* w = lw.depthwise.data() + j * K;
-          float s = 0.0f;
-          for (int64_t kk = 0; kk < K; ++kk) {
-            const int64_t ti = t - (K - 1) + kk;
-            if (ti >= 0) s += w[kk] * attn[ti * H + j];
-          }
-          out[j] = s;
+      ForEachRow(pool, S, [&](int64_t t) {
+        // out[j] = sum over kk of w[j, kk] * glu[t - (K - 1) + kk, j] (in kk order, from 0).
+        float* out = sc.tmp.data() + t * H;
+        std::fill(out, out + H, 0.0f);
+        for (int64_t kk = 0; kk < K; ++kk) {
+          const int64_t ti = t - (K - 1) + kk;
+          if (ti < 0) continue;
+          const float* w = depthwise_t.data() + kk * H;
+          const float* a = sc.attn.data() + ti * H;
+          for (int64_t j = 0; j < H; ++j) out[j] += w[j] * a[j];
         }
         ClampInPlace(out, H, -gc, gc);
         ops::RmsNorm(out, lw.conv_norm.data(), H, eps, out);
-        for (int64_t j = 0; j < H; ++j) out[j] = Silu(out[j]);
-      }
-      ApplyClippableLinear(lw.linear_end, tmp.data(), S, H, normed.data(), pool);
-      for (int64_t i = 0; i < S * H; ++i) x[i] = normed[i] + x[i];
+        SiluInPlace(out, H);
+        ClampInput(lw.linear_end, out, H);
+      });
+      prof.Mark("lconv.glu_conv_norm");
+      ops::MatMulGemm(lw.linear_end.weight, sc.tmp.data(), S, sc.normed.data(), pool);
+      prof.Mark("lconv.gemm");
+      ForEachRow(pool, S, [&](int64_t t) {
+        float* h = sc.normed.data() + t * H;
+        ClampOutput(lw.linear_end, h, H);
+        float* r = x.data() + t * H;
+        for (int64_t j = 0; j < H; ++j) r[j] = h[j] + r[j];
+      });
+      prof.Mark("lconv.glu_conv_norm");
 
-      FeedForward(lw.ff2, c, S, x, normed, wide, tmp, pool);
-      for (int64_t t = 0; t < S; ++t) {
+      FeedForward(lw.ff2, c, S, x, sc, pool, prof);
+      ForEachRow(pool, S, [&](int64_t t) {
         float* r = x.data() + t * H;
         ClampInPlace(r, H, -gc, gc);
         ops::RmsNorm(r, lw.norm_out.data(), H, eps, r);
-      }
+      });
+      prof.Mark("norm_out");
     }
 
     // ---- Valid rows only, output_proj (+ bias), embed_audio.
@@ -707,6 +803,7 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
     }
     soft_tokens->resize(n_valid * text_hidden_);
     ops::MatMulGemm(projection_, out.data(), n_valid, soft_tokens->data(), pool);
+    prof.Mark("output_proj");
   } catch (const std::bad_alloc&) {
     return ResourceExhaustedError("out of memory encoding " + std::to_string(T) + " audio frames");
   }

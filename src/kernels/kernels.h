@@ -64,6 +64,9 @@ struct KernelTable {
   void (*axpy_f32)(float a, const float* x, float* y, int64_t n);  // y += a * x
   // out = gelu_tanh(g) * u elementwise (u null: gelu_tanh(g)); out may alias g.
   void (*gelu_mul_f32)(const float* g, const float* u, float* out, int64_t n);
+  // out = m * sigmoid(x) elementwise, computed as m / (1 + exp(-x)); m null: m = x (SiLU). out
+  // may alias x or m. The audio tower's SiLU and GLU.
+  void (*sigmoid_mul_f32)(const float* x, const float* m, float* out, int64_t n);
   // In place: x = exp(x - max) / sum (the sum accumulated in double by the reference).
   void (*softmax_f32)(float* x, int64_t n);
   // Attention: scores[h * ldsc + j] = dot(q + h * ldq, k + j * ldk) over d values, for nq

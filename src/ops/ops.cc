@@ -63,6 +63,10 @@ float Dot(const float* a, const float* b, int64_t n) {
   return kernels::BestTable().dot_f32(a, b, n);
 }
 
+void SigmoidMul(const float* x, const float* m, float* out, int64_t n) {
+  kernels::BestTable().sigmoid_mul_f32(x, m, out, n);
+}
+
 void GeluMul(const float* g, const float* u, float* out, int64_t n) {
   kernels::BestTable().gelu_mul_f32(g, u, out, n);
 }
@@ -251,8 +255,10 @@ void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool
 namespace {
 
 // 64-byte aligned f32 scratch of `count` values: the GEMM kernels load whole aligned vectors.
+// The buffer only grows: a tower's matmuls alternate between sizes, and resizing down and back
+// up would zero-fill the regrown part on every call.
 float* AlignedFloats(std::vector<float>& buffer, int64_t count) {
-  buffer.resize(count + 16);
+  if (buffer.size() < static_cast<size_t>(count + 16)) buffer.resize(count + 16);
   const uintptr_t address = reinterpret_cast<uintptr_t>(buffer.data());
   return buffer.data() + ((64 - address % 64) % 64) / sizeof(float);
 }
@@ -270,21 +276,28 @@ void PackGemmWeights(const TensorView& w, PackedGemmWeights* out, ThreadPool* po
   out->panels = packed;
   const bool direct =
       w.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(w.data) % alignof(float) == 0;
+  // 16-bit weights are widened a slice of k at a time ([nr, kSliceK], 32 KiB for nr = 32) and
+  // the slice packed while it is in L1: the panel layout is k-major, so a slice of k is a
+  // contiguous part of the panel.
+  constexpr int64_t kSliceK = 256;
   auto pack_panels = [&](int64_t begin, int64_t end) {
     struct RowsTag;
     std::vector<float>& rows = ThreadScratch<std::vector<float>, RowsTag>();
+    if (!direct && rows.size() < static_cast<size_t>(nr * kSliceK)) rows.resize(nr * kSliceK);
     for (int64_t p = begin; p < end; ++p) {
       const int64_t n0 = p * nr;
       const int nrows = static_cast<int>(std::min<int64_t>(nr, n_out - n0));
-      const float* wr;
+      float* const panel = packed + p * nr * k;
       if (direct) {
-        wr = reinterpret_cast<const float*>(w.data) + n0 * k;
-      } else {
-        rows.resize(nr * k);
-        ToF32(w, n0 * k, nrows * k, rows.data());
-        wr = rows.data();
+        table.pack_gemm_panel(reinterpret_cast<const float*>(w.data) + n0 * k, k, nrows, k, nr,
+                              panel);
+        continue;
       }
-      table.pack_gemm_panel(wr, k, nrows, k, nr, packed + p * nr * k);
+      for (int64_t i0 = 0; i0 < k; i0 += kSliceK) {
+        const int64_t kc = std::min(kSliceK, k - i0);
+        for (int r = 0; r < nrows; ++r) ToF32(w, (n0 + r) * k + i0, kc, rows.data() + r * kc);
+        table.pack_gemm_panel(rows.data(), kc, nrows, kc, nr, panel + i0 * nr);
+      }
     }
   };
   if (pool != nullptr) {

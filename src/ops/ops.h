@@ -59,6 +59,10 @@ void GeluMul(const float* g, const float* u, float* out, int64_t n);
 // call: bit-identical to GeluMul(g, u, out, n).
 void GeluMul(const float* g, const float* u, float* out, int64_t n, ThreadPool* pool);
 
+// out = m * sigmoid(x) elementwise as m / (1 + exp(-x)) (vectorised); m null: SiLU(x). out may
+// alias x or m.
+void SigmoidMul(const float* x, const float* m, float* out, int64_t n);
+
 // Rotate-half RoPE over one head of width head_dim at `position`:
 // out[i] = x[i]*cos - x[i+h]*sin, out[i+h] = x[i+h]*cos + x[i]*sin for i < rotated_pairs.
 void ApplyRope(float* x, int head_dim, const float* inv_freq, int rotated_pairs, int64_t position);

@@ -15,6 +15,7 @@
 #include "model/tower_reader.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
+#include "runtime/phase_profile.h"
 #include "runtime/thread_scratch.h"
 
 namespace gemma4::vision {
@@ -357,16 +358,38 @@ void PackIfFloat(const ClippableLinear& l, ops::PackedGemmWeights* w, ThreadPool
   if (!IsBlockType(l.weight.dtype)) ops::PackGemmWeights(l.weight, w, pool);
 }
 
+// Calls row(t) for every t < rows on the pool's threads. Each row's arithmetic is the same
+// whichever thread runs it, so results do not depend on the thread count.
+template <class F>
+void ForEachRow(ThreadPool* pool, int64_t rows, F&& row) {
+  pool->ParallelFor(rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) row(t);
+  });
+}
+
+// torch.clamp over [rows, width] on the pool's threads.
+void ClampRows(float* x, int64_t rows, int64_t width, float lo, float hi, ThreadPool* pool) {
+  ForEachRow(pool, rows, [&](int64_t t) { ClampInPlace(x + t * width, width, lo, hi); });
+}
+
+// ApplyClippableLinear with the clamps on the pool's threads: the same results.
+void ClippedLinear(const ClippableLinear& l, float* x, int64_t s, int64_t in_dim, float* y,
+                   ThreadPool* pool) {
+  if (l.clipped) ClampRows(x, s, in_dim, l.input_min, l.input_max, pool);
+  ops::MatMulGemm(l.weight, x, s, y, pool);
+  if (l.clipped) ClampRows(y, s, l.weight.rows(), l.output_min, l.output_max, pool);
+}
+
 // ApplyClippableLinear with the weights PackIfFloat packed: the same clamps and results.
 void ClippedGemm(const ClippableLinear& l, const ops::PackedGemmWeights& w, float* x, int64_t s,
                  int64_t in_dim, float* y, ThreadPool* pool) {
   if (IsBlockType(l.weight.dtype)) {
-    ApplyClippableLinear(l, x, s, in_dim, y, pool);
+    ClippedLinear(l, x, s, in_dim, y, pool);
     return;
   }
-  if (l.clipped) ClampInPlace(x, s * in_dim, l.input_min, l.input_max);
+  if (l.clipped) ClampRows(x, s, in_dim, l.input_min, l.input_max, pool);
   ops::MatMulGemm(w, x, s, y, pool);
-  if (l.clipped) ClampInPlace(y, s * w.n_out, l.output_min, l.output_max);
+  if (l.clipped) ClampRows(y, s, w.n_out, l.output_min, l.output_max, pool);
 }
 
 }  // namespace
@@ -403,29 +426,31 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
     own_pool = std::make_unique<ThreadPool>(1);
     pool = own_pool.get();
   }
+  PhaseProfile prof("vision encode");
   try {
     // Patch embedding: input_proj(2 * (pixels - 0.5)) + (table[0][x] + table[1][y]).
+    const int64_t patch_values = static_cast<int64_t>(c.patch_size) * c.patch_size * 3;
     std::vector<float> centered(image.pixels.size());
-    for (size_t i = 0; i < centered.size(); ++i) centered[i] = (image.pixels[i] - 0.5f) * 2.0f;
+    ForEachRow(pool, N, [&](int64_t p) {
+      const float* px = image.pixels.data() + p * patch_values;
+      float* row = centered.data() + p * patch_values;
+      for (int64_t i = 0; i < patch_values; ++i) row[i] = (px[i] - 0.5f) * 2.0f;
+    });
     std::vector<float> x(N * Hv);
     ops::MatMulGemm(input_proj_, centered.data(), N, x.data(), pool);
     centered = std::vector<float>();
     const int64_t P = c.position_embedding_size;
-    for (int64_t p = 0; p < N; ++p) {
+    // cos/sin per patch: [N, hd / 2] as (x freqs, y freqs); each axis' part of a head is
+    // hd / 2 values rotated by rotate-half with hd / 4 frequencies.
+    const int quarter = static_cast<int>(hd / 4);
+    std::vector<float> cos_t(N * 2 * quarter), sin_t(N * 2 * quarter);
+    ForEachRow(pool, N, [&](int64_t p) {
       const int64_t px = p % image.patches_w, py = p / image.patches_w;
       const float* ex = position_table_.data() + px * Hv;
       const float* ey = position_table_.data() + (P + py) * Hv;
       float* row = x.data() + p * Hv;
       for (int64_t j = 0; j < Hv; ++j) row[j] += ex[j] + ey[j];
-    }
-
-    // cos/sin per patch: [N, hd / 2] as (x freqs, y freqs); each axis' part of a head is
-    // hd / 2 values rotated by rotate-half with hd / 4 frequencies.
-    const int quarter = static_cast<int>(hd / 4);
-    std::vector<float> cos_t(N * 2 * quarter), sin_t(N * 2 * quarter);
-    for (int64_t p = 0; p < N; ++p) {
-      const float pos[2] = {static_cast<float>(p % image.patches_w),
-                            static_cast<float>(p / image.patches_w)};
+      const float pos[2] = {static_cast<float>(px), static_cast<float>(py)};
       for (int axis = 0; axis < 2; ++axis) {
         for (int i = 0; i < quarter; ++i) {
           const float angle = pos[axis] * inv_freq_[i];
@@ -433,7 +458,8 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
           sin_t[(p * 2 + axis) * quarter + i] = std::sin(angle);
         }
       }
-    }
+    });
+    prof.Mark("patch_embed");
 
     std::vector<float> normed(N * Hv), q(N * q_dim), kk(N * kv_dim), v(N * kv_dim), attn(N * q_dim),
         tmp(N * Hv);
@@ -447,15 +473,18 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
                               std::to_string(&lw - layers_.data() + 1) + " of " +
                               std::to_string(layers_.size()));
       }
-      for (int64_t t = 0; t < N; ++t) {
+      ForEachRow(pool, N, [&](int64_t t) {
         ops::RmsNorm(x.data() + t * Hv, lw.input_norm.data(), Hv, eps, normed.data() + t * Hv);
-      }
+      });
+      prof.Mark("norms");
       // Clamping the shared input in place is safe: q, k and v clamp it to their own bounds,
       // so each needs its own copy when clipping.
       auto project = [&](const ClippableLinear& l, float* y) {
         if (l.clipped) {
-          tmp.assign(normed.begin(), normed.end());
-          ApplyClippableLinear(l, tmp.data(), N, Hv, y, pool);
+          ForEachRow(pool, N, [&](int64_t t) {
+            std::copy_n(normed.data() + t * Hv, Hv, tmp.data() + t * Hv);
+          });
+          ClippedLinear(l, tmp.data(), N, Hv, y, pool);
         } else {
           ops::MatMulGemm(l.weight, normed.data(), N, y, pool);
         }
@@ -463,6 +492,7 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
       project(lw.q_proj, q.data());
       project(lw.k_proj, kk.data());
       project(lw.v_proj, v.data());
+      prof.Mark("qkv_gemm");
       pool->ParallelFor(N, 16, [&](int64_t begin, int64_t end) {
         for (int64_t t = begin; t < end; ++t) {
           const float* ct = cos_t.data() + t * 2 * quarter;
@@ -483,21 +513,26 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
           }
         }
       });
+      prof.Mark("qkv_norm_rope");
       // Bidirectional attention over every patch, scale 1.0, softmax in f32.
       ops::DenseAttention(q.data(), q_dim, kk.data(), kv_dim, v.data(), kv_dim, N,
                           static_cast<int>(n_heads), static_cast<int>(n_kv), static_cast<int>(hd),
                           attn.data(), q_dim, pool);
-      ApplyClippableLinear(lw.o_proj, attn.data(), N, q_dim, tmp.data(), pool);
-      for (int64_t t = 0; t < N; ++t) {
+      prof.Mark("attention");
+      ClippedLinear(lw.o_proj, attn.data(), N, q_dim, tmp.data(), pool);
+      prof.Mark("o_gemm");
+      ForEachRow(pool, N, [&](int64_t t) {
         float* h = tmp.data() + t * Hv;
         ops::RmsNorm(h, lw.post_attention_norm.data(), Hv, eps, h);
         for (int64_t j = 0; j < Hv; ++j) x[t * Hv + j] += h[j];
         ops::RmsNorm(x.data() + t * Hv, lw.pre_ffn_norm.data(), Hv, eps, normed.data() + t * Hv);
-      }
+      });
+      prof.Mark("norms");
       // The MLP's weights are packed once per layer and serve every slice of patches.
       PackIfFloat(lw.gate_proj, &gate_w, pool);
       PackIfFloat(lw.up_proj, &up_w, pool);
       PackIfFloat(lw.down_proj, &down_w, pool);
+      prof.Mark("mlp_pack");
       for (int64_t t0 = 0; t0 < N; t0 += kMlpRows) {
         const int64_t n = std::min(kMlpRows, N - t0);
         float* in = normed.data() + t0 * Hv;
@@ -510,39 +545,47 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
           ClippedGemm(lw.gate_proj, gate_w, in, n, Hv, gate.data(), pool);
           ClippedGemm(lw.up_proj, up_w, in, n, Hv, up.data(), pool);
         }
+        prof.Mark("mlp_gemm");
         ops::GeluMul(gate.data(), up.data(), gate.data(), n * I, pool);
+        prof.Mark("mlp_gelu");
         ClippedGemm(lw.down_proj, down_w, gate.data(), n, I, tmp.data() + t0 * Hv, pool);
+        prof.Mark("mlp_gemm");
       }
-      for (int64_t t = 0; t < N; ++t) {
+      ForEachRow(pool, N, [&](int64_t t) {
         float* h = tmp.data() + t * Hv;
         ops::RmsNorm(h, lw.post_ffn_norm.data(), Hv, eps, h);
         for (int64_t j = 0; j < Hv; ++j) x[t * Hv + j] += h[j];
-      }
+      });
+      prof.Mark("norms");
     }
 
     // Pooling: the mean of each k x k window of patches (each value * f32(1 / k^2), summed in
-    // patch order), slot = x / k + (W / k) * (y / k), then * f32(sqrt(Hv)).
+    // patch order), slot = x / k + (W / k) * (y / k), then * f32(sqrt(Hv)). One item per output
+    // slot, its k x k patches visited in patch (row-major) order.
     const int64_t pw = image.patches_w / k, ph = image.patches_h / k, M = pw * ph;
     const float weight = 1.0f / static_cast<float>(k * k);
     const float root = static_cast<float>(std::sqrt(static_cast<double>(Hv)));
     std::vector<float> pooled(M * Hv, 0.0f);
-    for (int64_t p = 0; p < N; ++p) {
-      const int64_t px = p % image.patches_w, py = p / image.patches_w;
-      float* dst = pooled.data() + ((py / k) * pw + px / k) * Hv;
-      const float* src = x.data() + p * Hv;
-      for (int64_t j = 0; j < Hv; ++j) dst[j] += src[j] * weight;
-    }
-    for (int64_t m = 0; m < M; ++m) {
+    ForEachRow(pool, M, [&](int64_t m) {
+      const int64_t sx = m % pw, sy = m / pw;
       float* row = pooled.data() + m * Hv;
+      for (int64_t dy = 0; dy < k; ++dy) {
+        for (int64_t dx = 0; dx < k; ++dx) {
+          const float* src = x.data() + ((sy * k + dy) * image.patches_w + sx * k + dx) * Hv;
+          for (int64_t j = 0; j < Hv; ++j) row[j] += src[j] * weight;
+        }
+      }
       for (int64_t j = 0; j < Hv; ++j) row[j] *= root;
       if (c.standardize) {
         for (int64_t j = 0; j < Hv; ++j) row[j] = (row[j] - std_bias_[j]) * std_scale_[j];
       }
       // embed_vision: RMSNorm without weight, then the projection.
       ops::RmsNorm(row, nullptr, Hv, eps, row);
-    }
+    });
+    prof.Mark("pool");
     out->resize(M * text_hidden_);
     ops::MatMulGemm(projection_, pooled.data(), M, out->data(), pool);
+    prof.Mark("projector");
   } catch (const std::bad_alloc&) {
     return ResourceExhaustedError("out of memory encoding an image of " + std::to_string(N) +
                                   " patches");

@@ -425,6 +425,25 @@ void GeluMulF32(const float* g, const float* u, float* out, int64_t n) {
   }
 }
 
+// out[i] = m[i] / (1 + exp(-x[i])) (m null: x[i], SiLU). exp is xsimd's (within a few ulp of
+// std::exp; where exp(-x) is denormal or infinite the quotient is m or 0 either way).
+template <class Arch>
+void SigmoidMulF32(const float* x, const float* m, float* out, int64_t n) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int64_t W = B::size;
+  const B one(1.0f);
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    const B v = B::load_unaligned(x + i);
+    const B num = m != nullptr ? B::load_unaligned(m + i) : v;
+    (num / (one + xsimd::exp(-v))).store_unaligned(out + i);
+  }
+  for (; i < n; ++i) {
+    const float v = x[i];
+    out[i] = (m != nullptr ? m[i] : v) / (1.0f + std::exp(-v));
+  }
+}
+
 // x = exp(x - max) / sum. exp is xsimd's (within a few ulp of std::exp); the sum is kept in
 // float vector lanes and reduced in double.
 template <class Arch>
@@ -634,7 +653,8 @@ inline void DequantizeQ4_0(const uint8_t* blocks, int64_t nblocks, float* out) {
 // .bf16_to_f32 = ...`.
 #define GEMMA4_FLOAT_KERNEL_ROWS(Arch)                                                         \
   .dot_f32 = simd::DotF32<Arch>, .axpy_f32 = simd::AxpyF32<Arch>,                              \
-  .gelu_mul_f32 = simd::GeluMulF32<Arch>, .softmax_f32 = simd::SoftmaxF32<Arch>,               \
+  .gelu_mul_f32 = simd::GeluMulF32<Arch>, .sigmoid_mul_f32 = simd::SigmoidMulF32<Arch>,        \
+  .softmax_f32 = simd::SoftmaxF32<Arch>,                                                       \
   .attention_scores_f32 = simd::AttentionScores<Arch, float>,                                  \
   .attention_values_f32 = simd::AttentionValues<Arch, float>,                                  \
   .attention_scores_f16 = simd::AttentionScores<Arch, uint16_t>,                               \

@@ -127,6 +127,13 @@ void GeluMulF32(const float* g, const float* u, float* out, int64_t n) {
   }
 }
 
+void SigmoidMulF32(const float* x, const float* m, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    out[i] = (m != nullptr ? m[i] : v) / (1.0f + std::exp(-v));
+  }
+}
+
 void SoftmaxF32(float* x, int64_t n) {
   float mx = -INFINITY;
   for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
@@ -283,6 +290,7 @@ const KernelTable& ReferenceTable() {
       .dot_f32 = DotF32,
       .axpy_f32 = AxpyF32,
       .gelu_mul_f32 = GeluMulF32,
+      .sigmoid_mul_f32 = SigmoidMulF32,
       .softmax_f32 = SoftmaxF32,
       .attention_scores_f32 = AttentionScoresF32,
       .attention_values_f32 = AttentionValuesF32,
