@@ -313,13 +313,18 @@ void MatMulGemm(const PackedGemmWeights& w, const float* x, int64_t s, float* y,
   const kernels::KernelTable& table = kernels::BestTable();
   // Goto-style blocking. The tokens are packed into k-major tiles of gemm_f32_mr, once per
   // call; the weight rows are k-major panels of gemm_f32_nr (PackGemmWeights). A work item is a
-  // group of panels times a chunk of token tiles, walked one k block at a time: the k block of
-  // the group's panels (about 512 KiB) stays in L2 while each token tile's k block (at most
-  // 32 KiB, L1) meets every panel of the group, so tokens are read from memory once per group
-  // rather than once per panel, and weights once per token chunk.
+  // group of panels times a chunk of token tiles, walked one k block at a time: each token
+  // tile's k block meets every panel of the group, so tokens are read from memory once per
+  // group rather than once per panel, and weights once per token chunk. A panel's k block is
+  // up to 256 KiB (k <= 2048 in one block on AVX-512): on a Zen 5 core, the towers' shapes
+  // ([750 or 256 tokens] x [768..4096] x [768..4096]) ran 8% faster on average than with
+  // 64 KiB blocks, whose extra accumulate passes reload the outputs and cut the FMA chains
+  // short (bench: the same loop with block sizes of 16 KiB to all of k).
   const int mr = table.gemm_f32_mr, nr = table.gemm_f32_nr;
   const int64_t tiles = (s + mr - 1) / mr, panels = (n_out + nr - 1) / nr;
-  const int64_t k_blocks = std::max<int64_t>(1, (k * nr * 4 + 65535) / 65536);  // 64 KiB each
+  constexpr int64_t kPanelBlockBytes = 256 * 1024;
+  const int64_t k_blocks =
+      std::max<int64_t>(1, (k * nr * 4 + kPanelBlockBytes - 1) / kPanelBlockBytes);
   const int64_t k_block = (k + k_blocks - 1) / k_blocks;
   const int threads = pool != nullptr ? pool->num_threads() : 1;
   const int64_t group = std::clamp<int64_t>(panels / (4 * threads), 1, 8);
