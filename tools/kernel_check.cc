@@ -139,6 +139,17 @@ int Run() {
     }
     Check(axpy_ok, "axpy_f32", n);
     Check(gelu_ok, "gelu_mul_f32", n);
+    // SiLU (m null) and GLU (m * sigmoid(x)) over +-100, where exp(-x) saturates.
+    for (const float* m : {static_cast<const float*>(nullptr), b.data()}) {
+      std::vector<float> xs(n), s1(n), s2(n);
+      for (int64_t i = 0; i < n; ++i) xs[i] = a[i] * 100.0f;
+      t.sigmoid_mul_f32(xs.data(), m, s1.data(), n);
+      ref.sigmoid_mul_f32(xs.data(), m, s2.data(), n);
+      bool ok = true;
+      for (int64_t i = 0; i < n; ++i)
+        ok = ok && std::fabs(s1[i] - s2[i]) <= 4e-6f * (1 + std::fabs(s2[i]));
+      Check(ok, m == nullptr ? "sigmoid_mul_f32 (silu)" : "sigmoid_mul_f32", n);
+    }
     std::vector<uint8_t> half(2 * n);
     for (auto& byte : half) byte = static_cast<uint8_t>(rng());
     for (auto conv : {&kernels::KernelTable::bf16_to_f32, &kernels::KernelTable::f16_to_f32}) {

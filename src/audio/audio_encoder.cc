@@ -517,51 +517,59 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
   const float eps = c.rms_norm_eps, gc = c.gradient_clipping;
   PhaseProfile prof("audio encode");
   try {
-    // ---- Subsampling layer 0: mask rows, Conv2d(1 -> C0), LayerNorm, ReLU. Layout [t][f][c].
+    // ---- Subsampling: layer 0 (mask rows, Conv2d(1 -> C0), LayerNorm, ReLU; layout [t][f][c])
+    // then layer 1 (mask rows, Conv2d(C0 -> C1) as patches [rows, C0 * 9] x conv1^T,
+    // LayerNorm, ReLU), a pass of kRowsPerPass layer-1 time steps at a time: each pass computes
+    // the layer-0 rows it reads (2 t - 1 .. 2 t + 1) into a window instead of all T1 rows (48 MB
+    // of fresh pages at 30 s).
     const int64_t T1 = ConvOut(T), F1 = ConvOut(F);
-    std::vector<float> y0(T1 * F1 * C0);
+    const int64_t T2 = ConvOut(T1), F2 = ConvOut(F1);
+    constexpr int64_t kRowsPerPass = 64;  // layer-1 time steps per pass
+    const int64_t window_rows = 2 * std::min(T2, kRowsPerPass) + 1;
+    std::vector<float> y0(window_rows * F1 * C0);
     std::vector<float> conv0_t(9 * C0);  // [9, C0]: the channels of one tap side by side
     for (int64_t ch = 0; ch < C0; ++ch) {
       for (int kk = 0; kk < 9; ++kk) conv0_t[kk * C0 + ch] = conv0_[ch * 9 + kk];
     }
-    pool->ParallelFor(T1, 4, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) {
-        for (int64_t f = 0; f < F1; ++f) {
-          float patch[9];
-          for (int kt = 0; kt < 3; ++kt) {
-            for (int kf = 0; kf < 3; ++kf) {
-              const int64_t ti = 2 * t - 1 + kt, fi = 2 * f - 1 + kf;
-              float v = 0.0f;
-              if (ti >= 0 && ti < T && fi >= 0 && fi < F) {
-                v = features.features[ti * F + fi] * (features.mask[ti] ? 1.0f : 0.0f);
+    // Layer-0 rows [first, last) into the window, row `first - offset` onward.
+    auto layer0 = [&](int64_t first, int64_t last, int64_t offset) {
+      pool->ParallelFor(last - first, 2, [&](int64_t begin, int64_t end) {
+        for (int64_t t = first + begin; t < first + end; ++t) {
+          for (int64_t f = 0; f < F1; ++f) {
+            float patch[9];
+            for (int kt = 0; kt < 3; ++kt) {
+              for (int kf = 0; kf < 3; ++kf) {
+                const int64_t ti = 2 * t - 1 + kt, fi = 2 * f - 1 + kf;
+                float v = 0.0f;
+                if (ti >= 0 && ti < T && fi >= 0 && fi < F) {
+                  v = features.features[ti * F + fi] * (features.mask[ti] ? 1.0f : 0.0f);
+                }
+                patch[kt * 3 + kf] = v;
               }
-              patch[kt * 3 + kf] = v;
             }
+            // out[ch] = sum over taps of w[ch, tap] * patch[tap], in tap order from 0 (the
+            // channels vectorised).
+            float* out = y0.data() + ((t - offset) * F1 + f) * C0;
+            std::fill(out, out + C0, 0.0f);
+            for (int kk = 0; kk < 9; ++kk) {
+              const float* w = conv0_t.data() + kk * C0;
+              const float pk = patch[kk];
+              for (int64_t ch = 0; ch < C0; ++ch) out[ch] += w[ch] * pk;
+            }
+            LayerNormRelu(out, C0, norm0_.data(), eps);
           }
-          // out[ch] = sum over taps of w[ch, tap] * patch[tap], in tap order from 0 (the
-          // channels vectorised).
-          float* out = y0.data() + (t * F1 + f) * C0;
-          std::fill(out, out + C0, 0.0f);
-          for (int kk = 0; kk < 9; ++kk) {
-            const float* w = conv0_t.data() + kk * C0;
-            const float pk = patch[kk];
-            for (int64_t ch = 0; ch < C0; ++ch) out[ch] += w[ch] * pk;
-          }
-          LayerNormRelu(out, C0, norm0_.data(), eps);
         }
-      }
-    });
-    prof.Mark("subsample.conv0");
+      });
+    };
     std::vector<uint8_t> mask1(T1);
     for (int64_t t = 0; t < T1; ++t) mask1[t] = features.mask[2 * t];
-
-    // ---- Layer 1: mask rows, Conv2d(C0 -> C1) as patches [rows, C0 * 9] x conv1^T.
-    const int64_t T2 = ConvOut(T1), F2 = ConvOut(F1);
     std::vector<float> y1(T2 * F2 * C1);
-    constexpr int64_t kRowsPerPass = 64;  // output time steps per im2col pass
     std::vector<float> patches(std::min(T2, kRowsPerPass) * F2 * C0 * 9);
     for (int64_t t0 = 0; t0 < T2; t0 += kRowsPerPass) {
       const int64_t nt = std::min(kRowsPerPass, T2 - t0);
+      const int64_t offset = 2 * t0 - 1;  // the window's row 0 is layer-0 row 2 t0 - 1
+      layer0(std::max<int64_t>(0, offset), std::min(T1, 2 * (t0 + nt - 1) + 2), offset);
+      prof.Mark("subsample.conv0");
       pool->ParallelFor(nt * F2, 8, [&](int64_t begin, int64_t end) {
         for (int64_t item = begin; item < end; ++item) {
           const int64_t t = t0 + item / F2, f = item % F2;
@@ -571,7 +579,7 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
               const int64_t ti = 2 * t - 1 + kt, fi = 2 * f - 1 + kf;
               const bool in = ti >= 0 && ti < T1 && fi >= 0 && fi < F1;
               const float m = in && mask1[ti] ? 1.0f : 0.0f;
-              const float* src = in ? y0.data() + (ti * F1 + fi) * C0 : nullptr;
+              const float* src = in ? y0.data() + ((ti - offset) * F1 + fi) * C0 : nullptr;
               for (int64_t ci = 0; ci < C0; ++ci) {
                 row[ci * 9 + kt * 3 + kf] = in ? src[ci] * m : 0.0f;
               }
@@ -584,10 +592,10 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
       pool->ParallelFor(nt * F2, 64, [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) LayerNormRelu(out + i * C1, C1, norm1_.data(), eps);
       });
+      prof.Mark("subsample.conv1");
     }
     y0 = std::vector<float>();
     patches = std::vector<float>();
-    prof.Mark("subsample.conv1");
     std::vector<uint8_t> valid(T2);
     for (int64_t t = 0; t < T2; ++t) valid[t] = mask1[2 * t];
 
