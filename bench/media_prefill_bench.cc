@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_timing.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "prompt/media_batch.h"
@@ -26,14 +27,8 @@
 namespace gemma4 {
 namespace {
 
-double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using bench::Median;
+using bench::Now;
 
 int Run(int argc, char** argv) {
   std::string model_path;

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_timing.h"
 #include "formats/gguf.h"
 #include "model/drafter.h"
 #include "model/forward.h"
@@ -34,14 +35,8 @@
 namespace gemma4 {
 namespace {
 
-double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using bench::Median;
+using bench::Now;
 
 // A random drafter with the E2B assistant's shapes for `target` (BF16 weights).
 Status WriteSyntheticDrafter(const ModelConfig& target, const std::string& path) {

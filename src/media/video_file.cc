@@ -13,6 +13,7 @@
 extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
+#include <libavutil/avstring.h>
 #include <libavutil/imgutils.h>
 #include <libswscale/swscale.h>
 }
@@ -53,18 +54,6 @@ constexpr char kContainerNames[] = "MP4/MOV/3GP, Matroska/WebM, AVI, MPEG-PS/TS,
 constexpr char kDecoders[] =
     "h264,hevc,vp8,vp9,libvpx,libvpx-vp9,av1,libdav1d,libaom-av1,mpeg4,msmpeg4v3,mpeg1video,"
     "mpeg2video,mjpeg,theora,h263,prores,ffv1,rawvideo";
-
-bool OnList(const char* name, const char* list) {
-  const size_t n = std::strlen(name);
-  for (const char* p = list; *p != '\0';) {
-    const char* end = std::strchr(p, ',');
-    const size_t len = end == nullptr ? std::strlen(p) : static_cast<size_t>(end - p);
-    if (len == n && std::strncmp(p, name, n) == 0) return true;
-    if (end == nullptr) break;
-    p = end + 1;
-  }
-  return false;
-}
 
 std::string AvError(int err) {
   char buf[AV_ERROR_MAX_STRING_SIZE] = {};
@@ -111,7 +100,7 @@ StatusOr<std::vector<SampledFrame>> LoadVideoFrames(const std::string& path,
   if (stream_index < 0 || decoder == nullptr) {
     return InvalidArgumentError(path + ": no decodable video stream");
   }
-  if (!OnList(decoder->name, kDecoders)) {
+  if (av_match_list(decoder->name, kDecoders, ',') <= 0) {
     return UnimplementedError(path + ": video codec '" + decoder->name +
                               "' is not supported (supported: " + kDecoders + ")");
   }

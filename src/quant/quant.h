@@ -12,11 +12,19 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "base/tensor.h"
 
 namespace gemma4::quant {
+
+// A little-endian u16 at any alignment (block headers' f16 scales).
+inline uint16_t LoadU16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
 
 // Constants are plain constexpr (one copy per unit), not inline variables: the ISA units are
 // compiled with -fno-weak, which cannot share an inline variable.

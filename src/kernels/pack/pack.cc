@@ -11,17 +11,8 @@ using quant::kQ4_0BlockBytes;
 using quant::kQ4_KBlockBytes;
 using quant::kQ6_KBlockBytes;
 using quant::kQ8_0BlockBytes;
+using quant::LoadU16;
 using quant::Q4_KScales;
-
-namespace {
-
-uint16_t LoadU16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-}
-
-}  // namespace
 
 int Q4_0RNibble(const uint8_t* data, int e) { return e < 64 ? data[e] & 0xF : data[e - 64] >> 4; }
 

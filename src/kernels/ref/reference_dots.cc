@@ -19,18 +19,9 @@ using quant::kQ4_0BlockBytes;
 using quant::kQ4_KBlockBytes;
 using quant::kQ6_KBlockBytes;
 using quant::kQ8_0BlockBytes;
+using quant::LoadU16;
 using quant::Q4_KScales;
 using quant::UnpackQ6_K;
-
-namespace {
-
-uint16_t LoadU16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-}
-
-}  // namespace
 
 float DotQ8_0Reference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks) {
   float total = 0;
