@@ -126,24 +126,8 @@ class InferenceState {
   // Positions [offset, offset + s) of `input`; embeddings points at the chunk's first row.
   Status ForwardChunk(const ForwardInput& input, int64_t offset, int64_t s, const float* embeddings,
                       float* logits, bool all_rows);
+  // The attention block of one layer (attention.cc): out [s, hidden] = o_proj(attention).
   void Attention(int layer, int64_t s, const float* normed, float* out);
-  struct KeyRows;
-  // Per-thread buffers of the attention core.
-  struct AttentionScratch {
-    std::vector<float> scores, tile, out, max, sum, merged, merged_max, merged_sum;
-    std::vector<int64_t> lo, hi;
-  };
-  // For nt tokens (query rows q + i * ldq_token, nq heads of head_dim values each) of KV head
-  // g: softmax over each token's keys [lo[i], hi[i]] (none when lo > hi), out [nt, nq, hd] the
-  // weighted value sums, max and sum [nt, nq] each row's largest score and exp-sum.
-  static void AttendPiece(const KeyRows& keys, const KeyRows& values, int64_t g, const float* q,
-                          int64_t ldq_token, int nq, int nt, const int64_t* lo, const int64_t* hi,
-                          float* out, float* max, float* sum, AttentionScratch* scratch);
-  // Log-sum-exp merge of one piece (max, sum, normalized out [hd]) into the running state;
-  // first starts it. FinishSplit writes merged / merged_sum.
-  static void MergeSplit(int64_t hd, float max, float sum, const float* out, bool first,
-                         float* merged_max, float* merged_sum, float* merged);
-  static void FinishSplit(int64_t hd, float merged_sum, const float* merged, float* out);
   void DenseMlp(const LayerWeights& lw, int width, int64_t s, const float* in, float* out);
   void Moe(const LayerWeights& lw, int64_t s, const float* residual, float* out);
   Status PerLayerInputs(const int32_t* ids, int64_t s);
