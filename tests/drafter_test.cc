@@ -388,9 +388,10 @@ TEST(Speculative, RejectsBadOptions) {
   Pair p = LoadPair("tiny-e2b");
   ASSERT_TRUE(p.target && p.drafter);
   ThreadPool pool(1);
-  InferenceState state(*p.target, &pool);
+  // A round needs a forward step of draft_tokens + 2 positions: a 16-position state allows 14.
+  InferenceState state(*p.target, &pool, /*max_chunk=*/16);
   SpeculativeOptions o;
-  o.draft_tokens = 15;  // the default chunk of 16 allows 14
+  o.draft_tokens = 15;
   const std::vector<int32_t> prompt = {2, 5, 6};
   EXPECT_EQ(
       SpeculativeGenerate(*p.target, p.drafter.get(), &state, prompt, o, &pool).status().code(),

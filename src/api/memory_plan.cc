@@ -110,7 +110,7 @@ uint64_t ForwardScratchBytes(const ModelConfig& c, int64_t max_chunk, int thread
   uint64_t floats = 0;
   floats += 4 * s * H;                                 // x, normed, tmp, tmp2
   floats += 2 * s * q_dim + 2 * s * kv_dim;            // q, attn; k, v
-  floats += 2 * std::min<int64_t>(s, 32) * width;      // MLP gate and up slices
+  floats += 2 * std::min(s, kMlpSliceTokens) * width;  // MLP gate and up slices
   floats += s * L * P + L * P;                         // per-layer inputs, one token's table part
   floats += 2 * s * pairs;                             // RoPE tables
   floats += c.vocab_size;                              // the last position's logits

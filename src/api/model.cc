@@ -202,10 +202,10 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
     }
     info.kv_cache_type = KvTypeName(impl->kv_type);
     if (!options.draft_model_path.empty()) {
-      if (options.draft_tokens < 1 || options.draft_tokens > kDefaultMaxChunk - 2) {
+      if (options.draft_tokens < 1 || options.draft_tokens > kMaxDraftTokens) {
         return InvalidArgumentError(
             "ModelOptions.draft_tokens = " + std::to_string(options.draft_tokens) +
-            " is outside [1, " + std::to_string(kDefaultMaxChunk - 2) + "]");
+            " is outside [1, " + std::to_string(kMaxDraftTokens) + "]");
       }
       GEMMA4_ASSIGN_OR_RETURN(impl->drafter, Drafter::Load(options.draft_model_path));
       Status compatible = impl->drafter->CheckCompatible(c);

@@ -616,10 +616,10 @@ Status SessionImpl::ToolResponseTokens(const std::vector<ToolResult>& results,
 // of calls, and stops on cancel, max_tokens, the repetition guard or a full context.
 Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
   Turn& turn = history_.back();
-  if (options.draft_tokens > kDefaultMaxChunk - 2) {
+  if (options.draft_tokens > kMaxDraftTokens) {
     return InvalidArgumentError(
         "GenerateOptions.draft_tokens = " + std::to_string(options.draft_tokens) + " exceeds " +
-        std::to_string(kDefaultMaxChunk - 2));
+        std::to_string(kMaxDraftTokens));
   }
   draft_tokens_ = m_.drafter == nullptr      ? 0
                   : options.draft_tokens < 0 ? m_.draft_tokens

@@ -391,11 +391,9 @@ Status InferenceState::PerLayerInputs(const int32_t* ids, int64_t s) {
 
 void InferenceState::DenseMlp(const LayerWeights& lw, int width, int64_t s, const float* in,
                               float* out) {
-  // In slices of at most kMlpTokens tokens: the [tokens, width] gate and up activations are
-  // the largest scratch of a chunk (E2B's wide layers: 96 KiB per token for each), and a slice
-  // of 32 still fills the GEMM tiles and reuses each weight panel 32 times. Every token's
-  // result is independent of the slicing.
-  constexpr int64_t kMlpTokens = 32;
+  // In slices of at most kMlpSliceTokens tokens (the gate and up activations are the largest
+  // scratch of a step). Every token's result is independent of the slicing.
+  constexpr int64_t kMlpTokens = kMlpSliceTokens;
   const int64_t H = config_.hidden_size;
   gate_.resize(std::min(s, kMlpTokens) * width);
   up_.resize(std::min(s, kMlpTokens) * width);

@@ -18,12 +18,25 @@ namespace gemma4 {
 
 enum class LogitsMode { kNone, kLast, kAll };
 
-// Tokens per internal forward step unless asked otherwise (see InferenceState). Scratch and the
-// sliding-window rings grow with it (E2B: ~230 KiB of scratch per token); prompt processing
-// does not: measured on E2B Q4_0 (2 threads, AVX2), pp512 with 16-, 32- and 64-token steps
-// is within the run-to-run noise (57-72 tok/s for each), since every step still reuses each
-// weight panel 16 times from cache.
-inline constexpr int64_t kDefaultMaxChunk = 16;
+// Tokens per internal forward step unless asked otherwise (see InferenceState). Prefill reads
+// every weight matrix once per step, so the step sets how often a prompt streams the weights
+// from memory: measured on E2B Q4_0 pp512 (2 threads, Zen 5, AVX-512 VNNI), 64-token steps ran
+// 10-14% faster than 16-token ones (the weights read 8 times per 512-token prompt instead of
+// 32), and 512-token steps no faster than 64. Scratch and the sliding-window rings grow with
+// it (E2B: ~230 KiB of scratch per token, about 15 MiB at 64; see ForwardScratchBytes).
+inline constexpr int64_t kDefaultMaxChunk = 64;
+
+// The dense MLP runs a step in slices of at most this many tokens: the [tokens, width] gate
+// and up activations are a step's largest scratch (E2B's wide layers: 48 KiB per token for
+// each), and each slice streams the MLP weights once, so it matches the default step.
+inline constexpr int64_t kMlpSliceTokens = 64;
+
+// Drafted tokens a speculative round may verify (the user-facing bound of
+// ModelOptions/GenerateOptions.draft_tokens and the C ABI's, 1..14). A round verifies the
+// drafts and the token before them in one forward step and may rewind them all, so a state
+// drafting k tokens needs max_chunk >= k + 2.
+inline constexpr int kMaxDraftTokens = 14;
+static_assert(kMaxDraftTokens + 2 <= kDefaultMaxChunk);
 
 // Attention: keys per piece (a query's keys are cut at multiples of it and the pieces merged;
 // sliding windows of 512 fit one piece), keys per tile (one tile of a quantized cache is
