@@ -5,7 +5,7 @@ set -euo pipefail
 build_dir="${1:-build}"
 sudo_cmd=""
 if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
-packages=(build-essential cmake pkg-config ninja-build
+packages=(build-essential cmake pkg-config ninja-build lld
           libxsimd-dev libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev clang-format
           libpng-dev libjpeg-dev libwebp-dev libsndfile1-dev libsoxr-dev
           libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
