@@ -265,6 +265,38 @@ TEST_F(CliTest, InfoPrintsLayerTable) {
   }
 }
 
+// gemma4 info --draft: the plan gains the drafter's line and its bytes in the total (the
+// default output has no drafter line); --kv-type takes the quantized cache types.
+TEST_F(CliTest, InfoPlansTheDrafterAndQuantizedCaches) {
+  auto plan_value = [](const std::string& out, const std::string& item) -> long long {
+    const std::string key = "plan " + item + ": ";
+    const size_t at = out.find(key);
+    if (at == std::string::npos) return -1;
+    return std::stoll(out.substr(at + key.size()));
+  };
+  const std::string model = ModelDir("tiny-e2b") + "/gemma4_text";
+  const Result plain = Run({"info", "--model", model, "--ctx", "256"});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_EQ(plan_value(plain.out, "drafter"), -1) << plain.out;
+  for (const char* drafter : {"/assistant", "/assistant.gguf"}) {
+    const Result r =
+        Run({"info", "--model", model, "--ctx", "256", "--draft", ModelDir("tiny-e2b") + drafter});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const long long drafter_bytes = plan_value(r.out, "drafter");
+    EXPECT_GT(drafter_bytes, 0) << r.out;
+    EXPECT_EQ(plan_value(r.out, "total"), plan_value(plain.out, "total") + drafter_bytes)
+        << drafter << "\n"
+        << r.out;
+  }
+  ExpectFailure({"info", "--model", model, "--draft", Path("no_such_drafter")}, "no_such_drafter");
+  const Result f32 = Run({"info", "--model", model, "--ctx", "4096", "--kv-type", "f32"});
+  const Result q8 = Run({"info", "--model", model, "--ctx", "4096", "--kv-type", "q8_0"});
+  ASSERT_EQ(f32.exit_code, 0) << f32.err;
+  ASSERT_EQ(q8.exit_code, 0) << q8.err;
+  EXPECT_NE(q8.out.find("kv_type: q8_0"), std::string::npos) << q8.out;
+  EXPECT_LT(plan_value(q8.out, "kv full"), plan_value(f32.out, "kv full") / 3) << q8.out;
+}
+
 TEST_F(CliTest, BenchJsonSpeaksLlamaBench) {
   // The fields scripts written for llama-bench read, one object per test; llama-bench flags
   // for GPU features are accepted and ignored.

@@ -427,6 +427,23 @@ TEST(Speculative, MemoryPlanCountsTheDrafter) {
   ASSERT_TRUE(loaded.ok());
   EXPECT_EQ(loaded->drafter, with->drafter);
   EXPECT_EQ(loaded->total, with->total);
+  // A memory cap counts the drafter: a limit the plain model's one-token plan fits but not
+  // with the drafter refuses the load; one that holds both loads it, and the plan agrees.
+  auto one_plain = Model::PlanMemory(path, plain, 1);
+  auto one_drafting = Model::PlanMemory(path, drafting, 1);
+  ASSERT_TRUE(one_plain.ok() && one_drafting.ok());
+  ModelOptions capped = drafting;
+  capped.memory_limit_bytes = one_plain->total + one_drafting->drafter / 2;
+  auto refused = Model::Load(path, capped);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted) << refused.status().ToString();
+  capped.memory_limit_bytes = one_drafting->total;
+  auto fits = Model::Load(path, capped);
+  ASSERT_TRUE(fits.ok()) << fits.status().ToString();
+  auto fits_plan = (*fits)->PlanMemory(256);
+  ASSERT_TRUE(fits_plan.ok());
+  EXPECT_EQ(fits_plan->drafter, with->drafter);
+  EXPECT_EQ(fits_plan->total, with->total);
   drafting.draft_model_path = "/nonexistent/assistant";
   EXPECT_FALSE(Model::PlanMemory(path, drafting, 256).ok());
 }

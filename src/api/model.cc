@@ -107,9 +107,17 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
     auto impl = std::make_unique<ModelImpl>();
     impl->options = options;
     impl->options.progress = nullptr;
+    // A drafter sized by the memory check below is kept for the load (mapped once, not twice).
+    std::unique_ptr<Drafter> planned_drafter;
     if (options.memory_limit_bytes != 0) {
       // Refused before anything is allocated: the weights and a one-token session must fit.
-      GEMMA4_ASSIGN_OR_RETURN(PlanInputs inputs, GatherPlanInputs(path, options));
+      ModelOptions without_drafter = options;
+      without_drafter.draft_model_path.clear();
+      GEMMA4_ASSIGN_OR_RETURN(PlanInputs inputs, GatherPlanInputs(path, without_drafter));
+      if (!options.draft_model_path.empty()) {
+        GEMMA4_ASSIGN_OR_RETURN(planned_drafter, Drafter::Load(options.draft_model_path));
+        inputs.drafter = planned_drafter->ResidentBytes();
+      }
       GEMMA4_RETURN_IF_ERROR(CheckMemoryLimit(inputs, ComputeMemoryPlan(inputs, 1),
                                               options.memory_limit_bytes, "model " + path));
       impl->set_plan_inputs(std::move(inputs));
@@ -207,7 +215,11 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
             "ModelOptions.draft_tokens = " + std::to_string(options.draft_tokens) +
             " is outside [1, " + std::to_string(kMaxDraftTokens) + "]");
       }
-      GEMMA4_ASSIGN_OR_RETURN(impl->drafter, Drafter::Load(options.draft_model_path));
+      if (planned_drafter != nullptr) {
+        impl->drafter = std::move(planned_drafter);
+      } else {
+        GEMMA4_ASSIGN_OR_RETURN(impl->drafter, Drafter::Load(options.draft_model_path));
+      }
       Status compatible = impl->drafter->CheckCompatible(c);
       if (!compatible.ok()) {
         return Status(compatible.code(),

@@ -89,7 +89,7 @@ constexpr char kUsage[] =
     "      a GGUF, or a checkpoint directory)\n"
     "  gemma4 detokenize --tokenizer PATH --ids 2,17,33 [--skip-special-tokens]\n"
     "      prints the decoded text\n"
-    "  gemma4 info     --model PATH [--ctx N] [--kv-type auto|f32|f16] [--threads N]\n"
+    "  gemma4 info     --model PATH [--ctx N] [--kv-type auto|f32|f16|q8_0|q4_0] [--threads N]\n"
     "                  [--mmproj F] [--tokenizer PATH] [--memory-limit BYTES]\n"
     "      prints the variant, the layer table, the parameter count, the mapped bytes and\n"
     "      the memory plan (bytes resident for the model and one session at N tokens),\n"
@@ -731,15 +731,16 @@ Status RunDetokenize(int argc, char** argv) {
 }
 
 Status RunInfo(int argc, char** argv) {
-  std::string path, tokenizer, mmproj;
+  std::string path, tokenizer, mmproj, draft;
   int64_t threads = 0, context = 0, memory_limit = 0;
   KvCacheType kv_type = KvCacheType::kAuto;
   ArgParser parser(
-      "gemma4 info --model PATH [--ctx N] [--kv-type auto|f32|f16] [--threads N] [--mmproj F]\n"
-      "                   [--tokenizer PATH] [--memory-limit BYTES]",
+      "gemma4 info --model PATH [--ctx N] [--kv-type auto|f32|f16|q8_0|q4_0] [--threads N]\n"
+      "                   [--mmproj F] [--draft PATH] [--tokenizer PATH] [--memory-limit BYTES]",
       "Prints the variant, the layer table, the parameter count, the mapped bytes and the\n"
       "memory plan: the bytes the model and one session at N tokens keep resident, itemized,\n"
-      "from the files' headers (no weight is read). --memory-limit: exit 1 when the plan\n"
+      "from the files' headers (no weight is read). --draft adds an assistant drafter's line\n"
+      "(what generate/chat/run --draft keep resident). --memory-limit: exit 1 when the plan\n"
       "exceeds it, as ModelOptions::memory_limit_bytes refuses it.\n");
   parser.String({"--model"}, "PATH", "checkpoint directory or model file", &path)
       .Int({"--ctx"}, "N", "context of the plan in tokens (default: the model's maximum)", 1,
@@ -749,6 +750,7 @@ Status RunInfo(int argc, char** argv) {
       .Int({"--threads"}, "N", "worker threads of the plan (default: one per hardware thread)", 1,
            1024, &threads)
       .String({"--mmproj"}, "F", "an mmproj GGUF whose towers the plan includes", &mmproj)
+      .String({"--draft"}, "PATH", "an assistant drafter whose memory the plan includes", &draft)
       .String({"--tokenizer"}, "PATH", "tokenizer location when not beside the weights", &tokenizer)
       .Int({"--memory-limit"}, "BYTES", "fail when the plan exceeds this many bytes", 1, INT64_MAX,
            &memory_limit);
@@ -757,7 +759,18 @@ Status RunInfo(int argc, char** argv) {
   if (path.empty()) return InvalidArgumentError("--model PATH is required");
   // The headers only: the layer table and counts come from the same validation Load runs.
   GEMMA4_ASSIGN_OR_RETURN(const WeightPlan weights, LoadedModel::PlanWeights(path));
+  // Everything that can fail (the drafter, the mmproj, the tokenizer) is read before printing.
+  ModelOptions options;
+  options.threads = static_cast<int>(threads);
+  options.kv_cache_type = kv_type;
+  options.mmproj_path = mmproj;
+  options.draft_model_path = draft;
+  options.tokenizer_path = tokenizer;
+  GEMMA4_ASSIGN_OR_RETURN(PlanInputs inputs, GatherPlanInputs(path, options));
   const ModelConfig& c = weights.config;
+  const int64_t ctx =
+      context > 0 ? context
+                  : (c.max_position_embeddings > 0 ? c.max_position_embeddings : int64_t{1} << 17);
   std::printf("variant: %s\n", c.variant.c_str());
   std::printf("layout: %s (text weights under '%s')\n", c.model_type.c_str(),
               weights.text_prefix.c_str());
@@ -780,15 +793,6 @@ Status RunInfo(int argc, char** argv) {
   std::printf("parameters: %lld\n", static_cast<long long>(weights.num_parameters));
   std::printf("mapped bytes: %llu (%s)\n", static_cast<unsigned long long>(weights.weight_bytes),
               HumanBytes(weights.weight_bytes).c_str());
-  ModelOptions options;
-  options.threads = static_cast<int>(threads);
-  options.kv_cache_type = kv_type;
-  options.mmproj_path = mmproj;
-  options.tokenizer_path = tokenizer;
-  const int64_t ctx =
-      context > 0 ? context
-                  : (c.max_position_embeddings > 0 ? c.max_position_embeddings : int64_t{1} << 17);
-  GEMMA4_ASSIGN_OR_RETURN(PlanInputs inputs, GatherPlanInputs(path, options));
   const MemoryPlan plan = ComputeMemoryPlan(inputs, ctx);
   std::fputs(DescribeMemoryPlan(plan).c_str(), stdout);
   return CheckMemoryLimit(inputs, plan, static_cast<uint64_t>(memory_limit), "model " + path);
