@@ -141,5 +141,32 @@ TEST(PromptTest, ImagesBecomeRowsKeyedByContent) {
   EXPECT_FALSE(render("missing").ok());
 }
 
+TEST(PromptTest, ReusablePrefixKeepsWholeBlocksAndLeavesOnePositionToRun) {
+  RenderedPrompt p;
+  p.ids = {2, 5, 6, 7, 7, 7, 8, 9};
+  p.keys = {2, 5, 6, 1ull << 63 | 1, 1ull << 63 | 2, 1ull << 63 | 3, 8, 9};
+  p.block = {-1, -1, -1, 0, 0, 0, -1, -1};
+  p.rows.assign(p.ids.size(), nullptr);
+  EXPECT_EQ(ReusablePrefix(p, {}), 0u);
+  // The cache holds the whole prompt: the last position runs again for its logits.
+  EXPECT_EQ(ReusablePrefix(p, p.keys), p.size() - 1);
+  // A longer cache that diverges after the prompt changes nothing.
+  std::vector<uint64_t> longer = p.keys;
+  longer.push_back(11);
+  EXPECT_EQ(ReusablePrefix(p, longer), p.size() - 1);
+  // Diverging at position 4 (inside the image block 3..5): back to the block's start.
+  std::vector<uint64_t> cut = p.keys;
+  cut[4] = 99;
+  EXPECT_EQ(ReusablePrefix(p, cut), 3u);
+  // Diverging at the first text position after the block keeps the block.
+  std::vector<uint64_t> after = p.keys;
+  after[6] = 99;
+  EXPECT_EQ(ReusablePrefix(p, after), 6u);
+  // A different image behind the same ids (other keys) is not reused.
+  std::vector<uint64_t> other = p.keys;
+  other[3] = 1ull << 63 | 7;
+  EXPECT_EQ(ReusablePrefix(p, other), 3u);
+}
+
 }  // namespace
 }  // namespace gemma4::prompt

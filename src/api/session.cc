@@ -295,17 +295,7 @@ Status SessionImpl::SyncPrompt(const RenderedPrompt& prompt, Reply* reply) {
     tokens_.clear();
     keys_.clear();
   }
-  size_t common = 0;
-  while (common < prompt.size() && common < keys_.size() && prompt.keys[common] == keys_[common]) {
-    ++common;
-  }
-  // At least one token must run to produce the next logits.
-  if (common == prompt.size()) --common;
-  // Never start inside a bidirectional image block: its rows see each other.
-  while (common > 0 && common < prompt.size() && prompt.block[common] >= 0 &&
-         prompt.block[common - 1] == prompt.block[common]) {
-    --common;
-  }
+  size_t common = prompt::ReusablePrefix(prompt, keys_);
   if (common < tokens_.size() && !state_->CanTruncateTo(static_cast<int64_t>(common))) {
     // A model turn's thoughts are dropped from the next prompt: the cache returns to where the
     // thought began (remembered when it opened), which the sliding-window rings alone could

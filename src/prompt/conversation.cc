@@ -448,6 +448,23 @@ StatusOr<std::vector<int32_t>> ToolResponseIds(const std::vector<ToolResultText>
   return EncodeMarked(tokenizer, text, {});
 }
 
+size_t ReusablePrefix(const RenderedPrompt& prompt, const std::vector<uint64_t>& cached_keys) {
+  if (prompt.size() == 0) return 0;
+  size_t common = 0;
+  while (common < prompt.size() && common < cached_keys.size() &&
+         prompt.keys[common] == cached_keys[common]) {
+    ++common;
+  }
+  // At least one token must run to produce the next logits.
+  if (common == prompt.size()) --common;
+  // Never start inside a bidirectional image block: its rows see each other.
+  while (common > 0 && common < prompt.size() && prompt.block[common] >= 0 &&
+         prompt.block[common - 1] == prompt.block[common]) {
+    --common;
+  }
+  return common;
+}
+
 std::vector<int32_t> WithoutSpans(const std::vector<int32_t>& tokens,
                                   const std::vector<std::pair<int32_t, int32_t>>& spans) {
   std::vector<int32_t> out;

@@ -79,6 +79,12 @@ struct RenderedPrompt {
   size_t size() const { return ids.size(); }
 };
 
+// KV prefix reuse: how many leading positions of `prompt` the cache may keep when it holds
+// positions with `cached_keys`: the common key prefix, less one when it covers the whole
+// prompt (a position must run to give the next logits), moved back to the start of a
+// bidirectional image block it would cut (the block's rows see each other).
+size_t ReusablePrefix(const RenderedPrompt& prompt, const std::vector<uint64_t>& cached_keys);
+
 // Soft tokens of encoded media, by content digest: images and video frames ([rows, hidden]),
 // recordings (one [rows, hidden] block per 30 s piece).
 using ImageRows = std::unordered_map<std::string, std::shared_ptr<const std::vector<float>>>;
