@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <map>
 
 #include "base/utf8.h"
 #include "decode/grammar_internal.h"
@@ -925,7 +924,11 @@ using grammar_internal::Machine;
 // ---------------------------------------------------------------------------------------------
 
 VocabIndex::VocabIndex(std::vector<std::string> token_texts) : num_tokens_(token_texts.size()) {
-  // Sort ids by text, then build the trie in one pass (children of a node are contiguous).
+  // Ids sorted by text (then id). In that order the trie's nodes are created in preorder with
+  // each node's children in byte order, and the node of a text's first d bytes already exists
+  // exactly when the previous text shares those d bytes: the build needs no per-node child map
+  // (a std::map per node cost ~100 MB of transient heap and 1.5 s for Gemma 4's 262144 tokens),
+  // only a parent and a byte per node, and the edges are grouped by parent in one counting pass.
   std::vector<int32_t> order;
   for (size_t i = 0; i < token_texts.size(); ++i) {
     if (!token_texts[i].empty()) order.push_back(static_cast<int32_t>(i));
@@ -934,40 +937,51 @@ VocabIndex::VocabIndex(std::vector<std::string> token_texts) : num_tokens_(token
     return token_texts[a] != token_texts[b] ? token_texts[a] < token_texts[b] : a < b;
   });
   next_token_.assign(token_texts.size(), -1);
-  // Build with a temporary map-based trie, then flatten breadth-first.
-  struct Temp {
-    std::map<uint8_t, uint32_t> children;
-    int32_t first_token = -1;
-    int32_t last_token = -1;
-  };
-  std::vector<Temp> temp(1);
+  // Per node [nodes]: its parent, the byte on the edge into it, the first and last token whose
+  // text ends there. Node 0 is the root.
+  std::vector<uint32_t> parent(1, 0);
+  std::vector<uint8_t> byte_into(1, 0);
+  std::vector<int32_t> first_token(1, -1), last_token(1, -1);
+  std::vector<uint32_t> path(1, 0);  // path[d]: the node of the current text's first d bytes
+  std::string_view previous;
   for (int32_t id : order) {
-    uint32_t node = 0;
-    max_token_length_ = std::max(max_token_length_, token_texts[id].size());
-    for (unsigned char c : token_texts[id]) {
-      auto it = temp[node].children.find(c);
-      if (it == temp[node].children.end()) {
-        temp.push_back({});
-        const uint32_t child = static_cast<uint32_t>(temp.size() - 1);
-        temp[node].children[c] = child;
-        node = child;
-      } else {
-        node = it->second;
-      }
+    const std::string_view text = token_texts[id];
+    max_token_length_ = std::max(max_token_length_, text.size());
+    size_t shared = 0;
+    const size_t limit = std::min(previous.size(), text.size());
+    while (shared < limit && previous[shared] == text[shared]) ++shared;
+    path.resize(shared + 1);
+    for (size_t d = shared; d < text.size(); ++d) {
+      path.push_back(static_cast<uint32_t>(parent.size()));
+      parent.push_back(path[d]);
+      byte_into.push_back(static_cast<uint8_t>(text[d]));
+      first_token.push_back(-1);
+      last_token.push_back(-1);
     }
-    if (temp[node].first_token < 0) {
-      temp[node].first_token = id;
+    const uint32_t node = path[text.size()];
+    if (first_token[node] < 0) {
+      first_token[node] = id;
     } else {
-      next_token_[temp[node].last_token] = id;
+      next_token_[last_token[node]] = id;
     }
-    temp[node].last_token = id;
+    last_token[node] = id;
+    previous = text;
   }
-  nodes_.resize(temp.size());
-  for (size_t i = 0; i < temp.size(); ++i) {
-    nodes_[i].first_edge = static_cast<uint32_t>(edges_.size());
-    nodes_[i].num_edges = static_cast<uint16_t>(temp[i].children.size());
-    nodes_[i].first_token = temp[i].first_token;
-    for (const auto& [byte, child] : temp[i].children) edges_.push_back({byte, child});
+  const size_t num_nodes = parent.size();
+  nodes_.resize(num_nodes);
+  for (size_t child = 1; child < num_nodes; ++child) ++nodes_[parent[child]].num_edges;
+  uint32_t next_edge = 0;
+  for (size_t i = 0; i < num_nodes; ++i) {
+    nodes_[i].first_edge = next_edge;
+    nodes_[i].first_token = first_token[i];
+    next_edge += nodes_[i].num_edges;
+  }
+  // Children in preorder: each parent's edges fill in byte order.
+  edges_.resize(num_nodes - 1);
+  std::vector<uint32_t> filled(num_nodes, 0);
+  for (size_t child = 1; child < num_nodes; ++child) {
+    const uint32_t p = parent[child];
+    edges_[nodes_[p].first_edge + filled[p]++] = {byte_into[child], static_cast<uint32_t>(child)};
   }
 }
 
