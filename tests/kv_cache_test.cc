@@ -1,6 +1,6 @@
 // KV cache types and the attention core's key pieces: the byte count of every cache type, the
-// log-sum-exp merge of attention pieces against the unsplit softmax, and the same bits for
-// prefill and decode, and for any thread count, however the keys are cut.
+// log-sum-exp merge of decode's attention pieces against the unsplit softmax, and the same bits
+// for any chunking and thread count within each attention path (blocked prefill, split decode).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/json.h"
+#include "model/attention.h"
 #include "model/config.h"
 #include "model/forward.h"
 #include "model/gguf_export.h"
@@ -75,21 +76,27 @@ TEST(KvCacheTest, BytesOfEveryTypeMatchTheCache) {
   EXPECT_FALSE(ParseKvType("q4_1").has_value());
 }
 
-// Attention cut into pieces of 1, 7 and 64 keys and merged gives the unsplit softmax's logits
-// up to f32 rounding; a merge that dropped a piece's rescaling or weight would be off by whole
-// units.
+// Decode's attention cut into pieces of 1, 7 and 64 keys and merged gives the unsplit
+// softmax's logits up to f32 rounding; a merge that dropped a piece's rescaling or weight would
+// be off by whole units. (The blocked prefill path ignores the split.)
 TEST(KvCacheTest, AttentionPiecesMergeToTheUnsplitSoftmax) {
   auto model = SyntheticModel();
   ASSERT_NE(model, nullptr);
   ThreadPool pool(2);
-  const std::vector<int32_t> ids = Ids(200);
-  std::vector<float> whole, pieces;
-  InferenceState reference(*model, &pool, 16, KvType::kF32);
-  ASSERT_TRUE(reference.Forward(ids.data(), ids.size(), LogitsMode::kAll, &whole).ok());
+  const std::vector<int32_t> ids = Ids(100);
+  auto decode = [&](int64_t split) {
+    InferenceState state(*model, &pool, 1, KvType::kF32);
+    if (split > 0) state.set_attention_split(split);
+    std::vector<float> logits, all;
+    for (int32_t id : ids) {
+      EXPECT_TRUE(state.Forward(&id, 1, LogitsMode::kAll, &logits).ok());
+      all.insert(all.end(), logits.begin(), logits.end());
+    }
+    return all;
+  };
+  const std::vector<float> whole = decode(0);
   for (int64_t split : {1, 7, 64}) {
-    InferenceState state(*model, &pool, 16, KvType::kF32);
-    state.set_attention_split(split);
-    ASSERT_TRUE(state.Forward(ids.data(), ids.size(), LogitsMode::kAll, &pieces).ok());
+    const std::vector<float> pieces = decode(split);
     ASSERT_EQ(pieces.size(), whole.size());
     double max_diff = 0, max_abs = 0;
     for (size_t i = 0; i < whole.size(); ++i) {
@@ -103,37 +110,47 @@ TEST(KvCacheTest, AttentionPiecesMergeToTheUnsplitSoftmax) {
   }
 }
 
-// The pieces depend only on each query's key range: prefill in chunks of 16 and 5, decode one
-// token at a time (where the pieces are the work items and a second pass merges them), on 1
-// and 3 threads, give the same bits, for an f32 and a q8_0 cache.
-TEST(KvCacheTest, PrefillAndDecodeGiveTheSameBitsWithPieces) {
+// Each query's result depends only on its key range: prefill steps of 16 and 32 tokens (the
+// blocked path) on 3 and 1 threads give the same bits; so do steps of 5 tokens and decode one
+// token at a time (the split path, pieces as work items merged in a second pass at depth) on 1
+// and 3 threads, for an f32 and a q8_0 cache. The two paths sum in different orders: with the
+// f32 cache they agree to f32 rounding (a quantized cache can turn such a difference into a
+// rounding step of a later layer's cached value).
+TEST(KvCacheTest, EachAttentionPathGivesTheSameBitsForAnySplit) {
+  static_assert(kAttentionBlockedMinTokens == 16, "the steps below straddle the two paths");
   auto model = SyntheticModel();
   ASSERT_NE(model, nullptr);
-  const std::vector<int32_t> ids = Ids(60);
-  for (KvType type : {KvType::kF32, KvType::kQ8_0}) {
-    std::vector<float> prefill;
-    {
-      ThreadPool pool(3);
-      InferenceState state(*model, &pool, 16, type);
-      state.set_attention_split(7);
-      ASSERT_TRUE(state.Forward(ids.data(), ids.size(), LogitsMode::kAll, &prefill).ok());
+  const std::vector<int32_t> ids = Ids(64);
+  const int64_t V = model->config().vocab_size;
+  auto run = [&](int threads, int64_t chunk, KvType type) {
+    ThreadPool pool(threads);
+    InferenceState state(*model, &pool, chunk, type);
+    state.set_attention_split(7);
+    std::vector<float> logits, all;
+    for (size_t t = 0; t < ids.size(); t += chunk) {
+      const int64_t n = std::min<int64_t>(chunk, ids.size() - t);
+      EXPECT_TRUE(state.Forward(ids.data() + t, n, LogitsMode::kAll, &logits).ok());
+      all.insert(all.end(), logits.begin(), logits.end());
     }
-    const int64_t V = model->config().vocab_size;
-    for (auto [threads, chunk] :
-         {std::pair{3, int64_t{5}}, std::pair{1, int64_t{1}}, std::pair{3, int64_t{1}}}) {
-      {
-        ThreadPool pool(threads);
-        InferenceState state(*model, &pool, chunk, type);
-        state.set_attention_split(7);
-        std::vector<float> logits, all;
-        for (size_t t = 0; t < ids.size(); t += chunk) {
-          const int64_t n = std::min<int64_t>(chunk, ids.size() - t);
-          ASSERT_TRUE(state.Forward(ids.data() + t, n, LogitsMode::kAll, &logits).ok());
-          all.insert(all.end(), logits.begin(), logits.end());
-        }
-        ASSERT_EQ(all.size(), ids.size() * V);
-        EXPECT_EQ(all, prefill) << KvTypeName(type) << " threads " << threads << " chunk " << chunk;
+    EXPECT_EQ(all.size(), ids.size() * V);
+    return all;
+  };
+  for (KvType type : {KvType::kF32, KvType::kQ8_0}) {
+    const std::vector<float> blocked = run(3, 16, type);
+    EXPECT_EQ(run(1, 32, type), blocked) << KvTypeName(type) << " steps of 32";
+    const std::vector<float> split = run(1, 1, type);
+    EXPECT_EQ(run(3, 1, type), split) << KvTypeName(type) << " decode on 3 threads";
+    EXPECT_EQ(run(3, 5, type), split) << KvTypeName(type) << " steps of 5";
+    if (type == KvType::kF32) {
+      double max_diff = 0, max_abs = 0;
+      for (size_t i = 0; i < split.size(); ++i) {
+        max_diff = std::max(max_diff, double{std::fabs(split[i] - blocked[i])});
+        max_abs = std::max(max_abs, double{std::fabs(blocked[i])});
       }
+      std::printf("split vs blocked: max |logit difference| %.3g (largest logit %.3g)\n", max_diff,
+                  max_abs);
+      EXPECT_LT(max_diff, 4e-6 * max_abs);
+      EXPECT_NE(split, blocked) << "the paths should round differently somewhere";
     }
   }
 }

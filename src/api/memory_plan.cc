@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "formats/gguf.h"
+#include "model/attention.h"
 #include "model/drafter.h"
 #include "model/forward.h"
 #include "quant/quant.h"
@@ -94,17 +95,24 @@ uint64_t ForwardScratchBytes(const ModelConfig& c, int64_t max_chunk, int thread
     width = std::max<int64_t>(width, lc.mlp_width);
     pairs = std::max<int64_t>(pairs, lc.rotated_pairs);
     head_dim = std::max<int64_t>(head_dim, lc.head_dim);
-    // Each thread's AttentionScratch (InferenceState::Attention): scores of a block of up to
-    // kAttentionTokenBlock tokens x the query heads of one KV head against one piece's keys
-    // (at most kAttentionSplit, the window on sliding layers), a dequantized key tile, and the
-    // block's outputs, merged outputs and softmax statistics.
-    const int64_t nt = std::min(s, kAttentionTokenBlock);
+    // Each thread's attention scratch (model/attention.cc). Decode: the split path's
+    // AttentionScratch, scores of the query heads of one KV head against one piece's
+    // keys (at most kAttentionSplit, the window on sliding layers), a dequantized key tile, and
+    // the outputs, merged outputs and softmax statistics, for the tokens of a step too small
+    // for the blocked path. Prefill: BlockedAttentionScratch for up to kAttentionBlockTokens
+    // tokens x those heads.
     const int64_t nq = c.num_heads / std::max(1, lc.num_kv_heads);
     const int64_t keys =
         std::min({kAttentionSplit, context_tokens,
                   lc.sliding ? int64_t{c.sliding_window} - 1 + s : context_tokens});
-    attention = std::max(attention, nt * nq * (keys + 2 * lc.head_dim + 4) +
-                                        kAttentionKeyTile * lc.head_dim + 4 * nt);
+    const int64_t split_tokens =
+        std::min({s, kAttentionBlockedMinTokens - 1, kAttentionTokenBlock});
+    attention = std::max(attention, split_tokens * nq * (keys + 2 * lc.head_dim + 4) +
+                                        kAttentionKeyTile * lc.head_dim + 4 * split_tokens);
+    if (s >= kAttentionBlockedMinTokens) {
+      const int64_t nt = std::min(s, kAttentionBlockTokens);
+      attention = std::max(attention, (BlockedAttentionScratchBytes(nt, nq, lc.head_dim) + 3) / 4);
+    }
   }
   k_max = std::max({k_max, q_dim, width});
   uint64_t floats = 0;

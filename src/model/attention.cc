@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "base/half.h"
+#include "kernels/kernels.h"
 #include "model/forward.h"
 #include "model/phase_timer.h"
 #include "ops/ops.h"
@@ -112,6 +113,195 @@ void AttendPiece(const KeyRows& keys, const KeyRows& values, int64_t g, const fl
   });
 }
 
+namespace {
+
+// A 64-byte aligned run of count floats inside buffer (grown as needed).
+float* AlignedFloats(std::vector<float>& buffer, int64_t count) {
+  if (buffer.size() < static_cast<size_t>(count + 16)) buffer.resize(count + 16);
+  const uintptr_t address = reinterpret_cast<uintptr_t>(buffer.data());
+  return buffer.data() + ((64 - address % 64) % 64) / sizeof(float);
+}
+
+// Rows [k, k + n) of KV head g as f32 into dst [n, head_dim].
+void ReadRowsF32(const KeyRows& rows, int64_t g, int64_t k, int64_t n, float* dst) {
+  const KvCache& cache = *rows.cache;
+  const int64_t hd = rows.head_dim;
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t position = k + r;
+    float* out = dst + r * hd;
+    switch (cache.type()) {
+      case KvType::kF32: {
+        const float* src = rows.values ? cache.V<float>(rows.layer, position)
+                                       : cache.K<float>(rows.layer, position);
+        std::copy_n(src + g * hd, hd, out);
+        break;
+      }
+      case KvType::kF16: {
+        const uint16_t* src = rows.values ? cache.V<uint16_t>(rows.layer, position)
+                                          : cache.K<uint16_t>(rows.layer, position);
+        kernels::BestTable().f16_to_f32(reinterpret_cast<const uint8_t*>(src + g * hd), hd, out);
+        break;
+      }
+      case KvType::kQ8_0:
+      case KvType::kQ4_0: {
+        const uint8_t* src = rows.values ? cache.V<uint8_t>(rows.layer, position)
+                                         : cache.K<uint8_t>(rows.layer, position);
+        const int64_t head_bytes = static_cast<int64_t>(KvRowBytes(cache.type(), hd));
+        if (cache.type() == KvType::kQ8_0) {
+          ops::DequantizeQ8_0(src + g * head_bytes, hd / 32, out);
+        } else {
+          ops::DequantizeQ4_0(src + g * head_bytes, hd / 32, out);
+        }
+        break;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int64_t BlockedAttentionScratchBytes(int64_t nt, int64_t nq, int64_t head_dim) {
+  const kernels::KernelTable& table = kernels::BestTable();
+  const int64_t mr = table.gemm_f32_mr, nr = table.gemm_f32_nr, B = kAttentionBlockKeys;
+  const int64_t rows = nt * nq, tiles = (rows + mr - 1) / mr;
+  const int64_t padded_keys = (B + nr - 1) / nr * nr, padded_dim = (head_dim + nr - 1) / nr * nr;
+  const int64_t floats = tiles * mr * head_dim     // q_packed
+                         + B * head_dim            // rows
+                         + padded_keys * head_dim  // k_packed
+                         + B * padded_dim          // v_packed
+                         + mr * padded_keys        // scores
+                         + B * mr                  // probs
+                         + rows * head_dim         // out
+                         + 2 * rows + 6 * 16;      // max, sum; alignment
+  return floats * 4 + rows;
+}
+
+void AttendBlocked(const KeyRows& keys, const KeyRows& values, int64_t g, const float* q,
+                   int64_t ldq_token, int nq, int nt, const int64_t* lo, const int64_t* hi,
+                   float* out, int64_t ldo_token, BlockedAttentionScratch* sc) {
+  const kernels::KernelTable& table = kernels::BestTable();
+  const int mr = table.gemm_f32_mr, nr = table.gemm_f32_nr;
+  const int64_t hd = keys.head_dim, rows = int64_t{nt} * nq;
+  const int64_t tiles = (rows + mr - 1) / mr;
+  int64_t first = INT64_MAX, last = -1;
+  for (int i = 0; i < nt; ++i) {
+    if (lo[i] > hi[i]) continue;
+    first = std::min(first, lo[i]);
+    last = std::max(last, hi[i]);
+  }
+  // Row r is token r / nq, head r % nq. Queries packed k-major in tiles of mr rows
+  // ([tiles][hd][mr], padding rows zero), once per item.
+  float* const q_packed = AlignedFloats(sc->q_packed, tiles * hd * mr);
+  std::fill(q_packed, q_packed + tiles * hd * mr, 0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = q + (r / nq) * ldq_token + (r % nq) * hd;
+    float* dst = q_packed + (r / mr) * hd * mr + r % mr;
+    for (int64_t x = 0; x < hd; ++x) dst[x * mr] = src[x];
+  }
+  float* const acc = AlignedFloats(sc->out, rows * hd);  // [rows, hd] unnormalized sums
+  std::fill(acc, acc + rows * hd, 0.0f);
+  sc->max.resize(rows);
+  sc->sum.resize(rows);
+  sc->started.assign(rows, 0);
+  const int64_t B = kAttentionBlockKeys;
+  const int64_t padded_keys = (B + nr - 1) / nr * nr;
+  const int64_t value_panels = (hd + nr - 1) / nr;
+  float* const block_rows = AlignedFloats(sc->rows, B * hd);
+  float* const k_packed = AlignedFloats(sc->k_packed, padded_keys * hd);
+  float* const v_packed = AlignedFloats(sc->v_packed, B * value_panels * nr);
+  float* const scores = AlignedFloats(sc->scores, int64_t{mr} * padded_keys);
+  float* const probs = AlignedFloats(sc->probs, B * mr);
+  for (int64_t kb = last < first ? last + 1 : first / B * B; kb <= last; kb += B) {
+    const int64_t k0 = std::max(kb, first), k1 = std::min(kb + B - 1, last), n = k1 - k0 + 1;
+    const int64_t key_panels = (n + nr - 1) / nr;
+    // Keys as panels of nr keys k-major over the head ([hd, nr] each); values as panels of nr
+    // dimensions over the block's keys ([n, nr] each, zero past hd).
+    ReadRowsF32(keys, g, k0, n, block_rows);
+    for (int64_t p = 0; p < key_panels; ++p) {
+      table.pack_gemm_panel(block_rows + p * nr * hd, hd,
+                            static_cast<int>(std::min<int64_t>(nr, n - p * nr)), hd, nr,
+                            k_packed + p * nr * hd);
+    }
+    ReadRowsF32(values, g, k0, n, block_rows);
+    for (int64_t c = 0; c < value_panels; ++c) {
+      const int64_t d0 = c * nr, cols = std::min<int64_t>(nr, hd - d0);
+      float* panel = v_packed + c * n * nr;
+      for (int64_t j = 0; j < n; ++j) {
+        std::copy_n(block_rows + j * hd + d0, cols, panel + j * nr);
+        std::fill(panel + j * nr + cols, panel + (j + 1) * nr, 0.0f);
+      }
+    }
+    for (int64_t tile = 0; tile < tiles; ++tile) {
+      const int64_t r0 = tile * mr;
+      const int ntile = static_cast<int>(std::min<int64_t>(mr, rows - r0));
+      bool any = false;
+      for (int t = 0; t < ntile; ++t) {
+        const int64_t i = (r0 + t) / nq;
+        any = any || (std::max(lo[i], k0) <= std::min(hi[i], k1));
+      }
+      if (!any) continue;
+      // scores [ntile, n] (row stride padded_keys) = queries . keys.
+      for (int64_t p = 0; p < key_panels; ++p) {
+        table.gemm_f32_packed(q_packed + tile * hd * mr, k_packed + p * nr * hd, hd, ntile,
+                              static_cast<int>(std::min<int64_t>(nr, n - p * nr)), scores + p * nr,
+                              padded_keys, false);
+      }
+      // Each row's softmax over its keys in the block, merged into the row's running max m
+      // and exp-sum l: the block's weights become exp(score - m_new) (as MergeSplit's
+      // piece_weight) and the row's sums so far are rescaled by exp(m_old - m_new) <= 1.
+      for (int t = 0; t < ntile; ++t) {
+        const int64_t r = r0 + t, i = r / nq;
+        float* row = scores + t * padded_keys;
+        const int64_t a = std::max(lo[i], k0), b = std::min(hi[i], k1);
+        if (a > b) {
+          std::fill(row, row + n, 0.0f);
+          continue;
+        }
+        float* live = row + (a - k0);
+        const int64_t len = b - a + 1;
+        const int64_t top = std::max_element(live, live + len) - live;
+        const float block_max = live[top];
+        table.softmax_f32(live, len);
+        const float block_sum = 1.0f / live[top];
+        float weight = block_sum;
+        if (!sc->started[r]) {
+          sc->started[r] = 1;
+          sc->max[r] = block_max;
+          sc->sum[r] = block_sum;
+        } else {
+          const float new_max = std::max(sc->max[r], block_max);
+          const float old_scale = std::exp(sc->max[r] - new_max);
+          weight = block_sum * std::exp(block_max - new_max);
+          sc->max[r] = new_max;
+          sc->sum[r] = sc->sum[r] * old_scale + weight;
+          if (old_scale != 1.0f) {
+            float* o = acc + r * hd;
+            for (int64_t x = 0; x < hd; ++x) o[x] *= old_scale;
+          }
+        }
+        for (int64_t j = 0; j < len; ++j) live[j] *= weight;
+        std::fill(row, live, 0.0f);
+        std::fill(live + len, row + n, 0.0f);
+      }
+      // acc[rows of the tile] += weights [ntile, n] . values [n, hd].
+      table.pack_gemm_tokens(scores, padded_keys, ntile, n, mr, probs);
+      for (int64_t c = 0; c < value_panels; ++c) {
+        table.gemm_f32_packed(probs, v_packed + c * n * nr, n, ntile,
+                              static_cast<int>(std::min<int64_t>(nr, hd - c * nr)),
+                              acc + r0 * hd + c * nr, hd, true);
+      }
+    }
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    float* dst = out + (r / nq) * ldo_token + (r % nq) * hd;
+    if (!sc->started[r]) {
+      std::fill(dst, dst + hd, 0.0f);
+    } else {
+      FinishSplit(hd, sc->sum[r], acc + r * hd, dst);
+    }
+  }
+}
+
 void InferenceState::Attention(int layer, int64_t s, const float* normed, float* out) {
   const LayerConfig& lc = config_.layers[layer];
   const LayerWeights& lw = model_.weights().layers[layer];
@@ -195,15 +385,17 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
   // Scores with scale 1.0, causal (and windowed on sliding layers: keys k > q - W), softmax in
   // f32, weighted sum of V. Query head h reads KV head h / n_rep.
   //
-  // A query's keys are cut at multiples of attention_split_ (absolute positions): each piece
-  // gives its heads' softmax-weighted value sum with its own maximum m and exp-sum l, and the
-  // pieces merge in order by log-sum-exp rescaling (MergeSplit). The pieces depend only on the
-  // query's key range, so prefill and decode, and any thread count, give the same bits; a range
-  // inside one piece is the plain softmax (no merge). Work items are (token block, KV head,
-  // block of query heads): each key tile loaded (dequantized, for block-quantized caches)
-  // serves every token and head of the item. When a few tokens see many pieces (decode at
-  // depth), the pieces themselves are the work items and a second pass merges them, so one
-  // sequence uses every thread at any depth.
+  // Steps of kAttentionBlockedMinTokens or more (prefill) take the blocked path
+  // (AttendBlocked). Smaller steps (decode, a drafter's verify step): each token's keys are cut at
+  // multiples of attention_split_ (absolute positions): each piece gives its heads'
+  // softmax-weighted value sum with its own maximum m and exp-sum l, and the pieces merge in order
+  // by log-sum-exp rescaling (MergeSplit). The pieces depend only on the query's key range, so any
+  // thread count gives the same bits; a range inside one piece is the plain softmax (no merge).
+  // Work items are (token block, KV head, block of query heads): each key tile loaded (dequantized,
+  // for block-quantized caches) serves every token and head of the item. When a few tokens see many
+  // pieces (decode at depth), the pieces themselves are the work items and a second pass merges
+  // them, so one sequence uses every thread at any depth. Both paths give each row bits that depend
+  // only on its key range; they differ from each other by rounding.
   const int src = lc.kv_source;
   const int64_t window = config_.sliding_window;
   const int64_t base = position_;
@@ -217,6 +409,38 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
     max_pieces = std::max(max_pieces, key_hi(t) / split - key_lo(t) / split + 1);
   }
   const int threads = pool_->num_threads();
+  const KeyRows keys{&cache_, src, kv_dim, hd, /*values=*/false};
+  const KeyRows values{&cache_, src, kv_dim, hd, /*values=*/true};
+  if (s >= kAttentionBlockedMinTokens) {
+    // Prefill: blocked products (AttendBlocked), one item per
+    // (token block, KV head) with every query head of the group, token blocks as large as
+    // the threads allow (each packed key block then serves as many rows as possible).
+    const int64_t tokens_per_item =
+        std::clamp<int64_t>((s * n_kv + threads - 1) / threads, 1, kAttentionBlockTokens);
+    const int64_t token_blocks = (s + tokens_per_item - 1) / tokens_per_item;
+    pool_->ParallelFor(token_blocks * n_kv, 1, [&](int64_t begin, int64_t end) {
+      struct BlockedTag;
+      BlockedAttentionScratch& sc = ThreadScratch<BlockedAttentionScratch, BlockedTag>();
+      std::vector<int64_t> lo, hi;
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t t0 = item / n_kv * tokens_per_item, g = item % n_kv;
+        const int nt = static_cast<int>(std::min(tokens_per_item, s - t0));
+        lo.resize(nt);
+        hi.resize(nt);
+        for (int i = 0; i < nt; ++i) {
+          lo[i] = key_lo(t0 + i);
+          hi[i] = key_hi(t0 + i);
+        }
+        AttendBlocked(keys, values, g, q_.data() + t0 * q_dim + g * n_rep * hd, q_dim,
+                      static_cast<int>(n_rep), nt, lo.data(), hi.data(),
+                      attn_.data() + t0 * q_dim + g * n_rep * hd, q_dim, &sc);
+      }
+    });
+    core_timer.Stop();
+    PhaseTimer timer(profile_, ForwardProfile::kAttnProjection);
+    ops::MatMul(lw.o_proj, attn_.data(), s, out, pool_);
+    return;
+  }
   const bool by_piece = max_pieces > 1 && s * n_kv < 2 * threads;
   int64_t heads_per_item = n_rep;
   auto item_count = [&](int64_t hpi) {
@@ -226,8 +450,6 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
     heads_per_item = (heads_per_item + 1) / 2;
   }
   const int64_t blocks_per_group = (n_rep + heads_per_item - 1) / heads_per_item;
-  const KeyRows keys{&cache_, src, kv_dim, hd, /*values=*/false};
-  const KeyRows values{&cache_, src, kv_dim, hd, /*values=*/true};
   if (!by_piece) {
     // Token blocks: one item per thread where the tokens allow (each key tile then serves as
     // many tokens as possible: at depth a prefill step is bound by reading the cache), at most

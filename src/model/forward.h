@@ -38,10 +38,10 @@ inline constexpr int64_t kMlpSliceTokens = 64;
 inline constexpr int kMaxDraftTokens = 14;
 static_assert(kMaxDraftTokens + 2 <= kDefaultMaxChunk);
 
-// Attention: keys per piece (a query's keys are cut at multiples of it and the pieces merged;
-// sliding windows of 512 fit one piece), keys per tile (one tile of a quantized cache is
-// dequantized once for every token and head of a work item: 32 x 512 f32 = 64 KiB), and the
-// most tokens of one work item.
+// Decode's attention (one token; prefill takes the blocked path in model/attention.h): keys
+// per piece (a query's keys are cut at multiples of it and the pieces merged; sliding windows
+// of 512 fit one piece), keys per tile (one tile of a quantized cache is dequantized once for
+// every head of a work item: 32 x 512 f32 = 64 KiB), and the most tokens of one work item.
 inline constexpr int64_t kAttentionSplit = 1024;
 inline constexpr int64_t kAttentionKeyTile = 32;
 inline constexpr int64_t kAttentionTokenBlock = 16;

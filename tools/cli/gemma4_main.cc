@@ -441,7 +441,8 @@ Status RunLogits(int argc, char** argv) {
   InferenceState state(*model, &pool, ChunkFor(*model, batch), ToKvType(kv_type));
   // Logits are written as they are produced, at most 256 positions at a time (a long prompt
   // over a 262144-token vocabulary would otherwise need n * 1 MiB at once). The forward pass
-  // gives the same logits for any split (tests/golden_test.cc).
+  // gives the same logits for any split up to f32 rounding (tests/golden_test.cc; the same
+  // bits for any steps of 16 or more tokens, tests/kv_cache_test.cc).
   const int64_t n = static_cast<int64_t>(ids.size());
   const int64_t step = std::min<int64_t>(chunk, 256);
   std::ofstream f(out, std::ios::binary);
