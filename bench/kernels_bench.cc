@@ -171,6 +171,36 @@ void EncoderShapes(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_EncoderGemm)->Apply(EncoderShapes)->UseRealTime()->Unit(benchmark::kMillisecond);
 
+// The vision tower's bidirectional attention (ops::DenseAttention): E2B (2520 patches for 280
+// soft tokens, 12 heads of 64) and 26B (2520 patches, 16 heads of 72). GOPS counts the two
+// products, 4 * n^2 * head_dim * heads flops, per second of this thread's CPU time (the pool of
+// one thread runs on it), so a loaded machine moves it little.
+// args: patches, heads, head_dim, threads
+void BM_DenseAttention(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  const int heads = static_cast<int>(state.range(1)), hd = static_cast<int>(state.range(2));
+  ThreadPool pool(static_cast<int>(state.range(3)));
+  std::mt19937 rng(3);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  const int64_t width = int64_t{heads} * hd;
+  std::vector<float> q(n * width), k(n * width), v(n * width), out(n * width);
+  for (auto* t : {&q, &k, &v}) {
+    for (float& x : *t) x = dist(rng);
+  }
+  for (auto _ : state) {
+    ops::DenseAttention(q.data(), width, k.data(), width, v.data(), width, n, heads, heads, hd,
+                        out.data(), width, &pool);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["GOPS"] =
+      benchmark::Counter(4.0 * n * n * width * state.iterations(), benchmark::Counter::kIsRate,
+                         benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_DenseAttention)
+    ->Args({2520, 12, 64, 1})
+    ->Args({2520, 16, 72, 1})
+    ->Unit(benchmark::kMillisecond);
+
 }  // namespace
 }  // namespace gemma4
 

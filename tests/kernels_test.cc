@@ -892,6 +892,46 @@ TEST_P(KernelTest, GemmPackedIsTheFmaChain) {
   }
 }
 
+// The column softmax numerators (the vision attention's transposed scores) against the
+// double-summing reference: odd row counts (the 64-row runs and their tails), widths below,
+// at and past a vector (the scalar column tail), a row stride past the width (left untouched),
+// and columns whose values fall more than 87 below their max (denormal exps, std::exp's path).
+TEST_P(KernelTest, ExpColumnsMatchesReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  const kernels::KernelTable& ref = kernels::ReferenceTable();
+  ASSERT_NE(table.exp_columns_f32, nullptr);
+  std::mt19937 rng(43);
+  for (int64_t rows : {1, 2, 13, 64, 65, 200}) {
+    for (int width : {1, 5, 12, 16, 31, 32, 37}) {
+      const int64_t ld = width + 3;
+      std::vector<float> s1 = RandomVector(rows * ld, &rng);
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int c = 0; c < width; ++c) s1[r * ld + c] *= (c % 3 == 2 ? 60.0f : 8.0f);
+      }
+      std::vector<float> s2 = s1, sums1(width, -1.0f), sums2(width, -2.0f);
+      table.exp_columns_f32(s1.data(), rows, width, ld, sums1.data());
+      ref.exp_columns_f32(s2.data(), rows, width, ld, sums2.data());
+      for (int c = 0; c < width; ++c) {
+        EXPECT_NEAR(sums1[c], sums2[c], 2e-6f * sums2[c]) << "rows " << rows << " column " << c;
+        EXPECT_GE(sums2[c], 1.0f) << "the max's exp is 1";
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t c = 0; c < ld; ++c) {
+          const float got = s1[r * ld + c], want = s2[r * ld + c];
+          if (c >= width) {
+            ASSERT_EQ(got, want) << "wrote past the width: row " << r << " column " << c;
+          } else {
+            ASSERT_NEAR(got, want, 2e-6f * want + 1e-38f)
+                << GetParam().name << " rows " << rows << " width " << width << " row " << r
+                << " column " << c;
+          }
+        }
+      }
+    }
+  }
+}
+
 // The ISA's token packing puts the reference's values in the reference's places (zero past
 // ntok), for odd k (vector body and tails), every token count and strided, unaligned rows.
 TEST_P(KernelTest, PackGemmTokensMatchesReference) {

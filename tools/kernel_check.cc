@@ -150,6 +150,18 @@ int Run() {
         ok = ok && std::fabs(s1[i] - s2[i]) <= 4e-6f * (1 + std::fabs(s2[i]));
       Check(ok, m == nullptr ? "sigmoid_mul_f32 (silu)" : "sigmoid_mul_f32", n);
     }
+    // Column softmax numerators: n rows of 13 columns (one vector and a tail on NEON and
+    // AVX2), stride 15, values spread past the denormal edge of exp.
+    {
+      std::vector<float> e1 = Random(n * 15, &rng, 30.0f), e2 = e1, sum1(13), sum2(13);
+      t.exp_columns_f32(e1.data(), n, 13, 15, sum1.data());
+      ref.exp_columns_f32(e2.data(), n, 13, 15, sum2.data());
+      bool ok = true;
+      for (int64_t i = 0; i < n * 15; ++i)
+        ok = ok && std::fabs(e1[i] - e2[i]) <= 2e-6f * std::fabs(e2[i]);
+      for (int c = 0; c < 13; ++c) ok = ok && std::fabs(sum1[c] - sum2[c]) <= 2e-6f * sum2[c];
+      Check(ok, "exp_columns_f32", n);
+    }
     std::vector<uint8_t> half(2 * n);
     for (auto& byte : half) byte = static_cast<uint8_t>(rng());
     for (auto conv : {&kernels::KernelTable::bf16_to_f32, &kernels::KernelTable::f16_to_f32}) {

@@ -69,6 +69,11 @@ struct KernelTable {
   void (*sigmoid_mul_f32)(const float* x, const float* m, float* out, int64_t n);
   // In place: x = exp(x - max) / sum (the sum accumulated in double by the reference).
   void (*softmax_f32)(float* x, int64_t n);
+  // Softmax numerators down the columns of a [rows, width] block with row stride ld (rows >= 1):
+  // per column c, m = the column's max, s[r * ld + c] = exp(s[r * ld + c] - m), and sums[c] = the
+  // column's sum of them (accumulated in double by the reference). The vision attention's
+  // transposed scores (one column per query), whose caller divides by the sums afterwards.
+  void (*exp_columns_f32)(float* s, int64_t rows, int width, int64_t ld, float* sums);
   // Attention: scores[h * ldsc + j] = dot(q + h * ldq, k + j * ldk) over d values, for nq
   // query rows and nk key rows.
   void (*attention_scores_f32)(const float* q, int64_t ldq, int nq, const float* k, int64_t ldk,

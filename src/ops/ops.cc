@@ -390,11 +390,18 @@ void DenseAttention(const float* q, int64_t ldq, const float* k, int64_t ldk, co
   const kernels::KernelTable& table = kernels::BestTable();
   const int mr = table.gemm_f32_mr, nr = table.gemm_f32_nr;
   const int64_t hd = head_dim, n_rep = n_heads / n_kv_heads;
-  // Keys as weight panels: head g's panel p holds keys p * nr .. p * nr + nr - 1 k-major over
-  // the head's hd values ([hd, nr]); values as panels over the keys: head g's panel c holds
-  // dims c * nr .. of every key ([n, nr]). Both packed once per call, shared by every query.
-  const int64_t key_panels = (n + nr - 1) / nr, value_panels = (hd + nr - 1) / nr;
-  const int64_t key_floats = key_panels * nr * hd, value_floats = value_panels * n * nr;
+  // The scores are computed transposed, S^T [n keys, nr queries] = K Q^T, with the keys on the
+  // micro-kernel's token side (tiles of mr keys packed k-major over hd, once per KV head) and a
+  // tile of nr queries as its weight panel ([hd, nr]). Each query is then a column: the softmax
+  // runs down the columns as plain vector ops (no transposes), and S^T as it stands is the
+  // weight panel of the second product, out^T [hd, nr] = V^T S^T, whose token side is V^T in
+  // tiles of <= mr head dims ([n, mr] each, packed once per KV head). The columns' sums divide
+  // out^T as it is written back to out [nr queries, hd].
+  const int64_t key_tiles = (n + mr - 1) / mr, dim_tiles = (hd + mr - 1) / mr;
+  const int64_t key_floats = key_tiles * mr * hd, value_floats = dim_tiles * n * mr;
+  // Dim tile c covers [DimStart(c), DimStart(c + 1)): sizes as even as possible (64 = 13 + 13 +
+  // 13 + 13 + 12 for mr = 14) so no tile is a near-empty tail.
+  auto dim_start = [&](int64_t c) { return c * hd / dim_tiles; };
   struct KeysTag;
   struct ValuesTag;
   float* const packed_k =
@@ -403,10 +410,10 @@ void DenseAttention(const float* q, int64_t ldq, const float* k, int64_t ldk, co
       AlignedFloats(ThreadScratch<std::vector<float>, ValuesTag>(), n_kv_heads * value_floats);
   auto pack_keys = [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t g = item / key_panels, p = item % key_panels;
-      const int nrows = static_cast<int>(std::min<int64_t>(nr, n - p * nr));
-      table.pack_gemm_panel(k + p * nr * ldk + g * hd, ldk, nrows, hd, nr,
-                            packed_k + g * key_floats + p * nr * hd);
+      const int64_t g = item / key_tiles, p = item % key_tiles;
+      const int nt = static_cast<int>(std::min<int64_t>(mr, n - p * mr));
+      table.pack_gemm_tokens(k + p * mr * ldk + g * hd, ldk, nt, hd, mr,
+                             packed_k + g * key_floats + p * mr * hd);
     }
   };
   constexpr int64_t kKeyRun = 64;  // keys per packing item of the values
@@ -415,55 +422,58 @@ void DenseAttention(const float* q, int64_t ldq, const float* k, int64_t ldk, co
     for (int64_t item = begin; item < end; ++item) {
       const int64_t g = item / key_runs, j0 = item % key_runs * kKeyRun;
       const int64_t j1 = std::min(n, j0 + kKeyRun);
-      for (int64_t c = 0; c < value_panels; ++c) {
-        const int64_t d0 = c * nr, cols = std::min<int64_t>(nr, hd - d0);
-        float* panel = packed_v + g * value_floats + c * n * nr;
+      for (int64_t c = 0; c < dim_tiles; ++c) {
+        const int64_t d0 = dim_start(c), dims = dim_start(c + 1) - d0;
+        float* tile = packed_v + g * value_floats + c * n * mr;
         for (int64_t j = j0; j < j1; ++j) {
-          const float* src = v + j * ldv + g * hd + d0;
-          std::copy_n(src, cols, panel + j * nr);
-          std::fill(panel + j * nr + cols, panel + (j + 1) * nr, 0.0f);
+          std::copy_n(v + j * ldv + g * hd + d0, dims, tile + j * mr);
+          std::fill(tile + j * mr + dims, tile + (j + 1) * mr, 0.0f);
         }
       }
     }
   };
-  // One item: one query head and one tile of mr queries. Scores [mr, n] (one f32 row per
-  // query, its softmax in place), then the rows packed k-major over the keys and multiplied
-  // with the value panels straight into out.
-  const int64_t tiles = (n + mr - 1) / mr;
+  // One item: one query head and one tile of nr queries.
+  const int64_t query_tiles = (n + nr - 1) / nr;
   auto attend = [&](int64_t begin, int64_t end) {
     struct QueryTag;
     struct ScoresTag;
-    struct ProbsTag;
-    float* const xq = AlignedFloats(ThreadScratch<std::vector<float>, QueryTag>(), hd * mr);
-    float* const scores = AlignedFloats(ThreadScratch<std::vector<float>, ScoresTag>(), mr * n);
-    float* const probs = AlignedFloats(ThreadScratch<std::vector<float>, ProbsTag>(), n * mr);
+    struct OutTag;
+    float* const panel = AlignedFloats(ThreadScratch<std::vector<float>, QueryTag>(), hd * nr);
+    float* const scores = AlignedFloats(ThreadScratch<std::vector<float>, ScoresTag>(), n * nr);
+    float* const out_t = AlignedFloats(ThreadScratch<std::vector<float>, OutTag>(), hd * nr + nr);
+    float* const sums = out_t + hd * nr;
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t h = item / tiles, t0 = item % tiles * mr, g = h / n_rep;
-      const int nt = static_cast<int>(std::min<int64_t>(mr, n - t0));
-      table.pack_gemm_tokens(q + t0 * ldq + h * hd, ldq, nt, hd, mr, xq);
+      const int64_t h = item / query_tiles, t0 = item % query_tiles * nr, g = h / n_rep;
+      const int nq = static_cast<int>(std::min<int64_t>(nr, n - t0));
+      // Queries past nq are zero in the panel: their columns hold exp(0 - 0) = 1, unused.
+      table.pack_gemm_panel(q + t0 * ldq + h * hd, ldq, nq, hd, nr, panel);
       const float* keys = packed_k + g * key_floats;
-      for (int64_t p = 0; p < key_panels; ++p) {
-        const int ncols = static_cast<int>(std::min<int64_t>(nr, n - p * nr));
-        table.gemm_f32_packed(xq, keys + p * nr * hd, hd, nt, ncols, scores + p * nr, n, false);
+      for (int64_t p = 0; p < key_tiles; ++p) {
+        const int nt = static_cast<int>(std::min<int64_t>(mr, n - p * mr));
+        table.gemm_f32_packed(keys + p * mr * hd, panel, hd, nt, nr, scores + p * mr * nr, nr,
+                              false);
       }
-      for (int r = 0; r < nt; ++r) table.softmax_f32(scores + r * n, n);
-      table.pack_gemm_tokens(scores, n, nt, n, mr, probs);
+      table.exp_columns_f32(scores, n, nr, nr, sums);
       const float* values = packed_v + g * value_floats;
-      for (int64_t c = 0; c < value_panels; ++c) {
-        const int ncols = static_cast<int>(std::min<int64_t>(nr, hd - c * nr));
-        table.gemm_f32_packed(probs, values + c * n * nr, n, nt, ncols,
-                              out + t0 * ldo + h * hd + c * nr, ldo, false);
+      for (int64_t c = 0; c < dim_tiles; ++c) {
+        const int64_t d0 = dim_start(c);
+        const int dims = static_cast<int>(dim_start(c + 1) - d0);
+        table.gemm_f32_packed(values + c * n * mr, scores, n, dims, nr, out_t + d0 * nr, nr, false);
+      }
+      for (int t = 0; t < nq; ++t) {
+        float* row = out + (t0 + t) * ldo + h * hd;
+        for (int64_t d = 0; d < hd; ++d) row[d] = out_t[d * nr + t] / sums[t];
       }
     }
   };
   if (pool != nullptr) {
-    pool->ParallelFor(n_kv_heads * key_panels, 1, pack_keys);
+    pool->ParallelFor(n_kv_heads * key_tiles, 1, pack_keys);
     pool->ParallelFor(n_kv_heads * key_runs, 1, pack_values);
-    pool->ParallelFor(n_heads * tiles, 1, attend);
+    pool->ParallelFor(n_heads * query_tiles, 1, attend);
   } else {
-    pack_keys(0, n_kv_heads * key_panels);
+    pack_keys(0, n_kv_heads * key_tiles);
     pack_values(0, n_kv_heads * key_runs);
-    attend(0, n_heads * tiles);
+    attend(0, n_heads * query_tiles);
   }
 }
 

@@ -41,7 +41,8 @@ void MatMulGemm(const PackedGemmWeights& w, const float* x, int64_t s, float* y,
 // attention), f32: out[t, h * hd + i] = sum_j softmax_j(q_t,h . k_j,g) v_j,g[i] for query head
 // h < n_heads and its KV head g = h / (n_heads / n_kv_heads); q_t,h = q + t * ldq + h * hd, k
 // and v likewise. Scores and weighted sums go through MatMulGemm's packed kernel (each one
-// chain of fused multiply-adds in order, so the result does not depend on the thread count).
+// chain of fused multiply-adds in order, so the result does not depend on the thread count);
+// the softmax's division is applied to the weighted sums (out = sum_j e_j v_j / sum_j e_j).
 void DenseAttention(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v,
                     int64_t ldv, int64_t n, int n_heads, int n_kv_heads, int head_dim, float* out,
                     int64_t ldo, ThreadPool* pool);

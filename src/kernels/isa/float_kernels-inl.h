@@ -495,6 +495,58 @@ void SoftmaxF32(float* x, int64_t n) {
   for (; i < n; ++i) x[i] /= total;
 }
 
+// ExpColumns (KernelTable::exp_columns_f32) a vector of columns at a time: the max a row at a
+// time, then the exps stored in place and summed in float lanes over runs of 64 rows, each run's
+// lanes added into double totals (the reference sums every value in double). Batches with a lane
+// below -87 (a denormal exp, which xsimd's exp returns as 0) take std::exp like the reference.
+template <class Arch>
+void ExpColumnsF32(float* s, int64_t rows, int width, int64_t ld, float* sums) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int W = static_cast<int>(B::size);
+  constexpr int64_t kRun = 64;
+  const B denormal_edge(-87.0f);
+  int c0 = 0;
+  for (; c0 + W <= width; c0 += W) {
+    B vmax = B::load_unaligned(s + c0);
+    for (int64_t r = 1; r < rows; ++r) vmax = xsimd::max(vmax, B::load_unaligned(s + r * ld + c0));
+    alignas(64) float mx[W];
+    vmax.store_aligned(mx);
+    double total[W] = {};
+    for (int64_t r0 = 0; r0 < rows; r0 += kRun) {
+      const int64_t r1 = std::min(rows, r0 + kRun);
+      B acc(0.0f);
+      for (int64_t r = r0; r < r1; ++r) {
+        float* row = s + r * ld + c0;
+        const B v = B::load_unaligned(row) - vmax;
+        B e;
+        if (xsimd::any(v < denormal_edge)) {
+          alignas(64) float lanes[W];
+          for (int j = 0; j < W; ++j) lanes[j] = std::exp(row[j] - mx[j]);
+          e = B::load_aligned(lanes);
+        } else {
+          e = xsimd::exp(v);
+        }
+        e.store_unaligned(row);
+        acc += e;
+      }
+      alignas(64) float part[W];
+      acc.store_aligned(part);
+      for (int j = 0; j < W; ++j) total[j] += part[j];
+    }
+    for (int j = 0; j < W; ++j) sums[c0 + j] = static_cast<float>(total[j]);
+  }
+  for (int c = c0; c < width; ++c) {  // the columns past the last whole vector
+    float mx = -INFINITY;
+    for (int64_t r = 0; r < rows; ++r) mx = std::max(mx, s[r * ld + c]);
+    double sum = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      s[r * ld + c] = std::exp(s[r * ld + c] - mx);
+      sum += s[r * ld + c];
+    }
+    sums[c] = static_cast<float>(sum);
+  }
+}
+
 template <class Arch>
 double SumSquaresF32(const float* x, int64_t n) {
   using B = xsimd::batch<float, Arch>;
@@ -654,7 +706,7 @@ inline void DequantizeQ4_0(const uint8_t* blocks, int64_t nblocks, float* out) {
 #define GEMMA4_FLOAT_KERNEL_ROWS(Arch)                                                         \
   .dot_f32 = simd::DotF32<Arch>, .axpy_f32 = simd::AxpyF32<Arch>,                              \
   .gelu_mul_f32 = simd::GeluMulF32<Arch>, .sigmoid_mul_f32 = simd::SigmoidMulF32<Arch>,        \
-  .softmax_f32 = simd::SoftmaxF32<Arch>,                                                       \
+  .softmax_f32 = simd::SoftmaxF32<Arch>, .exp_columns_f32 = simd::ExpColumnsF32<Arch>,         \
   .attention_scores_f32 = simd::AttentionScores<Arch, float>,                                  \
   .attention_values_f32 = simd::AttentionValues<Arch, float>,                                  \
   .attention_scores_f16 = simd::AttentionScores<Arch, uint16_t>,                               \

@@ -146,6 +146,19 @@ void SoftmaxF32(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] /= total;
 }
 
+void ExpColumnsF32(float* s, int64_t rows, int width, int64_t ld, float* sums) {
+  for (int c = 0; c < width; ++c) {
+    float mx = -INFINITY;
+    for (int64_t r = 0; r < rows; ++r) mx = std::max(mx, s[r * ld + c]);
+    double sum = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      s[r * ld + c] = std::exp(s[r * ld + c] - mx);
+      sum += s[r * ld + c];
+    }
+    sums[c] = static_cast<float>(sum);
+  }
+}
+
 void DequantizeQ8_0(const uint8_t* blocks, int64_t nblocks, float* out) {
   for (int64_t b = 0; b < nblocks; ++b) {
     const uint8_t* block = blocks + b * quant::kQ8_0BlockBytes;
@@ -292,6 +305,7 @@ const KernelTable& ReferenceTable() {
       .gelu_mul_f32 = GeluMulF32,
       .sigmoid_mul_f32 = SigmoidMulF32,
       .softmax_f32 = SoftmaxF32,
+      .exp_columns_f32 = ExpColumnsF32,
       .attention_scores_f32 = AttentionScoresF32,
       .attention_values_f32 = AttentionValuesF32,
       .attention_scores_f16 = AttentionScores16<uint16_t>,
