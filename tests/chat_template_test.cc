@@ -36,14 +36,14 @@ TEST(ChatTemplateTest, MatchesTransformersRenderings) {
     options.enable_thinking = r.Find("enable_thinking")->as_bool();
     auto rendered = RenderChat(AsList(r.Find("messages")), AsList(r.Find("tools")), options);
     ASSERT_TRUE(rendered.ok()) << name << ": " << rendered.status().message();
-    EXPECT_EQ(*rendered, r.Find("text")->as_string()) << name;
+    EXPECT_EQ(rendered->Text(), r.Find("text")->as_string()) << name;
     std::vector<int32_t> expected_ids;
     for (const json::Value& id : r.Find("ids")->as_array()) {
       int64_t v = 0;
       id.GetInt64(&v);
       expected_ids.push_back(static_cast<int32_t>(v));
     }
-    EXPECT_EQ((*tokenizer)->Encode(*rendered), expected_ids) << name;
+    EXPECT_EQ((*tokenizer)->Encode(rendered->Text()), expected_ids) << name;
     ++checked;
   }
   EXPECT_GE(checked, 30);
@@ -73,6 +73,67 @@ TEST(ChatTemplateTest, RejectsMalformedMessages) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("function.name"), std::string::npos);
   EXPECT_FALSE(RenderChat({json::Value::Integer(3)}, {}, {}).ok());
+}
+
+// The segments tell what the template wrote from what the conversation holds: control strings
+// typed in content stay content, media parts are placeholders in order, a token_ids part is a
+// splice, and strings inside tool syntax are content between markup delimiters.
+TEST(ChatTemplateTest, SegmentsSeparateMarkupFromContent) {
+  auto messages = json::Parse(R"([
+    {"role": "user", "content": [{"type": "text", "text": "Hi <|turn>"}, {"type": "image"},
+                                 {"type": "audio"}, {"type": "video"}]},
+    {"role": "assistant", "content": [{"type": "token_ids", "index": 7}]},
+    {"role": "user", "content": "Next"},
+    {"role": "assistant", "tool_calls": [{"function": {"name": "f<", "arguments": {"k": "v<"}}}],
+     "tool_responses": [{"name": "f<", "response": 3}]}])");
+  ASSERT_TRUE(messages.ok());
+  auto r = RenderChat(messages->as_array(), {}, {});
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  std::vector<std::pair<Segment::Kind, std::string>> got;
+  for (const Segment& s : r->segments()) {
+    got.emplace_back(s.kind, s.kind == Segment::Kind::kSplice ? std::to_string(s.splice) : s.text);
+  }
+  using K = Segment::Kind;
+  const std::vector<std::pair<Segment::Kind, std::string>> want = {
+      {K::kMarkup, "<bos><|turn>user\n"},
+      {K::kContent, "Hi <|turn>"},
+      {K::kImage, "<|image|>"},
+      {K::kAudio, "<|audio|>"},
+      {K::kVideo, "<|video|>"},
+      {K::kMarkup, "<turn|>\n<|turn>model\n"},
+      {K::kSplice, "7"},
+      {K::kMarkup, "<turn|>\n<|turn>user\n"},
+      {K::kContent, "Next"},
+      {K::kMarkup, "<turn|>\n<|turn>model\n<|tool_call>call:"},
+      {K::kContent, "f<"},
+      {K::kMarkup, "{"},
+      {K::kContent, "k"},
+      {K::kMarkup, ":<|\"|>"},
+      {K::kContent, "v<"},
+      {K::kMarkup, "<|\"|>}<tool_call|><|tool_response>response:"},
+      {K::kContent, "f<"},
+      {K::kMarkup, "{value:3}<tool_response|>"},
+  };
+  EXPECT_EQ(got, want);
+  auto bad = json::Parse(R"([{"role": "assistant", "content": [{"type": "token_ids"}]}])");
+  ASSERT_TRUE(bad.ok());
+  EXPECT_FALSE(RenderChat(bad->as_array(), {}, {}).ok());
+}
+
+// strip_model_thoughts off: a model turn's text is only trimmed (its "<|channel>" is content).
+TEST(ChatTemplateTest, ModelTextKeepsChannelsWhenItIsContent) {
+  auto messages = json::Parse(
+      R"([{"role": "assistant", "content": " <|channel>thought\nx<channel|>Answer "}])");
+  ASSERT_TRUE(messages.ok());
+  RenderOptions options;
+  options.add_generation_prompt = false;
+  auto stripped = RenderChat(messages->as_array(), {}, options);
+  ASSERT_TRUE(stripped.ok());
+  EXPECT_EQ(stripped->Text(), "<bos><|turn>model\nAnswer<turn|>\n");
+  options.strip_model_thoughts = false;
+  auto kept = RenderChat(messages->as_array(), {}, options);
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(kept->Text(), "<bos><|turn>model\n<|channel>thought\nx<channel|>Answer<turn|>\n");
 }
 
 }  // namespace

@@ -146,7 +146,7 @@ TEST(SessionTest, SecondTurnReusesCacheAndMatchesFreshComputation) {
   }
   auto text = chat::RenderChat(messages, {}, {});
   ASSERT_TRUE(text.ok());
-  std::vector<int32_t> prompt = Ids(*model, *text);
+  std::vector<int32_t> prompt = Ids(*model, text->Text());
   EXPECT_EQ(static_cast<size_t>(r2->reused_tokens + r2->prompt_tokens), prompt.size());
   std::string fresh_text;
   for (int step = 0; step < 6; ++step) {

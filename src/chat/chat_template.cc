@@ -67,12 +67,13 @@ std::string PythonStrip(std::string_view s) {
   return std::string(s.substr(begin, end - begin));
 }
 
-StatusOr<std::string> RenderChat(const std::vector<json::Value>& messages,
-                                 const std::vector<json::Value>& tools,
-                                 const RenderOptions& options) {
+StatusOr<RenderedChat> RenderChat(const std::vector<json::Value>& messages,
+                                  const std::vector<json::Value>& tools,
+                                  const RenderOptions& options) {
   enum class Prev { kNone, kThink, kTool, kToolCall, kToolResponse, kMedia };
   Prev prev = Prev::kNone;
-  std::string out = options.bos_token;
+  RenderedChat out;
+  out.Markup(options.bos_token);
   size_t first = 0;  // loop_messages = messages[first:]
   for (size_t i = 0; i < messages.size(); ++i) {
     if (!messages[i].is_object()) {
@@ -82,34 +83,40 @@ StatusOr<std::string> RenderChat(const std::vector<json::Value>& messages,
   const std::string first_role = messages.empty() ? "" : RoleOf(messages[0]);
   const bool system_first = first_role == "system" || first_role == "developer";
   if (options.enable_thinking || !tools.empty() || system_first) {
-    out += "<|turn>system\n";
+    out.Markup("<|turn>system\n");
     if (options.enable_thinking) {
-      out += "<|think|>\n";
+      out.Markup("<|think|>\n");
       prev = Prev::kThink;
     }
     if (system_first) {
       const json::Value* content = messages[0].Find("content");
       if (content != nullptr && content->is_string()) {
-        out += PythonStrip(content->as_string());
+        out.Content(PythonStrip(content->as_string()));
       } else if (content != nullptr && content->is_array()) {
         for (const json::Value& part : content->as_array()) {
           const json::Value* text = part.Find("text");
-          if (text != nullptr && text->is_string()) out += PythonStrip(text->as_string());
+          if (text != nullptr && text->is_string()) out.Content(PythonStrip(text->as_string()));
         }
       }
       first = 1;
     }
     for (size_t t = 0; t < tools.size(); ++t) {
-      auto declaration = FormatFunctionDeclaration(tools[t]);
-      if (!declaration.ok()) {
-        return InvalidArgumentError("tool " + std::to_string(t) + ": " +
-                                    declaration.status().message());
+      // The template strips the declaration; it starts with "declaration:" and ends with '}'.
+      out.Markup("<|tool>");
+      const Status declared = WriteFunctionDeclaration(tools[t], &out);
+      if (!declared.ok()) {
+        return InvalidArgumentError("tool " + std::to_string(t) + ": " + declared.message());
       }
-      out += "<|tool>" + PythonStrip(*declaration) + "<tool|>";
+      out.Markup("<tool|>");
     }
     if (!tools.empty()) prev = Prev::kTool;
-    out += "<turn|>\n";
+    out.Markup("<turn|>\n");
   }
+  // A model turn's text: the template drops its thought channels unless the caller's text is
+  // content throughout.
+  auto model_text = [&](std::string_view text) {
+    return options.strip_model_thoughts ? StripThinking(text) : PythonStrip(text);
+  };
   const size_t count = messages.size();
   size_t last_user = SIZE_MAX;  // index into messages (not loop_messages), SIZE_MAX = none
   for (size_t i = first; i < count; ++i) {
@@ -129,7 +136,7 @@ StatusOr<std::string> RenderChat(const std::vector<json::Value>& messages,
       }
     }
     const bool continue_model_turn = role == "model" && prev_non_tool_role == "assistant";
-    if (!continue_model_turn) out += "<|turn>" + role + "\n";
+    if (!continue_model_turn) out.Markup("<|turn>" + role + "\n");
 
     const json::Value* tool_calls = message.Find("tool_calls");
     const bool has_tool_calls = Truthy(tool_calls);
@@ -137,7 +144,9 @@ StatusOr<std::string> RenderChat(const std::vector<json::Value>& messages,
     if (!Truthy(thinking)) thinking = message.Find("reasoning_content");
     if (Truthy(thinking) && (last_user == SIZE_MAX || i > last_user) && has_tool_calls &&
         thinking->is_string()) {
-      out += "<|channel>thought\n" + thinking->as_string() + "\n<channel|>";
+      out.Markup("<|channel>thought\n");
+      out.Content(thinking->as_string());
+      out.Markup("\n<channel|>");
     }
     if (has_tool_calls) {
       if (!tool_calls->is_array()) {
@@ -152,14 +161,7 @@ StatusOr<std::string> RenderChat(const std::vector<json::Value>& messages,
                                       ": a tool call has no function.name");
         }
         const json::Value* arguments = function->Find("arguments");
-        out += "<|tool_call>call:" + name->as_string() + "{";
-        if (arguments != nullptr && arguments->is_object()) {
-          std::string args = FormatArgument(*arguments, /*escape_keys=*/false);
-          out += args.substr(1, args.size() - 2);  // without the braces
-        } else if (arguments != nullptr && arguments->is_string()) {
-          out += arguments->as_string();
-        }
-        out += "}<tool_call|>";
+        WriteToolCall(name->as_string(), arguments != nullptr ? *arguments : json::Value(), &out);
       }
       prev = Prev::kToolCall;
     }
@@ -169,9 +171,8 @@ StatusOr<std::string> RenderChat(const std::vector<json::Value>& messages,
       for (const json::Value& r : responses->as_array()) {
         const json::Value* name = r.Find("name");
         const json::Value* response = r.Find("response");
-        out +=
-            FormatToolResponse(name != nullptr && name->is_string() ? name->as_string() : "unknown",
-                               response != nullptr ? *response : json::Value());
+        WriteToolResponse(name != nullptr && name->is_string() ? name->as_string() : "unknown",
+                          response != nullptr ? *response : json::Value(), &out);
         wrote_response = true;
         prev = Prev::kToolResponse;
       }
@@ -199,9 +200,9 @@ StatusOr<std::string> RenderChat(const std::vector<json::Value>& messages,
               text += t->as_string();
             }
           }
-          out += FormatToolResponse(name, json::Value::String(text));
+          WriteToolResponse(name, json::Value::String(text), &out);
         } else {
-          out += FormatToolResponse(name, body != nullptr ? *body : json::Value());
+          WriteToolResponse(name, body != nullptr ? *body : json::Value(), &out);
         }
         wrote_response = true;
         prev = Prev::kToolResponse;
@@ -209,8 +210,8 @@ StatusOr<std::string> RenderChat(const std::vector<json::Value>& messages,
     }
     const json::Value* content = message.Find("content");
     if (content != nullptr && content->is_string()) {
-      out +=
-          role == "model" ? StripThinking(content->as_string()) : PythonStrip(content->as_string());
+      out.Content(role == "model" ? model_text(content->as_string())
+                                  : PythonStrip(content->as_string()));
     } else if (content != nullptr && content->is_array()) {
       for (const json::Value& item : content->as_array()) {
         const json::Value* type = item.Find("type");
@@ -218,23 +219,34 @@ StatusOr<std::string> RenderChat(const std::vector<json::Value>& messages,
         if (t == "text") {
           const json::Value* text = item.Find("text");
           const std::string s = text != nullptr && text->is_string() ? text->as_string() : "";
-          out += role == "model" ? StripThinking(s) : PythonStrip(s);
+          out.Content(role == "model" ? model_text(s) : PythonStrip(s));
         } else if (t == "image" || t == "audio" || t == "video") {
-          out += "<|" + t + "|>";
+          out.Media(t == "image"   ? Segment::Kind::kImage
+                    : t == "audio" ? Segment::Kind::kAudio
+                                   : Segment::Kind::kVideo,
+                    "<|" + t + "|>");
           prev = Prev::kMedia;
+        } else if (t == "token_ids") {
+          const json::Value* index = item.Find("index");
+          int64_t n = -1;
+          if (index == nullptr || !index->GetInt64(&n) || n < 0) {
+            return InvalidArgumentError("chat message " + std::to_string(i) +
+                                        ": a token_ids part needs a non-negative index");
+          }
+          out.Splice(static_cast<size_t>(n));
         }
       }
     }
     if (prev == Prev::kToolCall && !wrote_response) {
-      out += "<|tool_response>";
+      out.Markup("<|tool_response>");
     } else if (!(wrote_response && !Truthy(content))) {
-      out += "<turn|>\n";
+      out.Markup("<turn|>\n");
     }
   }
   if (options.add_generation_prompt && prev != Prev::kToolResponse && prev != Prev::kToolCall) {
-    out += "<|turn>model\n";
+    out.Markup("<|turn>model\n");
     if (options.variant == TemplateVariant::kLarge && !options.enable_thinking) {
-      out += "<|channel>thought\n<channel|>";
+      out.Markup("<|channel>thought\n<channel|>");
     }
   }
   return out;

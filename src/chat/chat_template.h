@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "base/json.h"
+#include "chat/rendered_chat.h"
 #include "gemma4/status.h"
 
 namespace gemma4::chat {
@@ -33,16 +34,23 @@ struct RenderOptions {
   bool add_generation_prompt = true;
   bool enable_thinking = false;
   std::string bos_token = "<bos>";
+  // The template drops <|channel>...<channel|> blocks from model turns' text. A caller whose
+  // text is content throughout (a literal "<|channel>" in it is text, never a channel) turns
+  // this off; the text is then only trimmed.
+  bool strip_model_thoughts = true;
 };
 
 // `messages`: OpenAI-style objects {"role": "system"|"developer"|"user"|"assistant"|"tool",
 // "content": string or [{"type": "text", "text": ..}, {"type": "image"|"audio"|"video"}],
 // "tool_calls": [{"id"?, "function": {"name", "arguments": object or string}}],
 // "tool_responses": [{"name", "response"}], "tool_call_id", "name", "reasoning_content"}.
+// Beyond OpenAI's parts, a content part {"type": "token_ids", "index": N} becomes a kSplice
+// segment: the caller's ids for that part (a model turn as the KV cache holds it) go there.
 // `tools`: [{"type": "function", "function": {"name", "description", "parameters"}}].
-StatusOr<std::string> RenderChat(const std::vector<json::Value>& messages,
-                                 const std::vector<json::Value>& tools,
-                                 const RenderOptions& options);
+// The result's Text() is the prompt string; its segments tell markup from content.
+StatusOr<RenderedChat> RenderChat(const std::vector<json::Value>& messages,
+                                  const std::vector<json::Value>& tools,
+                                  const RenderOptions& options);
 
 // Python's str.strip() (what Jinja's `trim` does): removes Unicode whitespace at both ends.
 std::string PythonStrip(std::string_view s);

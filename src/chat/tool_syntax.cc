@@ -137,31 +137,34 @@ const json::Value* Get(const json::Value& v, std::string_view key) {
   return v.is_object() ? v.Find(key) : nullptr;
 }
 
-void FormatParameters(const json::Value& properties, std::string* out);
+void FormatParameters(const json::Value& properties, RenderedChat* out);
 
 // `{%- if add_comma %},{%- else -%} {%- set add_comma = true -%} {% endif -%}`
-void Comma(bool* add_comma, std::string* out) {
+void Comma(bool* add_comma, RenderedChat* out) {
   if (*add_comma) {
-    *out += ",";
+    out->Markup(",");
   } else {
     *add_comma = true;
   }
 }
 
-void FormatRequired(const json::Value* required, std::string* out) {
-  *out += "required:[";
+void FormatRequired(const json::Value* required, RenderedChat* out) {
+  out->Markup("required:[");
   if (required != nullptr && required->is_array()) {
     const auto& items = required->as_array();
     for (size_t i = 0; i < items.size(); ++i) {
-      *out += std::string(kStringDelimiter) + JinjaPrint(&items[i]) + std::string(kStringDelimiter);
-      if (i + 1 < items.size()) *out += ",";
+      out->Markup(kStringDelimiter);
+      out->Content(JinjaPrint(&items[i]));
+      out->Markup(kStringDelimiter);
+      if (i + 1 < items.size()) out->Markup(",");
     }
   }
-  *out += "]";
+  out->Markup("]");
 }
 
-// The template's format_parameters(properties, required) macro.
-void FormatParameters(const json::Value& properties, std::string* out) {
+// The template's format_parameters(properties, required) macro. Property names, descriptions
+// and type names come from the declaration: content.
+void FormatParameters(const json::Value& properties, RenderedChat* out) {
   static const char* kStandard[] = {"description", "type", "properties", "required", "nullable"};
   if (!properties.is_object()) return;
   bool found_first = false;
@@ -171,75 +174,81 @@ void FormatParameters(const json::Value& properties, std::string* out) {
     bool standard = false;
     for (const char* s : kStandard) standard = standard || key == s;
     if (standard) continue;
-    if (found_first) *out += ",";
+    if (found_first) out->Markup(",");
     found_first = true;
     bool add_comma = false;
-    *out += key + ":{";
+    out->Content(key);
+    out->Markup(":{");
     if (Truthy(Get(value, "description"))) {
-      *out += "description:" + std::string(kStringDelimiter) +
-              JinjaPrint(Get(value, "description")) + std::string(kStringDelimiter);
+      out->Markup("description:");
+      out->Markup(kStringDelimiter);
+      out->Content(JinjaPrint(Get(value, "description")));
+      out->Markup(kStringDelimiter);
       add_comma = true;
     }
     const std::string type = UpperType(Get(value, "type"));
     if (type == "STRING") {
       if (Truthy(Get(value, "enum"))) {
         Comma(&add_comma, out);
-        *out += "enum:" + FormatArgument(*Get(value, "enum"), true);
+        out->Markup("enum:");
+        WriteArgument(*Get(value, "enum"), true, out);
       }
     } else if (type == "ARRAY") {
       const json::Value* items = Get(value, "items");
       if (items != nullptr && items->is_object() && Truthy(items)) {
         Comma(&add_comma, out);
-        *out += "items:{";
+        out->Markup("items:{");
         bool items_first = false;
         for (const auto* ikv : DictSort(items->as_object())) {
           const std::string& item_key = ikv->first;
           const json::Value& item_value = ikv->second;
           if (item_value.is_null()) continue;
-          if (items_first) *out += ",";
+          if (items_first) out->Markup(",");
           items_first = true;
           if (item_key == "properties") {
-            *out += "properties:{";
+            out->Markup("properties:{");
             if (item_value.is_object()) FormatParameters(item_value, out);
-            *out += "}";
+            out->Markup("}");
           } else if (item_key == "required") {
             FormatRequired(&item_value, out);
           } else if (item_key == "type") {
+            out->Markup("type:");
             if (item_value.is_string()) {
-              *out += "type:" +
-                      FormatArgument(json::Value::String(Upper(item_value.as_string())), true);
+              WriteArgument(json::Value::String(Upper(item_value.as_string())), true, out);
             } else if (item_value.is_array()) {
               json::Value::Array upper;
               for (const json::Value& t : item_value.as_array()) {
                 upper.push_back(json::Value::String(Upper(JinjaPrint(&t))));
               }
-              *out += "type:" + FormatArgument(json::Value::MakeArray(std::move(upper)), true);
+              WriteArgument(json::Value::MakeArray(std::move(upper)), true, out);
             } else {
-              *out += "type:" + FormatArgument(item_value, true);
+              WriteArgument(item_value, true, out);
             }
           } else {
-            *out += item_key + ":" + FormatArgument(item_value, true);
+            out->Content(item_key);
+            out->Markup(":");
+            WriteArgument(item_value, true, out);
           }
         }
-        *out += "}";
+        out->Markup("}");
       }
     }
     if (Truthy(Get(value, "nullable"))) {
       Comma(&add_comma, out);
-      *out += "nullable:true";
+      out->Markup("nullable:true");
     }
     if (type == "OBJECT") {
       const json::Value* props = Get(value, "properties");
       if (props != nullptr && props->is_object()) {
         Comma(&add_comma, out);
-        *out += "properties:{";
+        out->Markup("properties:{");
         FormatParameters(*props, out);
-        *out += "}";
+        out->Markup("}");
       } else if (value.is_object()) {
         Comma(&add_comma, out);
-        *out += "properties:{";
+        out->Markup("properties:{");
         FormatParameters(value, out);
-        *out += "}";
+        out->Markup("}");
       }
       if (Truthy(Get(value, "required"))) {
         Comma(&add_comma, out);
@@ -247,7 +256,25 @@ void FormatParameters(const json::Value& properties, std::string* out) {
       }
     }
     Comma(&add_comma, out);
-    *out += "type:" + std::string(kStringDelimiter) + type + std::string(kStringDelimiter) + "}";
+    out->Markup("type:");
+    out->Markup(kStringDelimiter);
+    out->Content(type);
+    out->Markup(kStringDelimiter);
+    out->Markup("}");
+  }
+}
+
+// An object's members as format_argument writes them, without the braces.
+void WriteMembers(const json::Value::Object& object, bool escape_keys, RenderedChat* out) {
+  bool first = true;
+  for (const auto* kv : DictSort(object)) {
+    if (!first) out->Markup(",");
+    first = false;
+    if (escape_keys) out->Markup(kStringDelimiter);
+    out->Content(kv->first);
+    if (escape_keys) out->Markup(kStringDelimiter);
+    out->Markup(":");
+    WriteArgument(kv->second, escape_keys, out);
   }
 }
 
@@ -304,99 +331,141 @@ std::string PythonNumber(const json::Value& number) {
   return sign + m + exp;
 }
 
-std::string FormatArgument(const json::Value& v, bool escape_keys) {
-  const std::string d(kStringDelimiter);
+void WriteArgument(const json::Value& v, bool escape_keys, RenderedChat* out) {
   switch (v.type()) {
     case json::Value::Type::kString:
-      return d + v.as_string() + d;
+      out->Markup(kStringDelimiter);
+      out->Content(v.as_string());
+      out->Markup(kStringDelimiter);
+      return;
     case json::Value::Type::kBool:
-      return v.as_bool() ? "true" : "false";
-    case json::Value::Type::kObject: {
-      std::string out = "{";
-      bool first = true;
-      for (const auto* kv : DictSort(v.as_object())) {
-        if (!first) out += ",";
-        first = false;
-        out += escape_keys ? d + kv->first + d : kv->first;
-        out += ":" + FormatArgument(kv->second, escape_keys);
-      }
-      return out + "}";
-    }
-    case json::Value::Type::kArray: {
-      std::string out = "[";
+      out->Markup(v.as_bool() ? "true" : "false");
+      return;
+    case json::Value::Type::kObject:
+      out->Markup("{");
+      WriteMembers(v.as_object(), escape_keys, out);
+      out->Markup("}");
+      return;
+    case json::Value::Type::kArray:
+      out->Markup("[");
       for (size_t i = 0; i < v.as_array().size(); ++i) {
-        if (i) out += ",";
-        out += FormatArgument(v.as_array()[i], escape_keys);
+        if (i) out->Markup(",");
+        WriteArgument(v.as_array()[i], escape_keys, out);
       }
-      return out + "]";
-    }
+      out->Markup("]");
+      return;
     case json::Value::Type::kNumber:
-      return PythonNumber(v);
+      out->Markup(PythonNumber(v));
+      return;
     case json::Value::Type::kNull:
-      return "None";
+      out->Markup("None");
+      return;
   }
-  return "";
 }
 
-StatusOr<std::string> FormatFunctionDeclaration(const json::Value& tool) {
+std::string FormatArgument(const json::Value& value, bool escape_keys) {
+  RenderedChat out;
+  WriteArgument(value, escape_keys, &out);
+  return out.Text();
+}
+
+Status WriteFunctionDeclaration(const json::Value& tool, RenderedChat* out) {
   const json::Value* function = Get(tool, "function");
   if (function == nullptr) function = &tool;
   const json::Value* name = Get(*function, "name");
   if (name == nullptr || !name->is_string() || name->as_string().empty()) {
     return InvalidArgumentError("tool declaration without a function name");
   }
-  const std::string d(kStringDelimiter);
-  std::string out = "declaration:" + name->as_string() + "{description:" + d +
-                    JinjaPrint(Get(*function, "description")) + d;
+  // The template strips the declaration, which starts with "declaration:" and ends with '}':
+  // nothing to strip.
+  out->Markup("declaration:");
+  out->Content(name->as_string());
+  out->Markup("{description:");
+  out->Markup(kStringDelimiter);
+  out->Content(JinjaPrint(Get(*function, "description")));
+  out->Markup(kStringDelimiter);
   const json::Value* params = Get(*function, "parameters");
   if (Truthy(params)) {
-    out += ",parameters:{";
+    out->Markup(",parameters:{");
     if (Truthy(Get(*params, "properties"))) {
-      out += "properties:{";
-      FormatParameters(*Get(*params, "properties"), &out);
-      out += "},";
+      out->Markup("properties:{");
+      FormatParameters(*Get(*params, "properties"), out);
+      out->Markup("},");
     }
     if (Truthy(Get(*params, "required"))) {
-      FormatRequired(Get(*params, "required"), &out);
-      out += ",";
+      FormatRequired(Get(*params, "required"), out);
+      out->Markup(",");
     }
     if (Truthy(Get(*params, "type"))) {
-      out += "type:" + d + UpperType(Get(*params, "type")) + d + "}";
+      out->Markup("type:");
+      out->Markup(kStringDelimiter);
+      out->Content(UpperType(Get(*params, "type")));
+      out->Markup(kStringDelimiter);
+      out->Markup("}");
     }
   }
   if (const json::Value* response = Get(*function, "response"); response != nullptr) {
-    out += ",response:{";
+    out->Markup(",response:{");
     if (Truthy(Get(*response, "description"))) {
-      out += "description:" + d + JinjaPrint(Get(*response, "description")) + d + ",";
+      out->Markup("description:");
+      out->Markup(kStringDelimiter);
+      out->Content(JinjaPrint(Get(*response, "description")));
+      out->Markup(kStringDelimiter);
+      out->Markup(",");
     }
     if (UpperType(Get(*response, "type")) == "OBJECT") {
-      out += "type:" + d + UpperType(Get(*response, "type")) + d + "}";
+      out->Markup("type:");
+      out->Markup(kStringDelimiter);
+      out->Content(UpperType(Get(*response, "type")));
+      out->Markup(kStringDelimiter);
+      out->Markup("}");
     }
   }
-  out += "}";
-  return PythonStrip(out);
+  out->Markup("}");
+  return OkStatus();
+}
+
+StatusOr<std::string> FormatFunctionDeclaration(const json::Value& tool) {
+  RenderedChat out;
+  GEMMA4_RETURN_IF_ERROR(WriteFunctionDeclaration(tool, &out));
+  return out.Text();
+}
+
+void WriteToolCall(std::string_view name, const json::Value& arguments, RenderedChat* out) {
+  out->Markup("<|tool_call>call:");
+  out->Content(name);
+  out->Markup("{");
+  if (arguments.is_object()) {
+    WriteMembers(arguments.as_object(), /*escape_keys=*/false, out);
+  } else if (arguments.is_string()) {
+    out->Content(arguments.as_string());
+  }
+  out->Markup("}<tool_call|>");
 }
 
 std::string FormatToolCall(std::string_view name, const json::Value& arguments) {
-  std::string out = "<|tool_call>call:" + std::string(name) + "{";
-  if (arguments.is_object()) {
-    const std::string args = FormatArgument(arguments, false);
-    out += args.substr(1, args.size() - 2);
-  } else if (arguments.is_string()) {
-    out += arguments.as_string();
+  RenderedChat out;
+  WriteToolCall(name, arguments, &out);
+  return out.Text();
+}
+
+void WriteToolResponse(std::string_view name, const json::Value& response, RenderedChat* out) {
+  out->Markup("<|tool_response>response:");
+  out->Content(name);
+  out->Markup("{");
+  if (response.is_object()) {
+    WriteMembers(response.as_object(), /*escape_keys=*/false, out);
+  } else {
+    out->Markup("value:");
+    WriteArgument(response, false, out);
   }
-  return out + "}<tool_call|>";
+  out->Markup("}<tool_response|>");
 }
 
 std::string FormatToolResponse(std::string_view name, const json::Value& response) {
-  std::string out = "<|tool_response>response:" + std::string(name) + "{";
-  if (response.is_object()) {
-    const std::string body = FormatArgument(response, false);
-    out += body.substr(1, body.size() - 2);
-  } else {
-    out += "value:" + FormatArgument(response, false);
-  }
-  return out + "}<tool_response|>";
+  RenderedChat out;
+  WriteToolResponse(name, response, &out);
+  return out.Text();
 }
 
 // ---------------------------------------------------------------------------------------------

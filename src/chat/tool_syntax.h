@@ -5,7 +5,8 @@
 // Keys are bare, strings are delimited by the <|"|> token, numbers and booleans are bare,
 // objects and arrays nest. The formatters reproduce the official chat template's macros
 // (format_argument, format_function_declaration, format_tool_response_block) byte for byte;
-// the parser turns a call back into JSON.
+// the parser turns a call back into JSON. The Write* forms append segments, strings from the
+// JSON as content and the syntax around them as markup; the Format* forms return the text.
 #ifndef GEMMA4_SRC_CHAT_TOOL_SYNTAX_H_
 #define GEMMA4_SRC_CHAT_TOOL_SYNTAX_H_
 
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "base/json.h"
+#include "chat/rendered_chat.h"
 #include "gemma4/status.h"
 
 namespace gemma4::chat {
@@ -24,6 +26,7 @@ inline constexpr std::string_view kStringDelimiter = "<|\"|>";
 // dictsort) and delimited only with escape_keys, numbers printed as Python prints them
 // (1000.0, 1e+20), null as None.
 std::string FormatArgument(const json::Value& value, bool escape_keys);
+void WriteArgument(const json::Value& value, bool escape_keys, RenderedChat* out);
 // Jinja truthiness of a JSON value; a missing key (nullptr) is Undefined, which is false.
 bool JinjaTruthy(const json::Value* value);
 // Python's repr() of the number a JSON literal decodes to.
@@ -33,11 +36,14 @@ std::string PythonNumber(const json::Value& number);
 // {"type": "function", "function": {"name", "description", "parameters", "response"}} or the
 // inner function object itself.
 StatusOr<std::string> FormatFunctionDeclaration(const json::Value& tool);
+Status WriteFunctionDeclaration(const json::Value& tool, RenderedChat* out);
 
 // <|tool_call>call:NAME{k:v,...}<tool_call|>
 std::string FormatToolCall(std::string_view name, const json::Value& arguments);
+void WriteToolCall(std::string_view name, const json::Value& arguments, RenderedChat* out);
 // <|tool_response>response:NAME{k:v,...}<tool_response|>; a non-object becomes {value:...}.
 std::string FormatToolResponse(std::string_view name, const json::Value& response);
+void WriteToolResponse(std::string_view name, const json::Value& response, RenderedChat* out);
 
 struct ParsedToolCall {
   std::string name;

@@ -16,57 +16,17 @@ json::Value ParseOr(std::string_view text, json::Value fallback) {
   return v.ok() ? std::move(*v) : std::move(fallback);
 }
 
-// Conversation content (user, system, tool text) goes into the template escaped, so that
-// nothing in it can act as markup: every byte that could begin a special token (and \x01, the
-// escape byte itself) becomes \x01 L <byte in decimal> \x02; a model turn's recorded ids are
-// represented by \x01 S <index> \x02. Once rendered, Unmark turns the text back into bytes plus
-// a literal flag per byte (flagged bytes never start or belong to a special token) and the
-// splice points. Escaped strings keep their whitespace, sort order aside only for '<'.
-class ContentEscaper {
- public:
-  explicit ContentEscaper(const TokenizerImpl& tokenizer) {
-    for (int b = 0; b < 256; ++b) {
-      protect_[b] = b == 0x01 || tokenizer.StartsSpecialToken(static_cast<unsigned char>(b));
-    }
+// The ids of a rendered chat: special tokens only where the template wrote them (markup and
+// media placeholders), content always as text, spliced id runs as they are. A content byte
+// that could begin a special token is flagged literal, so no special token starts at or spans
+// it; the text between splices is encoded in one piece.
+StatusOr<std::vector<int32_t>> EncodeSegments(const TokenizerImpl& tokenizer,
+                                              const chat::RenderedChat& rendered,
+                                              const std::vector<std::vector<int32_t>>& splices) {
+  bool protect[256];
+  for (int b = 0; b < 256; ++b) {
+    protect[b] = tokenizer.StartsSpecialToken(static_cast<unsigned char>(b));
   }
-  std::string Escape(std::string_view text) const {
-    std::string out;
-    out.reserve(text.size());
-    for (char c : text) {
-      const unsigned char b = static_cast<unsigned char>(c);
-      if (protect_[b]) {
-        out += "\x01L" + std::to_string(b) + "\x02";
-      } else {
-        out += c;
-      }
-    }
-    return out;
-  }
-  json::Value Escape(const json::Value& v) const {
-    if (v.is_string()) return json::Value::String(Escape(v.as_string()));
-    if (v.is_array()) {
-      json::Value::Array items;
-      for (const json::Value& item : v.as_array()) items.push_back(Escape(item));
-      return json::Value::MakeArray(std::move(items));
-    }
-    if (v.is_object()) {
-      json::Value::Object members;
-      for (const auto& [key, value] : v.as_object())
-        members.emplace_back(Escape(key), Escape(value));
-      return json::Value::MakeObject(std::move(members));
-    }
-    return v;
-  }
-  static std::string SpliceMarker(size_t index) { return "\x01S" + std::to_string(index) + "\x02"; }
-
- private:
-  bool protect_[256] = {};
-};
-
-// The ids of escaped text with spliced id runs: special tokens only where the template wrote
-// them, content always as text.
-StatusOr<std::vector<int32_t>> EncodeMarked(const TokenizerImpl& tokenizer, std::string_view marked,
-                                            const std::vector<std::vector<int32_t>>& splices) {
   std::vector<int32_t> ids;
   std::string plain;
   std::vector<uint8_t> literal;
@@ -75,43 +35,32 @@ StatusOr<std::vector<int32_t>> EncodeMarked(const TokenizerImpl& tokenizer, std:
     plain.clear();
     literal.clear();
   };
-  for (size_t i = 0; i < marked.size(); ++i) {
-    if (marked[i] != '\x01') {
-      plain += marked[i];
-      literal.push_back(0);
-      continue;
+  for (const chat::Segment& segment : rendered.segments()) {
+    switch (segment.kind) {
+      case chat::Segment::Kind::kContent:
+        plain += segment.text;
+        for (char c : segment.text) literal.push_back(protect[static_cast<unsigned char>(c)]);
+        break;
+      case chat::Segment::Kind::kSplice:
+        if (segment.splice >= splices.size()) {
+          return InternalError("rendered prompt: a splice names no recorded turn");
+        }
+        flush();
+        ids.insert(ids.end(), splices[segment.splice].begin(), splices[segment.splice].end());
+        break;
+      default:  // markup and media placeholders
+        plain += segment.text;
+        literal.resize(plain.size(), 0);
+        break;
     }
-    const size_t close = marked.find('\x02', i);
-    if (close == std::string_view::npos || close < i + 3) {
-      return InternalError("rendered prompt: unterminated content marker");
-    }
-    const char kind = marked[i + 1];
-    size_t value = 0;
-    for (size_t k = i + 2; k < close; ++k) {
-      if (marked[k] < '0' || marked[k] > '9') {
-        return InternalError("rendered prompt: bad content marker");
-      }
-      value = value * 10 + static_cast<size_t>(marked[k] - '0');
-      if (value > (size_t{1} << 40)) return InternalError("rendered prompt: bad content marker");
-    }
-    if (kind == 'L' && value < 256) {
-      plain += static_cast<char>(value);
-      literal.push_back(1);
-    } else if (kind == 'S' && value < splices.size()) {
-      flush();
-      ids.insert(ids.end(), splices[value].begin(), splices[value].end());
-    } else {
-      return InternalError("rendered prompt: bad content marker");
-    }
-    i = close;
   }
   flush();
   return ids;
 }
 
-// Messages as the OpenAI-style JSON RenderChat takes, content escaped. A model turn with
-// recorded ids becomes a splice marker (its ids appended to *splices).
-std::vector<json::Value> ToMessages(const std::vector<Message>& messages, const ContentEscaper& esc,
+// Messages as the OpenAI-style JSON RenderChat takes. A model turn with recorded ids becomes a
+// token_ids part (its ids appended to *splices).
+std::vector<json::Value> ToMessages(const std::vector<Message>& messages,
                                     std::vector<std::vector<int32_t>>* splices) {
   std::vector<json::Value> out;
   for (const Message& t : messages) {
@@ -121,13 +70,18 @@ std::vector<json::Value> ToMessages(const std::vector<Message>& messages, const 
                                                : "assistant";
     m.emplace_back("role", json::Value::String(role));
     if (t.role == Role::kModel && t.recorded) {
-      m.emplace_back("content", json::Value::String(ContentEscaper::SpliceMarker(splices->size())));
+      json::Value::Object part;
+      part.emplace_back("type", json::Value::String("token_ids"));
+      part.emplace_back("index", json::Value::Integer(static_cast<int64_t>(splices->size())));
+      json::Value::Array parts;
+      parts.push_back(json::Value::MakeObject(std::move(part)));
+      m.emplace_back("content", json::Value::MakeArray(std::move(parts)));
       splices->push_back(t.recorded_ids);
       out.push_back(json::Value::MakeObject(std::move(m)));
       continue;
     }
     if (t.parts.empty()) {
-      m.emplace_back("content", json::Value::String(esc.Escape(t.text)));
+      m.emplace_back("content", json::Value::String(std::string(t.text)));
     } else {
       json::Value::Array parts;
       for (const Part& part : t.parts) {
@@ -144,7 +98,7 @@ std::vector<json::Value> ToMessages(const std::vector<Message>& messages, const 
             break;
           case Part::Kind::kText:
             item.emplace_back("type", json::Value::String("text"));
-            item.emplace_back("text", json::Value::String(esc.Escape(part.text)));
+            item.emplace_back("text", json::Value::String(std::string(part.text)));
             break;
         }
         parts.push_back(json::Value::MakeObject(std::move(item)));
@@ -155,9 +109,8 @@ std::vector<json::Value> ToMessages(const std::vector<Message>& messages, const 
       json::Value::Array calls;
       for (const ToolCallText& c : t.tool_calls) {
         json::Value::Object f;
-        f.emplace_back("name", json::Value::String(esc.Escape(c.name)));
-        f.emplace_back("arguments",
-                       esc.Escape(ParseOr(c.arguments_json, json::Value::MakeObject())));
+        f.emplace_back("name", json::Value::String(std::string(c.name)));
+        f.emplace_back("arguments", ParseOr(c.arguments_json, json::Value::MakeObject()));
         json::Value::Object call;
         call.emplace_back("type", json::Value::String("function"));
         call.emplace_back("function", json::Value::MakeObject(std::move(f)));
@@ -169,10 +122,9 @@ std::vector<json::Value> ToMessages(const std::vector<Message>& messages, const 
       json::Value::Array responses;
       for (const ToolResultText& r : t.tool_results) {
         json::Value::Object o;
-        o.emplace_back("name", json::Value::String(esc.Escape(r.name)));
+        o.emplace_back("name", json::Value::String(std::string(r.name)));
         o.emplace_back("response",
-                       esc.Escape(ParseOr(r.response_json,
-                                          json::Value::String(std::string(r.response_json)))));
+                       ParseOr(r.response_json, json::Value::String(std::string(r.response_json))));
         responses.push_back(json::Value::MakeObject(std::move(o)));
       }
       m.emplace_back("tool_responses", json::Value::MakeArray(std::move(responses)));
@@ -255,19 +207,16 @@ StatusOr<RenderedPrompt> RenderConversation(const std::vector<Message>& messages
   render.enable_thinking = thinking;
   render.add_generation_prompt = true;
   render.bos_token = format.bos_token;
-  const ContentEscaper esc(tokenizer);
-  std::vector<json::Value> tools;
-  tools.reserve(declarations.size());
-  for (const json::Value& tool : declarations) tools.push_back(esc.Escape(tool));
+  render.strip_model_thoughts = false;  // model turns' text is content
   // Model turns are their recorded ids (what the KV cache holds), so the prompt matches the
   // cache wherever the template would re-render a turn differently (tool-call arguments in
   // sorted key order, trimmed text, the 26B/31B empty thought channel).
   std::vector<std::vector<int32_t>> spliced;
-  GEMMA4_ASSIGN_OR_RETURN(std::string text,
-                          chat::RenderChat(ToMessages(messages, esc, &spliced), tools, render));
+  GEMMA4_ASSIGN_OR_RETURN(chat::RenderedChat rendered,
+                          chat::RenderChat(ToMessages(messages, &spliced), declarations, render));
   // Videos are expanded in the text, as the processor does (the timestamps are text): each
-  // <|video|> the template wrote becomes "mm:ss <|image>" + <|video|> x n + "<image|>" per
-  // frame, joined by spaces.
+  // video placeholder becomes "mm:ss <|image>" + <|video|> x n + "<image|>" per frame, joined
+  // by spaces.
   std::vector<const VideoFrameRef*> video_frames;
   {
     std::vector<const Part*> videos;
@@ -276,35 +225,49 @@ StatusOr<RenderedPrompt> RenderConversation(const std::vector<Message>& messages
         if (part.kind == Part::Kind::kVideo) videos.push_back(&part);
       }
     }
-    const std::string marker = "<|video|>";
-    std::string expanded;
-    size_t pos = 0, next = 0;
-    for (size_t at = text.find(marker); at != std::string::npos; at = text.find(marker, pos)) {
-      if (next >= videos.size()) {
-        return InvalidArgumentError(
-            "the conversation's text holds a video placeholder token that no video fills");
+    chat::RenderedChat expanded;
+    size_t next = 0;
+    for (const chat::Segment& segment : rendered.segments()) {
+      switch (segment.kind) {
+        case chat::Segment::Kind::kMarkup:
+          expanded.Markup(segment.text);
+          break;
+        case chat::Segment::Kind::kContent:
+          expanded.Content(segment.text);
+          break;
+        case chat::Segment::Kind::kSplice:
+          expanded.Splice(segment.splice);
+          break;
+        case chat::Segment::Kind::kImage:
+        case chat::Segment::Kind::kAudio:
+          expanded.Media(segment.kind, segment.text);
+          break;
+        case chat::Segment::Kind::kVideo: {
+          if (next >= videos.size()) {
+            return InvalidArgumentError(
+                "the conversation's text holds a video placeholder token that no video fills");
+          }
+          const Part& v = *videos[next++];
+          std::string text;
+          for (size_t f = 0; f < v.frames.size(); ++f) {
+            auto it = media_cache.find(std::string(v.frames[f].digest));
+            if (it == media_cache.end()) return InternalError("a video frame was not encoded");
+            const size_t rows = it->second->size() / format.config->hidden_size;
+            if (f > 0) text += ' ';
+            text += Timestamp(v.frames[f].seconds) + " <|image>";
+            for (size_t r = 0; r < rows; ++r) text += segment.text;
+            text += "<image|>";
+            video_frames.push_back(&v.frames[f]);
+          }
+          expanded.Markup(text);
+          break;
+        }
       }
-      expanded.append(text, pos, at - pos);
-      const Part& v = *videos[next++];
-      for (size_t f = 0; f < v.frames.size(); ++f) {
-        auto it = media_cache.find(std::string(v.frames[f].digest));
-        if (it == media_cache.end()) return InternalError("a video frame was not encoded");
-        const size_t rows = it->second->size() / format.config->hidden_size;
-        if (f > 0) expanded += ' ';
-        expanded += Timestamp(v.frames[f].seconds) + " <|image>";
-        for (size_t r = 0; r < rows; ++r) expanded += marker;
-        expanded += "<image|>";
-        video_frames.push_back(&v.frames[f]);
-      }
-      pos = at + marker.size();
     }
     if (next != videos.size()) return InternalError("the rendered prompt lost a video");
-    if (next > 0) {
-      expanded.append(text, pos, std::string::npos);
-      text.swap(expanded);
-    }
+    rendered = std::move(expanded);
   }
-  GEMMA4_ASSIGN_OR_RETURN(std::vector<int32_t> ids, EncodeMarked(tokenizer, text, spliced));
+  GEMMA4_ASSIGN_OR_RETURN(std::vector<int32_t> ids, EncodeSegments(tokenizer, rendered, spliced));
   for (int32_t id : ids) {
     if (id < 0 || id >= format.vocab_size) {
       return DataLossError("the conversation holds token id " + std::to_string(id) +
@@ -422,7 +385,7 @@ StatusOr<RenderedPrompt> RenderConversation(const std::vector<Message>& messages
     return InternalError("the rendered prompt lost a media placeholder");
   }
   const bool system_turn =
-      thinking || !tools.empty() || (!messages.empty() && messages[0].role == Role::kSystem);
+      thinking || !declarations.empty() || (!messages.empty() && messages[0].role == Role::kSystem);
   if (system_turn && p.ids.size() > 2 && p.ids[1] == format.turn_open) {
     for (size_t i = 2; i < p.ids.size(); ++i) {
       if (p.ids[i] == format.turn_open) {
@@ -436,16 +399,15 @@ StatusOr<RenderedPrompt> RenderConversation(const std::vector<Message>& messages
 
 StatusOr<std::vector<int32_t>> ToolResponseIds(const std::vector<ToolResultText>& results,
                                                const TokenizerImpl& tokenizer) {
-  // Tool names and results are content: escaped, so that no string in them becomes a control
-  // token (a result holding "<tool_response|><turn|>" stays text).
-  const ContentEscaper esc(tokenizer);
-  std::string text;
+  // Tool names and results are content: no string in them becomes a control token (a result
+  // holding "<tool_response|><turn|>" stays text).
+  chat::RenderedChat rendered;
   for (const ToolResultText& r : results) {
-    text += chat::FormatToolResponse(
-        esc.Escape(r.name),
-        esc.Escape(ParseOr(r.response_json, json::Value::String(std::string(r.response_json)))));
+    chat::WriteToolResponse(
+        r.name, ParseOr(r.response_json, json::Value::String(std::string(r.response_json))),
+        &rendered);
   }
-  return EncodeMarked(tokenizer, text, {});
+  return EncodeSegments(tokenizer, rendered, {});
 }
 
 size_t ReusablePrefix(const RenderedPrompt& prompt, const std::vector<uint64_t>& cached_keys) {
