@@ -372,24 +372,27 @@ void ClampRows(float* x, int64_t rows, int64_t width, float lo, float hi, Thread
   ForEachRow(pool, rows, [&](int64_t t) { ClampInPlace(x + t * width, width, lo, hi); });
 }
 
-// ApplyClippableLinear with the clamps on the pool's threads: the same results.
-void ClippedLinear(const ClippableLinear& l, float* x, int64_t s, int64_t in_dim, float* y,
-                   ThreadPool* pool) {
-  if (l.clipped) ClampRows(x, s, in_dim, l.input_min, l.input_max, pool);
-  ops::MatMulGemm(l.weight, x, s, y, pool);
-  if (l.clipped) ClampRows(y, s, l.weight.rows(), l.output_min, l.output_max, pool);
+// torch.clamp(x, lo, hi) copied into out (max then min, NaN kept): the clamp and the copy of
+// a shared input in one pass.
+void CopyClamped(const float* x, int64_t n, float lo, float hi, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = std::min(std::max(x[i], lo), hi);
 }
 
-// ApplyClippableLinear with the weights PackIfFloat packed: the same clamps and results.
-void ClippedGemm(const ClippableLinear& l, const ops::PackedGemmWeights& w, float* x, int64_t s,
-                 int64_t in_dim, float* y, ThreadPool* pool) {
+// A linear's output clamp on one row (the row passes after each product apply it, rather
+// than a pass of its own over [s, out]).
+void ClampOutputRow(const ClippableLinear& l, float* row, int64_t width) {
+  if (l.clipped) ClampInPlace(row, width, l.output_min, l.output_max);
+}
+
+// l's product with the weights PackIfFloat packed (block-quantized weights: the integer
+// kernels), without its clamps: the callers' row passes apply them.
+void Gemm(const ClippableLinear& l, const ops::PackedGemmWeights& w, const float* x, int64_t s,
+          float* y, ThreadPool* pool) {
   if (IsBlockType(l.weight.dtype)) {
-    ClippedLinear(l, x, s, in_dim, y, pool);
-    return;
+    ops::MatMulGemm(l.weight, x, s, y, pool);
+  } else {
+    ops::MatMulGemm(w, x, s, y, pool);
   }
-  if (l.clipped) ClampRows(x, s, in_dim, l.input_min, l.input_max, pool);
-  ops::MatMulGemm(w, x, s, y, pool);
-  if (l.clipped) ClampRows(y, s, w.n_out, l.output_min, l.output_max, pool);
 }
 
 }  // namespace
@@ -477,14 +480,14 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
         ops::RmsNorm(x.data() + t * Hv, lw.input_norm.data(), Hv, eps, normed.data() + t * Hv);
       });
       prof.Mark("norms");
-      // Clamping the shared input in place is safe: q, k and v clamp it to their own bounds,
-      // so each needs its own copy when clipping.
+      // q, k and v clamp the shared input to their own bounds: each clipped one reads its own
+      // clamped copy. Their output clamps run in the norm/RoPE pass below.
       auto project = [&](const ClippableLinear& l, float* y) {
         if (l.clipped) {
           ForEachRow(pool, N, [&](int64_t t) {
-            std::copy_n(normed.data() + t * Hv, Hv, tmp.data() + t * Hv);
+            CopyClamped(normed.data() + t * Hv, Hv, l.input_min, l.input_max, tmp.data() + t * Hv);
           });
-          ClippedLinear(l, tmp.data(), N, Hv, y, pool);
+          ops::MatMulGemm(l.weight, tmp.data(), N, y, pool);
         } else {
           ops::MatMulGemm(l.weight, normed.data(), N, y, pool);
         }
@@ -497,6 +500,9 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
         for (int64_t t = begin; t < end; ++t) {
           const float* ct = cos_t.data() + t * 2 * quarter;
           const float* st = sin_t.data() + t * 2 * quarter;
+          ClampOutputRow(lw.q_proj, q.data() + t * q_dim, q_dim);
+          ClampOutputRow(lw.k_proj, kk.data() + t * kv_dim, kv_dim);
+          ClampOutputRow(lw.v_proj, v.data() + t * kv_dim, kv_dim);
           for (int64_t h = 0; h < n_heads; ++h) {
             float* qh = q.data() + t * q_dim + h * hd;
             ops::RmsNorm(qh, lw.q_norm.data(), hd, eps, qh);
@@ -519,10 +525,14 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
                           static_cast<int>(n_heads), static_cast<int>(n_kv), static_cast<int>(hd),
                           attn.data(), q_dim, pool);
       prof.Mark("attention");
-      ClippedLinear(lw.o_proj, attn.data(), N, q_dim, tmp.data(), pool);
+      if (lw.o_proj.clipped) {
+        ClampRows(attn.data(), N, q_dim, lw.o_proj.input_min, lw.o_proj.input_max, pool);
+      }
+      ops::MatMulGemm(lw.o_proj.weight, attn.data(), N, tmp.data(), pool);
       prof.Mark("o_gemm");
       ForEachRow(pool, N, [&](int64_t t) {
         float* h = tmp.data() + t * Hv;
+        ClampOutputRow(lw.o_proj, h, Hv);
         ops::RmsNorm(h, lw.post_attention_norm.data(), Hv, eps, h);
         for (int64_t j = 0; j < Hv; ++j) x[t * Hv + j] += h[j];
         ops::RmsNorm(x.data() + t * Hv, lw.pre_ffn_norm.data(), Hv, eps, normed.data() + t * Hv);
@@ -536,23 +546,42 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
       for (int64_t t0 = 0; t0 < N; t0 += kMlpRows) {
         const int64_t n = std::min(kMlpRows, N - t0);
         float* in = normed.data() + t0 * Hv;
-        if (lw.gate_proj.clipped) {
-          // gate and up clamp the same input to their own bounds.
-          std::copy_n(in, n * Hv, up_in.data());
-          ClippedGemm(lw.gate_proj, gate_w, in, n, Hv, gate.data(), pool);
-          ClippedGemm(lw.up_proj, up_w, up_in.data(), n, Hv, up.data(), pool);
-        } else {
-          ClippedGemm(lw.gate_proj, gate_w, in, n, Hv, gate.data(), pool);
-          ClippedGemm(lw.up_proj, up_w, in, n, Hv, up.data(), pool);
+        // gate and up clamp the same input to their own bounds (up from a clamped copy); the
+        // output clamps, GELU and down's input clamp run in one pass per row, down's output
+        // clamp in the norm pass after the loop.
+        const bool clipped = lw.gate_proj.clipped || lw.up_proj.clipped;
+        if (clipped) {
+          ForEachRow(pool, n, [&](int64_t t) {
+            float* row = in + t * Hv;
+            const ClippableLinear& u = lw.up_proj;
+            if (u.clipped) {
+              CopyClamped(row, Hv, u.input_min, u.input_max, up_in.data() + t * Hv);
+            } else {
+              std::copy_n(row, Hv, up_in.data() + t * Hv);
+            }
+            const ClippableLinear& g = lw.gate_proj;
+            if (g.clipped) ClampInPlace(row, Hv, g.input_min, g.input_max);
+          });
         }
+        Gemm(lw.gate_proj, gate_w, in, n, gate.data(), pool);
+        Gemm(lw.up_proj, up_w, clipped ? up_in.data() : in, n, up.data(), pool);
         prof.Mark("mlp_gemm");
-        ops::GeluMul(gate.data(), up.data(), gate.data(), n * I, pool);
+        ForEachRow(pool, n, [&](int64_t t) {
+          float* g = gate.data() + t * I;
+          float* u = up.data() + t * I;
+          ClampOutputRow(lw.gate_proj, g, I);
+          ClampOutputRow(lw.up_proj, u, I);
+          ops::GeluMul(g, u, g, I);
+          const ClippableLinear& d = lw.down_proj;
+          if (d.clipped) ClampInPlace(g, I, d.input_min, d.input_max);
+        });
         prof.Mark("mlp_gelu");
-        ClippedGemm(lw.down_proj, down_w, gate.data(), n, I, tmp.data() + t0 * Hv, pool);
+        Gemm(lw.down_proj, down_w, gate.data(), n, tmp.data() + t0 * Hv, pool);
         prof.Mark("mlp_gemm");
       }
       ForEachRow(pool, N, [&](int64_t t) {
         float* h = tmp.data() + t * Hv;
+        ClampOutputRow(lw.down_proj, h, Hv);
         ops::RmsNorm(h, lw.post_ffn_norm.data(), Hv, eps, h);
         for (int64_t j = 0; j < Hv; ++j) x[t * Hv + j] += h[j];
       });
