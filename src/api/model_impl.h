@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 
+#include "api/context.h"
 #include "api/memory_plan.h"
 #include "audio/audio_encoder.h"
 #include "decode/grammar.h"
@@ -25,10 +26,15 @@ struct SpecialTokens {
   int32_t tool_response_open = -1, tool_response_close = -1;
   int32_t string_delimiter = -1;  // <|"|>
 };
+// The control tokens of `tokenizer`; `bos_fallback` when it names no BOS token.
+SpecialTokens FindSpecialTokens(const Tokenizer& tokenizer, int32_t bos_fallback);
 
 class ModelImpl {
  public:
   std::unique_ptr<LoadedModel> loaded;
+  // Sessions' contexts (KV cache + forward) and the config they read: ModelContexts over
+  // `loaded`, or a scripted double in session tests (where `loaded` is null).
+  std::unique_ptr<ContextSource> contexts;
   std::shared_ptr<const Tokenizer> tokenizer;
   ModelInfo info;
   SpecialTokens special;
@@ -75,6 +81,8 @@ class ModelImpl {
 class ModelAccess {
  public:
   static const ModelImpl& Impl(const Model& model) { return *model.impl_; }
+  // A Model around an implementation assembled by hand (session tests' scripted models).
+  static std::shared_ptr<const Model> Wrap(std::unique_ptr<ModelImpl> impl);
 };
 
 }  // namespace gemma4

@@ -88,7 +88,7 @@ StatusOr<media::RgbImage> DecodeImagePart(const Image& image) {
                                 int64_t{image.width} * 3);
 }
 
-// InferenceState rewind slots: the end of the system turn, and the start of the latest thought.
+// Context rewind slots: the end of the system turn, and the start of the latest thought.
 constexpr int kSystemRewindSlot = 0;
 constexpr int kThoughtRewindSlot = 1;
 
@@ -135,7 +135,7 @@ StatusOr<RenderedPrompt> SessionImpl::RenderPrompt(bool thinking) const {
       m_.info.large_chat_template ? chat::TemplateVariant::kLarge : chat::TemplateVariant::kSmall;
   format.bos_token = m_.tokenizer->TokenString(m_.special.bos);
   format.turn_open = m_.special.turn_open;
-  format.config = &m_.loaded->config();
+  format.config = &config_;
   format.vocab_size = m_.info.vocab_size;
   return prompt::RenderConversation(ToPromptMessages(history_), tools, thinking, format,
                                     m_.tokenizer->impl(), media_cache_, audio_cache_);
@@ -148,7 +148,7 @@ Status SessionImpl::Feed(const std::vector<int32_t>& ids) {
                                   " tokens needed, the session holds at most " +
                                   std::to_string(max_context_));
   }
-  const int64_t V = m_.loaded->config().vocab_size, H = m_.loaded->config().hidden_size;
+  const int64_t V = config_.vocab_size, H = config_.hidden_size;
   // A drafted token the model already ran: its logits and hidden state are at hand.
   if (ids.size() == 1 && spec_.used < spec_.tokens.size() && ids[0] == spec_.tokens[spec_.used]) {
     const size_t i = spec_.used++;
@@ -165,8 +165,8 @@ Status SessionImpl::Feed(const std::vector<int32_t>& ids) {
   // Draft after a single token when the hidden state before it is known: the drafter proposes
   // from (token, hidden state), and the model checks [token, drafts] in one forward.
   int k = 0;
-  if (m_.drafter != nullptr && draft_tokens_ > 0 && ids.size() == 1 &&
-      last_hidden_at_ == position) {
+  if (m_.drafter != nullptr && state_->inference() != nullptr && draft_tokens_ > 0 &&
+      ids.size() == 1 && last_hidden_at_ == position) {
     k = static_cast<int>(
         std::min<int64_t>({draft_tokens_, state_->max_chunk() - 2, max_context_ - position - 1}));
   }
@@ -176,23 +176,26 @@ Status SessionImpl::Feed(const std::vector<int32_t>& ids) {
     hidden_rows_.clear();
     state_->set_hidden_output(&hidden_rows_);
     struct ClearHidden {
-      InferenceState* state;
+      ContextState* state;
       ~ClearHidden() { state->set_hidden_output(nullptr); }
     } clear_hidden{state_.get()};
     if (k > 0) {
       std::vector<float> h = last_hidden_, draft_logits;
       int32_t last = ids[0];
       for (int i = 0; i < k; ++i) {
-        GEMMA4_RETURN_IF_ERROR(m_.drafter->Step(*m_.loaded, *state_, last, position, &h,
-                                                &draft_logits, m_.pool.get()));
+        GEMMA4_RETURN_IF_ERROR(m_.drafter->Step(*m_.loaded, *state_->inference(), last, position,
+                                                &h, &draft_logits, m_.pool.get()));
         if (draft_hook) draft_hook(position, i, &draft_logits);
         last = static_cast<int32_t>(std::max_element(draft_logits.begin(), draft_logits.end()) -
                                     draft_logits.begin());
         batch.push_back(last);
       }
     }
-    GEMMA4_RETURN_IF_ERROR(state_->Forward(batch.data(), static_cast<int64_t>(batch.size()),
-                                           k > 0 ? LogitsMode::kAll : LogitsMode::kLast, &logits_));
+    ForwardInput input;
+    input.ids = batch.data();
+    input.n = static_cast<int64_t>(batch.size());
+    GEMMA4_RETURN_IF_ERROR(
+        state_->Forward(input, k > 0 ? LogitsMode::kAll : LogitsMode::kLast, &logits_));
   }
   if (k > 0) {
     spec_.tokens.assign(batch.begin() + 1, batch.end());
@@ -227,7 +230,7 @@ Status SessionImpl::FeedPrompt(const RenderedPrompt& prompt, size_t begin) {
                                   " tokens needed, the session holds at most " +
                                   std::to_string(max_context_));
   }
-  const int64_t H = m_.loaded->config().hidden_size;
+  const int64_t H = config_.hidden_size;
   // One forward chunk per call, so that Cancel() takes effect within a chunk during prefill.
   const size_t step = static_cast<size_t>(std::max<int64_t>(1, state_->max_chunk()));
   std::vector<uint8_t> embedded;
@@ -289,9 +292,8 @@ Status SessionImpl::SyncPrompt(const RenderedPrompt& prompt, Reply* reply) {
   if (prompt.size() == 0) return InternalError("empty prompt");
   // Images attended to bidirectionally must fit in one forward chunk: a state with a larger
   // chunk starts over (once, when the first such image arrives).
-  if (m_.loaded->config().bidirectional_vision && prompt.longest_block > state_->max_chunk()) {
-    state_ = std::make_unique<InferenceState>(*m_.loaded, m_.pool.get(), prompt.longest_block,
-                                              m_.kv_type);
+  if (config_.bidirectional_vision && prompt.longest_block > state_->max_chunk()) {
+    state_ = m_.contexts->NewContext(prompt.longest_block);
     tokens_.clear();
     keys_.clear();
   }
@@ -308,8 +310,7 @@ Status SessionImpl::SyncPrompt(const RenderedPrompt& prompt, Reply* reply) {
       GEMMA4_RETURN_IF_ERROR(state_->Truncate(static_cast<int64_t>(common)));
     } else {
       // The sliding-window layers no longer hold the positions before `common`: start over.
-      state_ = std::make_unique<InferenceState>(*m_.loaded, m_.pool.get(), state_->max_chunk(),
-                                                m_.kv_type);
+      state_ = m_.contexts->NewContext(state_->max_chunk());
       common = 0;
     }
     tokens_.resize(common);
@@ -352,7 +353,7 @@ StatusOr<Reply> SessionImpl::Send(std::vector<ContentPart> content,
 }
 
 Status SessionImpl::EncodeMedia(Turn* turn) {
-  const ModelConfig& c = m_.loaded->config();
+  const ModelConfig& c = config_;
   for (ContentPart& part : turn->content) {
     if (cancel_.load(std::memory_order_relaxed)) {
       return CancelledError("cancelled while encoding the turn's media");
@@ -799,8 +800,7 @@ StatusOr<std::unique_ptr<SessionImpl>> SessionImpl::Fork() const {
   copy->audio_cache_ = audio_cache_;
   copy->logits_ = logits_;
   if (copy->state_->max_chunk() != state_->max_chunk()) {
-    copy->state_ = std::make_unique<InferenceState>(*m_.loaded, m_.pool.get(), state_->max_chunk(),
-                                                    m_.kv_type);
+    copy->state_ = m_.contexts->NewContext(state_->max_chunk());
   }
   copy->turn_open_ = turn_open_;
   copy->last_thinking_ = last_thinking_;

@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "api/context.h"
 #include "api/model_impl.h"
 #include "gemma4/session.h"
 #include "model/forward.h"
@@ -24,8 +25,8 @@ class SessionImpl {
       : model_(std::move(model)),
         m_(ModelAccess::Impl(*model_)),
         options_(std::move(options)),
-        state_(std::make_unique<InferenceState>(*m_.loaded, m_.pool.get(), kDefaultMaxChunk,
-                                                m_.kv_type)) {}
+        config_(m_.contexts->config()),
+        state_(m_.contexts->NewContext(kDefaultMaxChunk)) {}
 
   Status Init();
   StatusOr<Reply> Send(std::string_view user_text, const GenerateOptions& options);
@@ -53,6 +54,7 @@ class SessionImpl {
   int64_t context_tokens() const { return static_cast<int64_t>(tokens_.size()); }
   const std::vector<int32_t>& context_token_ids() const { return tokens_; }
   int64_t max_context() const { return max_context_; }
+  const ContextState& context() const { return *state_; }
 
  private:
   // Adds a user turn (text, or content parts with media) and generates the model's turn.
@@ -78,7 +80,8 @@ class SessionImpl {
   std::shared_ptr<const Model> model_;
   const ModelImpl& m_;
   SessionOptions options_;
-  std::unique_ptr<InferenceState> state_;
+  const ModelConfig& config_;  // the language model's (m_.contexts)
+  std::unique_ptr<ContextState> state_;
   int64_t max_context_ = 0;
   std::vector<Turn> history_;
   std::vector<int32_t> tokens_;  // what the KV cache holds, position by position
@@ -123,6 +126,8 @@ class SessionAccess {
   static void SetDraftHook(Session& session, SessionImpl::DraftHook hook) {
     session.impl_->draft_hook = std::move(hook);
   }
+  // The context the session runs (a scripted double's, in tests over tests/fake_model.h).
+  static const ContextState& Context(const Session& session) { return session.impl_->context(); }
 };
 
 }  // namespace gemma4

@@ -31,7 +31,7 @@ uint64_t Fingerprint(const ModelImpl& m) {
   h.AddWord(static_cast<uint64_t>(m.info.hidden_size));
   h.AddWord(static_cast<uint64_t>(m.info.num_parameters));
   h.AddWord(m.info.weight_bytes);
-  h.AddWord(m.loaded->weights_fingerprint());
+  h.AddWord(m.contexts->weights_fingerprint());
   return h.value();
 }
 
