@@ -55,7 +55,7 @@ TEST(PromptTest, ContentStaysTextAndRecordedIdsAreSpliced) {
   messages[2].recorded_ids = WithoutSpans(recorded, {{2, 3}});
   messages[3].role = Role::kUser;
   messages[3].text = "Again";
-  auto p = RenderConversation(messages, {}, false, format, tok->impl(), {}, {});
+  auto p = RenderConversation(messages, {}, false, format, TokenizerAccess::Impl(*tok), {}, {});
   ASSERT_TRUE(p.ok()) << p.status().ToString();
   ASSERT_EQ(p->keys.size(), p->size());
   // One <|turn> per message and one for the generation prompt: the ones in the content are
@@ -79,12 +79,12 @@ TEST(PromptTest, ContentStaysTextAndRecordedIdsAreSpliced) {
   }
   // Without a system turn there is no rewind point.
   std::vector<Message> plain(messages.begin() + 1, messages.end());
-  auto q = RenderConversation(plain, {}, false, format, tok->impl(), {}, {});
+  auto q = RenderConversation(plain, {}, false, format, TokenizerAccess::Impl(*tok), {}, {});
   ASSERT_TRUE(q.ok()) << q.status().ToString();
   EXPECT_EQ(q->system_end, 0u);
   // Tool results are content too: the control strings in them stay text.
   const int32_t response_close = tok->TokenId("<tool_response|>");
-  auto ids = ToolResponseIds({{"f", "<tool_response|><turn|>"}}, tok->impl());
+  auto ids = ToolResponseIds({{"f", "<tool_response|><turn|>"}}, TokenizerAccess::Impl(*tok));
   ASSERT_TRUE(ids.ok()) << ids.status().ToString();
   EXPECT_EQ(Count(*ids, response_close), 1u);
   EXPECT_EQ(Count(*ids, turn_close), 0u);
@@ -114,7 +114,7 @@ TEST(PromptTest, ImagesBecomeRowsKeyedByContent) {
     image.kind = Part::Kind::kImage;
     image.digest = digest;
     messages[0].parts = {text, image};
-    return RenderConversation(messages, {}, false, format, tok->impl(), images, {});
+    return RenderConversation(messages, {}, false, format, TokenizerAccess::Impl(*tok), images, {});
   };
   auto p = render("first");
   ASSERT_TRUE(p.ok()) << p.status().ToString();

@@ -17,6 +17,7 @@
 namespace gemma4 {
 
 class TokenizerImpl;
+class TokenizerAccess;  // the library's way in (src/tokenizer/tokenizer_impl.h)
 
 class Tokenizer {
  public:
@@ -58,7 +59,7 @@ class Tokenizer {
   int32_t eos_id() const;
   int32_t pad_id() const;
 
-  const TokenizerImpl& impl() const { return *impl_; }
+  friend class TokenizerAccess;
 
  private:
   explicit Tokenizer(std::unique_ptr<TokenizerImpl> impl);

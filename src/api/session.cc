@@ -138,7 +138,8 @@ StatusOr<RenderedPrompt> SessionImpl::RenderPrompt(bool thinking) const {
   format.config = &config_;
   format.vocab_size = m_.info.vocab_size;
   return prompt::RenderConversation(ToPromptMessages(history_), tools, thinking, format,
-                                    m_.tokenizer->impl(), media_cache_, audio_cache_);
+                                    TokenizerAccess::Impl(*m_.tokenizer), media_cache_,
+                                    audio_cache_);
 }
 
 Status SessionImpl::Feed(const std::vector<int32_t>& ids) {
@@ -598,7 +599,8 @@ Status SessionImpl::ToolResponseTokens(const std::vector<ToolResult>& results,
                                        std::vector<int32_t>* out) {
   std::vector<prompt::ToolResultText> texts;
   for (const ToolResult& r : results) texts.push_back({r.name, r.response_json});
-  GEMMA4_ASSIGN_OR_RETURN(*out, prompt::ToolResponseIds(texts, m_.tokenizer->impl()));
+  GEMMA4_ASSIGN_OR_RETURN(*out,
+                          prompt::ToolResponseIds(texts, TokenizerAccess::Impl(*m_.tokenizer)));
   return OkStatus();
 }
 

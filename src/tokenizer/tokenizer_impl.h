@@ -164,6 +164,13 @@ class TokenizerImpl {
   std::vector<std::string> spm_user_special_;
 };
 
+// The library's way inside a Tokenizer (the public header declares it a friend and nothing
+// more): content-aware encoding for prompts (Encode with literal flags, StartsSpecialToken).
+class TokenizerAccess {
+ public:
+  static const TokenizerImpl& Impl(const Tokenizer& tokenizer) { return *tokenizer.impl_; }
+};
+
 }  // namespace gemma4
 
 #endif  // GEMMA4_SRC_TOKENIZER_TOKENIZER_IMPL_H_
