@@ -142,18 +142,19 @@ class Machine {
         }
         return false;
       case Kind::kString:
-        return f.state == 10;
+        return f.state == string_state::kDone;
       case Kind::kNumber:
       case Kind::kInteger:
-        return f.state == 2 || f.state == 3 || f.state == 5 || f.state == 8;
+        return f.state == number_state::kLeadingZero || f.state == number_state::kIntegerDigits ||
+               f.state == number_state::kFraction || f.state == number_state::kExponentDigits;
       case Kind::kBoundedNumber:
         return BoundedCanEnd(n, f);
       case Kind::kName:
         return f.count >= 1;
       case Kind::kSequence:
         return f.pos >= n.children.size();
-      default:
-        return f.state == 9;
+      default:  // arrays and objects (their done states are equal)
+        return f.state == object_state::kDone;
     }
   }
 
@@ -176,7 +177,9 @@ class Machine {
     if (s.depth < 2) return nullptr;
     const Frame& owner = s.frames[s.depth - 2];
     const Kind k = g_.nodes[owner.node].kind;
-    return (k == Kind::kObject || k == Kind::kAnyObject) && owner.state == 7 ? &owner : nullptr;
+    return (k == Kind::kObject || k == Kind::kAnyObject) && owner.state == object_state::kInKey
+               ? &owner
+               : nullptr;
   }
 
   // Whether a free-form key with content hash h may be used in `owner` now.
@@ -196,13 +199,13 @@ class Machine {
   }
 
   Step String(Frame* f, const Node& n, uint8_t c, const Stack& s) const {
-    if (f->state == 10) return Step::kFinish;
+    if (f->state == string_state::kDone) return Step::kFinish;
     if (g_.syntax == Syntax::kGemma) {
       const std::string_view delim = kDelim;
-      if (f->state == 0) {  // opening delimiter
+      if (f->state == string_state::kOpen) {  // opening delimiter
         if (c != static_cast<uint8_t>(delim[f->pos8])) return Step::kReject;
         if (++f->pos8 == delim.size()) {
-          f->state = 1;
+          f->state = string_state::kBody;
           f->pos8 = 0;
         }
         return Step::kConsumed;
@@ -212,7 +215,7 @@ class Machine {
       if (f->utf8 == 0 && c == static_cast<uint8_t>(delim[f->pos8])) {
         if (f->pos8 == delim.size() - 1) {
           if (!CanCloseString(*f, n, s)) return Step::kReject;
-          f->state = 10;
+          f->state = string_state::kDone;
           return Step::kConsumed;
         }
         // A partial delimiter must lead somewhere: to a close, or to content if it breaks off.
@@ -239,14 +242,14 @@ class Machine {
       return ContentByte(f, n, c) ? Step::kConsumed : Step::kReject;
     }
     switch (f->state) {
-      case 0:
+      case string_state::kOpen:
         if (c != '"') return Step::kReject;
-        f->state = 1;
+        f->state = string_state::kBody;
         return Step::kConsumed;
-      case 1:
+      case string_state::kBody:
         if (c == '"') {
           if (f->utf8 != 0 || !CanCloseString(*f, n, s)) return Step::kReject;
-          f->state = 10;
+          f->state = string_state::kDone;
           return Step::kConsumed;
         }
         if (c == '\\') {
@@ -258,16 +261,16 @@ class Machine {
             any = any || ContentByte(&probe, n, decoded);
           }
           if (!any) return Step::kReject;
-          f->state = 2;
+          f->state = string_state::kEscape;
           return Step::kConsumed;
         }
         if (c < 0x20) return Step::kReject;
         return ContentByte(f, n, c) ? Step::kConsumed : Step::kReject;
-      case 2: {
+      case string_state::kEscape: {
         if (c == 'u') {
           // \uXXXX would hide the character from patterns and key comparison.
           if (n.dfa >= 0 || n.key_string) return Step::kReject;
-          f->state = 3;
+          f->state = string_state::kUnicodeEscape;
           f->pos8 = 0;
           return Step::kConsumed;
         }
@@ -297,10 +300,10 @@ class Machine {
             return Step::kReject;
         }
         if (!ContentByte(f, n, decoded)) return Step::kReject;
-        f->state = 1;
+        f->state = string_state::kBody;
         return Step::kConsumed;
       }
-      case 3: {
+      case string_state::kUnicodeEscape: {
         const bool hex = IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
         if (!hex) return Step::kReject;
         // No UTF-16 surrogates (\uD800-\uDFFF): a lone one is no character and json::Parse
@@ -310,7 +313,7 @@ class Machine {
         if (f->pos8 == 0) f->escape_hex = digit;
         if (f->pos8 == 1 && f->escape_hex == 0xD && digit >= 8) return Step::kReject;
         if (++f->pos8 == 4) {
-          f->state = 1;
+          f->state = string_state::kBody;
           ++f->count;
         }
         return Step::kConsumed;
@@ -371,73 +374,73 @@ class Machine {
     return true;
   }
 
-  // states: 0 start, 1 after '-', 2 after leading 0, 3 int digits, 4 after '.', 5 fraction,
-  // 6 after 'e', 7 after exponent sign, 8 exponent digits. count = digits in this part.
+  // Frame::state: number_state. count = digits in the current part (integer, fraction,
+  // exponent).
   Step Number(Frame* f, bool integer, uint8_t c) const {
     constexpr uint32_t kMaxDigits = 18;
     switch (f->state) {
-      case 0:
+      case number_state::kStart:
         if (c == '-') {
-          f->state = 1;
+          f->state = number_state::kAfterMinus;
           return Step::kConsumed;
         }
         [[fallthrough]];
-      case 1:
+      case number_state::kAfterMinus:
         if (c == '0') {
-          f->state = 2;
+          f->state = number_state::kLeadingZero;
           return Step::kConsumed;
         }
         if (c >= '1' && c <= '9') {
-          f->state = 3;
+          f->state = number_state::kIntegerDigits;
           f->count = 1;
           return Step::kConsumed;
         }
         return Step::kReject;
-      case 3:
+      case number_state::kIntegerDigits:
         if (IsDigit(c)) {
           if (++f->count > kMaxDigits) return Step::kReject;
           return Step::kConsumed;
         }
         [[fallthrough]];
-      case 2:
+      case number_state::kLeadingZero:
         if (!integer && c == '.') {
-          f->state = 4;
+          f->state = number_state::kAfterPoint;
           f->count = 0;
           return Step::kConsumed;
         }
         if (!integer && (c == 'e' || c == 'E')) {
-          f->state = 6;
+          f->state = number_state::kAfterE;
           f->count = 0;
           return Step::kConsumed;
         }
         return Step::kFinish;
-      case 4:
-      case 5:
+      case number_state::kAfterPoint:
+      case number_state::kFraction:
         if (IsDigit(c)) {
           if (++f->count > kMaxDigits) return Step::kReject;
-          f->state = 5;
+          f->state = number_state::kFraction;
           return Step::kConsumed;
         }
-        if (f->state == 5 && (c == 'e' || c == 'E')) {
-          f->state = 6;
+        if (f->state == number_state::kFraction && (c == 'e' || c == 'E')) {
+          f->state = number_state::kAfterE;
           f->count = 0;
           return Step::kConsumed;
         }
-        return f->state == 5 ? Step::kFinish : Step::kReject;
-      case 6:
+        return f->state == number_state::kFraction ? Step::kFinish : Step::kReject;
+      case number_state::kAfterE:
         if (c == '+' || c == '-') {
-          f->state = 7;
+          f->state = number_state::kAfterExponentSign;
           return Step::kConsumed;
         }
         [[fallthrough]];
-      case 7:
-      case 8:
+      case number_state::kAfterExponentSign:
+      case number_state::kExponentDigits:
         if (IsDigit(c)) {
           if (++f->count > 2) return Step::kReject;  // |exponent| < 100: stays finite
-          f->state = 8;
+          f->state = number_state::kExponentDigits;
           return Step::kConsumed;
         }
-        return f->state == 8 ? Step::kFinish : Step::kReject;
+        return f->state == number_state::kExponentDigits ? Step::kFinish : Step::kReject;
     }
     return Step::kReject;
   }
@@ -445,8 +448,7 @@ class Machine {
   // Bounded numbers: value = sign * (p + f / 10^nf), the magnitude scaled by 10^frac_digits must
   // lie in [lo, hi] of the sign's range. A digit is allowed only when some completion does.
   // Frame: flags bit 0 = negative; a = integer part p; count = its digits; b = fraction f;
-  // pos = fraction digits nf; state 0 start, 1 after '-', 2 integer digits, 4 after '.',
-  // 5 fraction digits.
+  // pos = fraction digits nf; state: bounded_state.
   static bool Overlaps(__int128 lo, __int128 hi, __int128 range_lo, __int128 range_hi) {
     return lo <= range_hi && hi >= range_lo;
   }
@@ -479,11 +481,11 @@ class Machine {
     const __int128 lo = negative ? n.neg_lo : n.pos_lo;
     const __int128 hi = negative ? n.neg_hi : n.pos_hi;
     const __int128 scale = Pow10(n.frac_digits);
-    if (f.state == 2) {
+    if (f.state == bounded_state::kIntegerDigits) {
       const __int128 v = static_cast<__int128>(f.a) * scale;
       return v >= lo && v <= hi;
     }
-    if (f.state == 5) {
+    if (f.state == bounded_state::kFraction) {
       const __int128 v =
           static_cast<__int128>(f.a) * scale +
           static_cast<__int128>(f.b) * Pow10(n.frac_digits - static_cast<int>(f.pos));
@@ -495,23 +497,23 @@ class Machine {
   Step BoundedNumber(Frame* f, const Node& n, uint8_t c) const {
     const bool negative = f->flags & 1;
     switch (f->state) {
-      case 0:
+      case bounded_state::kStart:
         if (c == '-') {
           if (!BoundedFeasible(n, true, 0, 0, false, 0, 0)) return Step::kReject;
           f->flags |= 1;
-          f->state = 1;
+          f->state = bounded_state::kAfterMinus;
           return Step::kConsumed;
         }
         [[fallthrough]];
-      case 1:
+      case bounded_state::kAfterMinus:
         if (!IsDigit(c) || !BoundedFeasible(n, negative, c - '0', 1, false, 0, 0)) {
           return Step::kReject;
         }
         f->a = c - '0';
         f->count = 1;
-        f->state = 2;
+        f->state = bounded_state::kIntegerDigits;
         return Step::kConsumed;
-      case 2:
+      case bounded_state::kIntegerDigits:
         if (IsDigit(c) && f->a != 0 && f->count < kMaxIntegerDigits &&
             BoundedFeasible(n, negative, f->a * 10 + (c - '0'), f->count + 1, false, 0, 0)) {
           f->a = f->a * 10 + (c - '0');
@@ -519,20 +521,20 @@ class Machine {
           return Step::kConsumed;
         }
         if (c == '.' && n.frac_digits > 0 && BoundedFeasible(n, negative, f->a, 0, true, 0, 0)) {
-          f->state = 4;
+          f->state = bounded_state::kAfterPoint;
           return Step::kConsumed;
         }
         return BoundedCanEnd(n, *f) ? Step::kFinish : Step::kReject;
-      case 4:
-      case 5:
+      case bounded_state::kAfterPoint:
+      case bounded_state::kFraction:
         if (IsDigit(c) && f->pos < static_cast<uint32_t>(n.frac_digits) &&
             BoundedFeasible(n, negative, f->a, 0, true, f->b * 10 + (c - '0'), f->pos + 1)) {
           f->b = f->b * 10 + (c - '0');
           ++f->pos;
-          f->state = 5;
+          f->state = bounded_state::kFraction;
           return Step::kConsumed;
         }
-        if (f->state == 4) return Step::kReject;
+        if (f->state == bounded_state::kAfterPoint) return Step::kReject;
         return BoundedCanEnd(n, *f) ? Step::kFinish : Step::kReject;
     }
     return Step::kReject;
@@ -624,66 +626,66 @@ class Machine {
 
   Step Object(Frame* f, const Node& n, uint8_t c, Stack* s, std::vector<Stack>* forks) const {
     switch (f->state) {
-      case 0:
+      case object_state::kOpen:
         if (c != '{') return Step::kReject;
-        f->state = 1;
+        f->state = object_state::kAfterBrace;
         return Step::kConsumed;
-      case 1:
-      case 6:
+      case object_state::kAfterBrace:
+      case object_state::kAfterComma:
         if (Ws(f, c)) return Step::kConsumed;
         f->ws = 0;
-        if (f->state == 1 && c == '}' && ObjectCanClose(*f, n)) {
-          f->state = 9;
+        if (f->state == object_state::kAfterBrace && c == '}' && ObjectCanClose(*f, n)) {
+          f->state = object_state::kDone;
           return Step::kConsumed;
         }
         if (!ObjectMoreKeys(*s, *f, n)) return Step::kReject;
         if (n.additional >= 0 && Fits(*s, n.additional) && RoomForOptional(*f, n)) {
           // Free-form keys: a key string checked against the object when it closes. (When only
           // declared keys remain possible, they are matched below instead.)
-          f->state = 7;
+          f->state = object_state::kInKey;
           return Push(s, KeyNode(), forks) ? Step::kPushed : Step::kReject;
         }
-        f->state = 2;
+        f->state = object_state::kDeclaredKey;
         f->lo = 0;
         f->hi = static_cast<uint32_t>(n.props.size());
         f->pos = 0;
         [[fallthrough]];
-      case 2: {
+      case object_state::kDeclaredKey: {
         bool consumed = false;
         const int done = Key(f, n, c, &consumed, *s);
         if (consumed) return Step::kConsumed;
         if (done < 0) return Step::kReject;
         f->used |= uint64_t{1} << done;
         f->count = static_cast<uint32_t>(done);
-        f->state = 3;
+        f->state = object_state::kBeforeColon;
         [[fallthrough]];
       }
-      case 3:
+      case object_state::kBeforeColon:
         if (Ws(f, c)) return Step::kConsumed;
         f->ws = 0;
         if (c != ':') return Step::kReject;
-        f->state = 4;
+        f->state = object_state::kBeforeValue;
         return Step::kConsumed;
-      case 4: {
+      case object_state::kBeforeValue: {
         if (Ws(f, c)) return Step::kConsumed;
         f->ws = 0;
-        f->state = 5;
+        f->state = object_state::kAfterValue;
         const int value = f->count == kAdditional ? n.additional : n.props[f->count].node;
         return Push(s, value, forks) ? Step::kPushed : Step::kReject;
       }
-      case 5:
+      case object_state::kAfterValue:
         if (Ws(f, c)) return Step::kConsumed;
         f->ws = 0;
         if (c == ',' && ObjectMoreKeys(*s, *f, n)) {
-          f->state = 6;
+          f->state = object_state::kAfterComma;
           return Step::kConsumed;
         }
         if (c == '}' && ObjectCanClose(*f, n)) {
-          f->state = 9;
+          f->state = object_state::kDone;
           return Step::kConsumed;
         }
         return Step::kReject;
-      case 7: {
+      case object_state::kInKey: {
         // The key (hash in b) has just closed: record it.
         f->count = kAdditional;
         for (size_t i = 0; i < n.props.size(); ++i) {
@@ -697,7 +699,7 @@ class Machine {
           f->a |= BloomBits(f->b);
           ++f->extra;
         }
-        f->state = 3;
+        f->state = object_state::kBeforeColon;
         return Object(f, n, c, s, forks);
       }
       default:
@@ -771,31 +773,31 @@ class Machine {
           return item >= 0 && Fits(*s, item);
         };
         switch (f->state) {
-          case 0:
+          case array_state::kOpen:
             if (c != '[') return Step::kReject;
-            f->state = 1;
+            f->state = array_state::kAfterBracket;
             return Step::kConsumed;
-          case 1:
-          case 3:
+          case array_state::kAfterBracket:
+          case array_state::kAfterComma:
             if (Ws(f, c)) return Step::kConsumed;
-            if (f->state == 1 && c == ']' && min_items == 0) {
-              f->state = 9;
+            if (f->state == array_state::kAfterBracket && c == ']' && min_items == 0) {
+              f->state = array_state::kDone;
               return Step::kConsumed;
             }
             if (!can_add()) return Step::kReject;
             f->ws = 0;
-            f->state = 2;
+            f->state = array_state::kAfterItem;
             ++f->count;
             return Push(s, item_node(f->count - 1), forks) ? Step::kPushed : Step::kReject;
-          case 2:
+          case array_state::kAfterItem:
             if (Ws(f, c)) return Step::kConsumed;
             f->ws = 0;
             if (c == ',' && can_add()) {
-              f->state = 3;
+              f->state = array_state::kAfterComma;
               return Step::kConsumed;
             }
             if (c == ']' && f->count >= min_items) {
-              f->state = 9;
+              f->state = array_state::kDone;
               return Step::kConsumed;
             }
             return Step::kReject;
@@ -807,46 +809,46 @@ class Machine {
         return Object(f, n, c, s, forks);
       case Kind::kAnyObject: {
         switch (f->state) {
-          case 0:
+          case object_state::kOpen:
             if (c != '{') return Step::kReject;
-            f->state = 1;
+            f->state = object_state::kAfterBrace;
             return Step::kConsumed;
-          case 1:
-          case 6:
+          case object_state::kAfterBrace:
+          case object_state::kAfterComma:
             if (Ws(f, c)) return Step::kConsumed;
             f->ws = 0;
-            if (f->state == 1 && c == '}') {
-              f->state = 9;
+            if (f->state == object_state::kAfterBrace && c == '}') {
+              f->state = object_state::kDone;
               return Step::kConsumed;
             }
             if (f->extra >= 64) return Step::kReject;
-            f->state = 7;
+            f->state = object_state::kInKey;
             return Push(s, KeyNode(), forks) ? Step::kPushed : Step::kReject;
-          case 7:
+          case object_state::kInKey:
             f->a |= BloomBits(f->b);
             ++f->extra;
-            f->state = 3;
+            f->state = object_state::kBeforeColon;
             [[fallthrough]];
-          case 3:
+          case object_state::kBeforeColon:
             if (Ws(f, c)) return Step::kConsumed;
             f->ws = 0;
             if (c != ':') return Step::kReject;
-            f->state = 4;
+            f->state = object_state::kBeforeValue;
             return Step::kConsumed;
-          case 4:
+          case object_state::kBeforeValue:
             if (Ws(f, c)) return Step::kConsumed;
             f->ws = 0;
-            f->state = 5;
+            f->state = object_state::kAfterValue;
             return Push(s, g_.any_value[n.depth + 1], forks) ? Step::kPushed : Step::kReject;
-          case 5:
+          case object_state::kAfterValue:
             if (Ws(f, c)) return Step::kConsumed;
             f->ws = 0;
             if (c == ',' && f->extra < 64) {
-              f->state = 6;
+              f->state = object_state::kAfterComma;
               return Step::kConsumed;
             }
             if (c == '}') {
-              f->state = 9;
+              f->state = object_state::kDone;
               return Step::kConsumed;
             }
             return Step::kReject;

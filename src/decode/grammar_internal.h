@@ -72,10 +72,68 @@ struct Node {
   int min_depth = 1;
 };
 
+// Frame::state, one set per node kind. Plain uint8_t constants (not enum classes) because the
+// field is a byte of a frame that is compared with memcmp; the values are those a new frame
+// starts from (0) and the ones each kind's matcher moves through.
+namespace string_state {  // kString
+enum : uint8_t {
+  kOpen = 0,           // before the opening quote (JSON) or delimiter (Gemma)
+  kBody = 1,           // content
+  kEscape = 2,         // after a backslash (JSON)
+  kUnicodeEscape = 3,  // inside \uXXXX, pos8 = hex digits read
+  kDone = 10,          // closed
+};
+}  // namespace string_state
+namespace number_state {  // kNumber, kInteger
+enum : uint8_t {
+  kStart = 0,
+  kAfterMinus = 1,
+  kLeadingZero = 2,
+  kIntegerDigits = 3,
+  kAfterPoint = 4,
+  kFraction = 5,
+  kAfterE = 6,
+  kAfterExponentSign = 7,
+  kExponentDigits = 8,
+};
+}  // namespace number_state
+namespace bounded_state {  // kBoundedNumber
+enum : uint8_t {
+  kStart = 0,
+  kAfterMinus = 1,
+  kIntegerDigits = 2,
+  kAfterPoint = 4,
+  kFraction = 5,
+};
+}  // namespace bounded_state
+namespace object_state {  // kObject, kAnyObject
+enum : uint8_t {
+  kOpen = 0,         // before '{'
+  kAfterBrace = 1,   // '{' read: a key or '}'
+  kDeclaredKey = 2,  // matching a declared key's text (lo/hi/pos: candidates)
+  kBeforeColon = 3,  // a key complete
+  kBeforeValue = 4,  // ':' read
+  kAfterValue = 5,   // a value complete: ',' or '}'
+  kAfterComma = 6,   // a key must follow
+  kInKey = 7,        // a free-form key frame above this one; recorded when it closes
+  kDone = 9,         // '}' read
+};
+}  // namespace object_state
+namespace array_state {  // kArray, kAnyArray
+enum : uint8_t {
+  kOpen = 0,          // before '['
+  kAfterBracket = 1,  // '[' read: an item or ']'
+  kAfterItem = 2,     // an item complete: ',' or ']'
+  kAfterComma = 3,    // an item must follow
+  kDone = 9,          // ']' read (equal to object_state::kDone: CanFinish tests both at once)
+};
+}  // namespace array_state
+static_assert(int{array_state::kDone} == int{object_state::kDone});
+
 // 64 bytes, no padding: stacks are compared with memcmp.
 struct Frame {
   int32_t node;
-  uint8_t state;             // meaning depends on the node kind
+  uint8_t state;             // the node kind's *_state value
   uint8_t ws;                // whitespace characters since the last token (JSON)
   uint8_t utf8;              // continuation bytes still expected inside a string
   uint8_t pos8;              // delimiter progress (strings)
