@@ -13,6 +13,9 @@ checked against issue 19's goal for that row where there is one (depth 0: pp 2.5
 depth > 0: pp 2x, tg 1.5x). The llama.cpp build (llama-bench's build_commit and
 build_number) heads the table.
 
+--gemma4-ubatch 16,64 runs gemma4 once per forward step size in every round (before/after of
+the step in the same alternating run).
+
 Build llama.cpp from a local checkout first (cmake -B build && cmake --build build -j); this
 script only runs the binaries. Both tools are asked for `-o json`; the fields read (n_prompt,
 n_gen, n_threads, avg_ts) are llama-bench's.
@@ -61,6 +64,10 @@ def main():
                     "q8_0, q4_0), given to both tools")
     ap.add_argument("-ctv", "--cache-type-v", default=None, help="default: -ctk")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per tool")
+    ap.add_argument("--gemma4-ubatch", default="",
+                    help="comma list of gemma4 -ub values, each run as its own gemma4 entry in "
+                         "every round (a before/after of the forward step in one alternating "
+                         "run); default: gemma4's own step")
     args = ap.parse_args()
     ctv = args.cache_type_v or args.cache_type_k
     common = ["-m", args.model, "-t", args.threads, "-p", args.n_prompt, "-n", args.n_gen,
@@ -69,11 +76,16 @@ def main():
     # llama.cpp needs flash attention for a quantized V cache; with it, an f16 cache takes the
     # same fused path gemma4 always uses.
     llama_extra = ["-fa", "1"]
-    results = {"llama.cpp": {}, "gemma4": {}}
+    tools = [("llama.cpp", [args.llama_bench] + llama_extra)]
+    ubatches = [u for u in args.gemma4_ubatch.split(",") if u]
+    if ubatches:
+        tools += [("gemma4 -ub " + u, [args.gemma4, "bench", "-ub", u]) for u in ubatches]
+    else:
+        tools.append(("gemma4", [args.gemma4, "bench"]))
+    results = {name: {} for name, _ in tools}
     build = "?"
     for r in range(args.rounds):
-        for name, cmd in (("llama.cpp", [args.llama_bench] + llama_extra),
-                          ("gemma4", [args.gemma4, "bench"])):
+        for name, cmd in tools:
             for obj in run(cmd + common):
                 k = (key(obj), obj["n_threads"], obj.get("type_k", args.cache_type_k))
                 results[name].setdefault(k, []).append(obj["avg_ts"])
@@ -82,22 +94,23 @@ def main():
                                                obj.get("build_number", "?"))
             print("round %d/%d: %s done" % (r + 1, args.rounds, name), file=sys.stderr)
     print("llama.cpp: %s, %s" % (args.llama_bench, build))
-    print("| test | threads | KV type | llama.cpp t/s | gemma4 t/s | ratio (range over rounds) "
-          "| goal |")
-    print("| --- | ---: | --- | ---: | ---: | ---: | --- |")
-    for k in sorted(results["gemma4"]):
-        if k not in results["llama.cpp"]:
-            continue
-        a = statistics.median(results["llama.cpp"][k])
-        b = statistics.median(results["gemma4"][k])
-        # Each round's ratio (the tools alternate, so round i of one meets round i of the other).
-        ratios = [g / l for l, g in zip(results["llama.cpp"][k], results["gemma4"][k])]
-        target = goal(k[0])
-        verdict = "" if target is None else ("%.1fx: %s" % (
-            target, "met" if b / a >= target else "not met"))
-        print("| %s | %d | %s | %.2f | %.2f | %.2fx (%.2f-%.2f) | %s |" % (
-            k[0], k[1], k[2], a, b, b / a, min(ratios), max(ratios), verdict))
-
+    print("| test | threads | KV type | gemma4 | llama.cpp t/s | gemma4 t/s | ratio (range over "
+          "rounds) | goal |")
+    print("| --- | ---: | --- | --- | ---: | ---: | ---: | --- |")
+    for name, _ in tools[1:]:
+        for k in sorted(results[name]):
+            if k not in results["llama.cpp"]:
+                continue
+            a = statistics.median(results["llama.cpp"][k])
+            b = statistics.median(results[name][k])
+            # Each round's ratio (the tools alternate, so round i of one meets round i of the
+            # other).
+            ratios = [g / l for l, g in zip(results["llama.cpp"][k], results[name][k])]
+            target = goal(k[0])
+            verdict = "" if target is None else ("%.1fx: %s" % (
+                target, "met" if b / a >= target else "not met"))
+            print("| %s | %d | %s | %s | %.2f | %.2f | %.2fx (%.2f-%.2f) | %s |" % (
+                k[0], k[1], k[2], name, a, b, b / a, min(ratios), max(ratios), verdict))
 
 if __name__ == "__main__":
     main()
