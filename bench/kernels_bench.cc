@@ -172,10 +172,10 @@ void EncoderShapes(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_EncoderGemm)->Apply(EncoderShapes)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // The vision tower's bidirectional attention (ops::DenseAttention): E2B (2520 patches for 280
-// soft tokens, 12 heads of 64) and 26B (2520 patches, 16 heads of 72). GOPS counts the two
-// products, 4 * n^2 * head_dim * heads flops, per second of this thread's CPU time (the pool of
-// one thread runs on it), so a loaded machine moves it little.
-// args: patches, heads, head_dim, threads
+// soft tokens, 12 heads of 64; 10080 for 1120) and 26B (2520 patches, 16 heads of 72). GOPS counts
+// the two products, 4 * n^2 * head_dim * heads flops, per second of this thread's CPU time (the
+// pool of one thread runs on it), so a loaded machine moves it little. args: patches, heads,
+// head_dim, threads
 void BM_DenseAttention(benchmark::State& state) {
   const int64_t n = state.range(0);
   const int heads = static_cast<int>(state.range(1)), hd = static_cast<int>(state.range(2));
@@ -199,6 +199,7 @@ void BM_DenseAttention(benchmark::State& state) {
 BENCHMARK(BM_DenseAttention)
     ->Args({2520, 12, 64, 1})
     ->Args({2520, 16, 72, 1})
+    ->Args({10080, 12, 64, 1})
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace
