@@ -291,17 +291,12 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     tensors_.emplace_back(spec.name, *t);
     found.emplace(spec.name, *t);
   }
-  // Q4_0 matrices are repacked for the integer kernels (4 blocks per 64-byte load), except the
-  // PLE table, which is only ever gathered row by row.
-  // Q8_0 likewise where the CPU has the repacked kernels. Where it has the 16-row kernels
-  // (AVX2, AVX-512 VNNI), Q4_0 / Q8_0 / Q4_K / Q6_K matrices whose row count (per expert) is
-  // a multiple of 16 are interleaved in 16-row groups instead (the K-quants only then; else
-  // they stay plain), so one weight load serves 16 rows for a whole tile of tokens.
+  // Quantized matrices are repacked into the layout the kernels read
+  // (kernels::pack::PackedLayout), except the PLE table, which is only ever gathered row by row.
   const kernels::KernelTable& table = kernels::BestTable();
-  const bool repack_q8 = table.gemm_q8_0r != nullptr;
   struct Repack {
     TensorView* view;
-    bool x16;
+    DType layout;     // kernels::pack::PackedLayout (the stored type when copy_only)
     uint64_t offset;  // in repacked_
     bool copy_only;   // kept in its file format, moved into the arena
   };
@@ -320,22 +315,16 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
   uint64_t total = 0;
   for (const auto& [name, stored] : tensors_) {  // load order: layer by layer
     TensorView& view = found.at(name);
-    const int64_t rows_per_matrix = view.shape.size() < 2 ? 0 : view.shape[view.shape.size() - 2];
-    const bool q4 = view.dtype == DType::kQ4_0,
-               q8 = view.dtype == DType::kQ8_0 && (repack_q8 || table.gemm_q8_0x16 != nullptr),
-               q4k = view.dtype == DType::kQ4_K && table.gemm_q4_kx16 != nullptr &&
-                     rows_per_matrix % 16 == 0,
-               q6k = view.dtype == DType::kQ6_K && table.gemm_q6_kx16 != nullptr &&
-                     rows_per_matrix % 16 == 0;
     if (view.shape.size() < 2 || name == "embed_tokens_per_layer.weight") continue;
-    if (!q4 && !q8 && !q4k && !q6k) {
-      if (name.find(".experts.") == std::string::npos) copies.push_back({&view, false, 0, true});
+    const int64_t rows_per_matrix = view.shape[view.shape.size() - 2];
+    const DType layout = kernels::pack::PackedLayout(table, view.dtype, rows_per_matrix);
+    if (layout == view.dtype) {
+      if (name.find(".experts.") == std::string::npos) {
+        copies.push_back({&view, view.dtype, 0, true});
+      }
       continue;
     }
-    const bool x16 = q4k || q6k ||
-                     (rows_per_matrix % 16 == 0 &&
-                      (q4 ? table.gemm_q4_0x16 != nullptr : table.gemm_q8_0x16 != nullptr));
-    plan.push_back({&view, x16, total, false});
+    plan.push_back({&view, layout, total, false});
     total += (view.nbytes + 63) / 64 * 64;
   }
   if (!plan.empty()) {
@@ -380,6 +369,8 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
   for (const Repack& r : plan) {
     TensorView& view = *r.view;
     const bool q4 = view.dtype == DType::kQ4_0;
+    const bool x16 = r.layout == DType::kQ4_0x16 || r.layout == DType::kQ8_0x16 ||
+                     r.layout == DType::kQ4_Kx16 || r.layout == DType::kQ6_Kx16;
     uint8_t* dst = repacked_->data() + r.offset;
     if (r.copy_only) {
       // In slices, each released once copied, so that the file's pages and their copy are
@@ -409,7 +400,7 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
           repack(src + row * row_bytes, row_bytes, nblocks / 8, dst + row * row_bytes);
         }
       };
-    } else if (r.x16) {
+    } else if (x16) {
       const auto repack =
           q4 ? kernels::pack::RepackGroupQ4_0x16 : kernels::pack::RepackGroupQ8_0x16;
       repack_rows = [=](int64_t begin, int64_t end) {
@@ -425,7 +416,7 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
         }
       };
     }
-    const int64_t group = r.x16 ? 16 : 1;
+    const int64_t group = x16 ? 16 : 1;
     const int64_t groups = view.rows() / group;
     // In slices of about 4 MiB, each slice's file pages released once repacked, so that a
     // matrix is never resident twice (file and arena) while it is repacked: the peak of a
@@ -450,11 +441,7 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     ReleasePages(view.data, view.nbytes);
     copied.emplace_back(view.data, view.nbytes);
     view.data = dst;
-    view.dtype = view.dtype == DType::kQ4_K   ? DType::kQ4_Kx16
-                 : view.dtype == DType::kQ6_K ? DType::kQ6_Kx16
-                 : r.x16                      ? (q4 ? DType::kQ4_0x16 : DType::kQ8_0x16)
-                 : q4                         ? DType::kQ4_0R
-                                              : DType::kQ8_0R;
+    view.dtype = r.layout;
   }
   // The PLE table (E2B: 262144 rows of 8960 values) is read one row per token (with pread,
   // see InferenceState::ReadPleRow); no readahead for whatever does touch the mapping.

@@ -6,6 +6,23 @@
 
 namespace gemma4::kernels::pack {
 
+DType PackedLayout(const KernelTable& table, DType stored, int64_t rows_per_matrix) {
+  const bool x16_rows = rows_per_matrix % 16 == 0;
+  switch (stored) {
+    case DType::kQ4_0:
+      return x16_rows && table.gemm_q4_0x16 != nullptr ? DType::kQ4_0x16 : DType::kQ4_0R;
+    case DType::kQ8_0:
+      if (table.gemm_q8_0r == nullptr && table.gemm_q8_0x16 == nullptr) return stored;
+      return x16_rows && table.gemm_q8_0x16 != nullptr ? DType::kQ8_0x16 : DType::kQ8_0R;
+    case DType::kQ4_K:
+      return x16_rows && table.gemm_q4_kx16 != nullptr ? DType::kQ4_Kx16 : stored;
+    case DType::kQ6_K:
+      return x16_rows && table.gemm_q6_kx16 != nullptr ? DType::kQ6_Kx16 : stored;
+    default:
+      return stored;
+  }
+}
+
 using quant::kBlock;
 using quant::kQ4_0BlockBytes;
 using quant::kQ4_KBlockBytes;

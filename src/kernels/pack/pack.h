@@ -1,16 +1,27 @@
 // Load-time repacking of ggml blocks (quant/) into the layouts the kernels read, and reading
 // them back: Q4_0R / Q8_0R (four blocks' scales, then their values, per 64-byte load) and the
-// 16-row interleaved Q4_0x16, Q8_0x16, Q4_Kx16, Q6_Kx16 (see DType in base/tensor.h). The model
-// loader (model/model.cc) picks a layout per matrix from the kernel table's entries.
+// 16-row interleaved Q4_0x16, Q8_0x16, Q4_Kx16, Q6_Kx16 (see DType in base/tensor.h).
+// PackedLayout picks the layout per matrix from the kernel table's entries; the model loader
+// (model/model.cc) repacks into it.
 #ifndef GEMMA4_SRC_KERNELS_PACK_PACK_H_
 #define GEMMA4_SRC_KERNELS_PACK_PACK_H_
 
 #include <cstdint>
 
 #include "base/tensor.h"
+#include "kernels/kernels.h"
 #include "quant/quant.h"
 
 namespace gemma4::kernels::pack {
+
+// The layout a weight matrix stored as `stored` is repacked into at load for `table`'s
+// kernels, or `stored` itself when it stays in its file format. Q4_0 always repacks (Q4_0R,
+// four blocks per 64-byte load); Q8_0 where the table has a repacked Q8_0 kernel. Where the
+// table has the 16-row kernels (AVX2, AVX-512 VNNI) and `rows_per_matrix` (rows of one matrix;
+// of one expert for stacked experts) is a multiple of 16, Q4_0 / Q8_0 / Q4_K / Q6_K interleave
+// 16 rows (the K-quants only then; else they stay plain), so one weight load serves 16 rows for
+// a whole tile of tokens.
+DType PackedLayout(const KernelTable& table, DType stored, int64_t rows_per_matrix);
 
 // Any block or float type to f32, the repacked row types Q4_0R and Q8_0R included (the 16-row
 // types: Dequantize*x16Row); `count` in elements, block-aligned.
