@@ -4,7 +4,6 @@
 // layer shape (8 query heads on one KV head of 512 values) by default.
 //   attention_bench [depth=32768] [tokens=16] [kv=f16] [head_dim=512] [heads=8] [reps=3]
 // Prints GFLOP/s (4 * tokens * heads * head_dim * keys per call) per CPU second.
-#include <ctime>
 
 #include <cstdio>
 #include <cstdlib>
@@ -14,21 +13,12 @@
 
 #include "base/half.h"
 #include "base/json.h"
+#include "bench_timing.h"
 #include "model/attention.h"
 #include "model/config.h"
 #include "model/forward.h"
 #include "model/kv_cache.h"
 #include "quant/quant.h"
-
-namespace {
-
-double CpuSeconds() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   using namespace gemma4;
@@ -93,15 +83,7 @@ int main(int argc, char** argv) {
   const KeyRows keys{&cache, layer, hd, hd, false}, values{&cache, layer, hd, hd, true};
   const double flop = 4.0 * heads * hd * static_cast<double>(nt * depth + nt * (nt + 1) / 2);
 
-  auto time_best = [&](auto fn) {
-    double best = 1e30;
-    for (int r = 0; r < reps; ++r) {
-      const double t0 = CpuSeconds();
-      fn();
-      best = std::min(best, CpuSeconds() - t0);
-    }
-    return best;
-  };
+  auto time_best = [&](auto fn) { return bench::BestCpuSeconds(reps, fn); };
   BlockedAttentionScratch blocked_scratch;
   const double blocked = time_best([&] {
     AttendBlocked(keys, values, 0, q.data(), int64_t{heads} * hd, heads, nt, lo.data(), hi.data(),

@@ -535,16 +535,9 @@ void ExpColumnsF32(float* s, int64_t rows, int width, int64_t ld, float* sums) {
     }
     for (int j = 0; j < W; ++j) sums[c0 + j] = static_cast<float>(total[j]);
   }
-  for (int c = c0; c < width; ++c) {  // the columns past the last whole vector
-    float mx = -INFINITY;
-    for (int64_t r = 0; r < rows; ++r) mx = std::max(mx, s[r * ld + c]);
-    double sum = 0;
-    for (int64_t r = 0; r < rows; ++r) {
-      s[r * ld + c] = std::exp(s[r * ld + c] - mx);
-      sum += s[r * ld + c];
-    }
-    sums[c] = static_cast<float>(sum);
-  }
+  // The columns past the last whole vector: the scalar reference, whose per-column sums these
+  // are the same as (std::exp, a double sum).
+  if (c0 < width) ReferenceTable().exp_columns_f32(s + c0, rows, width - c0, ld, sums + c0);
 }
 
 template <class Arch>
