@@ -31,7 +31,7 @@ make -j"$(nproc)"
 make install
 PKG_CONFIG_PATH="$work/ffmpeg/lib/pkgconfig" cmake -S "$repo" -B "$work/build" -G Ninja \
   -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-  -DGEMMA4_BUILD_FUZZERS=ON -DCMAKE_EXE_LINKER_FLAGS="-L$work/ffmpeg/lib" \
+  -DGEMMA4_BUILD_FUZZERS=ON -DGEMMA4_LINK_FFMPEG=ON -DCMAKE_EXE_LINKER_FLAGS="-L$work/ffmpeg/lib" \
   -DCMAKE_CXX_STANDARD_LIBRARIES="-lz -lm -latomic"
 cmake --build "$work/build" --target video_fuzz
 echo "video_fuzz: $work/build/fuzz/video_fuzz"

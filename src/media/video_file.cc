@@ -10,6 +10,8 @@
 #include <new>
 
 #if GEMMA4_HAVE_FFMPEG
+#include <dlfcn.h>
+
 extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -23,25 +25,117 @@ namespace gemma4::media {
 
 #if GEMMA4_HAVE_FFMPEG
 
-bool VideoFilesSupported() { return true; }
-
 namespace {
+
+// FFmpeg's libraries are opened at the first video file, not linked: libavformat alone pulls in
+// about 130 shared libraries (network protocols, every codec's own library), which every program
+// that embeds gemma4 would otherwise load and map at startup whether or not it ever reads a
+// video (a process start measured 75 ms linked vs 25 ms without them; under AddressSanitizer the
+// leak check at exit scans them all). The headers still give every function's exact type.
+#define GEMMA4_FFMPEG_FUNCTIONS(X)          \
+  X(avutil, av_dict_set)                    \
+  X(avutil, av_dict_free)                   \
+  X(avutil, av_strerror)                    \
+  X(avutil, av_match_list)                  \
+  X(avutil, av_frame_alloc)                 \
+  X(avutil, av_frame_free)                  \
+  X(avutil, av_frame_unref)                 \
+  X(avcodec, avcodec_alloc_context3)        \
+  X(avcodec, avcodec_free_context)          \
+  X(avcodec, avcodec_parameters_to_context) \
+  X(avcodec, avcodec_open2)                 \
+  X(avcodec, avcodec_send_packet)           \
+  X(avcodec, avcodec_receive_frame)         \
+  X(avcodec, av_packet_alloc)               \
+  X(avcodec, av_packet_free)                \
+  X(avcodec, av_packet_unref)               \
+  X(avformat, avformat_open_input)          \
+  X(avformat, avformat_close_input)         \
+  X(avformat, avformat_find_stream_info)    \
+  X(avformat, av_find_best_stream)          \
+  X(avformat, av_read_frame)                \
+  X(swscale, sws_getCachedContext)          \
+  X(swscale, sws_freeContext)               \
+  X(swscale, sws_scale)
+#define GEMMA4_STRINGIFY_INNER(x) #x
+#define GEMMA4_STRINGIFY(x) GEMMA4_STRINGIFY_INNER(x)
+
+// One pointer per function above, of that function's own type.
+struct FfmpegApi {
+#define GEMMA4_FFMPEG_MEMBER(library, name) decltype(&::name) name = nullptr;
+  GEMMA4_FFMPEG_FUNCTIONS(GEMMA4_FFMPEG_MEMBER)
+#undef GEMMA4_FFMPEG_MEMBER
+};
+
+struct LoadedFfmpeg {
+  FfmpegApi api;
+  std::string error;  // empty when every library and function was found
+};
+
+LoadedFfmpeg LoadFfmpeg() {
+  LoadedFfmpeg loaded;
+#if GEMMA4_LINK_FFMPEG  // linked (a static build): the functions are this program's own
+#define GEMMA4_FFMPEG_LINKED(library, name) loaded.api.name = &::name;
+  GEMMA4_FFMPEG_FUNCTIONS(GEMMA4_FFMPEG_LINKED)
+#undef GEMMA4_FFMPEG_LINKED
+#else
+  // The sonames of the major versions the headers describe (Debian 12: libavformat.so.59 ...).
+  constexpr const char* kAvutilLibrary = "libavutil.so." GEMMA4_STRINGIFY(LIBAVUTIL_VERSION_MAJOR);
+  constexpr const char* kAvcodecLibrary =
+      "libavcodec.so." GEMMA4_STRINGIFY(LIBAVCODEC_VERSION_MAJOR);
+  constexpr const char* kAvformatLibrary =
+      "libavformat.so." GEMMA4_STRINGIFY(LIBAVFORMAT_VERSION_MAJOR);
+  constexpr const char* kSwscaleLibrary =
+      "libswscale.so." GEMMA4_STRINGIFY(LIBSWSCALE_VERSION_MAJOR);
+  // Never closed: frames and contexts from these libraries may live until the process ends.
+  void* avutil = dlopen(kAvutilLibrary, RTLD_NOW | RTLD_LOCAL);
+  void* avcodec = avutil != nullptr ? dlopen(kAvcodecLibrary, RTLD_NOW | RTLD_LOCAL) : nullptr;
+  void* avformat = avcodec != nullptr ? dlopen(kAvformatLibrary, RTLD_NOW | RTLD_LOCAL) : nullptr;
+  void* swscale = avformat != nullptr ? dlopen(kSwscaleLibrary, RTLD_NOW | RTLD_LOCAL) : nullptr;
+  if (swscale == nullptr) {
+    const char* why = dlerror();
+    loaded.error =
+        std::string("cannot load FFmpeg's libraries (") + (why != nullptr ? why : "?") +
+        "; Debian: libavformat" GEMMA4_STRINGIFY(
+            LIBAVFORMAT_VERSION_MAJOR) " libswscale" GEMMA4_STRINGIFY(LIBSWSCALE_VERSION_MAJOR) ")";
+    return loaded;
+  }
+#define GEMMA4_FFMPEG_RESOLVE(library, name)                                    \
+  loaded.api.name = reinterpret_cast<decltype(&::name)>(dlsym(library, #name)); \
+  if (loaded.api.name == nullptr && loaded.error.empty()) {                     \
+    loaded.error = std::string("FFmpeg's ") + #library + " has no " + #name;    \
+  }
+  GEMMA4_FFMPEG_FUNCTIONS(GEMMA4_FFMPEG_RESOLVE)
+#undef GEMMA4_FFMPEG_RESOLVE
+#endif  // GEMMA4_LINK_FFMPEG
+  return loaded;
+}
+
+// FFmpeg's functions, loaded once (thread-safe), or Unimplemented saying what is missing.
+StatusOr<const FfmpegApi*> Ffmpeg() {
+  static const LoadedFfmpeg* const loaded = new LoadedFfmpeg(LoadFfmpeg());
+  if (!loaded->error.empty()) return UnimplementedError("video files: " + loaded->error);
+  return &loaded->api;
+}
+
+// The loaded API for the closers below (only ever run after Ffmpeg() succeeded).
+const FfmpegApi& Av() { return **Ffmpeg(); }
 
 // Owners of FFmpeg's objects (each freed with its own function).
 struct FormatCloser {
-  void operator()(AVFormatContext* f) const { avformat_close_input(&f); }
+  void operator()(AVFormatContext* f) const { Av().avformat_close_input(&f); }
 };
 struct CodecCloser {
-  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
+  void operator()(AVCodecContext* c) const { Av().avcodec_free_context(&c); }
 };
 struct FrameCloser {
-  void operator()(AVFrame* f) const { av_frame_free(&f); }
+  void operator()(AVFrame* f) const { Av().av_frame_free(&f); }
 };
 struct PacketCloser {
-  void operator()(AVPacket* p) const { av_packet_free(&p); }
+  void operator()(AVPacket* p) const { Av().av_packet_free(&p); }
 };
 struct ScaleCloser {
-  void operator()(SwsContext* s) const { sws_freeContext(s); }
+  void operator()(SwsContext* s) const { Av().sws_freeContext(s); }
 };
 
 // What a video file may be. FFmpeg left to itself opens any of its ~300 demuxers over any
@@ -57,17 +151,22 @@ constexpr char kDecoders[] =
 
 std::string AvError(int err) {
   char buf[AV_ERROR_MAX_STRING_SIZE] = {};
-  av_strerror(err, buf, sizeof(buf));
+  Av().av_strerror(err, buf, sizeof(buf));
   return buf;
 }
 
 }  // namespace
+
+bool VideoFilesSupported() { return Ffmpeg().ok(); }
 
 StatusOr<std::vector<SampledFrame>> LoadVideoFrames(const std::string& path,
                                                     const VideoSampling& sampling) {
   if (!(sampling.frames_per_second > 0) || sampling.max_frames < 1) {
     return InvalidArgumentError("video sampling needs a positive rate and frame count");
   }
+  StatusOr<const FfmpegApi*> loaded = Ffmpeg();
+  if (!loaded.ok()) return loaded.status().WithContext(path);
+  const FfmpegApi* av = *loaded;
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return NotFoundError(path + ": " + std::strerror(errno));
   if (!S_ISREG(st.st_mode)) return InvalidArgumentError(path + ": not a regular file");
@@ -76,31 +175,31 @@ StatusOr<std::vector<SampledFrame>> LoadVideoFrames(const std::string& path,
                                 " bytes exceeds the limit");
   }
   AVDictionary* options = nullptr;
-  if (av_dict_set(&options, "format_whitelist", kContainers, 0) < 0 ||
-      av_dict_set(&options, "codec_whitelist", kDecoders, 0) < 0 ||
-      av_dict_set(&options, "protocol_whitelist", "file", 0) < 0) {
-    av_dict_free(&options);
+  if (av->av_dict_set(&options, "format_whitelist", kContainers, 0) < 0 ||
+      av->av_dict_set(&options, "codec_whitelist", kDecoders, 0) < 0 ||
+      av->av_dict_set(&options, "protocol_whitelist", "file", 0) < 0) {
+    av->av_dict_free(&options);
     return ResourceExhaustedError(path + ": out of memory (options)");
   }
   AVFormatContext* raw_format = nullptr;
-  int err = avformat_open_input(&raw_format, path.c_str(), nullptr, &options);
-  av_dict_free(&options);
+  int err = av->avformat_open_input(&raw_format, path.c_str(), nullptr, &options);
+  av->av_dict_free(&options);
   if (err < 0) {
     return InvalidArgumentError(path + ": cannot open video (" + AvError(err) +
                                 "; containers read: " + kContainerNames + ")");
   }
   std::unique_ptr<AVFormatContext, FormatCloser> format(raw_format);
-  err = avformat_find_stream_info(format.get(), nullptr);
+  err = av->avformat_find_stream_info(format.get(), nullptr);
   if (err < 0) {
     return InvalidArgumentError(path + ": cannot read the streams (" + AvError(err) + ")");
   }
   const AVCodec* decoder = nullptr;
   const int stream_index =
-      av_find_best_stream(format.get(), AVMEDIA_TYPE_VIDEO, -1, -1, &decoder, 0);
+      av->av_find_best_stream(format.get(), AVMEDIA_TYPE_VIDEO, -1, -1, &decoder, 0);
   if (stream_index < 0 || decoder == nullptr) {
     return InvalidArgumentError(path + ": no decodable video stream");
   }
-  if (av_match_list(decoder->name, kDecoders, ',') <= 0) {
+  if (av->av_match_list(decoder->name, kDecoders, ',') <= 0) {
     return UnimplementedError(path + ": video codec '" + decoder->name +
                               "' is not supported (supported: " + kDecoders + ")");
   }
@@ -111,10 +210,10 @@ StatusOr<std::vector<SampledFrame>> LoadVideoFrames(const std::string& path,
                                 std::to_string(height) + " pixels (sides 1.." +
                                 std::to_string(sampling.max_side) + ")");
   }
-  std::unique_ptr<AVCodecContext, CodecCloser> codec(avcodec_alloc_context3(decoder));
+  std::unique_ptr<AVCodecContext, CodecCloser> codec(av->avcodec_alloc_context3(decoder));
   if (codec == nullptr) return ResourceExhaustedError(path + ": out of memory (codec)");
-  if ((err = avcodec_parameters_to_context(codec.get(), stream->codecpar)) < 0 ||
-      (err = avcodec_open2(codec.get(), decoder, nullptr)) < 0) {
+  if ((err = av->avcodec_parameters_to_context(codec.get(), stream->codecpar)) < 0 ||
+      (err = av->avcodec_open2(codec.get(), decoder, nullptr)) < 0) {
     return InvalidArgumentError(path + ": cannot open the decoder (" + AvError(err) + ")");
   }
   // Sampling times: every 1 / fps seconds from 0 while that gives at most max_frames frames,
@@ -138,8 +237,8 @@ StatusOr<std::vector<SampledFrame>> LoadVideoFrames(const std::string& path,
       targets.push_back(t);
     }
   }
-  std::unique_ptr<AVFrame, FrameCloser> frame(av_frame_alloc());
-  std::unique_ptr<AVPacket, PacketCloser> packet(av_packet_alloc());
+  std::unique_ptr<AVFrame, FrameCloser> frame(av->av_frame_alloc());
+  std::unique_ptr<AVPacket, PacketCloser> packet(av->av_packet_alloc());
   if (frame == nullptr || packet == nullptr) {
     return ResourceExhaustedError(path + ": out of memory (frame)");
   }
@@ -151,7 +250,7 @@ StatusOr<std::vector<SampledFrame>> LoadVideoFrames(const std::string& path,
   // Takes every decoded frame at or past the next target time (one frame per target).
   auto take = [&]() -> Status {
     for (;;) {
-      int r = avcodec_receive_frame(codec.get(), frame.get());
+      int r = av->avcodec_receive_frame(codec.get(), frame.get());
       if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return OkStatus();
       if (r < 0) return DataLossError(path + ": corrupt video data (" + AvError(r) + ")");
       if (++decoded > int64_t{1} << 22) {
@@ -160,18 +259,18 @@ StatusOr<std::vector<SampledFrame>> LoadVideoFrames(const std::string& path,
       const int64_t pts = frame->best_effort_timestamp;
       const double seconds = pts == AV_NOPTS_VALUE ? decoded / 25.0 : pts * time_base;
       if (next >= targets.size() || seconds + 1e-6 < targets[next]) {
-        av_frame_unref(frame.get());
+        av->av_frame_unref(frame.get());
         continue;
       }
       if (frame->width != width || frame->height != height) {
-        av_frame_unref(frame.get());
+        av->av_frame_unref(frame.get());
         return InvalidArgumentError(path + ": frames change size mid-stream");
       }
-      scale.reset(sws_getCachedContext(
+      scale.reset(av->sws_getCachedContext(
           scale.release(), width, height, static_cast<AVPixelFormat>(frame->format), width, height,
           AV_PIX_FMT_RGB24, SWS_BICUBIC | SWS_ACCURATE_RND, nullptr, nullptr, nullptr));
       if (scale == nullptr) {
-        av_frame_unref(frame.get());
+        av->av_frame_unref(frame.get());
         return UnimplementedError(path + ": unsupported pixel format");
       }
       SampledFrame f;
@@ -181,8 +280,8 @@ StatusOr<std::vector<SampledFrame>> LoadVideoFrames(const std::string& path,
       f.image.pixels.resize(static_cast<size_t>(width) * height * 3);
       uint8_t* dst[4] = {f.image.pixels.data(), nullptr, nullptr, nullptr};
       int dst_stride[4] = {width * 3, 0, 0, 0};
-      sws_scale(scale.get(), frame->data, frame->linesize, 0, height, dst, dst_stride);
-      av_frame_unref(frame.get());
+      av->sws_scale(scale.get(), frame->data, frame->linesize, 0, height, dst, dst_stride);
+      av->av_frame_unref(frame.get());
       out.push_back(std::move(f));
       // Skip targets this frame already covers (frame rates below the sampling rate).
       while (next < targets.size() && targets[next] <= seconds + 1e-6) ++next;
@@ -190,20 +289,20 @@ StatusOr<std::vector<SampledFrame>> LoadVideoFrames(const std::string& path,
   };
   try {
     while (next < targets.size()) {
-      err = av_read_frame(format.get(), packet.get());
+      err = av->av_read_frame(format.get(), packet.get());
       if (err < 0) break;  // end of file (or a read error: keep what was decoded)
       if (packet->stream_index == stream_index) {
-        err = avcodec_send_packet(codec.get(), packet.get());
-        av_packet_unref(packet.get());
+        err = av->avcodec_send_packet(codec.get(), packet.get());
+        av->av_packet_unref(packet.get());
         if (err < 0 && err != AVERROR(EAGAIN)) {
           return DataLossError(path + ": corrupt video data (" + AvError(err) + ")");
         }
         GEMMA4_RETURN_IF_ERROR(take());
       } else {
-        av_packet_unref(packet.get());
+        av->av_packet_unref(packet.get());
       }
     }
-    avcodec_send_packet(codec.get(), nullptr);  // flush the decoder
+    av->avcodec_send_packet(codec.get(), nullptr);  // flush the decoder
     GEMMA4_RETURN_IF_ERROR(take());
   } catch (const std::bad_alloc&) {
     return ResourceExhaustedError(path + ": out of memory decoding video");
