@@ -128,8 +128,11 @@ uint64_t ForwardScratchBytes(const ModelConfig& c, int64_t max_chunk, int thread
   // sums [tokens, heads, pieces, head_dim + 2] merged after (tokens: fewer than 2 x threads).
   const int64_t split_tokens = std::min<int64_t>(s, 2 * int64_t{threads} - 1);
   floats += split_tokens * c.num_heads * pieces * (head_dim + 2);
-  // The chunk's activations as int8 blocks: values, 3 floats per 32 and 16-bit sums per 16.
-  const uint64_t quantized = static_cast<uint64_t>(s * k_max) * (1 + 12 / 32.0 + 2 / 16.0);
+  // The chunk's activations as int8 blocks: values, 3 floats per 32 and 16-bit sums per 16;
+  // and their token-interleaved copy for the AVX-512 Q4_0x16 / Q8_0x16 GEMMs (values, a scale
+  // and an offset per 32, tokens rounded up to 8).
+  const uint64_t quantized = static_cast<uint64_t>(s * k_max) * (1 + 12 / 32.0 + 2 / 16.0) +
+                             static_cast<uint64_t>((s + 7) / 8 * 8 * k_max) * (1 + 8 / 32.0);
   return floats * sizeof(float) + quantized;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace gemma4::kernels {
 
@@ -46,6 +47,26 @@ void QuantizedActivations::FillSums16() {
   }
 }
 
+void QuantizedActivations::ResizeInterleaved() {
+  const int64_t slots = (rows + 7) / 8 * 8 * (cols / kBlock);
+  if (static_cast<int64_t>(scale8.size()) < slots) {
+    q8.resize(slots * kBlock);
+    scale8.resize(slots);
+    neg_offset8.resize(slots);
+  }
+}
+
+void QuantizedActivations::InterleaveToken(int64_t t) {
+  const int64_t nb = cols / kBlock;
+  const int8_t* row = q_row(t);
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t slot = Slot8(t, b);
+    std::memcpy(q8.data() + slot * kBlock, row + b * kBlock, kBlock);
+    scale8[slot] = scale_row(t)[b];
+    neg_offset8[slot] = -8 * sum_row(t)[b];
+  }
+}
+
 void QuantizeActivations(const float* x, int64_t rows, int64_t cols, QuantizedActivations* out) {
   out->Resize(rows, cols);
   const int64_t nb = cols / kBlock;
@@ -54,6 +75,8 @@ void QuantizeActivations(const float* x, int64_t rows, int64_t cols, QuantizedAc
                              out->sum.data() + r * nb, out->offset.data() + r * nb);
   }
   out->FillSums16();
+  out->ResizeInterleaved();
+  for (int64_t r = 0; r < rows; ++r) out->InterleaveToken(r);
 }
 
 }  // namespace gemma4::kernels

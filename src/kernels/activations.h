@@ -24,6 +24,15 @@ struct QuantizedActivations {
   // Sums of each 16 values (|sum| <= 2032), for Q6_K weights (values stored + 32, one scale
   // per 16 values): filled by FillSums16, only for matmuls over Q6_K.
   std::vector<int16_t> sum16;  // [rows, cols / 16]
+  // Token-interleaved copy for the AVX-512 16-row GEMMs over Q4_0x16 / Q8_0x16 weights, filled
+  // by InterleaveToken: tokens in groups of 8, and per group and block the 8 tokens' 32 values
+  // side by side ([ceil(rows / 8), cols / 32, 8, 32]), their scales and -8 * sum ([ceil(rows /
+  // 8), cols / 32, 8]). The kernel then addresses 8 tokens' data from one pointer with constant
+  // offsets (eight pointers per array had spilled), and starts each block's int32 sums at the
+  // offset instead of subtracting it.
+  std::vector<int8_t> q8;            // token t, block b: 32 values at 32 * Slot8(t, b)
+  std::vector<float> scale8;         // scale8[Slot8(t, b)]
+  std::vector<int32_t> neg_offset8;  // -8 * sum, at Slot8(t, b)
   // Sets the shape, growing (never shrinking) the buffers so scratch can be reused.
   void Resize(int64_t rows, int64_t cols);
   const int8_t* q_row(int64_t r) const { return q.data() + r * cols; }
@@ -31,12 +40,19 @@ struct QuantizedActivations {
   const int32_t* sum_row(int64_t r) const { return sum.data() + r * (cols / quant::kBlock); }
   const float* offset_row(int64_t r) const { return offset.data() + r * (cols / quant::kBlock); }
   const int16_t* sum16_row(int64_t r) const { return sum16.data() + r * (cols / 16); }
+  int64_t Slot8(int64_t t, int64_t b) const {
+    return ((t / 8) * (cols / quant::kBlock) + b) * 8 + t % 8;
+  }
   // Computes sum16 from q (after the rows are quantized).
   void FillSums16();
+  // Sizes the interleaved copy for rows x cols (after Resize), then InterleaveToken(t) copies
+  // token t's quantized row into it.
+  void ResizeInterleaved();
+  void InterleaveToken(int64_t t);
 };
 
 // x: [rows, cols] f32 -> out (round to nearest even, symmetric, scale = max|x| / 127 per
-// block; sum16 filled too), with the scalar reference below.
+// block; sum16 and the interleaved copy filled too), with the scalar reference below.
 void QuantizeActivations(const float* x, int64_t rows, int64_t cols, QuantizedActivations* out);
 // One row: nblocks blocks of 32 values into q, scale, sum and offset (see the struct).
 void QuantizeActivationBlocks(const float* x, int64_t nblocks, int8_t* q, float* scale,

@@ -52,6 +52,9 @@ struct KernelTable {
   GemmX16Fn gemm_q4_0x16;
   // Q8_0x16 (DType::kQ8_0x16) likewise; null: Q8_0R or plain Q8_0.
   GemmX16Fn gemm_q8_0x16;
+  // Whether gemm_q4_0x16 and gemm_q8_0x16 read the token-interleaved copy of the activations
+  // (QuantizedActivations::q8, scale8, neg_offset8) rather than their rows.
+  bool x16_reads_interleaved = false;
   // Q4_Kx16 (DType::kQ4_Kx16) likewise (nblocks counts 32-value blocks, 8 per Q4_K block);
   // null: plain Q4_K.
   GemmX16Fn gemm_q4_kx16;

@@ -109,12 +109,16 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
   const int64_t nblocks_per_row = k / quant::kBlock;
   // Each token's blocks on their own, so prefill spreads the tokens over the pool (this had
   // been serial: about 1% of an E2B pp512 with the other thread waiting).
+  const bool interleave =
+      table.x16_reads_interleaved && (w.dtype == DType::kQ4_0x16 || w.dtype == DType::kQ8_0x16);
+  if (interleave) acts.ResizeInterleaved();
   auto quantize_tokens = [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       table.quantize_blocks(x + t * k, nblocks_per_row, acts.q.data() + t * k,
                             acts.scale.data() + t * nblocks_per_row,
                             acts.sum.data() + t * nblocks_per_row,
                             acts.offset.data() + t * nblocks_per_row);
+      if (interleave) acts.InterleaveToken(t);
     }
   };
   if (pool != nullptr && s >= 8) {

@@ -13,6 +13,7 @@
 #define GEMMA4_ISA_NAMESPACE avx512
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/isa/float_kernels-inl.h"
@@ -399,7 +400,7 @@ struct Q8X16 {
 // One 32-value block of 16 rows against one token: w[c] holds values 4c..4c+3 of the 16 rows
 // (unsigned), qb the token's 32 int8 activations. Returns the 16 rows' int32 dot products
 // (before any offset). The eight vpdpbusd run as two independent chains (even and odd chunks):
-// Q4_Kx16, token by token (the chunk order of DotChunksX16 measured no faster there).
+// Q4_Kx16, token by token (the chunk order of GemmX16T measured no faster there).
 inline __m512i DotBlockX16(const __m512i* w, const int8_t* qb) {
   __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
   for (int c = 0; c < 8; c += 2) {
@@ -412,67 +413,69 @@ inline __m512i DotBlockX16(const __m512i* w, const int8_t* qb) {
   return _mm512_add_epi32(even, odd);
 }
 
-// Chunks c0 .. c1 - 1 of one 32-value block of 16 rows against NT tokens: w[c] holds values
-// 4c..4c+3 of the 16 rows (unsigned), q[t] + qoff the token's 32 int8 activations; dot[t]
-// accumulates the 16 rows' int32 sums (before any offset). The vpdpbusd go chunk by chunk
-// across the tokens (chunk c of every token, then chunk c + 1), one chain per token:
-// consecutive instructions are independent and eight tokens cover vpdpbusd's latency at two
-// per cycle. (Token by token, with two chains each, the scheduler had to hold a block's
-// dependent chains to find independent work: Q4_0x16 at 16 tokens, one Zen 5 core, from cache,
-// 138 -> 145 multiply-adds per TSC tick, and 106 -> 139 with 6144-value rows.)
-template <int NT>
-inline void DotChunksX16(const __m512i* w, int c0, int c1, const int8_t* const* q, int64_t qoff,
-                         __m512i* dot) {
-  for (int c = c0; c < c1; ++c) {
-    for (int t = 0; t < NT; ++t) {
-      int32_t four;
-      std::memcpy(&four, q[t] + qoff + 4 * c, 4);
-      dot[t] = _mm512_dpbusd_epi32(dot[t], w[c], _mm512_set1_epi32(four));
-    }
-  }
+// dot += w (64 unsigned bytes) times the four signed bytes at p broadcast to every lane, with
+// the broadcast folded into vpdpbusd's memory operand (the intrinsic on _mm512_set1_epi32
+// compiled to a separate vpbroadcastd per product).
+inline __m512i DotBroadcast(__m512i dot, __m512i w, const int8_t* p) {
+  __asm__("vpdpbusd %2%{1to16%}, %1, %0"
+          : "+v"(dot)
+          : "v"(w), "m"(*reinterpret_cast<const int32_t*>(p)));
+  return dot;
 }
 
-// Up to 8 tokens per pass over a block: the eight unpacked weight vectors serve all of them
-// (DotChunksX16). The offset is taken off the int32 sum once per block.
+// Up to 8 tokens of one group of 8 (QuantizedActivations' interleaved copy: token t's block b
+// at the group's block b, slot t) per pass over a block: the eight unpacked weight vectors
+// serve all of them, the vpdpbusd go chunk by chunk across the tokens (chunk c of every token,
+// then chunk c + 1), one chain per token: consecutive instructions are independent and eight
+// tokens cover vpdpbusd's latency at two per cycle. (Token by token, with two chains each, the
+// scheduler had to hold a block's dependent chains to find independent work: Q4_0x16 at 16
+// tokens, one Zen 5 core, from cache, 138 -> 145 multiply-adds per TSC tick, and 106 -> 139
+// with 6144-value rows.) Each token's int32 sums start at its block's -offset * sum(a), and
+// all tokens' values, scales and offsets are read at constant offsets from one pointer each.
 template <class Fmt, int NT>
 void GemmX16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a, int64_t token,
               float* out, int64_t ldo) {
-  constexpr int kOffsetShift = Fmt::kOffset == 8 ? 3 : 7;
-  static_assert((1 << kOffsetShift) == Fmt::kOffset);
+  constexpr int kOffsetShift = Fmt::kOffset == 8 ? 0 : 4;  // neg_offset8 holds -8 * sum
+  static_assert((8 << kOffsetShift) == Fmt::kOffset);
   __m512 acc[NT];
-  const int8_t* q[NT];
-  const float* sc[NT];
-  const int32_t* sum[NT];
-  for (int t = 0; t < NT; ++t) {
-    acc[t] = _mm512_setzero_ps();
-    q[t] = a.q_row(token + t);
-    sc[t] = a.scale_row(token + t);
-    sum[t] = a.sum_row(token + t);
-  }
-  for (int64_t b = 0; b < nblocks; ++b, group += Fmt::kBlockBytes) {
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  const int64_t slot = a.Slot8(token, 0);
+  const int8_t* q = a.q8.data() + slot * 32;
+  const float* sc = a.scale8.data() + slot;
+  const int32_t* neg_offset = a.neg_offset8.data() + slot;
+  for (int64_t b = 0; b < nblocks;
+       ++b, group += Fmt::kBlockBytes, q += 8 * 32, sc += 8, neg_offset += 8) {
     simd::PrefetchAhead<Fmt::kBlockBytes>(group);
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group)));
     __m512i w[8];
     Fmt::Load(group + 32, w);
     __m512i dot[NT];
-    for (int t = 0; t < NT; ++t) dot[t] = _mm512_setzero_si512();
-    DotChunksX16<NT>(w, 0, 8, q, b * 32, dot);
     for (int t = 0; t < NT; ++t) {
-      const __m512i offset = _mm512_slli_epi32(_mm512_set1_epi32(sum[t][b]), kOffsetShift);
-      const __m512i dp = _mm512_sub_epi32(dot[t], offset);
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(dw, _mm512_set1_ps(sc[t][b])),
+      dot[t] = _mm512_slli_epi32(_mm512_set1_epi32(neg_offset[t]), kOffsetShift);
+    }
+    for (int c = 0; c < 8; ++c) {
+      for (int t = 0; t < NT; ++t) dot[t] = DotBroadcast(dot[t], w[c], q + 32 * t + 4 * c);
+    }
+    for (int t = 0; t < NT; ++t) {
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[t]), _mm512_mul_ps(dw, _mm512_set1_ps(sc[t])),
                                acc[t]);
     }
   }
   for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + t * ldo, acc[t]);
 }
 
+// Pieces that stay inside one group of 8 tokens of the interleaved copy.
 template <class Fmt>
 void GemmX16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a, int64_t token,
              int ntok, float* out, int64_t ldo) {
-  simd::ForTokenPieces<8>(ntok, [&](int first, auto nt) {
-    GemmX16T<Fmt, decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
-  });
+  for (int first = 0; first < ntok;) {
+    const int64_t t = token + first;
+    const int n = static_cast<int>(std::min<int64_t>(8 - t % 8, ntok - first));
+    simd::DispatchTokenCount<8>(n, [&](auto nt) {
+      GemmX16T<Fmt, decltype(nt)::value>(group, nblocks, a, t, out + first * ldo, ldo);
+    });
+    first += n;
+  }
 }
 
 // Q4_Kx16: each 32-value sub-block is a Q4_0x16-layout area (Q4X16::Load) with per-row scale
@@ -733,6 +736,7 @@ const KernelTable& Table() {
                                     .gemm_q8_0r = GroupGemm<Q8Groups>,
                                     .gemm_q4_0x16 = GemmX16<Q4X16>,
                                     .gemm_q8_0x16 = GemmX16<Q8X16>,
+                                    .x16_reads_interleaved = true,
                                     .gemm_q4_kx16 = GemmQ4_Kx16,
                                     .gemm_q6_kx16 = GemmQ6_Kx16,
                                     .quantize_blocks = QuantizeBlocks,
