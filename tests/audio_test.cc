@@ -24,6 +24,7 @@
 #include "formats/checkpoint.h"
 #include "formats/gguf.h"
 #include "formats/mapped_file.h"
+#include "formats/mmproj.h"
 #include "media/audio_file.h"
 #include "media/image.h"
 #include "model/forward.h"
@@ -576,22 +577,22 @@ std::vector<float> Values(const TensorView& t) {
 // Every audio tensor of the checkpoints maps to a tensor of llama.cpp's converted file, and
 // every a.* / mm.a.* tensor there is one of them, with the converter's transforms: softplus
 // per_dim_scale, [C, K] depthwise convolution, scalars as one element, and the crossed
-// conv_norm / norm_conv names.
+// conv_norm / norm_conv names (tests/mmproj_test.cc checks the names alone).
 TEST(AudioMmproj, NameMapCoversTheConverter) {
   for (const char* mname : kModels) {
     Loaded l = Load(mname);
     ASSERT_NE(l.model, nullptr);
     auto file = gguf::File::Open(LlamaCppMmproj(mname));
     ASSERT_TRUE(file.ok()) << file.status().ToString();
-    EXPECT_TRUE(audio::AudioEncoder::GgufHasAudio(**file));
-    EXPECT_TRUE(vision::VisionEncoder::GgufHasVision(**file));
+    EXPECT_TRUE(mmproj::HasTower(**file, mmproj::Tower::kAudio));
+    EXPECT_TRUE(mmproj::HasTower(**file, mmproj::Tower::kVision));
     std::map<std::string, const TensorView*> stored;
     for (const TensorView& t : (*file)->tensors()) {
       if (t.name.rfind("a.", 0) == 0 || t.name.rfind("mm.a.", 0) == 0) stored[t.name] = &t;
     }
     size_t mapped = 0;
     for (const std::string& hf : AudioTensorNames(mname)) {
-      const std::string name = audio::AudioEncoder::MmprojName(hf);
+      const std::string name = mmproj::LlamaCppName(mmproj::Tower::kAudio, hf);
       ASSERT_FALSE(name.empty()) << hf;
       auto it = stored.find(name);
       ASSERT_NE(it, stored.end()) << hf << " -> " << name;
@@ -610,15 +611,6 @@ TEST(AudioMmproj, NameMapCoversTheConverter) {
       EXPECT_LE(MaxAbsDiff(Values(gt), want), softplus ? 1e-6f : 0.0f) << hf << " -> " << name;
     }
     EXPECT_EQ(mapped, stored.size()) << mname;
-    // The trap: conv_norm holds lconv1d.pre_layer_norm, norm_conv lconv1d.conv_norm.
-    EXPECT_EQ(
-        audio::AudioEncoder::MmprojName("model.audio_tower.layers.3.lconv1d.pre_layer_norm.weight"),
-        "a.blk.3.conv_norm.weight");
-    EXPECT_EQ(
-        audio::AudioEncoder::MmprojName("model.audio_tower.layers.3.lconv1d.conv_norm.weight"),
-        "a.blk.3.norm_conv.weight");
-    EXPECT_EQ(audio::AudioEncoder::MmprojName("model.audio_tower.layers.x.norm_out.weight"), "");
-    EXPECT_EQ(audio::AudioEncoder::MmprojName("model.vision_tower.std_bias"), "");
   }
 }
 
@@ -717,8 +709,8 @@ TEST(AudioMmproj, WrittenMmprojRoundTrips) {
                   e.vs_checkpoint);
       auto file = gguf::File::Open(path);
       ASSERT_TRUE(file.ok());
-      EXPECT_TRUE(audio::AudioEncoder::GgufHasAudio(**file));
-      EXPECT_FALSE(vision::VisionEncoder::GgufHasVision(**file));
+      EXPECT_TRUE(mmproj::HasTower(**file, mmproj::Tower::kAudio));
+      EXPECT_FALSE(mmproj::HasTower(**file, mmproj::Tower::kVision));
       EXPECT_EQ(
           vision::VisionEncoder::LoadMmproj(path, l.model->config().hidden_size).status().code(),
           StatusCode::kNotFound);
@@ -851,7 +843,7 @@ TEST(AudioMmproj, Errors) {
   {
     auto file = gguf::File::Open(vision_only);
     ASSERT_TRUE(file.ok());
-    EXPECT_FALSE(audio::AudioEncoder::GgufHasAudio(**file));
+    EXPECT_FALSE(mmproj::HasTower(**file, mmproj::Tower::kAudio));
   }
   // Another text width: both widths named.
   auto wrong = audio::AudioEncoder::LoadMmproj(LlamaCppMmproj("tiny-e2b-audio"), 1234);

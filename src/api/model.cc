@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "api/model_impl.h"
+#include "formats/mmproj.h"
 #include "model/forward.h"
 
 namespace gemma4 {
@@ -251,9 +252,12 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
         "and 31B do not)");
     // Ollama's one-file GGUFs carry the towers inline: the model file is its own mmproj. Those
     // towers, like a checkpoint's, leave the text model usable when they cannot be.
-    const bool towers_inline = options.mmproj_path.empty() && impl->loaded->is_gguf() &&
-                               (impl->loaded->HasGgufTensor("v.patch_embd.weight") ||
-                                impl->loaded->HasGgufTensor("a.conv1d.0.weight"));
+    const bool inline_vision =
+        impl->loaded->HasGgufTensor(mmproj::MarkerTensor(mmproj::Tower::kVision));
+    const bool inline_audio =
+        impl->loaded->HasGgufTensor(mmproj::MarkerTensor(mmproj::Tower::kAudio));
+    const bool towers_inline =
+        options.mmproj_path.empty() && impl->loaded->is_gguf() && (inline_vision || inline_audio);
     const std::string& mmproj_path = towers_inline ? path : options.mmproj_path;
     const Checkpoint* ckpt = impl->loaded->checkpoint();
     bool mmproj_has_tower = false;
@@ -263,7 +267,7 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
         impl->vision = std::move(vision).value();
         mmproj_has_tower = true;
       } else if (towers_inline) {
-        if (impl->loaded->HasGgufTensor("v.patch_embd.weight")) {
+        if (inline_vision) {
           impl->vision_status = Status(vision.status().code(), "the vision tower cannot be used: " +
                                                                    vision.status().message());
         }
@@ -297,7 +301,7 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
         info.audio = true;
         mmproj_has_tower = true;
       } else if (towers_inline) {
-        if (impl->loaded->HasGgufTensor("a.conv1d.0.weight")) {
+        if (inline_audio) {
           impl->audio_status = Status(
               audio.status().code(), "the audio tower cannot be used: " + audio.status().message());
         }

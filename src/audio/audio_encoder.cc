@@ -7,12 +7,14 @@
 #include <cmath>
 #include <cstdio>
 #include <new>
-#include <unordered_map>
 #include <utility>
 
 #include "base/json.h"
 #include "formats/checkpoint.h"
+#include "formats/gguf.h"
 #include "formats/mapped_file.h"
+#include "formats/mmproj.h"
+#include "model/tower_reader.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
 #include "runtime/phase_profile.h"
@@ -131,7 +133,7 @@ void FeedForward(const AudioLayerWeights::FeedForward& w, const AudioConfig& c, 
 
 StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::Load(const LoadedModel& model) {
   const Checkpoint* ckpt = model.checkpoint();
-  if (ckpt == nullptr && model.HasGgufTensor("a.conv1d.0.weight")) {
+  if (ckpt == nullptr && model.HasGgufTensor(mmproj::MarkerTensor(mmproj::Tower::kAudio))) {
     // An Ollama blob: the tower is inline, stored as in an mmproj.
     return LoadMmproj(model.source_path(), model.config().hidden_size);
   }
@@ -271,138 +273,14 @@ Status AudioEncoder::LoadTensors(const std::function<const TensorView*(const std
   return OkStatus();
 }
 
-// llama.cpp's name (converter + tensor_mapping.py + clip.cpp) of an audio tensor given its
-// Hugging Face name.
-std::string AudioEncoder::MmprojName(const std::string& hf) {
-  if (hf == std::string(kProjector)) return "mm.a.input_projection.weight";
-  const std::string tower = kTower;
-  if (hf.rfind(tower, 0) != 0) return "";
-  const std::string rest = hf.substr(tower.size());
-  static const std::pair<const char*, const char*> kTop[] = {
-      {"subsample_conv_projection.layer0.conv.weight", "a.conv1d.0.weight"},
-      {"subsample_conv_projection.layer0.norm.weight", "a.conv1d.0.norm.weight"},
-      {"subsample_conv_projection.layer1.conv.weight", "a.conv1d.1.weight"},
-      {"subsample_conv_projection.layer1.norm.weight", "a.conv1d.1.norm.weight"},
-      {"subsample_conv_projection.input_proj_linear.weight", "a.input_projection.weight"},
-      {"output_proj.weight", "a.pre_encode.out.weight"},
-      {"output_proj.bias", "a.pre_encode.out.bias"},
-  };
-  for (const auto& [from, to] : kTop) {
-    if (rest == from) return to;
-  }
-  const std::string layers = "layers.";
-  if (rest.rfind(layers, 0) != 0) return "";
-  const size_t dot = rest.find('.', layers.size());
-  if (dot == std::string::npos || dot == layers.size()) return "";
-  const std::string index = rest.substr(layers.size(), dot - layers.size());
-  if (index.find_first_not_of("0123456789") != std::string::npos) return "";
-  const std::string blk = "a.blk." + index + ".";
-  const std::string leaf = rest.substr(dot + 1);
-  static const std::pair<const char*, const char*> kNames[] = {
-      {"feed_forward1.pre_layer_norm.weight", "ffn_norm.weight"},
-      {"feed_forward1.post_layer_norm.weight", "ffn_post_norm.weight"},
-      {"feed_forward2.pre_layer_norm.weight", "ffn_norm_1.weight"},
-      {"feed_forward2.post_layer_norm.weight", "ffn_post_norm_1.weight"},
-      {"norm_pre_attn.weight", "attn_pre_norm.weight"},
-      {"norm_post_attn.weight", "attn_post_norm.weight"},
-      {"norm_out.weight", "ln2.weight"},
-      {"self_attn.relative_k_proj.weight", "attn_k_rel.weight"},
-      {"self_attn.per_dim_scale", "per_dim_scale.weight"},  // stored softplus-applied
-      // Crossed on purpose: tensor_mapping.py maps lconv1d.pre_layer_norm to A_ENC_CONV_NORM
-      // and lconv1d.conv_norm to A_ENC_NORM_CONV, and clip.cpp loads them the other way round.
-      {"lconv1d.pre_layer_norm.weight", "conv_norm.weight"},
-      {"lconv1d.conv_norm.weight", "norm_conv.weight"},
-      {"lconv1d.depthwise_conv1d.weight", "conv_dw.weight"},  // stored [H, K]
-  };
-  for (const auto& [from, to] : kNames) {
-    if (leaf == from) return blk + to;
-  }
-  static const std::pair<const char*, const char*> kLinears[] = {
-      {"feed_forward1.ffw_layer_1.", "ffn_up."},
-      {"feed_forward1.ffw_layer_2.", "ffn_down."},
-      {"feed_forward2.ffw_layer_1.", "ffn_up_1."},
-      {"feed_forward2.ffw_layer_2.", "ffn_down_1."},
-      {"self_attn.q_proj.", "attn_q."},
-      {"self_attn.k_proj.", "attn_k."},
-      {"self_attn.v_proj.", "attn_v."},
-      {"self_attn.post.", "attn_out."},
-      {"lconv1d.linear_start.", "conv_pw1."},
-      {"lconv1d.linear_end.", "conv_pw2."},
-  };
-  for (const auto& [from, to] : kLinears) {
-    const std::string f = from;
-    if (leaf.rfind(f, 0) != 0) continue;
-    const std::string tail = leaf.substr(f.size());
-    if (tail == "linear.weight") return blk + to + "weight";
-    if (tail == "input_min" || tail == "input_max" || tail == "output_min" ||
-        tail == "output_max") {
-      return blk + to + tail;
-    }
-    return "";
-  }
-  return "";
-}
-
-namespace {
-
-// llama.cpp's rule (clip.cpp): clip.projector_type when set, else the per-modality key.
-std::string AudioProjectorType(const gguf::File& f) {
-  const std::string type = MetaString(f, "clip.projector_type");
-  return type.empty() ? MetaString(f, "clip.audio.projector_type") : type;
-}
-
-// Ollama's name (convert_gemma4.go) of an audio tensor given llama.cpp's: the subsampler's
-// input projection, the tower's output projection and four per-block tensors differ (its
-// llama.cpp compatibility layer, handle_gemma4_clip, renames them the other way).
-std::string OllamaAudioName(const std::string& llama) {
-  if (llama == "a.input_projection.weight") return "a.pre_encode.out.weight";
-  if (llama == "a.pre_encode.out.weight") return "mm.a.fc.weight";
-  if (llama == "a.pre_encode.out.bias") return "mm.a.fc.bias";
-  if (llama.rfind("a.blk.", 0) != 0) return llama;
-  const size_t dot = llama.find('.', 6);
-  if (dot == std::string::npos) return llama;
-  const std::string blk = llama.substr(0, dot + 1), leaf = llama.substr(dot + 1);
-  static const std::pair<const char*, const char*> kLeaves[] = {
-      {"attn_pre_norm.weight", "ln1.weight"},
-      {"attn_post_norm.weight", "ln2.weight"},
-      {"ln2.weight", "layer_pre_norm.weight"},
-      {"attn_k_rel.weight", "linear_pos.weight"},
-  };
-  for (const auto& [from, to] : kLeaves) {
-    if (leaf == from) return blk + to;
-  }
-  return llama;
-}
-
-}  // namespace
-
-bool AudioEncoder::GgufHasAudio(const gguf::File& file) {
-  return AudioProjectorType(file) == "gemma4a" || IsOllamaGemma4Blob(file, "a.conv1d.0.weight");
-}
-
 StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::LoadMmproj(const std::string& path,
                                                                  int text_hidden) {
   auto enc = std::unique_ptr<AudioEncoder>(new AudioEncoder());
-  GEMMA4_ASSIGN_OR_RETURN(enc->mmproj_, gguf::File::Open(path));
-  const gguf::File& f = *enc->mmproj_;
+  GEMMA4_ASSIGN_OR_RETURN(enc->mmproj_, mmproj::TowerFile::Open(path, mmproj::Tower::kAudio));
+  const mmproj::TowerFile& file = *enc->mmproj_;
+  const gguf::File& f = file.gguf();
   // An Ollama blob holds the text model too; its audio settings are gemma4.audio.*, the
   // projector's width is the text model's embedding_length, and five tensor names differ.
-  const bool ollama = IsOllamaGemma4Blob(f, "a.conv1d.0.weight");
-  const std::string key = ollama ? "gemma4.audio." : "clip.audio.";
-  const std::string type = ollama ? "gemma4a" : AudioProjectorType(f);
-  if (type != "gemma4a") {
-    if (type == "gemma4ua") {
-      return UnimplementedError(path +
-                                ": projector 'gemma4ua' (Gemma 4 12B Unified, encoder-free) is "
-                                "not supported");
-    }
-    return NotFoundError(path + ": no Gemma 4 audio tower (clip audio projector type '" + type +
-                         "', expected gemma4a)");
-  }
-  if (const gguf::Value* has = f.Find("clip.has_audio_encoder");
-      has != nullptr && has->type == gguf::ValueType::kBool && has->i == 0) {
-    return NotFoundError(path + ": clip.has_audio_encoder is false");
-  }
   auto u32 = [&](const std::string& key, int* out, bool required, int max) -> Status {
     const gguf::Value* v = f.Find(key);
     if (v == nullptr) {
@@ -417,24 +295,26 @@ StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::LoadMmproj(const std::stri
     return OkStatus();
   };
   AudioConfig& c = enc->config_;  // what the file does not carry keeps the defaults
-  GEMMA4_RETURN_IF_ERROR(u32(key + "embedding_length", &c.hidden_size, true, 1 << 16));
-  GEMMA4_RETURN_IF_ERROR(u32(key + "block_count", &c.num_layers, true, 1024));
-  GEMMA4_RETURN_IF_ERROR(u32(key + "attention.head_count", &c.num_heads, true, 1024));
+  GEMMA4_RETURN_IF_ERROR(u32(file.Key("embedding_length"), &c.hidden_size, true, 1 << 16));
+  GEMMA4_RETURN_IF_ERROR(u32(file.Key("block_count"), &c.num_layers, true, 1024));
+  GEMMA4_RETURN_IF_ERROR(u32(file.Key("attention.head_count"), &c.num_heads, true, 1024));
   int ffn = 4 * c.hidden_size;
-  GEMMA4_RETURN_IF_ERROR(u32(key + "feed_forward_length", &ffn, false, 1 << 20));
+  GEMMA4_RETURN_IF_ERROR(u32(file.Key("feed_forward_length"), &ffn, false, 1 << 20));
   if (ffn != 4 * c.hidden_size) {
-    return InvalidArgumentError(path + ": " + key + "feed_forward_length " + std::to_string(ffn) +
-                                " is not 4 x embedding_length " + std::to_string(c.hidden_size));
+    return InvalidArgumentError(path + ": " + file.Key("feed_forward_length") + " " +
+                                std::to_string(ffn) + " is not 4 x embedding_length " +
+                                std::to_string(c.hidden_size));
   }
   int projection = text_hidden;
-  GEMMA4_RETURN_IF_ERROR(u32(ollama ? "gemma4.embedding_length" : "clip.audio.projection_dim",
-                             &projection, false, 1 << 20));
+  GEMMA4_RETURN_IF_ERROR(u32(file.ProjectionDimKey(), &projection, false, 1 << 20));
   if (projection != text_hidden) {
     return InvalidArgumentError(path + ": the audio projector outputs " +
                                 std::to_string(projection) +
                                 " values per soft token, the text model's hidden size is " +
                                 std::to_string(text_hidden) + " (an mmproj of another model?)");
   }
+  // Under llama.cpp's key in either layout (Ollama blobs as tools/reference/
+  // make_ollama_fixtures.py writes them carry none: the feature extractor's default, 128).
   GEMMA4_RETURN_IF_ERROR(u32("clip.audio.num_mel_bins", &enc->features_.feature_size, false, 4096));
   // clip.audio.attention.layer_norm_epsilon is not read: files converted before llama.cpp
   // PR #23815 carry 1e-5, and clip.cpp uses 1e-6, the value of every Gemma 4 audio tower.
@@ -442,12 +322,7 @@ StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::LoadMmproj(const std::stri
     return InvalidArgumentError(path + ": audio embedding_length " + std::to_string(c.hidden_size) +
                                 " is not a multiple of head_count " + std::to_string(c.num_heads));
   }
-  std::unordered_map<std::string, const TensorView*> by_name;
-  for (const TensorView& t : f.tensors()) by_name[t.name] = &t;
-  auto find = [&by_name, ollama](const std::string& hf) -> const TensorView* {
-    auto it = by_name.find(ollama ? OllamaAudioName(MmprojName(hf)) : MmprojName(hf));
-    return it == by_name.end() ? nullptr : it->second;
-  };
+  auto find = [&file](const std::string& hf) { return file.Find(hf); };
   // Dimensions the metadata lacks, from the tensor shapes.
   const std::string tower = kTower;
   auto dim = [&](const std::string& hf, size_t rank, size_t axis, int* out) {
@@ -461,7 +336,7 @@ StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::LoadMmproj(const std::stri
   dim(tower + "subsample_conv_projection.layer1.conv.weight", 4, 0, &c.subsampling_channels[1]);
   dim(tower + "output_proj.weight", 2, 0, &c.output_proj_dims);
   dim(tower + "layers.0.lconv1d.depthwise_conv1d.weight", 2, 1, &c.conv_kernel_size);
-  c.use_clipped_linears = by_name.count("a.blk.0.attn_q.input_min") > 0;
+  c.use_clipped_linears = find(tower + "layers.0.self_attn.q_proj.input_min") != nullptr;
   if (c.subsampling_channels[0] % 4 != 0) {
     return InvalidArgumentError(path + ": a.conv1d.0 has " +
                                 std::to_string(c.subsampling_channels[0]) +
@@ -995,7 +870,7 @@ Status WriteAudioMmproj(const AudioConfig& c, int num_mel_bins, int text_hidden,
       return NotFoundError("missing audio tensor '" + hf + "'");
     }
     Planned pl;
-    pl.name = AudioEncoder::MmprojName(hf);
+    pl.name = mmproj::LlamaCppName(mmproj::Tower::kAudio, hf);
     if (pl.name.empty()) return InternalError("no mmproj name for '" + hf + "'");
     pl.shape = t->shape.empty() ? std::vector<int64_t>{1} : t->shape;  // scalars: 1 element
     const bool depthwise = hf.find("depthwise_conv1d") != std::string::npos;

@@ -19,7 +19,7 @@
 
 #include "audio/audio_features.h"
 #include "base/tensor.h"
-#include "formats/gguf.h"
+#include "formats/mmproj.h"
 #include "gemma4/status.h"
 #include "model/config.h"
 #include "model/model.h"
@@ -77,12 +77,6 @@ class AudioEncoder {
   // projector does not output `text_hidden` values.
   static StatusOr<std::unique_ptr<AudioEncoder>> LoadMmproj(const std::string& path,
                                                             int text_hidden);
-  // A GGUF file that holds a gemma4a audio tower (metadata check only).
-  static bool GgufHasAudio(const gguf::File& file);
-  // llama.cpp's mmproj name of an audio tensor given its Hugging Face name, or "". Note
-  // llama.cpp's crossed names: lconv1d.pre_layer_norm is a.blk.N.conv_norm and
-  // lconv1d.conv_norm is a.blk.N.norm_conv.
-  static std::string MmprojName(const std::string& hf_name);
 
   const AudioConfig& config() const { return config_; }
   const FeatureConfig& feature_config() const { return features_; }
@@ -118,11 +112,11 @@ class AudioEncoder {
   std::vector<float> norm1_;  // [C1]
   TensorView input_proj_;     // [H, freq_out * C1]
   std::vector<AudioLayerWeights> layers_;
-  TensorView output_proj_;                  // [O, H]
-  std::vector<float> output_bias_;          // [O]
-  TensorView projection_;                   // [text H, O]
-  std::unique_ptr<gguf::File> mmproj_;      // the mapping the views point into (mmproj only)
-  const Checkpoint* checkpoint_ = nullptr;  // the checkpoint the views point into (if any)
+  TensorView output_proj_;                     // [O, H]
+  std::vector<float> output_bias_;             // [O]
+  TensorView projection_;                      // [text H, O]
+  std::unique_ptr<mmproj::TowerFile> mmproj_;  // the mapping the views point into (mmproj only)
+  const Checkpoint* checkpoint_ = nullptr;     // the checkpoint the views point into (if any)
 };
 
 // One audio tensor to write: its Hugging Face shape (scalars: {}) and a function filling all

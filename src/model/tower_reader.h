@@ -1,6 +1,7 @@
-// Loading and validating the weights of an encoder tower (audio, vision) from a Hugging Face
-// checkpoint: matrices kept as views of the mapping, small vectors widened to f32, and
-// Gemma4ClippableLinear layers with their learned clamp bounds.
+// Loading and validating the weights of an encoder tower (audio, vision) by their Hugging Face
+// names, from a checkpoint or an mmproj (formats/mmproj.h maps the names): matrices kept as
+// views of the mapping, small vectors widened to f32, and Gemma4ClippableLinear layers with
+// their learned clamp bounds.
 #ifndef GEMMA4_SRC_MODEL_TOWER_READER_H_
 #define GEMMA4_SRC_MODEL_TOWER_READER_H_
 
@@ -12,38 +13,18 @@
 
 #include "base/tensor.h"
 #include "formats/checkpoint.h"
-#include "formats/gguf.h"
+#include "formats/mmproj.h"
 #include "gemma4/status.h"
 #include "ops/ops.h"
 #include "runtime/thread_pool.h"
 
 namespace gemma4 {
 
-// A string metadata value of an mmproj / GGUF file, or "" when absent or not a string.
-inline std::string MetaString(const gguf::File& f, const std::string& key) {
-  const gguf::Value* v = f.Find(key);
-  return v != nullptr && v->type == gguf::ValueType::kString ? v->s : "";
-}
-
-// Ollama's one-file Gemma 4 blobs (its convert_gemma4.go): architecture "gemma4" with the
-// towers' tensors inline (v.*, a.*, mm.*) and their settings under gemma4.vision.* and
-// gemma4.audio.* instead of an mmproj's clip.* keys. `tower_tensor` is one tensor every such
-// tower has (v.patch_embd.weight, a.conv1d.0.weight).
-inline bool IsOllamaGemma4Blob(const gguf::File& f, const std::string& tower_tensor) {
-  const gguf::Value* arch = f.Find("general.architecture");
-  if (arch == nullptr || arch->type != gguf::ValueType::kString || arch->s != "gemma4") {
-    return false;
-  }
-  for (const TensorView& t : f.tensors()) {
-    if (t.name == tower_tensor) return true;
-  }
-  return false;
-}
-
 // DataLoss when a weight file under an encoder's views shrank or was replaced since loading
 // (reading it would raise SIGBUS): every encoder checks before each encode, as the text forward
 // does. `mmproj` and `checkpoint` are the mappings the views point into; either may be null.
-inline Status CheckTowerWeightsUnchanged(const gguf::File* mmproj, const Checkpoint* checkpoint) {
+inline Status CheckTowerWeightsUnchanged(const mmproj::TowerFile* mmproj,
+                                         const Checkpoint* checkpoint) {
   if (mmproj != nullptr) GEMMA4_RETURN_IF_ERROR(mmproj->CheckUnchanged());
   if (checkpoint != nullptr) GEMMA4_RETURN_IF_ERROR(checkpoint->CheckFilesUnchanged());
   return OkStatus();

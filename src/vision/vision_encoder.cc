@@ -4,14 +4,14 @@
 
 #include <algorithm>
 #include <cmath>
-#include <deque>
 #include <limits>
 #include <new>
-#include <unordered_map>
 
 #include "base/json.h"
 #include "formats/checkpoint.h"
+#include "formats/gguf.h"
 #include "formats/mapped_file.h"
+#include "formats/mmproj.h"
 #include "model/tower_reader.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
@@ -50,7 +50,7 @@ void RotateHalf(float* x, int width, const float* cos_t, const float* sin_t) {
 
 StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::Load(const LoadedModel& model) {
   const Checkpoint* ckpt = model.checkpoint();
-  if (ckpt == nullptr && model.HasGgufTensor("v.patch_embd.weight")) {
+  if (ckpt == nullptr && model.HasGgufTensor(mmproj::MarkerTensor(mmproj::Tower::kVision))) {
     // An Ollama blob: the tower is inline, stored as in an mmproj.
     return LoadMmproj(model.source_path(), model.config().hidden_size);
   }
@@ -171,115 +171,15 @@ Status VisionEncoder::LoadTensors(const std::function<const TensorView*(const st
   return OkStatus();
 }
 
-// llama.cpp's name (converter + clip.cpp) of a vision tensor given its Hugging Face name.
-std::string VisionEncoder::MmprojName(const std::string& hf) {
-  auto starts = [&](const std::string& p) { return hf.rfind(p, 0) == 0; };
-  if (hf == std::string(kProjector)) return "mm.input_projection.weight";
-  const std::string tower = kTower;
-  if (!starts(tower)) return "";
-  const std::string rest = hf.substr(tower.size());
-  if (rest == "patch_embedder.input_proj.weight") return "v.patch_embd.weight";
-  if (rest == "patch_embedder.position_embedding_table") return "v.position_embd.weight";
-  if (rest == "std_bias") return "v.std_bias";
-  if (rest == "std_scale") return "v.std_scale";
-  const std::string layers = "encoder.layers.";
-  if (rest.rfind(layers, 0) != 0) return "";
-  const size_t dot = rest.find('.', layers.size());
-  if (dot == std::string::npos) return "";
-  const std::string blk = "v.blk." + rest.substr(layers.size(), dot - layers.size()) + ".";
-  const std::string leaf = rest.substr(dot + 1);
-  static const std::pair<const char*, const char*> kNames[] = {
-      {"input_layernorm.weight", "ln1.weight"},
-      {"post_attention_layernorm.weight", "attn_post_norm.weight"},
-      {"pre_feedforward_layernorm.weight", "ln2.weight"},
-      {"post_feedforward_layernorm.weight", "ffn_post_norm.weight"},
-      {"self_attn.q_norm.weight", "attn_q_norm.weight"},
-      {"self_attn.k_norm.weight", "attn_k_norm.weight"},
-  };
-  for (const auto& [from, to] : kNames) {
-    if (leaf == from) return blk + to;
-  }
-  static const std::pair<const char*, const char*> kLinears[] = {
-      {"self_attn.q_proj.", "attn_q."}, {"self_attn.k_proj.", "attn_k."},
-      {"self_attn.v_proj.", "attn_v."}, {"self_attn.o_proj.", "attn_out."},
-      {"mlp.gate_proj.", "ffn_gate."},  {"mlp.up_proj.", "ffn_up."},
-      {"mlp.down_proj.", "ffn_down."},
-  };
-  for (const auto& [from, to] : kLinears) {
-    const std::string f = from;
-    if (leaf.rfind(f, 0) != 0) continue;
-    std::string tail = leaf.substr(f.size());  // linear.weight, input_min, ...
-    if (tail == "linear.weight") tail = "weight";
-    return blk + to + tail;
-  }
-  return "";
-}
-
-bool VisionEncoder::GgufHasVision(const gguf::File& file) {
-  return MetaString(file, "clip.vision.projector_type") == "gemma4v" ||
-         MetaString(file, "clip.projector_type") == "gemma4v" ||
-         IsOllamaGemma4Blob(file, "v.patch_embd.weight");
-}
-
-namespace {
-
-// Ollama packs the clip bounds of every vision linear into one F32 tensor v.clamp_data:
-// [layers][q, k, v, out, gate, up, down][input_min, input_max, output_min, output_max], then
-// 4 floats for the projector (unused: Gemma 4's projector does not clip). Its files also carry
-// the bounds as 1-element tensors under llama.cpp's names; this serves files without them.
-// Returns 1-element views into the packed tensor under those names.
-StatusOr<std::deque<TensorView>> UnpackOllamaClampData(const TensorView& packed, int layers) {
-  static const char* const kLinears[] = {"attn_q",   "attn_k", "attn_v",  "attn_out",
-                                         "ffn_gate", "ffn_up", "ffn_down"};
-  static const char* const kBounds[] = {"input_min", "input_max", "output_min", "output_max"};
-  const int64_t want = (int64_t{layers} * 7 + 1) * 4;
-  if (packed.dtype != DType::kF32 || packed.numel() != want) {
-    return InvalidArgumentError(packed.file + ": v.clamp_data is " + DTypeName(packed.dtype) + " " +
-                                packed.ShapeString() + ", expected F32 [" + std::to_string(want) +
-                                "] for " + std::to_string(layers) + " layers");
-  }
-  std::deque<TensorView> views;
-  for (int layer = 0; layer < layers; ++layer) {
-    for (int li = 0; li < 7; ++li) {
-      for (int bi = 0; bi < 4; ++bi) {
-        TensorView v;
-        v.name = "v.blk." + std::to_string(layer) + "." + kLinears[li] + "." + kBounds[bi];
-        v.dtype = DType::kF32;
-        v.shape = {1};
-        v.data = packed.data + ((int64_t{layer} * 7 + li) * 4 + bi) * sizeof(float);
-        v.nbytes = sizeof(float);
-        v.file = packed.file;
-        views.push_back(std::move(v));
-      }
-    }
-  }
-  return views;
-}
-
-}  // namespace
-
 StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::LoadMmproj(const std::string& path,
                                                                    int text_hidden) {
   auto enc = std::unique_ptr<VisionEncoder>(new VisionEncoder());
-  GEMMA4_ASSIGN_OR_RETURN(enc->mmproj_, gguf::File::Open(path));
-  const gguf::File& f = *enc->mmproj_;
+  GEMMA4_ASSIGN_OR_RETURN(enc->mmproj_, mmproj::TowerFile::Open(path, mmproj::Tower::kVision));
+  mmproj::TowerFile& file = *enc->mmproj_;
+  const gguf::File& f = file.gguf();
   // An Ollama blob holds the text model too; its vision settings are gemma4.vision.* and the
   // projector's width is the text model's embedding_length.
-  const bool ollama = IsOllamaGemma4Blob(f, "v.patch_embd.weight");
-  const std::string key = ollama ? "gemma4.vision." : "clip.vision.";
-  const std::string type = ollama ? "gemma4v"
-                           : MetaString(f, "clip.vision.projector_type").empty()
-                               ? MetaString(f, "clip.projector_type")
-                               : MetaString(f, "clip.vision.projector_type");
-  if (type != "gemma4v") {
-    if (type == "gemma4uv") {
-      return UnimplementedError(path +
-                                ": projector 'gemma4uv' (Gemma 4 12B Unified, encoder-free) "
-                                "is not supported");
-    }
-    return NotFoundError(path + ": no Gemma 4 vision tower (clip projector type '" + type +
-                         "', expected gemma4v)");
-  }
+  const bool ollama = file.ollama();
   auto u32 = [&](const std::string& key, int* out, bool required) -> Status {
     const gguf::Value* v = f.Find(key);
     if (v == nullptr) {
@@ -293,58 +193,48 @@ StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::LoadMmproj(const std::st
     return OkStatus();
   };
   VisionConfig& c = enc->config_;
-  GEMMA4_RETURN_IF_ERROR(u32(key + "embedding_length", &c.hidden_size, true));
-  GEMMA4_RETURN_IF_ERROR(u32(key + "feed_forward_length", &c.intermediate_size, true));
-  GEMMA4_RETURN_IF_ERROR(u32(key + "block_count", &c.num_layers, true));
-  GEMMA4_RETURN_IF_ERROR(u32(key + "attention.head_count", &c.num_heads, true));
+  GEMMA4_RETURN_IF_ERROR(u32(file.Key("embedding_length"), &c.hidden_size, true));
+  GEMMA4_RETURN_IF_ERROR(u32(file.Key("feed_forward_length"), &c.intermediate_size, true));
+  GEMMA4_RETURN_IF_ERROR(u32(file.Key("block_count"), &c.num_layers, true));
+  GEMMA4_RETURN_IF_ERROR(u32(file.Key("attention.head_count"), &c.num_heads, true));
   c.num_kv_heads = c.num_heads;
-  GEMMA4_RETURN_IF_ERROR(u32(key + "attention.head_count_kv", &c.num_kv_heads, false));
+  GEMMA4_RETURN_IF_ERROR(u32(file.Key("attention.head_count_kv"), &c.num_kv_heads, false));
   c.head_dim = c.hidden_size / c.num_heads;
-  GEMMA4_RETURN_IF_ERROR(u32(key + "attention.head_dim", &c.head_dim, false));
-  GEMMA4_RETURN_IF_ERROR(u32(key + "patch_size", &c.patch_size, true));
-  GEMMA4_RETURN_IF_ERROR(u32(key + "projector.scale_factor", &c.pooling_kernel_size, false));
+  GEMMA4_RETURN_IF_ERROR(u32(file.Key("attention.head_dim"), &c.head_dim, false));
+  GEMMA4_RETURN_IF_ERROR(u32(file.Key("patch_size"), &c.patch_size, true));
+  GEMMA4_RETURN_IF_ERROR(u32(file.Key("projector.scale_factor"), &c.pooling_kernel_size, false));
   if (ollama) {
     int channels = 3;
-    GEMMA4_RETURN_IF_ERROR(u32(key + "num_channels", &channels, false));
+    GEMMA4_RETURN_IF_ERROR(u32(file.Key("num_channels"), &channels, false));
     if (channels != 3) {
       return InvalidArgumentError(path + ": gemma4.vision.num_channels is " +
                                   std::to_string(channels) + "; Gemma 4 sees RGB (3)");
     }
   }
   int projection = text_hidden;
-  GEMMA4_RETURN_IF_ERROR(
-      u32(ollama ? "gemma4.embedding_length" : "clip.vision.projection_dim", &projection, false));
+  GEMMA4_RETURN_IF_ERROR(u32(file.ProjectionDimKey(), &projection, false));
   if (projection != text_hidden) {
     return InvalidArgumentError(path + ": the vision projector outputs " +
                                 std::to_string(projection) +
                                 " values per soft token, the text model's hidden size is " +
                                 std::to_string(text_hidden) + " (an mmproj of another model?)");
   }
-  if (const gguf::Value* eps = f.Find(key + "attention.layer_norm_epsilon");
+  if (const gguf::Value* eps = f.Find(file.Key("attention.layer_norm_epsilon"));
       eps != nullptr && eps->IsFloat()) {
     c.rms_norm_eps = static_cast<float>(eps->f);
   }
   if (c.num_heads % c.num_kv_heads != 0 || c.head_dim % 4 != 0 || !(c.rms_norm_eps > 0)) {
     return InvalidArgumentError(path + ": inconsistent vision attention metadata");
   }
-  std::unordered_map<std::string, const TensorView*> by_name;
-  for (const TensorView& t : f.tensors()) by_name[t.name] = &t;
-  std::deque<TensorView> unpacked_bounds;  // views into v.clamp_data, read while loading
-  if (auto packed = by_name.find("v.clamp_data");
-      packed != by_name.end() && by_name.count("v.blk.0.attn_q.input_min") == 0) {
-    GEMMA4_ASSIGN_OR_RETURN(unpacked_bounds, UnpackOllamaClampData(*packed->second, c.num_layers));
-    for (const TensorView& v : unpacked_bounds) by_name[v.name] = &v;
-  }
-  auto find = [&by_name](const std::string& hf) -> const TensorView* {
-    auto it = by_name.find(MmprojName(hf));
-    return it == by_name.end() ? nullptr : it->second;
-  };
+  GEMMA4_RETURN_IF_ERROR(file.UnpackClampData(c.num_layers));
+  auto find = [&file](const std::string& hf) { return file.Find(hf); };
   if (const TensorView* pos = find(std::string(kTower) + "patch_embedder.position_embedding_table");
       pos != nullptr && pos->shape.size() == 3) {
     c.position_embedding_size = static_cast<int>(pos->shape[1]);
   }
-  c.use_clipped_linears = by_name.count("v.blk.0.attn_q.input_min") > 0;
-  c.standardize = by_name.count("v.std_bias") > 0;
+  c.use_clipped_linears =
+      find(std::string(kTower) + "encoder.layers.0.self_attn.q_proj.input_min") != nullptr;
+  c.standardize = find(std::string(kTower) + "std_bias") != nullptr;
   enc->text_hidden_ = text_hidden;
   GEMMA4_RETURN_IF_ERROR(enc->LoadTensors(find, path));
   return enc;
@@ -698,7 +588,7 @@ Status WriteVisionMmproj(const VisionConfig& c, int text_hidden, const VisionTen
     std::optional<VisionTensor> t = source(hf);
     if (!t.has_value()) continue;  // clamp bounds and std buffers are optional
     Planned pl;
-    pl.name = VisionEncoder::MmprojName(hf);
+    pl.name = mmproj::LlamaCppName(mmproj::Tower::kVision, hf);
     if (pl.name.empty()) return InternalError("no mmproj name for '" + hf + "'");
     pl.shape = t->shape.empty() ? std::vector<int64_t>{1} : t->shape;  // scalars: 1 element
     pl.tensor = std::move(*t);

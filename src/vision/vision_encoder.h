@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "base/tensor.h"
-#include "formats/gguf.h"
+#include "formats/mmproj.h"
 #include "gemma4/status.h"
 #include "model/config.h"
 #include "model/model.h"
@@ -46,10 +46,6 @@ class VisionEncoder {
   // size `text_hidden`. NotFound when the file has no vision tower.
   static StatusOr<std::unique_ptr<VisionEncoder>> LoadMmproj(const std::string& path,
                                                              int text_hidden);
-  // A GGUF model file or mmproj that holds a gemma4v vision tower (metadata check only).
-  static bool GgufHasVision(const gguf::File& file);
-  // llama.cpp's mmproj name of a vision tensor given its Hugging Face name, or "".
-  static std::string MmprojName(const std::string& hf_name);
 
   const VisionConfig& config() const { return config_; }
   int text_hidden_size() const { return text_hidden_; }
@@ -71,12 +67,12 @@ class VisionEncoder {
   TensorView input_proj_;              // [Hv, 3 * patch^2]
   std::vector<float> position_table_;  // [2, position_embedding_size, Hv]
   std::vector<VisionLayerWeights> layers_;
-  std::vector<float> std_bias_, std_scale_;  // [Hv] when standardize
-  TensorView projection_;                    // [H, Hv]
-  std::vector<float> inv_freq_;              // [head_dim / 4]
-  std::unique_ptr<gguf::File> mmproj_;       // the mapping the views point into (mmproj only)
-  const Checkpoint* checkpoint_ = nullptr;   // the checkpoint the views point into (if any)
-  std::vector<float> input_proj_f32_;        // an mmproj's conv patch embedding, reordered
+  std::vector<float> std_bias_, std_scale_;    // [Hv] when standardize
+  TensorView projection_;                      // [H, Hv]
+  std::vector<float> inv_freq_;                // [head_dim / 4]
+  std::unique_ptr<mmproj::TowerFile> mmproj_;  // the mapping the views point into (mmproj only)
+  const Checkpoint* checkpoint_ = nullptr;     // the checkpoint the views point into (if any)
+  std::vector<float> input_proj_f32_;          // an mmproj's conv patch embedding, reordered
 };
 
 // One vision tensor to write: its Hugging Face shape (scalars: {}) and a function filling all
