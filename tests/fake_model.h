@@ -149,7 +149,7 @@ inline std::shared_ptr<const Model> MakeFakeModel(std::shared_ptr<FakeStats> sta
   if (!tokenizer.ok()) return nullptr;
   auto impl = std::make_unique<ModelImpl>();
   impl->tokenizer = *tokenizer;
-  impl->special = FindSpecialTokens(**tokenizer, /*bos_fallback=*/2);
+  impl->special = chat::FindSpecialTokens(**tokenizer, /*bos_fallback=*/2);
   ModelConfig config;
   config.vocab_size = 512;
   config.hidden_size = 4;

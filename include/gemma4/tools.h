@@ -51,10 +51,8 @@ class ToolRegistry {
   // Runs a tool; unknown names and callback errors give is_error results, never a crash.
   ToolResult Invoke(const ToolCall& call) const;
 
-  struct Impl;
-  const Impl& impl() const { return *impl_; }
-
  private:
+  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -92,21 +92,6 @@ std::shared_ptr<const Model> ModelAccess::Wrap(std::unique_ptr<ModelImpl> impl) 
   return std::shared_ptr<const Model>(new Model(std::move(impl)));
 }
 
-SpecialTokens FindSpecialTokens(const Tokenizer& tok, int32_t bos_fallback) {
-  SpecialTokens s;
-  s.bos = tok.bos_id() >= 0 ? tok.bos_id() : bos_fallback;
-  s.eos = tok.eos_id();
-  s.turn_open = tok.TokenId("<|turn>");
-  s.turn_close = tok.TokenId("<turn|>");
-  s.channel_open = tok.TokenId("<|channel>");
-  s.channel_close = tok.TokenId("<channel|>");
-  s.tool_call_open = tok.TokenId("<|tool_call>");
-  s.tool_call_close = tok.TokenId("<tool_call|>");
-  s.tool_response_open = tok.TokenId("<|tool_response>");
-  s.tool_response_close = tok.TokenId("<tool_response|>");
-  s.string_delimiter = tok.TokenId("<|\"|>");
-  return s;
-}
 Model::~Model() = default;
 
 StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
@@ -174,8 +159,8 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
           " ids but the model's vocabulary has only " + std::to_string(c.vocab_size));
     }
     const Tokenizer& tok = *impl->tokenizer;
-    impl->special = FindSpecialTokens(tok, c.bos_token_id);
-    const SpecialTokens& s = impl->special;
+    impl->special = chat::FindSpecialTokens(tok, c.bos_token_id);
+    const chat::SpecialTokens& s = impl->special;
     if (s.turn_open < 0 || s.turn_close < 0) {
       return InvalidArgumentError("tokenizer " + tokenizer_path +
                                   " lacks Gemma 4's <|turn> / <turn|> tokens");

@@ -8,6 +8,7 @@
 #include "api/context.h"
 #include "api/memory_plan.h"
 #include "audio/audio_encoder.h"
+#include "chat/special_tokens.h"
 #include "decode/grammar.h"
 #include "gemma4/model.h"
 #include "model/drafter.h"
@@ -17,18 +18,6 @@
 
 namespace gemma4 {
 
-// Ids of Gemma 4's control tokens in this model's tokenizer (-1 when absent).
-struct SpecialTokens {
-  int32_t bos = -1, eos = -1;
-  int32_t turn_open = -1, turn_close = -1;            // <|turn> <turn|>
-  int32_t channel_open = -1, channel_close = -1;      // <|channel> <channel|>
-  int32_t tool_call_open = -1, tool_call_close = -1;  // <|tool_call> <tool_call|>
-  int32_t tool_response_open = -1, tool_response_close = -1;
-  int32_t string_delimiter = -1;  // <|"|>
-};
-// The control tokens of `tokenizer`; `bos_fallback` when it names no BOS token.
-SpecialTokens FindSpecialTokens(const Tokenizer& tokenizer, int32_t bos_fallback);
-
 class ModelImpl {
  public:
   std::unique_ptr<LoadedModel> loaded;
@@ -37,7 +26,7 @@ class ModelImpl {
   std::unique_ptr<ContextSource> contexts;
   std::shared_ptr<const Tokenizer> tokenizer;
   ModelInfo info;
-  SpecialTokens special;
+  chat::SpecialTokens special;
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<vision::VisionEncoder> vision;  // null: the model takes no images
   std::unique_ptr<audio::AudioEncoder> audio;     // null: the model takes no recordings
