@@ -28,19 +28,24 @@ struct Recorded {
 
 // Runs one ParallelFor and checks that [0, n) is covered exactly once by at most
 // kChunksPerThread * num_threads() ranges, each at least `grain` long except possibly the last.
-void CheckCoverage(ThreadPool* pool, int64_t n, int64_t grain) {
+void CheckCoverage(ThreadPool* pool, int64_t n, int64_t grain,
+                   int chunks_per_thread = ThreadPool::kChunksPerThread) {
   std::vector<std::atomic<int>> hits(static_cast<size_t>(std::max<int64_t>(n, 0)));
   for (auto& h : hits) h.store(0);
   Recorded rec;
-  pool->ParallelFor(n, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      if (i >= 0 && i < n) hits[i].fetch_add(1, std::memory_order_relaxed);
-    }
-    std::lock_guard<std::mutex> lock(rec.mu);
-    rec.ranges.emplace_back(begin, end);
-  });
+  pool->ParallelFor(
+      n, grain,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          if (i >= 0 && i < n) hits[i].fetch_add(1, std::memory_order_relaxed);
+        }
+        std::lock_guard<std::mutex> lock(rec.mu);
+        rec.ranges.emplace_back(begin, end);
+      },
+      chunks_per_thread);
   const std::string where = "n=" + std::to_string(n) + " grain=" + std::to_string(grain) +
-                            " threads=" + std::to_string(pool->num_threads());
+                            " threads=" + std::to_string(pool->num_threads()) +
+                            " chunks per thread=" + std::to_string(chunks_per_thread);
   if (n <= 0) {
     EXPECT_TRUE(rec.ranges.empty()) << where;
     return;
@@ -48,7 +53,7 @@ void CheckCoverage(ThreadPool* pool, int64_t n, int64_t grain) {
   for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << where << " i=" << i;
   ASSERT_GE(rec.ranges.size(), 1u) << where;
   EXPECT_LE(rec.ranges.size(),
-            static_cast<size_t>(ThreadPool::kChunksPerThread * pool->num_threads()))
+            static_cast<size_t>(std::max(1, chunks_per_thread) * pool->num_threads()))
       << where;
   std::sort(rec.ranges.begin(), rec.ranges.end());
   int64_t expect_begin = 0;
@@ -79,8 +84,11 @@ TEST(ThreadPoolTest, CoversRangeExactlyOnce) {
     ThreadPool pool(threads);
     for (int64_t n : ns) {
       for (int64_t grain : grains) {
-        CheckCoverage(&pool, n, grain);
-        if (HasFatalFailure()) return;
+        // The default chunks per thread, and the prefill GEMMs' finer split (and nonsense).
+        for (int chunks_per_thread : {ThreadPool::kChunksPerThread, 1, 16, 0}) {
+          CheckCoverage(&pool, n, grain, chunks_per_thread);
+          if (HasFatalFailure()) return;
+        }
       }
     }
   }

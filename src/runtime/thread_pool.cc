@@ -76,12 +76,13 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::ParallelFor(int64_t n, int64_t grain,
-                             const std::function<void(int64_t, int64_t)>& fn) {
+                             const std::function<void(int64_t, int64_t)>& fn,
+                             int chunks_per_thread) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   // At most n / grain chunks, so that every range is at least `grain` long.
-  const int chunks = static_cast<int>(std::min<int64_t>(int64_t{num_threads()} * kChunksPerThread,
-                                                        std::max<int64_t>(1, n / grain)));
+  const int chunks = static_cast<int>(std::min<int64_t>(
+      int64_t{num_threads()} * std::max(1, chunks_per_thread), std::max<int64_t>(1, n / grain)));
   if (chunks <= 1 || workers_.empty()) {
     fn(0, n);
     return;

@@ -45,13 +45,16 @@ class ThreadPool {
   // The most threads a pool holds on this machine: kMaxThreadsPerCore * hardware threads.
   static int MaxThreads();
 
-  // Calls fn(begin, end) on disjoint ranges covering [0, n), at most kChunksPerThread *
+  // Calls fn(begin, end) on disjoint ranges covering [0, n), at most chunks_per_thread *
   // num_threads() of them, each at least `grain` long (except when n < grain); a thread may get
   // several. Not reentrant: do not call from inside fn, and call from one thread at a time.
   // If fn throws, the chunks not yet started are skipped and the first exception is rethrown
-  // here after all threads have left the job.
+  // here after all threads have left the job. More chunks per thread shorten the wait for the
+  // last one (a thread finishing early idles for up to one chunk) at the cost of one atomic
+  // increment each.
   static constexpr int kChunksPerThread = 4;
-  void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+  void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn,
+                   int chunks_per_thread = kChunksPerThread);
 
  private:
   void WorkerLoop();
