@@ -119,9 +119,9 @@ uint64_t ForwardScratchBytes(const ModelConfig& c, int64_t max_chunk, int thread
   floats += 4 * s * H;                                 // x, normed, tmp, tmp2
   floats += 2 * s * q_dim + 2 * s * kv_dim;            // q, attn; k, v
   floats += 2 * std::min(s, kMlpSliceTokens) * width;  // MLP gate and up slices
-  floats += s * L * P + L * P;                         // per-layer inputs, one token's table part
-  floats += 2 * s * pairs;                             // RoPE tables
-  floats += c.vocab_size;                              // the last position's logits
+  floats += s * L * P + threads * L * P;  // per-layer inputs, a token's table part per thread
+  floats += 2 * s * pairs;                // RoPE tables
+  floats += c.vocab_size;                 // the last position's logits
   if (c.moe) floats += s * (3 * H + 3 * c.moe_width);  // routed tokens' rows
   floats += static_cast<uint64_t>(threads) * attention;
   // Decode at depth: a few tokens' attention pieces as separate work items, their partial

@@ -8,12 +8,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <mutex>
 #include <numeric>
 
 #include "model/logits_check.h"
 #include "model/phase_timer.h"
 #include "ops/ops.h"
 #include "runtime/denormals.h"
+#include "runtime/thread_scratch.h"
 
 namespace gemma4 {
 
@@ -333,7 +335,7 @@ Status InferenceState::ForwardChunk(const ForwardInput& input, int64_t offset, i
                            config_.vocab_size, position_ - rows);
 }
 
-Status InferenceState::ReadPleRow(int32_t id, float* out) {
+Status InferenceState::ReadPleRow(int32_t id, std::vector<uint8_t>* bytes, float* out) const {
   const TensorView& table = model_.weights().ple_embed;
   const int64_t cols = table.cols();
   if (table.fd < 0) {
@@ -344,11 +346,11 @@ Status InferenceState::ReadPleRow(int32_t id, float* out) {
   // map their cached neighbours (kernel fault-around), and a long prompt of random ids would
   // drag most of the table (1.9 GB on E2B) into the resident set.
   const uint64_t row_bytes = RowBytes(table.dtype, cols);
-  row_bytes_.resize(row_bytes);
+  bytes->resize(row_bytes);
   uint64_t done = 0;
   const uint64_t offset = table.file_offset + static_cast<uint64_t>(id) * row_bytes;
   while (done < row_bytes) {
-    const ssize_t n = ::pread(table.fd, row_bytes_.data() + done, row_bytes - done,
+    const ssize_t n = ::pread(table.fd, bytes->data() + done, row_bytes - done,
                               static_cast<off_t>(offset + done));
     if (n <= 0) {
       if (n < 0 && errno == EINTR) continue;
@@ -358,7 +360,7 @@ Status InferenceState::ReadPleRow(int32_t id, float* out) {
     done += static_cast<uint64_t>(n);
   }
   TensorView row = table;
-  row.data = row_bytes_.data();
+  row.data = bytes->data();
   ops::ToF32(row, 0, cols, out);
   return OkStatus();
 }
@@ -368,25 +370,46 @@ Status InferenceState::PerLayerInputs(const int32_t* ids, int64_t s) {
   const int64_t H = config_.hidden_size, L = config_.num_layers, P = config_.ple_dim;
   const int64_t LP = L * P;
   ple_inputs_.resize(s * LP);
-  std::vector<float> token_part(LP);
   // Context part: project the scaled embeddings, * f32(H^-0.5), RMSNorm each P-chunk.
   ops::MatMul(w.ple_model_projection, x_.data(), s, ple_inputs_.data(), pool_);
   const float projection_scale = static_cast<float>(std::pow(static_cast<double>(H), -0.5));
   const float token_scale = static_cast<float>(std::sqrt(static_cast<double>(P)));
   const float combine_scale = static_cast<float>(std::pow(2.0, -0.5));
-  for (int64_t t = 0; t < s; ++t) {
-    float* row = ple_inputs_.data() + t * LP;
-    for (int64_t j = 0; j < LP; ++j) row[j] *= projection_scale;
-    for (int64_t l = 0; l < L; ++l) {
-      ops::RmsNorm(row + l * P, w.ple_projection_norm.data(), P, config_.rms_norm_eps, row + l * P);
+  // Token by token on the pool (each reads its own table row; on one thread this loop had been
+  // most of the embedding phase's wall time, the other thread waiting).
+  std::mutex error_mu;
+  Status error = OkStatus();
+  auto tokens = [&](int64_t begin, int64_t end) {
+    struct PleRowTag;
+    std::vector<float>& token_part = ThreadScratch<std::vector<float>, PleRowTag>();
+    token_part.resize(LP);
+    struct PleBytesTag;
+    std::vector<uint8_t>& bytes = ThreadScratch<std::vector<uint8_t>, PleBytesTag>();
+    for (int64_t t = begin; t < end; ++t) {
+      float* row = ple_inputs_.data() + t * LP;
+      for (int64_t j = 0; j < LP; ++j) row[j] *= projection_scale;
+      for (int64_t l = 0; l < L; ++l) {
+        ops::RmsNorm(row + l * P, w.ple_projection_norm.data(), P, config_.rms_norm_eps,
+                     row + l * P);
+      }
+      // Token-identity part: the PLE table row * f32(sqrt(P)).
+      Status read = ReadPleRow(ids[t], &bytes, token_part.data());
+      if (!read.ok()) {
+        std::lock_guard<std::mutex> lock(error_mu);
+        if (error.ok()) error = std::move(read);
+        return;
+      }
+      for (int64_t j = 0; j < LP; ++j) {
+        row[j] = (row[j] + token_part[j] * token_scale) * combine_scale;
+      }
     }
-    // Token-identity part: the PLE table row * f32(sqrt(P)).
-    GEMMA4_RETURN_IF_ERROR(ReadPleRow(ids[t], token_part.data()));
-    for (int64_t j = 0; j < LP; ++j) {
-      row[j] = (row[j] + token_part[j] * token_scale) * combine_scale;
-    }
+  };
+  if (pool_ != nullptr) {
+    pool_->ParallelFor(s, 1, tokens);
+  } else {
+    tokens(0, s);
   }
-  return OkStatus();
+  return error;
 }
 
 void InferenceState::DenseMlp(const LayerWeights& lw, int width, int64_t s, const float* in,

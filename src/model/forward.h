@@ -144,8 +144,9 @@ class InferenceState {
   void DenseMlp(const LayerWeights& lw, int width, int64_t s, const float* in, float* out);
   void Moe(const LayerWeights& lw, int64_t s, const float* residual, float* out);
   Status PerLayerInputs(const int32_t* ids, int64_t s);
-  // Row `id` of the PLE table as f32.
-  Status ReadPleRow(int32_t id, float* out);
+  // Row `id` of the PLE table as f32 (bytes: the row as stored, when read from the file).
+  // Thread-safe: PerLayerInputs reads the chunk's rows on the pool.
+  Status ReadPleRow(int32_t id, std::vector<uint8_t>* bytes, float* out) const;
 
   const LoadedModel& model_;
   const ModelConfig& config_;
@@ -163,7 +164,6 @@ class InferenceState {
   std::vector<float> split_out_, split_max_, split_sum_;
   int64_t attention_split_ = kAttentionSplit;
   std::vector<float> rope_cos_, rope_sin_;  // [S, rotated pairs] of the current layer
-  std::vector<uint8_t> row_bytes_;          // one PLE table row as stored
   std::vector<int32_t> ple_ids_;            // [S] the chunk's ids, pad at embedded positions
   // [S] last key position each query of the chunk sees on sliding layers: its own position,
   // or the end of its bidirectional block.
