@@ -18,7 +18,9 @@
 #include "base/half.h"
 #include "base/tensor.h"
 #include "kernels/kernels.h"
+#include "kernels/pack/pack.h"
 #include "ops/ops.h"
+#include "quant/quant.h"
 #include "runtime/thread_pool.h"
 
 namespace gemma4 {
@@ -629,6 +631,71 @@ TEST(OpsGeluMul, PoolSplitIsBitIdentical) {
       ASSERT_TRUE(same_bits(in_place, serial)) << "n=" << n;
     }
   }
+}
+
+// MatMulGeluMul activates each token's row right before quantizing it: the same bits as
+// GeluMul then MatMul, for plain and 16-row interleaved block weights (the interleaved ones
+// only where this CPU's kernels use them), float weights, odd token counts and thread counts.
+TEST(OpsMatMulGeluMul, SameBitsAsGeluMulThenMatMul) {
+  std::mt19937 rng(23);
+  const kernels::KernelTable& table = kernels::BestTable();
+  ThreadPool pool2(2), pool3(3);
+  const int64_t rows = 48, k = 96;  // 3 groups of 16 rows, 3 blocks
+  struct Case {
+    DType stored, used;
+  };
+  std::vector<Case> cases = {{DType::kQ4_0, DType::kQ4_0}, {DType::kQ8_0, DType::kQ8_0}};
+  if (table.gemm_q4_0x16 != nullptr) cases.push_back({DType::kQ4_0, DType::kQ4_0x16});
+  if (table.gemm_q8_0x16 != nullptr) cases.push_back({DType::kQ8_0, DType::kQ8_0x16});
+  for (const Case& c : cases) {
+    const uint64_t row_bytes = RowBytes(c.stored, k);
+    std::vector<uint8_t> plain(rows * row_bytes), bytes(rows * row_bytes);
+    for (int64_t r = 0; r < rows; ++r) {
+      const std::vector<float> wr = RandomFloats(k, &rng);
+      quant::QuantizeRow(c.stored, wr.data(), k, plain.data() + r * row_bytes);
+    }
+    bytes = plain;
+    if (c.used != c.stored) {
+      const auto repack = c.used == DType::kQ4_0x16 ? kernels::pack::RepackGroupQ4_0x16
+                                                    : kernels::pack::RepackGroupQ8_0x16;
+      for (int64_t r = 0; r < rows; r += 16) {
+        repack(plain.data() + r * row_bytes, row_bytes, k / 32, bytes.data() + r * row_bytes);
+      }
+    }
+    TensorView w;
+    w.name = "test.down";
+    w.dtype = c.used;
+    w.shape = {rows, k};
+    w.data = bytes.data();
+    w.nbytes = bytes.size();
+    w.file = "memory";
+    for (int64_t s : {1, 5, 8, 13, 21}) {
+      const std::vector<float> g = RandomFloats(s * k, &rng, -4.0f, 4.0f);
+      const std::vector<float> u = RandomFloats(s * k, &rng);
+      std::vector<float> activated(s * k), want(s * rows);
+      ops::GeluMul(g.data(), u.data(), activated.data(), s * k);
+      ops::MatMul(w, activated.data(), s, want.data(), nullptr);
+      for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2, &pool3}) {
+        std::vector<float> gate = g, got(s * rows, NAN);
+        ops::MatMulGeluMul(w, gate.data(), u.data(), s, got.data(), pool);
+        const int threads = pool != nullptr ? pool->num_threads() : 1;
+        ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+            << DTypeName(c.used) << " s=" << s << " threads=" << threads;
+        ASSERT_EQ(0, std::memcmp(gate.data(), activated.data(), gate.size() * sizeof(float)))
+            << DTypeName(c.used) << " s=" << s << " threads=" << threads << ": g not activated";
+      }
+    }
+  }
+  // Float weights: GeluMul on the pool, then MatMul.
+  const Weights w = MakeWeights(DType::kBF16, 33, 64, 0, &rng);
+  const int64_t s = 7;
+  const std::vector<float> g = RandomFloats(s * 64, &rng, -4.0f, 4.0f),
+                           u = RandomFloats(s * 64, &rng);
+  std::vector<float> activated(s * 64), want(s * 33), gate = g, got(s * 33);
+  ops::GeluMul(g.data(), u.data(), activated.data(), s * 64);
+  ops::MatMul(w.view, activated.data(), s, want.data(), nullptr);
+  ops::MatMulGeluMul(w.view, gate.data(), u.data(), s, got.data(), &pool2);
+  EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)));
 }
 
 // ---------------------------------------------------------------------------------------------

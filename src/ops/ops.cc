@@ -90,7 +90,10 @@ namespace {
 
 // Block-quantized weights: activations are quantized to int8 blocks once, then every weight
 // row is dotted with up to four tokens at a time by the ISA's integer kernel.
-void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool) {
+// gelu_up: when not null, x is the MLP's gate and each token's row x[t] first becomes
+// gelu_tanh(x[t]) * gelu_up[t] in place (MatMulGeluMul).
+void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool,
+                     const float* gelu_up = nullptr) {
   const int64_t n_out = w.rows(), k = w.cols();
   const kernels::KernelTable& table = kernels::BestTable();
   const kernels::RowDotFn dot = w.dtype == DType::kQ8_0    ? table.dot_q8_0
@@ -114,6 +117,10 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
   if (interleave) acts.ResizeInterleaved();
   auto quantize_tokens = [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
+      if (gelu_up != nullptr) {
+        float* row = const_cast<float*>(x) + t * k;  // MatMulGeluMul's g, which it may write
+        table.gelu_mul_f32(row, gelu_up + t * k, row, k);
+      }
       table.quantize_blocks(x + t * k, nblocks_per_row, acts.q.data() + t * k,
                             acts.scale.data() + t * nblocks_per_row,
                             acts.sum.data() + t * nblocks_per_row,
@@ -191,6 +198,16 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
 }
 
 }  // namespace
+
+void MatMulGeluMul(const TensorView& w, float* g, const float* u, int64_t s, float* y,
+                   ThreadPool* pool) {
+  if (IsBlockType(w.dtype)) {
+    MatMulQuantized(w, g, s, y, pool, u);
+    return;
+  }
+  GeluMul(g, u, g, s * w.cols(), pool);
+  MatMul(w, g, s, y, pool);
+}
 
 void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool) {
   if (IsBlockType(w.dtype)) {  // every block-quantized layout, plain or repacked

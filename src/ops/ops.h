@@ -19,6 +19,12 @@ void ToF32(const TensorView& t, int64_t first, int64_t count, float* out);
 
 // y[s, n] = sum_k x[s, k] * W[n, k] for W = [N, K] (nn.Linear layout), x = [S, K], y = [S, N].
 void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool);
+// The gated MLP's down projection: g [S, K] becomes gelu_tanh(g) * u (as GeluMul in place),
+// then y = MatMul(w, g). Over block-quantized weights each token's row is activated right
+// before it is quantized, on the thread that quantizes it (no pass of its own over the
+// [S, K] activations and no pool handoff); the same bits as GeluMul then MatMul.
+void MatMulGeluMul(const TensorView& w, float* g, const float* u, int64_t s, float* y,
+                   ThreadPool* pool);
 // The same product for the vision and audio towers, which run whole sequences and never mix
 // them with one-token steps: float weights (F32, F16, BF16) go through a packed GEMM with
 // register-blocked tiles (several times MatMul's prefill speed), every output one chain of
