@@ -134,7 +134,9 @@ BENCHMARK(BM_MatMul)->Apply(Shapes)->UseRealTime()->Unit(benchmark::kMicrosecond
 // 1024
 // -> 4096), the E2B vision MLP (2520 patches, 768 -> 3072) and the 26B vision MLP (4032
 // patches, 1152 -> 4304), through ops::MatMulGemm (the packed GEMM the towers use, gemm 1) and
-// ops::MatMul (the text model's prefill path, gemm 0). GOPS counts 2 * s * k * n_out flops.
+// ops::MatMul (the text model's prefill path, gemm 0); gemm 2: MatMulGemm on 16-bit panels packed
+// once before the loop (ops::PackGemmWeights16, as the towers now pack at load), gemm 3: on f32
+// panels packed once (the kernel alone). GOPS counts 2 * s * k * n_out flops.
 // args: type, rows, cols, tokens, threads, gemm
 void BM_EncoderGemm(benchmark::State& state) {
   const DType type = static_cast<DType>(state.range(0));
@@ -146,8 +148,17 @@ void BM_EncoderGemm(benchmark::State& state) {
   std::normal_distribution<float> dist(0.0f, 1.0f);
   std::vector<float> x(tokens * cols), y(tokens * rows);
   for (float& v : x) v = dist(rng);
+  const int64_t mode = state.range(5);
+  ops::PackedGemmWeights packed;
+  if (mode == 2 && !ops::PackGemmWeights16(m.view, &packed, &pool).ok()) {
+    state.SkipWithError("PackGemmWeights16 failed");
+    return;
+  }
+  if (mode == 3) ops::PackGemmWeights(m.view, &packed, &pool);
   for (auto _ : state) {
-    if (gemm) {
+    if (mode >= 2) {
+      ops::MatMulGemm(packed, x.data(), tokens, y.data(), &pool);
+    } else if (gemm) {
       ops::MatMulGemm(m.view, x.data(), tokens, y.data(), &pool);
     } else {
       ops::MatMul(m.view, x.data(), tokens, y.data(), &pool);
@@ -162,7 +173,7 @@ void BM_EncoderGemm(benchmark::State& state) {
 void EncoderShapes(benchmark::internal::Benchmark* b) {
   for (const auto& [tokens, cols, rows] :
        {std::tuple{750, 1024, 4096}, std::tuple{2520, 768, 3072}, std::tuple{4032, 1152, 4304}}) {
-    for (int gemm : {0, 1}) {
+    for (int gemm : {0, 1, 2, 3}) {
       for (int threads : {1, 2}) {
         b->Args({static_cast<int64_t>(DType::kF16), rows, cols, tokens, threads, gemm});
       }

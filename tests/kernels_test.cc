@@ -892,6 +892,86 @@ TEST_P(KernelTest, GemmPackedIsTheFmaChain) {
   }
 }
 
+// gemm_f16_packed / gemm_bf16_packed: 16-bit panels (PackGemmPanel16 from rows one value past
+// an aligned start) widened in registers give the f32 kernel's bits on the widened panel, the
+// fused multiply-add chain in k order, for every token count of a tile, full and partial
+// panels, k tails, strided outputs and a k split in two calls; values include f16 subnormals,
+// signed zeros and large magnitudes.
+TEST_P(KernelTest, GemmPacked16IsTheFmaChainOnWidenedWeights) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  const int mr = table.gemm_f32_mr, nr = table.gemm_f32_nr;
+  ASSERT_NE(table.gemm_f16_packed, nullptr);
+  ASSERT_NE(table.gemm_bf16_packed, nullptr);
+  std::mt19937 rng(43);
+  for (const bool bf16 : {false, true}) {
+    const auto gemm = bf16 ? table.gemm_bf16_packed : table.gemm_f16_packed;
+    auto widen = [bf16](uint16_t h) { return bf16 ? half::Bf16ToF32(h) : half::F16ToF32(h); };
+    for (int64_t k : {1, 2, 7, 16, 33, 100, 257}) {
+      for (int ntok = 1; ntok <= mr; ++ntok) {
+        for (int ncols : {1, 3, nr - 1, nr}) {
+          if (ncols < 1) continue;
+          const int64_t ldx = k + 3, ldw = k + 1, ldy = ncols + 2;
+          const auto x_storage = RandomVector(mr * ldx + 1, &rng);
+          const float* x = x_storage.data() + 1;
+          std::vector<uint16_t> w_storage(nr * ldw + 1);
+          for (size_t i = 0; i < w_storage.size(); ++i) {
+            const float f = RandomVector(1, &rng)[0];
+            switch (i % 7) {
+              case 0:  // an f16 subnormal (a tiny bf16)
+                w_storage[i] = bf16 ? half::F32ToBf16(f * 1e-30f) : static_cast<uint16_t>(i % 1023);
+                break;
+              case 1:
+                w_storage[i] = 0x8000;  // -0
+                break;
+              case 2:
+                w_storage[i] = bf16 ? half::F32ToBf16(f * 1e20f) : half::F32ToF16(f * 6e4f);
+                break;
+              default:
+                w_storage[i] = bf16 ? half::F32ToBf16(f) : half::F32ToF16(f);
+            }
+          }
+          const uint16_t* w = w_storage.data() + 1;
+          std::vector<float> xp_storage(k * mr + 16);
+          std::vector<uint16_t> wp_storage(k * nr + 32);
+          const uintptr_t ax = reinterpret_cast<uintptr_t>(xp_storage.data());
+          float* xp = xp_storage.data() + ((64 - ax % 64) % 64) / sizeof(float);
+          const uintptr_t aw = reinterpret_cast<uintptr_t>(wp_storage.data());
+          uint16_t* wp = wp_storage.data() + ((64 - aw % 64) % 64) / sizeof(uint16_t);
+          kernels::PackGemmTokens(x, ldx, ntok, k, mr, xp);
+          kernels::PackGemmPanel16(w, ldw, ncols, k, nr, wp);
+          for (int64_t i = 0; i < k; ++i) {
+            for (int j = ncols; j < nr; ++j) ASSERT_EQ(wp[i * nr + j], 0) << "padding";
+          }
+          std::vector<float> y(mr * ldy, -7.0f);
+          gemm(xp, wp, k, ntok, ncols, y.data(), ldy, false);
+          const int64_t kh = k / 2;
+          std::vector<float> y_split(mr * ldy, -7.0f);
+          gemm(xp, wp, kh, ntok, ncols, y_split.data(), ldy, false);
+          gemm(xp + kh * mr, wp + kh * nr, k - kh, ntok, ncols, y_split.data(), ldy, true);
+          ASSERT_EQ(0, std::memcmp(y.data(), y_split.data(), y.size() * sizeof(float)))
+              << GetParam().name << " bf16 " << bf16 << " k " << k << " ntok " << ntok;
+          for (int t = 0; t < mr; ++t) {
+            for (int64_t j = 0; j < ldy; ++j) {
+              float expected = -7.0f;
+              if (t < ntok && j < ncols) {
+                expected = 0.0f;
+                for (int64_t i = 0; i < k; ++i) {
+                  expected = std::fma(x[t * ldx + i], widen(w[j * ldw + i]), expected);
+                }
+              }
+              ASSERT_EQ(std::memcmp(&y[t * ldy + j], &expected, sizeof(float)), 0)
+                  << GetParam().name << " bf16 " << bf16 << " k " << k << " ntok " << ntok
+                  << " ncols " << ncols << " t " << t << " j " << j << ": " << y[t * ldy + j]
+                  << " vs " << expected;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 // The column softmax numerators (the vision attention's transposed scores) against the
 // double-summing reference: odd row counts (the 64-row runs and their tails), widths below,
 // at and past a vector (the scalar column tail), a row stride past the width (left untouched),

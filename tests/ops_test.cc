@@ -352,9 +352,33 @@ TEST(OpsMatMulGemm, FmaChainInKOrderForEveryDtypeShapeAndThreadCount) {
               << Name(c.dtype) << " offset " << c.offset << " N=" << n_out << " K=" << k
               << " s=" << s << " threads=" << pool->num_threads();
         }
+        // 16-bit weights packed as they are (the towers' load-time panels): the same bits.
+        if (c.dtype != DType::kF32 && c.offset % 2 == 0) {
+          ops::PackedGemmWeights packed;
+          ASSERT_TRUE(ops::PackGemmWeights16(w.view, &packed, s % 2 == 0 ? &pool2 : nullptr).ok());
+          EXPECT_EQ(packed.PanelBytes(), ops::PackedGemm16Bytes(n_out, k));
+          for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2, &pool3}) {
+            std::vector<float> y(s * n_out, NAN);
+            ops::MatMulGemm(packed, x, s, y.data(), pool);
+            ASSERT_EQ(0, std::memcmp(y.data(), y_serial.data(), y.size() * sizeof(float)))
+                << "16-bit panels " << Name(c.dtype) << " N=" << n_out << " K=" << k << " s=" << s;
+          }
+        }
       }
     }
   }
+}
+
+// PackGemmWeights16 takes 16-bit float matrices only, and says which tensor it refused.
+TEST(OpsMatMulGemm, PackGemmWeights16RefusesOtherTypes) {
+  std::mt19937 rng(8);
+  Weights w = MakeWeights(DType::kF32, 4, 8, 0, &rng);
+  w.view.name = "a.blk.0.ffn_up.weight";
+  ops::PackedGemmWeights packed;
+  const Status st = ops::PackGemmWeights16(w.view, &packed, nullptr);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("a.blk.0.ffn_up.weight"), std::string::npos) << st.message();
+  EXPECT_EQ(packed.panels16, nullptr);
 }
 
 // Weights packed once (PackGemmWeights) give MatMulGemm's bits for every slice of tokens.

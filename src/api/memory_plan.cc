@@ -9,6 +9,7 @@
 #include "model/attention.h"
 #include "model/drafter.h"
 #include "model/forward.h"
+#include "ops/ops.h"
 #include "quant/quant.h"
 
 namespace gemma4 {
@@ -42,7 +43,10 @@ void GgufTokenizerSize(const gguf::File& file, uint64_t* entries, uint64_t* text
 
 // Tower tensors of a GGUF (llama.cpp mmproj names, or an Ollama blob's inline towers): the
 // bytes read in place, plus the f32 copy of the patch embedding; `hidden`/`ffn` of the first
-// vision block for the activation estimate.
+// vision block for the activation estimate. The blocks' F16/BF16 linears are copied at load
+// into 16-bit GEMM panels and their mapped pages released (model/tower_reader.h): the same
+// bytes, anonymous instead of mapped, rows rounded up to the panel width (none for the
+// released shapes, whose widths are multiples of 32).
 struct TowerSize {
   uint64_t vision = 0, audio = 0;
   int64_t vision_hidden = 0, vision_ffn = 0, audio_hidden = 0;
@@ -54,6 +58,10 @@ TowerSize GgufTowers(const gguf::File& file) {
     const bool audio = v.name.starts_with("a.");
     if (!vision && !audio) continue;
     uint64_t bytes = v.nbytes;
+    if ((v.dtype == DType::kF16 || v.dtype == DType::kBF16) && v.shape.size() == 2 &&
+        v.name.find(".blk.") != std::string::npos) {
+      bytes = std::max(bytes, ops::PackedGemm16Bytes(v.shape[0], v.shape[1]));
+    }
     if (v.name == "v.patch_embd.weight") bytes += static_cast<uint64_t>(v.numel()) * 4;
     (vision ? t.vision : t.audio) += bytes;
     if (v.name == "v.blk.0.ffn_up.weight" && v.shape.size() == 2) {

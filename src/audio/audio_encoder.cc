@@ -106,7 +106,7 @@ void FeedForward(const AudioLayerWeights::FeedForward& w, const AudioConfig& c, 
     ClampInput(w.ffw1, n, H);
   });
   prof.Mark("ffn.norm");
-  ops::MatMulGemm(w.ffw1.weight, s.normed.data(), S, s.wide.data(), pool);
+  TowerGemm(w.ffw1, s.normed.data(), S, s.wide.data(), pool);
   prof.Mark("ffn.gemm");
   ForEachRow(pool, S, [&](int64_t t) {
     float* h = s.wide.data() + t * 4 * H;
@@ -115,7 +115,7 @@ void FeedForward(const AudioLayerWeights::FeedForward& w, const AudioConfig& c, 
     ClampInput(w.ffw2, h, 4 * H);
   });
   prof.Mark("ffn.silu");
-  ops::MatMulGemm(w.ffw2.weight, s.wide.data(), S, s.tmp.data(), pool);
+  TowerGemm(w.ffw2, s.wide.data(), S, s.tmp.data(), pool);
   prof.Mark("ffn.gemm");
   const float scale = c.residual_weight;
   ForEachRow(pool, S, [&](int64_t t) {
@@ -538,9 +538,9 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
         ClampInput(lw.v_proj, v_in + t * H, H);
       });
       prof.Mark("attn.norm");
-      ops::MatMulGemm(lw.q_proj.weight, q_in, S, sc.q.data(), pool);
-      ops::MatMulGemm(lw.k_proj.weight, k_in, S, sc.k.data(), pool);
-      ops::MatMulGemm(lw.v_proj.weight, v_in, S, sc.v.data(), pool);
+      TowerGemm(lw.q_proj, q_in, S, sc.q.data(), pool);
+      TowerGemm(lw.k_proj, k_in, S, sc.k.data(), pool);
+      TowerGemm(lw.v_proj, v_in, S, sc.v.data(), pool);
       prof.Mark("attn.qkv_gemm");
       ForEachRow(pool, S, [&](int64_t t) {
         float* qt = sc.q.data() + t * H;
@@ -605,7 +605,7 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
         }
       });
       prof.Mark("attn.local");
-      ops::MatMulGemm(lw.post.weight, sc.attn.data(), S, sc.tmp.data(), pool);
+      TowerGemm(lw.post, sc.attn.data(), S, sc.tmp.data(), pool);
       prof.Mark("attn.post_gemm");
       // Residual, then the light conv's pre-norm and linear_start's input clamp.
       ForEachRow(pool, S, [&](int64_t t) {
@@ -623,7 +623,7 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
 
       // Light conv: linear_start, GLU, causal depthwise conv, clamp, norm, SiLU, linear_end,
       // residual.
-      ops::MatMulGemm(lw.linear_start.weight, sc.normed.data(), S, sc.wide.data(), pool);
+      TowerGemm(lw.linear_start, sc.normed.data(), S, sc.wide.data(), pool);
       prof.Mark("lconv.gemm");
       ForEachRow(pool, S, [&](int64_t t) {
         float* in = sc.wide.data() + t * 2 * H;
@@ -651,7 +651,7 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
         ClampInput(lw.linear_end, out, H);
       });
       prof.Mark("lconv.glu_conv_norm");
-      ops::MatMulGemm(lw.linear_end.weight, sc.tmp.data(), S, sc.normed.data(), pool);
+      TowerGemm(lw.linear_end, sc.tmp.data(), S, sc.normed.data(), pool);
       prof.Mark("lconv.gemm");
       ForEachRow(pool, S, [&](int64_t t) {
         float* h = sc.normed.data() + t * H;

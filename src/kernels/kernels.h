@@ -122,6 +122,14 @@ struct KernelTable {
   int gemm_f32_nr;
   void (*gemm_f32_packed)(const float* xp, const float* wp, int64_t k, int ntok, int ncols,
                           float* y, int64_t ldy, bool accumulate);
+  // gemm_f32_packed with the weight panel held as 16-bit floats, wp[i * nr + j] IEEE half
+  // (_f16) or bfloat16 (_bf16), packed by PackGemmPanel16 (the towers' weights, packed once at
+  // load: half the bytes of f32 panels, nothing widened per matmul). Every weight widens
+  // exactly to f32 in registers, so the bits are gemm_f32_packed's on the widened panel.
+  void (*gemm_f16_packed)(const float* xp, const uint16_t* wp, int64_t k, int ntok, int ncols,
+                          float* y, int64_t ldy, bool accumulate);
+  void (*gemm_bf16_packed)(const float* xp, const uint16_t* wp, int64_t k, int ntok, int ncols,
+                           float* y, int64_t ldy, bool accumulate);
   // PackGemmTokens (below) for this ISA: the same values in the same places, faster (the
   // attention of the vision tower packs every query tile's probabilities, [mr, n] -> [n, mr]).
   void (*pack_gemm_tokens)(const float* x, int64_t ldx, int ntok, int64_t k, int mr, float* out);
@@ -134,6 +142,9 @@ struct KernelTable {
 // nrows <= j < nr.
 void PackGemmTokens(const float* x, int64_t ldx, int ntok, int64_t k, int mr, float* out);
 void PackGemmPanel(const float* w, int64_t ldw, int nrows, int64_t k, int nr, float* out);
+// PackGemmPanel's layout for 16-bit values, moved as they are (no conversion): out[i * nr + j] =
+// w[j * ldw + i] for j < nrows; zero for nrows <= j < nr (load time only: no ISA versions).
+void PackGemmPanel16(const uint16_t* w, int64_t ldw, int nrows, int64_t k, int nr, uint16_t* out);
 
 enum class Isa { kReference, kAvx2, kAvx512Vnni, kNeonDotprod };
 

@@ -5,9 +5,13 @@
 #ifndef GEMMA4_SRC_MODEL_TOWER_READER_H_
 #define GEMMA4_SRC_MODEL_TOWER_READER_H_
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -34,9 +38,34 @@ inline Status CheckTowerWeightsUnchanged(const mmproj::TowerFile* mmproj,
 // (Gemma4ClippableLinear; no clamping when use_clipped_linears is off).
 struct ClippableLinear {
   TensorView weight;  // [out, in]
+  // F16/BF16 weights as 16-bit GEMM panels, packed once at load (TowerReader::Linear); null for
+  // f32 and block-quantized weights, which are multiplied from `weight`.
+  std::shared_ptr<const ops::PackedGemmWeights> packed;
   bool clipped = false;
   float input_min = 0, input_max = 0, output_min = 0, output_max = 0;
 };
+
+// l's weight times x [s, in] into y [s, out] (no clamps): the load-time panels when there are
+// some, else MatMulGemm on the stored weight (the same bits either way).
+inline void TowerGemm(const ClippableLinear& l, const float* x, int64_t s, float* y,
+                      ThreadPool* pool) {
+  if (l.packed != nullptr) {
+    ops::MatMulGemm(*l.packed, x, s, y, pool);
+  } else {
+    ops::MatMulGemm(l.weight, x, s, y, pool);
+  }
+}
+
+// Drops the whole pages of a weight's file mapping from this process once the weight was copied
+// out of it (its panels): they stay in the page cache but stop counting as resident, so a packed
+// tower holds its weights once. Reading the view again would fault them back in.
+inline void ReleaseMappedPages(const TensorView& t) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t start = reinterpret_cast<uintptr_t>(t.data);
+  const uintptr_t begin = (start + page - 1) / page * page;
+  const uintptr_t end = (start + t.nbytes) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
 
 // torch.clamp(x, lo, hi): max then min, NaN kept.
 inline void ClampInPlace(float* x, int64_t n, float lo, float hi) {
@@ -47,7 +76,7 @@ inline void ClampInPlace(float* x, int64_t n, float lo, float hi) {
 inline void ApplyClippableLinear(const ClippableLinear& l, float* x, int64_t s, int64_t in_dim,
                                  float* y, ThreadPool* pool) {
   if (l.clipped) ClampInPlace(x, s * in_dim, l.input_min, l.input_max);
-  ops::MatMulGemm(l.weight, x, s, y, pool);
+  TowerGemm(l, x, s, y, pool);
   if (l.clipped) ClampInPlace(y, s * l.weight.shape[0], l.output_min, l.output_max);
 }
 
@@ -114,6 +143,17 @@ class TowerReader {
   Status Linear(const std::string& name, int64_t rows, int64_t cols, bool clipped,
                 ClippableLinear* out) const {
     GEMMA4_ASSIGN_OR_RETURN(out->weight, Matrix(name + ".linear.weight", rows, cols));
+    out->packed.reset();
+    if ((out->weight.dtype == DType::kF16 || out->weight.dtype == DType::kBF16) &&
+        reinterpret_cast<uintptr_t>(out->weight.data) % alignof(uint16_t) == 0) {
+      // Packed here once instead of widened and packed at every encode (the weights' bytes,
+      // anonymous instead of mapped: see ReleaseMappedPages). A misaligned 16-bit tensor (no
+      // GGUF or safetensors writer makes one) stays on the per-encode path.
+      auto packed = std::make_shared<ops::PackedGemmWeights>();
+      GEMMA4_RETURN_IF_ERROR(ops::PackGemmWeights16(out->weight, packed.get(), nullptr));
+      ReleaseMappedPages(out->weight);
+      out->packed = std::move(packed);
+    }
     out->clipped = clipped;
     if (clipped) {
       GEMMA4_RETURN_IF_ERROR(Scalar(name + ".input_min", &out->input_min));

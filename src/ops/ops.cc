@@ -297,6 +297,10 @@ void PackGemmWeights(const TensorView& w, PackedGemmWeights* out, ThreadPool* po
   const int64_t panels = (n_out + nr - 1) / nr;
   out->n_out = n_out;
   out->k = k;
+  out->nr = nr;
+  out->storage16.reset();
+  out->panels16 = nullptr;
+  out->panel_type = DType::kF32;
   float* const packed = AlignedFloats(out->storage, panels * nr * k);
   out->panels = packed;
   const bool direct =
@@ -332,6 +336,56 @@ void PackGemmWeights(const TensorView& w, PackedGemmWeights* out, ThreadPool* po
   }
 }
 
+uint64_t PackedGemmWeights::PanelBytes() const {
+  if (nr == 0) return 0;
+  const uint64_t values = static_cast<uint64_t>((n_out + nr - 1) / nr * nr) * k;
+  return panels16 != nullptr ? 2 * values : 4 * values;
+}
+
+uint64_t PackedGemm16Bytes(int64_t rows, int64_t cols) {
+  const int nr = kernels::BestTable().gemm_f32_nr;
+  return 2 * static_cast<uint64_t>((rows + nr - 1) / nr * nr) * static_cast<uint64_t>(cols);
+}
+
+Status PackGemmWeights16(const TensorView& w, PackedGemmWeights* out, ThreadPool* pool) {
+  if ((w.dtype != DType::kF16 && w.dtype != DType::kBF16) || w.shape.size() != 2 ||
+      reinterpret_cast<uintptr_t>(w.data) % alignof(uint16_t) != 0) {
+    return InvalidArgumentError("tensor '" + w.name + "' (" + DTypeName(w.dtype) + " " +
+                                w.ShapeString() +
+                                "): 16-bit panels need an aligned 2-D F16 or BF16 matrix");
+  }
+  const int64_t n_out = w.rows(), k = w.cols();
+  const int nr = kernels::BestTable().gemm_f32_nr;
+  const int64_t panels = (n_out + nr - 1) / nr;
+  const int64_t values = panels * nr * k;
+  // Not value-initialised: every value is written below (a zeroing pass would touch the
+  // pages twice).
+  out->storage16 = std::make_unique_for_overwrite<uint16_t[]>(values + 32);
+  const uintptr_t address = reinterpret_cast<uintptr_t>(out->storage16.get());
+  uint16_t* const packed = out->storage16.get() + ((64 - address % 64) % 64) / sizeof(uint16_t);
+  out->storage.clear();
+  out->storage.shrink_to_fit();
+  out->panels = nullptr;
+  out->panels16 = packed;
+  out->panel_type = w.dtype;
+  out->n_out = n_out;
+  out->k = k;
+  out->nr = nr;
+  const uint16_t* const src = reinterpret_cast<const uint16_t*>(w.data);
+  auto pack_panels = [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int nrows = static_cast<int>(std::min<int64_t>(nr, n_out - p * nr));
+      kernels::PackGemmPanel16(src + p * nr * k, k, nrows, k, nr, packed + p * nr * k);
+    }
+  };
+  if (pool != nullptr) {
+    pool->ParallelFor(panels, 1, pack_panels);
+  } else {
+    pack_panels(0, panels);
+  }
+  return OkStatus();
+}
+
 void MatMulGemm(const PackedGemmWeights& w, const float* x, int64_t s, float* y, ThreadPool* pool) {
   const int64_t n_out = w.n_out, k = w.k;
   if (s <= 0 || n_out <= 0) return;
@@ -360,6 +414,9 @@ void MatMulGemm(const PackedGemmWeights& w, const float* x, int64_t s, float* y,
   float* const packed_x =
       AlignedFloats(ThreadScratch<std::vector<float>, PackedTokensTag>(), tiles * mr * k);
   const float* const packed_w = w.panels;
+  const uint16_t* const packed_w16 = w.panels16;
+  // 16-bit panels were packed for this table's panel width (the table is fixed per process).
+  const auto gemm16 = w.panel_type == DType::kBF16 ? table.gemm_bf16_packed : table.gemm_f16_packed;
   auto pack_tokens = [&](int64_t begin, int64_t end) {
     for (int64_t tile = begin; tile < end; ++tile) {
       const int nt = static_cast<int>(std::min<int64_t>(mr, s - tile * mr));
@@ -378,8 +435,13 @@ void MatMulGemm(const PackedGemmWeights& w, const float* x, int64_t s, float* y,
           const float* xp = packed_x + tile * mr * k + i0 * mr;
           for (int64_t p = g * group; p < p_end; ++p) {
             const int nrows = static_cast<int>(std::min<int64_t>(nr, n_out - p * nr));
-            table.gemm_f32_packed(xp, packed_w + p * nr * k + i0 * nr, kc, nt, nrows,
-                                  y + tile * mr * n_out + p * nr, n_out, i0 > 0);
+            float* const yt = y + tile * mr * n_out + p * nr;
+            if (packed_w16 != nullptr) {
+              gemm16(xp, packed_w16 + p * nr * k + i0 * nr, kc, nt, nrows, yt, n_out, i0 > 0);
+            } else {
+              table.gemm_f32_packed(xp, packed_w + p * nr * k + i0 * nr, kc, nt, nrows, yt, n_out,
+                                    i0 > 0);
+            }
           }
         }
       }

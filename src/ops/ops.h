@@ -7,9 +7,11 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "base/tensor.h"
+#include "gemma4/status.h"
 #include "runtime/thread_pool.h"
 
 namespace gemma4::ops {
@@ -35,12 +37,26 @@ void MatMulGemm(const TensorView& w, const float* x, int64_t s, float* y, Thread
 // MatMulGemm's weight panels ([n_out, k] widened to f32 and laid out k-major in panels of the
 // kernel's width), packed once where several calls multiply row slices of tokens by the same
 // matrix (a tower's MLP in slices of tokens). Same results as MatMulGemm on the TensorView.
+// Or, from PackGemmWeights16, a 16-bit float matrix's values as stored in panels of the same
+// layout (panels16; half the bytes of f32 panels, widened exactly inside the kernel: the same
+// bits as f32 panels), which the towers pack once at load.
 struct PackedGemmWeights {
   int64_t n_out = 0, k = 0;
   std::vector<float> storage;
   const float* panels = nullptr;  // 64-byte aligned, inside storage
+  std::unique_ptr<uint16_t[]> storage16;
+  const uint16_t* panels16 = nullptr;  // 64-byte aligned, inside storage16
+  DType panel_type = DType::kF32;      // kF32, or kF16 / kBF16 for panels16
+  int nr = 0;                          // the panel width packed for
+  // Bytes held (the memory plan's count of packed tower weights).
+  uint64_t PanelBytes() const;
 };
 void PackGemmWeights(const TensorView& w, PackedGemmWeights* out, ThreadPool* pool);
+// w F16 or BF16 (InvalidArgument otherwise, naming the tensor). pool may be null.
+Status PackGemmWeights16(const TensorView& w, PackedGemmWeights* out, ThreadPool* pool);
+// Resident bytes of PackGemmWeights16's panels for a [rows, cols] 16-bit matrix on this CPU
+// (rows rounded up to the kernel's panel width).
+uint64_t PackedGemm16Bytes(int64_t rows, int64_t cols);
 void MatMulGemm(const PackedGemmWeights& w, const float* x, int64_t s, float* y, ThreadPool* pool);
 
 // Softmax attention of n tokens over all n (no mask, scale 1: the vision tower's bidirectional

@@ -245,7 +245,7 @@ namespace {
 // Float weights packed once for several slices of tokens (ops::PackGemmWeights); block-quantized
 // ones stay as they are (their products are the integer kernels').
 void PackIfFloat(const ClippableLinear& l, ops::PackedGemmWeights* w, ThreadPool* pool) {
-  if (!IsBlockType(l.weight.dtype)) ops::PackGemmWeights(l.weight, w, pool);
+  if (l.packed == nullptr && !IsBlockType(l.weight.dtype)) ops::PackGemmWeights(l.weight, w, pool);
 }
 
 // Calls row(t) for every t < rows on the pool's threads. Each row's arithmetic is the same
@@ -280,6 +280,8 @@ void Gemm(const ClippableLinear& l, const ops::PackedGemmWeights& w, const float
           float* y, ThreadPool* pool) {
   if (IsBlockType(l.weight.dtype)) {
     ops::MatMulGemm(l.weight, x, s, y, pool);
+  } else if (l.packed != nullptr) {
+    ops::MatMulGemm(*l.packed, x, s, y, pool);  // packed at load
   } else {
     ops::MatMulGemm(w, x, s, y, pool);
   }
@@ -377,9 +379,9 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
           ForEachRow(pool, N, [&](int64_t t) {
             CopyClamped(normed.data() + t * Hv, Hv, l.input_min, l.input_max, tmp.data() + t * Hv);
           });
-          ops::MatMulGemm(l.weight, tmp.data(), N, y, pool);
+          TowerGemm(l, tmp.data(), N, y, pool);
         } else {
-          ops::MatMulGemm(l.weight, normed.data(), N, y, pool);
+          TowerGemm(l, normed.data(), N, y, pool);
         }
       };
       project(lw.q_proj, q.data());
@@ -418,7 +420,7 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
       if (lw.o_proj.clipped) {
         ClampRows(attn.data(), N, q_dim, lw.o_proj.input_min, lw.o_proj.input_max, pool);
       }
-      ops::MatMulGemm(lw.o_proj.weight, attn.data(), N, tmp.data(), pool);
+      TowerGemm(lw.o_proj, attn.data(), N, tmp.data(), pool);
       prof.Mark("o_gemm");
       ForEachRow(pool, N, [&](int64_t t) {
         float* h = tmp.data() + t * Hv;

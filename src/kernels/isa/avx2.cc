@@ -656,28 +656,31 @@ using Arch = xsimd::fma3<xsimd::avx2>;
 }  // namespace
 
 const KernelTable& Table() {
-  static const KernelTable table = {.isa = "avx2",
-                                    .dot_q8_0 = GEMMA4_BY_TOKEN_COUNT(DotQ8_0T),
-                                    .dot_q4_0 = GEMMA4_BY_TOKEN_COUNT(DotQ4_0T),
-                                    .dot_q4_0r = GEMMA4_BY_TOKEN_COUNT(DotQ4_0RT),
-                                    .dot_q6_k = GEMMA4_BY_TOKEN_COUNT(DotQ6_KT),
-                                    .dot_q4_k = GEMMA4_BY_TOKEN_COUNT(DotQ4_KT),
-                                    .gemm_q4_0r = nullptr,
-                                    .dot_q8_0r = ReferenceTable().dot_q8_0r,
-                                    .gemm_q8_0r = nullptr,
-                                    .gemm_q4_0x16 = GemmQ4_0x16,
-                                    .gemm_q8_0x16 = GemmQ8_0x16,
-                                    .gemm_q4_kx16 = GemmQ4_Kx16,
-                                    .gemm_q6_kx16 = GemmQ6_Kx16,
-                                    .quantize_blocks = QuantizeBlocks,
-                                    GEMMA4_FLOAT_KERNEL_ROWS(Arch),
-                                    .bf16_to_f32 = Bf16ToF32,
-                                    .f16_to_f32 = F16ToF32,
-                                    .gemm_f32_mr = 6,
-                                    .gemm_f32_nr = 16,
-                                    .gemm_f32_packed = simd::GemmPacked<Arch, 6, 2>,
-                                    .pack_gemm_tokens = PackGemmTokens,
-                                    .pack_gemm_panel = PackGemmPanel};
+  static const KernelTable table = {
+      .isa = "avx2",
+      .dot_q8_0 = GEMMA4_BY_TOKEN_COUNT(DotQ8_0T),
+      .dot_q4_0 = GEMMA4_BY_TOKEN_COUNT(DotQ4_0T),
+      .dot_q4_0r = GEMMA4_BY_TOKEN_COUNT(DotQ4_0RT),
+      .dot_q6_k = GEMMA4_BY_TOKEN_COUNT(DotQ6_KT),
+      .dot_q4_k = GEMMA4_BY_TOKEN_COUNT(DotQ4_KT),
+      .gemm_q4_0r = nullptr,
+      .dot_q8_0r = ReferenceTable().dot_q8_0r,
+      .gemm_q8_0r = nullptr,
+      .gemm_q4_0x16 = GemmQ4_0x16,
+      .gemm_q8_0x16 = GemmQ8_0x16,
+      .gemm_q4_kx16 = GemmQ4_Kx16,
+      .gemm_q6_kx16 = GemmQ6_Kx16,
+      .quantize_blocks = QuantizeBlocks,
+      GEMMA4_FLOAT_KERNEL_ROWS(Arch),
+      .bf16_to_f32 = Bf16ToF32,
+      .f16_to_f32 = F16ToF32,
+      .gemm_f32_mr = 6,
+      .gemm_f32_nr = 16,
+      .gemm_f32_packed = simd::GemmPacked<Arch, 6, 2>,
+      .gemm_f16_packed = simd::GemmPacked<Arch, 6, 2, simd::F16Weights>,
+      .gemm_bf16_packed = simd::GemmPacked<Arch, 6, 2, simd::Bf16Weights>,
+      .pack_gemm_tokens = PackGemmTokens,
+      .pack_gemm_panel = PackGemmPanel};
   return table;
 }
 

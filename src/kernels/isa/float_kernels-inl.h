@@ -569,9 +569,76 @@ double SumSquaresF32(const float* x, int64_t n) {
 // broadcasts each token's value once, NT * NV FMAs for NV + NT loads; the accumulators are
 // written once at the end. With `accumulate` they start from y, continuing the chains of the
 // k values before (a k-blocked caller gets the bits of one pass over all of k).
-template <class Arch, int NT, int MR, int NV>
-void GemmPackedTile(const float* xp, const float* wp, int64_t k, int ncols, float* y, int64_t ldy,
-                    bool accumulate) {
+// Weight panel element types of GemmPackedTile: f32 as stored, or 16-bit floats widened exactly
+// in registers (IEEE half, bfloat16).
+struct F16Weights {};
+struct Bf16Weights {};
+template <class W>
+using PanelElement = std::conditional_t<std::is_same_v<W, float>, float, uint16_t>;
+
+// One vector of panel values as f32 (p 64-byte aligned for f32 panels of whole vectors). The
+// 16-bit loads and widenings are plain GCC vector operations, and vcvtph2ps an asm statement on
+// registers: GCC takes the x86 intrinsics' builtins (vcvtph2ps, vpmovzxwd, vpslld) for calls
+// that may write memory, and after one of them in the k loop it kept GemmPackedTile's
+// accumulators in memory, storing all 28 after every step (2.5x slower than f32 panels).
+template <class Arch, class WeightT>
+inline xsimd::batch<float, Arch> LoadPanel(const PanelElement<WeightT>* p) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int kLanes = static_cast<int>(B::size);
+  if constexpr (std::is_same_v<WeightT, float>) {
+    return B::load_aligned(p);
+  } else {
+    constexpr bool kHalf = std::is_same_v<WeightT, F16Weights>;
+    // One branch per vector width, chained with else so the others are discarded.
+#if defined(__AVX512F__)
+    if constexpr (kLanes == 16) {
+      typedef uint16_t U16x16 __attribute__((vector_size(32), aligned(2)));
+      typedef uint32_t U32x16 __attribute__((vector_size(64)));
+      const U16x16 h = *reinterpret_cast<const U16x16*>(p);
+      if constexpr (kHalf) {
+        __m512 wide;
+        const __m256i bits = reinterpret_cast<__m256i>(h);
+        asm("vcvtph2ps %1, %0" : "=v"(wide) : "v"(bits));
+        return B(wide);
+      } else {
+        return B(reinterpret_cast<__m512>(__builtin_convertvector(h, U32x16) << 16));
+      }
+    } else  // NOLINT(readability/braces)
+#endif
+#if defined(__AVX2__) && defined(__F16C__)
+        if constexpr (kLanes == 8) {
+      typedef uint16_t U16x8 __attribute__((vector_size(16), aligned(2)));
+      typedef uint32_t U32x8 __attribute__((vector_size(32)));
+      const U16x8 h = *reinterpret_cast<const U16x8*>(p);
+      if constexpr (kHalf) {
+        __m256 wide;
+        const __m128i bits = reinterpret_cast<__m128i>(h);
+        asm("vcvtph2ps %1, %0" : "=x"(wide) : "x"(bits));
+        return B(wide);
+      } else {
+        return B(reinterpret_cast<__m256>(__builtin_convertvector(h, U32x8) << 16));
+      }
+    } else  // NOLINT(readability/braces)
+#endif
+#if defined(__aarch64__)
+        if constexpr (kLanes == 4) {
+      const uint16x4_t h = vld1_u16(p);
+      if constexpr (kHalf) {
+        return B(vcvt_f32_f16(vreinterpret_f16_u16(h)));
+      } else {
+        return B(vreinterpretq_f32_u32(vshll_n_u16(h, 16)));
+      }
+    } else  // NOLINT(readability/braces)
+#endif
+    {
+      static_assert(kLanes < 0, "no 16-bit panel load for this vector width");
+    }
+  }
+}
+
+template <class Arch, int NT, int MR, int NV, class WeightT = float>
+void GemmPackedTile(const float* xp, const PanelElement<WeightT>* wp, int64_t k, int ncols,
+                    float* y, int64_t ldy, bool accumulate) {
   using B = xsimd::batch<float, Arch>;
   constexpr int W = static_cast<int>(B::size);
   constexpr int NR = NV * W;
@@ -597,7 +664,7 @@ void GemmPackedTile(const float* xp, const float* wp, int64_t k, int ncols, floa
   for (int64_t i = 0; i < k; ++i, xp += MR, wp += NR) {
     B wv[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) wv[v] = B::load_aligned(wp + v * W);
+    for (int v = 0; v < NV; ++v) wv[v] = LoadPanel<Arch, WeightT>(wp + v * W);
 #pragma GCC unroll 16
     for (int t = 0; t < NT; ++t) {
       const B xv(xp[t]);
@@ -617,11 +684,12 @@ void GemmPackedTile(const float* xp, const float* wp, int64_t k, int ncols, floa
   }
 }
 
-template <class Arch, int MR, int NV>
-void GemmPacked(const float* xp, const float* wp, int64_t k, int ntok, int ncols, float* y,
-                int64_t ldy, bool accumulate) {
+template <class Arch, int MR, int NV, class WeightT = float>
+void GemmPacked(const float* xp, const PanelElement<WeightT>* wp, int64_t k, int ntok, int ncols,
+                float* y, int64_t ldy, bool accumulate) {
   DispatchTokenCount<MR>(ntok, [&](auto nt) {
-    GemmPackedTile<Arch, decltype(nt)::value, MR, NV>(xp, wp, k, ncols, y, ldy, accumulate);
+    GemmPackedTile<Arch, decltype(nt)::value, MR, NV, WeightT>(xp, wp, k, ncols, y, ldy,
+                                                               accumulate);
   });
 }
 

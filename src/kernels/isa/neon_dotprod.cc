@@ -209,28 +209,31 @@ using Arch = xsimd::neon64;
 }  // namespace
 
 const KernelTable& Table() {
-  static const KernelTable table = {.isa = "neon-dotprod",
-                                    .dot_q8_0 = DotQ8_0,
-                                    .dot_q4_0 = DotQ4_0,
-                                    .dot_q4_0r = DotQ4_0R,
-                                    .dot_q6_k = DotQ6_K,
-                                    .dot_q4_k = DotQ4_K,
-                                    .gemm_q4_0r = nullptr,
-                                    .dot_q8_0r = ReferenceTable().dot_q8_0r,
-                                    .gemm_q8_0r = nullptr,
-                                    .gemm_q4_0x16 = nullptr,
-                                    .gemm_q8_0x16 = nullptr,
-                                    .gemm_q4_kx16 = nullptr,
-                                    .gemm_q6_kx16 = nullptr,
-                                    .quantize_blocks = QuantizeActivationBlocks,
-                                    GEMMA4_FLOAT_KERNEL_ROWS(Arch),
-                                    .bf16_to_f32 = Bf16ToF32,
-                                    .f16_to_f32 = F16ToF32,
-                                    .gemm_f32_mr = 8,
-                                    .gemm_f32_nr = 12,
-                                    .gemm_f32_packed = simd::GemmPacked<Arch, 8, 3>,
-                                    .pack_gemm_tokens = PackGemmTokens,
-                                    .pack_gemm_panel = PackGemmPanel};
+  static const KernelTable table = {
+      .isa = "neon-dotprod",
+      .dot_q8_0 = DotQ8_0,
+      .dot_q4_0 = DotQ4_0,
+      .dot_q4_0r = DotQ4_0R,
+      .dot_q6_k = DotQ6_K,
+      .dot_q4_k = DotQ4_K,
+      .gemm_q4_0r = nullptr,
+      .dot_q8_0r = ReferenceTable().dot_q8_0r,
+      .gemm_q8_0r = nullptr,
+      .gemm_q4_0x16 = nullptr,
+      .gemm_q8_0x16 = nullptr,
+      .gemm_q4_kx16 = nullptr,
+      .gemm_q6_kx16 = nullptr,
+      .quantize_blocks = QuantizeActivationBlocks,
+      GEMMA4_FLOAT_KERNEL_ROWS(Arch),
+      .bf16_to_f32 = Bf16ToF32,
+      .f16_to_f32 = F16ToF32,
+      .gemm_f32_mr = 8,
+      .gemm_f32_nr = 12,
+      .gemm_f32_packed = simd::GemmPacked<Arch, 8, 3>,
+      .gemm_f16_packed = simd::GemmPacked<Arch, 8, 3, simd::F16Weights>,
+      .gemm_bf16_packed = simd::GemmPacked<Arch, 8, 3, simd::Bf16Weights>,
+      .pack_gemm_tokens = PackGemmTokens,
+      .pack_gemm_panel = PackGemmPanel};
   return table;
 }
 

@@ -260,6 +260,20 @@ void GemmPackedF32(const float* xp, const float* wp, int64_t k, int ntok, int nc
   }
 }
 
+// GemmPackedF32 with 16-bit panels: each weight widened exactly, then the same chains.
+template <float (*Widen)(uint16_t)>
+void GemmPacked16(const float* xp, const uint16_t* wp, int64_t k, int ntok, int ncols, float* y,
+                  int64_t ldy, bool accumulate) {
+  constexpr int kMr = 4, kNr = 8;
+  for (int t = 0; t < ntok; ++t) {
+    for (int j = 0; j < ncols; ++j) {
+      float acc = accumulate ? y[t * ldy + j] : 0.0f;
+      for (int64_t i = 0; i < k; ++i) acc = std::fma(xp[i * kMr + t], Widen(wp[i * kNr + j]), acc);
+      y[t * ldy + j] = acc;
+    }
+  }
+}
+
 }  // namespace
 
 void PackGemmTokens(const float* x, int64_t ldx, int ntok, int64_t k, int mr, float* out) {
@@ -279,6 +293,22 @@ void PackGemmPanel(const float* w, int64_t ldw, int nrows, int64_t k, int nr, fl
         for (int64_t i = i0; i < i1; ++i) out[i * nr + j] = row[i];
       } else {
         for (int64_t i = i0; i < i1; ++i) out[i * nr + j] = 0.0f;
+      }
+    }
+  }
+}
+
+void PackGemmPanel16(const uint16_t* w, int64_t ldw, int nrows, int64_t k, int nr, uint16_t* out) {
+  // As PackGemmPanel: 32 values of each row per pass (one line written per k of the block).
+  constexpr int64_t kStep = 32;
+  for (int64_t i0 = 0; i0 < k; i0 += kStep) {
+    const int64_t i1 = std::min(k, i0 + kStep);
+    for (int j = 0; j < nr; ++j) {
+      if (j < nrows) {
+        const uint16_t* row = w + j * ldw;
+        for (int64_t i = i0; i < i1; ++i) out[i * nr + j] = row[i];
+      } else {
+        for (int64_t i = i0; i < i1; ++i) out[i * nr + j] = 0;
       }
     }
   }
@@ -322,6 +352,8 @@ const KernelTable& ReferenceTable() {
       .gemm_f32_mr = 4,
       .gemm_f32_nr = 8,
       .gemm_f32_packed = GemmPackedF32,
+      .gemm_f16_packed = GemmPacked16<half::F16ToF32>,
+      .gemm_bf16_packed = GemmPacked16<half::Bf16ToF32>,
       .pack_gemm_tokens = PackGemmTokens,
       .pack_gemm_panel = PackGemmPanel};
   return table;
