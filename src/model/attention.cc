@@ -331,56 +331,61 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
   const int pairs = lc.rotated_pairs;
   rope_cos_.resize(s * pairs);
   rope_sin_.resize(s * pairs);
-  for (int64_t t = 0; t < s; ++t) {
-    ops::RopeTable(lc.inv_freq.data(), pairs, position_ + t, rope_cos_.data() + t * pairs,
-                   rope_sin_.data() + t * pairs);
-  }
-  for (int64_t t = 0; t < s; ++t) {
-    for (int64_t h = 0; h < n_heads; ++h) {
-      float* q = q_.data() + t * q_dim + h * hd;
-      ops::RmsNorm(q, lw.q_norm.data(), hd, eps, q);
-      ops::ApplyRopeTable(q, hd, rope_cos_.data() + t * pairs, rope_sin_.data() + t * pairs, pairs);
+  // Token by token on the pool (prefill: 64 tokens x every head; one thread had done it while
+  // the other waited); each token's rows and cache slots are its own.
+  pool_->ParallelFor(s, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      ops::RopeTable(lc.inv_freq.data(), pairs, position_ + t, rope_cos_.data() + t * pairs,
+                     rope_sin_.data() + t * pairs);
+      for (int64_t h = 0; h < n_heads; ++h) {
+        float* q = q_.data() + t * q_dim + h * hd;
+        ops::RmsNorm(q, lw.q_norm.data(), hd, eps, q);
+        ops::ApplyRopeTable(q, hd, rope_cos_.data() + t * pairs, rope_sin_.data() + t * pairs,
+                            pairs);
+      }
     }
-  }
+  });
   if (!lc.kv_shared) {
     // K = RoPE(k_norm(k)); V = v_norm(v), or of the raw k_proj output on K=V layers.
     // Written straight into this layer's cache.
-    for (int64_t t = 0; t < s; ++t) {
-      for (int64_t g = 0; g < n_kv; ++g) {
-        float* kr = k_.data() + t * kv_dim + g * hd;
-        float* vr = v_.data() + t * kv_dim + g * hd;
-        ops::RmsNorm(kr, lw.k_norm.data(), hd, eps, kr);
-        ops::ApplyRopeTable(kr, hd, rope_cos_.data() + t * pairs, rope_sin_.data() + t * pairs,
-                            pairs);
-        ops::RmsNorm(vr, nullptr, hd, eps, vr);
-      }
-      const float* kr = k_.data() + t * kv_dim;
-      const float* vr = v_.data() + t * kv_dim;
-      switch (cache_.type()) {
-        case KvType::kF16: {
-          uint16_t* kc = cache_.K<uint16_t>(layer, position_ + t);
-          uint16_t* vc = cache_.V<uint16_t>(layer, position_ + t);
-          for (int64_t j = 0; j < kv_dim; ++j) {
-            kc[j] = half::F32ToF16(kr[j]);
-            vc[j] = half::F32ToF16(vr[j]);
+    pool_->ParallelFor(s, 4, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        for (int64_t g = 0; g < n_kv; ++g) {
+          float* kr = k_.data() + t * kv_dim + g * hd;
+          float* vr = v_.data() + t * kv_dim + g * hd;
+          ops::RmsNorm(kr, lw.k_norm.data(), hd, eps, kr);
+          ops::ApplyRopeTable(kr, hd, rope_cos_.data() + t * pairs, rope_sin_.data() + t * pairs,
+                              pairs);
+          ops::RmsNorm(vr, nullptr, hd, eps, vr);
+        }
+        const float* kr = k_.data() + t * kv_dim;
+        const float* vr = v_.data() + t * kv_dim;
+        switch (cache_.type()) {
+          case KvType::kF16: {
+            uint16_t* kc = cache_.K<uint16_t>(layer, position_ + t);
+            uint16_t* vc = cache_.V<uint16_t>(layer, position_ + t);
+            for (int64_t j = 0; j < kv_dim; ++j) {
+              kc[j] = half::F32ToF16(kr[j]);
+              vc[j] = half::F32ToF16(vr[j]);
+            }
+            break;
           }
-          break;
+          case KvType::kQ8_0:
+          case KvType::kQ4_0: {
+            // Blocks of 32 never straddle heads (head_dim % 32 == 0, checked by Reserve), so
+            // the whole row in blocks is each head's row in blocks, one after another.
+            const DType block = cache_.type() == KvType::kQ8_0 ? DType::kQ8_0 : DType::kQ4_0;
+            quant::QuantizeRow(block, kr, kv_dim, cache_.K<uint8_t>(layer, position_ + t));
+            quant::QuantizeRow(block, vr, kv_dim, cache_.V<uint8_t>(layer, position_ + t));
+            break;
+          }
+          case KvType::kF32:
+            std::copy_n(kr, kv_dim, cache_.K<float>(layer, position_ + t));
+            std::copy_n(vr, kv_dim, cache_.V<float>(layer, position_ + t));
+            break;
         }
-        case KvType::kQ8_0:
-        case KvType::kQ4_0: {
-          // Blocks of 32 never straddle heads (head_dim % 32 == 0, checked by Reserve), so
-          // the whole row in blocks is each head's row in blocks, one after another.
-          const DType block = cache_.type() == KvType::kQ8_0 ? DType::kQ8_0 : DType::kQ4_0;
-          quant::QuantizeRow(block, kr, kv_dim, cache_.K<uint8_t>(layer, position_ + t));
-          quant::QuantizeRow(block, vr, kv_dim, cache_.V<uint8_t>(layer, position_ + t));
-          break;
-        }
-        case KvType::kF32:
-          std::copy_n(kr, kv_dim, cache_.K<float>(layer, position_ + t));
-          std::copy_n(vr, kv_dim, cache_.V<float>(layer, position_ + t));
-          break;
       }
-    }
+    });
   }
   // Scores with scale 1.0, causal (and windowed on sliding layers: keys k > q - W), softmax in
   // f32, weighted sum of V. Query head h reads KV head h / n_rep.
