@@ -113,6 +113,27 @@ TEST(Mmproj, AudioNamesCrossTheConvNormsAndOllamaRenamesFive) {
   }
 }
 
+TEST(Mmproj, StoredTensorsBelongToTheirTower) {
+  const std::vector<std::pair<std::string, int>> names = {
+      // 0 vision, 1 audio, -1 the text model's.
+      {"v.patch_embd.weight", 0}, {"mm.input_projection.weight", 0},   {"v.clamp_data", 0},
+      {"a.conv1d.0.weight", 1},   {"mm.a.input_projection.weight", 1}, {"mm.a.fc.weight", 1},
+      {"token_embd.weight", -1},  {"blk.0.attn_q.weight", -1},         {"output_norm.weight", -1},
+  };
+  for (const auto& [name, want] : names) {
+    Tower tower = Tower::kVision;
+    const bool found = StoredTower(name, &tower);
+    EXPECT_EQ(found ? static_cast<int>(tower) : -1, want) << name;
+  }
+  // Every tensor of a combined mmproj is one tower's.
+  auto file = OpenGguf(kAudioMmproj);
+  ASSERT_NE(file, nullptr);
+  for (const TensorView& t : file->tensors()) {
+    Tower tower;
+    EXPECT_TRUE(StoredTower(t.name, &tower)) << t.name;
+  }
+}
+
 TEST(Mmproj, TowersOfEachLayout) {
   struct Case {
     std::string path;

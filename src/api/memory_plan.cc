@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "formats/gguf.h"
+#include "formats/mmproj.h"
 #include "model/attention.h"
 #include "model/drafter.h"
 #include "model/forward.h"
@@ -54,16 +55,17 @@ struct TowerSize {
 TowerSize GgufTowers(const gguf::File& file) {
   TowerSize t;
   for (const TensorView& v : file.tensors()) {
-    const bool vision = v.name.starts_with("v.") || v.name.starts_with("mm.");
-    const bool audio = v.name.starts_with("a.");
-    if (!vision && !audio) continue;
+    mmproj::Tower tower;
+    if (!mmproj::StoredTower(v.name, &tower)) continue;
     uint64_t bytes = v.nbytes;
     if ((v.dtype == DType::kF16 || v.dtype == DType::kBF16) && v.shape.size() == 2 &&
         v.name.find(".blk.") != std::string::npos) {
       bytes = std::max(bytes, ops::PackedGemm16Bytes(v.shape[0], v.shape[1]));
     }
-    if (v.name == "v.patch_embd.weight") bytes += static_cast<uint64_t>(v.numel()) * 4;
-    (vision ? t.vision : t.audio) += bytes;
+    if (v.name == mmproj::MarkerTensor(mmproj::Tower::kVision)) {
+      bytes += static_cast<uint64_t>(v.numel()) * 4;
+    }
+    (tower == mmproj::Tower::kVision ? t.vision : t.audio) += bytes;
     if (v.name == "v.blk.0.ffn_up.weight" && v.shape.size() == 2) {
       t.vision_ffn = v.shape[0];
       t.vision_hidden = v.shape[1];

@@ -162,6 +162,18 @@ const char* MarkerTensor(Tower tower) {
   return tower == Tower::kVision ? "v.patch_embd.weight" : "a.conv1d.0.weight";
 }
 
+bool StoredTower(const std::string& stored_name, Tower* tower) {
+  if (StartsWith(stored_name, "a.") || StartsWith(stored_name, "mm.a.")) {
+    *tower = Tower::kAudio;
+    return true;
+  }
+  if (StartsWith(stored_name, "v.") || StartsWith(stored_name, "mm.")) {
+    *tower = Tower::kVision;
+    return true;
+  }
+  return false;
+}
+
 std::string MetaString(const gguf::File& file, const std::string& key) {
   const gguf::Value* v = file.Find(key);
   return v != nullptr && v->type == gguf::ValueType::kString ? v->s : "";

@@ -31,6 +31,10 @@ const char* TowerName(Tower tower);
 // a GGUF holding it carries that tower inline.
 const char* MarkerTensor(Tower tower);
 
+// The tower a stored tensor belongs to, by its name in either layout (v.* and mm.* vision,
+// a.* and mm.a.* audio); false for the text model's tensors.
+bool StoredTower(const std::string& stored_name, Tower* tower);
+
 // A string metadata value, or "" when absent or not a string.
 std::string MetaString(const gguf::File& file, const std::string& key);
 
