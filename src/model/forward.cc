@@ -245,33 +245,28 @@ Status InferenceState::ForwardChunk(const ForwardInput& input, int64_t offset, i
     }
   }
 
-  // The per-token steps between matmuls (norms, residual adds, the PLE gate's activation) on
-  // the pool: each token's rows are its own, so the values are those of a serial loop.
-  auto per_token = [&](auto&& fn) {
-    pool_->ParallelFor(s, 8, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) fn(t);
-    });
-  };
   for (int i = 0; i < config_.num_layers; ++i) {
     const LayerWeights& lw = w.layers[i];
     float* x = x_.data();
     // Attention block: x = x + post_attention_norm(attn(input_norm(x))).
     {
       PhaseTimer timer(profile_, ForwardProfile::kNormResidual);
-      per_token([&](int64_t t) {
+      for (int64_t t = 0; t < s; ++t) {
         ops::RmsNorm(x + t * H, lw.input_norm.data(), H, eps, normed_.data() + t * H);
-      });
+      }
     }
     Attention(i, s, normed_.data(), tmp_.data());
     {
       PhaseTimer timer(profile_, ForwardProfile::kNormResidual);
-      // Feed-forward block: dense GeGLU, plus the MoE branch beside it on MoE models.
-      per_token([&](int64_t t) {
+      for (int64_t t = 0; t < s; ++t) {
         float* h = tmp_.data() + t * H;
         ops::RmsNorm(h, lw.post_attention_norm.data(), H, eps, h);
         for (int64_t j = 0; j < H; ++j) x[t * H + j] += h[j];
+      }
+      // Feed-forward block: dense GeGLU, plus the MoE branch beside it on MoE models.
+      for (int64_t t = 0; t < s; ++t) {
         ops::RmsNorm(x + t * H, lw.pre_ffn_norm.data(), H, eps, normed_.data() + t * H);
-      });
+      }
     }
     DenseMlp(lw, config_.layers[i].mlp_width, s, normed_.data(), tmp_.data());
     if (config_.moe) {
@@ -285,11 +280,11 @@ Status InferenceState::ForwardChunk(const ForwardInput& input, int64_t offset, i
     }
     {
       PhaseTimer timer(profile_, ForwardProfile::kNormResidual);
-      per_token([&](int64_t t) {
+      for (int64_t t = 0; t < s; ++t) {
         float* h = tmp_.data() + t * H;
         ops::RmsNorm(h, lw.post_ffn_norm.data(), H, eps, h);
         for (int64_t j = 0; j < H; ++j) x[t * H + j] += h[j];
-      });
+      }
     }
     // Per-Layer Embedding block: x += norm(proj(gelu(gate(x)) * ple_i)).
     if (config_.ple_dim > 0) {
@@ -297,21 +292,19 @@ Status InferenceState::ForwardChunk(const ForwardInput& input, int64_t offset, i
       const int64_t P = config_.ple_dim, L = config_.num_layers;
       gate_.resize(s * P);
       ops::MatMul(lw.ple_gate, x, s, gate_.data(), pool_);
-      per_token([&](int64_t t) {
+      for (int64_t t = 0; t < s; ++t) {
         const float* ple = ple_inputs_.data() + (t * L + i) * P;
         ops::GeluMul(gate_.data() + t * P, ple, gate_.data() + t * P, P);
-      });
+      }
       ops::MatMul(lw.ple_projection, gate_.data(), s, tmp_.data(), pool_);
-      per_token([&](int64_t t) {
+      for (int64_t t = 0; t < s; ++t) {
         float* h = tmp_.data() + t * H;
         ops::RmsNorm(h, lw.post_ple_norm.data(), H, eps, h);
         for (int64_t j = 0; j < H; ++j) x[t * H + j] += h[j];
-      });
+      }
     }
     PhaseTimer timer(profile_, ForwardProfile::kNormResidual);
-    per_token([&](int64_t t) {
-      for (int64_t j = t * H; j < (t + 1) * H; ++j) x[j] *= lw.layer_scalar;
-    });
+    for (int64_t j = 0; j < s * H; ++j) x[j] *= lw.layer_scalar;
   }
   position_ += s;
 
