@@ -306,6 +306,98 @@ TEST(OpsMatMul, RowSliceGivesTheSameRows) {
   }
 }
 
+// Stacked experts [experts * rows, k] quantized to `plain` (Q8_0, Q4_0, Q4_K or Q6_K), then
+// interleaved in groups of 16 rows when `interleave` names a 16-row layout.
+struct StackedWeights {
+  std::vector<uint8_t> bytes;
+  TensorView view;
+};
+StackedWeights MakeStackedWeights(DType plain, DType interleave, int64_t total_rows, int64_t k,
+                                  std::mt19937* rng) {
+  const uint64_t row_bytes = RowBytes(plain, k);
+  std::vector<uint8_t> rows(total_rows * row_bytes);
+  for (int64_t r = 0; r < total_rows; ++r) {
+    quant::QuantizeRow(plain, RandomFloats(k, rng).data(), k, rows.data() + r * row_bytes);
+  }
+  StackedWeights w;
+  w.view.dtype = plain;
+  if (interleave != plain) {
+    w.bytes.resize(rows.size());
+    const uint64_t group_bytes = 16 * row_bytes;
+    for (int64_t g = 0; g < total_rows / 16; ++g) {
+      const uint8_t* src = rows.data() + g * group_bytes;
+      uint8_t* dst = w.bytes.data() + g * group_bytes;
+      if (interleave == DType::kQ4_0x16) {
+        kernels::pack::RepackGroupQ4_0x16(src, row_bytes, k / 32, dst);
+      } else if (interleave == DType::kQ8_0x16) {
+        kernels::pack::RepackGroupQ8_0x16(src, row_bytes, k / 32, dst);
+      } else if (interleave == DType::kQ4_Kx16) {
+        kernels::pack::RepackGroupQ4_Kx16(src, row_bytes, k / 256, dst);
+      } else {
+        kernels::pack::RepackGroupQ6_Kx16(src, row_bytes, k / 256, dst);
+      }
+    }
+    w.view.dtype = interleave;
+  } else {
+    w.bytes = std::move(rows);
+  }
+  w.view.shape = {total_rows, k};
+  w.view.data = w.bytes.data();
+  w.view.nbytes = w.bytes.size();
+  return w;
+}
+
+// MoE experts as one grouped matmul: every output bit-identical to MatMul of its expert's row
+// slice with its tokens, for groups of 1, 2, 3, 16, 17 and 33 tokens (token tiles of 16 and
+// their tails), every interleaved layout, a plain layout (one MatMul per group), and any pool.
+TEST(OpsMatMulGrouped, EachGroupAsItsOwnMatMul) {
+  std::mt19937 rng(11);
+  const struct {
+    DType plain, layout;
+    int64_t k;
+  } cases[] = {{DType::kQ4_0, DType::kQ4_0x16, 96},  {DType::kQ8_0, DType::kQ8_0x16, 64},
+               {DType::kQ4_K, DType::kQ4_Kx16, 256}, {DType::kQ6_K, DType::kQ6_Kx16, 512},
+               {DType::kQ8_0, DType::kQ8_0, 64},     {DType::kQ4_K, DType::kQ4_K, 256}};
+  const int64_t experts = 7, rows = 32;
+  // (expert, tokens) in increasing expert order, as the MoE layer routes them; expert 3 and 5
+  // get none.
+  const int64_t routed[][2] = {{0, 2}, {1, 17}, {2, 1}, {4, 33}, {6, 3}};
+  std::vector<ops::MatMulGroup> groups;
+  int64_t total = 0;
+  for (const auto& [expert, tokens] : routed) {
+    groups.push_back({expert * rows, total, tokens});
+    total += tokens;
+  }
+  ThreadPool pool1(1), pool2(2), pool3(3);
+  for (const auto& c : cases) {
+    const StackedWeights w = MakeStackedWeights(c.plain, c.layout, experts * rows, c.k, &rng);
+    const std::vector<float> x = RandomFloats(total * c.k, &rng);
+    std::vector<float> expected(total * rows, NAN);
+    for (const ops::MatMulGroup& g : groups) {
+      ops::MatMul(w.view.RowSlice(g.first_row, rows), x.data() + g.first_token * c.k, g.tokens,
+                  expected.data() + g.first_token * rows, nullptr);
+    }
+    for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool1, &pool2, &pool3}) {
+      std::vector<float> y(total * rows, NAN);
+      ops::MatMulGrouped(w.view, rows, groups.data(), static_cast<int64_t>(groups.size()), x.data(),
+                         y.data(), pool);
+      ASSERT_EQ(0, std::memcmp(y.data(), expected.data(), y.size() * sizeof(float)))
+          << DTypeName(c.layout) << " threads " << (pool ? pool->num_threads() : 0);
+    }
+    // One token on each of several experts: a decode step.
+    std::vector<ops::MatMulGroup> step;
+    for (int64_t e : {1, 4, 6}) step.push_back({e * rows, static_cast<int64_t>(step.size()), 1});
+    std::vector<float> one(3 * rows, NAN), each(3 * rows, NAN);
+    ops::MatMulGrouped(w.view, rows, step.data(), 3, x.data(), one.data(), &pool2);
+    for (const ops::MatMulGroup& g : step) {
+      ops::MatMul(w.view.RowSlice(g.first_row, rows), x.data() + g.first_token * c.k, 1,
+                  each.data() + g.first_token * rows, nullptr);
+    }
+    ASSERT_EQ(0, std::memcmp(one.data(), each.data(), one.size() * sizeof(float)))
+        << DTypeName(c.layout);
+  }
+}
+
 // The towers' GEMM: each output is one chain of fused multiply-adds over k in order on the exact
 // weight values (so the same bits on every ISA and tile shape), whatever the token count, the
 // thread count and the position of the token in its tile, for odd shapes (token, row and k tails

@@ -132,7 +132,11 @@ uint64_t ForwardScratchBytes(const ModelConfig& c, int64_t max_chunk, int thread
   floats += s * L * P + threads * L * P;  // per-layer inputs, a token's table part per thread
   floats += 2 * s * pairs;                // RoPE tables
   floats += c.vocab_size;                 // the last position's logits
-  if (c.moe) floats += s * (3 * H + 3 * c.moe_width);  // routed tokens' rows
+  // MoE (model/forward.cc Moe): the router's input and logits, the experts' normed input, and
+  // one row per (token, expert) pair for the gathered inputs (reused for the outputs), the gate
+  // and up products and the activation.
+  const int64_t moe_pairs = c.moe ? s * c.top_k_experts : 0;
+  if (c.moe) floats += s * (2 * H + c.num_experts) + moe_pairs * (H + 3 * c.moe_width);
   floats += static_cast<uint64_t>(threads) * attention;
   // Decode at depth: a few tokens' attention pieces as separate work items, their partial
   // sums [tokens, heads, pieces, head_dim + 2] merged after (tokens: fewer than 2 x threads).
@@ -140,9 +144,13 @@ uint64_t ForwardScratchBytes(const ModelConfig& c, int64_t max_chunk, int thread
   floats += split_tokens * c.num_heads * pieces * (head_dim + 2);
   // The chunk's activations as int8 blocks: values, 3 floats per 32 and 16-bit sums per 16;
   // and their token-interleaved copy for the AVX-512 Q4_0x16 / Q8_0x16 GEMMs (values, a scale
-  // and an offset per 32, tokens rounded up to 8).
-  const uint64_t quantized = static_cast<uint64_t>(s * k_max) * (1 + 12 / 32.0 + 2 / 16.0) +
-                             static_cast<uint64_t>((s + 7) / 8 * 8 * k_max) * (1 + 8 / 32.0);
+  // and an offset per 32, tokens rounded up to 8). MoE layers quantize one row per (token,
+  // expert) pair.
+  const int64_t moe_k = std::max<int64_t>(H, c.moe_width);
+  const uint64_t quantized =
+      static_cast<uint64_t>(std::max(s * k_max, moe_pairs * moe_k)) * (1 + 12 / 32.0 + 2 / 16.0) +
+      static_cast<uint64_t>(std::max((s + 7) / 8 * 8 * k_max, (moe_pairs + 7) / 8 * 8 * moe_k)) *
+          (1 + 8 / 32.0);
   return floats * sizeof(float) + quantized;
 }
 

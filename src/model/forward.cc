@@ -463,46 +463,58 @@ void InferenceState::Moe(const LayerWeights& lw, int64_t s, const float* residua
       routed[e].emplace_back(t, (p[e] / sum) * lw.per_expert_scale[e]);
     }
   }
-  // Experts on pre_feedforward_layernorm_2(residual), visited in increasing expert index (the
-  // order transformers accumulates in); tokens routed to one expert are batched.
+  // Experts on pre_feedforward_layernorm_2(residual). Each (expert, token) pair gets a row,
+  // pairs in increasing expert index (the order transformers accumulates in) and each expert's
+  // tokens together, so every expert's rows are read once per tile of its tokens; all experts'
+  // products then run as one grouped matmul per projection (one handoff to the pool, not one
+  // per expert: a decode step's 8 experts are small matrices).
   std::vector<float> xin(s * H);
   for (int64_t t = 0; t < s; ++t) {
     ops::RmsNorm(residual + t * H, lw.pre_ffn_norm_2.data(), H, eps, xin.data() + t * H);
   }
-  std::fill(out, out + s * H, 0.0f);
-  std::vector<float> xe, gu, act, y;
+  std::vector<ops::MatMulGroup> gate_up_groups, gate_groups, down_groups;
+  int64_t pairs = 0;
   for (int64_t e = 0; e < E; ++e) {
-    const auto& tokens = routed[e];
-    if (tokens.empty()) continue;
-    const int64_t n = static_cast<int64_t>(tokens.size());
-    xe.resize(n * H);
-    for (int64_t r = 0; r < n; ++r) {
-      std::copy_n(xin.data() + tokens[r].first * H, H, xe.data() + r * H);
+    const int64_t n = static_cast<int64_t>(routed[e].size());
+    if (n == 0) continue;
+    gate_up_groups.push_back({e * 2 * Ie, pairs, n});
+    gate_groups.push_back({e * Ie, pairs, n});
+    down_groups.push_back({e * H, pairs, n});
+    pairs += n;
+  }
+  std::vector<float> xe(pairs * H), act(pairs * Ie);
+  for (int64_t e = 0, row = 0; e < E; ++e) {
+    for (const auto& [token, weight] : routed[e]) {
+      std::copy_n(xin.data() + token * H, H, xe.data() + row++ * H);
     }
-    gu.resize(n * 2 * Ie);
-    act.resize(n * Ie);
-    if (lw.experts_gate_up.data != nullptr) {
-      // gu [n, 2 * Ie]: each row the gate's Ie values, then up's.
-      ops::MatMul(lw.experts_gate_up.RowSlice(e * 2 * Ie, 2 * Ie), xe.data(), n, gu.data(), pool_);
-      for (int64_t r = 0; r < n; ++r) {
-        ops::GeluMul(gu.data() + r * 2 * Ie, gu.data() + r * 2 * Ie + Ie, act.data() + r * Ie, Ie);
-      }
-    } else {
-      // Gate and up stored apart: gu holds gate [n, Ie], then up [n, Ie].
-      float* g = gu.data();
-      float* u = gu.data() + n * Ie;
-      ops::MatMul(lw.experts_gate.RowSlice(e * Ie, Ie), xe.data(), n, g, pool_);
-      ops::MatMul(lw.experts_up.RowSlice(e * Ie, Ie), xe.data(), n, u, pool_);
-      for (int64_t r = 0; r < n; ++r) {
-        ops::GeluMul(g + r * Ie, u + r * Ie, act.data() + r * Ie, Ie);
-      }
+  }
+  const int64_t n_groups = static_cast<int64_t>(down_groups.size());
+  if (lw.experts_gate_up.data != nullptr) {
+    // gu [pairs, 2 * Ie]: each row the gate's Ie values, then up's.
+    std::vector<float> gu(pairs * 2 * Ie);
+    ops::MatMulGrouped(lw.experts_gate_up, 2 * Ie, gate_up_groups.data(), n_groups, xe.data(),
+                       gu.data(), pool_);
+    for (int64_t r = 0; r < pairs; ++r) {
+      ops::GeluMul(gu.data() + r * 2 * Ie, gu.data() + r * 2 * Ie + Ie, act.data() + r * Ie, Ie);
     }
-    y.resize(n * H);
-    ops::MatMul(lw.experts_down.RowSlice(e * H, H), act.data(), n, y.data(), pool_);
-    for (int64_t r = 0; r < n; ++r) {
-      float* o = out + tokens[r].first * H;
-      const float wgt = tokens[r].second;
-      for (int64_t j = 0; j < H; ++j) o[j] += y[r * H + j] * wgt;
+  } else {
+    // Gate and up stored apart: g and u [pairs, Ie].
+    std::vector<float> g(pairs * Ie), u(pairs * Ie);
+    ops::MatMulGrouped(lw.experts_gate, Ie, gate_groups.data(), n_groups, xe.data(), g.data(),
+                       pool_);
+    ops::MatMulGrouped(lw.experts_up, Ie, gate_groups.data(), n_groups, xe.data(), u.data(), pool_);
+    for (int64_t r = 0; r < pairs; ++r) {
+      ops::GeluMul(g.data() + r * Ie, u.data() + r * Ie, act.data() + r * Ie, Ie);
+    }
+  }
+  std::vector<float>& y = xe;  // [pairs, H]: the inputs are no longer needed
+  ops::MatMulGrouped(lw.experts_down, H, down_groups.data(), n_groups, act.data(), y.data(), pool_);
+  std::fill(out, out + s * H, 0.0f);
+  for (int64_t e = 0, row = 0; e < E; ++e) {
+    for (const auto& [token, weight] : routed[e]) {
+      float* o = out + token * H;
+      const float* yr = y.data() + row++ * H;
+      for (int64_t j = 0; j < H; ++j) o[j] += yr[j] * weight;
     }
   }
   for (int64_t t = 0; t < s; ++t) {

@@ -88,33 +88,26 @@ void GeluMul(const float* g, const float* u, float* out, int64_t n, ThreadPool* 
 
 namespace {
 
-// Block-quantized weights: activations are quantized to int8 blocks once, then every weight
-// row is dotted with up to four tokens at a time by the ISA's integer kernel.
-// gelu_up: when not null, x is the MLP's gate and each token's row x[t] first becomes
-// gelu_tanh(x[t]) * gelu_up[t] in place (MatMulGeluMul).
-void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool,
-                     const float* gelu_up = nullptr) {
-  const int64_t n_out = w.rows(), k = w.cols();
+// x [s, k] quantized to int8 blocks in this thread's scratch (reused across calls: large
+// buffers freed and reallocated every matmul would come back from the OS as fresh zeroed pages
+// each time), which the pool's workers then read; the token-interleaved copy where the
+// weights' kernel reads it, per-16 sums for Q6_K weights. gelu_up: when not null, x is the
+// MLP's gate and each token's row x[t] first becomes gelu_tanh(x[t]) * gelu_up[t] in place
+// (MatMulGeluMul).
+kernels::QuantizedActivations& QuantizeActivations(const float* x, int64_t s, int64_t k,
+                                                   DType weight_type, ThreadPool* pool,
+                                                   const float* gelu_up) {
   const kernels::KernelTable& table = kernels::BestTable();
-  const kernels::RowDotFn dot = w.dtype == DType::kQ8_0    ? table.dot_q8_0
-                                : w.dtype == DType::kQ4_0R ? table.dot_q4_0r
-                                : w.dtype == DType::kQ8_0R ? table.dot_q8_0r
-                                : w.dtype == DType::kQ6_K  ? table.dot_q6_k
-                                : w.dtype == DType::kQ4_K  ? table.dot_q4_k
-                                                           : table.dot_q4_0;
-  // Scratch reused across calls on this thread: large buffers freed and reallocated every
-  // matmul would come back from the OS as fresh zeroed pages each time.
   struct ActivationsTag;
-  // The caller's instance, which the workers then read.
   kernels::QuantizedActivations& acts =
       ThreadScratch<kernels::QuantizedActivations, ActivationsTag>();
   acts.Resize(s, k);
   const int64_t nblocks_per_row = k / quant::kBlock;
+  const bool interleave = table.x16_reads_interleaved &&
+                          (weight_type == DType::kQ4_0x16 || weight_type == DType::kQ8_0x16);
+  if (interleave) acts.ResizeInterleaved();
   // Each token's blocks on their own, so prefill spreads the tokens over the pool (this had
   // been serial: about 1% of an E2B pp512 with the other thread waiting).
-  const bool interleave =
-      table.x16_reads_interleaved && (w.dtype == DType::kQ4_0x16 || w.dtype == DType::kQ8_0x16);
-  if (interleave) acts.ResizeInterleaved();
   auto quantize_tokens = [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       if (gelu_up != nullptr) {
@@ -133,7 +126,32 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
   } else {
     quantize_tokens(0, s);
   }
-  if (w.dtype == DType::kQ6_K || w.dtype == DType::kQ6_Kx16) acts.FillSums16();
+  if (weight_type == DType::kQ6_K || weight_type == DType::kQ6_Kx16) acts.FillSums16();
+  return acts;
+}
+
+// The 16-row group kernel of an interleaved weight type.
+kernels::GemmX16Fn Gemm16For(const kernels::KernelTable& table, DType dtype) {
+  return dtype == DType::kQ4_0x16   ? table.gemm_q4_0x16
+         : dtype == DType::kQ8_0x16 ? table.gemm_q8_0x16
+         : dtype == DType::kQ4_Kx16 ? table.gemm_q4_kx16
+                                    : table.gemm_q6_kx16;
+}
+
+// Block-quantized weights: activations are quantized to int8 blocks once, then every weight
+// row is dotted with up to four tokens at a time by the ISA's integer kernel. gelu_up: see
+// QuantizeActivations.
+void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool,
+                     const float* gelu_up = nullptr) {
+  const int64_t n_out = w.rows(), k = w.cols();
+  const kernels::KernelTable& table = kernels::BestTable();
+  const kernels::RowDotFn dot = w.dtype == DType::kQ8_0    ? table.dot_q8_0
+                                : w.dtype == DType::kQ4_0R ? table.dot_q4_0r
+                                : w.dtype == DType::kQ8_0R ? table.dot_q8_0r
+                                : w.dtype == DType::kQ6_K  ? table.dot_q6_k
+                                : w.dtype == DType::kQ4_K  ? table.dot_q4_k
+                                                           : table.dot_q4_0;
+  const kernels::QuantizedActivations& acts = QuantizeActivations(x, s, k, w.dtype, pool, gelu_up);
   const uint64_t row_bytes = RowBytes(w.dtype, k);
   const int64_t nblocks = k / quant::kBlock;
   constexpr int64_t kTokenTile = 16;  // a tile's activations stay in L1 while rows stream
@@ -141,10 +159,7 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
   if (IsInterleavedX16(w.dtype)) {
     // Groups of 16 rows in parallel; each kernel call writes 16 rows of one token tile
     // straight into y.
-    const auto gemm16 = w.dtype == DType::kQ4_0x16   ? table.gemm_q4_0x16
-                        : w.dtype == DType::kQ8_0x16 ? table.gemm_q8_0x16
-                        : w.dtype == DType::kQ4_Kx16 ? table.gemm_q4_kx16
-                                                     : table.gemm_q6_kx16;
+    const kernels::GemmX16Fn gemm16 = Gemm16For(table, w.dtype);
     const int64_t group_bytes = 16 * static_cast<int64_t>(row_bytes);
     auto groups_body = [&](int64_t begin, int64_t end) {
       for (int64_t t0 = 0; t0 < s; t0 += kTokenTile) {
@@ -274,6 +289,58 @@ void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool
     pool->ParallelFor(n_out, 16, body);
   } else {
     body(0, n_out);
+  }
+}
+
+void MatMulGrouped(const TensorView& w, int64_t rows, const MatMulGroup* groups, int64_t n_groups,
+                   const float* x, float* y, ThreadPool* pool) {
+  const int64_t k = w.cols();
+  bool aligned = IsInterleavedX16(w.dtype) && rows % 16 == 0;
+  for (int64_t i = 0; i < n_groups && aligned; ++i) aligned = groups[i].first_row % 16 == 0;
+  if (!aligned) {  // other layouts: one MatMul per group, as the callers did before
+    for (int64_t i = 0; i < n_groups; ++i) {
+      const MatMulGroup& g = groups[i];
+      MatMul(w.RowSlice(g.first_row, rows), x + g.first_token * k, g.tokens,
+             y + g.first_token * rows, pool);
+    }
+    return;
+  }
+  // Units of work: one tile of at most 16 of a group's tokens (tiles start at the group's first
+  // token, as MatMul's do) times one group of 16 interleaved rows, so each output is computed
+  // by the same kernel call on the same quantized activations as MatMul of its group.
+  constexpr int64_t kTokenTile = 16;
+  int64_t total_tokens = 0;
+  struct TokenTile {
+    int64_t group, first_token;
+    int tokens;
+  };
+  std::vector<TokenTile> tiles;
+  for (int64_t i = 0; i < n_groups; ++i) {
+    total_tokens = std::max(total_tokens, groups[i].first_token + groups[i].tokens);
+    for (int64_t t = 0; t < groups[i].tokens; t += kTokenTile) {
+      tiles.push_back({i, groups[i].first_token + t,
+                       static_cast<int>(std::min(kTokenTile, groups[i].tokens - t))});
+    }
+  }
+  const kernels::KernelTable& table = kernels::BestTable();
+  const kernels::QuantizedActivations& acts =
+      QuantizeActivations(x, total_tokens, k, w.dtype, pool, nullptr);
+  const kernels::GemmX16Fn gemm16 = Gemm16For(table, w.dtype);
+  const int64_t row_groups = rows / 16, nblocks = k / quant::kBlock;
+  const int64_t group_bytes = 16 * static_cast<int64_t>(RowBytes(w.dtype, k));
+  auto body = [&](int64_t begin, int64_t end) {
+    for (int64_t unit = begin; unit < end; ++unit) {
+      const TokenTile& tile = tiles[unit / row_groups];
+      const int64_t row_group = unit % row_groups;
+      gemm16(w.data + (groups[tile.group].first_row / 16 + row_group) * group_bytes, nblocks, acts,
+             tile.first_token, tile.tokens, y + tile.first_token * rows + row_group * 16, rows);
+    }
+  };
+  const int64_t units = static_cast<int64_t>(tiles.size()) * row_groups;
+  if (pool != nullptr) {
+    pool->ParallelFor(units, 1, body);
+  } else {
+    body(0, units);
   }
 }
 

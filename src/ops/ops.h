@@ -27,6 +27,19 @@ void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool
 // [S, K] activations and no pool handoff); the same bits as GeluMul then MatMul.
 void MatMulGeluMul(const TensorView& w, float* g, const float* u, int64_t s, float* y,
                    ThreadPool* pool);
+// Several products with row slices of one matrix in one pass over the pool: for each group g,
+// y[t, r] = sum_k W[g.first_row + r, k] * x[t, k] for its tokens t in [g.first_token,
+// g.first_token + g.tokens) and r < rows; x = [T, K], y = [T, rows], T covering every group's
+// tokens. The values are those of MatMul on each group's slice and tokens (the same kernels on
+// the same quantized activations); in one parallel loop, a MoE layer's experts cost one handoff
+// instead of one per expert (26B-A4B decode: 2 per layer instead of 16).
+struct MatMulGroup {
+  int64_t first_row = 0;    // a multiple of 16 for the interleaved layouts' single pass
+  int64_t first_token = 0;  // rows of x and y
+  int64_t tokens = 0;
+};
+void MatMulGrouped(const TensorView& w, int64_t rows, const MatMulGroup* groups, int64_t n_groups,
+                   const float* x, float* y, ThreadPool* pool);
 // The same product for the vision and audio towers, which run whole sequences and never mix
 // them with one-token steps: float weights (F32, F16, BF16) go through a packed GEMM with
 // register-blocked tiles (several times MatMul's prefill speed), every output one chain of
