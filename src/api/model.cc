@@ -247,7 +247,7 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
     const Checkpoint* ckpt = impl->loaded->checkpoint();
     bool mmproj_has_tower = false;
     if (!mmproj_path.empty()) {
-      auto vision = vision::VisionEncoder::LoadMmproj(mmproj_path, c.hidden_size);
+      auto vision = vision::VisionEncoder::LoadMmproj(mmproj_path, c.hidden_size, impl->pool.get());
       if (vision.ok()) {
         impl->vision = std::move(vision).value();
         mmproj_has_tower = true;
@@ -262,7 +262,7 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
     } else if (ckpt != nullptr) {
       const json::Value* vc = ckpt->config_json().Find("vision_config");
       if (vc != nullptr && !vc->is_null()) {
-        auto vision = vision::VisionEncoder::Load(*impl->loaded);
+        auto vision = vision::VisionEncoder::Load(*impl->loaded, impl->pool.get());
         if (vision.ok()) {
           impl->vision = std::move(vision).value();
         } else {
@@ -279,7 +279,7 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
     if (!mmproj_path.empty()) {
       // The same file may hold the audio tower (E2B/E4B mmproj files from llama.cpp's converter,
       // Ollama blobs).
-      auto audio = audio::AudioEncoder::LoadMmproj(mmproj_path, c.hidden_size);
+      auto audio = audio::AudioEncoder::LoadMmproj(mmproj_path, c.hidden_size, impl->pool.get());
       if (audio.ok()) {
         impl->audio = std::move(audio).value();
         impl->audio_status = OkStatus();
@@ -300,7 +300,7 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
     } else if (ckpt != nullptr) {
       const json::Value* ac = ckpt->config_json().Find("audio_config");
       if (ac != nullptr && !ac->is_null()) {
-        auto audio = audio::AudioEncoder::Load(*impl->loaded);
+        auto audio = audio::AudioEncoder::Load(*impl->loaded, impl->pool.get());
         if (audio.ok()) {
           impl->audio = std::move(audio).value();
           impl->audio_status = OkStatus();

@@ -131,11 +131,12 @@ void FeedForward(const AudioLayerWeights::FeedForward& w, const AudioConfig& c, 
 
 }  // namespace
 
-StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::Load(const LoadedModel& model) {
+StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::Load(const LoadedModel& model,
+                                                           ThreadPool* pool) {
   const Checkpoint* ckpt = model.checkpoint();
   if (ckpt == nullptr && model.HasGgufTensor(mmproj::MarkerTensor(mmproj::Tower::kAudio))) {
     // An Ollama blob: the tower is inline, stored as in an mmproj.
-    return LoadMmproj(model.source_path(), model.config().hidden_size);
+    return LoadMmproj(model.source_path(), model.config().hidden_size, pool);
   }
   if (ckpt == nullptr) {
     return UnimplementedError(
@@ -166,6 +167,7 @@ StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::Load(const LoadedModel& mo
     break;
   }
   enc->text_hidden_ = model.config().hidden_size;
+  enc->load_pool_ = pool;
   GEMMA4_RETURN_IF_ERROR(enc->LoadTensors(
       [ckpt](const std::string& name) { return ckpt->Find(name); }, ckpt->path(), false));
   enc->checkpoint_ = ckpt;
@@ -192,6 +194,7 @@ Status AudioEncoder::LoadTensors(const std::function<const TensorView*(const std
           std::to_string(features_.feature_size) + " mel bins give " + std::to_string(freq_out_));
     }
     TowerReader r(find, source, "audio");
+    r.UsePool(std::exchange(load_pool_, nullptr));  // not kept past loading
     const std::string sub = std::string(kTower) + "subsample_conv_projection.";
     if (find(sub + "layer0.conv.weight") == nullptr) {
       return NotFoundError(source + ": no audio tower weights (model.audio_tower.*) in this file");
@@ -274,8 +277,10 @@ Status AudioEncoder::LoadTensors(const std::function<const TensorView*(const std
 }
 
 StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::LoadMmproj(const std::string& path,
-                                                                 int text_hidden) {
+                                                                 int text_hidden,
+                                                                 ThreadPool* pool) {
   auto enc = std::unique_ptr<AudioEncoder>(new AudioEncoder());
+  enc->load_pool_ = pool;
   GEMMA4_ASSIGN_OR_RETURN(enc->mmproj_, mmproj::TowerFile::Open(path, mmproj::Tower::kAudio));
   const mmproj::TowerFile& file = *enc->mmproj_;
   const gguf::File& f = file.gguf();

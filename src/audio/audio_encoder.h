@@ -65,7 +65,9 @@ class AudioEncoder {
   // extractor settings beside it (processor_config.json / preprocessor_config.json).
   // FailedPrecondition for a checkpoint without audio_config, NotFound when its weights are
   // missing, Unimplemented for GGUF models (their audio tower is in the mmproj: LoadMmproj).
-  static StatusOr<std::unique_ptr<AudioEncoder>> Load(const LoadedModel& model);
+  // `pool`, when given, packs the 16-bit weight panels at load (not kept).
+  static StatusOr<std::unique_ptr<AudioEncoder>> Load(const LoadedModel& model,
+                                                      ThreadPool* pool = nullptr);
   // The audio tower of a llama.cpp mmproj GGUF (projector type gemma4a, as llama.cpp's
   // converter writes it: a.* and mm.a.input_projection tensors, clamp scalars as 1-element
   // tensors, per_dim_scale stored softplus-applied, the depthwise convolution as [H, kernel])
@@ -76,7 +78,8 @@ class AudioEncoder {
   // NotFound when the file has no audio tower (a vision-only mmproj), InvalidArgument when its
   // projector does not output `text_hidden` values.
   static StatusOr<std::unique_ptr<AudioEncoder>> LoadMmproj(const std::string& path,
-                                                            int text_hidden);
+                                                            int text_hidden,
+                                                            ThreadPool* pool = nullptr);
 
   const AudioConfig& config() const { return config_; }
   const FeatureConfig& feature_config() const { return features_; }
@@ -98,6 +101,7 @@ class AudioEncoder {
   // Shared by both loaders, after config_, features_ and text_hidden_ are set: `find` maps a
   // Hugging Face tensor name to the stored tensor. `per_dim_applied`: per_dim_scale holds
   // softplus(per_dim_scale) (mmproj files) rather than the raw parameter.
+  ThreadPool* load_pool_ = nullptr;  // only while loading (LoadTensors)
   Status LoadTensors(const std::function<const TensorView*(const std::string&)>& find,
                      const std::string& source, bool per_dim_applied);
 

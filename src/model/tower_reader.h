@@ -88,6 +88,8 @@ class TowerReader {
   TowerReader(std::function<const TensorView*(const std::string&)> find, std::string source,
               std::string what)
       : find_(std::move(find)), source_(std::move(source)), what_(std::move(what)) {}
+  // The pool that packs 16-bit weight panels at load (Linear); null packs on this thread.
+  void UsePool(ThreadPool* pool) { pool_ = pool; }
   TowerReader(const Checkpoint& ckpt, std::string what)
       : TowerReader([&ckpt](const std::string& name) { return ckpt.Find(name); }, ckpt.path(),
                     std::move(what)) {}
@@ -150,7 +152,7 @@ class TowerReader {
       // anonymous instead of mapped: see ReleaseMappedPages). A misaligned 16-bit tensor (no
       // GGUF or safetensors writer makes one) stays on the per-encode path.
       auto packed = std::make_shared<ops::PackedGemmWeights>();
-      GEMMA4_RETURN_IF_ERROR(ops::PackGemmWeights16(out->weight, packed.get(), nullptr));
+      GEMMA4_RETURN_IF_ERROR(ops::PackGemmWeights16(out->weight, packed.get(), pool_));
       ReleaseMappedPages(out->weight);
       out->packed = std::move(packed);
     }
@@ -176,6 +178,7 @@ class TowerReader {
   std::function<const TensorView*(const std::string&)> find_;
   std::string source_;
   std::string what_;
+  ThreadPool* pool_ = nullptr;
 };
 
 }  // namespace gemma4

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <new>
+#include <utility>
 
 #include "base/json.h"
 #include "formats/checkpoint.h"
@@ -48,11 +49,12 @@ void RotateHalf(float* x, int width, const float* cos_t, const float* sin_t) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::Load(const LoadedModel& model) {
+StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::Load(const LoadedModel& model,
+                                                             ThreadPool* pool) {
   const Checkpoint* ckpt = model.checkpoint();
   if (ckpt == nullptr && model.HasGgufTensor(mmproj::MarkerTensor(mmproj::Tower::kVision))) {
     // An Ollama blob: the tower is inline, stored as in an mmproj.
-    return LoadMmproj(model.source_path(), model.config().hidden_size);
+    return LoadMmproj(model.source_path(), model.config().hidden_size, pool);
   }
   if (ckpt == nullptr) {
     return UnimplementedError(
@@ -82,6 +84,7 @@ StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::Load(const LoadedModel& 
     break;
   }
   enc->text_hidden_ = model.config().hidden_size;
+  enc->load_pool_ = pool;
   GEMMA4_RETURN_IF_ERROR(
       enc->LoadTensors([ckpt](const std::string& name) { return ckpt->Find(name); }, ckpt->path()));
   enc->checkpoint_ = ckpt;
@@ -95,6 +98,7 @@ Status VisionEncoder::LoadTensors(const std::function<const TensorView*(const st
   const int64_t q_dim = int64_t{c.num_heads} * hd, kv_dim = int64_t{c.num_kv_heads} * hd;
   const int64_t patch_dim = int64_t{c.patch_size} * c.patch_size * 3;
   TowerReader r(find, source, "vision");
+  r.UsePool(std::exchange(load_pool_, nullptr));  // not kept past loading
   if (find(std::string(kTower) + "patch_embedder.input_proj.weight") == nullptr) {
     return NotFoundError(source + ": no vision tower weights in this file");
   }
@@ -172,8 +176,10 @@ Status VisionEncoder::LoadTensors(const std::function<const TensorView*(const st
 }
 
 StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::LoadMmproj(const std::string& path,
-                                                                   int text_hidden) {
+                                                                   int text_hidden,
+                                                                   ThreadPool* pool) {
   auto enc = std::unique_ptr<VisionEncoder>(new VisionEncoder());
+  enc->load_pool_ = pool;
   GEMMA4_ASSIGN_OR_RETURN(enc->mmproj_, mmproj::TowerFile::Open(path, mmproj::Tower::kVision));
   mmproj::TowerFile& file = *enc->mmproj_;
   const gguf::File& f = file.gguf();

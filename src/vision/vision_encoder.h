@@ -39,13 +39,16 @@ class VisionEncoder {
   // (model.vision_tower.*, model.embed_vision.*) with its config.json vision_config and the
   // image processor settings beside it. NotFound names what is missing for a text-only
   // checkpoint.
-  static StatusOr<std::unique_ptr<VisionEncoder>> Load(const LoadedModel& model);
+  // `pool`, when given, packs the 16-bit weight panels at load (not kept).
+  static StatusOr<std::unique_ptr<VisionEncoder>> Load(const LoadedModel& model,
+                                                       ThreadPool* pool = nullptr);
   // The vision tower of a llama.cpp mmproj GGUF (projector type gemma4v, as llama.cpp's
   // converter writes it: v.* tensors, mm.input_projection, clamp scalars as 1-element
   // tensors, the patch embedding as a [Hv, 3, p, p] convolution) for a text model of hidden
   // size `text_hidden`. NotFound when the file has no vision tower.
   static StatusOr<std::unique_ptr<VisionEncoder>> LoadMmproj(const std::string& path,
-                                                             int text_hidden);
+                                                             int text_hidden,
+                                                             ThreadPool* pool = nullptr);
 
   const VisionConfig& config() const { return config_; }
   int text_hidden_size() const { return text_hidden_; }
@@ -59,6 +62,7 @@ class VisionEncoder {
  private:
   VisionEncoder() = default;
   // Shared by both loaders: `find` maps a Hugging Face tensor name to the stored tensor.
+  ThreadPool* load_pool_ = nullptr;  // only while loading (LoadTensors)
   Status LoadTensors(const std::function<const TensorView*(const std::string&)>& find,
                      const std::string& source);
 

@@ -197,10 +197,10 @@ Status EncodeMedia(const MediaArgs& args, const LoadedModel& model, ThreadPool* 
     // The tower from --mmproj (llama.cpp's gemma4a), else from the checkpoint.
     std::unique_ptr<audio::AudioEncoder> audio_encoder;
     if (!args.mmproj.empty()) {
-      GEMMA4_ASSIGN_OR_RETURN(
-          audio_encoder, audio::AudioEncoder::LoadMmproj(args.mmproj, model.config().hidden_size));
+      GEMMA4_ASSIGN_OR_RETURN(audio_encoder, audio::AudioEncoder::LoadMmproj(
+                                                 args.mmproj, model.config().hidden_size, pool));
     } else {
-      GEMMA4_ASSIGN_OR_RETURN(audio_encoder, audio::AudioEncoder::Load(model));
+      GEMMA4_ASSIGN_OR_RETURN(audio_encoder, audio::AudioEncoder::Load(model, pool));
     }
     for (const std::string& path : args.audios) {
       const auto t0 = std::chrono::steady_clock::now();
@@ -235,9 +235,9 @@ Status EncodeMedia(const MediaArgs& args, const LoadedModel& model, ThreadPool* 
   std::unique_ptr<vision::VisionEncoder> encoder;
   if (!args.mmproj.empty()) {
     GEMMA4_ASSIGN_OR_RETURN(
-        encoder, vision::VisionEncoder::LoadMmproj(args.mmproj, model.config().hidden_size));
+        encoder, vision::VisionEncoder::LoadMmproj(args.mmproj, model.config().hidden_size, pool));
   } else {
-    GEMMA4_ASSIGN_OR_RETURN(encoder, vision::VisionEncoder::Load(model));
+    GEMMA4_ASSIGN_OR_RETURN(encoder, vision::VisionEncoder::Load(model, pool));
   }
   auto encode = [&](const std::string& path, int64_t budget, vision::PixelScale scale,
                     MediaKind kind, int* width, int* height) -> Status {
