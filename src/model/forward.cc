@@ -1,15 +1,10 @@
 #include "model/forward.h"
 
-#include <unistd.h>
-
-#include <cerrno>
 #include <ctime>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <mutex>
-#include <numeric>
 
 #include "model/logits_check.h"
 #include "model/phase_timer.h"
@@ -335,83 +330,6 @@ Status InferenceState::ForwardChunk(const ForwardInput& input, int64_t offset, i
                            config_.vocab_size, position_ - rows);
 }
 
-Status InferenceState::ReadPleRow(int32_t id, std::vector<uint8_t>* bytes, float* out) const {
-  const TensorView& table = model_.weights().ple_embed;
-  const int64_t cols = table.cols();
-  if (table.fd < 0) {
-    ops::ToF32(table, int64_t{id} * cols, cols, out);
-    return OkStatus();
-  }
-  // Read the row with pread rather than through the mapping: faulting mapped pages would also
-  // map their cached neighbours (kernel fault-around), and a long prompt of random ids would
-  // drag most of the table (1.9 GB on E2B) into the resident set.
-  const uint64_t row_bytes = RowBytes(table.dtype, cols);
-  bytes->resize(row_bytes);
-  uint64_t done = 0;
-  const uint64_t offset = table.file_offset + static_cast<uint64_t>(id) * row_bytes;
-  while (done < row_bytes) {
-    const ssize_t n = ::pread(table.fd, bytes->data() + done, row_bytes - done,
-                              static_cast<off_t>(offset + done));
-    if (n <= 0) {
-      if (n < 0 && errno == EINTR) continue;
-      return DataLossError(table.file + ": cannot read row " + std::to_string(id) + " of '" +
-                           table.name + "' at offset " + std::to_string(offset));
-    }
-    done += static_cast<uint64_t>(n);
-  }
-  TensorView row = table;
-  row.data = bytes->data();
-  ops::ToF32(row, 0, cols, out);
-  return OkStatus();
-}
-
-Status InferenceState::PerLayerInputs(const int32_t* ids, int64_t s) {
-  const ModelWeights& w = model_.weights();
-  const int64_t H = config_.hidden_size, L = config_.num_layers, P = config_.ple_dim;
-  const int64_t LP = L * P;
-  ple_inputs_.resize(s * LP);
-  // Context part: project the scaled embeddings, * f32(H^-0.5), RMSNorm each P-chunk.
-  ops::MatMul(w.ple_model_projection, x_.data(), s, ple_inputs_.data(), pool_);
-  const float projection_scale = static_cast<float>(std::pow(static_cast<double>(H), -0.5));
-  const float token_scale = static_cast<float>(std::sqrt(static_cast<double>(P)));
-  const float combine_scale = static_cast<float>(std::pow(2.0, -0.5));
-  // Token by token on the pool (each reads its own table row; on one thread this loop had been
-  // most of the embedding phase's wall time, the other thread waiting).
-  std::mutex error_mu;
-  Status error = OkStatus();
-  auto tokens = [&](int64_t begin, int64_t end) {
-    struct PleRowTag;
-    std::vector<float>& token_part = ThreadScratch<std::vector<float>, PleRowTag>();
-    token_part.resize(LP);
-    struct PleBytesTag;
-    std::vector<uint8_t>& bytes = ThreadScratch<std::vector<uint8_t>, PleBytesTag>();
-    for (int64_t t = begin; t < end; ++t) {
-      float* row = ple_inputs_.data() + t * LP;
-      for (int64_t j = 0; j < LP; ++j) row[j] *= projection_scale;
-      for (int64_t l = 0; l < L; ++l) {
-        ops::RmsNorm(row + l * P, w.ple_projection_norm.data(), P, config_.rms_norm_eps,
-                     row + l * P);
-      }
-      // Token-identity part: the PLE table row * f32(sqrt(P)).
-      Status read = ReadPleRow(ids[t], &bytes, token_part.data());
-      if (!read.ok()) {
-        std::lock_guard<std::mutex> lock(error_mu);
-        if (error.ok()) error = std::move(read);
-        return;
-      }
-      for (int64_t j = 0; j < LP; ++j) {
-        row[j] = (row[j] + token_part[j] * token_scale) * combine_scale;
-      }
-    }
-  };
-  if (pool_ != nullptr) {
-    pool_->ParallelFor(s, 1, tokens);
-  } else {
-    tokens(0, s);
-  }
-  return error;
-}
-
 void InferenceState::DenseMlp(const LayerWeights& lw, int width, int64_t s, const float* in,
                               float* out) {
   // In slices of at most kMlpSliceTokens tokens (the gate and up activations are the largest
@@ -431,94 +349,6 @@ void InferenceState::DenseMlp(const LayerWeights& lw, int width, int64_t s, cons
     // (its time counts as the MLP matmuls'; the "MLP activation" phase now reads 0 here).
     PhaseTimer timer(profile_, ForwardProfile::kMlpMatMul);
     ops::MatMulGeluMul(lw.down_proj, gate_.data(), up_.data(), n, out + t0 * H, pool_);
-  }
-}
-
-void InferenceState::Moe(const LayerWeights& lw, int64_t s, const float* residual, float* out) {
-  const int64_t H = config_.hidden_size, E = config_.num_experts, K = config_.top_k_experts;
-  const int64_t Ie = config_.moe_width;
-  const float eps = config_.rms_norm_eps;
-  // Router on the residual stream: norm without weight, * scale * f32(H^-0.5), softmax over all
-  // experts, top-k, renormalise, * per_expert_scale.
-  std::vector<float> z(s * H), router_logits(s * E);
-  const float root = static_cast<float>(std::pow(static_cast<double>(H), -0.5));
-  for (int64_t t = 0; t < s; ++t) {
-    float* zt = z.data() + t * H;
-    ops::RmsNorm(residual + t * H, nullptr, H, eps, zt);
-    for (int64_t j = 0; j < H; ++j) zt[j] = (zt[j] * lw.router_scale[j]) * root;
-  }
-  ops::MatMul(lw.router_proj, z.data(), s, router_logits.data(), pool_);
-  std::vector<std::vector<std::pair<int64_t, float>>> routed(E);  // expert -> (token, weight)
-  std::vector<int64_t> order(E);
-  for (int64_t t = 0; t < s; ++t) {
-    float* p = router_logits.data() + t * E;
-    ops::Softmax(p, E);
-    std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + K, order.end(),
-                      [&](int64_t a, int64_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
-    float sum = 0;
-    for (int64_t k = 0; k < K; ++k) sum += p[order[k]];
-    for (int64_t k = 0; k < K; ++k) {
-      const int64_t e = order[k];
-      routed[e].emplace_back(t, (p[e] / sum) * lw.per_expert_scale[e]);
-    }
-  }
-  // Experts on pre_feedforward_layernorm_2(residual). Each (expert, token) pair gets a row,
-  // pairs in increasing expert index (the order transformers accumulates in) and each expert's
-  // tokens together, so every expert's rows are read once per tile of its tokens; all experts'
-  // products then run as one grouped matmul per projection (one handoff to the pool, not one
-  // per expert: a decode step's 8 experts are small matrices).
-  std::vector<float> xin(s * H);
-  for (int64_t t = 0; t < s; ++t) {
-    ops::RmsNorm(residual + t * H, lw.pre_ffn_norm_2.data(), H, eps, xin.data() + t * H);
-  }
-  std::vector<ops::MatMulGroup> gate_up_groups, gate_groups, down_groups;
-  int64_t pairs = 0;
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t n = static_cast<int64_t>(routed[e].size());
-    if (n == 0) continue;
-    gate_up_groups.push_back({e * 2 * Ie, pairs, n});
-    gate_groups.push_back({e * Ie, pairs, n});
-    down_groups.push_back({e * H, pairs, n});
-    pairs += n;
-  }
-  std::vector<float> xe(pairs * H), act(pairs * Ie);
-  for (int64_t e = 0, row = 0; e < E; ++e) {
-    for (const auto& [token, weight] : routed[e]) {
-      std::copy_n(xin.data() + token * H, H, xe.data() + row++ * H);
-    }
-  }
-  const int64_t n_groups = static_cast<int64_t>(down_groups.size());
-  if (lw.experts_gate_up.data != nullptr) {
-    // gu [pairs, 2 * Ie]: each row the gate's Ie values, then up's.
-    std::vector<float> gu(pairs * 2 * Ie);
-    ops::MatMulGrouped(lw.experts_gate_up, 2 * Ie, gate_up_groups.data(), n_groups, xe.data(),
-                       gu.data(), pool_);
-    for (int64_t r = 0; r < pairs; ++r) {
-      ops::GeluMul(gu.data() + r * 2 * Ie, gu.data() + r * 2 * Ie + Ie, act.data() + r * Ie, Ie);
-    }
-  } else {
-    // Gate and up stored apart: g and u [pairs, Ie].
-    std::vector<float> g(pairs * Ie), u(pairs * Ie);
-    ops::MatMulGrouped(lw.experts_gate, Ie, gate_groups.data(), n_groups, xe.data(), g.data(),
-                       pool_);
-    ops::MatMulGrouped(lw.experts_up, Ie, gate_groups.data(), n_groups, xe.data(), u.data(), pool_);
-    for (int64_t r = 0; r < pairs; ++r) {
-      ops::GeluMul(g.data() + r * Ie, u.data() + r * Ie, act.data() + r * Ie, Ie);
-    }
-  }
-  std::vector<float>& y = xe;  // [pairs, H]: the inputs are no longer needed
-  ops::MatMulGrouped(lw.experts_down, H, down_groups.data(), n_groups, act.data(), y.data(), pool_);
-  std::fill(out, out + s * H, 0.0f);
-  for (int64_t e = 0, row = 0; e < E; ++e) {
-    for (const auto& [token, weight] : routed[e]) {
-      float* o = out + token * H;
-      const float* yr = y.data() + row++ * H;
-      for (int64_t j = 0; j < H; ++j) o[j] += yr[j] * weight;
-    }
-  }
-  for (int64_t t = 0; t < s; ++t) {
-    ops::RmsNorm(out + t * H, lw.post_ffn_norm_2.data(), H, eps, out + t * H);
   }
 }
 
