@@ -341,6 +341,67 @@ TEST_P(KernelTest, InterleavedX16MatchesPlainRows) {
   }
 }
 
+// The two-group prefill kernels (gemm_q4_0x16_pair, gemm_q8_0x16_pair) give exactly what the
+// one-group kernel gives for each of the two groups, and match the scalar row reference, for
+// odd block counts, token counts and first tokens (pieces split at groups of 8 and of 4).
+TEST_P(KernelTest, InterleavedX16PairMatchesSingleGroups) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  struct Format {
+    DType plain;
+    decltype(table.gemm_q4_0x16) single, pair;
+    void (*repack)(const uint8_t*, uint64_t, int64_t, uint8_t*);
+    kernels::RowDotFn reference;
+  };
+  const Format formats[] = {
+      {DType::kQ4_0, table.gemm_q4_0x16, table.gemm_q4_0x16_pair, kernels::pack::RepackGroupQ4_0x16,
+       kernels::ReferenceTable().dot_q4_0},
+      {DType::kQ8_0, table.gemm_q8_0x16, table.gemm_q8_0x16_pair, kernels::pack::RepackGroupQ8_0x16,
+       kernels::ReferenceTable().dot_q8_0}};
+  std::mt19937 rng(29);
+  for (const Format& f : formats) {
+    if (f.pair == nullptr) continue;  // optional
+    ASSERT_NE(f.single, nullptr);
+    for (int64_t nblocks : {1, 2, 3, 7, 13}) {
+      const int64_t k = nblocks * 32, tokens = 23;
+      const auto x = RandomVector(tokens * k, &rng);
+      kernels::QuantizedActivations acts;
+      kernels::QuantizeActivations(x.data(), tokens, k, &acts);
+      const uint64_t row_bytes = RowBytes(f.plain, k);
+      std::vector<uint8_t> plain(32 * row_bytes), groups(32 * row_bytes);
+      for (int r = 0; r < 32; ++r) {
+        const auto w = RandomVector(k, &rng, 0.05f);
+        quant::QuantizeRow(f.plain, w.data(), k, plain.data() + r * row_bytes);
+      }
+      for (int g = 0; g < 2; ++g) {
+        f.repack(plain.data() + g * 16 * row_bytes, row_bytes, nblocks,
+                 groups.data() + g * 16 * row_bytes);
+      }
+      for (int first : {0, 1, 3, 5}) {
+        for (int ntok : {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17}) {
+          constexpr int64_t ldo = 35;  // odd, wider than the 32 rows
+          std::vector<float> got(17 * ldo, -1.0f), want(17 * ldo, -1.0f);
+          f.pair(groups.data(), nblocks, acts, first, ntok, got.data(), ldo);
+          for (int g = 0; g < 2; ++g) {
+            f.single(groups.data() + g * 16 * row_bytes, nblocks, acts, first, ntok,
+                     want.data() + 16 * g, ldo);
+          }
+          ASSERT_EQ(got, want) << DTypeName(f.plain) << " nblocks " << nblocks << " first " << first
+                               << " ntok " << ntok;
+          for (int r = 0; r < 32; ++r) {
+            for (int t = 0; t < ntok; ++t) {
+              float ref;
+              f.reference(plain.data() + r * row_bytes, nblocks, acts, first + t, 1, &ref);
+              EXPECT_NEAR(got[t * ldo + r], ref, 1e-4f * (1 + std::fabs(ref)))
+                  << DTypeName(f.plain) << " row " << r << " token " << t;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 // A 16-row K-quant format (Q4_Kx16, Q6_Kx16): repacking keeps every value (dequantized rows
 // equal), the scalar 16-row reference is the plain-row reference bit for bit, and the ISA
 // kernel matches it for token counts within and across register blocks. Random bytes cover

@@ -52,6 +52,11 @@ struct KernelTable {
   GemmX16Fn gemm_q4_0x16;
   // Q8_0x16 (DType::kQ8_0x16) likewise; null: Q8_0R or plain Q8_0.
   GemmX16Fn gemm_q8_0x16;
+  // Two adjacent groups (32 rows: group, then group + 16 row lengths) of Q4_0x16 / Q8_0x16
+  // times tokens token .. token + ntok - 1 into out[t * ldo + r], r < 32, for prefill: the same
+  // results as two gemm_q4_0x16 / gemm_q8_0x16 calls, bit for bit. Optional (null: per group).
+  GemmX16Fn gemm_q4_0x16_pair;
+  GemmX16Fn gemm_q8_0x16_pair;
   // Whether gemm_q4_0x16 and gemm_q8_0x16 read the token-interleaved copy of the activations
   // (QuantizedActivations::q8, scale8, neg_offset8) rather than their rows.
   bool x16_reads_interleaved = false;

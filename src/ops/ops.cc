@@ -160,23 +160,34 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
     // Groups of 16 rows in parallel; each kernel call writes 16 rows of one token tile
     // straight into y.
     const kernels::GemmX16Fn gemm16 = Gemm16For(table, w.dtype);
+    // Prefill (4 tokens or more) takes two adjacent groups per call where the ISA has such a
+    // kernel (bit-identical; it shares each activation broadcast between the groups), so the
+    // work items are pairs of groups, and an odd last group runs alone.
+    const kernels::GemmX16Fn gemm_pair = s < 4                        ? nullptr
+                                         : w.dtype == DType::kQ4_0x16 ? table.gemm_q4_0x16_pair
+                                         : w.dtype == DType::kQ8_0x16 ? table.gemm_q8_0x16_pair
+                                                                      : nullptr;
+    const int64_t per_item = gemm_pair != nullptr ? 2 : 1;
+    const int64_t ngroups = n_out / 16, nitems = (ngroups + per_item - 1) / per_item;
     const int64_t group_bytes = 16 * static_cast<int64_t>(row_bytes);
     auto groups_body = [&](int64_t begin, int64_t end) {
       for (int64_t t0 = 0; t0 < s; t0 += kTokenTile) {
         const int64_t t1 = std::min(s, t0 + kTokenTile);
-        for (int64_t g = begin; g < end; ++g) {
-          gemm16(w.data + g * group_bytes, nblocks, acts, t0, static_cast<int>(t1 - t0),
-                 y + t0 * n_out + g * 16, n_out);
+        for (int64_t i = begin; i < end; ++i) {
+          const int64_t g = i * per_item;
+          const auto gemm = g + per_item <= ngroups && gemm_pair != nullptr ? gemm_pair : gemm16;
+          gemm(w.data + g * group_bytes, nblocks, acts, t0, static_cast<int>(t1 - t0),
+               y + t0 * n_out + g * 16, n_out);
         }
       }
     };
     if (pool != nullptr) {
       // Prefill: a finer split than the default, since both threads wait at the end of the
       // matmul for the last chunk (1/8 of a 64-token step's gate matmul on two threads).
-      pool->ParallelFor(n_out / 16, 1, groups_body,
+      pool->ParallelFor(nitems, 1, groups_body,
                         s >= kTokenTile ? kPrefillChunksPerThread : ThreadPool::kChunksPerThread);
     } else {
-      groups_body(0, n_out / 16);
+      groups_body(0, nitems);
     }
     return;
   }

@@ -668,6 +668,8 @@ const KernelTable& Table() {
       .gemm_q8_0r = nullptr,
       .gemm_q4_0x16 = GemmQ4_0x16,
       .gemm_q8_0x16 = GemmQ8_0x16,
+      .gemm_q4_0x16_pair = nullptr,
+      .gemm_q8_0x16_pair = nullptr,
       .gemm_q4_kx16 = GemmQ4_Kx16,
       .gemm_q6_kx16 = GemmQ6_Kx16,
       .quantize_blocks = QuantizeBlocks,

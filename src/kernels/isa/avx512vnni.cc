@@ -387,6 +387,12 @@ struct Q4X16 {
       w[2 * p + 1] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), mask);
     }
   }
+  static void LoadPair(const uint8_t* data, int p, __m512i* lo, __m512i* hi) {
+    const __m512i mask = _mm512_set1_epi8(0x0F);
+    const __m512i bytes = _mm512_loadu_si512(data + 64 * p);
+    *lo = _mm512_and_si512(bytes, mask);
+    *hi = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), mask);
+  }
 };
 
 struct Q8X16 {
@@ -394,6 +400,10 @@ struct Q8X16 {
   static constexpr int kOffset = 128;
   static void Load(const uint8_t* data, __m512i* w) {
     for (int c = 0; c < 8; ++c) w[c] = _mm512_loadu_si512(data + 64 * c);
+  }
+  static void LoadPair(const uint8_t* data, int p, __m512i* lo, __m512i* hi) {
+    *lo = _mm512_loadu_si512(data + 128 * p);
+    *hi = _mm512_loadu_si512(data + 128 * p + 64);
   }
 };
 
@@ -473,6 +483,85 @@ void GemmX16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& 
     const int n = static_cast<int>(std::min<int64_t>(8 - t % 8, ntok - first));
     simd::DispatchTokenCount<8>(n, [&](auto nt) {
       GemmX16T<Fmt, decltype(nt)::value>(group, nblocks, a, t, out + first * ldo, ldo);
+    });
+    first += n;
+  }
+}
+
+// Two adjacent groups (32 rows) for prefill: the same sums as GemmX16T, bit for bit (per row
+// and token: the block's int32 sum from -offset * sum(a) over chunks 0..7, then one fused
+// multiply-add of d_w * d_a per block), but each token's four activation bytes are broadcast
+// into a register once and serve both groups' vpdpbusd. GemmX16T's memory-operand broadcasts
+// made it load-bound: 64 broadcasts per block and 8 tokens plus the weights, scales and offsets,
+// about 1.4 loads per vpdpbusd where Zen 5 issues two vpdpbusd a cycle. Here, 2 groups x T = 4
+// tokens, 0.8 loads per vpdpbusd and 8 independent chains; one Zen 5 core, 48 tokens in tiles
+// of 16 as MatMulQuantized runs them, 6144 x 1536 and 1536 x 6144: 101-121 -> 134-146
+// multiply-adds per TSC tick (3 groups x 4 tokens measured about 3% more: too few registers
+// left to be worth the odd group counts).
+// Fmt::LoadPair(data, p, lo, hi): chunks 2p and 2p + 1 of a block's 16 rows (unsigned bytes).
+template <class Fmt, int T>
+void GemmPairT(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+               float* out, int64_t ldo) {
+  constexpr int kOffsetShift = Fmt::kOffset == 8 ? 0 : 4;  // neg_offset8 holds -8 * sum
+  static_assert((8 << kOffsetShift) == Fmt::kOffset);
+  const uint8_t* g0 = group;
+  const uint8_t* g1 = group + nblocks * Fmt::kBlockBytes;
+  __m512 acc0[T], acc1[T];
+  for (int t = 0; t < T; ++t) acc0[t] = acc1[t] = _mm512_setzero_ps();
+  const int64_t slot = a.Slot8(token, 0);
+  const int8_t* q = a.q8.data() + slot * 32;
+  const float* sc = a.scale8.data() + slot;
+  const int32_t* neg_offset = a.neg_offset8.data() + slot;
+  for (int64_t b = 0; b < nblocks;
+       ++b, g0 += Fmt::kBlockBytes, g1 += Fmt::kBlockBytes, q += 8 * 32, sc += 8, neg_offset += 8) {
+    simd::PrefetchAhead<Fmt::kBlockBytes>(g0);
+    simd::PrefetchAhead<Fmt::kBlockBytes>(g1);
+    __m512i d0[T], d1[T];
+    for (int t = 0; t < T; ++t) {
+      d0[t] = d1[t] = _mm512_slli_epi32(_mm512_set1_epi32(neg_offset[t]), kOffsetShift);
+    }
+    for (int p = 0; p < 4; ++p) {
+      __m512i lo0, hi0, lo1, hi1;
+      Fmt::LoadPair(g0 + 32, p, &lo0, &hi0);
+      Fmt::LoadPair(g1 + 32, p, &lo1, &hi1);
+      for (int t = 0; t < T; ++t) {
+        int32_t four;
+        std::memcpy(&four, q + 32 * t + 8 * p, 4);
+        const __m512i bc = _mm512_set1_epi32(four);
+        d0[t] = _mm512_dpbusd_epi32(d0[t], lo0, bc);
+        d1[t] = _mm512_dpbusd_epi32(d1[t], lo1, bc);
+      }
+      for (int t = 0; t < T; ++t) {
+        int32_t four;
+        std::memcpy(&four, q + 32 * t + 8 * p + 4, 4);
+        const __m512i bc = _mm512_set1_epi32(four);
+        d0[t] = _mm512_dpbusd_epi32(d0[t], hi0, bc);
+        d1[t] = _mm512_dpbusd_epi32(d1[t], hi1, bc);
+      }
+    }
+    const __m512 dw0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g0)));
+    const __m512 dw1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g1)));
+    for (int t = 0; t < T; ++t) {
+      const __m512 s = _mm512_set1_ps(sc[t]);
+      acc0[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0[t]), _mm512_mul_ps(dw0, s), acc0[t]);
+      acc1[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1[t]), _mm512_mul_ps(dw1, s), acc1[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    _mm512_storeu_ps(out + t * ldo, acc0[t]);
+    _mm512_storeu_ps(out + t * ldo + 16, acc1[t]);
+  }
+}
+
+// Pieces inside one group of 8 tokens of the interleaved copy, 4 tokens at a time.
+template <class Fmt>
+void GemmX16Pair(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  for (int first = 0; first < ntok;) {
+    const int64_t t = token + first;
+    const int n = static_cast<int>(std::min<int64_t>({4, 8 - t % 8, ntok - first}));
+    simd::DispatchTokenCount<4>(n, [&](auto nt) {
+      GemmPairT<Fmt, decltype(nt)::value>(group, nblocks, a, t, out + first * ldo, ldo);
     });
     first += n;
   }
@@ -737,6 +826,8 @@ const KernelTable& Table() {
       .gemm_q8_0r = GroupGemm<Q8Groups>,
       .gemm_q4_0x16 = GemmX16<Q4X16>,
       .gemm_q8_0x16 = GemmX16<Q8X16>,
+      .gemm_q4_0x16_pair = GemmX16Pair<Q4X16>,
+      .gemm_q8_0x16_pair = GemmX16Pair<Q8X16>,
       .x16_reads_interleaved = true,
       .gemm_q4_kx16 = GemmQ4_Kx16,
       .gemm_q6_kx16 = GemmQ6_Kx16,

@@ -221,6 +221,8 @@ const KernelTable& Table() {
       .gemm_q8_0r = nullptr,
       .gemm_q4_0x16 = nullptr,
       .gemm_q8_0x16 = nullptr,
+      .gemm_q4_0x16_pair = nullptr,
+      .gemm_q8_0x16_pair = nullptr,
       .gemm_q4_kx16 = nullptr,
       .gemm_q6_kx16 = nullptr,
       .quantize_blocks = QuantizeActivationBlocks,

@@ -327,6 +327,8 @@ const KernelTable& ReferenceTable() {
       .gemm_q8_0r = nullptr,
       .gemm_q4_0x16 = GemmX16<quant::kQ4_0BlockBytes, pack::Q4_0x16Value>,
       .gemm_q8_0x16 = GemmX16<quant::kQ8_0BlockBytes, pack::Q8_0x16Value>,
+      .gemm_q4_0x16_pair = nullptr,
+      .gemm_q8_0x16_pair = nullptr,
       .gemm_q4_kx16 = GemmQ4_Kx16,
       .gemm_q6_kx16 = GemmQ6_Kx16,
       .quantize_blocks = QuantizeActivationBlocks,
