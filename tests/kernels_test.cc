@@ -759,6 +759,31 @@ TEST_P(KernelTest, AttentionKernelsOverF16MatchF32) {
                         4e-7 * mag * std::log2(d + 1.0) + 1e-30);
           }
         }
+        // BF16 rows (prefill's BF16 matmuls) likewise: the f32 kernel's bits over the widened
+        // rows, and close to the scalar BF16 reference.
+        std::vector<kernels::Bf16> kb(nk * ldk);
+        std::vector<float> kb32(kb.size());
+        const auto kraw = RandomVector(nk * ldk, &rng, 4.0f);
+        for (size_t i = 0; i < kb.size(); ++i) {
+          uint32_t bits;
+          std::memcpy(&bits, &kraw[i], 4);
+          kb[i].bits = static_cast<uint16_t>(bits >> 16);
+          bits &= 0xFFFF0000u;
+          std::memcpy(&kb32[i], &bits, 4);
+        }
+        std::vector<float> sb(nq * ldsc, -7.0f), sb32 = sb, sbref = sb;
+        table.attention_scores_bf16(q.data(), ldq, nq, kb.data(), ldk, nk, d, sb.data(), ldsc);
+        table.attention_scores_f32(q.data(), ldq, nq, kb32.data(), ldk, nk, d, sb32.data(), ldsc);
+        ref.attention_scores_bf16(q.data(), ldq, nq, kb.data(), ldk, nk, d, sbref.data(), ldsc);
+        ASSERT_EQ(sb, sb32) << "bf16 nq " << nq << " nk " << nk << " d " << d;
+        for (int h = 0; h < nq; ++h) {
+          for (int64_t j = 0; j < nk; ++j) {
+            double mag = 0;
+            for (int64_t i = 0; i < d; ++i) mag += std::fabs(q[h * ldq + i] * kb32[j * ldk + i]);
+            EXPECT_NEAR(sb[h * ldsc + j], sbref[h * ldsc + j],
+                        4e-7 * mag * std::log2(d + 1.0) + 1e-30);
+          }
+        }
         const auto p = RandomVector(nq * ldsc, &rng);
         const auto v16 = to_half(RandomVector(nk * ldk, &rng, 4.0f));
         const auto v32 = widen(v16);

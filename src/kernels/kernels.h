@@ -92,6 +92,9 @@ struct KernelTable {
   // The same over f16 keys / values (IEEE half bits), converted exactly to f32 on load.
   void (*attention_scores_f16)(const float* q, int64_t ldq, int nq, const uint16_t* k, int64_t ldk,
                                int64_t nk, int64_t d, float* scores, int64_t ldsc);
+  // Scores over BF16 rows (prefill's BF16 matmuls), widened exactly on load.
+  void (*attention_scores_bf16)(const float* q, int64_t ldq, int nq, const Bf16* k, int64_t ldk,
+                                int64_t nk, int64_t d, float* scores, int64_t ldsc);
   void (*attention_values_f16)(const float* p, int64_t ldp, int nq, const uint16_t* v, int64_t ldv,
                                int64_t nk, int64_t d, float* out, int64_t ldo);
   // Float matmuls of a few tokens (decode) against weight rows: y[t * ldy + r] = dot(x + t *

@@ -271,6 +271,26 @@ void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool
     }
     return;
   }
+  // Prefill over BF16 rows (the per-layer-input gate 256 x 1536 and projection 1536 x 256, the
+  // model projection 8960 x 1536): the rows widened on load inside the blocked dot-product
+  // kernel (exact, the same kernel and order of sums as below, so the same bits) instead of
+  // copied to f32 a block at a time first.
+  if (in_place && w.dtype == DType::kBF16) {
+    auto rows16 = [&](int64_t begin, int64_t end) {
+      for (int64_t t0 = 0; t0 < s; t0 += 64) {
+        const int nt = static_cast<int>(std::min<int64_t>(64, s - t0));
+        table.attention_scores_bf16(x + t0 * k, k, nt,
+                                    reinterpret_cast<const kernels::Bf16*>(w.data) + begin * k, k,
+                                    end - begin, k, y + t0 * n_out + begin, n_out);
+      }
+    };
+    if (pool != nullptr) {
+      pool->ParallelFor(n_out, 16, rows16);
+    } else {
+      rows16(0, n_out);
+    }
+    return;
+  }
   // Prefill: rows converted to f32 a block at a time, then every token against the block with
   // the blocked dot-product kernel (y[t, n] = x_t . w_n for 6 tokens x 4 rows per register
   // block on AVX-512, 4 x 2 elsewhere). Blocks of 4 rows instead of 16 were no faster.

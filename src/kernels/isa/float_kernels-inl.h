@@ -771,6 +771,7 @@ inline void DequantizeQ4_0(const uint8_t* blocks, int64_t nblocks, float* out) {
   .attention_scores_f32 = simd::AttentionScores<Arch, float>,                                  \
   .attention_values_f32 = simd::AttentionValues<Arch, float>,                                  \
   .attention_scores_f16 = simd::AttentionScores<Arch, uint16_t>,                               \
+  .attention_scores_bf16 = simd::AttentionScores<Arch, Bf16>,                                  \
   .attention_values_f16 = simd::AttentionValues<Arch, uint16_t>,                               \
   .matvec_f32 = simd::MatVecRows<Arch, float>, .matvec_f16 = simd::MatVecRows<Arch, uint16_t>, \
   .matvec_bf16 = simd::MatVecRows<Arch, Bf16>, .dequantize_q8_0 = simd::DequantizeQ8_0,        \

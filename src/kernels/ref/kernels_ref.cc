@@ -341,6 +341,7 @@ const KernelTable& ReferenceTable() {
       .attention_scores_f32 = AttentionScoresF32,
       .attention_values_f32 = AttentionValuesF32,
       .attention_scores_f16 = AttentionScores16<uint16_t>,
+      .attention_scores_bf16 = AttentionScores16<Bf16>,
       .attention_values_f16 = AttentionValuesF16,
       .matvec_f32 = AttentionScoresF32,
       .matvec_f16 = AttentionScores16<uint16_t>,
