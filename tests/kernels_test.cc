@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <iterator>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -1096,6 +1098,59 @@ TEST_P(KernelTest, ExpColumnsMatchesReference) {
       }
     }
   }
+}
+
+// The exp inside the ISA's SiLU/GLU, softmax and column softmax at the edges of its range: NaN
+// stays NaN, infinities and |x| past the overflow and underflow points (AVX-512's clamped
+// exp, whose 2^n scaling also rounds denormal results) give the reference's 0, m or inf, and the
+// denormal range matches std::exp to the last denormal step. 37 values: two vectors and a tail.
+TEST_P(KernelTest, ExpEdgesMatchReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  const kernels::KernelTable& ref = kernels::ReferenceTable();
+  const float inf = std::numeric_limits<float>::infinity();
+  const float edges[] = {std::nanf(""), inf,     -inf,   88.7f,   -88.7f,  89.5f,  -89.5f,
+                         103.9f,        -103.9f, 104.5f, -104.5f, 1e30f,   -1e30f, 0.0f,
+                         -0.0f,         87.0f,   -87.0f, -95.0f,  -100.0f, 20.0f,  -20.0f};
+  std::vector<float> x(37);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = edges[i % std::size(edges)];
+  const std::vector<float> m(x.size(), 1.5f);
+  // Equal (infinities), both NaN, or within `abs` plus 4e-6 relative.
+  auto same = [](float got, float want, float abs) {
+    if (std::isnan(want)) return std::isnan(got);
+    return got == want || std::fabs(got - want) <= 4e-6f * std::fabs(want) + abs;
+  };
+  const int64_t n = static_cast<int64_t>(x.size());
+  for (const float* mult : {static_cast<const float*>(nullptr), m.data()}) {
+    std::vector<float> got(n), want(n);
+    table.sigmoid_mul_f32(x.data(), mult, got.data(), n);
+    ref.sigmoid_mul_f32(x.data(), mult, want.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      // The SiLU tolerance of FloatKernelsMatchReference (4e-6 * (1 + |want|)): xsimd's exp
+      // overflows a little below 88.72, so AVX2 gives -0 where the reference has -2.7e-37.
+      EXPECT_TRUE(same(got[i], want[i], 4e-6f))
+          << "sigmoid_mul x=" << x[i] << " got " << got[i] << " want " << want[i];
+    }
+  }
+  // Columns whose max is 0 and whose other rows hold the edges (NaN and inf left out: a
+  // column's max would be NaN or inf), so exp(x - 0) runs over the whole range.
+  const int width = 17;
+  const int64_t rows = 9;
+  std::vector<float> s1(rows * width);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int c = 0; c < width; ++c) {
+      const float e = edges[3 + (r * width + c) % (std::size(edges) - 3)];
+      s1[r * width + c] = r == 0 ? 0.0f : -std::fabs(e);
+    }
+  }
+  std::vector<float> s2 = s1, sums1(width), sums2(width);
+  table.exp_columns_f32(s1.data(), rows, width, width, sums1.data());
+  ref.exp_columns_f32(s2.data(), rows, width, width, sums2.data());
+  for (int64_t i = 0; i < rows * width; ++i) {
+    EXPECT_TRUE(same(s1[i], s2[i], 1.5e-45f))
+        << "exp_columns " << i << " got " << s1[i] << " want " << s2[i];
+  }
+  for (int c = 0; c < width; ++c) EXPECT_TRUE(same(sums1[c], sums2[c], 0.0f)) << c;
 }
 
 // The ISA's token packing puts the reference's values in the reference's places (zero past

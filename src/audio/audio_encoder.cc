@@ -201,11 +201,11 @@ Status AudioEncoder::LoadTensors(const std::function<const TensorView*(const std
     }
     GEMMA4_RETURN_IF_ERROR(r.Vector(sub + "layer0.conv.weight", {C0, 1, 3, 3}, &conv0_));
     GEMMA4_RETURN_IF_ERROR(r.Vector(sub + "layer0.norm.weight", {C0}, &norm0_));
-    GEMMA4_ASSIGN_OR_RETURN(conv1_,
-                            r.Matrix(sub + "layer1.conv.weight", C1, C0 * 9, {C1, C0, 3, 3}));
+    GEMMA4_RETURN_IF_ERROR(
+        r.PackedMatrix(sub + "layer1.conv.weight", C1, C0 * 9, &conv1_, {C1, C0, 3, 3}));
     GEMMA4_RETURN_IF_ERROR(r.Vector(sub + "layer1.norm.weight", {C1}, &norm1_));
-    GEMMA4_ASSIGN_OR_RETURN(input_proj_,
-                            r.Matrix(sub + "input_proj_linear.weight", H, (C0 / 4) * C1));
+    GEMMA4_RETURN_IF_ERROR(
+        r.PackedMatrix(sub + "input_proj_linear.weight", H, (C0 / 4) * C1, &input_proj_));
 
     // Relative position table (Gemma4AudioRelPositionalEncoding) in f32: positions C/2 .. 0,
     // [sin(pos * inv_timescale) ..., cos(...) ...].
@@ -266,10 +266,10 @@ Status AudioEncoder::LoadTensors(const std::function<const TensorView*(const std
       GEMMA4_RETURN_IF_ERROR(r.Vector(
           dw, flat ? std::vector<int64_t>{H, K} : std::vector<int64_t>{H, 1, K}, &lw.depthwise));
     }
-    GEMMA4_ASSIGN_OR_RETURN(output_proj_,
-                            r.Matrix(std::string(kTower) + "output_proj.weight", O, H));
+    GEMMA4_RETURN_IF_ERROR(
+        r.PackedMatrix(std::string(kTower) + "output_proj.weight", O, H, &output_proj_));
     GEMMA4_RETURN_IF_ERROR(r.Vector(std::string(kTower) + "output_proj.bias", {O}, &output_bias_));
-    GEMMA4_ASSIGN_OR_RETURN(projection_, r.Matrix(kProjector, text_hidden_, O));
+    GEMMA4_RETURN_IF_ERROR(r.PackedMatrix(kProjector, text_hidden_, O, &projection_));
   } catch (const std::bad_alloc&) {
     return ResourceExhaustedError("out of memory loading the audio tower");
   }
@@ -468,7 +468,7 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
         }
       });
       float* out = y1.data() + t0 * F2 * C1;
-      ops::MatMulGemm(conv1_, patches.data(), nt * F2, out, pool);
+      TowerGemm(conv1_, patches.data(), nt * F2, out, pool);
       pool->ParallelFor(nt * F2, 64, [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) LayerNormRelu(out + i * C1, C1, norm1_.data(), eps);
       });
@@ -482,7 +482,7 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
     // ---- Input projection: [T2, F2 * C1] (frequency-major, channels inner) -> [T2, H].
     const int64_t S = T2;
     std::vector<float> x(S * H);
-    ops::MatMulGemm(input_proj_, y1.data(), S, x.data(), pool);
+    TowerGemm(input_proj_, y1.data(), S, x.data(), pool);
     y1 = std::vector<float>();
     prof.Mark("input_proj");
 
@@ -683,14 +683,14 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
       ++n_valid;
     }
     std::vector<float> out(n_valid * O);
-    ops::MatMulGemm(output_proj_, x.data(), n_valid, out.data(), pool);
-    for (int64_t t = 0; t < n_valid; ++t) {
+    TowerGemm(output_proj_, x.data(), n_valid, out.data(), pool);
+    ForEachRow(pool, n_valid, [&](int64_t t) {
       float* row = out.data() + t * O;
       for (int64_t j = 0; j < O; ++j) row[j] = row[j] + output_bias_[j];
       ops::RmsNorm(row, nullptr, O, eps, row);
-    }
+    });
     soft_tokens->resize(n_valid * text_hidden_);
-    ops::MatMulGemm(projection_, out.data(), n_valid, soft_tokens->data(), pool);
+    TowerGemm(projection_, out.data(), n_valid, soft_tokens->data(), pool);
     prof.Mark("output_proj");
   } catch (const std::bad_alloc&) {
     return ResourceExhaustedError("out of memory encoding " + std::to_string(T) + " audio frames");

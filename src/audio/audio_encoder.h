@@ -109,16 +109,16 @@ class AudioEncoder {
   FeatureConfig features_;
   AudioMaskMode mask_mode_ = AudioMaskMode::kIntended;
   int text_hidden_ = 0;
-  int64_t freq_out_ = 0;      // mel bins after the two convolutions
-  std::vector<float> conv0_;  // [C0, 9]
-  std::vector<float> norm0_;  // [C0]
-  TensorView conv1_;          // [C1, C0 * 9]
-  std::vector<float> norm1_;  // [C1]
-  TensorView input_proj_;     // [H, freq_out * C1]
+  int64_t freq_out_ = 0;        // mel bins after the two convolutions
+  std::vector<float> conv0_;    // [C0, 9]
+  std::vector<float> norm0_;    // [C0]
+  ClippableLinear conv1_;       // [C1, C0 * 9], never clipped
+  std::vector<float> norm1_;    // [C1]
+  ClippableLinear input_proj_;  // [H, freq_out * C1], never clipped
   std::vector<AudioLayerWeights> layers_;
-  TensorView output_proj_;                     // [O, H]
+  ClippableLinear output_proj_;                // [O, H], never clipped
   std::vector<float> output_bias_;             // [O]
-  TensorView projection_;                      // [text H, O]
+  ClippableLinear projection_;                 // [text H, O], never clipped
   std::unique_ptr<mmproj::TowerFile> mmproj_;  // the mapping the views point into (mmproj only)
   const Checkpoint* checkpoint_ = nullptr;     // the checkpoint the views point into (if any)
 };

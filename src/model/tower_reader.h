@@ -145,6 +145,30 @@ class TowerReader {
   Status Linear(const std::string& name, int64_t rows, int64_t cols, bool clipped,
                 ClippableLinear* out) const {
     GEMMA4_ASSIGN_OR_RETURN(out->weight, Matrix(name + ".linear.weight", rows, cols));
+    GEMMA4_RETURN_IF_ERROR(Pack16(out));
+    out->clipped = clipped;
+    if (clipped) {
+      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".input_min", &out->input_min));
+      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".input_max", &out->input_max));
+      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".output_min", &out->output_min));
+      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".output_max", &out->output_max));
+    }
+    return OkStatus();
+  }
+
+  // A plain weight matrix read as Matrix reads it (`shape` as there), held as an unclipped
+  // ClippableLinear so that its F16/BF16 values are packed once here like Linear's (projectors,
+  // the audio subsampling's convolution and input projection: multiplied at every encode).
+  Status PackedMatrix(const std::string& name, int64_t rows, int64_t cols, ClippableLinear* out,
+                      const std::vector<int64_t>& shape = {}) const {
+    GEMMA4_ASSIGN_OR_RETURN(out->weight, Matrix(name, rows, cols, shape));
+    out->clipped = false;
+    return Pack16(out);
+  }
+
+ private:
+  // out->weight's 16-bit panels (F16/BF16), or none for other types.
+  Status Pack16(ClippableLinear* out) const {
     out->packed.reset();
     if ((out->weight.dtype == DType::kF16 || out->weight.dtype == DType::kBF16) &&
         reinterpret_cast<uintptr_t>(out->weight.data) % alignof(uint16_t) == 0) {
@@ -156,17 +180,9 @@ class TowerReader {
       ReleaseMappedPages(out->weight);
       out->packed = std::move(packed);
     }
-    out->clipped = clipped;
-    if (clipped) {
-      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".input_min", &out->input_min));
-      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".input_max", &out->input_max));
-      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".output_min", &out->output_min));
-      GEMMA4_RETURN_IF_ERROR(Scalar(name + ".output_max", &out->output_max));
-    }
     return OkStatus();
   }
 
- private:
   static Status ShapeError(const TensorView& t, const std::string& name,
                            const std::vector<int64_t>& shape) {
     TensorView want;

@@ -554,6 +554,8 @@ void MatMulGemm(const PackedGemmWeights& w, const float* x, int64_t s, float* y,
   }
 }
 
+int64_t GemmTokenTile() { return kernels::BestTable().gemm_f32_mr; }
+
 void MatMulGemm(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool) {
   if (IsBlockType(w.dtype)) {
     MatMul(w, x, s, y, pool);

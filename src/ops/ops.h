@@ -71,6 +71,9 @@ Status PackGemmWeights16(const TensorView& w, PackedGemmWeights* out, ThreadPool
 // (rows rounded up to the kernel's panel width).
 uint64_t PackedGemm16Bytes(int64_t rows, int64_t cols);
 void MatMulGemm(const PackedGemmWeights& w, const float* x, int64_t s, float* y, ThreadPool* pool);
+// MatMulGemm's token tile on this CPU (the micro-kernel's rows): a caller that multiplies
+// slices of tokens loses nothing to partial tiles when each slice is a multiple of it.
+int64_t GemmTokenTile();
 
 // Softmax attention of n tokens over all n (no mask, scale 1: the vision tower's bidirectional
 // attention), f32: out[t, h * hd + i] = sum_j softmax_j(q_t,h . k_j,g) v_j,g[i] for query head

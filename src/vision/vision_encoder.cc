@@ -98,7 +98,8 @@ Status VisionEncoder::LoadTensors(const std::function<const TensorView*(const st
   const int64_t q_dim = int64_t{c.num_heads} * hd, kv_dim = int64_t{c.num_kv_heads} * hd;
   const int64_t patch_dim = int64_t{c.patch_size} * c.patch_size * 3;
   TowerReader r(find, source, "vision");
-  r.UsePool(std::exchange(load_pool_, nullptr));  // not kept past loading
+  ThreadPool* const pool = std::exchange(load_pool_, nullptr);  // not kept past loading
+  r.UsePool(pool);
   if (find(std::string(kTower) + "patch_embedder.input_proj.weight") == nullptr) {
     return NotFoundError(source + ": no vision tower weights in this file");
   }
@@ -125,14 +126,20 @@ Status VisionEncoder::LoadTensors(const std::function<const TensorView*(const st
         }
       }
     }
-    input_proj_ = *patch;
-    input_proj_.dtype = DType::kF32;
-    input_proj_.shape = {Hv, patch_dim};
-    input_proj_.data = reinterpret_cast<const uint8_t*>(input_proj_f32_.data());
-    input_proj_.nbytes = input_proj_f32_.size() * sizeof(float);
-    input_proj_.fd = -1;
+    TensorView& w = input_proj_.weight;
+    w = *patch;
+    w.dtype = DType::kF32;
+    w.shape = {Hv, patch_dim};
+    w.data = reinterpret_cast<const uint8_t*>(input_proj_f32_.data());
+    w.nbytes = input_proj_f32_.size() * sizeof(float);
+    w.fd = -1;
+    // Reordered here anyway: packed once too, rather than at every encode.
+    auto packed = std::make_shared<ops::PackedGemmWeights>();
+    ops::PackGemmWeights(w, packed.get(), pool);
+    input_proj_.packed = std::move(packed);
+    input_proj_.clipped = false;
   } else {
-    GEMMA4_ASSIGN_OR_RETURN(input_proj_, r.Matrix(pe + "input_proj.weight", Hv, patch_dim));
+    GEMMA4_RETURN_IF_ERROR(r.PackedMatrix(pe + "input_proj.weight", Hv, patch_dim, &input_proj_));
   }
   GEMMA4_RETURN_IF_ERROR(r.Vector(pe + "position_embedding_table",
                                   {2, c.position_embedding_size, Hv}, &position_table_));
@@ -162,7 +169,7 @@ Status VisionEncoder::LoadTensors(const std::function<const TensorView*(const st
     GEMMA4_RETURN_IF_ERROR(r.Vector(std::string(kTower) + "std_bias", {Hv}, &std_bias_));
     GEMMA4_RETURN_IF_ERROR(r.Vector(std::string(kTower) + "std_scale", {Hv}, &std_scale_));
   }
-  GEMMA4_ASSIGN_OR_RETURN(projection_, r.Matrix(kProjector, text_hidden_, Hv));
+  GEMMA4_RETURN_IF_ERROR(r.PackedMatrix(kProjector, text_hidden_, Hv, &projection_));
   // Axial RoPE: inv_freq[i] = 1 / theta^(f32(2i) / (hd / 2)) for i < hd / 4, in f32 as
   // torch computes `1.0 / (base ** (arange(0, spatial, 2, float) / spatial))`.
   const int spatial = c.head_dim / 2;
@@ -338,7 +345,7 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
       for (int64_t i = 0; i < patch_values; ++i) row[i] = (px[i] - 0.5f) * 2.0f;
     });
     std::vector<float> x(N * Hv);
-    ops::MatMulGemm(input_proj_, centered.data(), N, x.data(), pool);
+    TowerGemm(input_proj_, centered.data(), N, x.data(), pool);
     centered = std::vector<float>();
     const int64_t P = c.position_embedding_size;
     // cos/sin per patch: [N, hd / 2] as (x freqs, y freqs); each axis' part of a head is
@@ -364,9 +371,12 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
 
     std::vector<float> normed(N * Hv), q(N * q_dim), kk(N * kv_dim), v(N * kv_dim), attn(N * q_dim),
         tmp(N * Hv);
-    constexpr int64_t kMlpRows = 256;  // [rows, I] gate/up slices bound the scratch
-    std::vector<float> gate(std::min(N, kMlpRows) * I), up(std::min(N, kMlpRows) * I);
-    std::vector<float> up_in(c.use_clipped_linears ? std::min(N, kMlpRows) * Hv : 0);
+    // [rows, I] gate/up slices bound the scratch; whole token tiles (252 rows on AVX-512, 18
+    // tiles of 14), since a slice's last partial tile runs the kernel at a fraction of its rate.
+    const int64_t tile = ops::GemmTokenTile();
+    const int64_t mlp_rows = std::max<int64_t>(tile, 256 / tile * tile);
+    std::vector<float> gate(std::min(N, mlp_rows) * I), up(std::min(N, mlp_rows) * I);
+    std::vector<float> up_in(c.use_clipped_linears ? std::min(N, mlp_rows) * Hv : 0);
     ops::PackedGemmWeights gate_w, up_w, down_w;
     for (const VisionLayerWeights& lw : layers_) {
       if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
@@ -441,8 +451,8 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
       PackIfFloat(lw.up_proj, &up_w, pool);
       PackIfFloat(lw.down_proj, &down_w, pool);
       prof.Mark("mlp_pack");
-      for (int64_t t0 = 0; t0 < N; t0 += kMlpRows) {
-        const int64_t n = std::min(kMlpRows, N - t0);
+      for (int64_t t0 = 0; t0 < N; t0 += mlp_rows) {
+        const int64_t n = std::min(mlp_rows, N - t0);
         float* in = normed.data() + t0 * Hv;
         // gate and up clamp the same input to their own bounds (up from a clamped copy); the
         // output clamps, GELU and down's input clamp run in one pass per row, down's output
@@ -511,7 +521,7 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
     });
     prof.Mark("pool");
     out->resize(M * text_hidden_);
-    ops::MatMulGemm(projection_, pooled.data(), M, out->data(), pool);
+    TowerGemm(projection_, pooled.data(), M, out->data(), pool);
     prof.Mark("projector");
   } catch (const std::bad_alloc&) {
     return ResourceExhaustedError("out of memory encoding an image of " + std::to_string(N) +

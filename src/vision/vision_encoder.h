@@ -68,11 +68,11 @@ class VisionEncoder {
 
   VisionConfig config_;
   int text_hidden_ = 0;
-  TensorView input_proj_;              // [Hv, 3 * patch^2]
+  ClippableLinear input_proj_;         // [Hv, 3 * patch^2], never clipped
   std::vector<float> position_table_;  // [2, position_embedding_size, Hv]
   std::vector<VisionLayerWeights> layers_;
   std::vector<float> std_bias_, std_scale_;    // [Hv] when standardize
-  TensorView projection_;                      // [H, Hv]
+  ClippableLinear projection_;                 // [H, Hv], never clipped
   std::vector<float> inv_freq_;                // [head_dim / 4]
   std::unique_ptr<mmproj::TowerFile> mmproj_;  // the mapping the views point into (mmproj only)
   const Checkpoint* checkpoint_ = nullptr;     // the checkpoint the views point into (if any)
