@@ -114,14 +114,13 @@ Status VisionEncoder::LoadTensors(const std::function<const TensorView*(const st
     }
     std::vector<float> conv(patch->numel());
     ops::ToF32(*patch, 0, patch->numel(), conv.data());
-    input_proj_f32_.resize(conv.size());
+    std::vector<float> reordered(conv.size());
     const int64_t p = c.patch_size;
     for (int64_t o = 0; o < Hv; ++o) {
       for (int64_t ch = 0; ch < 3; ++ch) {
         for (int64_t y = 0; y < p; ++y) {
           for (int64_t x = 0; x < p; ++x) {
-            input_proj_f32_[o * patch_dim + (y * p + x) * 3 + ch] =
-                conv[((o * 3 + ch) * p + y) * p + x];
+            reordered[o * patch_dim + (y * p + x) * 3 + ch] = conv[((o * 3 + ch) * p + y) * p + x];
           }
         }
       }
@@ -130,14 +129,17 @@ Status VisionEncoder::LoadTensors(const std::function<const TensorView*(const st
     w = *patch;
     w.dtype = DType::kF32;
     w.shape = {Hv, patch_dim};
-    w.data = reinterpret_cast<const uint8_t*>(input_proj_f32_.data());
-    w.nbytes = input_proj_f32_.size() * sizeof(float);
+    w.data = reinterpret_cast<const uint8_t*>(reordered.data());
+    w.nbytes = reordered.size() * sizeof(float);
     w.fd = -1;
-    // Reordered here anyway: packed once too, rather than at every encode.
+    // Packed once into f32 panels (the reordered copy's bytes), which every encode multiplies;
+    // the view keeps the shape and type only (the copy is freed: the packed weights serve).
     auto packed = std::make_shared<ops::PackedGemmWeights>();
     ops::PackGemmWeights(w, packed.get(), pool);
     input_proj_.packed = std::move(packed);
     input_proj_.clipped = false;
+    w.data = nullptr;
+    w.nbytes = 0;
   } else {
     GEMMA4_RETURN_IF_ERROR(r.PackedMatrix(pe + "input_proj.weight", Hv, patch_dim, &input_proj_));
   }

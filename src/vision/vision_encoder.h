@@ -68,7 +68,9 @@ class VisionEncoder {
 
   VisionConfig config_;
   int text_hidden_ = 0;
-  ClippableLinear input_proj_;         // [Hv, 3 * patch^2], never clipped
+  // [Hv, 3 * patch^2], never clipped; an mmproj's conv patch embedding is held only as its
+  // packed f32 panels (reordered to the patches' (row, column, channel) order)
+  ClippableLinear input_proj_;
   std::vector<float> position_table_;  // [2, position_embedding_size, Hv]
   std::vector<VisionLayerWeights> layers_;
   std::vector<float> std_bias_, std_scale_;    // [Hv] when standardize
@@ -76,7 +78,6 @@ class VisionEncoder {
   std::vector<float> inv_freq_;                // [head_dim / 4]
   std::unique_ptr<mmproj::TowerFile> mmproj_;  // the mapping the views point into (mmproj only)
   const Checkpoint* checkpoint_ = nullptr;     // the checkpoint the views point into (if any)
-  std::vector<float> input_proj_f32_;          // an mmproj's conv patch embedding, reordered
 };
 
 // One vision tensor to write: its Hugging Face shape (scalars: {}) and a function filling all
