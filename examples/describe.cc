@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
   std::vector<char*> rest;
   for (int i = 0; i < argc; ++i) {
     if (std::string(argv[i]) == "--budget" && i + 1 < argc) {
-      budget = std::atoi(argv[++i]);
+      budget = examples::IntArgOrDie("--budget", argv[++i], 0, 1 << 20);
     } else {
       rest.push_back(argv[i]);
     }

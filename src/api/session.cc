@@ -631,14 +631,7 @@ Status SessionImpl::Generate(const GenerateOptions& options, Reply* reply) {
     if (!decl.ok()) return decl.status();
     declarations = decl->as_array();
   }
-  TurnControlTokens control;
-  control.channel_open = m_.special.channel_open;
-  control.channel_close = m_.special.channel_close;
-  control.tool_call_open = m_.special.tool_call_open;
-  control.tool_call_close = m_.special.tool_call_close;
-  control.tool_response_open = m_.special.tool_response_open;
-  control.turn_close = m_.special.turn_close;
-  control.stop_ids = m_.info.stop_token_ids;
+  TurnControlTokens control{m_.special, m_.info.stop_token_ids};
   TurnDecoderOptions d;
   d.sampler = SamplerFor(options);
   d.thinking = options.thinking;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/json.h"
+#include "chat/special_tokens.h"
 #include "decode/grammar.h"
 #include "gemma4/sampler.h"
 #include "gemma4/status.h"
@@ -22,13 +23,10 @@
 
 namespace gemma4 {
 
-// The control ids the turn's syntax uses (-1 where the vocabulary lacks one).
-struct TurnControlTokens {
-  int32_t channel_open = -1, channel_close = -1;      // <|channel> <channel|>
-  int32_t tool_call_open = -1, tool_call_close = -1;  // <|tool_call> <tool_call|>
-  int32_t tool_response_open = -1;                    // <|tool_response>
-  int32_t turn_close = -1;                            // <turn|>
-  std::vector<int32_t> stop_ids;                      // generation_config eos ids
+// The control ids the turn's syntax uses (the Gemma 4 format's, -1 where the vocabulary lacks
+// one) and the generation config's end-of-sequence ids.
+struct TurnControlTokens : chat::SpecialTokens {
+  std::vector<int32_t> stop_ids;
   // Ends the turn (or, with calls pending, the round of calls).
   bool IsStop(int32_t id) const;
 };
