@@ -10,8 +10,8 @@ threads, alternating between the two (drift on a shared machine hits both), repo
 
 Make the files with `gemma4 synth --variant e2b --type q4_0 --layers 2 TEXT.gguf --mmproj
 MMPROJ.gguf` (random weights, the released vision tower, and for e2b/e4b the audio tower, a text
-model of the real width), and
-pick an image whose size gives the same token count in both (transformers scales up to fill
+model of the real width); bench/make_media.py writes the image and clip, and
+bench/build_llama_cpp.sh builds llama.cpp. Pick an image whose size gives the same token count in both (transformers scales up to fill
 the budget, llama.cpp never enlarges): 960x672 -> 280 tokens, 1920x1344 -> 1120 (with
 --tokens 1120). The 26B/31B tower (1152 wide, 27 layers): `--variant 26b-a4b` in synth.
 gemma4 reports the encoder's own time (`gemma4 encode` on stderr), mtmd its "batch encoding
