@@ -1,6 +1,6 @@
 #!/bin/bash
 # Issue 19's long-context acceptance runs on one many-core machine, as run on the 16-core device
-# machine on 2026-12-04 (README, performance section). Every job is pinned to its own cores with
+# machine on 2026-12-04 (docs/performance.md). Every job is pinned to its own cores with
 # taskset and runs at the same time as the others (not alternating: a device session is too short
 # for the 32K fills one after another):
 #   - the 32K-depth comparison (E2B widths, 5 layers, f16 KV, 2 threads per process): llama.cpp's
