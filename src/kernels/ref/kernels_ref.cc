@@ -282,36 +282,33 @@ void PackGemmTokens(const float* x, int64_t ldx, int ntok, int64_t k, int mr, fl
   }
 }
 
-void PackGemmPanel(const float* w, int64_t ldw, int nrows, int64_t k, int nr, float* out) {
-  // Rows in blocks of 8 values: each pass reads nrows short runs and writes whole lines.
-  constexpr int64_t kStep = 8;
+namespace {
+
+// out[i * nr + j] = w[j * ldw + i] for j < nrows, 0 for the panel's rows past them. k in blocks
+// of kStep values: each pass reads nrows short runs of a row and writes whole output lines.
+template <class T, int64_t kStep>
+void PackPanel(const T* w, int64_t ldw, int nrows, int64_t k, int nr, T* out) {
   for (int64_t i0 = 0; i0 < k; i0 += kStep) {
     const int64_t i1 = std::min(k, i0 + kStep);
     for (int j = 0; j < nr; ++j) {
       if (j < nrows) {
-        const float* row = w + j * ldw;
+        const T* row = w + j * ldw;
         for (int64_t i = i0; i < i1; ++i) out[i * nr + j] = row[i];
       } else {
-        for (int64_t i = i0; i < i1; ++i) out[i * nr + j] = 0.0f;
+        for (int64_t i = i0; i < i1; ++i) out[i * nr + j] = T{0};
       }
     }
   }
 }
 
+}  // namespace
+
+void PackGemmPanel(const float* w, int64_t ldw, int nrows, int64_t k, int nr, float* out) {
+  PackPanel<float, 8>(w, ldw, nrows, k, nr, out);
+}
+
 void PackGemmPanel16(const uint16_t* w, int64_t ldw, int nrows, int64_t k, int nr, uint16_t* out) {
-  // As PackGemmPanel: 32 values of each row per pass (one line written per k of the block).
-  constexpr int64_t kStep = 32;
-  for (int64_t i0 = 0; i0 < k; i0 += kStep) {
-    const int64_t i1 = std::min(k, i0 + kStep);
-    for (int j = 0; j < nr; ++j) {
-      if (j < nrows) {
-        const uint16_t* row = w + j * ldw;
-        for (int64_t i = i0; i < i1; ++i) out[i * nr + j] = row[i];
-      } else {
-        for (int64_t i = i0; i < i1; ++i) out[i * nr + j] = 0;
-      }
-    }
-  }
+  PackPanel<uint16_t, 32>(w, ldw, nrows, k, nr, out);  // 32 values: one line per k of the block
 }
 
 const KernelTable& ReferenceTable() {
