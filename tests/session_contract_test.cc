@@ -14,25 +14,13 @@
 #include "base/json.h"
 #include "gemma4/model.h"
 #include "gemma4/session.h"
+#include "tiny_models.h"
 
 namespace gemma4 {
 namespace {
 
-const std::string kFixtures = GEMMA4_FIXTURES_DIR;
-
-std::shared_ptr<const Model> LoadTiny(const std::string& name) {
-  ModelOptions options;
-  options.threads = 2;
-  options.tokenizer_path = kFixtures + "/chat/tiny_tokenizer/tokenizer.json";
-  auto model = Model::Load(kFixtures + "/models/" + name + "/gemma4", options);
-  EXPECT_TRUE(model.ok()) << model.status().message();
-  return model.ok() ? *model : nullptr;
-}
-
-const std::shared_ptr<const Model>& E2b() {
-  static const std::shared_ptr<const Model> m = LoadTiny("tiny-e2b");
-  return m;
-}
+using testing::LoadTiny;
+using testing::TinyE2b;
 
 std::vector<int32_t> Ids(const Model& model, const std::string& text) {
   return model.tokenizer()->Encode(text);
@@ -150,7 +138,7 @@ void Exchange(Session& s, const Model& model, const std::string& user, const std
 }
 
 TEST(SessionContractTest, DropOldTurnsDropsWholeExchangesAfterTheSystemPrompt) {
-  auto model = E2b();
+  auto model = TinyE2b();
   SessionOptions so;
   so.system_prompt = "Keep this system prompt.";
   so.max_context = 90;
@@ -184,7 +172,7 @@ TEST(SessionContractTest, DropOldTurnsDropsWholeExchangesAfterTheSystemPrompt) {
 }
 
 TEST(SessionContractTest, FailedSendLeavesTheSessionAsItWas) {
-  auto model = E2b();
+  auto model = TinyE2b();
   for (ContextPolicy policy : {ContextPolicy::kError, ContextPolicy::kDropOldTurns}) {
     SessionOptions so;
     so.system_prompt = "System.";
@@ -222,7 +210,7 @@ TEST(SessionContractTest, FailedSendLeavesTheSessionAsItWas) {
 }
 
 TEST(SessionContractTest, CancelBeforeSendIsNotLost) {
-  auto model = E2b();
+  auto model = TinyE2b();
   auto s = Session::Create(model);
   ASSERT_TRUE(s.ok());
   (*s)->Cancel();
@@ -238,7 +226,7 @@ TEST(SessionContractTest, CancelBeforeSendIsNotLost) {
 }
 
 TEST(SessionContractTest, CancelStopsAPrefillWithinAChunk) {
-  auto model = E2b();
+  auto model = TinyE2b();
   auto s = Session::Create(model);
   ASSERT_TRUE(s.ok());
   std::string long_text;
@@ -260,7 +248,7 @@ TEST(SessionContractTest, CancelStopsAPrefillWithinAChunk) {
 }
 
 TEST(SessionContractTest, ThinkingBudgetCountsThoughtTokensNotTheHeader) {
-  auto model = E2b();
+  auto model = TinyE2b();
   auto s = Session::Create(model);
   ASSERT_TRUE(s.ok());
   std::vector<int32_t> script = {100};
@@ -319,7 +307,7 @@ void CallsForever(const Model& model, Session* s, GenerateOptions* o) {
 }
 
 TEST(SessionContractTest, MaxCallsPerRoundIsExact) {
-  auto model = E2b();
+  auto model = TinyE2b();
   std::atomic<int> calls{0};
   auto s = Session::Create(model, WithTools(std::make_shared<ToolRegistry>(CountingTools(&calls))));
   ASSERT_TRUE(s.ok());
@@ -334,7 +322,7 @@ TEST(SessionContractTest, MaxCallsPerRoundIsExact) {
 }
 
 TEST(SessionContractTest, ToolStepLimitStopsTheTurn) {
-  auto model = E2b();
+  auto model = TinyE2b();
   std::atomic<int> calls{0};
   auto s = Session::Create(model, WithTools(std::make_shared<ToolRegistry>(CountingTools(&calls))));
   ASSERT_TRUE(s.ok());
@@ -350,7 +338,7 @@ TEST(SessionContractTest, ToolStepLimitStopsTheTurn) {
 }
 
 TEST(SessionContractTest, RepetitionAndContextFullStopReasons) {
-  auto model = E2b();
+  auto model = TinyE2b();
   {
     auto s = Session::Create(model);
     ASSERT_TRUE(s.ok());
@@ -384,7 +372,7 @@ TEST(SessionContractTest, RepetitionAndContextFullStopReasons) {
 // A constrained tool call or JSON answer is never cut by the repetition guard, and
 // require_tool_call always yields a call, from the raw random model.
 TEST(SessionContractTest, ConstrainedSpansAreExemptFromTheRepetitionGuard) {
-  auto model = E2b();
+  auto model = TinyE2b();
   std::atomic<int> calls{0};
   auto tools = std::make_shared<ToolRegistry>(CountingTools(&calls));
   for (uint64_t seed = 0; seed < 4; ++seed) {

@@ -15,20 +15,12 @@
 #include "gemma4/model.h"
 #include "gemma4/session.h"
 #include "sanitizers.h"
+#include "tiny_models.h"
 
 namespace gemma4 {
 namespace {
 
-const std::string kFixtures = GEMMA4_FIXTURES_DIR;
-
-std::shared_ptr<const Model> LoadTiny(const std::string& name) {
-  ModelOptions options;
-  options.threads = 2;
-  options.tokenizer_path = kFixtures + "/chat/tiny_tokenizer/tokenizer.json";
-  auto model = Model::Load(kFixtures + "/models/" + name + "/gemma4", options);
-  EXPECT_TRUE(model.ok()) << model.status().message();
-  return model.ok() ? *model : nullptr;
-}
+using testing::LoadTiny;
 
 std::vector<int32_t> Ids(const Model& model, const std::string& text) {
   return model.tokenizer()->Encode(text);

@@ -14,21 +14,14 @@
 #include "base/json.h"
 #include "gemma4/model.h"
 #include "gemma4/session.h"
+#include "tiny_models.h"
 
 namespace gemma4 {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::LoadTinyModelAt;
 const std::string kFixtures = GEMMA4_FIXTURES_DIR;
-
-std::shared_ptr<const Model> LoadTiny(const std::string& path) {
-  ModelOptions options;
-  options.threads = 2;
-  options.tokenizer_path = kFixtures + "/chat/tiny_tokenizer/tokenizer.json";
-  auto model = Model::Load(path, options);
-  EXPECT_TRUE(model.ok()) << model.status().message();
-  return model.ok() ? *model : nullptr;
-}
 
 const std::string kTiny31b = kFixtures + "/models/tiny-31b/gemma4_text";
 
@@ -47,7 +40,7 @@ std::string SavedAfterATurn(const std::shared_ptr<const Model>& model) {
 }
 
 TEST(SessionStateTest, IntactStateRestores) {
-  auto model = LoadTiny(kTiny31b);
+  auto model = LoadTinyModelAt(kTiny31b);
   ASSERT_NE(model, nullptr);
   const std::string saved = SavedAfterATurn(model);
   ASSERT_FALSE(saved.empty());
@@ -57,7 +50,7 @@ TEST(SessionStateTest, IntactStateRestores) {
 }
 
 TEST(SessionStateTest, EverySingleBitFlipIsRefused) {
-  auto model = LoadTiny(kTiny31b);
+  auto model = LoadTinyModelAt(kTiny31b);
   ASSERT_NE(model, nullptr);
   const std::string saved = SavedAfterATurn(model);
   ASSERT_GT(saved.size(), 1000u);
@@ -120,10 +113,10 @@ class OtherWeights {
 };
 
 TEST(SessionStateTest, StateOfAnotherModelWithTheSameDimensionsIsRefused) {
-  auto model = LoadTiny(kTiny31b);
+  auto model = LoadTinyModelAt(kTiny31b);
   ASSERT_NE(model, nullptr);
   OtherWeights other_dir;
-  auto other = LoadTiny(other_dir.dir());
+  auto other = LoadTinyModelAt(other_dir.dir());
   ASSERT_NE(other, nullptr);
   ASSERT_EQ(other->info().num_parameters, model->info().num_parameters);
   const std::string saved = SavedAfterATurn(model);
@@ -134,12 +127,12 @@ TEST(SessionStateTest, StateOfAnotherModelWithTheSameDimensionsIsRefused) {
   EXPECT_NE(restored.status().message().find("different model"), std::string::npos)
       << restored.status().message();
   // The same files loaded twice are the same model.
-  auto again = LoadTiny(kTiny31b);
+  auto again = LoadTinyModelAt(kTiny31b);
   EXPECT_TRUE(Session::Restore(again, saved).ok());
 }
 
 TEST(SessionStateTest, FormatOneIsRefusedWithAClearMessage) {
-  auto model = LoadTiny(kTiny31b);
+  auto model = LoadTinyModelAt(kTiny31b);
   ASSERT_NE(model, nullptr);
   std::string saved = SavedAfterATurn(model);
   ASSERT_FALSE(saved.empty());
@@ -156,7 +149,7 @@ TEST(SessionStateTest, FormatOneIsRefusedWithAClearMessage) {
 TEST(SessionStateTest, DISABLED_WriteFuzzSeeds) {
   const char* dir = std::getenv("GEMMA4_WRITE_STATE_SEEDS");
   ASSERT_NE(dir, nullptr);
-  auto model = LoadTiny(kFixtures + "/models/tiny-e2b/gemma4");
+  auto model = LoadTinyModelAt(kFixtures + "/models/tiny-e2b/gemma4");
   ASSERT_NE(model, nullptr);
   auto fresh = Session::Create(model);
   ASSERT_TRUE(fresh.ok());

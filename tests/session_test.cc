@@ -18,25 +18,16 @@
 #include "chat/chat_template.h"
 #include "gemma4/model.h"
 #include "sanitizers.h"
+#include "tiny_models.h"
 
 namespace gemma4 {
 namespace {
 
+using testing::LoadTiny;
+using testing::TinyE2b;
+using testing::TinyModelOptions;
+
 const std::string kFixtures = GEMMA4_FIXTURES_DIR;
-
-std::shared_ptr<const Model> LoadTiny(const std::string& name) {
-  ModelOptions options;
-  options.threads = 2;
-  options.tokenizer_path = kFixtures + "/chat/tiny_tokenizer/tokenizer.json";
-  auto model = Model::Load(kFixtures + "/models/" + name + "/gemma4", options);
-  EXPECT_TRUE(model.ok()) << model.status().message();
-  return model.ok() ? *model : nullptr;
-}
-
-const std::shared_ptr<const Model>& E2b() {
-  static const std::shared_ptr<const Model> m = LoadTiny("tiny-e2b");
-  return m;
-}
 
 // Greedy decoding that never ends the turn by itself (random weights would stop anywhere).
 GenerateOptions Greedy(int max_tokens) {
@@ -89,7 +80,7 @@ std::vector<int32_t> Ids(const Model& model, const std::string& text) {
 }
 
 TEST(SessionTest, GreedyRepliesAreDeterministicAndStream) {
-  auto model = E2b();
+  auto model = TinyE2b();
   ASSERT_NE(model, nullptr);
   auto a = Session::Create(model);
   auto b = Session::Create(model);
@@ -117,7 +108,7 @@ TEST(SessionTest, GreedyRepliesAreDeterministicAndStream) {
 // The second turn reuses the KV cache and gives exactly what a fresh forward pass over the
 // rendered prompt gives (sliding windows of 6-8 tokens are crossed many times).
 TEST(SessionTest, SecondTurnReusesCacheAndMatchesFreshComputation) {
-  auto model = E2b();
+  auto model = TinyE2b();
   ASSERT_NE(model, nullptr);
   auto s = Session::Create(model, WithSystem("Be brief."));
   ASSERT_TRUE(s.ok());
@@ -166,7 +157,7 @@ TEST(SessionTest, SecondTurnReusesCacheAndMatchesFreshComputation) {
 }
 
 TEST(SessionTest, ThinkingAndAnswerArriveSeparately) {
-  auto model = E2b();
+  auto model = TinyE2b();
   auto s = Session::Create(model);
   ASSERT_TRUE(s.ok());
   std::vector<int32_t> script = {100};  // <|channel>
@@ -196,7 +187,7 @@ TEST(SessionTest, ThinkingAndAnswerArriveSeparately) {
 }
 
 TEST(SessionTest, ThinkingBudgetClosesTheThought) {
-  auto model = E2b();
+  auto model = TinyE2b();
   auto s = Session::Create(model);
   ASSERT_TRUE(s.ok());
   // The script thinks forever; the budget forces <channel|> after 5 thought tokens.
@@ -242,7 +233,7 @@ ToolRegistry WeatherTools(std::atomic<int>* calls) {
 // With constraints on, a random-weight model forced to open a tool call still produces a call
 // that parses and matches the schema, the tool runs, and its result is fed back.
 TEST(SessionTest, ConstrainedToolCallsFromRandomModelAreValid) {
-  auto model = E2b();
+  auto model = TinyE2b();
   std::atomic<int> calls{0};
   auto tools = std::make_shared<ToolRegistry>(WeatherTools(&calls));
   // Six sampled calls; sanitizer builds take two (55 s under ASan for six).
@@ -295,7 +286,7 @@ TEST(SessionTest, ConstrainedToolCallsFromRandomModelAreValid) {
 }
 
 TEST(SessionTest, ToolCallRoundTripContinuesTheTurn) {
-  auto model = E2b();
+  auto model = TinyE2b();
   std::atomic<int> calls{0};
   auto tools = std::make_shared<ToolRegistry>(WeatherTools(&calls));
   auto s = Session::Create(model, WithTools(tools));
@@ -343,7 +334,7 @@ TEST(SessionTest, ToolCallRoundTripContinuesTheTurn) {
 }
 
 TEST(SessionTest, JsonSchemaAnswerFromRandomModelParses) {
-  auto model = E2b();
+  auto model = TinyE2b();
   const std::string schema = R"({"type": "object", "properties": {
       "name": {"type": "string", "maxLength": 12}, "age": {"type": "integer"},
       "tags": {"type": "array", "items": {"type": "string", "enum": ["a", "b"]}, "maxItems": 3}},
@@ -374,7 +365,7 @@ TEST(SessionTest, JsonSchemaAnswerFromRandomModelParses) {
 }
 
 TEST(SessionTest, CancelFromAnotherThread) {
-  auto model = E2b();
+  auto model = TinyE2b();
   auto s = Session::Create(model);
   ASSERT_TRUE(s.ok());
   GenerateOptions o = Greedy(100000);
@@ -399,7 +390,7 @@ TEST(SessionTest, CancelFromAnotherThread) {
 }
 
 TEST(SessionTest, ForkRewindSaveRestoreGiveIdenticalContinuations) {
-  auto model = E2b();
+  auto model = TinyE2b();
   auto s = Session::Create(model, WithSystem("System."));
   ASSERT_TRUE(s.ok());
   std::string story;
@@ -455,15 +446,13 @@ TEST(SessionTest, F16AndQuantizedCacheStatesRestoreOnlyIntoSessionsOfTheirType) 
        {std::pair{KvCacheType::kF16, "f16"}, std::pair{KvCacheType::kQ8_0, "q8_0"},
         std::pair{KvCacheType::kQ4_0, "q4_0"}}) {
     SCOPED_TRACE(name);
-    ModelOptions options;
-    options.threads = 2;
-    options.tokenizer_path = kFixtures + "/chat/tiny_tokenizer/tokenizer.json";
+    ModelOptions options = TinyModelOptions();
     options.kv_cache_type = type;
     auto loaded = Model::Load(kFixtures + "/models/tiny-e2b/gemma4", options);
     ASSERT_TRUE(loaded.ok()) << loaded.status().message();
     const std::shared_ptr<const Model> model = *loaded;
     EXPECT_EQ(model->info().kv_cache_type, name);
-    EXPECT_EQ(E2b()->info().kv_cache_type, "f32");  // kAuto on float weights
+    EXPECT_EQ(TinyE2b()->info().kv_cache_type, "f32");  // kAuto on float weights
     auto s = Session::Create(model);
     ASSERT_TRUE(s.ok());
     ASSERT_TRUE((*s)->Send("Hello there", Greedy(6)).ok());
@@ -477,7 +466,7 @@ TEST(SessionTest, F16AndQuantizedCacheStatesRestoreOnlyIntoSessionsOfTheirType) 
     ASSERT_TRUE(again.ok());
     EXPECT_EQ(again->text, expected->text);
     EXPECT_GT(again->reused_tokens, 0);
-    auto mismatched = Session::Restore(E2b(), *saved);
+    auto mismatched = Session::Restore(TinyE2b(), *saved);
     ASSERT_FALSE(mismatched.ok());
     EXPECT_EQ(mismatched.status().code(), StatusCode::kFailedPrecondition);
     EXPECT_NE(mismatched.status().message().find(std::string(name) + " KV cache"),
@@ -489,9 +478,7 @@ TEST(SessionTest, F16AndQuantizedCacheStatesRestoreOnlyIntoSessionsOfTheirType) 
 // The block types need head_dim % 32 == 0: tiny-e4b (head_dim 16) refuses q8_0 when a session
 // first runs, naming the head_dim, instead of storing blocks across heads.
 TEST(SessionTest, QuantizedCacheNeedsHeadDimMultipleOf32) {
-  ModelOptions options;
-  options.threads = 1;
-  options.tokenizer_path = kFixtures + "/chat/tiny_tokenizer/tokenizer.json";
+  ModelOptions options = TinyModelOptions(/*threads=*/1);
   options.kv_cache_type = KvCacheType::kQ8_0;
   auto loaded = Model::Load(kFixtures + "/models/tiny-e4b/gemma4", options);
   ASSERT_TRUE(loaded.ok()) << loaded.status().message();
@@ -503,7 +490,7 @@ TEST(SessionTest, QuantizedCacheNeedsHeadDimMultipleOf32) {
 }
 
 TEST(SessionTest, ContextFullIsAClearStatusOrDropsOldTurns) {
-  auto model = E2b();
+  auto model = TinyE2b();
   auto s = Session::Create(model, WithContext(60));
   ASSERT_TRUE(s.ok());
   ASSERT_TRUE((*s)->Send("one", Greedy(20)).ok());
@@ -523,7 +510,7 @@ TEST(SessionTest, ContextFullIsAClearStatusOrDropsOldTurns) {
 }
 
 TEST(SessionTest, SessionsShareAModelAcrossThreads) {
-  auto model = E2b();
+  auto model = TinyE2b();
   std::vector<std::string> sequential;
   for (int i = 0; i < 3; ++i) {
     auto s = Session::Create(model);
@@ -558,7 +545,7 @@ TEST(SessionTest, LargeTemplateModel) {
 }
 
 TEST(SessionTest, BadArgumentsAreStatuses) {
-  auto model = E2b();
+  auto model = TinyE2b();
   EXPECT_FALSE(Session::Create(nullptr).ok());
   EXPECT_FALSE(Session::Create(model, WithContext(-1)).ok());
   auto s = Session::Create(model);
