@@ -27,6 +27,7 @@
 #include "formats/mmproj.h"
 #include "media/audio_file.h"
 #include "media/image.h"
+#include "media_reference.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "ops/ops.h"
@@ -38,6 +39,12 @@
 namespace gemma4 {
 namespace {
 
+using testing::Int;
+using testing::Ints;
+using testing::MaxAbsDiff;
+using testing::ReadBytes;
+using testing::ReadF32;
+
 constexpr float kFeatureTolerance = 1e-4f;
 constexpr float kSoftTolerance = 1e-3f;
 const char* const kModels[] = {"tiny-e2b-audio", "tiny-e4b-audio"};
@@ -45,39 +52,8 @@ const char* const kModels[] = {"tiny-e2b-audio", "tiny-e4b-audio"};
 std::string AudioDir() { return std::string(GEMMA4_FIXTURES_DIR) + "/audio"; }
 
 const json::Value& Reference() {
-  static const json::Value* root = [] {
-    auto text = ReadFileToString(AudioDir() + "/reference.json");
-    EXPECT_TRUE(text.ok()) << text.status().ToString();
-    auto parsed = json::Parse(text.ok() ? *text : "{}", "reference.json");
-    EXPECT_TRUE(parsed.ok());
-    return new json::Value(parsed.ok() ? std::move(parsed).value() : json::Value());
-  }();
-  return *root;
-}
-
-int64_t Int(const json::Value& v) {
-  int64_t x = -1;
-  EXPECT_TRUE(v.GetInt64(&x));
-  return x;
-}
-
-std::vector<int32_t> Ints(const json::Value& v) {
-  std::vector<int32_t> out;
-  for (const json::Value& e : v.as_array()) out.push_back(static_cast<int32_t>(Int(e)));
-  return out;
-}
-
-std::string ReadBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-std::vector<float> ReadF32(const std::string& path) {
-  const std::string b = ReadBytes(path);
-  std::vector<float> v(b.size() / 4);
-  std::memcpy(v.data(), b.data(), v.size() * 4);
-  return v;
+  static const json::Value root = testing::ReadJsonFixture(AudioDir() + "/reference.json");
+  return root;
 }
 
 uint32_t Le32(const std::string& s, size_t at) {
@@ -121,15 +97,6 @@ std::vector<float> ReadWav(const std::string& path) {
   }
   ADD_FAILURE() << path << ": no data chunk";
   return {};
-}
-
-float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  float m = 0;
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-    m = std::max(m, std::fabs(a[i] - b[i]));
-  }
-  return m;
 }
 
 StatusOr<audio::AudioFeatures> ClipFeatures(const std::string& name) {

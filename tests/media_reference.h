@@ -20,12 +20,9 @@
 #include "gemma4/model.h"
 #include "gemma4/session.h"
 #include "model/forward.h"
+#include "tiny_models.h"
 
 namespace gemma4::testing {
-
-inline std::string FixturePath(const std::string& relative) {
-  return std::string(GEMMA4_FIXTURES_DIR) + "/" + relative;
-}
 
 // A reference.json, parsed; failures are reported through gtest and give a null value.
 inline json::Value ReadJsonFixture(const std::string& path) {
@@ -92,12 +89,9 @@ inline std::vector<int32_t> GreedyContinuation(InferenceState* state,
 // (tests/fixtures/vision/tokenizer: media tokens at 500-506) and 2 threads; null on failure,
 // reported through gtest.
 inline std::shared_ptr<const Model> LoadMediaChatModel(const std::string& path) {
-  ModelOptions options;
-  options.threads = 2;
+  ModelOptions options = TinyModelOptions();
   options.tokenizer_path = FixturePath("vision/tokenizer/tokenizer.json");
-  auto model = Model::Load(path, options);
-  EXPECT_TRUE(model.ok()) << model.status().ToString();
-  return model.ok() ? *model : nullptr;
+  return LoadTinyModelAt(path, options);
 }
 
 // Greedy decoding of up to `max_tokens`, repetition guard off (tiny models repeat).

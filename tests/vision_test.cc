@@ -27,6 +27,11 @@
 namespace gemma4 {
 namespace {
 
+using testing::Int;
+using testing::Ints;
+using testing::MaxAbsDiff;
+using testing::ReadF32;
+
 // Soft tokens and logits: the same bound as the text goldens (tests/golden_test.cc). Tiny
 // random models turn one pixel level into whole units, so a preprocessing slip cannot hide.
 constexpr float kTolerance = 1e-3f;
@@ -36,44 +41,8 @@ const char* const kModels[] = {"tiny-e2b-vision", "tiny-26b-vision", "tiny-31b-v
 std::string VisionDir() { return std::string(GEMMA4_FIXTURES_DIR) + "/vision"; }
 
 const json::Value& Reference() {
-  static const json::Value* root = [] {
-    auto text = ReadFileToString(VisionDir() + "/reference.json");
-    EXPECT_TRUE(text.ok()) << text.status().ToString();
-    auto parsed = json::Parse(text.ok() ? *text : "{}", "reference.json");
-    EXPECT_TRUE(parsed.ok());
-    return new json::Value(parsed.ok() ? std::move(parsed).value() : json::Value());
-  }();
-  return *root;
-}
-
-int64_t Int(const json::Value& v) {
-  int64_t x = -1;
-  EXPECT_TRUE(v.GetInt64(&x));
-  return x;
-}
-
-std::vector<int32_t> Ints(const json::Value& v) {
-  std::vector<int32_t> out;
-  for (const json::Value& e : v.as_array()) out.push_back(static_cast<int32_t>(Int(e)));
-  return out;
-}
-
-std::vector<float> ReadF32(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  EXPECT_TRUE(in.good()) << path;
-  std::vector<float> v(static_cast<size_t>(in.tellg()) / sizeof(float));
-  in.seekg(0);
-  in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(v.size() * 4));
-  return v;
-}
-
-float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  float m = 0;
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-    m = std::max(m, std::fabs(a[i] - b[i]));
-  }
-  return m;
+  static const json::Value root = testing::ReadJsonFixture(VisionDir() + "/reference.json");
+  return root;
 }
 
 struct Loaded {
