@@ -647,9 +647,15 @@ void DenseAttention(const float* q, int64_t ldq, const float* k, int64_t ldk, co
         const int dims = static_cast<int>(dim_start(c + 1) - d0);
         table.gemm_f32_packed(values + c * n * mr, scores, n, dims, nr, out_t + d0 * nr, nr, false);
       }
+      // The division along out^T's rows (vector divides, the same quotients as one at a time),
+      // then the transposed copy.
+      for (int64_t d = 0; d < hd; ++d) {
+        float* col = out_t + d * nr;
+        for (int t = 0; t < nr; ++t) col[t] /= sums[t];
+      }
       for (int t = 0; t < nq; ++t) {
         float* row = out + (t0 + t) * ldo + h * hd;
-        for (int64_t d = 0; d < hd; ++d) row[d] = out_t[d * nr + t] / sums[t];
+        for (int64_t d = 0; d < hd; ++d) row[d] = out_t[d * nr + t];
       }
     }
   };

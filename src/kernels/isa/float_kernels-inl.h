@@ -536,49 +536,70 @@ void SoftmaxF32(float* x, int64_t n) {
   for (; i < n; ++i) x[i] /= total;
 }
 
-// ExpColumns (KernelTable::exp_columns_f32) a vector of columns at a time: the max a row at a
-// time, then the exps stored in place and summed in float lanes over runs of 64 rows, each run's
-// lanes added into double totals (the reference sums every value in double). Batches with a lane
-// below -87 (a denormal exp, which xsimd's exp returns as 0) take std::exp like the reference,
-// except on AVX-512, whose Exp rounds denormal results itself.
-template <class Arch>
-void ExpColumnsF32(float* s, int64_t rows, int width, int64_t ld, float* sums) {
+// ExpColumns over NV vectors of columns side by side (one pass down the rows serves them all:
+// the vision attention's score blocks are two vectors wide, and a row's two halves share cache
+// lines): the max a row at a time, then the exps stored in place and summed in float lanes over
+// runs of 64 rows, each run's lanes added into double totals (the reference sums every value in
+// double). Each column's arithmetic is that of one vector at a time. Batches with a lane below
+// -87 (a denormal exp, which xsimd's exp returns as 0) take std::exp like the reference, except
+// on AVX-512, whose Exp rounds denormal results itself.
+template <class Arch, int NV>
+void ExpColumnsBlock(float* s, int64_t rows, int64_t ld, float* sums) {
   using B = xsimd::batch<float, Arch>;
   constexpr int W = static_cast<int>(B::size);
   constexpr int64_t kRun = 64;
   const B denormal_edge(-87.0f);
-  int c0 = 0;
-  for (; c0 + W <= width; c0 += W) {
-    B vmax = B::load_unaligned(s + c0);
-    for (int64_t r = 1; r < rows; ++r) vmax = xsimd::max(vmax, B::load_unaligned(s + r * ld + c0));
-    alignas(64) float mx[W];
-    vmax.store_aligned(mx);
-    double total[W] = {};
-    for (int64_t r0 = 0; r0 < rows; r0 += kRun) {
-      const int64_t r1 = std::min(rows, r0 + kRun);
-      B acc(0.0f);
-      for (int64_t r = r0; r < r1; ++r) {
-        float* row = s + r * ld + c0;
-        const B v = B::load_unaligned(row) - vmax;
+  B vmax[NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) vmax[v] = B::load_unaligned(s + v * W);
+  for (int64_t r = 1; r < rows; ++r) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v)
+      vmax[v] = xsimd::max(vmax[v], B::load_unaligned(s + r * ld + v * W));
+  }
+  alignas(64) float mx[NV * W];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) vmax[v].store_aligned(mx + v * W);
+  double total[NV * W] = {};
+  for (int64_t r0 = 0; r0 < rows; r0 += kRun) {
+    const int64_t r1 = std::min(rows, r0 + kRun);
+    B acc[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[v] = B(0.0f);
+    for (int64_t r = r0; r < r1; ++r) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        float* row = s + r * ld + v * W;
+        const B x = B::load_unaligned(row) - vmax[v];
         B e;
-        if (!kExpKeepsDenormals<Arch> && xsimd::any(v < denormal_edge)) {
+        if (!kExpKeepsDenormals<Arch> && xsimd::any(x < denormal_edge)) {
           alignas(64) float lanes[W];
-          for (int j = 0; j < W; ++j) lanes[j] = std::exp(row[j] - mx[j]);
+          for (int j = 0; j < W; ++j) lanes[j] = std::exp(row[j] - mx[v * W + j]);
           e = B::load_aligned(lanes);
         } else {
-          e = Exp<Arch>(v);
+          e = Exp<Arch>(x);
         }
         e.store_unaligned(row);
-        acc += e;
+        acc[v] += e;
       }
-      alignas(64) float part[W];
-      acc.store_aligned(part);
-      for (int j = 0; j < W; ++j) total[j] += part[j];
     }
-    for (int j = 0; j < W; ++j) sums[c0 + j] = static_cast<float>(total[j]);
+    alignas(64) float part[NV * W];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[v].store_aligned(part + v * W);
+    for (int j = 0; j < NV * W; ++j) total[j] += part[j];
   }
-  // The columns past the last whole vector: the scalar reference, whose per-column sums these
-  // are the same as (std::exp, a double sum).
+  for (int j = 0; j < NV * W; ++j) sums[j] = static_cast<float>(total[j]);
+}
+
+// ExpColumns (KernelTable::exp_columns_f32): two vectors of columns at a time, then one, then
+// the columns past the last whole vector through the scalar reference, whose per-column sums
+// these are the same as (std::exp, a double sum).
+template <class Arch>
+void ExpColumnsF32(float* s, int64_t rows, int width, int64_t ld, float* sums) {
+  constexpr int W = static_cast<int>(xsimd::batch<float, Arch>::size);
+  int c0 = 0;
+  for (; c0 + 2 * W <= width; c0 += 2 * W) ExpColumnsBlock<Arch, 2>(s + c0, rows, ld, sums + c0);
+  for (; c0 + W <= width; c0 += W) ExpColumnsBlock<Arch, 1>(s + c0, rows, ld, sums + c0);
   if (c0 < width) ReferenceTable().exp_columns_f32(s + c0, rows, width - c0, ld, sums + c0);
 }
 
@@ -684,23 +705,26 @@ void GemmPackedTile(const float* xp, const PanelElement<WeightT>* wp, int64_t k,
   using B = xsimd::batch<float, Arch>;
   constexpr int W = static_cast<int>(B::size);
   constexpr int NR = NV * W;
+  // Every loop over acc is unrolled, so each accumulator is a register from start to end: with
+  // one loop left rolled (a runtime index), GCC kept acc in a stack array, zeroed it there and
+  // moved all 28 vectors through memory before and after the k loop (about 140 vector loads and
+  // stores per call, 10-15% of a k = 64 call: the vision attention's score tiles).
   B acc[NT][NV];
   alignas(64) float row[NR];
-  if (!accumulate) {
+  const bool whole = ncols == NR;
+  if (!whole) std::fill(row + ncols, row + NR, 0.0f);
 #pragma GCC unroll 16
-    for (int t = 0; t < NT; ++t) {
+  for (int t = 0; t < NT; ++t) {
+    if (accumulate && !whole) std::copy(y + t * ldy, y + t * ldy + ncols, row);
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[t][v] = B(0.0f);
-    }
-  } else if (ncols == NR) {
-    for (int t = 0; t < NT; ++t) {
-      for (int v = 0; v < NV; ++v) acc[t][v] = B::load_unaligned(y + t * ldy + v * W);
-    }
-  } else {
-    for (int t = 0; t < NT; ++t) {
-      std::fill(row + ncols, row + NR, 0.0f);
-      std::copy(y + t * ldy, y + t * ldy + ncols, row);
-      for (int v = 0; v < NV; ++v) acc[t][v] = B::load_aligned(row + v * W);
+    for (int v = 0; v < NV; ++v) {
+      if (!accumulate) {
+        acc[t][v] = B(0.0f);
+      } else if (whole) {
+        acc[t][v] = B::load_unaligned(y + t * ldy + v * W);
+      } else {
+        acc[t][v] = B::load_aligned(row + v * W);
+      }
     }
   }
   for (int64_t i = 0; i < k; ++i, xp += MR, wp += NR) {
@@ -714,15 +738,16 @@ void GemmPackedTile(const float* xp, const PanelElement<WeightT>* wp, int64_t k,
       for (int v = 0; v < NV; ++v) acc[t][v] = MulAdd<Arch>(xv, wv[v], acc[t][v]);
     }
   }
-  if (ncols == NR) {
-    for (int t = 0; t < NT; ++t) {
-      for (int v = 0; v < NV; ++v) acc[t][v].store_unaligned(y + t * ldy + v * W);
-    }
-    return;
-  }
+#pragma GCC unroll 16
   for (int t = 0; t < NT; ++t) {
-    for (int v = 0; v < NV; ++v) acc[t][v].store_aligned(row + v * W);
-    std::copy(row, row + ncols, y + t * ldy);
+    if (whole) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[t][v].store_unaligned(y + t * ldy + v * W);
+    } else {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[t][v].store_aligned(row + v * W);
+      std::copy(row, row + ncols, y + t * ldy);
+    }
   }
 }
 
