@@ -1100,6 +1100,33 @@ TEST_P(KernelTest, ExpColumnsMatchesReference) {
   }
 }
 
+// exp_columns_f32 over a wide block gives each column the bits of calls over 16-column slices
+// of the same columns (the ISA kernels walk two vectors side by side where the width allows, one
+// otherwise, and the scalar reference past the last vector).
+TEST_P(KernelTest, ExpColumnsBitsDoNotDependOnWidth) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  std::mt19937 rng(44);
+  for (int64_t rows : {1, 3, 64, 130}) {
+    for (int width : {8, 16, 24, 32, 40, 48, 70}) {
+      const int64_t ld = width + 5;
+      std::vector<float> whole = RandomVector(rows * ld, &rng);
+      for (float& x : whole) x *= 9.0f;
+      std::vector<float> sliced = whole, sums_whole(width), sums_sliced(width);
+      table.exp_columns_f32(whole.data(), rows, width, ld, sums_whole.data());
+      // Slices of 16 columns: whole vectors on every ISA (4, 8 or 16 lanes).
+      for (int c0 = 0; c0 < width; c0 += 16) {
+        table.exp_columns_f32(sliced.data() + c0, rows, std::min(16, width - c0), ld,
+                              sums_sliced.data() + c0);
+      }
+      ASSERT_EQ(0, std::memcmp(whole.data(), sliced.data(), whole.size() * sizeof(float)))
+          << GetParam().name << " rows " << rows << " width " << width;
+      ASSERT_EQ(0, std::memcmp(sums_whole.data(), sums_sliced.data(), width * sizeof(float)))
+          << GetParam().name << " rows " << rows << " width " << width;
+    }
+  }
+}
+
 // The exp inside the ISA's SiLU/GLU, softmax and column softmax at the edges of its range: NaN
 // stays NaN, infinities and |x| past the overflow and underflow points (AVX-512's clamped
 // exp, whose 2^n scaling also rounds denormal results) give the reference's 0, m or inf, and the
