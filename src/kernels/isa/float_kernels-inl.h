@@ -727,7 +727,14 @@ void GemmPackedTile(const float* xp, const PanelElement<WeightT>* wp, int64_t k,
       }
     }
   }
+  // Both operands are streams read once per call (from L2 or L3: a k block of a token tile and
+  // of a panel is 40-130 KiB); a prefetch kPrefetchSteps ahead of each keeps its lines in flight
+  // beyond what the hardware prefetchers fetch (single-thread GEMM loop on f16 panels, 756 x
+  // 1024 -> 4096 and 756 x 4096 -> 1024: 1-3% less CPU with 4, 8 or 16 steps; 16 chosen).
+  constexpr int64_t kPrefetchSteps = 16;
   for (int64_t i = 0; i < k; ++i, xp += MR, wp += NR) {
+    __builtin_prefetch(xp + kPrefetchSteps * MR);
+    __builtin_prefetch(wp + kPrefetchSteps * NR);
     B wv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) wv[v] = LoadPanel<Arch, WeightT>(wp + v * W);
