@@ -1,4 +1,5 @@
-// ThreadPool::ParallelFor: exact coverage of [0, n), range contract, reuse, and lifetime.
+// ThreadPool::ParallelFor: exact coverage of [0, n), range contract, reuse, and lifetime; and the
+// runtime's huge-page allocator for activation buffers.
 #include "runtime/thread_pool.h"
 
 #include <gtest/gtest.h>
@@ -10,12 +11,14 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "child_process.h"
+#include "runtime/huge_pages.h"
 
 namespace gemma4 {
 namespace {
@@ -270,6 +273,38 @@ TEST(ThreadPoolTest, ThreadCreationFailingPartWayLeavesASmallerWorkingPool) {
     return sum.load() == 100 * 4950 ? 0 : 13;
   });
   EXPECT_TRUE(result.exited && result.exit_code == 0) << result.Describe();
+}
+
+// Blocks of 1 MiB and more start on a 2 MiB boundary (so the kernel can back them with huge
+// pages); vectors of any size keep their contents through growth, copies and shrinking; an
+// impossible size throws std::bad_alloc as std::allocator does.
+TEST(HugePages, LargeBlocksAreAlignedAndVectorsBehave) {
+  constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
+  HugePageVector<float> large(3 << 18);                                   // 3 MiB
+  const bool mapped = large.size() * sizeof(float) >= kHugePageMinBytes;  // not under ASan
+  if (mapped) {
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(large.data()) % kHugePage, 0u);
+  }
+  for (size_t i = 0; i < large.size(); ++i) large[i] = static_cast<float>(i);
+  large.resize(large.size() * 2 + 7, -1.0f);  // a new, larger mapping
+  if (mapped) {
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(large.data()) % kHugePage, 0u);
+  }
+  EXPECT_EQ(large[12345], 12345.0f);
+  EXPECT_EQ(large[(3 << 18) - 1], static_cast<float>((3 << 18) - 1));
+  EXPECT_EQ(large.back(), -1.0f);
+  HugePageVector<float> copy = large;
+  EXPECT_EQ(copy, large);
+  HugePageVector<int32_t> small(100, 7);  // from operator new
+  small.push_back(8);
+  EXPECT_EQ(small.front() + small.back(), 15);
+  large.resize(10);
+  large.shrink_to_fit();
+  EXPECT_EQ(large[9], 9.0f);
+  HugePageVector<float> empty;
+  EXPECT_THROW(empty.reserve(empty.max_size()), std::bad_alloc);
+  HugePageAllocator<float> alloc;
+  EXPECT_THROW(static_cast<void>(alloc.allocate(size_t{1} << 58)), std::bad_alloc);
 }
 
 }  // namespace

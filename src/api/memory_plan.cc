@@ -79,15 +79,21 @@ TowerSize GgufTowers(const gguf::File& file) {
 // once): vision at the default 280-token budget (2520 patches: the input, the residual, the
 // normed copy, q, k, v and the attention output, MLP slices of 256 rows, each thread's scores
 // against every patch); audio for one 30 s piece (750 positions after subsampling, a dozen
-// rows of the hidden width each).
+// rows of the hidden width each). The buffers of 1 MiB and more are huge-page backed
+// (runtime/huge_pages.h), so each may hold up to one 2 MiB page more than its size: about 16
+// such buffers per tower.
 uint64_t EncoderActivationBytes(const TowerSize& t, int threads) {
+  constexpr uint64_t kHugePageSlack = 16 * (uint64_t{2} << 20);
   uint64_t bytes = 0;
   if (t.vision_hidden > 0) {
     const uint64_t patches = 280 * 9, hidden = static_cast<uint64_t>(t.vision_hidden);
     bytes += 4 * (patches * (8 * hidden + 3 * 16 * 16) + 2 * 256 * t.vision_ffn +
-                  static_cast<uint64_t>(threads) * patches);
+                  static_cast<uint64_t>(threads) * patches) +
+             kHugePageSlack;
   }
-  if (t.audio_hidden > 0) bytes += 4 * 750 * 12 * static_cast<uint64_t>(t.audio_hidden);
+  if (t.audio_hidden > 0) {
+    bytes += 4 * 750 * 12 * static_cast<uint64_t>(t.audio_hidden) + kHugePageSlack;
+  }
   return bytes;
 }
 

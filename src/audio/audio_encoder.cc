@@ -17,6 +17,7 @@
 #include "model/tower_reader.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
+#include "runtime/huge_pages.h"
 #include "runtime/phase_profile.h"
 
 namespace gemma4::audio {
@@ -103,14 +104,15 @@ void SiluInPlace(float* x, int64_t n) { ops::SigmoidMul(x, nullptr, x, n); }
 
 // The encoder's working buffers, [S, H] each unless noted.
 struct ConformerScratch {
-  std::vector<float> normed, q, k, v, attn, tmp, in_copy;
-  std::vector<float> wide;  // [S, 4H]
+  HugePageVector<float> normed, q, k, v, attn, tmp, in_copy;
+  HugePageVector<float> wide;  // [S, 4H]
 };
 
 // Gemma4AudioFeedForward, in place on x [S, H]: clamp, pre-norm, ffw1, SiLU, ffw2, clamp,
 // post-norm, x += residual_weight * result. The row passes run on every thread.
 void FeedForward(const AudioLayerWeights::FeedForward& w, const AudioConfig& c, int64_t S,
-                 std::vector<float>& x, ConformerScratch& s, ThreadPool* pool, PhaseProfile& prof) {
+                 HugePageVector<float>& x, ConformerScratch& s, ThreadPool* pool,
+                 PhaseProfile& prof) {
   const int64_t H = c.hidden_size;
   const float gc = c.gradient_clipping, eps = c.rms_norm_eps;
   ForEachRow(pool, S, [&](int64_t t) {
@@ -420,7 +422,7 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
     const int64_t T2 = ConvOut(T1), F2 = ConvOut(F1);
     constexpr int64_t kRowsPerPass = 64;  // layer-1 time steps per pass
     const int64_t window_rows = 2 * std::min(T2, kRowsPerPass) + 1;
-    std::vector<float> y0(window_rows * F1 * C0);
+    HugePageVector<float> y0(window_rows * F1 * C0);
     std::vector<float> conv0_t(9 * C0);  // [9, C0]: the channels of one tap side by side
     for (int64_t ch = 0; ch < C0; ++ch) {
       for (int kk = 0; kk < 9; ++kk) conv0_t[kk * C0 + ch] = conv0_[ch * 9 + kk];
@@ -457,8 +459,8 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
     };
     std::vector<uint8_t> mask1(T1);
     for (int64_t t = 0; t < T1; ++t) mask1[t] = features.mask[2 * t];
-    std::vector<float> y1(T2 * F2 * C1);
-    std::vector<float> patches(std::min(T2, kRowsPerPass) * F2 * C0 * 9);
+    HugePageVector<float> y1(T2 * F2 * C1);
+    HugePageVector<float> patches(std::min(T2, kRowsPerPass) * F2 * C0 * 9);
     for (int64_t t0 = 0; t0 < T2; t0 += kRowsPerPass) {
       const int64_t nt = std::min(kRowsPerPass, T2 - t0);
       const int64_t offset = 2 * t0 - 1;  // the window's row 0 is layer-0 row 2 t0 - 1
@@ -488,16 +490,16 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
       });
       prof.Mark("subsample.conv1");
     }
-    y0 = std::vector<float>();
-    patches = std::vector<float>();
+    y0 = HugePageVector<float>();
+    patches = HugePageVector<float>();
     std::vector<uint8_t> valid(T2);
     for (int64_t t = 0; t < T2; ++t) valid[t] = mask1[2 * t];
 
     // ---- Input projection: [T2, F2 * C1] (frequency-major, channels inner) -> [T2, H].
     const int64_t S = T2;
-    std::vector<float> x(S * H);
+    HugePageVector<float> x(S * H);
     TowerGemm(input_proj_, y1.data(), S, x.data(), pool);
-    y1 = std::vector<float>();
+    y1 = HugePageVector<float>();
     prof.Mark("input_proj");
 
     // ---- Conformer layers.
@@ -524,7 +526,7 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
     };
 
     ConformerScratch sc;
-    for (std::vector<float>* buffer :
+    for (HugePageVector<float>* buffer :
          {&sc.normed, &sc.q, &sc.k, &sc.v, &sc.attn, &sc.tmp, &sc.in_copy}) {
       buffer->resize(S * H);
     }

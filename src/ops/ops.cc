@@ -3,6 +3,7 @@
 #include "kernels/kernels.h"
 #include "kernels/pack/pack.h"
 #include "quant/quant.h"
+#include "runtime/huge_pages.h"
 #include "runtime/thread_scratch.h"
 
 #include <algorithm>
@@ -380,7 +381,8 @@ namespace {
 // 64-byte aligned f32 scratch of `count` values: the GEMM kernels load whole aligned vectors.
 // The buffer only grows: a tower's matmuls alternate between sizes, and resizing down and back
 // up would zero-fill the regrown part on every call.
-float* AlignedFloats(std::vector<float>& buffer, int64_t count) {
+template <class FloatVector>
+float* AlignedFloats(FloatVector& buffer, int64_t count) {
   if (buffer.size() < static_cast<size_t>(count + 16)) buffer.resize(count + 16);
   const uintptr_t address = reinterpret_cast<uintptr_t>(buffer.data());
   return buffer.data() + ((64 - address % 64) % 64) / sizeof(float);
@@ -591,10 +593,11 @@ void DenseAttention(const float* q, int64_t ldq, const float* k, int64_t ldk, co
   auto dim_start = [&](int64_t c) { return c * hd / dim_tiles; };
   struct KeysTag;
   struct ValuesTag;
+  // Huge-page backed: [heads, n, hd] each, 7.7 MB for E2B's 2520 patches, faulted in once.
   float* const packed_k =
-      AlignedFloats(ThreadScratch<std::vector<float>, KeysTag>(), n_kv_heads * key_floats);
+      AlignedFloats(ThreadScratch<HugePageVector<float>, KeysTag>(), n_kv_heads * key_floats);
   float* const packed_v =
-      AlignedFloats(ThreadScratch<std::vector<float>, ValuesTag>(), n_kv_heads * value_floats);
+      AlignedFloats(ThreadScratch<HugePageVector<float>, ValuesTag>(), n_kv_heads * value_floats);
   auto pack_keys = [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t g = item / key_tiles, p = item % key_tiles;

@@ -16,6 +16,7 @@
 #include "model/tower_reader.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
+#include "runtime/huge_pages.h"
 #include "runtime/phase_profile.h"
 #include "runtime/thread_scratch.h"
 
@@ -340,20 +341,20 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
   try {
     // Patch embedding: input_proj(2 * (pixels - 0.5)) + (table[0][x] + table[1][y]).
     const int64_t patch_values = static_cast<int64_t>(c.patch_size) * c.patch_size * 3;
-    std::vector<float> centered(image.pixels.size());
+    HugePageVector<float> centered(image.pixels.size());
     ForEachRow(pool, N, [&](int64_t p) {
       const float* px = image.pixels.data() + p * patch_values;
       float* row = centered.data() + p * patch_values;
       for (int64_t i = 0; i < patch_values; ++i) row[i] = (px[i] - 0.5f) * 2.0f;
     });
-    std::vector<float> x(N * Hv);
+    HugePageVector<float> x(N * Hv);
     TowerGemm(input_proj_, centered.data(), N, x.data(), pool);
-    centered = std::vector<float>();
+    centered = HugePageVector<float>();
     const int64_t P = c.position_embedding_size;
     // cos/sin per patch: [N, hd / 2] as (x freqs, y freqs); each axis' part of a head is
     // hd / 2 values rotated by rotate-half with hd / 4 frequencies.
     const int quarter = static_cast<int>(hd / 4);
-    std::vector<float> cos_t(N * 2 * quarter), sin_t(N * 2 * quarter);
+    HugePageVector<float> cos_t(N * 2 * quarter), sin_t(N * 2 * quarter);
     ForEachRow(pool, N, [&](int64_t p) {
       const int64_t px = p % image.patches_w, py = p / image.patches_w;
       const float* ex = position_table_.data() + px * Hv;
@@ -371,14 +372,14 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
     });
     prof.Mark("patch_embed");
 
-    std::vector<float> normed(N * Hv), q(N * q_dim), kk(N * kv_dim), v(N * kv_dim), attn(N * q_dim),
-        tmp(N * Hv);
+    HugePageVector<float> normed(N * Hv), q(N * q_dim), kk(N * kv_dim), v(N * kv_dim),
+        attn(N * q_dim), tmp(N * Hv);
     // [rows, I] gate/up slices bound the scratch; whole token tiles (252 rows on AVX-512, 18
     // tiles of 14), since a slice's last partial tile runs the kernel at a fraction of its rate.
     const int64_t tile = ops::GemmTokenTile();
     const int64_t mlp_rows = std::max<int64_t>(tile, 256 / tile * tile);
-    std::vector<float> gate(std::min(N, mlp_rows) * I), up(std::min(N, mlp_rows) * I);
-    std::vector<float> up_in(c.use_clipped_linears ? std::min(N, mlp_rows) * Hv : 0);
+    HugePageVector<float> gate(std::min(N, mlp_rows) * I), up(std::min(N, mlp_rows) * I);
+    HugePageVector<float> up_in(c.use_clipped_linears ? std::min(N, mlp_rows) * Hv : 0);
     ops::PackedGemmWeights gate_w, up_w, down_w;
     for (const VisionLayerWeights& lw : layers_) {
       if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
@@ -504,7 +505,7 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
     const int64_t pw = image.patches_w / k, ph = image.patches_h / k, M = pw * ph;
     const float weight = 1.0f / static_cast<float>(k * k);
     const float root = static_cast<float>(std::sqrt(static_cast<double>(Hv)));
-    std::vector<float> pooled(M * Hv, 0.0f);
+    HugePageVector<float> pooled(M * Hv, 0.0f);
     ForEachRow(pool, M, [&](int64_t m) {
       const int64_t sx = m % pw, sy = m / pw;
       float* row = pooled.data() + m * Hv;
