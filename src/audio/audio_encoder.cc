@@ -1,6 +1,5 @@
 #include "audio/audio_encoder.h"
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,16 +25,6 @@ namespace {
 
 constexpr char kTower[] = "model.audio_tower.";
 constexpr char kProjector[] = "model.embed_audio.embedding_projection.weight";
-
-bool IsFile(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-std::string DirOf(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? "." : path.substr(0, slash);
-}
 
 // Conv2d(kernel 3, stride 2, padding 1) output length.
 int64_t ConvOut(int64_t n) { return (n - 1) / 2 + 1; }
@@ -76,21 +65,10 @@ void LayerNormRelu(float* x, int64_t n, const float* weight, float eps) {
   }
 }
 
-// Calls row(t) for every t < rows on the pool's threads. Each row's arithmetic is the same
-// whichever thread runs it, so results do not depend on the thread count.
+// Calls row(t) for every t < rows on the pool's threads (ForEachTowerRow, 8 rows an item).
 template <class F>
 void ForEachRow(ThreadPool* pool, int64_t rows, F&& row) {
-  pool->ParallelFor(rows, 8, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) row(t);
-  });
-}
-
-// A clipped linear's input and output clamps (nothing when the layer does not clip).
-void ClampInput(const ClippableLinear& l, float* x, int64_t n) {
-  if (l.clipped) ClampInPlace(x, n, l.input_min, l.input_max);
-}
-void ClampOutput(const ClippableLinear& l, float* y, int64_t n) {
-  if (l.clipped) ClampInPlace(y, n, l.output_min, l.output_max);
+  ForEachTowerRow(pool, rows, 8, std::forward<F>(row));
 }
 
 // out = clamp(x, -gc, gc) (the conformer's gradient clipping, a no-op in inference unless a
@@ -119,16 +97,16 @@ void FeedForward(const AudioLayerWeights::FeedForward& w, const AudioConfig& c, 
     float* n = s.normed.data() + t * H;
     CopyClamped(x.data() + t * H, H, gc, n);
     ops::RmsNorm(n, w.pre_norm.data(), H, eps, n);
-    ClampInput(w.ffw1, n, H);
+    w.ffw1.ClampInput(n, H);
   });
   prof.Mark("ffn.norm");
   TowerGemm(w.ffw1, s.normed.data(), S, s.wide.data(), pool);
   prof.Mark("ffn.gemm");
   ForEachRow(pool, S, [&](int64_t t) {
     float* h = s.wide.data() + t * 4 * H;
-    ClampOutput(w.ffw1, h, 4 * H);
+    w.ffw1.ClampOutput(h, 4 * H);
     SiluInPlace(h, 4 * H);
-    ClampInput(w.ffw2, h, 4 * H);
+    w.ffw2.ClampInput(h, 4 * H);
   });
   prof.Mark("ffn.silu");
   TowerGemm(w.ffw2, s.wide.data(), S, s.tmp.data(), pool);
@@ -136,7 +114,7 @@ void FeedForward(const AudioLayerWeights::FeedForward& w, const AudioConfig& c, 
   const float scale = c.residual_weight;
   ForEachRow(pool, S, [&](int64_t t) {
     float* h = s.tmp.data() + t * H;
-    ClampOutput(w.ffw2, h, H);
+    w.ffw2.ClampOutput(h, H);
     ClampInPlace(h, H, -gc, gc);
     ops::RmsNorm(h, w.post_norm.data(), H, eps, h);
     float* r = x.data() + t * H;
@@ -169,10 +147,7 @@ StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::Load(const LoadedModel& mo
   GEMMA4_ASSIGN_OR_RETURN(enc->config_,
                           ParseAudioConfig(*ac, ckpt->config_path() + ": audio_config"));
   // Feature extractor settings beside config.json, when present.
-  const std::string dir = DirOf(ckpt->config_path());
-  for (const char* name : {"processor_config.json", "preprocessor_config.json"}) {
-    const std::string path = dir + "/" + name;
-    if (!IsFile(path)) continue;
+  for (const std::string& path : ProcessorConfigFiles(*ckpt)) {
     GEMMA4_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
     GEMMA4_ASSIGN_OR_RETURN(json::Value pc, json::Parse(text, path));
     const bool nested = pc.Find("feature_extractor") != nullptr;
@@ -554,9 +529,9 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
         std::copy_n(n, H, q_in + t * H);
         std::copy_n(n, H, k_in + t * H);
         std::copy_n(n, H, v_in + t * H);
-        ClampInput(lw.q_proj, q_in + t * H, H);
-        ClampInput(lw.k_proj, k_in + t * H, H);
-        ClampInput(lw.v_proj, v_in + t * H, H);
+        lw.q_proj.ClampInput(q_in + t * H, H);
+        lw.k_proj.ClampInput(k_in + t * H, H);
+        lw.v_proj.ClampInput(v_in + t * H, H);
       });
       prof.Mark("attn.norm");
       TowerGemm(lw.q_proj, q_in, S, sc.q.data(), pool);
@@ -566,9 +541,9 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
       ForEachRow(pool, S, [&](int64_t t) {
         float* qt = sc.q.data() + t * H;
         float* kt = sc.k.data() + t * H;
-        ClampOutput(lw.q_proj, qt, H);
-        ClampOutput(lw.k_proj, kt, H);
-        ClampOutput(lw.v_proj, sc.v.data() + t * H, H);
+        lw.q_proj.ClampOutput(qt, H);
+        lw.k_proj.ClampOutput(kt, H);
+        lw.v_proj.ClampOutput(sc.v.data() + t * H, H);
         for (int64_t h = 0; h < nh; ++h) {
           float* qh = qt + h * hd;
           for (int64_t d = 0; d < hd; ++d) qh[d] = qh[d] * q_scale * lw.per_dim_softplus[d];
@@ -621,7 +596,7 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
               ops::AttentionValues(logits.data() + (kv0 - (q0 - past)), C, 1, v + kv0 * H + h * hd,
                                    H, kv1 - kv0, hd, o, hd);
             }
-            ClampInput(lw.post, o, hd);
+            lw.post.ClampInput(o, hd);
           }
         }
       });
@@ -631,14 +606,14 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
       // Residual, then the light conv's pre-norm and linear_start's input clamp.
       ForEachRow(pool, S, [&](int64_t t) {
         float* h = sc.tmp.data() + t * H;
-        ClampOutput(lw.post, h, H);
+        lw.post.ClampOutput(h, H);
         ClampInPlace(h, H, -gc, gc);
         ops::RmsNorm(h, lw.norm_post_attn.data(), H, eps, h);
         float* r = x.data() + t * H;
         for (int64_t j = 0; j < H; ++j) r[j] = h[j] + r[j];
         float* n = sc.normed.data() + t * H;
         ops::RmsNorm(r, lw.lconv_pre_norm.data(), H, eps, n);
-        ClampInput(lw.linear_start, n, H);
+        lw.linear_start.ClampInput(n, H);
       });
       prof.Mark("attn.norm");
 
@@ -648,7 +623,7 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
       prof.Mark("lconv.gemm");
       ForEachRow(pool, S, [&](int64_t t) {
         float* in = sc.wide.data() + t * 2 * H;
-        ClampOutput(lw.linear_start, in, 2 * H);
+        lw.linear_start.ClampOutput(in, 2 * H);
         float* g = sc.attn.data() + t * H;
         ops::SigmoidMul(in + H, in, g, H);  // GLU: a * sigmoid(b) for [a, b] = in
       });
@@ -669,14 +644,14 @@ Status AudioEncoder::Encode(const AudioFeatures& features, ThreadPool* pool,
         ClampInPlace(out, H, -gc, gc);
         ops::RmsNorm(out, lw.conv_norm.data(), H, eps, out);
         SiluInPlace(out, H);
-        ClampInput(lw.linear_end, out, H);
+        lw.linear_end.ClampInput(out, H);
       });
       prof.Mark("lconv.glu_conv_norm");
       TowerGemm(lw.linear_end, sc.tmp.data(), S, sc.normed.data(), pool);
       prof.Mark("lconv.gemm");
       ForEachRow(pool, S, [&](int64_t t) {
         float* h = sc.normed.data() + t * H;
-        ClampOutput(lw.linear_end, h, H);
+        lw.linear_end.ClampOutput(h, H);
         float* r = x.data() + t * H;
         for (int64_t j = 0; j < H; ++j) r[j] = h[j] + r[j];
       });

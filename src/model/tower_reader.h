@@ -6,6 +6,7 @@
 #define GEMMA4_SRC_MODEL_TOWER_READER_H_
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -43,6 +44,11 @@ struct ClippableLinear {
   std::shared_ptr<const ops::PackedGemmWeights> packed;
   bool clipped = false;
   float input_min = 0, input_max = 0, output_min = 0, output_max = 0;
+
+  // The input and output clamps on n values in place (nothing when the layer does not clip);
+  // the towers' row passes apply them around TowerGemm.
+  void ClampInput(float* x, int64_t n) const;
+  void ClampOutput(float* y, int64_t n) const;
 };
 
 // l's weight times x [s, in] into y [s, out] (no clamps): the load-time panels when there are
@@ -70,6 +76,39 @@ inline void ReleaseMappedPages(const TensorView& t) {
 // torch.clamp(x, lo, hi): max then min, NaN kept.
 inline void ClampInPlace(float* x, int64_t n, float lo, float hi) {
   for (int64_t i = 0; i < n; ++i) x[i] = std::min(std::max(x[i], lo), hi);
+}
+
+inline void ClippableLinear::ClampInput(float* x, int64_t n) const {
+  if (clipped) ClampInPlace(x, n, input_min, input_max);
+}
+inline void ClippableLinear::ClampOutput(float* y, int64_t n) const {
+  if (clipped) ClampInPlace(y, n, output_min, output_max);
+}
+
+// Calls row(t) for every t < rows on the pool's threads, `grain` rows at least per item. Each
+// row's arithmetic is the same whichever thread runs it, so results do not depend on the
+// thread count.
+template <class F>
+void ForEachTowerRow(ThreadPool* pool, int64_t rows, int64_t grain, F&& row) {
+  pool->ParallelFor(rows, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) row(t);
+  });
+}
+
+// The processor settings files beside a checkpoint's config.json that exist, in the order the
+// towers read them: processor_config.json (transformers 5 nests the sub-processors in it), then
+// the flat preprocessor_config.json.
+inline std::vector<std::string> ProcessorConfigFiles(const Checkpoint& ckpt) {
+  const std::string& config = ckpt.config_path();
+  const size_t slash = config.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : config.substr(0, slash);
+  std::vector<std::string> files;
+  for (const char* name : {"processor_config.json", "preprocessor_config.json"}) {
+    const std::string path = dir + "/" + name;
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) files.push_back(path);
+  }
+  return files;
 }
 
 // y[s, out] = clip_out(W clip_in(x)); x is clamped in place when the layer clips.

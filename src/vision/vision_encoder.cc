@@ -1,7 +1,5 @@
 #include "vision/vision_encoder.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -26,16 +24,6 @@ namespace {
 
 constexpr char kTower[] = "model.vision_tower.";
 constexpr char kProjector[] = "model.embed_vision.embedding_projection.weight";
-
-bool IsFile(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-std::string DirOf(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? "." : path.substr(0, slash);
-}
 
 // Rotate-half RoPE over one contiguous part of `width` values with cos/sin of width / 2
 // frequencies (the part's angles repeat over its two halves).
@@ -72,13 +60,10 @@ StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::Load(const LoadedModel& 
   GEMMA4_ASSIGN_OR_RETURN(enc->config_,
                           ParseVisionConfig(*vc, ckpt->config_path() + ": vision_config"));
   // Image processor settings beside config.json, when present.
-  const std::string dir = DirOf(ckpt->config_path());
-  for (const char* name : {"processor_config.json", "preprocessor_config.json"}) {
-    const std::string path = dir + "/" + name;
-    if (!IsFile(path)) continue;
+  for (const std::string& path : ProcessorConfigFiles(*ckpt)) {
     GEMMA4_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
     GEMMA4_ASSIGN_OR_RETURN(json::Value pc, json::Parse(text, path));
-    if (std::string(name) == "processor_config.json" && pc.Find("image_processor") == nullptr) {
+    if (path.ends_with("/processor_config.json") && pc.Find("image_processor") == nullptr) {
       continue;  // a processor without an image part
     }
     GEMMA4_RETURN_IF_ERROR(ApplyImageProcessorConfig(pc, path, &enc->config_));
@@ -264,13 +249,10 @@ void PackIfFloat(const ClippableLinear& l, ops::PackedGemmWeights* w, ThreadPool
   if (l.packed == nullptr && !IsBlockType(l.weight.dtype)) ops::PackGemmWeights(l.weight, w, pool);
 }
 
-// Calls row(t) for every t < rows on the pool's threads. Each row's arithmetic is the same
-// whichever thread runs it, so results do not depend on the thread count.
+// Calls row(t) for every t < rows on the pool's threads (ForEachTowerRow, 16 rows an item).
 template <class F>
 void ForEachRow(ThreadPool* pool, int64_t rows, F&& row) {
-  pool->ParallelFor(rows, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) row(t);
-  });
+  ForEachTowerRow(pool, rows, 16, std::forward<F>(row));
 }
 
 // torch.clamp over [rows, width] on the pool's threads.
@@ -282,12 +264,6 @@ void ClampRows(float* x, int64_t rows, int64_t width, float lo, float hi, Thread
 // a shared input in one pass.
 void CopyClamped(const float* x, int64_t n, float lo, float hi, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = std::min(std::max(x[i], lo), hi);
-}
-
-// A linear's output clamp on one row (the row passes after each product apply it, rather
-// than a pass of its own over [s, out]).
-void ClampOutputRow(const ClippableLinear& l, float* row, int64_t width) {
-  if (l.clipped) ClampInPlace(row, width, l.output_min, l.output_max);
 }
 
 // l's product with the weights PackIfFloat packed (block-quantized weights: the integer
@@ -411,9 +387,9 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
         for (int64_t t = begin; t < end; ++t) {
           const float* ct = cos_t.data() + t * 2 * quarter;
           const float* st = sin_t.data() + t * 2 * quarter;
-          ClampOutputRow(lw.q_proj, q.data() + t * q_dim, q_dim);
-          ClampOutputRow(lw.k_proj, kk.data() + t * kv_dim, kv_dim);
-          ClampOutputRow(lw.v_proj, v.data() + t * kv_dim, kv_dim);
+          lw.q_proj.ClampOutput(q.data() + t * q_dim, q_dim);
+          lw.k_proj.ClampOutput(kk.data() + t * kv_dim, kv_dim);
+          lw.v_proj.ClampOutput(v.data() + t * kv_dim, kv_dim);
           for (int64_t h = 0; h < n_heads; ++h) {
             float* qh = q.data() + t * q_dim + h * hd;
             ops::RmsNorm(qh, lw.q_norm.data(), hd, eps, qh);
@@ -443,7 +419,7 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
       prof.Mark("o_gemm");
       ForEachRow(pool, N, [&](int64_t t) {
         float* h = tmp.data() + t * Hv;
-        ClampOutputRow(lw.o_proj, h, Hv);
+        lw.o_proj.ClampOutput(h, Hv);
         ops::RmsNorm(h, lw.post_attention_norm.data(), Hv, eps, h);
         for (int64_t j = 0; j < Hv; ++j) x[t * Hv + j] += h[j];
         ops::RmsNorm(x.data() + t * Hv, lw.pre_ffn_norm.data(), Hv, eps, normed.data() + t * Hv);
@@ -471,7 +447,7 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
               std::copy_n(row, Hv, up_in.data() + t * Hv);
             }
             const ClippableLinear& g = lw.gate_proj;
-            if (g.clipped) ClampInPlace(row, Hv, g.input_min, g.input_max);
+            g.ClampInput(row, Hv);
           });
         }
         Gemm(lw.gate_proj, gate_w, in, n, gate.data(), pool);
@@ -480,11 +456,11 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
         ForEachRow(pool, n, [&](int64_t t) {
           float* g = gate.data() + t * I;
           float* u = up.data() + t * I;
-          ClampOutputRow(lw.gate_proj, g, I);
-          ClampOutputRow(lw.up_proj, u, I);
+          lw.gate_proj.ClampOutput(g, I);
+          lw.up_proj.ClampOutput(u, I);
           ops::GeluMul(g, u, g, I);
           const ClippableLinear& d = lw.down_proj;
-          if (d.clipped) ClampInPlace(g, I, d.input_min, d.input_max);
+          d.ClampInput(g, I);
         });
         prof.Mark("mlp_gelu");
         Gemm(lw.down_proj, down_w, gate.data(), n, tmp.data() + t0 * Hv, pool);
@@ -492,7 +468,7 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
       }
       ForEachRow(pool, N, [&](int64_t t) {
         float* h = tmp.data() + t * Hv;
-        ClampOutputRow(lw.down_proj, h, Hv);
+        lw.down_proj.ClampOutput(h, Hv);
         ops::RmsNorm(h, lw.post_ffn_norm.data(), Hv, eps, h);
         for (int64_t j = 0; j < Hv; ++j) x[t * Hv + j] += h[j];
       });
