@@ -721,6 +721,45 @@ TEST_P(KernelTest, MatVecKernelsMatchReference) {
   }
 }
 
+// Prefill's float matmuls through the scores kernel (many tokens, long rows: AVX-512 runs them
+// in spans of the rows with the accumulators kept between spans, and reduces four tokens' four
+// sums at once): every output bit for bit the one-token, one-row product (matvec), for f32 and
+// bf16 rows; token counts past the 6-token blocks, row counts past the 32-row groups and the
+// 4-row blocks, widths inside, at and past one span, strided rows and outputs.
+TEST_P(KernelTest, ScoresOfManyTokensMatchOneByOne) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  std::mt19937 rng(37);
+  for (int nq : {12, 13, 17, 64}) {
+    for (int64_t nk : {1, 3, 4, 7, 32, 37, 70}) {
+      for (int64_t d : {16, 256, 272, 512, 800, 1000, 1536}) {
+        const int64_t ldq = d + 3, ldk = d + 5, ldsc = nk + 2;
+        const std::string where =
+            "nq " + std::to_string(nq) + " nk " + std::to_string(nk) + " d " + std::to_string(d);
+        const auto q = RandomVector(nq * ldq, &rng);
+        const auto kraw = RandomVector(nk * ldk, &rng, 4.0f);
+        std::vector<kernels::Bf16> kb(kraw.size());
+        for (size_t i = 0; i < kb.size(); ++i) {
+          uint32_t bits;
+          std::memcpy(&bits, &kraw[i], 4);
+          kb[i].bits = static_cast<uint16_t>(bits >> 16);
+        }
+        std::vector<float> s(nq * ldsc, -7.0f), one = s, sb = s, oneb = s;
+        table.attention_scores_f32(q.data(), ldq, nq, kraw.data(), ldk, nk, d, s.data(), ldsc);
+        table.attention_scores_bf16(q.data(), ldq, nq, kb.data(), ldk, nk, d, sb.data(), ldsc);
+        for (int h = 0; h < nq; ++h) {
+          table.matvec_f32(q.data() + h * ldq, ldq, 1, kraw.data(), ldk, nk, d,
+                           one.data() + h * ldsc, ldsc);
+          table.matvec_bf16(q.data() + h * ldq, ldq, 1, kb.data(), ldk, nk, d,
+                            oneb.data() + h * ldsc, ldsc);
+        }
+        ASSERT_EQ(s, one) << where;
+        ASSERT_EQ(sb, oneb) << "bf16 " << where;
+      }
+    }
+  }
+}
+
 // f16 keys and values: the same sums as the f32 kernels over the exactly widened rows (bit for
 // bit, since half to float is exact and the summation order is shared), and close to the
 // scalar f16 reference.

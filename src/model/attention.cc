@@ -302,7 +302,7 @@ void AttendBlocked(const KeyRows& keys, const KeyRows& values, int64_t g, const 
   }
 }
 
-void InferenceState::Attention(int layer, int64_t s, const float* normed, float* out) {
+void InferenceState::Attention(int layer, int64_t s, const ops::MakeRow& input, float* out) {
   const LayerConfig& lc = config_.layers[layer];
   const LayerWeights& lw = model_.weights().layers[layer];
   const int64_t hd = lc.head_dim, n_heads = config_.num_heads, n_kv = lc.num_kv_heads;
@@ -313,17 +313,20 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
   // The projections first: q = q_proj(h), and on layers with their own cache k and v.
   {
     PhaseTimer timer(profile_, ForwardProfile::kAttnProjection);
-    ops::MatMul(lw.q_proj, normed, s, q_.data(), pool_);
+    // h made and quantized once for all of them, in one parallel job (ops::MatMulSharedRows).
+    const TensorView* w[3] = {&lw.q_proj, &lw.k_proj, &lw.v_proj};
+    float* y[3] = {q_.data(), nullptr, nullptr};
+    int n = 1;
     if (!lc.kv_shared) {
       k_.resize(s * kv_dim);
       v_.resize(s * kv_dim);
-      ops::MatMul(lw.k_proj, normed, s, k_.data(), pool_);
-      if (lc.k_eq_v) {
-        std::copy(k_.begin(), k_.end(), v_.begin());
-      } else {
-        ops::MatMul(lw.v_proj, normed, s, v_.data(), pool_);
-      }
+      y[1] = k_.data();
+      y[2] = v_.data();
+      n = lc.k_eq_v ? 2 : 3;
     }
+    normed_.resize(s * config_.hidden_size);
+    ops::MatMulSharedRows(w, y, n, s, input, normed_.data(), pool_);
+    if (!lc.kv_shared && lc.k_eq_v) std::copy(k_.begin(), k_.end(), v_.begin());
   }
   PhaseTimer core_timer(profile_, ForwardProfile::kAttnCore);
   // q = RoPE(q_norm(q)) per head.
@@ -332,7 +335,8 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
   rope_cos_.resize(s * pairs);
   rope_sin_.resize(s * pairs);
   // Token by token on the pool (prefill: 64 tokens x every head; one thread had done it while
-  // the other waited); each token's rows and cache slots are its own.
+  // the other waited); each token's rows and cache slots are its own. One job for q and, on
+  // layers with their own cache, k and v (one pool handoff).
   pool_->ParallelFor(s, 4, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       ops::RopeTable(lc.inv_freq.data(), pairs, position_ + t, rope_cos_.data() + t * pairs,
@@ -343,50 +347,45 @@ void InferenceState::Attention(int layer, int64_t s, const float* normed, float*
         ops::ApplyRopeTable(q, hd, rope_cos_.data() + t * pairs, rope_sin_.data() + t * pairs,
                             pairs);
       }
+      if (lc.kv_shared) continue;
+      // K = RoPE(k_norm(k)); V = v_norm(v), or of the raw k_proj output on K=V layers.
+      // Written straight into this layer's cache.
+      for (int64_t g = 0; g < n_kv; ++g) {
+        float* kr = k_.data() + t * kv_dim + g * hd;
+        float* vr = v_.data() + t * kv_dim + g * hd;
+        ops::RmsNorm(kr, lw.k_norm.data(), hd, eps, kr);
+        ops::ApplyRopeTable(kr, hd, rope_cos_.data() + t * pairs, rope_sin_.data() + t * pairs,
+                            pairs);
+        ops::RmsNorm(vr, nullptr, hd, eps, vr);
+      }
+      const float* kr = k_.data() + t * kv_dim;
+      const float* vr = v_.data() + t * kv_dim;
+      switch (cache_.type()) {
+        case KvType::kF16: {
+          uint16_t* kc = cache_.K<uint16_t>(layer, position_ + t);
+          uint16_t* vc = cache_.V<uint16_t>(layer, position_ + t);
+          for (int64_t j = 0; j < kv_dim; ++j) {
+            kc[j] = half::F32ToF16(kr[j]);
+            vc[j] = half::F32ToF16(vr[j]);
+          }
+          break;
+        }
+        case KvType::kQ8_0:
+        case KvType::kQ4_0: {
+          // Blocks of 32 never straddle heads (head_dim % 32 == 0, checked by Reserve), so
+          // the whole row in blocks is each head's row in blocks, one after another.
+          const DType block = cache_.type() == KvType::kQ8_0 ? DType::kQ8_0 : DType::kQ4_0;
+          quant::QuantizeRow(block, kr, kv_dim, cache_.K<uint8_t>(layer, position_ + t));
+          quant::QuantizeRow(block, vr, kv_dim, cache_.V<uint8_t>(layer, position_ + t));
+          break;
+        }
+        case KvType::kF32:
+          std::copy_n(kr, kv_dim, cache_.K<float>(layer, position_ + t));
+          std::copy_n(vr, kv_dim, cache_.V<float>(layer, position_ + t));
+          break;
+      }
     }
   });
-  if (!lc.kv_shared) {
-    // K = RoPE(k_norm(k)); V = v_norm(v), or of the raw k_proj output on K=V layers.
-    // Written straight into this layer's cache.
-    pool_->ParallelFor(s, 4, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) {
-        for (int64_t g = 0; g < n_kv; ++g) {
-          float* kr = k_.data() + t * kv_dim + g * hd;
-          float* vr = v_.data() + t * kv_dim + g * hd;
-          ops::RmsNorm(kr, lw.k_norm.data(), hd, eps, kr);
-          ops::ApplyRopeTable(kr, hd, rope_cos_.data() + t * pairs, rope_sin_.data() + t * pairs,
-                              pairs);
-          ops::RmsNorm(vr, nullptr, hd, eps, vr);
-        }
-        const float* kr = k_.data() + t * kv_dim;
-        const float* vr = v_.data() + t * kv_dim;
-        switch (cache_.type()) {
-          case KvType::kF16: {
-            uint16_t* kc = cache_.K<uint16_t>(layer, position_ + t);
-            uint16_t* vc = cache_.V<uint16_t>(layer, position_ + t);
-            for (int64_t j = 0; j < kv_dim; ++j) {
-              kc[j] = half::F32ToF16(kr[j]);
-              vc[j] = half::F32ToF16(vr[j]);
-            }
-            break;
-          }
-          case KvType::kQ8_0:
-          case KvType::kQ4_0: {
-            // Blocks of 32 never straddle heads (head_dim % 32 == 0, checked by Reserve), so
-            // the whole row in blocks is each head's row in blocks, one after another.
-            const DType block = cache_.type() == KvType::kQ8_0 ? DType::kQ8_0 : DType::kQ4_0;
-            quant::QuantizeRow(block, kr, kv_dim, cache_.K<uint8_t>(layer, position_ + t));
-            quant::QuantizeRow(block, vr, kv_dim, cache_.V<uint8_t>(layer, position_ + t));
-            break;
-          }
-          case KvType::kF32:
-            std::copy_n(kr, kv_dim, cache_.K<float>(layer, position_ + t));
-            std::copy_n(vr, kv_dim, cache_.V<float>(layer, position_ + t));
-            break;
-        }
-      }
-    });
-  }
   // Scores with scale 1.0, causal (and windowed on sliding layers: keys k > q - W), softmax in
   // f32, weighted sum of V. Query head h reads KV head h / n_rep.
   //

@@ -243,27 +243,31 @@ Status InferenceState::ForwardChunk(const ForwardInput& input, int64_t offset, i
   for (int i = 0; i < config_.num_layers; ++i) {
     const LayerWeights& lw = w.layers[i];
     float* x = x_.data();
-    // Attention block: x = x + post_attention_norm(attn(input_norm(x))).
-    {
+    // Attention block: x = x + post_attention_norm(attn(input_norm(x))). The input norm of
+    // each token is made inside the q/k/v projections' quantization (ops::MatMulSharedRows:
+    // on the pool, no pass of its own; its time counts as the projections').
+    Attention(
+        i, s,
+        [&](int64_t t, float* row) { ops::RmsNorm(x + t * H, lw.input_norm.data(), H, eps, row); },
+        tmp_.data());
+    // Feed-forward block: dense GeGLU, plus the MoE branch beside it on MoE models. The
+    // attention output's norm and residual and the pre-FFN norm of each token run inside the
+    // gate/up projections' quantization (as above; their time counts as the MLP's), except on
+    // MoE models, whose branch reads the updated x of every token.
+    auto attention_residual = [&, x](int64_t t) {
+      float* h = tmp_.data() + t * H;
+      ops::RmsNorm(h, lw.post_attention_norm.data(), H, eps, h);
+      for (int64_t j = 0; j < H; ++j) x[t * H + j] += h[j];
+    };
+    auto ffn_rows = [&, x](int64_t t, float* row) {
+      if (!config_.moe) attention_residual(t);
+      ops::RmsNorm(x + t * H, lw.pre_ffn_norm.data(), H, eps, row);
+    };
+    if (config_.moe) {
       PhaseTimer timer(profile_, ForwardProfile::kNormResidual);
-      for (int64_t t = 0; t < s; ++t) {
-        ops::RmsNorm(x + t * H, lw.input_norm.data(), H, eps, normed_.data() + t * H);
-      }
+      for (int64_t t = 0; t < s; ++t) attention_residual(t);
     }
-    Attention(i, s, normed_.data(), tmp_.data());
-    {
-      PhaseTimer timer(profile_, ForwardProfile::kNormResidual);
-      for (int64_t t = 0; t < s; ++t) {
-        float* h = tmp_.data() + t * H;
-        ops::RmsNorm(h, lw.post_attention_norm.data(), H, eps, h);
-        for (int64_t j = 0; j < H; ++j) x[t * H + j] += h[j];
-      }
-      // Feed-forward block: dense GeGLU, plus the MoE branch beside it on MoE models.
-      for (int64_t t = 0; t < s; ++t) {
-        ops::RmsNorm(x + t * H, lw.pre_ffn_norm.data(), H, eps, normed_.data() + t * H);
-      }
-    }
-    DenseMlp(lw, config_.layers[i].mlp_width, s, normed_.data(), tmp_.data());
+    DenseMlp(lw, config_.layers[i].mlp_width, s, ffn_rows, tmp_.data());
     if (config_.moe) {
       PhaseTimer timer(profile_, ForwardProfile::kMoe);
       for (int64_t t = 0; t < s; ++t) {
@@ -330,7 +334,7 @@ Status InferenceState::ForwardChunk(const ForwardInput& input, int64_t offset, i
                            config_.vocab_size, position_ - rows);
 }
 
-void InferenceState::DenseMlp(const LayerWeights& lw, int width, int64_t s, const float* in,
+void InferenceState::DenseMlp(const LayerWeights& lw, int width, int64_t s, const ops::MakeRow& in,
                               float* out) {
   // In slices of at most kMlpSliceTokens tokens (the gate and up activations are the largest
   // scratch of a step). Every token's result is independent of the slicing.
@@ -342,8 +346,13 @@ void InferenceState::DenseMlp(const LayerWeights& lw, int width, int64_t s, cons
     const int64_t n = std::min(kMlpTokens, s - t0);
     {
       PhaseTimer timer(profile_, ForwardProfile::kMlpMatMul);
-      ops::MatMul(lw.gate_proj, in + t0 * H, n, gate_.data(), pool_);
-      ops::MatMul(lw.up_proj, in + t0 * H, n, up_.data(), pool_);
+      // The input rows made and quantized once for both, in one parallel job
+      // (ops::MatMulSharedRows); normed_ holds them.
+      const TensorView* w[2] = {&lw.gate_proj, &lw.up_proj};
+      float* y[2] = {gate_.data(), up_.data()};
+      ops::MatMulSharedRows(
+          w, y, 2, n, [&](int64_t t, float* row) { in(t0 + t, row); }, normed_.data() + t0 * H,
+          pool_);
     }
     // gelu(gate) * up, token by token inside the down projection's activation quantization
     // (its time counts as the MLP matmuls'; the "MLP activation" phase now reads 0 here).

@@ -12,6 +12,7 @@
 #include "gemma4/status.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
+#include "ops/ops.h"
 #include "runtime/thread_pool.h"
 
 namespace gemma4 {
@@ -140,8 +141,9 @@ class InferenceState {
   Status ForwardChunk(const ForwardInput& input, int64_t offset, int64_t s, const float* embeddings,
                       float* logits, bool all_rows);
   // The attention block of one layer (attention.cc): out [s, hidden] = o_proj(attention).
-  void Attention(int layer, int64_t s, const float* normed, float* out);
-  void DenseMlp(const LayerWeights& lw, int width, int64_t s, const float* in, float* out);
+  // input makes token t's normed row (ops::MakeRow; into normed_, made once per token).
+  void Attention(int layer, int64_t s, const ops::MakeRow& input, float* out);
+  void DenseMlp(const LayerWeights& lw, int width, int64_t s, const ops::MakeRow& in, float* out);
   void Moe(const LayerWeights& lw, int64_t s, const float* residual, float* out);
   Status PerLayerInputs(const int32_t* ids, int64_t s);
   // Row `id` of the PLE table as f32 (bytes: the row as stored, when read from the file).

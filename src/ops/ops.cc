@@ -94,10 +94,12 @@ namespace {
 // each time), which the pool's workers then read; the token-interleaved copy where the
 // weights' kernel reads it, per-16 sums for Q6_K weights. gelu_up: when not null, x is the
 // MLP's gate and each token's row x[t] first becomes gelu_tanh(x[t]) * gelu_up[t] in place
-// (MatMulGeluMul).
+// (MatMulGeluMul). make_row: when not null, x is scratch that each token's row is first
+// made in (MatMulSharedRows).
 kernels::QuantizedActivations& QuantizeActivations(const float* x, int64_t s, int64_t k,
                                                    DType weight_type, ThreadPool* pool,
-                                                   const float* gelu_up) {
+                                                   const float* gelu_up,
+                                                   const MakeRow* make_row = nullptr) {
   const kernels::KernelTable& table = kernels::BestTable();
   struct ActivationsTag;
   kernels::QuantizedActivations& acts =
@@ -111,6 +113,7 @@ kernels::QuantizedActivations& QuantizeActivations(const float* x, int64_t s, in
   // been serial: about 1% of an E2B pp512 with the other thread waiting).
   auto quantize_tokens = [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
+      if (make_row != nullptr) (*make_row)(t, const_cast<float*>(x) + t * k);  // x is scratch
       if (gelu_up != nullptr) {
         float* row = const_cast<float*>(x) + t * k;  // MatMulGeluMul's g, which it may write
         table.gelu_mul_f32(row, gelu_up + t * k, row, k);
@@ -139,6 +142,70 @@ kernels::GemmX16Fn Gemm16For(const kernels::KernelTable& table, DType dtype) {
                                     : table.gemm_q6_kx16;
 }
 
+// One interleaved (x16) matrix's product with quantized activations as work items: pairs of
+// adjacent 16-row groups where the ISA has a pair kernel for prefill (4 tokens or more;
+// bit-identical to the one-group kernel, it shares each activation broadcast between the
+// groups), else single groups; an odd last group runs alone. Run computes items [begin, end)
+// for tokens [t0, t1), each kernel call writing 16 or 32 rows of the tokens straight into y.
+struct X16Product {
+  X16Product(const TensorView& w, int64_t s, float* out) : data(w.data), n_out(w.rows()), y(out) {
+    const kernels::KernelTable& table = kernels::BestTable();
+    nblocks = w.cols() / quant::kBlock;
+    group_bytes = 16 * static_cast<int64_t>(RowBytes(w.dtype, w.cols()));
+    gemm16 = Gemm16For(table, w.dtype);
+    gemm_pair = s < 4                        ? nullptr
+                : w.dtype == DType::kQ4_0x16 ? table.gemm_q4_0x16_pair
+                : w.dtype == DType::kQ8_0x16 ? table.gemm_q8_0x16_pair
+                                             : nullptr;
+    per_item = gemm_pair != nullptr ? 2 : 1;
+    ngroups = n_out / 16;
+    items = (ngroups + per_item - 1) / per_item;
+  }
+  void Run(const kernels::QuantizedActivations& acts, int64_t t0, int64_t t1, int64_t begin,
+           int64_t end) const {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t g = i * per_item;
+      const auto gemm = g + per_item <= ngroups && gemm_pair != nullptr ? gemm_pair : gemm16;
+      gemm(data + g * group_bytes, nblocks, acts, t0, static_cast<int>(t1 - t0),
+           y + t0 * n_out + g * 16, n_out);
+    }
+  }
+  const uint8_t* data;
+  int64_t n_out;
+  float* y;
+  int64_t nblocks = 0, group_bytes = 0, per_item = 1, ngroups = 0, items = 0;
+  kernels::GemmX16Fn gemm16 = nullptr, gemm_pair = nullptr;
+};
+
+constexpr int64_t kTokenTile = 16;  // a tile's activations stay in L1 while rows stream
+constexpr int kPrefillChunksPerThread = 16;
+
+// Interleaved matrices against the same quantized activations in one parallel job: the work
+// items of all of them, token tile by token tile.
+void RunX16Products(const X16Product* products, int n, const kernels::QuantizedActivations& acts,
+                    int64_t s, ThreadPool* pool) {
+  int64_t total = 0;
+  for (int j = 0; j < n; ++j) total += products[j].items;
+  auto body = [&](int64_t begin, int64_t end) {
+    for (int64_t t0 = 0; t0 < s; t0 += kTokenTile) {
+      const int64_t t1 = std::min(s, t0 + kTokenTile);
+      int64_t first = 0;
+      for (int j = 0; j < n; first += products[j].items, ++j) {
+        const int64_t b = std::max(begin, first), e = std::min(end, first + products[j].items);
+        if (b < e) products[j].Run(acts, t0, t1, b - first, e - first);
+      }
+    }
+  };
+  if (pool != nullptr) {
+    // Prefill: a finer split than the default, since both threads wait at the end of the
+    // matmul for the last chunk (1/8 of a 64-token step's gate matmul on two threads).
+    pool->ParallelFor(total, 1, body,
+                      s >= kTokenTile ? kPrefillChunksPerThread : ThreadPool::kChunksPerThread);
+  } else {
+    body(0, total);
+  }
+}
+
 // Block-quantized weights: activations are quantized to int8 blocks once, then every weight
 // row is dotted with up to four tokens at a time by the ISA's integer kernel. gelu_up: see
 // QuantizeActivations.
@@ -155,41 +222,9 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
   const kernels::QuantizedActivations& acts = QuantizeActivations(x, s, k, w.dtype, pool, gelu_up);
   const uint64_t row_bytes = RowBytes(w.dtype, k);
   const int64_t nblocks = k / quant::kBlock;
-  constexpr int64_t kTokenTile = 16;  // a tile's activations stay in L1 while rows stream
-  constexpr int kPrefillChunksPerThread = 16;
   if (IsInterleavedX16(w.dtype)) {
-    // Groups of 16 rows in parallel; each kernel call writes 16 rows of one token tile
-    // straight into y.
-    const kernels::GemmX16Fn gemm16 = Gemm16For(table, w.dtype);
-    // Prefill (4 tokens or more) takes two adjacent groups per call where the ISA has such a
-    // kernel (bit-identical; it shares each activation broadcast between the groups), so the
-    // work items are pairs of groups, and an odd last group runs alone.
-    const kernels::GemmX16Fn gemm_pair = s < 4                        ? nullptr
-                                         : w.dtype == DType::kQ4_0x16 ? table.gemm_q4_0x16_pair
-                                         : w.dtype == DType::kQ8_0x16 ? table.gemm_q8_0x16_pair
-                                                                      : nullptr;
-    const int64_t per_item = gemm_pair != nullptr ? 2 : 1;
-    const int64_t ngroups = n_out / 16, nitems = (ngroups + per_item - 1) / per_item;
-    const int64_t group_bytes = 16 * static_cast<int64_t>(row_bytes);
-    auto groups_body = [&](int64_t begin, int64_t end) {
-      for (int64_t t0 = 0; t0 < s; t0 += kTokenTile) {
-        const int64_t t1 = std::min(s, t0 + kTokenTile);
-        for (int64_t i = begin; i < end; ++i) {
-          const int64_t g = i * per_item;
-          const auto gemm = g + per_item <= ngroups && gemm_pair != nullptr ? gemm_pair : gemm16;
-          gemm(w.data + g * group_bytes, nblocks, acts, t0, static_cast<int>(t1 - t0),
-               y + t0 * n_out + g * 16, n_out);
-        }
-      }
-    };
-    if (pool != nullptr) {
-      // Prefill: a finer split than the default, since both threads wait at the end of the
-      // matmul for the last chunk (1/8 of a 64-token step's gate matmul on two threads).
-      pool->ParallelFor(nitems, 1, groups_body,
-                        s >= kTokenTile ? kPrefillChunksPerThread : ThreadPool::kChunksPerThread);
-    } else {
-      groups_body(0, nitems);
-    }
+    const X16Product product(w, s, y);
+    RunX16Products(&product, 1, acts, s, pool);
     return;
   }
   const auto gemm = w.dtype == DType::kQ4_0R   ? table.gemm_q4_0r
@@ -234,6 +269,52 @@ void MatMulGeluMul(const TensorView& w, float* g, const float* u, int64_t s, flo
   }
   GeluMul(g, u, g, s * w.cols(), pool);
   MatMul(w, g, s, y, pool);
+}
+
+void MatMulShared(const TensorView* const* w, float* const* y, int n, const float* x, int64_t s,
+                  ThreadPool* pool) {
+  constexpr int kMaxShared = 4;
+  bool shared = n >= 2 && n <= kMaxShared && IsInterleavedX16(w[0]->dtype);
+  for (int j = 1; j < n && shared; ++j) {
+    shared = w[j]->dtype == w[0]->dtype && w[j]->cols() == w[0]->cols();
+  }
+  if (!shared) {
+    for (int j = 0; j < n; ++j) MatMul(*w[j], x, s, y[j], pool);
+    return;
+  }
+  const kernels::QuantizedActivations& acts =
+      QuantizeActivations(x, s, w[0]->cols(), w[0]->dtype, pool, nullptr);
+  std::vector<X16Product> products;
+  products.reserve(n);
+  for (int j = 0; j < n; ++j) products.emplace_back(*w[j], s, y[j]);
+  RunX16Products(products.data(), n, acts, s, pool);
+}
+
+void MatMulSharedRows(const TensorView* const* w, float* const* y, int n, int64_t s,
+                      const MakeRow& make_row, float* scratch, ThreadPool* pool) {
+  const int64_t k = w[0]->cols();
+  bool shared = n >= 1 && IsInterleavedX16(w[0]->dtype);
+  for (int j = 1; j < n && shared; ++j) {
+    shared = w[j]->dtype == w[0]->dtype && w[j]->cols() == k;
+  }
+  if (!shared) {
+    auto rows = [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) make_row(t, scratch + t * k);
+    };
+    if (pool != nullptr && s >= 8) {
+      pool->ParallelFor(s, 4, rows);
+    } else {
+      rows(0, s);
+    }
+    MatMulShared(w, y, n, scratch, s, pool);
+    return;
+  }
+  const kernels::QuantizedActivations& acts =
+      QuantizeActivations(scratch, s, k, w[0]->dtype, pool, nullptr, &make_row);
+  std::vector<X16Product> products;
+  products.reserve(n);
+  for (int j = 0; j < n; ++j) products.emplace_back(*w[j], s, y[j]);
+  RunX16Products(products.data(), n, acts, s, pool);
 }
 
 void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool) {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -21,6 +22,22 @@ void ToF32(const TensorView& t, int64_t first, int64_t count, float* out);
 
 // y[s, n] = sum_k x[s, k] * W[n, k] for W = [N, K] (nn.Linear layout), x = [S, K], y = [S, N].
 void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool);
+// Several matrices applied to the same x [S, K]: y[j] = MatMul(*w[j], x, s) for j < n. Over
+// interleaved block-quantized weights of one type x is quantized once and all products run as
+// one parallel job (the same kernel calls on the same activations as MatMul's, so the same
+// bits): the attention's q/k/v and the MLP's gate/up cost one quantization and one pool
+// handoff instead of two or three. Other weights go through MatMul one by one.
+void MatMulShared(const TensorView* const* w, float* const* y, int n, const float* x, int64_t s,
+                  ThreadPool* pool);
+// Makes token t's row of a product's input, K floats, in `row`.
+using MakeRow = std::function<void(int64_t t, float* row)>;
+// MatMulShared over an input made token by token: make_row(t, scratch + t * K) for every t < S,
+// exactly once each, then the products of the rows. Over interleaved block-quantized weights
+// each row is made right before it is quantized, on the thread that quantizes it (a norm of the
+// residual stream then costs no pass of its own and no pool handoff); the same bits as making
+// the rows first and calling MatMulShared.
+void MatMulSharedRows(const TensorView* const* w, float* const* y, int n, int64_t s,
+                      const MakeRow& make_row, float* scratch, ThreadPool* pool);
 // The gated MLP's down projection: g [S, K] becomes gelu_tanh(g) * u (as GeluMul in place),
 // then y = MatMul(w, g). Over block-quantized weights each token's row is activated right
 // before it is quantized, on the thread that quantizes it (no pass of its own over the

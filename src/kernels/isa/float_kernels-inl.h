@@ -184,6 +184,84 @@ float DotF32(const float* a, const float* b, int64_t n) {
   return sum;
 }
 
+#if defined(__AVX512F__)
+// The lane sums of 16 vectors at once: [s(v0), s(v4), s(v8), s(v12) | s(v1), s(v5), s(v9),
+// s(v13) | s(v2), ... | s(v3), ...] (128-bit lane q holds v[q], v[q + 4], v[q + 8], v[q + 12]).
+// Each sum takes the additions of xsimd::hadd on AVX-512, in its tree (r_i = x_i + x_{i+8},
+// t_i = r_i + r_{i+4}, (t_0 + t_1) + (t_2 + t_3)), so the same bits: 15 additions and 30
+// shuffles instead of 16 separate reductions of about 8 dependent instructions each.
+inline __m512 ReduceAdd16(const __m512* v) {
+  __m512 r[8], t[4], u[2];
+  for (int p = 0; p < 8; ++p) {  // [r(v_2p) | r(v_2p+1)], 8 values each
+    r[p] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  for (int p = 0; p < 4; ++p) {  // [t(v_4p) | t(v_4p+1) | t(v_4p+2) | t(v_4p+3)], 4 each
+    t[p] = _mm512_add_ps(_mm512_shuffle_f32x4(r[2 * p], r[2 * p + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(r[2 * p], r[2 * p + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  }
+  for (int p = 0; p < 2; ++p) {  // lane q: t0 + t1, t2 + t3 of t[2p]'s and of t[2p+1]'s vector
+    u[p] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * p], t[2 * p + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_ps(t[2 * p], t[2 * p + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  }
+  return _mm512_add_ps(_mm512_shuffle_ps(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_ps(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+#endif
+
+#if defined(__AVX512F__)
+// scores[a * ldsc + b] = hadd(acc[a][b]) for QB tokens x 4 rows, four tokens' four sums at a
+// time (ReduceAdd16: xsimd::hadd's additions, so its bits).
+template <class Arch, int QB>
+inline void StoreSums4(const xsimd::batch<float, Arch> (&acc)[QB][4], float* scores, int64_t ldsc) {
+  for (int a0 = 0; a0 < QB; a0 += 4) {
+    __m512 v[16];
+    for (int q = 0; q < 4; ++q) {
+      for (int b = 0; b < 4; ++b) {
+        v[q + 4 * b] = a0 + q < QB ? __m512(acc[a0 + q][b]) : _mm512_setzero_ps();
+      }
+    }
+    alignas(64) float sums[16];
+    _mm512_store_ps(sums, ReduceAdd16(v));
+    for (int q = 0; q < 4 && a0 + q < QB; ++q) {
+      std::memcpy(scores + (a0 + q) * ldsc, sums + 4 * q, 4 * sizeof(float));
+    }
+  }
+}
+
+// ScoresBlock<Arch, 6, 4> over the values [i0, i1) only (multiples of 16), continuing the 24
+// accumulators kept in saved (from zero when first) and leaving them there, or storing the
+// sums when last: the same products and additions in the same order as ScoresBlock over the
+// whole rows, so the same bits, with a short span of six tokens' values staying in L1 while the
+// rows' spans stream (prefill's float matmuls, whose six 1536-value f32 rows alone are 36 KiB).
+template <class Arch, class KT>
+void ScoresBlockSpan(const float* q, int64_t ldq, const KT* k, int64_t ldk, int64_t i0, int64_t i1,
+                     xsimd::batch<float, Arch>* saved, bool first, bool last, float* scores,
+                     int64_t ldsc) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int64_t W = B::size;
+  B acc[6][4];
+  for (int a = 0; a < 6; ++a) {
+    for (int b = 0; b < 4; ++b) acc[a][b] = first ? B(0.0f) : saved[a * 4 + b];
+  }
+  for (int64_t i = i0; i < i1; i += W) {
+    B kv[4];
+    for (int b = 0; b < 4; ++b) kv[b] = LoadAsF32<Arch>(k + b * ldk + i);
+    for (int a = 0; a < 6; ++a) {
+      const B qv = B::load_unaligned(q + a * ldq + i);
+      for (int b = 0; b < 4; ++b) acc[a][b] = MulAdd<Arch>(qv, kv[b], acc[a][b]);
+    }
+  }
+  if (last) {
+    StoreSums4<Arch, 6>(acc, scores, ldsc);
+    return;
+  }
+  for (int a = 0; a < 6; ++a) {
+    for (int b = 0; b < 4; ++b) saved[a * 4 + b] = acc[a][b];
+  }
+}
+#endif
+
 // Attention scores of nq query rows against nk key rows:
 // scores[h * ldsc + j] = dot(q + h * ldq, k + j * ldk) over d values. Blocks of 4 queries x 2
 // keys keep 8 accumulators in registers, so each loaded vector serves several FMAs (a plain
@@ -220,6 +298,14 @@ void ScoresBlock(const float* q, int64_t ldq, const KT* k, int64_t ldk, int64_t 
     for (int64_t v = 0; v < kStep; v += W) step(i + v);
   }
   for (; i + W <= d; i += W) step(i);
+#if defined(__AVX512F__)
+  if constexpr (W == 16 && KB == 4 && QB >= 4) {
+    if (i == d) {
+      StoreSums4<Arch, QB>(acc, scores, ldsc);
+      return;
+    }
+  }
+#endif
   for (int a = 0; a < QB; ++a) {
     for (int b = 0; b < KB; ++b) {
       float sum = xsimd::hadd(acc[a][b]);
@@ -252,6 +338,36 @@ void AttentionScores(const float* q, int64_t ldq, int nq, const KT* k, int64_t l
     // (4 x 2 load 6 per 8). With six or more queries the keys are re-read by every query block
     // and sit in cache, so the next keys' prefetch (for streaming decode rows) only costs load
     // slots: without it, BF16 6144 x 1536 at 64 tokens on one core ran 101 -> 113 GFLOP/s.
+#if defined(__AVX512F__)
+    // Prefill's float matmuls (many tokens, long rows): six tokens against 32 rows at a time in
+    // spans of 256 values (ScoresBlockSpan), the same bits as the whole-row blocks below.
+    constexpr int64_t kSpan = 256, kRowGroup = 32;
+    if (nq >= 12 && d > kSpan && d % 16 == 0) {
+      for (; h + 6 <= nq; h += 6) {
+        xsimd::batch<float, Arch> saved[kRowGroup / 4 * 24];
+        const float* qh = q + h * ldq;
+        float* sh = scores + h * ldsc;
+        int64_t j0 = 0;
+        for (; j0 + 4 <= nk; j0 += kRowGroup) {
+          const int64_t j1 = j0 + std::min(kRowGroup, (nk - j0) / 4 * 4);
+          for (int64_t i0 = 0; i0 < d; i0 += kSpan) {
+            const int64_t i1 = std::min(d, i0 + kSpan);
+            for (int64_t j = j0; j < j1; j += 4) {
+              ScoresBlockSpan<Arch, KT>(qh, ldq, k + j * ldk, ldk, i0, i1,
+                                        saved + (j - j0) / 4 * 24, i0 == 0, i1 == d, sh + j, ldsc);
+            }
+          }
+          if (j1 < j0 + kRowGroup) {
+            j0 = j1;
+            break;
+          }
+        }
+        for (int64_t j = j0; j < nk; ++j) {  // the last rows (fewer than 4), one at a time
+          ScoresBlock<Arch, 6, 1, KT, false>(qh, ldq, k + j * ldk, ldk, d, sh + j, ldsc);
+        }
+      }
+    }
+#endif
     for (; h + 6 <= nq; h += 6) {
       ScoresRows<Arch, 6, 4, KT, false>(q + h * ldq, ldq, k, ldk, nk, d, scores + h * ldsc, ldsc);
     }
