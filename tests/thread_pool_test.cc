@@ -4,20 +4,24 @@
 
 #include <gtest/gtest.h>
 #include <pthread.h>
+#include <unistd.h>
 
 #include <new>
 #include <stdexcept>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "child_process.h"
+#include "formats/mapped_file.h"
 #include "runtime/huge_pages.h"
 #include "sanitizers.h"
 
@@ -308,6 +312,75 @@ TEST(HugePages, LargeBlocksAreAlignedAndVectorsBehave) {
     HugePageAllocator<float> alloc;
     EXPECT_THROW(static_cast<void>(alloc.allocate(size_t{1} << 58)), std::bad_alloc);
   }
+}
+
+// The one mapping helper under HugePageAllocator and AnonymousMemory: the start is aligned as
+// asked (2 MiB, or the system page for smaller alignments), every byte of the rounded-up length
+// is mapped zero-filled and writable, and sizes that overflow fail with ENOMEM instead of
+// mapping a wrapped-around length.
+TEST(HugePages, MapAnonymousAlignsAndMapsTheWholeLength) {
+  constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  struct Case {
+    size_t length, align;
+    bool huge_pages;
+  };
+  for (const Case& c : {Case{3 * kHugePage + 12345, kHugePage, true}, Case{1, kHugePage, true},
+                        Case{5 * page + 1, 0, false}, Case{0, 1, false}}) {
+    SCOPED_TRACE(std::to_string(c.length) + " bytes, align " + std::to_string(c.align));
+    auto* p = static_cast<uint8_t*>(MapAnonymous(c.length, c.align, c.huge_pages));
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % std::max<size_t>(c.align, page), 0u);
+    const size_t rounded = (std::max<size_t>(c.length, 1) + page - 1) / page * page;
+    EXPECT_EQ(p[0], 0);
+    EXPECT_EQ(p[rounded - 1], 0);
+    for (size_t i = 0; i < rounded; i += page / 2) p[i] = static_cast<uint8_t>(i / page + 1);
+    p[rounded - 1] = 0xAB;
+    EXPECT_EQ(p[rounded - page / 2], static_cast<uint8_t>((rounded - page / 2) / page + 1));
+    EXPECT_EQ(p[rounded - 1], 0xAB);
+    UnmapAnonymous(p, c.length);
+  }
+  UnmapAnonymous(nullptr, 100);  // nothing
+  errno = 0;
+  EXPECT_EQ(MapAnonymous(SIZE_MAX - 10, kHugePage, true), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  // A HugePageAllocator block occupies whole huge pages once it is mapped.
+  EXPECT_EQ(HugePageBlockBytes(100), 100u);
+  if (kHugePageMinBytes <= (size_t{1} << 20)) {
+    EXPECT_EQ(HugePageBlockBytes(size_t{1} << 20), kHugePage);
+    EXPECT_EQ(HugePageBlockBytes(kHugePage), kHugePage);
+    EXPECT_EQ(HugePageBlockBytes(kHugePage + 1), 2 * kHugePage);
+  }
+}
+
+// AnonymousMemory (the repacked weights) maps through MapAnonymous: 2 MiB-aligned when asked
+// for huge pages, page-aligned otherwise, zero-filled and writable over its whole size; a size
+// no mapping can hold is ResourceExhausted.
+TEST(HugePages, AnonymousMemoryIsAlignedAndUsable) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  for (const bool huge : {true, false}) {
+    for (const size_t size : {size_t{0}, size_t{1}, (size_t{5} << 20) + 3}) {
+      SCOPED_TRACE(std::to_string(size) + (huge ? " bytes, huge pages" : " bytes"));
+      auto memory = AnonymousMemory::Allocate(size, huge);
+      ASSERT_TRUE(memory.ok()) << memory.status().ToString();
+      uint8_t* data = (*memory)->data();
+      EXPECT_EQ((*memory)->size(), size);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(data) % (huge ? kHugePageBytes : page), 0u);
+      for (size_t i = 0; i < size; i += 4096) {
+        EXPECT_EQ(data[i], 0);
+        data[i] = 1;
+      }
+      if (size > 0) {
+        data[size - 1] = 2;
+        EXPECT_EQ(data[size - 1], 2);
+      }
+      EXPECT_EQ(AnonymousMemory::ResidentBytes(size, huge),
+                (std::max<size_t>(size, 1) + page - 1) / page * page);
+    }
+  }
+  auto impossible = AnonymousMemory::Allocate(SIZE_MAX - 10, true);
+  ASSERT_FALSE(impossible.ok());
+  EXPECT_EQ(impossible.status().code(), StatusCode::kResourceExhausted);
 }
 
 }  // namespace

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <new>
 
+#include "runtime/huge_pages.h"
+
 namespace gemma4 {
 namespace {
 
@@ -86,24 +88,15 @@ void MappedFile::ReleasePages(uint64_t offset, uint64_t n) const {
 }
 
 StatusOr<std::unique_ptr<AnonymousMemory>> AnonymousMemory::Allocate(size_t size, bool huge_pages) {
-  constexpr size_t kHugePage = size_t{2} << 20;
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  const size_t align = huge_pages ? kHugePage : page;
-  const size_t rounded = (std::max<size_t>(size, 1) + page - 1) / page * page;
-  // Over-reserve by one alignment unit so an aligned start exists; the slack is never touched,
-  // so it costs address space only.
-  const size_t mapped = rounded + (align > page ? align : 0);
-  void* p = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) {
+  // The length is rounded up to the system page (not to huge pages: see ResidentBytes).
+  const size_t length = std::max<size_t>(size, 1);
+  void* data = MapAnonymous(length, huge_pages ? kHugePageBytes : 0, huge_pages);
+  if (data == nullptr) {
     return ResourceExhaustedError("cannot map " + std::to_string(size) +
                                   " bytes of memory: " + std::strerror(errno));
   }
-  const uintptr_t start = (reinterpret_cast<uintptr_t>(p) + align - 1) / align * align;
-  uint8_t* data = reinterpret_cast<uint8_t*>(start);
-#ifdef MADV_HUGEPAGE
-  if (huge_pages) ::madvise(data, rounded, MADV_HUGEPAGE);  // advice only: fine if refused
-#endif
-  return std::unique_ptr<AnonymousMemory>(new AnonymousMemory(p, mapped, data, size));
+  return std::unique_ptr<AnonymousMemory>(
+      new AnonymousMemory(static_cast<uint8_t*>(data), length, size));
 }
 
 uint64_t AnonymousMemory::ResidentBytes(size_t size, bool /*huge_pages*/) {
@@ -111,7 +104,7 @@ uint64_t AnonymousMemory::ResidentBytes(size_t size, bool /*huge_pages*/) {
   return (std::max<size_t>(size, 1) + page - 1) / page * page;
 }
 
-AnonymousMemory::~AnonymousMemory() { ::munmap(mapping_, mapped_); }
+AnonymousMemory::~AnonymousMemory() { UnmapAnonymous(data_, length_); }
 
 StatusOr<std::string> ReadFileToString(const std::string& path) {
   // O_NONBLOCK: opening a FIFO must not wait for a writer before the type check refuses it.

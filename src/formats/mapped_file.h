@@ -45,10 +45,11 @@ class MappedFile {
   int64_t mtime_ns_;  // modification time at Open
 };
 
-// Private anonymous memory straight from mmap, for large long-lived buffers (repacked weights):
-// resident exactly as far as written, returned to the system whole when freed (a malloc heap
-// keeps its high-water mark), and, asked for huge pages, 2 MiB-aligned and advised for
-// transparent huge pages so that streaming through it misses the TLB 512 times less often.
+// Private anonymous memory straight from mmap (runtime/huge_pages.h: MapAnonymous), for large
+// long-lived buffers (repacked weights): resident exactly as far as written, returned to the
+// system whole when freed (a malloc heap keeps its high-water mark), and, asked for huge pages,
+// 2 MiB-aligned and advised for transparent huge pages so that streaming through it misses the
+// TLB 512 times less often. Mapped under sanitizers too (HugePageAllocator is not).
 class AnonymousMemory {
  public:
   static StatusOr<std::unique_ptr<AnonymousMemory>> Allocate(size_t size, bool huge_pages);
@@ -64,11 +65,10 @@ class AnonymousMemory {
   size_t size() const { return size_; }
 
  private:
-  AnonymousMemory(void* mapping, size_t mapped, uint8_t* data, size_t size)
-      : mapping_(mapping), mapped_(mapped), data_(data), size_(size) {}
-  void* mapping_;
-  size_t mapped_;
+  AnonymousMemory(uint8_t* data, size_t length, size_t size)
+      : data_(data), length_(length), size_(size) {}
   uint8_t* data_;
+  size_t length_;  // as given to MapAnonymous (size, 1 at least)
   size_t size_;
 };
 

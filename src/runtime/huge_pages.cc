@@ -1,37 +1,64 @@
 #include "runtime/huge_pages.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 
-namespace gemma4::huge_pages_internal {
+namespace gemma4 {
 namespace {
 
-constexpr size_t kHugePage = size_t{2} << 20;
+size_t SystemPage() { return static_cast<size_t>(::sysconf(_SC_PAGESIZE)); }
 
-// A block's extent: its bytes rounded up to whole huge pages. It is mapped with one huge page of
-// slack so that an aligned start exists inside; the slack on either side is unmapped at once.
-size_t Rounded(size_t bytes) { return (bytes + kHugePage - 1) / kHugePage * kHugePage; }
+// length rounded up to whole system pages (one at least); 0 if that overflows.
+size_t PageRounded(size_t length, size_t page) {
+  if (length == 0) length = 1;
+  if (length > SIZE_MAX - (page - 1)) return 0;
+  return (length + page - 1) / page * page;
+}
 
 }  // namespace
 
-void* Allocate(size_t bytes) {
-  if (bytes < kHugePageMinBytes) return ::operator new(bytes);
-  if (bytes > SIZE_MAX - 2 * kHugePage) throw std::bad_alloc();
-  const size_t mapped = Rounded(bytes) + kHugePage;
+void* MapAnonymous(size_t length, size_t align, bool huge_pages) noexcept {
+  const size_t page = SystemPage();
+  if (align < page) align = page;
+  const size_t rounded = PageRounded(length, page);
+  if (rounded == 0 || rounded > SIZE_MAX - align) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  // One alignment unit of slack (none at page alignment, which mmap already gives).
+  const size_t mapped = rounded + (align > page ? align : 0);
   void* p = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::bad_alloc();
+  if (p == MAP_FAILED) return nullptr;
   const uintptr_t raw = reinterpret_cast<uintptr_t>(p);
-  const uintptr_t start = (raw + kHugePage - 1) / kHugePage * kHugePage;
+  const uintptr_t start = (raw + align - 1) / align * align;
   if (start > raw) ::munmap(p, start - raw);
-  const size_t tail = mapped - (start - raw) - Rounded(bytes);
-  if (tail > 0) ::munmap(reinterpret_cast<void*>(start + Rounded(bytes)), tail);
+  const size_t tail = mapped - (start - raw) - rounded;
+  if (tail > 0) ::munmap(reinterpret_cast<void*>(start + rounded), tail);
   void* data = reinterpret_cast<void*>(start);
 #ifdef MADV_HUGEPAGE
-  ::madvise(data, Rounded(bytes), MADV_HUGEPAGE);  // advice only: 4 KiB pages if refused
+  if (huge_pages) ::madvise(data, rounded, MADV_HUGEPAGE);  // advice only: fine if refused
+#else
+  static_cast<void>(huge_pages);
 #endif
   return data;
+}
+
+void UnmapAnonymous(void* p, size_t length) noexcept {
+  if (p != nullptr) ::munmap(p, PageRounded(length, SystemPage()));
+}
+
+namespace huge_pages_internal {
+
+void* Allocate(size_t bytes) {
+  if (bytes < kHugePageMinBytes) return ::operator new(bytes);
+  if (bytes > SIZE_MAX - 2 * kHugePageBytes) throw std::bad_alloc();
+  void* p = MapAnonymous(HugePageBlockBytes(bytes), kHugePageBytes, /*huge_pages=*/true);
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
 }
 
 void Free(void* p, size_t bytes) noexcept {
@@ -40,7 +67,8 @@ void Free(void* p, size_t bytes) noexcept {
     ::operator delete(p);
     return;
   }
-  ::munmap(p, Rounded(bytes));
+  UnmapAnonymous(p, HugePageBlockBytes(bytes));
 }
 
-}  // namespace gemma4::huge_pages_internal
+}  // namespace huge_pages_internal
+}  // namespace gemma4

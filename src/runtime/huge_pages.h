@@ -1,8 +1,11 @@
-// An allocator for large activation buffers (the towers' [patches, width] arrays, tens of MB per
-// call): blocks of 1 MiB or more are mapped 2 MiB-aligned with MADV_HUGEPAGE, so the first touch
-// of each 2 MiB costs one page fault instead of 512 (on the VMs this runs on a 4 KiB fault costs
-// about 10 us: 130 ms of a 3.4 s image encode went to faulting in fresh vectors). Smaller blocks
-// come from operator new. Failure throws std::bad_alloc, as std::allocator does.
+// Private anonymous memory straight from mmap, aligned (2 MiB for huge pages) and advised for
+// transparent huge pages (MapAnonymous: AnonymousMemory in formats/mapped_file.h maps the
+// repacked weights with it), and an allocator on top of it for large activation buffers (the
+// towers' [patches, width] arrays, tens of MB per call): blocks of 1 MiB or more are mapped
+// 2 MiB-aligned with MADV_HUGEPAGE, so the first touch of each 2 MiB costs one page fault instead
+// of 512 (on the VMs this runs on a 4 KiB fault costs about 10 us: 130 ms of a 3.4 s image encode
+// went to faulting in fresh vectors). Smaller blocks come from operator new. The allocator's
+// failures throw std::bad_alloc, as std::allocator does.
 #ifndef GEMMA4_SRC_RUNTIME_HUGE_PAGES_H_
 #define GEMMA4_SRC_RUNTIME_HUGE_PAGES_H_
 
@@ -26,6 +29,30 @@ inline constexpr size_t kHugePageMinBytes = size_t{1} << 20;
 #else
 inline constexpr size_t kHugePageMinBytes = size_t{1} << 20;
 #endif
+
+// The transparent huge page of x86-64: the alignment of huge-page mappings and the unit the
+// allocator's mapped blocks are rounded up to.
+inline constexpr size_t kHugePageBytes = size_t{2} << 20;
+
+// Maps `length` bytes (rounded up to the system page; at least one page) of private anonymous
+// read-write memory, zero-filled, starting at a multiple of `align` (a power of two; the system
+// page when smaller), and when `huge_pages` advises the kernel to back it with transparent huge
+// pages (advice only: 4 KiB pages if refused). The mapping is made `align` larger so that an
+// aligned start exists inside it, and the slack on either side is unmapped at once: only the
+// returned range stays mapped, resident as far as it is written. nullptr with errno set on
+// failure (ENOMEM when the sizes overflow). Give it back with UnmapAnonymous(p, length).
+void* MapAnonymous(size_t length, size_t align, bool huge_pages) noexcept;
+// Unmaps what MapAnonymous(length, ...) returned (the same length); nothing for nullptr.
+void UnmapAnonymous(void* p, size_t length) noexcept;
+
+// The bytes a HugePageAllocator block of `bytes` occupies: mapped blocks are rounded up to whole
+// huge pages (so that the last one can be a huge page too), smaller ones are what they ask for
+// (operator new's own overhead aside). Saturates instead of overflowing.
+constexpr size_t HugePageBlockBytes(size_t bytes) {
+  if (bytes < kHugePageMinBytes) return bytes;
+  if (bytes > static_cast<size_t>(-1) - kHugePageBytes) return static_cast<size_t>(-1);
+  return (bytes + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+}
 
 namespace huge_pages_internal {
 void* Allocate(size_t bytes);  // throws std::bad_alloc
