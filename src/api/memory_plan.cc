@@ -4,7 +4,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <thread>
+#include <vector>
 
+#include "audio/audio_encoder.h"
 #include "formats/gguf.h"
 #include "formats/mmproj.h"
 #include "model/attention.h"
@@ -12,6 +14,8 @@
 #include "model/forward.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
+#include "runtime/huge_pages.h"
+#include "vision/vision_encoder.h"
 
 namespace gemma4 {
 namespace {
@@ -50,7 +54,7 @@ void GgufTokenizerSize(const gguf::File& file, uint64_t* entries, uint64_t* text
 // released shapes, whose widths are multiples of 32).
 struct TowerSize {
   uint64_t vision = 0, audio = 0;
-  int64_t vision_hidden = 0, vision_ffn = 0, audio_hidden = 0;
+  int64_t vision_hidden = 0, vision_ffn = 0, vision_head_dim = 0, audio_hidden = 0;
 };
 TowerSize GgufTowers(const gguf::File& file) {
   TowerSize t;
@@ -70,29 +74,50 @@ TowerSize GgufTowers(const gguf::File& file) {
       t.vision_ffn = v.shape[0];
       t.vision_hidden = v.shape[1];
     }
+    if (v.name == "v.blk.0.attn_q_norm.weight" && v.shape.size() == 1) {
+      t.vision_head_dim = v.shape[0];
+    }
     if (v.name == "a.blk.0.attn_q.weight" && v.shape.size() == 2) t.audio_hidden = v.shape[1];
   }
   return t;
 }
 
-// The largest activations of one encode (an estimate from the buffers the encoders hold at
-// once): vision at the default 280-token budget (2520 patches: the input, the residual, the
-// normed copy, q, k, v and the attention output, MLP slices of 256 rows, each thread's scores
-// against every patch); audio for one 30 s piece (750 positions after subsampling, a dozen
-// rows of the hidden width each). The buffers of 1 MiB and more are huge-page backed
-// (runtime/huge_pages.h), so each may hold up to one 2 MiB page more than its size: about 16
-// such buffers per tower.
+// The largest activations of one encode: vision at the default 280-token budget (2520
+// patches), audio for one 30 s piece (750 positions after subsampling). Most of them are the
+// huge-page buffers each encoder lists beside its Encode (HugePageBuffers: vision's [patches,
+// width] residual, normed, q, k, v, attention output and tmp, RoPE tables, MLP slices, pooled
+// rows and DenseAttention's packed keys and values; audio's residual and conformer scratch, a
+// dozen rows of the hidden width), each counted as the allocator maps it
+// (runtime/huge_pages.h HugePageBlockBytes: blocks of kHugePageMinBytes and more take whole
+// 2 MiB pages). Summed per buffer, the rounding is exact for the planned sizes (an E2B [2520,
+// 768] f32 buffer is 7.4 MiB and maps 8) instead of an allowance of 2 MiB for a hand count of
+// buffers. Vision adds the caller's patches ([2520, 3 x 16 x 16] floats) and each thread's
+// attention scores.
 uint64_t EncoderActivationBytes(const TowerSize& t, int threads) {
-  constexpr uint64_t kHugePageSlack = 16 * (uint64_t{2} << 20);
+  constexpr int64_t kPatches = 280 * 9, kAudioPositions = 750;
+  auto mapped = [](const std::vector<uint64_t>& buffers) {
+    uint64_t total = 0;
+    for (const uint64_t b : buffers) total += HugePageBlockBytes(b);
+    return total;
+  };
   uint64_t bytes = 0;
   if (t.vision_hidden > 0) {
-    const uint64_t patches = 280 * 9, hidden = static_cast<uint64_t>(t.vision_hidden);
-    bytes += 4 * (patches * (8 * hidden + 3 * 16 * 16) + 2 * 256 * t.vision_ffn +
-                  static_cast<uint64_t>(threads) * patches) +
-             kHugePageSlack;
+    // Every Gemma 4 vision tower has heads x head_dim = hidden and as many KV heads as heads;
+    // without a head_dim in the file, the released E2B / E4B towers' 64 stands in.
+    VisionConfig c;
+    c.hidden_size = static_cast<int>(t.vision_hidden);
+    c.intermediate_size = static_cast<int>(t.vision_ffn);
+    if (t.vision_head_dim > 0) c.head_dim = static_cast<int>(t.vision_head_dim);
+    c.num_heads = c.num_kv_heads = std::max(1, c.hidden_size / c.head_dim);
+    c.use_clipped_linears = true;  // the larger case: the MLP's clamped input copy
+    const uint64_t patches = kPatches, patch_values = 3 * c.patch_size * c.patch_size;
+    bytes += 4 * patches * (patch_values + static_cast<uint64_t>(threads)) +
+             mapped(vision::VisionEncoder::HugePageBuffers(c, kPatches));
   }
   if (t.audio_hidden > 0) {
-    bytes += 4 * 750 * 12 * static_cast<uint64_t>(t.audio_hidden) + kHugePageSlack;
+    AudioConfig c;
+    c.hidden_size = static_cast<int>(t.audio_hidden);
+    bytes += mapped(audio::AudioEncoder::HugePageBuffers(c, kAudioPositions));
   }
   return bytes;
 }
@@ -229,6 +254,7 @@ StatusOr<PlanInputs> GatherPlanInputs(const std::string& path, const ModelOption
     towers.audio = in.weights.audio_tower;
     towers.vision_hidden = in.weights.vision_hidden;
     towers.vision_ffn = in.weights.vision_ffn;
+    towers.vision_head_dim = in.weights.vision_head_dim;
     towers.audio_hidden = in.weights.audio_hidden;
   }
   in.encoder_weights = towers.vision + towers.audio;

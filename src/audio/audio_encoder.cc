@@ -80,7 +80,8 @@ void CopyClamped(const float* x, int64_t n, float gc, float* out) {
 // SiLU as torch computes it, x / (1 + exp(-x)) (vectorised).
 void SiluInPlace(float* x, int64_t n) { ops::SigmoidMul(x, nullptr, x, n); }
 
-// The encoder's working buffers, [S, H] each unless noted.
+// The encoder's working buffers, [S, H] each unless noted. The memory plan sizes them (with the
+// residual x) through AudioEncoder::HugePageBuffers: keep it in step.
 struct ConformerScratch {
   HugePageVector<float> normed, q, k, v, attn, tmp, in_copy;
   HugePageVector<float> wide;  // [S, 4H]
@@ -124,6 +125,12 @@ void FeedForward(const AudioLayerWeights::FeedForward& w, const AudioConfig& c, 
 }
 
 }  // namespace
+
+std::vector<uint64_t> AudioEncoder::HugePageBuffers(const AudioConfig& c, int64_t positions) {
+  const uint64_t row = static_cast<uint64_t>(positions) * c.hidden_size * sizeof(float);
+  // x, then ConformerScratch: normed, q, k, v, attn, tmp, in_copy and wide [S, 4H].
+  return {row, row, row, row, row, row, row, row, 4 * row};
+}
 
 StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::Load(const LoadedModel& model,
                                                            ThreadPool* pool) {

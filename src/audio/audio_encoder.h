@@ -95,6 +95,12 @@ class AudioEncoder {
   // returns CancelledError (Session::Cancel during a clip's encoding).
   Status Encode(const AudioFeatures& features, ThreadPool* pool, std::vector<float>* soft_tokens,
                 const std::atomic<bool>* cancel = nullptr) const;
+  // The bytes of each huge-page buffer (runtime/huge_pages.h HugePageVector) Encode holds at
+  // its peak, the conformer layers, for `positions` positions after the subsampling under
+  // `config`: the residual and ConformerScratch. (The subsampling's buffers are freed before.)
+  // The memory plan rounds each as the allocator does. Kept beside Encode: a buffer added there
+  // belongs here too.
+  static std::vector<uint64_t> HugePageBuffers(const AudioConfig& config, int64_t positions);
 
  private:
   AudioEncoder() = default;

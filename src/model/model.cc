@@ -154,6 +154,7 @@ StatusOr<std::unique_ptr<LoadedModel>> LoadedModel::Open(const std::string& path
       if (plan_only->vision_tower > 0) {
         plan_only->vision_hidden = width("vision_config", "hidden_size");
         plan_only->vision_ffn = width("vision_config", "intermediate_size");
+        plan_only->vision_head_dim = width("vision_config", "head_dim");
       }
       if (plan_only->audio_tower > 0)
         plan_only->audio_hidden = width("audio_config", "hidden_size");

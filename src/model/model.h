@@ -97,7 +97,7 @@ struct WeightPlan {
   // A checkpoint's own towers (GGUF towers are planned from the file by the caller): tensor
   // bytes, and the widths for the activation estimate.
   uint64_t vision_tower = 0, audio_tower = 0;
-  int64_t vision_hidden = 0, vision_ffn = 0, audio_hidden = 0;
+  int64_t vision_hidden = 0, vision_ffn = 0, vision_head_dim = 0, audio_hidden = 0;
 };
 
 class LoadedModel {

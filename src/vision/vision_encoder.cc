@@ -255,6 +255,14 @@ void ForEachRow(ThreadPool* pool, int64_t rows, F&& row) {
   ForEachTowerRow(pool, rows, 16, std::forward<F>(row));
 }
 
+// Patches per MLP slice: [rows, I] gate/up slices bound the scratch; whole token tiles (252 rows
+// on AVX-512, 18 tiles of 14), since a slice's last partial tile runs the kernel at a fraction
+// of its rate.
+int64_t MlpRows() {
+  const int64_t tile = ops::GemmTokenTile();
+  return std::max<int64_t>(tile, 256 / tile * tile);
+}
+
 // torch.clamp over [rows, width] on the pool's threads.
 void ClampRows(float* x, int64_t rows, int64_t width, float lo, float hi, ThreadPool* pool) {
   ForEachRow(pool, rows, [&](int64_t t) { ClampInPlace(x + t * width, width, lo, hi); });
@@ -280,6 +288,32 @@ void Gemm(const ClippableLinear& l, const ops::PackedGemmWeights& w, const float
 }
 
 }  // namespace
+
+std::vector<uint64_t> VisionEncoder::HugePageBuffers(const VisionConfig& c, int64_t N) {
+  const int64_t Hv = c.hidden_size, hd = c.head_dim, I = c.intermediate_size;
+  const int64_t q_dim = int64_t{c.num_heads} * hd, kv_dim = int64_t{c.num_kv_heads} * hd;
+  const int64_t rows = std::min(N, MlpRows()), k = c.pooling_kernel_size;
+  // ops::DenseAttention's packed keys and values (ops.cc: each calling thread's scratch, kept
+  // between calls): [kv heads, keys rounded up to the token tile mr, hd] and [kv heads, hd in
+  // tiles of <= mr, N, mr], 16 floats of alignment room each.
+  const int64_t mr = ops::GemmTokenTile();
+  const int64_t keys = (N + mr - 1) / mr * mr, dim_tiles = (hd + mr - 1) / mr;
+  std::vector<uint64_t> bytes;
+  auto add = [&](int64_t floats) { bytes.push_back(static_cast<uint64_t>(floats) * 4); };
+  add(N * Hv);            // x, the residual
+  add(N * 2 * (hd / 4));  // cos_t
+  add(N * 2 * (hd / 4));  // sin_t
+  for (int64_t width : {Hv, q_dim, kv_dim, kv_dim, q_dim, Hv}) {
+    add(N * width);  // normed, q, kk, v, attn, tmp
+  }
+  add(rows * I);                                  // gate
+  add(rows * I);                                  // up
+  add(c.use_clipped_linears ? rows * Hv : 0);     // up_in
+  add(N / (k * k) * Hv);                          // pooled
+  add(c.num_kv_heads * keys * hd + 16);           // DenseAttention's packed keys
+  add(c.num_kv_heads * dim_tiles * N * mr + 16);  // and values
+  return bytes;
+}
 
 Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::vector<float>* out,
                              const std::atomic<bool>* cancel) const {
@@ -348,12 +382,10 @@ Status VisionEncoder::Encode(const ImagePatches& image, ThreadPool* pool, std::v
     });
     prof.Mark("patch_embed");
 
+    // The memory plan sizes these buffers through HugePageBuffers: keep it in step.
     HugePageVector<float> normed(N * Hv), q(N * q_dim), kk(N * kv_dim), v(N * kv_dim),
         attn(N * q_dim), tmp(N * Hv);
-    // [rows, I] gate/up slices bound the scratch; whole token tiles (252 rows on AVX-512, 18
-    // tiles of 14), since a slice's last partial tile runs the kernel at a fraction of its rate.
-    const int64_t tile = ops::GemmTokenTile();
-    const int64_t mlp_rows = std::max<int64_t>(tile, 256 / tile * tile);
+    const int64_t mlp_rows = MlpRows();
     HugePageVector<float> gate(std::min(N, mlp_rows) * I), up(std::min(N, mlp_rows) * I);
     HugePageVector<float> up_in(c.use_clipped_linears ? std::min(N, mlp_rows) * Hv : 0);
     ops::PackedGemmWeights gate_w, up_w, down_w;

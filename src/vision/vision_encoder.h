@@ -58,6 +58,12 @@ class VisionEncoder {
   // returns CancelledError (Session::Cancel during an image's encoding).
   Status Encode(const ImagePatches& image, ThreadPool* pool, std::vector<float>* out,
                 const std::atomic<bool>* cancel = nullptr) const;
+  // The bytes of each huge-page buffer (runtime/huge_pages.h HugePageVector) Encode holds at
+  // its peak, the pooling step, for an image of `patches` patches under `config`: the ones it
+  // declares (the residual, the RoPE tables, normed, q, k, v, the attention output, tmp, the MLP
+  // slices, pooled) and ops::DenseAttention's packed keys and values. The memory plan rounds
+  // each as the allocator does. Kept beside Encode: a buffer added there belongs here too.
+  static std::vector<uint64_t> HugePageBuffers(const VisionConfig& config, int64_t patches);
 
  private:
   VisionEncoder() = default;
