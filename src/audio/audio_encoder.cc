@@ -281,21 +281,10 @@ StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::LoadMmproj(const std::stri
   enc->load_pool_ = pool;
   GEMMA4_ASSIGN_OR_RETURN(enc->mmproj_, mmproj::TowerFile::Open(path, mmproj::Tower::kAudio));
   const mmproj::TowerFile& file = *enc->mmproj_;
-  const gguf::File& f = file.gguf();
   // An Ollama blob holds the text model too; its audio settings are gemma4.audio.*, the
   // projector's width is the text model's embedding_length, and five tensor names differ.
-  auto u32 = [&](const std::string& key, int* out, bool required, int max) -> Status {
-    const gguf::Value* v = f.Find(key);
-    if (v == nullptr) {
-      return required ? InvalidArgumentError(path + ": missing metadata '" + key + "'")
-                      : OkStatus();
-    }
-    if (!v->IsInteger() || v->i <= 0 || v->i > max) {
-      return InvalidArgumentError(path + ": metadata '" + key + "' must be an integer in [1, " +
-                                  std::to_string(max) + "]");
-    }
-    *out = static_cast<int>(v->i);
-    return OkStatus();
+  auto u32 = [&](const std::string& key, int* out, bool required, int max) {
+    return TowerMetadataInt(file, key, out, required, max);
   };
   AudioConfig& c = enc->config_;  // what the file does not carry keeps the defaults
   GEMMA4_RETURN_IF_ERROR(u32(file.Key("embedding_length"), &c.hidden_size, true, 1 << 16));
@@ -308,14 +297,7 @@ StatusOr<std::unique_ptr<AudioEncoder>> AudioEncoder::LoadMmproj(const std::stri
                                 std::to_string(ffn) + " is not 4 x embedding_length " +
                                 std::to_string(c.hidden_size));
   }
-  int projection = text_hidden;
-  GEMMA4_RETURN_IF_ERROR(u32(file.ProjectionDimKey(), &projection, false, 1 << 20));
-  if (projection != text_hidden) {
-    return InvalidArgumentError(path + ": the audio projector outputs " +
-                                std::to_string(projection) +
-                                " values per soft token, the text model's hidden size is " +
-                                std::to_string(text_hidden) + " (an mmproj of another model?)");
-  }
+  GEMMA4_RETURN_IF_ERROR(CheckTowerProjection(file, text_hidden, "audio"));
   // Under llama.cpp's key in either layout (Ollama blobs as tools/reference/
   // make_ollama_fixtures.py writes them carry none: the feature extractor's default, 128).
   GEMMA4_RETURN_IF_ERROR(u32("clip.audio.num_mel_bins", &enc->features_.feature_size, false, 4096));

@@ -111,6 +111,40 @@ inline std::vector<std::string> ProcessorConfigFiles(const Checkpoint& ckpt) {
   return files;
 }
 
+// An integer of a tower file's metadata (the mmproj loaders' hyperparameters) in [1, max] into
+// *out. An absent key is InvalidArgument when `required`, else leaves *out (its default).
+inline Status TowerMetadataInt(const mmproj::TowerFile& file, const std::string& key, int* out,
+                               bool required, int max) {
+  const gguf::Value* v = file.gguf().Find(key);
+  if (v == nullptr) {
+    return required ? InvalidArgumentError(file.path() + ": missing metadata '" + key + "'")
+                    : OkStatus();
+  }
+  if (!v->IsInteger() || v->i <= 0 || v->i > max) {
+    return InvalidArgumentError(file.path() + ": metadata '" + key +
+                                "' must be an integer in [1, " + std::to_string(max) + "]");
+  }
+  *out = static_cast<int>(v->i);
+  return OkStatus();
+}
+
+// InvalidArgument when the file's projector (its projection_dim, when it carries one) does not
+// output `text_hidden` values per soft token: an mmproj of another model. `what` names the
+// tower ("vision", "audio").
+inline Status CheckTowerProjection(const mmproj::TowerFile& file, int text_hidden,
+                                   const std::string& what) {
+  int projection = text_hidden;
+  GEMMA4_RETURN_IF_ERROR(
+      TowerMetadataInt(file, file.ProjectionDimKey(), &projection, false, 1 << 20));
+  if (projection != text_hidden) {
+    return InvalidArgumentError(file.path() + ": the " + what + " projector outputs " +
+                                std::to_string(projection) +
+                                " values per soft token, the text model's hidden size is " +
+                                std::to_string(text_hidden) + " (an mmproj of another model?)");
+  }
+  return OkStatus();
+}
+
 // y[s, out] = clip_out(W clip_in(x)); x is clamped in place when the layer clips.
 inline void ApplyClippableLinear(const ClippableLinear& l, float* x, int64_t s, int64_t in_dim,
                                  float* y, ThreadPool* pool) {

@@ -181,17 +181,8 @@ StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::LoadMmproj(const std::st
   // An Ollama blob holds the text model too; its vision settings are gemma4.vision.* and the
   // projector's width is the text model's embedding_length.
   const bool ollama = file.ollama();
-  auto u32 = [&](const std::string& key, int* out, bool required) -> Status {
-    const gguf::Value* v = f.Find(key);
-    if (v == nullptr) {
-      return required ? InvalidArgumentError(path + ": missing metadata '" + key + "'")
-                      : OkStatus();
-    }
-    if (!v->IsInteger() || v->i <= 0 || v->i > (int64_t{1} << 20)) {
-      return InvalidArgumentError(path + ": metadata '" + key + "' must be a positive integer");
-    }
-    *out = static_cast<int>(v->i);
-    return OkStatus();
+  auto u32 = [&](const std::string& key, int* out, bool required) {
+    return TowerMetadataInt(file, key, out, required, 1 << 20);
   };
   VisionConfig& c = enc->config_;
   GEMMA4_RETURN_IF_ERROR(u32(file.Key("embedding_length"), &c.hidden_size, true));
@@ -212,14 +203,7 @@ StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::LoadMmproj(const std::st
                                   std::to_string(channels) + "; Gemma 4 sees RGB (3)");
     }
   }
-  int projection = text_hidden;
-  GEMMA4_RETURN_IF_ERROR(u32(file.ProjectionDimKey(), &projection, false));
-  if (projection != text_hidden) {
-    return InvalidArgumentError(path + ": the vision projector outputs " +
-                                std::to_string(projection) +
-                                " values per soft token, the text model's hidden size is " +
-                                std::to_string(text_hidden) + " (an mmproj of another model?)");
-  }
+  GEMMA4_RETURN_IF_ERROR(CheckTowerProjection(file, text_hidden, "vision"));
   if (const gguf::Value* eps = f.Find(file.Key("attention.layer_norm_epsilon"));
       eps != nullptr && eps->IsFloat()) {
     c.rms_norm_eps = static_cast<float>(eps->f);
