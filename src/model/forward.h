@@ -31,6 +31,10 @@ inline constexpr int64_t kDefaultMaxChunk = 64;
 // and up activations are a step's largest scratch (E2B's wide layers: 48 KiB per token for
 // each), and each slice streams the MLP weights once, so it matches the default step.
 inline constexpr int64_t kMlpSliceTokens = 64;
+// Steps of at least this many tokens run each layer's token-wise tail (residuals, the
+// Per-Layer Embedding block) split by tokens over the pool; smaller ones (decode) split each
+// matmul's rows instead, so every thread streams a share of the weights.
+inline constexpr int64_t kTokenSplitMinTokens = 16;
 
 // Drafted tokens a speculative round may verify (the user-facing bound of
 // ModelOptions/GenerateOptions.draft_tokens and the C ABI's, 1..14). A round verifies the
@@ -143,6 +147,11 @@ class InferenceState {
   // The attention block of one layer (attention.cc): out [s, hidden] = o_proj(attention).
   // input makes token t's normed row (ops::MakeRow; into normed_, made once per token).
   void Attention(int layer, int64_t s, const ops::MakeRow& input, float* out);
+  // The end of layer `layer` for tokens [begin, end): the feed-forward output in tmp_ normed and
+  // added to x_, the Per-Layer Embedding block, the layer scalar. pool: splits each matmul's
+  // rows (decode), or null on a thread that owns these tokens (prefill's token split; the
+  // profile then times the caller's whole job).
+  void LayerTail(const LayerWeights& lw, int layer, int64_t begin, int64_t end, ThreadPool* pool);
   void DenseMlp(const LayerWeights& lw, int width, int64_t s, const ops::MakeRow& in, float* out);
   void Moe(const LayerWeights& lw, int64_t s, const float* residual, float* out);
   Status PerLayerInputs(const int32_t* ids, int64_t s);
