@@ -338,18 +338,26 @@ void AttentionScores(const float* q, int64_t ldq, int nq, const KT* k, int64_t l
     // (4 x 2 load 6 per 8). With six or more queries the keys are re-read by every query block
     // and sit in cache, so the next keys' prefetch (for streaming decode rows) only costs load
     // slots: without it, BF16 6144 x 1536 at 64 tokens on one core ran 101 -> 113 GFLOP/s.
+    //
+    // Many rows (prefill's float matmuls: the per-layer-input gate 256 x 1536 and projection
+    // 1536 x 256, the 8960 x 1536 model projection) go row group by row group, every group of
+    // six queries over one group before the next: a group's rows stay in cache while the
+    // queries pass over them, where query group by query group streamed the whole matrix
+    // once per six tokens. Each (query, row) pair is still one ScoresBlock / ScoresBlockSpan
+    // sum at the same offsets, so the bits do not change.
+    const int hq = nq / 6 * 6;
 #if defined(__AVX512F__)
-    // Prefill's float matmuls (many tokens, long rows): six tokens against 32 rows at a time in
-    // spans of 256 values (ScoresBlockSpan), the same bits as the whole-row blocks below.
+    // Long rows: six tokens against 32 rows at a time in spans of 256 values (ScoresBlockSpan),
+    // the same bits as the whole-row blocks below.
     constexpr int64_t kSpan = 256, kRowGroup = 32;
     if (nq >= 12 && d > kSpan && d % 16 == 0) {
-      for (; h + 6 <= nq; h += 6) {
-        xsimd::batch<float, Arch> saved[kRowGroup / 4 * 24];
-        const float* qh = q + h * ldq;
-        float* sh = scores + h * ldsc;
-        int64_t j0 = 0;
-        for (; j0 + 4 <= nk; j0 += kRowGroup) {
-          const int64_t j1 = j0 + std::min(kRowGroup, (nk - j0) / 4 * 4);
+      int64_t j0 = 0;
+      for (; j0 + 4 <= nk; j0 += kRowGroup) {
+        const int64_t j1 = j0 + std::min(kRowGroup, (nk - j0) / 4 * 4);
+        for (h = 0; h < hq; h += 6) {
+          xsimd::batch<float, Arch> saved[kRowGroup / 4 * 24];
+          const float* qh = q + h * ldq;
+          float* sh = scores + h * ldsc;
           for (int64_t i0 = 0; i0 < d; i0 += kSpan) {
             const int64_t i1 = std::min(d, i0 + kSpan);
             for (int64_t j = j0; j < j1; j += 4) {
@@ -357,19 +365,34 @@ void AttentionScores(const float* q, int64_t ldq, int nq, const KT* k, int64_t l
                                         saved + (j - j0) / 4 * 24, i0 == 0, i1 == d, sh + j, ldsc);
             }
           }
-          if (j1 < j0 + kRowGroup) {
-            j0 = j1;
-            break;
-          }
         }
-        for (int64_t j = j0; j < nk; ++j) {  // the last rows (fewer than 4), one at a time
-          ScoresBlock<Arch, 6, 1, KT, false>(qh, ldq, k + j * ldk, ldk, d, sh + j, ldsc);
+        if (j1 < j0 + kRowGroup) {
+          j0 = j1;
+          break;
         }
       }
+      for (h = 0; h < hq; h += 6) {
+        for (int64_t j = j0; j < nk; ++j) {  // the last rows (fewer than 4), one at a time
+          ScoresBlock<Arch, 6, 1, KT, false>(q + h * ldq, ldq, k + j * ldk, ldk, d,
+                                             scores + h * ldsc + j, ldsc);
+        }
+      }
+      h = hq;
     }
 #endif
-    for (; h + 6 <= nq; h += 6) {
-      ScoresRows<Arch, 6, 4, KT, false>(q + h * ldq, ldq, k, ldk, nk, d, scores + h * ldsc, ldsc);
+    if (h + 6 <= nq) {
+      // Rows in runs of about 128 KiB (a multiple of ScoresRows' 4-row blocks, so every row
+      // keeps its block), each run met by every group of six queries.
+      const int64_t run = std::max<int64_t>(
+          4, (int64_t{128 << 10} / std::max<int64_t>(1, d * int64_t{sizeof(KT)})) / 4 * 4);
+      for (int64_t j0 = 0; j0 < nk; j0 += run) {
+        const int64_t rows = std::min(run, nk - j0);
+        for (int g = h; g + 6 <= nq; g += 6) {
+          ScoresRows<Arch, 6, 4, KT, false>(q + g * ldq, ldq, k + j0 * ldk, ldk, rows, d,
+                                            scores + g * ldsc + j0, ldsc);
+        }
+      }
+      h = hq;
     }
   }
   for (; h + 4 <= nq; h += 4) {
