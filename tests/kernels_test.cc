@@ -957,6 +957,29 @@ TEST_P(KernelTest, FloatKernelsMatchReference) {
         }
       }
     }
+    // f32 to f16 (the f16 KV cache's writes): the reference's bits, rounding ties to even,
+    // over magnitudes from f16's subnormals (2^-24) past its overflow (65520 rounds to inf),
+    // with exact ties, zeros of both signs, infinities and a NaN among them.
+    std::vector<float> wide(n + 1);
+    std::uniform_real_distribution<float> exponent(-30.0f, 18.0f);
+    for (int64_t i = 0; i <= n; ++i) wide[i] = a[i] * std::exp2(exponent(rng));
+    const float specials[] = {0.0f,      -0.0f,     65504.0f,    65520.0f,        -65519.0f,
+                              INFINITY,  -INFINITY, NAN,         1.0f + 0x1p-11f, 0x1p-25f,
+                              -0x3p-25f, 0x1p-14f,  0x1.ff8p-15f};
+    for (int64_t i = 0; i < n && i < static_cast<int64_t>(std::size(specials)); ++i) {
+      wide[1 + i * 7 % n] = specials[i];
+    }
+    std::vector<uint16_t> h1(n), h2(n);
+    table.f32_to_f16(wide.data() + 1, n, h1.data());
+    ref.f32_to_f16(wide.data() + 1, n, h2.data());
+    for (int64_t i = 0; i < n; ++i) {
+      if (std::isnan(wide[i + 1])) {
+        EXPECT_EQ(h1[i] & 0x7C00, 0x7C00) << i;
+        EXPECT_NE(h1[i] & 0x03FF, 0) << i;
+      } else {
+        EXPECT_EQ(h1[i], h2[i]) << "f32_to_f16 n=" << n << " x=" << wide[i + 1];
+      }
+    }
   }
 }
 

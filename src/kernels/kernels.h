@@ -118,6 +118,9 @@ struct KernelTable {
   // 16-bit float rows (unaligned bytes) to f32.
   void (*bf16_to_f32)(const uint8_t* src, int64_t n, float* dst);
   void (*f16_to_f32)(const uint8_t* src, int64_t n, float* dst);
+  // f32 to IEEE half, rounding to nearest even (half::F32ToF16's bits; NaN stays a NaN): the
+  // f16 KV cache's writes.
+  void (*f32_to_f16)(const float* src, int64_t n, uint16_t* dst);
   // Float GEMM micro-kernel over packed operands (prefill of float weights): a tile of
   // gemm_f32_mr tokens packed k-major (xp[i * mr + t], PackGemmTokens) times a panel of
   // gemm_f32_nr weight rows packed k-major (wp[i * nr + j], PackGemmPanel), both 64-byte

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "base/half.h"
 #include "kernels/kernels.h"
 #include "model/forward.h"
 #include "model/phase_timer.h"
@@ -192,11 +191,21 @@ void AttendBlocked(const KeyRows& keys, const KeyRows& values, int64_t g, const 
   // Row r is token r / nq, head r % nq. Queries packed k-major in tiles of mr rows
   // ([tiles][hd][mr], padding rows zero), once per item.
   float* const q_packed = AlignedFloats(sc->q_packed, tiles * hd * mr);
-  std::fill(q_packed, q_packed + tiles * hd * mr, 0.0f);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* src = q + (r / nq) * ldq_token + (r % nq) * hd;
-    float* dst = q_packed + (r / mr) * hd * mr + r % mr;
-    for (int64_t x = 0; x < hd; ++x) dst[x * mr] = src[x];
+  if (ldq_token == int64_t{nq} * hd) {
+    // Every row hd floats after the last (one KV head's query heads of consecutive tokens):
+    // the ISA's packing straight from q.
+    for (int64_t tile = 0; tile < tiles; ++tile) {
+      table.pack_gemm_tokens(q + tile * mr * hd, hd,
+                             static_cast<int>(std::min<int64_t>(mr, rows - tile * mr)), hd, mr,
+                             q_packed + tile * hd * mr);
+    }
+  } else {
+    std::fill(q_packed, q_packed + tiles * hd * mr, 0.0f);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* src = q + (r / nq) * ldq_token + (r % nq) * hd;
+      float* dst = q_packed + (r / mr) * hd * mr + r % mr;
+      for (int64_t x = 0; x < hd; ++x) dst[x * mr] = src[x];
+    }
   }
   float* const acc = AlignedFloats(sc->out, rows * hd);  // [rows, hd] unnormalized sums
   std::fill(acc, acc + rows * hd, 0.0f);
@@ -303,6 +312,7 @@ void AttendBlocked(const KeyRows& keys, const KeyRows& values, int64_t g, const 
 }
 
 void InferenceState::Attention(int layer, int64_t s, const ops::MakeRow& input, float* out) {
+  const kernels::KernelTable& table = kernels::BestTable();
   const LayerConfig& lc = config_.layers[layer];
   const LayerWeights& lw = model_.weights().layers[layer];
   const int64_t hd = lc.head_dim, n_heads = config_.num_heads, n_kv = lc.num_kv_heads;
@@ -362,12 +372,8 @@ void InferenceState::Attention(int layer, int64_t s, const ops::MakeRow& input, 
       const float* vr = v_.data() + t * kv_dim;
       switch (cache_.type()) {
         case KvType::kF16: {
-          uint16_t* kc = cache_.K<uint16_t>(layer, position_ + t);
-          uint16_t* vc = cache_.V<uint16_t>(layer, position_ + t);
-          for (int64_t j = 0; j < kv_dim; ++j) {
-            kc[j] = half::F32ToF16(kr[j]);
-            vc[j] = half::F32ToF16(vr[j]);
-          }
+          table.f32_to_f16(kr, kv_dim, cache_.K<uint16_t>(layer, position_ + t));
+          table.f32_to_f16(vr, kv_dim, cache_.V<uint16_t>(layer, position_ + t));
           break;
         }
         case KvType::kQ8_0:

@@ -614,6 +614,16 @@ void F16ToF32(const uint8_t* src, int64_t n, float* dst) {
   ReferenceTable().f16_to_f32(src + 2 * i, n - i, dst + i);  // the tail
 }
 
+void F32ToF16(const float* src, int64_t n, uint16_t* dst) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h =
+        _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), h);
+  }
+  ReferenceTable().f32_to_f16(src + i, n - i, dst + i);  // the tail
+}
+
 void QuantizeBlocks(const float* x, int64_t nblocks, int8_t* q, float* scale, int32_t* sum,
                     float* offset) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
@@ -676,6 +686,7 @@ const KernelTable& Table() {
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,
       .f16_to_f32 = F16ToF32,
+      .f32_to_f16 = F32ToF16,
       .gemm_f32_mr = 6,
       .gemm_f32_nr = 16,
       .gemm_f32_packed = simd::GemmPacked<Arch, 6, 2>,

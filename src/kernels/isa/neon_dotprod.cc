@@ -204,6 +204,16 @@ void F16ToF32(const uint8_t* src, int64_t n, float* dst) {
   ReferenceTable().f16_to_f32(src + 2 * i, n - i, dst + i);  // the tail
 }
 
+void F32ToF16(const float* src, int64_t n, uint16_t* dst) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    // FPCR's default rounding: to nearest, ties to even.
+    const float16x4_t h = vcvt_f16_f32(vld1q_f32(src + i));
+    std::memcpy(dst + i, &h, 8);
+  }
+  ReferenceTable().f32_to_f16(src + i, n - i, dst + i);  // the tail
+}
+
 using Arch = xsimd::neon64;
 
 }  // namespace
@@ -229,6 +239,7 @@ const KernelTable& Table() {
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,
       .f16_to_f32 = F16ToF32,
+      .f32_to_f16 = F32ToF16,
       .gemm_f32_mr = 8,
       .gemm_f32_nr = 12,
       .gemm_f32_packed = simd::GemmPacked<Arch, 8, 3>,

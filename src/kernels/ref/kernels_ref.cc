@@ -246,6 +246,10 @@ void F16ToF32(const uint8_t* src, int64_t n, float* dst) {
   }
 }
 
+void F32ToF16(const float* src, int64_t n, uint16_t* dst) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = half::F32ToF16(src[i]);
+}
+
 // The GEMM's sums as the SIMD kernels form them: one rounding per fused multiply-add, in k
 // order (reference tile: 4 tokens x 8 rows).
 void GemmPackedF32(const float* xp, const float* wp, int64_t k, int ntok, int ncols, float* y,
@@ -349,6 +353,7 @@ const KernelTable& ReferenceTable() {
       .sum_squares_f32 = SumSquaresF32,
       .bf16_to_f32 = Bf16ToF32,
       .f16_to_f32 = F16ToF32,
+      .f32_to_f16 = F32ToF16,
       .gemm_f32_mr = 4,
       .gemm_f32_nr = 8,
       .gemm_f32_packed = GemmPackedF32,
