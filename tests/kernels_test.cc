@@ -915,6 +915,17 @@ TEST_P(KernelTest, FloatKernelsMatchReference) {
     table.gelu_mul_f32(a.data() + 1, b.data() + 1, g1.data(), n);
     ref.gelu_mul_f32(a.data() + 1, b.data() + 1, g2.data(), n);
     for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(g1[i], g2[i], 4e-6f * (1 + std::fabs(g2[i])));
+    // GeLU over about [-40, 40], past where tanh saturates on both sides, alone and gated.
+    std::vector<float> wide_g(n + 1);
+    for (int64_t i = 0; i <= n; ++i) wide_g[i] = a[i] * 12.0f;
+    for (const float* m : {static_cast<const float*>(nullptr), b.data() + 1}) {
+      table.gelu_mul_f32(wide_g.data() + 1, m, g1.data(), n);
+      ref.gelu_mul_f32(wide_g.data() + 1, m, g2.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        EXPECT_NEAR(g1[i], g2[i], 4e-6f * (1 + std::fabs(g2[i])))
+            << "gelu_mul n=" << n << " i=" << i << " x=" << wide_g[i + 1];
+      }
+    }
     // SiLU and GLU (m * sigmoid(x)) over a wide range: exp(-x) overflows below -88 and
     // vanishes above 88, so the ends test the saturated results (0 and m).
     std::vector<float> wide_x(n + 1);
