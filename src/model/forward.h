@@ -23,14 +23,16 @@ enum class LogitsMode { kNone, kLast, kAll };
 // every weight matrix once per step, so the step sets how often a prompt streams the weights
 // from memory: measured on E2B Q4_0 pp512 (2 threads, Zen 5, AVX-512 VNNI), 64-token steps ran
 // 10-14% faster than 16-token ones (the weights read 8 times per 512-token prompt instead of
-// 32), and 512-token steps no faster than 64. Scratch and the sliding-window rings grow with
-// it (E2B: ~230 KiB of scratch per token, about 15 MiB at 64; see ForwardScratchBytes).
-inline constexpr int64_t kDefaultMaxChunk = 64;
+// 32), and 128-token steps (with MLP slices of 128) 3.4% faster than 64 (median of 6
+// alternating pairs, 187.8 -> 194.2 t/s), 256 no faster than 128. Scratch and the
+// sliding-window rings grow with it (E2B: ~230 KiB of scratch per token, about 29 MiB at 128;
+// see ForwardScratchBytes).
+inline constexpr int64_t kDefaultMaxChunk = 128;
 
 // The dense MLP runs a step in slices of at most this many tokens: the [tokens, width] gate
 // and up activations are a step's largest scratch (E2B's wide layers: 48 KiB per token for
 // each), and each slice streams the MLP weights once, so it matches the default step.
-inline constexpr int64_t kMlpSliceTokens = 64;
+inline constexpr int64_t kMlpSliceTokens = 128;
 // Steps of at least this many tokens run each layer's token-wise tail (residuals, the
 // Per-Layer Embedding block) split by tokens over the pool; smaller ones (decode) split each
 // matmul's rows instead, so every thread streams a share of the weights.
