@@ -428,11 +428,15 @@ void InferenceState::Attention(int layer, int64_t s, const ops::MakeRow& input, 
     const int64_t tokens_per_item =
         std::clamp<int64_t>((s * n_kv + threads - 1) / threads, 1, kAttentionBlockTokens);
     const int64_t token_blocks = (s + tokens_per_item - 1) / tokens_per_item;
-    pool_->ParallelFor(token_blocks * n_kv, 1, [&](int64_t begin, int64_t end) {
+    // Last token blocks first: under the causal mask they see the most keys, and threads take
+    // chunks in order, so the longest items start first and the short ones fill in at the end.
+    const int64_t items = token_blocks * n_kv;
+    pool_->ParallelFor(items, 1, [&](int64_t begin, int64_t end) {
       struct BlockedTag;
       BlockedAttentionScratch& sc = ThreadScratch<BlockedAttentionScratch, BlockedTag>();
       std::vector<int64_t> lo, hi;
-      for (int64_t item = begin; item < end; ++item) {
+      for (int64_t index = begin; index < end; ++index) {
+        const int64_t item = items - 1 - index;
         const int64_t t0 = item / n_kv * tokens_per_item, g = item % n_kv;
         const int nt = static_cast<int>(std::min(tokens_per_item, s - t0));
         lo.resize(nt);
