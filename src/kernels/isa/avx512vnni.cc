@@ -732,9 +732,72 @@ void F32ToF16(const float* src, int64_t n, uint16_t* dst) {
   ReferenceTable().f32_to_f16(src + i, n - i, dst + i);  // the tail
 }
 
+// One value per vector for 16 vectors, in lane order: out[i] = op over the lanes of v[i]
+// (max of floats, or sum of int32 lanes viewed as floats), as a tree of 15 ops and 30 shuffles
+// instead of 16 separate reductions of about 8 dependent instructions each. Both ops are exact
+// in any order, so the results are those of _mm512_reduce_max_ps / _mm512_reduce_add_epi32.
+template <class Op>
+inline __m512 Reduce16(const __m512* v, Op op) {
+  __m512 r[8], t[4], u[2];
+  for (int p = 0; p < 8; ++p) {  // [r(v_2p) | r(v_2p+1)], 8 values each
+    r[p] = op(_mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+              _mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  for (int p = 0; p < 4; ++p) {  // [t(v_4p) | t(v_4p+1) | t(v_4p+2) | t(v_4p+3)], 4 each
+    t[p] = op(_mm512_shuffle_f32x4(r[2 * p], r[2 * p + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+              _mm512_shuffle_f32x4(r[2 * p], r[2 * p + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  }
+  for (int p = 0; p < 2; ++p) {
+    u[p] = op(_mm512_shuffle_ps(t[2 * p], t[2 * p + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+              _mm512_shuffle_ps(t[2 * p], t[2 * p + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  }
+  // 128-bit lane q holds the results of v[q], v[q + 4], v[q + 8], v[q + 12]: back to order.
+  const __m512 mixed = op(_mm512_shuffle_ps(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                          _mm512_shuffle_ps(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return _mm512_permutexvar_ps(order, mixed);
+}
+
+// Activation blocks of 32 values: d = max|x| / 127, q = round-to-even(x / d) (times 1 / d, as
+// the reference), sum = sum of q, offset = 8 * sum * d. Sixteen blocks at a time, their maxima,
+// scales and sums as vectors instead of a horizontal max and sum per block (E2B q4_0 pp512:
+// 1.47% -> 0.87% of the samples); the same operations on the same values, so the reference's
+// bits.
 void QuantizeBlocks(const float* x, int64_t nblocks, int8_t* q, float* scale, int32_t* sum,
                     float* offset) {
-  for (int64_t b = 0; b < nblocks; ++b, x += 32, q += 32) {
+  const auto max_op = [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); };
+  const auto add_op = [](__m512 a, __m512 b) {
+    return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b)));
+  };
+  int64_t b = 0;
+  for (; b + 16 <= nblocks; b += 16, x += 16 * 32, q += 16 * 32) {
+    __m512 m[16];
+    for (int j = 0; j < 16; ++j) {
+      m[j] = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + 32 * j)),
+                           _mm512_abs_ps(_mm512_loadu_ps(x + 32 * j + 16)));
+    }
+    const __m512 d = _mm512_div_ps(Reduce16(m, max_op), _mm512_set1_ps(127.0f));
+    const __m512 id = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_NEQ_OQ),
+                                          _mm512_set1_ps(1.0f), d);
+    alignas(64) float ids[16];
+    _mm512_store_ps(ids, id);
+    __m512 sums[16];
+    for (int j = 0; j < 16; ++j) {
+      const __m512 s = _mm512_set1_ps(ids[j]);
+      const __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 32 * j), s));
+      const __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 32 * j + 16), s));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * j), _mm512_cvtsepi32_epi8(i0));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * j + 16), _mm512_cvtsepi32_epi8(i1));
+      sums[j] = _mm512_castsi512_ps(_mm512_add_epi32(i0, i1));
+    }
+    const __m512i total = _mm512_castps_si512(Reduce16(sums, add_op));
+    _mm512_storeu_ps(scale + b, d);
+    _mm512_storeu_si512(sum + b, total);
+    _mm512_storeu_ps(
+        offset + b,
+        _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(8.0f), _mm512_cvtepi32_ps(total)), d));
+  }
+  for (; b < nblocks; ++b, x += 32, q += 32) {
     const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
     const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
     const float d = amax / 127.0f;
