@@ -19,6 +19,7 @@
 #include "formats/gguf.h"
 #include "gemma4/model.h"
 #include "gemma4/session.h"
+#include "kernels/kernels.h"
 #include "model/forward.h"
 #include "model/gguf_export.h"
 #include "sanitizers.h"
@@ -221,6 +222,25 @@ TEST(MemoryPlan, KvGrowsWithTheContextOnGlobalLayersOnly) {
   EXPECT_EQ(h->kv_full * 2, b->kv_full);
   EXPECT_EQ(h->kv_sliding * 2, b->kv_sliding);
   EXPECT_EQ(a->weights_mapped, b->weights_mapped);
+}
+
+// Each thread of a vision encode keeps its attention scratch between calls: the scores of one
+// query tile (the float GEMM's panel width, nr queries) against every patch, [2520, nr] floats
+// at the plan's 280-token image, beside the tile's query panel and output. So every thread
+// more adds at least 2520 x nr floats (the plan had counted 2520).
+TEST(MemoryPlan, VisionScratchGrowsPerThreadByTheAttentionScores) {
+  const std::string vision = std::string(GEMMA4_FIXTURES_DIR) + "/vision/tiny-e2b-vision";
+  ModelOptions options;
+  options.tokenizer_path = kTinyTokenizer;
+  options.threads = 1;
+  auto one = Model::PlanMemory(vision, options, 64);
+  options.threads = 3;
+  auto three = Model::PlanMemory(vision, options, 64);
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  ASSERT_TRUE(three.ok()) << three.status().ToString();
+  ASSERT_GT(one->encoder_activations, 0u);
+  const uint64_t scores = 2520 * static_cast<uint64_t>(kernels::BestTable().gemm_f32_nr) * 4;
+  EXPECT_GE(three->encoder_activations - one->encoder_activations, 2 * scores);
 }
 
 TEST(MemoryPlan, MemoryLimitRefusesUpFront) {

@@ -92,7 +92,8 @@ TowerSize GgufTowers(const gguf::File& file) {
 // 2 MiB pages). Summed per buffer, the rounding is exact for the planned sizes (an E2B [2520,
 // 768] f32 buffer is 7.4 MiB and maps 8) instead of an allowance of 2 MiB for a hand count of
 // buffers. Vision adds the caller's patches ([2520, 3 x 16 x 16] floats) and each thread's
-// attention scores.
+// attention scratch (ops::DenseAttentionThreadBytes: the scores of a query tile against every
+// patch, [2520, nr], and the tile's query panel and output).
 uint64_t EncoderActivationBytes(const TowerSize& t, int threads) {
   constexpr int64_t kPatches = 280 * 9, kAudioPositions = 750;
   auto mapped = [](const std::vector<uint64_t>& buffers) {
@@ -111,7 +112,8 @@ uint64_t EncoderActivationBytes(const TowerSize& t, int threads) {
     c.num_heads = c.num_kv_heads = std::max(1, c.hidden_size / c.head_dim);
     c.use_clipped_linears = true;  // the larger case: the MLP's clamped input copy
     const uint64_t patches = kPatches, patch_values = 3 * c.patch_size * c.patch_size;
-    bytes += 4 * patches * (patch_values + static_cast<uint64_t>(threads)) +
+    bytes += 4 * patches * patch_values +
+             static_cast<uint64_t>(threads) * ops::DenseAttentionThreadBytes(kPatches, c.head_dim) +
              mapped(vision::VisionEncoder::HugePageBuffers(c, kPatches));
   }
   if (t.audio_hidden > 0) {

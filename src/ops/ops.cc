@@ -653,6 +653,14 @@ void MatMulGemm(const TensorView& w, const float* x, int64_t s, float* y, Thread
   MatMulGemm(packed, x, s, y, pool);
 }
 
+uint64_t DenseAttentionThreadBytes(int64_t n, int64_t head_dim) {
+  const int64_t nr = kernels::BestTable().gemm_f32_nr;
+  // The query panel [hd, nr], the scores [n, nr] and the transposed output [hd, nr] with the
+  // columns' sums, each with AlignedFloats' 16 floats of room.
+  const int64_t floats = (head_dim * nr + 16) + (n * nr + 16) + (head_dim * nr + nr + 16);
+  return static_cast<uint64_t>(floats) * sizeof(float);
+}
+
 void DenseAttention(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v,
                     int64_t ldv, int64_t n, int n_heads, int n_kv_heads, int head_dim, float* out,
                     int64_t ldo, ThreadPool* pool) {
@@ -709,6 +717,7 @@ void DenseAttention(const float* q, int64_t ldq, const float* k, int64_t ldk, co
     struct QueryTag;
     struct ScoresTag;
     struct OutTag;
+    // DenseAttentionThreadBytes counts these three for the memory plan: keep it in step.
     float* const panel = AlignedFloats(ThreadScratch<std::vector<float>, QueryTag>(), hd * nr);
     float* const scores = AlignedFloats(ThreadScratch<std::vector<float>, ScoresTag>(), n * nr);
     float* const out_t = AlignedFloats(ThreadScratch<std::vector<float>, OutTag>(), hd * nr + nr);

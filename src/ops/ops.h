@@ -92,6 +92,10 @@ void MatMulGemm(const PackedGemmWeights& w, const float* x, int64_t s, float* y,
 // slices of tokens loses nothing to partial tiles when each slice is a multiple of it.
 int64_t GemmTokenTile();
 
+// Bytes of each thread's DenseAttention scratch besides the packed keys and values (the query
+// panel, the scores of a query tile against all n keys, the transposed output), which stay
+// allocated between calls (the memory plan's per-thread encoder scratch).
+uint64_t DenseAttentionThreadBytes(int64_t n, int64_t head_dim);
 // Softmax attention of n tokens over all n (no mask, scale 1: the vision tower's bidirectional
 // attention), f32: out[t, h * hd + i] = sum_j softmax_j(q_t,h . k_j,g) v_j,g[i] for query head
 // h < n_heads and its KV head g = h / (n_heads / n_kv_heads); q_t,h = q + t * ldq + h * hd, k
