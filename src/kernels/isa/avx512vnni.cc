@@ -738,24 +738,9 @@ void F32ToF16(const float* src, int64_t n, uint16_t* dst) {
 // in any order, so the results are those of _mm512_reduce_max_ps / _mm512_reduce_add_epi32.
 template <class Op>
 inline __m512 Reduce16(const __m512* v, Op op) {
-  __m512 r[8], t[4], u[2];
-  for (int p = 0; p < 8; ++p) {  // [r(v_2p) | r(v_2p+1)], 8 values each
-    r[p] = op(_mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-              _mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-  }
-  for (int p = 0; p < 4; ++p) {  // [t(v_4p) | t(v_4p+1) | t(v_4p+2) | t(v_4p+3)], 4 each
-    t[p] = op(_mm512_shuffle_f32x4(r[2 * p], r[2 * p + 1], _MM_SHUFFLE(2, 0, 2, 0)),
-              _mm512_shuffle_f32x4(r[2 * p], r[2 * p + 1], _MM_SHUFFLE(3, 1, 3, 1)));
-  }
-  for (int p = 0; p < 2; ++p) {
-    u[p] = op(_mm512_shuffle_ps(t[2 * p], t[2 * p + 1], _MM_SHUFFLE(2, 0, 2, 0)),
-              _mm512_shuffle_ps(t[2 * p], t[2 * p + 1], _MM_SHUFFLE(3, 1, 3, 1)));
-  }
-  // 128-bit lane q holds the results of v[q], v[q + 4], v[q + 8], v[q + 12]: back to order.
-  const __m512 mixed = op(_mm512_shuffle_ps(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                          _mm512_shuffle_ps(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  // 128-bit lane q of the tree holds the results of v[q], v[q + 4], v[q + 8], v[q + 12].
   const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  return _mm512_permutexvar_ps(order, mixed);
+  return _mm512_permutexvar_ps(order, simd::ReduceTree16(v, op));
 }
 
 // Activation blocks of 32 values: d = max|x| / 127, q = round-to-even(x / d) (times 1 / d, as

@@ -190,22 +190,27 @@ float DotF32(const float* a, const float* b, int64_t n) {
 // Each sum takes the additions of xsimd::hadd on AVX-512, in its tree (r_i = x_i + x_{i+8},
 // t_i = r_i + r_{i+4}, (t_0 + t_1) + (t_2 + t_3)), so the same bits: 15 additions and 30
 // shuffles instead of 16 separate reductions of about 8 dependent instructions each.
-inline __m512 ReduceAdd16(const __m512* v) {
+// ReduceTree16 is the tree for any op (the activation quantization's max and int32 sums too).
+template <class Op>
+inline __m512 ReduceTree16(const __m512* v, Op op) {
   __m512 r[8], t[4], u[2];
   for (int p = 0; p < 8; ++p) {  // [r(v_2p) | r(v_2p+1)], 8 values each
-    r[p] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                         _mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    r[p] = op(_mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+              _mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], _MM_SHUFFLE(3, 2, 3, 2)));
   }
   for (int p = 0; p < 4; ++p) {  // [t(v_4p) | t(v_4p+1) | t(v_4p+2) | t(v_4p+3)], 4 each
-    t[p] = _mm512_add_ps(_mm512_shuffle_f32x4(r[2 * p], r[2 * p + 1], _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm512_shuffle_f32x4(r[2 * p], r[2 * p + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    t[p] = op(_mm512_shuffle_f32x4(r[2 * p], r[2 * p + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+              _mm512_shuffle_f32x4(r[2 * p], r[2 * p + 1], _MM_SHUFFLE(3, 1, 3, 1)));
   }
   for (int p = 0; p < 2; ++p) {  // lane q: t0 + t1, t2 + t3 of t[2p]'s and of t[2p+1]'s vector
-    u[p] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * p], t[2 * p + 1], _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm512_shuffle_ps(t[2 * p], t[2 * p + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    u[p] = op(_mm512_shuffle_ps(t[2 * p], t[2 * p + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+              _mm512_shuffle_ps(t[2 * p], t[2 * p + 1], _MM_SHUFFLE(3, 1, 3, 1)));
   }
-  return _mm512_add_ps(_mm512_shuffle_ps(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                       _mm512_shuffle_ps(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  return op(_mm512_shuffle_ps(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
+            _mm512_shuffle_ps(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+inline __m512 ReduceAdd16(const __m512* v) {
+  return ReduceTree16(v, [](__m512 a, __m512 b) { return _mm512_add_ps(a, b); });
 }
 #endif
 
