@@ -160,6 +160,9 @@ class InferenceState {
   // Row `id` of the PLE table as f32 (bytes: the row as stored, when read from the file).
   // Thread-safe: PerLayerInputs reads the chunk's rows on the pool.
   Status ReadPleRow(int32_t id, std::vector<uint8_t>* bytes, float* out) const;
+  // Asks the kernel to start reading the PLE table rows of a prompt's tokens from the file
+  // (advice only: nothing if the table is in memory or the platform has no readahead advice).
+  void ReadAheadPleRows(const ForwardInput& input) const;
 
   const LoadedModel& model_;
   const ModelConfig& config_;

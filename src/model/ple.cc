@@ -1,6 +1,7 @@
 // Per-layer inputs (E2B/E4B): each token's [num_layers, ple_dim] rows, a projection of the
 // scaled embeddings plus the token's row of the per-layer embedding table (read with pread, so
 // the 1.9 GB table of E2B never enters the resident set). InferenceState members.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -41,6 +42,27 @@ Status InferenceState::ReadPleRow(int32_t id, std::vector<uint8_t>* bytes, float
   row.data = bytes->data();
   ops::ToF32(row, 0, cols, out);
   return OkStatus();
+}
+
+void InferenceState::ReadAheadPleRows(const ForwardInput& input) const {
+#if defined(POSIX_FADV_WILLNEED)
+  // A row a token, read inside the prompt's first steps: where the file's pages are not in the
+  // page cache (a fresh load reads no table row; the kernel drops them under pressure), each
+  // pread waits for the disk, on the pool's threads. Advice for every row at once lets the
+  // reads overlap the forward steps before each row is needed (E2B Q4_0, 512 random ids, rows
+  // dropped from the cache, two threads: 6.5-8.1 ms per 128-token step in the pread loop).
+  const TensorView& table = model_.weights().ple_embed;
+  if (config_.ple_dim <= 0 || table.fd < 0) return;
+  const uint64_t row_bytes = RowBytes(table.dtype, table.cols());
+  for (int64_t i = 0; i < input.n; ++i) {
+    if (input.embedded != nullptr && input.embedded[i] != 0) continue;
+    const uint64_t offset = table.file_offset + static_cast<uint64_t>(input.ids[i]) * row_bytes;
+    (void)::posix_fadvise(table.fd, static_cast<off_t>(offset), static_cast<off_t>(row_bytes),
+                          POSIX_FADV_WILLNEED);
+  }
+#else
+  (void)input;
+#endif
 }
 
 Status InferenceState::PerLayerInputs(const int32_t* ids, int64_t s) {
