@@ -14,6 +14,15 @@
 
 namespace gemma4 {
 
+namespace {
+
+// Where row `id` of a file-backed PLE table starts in its file (read and read-ahead alike).
+uint64_t PleRowOffset(const TensorView& table, int32_t id) {
+  return table.file_offset + static_cast<uint64_t>(id) * RowBytes(table.dtype, table.cols());
+}
+
+}  // namespace
+
 Status InferenceState::ReadPleRow(int32_t id, std::vector<uint8_t>* bytes, float* out) const {
   const TensorView& table = model_.weights().ple_embed;
   const int64_t cols = table.cols();
@@ -27,7 +36,7 @@ Status InferenceState::ReadPleRow(int32_t id, std::vector<uint8_t>* bytes, float
   const uint64_t row_bytes = RowBytes(table.dtype, cols);
   bytes->resize(row_bytes);
   uint64_t done = 0;
-  const uint64_t offset = table.file_offset + static_cast<uint64_t>(id) * row_bytes;
+  const uint64_t offset = PleRowOffset(table, id);
   while (done < row_bytes) {
     const ssize_t n = ::pread(table.fd, bytes->data() + done, row_bytes - done,
                               static_cast<off_t>(offset + done));
@@ -56,9 +65,8 @@ void InferenceState::ReadAheadPleRows(const ForwardInput& input) const {
   const uint64_t row_bytes = RowBytes(table.dtype, table.cols());
   for (int64_t i = 0; i < input.n; ++i) {
     if (input.embedded != nullptr && input.embedded[i] != 0) continue;
-    const uint64_t offset = table.file_offset + static_cast<uint64_t>(input.ids[i]) * row_bytes;
-    (void)::posix_fadvise(table.fd, static_cast<off_t>(offset), static_cast<off_t>(row_bytes),
-                          POSIX_FADV_WILLNEED);
+    (void)::posix_fadvise(table.fd, static_cast<off_t>(PleRowOffset(table, input.ids[i])),
+                          static_cast<off_t>(row_bytes), POSIX_FADV_WILLNEED);
   }
 #else
   (void)input;
