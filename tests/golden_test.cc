@@ -36,12 +36,13 @@ constexpr float kF16KvTolerance = 0.5f;
 // Chunked against unchunked, both with the f16 cache: every cached value is rounded to f16 on
 // its own, but float summation order differs between step sizes, and where a value lies near an
 // f16 rounding boundary that 1e-7 difference flips its rounding by a whole f16 step (2^-11
-// relative), which the model then amplifies like any other rounding of the cache. Such flips hit
-// a few of the values whose full rounding moved the logits by err (the full run against
-// float32), so the two runs stay within a fraction of err; a chunking or ring-buffer fault
-// instead reads wrong rows, which moves logits by 1 or more. Seen on AVX-512: 1.1e-3 on
-// tiny-31b (err 6.2e-3).
-constexpr float kF16FlipShare = 0.5f;
+// relative), which the model then amplifies like any other rounding of the cache. The tiny
+// models are chaotic, so one early flip can move the logits about as far as all the cache's
+// rounding does: measured on AVX-512, chunk-vs-full over the full run's error against float32
+// 0.16-0.43 on tiny-e2b/e4b, and 0.98 (0.0749 against 0.0768, tiny-e4b prompt 0) after the GeLU
+// was rewritten with exp instead of tanh, a ulp-level change. So a chunked f16 run is held to the
+// same bound as the unchunked one, against transformers' float32 logits; a chunking or
+// ring-buffer fault reads wrong rows and moves logits by 1 or more (10+ for a wrong layout).
 
 using testing::ModelDir;
 using Prompt = testing::ReferencePrompt;
@@ -137,11 +138,12 @@ TEST_P(GoldenTest, F16KvCacheStaysCloseToFloat32) {
     Report("f16-kv", i, err);
     EXPECT_LE(err, kF16KvTolerance) << "prompt " << i;
     for (int64_t chunk : {1, 7}) {
-      const float chunk_err =
-          MaxAbsDiff(Run(fixture_.prompts[i], chunk, &pool, 5, KvType::kF16), full);
-      Report(("f16-kv chunk" + std::to_string(chunk) + " vs full").c_str(), i, chunk_err);
-      EXPECT_LE(chunk_err, std::max(kTolerance, kF16FlipShare * err))
-          << "f16 chunk " << chunk << " prompt " << i;
+      const std::vector<float> chunked = Run(fixture_.prompts[i], chunk, &pool, 5, KvType::kF16);
+      Report(("f16-kv chunk" + std::to_string(chunk) + " vs full").c_str(), i,
+             MaxAbsDiff(chunked, full));
+      const float chunk_err = MaxAbsDiff(chunked, fixture_.prompts[i].logits);
+      Report(("f16-kv chunk" + std::to_string(chunk)).c_str(), i, chunk_err);
+      EXPECT_LE(chunk_err, kF16KvTolerance) << "f16 chunk " << chunk << " prompt " << i;
     }
   }
 }

@@ -546,29 +546,6 @@ void AxpyF32(float a, const float* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
-// out[i] = gelu_tanh(g[i]) * u[i] (u may be null: plain gelu_tanh), with the constants of
-// PyTorch's kernel: 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3))).
-template <class Arch>
-void GeluMulF32(const float* g, const float* u, float* out, int64_t n) {
-  using B = xsimd::batch<float, Arch>;
-  constexpr int64_t W = B::size;
-  const B beta(0.7978845608028654f), kappa(0.044715f), half(0.5f), one(1.0f);
-  int64_t i = 0;
-  for (; i + W <= n; i += W) {
-    const B x = B::load_unaligned(g + i);
-    const B inner = beta * (x + kappa * (x * x * x));
-    B y = half * x * (one + xsimd::tanh(inner));
-    if (u != nullptr) y = y * B::load_unaligned(u + i);
-    y.store_unaligned(out + i);
-  }
-  for (; i < n; ++i) {
-    const float x = g[i];
-    const float y =
-        0.5f * x * (1.0f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-    out[i] = u != nullptr ? y * u[i] : y;
-  }
-}
-
 // exp(x) on a batch. AVX-512: x = n ln2 + r with n = round(x / ln2) and r (|r| <= ln2 / 2)
 // from two fused steps with ln2 split in a high and a low part; exp(r) = 1 + r + r^2 P(r) with
 // Cephes' expf polynomial (degree 5, Horner in fused multiply-adds); then times 2^n by
@@ -626,6 +603,34 @@ void SigmoidMulF32(const float* x, const float* m, float* out, int64_t n) {
   for (; i < n; ++i) {
     const float v = x[i];
     out[i] = (m != nullptr ? m[i] : v) / (1.0f + std::exp(-v));
+  }
+}
+
+// out[i] = gelu_tanh(g[i]) * u[i] (u may be null: plain gelu_tanh), PyTorch's tanh form
+// 0.5 x (1 + tanh(z)), z = sqrt(2/pi) (x + 0.044715 x^3), computed as the equal x / (1 + exp(-2z))
+// with Exp's exp: about 20 instructions a vector against xsimd::tanh's 40 (0.66 -> 0.3 ns a
+// value on Zen 5; the MLP's activation is 2.5% of an E2B prefill). Where exp(-2z) overflows
+// (x below about -10) the quotient is x / inf = -0, as 1 + tanh(z) rounds to 0 there; for
+// negative x it avoids the cancellation in 1 + tanh(z), within a few ulp elsewhere.
+template <class Arch>
+void GeluMulF32(const float* g, const float* u, float* out, int64_t n) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int64_t W = B::size;
+  // -2z = x (c1 + c2 x^2): c1 = -2 sqrt(2/pi), c2 = -2 sqrt(2/pi) 0.044715.
+  constexpr float kC1 = -1.5957691216057308f, kC2 = -0.07135481627159f;
+  const B c1(kC1), c2(kC2), one(1.0f);
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    const B x = B::load_unaligned(g + i);
+    const B minus_2z = x * xsimd::fma(c2, x * x, c1);
+    B y = x / (one + Exp<Arch>(minus_2z));
+    if (u != nullptr) y = y * B::load_unaligned(u + i);
+    y.store_unaligned(out + i);
+  }
+  for (; i < n; ++i) {
+    const float x = g[i];
+    const float y = x / (1.0f + std::exp(x * std::fma(kC2, x * x, kC1)));
+    out[i] = u != nullptr ? y * u[i] : y;
   }
 }
 
