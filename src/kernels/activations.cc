@@ -57,13 +57,21 @@ void QuantizedActivations::ResizeInterleaved() {
 }
 
 void QuantizedActivations::InterleaveToken(int64_t t) {
+  InterleaveRow(t, q_row(t), scale_row(t), sum_row(t));
+}
+
+void QuantizedActivations::InterleaveRow(int64_t t, const int8_t* row_q, const float* row_scale,
+                                         const int32_t* row_sum) {
   const int64_t nb = cols / kBlock;
-  const int8_t* row = q_row(t);
+  // Token t's block b sits at slot Slot8(t, 0) + 8 b: one block of the group's 8 tokens apart.
+  const int64_t first = Slot8(t, 0);
+  int8_t* dst_q = q8.data() + first * kBlock;
+  float* dst_scale = scale8.data() + first;
+  int32_t* dst_offset = neg_offset8.data() + first;
   for (int64_t b = 0; b < nb; ++b) {
-    const int64_t slot = Slot8(t, b);
-    std::memcpy(q8.data() + slot * kBlock, row + b * kBlock, kBlock);
-    scale8[slot] = scale_row(t)[b];
-    neg_offset8[slot] = -8 * sum_row(t)[b];
+    std::memcpy(dst_q + b * 8 * kBlock, row_q + b * kBlock, kBlock);
+    dst_scale[b * 8] = row_scale[b];
+    dst_offset[b * 8] = -8 * row_sum[b];
   }
 }
 

@@ -49,6 +49,10 @@ struct QuantizedActivations {
   // token t's quantized row into it.
   void ResizeInterleaved();
   void InterleaveToken(int64_t t);
+  // The same from a row quantized elsewhere (QuantizeActivationBlocks' q, scale and sum of
+  // token t), for callers that need only the interleaved copy.
+  void InterleaveRow(int64_t t, const int8_t* row_q, const float* row_scale,
+                     const int32_t* row_sum);
 };
 
 // x: [rows, cols] f32 -> out (round to nearest even, symmetric, scale = max|x| / 127 per
