@@ -110,6 +110,60 @@ TEST(ThreadPoolTest, CoversRangeExactlyOnce) {
   }
 }
 
+TEST(ThreadPoolTest, TaperedChunksCoverTheRangeAndShrinkTowardsTheEnd) {
+  for (int threads : {1, 2, 3, 8}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 2, 5, 48, 97, 768, 1000}) {
+      for (int64_t max_chunk : {-3, 0, 1, 2, 24, 5000}) {
+        std::mutex mu;
+        std::vector<std::pair<int64_t, int64_t>> chunks;
+        std::vector<std::atomic<int>> hits(std::max<int64_t>(n, 1));
+        pool.ParallelForTapered(n, max_chunk, [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) hits[i].fetch_add(1);
+          std::lock_guard<std::mutex> lock(mu);
+          chunks.emplace_back(begin, end);
+        });
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << n << " " << i;
+        if (n == 0) {
+          EXPECT_TRUE(chunks.empty());
+          continue;
+        }
+        if (threads == 1) {  // no workers: one call over the whole range
+          ASSERT_EQ(chunks.size(), 1u);
+          continue;
+        }
+        std::sort(chunks.begin(), chunks.end());
+        const int64_t cap = std::max<int64_t>(1, max_chunk);
+        for (size_t c = 0; c < chunks.size(); ++c) {
+          const int64_t len = chunks[c].second - chunks[c].first;
+          ASSERT_GE(len, 1);
+          ASSERT_LE(len, cap) << "n=" << n << " max_chunk=" << max_chunk;
+          // ceil(remaining / (2 threads)), so never longer than the chunk before it.
+          if (c > 0) {
+            ASSERT_LE(len, chunks[c - 1].second - chunks[c - 1].first) << "n=" << n;
+          }
+        }
+        // The last chunk is a single item whenever the range is long enough to taper.
+        if (n >= 2 * threads) {
+          EXPECT_EQ(chunks.back().second - chunks.back().first, 1) << n;
+        }
+      }
+    }
+  }
+  // An exception from a tapered job reaches the caller, and the pool goes on working.
+  ThreadPool pool(2);
+  EXPECT_THROW(pool.ParallelForTapered(100, 4,
+                                       [](int64_t b, int64_t) {
+                                         if (b > 50) throw std::bad_alloc();
+                                       }),
+               std::bad_alloc);
+  std::atomic<int64_t> sum{0};
+  pool.ParallelForTapered(100, 4, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) sum += k;
+  });
+  EXPECT_EQ(sum.load(), 4950);
+}
+
 TEST(ThreadPoolTest, ZeroWorkNeverCallsFn) {
   ThreadPool pool(3);
   int calls = 0;

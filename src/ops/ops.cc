@@ -209,11 +209,14 @@ void RunX16Products(const X16Product* products, int n, const kernels::QuantizedA
       }
     }
   };
-  if (pool != nullptr) {
-    // Prefill: a finer split than the default, since both threads wait at the end of the
-    // matmul for the last chunk (1/8 of a 64-token step's gate matmul on two threads).
-    pool->ParallelFor(total, 1, body,
-                      s >= kTokenTile ? kPrefillChunksPerThread : ThreadPool::kChunksPerThread);
+  if (pool != nullptr && s >= kTokenTile) {
+    // Prefill: chunks of at most 1/16 of a thread's share (a chunk's groups are re-read from
+    // L2 by every token tile: 24 pairs of E2B's 1536-wide groups are 660 KB), shrinking
+    // towards the end so that neither thread waits long for the other's last chunk.
+    const int64_t per_chunk = int64_t{kPrefillChunksPerThread} * pool->num_threads();
+    pool->ParallelForTapered(total, (total + per_chunk - 1) / per_chunk, body);
+  } else if (pool != nullptr) {
+    pool->ParallelFor(total, 1, body);
   } else {
     body(0, total);
   }

@@ -87,9 +87,36 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
     fn(0, n);
     return;
   }
-  job_ = &fn;
   job_n_ = n;
   job_chunks_ = chunks;
+  tapered_ = false;
+  RunJob(fn);
+}
+
+void ThreadPool::ParallelForTapered(int64_t n, int64_t max_chunk,
+                                    const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  if (workers_.empty()) {
+    fn(0, n);
+    return;
+  }
+  max_chunk = std::max<int64_t>(1, max_chunk);
+  bounds_.clear();
+  bounds_.push_back(0);
+  for (int64_t at = 0; at < n;) {
+    const int64_t remaining = n - at;
+    at += std::clamp<int64_t>((remaining + 2 * num_threads() - 1) / (2 * num_threads()), 1,
+                              max_chunk);
+    bounds_.push_back(at);
+  }
+  job_n_ = n;
+  job_chunks_ = static_cast<int>(bounds_.size()) - 1;
+  tapered_ = true;
+  RunJob(fn);
+}
+
+void ThreadPool::RunJob(const std::function<void(int64_t, int64_t)>& fn) {
+  job_ = &fn;
   next_chunk_.store(0, std::memory_order_relaxed);
   job_error_ = nullptr;  // no worker is inside a job here
   // Every worker checks in, taking chunks or not, so none can still be reading this job's fields
@@ -118,7 +145,12 @@ void ThreadPool::RunChunks() {
     const int c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
     if (c >= job_chunks_) return;
     int64_t begin, end;
-    PartRange(job_n_, job_chunks_, c, &begin, &end);
+    if (tapered_) {
+      begin = bounds_[c];
+      end = bounds_[c + 1];
+    } else {
+      PartRange(job_n_, job_chunks_, c, &begin, &end);
+    }
     try {
       (*job_)(begin, end);
     } catch (...) {
