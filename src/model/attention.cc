@@ -243,14 +243,24 @@ void AttendBlocked(const KeyRows& keys, const KeyRows& values, int64_t g, const 
     for (int64_t tile = 0; tile < tiles; ++tile) {
       const int64_t r0 = tile * mr;
       const int ntile = static_cast<int>(std::min<int64_t>(mr, rows - r0));
-      bool any = false;
+      // The block's keys that any row of the tile sees, [k0 + col_lo, k0 + col_hi): the
+      // diagonal block of a causal step is about half masked (a 128-token step's last block),
+      // a sliding window's oldest block likewise, so only the key panels and the value rows in
+      // that range are multiplied. The rows' weights outside their own ranges are zero, so the
+      // sums are the same, less products of zero (identical for finite values).
+      int64_t tile_lo = INT64_MAX, tile_hi = -1;
       for (int t = 0; t < ntile; ++t) {
         const int64_t i = (r0 + t) / nq;
-        any = any || (std::max(lo[i], k0) <= std::min(hi[i], k1));
+        const int64_t a = std::max(lo[i], k0), b = std::min(hi[i], k1);
+        if (a > b) continue;
+        tile_lo = std::min(tile_lo, a);
+        tile_hi = std::max(tile_hi, b);
       }
-      if (!any) continue;
-      // scores [ntile, n] (row stride padded_keys) = queries . keys.
-      for (int64_t p = 0; p < key_panels; ++p) {
+      if (tile_hi < 0) continue;
+      const int64_t first_panel = (tile_lo - k0) / nr, end_panel = (tile_hi - k0) / nr + 1;
+      const int64_t col_lo = first_panel * nr, col_hi = tile_hi - k0 + 1;
+      // scores [ntile, n] (row stride padded_keys) = queries . keys, the live panels.
+      for (int64_t p = first_panel; p < end_panel; ++p) {
         table.gemm_f32_packed(q_packed + tile * hd * mr, k_packed + p * nr * hd, hd, ntile,
                               static_cast<int>(std::min<int64_t>(nr, n - p * nr)), scores + p * nr,
                               padded_keys, false);
@@ -263,7 +273,7 @@ void AttendBlocked(const KeyRows& keys, const KeyRows& values, int64_t g, const 
         float* row = scores + t * padded_keys;
         const int64_t a = std::max(lo[i], k0), b = std::min(hi[i], k1);
         if (a > b) {
-          std::fill(row, row + n, 0.0f);
+          std::fill(row + col_lo, row + col_hi, 0.0f);
           continue;
         }
         float* live = row + (a - k0);
@@ -289,13 +299,13 @@ void AttendBlocked(const KeyRows& keys, const KeyRows& values, int64_t g, const 
           }
         }
         for (int64_t j = 0; j < len; ++j) live[j] *= weight;
-        std::fill(row, live, 0.0f);
-        std::fill(live + len, row + n, 0.0f);
+        std::fill(row + col_lo, live, 0.0f);
+        std::fill(live + len, row + col_hi, 0.0f);
       }
-      // acc[rows of the tile] += weights [ntile, n] . values [n, hd].
-      table.pack_gemm_tokens(scores, padded_keys, ntile, n, mr, probs);
+      // acc[rows of the tile] += weights [ntile, col_lo:col_hi] . values [col_lo:col_hi, hd].
+      table.pack_gemm_tokens(scores + col_lo, padded_keys, ntile, col_hi - col_lo, mr, probs);
       for (int64_t c = 0; c < value_panels; ++c) {
-        table.gemm_f32_packed(probs, v_packed + c * n * nr, n, ntile,
+        table.gemm_f32_packed(probs, v_packed + c * n * nr + col_lo * nr, col_hi - col_lo, ntile,
                               static_cast<int>(std::min<int64_t>(nr, hd - c * nr)),
                               acc + r0 * hd + c * nr, hd, true);
       }
