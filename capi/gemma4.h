@@ -104,6 +104,10 @@ typedef struct gemma4_model_options {
    * greedy output is unchanged, sampled output keeps its distribution. Added after 0.4.0. */
   const char* draft_model_path;
   int32_t draft_tokens;
+  /* The largest image budget in soft tokens (70, 140, 280, 560 or 1120; 0 = 1120) that
+   * sessions encode: the memory plan sizes the vision activations for it, and an image or
+   * video frame asking for more fails with GEMMA4_INVALID_ARGUMENT. Added after 0.4.0. */
+  int32_t max_image_tokens;
 } gemma4_model_options;
 
 GEMMA4_API void gemma4_model_options_init_sized(gemma4_model_options* options, size_t size);

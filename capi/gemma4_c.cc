@@ -254,6 +254,7 @@ bool ToModelOptions(const gemma4_model_options* options, const char* function,
   mo.memory_limit_bytes = o.memory_limit_bytes;
   if (o.draft_model_path != nullptr) mo.draft_model_path = o.draft_model_path;
   if (o.draft_tokens != 0) mo.draft_tokens = o.draft_tokens;
+  mo.max_image_tokens = o.max_image_tokens;
   if (o.progress != nullptr) {
     auto fn = o.progress;
     void* user = o.user_data;

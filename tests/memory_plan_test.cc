@@ -233,6 +233,7 @@ TEST(MemoryPlan, VisionScratchGrowsPerThreadByTheAttentionScores) {
   ModelOptions options;
   options.tokenizer_path = kTinyTokenizer;
   options.threads = 1;
+  options.max_image_tokens = 280;
   auto one = Model::PlanMemory(vision, options, 64);
   options.threads = 3;
   auto three = Model::PlanMemory(vision, options, 64);
@@ -241,6 +242,33 @@ TEST(MemoryPlan, VisionScratchGrowsPerThreadByTheAttentionScores) {
   ASSERT_GT(one->encoder_activations, 0u);
   const uint64_t scores = 2520 * static_cast<uint64_t>(kernels::BestTable().gemm_f32_nr) * 4;
   EXPECT_GE(three->encoder_activations - one->encoder_activations, 2 * scores);
+}
+
+// The vision activations are planned for the largest image sessions accept
+// (ModelOptions::max_image_tokens, 1120 unless set): at 1120 soft tokens, 10080 patches, the
+// caller's patches alone ([patches, 3 x 16 x 16] floats) are 7560 x 768 floats more than at 280.
+TEST(MemoryPlan, VisionActivationsAreSizedForTheLargestImageBudget) {
+  const std::string vision = std::string(GEMMA4_FIXTURES_DIR) + "/vision/tiny-e2b-vision";
+  ModelOptions options;
+  options.tokenizer_path = kTinyTokenizer;
+  options.threads = 1;
+  auto largest = Model::PlanMemory(vision, options, 64);
+  options.max_image_tokens = 1120;
+  auto explicit_largest = Model::PlanMemory(vision, options, 64);
+  options.max_image_tokens = 280;
+  auto small = Model::PlanMemory(vision, options, 64);
+  ASSERT_TRUE(largest.ok() && explicit_largest.ok() && small.ok());
+  EXPECT_EQ(largest->max_image_tokens, 1120);
+  EXPECT_EQ(small->max_image_tokens, 280);
+  EXPECT_EQ(largest->encoder_activations, explicit_largest->encoder_activations);
+  EXPECT_GE(largest->encoder_activations - small->encoder_activations,
+            uint64_t{10080 - 2520} * 768 * 4);
+  EXPECT_EQ(largest->total - small->total,
+            largest->encoder_activations - small->encoder_activations);
+  options.max_image_tokens = 100;
+  auto invalid = Model::PlanMemory(vision, options, 64);
+  ASSERT_FALSE(invalid.ok());
+  EXPECT_EQ(invalid.status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(MemoryPlan, MemoryLimitRefusesUpFront) {

@@ -617,6 +617,60 @@ TEST(VisionVideo, FilesAreSampledAtOneFramePerSecond) {
   EXPECT_GT(reply->prompt_tokens, 4 * 62);
 }
 
+// ModelOptions::max_image_tokens: the memory plan's vision activations are sized for it, so a
+// larger budget is refused before anything is decoded or encoded, and an image without a
+// budget takes the model's default (280 here) capped at it.
+TEST(VisionSession, MaxImageTokensCapsEveryImageBudget) {
+  const std::string image = VisionDir() + "/images/up_200x150.png";
+  ModelOptions options = testing::TinyModelOptions();
+  options.tokenizer_path = testing::FixturePath("vision/tokenizer/tokenizer.json");
+  options.max_image_tokens = 300;  // not a budget
+  auto invalid = Model::Load(VisionDir() + "/tiny-e2b-vision", options);
+  ASSERT_FALSE(invalid.ok());
+  EXPECT_EQ(invalid.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(invalid.status().message().find("max_image_tokens"), std::string::npos);
+  options.max_image_tokens = 70;
+  auto capped = testing::LoadTinyModelAt(VisionDir() + "/tiny-e2b-vision", options);
+  auto uncapped = LoadChatModel("tiny-e2b-vision");
+  ASSERT_NE(capped, nullptr);
+  ASSERT_NE(uncapped, nullptr);
+  auto session = Session::Create(capped);
+  ASSERT_TRUE(session.ok());
+  auto refused =
+      (*session)->Send({ContentPart::FromImage(Image::FromFile(image, 140))}, GreedyOptions(1));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("max_image_tokens 70"), std::string::npos)
+      << refused.status().message();
+  EXPECT_TRUE((*session)->history().empty());
+  auto video = (*session)->Send({ContentPart::FromVideo([&] {
+                                  Video v;
+                                  v.max_soft_tokens_per_frame = 280;
+                                  v.frames.push_back({Image::FromFile(image), 0.0});
+                                  return v;
+                                }())},
+                                GreedyOptions(1));
+  ASSERT_FALSE(video.ok());
+  EXPECT_NE(video.status().message().find("max_image_tokens 70"), std::string::npos)
+      << video.status().message();
+  // No budget given: 70, the same prompt as asking for 70 on a model without the cap.
+  auto defaulted =
+      (*session)->Send({ContentPart::FromImage(Image::FromFile(image))}, GreedyOptions(1));
+  ASSERT_TRUE(defaulted.ok()) << defaulted.status().ToString();
+  EXPECT_EQ((*session)->history()[0].content[0].image->max_soft_tokens, 70);
+  auto plain = Session::Create(uncapped);
+  ASSERT_TRUE(plain.ok());
+  auto at70 =
+      (*plain)->Send({ContentPart::FromImage(Image::FromFile(image, 70))}, GreedyOptions(1));
+  ASSERT_TRUE(at70.ok()) << at70.status().ToString();
+  EXPECT_EQ(defaulted->prompt_tokens, at70->prompt_tokens);
+  // Without the cap, the default is the model's own.
+  auto at_default =
+      (*plain)->Send({ContentPart::FromImage(Image::FromFile(image))}, GreedyOptions(1));
+  ASSERT_TRUE(at_default.ok()) << at_default.status().ToString();
+  EXPECT_EQ((*plain)->history()[2].content[0].image->max_soft_tokens, 280);
+}
+
 TEST(VisionSession, TextOnlyModelsRefuseImages) {
   ModelOptions options;
   options.tokenizer_path = VisionDir() + "/tokenizer/tokenizer.json";

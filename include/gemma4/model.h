@@ -52,6 +52,12 @@ struct ModelOptions {
   // one-token context exceeds it, Session::Create a session whose plan at its max_context
   // does (ResourceExhausted naming the items, their bytes and the largest context that fits).
   uint64_t memory_limit_bytes = 0;
+  // The largest image budget (soft tokens: 70, 140, 280, 560 or 1120) that sessions of this
+  // model encode; 0 = 1120, the largest there is. The memory plan sizes the vision tower's
+  // activations for it (a 1120-token image is 10080 patches: on E2B about 270 MB more than a
+  // 280-token one), and an image or video frame asking for more is refused (InvalidArgument)
+  // rather than let past memory_limit_bytes. Set it to the budget you use to plan tightly.
+  int max_image_tokens = 0;
 };
 
 // The bytes a model and one session at `context_tokens` keep resident, itemized; computed
@@ -77,9 +83,11 @@ struct MemoryPlan {
   uint64_t scratch = 0;     // forward-pass buffers of one chunk, per-thread attention scores,
                             // quantized activations and the logits
   uint64_t tokenizer = 0;   // vocabulary tables
-  // Encoders, when the model has them (weights, and the largest input's activations).
+  // Encoders, when the model has them (weights, and the largest input's activations: an image
+  // of max_image_tokens soft tokens, a 30 s audio piece).
   uint64_t encoder_weights = 0;
   uint64_t encoder_activations = 0;
+  int max_image_tokens = 0;  // ModelOptions::max_image_tokens resolved (1120 for 0)
   // A speculative-decoding drafter (ModelOptions::draft_model_path): its weights, norms,
   // token ordering and one step's buffers; it reads the model's own KV cache.
   uint64_t drafter = 0;

@@ -82,20 +82,21 @@ TowerSize GgufTowers(const gguf::File& file) {
   return t;
 }
 
-// The largest activations of one encode: vision at the default 280-token budget (2520
-// patches), audio for one 30 s piece (750 positions after subsampling). Most of them are the
-// huge-page buffers each encoder lists beside its Encode (HugePageBuffers: vision's [patches,
-// width] residual, normed, q, k, v, attention output and tmp, RoPE tables, MLP slices, pooled
-// rows and DenseAttention's packed keys and values; audio's residual and conformer scratch, a
-// dozen rows of the hidden width), each counted as the allocator maps it
-// (runtime/huge_pages.h HugePageBlockBytes: blocks of kHugePageMinBytes and more take whole
-// 2 MiB pages). Summed per buffer, the rounding is exact for the planned sizes (an E2B [2520,
-// 768] f32 buffer is 7.4 MiB and maps 8) instead of an allowance of 2 MiB for a hand count of
-// buffers. Vision adds the caller's patches ([2520, 3 x 16 x 16] floats) and each thread's
-// attention scratch (ops::DenseAttentionThreadBytes: the scores of a query tile against every
-// patch, [2520, nr], and the tile's query panel and output).
-uint64_t EncoderActivationBytes(const TowerSize& t, int threads) {
-  constexpr int64_t kPatches = 280 * 9, kAudioPositions = 750;
+// The largest activations of one encode: vision at the largest image budget sessions accept
+// (ModelOptions::max_image_tokens, 9 patches a soft token: 10080 at 1120), audio for one 30 s piece
+// (750 positions after subsampling). Most of them are the huge-page buffers each encoder lists
+// beside its Encode (HugePageBuffers: vision's [patches, width] residual, normed, q, k, v,
+// attention output and tmp, RoPE tables, MLP slices, pooled rows and DenseAttention's packed keys
+// and values; audio's residual and conformer scratch, a dozen rows of the hidden width), each
+// counted as the allocator maps it (runtime/huge_pages.h HugePageBlockBytes: blocks of
+// kHugePageMinBytes and more take whole 2 MiB pages). Summed per buffer, the rounding is exact for
+// the planned sizes (an E2B [2520, 768] f32 buffer is 7.4 MiB and maps 8) instead of an allowance
+// of 2 MiB for a hand count of buffers. Vision adds the caller's patches ([patches, 3 x 16 x 16]
+// floats) and each thread's attention scratch (ops::DenseAttentionThreadBytes: the scores of a
+// query tile against every patch, [patches, nr], and the tile's query panel and output).
+uint64_t EncoderActivationBytes(const TowerSize& t, int threads, int image_tokens) {
+  constexpr int64_t kAudioPositions = 750;
+  const int64_t kPatches = int64_t{image_tokens} * 9;
   auto mapped = [](const std::vector<uint64_t>& buffers) {
     uint64_t total = 0;
     for (const uint64_t b : buffers) total += HugePageBlockBytes(b);
@@ -187,6 +188,16 @@ uint64_t ForwardScratchBytes(const ModelConfig& c, int64_t max_chunk, int thread
   return floats * sizeof(float) + quantized;
 }
 
+StatusOr<int> ResolveMaxImageTokens(const ModelOptions& options) {
+  if (options.max_image_tokens == 0) return kLargestImageTokens;
+  if (!IsSupportedSoftTokenBudget(options.max_image_tokens)) {
+    return InvalidArgumentError(
+        "ModelOptions.max_image_tokens = " + std::to_string(options.max_image_tokens) +
+        ": must be 0 (1120), 70, 140, 280, 560 or 1120");
+  }
+  return options.max_image_tokens;
+}
+
 StatusOr<PlanInputs> GatherPlanInputs(const std::string& path, const ModelOptions& options) {
   if (options.threads < 0 || options.threads > 1024) {
     return InvalidArgumentError("ModelOptions.threads = " + std::to_string(options.threads) +
@@ -260,7 +271,8 @@ StatusOr<PlanInputs> GatherPlanInputs(const std::string& path, const ModelOption
     towers.audio_hidden = in.weights.audio_hidden;
   }
   in.encoder_weights = towers.vision + towers.audio;
-  in.encoder_activations = EncoderActivationBytes(towers, in.threads);
+  GEMMA4_ASSIGN_OR_RETURN(in.max_image_tokens, ResolveMaxImageTokens(options));
+  in.encoder_activations = EncoderActivationBytes(towers, in.threads, in.max_image_tokens);
   // A drafter is small (the E2B assistant is about 80 MB): mapping it and reading its norms
   // and token ordering is the exact way to size it.
   if (!options.draft_model_path.empty()) {
@@ -290,6 +302,7 @@ MemoryPlan ComputeMemoryPlan(const PlanInputs& in, int64_t context_tokens) {
   p.tokenizer = in.tokenizer;
   p.encoder_weights = in.encoder_weights;
   p.encoder_activations = in.encoder_activations;
+  p.max_image_tokens = in.max_image_tokens;
   p.drafter = in.drafter;
   p.total = p.weights_repacked + p.weights_mapped + p.weights_converted + p.kv_full + p.kv_sliding +
             p.kv_rewind + p.scratch + p.tokenizer + p.encoder_weights + p.encoder_activations +
@@ -331,7 +344,11 @@ std::string DescribeMemoryPlan(const MemoryPlan& p) {
     out += std::string("plan ") + name + ": " + Bytes(bytes) + "\n";
   };
   out += "plan context: " + std::to_string(p.context_tokens) +
-         " tokens  kv_type: " + p.kv_cache_type + "  threads: " + std::to_string(p.threads) + "\n";
+         " tokens  kv_type: " + p.kv_cache_type + "  threads: " + std::to_string(p.threads);
+  if (p.encoder_activations > 0 && p.max_image_tokens > 0) {
+    out += "  image_budget: " + std::to_string(p.max_image_tokens);
+  }
+  out += "\n";
   line("weights repacked", p.weights_repacked);
   line("weights mapped", p.weights_mapped);
   line("weights converted", p.weights_converted);

@@ -22,8 +22,16 @@ struct PlanInputs {
   uint64_t tokenizer = 0;
   uint64_t encoder_weights = 0;
   uint64_t encoder_activations = 0;
-  uint64_t drafter = 0;  // Drafter::ResidentBytes of options.draft_model_path
+  int max_image_tokens = 0;  // ModelOptions::max_image_tokens resolved (0 -> 1120)
+  uint64_t drafter = 0;      // Drafter::ResidentBytes of options.draft_model_path
 };
+
+// The largest image budget there is (Gemma4ImageProcessor's max_soft_tokens choices).
+inline constexpr int kLargestImageTokens = 1120;
+
+// ModelOptions::max_image_tokens resolved: 0 -> kLargestImageTokens; anything but 0 or a
+// supported budget is InvalidArgument.
+StatusOr<int> ResolveMaxImageTokens(const ModelOptions& options);
 
 // Reads the headers of the model at `path` (and of options.mmproj_path, the tokenizer) and
 // resolves the options as Model::Load does.

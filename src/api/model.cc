@@ -109,10 +109,12 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
       }
       return OkStatus();
     };
+    GEMMA4_ASSIGN_OR_RETURN(const int max_image_tokens, ResolveMaxImageTokens(options));
     GEMMA4_RETURN_IF_ERROR(report(0.0f));
     auto impl = std::make_unique<ModelImpl>();
     impl->options = options;
     impl->options.progress = nullptr;
+    impl->options.max_image_tokens = max_image_tokens;
     // A drafter sized by the memory check below is kept for the load (mapped once, not twice).
     std::unique_ptr<Drafter> planned_drafter;
     if (options.memory_limit_bytes != 0) {

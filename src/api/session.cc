@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "api/memory_plan.h"
 #include "api/model_impl.h"
 #include "api/session_impl.h"
 #include "audio/audio_encoder.h"
@@ -372,8 +373,7 @@ Status SessionImpl::EncodeMedia(Turn* turn) {
     if (m_.vision == nullptr) return m_.vision_status;
     StatusOr<media::RgbImage> decoded = DecodeImagePart(image);
     if (!decoded.ok()) return decoded.status();
-    const int budget = image.max_soft_tokens > 0 ? image.max_soft_tokens
-                                                 : m_.vision->config().default_max_soft_tokens;
+    GEMMA4_ASSIGN_OR_RETURN(const int budget, ImageBudget(image.max_soft_tokens, "an image"));
     const std::string digest = prompt::ImageDigest(*decoded, budget);
     if (media_cache_.count(digest) == 0) {
       GEMMA4_ASSIGN_OR_RETURN(vision::ImagePatches patches,
@@ -395,6 +395,20 @@ Status SessionImpl::EncodeMedia(Turn* turn) {
     image.rgb = std::vector<uint8_t>();
   }
   return OkStatus();
+}
+
+StatusOr<int> SessionImpl::ImageBudget(int requested, const std::string& what) const {
+  const int cap = m_.options.max_image_tokens > 0 ? m_.options.max_image_tokens  // Load resolves it
+                                                  : kLargestImageTokens;
+  if (requested <= 0) return std::min(m_.vision->config().default_max_soft_tokens, cap);
+  if (requested > cap) {
+    return InvalidArgumentError(what + " at " + std::to_string(requested) +
+                                " soft tokens: this model was loaded with max_image_tokens " +
+                                std::to_string(cap) +
+                                " (ModelOptions::max_image_tokens, which the memory plan is "
+                                "sized for)");
+  }
+  return requested;
 }
 
 Status SessionImpl::EncodeVideo(Video* video) {
@@ -420,8 +434,10 @@ Status SessionImpl::EncodeVideo(Video* video) {
                                 " frames: the model takes at most " +
                                 std::to_string(vc.max_video_frames));
   }
-  const int budget = video->max_soft_tokens_per_frame > 0 ? video->max_soft_tokens_per_frame
-                                                          : vc.default_video_soft_tokens;
+  GEMMA4_ASSIGN_OR_RETURN(const int budget, ImageBudget(video->max_soft_tokens_per_frame > 0
+                                                            ? video->max_soft_tokens_per_frame
+                                                            : vc.default_video_soft_tokens,
+                                                        "a video's frames"));
   int width = 0, height = 0;
   double last = -1;
   for (VideoFrame& frame : video->frames) {

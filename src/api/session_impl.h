@@ -64,6 +64,10 @@ class SessionImpl {
   Status EncodeMedia(Turn* turn);
   Status EncodeAudio(Audio* audio);
   Status EncodeVideo(Video* video);
+  // The soft-token budget an image (or a video's frames) is encoded at: `requested`, or for 0
+  // the model's default capped at ModelOptions::max_image_tokens; a request above that cap
+  // (what the memory plan sized the vision activations for) is InvalidArgument.
+  StatusOr<int> ImageBudget(int requested, const std::string& what) const;
   // Renders history_ (plus the generation prompt) to token ids, media placeholders expanded.
   StatusOr<RenderedPrompt> RenderPrompt(bool thinking) const;
   // Makes the KV cache hold exactly `prompt` and leaves the last position's logits in logits_.

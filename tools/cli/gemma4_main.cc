@@ -90,7 +90,7 @@ constexpr char kUsage[] =
     "  gemma4 detokenize --tokenizer PATH --ids 2,17,33 [--skip-special-tokens]\n"
     "      prints the decoded text\n"
     "  gemma4 info     --model PATH [--ctx N] [--kv-type auto|f32|f16|q8_0|q4_0] [--threads N]\n"
-    "                  [--mmproj F] [--tokenizer PATH] [--memory-limit BYTES]\n"
+    "                  [--mmproj F] [--image-budget N] [--tokenizer PATH] [--memory-limit BYTES]\n"
     "      prints the variant, the layer table, the parameter count, the mapped bytes and\n"
     "      the memory plan (bytes resident for the model and one session at N tokens),\n"
     "      from the headers alone\n"
@@ -733,16 +733,19 @@ Status RunDetokenize(int argc, char** argv) {
 
 Status RunInfo(int argc, char** argv) {
   std::string path, tokenizer, mmproj, draft;
-  int64_t threads = 0, context = 0, memory_limit = 0;
+  int64_t threads = 0, context = 0, memory_limit = 0, image_budget = 0;
   KvCacheType kv_type = KvCacheType::kAuto;
   ArgParser parser(
       "gemma4 info --model PATH [--ctx N] [--kv-type auto|f32|f16|q8_0|q4_0] [--threads N]\n"
-      "                   [--mmproj F] [--draft PATH] [--tokenizer PATH] [--memory-limit BYTES]",
+      "                   [--mmproj F] [--image-budget N] [--draft PATH] [--tokenizer PATH]\n"
+      "                   [--memory-limit BYTES]",
       "Prints the variant, the layer table, the parameter count, the mapped bytes and the\n"
       "memory plan: the bytes the model and one session at N tokens keep resident, itemized,\n"
       "from the files' headers (no weight is read). --draft adds an assistant drafter's line\n"
-      "(what generate/chat/run --draft keep resident). --memory-limit: exit 1 when the plan\n"
-      "exceeds it, as ModelOptions::memory_limit_bytes refuses it.\n");
+      "(what generate/chat/run --draft keep resident). --image-budget: the largest image the\n"
+      "plan's vision activations are sized for (ModelOptions::max_image_tokens; default 1120).\n"
+      "--memory-limit: exit 1 when the plan exceeds it, as ModelOptions::memory_limit_bytes\n"
+      "refuses it.\n");
   parser.String({"--model"}, "PATH", "checkpoint directory or model file", &path)
       .Int({"--ctx"}, "N", "context of the plan in tokens (default: the model's maximum)", 1,
            INT64_MAX, &context);
@@ -751,6 +754,8 @@ Status RunInfo(int argc, char** argv) {
       .Int({"--threads"}, "N", "worker threads of the plan (default: one per hardware thread)", 1,
            1024, &threads)
       .String({"--mmproj"}, "F", "an mmproj GGUF whose towers the plan includes", &mmproj)
+      .Int({"--image-budget"}, "N", "largest image in soft tokens: 70, 140, 280, 560 or 1120", 70,
+           1120, &image_budget)
       .String({"--draft"}, "PATH", "an assistant drafter whose memory the plan includes", &draft)
       .String({"--tokenizer"}, "PATH", "tokenizer location when not beside the weights", &tokenizer)
       .Int({"--memory-limit"}, "BYTES", "fail when the plan exceeds this many bytes", 1, INT64_MAX,
@@ -767,6 +772,7 @@ Status RunInfo(int argc, char** argv) {
   options.mmproj_path = mmproj;
   options.draft_model_path = draft;
   options.tokenizer_path = tokenizer;
+  options.max_image_tokens = static_cast<int>(image_budget);
   GEMMA4_ASSIGN_OR_RETURN(PlanInputs inputs, GatherPlanInputs(path, options));
   const ModelConfig& c = weights.config;
   const int64_t ctx =

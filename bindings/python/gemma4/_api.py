@@ -42,7 +42,8 @@ class _ModelOptions(Structure):
     _fields_ = [("struct_size", c_uint32), ("threads", c_int32), ("tokenizer_path", c_char_p),
                 ("progress", _PROGRESS), ("user_data", c_void_p), ("kv_cache_type", c_int32),
                 ("mmproj_path", c_char_p), ("memory_limit_bytes", ctypes.c_uint64),
-                ("draft_model_path", c_char_p), ("draft_tokens", c_int32)]
+                ("draft_model_path", c_char_p), ("draft_tokens", c_int32),
+                ("max_image_tokens", c_int32)]
 
 
 class _MemoryPlan(Structure):
@@ -218,7 +219,7 @@ _KV_CACHE_NAMES = {1: "f32", 2: "f16", 3: "q8_0", 4: "q4_0"}
 
 
 def _make_options(threads, tokenizer_path, kv_cache_type, mmproj_path, memory_limit_bytes,
-                  draft_model_path=None, draft_tokens=0):
+                  draft_model_path=None, draft_tokens=0, max_image_tokens=0):
     if kv_cache_type not in _KV_CACHE_TYPES:
         raise ValueError("kv_cache_type must be None, 'auto', 'f32', 'f16', 'q8_0' or 'q4_0',"
                          " not %r" % (kv_cache_type,))
@@ -236,6 +237,7 @@ def _make_options(threads, tokenizer_path, kv_cache_type, mmproj_path, memory_li
     if draft_model_path is not None:
         opts.draft_model_path = os.fsencode(draft_model_path)
     opts.draft_tokens = draft_tokens
+    opts.max_image_tokens = max_image_tokens
     return opts
 
 
@@ -248,13 +250,14 @@ def _plan_dict(plan):
 
 
 def plan_memory(path, context_tokens, threads=0, tokenizer_path=None, kv_cache_type=None,
-                mmproj_path=None, draft_model_path=None):
+                mmproj_path=None, draft_model_path=None, max_image_tokens=0):
     """The bytes that Model(path, ...) and one session of `context_tokens` will keep resident,
     computed from the files' headers without loading any weight: a dict of the items (weights
     repacked / mapped / converted, KV full / sliding / rewind, scratch, tokenizer, encoder
     weights and activations, a drafter) and their "total" (ple_table is shown but not counted:
-    it stays in the page cache)."""
-    opts = _make_options(threads, tokenizer_path, kv_cache_type, mmproj_path, 0, draft_model_path)
+    it stays in the page cache). max_image_tokens: as Model's."""
+    opts = _make_options(threads, tokenizer_path, kv_cache_type, mmproj_path, 0, draft_model_path,
+                         max_image_tokens=max_image_tokens)
     plan = _MemoryPlan()
     plan.struct_size = ctypes.sizeof(plan)
     _check(_plan_memory(os.fsencode(path), ctypes.byref(opts), context_tokens, ctypes.byref(plan)))
@@ -266,7 +269,8 @@ class Model:
     and threads freely."""
 
     def __init__(self, path, threads=0, tokenizer_path=None, progress=None, kv_cache_type=None,
-                 mmproj_path=None, memory_limit_bytes=0, draft_model_path=None, draft_tokens=0):
+                 mmproj_path=None, memory_limit_bytes=0, draft_model_path=None, draft_tokens=0,
+                 max_image_tokens=0):
         """kv_cache_type: None or "auto" (f16 for quantized weights, f32 for float ones), "f32",
         "f16", "q8_0" or "q4_0" (llama.cpp's block types; head_dim must be a multiple of 32).
         mmproj_path: a llama.cpp mmproj GGUF with the vision/audio towers of a GGUF model.
@@ -275,9 +279,12 @@ class Model:
         draft_model_path: a Gemma 4 assistant drafter (its "-assistant" checkpoint directory or
         GGUF) for speculative decoding: sessions draft draft_tokens tokens a round (1..14; 0: the
         library's default, 4) and verify them in one batched forward; replies are unchanged
-        (greedy: token for token; sampled: the same distribution)."""
+        (greedy: token for token; sampled: the same distribution).
+        max_image_tokens: the largest image budget in soft tokens (70, 140, 280, 560 or 1120;
+        0: 1120) that sessions encode; the memory plan sizes the vision activations for it and
+        larger images are refused (Error, INVALID_ARGUMENT)."""
         opts = _make_options(threads, tokenizer_path, kv_cache_type, mmproj_path,
-                             memory_limit_bytes, draft_model_path, draft_tokens)
+                             memory_limit_bytes, draft_model_path, draft_tokens, max_image_tokens)
         if progress is not None:
             def trampoline(fraction, _user):
                 try:

@@ -50,6 +50,18 @@ def test_memory_plan_and_limit(model):
     gemma4.Model(MODEL, threads=1, tokenizer_path=TOKENIZER, memory_limit_bytes=10**10)
 
 
+def test_max_image_tokens_sizes_the_vision_plan():
+    vision = os.path.join(ROOT, "tests/fixtures/vision/tiny-e2b-vision")
+    largest = gemma4.plan_memory(vision, 64, threads=1, tokenizer_path=TOKENIZER)
+    small = gemma4.plan_memory(vision, 64, threads=1, tokenizer_path=TOKENIZER,
+                               max_image_tokens=280)
+    # 10080 patches at 1120 soft tokens against 2520 at 280: [patches, 768] floats of input alone.
+    assert largest["encoder_activations"] - small["encoder_activations"] >= (10080 - 2520) * 768 * 4
+    with pytest.raises(gemma4.Error) as e:
+        gemma4.plan_memory(vision, 64, tokenizer_path=TOKENIZER, max_image_tokens=100)
+    assert "max_image_tokens" in str(e.value)
+
+
 def test_speculative_decoding_keeps_the_reply(model):
     drafter = os.path.join(ROOT, "tests/fixtures/models/tiny-e2b/assistant")
     drafting = gemma4.Model(MODEL, threads=2, tokenizer_path=TOKENIZER,
