@@ -172,7 +172,7 @@ int64_t BlockedAttentionScratchBytes(int64_t nt, int64_t nq, int64_t head_dim) {
                          + B * mr                  // probs
                          + rows * head_dim         // out
                          + 2 * rows + 6 * 16;      // max, sum; alignment
-  return floats * 4 + rows;
+  return floats * 4 + rows + tiles;                // started, tile_written
 }
 
 void AttendBlocked(const KeyRows& keys, const KeyRows& values, int64_t g, const float* q,
@@ -207,8 +207,11 @@ void AttendBlocked(const KeyRows& keys, const KeyRows& values, int64_t g, const 
       for (int64_t x = 0; x < hd; ++x) dst[x * mr] = src[x];
     }
   }
-  float* const acc = AlignedFloats(sc->out, rows * hd);  // [rows, hd] unnormalized sums
-  std::fill(acc, acc + rows * hd, 0.0f);
+  // [rows, hd] unnormalized sums: a tile's rows are written (not accumulated) by the value
+  // product of the first block any of them sees, rows that see none of it with zero weights,
+  // so no pass zeroes them first (0 + x is x: the same bits).
+  float* const acc = AlignedFloats(sc->out, rows * hd);
+  sc->tile_written.assign(tiles, 0);
   sc->max.resize(rows);
   sc->sum.resize(rows);
   sc->started.assign(rows, 0);
@@ -304,10 +307,12 @@ void AttendBlocked(const KeyRows& keys, const KeyRows& values, int64_t g, const 
       }
       // acc[rows of the tile] += weights [ntile, col_lo:col_hi] . values [col_lo:col_hi, hd].
       table.pack_gemm_tokens(scores + col_lo, padded_keys, ntile, col_hi - col_lo, mr, probs);
+      const bool accumulate = sc->tile_written[tile] != 0;
+      sc->tile_written[tile] = 1;
       for (int64_t c = 0; c < value_panels; ++c) {
         table.gemm_f32_packed(probs, v_packed + c * n * nr + col_lo * nr, col_hi - col_lo, ntile,
                               static_cast<int>(std::min<int64_t>(nr, hd - c * nr)),
-                              acc + r0 * hd + c * nr, hd, true);
+                              acc + r0 * hd + c * nr, hd, accumulate);
       }
     }
   }

@@ -64,6 +64,7 @@ inline constexpr int64_t kAttentionBlockTokens = 32;
 struct BlockedAttentionScratch {
   std::vector<float> q_packed, rows, k_packed, v_packed, scores, probs, out, max, sum;
   std::vector<uint8_t> started;
+  std::vector<uint8_t> tile_written;  // per query tile: its rows of `out` hold sums
 };
 
 // The same contract as AttendPiece over all of each token's keys [lo[i], hi[i]] (any length),
