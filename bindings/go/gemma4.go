@@ -99,6 +99,10 @@ type LoadOptions struct {
 	// verify them in one batched forward; replies are unchanged.
 	DraftModelPath string
 	DraftTokens    int
+	// MaxImageTokens is the largest image budget in soft tokens (70, 140, 280, 560 or 1120;
+	// 0: 1120) that sessions encode: the memory plan sizes the vision activations for it and
+	// larger images are refused (CodeInvalidArgument).
+	MaxImageTokens int
 }
 
 // MemoryPlan is the bytes a model and one session keep resident, itemized (see gemma4.h).
@@ -129,6 +133,7 @@ func withOptions(o LoadOptions, fn func(*C.gemma4_model_options) C.gemma4_status
 	opts.kv_cache_type = kv
 	opts.memory_limit_bytes = C.uint64_t(o.MemoryLimitBytes)
 	opts.draft_tokens = C.int32_t(o.DraftTokens)
+	opts.max_image_tokens = C.int32_t(o.MaxImageTokens)
 	cstr := func(s string, dst **C.char) {
 		if s != "" {
 			*dst = C.CString(s)

@@ -509,6 +509,27 @@ func TestTextOnlyModelRefusesVideos(t *testing.T) {
 	}
 }
 
+func TestMaxImageTokensSizesTheVisionPlan(t *testing.T) {
+	path := filepath.Join(visionFixtures(), "tiny-e2b-vision")
+	o := LoadOptions{Threads: 1, TokenizerPath: filepath.Join(fixtures(), "chat/tiny_tokenizer")}
+	largest, err := PlanMemory(path, 64, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := o
+	small.MaxImageTokens = 280
+	p, err := PlanMemory(path, 64, small)
+	// 10080 patches at 1120 soft tokens against 2520 at 280: [patches, 768] input floats alone.
+	if err != nil || largest.EncoderActivations-p.EncoderActivations < (10080-2520)*768*4 {
+		t.Fatal(largest, p, err)
+	}
+	bad := o
+	bad.MaxImageTokens = 100
+	if _, err := PlanMemory(path, 64, bad); !errors.Is(err, &Error{Code: CodeInvalidArgument}) {
+		t.Fatal(err)
+	}
+}
+
 func TestMemoryPlanAndLimit(t *testing.T) {
 	path := filepath.Join(fixtures(), "models/tiny-e2b/gemma4")
 	o := LoadOptions{Threads: 2, TokenizerPath: filepath.Join(fixtures(), "chat/tiny_tokenizer")}

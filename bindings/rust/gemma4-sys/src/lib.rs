@@ -64,6 +64,9 @@ pub struct gemma4_model_options {
     pub draft_model_path: *const c_char,
     /// Drafted tokens a round, 1..14 (0 = the library's default, 4).
     pub draft_tokens: i32,
+    /// The largest image budget sessions encode (70..1120; 0 = 1120), what the memory plan's
+    /// vision activations are sized for (after 0.4.0).
+    pub max_image_tokens: i32,
 }
 
 /// The memory plan (bytes resident), itemized; see gemma4.h. Added after 0.4.0.

@@ -144,6 +144,10 @@ pub struct LoadOptions {
     /// them in one batched forward; replies are unchanged.
     pub draft_model_path: Option<String>,
     pub draft_tokens: i32,
+    /// The largest image budget in soft tokens (70, 140, 280, 560 or 1120; 0 = 1120) that
+    /// sessions encode: the memory plan sizes the vision activations for it and larger images
+    /// are refused (INVALID_ARGUMENT).
+    pub max_image_tokens: i32,
 }
 
 /// The bytes a model and one session keep resident, itemized (see gemma4.h).
@@ -188,6 +192,7 @@ fn model_options(o: &LoadOptions) -> Result<(sys::gemma4_model_options, OptionSt
     opts.kv_cache_type = kv;
     opts.memory_limit_bytes = o.memory_limit_bytes;
     opts.draft_tokens = o.draft_tokens;
+    opts.max_image_tokens = o.max_image_tokens;
     let ptr_of = |c: &Option<CString>| c.as_ref().map_or(ptr::null(), |c| c.as_ptr());
     opts.tokenizer_path = ptr_of(&strings.tokenizer);
     opts.mmproj_path = ptr_of(&strings.mmproj);

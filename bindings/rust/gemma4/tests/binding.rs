@@ -515,6 +515,30 @@ fn text_only_model_refuses_videos() {
 }
 
 #[test]
+fn max_image_tokens_sizes_the_vision_plan() {
+    let path = format!("{}/tiny-e2b-vision", vision());
+    let options = LoadOptions {
+        threads: 1,
+        tokenizer_path: Some(format!("{}/chat/tiny_tokenizer", fixtures())),
+        ..Default::default()
+    };
+    let largest = gemma4::plan_memory(&path, 64, &options).unwrap();
+    let small = LoadOptions {
+        max_image_tokens: 280,
+        ..options.clone()
+    };
+    let small = gemma4::plan_memory(&path, 64, &small).unwrap();
+    // 10080 patches at 1120 soft tokens against 2520 at 280: [patches, 768] input floats alone.
+    assert!(largest.encoder_activations - small.encoder_activations >= (10080 - 2520) * 768 * 4);
+    let bad = LoadOptions {
+        max_image_tokens: 100,
+        ..options
+    };
+    let err = gemma4::plan_memory(&path, 64, &bad).err().expect("refused");
+    assert_eq!(err.code, status::INVALID_ARGUMENT);
+}
+
+#[test]
 fn memory_plan_and_limit() {
     let f = fixtures();
     let path = format!("{}/models/tiny-e2b/gemma4", f);
