@@ -398,8 +398,7 @@ Status SessionImpl::EncodeMedia(Turn* turn) {
 }
 
 StatusOr<int> SessionImpl::ImageBudget(int requested, const std::string& what) const {
-  const int cap = m_.options.max_image_tokens > 0 ? m_.options.max_image_tokens  // Load resolves it
-                                                  : kLargestImageTokens;
+  GEMMA4_ASSIGN_OR_RETURN(const int cap, ResolveMaxImageTokens(m_.options));
   if (requested <= 0) return std::min(m_.vision->config().default_max_soft_tokens, cap);
   if (requested > cap) {
     return InvalidArgumentError(what + " at " + std::to_string(requested) +
