@@ -48,7 +48,9 @@ void QuantizedActivations::FillSums16() {
 }
 
 void QuantizedActivations::ResizeInterleaved() {
-  const int64_t slots = (rows + 7) / 8 * 8 * (cols / kBlock);
+  interleave_group = rows == 1 ? 1 : 8;
+  const int64_t g = interleave_group;
+  const int64_t slots = (rows + g - 1) / g * g * (cols / kBlock);
   if (static_cast<int64_t>(scale8.size()) < slots) {
     q8.resize(slots * kBlock);
     scale8.resize(slots);
@@ -63,15 +65,15 @@ void QuantizedActivations::InterleaveToken(int64_t t) {
 void QuantizedActivations::InterleaveRow(int64_t t, const int8_t* row_q, const float* row_scale,
                                          const int32_t* row_sum) {
   const int64_t nb = cols / kBlock;
-  // Token t's block b sits at slot Slot8(t, 0) + 8 b: one block of the group's 8 tokens apart.
-  const int64_t first = Slot8(t, 0);
+  // Token t's block b sits at slot Slot8(t, 0) + G b: one block of the group's G tokens apart.
+  const int64_t first = Slot8(t, 0), g = interleave_group;
   int8_t* dst_q = q8.data() + first * kBlock;
   float* dst_scale = scale8.data() + first;
   int32_t* dst_offset = neg_offset8.data() + first;
   for (int64_t b = 0; b < nb; ++b) {
-    std::memcpy(dst_q + b * 8 * kBlock, row_q + b * kBlock, kBlock);
-    dst_scale[b * 8] = row_scale[b];
-    dst_offset[b * 8] = -8 * row_sum[b];
+    std::memcpy(dst_q + b * g * kBlock, row_q + b * kBlock, kBlock);
+    dst_scale[b * g] = row_scale[b];
+    dst_offset[b * g] = -8 * row_sum[b];
   }
 }
 

@@ -25,11 +25,14 @@ struct QuantizedActivations {
   // per 16 values): filled by FillSums16, only for matmuls over Q6_K.
   std::vector<int16_t> sum16;  // [rows, cols / 16]
   // Token-interleaved copy for the AVX-512 16-row GEMMs over Q4_0x16 / Q8_0x16 weights, filled
-  // by InterleaveToken: tokens in groups of 8, and per group and block the 8 tokens' 32 values
-  // side by side ([ceil(rows / 8), cols / 32, 8, 32]), their scales and -8 * sum ([ceil(rows /
-  // 8), cols / 32, 8]). The kernel then addresses 8 tokens' data from one pointer with constant
-  // offsets (eight pointers per array had spilled), and starts each block's int32 sums at the
-  // offset instead of subtracting it.
+  // by InterleaveToken: tokens in groups of G = interleave_group, and per group and block the G
+  // tokens' 32 values side by side ([ceil(rows / G), cols / 32, G, 32]), their scales and -8 *
+  // sum ([ceil(rows / G), cols / 32, G]). The kernel then addresses 8 tokens' data from one
+  // pointer with constant offsets (eight pointers per array had spilled), and starts each
+  // block's int32 sums at the offset instead of subtracting it. G is 8, or 1 for a single row
+  // (decode): its blocks then lie contiguous, 32 bytes apart instead of 256, so a wide matrix's
+  // pass touches 4x fewer lines of activations, which stay in L1 beside the weight stream.
+  int64_t interleave_group = 8;
   std::vector<int8_t> q8;            // token t, block b: 32 values at 32 * Slot8(t, b)
   std::vector<float> scale8;         // scale8[Slot8(t, b)]
   std::vector<int32_t> neg_offset8;  // -8 * sum, at Slot8(t, b)
@@ -41,12 +44,13 @@ struct QuantizedActivations {
   const float* offset_row(int64_t r) const { return offset.data() + r * (cols / quant::kBlock); }
   const int16_t* sum16_row(int64_t r) const { return sum16.data() + r * (cols / 16); }
   int64_t Slot8(int64_t t, int64_t b) const {
-    return ((t / 8) * (cols / quant::kBlock) + b) * 8 + t % 8;
+    const int64_t g = interleave_group;
+    return ((t / g) * (cols / quant::kBlock) + b) * g + t % g;
   }
   // Computes sum16 from q (after the rows are quantized).
   void FillSums16();
-  // Sizes the interleaved copy for rows x cols (after Resize), then InterleaveToken(t) copies
-  // token t's quantized row into it.
+  // Sizes the interleaved copy for rows x cols (after Resize) and sets interleave_group, then
+  // InterleaveToken(t) copies token t's quantized row into it.
   void ResizeInterleaved();
   void InterleaveToken(int64_t t);
   // The same from a row quantized elsewhere (QuantizeActivationBlocks' q, scale and sum of

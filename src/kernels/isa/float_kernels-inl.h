@@ -42,6 +42,14 @@ inline void PrefetchAhead(const uint8_t* p) {
   for (int i = 0; i < kBytes; i += 64) __builtin_prefetch(p + kDistance + i);
 }
 
+// The same, kDistance bytes ahead and non-temporal (prefetchnta): for weights that one token
+// reads once from DRAM, so that they pass through L1 without evicting the activations (which
+// every row group re-reads) or filling L2 with lines nobody reads again.
+template <int kBytes, int kDistance>
+inline void PrefetchAheadNonTemporal(const uint8_t* p) {
+  for (int i = 0; i < kBytes; i += 64) __builtin_prefetch(p + kDistance + i, 0, 0);
+}
+
 // a * b + c with one rounding (a fused multiply-add instruction). xsimd 8.1 has no AVX-512
 // fma and falls back to x * y + z, which -ffp-contract=off keeps as a multiply and an add: half
 // the FMA throughput, and a rounding more than the AVX2 and NEON kernels.
