@@ -340,6 +340,19 @@ TEST_P(KernelTest, InterleavedX16MatchesPlainRows) {
           }
         }
       }
+      // A single row (decode) is interleaved in groups of one, its blocks contiguous: the
+      // kernel gives the same bits for it as for the same token among 18.
+      kernels::QuantizedActivations one;
+      kernels::QuantizeActivations(x.data() + k, 1, k, &one);
+      ASSERT_EQ(one.interleave_group, 1);
+      ASSERT_EQ(acts.interleave_group, 8);
+      float single[16], among[16];
+      f.gemm(group.data(), nblocks, one, 0, 1, single, 16);
+      f.gemm(group.data(), nblocks, acts, 1, 1, among, 16);
+      for (int r = 0; r < 16; ++r) {
+        EXPECT_EQ(single[r], among[r])
+            << DTypeName(f.plain) << " row " << r << " nblocks " << nblocks;
+      }
     }
   }
 }
