@@ -338,6 +338,18 @@ inline void NibbleBlockSums(const uint8_t* data, const QuantizedActivations& a, 
   }
 }
 
+// The weight prefetch of a 16-row kernel instantiated for NT tokens: one token (decode) streams
+// them from DRAM once, non-temporal and 8 KiB ahead, so they pass through L1 without evicting
+// the activations; more tokens re-read them from L2 across token tiles (2 KiB ahead, T0).
+template <int NT, int kBytes>
+inline void PrefetchWeights(const uint8_t* p) {
+  if constexpr (NT == 1) {
+    simd::PrefetchAheadNonTemporal<kBytes, 8192>(p);
+  } else {
+    simd::PrefetchAhead<kBytes>(p);
+  }
+}
+
 // Q4_0x16 on AVX2: rows 0-7 of every 64-byte run are its first 32 bytes, rows 8-15 the second
 // (see NibbleBlockSums); the nibbles' +8 comes off each block's int32 sums as 8 * sum(a).
 template <int NT>
@@ -347,7 +359,7 @@ void GemmQ4_0x16T(const uint8_t* group, int64_t nblocks, const QuantizedActivati
   __m256 acc[NT][2];
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nblocks; ++b, group += kBlockBytes) {
-    simd::PrefetchAhead<kBlockBytes>(group);
+    PrefetchWeights<NT, kBlockBytes>(group);
     __m256i dp[NT][2];
     NibbleBlockSums<NT>(group + 32, a, token, b, dp);
     __m256 dw[2];
@@ -382,7 +394,7 @@ void GemmQ8_0x16T(const uint8_t* group, int64_t nblocks, const QuantizedActivati
   __m256 acc[NT][2];
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nblocks; ++b, group += kBlockBytes) {
-    simd::PrefetchAhead<kBlockBytes>(group);
+    PrefetchWeights<NT, kBlockBytes>(group);
     __m256i dp[NT][2];
     for (int t = 0; t < NT; ++t) dp[t][0] = dp[t][1] = _mm256_setzero_si256();
     for (int c = 0; c < 8; ++c) {
