@@ -166,6 +166,10 @@ typedef struct gemma4_memory_plan {
   /* A drafter (gemma4_model_options.draft_model_path): weights, norms, token ordering and one
    * step's buffers; counted in total. Added after 0.4.0. */
   uint64_t drafter;
+  /* The largest image budget (soft tokens) the vision activations are sized for: the model
+   * options' max_image_tokens, or 1120 where that is 0 (with or without a vision tower). Added
+   * after 0.4.0. */
+  int32_t max_image_tokens;
 } gemma4_memory_plan;
 
 #define gemma4_memory_plan_init(plan) ((plan)->struct_size = (uint32_t)sizeof(*(plan)))

@@ -285,6 +285,7 @@ gemma4_status FillPlan(const gemma4::MemoryPlan& p, gemma4_memory_plan* out) {
   plan.encoder_activations = p.encoder_activations;
   plan.total = p.total;
   plan.drafter = p.drafter;
+  plan.max_image_tokens = static_cast<int32_t>(p.max_image_tokens);
   // Only the caller's fields (a struct from an older header is shorter).
   const size_t n =
       out->struct_size != 0 && out->struct_size < sizeof(plan) ? out->struct_size : sizeof(plan);

@@ -123,6 +123,16 @@ int main(int argc, char** argv) {
     CHECK(plan.kv_cache_type == GEMMA4_KV_CACHE_F32 && plan.threads == 2);
     CHECK(plan.weights_mapped > 0 && plan.kv_full > 0 && plan.total == loaded_plan.total);
     CHECK(longer.kv_full == 2 * plan.kv_full);
+    CHECK(plan.max_image_tokens == 1120); /* max_image_tokens 0: the largest budget */
+    {
+      /* An explicit budget is reported back; the plan is otherwise that of the options. */
+      gemma4_model_options budget_options = mo;
+      gemma4_memory_plan budget_plan;
+      gemma4_memory_plan_init(&budget_plan);
+      budget_options.max_image_tokens = 280;
+      CHECK(gemma4_plan_memory(model_path, &budget_options, 256, &budget_plan) == GEMMA4_OK);
+      CHECK(budget_plan.max_image_tokens == 280 && budget_plan.kv_full == plan.kv_full);
+    }
     CHECK(gemma4_plan_memory(NULL, NULL, 1, &plan) == GEMMA4_INVALID_ARGUMENT);
     capped_options = mo;
     capped_options.memory_limit_bytes = plan.weights_mapped / 2;

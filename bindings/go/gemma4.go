@@ -115,6 +115,7 @@ type MemoryPlan struct {
 	KVFull, KVSliding, KVRewind, Scratch, Tokenizer  uint64
 	EncoderWeights, EncoderActivations, Total        uint64
 	Drafter                                          uint64 // a drafter's weights and buffers
+	MaxImageTokens                                   int    // image budget the vision activations fit (1120 for 0)
 }
 
 var kvCacheTypes = map[string]C.int32_t{"": 0, "auto": 0, "f32": 1, "f16": 2, "q8_0": 3, "q4_0": 4}
@@ -178,6 +179,7 @@ func toPlan(p *C.gemma4_memory_plan) MemoryPlan {
 		Scratch: uint64(p.scratch), Tokenizer: uint64(p.tokenizer),
 		EncoderWeights: uint64(p.encoder_weights), EncoderActivations: uint64(p.encoder_activations),
 		Total: uint64(p.total), Drafter: uint64(p.drafter),
+		MaxImageTokens: int(p.max_image_tokens),
 	}
 }
 

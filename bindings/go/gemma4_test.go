@@ -520,7 +520,8 @@ func TestMaxImageTokensSizesTheVisionPlan(t *testing.T) {
 	small.MaxImageTokens = 280
 	p, err := PlanMemory(path, 64, small)
 	// 10080 patches at 1120 soft tokens against 2520 at 280: [patches, 768] input floats alone.
-	if err != nil || largest.EncoderActivations-p.EncoderActivations < (10080-2520)*768*4 {
+	if err != nil || largest.EncoderActivations-p.EncoderActivations < (10080-2520)*768*4 ||
+		largest.MaxImageTokens != 1120 || p.MaxImageTokens != 280 {
 		t.Fatal(largest, p, err)
 	}
 	bad := o

@@ -52,7 +52,8 @@ class _MemoryPlan(Structure):
                     (name, ctypes.c_uint64) for name in (
                         "weights_repacked", "weights_mapped", "weights_converted", "ple_table",
                         "kv_full", "kv_sliding", "kv_rewind", "scratch", "tokenizer",
-                        "encoder_weights", "encoder_activations", "total", "drafter")]
+                        "encoder_weights", "encoder_activations", "total", "drafter")] + [
+                    ("max_image_tokens", c_int32)]
 
 
 class _ModelInfo(Structure):
@@ -255,7 +256,8 @@ def plan_memory(path, context_tokens, threads=0, tokenizer_path=None, kv_cache_t
     computed from the files' headers without loading any weight: a dict of the items (weights
     repacked / mapped / converted, KV full / sliding / rewind, scratch, tokenizer, encoder
     weights and activations, a drafter) and their "total" (ple_table is shown but not counted:
-    it stays in the page cache). max_image_tokens: as Model's."""
+    it stays in the page cache), and "max_image_tokens", the image budget the vision activations
+    are sized for (the option, or 1120 for 0). max_image_tokens: as Model's."""
     opts = _make_options(threads, tokenizer_path, kv_cache_type, mmproj_path, 0, draft_model_path,
                          max_image_tokens=max_image_tokens)
     plan = _MemoryPlan()

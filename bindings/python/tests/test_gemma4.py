@@ -38,7 +38,7 @@ def test_memory_plan_and_limit(model):
     assert plan["total"] == loaded["total"] > 0
     assert plan["context_tokens"] == 4096 and plan["kv_cache_type"] == "f32"
     counted = [k for k in plan if k not in ("total", "ple_table", "kv_cache_type", "threads",
-                                            "context_tokens")]
+                                            "context_tokens", "max_image_tokens")]
     assert plan["total"] == sum(plan[k] for k in counted)
     # A longer context costs more KV; q8_0 costs less than f32.
     assert model.plan_memory(8192)["kv_full"] > loaded["kv_full"]
@@ -57,6 +57,7 @@ def test_max_image_tokens_sizes_the_vision_plan():
                                max_image_tokens=280)
     # 10080 patches at 1120 soft tokens against 2520 at 280: [patches, 768] floats of input alone.
     assert largest["encoder_activations"] - small["encoder_activations"] >= (10080 - 2520) * 768 * 4
+    assert (largest["max_image_tokens"], small["max_image_tokens"]) == (1120, 280)
     with pytest.raises(gemma4.Error) as e:
         gemma4.plan_memory(vision, 64, tokenizer_path=TOKENIZER, max_image_tokens=100)
     assert "max_image_tokens" in str(e.value)

@@ -91,6 +91,9 @@ pub struct gemma4_memory_plan {
     pub total: u64,
     /// A drafter's weights and buffers, counted in total (after 0.4.0).
     pub drafter: u64,
+    /// The image budget the vision activations are sized for: max_image_tokens, 1120 for 0
+    /// (after 0.4.0).
+    pub max_image_tokens: i32,
 }
 
 #[repr(C)]

@@ -530,6 +530,7 @@ fn max_image_tokens_sizes_the_vision_plan() {
     let small = gemma4::plan_memory(&path, 64, &small).unwrap();
     // 10080 patches at 1120 soft tokens against 2520 at 280: [patches, 768] input floats alone.
     assert!(largest.encoder_activations - small.encoder_activations >= (10080 - 2520) * 768 * 4);
+    assert_eq!((largest.max_image_tokens, small.max_image_tokens), (1120, 280));
     let bad = LoadOptions {
         max_image_tokens: 100,
         ..options
