@@ -65,8 +65,8 @@ void QuantizedActivations::InterleaveToken(int64_t t) {
 void QuantizedActivations::InterleaveRow(int64_t t, const int8_t* row_q, const float* row_scale,
                                          const int32_t* row_sum) {
   const int64_t nb = cols / kBlock;
-  // Token t's block b sits at slot Slot8(t, 0) + G b: one block of the group's G tokens apart.
-  const int64_t first = Slot8(t, 0), g = interleave_group;
+  // Token t's block b sits at slot Slot(t, 0) + G b: one block of the group's G tokens apart.
+  const int64_t first = Slot(t, 0), g = interleave_group;
   int8_t* dst_q = q8.data() + first * kBlock;
   float* dst_scale = scale8.data() + first;
   int32_t* dst_offset = neg_offset8.data() + first;

@@ -33,9 +33,9 @@ struct QuantizedActivations {
   // (decode): its blocks then lie contiguous, 32 bytes apart instead of 256, so a wide matrix's
   // pass touches 4x fewer lines of activations, which stay in L1 beside the weight stream.
   int64_t interleave_group = 8;
-  std::vector<int8_t> q8;            // token t, block b: 32 values at 32 * Slot8(t, b)
-  std::vector<float> scale8;         // scale8[Slot8(t, b)]
-  std::vector<int32_t> neg_offset8;  // -8 * sum, at Slot8(t, b)
+  std::vector<int8_t> q8;            // token t, block b: 32 values at 32 * Slot(t, b)
+  std::vector<float> scale8;         // scale8[Slot(t, b)]
+  std::vector<int32_t> neg_offset8;  // -8 * sum, at Slot(t, b)
   // Sets the shape, growing (never shrinking) the buffers so scratch can be reused.
   void Resize(int64_t rows, int64_t cols);
   const int8_t* q_row(int64_t r) const { return q.data() + r * cols; }
@@ -43,7 +43,7 @@ struct QuantizedActivations {
   const int32_t* sum_row(int64_t r) const { return sum.data() + r * (cols / quant::kBlock); }
   const float* offset_row(int64_t r) const { return offset.data() + r * (cols / quant::kBlock); }
   const int16_t* sum16_row(int64_t r) const { return sum16.data() + r * (cols / 16); }
-  int64_t Slot8(int64_t t, int64_t b) const {
+  int64_t Slot(int64_t t, int64_t b) const {
     const int64_t g = interleave_group;
     return ((t / g) * (cols / quant::kBlock) + b) * g + t % g;
   }

@@ -451,7 +451,7 @@ void GemmX16Token(const uint8_t* group, int64_t nblocks, const QuantizedActivati
                   int64_t token, float* out) {
   constexpr int kOffsetShift = Fmt::kOffset == 8 ? 0 : 4;
   const int64_t step = a.interleave_group;  // slots from one block to the next
-  const int64_t slot = a.Slot8(token, 0);
+  const int64_t slot = a.Slot(token, 0);
   const int8_t* q = a.q8.data() + slot * 32;
   const float* sc = a.scale8.data() + slot;
   const int32_t* neg_offset = a.neg_offset8.data() + slot;
@@ -494,7 +494,7 @@ void GemmX16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations&
   }
   __m512 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
-  const int64_t slot = a.Slot8(token, 0);
+  const int64_t slot = a.Slot(token, 0);
   const int8_t* q = a.q8.data() + slot * 32;
   const float* sc = a.scale8.data() + slot;
   const int32_t* neg_offset = a.neg_offset8.data() + slot;
@@ -554,7 +554,7 @@ void GemmPairT(const uint8_t* group, int64_t nblocks, const QuantizedActivations
   const uint8_t* g1 = group + nblocks * Fmt::kBlockBytes;
   __m512 acc0[T], acc1[T];
   for (int t = 0; t < T; ++t) acc0[t] = acc1[t] = _mm512_setzero_ps();
-  const int64_t slot = a.Slot8(token, 0);
+  const int64_t slot = a.Slot(token, 0);
   const int8_t* q = a.q8.data() + slot * 32;
   const float* sc = a.scale8.data() + slot;
   const int32_t* neg_offset = a.neg_offset8.data() + slot;
