@@ -164,6 +164,109 @@ TEST(ThreadPoolTest, TaperedChunksCoverTheRangeAndShrinkTowardsTheEnd) {
   EXPECT_EQ(sum.load(), 4950);
 }
 
+TEST(ThreadPoolTest, StreamsCoverTheRangeWithEachThreadsPartFrontToBack) {
+  for (int threads : {1, 2, 3, 8}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 2, 5, 48, 97, 768, 1000}) {
+      for (int64_t grain : {-3, 0, 1, 2, 24, 5000}) {
+        std::mutex mu;
+        std::vector<std::pair<int64_t, int64_t>> pieces;
+        std::vector<std::atomic<int>> hits(std::max<int64_t>(n, 1));
+        pool.ParallelForStreams(n, grain, [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) hits[i].fetch_add(1);
+          std::lock_guard<std::mutex> lock(mu);
+          pieces.emplace_back(begin, end);
+        });
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << n << " " << i;
+        if (n == 0) {
+          EXPECT_TRUE(pieces.empty());
+          continue;
+        }
+        const int64_t g = std::max<int64_t>(1, grain);
+        if (threads == 1 || n <= g) {  // nothing to share: one call over the whole range
+          ASSERT_EQ(pieces.size(), 1u);
+          continue;
+        }
+        // Every piece lies inside one thread's part ([n * i / T, n * (i + 1) / T), rounded as
+        // ParallelFor's chunks) and is at most an eighth of that part or `grain` items long.
+        const int64_t t = pool.num_threads();
+        for (const auto& [begin, end] : pieces) {
+          ASSERT_LT(begin, end);
+          int64_t part_begin = 0, part_end = 0;
+          for (int64_t i = 0; i < t; ++i) {
+            const int64_t b = i * (n / t) + std::min(i, n % t), e = b + n / t + (i < n % t);
+            if (begin >= b && begin < e) {
+              part_begin = b;
+              part_end = e;
+            }
+          }
+          ASSERT_LE(end, part_end) << "a piece crosses two threads' parts: n=" << n;
+          ASSERT_LE(end - begin, std::max(g, (part_end - part_begin) / 8)) << "n=" << n;
+        }
+      }
+    }
+  }
+  // An exception from a streamed job reaches the caller, and the pool goes on working.
+  ThreadPool pool(3);
+  EXPECT_THROW(pool.ParallelForStreams(300, 4,
+                                       [](int64_t b, int64_t) {
+                                         if (b > 150) throw std::bad_alloc();
+                                       }),
+               std::bad_alloc);
+  std::atomic<int64_t> sum{0};
+  pool.ParallelForStreams(100, 4, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) sum += k;
+  });
+  EXPECT_EQ(sum.load(), 4950);
+}
+
+// A thread held up inside its first piece (descheduled, say) has the rest of its part taken
+// from the back by the others, in pieces of `grain` items.
+TEST(ThreadPoolTest, StreamsLetFreeThreadsTakeTheRestOfAHeldUpThreadsPart) {
+  ThreadPool pool(2);
+  ASSERT_EQ(pool.num_threads(), 2);
+  const std::thread::id caller = std::this_thread::get_id();
+  constexpr int64_t kN = 800, kGrain = 5;  // the caller's part is [0, 400)
+  std::atomic<int64_t> taken_from_callers_part{0};
+  std::mutex mu;
+  std::vector<std::pair<int64_t, int64_t>> stolen;
+  int64_t first_end = -1;  // the caller's first piece: [0, first_end)
+  pool.ParallelForStreams(kN, kGrain, [&](int64_t begin, int64_t end) {
+    if (std::this_thread::get_id() == caller) {
+      if (first_end >= 0) return;
+      first_end = end;
+      EXPECT_EQ(begin, 0);  // a thread starts at the front of its own part
+      // Its first piece is [0, 50) (an eighth of its part) unless the worker got there first;
+      // it waits until the worker has taken everything after it (or 20 s: then the
+      // assertions below fail).
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+      while (taken_from_callers_part.load() < 400 - end &&
+             std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      return;
+    }
+    if (begin < 400) {
+      taken_from_callers_part += end - begin;
+      std::lock_guard<std::mutex> lock(mu);
+      stolen.emplace_back(begin, end);
+    }
+  });
+  ASSERT_GT(first_end, 0);
+  EXPECT_LE(first_end, 50);
+  EXPECT_EQ(taken_from_callers_part.load(), 400 - first_end);
+  ASSERT_FALSE(stolen.empty());
+  for (size_t i = 0; i < stolen.size(); ++i) {
+    EXPECT_LE(stolen[i].second - stolen[i].first, kGrain);
+    // From the back: each stolen piece ends where the one before it began.
+    if (i > 0) {
+      EXPECT_EQ(stolen[i].second, stolen[i - 1].first);
+    }
+  }
+  EXPECT_EQ(stolen.front().second, 400);
+  EXPECT_EQ(stolen.back().first, first_end);
+}
+
 TEST(ThreadPoolTest, ZeroWorkNeverCallsFn) {
   ThreadPool pool(3);
   int calls = 0;

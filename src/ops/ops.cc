@@ -191,6 +191,9 @@ struct X16Product {
 };
 
 constexpr int64_t kTokenTile = 16;  // a tile's activations stay in L1 while rows stream
+// Decode's matmuls hand out their weights in pieces of about this many bytes
+// (ThreadPool::ParallelForStreams): the most a thread waits for the other at a job's end.
+constexpr int64_t kStreamPieceBytes = 64 << 10;
 constexpr int kPrefillChunksPerThread = 16;
 
 // Interleaved matrices against the same quantized activations in one parallel job: the work
@@ -216,7 +219,10 @@ void RunX16Products(const X16Product* products, int n, const kernels::QuantizedA
     const int64_t per_chunk = int64_t{kPrefillChunksPerThread} * pool->num_threads();
     pool->ParallelForTapered(total, (total + per_chunk - 1) / per_chunk, body);
   } else if (pool != nullptr) {
-    pool->ParallelFor(total, 1, body);
+    // Decode: each thread streams its own part of the groups, in pieces of about
+    // kStreamPieceBytes, and helps with the other's from its back at the end.
+    const int64_t item_bytes = products[0].group_bytes * products[0].per_item;
+    pool->ParallelForStreams(total, std::max<int64_t>(1, kStreamPieceBytes / item_bytes), body);
   } else {
     body(0, total);
   }
@@ -363,7 +369,10 @@ void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool
       }
     };
     if (pool != nullptr) {
-      pool->ParallelFor(n_out, 16, rows);
+      const int64_t row_bytes = k * (w.dtype == DType::kF32 ? 4 : 2);
+      // In pieces of about kStreamPieceBytes, a multiple of 16 rows (MatVecRows' blocks).
+      pool->ParallelForStreams(
+          n_out, std::max<int64_t>(1, kStreamPieceBytes / (16 * row_bytes)) * 16, rows);
     } else {
       rows(0, n_out);
     }
