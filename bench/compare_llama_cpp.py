@@ -28,13 +28,25 @@ n_gen, n_threads, avg_ts) are llama-bench's.
 """
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
 
 
-def run(cmd):
-    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+SHARE = re.compile(r"= (\d+)% of the bandwidth bound")
+
+
+def run(cmd, shares=None):
+    """Runs one tool with -o json and returns its records. gemma4's stderr is passed through,
+    and each "= N% of the bandwidth bound" it prints (one per generation run) is appended to
+    shares when given."""
+    proc = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+    sys.stderr.write(proc.stderr)
+    if shares is not None:
+        shares.extend(int(m) for m in SHARE.findall(proc.stderr))
+    out = proc.stdout
     start = out.find("[")
     return json.loads(out[start:])
 
@@ -63,6 +75,62 @@ def warm_page_cache(path):
             pass
 
 
+def compare(llama_bench, gemma4, model, test_args, rounds, warm_cache=True, ubatches=()):
+    """Alternates llama-bench and gemma4 bench on one file, `rounds` times each, with the same
+    test arguments (llama-bench's: -t -p -n -r -d -ctk -ctv). Returns a dict: build (llama.cpp's
+    commit and build number), model_type (llama-bench's), tools (names, llama.cpp first),
+    results {tool: {(test, threads, KV type): [t/s per round]}} and shares {tool: [gemma4's
+    decode share of its bandwidth bound, in %, per generation run]}."""
+    common = ["-m", model] + list(test_args) + ["-o", "json"]
+    # llama.cpp needs flash attention for a quantized V cache; with it, an f16 cache takes the
+    # same fused path gemma4 always uses.
+    tools = [("llama.cpp", [llama_bench, "-fa", "1"])]
+    if ubatches:
+        tools += [("gemma4 -ub " + u, [gemma4, "bench", "-ub", u]) for u in ubatches]
+    else:
+        tools.append(("gemma4", [gemma4, "bench"]))
+    out = {"build": "?", "model_type": "", "tools": [name for name, _ in tools],
+           "results": {name: {} for name, _ in tools}, "shares": {name: [] for name, _ in tools}}
+    ctk = test_args[test_args.index("-ctk") + 1] if "-ctk" in test_args else "f16"
+    for r in range(rounds):
+        for name, cmd in tools:
+            if warm_cache:
+                warm_page_cache(model)
+            for obj in run(cmd + common, out["shares"][name]):
+                k = (key(obj), obj["n_threads"], obj.get("type_k", ctk))
+                out["results"][name].setdefault(k, []).append(obj["avg_ts"])
+                if name == "llama.cpp":
+                    out["model_type"] = obj.get("model_type", "")
+                    out["build"] = "%s (build %s)" % (obj.get("build_commit", "?"),
+                                                      obj.get("build_number", "?"))
+            print("round %d/%d: %s done" % (r + 1, rounds, name), file=sys.stderr)
+    return out
+
+
+def rows(measured, goal_of=goal):
+    """Table rows (test, threads, KV type, tool, llama.cpp t/s, gemma4 t/s, ratio, lowest and
+    highest round ratio, goal or None) of compare()'s result, medians over the rounds."""
+    results = measured["results"]
+    out = []
+    for name in measured["tools"][1:]:
+        for k in sorted(results[name]):
+            if k not in results["llama.cpp"]:
+                continue
+            a = statistics.median(results["llama.cpp"][k])
+            b = statistics.median(results[name][k])
+            # Each round's ratio (the tools alternate, so round i of one meets round i of the
+            # other).
+            ratios = [g / l for l, g in zip(results["llama.cpp"][k], results[name][k])]
+            out.append((k[0], k[1], k[2], name, a, b, b / a, min(ratios), max(ratios),
+                        goal_of(k[0], measured["model_type"])))
+    return out
+
+
+def verdict(ratio, target):
+    return "" if target is None else "%.1fx: %s" % (target, "met" if ratio >= target else
+                                                     "not met")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--llama-bench", required=True)
@@ -85,51 +153,26 @@ def main():
                     help="do not read the model file into the page cache before each run")
     args = ap.parse_args()
     ctv = args.cache_type_v or args.cache_type_k
-    common = ["-m", args.model, "-t", args.threads, "-p", args.n_prompt, "-n", args.n_gen,
-              "-r", args.repetitions, "-d", args.n_depth, "-ctk", args.cache_type_k, "-ctv", ctv,
-              "-o", "json"]
-    # llama.cpp needs flash attention for a quantized V cache; with it, an f16 cache takes the
-    # same fused path gemma4 always uses.
-    llama_extra = ["-fa", "1"]
-    tools = [("llama.cpp", [args.llama_bench] + llama_extra)]
-    ubatches = [u for u in args.gemma4_ubatch.split(",") if u]
-    if ubatches:
-        tools += [("gemma4 -ub " + u, [args.gemma4, "bench", "-ub", u]) for u in ubatches]
-    else:
-        tools.append(("gemma4", [args.gemma4, "bench"]))
-    results = {name: {} for name, _ in tools}
-    build = "?"
-    model_type = ""
-    for r in range(args.rounds):
-        for name, cmd in tools:
-            if not args.no_warm_cache:
-                warm_page_cache(args.model)
-            for obj in run(cmd + common):
-                k = (key(obj), obj["n_threads"], obj.get("type_k", args.cache_type_k))
-                results[name].setdefault(k, []).append(obj["avg_ts"])
-                if name == "llama.cpp":
-                    model_type = obj.get("model_type", "")
-                    build = "%s (build %s)" % (obj.get("build_commit", "?"),
-                                               obj.get("build_number", "?"))
-            print("round %d/%d: %s done" % (r + 1, args.rounds, name), file=sys.stderr)
-    print("llama.cpp: %s, %s; model: %s" % (args.llama_bench, build, model_type))
+    test_args = ["-t", args.threads, "-p", args.n_prompt, "-n", args.n_gen,
+                 "-r", args.repetitions, "-d", args.n_depth, "-ctk", args.cache_type_k,
+                 "-ctv", ctv]
+    measured = compare(args.llama_bench, args.gemma4, args.model, test_args, args.rounds,
+                       not args.no_warm_cache,
+                       [u for u in args.gemma4_ubatch.split(",") if u])
+    print("llama.cpp: %s, %s; model: %s" % (args.llama_bench, measured["build"],
+                                            measured["model_type"]))
     print("| test | threads | KV type | gemma4 | llama.cpp t/s | gemma4 t/s | ratio (range over "
           "rounds) | goal |")
     print("| --- | ---: | --- | --- | ---: | ---: | ---: | --- |")
-    for name, _ in tools[1:]:
-        for k in sorted(results[name]):
-            if k not in results["llama.cpp"]:
-                continue
-            a = statistics.median(results["llama.cpp"][k])
-            b = statistics.median(results[name][k])
-            # Each round's ratio (the tools alternate, so round i of one meets round i of the
-            # other).
-            ratios = [g / l for l, g in zip(results["llama.cpp"][k], results[name][k])]
-            target = goal(k[0], model_type)
-            verdict = "" if target is None else ("%.1fx: %s" % (
-                target, "met" if b / a >= target else "not met"))
-            print("| %s | %d | %s | %s | %.2f | %.2f | %.2fx (%.2f-%.2f) | %s |" % (
-                k[0], k[1], k[2], name, a, b, b / a, min(ratios), max(ratios), verdict))
+    for test, threads, kv, name, a, b, ratio, lo, hi, target in rows(measured):
+        print("| %s | %d | %s | %s | %.2f | %.2f | %.2fx (%.2f-%.2f) | %s |" % (
+            test, threads, kv, name, a, b, ratio, lo, hi, verdict(ratio, target)))
+    for name in measured["tools"][1:]:
+        if measured["shares"][name]:
+            print("%s decode: %s%% of its bandwidth bound (each generation run against the read "
+                  "bandwidth measured around it)" % (
+                      name, ", ".join(str(x) for x in measured["shares"][name])))
+
 
 if __name__ == "__main__":
     main()

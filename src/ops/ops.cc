@@ -475,7 +475,11 @@ void MatMulGrouped(const TensorView& w, int64_t rows, const MatMulGroup* groups,
     }
   };
   const int64_t units = static_cast<int64_t>(tiles.size()) * row_groups;
-  if (pool != nullptr) {
+  if (pool != nullptr && total_tokens < kTokenTile) {
+    // Decode (one token per selected expert): the experts' rows streamed as the dense
+    // matmuls' are, in pieces of about kStreamPieceBytes.
+    pool->ParallelForStreams(units, std::max<int64_t>(1, kStreamPieceBytes / group_bytes), body);
+  } else if (pool != nullptr) {
     pool->ParallelFor(units, 1, body);
   } else {
     body(0, units);
