@@ -353,6 +353,18 @@ TEST_P(KernelTest, InterleavedX16MatchesPlainRows) {
         EXPECT_EQ(single[r], among[r])
             << DTypeName(f.plain) << " row " << r << " nblocks " << nblocks;
       }
+      // All 18 tokens in groups of one (decode's experts, a token each): the same bits for
+      // every token, one at a time or several in a call.
+      kernels::QuantizedActivations each = acts;
+      each.ResizeInterleaved(1);
+      ASSERT_EQ(each.interleave_group, 1);
+      for (int64_t t = 0; t < tokens; ++t) each.InterleaveToken(t);
+      float by_one[18 * 16], by_eight[18 * 16];
+      f.gemm(group.data(), nblocks, each, 0, static_cast<int>(tokens), by_one, 16);
+      f.gemm(group.data(), nblocks, acts, 0, 16, by_eight, 16);
+      f.gemm(group.data(), nblocks, acts, 16, 2, by_eight + 16 * 16, 16);
+      ASSERT_EQ(0, std::memcmp(by_one, by_eight, sizeof(by_one)))
+          << DTypeName(f.plain) << " nblocks " << nblocks;
     }
   }
 }

@@ -47,8 +47,8 @@ void QuantizedActivations::FillSums16() {
   }
 }
 
-void QuantizedActivations::ResizeInterleaved() {
-  interleave_group = rows == 1 ? 1 : 8;
+void QuantizedActivations::ResizeInterleaved(int group) {
+  interleave_group = group == 1 || (group == 0 && rows == 1) ? 1 : 8;
   const int64_t g = interleave_group;
   const int64_t slots = (rows + g - 1) / g * g * (cols / kBlock);
   if (static_cast<int64_t>(scale8.size()) < slots) {

@@ -50,8 +50,11 @@ struct QuantizedActivations {
   // Computes sum16 from q (after the rows are quantized).
   void FillSums16();
   // Sizes the interleaved copy for rows x cols (after Resize) and sets interleave_group, then
-  // InterleaveToken(t) copies token t's quantized row into it.
-  void ResizeInterleaved();
+  // InterleaveToken(t) copies token t's quantized row into it. group: 1 or 8; 0 picks 1 for a
+  // single row and 8 otherwise. Groups of 1 (each token's blocks contiguous) are for consumers
+  // that read one token at a time (decode's experts, one token each): with 8, one token's
+  // blocks lie 256 bytes apart and a pass over a weight group touches 8x the activation lines.
+  void ResizeInterleaved(int group = 0);
   void InterleaveToken(int64_t t);
   // The same from a row quantized elsewhere (QuantizeActivationBlocks' q, scale and sum of
   // token t), for callers that need only the interleaved copy.

@@ -99,7 +99,8 @@ namespace {
 kernels::QuantizedActivations& QuantizeActivations(const float* x, int64_t s, int64_t k,
                                                    DType weight_type, ThreadPool* pool,
                                                    const float* gelu_up,
-                                                   const MakeRow* make_row = nullptr) {
+                                                   const MakeRow* make_row = nullptr,
+                                                   bool token_by_token = false) {
   const kernels::KernelTable& table = kernels::BestTable();
   struct ActivationsTag;
   kernels::QuantizedActivations& acts =
@@ -108,7 +109,7 @@ kernels::QuantizedActivations& QuantizeActivations(const float* x, int64_t s, in
   const int64_t nblocks_per_row = k / quant::kBlock;
   const bool interleave = table.x16_reads_interleaved &&
                           (weight_type == DType::kQ4_0x16 || weight_type == DType::kQ8_0x16);
-  if (interleave) acts.ResizeInterleaved();
+  if (interleave) acts.ResizeInterleaved(token_by_token ? 1 : 0);
   // Each token's blocks on their own, so prefill spreads the tokens over the pool (this had
   // been serial: about 1% of an E2B pp512 with the other thread waiting).
   auto quantize_tokens = [&](int64_t begin, int64_t end) {
@@ -461,8 +462,12 @@ void MatMulGrouped(const TensorView& w, int64_t rows, const MatMulGroup* groups,
     }
   }
   const kernels::KernelTable& table = kernels::BestTable();
+  // Decode's experts see one token each: the kernel then reads one token at a time, from
+  // contiguous blocks (QuantizedActivations::ResizeInterleaved).
+  const bool one_token_each =
+      std::all_of(tiles.begin(), tiles.end(), [](const TokenTile& t) { return t.tokens == 1; });
   const kernels::QuantizedActivations& acts =
-      QuantizeActivations(x, total_tokens, k, w.dtype, pool, nullptr);
+      QuantizeActivations(x, total_tokens, k, w.dtype, pool, nullptr, nullptr, one_token_each);
   const kernels::GemmX16Fn gemm16 = Gemm16For(table, w.dtype);
   const int64_t row_groups = rows / 16, nblocks = k / quant::kBlock;
   const int64_t group_bytes = 16 * static_cast<int64_t>(RowBytes(w.dtype, k));
