@@ -77,6 +77,22 @@ void CheckCoverage(ThreadPool* pool, int64_t n, int64_t grain,
   EXPECT_EQ(expect_begin, n) << where;
 }
 
+// Runs one split of [0, n) through `split` (a ParallelFor* call given the recording body) and
+// checks that every index is covered exactly once; returns the ranges the body got, sorted.
+template <class Split>
+std::vector<std::pair<int64_t, int64_t>> RunRecorded(int64_t n, Split split) {
+  Recorded rec;
+  std::vector<std::atomic<int>> hits(static_cast<size_t>(std::max<int64_t>(n, 1)));
+  split([&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) hits[i].fetch_add(1);
+    std::lock_guard<std::mutex> lock(rec.mu);
+    rec.ranges.emplace_back(begin, end);
+  });
+  for (int64_t i = 0; i < n; ++i) EXPECT_EQ(hits[i].load(), 1) << "n=" << n << " i=" << i;
+  std::sort(rec.ranges.begin(), rec.ranges.end());
+  return rec.ranges;
+}
+
 TEST(ThreadPoolTest, NumThreadsCountsTheCaller) {
   EXPECT_EQ(ThreadPool(1).num_threads(), 1);
   EXPECT_EQ(ThreadPool(4).num_threads(), 4);
@@ -115,15 +131,9 @@ TEST(ThreadPoolTest, TaperedChunksCoverTheRangeAndShrinkTowardsTheEnd) {
     ThreadPool pool(threads);
     for (int64_t n : {0, 1, 2, 5, 48, 97, 768, 1000}) {
       for (int64_t max_chunk : {-3, 0, 1, 2, 24, 5000}) {
-        std::mutex mu;
-        std::vector<std::pair<int64_t, int64_t>> chunks;
-        std::vector<std::atomic<int>> hits(std::max<int64_t>(n, 1));
-        pool.ParallelForTapered(n, max_chunk, [&](int64_t begin, int64_t end) {
-          for (int64_t i = begin; i < end; ++i) hits[i].fetch_add(1);
-          std::lock_guard<std::mutex> lock(mu);
-          chunks.emplace_back(begin, end);
-        });
-        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << n << " " << i;
+        const auto chunks =
+            RunRecorded(n, [&](const auto& body) { pool.ParallelForTapered(n, max_chunk, body); });
+        if (HasFailure()) return;
         if (n == 0) {
           EXPECT_TRUE(chunks.empty());
           continue;
@@ -132,7 +142,6 @@ TEST(ThreadPoolTest, TaperedChunksCoverTheRangeAndShrinkTowardsTheEnd) {
           ASSERT_EQ(chunks.size(), 1u);
           continue;
         }
-        std::sort(chunks.begin(), chunks.end());
         const int64_t cap = std::max<int64_t>(1, max_chunk);
         for (size_t c = 0; c < chunks.size(); ++c) {
           const int64_t len = chunks[c].second - chunks[c].first;
@@ -169,15 +178,9 @@ TEST(ThreadPoolTest, StreamsCoverTheRangeWithEachThreadsPartFrontToBack) {
     ThreadPool pool(threads);
     for (int64_t n : {0, 1, 2, 5, 48, 97, 768, 1000}) {
       for (int64_t grain : {-3, 0, 1, 2, 24, 5000}) {
-        std::mutex mu;
-        std::vector<std::pair<int64_t, int64_t>> pieces;
-        std::vector<std::atomic<int>> hits(std::max<int64_t>(n, 1));
-        pool.ParallelForStreams(n, grain, [&](int64_t begin, int64_t end) {
-          for (int64_t i = begin; i < end; ++i) hits[i].fetch_add(1);
-          std::lock_guard<std::mutex> lock(mu);
-          pieces.emplace_back(begin, end);
-        });
-        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << n << " " << i;
+        const auto pieces =
+            RunRecorded(n, [&](const auto& body) { pool.ParallelForStreams(n, grain, body); });
+        if (HasFailure()) return;
         if (n == 0) {
           EXPECT_TRUE(pieces.empty());
           continue;

@@ -370,7 +370,7 @@ void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool
       }
     };
     if (pool != nullptr) {
-      const int64_t row_bytes = k * (w.dtype == DType::kF32 ? 4 : 2);
+      const int64_t row_bytes = static_cast<int64_t>(RowBytes(w.dtype, k));
       // In pieces of about kStreamPieceBytes, a multiple of 16 rows (MatVecRows' blocks).
       pool->ParallelForStreams(
           n_out, std::max<int64_t>(1, kStreamPieceBytes / (16 * row_bytes)) * 16, rows);

@@ -96,8 +96,7 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
   }
   job_n_ = n;
   job_chunks_ = chunks;
-  tapered_ = false;
-  streams_ = false;
+  kind_ = JobKind::kChunks;
   RunJob(fn);
 }
 
@@ -121,8 +120,7 @@ void ThreadPool::ParallelForStreams(int64_t n, int64_t grain,
                           std::memory_order_relaxed);
   }
   grain_ = grain;
-  streams_ = true;
-  tapered_ = false;
+  kind_ = JobKind::kStreams;
   RunJob(fn);
 }
 
@@ -144,8 +142,7 @@ void ThreadPool::ParallelForTapered(int64_t n, int64_t max_chunk,
   }
   job_n_ = n;
   job_chunks_ = static_cast<int>(bounds_.size()) - 1;
-  tapered_ = true;
-  streams_ = false;
+  kind_ = JobKind::kTapered;
   RunJob(fn);
 }
 
@@ -176,7 +173,7 @@ void ThreadPool::RunJob(const std::function<void(int64_t, int64_t)>& fn) {
 
 void ThreadPool::AbandonJob() {
   next_chunk_.store(job_chunks_, std::memory_order_relaxed);
-  if (streams_) {
+  if (kind_ == JobKind::kStreams) {
     for (int i = 0; i < num_threads(); ++i) parts_[i].range.store(0, std::memory_order_relaxed);
   }
 }
@@ -240,7 +237,7 @@ void ThreadPool::RunPieces(int self) {
 }
 
 void ThreadPool::RunChunks(int self) {
-  if (streams_) {
+  if (kind_ == JobKind::kStreams) {
     RunPieces(self);
     return;
   }
@@ -248,7 +245,7 @@ void ThreadPool::RunChunks(int self) {
     const int c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
     if (c >= job_chunks_) return;
     int64_t begin, end;
-    if (tapered_) {
+    if (kind_ == JobKind::kTapered) {
       begin = bounds_[c];
       end = bounds_[c + 1];
     } else {

@@ -87,7 +87,7 @@ class ThreadPool {
   void RunPieces(int self);
   // Ends the job after a failure: no thread starts another chunk or piece.
   void AbandonJob();
-  // Publishes the job (job_chunks_ chunks of job_n_, their bounds in bounds_ when tapered_),
+  // Publishes the job (job_chunks_ chunks of job_n_, their bounds in bounds_ when tapered),
   // runs chunks on this thread too and waits for the workers.
   void RunJob(const std::function<void(int64_t, int64_t)>& fn);
 
@@ -101,14 +101,16 @@ class ThreadPool {
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0;
   int job_chunks_ = 0;
-  bool tapered_ = false;         // chunk c is [bounds_[c], bounds_[c + 1])
+  // How the current job is split: ParallelFor's equal chunks, ParallelForTapered's (chunk c is
+  // [bounds_[c], bounds_[c + 1])) or ParallelForStreams' parts.
+  enum class JobKind { kChunks, kTapered, kStreams };
+  JobKind kind_ = JobKind::kChunks;
   std::vector<int64_t> bounds_;  // ParallelForTapered's chunk bounds
   // ParallelForStreams: each thread's part as (begin << 32 | end), the owner moving begin up
   // and other threads moving end down, one compare-and-swap a piece; a cache line each.
   struct alignas(64) StreamPart {
     std::atomic<uint64_t> range{0};
   };
-  bool streams_ = false;
   int64_t grain_ = 1;
   std::unique_ptr<StreamPart[]> parts_;  // num_threads() of them; null if allocation failed
   std::atomic<int> next_chunk_{0};
