@@ -371,7 +371,9 @@ TEST_P(KernelTest, InterleavedX16MatchesPlainRows) {
 
 // The two-group prefill kernels (gemm_q4_0x16_pair, gemm_q8_0x16_pair) give exactly what the
 // one-group kernel gives for each of the two groups, and match the scalar row reference, for
-// odd block counts, token counts and first tokens (pieces split at groups of 8 and of 4).
+// odd block counts, token counts and first tokens (pieces split at groups of 8 and of 4), with
+// the activations interleaved in groups of 8 tokens and of 1 (the pair kernel must not read
+// a token's neighbours at group-of-8 offsets in a copy laid out one token at a time).
 TEST_P(KernelTest, InterleavedX16PairMatchesSingleGroups) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
@@ -393,8 +395,6 @@ TEST_P(KernelTest, InterleavedX16PairMatchesSingleGroups) {
     for (int64_t nblocks : {1, 2, 3, 7, 13}) {
       const int64_t k = nblocks * 32, tokens = 23;
       const auto x = RandomVector(tokens * k, &rng);
-      kernels::QuantizedActivations acts;
-      kernels::QuantizeActivations(x.data(), tokens, k, &acts);
       const uint64_t row_bytes = RowBytes(f.plain, k);
       std::vector<uint8_t> plain(32 * row_bytes), groups(32 * row_bytes);
       for (int r = 0; r < 32; ++r) {
@@ -405,23 +405,32 @@ TEST_P(KernelTest, InterleavedX16PairMatchesSingleGroups) {
         f.repack(plain.data() + g * 16 * row_bytes, row_bytes, nblocks,
                  groups.data() + g * 16 * row_bytes);
       }
-      for (int first : {0, 1, 3, 5}) {
-        for (int ntok : {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17}) {
-          constexpr int64_t ldo = 35;  // odd, wider than the 32 rows
-          std::vector<float> got(17 * ldo, -1.0f), want(17 * ldo, -1.0f);
-          f.pair(groups.data(), nblocks, acts, first, ntok, got.data(), ldo);
-          for (int g = 0; g < 2; ++g) {
-            f.single(groups.data() + g * 16 * row_bytes, nblocks, acts, first, ntok,
-                     want.data() + 16 * g, ldo);
-          }
-          ASSERT_EQ(got, want) << DTypeName(f.plain) << " nblocks " << nblocks << " first " << first
-                               << " ntok " << ntok;
-          for (int r = 0; r < 32; ++r) {
-            for (int t = 0; t < ntok; ++t) {
-              float ref;
-              f.reference(plain.data() + r * row_bytes, nblocks, acts, first + t, 1, &ref);
-              EXPECT_NEAR(got[t * ldo + r], ref, 1e-4f * (1 + std::fabs(ref)))
-                  << DTypeName(f.plain) << " row " << r << " token " << t;
+      for (int interleave_group : {8, 1}) {
+        kernels::QuantizedActivations acts;
+        kernels::QuantizeActivations(x.data(), tokens, k, &acts);
+        acts.ResizeInterleaved(interleave_group);
+        for (int64_t t = 0; t < tokens; ++t) acts.InterleaveToken(t);
+        ASSERT_EQ(acts.interleave_group, interleave_group);
+        for (int first : {0, 1, 3, 5}) {
+          for (int ntok : {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17}) {
+            constexpr int64_t ldo = 35;  // odd, wider than the 32 rows
+            std::vector<float> got(17 * ldo, -1.0f), want(17 * ldo, -1.0f);
+            f.pair(groups.data(), nblocks, acts, first, ntok, got.data(), ldo);
+            for (int g = 0; g < 2; ++g) {
+              f.single(groups.data() + g * 16 * row_bytes, nblocks, acts, first, ntok,
+                       want.data() + 16 * g, ldo);
+            }
+            ASSERT_EQ(got, want) << DTypeName(f.plain) << " nblocks " << nblocks << " first "
+                                 << first << " ntok " << ntok << " interleave group "
+                                 << interleave_group;
+            for (int r = 0; r < 32; ++r) {
+              for (int t = 0; t < ntok; ++t) {
+                float ref;
+                f.reference(plain.data() + r * row_bytes, nblocks, acts, first + t, 1, &ref);
+                EXPECT_NEAR(got[t * ldo + r], ref, 1e-4f * (1 + std::fabs(ref)))
+                    << DTypeName(f.plain) << " row " << r << " token " << t << " interleave group "
+                    << interleave_group;
+              }
             }
           }
         }

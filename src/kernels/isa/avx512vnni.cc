@@ -494,6 +494,7 @@ void GemmX16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations&
   }
   __m512 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  // NT > 1 only inside a group of 8 (GemmX16 splits at groups), so a block is 8 slots on.
   const int64_t slot = a.Slot(token, 0);
   const int8_t* q = a.q8.data() + slot * 32;
   const float* sc = a.scale8.data() + slot;
@@ -545,9 +546,12 @@ void GemmX16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& 
 // multiply-adds per TSC tick (3 groups x 4 tokens measured about 3% more: too few registers
 // left to be worth the odd group counts).
 // Fmt::LoadPair(data, p, lo, hi): chunks 2p and 2p + 1 of a block's 16 rows (unsigned bytes).
-template <class Fmt, int T>
+// kGroup: the copy's interleave_group (8, or 1 where it was made for single rows), a constant
+// so that the hot loop's activation offsets are too.
+template <class Fmt, int T, int kGroup = 8>
 void GemmPairT(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a, int64_t token,
                float* out, int64_t ldo) {
+  static_assert(kGroup == 8 || (kGroup == 1 && T == 1));
   constexpr int kOffsetShift = Fmt::kOffset == 8 ? 0 : 4;  // neg_offset8 holds -8 * sum
   static_assert((8 << kOffsetShift) == Fmt::kOffset);
   const uint8_t* g0 = group;
@@ -558,8 +562,8 @@ void GemmPairT(const uint8_t* group, int64_t nblocks, const QuantizedActivations
   const int8_t* q = a.q8.data() + slot * 32;
   const float* sc = a.scale8.data() + slot;
   const int32_t* neg_offset = a.neg_offset8.data() + slot;
-  for (int64_t b = 0; b < nblocks;
-       ++b, g0 += Fmt::kBlockBytes, g1 += Fmt::kBlockBytes, q += 8 * 32, sc += 8, neg_offset += 8) {
+  for (int64_t b = 0; b < nblocks; ++b, g0 += Fmt::kBlockBytes, g1 += Fmt::kBlockBytes,
+               q += kGroup * 32, sc += kGroup, neg_offset += kGroup) {
     simd::PrefetchAhead<Fmt::kBlockBytes>(g0);
     simd::PrefetchAhead<Fmt::kBlockBytes>(g1);
     __m512i d0[T], d1[T];
@@ -599,10 +603,17 @@ void GemmPairT(const uint8_t* group, int64_t nblocks, const QuantizedActivations
   }
 }
 
-// Pieces inside one group of 8 tokens of the interleaved copy, 4 tokens at a time.
+// Pieces inside one token group of the interleaved copy (8 tokens, or 1 for a copy made for
+// single rows), 4 tokens at a time.
 template <class Fmt>
 void GemmX16Pair(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                  int64_t token, int ntok, float* out, int64_t ldo) {
+  if (a.interleave_group == 1) {
+    for (int t = 0; t < ntok; ++t) {
+      GemmPairT<Fmt, 1, 1>(group, nblocks, a, token + t, out + t * ldo, ldo);
+    }
+    return;
+  }
   for (int first = 0; first < ntok;) {
     const int64_t t = token + first;
     const int n = static_cast<int>(std::min<int64_t>({4, 8 - t % 8, ntok - first}));
