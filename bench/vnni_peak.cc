@@ -7,7 +7,13 @@
 // of the measuring threads: on a shared machine the threads lose the CPU to other tenants,
 // and the CPU-time rate is the peak while they hold it (what per-op CPU times compare to).
 //
-//   build/vnni_peak [--seconds S] [--json]
+// --mix: which other instructions share vpdpbusd's execution pipes (what bounds a kernel that
+// issues them beside its vpdpbusd). One thread runs 10 independent vpdpbusd chains per loop
+// iteration plus N independent instructions of one kind, and prints the vpdpbusd rate against
+// the loop with none: an instruction on pipes of its own leaves the rate where it was while
+// the other pipes have room; one on vpdpbusd's pipes lowers it to 10 / (10 + N) of it.
+//
+//   build/vnni_peak [--seconds S] [--json] [--mix]
 //
 // Standard library only; on CPUs without AVX-512 VNNI (or other architectures) it says so and
 // exits 0, so scripts can run it anywhere.
@@ -130,20 +136,119 @@ Result Measure(int threads, int chains, double seconds) {
       instructions * threads * static_cast<double>(kOpsPerInstruction) / cpu_total;
   return r;
 }
+
+// --mix: 10 vpdpbusd chains (zmm0-9) and N instructions of one kind into zmm16-23 (each
+// target written at most twice an iteration, so the accumulating vfmadd231ps's own latency
+// never binds), sources zmm14 / zmm15 and, for the broadcast load, a stack word.
+#define GEMMA4_DPBUSD10                                                     \
+  "vpdpbusd %%zmm14, %%zmm15, %%zmm0\n vpdpbusd %%zmm14, %%zmm15, %%zmm1\n" \
+  "vpdpbusd %%zmm14, %%zmm15, %%zmm2\n vpdpbusd %%zmm14, %%zmm15, %%zmm3\n" \
+  "vpdpbusd %%zmm14, %%zmm15, %%zmm4\n vpdpbusd %%zmm14, %%zmm15, %%zmm5\n" \
+  "vpdpbusd %%zmm14, %%zmm15, %%zmm6\n vpdpbusd %%zmm14, %%zmm15, %%zmm7\n" \
+  "vpdpbusd %%zmm14, %%zmm15, %%zmm8\n vpdpbusd %%zmm14, %%zmm15, %%zmm9\n"
+#define GEMMA4_FOUR(op) op(16) op(17) op(18) op(19)
+#define GEMMA4_FOUR_MORE(op) op(20) op(21) op(22) op(23)
+#define GEMMA4_MUL(r) "vmulps %%zmm14, %%zmm15, %%zmm" #r "\n"
+#define GEMMA4_FMA(r) "vfmadd231ps %%zmm14, %%zmm15, %%zmm" #r "\n"
+#define GEMMA4_ADD(r) "vaddps %%zmm14, %%zmm15, %%zmm" #r "\n"
+#define GEMMA4_CVT(r) "vcvtdq2ps %%zmm14, %%zmm" #r "\n"
+#define GEMMA4_AND(r) "vpandd %%zmm14, %%zmm15, %%zmm" #r "\n"
+#define GEMMA4_SRL(r) "vpsrlw $4, %%zmm14, %%zmm" #r "\n"
+#define GEMMA4_BCAST(r) "vpbroadcastd %[word], %%zmm" #r "\n"
+#define GEMMA4_CLOBBERS                                                                    \
+  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", \
+      "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23"
+
+// Runs the loop `iterations` times; `Extra` groups of four of the kind per iteration.
+template <int Kind, int Extra>
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void RunMix(int64_t iterations) {
+  int32_t word = 0x01010101;
+  asm volatile("vpternlogd $0xff, %%zmm14, %%zmm14, %%zmm14\n vpxord %%zmm15, %%zmm15, %%zmm15" ::
+                   : "xmm14", "xmm15");
+  for (int64_t i = 0; i < iterations; ++i) {
+#define GEMMA4_MIX_CASE(k, op)                                                            \
+  if constexpr (Kind == k) {                                                              \
+    if constexpr (Extra == 0) asm volatile(GEMMA4_DPBUSD10 ::: GEMMA4_CLOBBERS);          \
+    if constexpr (Extra == 1)                                                             \
+      asm volatile(GEMMA4_DPBUSD10 GEMMA4_FOUR(op)::[word] "m"(word) : GEMMA4_CLOBBERS);  \
+    if constexpr (Extra == 2)                                                             \
+      asm volatile(GEMMA4_DPBUSD10 GEMMA4_FOUR(op) GEMMA4_FOUR_MORE(op)::[word] "m"(word) \
+                   : GEMMA4_CLOBBERS);                                                    \
+    if constexpr (Extra == 4)                                                             \
+      asm volatile(GEMMA4_DPBUSD10 GEMMA4_FOUR(op) GEMMA4_FOUR_MORE(op) GEMMA4_FOUR(op)   \
+                       GEMMA4_FOUR_MORE(op)::[word] "m"(word)                             \
+                   : GEMMA4_CLOBBERS);                                                    \
+  }
+    GEMMA4_MIX_CASE(0, GEMMA4_MUL)
+    GEMMA4_MIX_CASE(1, GEMMA4_FMA)
+    GEMMA4_MIX_CASE(2, GEMMA4_ADD)
+    GEMMA4_MIX_CASE(3, GEMMA4_CVT)
+    GEMMA4_MIX_CASE(4, GEMMA4_AND)
+    GEMMA4_MIX_CASE(5, GEMMA4_SRL)
+    GEMMA4_MIX_CASE(6, GEMMA4_BCAST)
+#undef GEMMA4_MIX_CASE
+  }
+}
+
+// vpdpbusd per nanosecond of the loop with `Extra` x 4 instructions of `Kind`: the best of
+// three runs of about `seconds` / 3.
+template <int Kind, int Extra>
+double MixRate(double seconds) {
+  constexpr int64_t kCalibration = 1 << 20;
+  auto time = [](int64_t iterations) {
+    const auto t0 = std::chrono::steady_clock::now();
+    RunMix<Kind, Extra>(iterations);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  const double dt = time(kCalibration);
+  const int64_t iterations = std::max<int64_t>(
+      kCalibration, static_cast<int64_t>(static_cast<double>(kCalibration) * seconds / 3 / dt));
+  double best = 0;
+  for (int run = 0; run < 3; ++run) {
+    best = std::max(best, 10.0 * static_cast<double>(iterations) / (time(iterations) * 1e9));
+  }
+  return best;
+}
+
+template <int Kind>
+void PrintMix(const char* name, double base, double seconds) {
+  const double four = MixRate<Kind, 1>(seconds), eight = MixRate<Kind, 2>(seconds),
+               sixteen = MixRate<Kind, 4>(seconds);
+  std::printf("  + %-22s  4: %5.2f (%3.0f%%)   8: %5.2f (%3.0f%%)   16: %5.2f (%3.0f%%)\n", name,
+              four, 100 * four / base, eight, 100 * eight / base, sixteen, 100 * sixteen / base);
+}
+
+void RunMixes(double seconds) {
+  const double base = MixRate<0, 0>(seconds);
+  std::printf(
+      "vpdpbusd zmm per ns, one thread, 10 chains and N other instructions per iteration (the "
+      "share of the plain loop's rate; 10 / (10 + N) where they share vpdpbusd's pipes: 71%% "
+      "for 4, 56%% for 8, 38%% for 16)\n");
+  std::printf("  plain                        %5.2f\n", base);
+  PrintMix<0>("vmulps", base, seconds);
+  PrintMix<1>("vfmadd231ps", base, seconds);
+  PrintMix<2>("vaddps", base, seconds);
+  PrintMix<3>("vcvtdq2ps", base, seconds);
+  PrintMix<4>("vpandd", base, seconds);
+  PrintMix<5>("vpsrlw", base, seconds);
+  PrintMix<6>("vpbroadcastd (memory)", base, seconds);
+}
 #endif
 
 }  // namespace
 
 int main(int argc, char** argv) {
   double seconds = 1.0;
-  bool json = false;
+  bool json = false, mix = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
       seconds = std::atof(argv[++i]);
     } else if (std::strcmp(argv[i], "--json") == 0) {
       json = true;
+    } else if (std::strcmp(argv[i], "--mix") == 0) {
+      mix = true;
     } else {
-      std::fprintf(stderr, "usage: %s [--seconds S] [--json]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--seconds S] [--json] [--mix]\n", argv[0]);
       return 2;
     }
   }
@@ -151,6 +256,10 @@ int main(int argc, char** argv) {
 #ifdef GEMMA4_VNNI_PEAK_X86
   if (!CpuHasVnni512()) {
     std::printf("this CPU has no AVX-512 VNNI: nothing measured\n");
+    return 0;
+  }
+  if (mix) {
+    RunMixes(seconds);
     return 0;
   }
   const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
@@ -182,6 +291,7 @@ int main(int argc, char** argv) {
   return 0;
 #else
   (void)json;
+  (void)mix;
   std::printf("not an x86-64 build: nothing measured\n");
   return 0;
 #endif
