@@ -126,85 +126,43 @@ TEST(ThreadPoolTest, CoversRangeExactlyOnce) {
   }
 }
 
-TEST(ThreadPoolTest, TaperedChunksCoverTheRangeAndShrinkTowardsTheEnd) {
-  for (int threads : {1, 2, 3, 8}) {
-    ThreadPool pool(threads);
-    for (int64_t n : {0, 1, 2, 5, 48, 97, 768, 1000}) {
-      for (int64_t max_chunk : {-3, 0, 1, 2, 24, 5000}) {
-        const auto chunks =
-            RunRecorded(n, [&](const auto& body) { pool.ParallelForTapered(n, max_chunk, body); });
-        if (HasFailure()) return;
-        if (n == 0) {
-          EXPECT_TRUE(chunks.empty());
-          continue;
-        }
-        if (threads == 1) {  // no workers: one call over the whole range
-          ASSERT_EQ(chunks.size(), 1u);
-          continue;
-        }
-        const int64_t cap = std::max<int64_t>(1, max_chunk);
-        for (size_t c = 0; c < chunks.size(); ++c) {
-          const int64_t len = chunks[c].second - chunks[c].first;
-          ASSERT_GE(len, 1);
-          ASSERT_LE(len, cap) << "n=" << n << " max_chunk=" << max_chunk;
-          // ceil(remaining / (2 threads)), so never longer than the chunk before it.
-          if (c > 0) {
-            ASSERT_LE(len, chunks[c - 1].second - chunks[c - 1].first) << "n=" << n;
-          }
-        }
-        // The last chunk is a single item whenever the range is long enough to taper.
-        if (n >= 2 * threads) {
-          EXPECT_EQ(chunks.back().second - chunks.back().first, 1) << n;
-        }
-      }
-    }
-  }
-  // An exception from a tapered job reaches the caller, and the pool goes on working.
-  ThreadPool pool(2);
-  EXPECT_THROW(pool.ParallelForTapered(100, 4,
-                                       [](int64_t b, int64_t) {
-                                         if (b > 50) throw std::bad_alloc();
-                                       }),
-               std::bad_alloc);
-  std::atomic<int64_t> sum{0};
-  pool.ParallelForTapered(100, 4, [&](int64_t b, int64_t e) {
-    for (int64_t k = b; k < e; ++k) sum += k;
-  });
-  EXPECT_EQ(sum.load(), 4950);
-}
-
 TEST(ThreadPoolTest, StreamsCoverTheRangeWithEachThreadsPartFrontToBack) {
   for (int threads : {1, 2, 3, 8}) {
     ThreadPool pool(threads);
     for (int64_t n : {0, 1, 2, 5, 48, 97, 768, 1000}) {
       for (int64_t grain : {-3, 0, 1, 2, 24, 5000}) {
-        const auto pieces =
-            RunRecorded(n, [&](const auto& body) { pool.ParallelForStreams(n, grain, body); });
-        if (HasFailure()) return;
-        if (n == 0) {
-          EXPECT_TRUE(pieces.empty());
-          continue;
-        }
-        const int64_t g = std::max<int64_t>(1, grain);
-        if (threads == 1 || n <= g) {  // nothing to share: one call over the whole range
-          ASSERT_EQ(pieces.size(), 1u);
-          continue;
-        }
-        // Every piece lies inside one thread's part ([n * i / T, n * (i + 1) / T), rounded as
-        // ParallelFor's chunks) and is at most an eighth of that part or `grain` items long.
-        const int64_t t = pool.num_threads();
-        for (const auto& [begin, end] : pieces) {
-          ASSERT_LT(begin, end);
-          int64_t part_begin = 0, part_end = 0;
-          for (int64_t i = 0; i < t; ++i) {
-            const int64_t b = i * (n / t) + std::min(i, n % t), e = b + n / t + (i < n % t);
-            if (begin >= b && begin < e) {
-              part_begin = b;
-              part_end = e;
-            }
+        // max_piece: none, a cap above and below the eighth, and one below grain (grain wins).
+        for (int64_t max_piece : {INT64_MAX, int64_t{40}, int64_t{3}, int64_t{0}}) {
+          const auto pieces = RunRecorded(
+              n, [&](const auto& body) { pool.ParallelForStreams(n, grain, body, max_piece); });
+          if (HasFailure()) return;
+          if (n == 0) {
+            EXPECT_TRUE(pieces.empty());
+            continue;
           }
-          ASSERT_LE(end, part_end) << "a piece crosses two threads' parts: n=" << n;
-          ASSERT_LE(end - begin, std::max(g, (part_end - part_begin) / 8)) << "n=" << n;
+          const int64_t g = std::max<int64_t>(1, grain);
+          if (threads == 1 || n <= g) {  // nothing to share: one call over the whole range
+            ASSERT_EQ(pieces.size(), 1u);
+            continue;
+          }
+          // Every piece lies inside one thread's part ([n * i / T, n * (i + 1) / T), rounded as
+          // ParallelFor's chunks) and is at most an eighth of that part (or max_piece, if less)
+          // or `grain` items long.
+          const int64_t t = pool.num_threads();
+          for (const auto& [begin, end] : pieces) {
+            ASSERT_LT(begin, end);
+            int64_t part_begin = 0, part_end = 0;
+            for (int64_t i = 0; i < t; ++i) {
+              const int64_t b = i * (n / t) + std::min(i, n % t), e = b + n / t + (i < n % t);
+              if (begin >= b && begin < e) {
+                part_begin = b;
+                part_end = e;
+              }
+            }
+            ASSERT_LE(end, part_end) << "a piece crosses two threads' parts: n=" << n;
+            ASSERT_LE(end - begin, std::max(g, std::min(max_piece, (part_end - part_begin) / 8)))
+                << "n=" << n << " grain=" << grain << " max_piece=" << max_piece;
+          }
         }
       }
     }

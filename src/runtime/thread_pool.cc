@@ -101,7 +101,8 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
 }
 
 void ThreadPool::ParallelForStreams(int64_t n, int64_t grain,
-                                    const std::function<void(int64_t, int64_t)>& fn) {
+                                    const std::function<void(int64_t, int64_t)>& fn,
+                                    int64_t max_piece) {
   if (n <= 0) return;
   if (parts_ == nullptr || n > int64_t{UINT32_MAX}) {
     ParallelFor(n, grain, fn, 1);
@@ -120,29 +121,8 @@ void ThreadPool::ParallelForStreams(int64_t n, int64_t grain,
                           std::memory_order_relaxed);
   }
   grain_ = grain;
+  max_piece_ = std::max(grain, max_piece);
   kind_ = JobKind::kStreams;
-  RunJob(fn);
-}
-
-void ThreadPool::ParallelForTapered(int64_t n, int64_t max_chunk,
-                                    const std::function<void(int64_t, int64_t)>& fn) {
-  if (n <= 0) return;
-  if (workers_.empty()) {
-    fn(0, n);
-    return;
-  }
-  max_chunk = std::max<int64_t>(1, max_chunk);
-  bounds_.clear();
-  bounds_.push_back(0);
-  for (int64_t at = 0; at < n;) {
-    const int64_t remaining = n - at;
-    at += std::clamp<int64_t>((remaining + 2 * num_threads() - 1) / (2 * num_threads()), 1,
-                              max_chunk);
-    bounds_.push_back(at);
-  }
-  job_n_ = n;
-  job_chunks_ = static_cast<int>(bounds_.size()) - 1;
-  kind_ = JobKind::kTapered;
   RunJob(fn);
 }
 
@@ -191,8 +171,9 @@ void ThreadPool::RunPieces(int self) {
       // its end: each piece costs a locked instruction, which waits for the job's loads in
       // flight (E2B decode, 64 KiB pieces: 1.9% of the samples on it; an eighth: 0.9%, the
       // pool's spin loops 8.4% -> 4.0% of the samples against ParallelFor).
-      const int64_t size =
-          std::min(front ? std::max(grain_, (hi - lo) / kOwnerPieceShare) : grain_, hi - lo);
+      const int64_t size = std::min(
+          front ? std::min(max_piece_, std::max(grain_, (hi - lo) / kOwnerPieceShare)) : grain_,
+          hi - lo);
       *begin = front ? lo : hi - size;
       *end = front ? lo + size : hi;
       const uint64_t rest =
@@ -245,12 +226,7 @@ void ThreadPool::RunChunks(int self) {
     const int c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
     if (c >= job_chunks_) return;
     int64_t begin, end;
-    if (kind_ == JobKind::kTapered) {
-      begin = bounds_[c];
-      end = bounds_[c + 1];
-    } else {
-      PartRange(job_n_, job_chunks_, c, &begin, &end);
-    }
+    PartRange(job_n_, job_chunks_, c, &begin, &end);
     try {
       (*job_)(begin, end);
     } catch (...) {

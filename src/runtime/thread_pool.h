@@ -56,14 +56,6 @@ class ThreadPool {
   static constexpr int kChunksPerThread = 4;
   void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn,
                    int chunks_per_thread = kChunksPerThread);
-  // The same with chunks that shrink towards the end: each is ceil(remaining / (2 *
-  // num_threads())) long, at most max_chunk and at least 1, so the last ones are short and
-  // a thread that finishes early waits for little; the bounds depend only on n, max_chunk and
-  // the thread count. For jobs whose chunks differ in cost only by their length (prefill's
-  // matmuls over 16-row groups: the ends of a 128-token step's gate/up matmul with fixed chunks
-  // of 24 pairs of groups left one thread idle for about half a chunk, 0.2 ms a call).
-  void ParallelForTapered(int64_t n, int64_t max_chunk,
-                          const std::function<void(int64_t, int64_t)>& fn);
   // For jobs that stream memory front to back (decode's matmuls, which read each weight once
   // from DRAM): each thread owns one contiguous part of [0, n) (the parts of ParallelFor with
   // one chunk per thread) and takes pieces from its front (an eighth of what is left of it, at
@@ -74,9 +66,10 @@ class ThreadPool {
   // per thread, left a thread idle for about half a chunk at the end of every job: in E2B's
   // decode, 250 jobs a token, the pool's spin loops took ~9% of the samples.) Pieces go to
   // threads in an order that depends on timing; fn must give every item the same result
-  // whichever thread runs it.
-  void ParallelForStreams(int64_t n, int64_t grain,
-                          const std::function<void(int64_t, int64_t)>& fn);
+  // whichever thread runs it. max_piece caps the owner's pieces (prefill's matmuls, which
+  // re-read a piece's weights from L2 for every token tile).
+  void ParallelForStreams(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn,
+                          int64_t max_piece = INT64_MAX);
 
  private:
   // self: the thread's index in the job's parts (0 is the caller, worker i is i + 1).
@@ -87,8 +80,8 @@ class ThreadPool {
   void RunPieces(int self);
   // Ends the job after a failure: no thread starts another chunk or piece.
   void AbandonJob();
-  // Publishes the job (job_chunks_ chunks of job_n_, their bounds in bounds_ when tapered),
-  // runs chunks on this thread too and waits for the workers.
+  // Publishes the job (job_chunks_ chunks of job_n_, or the parts of ParallelForStreams), runs
+  // chunks on this thread too and waits for the workers.
   void RunJob(const std::function<void(int64_t, int64_t)>& fn);
 
   std::vector<std::thread> workers_;
@@ -101,17 +94,16 @@ class ThreadPool {
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0;
   int job_chunks_ = 0;
-  // How the current job is split: ParallelFor's equal chunks, ParallelForTapered's (chunk c is
-  // [bounds_[c], bounds_[c + 1])) or ParallelForStreams' parts.
-  enum class JobKind { kChunks, kTapered, kStreams };
+  // How the current job is split: ParallelFor's equal chunks or ParallelForStreams' parts.
+  enum class JobKind { kChunks, kStreams };
   JobKind kind_ = JobKind::kChunks;
-  std::vector<int64_t> bounds_;  // ParallelForTapered's chunk bounds
   // ParallelForStreams: each thread's part as (begin << 32 | end), the owner moving begin up
   // and other threads moving end down, one compare-and-swap a piece; a cache line each.
   struct alignas(64) StreamPart {
     std::atomic<uint64_t> range{0};
   };
   int64_t grain_ = 1;
+  int64_t max_piece_ = INT64_MAX;        // ParallelForStreams: the owner's largest piece
   std::unique_ptr<StreamPart[]> parts_;  // num_threads() of them; null if allocation failed
   std::atomic<int> next_chunk_{0};
   std::mutex error_mu_;
