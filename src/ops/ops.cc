@@ -221,9 +221,9 @@ void RunX16Products(const X16Product* products, int n, const kernels::QuantizedA
     // turn (the former ParallelForTapered) had the two threads' items alternate through the
     // matrix and its output columns; kernels_bench at 128 tokens (3 alternating runs):
     // 2048 x 1536 1095 -> 1164 GOPS, 6144 x 1536 1163 -> 1176, 1536 x 6144 1119 -> 1143,
-    // 1536 x 12288 1083 -> 1065. In the whole pass (gemma4 bench pp512, alternating) the
-    // gain is within the machine's noise: E2B Q4_0 means +1% and +2% over two runs of 6
-    // pairs, Q4_K_M 3 of 4 pairs faster.
+    // 1536 x 12288 1083 -> 1065. In the whole pass (gemma4 bench pp512, alternating) it is
+    // neutral within the machine's noise: E2B Q4_0 means +1%, +2% and -0.3% over three runs
+    // of 6 pairs, Q4_K_M 3 of 4 pairs faster.
     const int64_t per_chunk = int64_t{kPrefillPiecesPerThread} * pool->num_threads();
     pool->ParallelForStreams(total, 1, body, (total + per_chunk - 1) / per_chunk);
   } else if (pool != nullptr) {
