@@ -224,8 +224,8 @@ void RunX16Products(const X16Product* products, int n, const kernels::QuantizedA
     // 1536 x 12288 1083 -> 1065. In the whole pass (gemma4 bench pp512, alternating) it is
     // neutral within the machine's noise: E2B Q4_0 means +1%, +2% and -0.3% over three runs
     // of 6 pairs, Q4_K_M 3 of 4 pairs faster.
-    const int64_t per_chunk = int64_t{kPrefillPiecesPerThread} * pool->num_threads();
-    pool->ParallelForStreams(total, 1, body, (total + per_chunk - 1) / per_chunk);
+    const int64_t pieces = int64_t{kPrefillPiecesPerThread} * pool->num_threads();
+    pool->ParallelForStreams(total, 1, body, /*max_piece=*/(total + pieces - 1) / pieces);
   } else if (pool != nullptr) {
     // Decode: each thread streams its own part of the groups, in pieces of about
     // kStreamPieceBytes, and helps with the other's from its back at the end.
