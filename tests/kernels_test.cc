@@ -405,7 +405,9 @@ TEST_P(KernelTest, InterleavedX16PairMatchesSingleGroups) {
         f.repack(plain.data() + g * 16 * row_bytes, row_bytes, nblocks,
                  groups.data() + g * 16 * row_bytes);
       }
-      for (int interleave_group : {8, 1}) {
+      std::vector<int> layouts = {8, 1};
+      if (table.x16_prefill_group != 8) layouts.push_back(table.x16_prefill_group);
+      for (int interleave_group : layouts) {
         kernels::QuantizedActivations acts;
         kernels::QuantizeActivations(x.data(), tokens, k, &acts);
         acts.ResizeInterleaved(interleave_group);
@@ -567,6 +569,84 @@ void ExpectGroupMatchesReference(decltype(kernels::KernelTable::gemm_q4_0x16) ge
     for (int t = 0; t < 4; ++t) {
       EXPECT_NEAR(got[t * 16 + r], want[t], 1e-5f * (1 + std::fabs(want[t])))
           << what << " row " << r << " token " << t;
+    }
+  }
+}
+
+// The AMX kernels (activations in groups of 16 tokens, one tile a block) give the AVX-512 VNNI
+// kernels' results (groups of 8) bit for bit: the same int32 block sums and the same float step
+// in the same order. Block counts across the 64-block unpacking chunk, token ranges that start
+// and end inside a tile and span one, several and more tiles than one pass takes; one and two
+// groups.
+TEST(AmxKernelTest, MatchesVnniBitForBit) {
+  if (!kernels::CpuSupports(kernels::Isa::kAvx512Amx)) GTEST_SKIP() << "CPU lacks AMX";
+  const kernels::KernelTable& amx = kernels::TableFor(kernels::Isa::kAvx512Amx);
+  const kernels::KernelTable& vnni = kernels::TableFor(kernels::Isa::kAvx512Vnni);
+  ASSERT_EQ(amx.x16_prefill_group, 16);
+  struct Format {
+    DType plain;
+    kernels::GemmX16Fn amx_single, amx_pair, vnni_single, vnni_pair;
+    void (*repack)(const uint8_t*, uint64_t, int64_t, uint8_t*);
+  };
+  const Format formats[] = {
+      {DType::kQ4_0, amx.gemm_q4_0x16, amx.gemm_q4_0x16_pair, vnni.gemm_q4_0x16,
+       vnni.gemm_q4_0x16_pair, kernels::pack::RepackGroupQ4_0x16},
+      {DType::kQ8_0, amx.gemm_q8_0x16, amx.gemm_q8_0x16_pair, vnni.gemm_q8_0x16,
+       vnni.gemm_q8_0x16_pair, kernels::pack::RepackGroupQ8_0x16}};
+  std::mt19937 rng(61);
+  for (const Format& f : formats) {
+    for (int64_t nblocks : {1, 2, 3, 63, 64, 65, 130}) {
+      // 290 tokens: 19 tiles, more than a call takes in one pass over the blocks (17).
+      const int64_t k = nblocks * 32, tokens = 290;
+      const auto x = RandomVector(tokens * k, &rng);
+      const uint64_t row_bytes = RowBytes(f.plain, k);
+      std::vector<uint8_t> plain(32 * row_bytes), groups(32 * row_bytes);
+      for (int r = 0; r < 32; ++r) {
+        const auto w = RandomVector(k, &rng, 0.05f);
+        quant::QuantizeRow(f.plain, w.data(), k, plain.data() + r * row_bytes);
+      }
+      for (int g = 0; g < 2; ++g) {
+        f.repack(plain.data() + g * 16 * row_bytes, row_bytes, nblocks,
+                 groups.data() + g * 16 * row_bytes);
+      }
+      kernels::QuantizedActivations by8, by16;
+      kernels::QuantizeActivations(x.data(), tokens, k, &by8);
+      ASSERT_EQ(by8.interleave_group, 8);
+      by16 = by8;
+      by16.ResizeInterleaved(16);
+      ASSERT_EQ(by16.interleave_group, 16);
+      for (int64_t t = 0; t < tokens; ++t) by16.InterleaveToken(t);
+      struct Range {
+        int first, ntok;
+      };
+      for (const Range r :
+           {Range{0, 16}, Range{16, 16}, Range{32, 5}, Range{0, 37}, Range{3, 1}, Range{5, 20},
+            Range{15, 2}, Range{31, 6}, Range{0, 290}, Range{7, 280}}) {
+        constexpr int64_t ldo = 33;
+        std::vector<float> got(tokens * ldo, -1.0f), want(tokens * ldo, -1.0f);
+        f.amx_pair(groups.data(), nblocks, by16, r.first, r.ntok, got.data(), ldo);
+        // The VNNI kernels take pieces inside their groups of 8 and up to 16 tokens.
+        for (int t = r.first; t < r.first + r.ntok;) {
+          const int n = std::min({16 - t % 8, r.first + r.ntok - t, 8});
+          f.vnni_pair(groups.data(), nblocks, by8, t, n, want.data() + (t - r.first) * ldo, ldo);
+          t += n;
+        }
+        ASSERT_EQ(got, want) << DTypeName(f.plain) << " pair nblocks " << nblocks << " first "
+                             << r.first << " ntok " << r.ntok;
+        std::vector<float> single(tokens * ldo, -1.0f);
+        for (int g = 0; g < 2; ++g) {
+          f.amx_single(groups.data() + g * 16 * row_bytes, nblocks, by16, r.first, r.ntok,
+                       single.data() + 16 * g, ldo);
+        }
+        ASSERT_EQ(single, want) << DTypeName(f.plain) << " single nblocks " << nblocks << " first "
+                                << r.first << " ntok " << r.ntok;
+      }
+      // Activations not in groups of 16 (decode's single rows, short pieces) go to the VNNI
+      // kernels.
+      std::vector<float> got(16 * 32), want(16 * 32);
+      f.amx_pair(groups.data(), nblocks, by8, 8, 4, got.data(), 32);
+      f.vnni_pair(groups.data(), nblocks, by8, 8, 4, want.data(), 32);
+      ASSERT_EQ(got, want) << DTypeName(f.plain) << " groups of 8, nblocks " << nblocks;
     }
   }
 }
@@ -1338,6 +1418,7 @@ INSTANTIATE_TEST_SUITE_P(Isas, KernelTest,
                          ::testing::Values(KernelCase{kernels::Isa::kReference, "ref"},
                                            KernelCase{kernels::Isa::kAvx2, "avx2"},
                                            KernelCase{kernels::Isa::kAvx512Vnni, "avx512vnni"},
+                                           KernelCase{kernels::Isa::kAvx512Amx, "avx512amx"},
                                            KernelCase{kernels::Isa::kNeonDotprod, "neon"}),
                          [](const auto& info) { return std::string(info.param.name); });
 

@@ -9,6 +9,7 @@
 #include "audio/audio_encoder.h"
 #include "formats/gguf.h"
 #include "formats/mmproj.h"
+#include "kernels/kernels.h"
 #include "model/attention.h"
 #include "model/drafter.h"
 #include "model/forward.h"
@@ -178,12 +179,15 @@ uint64_t ForwardScratchBytes(const ModelConfig& c, int64_t max_chunk, int thread
   floats += split_tokens * c.num_heads * pieces * (head_dim + 2);
   // The chunk's activations as int8 blocks: values, 3 floats per 32 and 16-bit sums per 16;
   // and their token-interleaved copy for the AVX-512 Q4_0x16 / Q8_0x16 GEMMs (values, a scale
-  // and an offset per 32, tokens rounded up to 8). MoE layers quantize one row per (token,
-  // expert) pair.
+  // and an offset per 32, tokens rounded up to 8; for the AMX kernels, to 16 and the blocks to
+  // an even count). MoE layers quantize one row per (token, expert) pair, in groups of 8.
   const int64_t moe_k = std::max<int64_t>(H, c.moe_width);
+  const int64_t group = kernels::BestTable().x16_prefill_group;
+  const int64_t dense_k = group == 16 ? (k_max + 63) / 64 * 64 : k_max;
   const uint64_t quantized =
       static_cast<uint64_t>(std::max(s * k_max, moe_pairs * moe_k)) * (1 + 12 / 32.0 + 2 / 16.0) +
-      static_cast<uint64_t>(std::max((s + 7) / 8 * 8 * k_max, (moe_pairs + 7) / 8 * 8 * moe_k)) *
+      static_cast<uint64_t>(
+          std::max((s + group - 1) / group * group * dense_k, (moe_pairs + 7) / 8 * 8 * moe_k)) *
           (1 + 8 / 32.0);
   return floats * sizeof(float) + quantized;
 }

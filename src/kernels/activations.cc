@@ -48,9 +48,10 @@ void QuantizedActivations::FillSums16() {
 }
 
 void QuantizedActivations::ResizeInterleaved(int group) {
-  interleave_group = group == 1 || (group == 0 && rows == 1) ? 1 : 8;
+  interleave_group = group == 1 || (group == 0 && rows == 1) ? 1 : group == 16 ? 16 : 8;
   const int64_t g = interleave_group;
-  const int64_t slots = (rows + g - 1) / g * g * (cols / kBlock);
+  const int64_t nb = g == 16 ? (cols / kBlock + 1) / 2 * 2 : cols / kBlock;  // see Slot
+  const int64_t slots = (rows + g - 1) / g * g * nb;
   if (static_cast<int64_t>(scale8.size()) < slots) {
     q8.resize(slots * kBlock);
     scale8.resize(slots);
@@ -65,6 +66,15 @@ void QuantizedActivations::InterleaveToken(int64_t t) {
 void QuantizedActivations::InterleaveRow(int64_t t, const int8_t* row_q, const float* row_scale,
                                          const int32_t* row_sum) {
   const int64_t nb = cols / kBlock;
+  if (interleave_group == 16) {  // pairs of blocks (Slot)
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t slot = Slot(t, b);
+      std::memcpy(q8.data() + slot * kBlock, row_q + b * kBlock, kBlock);
+      scale8[slot] = row_scale[b];
+      neg_offset8[slot] = -8 * row_sum[b];
+    }
+    return;
+  }
   // Token t's block b sits at slot Slot(t, 0) + G b: one block of the group's G tokens apart.
   const int64_t first = Slot(t, 0), g = interleave_group;
   int8_t* dst_q = q8.data() + first * kBlock;

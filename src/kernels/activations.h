@@ -31,7 +31,9 @@ struct QuantizedActivations {
   // pointer with constant offsets (eight pointers per array had spilled), and starts each
   // block's int32 sums at the offset instead of subtracting it. G is 8, or 1 for a single row
   // (decode): its blocks then lie contiguous, 32 bytes apart instead of 256, so a wide matrix's
-  // pass touches 4x fewer lines of activations, which stay in L1 beside the weight stream.
+  // pass touches 4x fewer lines of activations, which stay in L1 beside the weight stream. G
+  // is 16 for the AMX kernels (KernelTable::x16_prefill_group), laid out by pairs of blocks
+  // (Slot): a pair's 16 tokens are one tile.
   int64_t interleave_group = 8;
   std::vector<int8_t> q8;            // token t, block b: 32 values at 32 * Slot(t, b)
   std::vector<float> scale8;         // scale8[Slot(t, b)]
@@ -45,15 +47,24 @@ struct QuantizedActivations {
   const int16_t* sum16_row(int64_t r) const { return sum16.data() + r * (cols / 16); }
   int64_t Slot(int64_t t, int64_t b) const {
     const int64_t g = interleave_group;
+    if (g == 16) {
+      // AMX: per group of 16 tokens and pair of blocks, one tile of 16 tokens x 64 bytes
+      // (token t's blocks 2p and 2p + 1 side by side); the block count rounded up to even.
+      const int64_t pairs = (cols / quant::kBlock + 1) / 2;
+      return ((t / 16) * pairs + b / 2) * 32 + (t % 16) * 2 + b % 2;
+    }
     return ((t / g) * (cols / quant::kBlock) + b) * g + t % g;
   }
   // Computes sum16 from q (after the rows are quantized).
   void FillSums16();
   // Sizes the interleaved copy for rows x cols (after Resize) and sets interleave_group, then
-  // InterleaveToken(t) copies token t's quantized row into it. group: 1 or 8; 0 picks 1 for a
-  // single row and 8 otherwise. Groups of 1 (each token's blocks contiguous) are for consumers
-  // that read one token at a time (decode's experts, one token each): with 8, one token's
-  // blocks lie 256 bytes apart and a pass over a weight group touches 8x the activation lines.
+  // InterleaveToken(t) copies token t's quantized row into it. group: 1, 8 or 16 (any other
+  // value: 8); 0 picks 1 for a single row and 8 otherwise. Groups of 1 (each token's blocks
+  // contiguous) are for consumers that read one token at a time (decode's experts, one token
+  // each): with 8, one token's blocks lie 256 bytes apart and a pass over a weight group touches
+  // 8x the activation lines. Groups of 16 are one AMX tile of a block (16 tokens x 32 bytes,
+  // contiguous); the slots past the last row of the last group are never written (kernels
+  // compute them and drop the results).
   void ResizeInterleaved(int group = 0);
   void InterleaveToken(int64_t t);
   // The same from a row quantized elsewhere (QuantizeActivationBlocks' q, scale and sum of

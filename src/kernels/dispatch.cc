@@ -8,6 +8,10 @@
 #endif
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #endif
 
 #include "kernels/kernels.h"
@@ -20,6 +24,29 @@ namespace gemma4::kernels {
 static bool CpuHasF16c() {
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
   return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+}
+
+// AMX-TILE and AMX-INT8 (CPUID leaf 7: EDX bits 24 and 25), the OS saving tile state (XCR0
+// bits 17 and 18) and, on Linux, the process's permission to use tile data, which must be asked
+// for (arch_prctl ARCH_REQ_XCOMP_PERM; it holds for every thread of the process). Asked once.
+static bool AmxUsable() {
+  static const bool usable = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+    if ((edx & (1u << 24)) == 0 || (edx & (1u << 25)) == 0) return false;
+    if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0 || (ecx & bit_OSXSAVE) == 0) return false;
+    unsigned xcr0_lo = 0, xcr0_hi = 0;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    constexpr unsigned kTileState = (1u << 17) | (1u << 18);
+    if ((xcr0_lo & kTileState) != kTileState) return false;
+#if defined(__linux__)
+    constexpr long kArchReqXcompPerm = 0x1023;
+    constexpr long kXfeatureXtiledata = 18;
+    if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) return false;
+#endif
+    return true;
+  }();
+  return usable;
 }
 #endif
 
@@ -34,6 +61,8 @@ bool CpuSupports(Isa isa) {
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("avx512vnni") && CpuHasF16c();
+    case Isa::kAvx512Amx:
+      return CpuSupports(Isa::kAvx512Vnni) && AmxUsable();
     case Isa::kNeonDotprod:
       return false;
   }
@@ -54,6 +83,8 @@ const KernelTable& TableFor(Isa isa) {
       return Avx2Table();
     case Isa::kAvx512Vnni:
       return Avx512VnniTable();
+    case Isa::kAvx512Amx:
+      return Avx512AmxTable();
 #endif
 #ifdef GEMMA4_HAVE_NEON_KERNELS
     case Isa::kNeonDotprod:
@@ -69,8 +100,12 @@ const KernelTable& BestTable() {
     const char* force = std::getenv("GEMMA4_ISA");
     const bool only_ref = force != nullptr && std::strcmp(force, "ref") == 0;
     const bool at_most_avx2 = force != nullptr && std::strcmp(force, "avx2") == 0;
-    for (Isa isa : {Isa::kAvx512Vnni, Isa::kAvx2, Isa::kNeonDotprod}) {
-      if (only_ref || (at_most_avx2 && isa == Isa::kAvx512Vnni)) continue;
+    const bool at_most_avx512 = force != nullptr && std::strcmp(force, "avx512") == 0;
+    for (Isa isa : {Isa::kAvx512Amx, Isa::kAvx512Vnni, Isa::kAvx2, Isa::kNeonDotprod}) {
+      if (only_ref || ((at_most_avx2 || at_most_avx512) && isa == Isa::kAvx512Amx) ||
+          (at_most_avx2 && isa == Isa::kAvx512Vnni)) {
+        continue;
+      }
       if (CpuSupports(isa)) return &TableFor(isa);
     }
     return &ReferenceTable();

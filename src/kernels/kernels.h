@@ -47,7 +47,8 @@ struct KernelTable {
   GemmTileFn gemm_q8_0r;
   // Q4_0x16 (DType::kQ4_0x16): one group of 16 rows times tokens token .. token + ntok - 1
   // (any ntok >= 1; callers pass up to 16, one token tile, so a kernel can reuse each unpacked
-  // weight block for as many tokens as its registers hold) into out[t * ldo + r]. Null where the
+  // weight block for as many tokens as its registers hold; up to 256 to the AMX kernels, whose
+  // activations are in groups of 16) into out[t * ldo + r]. Null where the
   // ISA has no such kernel; models then use Q4_0R.
   GemmX16Fn gemm_q4_0x16;
   // Q8_0x16 (DType::kQ8_0x16) likewise; null: Q8_0R or plain Q8_0.
@@ -60,6 +61,10 @@ struct KernelTable {
   // Whether gemm_q4_0x16 and gemm_q8_0x16 read the token-interleaved copy of the activations
   // (QuantizedActivations::q8, scale8, neg_offset8) rather than their rows.
   bool x16_reads_interleaved = false;
+  // The interleave group prefill's activations are laid out in for those kernels (at least 16
+  // tokens; QuantizedActivations::ResizeInterleaved): 8, or 16 where the kernels load a tile of
+  // 16 tokens' blocks at once (AMX). Decode's single rows use groups of 1 everywhere.
+  int x16_prefill_group = 8;
   // Q4_Kx16 (DType::kQ4_Kx16) likewise (nblocks counts 32-value blocks, 8 per Q4_K block);
   // null: plain Q4_K.
   GemmX16Fn gemm_q4_kx16;
@@ -157,19 +162,20 @@ void PackGemmPanel(const float* w, int64_t ldw, int nrows, int64_t k, int nr, fl
 // w[j * ldw + i] for j < nrows; zero for nrows <= j < nr (load time only: no ISA versions).
 void PackGemmPanel16(const uint16_t* w, int64_t ldw, int nrows, int64_t k, int nr, uint16_t* out);
 
-enum class Isa { kReference, kAvx2, kAvx512Vnni, kNeonDotprod };
+enum class Isa { kReference, kAvx2, kAvx512Vnni, kAvx512Amx, kNeonDotprod };
 
 // Whether this CPU can run `isa` (always true for kReference).
 bool CpuSupports(Isa isa);
 // The table of `isa`; callers check CpuSupports first.
 const KernelTable& TableFor(Isa isa);
 // The best table for this CPU. The environment variable GEMMA4_ISA (ref, avx2, avx512, neon)
-// can force a lower one for debugging.
+// can force a lower one for debugging (avx512: VNNI without AMX).
 const KernelTable& BestTable();
 
 const KernelTable& ReferenceTable();
 const KernelTable& Avx2Table();
 const KernelTable& Avx512VnniTable();
+const KernelTable& Avx512AmxTable();  // the VNNI table with AMX prefill kernels
 const KernelTable& NeonDotprodTable();
 
 // gelu with tanh approximation (gelu_pytorch_tanh) for one value: the scalar reference of

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -96,11 +97,9 @@ namespace {
 // MLP's gate and each token's row x[t] first becomes gelu_tanh(x[t]) * gelu_up[t] in place
 // (MatMulGeluMul). make_row: when not null, x is scratch that each token's row is first
 // made in (MatMulSharedRows).
-kernels::QuantizedActivations& QuantizeActivations(const float* x, int64_t s, int64_t k,
-                                                   DType weight_type, ThreadPool* pool,
-                                                   const float* gelu_up,
-                                                   const MakeRow* make_row = nullptr,
-                                                   bool token_by_token = false) {
+kernels::QuantizedActivations& QuantizeActivations(
+    const float* x, int64_t s, int64_t k, DType weight_type, ThreadPool* pool, const float* gelu_up,
+    const MakeRow* make_row = nullptr, bool token_by_token = false, bool whole_tiles = true) {
   const kernels::KernelTable& table = kernels::BestTable();
   struct ActivationsTag;
   kernels::QuantizedActivations& acts =
@@ -109,7 +108,14 @@ kernels::QuantizedActivations& QuantizeActivations(const float* x, int64_t s, in
   const int64_t nblocks_per_row = k / quant::kBlock;
   const bool interleave = table.x16_reads_interleaved &&
                           (weight_type == DType::kQ4_0x16 || weight_type == DType::kQ8_0x16);
-  if (interleave) acts.ResizeInterleaved(token_by_token ? 1 : 0);
+  // Groups of 1 for one token at a time; from a tile of tokens on, the table's prefill group (8,
+  // or 16 for the AMX kernels) where the callers pass whole runs of tokens (whole_tiles: not
+  // MatMulGrouped's few tokens an expert, which AMX would compute as whole tiles of 16); else 8.
+  if (interleave) {
+    acts.ResizeInterleaved(token_by_token           ? 1
+                           : s >= 16 && whole_tiles ? table.x16_prefill_group
+                                                    : 0);
+  }
   // Each token's blocks on their own, so prefill spreads the tokens over the pool (this had
   // been serial: about 1% of an E2B pp512 with the other thread waiting).
   auto quantize_tokens = [&](int64_t begin, int64_t end) {
@@ -192,6 +198,9 @@ struct X16Product {
 };
 
 constexpr int64_t kTokenTile = 16;  // a tile's activations stay in L1 while rows stream
+// The AMX kernels take this many tokens a call (activations in groups of 16): they unpack each
+// weight block once a call and reuse it for every tile of 16 tokens.
+constexpr int64_t kAmxTokenBlock = 256;
 // Decode's matmuls hand out their weights in pieces of about this many bytes
 // (ThreadPool::ParallelForStreams): the most a thread waits for the other at a job's end.
 constexpr int64_t kStreamPieceBytes = 64 << 10;
@@ -203,9 +212,10 @@ void RunX16Products(const X16Product* products, int n, const kernels::QuantizedA
                     int64_t s, ThreadPool* pool) {
   int64_t total = 0;
   for (int j = 0; j < n; ++j) total += products[j].items;
+  const int64_t tile = acts.interleave_group == 16 ? kAmxTokenBlock : kTokenTile;
   auto body = [&](int64_t begin, int64_t end) {
-    for (int64_t t0 = 0; t0 < s; t0 += kTokenTile) {
-      const int64_t t1 = std::min(s, t0 + kTokenTile);
+    for (int64_t t0 = 0; t0 < s; t0 += tile) {
+      const int64_t t1 = std::min(s, t0 + tile);
       int64_t first = 0;
       for (int j = 0; j < n; first += products[j].items, ++j) {
         const int64_t b = std::max(begin, first), e = std::min(end, first + products[j].items);
@@ -474,7 +484,8 @@ void MatMulGrouped(const TensorView& w, int64_t rows, const MatMulGroup* groups,
   const bool one_token_each =
       std::all_of(tiles.begin(), tiles.end(), [](const TokenTile& t) { return t.tokens == 1; });
   const kernels::QuantizedActivations& acts =
-      QuantizeActivations(x, total_tokens, k, w.dtype, pool, nullptr, nullptr, one_token_each);
+      QuantizeActivations(x, total_tokens, k, w.dtype, pool, nullptr, nullptr, one_token_each,
+                          /*whole_tiles=*/false);
   const kernels::GemmX16Fn gemm16 = Gemm16For(table, w.dtype);
   const int64_t row_groups = rows / 16, nblocks = k / quant::kBlock;
   const int64_t group_bytes = 16 * static_cast<int64_t>(RowBytes(w.dtype, k));

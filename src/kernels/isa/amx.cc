@@ -1,0 +1,246 @@
+// AMX (AMX-TILE + AMX-INT8) prefill kernels for the Q4_0x16 and Q8_0x16 layouts, on top of the
+// AVX-512 VNNI table (Intel Sapphire Rapids and later). One TDPBSSD multiplies a tile of 16
+// tokens x 32 int8 activations (one block) by the 32 x 16 signed weight bytes of one block of a
+// 16-row group into 16 x 16 int32 sums: 8192 multiply-adds in one instruction, where vpdpbusd
+// does 64. Each block's sums then take the same float step as the VNNI kernels (one fused
+// multiply-add of d_w * d_a per block, in block order), so the results are theirs, bit for bit.
+// Compiled with AVX-512 + AMX flags; only called after CpuSupports(Isa::kAvx512Amx), which also
+// asks Linux for the tile-data permission.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+#include "kernels/kernels.h"
+
+namespace gemma4::kernels::amx {
+namespace {
+
+// One TDPBSSD takes about as long with 32-byte rows as with 64 (K = 32 or 64), and tiles of
+// 32-byte rows load at half the rate (Xeon 8592+-class core, 2 threads: 13.6 ns a TDPBSSD either
+// way; 16 rows of 32 bytes 7.3 ns, of 64 bytes 3.7 ns). A block's int32 sums cannot span two
+// blocks (each has its own scales), so the kernels run K = 64 over a pair of blocks with half of
+// each weight tile zero: the activation tile A holds blocks 2p and 2p + 1 of 16 tokens (64 bytes
+// a token, QuantizedActivations::Slot), the weight tile B_X block 2p's 32 values of the 16 rows
+// over zeros, B_Y zeros over block 2p + 1's. A x B_X is then block 2p's sums alone and A x B_Y
+// block 2p + 1's, each one loaded A serving both.
+// Tile registers: 0 and 1 int32 sums C (16 tokens x 16 rows), 2 the activations A (16 tokens x
+// 64 bytes), 4 and 5 the weights B_X, B_Y (16 rows of 4 values x 16 rows, the VNNI layout the x16
+// groups use). GCC's tile intrinsics paste the register number into the instruction: literals.
+struct alignas(64) TileConfig {
+  uint8_t palette_id;
+  uint8_t start_row;
+  uint8_t reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+
+// In static storage: a configuration built on the stack can be optimised away before
+// ldtilecfg reads it (llama.cpp's AMX path crashed so, ggml-org/llama.cpp#26954).
+constexpr TileConfig MakeConfig() {
+  TileConfig c{};
+  c.palette_id = 1;
+  for (int t : {0, 1, 2, 4, 5}) {
+    c.rows[t] = 16;
+    c.colsb[t] = 64;
+  }
+  return c;
+}
+alignas(64) constexpr TileConfig kConfig = MakeConfig();
+
+constexpr int kGroup = 16;           // the activations' interleave group this kernel reads
+constexpr int kBlockB = 8 * 64;      // one block of one 16-row group, unpacked: 512 bytes
+constexpr int kPairB = 3 * kBlockB;  // a pair unpacked: block 2p, zeros, block 2p + 1
+constexpr int64_t kChunkPairs = 32;  // pairs unpacked at a time: 48 KiB
+constexpr int64_t kMaxTiles = 17;    // tiles of tokens a pass over the chunks: 17 KiB of sums
+
+// Blocks [2 p0, 2 p0 + n) of a group as signed bytes in B-tile rows (row c = values 4c..4c+3 of
+// the 16 rows), pair by pair: block 2p at p * kPairB, zeros after it, block 2p + 1 after those.
+struct Q4Unpack {
+  static constexpr int kBlockBytes = 16 * 18;
+  static void Block(const uint8_t* block, int8_t* out) {
+    const __m512i mask = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
+    // Byte c * 64 + r * 4 + i: value 8c + i in the low nibble, 8c + 4 + i in the high one.
+    for (int c = 0; c < 4; ++c) {
+      const __m512i bytes = _mm512_loadu_si512(block + 32 + 64 * c);
+      const __m512i lo = _mm512_sub_epi8(_mm512_and_si512(bytes, mask), eight);
+      const __m512i hi =
+          _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(bytes, 4), mask), eight);
+      _mm512_store_si512(out + 128 * c, lo);
+      _mm512_store_si512(out + 128 * c + 64, hi);
+    }
+  }
+};
+
+struct Q8Unpack {
+  static constexpr int kBlockBytes = 16 * 34;
+  static void Block(const uint8_t* block, int8_t* out) {
+    const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+    for (int c = 0; c < 8; ++c) {  // stored + 128
+      _mm512_store_si512(out + 64 * c,
+                         _mm512_xor_si512(_mm512_loadu_si512(block + 32 + 64 * c), bias));
+    }
+  }
+};
+
+// The scratch's zero halves are written once per thread (zeros_ready) and never overwritten.
+template <class Fmt>
+void Unpack(const uint8_t* group, int64_t first_block, int64_t n, int8_t* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    Fmt::Block(group + (first_block + i) * Fmt::kBlockBytes,
+               out + (i / 2) * kPairB + (i % 2) * 2 * kBlockB);
+  }
+}
+
+// acc[t] += f32(C[t]) * (d_w * d_a[t]) for the 16 tokens of a tile: the VNNI kernels' float
+// step (GemmX16T, GemmPairT), in the same order. sc: token t's scale at sc[2 t] (Slot).
+__attribute__((always_inline)) inline void Accumulate(const int32_t* c, const uint8_t* block,
+                                                      const float* sc, __m512 (&acc)[kGroup]) {
+  const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block)));
+#pragma GCC unroll 16
+  for (int t = 0; t < kGroup; ++t) {
+    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * t)),
+                             _mm512_mul_ps(dw, _mm512_set1_ps(sc[2 * t])), acc[t]);
+  }
+}
+
+// Pairs a stage: their tile products are all issued and stored first, then their float steps
+// run from L1 (the two do not overlap on this core either way).
+constexpr int kStagePairs = 4;
+
+// Blocks [b, b + m) of a tile (b even): products into c, then the float steps. m is a constant in
+// the main loop (a whole stage), a variable for a chunk's last blocks.
+template <class Fmt, class M>
+__attribute__((always_inline)) inline void Stage(int64_t b, M m, const int8_t* q, const float* sc,
+                                                 const uint8_t* blocks, const int8_t* unpacked,
+                                                 int32_t (*c)[16 * 16], __m512 (&acc)[kGroup]) {
+  for (int i = 0; i < m; i += 2) {
+    const int64_t p = (b + i) / 2;
+    _tile_loadd(2, q + p * 1024, 64);
+    _tile_loadd(4, unpacked + p * kPairB, 64);
+    _tile_zero(0);
+    _tile_dpbssd(0, 2, 4);
+    if (i + 1 < m) {
+      _tile_loadd(5, unpacked + p * kPairB + kBlockB, 64);
+      _tile_zero(1);
+      _tile_dpbssd(1, 2, 5);
+    }
+    _tile_stored(0, c[i], 64);
+    if (i + 1 < m) _tile_stored(1, c[i + 1], 64);
+  }
+  for (int j = 0; j < m; ++j) {
+    const int64_t bj = b + j;
+    Accumulate(c[j], blocks + bj * Fmt::kBlockBytes, sc + (bj / 2) * 32 + bj % 2, acc);
+  }
+}
+
+// One 16-row group times the 16 tokens of interleave group `tg`, blocks [b0, b0 + n) (b0 even):
+// the unpacked weights in `unpacked` (Unpack), acc carried in and out.
+template <class Fmt>
+__attribute__((always_inline)) inline void TileBlocks(const uint8_t* group, const int8_t* unpacked,
+                                                      int64_t b0, int64_t n,
+                                                      const QuantizedActivations& a, int64_t tg,
+                                                      __m512 (&acc)[kGroup]) {
+  const int64_t first_slot = a.Slot(tg * kGroup, b0);
+  const int8_t* q = a.q8.data() + first_slot * 32;  // 1 KiB a pair
+  const float* sc = a.scale8.data() + first_slot;   // 32 a pair
+  const uint8_t* blocks = group + b0 * Fmt::kBlockBytes;
+  alignas(64) int32_t c[2 * kStagePairs][16 * 16];
+  int64_t b = 0;
+  for (; b + 2 * kStagePairs <= n; b += 2 * kStagePairs) {
+    Stage<Fmt>(b, std::integral_constant<int, 2 * kStagePairs>(), q, sc, blocks, unpacked, c, acc);
+  }
+  if (b < n) Stage<Fmt>(b, static_cast<int>(n - b), q, sc, blocks, unpacked, c, acc);
+}
+
+// ngroups adjacent 16-row groups times tokens [token, token + ntok) (activations interleaved in
+// groups of 16 tokens; any token range: the tiles it touches are computed whole, only its rows
+// stored) into out[t * ldo + r], r < 16 * ngroups. Each chunk of a group's blocks is unpacked
+// once and serves up to kMaxTiles tiles of tokens (a call's 256 tokens, and one more where
+// they start inside a tile); the tiles' sums wait in `partial` between chunks.
+template <class Fmt>
+void GemmGroups(const uint8_t* groups, int ngroups, int64_t nblocks, const QuantizedActivations& a,
+                int64_t token, int ntok, float* out, int64_t ldo) {
+  alignas(64) static thread_local int8_t unpacked[kChunkPairs * kPairB];
+  alignas(64) static thread_local float partial[kMaxTiles][kGroup * 16];
+  static thread_local bool zeros_ready = false;
+  if (!zeros_ready) {
+    std::memset(unpacked, 0, sizeof(unpacked));
+    zeros_ready = true;
+  }
+  _tile_loadconfig(&kConfig);
+  constexpr int64_t kChunkBlocks = 2 * kChunkPairs;
+  const int64_t end = token + ntok;
+  // At most kMaxTiles tiles of tokens at a time (their sums wait in `partial` between chunks).
+  for (int64_t first_tile = token / kGroup; first_tile * kGroup < end; first_tile += kMaxTiles) {
+    const int64_t tiles = std::min<int64_t>(kMaxTiles, (end + kGroup - 1) / kGroup - first_tile);
+    for (int g = 0; g < ngroups; ++g) {
+      const uint8_t* group = groups + g * nblocks * Fmt::kBlockBytes;
+      for (int64_t b0 = 0; b0 < nblocks; b0 += kChunkBlocks) {
+        const int64_t n = std::min(kChunkBlocks, nblocks - b0);
+        Unpack<Fmt>(group, b0, n, unpacked);
+        for (int64_t i = 0; i < tiles; ++i) {
+          const int64_t tg = first_tile + i;
+          __m512 acc[kGroup];
+          for (int t = 0; t < kGroup; ++t) {
+            acc[t] = b0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(partial[i] + 16 * t);
+          }
+          TileBlocks<Fmt>(group, unpacked, b0, n, a, tg, acc);
+          if (b0 + n < nblocks) {
+            for (int t = 0; t < kGroup; ++t) _mm512_store_ps(partial[i] + 16 * t, acc[t]);
+            continue;
+          }
+          const int64_t first = std::max(token, tg * kGroup);
+          const int64_t last = std::min(end, (tg + 1) * kGroup);
+          for (int64_t t = first; t < last; ++t) {
+            _mm512_storeu_ps(out + (t - token) * ldo + 16 * g, acc[t - tg * kGroup]);
+          }
+        }
+      }
+    }
+  }
+  _tile_release();
+}
+
+template <class Fmt, int kGroups>
+void Gemm(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+          int ntok, float* out, int64_t ldo) {
+  if (a.interleave_group != kGroup) {  // decode and short pieces: the VNNI kernels
+    const KernelTable& vnni = Avx512VnniTable();
+    const bool q4 = Fmt::kBlockBytes == Q4Unpack::kBlockBytes;
+    const GemmX16Fn fn = kGroups == 2 ? (q4 ? vnni.gemm_q4_0x16_pair : vnni.gemm_q8_0x16_pair)
+                                      : (q4 ? vnni.gemm_q4_0x16 : vnni.gemm_q8_0x16);
+    fn(group, nblocks, a, token, ntok, out, ldo);
+    return;
+  }
+  GemmGroups<Fmt>(group, kGroups, nblocks, a, token, ntok, out, ldo);
+}
+
+}  // namespace
+
+const KernelTable& Table() {
+  static const KernelTable table = [] {
+    KernelTable t = Avx512VnniTable();
+    t.isa = "avx512amx";
+    t.gemm_q4_0x16 = Gemm<Q4Unpack, 1>;
+    t.gemm_q8_0x16 = Gemm<Q8Unpack, 1>;
+    t.gemm_q4_0x16_pair = Gemm<Q4Unpack, 2>;
+    t.gemm_q8_0x16_pair = Gemm<Q8Unpack, 2>;
+    t.x16_prefill_group = kGroup;
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace gemma4::kernels::amx
+
+namespace gemma4::kernels {
+
+const KernelTable& Avx512AmxTable() { return amx::Table(); }
+
+}  // namespace gemma4::kernels
