@@ -98,14 +98,15 @@ def int8_ops_per_token(path):
     return 2.0 * weights
 
 
-def vnni_peak_ops_per_cpu_second(binary):
+def vnni_peak_ops_per_cpu_second(binary, instruction="vpdpbusd"):
     out = subprocess.run([binary, "--json"], check=True, stdout=subprocess.PIPE,
                          text=True).stdout
     start = out.find("[")
     if start < 0:
         return None  # no AVX-512 VNNI here
     records = json.loads(out[start:])
-    two = [r for r in records if r["threads"] == 2 and r["chains"] > 1]
+    two = [r for r in records if r["threads"] == 2 and r["chains"] > 1
+           and r.get("instruction", "vpdpbusd") == instruction]
     return two[0]["ops_per_cpu_second"] * 2 if two else None
 
 
@@ -162,6 +163,9 @@ def main():
                 peaks.append(vnni_peak_ops_per_cpu_second(args.vnni_peak))
     if args.vnni_peak:
         peaks.append(vnni_peak_ops_per_cpu_second(args.vnni_peak))
+        amx_peak = vnni_peak_ops_per_cpu_second(args.vnni_peak, "tdpbssd")
+    else:
+        amx_peak = None
     peak = max((p for p in peaks if p), default=None)
     finished = datetime.datetime.now(datetime.timezone.utc)
 
@@ -188,6 +192,10 @@ def main():
                       "the two cores' vpdpbusd peak (%.0f GOPS per CPU second, vnni_peak; highest of %s)" % (
                           b, ops * 1e-9, b * ops * 1e-9, 100.0 * b * ops / peak, peak * 1e-9,
                           ", ".join("%.0f" % (p * 1e-9) for p in peaks if p)))
+                if amx_peak:
+                    print("  and %.1f%% of their AMX peak (tdpbssd, %.0f GOPS per CPU second; "
+                          "Q4_0's per-32 scales let a tile use half of it at most)" % (
+                              100.0 * b * ops / amx_peak, amx_peak * 1e-9))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,10 @@
 //
 //   build/vnni_peak [--seconds S] [--json] [--mix]
 //
+// Where the CPU has AMX-INT8 (and Linux grants the tile-data permission), also the peak of
+// TDPBSSD: 16 x 16 int32 sums of 64 s8 x s8 products each (32768 integer ops an instruction),
+// four independent tiles per thread, the ceiling for the AMX prefill kernels.
+//
 // Standard library only; on CPUs without AVX-512 VNNI (or other architectures) it says so and
 // exits 0, so scripts can run it anywhere.
 #include <algorithm>
@@ -30,7 +34,12 @@
 #include <vector>
 
 #if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
 #include <immintrin.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #define GEMMA4_VNNI_PEAK_X86 1
 #endif
 
@@ -66,6 +75,61 @@ __attribute__((target("avx512f,avx512vnni"))) int64_t RunDpbusd(int64_t iteratio
   return sum;
 }
 
+// TDPBSSD on four independent accumulator tiles (0, 1, 6, 7) from register operands (tiles 2
+// and 4: 16 x 64 bytes each): iterations x kUnroll x 4 instructions.
+struct alignas(64) TileConfig {
+  uint8_t palette_id = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {64, 64, 64, 0, 64, 0, 64, 64};
+  uint8_t rows[16] = {16, 16, 16, 0, 16, 0, 16, 16};
+};
+const TileConfig kTileConfig;
+
+__attribute__((target("amx-tile,amx-int8"))) int64_t RunTdpbssd(int64_t iterations, int seed) {
+  alignas(64) static thread_local int8_t operand[16 * 64];
+  alignas(64) static thread_local int32_t out[16 * 16];
+  std::memset(operand, seed | 1, sizeof(operand));
+  _tile_loadconfig(&kTileConfig);
+  _tile_loadd(2, operand, 64);
+  _tile_loadd(4, operand, 64);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(6);
+  _tile_zero(7);
+  for (int64_t i = 0; i < iterations; ++i) {
+    for (int u = 0; u < kUnroll; ++u) {
+      _tile_dpbssd(0, 2, 4);
+      _tile_dpbssd(1, 2, 4);
+      _tile_dpbssd(6, 2, 4);
+      _tile_dpbssd(7, 2, 4);
+    }
+  }
+  _tile_stored(0, out, 64);
+  int64_t sum = out[0];
+  _tile_stored(7, out, 64);
+  sum += out[255];
+  _tile_release();
+  return sum;
+}
+
+// AMX-TILE and AMX-INT8 in CPUID, tile state enabled in XCR0 and (Linux) the permission.
+bool CpuHasAmxInt8() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  if ((edx & (1u << 24)) == 0 || (edx & (1u << 25)) == 0) return false;
+  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0 || (ecx & bit_OSXSAVE) == 0) return false;
+  unsigned lo = 0, hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  if ((lo & (3u << 17)) != (3u << 17)) return false;
+#if defined(__linux__)
+  if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) != 0) {
+    return false;
+  }
+#endif
+  return true;
+}
+
 bool CpuHasVnni512() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni");
@@ -73,6 +137,7 @@ bool CpuHasVnni512() {
 #endif
 
 struct Result {
+  const char* instruction;
   int threads;
   int chains;
   double ops_per_second;      // all threads together
@@ -89,13 +154,17 @@ double ThreadCpuSeconds() {
 #ifdef GEMMA4_VNNI_PEAK_X86
 // Every thread runs the same number of iterations; the time is the slowest thread's, each
 // measured from a common start flag (so a thread that started late is not counted short).
-Result Measure(int threads, int chains, double seconds) {
+Result Measure(int threads, int chains, double seconds, bool amx = false) {
+  auto run = [&](int64_t iterations, int seed) {
+    return amx           ? RunTdpbssd(iterations, seed)
+           : chains == 1 ? RunDpbusd<1>(iterations, seed)
+                         : RunDpbusd<kChains>(iterations, seed);
+  };
   // Calibrate on one thread: iterations for about `seconds`.
   int64_t iterations = 1 << 12;
   for (;;) {
     const auto t0 = std::chrono::steady_clock::now();
-    volatile int64_t sink =
-        chains == 1 ? RunDpbusd<1>(iterations, 1) : RunDpbusd<kChains>(iterations, 1);
+    volatile int64_t sink = run(iterations, 1);
     (void)sink;
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (dt > seconds / 4) {
@@ -114,8 +183,7 @@ Result Measure(int threads, int chains, double seconds) {
       }
       const auto t0 = std::chrono::steady_clock::now();
       const double c0 = ThreadCpuSeconds();
-      const int64_t v =
-          chains == 1 ? RunDpbusd<1>(iterations, t) : RunDpbusd<kChains>(iterations, t);
+      const int64_t v = run(iterations, t);
       elapsed[t] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       cpu[t] = ThreadCpuSeconds() - c0;
       sink += v;
@@ -125,15 +193,16 @@ Result Measure(int threads, int chains, double seconds) {
   for (auto& th : pool) th.join();
   const double slowest = *std::max_element(elapsed.begin(), elapsed.end());
   const double instructions = static_cast<double>(iterations) * kUnroll * chains;
+  const double ops_per_instruction = amx ? 2.0 * 16 * 16 * 64 : kOpsPerInstruction;
   Result r;
+  r.instruction = amx ? "tdpbssd" : "vpdpbusd";
   r.threads = threads;
   r.chains = chains;
   r.instructions_per_s = instructions / slowest;
-  r.ops_per_second = r.instructions_per_s * threads * static_cast<double>(kOpsPerInstruction);
+  r.ops_per_second = r.instructions_per_s * threads * ops_per_instruction;
   double cpu_total = 0;
   for (double c : cpu) cpu_total += c;
-  r.ops_per_cpu_second =
-      instructions * threads * static_cast<double>(kOpsPerInstruction) / cpu_total;
+  r.ops_per_cpu_second = instructions * threads * ops_per_instruction / cpu_total;
   return r;
 }
 
@@ -268,24 +337,32 @@ int main(int argc, char** argv) {
   for (int threads = 1; threads <= static_cast<int>(std::min(2u, hw)); ++threads) {
     results.push_back(Measure(threads, kChains, seconds));
   }
+  if (CpuHasAmxInt8()) {
+    for (int threads = 1; threads <= static_cast<int>(std::min(2u, hw)); ++threads) {
+      results.push_back(Measure(threads, 4, seconds, /*amx=*/true));
+    }
+  }
   if (json) {
     std::printf("[");
     for (size_t i = 0; i < results.size(); ++i) {
       std::printf(
-          "%s{\"threads\": %d, \"chains\": %d, \"ops_per_second\": %.6g, "
-          "\"ops_per_cpu_second\": %.6g}",
-          i ? ", " : "", results[i].threads, results[i].chains, results[i].ops_per_second,
-          results[i].ops_per_cpu_second);
+          "%s{\"instruction\": \"%s\", \"threads\": %d, \"chains\": %d, "
+          "\"ops_per_second\": %.6g, \"ops_per_cpu_second\": %.6g}",
+          i ? ", " : "", results[i].instruction, results[i].threads, results[i].chains,
+          results[i].ops_per_second, results[i].ops_per_cpu_second);
     }
     std::printf("]\n");
     return 0;
   }
-  std::printf("vpdpbusd zmm (128 int8 ops each), %d chains per thread unless noted\n", kChains);
+  std::printf(
+      "vpdpbusd zmm (128 int8 ops each), %d chains per thread unless noted; tdpbssd (32768 int8 "
+      "ops each), 4 tiles per thread\n",
+      kChains);
   for (const Result& r : results) {
     std::printf(
-        "threads %d chains %2d: %6.2f G instructions/s per thread, %7.1f int8 GOPS (wall), "
-        "%7.1f GOPS per CPU second x threads\n",
-        r.threads, r.chains, r.instructions_per_s * 1e-9, r.ops_per_second * 1e-9,
+        "%-8s threads %d chains %2d: %6.3f G instructions/s per thread, %8.1f int8 GOPS (wall), "
+        "%8.1f GOPS per CPU second x threads\n",
+        r.instruction, r.threads, r.chains, r.instructions_per_s * 1e-9, r.ops_per_second * 1e-9,
         r.ops_per_cpu_second * r.threads * 1e-9);
   }
   return 0;
