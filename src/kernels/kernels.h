@@ -178,6 +178,10 @@ const KernelTable& Avx512VnniTable();
 const KernelTable& Avx512AmxTable();  // the VNNI table with AMX prefill kernels
 const KernelTable& NeonDotprodTable();
 
+// Whether decode's weight streams are prefetched into L2 (Intel) rather than non-temporally
+// (AMD and others); see simd::PrefetchDecodeStream. From the CPUID vendor, read once.
+bool DecodeStreamToL2();
+
 // gelu with tanh approximation (gelu_pytorch_tanh) for one value: the scalar reference of
 // gelu_mul_f32.
 float GeluTanh(float x);

@@ -339,12 +339,13 @@ inline void NibbleBlockSums(const uint8_t* data, const QuantizedActivations& a, 
 }
 
 // The weight prefetch of a 16-row kernel instantiated for NT tokens: one token (decode) streams
-// them from DRAM once, non-temporal and 8 KiB ahead, so they pass through L1 without evicting
-// the activations; more tokens re-read them from L2 across token tiles (2 KiB ahead, T0).
+// them from DRAM once (simd::PrefetchDecodeStream: non-temporal and 8 KiB ahead on AMD, so they
+// pass through L1 without evicting the activations; into L2 on Intel); more tokens re-read them
+// from L2 across token tiles (2 KiB ahead, T0).
 template <int NT, int kBytes>
-inline void PrefetchWeights(const uint8_t* p) {
+inline void PrefetchWeights(const uint8_t* p, bool to_l2) {
   if constexpr (NT == 1) {
-    simd::PrefetchAheadNonTemporal<kBytes, 8192>(p);
+    simd::PrefetchDecodeStream<kBytes>(p, to_l2);
   } else {
     simd::PrefetchAhead<kBytes>(p);
   }
@@ -358,8 +359,9 @@ void GemmQ4_0x16T(const uint8_t* group, int64_t nblocks, const QuantizedActivati
   constexpr int kBlockBytes = 16 * quant::kQ4_0BlockBytes;
   __m256 acc[NT][2];
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+  const bool to_l2 = NT == 1 && DecodeStreamToL2();
   for (int64_t b = 0; b < nblocks; ++b, group += kBlockBytes) {
-    PrefetchWeights<NT, kBlockBytes>(group);
+    PrefetchWeights<NT, kBlockBytes>(group, to_l2);
     __m256i dp[NT][2];
     NibbleBlockSums<NT>(group + 32, a, token, b, dp);
     __m256 dw[2];
@@ -393,8 +395,9 @@ void GemmQ8_0x16T(const uint8_t* group, int64_t nblocks, const QuantizedActivati
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[NT][2];
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+  const bool to_l2 = NT == 1 && DecodeStreamToL2();
   for (int64_t b = 0; b < nblocks; ++b, group += kBlockBytes) {
-    PrefetchWeights<NT, kBlockBytes>(group);
+    PrefetchWeights<NT, kBlockBytes>(group, to_l2);
     __m256i dp[NT][2];
     for (int t = 0; t < NT; ++t) dp[t][0] = dp[t][1] = _mm256_setzero_si256();
     for (int c = 0; c < 8; ++c) {

@@ -439,12 +439,12 @@ inline __m512i DotBroadcast(__m512i dot, __m512i w, const int8_t* p) {
 // One token (decode, or the odd token of a prefill group): the block sums of GemmX16T, bit for
 // bit, in two chains (even and odd chunks, added as integers) since a single token gives no
 // independent chains across tokens. Its weights come from DRAM once: they are prefetched
-// non-temporally 8 KiB ahead, and a decode token's activations are contiguous
+// ahead (simd::PrefetchDecodeStream: non-temporally 8 KiB ahead on AMD, into L2 4 KiB ahead on
+// Intel), and a decode token's activations are contiguous
 // (interleave_group 1). Measured against the 2 KiB T0 prefetch and the 8-token layout (two Zen 5
 // cores from DRAM on 2 MiB pages, Q4_0x16, 6144 x 1536 to 1536 x 12288 and 2048 x 1536): 34-41
 // -> 48-59 GB/s, next to 42-59 GB/s for a plain read of the same bytes in the same runs; the
 // non-temporal prefetch alone gave about half of that, the contiguous layout the rest.
-constexpr int kDecodePrefetchDistance = 8192;
 
 template <class Fmt>
 void GemmX16Token(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
@@ -456,9 +456,10 @@ void GemmX16Token(const uint8_t* group, int64_t nblocks, const QuantizedActivati
   const float* sc = a.scale8.data() + slot;
   const int32_t* neg_offset = a.neg_offset8.data() + slot;
   __m512 acc = _mm512_setzero_ps();
+  const bool to_l2 = DecodeStreamToL2();
   for (int64_t b = 0; b < nblocks;
        ++b, group += Fmt::kBlockBytes, q += step * 32, sc += step, neg_offset += step) {
-    simd::PrefetchAheadNonTemporal<Fmt::kBlockBytes, kDecodePrefetchDistance>(group);
+    simd::PrefetchDecodeStream<Fmt::kBlockBytes>(group, to_l2);
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group)));
     __m512i w[8];
     Fmt::Load(group + 32, w);
