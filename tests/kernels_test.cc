@@ -583,6 +583,9 @@ TEST(AmxKernelTest, MatchesVnniBitForBit) {
   const kernels::KernelTable& amx = kernels::TableFor(kernels::Isa::kAvx512Amx);
   const kernels::KernelTable& vnni = kernels::TableFor(kernels::Isa::kAvx512Vnni);
   ASSERT_EQ(amx.x16_prefill_group, 16);
+  // The memory plan counts each thread's unpacked-weight chunk (48 KiB) and tile sums (17 KiB).
+  EXPECT_EQ(amx.thread_scratch_bytes, (48 + 17) * 1024);
+  EXPECT_EQ(vnni.thread_scratch_bytes, 0);
   struct Format {
     DType plain;
     kernels::GemmX16Fn amx_single, amx_pair, vnni_single, vnni_pair;

@@ -58,6 +58,9 @@ constexpr int kBlockB = 8 * 64;      // one block of one 16-row group, unpacked:
 constexpr int kPairB = 3 * kBlockB;  // a pair unpacked: block 2p, zeros, block 2p + 1
 constexpr int64_t kChunkPairs = 32;  // pairs unpacked at a time: 48 KiB
 constexpr int64_t kMaxTiles = 17;    // tiles of tokens a pass over the chunks: 17 KiB of sums
+// GemmGroups' thread_local buffers (unpacked weights, partial sums), for the memory plan.
+constexpr int64_t kThreadScratchBytes =
+    kChunkPairs * kPairB + kMaxTiles * kGroup * 16 * int64_t{sizeof(float)};
 
 // Blocks [2 p0, 2 p0 + n) of a group as signed bytes in B-tile rows (row c = values 4c..4c+3 of
 // the 16 rows), pair by pair: block 2p at p * kPairB, zeros after it, block 2p + 1 after those.
@@ -168,6 +171,7 @@ void GemmGroups(const uint8_t* groups, int ngroups, int64_t nblocks, const Quant
                 int64_t token, int ntok, float* out, int64_t ldo) {
   alignas(64) static thread_local int8_t unpacked[kChunkPairs * kPairB];
   alignas(64) static thread_local float partial[kMaxTiles][kGroup * 16];
+  static_assert(sizeof(unpacked) + sizeof(partial) == kThreadScratchBytes);
   static thread_local bool zeros_ready = false;
   if (!zeros_ready) {
     std::memset(unpacked, 0, sizeof(unpacked));
@@ -232,6 +236,7 @@ const KernelTable& Table() {
     t.gemm_q4_0x16_pair = Gemm<Q4Unpack, 2>;
     t.gemm_q8_0x16_pair = Gemm<Q8Unpack, 2>;
     t.x16_prefill_group = kGroup;
+    t.thread_scratch_bytes = kThreadScratchBytes;
     return t;
   }();
   return table;
