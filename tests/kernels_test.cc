@@ -29,6 +29,31 @@ std::vector<float> RandomVector(int64_t n, std::mt19937* rng, float scale = 1.0f
   return v;
 }
 
+// ngroups 16-row groups of random rows (weights ~ N(0, 0.05)) in a plain block format, and
+// their x16 repacking (group g's rows at g * 16 * row_bytes in both).
+struct X16Weights {
+  uint64_t row_bytes;
+  std::vector<uint8_t> plain, packed;
+};
+
+X16Weights RandomX16Weights(DType plain,
+                            void (*repack)(const uint8_t*, uint64_t, int64_t, uint8_t*),
+                            int64_t nblocks, int ngroups, std::mt19937* rng) {
+  const int64_t k = nblocks * 32;
+  X16Weights w{RowBytes(plain, k), {}, {}};
+  w.plain.resize(ngroups * 16 * w.row_bytes);
+  w.packed.resize(w.plain.size());
+  for (int r = 0; r < 16 * ngroups; ++r) {
+    const auto row = RandomVector(k, rng, 0.05f);
+    quant::QuantizeRow(plain, row.data(), k, w.plain.data() + r * w.row_bytes);
+  }
+  for (int g = 0; g < ngroups; ++g) {
+    repack(w.plain.data() + g * 16 * w.row_bytes, w.row_bytes, nblocks,
+           w.packed.data() + g * 16 * w.row_bytes);
+  }
+  return w;
+}
+
 struct KernelCase {
   kernels::Isa isa;
   const char* name;
@@ -312,13 +337,10 @@ TEST_P(KernelTest, InterleavedX16MatchesPlainRows) {
       const auto x = RandomVector(tokens * k, &rng);
       kernels::QuantizedActivations acts;
       kernels::QuantizeActivations(x.data(), tokens, k, &acts);
-      const uint64_t row_bytes = RowBytes(f.plain, k);
-      std::vector<uint8_t> plain(16 * row_bytes), group(16 * row_bytes);
-      for (int r = 0; r < 16; ++r) {
-        const auto w = RandomVector(k, &rng, 0.05f);
-        quant::QuantizeRow(f.plain, w.data(), k, plain.data() + r * row_bytes);
-      }
-      f.repack(plain.data(), row_bytes, nblocks, group.data());
+      const X16Weights weights = RandomX16Weights(f.plain, f.repack, nblocks, 1, &rng);
+      const uint64_t row_bytes = weights.row_bytes;
+      const std::vector<uint8_t>& plain = weights.plain;
+      const std::vector<uint8_t>& group = weights.packed;
       for (int r = 0; r < 16; ++r) {
         std::vector<float> d1(k), d2(k);
         quant::DequantizeRow(f.plain, plain.data() + r * row_bytes, k, d1.data());
@@ -395,16 +417,10 @@ TEST_P(KernelTest, InterleavedX16PairMatchesSingleGroups) {
     for (int64_t nblocks : {1, 2, 3, 7, 13}) {
       const int64_t k = nblocks * 32, tokens = 23;
       const auto x = RandomVector(tokens * k, &rng);
-      const uint64_t row_bytes = RowBytes(f.plain, k);
-      std::vector<uint8_t> plain(32 * row_bytes), groups(32 * row_bytes);
-      for (int r = 0; r < 32; ++r) {
-        const auto w = RandomVector(k, &rng, 0.05f);
-        quant::QuantizeRow(f.plain, w.data(), k, plain.data() + r * row_bytes);
-      }
-      for (int g = 0; g < 2; ++g) {
-        f.repack(plain.data() + g * 16 * row_bytes, row_bytes, nblocks,
-                 groups.data() + g * 16 * row_bytes);
-      }
+      const X16Weights weights = RandomX16Weights(f.plain, f.repack, nblocks, 2, &rng);
+      const uint64_t row_bytes = weights.row_bytes;
+      const std::vector<uint8_t>& plain = weights.plain;
+      const std::vector<uint8_t>& groups = weights.packed;
       std::vector<int> layouts = {8, 1};
       if (table.x16_prefill_group != 8) layouts.push_back(table.x16_prefill_group);
       for (int interleave_group : layouts) {
@@ -583,8 +599,9 @@ TEST(AmxKernelTest, MatchesVnniBitForBit) {
   const kernels::KernelTable& amx = kernels::TableFor(kernels::Isa::kAvx512Amx);
   const kernels::KernelTable& vnni = kernels::TableFor(kernels::Isa::kAvx512Vnni);
   ASSERT_EQ(amx.x16_prefill_group, 16);
-  // The memory plan counts each thread's unpacked-weight chunk (48 KiB) and tile sums (17 KiB).
-  EXPECT_EQ(amx.thread_scratch_bytes, (48 + 17) * 1024);
+  // The memory plan counts each thread's unpacked-weight chunk (48 KiB), tile sums (17 KiB)
+  // and the chunk's row factors (8 KiB).
+  EXPECT_EQ(amx.thread_scratch_bytes, (48 + 17 + 8) * 1024);
   EXPECT_EQ(vnni.thread_scratch_bytes, 0);
   struct Format {
     DType plain;
@@ -602,16 +619,9 @@ TEST(AmxKernelTest, MatchesVnniBitForBit) {
       // 290 tokens: 19 tiles, more than a call takes in one pass over the blocks (17).
       const int64_t k = nblocks * 32, tokens = 290;
       const auto x = RandomVector(tokens * k, &rng);
-      const uint64_t row_bytes = RowBytes(f.plain, k);
-      std::vector<uint8_t> plain(32 * row_bytes), groups(32 * row_bytes);
-      for (int r = 0; r < 32; ++r) {
-        const auto w = RandomVector(k, &rng, 0.05f);
-        quant::QuantizeRow(f.plain, w.data(), k, plain.data() + r * row_bytes);
-      }
-      for (int g = 0; g < 2; ++g) {
-        f.repack(plain.data() + g * 16 * row_bytes, row_bytes, nblocks,
-                 groups.data() + g * 16 * row_bytes);
-      }
+      const X16Weights weights = RandomX16Weights(f.plain, f.repack, nblocks, 2, &rng);
+      const uint64_t row_bytes = weights.row_bytes;
+      const std::vector<uint8_t>& groups = weights.packed;
       kernels::QuantizedActivations by8, by16;
       kernels::QuantizeActivations(x.data(), tokens, k, &by8);
       ASSERT_EQ(by8.interleave_group, 8);
@@ -651,6 +661,64 @@ TEST(AmxKernelTest, MatchesVnniBitForBit) {
       f.vnni_pair(groups.data(), nblocks, by8, 8, 4, want.data(), 32);
       ASSERT_EQ(got, want) << DTypeName(f.plain) << " groups of 8, nblocks " << nblocks;
     }
+  }
+}
+
+// The AMX Q4_Kx16 kernel (activations in groups of 16 with float offsets) gives the VNNI one's
+// results (plain rows) bit for bit: random bytes for every 6-bit scale, min and nibble (and
+// every byte 0xFF: the largest values, scales and mins), superblock counts within one 64-block
+// chunk, at its edge and across it, token ranges inside and across tiles and past 17 tiles.
+TEST(AmxKernelTest, Q4KMatchesVnniBitForBit) {
+  if (!kernels::CpuSupports(kernels::Isa::kAvx512Amx)) GTEST_SKIP() << "CPU lacks AMX";
+  const kernels::KernelTable& amx = kernels::TableFor(kernels::Isa::kAvx512Amx);
+  const kernels::KernelTable& vnni = kernels::TableFor(kernels::Isa::kAvx512Vnni);
+  ASSERT_TRUE(amx.q4_kx16_prefill_interleaved);
+  ASSERT_FALSE(vnni.q4_kx16_prefill_interleaved);
+  std::mt19937 rng(67);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (int64_t superblocks : {1, 3, 8, 9, -2, 17}) {
+    const bool extreme = superblocks < 0;
+    if (extreme) superblocks = -superblocks;
+    const int64_t k = superblocks * 256, nblocks = k / 32, tokens = 290;
+    const uint64_t row_bytes = RowBytes(DType::kQ4_K, k);
+    std::vector<uint8_t> plain(16 * row_bytes), group(16 * row_bytes);
+    for (uint8_t& b : plain) b = extreme ? 0xFF : static_cast<uint8_t>(byte(rng));
+    for (int r = 0; r < 16; ++r) {
+      for (int64_t sb = 0; sb < superblocks; ++sb) {
+        uint8_t* block = plain.data() + r * row_bytes + sb * quant::kQ4_KBlockBytes;
+        const uint16_t d = half::F32ToF16(0.001f * (1 + byte(rng) % 7));
+        const uint16_t dmin = half::F32ToF16(0.002f * (1 + byte(rng) % 5));
+        std::memcpy(block, &d, 2);
+        std::memcpy(block + 2, &dmin, 2);
+      }
+    }
+    kernels::pack::RepackGroupQ4_Kx16(plain.data(), row_bytes, superblocks, group.data());
+    std::vector<float> x = RandomVector(tokens * k, &rng);
+    if (extreme) {
+      for (size_t i = 0; i < x.size(); ++i) x[i] = (i / k) % 2 == 0 ? 1.0f : -1.0f;
+    }
+    kernels::QuantizedActivations rows, by16;
+    kernels::QuantizeActivations(x.data(), tokens, k, &rows);
+    by16 = rows;
+    by16.ResizeInterleaved(16);
+    for (int64_t t = 0; t < tokens; ++t) by16.InterleaveToken(t);
+    struct Range {
+      int first, ntok;
+    };
+    for (const Range r : {Range{0, 16}, Range{16, 32}, Range{3, 1}, Range{5, 20}, Range{15, 2},
+                          Range{0, 290}, Range{7, 280}}) {
+      constexpr int64_t ldo = 17;
+      std::vector<float> got(tokens * ldo, -1.0f), want(tokens * ldo, -1.0f);
+      amx.gemm_q4_kx16(group.data(), nblocks, by16, r.first, r.ntok, got.data(), ldo);
+      vnni.gemm_q4_kx16(group.data(), nblocks, rows, r.first, r.ntok, want.data(), ldo);
+      ASSERT_EQ(got, want) << "superblocks " << superblocks << " first " << r.first << " ntok "
+                           << r.ntok << (extreme ? " (all 0xFF)" : "");
+    }
+    // Plain rows (decode, short pieces) go to the VNNI kernel.
+    std::vector<float> got(5 * 16), want(5 * 16);
+    amx.gemm_q4_kx16(group.data(), nblocks, rows, 2, 5, got.data(), 16);
+    vnni.gemm_q4_kx16(group.data(), nblocks, rows, 2, 5, want.data(), 16);
+    ASSERT_EQ(got, want) << "plain rows, superblocks " << superblocks;
   }
 }
 

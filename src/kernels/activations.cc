@@ -29,6 +29,7 @@ void QuantizeActivationBlocks(const float* x, int64_t nblocks, int8_t* q, float*
 void QuantizedActivations::Resize(int64_t new_rows, int64_t new_cols) {
   rows = new_rows;
   cols = new_cols;
+  interleave_group = 0;
   const int64_t nb = rows * (cols / kBlock);
   if (static_cast<int64_t>(q.size()) < rows * cols) q.resize(rows * cols);
   if (static_cast<int64_t>(scale.size()) < nb) {
@@ -55,8 +56,10 @@ void QuantizedActivations::ResizeInterleaved(int group) {
   if (static_cast<int64_t>(scale8.size()) < slots) {
     q8.resize(slots * kBlock);
     scale8.resize(slots);
-    neg_offset8.resize(slots);
   }
+  // Groups of 16 keep float offsets (offset8) where the others keep -8 * sum (neg_offset8).
+  if (g != 16 && static_cast<int64_t>(neg_offset8.size()) < slots) neg_offset8.resize(slots);
+  if (g == 16 && static_cast<int64_t>(offset8.size()) < slots) offset8.resize(slots);
 }
 
 void QuantizedActivations::InterleaveToken(int64_t t) {
@@ -71,7 +74,7 @@ void QuantizedActivations::InterleaveRow(int64_t t, const int8_t* row_q, const f
       const int64_t slot = Slot(t, b);
       std::memcpy(q8.data() + slot * kBlock, row_q + b * kBlock, kBlock);
       scale8[slot] = row_scale[b];
-      neg_offset8[slot] = -8 * row_sum[b];
+      offset8[slot] = 8.0f * static_cast<float>(row_sum[b]) * row_scale[b];  // as `offset`
     }
     return;
   }

@@ -37,8 +37,12 @@ struct QuantizedActivations {
   int64_t interleave_group = 8;
   std::vector<int8_t> q8;            // token t, block b: 32 values at 32 * Slot(t, b)
   std::vector<float> scale8;         // scale8[Slot(t, b)]
-  std::vector<int32_t> neg_offset8;  // -8 * sum, at Slot(t, b)
-  // Sets the shape, growing (never shrinking) the buffers so scratch can be reused.
+  std::vector<int32_t> neg_offset8;  // -8 * sum, at Slot(t, b) (groups of 1 and 8)
+  // Groups of 16 (the AMX kernels, which take Q4_0's -8 off the weights instead): the offset
+  // (8 * sum * scale, as `offset`) at Slot(t, b), for Q4_K's min term.
+  std::vector<float> offset8;
+  // Sets the shape, growing (never shrinking) the buffers so scratch can be reused. The
+  // interleaved copy is dropped (interleave_group 0) until ResizeInterleaved lays it out again.
   void Resize(int64_t rows, int64_t cols);
   const int8_t* q_row(int64_t r) const { return q.data() + r * cols; }
   const float* scale_row(int64_t r) const { return scale.data() + r * (cols / quant::kBlock); }

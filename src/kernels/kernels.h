@@ -71,6 +71,10 @@ struct KernelTable {
   // Q4_Kx16 (DType::kQ4_Kx16) likewise (nblocks counts 32-value blocks, 8 per Q4_K block);
   // null: plain Q4_K.
   GemmX16Fn gemm_q4_kx16;
+  // Whether gemm_q4_kx16 reads, for prefill (16 tokens or more, whole runs of tokens), the
+  // interleaved copy in groups of x16_prefill_group with offset8 (AMX); it reads the plain rows
+  // of any other activations.
+  bool q4_kx16_prefill_interleaved = false;
   // Q6_Kx16 (DType::kQ6_Kx16) likewise; needs sum16; null: plain Q6_K.
   GemmX16Fn gemm_q6_kx16;
   // One activation row to int8 blocks (same results as QuantizeActivationBlocks).

@@ -105,15 +105,18 @@ kernels::QuantizedActivations& QuantizeActivations(
       ThreadScratch<kernels::QuantizedActivations, ActivationsTag>();
   acts.Resize(s, k);
   const int64_t nblocks_per_row = k / quant::kBlock;
-  const bool interleave = table.x16_reads_interleaved &&
-                          (weight_type == DType::kQ4_0x16 || weight_type == DType::kQ8_0x16);
   // Groups of 1 for one token at a time; from a tile of tokens on, the table's prefill group (8,
   // or 16 for the AMX kernels) where the callers pass whole runs of tokens (whole_tiles: not
   // MatMulGrouped's few tokens an expert, which AMX would compute as whole tiles of 16); else 8.
+  // Q4_Kx16 is interleaved only for a table whose kernel reads such tiles (AMX), and only then:
+  // its other kernels read the plain rows.
+  const bool prefill_tiles = !token_by_token && s >= 16 && whole_tiles;
+  const bool interleave =
+      (table.x16_reads_interleaved &&
+       (weight_type == DType::kQ4_0x16 || weight_type == DType::kQ8_0x16)) ||
+      (table.q4_kx16_prefill_interleaved && weight_type == DType::kQ4_Kx16 && prefill_tiles);
   if (interleave) {
-    acts.ResizeInterleaved(token_by_token           ? 1
-                           : s >= 16 && whole_tiles ? table.x16_prefill_group
-                                                    : 0);
+    acts.ResizeInterleaved(token_by_token ? 1 : prefill_tiles ? table.x16_prefill_group : 0);
   }
   // Each token's blocks on their own, so prefill spreads the tokens over the pool (this had
   // been serial: about 1% of an E2B pp512 with the other thread waiting).
