@@ -1,9 +1,10 @@
-// AMX (AMX-TILE + AMX-INT8) prefill kernels for the Q4_0x16 and Q8_0x16 layouts, on top of the
-// AVX-512 VNNI table (Intel Sapphire Rapids and later). One TDPBSSD multiplies a tile of 16
+// AMX (AMX-TILE + AMX-INT8) prefill kernels for the Q4_0x16, Q8_0x16 and Q4_Kx16 layouts, on top of
+// the AVX-512 VNNI table (Intel Sapphire Rapids and later). One TDPBSSD multiplies a tile of 16
 // tokens x 32 int8 activations (one block) by the 32 x 16 signed weight bytes of one block of a
 // 16-row group into 16 x 16 int32 sums: 8192 multiply-adds in one instruction, where vpdpbusd
 // does 64. Each block's sums then take the same float step as the VNNI kernels (one fused
-// multiply-add of d_w * d_a per block, in block order), so the results are theirs, bit for bit.
+// multiply-add of d_w * d_a per block, in block order; for Q4_K's sub-blocks also the min
+// term), so the results are theirs, bit for bit.
 // Compiled with AVX-512 + AMX flags; only called after CpuSupports(Isa::kAvx512Amx), which also
 // asks Linux for the tile-data permission.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -101,15 +102,13 @@ __attribute__((always_inline)) inline void AccumulateScaled(const int32_t* c, co
   }
 }
 
-struct Q4Format {  // Q4_0x16: f16 d of the 16 rows, then the data area; values nibble - 8
-  static constexpr int64_t kGroupBlockBytes = 16 * 18;
+// Q4_0x16 and Q8_0x16: per block, the 16 rows' f16 d, then the values; the row factor is d.
+struct ScaledBlocks {
   static constexpr int kScaleFloats = 16;
   static constexpr bool kUsesOffset = false;
-  static void Block(const uint8_t* group, int64_t b, int8_t* out, float* scales) {
-    const uint8_t* block = group + b * kGroupBlockBytes;
+  static void StoreScales(const uint8_t* block, float* scales) {
     _mm512_store_ps(scales,
                     _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block))));
-    UnpackNibbles(block + 32, _mm512_set1_epi8(8), out);
   }
   __attribute__((always_inline)) static void Accumulate(const int32_t* c, const float* scales,
                                                         const float* sc, const float*,
@@ -118,24 +117,25 @@ struct Q4Format {  // Q4_0x16: f16 d of the 16 rows, then the data area; values 
   }
 };
 
-struct Q8Format {  // Q8_0x16: f16 d of the 16 rows, then 8 chunks of 4 values stored + 128
-  static constexpr int64_t kGroupBlockBytes = 16 * 34;
-  static constexpr int kScaleFloats = 16;
-  static constexpr bool kUsesOffset = false;
+struct Q4Format : ScaledBlocks {  // values: the data area's nibbles - 8
+  static constexpr int64_t kGroupBlockBytes = 16 * 18;
   static void Block(const uint8_t* group, int64_t b, int8_t* out, float* scales) {
     const uint8_t* block = group + b * kGroupBlockBytes;
-    _mm512_store_ps(scales,
-                    _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block))));
+    StoreScales(block, scales);
+    UnpackNibbles(block + 32, _mm512_set1_epi8(8), out);
+  }
+};
+
+struct Q8Format : ScaledBlocks {  // values: 8 chunks of 4 values of the 16 rows, stored + 128
+  static constexpr int64_t kGroupBlockBytes = 16 * 34;
+  static void Block(const uint8_t* group, int64_t b, int8_t* out, float* scales) {
+    const uint8_t* block = group + b * kGroupBlockBytes;
+    StoreScales(block, scales);
     const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
     for (int c = 0; c < 8; ++c) {
       _mm512_store_si512(out + 64 * c,
                          _mm512_xor_si512(_mm512_loadu_si512(block + 32 + 64 * c), bias));
     }
-  }
-  __attribute__((always_inline)) static void Accumulate(const int32_t* c, const float* scales,
-                                                        const float* sc, const float*,
-                                                        __m512 (&acc)[kGroup]) {
-    AccumulateScaled(c, scales, sc, acc);
   }
 };
 
@@ -143,7 +143,7 @@ struct Q8Format {  // Q8_0x16: f16 d of the 16 rows, then 8 chunks of 4 values s
 // 8 sb + j) a data area of unsigned nibbles with per-row scale d * sc_j and min dmin * m_j, the
 // 6-bit sc and m of entry e = 16 j + r: low 4 bits at byte e % 64 of their 64-byte areas
 // (shifted by 4 for e >= 64), top 2 bits at byte e % 64 of the shared area, bits 2 (e / 64)
-// (scales) and 4 + 2 (e / 64) (mins). Rows factors: d * sc_j, then dmin / 8 * m_j (GemmQ4_Kx16T
+// (scales) and 4 + 2 (e / 64) (mins). Row factors: d * sc_j, then dmin / 8 * m_j (GemmQ4_Kx16T
 // takes the min term as dmin m / 8 times the activation's 8 * sum * scale).
 struct Q4KFormat {
   static constexpr int64_t kGroupBlockBytes = pack::kQ4_Kx16BlockBytes / 8;
