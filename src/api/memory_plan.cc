@@ -189,7 +189,7 @@ uint64_t ForwardScratchBytes(const ModelConfig& c, int64_t max_chunk, int thread
       static_cast<uint64_t>(
           std::max((s + group - 1) / group * group * dense_k, (moe_pairs + 7) / 8 * 8 * moe_k)) *
           (1 + 8 / 32.0);
-  // Each thread's thread_local scratch of the prefill kernels (AMX: ~65 KiB), kept while the
+  // Each thread's thread_local scratch of the prefill kernels (AMX: 73 KiB), kept while the
   // pool lives.
   const uint64_t kernel_threads =
       static_cast<uint64_t>(threads) * kernels::BestTable().thread_scratch_bytes;

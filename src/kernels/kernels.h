@@ -66,7 +66,8 @@ struct KernelTable {
   // 16 tokens' blocks at once (AMX). Decode's single rows use groups of 1 everywhere.
   int x16_prefill_group = 8;
   // Bytes of thread_local scratch each thread that runs these kernels keeps for the life of the
-  // thread (AMX: a chunk of unpacked weights and the tiles' partial sums), for the memory plan.
+  // thread (AMX: a chunk of unpacked weights, its row factors and the tiles' partial sums), for
+  // the memory plan.
   int64_t thread_scratch_bytes = 0;
   // Q4_Kx16 (DType::kQ4_Kx16) likewise (nblocks counts 32-value blocks, 8 per Q4_K block);
   // null: plain Q4_K.

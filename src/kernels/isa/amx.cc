@@ -190,7 +190,7 @@ struct Q4KFormat {
 
 // Blocks [first_block, first_block + n) of a group, pair by pair (block 2p at p * kPairB, zeros
 // after it, block 2p + 1 after those; the zero halves are written once per thread and never
-// overwritten), and their row factors (kScaleFloats a block, from scales).
+// overwritten), and their row factors (kScaleFloats a block, at scales).
 template <class Fmt>
 void Unpack(const uint8_t* group, int64_t first_block, int64_t n, int8_t* out, float* scales) {
   for (int64_t i = 0; i < n; ++i) {
