@@ -348,8 +348,9 @@ StackedWeights MakeStackedWeights(DType plain, DType interleave, int64_t total_r
 }
 
 // MoE experts as one grouped matmul: every output bit-identical to MatMul of its expert's row
-// slice with its tokens, for groups of 1, 2, 3, 16, 17 and 33 tokens (token tiles of 16 and
-// their tails), every interleaved layout, a plain layout (one MatMul per group), and any pool.
+// slice with its tokens (in pieces under 16 tokens), for groups of 1, 2, 3, 16, 17 and 33 tokens
+// (token tiles of 16 and their tails), every interleaved layout, a plain layout (one MatMul per
+// group), and any pool.
 TEST(OpsMatMulGrouped, EachGroupAsItsOwnMatMul) {
   std::mt19937 rng(11);
   const struct {
@@ -372,10 +373,17 @@ TEST(OpsMatMulGrouped, EachGroupAsItsOwnMatMul) {
   for (const auto& c : cases) {
     const StackedWeights w = MakeStackedWeights(c.plain, c.layout, experts * rows, c.k, &rng);
     const std::vector<float> x = RandomFloats(total * c.k, &rng);
+    // Each group's MatMul in pieces of at most 8 tokens: the int8 kernels' results, which are
+    // the same for any piece of tokens. (Where the table has bf16 tile kernels (AMX), MatMul of
+    // 16 tokens or more rounds the activations to bf16 instead; the experts' few tokens each
+    // keep the int8 kernels.)
     std::vector<float> expected(total * rows, NAN);
     for (const ops::MatMulGroup& g : groups) {
-      ops::MatMul(w.view.RowSlice(g.first_row, rows), x.data() + g.first_token * c.k, g.tokens,
-                  expected.data() + g.first_token * rows, nullptr);
+      for (int64_t t = 0; t < g.tokens; t += 8) {
+        ops::MatMul(w.view.RowSlice(g.first_row, rows), x.data() + (g.first_token + t) * c.k,
+                    std::min<int64_t>(8, g.tokens - t),
+                    expected.data() + (g.first_token + t) * rows, nullptr);
+      }
     }
     for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool1, &pool2, &pool3}) {
       std::vector<float> y(total * rows, NAN);
@@ -395,6 +403,51 @@ TEST(OpsMatMulGrouped, EachGroupAsItsOwnMatMul) {
     }
     ASSERT_EQ(0, std::memcmp(one.data(), each.data(), one.size() * sizeof(float)))
         << DTypeName(c.layout);
+  }
+}
+
+// Where the table has bf16 tile kernels (AMX), MatMul of 16 tokens or more over x16 weights
+// rounds the activations and the dequantized weights to bf16 and sums in f32: each output
+// within (blocks + 8) 2^-23 sum |w a| of the exact sum of those bf16 products (the matrix in
+// segments of 64 blocks over two 256-token blocks: K = 4160 makes three segments, added up),
+// with the same bits for any pool. Three 16-row groups: a pair and an odd one.
+TEST(OpsMatMulTiles, Bf16TilesForRunsOf16TokensOrMore) {
+  const kernels::KernelTable& table = kernels::BestTable();
+  if (table.tiles_q4_0x16 == nullptr) GTEST_SKIP() << "no bf16 tile kernels on this CPU";
+  std::mt19937 rng(13);
+  const struct {
+    DType plain, layout;
+    int64_t k;
+  } cases[] = {{DType::kQ4_0, DType::kQ4_0x16, 4160},
+               {DType::kQ8_0, DType::kQ8_0x16, 96},
+               {DType::kQ4_K, DType::kQ4_Kx16, 2304}};
+  const int64_t rows = 48, s = 290;
+  ThreadPool pool3(3);
+  for (const auto& c : cases) {
+    const StackedWeights w = MakeStackedWeights(c.plain, c.layout, rows, c.k, &rng);
+    const std::vector<float> x = RandomFloats(s * c.k, &rng);
+    std::vector<float> wf(rows * c.k);
+    for (int64_t r = 0; r < rows; ++r) ops::ToF32(w.view, r * c.k, c.k, wf.data() + r * c.k);
+    std::vector<float> y(s * rows, NAN), y3(s * rows, NAN);
+    ops::MatMul(w.view, x.data(), s, y.data(), nullptr);
+    ops::MatMul(w.view, x.data(), s, y3.data(), &pool3);
+    ASSERT_EQ(0, std::memcmp(y.data(), y3.data(), y.size() * sizeof(float))) << DTypeName(c.layout);
+    for (int64_t t = 0; t < s; ++t) {
+      for (int64_t r = 0; r < rows; ++r) {
+        double want = 0, magnitude = 0;
+        for (int64_t i = 0; i < c.k; ++i) {
+          uint32_t bits;
+          std::memcpy(&bits, &x[t * c.k + i], 4);
+          const float a = (bits & 0x7F800000) == 0 ? 0.0f : x[t * c.k + i];  // as VCVTNE2PS2BF16
+          const double p = static_cast<double>(half::Bf16ToF32(half::F32ToBf16(wf[r * c.k + i]))) *
+                           half::Bf16ToF32(half::F32ToBf16(a));
+          want += p;
+          magnitude += std::fabs(p);
+        }
+        ASSERT_NEAR(y[t * rows + r], want, (c.k / 32 + 8) * std::ldexp(magnitude, -23))
+            << DTypeName(c.layout) << " token " << t << " row " << r;
+      }
+    }
   }
 }
 

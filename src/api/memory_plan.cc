@@ -179,17 +179,19 @@ uint64_t ForwardScratchBytes(const ModelConfig& c, int64_t max_chunk, int thread
   floats += split_tokens * c.num_heads * pieces * (head_dim + 2);
   // The chunk's activations as int8 blocks: values, 3 floats per 32 and 16-bit sums per 16;
   // and their token-interleaved copy for the AVX-512 Q4_0x16 / Q8_0x16 GEMMs (values, a scale
-  // and an offset per 32, tokens rounded up to 8; for the AMX kernels, to 16 and the blocks to
-  // an even count). MoE layers quantize one row per (token, expert) pair, in groups of 8.
+  // and an offset per 32, tokens rounded up to 8). Where the table has bf16 tile kernels (AMX),
+  // runs of 16 tokens or more are rounded to bf16 instead (tokens rounded up to 16) and only
+  // shorter ones (at most 15 tokens) interleaved. MoE layers quantize one row per (token,
+  // expert) pair, in groups of 8.
   const int64_t moe_k = std::max<int64_t>(H, c.moe_width);
-  const int64_t group = kernels::BestTable().x16_prefill_group;
-  const int64_t dense_k = group == 16 ? (k_max + 63) / 64 * 64 : k_max;
+  const bool bf16_rows = kernels::BestTable().bf16_tile_row != nullptr && s >= 16;
+  const int64_t interleaved_tokens = bf16_rows ? 16 : (s + 7) / 8 * 8;
   const uint64_t quantized =
       static_cast<uint64_t>(std::max(s * k_max, moe_pairs * moe_k)) * (1 + 12 / 32.0 + 2 / 16.0) +
-      static_cast<uint64_t>(
-          std::max((s + group - 1) / group * group * dense_k, (moe_pairs + 7) / 8 * 8 * moe_k)) *
-          (1 + 8 / 32.0);
-  // Each thread's thread_local scratch of the prefill kernels (AMX: 73 KiB), kept while the
+      static_cast<uint64_t>(std::max(interleaved_tokens * k_max, (moe_pairs + 7) / 8 * 8 * moe_k)) *
+          (1 + 8 / 32.0) +
+      (bf16_rows ? static_cast<uint64_t>((s + 15) / 16 * 16 * k_max) * 2 : 0);
+  // Each thread's thread_local scratch of the prefill kernels (AMX: 162 KiB), kept while the
   // pool lives.
   const uint64_t kernel_threads =
       static_cast<uint64_t>(threads) * kernels::BestTable().thread_scratch_bytes;

@@ -30,6 +30,7 @@ void QuantizedActivations::Resize(int64_t new_rows, int64_t new_cols) {
   rows = new_rows;
   cols = new_cols;
   interleave_group = 0;
+  has_bf16 = false;
   const int64_t nb = rows * (cols / kBlock);
   if (static_cast<int64_t>(q.size()) < rows * cols) q.resize(rows * cols);
   if (static_cast<int64_t>(scale.size()) < nb) {
@@ -49,17 +50,20 @@ void QuantizedActivations::FillSums16() {
 }
 
 void QuantizedActivations::ResizeInterleaved(int group) {
-  interleave_group = group == 1 || (group == 0 && rows == 1) ? 1 : group == 16 ? 16 : 8;
+  interleave_group = group == 1 || (group == 0 && rows == 1) ? 1 : 8;
   const int64_t g = interleave_group;
-  const int64_t nb = g == 16 ? (cols / kBlock + 1) / 2 * 2 : cols / kBlock;  // see Slot
-  const int64_t slots = (rows + g - 1) / g * g * nb;
+  const int64_t slots = (rows + g - 1) / g * g * (cols / kBlock);
   if (static_cast<int64_t>(scale8.size()) < slots) {
     q8.resize(slots * kBlock);
     scale8.resize(slots);
+    neg_offset8.resize(slots);
   }
-  // Groups of 16 keep float offsets (offset8) where the others keep -8 * sum (neg_offset8).
-  if (g != 16 && static_cast<int64_t>(neg_offset8.size()) < slots) neg_offset8.resize(slots);
-  if (g == 16 && static_cast<int64_t>(offset8.size()) < slots) offset8.resize(slots);
+}
+
+void QuantizedActivations::ResizeBf16() {
+  has_bf16 = true;
+  const int64_t values = (rows + 15) / 16 * 16 * cols;
+  if (static_cast<int64_t>(bf16.size()) < values) bf16.resize(values);
 }
 
 void QuantizedActivations::InterleaveToken(int64_t t) {
@@ -69,15 +73,6 @@ void QuantizedActivations::InterleaveToken(int64_t t) {
 void QuantizedActivations::InterleaveRow(int64_t t, const int8_t* row_q, const float* row_scale,
                                          const int32_t* row_sum) {
   const int64_t nb = cols / kBlock;
-  if (interleave_group == 16) {  // pairs of blocks (Slot)
-    for (int64_t b = 0; b < nb; ++b) {
-      const int64_t slot = Slot(t, b);
-      std::memcpy(q8.data() + slot * kBlock, row_q + b * kBlock, kBlock);
-      scale8[slot] = row_scale[b];
-      offset8[slot] = 8.0f * static_cast<float>(row_sum[b]) * row_scale[b];  // as `offset`
-    }
-    return;
-  }
   // Token t's block b sits at slot Slot(t, 0) + G b: one block of the group's G tokens apart.
   const int64_t first = Slot(t, 0), g = interleave_group;
   int8_t* dst_q = q8.data() + first * kBlock;

@@ -31,19 +31,27 @@ struct QuantizedActivations {
   // pointer with constant offsets (eight pointers per array had spilled), and starts each
   // block's int32 sums at the offset instead of subtracting it. G is 8, or 1 for a single row
   // (decode): its blocks then lie contiguous, 32 bytes apart instead of 256, so a wide matrix's
-  // pass touches 4x fewer lines of activations, which stay in L1 beside the weight stream. G
-  // is 16 for the AMX kernels (KernelTable::x16_prefill_group), laid out by pairs of blocks
-  // (Slot): a pair's 16 tokens are one tile.
+  // pass touches 4x fewer lines of activations, which stay in L1 beside the weight stream.
   int64_t interleave_group = 8;
   std::vector<int8_t> q8;            // token t, block b: 32 values at 32 * Slot(t, b)
   std::vector<float> scale8;         // scale8[Slot(t, b)]
-  std::vector<int32_t> neg_offset8;  // -8 * sum, at Slot(t, b) (groups of 1 and 8)
-  // Groups of 16 (the AMX kernels, which take Q4_0's -8 off the weights instead): the offset
-  // (8 * sum * scale, as `offset`) at Slot(t, b), for Q4_K's min term.
-  std::vector<float> offset8;
+  std::vector<int32_t> neg_offset8;  // -8 * sum, at Slot(t, b)
+  // The rows rounded to bf16 instead, for the AMX kernels (KernelTable::tiles_q4_0x16 ...),
+  // filled by KernelTable::bf16_tile_row after ResizeBf16Tiles: per tile of 16 tokens and
+  // block of 32 values, the 16 tokens' 32 values (one tile of 1 KiB):
+  // [ceil(rows / 16), cols / 32, 16, 32]. The last tile's rows past `rows` are never written
+  // (the kernels compute them and drop the results).
+  bool has_bf16 = false;
+  std::vector<uint16_t> bf16;
+  uint16_t* bf16_row(int64_t t) {
+    return bf16.data() + ((t / 16) * (cols / quant::kBlock) * 16 + t % 16) * quant::kBlock;
+  }
   // Sets the shape, growing (never shrinking) the buffers so scratch can be reused. The
-  // interleaved copy is dropped (interleave_group 0) until ResizeInterleaved lays it out again.
+  // interleaved copy is dropped (interleave_group 0) until ResizeInterleaved lays it out again,
+  // and the bf16 rows (has_bf16 false) until ResizeBf16.
   void Resize(int64_t rows, int64_t cols);
+  // Sizes bf16 for rows x cols (after Resize) and sets has_bf16.
+  void ResizeBf16();
   const int8_t* q_row(int64_t r) const { return q.data() + r * cols; }
   const float* scale_row(int64_t r) const { return scale.data() + r * (cols / quant::kBlock); }
   const int32_t* sum_row(int64_t r) const { return sum.data() + r * (cols / quant::kBlock); }
@@ -51,24 +59,17 @@ struct QuantizedActivations {
   const int16_t* sum16_row(int64_t r) const { return sum16.data() + r * (cols / 16); }
   int64_t Slot(int64_t t, int64_t b) const {
     const int64_t g = interleave_group;
-    if (g == 16) {
-      // AMX: per group of 16 tokens and pair of blocks, one tile of 16 tokens x 64 bytes
-      // (token t's blocks 2p and 2p + 1 side by side); the block count rounded up to even.
-      const int64_t pairs = (cols / quant::kBlock + 1) / 2;
-      return ((t / 16) * pairs + b / 2) * 32 + (t % 16) * 2 + b % 2;
-    }
     return ((t / g) * (cols / quant::kBlock) + b) * g + t % g;
   }
   // Computes sum16 from q (after the rows are quantized).
   void FillSums16();
   // Sizes the interleaved copy for rows x cols (after Resize) and sets interleave_group, then
-  // InterleaveToken(t) copies token t's quantized row into it. group: 1, 8 or 16 (any other
+  // InterleaveToken(t) copies token t's quantized row into it. group: 1 or 8 (any other
   // value: 8); 0 picks 1 for a single row and 8 otherwise. Groups of 1 (each token's blocks
   // contiguous) are for consumers that read one token at a time (decode's experts, one token
   // each): with 8, one token's blocks lie 256 bytes apart and a pass over a weight group touches
-  // 8x the activation lines. Groups of 16 are one AMX tile of a block (16 tokens x 32 bytes,
-  // contiguous); the slots past the last row of the last group are never written (kernels
-  // compute them and drop the results).
+  // 8x the activation lines. The slots past the last row of the last group are never written
+  // (kernels compute them and drop the results).
   void ResizeInterleaved(int group = 0);
   void InterleaveToken(int64_t t);
   // The same from a row quantized elsewhere (QuantizeActivationBlocks' q, scale and sum of

@@ -26,14 +26,18 @@ static bool CpuHasF16c() {
   return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
 }
 
-// AMX-TILE and AMX-INT8 (CPUID leaf 7: EDX bits 24 and 25), the OS saving tile state (XCR0
-// bits 17 and 18) and, on Linux, the process's permission to use tile data, which must be asked
-// for (arch_prctl ARCH_REQ_XCOMP_PERM; it holds for every thread of the process). Asked once.
+// AMX-TILE and AMX-BF16 (CPUID leaf 7: EDX bits 24 and 22) with AVX512-BF16 (leaf 7, subleaf
+// 1: EAX bit 5) for the activations' rounding, the OS saving tile state (XCR0 bits 17 and 18)
+// and, on Linux, the process's permission to use tile data, which must be asked for
+// (arch_prctl ARCH_REQ_XCOMP_PERM; it holds for every thread of the process). Asked once.
 static bool AmxUsable() {
   static const bool usable = [] {
     unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
     if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
-    if ((edx & (1u << 24)) == 0 || (edx & (1u << 25)) == 0) return false;
+    if ((edx & (1u << 24)) == 0 || (edx & (1u << 22)) == 0) return false;
+    if (eax < 1 || __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) == 0 || (eax & (1u << 5)) == 0) {
+      return false;
+    }
     if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0 || (ecx & bit_OSXSAVE) == 0) return false;
     unsigned xcr0_lo = 0, xcr0_hi = 0;
     __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));

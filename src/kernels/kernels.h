@@ -33,6 +33,17 @@ using GemmTileFn = void (*)(const uint8_t* w, uint64_t row_bytes, int nrows, int
 using GemmX16Fn = void (*)(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                            int64_t token, int ntok, float* out, int64_t ldo);
 
+// Groups [groups, groups + ngroups) (ngroups 1 or 2; a group's bytes: nblocks blocks) of an x16
+// matrix over blocks [b0, b1) of its rows (b1 - b0 and b0 multiples of 8, or b1 = nblocks),
+// times tokens token .. token + ntok - 1 of activations in bf16 tiles (QuantizedActivations::
+// bf16), into out[t * ldo + r], r < 16 * ngroups; with `accumulate` the sums are added to out's
+// values, so calls over consecutive ranges of blocks make the whole product (k blocking). Each
+// weight is dequantized once a call to bf16 and serves every tile of 16 of the call's tokens
+// (callers pass up to 256); the products are summed in f32.
+using GemmX16TilesFn = void (*)(const uint8_t* groups, int ngroups, int64_t nblocks, int64_t b0,
+                                int64_t b1, const QuantizedActivations& a, int64_t token, int ntok,
+                                float* out, int64_t ldo, bool accumulate);
+
 struct KernelTable {
   const char* isa;
   RowDotFn dot_q8_0;
@@ -47,9 +58,8 @@ struct KernelTable {
   GemmTileFn gemm_q8_0r;
   // Q4_0x16 (DType::kQ4_0x16): one group of 16 rows times tokens token .. token + ntok - 1
   // (any ntok >= 1; callers pass up to 16, one token tile, so a kernel can reuse each unpacked
-  // weight block for as many tokens as its registers hold; up to 256 to the AMX kernels, whose
-  // activations are in groups of 16) into out[t * ldo + r]. Null where the
-  // ISA has no such kernel; models then use Q4_0R.
+  // weight block for as many tokens as its registers hold) into out[t * ldo + r]. Null where
+  // the ISA has no such kernel; models then use Q4_0R.
   GemmX16Fn gemm_q4_0x16;
   // Q8_0x16 (DType::kQ8_0x16) likewise; null: Q8_0R or plain Q8_0.
   GemmX16Fn gemm_q8_0x16;
@@ -61,21 +71,13 @@ struct KernelTable {
   // Whether gemm_q4_0x16 and gemm_q8_0x16 read the token-interleaved copy of the activations
   // (QuantizedActivations::q8, scale8, neg_offset8) rather than their rows.
   bool x16_reads_interleaved = false;
-  // The interleave group prefill's activations are laid out in for those kernels (at least 16
-  // tokens; QuantizedActivations::ResizeInterleaved): 8, or 16 where the kernels load a tile of
-  // 16 tokens' blocks at once (AMX). Decode's single rows use groups of 1 everywhere.
-  int x16_prefill_group = 8;
   // Bytes of thread_local scratch each thread that runs these kernels keeps for the life of the
-  // thread (AMX: a chunk of unpacked weights, its row factors and the tiles' partial sums), for
-  // the memory plan.
+  // thread (AMX: a chunk of weights dequantized to bf16 and the tiles' sums), for the memory
+  // plan.
   int64_t thread_scratch_bytes = 0;
   // Q4_Kx16 (DType::kQ4_Kx16) likewise (nblocks counts 32-value blocks, 8 per Q4_K block);
   // null: plain Q4_K.
   GemmX16Fn gemm_q4_kx16;
-  // Whether gemm_q4_kx16 reads, for prefill (16 tokens or more, whole runs of tokens), the
-  // interleaved copy in groups of x16_prefill_group with offset8 (AMX); it reads the plain rows
-  // of any other activations.
-  bool q4_kx16_prefill_interleaved = false;
   // Q6_Kx16 (DType::kQ6_Kx16) likewise; needs sum16; null: plain Q6_K.
   GemmX16Fn gemm_q6_kx16;
   // One activation row to int8 blocks (same results as QuantizeActivationBlocks).
@@ -159,6 +161,16 @@ struct KernelTable {
   void (*pack_gemm_tokens)(const float* x, int64_t ldx, int ntok, int64_t k, int mr, float* out);
   // PackGemmPanel likewise (the towers' weights, widened to f32, packed once per matmul).
   void (*pack_gemm_panel)(const float* w, int64_t ldw, int nrows, int64_t k, int nr, float* out);
+  // Prefill over x16 weights from activations rounded to bf16 (AMX-BF16; null elsewhere, and
+  // the x16 kernels above run instead): see GemmX16TilesFn. Used for runs of at least 16 tokens
+  // whose activations were written by bf16_tile_row into QuantizedActivations::bf16.
+  GemmX16TilesFn tiles_q4_0x16 = nullptr;
+  GemmX16TilesFn tiles_q8_0x16 = nullptr;
+  GemmX16TilesFn tiles_q4_kx16 = nullptr;
+  // One activation row (nblocks blocks of 32 f32) rounded to bf16 (nearest even; subnormals
+  // count as zero) into the tile layout: block b's 32 values at dst + 512 b
+  // (QuantizedActivations::bf16_row).
+  void (*bf16_tile_row)(const float* x, int64_t nblocks, uint16_t* dst) = nullptr;
 };
 
 // Packing for gemm_f32_packed. Tokens: out[i * mr + t] = x[t * ldx + i] for i < k, t < ntok;

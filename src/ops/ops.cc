@@ -89,6 +89,14 @@ void GeluMul(const float* g, const float* u, float* out, int64_t n, ThreadPool* 
 
 namespace {
 
+// The bf16 tile kernel of an interleaved weight type (null: none on this table).
+kernels::GemmX16TilesFn TilesFor(const kernels::KernelTable& table, DType dtype) {
+  return dtype == DType::kQ4_0x16   ? table.tiles_q4_0x16
+         : dtype == DType::kQ8_0x16 ? table.tiles_q8_0x16
+         : dtype == DType::kQ4_Kx16 ? table.tiles_q4_kx16
+                                    : nullptr;
+}
+
 // x [s, k] quantized to int8 blocks in this thread's scratch (reused across calls: large
 // buffers freed and reallocated every matmul would come back from the OS as fresh zeroed pages
 // each time), which the pool's workers then read; the token-interleaved copy where the
@@ -105,19 +113,17 @@ kernels::QuantizedActivations& QuantizeActivations(
       ThreadScratch<kernels::QuantizedActivations, ActivationsTag>();
   acts.Resize(s, k);
   const int64_t nblocks_per_row = k / quant::kBlock;
-  // Groups of 1 for one token at a time; from a tile of tokens on, the table's prefill group (8,
-  // or 16 for the AMX kernels) where the callers pass whole runs of tokens (whole_tiles: not
-  // MatMulGrouped's few tokens an expert, which AMX would compute as whole tiles of 16); else 8.
-  // Q4_Kx16 is interleaved only for a table whose kernel reads such tiles (AMX), and only then:
-  // its other kernels read the plain rows.
-  const bool prefill_tiles = !token_by_token && s >= 16 && whole_tiles;
-  const bool interleave =
-      (table.x16_reads_interleaved &&
-       (weight_type == DType::kQ4_0x16 || weight_type == DType::kQ8_0x16)) ||
-      (table.q4_kx16_prefill_interleaved && weight_type == DType::kQ4_Kx16 && prefill_tiles);
-  if (interleave) {
-    acts.ResizeInterleaved(token_by_token ? 1 : prefill_tiles ? table.x16_prefill_group : 0);
-  }
+  // Runs of 16 tokens or more (whole runs: not MatMulGrouped's few tokens an expert, which
+  // would be computed as whole tiles of 16) are rounded to bf16 for a table with bf16 tile
+  // kernels for these weights (AMX); otherwise quantized to int8 blocks, interleaved for the
+  // x16 kernels that read that copy (Q4_0x16, Q8_0x16 on AVX-512): groups of 1 for one token at
+  // a time, else 8.
+  const bool bf16 =
+      !token_by_token && s >= 16 && whole_tiles && TilesFor(table, weight_type) != nullptr;
+  const bool interleave = !bf16 && table.x16_reads_interleaved &&
+                          (weight_type == DType::kQ4_0x16 || weight_type == DType::kQ8_0x16);
+  if (bf16) acts.ResizeBf16();
+  if (interleave) acts.ResizeInterleaved(token_by_token ? 1 : 0);
   // Each token's blocks on their own, so prefill spreads the tokens over the pool (this had
   // been serial: about 1% of an E2B pp512 with the other thread waiting).
   auto quantize_tokens = [&](int64_t begin, int64_t end) {
@@ -127,7 +133,9 @@ kernels::QuantizedActivations& QuantizeActivations(
         float* row = const_cast<float*>(x) + t * k;  // MatMulGeluMul's g, which it may write
         table.gelu_mul_f32(row, gelu_up + t * k, row, k);
       }
-      if (interleave) {
+      if (bf16) {
+        table.bf16_tile_row(x + t * k, nblocks_per_row, acts.bf16_row(t));
+      } else if (interleave) {
         // Only the interleaved copy is read (the x16 kernels address nothing else): the row
         // is quantized into a small per-thread buffer that stays in L1 and then scattered,
         // rather than written to the plain rows ([s, k], 1.5 MB for a 128-token step of the
@@ -152,7 +160,7 @@ kernels::QuantizedActivations& QuantizeActivations(
   } else {
     quantize_tokens(0, s);
   }
-  if (weight_type == DType::kQ6_K || weight_type == DType::kQ6_Kx16) acts.FillSums16();
+  if (!bf16 && (weight_type == DType::kQ6_K || weight_type == DType::kQ6_Kx16)) acts.FillSums16();
   return acts;
 }
 
@@ -167,29 +175,39 @@ kernels::GemmX16Fn Gemm16For(const kernels::KernelTable& table, DType dtype) {
 // One interleaved (x16) matrix's product with quantized activations as work items: pairs of
 // adjacent 16-row groups where the ISA has a pair kernel for prefill (4 tokens or more;
 // bit-identical to the one-group kernel, it shares each activation broadcast between the
-// groups), else single groups; an odd last group runs alone. Run computes items [begin, end)
-// for tokens [t0, t1), each kernel call writing 16 or 32 rows of the tokens straight into y.
+// groups) or bf16 tile kernels for the activations, else single groups; an odd last group runs
+// alone. Run computes items [begin, end) for tokens [t0, t1) (and, for the tile kernels,
+// blocks [b0, b1) of the rows, added to y's values after the first range), each kernel call
+// writing 16 or 32 rows of the tokens straight into y.
 struct X16Product {
-  X16Product(const TensorView& w, int64_t s, float* out) : data(w.data), n_out(w.rows()), y(out) {
+  X16Product(const TensorView& w, int64_t s, float* out, const kernels::QuantizedActivations& acts)
+      : data(w.data), n_out(w.rows()), y(out) {
     const kernels::KernelTable& table = kernels::BestTable();
     nblocks = w.cols() / quant::kBlock;
     group_bytes = 16 * static_cast<int64_t>(RowBytes(w.dtype, w.cols()));
     gemm16 = Gemm16For(table, w.dtype);
-    gemm_pair = s < 4                        ? nullptr
+    tiles = acts.has_bf16 ? TilesFor(table, w.dtype) : nullptr;
+    gemm_pair = s < 4 || tiles != nullptr    ? nullptr
                 : w.dtype == DType::kQ4_0x16 ? table.gemm_q4_0x16_pair
                 : w.dtype == DType::kQ8_0x16 ? table.gemm_q8_0x16_pair
                                              : nullptr;
-    per_item = gemm_pair != nullptr ? 2 : 1;
+    per_item = gemm_pair != nullptr || tiles != nullptr ? 2 : 1;
     ngroups = n_out / 16;
     items = (ngroups + per_item - 1) / per_item;
   }
   void Run(const kernels::QuantizedActivations& acts, int64_t t0, int64_t t1, int64_t begin,
-           int64_t end) const {
+           int64_t end, int64_t b0, int64_t b1) const {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t g = i * per_item;
+      float* out = y + t0 * n_out + g * 16;
+      const int ntok = static_cast<int>(t1 - t0);
+      if (tiles != nullptr) {
+        tiles(data + g * group_bytes, static_cast<int>(std::min<int64_t>(2, ngroups - g)), nblocks,
+              b0, b1, acts, t0, ntok, out, n_out, /*accumulate=*/b0 > 0);
+        continue;
+      }
       const auto gemm = g + per_item <= ngroups && gemm_pair != nullptr ? gemm_pair : gemm16;
-      gemm(data + g * group_bytes, nblocks, acts, t0, static_cast<int>(t1 - t0),
-           y + t0 * n_out + g * 16, n_out);
+      gemm(data + g * group_bytes, nblocks, acts, t0, ntok, out, n_out);
     }
   }
   const uint8_t* data;
@@ -197,12 +215,18 @@ struct X16Product {
   float* y;
   int64_t nblocks = 0, group_bytes = 0, per_item = 1, ngroups = 0, items = 0;
   kernels::GemmX16Fn gemm16 = nullptr, gemm_pair = nullptr;
+  kernels::GemmX16TilesFn tiles = nullptr;
 };
 
 constexpr int64_t kTokenTile = 16;  // a tile's activations stay in L1 while rows stream
-// The AMX kernels take this many tokens a call (activations in groups of 16): they unpack each
-// weight block once a call and reuse it for every tile of 16 tokens.
-constexpr int64_t kAmxTokenBlock = 256;
+// The bf16 tile kernels (AMX) take this many tokens a call, each weight block dequantized once
+// a call and reused for every tile of 16 tokens, and this many blocks of the rows (2048 values)
+// a call: the calls of a thread's piece of the groups then reread the same 1 MiB of bf16
+// activations (256 tokens x 2048 x 2 bytes) from L2. Over all of K, the 12288-wide down
+// projection's 6 MiB would come from L3 again for every group pair.
+constexpr int64_t kTilesTokenBlock = 256;
+constexpr int64_t kTilesSegmentBlocks = 64;
+constexpr int kTilesPiecesPerThread = 4;
 // Decode's matmuls hand out their weights in pieces of about this many bytes
 // (ThreadPool::ParallelForStreams): the most a thread waits for the other at a job's end.
 constexpr int64_t kStreamPieceBytes = 64 << 10;
@@ -214,14 +238,19 @@ void RunX16Products(const X16Product* products, int n, const kernels::QuantizedA
                     int64_t s, ThreadPool* pool) {
   int64_t total = 0;
   for (int j = 0; j < n; ++j) total += products[j].items;
-  const int64_t tile = acts.interleave_group == 16 ? kAmxTokenBlock : kTokenTile;
+  const int64_t tile = acts.has_bf16 ? kTilesTokenBlock : kTokenTile;
+  const int64_t nblocks = products[0].nblocks;  // the same activations: the same K
+  const int64_t segment = acts.has_bf16 ? kTilesSegmentBlocks : nblocks;
   auto body = [&](int64_t begin, int64_t end) {
     for (int64_t t0 = 0; t0 < s; t0 += tile) {
       const int64_t t1 = std::min(s, t0 + tile);
-      int64_t first = 0;
-      for (int j = 0; j < n; first += products[j].items, ++j) {
-        const int64_t b = std::max(begin, first), e = std::min(end, first + products[j].items);
-        if (b < e) products[j].Run(acts, t0, t1, b - first, e - first);
+      for (int64_t b0 = 0; b0 < nblocks; b0 += segment) {
+        const int64_t b1 = std::min(nblocks, b0 + segment);
+        int64_t first = 0;
+        for (int j = 0; j < n; first += products[j].items, ++j) {
+          const int64_t b = std::max(begin, first), e = std::min(end, first + products[j].items);
+          if (b < e) products[j].Run(acts, t0, t1, b - first, e - first, b0, b1);
+        }
       }
     }
   };
@@ -236,7 +265,10 @@ void RunX16Products(const X16Product* products, int n, const kernels::QuantizedA
     // 1536 x 12288 1083 -> 1065. In the whole pass (gemma4 bench pp512, alternating) it is
     // neutral within the machine's noise: E2B Q4_0 means +1%, +2% and -0.3% over three runs
     // of 6 pairs, Q4_K_M 3 of 4 pairs faster.
-    const int64_t pieces = int64_t{kPrefillPiecesPerThread} * pool->num_threads();
+    // The tile kernels take larger pieces: each piece rereads a segment's activations.
+    const int64_t pieces =
+        int64_t{acts.has_bf16 ? kTilesPiecesPerThread : kPrefillPiecesPerThread} *
+        pool->num_threads();
     pool->ParallelForStreams(total, 1, body, /*max_piece=*/(total + pieces - 1) / pieces);
   } else if (pool != nullptr) {
     // Decode: each thread streams its own part of the groups, in pieces of about
@@ -265,7 +297,7 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
   const uint64_t row_bytes = RowBytes(w.dtype, k);
   const int64_t nblocks = k / quant::kBlock;
   if (IsInterleavedX16(w.dtype)) {
-    const X16Product product(w, s, y);
+    const X16Product product(w, s, y, acts);
     RunX16Products(&product, 1, acts, s, pool);
     return;
   }
@@ -328,7 +360,7 @@ void MatMulShared(const TensorView* const* w, float* const* y, int n, const floa
       QuantizeActivations(x, s, w[0]->cols(), w[0]->dtype, pool, nullptr);
   std::vector<X16Product> products;
   products.reserve(n);
-  for (int j = 0; j < n; ++j) products.emplace_back(*w[j], s, y[j]);
+  for (int j = 0; j < n; ++j) products.emplace_back(*w[j], s, y[j], acts);
   RunX16Products(products.data(), n, acts, s, pool);
 }
 
@@ -355,7 +387,7 @@ void MatMulSharedRows(const TensorView* const* w, float* const* y, int n, int64_
       QuantizeActivations(scratch, s, k, w[0]->dtype, pool, nullptr, &make_row);
   std::vector<X16Product> products;
   products.reserve(n);
-  for (int j = 0; j < n; ++j) products.emplace_back(*w[j], s, y[j]);
+  for (int j = 0; j < n; ++j) products.emplace_back(*w[j], s, y[j], acts);
   RunX16Products(products.data(), n, acts, s, pool);
 }
 

@@ -1,10 +1,23 @@
-// AMX (AMX-TILE + AMX-INT8) prefill kernels for the Q4_0x16, Q8_0x16 and Q4_Kx16 layouts, on top of
-// the AVX-512 VNNI table (Intel Sapphire Rapids and later). One TDPBSSD multiplies a tile of 16
-// tokens x 32 int8 activations (one block) by the 32 x 16 signed weight bytes of one block of a
-// 16-row group into 16 x 16 int32 sums: 8192 multiply-adds in one instruction, where vpdpbusd
-// does 64. Each block's sums then take the same float step as the VNNI kernels (one fused
-// multiply-add of d_w * d_a per block, in block order; for Q4_K's sub-blocks also the min
-// term), so the results are theirs, bit for bit.
+// AMX (AMX-TILE + AMX-BF16) prefill kernels for the Q4_0x16, Q8_0x16 and Q4_Kx16 layouts, on top
+// of the AVX-512 VNNI table (Intel Sapphire Rapids and later). Prefill's activations are rounded
+// to bfloat16 once (QuantizedActivations::bf16, tiles of 16 tokens x 32 values), each weight
+// block is dequantized to bfloat16 once per call (d * q, or d sc q - dmin m for Q4_K, in f32,
+// then rounded) and serves every tile of the call's tokens, and one TDPBF16PS multiplies 16
+// tokens x 32 values by 32 values x 16 rows into f32 sums that stay in a tile register across
+// the blocks: no per-block float step at all.
+//
+// Why bfloat16 rather than the int8 tiles (TDPBSSD) the quantized weights suggest: each 32-value
+// block has its own scales, so an int8 tile's int32 sums must leave the tile unit after every
+// block for a float multiply-add per sum; on this core those float steps took as long as the
+// tile products and never overlapped them (16 x 16 x 32 block-tile: 27-44 ns, against 14-22 for
+// the bf16 tiles here; docs/performance.md, round eleven). A TDPBF16PS does the same 16 x 16 x
+// 32 multiply-adds as the half-zero K = 64 TDPBSSD the int8 kernels ran, in the same time.
+//
+// Numerics: every weight rounds once to bf16 (8 significant bits: relative error <= 2^-9, small
+// against 4-bit quantization's own), every activation once to bf16 (<= 2^-9 relative, where
+// int8 blocks err up to 1/254 of the block's largest value), products exact, sums in f32. So the
+// results are not the VNNI kernels' bits but closer to the exact product of the dequantized
+// weights and the f32 activations (AmxKernelTest measures both).
 // Compiled with AVX-512 + AMX flags; only called after CpuSupports(Isa::kAvx512Amx), which also
 // asks Linux for the tile-data permission.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -15,7 +28,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <type_traits>
 
 #include "kernels/kernels.h"
 #include "kernels/pack/pack.h"
@@ -23,17 +35,13 @@
 namespace gemma4::kernels::amx {
 namespace {
 
-// One TDPBSSD takes about as long with 32-byte rows as with 64 (K = 32 or 64), and tiles of
-// 32-byte rows load at half the rate (Xeon 8592+-class core, 2 threads: 13.6 ns a TDPBSSD either
-// way; 16 rows of 32 bytes 7.3 ns, of 64 bytes 3.7 ns). A block's int32 sums cannot span two
-// blocks (each has its own scales), so the kernels run K = 64 over a pair of blocks with half of
-// each weight tile zero: the activation tile A holds blocks 2p and 2p + 1 of 16 tokens (64 bytes
-// a token, QuantizedActivations::Slot), the weight tile B_X block 2p's 32 values of the 16 rows
-// over zeros, B_Y zeros over block 2p + 1's. A x B_X is then block 2p's sums alone and A x B_Y
-// block 2p + 1's, each one loaded A serving both.
-// Tile registers: 0 and 1 int32 sums C (16 tokens x 16 rows), 2 the activations A (16 tokens x
-// 64 bytes), 4 and 5 the weights B_X, B_Y (16 rows of 4 values x 16 rows, the VNNI layout the x16
-// groups use). GCC's tile intrinsics paste the register number into the instruction: literals.
+// Tile registers: 0-3 the f32 sums C (16 tokens x 16 rows; C[2 g + t] for token tile t and
+// group g of the step), 4 and 5 the activations A of two token tiles (16 tokens x 32 bf16), 6
+// and 7 the weights B of two 16-row groups (16 rows of pairs: row k2 holds values 2 k2 and
+// 2 k2 + 1 of each of the 16 weight rows, the layout TDPBF16PS reads). Two tiles of tokens times
+// two groups make four independent sums per block: one TDPBF16PS's result feeds the next one
+// on the same C only after its latency (a single chain ran at a third of the throughput).
+// GCC's tile intrinsics paste the register number into the instruction: literals.
 struct alignas(64) TileConfig {
   uint8_t palette_id;
   uint8_t start_row;
@@ -47,7 +55,7 @@ struct alignas(64) TileConfig {
 constexpr TileConfig MakeConfig() {
   TileConfig c{};
   c.palette_id = 1;
-  for (int t : {0, 1, 2, 4, 5}) {
+  for (int t = 0; t < 8; ++t) {
     c.rows[t] = 16;
     c.colsb[t] = 64;
   }
@@ -55,101 +63,108 @@ constexpr TileConfig MakeConfig() {
 }
 alignas(64) constexpr TileConfig kConfig = MakeConfig();
 
-constexpr int kGroup = 16;           // the activations' interleave group this kernel reads
-constexpr int kBlockB = 8 * 64;      // one block of one 16-row group, unpacked: 512 bytes
-constexpr int kPairB = 3 * kBlockB;  // a pair unpacked: block 2p, zeros, block 2p + 1
-constexpr int64_t kChunkPairs = 32;  // pairs unpacked at a time: 48 KiB
-constexpr int64_t kChunkBlocks = 2 * kChunkPairs;
-constexpr int64_t kMaxTiles = 17;        // tiles of tokens a pass over the chunks: 17 KiB of sums
-constexpr int64_t kMaxScaleFloats = 32;  // row factors a block (Q4_K: scale and min)
-// GemmGroups' thread_local buffers (unpacked weights, partial sums, the chunk's row factors),
-// for the memory plan.
+constexpr int kTileValues = 16 * 32;  // bf16 values of an A or B tile of one block (1 KiB)
+constexpr int kMaxGroups = 2;
+constexpr int64_t kChunkBlocks = 64;  // blocks dequantized at a time: 64 KiB a group
+constexpr int64_t kMaxTiles = 17;     // tiles of tokens a pass: a call's 256, +1 if unaligned
+// GemmTiles' thread_local buffers (dequantized weights, the tiles' sums between chunks), for
+// the memory plan.
 constexpr int64_t kThreadScratchBytes =
-    kChunkPairs * kPairB +
-    (kMaxTiles * kGroup * 16 + kChunkBlocks * kMaxScaleFloats) * int64_t{sizeof(float)};
+    kMaxGroups * kChunkBlocks * kTileValues * 2 + kMaxTiles * kMaxGroups * 256 * 4;
 
-// The formats. Each gives, for block b of a 16-row group (32 values of each row):
-// - Block: its values as signed bytes in B-tile rows (row c = values 4c..4c+3 of the 16 rows:
-//   byte 64c + 4r + i) at out, and its kScaleFloats row factors at scales;
-// - Accumulate: the VNNI kernels' float step of the block's int32 sums C [16 tokens, 16 rows]
-//   for the 16 tokens of a tile, in the same order (so results are theirs, bit for bit). sc and
-//   off: token t's activation scale and offset at [2 t] (Slot).
-// kGroupBlockBytes: a group's bytes per block (Q4_K: averaged over its 256-value blocks).
+// The 16 rows' factors (one f32 a row) spread for the four quarters of a 64-byte block of
+// values in the x16 int8 layout (byte 4 r + i: value i of four consecutive values of row r):
+// quarter q holds rows 4q..4q+3, so lane l takes row 4q + l / 4's factor.
+struct RowFactors {
+  __m512 quarter[4];
+};
+__attribute__((always_inline)) inline RowFactors Spread(__m512 rows) {
+  RowFactors f;
+  for (int q = 0; q < 4; ++q) {
+    const __m512i index = _mm512_add_epi32(
+        _mm512_srli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                          2),
+        _mm512_set1_epi32(4 * q));
+    f.quarter[q] = _mm512_permutexvar_ps(index, rows);
+  }
+  return f;
+}
 
-// Byte c * 64 + r * 4 + i of a Q4_0x16 data area: value 8c + i in the low nibble, 8c + 4 + i in
-// the high one (the layout Q4_Kx16's sub-blocks share). minus: 8 for Q4_0, 0 for Q4_K.
-__attribute__((always_inline)) inline void UnpackNibbles(const uint8_t* data, __m512i minus,
-                                                         int8_t* out) {
+// 64 values in the x16 int8 layout (four consecutive values v..v+3 of each of 16 rows) as
+// value * scale (- min where kMin) rounded to bf16, stored as the two B-tile rows they make:
+// values v, v+1 of every row (dword r: row r's pair) at row0, values v+2, v+3 at row0 + 32.
+template <bool kMin>
+__attribute__((always_inline)) inline void StoreBRows(__m512i values, const RowFactors& scale,
+                                                      const RowFactors& min, uint16_t* row0) {
+  __m512 f[4];
+  for (int q = 0; q < 4; ++q) {
+    const __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(values, q)));
+    f[q] = kMin ? _mm512_fmsub_ps(v, scale.quarter[q], min.quarter[q])
+                : _mm512_mul_ps(v, scale.quarter[q]);
+  }
+  // Dword j of each: row j / 2 (rows 0-7, then 8-15), pair j % 2.
+  const __m512i rows_0_7 = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(f[1], f[0]));
+  const __m512i rows_8_15 = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(f[3], f[2]));
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  _mm512_store_si512(row0, _mm512_permutex2var_epi32(rows_0_7, even, rows_8_15));
+  _mm512_store_si512(row0 + 32, _mm512_permutex2var_epi32(rows_0_7, odd, rows_8_15));
+}
+
+// A Q4_0x16 data area (256 bytes; byte 64 c + 4 r + i: value 8c + i of row r in the low nibble,
+// 8c + 4 + i in the high one, the layout Q4_Kx16's sub-blocks share) minus `minus`, scaled, as
+// the block's 16 B-tile rows.
+template <bool kMin>
+__attribute__((always_inline)) inline void StoreNibbleBlock(const uint8_t* data, __m512i minus,
+                                                            const RowFactors& scale,
+                                                            const RowFactors& min, uint16_t* out) {
   const __m512i mask = _mm512_set1_epi8(0x0F);
   for (int c = 0; c < 4; ++c) {
     const __m512i bytes = _mm512_loadu_si512(data + 64 * c);
     const __m512i lo = _mm512_sub_epi8(_mm512_and_si512(bytes, mask), minus);
     const __m512i hi = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(bytes, 4), mask), minus);
-    _mm512_store_si512(out + 128 * c, lo);
-    _mm512_store_si512(out + 128 * c + 64, hi);
+    StoreBRows<kMin>(lo, scale, min, out + 4 * c * 32);        // values 8c .. 8c + 3
+    StoreBRows<kMin>(hi, scale, min, out + (4 * c + 2) * 32);  // values 8c + 4 .. 8c + 7
   }
 }
 
-// acc[t] += f32(C[t]) * (d_w * d_a[t]): GemmX16T's and GemmPairT's step.
-__attribute__((always_inline)) inline void AccumulateScaled(const int32_t* c, const float* scales,
-                                                            const float* sc,
-                                                            __m512 (&acc)[kGroup]) {
-  const __m512 dw = _mm512_load_ps(scales);
-#pragma GCC unroll 16
-  for (int t = 0; t < kGroup; ++t) {
-    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * t)),
-                             _mm512_mul_ps(dw, _mm512_set1_ps(sc[2 * t])), acc[t]);
-  }
+__attribute__((always_inline)) inline __m512 LoadHalves(const uint8_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
-// Q4_0x16 and Q8_0x16: per block, the 16 rows' f16 d, then the values; the row factor is d.
-struct ScaledBlocks {
-  static constexpr int kScaleFloats = 16;
-  static constexpr bool kUsesOffset = false;
-  static void StoreScales(const uint8_t* block, float* scales) {
-    _mm512_store_ps(scales,
-                    _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block))));
-  }
-  __attribute__((always_inline)) static void Accumulate(const int32_t* c, const float* scales,
-                                                        const float* sc, const float*,
-                                                        __m512 (&acc)[kGroup]) {
-    AccumulateScaled(c, scales, sc, acc);
-  }
-};
-
-struct Q4Format : ScaledBlocks {  // values: the data area's nibbles - 8
+// The formats. Block(group, b, out): block b (32 values of each of the 16 rows) of a group as
+// its 16 B-tile rows of bf16 (512 values) at out. kGroupBlockBytes: a group's bytes per block
+// (Q4_K: averaged over its 256-value blocks).
+struct Q4Format {  // per block: the 16 rows' f16 d, then a data area; values nibble - 8
   static constexpr int64_t kGroupBlockBytes = 16 * 18;
-  static void Block(const uint8_t* group, int64_t b, int8_t* out, float* scales) {
+  static void Block(const uint8_t* group, int64_t b, uint16_t* out) {
     const uint8_t* block = group + b * kGroupBlockBytes;
-    StoreScales(block, scales);
-    UnpackNibbles(block + 32, _mm512_set1_epi8(8), out);
+    const RowFactors d = Spread(LoadHalves(block));
+    StoreNibbleBlock<false>(block + 32, _mm512_set1_epi8(8), d, d, out);
   }
 };
 
-struct Q8Format : ScaledBlocks {  // values: 8 chunks of 4 values of the 16 rows, stored + 128
+struct Q8Format {  // per block: f16 d, then 8 x 64 bytes (values 4c..4c+3 of the rows) + 128
   static constexpr int64_t kGroupBlockBytes = 16 * 34;
-  static void Block(const uint8_t* group, int64_t b, int8_t* out, float* scales) {
+  static void Block(const uint8_t* group, int64_t b, uint16_t* out) {
     const uint8_t* block = group + b * kGroupBlockBytes;
-    StoreScales(block, scales);
+    const RowFactors d = Spread(LoadHalves(block));
     const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
     for (int c = 0; c < 8; ++c) {
-      _mm512_store_si512(out + 64 * c,
-                         _mm512_xor_si512(_mm512_loadu_si512(block + 32 + 64 * c), bias));
+      StoreBRows<false>(_mm512_xor_si512(_mm512_loadu_si512(block + 32 + 64 * c), bias), d, d,
+                        out + 2 * c * 32);
     }
   }
 };
 
 // Q4_Kx16 (pack::RepackGroupQ4_Kx16): 256-value blocks of 16 rows, sub-block j (our block b =
-// 8 sb + j) a data area of unsigned nibbles with per-row scale d * sc_j and min dmin * m_j, the
-// 6-bit sc and m of entry e = 16 j + r: low 4 bits at byte e % 64 of their 64-byte areas
-// (shifted by 4 for e >= 64), top 2 bits at byte e % 64 of the shared area, bits 2 (e / 64)
-// (scales) and 4 + 2 (e / 64) (mins). Row factors: d * sc_j, then dmin / 8 * m_j (GemmQ4_Kx16T
-// takes the min term as dmin m / 8 times the activation's 8 * sum * scale).
+// 8 sb + j) a data area of unsigned nibbles q with per-row value d sc_j q - dmin m_j, the 6-bit
+// sc and m of entry e = 16 j + r: low 4 bits at byte e % 64 of their 64-byte areas (shifted by
+// 4 for e >= 64), top 2 bits at byte e % 64 of the shared area, bits 2 (e / 64) (scales) and
+// 4 + 2 (e / 64) (mins).
 struct Q4KFormat {
   static constexpr int64_t kGroupBlockBytes = pack::kQ4_Kx16BlockBytes / 8;
-  static constexpr int kScaleFloats = 32;
-  static constexpr bool kUsesOffset = true;
-  static void Block(const uint8_t* group, int64_t b, int8_t* out, float* scales) {
+  static void Block(const uint8_t* group, int64_t b, uint16_t* out) {
     const uint8_t* super = group + (b / 8) * pack::kQ4_Kx16BlockBytes;
     const int j = static_cast<int>(b % 8), half = j / 4, at = 16 * (j % 4);
     auto load16 = [&](int offset) {
@@ -164,147 +179,106 @@ struct Q4KFormat {
     const __m128i mn =
         _mm_or_si128(_mm_and_si128(_mm_srl_epi16(load16(pack::kQ4_Kx16MinLow), shift_low), low4),
                      _mm_and_si128(_mm_srl_epi16(high, _mm_cvtsi32_si128(2 * half)), top2));
-    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(super)));
-    const __m512 dmin8 = _mm512_mul_ps(
-        _mm512_cvtph_ps(
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(super + pack::kQ4_Kx16Dmin))),
-        _mm512_set1_ps(0.125f));
-    _mm512_store_ps(scales, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(sc))));
-    _mm512_store_ps(scales + 16,
-                    _mm512_mul_ps(dmin8, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(mn))));
-    UnpackNibbles(super + pack::kQ4_Kx16Data + 256 * j, _mm512_setzero_si512(), out);
-  }
-  // acc[t] += f32(C[t]) * (d sc_j * d_a[t]), then -= dmin m_j / 8 * offset[t].
-  __attribute__((always_inline)) static void Accumulate(const int32_t* c, const float* scales,
-                                                        const float* sc, const float* off,
-                                                        __m512 (&acc)[kGroup]) {
-    const __m512 ds = _mm512_load_ps(scales), dm8 = _mm512_load_ps(scales + 16);
-#pragma GCC unroll 16
-    for (int t = 0; t < kGroup; ++t) {
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * t)),
-                               _mm512_mul_ps(ds, _mm512_set1_ps(sc[2 * t])), acc[t]);
-      acc[t] = _mm512_fnmadd_ps(dm8, _mm512_set1_ps(off[2 * t]), acc[t]);
-    }
+    const __m512 scale =
+        _mm512_mul_ps(LoadHalves(super), _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(sc)));
+    const __m512 min = _mm512_mul_ps(LoadHalves(super + pack::kQ4_Kx16Dmin),
+                                     _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(mn)));
+    StoreNibbleBlock<true>(super + pack::kQ4_Kx16Data + 256 * j, _mm512_setzero_si512(),
+                           Spread(scale), Spread(min), out);
   }
 };
 
-// Blocks [first_block, first_block + n) of a group, pair by pair (block 2p at p * kPairB, zeros
-// after it, block 2p + 1 after those; the zero halves are written once per thread and never
-// overwritten), and their row factors (kScaleFloats a block, at scales).
-template <class Fmt>
-void Unpack(const uint8_t* group, int64_t first_block, int64_t n, int8_t* out, float* scales) {
-  for (int64_t i = 0; i < n; ++i) {
-    Fmt::Block(group, first_block + i, out + (i / 2) * kPairB + (i % 2) * 2 * kBlockB,
-               scales + i * Fmt::kScaleFloats);
-  }
-}
-
-// Pairs a stage: their tile products are all issued and stored first, then their float steps
-// run from L1 (the two do not overlap on this core either way).
-constexpr int kStagePairs = 4;
-
-// A tile's activations from block b0 on (b0 even): values (1 KiB a pair), scales and, for
-// formats with a min term, offsets (token t's at [2 t] of a pair's 32).
-struct TileActivations {
-  const int8_t* q;
-  const float* sc;
-  const float* off;
-};
-
-template <class Fmt>
-TileActivations ActivationsOf(const QuantizedActivations& a, int64_t tg, int64_t b0) {
-  const int64_t slot = a.Slot(tg * kGroup, b0);
-  return {a.q8.data() + slot * 32, a.scale8.data() + slot,
-          Fmt::kUsesOffset ? a.offset8.data() + slot : nullptr};
-}
-
-// Blocks [b, b + m) of a tile (b even, from the chunk's start): products into c, then the float
-// steps. m is a constant in the main loop (a whole stage), a variable for a chunk's last blocks.
-template <class Fmt, class M>
-__attribute__((always_inline)) inline void Stage(int64_t b, M m, const TileActivations& x,
-                                                 const float* scales, const int8_t* unpacked,
-                                                 int32_t (*c)[16 * 16], __m512 (&acc)[kGroup]) {
-  for (int i = 0; i < m; i += 2) {
-    const int64_t p = (b + i) / 2;
-    _tile_loadd(2, x.q + p * 1024, 64);
-    _tile_loadd(4, unpacked + p * kPairB, 64);
+// The sums of kTiles token tiles x kGroups groups over n blocks: A of tile t at a + t *
+// tile_stride (block i at + i * kTileValues), B of group g at w + g * kChunkBlocks *
+// kTileValues; C starts at zero (in == nullptr) or from in, and is stored to out (in and out:
+// [tile][group][16 tokens x 16 rows] f32, kMaxGroups groups a tile).
+template <int kGroups, int kTiles>
+__attribute__((always_inline)) inline void TileSums(const uint16_t* a, int64_t tile_stride,
+                                                    const uint16_t* w, int64_t n, const float* in,
+                                                    float* out) {
+  constexpr int64_t kGroupStride = kChunkBlocks * kTileValues;
+  auto sums = [](const float* base, int t, int g) { return base + (t * kMaxGroups + g) * 256; };
+  if (in == nullptr) {
     _tile_zero(0);
-    _tile_dpbssd(0, 2, 4);
-    if (i + 1 < m) {
-      _tile_loadd(5, unpacked + p * kPairB + kBlockB, 64);
-      _tile_zero(1);
-      _tile_dpbssd(1, 2, 5);
+    if constexpr (kTiles > 1) _tile_zero(1);
+    if constexpr (kGroups > 1) _tile_zero(2);
+    if constexpr (kTiles > 1 && kGroups > 1) _tile_zero(3);
+  } else {
+    _tile_loadd(0, sums(in, 0, 0), 64);
+    if constexpr (kTiles > 1) _tile_loadd(1, sums(in, 1, 0), 64);
+    if constexpr (kGroups > 1) _tile_loadd(2, sums(in, 0, 1), 64);
+    if constexpr (kTiles > 1 && kGroups > 1) _tile_loadd(3, sums(in, 1, 1), 64);
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    _tile_loadd(6, w + i * kTileValues, 64);
+    if constexpr (kGroups > 1) _tile_loadd(7, w + kGroupStride + i * kTileValues, 64);
+    _tile_loadd(4, a + i * kTileValues, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    if constexpr (kGroups > 1) _tile_dpbf16ps(2, 4, 7);
+    if constexpr (kTiles > 1) {
+      _tile_loadd(5, a + tile_stride + i * kTileValues, 64);
+      _tile_dpbf16ps(1, 5, 6);
+      if constexpr (kGroups > 1) _tile_dpbf16ps(3, 5, 7);
     }
-    _tile_stored(0, c[i], 64);
-    if (i + 1 < m) _tile_stored(1, c[i + 1], 64);
   }
-  for (int j = 0; j < m; ++j) {
-    const int64_t bj = b + j, at = (bj / 2) * 32 + bj % 2;
-    Fmt::Accumulate(c[j], scales + bj * Fmt::kScaleFloats, x.sc + at,
-                    Fmt::kUsesOffset ? x.off + at : nullptr, acc);
+  _tile_stored(0, sums(out, 0, 0), 64);
+  if constexpr (kTiles > 1) _tile_stored(1, sums(out, 1, 0), 64);
+  if constexpr (kGroups > 1) _tile_stored(2, sums(out, 0, 1), 64);
+  if constexpr (kTiles > 1 && kGroups > 1) _tile_stored(3, sums(out, 1, 1), 64);
+}
+
+template <int kGroups>
+void TileSumsOf(int tiles, const uint16_t* a, int64_t tile_stride, const uint16_t* w, int64_t n,
+                const float* in, float* out) {
+  if (tiles > 1) {
+    TileSums<kGroups, 2>(a, tile_stride, w, n, in, out);
+  } else {
+    TileSums<kGroups, 1>(a, tile_stride, w, n, in, out);
   }
 }
 
-// One 16-row group times the 16 tokens of interleave group `tg`, the chunk's n blocks from b0
-// (b0 even): its unpacked weights and row factors (Unpack), acc carried in and out.
+// KernelTable::gemm_x16_tiles for one format (see there).
 template <class Fmt>
-__attribute__((always_inline)) inline void TileBlocks(const int8_t* unpacked, const float* scales,
-                                                      int64_t b0, int64_t n,
-                                                      const QuantizedActivations& a, int64_t tg,
-                                                      __m512 (&acc)[kGroup]) {
-  const TileActivations x = ActivationsOf<Fmt>(a, tg, b0);
-  alignas(64) int32_t c[2 * kStagePairs][16 * 16];
-  int64_t b = 0;
-  for (; b + 2 * kStagePairs <= n; b += 2 * kStagePairs) {
-    Stage<Fmt>(b, std::integral_constant<int, 2 * kStagePairs>(), x, scales, unpacked, c, acc);
-  }
-  if (b < n) Stage<Fmt>(b, static_cast<int>(n - b), x, scales, unpacked, c, acc);
-}
-
-// ngroups adjacent 16-row groups times tokens [token, token + ntok) (activations interleaved in
-// groups of 16 tokens; any token range: the tiles it touches are computed whole, only its rows
-// stored) into out[t * ldo + r], r < 16 * ngroups. Each chunk of a group's blocks is unpacked
-// once and serves up to kMaxTiles tiles of tokens (a call's 256 tokens, and one more where
-// they start inside a tile); the tiles' sums wait in `partial` between chunks.
-template <class Fmt>
-void GemmGroups(const uint8_t* groups, int ngroups, int64_t nblocks, const QuantizedActivations& a,
-                int64_t token, int ntok, float* out, int64_t ldo) {
-  alignas(64) static thread_local int8_t unpacked[kChunkPairs * kPairB];
-  alignas(64) static thread_local float partial[kMaxTiles][kGroup * 16];
-  alignas(64) static thread_local float scales[kChunkBlocks * kMaxScaleFloats];
-  static_assert(sizeof(unpacked) + sizeof(partial) + sizeof(scales) == kThreadScratchBytes);
-  static_assert(Fmt::kScaleFloats <= kMaxScaleFloats);
-  static thread_local bool zeros_ready = false;
-  if (!zeros_ready) {
-    std::memset(unpacked, 0, sizeof(unpacked));
-    zeros_ready = true;
-  }
+void GemmTiles(const uint8_t* groups, int ngroups, int64_t nblocks, int64_t b0, int64_t b1,
+               const QuantizedActivations& a, int64_t token, int ntok, float* out, int64_t ldo,
+               bool accumulate) {
+  alignas(64) static thread_local uint16_t weights[kMaxGroups * kChunkBlocks * kTileValues];
+  alignas(64) static thread_local float sums[kMaxTiles * kMaxGroups * 256];
+  static_assert(sizeof(weights) + sizeof(sums) == kThreadScratchBytes);
   _tile_loadconfig(&kConfig);
   const int64_t end = token + ntok;
-  // At most kMaxTiles tiles of tokens at a time (their sums wait in `partial` between chunks).
-  for (int64_t first_tile = token / kGroup; first_tile * kGroup < end; first_tile += kMaxTiles) {
-    const int64_t tiles = std::min<int64_t>(kMaxTiles, (end + kGroup - 1) / kGroup - first_tile);
-    for (int g = 0; g < ngroups; ++g) {
-      const uint8_t* group = groups + g * nblocks * Fmt::kGroupBlockBytes;
-      for (int64_t b0 = 0; b0 < nblocks; b0 += kChunkBlocks) {
-        const int64_t n = std::min(kChunkBlocks, nblocks - b0);
-        Unpack<Fmt>(group, b0, n, unpacked, scales);
-        for (int64_t i = 0; i < tiles; ++i) {
-          const int64_t tg = first_tile + i;
-          __m512 acc[kGroup];
-          for (int t = 0; t < kGroup; ++t) {
-            acc[t] = b0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(partial[i] + 16 * t);
-          }
-          TileBlocks<Fmt>(unpacked, scales, b0, n, a, tg, acc);
-          if (b0 + n < nblocks) {
-            for (int t = 0; t < kGroup; ++t) _mm512_store_ps(partial[i] + 16 * t, acc[t]);
-            continue;
-          }
-          const int64_t first = std::max(token, tg * kGroup);
-          const int64_t last = std::min(end, (tg + 1) * kGroup);
-          for (int64_t t = first; t < last; ++t) {
-            _mm512_storeu_ps(out + (t - token) * ldo + 16 * g, acc[t - tg * kGroup]);
-          }
+  const int64_t tile_stride = (a.cols / 32) * kTileValues;  // one token tile's blocks
+  for (int64_t first_tile = token / 16; first_tile * 16 < end; first_tile += kMaxTiles) {
+    const int64_t tiles = std::min<int64_t>(kMaxTiles, (end + 15) / 16 - first_tile);
+    for (int64_t c = b0; c < b1; c += kChunkBlocks) {
+      const int64_t n = std::min(kChunkBlocks, b1 - c);
+      for (int g = 0; g < ngroups; ++g) {
+        const uint8_t* group = groups + g * nblocks * Fmt::kGroupBlockBytes;
+        for (int64_t i = 0; i < n; ++i) {
+          Fmt::Block(group, c + i, weights + (g * kChunkBlocks + i) * kTileValues);
+        }
+      }
+      for (int64_t i = 0; i < tiles; i += 2) {
+        const int pair_tiles = static_cast<int>(std::min<int64_t>(2, tiles - i));
+        const uint16_t* at = a.bf16.data() + (first_tile + i) * tile_stride + c * kTileValues;
+        float* s = sums + i * kMaxGroups * 256;
+        const float* in = c == b0 ? nullptr : s;
+        if (ngroups > 1) {
+          TileSumsOf<2>(pair_tiles, at, tile_stride, weights, n, in, s);
+        } else {
+          TileSumsOf<1>(pair_tiles, at, tile_stride, weights, n, in, s);
+        }
+      }
+    }
+    for (int64_t i = 0; i < tiles; ++i) {
+      const int64_t tg = first_tile + i;
+      const int64_t first = std::max(token, tg * 16), last = std::min(end, (tg + 1) * 16);
+      for (int g = 0; g < ngroups; ++g) {
+        const float* s = sums + (i * kMaxGroups + g) * 256;
+        for (int64_t t = first; t < last; ++t) {
+          float* o = out + (t - token) * ldo + 16 * g;
+          const __m512 v = _mm512_load_ps(s + 16 * (t - tg * 16));
+          _mm512_storeu_ps(o, accumulate ? _mm512_add_ps(_mm512_loadu_ps(o), v) : v);
         }
       }
     }
@@ -312,26 +286,14 @@ void GemmGroups(const uint8_t* groups, int ngroups, int64_t nblocks, const Quant
   _tile_release();
 }
 
-// The AMX kernel of a format for activations in groups of 16 (prefill); the VNNI kernel
-// otherwise (decode, short pieces, MoE's per-expert rows).
-template <class Fmt, int kGroups>
-void Gemm(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a, int64_t token,
-          int ntok, float* out, int64_t ldo) {
-  if (a.interleave_group != kGroup) {
-    const KernelTable& vnni = Avx512VnniTable();
-    GemmX16Fn fn = nullptr;
-    if constexpr (std::is_same_v<Fmt, Q4Format>) {
-      fn = kGroups == 2 ? vnni.gemm_q4_0x16_pair : vnni.gemm_q4_0x16;
-    } else if constexpr (std::is_same_v<Fmt, Q8Format>) {
-      fn = kGroups == 2 ? vnni.gemm_q8_0x16_pair : vnni.gemm_q8_0x16;
-    } else {
-      static_assert(kGroups == 1);
-      fn = vnni.gemm_q4_kx16;
-    }
-    fn(group, nblocks, a, token, ntok, out, ldo);
-    return;
+// KernelTable::bf16_tile_row: 32 values a block, rounded to nearest even (VCVTNE2PS2BF16:
+// subnormal inputs count as zero), block b at dst + b * kTileValues.
+void Bf16TileRow(const float* x, int64_t nblocks, uint16_t* dst) {
+  for (int64_t b = 0; b < nblocks; ++b) {
+    const __m512bh v =
+        _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 32 * b + 16), _mm512_loadu_ps(x + 32 * b));
+    _mm512_storeu_si512(dst + b * kTileValues, reinterpret_cast<__m512i>(v));
   }
-  GemmGroups<Fmt>(group, kGroups, nblocks, a, token, ntok, out, ldo);
 }
 
 }  // namespace
@@ -340,13 +302,10 @@ const KernelTable& Table() {
   static const KernelTable table = [] {
     KernelTable t = Avx512VnniTable();
     t.isa = "avx512amx";
-    t.gemm_q4_0x16 = Gemm<Q4Format, 1>;
-    t.gemm_q8_0x16 = Gemm<Q8Format, 1>;
-    t.gemm_q4_0x16_pair = Gemm<Q4Format, 2>;
-    t.gemm_q8_0x16_pair = Gemm<Q8Format, 2>;
-    t.gemm_q4_kx16 = Gemm<Q4KFormat, 1>;
-    t.q4_kx16_prefill_interleaved = true;
-    t.x16_prefill_group = kGroup;
+    t.tiles_q4_0x16 = GemmTiles<Q4Format>;
+    t.tiles_q8_0x16 = GemmTiles<Q8Format>;
+    t.tiles_q4_kx16 = GemmTiles<Q4KFormat>;
+    t.bf16_tile_row = Bf16TileRow;
     t.thread_scratch_bytes = kThreadScratchBytes;
     return t;
   }();
