@@ -625,8 +625,9 @@ TEST(AmxKernelTest, Bf16RowsRoundToNearestEven) {
 // (pack's dequantizers: the values the kernels round) and rounded to bf16, every activation
 // rounded to bf16, products summed in double. The kernels sum in f32 (one rounding a block at
 // most per sum): tolerance (nblocks + 8) 2^-23 sum |w a|, where a weight or activation read from
-// the wrong place errs by about sum |w a| / sqrt(k). Q4_0, Q8_0 and Q4_K (random bytes, and
-// every byte 0xFF: the largest values, scales and mins); block counts within one 64-block chunk,
+// the wrong place errs by about sum |w a| / sqrt(k). Q4_0, Q8_0, Q4_K (random bytes, and every
+// byte 0xFF: the largest values, scales and mins) and Q6_K (quantized random rows, and every
+// byte 0xFF but d); block counts within one 64-block chunk,
 // at its edge and across it; the product in one call and in calls over ranges of blocks added
 // up (accumulate); token ranges inside and across tiles and past the 17 tiles of one pass; one
 // and two groups. And the point of it: closer to the exact product of the f32 activations and
@@ -653,8 +654,12 @@ TEST(AmxKernelTest, TilesMatchBf16Reference) {
     cases.push_back({DType::kQ4_0, nb, false});
     cases.push_back({DType::kQ8_0, nb, false});
   }
-  for (int64_t superblocks : {1, 8, 9, 17}) cases.push_back({DType::kQ4_K, 8 * superblocks, false});
+  for (int64_t superblocks : {1, 8, 9, 17}) {
+    cases.push_back({DType::kQ4_K, 8 * superblocks, false});
+    cases.push_back({DType::kQ6_K, 8 * superblocks, false});
+  }
   cases.push_back({DType::kQ4_K, 16, true});
+  cases.push_back({DType::kQ6_K, 16, true});
   for (const Case& c : cases) {
     const int64_t k = c.nblocks * 32, tokens = 290;
     const std::string what = std::string(DTypeName(c.plain)) + " nblocks " +
@@ -686,6 +691,29 @@ TEST(AmxKernelTest, TilesMatchBf16Reference) {
       }
       tiles = amx.tiles_q4_kx16;
       vnni_gemm = vnni.gemm_q4_kx16;
+    } else if (c.plain == DType::kQ6_K) {
+      for (int r = 0; r < 32; ++r) {
+        if (c.extreme) {  // every byte 0xFF but d: values 31, scales -1
+          std::fill_n(plain.data() + r * row_bytes, row_bytes, uint8_t{0xFF});
+          for (int64_t sb = 0; sb < c.nblocks / 8; ++sb) {
+            const uint16_t d = half::F32ToF16(0.01f);
+            std::memcpy(plain.data() + r * row_bytes + sb * quant::kQ6_KBlockBytes + 208, &d, 2);
+          }
+        } else {
+          quant::QuantizeRow(DType::kQ6_K, RandomVector(k, &rng, 0.05f).data(), k,
+                             plain.data() + r * row_bytes);
+        }
+      }
+      for (int g = 0; g < 2; ++g) {
+        kernels::pack::RepackGroupQ6_Kx16(plain.data() + g * 16 * row_bytes, row_bytes,
+                                          c.nblocks / 8, groups.data() + g * 16 * row_bytes);
+        for (int r = 0; r < 16; ++r) {
+          kernels::pack::DequantizeQ6_Kx16Row(groups.data() + g * 16 * row_bytes, c.nblocks / 8, r,
+                                              w.data() + (16 * g + r) * k);
+        }
+      }
+      tiles = amx.tiles_q6_kx16;
+      vnni_gemm = vnni.gemm_q6_kx16;
     } else {
       const bool q4 = c.plain == DType::kQ4_0;
       const X16Weights weights = RandomX16Weights(

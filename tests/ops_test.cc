@@ -420,7 +420,8 @@ TEST(OpsMatMulTiles, Bf16TilesForRunsOf16TokensOrMore) {
     int64_t k;
   } cases[] = {{DType::kQ4_0, DType::kQ4_0x16, 4160},
                {DType::kQ8_0, DType::kQ8_0x16, 96},
-               {DType::kQ4_K, DType::kQ4_Kx16, 2304}};
+               {DType::kQ4_K, DType::kQ4_Kx16, 2304},
+               {DType::kQ6_K, DType::kQ6_Kx16, 512}};
   const int64_t rows = 48, s = 290;
   ThreadPool pool3(3);
   for (const auto& c : cases) {

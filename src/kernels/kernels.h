@@ -167,6 +167,7 @@ struct KernelTable {
   GemmX16TilesFn tiles_q4_0x16 = nullptr;
   GemmX16TilesFn tiles_q8_0x16 = nullptr;
   GemmX16TilesFn tiles_q4_kx16 = nullptr;
+  GemmX16TilesFn tiles_q6_kx16 = nullptr;
   // One activation row (nblocks blocks of 32 f32) rounded to bf16 (nearest even; subnormals
   // count as zero) into the tile layout: block b's 32 values at dst + 512 b
   // (QuantizedActivations::bf16_row).

@@ -94,6 +94,7 @@ kernels::GemmX16TilesFn TilesFor(const kernels::KernelTable& table, DType dtype)
   return dtype == DType::kQ4_0x16   ? table.tiles_q4_0x16
          : dtype == DType::kQ8_0x16 ? table.tiles_q8_0x16
          : dtype == DType::kQ4_Kx16 ? table.tiles_q4_kx16
+         : dtype == DType::kQ6_Kx16 ? table.tiles_q6_kx16
                                     : nullptr;
 }
 

@@ -1,8 +1,8 @@
-// AMX (AMX-TILE + AMX-BF16) prefill kernels for the Q4_0x16, Q8_0x16 and Q4_Kx16 layouts, on top
-// of the AVX-512 VNNI table (Intel Sapphire Rapids and later). Prefill's activations are rounded
-// to bfloat16 once (QuantizedActivations::bf16, tiles of 16 tokens x 32 values), each weight
-// block is dequantized to bfloat16 once per call (d * q, or d sc q - dmin m for Q4_K, in f32,
-// then rounded) and serves every tile of the call's tokens, and one TDPBF16PS multiplies 16
+// AMX (AMX-TILE + AMX-BF16) prefill kernels for the Q4_0x16, Q8_0x16, Q4_Kx16 and Q6_Kx16 layouts,
+// on top of the AVX-512 VNNI table (Intel Sapphire Rapids and later). Prefill's activations are
+// rounded to bfloat16 once (QuantizedActivations::bf16, tiles of 16 tokens x 32 values), each
+// weight block is dequantized to bfloat16 once per call (d * q, or d sc q - dmin m for Q4_K, in
+// f32, then rounded) and serves every tile of the call's tokens, and one TDPBF16PS multiplies 16
 // tokens x 32 values by 32 values x 16 rows into f32 sums that stay in a tile register across
 // the blocks: no per-block float step at all.
 //
@@ -188,6 +188,46 @@ struct Q4KFormat {
   }
 };
 
+// Q6_Kx16 (pack::RepackGroupQ6_Kx16): 256-value blocks of 16 rows, sub-block j (our block b =
+// 8 sb + j) 256 bytes of low nibbles in the Q4_0x16 layout and two 64-byte areas of top bits
+// (chunk ch = values 4ch..4ch+3 at bits 2 (ch % 4) of area ch / 4), value (low | top << 4) - 32
+// times d * the int8 scale of its 16 values (scale k of row r at kQ6_Kx16Scales + 16 k + r).
+struct Q6KFormat {
+  static constexpr int64_t kGroupBlockBytes = pack::kQ6_Kx16BlockBytes / 8;
+  static void Block(const uint8_t* group, int64_t b, uint16_t* out) {
+    const uint8_t* super = group + (b / 8) * pack::kQ6_Kx16BlockBytes;
+    const int j = static_cast<int>(b % 8);
+    const __m512 d = LoadHalves(super);
+    auto scale = [&](int k) {
+      const __m128i sc =
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(super + pack::kQ6_Kx16Scales + 16 * k));
+      return Spread(_mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc))));
+    };
+    const RowFactors first = scale(2 * j), second = scale(2 * j + 1);  // values 0-15, 16-31
+    const uint8_t* data = super + pack::kQ6_Kx16Data + pack::kQ6_Kx16SubBlockBytes * j;
+    const __m512i mask = _mm512_set1_epi8(0x0F), three = _mm512_set1_epi8(3);
+    const __m512i bias = _mm512_set1_epi8(32);
+    auto top = [&](__m512i area, int shift) {  // bits shift, shift + 1 as bits 4, 5
+      return _mm512_slli_epi16(
+          _mm512_and_si512(_mm512_srl_epi16(area, _mm_cvtsi32_si128(shift)), three), 4);
+    };
+    for (int c = 0; c < 4; ++c) {  // chunks 2c (low nibbles) and 2c + 1 (high)
+      const __m512i bytes = _mm512_loadu_si512(data + 64 * c);
+      const __m512i area = _mm512_loadu_si512(data + 256 + 64 * (c / 2));
+      const int shift = 4 * (c % 2);
+      const __m512i lo =
+          _mm512_sub_epi8(_mm512_or_si512(_mm512_and_si512(bytes, mask), top(area, shift)), bias);
+      const __m512i hi =
+          _mm512_sub_epi8(_mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(bytes, 4), mask),
+                                          top(area, shift + 2)),
+                          bias);
+      const RowFactors& f = c < 2 ? first : second;
+      StoreBRows<false>(lo, f, f, out + 4 * c * 32);
+      StoreBRows<false>(hi, f, f, out + (4 * c + 2) * 32);
+    }
+  }
+};
+
 // The sums of kTiles token tiles x kGroups groups over n blocks: A of tile t at a + t *
 // tile_stride (block i at + i * kTileValues), B of group g at w + g * kChunkBlocks *
 // kTileValues; C starts at zero (in == nullptr) or from in, and is stored to out (in and out:
@@ -305,6 +345,7 @@ const KernelTable& Table() {
     t.tiles_q4_0x16 = GemmTiles<Q4Format>;
     t.tiles_q8_0x16 = GemmTiles<Q8Format>;
     t.tiles_q4_kx16 = GemmTiles<Q4KFormat>;
+    t.tiles_q6_kx16 = GemmTiles<Q6KFormat>;
     t.bf16_tile_row = Bf16TileRow;
     t.thread_scratch_bytes = kThreadScratchBytes;
     return t;
