@@ -163,7 +163,7 @@ def main():
                 peaks.append(vnni_peak_ops_per_cpu_second(args.vnni_peak))
     if args.vnni_peak:
         peaks.append(vnni_peak_ops_per_cpu_second(args.vnni_peak))
-        amx_peak = vnni_peak_ops_per_cpu_second(args.vnni_peak, "tdpbssd")
+        amx_peak = vnni_peak_ops_per_cpu_second(args.vnni_peak, "tdpbf16ps")
     else:
         amx_peak = None
     peak = max((p for p in peaks if p), default=None)
@@ -193,8 +193,8 @@ def main():
                           b, ops * 1e-9, b * ops * 1e-9, 100.0 * b * ops / peak, peak * 1e-9,
                           ", ".join("%.0f" % (p * 1e-9) for p in peaks if p)))
                 if amx_peak:
-                    print("  and %.1f%% of their AMX peak (tdpbssd, %.0f GOPS per CPU second; "
-                          "Q4_0's per-32 scales let a tile use half of it at most)" % (
+                    print("  and %.1f%% of their AMX-BF16 peak (tdpbf16ps, %.0f GOPS per CPU "
+                          "second; the AMX prefill kernels' instruction)" % (
                               100.0 * b * ops / amx_peak, amx_peak * 1e-9))
 
 

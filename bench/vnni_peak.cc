@@ -15,9 +15,9 @@
 //
 //   build/vnni_peak [--seconds S] [--json] [--mix]
 //
-// Where the CPU has AMX-INT8 (and Linux grants the tile-data permission), also the peak of
-// TDPBSSD: 16 x 16 int32 sums of 64 s8 x s8 products each (32768 integer ops an instruction),
-// four independent tiles per thread, the ceiling for the AMX prefill kernels.
+// Where the CPU has AMX-BF16 (and Linux grants the tile-data permission), also the peak of
+// TDPBF16PS: 16 x 16 f32 sums of 32 bf16 x bf16 products each (16384 ops an instruction), four
+// independent tiles per thread, the ceiling for the AMX prefill kernels (src/kernels/isa/amx.cc).
 //
 // Standard library only; on CPUs without AVX-512 VNNI (or other architectures) it says so and
 // exits 0, so scripts can run it anywhere.
@@ -86,10 +86,10 @@ struct alignas(64) TileConfig {
 };
 const TileConfig kTileConfig;
 
-__attribute__((target("amx-tile,amx-int8"))) int64_t RunTdpbssd(int64_t iterations, int seed) {
-  alignas(64) static thread_local int8_t operand[16 * 64];
-  alignas(64) static thread_local int32_t out[16 * 16];
-  std::memset(operand, seed | 1, sizeof(operand));
+__attribute__((target("amx-tile,amx-bf16"))) int64_t RunTdpbf16ps(int64_t iterations, int seed) {
+  alignas(64) static thread_local uint16_t operand[16 * 32];
+  alignas(64) static thread_local float out[16 * 16];
+  for (uint16_t& v : operand) v = static_cast<uint16_t>(0x3C00 + (seed & 7));  // ~2^-7, finite
   _tile_loadconfig(&kTileConfig);
   _tile_loadd(2, operand, 64);
   _tile_loadd(4, operand, 64);
@@ -99,25 +99,25 @@ __attribute__((target("amx-tile,amx-int8"))) int64_t RunTdpbssd(int64_t iteratio
   _tile_zero(7);
   for (int64_t i = 0; i < iterations; ++i) {
     for (int u = 0; u < kUnroll; ++u) {
-      _tile_dpbssd(0, 2, 4);
-      _tile_dpbssd(1, 2, 4);
-      _tile_dpbssd(6, 2, 4);
-      _tile_dpbssd(7, 2, 4);
+      _tile_dpbf16ps(0, 2, 4);
+      _tile_dpbf16ps(1, 2, 4);
+      _tile_dpbf16ps(6, 2, 4);
+      _tile_dpbf16ps(7, 2, 4);
     }
   }
   _tile_stored(0, out, 64);
-  int64_t sum = out[0];
+  int64_t sum = static_cast<int64_t>(out[0]);
   _tile_stored(7, out, 64);
-  sum += out[255];
+  sum += static_cast<int64_t>(out[255]);
   _tile_release();
   return sum;
 }
 
-// AMX-TILE and AMX-INT8 in CPUID, tile state enabled in XCR0 and (Linux) the permission.
-bool CpuHasAmxInt8() {
+// AMX-TILE and AMX-BF16 in CPUID, tile state enabled in XCR0 and (Linux) the permission.
+bool CpuHasAmxBf16() {
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
   if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
-  if ((edx & (1u << 24)) == 0 || (edx & (1u << 25)) == 0) return false;
+  if ((edx & (1u << 24)) == 0 || (edx & (1u << 22)) == 0) return false;
   if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0 || (ecx & bit_OSXSAVE) == 0) return false;
   unsigned lo = 0, hi = 0;
   __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
@@ -156,7 +156,7 @@ double ThreadCpuSeconds() {
 // measured from a common start flag (so a thread that started late is not counted short).
 Result Measure(int threads, int chains, double seconds, bool amx = false) {
   auto run = [&](int64_t iterations, int seed) {
-    return amx           ? RunTdpbssd(iterations, seed)
+    return amx           ? RunTdpbf16ps(iterations, seed)
            : chains == 1 ? RunDpbusd<1>(iterations, seed)
                          : RunDpbusd<kChains>(iterations, seed);
   };
@@ -193,9 +193,9 @@ Result Measure(int threads, int chains, double seconds, bool amx = false) {
   for (auto& th : pool) th.join();
   const double slowest = *std::max_element(elapsed.begin(), elapsed.end());
   const double instructions = static_cast<double>(iterations) * kUnroll * chains;
-  const double ops_per_instruction = amx ? 2.0 * 16 * 16 * 64 : kOpsPerInstruction;
+  const double ops_per_instruction = amx ? 2.0 * 16 * 16 * 32 : kOpsPerInstruction;
   Result r;
-  r.instruction = amx ? "tdpbssd" : "vpdpbusd";
+  r.instruction = amx ? "tdpbf16ps" : "vpdpbusd";
   r.threads = threads;
   r.chains = chains;
   r.instructions_per_s = instructions / slowest;
@@ -337,7 +337,7 @@ int main(int argc, char** argv) {
   for (int threads = 1; threads <= static_cast<int>(std::min(2u, hw)); ++threads) {
     results.push_back(Measure(threads, kChains, seconds));
   }
-  if (CpuHasAmxInt8()) {
+  if (CpuHasAmxBf16()) {
     for (int threads = 1; threads <= static_cast<int>(std::min(2u, hw)); ++threads) {
       results.push_back(Measure(threads, 4, seconds, /*amx=*/true));
     }
@@ -355,12 +355,12 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::printf(
-      "vpdpbusd zmm (128 int8 ops each), %d chains per thread unless noted; tdpbssd (32768 int8 "
-      "ops each), 4 tiles per thread\n",
+      "vpdpbusd zmm (128 int8 ops each), %d chains per thread unless noted; tdpbf16ps (16384 "
+      "bf16 ops each), 4 tiles per thread\n",
       kChains);
   for (const Result& r : results) {
     std::printf(
-        "%-8s threads %d chains %2d: %6.3f G instructions/s per thread, %8.1f int8 GOPS (wall), "
+        "%-9s threads %d chains %2d: %6.3f G instructions/s per thread, %8.1f GOPS (wall), "
         "%8.1f GOPS per CPU second x threads\n",
         r.instruction, r.threads, r.chains, r.instructions_per_s * 1e-9, r.ops_per_second * 1e-9,
         r.ops_per_cpu_second * r.threads * 1e-9);
