@@ -228,26 +228,32 @@ struct Q6KFormat {
   }
 };
 
+// Where a step's sums C(t, g) (token tile t, group g) live: base + t * tile_step + g *
+// group_step, rows ld bytes apart (the thread's buffer between chunks, or the output).
+struct SumsAt {
+  float* base;
+  int64_t tile_step, group_step, ld;
+  float* at(int t, int g) const { return base + t * tile_step + g * group_step; }
+};
+
 // The sums of kTiles token tiles x kGroups groups over n blocks: A of tile t at a + t *
 // tile_stride (block i at + i * kTileValues), B of group g at w + g * kChunkBlocks *
-// kTileValues; C starts at zero (in == nullptr) or from in, and is stored to out (in and out:
-// [tile][group][16 tokens x 16 rows] f32, kMaxGroups groups a tile).
+// kTileValues; C starts at zero (in == nullptr) or from *in, and is stored to out.
 template <int kGroups, int kTiles>
 __attribute__((always_inline)) inline void TileSums(const uint16_t* a, int64_t tile_stride,
-                                                    const uint16_t* w, int64_t n, const float* in,
-                                                    float* out) {
+                                                    const uint16_t* w, int64_t n, const SumsAt* in,
+                                                    const SumsAt& out) {
   constexpr int64_t kGroupStride = kChunkBlocks * kTileValues;
-  auto sums = [](const float* base, int t, int g) { return base + (t * kMaxGroups + g) * 256; };
   if (in == nullptr) {
     _tile_zero(0);
     if constexpr (kTiles > 1) _tile_zero(1);
     if constexpr (kGroups > 1) _tile_zero(2);
     if constexpr (kTiles > 1 && kGroups > 1) _tile_zero(3);
   } else {
-    _tile_loadd(0, sums(in, 0, 0), 64);
-    if constexpr (kTiles > 1) _tile_loadd(1, sums(in, 1, 0), 64);
-    if constexpr (kGroups > 1) _tile_loadd(2, sums(in, 0, 1), 64);
-    if constexpr (kTiles > 1 && kGroups > 1) _tile_loadd(3, sums(in, 1, 1), 64);
+    _tile_loadd(0, in->at(0, 0), in->ld);
+    if constexpr (kTiles > 1) _tile_loadd(1, in->at(1, 0), in->ld);
+    if constexpr (kGroups > 1) _tile_loadd(2, in->at(0, 1), in->ld);
+    if constexpr (kTiles > 1 && kGroups > 1) _tile_loadd(3, in->at(1, 1), in->ld);
   }
   // Software-pipelined: the next block's first activation tile and both weight tiles load
   // while this block's products run (the tile unit waits on a load's result: with each load
@@ -269,15 +275,15 @@ __attribute__((always_inline)) inline void TileSums(const uint16_t* a, int64_t t
     _tile_loadd(6, w + next, 64);
     if constexpr (kGroups > 1) _tile_loadd(7, w + kGroupStride + next, 64);
   }
-  _tile_stored(0, sums(out, 0, 0), 64);
-  if constexpr (kTiles > 1) _tile_stored(1, sums(out, 1, 0), 64);
-  if constexpr (kGroups > 1) _tile_stored(2, sums(out, 0, 1), 64);
-  if constexpr (kTiles > 1 && kGroups > 1) _tile_stored(3, sums(out, 1, 1), 64);
+  _tile_stored(0, out.at(0, 0), out.ld);
+  if constexpr (kTiles > 1) _tile_stored(1, out.at(1, 0), out.ld);
+  if constexpr (kGroups > 1) _tile_stored(2, out.at(0, 1), out.ld);
+  if constexpr (kTiles > 1 && kGroups > 1) _tile_stored(3, out.at(1, 1), out.ld);
 }
 
 template <int kGroups>
 void TileSumsOf(int tiles, const uint16_t* a, int64_t tile_stride, const uint16_t* w, int64_t n,
-                const float* in, float* out) {
+                const SumsAt* in, const SumsAt& out) {
   if (tiles > 1) {
     TileSums<kGroups, 2>(a, tile_stride, w, n, in, out);
   } else {
@@ -298,6 +304,14 @@ void GemmTiles(const uint8_t* groups, int ngroups, int64_t nblocks, int64_t b0, 
   const int64_t tile_stride = (a.cols / 32) * kTileValues;  // one token tile's blocks
   for (int64_t first_tile = token / 16; first_tile * 16 < end; first_tile += kMaxTiles) {
     const int64_t tiles = std::min<int64_t>(kMaxTiles, (end + 15) / 16 - first_tile);
+    // The pair of tiles from tile i on (i even) is computed in the output rows themselves
+    // when the call's blocks are one chunk and every token of the pair is in the range;
+    // otherwise in the buffer, and only the range's rows copied out at the end.
+    auto direct = [&](int64_t i) {
+      const int64_t t0 = (first_tile + i) * 16,
+                    t1 = std::min(first_tile + tiles, first_tile + i + 2) * 16;
+      return b1 - b0 <= kChunkBlocks && t0 >= token && t1 <= end;
+    };
     for (int64_t c = b0; c < b1; c += kChunkBlocks) {
       const int64_t n = std::min(kChunkBlocks, b1 - c);
       for (int g = 0; g < ngroups; ++g) {
@@ -309,16 +323,24 @@ void GemmTiles(const uint8_t* groups, int ngroups, int64_t nblocks, int64_t b0, 
       for (int64_t i = 0; i < tiles; i += 2) {
         const int pair_tiles = static_cast<int>(std::min<int64_t>(2, tiles - i));
         const uint16_t* at = a.bf16.data() + (first_tile + i) * tile_stride + c * kTileValues;
-        float* s = sums + i * kMaxGroups * 256;
-        const float* in = c == b0 ? nullptr : s;
+        const SumsAt buffer{sums + i * kMaxGroups * 256, kMaxGroups * 256, 256, 64};
+        const SumsAt* in = c == b0 ? nullptr : &buffer;
+        const SumsAt* to = &buffer;
+        SumsAt output;
+        if (direct(i)) {  // the tiles' sums from and to the output rows
+          output = {out + ((first_tile + i) * 16 - token) * ldo, 16 * ldo, 16, ldo * 4};
+          in = accumulate ? &output : nullptr;
+          to = &output;
+        }
         if (ngroups > 1) {
-          TileSumsOf<2>(pair_tiles, at, tile_stride, weights, n, in, s);
+          TileSumsOf<2>(pair_tiles, at, tile_stride, weights, n, in, *to);
         } else {
-          TileSumsOf<1>(pair_tiles, at, tile_stride, weights, n, in, s);
+          TileSumsOf<1>(pair_tiles, at, tile_stride, weights, n, in, *to);
         }
       }
     }
     for (int64_t i = 0; i < tiles; ++i) {
+      if (direct(i - i % 2)) continue;
       const int64_t tg = first_tile + i;
       const int64_t first = std::max(token, tg * 16), last = std::min(end, (tg + 1) * 16);
       for (int g = 0; g < ngroups; ++g) {
