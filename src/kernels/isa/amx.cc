@@ -90,18 +90,10 @@ __attribute__((always_inline)) inline RowFactors Spread(__m512 rows) {
   return f;
 }
 
-// 64 values in the x16 int8 layout (four consecutive values v..v+3 of each of 16 rows) as
-// value * scale (- min where kMin) rounded to bf16, stored as the two B-tile rows they make:
+// 64 f32 values in the x16 layout's order (f[q]: four consecutive values v..v+3 of rows 4q..
+// 4q+3, lane 4 (r - 4q) + i) rounded to bf16 and stored as the two B-tile rows they make:
 // values v, v+1 of every row (dword r: row r's pair) at row0, values v+2, v+3 at row0 + 32.
-template <bool kMin>
-__attribute__((always_inline)) inline void StoreBRows(__m512i values, const RowFactors& scale,
-                                                      const RowFactors& min, uint16_t* row0) {
-  __m512 f[4];
-  for (int q = 0; q < 4; ++q) {
-    const __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(values, q)));
-    f[q] = kMin ? _mm512_fmsub_ps(v, scale.quarter[q], min.quarter[q])
-                : _mm512_mul_ps(v, scale.quarter[q]);
-  }
+__attribute__((always_inline)) inline void StoreBRows(const __m512 (&f)[4], uint16_t* row0) {
   // Dword j of each: row j / 2 (rows 0-7, then 8-15), pair j % 2.
   const __m512i rows_0_7 = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(f[1], f[0]));
   const __m512i rows_8_15 = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(f[3], f[2]));
@@ -111,20 +103,41 @@ __attribute__((always_inline)) inline void StoreBRows(__m512i values, const RowF
   _mm512_store_si512(row0 + 32, _mm512_permutex2var_epi32(rows_0_7, odd, rows_8_15));
 }
 
+// 64 signed bytes in the x16 int8 layout (byte 4 r + i: value i of four consecutive values of
+// row r), each times its row's scale, as StoreBRows' two rows.
+__attribute__((always_inline)) inline void StoreScaledBytes(__m512i values, const RowFactors& scale,
+                                                            uint16_t* row0) {
+  __m512 f[4];
+  for (int q = 0; q < 4; ++q) {
+    f[q] = _mm512_mul_ps(
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(values, q))),
+        scale.quarter[q]);
+  }
+  StoreBRows(f, row0);
+}
+
 // A Q4_0x16 data area (256 bytes; byte 64 c + 4 r + i: value 8c + i of row r in the low nibble,
-// 8c + 4 + i in the high one, the layout Q4_Kx16's sub-blocks share) minus `minus`, scaled, as
-// the block's 16 B-tile rows.
-template <bool kMin>
-__attribute__((always_inline)) inline void StoreNibbleBlock(const uint8_t* data, __m512i minus,
+// 8c + 4 + i in the high one, the layout Q4_Kx16's sub-blocks share) as the block's 16 B-tile
+// rows, each nibble q as q * scale - offset in one rounding (Q4_0: scale d, offset 8 d, exact;
+// Q4_K: d sc_j and dmin m_j). The bytes widen to 32 bits straight from memory, four rows at a
+// time, and the nibbles split there (no 128-bit extracts, no separate - 8).
+__attribute__((always_inline)) inline void StoreNibbleBlock(const uint8_t* data,
                                                             const RowFactors& scale,
-                                                            const RowFactors& min, uint16_t* out) {
-  const __m512i mask = _mm512_set1_epi8(0x0F);
+                                                            const RowFactors& offset,
+                                                            uint16_t* out) {
+  const __m512i mask = _mm512_set1_epi32(0x0F);
   for (int c = 0; c < 4; ++c) {
-    const __m512i bytes = _mm512_loadu_si512(data + 64 * c);
-    const __m512i lo = _mm512_sub_epi8(_mm512_and_si512(bytes, mask), minus);
-    const __m512i hi = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(bytes, 4), mask), minus);
-    StoreBRows<kMin>(lo, scale, min, out + 4 * c * 32);        // values 8c .. 8c + 3
-    StoreBRows<kMin>(hi, scale, min, out + (4 * c + 2) * 32);  // values 8c + 4 .. 8c + 7
+    __m512 lo[4], hi[4];
+    for (int q = 0; q < 4; ++q) {
+      const __m512i bytes = _mm512_cvtepu8_epi32(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + 64 * c + 16 * q)));
+      lo[q] = _mm512_fmsub_ps(_mm512_cvtepi32_ps(_mm512_and_si512(bytes, mask)), scale.quarter[q],
+                              offset.quarter[q]);
+      hi[q] = _mm512_fmsub_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(bytes, 4)), scale.quarter[q],
+                              offset.quarter[q]);
+    }
+    StoreBRows(lo, out + 4 * c * 32);        // values 8c .. 8c + 3
+    StoreBRows(hi, out + (4 * c + 2) * 32);  // values 8c + 4 .. 8c + 7
   }
 }
 
@@ -139,8 +152,8 @@ struct Q4Format {  // per block: the 16 rows' f16 d, then a data area; values ni
   static constexpr int64_t kGroupBlockBytes = 16 * 18;
   static void Block(const uint8_t* group, int64_t b, uint16_t* out) {
     const uint8_t* block = group + b * kGroupBlockBytes;
-    const RowFactors d = Spread(LoadHalves(block));
-    StoreNibbleBlock<false>(block + 32, _mm512_set1_epi8(8), d, d, out);
+    const __m512 d = LoadHalves(block);
+    StoreNibbleBlock(block + 32, Spread(d), Spread(_mm512_mul_ps(d, _mm512_set1_ps(8.0f))), out);
   }
 };
 
@@ -151,8 +164,8 @@ struct Q8Format {  // per block: f16 d, then 8 x 64 bytes (values 4c..4c+3 of th
     const RowFactors d = Spread(LoadHalves(block));
     const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
     for (int c = 0; c < 8; ++c) {
-      StoreBRows<false>(_mm512_xor_si512(_mm512_loadu_si512(block + 32 + 64 * c), bias), d, d,
-                        out + 2 * c * 32);
+      StoreScaledBytes(_mm512_xor_si512(_mm512_loadu_si512(block + 32 + 64 * c), bias), d,
+                       out + 2 * c * 32);
     }
   }
 };
@@ -183,8 +196,7 @@ struct Q4KFormat {
         _mm512_mul_ps(LoadHalves(super), _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(sc)));
     const __m512 min = _mm512_mul_ps(LoadHalves(super + pack::kQ4_Kx16Dmin),
                                      _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(mn)));
-    StoreNibbleBlock<true>(super + pack::kQ4_Kx16Data + 256 * j, _mm512_setzero_si512(),
-                           Spread(scale), Spread(min), out);
+    StoreNibbleBlock(super + pack::kQ4_Kx16Data + 256 * j, Spread(scale), Spread(min), out);
   }
 };
 
@@ -222,8 +234,8 @@ struct Q6KFormat {
                                           top(area, shift + 2)),
                           bias);
       const RowFactors& f = c < 2 ? first : second;
-      StoreBRows<false>(lo, f, f, out + 4 * c * 32);
-      StoreBRows<false>(hi, f, f, out + (4 * c + 2) * 32);
+      StoreScaledBytes(lo, f, out + 4 * c * 32);
+      StoreScaledBytes(hi, f, out + (4 * c + 2) * 32);
     }
   }
 };
