@@ -107,12 +107,14 @@ __attribute__((always_inline)) inline void StoreBRows(const __m512 (&f)[4], uint
 // row r), each times its row's scale, as StoreBRows' two rows.
 __attribute__((always_inline)) inline void StoreScaledBytes(__m512i values, const RowFactors& scale,
                                                             uint16_t* row0) {
-  __m512 f[4];
-  for (int q = 0; q < 4; ++q) {
-    f[q] = _mm512_mul_ps(
-        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(values, q))),
-        scale.quarter[q]);
-  }
+  auto widen = [&](__m128i bytes, int q) {
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes)), scale.quarter[q]);
+  };
+  // The lane indices are immediates: spelled out (a loop is not unrolled at -O1).
+  const __m512 f[4] = {widen(_mm512_castsi512_si128(values), 0),
+                       widen(_mm512_extracti32x4_epi32(values, 1), 1),
+                       widen(_mm512_extracti32x4_epi32(values, 2), 2),
+                       widen(_mm512_extracti32x4_epi32(values, 3), 3)};
   StoreBRows(f, row0);
 }
 
