@@ -1,10 +1,10 @@
 // AMX (AMX-TILE + AMX-BF16) prefill kernels for the Q4_0x16, Q8_0x16, Q4_Kx16 and Q6_Kx16 layouts,
 // on top of the AVX-512 VNNI table (Intel Sapphire Rapids and later). Prefill's activations are
 // rounded to bfloat16 once (QuantizedActivations::bf16, tiles of 16 tokens x 32 values), each
-// weight block is dequantized to bfloat16 once per call (d * q, or d sc q - dmin m for Q4_K, in
-// f32, then rounded) and serves every tile of the call's tokens, and one TDPBF16PS multiplies 16
-// tokens x 32 values by 32 values x 16 rows into f32 sums that stay in a tile register across
-// the blocks: no per-block float step at all.
+// weight block is dequantized to bfloat16 once per call (d q; d sc q - dmin m for Q4_K; d sc q
+// for Q6_K: exact in f32, then rounded) and serves every tile of the call's tokens, and one
+// TDPBF16PS multiplies 16 tokens x 32 values by 32 values x 16 rows into f32 sums that stay in a
+// tile register across the blocks: no per-block float step at all.
 //
 // Why bfloat16 rather than the int8 tiles (TDPBSSD) the quantized weights suggest: each 32-value
 // block has its own scales, so an int8 tile's int32 sums must leave the tile unit after every
