@@ -101,7 +101,8 @@ kernels::GemmX16TilesFn TilesFor(const kernels::KernelTable& table, DType dtype)
 // x [s, k] quantized to int8 blocks in this thread's scratch (reused across calls: large
 // buffers freed and reallocated every matmul would come back from the OS as fresh zeroed pages
 // each time), which the pool's workers then read; the token-interleaved copy where the
-// weights' kernel reads it, per-16 sums for Q6_K weights. gelu_up: when not null, x is the
+// weights' kernel reads it, per-16 sums for Q6_K weights; or, for a table's bf16 tile kernels
+// (AMX), x rounded to bf16 tiles instead (see below). gelu_up: when not null, x is the
 // MLP's gate and each token's row x[t] first becomes gelu_tanh(x[t]) * gelu_up[t] in place
 // (MatMulGeluMul). make_row: when not null, x is scratch that each token's row is first
 // made in (MatMulSharedRows).
