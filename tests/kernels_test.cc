@@ -669,6 +669,8 @@ TEST(AmxKernelTest, TilesMatchBf16Reference) {
     std::vector<uint8_t> plain(32 * row_bytes), groups(32 * row_bytes);
     kernels::GemmX16TilesFn tiles = nullptr;
     kernels::GemmX16Fn vnni_gemm = nullptr;
+    void (*repack)(const uint8_t*, uint64_t, int64_t, uint8_t*) = nullptr;  // K-quants only
+    void (*dequantize)(const uint8_t*, int64_t, int, float*) = nullptr;
     std::vector<float> w(32 * k);  // the dequantized rows
     if (c.plain == DType::kQ4_K) {
       for (uint8_t& b : plain) b = c.extreme ? 0xFF : static_cast<uint8_t>(byte(rng));
@@ -681,14 +683,8 @@ TEST(AmxKernelTest, TilesMatchBf16Reference) {
           std::memcpy(block + 2, &dmin, 2);
         }
       }
-      for (int g = 0; g < 2; ++g) {
-        kernels::pack::RepackGroupQ4_Kx16(plain.data() + g * 16 * row_bytes, row_bytes,
-                                          c.nblocks / 8, groups.data() + g * 16 * row_bytes);
-        for (int r = 0; r < 16; ++r) {
-          kernels::pack::DequantizeQ4_Kx16Row(groups.data() + g * 16 * row_bytes, c.nblocks / 8, r,
-                                              w.data() + (16 * g + r) * k);
-        }
-      }
+      repack = kernels::pack::RepackGroupQ4_Kx16;
+      dequantize = kernels::pack::DequantizeQ4_Kx16Row;
       tiles = amx.tiles_q4_kx16;
       vnni_gemm = vnni.gemm_q4_kx16;
     } else if (c.plain == DType::kQ6_K) {
@@ -704,14 +700,8 @@ TEST(AmxKernelTest, TilesMatchBf16Reference) {
                              plain.data() + r * row_bytes);
         }
       }
-      for (int g = 0; g < 2; ++g) {
-        kernels::pack::RepackGroupQ6_Kx16(plain.data() + g * 16 * row_bytes, row_bytes,
-                                          c.nblocks / 8, groups.data() + g * 16 * row_bytes);
-        for (int r = 0; r < 16; ++r) {
-          kernels::pack::DequantizeQ6_Kx16Row(groups.data() + g * 16 * row_bytes, c.nblocks / 8, r,
-                                              w.data() + (16 * g + r) * k);
-        }
-      }
+      repack = kernels::pack::RepackGroupQ6_Kx16;
+      dequantize = kernels::pack::DequantizeQ6_Kx16Row;
       tiles = amx.tiles_q6_kx16;
       vnni_gemm = vnni.gemm_q6_kx16;
     } else {
@@ -721,14 +711,21 @@ TEST(AmxKernelTest, TilesMatchBf16Reference) {
           c.nblocks, 2, &rng);
       plain = weights.plain;
       groups = weights.packed;
-      for (int g = 0; g < 2; ++g) {
-        for (int r = 0; r < 16; ++r) {
-          (q4 ? kernels::pack::DequantizeQ4_0x16Row : kernels::pack::DequantizeQ8_0x16Row)(
-              groups.data() + g * 16 * row_bytes, c.nblocks, r, w.data() + (16 * g + r) * k);
-        }
-      }
+      dequantize = q4 ? kernels::pack::DequantizeQ4_0x16Row : kernels::pack::DequantizeQ8_0x16Row;
       tiles = q4 ? amx.tiles_q4_0x16 : amx.tiles_q8_0x16;
       vnni_gemm = q4 ? vnni.gemm_q4_0x16 : vnni.gemm_q8_0x16;
+    }
+    // The K-quants' plain rows repacked here (units: 256-value superblocks), every format's
+    // groups dequantized: the values the kernels round.
+    const int64_t units = repack != nullptr ? c.nblocks / 8 : c.nblocks;
+    for (int g = 0; g < 2; ++g) {
+      if (repack != nullptr) {
+        repack(plain.data() + g * 16 * row_bytes, row_bytes, units,
+               groups.data() + g * 16 * row_bytes);
+      }
+      for (int r = 0; r < 16; ++r) {
+        dequantize(groups.data() + g * 16 * row_bytes, units, r, w.data() + (16 * g + r) * k);
+      }
     }
     ASSERT_NE(tiles, nullptr);
     std::vector<float> x = RandomVector(tokens * k, &rng);
