@@ -820,6 +820,145 @@ TEST(AmxKernelTest, TilesMatchBf16Reference) {
   }
 }
 
+// KernelTable::bf16_split_tiles: three bf16 parts that add up to each value exactly (random
+// values over 2^-60 .. 2^60 with full 24-bit significands, bf16 ties, the largest float below
+// bf16's overflow, zeros; subnormal parts flush: values from 2^-100 up keep every bit), in the
+// B-tile layout (row i, dword t: values 2i, 2i + 1 of token t), tokens past ntok zero; an
+// infinite value is its hi part alone.
+TEST(AmxKernelTest, Bf16SplitAddsUpExactly) {
+  if (!kernels::CpuSupports(kernels::Isa::kAvx512Amx)) GTEST_SKIP() << "CPU lacks AMX";
+  const kernels::KernelTable& amx = kernels::TableFor(kernels::Isa::kAvx512Amx);
+  ASSERT_NE(amx.bf16_split_tiles, nullptr);
+  ASSERT_EQ(kernels::TableFor(kernels::Isa::kAvx512Vnni).bf16_split_tiles, nullptr);
+  std::mt19937 rng(81);
+  std::uniform_int_distribution<uint32_t> mantissa(0, (1u << 23) - 1);
+  std::uniform_int_distribution<int> exponent(-60, 60);
+  const int64_t nblocks = 3, ldx = nblocks * 32 + 5;
+  for (int ntok : {16, 11, 1}) {
+    std::vector<float> x(16 * ldx);
+    for (float& v : x) {
+      const uint32_t bits =
+          (rng() & 0x80000000u) | static_cast<uint32_t>(127 + exponent(rng)) << 23 | mantissa(rng);
+      std::memcpy(&v, &bits, 4);
+    }
+    const uint32_t specials[] = {0x3F808000u, 0x3F818000u, 0x3F80C000u, 0xBF808000u, 0x00000000u,
+                                 0x80000000u, 0x7F7F7FFFu, 0x0D800001u, 0x3F7FFFFFu, 0x7F800000u};
+    for (size_t i = 0; i < std::size(specials); ++i) std::memcpy(&x[9 * i + 1], &specials[i], 4);
+    std::vector<uint16_t> out(nblocks * 3 * 512, 0xABCD);
+    amx.bf16_split_tiles(x.data(), ldx, ntok, nblocks, out.data());
+    for (int64_t b = 0; b < nblocks; ++b) {
+      for (int t = 0; t < 16; ++t) {
+        for (int v = 0; v < 32; ++v) {
+          // Value v of token t: row v / 2, dword t, half v % 2 of each part's tile.
+          float part[3];
+          for (int p = 0; p < 3; ++p) {
+            part[p] = half::Bf16ToF32(out[(3 * b + p) * 512 + (v / 2) * 32 + 2 * t + v % 2]);
+          }
+          const float want = t < ntok ? x[t * ldx + 32 * b + v] : 0.0f;
+          if (std::isinf(want)) {
+            ASSERT_EQ(part[0], want);
+            ASSERT_EQ(part[1], 0.0f);
+            ASSERT_EQ(part[2], 0.0f);
+            continue;
+          }
+          ASSERT_EQ(static_cast<double>(part[0]) + part[1] + part[2], want)
+              << "ntok " << ntok << " block " << b << " token " << t << " value " << v;
+          ASSERT_EQ(part[0], half::Bf16ToF32(half::F32ToBf16(want)));  // hi: x rounded
+        }
+      }
+    }
+  }
+}
+
+// KernelTable::tiles_bf16 (weights 16 or 32 rows of odd widths, row stride past the row;
+// blocks 1 .. 70, ranges of them added up with `accumulate`; tokens inside, across and after
+// tiles, with split tiles from token 0). Exact: rows with one nonzero weight, a power of two,
+// give x 2^e exactly (each part's product exact, the other products zero) and `accumulate`
+// adds it to the preset output in one f32 rounding: a lost part, a misplaced value or a
+// mis-transposed sum fails bit equality. Random rows: within the f32 summation bound
+// (3 k + 2) 2^-24 sum |w x| of the double sums.
+TEST(AmxKernelTest, Bf16RowsTilesAreExactProductsSummedInF32) {
+  if (!kernels::CpuSupports(kernels::Isa::kAvx512Amx)) GTEST_SKIP() << "CPU lacks AMX";
+  const kernels::KernelTable& amx = kernels::TableFor(kernels::Isa::kAvx512Amx);
+  ASSERT_NE(amx.tiles_bf16, nullptr);
+  ASSERT_EQ(kernels::TableFor(kernels::Isa::kAvx512Vnni).tiles_bf16, nullptr);
+  std::mt19937 rng(83);
+  std::uniform_int_distribution<int> pick(0, 1 << 20);
+  for (int64_t nblocks : {1, 3, 48, 70}) {
+    const int64_t k = 32 * nblocks, ldw = k + 3, s = 53;
+    const std::vector<float> x = RandomVector(s * k, &rng, 4.0f);
+    std::vector<uint16_t> split((s + 15) / 16 * nblocks * 3 * 512);
+    for (int64_t tile = 0; tile * 16 < s; ++tile) {
+      amx.bf16_split_tiles(x.data() + tile * 16 * k, k,
+                           static_cast<int>(std::min<int64_t>(16, s - tile * 16)), nblocks,
+                           split.data() + tile * nblocks * 3 * 512);
+    }
+    for (bool exact : {true, false}) {
+      for (int ngroups : {1, 2}) {
+        const int rows = 16 * ngroups;
+        std::vector<kernels::Bf16> w(rows * ldw);
+        std::vector<int64_t> at(rows);
+        std::vector<float> wf(rows * k, 0.0f);
+        for (int r = 0; r < rows; ++r) {
+          at[r] = pick(rng) % k;
+          for (int64_t i = 0; i < k; ++i) {
+            float v =
+                exact ? (i == at[r] ? std::ldexp(pick(rng) % 2 ? 1.0f : -1.0f, pick(rng) % 7 - 3)
+                                    : 0.0f)
+                      : half::Bf16ToF32(
+                            half::F32ToBf16(static_cast<float>(pick(rng)) / (1 << 19) - 1.0f));
+            w[r * ldw + i].bits = half::F32ToBf16(v);
+            wf[r * k + i] = v;
+          }
+        }
+        // Tokens [token, token + ntok), blocks in one call or in ranges of 7 added up.
+        const struct {
+          int64_t token;
+          int ntok;
+          bool ranges;
+        } calls[] = {{0, 53, false}, {16, 17, true}, {32, 1, false}, {48, 5, true}, {0, 16, true}};
+        for (const auto& call : calls) {
+          const int64_t ldo = rows + 2;
+          std::vector<float> preset = RandomVector(call.ntok * ldo, &rng);
+          std::vector<float> y = preset;
+          const bool accumulate_first = exact;  // exact rows: onto the preset values
+          const int64_t step = call.ranges ? 7 : nblocks;
+          for (int64_t b0 = 0; b0 < nblocks; b0 += step) {
+            amx.tiles_bf16(w.data(), ldw, ngroups, b0, std::min(nblocks, b0 + step), split.data(),
+                           nblocks, call.token, call.ntok, y.data(), ldo,
+                           b0 > 0 || accumulate_first);
+          }
+          for (int t = 0; t < call.ntok; ++t) {
+            const float* xt = x.data() + (call.token + t) * k;
+            for (int64_t r = 0; r < ldo; ++r) {
+              const float got = y[t * ldo + r];
+              if (r >= rows) {
+                ASSERT_EQ(got, preset[t * ldo + r]) << "wrote past the rows";
+                continue;
+              }
+              if (exact) {
+                ASSERT_EQ(got, preset[t * ldo + r] + xt[at[r]] * wf[r * k + at[r]])
+                    << "nblocks " << nblocks << " groups " << ngroups << " token " << call.token + t
+                    << " row " << r;
+                continue;
+              }
+              double want = 0, magnitude = 0;
+              for (int64_t i = 0; i < k; ++i) {
+                const double p = static_cast<double>(wf[r * k + i]) * xt[i];
+                want += p;
+                magnitude += std::fabs(p);
+              }
+              ASSERT_NEAR(got, want, (3 * k + 2) * std::ldexp(magnitude, -24))
+                  << "nblocks " << nblocks << " groups " << ngroups << " token " << call.token + t
+                  << " row " << r;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 // The largest integer sums a kernel can meet: every nibble 15 (or 0) against activations all
 // +127 or all -127. Kernels that sum products in 16-bit lanes before widening must not
 // saturate here.

@@ -452,6 +452,54 @@ TEST(OpsMatMulTiles, Bf16TilesForRunsOf16TokensOrMore) {
   }
 }
 
+// Where the table has bf16 tile kernels (AMX), MatMul of 16 tokens or more over BF16 rows
+// (rows a multiple of 16, K of 32) splits each activation into three bf16 parts and sums the
+// exact products in f32 on the tiles: within the f32 summation bound of the double sums, the
+// same bits for any pool, and (the effect of the path) not the bits of the f32 kernels, which
+// fewer tokens still take. K = 2240 makes two 64-block segments; 48 rows a pair of groups and
+// an odd one; 150 tokens two 128-token blocks. 40 rows (not a multiple of 16) keep the f32
+// kernels at every token count.
+TEST(OpsMatMulTiles, Bf16RowsOnTilesForRunsOf16TokensOrMore) {
+  const kernels::KernelTable& table = kernels::BestTable();
+  if (table.tiles_bf16 == nullptr) GTEST_SKIP() << "no bf16 tile kernels on this CPU";
+  std::mt19937 rng(17);
+  ThreadPool pool3(3);
+  for (int64_t rows : {48, 40}) {
+    const int64_t k = 2240;
+    const Weights w = MakeWeights(DType::kBF16, rows, k, 0, &rng);
+    for (int64_t s : {150, 16}) {
+      const std::vector<float> x = RandomFloats(s * k, &rng);
+      std::vector<float> y(s * rows, NAN), y3(s * rows, NAN), f32_kernels(s * rows, NAN);
+      ops::MatMul(w.view, x.data(), s, y.data(), nullptr);
+      ops::MatMul(w.view, x.data(), s, y3.data(), &pool3);
+      ASSERT_EQ(0, std::memcmp(y.data(), y3.data(), y.size() * sizeof(float))) << rows;
+      for (int64_t t = 0; t < s; t += 4) {  // four tokens at a time: the f32 kernels
+        ops::MatMul(w.view, x.data() + t * k, std::min<int64_t>(4, s - t),
+                    f32_kernels.data() + t * rows, nullptr);
+      }
+      int64_t differ = 0;
+      for (int64_t t = 0; t < s; ++t) {
+        for (int64_t n = 0; n < rows; ++n) {
+          double want = 0, magnitude = 0;
+          for (int64_t i = 0; i < k; ++i) {
+            const double p = w.decoded[n * k + i] * x[t * k + i];
+            want += p;
+            magnitude += std::fabs(p);
+          }
+          ASSERT_NEAR(y[t * rows + n], want, (3 * k + 2) * std::ldexp(magnitude, -24))
+              << "rows " << rows << " s " << s << " token " << t << " row " << n;
+          differ += y[t * rows + n] != f32_kernels[t * rows + n];
+        }
+      }
+      if (rows % 16 == 0) {
+        EXPECT_GT(differ, s * rows / 4) << "s " << s << ": the f32 kernels' sums, not the tiles'";
+      } else {
+        EXPECT_EQ(differ, 0) << "40 rows: the f32 kernels at every token count";
+      }
+    }
+  }
+}
+
 // The towers' GEMM: each output is one chain of fused multiply-adds over k in order on the exact
 // weight values (so the same bits on every ISA and tile shape), whatever the token count, the
 // thread count and the position of the token in its tile, for odd shapes (token, row and k tails

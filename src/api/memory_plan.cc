@@ -129,7 +129,7 @@ uint64_t EncoderActivationBytes(const TowerSize& t, int threads, int image_token
 }  // namespace
 
 uint64_t ForwardScratchBytes(const ModelConfig& c, int64_t max_chunk, int threads,
-                             int64_t context_tokens) {
+                             int64_t context_tokens, bool float_matrices) {
   const int64_t s = max_chunk, H = c.hidden_size, L = c.num_layers, P = c.ple_dim;
   int64_t q_dim = 0, kv_dim = 0, width = std::max<int64_t>(P, c.moe ? c.moe_width : 0);
   int64_t pairs = 0, head_dim = 0, attention = 0, k_max = std::max<int64_t>(H, P);
@@ -191,11 +191,18 @@ uint64_t ForwardScratchBytes(const ModelConfig& c, int64_t max_chunk, int thread
       static_cast<uint64_t>(std::max(interleaved_tokens * k_max, (moe_pairs + 7) / 8 * 8 * moe_k)) *
           (1 + 8 / 32.0) +
       (bf16_rows ? static_cast<uint64_t>((s + 15) / 16 * 16 * k_max) * 2 : 0);
+  // BF16 rows on the bf16 tiles (AMX, runs of 16 tokens or more) read each activation as three
+  // bf16 parts: (s rounded up to 16) x K x 6 bytes for the widest such matrix. Every matrix of
+  // a float checkpoint may be one; a quantized one keeps only the per-layer-input gate and
+  // model projection (K = hidden), its projection (K = ple_dim) and a router float.
+  const bool bf16_split = kernels::BestTable().tiles_bf16 != nullptr && s >= 16;
+  const int64_t split_k = float_matrices ? k_max : std::max<int64_t>(H, P);
+  const uint64_t split = bf16_split ? static_cast<uint64_t>((s + 15) / 16 * 16 * split_k) * 6 : 0;
   // Each thread's thread_local scratch of the prefill kernels (AMX: 162 KiB), kept while the
   // pool lives.
   const uint64_t kernel_threads =
       static_cast<uint64_t>(threads) * kernels::BestTable().thread_scratch_bytes;
-  return floats * sizeof(float) + quantized + kernel_threads;
+  return floats * sizeof(float) + quantized + split + kernel_threads;
 }
 
 StatusOr<int> ResolveMaxImageTokens(const ModelOptions& options) {
@@ -308,7 +315,8 @@ MemoryPlan ComputeMemoryPlan(const PlanInputs& in, int64_t context_tokens) {
   p.kv_sliding = KvCacheBytes(c, in.kv_type, 0, in.max_chunk);
   p.kv_full = KvCacheBytes(c, in.kv_type, p.context_tokens, in.max_chunk) - p.kv_sliding;
   p.kv_rewind = InferenceState::kRewindSlots * p.kv_sliding;
-  p.scratch = ForwardScratchBytes(c, in.max_chunk, in.threads, p.context_tokens);
+  p.scratch =
+      ForwardScratchBytes(c, in.max_chunk, in.threads, p.context_tokens, in.weights.mapped > 0);
   p.tokenizer = in.tokenizer;
   p.encoder_weights = in.encoder_weights;
   p.encoder_activations = in.encoder_activations;

@@ -44,6 +44,17 @@ using GemmX16TilesFn = void (*)(const uint8_t* groups, int ngroups, int64_t nblo
                                 int64_t b1, const QuantizedActivations& a, int64_t token, int ntok,
                                 float* out, int64_t ldo, bool accumulate);
 
+// Prefill over BF16 weight rows, with every product exact: groups [w, w + 16 ngroups rows)
+// (ngroups 1 or 2; row r at w + r * ldw) over blocks [b0, b1) of 32 values, times tokens
+// token .. token + ntok - 1 (token a multiple of 16) of activations split by bf16_split_tiles
+// (`split`: the tiles of every 16 tokens from token 0, nblocks blocks each), into out[t * ldo +
+// r], r < 16 * ngroups; with `accumulate` the sums are added to out's values (k blocking). Each
+// f32 activation is the exact sum of three bf16 values, so each product of a bf16 weight with
+// one of them is exact and only the f32 sums round (in another order than the f32 kernels).
+using Bf16RowsTilesFn = void (*)(const Bf16* w, int64_t ldw, int ngroups, int64_t b0, int64_t b1,
+                                 const uint16_t* split, int64_t nblocks, int64_t token, int ntok,
+                                 float* out, int64_t ldo, bool accumulate);
+
 struct KernelTable {
   const char* isa;
   RowDotFn dot_q8_0;
@@ -172,6 +183,15 @@ struct KernelTable {
   // count as zero) into the tile layout: block b's 32 values at dst + 512 b
   // (QuantizedActivations::bf16_row).
   void (*bf16_tile_row)(const float* x, int64_t nblocks, uint16_t* dst) = nullptr;
+  // Prefill over BF16 rows (AMX-BF16; null elsewhere): see Bf16RowsTilesFn.
+  Bf16RowsTilesFn tiles_bf16 = nullptr;
+  // Tokens x [ntok <= 16 rows, 32 nblocks] (row t at x + t * ldx) as three bf16 parts whose sum
+  // is each value exactly (hi = bf16(x), mid = bf16(x - hi), lo = x - hi - mid; subnormal
+  // parts count as zero, and an infinite x has zero mid and lo), in the B-tile layout
+  // TDPBF16PS reads: part p of block b is the 1 KiB tile at dst + (3 b + p) * 512 whose row i
+  // holds, in dword t, values 2i and 2i + 1 of token t (zero for t >= ntok).
+  void (*bf16_split_tiles)(const float* x, int64_t ldx, int ntok, int64_t nblocks,
+                           uint16_t* dst) = nullptr;
 };
 
 // Packing for gemm_f32_packed. Tokens: out[i * mr + t] = x[t * ldx + i] for i < k, t < ntok;

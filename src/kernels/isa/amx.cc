@@ -379,6 +379,143 @@ void Bf16TileRow(const float* x, int64_t nblocks, uint16_t* dst) {
   }
 }
 
+// 16 x 16 dwords transposed in registers: r[i] lane j -> r[j] lane i (unpacks within 128-bit
+// lanes, then 128-bit lanes across; 64 shuffles).
+__attribute__((always_inline)) inline void Transpose16x16(__m512i (&r)[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 16; i += 4) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);  // lane L: r[i][4L], r[i+1][4L], +1, +1
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    t[i + 2] = _mm512_unpacklo_epi32(r[i + 2], r[i + 3]);
+    t[i + 3] = _mm512_unpackhi_epi32(r[i + 2], r[i + 3]);
+    // u[i + j] lane L: column 4L + j of rows i .. i + 3.
+    u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int j = 0; j < 4; ++j) {  // column 4L + j: lane L of u[j], u[4 + j], u[8 + j], u[12 + j]
+    const __m512i b0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44);  // lanes 0, 1 of each
+    const __m512i b1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xEE);  // lanes 2, 3
+    const __m512i b2 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44);
+    const __m512i b3 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xEE);
+    r[j] = _mm512_shuffle_i32x4(b0, b2, 0x88);
+    r[4 + j] = _mm512_shuffle_i32x4(b0, b2, 0xDD);
+    r[8 + j] = _mm512_shuffle_i32x4(b1, b3, 0x88);
+    r[12 + j] = _mm512_shuffle_i32x4(b1, b3, 0xDD);
+  }
+}
+
+__attribute__((always_inline)) inline __m512 WidenBf16(__m256i h) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// KernelTable::bf16_split_tiles.
+void Bf16SplitTiles(const float* x, int64_t ldx, int ntok, int64_t nblocks, uint16_t* dst) {
+  for (int64_t b = 0; b < nblocks; ++b) {
+    __m512i parts[3][16];  // per part, token t's 16 pairs (dword i: values 2i, 2i + 1)
+    for (int t = 0; t < 16; ++t) {
+      if (t >= ntok) {
+        for (auto& part : parts) part[t] = _mm512_setzero_si512();
+        continue;
+      }
+      const float* v = x + t * ldx + 32 * b;
+      __m512 lo = _mm512_loadu_ps(v), hi = _mm512_loadu_ps(v + 16);  // values 0-15, 16-31
+      for (int p = 0; p < 3; ++p) {
+        const __m512i rounded = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+        parts[p][t] = rounded;
+        if (p == 2) break;
+        // The remainders, exact in f32 (x - bf16(x) has at most 16 significant bits, and the
+        // second one at most 8: the third part is exact); none where the part is infinite.
+        const __m512 lo_part = WidenBf16(_mm512_castsi512_si256(rounded));
+        const __m512 hi_part = WidenBf16(_mm512_extracti64x4_epi64(rounded, 1));
+        const __m512 inf = _mm512_set1_ps(__builtin_inff());
+        const __mmask16 lo_finite = _mm512_cmp_ps_mask(_mm512_abs_ps(lo_part), inf, _CMP_LT_OQ);
+        const __mmask16 hi_finite = _mm512_cmp_ps_mask(_mm512_abs_ps(hi_part), inf, _CMP_LT_OQ);
+        lo = _mm512_maskz_sub_ps(lo_finite, lo, lo_part);
+        hi = _mm512_maskz_sub_ps(hi_finite, hi, hi_part);
+      }
+    }
+    for (int p = 0; p < 3; ++p) {
+      Transpose16x16(parts[p]);  // row i: pair i of every token
+      uint16_t* tile = dst + (3 * b + p) * kTileValues;
+      for (int i = 0; i < 16; ++i) _mm512_storeu_si512(tile + 32 * i, parts[p][i]);
+    }
+  }
+}
+
+// The sums of kGroups groups of 16 weight rows (A tiles 4, 5, loaded straight from the rows)
+// times kTiles token tiles (B tiles 6, 7: the split activations, three parts a block) over
+// blocks [b0, b1), into c[2 g + t] (16 rows x 16 tokens, 64-byte rows). Each weight tile
+// serves the three parts of both token tiles: 2 + 6 loads per 12 products.
+template <int kGroups, int kTiles>
+void Bf16RowSums(const uint16_t* w, int64_t ldw_bytes, int64_t b0, int64_t b1, const uint16_t* x,
+                 int64_t tile_stride, float (*c)[256]) {
+  _tile_zero(0);
+  if constexpr (kTiles > 1) _tile_zero(1);
+  if constexpr (kGroups > 1) _tile_zero(2);
+  if constexpr (kTiles > 1 && kGroups > 1) _tile_zero(3);
+  const int64_t group_step = 16 * ldw_bytes / 2;
+  for (int64_t b = b0; b < b1; ++b) {
+    _tile_loadd(4, w + 32 * b, ldw_bytes);
+    if constexpr (kGroups > 1) _tile_loadd(5, w + group_step + 32 * b, ldw_bytes);
+    for (int p = 0; p < 3; ++p) {
+      const uint16_t* xb = x + (3 * b + p) * kTileValues;
+      _tile_loadd(6, xb, 64);
+      if constexpr (kTiles > 1) _tile_loadd(7, xb + tile_stride, 64);
+      _tile_dpbf16ps(0, 4, 6);
+      if constexpr (kTiles > 1) _tile_dpbf16ps(1, 4, 7);
+      if constexpr (kGroups > 1) _tile_dpbf16ps(2, 5, 6);
+      if constexpr (kTiles > 1 && kGroups > 1) _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+  _tile_stored(0, c[0], 64);
+  if constexpr (kTiles > 1) _tile_stored(1, c[1], 64);
+  if constexpr (kGroups > 1) _tile_stored(2, c[2], 64);
+  if constexpr (kTiles > 1 && kGroups > 1) _tile_stored(3, c[3], 64);
+}
+
+// KernelTable::tiles_bf16 (Bf16RowsTilesFn).
+void Bf16RowsTiles(const Bf16* w, int64_t ldw, int ngroups, int64_t b0, int64_t b1,
+                   const uint16_t* split, int64_t nblocks, int64_t token, int ntok, float* out,
+                   int64_t ldo, bool accumulate) {
+  _tile_loadconfig(&kConfig);
+  const uint16_t* rows = reinterpret_cast<const uint16_t*>(w);
+  const int64_t ldw_bytes = ldw * 2, tile_stride = nblocks * 3 * kTileValues;
+  const int ntiles = (ntok + 15) / 16;
+  alignas(64) float c[4][256];
+  for (int i = 0; i < ntiles; i += 2) {
+    const uint16_t* x = split + (token / 16 + i) * tile_stride;
+    const int pair = std::min(2, ntiles - i);
+    if (ngroups > 1) {
+      if (pair > 1) {
+        Bf16RowSums<2, 2>(rows, ldw_bytes, b0, b1, x, tile_stride, c);
+      } else {
+        Bf16RowSums<2, 1>(rows, ldw_bytes, b0, b1, x, tile_stride, c);
+      }
+    } else if (pair > 1) {
+      Bf16RowSums<1, 2>(rows, ldw_bytes, b0, b1, x, tile_stride, c);
+    } else {
+      Bf16RowSums<1, 1>(rows, ldw_bytes, b0, b1, x, tile_stride, c);
+    }
+    // c[2 g + t] holds rows x tokens: transposed to the output's tokens x rows.
+    for (int g = 0; g < ngroups; ++g) {
+      for (int t = 0; t < pair; ++t) {
+        __m512i r[16];
+        for (int j = 0; j < 16; ++j) r[j] = _mm512_load_si512(c[2 * g + t] + 16 * j);
+        Transpose16x16(r);
+        const int first = (i + t) * 16, count = std::min(16, ntok - first);
+        for (int j = 0; j < count; ++j) {
+          float* o = out + (first + j) * ldo + 16 * g;
+          const __m512 v = _mm512_castsi512_ps(r[j]);
+          _mm512_storeu_ps(o, accumulate ? _mm512_add_ps(_mm512_loadu_ps(o), v) : v);
+        }
+      }
+    }
+  }
+  _tile_release();
+}
+
 }  // namespace
 
 const KernelTable& Table() {
@@ -390,6 +527,8 @@ const KernelTable& Table() {
     t.tiles_q4_kx16 = GemmTiles<Q4KFormat>;
     t.tiles_q6_kx16 = GemmTiles<Q6KFormat>;
     t.bf16_tile_row = Bf16TileRow;
+    t.tiles_bf16 = Bf16RowsTiles;
+    t.bf16_split_tiles = Bf16SplitTiles;
     t.thread_scratch_bytes = kThreadScratchBytes;
     return t;
   }();
