@@ -117,10 +117,11 @@ void Shapes(benchmark::internal::Benchmark* b) {
     b->Args({static_cast<int64_t>(DType::kBF16), 8960, 1536, 1, threads});
   }
   // Prefill of a 512-token prompt on two threads: the MLP matrices (L3-sized, so the token
-  // tiling decides how often they are re-read) and the BF16 per-layer-input gate (256 x 1536),
-  // projection (1536 x 256) and model projection (8960 x 1536).
+  // tiling decides how often they are re-read) at 512 tokens and at a forward step's 128, and
+  // the BF16 per-layer-input gate (256 x 1536), projection (1536 x 256) and model projection
+  // (8960 x 1536).
   for (const auto& [rows, cols] : {std::pair{6144, 1536}, std::pair{1536, 6144}}) {
-    b->Args({static_cast<int64_t>(q4), rows, cols, 512, 2});
+    for (int tokens : {512, 128}) b->Args({static_cast<int64_t>(q4), rows, cols, tokens, 2});
   }
   for (const auto& [rows, cols] :
        {std::pair{256, 1536}, std::pair{1536, 256}, std::pair{8960, 1536}}) {
