@@ -192,12 +192,20 @@ uint64_t ForwardScratchBytes(const ModelConfig& c, int64_t max_chunk, int thread
           (1 + 8 / 32.0) +
       (bf16_rows ? static_cast<uint64_t>((s + 15) / 16 * 16 * k_max) * 2 : 0);
   // BF16 rows on the bf16 tiles (AMX, runs of 16 tokens or more) read each activation as three
-  // bf16 parts: (s rounded up to 16) x K x 6 bytes for the widest such matrix. Every matrix of
-  // a float checkpoint may be one; a quantized one keeps only the per-layer-input gate and
-  // model projection (K = hidden), its projection (K = ple_dim) and a router float.
-  const bool bf16_split = kernels::BestTable().tiles_bf16 != nullptr && s >= 16;
-  const int64_t split_k = float_matrices ? k_max : std::max<int64_t>(H, P);
-  const uint64_t split = bf16_split ? static_cast<uint64_t>((s + 15) / 16 * 16 * split_k) * 6 : 0;
+  // bf16 parts: (s rounded up to 16) x K x 6 bytes for the widest such matrix, on the calling
+  // thread. Every matrix of a float checkpoint may be one; a quantized one keeps only the
+  // per-layer-input gate and model projection (K = hidden), its projection (K = ple_dim) and a
+  // router float. The per-layer-input block splits a step's tokens over the threads, each
+  // splitting its own share's activations (gate and projection: K <= max(hidden, ple_dim)).
+  uint64_t split = 0;
+  if (kernels::BestTable().tiles_bf16 != nullptr && s >= 16) {
+    const int64_t split_k = float_matrices ? k_max : std::max<int64_t>(H, P);
+    split = static_cast<uint64_t>((s + 15) / 16 * 16 * split_k) * 6;
+    if (P > 0 && threads > 1) {
+      const int64_t share = ((s + threads - 1) / threads + 15) / 16 * 16;
+      split += static_cast<uint64_t>(threads - 1) * share * std::max<int64_t>(H, P) * 6;
+    }
+  }
   // Each thread's thread_local scratch of the prefill kernels (AMX: 162 KiB), kept while the
   // pool lives.
   const uint64_t kernel_threads =

@@ -285,17 +285,17 @@ Status InferenceState::ForwardChunk(const ForwardInput& input, int64_t offset, i
     if (s >= kTokenSplitMinTokens) {
       // Prefill: one pool job split by tokens, each thread running every step for its own
       // tokens (the BF16 gate [P, H] and projection [H, P], 0.8 MB each on E2B, read by both
-      // threads from cache): no serial pass and one handoff instead of four. The float matmuls
-      // give each token the same bits whatever the tokens beside it (ops::MatMul), so the split
-      // changes nothing.
+      // threads from cache): no serial pass and one handoff instead of four. The matmuls give
+      // each token the same bits whatever the tokens beside it, and choose their kernels by the
+      // whole step's s (ops::MatMul's run_tokens), so the split changes nothing.
       PhaseTimer timer(profile_, ForwardProfile::kPleBlock);
       if (static_cast<int64_t>(gate_.size()) < s * config_.ple_dim)
         gate_.resize(s * config_.ple_dim);
       pool_->ParallelFor(
           s, kTokenSplitMinTokens / 2,
-          [&](int64_t begin, int64_t end) { LayerTail(lw, i, begin, end, nullptr); }, 1);
+          [&](int64_t begin, int64_t end) { LayerTail(lw, i, begin, end, s, nullptr); }, 1);
     } else {
-      LayerTail(lw, i, 0, s, pool_);  // decode: the matrices' rows split over the pool
+      LayerTail(lw, i, 0, s, s, pool_);  // decode: the matrices' rows split over the pool
     }
   }
   position_ += s;
@@ -328,7 +328,7 @@ Status InferenceState::ForwardChunk(const ForwardInput& input, int64_t offset, i
 }
 
 void InferenceState::LayerTail(const LayerWeights& lw, int layer, int64_t begin, int64_t end,
-                               ThreadPool* pool) {
+                               int64_t run_tokens, ThreadPool* pool) {
   const int64_t H = config_.hidden_size, n = end - begin;
   const float eps = config_.rms_norm_eps;
   float* const x = x_.data();
@@ -345,13 +345,13 @@ void InferenceState::LayerTail(const LayerWeights& lw, int layer, int64_t begin,
     const int64_t P = config_.ple_dim, L = config_.num_layers;
     if (pool != nullptr && static_cast<int64_t>(gate_.size()) < end * P) gate_.resize(end * P);
     float* const gate = gate_.data() + begin * P;  // [n, P]
-    ops::MatMul(lw.ple_gate, x + begin * H, n, gate, pool);
+    ops::MatMul(lw.ple_gate, x + begin * H, n, gate, pool, run_tokens);
     for (int64_t t = begin; t < end; ++t) {
       const float* ple = ple_inputs_.data() + (t * L + layer) * P;
       float* g = gate_.data() + t * P;
       ops::GeluMul(g, ple, g, P);
     }
-    ops::MatMul(lw.ple_projection, gate, n, tmp_.data() + begin * H, pool);  // [n, H]
+    ops::MatMul(lw.ple_projection, gate, n, tmp_.data() + begin * H, pool, run_tokens);  // [n, H]
     for (int64_t t = begin; t < end; ++t) {
       float* h = tmp_.data() + t * H;
       ops::RmsNorm(h, lw.post_ple_norm.data(), H, eps, h);

@@ -152,8 +152,10 @@ class InferenceState {
   // The end of layer `layer` for tokens [begin, end): the feed-forward output in tmp_ normed and
   // added to x_, the Per-Layer Embedding block, the layer scalar. pool: splits each matmul's
   // rows (decode), or null on a thread that owns these tokens (prefill's token split; the
-  // profile then times the caller's whole job).
-  void LayerTail(const LayerWeights& lw, int layer, int64_t begin, int64_t end, ThreadPool* pool);
+  // profile then times the caller's whole job). run_tokens: the step's token count, which
+  // chooses the matmuls' kernels (ops::MatMul), so a token split gives the step's bits.
+  void LayerTail(const LayerWeights& lw, int layer, int64_t begin, int64_t end, int64_t run_tokens,
+                 ThreadPool* pool);
   void DenseMlp(const LayerWeights& lw, int width, int64_t s, const ops::MakeRow& in, float* out);
   void Moe(const LayerWeights& lw, int64_t s, const float* residual, float* out);
   Status PerLayerInputs(const int32_t* ids, int64_t s);

@@ -108,7 +108,8 @@ kernels::GemmX16TilesFn TilesFor(const kernels::KernelTable& table, DType dtype)
 // made in (MatMulSharedRows).
 kernels::QuantizedActivations& QuantizeActivations(
     const float* x, int64_t s, int64_t k, DType weight_type, ThreadPool* pool, const float* gelu_up,
-    const MakeRow* make_row = nullptr, bool token_by_token = false, bool whole_tiles = true) {
+    const MakeRow* make_row = nullptr, bool token_by_token = false, bool whole_tiles = true,
+    int64_t run_tokens = 0) {
   const kernels::KernelTable& table = kernels::BestTable();
   struct ActivationsTag;
   kernels::QuantizedActivations& acts =
@@ -120,8 +121,8 @@ kernels::QuantizedActivations& QuantizeActivations(
   // kernels for these weights (AMX); otherwise quantized to int8 blocks, interleaved for the
   // x16 kernels that read that copy (Q4_0x16, Q8_0x16 on AVX-512): groups of 1 for one token at
   // a time, else 8.
-  const bool bf16 =
-      !token_by_token && s >= 16 && whole_tiles && TilesFor(table, weight_type) != nullptr;
+  const bool bf16 = !token_by_token && std::max(s, run_tokens) >= 16 && whole_tiles &&
+                    TilesFor(table, weight_type) != nullptr;
   const bool interleave = !bf16 && table.x16_reads_interleaved &&
                           (weight_type == DType::kQ4_0x16 || weight_type == DType::kQ8_0x16);
   if (bf16) acts.ResizeBf16();
@@ -338,7 +339,7 @@ void MatMulBf16Tiles(const TensorView& w, const float* x, int64_t s, float* y, T
 // row is dotted with up to four tokens at a time by the ISA's integer kernel. gelu_up: see
 // QuantizeActivations.
 void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool,
-                     const float* gelu_up = nullptr) {
+                     const float* gelu_up = nullptr, int64_t run_tokens = 0) {
   const int64_t n_out = w.rows(), k = w.cols();
   const kernels::KernelTable& table = kernels::BestTable();
   const kernels::RowDotFn dot = w.dtype == DType::kQ8_0    ? table.dot_q8_0
@@ -347,7 +348,8 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
                                 : w.dtype == DType::kQ6_K  ? table.dot_q6_k
                                 : w.dtype == DType::kQ4_K  ? table.dot_q4_k
                                                            : table.dot_q4_0;
-  const kernels::QuantizedActivations& acts = QuantizeActivations(x, s, k, w.dtype, pool, gelu_up);
+  const kernels::QuantizedActivations& acts =
+      QuantizeActivations(x, s, k, w.dtype, pool, gelu_up, nullptr, false, true, run_tokens);
   const uint64_t row_bytes = RowBytes(w.dtype, k);
   const int64_t nblocks = k / quant::kBlock;
   if (IsInterleavedX16(w.dtype)) {
@@ -445,9 +447,10 @@ void MatMulSharedRows(const TensorView* const* w, float* const* y, int n, int64_
   RunX16Products(products.data(), n, acts, s, pool);
 }
 
-void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool) {
+void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool,
+            int64_t run_tokens) {
   if (IsBlockType(w.dtype)) {  // every block-quantized layout, plain or repacked
-    MatMulQuantized(w, x, s, y, pool);
+    MatMulQuantized(w, x, s, y, pool, nullptr, run_tokens);
     return;
   }
   const int64_t n_out = w.rows(), k = w.cols();
@@ -460,6 +463,12 @@ void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool
   const bool in_place = w.dtype == DType::kF32 ? address % alignof(float) == 0
                         : w.dtype == DType::kBF16 || w.dtype == DType::kF16 ? address % 2 == 0
                                                                             : false;
+  // Runs of 16 tokens or more over BF16 rows on the bf16 tiles (AMX; MatMulBf16Tiles).
+  if (in_place && w.dtype == DType::kBF16 && std::max(s, run_tokens) >= 16 &&
+      table.tiles_bf16 != nullptr && k % quant::kBlock == 0 && n_out % 16 == 0) {
+    MatMulBf16Tiles(w, x, s, y, pool);
+    return;
+  }
   if (in_place && s <= 4) {
     auto rows = [&](int64_t begin, int64_t end) {
       const int nx = static_cast<int>(s);
@@ -482,11 +491,6 @@ void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool
     } else {
       rows(0, n_out);
     }
-    return;
-  }
-  if (in_place && w.dtype == DType::kBF16 && s >= 16 && table.tiles_bf16 != nullptr &&
-      k % quant::kBlock == 0 && n_out % 16 == 0) {
-    MatMulBf16Tiles(w, x, s, y, pool);
     return;
   }
   // Prefill over BF16 rows (the per-layer-input gate 256 x 1536 and projection 1536 x 256, the

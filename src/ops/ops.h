@@ -21,7 +21,13 @@ namespace gemma4::ops {
 void ToF32(const TensorView& t, int64_t first, int64_t count, float* out);
 
 // y[s, n] = sum_k x[s, k] * W[n, k] for W = [N, K] (nn.Linear layout), x = [S, K], y = [S, N].
-void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool);
+// The kernels are chosen by the token count: where the table has bf16 tile kernels (AMX), runs
+// of 16 tokens or more take them (other sums than the integer and f32 kernels'), and each
+// token's outputs do not depend on the other tokens of the call. run_tokens: the length of the
+// run these S tokens are a piece of (0: S), so that pieces of one run split across threads
+// choose as the whole run would and give it its bits.
+void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool,
+            int64_t run_tokens = 0);
 // Several matrices applied to the same x [S, K]: y[j] = MatMul(*w[j], x, s) for j < n. Over
 // interleaved block-quantized weights of one type x is quantized once and all products run as
 // one parallel job (the same kernel calls on the same activations as MatMul's, so the same
