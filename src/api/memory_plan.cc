@@ -130,7 +130,9 @@ uint64_t EncoderActivationBytes(const TowerSize& t, int threads, int image_token
 
 uint64_t ForwardScratchBytes(const ModelConfig& c, int64_t max_chunk, int threads,
                              int64_t context_tokens, bool float_matrices) {
-  const int64_t s = max_chunk, H = c.hidden_size, L = c.num_layers, P = c.ple_dim;
+  // A step never holds more tokens than the context: its buffers grow to the largest step.
+  const int64_t s = std::clamp<int64_t>(context_tokens, 1, max_chunk);
+  const int64_t H = c.hidden_size, L = c.num_layers, P = c.ple_dim;
   int64_t q_dim = 0, kv_dim = 0, width = std::max<int64_t>(P, c.moe ? c.moe_width : 0);
   int64_t pairs = 0, head_dim = 0, attention = 0, k_max = std::max<int64_t>(H, P);
   const int64_t pieces = context_tokens / kAttentionSplit + 1;
