@@ -500,6 +500,32 @@ TEST(OpsMatMulTiles, Bf16RowsOnTilesForRunsOf16TokensOrMore) {
   }
 }
 
+// MatMul's run_tokens: pieces of a run (5, 16 and 19 of 40 tokens) computed apart give the
+// bits of the whole run's call, over BF16 rows and Q4_0x16 groups alike, where the table has
+// tile kernels (each token's outputs do not depend on its neighbours there). Without it the
+// 5-token piece takes the f32 / int8 kernels: other bits.
+TEST(OpsMatMulTiles, PiecesOfARunGiveTheRunsBits) {
+  const kernels::KernelTable& table = kernels::BestTable();
+  if (table.tiles_bf16 == nullptr) GTEST_SKIP() << "no bf16 tile kernels on this CPU";
+  std::mt19937 rng(19);
+  const int64_t rows = 48, k = 2240, s = 40;
+  const Weights bf16 = MakeWeights(DType::kBF16, rows, k, 0, &rng);
+  const StackedWeights q4 = MakeStackedWeights(DType::kQ4_0, DType::kQ4_0x16, rows, k, &rng);
+  const std::vector<float> x = RandomFloats(s * k, &rng);
+  for (const TensorView* w : {&bf16.view, &q4.view}) {
+    std::vector<float> whole(s * rows), pieces(s * rows), alone(5 * rows);
+    ops::MatMul(*w, x.data(), s, whole.data(), nullptr);
+    for (const auto& [first, count] : {std::pair{0, 5}, std::pair{5, 16}, std::pair{21, 19}}) {
+      ops::MatMul(*w, x.data() + first * k, count, pieces.data() + first * rows, nullptr, s);
+    }
+    EXPECT_EQ(0, std::memcmp(whole.data(), pieces.data(), whole.size() * sizeof(float)))
+        << DTypeName(w->dtype);
+    ops::MatMul(*w, x.data(), 5, alone.data(), nullptr);
+    EXPECT_NE(0, std::memcmp(whole.data(), alone.data(), alone.size() * sizeof(float)))
+        << DTypeName(w->dtype) << ": 5 tokens alone take the other kernels";
+  }
+}
+
 // The towers' GEMM: each output is one chain of fused multiply-adds over k in order on the exact
 // weight values (so the same bits on every ISA and tile shape), whatever the token count, the
 // thread count and the position of the token in its tile, for odd shapes (token, row and k tails

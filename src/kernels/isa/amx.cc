@@ -344,6 +344,22 @@ void GemmTiles(const uint8_t* groups, int ngroups, int64_t nblocks, int64_t b0, 
           output = {out + ((first_tile + i) * 16 - token) * ldo, 16 * ldo, 16, ldo * 4};
           in = accumulate ? &output : nullptr;
           to = &output;
+        } else if (c == b0 && accumulate) {
+          // The output's values start the sums here too (zero for tokens outside the range),
+          // so every token gets the bits of a direct pair whatever its place in the call.
+          for (int t = 0; t < pair_tiles; ++t) {
+            for (int g = 0; g < ngroups; ++g) {
+              float* sum = sums + ((i + t) * kMaxGroups + g) * 256;
+              for (int64_t j = 0; j < 16; ++j) {
+                const int64_t tok = (first_tile + i + t) * 16 + j;
+                _mm512_store_ps(sum + 16 * j,
+                                tok >= token && tok < end
+                                    ? _mm512_loadu_ps(out + (tok - token) * ldo + 16 * g)
+                                    : _mm512_setzero_ps());
+              }
+            }
+          }
+          in = &buffer;
         }
         if (ngroups > 1) {
           TileSumsOf<2>(pair_tiles, at, tile_stride, weights, n, in, *to);
@@ -361,7 +377,7 @@ void GemmTiles(const uint8_t* groups, int ngroups, int64_t nblocks, int64_t b0, 
         for (int64_t t = first; t < last; ++t) {
           float* o = out + (t - token) * ldo + 16 * g;
           const __m512 v = _mm512_load_ps(s + 16 * (t - tg * 16));
-          _mm512_storeu_ps(o, accumulate ? _mm512_add_ps(_mm512_loadu_ps(o), v) : v);
+          _mm512_storeu_ps(o, v);
         }
       }
     }
