@@ -157,6 +157,11 @@ def main():
 
         for row in cmp.rows(measured, goal_of):
             table.append((label,) + row)
+            # Each job's rows as soon as it ends (a long-context job can take an hour).
+            _, test, _, kv, _, a, b, ratio, lo, hi, target = table[-1]
+            print("-- %s %s %s: llama.cpp %.2f, gemma4 %.2f t/s, %.2fx (%.2f-%.2f), %s" % (
+                label, test, kv, a, b, ratio, lo, hi, cmp.verdict(ratio, target)),
+                file=sys.stderr, flush=True)
         if label == "E2B Q4_0" and "-d" not in test_args:
             shares = measured["shares"]["gemma4"]
             if args.vnni_peak:
