@@ -24,10 +24,12 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
+#define GEMMA4_ISA_NAMESPACE amx
 #include <immintrin.h>
 
 #include <algorithm>
 
+#include "kernels/isa/avx512_transpose-inl.h"
 #include "kernels/kernels.h"
 #include "kernels/pack/pack.h"
 
@@ -395,33 +397,6 @@ void Bf16TileRow(const float* x, int64_t nblocks, uint16_t* dst) {
   }
 }
 
-// 16 x 16 dwords transposed in registers: r[i] lane j -> r[j] lane i (unpacks within 128-bit
-// lanes, then 128-bit lanes across; 64 shuffles).
-__attribute__((always_inline)) inline void Transpose16x16(__m512i (&r)[16]) {
-  __m512i t[16], u[16];
-  for (int i = 0; i < 16; i += 4) {
-    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);  // lane L: r[i][4L], r[i+1][4L], +1, +1
-    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    t[i + 2] = _mm512_unpacklo_epi32(r[i + 2], r[i + 3]);
-    t[i + 3] = _mm512_unpackhi_epi32(r[i + 2], r[i + 3]);
-    // u[i + j] lane L: column 4L + j of rows i .. i + 3.
-    u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-    u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-    u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-    u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-  }
-  for (int j = 0; j < 4; ++j) {  // column 4L + j: lane L of u[j], u[4 + j], u[8 + j], u[12 + j]
-    const __m512i b0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44);  // lanes 0, 1 of each
-    const __m512i b1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xEE);  // lanes 2, 3
-    const __m512i b2 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44);
-    const __m512i b3 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xEE);
-    r[j] = _mm512_shuffle_i32x4(b0, b2, 0x88);
-    r[4 + j] = _mm512_shuffle_i32x4(b0, b2, 0xDD);
-    r[8 + j] = _mm512_shuffle_i32x4(b1, b3, 0x88);
-    r[12 + j] = _mm512_shuffle_i32x4(b1, b3, 0xDD);
-  }
-}
-
 __attribute__((always_inline)) inline __m512 WidenBf16(__m256i h) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
@@ -429,17 +404,17 @@ __attribute__((always_inline)) inline __m512 WidenBf16(__m256i h) {
 // KernelTable::bf16_split_tiles.
 void Bf16SplitTiles(const float* x, int64_t ldx, int ntok, int64_t nblocks, uint16_t* dst) {
   for (int64_t b = 0; b < nblocks; ++b) {
-    __m512i parts[3][16];  // per part, token t's 16 pairs (dword i: values 2i, 2i + 1)
+    __m512 parts[3][16];  // per part, token t's 16 pairs (dword i: values 2i, 2i + 1)
     for (int t = 0; t < 16; ++t) {
       if (t >= ntok) {
-        for (auto& part : parts) part[t] = _mm512_setzero_si512();
+        for (auto& part : parts) part[t] = _mm512_setzero_ps();
         continue;
       }
       const float* v = x + t * ldx + 32 * b;
       __m512 lo = _mm512_loadu_ps(v), hi = _mm512_loadu_ps(v + 16);  // values 0-15, 16-31
       for (int p = 0; p < 3; ++p) {
         const __m512i rounded = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));
-        parts[p][t] = rounded;
+        parts[p][t] = _mm512_castsi512_ps(rounded);
         if (p == 2) break;
         // The remainders, exact in f32 (x - bf16(x) has at most 16 significant bits, and the
         // second one at most 8: the third part is exact); none where the part is infinite.
@@ -455,7 +430,7 @@ void Bf16SplitTiles(const float* x, int64_t ldx, int ntok, int64_t nblocks, uint
     for (int p = 0; p < 3; ++p) {
       Transpose16x16(parts[p]);  // row i: pair i of every token
       uint16_t* tile = dst + (3 * b + p) * kTileValues;
-      for (int i = 0; i < 16; ++i) _mm512_storeu_si512(tile + 32 * i, parts[p][i]);
+      for (int i = 0; i < 16; ++i) _mm512_storeu_ps(tile + 32 * i, parts[p][i]);
     }
   }
 }
@@ -517,14 +492,13 @@ void Bf16RowsTiles(const Bf16* w, int64_t ldw, int ngroups, int64_t b0, int64_t 
     // c[2 g + t] holds rows x tokens: transposed to the output's tokens x rows.
     for (int g = 0; g < ngroups; ++g) {
       for (int t = 0; t < pair; ++t) {
-        __m512i r[16];
-        for (int j = 0; j < 16; ++j) r[j] = _mm512_load_si512(c[2 * g + t] + 16 * j);
+        __m512 r[16];
+        for (int j = 0; j < 16; ++j) r[j] = _mm512_load_ps(c[2 * g + t] + 16 * j);
         Transpose16x16(r);
         const int first = (i + t) * 16, count = std::min(16, ntok - first);
         for (int j = 0; j < count; ++j) {
           float* o = out + (first + j) * ldo + 16 * g;
-          const __m512 v = _mm512_castsi512_ps(r[j]);
-          _mm512_storeu_ps(o, accumulate ? _mm512_add_ps(_mm512_loadu_ps(o), v) : v);
+          _mm512_storeu_ps(o, accumulate ? _mm512_add_ps(_mm512_loadu_ps(o), r[j]) : r[j]);
         }
       }
     }

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/isa/avx512_transpose-inl.h"
 #include "kernels/isa/float_kernels-inl.h"
 #include "kernels/kernels.h"
 #include "kernels/pack/pack.h"
@@ -850,33 +851,6 @@ void QuantizeBlocks(const float* x, int64_t nblocks, int8_t* q, float* scale, in
     scale[b] = d;
     sum[b] = total;
     offset[b] = 8.0f * static_cast<float>(total) * d;
-  }
-}
-
-// Transposes 16 rows of 16 floats in place: afterwards r[j] holds column j (lane t = row t).
-inline void Transpose16x16(__m512 r[16]) {
-  __m512 t[16], u[16];
-  for (int a = 0; a < 8; ++a) {  // pairs of rows: (0 1) (2 3) ... interleaved per 128-bit lane
-    t[2 * a] = _mm512_unpacklo_ps(r[2 * a], r[2 * a + 1]);
-    t[2 * a + 1] = _mm512_unpackhi_ps(r[2 * a], r[2 * a + 1]);
-  }
-  for (int a = 0; a < 4; ++a) {  // groups of four rows: u[4a + c] = column 4L + c in lane L
-    const __m512d t0 = _mm512_castps_pd(t[4 * a]), t1 = _mm512_castps_pd(t[4 * a + 1]);
-    const __m512d t2 = _mm512_castps_pd(t[4 * a + 2]), t3 = _mm512_castps_pd(t[4 * a + 3]);
-    u[4 * a] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
-    u[4 * a + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
-    u[4 * a + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
-    u[4 * a + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
-  }
-  for (int c = 0; c < 4; ++c) {  // 128-bit lanes: column 4L + c = lane L of u[c], u[4+c], ...
-    const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
-    const __m512 v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);
-    const __m512 w0 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
-    const __m512 w1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
-    r[c] = _mm512_shuffle_f32x4(v0, w0, 0x88);
-    r[4 + c] = _mm512_shuffle_f32x4(v1, w1, 0x88);
-    r[8 + c] = _mm512_shuffle_f32x4(v0, w0, 0xDD);
-    r[12 + c] = _mm512_shuffle_f32x4(v1, w1, 0xDD);
   }
 }
 
