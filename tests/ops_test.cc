@@ -219,19 +219,29 @@ TEST(OpsDot, ExactOnSmallIntegers) {
   }
 }
 
+// Row n of w dotted with x_row in double on the exact weight values, and sum |w x|.
+struct ExactDot {
+  double sum = 0, magnitude = 0;
+};
+ExactDot RowDot(const Weights& w, int64_t n, const float* x_row) {
+  const int64_t k = w.view.cols();
+  ExactDot d;
+  for (int64_t i = 0; i < k; ++i) {
+    const double p = w.decoded[n * k + i] * x_row[i];
+    d.sum += p;
+    d.magnitude += std::fabs(p);
+  }
+  return d;
+}
+
 // MatMul reference: y[t, n] = sum_k x[t, k] * W[n, k] in double on the exact weight values.
 void CheckMatMul(const Weights& w, const std::vector<float>& x, int64_t s,
                  const std::vector<float>& y) {
   const int64_t n_out = w.view.rows(), k = w.view.cols();
   for (int64_t t = 0; t < s; ++t) {
     for (int64_t n = 0; n < n_out; ++n) {
-      double ref = 0, sum_abs = 0;
-      for (int64_t i = 0; i < k; ++i) {
-        const double p = w.decoded[n * k + i] * x[t * k + i];
-        ref += p;
-        sum_abs += std::fabs(p);
-      }
-      ASSERT_NEAR(y[t * n_out + n], ref, DotBound(k, sum_abs))
+      const ExactDot ref = RowDot(w, n, x.data() + t * k);
+      ASSERT_NEAR(y[t * n_out + n], ref.sum, DotBound(k, ref.magnitude))
           << Name(w.view.dtype) << " N=" << n_out << " K=" << k << " s=" << s << " t=" << t
           << " n=" << n;
       // Since the weights decode exactly, each output is the one-row, one-token product of the
@@ -480,13 +490,8 @@ TEST(OpsMatMulTiles, Bf16RowsOnTilesForRunsOf16TokensOrMore) {
       int64_t differ = 0;
       for (int64_t t = 0; t < s; ++t) {
         for (int64_t n = 0; n < rows; ++n) {
-          double want = 0, magnitude = 0;
-          for (int64_t i = 0; i < k; ++i) {
-            const double p = w.decoded[n * k + i] * x[t * k + i];
-            want += p;
-            magnitude += std::fabs(p);
-          }
-          ASSERT_NEAR(y[t * rows + n], want, (3 * k + 2) * std::ldexp(magnitude, -24))
+          const ExactDot want = RowDot(w, n, x.data() + t * k);
+          ASSERT_NEAR(y[t * rows + n], want.sum, (3 * k + 2) * std::ldexp(want.magnitude, -24))
               << "rows " << rows << " s " << s << " token " << t << " row " << n;
           differ += y[t * rows + n] != f32_kernels[t * rows + n];
         }
