@@ -94,7 +94,7 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", batch.status().ToString().c_str());
     return 1;
   }
-  const int64_t max_chunk = std::max<int64_t>(kDefaultMaxChunk, batch->longest_block());
+  const int64_t max_chunk = std::max<int64_t>(DefaultMaxChunk(), batch->longest_block());
   std::vector<float> logits;
   auto time_prefill = [&](const ForwardInput& input) {
     std::vector<double> t;

@@ -95,7 +95,7 @@ void CheckDraftLogits(const std::string& variant, const std::string& drafter_pat
     const std::vector<float> want =
         ReadFloats(ModelDir(variant) + "/" + cs.Find("logits")->as_string());
     ASSERT_EQ(want.size(), drafted.size() * V);
-    InferenceState state(**target, &pool, kDefaultMaxChunk, kv_type);
+    InferenceState state(**target, &pool, DefaultMaxChunk(), kv_type);
     std::vector<float> hidden, logits;
     state.set_hidden_output(&hidden);
     ASSERT_TRUE(state.Forward(full.data(), position, LogitsMode::kLast, &logits).ok());

@@ -116,7 +116,7 @@ uint64_t MeasuredPeak(const std::string& path, const ModelOptions& options, int6
         auto model = Model::Load(path, options);
         if (!model.ok()) return 2;
         const ModelImpl& impl = ModelAccess::Impl(**model);
-        InferenceState state(*impl.loaded, impl.pool.get(), kDefaultMaxChunk, impl.kv_type);
+        InferenceState state(*impl.loaded, impl.pool.get(), DefaultMaxChunk(), impl.kv_type);
         std::vector<int32_t> ids(tokens);
         for (int64_t i = 0; i < tokens; ++i)
           ids[i] = static_cast<int32_t>(1000 + (i * 7919) % 100000);
@@ -175,7 +175,7 @@ TEST(MemoryPlan, KvCacheAndWeightsMatchTheLoadedModel) {
     auto model = Model::Load(kTinyModel, options);
     ASSERT_TRUE(model.ok()) << model.status().ToString();
     const ModelImpl& impl = ModelAccess::Impl(**model);
-    InferenceState state(*impl.loaded, impl.pool.get(), kDefaultMaxChunk, impl.kv_type);
+    InferenceState state(*impl.loaded, impl.pool.get(), DefaultMaxChunk(), impl.kv_type);
     const std::vector<int32_t> ids = {2, 17, 33, 40, 5, 9, 81, 7, 11, 13,
                                       2, 3,  4,  5,  6, 7, 8,  9, 10};
     ASSERT_TRUE(

@@ -531,6 +531,31 @@ TEST(OpsMatMulTiles, PiecesOfARunGiveTheRunsBits) {
   }
 }
 
+// Prefill steps of any size (up to 512 tokens a call, the k blocking of the tile kernels fixed)
+// give a token the same bits: calls of 16, 128, 300 and 556 tokens against one of 600, which
+// the kernels cut into two passes of up to 33 token tiles. K of 70 blocks: three segments.
+TEST(OpsMatMulTiles, EveryCallSizeGivesATokenTheSameBits) {
+  const kernels::KernelTable& table = kernels::BestTable();
+  if (table.tiles_q4_0x16 == nullptr) GTEST_SKIP() << "no bf16 tile kernels on this CPU";
+  std::mt19937 rng(23);
+  const int64_t rows = 80, k = 2240, s = 600;
+  const StackedWeights q4 = MakeStackedWeights(DType::kQ4_0, DType::kQ4_0x16, rows, k, &rng);
+  const std::vector<float> x = RandomFloats(s * k, &rng);
+  ThreadPool pool(2);
+  std::vector<float> whole(s * rows);
+  ops::MatMul(q4.view, x.data(), s, whole.data(), &pool);
+  for (const int64_t count : {16, 128, 300, 556}) {
+    std::vector<float> pieces(s * rows);
+    for (int64_t first = 0; first < s; first += count) {
+      const int64_t n = std::max<int64_t>(16, std::min(count, s - first));  // runs of 16 or more
+      const int64_t start = std::min(first, s - n);
+      ops::MatMul(q4.view, x.data() + start * k, n, pieces.data() + start * rows, &pool);
+    }
+    EXPECT_EQ(0, std::memcmp(whole.data(), pieces.data(), whole.size() * sizeof(float)))
+        << "calls of " << count << " tokens";
+  }
+}
+
 // The towers' GEMM: each output is one chain of fused multiply-adds over k in order on the exact
 // weight values (so the same bits on every ISA and tile shape), whatever the token count, the
 // thread count and the position of the token in its tile, for odd shapes (token, row and k tails

@@ -208,10 +208,10 @@ Metrics MeasureKv(const LoadedModel& model, const std::vector<std::vector<int32_
                   KvType type, ThreadPool* pool) {
   std::vector<float> all_ref, all_got, logits;
   for (const auto& ids : prompts) {
-    InferenceState exact(model, pool, kDefaultMaxChunk, KvType::kF32);
+    InferenceState exact(model, pool, DefaultMaxChunk(), KvType::kF32);
     EXPECT_TRUE(exact.Forward(ids.data(), ids.size(), LogitsMode::kAll, &logits).ok());
     all_ref.insert(all_ref.end(), logits.begin(), logits.end());
-    InferenceState state(model, pool, kDefaultMaxChunk, type);
+    InferenceState state(model, pool, DefaultMaxChunk(), type);
     EXPECT_EQ(state.kv_type(), type);
     EXPECT_TRUE(state.Forward(ids.data(), ids.size(), LogitsMode::kAll, &logits).ok());
     all_got.insert(all_got.end(), logits.begin(), logits.end());

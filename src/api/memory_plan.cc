@@ -163,9 +163,9 @@ uint64_t ForwardScratchBytes(const ModelConfig& c, int64_t max_chunk, int thread
   }
   k_max = std::max({k_max, q_dim, width});
   uint64_t floats = 0;
-  floats += 4 * s * H;                                 // x, normed, tmp, tmp2
-  floats += 2 * s * q_dim + 2 * s * kv_dim;            // q, attn; k, v
-  floats += 2 * std::min(s, kMlpSliceTokens) * width;  // MLP gate and up slices
+  floats += 4 * s * H;                                  // x, normed, tmp, tmp2
+  floats += 2 * s * q_dim + 2 * s * kv_dim;             // q, attn; k, v
+  floats += 2 * std::min(s, MlpSliceTokens()) * width;  // MLP gate and up slices
   floats += s * L * P + threads * L * P;  // per-layer inputs, a token's table part per thread
   floats += 2 * s * pairs;                // RoPE tables
   floats += c.vocab_size;                 // the last position's logits
@@ -234,7 +234,7 @@ StatusOr<PlanInputs> GatherPlanInputs(const std::string& path, const ModelOption
   GEMMA4_ASSIGN_OR_RETURN(in.weights, LoadedModel::PlanWeights(path));
   const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
   in.threads = options.threads > 0 ? options.threads : static_cast<int>(hw);
-  in.max_chunk = kDefaultMaxChunk;
+  in.max_chunk = DefaultMaxChunk();
   switch (options.kv_cache_type) {
     case KvCacheType::kF32:
       in.kv_type = KvType::kF32;

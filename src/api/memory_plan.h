@@ -18,7 +18,7 @@ struct PlanInputs {
   WeightPlan weights;
   KvType kv_type = KvType::kF32;
   int threads = 1;
-  int64_t max_chunk = 0;  // tokens per forward step (kDefaultMaxChunk)
+  int64_t max_chunk = 0;  // tokens per forward step (DefaultMaxChunk())
   uint64_t tokenizer = 0;
   uint64_t encoder_weights = 0;
   uint64_t encoder_activations = 0;

@@ -352,7 +352,7 @@ StatusOr<std::vector<float>> Model::Logits(const std::vector<int32_t>& ids) cons
     }
   }
   std::lock_guard<std::mutex> lock(impl_->compute_mutex);
-  InferenceState state(*impl_->loaded, impl_->pool.get(), kDefaultMaxChunk, impl_->kv_type);
+  InferenceState state(*impl_->loaded, impl_->pool.get(), DefaultMaxChunk(), impl_->kv_type);
   std::vector<float> logits;
   GEMMA4_RETURN_IF_ERROR(
       state.Forward(ids.data(), static_cast<int64_t>(ids.size()), LogitsMode::kAll, &logits));

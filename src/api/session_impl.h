@@ -26,7 +26,7 @@ class SessionImpl {
         m_(ModelAccess::Impl(*model_)),
         options_(std::move(options)),
         config_(m_.contexts->config()),
-        state_(m_.contexts->NewContext(kDefaultMaxChunk)) {}
+        state_(m_.contexts->NewContext(DefaultMaxChunk())) {}
 
   Status Init();
   StatusOr<Reply> Send(std::string_view user_text, const GenerateOptions& options);

@@ -39,7 +39,7 @@ using GemmX16Fn = void (*)(const uint8_t* group, int64_t nblocks, const Quantize
 // bf16), into out[t * ldo + r], r < 16 * ngroups; with `accumulate` the sums are added to out's
 // values, so calls over consecutive ranges of blocks make the whole product (k blocking). Each
 // weight is dequantized once a call to bf16 and serves every tile of 16 of the call's tokens
-// (callers pass up to 256); the products are summed in f32.
+// (callers pass up to 512); the products are summed in f32.
 using GemmX16TilesFn = void (*)(const uint8_t* groups, int ngroups, int64_t nblocks, int64_t b0,
                                 int64_t b1, const QuantizedActivations& a, int64_t token, int ntok,
                                 float* out, int64_t ldo, bool accumulate);

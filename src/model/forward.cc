@@ -27,6 +27,9 @@ const char* ForwardProfile::Name(int phase) {
   return phase >= 0 && phase < kPhases ? kNames[phase] : "?";
 }
 
+int64_t DefaultMaxChunk() { return ops::PrefillStepTokens(); }
+int64_t MlpSliceTokens() { return ops::PrefillStepTokens(); }
+
 InferenceState::InferenceState(const LoadedModel& model, ThreadPool* pool, int64_t max_chunk,
                                std::optional<KvType> kv_type)
     : model_(model),
@@ -364,14 +367,14 @@ void InferenceState::LayerTail(const LayerWeights& lw, int layer, int64_t begin,
 
 void InferenceState::DenseMlp(const LayerWeights& lw, int width, int64_t s, const ops::MakeRow& in,
                               float* out) {
-  // In slices of at most kMlpSliceTokens tokens (the gate and up activations are the largest
+  // In slices of at most MlpSliceTokens() tokens (the gate and up activations are the largest
   // scratch of a step). Every token's result is independent of the slicing.
-  constexpr int64_t kMlpTokens = kMlpSliceTokens;
+  const int64_t mlp_tokens = MlpSliceTokens();
   const int64_t H = config_.hidden_size;
-  gate_.resize(std::min(s, kMlpTokens) * width);
-  up_.resize(std::min(s, kMlpTokens) * width);
-  for (int64_t t0 = 0; t0 < s; t0 += kMlpTokens) {
-    const int64_t n = std::min(kMlpTokens, s - t0);
+  gate_.resize(std::min(s, mlp_tokens) * width);
+  up_.resize(std::min(s, mlp_tokens) * width);
+  for (int64_t t0 = 0; t0 < s; t0 += mlp_tokens) {
+    const int64_t n = std::min(mlp_tokens, s - t0);
     {
       PhaseTimer timer(profile_, ForwardProfile::kMlpMatMul);
       // The input rows made and quantized once for both, in one parallel job

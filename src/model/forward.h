@@ -19,20 +19,25 @@ namespace gemma4 {
 
 enum class LogitsMode { kNone, kLast, kAll };
 
-// Tokens per internal forward step unless asked otherwise (see InferenceState). Prefill reads
-// every weight matrix once per step, so the step sets how often a prompt streams the weights
-// from memory: measured on E2B Q4_0 pp512 (2 threads, Zen 5, AVX-512 VNNI), 64-token steps ran
-// 10-14% faster than 16-token ones (the weights read 8 times per 512-token prompt instead of
-// 32), and 128-token steps (with MLP slices of 128) 3.4% faster than 64 (median of 6
-// alternating pairs, 187.8 -> 194.2 t/s), 256 no faster than 128. Scratch and the
-// sliding-window rings grow with it (E2B: ~230 KiB of scratch per token, about 29 MiB at 128;
-// see ForwardScratchBytes).
-inline constexpr int64_t kDefaultMaxChunk = 128;
+// Tokens per internal forward step unless asked otherwise (see InferenceState): this CPU's
+// ops::PrefillStepTokens(), 128 or 512. Prefill reads every weight matrix once per step, so the
+// step sets how often a prompt streams the weights from memory: measured on E2B Q4_0 pp512 (2
+// threads, Zen 5, AVX-512 VNNI), 64-token steps ran 10-14% faster than 16-token ones (the
+// weights read 8 times per 512-token prompt instead of 32), and 128-token steps (with MLP
+// slices of 128) 3.4% faster than 64 (median of 6 alternating pairs, 187.8 -> 194.2 t/s), 256
+// no faster than 128. Where the matmuls dequantize each weight block once a call (AMX tiles),
+// 512-token steps with 512-token MLP slices were faster than 128-token ones in 12 of 13
+// alternating pairs (Xeon, 2 threads; median ratios 1.27 and 1.05 in two runs). Scratch and
+// the sliding-window rings grow with it (E2B: ~230 KiB of scratch per token, about 29 MiB at
+// 128 and 115 MiB at 512; see ForwardScratchBytes).
+int64_t DefaultMaxChunk();
+// The smallest DefaultMaxChunk() of any CPU.
+inline constexpr int64_t kSmallestDefaultMaxChunk = 128;
 
 // The dense MLP runs a step in slices of at most this many tokens: the [tokens, width] gate
 // and up activations are a step's largest scratch (E2B's wide layers: 48 KiB per token for
 // each), and each slice streams the MLP weights once, so it matches the default step.
-inline constexpr int64_t kMlpSliceTokens = 128;
+int64_t MlpSliceTokens();
 // Steps of at least this many tokens run each layer's token-wise tail (residuals, the
 // Per-Layer Embedding block) split by tokens over the pool; smaller ones (decode) split each
 // matmul's rows instead, so every thread streams a share of the weights.
@@ -43,7 +48,7 @@ inline constexpr int64_t kTokenSplitMinTokens = 16;
 // drafts and the token before them in one forward step and may rewind them all, so a state
 // drafting k tokens needs max_chunk >= k + 2.
 inline constexpr int kMaxDraftTokens = 14;
-static_assert(kMaxDraftTokens + 2 <= kDefaultMaxChunk);
+static_assert(kMaxDraftTokens + 2 <= kSmallestDefaultMaxChunk);
 
 // Decode's attention (one token; prefill takes the blocked path in model/attention.h): keys
 // per piece (a query's keys are cut at multiples of it and the pieces merged; sliding windows
@@ -98,7 +103,7 @@ class InferenceState {
   // pool may be null (single-threaded). max_chunk bounds the tokens processed in one internal
   // step (longer inputs are split); it sizes the sliding-window ring buffers and the scratch.
   // kv_type unset: model.DefaultKvType().
-  InferenceState(const LoadedModel& model, ThreadPool* pool, int64_t max_chunk = kDefaultMaxChunk,
+  InferenceState(const LoadedModel& model, ThreadPool* pool, int64_t max_chunk = DefaultMaxChunk(),
                  std::optional<KvType> kv_type = std::nullopt);
 
   // Appends `n` tokens at positions [position(), position() + n) and runs them through the

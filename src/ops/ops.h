@@ -20,6 +20,15 @@ namespace gemma4::ops {
 // Converts `count` elements starting at element `first` of a float-typed tensor to f32.
 void ToF32(const TensorView& t, int64_t first, int64_t count, float* out);
 
+// Tokens a prefill matmul call needs for its kernels' speed, which the forward pass's steps
+// and MLP slices follow: 512 where the table has bf16 tile kernels (AMX), which dequantize each
+// weight block to bf16 once a call for all of the call's tokens. That costs about as much as 8
+// tile products of 16 tokens (123 core cycles a block of 16 rows here, on the same ports: it
+// does not overlap them), so at 128 tokens a call half of a quantized matmul's time went to it.
+// 128 elsewhere: the integer kernels read the quantized weights in place, and larger steps were
+// no faster there (Zen 5) while their scratch grows with them.
+int64_t PrefillStepTokens();
+
 // y[s, n] = sum_k x[s, k] * W[n, k] for W = [N, K] (nn.Linear layout), x = [S, K], y = [S, N].
 // The kernels are chosen by the token count: where the table has bf16 tile kernels (AMX), runs
 // of 16 tokens or more take them (other sums than the integer and f32 kernels'), and each

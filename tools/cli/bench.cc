@@ -38,8 +38,8 @@ struct Options {
   // -ctk / -ctv: f16 (llama-bench's default), f32, q8_0 or q4_0; keys and values share one
   // type here.
   std::string cache_type = "f16";
-  int ubatch = static_cast<int>(kDefaultMaxChunk);  // -ub: tokens per forward step
-  bool profile = false;                             // --profile: time per forward phase, on stderr
+  int ubatch = static_cast<int>(DefaultMaxChunk());  // -ub: tokens per forward step
+  bool profile = false;                              // --profile: time per forward phase, on stderr
 };
 
 // llama-bench options for GPU/backend features gemma4 does not have (each option's spellings).

@@ -345,8 +345,8 @@ Status EncodeMedia(const MediaArgs& args, const LoadedModel& model, ThreadPool* 
 // The chunk a state needs so that every bidirectional image block fits in one.
 int64_t ChunkFor(const LoadedModel& model, const MediaBatch& batch) {
   return model.config().bidirectional_vision
-             ? std::max<int64_t>(kDefaultMaxChunk, batch.longest_block())
-             : kDefaultMaxChunk;
+             ? std::max<int64_t>(DefaultMaxChunk(), batch.longest_block())
+             : DefaultMaxChunk();
 }
 
 Status RunEncode(int argc, char** argv) {
@@ -496,7 +496,7 @@ Status GenerateWithDrafter(const LoadedModel& model, const std::string& draft_pa
   o.top_k = sampler.top_k;
   o.top_p = sampler.top_p;
   o.seed = sampler.seed;
-  InferenceState state(model, pool, std::max<int64_t>(kDefaultMaxChunk, k + 2), kv_type);
+  InferenceState state(model, pool, std::max<int64_t>(DefaultMaxChunk(), k + 2), kv_type);
   SpeculativeStats stats;
   const auto start = std::chrono::steady_clock::now();
   GEMMA4_ASSIGN_OR_RETURN(std::vector<int32_t> generated,

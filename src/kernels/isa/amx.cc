@@ -67,7 +67,7 @@ alignas(64) constexpr TileConfig kConfig = MakeConfig();
 constexpr int kTileValues = 16 * 32;  // bf16 values of an A or B tile of one block (1 KiB)
 constexpr int kMaxGroups = 2;
 constexpr int64_t kChunkBlocks = 64;  // blocks dequantized at a time: 64 KiB a group
-constexpr int64_t kMaxTiles = 17;     // tiles of tokens a pass: a call's 256, +1 if unaligned
+constexpr int64_t kMaxTiles = 33;     // tiles of tokens a pass: a call's 512, +1 if unaligned
 // GemmTiles' thread_local buffers (dequantized weights, the tiles' sums between chunks), for
 // the memory plan.
 constexpr int64_t kThreadScratchBytes =
