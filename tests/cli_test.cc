@@ -806,6 +806,33 @@ TEST_F(CliTest, RunHonoursTheMemoryLimit) {
   EXPECT_EQ(fits.out, plain.out);
 }
 
+// gemma4 info --memory-limit plans the forward steps a session would take under the limit: the
+// default ones (512 tokens on CPUs with AMX tiles) where they fit, else 128-token ones (smaller
+// plan, exit 0) where those do.
+TEST_F(CliTest, InfoPlansTheStepsTheLimitLeaves) {
+  const std::vector<std::string> base = {"info", "--model", ModelDir("tiny-e2b") + "/gemma4",
+                                         "--ctx", "2048"};
+  auto step_and_total = [](const std::string& out) {
+    std::smatch step, total;
+    EXPECT_TRUE(std::regex_search(out, step, std::regex("  step: ([0-9]+) tokens"))) << out;
+    EXPECT_TRUE(std::regex_search(out, total, std::regex("plan total: ([0-9]+)"))) << out;
+    return std::pair<long long, long long>{step.empty() ? 0 : std::stoll(step[1]),
+                                           total.empty() ? 0 : std::stoll(total[1])};
+  };
+  const Result plain = Run(base);
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  const auto [default_step, default_total] = step_and_total(plain.out);
+  if (default_step == 128) GTEST_SKIP() << "128-token steps are already this CPU's default";
+  EXPECT_EQ(default_step, 512);
+  std::vector<std::string> capped = base;
+  capped.insert(capped.end(), {"--memory-limit", std::to_string(default_total - 1)});
+  const Result smaller = Run(capped);
+  ASSERT_EQ(smaller.exit_code, 0) << smaller.err;
+  const auto [step, total] = step_and_total(smaller.out);
+  EXPECT_EQ(step, 128);
+  EXPECT_LT(total, default_total);
+}
+
 TEST_F(CliTest, RunPrintsOneReply) {
   const std::string model = ModelDir("tiny-e2b") + "/gemma4";
   const std::string tokenizer = std::string(GEMMA4_FIXTURES_DIR) + "/chat/tiny_tokenizer";

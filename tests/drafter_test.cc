@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "api/memory_plan.h"
 #include "api/session_impl.h"
 #include "formats/mapped_file.h"
 #include "gemma4/model.h"
@@ -429,21 +430,32 @@ TEST(Speculative, MemoryPlanCountsTheDrafter) {
   EXPECT_EQ(loaded->total, with->total);
   // A memory cap counts the drafter: a limit the plain model's one-token plan fits but not
   // with the drafter refuses the load; one that holds both loads it, and the plan agrees.
-  auto one_plain = Model::PlanMemory(path, plain, 1);
+  // (The plain plan with 128-token steps, the smallest a capped load falls back to.)
+  auto plain_inputs = GatherPlanInputs(path, plain);
+  ASSERT_TRUE(plain_inputs.ok()) << plain_inputs.status().ToString();
+  plain_inputs->max_chunk = kSmallestDefaultMaxChunk;
+  const MemoryPlan one_plain = ComputeMemoryPlan(*plain_inputs, 1);
   auto one_drafting = Model::PlanMemory(path, drafting, 1);
-  ASSERT_TRUE(one_plain.ok() && one_drafting.ok());
+  ASSERT_TRUE(one_drafting.ok());
   ModelOptions capped = drafting;
-  capped.memory_limit_bytes = one_plain->total + one_drafting->drafter / 2;
+  capped.memory_limit_bytes = one_plain.total + one_drafting->drafter / 2;
   auto refused = Model::Load(path, capped);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted) << refused.status().ToString();
   capped.memory_limit_bytes = one_drafting->total;
   auto fits = Model::Load(path, capped);
   ASSERT_TRUE(fits.ok()) << fits.status().ToString();
+  // Its plan at 256 tokens counts the drafter, with the forward steps such a session takes
+  // under the cap (128 tokens where only those fit), as the file's plan with that cap does.
   auto fits_plan = (*fits)->PlanMemory(256);
-  ASSERT_TRUE(fits_plan.ok());
+  auto capped_plan = Model::PlanMemory(path, capped, 256);
+  ASSERT_TRUE(fits_plan.ok() && capped_plan.ok());
   EXPECT_EQ(fits_plan->drafter, with->drafter);
-  EXPECT_EQ(fits_plan->total, with->total);
+  EXPECT_EQ(fits_plan->total, capped_plan->total);
+  EXPECT_EQ(fits_plan->step_tokens, capped_plan->step_tokens);
+  if (fits_plan->step_tokens == with->step_tokens) {
+    EXPECT_EQ(fits_plan->total, with->total);
+  }
   drafting.draft_model_path = "/nonexistent/assistant";
   EXPECT_FALSE(Model::PlanMemory(path, drafting, 256).ok());
 }

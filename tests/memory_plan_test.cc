@@ -14,6 +14,7 @@
 
 #include "api/memory_plan.h"
 #include "api/model_impl.h"
+#include "api/session_impl.h"
 #include "base/json.h"
 #include "child_process.h"
 #include "formats/gguf.h"
@@ -271,16 +272,29 @@ TEST(MemoryPlan, VisionActivationsAreSizedForTheLargestImageBudget) {
   EXPECT_EQ(invalid.status().code(), StatusCode::kInvalidArgument);
 }
 
+// The plan of `context` tokens with 128-token forward steps, the smallest a capped session
+// falls back to (ModelOptions::memory_limit_bytes).
+MemoryPlan SmallStepPlan(const std::string& path, const ModelOptions& options, int64_t context) {
+  auto inputs = GatherPlanInputs(path, options);
+  EXPECT_TRUE(inputs.ok()) << inputs.status().ToString();
+  if (!inputs.ok()) return MemoryPlan{};
+  inputs->max_chunk = kSmallestDefaultMaxChunk;
+  return ComputeMemoryPlan(*inputs, context);
+}
+
 TEST(MemoryPlan, MemoryLimitRefusesUpFront) {
   ModelOptions options;
   options.threads = 1;
   options.tokenizer_path = kTinyTokenizer;
   auto small = Model::PlanMemory(kTinyModel, options, 1);
-  auto large = Model::PlanMemory(kTinyModel, options, 4096);
-  ASSERT_TRUE(small.ok() && large.ok());
-  ASSERT_GT(large->total, small->total);
-  // Below the weights: the load is refused, naming what and the cap.
-  options.memory_limit_bytes = small->total - 1;
+  // 4096 tokens with the smallest steps: a cap below it refuses the session whatever its steps.
+  const MemoryPlan large = SmallStepPlan(kTinyModel, options, 4096);
+  ASSERT_TRUE(small.ok());
+  ASSERT_GT(large.total, small->total);
+  // Room for the weights alone, below any plan (with 128-token steps too): the load is
+  // refused, naming what and the cap.
+  options.memory_limit_bytes =
+      small->weights_repacked + small->weights_mapped + small->weights_converted;
   auto refused = Model::Load(kTinyModel, options);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
@@ -289,7 +303,7 @@ TEST(MemoryPlan, MemoryLimitRefusesUpFront) {
   EXPECT_NE(refused.status().message().find("no context fits"), std::string::npos)
       << refused.status().message();
   // Between: the model loads, a session of 4096 tokens does not, one of 64 does.
-  options.memory_limit_bytes = (small->total + large->total) / 2;
+  options.memory_limit_bytes = (small->total + large.total) / 2;
   auto model = Model::Load(kTinyModel, options);
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   SessionOptions session_options;
@@ -308,6 +322,50 @@ TEST(MemoryPlan, MemoryLimitRefusesUpFront) {
   ASSERT_TRUE(uncapped.ok());
   session_options.max_context = 4096;
   EXPECT_TRUE(Session::Create(*uncapped, session_options).ok());
+}
+
+// Where the default forward steps are larger than the smallest (512 tokens on AMX CPUs), a cap
+// that only 128-token steps fit makes sessions take those instead of refusing them, and the
+// plans say so.
+TEST(MemoryPlan, MemoryLimitTakesSmallerStepsWhereOnlyThoseFit) {
+  if (DefaultMaxChunk() <= kSmallestDefaultMaxChunk) {
+    GTEST_SKIP() << "the default step is already the smallest on this CPU";
+  }
+  ModelOptions options;
+  options.threads = 1;
+  options.tokenizer_path = kTinyTokenizer;
+  auto inputs = GatherPlanInputs(kTinyModel, options);
+  ASSERT_TRUE(inputs.ok()) << inputs.status().ToString();
+  const int64_t context = 2048;
+  const MemoryPlan large = ComputeMemoryPlan(*inputs, context);
+  PlanInputs smaller = *inputs;
+  smaller.max_chunk = kSmallestDefaultMaxChunk;
+  const MemoryPlan small = ComputeMemoryPlan(smaller, context);
+  ASSERT_EQ(large.step_tokens, DefaultMaxChunk());
+  ASSERT_EQ(small.step_tokens, kSmallestDefaultMaxChunk);
+  ASSERT_LT(small.total, large.total);
+  const uint64_t between = (small.total + large.total) / 2;
+  EXPECT_EQ(StepTokensWithin(*inputs, context, between), kSmallestDefaultMaxChunk);
+  EXPECT_EQ(StepTokensWithin(*inputs, context, large.total), DefaultMaxChunk());
+  EXPECT_EQ(StepTokensWithin(*inputs, context, 0), DefaultMaxChunk());
+  EXPECT_EQ(StepTokensWithin(*inputs, context, small.total - 1), DefaultMaxChunk());  // refused
+
+  options.memory_limit_bytes = between;
+  auto planned = Model::PlanMemory(kTinyModel, options, context);
+  ASSERT_TRUE(planned.ok()) << planned.status().ToString();
+  EXPECT_EQ(planned->step_tokens, kSmallestDefaultMaxChunk);
+  EXPECT_EQ(planned->total, small.total);
+  auto model = Model::Load(kTinyModel, options);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto loaded_plan = (*model)->PlanMemory(context);
+  ASSERT_TRUE(loaded_plan.ok());
+  EXPECT_EQ(loaded_plan->step_tokens, kSmallestDefaultMaxChunk);
+  SessionOptions session_options;
+  session_options.max_context = context;
+  auto session = Session::Create(*model, session_options);
+  ASSERT_TRUE(session.ok()) << session.status().ToString();
+  // The session's context took the smaller steps.
+  EXPECT_EQ(SessionAccess::Context(**session).max_chunk(), kSmallestDefaultMaxChunk);
 }
 
 }  // namespace

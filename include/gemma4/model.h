@@ -51,6 +51,9 @@ struct ModelOptions {
   // the MemoryPlan before anything is allocated: Load refuses a model whose plan at a
   // one-token context exceeds it, Session::Create a session whose plan at its max_context
   // does (ResourceExhausted naming the items, their bytes and the largest context that fits).
+  // Where the plan with the default forward steps (512 tokens on CPUs with AMX tiles, 128
+  // elsewhere) does not fit but one with 128-token steps does, sessions take those (less
+  // scratch; a slower prefill).
   uint64_t memory_limit_bytes = 0;
   // The largest image budget (soft tokens: 70, 140, 280, 560 or 1120) that sessions of this
   // model encode; 0 = 1120, the largest there is. The memory plan sizes the vision tower's
@@ -71,6 +74,7 @@ struct MemoryPlan {
   int64_t context_tokens = 0;
   std::string kv_cache_type;  // "f32", "f16", "q8_0" or "q4_0": ModelOptions's resolved
   int threads = 0;            // ModelOptions::threads resolved
+  int64_t step_tokens = 0;    // tokens per forward step of the session (see memory_limit_bytes)
   // Text weights.
   uint64_t weights_repacked = 0;   // anonymous copies made at load (repacked for the kernels)
   uint64_t weights_mapped = 0;     // matrices read in place from the file mapping

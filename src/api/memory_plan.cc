@@ -316,6 +316,7 @@ MemoryPlan ComputeMemoryPlan(const PlanInputs& in, int64_t context_tokens) {
   p.context_tokens = std::max<int64_t>(1, context_tokens);
   p.kv_cache_type = KvTypeName(in.kv_type);
   p.threads = in.threads;
+  p.step_tokens = in.max_chunk;
   p.weights_repacked = in.weights.repacked;
   p.weights_mapped = in.weights.mapped;
   p.weights_converted = in.weights.converted;
@@ -336,6 +337,17 @@ MemoryPlan ComputeMemoryPlan(const PlanInputs& in, int64_t context_tokens) {
             p.kv_rewind + p.scratch + p.tokenizer + p.encoder_weights + p.encoder_activations +
             p.drafter;
   return p;
+}
+
+int64_t StepTokensWithin(const PlanInputs& inputs, int64_t context_tokens, uint64_t limit) {
+  if (limit == 0 || inputs.max_chunk <= kSmallestDefaultMaxChunk ||
+      ComputeMemoryPlan(inputs, context_tokens).total <= limit) {
+    return inputs.max_chunk;
+  }
+  PlanInputs smaller = inputs;
+  smaller.max_chunk = kSmallestDefaultMaxChunk;
+  return ComputeMemoryPlan(smaller, context_tokens).total <= limit ? smaller.max_chunk
+                                                                   : inputs.max_chunk;
 }
 
 Status CheckMemoryLimit(const PlanInputs& inputs, const MemoryPlan& plan, uint64_t limit,
@@ -372,7 +384,8 @@ std::string DescribeMemoryPlan(const MemoryPlan& p) {
     out += std::string("plan ") + name + ": " + Bytes(bytes) + "\n";
   };
   out += "plan context: " + std::to_string(p.context_tokens) +
-         " tokens  kv_type: " + p.kv_cache_type + "  threads: " + std::to_string(p.threads);
+         " tokens  kv_type: " + p.kv_cache_type + "  threads: " + std::to_string(p.threads) +
+         "  step: " + std::to_string(p.step_tokens) + " tokens";
   if (p.encoder_activations > 0 && p.max_image_tokens > 0) {
     out += "  image_budget: " + std::to_string(p.max_image_tokens);
   }

@@ -107,9 +107,16 @@ Status SessionImpl::Init() {
   max_context_ = options_.max_context > 0 ? std::min(options_.max_context, model_max) : model_max;
   if (const uint64_t limit = m_.options.memory_limit_bytes; limit != 0) {
     // Refused here, up front, rather than failing to grow the cache deep into a conversation.
+    // A session whose default steps (512 tokens on AMX CPUs) do not fit takes 128-token ones
+    // where those do.
     GEMMA4_ASSIGN_OR_RETURN(const PlanInputs* inputs, m_.plan_inputs());
-    GEMMA4_RETURN_IF_ERROR(CheckMemoryLimit(*inputs, ComputeMemoryPlan(*inputs, max_context_),
+    PlanInputs stepped = *inputs;
+    stepped.max_chunk = StepTokensWithin(*inputs, max_context_, limit);
+    GEMMA4_RETURN_IF_ERROR(CheckMemoryLimit(stepped, ComputeMemoryPlan(stepped, max_context_),
                                             limit, "a session of the model " + m_.info.path));
+    if (stepped.max_chunk != state_->max_chunk()) {
+      state_ = m_.contexts->NewContext(stepped.max_chunk);
+    }
   }
   if (!options_.system_prompt.empty()) {
     Turn t;

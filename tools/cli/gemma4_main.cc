@@ -800,6 +800,9 @@ Status RunInfo(int argc, char** argv) {
   std::printf("parameters: %lld\n", static_cast<long long>(weights.num_parameters));
   std::printf("mapped bytes: %llu (%s)\n", static_cast<unsigned long long>(weights.weight_bytes),
               HumanBytes(weights.weight_bytes).c_str());
+  // Under a limit, the forward steps a session of that context would take (ModelOptions::
+  // memory_limit_bytes: 128 tokens where only those fit).
+  inputs.max_chunk = StepTokensWithin(inputs, ctx, static_cast<uint64_t>(memory_limit));
   const MemoryPlan plan = ComputeMemoryPlan(inputs, ctx);
   std::fputs(DescribeMemoryPlan(plan).c_str(), stdout);
   return CheckMemoryLimit(inputs, plan, static_cast<uint64_t>(memory_limit), "model " + path);
