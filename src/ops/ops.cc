@@ -223,15 +223,15 @@ struct X16Product {
 
 constexpr int64_t kTokenTile = 16;  // a tile's activations stay in L1 while rows stream
 // The bf16 tile kernels (AMX) take up to this many tokens a call (PrefillStepTokens), each
-// weight block dequantized once a call and reused for every tile of 16 tokens, and blocks of
-// the rows in segments of kTilesSegmentBytes / (64 bytes x tokens) blocks (32-value blocks in
-// bf16: 64 bytes a token), at most 64: the calls of a thread's piece of the groups then reread
-// the same 1 MiB of bf16 activations (512 tokens x 1024 values, or 256 x 2048) from L2. Over
-// all of K, the 12288-wide down projection's 12 MiB would come from L3 again for every group
-// pair. The segments do not change a token's bits: each segment's tile sums start from the
-// output's values, one f32 chain over the blocks in order however K is cut.
+// weight block dequantized once a call and reused for every tile of 16 tokens, and this many
+// blocks of the rows (2048 values) a call: the kernel's own chunk, so a call's sums go straight
+// to the output, and E2B's 1536-wide matrices are one call. Measured at 512 tokens (E2B Q4_0
+// pp512, 7 alternating rounds each, against 32 blocks): 8 blocks 0.83x, 16 0.88x, 64 1.10x, 128
+// 1.05-1.11x, all of K 1.00x (medians of the per-round ratios); keeping a call's activations
+// in L2 (1 MiB: 32 blocks) mattered less than cutting the calls. The segments do not change a
+// token's bits: each segment's tile sums start from the output's values, one f32 chain over the
+// blocks in order however K is cut.
 constexpr int64_t kTilesTokenBlock = 512;
-constexpr int64_t kTilesSegmentBytes = 1 << 20;
 constexpr int64_t kTilesSegmentBlocks = 64;
 constexpr int kTilesPiecesPerThread = 4;
 // Decode's matmuls hand out their weights in pieces of about this many bytes
@@ -247,11 +247,7 @@ void RunX16Products(const X16Product* products, int n, const kernels::QuantizedA
   for (int j = 0; j < n; ++j) total += products[j].items;
   const int64_t tile = acts.has_bf16 ? kTilesTokenBlock : kTokenTile;
   const int64_t nblocks = products[0].nblocks;  // the same activations: the same K
-  // Segments of whole 256-value blocks (8 of 32), as the K-quants' kernels need.
-  const int64_t segment =
-      acts.has_bf16 ? std::clamp<int64_t>(kTilesSegmentBytes / (64 * std::min(s, tile)) / 8 * 8, 8,
-                                          kTilesSegmentBlocks)
-                    : nblocks;
+  const int64_t segment = acts.has_bf16 ? kTilesSegmentBlocks : nblocks;
   auto body = [&](int64_t begin, int64_t end) {
     for (int64_t t0 = 0; t0 < s; t0 += tile) {
       const int64_t t1 = std::min(s, t0 + tile);
