@@ -130,7 +130,9 @@ Status ParseOptions(int argc, char** argv, Options* o, bool* help) {
              cache_type(&cache_type_k))
       .Value({"-ctv", "--cache-type-v"}, "f16|f32|q8_0|q4_0",
              "KV cache type (values; must equal -ctk)", cache_type(&cache_type_v))
-      .Value({"-ub", "--ubatch-size"}, "N", "tokens per forward step", single(1, &o->ubatch))
+      .Value({"-ub", "--ubatch-size"}, "N",
+             "tokens per forward step (default: the library's, 512 with AMX tiles, else 128)",
+             single(1, &o->ubatch))
       .Value({"-r", "--repetitions"}, "N", "repetitions of each test (default 5)",
              single(1, &o->repetitions))
       .Value({"-o", "--output"}, "md|json|jsonl|csv", "output format (default md)",
