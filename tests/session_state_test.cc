@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string>
 
+#include "api/session_impl.h"
 #include "base/json.h"
 #include "gemma4/model.h"
 #include "gemma4/session.h"
@@ -47,6 +48,36 @@ TEST(SessionStateTest, IntactStateRestores) {
   EXPECT_EQ(saved.substr(0, 8), "G4SESS02");
   auto restored = Session::Restore(model, saved);
   EXPECT_TRUE(restored.ok()) << restored.status().message();
+}
+
+// The sliding-window rings' size depends on the forward step (512 tokens on CPUs with AMX
+// tiles, 128 elsewhere or under a memory cap): a state records its step and the restoring
+// session adopts it, so a state saved with other steps restores and continues exactly.
+TEST(SessionStateTest, StateOfAnotherStepRestoresAndContinues) {
+  auto model = LoadTinyModelAt(kTiny31b);
+  ASSERT_NE(model, nullptr);
+  auto session = Session::Create(model);
+  ASSERT_TRUE(session.ok());
+  SessionAccess::UseStep(**session, 37);
+  GenerateOptions options;
+  options.max_tokens = 3;
+  options.sampler = SamplerOptions{};
+  options.sampler->temperature = 0;
+  ASSERT_TRUE((*session)->Send("Hello there, how are the rings today?", options).ok());
+  auto saved = (*session)->SaveState();
+  ASSERT_TRUE(saved.ok()) << saved.status().message();
+  auto restored = Session::Restore(model, *saved);
+  ASSERT_TRUE(restored.ok()) << restored.status().message();
+  EXPECT_EQ(SessionAccess::Context(**restored).max_chunk(), 37);
+  options.max_tokens = 6;
+  auto original_reply = (*session)->Send("And the window?", options);
+  auto restored_reply = (*restored)->Send("And the window?", options);
+  ASSERT_TRUE(original_reply.ok() && restored_reply.ok());
+  EXPECT_EQ(original_reply->text, restored_reply->text);
+  EXPECT_EQ(original_reply->generated_tokens, restored_reply->generated_tokens);
+  // The restored cache is used, not recomputed: the same tokens reused as by the original.
+  EXPECT_GT(restored_reply->reused_tokens, 0);
+  EXPECT_EQ(original_reply->reused_tokens, restored_reply->reused_tokens);
 }
 
 TEST(SessionStateTest, EverySingleBitFlipIsRefused) {

@@ -55,6 +55,8 @@ class SessionImpl {
   const std::vector<int32_t>& context_token_ids() const { return tokens_; }
   int64_t max_context() const { return max_context_; }
   const ContextState& context() const { return *state_; }
+  // Tests (SessionAccess): a fresh context of `step` tokens per forward step.
+  void UseStep(int64_t step) { state_ = m_.contexts->NewContext(step); }
 
  private:
   // Adds a user turn (text, or content parts with media) and generates the model's turn.
@@ -132,6 +134,11 @@ class SessionAccess {
   }
   // The context the session runs (a scripted double's, in tests over tests/fake_model.h).
   static const ContextState& Context(const Session& session) { return session.impl_->context(); }
+  // A fresh context of `step` tokens per forward step, for a session that has run nothing yet
+  // (what another CPU's default or a memory cap would have chosen).
+  static void UseStep(Session& session, int64_t step) {
+    session.impl_->UseStep(step);
+  }
 };
 
 }  // namespace gemma4

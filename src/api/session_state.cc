@@ -4,6 +4,7 @@
 #include <cstring>
 #include <new>
 
+#include "api/memory_plan.h"
 #include "api/model_impl.h"
 #include "api/session_impl.h"
 #include "base/hash.h"
@@ -23,6 +24,8 @@ constexpr char kMagic[8] = {'G', '4', 'S', 'E', 'S', 'S', '0', '2'};
 // Format 1 ("G4SESS01"): no checksum and a dimensions-only fingerprint; no longer accepted.
 constexpr char kMagicFormat1[8] = {'G', '4', 'S', 'E', 'S', 'S', '0', '1'};
 constexpr size_t kChecksumBytes = 8;
+// The largest forward step a saved state may name (it sizes the rings a restore allocates).
+constexpr int64_t kMaxSavedStep = 4096;
 
 uint64_t Fingerprint(const ModelImpl& m) {
   Hasher h;
@@ -159,7 +162,7 @@ StatusOr<std::string> SessionImpl::SaveState() const {
   std::string out(kMagic, sizeof(kMagic));
   PutU64(Fingerprint(m_), &out);
   json::Value::Object meta;
-  meta.reserve(8);  // (also keeps GCC 12's -Warray-bounds false positive on emplace_back away)
+  meta.reserve(9);  // (also keeps GCC 12's -Warray-bounds false positive on emplace_back away)
   meta.emplace_back("history", TurnsToJson(history_));
   meta.emplace_back("system_prompt", json::Value::String(options_.system_prompt));
   meta.emplace_back("max_context", json::Value::Integer(max_context_));
@@ -167,6 +170,9 @@ StatusOr<std::string> SessionImpl::SaveState() const {
   meta.emplace_back("turn_open", json::Value::Bool(turn_open_));
   meta.emplace_back("thinking", json::Value::Bool(last_thinking_));
   meta.emplace_back("kv_type", json::Value::String(KvTypeName(state_->kv_type())));
+  // The sliding-window rings' rows (W - 1 + step each) depend on the forward step, which
+  // differs between CPUs (DefaultMaxChunk) and under a memory cap: the restoring side adopts it.
+  meta.emplace_back("step", json::Value::Integer(state_->max_chunk()));
   json::Value::Array tokens;
   for (int32_t id : tokens_) tokens.push_back(json::Value::Integer(id));
   meta.emplace_back("tokens", json::Value::MakeArray(std::move(tokens)));
@@ -239,6 +245,14 @@ Status SessionImpl::RestoreState(std::string_view bytes) {
         "session state holds a " + saved_kv + " KV cache but this model's sessions use " +
         KvTypeName(state_->kv_type()) + " (ModelOptions::kv_cache_type)");
   }
+  // The step the rings were saved with (states written before it was recorded: 128 tokens, the
+  // only default then). Bounded: it sizes the rings allocated below.
+  int64_t step = kSmallestDefaultMaxChunk;
+  if (const json::Value* saved_step = meta.Find("step");
+      saved_step != nullptr && (!saved_step->GetInt64(&step) || step < 1 || step > kMaxSavedStep)) {
+    return DataLossError("session state: bad forward step (1.." + std::to_string(kMaxSavedStep) +
+                         ")");
+  }
   history_.clear();
   GEMMA4_RETURN_IF_ERROR(TurnsFromJson(*history, &history_));
   options_.system_prompt =
@@ -260,6 +274,14 @@ Status SessionImpl::RestoreState(std::string_view bytes) {
   if (static_cast<int64_t>(tokens_.size()) > max_context_) {
     return DataLossError("session state: more tokens than the context holds");
   }
+  if (const uint64_t limit = m_.options.memory_limit_bytes; limit != 0) {
+    GEMMA4_ASSIGN_OR_RETURN(const PlanInputs* inputs, m_.plan_inputs());
+    PlanInputs stepped = *inputs;
+    stepped.max_chunk = step;
+    GEMMA4_RETURN_IF_ERROR(CheckMemoryLimit(stepped, ComputeMemoryPlan(stepped, max_context_),
+                                            limit, "the restored session of " + m_.info.path));
+  }
+  if (step != state_->max_chunk()) state_ = m_.contexts->NewContext(step);
   GEMMA4_RETURN_IF_ERROR(
       state_->RestoreState(static_cast<int64_t>(tokens_.size()), bytes, &offset));
   uint64_t n_logits = 0;
