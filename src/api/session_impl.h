@@ -136,9 +136,7 @@ class SessionAccess {
   static const ContextState& Context(const Session& session) { return session.impl_->context(); }
   // A fresh context of `step` tokens per forward step, for a session that has run nothing yet
   // (what another CPU's default or a memory cap would have chosen).
-  static void UseStep(Session& session, int64_t step) {
-    session.impl_->UseStep(step);
-  }
+  static void UseStep(Session& session, int64_t step) { session.impl_->UseStep(step); }
 };
 
 }  // namespace gemma4
