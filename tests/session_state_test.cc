@@ -26,15 +26,20 @@ const std::string kFixtures = GEMMA4_FIXTURES_DIR;
 
 const std::string kTiny31b = kFixtures + "/models/tiny-31b/gemma4_text";
 
+// Greedy replies of at most `max_tokens` tokens.
+GenerateOptions Greedy(int max_tokens) {
+  GenerateOptions options;
+  options.max_tokens = max_tokens;
+  options.sampler = SamplerOptions{};
+  options.sampler->temperature = 0;
+  return options;
+}
+
 std::string SavedAfterATurn(const std::shared_ptr<const Model>& model) {
   auto session = Session::Create(model);
   EXPECT_TRUE(session.ok());
   if (!session.ok()) return "";
-  GenerateOptions options;
-  options.max_tokens = 3;
-  options.sampler = SamplerOptions{};
-  options.sampler->temperature = 0;
-  EXPECT_TRUE((*session)->Send("Hello there", options).ok());
+  EXPECT_TRUE((*session)->Send("Hello there", Greedy(3)).ok());
   auto saved = (*session)->SaveState();
   EXPECT_TRUE(saved.ok()) << saved.status().message();
   return saved.ok() ? *saved : "";
@@ -59,19 +64,14 @@ TEST(SessionStateTest, StateOfAnotherStepRestoresAndContinues) {
   auto session = Session::Create(model);
   ASSERT_TRUE(session.ok());
   SessionAccess::UseStep(**session, 37);
-  GenerateOptions options;
-  options.max_tokens = 3;
-  options.sampler = SamplerOptions{};
-  options.sampler->temperature = 0;
-  ASSERT_TRUE((*session)->Send("Hello there, how are the rings today?", options).ok());
+  ASSERT_TRUE((*session)->Send("Hello there, how are the rings today?", Greedy(3)).ok());
   auto saved = (*session)->SaveState();
   ASSERT_TRUE(saved.ok()) << saved.status().message();
   auto restored = Session::Restore(model, *saved);
   ASSERT_TRUE(restored.ok()) << restored.status().message();
   EXPECT_EQ(SessionAccess::Context(**restored).max_chunk(), 37);
-  options.max_tokens = 6;
-  auto original_reply = (*session)->Send("And the window?", options);
-  auto restored_reply = (*restored)->Send("And the window?", options);
+  auto original_reply = (*session)->Send("And the window?", Greedy(6));
+  auto restored_reply = (*restored)->Send("And the window?", Greedy(6));
   ASSERT_TRUE(original_reply.ok() && restored_reply.ok());
   EXPECT_EQ(original_reply->text, restored_reply->text);
   EXPECT_EQ(original_reply->generated_tokens, restored_reply->generated_tokens);
