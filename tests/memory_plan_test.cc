@@ -345,10 +345,11 @@ TEST(MemoryPlan, MemoryLimitTakesSmallerStepsWhereOnlyThoseFit) {
   ASSERT_EQ(small.step_tokens, kSmallestDefaultMaxChunk);
   ASSERT_LT(small.total, large.total);
   const uint64_t between = (small.total + large.total) / 2;
-  EXPECT_EQ(StepTokensWithin(*inputs, context, between), kSmallestDefaultMaxChunk);
-  EXPECT_EQ(StepTokensWithin(*inputs, context, large.total), DefaultMaxChunk());
-  EXPECT_EQ(StepTokensWithin(*inputs, context, 0), DefaultMaxChunk());
-  EXPECT_EQ(StepTokensWithin(*inputs, context, small.total - 1), DefaultMaxChunk());  // refused
+  EXPECT_EQ(WithStepWithin(*inputs, context, between).max_chunk, kSmallestDefaultMaxChunk);
+  EXPECT_EQ(WithStepWithin(*inputs, context, large.total).max_chunk, DefaultMaxChunk());
+  EXPECT_EQ(WithStepWithin(*inputs, context, 0).max_chunk, DefaultMaxChunk());
+  EXPECT_EQ(WithStepWithin(*inputs, context, small.total - 1).max_chunk,
+            DefaultMaxChunk());  // refused
 
   options.memory_limit_bytes = between;
   auto planned = Model::PlanMemory(kTinyModel, options, context);

@@ -339,15 +339,14 @@ MemoryPlan ComputeMemoryPlan(const PlanInputs& in, int64_t context_tokens) {
   return p;
 }
 
-int64_t StepTokensWithin(const PlanInputs& inputs, int64_t context_tokens, uint64_t limit) {
+PlanInputs WithStepWithin(const PlanInputs& inputs, int64_t context_tokens, uint64_t limit) {
   if (limit == 0 || inputs.max_chunk <= kSmallestDefaultMaxChunk ||
       ComputeMemoryPlan(inputs, context_tokens).total <= limit) {
-    return inputs.max_chunk;
+    return inputs;
   }
   PlanInputs smaller = inputs;
   smaller.max_chunk = kSmallestDefaultMaxChunk;
-  return ComputeMemoryPlan(smaller, context_tokens).total <= limit ? smaller.max_chunk
-                                                                   : inputs.max_chunk;
+  return ComputeMemoryPlan(smaller, context_tokens).total <= limit ? smaller : inputs;
 }
 
 Status CheckMemoryLimit(const PlanInputs& inputs, const MemoryPlan& plan, uint64_t limit,

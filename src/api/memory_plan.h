@@ -52,11 +52,11 @@ uint64_t ForwardScratchBytes(const ModelConfig& config, int64_t max_chunk, int t
 Status CheckMemoryLimit(const PlanInputs& inputs, const MemoryPlan& plan, uint64_t limit,
                         const std::string& what);
 
-// The tokens per forward step for a sequence of `context_tokens` under `limit` (0: no cap):
-// inputs.max_chunk (DefaultMaxChunk()) where that plan fits; else kSmallestDefaultMaxChunk where
-// that one does (less scratch and smaller sliding-window rings; on AMX CPUs a slower prefill);
-// else inputs.max_chunk, which CheckMemoryLimit then refuses.
-int64_t StepTokensWithin(const PlanInputs& inputs, int64_t context_tokens, uint64_t limit);
+// `inputs` with the forward step a sequence of `context_tokens` takes under `limit` (0: no
+// cap): inputs.max_chunk (DefaultMaxChunk()) where that plan fits; else
+// kSmallestDefaultMaxChunk where that one does (less scratch and smaller sliding-window rings;
+// on AMX CPUs a slower prefill); else inputs.max_chunk, which CheckMemoryLimit then refuses.
+PlanInputs WithStepWithin(const PlanInputs& inputs, int64_t context_tokens, uint64_t limit);
 
 // One line per item of the plan ("weights repacked: N bytes (X MiB)"), for `gemma4 info`.
 std::string DescribeMemoryPlan(const MemoryPlan& plan);

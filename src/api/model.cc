@@ -126,8 +126,8 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
         GEMMA4_ASSIGN_OR_RETURN(planned_drafter, Drafter::Load(options.draft_model_path));
         inputs.drafter = planned_drafter->ResidentBytes();
       }
-      PlanInputs stepped = inputs;  // sessions may take smaller steps to fit (SessionImpl::Init)
-      stepped.max_chunk = StepTokensWithin(inputs, 1, options.memory_limit_bytes);
+      // Sessions may take smaller steps to fit (SessionImpl::Init).
+      const PlanInputs stepped = WithStepWithin(inputs, 1, options.memory_limit_bytes);
       GEMMA4_RETURN_IF_ERROR(CheckMemoryLimit(stepped, ComputeMemoryPlan(stepped, 1),
                                               options.memory_limit_bytes, "model " + path));
       impl->set_plan_inputs(std::move(inputs));
@@ -331,8 +331,8 @@ StatusOr<MemoryPlan> Model::PlanMemory(const std::string& path, const ModelOptio
                                        int64_t context_tokens) {
   try {
     GEMMA4_ASSIGN_OR_RETURN(PlanInputs inputs, GatherPlanInputs(path, options));
-    inputs.max_chunk = StepTokensWithin(inputs, context_tokens, options.memory_limit_bytes);
-    return ComputeMemoryPlan(inputs, context_tokens);
+    return ComputeMemoryPlan(WithStepWithin(inputs, context_tokens, options.memory_limit_bytes),
+                             context_tokens);
   } catch (const std::bad_alloc&) {
     return ResourceExhaustedError("out of memory planning the memory of " + path);
   } catch (const std::exception& e) {
@@ -343,9 +343,8 @@ StatusOr<MemoryPlan> Model::PlanMemory(const std::string& path, const ModelOptio
 StatusOr<MemoryPlan> Model::PlanMemory(int64_t context_tokens) const {
   GEMMA4_ASSIGN_OR_RETURN(const PlanInputs* inputs, impl_->plan_inputs());
   // With a cap, the steps a session of that context would take.
-  PlanInputs stepped = *inputs;
-  stepped.max_chunk = StepTokensWithin(*inputs, context_tokens, impl_->options.memory_limit_bytes);
-  return ComputeMemoryPlan(stepped, context_tokens);
+  return ComputeMemoryPlan(
+      WithStepWithin(*inputs, context_tokens, impl_->options.memory_limit_bytes), context_tokens);
 }
 
 const ModelInfo& Model::info() const { return impl_->info; }

@@ -110,8 +110,7 @@ Status SessionImpl::Init() {
     // A session whose default steps (512 tokens on AMX CPUs) do not fit takes 128-token ones
     // where those do.
     GEMMA4_ASSIGN_OR_RETURN(const PlanInputs* inputs, m_.plan_inputs());
-    PlanInputs stepped = *inputs;
-    stepped.max_chunk = StepTokensWithin(*inputs, max_context_, limit);
+    const PlanInputs stepped = WithStepWithin(*inputs, max_context_, limit);
     GEMMA4_RETURN_IF_ERROR(CheckMemoryLimit(stepped, ComputeMemoryPlan(stepped, max_context_),
                                             limit, "a session of the model " + m_.info.path));
     if (stepped.max_chunk != state_->max_chunk()) {

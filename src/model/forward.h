@@ -32,7 +32,7 @@ enum class LogitsMode { kNone, kLast, kAll };
 // 128 and 115 MiB at 512; see ForwardScratchBytes).
 int64_t DefaultMaxChunk();
 // The smallest DefaultMaxChunk() of any CPU.
-inline constexpr int64_t kSmallestDefaultMaxChunk = 128;
+inline constexpr int64_t kSmallestDefaultMaxChunk = ops::kSmallestPrefillStepTokens;
 
 // The dense MLP runs a step in slices of at most this many tokens: the [tokens, width] gate
 // and up activations are a step's largest scratch (E2B's wide layers: 48 KiB per token for

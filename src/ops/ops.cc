@@ -452,7 +452,8 @@ void MatMulSharedRows(const TensorView* const* w, float* const* y, int n, int64_
 }
 
 int64_t PrefillStepTokens() {
-  return kernels::BestTable().tiles_q4_0x16 != nullptr ? kTilesTokenBlock : 128;
+  return kernels::BestTable().tiles_q4_0x16 != nullptr ? kTilesTokenBlock
+                                                       : kSmallestPrefillStepTokens;
 }
 
 void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool* pool,

@@ -28,6 +28,8 @@ void ToF32(const TensorView& t, int64_t first, int64_t count, float* out);
 // 128 elsewhere: the integer kernels read the quantized weights in place, and larger steps were
 // no faster there (Zen 5) while their scratch grows with them.
 int64_t PrefillStepTokens();
+// The smaller of its two values.
+inline constexpr int64_t kSmallestPrefillStepTokens = 128;
 
 // y[s, n] = sum_k x[s, k] * W[n, k] for W = [N, K] (nn.Linear layout), x = [S, K], y = [S, N].
 // The kernels are chosen by the token count: where the table has bf16 tile kernels (AMX), runs

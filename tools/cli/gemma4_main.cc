@@ -802,7 +802,7 @@ Status RunInfo(int argc, char** argv) {
               HumanBytes(weights.weight_bytes).c_str());
   // Under a limit, the forward steps a session of that context would take (ModelOptions::
   // memory_limit_bytes: 128 tokens where only those fit).
-  inputs.max_chunk = StepTokensWithin(inputs, ctx, static_cast<uint64_t>(memory_limit));
+  inputs = WithStepWithin(inputs, ctx, static_cast<uint64_t>(memory_limit));
   const MemoryPlan plan = ComputeMemoryPlan(inputs, ctx);
   std::fputs(DescribeMemoryPlan(plan).c_str(), stdout);
   return CheckMemoryLimit(inputs, plan, static_cast<uint64_t>(memory_limit), "model " + path);
