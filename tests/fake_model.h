@@ -70,6 +70,7 @@ class FakeContext final : public ContextState {
     return p >= 0 && p <= position() &&
            (position() - p <= window_ || p == rewind_[0] || p == rewind_[1]);
   }
+  int64_t rewind_floor() const override { return std::max<int64_t>(0, position() - window_); }
   Status Truncate(int64_t p) override {
     if (!CanTruncateTo(p)) return FailedPreconditionError("fake: cannot rewind that far");
     ids_.resize(static_cast<size_t>(p));
@@ -102,7 +103,9 @@ class FakeContext final : public ContextState {
   void AppendState(std::string* out) const override {
     out->append(reinterpret_cast<const char*>(ids_.data()), ids_.size() * sizeof(int32_t));
   }
-  Status RestoreState(int64_t position, std::string_view bytes, size_t* offset) override {
+  // (The fake's reach follows its position: the saved floor is not needed.)
+  Status RestoreState(int64_t position, int64_t /*rewind_floor*/, std::string_view bytes,
+                      size_t* offset) override {
     const size_t n = static_cast<size_t>(position) * sizeof(int32_t);
     if (bytes.size() - *offset < n) return DataLossError("fake: state truncated");
     ids_.resize(static_cast<size_t>(position));

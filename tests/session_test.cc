@@ -389,6 +389,100 @@ TEST(SessionTest, CancelFromAnotherThread) {
   EXPECT_TRUE(r2.ok()) << r2.status().message();
 }
 
+// Cancel() reaches a prompt between two layers of a forward step (16-token steps here, tiny-e2b
+// has 10 layers): the whole steps before it stay in the cache, and the next Send reuses them and
+// answers as a session never cancelled. The rows the stopped step overwrote in the sliding rings
+// (window 8: a ring of 23 rows) are never read afterwards: not by a prompt that diverges just
+// before the stopped step (a rewind that reach allowed before), and not after a save/restore.
+TEST(SessionTest, CancelStopsAPromptStepBetweenLayers) {
+  auto model = TinyE2b();
+  ASSERT_NE(model, nullptr);
+  const std::string question =
+      "Tell me a long story about the lighthouse keeper who counted every wave that broke on "
+      "the rocks below his window, and about the night the sea went quiet and he heard the "
+      "ships singing to each other far out beyond the reef where nobody had ever sailed";
+  const std::string other = "What is the capital of France?";
+  // The reply's text says little here (tiny-e2b repeats a pair of letters whatever it read):
+  // the logits before its first token are compared instead. Different step boundaries change
+  // them by float rounding only (< 1e-3, as in golden_test); a stale ring row by units.
+  constexpr float kTolerance = 1e-3f;
+  auto max_diff = [](const std::vector<float>& a, const std::vector<float>& b) {
+    EXPECT_EQ(a.size(), b.size());
+    float m = a.size() == b.size() ? 0.f : INFINITY;
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+    return m;
+  };
+  struct Turn {
+    StatusOr<Reply> reply = InternalError("not sent");
+    std::vector<float> first_logits;  // before the reply's first token
+  };
+  auto send = [](Session& session, const std::string& text) {
+    Turn t;
+    SessionAccess::SetLogitsHook(session, [&t](std::vector<float>* logits, size_t step) {
+      if (step == 0) t.first_logits = *logits;
+    });
+    t.reply = session.Send(text, Greedy(4));
+    SessionAccess::SetLogitsHook(session, nullptr);
+    return t;
+  };
+  // A session after a first turn, which then sends `text` with Cancel() at the stop check
+  // `cancel_at` (0: never): check k is before layer (k - 1) % 10 of step (k - 1) / 10 + 1.
+  struct Run {
+    std::unique_ptr<Session> session;
+    Turn turn;
+  };
+  auto run = [&](const std::string& text, int cancel_at) {
+    Run r;
+    auto created = Session::Create(model);
+    EXPECT_TRUE(created.ok());
+    r.session = std::move(created).value();
+    SessionAccess::UseStep(*r.session, 16);
+    EXPECT_TRUE(r.session->Send("Hi", Greedy(3)).ok());
+    int asked = 0;
+    Session* session = r.session.get();
+    SessionAccess::SetStopCheckHook(*session, [&asked, cancel_at, session] {
+      if (++asked == cancel_at) session->Cancel();
+    });
+    r.turn = send(*session, text);
+    SessionAccess::SetStopCheckHook(*session, nullptr);
+    return r;
+  };
+  Run reference = run(question, 0), reference_other = run(other, 0);
+  ASSERT_TRUE(reference.turn.reply.ok() && reference_other.turn.reply.ok());
+  const int64_t reused = reference.turn.reply->reused_tokens;
+  ASSERT_GT(reference.turn.reply->prompt_tokens, 48);
+
+  // Step 3, before layer 3: two whole steps (32 positions) stay.
+  Run cancelled = run(question, 24);
+  ASSERT_EQ(cancelled.turn.reply.status().code(), StatusCode::kCancelled);
+  EXPECT_NE(cancelled.turn.reply.status().message().find("32 of"), std::string::npos)
+      << cancelled.turn.reply.status().message();
+  EXPECT_EQ(SessionAccess::Context(*cancelled.session).position(), reused + 32);
+  Turn again = send(*cancelled.session, question);
+  ASSERT_TRUE(again.reply.ok()) << again.reply.status().message();
+  EXPECT_EQ(again.reply->reused_tokens, reused + 32);
+  EXPECT_EQ(again.reply->text, reference.turn.reply->text);
+  EXPECT_LE(max_diff(again.first_logits, reference.turn.first_logits), kTolerance);
+
+  // Step 2, before layer 9: the step overwrote the rows that the window of the new turn's first
+  // positions reads. A turn that diverges there must not reuse them, nor may a restored state.
+  Run early = run(question, 20);
+  ASSERT_EQ(early.turn.reply.status().code(), StatusCode::kCancelled);
+  EXPECT_EQ(SessionAccess::Context(*early.session).rewind_floor(), reused + 16);
+  auto saved = early.session->SaveState();
+  ASSERT_TRUE(saved.ok()) << saved.status().message();
+  Turn diverged = send(*early.session, other);
+  ASSERT_TRUE(diverged.reply.ok()) << diverged.reply.status().message();
+  EXPECT_LE(max_diff(diverged.first_logits, reference_other.turn.first_logits), kTolerance);
+  auto restored = Session::Restore(model, *saved);
+  ASSERT_TRUE(restored.ok()) << restored.status().message();
+  EXPECT_EQ(SessionAccess::Context(**restored).rewind_floor(), reused + 16);
+  Turn restored_diverged = send(**restored, other);
+  ASSERT_TRUE(restored_diverged.reply.ok()) << restored_diverged.reply.status().message();
+  EXPECT_LE(max_diff(restored_diverged.first_logits, reference_other.turn.first_logits),
+            kTolerance);
+}
+
 TEST(SessionTest, ForkRewindSaveRestoreGiveIdenticalContinuations) {
   auto model = TinyE2b();
   auto s = Session::Create(model, WithSystem("System."));

@@ -218,7 +218,8 @@ class Session {
                                     const GenerateOptions& options = {});
 
   // Thread-safe: stops the Send or SubmitToolResults running on another thread within one
-  // forward chunk (prefill and media encoding included; an encoder's own pass finishes first).
+  // layer: of the prompt's forward step (its finished steps stay in the cache), of an image or
+  // audio encoder, or of the decode step running.
   // A cancel that arrives while no call runs is kept and stops the next call; each call
   // consumes it. The call returns CancelledError: cancelled during generation, the partial
   // model turn stays in the history; cancelled before generation, the history is as it was

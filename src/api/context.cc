@@ -18,6 +18,7 @@ class ModelContext final : public ContextState {
   bool CanTruncateTo(int64_t new_position) const override {
     return state_.CanTruncateTo(new_position);
   }
+  int64_t rewind_floor() const override { return state_.rewind_floor(); }
   Status Truncate(int64_t new_position) override { return state_.Truncate(new_position); }
   Status SetRewindPoint(int slot) override { return state_.SetRewindPoint(slot); }
   int64_t rewind_point(int slot) const override { return state_.rewind_point(slot); }
@@ -32,8 +33,9 @@ class ModelContext final : public ContextState {
     return state_.CopyStateFrom(model_context->state_);
   }
   void AppendState(std::string* out) const override { state_.AppendState(out); }
-  Status RestoreState(int64_t position, std::string_view bytes, size_t* offset) override {
-    return state_.RestoreState(position, bytes, offset);
+  Status RestoreState(int64_t position, int64_t rewind_floor, std::string_view bytes,
+                      size_t* offset) override {
+    return state_.RestoreState(position, rewind_floor, bytes, offset);
   }
   void set_hidden_output(std::vector<float>* rows) override { state_.set_hidden_output(rows); }
   InferenceState* inference() override { return &state_; }

@@ -33,6 +33,9 @@ class ContextState {
   virtual KvType kv_type() const = 0;
   // Forgetting positions [new_position, position()): see InferenceState::Truncate.
   virtual bool CanTruncateTo(int64_t new_position) const = 0;
+  // The lowest position Truncate reaches without a rewind point (InferenceState::
+  // rewind_floor); saved states carry it.
+  virtual int64_t rewind_floor() const = 0;
   virtual Status Truncate(int64_t new_position) = 0;
   virtual Status SetRewindPoint(int slot) = 0;
   virtual int64_t rewind_point(int slot) const = 0;  // -1: none
@@ -41,7 +44,8 @@ class ContextState {
   virtual Status CopyStateFrom(const ContextState& other) = 0;
   // Position + cache as bytes, and back.
   virtual void AppendState(std::string* out) const = 0;
-  virtual Status RestoreState(int64_t position, std::string_view bytes, size_t* offset) = 0;
+  virtual Status RestoreState(int64_t position, int64_t rewind_floor, std::string_view bytes,
+                              size_t* offset) = 0;
   // Where the forward calls put their final-normed hidden rows ([n, hidden]); null: nowhere.
   virtual void set_hidden_output(std::vector<float>* rows) = 0;
   // The model's own state, which the drafter reads (speculative decoding); null for a double.

@@ -239,8 +239,13 @@ Status SessionImpl::FeedPrompt(const RenderedPrompt& prompt, size_t begin) {
                                   std::to_string(max_context_));
   }
   const int64_t H = config_.hidden_size;
-  // One forward chunk per call, so that Cancel() takes effect within a chunk during prefill.
+  // One forward step per call; Cancel() also stops a step between two layers (ForwardInput::
+  // stop), leaving the cache after the last whole step.
   const size_t step = static_cast<size_t>(std::max<int64_t>(1, state_->max_chunk()));
+  auto stop = [this] {
+    if (stop_check_hook) stop_check_hook();
+    return cancel_.load(std::memory_order_relaxed);
+  };
   std::vector<uint8_t> embedded;
   std::vector<float> embeddings;
   for (size_t at = begin; at < prompt.size();) {
@@ -278,10 +283,20 @@ Status SessionImpl::FeedPrompt(const RenderedPrompt& prompt, size_t begin) {
       input.embeddings = embeddings.data();
     }
     if (prompt.longest_block > 0) input.block = prompt.block.data() + at;
+    input.stop = stop;
     {
       std::lock_guard<std::mutex> lock(m_.compute_mutex);
-      GEMMA4_RETURN_IF_ERROR(state_->Forward(
-          input, end == prompt.size() ? LogitsMode::kLast : LogitsMode::kNone, &logits_));
+      const Status forward = state_->Forward(
+          input, end == prompt.size() ? LogitsMode::kLast : LogitsMode::kNone, &logits_);
+      // Logits come with the prompt's last step only: a prompt stopped before its end leaves
+      // none (a saved state then carries none; the next Send runs at least one position).
+      if (!forward.ok()) logits_.clear();
+      if (forward.code() == StatusCode::kCancelled) {
+        return CancelledError("cancelled while processing the prompt, " +
+                              std::to_string(at - begin) + " of " + std::to_string(n) +
+                              " tokens in (" + forward.message() + ")");
+      }
+      GEMMA4_RETURN_IF_ERROR(forward);
     }
     tokens_.insert(tokens_.end(), prompt.ids.begin() + static_cast<std::ptrdiff_t>(at),
                    prompt.ids.begin() + static_cast<std::ptrdiff_t>(end));

@@ -50,6 +50,9 @@ class SessionImpl {
   // ModelOptions::draft_model_path).
   using DraftHook = std::function<void(int64_t position, int index, std::vector<float>* logits)>;
   DraftHook draft_hook;
+  // Tests (SessionAccess): called each time a prompt's forward step asks whether to stop,
+  // before each layer (so a test may Cancel() at an exact layer of an exact step).
+  std::function<void()> stop_check_hook;
   const std::vector<Turn>& history() const { return history_; }
   int64_t context_tokens() const { return static_cast<int64_t>(tokens_.size()); }
   const std::vector<int32_t>& context_token_ids() const { return tokens_; }
@@ -137,6 +140,10 @@ class SessionAccess {
   // A fresh context of `step` tokens per forward step, for a session that has run nothing yet
   // (what another CPU's default or a memory cap would have chosen).
   static void UseStep(Session& session, int64_t step) { session.impl_->UseStep(step); }
+  // Null clears the hook.
+  static void SetStopCheckHook(Session& session, std::function<void()> hook) {
+    session.impl_->stop_check_hook = std::move(hook);
+  }
 };
 
 }  // namespace gemma4

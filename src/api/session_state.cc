@@ -162,7 +162,7 @@ StatusOr<std::string> SessionImpl::SaveState() const {
   std::string out(kMagic, sizeof(kMagic));
   PutU64(Fingerprint(m_), &out);
   json::Value::Object meta;
-  meta.reserve(9);  // (also keeps GCC 12's -Warray-bounds false positive on emplace_back away)
+  meta.reserve(10);  // (also keeps GCC 12's -Warray-bounds false positive on emplace_back away)
   meta.emplace_back("history", TurnsToJson(history_));
   meta.emplace_back("system_prompt", json::Value::String(options_.system_prompt));
   meta.emplace_back("max_context", json::Value::Integer(max_context_));
@@ -173,6 +173,8 @@ StatusOr<std::string> SessionImpl::SaveState() const {
   // The sliding-window rings' rows (W - 1 + step each) depend on the forward step, which
   // differs between CPUs (DefaultMaxChunk) and under a memory cap: the restoring side adopts it.
   meta.emplace_back("step", json::Value::Integer(state_->max_chunk()));
+  // How far back the rings reach (a step cancelled between layers overwrote rows before it).
+  meta.emplace_back("rewind_floor", json::Value::Integer(state_->rewind_floor()));
   json::Value::Array tokens;
   for (int32_t id : tokens_) tokens.push_back(json::Value::Integer(id));
   meta.emplace_back("tokens", json::Value::MakeArray(std::move(tokens)));
@@ -253,6 +255,12 @@ Status SessionImpl::RestoreState(std::string_view bytes) {
     return DataLossError("session state: bad forward step (1.." + std::to_string(kMaxSavedStep) +
                          ")");
   }
+  // Absent (states saved before it was recorded): the rule then, a step back.
+  int64_t rewind_floor = -1;
+  if (const json::Value* saved_floor = meta.Find("rewind_floor");
+      saved_floor != nullptr && (!saved_floor->GetInt64(&rewind_floor) || rewind_floor < 0)) {
+    return DataLossError("session state: bad rewind_floor");
+  }
   history_.clear();
   GEMMA4_RETURN_IF_ERROR(TurnsFromJson(*history, &history_));
   options_.system_prompt =
@@ -282,11 +290,16 @@ Status SessionImpl::RestoreState(std::string_view bytes) {
                                             limit, "the restored session of " + m_.info.path));
   }
   if (step != state_->max_chunk()) state_ = m_.contexts->NewContext(step);
-  GEMMA4_RETURN_IF_ERROR(
-      state_->RestoreState(static_cast<int64_t>(tokens_.size()), bytes, &offset));
+  const int64_t position = static_cast<int64_t>(tokens_.size());
+  if (rewind_floor < 0) rewind_floor = std::max<int64_t>(0, position - step);
+  if (rewind_floor > position) return DataLossError("session state: rewind_floor past the tokens");
+  GEMMA4_RETURN_IF_ERROR(state_->RestoreState(position, rewind_floor, bytes, &offset));
   uint64_t n_logits = 0;
+  // The logits after the last token, or none: an empty session, or one whose prompt was
+  // cancelled or failed before its last step.
   if (!GetU64(bytes, &offset, &n_logits) ||
-      n_logits != (tokens_.empty() ? 0 : static_cast<uint64_t>(m_.info.vocab_size)) ||
+      (n_logits != 0 &&
+       (tokens_.empty() || n_logits != static_cast<uint64_t>(m_.info.vocab_size))) ||
       (bytes.size() - offset) != n_logits * sizeof(float)) {
     return DataLossError("session state: bad logits block");
   }

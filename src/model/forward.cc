@@ -41,7 +41,7 @@ InferenceState::InferenceState(const LoadedModel& model, ThreadPool* pool, int64
 
 bool InferenceState::CanTruncateTo(int64_t new_position) const {
   return new_position >= 0 && new_position <= position_ &&
-         (new_position == position_ || position_ - new_position <= cache_.max_chunk() ||
+         (new_position >= rewind_floor_ ||
           std::find(std::begin(rewind_points_), std::end(rewind_points_), new_position) !=
               std::end(rewind_points_));
 }
@@ -51,6 +51,7 @@ Status InferenceState::SetRewindPoint(int slot) {
   rewind_points_[slot] = -1;
   GEMMA4_RETURN_IF_ERROR(cache_.SaveRings(&rewind_rings_[slot]));
   rewind_points_[slot] = position_;
+  rewind_floors_[slot] = rewind_floor_;
   return OkStatus();
 }
 
@@ -68,10 +69,13 @@ Status InferenceState::Truncate(int64_t new_position) {
                                    " to " + std::to_string(new_position) +
                                    ": the sliding-window layers no longer hold those positions");
   }
-  for (int slot = 0; slot < kRewindSlots; ++slot) {
-    if (new_position == rewind_points_[slot] && position_ - new_position > cache_.max_chunk()) {
-      cache_.RestoreRings(rewind_rings_[slot]);
-      break;
+  if (new_position < rewind_floor_) {  // a rewind point (CanTruncateTo): its rings come back
+    for (int slot = 0; slot < kRewindSlots; ++slot) {
+      if (new_position == rewind_points_[slot]) {
+        cache_.RestoreRings(rewind_rings_[slot]);
+        rewind_floor_ = rewind_floors_[slot];
+        break;
+      }
     }
   }
   for (int64_t& p : rewind_points_) {
@@ -92,22 +96,26 @@ Status InferenceState::CopyStateFrom(const InferenceState& other) {
     for (int slot = 0; slot < kRewindSlots; ++slot) {
       rewind_rings_[slot] = other.rewind_rings_[slot];
       rewind_points_[slot] = other.rewind_points_[slot];
+      rewind_floors_[slot] = other.rewind_floors_[slot];
     }
   } catch (const std::bad_alloc&) {
     return ResourceExhaustedError("out of memory copying the KV cache");
   }
   position_ = other.position_;
+  rewind_floor_ = other.rewind_floor_;
   return OkStatus();
 }
 
 void InferenceState::AppendState(std::string* out) const { cache_.AppendState(position_, out); }
 
-Status InferenceState::RestoreState(int64_t position, std::string_view bytes, size_t* offset) {
+Status InferenceState::RestoreState(int64_t position, int64_t rewind_floor, std::string_view bytes,
+                                    size_t* offset) {
   if (position < 0 || position > cache_.max_context()) {
     return DataLossError("session state: position " + std::to_string(position) + " out of range");
   }
   GEMMA4_RETURN_IF_ERROR(cache_.RestoreState(position, bytes, offset));
   position_ = position;
+  rewind_floor_ = std::clamp<int64_t>(rewind_floor, 0, position);
   for (int64_t& p : rewind_points_) p = -1;
   return OkStatus();
 }
@@ -247,6 +255,14 @@ Status InferenceState::ForwardChunk(const ForwardInput& input, int64_t offset, i
   }
 
   for (int i = 0; i < config_.num_layers; ++i) {
+    if (input.stop && input.stop()) {
+      return CancelledError("forward step of " + std::to_string(s) + " tokens at position " +
+                            std::to_string(position_) + " stopped before layer " +
+                            std::to_string(i) + " of " + std::to_string(config_.num_layers));
+    }
+    // From here the step writes the cache: the rings lose the rows of the positions a full
+    // ring back, whether or not the step finishes (see rewind_floor).
+    if (i == 0) rewind_floor_ = std::max(rewind_floor_, position_ + s - cache_.max_chunk());
     const LayerWeights& lw = w.layers[i];
     float* x = x_.data();
     // Attention block: x = x + post_attention_norm(attn(input_norm(x))). The input norm of

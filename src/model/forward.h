@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -96,6 +97,12 @@ struct ForwardInput {
   // image or video frame) also see each other's later keys on sliding layers; full layers
   // stay causal. A block must lie inside one Forward call and fit in max_chunk positions.
   const int32_t* block = nullptr;
+  // Asked before each layer of each step (may be empty: never stops). Once it returns true the
+  // call stops there with CancelledError: position() stays after the last whole step, and the
+  // step's partial cache writes cost only rewind reach (see rewind_floor). A session's Cancel()
+  // reaches a prompt through it within one layer rather than one step (512 tokens on AMX
+  // machines: seconds on E2B, tens of seconds on 31B).
+  std::function<bool()> stop;
 };
 
 class InferenceState {
@@ -115,11 +122,18 @@ class InferenceState {
   int64_t position() const { return position_; }
 
   // Forgets positions [new_position, position()). Possible while every sliding-window layer
-  // still holds the W - 1 positions before new_position, i.e. for rewinds of at most
-  // max_chunk tokens; otherwise FailedPrecondition (the caller recomputes from a prefix).
-  // Also possible back to a rewind point, however far: see SetRewindPoint.
+  // still holds the W - 1 positions before new_position, i.e. down to rewind_floor();
+  // otherwise FailedPrecondition (the caller recomputes from a prefix). Also possible back to
+  // a rewind point, however far: see SetRewindPoint.
   Status Truncate(int64_t new_position);
   bool CanTruncateTo(int64_t new_position) const;
+  // The lowest position Truncate reaches without a rewind point. The rings hold W - 1 +
+  // max_chunk rows, so a step of s tokens at p overwrites the rows of positions up to
+  // p + s - 1 - (W - 1 + max_chunk), and positions below p + s - max_chunk lose part of their
+  // window. The floor only rises: with every step (finished, cancelled or failed once it has
+  // written a layer) and when a rewind point is restored (to the floor it had). Truncates do
+  // not lower it: the rows a later step overwrote stay overwritten.
+  int64_t rewind_floor() const { return rewind_floor_; }
   // Remembers the sliding-window rings at position() in `slot` so that a later Truncate may
   // return exactly here (a conversation keeps the end of its system prompt, and the start of
   // a model turn whose thought the next prompt drops). A Truncate below a point forgets it.
@@ -130,9 +144,11 @@ class InferenceState {
   int64_t LatestRewindPoint(int64_t position) const;
   // Copies the KV cache and position of `other` (same model, max_chunk and KV type).
   Status CopyStateFrom(const InferenceState& other);
-  // Position + KV cache as bytes (in kv_type()), and back.
+  // Position + KV cache as bytes (in kv_type()), and back. The restored state rewinds down to
+  // `rewind_floor` (clamped to [0, position]; the saving state's rewind_floor()).
   void AppendState(std::string* out) const;
-  Status RestoreState(int64_t position, std::string_view bytes, size_t* offset);
+  Status RestoreState(int64_t position, int64_t rewind_floor, std::string_view bytes,
+                      size_t* offset);
   int64_t max_chunk() const { return cache_.max_chunk(); }
   KvType kv_type() const { return cache_.type(); }
   const KvCache& kv_cache() const { return cache_; }
@@ -177,7 +193,9 @@ class InferenceState {
   ThreadPool* pool_;
   KvCache cache_;
   int64_t position_ = 0;
+  int64_t rewind_floor_ = 0;  // see rewind_floor()
   int64_t rewind_points_[kRewindSlots] = {-1, -1};
+  int64_t rewind_floors_[kRewindSlots] = {0, 0};  // rewind_floor_ when each point was set
   KvCache::RingSnapshot rewind_rings_[kRewindSlots];
   // Scratch, sized for one chunk.
   std::vector<float> x_, normed_, tmp_, tmp2_, q_, k_, v_, attn_, gate_, up_;
