@@ -597,13 +597,22 @@ uint16_t Bf16OfActivation(float f) {
   return half::F32ToBf16(flushed);
 }
 
+// The AMX table's kernels, on CPUs with AMX (skipped elsewhere); `amx` is that table and
+// `vnni` the one below it, which has none of the tile kernels.
+class AmxKernelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!kernels::CpuSupports(kernels::Isa::kAvx512Amx)) GTEST_SKIP() << "CPU lacks AMX";
+  }
+  const kernels::KernelTable& amx = kernels::TableFor(kernels::Isa::kAvx512Amx);
+  const kernels::KernelTable& vnni = kernels::TableFor(kernels::Isa::kAvx512Vnni);
+};
+
 // The AMX table's activation rows: each value rounded to nearest even (ties both ways, values
 // that round up into the next binade, subnormals, infinities), block b of 32 at + 512 b.
-TEST(AmxKernelTest, Bf16RowsRoundToNearestEven) {
-  if (!kernels::CpuSupports(kernels::Isa::kAvx512Amx)) GTEST_SKIP() << "CPU lacks AMX";
-  const kernels::KernelTable& amx = kernels::TableFor(kernels::Isa::kAvx512Amx);
+TEST_F(AmxKernelTest, Bf16RowsRoundToNearestEven) {
   ASSERT_NE(amx.bf16_tile_row, nullptr);
-  ASSERT_EQ(kernels::TableFor(kernels::Isa::kAvx512Vnni).bf16_tile_row, nullptr);
+  ASSERT_EQ(vnni.bf16_tile_row, nullptr);
   std::mt19937 rng(71);
   const int64_t nblocks = 5;
   std::vector<float> x = RandomVector(nblocks * 32, &rng, 3.0f);
@@ -633,10 +642,7 @@ TEST(AmxKernelTest, Bf16RowsRoundToNearestEven) {
 // and two groups. And the point of it: closer to the exact product of the f32 activations and
 // weights than the VNNI kernels with their int8 activations (random data: all-0xFF weights
 // times +-1 are exact in int8 and err by the bf16 rounding of one repeated weight).
-TEST(AmxKernelTest, TilesMatchBf16Reference) {
-  if (!kernels::CpuSupports(kernels::Isa::kAvx512Amx)) GTEST_SKIP() << "CPU lacks AMX";
-  const kernels::KernelTable& amx = kernels::TableFor(kernels::Isa::kAvx512Amx);
-  const kernels::KernelTable& vnni = kernels::TableFor(kernels::Isa::kAvx512Vnni);
+TEST_F(AmxKernelTest, TilesMatchBf16Reference) {
   // The memory plan counts each thread's dequantized chunk (2 groups x 64 blocks x 1 KiB) and
   // its tiles' sums (33 tiles x 2 groups x 1 KiB).
   EXPECT_EQ(amx.thread_scratch_bytes, (128 + 66) * 1024);
@@ -829,11 +835,9 @@ TEST(AmxKernelTest, TilesMatchBf16Reference) {
 // bf16's overflow, zeros; subnormal parts flush: values from 2^-100 up keep every bit), in the
 // B-tile layout (row i, dword t: values 2i, 2i + 1 of token t), tokens past ntok zero; an
 // infinite value is its hi part alone.
-TEST(AmxKernelTest, Bf16SplitAddsUpExactly) {
-  if (!kernels::CpuSupports(kernels::Isa::kAvx512Amx)) GTEST_SKIP() << "CPU lacks AMX";
-  const kernels::KernelTable& amx = kernels::TableFor(kernels::Isa::kAvx512Amx);
+TEST_F(AmxKernelTest, Bf16SplitAddsUpExactly) {
   ASSERT_NE(amx.bf16_split_tiles, nullptr);
-  ASSERT_EQ(kernels::TableFor(kernels::Isa::kAvx512Vnni).bf16_split_tiles, nullptr);
+  ASSERT_EQ(vnni.bf16_split_tiles, nullptr);
   std::mt19937 rng(81);
   std::uniform_int_distribution<uint32_t> mantissa(0, (1u << 23) - 1);
   std::uniform_int_distribution<int> exponent(-60, 60);
@@ -881,11 +885,9 @@ TEST(AmxKernelTest, Bf16SplitAddsUpExactly) {
 // adds it to the preset output in one f32 rounding: a lost part, a misplaced value or a
 // mis-transposed sum fails bit equality. Random rows: within the f32 summation bound
 // (3 k + 2) 2^-24 sum |w x| of the double sums.
-TEST(AmxKernelTest, Bf16RowsTilesAreExactProductsSummedInF32) {
-  if (!kernels::CpuSupports(kernels::Isa::kAvx512Amx)) GTEST_SKIP() << "CPU lacks AMX";
-  const kernels::KernelTable& amx = kernels::TableFor(kernels::Isa::kAvx512Amx);
+TEST_F(AmxKernelTest, Bf16RowsTilesAreExactProductsSummedInF32) {
   ASSERT_NE(amx.tiles_bf16, nullptr);
-  ASSERT_EQ(kernels::TableFor(kernels::Isa::kAvx512Vnni).tiles_bf16, nullptr);
+  ASSERT_EQ(vnni.tiles_bf16, nullptr);
   std::mt19937 rng(83);
   std::uniform_int_distribution<int> pick(0, 1 << 20);
   for (int64_t nblocks : {1, 3, 48, 70}) {

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 
 #include "api/memory_plan.h"
@@ -206,6 +207,44 @@ TEST(MemoryPlan, KvCacheAndWeightsMatchTheLoadedModel) {
     EXPECT_EQ(plan->weights_mapped, matrices);
     EXPECT_EQ(plan->weights_converted, vectors);
     EXPECT_EQ(plan->ple_table, ple);
+  }
+}
+
+// Prefill's bf16-tile path (AMX) splits the activations of BF16 matrices only: the plan sizes
+// those buffers by the widest BF16 matrix (and per-layer-input matrix) of the checkpoint, none
+// for F32 and F16 ones (whose buffers were planned at the widest matrix before).
+TEST(MemoryPlan, Bf16WidthsComeFromTheBf16MatricesOnly) {
+  const std::string fixtures = std::string(GEMMA4_FIXTURES_DIR) + "/models/";
+  for (const char* dir : {"tiny-e2b/gemma4", "tiny-e4b/gemma4_text", "tiny-31b/gemma4_text"}) {
+    SCOPED_TRACE(dir);
+    auto weights = LoadedModel::PlanWeights(fixtures + dir);
+    ASSERT_TRUE(weights.ok()) << weights.status().ToString();
+    auto model = LoadedModel::Load(fixtures + dir);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    int64_t widest = 0, widest_ple = 0;
+    std::set<DType> types;
+    for (const auto& [name, t] : (*model)->tensors()) {
+      if (t.shape.size() < 2 || name == "embed_tokens_per_layer.weight") continue;
+      types.insert(t.dtype);
+      if (t.dtype != DType::kBF16) continue;
+      widest = std::max(widest, t.shape.back());
+      if (name.ends_with("per_layer_input_gate.weight") ||
+          name.ends_with("per_layer_projection.weight")) {
+        widest_ple = std::max(widest_ple, t.shape.back());
+      }
+    }
+    EXPECT_EQ(weights->bf16_k, widest);
+    EXPECT_EQ(weights->bf16_ple_k, widest_ple);
+    // The fixtures hold one type each: BF16 (tiny-e2b, with per-layer inputs), F16 (tiny-e4b),
+    // F32 (tiny-31b).
+    ASSERT_EQ(types.size(), 1u);
+    if (*types.begin() == DType::kBF16) {
+      EXPECT_GT(weights->bf16_k, 0);
+      EXPECT_GT(weights->bf16_ple_k, 0);
+    } else {
+      EXPECT_EQ(weights->bf16_k, 0);
+      EXPECT_EQ(weights->bf16_ple_k, 0);
+    }
   }
 }
 

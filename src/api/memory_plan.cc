@@ -129,7 +129,7 @@ uint64_t EncoderActivationBytes(const TowerSize& t, int threads, int image_token
 }  // namespace
 
 uint64_t ForwardScratchBytes(const ModelConfig& c, int64_t max_chunk, int threads,
-                             int64_t context_tokens, bool float_matrices) {
+                             int64_t context_tokens, int64_t bf16_k, int64_t bf16_ple_k) {
   // A step never holds more tokens than the context: its buffers grow to the largest step.
   const int64_t s = std::clamp<int64_t>(context_tokens, 1, max_chunk);
   const int64_t H = c.hidden_size, L = c.num_layers, P = c.ple_dim;
@@ -194,18 +194,17 @@ uint64_t ForwardScratchBytes(const ModelConfig& c, int64_t max_chunk, int thread
           (1 + 8 / 32.0) +
       (bf16_rows ? static_cast<uint64_t>((s + 15) / 16 * 16 * k_max) * 2 : 0);
   // BF16 rows on the bf16 tiles (AMX, runs of 16 tokens or more) read each activation as three
-  // bf16 parts: (s rounded up to 16) x K x 6 bytes for the widest such matrix, on the calling
-  // thread. Every matrix of a float checkpoint may be one; a quantized one keeps only the
-  // per-layer-input gate and model projection (K = hidden), its projection (K = ple_dim) and a
-  // router float. The per-layer-input block splits a step's tokens over the threads, each
-  // splitting its own share's activations (gate and projection: K <= max(hidden, ple_dim)).
+  // bf16 parts: (s rounded up to 16) x K x 6 bytes for the widest BF16 matrix, on the calling
+  // thread (a BF16 checkpoint: the MLP's down projection; a quantized GGUF file: the per-layer-
+  // input matrices, if BF16; F32/F16 checkpoints: none). The per-layer-input block splits a
+  // step's tokens over the threads, each splitting its own share's activations for the gate
+  // (K = hidden) and projection (K = ple_dim) where they are BF16.
   uint64_t split = 0;
-  if (kernels::BestTable().tiles_bf16 != nullptr && s >= 16) {
-    const int64_t split_k = float_matrices ? k_max : std::max<int64_t>(H, P);
-    split = static_cast<uint64_t>((s + 15) / 16 * 16 * split_k) * 6;
-    if (P > 0 && threads > 1) {
+  if (kernels::BestTable().tiles_bf16 != nullptr && s >= 16 && bf16_k > 0) {
+    split = static_cast<uint64_t>((s + 15) / 16 * 16 * bf16_k) * 6;
+    if (bf16_ple_k > 0 && threads > 1) {
       const int64_t share = ((s + threads - 1) / threads + 15) / 16 * 16;
-      split += static_cast<uint64_t>(threads - 1) * share * std::max<int64_t>(H, P) * 6;
+      split += static_cast<uint64_t>(threads - 1) * share * bf16_ple_k * 6;
     }
   }
   // Each thread's thread_local scratch of the prefill kernels (AMX: 162 KiB), kept while the
@@ -326,8 +325,8 @@ MemoryPlan ComputeMemoryPlan(const PlanInputs& in, int64_t context_tokens) {
   p.kv_sliding = KvCacheBytes(c, in.kv_type, 0, in.max_chunk);
   p.kv_full = KvCacheBytes(c, in.kv_type, p.context_tokens, in.max_chunk) - p.kv_sliding;
   p.kv_rewind = InferenceState::kRewindSlots * p.kv_sliding;
-  p.scratch =
-      ForwardScratchBytes(c, in.max_chunk, in.threads, p.context_tokens, in.weights.mapped > 0);
+  p.scratch = ForwardScratchBytes(c, in.max_chunk, in.threads, p.context_tokens, in.weights.bf16_k,
+                                  in.weights.bf16_ple_k);
   p.tokenizer = in.tokenizer;
   p.encoder_weights = in.encoder_weights;
   p.encoder_activations = in.encoder_activations;

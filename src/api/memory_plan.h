@@ -42,10 +42,10 @@ MemoryPlan ComputeMemoryPlan(const PlanInputs& inputs, int64_t context_tokens);
 
 // The forward pass's scratch for one sequence at `context_tokens` (see InferenceState): the
 // chunk's activation buffers, one quantized-activation buffer, each thread's attention scores
-// (a query block against every key it sees) and the last position's logits. float_matrices:
-// the checkpoint's matrices stay float (WeightPlan::mapped > 0), so any of them may be BF16.
+// (a query block against every key it sees) and the last position's logits. bf16_k,
+// bf16_ple_k: WeightPlan's (the widest BF16 matrix, and per-layer-input matrix; 0: none).
 uint64_t ForwardScratchBytes(const ModelConfig& config, int64_t max_chunk, int threads,
-                             int64_t context_tokens, bool float_matrices);
+                             int64_t context_tokens, int64_t bf16_k, int64_t bf16_ple_k);
 
 // OK when `plan` fits in `limit` bytes (0: no cap); else ResourceExhausted naming `what`, the
 // plan's items and the largest context that fits (or that none does).

@@ -346,6 +346,14 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
           name.ends_with("mlp.gate_proj.weight") || name.ends_with("experts.gate_up_proj") ||
           name.ends_with("experts.gate_proj");
       if (layer_matrix && IsBlockType(view.dtype)) p.default_kv_type = KvType::kF16;
+      if (view.shape.size() >= 2 && view.dtype == DType::kBF16 &&
+          name != "embed_tokens_per_layer.weight") {
+        p.bf16_k = std::max(p.bf16_k, view.shape.back());
+        if (name.ends_with("per_layer_input_gate.weight") ||
+            name.ends_with("per_layer_projection.weight")) {
+          p.bf16_ple_k = std::max(p.bf16_ple_k, view.shape.back());
+        }
+      }
       if (view.shape.size() < 2) {
         p.converted += static_cast<uint64_t>(view.numel()) * sizeof(float);
       } else if (name == "embed_tokens_per_layer.weight") {

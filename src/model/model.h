@@ -89,6 +89,12 @@ struct WeightPlan {
   uint64_t mapped = 0;
   // Norms, scales and scalars widened to f32 on the heap.
   uint64_t converted = 0;
+  // The widest K (columns) of the BF16 matrices the forward pass multiplies (mapped or moved
+  // into the arena: a BF16 checkpoint's every matrix, a GGUF file's BF16 per-layer-input
+  // matrices), and of the per-layer-input gate and projection alone; 0: none is BF16. Prefill
+  // splits the activations of BF16 matrices into bf16 parts where the CPU has bf16 tiles
+  // (ops::MatMul), in buffers sized by K (ForwardScratchBytes).
+  int64_t bf16_k = 0, bf16_ple_k = 0;
   // The per-layer-embedding table, read one row per token with pread: page cache, never
   // this process's resident set (reported, not counted).
   uint64_t ple_table = 0;
