@@ -218,8 +218,9 @@ class Session {
                                     const GenerateOptions& options = {});
 
   // Thread-safe: stops the Send or SubmitToolResults running on another thread within one
-  // layer: of the prompt's forward step (its finished steps stay in the cache), of an image or
-  // audio encoder, or of the decode step running.
+  // layer of the prompt's forward step (its finished steps stay in the cache) or of an image or
+  // audio encoder; during generation, after the decode step running (one token, or one
+  // verification of drafts).
   // A cancel that arrives while no call runs is kept and stops the next call; each call
   // consumes it. The call returns CancelledError: cancelled during generation, the partial
   // model turn stays in the history; cancelled before generation, the history is as it was
