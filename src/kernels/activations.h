@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "quant/quant.h"
+#include "runtime/huge_pages.h"
 
 namespace gemma4::kernels {
 
@@ -14,16 +15,16 @@ namespace gemma4::kernels {
 // and their sum (used to fold Q4_0's -8 offset into one multiply).
 struct QuantizedActivations {
   int64_t rows = 0;
-  int64_t cols = 0;          // multiple of 32
-  std::vector<int8_t> q;     // [rows, cols]
-  std::vector<float> scale;  // [rows, cols / 32]
-  std::vector<int32_t> sum;  // [rows, cols / 32]
+  int64_t cols = 0;         // multiple of 32
+  PageVector<int8_t> q;     // [rows, cols]
+  PageVector<float> scale;  // [rows, cols / 32]
+  PageVector<int32_t> sum;  // [rows, cols / 32]
   // For Q4_0 weights, whose values are nibble - 8: 8 * sum * scale per block, so a block's
   // contribution is d_w * (scale * dot(nibbles, q) - offset).
-  std::vector<float> offset;  // [rows, cols / 32]
+  PageVector<float> offset;  // [rows, cols / 32]
   // Sums of each 16 values (|sum| <= 2032), for Q6_K weights (values stored + 32, one scale
   // per 16 values): filled by FillSums16, only for matmuls over Q6_K.
-  std::vector<int16_t> sum16;  // [rows, cols / 16]
+  PageVector<int16_t> sum16;  // [rows, cols / 16]
   // Token-interleaved copy for the AVX-512 16-row GEMMs over Q4_0x16 / Q8_0x16 weights, filled
   // by InterleaveToken: tokens in groups of G = interleave_group, and per group and block the G
   // tokens' 32 values side by side ([ceil(rows / G), cols / 32, G, 32]), their scales and -8 *
@@ -33,16 +34,16 @@ struct QuantizedActivations {
   // (decode): its blocks then lie contiguous, 32 bytes apart instead of 256, so a wide matrix's
   // pass touches 4x fewer lines of activations, which stay in L1 beside the weight stream.
   int64_t interleave_group = 8;
-  std::vector<int8_t> q8;            // token t, block b: 32 values at 32 * Slot(t, b)
-  std::vector<float> scale8;         // scale8[Slot(t, b)]
-  std::vector<int32_t> neg_offset8;  // -8 * sum, at Slot(t, b)
+  PageVector<int8_t> q8;            // token t, block b: 32 values at 32 * Slot(t, b)
+  PageVector<float> scale8;         // scale8[Slot(t, b)]
+  PageVector<int32_t> neg_offset8;  // -8 * sum, at Slot(t, b)
   // The rows rounded to bf16 instead, for the AMX kernels (KernelTable::tiles_q4_0x16 ...),
   // filled by KernelTable::bf16_tile_row after ResizeBf16Tiles: per tile of 16 tokens and
   // block of 32 values, the 16 tokens' 32 values (one tile of 1 KiB):
   // [ceil(rows / 16), cols / 32, 16, 32]. The last tile's rows past `rows` are never written
   // (the kernels compute them and drop the results).
   bool has_bf16 = false;
-  std::vector<uint16_t> bf16;
+  PageVector<uint16_t> bf16;
   uint16_t* bf16_row(int64_t t) {
     return bf16.data() + ((t / 16) * (cols / quant::kBlock) * 16 + t % 16) * quant::kBlock;
   }

@@ -115,7 +115,7 @@ void AttendPiece(const KeyRows& keys, const KeyRows& values, int64_t g, const fl
 namespace {
 
 // A 64-byte aligned run of count floats inside buffer (grown as needed).
-float* AlignedFloats(std::vector<float>& buffer, int64_t count) {
+float* AlignedFloats(PageVector<float>& buffer, int64_t count) {
   if (buffer.size() < static_cast<size_t>(count + 16)) buffer.resize(count + 16);
   const uintptr_t address = reinterpret_cast<uintptr_t>(buffer.data());
   return buffer.data() + ((64 - address % 64) % 64) / sizeof(float);
@@ -576,7 +576,7 @@ void InferenceState::Attention(int layer, int64_t s, const ops::MakeRow& input, 
         });
     pool_->ParallelFor(s * n_heads, 1, [&](int64_t begin, int64_t end) {
       struct MergeTag;
-      std::vector<float>& merged = ThreadScratch<std::vector<float>, MergeTag>();
+      PageVector<float>& merged = ThreadScratch<PageVector<float>, MergeTag>();
       merged.resize(hd);
       for (int64_t row = begin; row < end; ++row) {
         const int64_t t = row / n_heads;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model/kv_cache.h"
+#include "runtime/huge_pages.h"
 
 namespace gemma4 {
 
@@ -24,7 +25,7 @@ struct KeyRows {
 
 // Per-thread buffers of the attention core.
 struct AttentionScratch {
-  std::vector<float> scores, tile, out, max, sum, merged, merged_max, merged_sum;
+  PageVector<float> scores, tile, out, max, sum, merged, merged_max, merged_sum;
   std::vector<int64_t> lo, hi;
 };
 
@@ -62,7 +63,7 @@ inline constexpr int64_t kAttentionBlockedMinTokens = 16;
 inline constexpr int64_t kAttentionBlockTokens = 32;
 
 struct BlockedAttentionScratch {
-  std::vector<float> q_packed, rows, k_packed, v_packed, scores, probs, out, max, sum;
+  PageVector<float> q_packed, rows, k_packed, v_packed, scores, probs, out, max, sum;
   std::vector<uint8_t> started;
   std::vector<uint8_t> tile_written;  // per query tile: its rows of `out` hold sums
 };

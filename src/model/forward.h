@@ -14,6 +14,7 @@
 #include "model/kv_cache.h"
 #include "model/model.h"
 #include "ops/ops.h"
+#include "runtime/huge_pages.h"
 #include "runtime/thread_pool.h"
 
 namespace gemma4 {
@@ -198,14 +199,20 @@ class InferenceState {
   int64_t rewind_floors_[kRewindSlots] = {0, 0};  // rewind_floor_ when each point was set
   KvCache::RingSnapshot rewind_rings_[kRewindSlots];
   // Scratch, sized for one chunk.
-  std::vector<float> x_, normed_, tmp_, tmp2_, q_, k_, v_, attn_, gate_, up_;
-  std::vector<float> ple_inputs_;  // [S, L, P]
+  // Scratch, mapped straight from the kernel (runtime/huge_pages.h PageVector: resident as
+  // written, returned when freed), sized for one chunk.
+  PageVector<float> x_, normed_, tmp_, tmp2_, q_, k_, v_, attn_, gate_, up_;
+  PageVector<float> ple_inputs_;  // [S, L, P]
   // Decode's attention pieces: [s, heads, pieces, head_dim] partial sums, [s, heads, pieces]
   // their maxima and exp-sums.
-  std::vector<float> split_out_, split_max_, split_sum_;
+  PageVector<float> split_out_, split_max_, split_sum_;
   int64_t attention_split_ = kAttentionSplit;
-  std::vector<float> rope_cos_, rope_sin_;  // [S, rotated pairs] of the current layer
-  std::vector<int32_t> ple_ids_;            // [S] the chunk's ids, pad at embedded positions
+  // Moe's: the router's input [S, H] and logits [S, experts], the experts' normed input
+  // [S, H], and per (token, expert) pair its input row (then output) [pairs, H], gate and up
+  // products [pairs, 2, moe width] and activation [pairs, moe width].
+  PageVector<float> moe_z_, moe_router_logits_, moe_xin_, moe_xe_, moe_gate_up_, moe_act_;
+  PageVector<float> rope_cos_, rope_sin_;  // [S, rotated pairs] of the current layer
+  std::vector<int32_t> ple_ids_;           // [S] the chunk's ids, pad at embedded positions
   // [S] last key position each query of the chunk sees on sliding layers: its own position,
   // or the end of its bidirectional block.
   std::vector<int64_t> sliding_key_end_;

@@ -18,7 +18,11 @@ void InferenceState::Moe(const LayerWeights& lw, int64_t s, const float* residua
   const float eps = config_.rms_norm_eps;
   // Router on the residual stream: norm without weight, * scale * f32(H^-0.5), softmax over all
   // experts, top-k, renormalise, * per_expert_scale.
-  std::vector<float> z(s * H), router_logits(s * E);
+  // Scratch kept between calls (a fresh mapping each call would fault its pages in again).
+  PageVector<float>& z = moe_z_;
+  PageVector<float>& router_logits = moe_router_logits_;
+  z.resize(s * H);
+  router_logits.resize(s * E);
   const float root = static_cast<float>(std::pow(static_cast<double>(H), -0.5));
   for (int64_t t = 0; t < s; ++t) {
     float* zt = z.data() + t * H;
@@ -46,7 +50,8 @@ void InferenceState::Moe(const LayerWeights& lw, int64_t s, const float* residua
   // tokens together, so every expert's rows are read once per tile of its tokens; all experts'
   // products then run as one grouped matmul per projection (one handoff to the pool, not one
   // per expert: a decode step's 8 experts are small matrices).
-  std::vector<float> xin(s * H);
+  PageVector<float>& xin = moe_xin_;
+  xin.resize(s * H);
   for (int64_t t = 0; t < s; ++t) {
     ops::RmsNorm(residual + t * H, lw.pre_ffn_norm_2.data(), H, eps, xin.data() + t * H);
   }
@@ -60,7 +65,10 @@ void InferenceState::Moe(const LayerWeights& lw, int64_t s, const float* residua
     down_groups.push_back({e * H, pairs, n});
     pairs += n;
   }
-  std::vector<float> xe(pairs * H), act(pairs * Ie);
+  PageVector<float>& xe = moe_xe_;
+  PageVector<float>& act = moe_act_;
+  xe.resize(pairs * H);
+  act.resize(pairs * Ie);
   for (int64_t e = 0, row = 0; e < E; ++e) {
     for (const auto& [token, weight] : routed[e]) {
       std::copy_n(xin.data() + token * H, H, xe.data() + row++ * H);
@@ -69,7 +77,8 @@ void InferenceState::Moe(const LayerWeights& lw, int64_t s, const float* residua
   const int64_t n_groups = static_cast<int64_t>(down_groups.size());
   if (lw.experts_gate_up.data != nullptr) {
     // gu [pairs, 2 * Ie]: each row the gate's Ie values, then up's.
-    std::vector<float> gu(pairs * 2 * Ie);
+    PageVector<float>& gu = moe_gate_up_;
+    gu.resize(pairs * 2 * Ie);
     ops::MatMulGrouped(lw.experts_gate_up, 2 * Ie, gate_up_groups.data(), n_groups, xe.data(),
                        gu.data(), pool_);
     for (int64_t r = 0; r < pairs; ++r) {
@@ -77,15 +86,16 @@ void InferenceState::Moe(const LayerWeights& lw, int64_t s, const float* residua
     }
   } else {
     // Gate and up stored apart: g and u [pairs, Ie].
-    std::vector<float> g(pairs * Ie), u(pairs * Ie);
-    ops::MatMulGrouped(lw.experts_gate, Ie, gate_groups.data(), n_groups, xe.data(), g.data(),
-                       pool_);
-    ops::MatMulGrouped(lw.experts_up, Ie, gate_groups.data(), n_groups, xe.data(), u.data(), pool_);
+    moe_gate_up_.resize(pairs * 2 * Ie);
+    float* const g = moe_gate_up_.data();
+    float* const u = g + pairs * Ie;
+    ops::MatMulGrouped(lw.experts_gate, Ie, gate_groups.data(), n_groups, xe.data(), g, pool_);
+    ops::MatMulGrouped(lw.experts_up, Ie, gate_groups.data(), n_groups, xe.data(), u, pool_);
     for (int64_t r = 0; r < pairs; ++r) {
-      ops::GeluMul(g.data() + r * Ie, u.data() + r * Ie, act.data() + r * Ie, Ie);
+      ops::GeluMul(g + r * Ie, u + r * Ie, act.data() + r * Ie, Ie);
     }
   }
-  std::vector<float>& y = xe;  // [pairs, H]: the inputs are no longer needed
+  PageVector<float>& y = xe;  // [pairs, H]: the inputs are no longer needed
   ops::MatMulGrouped(lw.experts_down, H, down_groups.data(), n_groups, act.data(), y.data(), pool_);
   std::fill(out, out + s * H, 0.0f);
   for (int64_t e = 0, row = 0; e < E; ++e) {

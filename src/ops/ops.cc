@@ -301,7 +301,7 @@ void MatMulBf16Tiles(const TensorView& w, const float* x, int64_t s, float* y, T
   const int64_t n_out = w.rows(), k = w.cols(), nblocks = k / quant::kBlock;
   const int64_t tiles = (s + 15) / 16, tile_values = nblocks * 3 * 512;
   struct SplitTag;
-  std::vector<uint16_t>& split = ThreadScratch<std::vector<uint16_t>, SplitTag>();
+  PageVector<uint16_t>& split = ThreadScratch<PageVector<uint16_t>, SplitTag>();
   if (split.size() < static_cast<size_t>(tiles * tile_values)) split.resize(tiles * tile_values);
   auto split_tiles = [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
@@ -530,7 +530,7 @@ void MatMul(const TensorView& w, const float* x, int64_t s, float* y, ThreadPool
     const bool direct =
         w.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(w.data) % alignof(float) == 0;
     struct RowsTag;
-    std::vector<float>& rows = ThreadScratch<std::vector<float>, RowsTag>();  // like the int8 one
+    PageVector<float>& rows = ThreadScratch<PageVector<float>, RowsTag>();  // like the int8 one
     if (!direct) rows.resize(kRowBlock * k);
     for (int64_t n = begin; n < end; n += kRowBlock) {
       const int64_t nr = std::min(kRowBlock, end - n);
@@ -650,7 +650,7 @@ void PackGemmWeights(const TensorView& w, PackedGemmWeights* out, ThreadPool* po
   constexpr int64_t kSliceK = 256;
   auto pack_panels = [&](int64_t begin, int64_t end) {
     struct RowsTag;
-    std::vector<float>& rows = ThreadScratch<std::vector<float>, RowsTag>();
+    PageVector<float>& rows = ThreadScratch<PageVector<float>, RowsTag>();
     if (!direct && rows.size() < static_cast<size_t>(nr * kSliceK)) rows.resize(nr * kSliceK);
     for (int64_t p = begin; p < end; ++p) {
       const int64_t n0 = p * nr;
@@ -751,7 +751,7 @@ void MatMulGemm(const PackedGemmWeights& w, const float* x, int64_t s, float* y,
   const int64_t chunks = (tiles + kChunkTiles - 1) / kChunkTiles;
   struct PackedTokensTag;
   float* const packed_x =
-      AlignedFloats(ThreadScratch<std::vector<float>, PackedTokensTag>(), tiles * mr * k);
+      AlignedFloats(ThreadScratch<PageVector<float>, PackedTokensTag>(), tiles * mr * k);
   const float* const packed_w = w.panels;
   const uint16_t* const packed_w16 = w.panels16;
   // 16-bit panels were packed for this table's panel width (the table is fixed per process).
@@ -876,9 +876,9 @@ void DenseAttention(const float* q, int64_t ldq, const float* k, int64_t ldk, co
     struct ScoresTag;
     struct OutTag;
     // DenseAttentionThreadBytes counts these three for the memory plan: keep it in step.
-    float* const panel = AlignedFloats(ThreadScratch<std::vector<float>, QueryTag>(), hd * nr);
-    float* const scores = AlignedFloats(ThreadScratch<std::vector<float>, ScoresTag>(), n * nr);
-    float* const out_t = AlignedFloats(ThreadScratch<std::vector<float>, OutTag>(), hd * nr + nr);
+    float* const panel = AlignedFloats(ThreadScratch<PageVector<float>, QueryTag>(), hd * nr);
+    float* const scores = AlignedFloats(ThreadScratch<PageVector<float>, ScoresTag>(), n * nr);
+    float* const out_t = AlignedFloats(ThreadScratch<PageVector<float>, OutTag>(), hd * nr + nr);
     float* const sums = out_t + hd * nr;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t h = item / query_tiles, t0 = item % query_tiles * nr, g = h / n_rep;

@@ -53,21 +53,22 @@ void UnmapAnonymous(void* p, size_t length) noexcept {
 
 namespace huge_pages_internal {
 
-void* Allocate(size_t bytes) {
-  if (bytes < kHugePageMinBytes) return ::operator new(bytes);
+void* Allocate(size_t bytes, bool huge_pages) {
+  if (bytes < (huge_pages ? kHugePageMinBytes : kPageMinBytes)) return ::operator new(bytes);
   if (bytes > SIZE_MAX - 2 * kHugePageBytes) throw std::bad_alloc();
-  void* p = MapAnonymous(HugePageBlockBytes(bytes), kHugePageBytes, /*huge_pages=*/true);
+  void* p = huge_pages ? MapAnonymous(HugePageBlockBytes(bytes), kHugePageBytes, true)
+                       : MapAnonymous(bytes, 0, false);
   if (p == nullptr) throw std::bad_alloc();
   return p;
 }
 
-void Free(void* p, size_t bytes) noexcept {
+void Free(void* p, size_t bytes, bool huge_pages) noexcept {
   if (p == nullptr) return;
-  if (bytes < kHugePageMinBytes) {
+  if (bytes < (huge_pages ? kHugePageMinBytes : kPageMinBytes)) {
     ::operator delete(p);
     return;
   }
-  UnmapAnonymous(p, HugePageBlockBytes(bytes));
+  UnmapAnonymous(p, huge_pages ? HugePageBlockBytes(bytes) : bytes);
 }
 
 }  // namespace huge_pages_internal
