@@ -28,6 +28,8 @@ namespace gemma4 {
 // Blocks of this many bytes and more are mapped (HugePageVector, PageVector); smaller ones
 // come from operator new. Under AddressSanitizer every block comes from operator new, so
 // overruns of these buffers stay detectable (ASan does not watch raw mappings).
+// (Namespace-scope constexpr, not inline: the ISA translation units build with -fno-weak,
+// under which GCC refuses inline variables.)
 #if defined(__SANITIZE_ADDRESS__)
 #define GEMMA4_MAPPED_BLOCKS 0
 #elif defined(__has_feature)
