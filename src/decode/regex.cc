@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <bitset>
-#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <map>
@@ -730,9 +729,6 @@ StatusOr<ByteDfa> CompileRegex(std::string_view pattern) {
     }
   }
   dfa.next.resize(sets.size() * 256, -1);
-  if (getenv("REGEX_WORK"))
-    fprintf(stderr, "work %zu states %zu classes %d nfa %zu: %s\n", work, sets.size(), num_classes,
-            nfa.states.size(), what.c_str());
   return Prune(std::move(dfa), what);
 }
 
