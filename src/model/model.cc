@@ -341,6 +341,9 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     WeightPlan& p = *plan_only_;
     p.repacked = plan.empty() ? 0 : AnonymousMemory::ResidentBytes(total, /*huge_pages=*/true);
     for (const auto& [name, view] : found) {
+      const TensorView* const this_view = &view;  // a lambda's capture (clang 14: no bindings)
+      const bool repacked = std::any_of(
+          plan.begin(), plan.end(), [this_view](const Repack& r) { return r.view == this_view; });
       const bool layer_matrix =
           name.ends_with("q_proj.weight") || name.ends_with("o_proj.weight") ||
           name.ends_with("mlp.gate_proj.weight") || name.ends_with("experts.gate_up_proj") ||
@@ -358,8 +361,7 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
         p.converted += static_cast<uint64_t>(view.numel()) * sizeof(float);
       } else if (name == "embed_tokens_per_layer.weight") {
         p.ple_table += view.nbytes;
-      } else if (plan.empty() || std::none_of(plan.begin(), plan.end(),
-                                              [&](const Repack& r) { return r.view == &view; })) {
+      } else if (!repacked) {
         p.mapped += view.nbytes;
       }
     }
