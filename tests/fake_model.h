@@ -104,8 +104,9 @@ class FakeContext final : public ContextState {
     out->append(reinterpret_cast<const char*>(ids_.data()), ids_.size() * sizeof(int32_t));
   }
   // (The fake's reach follows its position: the saved floor is not needed.)
-  Status RestoreState(int64_t position, int64_t /*rewind_floor*/, std::string_view bytes,
-                      size_t* offset) override {
+  int64_t saved_ring_rows() const override { return 0; }  // (no rings)
+  Status RestoreState(int64_t position, int64_t /*rewind_floor*/, int64_t /*ring_rows*/,
+                      std::string_view bytes, size_t* offset) override {
     const size_t n = static_cast<size_t>(position) * sizeof(int32_t);
     if (bytes.size() - *offset < n) return DataLossError("fake: state truncated");
     ids_.resize(static_cast<size_t>(position));

@@ -133,9 +133,77 @@ TEST_F(ForwardStopTest, TruncatesDoNotReachBackFurtherThanTheRings) {
   state.AppendState(&bytes);
   InferenceState restored(*model_, nullptr, kStep);
   size_t offset = 0;
-  ASSERT_TRUE(restored.RestoreState(state.position(), state.rewind_floor(), bytes, &offset).ok());
+  ASSERT_TRUE(restored
+                  .RestoreState(state.position(), state.rewind_floor(), state.saved_ring_rows(),
+                                bytes, &offset)
+                  .ok());
   EXPECT_EQ(restored.rewind_floor(), state.rewind_floor());
   EXPECT_FALSE(restored.CanTruncateTo(state.rewind_floor() - 1));
+}
+
+// A saved state holds each ring's slots up to the position (KvCache::SavedRingRows): all of a
+// ring's rows once it has wrapped, only positions [0, end) before. A state restored from
+// those rows continues with the bits of the state it was saved from: at a position the ring has
+// not reached, after a rewind point took it back below the ring's length, and after a Truncate
+// from past the ring's length to a position under it (its first slots then hold later
+// positions, which nothing reads).
+TEST_F(ForwardStopTest, SavedRingsStopAtThePositionAndRestoreExactly) {
+  constexpr int64_t kRing = 8 - 1 + kStep;
+  auto save_restore_continue = [&](InferenceState& state, int64_t want_rows) {
+    SCOPED_TRACE("position " + std::to_string(state.position()));
+    EXPECT_EQ(state.saved_ring_rows(), want_rows);
+    std::string bytes;
+    state.AppendState(&bytes);
+    InferenceState restored(*model_, nullptr, kStep);
+    size_t offset = 0;
+    ASSERT_TRUE(restored
+                    .RestoreState(state.position(), state.rewind_floor(), state.saved_ring_rows(),
+                                  bytes, &offset)
+                    .ok());
+    EXPECT_EQ(offset, bytes.size());
+    // Another row count than the saved one (and than a whole ring) is refused.
+    InferenceState refused(*model_, nullptr, kStep);
+    offset = 0;
+    if (want_rows > 0 && want_rows < kRing) {
+      EXPECT_EQ(
+          refused
+              .RestoreState(state.position(), state.rewind_floor(), want_rows - 1, bytes, &offset)
+              .code(),
+          StatusCode::kDataLoss);
+    }
+    const int64_t at = state.position();
+    EXPECT_EQ(Run(restored, at, 30), Run(state, at, 30));
+    ASSERT_TRUE(last_.ok()) << last_.ToString();
+  };
+  {
+    InferenceState fresh(*model_, nullptr, kStep);
+    save_restore_continue(fresh, 0);
+  }
+  {
+    InferenceState state(*model_, nullptr, kStep);
+    Run(state, 0, 10);
+    save_restore_continue(state, 10);
+  }
+  {
+    InferenceState state(*model_, nullptr, kStep);
+    Run(state, 0, 20);
+    save_restore_continue(state, kRing);
+  }
+  {
+    InferenceState state(*model_, nullptr, kStep);
+    Run(state, 0, 9);
+    ASSERT_TRUE(state.SetRewindPoint(0).ok());
+    Run(state, 9, 27);
+    ASSERT_TRUE(state.Truncate(9).ok());
+    save_restore_continue(state, 9);
+  }
+  {
+    InferenceState state(*model_, nullptr, kStep);
+    Run(state, 0, 12);
+    Run(state, 12, 18);  // positions 13..17 in slots 0..4
+    ASSERT_TRUE(state.Truncate(12).ok());
+    save_restore_continue(state, 12);
+  }
 }
 
 }  // namespace

@@ -4,14 +4,18 @@
 // clear error; an intact one restores.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 
+#include "api/model_impl.h"
 #include "api/session_impl.h"
+#include "base/hash.h"
 #include "base/json.h"
 #include "gemma4/model.h"
 #include "gemma4/session.h"
@@ -172,6 +176,97 @@ TEST(SessionStateTest, FormatOneIsRefusedWithAClearMessage) {
   ASSERT_FALSE(restored.ok());
   EXPECT_NE(restored.status().message().find("format 1"), std::string::npos)
       << restored.status().message();
+}
+
+// A saved state holds each sliding-window ring up to the position (KvCache::SavedRingRows), not
+// whole: a fresh session's state is the header and the JSON alone (it was 664 KB for tiny-e2b
+// at 512-token steps), and one after a short turn holds as many ring rows as tokens.
+TEST(SessionStateTest, RingsAreSavedUpToThePosition) {
+  auto model = LoadTinyModelAt(kFixtures + "/models/tiny-e2b/gemma4");
+  ASSERT_NE(model, nullptr);
+  auto fresh = Session::Create(model);
+  ASSERT_TRUE(fresh.ok());
+  auto empty = (*fresh)->SaveState();
+  ASSERT_TRUE(empty.ok());
+  EXPECT_LT(empty->size(), 1024u);
+  EXPECT_NE(empty->find("\"ring_rows\":0"), std::string::npos);
+  const std::string turn = SavedAfterATurn(model);
+  const size_t at = turn.rfind("\"tokens\":[");  // the session's, after the history's
+  ASSERT_NE(at, std::string::npos);
+  const int64_t tokens = std::count(turn.begin() + at, turn.begin() + turn.find(']', at), ',') + 1;
+  EXPECT_NE(turn.find("\"ring_rows\":" + std::to_string(tokens) + ","), std::string::npos);
+  auto restored = Session::Restore(model, turn);
+  ASSERT_TRUE(restored.ok()) << restored.status().message();
+  auto again = (*restored)->SaveState();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, turn);
+}
+
+// States saved before the rings were cut at the position hold whole rings (W - 1 + step rows,
+// the slots past the position zero while a ring has not wrapped) and no "ring_rows": such a
+// state, rewritten here from a current one, restores, uses its cache and answers as the
+// session it was saved from.
+TEST(SessionStateTest, StateWithWholeRingsRestores) {
+  auto model = LoadTinyModelAt(kFixtures + "/models/tiny-e2b/gemma4");
+  ASSERT_NE(model, nullptr);
+  auto session = Session::Create(model);
+  ASSERT_TRUE(session.ok());
+  ASSERT_TRUE((*session)->Send("Hello there", Greedy(3)).ok());
+  auto saved = (*session)->SaveState();
+  ASSERT_TRUE(saved.ok());
+  // magic + fingerprint (16 bytes), JSON size, JSON, KV layers, logits, checksum (8 bytes).
+  auto get_u64 = [&](size_t at) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i)
+      v |= static_cast<uint64_t>(static_cast<uint8_t>((*saved)[at + i])) << (8 * i);
+    return v;
+  };
+  auto put_u64 = [](uint64_t v, std::string* out) {
+    for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+  };
+  const size_t json_size = get_u64(16);
+  std::string json = saved->substr(24, json_size);
+  const size_t key = json.find("\"ring_rows\":");
+  ASSERT_NE(key, std::string::npos);
+  json.erase(key, json.find(',', key) + 1 - key);
+  // Layers with their own KV, in order: K then V rows of f32 (this float model's cache type).
+  const ModelConfig& config = ModelAccess::Impl(*model).loaded->config();
+  const int64_t step = SessionAccess::Context(**session).max_chunk();
+  const int64_t position = SessionAccess::Context(**session).position();
+  ASSERT_EQ(SessionAccess::Context(**session).kv_type(), KvType::kF32);
+  std::string old = saved->substr(0, 16);
+  put_u64(json.size(), &old);
+  old += json;
+  size_t at = 24 + json_size;
+  int rings = 0;
+  for (const LayerConfig& lc : config.layers) {
+    if (lc.kv_shared) continue;
+    const int64_t row = int64_t{lc.num_kv_heads} * lc.head_dim * 4;
+    const int64_t capacity = config.sliding_window - 1 + step;
+    ASSERT_TRUE(!lc.sliding || capacity > position);
+    rings += lc.sliding;
+    for (int kv = 0; kv < 2; ++kv) {  // K, then V
+      old += saved->substr(at, position * row);
+      at += position * row;
+      if (lc.sliding) old.append((capacity - position) * row, '\0');
+    }
+  }
+  ASSERT_GT(rings, 0);
+  old += saved->substr(at, saved->size() - 8 - at);  // the logits
+  put_u64(Hash64(old), &old);
+  ASSERT_GT(old.size(), saved->size());
+  auto restored = Session::Restore(model, old);
+  ASSERT_TRUE(restored.ok()) << restored.status().message();
+  auto reply = (*restored)->Send("And the window?", Greedy(6));
+  auto want = (*session)->Send("And the window?", Greedy(6));
+  ASSERT_TRUE(reply.ok() && want.ok());
+  EXPECT_EQ(reply->text, want->text);
+  EXPECT_EQ(reply->generated_tokens, want->generated_tokens);
+  EXPECT_GT(reply->reused_tokens, 0);
+  EXPECT_EQ(reply->reused_tokens, want->reused_tokens);
+  // The current format restores to the same session.
+  auto current = Session::Restore(model, *saved);
+  ASSERT_TRUE(current.ok());
 }
 
 // Writes seeds for fuzz/corpus/session_state (the payload between the fingerprint and the

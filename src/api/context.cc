@@ -33,9 +33,10 @@ class ModelContext final : public ContextState {
     return state_.CopyStateFrom(model_context->state_);
   }
   void AppendState(std::string* out) const override { state_.AppendState(out); }
-  Status RestoreState(int64_t position, int64_t rewind_floor, std::string_view bytes,
-                      size_t* offset) override {
-    return state_.RestoreState(position, rewind_floor, bytes, offset);
+  int64_t saved_ring_rows() const override { return state_.saved_ring_rows(); }
+  Status RestoreState(int64_t position, int64_t rewind_floor, int64_t ring_rows,
+                      std::string_view bytes, size_t* offset) override {
+    return state_.RestoreState(position, rewind_floor, ring_rows, bytes, offset);
   }
   void set_hidden_output(std::vector<float>* rows) override { state_.set_hidden_output(rows); }
   InferenceState* inference() override { return &state_; }

@@ -43,9 +43,11 @@ class ContextState {
   // Copies `other`'s cache and position (a context of the same source and max_chunk).
   virtual Status CopyStateFrom(const ContextState& other) = 0;
   // Position + cache as bytes, and back.
+  // ring_rows: saved_ring_rows() of the saving state, or -1 (InferenceState::RestoreState).
   virtual void AppendState(std::string* out) const = 0;
-  virtual Status RestoreState(int64_t position, int64_t rewind_floor, std::string_view bytes,
-                              size_t* offset) = 0;
+  virtual int64_t saved_ring_rows() const = 0;
+  virtual Status RestoreState(int64_t position, int64_t rewind_floor, int64_t ring_rows,
+                              std::string_view bytes, size_t* offset) = 0;
   // Where the forward calls put their final-normed hidden rows ([n, hidden]); null: nowhere.
   virtual void set_hidden_output(std::vector<float>* rows) = 0;
   // The model's own state, which the drafter reads (speculative decoding); null for a double.

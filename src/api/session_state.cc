@@ -175,6 +175,8 @@ StatusOr<std::string> SessionImpl::SaveState() const {
   meta.emplace_back("step", json::Value::Integer(state_->max_chunk()));
   // How far back the rings reach (a step cancelled between layers overwrote rows before it).
   meta.emplace_back("rewind_floor", json::Value::Integer(state_->rewind_floor()));
+  // Rows saved of each sliding-window ring: up to the position, not the whole ring.
+  meta.emplace_back("ring_rows", json::Value::Integer(state_->saved_ring_rows()));
   json::Value::Array tokens;
   for (int32_t id : tokens_) tokens.push_back(json::Value::Integer(id));
   meta.emplace_back("tokens", json::Value::MakeArray(std::move(tokens)));
@@ -261,6 +263,12 @@ Status SessionImpl::RestoreState(std::string_view bytes) {
       saved_floor != nullptr && (!saved_floor->GetInt64(&rewind_floor) || rewind_floor < 0)) {
     return DataLossError("session state: bad rewind_floor");
   }
+  // Absent (states saved before the rings were cut at the position): whole rings.
+  int64_t ring_rows = -1;
+  if (const json::Value* saved_rows = meta.Find("ring_rows");
+      saved_rows != nullptr && (!saved_rows->GetInt64(&ring_rows) || ring_rows < 0)) {
+    return DataLossError("session state: bad ring_rows");
+  }
   history_.clear();
   GEMMA4_RETURN_IF_ERROR(TurnsFromJson(*history, &history_));
   options_.system_prompt =
@@ -293,7 +301,7 @@ Status SessionImpl::RestoreState(std::string_view bytes) {
   const int64_t position = static_cast<int64_t>(tokens_.size());
   if (rewind_floor < 0) rewind_floor = std::max<int64_t>(0, position - step);
   if (rewind_floor > position) return DataLossError("session state: rewind_floor past the tokens");
-  GEMMA4_RETURN_IF_ERROR(state_->RestoreState(position, rewind_floor, bytes, &offset));
+  GEMMA4_RETURN_IF_ERROR(state_->RestoreState(position, rewind_floor, ring_rows, bytes, &offset));
   uint64_t n_logits = 0;
   // The logits after the last token, or none: an empty session, or one whose prompt was
   // cancelled or failed before its last step.

@@ -108,12 +108,12 @@ Status InferenceState::CopyStateFrom(const InferenceState& other) {
 
 void InferenceState::AppendState(std::string* out) const { cache_.AppendState(position_, out); }
 
-Status InferenceState::RestoreState(int64_t position, int64_t rewind_floor, std::string_view bytes,
-                                    size_t* offset) {
+Status InferenceState::RestoreState(int64_t position, int64_t rewind_floor, int64_t ring_rows,
+                                    std::string_view bytes, size_t* offset) {
   if (position < 0 || position > cache_.max_context()) {
     return DataLossError("session state: position " + std::to_string(position) + " out of range");
   }
-  GEMMA4_RETURN_IF_ERROR(cache_.RestoreState(position, bytes, offset));
+  GEMMA4_RETURN_IF_ERROR(cache_.RestoreState(position, ring_rows, bytes, offset));
   position_ = position;
   rewind_floor_ = std::clamp<int64_t>(rewind_floor, 0, position);
   for (int64_t& p : rewind_points_) p = -1;

@@ -146,10 +146,13 @@ class InferenceState {
   // Copies the KV cache and position of `other` (same model, max_chunk and KV type).
   Status CopyStateFrom(const InferenceState& other);
   // Position + KV cache as bytes (in kv_type()), and back. The restored state rewinds down to
-  // `rewind_floor` (clamped to [0, position]; the saving state's rewind_floor()).
+  // `rewind_floor` (clamped to [0, position]; the saving state's rewind_floor()). ring_rows:
+  // the saving state's saved_ring_rows(), or -1 for whole rings (states saved before the rings
+  // were cut at the position; KvCache::RestoreState).
   void AppendState(std::string* out) const;
-  Status RestoreState(int64_t position, int64_t rewind_floor, std::string_view bytes,
-                      size_t* offset);
+  int64_t saved_ring_rows() const { return cache_.SavedRingRows(position_); }
+  Status RestoreState(int64_t position, int64_t rewind_floor, int64_t ring_rows,
+                      std::string_view bytes, size_t* offset);
   int64_t max_chunk() const { return cache_.max_chunk(); }
   KvType kv_type() const { return cache_.type(); }
   const KvCache& kv_cache() const { return cache_; }

@@ -224,10 +224,17 @@ Status KvCache::Reserve(int64_t end) {
   return OkStatus();
 }
 
+int64_t KvCache::SavedRingRows(int64_t end) const {
+  for (const Layer& l : layers_) {
+    if (l.ring && l.row != 0) return std::min(end, l.capacity);
+  }
+  return 0;
+}
+
 void KvCache::AppendState(int64_t end, std::string* out) const {
   for (const Layer& l : layers_) {
     if (l.row == 0) continue;
-    const int64_t rows = l.ring ? l.capacity : std::min(end, l.capacity);
+    const int64_t rows = std::min(end, l.capacity);  // a ring: SavedRingRows(end)
     const size_t n = static_cast<size_t>(rows * l.row_bytes);
     // A ring that was never allocated (no forward pass succeeded) holds nothing: zeros.
     for (const KvArena* a : {&l.k, &l.v}) {
@@ -238,11 +245,17 @@ void KvCache::AppendState(int64_t end, std::string* out) const {
   }
 }
 
-Status KvCache::RestoreState(int64_t end, std::string_view bytes, size_t* offset) {
+Status KvCache::RestoreState(int64_t end, int64_t ring_rows, std::string_view bytes,
+                             size_t* offset) {
   GEMMA4_RETURN_IF_ERROR(Reserve(end));
   for (Layer& l : layers_) {
     if (l.row == 0) continue;
-    const int64_t rows = l.ring ? l.capacity : end;
+    if (l.ring && ring_rows >= 0 && ring_rows != SavedRingRows(end) && ring_rows != l.capacity) {
+      return DataLossError(
+          "session state: " + std::to_string(ring_rows) + " rows a sliding-window ring (expected " +
+          std::to_string(SavedRingRows(end)) + " or " + std::to_string(l.capacity) + ")");
+    }
+    const int64_t rows = !l.ring ? end : ring_rows < 0 ? l.capacity : ring_rows;
     const size_t n = static_cast<size_t>(rows * l.row_bytes);
     if (bytes.size() - *offset < 2 * n) {
       return DataLossError("session state: KV cache data truncated at byte " +
@@ -251,6 +264,11 @@ Status KvCache::RestoreState(int64_t end, std::string_view bytes, size_t* offset
     std::memcpy(l.k.data(), bytes.data() + *offset, n);
     std::memcpy(l.v.data(), bytes.data() + *offset + n, n);
     *offset += 2 * n;
+    if (l.ring) {
+      const size_t ring_bytes = static_cast<size_t>(l.capacity * l.row_bytes);
+      std::memset(l.k.data() + n, 0, ring_bytes - n);
+      std::memset(l.v.data() + n, 0, ring_bytes - n);
+    }
   }
   return OkStatus();
 }

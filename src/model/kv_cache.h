@@ -117,11 +117,21 @@ class KvCache {
   // Bytes held by all layers.
   uint64_t bytes() const;
 
-  // Serialized state of positions [0, end): each global layer's first `end` rows and each ring's
-  // full buffer, in this cache's type. Restore expects the same layout and type (the caller
-  // records the type beside the bytes).
+  // Serialized state of positions [0, end): each global layer's first `end` rows, and each
+  // ring's first SavedRingRows(end) slots, in this cache's type (the caller records the type
+  // and the ring rows beside the bytes).
   void AppendState(int64_t end, std::string* out) const;
-  Status RestoreState(int64_t end, std::string_view bytes, size_t* offset);
+  // The slots of each ring AppendState(end) writes: min(end, ring capacity), 0 without rings.
+  // While a ring has not wrapped (end <= capacity) positions [0, end) are slots [0, end), and
+  // nothing later reads a slot past them before a forward step writes it: a step reads the
+  // window of its positions after writing them, and Truncate only goes back to positions whose
+  // window lies below `end` (a fresh session's state is a few bytes, not W - 1 + step rows
+  // a ring: 12 MiB for E2B at 512-token steps).
+  int64_t SavedRingRows(int64_t end) const;
+  // Restores what AppendState(end) wrote, with ring_rows rows a ring: SavedRingRows(end), or
+  // -1 or the ring's capacity for whole rings (states saved before the rings were cut at
+  // `end`); other counts are DataLoss. A ring's slots past its saved rows are zeroed.
+  Status RestoreState(int64_t end, int64_t ring_rows, std::string_view bytes, size_t* offset);
 
   // The sliding-window rings' bytes as they are now. A ring only holds its last
   // W - 1 + max_chunk positions, so returning to an older position later needs the rings as
