@@ -231,7 +231,10 @@ class Session {
   StatusOr<std::unique_ptr<Session>> Fork() const;
   // Keeps the first `num_turns` turns (system prompt included) and drops the rest.
   Status Rewind(size_t num_turns);
-  // History, KV cache and settings as bytes (tools are not saved: pass them to Restore).
+  // History, KV cache and settings as bytes (tools are not saved: pass them to Restore). The
+  // cache's rows up to the current position (a sliding-window layer's at most its window plus
+  // one forward step), so a state grows with the conversation: a fresh session's is a few
+  // hundred bytes. States of earlier versions, which held whole windows, still restore.
   StatusOr<std::string> SaveState() const;
 
   const std::vector<Turn>& history() const;
