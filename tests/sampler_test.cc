@@ -2,9 +2,16 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <random>
 #include <set>
+#include <span>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace gemma4 {
 namespace {
@@ -232,6 +239,189 @@ TEST(SamplerTest, CheckLogitsFiniteNamesThePosition) {
       << s.message();
   logits[2 * 5] = 3.4e38f;  // large but finite
   EXPECT_TRUE(CheckLogitsFinite(logits, 5, 0).ok());
+}
+
+// The sampling pipeline as first written (sorting every candidate for top-p and min-p,
+// partial_sort for top-k), kept as the reference the faster selection is held to: the same
+// ids for the same seed.
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+struct Xoshiro {  // xoshiro256** seeded with splitmix64, as Sampler documents
+  explicit Xoshiro(uint64_t seed) {
+    uint64_t x = seed;
+    for (uint64_t& v : s) {
+      uint64_t z = (x += 0x9E3779B97F4A7C15ull);
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+      v = z ^ (z >> 31);
+    }
+  }
+  static uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  uint64_t Next() {
+    const uint64_t result = Rotl(s[1] * 5, 7) * 9;
+    const uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = Rotl(s[3], 45);
+    return result;
+  }
+  uint64_t s[4];
+};
+
+int32_t ReferenceSample(const SamplerOptions& options_, Xoshiro& rng, std::span<float> logits,
+                        std::span<const int32_t> history, const std::vector<bool>& allowed) {
+  std::vector<std::pair<float, int32_t>> scratch_;
+  const int32_t n = static_cast<int32_t>(logits.size());
+  if (n == 0) return -1;
+  for (float& l : logits) {
+    if (std::isnan(l)) l = kNegInf;
+  }
+  for (const auto& [id, bias] : options_.logit_bias) {
+    if (id >= 0 && id < n) logits[id] += bias;
+  }
+  if (!allowed.empty()) {
+    for (int32_t i = 0; i < n; ++i) {
+      if (static_cast<size_t>(i) >= allowed.size() || !allowed[i]) logits[i] = kNegInf;
+    }
+  }
+  const bool penalize = options_.repetition_penalty != 1.0f || options_.frequency_penalty != 0.0f ||
+                        options_.presence_penalty != 0.0f;
+  if (penalize && !history.empty()) {
+    size_t first = 0;
+    if (options_.penalty_last_n > 0 &&
+        history.size() > static_cast<size_t>(options_.penalty_last_n)) {
+      first = history.size() - options_.penalty_last_n;
+    }
+    std::unordered_map<int32_t, int> counts;
+    for (size_t i = first; i < history.size(); ++i) {
+      if (history[i] >= 0 && history[i] < n) ++counts[history[i]];
+    }
+    for (const auto& [id, count] : counts) {
+      float& l = logits[id];
+      if (l == kNegInf) continue;
+      if (options_.repetition_penalty != 1.0f) {
+        l = l > 0 ? l / options_.repetition_penalty : l * options_.repetition_penalty;
+      }
+      l -= options_.frequency_penalty * static_cast<float>(count) + options_.presence_penalty;
+    }
+  }
+  int32_t best = -1;
+  for (int32_t i = 0; i < n; ++i) {
+    if (logits[i] == kNegInf) continue;
+    if (best < 0 || logits[i] > logits[best]) best = i;
+  }
+  if (best < 0) return -1;
+  if (options_.temperature <= 0.0f || logits[best] == std::numeric_limits<float>::infinity()) {
+    return best;
+  }
+  // Candidates (logit / T, id), best first after partial sorting. Scaling in float is kept
+  // where it is finite (it defines the seeded draws); otherwise candidates keep their raw logits
+  // (the same order) and are scaled in double below.
+  scratch_.clear();
+  const float inv_t = 1.0f / options_.temperature;
+  const bool scale_in_float = std::isfinite(logits[best] * inv_t);
+  const float candidate_scale = scale_in_float ? inv_t : 1.0f;
+  for (int32_t i = 0; i < n; ++i) {
+    if (logits[i] != kNegInf) scratch_.emplace_back(logits[i] * candidate_scale, i);
+  }
+  auto by_logit = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  };
+  size_t keep = scratch_.size();
+  if (options_.top_k > 0 && static_cast<size_t>(options_.top_k) < keep) {
+    keep = options_.top_k;
+    std::partial_sort(scratch_.begin(), scratch_.begin() + keep, scratch_.end(), by_logit);
+    scratch_.resize(keep);
+  } else if (options_.top_p < 1.0f || options_.min_p > 0.0f) {
+    std::sort(scratch_.begin(), scratch_.end(), by_logit);
+  }
+  const float max_logit = logits[best] * candidate_scale;
+  double total = 0;
+  std::vector<double> probs(scratch_.size());
+  for (size_t i = 0; i < scratch_.size(); ++i) {
+    probs[i] = scale_in_float ? std::exp(static_cast<double>(scratch_[i].first - max_logit))
+                              : std::exp((static_cast<double>(scratch_[i].first) - max_logit) /
+                                         static_cast<double>(options_.temperature));
+    total += probs[i];
+  }
+  if (options_.top_p < 1.0f) {
+    double mass = 0;
+    size_t cut = probs.size();
+    for (size_t i = 0; i < probs.size(); ++i) {
+      mass += probs[i] / total;
+      if (mass >= options_.top_p) {
+        cut = i + 1;
+        break;
+      }
+    }
+    probs.resize(cut);
+    scratch_.resize(cut);
+  }
+  if (options_.min_p > 0.0f) {
+    // probs[0] is the most likely token (sorted above).
+    const double threshold = options_.min_p * probs[0];
+    size_t cut = 1;
+    while (cut < probs.size() && probs[cut] >= threshold) ++cut;
+    probs.resize(cut);
+    scratch_.resize(cut);
+  }
+  total = 0;
+  for (double p : probs) total += p;
+  // 53 random bits -> uniform in [0, total).
+  const double u = static_cast<double>(rng.Next() >> 11) * 0x1.0p-53 * total;
+  double acc = 0;
+  for (size_t i = 0; i < probs.size(); ++i) {
+    acc += probs[i];
+    if (u < acc) return scratch_[i].second;
+  }
+  return scratch_[probs.size() - 1].second;
+}
+
+// Random logits (normal, of several spreads; some -inf; ties from rounding to a grid) of odd
+// vocabulary sizes, every combination of temperature, top-k, top-p and min-p, 12 seeded draws
+// each: the sampler picks what the reference picks.
+TEST(SamplerTest, MatchesTheReferencePipeline) {
+  std::mt19937 rng(11);
+  int cases = 0;
+  for (const int vocab : {1, 7, 300, 5003, 262144}) {
+    for (const float spread : {0.3f, 3.0f, 12.0f}) {
+      std::normal_distribution<float> normal(0.0f, spread);
+      std::vector<float> base(vocab);
+      for (float& v : base) v = normal(rng);
+      for (int i = 0; i < vocab; i += 7) base[i] = std::round(base[i] * 4) / 4;  // ties
+      for (int i = 3; i < vocab; i += 11) base[i] = kNegInf;
+      for (const float temperature : {0.0f, 0.4f, 1.0f, 1.7f, 1e-38f}) {
+        for (const int top_k : {0, 1, 5, 64, 400}) {
+          for (const float top_p : {1.0f, 0.95f, 0.5f}) {
+            for (const float min_p : {0.0f, 0.05f, 0.5f}) {
+              if (vocab == 262144 && (top_k % 5 != 4 || spread != 3.0f)) continue;  // (time)
+              SamplerOptions o;
+              o.temperature = temperature;
+              o.top_k = top_k;
+              o.top_p = top_p;
+              o.min_p = min_p;
+              o.seed = static_cast<uint64_t>(cases);
+              Sampler sampler(o);
+              Xoshiro reference_rng(o.seed);
+              for (int draw = 0; draw < 12; ++draw) {
+                std::vector<float> a = base, b = base;
+                const int32_t got = sampler.Sample(a, {});
+                const int32_t want = ReferenceSample(o, reference_rng, b, {}, {});
+                ASSERT_EQ(got, want) << "vocab " << vocab << " spread " << spread << " T "
+                                     << temperature << " top_k " << top_k << " top_p " << top_p
+                                     << " min_p " << min_p << " draw " << draw;
+              }
+              ++cases;
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(cases, 2000);
 }
 
 }  // namespace

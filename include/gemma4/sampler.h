@@ -55,6 +55,7 @@ class Sampler {
   SamplerOptions options_;
   uint64_t rng_state_[4];
   std::vector<std::pair<float, int32_t>> scratch_;
+  std::vector<double> probs_;  // the candidates' probabilities, kept between calls
   uint64_t NextRandom();
 };
 

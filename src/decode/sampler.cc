@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <unordered_map>
 
@@ -30,6 +31,23 @@ uint64_t SplitMix64(uint64_t* x) {
 }
 
 uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+// The largest of p[0, n) (no NaN among them), through 16 independent running maxima that the
+// compiler keeps in vector registers (a single running max is a serial chain it may not
+// reorder).
+float MaxOf(const float* p, int32_t n) {
+  float lanes[16];
+  std::fill(std::begin(lanes), std::end(lanes), kNegInf);
+  int32_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    for (int j = 0; j < 16; ++j) lanes[j] = lanes[j] < p[i + j] ? p[i + j] : lanes[j];
+  }
+  for (; i < n; ++i) lanes[0] = lanes[0] < p[i] ? p[i] : lanes[0];
+  return *std::max_element(std::begin(lanes), std::end(lanes));
+}
+
+// Logits a top-k scan looks at together (one MaxOf).
+constexpr int32_t kBlock = 64;
 
 }  // namespace
 
@@ -87,9 +105,7 @@ int32_t Sampler::Sample(std::span<float> logits, std::span<const int32_t> histor
                         const std::vector<bool>& allowed) {
   const int32_t n = static_cast<int32_t>(logits.size());
   if (n == 0) return -1;
-  for (float& l : logits) {
-    if (std::isnan(l)) l = kNegInf;
-  }
+  for (float& l : logits) l = l != l ? kNegInf : l;  // NaN: -inf (a select, vectorized)
   for (const auto& [id, bias] : options_.logit_bias) {
     if (id >= 0 && id < n) logits[id] += bias;
   }
@@ -119,76 +135,144 @@ int32_t Sampler::Sample(std::span<float> logits, std::span<const int32_t> histor
       l -= options_.frequency_penalty * static_cast<float>(count) + options_.presence_penalty;
     }
   }
-  int32_t best = -1;
-  for (int32_t i = 0; i < n; ++i) {
-    if (logits[i] == kNegInf) continue;
-    if (best < 0 || logits[i] > logits[best]) best = i;
-  }
-  if (best < 0) return -1;
+  // The best logit and its lowest id, in two passes the compiler vectorizes (a max, then the
+  // first index holding it; -inf entries are never candidates).
+  const float max_value = MaxOf(logits.data(), n);
+  if (max_value == kNegInf) return -1;
+  int32_t best = 0;
+  while (logits[best] != max_value) ++best;
   if (options_.temperature <= 0.0f || logits[best] == std::numeric_limits<float>::infinity()) {
     return best;
   }
-  // Candidates (logit / T, id), best first after partial sorting. Scaling in float is kept
-  // where it is finite (it defines the seeded draws); otherwise candidates keep their raw logits
-  // (the same order) and are scaled in double below.
-  scratch_.clear();
+  // Candidates (logit / T, id), ordered by that key, best first, lowest id on ties. Scaling in
+  // float is kept where it is finite (it defines the seeded draws); otherwise candidates keep
+  // their raw logits (the same order) and are scaled in double below.
   const float inv_t = 1.0f / options_.temperature;
   const bool scale_in_float = std::isfinite(logits[best] * inv_t);
   const float candidate_scale = scale_in_float ? inv_t : 1.0f;
-  for (int32_t i = 0; i < n; ++i) {
-    if (logits[i] != kNegInf) scratch_.emplace_back(logits[i] * candidate_scale, i);
-  }
+  const float max_logit = logits[best] * candidate_scale;
+  auto probability = [&](float key) {  // relative to the best candidate's, which is 1
+    return scale_in_float ? std::exp(static_cast<double>(key - max_logit))
+                          : std::exp((static_cast<double>(key) - max_logit) /
+                                     static_cast<double>(options_.temperature));
+  };
   auto by_logit = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
     return a.first != b.first ? a.first > b.first : a.second < b.second;
   };
-  size_t keep = scratch_.size();
-  if (options_.top_k > 0 && static_cast<size_t>(options_.top_k) < keep) {
-    keep = options_.top_k;
-    std::partial_sort(scratch_.begin(), scratch_.begin() + keep, scratch_.end(), by_logit);
-    scratch_.resize(keep);
-  } else if (options_.top_p < 1.0f || options_.min_p > 0.0f) {
-    std::sort(scratch_.begin(), scratch_.end(), by_logit);
-  }
-  const float max_logit = logits[best] * candidate_scale;
-  double total = 0;
-  std::vector<double> probs(scratch_.size());
-  for (size_t i = 0; i < scratch_.size(); ++i) {
-    probs[i] = scale_in_float ? std::exp(static_cast<double>(scratch_[i].first - max_logit))
-                              : std::exp((static_cast<double>(scratch_[i].first) - max_logit) /
-                                         static_cast<double>(options_.temperature));
-    total += probs[i];
-  }
-  if (options_.top_p < 1.0f) {
+  int32_t candidates = 0;
+  for (int32_t i = 0; i < n; ++i) candidates += logits[i] != kNegInf ? 1 : 0;
+  // The best k candidates, in order, into scratch_: through a heap of k with its worst on top,
+  // one comparison for most of the vocabulary instead of sorting it (the same k in the same
+  // order as a sort). Once the heap is full, a block whose largest logit does not beat its
+  // worst is skipped whole (ids ascend, so a tie with the worst loses too).
+  auto select_best = [&](size_t k) {
+    scratch_.clear();
+    for (int32_t i = 0; i < n; ++i) {
+      if (i % kBlock == 0 && scratch_.size() == k && n - i >= kBlock &&
+          MaxOf(logits.data() + i, kBlock) * candidate_scale <= scratch_.front().first) {
+        i += kBlock - 1;
+        continue;
+      }
+      if (logits[i] == kNegInf) continue;
+      const std::pair<float, int32_t> c(logits[i] * candidate_scale, i);
+      if (scratch_.size() < k) {
+        scratch_.push_back(c);
+        std::push_heap(scratch_.begin(), scratch_.end(), by_logit);
+      } else if (by_logit(c, scratch_.front())) {
+        std::pop_heap(scratch_.begin(), scratch_.end(), by_logit);
+        scratch_.back() = c;
+        std::push_heap(scratch_.begin(), scratch_.end(), by_logit);
+      }
+    }
+    std::sort_heap(scratch_.begin(), scratch_.end(), by_logit);
+  };
+  scratch_.clear();
+  const bool top_k = options_.top_k > 0 && options_.top_k < candidates;
+  if (top_k) {
+    select_best(static_cast<size_t>(options_.top_k));
+  } else if (options_.top_p < 1.0f) {
+    // The nucleus is a prefix of the ordered candidates: the best 256 first (select_best),
+    // then, while their mass is short of top_p of the total, the best m of all of them
+    // (nth_element) sorted, m growing 8x (every candidate at worst).
+    double total = 0;
+    for (int32_t i = 0; i < n; ++i) {
+      if (logits[i] != kNegInf) total += probability(logits[i] * candidate_scale);
+    }
+    const size_t all = static_cast<size_t>(candidates);
+    size_t m = std::min<size_t>(256, all), sorted = 0, cut = all;
     double mass = 0;
-    size_t cut = probs.size();
-    for (size_t i = 0; i < probs.size(); ++i) {
-      mass += probs[i] / total;
+    select_best(m);
+    while (cut == all) {
+      for (; sorted < m && cut == all; ++sorted) {
+        mass += probability(scratch_[sorted].first) / total;
+        if (mass >= options_.top_p) cut = sorted + 1;
+      }
+      if (cut < all || m == all) break;
+      if (scratch_.size() < all) {  // every candidate, the best `sorted` of them first (in order)
+        for (int32_t i = 0; i < n; ++i) {
+          const float key = logits[i] * candidate_scale;
+          if (logits[i] != kNegInf && by_logit(scratch_[sorted - 1], {key, i})) {
+            scratch_.emplace_back(key, i);
+          }
+        }
+      }
+      m = std::min(m * 8, all);
+      if (m < all) {
+        std::nth_element(scratch_.begin() + sorted, scratch_.begin() + m, scratch_.end(), by_logit);
+      }
+      std::sort(scratch_.begin() + sorted, scratch_.begin() + m, by_logit);
+    }
+    scratch_.resize(cut);
+  } else if (options_.min_p > 0.0f) {
+    // Only what min-p keeps (a probability of at least min_p times the best's), sorted.
+    const double threshold = static_cast<double>(options_.min_p);
+    for (int32_t i = 0; i < n; ++i) {
+      if (logits[i] == kNegInf) continue;
+      const float key = logits[i] * candidate_scale;
+      if (probability(key) >= threshold) scratch_.emplace_back(key, i);
+    }
+    std::sort(scratch_.begin(), scratch_.end(), by_logit);
+  } else {
+    for (int32_t i = 0; i < n; ++i) {
+      if (logits[i] != kNegInf) scratch_.emplace_back(logits[i] * candidate_scale, i);
+    }
+  }
+  probs_.resize(scratch_.size());
+  for (size_t i = 0; i < scratch_.size(); ++i) probs_[i] = probability(scratch_[i].first);
+  if (top_k && options_.top_p < 1.0f) {
+    // Top-p within the top k: the smallest prefix with top_p of their mass.
+    double total = 0;
+    for (double p : probs_) total += p;
+    double mass = 0;
+    size_t cut = probs_.size();
+    for (size_t i = 0; i < probs_.size(); ++i) {
+      mass += probs_[i] / total;
       if (mass >= options_.top_p) {
         cut = i + 1;
         break;
       }
     }
-    probs.resize(cut);
+    probs_.resize(cut);
     scratch_.resize(cut);
   }
   if (options_.min_p > 0.0f) {
-    // probs[0] is the most likely token (sorted above).
-    const double threshold = options_.min_p * probs[0];
+    // probs_[0] is the most likely token (sorted above).
+    const double threshold = options_.min_p * probs_[0];
     size_t cut = 1;
-    while (cut < probs.size() && probs[cut] >= threshold) ++cut;
-    probs.resize(cut);
+    while (cut < probs_.size() && probs_[cut] >= threshold) ++cut;
+    probs_.resize(cut);
     scratch_.resize(cut);
   }
-  total = 0;
-  for (double p : probs) total += p;
+  double total = 0;
+  for (double p : probs_) total += p;
   // 53 random bits -> uniform in [0, total).
   const double u = static_cast<double>(NextRandom() >> 11) * 0x1.0p-53 * total;
   double acc = 0;
-  for (size_t i = 0; i < probs.size(); ++i) {
-    acc += probs[i];
+  for (size_t i = 0; i < probs_.size(); ++i) {
+    acc += probs_[i];
     if (u < acc) return scratch_[i].second;
   }
-  return scratch_[probs.size() - 1].second;
+  return scratch_[probs_.size() - 1].second;
 }
 
 bool IsDegenerateRepetition(std::span<const int32_t> generated,
