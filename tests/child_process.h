@@ -68,12 +68,13 @@ inline ChildResult RunInChild(const std::function<int()>& body, unsigned timeout
   return result;
 }
 
-// This process's mapped address space in bytes (VmSize).
-inline size_t AddressSpaceBytes() {
+// A /proc/self/status size of this process in bytes ("VmSize:", "VmRSS:", "VmHWM:"); 0 if
+// unreadable.
+inline size_t ProcStatusBytes(const char* field) {
   std::ifstream status("/proc/self/status");
   std::string key;
   while (status >> key) {
-    if (key == "VmSize:") {
+    if (key == field) {
       size_t kib = 0;
       status >> kib;
       return kib * 1024;
@@ -82,6 +83,9 @@ inline size_t AddressSpaceBytes() {
   }
   return 0;
 }
+
+// This process's mapped address space in bytes (VmSize).
+inline size_t AddressSpaceBytes() { return ProcStatusBytes("VmSize:"); }
 
 // Limits this process's address space to its current size plus `extra` bytes.
 inline bool LimitAddressSpace(size_t extra) {

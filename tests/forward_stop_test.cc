@@ -54,6 +54,19 @@ class ForwardStopTest : public ::testing::Test {
     return [asked, n] { return ++*asked >= n; };
   }
 
+  // `state` saved (AppendState) and restored into *restored (a fresh state), as a session's
+  // saved state is; `bytes` gets the saved bytes.
+  void SaveAndRestore(const InferenceState& state, InferenceState* restored, std::string* bytes) {
+    bytes->clear();
+    state.AppendState(bytes);
+    size_t offset = 0;
+    ASSERT_TRUE(restored
+                    ->RestoreState(state.position(), state.rewind_floor(), state.saved_ring_rows(),
+                                   *bytes, &offset)
+                    .ok());
+    EXPECT_EQ(offset, bytes->size());
+  }
+
   std::unique_ptr<LoadedModel> model_;
   std::vector<int32_t> ids_;
   Status last_;
@@ -130,13 +143,8 @@ TEST_F(ForwardStopTest, TruncatesDoNotReachBackFurtherThanTheRings) {
   ASSERT_TRUE(copy.CopyStateFrom(state).ok());
   EXPECT_EQ(copy.rewind_floor(), state.rewind_floor());
   std::string bytes;
-  state.AppendState(&bytes);
   InferenceState restored(*model_, nullptr, kStep);
-  size_t offset = 0;
-  ASSERT_TRUE(restored
-                  .RestoreState(state.position(), state.rewind_floor(), state.saved_ring_rows(),
-                                bytes, &offset)
-                  .ok());
+  SaveAndRestore(state, &restored, &bytes);
   EXPECT_EQ(restored.rewind_floor(), state.rewind_floor());
   EXPECT_FALSE(restored.CanTruncateTo(state.rewind_floor() - 1));
 }
@@ -153,17 +161,11 @@ TEST_F(ForwardStopTest, SavedRingsStopAtThePositionAndRestoreExactly) {
     SCOPED_TRACE("position " + std::to_string(state.position()));
     EXPECT_EQ(state.saved_ring_rows(), want_rows);
     std::string bytes;
-    state.AppendState(&bytes);
     InferenceState restored(*model_, nullptr, kStep);
-    size_t offset = 0;
-    ASSERT_TRUE(restored
-                    .RestoreState(state.position(), state.rewind_floor(), state.saved_ring_rows(),
-                                  bytes, &offset)
-                    .ok());
-    EXPECT_EQ(offset, bytes.size());
+    SaveAndRestore(state, &restored, &bytes);
     // Another row count than the saved one (and than a whole ring) is refused.
     InferenceState refused(*model_, nullptr, kStep);
-    offset = 0;
+    size_t offset = 0;
     if (want_rows > 0 && want_rows < kRing) {
       EXPECT_EQ(
           refused

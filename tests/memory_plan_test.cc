@@ -9,7 +9,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <set>
 #include <string>
 
@@ -32,20 +31,6 @@ namespace {
 
 const std::string kTinyModel = std::string(GEMMA4_FIXTURES_DIR) + "/models/tiny-e2b/gemma4";
 const std::string kTinyTokenizer = std::string(GEMMA4_FIXTURES_DIR) + "/chat/tiny_tokenizer";
-
-// VmRSS or VmHWM of this process in bytes.
-uint64_t ProcStatusBytes(const char* key) {
-  std::ifstream status("/proc/self/status");
-  std::string k;
-  while (status >> k) {
-    if (k == key) {
-      uint64_t kib = 0;
-      status >> kib;
-      return kib * 1024;
-    }
-  }
-  return 0;
-}
 
 // An E2B-wide Q8_0 model of two layers (one sliding, one global) with half the released
 // vocabulary (131072 ids) and a placeholder tokenizer: about 300 MB resident, so that the
@@ -114,7 +99,7 @@ uint64_t MeasuredPeak(const std::string& path, const ModelOptions& options, int6
         // first, so that the child's allocations are counted from an empty heap, as in a fresh
         // process.
         malloc_trim(0);
-        const uint64_t before = ProcStatusBytes("VmRSS:");
+        const uint64_t before = testing::ProcStatusBytes("VmRSS:");
         auto model = Model::Load(path, options);
         if (!model.ok()) return 2;
         const ModelImpl& impl = ModelAccess::Impl(**model);
@@ -130,7 +115,7 @@ uint64_t MeasuredPeak(const std::string& path, const ModelOptions& options, int6
         for (int32_t id : {17, 33, 40, 5}) {
           if (!state.Forward(&id, 1, LogitsMode::kLast, &logits).ok()) return 7;
         }
-        const uint64_t peak = ProcStatusBytes("VmHWM:") - before;
+        const uint64_t peak = testing::ProcStatusBytes("VmHWM:") - before;
         return write(fds[1], &peak, sizeof(peak)) == sizeof(peak) ? 0 : 6;
       },
       300);

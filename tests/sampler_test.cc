@@ -9,7 +9,6 @@
 #include <random>
 #include <set>
 #include <span>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -271,42 +270,13 @@ struct Xoshiro {  // xoshiro256** seeded with splitmix64, as Sampler documents
   uint64_t s[4];
 };
 
-int32_t ReferenceSample(const SamplerOptions& options_, Xoshiro& rng, std::span<float> logits,
-                        std::span<const int32_t> history, const std::vector<bool>& allowed) {
+// (From the argmax on: the bias, mask and penalties before it are unchanged and not exercised.)
+int32_t ReferenceSample(const SamplerOptions& options_, Xoshiro& rng, std::span<float> logits) {
   std::vector<std::pair<float, int32_t>> scratch_;
   const int32_t n = static_cast<int32_t>(logits.size());
   if (n == 0) return -1;
   for (float& l : logits) {
     if (std::isnan(l)) l = kNegInf;
-  }
-  for (const auto& [id, bias] : options_.logit_bias) {
-    if (id >= 0 && id < n) logits[id] += bias;
-  }
-  if (!allowed.empty()) {
-    for (int32_t i = 0; i < n; ++i) {
-      if (static_cast<size_t>(i) >= allowed.size() || !allowed[i]) logits[i] = kNegInf;
-    }
-  }
-  const bool penalize = options_.repetition_penalty != 1.0f || options_.frequency_penalty != 0.0f ||
-                        options_.presence_penalty != 0.0f;
-  if (penalize && !history.empty()) {
-    size_t first = 0;
-    if (options_.penalty_last_n > 0 &&
-        history.size() > static_cast<size_t>(options_.penalty_last_n)) {
-      first = history.size() - options_.penalty_last_n;
-    }
-    std::unordered_map<int32_t, int> counts;
-    for (size_t i = first; i < history.size(); ++i) {
-      if (history[i] >= 0 && history[i] < n) ++counts[history[i]];
-    }
-    for (const auto& [id, count] : counts) {
-      float& l = logits[id];
-      if (l == kNegInf) continue;
-      if (options_.repetition_penalty != 1.0f) {
-        l = l > 0 ? l / options_.repetition_penalty : l * options_.repetition_penalty;
-      }
-      l -= options_.frequency_penalty * static_cast<float>(count) + options_.presence_penalty;
-    }
   }
   int32_t best = -1;
   for (int32_t i = 0; i < n; ++i) {
@@ -380,8 +350,8 @@ int32_t ReferenceSample(const SamplerOptions& options_, Xoshiro& rng, std::span<
   return scratch_[probs.size() - 1].second;
 }
 
-// Random logits (normal, of several spreads; some -inf; ties from rounding to a grid) of odd
-// vocabulary sizes, every combination of temperature, top-k, top-p and min-p, 12 seeded draws
+// Random logits (normal, of several spreads; some -inf and NaN; ties from rounding to a grid) of
+// odd vocabulary sizes, every combination of temperature, top-k, top-p and min-p, 12 seeded draws
 // each: the sampler picks what the reference picks.
 TEST(SamplerTest, MatchesTheReferencePipeline) {
   std::mt19937 rng(11);
@@ -393,6 +363,7 @@ TEST(SamplerTest, MatchesTheReferencePipeline) {
       for (float& v : base) v = normal(rng);
       for (int i = 0; i < vocab; i += 7) base[i] = std::round(base[i] * 4) / 4;  // ties
       for (int i = 3; i < vocab; i += 11) base[i] = kNegInf;
+      for (int i = 5; i < vocab; i += 13) base[i] = std::numeric_limits<float>::quiet_NaN();
       for (const float temperature : {0.0f, 0.4f, 1.0f, 1.7f, 1e-38f}) {
         for (const int top_k : {0, 1, 5, 64, 400}) {
           for (const float top_p : {1.0f, 0.95f, 0.5f}) {
@@ -409,7 +380,7 @@ TEST(SamplerTest, MatchesTheReferencePipeline) {
               for (int draw = 0; draw < 12; ++draw) {
                 std::vector<float> a = base, b = base;
                 const int32_t got = sampler.Sample(a, {});
-                const int32_t want = ReferenceSample(o, reference_rng, b, {}, {});
+                const int32_t want = ReferenceSample(o, reference_rng, b);
                 ASSERT_EQ(got, want) << "vocab " << vocab << " spread " << spread << " T "
                                      << temperature << " top_k " << top_k << " top_p " << top_p
                                      << " min_p " << min_p << " draw " << draw;

@@ -39,6 +39,18 @@ GenerateOptions Greedy(int max_tokens) {
   return options;
 }
 
+// The next turn of a restored session against the session it was saved from: the same reply,
+// from the restored cache (the same tokens reused, none recomputed).
+void ExpectSameNextTurn(Session& original, Session& restored) {
+  auto original_reply = original.Send("And the window?", Greedy(6));
+  auto restored_reply = restored.Send("And the window?", Greedy(6));
+  ASSERT_TRUE(original_reply.ok() && restored_reply.ok());
+  EXPECT_EQ(original_reply->text, restored_reply->text);
+  EXPECT_EQ(original_reply->generated_tokens, restored_reply->generated_tokens);
+  EXPECT_GT(restored_reply->reused_tokens, 0);
+  EXPECT_EQ(original_reply->reused_tokens, restored_reply->reused_tokens);
+}
+
 std::string SavedAfterATurn(const std::shared_ptr<const Model>& model) {
   auto session = Session::Create(model);
   EXPECT_TRUE(session.ok());
@@ -74,14 +86,7 @@ TEST(SessionStateTest, StateOfAnotherStepRestoresAndContinues) {
   auto restored = Session::Restore(model, *saved);
   ASSERT_TRUE(restored.ok()) << restored.status().message();
   EXPECT_EQ(SessionAccess::Context(**restored).max_chunk(), 37);
-  auto original_reply = (*session)->Send("And the window?", Greedy(6));
-  auto restored_reply = (*restored)->Send("And the window?", Greedy(6));
-  ASSERT_TRUE(original_reply.ok() && restored_reply.ok());
-  EXPECT_EQ(original_reply->text, restored_reply->text);
-  EXPECT_EQ(original_reply->generated_tokens, restored_reply->generated_tokens);
-  // The restored cache is used, not recomputed: the same tokens reused as by the original.
-  EXPECT_GT(restored_reply->reused_tokens, 0);
-  EXPECT_EQ(original_reply->reused_tokens, restored_reply->reused_tokens);
+  ExpectSameNextTurn(**session, **restored);
 }
 
 TEST(SessionStateTest, EverySingleBitFlipIsRefused) {
@@ -257,16 +262,7 @@ TEST(SessionStateTest, StateWithWholeRingsRestores) {
   ASSERT_GT(old.size(), saved->size());
   auto restored = Session::Restore(model, old);
   ASSERT_TRUE(restored.ok()) << restored.status().message();
-  auto reply = (*restored)->Send("And the window?", Greedy(6));
-  auto want = (*session)->Send("And the window?", Greedy(6));
-  ASSERT_TRUE(reply.ok() && want.ok());
-  EXPECT_EQ(reply->text, want->text);
-  EXPECT_EQ(reply->generated_tokens, want->generated_tokens);
-  EXPECT_GT(reply->reused_tokens, 0);
-  EXPECT_EQ(reply->reused_tokens, want->reused_tokens);
-  // The current format restores to the same session.
-  auto current = Session::Restore(model, *saved);
-  ASSERT_TRUE(current.ok());
+  ExpectSameNextTurn(**session, **restored);
 }
 
 // Writes seeds for fuzz/corpus/session_state (the payload between the fingerprint and the

@@ -15,7 +15,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
-#include <fstream>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -434,20 +433,6 @@ TEST(HugePages, LargeBlocksAreAlignedAndVectorsBehave) {
   }
 }
 
-// VmRSS of this process in bytes (0 if unreadable).
-uint64_t ResidentBytes() {
-  std::ifstream status("/proc/self/status");
-  std::string key;
-  while (status >> key) {
-    if (key == "VmRSS:") {
-      uint64_t kib = 0;
-      status >> kib;
-      return kib * 1024;
-    }
-  }
-  return 0;
-}
-
 // PageVector (the forward pass's scratch): blocks of 128 KiB and more are page-aligned mappings
 // whose pages leave the resident set when the vector frees them, also after glibc has raised its
 // mmap threshold (a freed 24 MiB malloc block raises it to 24 MiB; a 16 MiB std::vector would
@@ -459,12 +444,12 @@ TEST(HugePages, PageVectorBlocksGoBackToTheKernelWhenFreed) {
     void* volatile raised = std::malloc(size_t{24} << 20);
     static_cast<char*>(raised)[0] = 1;
     std::free(raised);
-    const uint64_t before = ResidentBytes();
+    const uint64_t before = testing::ProcStatusBytes("VmRSS:");
     const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
     {
       PageVector<float> v(size_t{4} << 20);  // 16 MiB, zero-filled: every page written
       if (reinterpret_cast<uintptr_t>(v.data()) % page != 0) return 10;
-      if (ResidentBytes() < before + (size_t{15} << 20)) return 11;
+      if (testing::ProcStatusBytes("VmRSS:") < before + (size_t{15} << 20)) return 11;
       v[12345] = 3.0f;
       v.resize(v.size() + 1000, 2.0f);  // a new mapping, the old one unmapped
       if (v[12345] != 3.0f || v.back() != 2.0f || v[0] != 0.0f) return 12;
@@ -472,7 +457,7 @@ TEST(HugePages, PageVectorBlocksGoBackToTheKernelWhenFreed) {
       small.push_back(8);
       if (small.front() + small.back() != 15) return 13;
     }
-    if (ResidentBytes() > before + (size_t{1} << 20)) return 14;
+    if (testing::ProcStatusBytes("VmRSS:") > before + (size_t{1} << 20)) return 14;
     return 0;
   });
   EXPECT_TRUE(result.exited && result.exit_code == 0) << result.Describe();
