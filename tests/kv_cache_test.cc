@@ -76,6 +76,42 @@ TEST(KvCacheTest, BytesOfEveryTypeMatchTheCache) {
   EXPECT_FALSE(ParseKvType("q4_1").has_value());
 }
 
+// A rewind point's snapshot holds each ring's slots up to its position (all of a wrapped
+// ring): a short conversation's points copy a few rows. RestoreRings writes those rows back
+// and leaves the later slots (never read before a step rewrites them) as they are.
+TEST(KvCacheTest, RingSnapshotsHoldRowsUpToThePosition) {
+  const ModelConfig config = SyntheticConfig();
+  constexpr int64_t kStep = 16;
+  const int64_t ring = config.sliding_window - 1 + kStep;
+  KvCache cache(config, kStep, KvType::kF32);
+  ASSERT_TRUE(cache.Reserve(1).ok());
+  int ring_layer = -1;
+  for (int layer = 0; layer < config.num_layers && ring_layer < 0; ++layer) {
+    if (config.layers[layer].sliding && !config.layers[layer].kv_shared) ring_layer = layer;
+  }
+  ASSERT_GE(ring_layer, 0);
+  const int64_t row = cache.row_bytes(ring_layer);
+  const int64_t row_floats = row / 4;
+  for (int64_t p = 0; p < ring; ++p) {  // slot p: p + 1 everywhere
+    std::fill_n(cache.K<float>(ring_layer, p), row_floats, static_cast<float>(p + 1));
+  }
+  for (const int64_t end : {int64_t{0}, int64_t{5}, ring, 3 * ring}) {
+    SCOPED_TRACE("end " + std::to_string(end));
+    KvCache::RingSnapshot snapshot;
+    ASSERT_TRUE(cache.SaveRings(end, &snapshot).ok());
+    EXPECT_EQ(static_cast<int64_t>(snapshot.k[ring_layer].size()), std::min(end, ring) * row);
+    EXPECT_EQ(snapshot.k[ring_layer].size(), snapshot.v[ring_layer].size());
+  }
+  KvCache::RingSnapshot first_five;
+  ASSERT_TRUE(cache.SaveRings(5, &first_five).ok());
+  for (int64_t p = 0; p < ring; ++p) {
+    std::fill_n(cache.K<float>(ring_layer, p), row_floats, -1.0f);
+  }
+  cache.RestoreRings(first_five);
+  EXPECT_EQ(cache.K<float>(ring_layer, 4)[row_floats - 1], 5.0f);
+  EXPECT_EQ(cache.K<float>(ring_layer, 5)[0], -1.0f);
+}
+
 // Decode's attention cut into pieces of 1, 7 and 64 keys and merged gives the unsplit
 // softmax's logits up to f32 rounding; a merge that dropped a piece's rescaling or weight would
 // be off by whole units. (The blocked prefill path ignores the split.)

@@ -172,7 +172,11 @@ TEST(MemoryPlan, KvCacheAndWeightsMatchTheLoadedModel) {
     ASSERT_TRUE(plan.ok()) << plan.status().ToString();
     EXPECT_EQ(plan->kv_cache_type, (*model)->info().kv_cache_type);
     EXPECT_EQ(plan->kv_full + plan->kv_sliding, state.kv_cache().bytes());
-    EXPECT_EQ(plan->kv_rewind, 2 * plan->kv_sliding);
+    // Both rewind points at the last position: copies of the rings' rows up to it.
+    ASSERT_TRUE(state.SetRewindPoint(0).ok());
+    ASSERT_TRUE(state.SetRewindPoint(1).ok());
+    EXPECT_EQ(plan->kv_rewind, state.rewind_bytes());
+    EXPECT_LT(plan->kv_rewind, 2 * plan->kv_sliding);  // 19 positions: the rings not yet full
     // The loaded model's own plan agrees with the one from the headers.
     auto loaded_plan = (*model)->PlanMemory(static_cast<int64_t>(ids.size()));
     ASSERT_TRUE(loaded_plan.ok());

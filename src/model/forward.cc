@@ -49,10 +49,20 @@ bool InferenceState::CanTruncateTo(int64_t new_position) const {
 Status InferenceState::SetRewindPoint(int slot) {
   if (slot < 0 || slot >= kRewindSlots) return InvalidArgumentError("bad rewind slot");
   rewind_points_[slot] = -1;
-  GEMMA4_RETURN_IF_ERROR(cache_.SaveRings(&rewind_rings_[slot]));
+  GEMMA4_RETURN_IF_ERROR(cache_.SaveRings(position_, &rewind_rings_[slot]));
   rewind_points_[slot] = position_;
   rewind_floors_[slot] = rewind_floor_;
   return OkStatus();
+}
+
+uint64_t InferenceState::rewind_bytes() const {
+  uint64_t bytes = 0;
+  for (const KvCache::RingSnapshot& rings : rewind_rings_) {
+    for (const auto* parts : {&rings.k, &rings.v}) {
+      for (const std::vector<uint8_t>& part : *parts) bytes += part.size();
+    }
+  }
+  return bytes;
 }
 
 int64_t InferenceState::LatestRewindPoint(int64_t position) const {

@@ -141,6 +141,8 @@ class InferenceState {
   static constexpr int kRewindSlots = 2;
   Status SetRewindPoint(int slot);
   int64_t rewind_point(int slot) const { return rewind_points_[slot]; }  // -1: none
+  // Bytes the rewind points' ring copies hold (the memory plan's kv_rewind at most).
+  uint64_t rewind_bytes() const;
   // The latest rewind point at or before `position`, or -1.
   int64_t LatestRewindPoint(int64_t position) const;
   // Copies the KV cache and position of `other` (same model, max_chunk and KV type).

@@ -273,15 +273,16 @@ Status KvCache::RestoreState(int64_t end, int64_t ring_rows, std::string_view by
   return OkStatus();
 }
 
-Status KvCache::SaveRings(RingSnapshot* out) const {
+Status KvCache::SaveRings(int64_t end, RingSnapshot* out) const {
   try {
     out->k.assign(layers_.size(), {});
     out->v.assign(layers_.size(), {});
     for (size_t i = 0; i < layers_.size(); ++i) {
       const Layer& l = layers_[i];
       if (!l.ring || l.row == 0) continue;
-      out->k[i].assign(l.k.data(), l.k.data() + l.k.size());
-      out->v[i].assign(l.v.data(), l.v.data() + l.v.size());
+      const size_t n = std::min(static_cast<size_t>(SavedRingRows(end) * l.row_bytes), l.k.size());
+      out->k[i].assign(l.k.data(), l.k.data() + n);
+      out->v[i].assign(l.v.data(), l.v.data() + n);
     }
   } catch (const std::bad_alloc&) {
     out->k.clear();
@@ -294,7 +295,9 @@ Status KvCache::SaveRings(RingSnapshot* out) const {
 void KvCache::RestoreRings(const RingSnapshot& snapshot) {
   for (size_t i = 0; i < layers_.size() && i < snapshot.k.size(); ++i) {
     Layer& l = layers_[i];
-    if (!l.ring || l.row == 0 || snapshot.k[i].size() != l.k.size()) continue;
+    if (!l.ring || l.row == 0 || snapshot.k[i].empty() || snapshot.k[i].size() > l.k.size()) {
+      continue;
+    }
     std::memcpy(l.k.data(), snapshot.k[i].data(), snapshot.k[i].size());
     std::memcpy(l.v.data(), snapshot.v[i].data(), snapshot.v[i].size());
   }

@@ -139,7 +139,12 @@ class KvCache {
   struct RingSnapshot {
     std::vector<std::vector<uint8_t>> k, v;  // per layer; empty for non-ring layers
   };
-  Status SaveRings(RingSnapshot* out) const;
+  // The rings' slots of positions [0, end) while they have not wrapped, else whole
+  // (SavedRingRows(end) rows each: the slots past them are not read again before a forward
+  // step rewrites them, see SavedRingRows). A short conversation's rewind points copy a few
+  // rows, not W - 1 + max_chunk.
+  Status SaveRings(int64_t end, RingSnapshot* out) const;
+  // Writes the snapshot's rows back (its first slots; the others keep what they hold).
   void RestoreRings(const RingSnapshot& snapshot);
 
  private:
