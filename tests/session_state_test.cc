@@ -51,6 +51,16 @@ void ExpectSameNextTurn(Session& original, Session& restored) {
   EXPECT_EQ(original_reply->reused_tokens, restored_reply->reused_tokens);
 }
 
+// A fresh session's saved state.
+std::string SavedFresh(const std::shared_ptr<const Model>& model) {
+  auto fresh = Session::Create(model);
+  EXPECT_TRUE(fresh.ok());
+  if (!fresh.ok()) return "";
+  auto saved = (*fresh)->SaveState();
+  EXPECT_TRUE(saved.ok());
+  return saved.ok() ? *saved : "";
+}
+
 std::string SavedAfterATurn(const std::shared_ptr<const Model>& model) {
   auto session = Session::Create(model);
   EXPECT_TRUE(session.ok());
@@ -189,12 +199,10 @@ TEST(SessionStateTest, FormatOneIsRefusedWithAClearMessage) {
 TEST(SessionStateTest, RingsAreSavedUpToThePosition) {
   auto model = LoadTinyModelAt(kFixtures + "/models/tiny-e2b/gemma4");
   ASSERT_NE(model, nullptr);
-  auto fresh = Session::Create(model);
-  ASSERT_TRUE(fresh.ok());
-  auto empty = (*fresh)->SaveState();
-  ASSERT_TRUE(empty.ok());
-  EXPECT_LT(empty->size(), 1024u);
-  EXPECT_NE(empty->find("\"ring_rows\":0"), std::string::npos);
+  const std::string empty = SavedFresh(model);
+  ASSERT_FALSE(empty.empty());
+  EXPECT_LT(empty.size(), 1024u);
+  EXPECT_NE(empty.find("\"ring_rows\":0"), std::string::npos);
   const std::string turn = SavedAfterATurn(model);
   const size_t at = turn.rfind("\"tokens\":[");  // the session's, after the history's
   ASSERT_NE(at, std::string::npos);
@@ -247,7 +255,7 @@ TEST(SessionStateTest, StateWithWholeRingsRestores) {
   for (const LayerConfig& lc : config.layers) {
     if (lc.kv_shared) continue;
     const int64_t row = int64_t{lc.num_kv_heads} * lc.head_dim * 4;
-    const int64_t capacity = config.sliding_window - 1 + step;
+    const int64_t capacity = KvRingRows(config, step);
     ASSERT_TRUE(!lc.sliding || capacity > position);
     rings += lc.sliding;
     for (int kv = 0; kv < 2; ++kv) {  // K, then V
@@ -273,13 +281,10 @@ TEST(SessionStateTest, DISABLED_WriteFuzzSeeds) {
   ASSERT_NE(dir, nullptr);
   auto model = LoadTinyModelAt(kFixtures + "/models/tiny-e2b/gemma4");
   ASSERT_NE(model, nullptr);
-  auto fresh = Session::Create(model);
-  ASSERT_TRUE(fresh.ok());
-  auto empty = (*fresh)->SaveState();
-  ASSERT_TRUE(empty.ok());
+  const std::string empty = SavedFresh(model);
   const std::string turn = SavedAfterATurn(model);
   int index = 0;
-  for (const std::string& blob : {*empty, turn}) {
+  for (const std::string& blob : {empty, turn}) {
     std::ofstream out(std::string(dir) + "/seed" + std::to_string(index++),
                       std::ios::binary | std::ios::trunc);
     out << blob.substr(16, blob.size() - 16 - 8);

@@ -326,7 +326,7 @@ MemoryPlan ComputeMemoryPlan(const PlanInputs& in, int64_t context_tokens) {
   p.kv_full = KvCacheBytes(c, in.kv_type, p.context_tokens, in.max_chunk) - p.kv_sliding;
   // Each rewind point copies the rings' rows up to its position (KvCache::SaveRings): at most
   // min(context, W - 1 + step) of every ring's W - 1 + step rows.
-  const int64_t ring_rows = std::max<int64_t>(1, int64_t{c.sliding_window} - 1 + in.max_chunk);
+  const int64_t ring_rows = std::max<int64_t>(1, KvRingRows(c, in.max_chunk));
   p.kv_rewind = InferenceState::kRewindSlots * p.kv_sliding *
                 static_cast<uint64_t>(std::min(p.context_tokens, ring_rows)) /
                 static_cast<uint64_t>(ring_rows);

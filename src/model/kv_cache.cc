@@ -112,8 +112,7 @@ uint64_t KvCacheBytes(const ModelConfig& config, KvType type, int64_t tokens, in
     const LayerConfig& lc = config.layers[i];
     if (lc.kv_shared) continue;
     const uint64_t row = KvRowBytes(type, int64_t{lc.num_kv_heads} * lc.head_dim);
-    const int64_t positions =
-        lc.sliding ? config.sliding_window - 1 + std::max<int64_t>(1, max_chunk) : tokens;
+    const int64_t positions = lc.sliding ? KvRingRows(config, max_chunk) : tokens;
     bytes += 2 * row * static_cast<uint64_t>(positions);  // keys and values
   }
   return bytes;
@@ -150,7 +149,7 @@ KvCache::KvCache(const ModelConfig& config, int64_t max_chunk, KvType type)
                       : 0;
     if (lc.sliding) {
       l.ring = true;
-      l.capacity = config.sliding_window - 1 + max_chunk;
+      l.capacity = KvRingRows(config, max_chunk);
       // A failure here is reported by Reserve, which every forward pass and restore calls
       // first (a constructor cannot return a Status).
       for (KvArena* a : {&l.k, &l.v}) {

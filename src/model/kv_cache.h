@@ -5,6 +5,7 @@
 #ifndef GEMMA4_SRC_MODEL_KV_CACHE_H_
 #define GEMMA4_SRC_MODEL_KV_CACHE_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -64,6 +65,11 @@ uint64_t KvRowBytes(KvType type, int64_t values);
 // positions, allocated up front), keys and values, in `type`. Equals KvCache::bytes() after
 // Reserve(tokens) (tested); the one place that knows what a position costs in each type.
 uint64_t KvCacheBytes(const ModelConfig& config, KvType type, int64_t tokens, int64_t max_chunk);
+// Rows of a sliding layer's ring: its window's W - 1 earlier positions and a step of
+// max_chunk (at least 1) new ones.
+inline int64_t KvRingRows(const ModelConfig& config, int64_t max_chunk) {
+  return int64_t{config.sliding_window} - 1 + std::max<int64_t>(1, max_chunk);
+}
 // Why `config` cannot use `type` (block types need every cached head_dim % 32 == 0), or OK.
 Status CheckKvType(const ModelConfig& config, KvType type);
 
