@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -17,6 +18,7 @@
 #include "base/json.h"
 #include "formats/mapped_file.h"
 #include "model/forward.h"
+#include "model/gguf_export.h"
 #include "model/model.h"
 #include "runtime/thread_pool.h"
 
@@ -25,6 +27,13 @@ namespace {
 
 const std::string kConfig =
     std::string(GEMMA4_FIXTURES_DIR) + "/models/tiny-e2b/gemma4_text/config.json";
+
+float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  float m = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
+}
 
 json::Value LoadConfig() {
   auto text = ReadFileToString(kConfig);
@@ -130,6 +139,122 @@ TEST(ConfigTest, ValidationCatchesNonFiniteAndMismatchedValues) {
   expect_refused(c, "layer " + std::to_string(shared) + " head_dim");
 }
 
+// Each rope_parameters entry stands alone, with transformers' defaults for what it leaves out
+// (partial_rotary_factor 1, factor 1, rope_type "default"): a full-attention entry of type
+// "default" or "linear" rotates every pair of the global head, and a "proportional" entry
+// without partial_rotary_factor rotates them all too. The released preset (proportional, 0.25)
+// applies only where rope_parameters is absent. Before, an entry inherited the preset's 0.25
+// and a "default" full-attention entry was refused as unsupported.
+TEST(ConfigTest, RopeEntriesTakeTransformersDefaultsForWhatTheyLeaveOut) {
+  const int full = 4;  // tiny-e2b: layers 4 and 9 are full attention, head_dim 64 there
+  const struct {
+    const char* full_entry;
+    int rotated_pairs;
+    float theta;
+    float first_inv_freq_times;  // inv_freq[1] * this = theta^(-2/64)
+  } cases[] = {
+      {R"({"rope_type": "default", "rope_theta": 1000000.0})", 32, 1e6f, 1.0f},
+      {R"({"rope_type": "linear", "rope_theta": 1000000.0, "factor": 4.0})", 32, 1e6f, 4.0f},
+      {R"({"rope_type": "proportional", "rope_theta": 10000.0})", 32, 1e4f, 1.0f},
+      {R"({"rope_type": "proportional", "rope_theta": 10000.0, "factor": 2.0,
+           "partial_rotary_factor": 0.5})",
+       16, 1e4f, 2.0f},
+  };
+  for (const auto& c : cases) {
+    const std::string rope = std::string(R"({"sliding_attention": {"rope_type": "default",
+        "rope_theta": 10000.0}, "full_attention": )") +
+                             c.full_entry + "}";
+    auto config = ParseModelConfig(With("rope_parameters", rope), "config.json");
+    ASSERT_TRUE(config.ok()) << c.full_entry << ": " << config.status().ToString();
+    const LayerConfig& layer = config->layers[full];
+    ASSERT_EQ(layer.head_dim, 64);
+    EXPECT_EQ(layer.rotated_pairs, c.rotated_pairs) << c.full_entry;
+    EXPECT_EQ(layer.rope_theta, c.theta) << c.full_entry;
+    const float expected = 1.0f / std::pow(c.theta, 2.0f / 64.0f);
+    EXPECT_NEAR(layer.inv_freq[1] * c.first_inv_freq_times, expected, expected * 1e-6f)
+        << c.full_entry;
+  }
+  // Without rope_parameters: the released preset (proportional, a quarter of the pairs).
+  json::Value root = LoadConfig();
+  auto& fields = root.mutable_object();
+  for (auto it = fields.begin(); it != fields.end(); ++it) {
+    if (it->first == "rope_parameters") {
+      fields.erase(it);
+      break;
+    }
+  }
+  auto preset = ParseModelConfig(root, "config.json");
+  ASSERT_TRUE(preset.ok()) << preset.status().ToString();
+  EXPECT_EQ(preset->layers[full].rotated_pairs, 8);
+  EXPECT_EQ(preset->layers[0].rotated_pairs, 16);
+}
+
+// RoPE scaling reaches GGUF files as llama.cpp's rope_freqs divisors (global layers), so an
+// exported model computes what its checkpoint does; scaling on sliding-window layers, which
+// the layout cannot hold, is refused instead of written without it. Found by
+// tools/reference/make_config_sweep.py: proportional RoPE with a factor was exported as if it
+// had none (logits 6-38 off).
+TEST(ConfigTest, RopeScalingSurvivesGgufOrIsRefused) {
+  namespace fs = std::filesystem;
+  const fs::path source = fs::path(kConfig).parent_path();
+  const fs::path dir = fs::path(::testing::TempDir()) / "rope_scaling";
+  ThreadPool pool(1);
+  auto logits_of = [&](const std::string& path, std::vector<float>* logits) {
+    auto model = LoadedModel::Load(path);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    InferenceState state(**model, &pool);
+    // Past the sliding window of 8, so the global layers' positions matter.
+    const std::vector<int32_t> ids = {2, 10, 20, 300, 511, 7, 9, 11, 13, 17, 19, 23, 29};
+    ASSERT_TRUE(
+        state.Forward(ids.data(), static_cast<int64_t>(ids.size()), LogitsMode::kAll, logits).ok());
+  };
+  const char* kSliding = R"("sliding_attention": {"rope_type": "default", "rope_theta": 10000.0})";
+  const struct {
+    std::string rope;
+    bool exportable;
+  } cases[] = {
+      {std::string("{") + kSliding + R"(, "full_attention": {"rope_type": "proportional",
+           "rope_theta": 1000000.0, "partial_rotary_factor": 0.25, "factor": 8.0}})",
+       true},
+      {std::string("{") + kSliding + R"(, "full_attention": {"rope_type": "linear",
+           "rope_theta": 10000.0, "factor": 2.0}})",
+       true},
+      {R"({"sliding_attention": {"rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0},
+           "full_attention": {"rope_type": "proportional", "rope_theta": 1000000.0,
+           "partial_rotary_factor": 0.25}})",
+       false},
+  };
+  std::vector<float> unscaled;
+  logits_of(source.string(), &unscaled);
+  for (const auto& c : cases) {
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    for (const char* name : {"generation_config.json", "model.safetensors"}) {
+      fs::copy_file(source / name, dir / name);
+    }
+    std::ofstream(dir / "config.json") << With("rope_parameters", c.rope).Serialize();
+    auto model = LoadedModel::Load(dir.string());
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    std::vector<float> scaled;
+    logits_of(dir.string(), &scaled);
+    EXPECT_GT(MaxAbsDiff(scaled, unscaled), 1e-3) << c.rope << ": the scaling changed nothing";
+    gguf::Writer writer;
+    const std::string gguf_path = (dir / "scaled.gguf").string();
+    const Status written = WriteGgufModel((*model)->config(), ModelTensors(**model), Recipe::kF32,
+                                          &writer, gguf_path, &pool);
+    if (!c.exportable) {
+      EXPECT_EQ(written.code(), StatusCode::kUnimplemented) << written.ToString();
+      EXPECT_NE(written.message().find("sliding-window layer"), std::string::npos);
+      continue;
+    }
+    ASSERT_TRUE(written.ok()) << written.ToString();
+    std::vector<float> from_gguf;
+    logits_of(gguf_path, &from_gguf);
+    EXPECT_LE(MaxAbsDiff(from_gguf, scaled), 1e-5) << c.rope;
+  }
+  fs::remove_all(dir);
+}
+
 // A NaN in the (tied) embedding makes that token's logit NaN at every position. It must be
 // refused at load or be an error naming the position, never logits handed back as output.
 TEST(ConfigTest, NonFiniteLogitsAreAnErrorNamingThePosition) {
@@ -176,6 +301,96 @@ TEST(ConfigTest, NonFiniteLogitsAreAnErrorNamingThePosition) {
   EXPECT_NE(s.message().find("logits at position 0 are not finite (token 7: NaN)"),
             std::string::npos)
       << s.ToString();
+  fs::remove_all(dir);
+}
+
+// An untied LM head (lm_head.weight beside the model; GGUF output.weight) gives the logits
+// while the embedding keeps giving the inputs. Built from tiny-e2b's text checkpoint with
+// lm_head row r = embedding row (7r + 3) mod V, so the untied model's logits are the tied
+// model's, columns permuted: a loader that ignored lm_head (or fed the inputs from it) fails.
+// Before, any checkpoint whose config said tie_word_embeddings false was refused.
+TEST(ConfigTest, UntiedLmHeadGivesTheLogits) {
+  namespace fs = std::filesystem;
+  const fs::path source = fs::path(kConfig).parent_path();
+  const fs::path dir = fs::path(::testing::TempDir()) / "untied_lm_head";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const char* name : {"generation_config.json", "model.safetensors"}) {
+    fs::copy_file(source / name, dir / name);
+  }
+  // The embedding's bytes (BF16 [512, 64]) from the shard's header.
+  std::ifstream shard(source / "model.safetensors", std::ios::binary);
+  uint64_t header_size = 0;
+  shard.read(reinterpret_cast<char*>(&header_size), sizeof(header_size));
+  std::string header_text(header_size, '\0');
+  shard.read(header_text.data(), static_cast<std::streamsize>(header_size));
+  auto header = json::Parse(header_text);
+  ASSERT_TRUE(header.ok());
+  const json::Value* embed = header->Find("model.embed_tokens.weight");
+  ASSERT_NE(embed, nullptr);
+  ASSERT_EQ(embed->Find("dtype")->as_string(), "BF16");
+  int64_t begin = 0, end = 0;
+  ASSERT_TRUE(embed->Find("data_offsets")->as_array()[0].GetInt64(&begin));
+  ASSERT_TRUE(embed->Find("data_offsets")->as_array()[1].GetInt64(&end));
+  const int64_t vocab = 512, row_bytes = 64 * 2;
+  ASSERT_EQ(end - begin, vocab * row_bytes);
+  std::string rows(static_cast<size_t>(end - begin), '\0');
+  shard.seekg(static_cast<std::streamoff>(8 + header_size + begin));
+  shard.read(rows.data(), static_cast<std::streamsize>(rows.size()));
+  auto source_row = [&](int64_t r) { return (7 * r + 3) % vocab; };
+  std::string head(rows.size(), '\0');
+  for (int64_t r = 0; r < vocab; ++r) {
+    std::memcpy(head.data() + r * row_bytes, rows.data() + source_row(r) * row_bytes, row_bytes);
+  }
+  std::string head_header =
+      R"({"lm_head.weight":{"dtype":"BF16","shape":[512,64],"data_offsets":[0,)" +
+      std::to_string(head.size()) + "]}}";
+  while (head_header.size() % 8 != 0) head_header += ' ';
+  {
+    std::ofstream out(dir / "head.safetensors", std::ios::binary);
+    const uint64_t n = head_header.size();
+    out.write(reinterpret_cast<const char*>(&n), sizeof(n));
+    out << head_header << head;
+  }
+  std::string index = R"({"weight_map": {"lm_head.weight": "head.safetensors")";
+  for (const auto& [name, value] : header->as_object()) {
+    if (name != "__metadata__") index += ", \"" + name + "\": \"model.safetensors\"";
+  }
+  index += "}}";
+  std::ofstream(dir / "model.safetensors.index.json") << index;
+  json::Value config = With("tie_word_embeddings", "false");
+  std::ofstream(dir / "config.json") << config.Serialize();
+
+  ThreadPool pool(1);
+  auto logits_of = [&](const std::string& path, std::vector<float>* logits) {
+    auto model = LoadedModel::Load(path);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    InferenceState state(**model, &pool);
+    const std::vector<int32_t> ids = {2, 10, 20, 300, 511};
+    ASSERT_TRUE(state.Forward(ids.data(), 5, LogitsMode::kAll, logits).ok());
+  };
+  std::vector<float> tied, untied, untied_gguf;
+  logits_of(source.string(), &tied);
+  logits_of(dir.string(), &untied);
+  ASSERT_EQ(tied.size(), untied.size());
+  for (size_t t = 0; t < tied.size() / vocab; ++t) {
+    for (int64_t r = 0; r < vocab; ++r) {
+      ASSERT_NEAR(untied[t * vocab + r], tied[t * vocab + source_row(r)], 1e-5)
+          << "position " << t << ", id " << r;
+    }
+  }
+  // Through GGUF (f32): the head becomes output.weight and comes back untied.
+  auto model = LoadedModel::Load(dir.string());
+  ASSERT_TRUE(model.ok());
+  EXPECT_FALSE((*model)->config().tie_word_embeddings);
+  gguf::Writer writer;
+  const std::string gguf_path = (dir / "untied.gguf").string();
+  ASSERT_TRUE(WriteGgufModel((*model)->config(), ModelTensors(**model), Recipe::kF32, &writer,
+                             gguf_path, &pool)
+                  .ok());
+  logits_of(gguf_path, &untied_gguf);
+  ASSERT_EQ(untied_gguf.size(), untied.size());
+  for (size_t i = 0; i < untied.size(); ++i) ASSERT_NEAR(untied_gguf[i], untied[i], 1e-5) << i;
   fs::remove_all(dir);
 }
 

@@ -85,6 +85,13 @@ Status ReadRope(const json::Value* all, const char* layer_type, const std::strin
     return InvalidArgumentError(where + ": rope_parameters has no entry for '" + layer_type + "'");
   }
   if (!p->is_object()) return InvalidArgumentError(where + ": rope_parameters entry not an object");
+  // An entry stands alone: what it leaves out takes transformers' defaults for every rope type
+  // (type "default", partial_rotary_factor 1, factor 1), not the released full-attention preset
+  // that applies when rope_parameters is absent. Only the base keeps the layer type's default
+  // (transformers fills a missing rope_theta from the config's default_theta per layer type).
+  out->type = "default";
+  out->partial_rotary_factor = 1.0f;
+  out->factor = 1.0f;
   if (const json::Value* t = p->Find("rope_type"); t != nullptr && t->is_string()) {
     out->type = t->as_string();
   }
@@ -155,10 +162,12 @@ void SetRopeFrequencies(float theta, int pairs, float denom, const float* factor
                         LayerConfig* layer) {
   layer->rope_theta = theta;
   layer->inv_freq.assign(layer->head_dim / 2, 0.0f);
+  layer->rope_pair_factors.assign(layer->head_dim / 2, 1e30f);
   layer->rotated_pairs = 0;
   for (int i = 0; i < pairs && i < layer->head_dim / 2; ++i) {
     const float factor = factors != nullptr ? factors[i] : 1.0f;
     if (factor >= 1e29f) continue;  // unrotated
+    layer->rope_pair_factors[i] = factor;
     const float exponent = static_cast<float>(2 * i) / denom;
     layer->inv_freq[i] = (1.0f / std::pow(theta, exponent)) / factor;
     layer->rotated_pairs = i + 1;
@@ -227,10 +236,11 @@ StatusOr<ModelConfig> ParseModelConfig(const json::Value& root, const std::strin
     return UnimplementedError(where + ": hidden_activation '" + act->as_string() +
                               "' is not supported (Gemma 4 uses gelu_pytorch_tanh)");
   }
-  if (const json::Value* tie = text->Find("tie_word_embeddings");
-      tie != nullptr && tie->is_bool() && !tie->as_bool()) {
-    return UnimplementedError(where + ": untied word embeddings are not supported");
-  }
+  // transformers ties the LM head by the top-level config: a Gemma4ForConditionalGeneration
+  // checkpoint's own tie_word_embeddings (true unless it says otherwise; its text_config's flag
+  // is not read, and such a model saves no lm_head.weight), a Gemma4ForCausalLM checkpoint's
+  // text config, which is the top level there.
+  GEMMA4_RETURN_IF_ERROR(Reader(root, source).Bool("tie_word_embeddings", &c.tie_word_embeddings));
   if (const json::Value* bidi = text->Find("use_bidirectional_attention");
       bidi != nullptr && bidi->is_string()) {
     if (bidi->as_string() == "all") {

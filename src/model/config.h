@@ -27,6 +27,9 @@ struct LayerConfig {
   // proportional RoPE leaves unrotated. Dims (i, i + head_dim/2) rotate together.
   std::vector<float> inv_freq;
   int rotated_pairs = 0;  // leading non-zero entries of inv_freq
+  // [head_dim / 2] each pair's frequency divisor: RoPE scaling's factor (1 without it) for the
+  // rotated pairs, >= 1e29 for the unrotated ones; what llama.cpp's rope_freqs tensor holds.
+  std::vector<float> rope_pair_factors;
 };
 
 struct ModelConfig {
@@ -73,8 +76,25 @@ struct ModelConfig {
   // use_bidirectional_attention == "vision" (26B/31B): during prefill, the soft tokens of one
   // image (or video frame) see each other on sliding layers; full layers stay causal.
   bool bidirectional_vision = false;
+  // The LM head is the embedding (every released model). Untied: its own lm_head.weight
+  // [V, H] (GGUF: output.weight).
+  bool tie_word_embeddings = true;
 
   int first_kv_shared_layer() const { return num_layers - num_kv_shared_layers; }
+  // The id whose embedding (and per-layer input) a token takes when no encoder output fills
+  // its position. Gemma4ForConditionalGeneration replaces every image, video and audio
+  // placeholder id with the pad id before its embedding lookups (the encoder rows then
+  // overwrite the filled ones), so a placeholder the model generated, or one in a prompt given
+  // without media, embeds as pad; a text-only Gemma4ForCausalLM checkpoint embeds it as it is.
+  // GGUF files embed every id as it is, as llama.cpp does: their placeholder ids are found by
+  // token text in the vocabulary, which need not be the ids the checkpoint's config named.
+  int32_t TextEmbeddingId(int32_t id) const {
+    const bool multimodal_layout = model_type == "gemma4";
+    return multimodal_layout &&
+                   (id == image_token_id || id == video_token_id || id == audio_token_id)
+               ? pad_token_id
+               : id;
+  }
 };
 
 // Sets layer->rope_theta, inv_freq and rotated_pairs as transformers computes them in f32:

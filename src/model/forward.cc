@@ -242,9 +242,10 @@ Status InferenceState::ForwardChunk(const ForwardInput& input, int64_t offset, i
         ple_ids_[t] = config_.pad_token_id;
         continue;
       }
-      ops::ToF32(w.embed, int64_t{ids[t]} * H, H, row);
+      const int32_t id = config_.TextEmbeddingId(ids[t]);
+      ops::ToF32(w.embed, int64_t{id} * H, H, row);
       for (int64_t j = 0; j < H; ++j) row[j] *= embed_scale;
-      ple_ids_[t] = ids[t];
+      ple_ids_[t] = id;
     }
     if (config_.ple_dim > 0) GEMMA4_RETURN_IF_ERROR(PerLayerInputs(ple_ids_.data(), s));
     // Sliding layers: a query sees keys up to its own position, or to the end of its
@@ -341,7 +342,7 @@ Status InferenceState::ForwardChunk(const ForwardInput& input, int64_t offset, i
   if (hidden_out_ != nullptr) {
     hidden_out_->insert(hidden_out_->end(), normed_.begin(), normed_.begin() + rows * H);
   }
-  ops::MatMul(w.embed, normed_.data(), rows, logits, pool_);
+  ops::MatMul(w.lm_head, normed_.data(), rows, logits, pool_);
   const float cap = config_.final_logit_softcap;
   if (cap > 0) {
     const int64_t n = rows * config_.vocab_size;

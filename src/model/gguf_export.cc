@@ -91,7 +91,8 @@ DType RecipeType(Recipe recipe, const std::string& name, const std::vector<int64
   // feeds every layer through a norm that removes its scale, so its relative error passes
   // through undiminished. Both get 6 bits under q4_0 and q4_k_m (as llama.cpp's recipes do),
   // 8 under q8_0.
-  const bool embedding = name == "embed_tokens.weight" || name == "embed_tokens_per_layer.weight";
+  const bool embedding = name == "embed_tokens.weight" || name == "lm_head.weight" ||
+                         name == "embed_tokens_per_layer.weight";
   DType type;
   if (recipe == Recipe::kQ8_0) {
     type = DType::kQ8_0;
@@ -148,13 +149,13 @@ std::vector<ExportTensor> SyntheticTensors(const ModelConfig& config, uint64_t s
 
 namespace {
 
-// rope_freqs for the file, or nothing when every pair rotates.
-std::vector<float> RopeFreqFactorsOrEmpty(const ModelConfig& c) {
-  std::vector<float> f = RopeFreqFactors(c);
+// rope_freqs for the file, or nothing when every pair rotates unscaled.
+StatusOr<std::vector<float>> RopeFreqFactorsOrEmpty(const ModelConfig& c) {
+  GEMMA4_ASSIGN_OR_RETURN(std::vector<float> f, RopeFreqFactors(c));
   for (float x : f) {
     if (x != 1.0f) return f;
   }
-  return {};
+  return std::vector<float>{};
 }
 
 }  // namespace
@@ -162,6 +163,7 @@ std::vector<float> RopeFreqFactorsOrEmpty(const ModelConfig& c) {
 Status WriteGgufModel(const ModelConfig& config, const std::vector<ExportTensor>& tensors,
                       Recipe recipe, gguf::Writer* writer, const std::string& path,
                       ThreadPool* pool) {
+  GEMMA4_ASSIGN_OR_RETURN(const std::vector<float> rope_freqs, RopeFreqFactorsOrEmpty(config));
   SetGgufMetadata(config, writer);
   // llama.cpp's general.file_type (LLAMA_FTYPE_*): F32 0, F16 1, Q4_0 2, Q8_0 7, Q4_K_M 15,
   // BF16 32.
@@ -173,7 +175,6 @@ Status WriteGgufModel(const ModelConfig& config, const std::vector<ExportTensor>
                                                          : 2;
   writer->Set("general.file_type", gguf::Value::Int(gguf::ValueType::kUint32, file_type));
   writer->Set("general.quantization_version", gguf::Value::Int(gguf::ValueType::kUint32, 2));
-  const std::vector<float> rope_freqs = RopeFreqFactorsOrEmpty(config);
   struct Planned {
     std::string name;
     DType type;

@@ -174,6 +174,8 @@ StatusOr<ModelConfig> ConfigFromGguf(const gguf::File& f, const std::string& arc
     return InvalidArgumentError(f.path() + ": missing 2-D tensor 'token_embd.weight'");
   }
   c.vocab_size = static_cast<int>(embed->shape[0]);
+  // llama.cpp's converters write output.weight only for an untied LM head.
+  c.tie_word_embeddings = FindTensor(f, "output.weight") == nullptr;
   if (c.ple_dim > 0) {
     const TensorView* ple_table = FindTensor(f, "per_layer_token_embd.weight");
     if (ple_table == nullptr || ple_table->shape.size() != 2) {
@@ -286,6 +288,7 @@ StatusOr<ModelConfig> ConfigFromGguf(const gguf::File& f, const std::string& arc
 std::string GgufTensorName(const std::string& hf) {
   static const std::pair<const char*, const char*> kGlobal[] = {
       {"embed_tokens.weight", "token_embd.weight"},
+      {"lm_head.weight", "output.weight"},
       {"norm.weight", "output_norm.weight"},
       {"embed_tokens_per_layer.weight", "per_layer_token_embd.weight"},
       {"per_layer_model_projection.weight", "per_layer_model_proj.weight"},
@@ -334,14 +337,31 @@ std::string GgufTensorName(const std::string& hf) {
   return "";
 }
 
-std::vector<float> RopeFreqFactors(const ModelConfig& c) {
-  for (const LayerConfig& l : c.layers) {
-    if (l.sliding) continue;
-    std::vector<float> f(l.head_dim / 2, 1e30f);
-    for (int p = 0; p < l.rotated_pairs; ++p) f[p] = 1.0f;
-    return f;
+StatusOr<std::vector<float>> RopeFreqFactors(const ModelConfig& c) {
+  const std::vector<float>* global = nullptr;
+  for (size_t i = 0; i < c.layers.size(); ++i) {
+    const LayerConfig& l = c.layers[i];
+    if (l.sliding) {
+      for (int p = 0; p < l.rotated_pairs; ++p) {
+        if (l.rope_pair_factors[p] != 1.0f) {
+          return UnimplementedError(
+              "layer " + std::to_string(i) + ": RoPE scaling (factor " +
+              std::to_string(l.rope_pair_factors[p]) +
+              ") on a sliding-window layer has no form in llama.cpp's gemma4 GGUF layout "
+              "(rope_freqs applies to the global layers only)");
+        }
+      }
+      continue;
+    }
+    if (global == nullptr) {
+      global = &l.rope_pair_factors;
+    } else if (*global != l.rope_pair_factors) {
+      return UnimplementedError("layer " + std::to_string(i) +
+                                ": global layers with different RoPE frequency divisors have no "
+                                "form in llama.cpp's gemma4 GGUF layout (one rope_freqs)");
+    }
   }
-  return {};
+  return global != nullptr ? *global : std::vector<float>{};
 }
 
 void SetGgufMetadata(const ModelConfig& c, gguf::Writer* w) {

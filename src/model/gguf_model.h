@@ -25,9 +25,12 @@ std::string GgufTensorName(const std::string& hf_name);
 // RoPE, MoE, PLE, stop tokens).
 void SetGgufMetadata(const ModelConfig& config, gguf::Writer* writer);
 
-// The rope_freqs.weight values llama.cpp uses for proportional RoPE on global layers: 1 for
-// rotated pairs, 1e30 for the rest ([global_head_dim / 2]).
-std::vector<float> RopeFreqFactors(const ModelConfig& config);
+// The rope_freqs.weight values llama.cpp uses for proportional RoPE on global layers
+// ([global_head_dim / 2]): each rotated pair's divisor (1, or RoPE scaling's factor), 1e30 for
+// the unrotated pairs. Unimplemented where the layout cannot say what the config does: RoPE
+// scaling on sliding-window layers (the file has no divisor for them), or global layers whose
+// divisors differ.
+StatusOr<std::vector<float>> RopeFreqFactors(const ModelConfig& config);
 
 }  // namespace gemma4
 

@@ -181,7 +181,14 @@ const TensorView* LoadedModel::FindWeight(const std::string& hf_name) const {
     }
     return it == gguf_tensors_.end() ? nullptr : it->second;
   }
-  return checkpoint_->Find(prefix_ + hf_name);
+  return checkpoint_->Find(StoredName(hf_name));
+}
+
+std::string LoadedModel::StoredName(const std::string& hf_name) const {
+  if (gguf_ != nullptr) return GgufTensorName(hf_name);
+  // An untied LM head sits beside the model, not inside it (Gemma4ForCausalLM and
+  // Gemma4ForConditionalGeneration alike).
+  return hf_name == "lm_head.weight" ? hf_name : prefix_ + hf_name;
 }
 
 std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c, bool split_expert_gate_up) {
@@ -191,6 +198,7 @@ std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c, bool split_expert_
     specs.push_back({std::move(name), std::move(shape), optional});
   };
   add("embed_tokens.weight", {c.vocab_size, H});
+  if (!c.tie_word_embeddings) add("lm_head.weight", {c.vocab_size, H});
   add("norm.weight", {H});
   if (P > 0) {
     add("embed_tokens_per_layer.weight", {c.ple_vocab_size, L * P});
@@ -265,7 +273,7 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
   const bool split_expert_gate_up = c.moe && HasGgufTensor("blk.0.ffn_gate_exps.weight") &&
                                     !HasGgufTensor("blk.0.ffn_gate_up_exps.weight");
   for (const TensorSpec& spec : ExpectedTensors(c, split_expert_gate_up)) {
-    const std::string stored = gguf_ != nullptr ? GgufTensorName(spec.name) : prefix_ + spec.name;
+    const std::string stored = StoredName(spec.name);
     const TensorView* t = FindWeight(spec.name);
     TensorView expected;
     expected.shape = spec.shape;
@@ -488,6 +496,7 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     }
   };
   weights_.embed = matrix("embed_tokens.weight");
+  weights_.lm_head = c.tie_word_embeddings ? weights_.embed : matrix("lm_head.weight");
   vec("norm.weight", &weights_.final_norm);
   weights_.ple_embed = matrix("embed_tokens_per_layer.weight");
   weights_.ple_model_projection = matrix("per_layer_model_projection.weight");
@@ -541,7 +550,7 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
 
 std::vector<const TensorView*> LoadedModel::PerTokenMatrices() const {
   const ModelWeights& w = weights_;
-  std::vector<const TensorView*> out = {&w.embed, &w.ple_model_projection};
+  std::vector<const TensorView*> out = {&w.lm_head, &w.ple_model_projection};
   for (const LayerWeights& l : w.layers) {
     for (const TensorView* t :
          {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj,

@@ -50,7 +50,8 @@ struct LayerWeights {
 };
 
 struct ModelWeights {
-  TensorView embed;                        // [V, H], also the tied LM head
+  TensorView embed;                        // [V, H]
+  TensorView lm_head;                      // [V, H]: embed itself unless untied
   TensorView ple_embed;                    // [V_ple, L*P]
   TensorView ple_model_projection;         // [L*P, H]
   std::vector<float> ple_projection_norm;  // [P]
@@ -165,6 +166,8 @@ class LoadedModel {
   Status LoadWeights(ThreadPool* pool);
   // The tensor holding the text weight with Hugging Face name `hf_name` (without prefix).
   const TensorView* FindWeight(const std::string& hf_name) const;
+  // The name a text weight (Hugging Face name without the model prefix) is stored under.
+  std::string StoredName(const std::string& hf_name) const;
 
   static StatusOr<std::unique_ptr<LoadedModel>> Open(const std::string& path, WeightPlan* plan_only,
                                                      ThreadPool* pool,

@@ -29,11 +29,16 @@ StatusOr<MediaBatch> MediaBatch::Build(const ModelConfig& config, std::vector<in
            : k == MediaKind::kVideo ? config.video_token_id
                                     : config.audio_token_id;
   };
+  // Kinds with encoder outputs. A kind without any keeps its placeholders as ids, embedded as
+  // the pad id (ModelConfig::TextEmbeddingId), as transformers does with placeholders when no
+  // media of their kind is passed (a generated one, or a prompt of ids given without files).
+  bool filled[3] = {false, false, false};
   try {
     b.embedded_.assign(n, 0);
     b.block_.assign(n, -1);
     // Count placeholders and soft tokens per kind.
-    for (MediaKind k : kinds) {
+    for (int ki = 0; ki < 3; ++ki) {
+      const MediaKind k = kinds[ki];
       const int32_t id = placeholder(k);
       const int64_t slots = std::count(ids.begin(), ids.end(), id);
       int64_t rows = 0, items = 0;
@@ -49,7 +54,8 @@ StatusOr<MediaBatch> MediaBatch::Build(const ModelConfig& config, std::vector<in
         rows += m.rows;
         ++items;
       }
-      if (slots != rows) {
+      filled[ki] = items > 0;
+      if (filled[ki] && slots != rows) {
         return InvalidArgumentError("the ids hold " + std::to_string(slots) + " " +
                                     MediaKindName(k) + " placeholder tokens (id " +
                                     std::to_string(id) + "), but the " + std::to_string(items) +
@@ -72,7 +78,7 @@ StatusOr<MediaBatch> MediaBatch::Build(const ModelConfig& config, std::vector<in
     for (int64_t i = 0; i < n; ++i) {
       int ki = -1;
       for (int k = 0; k < 3; ++k) {
-        if (ids[i] == placeholder(kinds[k])) ki = k;
+        if (filled[k] && ids[i] == placeholder(kinds[k])) ki = k;
       }
       const bool vision = ki == 0 || ki == 1;
       if (vision) {

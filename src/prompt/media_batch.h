@@ -29,7 +29,9 @@ struct EncodedMedia {
 class MediaBatch {
  public:
   // ids: the prompt; media: encoded items of any kinds, each kind in its order of appearance.
-  // Errors name the kind and both counts when the placeholders and the soft tokens differ.
+  // Errors name the kind and both counts when the placeholders and the soft tokens of a kind
+  // with media differ. Placeholders of a kind without media stay ids (embedded as the pad id
+  // by a multimodal checkpoint, as transformers does; no bidirectional block).
   static StatusOr<MediaBatch> Build(const ModelConfig& config, std::vector<int32_t> ids,
                                     const std::vector<EncodedMedia>& media);
 
