@@ -364,6 +364,30 @@ TEST(VisionMmproj, WrittenMmprojEncodesLikeTheCheckpoint) {
   EXPECT_FALSE(bad.ok());
 }
 
+// The pooling kernel and patch size travel in the mmproj file: a tower that pools 2x2 or 4x4
+// came back as 3x3 (soft tokens off by units; tools/reference/make_config_sweep.py).
+TEST(VisionMmproj, PoolingKernelAndPatchSizeRoundTrip) {
+  ThreadPool pool(1);
+  Loaded l = Load("tiny-e2b-vision");
+  ASSERT_NE(l.encoder, nullptr);
+  for (const auto& [patch, kernel] : {std::pair{8, 2}, std::pair{14, 4}, std::pair{16, 3}}) {
+    VisionConfig config = l.encoder->config();
+    config.patch_size = patch;
+    config.pooling_kernel_size = kernel;
+    const std::string path =
+        ::testing::TempDir() + "/mmproj-pool" + std::to_string(kernel) + ".gguf";
+    const int text_hidden = l.model->config().hidden_size;
+    ASSERT_TRUE(vision::WriteVisionMmproj(config, text_hidden,
+                                          vision::SyntheticVisionTensors(config, text_hidden, 7),
+                                          DType::kF32, path, &pool)
+                    .ok());
+    auto mm = vision::VisionEncoder::LoadMmproj(path, text_hidden);
+    ASSERT_TRUE(mm.ok()) << mm.status().ToString();
+    EXPECT_EQ((*mm)->config().pooling_kernel_size, kernel);
+    EXPECT_EQ((*mm)->config().patch_size, patch);
+  }
+}
+
 // Files made by llama.cpp's own converter (convert_hf_to_gguf.py --mmproj, run by
 // tools/reference with transformers installed): its mmproj files load and encode like the
 // checkpoints, and its text GGUF with its mmproj reproduces transformers' image-prompt logits.
