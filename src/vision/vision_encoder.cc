@@ -550,10 +550,13 @@ Status WriteVisionMmproj(const VisionConfig& c, int text_hidden, const VisionTen
   w.Set("clip.vision.projection_dim", Value::Int(ValueType::kUint32, text_hidden));
   w.Set("clip.vision.image_size", Value::Int(ValueType::kUint32, 224));  // unused (as llama.cpp)
   w.Set("clip.vision.patch_size", Value::Int(ValueType::kUint32, c.patch_size));
-  // The pooling kernel (3 in every release), read back by LoadMmproj; without it a tower that
-  // pools 2x2 or 4x4 was loaded as 3x3 (the sweep of tools/reference/make_config_sweep.py).
-  w.Set("clip.vision.projector.scale_factor",
-        Value::Int(ValueType::kUint32, c.pooling_kernel_size));
+  // A pooling kernel other than the released 3 (which llama.cpp's converter leaves unsaid and
+  // LoadMmproj assumes), read back by LoadMmproj; without it a tower that pools 2x2 or 4x4 was
+  // loaded as 3x3 (the sweep of tools/reference/make_config_sweep.py).
+  if (c.pooling_kernel_size != 3) {
+    w.Set("clip.vision.projector.scale_factor",
+          Value::Int(ValueType::kUint32, c.pooling_kernel_size));
+  }
   w.Set("clip.vision.embedding_length", Value::Int(ValueType::kUint32, c.hidden_size));
   w.Set("clip.vision.feed_forward_length", Value::Int(ValueType::kUint32, c.intermediate_size));
   w.Set("clip.vision.block_count", Value::Int(ValueType::kUint32, c.num_layers));
