@@ -74,12 +74,17 @@ Status RunQuantize(int argc, char** argv) {
       WriteGgufModel(model->config(), ModelTensors(*model), recipe, &writer, dst, &pool));
   std::fprintf(stderr, "gemma4 quantize: wrote %s (%s) in %.1f s\n", dst.c_str(), type.c_str(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  // The vision tower, as a llama.cpp mmproj beside the text model.
+  // The towers, as a llama.cpp mmproj beside the text model.
   const Checkpoint* ckpt = model->checkpoint();
-  const json::Value* vc = ckpt != nullptr ? ckpt->config_json().Find("vision_config") : nullptr;
-  if (vc == nullptr || vc->is_null()) {
+  auto declared = [&](const char* key) {
+    const json::Value* v = ckpt != nullptr ? ckpt->config_json().Find(key) : nullptr;
+    return v != nullptr && !v->is_null();
+  };
+  bool vision = declared("vision_config");
+  bool audio = declared("audio_config");
+  if (!vision && !audio) {
     if (!mmproj.empty()) {
-      return FailedPreconditionError("--mmproj: " + src + " has no vision tower to write");
+      return FailedPreconditionError("--mmproj: " + src + " has no vision or audio tower to write");
     }
     return OkStatus();
   }
@@ -105,18 +110,20 @@ Status RunQuantize(int argc, char** argv) {
   }
   // A tower the checkpoint declares but that cannot be used (damaged, or shaped as transformers
   // itself could not run) is left out with a warning: the text model is written either way.
-  if (auto usable = vision::VisionEncoder::Load(*model); !usable.ok()) {
-    std::fprintf(stderr,
-                 "gemma4 quantize: warning: no mmproj written: the vision tower cannot be "
-                 "used (%s)\n",
-                 usable.status().message().c_str());
-    return OkStatus();
+  if (vision) {
+    if (auto usable = vision::VisionEncoder::Load(*model); !usable.ok()) {
+      std::fprintf(stderr,
+                   "gemma4 quantize: warning: the vision tower cannot be used and is not in "
+                   "the mmproj (%s)\n",
+                   usable.status().message().c_str());
+      vision = false;
+    }
   }
-  GEMMA4_RETURN_IF_ERROR(vision::WriteVisionMmproj(*model, matrix_type, mmproj, &pool));
+  if (vision) {
+    GEMMA4_RETURN_IF_ERROR(vision::WriteVisionMmproj(*model, matrix_type, mmproj, &pool));
+  }
   // E2B/E4B: the audio tower joins the vision tower in the same file, as llama.cpp's converter
-  // writes it.
-  const json::Value* ac = ckpt->config_json().Find("audio_config");
-  bool audio = ac != nullptr && !ac->is_null();
+  // writes it; a checkpoint with an audio tower alone gets an audio-only mmproj.
   if (audio) {
     if (auto usable = audio::AudioEncoder::Load(*model); !usable.ok()) {
       std::fprintf(stderr,
@@ -127,11 +134,16 @@ Status RunQuantize(int argc, char** argv) {
     }
   }
   if (audio) {
-    GEMMA4_RETURN_IF_ERROR(
-        audio::WriteAudioMmproj(*model, matrix_type, mmproj, &pool, /*add_to=*/mmproj));
+    GEMMA4_RETURN_IF_ERROR(audio::WriteAudioMmproj(*model, matrix_type, mmproj, &pool,
+                                                   /*add_to=*/vision ? mmproj : ""));
   }
-  std::fprintf(stderr, "gemma4 quantize: wrote %s (vision%s tower%s, %s)\n", mmproj.c_str(),
-               audio ? " and audio" : "", audio ? "s" : "", mmproj_type.c_str());
+  if (!vision && !audio) {
+    std::fprintf(stderr, "gemma4 quantize: warning: no mmproj written: no usable tower\n");
+    return OkStatus();
+  }
+  std::fprintf(stderr, "gemma4 quantize: wrote %s (%s%s%s tower%s, %s)\n", mmproj.c_str(),
+               vision ? "vision" : "", vision && audio ? " and " : "", audio ? "audio" : "",
+               vision && audio ? "s" : "", mmproj_type.c_str());
   return OkStatus();
 }
 
