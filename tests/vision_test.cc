@@ -18,6 +18,7 @@
 #include "media/video_file.h"
 #include "media_reference.h"
 #include "model/forward.h"
+#include "model/gguf_export.h"
 #include "model/model.h"
 #include "prompt/media_batch.h"
 #include "runtime/thread_pool.h"
@@ -362,6 +363,30 @@ TEST(VisionMmproj, WrittenMmprojEncodesLikeTheCheckpoint) {
   // A file that is no mmproj.
   auto bad = vision::VisionEncoder::LoadMmproj(VisionDir() + "/reference.json", 64);
   EXPECT_FALSE(bad.ok());
+}
+
+// use_bidirectional_attention travels in the GGUF files gemma4 writes (its own key); files
+// without it take the released rule (bidirectional where there is no PLE). Found by the
+// sweep: a PLE model with bidirectional images, and a PLE-less one without, came back from
+// GGUF with the rule's answer (image-prompt logits 17-41 off).
+TEST(VisionPrompt, BidirectionalImagesSurviveGguf) {
+  ThreadPool pool(1);
+  for (const char* name : {"tiny-e2b-vision", "tiny-26b-vision"}) {
+    Loaded l = Load(name);
+    ASSERT_NE(l.model, nullptr);
+    const bool rule = l.model->config().ple_dim == 0;
+    for (const bool bidirectional : {rule, !rule}) {
+      ModelConfig config = l.model->config();
+      config.bidirectional_vision = bidirectional;
+      gguf::Writer writer;
+      const std::string path = ::testing::TempDir() + "/bidi.gguf";
+      ASSERT_TRUE(
+          WriteGgufModel(config, ModelTensors(*l.model), Recipe::kF32, &writer, path, &pool).ok());
+      auto back = LoadedModel::Load(path);
+      ASSERT_TRUE(back.ok()) << back.status().ToString();
+      EXPECT_EQ((*back)->config().bidirectional_vision, bidirectional) << name;
+    }
+  }
 }
 
 // The pooling kernel and patch size travel in the mmproj file: a tower that pools 2x2 or 4x4

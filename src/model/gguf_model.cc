@@ -10,6 +10,8 @@ constexpr char kArch[] = "gemma4";
 // Our own key: all stop tokens (GGUF's tokenizer.ggml.eos_token_id holds one). llama.cpp
 // ignores keys it does not know.
 constexpr char kEosIdsKey[] = "gemma4.generation.eos_token_ids";
+// Ours (llama.cpp has no key for it): use_bidirectional_attention == "vision".
+constexpr char kBidirectionalVisionKey[] = "gemma4.attention.bidirectional_vision";
 
 std::string Key(const char* suffix) { return std::string(kArch) + "." + suffix; }
 
@@ -278,9 +280,18 @@ StatusOr<ModelConfig> ConfigFromGguf(const gguf::File& f, const std::string& arc
       }
     }
   }
-  // 26B/31B (no Per-Layer Embeddings) attend bidirectionally within an image on sliding
-  // layers (transformers' use_bidirectional_attention = "vision"; GGUF has no key for it).
+  // Bidirectional attention within an image on sliding layers (transformers'
+  // use_bidirectional_attention = "vision"): our own key where gemma4 quantize wrote the file;
+  // llama.cpp's converter has none, and of the released models the ones without Per-Layer
+  // Embeddings (26B/31B) attend so.
   c.bidirectional_vision = c.ple_dim == 0;
+  if (const gguf::Value* bidi = f.Find(kBidirectionalVisionKey); bidi != nullptr) {
+    if (bidi->type != gguf::ValueType::kBool) {
+      return InvalidArgumentError(f.path() + ": metadata key '" + kBidirectionalVisionKey +
+                                  "' is not a bool");
+    }
+    c.bidirectional_vision = bidi->i != 0;
+  }
   GEMMA4_RETURN_IF_ERROR(ValidateModelConfig(c, f.path()));
   return c;
 }
@@ -409,6 +420,7 @@ void SetGgufMetadata(const ModelConfig& c, gguf::Writer* w) {
   w->Set(Key("rope.dimension_count"), u32(global->head_dim));
   w->Set(Key("rope.dimension_count_swa"), u32(sliding->head_dim));
   w->Set(Key("embedding_length_per_layer_input"), u32(c.ple_dim));
+  w->Set(kBidirectionalVisionKey, Value::Bool(c.bidirectional_vision));
   if (c.final_logit_softcap > 0) {
     w->Set(Key("final_logit_softcapping"), Value::Float32(c.final_logit_softcap));
   }

@@ -103,15 +103,19 @@ def check_model(gemma4, vdir, media_dir, tmp, gguf):
                 results[-1] = ("gguf quantize (refused)", 0.0, "ok")
     for label, model, extra in sources:
         for p in rec["prompts"]:
-            if label == "gguf" and p["media"]:
-                # The sweep's checkpoints have no tokenizer, so their GGUF files cannot name the
-                # placeholder ids; the GGUF towers are checked through `encode` below.
+            if label == "gguf" and p["media"] and \
+                    not os.path.exists(os.path.join(vdir, "tokenizer.json")):
+                # Without a tokenizer the GGUF file cannot name the placeholder ids (GGUF has no
+                # keys for them); the GGUF towers are still checked through `encode` below.
                 continue
             out = os.path.join(tmp, "logits.f32")
             what = f"{label} logits {p['name']}"
+            # An mmproj file holds no processor config: the checkpoint's default budget is given.
+            budget = ["--image-budget", str(spec["budget"])] if label == "gguf" and any(
+                not m.endswith(".wav") for m in p["media"]) else []
             try:
                 run([gemma4, "logits", "--model", model, "--ids", ",".join(map(str, p["ids"])),
-                     "--out", out] + media_args(p["media"], media_dir) + extra)
+                     "--out", out] + media_args(p["media"], media_dir) + extra + budget)
                 err, msg = compare(read_f32(out, vocab),
                                    read_f32(os.path.join(vdir, p["logits"]), vocab), LOGIT_TOL)
             except RuntimeError as e:
