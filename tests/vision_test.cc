@@ -389,8 +389,9 @@ TEST(VisionPrompt, BidirectionalImagesSurviveGguf) {
   }
 }
 
-// The pooling kernel and patch size travel in the mmproj file: a tower that pools 2x2 or 4x4
-// came back as 3x3 (soft tokens off by units; tools/reference/make_config_sweep.py).
+// The pooling kernel, patch size and 2-D RoPE base travel in the mmproj file: a tower that
+// pools 2x2 or 4x4 came back as 3x3 (soft tokens off by units;
+// tools/reference/make_config_sweep.py).
 TEST(VisionMmproj, PoolingKernelAndPatchSizeRoundTrip) {
   ThreadPool pool(1);
   Loaded l = Load("tiny-e2b-vision");
@@ -399,6 +400,7 @@ TEST(VisionMmproj, PoolingKernelAndPatchSizeRoundTrip) {
     VisionConfig config = l.encoder->config();
     config.patch_size = patch;
     config.pooling_kernel_size = kernel;
+    config.rope_theta = kernel == 3 ? 100.0f : 1000.0f * kernel;
     const std::string path =
         ::testing::TempDir() + "/mmproj-pool" + std::to_string(kernel) + ".gguf";
     const int text_hidden = l.model->config().hidden_size;
@@ -410,6 +412,7 @@ TEST(VisionMmproj, PoolingKernelAndPatchSizeRoundTrip) {
     ASSERT_TRUE(mm.ok()) << mm.status().ToString();
     EXPECT_EQ((*mm)->config().pooling_kernel_size, kernel);
     EXPECT_EQ((*mm)->config().patch_size, patch);
+    EXPECT_EQ((*mm)->config().rope_theta, config.rope_theta);
   }
 }
 

@@ -208,6 +208,13 @@ StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::LoadMmproj(const std::st
       eps != nullptr && eps->IsFloat()) {
     c.rms_norm_eps = static_cast<float>(eps->f);
   }
+  if (const gguf::Value* theta = f.Find(file.Key("rope_theta")); theta != nullptr) {
+    if (!theta->IsFloat() || !(theta->f > 0) || !std::isfinite(theta->f)) {
+      return InvalidArgumentError(path + ": " + file.Key("rope_theta") +
+                                  " must be a positive number");
+    }
+    c.rope_theta = static_cast<float>(theta->f);
+  }
   if (c.num_heads % c.num_kv_heads != 0 || c.head_dim % 4 != 0 || !(c.rms_norm_eps > 0)) {
     return InvalidArgumentError(path + ": inconsistent vision attention metadata");
   }
@@ -557,6 +564,8 @@ Status WriteVisionMmproj(const VisionConfig& c, int text_hidden, const VisionTen
     w.Set("clip.vision.projector.scale_factor",
           Value::Int(ValueType::kUint32, c.pooling_kernel_size));
   }
+  // Likewise the 2-D RoPE base where it is not the released 100 (ours; llama.cpp assumes 100).
+  if (c.rope_theta != 100.0f) w.Set("clip.vision.rope_theta", Value::Float32(c.rope_theta));
   w.Set("clip.vision.embedding_length", Value::Int(ValueType::kUint32, c.hidden_size));
   w.Set("clip.vision.feed_forward_length", Value::Int(ValueType::kUint32, c.intermediate_size));
   w.Set("clip.vision.block_count", Value::Int(ValueType::kUint32, c.num_layers));
