@@ -33,7 +33,7 @@ from transformers.models.gemma4.image_processing_gemma4 import Gemma4ImageProces
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_fixtures import COMMON_TEXT, VOCAB, randomize, reference_model  # noqa: E402
-from make_vision_fixtures import SPECIAL, TINY_VISION  # noqa: E402
+from make_vision_fixtures import SPECIAL, TINY_VISION, randomize_tower_buffers  # noqa: E402
 
 TINY_AUDIO = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                   subsampling_conv_channels=[128, 4], output_proj_dims=24)
@@ -106,14 +106,8 @@ def build(spec, seed):
     torch.manual_seed(seed)
     model = Gemma4ForConditionalGeneration(cfg).eval()
     randomize(model, seed)
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for name, b in model.named_buffers():
-            leaf = name.split(".")[-1]
-            if leaf in ("input_min", "output_min"):
-                b.copy_(-(torch.rand(b.shape, generator=g) * 1.0 + 0.8))
-            elif leaf in ("input_max", "output_max"):
-                b.copy_(torch.rand(b.shape, generator=g) * 1.0 + 0.8)
+    # The towers here have no std buffers (no standardize), so this draws as it always did.
+    randomize_tower_buffers(model, seed + 1)
     return model
 
 

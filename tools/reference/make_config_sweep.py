@@ -26,6 +26,7 @@ import json
 import os
 import random
 import sys
+import shutil
 import traceback
 import wave
 
@@ -34,16 +35,19 @@ import PIL.Image
 import PIL.ImageDraw
 import torch
 import transformers
-from transformers import Gemma4Config, Gemma4ForConditionalGeneration
+from transformers import (Gemma4Config, Gemma4ForCausalLM, Gemma4ForConditionalGeneration,
+                          Gemma4TextConfig)
 from transformers.image_utils import load_image
 from transformers.models.gemma4.feature_extraction_gemma4 import Gemma4AudioFeatureExtractor
 from transformers.models.gemma4.image_processing_gemma4 import Gemma4ImageProcessor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_fixtures import randomize, reference_model  # noqa: E402
-from make_vision_fixtures import SPECIAL  # noqa: E402
+from make_vision_fixtures import SPECIAL, randomize_tower_buffers  # noqa: E402
 
 LAYER_S, LAYER_F = "sliding_attention", "full_attention"
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+SENSITIVITY_EPS = 1e-6
 
 
 def divisors(n):
@@ -124,6 +128,7 @@ def draw_text(r, vocab):
 def draw_vision(r):
     heads = r.choice([1, 2, 3, 4])
     return dict(
+        rope_parameters={"rope_type": "axial", "rope_theta": r.choice([100.0, 100.0, 1000.0, 10.0])},
         hidden_size=r.choice([16, 20, 24, 32, 48]),
         intermediate_size=r.randint(12, 64),
         num_hidden_layers=r.randint(1, 3),
@@ -141,6 +146,12 @@ def draw_vision(r):
 
 def draw_audio(r):
     heads = r.choice([1, 2, 4])
+    if r.random() < 0.4:  # the released attention settings (what a llama.cpp mmproj can hold)
+        return dict(hidden_size=heads * r.choice([4, 8, 12, 16]), num_hidden_layers=r.randint(1, 3),
+                    num_attention_heads=heads,
+                    subsampling_conv_channels=[128, r.choice([2, 4, 6, 8])],
+                    output_proj_dims=r.choice([8, 20, 24, 40]), conv_kernel_size=r.choice([3, 5, 7]),
+                    use_clipped_linears=r.random() < 0.7)
     chunk = r.randint(3, 12)
     return dict(
         hidden_size=heads * r.choice([4, 8, 12, 16]),
@@ -162,7 +173,13 @@ def draw(seed):
     r = random.Random(seed)
     vocab = r.randint(512, 700)  # >= 507: the multimodal ids of make_vision_fixtures
     spec = dict(text=draw_text(r, vocab), vision=None, audio=None,
-                dtype=r.choice(["bfloat16", "float16", "float32"]), budget=70)
+                dtype=r.choice(["bfloat16", "float16", "float32"]), budget=70,
+                layout="conditional", tie_word_embeddings=r.random() < 0.8)
+    if r.random() < 0.25:
+        # Gemma4ForCausalLM: the text model alone, tied or untied by its own config.
+        spec["layout"] = "text"
+        spec["text"]["tie_word_embeddings"] = spec["tie_word_embeddings"]
+        return spec
     if r.random() < 0.5:
         spec["vision"] = draw_vision(r)
         spec["budget"] = r.choice([70, 70, 140])
@@ -206,24 +223,52 @@ def make_media(d):
 
 
 def build(spec, seed):
-    cfg = Gemma4Config(text_config=spec["text"], vision_config=spec["vision"],
-                       audio_config=spec["audio"], **SPECIAL)
     torch.manual_seed(seed)
+    if spec["layout"] == "text":
+        model = Gemma4ForCausalLM(Gemma4TextConfig(**spec["text"])).eval()
+        randomize(model, seed)
+        return model
+    # The top-level flag ties (or not) a Gemma4ForConditionalGeneration's head.
+    cfg = Gemma4Config(text_config=spec["text"], vision_config=spec["vision"],
+                       audio_config=spec["audio"], tie_word_embeddings=spec["tie_word_embeddings"],
+                       **SPECIAL)
     model = Gemma4ForConditionalGeneration(cfg).eval()
     randomize(model, seed)
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for name, b in model.named_buffers():
-            leaf = name.split(".")[-1]
-            if leaf in ("input_min", "output_min"):
-                b.copy_(-(torch.rand(b.shape, generator=g) * 1.0 + 0.8))
-            elif leaf in ("input_max", "output_max"):
-                b.copy_(torch.rand(b.shape, generator=g) * 1.0 + 0.8)
-            elif leaf == "std_bias":
-                b.copy_(torch.randn(b.shape, generator=g) * 0.5)
-            elif leaf == "std_scale":
-                b.copy_(torch.rand(b.shape, generator=g) * 1.0 + 0.5)
+    randomize_tower_buffers(model, seed + 1)
     return model
+
+
+def soft_token_sensitivity(model, x, kwargs, logits):
+    """How far the logits move when every soft token value is scaled by 1 +- SENSITIVITY_EPS
+    (signs alternating): the conditioning of the prompt, against which a soft-token difference
+    of float32 rounding size is judged (random tiny models can be ill-conditioned)."""
+    inner = model.model
+    patched = {}
+    for attr in ("get_image_features", "get_audio_features"):
+        orig = getattr(inner, attr, None)
+        if orig is None:
+            continue
+
+        def wrapper(*a, _orig=orig, **k):
+            out = _orig(*a, **k)
+
+            def perturb(t):
+                if isinstance(t, (tuple, list)):
+                    return type(t)(perturb(u) for u in t)
+                sign = torch.ones_like(t).flatten()
+                sign[1::2] = -1
+                return t * (1 + SENSITIVITY_EPS * sign.view_as(t))
+            out.pooler_output = perturb(out.pooler_output)
+            return out
+        patched[attr] = orig
+        setattr(inner, attr, wrapper)
+    try:
+        with torch.no_grad():
+            moved = model(input_ids=x, **kwargs).logits[0].float()
+    finally:
+        for attr in patched:
+            delattr(inner, attr)  # the class method again
+    return float((moved - logits).abs().max())
 
 
 def greedy(model, ids, kwargs, steps=6):
@@ -244,6 +289,10 @@ def greedy(model, ids, kwargs, steps=6):
 def record_model(spec, seed, vdir, images, clip, fe):
     model = build(spec, seed)
     model.to(getattr(torch, spec["dtype"])).save_pretrained(vdir)
+    # The tiny media tokenizer (placeholders at the ids above), so GGUF files name them too.
+    tokenizer = os.path.join(ROOT, "tests", "fixtures", "vision", "tokenizer", "tokenizer.json")
+    if os.path.exists(tokenizer):
+        shutil.copy(tokenizer, os.path.join(vdir, "tokenizer.json"))
     if spec["vision"] is not None:
         Gemma4ImageProcessor(max_soft_tokens=spec["budget"],
                              patch_size=spec["vision"]["patch_size"],
@@ -252,7 +301,8 @@ def record_model(spec, seed, vdir, images, clip, fe):
     # Eager attention for the text model (the reference the fixtures use); sdpa where audio is
     # in the prompt (transformers 5.17's eager audio attention applies its mask inverted:
     # huggingface/transformers#48818; make_audio_fixtures.py).
-    ref = reference_model(Gemma4ForConditionalGeneration, vdir)
+    ref = reference_model(Gemma4ForCausalLM if spec["layout"] == "text" else
+                          Gemma4ForConditionalGeneration, vdir)
     sdpa = Gemma4ForConditionalGeneration.from_pretrained(
         vdir, dtype=torch.float32, attn_implementation="sdpa").eval() \
         if spec["audio"] is not None else None
@@ -271,8 +321,11 @@ def record_model(spec, seed, vdir, images, clip, fe):
         gen, margins = greedy(model_, ids, kwargs)
         fname = f"logits_{name}.f32"
         logits.contiguous().numpy().astype("<f4").tofile(os.path.join(vdir, fname))
-        rec["prompts"].append(dict(name=name, ids=ids, logits=fname, media=media,
-                                   greedy=gen, greedy_margins=margins))
+        entry = dict(name=name, ids=ids, logits=fname, media=media, greedy=gen,
+                     greedy_margins=margins)
+        if media:
+            entry["sensitivity"] = soft_token_sensitivity(model_, x, extra, logits)
+        rec["prompts"].append(entry)
 
     # Text: long enough to cross every drawn sliding window several times.
     ids = [2] + torch.randint(3, min(vocab, 500), (44,), generator=g).tolist()

@@ -145,11 +145,18 @@ def build(spec, seed):
     torch.manual_seed(seed)
     model = Gemma4ForConditionalGeneration(cfg).eval()
     randomize(model, seed)
-    g = torch.Generator().manual_seed(seed + 1)
+    randomize_tower_buffers(model, seed + 1)
+    return model
+
+
+def randomize_tower_buffers(model, seed):
+    """Finite clip bounds that do clip (activations are O(1)); std buffers that matter. Draws
+    in buffer order from one generator, so a tower without some buffers draws the rest as
+    before."""
+    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, b in model.named_buffers():
             leaf = name.split(".")[-1]
-            # Finite clip bounds that do clip (activations are O(1)); std buffers that matter.
             if leaf in ("input_min", "output_min"):
                 b.copy_(-(torch.rand(b.shape, generator=g) * 1.0 + 0.8))
             elif leaf in ("input_max", "output_max"):
@@ -158,7 +165,6 @@ def build(spec, seed):
                 b.copy_(torch.randn(b.shape, generator=g) * 0.5)
             elif leaf == "std_scale":
                 b.copy_(torch.rand(b.shape, generator=g) * 1.0 + 0.5)
-    return model
 
 
 def main():
