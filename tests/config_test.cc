@@ -35,6 +35,17 @@ float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
   return m;
 }
 
+// Every position's logits of `ids` from the model at `path` (a checkpoint or GGUF).
+void AllLogits(const std::string& path, const std::vector<int32_t>& ids,
+               std::vector<float>* logits) {
+  auto model = LoadedModel::Load(path);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  ThreadPool pool(1);
+  InferenceState state(**model, &pool);
+  ASSERT_TRUE(
+      state.Forward(ids.data(), static_cast<int64_t>(ids.size()), LogitsMode::kAll, logits).ok());
+}
+
 json::Value LoadConfig() {
   auto text = ReadFileToString(kConfig);
   EXPECT_TRUE(text.ok()) << text.status().ToString();
@@ -199,14 +210,10 @@ TEST(ConfigTest, RopeScalingSurvivesGgufOrIsRefused) {
   const fs::path source = fs::path(kConfig).parent_path();
   const fs::path dir = fs::path(::testing::TempDir()) / "rope_scaling";
   ThreadPool pool(1);
+  // Past the sliding window of 8, so the global layers' positions matter.
+  const std::vector<int32_t> ids = {2, 10, 20, 300, 511, 7, 9, 11, 13, 17, 19, 23, 29};
   auto logits_of = [&](const std::string& path, std::vector<float>* logits) {
-    auto model = LoadedModel::Load(path);
-    ASSERT_TRUE(model.ok()) << model.status().ToString();
-    InferenceState state(**model, &pool);
-    // Past the sliding window of 8, so the global layers' positions matter.
-    const std::vector<int32_t> ids = {2, 10, 20, 300, 511, 7, 9, 11, 13, 17, 19, 23, 29};
-    ASSERT_TRUE(
-        state.Forward(ids.data(), static_cast<int64_t>(ids.size()), LogitsMode::kAll, logits).ok());
+    AllLogits(path, ids, logits);
   };
   const char* kSliding = R"("sliding_attention": {"rope_type": "default", "rope_theta": 10000.0})";
   const struct {
@@ -362,12 +369,8 @@ TEST(ConfigTest, UntiedLmHeadGivesTheLogits) {
   std::ofstream(dir / "config.json") << config.Serialize();
 
   ThreadPool pool(1);
-  auto logits_of = [&](const std::string& path, std::vector<float>* logits) {
-    auto model = LoadedModel::Load(path);
-    ASSERT_TRUE(model.ok()) << model.status().ToString();
-    InferenceState state(**model, &pool);
-    const std::vector<int32_t> ids = {2, 10, 20, 300, 511};
-    ASSERT_TRUE(state.Forward(ids.data(), 5, LogitsMode::kAll, logits).ok());
+  auto logits_of = [](const std::string& path, std::vector<float>* logits) {
+    AllLogits(path, {2, 10, 20, 300, 511}, logits);
   };
   std::vector<float> tied, untied, untied_gguf;
   logits_of(source.string(), &tied);

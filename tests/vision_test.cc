@@ -261,6 +261,7 @@ TEST(VisionPrompt, UnfilledPlaceholdersEmbedAsPad) {
   ASSERT_NE(l.model, nullptr);
   const ModelConfig& c = l.model->config();
   ASSERT_EQ(c.model_type, "gemma4");
+  ASSERT_TRUE(c.placeholders_embed_as_pad);
   ASSERT_GT(c.ple_dim, 0);  // the per-layer inputs take the pad id too
   ThreadPool pool(1);
   auto logits_of = [&](const std::vector<int32_t>& ids) {
@@ -278,7 +279,7 @@ TEST(VisionPrompt, UnfilledPlaceholdersEmbedAsPad) {
   // Not every id becomes pad: the image begin marker keeps its own embedding.
   EXPECT_NE(logits_of({2, 17, c.boi_token_id, 30, pad, pad, 41}), padded);
   ModelConfig text_only = c;
-  text_only.model_type = "gemma4_text";
+  text_only.placeholders_embed_as_pad = false;  // what a gemma4_text config.json gives
   EXPECT_EQ(text_only.TextEmbeddingId(c.image_token_id), c.image_token_id);
   EXPECT_EQ(c.TextEmbeddingId(c.audio_token_id), pad);
 }

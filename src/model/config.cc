@@ -191,6 +191,7 @@ StatusOr<ModelConfig> ParseModelConfig(const json::Value& root, const std::strin
     return InvalidArgumentError(source + ": model_type '" + c.model_type +
                                 "' is not a Gemma 4 model (expected gemma4 or gemma4_text)");
   }
+  c.placeholders_embed_as_pad = c.model_type == "gemma4";
   Reader r(*text, where);
   int head_dim = 0, global_head_dim = 512, num_kv_heads = 0, num_global_kv_heads = -1;
   bool k_eq_v = false;

@@ -88,9 +88,10 @@ struct ModelConfig {
   // without media, embeds as pad; a text-only Gemma4ForCausalLM checkpoint embeds it as it is.
   // GGUF files embed every id as it is, as llama.cpp does: their placeholder ids are found by
   // token text in the vocabulary, which need not be the ids the checkpoint's config named.
+  // Set once when the config is read (model_type "gemma4"): the forward pass asks per token.
+  bool placeholders_embed_as_pad = false;
   int32_t TextEmbeddingId(int32_t id) const {
-    const bool multimodal_layout = model_type == "gemma4";
-    return multimodal_layout &&
+    return placeholders_embed_as_pad &&
                    (id == image_token_id || id == video_token_id || id == audio_token_id)
                ? pad_token_id
                : id;
