@@ -377,7 +377,10 @@ TEST(SamplerTest, MatchesTheReferencePipeline) {
               o.seed = static_cast<uint64_t>(cases);
               Sampler sampler(o);
               Xoshiro reference_rng(o.seed);
-              for (int draw = 0; draw < 12; ++draw) {
+              // Twelve draws follow the generator's sequence; at the full vocabulary, where each
+              // reference draw sorts 262144 values, three.
+              const int draws = vocab == 262144 ? 3 : 12;
+              for (int draw = 0; draw < draws; ++draw) {
                 std::vector<float> a = base, b = base;
                 const int32_t got = sampler.Sample(a, {});
                 const int32_t want = ReferenceSample(o, reference_rng, b);
