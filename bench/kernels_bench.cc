@@ -38,7 +38,16 @@ Matrix MakeMatrix(DType type, int64_t rows, int64_t cols) {
   const uint64_t row_bytes = RowBytes(stored, cols);
   m.bytes.resize(rows * row_bytes);
   std::vector<uint8_t> plain(row_bytes);
+  // Matrices far larger than the caches repeat their first kDistinctRows rows (quantizing the
+  // E2B LM head's 262144 rows took about a minute a case): the kernels read every byte from
+  // memory either way and no timing depends on the values.
+  constexpr int64_t kDistinctRows = 4096;
   for (int64_t r = 0; r < rows; ++r) {
+    if (r >= kDistinctRows) {
+      std::copy_n(m.bytes.begin() + (r % kDistinctRows) * row_bytes, row_bytes,
+                  m.bytes.begin() + r * row_bytes);
+      continue;
+    }
     for (float& x : row) x = dist(rng);
     quant::QuantizeRow(stored, row.data(), cols, plain.data());
     if (type == DType::kQ4_0R) {
@@ -114,7 +123,19 @@ void Shapes(benchmark::internal::Benchmark* b) {
     b->Args({static_cast<int64_t>(DType::kQ6_K), 262144, 1536, 1, threads});
     if (q6 != DType::kQ6_K) b->Args({static_cast<int64_t>(q6), 262144, 1536, 1, threads});
     b->Args({static_cast<int64_t>(q4), 32768, 6144, 1, threads});
+    if (table.gemm_q4_kx16 != nullptr) {
+      b->Args({static_cast<int64_t>(DType::kQ4_Kx16), 32768, 6144, 1, threads});
+    }
     b->Args({static_cast<int64_t>(DType::kBF16), 8960, 1536, 1, threads});
+  }
+  // A speculative verify step (the pending token and 1-8 drafts) from memory on two threads:
+  // bound by reading the weights once while the products grow with the tokens.
+  for (int tokens : {2, 3, 4, 5, 7, 9}) {
+    b->Args({static_cast<int64_t>(q4), 32768, 6144, tokens, 2});
+    b->Args({static_cast<int64_t>(q6), 262144, 1536, tokens, 2});
+    if (table.gemm_q4_kx16 != nullptr) {
+      b->Args({static_cast<int64_t>(DType::kQ4_Kx16), 32768, 6144, tokens, 2});
+    }
   }
   // Prefill of a 512-token prompt on two threads: the MLP matrices (L3-sized, so the token
   // tiling decides how often they are re-read) at 512 tokens and at a forward step's 128, and

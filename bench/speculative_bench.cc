@@ -5,7 +5,9 @@
 // PROJECTIONS from measured costs, never measured speedups.
 //
 //   speculative_bench --model TARGET.gguf [--draft DRAFTER | --synth-draft OUT.gguf]
-//                     [--threads N] [--depth D] [--reps R]
+//                     [--threads N] [--depth D] [--reps R] [--only K]
+//
+// --only K times the verify forward of K drafts alone, R times (for a profiler: perf record).
 //
 // Without --draft a random-weight drafter with the E2B assistant's shapes (hidden 256, 4
 // layers: 3 sliding + 1 full, 4 heads, intermediate 2048, centroid head of 2048 clusters, top
@@ -164,7 +166,7 @@ Status WriteSyntheticDrafter(const ModelConfig& target, const std::string& path)
 
 int Run(int argc, char** argv) {
   std::string model_path, draft_path, synth_path = "/tmp/speculative_bench_draft.gguf";
-  int threads = 2, depth = 512, reps = 7;
+  int threads = 2, depth = 512, reps = 7, only = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -180,15 +182,21 @@ int Run(int argc, char** argv) {
       depth = std::atoi(value().c_str());
     else if (arg == "--reps")
       reps = std::atoi(value().c_str());
+    else if (arg == "--only")
+      only = std::atoi(value().c_str());
     else {
       std::fprintf(stderr,
                    "usage: speculative_bench --model TARGET.gguf [--draft PATH | --synth-draft "
-                   "OUT.gguf] [--threads N] [--depth D] [--reps R]\n");
+                   "OUT.gguf] [--threads N] [--depth D] [--reps R] [--only K]\n");
       return 2;
     }
   }
-  if (model_path.empty() || threads < 1 || depth < 1 || reps < 1) {
-    std::fprintf(stderr, "speculative_bench: --model is required; counts must be positive\n");
+  constexpr int kMaxK = 8;
+  if (model_path.empty() || threads < 1 || depth < 1 || reps < 1 || only < 0 || only > kMaxK) {
+    std::fprintf(stderr,
+                 "speculative_bench: --model is required; counts must be positive, --only K at "
+                 "most %d\n",
+                 kMaxK);
     return 2;
   }
   ThreadPool pool(threads);
@@ -215,7 +223,6 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", s.ToString().c_str());
     return 1;
   }
-  constexpr int kMaxK = 8;
   InferenceState state(**target, &pool);
   std::vector<int32_t> prompt(depth);
   std::mt19937 rng(1);
@@ -236,6 +243,11 @@ int Run(int argc, char** argv) {
     }
     return Median(t);
   };
+  if (only > 0) {
+    std::printf("verify of %d drafts at depth %d, %d threads: %.2f ms (median of %d)\n", only,
+                depth, threads, time_forward(only + 1, LogitsMode::kAll) * 1e3, reps);
+    return 0;
+  }
   const double t_decode = time_forward(1, LogitsMode::kLast);
   std::vector<double> t_verify(kMaxK + 1);
   for (int k = 1; k <= kMaxK; ++k) t_verify[k] = time_forward(k + 1, LogitsMode::kAll);
