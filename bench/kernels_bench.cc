@@ -38,9 +38,9 @@ Matrix MakeMatrix(DType type, int64_t rows, int64_t cols) {
   const uint64_t row_bytes = RowBytes(stored, cols);
   m.bytes.resize(rows * row_bytes);
   std::vector<uint8_t> plain(row_bytes);
-  // Matrices far larger than the caches repeat their first kDistinctRows rows (quantizing the
-  // E2B LM head's 262144 rows took about a minute a case): the kernels read every byte from
-  // memory either way and no timing depends on the values.
+  // Rows past the first kDistinctRows repeat them (quantizing the E2B LM head's 262144 rows
+  // took about a minute a case): a matrix larger than the caches is still read from memory
+  // byte by byte, and no kernel's timing depends on the values.
   constexpr int64_t kDistinctRows = 4096;
   for (int64_t r = 0; r < rows; ++r) {
     if (r >= kDistinctRows) {
