@@ -13,7 +13,7 @@ and compares. The released configurations are covered by the fixtures; this swee
 code is held general (what a held-out checkpoint may look like).
 
 Run on a machine with transformers (>= 5.17), torch, torchvision and PIL:
-    python3 tools/reference/make_config_sweep.py OUT_DIR [N] [FIRST_SEED]
+    python3 tools/reference/make_config_sweep.py OUT_DIR [N] [FIRST_SEED] [SEED,SEED,...]
 
 Layout of OUT_DIR:
   media/                       the images and recordings the models are fed
@@ -303,9 +303,11 @@ def record_model(spec, seed, vdir, images, clip, fe):
     # huggingface/transformers#48818; make_audio_fixtures.py).
     ref = reference_model(Gemma4ForCausalLM if spec["layout"] == "text" else
                           Gemma4ForConditionalGeneration, vdir)
+    # Eager experts in both (torch's grouped_mm refuses expert widths whose rows are not a
+    # multiple of 16 bytes: "strides should be multiple of 16 bytes", 8 of 96 MoE+audio seeds).
     sdpa = Gemma4ForConditionalGeneration.from_pretrained(
-        vdir, dtype=torch.float32, attn_implementation="sdpa").eval() \
-        if spec["audio"] is not None else None
+        vdir, dtype=torch.float32, attn_implementation="sdpa",
+        experts_implementation="eager").eval() if spec["audio"] is not None else None
     g = torch.Generator().manual_seed(seed)
     vocab = spec["text"]["vocab_size"]
     rec = dict(seed=seed, spec=spec, transformers_version=transformers.__version__,
@@ -380,12 +382,15 @@ def main():
     out = sys.argv[1]
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 24
     first = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
+    # SEEDS (comma-separated) instead of N FIRST: redo chosen seeds of an earlier round.
+    seeds = [int(x) for x in sys.argv[4].split(",")] if len(sys.argv) > 4 else \
+        list(range(first, first + count))
     os.makedirs(out, exist_ok=True)
     torch.set_num_threads(8)
     images, clip = make_media(os.path.join(out, "media"))
     fe = Gemma4AudioFeatureExtractor()
     summary = {}
-    for seed in range(first, first + count):
+    for seed in seeds:
         spec = draw(seed)
         vdir = os.path.join(out, f"sweep-{seed}")
         try:
