@@ -271,6 +271,35 @@ def soft_token_sensitivity(model, x, kwargs, logits):
     return float((moved - logits).abs().max())
 
 
+def router_margins(model, run):
+    """Runs run() with every MoE router's scores recorded; returns (its result, per position
+    the smallest gap between the k-th and (k+1)-th router score over the MoE layers, or None
+    without experts). A position whose gap is a near-tie may pick other experts for a rounding
+    difference (of our soft tokens, say), so the check leaves such rows out, as it leaves out
+    greedy steps whose logit margin is a near-tie."""
+    routers = [m for m in model.modules() if type(m).__name__ == "Gemma4TextRouter"]
+    if not routers:
+        return run(), None
+    scores = []
+    hooks = [r.proj.register_forward_hook(lambda mod, inp, out: scores.append(out.detach()))
+             for r in routers]
+    try:
+        result = run()
+    finally:
+        for h in hooks:
+            h.remove()
+    k = model.config.get_text_config().top_k_experts
+    gaps = None
+    for s in scores:
+        s = s.float().reshape(-1, s.shape[-1])
+        if k >= s.shape[-1]:
+            continue  # every expert is taken: nothing to tie
+        top = s.topk(k + 1, dim=-1).values
+        gap = top[:, k - 1] - top[:, k]
+        gaps = gap if gaps is None else torch.minimum(gaps, gap)
+    return result, None if gaps is None else [round(float(g), 6) for g in gaps]
+
+
 def greedy(model, ids, kwargs, steps=6):
     seq, margins = list(ids), []
     with torch.no_grad():
@@ -319,12 +348,15 @@ def record_model(spec, seed, vdir, images, clip, fe):
         if "pixel_values" in extra:
             extra["mm_token_type_ids"] = (x == SPECIAL["image_token_id"]).long()
         with torch.no_grad():
-            logits = model_(input_ids=x, **extra).logits[0].float()
+            logits, routing = router_margins(
+                model_, lambda: model_(input_ids=x, **extra).logits[0].float())
         gen, margins = greedy(model_, ids, kwargs)
         fname = f"logits_{name}.f32"
         logits.contiguous().numpy().astype("<f4").tofile(os.path.join(vdir, fname))
         entry = dict(name=name, ids=ids, logits=fname, media=media, greedy=gen,
                      greedy_margins=margins)
+        if routing is not None:
+            entry["router_margins"] = routing
         if media:
             entry["sensitivity"] = soft_token_sensitivity(model_, x, extra, logits)
         rec["prompts"].append(entry)
