@@ -36,8 +36,9 @@ NEAR_TIE = 0.01     # a greedy step whose reference margin is smaller is not com
 # Our soft tokens and transformers' are float32 roundings of the same sums. A media prompt's
 # logits may move by their measured difference (relative to the soft tokens' size, from the
 # encode checks of the same checkpoint) times the prompt's recorded sensitivity (logit change
-# per 1e-6 relative change of every soft token, measured in transformers by
-# make_config_sweep.py), on top of the text tolerance.
+# when every soft token value moves by 1e-6 of the largest |value|, the same normalization as
+# the measured difference; measured in transformers by make_config_sweep.py; rounds 1-5 moved
+# each value by 1e-6 of itself), on top of the text tolerance.
 SENSITIVITY_EPS = 1e-6
 
 
