@@ -238,61 +238,46 @@ def build(spec, seed):
     return model
 
 
-def soft_token_sensitivity(model, x, kwargs, logits, scale_to="largest"):
-    """How far the logits move when the soft tokens move by SENSITIVITY_EPS times their largest
-    magnitude (each value up or down: two sign patterns, alternating and random, the larger
-    move kept): the conditioning of the prompt, against which a soft-token difference of
-    float32 rounding size is judged (random tiny models can be ill-conditioned). The check
-    measures our soft tokens' difference the same way (max |diff| over the largest |value|),
-    so the move is scaled to the largest value, not to each value's own size (which barely
-    moves the small values that rounding moves as much as the large ones). scale_to="own":
-    each value moved by SENSITIVITY_EPS of itself, alternating signs only (rounds 1-5's
-    measure, recorded beside the new one for comparison)."""
+def soft_token_sensitivity(model, x, kwargs, logits):
+    """How far the logits move when every soft token value is scaled by 1 +- SENSITIVITY_EPS
+    (signs alternating): the conditioning of the prompt, against which a soft-token difference
+    of float32 rounding size is judged (random tiny models can be ill-conditioned)."""
     inner = model.model
-    moves = []
-    for pattern in ("alternating", "random") if scale_to == "largest" else ("alternating",):
-        patched = {}
-        for attr in ("get_image_features", "get_audio_features"):
-            orig = getattr(inner, attr, None)
-            if orig is None:
-                continue
+    patched = {}
+    for attr in ("get_image_features", "get_audio_features"):
+        orig = getattr(inner, attr, None)
+        if orig is None:
+            continue
 
-            def wrapper(*a, _orig=orig, _pattern=pattern, **k):
-                out = _orig(*a, **k)
-                g = torch.Generator().manual_seed(1234)
+        def wrapper(*a, _orig=orig, **k):
+            out = _orig(*a, **k)
 
-                def perturb(t):
-                    if isinstance(t, (tuple, list)):
-                        return type(t)(perturb(u) for u in t)
-                    if _pattern == "alternating":
-                        sign = torch.ones(t.numel())
-                        sign[1::2] = -1
-                    else:
-                        sign = torch.randint(0, 2, (t.numel(),), generator=g) * 2.0 - 1.0
-                    sign = sign.to(t.dtype).view_as(t)
-                    if scale_to == "own":
-                        return t * (1 + SENSITIVITY_EPS * sign)
-                    return t + SENSITIVITY_EPS * float(t.abs().max()) * sign
-                out.pooler_output = perturb(out.pooler_output)
-                return out
-            patched[attr] = orig
-            setattr(inner, attr, wrapper)
-        try:
-            with torch.no_grad():
-                moved = model(input_ids=x, **kwargs).logits[0].float()
-        finally:
-            for attr in patched:
-                delattr(inner, attr)  # the class method again
-        moves.append(float((moved - logits).abs().max()))
-    return max(moves)
+            def perturb(t):
+                if isinstance(t, (tuple, list)):
+                    return type(t)(perturb(u) for u in t)
+                sign = torch.ones_like(t).flatten()
+                sign[1::2] = -1
+                return t * (1 + SENSITIVITY_EPS * sign.view_as(t))
+            out.pooler_output = perturb(out.pooler_output)
+            return out
+        patched[attr] = orig
+        setattr(inner, attr, wrapper)
+    try:
+        with torch.no_grad():
+            moved = model(input_ids=x, **kwargs).logits[0].float()
+    finally:
+        for attr in patched:
+            delattr(inner, attr)  # the class method again
+    return float((moved - logits).abs().max())
 
 
 def router_margins(model, run):
     """Runs run() with every MoE router's scores recorded; returns (its result, per position
     the smallest gap between the k-th and (k+1)-th router score over the MoE layers, or None
-    without experts). A position whose gap is a near-tie may pick other experts for a rounding
-    difference (of our soft tokens, say), so the check leaves such rows out, as it leaves out
-    greedy steps whose logit margin is a near-tie."""
+    without experts): recorded to diagnose a MoE checkpoint's misses (a row whose gap is at
+    rounding level may pick other experts in gemma4). Not used by the check: in these random
+    models gaps under 0.01 are the common case (26 of 44 rows of seed 4044's audio prompt)
+    and gaps of 1e-4 were seen to route alike in both."""
     routers = [m for m in model.modules() if type(m).__name__ == "Gemma4TextRouter"]
     if not routers:
         return run(), None
@@ -375,8 +360,6 @@ def record_model(spec, seed, vdir, images, clip, fe):
             entry["router_margins"] = routing
         if media:
             entry["sensitivity"] = soft_token_sensitivity(model_, x, extra, logits)
-            entry["sensitivity_own_scale"] = soft_token_sensitivity(model_, x, extra, logits,
-                                                                    "own")
         rec["prompts"].append(entry)
 
     # Text: long enough to cross every drawn sliding window several times.

@@ -5,6 +5,12 @@ alone makes of the same inputs) and reports, per position, where the MoE routers
 experts than with transformers' soft tokens.
 
     python3 tools/reference/sweep_feed_soft.py SWEEP_DIR SEED PROMPT OURS.f32 [OURS.f32 ...] OUT_DIR
+    python3 tools/reference/sweep_feed_soft.py SWEEP_DIR SEED PROMPT --float64 OUT_DIR
+
+--float64: the whole prompt (towers and text model, same attention and experts settings as the
+reference) in float64 instead, written as OUT_DIR/logits64_SEED_PROMPT.f32: a yardstick for
+rows where float32 rounding alone moves the logits (how far the float32 reference itself is
+from it, beside how far gemma4 is).
 
 OURS: `gemma4 encode` outputs, one per medium of the prompt in its order ([n, hidden] float32).
 Writes OUT_DIR/logits_SEED_PROMPT.f32 (transformers' logits with our soft tokens) and
@@ -29,6 +35,8 @@ from make_vision_fixtures import SPECIAL  # noqa: E402
 def main():
     sweep, seed, name = sys.argv[1], sys.argv[2], sys.argv[3]
     ours_files, out = sys.argv[4:-1], sys.argv[-1]
+    float64 = ours_files == ["--float64"]
+    dtype = torch.float64 if float64 else torch.float32
     os.makedirs(out, exist_ok=True)
     vdir = os.path.join(sweep, f"sweep-{seed}")
     rec = json.load(open(os.path.join(vdir, "reference.json")))
@@ -36,27 +44,28 @@ def main():
     hidden = spec["text"]["hidden_size"]
     prompt = next(p for p in rec["prompts"] if p["name"] == name)
     media = [os.path.join(sweep, "media", m) for m in prompt["media"]]
-    ours = [torch.from_numpy(np.fromfile(f, dtype="<f4").reshape(-1, hidden)) for f in ours_files]
+    ours = [] if float64 else [torch.from_numpy(np.fromfile(f, dtype="<f4").reshape(-1, hidden))
+                               for f in ours_files]
     x = torch.tensor([prompt["ids"]])
     if name == "audio":
         model = Gemma4ForConditionalGeneration.from_pretrained(
-            vdir, dtype=torch.float32, attn_implementation="sdpa",
+            vdir, dtype=dtype, attn_implementation="sdpa",
             experts_implementation="eager").eval()
         import wave
         with wave.open(media[0]) as w:
             pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
         f = Gemma4AudioFeatureExtractor()([pcm.astype(np.float32) / 32768.0],
                                           return_tensors="pt")
-        kwargs = dict(input_features=f["input_features"],
+        kwargs = dict(input_features=f["input_features"].to(dtype),
                       input_features_mask=f["input_features_mask"])
         attr = "get_audio_features"
     else:
-        model = reference_model(Gemma4ForConditionalGeneration, vdir)
+        model = reference_model(Gemma4ForConditionalGeneration, vdir).to(dtype)
         vp = spec["vision"]
         proc = Gemma4ImageProcessor(max_soft_tokens=spec["budget"], patch_size=vp["patch_size"],
                                     pooling_kernel_size=vp["pooling_kernel_size"])
         feats = [proc(images=[load_image(m)], return_tensors="pt") for m in media]
-        kwargs = dict(pixel_values=torch.cat([f["pixel_values"] for f in feats]),
+        kwargs = dict(pixel_values=torch.cat([f["pixel_values"] for f in feats]).to(dtype),
                       image_position_ids=torch.cat([f["image_position_ids"] for f in feats]),
                       mm_token_type_ids=(x == SPECIAL["image_token_id"]).long())
         attr = "get_image_features"
@@ -97,6 +106,12 @@ def main():
         sets = [s.float().reshape(-1, s.shape[-1]).topk(k, dim=-1) for s in scores]
         return logits, sets, scores
 
+    if float64:
+        logits, _, _ = run(False)
+        logits.contiguous().numpy().astype("<f4").tofile(
+            os.path.join(out, f"logits64_{seed}_{name}.f32"))
+        print(f"{seed} {name}: float64 logits written")
+        return
     theirs, sets_t, scores_t = run(False)
     mine, sets_o, _ = run(True)
     ref = torch.from_numpy(np.fromfile(os.path.join(vdir, prompt["logits"]), dtype="<f4"))
