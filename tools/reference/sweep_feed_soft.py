@@ -106,6 +106,16 @@ def main():
         sets = [s.float().reshape(-1, s.shape[-1]).topk(k, dim=-1) for s in scores]
         return logits, sets, scores
 
+    if float64 and attr == "get_image_features":
+        # The soft tokens too, per image, float64 ([n, hidden] little-endian doubles): how far
+        # transformers' float32 tower and ours each are from them.
+        for i, f in enumerate(feats):
+            with torch.no_grad():
+                soft = model.model.get_image_features(
+                    f["pixel_values"].to(dtype), f["image_position_ids"],
+                    return_dict=True).pooler_output[0]
+            soft.contiguous().numpy().astype("<f8").tofile(
+                os.path.join(out, f"soft64_{seed}_{name}_{i}.f64"))
     if float64:
         logits, _, _ = run(False)
         logits.contiguous().numpy().astype("<f4").tofile(
