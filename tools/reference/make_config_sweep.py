@@ -57,8 +57,12 @@ def divisors(n):
 def draw_text(r, vocab):
     layers = r.randint(2, 11)
     types = [LAYER_F if r.random() < 0.3 else LAYER_S for _ in range(layers)]
-    if r.random() < 0.8:
-        types[-1] = LAYER_F  # as the released patterns end
+    # transformers' Gemma4TextConfig makes the last layer global whatever the config says (so
+    # does gemma4's loader); drawn so here too, or KV sharing is checked against types that
+    # are not the model's (seed 5032: a shared suffix then had no global layer to read). The
+    # draw stays so earlier seeds keep their other values.
+    r.random()
+    types[-1] = LAYER_F
     if LAYER_S not in types:
         types[0] = LAYER_S
     heads = r.choice([1, 2, 3, 4, 6, 8])
