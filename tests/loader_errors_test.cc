@@ -1107,6 +1107,32 @@ TEST(LoaderGgufTest, OverlappingTensorsAreRefused) {
   EXPECT_TRUE(Contains(status.message(), "overlap")) << status.ToString();
 }
 
+TEST(LoaderGgufTest, UnsupportedTensorTypesAreRefusedByName) {
+  // Tensor "b"'s type field (see above) set to other ggml ids: llama.cpp's Q5_0 and Q5_1 (its
+  // Q4_K_M of 26B-A4B falls back to Q5_0 where rows are not multiples of 256), an IQ type, an
+  // id ggml removed and one past its table. Each is refused naming the tensor and the type.
+  const std::string good = SmallGguf({});
+  const size_t b_info = good.find(std::string("\x01\0\0\0\0\0\0\0b", 9));
+  ASSERT_NE(b_info, std::string::npos);
+  const size_t type_at = b_info + 9 + 4 + 8;
+  uint32_t type = 99;
+  std::memcpy(&type, good.data() + type_at, 4);
+  ASSERT_EQ(type, 0u);  // F32
+  const std::pair<uint32_t, const char*> cases[] = {{6, "ggml type 6 (Q5_0)"},
+                                                    {7, "ggml type 7 (Q5_1)"},
+                                                    {23, "ggml type 23 (IQ4_XS)"},
+                                                    {4, "ggml type 4 (unknown)"},
+                                                    {200, "ggml type 200 (unknown)"}};
+  for (const auto& [id, text] : cases) {
+    std::string bytes = good;
+    std::memcpy(bytes.data() + type_at, &id, 4);
+    const Status status = ParseGguf(bytes);
+    EXPECT_EQ(status.code(), StatusCode::kUnimplemented) << status.ToString();
+    EXPECT_TRUE(Contains(status.message(), "tensor 'b' has " + std::string(text)))
+        << status.ToString();
+  }
+}
+
 TEST(LoaderGgufTest, MetadataValueCountIsBounded) {
   // 20 million one-byte elements: 20 MB in the file, about 2 GB as metadata values.
   std::vector<gguf::Value> many(gguf::kMaxMetadataValues + 1,

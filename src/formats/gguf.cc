@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <set>
 
 namespace gemma4::gguf {
@@ -235,6 +236,18 @@ Value Value::Array(ValueType element_type, std::vector<Value> elements) {
   return x;
 }
 
+const char* GgmlTypeName(uint32_t ggml_type) {
+  // ggml.h's enum ggml_type (ids 4, 5 and 31-33, 36-38 were removed from GGUF files).
+  static constexpr const char* kNames[] = {
+      "F32",     "F16",   "Q4_0",   "Q4_1",  "",      "",       "Q5_0", "Q5_1",    "Q8_0",
+      "Q8_1",    "Q2_K",  "Q3_K",   "Q4_K",  "Q5_K",  "Q6_K",   "Q8_K", "IQ2_XXS", "IQ2_XS",
+      "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8",   "I16",     "I32",
+      "I64",     "F64",   "IQ1_M",  "BF16",  "",      "",       "",     "TQ1_0",   "TQ2_0",
+      "",        "",      "",       "MXFP4", "NVFP4", "Q1_0",   "Q2_0"};
+  if (ggml_type >= std::size(kNames) || kNames[ggml_type][0] == '\0') return nullptr;
+  return kNames[ggml_type];
+}
+
 bool GgmlTypeToDType(uint32_t ggml_type, DType* out) {
   switch (ggml_type) {
     case 0:
@@ -380,10 +393,14 @@ StatusOr<std::unique_ptr<File>> File::Parse(const uint8_t* data, size_t size,
     uint32_t type = 0;
     GEMMA4_RETURN_IF_ERROR(r.Read(&type, "tensor type"));
     if (!GgmlTypeToDType(type, &info.type)) {
-      return UnimplementedError(name + ": tensor '" + info.name + "' has ggml type " +
-                                std::to_string(type) +
-                                ", which is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K, "
-                                "Q6_K, I32 are)");
+      // Named, so that a user can tell which quantization to ask for instead (llama.cpp's
+      // Q4_K_M of 26B-A4B, for one, holds Q5_0 rows: its 2112- and 704-wide down projections
+      // are not multiples of 256, so Q4_K falls back to Q5_0 there).
+      const char* type_name = GgmlTypeName(type);
+      return UnimplementedError(
+          name + ": tensor '" + info.name + "' has ggml type " + std::to_string(type) +
+          (type_name != nullptr ? std::string(" (") + type_name + ")" : std::string(" (unknown)")) +
+          ", which is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, I32 are)");
     }
     if (ne[0] % BlockElements(info.type) != 0) {
       return InvalidArgumentError(name + ": tensor '" + info.name + "' row of " +

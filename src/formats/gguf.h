@@ -66,6 +66,8 @@ enum class GgmlType : uint32_t {
   kI32 = 26,
 };
 bool GgmlTypeToDType(uint32_t ggml_type, DType* out);
+// ggml's name of a tensor type id ("Q5_0" for 6), or nullptr for ids ggml does not define.
+const char* GgmlTypeName(uint32_t ggml_type);
 bool DTypeToGgmlType(DType t, GgmlType* out);
 
 inline constexpr uint64_t kDefaultAlignment = 32;
