@@ -394,8 +394,8 @@ StatusOr<std::unique_ptr<File>> File::Parse(const uint8_t* data, size_t size,
     GEMMA4_RETURN_IF_ERROR(r.Read(&type, "tensor type"));
     if (!GgmlTypeToDType(type, &info.type)) {
       // Named, so that a user can tell which quantization to ask for instead (llama.cpp's
-      // Q4_K_M of 26B-A4B, for one, holds Q5_0 rows: its 2112- and 704-wide down projections
-      // are not multiples of 256, so Q4_K falls back to Q5_0 there).
+      // quantizer falls back from Q4_K to Q5_0 on rows that are not a multiple of 256, as
+      // 26B-A4B's 2112- and 704-wide down projections are).
       const char* type_name = GgmlTypeName(type);
       return UnimplementedError(
           name + ": tensor '" + info.name + "' has ggml type " + std::to_string(type) +

@@ -280,8 +280,8 @@ def router_margins(model, run):
     the smallest gap between the k-th and (k+1)-th router score over the MoE layers, or None
     without experts): recorded to diagnose a MoE checkpoint's misses (a row whose gap is at
     rounding level may pick other experts in gemma4). Not used by the check: in these random
-    models gaps under 0.01 are the common case (26 of 44 rows of seed 4044's audio prompt)
-    and gaps of 1e-4 were seen to route alike in both."""
+    models gaps under 0.01 are the common case (26 of 44 rows of seed 4044's audio prompt),
+    and rows with gaps near 1e-4 agreed within the bound."""
     routers = [m for m in model.modules() if type(m).__name__ == "Gemma4TextRouter"]
     if not routers:
         return run(), None
@@ -338,7 +338,8 @@ def record_model(spec, seed, vdir, images, clip, fe):
     ref = reference_model(Gemma4ForCausalLM if spec["layout"] == "text" else
                           Gemma4ForConditionalGeneration, vdir)
     # Eager experts in both (torch's grouped_mm refuses expert widths whose rows are not a
-    # multiple of 16 bytes: "strides should be multiple of 16 bytes", 8 of 96 MoE+audio seeds).
+    # multiple of 16 bytes: "strides should be multiple of 16 bytes"; 8 of the 96 seeds of
+    # rounds 3-4, every one MoE with an audio tower).
     sdpa = Gemma4ForConditionalGeneration.from_pretrained(
         vdir, dtype=torch.float32, attn_implementation="sdpa",
         experts_implementation="eager").eval() if spec["audio"] is not None else None
