@@ -1,8 +1,9 @@
 // What InferenceState::Forward refuses before it touches the cache: ids outside the vocabulary,
 // and ids inside it that the per-layer embedding table has no row for (a checkpoint whose
 // vocab_size_per_layer_input is below vocab_size). transformers 5.17 raises on the latter too
-// ("IndexError: index out of range in self" from embed_tokens_per_layer, recorded on the device
-// by tools/reference/check_ple_vocab.py), so there is no reference value to compute instead.
+// ("IndexError: index out of range in self", recorded on the device by
+// tools/reference/check_ple_vocab.py; its get_per_layer_inputs indexes embed_tokens_per_layer
+// with the ids as they are), so there is no reference value to compute instead.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
