@@ -48,6 +48,8 @@ const char* DTypeName(DType t) {
       return "Q6_Kx16";
     case DType::kQ8_0x16:
       return "Q8_0x16";
+    case DType::kQ5_0:
+      return "Q5_0";
   }
   return "?";
 }
@@ -77,6 +79,7 @@ int64_t BlockElements(DType t) {
     case DType::kQ8_0R:
     case DType::kQ4_0x16:
     case DType::kQ8_0x16:
+    case DType::kQ5_0:
       return 32;
     case DType::kQ4_K:
     case DType::kQ4_Kx16:
@@ -98,6 +101,8 @@ size_t BlockBytes(DType t) {
     case DType::kQ4_0R:
     case DType::kQ4_0x16:
       return 18;  // f16 d + 16 bytes of nibbles
+    case DType::kQ5_0:
+      return 22;  // f16 d + 4 bytes of fifth bits + 16 bytes of nibbles
     case DType::kQ4_K:
     case DType::kQ4_Kx16:
       return 144;  // f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles

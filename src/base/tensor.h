@@ -56,6 +56,11 @@ enum class DType : uint8_t {
   // low nibbles laid out as Q4_0x16's data and two 64-byte areas of top bits (see
   // kernels::pack::RepackGroupQ6_Kx16). Rows must be a multiple of 16.
   kQ6_Kx16,
+  // Q5_0 as llama.cpp writes it ({ f16 d; uint8 qh[4]; uint8 qs[16]; }, x = d * (q - 16) with
+  // q's fifth bit in qh): its quantizer's fallback from Q4_K for rows that are not a multiple of
+  // 256 (26B-A4B's down projections). Read from files only, and converted to Q8_0 at load time
+  // (quant::ConvertRowQ5_0ToQ8_0: q - 16 in [-16, 15] with the same d, so the same values).
+  kQ5_0,
 };
 
 const char* DTypeName(DType t);

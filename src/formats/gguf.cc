@@ -259,6 +259,9 @@ bool GgmlTypeToDType(uint32_t ggml_type, DType* out) {
     case 2:
       *out = DType::kQ4_0;
       return true;
+    case 6:  // converted to Q8_0 when a model loads (DType::kQ5_0)
+      *out = DType::kQ5_0;
+      return true;
     case 8:
       *out = DType::kQ8_0;
       return true;
@@ -400,7 +403,7 @@ StatusOr<std::unique_ptr<File>> File::Parse(const uint8_t* data, size_t size,
       return UnimplementedError(
           name + ": tensor '" + info.name + "' has ggml type " + std::to_string(type) +
           (type_name != nullptr ? std::string(" (") + type_name + ")" : std::string(" (unknown)")) +
-          ", which is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, I32 are)");
+          ", which is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, Q5_0, I32 are)");
     }
     if (ne[0] % BlockElements(info.type) != 0) {
       return InvalidArgumentError(name + ": tensor '" + info.name + "' row of " +

@@ -286,10 +286,13 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
       return InvalidArgumentError(t->file + ": tensor '" + stored + "' has shape " +
                                   t->ShapeString() + ", expected " + expected.ShapeString());
     }
-    if (!IsComputeType(t->dtype)) {
-      return UnimplementedError(t->file + ": tensor '" + stored + "' has dtype " +
-                                DTypeName(t->dtype) +
-                                "; weights must be F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K");
+    if (!IsComputeType(t->dtype) && !(t->dtype == DType::kQ5_0 && spec.shape.size() >= 2 &&
+                                      spec.name != "embed_tokens_per_layer.weight")) {
+      // (Q5_0 matrices are converted to Q8_0 below; the PLE table is read as stored.)
+      return UnimplementedError(
+          t->file + ": tensor '" + stored + "' has dtype " + DTypeName(t->dtype) +
+          "; weights must be F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K (or Q5_0 "
+          "matrices, read as Q8_0)");
     }
     if (IsBlockType(t->dtype) && spec.shape.size() == 1) {
       return UnimplementedError(t->file + ": vector '" + stored + "' is block-quantized (" +
@@ -305,9 +308,10 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
   const kernels::KernelTable& table = kernels::BestTable();
   struct Repack {
     TensorView* view;
-    DType layout;     // kernels::pack::PackedLayout (the stored type when copy_only)
-    uint64_t offset;  // in repacked_
-    bool copy_only;   // kept in its file format, moved into the arena
+    DType layout;            // kernels::pack::PackedLayout (the stored type when copy_only)
+    uint64_t offset;         // in repacked_
+    bool copy_only;          // kept in its file format, moved into the arena
+    bool from_q5_0 = false;  // stored as Q5_0: converted to Q8_0 rows, then laid out as `layout`
   };
   std::vector<Repack> plan;
   // With repacked matrices in an anonymous arena, the other matrices read for every token (the
@@ -326,6 +330,14 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     TensorView& view = found.at(name);
     if (view.shape.size() < 2 || name == "embed_tokens_per_layer.weight") continue;
     const int64_t rows_per_matrix = view.shape[view.shape.size() - 2];
+    if (view.dtype == DType::kQ5_0) {
+      // Into the arena as Q8_0 (34 bytes a block instead of 22), in Q8_0's packed layout.
+      const DType layout = kernels::pack::PackedLayout(table, DType::kQ8_0, rows_per_matrix);
+      plan.push_back({&view, layout, total, false, true});
+      total +=
+          (RowBytes(DType::kQ8_0, view.cols()) * static_cast<uint64_t>(view.rows()) + 63) / 64 * 64;
+      continue;
+    }
     const DType layout = kernels::pack::PackedLayout(table, view.dtype, rows_per_matrix);
     if (layout == view.dtype) {
       if (name.find(".experts.") == std::string::npos) {
@@ -405,13 +417,37 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
       view.data = dst;
       continue;
     }
-    const uint64_t row_bytes = RowBytes(view.dtype, view.cols());
+    // Bytes of a row as stored (read and released) and as laid out in the arena.
+    const uint64_t src_row_bytes = RowBytes(view.dtype, view.cols());
+    const uint64_t row_bytes = r.from_q5_0 ? RowBytes(DType::kQ8_0, view.cols()) : src_row_bytes;
     const int64_t nblocks = view.cols() / quant::kBlock;
     // Rows [begin, end) (multiples of 16 where interleaved) of this matrix; the arena's first
     // touch (zeroing its pages) happens here too, so both spread over the pool.
     std::function<void(int64_t, int64_t)> repack_rows;
     const uint8_t* src = view.data;
-    if (view.dtype == DType::kQ4_K || view.dtype == DType::kQ6_K) {
+    if (r.from_q5_0) {
+      // Each row converted to Q8_0 (exact), then laid out as the Q8_0 kernels read it; groups
+      // of 16 rows go through a 16-row Q8_0 buffer (per piece of the pool's job).
+      const DType layout = r.layout;
+      repack_rows = [=](int64_t begin, int64_t end) {
+        const int64_t step = IsInterleavedX16(layout) ? 16 : 1;
+        std::vector<uint8_t> rows(static_cast<size_t>(step * row_bytes));
+        for (int64_t row = begin; row < end; row += step) {
+          for (int64_t k = 0; k < step; ++k) {
+            quant::ConvertRowQ5_0ToQ8_0(src + (row + k) * src_row_bytes, nblocks,
+                                        rows.data() + k * row_bytes);
+          }
+          uint8_t* out = dst + row * row_bytes;
+          if (layout == DType::kQ8_0x16) {
+            kernels::pack::RepackGroupQ8_0x16(rows.data(), row_bytes, nblocks, out);
+          } else if (layout == DType::kQ8_0R) {
+            kernels::pack::RepackRowQ8_0(rows.data(), nblocks, out);
+          } else {
+            std::memcpy(out, rows.data(), row_bytes);  // plain Q8_0
+          }
+        }
+      };
+    } else if (view.dtype == DType::kQ4_K || view.dtype == DType::kQ6_K) {
       const auto repack = view.dtype == DType::kQ4_K ? kernels::pack::RepackGroupQ4_Kx16
                                                      : kernels::pack::RepackGroupQ6_Kx16;
       repack_rows = [=](int64_t begin, int64_t end) {
@@ -437,12 +473,13 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     }
     const int64_t group = x16 ? 16 : 1;
     const int64_t groups = view.rows() / group;
+    const uint64_t stored_bytes = view.nbytes;
     // In slices of about 4 MiB, each slice's file pages released once repacked, so that a
     // matrix is never resident twice (file and arena) while it is repacked: the peak of a
     // load is the arena (E2B's Q6_K embedding alone is 207 MiB; the memory plan counts the
     // arena only).
     const int64_t slice_groups = std::max<int64_t>(
-        1, (int64_t{4} << 20) / std::max<int64_t>(1, group * static_cast<int64_t>(row_bytes)));
+        1, (int64_t{4} << 20) / std::max<int64_t>(1, group * static_cast<int64_t>(src_row_bytes)));
     for (int64_t first = 0; first < groups; first += slice_groups) {
       const int64_t last = std::min(groups, first + slice_groups);
       if (pool != nullptr && pool->num_threads() > 1) {
@@ -454,13 +491,14 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
       } else {
         repack_rows(first * group, last * group);
       }
-      ReleasePages(view.data + first * group * row_bytes,
-                   static_cast<uint64_t>((last - first) * group) * row_bytes);
+      ReleasePages(view.data + first * group * src_row_bytes,
+                   static_cast<uint64_t>((last - first) * group) * src_row_bytes);
     }
-    ReleasePages(view.data, view.nbytes);
-    copied.emplace_back(view.data, view.nbytes);
+    ReleasePages(view.data, stored_bytes);
+    copied.emplace_back(view.data, stored_bytes);
     view.data = dst;
     view.dtype = r.layout;
+    view.nbytes = row_bytes * static_cast<uint64_t>(view.rows());
   }
   // The PLE table (E2B: 262144 rows of 8960 values) is read one row per token (with pread,
   // see InferenceState::ReadPleRow); no readahead for whatever does touch the mapping.

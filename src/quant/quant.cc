@@ -101,6 +101,21 @@ void DequantizeQ6_K(const uint8_t* block, float* y) {
 
 }  // namespace
 
+void ConvertRowQ5_0ToQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst) {
+  for (int64_t b = 0; b < nblocks; ++b, src += kQ5_0BlockBytes, dst += kQ8_0BlockBytes) {
+    std::memcpy(dst, src, 2);  // d
+    uint32_t qh;
+    std::memcpy(&qh, src + 2, 4);  // little-endian, as ggml reads it
+    const uint8_t* qs = src + 6;
+    for (int j = 0; j < 16; ++j) {
+      const int low = (qs[j] & 0xF) | (((qh >> j) & 1) << 4);         // element j
+      const int high = (qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4);  // element j + 16
+      dst[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(low - 16));
+      dst[2 + j + 16] = static_cast<uint8_t>(static_cast<int8_t>(high - 16));
+    }
+  }
+}
+
 void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out) {
   switch (type) {
     case DType::kQ8_0:
@@ -118,6 +133,15 @@ void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out) {
         }
       }
       return;
+    case DType::kQ5_0: {
+      uint8_t q8[kQ8_0BlockBytes];
+      for (int64_t b = 0; b < count / kBlock; ++b, row += kQ5_0BlockBytes, out += kBlock) {
+        ConvertRowQ5_0ToQ8_0(row, 1, q8);
+        const float d = half::F16ToF32(LoadU16(q8));
+        for (int i = 0; i < kBlock; ++i) out[i] = d * static_cast<int8_t>(q8[2 + i]);
+      }
+      return;
+    }
     case DType::kQ4_K:
       for (int64_t b = 0; b < count / 256; ++b) DequantizeQ4_K(row + b * 144, out + b * 256);
       return;

@@ -7,6 +7,8 @@
 //         element j in its low nibble and element j + 16 in its high nibble
 //   Q4_K: 256 values in 8 sub-blocks of 32 with 6-bit scales and mins (dequantize only)
 //   Q6_K: 256 values in 16 sub-blocks of 16 with int8 scales (dequantize only)
+//   Q5_0: 32 values, { f16 d; uint8 qh[4]; uint8 q[16]; }   x = d * (q - 16), q's low nibble as
+//         in Q4_0 and its fifth bit bit j of qh (element j) (read only, converted to Q8_0)
 #ifndef GEMMA4_SRC_QUANT_QUANT_H_
 #define GEMMA4_SRC_QUANT_QUANT_H_
 
@@ -34,6 +36,7 @@ constexpr int kBlock = 32;
 
 constexpr int kQ4_KBlockBytes = 144;  // 256 values
 constexpr int kQ6_KBlockBytes = 210;  // 256 values
+constexpr int kQ5_0BlockBytes = 22;
 
 // Row conversions; n must be a multiple of the type's block size.
 void QuantizeRowQ8_0(const float* x, int64_t n, uint8_t* out);
@@ -42,6 +45,8 @@ void QuantizeRowQ4_0(const float* x, int64_t n, uint8_t* out);
 void QuantizeRowQ4_K(const float* x, int64_t n, uint8_t* out);
 // ggml's reference Q6_K quantizer (quantize_row_q6_K_ref); n a multiple of 256.
 void QuantizeRowQ6_K(const float* x, int64_t n, uint8_t* out);
+// `nblocks` Q5_0 blocks as the same values in Q8_0 blocks (same d, q - 16 as int8): exact.
+void ConvertRowQ5_0ToQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst);
 // Any ggml or float type to f32 (repacked types: kernels::pack::DequantizeRow); `first` and `count`
 // in elements, block-aligned.
 void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out);
