@@ -10,7 +10,9 @@ experts than with transformers' soft tokens.
 --float64: the whole prompt (towers and text model, same attention and experts settings as the
 reference) in float64 instead, written as OUT_DIR/logits64_SEED_PROMPT.f32: a yardstick for
 rows where float32 rounding alone moves the logits (how far the float32 reference itself is
-from it, beside how far gemma4 is).
+from it, beside how far gemma4 is). For image prompts it also writes the soft tokens of each
+image, float64 (OUT_DIR/soft64_SEED_PROMPT_I.f64) and transformers' float32 ones
+(soft32_SEED_PROMPT_I.f32), to set beside `gemma4 encode`'s.
 
 OURS: `gemma4 encode` outputs, one per medium of the prompt in its order ([n, hidden] float32).
 Writes OUT_DIR/logits_SEED_PROMPT.f32 (transformers' logits with our soft tokens) and
@@ -116,6 +118,15 @@ def main():
                     return_dict=True).pooler_output[0]
             soft.contiguous().numpy().astype("<f8").tofile(
                 os.path.join(out, f"soft64_{seed}_{name}_{i}.f64"))
+        # transformers' own float32 tower on the same pixels, for the same comparison.
+        model32 = reference_model(Gemma4ForConditionalGeneration, vdir)
+        for i, f in enumerate(feats):
+            with torch.no_grad():
+                soft = model32.model.get_image_features(
+                    f["pixel_values"], f["image_position_ids"], return_dict=True).pooler_output[0]
+            soft.contiguous().numpy().astype("<f4").tofile(
+                os.path.join(out, f"soft32_{seed}_{name}_{i}.f32"))
+        del model32
     if float64:
         logits, _, _ = run(False)
         logits.contiguous().numpy().astype("<f4").tofile(
