@@ -31,13 +31,20 @@ ids=2,17,33,45,100,200,300,400,5,6,7,311,12,99
 # family must agree everywhere, and the quantized model at its first positions (every kernel
 # runs there, so a kernel fault shows from position 0; a rounding flip only from its position
 # on) and within 0.5 after.
+# llama-cpp:NAME runs a committed llama.cpp file (tests/fixtures/llama_cpp_gguf/NAME.gguf)
+# instead: its Q5_K matrices go through dot_q5_k here and the 16-row kernels on the host.
 checks="tiny-e2b:f32 tiny-e4b:f32 tiny-26b-a4b:f32 tiny-31b:f32 tiny-26b-a4b:q4_0"
+checks="$checks llama-cpp:tiny-wide-q5_k_m"
 for check in $checks; do
   variant=${check%%:*}
   type=${check##*:}
   {
-    "$host_build/gemma4" quantize "tests/fixtures/models/$variant/gemma4" "$tmp/m.gguf" \
-      --type "$type" 2> /dev/null
+    if [ "$variant" = llama-cpp ]; then
+      cp "tests/fixtures/llama_cpp_gguf/$type.gguf" "$tmp/m.gguf"
+    else
+      "$host_build/gemma4" quantize "tests/fixtures/models/$variant/gemma4" "$tmp/m.gguf" \
+        --type "$type" 2> /dev/null
+    fi
     "$host_build/gemma4" logits --model "$tmp/m.gguf" --ids "$ids" --out "$tmp/host.f32"
     QEMU_CPU=max qemu-aarch64 -L /usr/aarch64-linux-gnu build-aarch64/gemma4 logits \
       --model "$tmp/m.gguf" --ids "$ids" --out "$tmp/arm.f32"

@@ -249,6 +249,62 @@ TEST_P(KernelTest, Q4_KMatchesReference) {
   }
 }
 
+// A Q5_K row likewise: random nibbles, fifth bits, 6-bit scales and mins, small d / dmin.
+std::vector<uint8_t> RandomQ5_KRow(int64_t superblocks, std::mt19937* rng) {
+  std::vector<uint8_t> row(superblocks * quant::kQ5_KBlockBytes);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (auto& b : row) b = static_cast<uint8_t>(byte(*rng));
+  for (int64_t s = 0; s < superblocks; ++s) {
+    const uint16_t d = half::F32ToF16(0.001f * (1 + byte(*rng) % 7));
+    const uint16_t dmin = half::F32ToF16(0.002f * (1 + byte(*rng) % 5));
+    std::memcpy(row.data() + s * quant::kQ5_KBlockBytes, &d, 2);
+    std::memcpy(row.data() + s * quant::kQ5_KBlockBytes + 2, &dmin, 2);
+  }
+  return row;
+}
+
+// The ISA's Q5_K row dot against the reference's, and the reference against the dequantized
+// row (quant::DequantizeRow, ggml's formula) times the activations in double; on rows whose
+// fifth bits are all set, all clear and random, for 1-4 tokens at once.
+TEST_P(KernelTest, Q5_KMatchesReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  ASSERT_NE(table.dot_q5_k, nullptr);
+  std::mt19937 rng(17);
+  for (int64_t superblocks : {1, 3, 6}) {
+    for (int fifth : {0, 1, 2}) {  // qh random, all clear, all set
+      const int64_t k = superblocks * 256, nblocks = k / 32, tokens = 5;
+      const auto x = RandomVector(tokens * k, &rng);
+      kernels::QuantizedActivations acts;
+      kernels::QuantizeActivations(x.data(), tokens, k, &acts);
+      auto row = RandomQ5_KRow(superblocks, &rng);
+      if (fifth > 0) {
+        for (int64_t s = 0; s < superblocks; ++s) {
+          std::memset(row.data() + s * quant::kQ5_KBlockBytes + quant::kQ5_KHigh,
+                      fifth == 1 ? 0x00 : 0xFF, 32);
+        }
+      }
+      std::vector<float> deq(k);
+      quant::DequantizeRow(DType::kQ5_K, row.data(), k, deq.data());
+      for (int ntok = 1; ntok <= 4; ++ntok) {
+        float got[4], want[4];
+        table.dot_q5_k(row.data(), nblocks, acts, 1, ntok, got);
+        kernels::ReferenceTable().dot_q5_k(row.data(), nblocks, acts, 1, ntok, want);
+        for (int i = 0; i < ntok; ++i) {
+          double exact = 0, mag = 0;
+          for (int64_t j = 0; j < k; ++j) {
+            const double aj = acts.q_row(1 + i)[j] * double{acts.scale_row(1 + i)[j / 32]};
+            exact += deq[j] * aj;
+            mag += std::fabs(deq[j] * aj);
+          }
+          EXPECT_NEAR(got[i], want[i], 1e-5 * mag + 1e-6) << superblocks << " " << ntok;
+          EXPECT_NEAR(want[i], exact, 1e-5 * mag + 1e-6);
+        }
+      }
+    }
+  }
+}
+
 TEST_P(KernelTest, ActivationQuantizationIsIdenticalToReference) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
@@ -455,11 +511,11 @@ TEST_P(KernelTest, InterleavedX16PairMatchesSingleGroups) {
   }
 }
 
-// A 16-row K-quant format (Q4_Kx16, Q6_Kx16): repacking keeps every value (dequantized rows
-// equal), the scalar 16-row reference is the plain-row reference bit for bit, and the ISA
+// A 16-row K-quant format (Q4_Kx16, Q5_Kx16, Q6_Kx16): repacking keeps every value (dequantized
+// rows equal), the scalar 16-row reference is the plain-row reference bit for bit, and the ISA
 // kernel matches it for token counts within and across register blocks. Random bytes cover
 // every 6-bit scale / min / value (and every int8 Q6_K scale); the last case sets every byte
-// to 0xFF (largest values, and for Q4_K the largest scales and mins; Q6_K scales then -1 and
+// to 0xFF (largest values, and for Q4_K / Q5_K the largest scales and mins; Q6_K scales then -1 and
 // -128) against activations of one sign per token: the kernels' largest int16 sums.
 struct KQuantX16 {
   DType plain;
@@ -488,7 +544,7 @@ void ExpectKQuantX16MatchesPlainRows(const KQuantX16& f, uint32_t seed) {
         uint8_t* block = plain.data() + r * row_bytes + s * block_bytes;
         const uint16_t d = half::F32ToF16(0.001f * (1 + byte(rng) % 7));
         const uint16_t dmin = half::F32ToF16(0.002f * (1 + byte(rng) % 5));
-        if (f.plain == DType::kQ4_K) {
+        if (f.plain == DType::kQ4_K || f.plain == DType::kQ5_K) {
           std::memcpy(block, &d, 2);
           std::memcpy(block + 2, &dmin, 2);
         } else {
@@ -510,9 +566,10 @@ void ExpectKQuantX16MatchesPlainRows(const KQuantX16& f, uint32_t seed) {
       f.dequantize(group.data(), superblocks, r, d2.data());
       ASSERT_EQ(d1, d2) << DTypeName(f.plain) << " row " << r;
     }
-    const kernels::RowDotFn row_reference = f.plain == DType::kQ4_K
-                                                ? kernels::ReferenceTable().dot_q4_k
-                                                : kernels::ReferenceTable().dot_q6_k;
+    const kernels::RowDotFn row_reference =
+        f.plain == DType::kQ4_K   ? kernels::ReferenceTable().dot_q4_k
+        : f.plain == DType::kQ5_K ? kernels::ReferenceTable().dot_q5_k
+                                  : kernels::ReferenceTable().dot_q6_k;
     for (int ntok : {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17}) {
       float got[17 * 16];
       f.gemm(group.data(), nblocks, acts, 1, ntok, got, 16);
@@ -541,7 +598,8 @@ void ExpectKQuantX16MatchesPlainRows(const KQuantX16& f, uint32_t seed) {
 TEST_P(KernelTest, InterleavedKQuantsX16MatchPlainRows) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
-  if (table.gemm_q4_kx16 == nullptr && table.gemm_q6_kx16 == nullptr) {
+  if (table.gemm_q4_kx16 == nullptr && table.gemm_q5_kx16 == nullptr &&
+      table.gemm_q6_kx16 == nullptr) {
     GTEST_SKIP() << "no 16-row K-quant kernels";
   }
   if (table.gemm_q4_kx16 != nullptr) {
@@ -553,6 +611,16 @@ TEST_P(KernelTest, InterleavedKQuantsX16MatchPlainRows) {
            kernels::GemmQ4_Kx16Reference(g, a.q_row(t), a.scale_row(t), a.sum_row(t), nb, out);
          }},
         23);
+  }
+  if (table.gemm_q5_kx16 != nullptr) {
+    ExpectKQuantX16MatchesPlainRows(
+        {DType::kQ5_K, table.gemm_q5_kx16, kernels::pack::RepackGroupQ5_Kx16,
+         kernels::pack::DequantizeQ5_Kx16Row,
+         [](const uint8_t* g, const kernels::QuantizedActivations& a, int64_t t, int64_t nb,
+            float* out) {
+           kernels::GemmQ5_Kx16Reference(g, a.q_row(t), a.scale_row(t), a.sum_row(t), nb, out);
+         }},
+        31);
   }
   if (table.gemm_q6_kx16 != nullptr) {
     ExpectKQuantX16MatchesPlainRows(

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -90,6 +91,24 @@ int Run() {
         t.dot_q4_k(q4k.data(), nblocks, acts, 0, ntok, a);
         ref.dot_q4_k(q4k.data(), nblocks, acts, 0, ntok, b);
         Check(same(ntok), "dot_q4_k", k);
+        // Q5_K (no quantizer of ours: llama.cpp writes it): random bytes with small d and dmin.
+        std::vector<uint8_t> q5k(RowBytes(DType::kQ5_K, k));
+        for (uint8_t& byte : q5k) byte = static_cast<uint8_t>(rng());
+        for (int64_t sb = 0; sb < nblocks / 8; ++sb) {
+          const uint16_t d = half::F32ToF16(0.001f * static_cast<float>(1 + sb % 7));
+          const uint16_t dmin = half::F32ToF16(0.002f * static_cast<float>(1 + sb % 5));
+          std::memcpy(q5k.data() + sb * quant::kQ5_KBlockBytes, &d, 2);
+          std::memcpy(q5k.data() + sb * quant::kQ5_KBlockBytes + 2, &dmin, 2);
+        }
+        std::vector<float> q5k_values(k);
+        quant::DequantizeRow(DType::kQ5_K, q5k.data(), k, q5k_values.data());
+        double q5k_mag = 0;
+        for (int64_t j = 0; j < k; ++j) q5k_mag += std::fabs(double{q5k_values[j]} * x[j]);
+        t.dot_q5_k(q5k.data(), nblocks, acts, 0, ntok, a);
+        ref.dot_q5_k(q5k.data(), nblocks, acts, 0, ntok, b);
+        bool q5k_same = true;
+        for (int i = 0; i < ntok; ++i) q5k_same &= std::fabs(a[i] - b[i]) <= 1e-4 * (1 + q5k_mag);
+        Check(q5k_same, "dot_q5_k", k);
       }
     }
     // The 16-row kernels on 16 copies of the row, interleaved: every row's result equals the

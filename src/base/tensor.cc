@@ -50,6 +50,10 @@ const char* DTypeName(DType t) {
       return "Q8_0x16";
     case DType::kQ5_0:
       return "Q5_0";
+    case DType::kQ5_K:
+      return "Q5_K";
+    case DType::kQ5_Kx16:
+      return "Q5_Kx16";
   }
   return "?";
 }
@@ -83,6 +87,8 @@ int64_t BlockElements(DType t) {
       return 32;
     case DType::kQ4_K:
     case DType::kQ4_Kx16:
+    case DType::kQ5_K:
+    case DType::kQ5_Kx16:
     case DType::kQ6_K:
     case DType::kQ6_Kx16:
       return 256;
@@ -106,6 +112,9 @@ size_t BlockBytes(DType t) {
     case DType::kQ4_K:
     case DType::kQ4_Kx16:
       return 144;  // f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles
+    case DType::kQ5_K:
+    case DType::kQ5_Kx16:
+      return 176;  // Q4_K's 144 bytes and 32 bytes of fifth bits
     case DType::kQ6_K:
     case DType::kQ6_Kx16:
       return 210;  // 128 bytes low bits, 64 bytes high bits, 16 int8 scales, f16 d
@@ -118,7 +127,7 @@ bool IsBlockType(DType t) { return BlockElements(t) > 1; }
 
 bool IsInterleavedX16(DType t) {
   return t == DType::kQ4_0x16 || t == DType::kQ8_0x16 || t == DType::kQ4_Kx16 ||
-         t == DType::kQ6_Kx16;
+         t == DType::kQ5_Kx16 || t == DType::kQ6_Kx16;
 }
 
 uint64_t RowBytes(DType t, int64_t cols) {
@@ -127,8 +136,8 @@ uint64_t RowBytes(DType t, int64_t cols) {
 
 bool IsComputeType(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 ||
-         t == DType::kQ4_0 || t == DType::kQ4_K || t == DType::kQ6_K || t == DType::kQ4_0R ||
-         t == DType::kQ8_0R || IsInterleavedX16(t);
+         t == DType::kQ4_0 || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K ||
+         t == DType::kQ4_0R || t == DType::kQ8_0R || IsInterleavedX16(t);
 }
 
 std::string TensorView::ShapeString() const {

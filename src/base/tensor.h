@@ -61,6 +61,16 @@ enum class DType : uint8_t {
   // 256 (26B-A4B's down projections). Read from files only, and converted to Q8_0 at load time
   // (quant::ConvertRowQ5_0ToQ8_0: q - 16 in [-16, 15] with the same d, so the same values).
   kQ5_0,
+  // Q5_K as llama.cpp writes it ({ f16 d; f16 dmin; uint8 scales[12]; uint8 qh[32]; uint8
+  // qs[128]; }, 256 values in 8 sub-blocks of 32, x = d * sc * q - dmin * m with q in [0, 31]:
+  // Q4_K's scales and nibbles plus a fifth bit, bit j of qh[l] for element 32 j + l). Its Q5_K_M,
+  // Q5_K_S, Q4_K_S, Q3_K_M and IQ4_XS mixes hold it. Computed on as stored (row dots).
+  kQ5_K,
+  // Q5_K interleaved across groups of 16 rows like Q4_Kx16: per group and 256-value block, 2816
+  // bytes (16 x 176): Q4_Kx16's 256-byte head (d, dmin, scales and mins), then per 32-value
+  // sub-block 320 bytes: Q4_0x16's nibble layout and 64 bytes of fifth bits (see
+  // kernels::pack::RepackGroupQ5_Kx16). Rows must be a multiple of 16.
+  kQ5_Kx16,
 };
 
 const char* DTypeName(DType t);
@@ -70,7 +80,8 @@ size_t DTypeSize(DType t);
 int64_t BlockElements(DType t);
 size_t BlockBytes(DType t);
 bool IsBlockType(DType t);
-// The load-time layouts that interleave 16 rows (kQ4_0x16, kQ8_0x16, kQ4_Kx16, kQ6_Kx16).
+// The load-time layouts that interleave 16 rows (kQ4_0x16, kQ8_0x16, kQ4_Kx16, kQ5_Kx16,
+// kQ6_Kx16).
 bool IsInterleavedX16(DType t);
 // Bytes of one row of `cols` elements; cols must be a multiple of BlockElements(t).
 uint64_t RowBytes(DType t, int64_t cols);

@@ -62,6 +62,7 @@ struct KernelTable {
   RowDotFn dot_q4_0r;     // repacked Q4_0 (DType::kQ4_0R)
   RowDotFn dot_q6_k;      // nblocks counts 32-value blocks (8 per Q6_K block); needs sum16
   RowDotFn dot_q4_k;      // likewise (8 per Q4_K block)
+  RowDotFn dot_q5_k;      // likewise (8 per Q5_K block)
   GemmTileFn gemm_q4_0r;  // optional (null: dot_q4_0r per row)
   // Repacked Q8_0 (DType::kQ8_0R). Tables without a fast kernel leave gemm_q8_0r null, and
   // models loaded with them keep plain Q8_0.
@@ -91,6 +92,8 @@ struct KernelTable {
   GemmX16Fn gemm_q4_kx16;
   // Q6_Kx16 (DType::kQ6_Kx16) likewise; needs sum16; null: plain Q6_K.
   GemmX16Fn gemm_q6_kx16;
+  // Q5_Kx16 (DType::kQ5_Kx16) likewise; null: plain Q5_K.
+  GemmX16Fn gemm_q5_kx16;
   // One activation row to int8 blocks (same results as QuantizeActivationBlocks).
   void (*quantize_blocks)(const float* x, int64_t nblocks, int8_t* q, float* scale, int32_t* sum,
                           float* offset);

@@ -291,7 +291,7 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
       // (Q5_0 matrices are converted to Q8_0 below; the PLE table is read as stored.)
       return UnimplementedError(
           t->file + ": tensor '" + stored + "' has dtype " + DTypeName(t->dtype) +
-          "; weights must be F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K (or Q5_0 "
+          "; weights must be F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K (or Q5_0 "
           "matrices, read as Q8_0)");
     }
     if (IsBlockType(t->dtype) && spec.shape.size() == 1) {
@@ -400,8 +400,7 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
   for (const Repack& r : plan) {
     TensorView& view = *r.view;
     const bool q4 = view.dtype == DType::kQ4_0;
-    const bool x16 = r.layout == DType::kQ4_0x16 || r.layout == DType::kQ8_0x16 ||
-                     r.layout == DType::kQ4_Kx16 || r.layout == DType::kQ6_Kx16;
+    const bool x16 = IsInterleavedX16(r.layout);
     uint8_t* dst = repacked_->data() + r.offset;
     if (r.copy_only) {
       // In slices, each released once copied, so that the file's pages and their copy are
@@ -447,9 +446,11 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
           }
         }
       };
-    } else if (view.dtype == DType::kQ4_K || view.dtype == DType::kQ6_K) {
-      const auto repack = view.dtype == DType::kQ4_K ? kernels::pack::RepackGroupQ4_Kx16
-                                                     : kernels::pack::RepackGroupQ6_Kx16;
+    } else if (view.dtype == DType::kQ4_K || view.dtype == DType::kQ5_K ||
+               view.dtype == DType::kQ6_K) {
+      const auto repack = view.dtype == DType::kQ4_K   ? kernels::pack::RepackGroupQ4_Kx16
+                          : view.dtype == DType::kQ5_K ? kernels::pack::RepackGroupQ5_Kx16
+                                                       : kernels::pack::RepackGroupQ6_Kx16;
       repack_rows = [=](int64_t begin, int64_t end) {
         for (int64_t row = begin; row < end; row += 16) {
           repack(src + row * row_bytes, row_bytes, nblocks / 8, dst + row * row_bytes);

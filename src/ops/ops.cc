@@ -22,6 +22,8 @@ void ToF32(const TensorView& t, int64_t first, int64_t count, float* out) {
       const int r = static_cast<int>(row % 16);
       if (t.dtype == DType::kQ4_Kx16) {
         kernels::pack::DequantizeQ4_Kx16Row(group, cols / 256, r, dst);
+      } else if (t.dtype == DType::kQ5_Kx16) {
+        kernels::pack::DequantizeQ5_Kx16Row(group, cols / 256, r, dst);
       } else if (t.dtype == DType::kQ6_Kx16) {
         kernels::pack::DequantizeQ6_Kx16Row(group, cols / 256, r, dst);
       } else if (t.dtype == DType::kQ4_0x16) {
@@ -172,6 +174,7 @@ kernels::GemmX16Fn Gemm16For(const kernels::KernelTable& table, DType dtype) {
   return dtype == DType::kQ4_0x16   ? table.gemm_q4_0x16
          : dtype == DType::kQ8_0x16 ? table.gemm_q8_0x16
          : dtype == DType::kQ4_Kx16 ? table.gemm_q4_kx16
+         : dtype == DType::kQ5_Kx16 ? table.gemm_q5_kx16
                                     : table.gemm_q6_kx16;
 }
 
@@ -351,6 +354,7 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
                                 : w.dtype == DType::kQ8_0R ? table.dot_q8_0r
                                 : w.dtype == DType::kQ6_K  ? table.dot_q6_k
                                 : w.dtype == DType::kQ4_K  ? table.dot_q4_k
+                                : w.dtype == DType::kQ5_K  ? table.dot_q5_k
                                                            : table.dot_q4_0;
   const kernels::QuantizedActivations& acts =
       QuantizeActivations(x, s, k, w.dtype, pool, gelu_up, nullptr, false, true, run_tokens);

@@ -75,6 +75,16 @@ void DequantizeQ4_K(const uint8_t* block, float* y) {
   }
 }
 
+// ggml's dequantize_row_q5_K: Q4_K's sub-blocks with a fifth bit per value.
+void DequantizeQ5_K(const uint8_t* block, float* y) {
+  const float d = half::F16ToF32(LoadU16(block));
+  const float dmin = half::F16ToF32(LoadU16(block + 2));
+  uint8_t sc[8], m[8], q[256];
+  for (int j = 0; j < 8; ++j) ScaleMinK4(j, block + 4, &sc[j], &m[j]);
+  UnpackQ5_K(block, q);
+  for (int e = 0; e < 256; ++e) y[e] = d * sc[e / 32] * q[e] - dmin * m[e / 32];
+}
+
 void DequantizeQ6_K(const uint8_t* block, float* y) {
   const uint8_t* ql = block;
   const uint8_t* qh = block + 128;
@@ -144,6 +154,11 @@ void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out) {
     }
     case DType::kQ4_K:
       for (int64_t b = 0; b < count / 256; ++b) DequantizeQ4_K(row + b * 144, out + b * 256);
+      return;
+    case DType::kQ5_K:
+      for (int64_t b = 0; b < count / 256; ++b) {
+        DequantizeQ5_K(row + b * kQ5_KBlockBytes, out + b * 256);
+      }
       return;
     case DType::kQ6_K:
       for (int64_t b = 0; b < count / 256; ++b) DequantizeQ6_K(row + b * 210, out + b * 256);
@@ -384,6 +399,17 @@ void QuantizeRowQ6_K(const float* x, int64_t n, uint8_t* out) {
 
 void Q4_KScales(const uint8_t* packed, uint8_t* scales, uint8_t* mins) {
   for (int j = 0; j < 8; ++j) ScaleMinK4(j, packed, &scales[j], &mins[j]);
+}
+
+void UnpackQ5_K(const uint8_t* block, uint8_t* q) {
+  const uint8_t* qh = block + kQ5_KHigh;
+  const uint8_t* qs = block + kQ5_KLow;
+  for (int j = 0; j < 8; ++j) {  // sub-block j: nibbles of qs[32 (j / 2) + l], bit j of qh[l]
+    for (int l = 0; l < 32; ++l) {
+      const int low = (qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 0xF;
+      q[32 * j + l] = static_cast<uint8_t>(low | (((qh[l] >> j) & 1) << 4));
+    }
+  }
 }
 
 void UnpackQ6_K(const uint8_t* block, int8_t* q) {

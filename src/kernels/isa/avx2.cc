@@ -338,6 +338,47 @@ inline void NibbleBlockSums(const uint8_t* data, const QuantizedActivations& a, 
   }
 }
 
+// NibbleBlockSums for Q5_Kx16's sub-blocks: the nibbles as there, each chunk ch gaining its
+// fifth bit (bit ch of the 64 bytes after the nibbles, pack::RepackGroupQ5_Kx16) at bit 4.
+// With values up to 31 a run's two maddubs sum to at most 2 * 2 * 31 * 128 = 15872 per int16
+// lane, but four runs would not fit: each run goes to int32 (madd) at once.
+template <int NT>
+inline void FifthBitBlockSums(const uint8_t* data, const QuantizedActivations& a, int64_t token,
+                              int64_t b, __m256i (&dp)[NT][2]) {
+  const __m256i mask = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int t = 0; t < NT; ++t) dp[t][0] = dp[t][1] = _mm256_setzero_si256();
+  __m256i fifth[2];
+  for (int h = 0; h < 2; ++h) {
+    fifth[h] = _mm256_loadu_si256(
+        reinterpret_cast<const __m256i*>(data + pack::kQ5_Kx16FifthBits + 32 * h));
+  }
+  // Bit ch of each byte to bit 4 (16-bit shifts: what crosses bytes misses bit 4's mask).
+  auto fifth_bit = [&](__m256i v, int ch) {
+    const __m256i moved = ch <= 4 ? _mm256_sll_epi16(v, _mm_cvtsi32_si128(4 - ch))
+                                  : _mm256_srl_epi16(v, _mm_cvtsi32_si128(ch - 4));
+    return _mm256_and_si256(moved, bit4);
+  };
+  for (int p = 0; p < 4; ++p) {
+    const uint8_t* run = data + 64 * p;
+    __m256i w[2][2];  // [half][chunk 2p or 2p + 1]
+    for (int h = 0; h < 2; ++h) {
+      const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(run + 32 * h));
+      w[h][0] = _mm256_or_si256(_mm256_and_si256(bytes, mask), fifth_bit(fifth[h], 2 * p));
+      w[h][1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bytes, 4), mask),
+                                fifth_bit(fifth[h], 2 * p + 1));
+    }
+    for (int t = 0; t < NT; ++t) {
+      __m256i a0, a1;
+      BroadcastQuads(a.q_row(token + t) + b * 32 + 8 * p, &a0, &a1);
+      for (int h = 0; h < 2; ++h) {
+        dp[t][h] =
+            _mm256_add_epi32(dp[t][h], _mm256_madd_epi16(ChunkPairSums16(w[h], a0, a1), ones));
+      }
+    }
+  }
+}
+
 // The weight prefetch of a 16-row kernel instantiated for NT tokens: one token (decode) streams
 // them from DRAM once (simd::PrefetchDecodeStream: non-temporal and 8 KiB ahead on AMD, so they
 // pass through L1 without evicting the activations; into L2 on Intel); more tokens re-read them
@@ -436,6 +477,51 @@ void GemmQ8_0x16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
   });
 }
 
+// Q5_K: Q4_K's chunks with a fifth bit per value (bit j of qh[l] for sub-block j), moved to
+// bit 4 of each byte: shifted down by 2c (16-bit shifts; the bits crossing bytes are masked
+// off) and up by 4 or 3. Values up to 31: maddubs pair sums stay below 2 * 31 * 128.
+template <int NT>
+void DotQ5_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
+  __m256 acc[NT];
+  float mins[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    mins[t] = 0;
+  }
+  const __m256i m4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += quant::kQ5_KBlockBytes) {
+    const float d = LoadHalf(w), dmin = LoadHalf(w + 2);
+    uint8_t sc[8], m[8];
+    quant::Q4_KScales(w + 4, sc, m);
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + quant::kQ5_KHigh));
+    for (int c = 0; c < 4; ++c) {
+      const __m256i raw =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + quant::kQ5_KLow + 32 * c));
+      const __m256i h = _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c));
+      const __m256i lo = _mm256_or_si256(_mm256_and_si256(raw, m4),
+                                         _mm256_and_si256(_mm256_slli_epi16(h, 4), bit4));
+      const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
+                                         _mm256_and_si256(_mm256_slli_epi16(h, 3), bit4));
+      const int64_t b = sb * 8 + 2 * c;
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* aq = a.q_row(token + t) + b * 32;
+        const float* as = a.scale_row(token + t) + b;
+        const int32_t* sum = a.sum_row(token + t) + b;
+        const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(aq));
+        const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(aq + 32));
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(lo, a0)),
+                                 _mm256_set1_ps(d * sc[2 * c] * as[0]), acc[t]);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(hi, a1)),
+                                 _mm256_set1_ps(d * sc[2 * c + 1] * as[1]), acc[t]);
+        mins[t] += dmin * (m[2 * c] * as[0] * static_cast<float>(sum[0]) +
+                           m[2 * c + 1] * as[1] * static_cast<float>(sum[1]));
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]) - mins[t];
+}
+
 // A Q4_Kx16 block's 128 six-bit scales and mins (entry j * 16 + r: sub-block j, row r) as
 // bytes, 32 entries (two sub-blocks) per vector: low nibbles from their 64-byte areas, top two
 // bits from the shared one (see pack::RepackGroupQ4_Kx16). 16-bit shifts carry bits across
@@ -472,12 +558,15 @@ inline void SubBlockBytesTimes(const __m256i v[4], int j, const __m256 f[2], __m
 // Q4_Kx16 on AVX2: each 32-value sub-block is a Q4_0x16-layout area (NibbleBlockSums) with
 // per-row scale d * sc and offset dmin * m: out += sum_j a_scale_j * (d sc_j dot_j -
 // dmin m_j sum(a_j)), the scales unpacked once per 256-value block for the whole token piece.
-template <int NT>
+// Q5_Kx16 (kFifthBit): the same head, sub-blocks of 320 bytes (FifthBitBlockSums).
+template <int NT, bool kFifthBit = false>
 void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                   int64_t token, float* out, int64_t ldo) {
+  constexpr int64_t kBlockBytes = kFifthBit ? pack::kQ5_Kx16BlockBytes : pack::kQ4_Kx16BlockBytes;
+  constexpr int64_t kSubBlockBytes = kFifthBit ? pack::kQ5_Kx16SubBlockBytes : 256;
   __m256 acc[NT][2];
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += pack::kQ4_Kx16BlockBytes) {
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += kBlockBytes) {
     simd::PrefetchAhead<256>(group + 2048);
     __m256i sc[4], mn[4];
     UnpackQ4_Kx16Scales(group, sc, mn);
@@ -488,10 +577,15 @@ void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivati
     LoadGroupScales(group + pack::kQ4_Kx16Dmin, dmin8);
     for (int h = 0; h < 2; ++h) dmin8[h] = _mm256_mul_ps(dmin8[h], _mm256_set1_ps(0.125f));
     for (int j = 0; j < 8; ++j) {
-      simd::PrefetchAhead<256>(group + 256 * j);
+      simd::PrefetchAhead<256>(group + kSubBlockBytes * j);
       const int64_t b = sb * 8 + j;
       __m256i dp[NT][2];
-      NibbleBlockSums<NT>(group + pack::kQ4_Kx16Data + 256 * j, a, token, b, dp);
+      const uint8_t* data = group + pack::kQ4_Kx16Data + kSubBlockBytes * j;
+      if constexpr (kFifthBit) {
+        FifthBitBlockSums<NT>(data, a, token, b, dp);
+      } else {
+        NibbleBlockSums<NT>(data, a, token, b, dp);
+      }
       __m256 ds[2], dm[2];
       SubBlockBytesTimes(sc, j, d, ds);
       SubBlockBytesTimes(mn, j, dmin8, dm);
@@ -513,6 +607,14 @@ void GemmQ4_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
                  int64_t token, int ntok, float* out, int64_t ldo) {
   simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
     GemmQ4_Kx16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
+  });
+}
+
+void GemmQ5_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
+    GemmQ4_Kx16T<decltype(nt)::value, true>(group, nblocks, a, token + first, out + first * ldo,
+                                            ldo);
   });
 }
 
@@ -688,6 +790,7 @@ const KernelTable& Table() {
       .dot_q4_0r = GEMMA4_BY_TOKEN_COUNT(DotQ4_0RT),
       .dot_q6_k = GEMMA4_BY_TOKEN_COUNT(DotQ6_KT),
       .dot_q4_k = GEMMA4_BY_TOKEN_COUNT(DotQ4_KT),
+      .dot_q5_k = GEMMA4_BY_TOKEN_COUNT(DotQ5_KT),
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = ReferenceTable().dot_q8_0r,
       .gemm_q8_0r = nullptr,
@@ -697,6 +800,7 @@ const KernelTable& Table() {
       .gemm_q8_0x16_pair = nullptr,
       .gemm_q4_kx16 = GemmQ4_Kx16,
       .gemm_q6_kx16 = GemmQ6_Kx16,
+      .gemm_q5_kx16 = GemmQ5_Kx16,
       .quantize_blocks = QuantizeBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

@@ -371,6 +371,50 @@ void DotQ4_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
   for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) - mins[t];
 }
 
+// Q5_K: Q4_K's chunks with a fifth bit per value: sub-block j's is bit j of qh[l] (l = 0..31,
+// the chunk's byte), shifted down by 2c (16-bit shifts: the bits that cross into a byte's top
+// are masked off) and up into bit 4 of each byte.
+template <int NT>
+void DotQ5_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
+  __m512 acc[NT];
+  float mins[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm512_setzero_ps();
+    mins[t] = 0;
+  }
+  const __m256i m4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += quant::kQ5_KBlockBytes) {
+    const float d = LoadHalf(w), dmin = LoadHalf(w + 2);
+    uint8_t sc[8], m[8];
+    quant::Q4_KScales(w + 4, sc, m);
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + quant::kQ5_KHigh));
+    for (int c = 0; c < 4; ++c) {
+      const __m256i raw =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + quant::kQ5_KLow + 32 * c));
+      const __m256i h = _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c));  // bits 2c, 2c + 1 -> 0, 1
+      const __m256i lo = _mm256_or_si256(_mm256_and_si256(raw, m4),
+                                         _mm256_and_si256(_mm256_slli_epi16(h, 4), bit4));
+      const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
+                                         _mm256_and_si256(_mm256_slli_epi16(h, 3), bit4));
+      const __m512i q = _mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1);
+      const int64_t b = sb * 8 + 2 * c;
+      for (int t = 0; t < NT; ++t) {
+        const float* as = a.scale_row(token + t) + b;
+        const int32_t* sum = a.sum_row(token + t) + b;
+        const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q,
+                                               _mm512_loadu_si512(a.q_row(token + t) + b * 32));
+        acc[t] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp),
+                            PairScale(d * sc[2 * c] * as[0], d * sc[2 * c + 1] * as[1]), acc[t]);
+        mins[t] += dmin * (m[2 * c] * as[0] * static_cast<float>(sum[0]) +
+                           m[2 * c + 1] * as[1] * static_cast<float>(sum[1]));
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) - mins[t];
+}
+
 // Q4_0x16: 16 rows at a time. Each 64-byte run of a block unpacks into two vectors holding
 // four consecutive values of all 16 rows; vpdpbusd against the token's matching four
 // activation bytes (broadcast) accumulates one int32 per row, eight times per block, and the
@@ -631,9 +675,14 @@ void GemmX16Pair(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
 // 6-bit scales and mins (entry j * 16 + r) are unpacked to bytes once per 256-value block for
 // the whole token piece: low nibbles from their 64-byte areas, top two bits from the shared
 // one (pack::RepackGroupQ4_Kx16); 16-bit shifts carry bits across bytes, which the masks drop.
-template <int NT>
+template <int NT, bool kFifthBit = false>
 void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                   int64_t token, float* out, int64_t ldo) {
+  // Q5_Kx16 (kFifthBit): the same head, and sub-blocks of 320 bytes whose last 64 hold the
+  // fifth bits, chunk ch's at bit ch of each byte (pack::RepackGroupQ5_Kx16), ORed into bit 4
+  // of the chunk's nibbles: one shift and one vpternlogd per chunk, shared by the NT tokens.
+  constexpr int64_t kBlockBytes = kFifthBit ? pack::kQ5_Kx16BlockBytes : pack::kQ4_Kx16BlockBytes;
+  constexpr int64_t kSubBlockBytes = kFifthBit ? pack::kQ5_Kx16SubBlockBytes : 256;
   __m512 acc[NT];
   const int8_t* q[NT];
   const float* as[NT];
@@ -646,7 +695,7 @@ void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivati
   }
   const __m512i low4 = _mm512_set1_epi8(0x0F), top2 = _mm512_set1_epi8(0x30);
   const __m512i quad = _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
-  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += pack::kQ4_Kx16BlockBytes) {
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += kBlockBytes) {
     simd::PrefetchAhead<256>(group + 2048);
     // Entries 0-63 (sub-blocks 0-3) and 64-127 (4-7) of the scales and mins, kept in
     // registers rather than stored and reloaded 16 bytes at a time.
@@ -668,10 +717,25 @@ void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivati
             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + pack::kQ4_Kx16Dmin))),
         _mm512_set1_ps(0.125f));
     for (int j = 0; j < 8; ++j) {
-      simd::PrefetchAhead<256>(group + 256 * j);
+      simd::PrefetchAhead<256>(group + kSubBlockBytes * j);
       const int64_t b = sb * 8 + j;
       __m512i w[8];
-      Q4X16::Load(group + pack::kQ4_Kx16Data + 256 * j, w);
+      const uint8_t* data = group + pack::kQ4_Kx16Data + kSubBlockBytes * j;
+      Q4X16::Load(data, w);
+      if constexpr (kFifthBit) {
+        const __m512i fifth = _mm512_loadu_si512(data + pack::kQ5_Kx16FifthBits);
+        const __m512i bit4 = _mm512_set1_epi8(0x10);
+        // ch < 4: up by 4 - ch; ch > 4: down by ch - 4 (16-bit shifts: bits crossing into the
+        // neighbouring byte land outside bit 4, which the mask keeps).
+        w[0] = _mm512_ternarylogic_epi32(w[0], _mm512_slli_epi16(fifth, 4), bit4, 0xF8);
+        w[1] = _mm512_ternarylogic_epi32(w[1], _mm512_slli_epi16(fifth, 3), bit4, 0xF8);
+        w[2] = _mm512_ternarylogic_epi32(w[2], _mm512_slli_epi16(fifth, 2), bit4, 0xF8);
+        w[3] = _mm512_ternarylogic_epi32(w[3], _mm512_slli_epi16(fifth, 1), bit4, 0xF8);
+        w[4] = _mm512_ternarylogic_epi32(w[4], fifth, bit4, 0xF8);
+        w[5] = _mm512_ternarylogic_epi32(w[5], _mm512_srli_epi16(fifth, 1), bit4, 0xF8);
+        w[6] = _mm512_ternarylogic_epi32(w[6], _mm512_srli_epi16(fifth, 2), bit4, 0xF8);
+        w[7] = _mm512_ternarylogic_epi32(w[7], _mm512_srli_epi16(fifth, 3), bit4, 0xF8);
+      }
       // Sub-block j's 16 bytes (dwords 4 (j % 4) ...) moved to the low lane, widened to f32.
       const __m512i pick = _mm512_add_epi32(quad, _mm512_set1_epi32(4 * (j % 4)));
       auto bytes_f32 = [&](__m512i v) {
@@ -694,6 +758,14 @@ void GemmQ4_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
                  int64_t token, int ntok, float* out, int64_t ldo) {
   simd::ForTokenPieces<8>(ntok, [&](int first, auto nt) {
     GemmQ4_Kx16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
+  });
+}
+
+void GemmQ5_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  simd::ForTokenPieces<8>(ntok, [&](int first, auto nt) {
+    GemmQ4_Kx16T<decltype(nt)::value, true>(group, nblocks, a, token + first, out + first * ldo,
+                                            ldo);
   });
 }
 
@@ -911,6 +983,7 @@ const KernelTable& Table() {
       .dot_q4_0r = GroupDot<Q4Groups>,
       .dot_q6_k = GEMMA4_BY_TOKEN_COUNT(DotQ6_KT),
       .dot_q4_k = GEMMA4_BY_TOKEN_COUNT(DotQ4_KT),
+      .dot_q5_k = GEMMA4_BY_TOKEN_COUNT(DotQ5_KT),
       .gemm_q4_0r = GroupGemm<Q4Groups>,
       .dot_q8_0r = GroupDot<Q8Groups>,
       .gemm_q8_0r = GroupGemm<Q8Groups>,
@@ -921,6 +994,7 @@ const KernelTable& Table() {
       .x16_reads_interleaved = true,
       .gemm_q4_kx16 = GemmQ4_Kx16,
       .gemm_q6_kx16 = GemmQ6_Kx16,
+      .gemm_q5_kx16 = GemmQ5_Kx16,
       .quantize_blocks = QuantizeBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

@@ -132,6 +132,54 @@ void DotQ4_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, i
   }
 }
 
+// Q5_K: Q4_K's chunks with a fifth bit per value, bit j of qh[l] for sub-block j (l the
+// chunk's byte), moved to bit 4.
+void DotQ5_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  const uint8x16_t m4 = vdupq_n_u8(0x0F), one = vdupq_n_u8(1);
+  for (int t = 0; t < ntok; ++t) {
+    const int8_t* aq_row = a.q_row(token + t);
+    const float* as_row = a.scale_row(token + t);
+    const int32_t* sum_row = a.sum_row(token + t);
+    float acc = 0, mins = 0;
+    const uint8_t* sbp = w;
+    for (int64_t sb = 0; sb < nblocks / 8; ++sb, sbp += quant::kQ5_KBlockBytes) {
+      const float d = LoadHalf(sbp), dmin = LoadHalf(sbp + 2);
+      uint8_t sc[8], m[8];
+      quant::Q4_KScales(sbp + 4, sc, m);
+      const uint8x16_t h0 = vld1q_u8(sbp + quant::kQ5_KHigh);
+      const uint8x16_t h1 = vld1q_u8(sbp + quant::kQ5_KHigh + 16);
+      for (int c = 0; c < 4; ++c) {
+        const uint8_t* qs = sbp + quant::kQ5_KLow + 32 * c;
+        const uint8x16_t r0 = vld1q_u8(qs), r1 = vld1q_u8(qs + 16);
+        // Fifth bits of sub-blocks 2c (bit 2c of qh) and 2c + 1 (bit 2c + 1), at bit 4.
+        const int8x16_t down_lo = vdupq_n_s8(static_cast<int8_t>(-2 * c));
+        const int8x16_t down_hi = vdupq_n_s8(static_cast<int8_t>(-2 * c - 1));
+        auto fifth = [&](uint8x16_t h, int8x16_t down) {
+          return vshlq_n_u8(vandq_u8(vshlq_u8(h, down), one), 4);
+        };
+        const int64_t b = sb * 8 + 2 * c;
+        const int8_t* aq = aq_row + b * 32;
+        int32x4_t lo = vdotq_s32(
+            vdupq_n_s32(0), vreinterpretq_s8_u8(vorrq_u8(vandq_u8(r0, m4), fifth(h0, down_lo))),
+            vld1q_s8(aq));
+        lo = vdotq_s32(lo, vreinterpretq_s8_u8(vorrq_u8(vandq_u8(r1, m4), fifth(h1, down_lo))),
+                       vld1q_s8(aq + 16));
+        int32x4_t hi = vdotq_s32(
+            vdupq_n_s32(0), vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(r0, 4), fifth(h0, down_hi))),
+            vld1q_s8(aq + 32));
+        hi = vdotq_s32(hi, vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(r1, 4), fifth(h1, down_hi))),
+                       vld1q_s8(aq + 48));
+        acc += static_cast<float>(vaddvq_s32(lo)) * (d * sc[2 * c] * as_row[b]) +
+               static_cast<float>(vaddvq_s32(hi)) * (d * sc[2 * c + 1] * as_row[b + 1]);
+        mins += dmin * (m[2 * c] * as_row[b] * static_cast<float>(sum_row[b]) +
+                        m[2 * c + 1] * as_row[b + 1] * static_cast<float>(sum_row[b + 1]));
+      }
+    }
+    out[t] = acc - mins;
+  }
+}
+
 void DotQ4_0(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   for (int t = 0; t < ntok; ++t) {
@@ -226,6 +274,7 @@ const KernelTable& Table() {
       .dot_q4_0r = DotQ4_0R,
       .dot_q6_k = DotQ6_K,
       .dot_q4_k = DotQ4_K,
+      .dot_q5_k = DotQ5_K,
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = ReferenceTable().dot_q8_0r,
       .gemm_q8_0r = nullptr,
@@ -235,6 +284,7 @@ const KernelTable& Table() {
       .gemm_q8_0x16_pair = nullptr,
       .gemm_q4_kx16 = nullptr,
       .gemm_q6_kx16 = nullptr,
+      .gemm_q5_kx16 = nullptr,  // plain Q5_K rows (dot_q5_k)
       .quantize_blocks = QuantizeActivationBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

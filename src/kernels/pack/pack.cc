@@ -16,6 +16,8 @@ DType PackedLayout(const KernelTable& table, DType stored, int64_t rows_per_matr
       return x16_rows && table.gemm_q8_0x16 != nullptr ? DType::kQ8_0x16 : DType::kQ8_0R;
     case DType::kQ4_K:
       return x16_rows && table.gemm_q4_kx16 != nullptr ? DType::kQ4_Kx16 : stored;
+    case DType::kQ5_K:
+      return x16_rows && table.gemm_q5_kx16 != nullptr ? DType::kQ5_Kx16 : stored;
     case DType::kQ6_K:
       return x16_rows && table.gemm_q6_kx16 != nullptr ? DType::kQ6_Kx16 : stored;
     default:
@@ -227,6 +229,65 @@ void DequantizeQ4_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* 
       Q4_Kx16ScaleMin(group, row, j, &sc, &m);
       for (int i = 0; i < 32; ++i) {
         out[32 * j + i] = d * sc * Q4_Kx16Value(group, row, 32 * j + i) - dmin * m;
+      }
+    }
+  }
+}
+
+// The head (d, dmin, scales and mins) as Q4_Kx16's; each sub-block's 32 values of a row as
+// unpacked by quant::UnpackQ5_K, nibbles placed as in Q4_0x16 and fifth bits one per chunk.
+void RepackGroupQ5_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper, uint8_t* dst) {
+  for (int64_t sb = 0; sb < nsuper; ++sb, dst += kQ5_Kx16BlockBytes) {
+    for (int r = 0; r < 16; ++r) {
+      const uint8_t* block = src + r * src_row_bytes + sb * quant::kQ5_KBlockBytes;
+      std::memcpy(dst + 2 * r, block, 2);
+      std::memcpy(dst + kQ4_Kx16Dmin + 2 * r, block + 2, 2);
+      uint8_t sc[8], m[8];
+      Q4_KScales(block + 4, sc, m);
+      for (int j = 0; j < 4; ++j) {  // as RepackGroupQ4_Kx16
+        const int byte = j * 16 + r;
+        dst[kQ4_Kx16ScaleLow + byte] = static_cast<uint8_t>((sc[j] & 0xF) | (sc[j + 4] << 4));
+        dst[kQ4_Kx16MinLow + byte] = static_cast<uint8_t>((m[j] & 0xF) | (m[j + 4] << 4));
+        dst[kQ4_Kx16High + byte] = static_cast<uint8_t>(
+            (sc[j] >> 4) | ((sc[j + 4] >> 4) << 2) | ((m[j] >> 4) << 4) | ((m[j + 4] >> 4) << 6));
+      }
+      uint8_t q[256];
+      quant::UnpackQ5_K(block, q);
+      for (int j = 0; j < 8; ++j) {
+        uint8_t* data = dst + kQ5_Kx16Data + kQ5_Kx16SubBlockBytes * j;
+        const uint8_t* v = q + 32 * j;
+        for (int c = 0; c < 4; ++c) {
+          for (int i = 0; i < 4; ++i) {
+            data[64 * c + 4 * r + i] =
+                static_cast<uint8_t>((v[8 * c + i] & 0xF) | ((v[8 * c + 4 + i] & 0xF) << 4));
+          }
+        }
+        for (int i = 0; i < 4; ++i) {
+          uint8_t fifth = 0;
+          for (int ch = 0; ch < 8; ++ch) fifth |= static_cast<uint8_t>((v[4 * ch + i] >> 4) << ch);
+          data[kQ5_Kx16FifthBits + 4 * r + i] = fifth;
+        }
+      }
+    }
+  }
+}
+
+int Q5_Kx16Value(const uint8_t* block, int row, int e) {
+  const uint8_t* data = block + kQ5_Kx16Data + kQ5_Kx16SubBlockBytes * (e / 32);
+  const int v = e % 32, ch = v / 4, i = v % 4;
+  const int low = (data[64 * (ch / 2) + 4 * row + i] >> (4 * (ch % 2))) & 0xF;
+  return low | (((data[kQ5_Kx16FifthBits + 4 * row + i] >> ch) & 1) << 4);
+}
+
+void DequantizeQ5_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out) {
+  for (int64_t sb = 0; sb < nsuper; ++sb, group += kQ5_Kx16BlockBytes, out += 256) {
+    const float d = half::F16ToF32(LoadU16(group + 2 * row));
+    const float dmin = half::F16ToF32(LoadU16(group + kQ4_Kx16Dmin + 2 * row));
+    for (int j = 0; j < 8; ++j) {
+      uint8_t sc, m;
+      Q4_Kx16ScaleMin(group, row, j, &sc, &m);
+      for (int i = 0; i < 32; ++i) {
+        out[32 * j + i] = d * sc * Q5_Kx16Value(group, row, 32 * j + i) - dmin * m;
       }
     }
   }

@@ -1,6 +1,6 @@
 // Load-time repacking of ggml blocks (quant/) into the layouts the kernels read, and reading
 // them back: Q4_0R / Q8_0R (four blocks' scales, then their values, per 64-byte load) and the
-// 16-row interleaved Q4_0x16, Q8_0x16, Q4_Kx16, Q6_Kx16 (see DType in base/tensor.h).
+// 16-row interleaved Q4_0x16, Q8_0x16, Q4_Kx16, Q5_Kx16, Q6_Kx16 (see DType in base/tensor.h).
 // PackedLayout picks the layout per matrix from the kernel table's entries; the model loader
 // (model/model.cc) repacks into it.
 #ifndef GEMMA4_SRC_KERNELS_PACK_PACK_H_
@@ -66,6 +66,23 @@ void Q4_Kx16ScaleMin(const uint8_t* block, int row, int j, uint8_t* scale, uint8
 int Q4_Kx16Value(const uint8_t* block, int row, int e);
 // Row `row` (0..15) of a Q4_Kx16 group as f32.
 void DequantizeQ4_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out);
+
+// Q5_Kx16 (see DType::kQ5_Kx16): 16 rows of Q5_K interleaved per 256-value block, 2816 bytes
+// (16 x 176): Q4_Kx16's first 256 bytes (d, dmin, scales and mins at the same offsets), then 8
+// sub-blocks of 320 bytes: 256 bytes of low nibbles in the Q4_0x16 layout, then 64 bytes of
+// fifth bits: byte 4 r + i holds at bit ch the fifth bit of value 4 ch + i of row r (chunk ch,
+// the vector Q4_0x16's loader makes ch-th), so one shift and mask per chunk places them.
+constexpr int kQ5_Kx16BlockBytes = 16 * quant::kQ5_KBlockBytes;
+constexpr int kQ5_Kx16Data = 256;
+constexpr int kQ5_Kx16SubBlockBytes = 320;
+constexpr int kQ5_Kx16FifthBits = 256;  // within a sub-block
+// 16 rows of plain Q5_K -> one Q5_Kx16 group, nsuper blocks of 256 values.
+void RepackGroupQ5_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper, uint8_t* dst);
+// Value (0..31) of element e (0..255) of row `row` in one Q5_Kx16 block; its scale and min are
+// Q4_Kx16ScaleMin's.
+int Q5_Kx16Value(const uint8_t* block, int row, int e);
+// Row `row` (0..15) of a Q5_Kx16 group as f32.
+void DequantizeQ5_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out);
 
 // Q6_Kx16 (see DType::kQ6_Kx16): 16 rows of Q6_K interleaved per 256-value block, 3360 bytes
 // (16 x 210). Byte offsets inside one such block:

@@ -86,6 +86,16 @@ void GemmQ4_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
   }
 }
 
+void GemmQ5_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  for (int t = 0; t < ntok; ++t) {
+    float rows[16];
+    GemmQ5_Kx16Reference(group, a.q_row(token + t), a.scale_row(token + t), a.sum_row(token + t),
+                         nblocks, rows);
+    std::memcpy(out + t * ldo, rows, sizeof(rows));
+  }
+}
+
 void GemmQ6_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                  int64_t token, int ntok, float* out, int64_t ldo) {
   for (int t = 0; t < ntok; ++t) {
@@ -106,6 +116,14 @@ void DotQ4_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, i
              int ntok, float* out) {
   for (int i = 0; i < ntok; ++i) {
     out[i] = DotQ4_KReference(w, a.q_row(token + i), a.scale_row(token + i), a.sum_row(token + i),
+                              nblocks);
+  }
+}
+
+void DotQ5_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  for (int i = 0; i < ntok; ++i) {
+    out[i] = DotQ5_KReference(w, a.q_row(token + i), a.scale_row(token + i), a.sum_row(token + i),
                               nblocks);
   }
 }
@@ -323,6 +341,7 @@ const KernelTable& ReferenceTable() {
       .dot_q4_0r = DotQ4_0R,
       .dot_q6_k = DotQ6_K,
       .dot_q4_k = DotQ4_K,
+      .dot_q5_k = DotQ5_K,
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = DotQ8_0R,
       .gemm_q8_0r = nullptr,
@@ -332,6 +351,7 @@ const KernelTable& ReferenceTable() {
       .gemm_q8_0x16_pair = nullptr,
       .gemm_q4_kx16 = GemmQ4_Kx16,
       .gemm_q6_kx16 = GemmQ6_Kx16,
+      .gemm_q5_kx16 = GemmQ5_Kx16,
       .quantize_blocks = QuantizeActivationBlocks,
       .dot_f32 = DotF32,
       .axpy_f32 = AxpyF32,

@@ -100,6 +100,27 @@ float DotQ4_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
   return total;
 }
 
+float DotQ5_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                       const int32_t* a_sum, int64_t nblocks) {
+  float total = 0;
+  uint8_t q[256];
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += quant::kQ5_KBlockBytes) {
+    const float d = half::F16ToF32(LoadU16(w)), dmin = half::F16ToF32(LoadU16(w + 2));
+    uint8_t sc[8], m[8];
+    Q4_KScales(w + 4, sc, m);
+    quant::UnpackQ5_K(w, q);
+    for (int j = 0; j < 8; ++j) {  // sub-block j is activation block sb * 8 + j
+      const int64_t blk = sb * 8 + j;
+      const int8_t* ab = a + blk * 32;
+      int32_t dot = 0;
+      for (int i = 0; i < 32; ++i) dot += q[32 * j + i] * ab[i];
+      total += a_scale[blk] *
+               (d * sc[j] * static_cast<float>(dot) - dmin * m[j] * static_cast<float>(a_sum[blk]));
+    }
+  }
+  return total;
+}
+
 float DotQ6_KReference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks) {
   float total = 0;
   int8_t q[256];
@@ -132,6 +153,30 @@ void GemmQ4_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_
         const int64_t blk = sb * 8 + j;
         int32_t dot = 0;
         for (int i = 0; i < 32; ++i) dot += Q4_Kx16Value(block, r, 32 * j + i) * a[blk * 32 + i];
+        total += a_scale[blk] *
+                 (d * sc * static_cast<float>(dot) - dmin * m * static_cast<float>(a_sum[blk]));
+      }
+    }
+    out[r] = total;
+  }
+}
+
+void GemmQ5_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                          const int32_t* a_sum, int64_t nblocks, float* out) {
+  for (int r = 0; r < 16; ++r) {
+    float total = 0;
+    const uint8_t* block = group;
+    for (int64_t sb = 0; sb < nblocks / 8; ++sb, block += pack::kQ5_Kx16BlockBytes) {
+      const float d = half::F16ToF32(LoadU16(block + 2 * r));
+      const float dmin = half::F16ToF32(LoadU16(block + kQ4_Kx16Dmin + 2 * r));
+      for (int j = 0; j < 8; ++j) {
+        uint8_t sc, m;
+        Q4_Kx16ScaleMin(block, r, j, &sc, &m);
+        const int64_t blk = sb * 8 + j;
+        int32_t dot = 0;
+        for (int i = 0; i < 32; ++i) {
+          dot += pack::Q5_Kx16Value(block, r, 32 * j + i) * a[blk * 32 + i];
+        }
         total += a_scale[blk] *
                  (d * sc * static_cast<float>(dot) - dmin * m * static_cast<float>(a_sum[blk]));
       }

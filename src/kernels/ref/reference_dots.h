@@ -15,6 +15,9 @@ float DotQ4_0Reference(const uint8_t* w, const int8_t* a, const float* a_scale,
 // nblocks: 32-value activation blocks (8 per Q4_K block); a_sum: per-block sums of a.
 float DotQ4_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
                        const int32_t* a_sum, int64_t nblocks);
+// Likewise for Q5_K (the same sums as Q4_K's, with five-bit values).
+float DotQ5_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                       const int32_t* a_sum, int64_t nblocks);
 // nblocks: 32-value activation blocks (a multiple of 8; each Q6_K block spans eight).
 float DotQ6_KReference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks);
 float DotQ8_0RReference(const uint8_t* w, const int8_t* a, const float* a_scale,
@@ -25,6 +28,10 @@ float DotQ4_0RReference(const uint8_t* w, const int8_t* a, const float* a_scale,
 // Scalar reference: rows 0..15 of a Q4_Kx16 group times activation row `a` (nblocks blocks of
 // 32), out[r]; the same sums in the same order as DotQ4_KReference on the plain rows.
 void GemmQ4_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                          const int32_t* a_sum, int64_t nblocks, float* out);
+// Scalar reference: rows 0..15 of a Q5_Kx16 group; the same sums in the same order as
+// DotQ5_KReference on the plain rows.
+void GemmQ5_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
                           const int32_t* a_sum, int64_t nblocks, float* out);
 // Scalar reference: rows 0..15 of a Q6_Kx16 group times activation row `a`; the same sums in
 // the same order as DotQ6_KReference on the plain rows.
