@@ -305,6 +305,52 @@ TEST_P(KernelTest, Q5_KMatchesReference) {
   }
 }
 
+// The ISA's Q5_1 row dot against the reference's, and the reference against the dequantized
+// row (ggml's formula) times the activations in double; odd block counts (a lone last block),
+// fifth bits random, all clear and all set, negative and positive mins.
+TEST_P(KernelTest, Q5_1MatchesReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  ASSERT_NE(table.dot_q5_1, nullptr);
+  std::mt19937 rng(19);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (int64_t nblocks : {1, 2, 3, 7, 22, 66}) {
+    for (int fifth : {0, 1, 2}) {  // qh random, all clear, all set
+      const int64_t k = nblocks * 32, tokens = 5;
+      const auto x = RandomVector(tokens * k, &rng);
+      kernels::QuantizedActivations acts;
+      kernels::QuantizeActivations(x.data(), tokens, k, &acts);
+      std::vector<uint8_t> row(nblocks * quant::kQ5_1BlockBytes);
+      for (auto& b : row) b = static_cast<uint8_t>(byte(rng));
+      for (int64_t b = 0; b < nblocks; ++b) {
+        uint8_t* block = row.data() + b * quant::kQ5_1BlockBytes;
+        const uint16_t d = half::F32ToF16(0.001f * (1 + byte(rng) % 7));
+        const uint16_t m = half::F32ToF16(0.004f * (byte(rng) % 9 - 4));
+        std::memcpy(block, &d, 2);
+        std::memcpy(block + 2, &m, 2);
+        if (fifth > 0) std::memset(block + 4, fifth == 1 ? 0x00 : 0xFF, 4);
+      }
+      std::vector<float> deq(k);
+      quant::DequantizeRow(DType::kQ5_1, row.data(), k, deq.data());
+      for (int ntok = 1; ntok <= 4; ++ntok) {
+        float got[4], want[4];
+        table.dot_q5_1(row.data(), nblocks, acts, 1, ntok, got);
+        kernels::ReferenceTable().dot_q5_1(row.data(), nblocks, acts, 1, ntok, want);
+        for (int i = 0; i < ntok; ++i) {
+          double exact = 0, mag = 0;
+          for (int64_t j = 0; j < k; ++j) {
+            const double aj = acts.q_row(1 + i)[j] * double{acts.scale_row(1 + i)[j / 32]};
+            exact += deq[j] * aj;
+            mag += std::fabs(deq[j] * aj);
+          }
+          EXPECT_NEAR(got[i], want[i], 1e-5 * mag + 1e-6) << nblocks << " " << ntok;
+          EXPECT_NEAR(want[i], exact, 1e-5 * mag + 1e-6) << nblocks << " " << ntok;
+        }
+      }
+    }
+  }
+}
+
 TEST_P(KernelTest, ActivationQuantizationIsIdenticalToReference) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);

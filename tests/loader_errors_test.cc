@@ -1108,7 +1108,7 @@ TEST(LoaderGgufTest, OverlappingTensorsAreRefused) {
 }
 
 TEST(LoaderGgufTest, UnsupportedTensorTypesAreRefusedByName) {
-  // Tensor "b"'s type field (see above) set to other ggml ids: llama.cpp's Q5_1 and Q3_K (other
+  // Tensor "b"'s type field (see above) set to other ggml ids: llama.cpp's IQ4_NL and Q3_K (other
   // fallbacks and mixes of its quantizer), an IQ type, an id ggml removed and one past its
   // table. Each is refused naming the tensor and the type.
   const std::string good = SmallGguf({});
@@ -1119,7 +1119,7 @@ TEST(LoaderGgufTest, UnsupportedTensorTypesAreRefusedByName) {
   std::memcpy(&type, good.data() + type_at, 4);
   ASSERT_EQ(type, 0u);  // F32
   const std::pair<uint32_t, const char*> cases[] = {{11, "ggml type 11 (Q3_K)"},
-                                                    {7, "ggml type 7 (Q5_1)"},
+                                                    {20, "ggml type 20 (IQ4_NL)"},
                                                     {23, "ggml type 23 (IQ4_XS)"},
                                                     {4, "ggml type 4 (unknown)"},
                                                     {200, "ggml type 200 (unknown)"}};

@@ -16,9 +16,9 @@
 
 #include "base/half.h"
 #include "formats/gguf.h"
+#include "llama_cpp_file_values.h"
 #include "model/forward.h"
 #include "model/model.h"
-#include "ops/ops.h"
 #include "quant/quant.h"
 
 namespace gemma4 {
@@ -69,50 +69,20 @@ TEST(Q5_0Test, ConversionToQ8_0KeepsEveryValue) {
 }
 
 TEST(Q5_0Test, LlamaCppFileLoadsWithTheFileValues) {
-  const std::string path =
-      std::string(GEMMA4_FIXTURES_DIR) + "/llama_cpp_gguf/tiny-26b-a4b-q5_0.gguf";
-  auto file = gguf::File::Open(path);
-  ASSERT_TRUE(file.ok()) << file.status().ToString();
-  std::map<std::string, const TensorView*> raw;
-  for (const TensorView& t : (*file)->tensors()) raw[t.name] = &t;
-  auto model = LoadedModel::Load(path);
-  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  const std::string path = testing::LlamaCppFixture("tiny-26b-a4b-q5_0.gguf");
   // The matrices the forward pass reads (weights(), converted and repacked), against the
   // file's Q5_0 bytes through the formula above.
-  const auto& w = (*model)->weights();
-  int checked = 0;
-  for (size_t l = 0; l < w.layers.size(); ++l) {
-    const LayerWeights& lw = w.layers[l];
-    const std::string blk = "blk." + std::to_string(l) + ".";
-    const std::pair<const TensorView*, std::string> pairs[] = {
-        {&lw.q_proj, "attn_q.weight"},
-        {&lw.o_proj, "attn_output.weight"},
-        {&lw.gate_proj, "ffn_gate.weight"},
-        {&lw.up_proj, "ffn_up.weight"},
-        {&lw.down_proj, "ffn_down.weight"},
-        {&lw.experts_gate_up, "ffn_gate_up_exps.weight"},
-        {&lw.experts_down, "ffn_down_exps.weight"}};
-    for (const auto& [view, gguf_name] : pairs) {
-      auto it = raw.find(blk + gguf_name);
-      if (it == raw.end() || it->second->dtype != DType::kQ5_0 || view->data == nullptr) continue;
-      const TensorView& stored = *it->second;
-      ASSERT_EQ(stored.numel(), view->numel()) << stored.name;
-      EXPECT_NE(view->dtype, DType::kQ5_0) << stored.name;  // converted at load
-      const std::vector<float> want = DequantizeQ5_0(stored.data, stored.numel() / 32);
-      std::vector<float> got(view->numel());
-      const int64_t cols = view->cols();
-      for (int64_t r = 0; r < view->rows(); ++r) {  // a row at a time (interleaved layouts)
-        ops::ToF32(*view, r * cols, cols, got.data() + r * cols);
-      }
-      for (int64_t i = 0; i < view->numel(); ++i) {
-        ASSERT_EQ(got[i], want[i]) << stored.name << " " << i;
-      }
-      ++checked;
-    }
-  }
+  std::map<DType, int> checked = testing::ExpectForwardPassReadsFileValues(
+      path,
+      {{DType::kQ5_0, [](const uint8_t* d, int64_t n) { return DequantizeQ5_0(d, n / 32); }}});
   // The file's 30 Q5_0 tensors (attn_q, attn_output, ffn_gate, ffn_up, ffn_gate_up_exps of each
   // of the 6 layers; the rest are llama.cpp's F16/Q8_0 fallbacks), every one converted.
-  EXPECT_EQ(checked, 30);
+  EXPECT_EQ(checked[DType::kQ5_0], 30);
+  auto model = LoadedModel::Load(path);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  for (const LayerWeights& lw : (*model)->weights().layers) {
+    EXPECT_NE(lw.q_proj.dtype, DType::kQ5_0);  // converted at load
+  }
   // The forward pass runs on the converted matrices and picks llama.cpp's greedy tokens for
   // these ids on this file (llama_get_logits_ith, one batch). This tiny model echoes its input
   // with margins of 5.6-10, so this holds the plumbing only: with the conversion broken (q - 15)

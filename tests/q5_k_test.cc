@@ -18,9 +18,7 @@
 
 #include "base/half.h"
 #include "formats/gguf.h"
-#include "model/forward.h"
-#include "model/model.h"
-#include "ops/ops.h"
+#include "llama_cpp_file_values.h"
 #include "quant/quant.h"
 
 namespace gemma4 {
@@ -130,58 +128,14 @@ std::vector<float> GgmlDequantizeQ6_K(const uint8_t* blocks, int64_t nblocks) {
   return out;
 }
 
-std::string FixturePath(const std::string& name) {
-  return std::string(GEMMA4_FIXTURES_DIR) + "/llama_cpp_gguf/" + name;
-}
-
 // Every Q5_K and Q6_K matrix of llama.cpp's Q5_K_M file (a 3-layer Gemma 4 with E2B's parts,
 // widths 256 and 512: tools/reference/make_wide_tiny_gguf.py) as the forward pass reads it
-// (weights(), interleaved where the ISA has a 16-row kernel) equals ggml's formula on the
-// file's bytes.
+// (interleaved where the ISA has a 16-row kernel) equals ggml's formula on the file's bytes.
 TEST(Q5_KTest, LlamaCppFileLoadsWithTheFileValues) {
-  const std::string path = FixturePath("tiny-wide-q5_k_m.gguf");
-  auto file = gguf::File::Open(path);
-  ASSERT_TRUE(file.ok()) << file.status().ToString();
-  std::map<std::string, const TensorView*> raw;
-  for (const TensorView& t : (*file)->tensors()) raw[t.name] = &t;
-  auto model = LoadedModel::Load(path);
-  ASSERT_TRUE(model.ok()) << model.status().ToString();
-  const auto& w = (*model)->weights();
-  std::vector<std::pair<const TensorView*, std::string>> pairs = {{&w.embed, "token_embd.weight"}};
-  for (size_t l = 0; l < w.layers.size(); ++l) {
-    const LayerWeights& lw = w.layers[l];
-    const std::string blk = "blk." + std::to_string(l) + ".";
-    for (const auto& [view, name] : std::vector<std::pair<const TensorView*, std::string>>{
-             {&lw.q_proj, "attn_q.weight"},
-             {&lw.k_proj, "attn_k.weight"},
-             {&lw.v_proj, "attn_v.weight"},
-             {&lw.o_proj, "attn_output.weight"},
-             {&lw.gate_proj, "ffn_gate.weight"},
-             {&lw.up_proj, "ffn_up.weight"},
-             {&lw.down_proj, "ffn_down.weight"},
-             {&lw.ple_gate, "inp_gate.weight"},
-             {&lw.ple_projection, "proj.weight"}}) {
-      pairs.emplace_back(view, blk + name);
-    }
-  }
-  std::map<DType, int> checked;
-  for (const auto& [view, name] : pairs) {
-    auto it = raw.find(name);
-    if (it == raw.end() || view->data == nullptr) continue;
-    const TensorView& stored = *it->second;
-    if (stored.dtype != DType::kQ5_K && stored.dtype != DType::kQ6_K) continue;
-    ASSERT_EQ(stored.numel(), view->numel()) << name;
-    const std::vector<float> want = stored.dtype == DType::kQ5_K
-                                        ? GgmlDequantizeQ5_K(stored.data, stored.numel() / 256)
-                                        : GgmlDequantizeQ6_K(stored.data, stored.numel() / 256);
-    std::vector<float> got(view->numel());
-    const int64_t cols = view->cols();
-    for (int64_t r = 0; r < view->rows(); ++r) {  // a row at a time (interleaved layouts)
-      ops::ToF32(*view, r * cols, cols, got.data() + r * cols);
-    }
-    for (int64_t i = 0; i < view->numel(); ++i) ASSERT_EQ(got[i], want[i]) << name << " " << i;
-    ++checked[stored.dtype];
-  }
+  std::map<DType, int> checked = testing::ExpectForwardPassReadsFileValues(
+      testing::LlamaCppFixture("tiny-wide-q5_k_m.gguf"),
+      {{DType::kQ5_K, [](const uint8_t* d, int64_t n) { return GgmlDequantizeQ5_K(d, n / 256); }},
+       {DType::kQ6_K, [](const uint8_t* d, int64_t n) { return GgmlDequantizeQ6_K(d, n / 256); }}});
   // The file's 23 Q5_K matrices (blk.0: all nine; blk.1: all but attn_v; blk.2, KV-shared: q,
   // output, gate, up and the two PLE ones) and 3 of its Q6_K (token_embd, blk.1.attn_v,
   // blk.2.ffn_down; the PLE table is gathered row by row, not a matrix the kernels read).
@@ -198,31 +152,9 @@ TEST(Q5_KTest, LlamaCppFileLoadsWithTheFileValues) {
 // (which the repacking uses), rows differed by 13-17 (the greedy tokens still agreed: this tiny
 // model's margins are 6-14).
 TEST(Q5_KTest, LogitsAgreeWithLlamaCpp) {
-  auto model = LoadedModel::Load(FixturePath("tiny-wide-q5_k_m.gguf"));
-  ASSERT_TRUE(model.ok()) << model.status().ToString();
-  const std::vector<int32_t> ids = {2, 10, 20, 30, 40, 50, 60, 70};
-  InferenceState state(**model, nullptr);
-  std::vector<float> logits;
-  ASSERT_TRUE(state.Forward(ids.data(), ids.size(), LogitsMode::kAll, &logits).ok());
-  const int64_t vocab = (*model)->config().vocab_size;
-  ASSERT_EQ(vocab, 512);
-  std::FILE* f = std::fopen(FixturePath("tiny-wide-q5_k_m.llama_logits.f32").c_str(), "rb");
-  ASSERT_NE(f, nullptr);
-  std::vector<float> want(ids.size() * vocab);
-  ASSERT_EQ(std::fread(want.data(), 4, want.size(), f), want.size());
-  std::fclose(f);
-  ASSERT_EQ(logits.size(), want.size());
-  for (size_t t = 0; t < ids.size(); ++t) {
-    const float* got_row = logits.data() + t * vocab;
-    const float* want_row = want.data() + t * vocab;
-    float worst = 0;
-    for (int64_t v = 0; v < vocab; ++v)
-      worst = std::max(worst, std::fabs(got_row[v] - want_row[v]));
-    EXPECT_LT(worst, 0.75f) << "row " << t;
-    EXPECT_EQ(std::max_element(got_row, got_row + vocab) - got_row,
-              std::max_element(want_row, want_row + vocab) - want_row)
-        << "row " << t;
-  }
+  testing::ExpectLogitsNearLlamaCpp(
+      testing::LlamaCppFixture("tiny-wide-q5_k_m.gguf"), {2, 10, 20, 30, 40, 50, 60, 70},
+      testing::LlamaCppFixture("tiny-wide-q5_k_m.llama_logits.f32"), 0.75f);
 }
 
 }  // namespace

@@ -110,6 +110,24 @@ int Run() {
         for (int i = 0; i < ntok; ++i) q5k_same &= std::fabs(a[i] - b[i]) <= 1e-4 * (1 + q5k_mag);
         Check(q5k_same, "dot_q5_k", k);
       }
+      // Q5_1 likewise (random bytes, small d, mins of both signs), any block count.
+      std::vector<uint8_t> q51(RowBytes(DType::kQ5_1, k));
+      for (uint8_t& byte : q51) byte = static_cast<uint8_t>(rng());
+      for (int64_t blk = 0; blk < nblocks; ++blk) {
+        const uint16_t d = half::F32ToF16(0.001f * static_cast<float>(1 + blk % 7));
+        const uint16_t m = half::F32ToF16(0.003f * static_cast<float>(blk % 5 - 2));
+        std::memcpy(q51.data() + blk * quant::kQ5_1BlockBytes, &d, 2);
+        std::memcpy(q51.data() + blk * quant::kQ5_1BlockBytes + 2, &m, 2);
+      }
+      std::vector<float> q51_values(k);
+      quant::DequantizeRow(DType::kQ5_1, q51.data(), k, q51_values.data());
+      double q51_mag = 0;
+      for (int64_t j = 0; j < k; ++j) q51_mag += std::fabs(double{q51_values[j]} * x[j]);
+      t.dot_q5_1(q51.data(), nblocks, acts, 0, ntok, a);
+      ref.dot_q5_1(q51.data(), nblocks, acts, 0, ntok, b);
+      bool q51_same = true;
+      for (int i = 0; i < ntok; ++i) q51_same &= std::fabs(a[i] - b[i]) <= 1e-4 * (1 + q51_mag);
+      Check(q51_same, "dot_q5_1", k);
     }
     // The 16-row kernels on 16 copies of the row, interleaved: every row's result equals the
     // plain dot, for token counts within one register block and across several (callers pass

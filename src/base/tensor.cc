@@ -54,6 +54,8 @@ const char* DTypeName(DType t) {
       return "Q5_K";
     case DType::kQ5_Kx16:
       return "Q5_Kx16";
+    case DType::kQ5_1:
+      return "Q5_1";
   }
   return "?";
 }
@@ -84,6 +86,7 @@ int64_t BlockElements(DType t) {
     case DType::kQ4_0x16:
     case DType::kQ8_0x16:
     case DType::kQ5_0:
+    case DType::kQ5_1:
       return 32;
     case DType::kQ4_K:
     case DType::kQ4_Kx16:
@@ -109,6 +112,8 @@ size_t BlockBytes(DType t) {
       return 18;  // f16 d + 16 bytes of nibbles
     case DType::kQ5_0:
       return 22;  // f16 d + 4 bytes of fifth bits + 16 bytes of nibbles
+    case DType::kQ5_1:
+      return 24;  // f16 d, f16 m + 4 bytes of fifth bits + 16 bytes of nibbles
     case DType::kQ4_K:
     case DType::kQ4_Kx16:
       return 144;  // f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles
@@ -137,7 +142,7 @@ uint64_t RowBytes(DType t, int64_t cols) {
 bool IsComputeType(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 ||
          t == DType::kQ4_0 || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K ||
-         t == DType::kQ4_0R || t == DType::kQ8_0R || IsInterleavedX16(t);
+         t == DType::kQ5_1 || t == DType::kQ4_0R || t == DType::kQ8_0R || IsInterleavedX16(t);
 }
 
 std::string TensorView::ShapeString() const {

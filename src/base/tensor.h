@@ -71,6 +71,12 @@ enum class DType : uint8_t {
   // sub-block 320 bytes: Q4_0x16's nibble layout and 64 bytes of fifth bits (see
   // kernels::pack::RepackGroupQ5_Kx16). Rows must be a multiple of 16.
   kQ5_Kx16,
+  // Q5_1 as llama.cpp writes it ({ f16 d; f16 m; uint8 qh[4]; uint8 qs[16]; }, x = d * q + m
+  // with q in [0, 31], the nibbles as Q4_0's and the fifth bit of element j bit j of qh): its
+  // quantizer's fallback from Q5_K for rows that are not a multiple of 256 (26B-A4B's down
+  // projections in its Q5_K_M and Q5_K_S; Q4_K_S and IQ4_XS hold a few). Computed on as stored
+  // (row dots: d * sum(q a) + m * sum(a) per block).
+  kQ5_1,
 };
 
 const char* DTypeName(DType t);

@@ -63,6 +63,7 @@ struct KernelTable {
   RowDotFn dot_q6_k;      // nblocks counts 32-value blocks (8 per Q6_K block); needs sum16
   RowDotFn dot_q4_k;      // likewise (8 per Q4_K block)
   RowDotFn dot_q5_k;      // likewise (8 per Q5_K block)
+  RowDotFn dot_q5_1;      // Q5_1 (DType::kQ5_1), plain rows only
   GemmTileFn gemm_q4_0r;  // optional (null: dot_q4_0r per row)
   // Repacked Q8_0 (DType::kQ8_0R). Tables without a fast kernel leave gemm_q8_0r null, and
   // models loaded with them keep plain Q8_0.

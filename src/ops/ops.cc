@@ -355,6 +355,7 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
                                 : w.dtype == DType::kQ6_K  ? table.dot_q6_k
                                 : w.dtype == DType::kQ4_K  ? table.dot_q4_k
                                 : w.dtype == DType::kQ5_K  ? table.dot_q5_k
+                                : w.dtype == DType::kQ5_1  ? table.dot_q5_1
                                                            : table.dot_q4_0;
   const kernels::QuantizedActivations& acts =
       QuantizeActivations(x, s, k, w.dtype, pool, gelu_up, nullptr, false, true, run_tokens);

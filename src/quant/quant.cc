@@ -155,6 +155,14 @@ void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out) {
     case DType::kQ4_K:
       for (int64_t b = 0; b < count / 256; ++b) DequantizeQ4_K(row + b * 144, out + b * 256);
       return;
+    case DType::kQ5_1:
+      for (int64_t b = 0; b < count / kBlock; ++b, row += kQ5_1BlockBytes, out += kBlock) {
+        const float d = half::F16ToF32(LoadU16(row)), m = half::F16ToF32(LoadU16(row + 2));
+        uint8_t q[kBlock];
+        UnpackQ5_1(row, q);
+        for (int i = 0; i < kBlock; ++i) out[i] = q[i] * d + m;
+      }
+      return;
     case DType::kQ5_K:
       for (int64_t b = 0; b < count / 256; ++b) {
         DequantizeQ5_K(row + b * kQ5_KBlockBytes, out + b * 256);
@@ -399,6 +407,16 @@ void QuantizeRowQ6_K(const float* x, int64_t n, uint8_t* out) {
 
 void Q4_KScales(const uint8_t* packed, uint8_t* scales, uint8_t* mins) {
   for (int j = 0; j < 8; ++j) ScaleMinK4(j, packed, &scales[j], &mins[j]);
+}
+
+void UnpackQ5_1(const uint8_t* block, uint8_t* q) {
+  uint32_t qh;
+  std::memcpy(&qh, block + 4, 4);  // little-endian, as ggml reads it
+  const uint8_t* qs = block + 8;
+  for (int j = 0; j < 16; ++j) {
+    q[j] = static_cast<uint8_t>((qs[j] & 0xF) | (((qh >> j) & 1) << 4));
+    q[j + 16] = static_cast<uint8_t>((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+  }
 }
 
 void UnpackQ5_K(const uint8_t* block, uint8_t* q) {

@@ -9,6 +9,8 @@
 //   Q6_K: 256 values in 16 sub-blocks of 16 with int8 scales (dequantize only)
 //   Q5_0: 32 values, { f16 d; uint8 qh[4]; uint8 q[16]; }   x = d * (q - 16), q's low nibble as
 //         in Q4_0 and its fifth bit bit j of qh (element j) (read only, converted to Q8_0)
+//   Q5_1: 32 values, { f16 d; f16 m; uint8 qh[4]; uint8 q[16]; }   x = d * q + m, q as in
+//         Q5_0 (read only)
 //   Q5_K: 256 values, { f16 d; f16 dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128]; }
 //         x = d * sc_j * q - dmin * m_j (sub-block j of 32; scales and mins as in Q4_K), q's
 //         low nibble as in Q4_K and its fifth bit bit j of qh[l] (element 32 j + l) (read only)
@@ -40,6 +42,7 @@ constexpr int kBlock = 32;
 constexpr int kQ4_KBlockBytes = 144;  // 256 values
 constexpr int kQ6_KBlockBytes = 210;  // 256 values
 constexpr int kQ5_0BlockBytes = 22;
+constexpr int kQ5_1BlockBytes = 24;
 constexpr int kQ5_KBlockBytes = 176;  // 256 values
 constexpr int kQ5_KHigh = 16;         // qh: 32 bytes of fifth bits
 constexpr int kQ5_KLow = 48;          // qs: 128 bytes of nibbles, as Q4_K's at 16
@@ -61,6 +64,8 @@ void QuantizeRow(DType type, const float* x, int64_t n, uint8_t* out);
 
 // The eight 6-bit scales and mins of a Q4_K block (its 12 packed bytes).
 void Q4_KScales(const uint8_t* packed, uint8_t* scales, uint8_t* mins);
+// The 32 values (q in [0, 31]) of one Q5_1 block, in element order.
+void UnpackQ5_1(const uint8_t* block, uint8_t* q);
 // The 256 values (q in [0, 31]) of one Q5_K block, in element order.
 void UnpackQ5_K(const uint8_t* block, uint8_t* q);
 // The 256 signed values (q - 32, in [-32, 31]) of one Q6_K block, in element order.

@@ -477,6 +477,48 @@ void GemmQ8_0x16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
   });
 }
 
+// Q5_1: x = d q + m per 32-value block, q in [0, 31]: the nibbles in element order (low nibbles
+// elements 0-15, high 16-31) and the fifth bits (qh, bit e for element e) spread to bytes: byte
+// e takes qh's byte e / 8 (shuffle) and tests bit e % 8. Per block a_scale (d dot + m sum(a)).
+inline __m256i Q5_1Values(const uint8_t* block) {
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 8));
+  int32_t qh;
+  std::memcpy(&qh, block + 4, 4);
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(qh),
+      _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
+  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201));
+  const __m256i fifth = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit),
+                                         _mm256_set1_epi8(0x10));
+  const __m256i nibbles = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(qs, m4)),
+                                                  _mm_and_si128(_mm_srli_epi16(qs, 4), m4), 1);
+  return _mm256_or_si256(nibbles, fifth);
+}
+
+template <int NT>
+void DotQ5_1T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
+  __m256 acc[NT];
+  float mins[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    mins[t] = 0;
+  }
+  for (int64_t b = 0; b < nblocks; ++b, w += quant::kQ5_1BlockBytes) {
+    const __m256i q = Q5_1Values(w);
+    const float d = LoadHalf(w), m = LoadHalf(w + 2);
+    for (int t = 0; t < NT; ++t) {
+      const float as = a.scale_row(token + t)[b];
+      const __m256i x =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q_row(token + t) + b * 32));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(q, x)), _mm256_set1_ps(d * as), acc[t]);
+      mins[t] += m * as * static_cast<float>(a.sum_row(token + t)[b]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]) + mins[t];
+}
+
 // Q5_K: Q4_K's chunks with a fifth bit per value (bit j of qh[l] for sub-block j), moved to
 // bit 4 of each byte: shifted down by 2c (16-bit shifts; the bits crossing bytes are masked
 // off) and up by 4 or 3. Values up to 31: maddubs pair sums stay below 2 * 31 * 128.
@@ -791,6 +833,7 @@ const KernelTable& Table() {
       .dot_q6_k = GEMMA4_BY_TOKEN_COUNT(DotQ6_KT),
       .dot_q4_k = GEMMA4_BY_TOKEN_COUNT(DotQ4_KT),
       .dot_q5_k = GEMMA4_BY_TOKEN_COUNT(DotQ5_KT),
+      .dot_q5_1 = GEMMA4_BY_TOKEN_COUNT(DotQ5_1T),
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = ReferenceTable().dot_q8_0r,
       .gemm_q8_0r = nullptr,

@@ -371,6 +371,54 @@ void DotQ4_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
   for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) - mins[t];
 }
 
+// Q5_1: x = d q + m per 32-value block, q in [0, 31]. A block's nibbles unpack in element order
+// (low nibbles elements 0-15, high nibbles 16-31) and its 32 fifth bits (qh, bit e for element
+// e) become bytes through a mask move; two blocks meet one 64-byte activation load. Per block
+// a_scale (d dot + m sum(a)), the m terms summed apart.
+inline __m256i Q5_1Values(const uint8_t* block) {
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 8));
+  uint32_t qh;
+  std::memcpy(&qh, block + 4, 4);
+  const __m256i nibbles = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(qs, m4)),
+                                                  _mm_and_si128(_mm_srli_epi16(qs, 4), m4), 1);
+  return _mm256_or_si256(nibbles, _mm256_and_si256(_mm256_movm_epi8(qh), _mm256_set1_epi8(0x10)));
+}
+
+template <int NT>
+void DotQ5_1T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
+  constexpr int kBytes = quant::kQ5_1BlockBytes;
+  __m512 acc[NT];
+  float mins[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm512_setzero_ps();
+    mins[t] = 0;
+  }
+  for (int64_t b = 0; b < nblocks; b += 2, w += 2 * kBytes) {
+    const bool pair = b + 1 < nblocks;  // else the row's last block alone (upper half zero)
+    const __m256i second = pair ? Q5_1Values(w + kBytes) : _mm256_setzero_si256();
+    const __m512i q = _mm512_inserti64x4(_mm512_zextsi256_si512(Q5_1Values(w)), second, 1);
+    const float d0 = LoadHalf(w), m0 = LoadHalf(w + 2);
+    const float d1 = pair ? LoadHalf(w + kBytes) : 0.0f,
+                m1 = pair ? LoadHalf(w + kBytes + 2) : 0.0f;
+    for (int t = 0; t < NT; ++t) {
+      const float* as = a.scale_row(token + t) + b;
+      const int32_t* sum = a.sum_row(token + t) + b;
+      const int8_t* aq = a.q_row(token + t) + b * 32;
+      const __m512i x =
+          pair ? _mm512_loadu_si512(aq)
+               : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(aq)));
+      const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, x);
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp),
+                               PairScale(d0 * as[0], pair ? d1 * as[1] : 0.0f), acc[t]);
+      mins[t] += m0 * as[0] * static_cast<float>(sum[0]);
+      if (pair) mins[t] += m1 * as[1] * static_cast<float>(sum[1]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) + mins[t];
+}
+
 // Q5_K: Q4_K's chunks with a fifth bit per value: sub-block j's is bit j of qh[l] (l = 0..31,
 // the chunk's byte), shifted down by 2c (16-bit shifts: the bits that cross into a byte's top
 // are masked off) and up into bit 4 of each byte.
@@ -984,6 +1032,7 @@ const KernelTable& Table() {
       .dot_q6_k = GEMMA4_BY_TOKEN_COUNT(DotQ6_KT),
       .dot_q4_k = GEMMA4_BY_TOKEN_COUNT(DotQ4_KT),
       .dot_q5_k = GEMMA4_BY_TOKEN_COUNT(DotQ5_KT),
+      .dot_q5_1 = GEMMA4_BY_TOKEN_COUNT(DotQ5_1T),
       .gemm_q4_0r = GroupGemm<Q4Groups>,
       .dot_q8_0r = GroupDot<Q8Groups>,
       .gemm_q8_0r = GroupGemm<Q8Groups>,

@@ -132,6 +132,42 @@ void DotQ4_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, i
   }
 }
 
+// Q5_1: x = d q + m per 32-value block, q in [0, 31]: nibbles in element order (low nibbles
+// elements 0-15, high 16-31), fifth bits (qh, bit e for element e) spread to bytes by a table
+// lookup of qh's bytes and a bit test. Per block a_scale (d dot + m sum(a)).
+void DotQ5_1(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  const uint8x16_t m4 = vdupq_n_u8(0x0F), bit4 = vdupq_n_u8(0x10);
+  static const uint8_t kBits[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+  static const uint8_t kLowBytes[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
+  const uint8x16_t bits = vld1q_u8(kBits), low_bytes = vld1q_u8(kLowBytes);
+  const uint8x16_t high_bytes = vaddq_u8(low_bytes, vdupq_n_u8(2));
+  for (int t = 0; t < ntok; ++t) {
+    const int8_t* aq_row = a.q_row(token + t);
+    const float* as_row = a.scale_row(token + t);
+    const int32_t* sum_row = a.sum_row(token + t);
+    float acc = 0, mins = 0;
+    const uint8_t* bp = w;
+    for (int64_t b = 0; b < nblocks; ++b, bp += quant::kQ5_1BlockBytes) {
+      const float d = LoadHalf(bp), m = LoadHalf(bp + 2);
+      uint32_t qh32;
+      std::memcpy(&qh32, bp + 4, 4);
+      const uint8x16_t qh = vreinterpretq_u8_u32(vdupq_n_u32(qh32));
+      const uint8x16_t fifth_lo = vandq_u8(vtstq_u8(vqtbl1q_u8(qh, low_bytes), bits), bit4);
+      const uint8x16_t fifth_hi = vandq_u8(vtstq_u8(vqtbl1q_u8(qh, high_bytes), bits), bit4);
+      const uint8x16_t qs = vld1q_u8(bp + 8);
+      const int8x16_t lo = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(qs, m4), fifth_lo));
+      const int8x16_t hi = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(qs, 4), fifth_hi));
+      const int8_t* aq = aq_row + b * 32;
+      int32x4_t dot = vdotq_s32(vdupq_n_s32(0), lo, vld1q_s8(aq));
+      dot = vdotq_s32(dot, hi, vld1q_s8(aq + 16));
+      acc += static_cast<float>(vaddvq_s32(dot)) * (d * as_row[b]);
+      mins += m * as_row[b] * static_cast<float>(sum_row[b]);
+    }
+    out[t] = acc + mins;
+  }
+}
+
 // Q5_K: Q4_K's chunks with a fifth bit per value, bit j of qh[l] for sub-block j (l the
 // chunk's byte), moved to bit 4.
 void DotQ5_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
@@ -275,6 +311,7 @@ const KernelTable& Table() {
       .dot_q6_k = DotQ6_K,
       .dot_q4_k = DotQ4_K,
       .dot_q5_k = DotQ5_K,
+      .dot_q5_1 = DotQ5_1,
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = ReferenceTable().dot_q8_0r,
       .gemm_q8_0r = nullptr,

@@ -120,6 +120,14 @@ void DotQ4_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, i
   }
 }
 
+void DotQ5_1(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  for (int i = 0; i < ntok; ++i) {
+    out[i] = DotQ5_1Reference(w, a.q_row(token + i), a.scale_row(token + i), a.sum_row(token + i),
+                              nblocks);
+  }
+}
+
 void DotQ5_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   for (int i = 0; i < ntok; ++i) {
@@ -342,6 +350,7 @@ const KernelTable& ReferenceTable() {
       .dot_q6_k = DotQ6_K,
       .dot_q4_k = DotQ4_K,
       .dot_q5_k = DotQ5_K,
+      .dot_q5_1 = DotQ5_1,
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = DotQ8_0R,
       .gemm_q8_0r = nullptr,

@@ -100,6 +100,20 @@ float DotQ4_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
   return total;
 }
 
+float DotQ5_1Reference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                       const int32_t* a_sum, int64_t nblocks) {
+  float total = 0;
+  uint8_t q[kBlock];
+  for (int64_t b = 0; b < nblocks; ++b, w += quant::kQ5_1BlockBytes, a += kBlock) {
+    const float d = half::F16ToF32(LoadU16(w)), m = half::F16ToF32(LoadU16(w + 2));
+    quant::UnpackQ5_1(w, q);
+    int32_t dot = 0;
+    for (int i = 0; i < kBlock; ++i) dot += q[i] * a[i];
+    total += a_scale[b] * (d * static_cast<float>(dot) + m * static_cast<float>(a_sum[b]));
+  }
+  return total;
+}
+
 float DotQ5_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
                        const int32_t* a_sum, int64_t nblocks) {
   float total = 0;

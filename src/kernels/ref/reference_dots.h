@@ -15,6 +15,9 @@ float DotQ4_0Reference(const uint8_t* w, const int8_t* a, const float* a_scale,
 // nblocks: 32-value activation blocks (8 per Q4_K block); a_sum: per-block sums of a.
 float DotQ4_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
                        const int32_t* a_sum, int64_t nblocks);
+// Q5_1: per block a_scale (d sum(q a) + m sum(a)); a_sum: per-block sums of a.
+float DotQ5_1Reference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                       const int32_t* a_sum, int64_t nblocks);
 // Likewise for Q5_K (the same sums as Q4_K's, with five-bit values).
 float DotQ5_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
                        const int32_t* a_sum, int64_t nblocks);
