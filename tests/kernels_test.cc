@@ -351,6 +351,50 @@ TEST_P(KernelTest, Q5_1MatchesReference) {
   }
 }
 
+// The ISA's IQ4_XS row dot against the reference's, and the reference against the dequantized
+// row (ggml's formula) times the activations in double; scales random, all 0 and all 63 (the
+// largest sub-block scales of both signs), for 1-4 tokens.
+TEST_P(KernelTest, IQ4_XSMatchesReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  ASSERT_NE(table.dot_iq4_xs, nullptr);
+  std::mt19937 rng(23);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (int64_t superblocks : {1, 3, 6}) {
+    for (int scales : {0, 1, 2}) {  // random, all 0, all 63
+      const int64_t k = superblocks * 256, nblocks = k / 32, tokens = 5;
+      const auto x = RandomVector(tokens * k, &rng);
+      kernels::QuantizedActivations acts;
+      kernels::QuantizeActivations(x.data(), tokens, k, &acts);
+      std::vector<uint8_t> row(superblocks * quant::kIQ4_XSBlockBytes);
+      for (auto& b : row) b = static_cast<uint8_t>(byte(rng));
+      for (int64_t s = 0; s < superblocks; ++s) {
+        uint8_t* block = row.data() + s * quant::kIQ4_XSBlockBytes;
+        const uint16_t d = half::F32ToF16(0.0005f * (1 + byte(rng) % 7));
+        std::memcpy(block, &d, 2);
+        if (scales > 0) std::memset(block + 2, scales == 1 ? 0x00 : 0xFF, 6);
+      }
+      std::vector<float> deq(k);
+      quant::DequantizeRow(DType::kIQ4_XS, row.data(), k, deq.data());
+      for (int ntok = 1; ntok <= 4; ++ntok) {
+        float got[4], want[4];
+        table.dot_iq4_xs(row.data(), nblocks, acts, 1, ntok, got);
+        kernels::ReferenceTable().dot_iq4_xs(row.data(), nblocks, acts, 1, ntok, want);
+        for (int i = 0; i < ntok; ++i) {
+          double exact = 0, mag = 0;
+          for (int64_t j = 0; j < k; ++j) {
+            const double aj = acts.q_row(1 + i)[j] * double{acts.scale_row(1 + i)[j / 32]};
+            exact += deq[j] * aj;
+            mag += std::fabs(deq[j] * aj);
+          }
+          EXPECT_NEAR(got[i], want[i], 1e-5 * mag + 1e-6) << superblocks << " " << ntok;
+          EXPECT_NEAR(want[i], exact, 1e-5 * mag + 1e-6) << superblocks << " " << ntok;
+        }
+      }
+    }
+  }
+}
+
 TEST_P(KernelTest, ActivationQuantizationIsIdenticalToReference) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);

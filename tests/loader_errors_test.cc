@@ -1108,9 +1108,9 @@ TEST(LoaderGgufTest, OverlappingTensorsAreRefused) {
 }
 
 TEST(LoaderGgufTest, UnsupportedTensorTypesAreRefusedByName) {
-  // Tensor "b"'s type field (see above) set to other ggml ids: llama.cpp's IQ4_NL and Q3_K (other
-  // fallbacks and mixes of its quantizer), an IQ type, an id ggml removed and one past its
-  // table. Each is refused naming the tensor and the type.
+  // Tensor "b"'s type field (see above) set to other ggml ids: llama.cpp's Q4_1 and Q3_K (other
+  // types and mixes of its quantizer), an IQ type, an id ggml removed and one past its table. Each
+  // is refused naming the tensor and the type.
   const std::string good = SmallGguf({});
   const size_t b_info = good.find(std::string("\x01\0\0\0\0\0\0\0b", 9));
   ASSERT_NE(b_info, std::string::npos);
@@ -1119,8 +1119,8 @@ TEST(LoaderGgufTest, UnsupportedTensorTypesAreRefusedByName) {
   std::memcpy(&type, good.data() + type_at, 4);
   ASSERT_EQ(type, 0u);  // F32
   const std::pair<uint32_t, const char*> cases[] = {{11, "ggml type 11 (Q3_K)"},
-                                                    {20, "ggml type 20 (IQ4_NL)"},
-                                                    {23, "ggml type 23 (IQ4_XS)"},
+                                                    {3, "ggml type 3 (Q4_1)"},
+                                                    {22, "ggml type 22 (IQ2_S)"},
                                                     {4, "ggml type 4 (unknown)"},
                                                     {200, "ggml type 200 (unknown)"}};
   for (const auto& [id, text] : cases) {

@@ -109,6 +109,22 @@ int Run() {
         bool q5k_same = true;
         for (int i = 0; i < ntok; ++i) q5k_same &= std::fabs(a[i] - b[i]) <= 1e-4 * (1 + q5k_mag);
         Check(q5k_same, "dot_q5_k", k);
+        // IQ4_XS likewise (random nibbles and 6-bit scales, small d).
+        std::vector<uint8_t> iq4(RowBytes(DType::kIQ4_XS, k));
+        for (uint8_t& byte : iq4) byte = static_cast<uint8_t>(rng());
+        for (int64_t sb = 0; sb < nblocks / 8; ++sb) {
+          const uint16_t d = half::F32ToF16(0.0005f * static_cast<float>(1 + sb % 7));
+          std::memcpy(iq4.data() + sb * quant::kIQ4_XSBlockBytes, &d, 2);
+        }
+        std::vector<float> iq4_values(k);
+        quant::DequantizeRow(DType::kIQ4_XS, iq4.data(), k, iq4_values.data());
+        double iq4_mag = 0;
+        for (int64_t j = 0; j < k; ++j) iq4_mag += std::fabs(double{iq4_values[j]} * x[j]);
+        t.dot_iq4_xs(iq4.data(), nblocks, acts, 0, ntok, a);
+        ref.dot_iq4_xs(iq4.data(), nblocks, acts, 0, ntok, b);
+        bool iq4_same = true;
+        for (int i = 0; i < ntok; ++i) iq4_same &= std::fabs(a[i] - b[i]) <= 1e-4 * (1 + iq4_mag);
+        Check(iq4_same, "dot_iq4_xs", k);
       }
       // Q5_1 likewise (random bytes, small d, mins of both signs), any block count.
       std::vector<uint8_t> q51(RowBytes(DType::kQ5_1, k));

@@ -56,6 +56,10 @@ const char* DTypeName(DType t) {
       return "Q5_Kx16";
     case DType::kQ5_1:
       return "Q5_1";
+    case DType::kIQ4_NL:
+      return "IQ4_NL";
+    case DType::kIQ4_XS:
+      return "IQ4_XS";
   }
   return "?";
 }
@@ -87,6 +91,7 @@ int64_t BlockElements(DType t) {
     case DType::kQ8_0x16:
     case DType::kQ5_0:
     case DType::kQ5_1:
+    case DType::kIQ4_NL:
       return 32;
     case DType::kQ4_K:
     case DType::kQ4_Kx16:
@@ -94,6 +99,7 @@ int64_t BlockElements(DType t) {
     case DType::kQ5_Kx16:
     case DType::kQ6_K:
     case DType::kQ6_Kx16:
+    case DType::kIQ4_XS:
       return 256;
     default:
       return 1;
@@ -114,6 +120,10 @@ size_t BlockBytes(DType t) {
       return 22;  // f16 d + 4 bytes of fifth bits + 16 bytes of nibbles
     case DType::kQ5_1:
       return 24;  // f16 d, f16 m + 4 bytes of fifth bits + 16 bytes of nibbles
+    case DType::kIQ4_NL:
+      return 18;  // f16 d + 16 bytes of nibbles
+    case DType::kIQ4_XS:
+      return 136;  // f16 d, u16 high scale bits, 4 bytes of low scale bits, 128 bytes of nibbles
     case DType::kQ4_K:
     case DType::kQ4_Kx16:
       return 144;  // f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles
@@ -142,8 +152,11 @@ uint64_t RowBytes(DType t, int64_t cols) {
 bool IsComputeType(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 ||
          t == DType::kQ4_0 || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K ||
-         t == DType::kQ5_1 || t == DType::kQ4_0R || t == DType::kQ8_0R || IsInterleavedX16(t);
+         t == DType::kQ5_1 || t == DType::kIQ4_XS || t == DType::kQ4_0R || t == DType::kQ8_0R ||
+         IsInterleavedX16(t);
 }
+
+bool ConvertsToQ8_0(DType t) { return t == DType::kQ5_0 || t == DType::kIQ4_NL; }
 
 std::string TensorView::ShapeString() const {
   std::string s = "[";

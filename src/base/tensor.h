@@ -77,6 +77,16 @@ enum class DType : uint8_t {
   // projections in its Q5_K_M and Q5_K_S; Q4_K_S and IQ4_XS hold a few). Computed on as stored
   // (row dots: d * sum(q a) + m * sum(a) per block).
   kQ5_1,
+  // IQ4_NL as llama.cpp writes it ({ f16 d; uint8 qs[16]; }, x = d * kIQ4NLValues[nibble], the
+  // nibbles as Q4_0's): its quantizer's fallback from IQ4_XS for rows that are not a multiple of
+  // 256. Read from files only, and converted to Q8_0 at load time (the table's values are int8,
+  // so the same d and the looked-up values are the same numbers).
+  kIQ4_NL,
+  // IQ4_XS as llama.cpp writes it ({ f16 d; uint16 scales_h; uint8 scales_l[4]; uint8
+  // qs[128]; }, 256 values in 8 sub-blocks of 32: x = d * (ls - 32) * kIQ4NLValues[nibble] with
+  // a 6-bit ls per sub-block, the nibbles of sub-block j as Q4_0's at qs + 16 j). Computed on as
+  // stored (row dots).
+  kIQ4_XS,
 };
 
 const char* DTypeName(DType t);
@@ -93,6 +103,9 @@ bool IsInterleavedX16(DType t);
 uint64_t RowBytes(DType t, int64_t cols);
 // Whether matmul/gather kernels accept this type.
 bool IsComputeType(DType t);
+// File types a model's matrices are converted from to Q8_0 when it loads, exactly (kQ5_0,
+// kIQ4_NL: no kernels of their own).
+bool ConvertsToQ8_0(DType t);
 
 struct TensorView {
   std::string name;

@@ -265,6 +265,12 @@ bool GgmlTypeToDType(uint32_t ggml_type, DType* out) {
     case 7:
       *out = DType::kQ5_1;
       return true;
+    case 20:  // converted to Q8_0 when a model loads (DType::kIQ4_NL)
+      *out = DType::kIQ4_NL;
+      return true;
+    case 23:
+      *out = DType::kIQ4_XS;
+      return true;
     case 8:
       *out = DType::kQ8_0;
       return true;
@@ -409,7 +415,9 @@ StatusOr<std::unique_ptr<File>> File::Parse(const uint8_t* data, size_t size,
       return UnimplementedError(
           name + ": tensor '" + info.name + "' has ggml type " + std::to_string(type) +
           (type_name != nullptr ? std::string(" (") + type_name + ")" : std::string(" (unknown)")) +
-          ", which is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, Q5_0, Q5_1, I32 "
+          ", which is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, Q5_0, Q5_1, "
+          "IQ4_NL, "
+          "IQ4_XS, I32 "
           "are)");
     }
     if (ne[0] % BlockElements(info.type) != 0) {

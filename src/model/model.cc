@@ -286,13 +286,13 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
       return InvalidArgumentError(t->file + ": tensor '" + stored + "' has shape " +
                                   t->ShapeString() + ", expected " + expected.ShapeString());
     }
-    if (!IsComputeType(t->dtype) && !(t->dtype == DType::kQ5_0 && spec.shape.size() >= 2 &&
+    if (!IsComputeType(t->dtype) && !(ConvertsToQ8_0(t->dtype) && spec.shape.size() >= 2 &&
                                       spec.name != "embed_tokens_per_layer.weight")) {
-      // (Q5_0 matrices are converted to Q8_0 below; the PLE table is read as stored.)
+      // (Q5_0 and IQ4_NL matrices are converted to Q8_0 below; the PLE table is read as stored.)
       return UnimplementedError(
           t->file + ": tensor '" + stored + "' has dtype " + DTypeName(t->dtype) +
-          "; weights must be F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K or Q5_1 (or Q5_0 "
-          "matrices, read as Q8_0)");
+          "; weights must be F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, Q5_1 or IQ4_XS (or "
+          "Q5_0 and IQ4_NL matrices, read as Q8_0)");
     }
     if (IsBlockType(t->dtype) && spec.shape.size() == 1) {
       return UnimplementedError(t->file + ": vector '" + stored + "' is block-quantized (" +
@@ -308,10 +308,11 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
   const kernels::KernelTable& table = kernels::BestTable();
   struct Repack {
     TensorView* view;
-    DType layout;            // kernels::pack::PackedLayout (the stored type when copy_only)
-    uint64_t offset;         // in repacked_
-    bool copy_only;          // kept in its file format, moved into the arena
-    bool from_q5_0 = false;  // stored as Q5_0: converted to Q8_0 rows, then laid out as `layout`
+    DType layout;     // kernels::pack::PackedLayout (the stored type when copy_only)
+    uint64_t offset;  // in repacked_
+    bool copy_only;   // kept in its file format, moved into the arena
+    // Stored as Q5_0 or IQ4_NL: each row converted to Q8_0 by this, then laid out as `layout`.
+    void (*to_q8_0)(const uint8_t*, int64_t, uint8_t*) = nullptr;
   };
   std::vector<Repack> plan;
   // With repacked matrices in an anonymous arena, the other matrices read for every token (the
@@ -330,10 +331,12 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     TensorView& view = found.at(name);
     if (view.shape.size() < 2 || name == "embed_tokens_per_layer.weight") continue;
     const int64_t rows_per_matrix = view.shape[view.shape.size() - 2];
-    if (view.dtype == DType::kQ5_0) {
-      // Into the arena as Q8_0 (34 bytes a block instead of 22), in Q8_0's packed layout.
+    if (ConvertsToQ8_0(view.dtype)) {
+      // Into the arena as Q8_0 (34 bytes a block instead of 22 or 18), in Q8_0's packed layout.
       const DType layout = kernels::pack::PackedLayout(table, DType::kQ8_0, rows_per_matrix);
-      plan.push_back({&view, layout, total, false, true});
+      plan.push_back({&view, layout, total, false,
+                      view.dtype == DType::kQ5_0 ? quant::ConvertRowQ5_0ToQ8_0
+                                                 : quant::ConvertRowIQ4_NLToQ8_0});
       total +=
           (RowBytes(DType::kQ8_0, view.cols()) * static_cast<uint64_t>(view.rows()) + 63) / 64 * 64;
       continue;
@@ -418,23 +421,24 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     }
     // Bytes of a row as stored (read and released) and as laid out in the arena.
     const uint64_t src_row_bytes = RowBytes(view.dtype, view.cols());
-    const uint64_t row_bytes = r.from_q5_0 ? RowBytes(DType::kQ8_0, view.cols()) : src_row_bytes;
+    const uint64_t row_bytes =
+        r.to_q8_0 != nullptr ? RowBytes(DType::kQ8_0, view.cols()) : src_row_bytes;
     const int64_t nblocks = view.cols() / quant::kBlock;
     // Rows [begin, end) (multiples of 16 where interleaved) of this matrix; the arena's first
     // touch (zeroing its pages) happens here too, so both spread over the pool.
     std::function<void(int64_t, int64_t)> repack_rows;
     const uint8_t* src = view.data;
-    if (r.from_q5_0) {
+    if (r.to_q8_0 != nullptr) {
       // Each row converted to Q8_0 (exact), then laid out as the Q8_0 kernels read it; groups
       // of 16 rows go through a 16-row Q8_0 buffer (per piece of the pool's job).
       const DType layout = r.layout;
+      const auto to_q8_0 = r.to_q8_0;
       repack_rows = [=](int64_t begin, int64_t end) {
         const int64_t step = IsInterleavedX16(layout) ? 16 : 1;
         std::vector<uint8_t> rows(static_cast<size_t>(step * row_bytes));
         for (int64_t row = begin; row < end; row += step) {
           for (int64_t k = 0; k < step; ++k) {
-            quant::ConvertRowQ5_0ToQ8_0(src + (row + k) * src_row_bytes, nblocks,
-                                        rows.data() + k * row_bytes);
+            to_q8_0(src + (row + k) * src_row_bytes, nblocks, rows.data() + k * row_bytes);
           }
           uint8_t* out = dst + row * row_bytes;
           if (layout == DType::kQ8_0x16) {

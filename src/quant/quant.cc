@@ -126,6 +126,24 @@ void ConvertRowQ5_0ToQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst) {
   }
 }
 
+void ConvertRowIQ4_NLToQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst) {
+  for (int64_t b = 0; b < nblocks; ++b, src += kIQ4_NLBlockBytes, dst += kQ8_0BlockBytes) {
+    std::memcpy(dst, src, 2);  // d
+    for (int j = 0; j < 16; ++j) {
+      dst[2 + j] = static_cast<uint8_t>(kIQ4NLValues[src[2 + j] & 0xF]);
+      dst[2 + j + 16] = static_cast<uint8_t>(kIQ4NLValues[src[2 + j] >> 4]);
+    }
+  }
+}
+
+void IQ4_XSScales(const uint8_t* block, uint8_t* scales) {
+  const int high = LoadU16(block + 2);
+  for (int j = 0; j < 8; ++j) {
+    scales[j] = static_cast<uint8_t>(((block[4 + j / 2] >> (4 * (j % 2))) & 0xF) |
+                                     (((high >> (2 * j)) & 3) << 4));
+  }
+}
+
 void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out) {
   switch (type) {
     case DType::kQ8_0:
@@ -154,6 +172,30 @@ void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out) {
     }
     case DType::kQ4_K:
       for (int64_t b = 0; b < count / 256; ++b) DequantizeQ4_K(row + b * 144, out + b * 256);
+      return;
+    case DType::kIQ4_NL:
+      for (int64_t b = 0; b < count / kBlock; ++b, row += kIQ4_NLBlockBytes, out += kBlock) {
+        const float d = half::F16ToF32(LoadU16(row));
+        for (int j = 0; j < 16; ++j) {
+          out[j] = d * kIQ4NLValues[row[2 + j] & 0xF];
+          out[j + 16] = d * kIQ4NLValues[row[2 + j] >> 4];
+        }
+      }
+      return;
+    case DType::kIQ4_XS:
+      for (int64_t b = 0; b < count / 256; ++b, row += kIQ4_XSBlockBytes) {
+        const float d = half::F16ToF32(LoadU16(row));
+        uint8_t ls[8];
+        IQ4_XSScales(row, ls);
+        for (int j = 0; j < 8; ++j, out += kBlock) {
+          const float dl = d * (ls[j] - 32);
+          const uint8_t* qs = row + 8 + 16 * j;
+          for (int i = 0; i < 16; ++i) {
+            out[i] = dl * kIQ4NLValues[qs[i] & 0xF];
+            out[i + 16] = dl * kIQ4NLValues[qs[i] >> 4];
+          }
+        }
+      }
       return;
     case DType::kQ5_1:
       for (int64_t b = 0; b < count / kBlock; ++b, row += kQ5_1BlockBytes, out += kBlock) {

@@ -11,6 +11,11 @@
 //         in Q4_0 and its fifth bit bit j of qh (element j) (read only, converted to Q8_0)
 //   Q5_1: 32 values, { f16 d; f16 m; uint8 qh[4]; uint8 q[16]; }   x = d * q + m, q as in
 //         Q5_0 (read only)
+//   IQ4_NL: 32 values, { f16 d; uint8 q[16]; }   x = d * kIQ4NLValues[nibble], nibbles as in
+//         Q4_0 (read only, converted to Q8_0)
+//   IQ4_XS: 256 values, { f16 d; uint16 scales_h; uint8 scales_l[4]; uint8 q[128]; }
+//         x = d * (ls_j - 32) * kIQ4NLValues[nibble] in sub-block j of 32 (ls_j: 4 bits of
+//         scales_l, 2 of scales_h), nibbles as in Q4_0 at q + 16 j (read only)
 //   Q5_K: 256 values, { f16 d; f16 dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128]; }
 //         x = d * sc_j * q - dmin * m_j (sub-block j of 32; scales and mins as in Q4_K), q's
 //         low nibble as in Q4_K and its fifth bit bit j of qh[l] (element 32 j + l) (read only)
@@ -43,6 +48,11 @@ constexpr int kQ4_KBlockBytes = 144;  // 256 values
 constexpr int kQ6_KBlockBytes = 210;  // 256 values
 constexpr int kQ5_0BlockBytes = 22;
 constexpr int kQ5_1BlockBytes = 24;
+constexpr int kIQ4_NLBlockBytes = 18;
+constexpr int kIQ4_XSBlockBytes = 136;  // 256 values
+// ggml's kvalues_iq4nl: the 16 levels of IQ4_NL and IQ4_XS nibbles.
+constexpr int8_t kIQ4NLValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                     1,    13,   25,  38,  53,  69,  89,  113};
 constexpr int kQ5_KBlockBytes = 176;  // 256 values
 constexpr int kQ5_KHigh = 16;         // qh: 32 bytes of fifth bits
 constexpr int kQ5_KLow = 48;          // qs: 128 bytes of nibbles, as Q4_K's at 16
@@ -56,6 +66,10 @@ void QuantizeRowQ4_K(const float* x, int64_t n, uint8_t* out);
 void QuantizeRowQ6_K(const float* x, int64_t n, uint8_t* out);
 // `nblocks` Q5_0 blocks as the same values in Q8_0 blocks (same d, q - 16 as int8): exact.
 void ConvertRowQ5_0ToQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst);
+// `nblocks` IQ4_NL blocks as the same values in Q8_0 blocks (same d, the table's int8 values).
+void ConvertRowIQ4_NLToQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst);
+// The eight 6-bit scales (ls, before - 32) of an IQ4_XS block.
+void IQ4_XSScales(const uint8_t* block, uint8_t* scales);
 // Any ggml or float type to f32 (repacked types: kernels::pack::DequantizeRow); `first` and `count`
 // in elements, block-aligned.
 void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out);

@@ -519,6 +519,46 @@ void DotQ5_1T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
   for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]) + mins[t];
 }
 
+// IQ4_XS: per 32-value sub-block j, d (ls_j - 32) times the table's levels of its nibbles. A
+// sub-block's nibbles in element order (low then high) are looked up twice: the levels' sizes
+// (unsigned, at most 127) and the levels themselves, whose signs go onto the activations
+// (vpsignb); maddubs pair sums then stay within 2 * 127 * 127.
+template <int NT>
+void DotIQ4_XST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+                float* out) {
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  alignas(16) int8_t sizes[16];
+  for (int i = 0; i < 16; ++i) sizes[i] = static_cast<int8_t>(std::abs(quant::kIQ4NLValues[i]));
+  const __m256i size_table =
+      _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(sizes)));
+  const __m256i level_table = _mm256_broadcastsi128_si256(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIQ4NLValues)));
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += quant::kIQ4_XSBlockBytes) {
+    const float d = LoadHalf(w);
+    uint8_t ls[8];
+    quant::IQ4_XSScales(w, ls);
+    for (int j = 0; j < 8; ++j) {
+      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 8 + 16 * j));
+      const __m256i nibbles =
+          _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(raw, m4)),
+                                  _mm_and_si128(_mm_srli_epi16(raw, 4), m4), 1);
+      const __m256i size = _mm256_shuffle_epi8(size_table, nibbles);
+      const __m256i level = _mm256_shuffle_epi8(level_table, nibbles);
+      const float dl = d * static_cast<float>(ls[j] - 32);
+      const int64_t b = sb * 8 + j;
+      for (int t = 0; t < NT; ++t) {
+        const __m256i x =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q_row(token + t) + b * 32));
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(size, _mm256_sign_epi8(x, level))),
+                                 _mm256_set1_ps(dl * a.scale_row(token + t)[b]), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]);
+}
+
 // Q5_K: Q4_K's chunks with a fifth bit per value (bit j of qh[l] for sub-block j), moved to
 // bit 4 of each byte: shifted down by 2c (16-bit shifts; the bits crossing bytes are masked
 // off) and up by 4 or 3. Values up to 31: maddubs pair sums stay below 2 * 31 * 128.
@@ -834,6 +874,7 @@ const KernelTable& Table() {
       .dot_q4_k = GEMMA4_BY_TOKEN_COUNT(DotQ4_KT),
       .dot_q5_k = GEMMA4_BY_TOKEN_COUNT(DotQ5_KT),
       .dot_q5_1 = GEMMA4_BY_TOKEN_COUNT(DotQ5_1T),
+      .dot_iq4_xs = GEMMA4_BY_TOKEN_COUNT(DotIQ4_XST),
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = ReferenceTable().dot_q8_0r,
       .gemm_q8_0r = nullptr,

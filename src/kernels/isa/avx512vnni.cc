@@ -419,6 +419,49 @@ void DotQ5_1T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
   for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) + mins[t];
 }
 
+// IQ4_XS: per 32-value sub-block j, d (ls_j - 32) times the table's levels of its nibbles.
+// Two sub-blocks make one vector in element order (low nibbles then high nibbles of each) whose
+// nibbles are looked up (vpshufb) as the levels + 128, unsigned for vpdpbusd; the 128 comes off
+// exactly as a second vpdpbusd of 128s with the same activations.
+template <int NT>
+void DotIQ4_XST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+                float* out) {
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  alignas(16) uint8_t levels[16];
+  for (int i = 0; i < 16; ++i) levels[i] = static_cast<uint8_t>(quant::kIQ4NLValues[i] + 128);
+  const __m512i table =
+      _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(levels)));
+  const __m512i m4 = _mm512_set1_epi8(0x0F), offset = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += quant::kIQ4_XSBlockBytes) {
+    const float d = LoadHalf(w);
+    uint8_t ls[8];
+    quant::IQ4_XSScales(w, ls);
+    for (int p = 0; p < 4; ++p) {  // sub-blocks 2p and 2p + 1
+      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 8 + 32 * p));
+      const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(raw), raw, 1);
+      // 128-bit lanes: low nibbles of 2p, of 2p + 1, high nibbles of 2p, of 2p + 1, then
+      // reordered to 2p's low, 2p's high, (2p + 1)'s low, high.
+      const __m512i nibbles = _mm512_mask_blend_epi64(
+          0xF0, _mm512_and_si512(both, m4), _mm512_and_si512(_mm512_srli_epi16(both, 4), m4));
+      const __m512i q = _mm512_shuffle_epi8(
+          table, _mm512_shuffle_i64x2(nibbles, nibbles, _MM_SHUFFLE(3, 1, 2, 0)));
+      const float dl0 = d * static_cast<float>(ls[2 * p] - 32);
+      const float dl1 = d * static_cast<float>(ls[2 * p + 1] - 32);
+      const int64_t b = sb * 8 + 2 * p;
+      for (int t = 0; t < NT; ++t) {
+        const float* as = a.scale_row(token + t) + b;
+        const __m512i x = _mm512_loadu_si512(a.q_row(token + t) + b * 32);
+        const __m512i dp = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q, x),
+                                            _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, x));
+        acc[t] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), PairScale(dl0 * as[0], dl1 * as[1]), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
+}
+
 // Q5_K: Q4_K's chunks with a fifth bit per value: sub-block j's is bit j of qh[l] (l = 0..31,
 // the chunk's byte), shifted down by 2c (16-bit shifts: the bits that cross into a byte's top
 // are masked off) and up into bit 4 of each byte.
@@ -1033,6 +1076,7 @@ const KernelTable& Table() {
       .dot_q4_k = GEMMA4_BY_TOKEN_COUNT(DotQ4_KT),
       .dot_q5_k = GEMMA4_BY_TOKEN_COUNT(DotQ5_KT),
       .dot_q5_1 = GEMMA4_BY_TOKEN_COUNT(DotQ5_1T),
+      .dot_iq4_xs = GEMMA4_BY_TOKEN_COUNT(DotIQ4_XST),
       .gemm_q4_0r = GroupGemm<Q4Groups>,
       .dot_q8_0r = GroupDot<Q8Groups>,
       .gemm_q8_0r = GroupGemm<Q8Groups>,

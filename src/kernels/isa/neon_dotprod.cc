@@ -168,6 +168,36 @@ void DotQ5_1(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, i
   }
 }
 
+// IQ4_XS: per 32-value sub-block j, d (ls_j - 32) times the table's levels of its nibbles,
+// looked up as signed bytes (tbl) for the signed dot products.
+void DotIQ4_XS(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+               int ntok, float* out) {
+  const int8x16_t levels = vld1q_s8(quant::kIQ4NLValues);
+  const uint8x16_t m4 = vdupq_n_u8(0x0F);
+  for (int t = 0; t < ntok; ++t) {
+    const int8_t* aq_row = a.q_row(token + t);
+    const float* as_row = a.scale_row(token + t);
+    float acc = 0;
+    const uint8_t* sbp = w;
+    for (int64_t sb = 0; sb < nblocks / 8; ++sb, sbp += quant::kIQ4_XSBlockBytes) {
+      const float d = LoadHalf(sbp);
+      uint8_t ls[8];
+      quant::IQ4_XSScales(sbp, ls);
+      for (int j = 0; j < 8; ++j) {
+        const uint8x16_t qs = vld1q_u8(sbp + 8 + 16 * j);
+        const int64_t b = sb * 8 + j;
+        const int8_t* aq = aq_row + b * 32;
+        int32x4_t dot =
+            vdotq_s32(vdupq_n_s32(0), vqtbl1q_s8(levels, vandq_u8(qs, m4)), vld1q_s8(aq));
+        dot = vdotq_s32(dot, vqtbl1q_s8(levels, vshrq_n_u8(qs, 4)), vld1q_s8(aq + 16));
+        acc +=
+            static_cast<float>(vaddvq_s32(dot)) * (d * static_cast<float>(ls[j] - 32) * as_row[b]);
+      }
+    }
+    out[t] = acc;
+  }
+}
+
 // Q5_K: Q4_K's chunks with a fifth bit per value, bit j of qh[l] for sub-block j (l the
 // chunk's byte), moved to bit 4.
 void DotQ5_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
@@ -312,6 +342,7 @@ const KernelTable& Table() {
       .dot_q4_k = DotQ4_K,
       .dot_q5_k = DotQ5_K,
       .dot_q5_1 = DotQ5_1,
+      .dot_iq4_xs = DotIQ4_XS,
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = ReferenceTable().dot_q8_0r,
       .gemm_q8_0r = nullptr,

@@ -128,6 +128,13 @@ void DotQ5_1(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, i
   }
 }
 
+void DotIQ4_XS(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+               int ntok, float* out) {
+  for (int i = 0; i < ntok; ++i) {
+    out[i] = DotIQ4_XSReference(w, a.q_row(token + i), a.scale_row(token + i), nblocks);
+  }
+}
+
 void DotQ5_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   for (int i = 0; i < ntok; ++i) {
@@ -351,6 +358,7 @@ const KernelTable& ReferenceTable() {
       .dot_q4_k = DotQ4_K,
       .dot_q5_k = DotQ5_K,
       .dot_q5_1 = DotQ5_1,
+      .dot_iq4_xs = DotIQ4_XS,
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = DotQ8_0R,
       .gemm_q8_0r = nullptr,

@@ -114,6 +114,27 @@ float DotQ5_1Reference(const uint8_t* w, const int8_t* a, const float* a_scale,
   return total;
 }
 
+float DotIQ4_XSReference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks) {
+  float total = 0;
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += quant::kIQ4_XSBlockBytes) {
+    const float d = half::F16ToF32(LoadU16(w));
+    uint8_t ls[8];
+    quant::IQ4_XSScales(w, ls);
+    for (int j = 0; j < 8; ++j) {
+      const int64_t blk = sb * 8 + j;
+      const uint8_t* qs = w + 8 + 16 * j;
+      const int8_t* ab = a + blk * 32;
+      int32_t dot = 0;
+      for (int i = 0; i < 16; ++i) {
+        dot +=
+            quant::kIQ4NLValues[qs[i] & 0xF] * ab[i] + quant::kIQ4NLValues[qs[i] >> 4] * ab[i + 16];
+      }
+      total += a_scale[blk] * (d * static_cast<float>(ls[j] - 32) * static_cast<float>(dot));
+    }
+  }
+  return total;
+}
+
 float DotQ5_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
                        const int32_t* a_sum, int64_t nblocks) {
   float total = 0;
