@@ -634,7 +634,10 @@ void ExpectKQuantX16MatchesPlainRows(const KQuantX16& f, uint32_t seed) {
         uint8_t* block = plain.data() + r * row_bytes + s * block_bytes;
         const uint16_t d = half::F32ToF16(0.001f * (1 + byte(rng) % 7));
         const uint16_t dmin = half::F32ToF16(0.002f * (1 + byte(rng) % 5));
-        if (f.plain == DType::kQ4_K || f.plain == DType::kQ5_K) {
+        if (f.plain == DType::kIQ4_XS) {
+          const uint16_t small = half::F32ToF16(0.0003f * (1 + byte(rng) % 7));
+          std::memcpy(block, &small, 2);  // the scales (extreme: all 63) stay as drawn
+        } else if (f.plain == DType::kQ4_K || f.plain == DType::kQ5_K) {
           std::memcpy(block, &d, 2);
           std::memcpy(block + 2, &dmin, 2);
         } else {
@@ -657,9 +660,10 @@ void ExpectKQuantX16MatchesPlainRows(const KQuantX16& f, uint32_t seed) {
       ASSERT_EQ(d1, d2) << DTypeName(f.plain) << " row " << r;
     }
     const kernels::RowDotFn row_reference =
-        f.plain == DType::kQ4_K   ? kernels::ReferenceTable().dot_q4_k
-        : f.plain == DType::kQ5_K ? kernels::ReferenceTable().dot_q5_k
-                                  : kernels::ReferenceTable().dot_q6_k;
+        f.plain == DType::kQ4_K     ? kernels::ReferenceTable().dot_q4_k
+        : f.plain == DType::kQ5_K   ? kernels::ReferenceTable().dot_q5_k
+        : f.plain == DType::kIQ4_XS ? kernels::ReferenceTable().dot_iq4_xs
+                                    : kernels::ReferenceTable().dot_q6_k;
     for (int ntok : {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17}) {
       float got[17 * 16];
       f.gemm(group.data(), nblocks, acts, 1, ntok, got, 16);
@@ -689,7 +693,7 @@ TEST_P(KernelTest, InterleavedKQuantsX16MatchPlainRows) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
   if (table.gemm_q4_kx16 == nullptr && table.gemm_q5_kx16 == nullptr &&
-      table.gemm_q6_kx16 == nullptr) {
+      table.gemm_q6_kx16 == nullptr && table.gemm_iq4_xsx16 == nullptr) {
     GTEST_SKIP() << "no 16-row K-quant kernels";
   }
   if (table.gemm_q4_kx16 != nullptr) {
@@ -701,6 +705,16 @@ TEST_P(KernelTest, InterleavedKQuantsX16MatchPlainRows) {
            kernels::GemmQ4_Kx16Reference(g, a.q_row(t), a.scale_row(t), a.sum_row(t), nb, out);
          }},
         23);
+  }
+  if (table.gemm_iq4_xsx16 != nullptr) {
+    ExpectKQuantX16MatchesPlainRows(
+        {DType::kIQ4_XS, table.gemm_iq4_xsx16, kernels::pack::RepackGroupIQ4_XSx16,
+         kernels::pack::DequantizeIQ4_XSx16Row,
+         [](const uint8_t* g, const kernels::QuantizedActivations& a, int64_t t, int64_t nb,
+            float* out) {
+           kernels::GemmIQ4_XSx16Reference(g, a.q_row(t), a.scale_row(t), nb, out);
+         }},
+        37);
   }
   if (table.gemm_q5_kx16 != nullptr) {
     ExpectKQuantX16MatchesPlainRows(

@@ -60,6 +60,8 @@ const char* DTypeName(DType t) {
       return "IQ4_NL";
     case DType::kIQ4_XS:
       return "IQ4_XS";
+    case DType::kIQ4_XSx16:
+      return "IQ4_XSx16";
   }
   return "?";
 }
@@ -100,6 +102,7 @@ int64_t BlockElements(DType t) {
     case DType::kQ6_K:
     case DType::kQ6_Kx16:
     case DType::kIQ4_XS:
+    case DType::kIQ4_XSx16:
       return 256;
     default:
       return 1;
@@ -123,6 +126,7 @@ size_t BlockBytes(DType t) {
     case DType::kIQ4_NL:
       return 18;  // f16 d + 16 bytes of nibbles
     case DType::kIQ4_XS:
+    case DType::kIQ4_XSx16:
       return 136;  // f16 d, u16 high scale bits, 4 bytes of low scale bits, 128 bytes of nibbles
     case DType::kQ4_K:
     case DType::kQ4_Kx16:
@@ -142,7 +146,7 @@ bool IsBlockType(DType t) { return BlockElements(t) > 1; }
 
 bool IsInterleavedX16(DType t) {
   return t == DType::kQ4_0x16 || t == DType::kQ8_0x16 || t == DType::kQ4_Kx16 ||
-         t == DType::kQ5_Kx16 || t == DType::kQ6_Kx16;
+         t == DType::kQ5_Kx16 || t == DType::kQ6_Kx16 || t == DType::kIQ4_XSx16;
 }
 
 uint64_t RowBytes(DType t, int64_t cols) {

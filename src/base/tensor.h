@@ -87,6 +87,12 @@ enum class DType : uint8_t {
   // a 6-bit ls per sub-block, the nibbles of sub-block j as Q4_0's at qs + 16 j). Computed on as
   // stored (row dots).
   kIQ4_XS,
+  // IQ4_XS interleaved across groups of 16 rows (AVX-512 GEMM): per group and 256-value block,
+  // 2176 bytes (16 x 136): the 16 rows' f16 d, their 6-bit sub-block scales regrouped by
+  // sub-block (4 low bits in 64 bytes, 2 high bits in 32), then per 32-value sub-block 256
+  // bytes of nibbles laid out as Q4_0x16's data (see kernels::pack::RepackGroupIQ4_XSx16).
+  // Rows must be a multiple of 16.
+  kIQ4_XSx16,
 };
 
 const char* DTypeName(DType t);
@@ -97,7 +103,7 @@ int64_t BlockElements(DType t);
 size_t BlockBytes(DType t);
 bool IsBlockType(DType t);
 // The load-time layouts that interleave 16 rows (kQ4_0x16, kQ8_0x16, kQ4_Kx16, kQ5_Kx16,
-// kQ6_Kx16).
+// kQ6_Kx16, kIQ4_XSx16).
 bool IsInterleavedX16(DType t);
 // Bytes of one row of `cols` elements; cols must be a multiple of BlockElements(t).
 uint64_t RowBytes(DType t, int64_t cols);

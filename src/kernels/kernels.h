@@ -96,6 +96,8 @@ struct KernelTable {
   GemmX16Fn gemm_q6_kx16;
   // Q5_Kx16 (DType::kQ5_Kx16) likewise; null: plain Q5_K.
   GemmX16Fn gemm_q5_kx16;
+  // IQ4_XSx16 (DType::kIQ4_XSx16) likewise; null: plain IQ4_XS.
+  GemmX16Fn gemm_iq4_xsx16;
   // One activation row to int8 blocks (same results as QuantizeActivationBlocks).
   void (*quantize_blocks)(const float* x, int64_t nblocks, int8_t* q, float* scale, int32_t* sum,
                           float* offset);

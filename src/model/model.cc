@@ -451,10 +451,11 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
         }
       };
     } else if (view.dtype == DType::kQ4_K || view.dtype == DType::kQ5_K ||
-               view.dtype == DType::kQ6_K) {
-      const auto repack = view.dtype == DType::kQ4_K   ? kernels::pack::RepackGroupQ4_Kx16
-                          : view.dtype == DType::kQ5_K ? kernels::pack::RepackGroupQ5_Kx16
-                                                       : kernels::pack::RepackGroupQ6_Kx16;
+               view.dtype == DType::kQ6_K || view.dtype == DType::kIQ4_XS) {
+      const auto repack = view.dtype == DType::kQ4_K     ? kernels::pack::RepackGroupQ4_Kx16
+                          : view.dtype == DType::kQ5_K   ? kernels::pack::RepackGroupQ5_Kx16
+                          : view.dtype == DType::kIQ4_XS ? kernels::pack::RepackGroupIQ4_XSx16
+                                                         : kernels::pack::RepackGroupQ6_Kx16;
       repack_rows = [=](int64_t begin, int64_t end) {
         for (int64_t row = begin; row < end; row += 16) {
           repack(src + row * row_bytes, row_bytes, nblocks / 8, dst + row * row_bytes);

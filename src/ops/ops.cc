@@ -24,6 +24,8 @@ void ToF32(const TensorView& t, int64_t first, int64_t count, float* out) {
         kernels::pack::DequantizeQ4_Kx16Row(group, cols / 256, r, dst);
       } else if (t.dtype == DType::kQ5_Kx16) {
         kernels::pack::DequantizeQ5_Kx16Row(group, cols / 256, r, dst);
+      } else if (t.dtype == DType::kIQ4_XSx16) {
+        kernels::pack::DequantizeIQ4_XSx16Row(group, cols / 256, r, dst);
       } else if (t.dtype == DType::kQ6_Kx16) {
         kernels::pack::DequantizeQ6_Kx16Row(group, cols / 256, r, dst);
       } else if (t.dtype == DType::kQ4_0x16) {
@@ -171,11 +173,12 @@ kernels::QuantizedActivations& QuantizeActivations(
 
 // The 16-row group kernel of an interleaved weight type.
 kernels::GemmX16Fn Gemm16For(const kernels::KernelTable& table, DType dtype) {
-  return dtype == DType::kQ4_0x16   ? table.gemm_q4_0x16
-         : dtype == DType::kQ8_0x16 ? table.gemm_q8_0x16
-         : dtype == DType::kQ4_Kx16 ? table.gemm_q4_kx16
-         : dtype == DType::kQ5_Kx16 ? table.gemm_q5_kx16
-                                    : table.gemm_q6_kx16;
+  return dtype == DType::kQ4_0x16     ? table.gemm_q4_0x16
+         : dtype == DType::kQ8_0x16   ? table.gemm_q8_0x16
+         : dtype == DType::kQ4_Kx16   ? table.gemm_q4_kx16
+         : dtype == DType::kQ5_Kx16   ? table.gemm_q5_kx16
+         : dtype == DType::kIQ4_XSx16 ? table.gemm_iq4_xsx16
+                                      : table.gemm_q6_kx16;
 }
 
 // One interleaved (x16) matrix's product with quantized activations as work items: pairs of

@@ -885,6 +885,7 @@ const KernelTable& Table() {
       .gemm_q4_kx16 = GemmQ4_Kx16,
       .gemm_q6_kx16 = GemmQ6_Kx16,
       .gemm_q5_kx16 = GemmQ5_Kx16,
+      .gemm_iq4_xsx16 = nullptr,  // plain IQ4_XS rows (dot_iq4_xs)
       .quantize_blocks = QuantizeBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

@@ -852,6 +852,77 @@ void GemmQ4_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
   });
 }
 
+// IQ4_XSx16: each 32-value sub-block is a Q4_0x16-layout area (Q4X16::Load) whose nibbles are
+// looked up (vpshufb) as the levels + 128, unsigned for vpdpbusd; the 128 comes off each
+// token's int32 block sums exactly (128 sum(a), one broadcast), and the rows' d (ls - 32)
+// scale them with the activation scale. The 6-bit scales (entry 16 j + r) are unpacked to bytes
+// once per 256-value block (pack::RepackGroupIQ4_XSx16's layout): low nibbles from the 64-byte
+// area, top two bits from the 32-byte one, shifted per quarter of the entries.
+template <int NT>
+void GemmIQ4_XSx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                    int64_t token, float* out, int64_t ldo) {
+  __m512 acc[NT];
+  const int8_t* q[NT];
+  const float* as[NT];
+  const int32_t* sum[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm512_setzero_ps();
+    q[t] = a.q_row(token + t);
+    as[t] = a.scale_row(token + t);
+    sum[t] = a.sum_row(token + t);
+  }
+  alignas(16) uint8_t levels[16];
+  for (int i = 0; i < 16; ++i) levels[i] = static_cast<uint8_t>(quant::kIQ4NLValues[i] + 128);
+  const __m512i table =
+      _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(levels)));
+  const __m512i low4 = _mm512_set1_epi8(0x0F), top2 = _mm512_set1_epi8(0x30);
+  const __m512i quad = _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
+  const __m512i minus32 = _mm512_set1_epi32(-32);
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += pack::kIQ4_XSx16BlockBytes) {
+    simd::PrefetchAhead<256>(group + 2048);
+    const __m512i sl = _mm512_loadu_si512(group + pack::kIQ4_XSx16ScaleLow);
+    const __m256i hi =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + pack::kIQ4_XSx16ScaleHigh));
+    // Entries 0-63 take their top bits at shifts 0 (e < 32) and 2; entries 64-127 at 4 and 6.
+    const __m512i hi_a =
+        _mm512_inserti64x4(_mm512_castsi256_si512(hi), _mm256_srli_epi16(hi, 2), 1);
+    const __m512i hi_b = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_srli_epi16(hi, 4)),
+                                            _mm256_srli_epi16(hi, 6), 1);
+    const __m512i sc[2] = {_mm512_or_si512(_mm512_and_si512(sl, low4),
+                                           _mm512_and_si512(_mm512_slli_epi16(hi_a, 4), top2)),
+                           _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(sl, 4), low4),
+                                           _mm512_and_si512(_mm512_slli_epi16(hi_b, 4), top2))};
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group)));
+    for (int j = 0; j < 8; ++j) {
+      simd::PrefetchAhead<256>(group + 256 * j);
+      const int64_t b = sb * 8 + j;
+      __m512i w[8];
+      Q4X16::Load(group + pack::kIQ4_XSx16Data + 256 * j, w);
+      for (int c = 0; c < 8; ++c) w[c] = _mm512_shuffle_epi8(table, w[c]);
+      // Sub-block j's 16 scale bytes (dwords 4 (j % 4) ...) moved to the low lane: d (ls - 32).
+      const __m512i pick = _mm512_add_epi32(quad, _mm512_set1_epi32(4 * (j % 4)));
+      const __m512 dl = _mm512_mul_ps(
+          d, _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_cvtepu8_epi32(_mm512_castsi512_si128(
+                                                     _mm512_permutexvar_epi32(pick, sc[j / 4]))),
+                                                 minus32)));
+      for (int t = 0; t < NT; ++t) {
+        const __m512i dot =
+            _mm512_sub_epi32(DotBlockX16(w, q[t] + b * 32), _mm512_set1_epi32(128 * sum[t][b]));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot),
+                                 _mm512_mul_ps(dl, _mm512_set1_ps(as[t][b])), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + t * ldo, acc[t]);
+}
+
+void GemmIQ4_XSx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                   int64_t token, int ntok, float* out, int64_t ldo) {
+  simd::ForTokenPieces<8>(ntok, [&](int first, auto nt) {
+    GemmIQ4_XSx16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
+  });
+}
+
 void GemmQ5_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                  int64_t token, int ntok, float* out, int64_t ldo) {
   simd::ForTokenPieces<8>(ntok, [&](int first, auto nt) {
@@ -1088,6 +1159,7 @@ const KernelTable& Table() {
       .gemm_q4_kx16 = GemmQ4_Kx16,
       .gemm_q6_kx16 = GemmQ6_Kx16,
       .gemm_q5_kx16 = GemmQ5_Kx16,
+      .gemm_iq4_xsx16 = GemmIQ4_XSx16,
       .quantize_blocks = QuantizeBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

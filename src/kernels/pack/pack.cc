@@ -20,6 +20,8 @@ DType PackedLayout(const KernelTable& table, DType stored, int64_t rows_per_matr
       return x16_rows && table.gemm_q5_kx16 != nullptr ? DType::kQ5_Kx16 : stored;
     case DType::kQ6_K:
       return x16_rows && table.gemm_q6_kx16 != nullptr ? DType::kQ6_Kx16 : stored;
+    case DType::kIQ4_XS:
+      return x16_rows && table.gemm_iq4_xsx16 != nullptr ? DType::kIQ4_XSx16 : stored;
     default:
       return stored;
   }
@@ -288,6 +290,61 @@ void DequantizeQ5_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* 
       Q4_Kx16ScaleMin(group, row, j, &sc, &m);
       for (int i = 0; i < 32; ++i) {
         out[32 * j + i] = d * sc * Q5_Kx16Value(group, row, 32 * j + i) - dmin * m;
+      }
+    }
+  }
+}
+
+void RepackGroupIQ4_XSx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper,
+                          uint8_t* dst) {
+  for (int64_t sb = 0; sb < nsuper; ++sb, dst += kIQ4_XSx16BlockBytes) {
+    std::memset(dst + kIQ4_XSx16ScaleLow, 0, kIQ4_XSx16Data - kIQ4_XSx16ScaleLow);
+    for (int r = 0; r < 16; ++r) {
+      const uint8_t* block = src + r * src_row_bytes + sb * quant::kIQ4_XSBlockBytes;
+      std::memcpy(dst + 2 * r, block, 2);
+      uint8_t ls[8];
+      quant::IQ4_XSScales(block, ls);
+      for (int j = 0; j < 8; ++j) {
+        const int e = 16 * j + r;
+        dst[kIQ4_XSx16ScaleLow + e % 64] |= static_cast<uint8_t>((ls[j] & 0xF) << (4 * (e / 64)));
+        dst[kIQ4_XSx16ScaleHigh + e % 32] |= static_cast<uint8_t>((ls[j] >> 4) << (2 * (e / 32)));
+      }
+      for (int j = 0; j < 8; ++j) {  // sub-block j: nibbles of qs[16 j + l], element order
+        const uint8_t* qs = block + 8 + 16 * j;
+        uint8_t v[32];
+        for (int l = 0; l < 16; ++l) {
+          v[l] = qs[l] & 0xF;
+          v[l + 16] = qs[l] >> 4;
+        }
+        uint8_t* data = dst + kIQ4_XSx16Data + 256 * j;
+        for (int c = 0; c < 4; ++c) {
+          for (int i = 0; i < 4; ++i) {
+            data[64 * c + 4 * r + i] = static_cast<uint8_t>(v[8 * c + i] | (v[8 * c + 4 + i] << 4));
+          }
+        }
+      }
+    }
+  }
+}
+
+int IQ4_XSx16Scale(const uint8_t* block, int row, int j) {
+  const int e = 16 * j + row;
+  return ((block[kIQ4_XSx16ScaleLow + e % 64] >> (4 * (e / 64))) & 0xF) |
+         (((block[kIQ4_XSx16ScaleHigh + e % 32] >> (2 * (e / 32))) & 3) << 4);
+}
+
+int IQ4_XSx16Nibble(const uint8_t* block, int row, int e) {
+  const int i = e % 32;
+  return (block[kIQ4_XSx16Data + 256 * (e / 32) + X16Byte(row, i)] >> X16Shift(i)) & 0xF;
+}
+
+void DequantizeIQ4_XSx16Row(const uint8_t* group, int64_t nsuper, int row, float* out) {
+  for (int64_t sb = 0; sb < nsuper; ++sb, group += kIQ4_XSx16BlockBytes, out += 256) {
+    const float d = half::F16ToF32(LoadU16(group + 2 * row));
+    for (int j = 0; j < 8; ++j) {
+      const float dl = d * (IQ4_XSx16Scale(group, row, j) - 32);
+      for (int i = 0; i < 32; ++i) {
+        out[32 * j + i] = dl * quant::kIQ4NLValues[IQ4_XSx16Nibble(group, row, 32 * j + i)];
       }
     }
   }

@@ -84,6 +84,23 @@ int Q5_Kx16Value(const uint8_t* block, int row, int e);
 // Row `row` (0..15) of a Q5_Kx16 group as f32.
 void DequantizeQ5_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out);
 
+// IQ4_XSx16 (see DType::kIQ4_XSx16): 16 rows of IQ4_XS interleaved per 256-value block, 2176
+// bytes (16 x 136). The 6-bit scale of sub-block j of row r (entry e = 16 j + r) keeps its low 4
+// bits in byte e % 64 of the low area (low nibble for e < 64, high nibble otherwise) and its top
+// 2 bits at bits 2 (e / 32) of byte e % 32 of the high area.
+constexpr int kIQ4_XSx16BlockBytes = 16 * quant::kIQ4_XSBlockBytes;
+constexpr int kIQ4_XSx16ScaleLow = 32;  // after the 16 f16 d
+constexpr int kIQ4_XSx16ScaleHigh = 96;
+constexpr int kIQ4_XSx16Data = 128;  // 8 sub-blocks x 256 bytes (Q4_0x16 data layout)
+// 16 rows of plain IQ4_XS -> one IQ4_XSx16 group, nsuper blocks of 256 values.
+void RepackGroupIQ4_XSx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper, uint8_t* dst);
+// The 6-bit scale (ls, the weight's factor is d (ls - 32)) of sub-block j of row `row`.
+int IQ4_XSx16Scale(const uint8_t* block, int row, int j);
+// Nibble (0..15, the level's index) of element e (0..255) of row `row` in one IQ4_XSx16 block.
+int IQ4_XSx16Nibble(const uint8_t* block, int row, int e);
+// Row `row` (0..15) of an IQ4_XSx16 group as f32.
+void DequantizeIQ4_XSx16Row(const uint8_t* group, int64_t nsuper, int row, float* out);
+
 // Q6_Kx16 (see DType::kQ6_Kx16): 16 rows of Q6_K interleaved per 256-value block, 3360 bytes
 // (16 x 210). Byte offsets inside one such block:
 constexpr int kQ6_Kx16BlockBytes = 16 * quant::kQ6_KBlockBytes;

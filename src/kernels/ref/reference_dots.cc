@@ -220,6 +220,27 @@ void GemmQ5_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_
   }
 }
 
+void GemmIQ4_XSx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                            int64_t nblocks, float* out) {
+  for (int r = 0; r < 16; ++r) {
+    float total = 0;
+    const uint8_t* block = group;
+    for (int64_t sb = 0; sb < nblocks / 8; ++sb, block += pack::kIQ4_XSx16BlockBytes) {
+      const float d = half::F16ToF32(LoadU16(block + 2 * r));
+      for (int j = 0; j < 8; ++j) {
+        const int64_t blk = sb * 8 + j;
+        int32_t dot = 0;
+        for (int i = 0; i < 32; ++i) {
+          dot += quant::kIQ4NLValues[pack::IQ4_XSx16Nibble(block, r, 32 * j + i)] * a[blk * 32 + i];
+        }
+        total += a_scale[blk] * (d * static_cast<float>(pack::IQ4_XSx16Scale(block, r, j) - 32) *
+                                 static_cast<float>(dot));
+      }
+    }
+    out[r] = total;
+  }
+}
+
 void GemmQ6_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
                           int64_t nblocks, float* out) {
   for (int r = 0; r < 16; ++r) {

@@ -38,6 +38,10 @@ void GemmQ4_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_
 // DotQ5_KReference on the plain rows.
 void GemmQ5_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
                           const int32_t* a_sum, int64_t nblocks, float* out);
+// Scalar reference: rows 0..15 of an IQ4_XSx16 group; the same sums in the same order as
+// DotIQ4_XSReference on the plain rows.
+void GemmIQ4_XSx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                            int64_t nblocks, float* out);
 // Scalar reference: rows 0..15 of a Q6_Kx16 group times activation row `a`; the same sums in
 // the same order as DotQ6_KReference on the plain rows.
 void GemmQ6_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
