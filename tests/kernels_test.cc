@@ -204,17 +204,45 @@ TEST_P(KernelTest, Q6_KMatchesReference) {
   }
 }
 
-// A Q4_K row with random nibbles and 6-bit scales/mins, and small positive d/dmin (the
-// quantizer is not needed to test the kernel).
-std::vector<uint8_t> RandomQ4_KRow(int64_t superblocks, std::mt19937* rng) {
-  std::vector<uint8_t> row(superblocks * 144);
+// The ISA's row dot (`dot`, a KernelTable member) on `row` against the reference table's, and
+// the reference against the row dequantized by quant::DequantizeRow (ggml's formula) times the
+// activations in double, for 1-4 tokens from token 1 of `acts`.
+void ExpectRowDotMatchesReference(const kernels::KernelTable& table,
+                                  kernels::RowDotFn kernels::KernelTable::*dot, DType type,
+                                  const std::vector<uint8_t>& row, int64_t k,
+                                  const kernels::QuantizedActivations& acts,
+                                  const std::string& what) {
+  std::vector<float> deq(k);
+  quant::DequantizeRow(type, row.data(), k, deq.data());
+  for (int ntok = 1; ntok <= 4; ++ntok) {
+    float got[4], want[4];
+    (table.*dot)(row.data(), k / 32, acts, 1, ntok, got);
+    (kernels::ReferenceTable().*dot)(row.data(), k / 32, acts, 1, ntok, want);
+    for (int i = 0; i < ntok; ++i) {
+      double exact = 0, mag = 0;
+      for (int64_t j = 0; j < k; ++j) {
+        const double aj = acts.q_row(1 + i)[j] * double{acts.scale_row(1 + i)[j / 32]};
+        exact += deq[j] * aj;
+        mag += std::fabs(deq[j] * aj);
+      }
+      EXPECT_NEAR(got[i], want[i], 1e-5 * mag + 1e-6) << what << ", " << ntok << " tokens";
+      EXPECT_NEAR(want[i], exact, 1e-5 * mag + 1e-6) << what << ", " << ntok << " tokens";
+    }
+  }
+}
+
+// A Q4_K or Q5_K row (`block_bytes` 144 or 176; both start with f16 d and dmin) with random
+// values and 6-bit scales/mins, and small positive d/dmin (the quantizer is not needed to test
+// the kernel).
+std::vector<uint8_t> RandomKQuantRow(int block_bytes, int64_t superblocks, std::mt19937* rng) {
+  std::vector<uint8_t> row(superblocks * block_bytes);
   std::uniform_int_distribution<int> byte(0, 255);
   for (auto& b : row) b = static_cast<uint8_t>(byte(*rng));
   for (int64_t s = 0; s < superblocks; ++s) {
     const uint16_t d = half::F32ToF16(0.001f * (1 + byte(*rng) % 7));
     const uint16_t dmin = half::F32ToF16(0.002f * (1 + byte(*rng) % 5));
-    std::memcpy(row.data() + s * 144, &d, 2);
-    std::memcpy(row.data() + s * 144 + 2, &dmin, 2);
+    std::memcpy(row.data() + s * block_bytes, &d, 2);
+    std::memcpy(row.data() + s * block_bytes + 2, &dmin, 2);
   }
   return row;
 }
@@ -224,48 +252,17 @@ TEST_P(KernelTest, Q4_KMatchesReference) {
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
   std::mt19937 rng(13);
   for (int64_t superblocks : {1, 2, 6}) {
-    const int64_t k = superblocks * 256, nblocks = k / 32, tokens = 5;
+    const int64_t k = superblocks * 256, tokens = 5;
     const auto x = RandomVector(tokens * k, &rng);
     kernels::QuantizedActivations acts;
     kernels::QuantizeActivations(x.data(), tokens, k, &acts);
-    const auto row = RandomQ4_KRow(superblocks, &rng);
-    std::vector<float> deq(k);
-    quant::DequantizeRow(DType::kQ4_K, row.data(), k, deq.data());
-    for (int ntok = 1; ntok <= 4; ++ntok) {
-      float got[4], want[4];
-      table.dot_q4_k(row.data(), nblocks, acts, 1, ntok, got);
-      kernels::ReferenceTable().dot_q4_k(row.data(), nblocks, acts, 1, ntok, want);
-      for (int i = 0; i < ntok; ++i) {
-        double exact = 0, mag = 0;
-        for (int64_t j = 0; j < k; ++j) {
-          const double aj = acts.q_row(1 + i)[j] * double{acts.scale_row(1 + i)[j / 32]};
-          exact += deq[j] * aj;
-          mag += std::fabs(deq[j] * aj);
-        }
-        EXPECT_NEAR(got[i], want[i], 1e-5 * mag + 1e-6) << superblocks << " " << ntok;
-        EXPECT_NEAR(want[i], exact, 1e-5 * mag + 1e-6);
-      }
-    }
+    const auto row = RandomKQuantRow(quant::kQ4_KBlockBytes, superblocks, &rng);
+    ExpectRowDotMatchesReference(table, &kernels::KernelTable::dot_q4_k, DType::kQ4_K, row, k, acts,
+                                 "Q4_K, " + std::to_string(superblocks) + " blocks");
   }
 }
 
-// A Q5_K row likewise: random nibbles, fifth bits, 6-bit scales and mins, small d / dmin.
-std::vector<uint8_t> RandomQ5_KRow(int64_t superblocks, std::mt19937* rng) {
-  std::vector<uint8_t> row(superblocks * quant::kQ5_KBlockBytes);
-  std::uniform_int_distribution<int> byte(0, 255);
-  for (auto& b : row) b = static_cast<uint8_t>(byte(*rng));
-  for (int64_t s = 0; s < superblocks; ++s) {
-    const uint16_t d = half::F32ToF16(0.001f * (1 + byte(*rng) % 7));
-    const uint16_t dmin = half::F32ToF16(0.002f * (1 + byte(*rng) % 5));
-    std::memcpy(row.data() + s * quant::kQ5_KBlockBytes, &d, 2);
-    std::memcpy(row.data() + s * quant::kQ5_KBlockBytes + 2, &dmin, 2);
-  }
-  return row;
-}
-
-// The ISA's Q5_K row dot against the reference's, and the reference against the dequantized
-// row (quant::DequantizeRow, ggml's formula) times the activations in double; on rows whose
-// fifth bits are all set, all clear and random, for 1-4 tokens at once.
+// Q5_K likewise, on rows whose fifth bits are random, all clear and all set.
 TEST_P(KernelTest, Q5_KMatchesReference) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
@@ -273,34 +270,21 @@ TEST_P(KernelTest, Q5_KMatchesReference) {
   std::mt19937 rng(17);
   for (int64_t superblocks : {1, 3, 6}) {
     for (int fifth : {0, 1, 2}) {  // qh random, all clear, all set
-      const int64_t k = superblocks * 256, nblocks = k / 32, tokens = 5;
+      const int64_t k = superblocks * 256, tokens = 5;
       const auto x = RandomVector(tokens * k, &rng);
       kernels::QuantizedActivations acts;
       kernels::QuantizeActivations(x.data(), tokens, k, &acts);
-      auto row = RandomQ5_KRow(superblocks, &rng);
+      auto row = RandomKQuantRow(quant::kQ5_KBlockBytes, superblocks, &rng);
       if (fifth > 0) {
         for (int64_t s = 0; s < superblocks; ++s) {
           std::memset(row.data() + s * quant::kQ5_KBlockBytes + quant::kQ5_KHigh,
                       fifth == 1 ? 0x00 : 0xFF, 32);
         }
       }
-      std::vector<float> deq(k);
-      quant::DequantizeRow(DType::kQ5_K, row.data(), k, deq.data());
-      for (int ntok = 1; ntok <= 4; ++ntok) {
-        float got[4], want[4];
-        table.dot_q5_k(row.data(), nblocks, acts, 1, ntok, got);
-        kernels::ReferenceTable().dot_q5_k(row.data(), nblocks, acts, 1, ntok, want);
-        for (int i = 0; i < ntok; ++i) {
-          double exact = 0, mag = 0;
-          for (int64_t j = 0; j < k; ++j) {
-            const double aj = acts.q_row(1 + i)[j] * double{acts.scale_row(1 + i)[j / 32]};
-            exact += deq[j] * aj;
-            mag += std::fabs(deq[j] * aj);
-          }
-          EXPECT_NEAR(got[i], want[i], 1e-5 * mag + 1e-6) << superblocks << " " << ntok;
-          EXPECT_NEAR(want[i], exact, 1e-5 * mag + 1e-6);
-        }
-      }
+      ExpectRowDotMatchesReference(table, &kernels::KernelTable::dot_q5_k, DType::kQ5_K, row, k,
+                                   acts,
+                                   "Q5_K, " + std::to_string(superblocks) + " blocks, " +
+                                       "fifth bits " + std::to_string(fifth));
     }
   }
 }
@@ -330,23 +314,9 @@ TEST_P(KernelTest, Q5_1MatchesReference) {
         std::memcpy(block + 2, &m, 2);
         if (fifth > 0) std::memset(block + 4, fifth == 1 ? 0x00 : 0xFF, 4);
       }
-      std::vector<float> deq(k);
-      quant::DequantizeRow(DType::kQ5_1, row.data(), k, deq.data());
-      for (int ntok = 1; ntok <= 4; ++ntok) {
-        float got[4], want[4];
-        table.dot_q5_1(row.data(), nblocks, acts, 1, ntok, got);
-        kernels::ReferenceTable().dot_q5_1(row.data(), nblocks, acts, 1, ntok, want);
-        for (int i = 0; i < ntok; ++i) {
-          double exact = 0, mag = 0;
-          for (int64_t j = 0; j < k; ++j) {
-            const double aj = acts.q_row(1 + i)[j] * double{acts.scale_row(1 + i)[j / 32]};
-            exact += deq[j] * aj;
-            mag += std::fabs(deq[j] * aj);
-          }
-          EXPECT_NEAR(got[i], want[i], 1e-5 * mag + 1e-6) << nblocks << " " << ntok;
-          EXPECT_NEAR(want[i], exact, 1e-5 * mag + 1e-6) << nblocks << " " << ntok;
-        }
-      }
+      ExpectRowDotMatchesReference(
+          table, &kernels::KernelTable::dot_q5_1, DType::kQ5_1, row, k, acts,
+          "Q5_1, " + std::to_string(nblocks) + " blocks, " + "fifth bits " + std::to_string(fifth));
     }
   }
 }
@@ -362,7 +332,7 @@ TEST_P(KernelTest, IQ4_XSMatchesReference) {
   std::uniform_int_distribution<int> byte(0, 255);
   for (int64_t superblocks : {1, 3, 6}) {
     for (int scales : {0, 1, 2}) {  // random, all 0, all 63
-      const int64_t k = superblocks * 256, nblocks = k / 32, tokens = 5;
+      const int64_t k = superblocks * 256, tokens = 5;
       const auto x = RandomVector(tokens * k, &rng);
       kernels::QuantizedActivations acts;
       kernels::QuantizeActivations(x.data(), tokens, k, &acts);
@@ -374,23 +344,10 @@ TEST_P(KernelTest, IQ4_XSMatchesReference) {
         std::memcpy(block, &d, 2);
         if (scales > 0) std::memset(block + 2, scales == 1 ? 0x00 : 0xFF, 6);
       }
-      std::vector<float> deq(k);
-      quant::DequantizeRow(DType::kIQ4_XS, row.data(), k, deq.data());
-      for (int ntok = 1; ntok <= 4; ++ntok) {
-        float got[4], want[4];
-        table.dot_iq4_xs(row.data(), nblocks, acts, 1, ntok, got);
-        kernels::ReferenceTable().dot_iq4_xs(row.data(), nblocks, acts, 1, ntok, want);
-        for (int i = 0; i < ntok; ++i) {
-          double exact = 0, mag = 0;
-          for (int64_t j = 0; j < k; ++j) {
-            const double aj = acts.q_row(1 + i)[j] * double{acts.scale_row(1 + i)[j / 32]};
-            exact += deq[j] * aj;
-            mag += std::fabs(deq[j] * aj);
-          }
-          EXPECT_NEAR(got[i], want[i], 1e-5 * mag + 1e-6) << superblocks << " " << ntok;
-          EXPECT_NEAR(want[i], exact, 1e-5 * mag + 1e-6) << superblocks << " " << ntok;
-        }
-      }
+      ExpectRowDotMatchesReference(table, &kernels::KernelTable::dot_iq4_xs, DType::kIQ4_XS, row, k,
+                                   acts,
+                                   "IQ4_XS, " + std::to_string(superblocks) + " blocks, " +
+                                       "scales " + std::to_string(scales));
     }
   }
 }

@@ -224,24 +224,37 @@ void DotQ6_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
 
 // Q4_K: a 32-byte chunk holds sub-block 2c in its low nibbles and 2c + 1 in its high nibbles,
 // each one activation block; the mins come off with the activation block sums.
-template <int NT>
+// Q5_K (kFifthBit): the same with a fifth bit per value (bit j of qh[l] for sub-block j), moved
+// to bit 4 of each byte: shifted down by 2c (16-bit shifts; the bits crossing bytes are masked
+// off) and up by 4 or 3. Values up to 31: maddubs pair sums stay below 2 * 31 * 128.
+template <int NT, bool kFifthBit = false>
 void DotQ4_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
               float* out) {
+  constexpr int kBlockBytes = kFifthBit ? quant::kQ5_KBlockBytes : quant::kQ4_KBlockBytes;
+  constexpr int kNibbles = kFifthBit ? quant::kQ5_KLow : 16;
   __m256 acc[NT];
   float mins[NT];
   for (int t = 0; t < NT; ++t) {
     acc[t] = _mm256_setzero_ps();
     mins[t] = 0;
   }
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += 144) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += kBlockBytes) {
     const float d = LoadHalf(w), dmin = LoadHalf(w + 2);
     uint8_t sc[8], m[8];
     quant::Q4_KScales(w + 4, sc, m);
     for (int c = 0; c < 4; ++c) {
-      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16 + 32 * c));
-      const __m256i lo = _mm256_and_si256(raw, m4);
-      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+      const __m256i raw =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + kNibbles + 32 * c));
+      __m256i lo = _mm256_and_si256(raw, m4);
+      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+      if constexpr (kFifthBit) {
+        const __m256i h = _mm256_srl_epi16(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + quant::kQ5_KHigh)),
+            _mm_cvtsi32_si128(2 * c));
+        lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(h, 4), bit4));
+        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(h, 3), bit4));
+      }
       const int64_t b = sb * 8 + 2 * c;
       for (int t = 0; t < NT; ++t) {
         const int8_t* aq = a.q_row(token + t) + b * 32;
@@ -259,6 +272,12 @@ void DotQ4_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
     }
   }
   for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]) - mins[t];
+}
+
+template <int NT>
+void DotQ5_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
+  DotQ4_KT<NT, true>(w, nblocks, a, token, out);
 }
 
 // Shared by the 16-row kernels: a group's 16 f16 row scales as two vectors (rows 0-7, 8-15),
@@ -557,51 +576,6 @@ void DotIQ4_XST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a
     }
   }
   for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]);
-}
-
-// Q5_K: Q4_K's chunks with a fifth bit per value (bit j of qh[l] for sub-block j), moved to
-// bit 4 of each byte: shifted down by 2c (16-bit shifts; the bits crossing bytes are masked
-// off) and up by 4 or 3. Values up to 31: maddubs pair sums stay below 2 * 31 * 128.
-template <int NT>
-void DotQ5_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
-              float* out) {
-  __m256 acc[NT];
-  float mins[NT];
-  for (int t = 0; t < NT; ++t) {
-    acc[t] = _mm256_setzero_ps();
-    mins[t] = 0;
-  }
-  const __m256i m4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
-  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += quant::kQ5_KBlockBytes) {
-    const float d = LoadHalf(w), dmin = LoadHalf(w + 2);
-    uint8_t sc[8], m[8];
-    quant::Q4_KScales(w + 4, sc, m);
-    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + quant::kQ5_KHigh));
-    for (int c = 0; c < 4; ++c) {
-      const __m256i raw =
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + quant::kQ5_KLow + 32 * c));
-      const __m256i h = _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c));
-      const __m256i lo = _mm256_or_si256(_mm256_and_si256(raw, m4),
-                                         _mm256_and_si256(_mm256_slli_epi16(h, 4), bit4));
-      const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
-                                         _mm256_and_si256(_mm256_slli_epi16(h, 3), bit4));
-      const int64_t b = sb * 8 + 2 * c;
-      for (int t = 0; t < NT; ++t) {
-        const int8_t* aq = a.q_row(token + t) + b * 32;
-        const float* as = a.scale_row(token + t) + b;
-        const int32_t* sum = a.sum_row(token + t) + b;
-        const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(aq));
-        const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(aq + 32));
-        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(lo, a0)),
-                                 _mm256_set1_ps(d * sc[2 * c] * as[0]), acc[t]);
-        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(hi, a1)),
-                                 _mm256_set1_ps(d * sc[2 * c + 1] * as[1]), acc[t]);
-        mins[t] += dmin * (m[2 * c] * as[0] * static_cast<float>(sum[0]) +
-                           m[2 * c + 1] * as[1] * static_cast<float>(sum[1]));
-      }
-    }
-  }
-  for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]) - mins[t];
 }
 
 // A Q4_Kx16 block's 128 six-bit scales and mins (entry j * 16 + r: sub-block j, row r) as

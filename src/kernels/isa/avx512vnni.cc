@@ -336,24 +336,38 @@ void DotQ6_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
 // Q4_K: each 32-value sub-block is one activation block. A 32-byte chunk holds sub-block 2c in
 // its low nibbles and 2c + 1 in its high nibbles, which together meet one 64-byte activation
 // load; the 6-bit scales and mins are unpacked per 256-value block.
-template <int NT>
+// Q5_K (kFifthBit): the same with a fifth bit per value: sub-block j's is bit j of qh[l] (l the
+// chunk's byte), shifted down by 2c (16-bit shifts: the bits that cross into a byte's top are
+// masked off) and up into bit 4 of each byte.
+template <int NT, bool kFifthBit = false>
 void DotQ4_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
               float* out) {
+  constexpr int kBlockBytes = kFifthBit ? quant::kQ5_KBlockBytes : quant::kQ4_KBlockBytes;
+  constexpr int kNibbles = kFifthBit ? quant::kQ5_KLow : 16;
   __m512 acc[NT];
   float mins[NT];
   for (int t = 0; t < NT; ++t) {
     acc[t] = _mm512_setzero_ps();
     mins[t] = 0;
   }
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += 144) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += kBlockBytes) {
     const float d = LoadHalf(w), dmin = LoadHalf(w + 2);
     uint8_t sc[8], m[8];
     quant::Q4_KScales(w + 4, sc, m);
     for (int c = 0; c < 4; ++c) {
-      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16 + 32 * c));
-      const __m512i q = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_and_si256(raw, m4)),
-                                           _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), 1);
+      const __m256i raw =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + kNibbles + 32 * c));
+      __m256i lo = _mm256_and_si256(raw, m4);
+      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+      if constexpr (kFifthBit) {
+        const __m256i h = _mm256_srl_epi16(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + quant::kQ5_KHigh)),
+            _mm_cvtsi32_si128(2 * c));
+        lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(h, 4), bit4));
+        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(h, 3), bit4));
+      }
+      const __m512i q = _mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1);
       const int64_t b = sb * 8 + 2 * c;
       for (int t = 0; t < NT; ++t) {
         const float* as = a.scale_row(token + t) + b;
@@ -369,6 +383,12 @@ void DotQ4_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
     }
   }
   for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) - mins[t];
+}
+
+template <int NT>
+void DotQ5_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
+  DotQ4_KT<NT, true>(w, nblocks, a, token, out);
 }
 
 // Q5_1: x = d q + m per 32-value block, q in [0, 31]. A block's nibbles unpack in element order
@@ -460,50 +480,6 @@ void DotIQ4_XST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a
     }
   }
   for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
-}
-
-// Q5_K: Q4_K's chunks with a fifth bit per value: sub-block j's is bit j of qh[l] (l = 0..31,
-// the chunk's byte), shifted down by 2c (16-bit shifts: the bits that cross into a byte's top
-// are masked off) and up into bit 4 of each byte.
-template <int NT>
-void DotQ5_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
-              float* out) {
-  __m512 acc[NT];
-  float mins[NT];
-  for (int t = 0; t < NT; ++t) {
-    acc[t] = _mm512_setzero_ps();
-    mins[t] = 0;
-  }
-  const __m256i m4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
-  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += quant::kQ5_KBlockBytes) {
-    const float d = LoadHalf(w), dmin = LoadHalf(w + 2);
-    uint8_t sc[8], m[8];
-    quant::Q4_KScales(w + 4, sc, m);
-    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + quant::kQ5_KHigh));
-    for (int c = 0; c < 4; ++c) {
-      const __m256i raw =
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + quant::kQ5_KLow + 32 * c));
-      const __m256i h = _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c));  // bits 2c, 2c + 1 -> 0, 1
-      const __m256i lo = _mm256_or_si256(_mm256_and_si256(raw, m4),
-                                         _mm256_and_si256(_mm256_slli_epi16(h, 4), bit4));
-      const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
-                                         _mm256_and_si256(_mm256_slli_epi16(h, 3), bit4));
-      const __m512i q = _mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1);
-      const int64_t b = sb * 8 + 2 * c;
-      for (int t = 0; t < NT; ++t) {
-        const float* as = a.scale_row(token + t) + b;
-        const int32_t* sum = a.sum_row(token + t) + b;
-        const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q,
-                                               _mm512_loadu_si512(a.q_row(token + t) + b * 32));
-        acc[t] =
-            _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp),
-                            PairScale(d * sc[2 * c] * as[0], d * sc[2 * c + 1] * as[1]), acc[t]);
-        mins[t] += dmin * (m[2 * c] * as[0] * static_cast<float>(sum[0]) +
-                           m[2 * c + 1] * as[1] * static_cast<float>(sum[1]));
-      }
-    }
-  }
-  for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) - mins[t];
 }
 
 // Q4_0x16: 16 rows at a time. Each 64-byte run of a block unpacks into two vectors holding

@@ -98,30 +98,46 @@ void DotQ6_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, i
 // Q4_K super-block (144 bytes: f16 d and dmin, 12 bytes of 6-bit scales and mins, 128 nibble
 // bytes). 32-byte chunk c holds sub-block 2c in its low nibbles and 2c + 1 in its high ones,
 // each one activation block; the mins come off through the activation block sums.
-void DotQ4_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
-             int ntok, float* out) {
-  const uint8x16_t m4 = vdupq_n_u8(0x0F);
+// Q5_K (kFifthBit; 176 bytes, 32 bytes of fifth bits before the nibbles): the same with bit j
+// of qh[l] (l the chunk's byte) moved to bit 4 of sub-block j's values.
+template <bool kFifthBit>
+void DotKQuant(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+               int ntok, float* out) {
+  constexpr int kBlockBytes = kFifthBit ? quant::kQ5_KBlockBytes : quant::kQ4_KBlockBytes;
+  constexpr int kNibbles = kFifthBit ? quant::kQ5_KLow : 16;
+  const uint8x16_t m4 = vdupq_n_u8(0x0F), one = vdupq_n_u8(1);
   for (int t = 0; t < ntok; ++t) {
     const int8_t* aq_row = a.q_row(token + t);
     const float* as_row = a.scale_row(token + t);
     const int32_t* sum_row = a.sum_row(token + t);
     float acc = 0, mins = 0;
     const uint8_t* sbp = w;
-    for (int64_t sb = 0; sb < nblocks / 8; ++sb, sbp += 144) {
+    for (int64_t sb = 0; sb < nblocks / 8; ++sb, sbp += kBlockBytes) {
       const float d = LoadHalf(sbp), dmin = LoadHalf(sbp + 2);
       uint8_t sc[8], m[8];
       quant::Q4_KScales(sbp + 4, sc, m);
       for (int c = 0; c < 4; ++c) {
-        const uint8_t* qs = sbp + 16 + 32 * c;
-        const uint8x16_t r0 = vld1q_u8(qs), r1 = vld1q_u8(qs + 16);
+        const uint8_t* qs = sbp + kNibbles + 32 * c;
+        uint8x16_t lo0 = vandq_u8(vld1q_u8(qs), m4), lo1 = vandq_u8(vld1q_u8(qs + 16), m4);
+        uint8x16_t hi0 = vshrq_n_u8(vld1q_u8(qs), 4), hi1 = vshrq_n_u8(vld1q_u8(qs + 16), 4);
+        if constexpr (kFifthBit) {
+          // Fifth bits of sub-blocks 2c (bit 2c of qh) and 2c + 1 (bit 2c + 1), at bit 4.
+          const uint8x16_t h0 = vld1q_u8(sbp + quant::kQ5_KHigh);
+          const uint8x16_t h1 = vld1q_u8(sbp + quant::kQ5_KHigh + 16);
+          auto fifth = [&](uint8x16_t h, int bit) {
+            return vshlq_n_u8(vandq_u8(vshlq_u8(h, vdupq_n_s8(static_cast<int8_t>(-bit))), one), 4);
+          };
+          lo0 = vorrq_u8(lo0, fifth(h0, 2 * c));
+          lo1 = vorrq_u8(lo1, fifth(h1, 2 * c));
+          hi0 = vorrq_u8(hi0, fifth(h0, 2 * c + 1));
+          hi1 = vorrq_u8(hi1, fifth(h1, 2 * c + 1));
+        }
         const int64_t b = sb * 8 + 2 * c;
         const int8_t* aq = aq_row + b * 32;
-        int32x4_t lo =
-            vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(vandq_u8(r0, m4)), vld1q_s8(aq));
-        lo = vdotq_s32(lo, vreinterpretq_s8_u8(vandq_u8(r1, m4)), vld1q_s8(aq + 16));
-        int32x4_t hi =
-            vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(vshrq_n_u8(r0, 4)), vld1q_s8(aq + 32));
-        hi = vdotq_s32(hi, vreinterpretq_s8_u8(vshrq_n_u8(r1, 4)), vld1q_s8(aq + 48));
+        int32x4_t lo = vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(lo0), vld1q_s8(aq));
+        lo = vdotq_s32(lo, vreinterpretq_s8_u8(lo1), vld1q_s8(aq + 16));
+        int32x4_t hi = vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(hi0), vld1q_s8(aq + 32));
+        hi = vdotq_s32(hi, vreinterpretq_s8_u8(hi1), vld1q_s8(aq + 48));
         acc += static_cast<float>(vaddvq_s32(lo)) * (d * sc[2 * c] * as_row[b]) +
                static_cast<float>(vaddvq_s32(hi)) * (d * sc[2 * c + 1] * as_row[b + 1]);
         mins += dmin * (m[2 * c] * as_row[b] * static_cast<float>(sum_row[b]) +
@@ -130,6 +146,16 @@ void DotQ4_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, i
     }
     out[t] = acc - mins;
   }
+}
+
+void DotQ4_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  DotKQuant<false>(w, nblocks, a, token, ntok, out);
+}
+
+void DotQ5_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  DotKQuant<true>(w, nblocks, a, token, ntok, out);
 }
 
 // Q5_1: x = d q + m per 32-value block, q in [0, 31]: nibbles in element order (low nibbles
@@ -195,54 +221,6 @@ void DotIQ4_XS(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
       }
     }
     out[t] = acc;
-  }
-}
-
-// Q5_K: Q4_K's chunks with a fifth bit per value, bit j of qh[l] for sub-block j (l the
-// chunk's byte), moved to bit 4.
-void DotQ5_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
-             int ntok, float* out) {
-  const uint8x16_t m4 = vdupq_n_u8(0x0F), one = vdupq_n_u8(1);
-  for (int t = 0; t < ntok; ++t) {
-    const int8_t* aq_row = a.q_row(token + t);
-    const float* as_row = a.scale_row(token + t);
-    const int32_t* sum_row = a.sum_row(token + t);
-    float acc = 0, mins = 0;
-    const uint8_t* sbp = w;
-    for (int64_t sb = 0; sb < nblocks / 8; ++sb, sbp += quant::kQ5_KBlockBytes) {
-      const float d = LoadHalf(sbp), dmin = LoadHalf(sbp + 2);
-      uint8_t sc[8], m[8];
-      quant::Q4_KScales(sbp + 4, sc, m);
-      const uint8x16_t h0 = vld1q_u8(sbp + quant::kQ5_KHigh);
-      const uint8x16_t h1 = vld1q_u8(sbp + quant::kQ5_KHigh + 16);
-      for (int c = 0; c < 4; ++c) {
-        const uint8_t* qs = sbp + quant::kQ5_KLow + 32 * c;
-        const uint8x16_t r0 = vld1q_u8(qs), r1 = vld1q_u8(qs + 16);
-        // Fifth bits of sub-blocks 2c (bit 2c of qh) and 2c + 1 (bit 2c + 1), at bit 4.
-        const int8x16_t down_lo = vdupq_n_s8(static_cast<int8_t>(-2 * c));
-        const int8x16_t down_hi = vdupq_n_s8(static_cast<int8_t>(-2 * c - 1));
-        auto fifth = [&](uint8x16_t h, int8x16_t down) {
-          return vshlq_n_u8(vandq_u8(vshlq_u8(h, down), one), 4);
-        };
-        const int64_t b = sb * 8 + 2 * c;
-        const int8_t* aq = aq_row + b * 32;
-        int32x4_t lo = vdotq_s32(
-            vdupq_n_s32(0), vreinterpretq_s8_u8(vorrq_u8(vandq_u8(r0, m4), fifth(h0, down_lo))),
-            vld1q_s8(aq));
-        lo = vdotq_s32(lo, vreinterpretq_s8_u8(vorrq_u8(vandq_u8(r1, m4), fifth(h1, down_lo))),
-                       vld1q_s8(aq + 16));
-        int32x4_t hi = vdotq_s32(
-            vdupq_n_s32(0), vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(r0, 4), fifth(h0, down_hi))),
-            vld1q_s8(aq + 32));
-        hi = vdotq_s32(hi, vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(r1, 4), fifth(h1, down_hi))),
-                       vld1q_s8(aq + 48));
-        acc += static_cast<float>(vaddvq_s32(lo)) * (d * sc[2 * c] * as_row[b]) +
-               static_cast<float>(vaddvq_s32(hi)) * (d * sc[2 * c + 1] * as_row[b + 1]);
-        mins += dmin * (m[2 * c] * as_row[b] * static_cast<float>(sum_row[b]) +
-                        m[2 * c + 1] * as_row[b + 1] * static_cast<float>(sum_row[b + 1]));
-      }
-    }
-    out[t] = acc - mins;
   }
 }
 

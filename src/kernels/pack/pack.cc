@@ -170,6 +170,27 @@ void DequantizeQ4_0x16Row(const uint8_t* group, int64_t nblocks, int row, float*
   }
 }
 
+namespace {
+
+// Row r's f16 d and dmin and its 6-bit scales and mins (the same 16 bytes in Q4_K and Q5_K
+// blocks) into a Q4_Kx16 / Q5_Kx16 block's head. Entries e = j * 16 + r and e + 64
+// (sub-blocks j and j + 4) share byte e: each byte belongs to one row and is written once.
+void PackKQuantHead(const uint8_t* block, int r, uint8_t* dst) {
+  std::memcpy(dst + 2 * r, block, 2);
+  std::memcpy(dst + kQ4_Kx16Dmin + 2 * r, block + 2, 2);
+  uint8_t sc[8], m[8];
+  Q4_KScales(block + 4, sc, m);
+  for (int j = 0; j < 4; ++j) {
+    const int byte = j * 16 + r;
+    dst[kQ4_Kx16ScaleLow + byte] = static_cast<uint8_t>((sc[j] & 0xF) | (sc[j + 4] << 4));
+    dst[kQ4_Kx16MinLow + byte] = static_cast<uint8_t>((m[j] & 0xF) | (m[j + 4] << 4));
+    dst[kQ4_Kx16High + byte] = static_cast<uint8_t>((sc[j] >> 4) | ((sc[j + 4] >> 4) << 2) |
+                                                    ((m[j] >> 4) << 4) | ((m[j + 4] >> 4) << 6));
+  }
+}
+
+}  // namespace
+
 // Q4_Kx16: scale / min entry e = j * 16 + r (sub-block j, row r) keeps its low 4 bits in
 // byte e % 64 of its 64-byte area (low nibble for e < 64, high nibble otherwise) and its top
 // 2 bits in byte e % 64 of the shared area: bits 0-1 / 2-3 the scale's (e < 64 / e >= 64),
@@ -178,19 +199,7 @@ void RepackGroupQ4_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsup
   for (int64_t sb = 0; sb < nsuper; ++sb, dst += kQ4_Kx16BlockBytes) {
     for (int r = 0; r < 16; ++r) {
       const uint8_t* block = src + r * src_row_bytes + sb * kQ4_KBlockBytes;
-      std::memcpy(dst + 2 * r, block, 2);
-      std::memcpy(dst + kQ4_Kx16Dmin + 2 * r, block + 2, 2);
-      uint8_t sc[8], m[8];
-      Q4_KScales(block + 4, sc, m);
-      // Entries e = j * 16 + r and e + 64 (sub-blocks j and j + 4) share byte e: each byte
-      // belongs to one row and is written once.
-      for (int j = 0; j < 4; ++j) {
-        const int byte = j * 16 + r;
-        dst[kQ4_Kx16ScaleLow + byte] = static_cast<uint8_t>((sc[j] & 0xF) | (sc[j + 4] << 4));
-        dst[kQ4_Kx16MinLow + byte] = static_cast<uint8_t>((m[j] & 0xF) | (m[j + 4] << 4));
-        dst[kQ4_Kx16High + byte] = static_cast<uint8_t>(
-            (sc[j] >> 4) | ((sc[j + 4] >> 4) << 2) | ((m[j] >> 4) << 4) | ((m[j + 4] >> 4) << 6));
-      }
+      PackKQuantHead(block, r, dst);
       // Sub-block j is the low (even j) or high (odd j) nibbles of bytes 32 * (j / 2) ...
       // + 31; its 32 values go to the Q4_0x16 positions of a 256-byte area: run c, row r
       // holds values 8c .. 8c + 3 in its low nibbles and 8c + 4 .. 8c + 7 in its high ones
@@ -222,18 +231,28 @@ int Q4_Kx16Value(const uint8_t* block, int row, int e) {
   return (block[kQ4_Kx16Data + 256 * (e / 32) + X16Byte(row, i)] >> X16Shift(i)) & 0xF;
 }
 
-void DequantizeQ4_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out) {
-  for (int64_t sb = 0; sb < nsuper; ++sb, group += kQ4_Kx16BlockBytes, out += 256) {
+namespace {
+
+// Q4_Kx16 and Q5_Kx16 rows: the shared head's d sc and dmin m around each value.
+template <int (*Value)(const uint8_t*, int, int), int64_t kBlockBytes>
+void DequantizeKQuantX16Row(const uint8_t* group, int64_t nsuper, int row, float* out) {
+  for (int64_t sb = 0; sb < nsuper; ++sb, group += kBlockBytes, out += 256) {
     const float d = half::F16ToF32(LoadU16(group + 2 * row));
     const float dmin = half::F16ToF32(LoadU16(group + kQ4_Kx16Dmin + 2 * row));
     for (int j = 0; j < 8; ++j) {
       uint8_t sc, m;
       Q4_Kx16ScaleMin(group, row, j, &sc, &m);
       for (int i = 0; i < 32; ++i) {
-        out[32 * j + i] = d * sc * Q4_Kx16Value(group, row, 32 * j + i) - dmin * m;
+        out[32 * j + i] = d * sc * Value(group, row, 32 * j + i) - dmin * m;
       }
     }
   }
+}
+
+}  // namespace
+
+void DequantizeQ4_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out) {
+  DequantizeKQuantX16Row<Q4_Kx16Value, kQ4_Kx16BlockBytes>(group, nsuper, row, out);
 }
 
 // The head (d, dmin, scales and mins) as Q4_Kx16's; each sub-block's 32 values of a row as
@@ -242,17 +261,7 @@ void RepackGroupQ5_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsup
   for (int64_t sb = 0; sb < nsuper; ++sb, dst += kQ5_Kx16BlockBytes) {
     for (int r = 0; r < 16; ++r) {
       const uint8_t* block = src + r * src_row_bytes + sb * quant::kQ5_KBlockBytes;
-      std::memcpy(dst + 2 * r, block, 2);
-      std::memcpy(dst + kQ4_Kx16Dmin + 2 * r, block + 2, 2);
-      uint8_t sc[8], m[8];
-      Q4_KScales(block + 4, sc, m);
-      for (int j = 0; j < 4; ++j) {  // as RepackGroupQ4_Kx16
-        const int byte = j * 16 + r;
-        dst[kQ4_Kx16ScaleLow + byte] = static_cast<uint8_t>((sc[j] & 0xF) | (sc[j + 4] << 4));
-        dst[kQ4_Kx16MinLow + byte] = static_cast<uint8_t>((m[j] & 0xF) | (m[j + 4] << 4));
-        dst[kQ4_Kx16High + byte] = static_cast<uint8_t>(
-            (sc[j] >> 4) | ((sc[j + 4] >> 4) << 2) | ((m[j] >> 4) << 4) | ((m[j + 4] >> 4) << 6));
-      }
+      PackKQuantHead(block, r, dst);
       uint8_t q[256];
       quant::UnpackQ5_K(block, q);
       for (int j = 0; j < 8; ++j) {
@@ -282,17 +291,7 @@ int Q5_Kx16Value(const uint8_t* block, int row, int e) {
 }
 
 void DequantizeQ5_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out) {
-  for (int64_t sb = 0; sb < nsuper; ++sb, group += kQ5_Kx16BlockBytes, out += 256) {
-    const float d = half::F16ToF32(LoadU16(group + 2 * row));
-    const float dmin = half::F16ToF32(LoadU16(group + kQ4_Kx16Dmin + 2 * row));
-    for (int j = 0; j < 8; ++j) {
-      uint8_t sc, m;
-      Q4_Kx16ScaleMin(group, row, j, &sc, &m);
-      for (int i = 0; i < 32; ++i) {
-        out[32 * j + i] = d * sc * Q5_Kx16Value(group, row, 32 * j + i) - dmin * m;
-      }
-    }
-  }
+  DequantizeKQuantX16Row<Q5_Kx16Value, kQ5_Kx16BlockBytes>(group, nsuper, row, out);
 }
 
 void RepackGroupIQ4_XSx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper,

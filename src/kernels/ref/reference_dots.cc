@@ -174,12 +174,17 @@ float DotQ6_KReference(const uint8_t* w, const int8_t* a, const float* a_scale, 
   return total;
 }
 
-void GemmQ4_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
-                          const int32_t* a_sum, int64_t nblocks, float* out) {
+namespace {
+
+// Q4_Kx16 and Q5_Kx16 share their head (d, dmin, scales, mins) and sums; only the values'
+// layout (Value) and the block size differ.
+template <int (*Value)(const uint8_t*, int, int), int64_t kBlockBytes>
+void GemmKQuantX16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                            const int32_t* a_sum, int64_t nblocks, float* out) {
   for (int r = 0; r < 16; ++r) {
     float total = 0;
     const uint8_t* block = group;
-    for (int64_t sb = 0; sb < nblocks / 8; ++sb, block += kQ4_Kx16BlockBytes) {
+    for (int64_t sb = 0; sb < nblocks / 8; ++sb, block += kBlockBytes) {
       const float d = half::F16ToF32(LoadU16(block + 2 * r));
       const float dmin = half::F16ToF32(LoadU16(block + kQ4_Kx16Dmin + 2 * r));
       for (int j = 0; j < 8; ++j) {
@@ -187,7 +192,7 @@ void GemmQ4_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_
         Q4_Kx16ScaleMin(block, r, j, &sc, &m);
         const int64_t blk = sb * 8 + j;
         int32_t dot = 0;
-        for (int i = 0; i < 32; ++i) dot += Q4_Kx16Value(block, r, 32 * j + i) * a[blk * 32 + i];
+        for (int i = 0; i < 32; ++i) dot += Value(block, r, 32 * j + i) * a[blk * 32 + i];
         total += a_scale[blk] *
                  (d * sc * static_cast<float>(dot) - dmin * m * static_cast<float>(a_sum[blk]));
       }
@@ -196,28 +201,17 @@ void GemmQ4_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_
   }
 }
 
+}  // namespace
+
+void GemmQ4_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                          const int32_t* a_sum, int64_t nblocks, float* out) {
+  GemmKQuantX16Reference<Q4_Kx16Value, kQ4_Kx16BlockBytes>(group, a, a_scale, a_sum, nblocks, out);
+}
+
 void GemmQ5_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
                           const int32_t* a_sum, int64_t nblocks, float* out) {
-  for (int r = 0; r < 16; ++r) {
-    float total = 0;
-    const uint8_t* block = group;
-    for (int64_t sb = 0; sb < nblocks / 8; ++sb, block += pack::kQ5_Kx16BlockBytes) {
-      const float d = half::F16ToF32(LoadU16(block + 2 * r));
-      const float dmin = half::F16ToF32(LoadU16(block + kQ4_Kx16Dmin + 2 * r));
-      for (int j = 0; j < 8; ++j) {
-        uint8_t sc, m;
-        Q4_Kx16ScaleMin(block, r, j, &sc, &m);
-        const int64_t blk = sb * 8 + j;
-        int32_t dot = 0;
-        for (int i = 0; i < 32; ++i) {
-          dot += pack::Q5_Kx16Value(block, r, 32 * j + i) * a[blk * 32 + i];
-        }
-        total += a_scale[blk] *
-                 (d * sc * static_cast<float>(dot) - dmin * m * static_cast<float>(a_sum[blk]));
-      }
-    }
-    out[r] = total;
-  }
+  GemmKQuantX16Reference<pack::Q5_Kx16Value, pack::kQ5_Kx16BlockBytes>(group, a, a_scale, a_sum,
+                                                                       nblocks, out);
 }
 
 void GemmIQ4_XSx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
