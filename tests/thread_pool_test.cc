@@ -193,10 +193,15 @@ TEST(ThreadPoolTest, StreamsLetFreeThreadsTakeTheRestOfAHeldUpThreadsPart) {
   std::mutex mu;
   std::vector<std::pair<int64_t, int64_t>> stolen;
   int64_t first_end = -1;  // the caller's first piece: [0, first_end)
+  // The worker holds its own part until the caller has claimed its first piece: on a loaded
+  // machine the caller can otherwise lose the CPU right after starting the job while the
+  // worker runs its part and steals all of the caller's, which this test does not measure.
+  std::atomic<bool> caller_started{false};
   pool.ParallelForStreams(kN, kGrain, [&](int64_t begin, int64_t end) {
     if (std::this_thread::get_id() == caller) {
       if (first_end >= 0) return;
       first_end = end;
+      caller_started = true;
       EXPECT_EQ(begin, 0);  // a thread starts at the front of its own part
       // Its first piece is [0, 50) (an eighth of its part) unless the worker got there first;
       // it waits until the worker has taken everything after it (or 20 s: then the
@@ -207,6 +212,12 @@ TEST(ThreadPoolTest, StreamsLetFreeThreadsTakeTheRestOfAHeldUpThreadsPart) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
       return;
+    }
+    if (begin >= 400) {
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+      while (!caller_started.load() && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
     }
     if (begin < 400) {
       taken_from_callers_part += end - begin;

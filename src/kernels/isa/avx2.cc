@@ -666,6 +666,98 @@ void GemmQ4_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
   });
 }
 
+// IQ4_XSx16 on AVX2: each sub-block's nibbles (Q4_0x16 layout) are looked up twice, as the
+// levels' sizes (unsigned, at most 127) and as the levels, whose signs go onto the broadcast
+// activations (vpsignb, per byte: per row). A maddubs pair sum is then at most 2 * 127 * 127,
+// so each goes to int32 (madd) before the next is added. The 128 six-bit scales are unpacked
+// to bytes once per 256-value block (pack::RepackGroupIQ4_XSx16's layout).
+template <int NT>
+void GemmIQ4_XSx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                    int64_t token, float* out, int64_t ldo) {
+  __m256 acc[NT][2];
+  for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+  alignas(16) int8_t sizes[16];
+  for (int i = 0; i < 16; ++i) sizes[i] = static_cast<int8_t>(std::abs(quant::kIQ4NLValues[i]));
+  const __m256i size_table =
+      _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(sizes)));
+  const __m256i level_table = _mm256_broadcastsi128_si256(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIQ4NLValues)));
+  const __m256i low4 = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
+  const __m256i ones = _mm256_set1_epi16(1);
+  alignas(32) uint8_t ls[128];  // entry 16 j + r: the 6-bit scale of sub-block j, row r
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += pack::kIQ4_XSx16BlockBytes) {
+    simd::PrefetchAhead<256>(group + 2048);
+    auto load = [](const uint8_t* p) {
+      return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    };
+    const __m256i sl0 = load(group + pack::kIQ4_XSx16ScaleLow);
+    const __m256i sl1 = load(group + pack::kIQ4_XSx16ScaleLow + 32);
+    const __m256i hi = load(group + pack::kIQ4_XSx16ScaleHigh);
+    const __m256i low[4] = {_mm256_and_si256(sl0, low4), _mm256_and_si256(sl1, low4),
+                            _mm256_and_si256(_mm256_srli_epi16(sl0, 4), low4),
+                            _mm256_and_si256(_mm256_srli_epi16(sl1, 4), low4)};
+    for (int q = 0; q < 4; ++q) {  // entries 32 q .. 32 q + 31: top bits at 2 q
+      const __m256i top = _mm256_and_si256(_mm256_srl_epi16(hi, _mm_cvtsi32_si128(2 * q)), three);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(ls + 32 * q),
+                         _mm256_or_si256(low[q], _mm256_slli_epi16(top, 4)));
+    }
+    __m256 d[2];
+    LoadGroupScales(group, d);
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t* data = group + pack::kIQ4_XSx16Data + 256 * j;
+      simd::PrefetchAhead<256>(data);
+      const int64_t b = sb * 8 + j;
+      __m256 dl[2];
+      for (int h = 0; h < 2; ++h) {
+        const __m256i scale = _mm256_sub_epi32(
+            _mm256_cvtepu8_epi32(
+                _mm_loadl_epi64(reinterpret_cast<const __m128i*>(ls + 16 * j + 8 * h))),
+            _mm256_set1_epi32(32));
+        dl[h] = _mm256_mul_ps(d[h], _mm256_cvtepi32_ps(scale));
+      }
+      __m256i dp[NT][2];
+      for (int t = 0; t < NT; ++t) dp[t][0] = dp[t][1] = _mm256_setzero_si256();
+      for (int p = 0; p < 4; ++p) {
+        __m256i size[2][2], level[2][2];  // [half][chunk 2p or 2p + 1]
+        for (int h = 0; h < 2; ++h) {
+          const __m256i bytes = load(data + 64 * p + 32 * h);
+          const __m256i n[2] = {_mm256_and_si256(bytes, low4),
+                                _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4)};
+          for (int c = 0; c < 2; ++c) {
+            size[h][c] = _mm256_shuffle_epi8(size_table, n[c]);
+            level[h][c] = _mm256_shuffle_epi8(level_table, n[c]);
+          }
+        }
+        for (int t = 0; t < NT; ++t) {
+          __m256i a0, a1;
+          BroadcastQuads(a.q_row(token + t) + b * 32 + 8 * p, &a0, &a1);
+          for (int h = 0; h < 2; ++h) {
+            const __m256i s0 = _mm256_maddubs_epi16(size[h][0], _mm256_sign_epi8(a0, level[h][0]));
+            const __m256i s1 = _mm256_maddubs_epi16(size[h][1], _mm256_sign_epi8(a1, level[h][1]));
+            dp[t][h] = _mm256_add_epi32(dp[t][h], _mm256_add_epi32(_mm256_madd_epi16(s0, ones),
+                                                                   _mm256_madd_epi16(s1, ones)));
+          }
+        }
+      }
+      for (int t = 0; t < NT; ++t) {
+        const __m256 vs = _mm256_broadcast_ss(a.scale_row(token + t) + b);
+        for (int h = 0; h < 2; ++h) {
+          acc[t][h] =
+              _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp[t][h]), _mm256_mul_ps(dl[h], vs), acc[t][h]);
+        }
+      }
+    }
+  }
+  StoreGroupTile<NT>(acc, out, ldo);
+}
+
+void GemmIQ4_XSx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                   int64_t token, int ntok, float* out, int64_t ldo) {
+  simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
+    GemmIQ4_XSx16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
+  });
+}
+
 void GemmQ5_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                  int64_t token, int ntok, float* out, int64_t ldo) {
   simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
@@ -859,7 +951,7 @@ const KernelTable& Table() {
       .gemm_q4_kx16 = GemmQ4_Kx16,
       .gemm_q6_kx16 = GemmQ6_Kx16,
       .gemm_q5_kx16 = GemmQ5_Kx16,
-      .gemm_iq4_xsx16 = nullptr,  // plain IQ4_XS rows (dot_iq4_xs)
+      .gemm_iq4_xsx16 = GemmIQ4_XSx16,
       .quantize_blocks = QuantizeBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,
