@@ -64,7 +64,8 @@ enum class DType : uint8_t {
   // Q5_K as llama.cpp writes it ({ f16 d; f16 dmin; uint8 scales[12]; uint8 qh[32]; uint8
   // qs[128]; }, 256 values in 8 sub-blocks of 32, x = d * sc * q - dmin * m with q in [0, 31]:
   // Q4_K's scales and nibbles plus a fifth bit, bit j of qh[l] for element 32 j + l). Its Q5_K_M,
-  // Q5_K_S, Q4_K_S, Q3_K_M and IQ4_XS mixes hold it. Computed on as stored (row dots).
+  // Q5_K_S, Q4_K_S, Q3_K_M and IQ4_XS mixes hold it. Computed on as stored (row dots) or as
+  // kQ5_Kx16 where the ISA has 16-row kernels.
   kQ5_K,
   // Q5_K interleaved across groups of 16 rows like Q4_Kx16: per group and 256-value block, 2816
   // bytes (16 x 176): Q4_Kx16's 256-byte head (d, dmin, scales and mins), then per 32-value
@@ -85,10 +86,10 @@ enum class DType : uint8_t {
   // IQ4_XS as llama.cpp writes it ({ f16 d; uint16 scales_h; uint8 scales_l[4]; uint8
   // qs[128]; }, 256 values in 8 sub-blocks of 32: x = d * (ls - 32) * kIQ4NLValues[nibble] with
   // a 6-bit ls per sub-block, the nibbles of sub-block j as Q4_0's at qs + 16 j). Computed on as
-  // stored (row dots).
+  // stored (row dots) or as kIQ4_XSx16 where the ISA has 16-row kernels.
   kIQ4_XS,
-  // IQ4_XS interleaved across groups of 16 rows (AVX-512 GEMM): per group and 256-value block,
-  // 2176 bytes (16 x 136): the 16 rows' f16 d, their 6-bit sub-block scales regrouped by
+  // IQ4_XS interleaved across groups of 16 rows (AVX2 / AVX-512 GEMM): per group and 256-value
+  // block, 2176 bytes (16 x 136): the 16 rows' f16 d, their 6-bit sub-block scales regrouped by
   // sub-block (4 low bits in 64 bytes, 2 high bits in 32), then per 32-value sub-block 256
   // bytes of nibbles laid out as Q4_0x16's data (see kernels::pack::RepackGroupIQ4_XSx16).
   // Rows must be a multiple of 16.
