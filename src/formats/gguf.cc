@@ -265,12 +265,6 @@ bool GgmlTypeToDType(uint32_t ggml_type, DType* out) {
     case 7:
       *out = DType::kQ5_1;
       return true;
-    case 20:  // converted to Q8_0 when a model loads (DType::kIQ4_NL)
-      *out = DType::kIQ4_NL;
-      return true;
-    case 23:
-      *out = DType::kIQ4_XS;
-      return true;
     case 8:
       *out = DType::kQ8_0;
       return true;
@@ -282,6 +276,12 @@ bool GgmlTypeToDType(uint32_t ggml_type, DType* out) {
       return true;
     case 14:
       *out = DType::kQ6_K;
+      return true;
+    case 20:  // converted to Q8_0 when a model loads (DType::kIQ4_NL)
+      *out = DType::kIQ4_NL;
+      return true;
+    case 23:
+      *out = DType::kIQ4_XS;
       return true;
     case 30:
       *out = DType::kBF16;
@@ -415,10 +415,8 @@ StatusOr<std::unique_ptr<File>> File::Parse(const uint8_t* data, size_t size,
       return UnimplementedError(
           name + ": tensor '" + info.name + "' has ggml type " + std::to_string(type) +
           (type_name != nullptr ? std::string(" (") + type_name + ")" : std::string(" (unknown)")) +
-          ", which is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, Q5_0, Q5_1, "
-          "IQ4_NL, "
-          "IQ4_XS, I32 "
-          "are)");
+          ", which is not supported (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, "
+          "IQ4_NL, IQ4_XS, I32 are)");
     }
     if (ne[0] % BlockElements(info.type) != 0) {
       return InvalidArgumentError(name + ": tensor '" + info.name + "' row of " +

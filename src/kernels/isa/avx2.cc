@@ -5,6 +5,7 @@
 #define GEMMA4_ISA_NAMESPACE avx2
 #include <immintrin.h>
 
+#include <array>
 #include <cstring>
 
 #include "kernels/isa/float_kernels-inl.h"
@@ -243,15 +244,16 @@ void DotQ4_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
     const float d = LoadHalf(w), dmin = LoadHalf(w + 2);
     uint8_t sc[8], m[8];
     quant::Q4_KScales(w + 4, sc, m);
+    const __m256i qh =
+        kFifthBit ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + quant::kQ5_KHigh))
+                  : _mm256_setzero_si256();
     for (int c = 0; c < 4; ++c) {
       const __m256i raw =
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + kNibbles + 32 * c));
       __m256i lo = _mm256_and_si256(raw, m4);
       __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
       if constexpr (kFifthBit) {
-        const __m256i h = _mm256_srl_epi16(
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + quant::kQ5_KHigh)),
-            _mm_cvtsi32_si128(2 * c));
+        const __m256i h = _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c));
         lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(h, 4), bit4));
         hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(h, 3), bit4));
       }
@@ -538,6 +540,20 @@ void DotQ5_1T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
   for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]) + mins[t];
 }
 
+// IQ4_XS's 16 levels (quant::kIQ4NLValues) and their sizes (|level|, at most 127), each a
+// vpshufb table in both lanes.
+using quant::kIQ4NLValues;
+constexpr std::array<int8_t, 16> kIQ4Sizes = [] {
+  std::array<int8_t, 16> t{};
+  for (int i = 0; i < 16; ++i) {
+    t[i] = static_cast<int8_t>(kIQ4NLValues[i] < 0 ? -kIQ4NLValues[i] : kIQ4NLValues[i]);
+  }
+  return t;
+}();
+inline __m256i IQ4Table(const int8_t* values) {
+  return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(values)));
+}
+
 // IQ4_XS: per 32-value sub-block j, d (ls_j - 32) times the table's levels of its nibbles. A
 // sub-block's nibbles in element order (low then high) are looked up twice: the levels' sizes
 // (unsigned, at most 127) and the levels themselves, whose signs go onto the activations
@@ -547,12 +563,7 @@ void DotIQ4_XST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a
                 float* out) {
   __m256 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
-  alignas(16) int8_t sizes[16];
-  for (int i = 0; i < 16; ++i) sizes[i] = static_cast<int8_t>(std::abs(quant::kIQ4NLValues[i]));
-  const __m256i size_table =
-      _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(sizes)));
-  const __m256i level_table = _mm256_broadcastsi128_si256(
-      _mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIQ4NLValues)));
+  const __m256i size_table = IQ4Table(kIQ4Sizes.data()), level_table = IQ4Table(kIQ4NLValues);
   const __m128i m4 = _mm_set1_epi8(0x0F);
   for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += quant::kIQ4_XSBlockBytes) {
     const float d = LoadHalf(w);
@@ -676,12 +687,7 @@ void GemmIQ4_XSx16T(const uint8_t* group, int64_t nblocks, const QuantizedActiva
                     int64_t token, float* out, int64_t ldo) {
   __m256 acc[NT][2];
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-  alignas(16) int8_t sizes[16];
-  for (int i = 0; i < 16; ++i) sizes[i] = static_cast<int8_t>(std::abs(quant::kIQ4NLValues[i]));
-  const __m256i size_table =
-      _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(sizes)));
-  const __m256i level_table = _mm256_broadcastsi128_si256(
-      _mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIQ4NLValues)));
+  const __m256i size_table = IQ4Table(kIQ4Sizes.data()), level_table = IQ4Table(kIQ4NLValues);
   const __m256i low4 = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
   const __m256i ones = _mm256_set1_epi16(1);
   alignas(32) uint8_t ls[128];  // entry 16 j + r: the 6-bit scale of sub-block j, row r

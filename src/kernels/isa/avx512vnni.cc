@@ -14,6 +14,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "kernels/isa/avx512_transpose-inl.h"
@@ -355,15 +356,16 @@ void DotQ4_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
     const float d = LoadHalf(w), dmin = LoadHalf(w + 2);
     uint8_t sc[8], m[8];
     quant::Q4_KScales(w + 4, sc, m);
+    const __m256i qh =
+        kFifthBit ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + quant::kQ5_KHigh))
+                  : _mm256_setzero_si256();
     for (int c = 0; c < 4; ++c) {
       const __m256i raw =
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + kNibbles + 32 * c));
       __m256i lo = _mm256_and_si256(raw, m4);
       __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
       if constexpr (kFifthBit) {
-        const __m256i h = _mm256_srl_epi16(
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + quant::kQ5_KHigh)),
-            _mm_cvtsi32_si128(2 * c));
+        const __m256i h = _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c));
         lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(h, 4), bit4));
         hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(h, 3), bit4));
       }
@@ -439,6 +441,17 @@ void DotQ5_1T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
   for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) + mins[t];
 }
 
+// IQ4_XS's 16 levels (quant::kIQ4NLValues) + 128, unsigned, as a vpshufb table in every lane.
+constexpr std::array<uint8_t, 16> kIQ4LevelsPlus128 = [] {
+  std::array<uint8_t, 16> t{};
+  for (int i = 0; i < 16; ++i) t[i] = static_cast<uint8_t>(quant::kIQ4NLValues[i] + 128);
+  return t;
+}();
+inline __m512i IQ4LevelsPlus128() {
+  return _mm512_broadcast_i32x4(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4LevelsPlus128.data())));
+}
+
 // IQ4_XS: per 32-value sub-block j, d (ls_j - 32) times the table's levels of its nibbles.
 // Two sub-blocks make one vector in element order (low nibbles then high nibbles of each) whose
 // nibbles are looked up (vpshufb) as the levels + 128, unsigned for vpdpbusd; the 128 comes off
@@ -448,10 +461,7 @@ void DotIQ4_XST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a
                 float* out) {
   __m512 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
-  alignas(16) uint8_t levels[16];
-  for (int i = 0; i < 16; ++i) levels[i] = static_cast<uint8_t>(quant::kIQ4NLValues[i] + 128);
-  const __m512i table =
-      _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(levels)));
+  const __m512i table = IQ4LevelsPlus128();
   const __m512i m4 = _mm512_set1_epi8(0x0F), offset = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += quant::kIQ4_XSBlockBytes) {
     const float d = LoadHalf(w);
@@ -847,10 +857,7 @@ void GemmIQ4_XSx16T(const uint8_t* group, int64_t nblocks, const QuantizedActiva
     as[t] = a.scale_row(token + t);
     sum[t] = a.sum_row(token + t);
   }
-  alignas(16) uint8_t levels[16];
-  for (int i = 0; i < 16; ++i) levels[i] = static_cast<uint8_t>(quant::kIQ4NLValues[i] + 128);
-  const __m512i table =
-      _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(levels)));
+  const __m512i table = IQ4LevelsPlus128();
   const __m512i low4 = _mm512_set1_epi8(0x0F), top2 = _mm512_set1_epi8(0x30);
   const __m512i quad = _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
   const __m512i minus32 = _mm512_set1_epi32(-32);

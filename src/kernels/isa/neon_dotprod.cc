@@ -116,14 +116,15 @@ void DotKQuant(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
       const float d = LoadHalf(sbp), dmin = LoadHalf(sbp + 2);
       uint8_t sc[8], m[8];
       quant::Q4_KScales(sbp + 4, sc, m);
+      // Fifth bits (Q5_K): bit j of qh[l] belongs to value l of sub-block j.
+      const uint8x16_t h0 = kFifthBit ? vld1q_u8(sbp + quant::kQ5_KHigh) : vdupq_n_u8(0);
+      const uint8x16_t h1 = kFifthBit ? vld1q_u8(sbp + quant::kQ5_KHigh + 16) : vdupq_n_u8(0);
       for (int c = 0; c < 4; ++c) {
         const uint8_t* qs = sbp + kNibbles + 32 * c;
         uint8x16_t lo0 = vandq_u8(vld1q_u8(qs), m4), lo1 = vandq_u8(vld1q_u8(qs + 16), m4);
         uint8x16_t hi0 = vshrq_n_u8(vld1q_u8(qs), 4), hi1 = vshrq_n_u8(vld1q_u8(qs + 16), 4);
         if constexpr (kFifthBit) {
           // Fifth bits of sub-blocks 2c (bit 2c of qh) and 2c + 1 (bit 2c + 1), at bit 4.
-          const uint8x16_t h0 = vld1q_u8(sbp + quant::kQ5_KHigh);
-          const uint8x16_t h1 = vld1q_u8(sbp + quant::kQ5_KHigh + 16);
           auto fifth = [&](uint8x16_t h, int bit) {
             return vshlq_n_u8(vandq_u8(vshlq_u8(h, vdupq_n_s8(static_cast<int8_t>(-bit))), one), 4);
           };

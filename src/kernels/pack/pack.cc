@@ -111,21 +111,33 @@ inline uint32_t X16NibbleWord(const uint8_t* first, int shift) {
   std::memcpy(&hi, first + 4, 4);
   return ((lo >> shift) & 0x0F0F0F0Fu) | (((hi >> shift) & 0x0F0F0F0Fu) << 4);
 }
+// One 32-value block of row r stored as Q4_0's 16 nibble bytes (element j < 16 the low nibble
+// of byte j, the others the high nibbles of bytes j - 16: Q4_0, IQ4_XS's sub-blocks) into the
+// Q4_0x16 data area at `data`: byte c * 64 + r * 4 + i holds element 8c + i in its low nibble
+// and 8c + 4 + i in its high one.
+inline void PlaceQ4_0Nibbles(const uint8_t* qs, int r, uint8_t* data) {
+  for (int c = 0; c < 4; ++c) {
+    const uint32_t word = X16NibbleWord(qs + (8 * c) % 16, c < 2 ? 0 : 4);
+    std::memcpy(data + c * 64 + r * 4, &word, 4);
+  }
+}
+// Sub-block j of row r stored as Q4_K's / Q5_K's 128 nibble bytes (the low (even j) or high
+// (odd j) nibbles of bytes 32 (j / 2) .. + 31) into the same layout.
+inline void PlaceKQuantNibbles(const uint8_t* qs, int j, int r, uint8_t* data) {
+  for (int c = 0; c < 4; ++c) {
+    const uint32_t word = X16NibbleWord(qs + 32 * (j / 2) + 8 * c, 4 * (j % 2));
+    std::memcpy(data + 64 * c + 4 * r, &word, 4);
+  }
+}
 }  // namespace
 
 void RepackGroupQ4_0x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks, uint8_t* dst) {
-  // With X16Byte / X16Shift, data byte c * 64 + r * 4 + i holds element 8c + i in its low
-  // nibble and 8c + 4 + i in its high one. Elements j < 16 are the low nibbles of the block's
-  // bytes j, the others the high nibbles of bytes j - 16.
+  // Data at 32 (PlaceQ4_0Nibbles; X16Byte / X16Shift read it back).
   for (int64_t b = 0; b < nblocks; ++b, dst += 16 * kQ4_0BlockBytes) {
     for (int r = 0; r < 16; ++r) {
       const uint8_t* block = src + r * src_row_bytes + b * kQ4_0BlockBytes;
-      const uint8_t* qs = block + 2;
       std::memcpy(dst + 2 * r, block, 2);
-      for (int c = 0; c < 4; ++c) {
-        const uint32_t word = X16NibbleWord(qs + (8 * c) % 16, c < 2 ? 0 : 4);
-        std::memcpy(dst + 32 + c * 64 + r * 4, &word, 4);
-      }
+      PlaceQ4_0Nibbles(block + 2, r, dst + 32);
     }
   }
 }
@@ -200,19 +212,9 @@ void RepackGroupQ4_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsup
     for (int r = 0; r < 16; ++r) {
       const uint8_t* block = src + r * src_row_bytes + sb * kQ4_KBlockBytes;
       PackKQuantHead(block, r, dst);
-      // Sub-block j is the low (even j) or high (odd j) nibbles of bytes 32 * (j / 2) ...
-      // + 31; its 32 values go to the Q4_0x16 positions of a 256-byte area: run c, row r
-      // holds values 8c .. 8c + 3 in its low nibbles and 8c + 4 .. 8c + 7 in its high ones
-      // (four bytes, built as one word; byte order within the word is memory order).
-      const uint8_t* qs = block + 16;
-      for (int j = 0; j < 8; ++j) {
-        uint8_t* data = dst + kQ4_Kx16Data + 256 * j;
-        const int shift = 4 * (j % 2);
-        for (int c = 0; c < 4; ++c) {
-          const uint32_t word = X16NibbleWord(qs + 32 * (j / 2) + 8 * c, shift);
-          std::memcpy(data + 64 * c + 4 * r, &word, 4);
-        }
-      }
+      // Sub-block j's 32 values to the Q4_0x16 positions of its 256-byte area.
+      for (int j = 0; j < 8; ++j)
+        PlaceKQuantNibbles(block + 16, j, r, dst + kQ4_Kx16Data + 256 * j);
     }
   }
 }
@@ -255,27 +257,22 @@ void DequantizeQ4_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* 
   DequantizeKQuantX16Row<Q4_Kx16Value, kQ4_Kx16BlockBytes>(group, nsuper, row, out);
 }
 
-// The head (d, dmin, scales and mins) as Q4_Kx16's; each sub-block's 32 values of a row as
-// unpacked by quant::UnpackQ5_K, nibbles placed as in Q4_0x16 and fifth bits one per chunk.
+// The head (d, dmin, scales and mins) and the nibbles as Q4_Kx16's; sub-block j's fifth bits
+// (bit j of qh[l] for its value l) one per chunk: byte 4 r + i, bit ch <- value 4 ch + i.
 void RepackGroupQ5_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper, uint8_t* dst) {
   for (int64_t sb = 0; sb < nsuper; ++sb, dst += kQ5_Kx16BlockBytes) {
     for (int r = 0; r < 16; ++r) {
       const uint8_t* block = src + r * src_row_bytes + sb * quant::kQ5_KBlockBytes;
       PackKQuantHead(block, r, dst);
-      uint8_t q[256];
-      quant::UnpackQ5_K(block, q);
+      const uint8_t* qh = block + quant::kQ5_KHigh;
       for (int j = 0; j < 8; ++j) {
         uint8_t* data = dst + kQ5_Kx16Data + kQ5_Kx16SubBlockBytes * j;
-        const uint8_t* v = q + 32 * j;
-        for (int c = 0; c < 4; ++c) {
-          for (int i = 0; i < 4; ++i) {
-            data[64 * c + 4 * r + i] =
-                static_cast<uint8_t>((v[8 * c + i] & 0xF) | ((v[8 * c + 4 + i] & 0xF) << 4));
-          }
-        }
+        PlaceKQuantNibbles(block + quant::kQ5_KLow, j, r, data);
         for (int i = 0; i < 4; ++i) {
           uint8_t fifth = 0;
-          for (int ch = 0; ch < 8; ++ch) fifth |= static_cast<uint8_t>((v[4 * ch + i] >> 4) << ch);
+          for (int ch = 0; ch < 8; ++ch) {
+            fifth |= static_cast<uint8_t>(((qh[4 * ch + i] >> j) & 1) << ch);
+          }
           data[kQ5_Kx16FifthBits + 4 * r + i] = fifth;
         }
       }
@@ -308,19 +305,8 @@ void RepackGroupIQ4_XSx16(const uint8_t* src, uint64_t src_row_bytes, int64_t ns
         dst[kIQ4_XSx16ScaleLow + e % 64] |= static_cast<uint8_t>((ls[j] & 0xF) << (4 * (e / 64)));
         dst[kIQ4_XSx16ScaleHigh + e % 32] |= static_cast<uint8_t>((ls[j] >> 4) << (2 * (e / 32)));
       }
-      for (int j = 0; j < 8; ++j) {  // sub-block j: nibbles of qs[16 j + l], element order
-        const uint8_t* qs = block + 8 + 16 * j;
-        uint8_t v[32];
-        for (int l = 0; l < 16; ++l) {
-          v[l] = qs[l] & 0xF;
-          v[l + 16] = qs[l] >> 4;
-        }
-        uint8_t* data = dst + kIQ4_XSx16Data + 256 * j;
-        for (int c = 0; c < 4; ++c) {
-          for (int i = 0; i < 4; ++i) {
-            data[64 * c + 4 * r + i] = static_cast<uint8_t>(v[8 * c + i] | (v[8 * c + 4 + i] << 4));
-          }
-        }
+      for (int j = 0; j < 8; ++j) {  // sub-block j: 16 bytes laid out as a Q4_0 block's
+        PlaceQ4_0Nibbles(block + 8 + 16 * j, r, dst + kIQ4_XSx16Data + 256 * j);
       }
     }
   }
