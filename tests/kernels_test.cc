@@ -352,6 +352,38 @@ TEST_P(KernelTest, IQ4_XSMatchesReference) {
   }
 }
 
+// The ISA's Q3_K row dot against the reference's, and the reference against the dequantized
+// row (ggml's formula) times the activations in double: random bytes, then every hmask bit
+// clear (all values - 4 .. - 1) and set (0 .. 3), and the 12 scale bytes all 0 (every scale
+// -32) and all 0xFF (every scale 31), for 1, 3 and 5 blocks and 1-4 tokens.
+TEST_P(KernelTest, Q3_KMatchesReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  ASSERT_NE(table.dot_q3_k, nullptr);
+  std::mt19937 rng(29);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (int64_t superblocks : {1, 3, 5}) {
+    for (int variant : {0, 1, 2, 3, 4}) {  // random, hmask clear / set, scales 0x00 / 0xFF
+      const int64_t k = superblocks * 256, tokens = 5;
+      const auto x = RandomVector(tokens * k, &rng);
+      kernels::QuantizedActivations acts;
+      kernels::QuantizeActivations(x.data(), tokens, k, &acts);
+      std::vector<uint8_t> row(superblocks * quant::kQ3_KBlockBytes);
+      for (auto& b : row) b = static_cast<uint8_t>(byte(rng));
+      for (int64_t s = 0; s < superblocks; ++s) {
+        uint8_t* block = row.data() + s * quant::kQ3_KBlockBytes;
+        const uint16_t d = half::F32ToF16(0.0005f * (1 + byte(rng) % 7));
+        std::memcpy(block + quant::kQ3_KD, &d, 2);
+        if (variant == 1 || variant == 2) std::memset(block, variant == 1 ? 0x00 : 0xFF, 32);
+        if (variant >= 3) std::memset(block + quant::kQ3_KScales, variant == 3 ? 0x00 : 0xFF, 12);
+      }
+      ExpectRowDotMatchesReference(
+          table, &kernels::KernelTable::dot_q3_k, DType::kQ3_K, row, k, acts,
+          "Q3_K, " + std::to_string(superblocks) + " blocks, variant " + std::to_string(variant));
+    }
+  }
+}
+
 TEST_P(KernelTest, ActivationQuantizationIsIdenticalToReference) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
@@ -558,12 +590,13 @@ TEST_P(KernelTest, InterleavedX16PairMatchesSingleGroups) {
   }
 }
 
-// A 16-row K-quant format (Q4_Kx16, Q5_Kx16, Q6_Kx16): repacking keeps every value (dequantized
-// rows equal), the scalar 16-row reference is the plain-row reference bit for bit, and the ISA
-// kernel matches it for token counts within and across register blocks. Random bytes cover
-// every 6-bit scale / min / value (and every int8 Q6_K scale); the last case sets every byte
-// to 0xFF (largest values, and for Q4_K / Q5_K the largest scales and mins; Q6_K scales then -1 and
-// -128) against activations of one sign per token: the kernels' largest int16 sums.
+// A 16-row K-quant format (Q3_Kx16, Q4_Kx16, Q5_Kx16, Q6_Kx16, IQ4_XSx16): repacking keeps
+// every value (dequantized rows equal), the scalar 16-row reference is the plain-row reference
+// bit for bit, and the ISA kernel matches it for token counts within and across register
+// blocks. Random bytes cover every 6-bit scale / min / value (and every int8 Q6_K scale); the
+// last case sets every byte to 0xFF (largest values, and for Q4_K / Q5_K the largest scales
+// and mins; Q6_K scales then -1 and -128; Q3_K with its hmask cleared: values -1 and scales
+// 31) against activations of one sign per token: the kernels' largest int16 sums.
 struct KQuantX16 {
   DType plain;
   decltype(kernels::KernelTable::gemm_q4_kx16) gemm;
@@ -597,6 +630,9 @@ void ExpectKQuantX16MatchesPlainRows(const KQuantX16& f, uint32_t seed) {
         } else if (f.plain == DType::kQ4_K || f.plain == DType::kQ5_K) {
           std::memcpy(block, &d, 2);
           std::memcpy(block + 2, &dmin, 2);
+        } else if (f.plain == DType::kQ3_K) {
+          std::memcpy(block + quant::kQ3_KD, &d, 2);
+          if (extreme) std::memset(block, 0x00, 32);  // every value - 4 .. - 1, scales all 31
         } else {
           std::memcpy(block + 208, &d, 2);
           if (extreme) block[192 + r % 16] = 0x80;  // one -128 scale per row
@@ -620,6 +656,7 @@ void ExpectKQuantX16MatchesPlainRows(const KQuantX16& f, uint32_t seed) {
         f.plain == DType::kQ4_K     ? kernels::ReferenceTable().dot_q4_k
         : f.plain == DType::kQ5_K   ? kernels::ReferenceTable().dot_q5_k
         : f.plain == DType::kIQ4_XS ? kernels::ReferenceTable().dot_iq4_xs
+        : f.plain == DType::kQ3_K   ? kernels::ReferenceTable().dot_q3_k
                                     : kernels::ReferenceTable().dot_q6_k;
     for (int ntok : {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17}) {
       float got[17 * 16];
@@ -650,7 +687,8 @@ TEST_P(KernelTest, InterleavedKQuantsX16MatchPlainRows) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
   if (table.gemm_q4_kx16 == nullptr && table.gemm_q5_kx16 == nullptr &&
-      table.gemm_q6_kx16 == nullptr && table.gemm_iq4_xsx16 == nullptr) {
+      table.gemm_q6_kx16 == nullptr && table.gemm_iq4_xsx16 == nullptr &&
+      table.gemm_q3_kx16 == nullptr) {
     GTEST_SKIP() << "no 16-row K-quant kernels";
   }
   if (table.gemm_q4_kx16 != nullptr) {
@@ -682,6 +720,14 @@ TEST_P(KernelTest, InterleavedKQuantsX16MatchPlainRows) {
            kernels::GemmQ5_Kx16Reference(g, a.q_row(t), a.scale_row(t), a.sum_row(t), nb, out);
          }},
         31);
+  }
+  if (table.gemm_q3_kx16 != nullptr) {
+    ExpectKQuantX16MatchesPlainRows(
+        {DType::kQ3_K, table.gemm_q3_kx16, kernels::pack::RepackGroupQ3_Kx16,
+         kernels::pack::DequantizeQ3_Kx16Row,
+         [](const uint8_t* g, const kernels::QuantizedActivations& a, int64_t t, int64_t nb,
+            float* out) { kernels::GemmQ3_Kx16Reference(g, a.q_row(t), a.scale_row(t), nb, out); }},
+        41);
   }
   if (table.gemm_q6_kx16 != nullptr) {
     ExpectKQuantX16MatchesPlainRows(

@@ -91,40 +91,42 @@ int Run() {
         t.dot_q4_k(q4k.data(), nblocks, acts, 0, ntok, a);
         ref.dot_q4_k(q4k.data(), nblocks, acts, 0, ntok, b);
         Check(same(ntok), "dot_q4_k", k);
-        // Q5_K (no quantizer of ours: llama.cpp writes it): random bytes with small d and dmin.
-        std::vector<uint8_t> q5k(RowBytes(DType::kQ5_K, k));
-        for (uint8_t& byte : q5k) byte = static_cast<uint8_t>(rng());
-        for (int64_t sb = 0; sb < nblocks / 8; ++sb) {
-          const uint16_t d = half::F32ToF16(0.001f * static_cast<float>(1 + sb % 7));
-          const uint16_t dmin = half::F32ToF16(0.002f * static_cast<float>(1 + sb % 5));
-          std::memcpy(q5k.data() + sb * quant::kQ5_KBlockBytes, &d, 2);
-          std::memcpy(q5k.data() + sb * quant::kQ5_KBlockBytes + 2, &dmin, 2);
-        }
-        std::vector<float> q5k_values(k);
-        quant::DequantizeRow(DType::kQ5_K, q5k.data(), k, q5k_values.data());
-        double q5k_mag = 0;
-        for (int64_t j = 0; j < k; ++j) q5k_mag += std::fabs(double{q5k_values[j]} * x[j]);
-        t.dot_q5_k(q5k.data(), nblocks, acts, 0, ntok, a);
-        ref.dot_q5_k(q5k.data(), nblocks, acts, 0, ntok, b);
-        bool q5k_same = true;
-        for (int i = 0; i < ntok; ++i) q5k_same &= std::fabs(a[i] - b[i]) <= 1e-4 * (1 + q5k_mag);
-        Check(q5k_same, "dot_q5_k", k);
-        // IQ4_XS likewise (random nibbles and 6-bit scales, small d).
-        std::vector<uint8_t> iq4(RowBytes(DType::kIQ4_XS, k));
-        for (uint8_t& byte : iq4) byte = static_cast<uint8_t>(rng());
-        for (int64_t sb = 0; sb < nblocks / 8; ++sb) {
-          const uint16_t d = half::F32ToF16(0.0005f * static_cast<float>(1 + sb % 7));
-          std::memcpy(iq4.data() + sb * quant::kIQ4_XSBlockBytes, &d, 2);
-        }
-        std::vector<float> iq4_values(k);
-        quant::DequantizeRow(DType::kIQ4_XS, iq4.data(), k, iq4_values.data());
-        double iq4_mag = 0;
-        for (int64_t j = 0; j < k; ++j) iq4_mag += std::fabs(double{iq4_values[j]} * x[j]);
-        t.dot_iq4_xs(iq4.data(), nblocks, acts, 0, ntok, a);
-        ref.dot_iq4_xs(iq4.data(), nblocks, acts, 0, ntok, b);
-        bool iq4_same = true;
-        for (int i = 0; i < ntok; ++i) iq4_same &= std::fabs(a[i] - b[i]) <= 1e-4 * (1 + iq4_mag);
-        Check(iq4_same, "dot_iq4_xs", k);
+        // The types no quantizer of ours writes (llama.cpp does): random bytes with small, finite
+        // block scales (`fix_block` writes them into block sb), against the reference.
+        auto check_random_row = [&](DType type, kernels::RowDotFn kernels::KernelTable::*dot,
+                                    const char* name, auto fix_block) {
+          std::vector<uint8_t> row(RowBytes(type, k));
+          for (uint8_t& byte : row) byte = static_cast<uint8_t>(rng());
+          const uint64_t block_bytes = BlockBytes(type);
+          for (int64_t sb = 0; sb < nblocks / 8; ++sb) fix_block(row.data() + sb * block_bytes, sb);
+          std::vector<float> values(k);
+          quant::DequantizeRow(type, row.data(), k, values.data());
+          double row_mag = 0;
+          for (int64_t j = 0; j < k; ++j) row_mag += std::fabs(double{values[j]} * x[j]);
+          (t.*dot)(row.data(), nblocks, acts, 0, ntok, a);
+          (ref.*dot)(row.data(), nblocks, acts, 0, ntok, b);
+          bool row_same = true;
+          for (int i = 0; i < ntok; ++i) row_same &= std::fabs(a[i] - b[i]) <= 1e-4 * (1 + row_mag);
+          Check(row_same, name, k);
+        };
+        auto put_half = [](uint8_t* p, float v) {
+          const uint16_t h = half::F32ToF16(v);
+          std::memcpy(p, &h, 2);
+        };
+        check_random_row(DType::kQ5_K, &kernels::KernelTable::dot_q5_k, "dot_q5_k",
+                         [&](uint8_t* block, int64_t sb) {
+                           put_half(block, 0.001f * static_cast<float>(1 + sb % 7));
+                           put_half(block + 2, 0.002f * static_cast<float>(1 + sb % 5));
+                         });
+        check_random_row(DType::kIQ4_XS, &kernels::KernelTable::dot_iq4_xs, "dot_iq4_xs",
+                         [&](uint8_t* block, int64_t sb) {
+                           put_half(block, 0.0005f * static_cast<float>(1 + sb % 7));
+                         });
+        check_random_row(DType::kQ3_K, &kernels::KernelTable::dot_q3_k, "dot_q3_k",
+                         [&](uint8_t* block, int64_t sb) {
+                           put_half(block + quant::kQ3_KD,
+                                    0.0005f * static_cast<float>(1 + sb % 7));
+                         });
       }
       // Q5_1 likewise (random bytes, small d, mins of both signs), any block count.
       std::vector<uint8_t> q51(RowBytes(DType::kQ5_1, k));

@@ -62,6 +62,10 @@ const char* DTypeName(DType t) {
       return "IQ4_XS";
     case DType::kIQ4_XSx16:
       return "IQ4_XSx16";
+    case DType::kQ3_K:
+      return "Q3_K";
+    case DType::kQ3_Kx16:
+      return "Q3_Kx16";
   }
   return "?";
 }
@@ -95,6 +99,8 @@ int64_t BlockElements(DType t) {
     case DType::kQ5_1:
     case DType::kIQ4_NL:
       return 32;
+    case DType::kQ3_K:
+    case DType::kQ3_Kx16:
     case DType::kQ4_K:
     case DType::kQ4_Kx16:
     case DType::kQ5_K:
@@ -128,6 +134,9 @@ size_t BlockBytes(DType t) {
     case DType::kIQ4_XS:
     case DType::kIQ4_XSx16:
       return 136;  // f16 d, u16 high scale bits, 4 bytes of low scale bits, 128 bytes of nibbles
+    case DType::kQ3_K:
+    case DType::kQ3_Kx16:
+      return 110;  // 32 bytes of high bits, 64 bytes of low bit pairs, 12 bytes of scales, f16 d
     case DType::kQ4_K:
     case DType::kQ4_Kx16:
       return 144;  // f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles
@@ -145,8 +154,9 @@ size_t BlockBytes(DType t) {
 bool IsBlockType(DType t) { return BlockElements(t) > 1; }
 
 bool IsInterleavedX16(DType t) {
-  return t == DType::kQ4_0x16 || t == DType::kQ8_0x16 || t == DType::kQ4_Kx16 ||
-         t == DType::kQ5_Kx16 || t == DType::kQ6_Kx16 || t == DType::kIQ4_XSx16;
+  return t == DType::kQ4_0x16 || t == DType::kQ8_0x16 || t == DType::kQ3_Kx16 ||
+         t == DType::kQ4_Kx16 || t == DType::kQ5_Kx16 || t == DType::kQ6_Kx16 ||
+         t == DType::kIQ4_XSx16;
 }
 
 uint64_t RowBytes(DType t, int64_t cols) {
@@ -155,9 +165,9 @@ uint64_t RowBytes(DType t, int64_t cols) {
 
 bool IsComputeType(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 ||
-         t == DType::kQ4_0 || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K ||
-         t == DType::kQ5_1 || t == DType::kIQ4_XS || t == DType::kQ4_0R || t == DType::kQ8_0R ||
-         IsInterleavedX16(t);
+         t == DType::kQ4_0 || t == DType::kQ3_K || t == DType::kQ4_K || t == DType::kQ5_K ||
+         t == DType::kQ6_K || t == DType::kQ5_1 || t == DType::kIQ4_XS || t == DType::kQ4_0R ||
+         t == DType::kQ8_0R || IsInterleavedX16(t);
 }
 
 bool ConvertsToQ8_0(DType t) { return t == DType::kQ5_0 || t == DType::kIQ4_NL; }

@@ -94,6 +94,19 @@ enum class DType : uint8_t {
   // bytes of nibbles laid out as Q4_0x16's data (see kernels::pack::RepackGroupIQ4_XSx16).
   // Rows must be a multiple of 16.
   kIQ4_XSx16,
+  // Q3_K as llama.cpp writes it ({ uint8 hmask[32]; uint8 qs[64]; uint8 scales[12]; f16 d; },
+  // 256 values in 16 sub-blocks of 16, x = d * (s - 32) * q with a 6-bit s per sub-block and q
+  // in [-4, 3]: two low bits in qs, and 4 taken off unless the value's hmask bit is set; see
+  // quant/quant.h). Its Q3_K_S, Q3_K_M, Q3_K_L and Q2_K mixes hold it. Computed on as stored
+  // (row dots) or as kQ3_Kx16 where the ISA has 16-row kernels.
+  kQ3_K,
+  // Q3_K interleaved across groups of 16 rows (AVX2 / AVX-512 GEMM): per group and 256-value
+  // block, 1760 bytes (16 x 110): the 16 rows' f16 d, their 6-bit scales regrouped by
+  // sub-block (4 low bits in 128 bytes, 2 high bits in 64), then per 32-value sub-block 192
+  // bytes: the values' low two bits in Q6_Kx16's top-bit layout and their hmask bits in
+  // Q5_Kx16's fifth-bit layout (see kernels::pack::RepackGroupQ3_Kx16). Rows must be a
+  // multiple of 16.
+  kQ3_Kx16,
 };
 
 const char* DTypeName(DType t);
@@ -103,8 +116,8 @@ size_t DTypeSize(DType t);
 int64_t BlockElements(DType t);
 size_t BlockBytes(DType t);
 bool IsBlockType(DType t);
-// The load-time layouts that interleave 16 rows (kQ4_0x16, kQ8_0x16, kQ4_Kx16, kQ5_Kx16,
-// kQ6_Kx16, kIQ4_XSx16).
+// The load-time layouts that interleave 16 rows (kQ4_0x16, kQ8_0x16, kQ3_Kx16, kQ4_Kx16,
+// kQ5_Kx16, kQ6_Kx16, kIQ4_XSx16).
 bool IsInterleavedX16(DType t);
 // Bytes of one row of `cols` elements; cols must be a multiple of BlockElements(t).
 uint64_t RowBytes(DType t, int64_t cols);

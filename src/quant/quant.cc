@@ -85,6 +85,15 @@ void DequantizeQ5_K(const uint8_t* block, float* y) {
   for (int e = 0; e < 256; ++e) y[e] = d * sc[e / 32] * q[e] - dmin * m[e / 32];
 }
 
+// ggml's dequantize_row_q3_K: 16 sub-blocks of 16 with signed 6-bit scales.
+void DequantizeQ3_K(const uint8_t* block, float* y) {
+  const float d = half::F16ToF32(LoadU16(block + kQ3_KD));
+  int8_t sc[16], q[256];
+  Q3_KScales(block + kQ3_KScales, sc);
+  UnpackQ3_K(block, q);
+  for (int e = 0; e < 256; ++e) y[e] = d * sc[e / 16] * q[e];
+}
+
 void DequantizeQ6_K(const uint8_t* block, float* y) {
   const uint8_t* ql = block;
   const uint8_t* qh = block + 128;
@@ -212,6 +221,11 @@ void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out) {
       return;
     case DType::kQ6_K:
       for (int64_t b = 0; b < count / 256; ++b) DequantizeQ6_K(row + b * 210, out + b * 256);
+      return;
+    case DType::kQ3_K:
+      for (int64_t b = 0; b < count / 256; ++b) {
+        DequantizeQ3_K(row + b * kQ3_KBlockBytes, out + b * 256);
+      }
       return;
     // Float types (ops::ToF32 converts them with the vector kernels; the bits are the same).
     case DType::kF32:
@@ -468,6 +482,25 @@ void UnpackQ5_K(const uint8_t* block, uint8_t* q) {
     for (int l = 0; l < 32; ++l) {
       const int low = (qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 0xF;
       q[32 * j + l] = static_cast<uint8_t>(low | (((qh[l] >> j) & 1) << 4));
+    }
+  }
+}
+
+void Q3_KScales(const uint8_t* packed, int8_t* scales) {
+  for (int k = 0; k < 16; ++k) {
+    const int low = (packed[k % 8] >> (4 * (k / 8))) & 0xF;
+    const int top = (packed[8 + k % 4] >> (2 * (k / 4))) & 3;
+    scales[k] = static_cast<int8_t>((low | (top << 4)) - 32);
+  }
+}
+
+void UnpackQ3_K(const uint8_t* block, int8_t* q) {
+  const uint8_t* hmask = block;
+  const uint8_t* qs = block + kQ3_KLow;
+  for (int g = 0; g < 8; ++g) {  // group g: 32 values, one 2-bit field of qs and bit g of hmask
+    for (int l = 0; l < 32; ++l) {
+      const int low = (qs[32 * (g / 4) + l] >> (2 * (g % 4))) & 3;
+      q[32 * g + l] = static_cast<int8_t>(low - ((hmask[l] >> g) & 1 ? 0 : 4));
     }
   }
 }

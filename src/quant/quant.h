@@ -19,6 +19,11 @@
 //   Q5_K: 256 values, { f16 d; f16 dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128]; }
 //         x = d * sc_j * q - dmin * m_j (sub-block j of 32; scales and mins as in Q4_K), q's
 //         low nibble as in Q4_K and its fifth bit bit j of qh[l] (element 32 j + l) (read only)
+//   Q3_K: 256 values, { uint8 hmask[32]; uint8 qs[64]; uint8 scales[12]; f16 d; }
+//         x = d * (s_k - 32) * q in sub-block k of 16 (s_k: 6 bits, see Q3_KScales), q in
+//         [-4, 3]: element 32 g + l (group g = 0..7, l = 0..31) has low bits
+//         (qs[32 (g / 4) + l] >> 2 (g % 4)) & 3, minus 4 unless bit g of hmask[l] is set
+//         (read only)
 #ifndef GEMMA4_SRC_QUANT_QUANT_H_
 #define GEMMA4_SRC_QUANT_QUANT_H_
 
@@ -56,6 +61,10 @@ constexpr int8_t kIQ4NLValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
 constexpr int kQ5_KBlockBytes = 176;  // 256 values
 constexpr int kQ5_KHigh = 16;         // qh: 32 bytes of fifth bits
 constexpr int kQ5_KLow = 48;          // qs: 128 bytes of nibbles, as Q4_K's at 16
+constexpr int kQ3_KBlockBytes = 110;  // 256 values
+constexpr int kQ3_KLow = 32;          // qs: 64 bytes of 2-bit values after hmask's 32 bytes
+constexpr int kQ3_KScales = 96;       // 12 bytes of 6-bit scales
+constexpr int kQ3_KD = 108;           // f16 d
 
 // Row conversions; n must be a multiple of the type's block size.
 void QuantizeRowQ8_0(const float* x, int64_t n, uint8_t* out);
@@ -82,6 +91,12 @@ void Q4_KScales(const uint8_t* packed, uint8_t* scales, uint8_t* mins);
 void UnpackQ5_1(const uint8_t* block, uint8_t* q);
 // The 256 values (q in [0, 31]) of one Q5_K block, in element order.
 void UnpackQ5_K(const uint8_t* block, uint8_t* q);
+// The 16 signed sub-block scales (s_k - 32, in [-32, 31]) of a Q3_K block (its 12 packed bytes:
+// the low 4 bits of scale k in byte k % 8, low nibble for k < 8; its top 2 bits at bits
+// 2 (k / 4) of byte 8 + k % 4).
+void Q3_KScales(const uint8_t* packed, int8_t* scales);
+// The 256 signed values (in [-4, 3]) of one Q3_K block, in element order.
+void UnpackQ3_K(const uint8_t* block, int8_t* q);
 // The 256 signed values (q - 32, in [-32, 31]) of one Q6_K block, in element order.
 void UnpackQ6_K(const uint8_t* block, int8_t* q);
 

@@ -154,18 +154,79 @@ void DotQ4_0RT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
   }
 }
 
-// Q6_K, 32 values per vector (same unpacking as the AVX-512 kernel). maddubs of the unsigned
-// 6-bit values (stored + 32) with the activations gives int16 pair sums; one vpmaddwd against
-// the sub-block scales (lanes 0-7: sub-block 2v, 8-15: 2v + 1) sums them to int32 already
-// scaled, so each vector costs maddubs + madd + convert + fma. The + 32 comes off once per
-// super-block: 32 * sum over sub-blocks of scale * (sum of those 16 activations), from the
-// activations' per-16 sums (QuantizedActivations::sum16).
-template <int NT>
-void DotQ6_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
-              float* out) {
+// The 16 sub-block scales of a Q3_K block (12 packed bytes at `packed`) minus 32, as int8 in
+// element order: low nibbles from bytes 0-7 (scales 0-7 low, 8-15 high), top bit pairs from
+// bytes 8-11 (scale k's at shift 2 (k / 4) of byte 8 + k % 4, one variable shift per dword).
+inline __m128i Q3_KScalesI8(const uint8_t* packed) {
+  const __m128i m4 = _mm_set1_epi8(0x0F), m3 = _mm_set1_epi8(3);
+  const __m128i low = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(packed));
+  const __m128i nibbles =
+      _mm_unpacklo_epi64(_mm_and_si128(low, m4), _mm_and_si128(_mm_srli_epi16(low, 4), m4));
+  int32_t top_bytes;
+  std::memcpy(&top_bytes, packed + 8, 4);
+  const __m128i top =
+      _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(top_bytes), _mm_setr_epi32(0, 2, 4, 6)), m3);
+  return _mm_sub_epi8(_mm_or_si128(nibbles, _mm_slli_epi16(top, 4)), _mm_set1_epi8(32));
+}
+
+// The two K-quants with int8 scales per 16 values and values stored with an offset: Q6_K
+// (6-bit values, + 32) and Q3_K (3-bit values, + 4 unless the hmask bit is set, here stored
+// as low bits + 4 * hmask bit so that the offset is always 4).
+struct Q6KRows {
+  static constexpr int kBlockBytes = quant::kQ6_KBlockBytes, kOffset = 32;
+  static float Scale(const uint8_t* w) { return LoadHalf(w + 208); }
+  static __m128i Scales(const uint8_t* w) {
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 192));
+  }
+  // Half `half` (128 values) as four 32-byte vectors of unsigned values in element order.
+  static void Unpack(const uint8_t* w, int half, __m256i (&q)[4]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+    const uint8_t* ql = w + 64 * half;
+    const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+    const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 128 + 32 * half));
+    q[0] =
+        _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
+    q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
+  }
+};
+
+struct Q3KRows {
+  static constexpr int kBlockBytes = quant::kQ3_KBlockBytes, kOffset = 4;
+  static float Scale(const uint8_t* w) { return LoadHalf(w + quant::kQ3_KD); }
+  static __m128i Scales(const uint8_t* w) { return Q3_KScalesI8(w + quant::kQ3_KScales); }
+  // Group g = 4 half + k: low bit pair at shift 2 k of the half's 32 qs bytes, hmask bit g
+  // moved to bit 2 (16-bit shifts; the bits crossing bytes are masked off).
+  static void Unpack(const uint8_t* w, int half, __m256i (&q)[4]) {
+    const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
+    const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+    const __m256i qs =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + quant::kQ3_KLow + 32 * half));
+    for (int k = 0; k < 4; ++k) {
+      const int g = 4 * half + k;
+      const __m256i high = g < 2 ? _mm256_slli_epi16(hm, 2 - g) : _mm256_srli_epi16(hm, g - 2);
+      q[k] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qs, 2 * k), m3),
+                             _mm256_and_si256(high, m4));
+    }
+  }
+};
+
+// Q6_K and Q3_K, 32 values per vector (same unpacking as the AVX-512 kernels). maddubs of the
+// unsigned values (stored + offset) with the activations gives int16 pair sums; one vpmaddwd
+// against the sub-block scales (lanes 0-7: sub-block 2v, 8-15: 2v + 1) sums them to int32
+// already scaled, so each vector costs maddubs + madd + convert + fma. The offset comes off
+// once per super-block: offset * sum over sub-blocks of scale * (sum of those 16
+// activations), from the activations' per-16 sums (QuantizedActivations::sum16).
+template <class Fmt, int NT>
+void DotScaled16T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+                  float* out) {
   __m256 acc[NT], offset[NT];
   for (int t = 0; t < NT; ++t) acc[t] = offset[t] = _mm256_setzero_ps();
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
   // Byte shuffles putting scale 2v in bytes 0-7 and 2v + 1 in bytes 8-15, v = 0..7.
   alignas(16) static constexpr uint8_t kScalePairs[8][16] = {
       {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
@@ -176,10 +237,10 @@ void DotQ6_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
       {10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
       {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13},
       {14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15}};
-  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += 210) {
-    simd::PrefetchAhead<210>(w);
-    const float d = LoadHalf(w + 208);
-    const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 192));
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += Fmt::kBlockBytes) {
+    simd::PrefetchAhead<Fmt::kBlockBytes>(w);
+    const float d = Fmt::Scale(w);
+    const __m128i sc = Fmt::Scales(w);
     const __m256i sc16 = _mm256_cvtepi8_epi16(sc);
     for (int t = 0; t < NT; ++t) {
       // Per 32-value block k: scale[2k] * sum16[2k] + scale[2k + 1] * sum16[2k + 1].
@@ -190,20 +251,8 @@ void DotQ6_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
       offset[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sc16, s16)), das, offset[t]);
     }
     for (int half = 0; half < 2; ++half) {
-      const uint8_t* ql = w + 64 * half;
-      const uint8_t* qh = w + 128 + 32 * half;
-      const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
-      const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
-      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh));
       __m256i q[4], scale[4];
-      q[0] =
-          _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
-      q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4));
-      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
-      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
+      Fmt::Unpack(w, half, q);
       for (int v = 0; v < 4; ++v) {  // vector v holds sub-blocks 2v, 2v + 1 of this half
         scale[v] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(
             sc, _mm_load_si128(reinterpret_cast<const __m128i*>(kScalePairs[4 * half + v]))));
@@ -220,7 +269,21 @@ void DotQ6_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
       }
     }
   }
-  for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]) - 32.0f * HorizontalSum(offset[t]);
+  for (int t = 0; t < NT; ++t) {
+    out[t] = HorizontalSum(acc[t]) - static_cast<float>(Fmt::kOffset) * HorizontalSum(offset[t]);
+  }
+}
+
+template <int NT>
+void DotQ6_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
+  DotScaled16T<Q6KRows, NT>(w, nblocks, a, token, out);
+}
+
+template <int NT>
+void DotQ3_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
+  DotScaled16T<Q3KRows, NT>(w, nblocks, a, token, out);
 }
 
 // Q4_K: a 32-byte chunk holds sub-block 2c in its low nibbles and 2c + 1 in its high nibbles,
@@ -772,25 +835,92 @@ void GemmQ5_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
   });
 }
 
-// Q6_Kx16 on AVX2. Per 64-byte run c of a sub-block, the low nibbles of chunks 2c and 2c + 1
-// gain their top two bits from area c / 2 (chunk ch's at shift 2 (ch % 4), moved to bits 4-5
-// with 16-bit shifts whose carries the mask drops): unsigned 6-bit values. Two maddubs
-// against the token's broadcast quads sum to at most 2 * 2 * 63 * 127 = 32004 per int16 lane,
-// which madd then multiplies by the row's scale of that 16-value half (runs 0-1: scale 2j,
-// runs 2-3: scale 2j + 1; (scale, scale) int16 pairs) into int32. The values' +32 comes off
-// per block as 32 * (scale_2j * sum16_lo + scale_2j+1 * sum16_hi), one more madd of
-// (scale_2j, scale_2j+1) pairs with the token's two 16-value activation sums.
-template <int NT>
-void GemmQ6_Kx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
-                  int64_t token, float* out, int64_t ldo) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F), top2 = _mm256_set1_epi8(0x30);
+// The 16-row layouts with int8 scales per 16 values and an offset on the values: Q6_Kx16
+// (int8 scales stored as such) and Q3_Kx16 (6-bit scales, regrouped). Scales16 writes the
+// block's scales as int8 [scale k][row]; Unpack makes chunks 2c and 2c + 1 of rows 8h .. 8h + 7
+// as unsigned values.
+struct Q6KX16 {
+  static constexpr int kBlockBytes = pack::kQ6_Kx16BlockBytes, kData = pack::kQ6_Kx16Data;
+  static constexpr int kSubBlockBytes = pack::kQ6_Kx16SubBlockBytes, kOffsetShift = 5;
+  static const int8_t* Scales16(const uint8_t* group, int8_t*) {
+    return reinterpret_cast<const int8_t*>(group + pack::kQ6_Kx16Scales);
+  }
+  // Low nibbles of chunks 2c and 2c + 1 (run c) gain their top two bits from area c / 2
+  // (chunk ch's at shift 2 (ch % 4), moved to bits 4-5 with 16-bit shifts whose carries the
+  // mask drops): unsigned 6-bit values.
+  static void Unpack(const uint8_t* data, int c, int h, __m256i (&w)[2]) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F), top2 = _mm256_set1_epi8(0x30);
+    const __m256i nib =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(data + 64 * c + 32 * h));
+    const __m256i top =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(data + 256 + 64 * (c / 2) + 32 * h));
+    const __m256i top_a = c % 2 == 0 ? _mm256_slli_epi16(top, 4) : top;
+    const __m256i top_b = c % 2 == 0 ? _mm256_slli_epi16(top, 2) : _mm256_srli_epi16(top, 2);
+    w[0] = _mm256_or_si256(_mm256_and_si256(nib, low4), _mm256_and_si256(top_a, top2));
+    w[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(nib, 4), low4),
+                           _mm256_and_si256(top_b, top2));
+  }
+};
+
+struct Q3KX16 {
+  static constexpr int kBlockBytes = pack::kQ3_Kx16BlockBytes, kData = pack::kQ3_Kx16Data;
+  static constexpr int kSubBlockBytes = pack::kQ3_Kx16SubBlockBytes, kOffsetShift = 2;
+  // Entries 32 q .. 32 q + 31 (scales 2q and 2q + 1 of the 16 rows) are one 32-byte load from
+  // each scale area: low nibble q / 4, top bits at shift 2 (q / 2) (moved to bits 4-5).
+  static const int8_t* Scales16(const uint8_t* group, int8_t* scratch) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F), top2 = _mm256_set1_epi8(0x30);
+    for (int q = 0; q < 8; ++q) {
+      const __m256i low = _mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(group + pack::kQ3_Kx16ScaleLow + (32 * q) % 128));
+      const __m256i high = _mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(group + pack::kQ3_Kx16ScaleHigh + (32 * q) % 64));
+      const int shift = 2 * (q / 2);
+      const __m256i top =
+          shift <= 4 ? _mm256_slli_epi16(high, 4 - shift) : _mm256_srli_epi16(high, shift - 4);
+      const __m256i scales = _mm256_sub_epi8(
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(low, 4 * (q / 4)), low4),
+                          _mm256_and_si256(top, top2)),
+          _mm256_set1_epi8(32));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(scratch + 32 * q), scales);
+    }
+    return scratch;
+  }
+  // Chunk ch's low bit pair at shift 2 (ch % 4) of area ch / 4, its hmask bit at bit ch of the
+  // high-bit area, moved to bit 2: unsigned 3-bit values.
+  static void Unpack(const uint8_t* data, int c, int h, __m256i (&w)[2]) {
+    const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
+    const __m256i pairs =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(data + 64 * (c / 2) + 32 * h));
+    const __m256i bits = _mm256_loadu_si256(
+        reinterpret_cast<const __m256i*>(data + pack::kQ3_Kx16HighBits + 32 * h));
+    for (int i = 0; i < 2; ++i) {
+      const int ch = 2 * c + i;
+      const __m256i hbit =
+          ch < 2 ? _mm256_slli_epi16(bits, 2 - ch) : _mm256_srli_epi16(bits, ch - 2);
+      w[i] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(pairs, 2 * (ch % 4)), m3),
+                             _mm256_and_si256(hbit, m4));
+    }
+  }
+};
+
+// Q6_Kx16 and Q3_Kx16 on AVX2. Per 64-byte run c of a sub-block, chunks 2c and 2c + 1 of each
+// 8-row half (Fmt::Unpack). Two maddubs against the token's broadcast quads sum to at most
+// 2 * 2 * 63 * 127 = 32004 per int16 lane (Q6_K; 3556 for Q3_K), which madd then multiplies
+// by the row's scale of that 16-value half (runs 0-1: scale 2j, runs 2-3: scale 2j + 1;
+// (scale, scale) int16 pairs) into int32. The values' offset (32, 4) comes off per block as
+// offset * (scale_2j * sum16_lo + scale_2j+1 * sum16_hi), one more madd of (scale_2j,
+// scale_2j+1) pairs with the token's two 16-value activation sums.
+template <class Fmt, int NT>
+void GemmScaled16x16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                      int64_t token, float* out, int64_t ldo) {
   const __m256i low16 = _mm256_set1_epi32(0xFFFF);
   __m256 acc[NT][2];
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+  alignas(32) int8_t scratch[256];   // [scale k][row] where the layout does not store int8
   alignas(32) int32_t pair[16][16];  // [scale k][row]: (scale, scale)
   alignas(32) int32_t lohi[8][16];   // [sub-block j][row]: (scale 2j, scale 2j + 1)
-  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += pack::kQ6_Kx16BlockBytes) {
-    const uint8_t* scales = group + pack::kQ6_Kx16Scales;
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += Fmt::kBlockBytes) {
+    const int8_t* scales = Fmt::Scales16(group, scratch);
     for (int k = 0; k < 16; ++k) {
       for (int h = 0; h < 2; ++h) {
         const __m256i x = _mm256_cvtepi8_epi32(
@@ -809,24 +939,14 @@ void GemmQ6_Kx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivati
     __m256 d[2];
     LoadGroupScales(group, d);
     for (int j = 0; j < 8; ++j) {
-      const uint8_t* data = group + pack::kQ6_Kx16Data + pack::kQ6_Kx16SubBlockBytes * j;
-      simd::PrefetchAhead<pack::kQ6_Kx16SubBlockBytes>(data);
+      const uint8_t* data = group + Fmt::kData + Fmt::kSubBlockBytes * j;
+      simd::PrefetchAhead<Fmt::kSubBlockBytes>(data);
       const int64_t b = sb * 8 + j;
       __m256i s32[NT][2];
       for (int t = 0; t < NT; ++t) s32[t][0] = s32[t][1] = _mm256_setzero_si256();
       for (int c = 0; c < 4; ++c) {
         __m256i w[2][2];  // [half][chunk 2c or 2c + 1]
-        for (int h = 0; h < 2; ++h) {
-          const __m256i nib =
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(data + 64 * c + 32 * h));
-          const __m256i top = _mm256_loadu_si256(
-              reinterpret_cast<const __m256i*>(data + 256 + 64 * (c / 2) + 32 * h));
-          const __m256i top_a = c % 2 == 0 ? _mm256_slli_epi16(top, 4) : top;
-          const __m256i top_b = c % 2 == 0 ? _mm256_slli_epi16(top, 2) : _mm256_srli_epi16(top, 2);
-          w[h][0] = _mm256_or_si256(_mm256_and_si256(nib, low4), _mm256_and_si256(top_a, top2));
-          w[h][1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(nib, 4), low4),
-                                    _mm256_and_si256(top_b, top2));
-        }
+        for (int h = 0; h < 2; ++h) Fmt::Unpack(data, c, h, w[h]);
         const int32_t* sc = pair[2 * j + c / 2];
         for (int t = 0; t < NT; ++t) {
           __m256i a0, a1;
@@ -849,7 +969,7 @@ void GemmQ6_Kx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivati
           const __m256i offset = _mm256_slli_epi32(
               _mm256_madd_epi16(
                   _mm256_load_si256(reinterpret_cast<const __m256i*>(lohi[j] + 8 * h)), vsums),
-              5);
+              Fmt::kOffsetShift);
           acc[t][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(s32[t][h], offset)),
                                       _mm256_mul_ps(d[h], da), acc[t][h]);
         }
@@ -862,7 +982,16 @@ void GemmQ6_Kx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivati
 void GemmQ6_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                  int64_t token, int ntok, float* out, int64_t ldo) {
   simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
-    GemmQ6_Kx16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
+    GemmScaled16x16T<Q6KX16, decltype(nt)::value>(group, nblocks, a, token + first,
+                                                  out + first * ldo, ldo);
+  });
+}
+
+void GemmQ3_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
+    GemmScaled16x16T<Q3KX16, decltype(nt)::value>(group, nblocks, a, token + first,
+                                                  out + first * ldo, ldo);
   });
 }
 
@@ -947,6 +1076,7 @@ const KernelTable& Table() {
       .dot_q5_k = GEMMA4_BY_TOKEN_COUNT(DotQ5_KT),
       .dot_q5_1 = GEMMA4_BY_TOKEN_COUNT(DotQ5_1T),
       .dot_iq4_xs = GEMMA4_BY_TOKEN_COUNT(DotIQ4_XST),
+      .dot_q3_k = GEMMA4_BY_TOKEN_COUNT(DotQ3_KT),
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = ReferenceTable().dot_q8_0r,
       .gemm_q8_0r = nullptr,
@@ -958,6 +1088,7 @@ const KernelTable& Table() {
       .gemm_q6_kx16 = GemmQ6_Kx16,
       .gemm_q5_kx16 = GemmQ5_Kx16,
       .gemm_iq4_xsx16 = GemmIQ4_XSx16,
+      .gemm_q3_kx16 = GemmQ3_Kx16,
       .quantize_blocks = QuantizeBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

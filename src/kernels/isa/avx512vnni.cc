@@ -334,6 +334,81 @@ void DotQ6_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
   for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
+// The 16 sub-block scales of a Q3_K block (12 packed bytes at `packed`) minus 32, as int8 in
+// element order: low nibbles from bytes 0-7 (scales 0-7 low, 8-15 high), top bit pairs from
+// bytes 8-11 (scale k's at shift 2 (k / 4) of byte 8 + k % 4, one variable shift per dword).
+inline __m128i Q3_KScalesI8(const uint8_t* packed) {
+  const __m128i m4 = _mm_set1_epi8(0x0F), m3 = _mm_set1_epi8(3);
+  const __m128i low = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(packed));
+  const __m128i nibbles =
+      _mm_unpacklo_epi64(_mm_and_si128(low, m4), _mm_and_si128(_mm_srli_epi16(low, 4), m4));
+  int32_t top_bytes;
+  std::memcpy(&top_bytes, packed + 8, 4);
+  const __m128i top =
+      _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(top_bytes), _mm_setr_epi32(0, 2, 4, 6)), m3);
+  return _mm_sub_epi8(_mm_or_si128(nibbles, _mm_slli_epi16(top, 4)), _mm_set1_epi8(32));
+}
+
+// Q3_K: per 128-value half, the 32 bytes of low bit pairs and the block's 32 hmask bytes make
+// four 32-byte vectors of unsigned values (low bits + 4 * hmask bit, 0..7) in element order,
+// each one activation block; as Q6_K, a second vpdpbusd takes off 4 * sum(a) and each 4-lane
+// group is scaled by its sub-block's scale.
+template <int NT>
+void DotQ3_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
+  const __m512i fours = _mm512_set1_epi8(4);
+  // Scale bytes 4 q .. 4 q + 3 spread over four dword lanes each, q = 0..3.
+  const __m128i spread[4] = {
+      _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+      _mm_setr_epi8(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7),
+      _mm_setr_epi8(8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11),
+      _mm_setr_epi8(12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15)};
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += quant::kQ3_KBlockBytes) {
+    simd::PrefetchAhead<quant::kQ3_KBlockBytes>(w);
+    const float d = LoadHalf(w + quant::kQ3_KD);
+    const __m128i sc = Q3_KScalesI8(w + quant::kQ3_KScales);
+    const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+    for (int half = 0; half < 2; ++half) {
+      const __m256i qs =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + quant::kQ3_KLow + 32 * half));
+      __m256i q[4];
+      for (int k = 0; k < 4; ++k) {
+        const int g = 4 * half + k;  // group g: bit g of hmask moved to bit 2
+        const __m256i high = g < 2 ? _mm256_slli_epi16(hm, 2 - g) : _mm256_srli_epi16(hm, g - 2);
+        q[k] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qs, 2 * k), m3),
+                               _mm256_and_si256(high, m4));
+      }
+      const __m512i q01 = _mm512_inserti64x4(_mm512_zextsi256_si512(q[0]), q[1], 1);
+      const __m512i q23 = _mm512_inserti64x4(_mm512_zextsi256_si512(q[2]), q[3], 1);
+      const __m512 sc01 =
+          _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_shuffle_epi8(sc, spread[2 * half])));
+      const __m512 sc23 =
+          _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_shuffle_epi8(sc, spread[2 * half + 1])));
+      const int64_t b = sb * 8 + half * 4;  // first activation block of this half
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* qa = a.q_row(token + t) + b * 32;
+        const float* as = a.scale_row(token + t) + b;
+        const __m512i a01 = _mm512_loadu_si512(qa);
+        const __m512i a23 = _mm512_loadu_si512(qa + 64);
+        const __m512i dp01 =
+            _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q01, a01),
+                             _mm512_dpbusd_epi32(_mm512_setzero_si512(), fours, a01));
+        const __m512i dp23 =
+            _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q23, a23),
+                             _mm512_dpbusd_epi32(_mm512_setzero_si512(), fours, a23));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp01),
+                                 _mm512_mul_ps(sc01, PairScale(d * as[0], d * as[1])), acc[t]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp23),
+                                 _mm512_mul_ps(sc23, PairScale(d * as[2], d * as[3])), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
+}
+
 // Q4_K: each 32-value sub-block is one activation block. A 32-byte chunk holds sub-block 2c in
 // its low nibbles and 2c + 1 in its high nibbles, which together meet one 64-byte activation
 // load; the 6-bit scales and mins are unpacked per 256-value block.
@@ -976,6 +1051,83 @@ void GemmQ6_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
   });
 }
 
+// Q3_Kx16: per sub-block, eight vectors of unsigned 3-bit values: chunk ch's low bit pair from
+// area ch / 4 at shift 2 (ch % 4), its hmask bit from bit ch of the high-bit area moved to
+// bit 2 (16-bit shifts whose carries the masks drop). Chunks 0-3 (values 0-15, scale 2j) and
+// 4-7 (values 16-31, scale 2j + 1) run as two vpdpbusd chains per token, each taking off its
+// + 4 as 4 * the token's 16-value activation sum, scaled by d * (scale - 32) in f32. The two
+// scales' 6 bits are one 32-byte load from each scale area (entries 32 j .. 32 j + 31).
+template <int NT>
+void GemmQ3_Kx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                  int64_t token, float* out, int64_t ldo) {
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  const __m512i m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(4);
+  const __m256i low4 = _mm256_set1_epi8(0x0F), top2 = _mm256_set1_epi8(0x30);
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += pack::kQ3_Kx16BlockBytes) {
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group)));
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t* data = group + pack::kQ3_Kx16Data + pack::kQ3_Kx16SubBlockBytes * j;
+      simd::PrefetchAhead<pack::kQ3_Kx16SubBlockBytes>(data);
+      const int64_t b = sb * 8 + j;
+      // Scales 2j (bytes 0-15) and 2j + 1 (bytes 16-31) of the 16 rows, minus 32.
+      const __m256i low = _mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(group + pack::kQ3_Kx16ScaleLow + (32 * j) % 128));
+      const __m256i high = _mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(group + pack::kQ3_Kx16ScaleHigh + (32 * j) % 64));
+      const int high_shift = 2 * (j / 2);  // top bits at 2 (j / 2); moved to bits 4-5
+      const __m256i top = high_shift <= 4 ? _mm256_slli_epi16(high, 4 - high_shift)
+                                          : _mm256_srli_epi16(high, high_shift - 4);
+      const __m256i scales = _mm256_sub_epi8(
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(low, 4 * (j / 4)), low4),
+                          _mm256_and_si256(top, top2)),
+          _mm256_set1_epi8(32));
+      const __m512 scale_lo = _mm512_mul_ps(
+          d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(scales))));
+      const __m512 scale_hi = _mm512_mul_ps(
+          d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(scales, 1))));
+      const __m512i bits = _mm512_loadu_si512(data + pack::kQ3_Kx16HighBits);
+      __m512i w[8];
+      for (int p = 0; p < 2; ++p) {
+        const __m512i pairs = _mm512_loadu_si512(data + 64 * p);
+        for (int s = 0; s < 4; ++s) {
+          const int ch = 4 * p + s;
+          const __m512i hbit =
+              ch < 2 ? _mm512_slli_epi16(bits, 2 - ch) : _mm512_srli_epi16(bits, ch - 2);
+          // (pairs >> 2 s) & 3 | hbit & 4
+          w[ch] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(pairs, 2 * s), m3),
+                                            hbit, m4, 0xF8);
+        }
+      }
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* qb = a.q_row(token + t) + b * 32;
+        __m512i first = _mm512_setzero_si512(), second = _mm512_setzero_si512();
+        for (int c = 0; c < 4; ++c) {
+          int32_t four0, four1;
+          std::memcpy(&four0, qb + 4 * c, 4);
+          std::memcpy(&four1, qb + 16 + 4 * c, 4);
+          first = _mm512_dpbusd_epi32(first, w[c], _mm512_set1_epi32(four0));
+          second = _mm512_dpbusd_epi32(second, w[c + 4], _mm512_set1_epi32(four1));
+        }
+        const int16_t* sums = a.sum16_row(token + t) + 2 * b;
+        first = _mm512_sub_epi32(first, _mm512_set1_epi32(4 * sums[0]));
+        second = _mm512_sub_epi32(second, _mm512_set1_epi32(4 * sums[1]));
+        const __m512 da = _mm512_set1_ps(a.scale_row(token + t)[b]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(first), _mm512_mul_ps(scale_lo, da), acc[t]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(second), _mm512_mul_ps(scale_hi, da), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + t * ldo, acc[t]);
+}
+
+void GemmQ3_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  simd::ForTokenPieces<8>(ntok, [&](int first, auto nt) {
+    GemmQ3_Kx16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
+  });
+}
+
 void Bf16ToF32(const uint8_t* src, int64_t n, float* dst) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -1131,6 +1283,7 @@ const KernelTable& Table() {
       .dot_q5_k = GEMMA4_BY_TOKEN_COUNT(DotQ5_KT),
       .dot_q5_1 = GEMMA4_BY_TOKEN_COUNT(DotQ5_1T),
       .dot_iq4_xs = GEMMA4_BY_TOKEN_COUNT(DotIQ4_XST),
+      .dot_q3_k = GEMMA4_BY_TOKEN_COUNT(DotQ3_KT),
       .gemm_q4_0r = GroupGemm<Q4Groups>,
       .dot_q8_0r = GroupDot<Q8Groups>,
       .gemm_q8_0r = GroupGemm<Q8Groups>,
@@ -1143,6 +1296,7 @@ const KernelTable& Table() {
       .gemm_q6_kx16 = GemmQ6_Kx16,
       .gemm_q5_kx16 = GemmQ5_Kx16,
       .gemm_iq4_xsx16 = GemmIQ4_XSx16,
+      .gemm_q3_kx16 = GemmQ3_Kx16,
       .quantize_blocks = QuantizeBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

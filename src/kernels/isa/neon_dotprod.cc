@@ -95,6 +95,49 @@ void DotQ6_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, i
   }
 }
 
+// Q3_K super-block (110 bytes: 32 hmask bytes, 64 bytes of low bit pairs, 12 bytes of 6-bit
+// scales, f16 d), as two halves of 128 values like Q6_K: in a half, group k (32 values,
+// activation block b + k) has its low bits at shift 2 k of the half's 32 qs bytes and 4 taken
+// off unless bit 4 half + k of hmask is set; its two 16-value sub-blocks have scales
+// sc[8 half + 2k] and sc[8 half + 2k + 1]. Values are signed (-4..3) and fit sdot directly.
+void DotQ3_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  const uint8x16_t m3 = vdupq_n_u8(3), one = vdupq_n_u8(1);
+  const int8x16_t four = vdupq_n_s8(4);
+  for (int t = 0; t < ntok; ++t) {
+    const int8_t* aq_row = a.q_row(token + t);
+    const float* as_row = a.scale_row(token + t);
+    float acc = 0;
+    const uint8_t* sbp = w;
+    for (int64_t sb = 0; sb < nblocks / 8; ++sb, sbp += quant::kQ3_KBlockBytes) {
+      const float d = LoadHalf(sbp + quant::kQ3_KD);
+      int8_t sc[16];
+      quant::Q3_KScales(sbp + quant::kQ3_KScales, sc);
+      for (int half = 0; half < 2; ++half) {
+        const int64_t b = sb * 8 + half * 4;
+        for (int part = 0; part < 2; ++part) {  // values 0-15 and 16-31 of each group
+          const uint8x16_t qs = vld1q_u8(sbp + quant::kQ3_KLow + 32 * half + 16 * part);
+          const uint8x16_t hm = vld1q_u8(sbp + 16 * part);
+          for (int k = 0; k < 4; ++k) {
+            const int g = 4 * half + k;
+            const uint8x16_t low =
+                vandq_u8(vshlq_u8(qs, vdupq_n_s8(static_cast<int8_t>(-2 * k))), m3);
+            const uint8x16_t high =
+                vandq_u8(vshlq_u8(hm, vdupq_n_s8(static_cast<int8_t>(-g))), one);
+            const int8x16_t q =
+                vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(low, vshlq_n_u8(high, 2))), four);
+            const int8_t* aq = aq_row + (b + k) * 32 + 16 * part;
+            const int32_t dot = vaddvq_s32(vdotq_s32(vdupq_n_s32(0), q, vld1q_s8(aq)));
+            acc += static_cast<float>(dot) *
+                   (d * static_cast<float>(sc[8 * half + 2 * k + part]) * as_row[b + k]);
+          }
+        }
+      }
+    }
+    out[t] = acc;
+  }
+}
+
 // Q4_K super-block (144 bytes: f16 d and dmin, 12 bytes of 6-bit scales and mins, 128 nibble
 // bytes). 32-byte chunk c holds sub-block 2c in its low nibbles and 2c + 1 in its high ones,
 // each one activation block; the mins come off through the activation block sums.
@@ -322,6 +365,7 @@ const KernelTable& Table() {
       .dot_q5_k = DotQ5_K,
       .dot_q5_1 = DotQ5_1,
       .dot_iq4_xs = DotIQ4_XS,
+      .dot_q3_k = DotQ3_K,
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = ReferenceTable().dot_q8_0r,
       .gemm_q8_0r = nullptr,
@@ -333,6 +377,7 @@ const KernelTable& Table() {
       .gemm_q6_kx16 = nullptr,
       .gemm_q5_kx16 = nullptr,    // plain Q5_K rows (dot_q5_k)
       .gemm_iq4_xsx16 = nullptr,  // plain IQ4_XS rows (dot_iq4_xs)
+      .gemm_q3_kx16 = nullptr,    // plain Q3_K rows (dot_q3_k)
       .quantize_blocks = QuantizeActivationBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

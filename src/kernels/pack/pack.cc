@@ -16,6 +16,8 @@ DType PackedLayout(const KernelTable& table, DType stored, int64_t rows_per_matr
       return x16_rows && table.gemm_q8_0x16 != nullptr ? DType::kQ8_0x16 : DType::kQ8_0R;
     case DType::kQ4_K:
       return x16_rows && table.gemm_q4_kx16 != nullptr ? DType::kQ4_Kx16 : stored;
+    case DType::kQ3_K:
+      return x16_rows && table.gemm_q3_kx16 != nullptr ? DType::kQ3_Kx16 : stored;
     case DType::kQ5_K:
       return x16_rows && table.gemm_q5_kx16 != nullptr ? DType::kQ5_Kx16 : stored;
     case DType::kQ6_K:
@@ -387,6 +389,62 @@ void DequantizeQ6_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* 
     for (int e = 0; e < 256; ++e) {
       const int8_t sc = static_cast<int8_t>(group[kQ6_Kx16Scales + 16 * (e / 16) + row]);
       out[e] = d * sc * (Q6_Kx16Value(group, row, e) - 32);
+    }
+  }
+}
+
+void RepackGroupQ3_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper, uint8_t* dst) {
+  for (int64_t sb = 0; sb < nsuper; ++sb, dst += kQ3_Kx16BlockBytes) {
+    std::memset(dst + kQ3_Kx16ScaleLow, 0, kQ3_Kx16BlockBytes - kQ3_Kx16ScaleLow);  // OR-ed below
+    for (int r = 0; r < 16; ++r) {
+      const uint8_t* block = src + r * src_row_bytes + sb * quant::kQ3_KBlockBytes;
+      std::memcpy(dst + 2 * r, block + quant::kQ3_KD, 2);
+      int8_t scales[16];
+      quant::Q3_KScales(block + quant::kQ3_KScales, scales);
+      for (int k = 0; k < 16; ++k) {
+        const int e = 16 * k + r, s6 = scales[k] + 32;
+        dst[kQ3_Kx16ScaleLow + e % 128] |= static_cast<uint8_t>((s6 & 0xF) << (4 * (e / 128)));
+        dst[kQ3_Kx16ScaleHigh + e % 64] |= static_cast<uint8_t>((s6 >> 4) << (2 * (e / 64)));
+      }
+      // Plain Q3_K: value l of sub-block j has its low bits at shift 2 (j % 4) of
+      // qs[32 (j / 4) + l] and its hmask bit at bit j of hmask[l].
+      const uint8_t* hmask = block;
+      for (int j = 0; j < 8; ++j) {
+        const uint8_t* qs = block + quant::kQ3_KLow + 32 * (j / 4);
+        uint8_t* data = dst + kQ3_Kx16Data + kQ3_Kx16SubBlockBytes * j;
+        for (int i = 0; i < 4; ++i) {
+          uint8_t high = 0;
+          for (int ch = 0; ch < 8; ++ch) {
+            const int l = 4 * ch + i;
+            const int low = (qs[l] >> (2 * (j % 4))) & 3;
+            data[64 * (ch / 4) + 4 * r + i] |= static_cast<uint8_t>(low << (2 * (ch % 4)));
+            high |= static_cast<uint8_t>(((hmask[l] >> j) & 1) << ch);
+          }
+          data[kQ3_Kx16HighBits + 4 * r + i] = high;
+        }
+      }
+    }
+  }
+}
+
+int Q3_Kx16Scale(const uint8_t* block, int row, int k) {
+  const int e = 16 * k + row;
+  return ((block[kQ3_Kx16ScaleLow + e % 128] >> (4 * (e / 128))) & 0xF) |
+         (((block[kQ3_Kx16ScaleHigh + e % 64] >> (2 * (e / 64))) & 3) << 4);
+}
+
+int Q3_Kx16Value(const uint8_t* block, int row, int e) {
+  const uint8_t* data = block + kQ3_Kx16Data + kQ3_Kx16SubBlockBytes * (e / 32);
+  const int v = e % 32, ch = v / 4, i = v % 4;
+  const int low = (data[64 * (ch / 4) + 4 * row + i] >> (2 * (ch % 4))) & 3;
+  return low | (((data[kQ3_Kx16HighBits + 4 * row + i] >> ch) & 1) << 2);
+}
+
+void DequantizeQ3_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out) {
+  for (int64_t sb = 0; sb < nsuper; ++sb, group += kQ3_Kx16BlockBytes, out += 256) {
+    const float d = half::F16ToF32(LoadU16(group + 2 * row));
+    for (int e = 0; e < 256; ++e) {
+      out[e] = d * (Q3_Kx16Scale(group, row, e / 16) - 32) * (Q3_Kx16Value(group, row, e) - 4);
     }
   }
 }

@@ -1,6 +1,7 @@
 // Load-time repacking of ggml blocks (quant/) into the layouts the kernels read, and reading
 // them back: Q4_0R / Q8_0R (four blocks' scales, then their values, per 64-byte load) and the
-// 16-row interleaved Q4_0x16, Q8_0x16, Q4_Kx16, Q5_Kx16, Q6_Kx16 (see DType in base/tensor.h).
+// 16-row interleaved Q4_0x16, Q8_0x16, Q3_Kx16, Q4_Kx16, Q5_Kx16, Q6_Kx16, IQ4_XSx16 (see DType
+// in base/tensor.h).
 // PackedLayout picks the layout per matrix from the kernel table's entries; the model loader
 // (model/model.cc) repacks into it.
 #ifndef GEMMA4_SRC_KERNELS_PACK_PACK_H_
@@ -114,6 +115,30 @@ void RepackGroupQ6_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsup
 int Q6_Kx16Value(const uint8_t* block, int row, int e);
 // Row `row` (0..15) of a Q6_Kx16 group as f32.
 void DequantizeQ6_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out);
+
+// Q3_Kx16 (see DType::kQ3_Kx16): 16 rows of Q3_K interleaved per 256-value block, 1760 bytes
+// (16 x 110). The 6-bit scale k (0..15) of row r (entry e = 16 k + r) keeps its low 4 bits in
+// byte e % 128 of the low area (low nibble for e < 128, high nibble otherwise) and its top 2
+// bits at bits 2 (e / 64) of byte e % 64 of the high area, so sub-block j's two scales (entries
+// 32 j .. 32 j + 31) are one 32-byte load from each. Sub-block j's 192 data bytes: two 64-byte
+// areas of low bit pairs (area p, byte 4 r + i: value 4 (4 p + s) + i of row r at bits 2 s ..
+// 2 s + 1, as Q6_Kx16's top bits), then 64 bytes of hmask bits (byte 4 r + i: value 4 ch + i at
+// bit ch, as Q5_Kx16's fifth bits). A value is stored unsigned: low bits + 4 * hmask bit, in
+// [0, 7], the weight d * (scale - 32) * (value - 4).
+constexpr int kQ3_Kx16BlockBytes = 16 * quant::kQ3_KBlockBytes;
+constexpr int kQ3_Kx16ScaleLow = 32;  // after the 16 f16 d
+constexpr int kQ3_Kx16ScaleHigh = 160;
+constexpr int kQ3_Kx16Data = 224;           // 8 sub-blocks x 192 bytes
+constexpr int kQ3_Kx16SubBlockBytes = 192;  // 128 (low bit pairs) + 64 (hmask bits)
+constexpr int kQ3_Kx16HighBits = 128;       // within a sub-block
+// 16 rows of plain Q3_K -> one Q3_Kx16 group, nsuper blocks of 256 values.
+void RepackGroupQ3_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper, uint8_t* dst);
+// The 6-bit scale (0..63, the weight's factor is d (scale - 32)) k of row `row`.
+int Q3_Kx16Scale(const uint8_t* block, int row, int k);
+// Unsigned value (0..7, the weight's is value - 4) of element e (0..255) of row `row`.
+int Q3_Kx16Value(const uint8_t* block, int row, int e);
+// Row `row` (0..15) of a Q3_Kx16 group as f32.
+void DequantizeQ3_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out);
 
 }  // namespace gemma4::kernels::pack
 

@@ -114,6 +114,22 @@ void GemmQ6_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
   }
 }
 
+void GemmQ3_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  for (int t = 0; t < ntok; ++t) {
+    float rows[16];
+    GemmQ3_Kx16Reference(group, a.q_row(token + t), a.scale_row(token + t), nblocks, rows);
+    std::memcpy(out + t * ldo, rows, sizeof(rows));
+  }
+}
+
+void DotQ3_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  for (int i = 0; i < ntok; ++i) {
+    out[i] = DotQ3_KReference(w, a.q_row(token + i), a.scale_row(token + i), nblocks);
+  }
+}
+
 void DotQ6_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   for (int i = 0; i < ntok; ++i) {
@@ -368,6 +384,7 @@ const KernelTable& ReferenceTable() {
       .dot_q5_k = DotQ5_K,
       .dot_q5_1 = DotQ5_1,
       .dot_iq4_xs = DotIQ4_XS,
+      .dot_q3_k = DotQ3_K,
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = DotQ8_0R,
       .gemm_q8_0r = nullptr,
@@ -379,6 +396,7 @@ const KernelTable& ReferenceTable() {
       .gemm_q6_kx16 = GemmQ6_Kx16,
       .gemm_q5_kx16 = GemmQ5_Kx16,
       .gemm_iq4_xsx16 = GemmIQ4_XSx16,
+      .gemm_q3_kx16 = GemmQ3_Kx16,
       .quantize_blocks = QuantizeActivationBlocks,
       .dot_f32 = DotF32,
       .axpy_f32 = AxpyF32,

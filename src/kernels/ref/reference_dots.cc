@@ -174,6 +174,24 @@ float DotQ6_KReference(const uint8_t* w, const int8_t* a, const float* a_scale, 
   return total;
 }
 
+float DotQ3_KReference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks) {
+  float total = 0;
+  int8_t q[256], sc[16];
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += quant::kQ3_KBlockBytes) {
+    quant::UnpackQ3_K(w, q);
+    quant::Q3_KScales(w + quant::kQ3_KScales, sc);
+    const float d = half::F16ToF32(LoadU16(w + quant::kQ3_KD));
+    for (int b = 0; b < 8; ++b) {  // activation block b holds Q3_K sub-blocks 2b and 2b + 1
+      const int8_t* ab = a + (sb * 8 + b) * 32;
+      int32_t lo = 0, hi = 0;
+      for (int i = 0; i < 16; ++i) lo += q[32 * b + i] * ab[i];
+      for (int i = 16; i < 32; ++i) hi += q[32 * b + i] * ab[i];
+      total += d * a_scale[sb * 8 + b] * static_cast<float>(sc[2 * b] * lo + sc[2 * b + 1] * hi);
+    }
+  }
+  return total;
+}
+
 namespace {
 
 // Q4_Kx16 and Q5_Kx16 share their head (d, dmin, scales, mins) and sums; only the values'
@@ -249,6 +267,29 @@ void GemmQ6_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_
         for (int i = 16; i < 32; ++i) hi += (Q6_Kx16Value(block, r, 32 * b + i) - 32) * ab[i];
         const int sc_lo = static_cast<int8_t>(block[kQ6_Kx16Scales + 16 * (2 * b) + r]);
         const int sc_hi = static_cast<int8_t>(block[kQ6_Kx16Scales + 16 * (2 * b + 1) + r]);
+        total += d * a_scale[sb * 8 + b] * static_cast<float>(sc_lo * lo + sc_hi * hi);
+      }
+    }
+    out[r] = total;
+  }
+}
+
+void GemmQ3_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                          int64_t nblocks, float* out) {
+  for (int r = 0; r < 16; ++r) {
+    float total = 0;
+    const uint8_t* block = group;
+    for (int64_t sb = 0; sb < nblocks / 8; ++sb, block += pack::kQ3_Kx16BlockBytes) {
+      const float d = half::F16ToF32(LoadU16(block + 2 * r));
+      for (int b = 0; b < 8; ++b) {
+        const int8_t* ab = a + (sb * 8 + b) * 32;
+        int32_t lo = 0, hi = 0;
+        for (int i = 0; i < 16; ++i) lo += (pack::Q3_Kx16Value(block, r, 32 * b + i) - 4) * ab[i];
+        for (int i = 16; i < 32; ++i) {
+          hi += (pack::Q3_Kx16Value(block, r, 32 * b + i) - 4) * ab[i];
+        }
+        const int sc_lo = pack::Q3_Kx16Scale(block, r, 2 * b) - 32;
+        const int sc_hi = pack::Q3_Kx16Scale(block, r, 2 * b + 1) - 32;
         total += d * a_scale[sb * 8 + b] * static_cast<float>(sc_lo * lo + sc_hi * hi);
       }
     }

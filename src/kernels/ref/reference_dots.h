@@ -25,6 +25,8 @@ float DotQ5_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
                        const int32_t* a_sum, int64_t nblocks);
 // nblocks: 32-value activation blocks (a multiple of 8; each Q6_K block spans eight).
 float DotQ6_KReference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks);
+// Likewise for Q3_K (the same sums as Q6_K's, with values in [-4, 3] and 6-bit scales).
+float DotQ3_KReference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks);
 float DotQ8_0RReference(const uint8_t* w, const int8_t* a, const float* a_scale,
                         const int32_t* a_sum, int64_t nblocks);
 float DotQ4_0RReference(const uint8_t* w, const int8_t* a, const float* a_scale,
@@ -45,6 +47,10 @@ void GemmIQ4_XSx16Reference(const uint8_t* group, const int8_t* a, const float* 
 // Scalar reference: rows 0..15 of a Q6_Kx16 group times activation row `a`; the same sums in
 // the same order as DotQ6_KReference on the plain rows.
 void GemmQ6_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                          int64_t nblocks, float* out);
+// Scalar reference: rows 0..15 of a Q3_Kx16 group; the same sums in the same order as
+// DotQ3_KReference on the plain rows.
+void GemmQ3_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
                           int64_t nblocks, float* out);
 
 }  // namespace gemma4::kernels
