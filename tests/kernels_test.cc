@@ -289,34 +289,42 @@ TEST_P(KernelTest, Q5_KMatchesReference) {
   }
 }
 
-// The ISA's Q5_1 row dot against the reference's, and the reference against the dequantized
-// row (ggml's formula) times the activations in double; odd block counts (a lone last block),
-// fifth bits random, all clear and all set, negative and positive mins.
-TEST_P(KernelTest, Q5_1MatchesReference) {
+// The ISA's Q5_1 and Q4_1 row dots against the reference's, and the reference against the
+// dequantized row (ggml's formula) times the activations in double; odd block counts (a lone
+// last block), Q5_1's fifth bits random, all clear and all set, negative and positive mins.
+TEST_P(KernelTest, Q5_1AndQ4_1MatchReference) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
   ASSERT_NE(table.dot_q5_1, nullptr);
+  ASSERT_NE(table.dot_q4_1, nullptr);
   std::mt19937 rng(19);
   std::uniform_int_distribution<int> byte(0, 255);
-  for (int64_t nblocks : {1, 2, 3, 7, 22, 66}) {
-    for (int fifth : {0, 1, 2}) {  // qh random, all clear, all set
-      const int64_t k = nblocks * 32, tokens = 5;
-      const auto x = RandomVector(tokens * k, &rng);
-      kernels::QuantizedActivations acts;
-      kernels::QuantizeActivations(x.data(), tokens, k, &acts);
-      std::vector<uint8_t> row(nblocks * quant::kQ5_1BlockBytes);
-      for (auto& b : row) b = static_cast<uint8_t>(byte(rng));
-      for (int64_t b = 0; b < nblocks; ++b) {
-        uint8_t* block = row.data() + b * quant::kQ5_1BlockBytes;
-        const uint16_t d = half::F32ToF16(0.001f * (1 + byte(rng) % 7));
-        const uint16_t m = half::F32ToF16(0.004f * (byte(rng) % 9 - 4));
-        std::memcpy(block, &d, 2);
-        std::memcpy(block + 2, &m, 2);
-        if (fifth > 0) std::memset(block + 4, fifth == 1 ? 0x00 : 0xFF, 4);
+  for (DType type : {DType::kQ5_1, DType::kQ4_1}) {
+    const bool q5 = type == DType::kQ5_1;
+    const int64_t block_bytes = static_cast<int64_t>(BlockBytes(type));
+    for (int64_t nblocks : {1, 2, 3, 7, 22, 66}) {
+      for (int fifth : {0, 1, 2}) {  // Q5_1's qh random, all clear, all set
+        if (!q5 && fifth > 0) continue;
+        const int64_t k = nblocks * 32, tokens = 5;
+        const auto x = RandomVector(tokens * k, &rng);
+        kernels::QuantizedActivations acts;
+        kernels::QuantizeActivations(x.data(), tokens, k, &acts);
+        std::vector<uint8_t> row(nblocks * block_bytes);
+        for (auto& b : row) b = static_cast<uint8_t>(byte(rng));
+        for (int64_t b = 0; b < nblocks; ++b) {
+          uint8_t* block = row.data() + b * block_bytes;
+          const uint16_t d = half::F32ToF16(0.001f * (1 + byte(rng) % 7));
+          const uint16_t m = half::F32ToF16(0.004f * (byte(rng) % 9 - 4));
+          std::memcpy(block, &d, 2);
+          std::memcpy(block + 2, &m, 2);
+          if (fifth > 0) std::memset(block + 4, fifth == 1 ? 0x00 : 0xFF, 4);
+        }
+        ExpectRowDotMatchesReference(
+            table, q5 ? &kernels::KernelTable::dot_q5_1 : &kernels::KernelTable::dot_q4_1, type,
+            row, k, acts,
+            std::string(DTypeName(type)) + ", " + std::to_string(nblocks) + " blocks, " +
+                "fifth bits " + std::to_string(fifth));
       }
-      ExpectRowDotMatchesReference(
-          table, &kernels::KernelTable::dot_q5_1, DType::kQ5_1, row, k, acts,
-          "Q5_1, " + std::to_string(nblocks) + " blocks, " + "fifth bits " + std::to_string(fifth));
     }
   }
 }

@@ -1108,9 +1108,9 @@ TEST(LoaderGgufTest, OverlappingTensorsAreRefused) {
 }
 
 TEST(LoaderGgufTest, UnsupportedTensorTypesAreRefusedByName) {
-  // Tensor "b"'s type field (see above) set to other ggml ids: llama.cpp's Q4_1 (other
-  // types and mixes of its quantizer), two IQ types, an id ggml removed and one past its table.
-  // Each is refused naming the tensor and the type.
+  // Tensor "b"'s type field (see above) set to other ggml ids: llama.cpp's Q8_1 (an activation
+  // type, never in its files), three IQ types, an id ggml removed and one past its table. Each is
+  // refused naming the tensor and the type.
   const std::string good = SmallGguf({});
   const size_t b_info = good.find(std::string("\x01\0\0\0\0\0\0\0b", 9));
   ASSERT_NE(b_info, std::string::npos);
@@ -1118,11 +1118,10 @@ TEST(LoaderGgufTest, UnsupportedTensorTypesAreRefusedByName) {
   uint32_t type = 99;
   std::memcpy(&type, good.data() + type_at, 4);
   ASSERT_EQ(type, 0u);  // F32
-  const std::pair<uint32_t, const char*> cases[] = {{21, "ggml type 21 (IQ3_S)"},
-                                                    {3, "ggml type 3 (Q4_1)"},
-                                                    {22, "ggml type 22 (IQ2_S)"},
-                                                    {4, "ggml type 4 (unknown)"},
-                                                    {200, "ggml type 200 (unknown)"}};
+  const std::pair<uint32_t, const char*> cases[] = {
+      {21, "ggml type 21 (IQ3_S)"}, {16, "ggml type 16 (IQ2_XXS)"},
+      {9, "ggml type 9 (Q8_1)"},    {22, "ggml type 22 (IQ2_S)"},
+      {4, "ggml type 4 (unknown)"}, {200, "ggml type 200 (unknown)"}};
   for (const auto& [id, text] : cases) {
     std::string bytes = good;
     std::memcpy(bytes.data() + type_at, &id, 4);

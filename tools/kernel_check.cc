@@ -80,6 +80,30 @@ int Run() {
       ref.dot_q8_0(q8.data(), nblocks, acts, 0, ntok, b);
       t.dot_q8_0r(q8r.data(), nblocks, acts, 0, ntok, a);
       Check(same(ntok), "dot_q8_0r", k);
+      // The types no quantizer of ours writes (llama.cpp does): random bytes with small, finite
+      // block scales (`fix_block` writes them into block sb), against the reference.
+      auto check_random_row = [&](DType type, kernels::RowDotFn kernels::KernelTable::*dot,
+                                  const char* name, auto fix_block) {
+        std::vector<uint8_t> row(RowBytes(type, k));
+        for (uint8_t& byte : row) byte = static_cast<uint8_t>(rng());
+        const uint64_t block_bytes = BlockBytes(type);
+        for (int64_t sb = 0; sb < k / BlockElements(type); ++sb) {
+          fix_block(row.data() + sb * block_bytes, sb);
+        }
+        std::vector<float> values(k);
+        quant::DequantizeRow(type, row.data(), k, values.data());
+        double row_mag = 0;
+        for (int64_t j = 0; j < k; ++j) row_mag += std::fabs(double{values[j]} * x[j]);
+        (t.*dot)(row.data(), nblocks, acts, 0, ntok, a);
+        (ref.*dot)(row.data(), nblocks, acts, 0, ntok, b);
+        bool row_same = true;
+        for (int i = 0; i < ntok; ++i) row_same &= std::fabs(a[i] - b[i]) <= 1e-4 * (1 + row_mag);
+        Check(row_same, name, k);
+      };
+      auto put_half = [](uint8_t* p, float v) {
+        const uint16_t h = half::F32ToF16(v);
+        std::memcpy(p, &h, 2);
+      };
       if (nblocks % 8 == 0) {
         std::vector<uint8_t> q6(RowBytes(DType::kQ6_K, k));
         quant::QuantizeRowQ6_K(w.data(), k, q6.data());
@@ -91,28 +115,6 @@ int Run() {
         t.dot_q4_k(q4k.data(), nblocks, acts, 0, ntok, a);
         ref.dot_q4_k(q4k.data(), nblocks, acts, 0, ntok, b);
         Check(same(ntok), "dot_q4_k", k);
-        // The types no quantizer of ours writes (llama.cpp does): random bytes with small, finite
-        // block scales (`fix_block` writes them into block sb), against the reference.
-        auto check_random_row = [&](DType type, kernels::RowDotFn kernels::KernelTable::*dot,
-                                    const char* name, auto fix_block) {
-          std::vector<uint8_t> row(RowBytes(type, k));
-          for (uint8_t& byte : row) byte = static_cast<uint8_t>(rng());
-          const uint64_t block_bytes = BlockBytes(type);
-          for (int64_t sb = 0; sb < nblocks / 8; ++sb) fix_block(row.data() + sb * block_bytes, sb);
-          std::vector<float> values(k);
-          quant::DequantizeRow(type, row.data(), k, values.data());
-          double row_mag = 0;
-          for (int64_t j = 0; j < k; ++j) row_mag += std::fabs(double{values[j]} * x[j]);
-          (t.*dot)(row.data(), nblocks, acts, 0, ntok, a);
-          (ref.*dot)(row.data(), nblocks, acts, 0, ntok, b);
-          bool row_same = true;
-          for (int i = 0; i < ntok; ++i) row_same &= std::fabs(a[i] - b[i]) <= 1e-4 * (1 + row_mag);
-          Check(row_same, name, k);
-        };
-        auto put_half = [](uint8_t* p, float v) {
-          const uint16_t h = half::F32ToF16(v);
-          std::memcpy(p, &h, 2);
-        };
         check_random_row(DType::kQ5_K, &kernels::KernelTable::dot_q5_k, "dot_q5_k",
                          [&](uint8_t* block, int64_t sb) {
                            put_half(block, 0.001f * static_cast<float>(1 + sb % 7));
@@ -128,24 +130,17 @@ int Run() {
                                     0.0005f * static_cast<float>(1 + sb % 7));
                          });
       }
-      // Q5_1 likewise (random bytes, small d, mins of both signs), any block count.
-      std::vector<uint8_t> q51(RowBytes(DType::kQ5_1, k));
-      for (uint8_t& byte : q51) byte = static_cast<uint8_t>(rng());
-      for (int64_t blk = 0; blk < nblocks; ++blk) {
-        const uint16_t d = half::F32ToF16(0.001f * static_cast<float>(1 + blk % 7));
-        const uint16_t m = half::F32ToF16(0.003f * static_cast<float>(blk % 5 - 2));
-        std::memcpy(q51.data() + blk * quant::kQ5_1BlockBytes, &d, 2);
-        std::memcpy(q51.data() + blk * quant::kQ5_1BlockBytes + 2, &m, 2);
+      // Q5_1 and Q4_1 likewise (random bytes, small d, mins of both signs), any block count.
+      for (DType type : {DType::kQ5_1, DType::kQ4_1}) {
+        check_random_row(type,
+                         type == DType::kQ5_1 ? &kernels::KernelTable::dot_q5_1
+                                              : &kernels::KernelTable::dot_q4_1,
+                         type == DType::kQ5_1 ? "dot_q5_1" : "dot_q4_1",
+                         [&](uint8_t* block, int64_t blk) {
+                           put_half(block, 0.001f * static_cast<float>(1 + blk % 7));
+                           put_half(block + 2, 0.003f * static_cast<float>(blk % 5 - 2));
+                         });
       }
-      std::vector<float> q51_values(k);
-      quant::DequantizeRow(DType::kQ5_1, q51.data(), k, q51_values.data());
-      double q51_mag = 0;
-      for (int64_t j = 0; j < k; ++j) q51_mag += std::fabs(double{q51_values[j]} * x[j]);
-      t.dot_q5_1(q51.data(), nblocks, acts, 0, ntok, a);
-      ref.dot_q5_1(q51.data(), nblocks, acts, 0, ntok, b);
-      bool q51_same = true;
-      for (int i = 0; i < ntok; ++i) q51_same &= std::fabs(a[i] - b[i]) <= 1e-4 * (1 + q51_mag);
-      Check(q51_same, "dot_q5_1", k);
     }
     // The 16-row kernels on 16 copies of the row, interleaved: every row's result equals the
     // plain dot, for token counts within one register block and across several (callers pass

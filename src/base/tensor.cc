@@ -66,6 +66,8 @@ const char* DTypeName(DType t) {
       return "Q3_K";
     case DType::kQ3_Kx16:
       return "Q3_Kx16";
+    case DType::kQ4_1:
+      return "Q4_1";
   }
   return "?";
 }
@@ -96,6 +98,7 @@ int64_t BlockElements(DType t) {
     case DType::kQ4_0x16:
     case DType::kQ8_0x16:
     case DType::kQ5_0:
+    case DType::kQ4_1:
     case DType::kQ5_1:
     case DType::kIQ4_NL:
       return 32;
@@ -127,6 +130,8 @@ size_t BlockBytes(DType t) {
       return 18;  // f16 d + 16 bytes of nibbles
     case DType::kQ5_0:
       return 22;  // f16 d + 4 bytes of fifth bits + 16 bytes of nibbles
+    case DType::kQ4_1:
+      return 20;  // f16 d, f16 m + 16 bytes of nibbles
     case DType::kQ5_1:
       return 24;  // f16 d, f16 m + 4 bytes of fifth bits + 16 bytes of nibbles
     case DType::kIQ4_NL:
@@ -166,8 +171,8 @@ uint64_t RowBytes(DType t, int64_t cols) {
 bool IsComputeType(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 ||
          t == DType::kQ4_0 || t == DType::kQ3_K || t == DType::kQ4_K || t == DType::kQ5_K ||
-         t == DType::kQ6_K || t == DType::kQ5_1 || t == DType::kIQ4_XS || t == DType::kQ4_0R ||
-         t == DType::kQ8_0R || IsInterleavedX16(t);
+         t == DType::kQ6_K || t == DType::kQ4_1 || t == DType::kQ5_1 || t == DType::kIQ4_XS ||
+         t == DType::kQ4_0R || t == DType::kQ8_0R || IsInterleavedX16(t);
 }
 
 bool ConvertsToQ8_0(DType t) { return t == DType::kQ5_0 || t == DType::kIQ4_NL; }

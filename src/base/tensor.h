@@ -107,6 +107,10 @@ enum class DType : uint8_t {
   // Q5_Kx16's fifth-bit layout (see kernels::pack::RepackGroupQ3_Kx16). Rows must be a
   // multiple of 16.
   kQ3_Kx16,
+  // Q4_1 as llama.cpp writes it ({ f16 d; f16 m; uint8 qs[16]; }, x = d * q + m with q the
+  // nibbles, laid out as Q4_0's): its Q4_1 files (Q6_K embeddings). Computed on as stored (row
+  // dots: d * sum(q a) + m * sum(a) per block, Q5_1's without the fifth bit).
+  kQ4_1,
 };
 
 const char* DTypeName(DType t);

@@ -259,6 +259,9 @@ bool GgmlTypeToDType(uint32_t ggml_type, DType* out) {
     case 2:
       *out = DType::kQ4_0;
       return true;
+    case 3:
+      *out = DType::kQ4_1;
+      return true;
     case 6:  // converted to Q8_0 when a model loads (DType::kQ5_0)
       *out = DType::kQ5_0;
       return true;
@@ -418,8 +421,8 @@ StatusOr<std::unique_ptr<File>> File::Parse(const uint8_t* data, size_t size,
       return UnimplementedError(
           name + ": tensor '" + info.name + "' has ggml type " + std::to_string(type) +
           (type_name != nullptr ? std::string(" (") + type_name + ")" : std::string(" (unknown)")) +
-          ", which is not supported (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q3_K, Q4_K, Q5_K, "
-          "Q6_K, IQ4_NL, IQ4_XS, I32 are)");
+          ", which is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q3_K, Q4_K, "
+          "Q5_K, Q6_K, IQ4_NL, IQ4_XS, I32 are)");
     }
     if (ne[0] % BlockElements(info.type) != 0) {
       return InvalidArgumentError(name + ": tensor '" + info.name + "' row of " +

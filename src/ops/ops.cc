@@ -366,6 +366,7 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
                                 : w.dtype == DType::kQ5_K   ? table.dot_q5_k
                                 : w.dtype == DType::kQ3_K   ? table.dot_q3_k
                                 : w.dtype == DType::kQ5_1   ? table.dot_q5_1
+                                : w.dtype == DType::kQ4_1   ? table.dot_q4_1
                                 : w.dtype == DType::kIQ4_XS ? table.dot_iq4_xs
                                                             : table.dot_q4_0;
   const kernels::QuantizedActivations& acts =

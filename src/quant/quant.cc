@@ -206,6 +206,14 @@ void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out) {
         }
       }
       return;
+    case DType::kQ4_1:
+      for (int64_t b = 0; b < count / kBlock; ++b, row += kQ4_1BlockBytes, out += kBlock) {
+        const float d = half::F16ToF32(LoadU16(row)), m = half::F16ToF32(LoadU16(row + 2));
+        uint8_t q[kBlock];
+        UnpackQ4_1(row, q);
+        for (int i = 0; i < kBlock; ++i) out[i] = q[i] * d + m;
+      }
+      return;
     case DType::kQ5_1:
       for (int64_t b = 0; b < count / kBlock; ++b, row += kQ5_1BlockBytes, out += kBlock) {
         const float d = half::F16ToF32(LoadU16(row)), m = half::F16ToF32(LoadU16(row + 2));
@@ -472,6 +480,14 @@ void UnpackQ5_1(const uint8_t* block, uint8_t* q) {
   for (int j = 0; j < 16; ++j) {
     q[j] = static_cast<uint8_t>((qs[j] & 0xF) | (((qh >> j) & 1) << 4));
     q[j + 16] = static_cast<uint8_t>((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+  }
+}
+
+void UnpackQ4_1(const uint8_t* block, uint8_t* q) {
+  const uint8_t* qs = block + 4;
+  for (int j = 0; j < 16; ++j) {
+    q[j] = static_cast<uint8_t>(qs[j] & 0xF);
+    q[j + 16] = static_cast<uint8_t>(qs[j] >> 4);
   }
 }
 

@@ -9,6 +9,8 @@
 //   Q6_K: 256 values in 16 sub-blocks of 16 with int8 scales (dequantize only)
 //   Q5_0: 32 values, { f16 d; uint8 qh[4]; uint8 q[16]; }   x = d * (q - 16), q's low nibble as
 //         in Q4_0 and its fifth bit bit j of qh (element j) (read only, converted to Q8_0)
+//   Q4_1: 32 values, { f16 d; f16 m; uint8 q[16]; }   x = d * nibble + m, nibbles as in Q4_0
+//         (read only)
 //   Q5_1: 32 values, { f16 d; f16 m; uint8 qh[4]; uint8 q[16]; }   x = d * q + m, q as in
 //         Q5_0 (read only)
 //   IQ4_NL: 32 values, { f16 d; uint8 q[16]; }   x = d * kIQ4NLValues[nibble], nibbles as in
@@ -53,6 +55,7 @@ constexpr int kQ4_KBlockBytes = 144;  // 256 values
 constexpr int kQ6_KBlockBytes = 210;  // 256 values
 constexpr int kQ5_0BlockBytes = 22;
 constexpr int kQ5_1BlockBytes = 24;
+constexpr int kQ4_1BlockBytes = 20;
 constexpr int kIQ4_NLBlockBytes = 18;
 constexpr int kIQ4_XSBlockBytes = 136;  // 256 values
 // ggml's kvalues_iq4nl: the 16 levels of IQ4_NL and IQ4_XS nibbles.
@@ -89,6 +92,8 @@ void QuantizeRow(DType type, const float* x, int64_t n, uint8_t* out);
 void Q4_KScales(const uint8_t* packed, uint8_t* scales, uint8_t* mins);
 // The 32 values (q in [0, 31]) of one Q5_1 block, in element order.
 void UnpackQ5_1(const uint8_t* block, uint8_t* q);
+// The 32 values (q in [0, 15]) of one Q4_1 block, in element order.
+void UnpackQ4_1(const uint8_t* block, uint8_t* q);
 // The 256 values (q in [0, 31]) of one Q5_K block, in element order.
 void UnpackQ5_K(const uint8_t* block, uint8_t* q);
 // The 16 signed sub-block scales (s_k - 32, in [-32, 31]) of a Q3_K block (its 12 packed bytes:

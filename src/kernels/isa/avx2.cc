@@ -564,9 +564,14 @@ void GemmQ8_0x16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
 // Q5_1: x = d q + m per 32-value block, q in [0, 31]: the nibbles in element order (low nibbles
 // elements 0-15, high 16-31) and the fifth bits (qh, bit e for element e) spread to bytes: byte
 // e takes qh's byte e / 8 (shuffle) and tests bit e % 8. Per block a_scale (d dot + m sum(a)).
-inline __m256i Q5_1Values(const uint8_t* block) {
+// Q4_1 (no kFifthBit): the same without qh, its nibbles at byte 4.
+template <bool kFifthBit>
+inline __m256i AffineValues(const uint8_t* block) {
   const __m128i m4 = _mm_set1_epi8(0x0F);
-  const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 8));
+  const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + (kFifthBit ? 8 : 4)));
+  const __m256i nibbles = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(qs, m4)),
+                                                  _mm_and_si128(_mm_srli_epi16(qs, 4), m4), 1);
+  if constexpr (!kFifthBit) return nibbles;
   int32_t qh;
   std::memcpy(&qh, block + 4, 4);
   const __m256i spread = _mm256_shuffle_epi8(
@@ -575,22 +580,21 @@ inline __m256i Q5_1Values(const uint8_t* block) {
   const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201));
   const __m256i fifth = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit),
                                          _mm256_set1_epi8(0x10));
-  const __m256i nibbles = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(qs, m4)),
-                                                  _mm_and_si128(_mm_srli_epi16(qs, 4), m4), 1);
   return _mm256_or_si256(nibbles, fifth);
 }
 
-template <int NT>
+template <int NT, bool kFifthBit = true>
 void DotQ5_1T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
               float* out) {
+  constexpr int kBytes = kFifthBit ? quant::kQ5_1BlockBytes : quant::kQ4_1BlockBytes;
   __m256 acc[NT];
   float mins[NT];
   for (int t = 0; t < NT; ++t) {
     acc[t] = _mm256_setzero_ps();
     mins[t] = 0;
   }
-  for (int64_t b = 0; b < nblocks; ++b, w += quant::kQ5_1BlockBytes) {
-    const __m256i q = Q5_1Values(w);
+  for (int64_t b = 0; b < nblocks; ++b, w += kBytes) {
+    const __m256i q = AffineValues<kFifthBit>(w);
     const float d = LoadHalf(w), m = LoadHalf(w + 2);
     for (int t = 0; t < NT; ++t) {
       const float as = a.scale_row(token + t)[b];
@@ -601,6 +605,12 @@ void DotQ5_1T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
     }
   }
   for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]) + mins[t];
+}
+
+template <int NT>
+void DotQ4_1T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
+  DotQ5_1T<NT, false>(w, nblocks, a, token, out);
 }
 
 // IQ4_XS's 16 levels (quant::kIQ4NLValues) and their sizes (|level|, at most 127), each a
@@ -1077,6 +1087,7 @@ const KernelTable& Table() {
       .dot_q5_1 = GEMMA4_BY_TOKEN_COUNT(DotQ5_1T),
       .dot_iq4_xs = GEMMA4_BY_TOKEN_COUNT(DotIQ4_XST),
       .dot_q3_k = GEMMA4_BY_TOKEN_COUNT(DotQ3_KT),
+      .dot_q4_1 = GEMMA4_BY_TOKEN_COUNT(DotQ4_1T),
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = ReferenceTable().dot_q8_0r,
       .gemm_q8_0r = nullptr,

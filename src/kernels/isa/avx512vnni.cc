@@ -471,21 +471,24 @@ void DotQ5_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
 // Q5_1: x = d q + m per 32-value block, q in [0, 31]. A block's nibbles unpack in element order
 // (low nibbles elements 0-15, high nibbles 16-31) and its 32 fifth bits (qh, bit e for element
 // e) become bytes through a mask move; two blocks meet one 64-byte activation load. Per block
-// a_scale (d dot + m sum(a)), the m terms summed apart.
-inline __m256i Q5_1Values(const uint8_t* block) {
+// a_scale (d dot + m sum(a)), the m terms summed apart. Q4_1 (no kFifthBit): the same without
+// qh, its nibbles at byte 4.
+template <bool kFifthBit>
+inline __m256i AffineValues(const uint8_t* block) {
   const __m128i m4 = _mm_set1_epi8(0x0F);
-  const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 8));
-  uint32_t qh;
-  std::memcpy(&qh, block + 4, 4);
+  const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + (kFifthBit ? 8 : 4)));
   const __m256i nibbles = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(qs, m4)),
                                                   _mm_and_si128(_mm_srli_epi16(qs, 4), m4), 1);
+  if constexpr (!kFifthBit) return nibbles;
+  uint32_t qh;
+  std::memcpy(&qh, block + 4, 4);
   return _mm256_or_si256(nibbles, _mm256_and_si256(_mm256_movm_epi8(qh), _mm256_set1_epi8(0x10)));
 }
 
-template <int NT>
+template <int NT, bool kFifthBit = true>
 void DotQ5_1T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
               float* out) {
-  constexpr int kBytes = quant::kQ5_1BlockBytes;
+  constexpr int kBytes = kFifthBit ? quant::kQ5_1BlockBytes : quant::kQ4_1BlockBytes;
   __m512 acc[NT];
   float mins[NT];
   for (int t = 0; t < NT; ++t) {
@@ -494,8 +497,9 @@ void DotQ5_1T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
   }
   for (int64_t b = 0; b < nblocks; b += 2, w += 2 * kBytes) {
     const bool pair = b + 1 < nblocks;  // else the row's last block alone (upper half zero)
-    const __m256i second = pair ? Q5_1Values(w + kBytes) : _mm256_setzero_si256();
-    const __m512i q = _mm512_inserti64x4(_mm512_zextsi256_si512(Q5_1Values(w)), second, 1);
+    const __m256i second = pair ? AffineValues<kFifthBit>(w + kBytes) : _mm256_setzero_si256();
+    const __m512i q =
+        _mm512_inserti64x4(_mm512_zextsi256_si512(AffineValues<kFifthBit>(w)), second, 1);
     const float d0 = LoadHalf(w), m0 = LoadHalf(w + 2);
     const float d1 = pair ? LoadHalf(w + kBytes) : 0.0f,
                 m1 = pair ? LoadHalf(w + kBytes + 2) : 0.0f;
@@ -514,6 +518,12 @@ void DotQ5_1T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
     }
   }
   for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) + mins[t];
+}
+
+template <int NT>
+void DotQ4_1T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
+  DotQ5_1T<NT, false>(w, nblocks, a, token, out);
 }
 
 // IQ4_XS's 16 levels (quant::kIQ4NLValues) + 128, unsigned, as a vpshufb table in every lane.
@@ -1284,6 +1294,7 @@ const KernelTable& Table() {
       .dot_q5_1 = GEMMA4_BY_TOKEN_COUNT(DotQ5_1T),
       .dot_iq4_xs = GEMMA4_BY_TOKEN_COUNT(DotIQ4_XST),
       .dot_q3_k = GEMMA4_BY_TOKEN_COUNT(DotQ3_KT),
+      .dot_q4_1 = GEMMA4_BY_TOKEN_COUNT(DotQ4_1T),
       .gemm_q4_0r = GroupGemm<Q4Groups>,
       .dot_q8_0r = GroupDot<Q8Groups>,
       .gemm_q8_0r = GroupGemm<Q8Groups>,

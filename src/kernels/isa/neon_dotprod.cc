@@ -204,9 +204,12 @@ void DotQ5_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, i
 
 // Q5_1: x = d q + m per 32-value block, q in [0, 31]: nibbles in element order (low nibbles
 // elements 0-15, high 16-31), fifth bits (qh, bit e for element e) spread to bytes by a table
-// lookup of qh's bytes and a bit test. Per block a_scale (d dot + m sum(a)).
-void DotQ5_1(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
-             int ntok, float* out) {
+// lookup of qh's bytes and a bit test. Per block a_scale (d dot + m sum(a)). Q4_1 (no
+// kFifthBit): the same without qh, its nibbles at byte 4.
+template <bool kFifthBit>
+void DotAffine(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+               int ntok, float* out) {
+  constexpr int kBytes = kFifthBit ? quant::kQ5_1BlockBytes : quant::kQ4_1BlockBytes;
   const uint8x16_t m4 = vdupq_n_u8(0x0F), bit4 = vdupq_n_u8(0x10);
   static const uint8_t kBits[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
   static const uint8_t kLowBytes[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
@@ -218,14 +221,17 @@ void DotQ5_1(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, i
     const int32_t* sum_row = a.sum_row(token + t);
     float acc = 0, mins = 0;
     const uint8_t* bp = w;
-    for (int64_t b = 0; b < nblocks; ++b, bp += quant::kQ5_1BlockBytes) {
+    for (int64_t b = 0; b < nblocks; ++b, bp += kBytes) {
       const float d = LoadHalf(bp), m = LoadHalf(bp + 2);
-      uint32_t qh32;
-      std::memcpy(&qh32, bp + 4, 4);
-      const uint8x16_t qh = vreinterpretq_u8_u32(vdupq_n_u32(qh32));
-      const uint8x16_t fifth_lo = vandq_u8(vtstq_u8(vqtbl1q_u8(qh, low_bytes), bits), bit4);
-      const uint8x16_t fifth_hi = vandq_u8(vtstq_u8(vqtbl1q_u8(qh, high_bytes), bits), bit4);
-      const uint8x16_t qs = vld1q_u8(bp + 8);
+      uint8x16_t fifth_lo = vdupq_n_u8(0), fifth_hi = vdupq_n_u8(0);
+      if constexpr (kFifthBit) {
+        uint32_t qh32;
+        std::memcpy(&qh32, bp + 4, 4);
+        const uint8x16_t qh = vreinterpretq_u8_u32(vdupq_n_u32(qh32));
+        fifth_lo = vandq_u8(vtstq_u8(vqtbl1q_u8(qh, low_bytes), bits), bit4);
+        fifth_hi = vandq_u8(vtstq_u8(vqtbl1q_u8(qh, high_bytes), bits), bit4);
+      }
+      const uint8x16_t qs = vld1q_u8(bp + (kFifthBit ? 8 : 4));
       const int8x16_t lo = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(qs, m4), fifth_lo));
       const int8x16_t hi = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(qs, 4), fifth_hi));
       const int8_t* aq = aq_row + b * 32;
@@ -236,6 +242,16 @@ void DotQ5_1(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, i
     }
     out[t] = acc + mins;
   }
+}
+
+void DotQ5_1(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  DotAffine<true>(w, nblocks, a, token, ntok, out);
+}
+
+void DotQ4_1(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  DotAffine<false>(w, nblocks, a, token, ntok, out);
 }
 
 // IQ4_XS: per 32-value sub-block j, d (ls_j - 32) times the table's levels of its nibbles,
@@ -366,6 +382,7 @@ const KernelTable& Table() {
       .dot_q5_1 = DotQ5_1,
       .dot_iq4_xs = DotIQ4_XS,
       .dot_q3_k = DotQ3_K,
+      .dot_q4_1 = DotQ4_1,
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = ReferenceTable().dot_q8_0r,
       .gemm_q8_0r = nullptr,

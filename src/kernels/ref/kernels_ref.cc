@@ -145,6 +145,14 @@ void DotQ4_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, i
   }
 }
 
+void DotQ4_1(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  for (int i = 0; i < ntok; ++i) {
+    out[i] = DotQ4_1Reference(w, a.q_row(token + i), a.scale_row(token + i), a.sum_row(token + i),
+                              nblocks);
+  }
+}
+
 void DotQ5_1(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   for (int i = 0; i < ntok; ++i) {
@@ -385,6 +393,7 @@ const KernelTable& ReferenceTable() {
       .dot_q5_1 = DotQ5_1,
       .dot_iq4_xs = DotIQ4_XS,
       .dot_q3_k = DotQ3_K,
+      .dot_q4_1 = DotQ4_1,
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = DotQ8_0R,
       .gemm_q8_0r = nullptr,

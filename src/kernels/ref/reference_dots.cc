@@ -100,18 +100,39 @@ float DotQ4_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
   return total;
 }
 
-float DotQ5_1Reference(const uint8_t* w, const int8_t* a, const float* a_scale,
-                       const int32_t* a_sum, int64_t nblocks) {
+namespace {
+
+// Q4_1 and Q5_1: per block a_scale (d sum(q a) + m sum(a)).
+template <bool kFifthBit>
+float DotAffineReference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                         const int32_t* a_sum, int64_t nblocks) {
+  constexpr int kBytes = kFifthBit ? quant::kQ5_1BlockBytes : quant::kQ4_1BlockBytes;
   float total = 0;
   uint8_t q[kBlock];
-  for (int64_t b = 0; b < nblocks; ++b, w += quant::kQ5_1BlockBytes, a += kBlock) {
+  for (int64_t b = 0; b < nblocks; ++b, w += kBytes, a += kBlock) {
     const float d = half::F16ToF32(LoadU16(w)), m = half::F16ToF32(LoadU16(w + 2));
-    quant::UnpackQ5_1(w, q);
+    if constexpr (kFifthBit) {
+      quant::UnpackQ5_1(w, q);
+    } else {
+      quant::UnpackQ4_1(w, q);
+    }
     int32_t dot = 0;
     for (int i = 0; i < kBlock; ++i) dot += q[i] * a[i];
     total += a_scale[b] * (d * static_cast<float>(dot) + m * static_cast<float>(a_sum[b]));
   }
   return total;
+}
+
+}  // namespace
+
+float DotQ5_1Reference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                       const int32_t* a_sum, int64_t nblocks) {
+  return DotAffineReference<true>(w, a, a_scale, a_sum, nblocks);
+}
+
+float DotQ4_1Reference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                       const int32_t* a_sum, int64_t nblocks) {
+  return DotAffineReference<false>(w, a, a_scale, a_sum, nblocks);
 }
 
 float DotIQ4_XSReference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks) {

@@ -18,6 +18,9 @@ float DotQ4_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
 // Q5_1: per block a_scale (d sum(q a) + m sum(a)); a_sum: per-block sums of a.
 float DotQ5_1Reference(const uint8_t* w, const int8_t* a, const float* a_scale,
                        const int32_t* a_sum, int64_t nblocks);
+// Q4_1 likewise (four-bit values).
+float DotQ4_1Reference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                       const int32_t* a_sum, int64_t nblocks);
 // IQ4_XS: per 32-value sub-block j, a_scale d (ls_j - 32) sum(kIQ4NLValues[nibble] a).
 float DotIQ4_XSReference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks);
 // Likewise for Q5_K (the same sums as Q4_K's, with five-bit values).
