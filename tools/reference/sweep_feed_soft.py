@@ -10,8 +10,8 @@ experts than with transformers' soft tokens.
 --float64: the whole prompt (towers and text model, same attention and experts settings as the
 reference) in float64 instead, written as OUT_DIR/logits64_SEED_PROMPT.f32: a yardstick for
 rows where float32 rounding alone moves the logits (how far the float32 reference itself is
-from it, beside how far gemma4 is). For image prompts it also writes the soft tokens of each
-image, float64 (OUT_DIR/soft64_SEED_PROMPT_I.f64) and transformers' float32 ones
+from it, beside how far gemma4 is). For image and audio prompts it also writes the soft tokens
+of each medium, float64 (OUT_DIR/soft64_SEED_PROMPT_I.f64) and transformers' float32 ones
 (soft32_SEED_PROMPT_I.f32), to set beside `gemma4 encode`'s.
 
 OURS: `gemma4 encode` outputs, one per medium of the prompt in its order ([n, hidden] float32).
@@ -127,10 +127,38 @@ def main():
             soft.contiguous().numpy().astype("<f4").tofile(
                 os.path.join(out, f"soft32_{seed}_{name}_{i}.f32"))
         del model32
+    if float64 and attr == "get_audio_features":
+        # transformers' audio attention computes in float32 whatever the model's dtype
+        # (.float() on q, k and v; softmax with dtype=float32): for the float64 yardstick both
+        # keep float64 tensors float64 while the audio prompt runs.
+        to_float, softmax = torch.Tensor.float, torch.nn.functional.softmax
+        torch.Tensor.float = lambda t, *a, **k: t if t.dtype == torch.float64 else to_float(t, *a, **k)
+        torch.nn.functional.softmax = lambda x, *a, dtype=None, **k: softmax(
+            x, *a, dtype=torch.float64 if x.dtype == torch.float64 else dtype, **k)
+        # The clip's soft tokens, float64 (the valid rows, [n, hidden] little-endian doubles), and
+        # transformers' float32 tower's on the same features, as for images.
+        with torch.no_grad():
+            ao = model.model.get_audio_features(**kwargs, return_dict=True)
+        ao.pooler_output[ao.attention_mask].contiguous().numpy().astype("<f8").tofile(
+            os.path.join(out, f"soft64_{seed}_{name}_0.f64"))
+        model32 = Gemma4ForConditionalGeneration.from_pretrained(
+            vdir, dtype=torch.float32, attn_implementation="sdpa",
+            experts_implementation="eager").eval()
+        patched = torch.Tensor.float, torch.nn.functional.softmax
+        torch.Tensor.float, torch.nn.functional.softmax = to_float, softmax
+        with torch.no_grad():
+            ao = model32.model.get_audio_features(f["input_features"], f["input_features_mask"],
+                                                  return_dict=True)
+        torch.Tensor.float, torch.nn.functional.softmax = patched
+        ao.pooler_output[ao.attention_mask].contiguous().numpy().astype("<f4").tofile(
+            os.path.join(out, f"soft32_{seed}_{name}_0.f32"))
+        del model32
     if float64:
         logits, _, _ = run(False)
         logits.contiguous().numpy().astype("<f4").tofile(
             os.path.join(out, f"logits64_{seed}_{name}.f32"))
+        if attr == "get_audio_features":
+            torch.Tensor.float, torch.nn.functional.softmax = to_float, softmax
         print(f"{seed} {name}: float64 logits written")
         return
     theirs, sets_t, scores_t = run(False)
