@@ -598,7 +598,8 @@ TEST_P(KernelTest, InterleavedX16PairMatchesSingleGroups) {
   }
 }
 
-// A 16-row K-quant format (Q3_Kx16, Q4_Kx16, Q5_Kx16, Q6_Kx16, IQ4_XSx16): repacking keeps
+// A 16-row K-quant format (Q3_Kx16, Q4_Kx16, Q5_Kx16, Q6_Kx16, IQ4_XSx16; and Q4_1x16, its
+// 32-value blocks in groups of eight): repacking keeps
 // every value (dequantized rows equal), the scalar 16-row reference is the plain-row reference
 // bit for bit, and the ISA kernel matches it for token counts within and across register
 // blocks. Random bytes cover every 6-bit scale / min / value (and every int8 Q6_K scale); the
@@ -627,7 +628,16 @@ void ExpectKQuantX16MatchesPlainRows(const KQuantX16& f, uint32_t seed) {
     const uint64_t row_bytes = RowBytes(f.plain, k);
     std::vector<uint8_t> plain(16 * row_bytes), group(16 * row_bytes);
     for (uint8_t& b : plain) b = extreme ? 0xFF : static_cast<uint8_t>(byte(rng));
-    for (int r = 0; r < 16; ++r) {
+    for (int r = 0; f.plain == DType::kQ4_1 && r < 16; ++r) {  // 32-value blocks: each its d, m
+      for (int64_t blk = 0; blk < nblocks; ++blk) {
+        uint8_t* block = plain.data() + r * row_bytes + blk * block_bytes;
+        const uint16_t d = half::F32ToF16(0.001f * (1 + byte(rng) % 7));
+        const uint16_t m = half::F32ToF16(0.004f * (byte(rng) % 9 - 4));
+        std::memcpy(block, &d, 2);
+        std::memcpy(block + 2, &m, 2);
+      }
+    }
+    for (int r = 0; f.plain != DType::kQ4_1 && r < 16; ++r) {
       for (int64_t s = 0; s < superblocks; ++s) {
         uint8_t* block = plain.data() + r * row_bytes + s * block_bytes;
         const uint16_t d = half::F32ToF16(0.001f * (1 + byte(rng) % 7));
@@ -665,6 +675,7 @@ void ExpectKQuantX16MatchesPlainRows(const KQuantX16& f, uint32_t seed) {
         : f.plain == DType::kQ5_K   ? kernels::ReferenceTable().dot_q5_k
         : f.plain == DType::kIQ4_XS ? kernels::ReferenceTable().dot_iq4_xs
         : f.plain == DType::kQ3_K   ? kernels::ReferenceTable().dot_q3_k
+        : f.plain == DType::kQ4_1   ? kernels::ReferenceTable().dot_q4_1
                                     : kernels::ReferenceTable().dot_q6_k;
     for (int ntok : {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17}) {
       float got[17 * 16];
@@ -696,7 +707,7 @@ TEST_P(KernelTest, InterleavedKQuantsX16MatchPlainRows) {
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
   if (table.gemm_q4_kx16 == nullptr && table.gemm_q5_kx16 == nullptr &&
       table.gemm_q6_kx16 == nullptr && table.gemm_iq4_xsx16 == nullptr &&
-      table.gemm_q3_kx16 == nullptr) {
+      table.gemm_q3_kx16 == nullptr && table.gemm_q4_1x16 == nullptr) {
     GTEST_SKIP() << "no 16-row K-quant kernels";
   }
   if (table.gemm_q4_kx16 != nullptr) {
@@ -728,6 +739,21 @@ TEST_P(KernelTest, InterleavedKQuantsX16MatchPlainRows) {
            kernels::GemmQ5_Kx16Reference(g, a.q_row(t), a.scale_row(t), a.sum_row(t), nb, out);
          }},
         31);
+  }
+  if (table.gemm_q4_1x16 != nullptr) {  // superblocks of 256 values: 8 Q4_1 blocks each
+    ExpectKQuantX16MatchesPlainRows(
+        {DType::kQ4_1, table.gemm_q4_1x16,
+         [](const uint8_t* src, uint64_t row_bytes, int64_t nsuper, uint8_t* dst) {
+           kernels::pack::RepackGroupQ4_1x16(src, row_bytes, 8 * nsuper, dst);
+         },
+         [](const uint8_t* group, int64_t nsuper, int row, float* out) {
+           kernels::pack::DequantizeQ4_1x16Row(group, 8 * nsuper, row, out);
+         },
+         [](const uint8_t* g, const kernels::QuantizedActivations& a, int64_t t, int64_t nb,
+            float* out) {
+           kernels::GemmQ4_1x16Reference(g, a.q_row(t), a.scale_row(t), a.sum_row(t), nb, out);
+         }},
+        43);
   }
   if (table.gemm_q3_kx16 != nullptr) {
     ExpectKQuantX16MatchesPlainRows(

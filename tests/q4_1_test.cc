@@ -1,5 +1,6 @@
-// Q4_1, llama.cpp's affine 4-bit type (x = d * q + m per 32 values; its Q4_1 files): read from
-// GGUF files and computed on as stored (row dots, Q5_1's without the fifth bit). The values are
+// Q4_1, llama.cpp's affine 4-bit type (x = d * q + m per 32 values; its Q4_1 files, and the
+// first layers' ffn_down in imatrix Q4_0 files): read from GGUF files and computed on as stored
+// (row dots, Q5_1's without the fifth bit) or interleaved by 16 rows (Q4_1x16). The values are
 // checked against ggml's dequantize_row_q4_1 written out here, on random blocks and on every
 // Q4_1 matrix of tests/fixtures/llama_cpp_gguf/tiny-wide-q4_1.gguf (llama-quantize de3ff81,
 // Q4_1) as the forward pass reads it; the kernels against the scalar reference in kernels_test;
@@ -13,7 +14,9 @@
 #include <vector>
 
 #include "base/half.h"
+#include "kernels/kernels.h"
 #include "llama_cpp_file_values.h"
+#include "model/model.h"
 #include "quant/quant.h"
 
 namespace gemma4 {
@@ -68,6 +71,11 @@ TEST(Q4_1Test, LlamaCppFileLoadsWithTheFileValues) {
   // The file's 25 Q4_1 matrices: all nine of blk.0 and blk.1, the seven of blk.2 (KV-shared:
   // no k, v); the embeddings are Q6_K.
   EXPECT_EQ(checked[DType::kQ4_1], 25);
+  // Where the ISA has the 16-row kernel, the 512-row gate projection is interleaved.
+  auto model = LoadedModel::Load(testing::LlamaCppFixture("tiny-wide-q4_1.gguf"));
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  EXPECT_EQ((*model)->weights().layers[0].gate_proj.dtype,
+            kernels::BestTable().gemm_q4_1x16 != nullptr ? DType::kQ4_1x16 : DType::kQ4_1);
 }
 
 // llama.cpp's logits on the same file (libllama de3ff81, one batch, every position; committed

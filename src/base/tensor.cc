@@ -68,6 +68,8 @@ const char* DTypeName(DType t) {
       return "Q3_Kx16";
     case DType::kQ4_1:
       return "Q4_1";
+    case DType::kQ4_1x16:
+      return "Q4_1x16";
   }
   return "?";
 }
@@ -99,6 +101,7 @@ int64_t BlockElements(DType t) {
     case DType::kQ8_0x16:
     case DType::kQ5_0:
     case DType::kQ4_1:
+    case DType::kQ4_1x16:
     case DType::kQ5_1:
     case DType::kIQ4_NL:
       return 32;
@@ -131,6 +134,7 @@ size_t BlockBytes(DType t) {
     case DType::kQ5_0:
       return 22;  // f16 d + 4 bytes of fifth bits + 16 bytes of nibbles
     case DType::kQ4_1:
+    case DType::kQ4_1x16:
       return 20;  // f16 d, f16 m + 16 bytes of nibbles
     case DType::kQ5_1:
       return 24;  // f16 d, f16 m + 4 bytes of fifth bits + 16 bytes of nibbles
@@ -161,7 +165,7 @@ bool IsBlockType(DType t) { return BlockElements(t) > 1; }
 bool IsInterleavedX16(DType t) {
   return t == DType::kQ4_0x16 || t == DType::kQ8_0x16 || t == DType::kQ3_Kx16 ||
          t == DType::kQ4_Kx16 || t == DType::kQ5_Kx16 || t == DType::kQ6_Kx16 ||
-         t == DType::kIQ4_XSx16;
+         t == DType::kIQ4_XSx16 || t == DType::kQ4_1x16;
 }
 
 uint64_t RowBytes(DType t, int64_t cols) {

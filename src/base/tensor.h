@@ -108,9 +108,14 @@ enum class DType : uint8_t {
   // multiple of 16.
   kQ3_Kx16,
   // Q4_1 as llama.cpp writes it ({ f16 d; f16 m; uint8 qs[16]; }, x = d * q + m with q the
-  // nibbles, laid out as Q4_0's): its Q4_1 files (Q6_K embeddings). Computed on as stored (row
-  // dots: d * sum(q a) + m * sum(a) per block, Q5_1's without the fifth bit).
+  // nibbles, laid out as Q4_0's): its Q4_1 files and the first layers' ffn_down in a Q4_0 file
+  // made with an importance matrix. Computed on as stored (row dots: d * sum(q a) + m * sum(a)
+  // per block, Q5_1's without the fifth bit) or as kQ4_1x16 where the ISA has 16-row kernels.
   kQ4_1,
+  // Q4_1 interleaved across groups of 16 rows (AVX2 / AVX-512 GEMM): per group and block, 320
+  // bytes (16 x 20): the 16 rows' f16 d, their f16 m, then the nibbles laid out as Q4_0x16's
+  // data. Rows must be a multiple of 16.
+  kQ4_1x16,
 };
 
 const char* DTypeName(DType t);
@@ -120,8 +125,8 @@ size_t DTypeSize(DType t);
 int64_t BlockElements(DType t);
 size_t BlockBytes(DType t);
 bool IsBlockType(DType t);
-// The load-time layouts that interleave 16 rows (kQ4_0x16, kQ8_0x16, kQ3_Kx16, kQ4_Kx16,
-// kQ5_Kx16, kQ6_Kx16, kIQ4_XSx16).
+// The load-time layouts that interleave 16 rows (kQ4_0x16, kQ4_1x16, kQ8_0x16, kQ3_Kx16,
+// kQ4_Kx16, kQ5_Kx16, kQ6_Kx16, kIQ4_XSx16).
 bool IsInterleavedX16(DType t);
 // Bytes of one row of `cols` elements; cols must be a multiple of BlockElements(t).
 uint64_t RowBytes(DType t, int64_t cols);

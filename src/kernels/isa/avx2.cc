@@ -750,6 +750,42 @@ void GemmQ4_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
   });
 }
 
+// Q4_1x16 on AVX2: each block is a Q4_0x16-layout area (NibbleBlockSums) with per-row scale d
+// and min m: out += a_scale (d dot + m sum(a)), the min term as m / 8 times the block's offset
+// (8 sum(a) scale), broadcast from memory per token.
+template <int NT>
+void GemmQ4_1x16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                  int64_t token, float* out, int64_t ldo) {
+  __m256 acc[NT][2];
+  for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nblocks; ++b, group += pack::kQ4_1x16BlockBytes) {
+    simd::PrefetchAhead<pack::kQ4_1x16BlockBytes>(group);
+    __m256 d[2], m8[2];
+    LoadGroupScales(group, d);
+    LoadGroupScales(group + pack::kQ4_1x16Min, m8);
+    for (int h = 0; h < 2; ++h) m8[h] = _mm256_mul_ps(m8[h], _mm256_set1_ps(0.125f));
+    __m256i dp[NT][2];
+    NibbleBlockSums<NT>(group + pack::kQ4_1x16Data, a, token, b, dp);
+    for (int t = 0; t < NT; ++t) {
+      const __m256 vs = _mm256_broadcast_ss(a.scale_row(token + t) + b);
+      const __m256 vm = _mm256_broadcast_ss(a.offset_row(token + t) + b);
+      for (int h = 0; h < 2; ++h) {
+        acc[t][h] =
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp[t][h]), _mm256_mul_ps(d[h], vs), acc[t][h]);
+        acc[t][h] = _mm256_fmadd_ps(m8[h], vm, acc[t][h]);
+      }
+    }
+  }
+  StoreGroupTile<NT>(acc, out, ldo);
+}
+
+void GemmQ4_1x16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
+    GemmQ4_1x16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
+  });
+}
+
 // IQ4_XSx16 on AVX2: each sub-block's nibbles (Q4_0x16 layout) are looked up twice, as the
 // levels' sizes (unsigned, at most 127) and as the levels, whose signs go onto the broadcast
 // activations (vpsignb, per byte: per row). A maddubs pair sum is then at most 2 * 127 * 127,
@@ -1100,6 +1136,7 @@ const KernelTable& Table() {
       .gemm_q5_kx16 = GemmQ5_Kx16,
       .gemm_iq4_xsx16 = GemmIQ4_XSx16,
       .gemm_q3_kx16 = GemmQ3_Kx16,
+      .gemm_q4_1x16 = GemmQ4_1x16,
       .quantize_blocks = QuantizeBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

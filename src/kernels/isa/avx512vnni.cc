@@ -1061,6 +1061,39 @@ void GemmQ6_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
   });
 }
 
+// Q4_1x16: per block, the Q4_0x16 data area's nibbles (Q4X16::Load) times the token's block
+// (DotBlockX16), scaled by d; the mins add m / 8 times the block's offset (8 sum(a) scale,
+// QuantizedActivations), so no per-token sum and scale multiply.
+template <int NT>
+void GemmQ4_1x16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                  int64_t token, float* out, int64_t ldo) {
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nblocks; ++b, group += pack::kQ4_1x16BlockBytes) {
+    simd::PrefetchAhead<pack::kQ4_1x16BlockBytes>(group);
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group)));
+    const __m512 m8 = _mm512_mul_ps(
+        _mm512_cvtph_ps(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + pack::kQ4_1x16Min))),
+        _mm512_set1_ps(0.125f));
+    __m512i w[8];
+    Q4X16::Load(group + pack::kQ4_1x16Data, w);
+    for (int t = 0; t < NT; ++t) {
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DotBlockX16(w, a.q_row(token + t) + b * 32)),
+                               _mm512_mul_ps(d, _mm512_set1_ps(a.scale_row(token + t)[b])), acc[t]);
+      acc[t] = _mm512_fmadd_ps(m8, _mm512_set1_ps(a.offset_row(token + t)[b]), acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + t * ldo, acc[t]);
+}
+
+void GemmQ4_1x16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  simd::ForTokenPieces<8>(ntok, [&](int first, auto nt) {
+    GemmQ4_1x16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
+  });
+}
+
 // Q3_Kx16: per sub-block, eight vectors of unsigned 3-bit values: chunk ch's low bit pair from
 // area ch / 4 at shift 2 (ch % 4), its hmask bit from bit ch of the high-bit area moved to
 // bit 2 (16-bit shifts whose carries the masks drop). Chunks 0-3 (values 0-15, scale 2j) and
@@ -1308,6 +1341,7 @@ const KernelTable& Table() {
       .gemm_q5_kx16 = GemmQ5_Kx16,
       .gemm_iq4_xsx16 = GemmIQ4_XSx16,
       .gemm_q3_kx16 = GemmQ3_Kx16,
+      .gemm_q4_1x16 = GemmQ4_1x16,
       .quantize_blocks = QuantizeBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

@@ -18,6 +18,8 @@ DType PackedLayout(const KernelTable& table, DType stored, int64_t rows_per_matr
       return x16_rows && table.gemm_q4_kx16 != nullptr ? DType::kQ4_Kx16 : stored;
     case DType::kQ3_K:
       return x16_rows && table.gemm_q3_kx16 != nullptr ? DType::kQ3_Kx16 : stored;
+    case DType::kQ4_1:
+      return x16_rows && table.gemm_q4_1x16 != nullptr ? DType::kQ4_1x16 : stored;
     case DType::kQ5_K:
       return x16_rows && table.gemm_q5_kx16 != nullptr ? DType::kQ5_Kx16 : stored;
     case DType::kQ6_K:
@@ -166,6 +168,29 @@ void DequantizeQ8_0x16Row(const uint8_t* group, int64_t nblocks, int row, float*
     std::memcpy(&h, group + 2 * row, 2);
     const float d = half::F16ToF32(h);
     for (int j = 0; j < 32; ++j) out[j] = d * Q8_0x16Value(group, row, j);
+  }
+}
+
+void RepackGroupQ4_1x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks, uint8_t* dst) {
+  for (int64_t b = 0; b < nblocks; ++b, dst += kQ4_1x16BlockBytes) {
+    for (int r = 0; r < 16; ++r) {
+      const uint8_t* block = src + r * src_row_bytes + b * quant::kQ4_1BlockBytes;
+      std::memcpy(dst + 2 * r, block, 2);
+      std::memcpy(dst + kQ4_1x16Min + 2 * r, block + 2, 2);
+      PlaceQ4_0Nibbles(block + 4, r, dst + kQ4_1x16Data);
+    }
+  }
+}
+
+int Q4_1x16Value(const uint8_t* block, int row, int j) {
+  return (block[kQ4_1x16Data + X16Byte(row, j)] >> X16Shift(j)) & 0xF;
+}
+
+void DequantizeQ4_1x16Row(const uint8_t* group, int64_t nblocks, int row, float* out) {
+  for (int64_t b = 0; b < nblocks; ++b, group += kQ4_1x16BlockBytes, out += kBlock) {
+    const float d = half::F16ToF32(LoadU16(group + 2 * row));
+    const float m = half::F16ToF32(LoadU16(group + kQ4_1x16Min + 2 * row));
+    for (int j = 0; j < 32; ++j) out[j] = Q4_1x16Value(group, row, j) * d + m;
   }
 }
 

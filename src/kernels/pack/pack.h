@@ -116,6 +116,18 @@ int Q6_Kx16Value(const uint8_t* block, int row, int e);
 // Row `row` (0..15) of a Q6_Kx16 group as f32.
 void DequantizeQ6_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out);
 
+// Q4_1x16 (see DType::kQ4_1x16): per block 16 f16 d, 16 f16 m, then 256 bytes of nibbles in the
+// Q4_0x16 data layout.
+constexpr int kQ4_1x16BlockBytes = 16 * quant::kQ4_1BlockBytes;
+constexpr int kQ4_1x16Min = 32;
+constexpr int kQ4_1x16Data = 64;
+// 16 rows of plain Q4_1 -> one Q4_1x16 group, nblocks blocks of 32 values.
+void RepackGroupQ4_1x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks, uint8_t* dst);
+// Nibble (0..15) of element j (0..31) of row `row` in one Q4_1x16 block.
+int Q4_1x16Value(const uint8_t* block, int row, int j);
+// Row `row` (0..15) of a Q4_1x16 group as f32.
+void DequantizeQ4_1x16Row(const uint8_t* group, int64_t nblocks, int row, float* out);
+
 // Q3_Kx16 (see DType::kQ3_Kx16): 16 rows of Q3_K interleaved per 256-value block, 1760 bytes
 // (16 x 110). The 6-bit scale k (0..15) of row r (entry e = 16 k + r) keeps its low 4 bits in
 // byte e % 128 of the low area (low nibble for e < 128, high nibble otherwise) and its top 2

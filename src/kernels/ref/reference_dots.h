@@ -51,6 +51,10 @@ void GemmIQ4_XSx16Reference(const uint8_t* group, const int8_t* a, const float* 
 // the same order as DotQ6_KReference on the plain rows.
 void GemmQ6_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
                           int64_t nblocks, float* out);
+// Scalar reference: rows 0..15 of a Q4_1x16 group; the same sums in the same order as
+// DotQ4_1Reference on the plain rows.
+void GemmQ4_1x16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                          const int32_t* a_sum, int64_t nblocks, float* out);
 // Scalar reference: rows 0..15 of a Q3_Kx16 group; the same sums in the same order as
 // DotQ3_KReference on the plain rows.
 void GemmQ3_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
