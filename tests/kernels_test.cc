@@ -289,6 +289,51 @@ TEST_P(KernelTest, Q5_KMatchesReference) {
   }
 }
 
+// A Q2_K row of random bytes (values, 4-bit scales and mins) with small positive d and dmin at
+// bytes 80 and 82 of each block.
+std::vector<uint8_t> RandomQ2_KRow(int64_t superblocks, std::mt19937* rng) {
+  std::vector<uint8_t> row(superblocks * quant::kQ2_KBlockBytes);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (auto& b : row) b = static_cast<uint8_t>(byte(*rng));
+  for (int64_t s = 0; s < superblocks; ++s) {
+    const uint16_t d = half::F32ToF16(0.002f * (1 + byte(*rng) % 7));
+    const uint16_t dmin = half::F32ToF16(0.001f * (1 + byte(*rng) % 5));
+    std::memcpy(row.data() + s * quant::kQ2_KBlockBytes + quant::kQ2_KD, &d, 2);
+    std::memcpy(row.data() + s * quant::kQ2_KBlockBytes + quant::kQ2_KD + 2, &dmin, 2);
+  }
+  return row;
+}
+
+// The ISA's Q2_K row dot against the reference's, and the reference against the dequantized row
+// (ggml's formula) times the activations in double, on odd super-block counts: random bytes,
+// then every scale and min 15 (scale bytes 0xFF), every scale and min 0, every value 3 (with
+// random scales), and every byte 0xFF (the largest products and mins at once).
+TEST_P(KernelTest, Q2_KMatchesReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  ASSERT_NE(table.dot_q2_k, nullptr);
+  std::mt19937 rng(41);
+  const char* kCases[] = {"random", "scales 0xFF", "scales 0", "values 3", "all 0xFF"};
+  for (int64_t superblocks : {1, 3, 5}) {
+    for (int c = 0; c < 5; ++c) {
+      const int64_t k = superblocks * 256, tokens = 5;
+      const auto x = RandomVector(tokens * k, &rng);
+      kernels::QuantizedActivations acts;
+      kernels::QuantizeActivations(x.data(), tokens, k, &acts);
+      auto row = RandomQ2_KRow(superblocks, &rng);
+      for (int64_t s = 0; s < superblocks; ++s) {
+        uint8_t* block = row.data() + s * quant::kQ2_KBlockBytes;
+        if (c == 1 || c == 4) std::memset(block, 0xFF, 16);
+        if (c == 2) std::memset(block, 0x00, 16);
+        if (c == 3 || c == 4) std::memset(block + quant::kQ2_KValues, 0xFF, 64);
+      }
+      ExpectRowDotMatchesReference(
+          table, &kernels::KernelTable::dot_q2_k, DType::kQ2_K, row, k, acts,
+          "Q2_K, " + std::to_string(superblocks) + " blocks, " + kCases[c]);
+    }
+  }
+}
+
 // The ISA's Q5_1 row dot against the reference's, and the reference against the dequantized
 // row (ggml's formula) times the activations in double; odd block counts (a lone last block),
 // fifth bits random, all clear and all set, negative and positive mins.

@@ -125,6 +125,24 @@ int Run() {
         bool iq4_same = true;
         for (int i = 0; i < ntok; ++i) iq4_same &= std::fabs(a[i] - b[i]) <= 1e-4 * (1 + iq4_mag);
         Check(iq4_same, "dot_iq4_xs", k);
+        // Q2_K likewise (random values, scales and mins, small d and dmin).
+        std::vector<uint8_t> q2k(RowBytes(DType::kQ2_K, k));
+        for (uint8_t& byte : q2k) byte = static_cast<uint8_t>(rng());
+        for (int64_t sb = 0; sb < nblocks / 8; ++sb) {
+          const uint16_t d = half::F32ToF16(0.002f * static_cast<float>(1 + sb % 7));
+          const uint16_t dmin = half::F32ToF16(0.001f * static_cast<float>(1 + sb % 5));
+          std::memcpy(q2k.data() + sb * quant::kQ2_KBlockBytes + quant::kQ2_KD, &d, 2);
+          std::memcpy(q2k.data() + sb * quant::kQ2_KBlockBytes + quant::kQ2_KD + 2, &dmin, 2);
+        }
+        std::vector<float> q2k_values(k);
+        quant::DequantizeRow(DType::kQ2_K, q2k.data(), k, q2k_values.data());
+        double q2k_mag = 0;
+        for (int64_t j = 0; j < k; ++j) q2k_mag += std::fabs(double{q2k_values[j]} * x[j]);
+        t.dot_q2_k(q2k.data(), nblocks, acts, 0, ntok, a);
+        ref.dot_q2_k(q2k.data(), nblocks, acts, 0, ntok, b);
+        bool q2k_same = true;
+        for (int i = 0; i < ntok; ++i) q2k_same &= std::fabs(a[i] - b[i]) <= 1e-4 * (1 + q2k_mag);
+        Check(q2k_same, "dot_q2_k", k);
       }
       // Q5_1 likewise (random bytes, small d, mins of both signs), any block count.
       std::vector<uint8_t> q51(RowBytes(DType::kQ5_1, k));

@@ -62,6 +62,8 @@ const char* DTypeName(DType t) {
       return "IQ4_XS";
     case DType::kIQ4_XSx16:
       return "IQ4_XSx16";
+    case DType::kQ2_K:
+      return "Q2_K";
   }
   return "?";
 }
@@ -95,6 +97,7 @@ int64_t BlockElements(DType t) {
     case DType::kQ5_1:
     case DType::kIQ4_NL:
       return 32;
+    case DType::kQ2_K:
     case DType::kQ4_K:
     case DType::kQ4_Kx16:
     case DType::kQ5_K:
@@ -128,6 +131,8 @@ size_t BlockBytes(DType t) {
     case DType::kIQ4_XS:
     case DType::kIQ4_XSx16:
       return 136;  // f16 d, u16 high scale bits, 4 bytes of low scale bits, 128 bytes of nibbles
+    case DType::kQ2_K:
+      return 84;  // 16 bytes of 4-bit scales/mins, 64 bytes of 2-bit values, f16 d, f16 dmin
     case DType::kQ4_K:
     case DType::kQ4_Kx16:
       return 144;  // f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles
@@ -155,9 +160,9 @@ uint64_t RowBytes(DType t, int64_t cols) {
 
 bool IsComputeType(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 ||
-         t == DType::kQ4_0 || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K ||
-         t == DType::kQ5_1 || t == DType::kIQ4_XS || t == DType::kQ4_0R || t == DType::kQ8_0R ||
-         IsInterleavedX16(t);
+         t == DType::kQ4_0 || t == DType::kQ2_K || t == DType::kQ4_K || t == DType::kQ5_K ||
+         t == DType::kQ6_K || t == DType::kQ5_1 || t == DType::kIQ4_XS || t == DType::kQ4_0R ||
+         t == DType::kQ8_0R || IsInterleavedX16(t);
 }
 
 bool ConvertsToQ8_0(DType t) { return t == DType::kQ5_0 || t == DType::kIQ4_NL; }

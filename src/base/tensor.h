@@ -94,6 +94,12 @@ enum class DType : uint8_t {
   // bytes of nibbles laid out as Q4_0x16's data (see kernels::pack::RepackGroupIQ4_XSx16).
   // Rows must be a multiple of 16.
   kIQ4_XSx16,
+  // Q2_K as llama.cpp writes it ({ uint8 scales[16]; uint8 qs[64]; f16 d; f16 dmin; }, 84
+  // bytes: 256 values in 16 sub-blocks of 16, x = d * (scales[k] & 0xF) * q - dmin *
+  // (scales[k] >> 4) in sub-block k with q in [0, 3]; element 128 h + 32 j + l holds bits 2j,
+  // 2j + 1 of qs[32 h + l] for l < 32). Its Q2_K and Q2_K_S mixes hold it. Computed on as
+  // stored (row dots).
+  kQ2_K,
 };
 
 const char* DTypeName(DType t);

@@ -65,6 +65,7 @@ struct KernelTable {
   RowDotFn dot_q5_k;      // likewise (8 per Q5_K block)
   RowDotFn dot_q5_1;      // Q5_1 (DType::kQ5_1), plain rows only
   RowDotFn dot_iq4_xs;    // IQ4_XS (DType::kIQ4_XS), plain rows only (8 blocks per IQ4_XS block)
+  RowDotFn dot_q2_k;      // Q2_K (DType::kQ2_K), 8 blocks per Q2_K block; needs sum16
   GemmTileFn gemm_q4_0r;  // optional (null: dot_q4_0r per row)
   // Repacked Q8_0 (DType::kQ8_0R). Tables without a fast kernel leave gemm_q8_0r null, and
   // models loaded with them keep plain Q8_0.

@@ -105,8 +105,8 @@ kernels::GemmX16TilesFn TilesFor(const kernels::KernelTable& table, DType dtype)
 // x [s, k] quantized to int8 blocks in this thread's scratch (reused across calls: large
 // buffers freed and reallocated every matmul would come back from the OS as fresh zeroed pages
 // each time), which the pool's workers then read; the token-interleaved copy where the
-// weights' kernel reads it, per-16 sums for Q6_K weights; or, for a table's bf16 tile kernels
-// (AMX), x rounded to bf16 tiles instead (see below). gelu_up: when not null, x is the
+// weights' kernel reads it, per-16 sums for Q6_K and Q2_K weights; or, for a table's bf16 tile
+// kernels (AMX), x rounded to bf16 tiles instead (see below). gelu_up: when not null, x is the
 // MLP's gate and each token's row x[t] first becomes gelu_tanh(x[t]) * gelu_up[t] in place
 // (MatMulGeluMul). make_row: when not null, x is scratch that each token's row is first
 // made in (MatMulSharedRows).
@@ -167,7 +167,10 @@ kernels::QuantizedActivations& QuantizeActivations(
   } else {
     quantize_tokens(0, s);
   }
-  if (!bf16 && (weight_type == DType::kQ6_K || weight_type == DType::kQ6_Kx16)) acts.FillSums16();
+  if (!bf16 && (weight_type == DType::kQ6_K || weight_type == DType::kQ6_Kx16 ||
+                weight_type == DType::kQ2_K)) {
+    acts.FillSums16();
+  }
   return acts;
 }
 
@@ -360,6 +363,7 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
                                 : w.dtype == DType::kQ5_K   ? table.dot_q5_k
                                 : w.dtype == DType::kQ5_1   ? table.dot_q5_1
                                 : w.dtype == DType::kIQ4_XS ? table.dot_iq4_xs
+                                : w.dtype == DType::kQ2_K   ? table.dot_q2_k
                                                             : table.dot_q4_0;
   const kernels::QuantizedActivations& acts =
       QuantizeActivations(x, s, k, w.dtype, pool, gelu_up, nullptr, false, true, run_tokens);

@@ -19,6 +19,10 @@
 //   Q5_K: 256 values, { f16 d; f16 dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128]; }
 //         x = d * sc_j * q - dmin * m_j (sub-block j of 32; scales and mins as in Q4_K), q's
 //         low nibble as in Q4_K and its fifth bit bit j of qh[l] (element 32 j + l) (read only)
+//   Q2_K: 256 values, { uint8 scales[16]; uint8 qs[64]; f16 d; f16 dmin; }
+//         x = d * (scales[k] & 0xF) * q - dmin * (scales[k] >> 4) in sub-block k of 16
+//         (elements 16 k .. 16 k + 15), q in [0, 3]: element 128 h + 32 j + l (h < 2, j < 4,
+//         l < 32) is bits 2 j .. 2 j + 1 of qs[32 h + l] (read only)
 #ifndef GEMMA4_SRC_QUANT_QUANT_H_
 #define GEMMA4_SRC_QUANT_QUANT_H_
 
@@ -56,6 +60,9 @@ constexpr int8_t kIQ4NLValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
 constexpr int kQ5_KBlockBytes = 176;  // 256 values
 constexpr int kQ5_KHigh = 16;         // qh: 32 bytes of fifth bits
 constexpr int kQ5_KLow = 48;          // qs: 128 bytes of nibbles, as Q4_K's at 16
+constexpr int kQ2_KBlockBytes = 84;   // 256 values
+constexpr int kQ2_KValues = 16;       // qs: 64 bytes of 2-bit values after the 16 scale bytes
+constexpr int kQ2_KD = 80;            // f16 d, then f16 dmin at 82
 
 // Row conversions; n must be a multiple of the type's block size.
 void QuantizeRowQ8_0(const float* x, int64_t n, uint8_t* out);
@@ -82,6 +89,8 @@ void Q4_KScales(const uint8_t* packed, uint8_t* scales, uint8_t* mins);
 void UnpackQ5_1(const uint8_t* block, uint8_t* q);
 // The 256 values (q in [0, 31]) of one Q5_K block, in element order.
 void UnpackQ5_K(const uint8_t* block, uint8_t* q);
+// The 256 values (q in [0, 3]) of one Q2_K block, in element order.
+void UnpackQ2_K(const uint8_t* block, uint8_t* q);
 // The 256 signed values (q - 32, in [-32, 31]) of one Q6_K block, in element order.
 void UnpackQ6_K(const uint8_t* block, int8_t* q);
 

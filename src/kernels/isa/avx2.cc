@@ -154,6 +154,22 @@ void DotQ4_0RT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
   }
 }
 
+// Byte shuffles putting byte 2v of 16 per-16 scales in bytes 0-7 and byte 2v + 1 in bytes
+// 8-15, v = 0..7: the scales of the two 16-value halves of 32-value block v (Q6_K, Q2_K).
+alignas(16) constexpr uint8_t kScalePairs[8][16] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
+    {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5},
+    {6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+    {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9},
+    {10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+    {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13},
+    {14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15}};
+
+inline __m128i ScalePairShuffle(int v) {
+  return _mm_load_si128(reinterpret_cast<const __m128i*>(kScalePairs[v]));
+}
+
 // Q6_K, 32 values per vector (same unpacking as the AVX-512 kernel). maddubs of the unsigned
 // 6-bit values (stored + 32) with the activations gives int16 pair sums; one vpmaddwd against
 // the sub-block scales (lanes 0-7: sub-block 2v, 8-15: 2v + 1) sums them to int32 already
@@ -166,16 +182,6 @@ void DotQ6_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
   __m256 acc[NT], offset[NT];
   for (int t = 0; t < NT; ++t) acc[t] = offset[t] = _mm256_setzero_ps();
   const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
-  // Byte shuffles putting scale 2v in bytes 0-7 and 2v + 1 in bytes 8-15, v = 0..7.
-  alignas(16) static constexpr uint8_t kScalePairs[8][16] = {
-      {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
-      {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
-      {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5},
-      {6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
-      {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9},
-      {10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
-      {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13},
-      {14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15}};
   for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += 210) {
     simd::PrefetchAhead<210>(w);
     const float d = LoadHalf(w + 208);
@@ -205,8 +211,7 @@ void DotQ6_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
       q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
       for (int v = 0; v < 4; ++v) {  // vector v holds sub-blocks 2v, 2v + 1 of this half
-        scale[v] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(
-            sc, _mm_load_si128(reinterpret_cast<const __m128i*>(kScalePairs[4 * half + v]))));
+        scale[v] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, ScalePairShuffle(4 * half + v)));
       }
       const int64_t b = sb * 8 + half * 4;  // first activation block of this half
       for (int t = 0; t < NT; ++t) {
@@ -221,6 +226,56 @@ void DotQ6_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
     }
   }
   for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]) - 32.0f * HorizontalSum(offset[t]);
+}
+
+// Q2_K: per 128-value half h, the 32 bytes qs[32 h ..] hold four activation blocks (block
+// 4 h + j at bits 2 j .. 2 j + 1 of each byte): one shift and mask each, in element order.
+// maddubs of the unsigned values (0..3) with the activations gives int16 pair sums, and one
+// vpmaddwd against the sub-block scales (lanes 0-7: the block's first 16 values, 8-15: the
+// other 16; kScalePairs) sums them to int32 already scaled, as in Q6_K. The mins come off once
+// per super-block: dmin times the sum over blocks of a_scale * (m_2b sum16_2b + m_2b+1
+// sum16_2b+1), one vpmaddwd of the 16 mins with the 16 per-16 activation sums.
+template <int NT>
+void DotQ2_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
+  __m256 acc[NT], mins[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = mins[t] = _mm256_setzero_ps();
+  const __m256i three = _mm256_set1_epi8(3);
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += quant::kQ2_KBlockBytes) {
+    simd::PrefetchAhead<quant::kQ2_KBlockBytes>(w);
+    const float d = LoadHalf(w + quant::kQ2_KD), dmin = LoadHalf(w + quant::kQ2_KD + 2);
+    const __m128i scale_bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w));
+    const __m128i sc = _mm_and_si128(scale_bytes, low4);
+    const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(scale_bytes, 4), low4));
+    for (int t = 0; t < NT; ++t) {
+      const __m256i s16 =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum16_row(token + t) + sb * 16));
+      const __m256 dmin_as =
+          _mm256_mul_ps(_mm256_set1_ps(dmin), _mm256_loadu_ps(a.scale_row(token + t) + sb * 8));
+      mins[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(m16, s16)), dmin_as, mins[t]);
+    }
+    for (int half = 0; half < 2; ++half) {
+      const __m256i raw =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + quant::kQ2_KValues + 32 * half));
+      __m256i q[4], scale[4];
+      for (int j = 0; j < 4; ++j) {
+        q[j] = _mm256_and_si256(_mm256_srli_epi16(raw, 2 * j), three);
+        scale[j] = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sc, ScalePairShuffle(4 * half + j)));
+      }
+      const int64_t b = sb * 8 + half * 4;  // first activation block of this half
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* aq = a.q_row(token + t) + b * 32;
+        const float* as = a.scale_row(token + t) + b;
+        for (int j = 0; j < 4; ++j) {
+          const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(aq + 32 * j));
+          const __m256i dp = _mm256_madd_epi16(_mm256_maddubs_epi16(q[j], av), scale[j]);
+          acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), _mm256_set1_ps(d * as[j]), acc[t]);
+        }
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]) - HorizontalSum(mins[t]);
 }
 
 // Q4_K: a 32-byte chunk holds sub-block 2c in its low nibbles and 2c + 1 in its high nibbles,
@@ -947,6 +1002,7 @@ const KernelTable& Table() {
       .dot_q5_k = GEMMA4_BY_TOKEN_COUNT(DotQ5_KT),
       .dot_q5_1 = GEMMA4_BY_TOKEN_COUNT(DotQ5_1T),
       .dot_iq4_xs = GEMMA4_BY_TOKEN_COUNT(DotIQ4_XST),
+      .dot_q2_k = GEMMA4_BY_TOKEN_COUNT(DotQ2_KT),
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = ReferenceTable().dot_q8_0r,
       .gemm_q8_0r = nullptr,

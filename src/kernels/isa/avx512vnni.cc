@@ -393,6 +393,68 @@ void DotQ5_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
   DotQ4_KT<NT, true>(w, nblocks, a, token, out);
 }
 
+// Q2_K: per 128-value half h, the 32 bytes qs[32 h ..] hold four activation blocks (block
+// 4 h + j at bits 2 j .. 2 j + 1 of each byte), loaded into both 256-bit halves of a vector and
+// shifted by 0 and 2 (blocks j = 0, 1) or 4 and 6 (j = 2, 3) per half: two blocks per vector in
+// element order, unsigned for vpdpbusd. Each dword lane then sums 4 products of one 16-value
+// sub-block, at most 4 * 3 * 127 in magnitude, so vpmaddwd against the sub-block's scale (the
+// lane's high word 0) gives scale * sum in int32, and each block pair is scaled by d times its
+// activation scales. The mins come off once per super-block: dmin times the sum over blocks of
+// a_scale * (m_2b sum16_2b + m_2b+1 sum16_2b+1), one vpmaddwd of the 16 mins with the 16
+// per-16 activation sums (QuantizedActivations::sum16).
+template <int NT>
+void DotQ2_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
+  __m512 acc[NT];
+  __m256 mins[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm512_setzero_ps();
+    mins[t] = _mm256_setzero_ps();
+  }
+  const __m512i three = _mm512_set1_epi8(3);
+  const __m512i shift01 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+  const __m512i shift23 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+  const __m512i low4 = _mm512_set1_epi32(0x0F);
+  // Byte k / 4 of four scale bytes to dword lane k (each sub-block's four lanes).
+  const __m128i spread = _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += quant::kQ2_KBlockBytes) {
+    simd::PrefetchAhead<quant::kQ2_KBlockBytes>(w);
+    const float d = LoadHalf(w + quant::kQ2_KD), dmin = LoadHalf(w + quant::kQ2_KD + 2);
+    const __m128i scale_bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w));
+    const __m256i m16 =
+        _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(scale_bytes, 4), _mm_set1_epi8(0x0F)));
+    for (int t = 0; t < NT; ++t) {
+      const __m256i s16 =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum16_row(token + t) + sb * 16));
+      const __m256 dmin_as =
+          _mm256_mul_ps(_mm256_set1_ps(dmin), _mm256_loadu_ps(a.scale_row(token + t) + sb * 8));
+      mins[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(m16, s16)), dmin_as, mins[t]);
+    }
+    for (int half = 0; half < 2; ++half) {
+      const __m512i raw = _mm512_broadcast_i64x4(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + quant::kQ2_KValues + 32 * half)));
+      const __m512i q01 = _mm512_and_si512(_mm512_srlv_epi16(raw, shift01), three);
+      const __m512i q23 = _mm512_and_si512(_mm512_srlv_epi16(raw, shift23), three);
+      const __m512i sc01 = _mm512_and_si512(
+          _mm512_cvtepu8_epi32(_mm_shuffle_epi8(_mm_loadu_si32(w + 8 * half), spread)), low4);
+      const __m512i sc23 = _mm512_and_si512(
+          _mm512_cvtepu8_epi32(_mm_shuffle_epi8(_mm_loadu_si32(w + 8 * half + 4), spread)), low4);
+      const int64_t b = sb * 8 + half * 4;  // first activation block of this half
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* q = a.q_row(token + t) + b * 32;
+        const float* as = a.scale_row(token + t) + b;
+        const __m512i dp01 = _mm512_madd_epi16(
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), q01, _mm512_loadu_si512(q)), sc01);
+        const __m512i dp23 = _mm512_madd_epi16(
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), q23, _mm512_loadu_si512(q + 64)), sc23);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp01), PairScale(d * as[0], d * as[1]), acc[t]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp23), PairScale(d * as[2], d * as[3]), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) - HorizontalSum256(mins[t]);
+}
+
 // Q5_1: x = d q + m per 32-value block, q in [0, 31]. A block's nibbles unpack in element order
 // (low nibbles elements 0-15, high nibbles 16-31) and its 32 fifth bits (qh, bit e for element
 // e) become bytes through a mask move; two blocks meet one 64-byte activation load. Per block
@@ -1131,6 +1193,7 @@ const KernelTable& Table() {
       .dot_q5_k = GEMMA4_BY_TOKEN_COUNT(DotQ5_KT),
       .dot_q5_1 = GEMMA4_BY_TOKEN_COUNT(DotQ5_1T),
       .dot_iq4_xs = GEMMA4_BY_TOKEN_COUNT(DotIQ4_XST),
+      .dot_q2_k = GEMMA4_BY_TOKEN_COUNT(DotQ2_KT),
       .gemm_q4_0r = GroupGemm<Q4Groups>,
       .dot_q8_0r = GroupDot<Q8Groups>,
       .gemm_q8_0r = GroupGemm<Q8Groups>,

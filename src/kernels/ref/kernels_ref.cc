@@ -121,6 +121,14 @@ void DotQ6_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, i
   }
 }
 
+void DotQ2_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  for (int i = 0; i < ntok; ++i) {
+    out[i] = DotQ2_KReference(w, a.q_row(token + i), a.scale_row(token + i), a.sum16_row(token + i),
+                              nblocks);
+  }
+}
+
 void DotQ4_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   for (int i = 0; i < ntok; ++i) {
@@ -368,6 +376,7 @@ const KernelTable& ReferenceTable() {
       .dot_q5_k = DotQ5_K,
       .dot_q5_1 = DotQ5_1,
       .dot_iq4_xs = DotIQ4_XS,
+      .dot_q2_k = DotQ2_K,
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = DotQ8_0R,
       .gemm_q8_0r = nullptr,

@@ -23,6 +23,13 @@ float DotIQ4_XSReference(const uint8_t* w, const int8_t* a, const float* a_scale
 // Likewise for Q5_K (the same sums as Q4_K's, with five-bit values).
 float DotQ5_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
                        const int32_t* a_sum, int64_t nblocks);
+// Q2_K: per 32-value activation block b (Q2_K sub-blocks k = 2 b and 2 b + 1 of 16 values),
+// the integers S = sc_2b dot_2b + sc_2b+1 dot_2b+1 (dot_k: the values of sub-block k times the
+// activations) and M = m_2b sum16_2b + m_2b+1 sum16_2b+1 (a_sum16: the activations' per-16
+// sums), then total += a_scale_b (d S - dmin M) in block order: what the SIMD kernels compute,
+// up to the order of the f32 sums.
+float DotQ2_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                       const int16_t* a_sum16, int64_t nblocks);
 // nblocks: 32-value activation blocks (a multiple of 8; each Q6_K block spans eight).
 float DotQ6_KReference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks);
 float DotQ8_0RReference(const uint8_t* w, const int8_t* a, const float* a_scale,
