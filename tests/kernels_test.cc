@@ -603,12 +603,13 @@ TEST_P(KernelTest, InterleavedX16PairMatchesSingleGroups) {
   }
 }
 
-// A 16-row K-quant format (Q4_Kx16, Q5_Kx16, Q6_Kx16): repacking keeps every value (dequantized
-// rows equal), the scalar 16-row reference is the plain-row reference bit for bit, and the ISA
-// kernel matches it for token counts within and across register blocks. Random bytes cover
-// every 6-bit scale / min / value (and every int8 Q6_K scale); the last case sets every byte
-// to 0xFF (largest values, and for Q4_K / Q5_K the largest scales and mins; Q6_K scales then -1 and
-// -128) against activations of one sign per token: the kernels' largest int16 sums.
+// A 16-row K-quant format (Q2_Kx16, Q4_Kx16, Q5_Kx16, Q6_Kx16, IQ4_XSx16): repacking keeps
+// every value (dequantized rows equal), the scalar 16-row reference is the plain-row reference
+// bit for bit, and the ISA kernel matches it for token counts within and across register
+// blocks. Random bytes cover every scale / min / value (and every int8 Q6_K scale); the last
+// case sets every byte to 0xFF (largest values, and for Q2_K / Q4_K / Q5_K the largest scales
+// and mins; Q6_K scales then -1 and -128) against activations of one sign per token: the
+// kernels' largest int16 sums.
 struct KQuantX16 {
   DType plain;
   decltype(kernels::KernelTable::gemm_q4_kx16) gemm;
@@ -639,6 +640,9 @@ void ExpectKQuantX16MatchesPlainRows(const KQuantX16& f, uint32_t seed) {
         if (f.plain == DType::kIQ4_XS) {
           const uint16_t small = half::F32ToF16(0.0003f * (1 + byte(rng) % 7));
           std::memcpy(block, &small, 2);  // the scales (extreme: all 63) stay as drawn
+        } else if (f.plain == DType::kQ2_K) {
+          std::memcpy(block + quant::kQ2_KD, &d, 2);
+          std::memcpy(block + quant::kQ2_KD + 2, &dmin, 2);
         } else if (f.plain == DType::kQ4_K || f.plain == DType::kQ5_K) {
           std::memcpy(block, &d, 2);
           std::memcpy(block + 2, &dmin, 2);
@@ -665,6 +669,7 @@ void ExpectKQuantX16MatchesPlainRows(const KQuantX16& f, uint32_t seed) {
         f.plain == DType::kQ4_K     ? kernels::ReferenceTable().dot_q4_k
         : f.plain == DType::kQ5_K   ? kernels::ReferenceTable().dot_q5_k
         : f.plain == DType::kIQ4_XS ? kernels::ReferenceTable().dot_iq4_xs
+        : f.plain == DType::kQ2_K   ? kernels::ReferenceTable().dot_q2_k
                                     : kernels::ReferenceTable().dot_q6_k;
     for (int ntok : {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17}) {
       float got[17 * 16];
@@ -695,7 +700,8 @@ TEST_P(KernelTest, InterleavedKQuantsX16MatchPlainRows) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
   if (table.gemm_q4_kx16 == nullptr && table.gemm_q5_kx16 == nullptr &&
-      table.gemm_q6_kx16 == nullptr && table.gemm_iq4_xsx16 == nullptr) {
+      table.gemm_q6_kx16 == nullptr && table.gemm_iq4_xsx16 == nullptr &&
+      table.gemm_q2_kx16 == nullptr) {
     GTEST_SKIP() << "no 16-row K-quant kernels";
   }
   if (table.gemm_q4_kx16 != nullptr) {
@@ -727,6 +733,16 @@ TEST_P(KernelTest, InterleavedKQuantsX16MatchPlainRows) {
            kernels::GemmQ5_Kx16Reference(g, a.q_row(t), a.scale_row(t), a.sum_row(t), nb, out);
          }},
         31);
+  }
+  if (table.gemm_q2_kx16 != nullptr) {
+    ExpectKQuantX16MatchesPlainRows(
+        {DType::kQ2_K, table.gemm_q2_kx16, kernels::pack::RepackGroupQ2_Kx16,
+         kernels::pack::DequantizeQ2_Kx16Row,
+         [](const uint8_t* g, const kernels::QuantizedActivations& a, int64_t t, int64_t nb,
+            float* out) {
+           kernels::GemmQ2_Kx16Reference(g, a.q_row(t), a.scale_row(t), a.sum16_row(t), nb, out);
+         }},
+        43);
   }
   if (table.gemm_q6_kx16 != nullptr) {
     ExpectKQuantX16MatchesPlainRows(

@@ -1,6 +1,8 @@
 // Q2_K, llama.cpp's 2-bit K-quant (its Q2_K and Q2_K_S mixes hold it): read from GGUF files and
-// computed on as stored (row dots). The values are checked against ggml's dequantize_row_q2_K
-// written out here on random blocks; the kernels against the scalar reference in kernels_test.
+// computed on as stored (plain rows) or interleaved by 16 rows (Q2_Kx16). The values are checked
+// against ggml's dequantize_row_q2_K written out here on random blocks, and the 16-row layout's
+// accessors against the plain rows. The kernels are checked against the scalar reference in
+// kernels_test.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -10,6 +12,8 @@
 
 #include "base/half.h"
 #include "formats/gguf.h"
+#include "kernels/kernels.h"
+#include "kernels/pack/pack.h"
 #include "quant/quant.h"
 
 namespace gemma4 {
@@ -81,7 +85,52 @@ TEST(Q2_KTest, GgufTypeIsRead) {
   EXPECT_EQ(t, DType::kQ2_K);
   EXPECT_EQ(BlockElements(DType::kQ2_K), 256);
   EXPECT_EQ(BlockBytes(DType::kQ2_K), 84u);
+  EXPECT_EQ(RowBytes(DType::kQ2_Kx16, 512), 168u);  // interleaving keeps the bytes
   EXPECT_TRUE(IsComputeType(DType::kQ2_K));
+  EXPECT_TRUE(IsInterleavedX16(DType::kQ2_Kx16));
+}
+
+// 16 rows of random blocks (3 per row) interleaved: every row dequantizes to ggml's values, and
+// the accessors (Q2_Kx16Value, Q2_Kx16ScaleMin) give each element's value and its sub-block's
+// scale and min as the plain block stores them.
+TEST(Q2_KTest, InterleavedRowsKeepTheValues) {
+  constexpr int kSuper = 3;
+  const std::vector<uint8_t> plain = RandomQ2_KBlocks(16 * kSuper, 23);
+  const uint64_t row_bytes = 84 * kSuper;
+  std::vector<uint8_t> group(plain.size());
+  kernels::pack::RepackGroupQ2_Kx16(plain.data(), row_bytes, kSuper, group.data());
+  for (int r = 0; r < 16; ++r) {
+    const std::vector<float> want = GgmlDequantizeQ2_K(plain.data() + r * row_bytes, kSuper);
+    std::vector<float> got(want.size());
+    kernels::pack::DequantizeQ2_Kx16Row(group.data(), kSuper, r, got.data());
+    for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i], want[i]) << "row " << r << " " << i;
+    for (int sb = 0; sb < kSuper; ++sb) {
+      const uint8_t* block = plain.data() + r * row_bytes + 84 * sb;
+      const uint8_t* packed = group.data() + sb * kernels::pack::kQ2_Kx16BlockBytes;
+      for (int e = 0; e < 256; ++e) {
+        const int want_value = (block[16 + 32 * (e / 128) + e % 32] >> (2 * ((e / 32) % 4))) & 3;
+        ASSERT_EQ(kernels::pack::Q2_Kx16Value(packed, r, e), want_value)
+            << "row " << r << " block " << sb << " element " << e;
+      }
+      for (int k = 0; k < 16; ++k) {
+        uint8_t sc, m;
+        kernels::pack::Q2_Kx16ScaleMin(packed, r, k, &sc, &m);
+        EXPECT_EQ(sc, block[k] & 0xF) << "row " << r << " block " << sb << " sub-block " << k;
+        EXPECT_EQ(m, block[k] >> 4) << "row " << r << " block " << sb << " sub-block " << k;
+      }
+    }
+  }
+}
+
+// Q2_K matrices are interleaved (Q2_Kx16) where the table has the 16-row kernel and a matrix's
+// rows are a multiple of 16, and stay plain otherwise (row dots).
+TEST(Q2_KTest, InterleavedWhereTheTableHasTheKernel) {
+  kernels::KernelTable table = kernels::ReferenceTable();
+  ASSERT_NE(table.gemm_q2_kx16, nullptr);
+  EXPECT_EQ(kernels::pack::PackedLayout(table, DType::kQ2_K, 32), DType::kQ2_Kx16);
+  EXPECT_EQ(kernels::pack::PackedLayout(table, DType::kQ2_K, 24), DType::kQ2_K);
+  table.gemm_q2_kx16 = nullptr;
+  EXPECT_EQ(kernels::pack::PackedLayout(table, DType::kQ2_K, 32), DType::kQ2_K);
 }
 
 }  // namespace

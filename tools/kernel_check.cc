@@ -125,7 +125,9 @@ int Run() {
         bool iq4_same = true;
         for (int i = 0; i < ntok; ++i) iq4_same &= std::fabs(a[i] - b[i]) <= 1e-4 * (1 + iq4_mag);
         Check(iq4_same, "dot_iq4_xs", k);
-        // Q2_K likewise (random values, scales and mins, small d and dmin).
+        // Q2_K likewise (random values, scales and mins, small d and dmin), and where the table
+        // has the 16-row kernel, 16 copies of the row interleaved: each row's result is the
+        // plain dot's.
         std::vector<uint8_t> q2k(RowBytes(DType::kQ2_K, k));
         for (uint8_t& byte : q2k) byte = static_cast<uint8_t>(rng());
         for (int64_t sb = 0; sb < nblocks / 8; ++sb) {
@@ -143,6 +145,21 @@ int Run() {
         bool q2k_same = true;
         for (int i = 0; i < ntok; ++i) q2k_same &= std::fabs(a[i] - b[i]) <= 1e-4 * (1 + q2k_mag);
         Check(q2k_same, "dot_q2_k", k);
+        if (t.gemm_q2_kx16 != nullptr) {
+          std::vector<uint8_t> rows(16 * q2k.size()), group(rows.size());
+          for (int r = 0; r < 16; ++r)
+            std::copy(q2k.begin(), q2k.end(), rows.begin() + r * q2k.size());
+          kernels::pack::RepackGroupQ2_Kx16(rows.data(), q2k.size(), nblocks / 8, group.data());
+          float got[4 * 16];
+          t.gemm_q2_kx16(group.data(), nblocks, acts, 0, ntok, got, 16);
+          bool x16_same = true;
+          for (int i = 0; i < ntok; ++i) {
+            for (int r = 0; r < 16; ++r) {
+              x16_same &= std::fabs(got[i * 16 + r] - b[i]) <= 1e-4 * (1 + q2k_mag);
+            }
+          }
+          Check(x16_same, "gemm_q2_kx16", k);
+        }
       }
       // Q5_1 likewise (random bytes, small d, mins of both signs), any block count.
       std::vector<uint8_t> q51(RowBytes(DType::kQ5_1, k));

@@ -64,6 +64,8 @@ const char* DTypeName(DType t) {
       return "IQ4_XSx16";
     case DType::kQ2_K:
       return "Q2_K";
+    case DType::kQ2_Kx16:
+      return "Q2_Kx16";
   }
   return "?";
 }
@@ -98,6 +100,7 @@ int64_t BlockElements(DType t) {
     case DType::kIQ4_NL:
       return 32;
     case DType::kQ2_K:
+    case DType::kQ2_Kx16:
     case DType::kQ4_K:
     case DType::kQ4_Kx16:
     case DType::kQ5_K:
@@ -132,6 +135,7 @@ size_t BlockBytes(DType t) {
     case DType::kIQ4_XSx16:
       return 136;  // f16 d, u16 high scale bits, 4 bytes of low scale bits, 128 bytes of nibbles
     case DType::kQ2_K:
+    case DType::kQ2_Kx16:
       return 84;  // 16 bytes of 4-bit scales/mins, 64 bytes of 2-bit values, f16 d, f16 dmin
     case DType::kQ4_K:
     case DType::kQ4_Kx16:
@@ -150,8 +154,9 @@ size_t BlockBytes(DType t) {
 bool IsBlockType(DType t) { return BlockElements(t) > 1; }
 
 bool IsInterleavedX16(DType t) {
-  return t == DType::kQ4_0x16 || t == DType::kQ8_0x16 || t == DType::kQ4_Kx16 ||
-         t == DType::kQ5_Kx16 || t == DType::kQ6_Kx16 || t == DType::kIQ4_XSx16;
+  return t == DType::kQ4_0x16 || t == DType::kQ8_0x16 || t == DType::kQ2_Kx16 ||
+         t == DType::kQ4_Kx16 || t == DType::kQ5_Kx16 || t == DType::kQ6_Kx16 ||
+         t == DType::kIQ4_XSx16;
 }
 
 uint64_t RowBytes(DType t, int64_t cols) {

@@ -99,6 +99,8 @@ struct KernelTable {
   GemmX16Fn gemm_q5_kx16;
   // IQ4_XSx16 (DType::kIQ4_XSx16) likewise; null: plain IQ4_XS.
   GemmX16Fn gemm_iq4_xsx16;
+  // Q2_Kx16 (DType::kQ2_Kx16) likewise; needs sum16; null: plain Q2_K.
+  GemmX16Fn gemm_q2_kx16;
   // One activation row to int8 blocks (same results as QuantizeActivationBlocks).
   void (*quantize_blocks)(const float* x, int64_t nblocks, int8_t* q, float* scale, int32_t* sum,
                           float* offset);

@@ -450,9 +450,11 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
           }
         }
       };
-    } else if (view.dtype == DType::kQ4_K || view.dtype == DType::kQ5_K ||
-               view.dtype == DType::kQ6_K || view.dtype == DType::kIQ4_XS) {
-      const auto repack = view.dtype == DType::kQ4_K     ? kernels::pack::RepackGroupQ4_Kx16
+    } else if (view.dtype == DType::kQ2_K || view.dtype == DType::kQ4_K ||
+               view.dtype == DType::kQ5_K || view.dtype == DType::kQ6_K ||
+               view.dtype == DType::kIQ4_XS) {
+      const auto repack = view.dtype == DType::kQ2_K     ? kernels::pack::RepackGroupQ2_Kx16
+                          : view.dtype == DType::kQ4_K   ? kernels::pack::RepackGroupQ4_Kx16
                           : view.dtype == DType::kQ5_K   ? kernels::pack::RepackGroupQ5_Kx16
                           : view.dtype == DType::kIQ4_XS ? kernels::pack::RepackGroupIQ4_XSx16
                                                          : kernels::pack::RepackGroupQ6_Kx16;

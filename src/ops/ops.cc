@@ -22,6 +22,8 @@ void ToF32(const TensorView& t, int64_t first, int64_t count, float* out) {
       const int r = static_cast<int>(row % 16);
       if (t.dtype == DType::kQ4_Kx16) {
         kernels::pack::DequantizeQ4_Kx16Row(group, cols / 256, r, dst);
+      } else if (t.dtype == DType::kQ2_Kx16) {
+        kernels::pack::DequantizeQ2_Kx16Row(group, cols / 256, r, dst);
       } else if (t.dtype == DType::kQ5_Kx16) {
         kernels::pack::DequantizeQ5_Kx16Row(group, cols / 256, r, dst);
       } else if (t.dtype == DType::kIQ4_XSx16) {
@@ -168,7 +170,7 @@ kernels::QuantizedActivations& QuantizeActivations(
     quantize_tokens(0, s);
   }
   if (!bf16 && (weight_type == DType::kQ6_K || weight_type == DType::kQ6_Kx16 ||
-                weight_type == DType::kQ2_K)) {
+                weight_type == DType::kQ2_K || weight_type == DType::kQ2_Kx16)) {
     acts.FillSums16();
   }
   return acts;
@@ -181,6 +183,7 @@ kernels::GemmX16Fn Gemm16For(const kernels::KernelTable& table, DType dtype) {
          : dtype == DType::kQ4_Kx16   ? table.gemm_q4_kx16
          : dtype == DType::kQ5_Kx16   ? table.gemm_q5_kx16
          : dtype == DType::kIQ4_XSx16 ? table.gemm_iq4_xsx16
+         : dtype == DType::kQ2_Kx16   ? table.gemm_q2_kx16
                                       : table.gemm_q6_kx16;
 }
 

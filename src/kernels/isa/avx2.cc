@@ -827,6 +827,97 @@ void GemmQ5_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
   });
 }
 
+// Q2_Kx16 on AVX2: per 32-value sub-block j and half of the rows (rows 0-7 in the first 32
+// bytes of each 64-byte area, 8-15 in the second), chunk ch is bits 2 (ch % 4) .. + 1 of area
+// ch / 4 (one shift and mask; the bits shifted in from the next byte land above bit 1).
+// maddubs of a chunk with the token's broadcast quad gives int16 pair sums of at most 2 * 3 *
+// 127, so chunks 0-3 (Q2_K sub-block 2 j) and 4-7 (2 j + 1) each sum in int16 (at most 3048);
+// vpmaddwd against the rows' (scale, scale) pairs takes each to int32 already scaled, S =
+// sc_2j dot_2j + sc_2j+1 dot_2j+1, and one more of the rows' (min_2j, min_2j+1) pairs with the
+// token's two per-16 activation sums gives M; the rows then take a_scale (d S - dmin M) in f32.
+template <int NT>
+void GemmQ2_Kx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                  int64_t token, float* out, int64_t ldo) {
+  const __m256i three = _mm256_set1_epi8(3), low4 = _mm256_set1_epi32(0x0F);
+  __m256 acc[NT][2];
+  const int8_t* q[NT];
+  const float* as[NT];
+  const int16_t* sum16[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    q[t] = a.q_row(token + t);
+    as[t] = a.scale_row(token + t);
+    sum16[t] = a.sum16_row(token + t);
+  }
+  const bool to_l2 = NT == 1 && DecodeStreamToL2();
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += pack::kQ2_Kx16BlockBytes) {
+    PrefetchWeights<NT, pack::kQ2_Kx16BlockBytes>(group, to_l2);  // a whole block ahead
+    __m256 d[2], dmin[2];
+    LoadGroupScales(group, d);
+    LoadGroupScales(group + pack::kQ2_Kx16Dmin, dmin);
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t* data = group + pack::kQ2_Kx16Data + pack::kQ2_Kx16SubBlockBytes * j;
+      const int64_t b = sb * 8 + j;
+      const uint8_t* scales = group + pack::kQ2_Kx16Scales + 32 * j;
+      for (int h = 0; h < 2; ++h) {
+        __m256i w[8];
+        for (int p = 0; p < 2; ++p) {
+          const __m256i area =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(data + 64 * p + 32 * h));
+          w[4 * p] = _mm256_and_si256(area, three);
+          w[4 * p + 1] = _mm256_and_si256(_mm256_srli_epi16(area, 2), three);
+          w[4 * p + 2] = _mm256_and_si256(_mm256_srli_epi16(area, 4), three);
+          w[4 * p + 3] = _mm256_and_si256(_mm256_srli_epi16(area, 6), three);
+        }
+        // Rows 8h .. 8h + 7's scale bytes of sub-blocks 2 j and 2 j + 1, one per dword.
+        const __m256i lo =
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(scales + 8 * h)));
+        const __m256i hi = _mm256_cvtepu8_epi32(
+            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(scales + 16 + 8 * h)));
+        const __m256i sc_lo = _mm256_and_si256(lo, low4), sc_hi = _mm256_and_si256(hi, low4);
+        const __m256i scale_lo = _mm256_or_si256(sc_lo, _mm256_slli_epi32(sc_lo, 16));
+        const __m256i scale_hi = _mm256_or_si256(sc_hi, _mm256_slli_epi32(sc_hi, 16));
+        const __m256i min_pairs = _mm256_or_si256(_mm256_srli_epi32(lo, 4),
+                                                  _mm256_slli_epi32(_mm256_srli_epi32(hi, 4), 16));
+        for (int t = 0; t < NT; ++t) {
+          const int8_t* qb = q[t] + b * 32;
+          // Opaque to the compiler, so that it loads the quads again for each half of the rows
+          // (a broadcast from memory costs a load only): left to itself, GCC -O3 kept the 64
+          // broadcasts of a block in stack slots and 64 addresses in others.
+          asm volatile("" : "+r"(qb));
+          auto quad = [qb](int offset) {
+            int32_t four;
+            std::memcpy(&four, qb + offset, 4);
+            return _mm256_set1_epi32(four);
+          };
+          __m256i first = _mm256_maddubs_epi16(w[0], quad(0));
+          __m256i second = _mm256_maddubs_epi16(w[4], quad(16));
+          for (int c = 1; c < 4; ++c) {
+            first = _mm256_add_epi16(first, _mm256_maddubs_epi16(w[c], quad(4 * c)));
+            second = _mm256_add_epi16(second, _mm256_maddubs_epi16(w[4 + c], quad(16 + 4 * c)));
+          }
+          const __m256i scaled = _mm256_add_epi32(_mm256_madd_epi16(first, scale_lo),
+                                                  _mm256_madd_epi16(second, scale_hi));
+          int32_t sums;  // the token's two 16-value sums of this block, as an int16 pair
+          std::memcpy(&sums, sum16[t] + 2 * b, 4);
+          const __m256i mins = _mm256_madd_epi16(min_pairs, _mm256_set1_epi32(sums));
+          const __m256 dsm = _mm256_fnmadd_ps(dmin[h], _mm256_cvtepi32_ps(mins),
+                                              _mm256_mul_ps(d[h], _mm256_cvtepi32_ps(scaled)));
+          acc[t][h] = _mm256_fmadd_ps(dsm, _mm256_broadcast_ss(as[t] + b), acc[t][h]);
+        }
+      }
+    }
+  }
+  StoreGroupTile<NT>(acc, out, ldo);
+}
+
+void GemmQ2_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
+    GemmQ2_Kx16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
+  });
+}
+
 // Q6_Kx16 on AVX2. Per 64-byte run c of a sub-block, the low nibbles of chunks 2c and 2c + 1
 // gain their top two bits from area c / 2 (chunk ch's at shift 2 (ch % 4), moved to bits 4-5
 // with 16-bit shifts whose carries the mask drops): unsigned 6-bit values. Two maddubs
@@ -1014,6 +1105,7 @@ const KernelTable& Table() {
       .gemm_q6_kx16 = GemmQ6_Kx16,
       .gemm_q5_kx16 = GemmQ5_Kx16,
       .gemm_iq4_xsx16 = GemmIQ4_XSx16,
+      .gemm_q2_kx16 = GemmQ2_Kx16,
       .quantize_blocks = QuantizeBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

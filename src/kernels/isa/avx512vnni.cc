@@ -976,6 +976,88 @@ void GemmQ5_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
   });
 }
 
+// Q2_Kx16: per 32-value sub-block j, chunk ch of the 16 rows is bits 2 (ch % 4) .. + 1 of area
+// ch / 4 (pack::RepackGroupQ2_Kx16): one 16-bit shift and a mask (the bits shifted in from the
+// next byte land above bit 1). Chunks 0-3 (Q2_K sub-block 2 j, scale and min in the low words
+// below) and 4-7 (2 j + 1, the high words) run as two vpdpbusd chains per token, whose sums
+// (at most 16 * 3 * 127 in magnitude) fit 16 bits: the second chain's moved into the high words
+// of the first's, one vpmaddwd against the rows' (scale_2j, scale_2j+1) pairs gives S = sc dot
+// summed over both in int32, and another of the (min_2j, min_2j+1) pairs with the token's two
+// per-16 activation sums gives M; the rows then take a_scale (d S - dmin M) in f32.
+template <int NT>
+void GemmQ2_Kx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                  int64_t token, float* out, int64_t ldo) {
+  __m512 acc[NT];
+  const int8_t* q[NT];
+  const float* as[NT];
+  const int16_t* sum16[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm512_setzero_ps();
+    q[t] = a.q_row(token + t);
+    as[t] = a.scale_row(token + t);
+    sum16[t] = a.sum16_row(token + t);
+  }
+  const __m512i three = _mm512_set1_epi8(3), low4 = _mm512_set1_epi16(0x0F);
+  const bool to_l2 = DecodeStreamToL2();
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += pack::kQ2_Kx16BlockBytes) {
+    // A whole block ahead at once (head and sub-blocks): one token (decode) streams it from
+    // DRAM (simd::PrefetchDecodeStream), more tokens re-read it from L2.
+    if constexpr (NT == 1) {
+      simd::PrefetchDecodeStream<pack::kQ2_Kx16BlockBytes>(group, to_l2);
+    } else {
+      simd::PrefetchAhead<pack::kQ2_Kx16BlockBytes>(group);
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group)));
+    const __m512 dmin = _mm512_cvtph_ps(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + pack::kQ2_Kx16Dmin)));
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t* data = group + pack::kQ2_Kx16Data + pack::kQ2_Kx16SubBlockBytes * j;
+      const int64_t b = sb * 8 + j;
+      __m512i w[8];
+      for (int p = 0; p < 2; ++p) {
+        const __m512i area = _mm512_loadu_si512(data + 64 * p);
+        w[4 * p] = _mm512_and_si512(area, three);
+        w[4 * p + 1] = _mm512_and_si512(_mm512_srli_epi16(area, 2), three);
+        w[4 * p + 2] = _mm512_and_si512(_mm512_srli_epi16(area, 4), three);
+        w[4 * p + 3] = _mm512_and_si512(_mm512_srli_epi16(area, 6), three);
+      }
+      // Row r's scale bytes of sub-blocks 2 j (low word) and 2 j + 1 (high word).
+      const uint8_t* scales = group + pack::kQ2_Kx16Scales + 32 * j;
+      const __m512i pairs = _mm512_or_si512(
+          _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales))),
+          _mm512_slli_epi32(
+              _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + 16))),
+              16));
+      const __m512i sc = _mm512_and_si512(pairs, low4), mn = _mm512_srli_epi16(pairs, 4);
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* qb = q[t] + b * 32;
+        __m512i first = _mm512_setzero_si512(), second = _mm512_setzero_si512();
+        for (int c = 0; c < 4; ++c) {
+          first = DotBroadcast(first, w[c], qb + 4 * c);
+          second = DotBroadcast(second, w[c + 4], qb + 16 + 4 * c);
+        }
+        const __m512i both =
+            _mm512_mask_blend_epi16(0xAAAAAAAA, first, _mm512_slli_epi32(second, 16));
+        int32_t sums;  // the token's two 16-value sums of this block, as an int16 pair
+        std::memcpy(&sums, sum16[t] + 2 * b, 4);
+        const __m512i scaled = _mm512_madd_epi16(both, sc);
+        const __m512i mins = _mm512_madd_epi16(mn, _mm512_set1_epi32(sums));
+        const __m512 dsm = _mm512_fnmadd_ps(dmin, _mm512_cvtepi32_ps(mins),
+                                            _mm512_mul_ps(d, _mm512_cvtepi32_ps(scaled)));
+        acc[t] = _mm512_fmadd_ps(dsm, _mm512_set1_ps(as[t][b]), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + t * ldo, acc[t]);
+}
+
+void GemmQ2_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  simd::ForTokenPieces<8>(ntok, [&](int first, auto nt) {
+    GemmQ2_Kx16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
+  });
+}
+
 // Q6_Kx16: per sub-block, eight vectors of unsigned 6-bit values (low nibbles in the Q4_0x16
 // layout, top two bits of chunk ch from shift 2 (ch % 4) of area ch / 4, moved to bits 4-5 by
 // 16-bit shifts whose carries the mask drops). Chunks 0-3 (values 0-15, scale 2j) and 4-7
@@ -1206,6 +1288,7 @@ const KernelTable& Table() {
       .gemm_q6_kx16 = GemmQ6_Kx16,
       .gemm_q5_kx16 = GemmQ5_Kx16,
       .gemm_iq4_xsx16 = GemmIQ4_XSx16,
+      .gemm_q2_kx16 = GemmQ2_Kx16,
       .quantize_blocks = QuantizeBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

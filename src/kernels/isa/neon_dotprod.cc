@@ -376,6 +376,7 @@ const KernelTable& Table() {
       .gemm_q6_kx16 = nullptr,
       .gemm_q5_kx16 = nullptr,    // plain Q5_K rows (dot_q5_k)
       .gemm_iq4_xsx16 = nullptr,  // plain IQ4_XS rows (dot_iq4_xs)
+      .gemm_q2_kx16 = nullptr,    // plain Q2_K rows (dot_q2_k)
       .quantize_blocks = QuantizeActivationBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

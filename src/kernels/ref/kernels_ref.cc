@@ -105,6 +105,16 @@ void GemmIQ4_XSx16(const uint8_t* group, int64_t nblocks, const QuantizedActivat
   }
 }
 
+void GemmQ2_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  for (int t = 0; t < ntok; ++t) {
+    float rows[16];
+    GemmQ2_Kx16Reference(group, a.q_row(token + t), a.scale_row(token + t), a.sum16_row(token + t),
+                         nblocks, rows);
+    std::memcpy(out + t * ldo, rows, sizeof(rows));
+  }
+}
+
 void GemmQ6_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                  int64_t token, int ntok, float* out, int64_t ldo) {
   for (int t = 0; t < ntok; ++t) {
@@ -388,6 +398,7 @@ const KernelTable& ReferenceTable() {
       .gemm_q6_kx16 = GemmQ6_Kx16,
       .gemm_q5_kx16 = GemmQ5_Kx16,
       .gemm_iq4_xsx16 = GemmIQ4_XSx16,
+      .gemm_q2_kx16 = GemmQ2_Kx16,
       .quantize_blocks = QuantizeActivationBlocks,
       .dot_f32 = DotF32,
       .axpy_f32 = AxpyF32,

@@ -49,6 +49,10 @@ void GemmQ5_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_
 // DotIQ4_XSReference on the plain rows.
 void GemmIQ4_XSx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
                             int64_t nblocks, float* out);
+// Scalar reference: rows 0..15 of a Q2_Kx16 group; the same sums in the same order as
+// DotQ2_KReference on the plain rows.
+void GemmQ2_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                          const int16_t* a_sum16, int64_t nblocks, float* out);
 // Scalar reference: rows 0..15 of a Q6_Kx16 group times activation row `a`; the same sums in
 // the same order as DotQ6_KReference on the plain rows.
 void GemmQ6_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
