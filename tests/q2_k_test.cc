@@ -1,12 +1,15 @@
 // Q2_K, llama.cpp's 2-bit K-quant (its Q2_K and Q2_K_S mixes hold it): read from GGUF files and
 // computed on as stored (plain rows) or interleaved by 16 rows (Q2_Kx16). The values are checked
-// against ggml's dequantize_row_q2_K written out here on random blocks, and the 16-row layout's
-// accessors against the plain rows. The kernels are checked against the scalar reference in
-// kernels_test.
+// against ggml's dequantize_row_q2_K written out here, on random blocks and on every Q2_K
+// matrix of tests/fixtures/llama_cpp_gguf/tiny-wide-q2_k.gguf (llama-quantize de3ff81, --pure
+// Q2_K) as the forward pass reads them; the 16-row layout's accessors against the plain rows;
+// the forward pass's logits against llama.cpp's. The kernels are checked against the scalar
+// reference in kernels_test.
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <random>
 #include <vector>
 
@@ -14,6 +17,8 @@
 #include "formats/gguf.h"
 #include "kernels/kernels.h"
 #include "kernels/pack/pack.h"
+#include "llama_cpp_file_values.h"
+#include "model/model.h"
 #include "quant/quant.h"
 
 namespace gemma4 {
@@ -131,6 +136,35 @@ TEST(Q2_KTest, InterleavedWhereTheTableHasTheKernel) {
   EXPECT_EQ(kernels::pack::PackedLayout(table, DType::kQ2_K, 24), DType::kQ2_K);
   table.gemm_q2_kx16 = nullptr;
   EXPECT_EQ(kernels::pack::PackedLayout(table, DType::kQ2_K, 32), DType::kQ2_K);
+}
+
+// Every matrix of llama.cpp's --pure Q2_K file (the 3-layer Gemma 4 with E2B's parts, widths 256
+// and 512: tools/reference/make_wide_tiny_gguf.py) as the forward pass reads it (interleaved
+// where the ISA has a 16-row kernel) equals ggml's formula on the file's bytes.
+TEST(Q2_KTest, LlamaCppFileLoadsWithTheFileValues) {
+  std::map<DType, int> checked = testing::ExpectForwardPassReadsFileValues(
+      testing::LlamaCppFixture("tiny-wide-q2_k.gguf"),
+      {{DType::kQ2_K, [](const uint8_t* d, int64_t n) { return GgmlDequantizeQ2_K(d, n / 256); }}});
+  // token_embd (the tied LM head), blk.0 and blk.1's nine matrices each and blk.2's seven
+  // (KV-shared: no k or v). The PLE table is Q2_K too but gathered row by row, not a matrix the
+  // kernels read; per_layer_model_proj stays F32.
+  EXPECT_EQ(checked[DType::kQ2_K], 26);
+  EXPECT_EQ(checked.size(), 1u);
+  // ... in the layout the best table picks (interleaved on AVX2 and AVX-512).
+  auto model = LoadedModel::Load(testing::LlamaCppFixture("tiny-wide-q2_k.gguf"));
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  const DType layout = kernels::pack::PackedLayout(kernels::BestTable(), DType::kQ2_K, 16);
+  EXPECT_EQ((*model)->weights().layers[0].q_proj.dtype, layout);
+  EXPECT_EQ((*model)->weights().embed.dtype, layout);
+}
+
+// The forward pass on the Q2_K file against llama.cpp's logits on it (libllama de3ff81, one
+// batch, llama_get_logits_ith for every position; committed as tiny-wide-q2_k.llama_logits.f32,
+// [8, 512]).
+TEST(Q2_KTest, LogitsAgreeWithLlamaCpp) {
+  testing::ExpectLogitsNearLlamaCpp(
+      testing::LlamaCppFixture("tiny-wide-q2_k.gguf"), {2, 10, 20, 30, 40, 50, 60, 70},
+      testing::LlamaCppFixture("tiny-wide-q2_k.llama_logits.f32"), 0.75f);
 }
 
 }  // namespace
