@@ -32,11 +32,13 @@ ids=2,17,33,45,100,200,300,400,5,6,7,311,12,99
 # runs there, so a kernel fault shows from position 0; a rounding flip only from its position
 # on) and within 0.5 after.
 # llama-cpp:NAME runs a committed llama.cpp file (tests/fixtures/llama_cpp_gguf/NAME.gguf)
-# instead: Q3_K and Q5_K matrices go through dot_q3_k / dot_q5_k here and the 16-row kernels on
-# the host; Q4_1, Q5_1 and IQ4_XS through their row dots on both; IQ4_NL as Q8_0.
+# instead: Q2_K, Q3_K and Q5_K matrices go through their row dots here and the 16-row kernels on
+# the host; Q5_1 and IQ4_XS through their row dots on both (Q4_1 through the 16-row kernel on
+# the host); IQ4_NL as Q8_0.
 checks="tiny-e2b:f32 tiny-e4b:f32 tiny-26b-a4b:f32 tiny-31b:f32 tiny-26b-a4b:q4_0"
 checks="$checks llama-cpp:tiny-wide-q5_k_m llama-cpp:tiny-26b-a4b-q5_1 llama-cpp:tiny-wide-iq4_xs"
 checks="$checks llama-cpp:tiny-26b-a4b-iq4_nl llama-cpp:tiny-wide-q3_k_m llama-cpp:tiny-wide-q4_1"
+checks="$checks llama-cpp:tiny-wide-q2_k"
 for check in $checks; do
   variant=${check%%:*}
   type=${check##*:}

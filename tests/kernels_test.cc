@@ -289,6 +289,51 @@ TEST_P(KernelTest, Q5_KMatchesReference) {
   }
 }
 
+// A Q2_K row of random bytes (values, 4-bit scales and mins) with small positive d and dmin at
+// bytes 80 and 82 of each block.
+std::vector<uint8_t> RandomQ2_KRow(int64_t superblocks, std::mt19937* rng) {
+  std::vector<uint8_t> row(superblocks * quant::kQ2_KBlockBytes);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (auto& b : row) b = static_cast<uint8_t>(byte(*rng));
+  for (int64_t s = 0; s < superblocks; ++s) {
+    const uint16_t d = half::F32ToF16(0.002f * (1 + byte(*rng) % 7));
+    const uint16_t dmin = half::F32ToF16(0.001f * (1 + byte(*rng) % 5));
+    std::memcpy(row.data() + s * quant::kQ2_KBlockBytes + quant::kQ2_KD, &d, 2);
+    std::memcpy(row.data() + s * quant::kQ2_KBlockBytes + quant::kQ2_KD + 2, &dmin, 2);
+  }
+  return row;
+}
+
+// The ISA's Q2_K row dot against the reference's, and the reference against the dequantized row
+// (ggml's formula) times the activations in double, on odd super-block counts: random bytes,
+// then every scale and min 15 (scale bytes 0xFF), every scale and min 0, every value 3 (with
+// random scales), and every byte 0xFF (the largest products and mins at once).
+TEST_P(KernelTest, Q2_KMatchesReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  ASSERT_NE(table.dot_q2_k, nullptr);
+  std::mt19937 rng(41);
+  const char* kCases[] = {"random", "scales 0xFF", "scales 0", "values 3", "all 0xFF"};
+  for (int64_t superblocks : {1, 3, 5}) {
+    for (int c = 0; c < 5; ++c) {
+      const int64_t k = superblocks * 256, tokens = 5;
+      const auto x = RandomVector(tokens * k, &rng);
+      kernels::QuantizedActivations acts;
+      kernels::QuantizeActivations(x.data(), tokens, k, &acts);
+      auto row = RandomQ2_KRow(superblocks, &rng);
+      for (int64_t s = 0; s < superblocks; ++s) {
+        uint8_t* block = row.data() + s * quant::kQ2_KBlockBytes;
+        if (c == 1 || c == 4) std::memset(block, 0xFF, 16);
+        if (c == 2) std::memset(block, 0x00, 16);
+        if (c == 3 || c == 4) std::memset(block + quant::kQ2_KValues, 0xFF, 64);
+      }
+      ExpectRowDotMatchesReference(
+          table, &kernels::KernelTable::dot_q2_k, DType::kQ2_K, row, k, acts,
+          "Q2_K, " + std::to_string(superblocks) + " blocks, " + kCases[c]);
+    }
+  }
+}
+
 // The ISA's Q5_1 and Q4_1 row dots against the reference's, and the reference against the
 // dequantized row (ggml's formula) times the activations in double; odd block counts (a lone
 // last block), Q5_1's fifth bits random, all clear and all set, negative and positive mins.
@@ -598,14 +643,14 @@ TEST_P(KernelTest, InterleavedX16PairMatchesSingleGroups) {
   }
 }
 
-// A 16-row K-quant format (Q3_Kx16, Q4_Kx16, Q5_Kx16, Q6_Kx16, IQ4_XSx16; and Q4_1x16, its
-// 32-value blocks in groups of eight): repacking keeps
-// every value (dequantized rows equal), the scalar 16-row reference is the plain-row reference
-// bit for bit, and the ISA kernel matches it for token counts within and across register
-// blocks. Random bytes cover every 6-bit scale / min / value (and every int8 Q6_K scale); the
-// last case sets every byte to 0xFF (largest values, and for Q4_K / Q5_K the largest scales
-// and mins; Q6_K scales then -1 and -128; Q3_K with its hmask cleared: values -1 and scales
-// 31) against activations of one sign per token: the kernels' largest int16 sums.
+// A 16-row K-quant format (Q2_Kx16, Q3_Kx16, Q4_Kx16, Q5_Kx16, Q6_Kx16, IQ4_XSx16; and Q4_1x16,
+// its 32-value blocks in groups of eight): repacking keeps every value (dequantized rows equal),
+// the scalar 16-row reference is the plain-row reference bit for bit, and the ISA kernel matches
+// it for token counts within and across register blocks. Random bytes cover every scale / min /
+// value (and every int8 Q6_K scale); the last case sets every byte to 0xFF (largest values, and
+// for Q2_K / Q4_K / Q5_K the largest scales and mins; Q6_K scales then -1 and -128; Q3_K with
+// its hmask cleared: values -1 and scales 31) against activations of one sign per token: the
+// kernels' largest int16 sums.
 struct KQuantX16 {
   DType plain;
   decltype(kernels::KernelTable::gemm_q4_kx16) gemm;
@@ -645,6 +690,9 @@ void ExpectKQuantX16MatchesPlainRows(const KQuantX16& f, uint32_t seed) {
         if (f.plain == DType::kIQ4_XS) {
           const uint16_t small = half::F32ToF16(0.0003f * (1 + byte(rng) % 7));
           std::memcpy(block, &small, 2);  // the scales (extreme: all 63) stay as drawn
+        } else if (f.plain == DType::kQ2_K) {
+          std::memcpy(block + quant::kQ2_KD, &d, 2);
+          std::memcpy(block + quant::kQ2_KD + 2, &dmin, 2);
         } else if (f.plain == DType::kQ4_K || f.plain == DType::kQ5_K) {
           std::memcpy(block, &d, 2);
           std::memcpy(block + 2, &dmin, 2);
@@ -676,6 +724,7 @@ void ExpectKQuantX16MatchesPlainRows(const KQuantX16& f, uint32_t seed) {
         : f.plain == DType::kIQ4_XS ? kernels::ReferenceTable().dot_iq4_xs
         : f.plain == DType::kQ3_K   ? kernels::ReferenceTable().dot_q3_k
         : f.plain == DType::kQ4_1   ? kernels::ReferenceTable().dot_q4_1
+        : f.plain == DType::kQ2_K   ? kernels::ReferenceTable().dot_q2_k
                                     : kernels::ReferenceTable().dot_q6_k;
     for (int ntok : {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17}) {
       float got[17 * 16];
@@ -707,7 +756,8 @@ TEST_P(KernelTest, InterleavedKQuantsX16MatchPlainRows) {
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
   if (table.gemm_q4_kx16 == nullptr && table.gemm_q5_kx16 == nullptr &&
       table.gemm_q6_kx16 == nullptr && table.gemm_iq4_xsx16 == nullptr &&
-      table.gemm_q3_kx16 == nullptr && table.gemm_q4_1x16 == nullptr) {
+      table.gemm_q3_kx16 == nullptr && table.gemm_q4_1x16 == nullptr &&
+      table.gemm_q2_kx16 == nullptr) {
     GTEST_SKIP() << "no 16-row K-quant kernels";
   }
   if (table.gemm_q4_kx16 != nullptr) {
@@ -762,6 +812,16 @@ TEST_P(KernelTest, InterleavedKQuantsX16MatchPlainRows) {
          [](const uint8_t* g, const kernels::QuantizedActivations& a, int64_t t, int64_t nb,
             float* out) { kernels::GemmQ3_Kx16Reference(g, a.q_row(t), a.scale_row(t), nb, out); }},
         41);
+  }
+  if (table.gemm_q2_kx16 != nullptr) {
+    ExpectKQuantX16MatchesPlainRows(
+        {DType::kQ2_K, table.gemm_q2_kx16, kernels::pack::RepackGroupQ2_Kx16,
+         kernels::pack::DequantizeQ2_Kx16Row,
+         [](const uint8_t* g, const kernels::QuantizedActivations& a, int64_t t, int64_t nb,
+            float* out) {
+           kernels::GemmQ2_Kx16Reference(g, a.q_row(t), a.scale_row(t), a.sum16_row(t), nb, out);
+         }},
+        43);
   }
   if (table.gemm_q6_kx16 != nullptr) {
     ExpectKQuantX16MatchesPlainRows(

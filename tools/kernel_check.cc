@@ -129,6 +129,41 @@ int Run() {
                            put_half(block + quant::kQ3_KD,
                                     0.0005f * static_cast<float>(1 + sb % 7));
                          });
+        // Q2_K likewise (random values, scales and mins, small d and dmin), and where the table
+        // has the 16-row kernel, 16 copies of the row interleaved: each row's result is the
+        // plain dot's.
+        std::vector<uint8_t> q2k(RowBytes(DType::kQ2_K, k));
+        for (uint8_t& byte : q2k) byte = static_cast<uint8_t>(rng());
+        for (int64_t sb = 0; sb < nblocks / 8; ++sb) {
+          const uint16_t d = half::F32ToF16(0.002f * static_cast<float>(1 + sb % 7));
+          const uint16_t dmin = half::F32ToF16(0.001f * static_cast<float>(1 + sb % 5));
+          std::memcpy(q2k.data() + sb * quant::kQ2_KBlockBytes + quant::kQ2_KD, &d, 2);
+          std::memcpy(q2k.data() + sb * quant::kQ2_KBlockBytes + quant::kQ2_KD + 2, &dmin, 2);
+        }
+        std::vector<float> q2k_values(k);
+        quant::DequantizeRow(DType::kQ2_K, q2k.data(), k, q2k_values.data());
+        double q2k_mag = 0;
+        for (int64_t j = 0; j < k; ++j) q2k_mag += std::fabs(double{q2k_values[j]} * x[j]);
+        t.dot_q2_k(q2k.data(), nblocks, acts, 0, ntok, a);
+        ref.dot_q2_k(q2k.data(), nblocks, acts, 0, ntok, b);
+        bool q2k_same = true;
+        for (int i = 0; i < ntok; ++i) q2k_same &= std::fabs(a[i] - b[i]) <= 1e-4 * (1 + q2k_mag);
+        Check(q2k_same, "dot_q2_k", k);
+        if (t.gemm_q2_kx16 != nullptr) {
+          std::vector<uint8_t> rows(16 * q2k.size()), group(rows.size());
+          for (int r = 0; r < 16; ++r)
+            std::copy(q2k.begin(), q2k.end(), rows.begin() + r * q2k.size());
+          kernels::pack::RepackGroupQ2_Kx16(rows.data(), q2k.size(), nblocks / 8, group.data());
+          float got[4 * 16];
+          t.gemm_q2_kx16(group.data(), nblocks, acts, 0, ntok, got, 16);
+          bool x16_same = true;
+          for (int i = 0; i < ntok; ++i) {
+            for (int r = 0; r < 16; ++r) {
+              x16_same &= std::fabs(got[i * 16 + r] - b[i]) <= 1e-4 * (1 + q2k_mag);
+            }
+          }
+          Check(x16_same, "gemm_q2_kx16", k);
+        }
       }
       // Q5_1 and Q4_1 likewise (random bytes, small d, mins of both signs), any block count.
       for (DType type : {DType::kQ5_1, DType::kQ4_1}) {

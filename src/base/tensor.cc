@@ -70,6 +70,10 @@ const char* DTypeName(DType t) {
       return "Q4_1";
     case DType::kQ4_1x16:
       return "Q4_1x16";
+    case DType::kQ2_K:
+      return "Q2_K";
+    case DType::kQ2_Kx16:
+      return "Q2_Kx16";
   }
   return "?";
 }
@@ -107,6 +111,8 @@ int64_t BlockElements(DType t) {
       return 32;
     case DType::kQ3_K:
     case DType::kQ3_Kx16:
+    case DType::kQ2_K:
+    case DType::kQ2_Kx16:
     case DType::kQ4_K:
     case DType::kQ4_Kx16:
     case DType::kQ5_K:
@@ -146,6 +152,9 @@ size_t BlockBytes(DType t) {
     case DType::kQ3_K:
     case DType::kQ3_Kx16:
       return 110;  // 32 bytes of high bits, 64 bytes of low bit pairs, 12 bytes of scales, f16 d
+    case DType::kQ2_K:
+    case DType::kQ2_Kx16:
+      return 84;  // 16 bytes of 4-bit scales/mins, 64 bytes of 2-bit values, f16 d, f16 dmin
     case DType::kQ4_K:
     case DType::kQ4_Kx16:
       return 144;  // f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles
@@ -163,9 +172,9 @@ size_t BlockBytes(DType t) {
 bool IsBlockType(DType t) { return BlockElements(t) > 1; }
 
 bool IsInterleavedX16(DType t) {
-  return t == DType::kQ4_0x16 || t == DType::kQ8_0x16 || t == DType::kQ3_Kx16 ||
-         t == DType::kQ4_Kx16 || t == DType::kQ5_Kx16 || t == DType::kQ6_Kx16 ||
-         t == DType::kIQ4_XSx16 || t == DType::kQ4_1x16;
+  return t == DType::kQ4_0x16 || t == DType::kQ8_0x16 || t == DType::kQ2_Kx16 ||
+         t == DType::kQ3_Kx16 || t == DType::kQ4_Kx16 || t == DType::kQ5_Kx16 ||
+         t == DType::kQ6_Kx16 || t == DType::kIQ4_XSx16 || t == DType::kQ4_1x16;
 }
 
 uint64_t RowBytes(DType t, int64_t cols) {
@@ -174,9 +183,9 @@ uint64_t RowBytes(DType t, int64_t cols) {
 
 bool IsComputeType(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 ||
-         t == DType::kQ4_0 || t == DType::kQ3_K || t == DType::kQ4_K || t == DType::kQ5_K ||
-         t == DType::kQ6_K || t == DType::kQ4_1 || t == DType::kQ5_1 || t == DType::kIQ4_XS ||
-         t == DType::kQ4_0R || t == DType::kQ8_0R || IsInterleavedX16(t);
+         t == DType::kQ4_0 || t == DType::kQ2_K || t == DType::kQ3_K || t == DType::kQ4_K ||
+         t == DType::kQ5_K || t == DType::kQ6_K || t == DType::kQ4_1 || t == DType::kQ5_1 ||
+         t == DType::kIQ4_XS || t == DType::kQ4_0R || t == DType::kQ8_0R || IsInterleavedX16(t);
 }
 
 bool ConvertsToQ8_0(DType t) { return t == DType::kQ5_0 || t == DType::kIQ4_NL; }

@@ -116,6 +116,18 @@ enum class DType : uint8_t {
   // bytes (16 x 20): the 16 rows' f16 d, their f16 m, then the nibbles laid out as Q4_0x16's
   // data. Rows must be a multiple of 16.
   kQ4_1x16,
+  // Q2_K as llama.cpp writes it ({ uint8 scales[16]; uint8 qs[64]; f16 d; f16 dmin; }, 84
+  // bytes: 256 values in 16 sub-blocks of 16, x = d * (scales[k] & 0xF) * q - dmin *
+  // (scales[k] >> 4) in sub-block k with q in [0, 3]; element 128 h + 32 j + l holds bits 2j,
+  // 2j + 1 of qs[32 h + l] for l < 32). Its Q2_K and Q2_K_S mixes hold it. Computed on as
+  // stored (row dots) or as kQ2_Kx16 where the ISA has 16-row kernels.
+  kQ2_K,
+  // Q2_K interleaved across groups of 16 rows (AVX2 / AVX-512 GEMM): per group and 256-value
+  // block, 1344 bytes (16 x 84): the 16 rows' f16 d and dmin, their scale bytes regrouped by
+  // sub-block (256 bytes), then per 32-value sub-block 128 bytes of 2-bit values, four to a
+  // byte, a 4-value chunk of the 16 rows per 64-byte area and bit pair (see
+  // kernels::pack::RepackGroupQ2_Kx16). Rows must be a multiple of 16.
+  kQ2_Kx16,
 };
 
 const char* DTypeName(DType t);
@@ -125,8 +137,8 @@ size_t DTypeSize(DType t);
 int64_t BlockElements(DType t);
 size_t BlockBytes(DType t);
 bool IsBlockType(DType t);
-// The load-time layouts that interleave 16 rows (kQ4_0x16, kQ4_1x16, kQ8_0x16, kQ3_Kx16,
-// kQ4_Kx16, kQ5_Kx16, kQ6_Kx16, kIQ4_XSx16).
+// The load-time layouts that interleave 16 rows (kQ4_0x16, kQ4_1x16, kQ8_0x16, kQ2_Kx16,
+// kQ3_Kx16, kQ4_Kx16, kQ5_Kx16, kQ6_Kx16, kIQ4_XSx16).
 bool IsInterleavedX16(DType t);
 // Bytes of one row of `cols` elements; cols must be a multiple of BlockElements(t).
 uint64_t RowBytes(DType t, int64_t cols);

@@ -271,6 +271,9 @@ bool GgmlTypeToDType(uint32_t ggml_type, DType* out) {
     case 8:
       *out = DType::kQ8_0;
       return true;
+    case 10:
+      *out = DType::kQ2_K;
+      return true;
     case 11:
       *out = DType::kQ3_K;
       return true;
@@ -421,8 +424,8 @@ StatusOr<std::unique_ptr<File>> File::Parse(const uint8_t* data, size_t size,
       return UnimplementedError(
           name + ": tensor '" + info.name + "' has ggml type " + std::to_string(type) +
           (type_name != nullptr ? std::string(" (") + type_name + ")" : std::string(" (unknown)")) +
-          ", which is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q3_K, Q4_K, "
-          "Q5_K, Q6_K, IQ4_NL, IQ4_XS, I32 are)");
+          ", which is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, "
+          "Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, I32 are)");
     }
     if (ne[0] % BlockElements(info.type) != 0) {
       return InvalidArgumentError(name + ": tensor '" + info.name + "' row of " +

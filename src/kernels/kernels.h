@@ -67,6 +67,7 @@ struct KernelTable {
   RowDotFn dot_iq4_xs;    // IQ4_XS (DType::kIQ4_XS), plain rows only (8 blocks per IQ4_XS block)
   RowDotFn dot_q3_k;      // Q3_K (8 blocks per Q3_K block); needs sum16
   RowDotFn dot_q4_1;      // Q4_1 (DType::kQ4_1)
+  RowDotFn dot_q2_k;      // Q2_K (DType::kQ2_K), 8 blocks per Q2_K block; needs sum16
   GemmTileFn gemm_q4_0r;  // optional (null: dot_q4_0r per row)
   // Repacked Q8_0 (DType::kQ8_0R). Tables without a fast kernel leave gemm_q8_0r null, and
   // models loaded with them keep plain Q8_0.
@@ -104,6 +105,8 @@ struct KernelTable {
   GemmX16Fn gemm_q3_kx16;
   // Q4_1x16 (DType::kQ4_1x16) likewise (nblocks counts Q4_1 blocks); null: plain Q4_1.
   GemmX16Fn gemm_q4_1x16;
+  // Q2_Kx16 (DType::kQ2_Kx16) likewise; needs sum16; null: plain Q2_K.
+  GemmX16Fn gemm_q2_kx16;
   // One activation row to int8 blocks (same results as QuantizeActivationBlocks).
   void (*quantize_blocks)(const float* x, int64_t nblocks, int8_t* q, float* scale, int32_t* sum,
                           float* offset);

@@ -289,11 +289,10 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     if (!IsComputeType(t->dtype) && !(ConvertsToQ8_0(t->dtype) && spec.shape.size() >= 2 &&
                                       spec.name != "embed_tokens_per_layer.weight")) {
       // (Q5_0 and IQ4_NL matrices are converted to Q8_0 below; the PLE table is read as stored.)
-      return UnimplementedError(t->file + ": tensor '" + stored + "' has dtype " +
-                                DTypeName(t->dtype) +
-                                "; weights must be F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q3_K, Q4_K, "
-                                "Q5_K, Q6_K, Q5_1 or IQ4_XS (or "
-                                "Q5_0 and IQ4_NL matrices, read as Q8_0)");
+      return UnimplementedError(
+          t->file + ": tensor '" + stored + "' has dtype " + DTypeName(t->dtype) +
+          "; weights must be F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q5_1 "
+          "or IQ4_XS (or Q5_0 and IQ4_NL matrices, read as Q8_0)");
     }
     if (IsBlockType(t->dtype) && spec.shape.size() == 1) {
       return UnimplementedError(t->file + ": vector '" + stored + "' is block-quantized (" +
@@ -451,11 +450,12 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
           }
         }
       };
-    } else if (view.dtype == DType::kQ3_K || view.dtype == DType::kQ4_K ||
-               view.dtype == DType::kQ5_K || view.dtype == DType::kQ6_K ||
-               view.dtype == DType::kIQ4_XS) {
-      const auto repack = view.dtype == DType::kQ4_K     ? kernels::pack::RepackGroupQ4_Kx16
+    } else if (view.dtype == DType::kQ2_K || view.dtype == DType::kQ3_K ||
+               view.dtype == DType::kQ4_K || view.dtype == DType::kQ5_K ||
+               view.dtype == DType::kQ6_K || view.dtype == DType::kIQ4_XS) {
+      const auto repack = view.dtype == DType::kQ2_K     ? kernels::pack::RepackGroupQ2_Kx16
                           : view.dtype == DType::kQ3_K   ? kernels::pack::RepackGroupQ3_Kx16
+                          : view.dtype == DType::kQ4_K   ? kernels::pack::RepackGroupQ4_Kx16
                           : view.dtype == DType::kQ5_K   ? kernels::pack::RepackGroupQ5_Kx16
                           : view.dtype == DType::kIQ4_XS ? kernels::pack::RepackGroupIQ4_XSx16
                                                          : kernels::pack::RepackGroupQ6_Kx16;

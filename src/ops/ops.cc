@@ -26,6 +26,8 @@ void ToF32(const TensorView& t, int64_t first, int64_t count, float* out) {
         kernels::pack::DequantizeQ3_Kx16Row(group, cols / 256, r, dst);
       } else if (t.dtype == DType::kQ4_1x16) {
         kernels::pack::DequantizeQ4_1x16Row(group, cols / quant::kBlock, r, dst);
+      } else if (t.dtype == DType::kQ2_Kx16) {
+        kernels::pack::DequantizeQ2_Kx16Row(group, cols / 256, r, dst);
       } else if (t.dtype == DType::kQ5_Kx16) {
         kernels::pack::DequantizeQ5_Kx16Row(group, cols / 256, r, dst);
       } else if (t.dtype == DType::kIQ4_XSx16) {
@@ -109,8 +111,8 @@ kernels::GemmX16TilesFn TilesFor(const kernels::KernelTable& table, DType dtype)
 // x [s, k] quantized to int8 blocks in this thread's scratch (reused across calls: large
 // buffers freed and reallocated every matmul would come back from the OS as fresh zeroed pages
 // each time), which the pool's workers then read; the token-interleaved copy where the
-// weights' kernel reads it, per-16 sums for Q6_K and Q3_K weights; or, for a table's bf16 tile
-// kernels (AMX), x rounded to bf16 tiles instead (see below). gelu_up: when not null, x is the
+// weights' kernel reads it, per-16 sums for Q6_K, Q3_K and Q2_K weights; or, for a table's bf16
+// tile kernels (AMX), x rounded to bf16 tiles instead (see below). gelu_up: when not null, x is the
 // MLP's gate and each token's row x[t] first becomes gelu_tanh(x[t]) * gelu_up[t] in place
 // (MatMulGeluMul). make_row: when not null, x is scratch that each token's row is first
 // made in (MatMulSharedRows).
@@ -172,7 +174,8 @@ kernels::QuantizedActivations& QuantizeActivations(
     quantize_tokens(0, s);
   }
   if (!bf16 && (weight_type == DType::kQ6_K || weight_type == DType::kQ6_Kx16 ||
-                weight_type == DType::kQ3_K || weight_type == DType::kQ3_Kx16)) {
+                weight_type == DType::kQ3_K || weight_type == DType::kQ3_Kx16 ||
+                weight_type == DType::kQ2_K || weight_type == DType::kQ2_Kx16)) {
     acts.FillSums16();
   }
   return acts;
@@ -187,6 +190,7 @@ kernels::GemmX16Fn Gemm16For(const kernels::KernelTable& table, DType dtype) {
          : dtype == DType::kQ3_Kx16   ? table.gemm_q3_kx16
          : dtype == DType::kQ4_1x16   ? table.gemm_q4_1x16
          : dtype == DType::kIQ4_XSx16 ? table.gemm_iq4_xsx16
+         : dtype == DType::kQ2_Kx16   ? table.gemm_q2_kx16
                                       : table.gemm_q6_kx16;
 }
 
@@ -371,6 +375,7 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
                                 : w.dtype == DType::kQ5_1   ? table.dot_q5_1
                                 : w.dtype == DType::kQ4_1   ? table.dot_q4_1
                                 : w.dtype == DType::kIQ4_XS ? table.dot_iq4_xs
+                                : w.dtype == DType::kQ2_K   ? table.dot_q2_k
                                                             : table.dot_q4_0;
   const kernels::QuantizedActivations& acts =
       QuantizeActivations(x, s, k, w.dtype, pool, gelu_up, nullptr, false, true, run_tokens);

@@ -94,6 +94,19 @@ void DequantizeQ3_K(const uint8_t* block, float* y) {
   for (int e = 0; e < 256; ++e) y[e] = d * sc[e / 16] * q[e];
 }
 
+// ggml's dequantize_row_q2_K: per 16-value sub-block k, d * (scales[k] & 0xF) times the value
+// minus dmin * (scales[k] >> 4).
+void DequantizeQ2_K(const uint8_t* block, float* y) {
+  const float d = half::F16ToF32(LoadU16(block + kQ2_KD));
+  const float dmin = half::F16ToF32(LoadU16(block + kQ2_KD + 2));
+  uint8_t q[256];
+  UnpackQ2_K(block, q);
+  for (int e = 0; e < 256; ++e) {
+    const uint8_t sc = block[e / 16];
+    y[e] = d * (sc & 0xF) * q[e] - dmin * (sc >> 4);
+  }
+}
+
 void DequantizeQ6_K(const uint8_t* block, float* y) {
   const uint8_t* ql = block;
   const uint8_t* qh = block + 128;
@@ -225,6 +238,11 @@ void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out) {
     case DType::kQ5_K:
       for (int64_t b = 0; b < count / 256; ++b) {
         DequantizeQ5_K(row + b * kQ5_KBlockBytes, out + b * 256);
+      }
+      return;
+    case DType::kQ2_K:
+      for (int64_t b = 0; b < count / 256; ++b) {
+        DequantizeQ2_K(row + b * kQ2_KBlockBytes, out + b * 256);
       }
       return;
     case DType::kQ6_K:
@@ -517,6 +535,17 @@ void UnpackQ3_K(const uint8_t* block, int8_t* q) {
     for (int l = 0; l < 32; ++l) {
       const int low = (qs[32 * (g / 4) + l] >> (2 * (g % 4))) & 3;
       q[32 * g + l] = static_cast<int8_t>(low - ((hmask[l] >> g) & 1 ? 0 : 4));
+    }
+  }
+}
+
+void UnpackQ2_K(const uint8_t* block, uint8_t* q) {
+  const uint8_t* qs = block + kQ2_KValues;
+  for (int h = 0; h < 2; ++h) {  // 128-value halves: 32 bytes of qs each, four values a byte
+    for (int j = 0; j < 4; ++j) {
+      for (int l = 0; l < 32; ++l) {
+        q[128 * h + 32 * j + l] = static_cast<uint8_t>((qs[32 * h + l] >> (2 * j)) & 3);
+      }
     }
   }
 }

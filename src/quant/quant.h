@@ -26,6 +26,10 @@
 //         [-4, 3]: element 32 g + l (group g = 0..7, l = 0..31) has low bits
 //         (qs[32 (g / 4) + l] >> 2 (g % 4)) & 3, minus 4 unless bit g of hmask[l] is set
 //         (read only)
+//   Q2_K: 256 values, { uint8 scales[16]; uint8 qs[64]; f16 d; f16 dmin; }
+//         x = d * (scales[k] & 0xF) * q - dmin * (scales[k] >> 4) in sub-block k of 16
+//         (elements 16 k .. 16 k + 15), q in [0, 3]: element 128 h + 32 j + l (h < 2, j < 4,
+//         l < 32) is bits 2 j .. 2 j + 1 of qs[32 h + l] (read only)
 #ifndef GEMMA4_SRC_QUANT_QUANT_H_
 #define GEMMA4_SRC_QUANT_QUANT_H_
 
@@ -68,6 +72,9 @@ constexpr int kQ3_KBlockBytes = 110;  // 256 values
 constexpr int kQ3_KLow = 32;          // qs: 64 bytes of 2-bit values after hmask's 32 bytes
 constexpr int kQ3_KScales = 96;       // 12 bytes of 6-bit scales
 constexpr int kQ3_KD = 108;           // f16 d
+constexpr int kQ2_KBlockBytes = 84;   // 256 values
+constexpr int kQ2_KValues = 16;       // qs: 64 bytes of 2-bit values after the 16 scale bytes
+constexpr int kQ2_KD = 80;            // f16 d, then f16 dmin at 82
 
 // Row conversions; n must be a multiple of the type's block size.
 void QuantizeRowQ8_0(const float* x, int64_t n, uint8_t* out);
@@ -102,6 +109,8 @@ void UnpackQ5_K(const uint8_t* block, uint8_t* q);
 void Q3_KScales(const uint8_t* packed, int8_t* scales);
 // The 256 signed values (in [-4, 3]) of one Q3_K block, in element order.
 void UnpackQ3_K(const uint8_t* block, int8_t* q);
+// The 256 values (q in [0, 3]) of one Q2_K block, in element order.
+void UnpackQ2_K(const uint8_t* block, uint8_t* q);
 // The 256 signed values (q - 32, in [-32, 31]) of one Q6_K block, in element order.
 void UnpackQ6_K(const uint8_t* block, int8_t* q);
 

@@ -154,6 +154,22 @@ void DotQ4_0RT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
   }
 }
 
+// Byte shuffles putting byte 2v of 16 per-16 scales in bytes 0-7 and byte 2v + 1 in bytes
+// 8-15, v = 0..7: the scales of the two 16-value halves of 32-value block v (Q6_K, Q2_K).
+alignas(16) constexpr uint8_t kScalePairs[8][16] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
+    {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5},
+    {6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+    {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9},
+    {10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+    {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13},
+    {14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15}};
+
+inline __m128i ScalePairShuffle(int v) {
+  return _mm_load_si128(reinterpret_cast<const __m128i*>(kScalePairs[v]));
+}
+
 // The 16 sub-block scales of a Q3_K block (12 packed bytes at `packed`) minus 32, as int8 in
 // element order: low nibbles from bytes 0-7 (scales 0-7 low, 8-15 high), top bit pairs from
 // bytes 8-11 (scale k's at shift 2 (k / 4) of byte 8 + k % 4, one variable shift per dword).
@@ -227,16 +243,6 @@ void DotScaled16T(const uint8_t* w, int64_t nblocks, const QuantizedActivations&
                   float* out) {
   __m256 acc[NT], offset[NT];
   for (int t = 0; t < NT; ++t) acc[t] = offset[t] = _mm256_setzero_ps();
-  // Byte shuffles putting scale 2v in bytes 0-7 and 2v + 1 in bytes 8-15, v = 0..7.
-  alignas(16) static constexpr uint8_t kScalePairs[8][16] = {
-      {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
-      {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
-      {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5},
-      {6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
-      {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9},
-      {10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
-      {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13},
-      {14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15}};
   for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += Fmt::kBlockBytes) {
     simd::PrefetchAhead<Fmt::kBlockBytes>(w);
     const float d = Fmt::Scale(w);
@@ -254,8 +260,7 @@ void DotScaled16T(const uint8_t* w, int64_t nblocks, const QuantizedActivations&
       __m256i q[4], scale[4];
       Fmt::Unpack(w, half, q);
       for (int v = 0; v < 4; ++v) {  // vector v holds sub-blocks 2v, 2v + 1 of this half
-        scale[v] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(
-            sc, _mm_load_si128(reinterpret_cast<const __m128i*>(kScalePairs[4 * half + v]))));
+        scale[v] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, ScalePairShuffle(4 * half + v)));
       }
       const int64_t b = sb * 8 + half * 4;  // first activation block of this half
       for (int t = 0; t < NT; ++t) {
@@ -284,6 +289,56 @@ template <int NT>
 void DotQ3_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
               float* out) {
   DotScaled16T<Q3KRows, NT>(w, nblocks, a, token, out);
+}
+
+// Q2_K: per 128-value half h, the 32 bytes qs[32 h ..] hold four activation blocks (block
+// 4 h + j at bits 2 j .. 2 j + 1 of each byte): one shift and mask each, in element order.
+// maddubs of the unsigned values (0..3) with the activations gives int16 pair sums, and one
+// vpmaddwd against the sub-block scales (lanes 0-7: the block's first 16 values, 8-15: the
+// other 16; kScalePairs) sums them to int32 already scaled, as in Q6_K. The mins come off once
+// per super-block: dmin times the sum over blocks of a_scale * (m_2b sum16_2b + m_2b+1
+// sum16_2b+1), one vpmaddwd of the 16 mins with the 16 per-16 activation sums.
+template <int NT>
+void DotQ2_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
+  __m256 acc[NT], mins[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = mins[t] = _mm256_setzero_ps();
+  const __m256i three = _mm256_set1_epi8(3);
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += quant::kQ2_KBlockBytes) {
+    simd::PrefetchAhead<quant::kQ2_KBlockBytes>(w);
+    const float d = LoadHalf(w + quant::kQ2_KD), dmin = LoadHalf(w + quant::kQ2_KD + 2);
+    const __m128i scale_bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w));
+    const __m128i sc = _mm_and_si128(scale_bytes, low4);
+    const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(scale_bytes, 4), low4));
+    for (int t = 0; t < NT; ++t) {
+      const __m256i s16 =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum16_row(token + t) + sb * 16));
+      const __m256 dmin_as =
+          _mm256_mul_ps(_mm256_set1_ps(dmin), _mm256_loadu_ps(a.scale_row(token + t) + sb * 8));
+      mins[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(m16, s16)), dmin_as, mins[t]);
+    }
+    for (int half = 0; half < 2; ++half) {
+      const __m256i raw =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + quant::kQ2_KValues + 32 * half));
+      __m256i q[4], scale[4];
+      for (int j = 0; j < 4; ++j) {
+        q[j] = _mm256_and_si256(_mm256_srli_epi16(raw, 2 * j), three);
+        scale[j] = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sc, ScalePairShuffle(4 * half + j)));
+      }
+      const int64_t b = sb * 8 + half * 4;  // first activation block of this half
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* aq = a.q_row(token + t) + b * 32;
+        const float* as = a.scale_row(token + t) + b;
+        for (int j = 0; j < 4; ++j) {
+          const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(aq + 32 * j));
+          const __m256i dp = _mm256_madd_epi16(_mm256_maddubs_epi16(q[j], av), scale[j]);
+          acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), _mm256_set1_ps(d * as[j]), acc[t]);
+        }
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]) - HorizontalSum(mins[t]);
 }
 
 // Q4_K: a 32-byte chunk holds sub-block 2c in its low nibbles and 2c + 1 in its high nibbles,
@@ -881,6 +936,97 @@ void GemmQ5_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
   });
 }
 
+// Q2_Kx16 on AVX2: per 32-value sub-block j and half of the rows (rows 0-7 in the first 32
+// bytes of each 64-byte area, 8-15 in the second), chunk ch is bits 2 (ch % 4) .. + 1 of area
+// ch / 4 (one shift and mask; the bits shifted in from the next byte land above bit 1).
+// maddubs of a chunk with the token's broadcast quad gives int16 pair sums of at most 2 * 3 *
+// 127, so chunks 0-3 (Q2_K sub-block 2 j) and 4-7 (2 j + 1) each sum in int16 (at most 3048);
+// vpmaddwd against the rows' (scale, scale) pairs takes each to int32 already scaled, S =
+// sc_2j dot_2j + sc_2j+1 dot_2j+1, and one more of the rows' (min_2j, min_2j+1) pairs with the
+// token's two per-16 activation sums gives M; the rows then take a_scale (d S - dmin M) in f32.
+template <int NT>
+void GemmQ2_Kx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                  int64_t token, float* out, int64_t ldo) {
+  const __m256i three = _mm256_set1_epi8(3), low4 = _mm256_set1_epi32(0x0F);
+  __m256 acc[NT][2];
+  const int8_t* q[NT];
+  const float* as[NT];
+  const int16_t* sum16[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    q[t] = a.q_row(token + t);
+    as[t] = a.scale_row(token + t);
+    sum16[t] = a.sum16_row(token + t);
+  }
+  const bool to_l2 = NT == 1 && DecodeStreamToL2();
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += pack::kQ2_Kx16BlockBytes) {
+    PrefetchWeights<NT, pack::kQ2_Kx16BlockBytes>(group, to_l2);  // a whole block ahead
+    __m256 d[2], dmin[2];
+    LoadGroupScales(group, d);
+    LoadGroupScales(group + pack::kQ2_Kx16Dmin, dmin);
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t* data = group + pack::kQ2_Kx16Data + pack::kQ2_Kx16SubBlockBytes * j;
+      const int64_t b = sb * 8 + j;
+      const uint8_t* scales = group + pack::kQ2_Kx16Scales + 32 * j;
+      for (int h = 0; h < 2; ++h) {
+        __m256i w[8];
+        for (int p = 0; p < 2; ++p) {
+          const __m256i area =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(data + 64 * p + 32 * h));
+          w[4 * p] = _mm256_and_si256(area, three);
+          w[4 * p + 1] = _mm256_and_si256(_mm256_srli_epi16(area, 2), three);
+          w[4 * p + 2] = _mm256_and_si256(_mm256_srli_epi16(area, 4), three);
+          w[4 * p + 3] = _mm256_and_si256(_mm256_srli_epi16(area, 6), three);
+        }
+        // Rows 8h .. 8h + 7's scale bytes of sub-blocks 2 j and 2 j + 1, one per dword.
+        const __m256i lo =
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(scales + 8 * h)));
+        const __m256i hi = _mm256_cvtepu8_epi32(
+            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(scales + 16 + 8 * h)));
+        const __m256i sc_lo = _mm256_and_si256(lo, low4), sc_hi = _mm256_and_si256(hi, low4);
+        const __m256i scale_lo = _mm256_or_si256(sc_lo, _mm256_slli_epi32(sc_lo, 16));
+        const __m256i scale_hi = _mm256_or_si256(sc_hi, _mm256_slli_epi32(sc_hi, 16));
+        const __m256i min_pairs = _mm256_or_si256(_mm256_srli_epi32(lo, 4),
+                                                  _mm256_slli_epi32(_mm256_srli_epi32(hi, 4), 16));
+        for (int t = 0; t < NT; ++t) {
+          const int8_t* qb = q[t] + b * 32;
+          // Opaque to the compiler, so that it loads the quads again for each half of the rows
+          // (a broadcast from memory costs a load only): left to itself, GCC -O3 kept the 64
+          // broadcasts of a block in stack slots and 64 addresses in others.
+          asm volatile("" : "+r"(qb));
+          auto quad = [qb](int offset) {
+            int32_t four;
+            std::memcpy(&four, qb + offset, 4);
+            return _mm256_set1_epi32(four);
+          };
+          __m256i first = _mm256_maddubs_epi16(w[0], quad(0));
+          __m256i second = _mm256_maddubs_epi16(w[4], quad(16));
+          for (int c = 1; c < 4; ++c) {
+            first = _mm256_add_epi16(first, _mm256_maddubs_epi16(w[c], quad(4 * c)));
+            second = _mm256_add_epi16(second, _mm256_maddubs_epi16(w[4 + c], quad(16 + 4 * c)));
+          }
+          const __m256i scaled = _mm256_add_epi32(_mm256_madd_epi16(first, scale_lo),
+                                                  _mm256_madd_epi16(second, scale_hi));
+          int32_t sums;  // the token's two 16-value sums of this block, as an int16 pair
+          std::memcpy(&sums, sum16[t] + 2 * b, 4);
+          const __m256i mins = _mm256_madd_epi16(min_pairs, _mm256_set1_epi32(sums));
+          const __m256 dsm = _mm256_fnmadd_ps(dmin[h], _mm256_cvtepi32_ps(mins),
+                                              _mm256_mul_ps(d[h], _mm256_cvtepi32_ps(scaled)));
+          acc[t][h] = _mm256_fmadd_ps(dsm, _mm256_broadcast_ss(as[t] + b), acc[t][h]);
+        }
+      }
+    }
+  }
+  StoreGroupTile<NT>(acc, out, ldo);
+}
+
+void GemmQ2_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
+    GemmQ2_Kx16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
+  });
+}
+
 // The 16-row layouts with int8 scales per 16 values and an offset on the values: Q6_Kx16
 // (int8 scales stored as such) and Q3_Kx16 (6-bit scales, regrouped). Scales16 writes the
 // block's scales as int8 [scale k][row]; Unpack makes chunks 2c and 2c + 1 of rows 8h .. 8h + 7
@@ -1124,6 +1270,7 @@ const KernelTable& Table() {
       .dot_iq4_xs = GEMMA4_BY_TOKEN_COUNT(DotIQ4_XST),
       .dot_q3_k = GEMMA4_BY_TOKEN_COUNT(DotQ3_KT),
       .dot_q4_1 = GEMMA4_BY_TOKEN_COUNT(DotQ4_1T),
+      .dot_q2_k = GEMMA4_BY_TOKEN_COUNT(DotQ2_KT),
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = ReferenceTable().dot_q8_0r,
       .gemm_q8_0r = nullptr,
@@ -1137,6 +1284,7 @@ const KernelTable& Table() {
       .gemm_iq4_xsx16 = GemmIQ4_XSx16,
       .gemm_q3_kx16 = GemmQ3_Kx16,
       .gemm_q4_1x16 = GemmQ4_1x16,
+      .gemm_q2_kx16 = GemmQ2_Kx16,
       .quantize_blocks = QuantizeBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

@@ -468,6 +468,68 @@ void DotQ5_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
   DotQ4_KT<NT, true>(w, nblocks, a, token, out);
 }
 
+// Q2_K: per 128-value half h, the 32 bytes qs[32 h ..] hold four activation blocks (block
+// 4 h + j at bits 2 j .. 2 j + 1 of each byte), loaded into both 256-bit halves of a vector and
+// shifted by 0 and 2 (blocks j = 0, 1) or 4 and 6 (j = 2, 3) per half: two blocks per vector in
+// element order, unsigned for vpdpbusd. Each dword lane then sums 4 products of one 16-value
+// sub-block, at most 4 * 3 * 127 in magnitude, so vpmaddwd against the sub-block's scale (the
+// lane's high word 0) gives scale * sum in int32, and each block pair is scaled by d times its
+// activation scales. The mins come off once per super-block: dmin times the sum over blocks of
+// a_scale * (m_2b sum16_2b + m_2b+1 sum16_2b+1), one vpmaddwd of the 16 mins with the 16
+// per-16 activation sums (QuantizedActivations::sum16).
+template <int NT>
+void DotQ2_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              float* out) {
+  __m512 acc[NT];
+  __m256 mins[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm512_setzero_ps();
+    mins[t] = _mm256_setzero_ps();
+  }
+  const __m512i three = _mm512_set1_epi8(3);
+  const __m512i shift01 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+  const __m512i shift23 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+  const __m512i low4 = _mm512_set1_epi32(0x0F);
+  // Byte k / 4 of four scale bytes to dword lane k (each sub-block's four lanes).
+  const __m128i spread = _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += quant::kQ2_KBlockBytes) {
+    simd::PrefetchAhead<quant::kQ2_KBlockBytes>(w);
+    const float d = LoadHalf(w + quant::kQ2_KD), dmin = LoadHalf(w + quant::kQ2_KD + 2);
+    const __m128i scale_bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w));
+    const __m256i m16 =
+        _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(scale_bytes, 4), _mm_set1_epi8(0x0F)));
+    for (int t = 0; t < NT; ++t) {
+      const __m256i s16 =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum16_row(token + t) + sb * 16));
+      const __m256 dmin_as =
+          _mm256_mul_ps(_mm256_set1_ps(dmin), _mm256_loadu_ps(a.scale_row(token + t) + sb * 8));
+      mins[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(m16, s16)), dmin_as, mins[t]);
+    }
+    for (int half = 0; half < 2; ++half) {
+      const __m512i raw = _mm512_broadcast_i64x4(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + quant::kQ2_KValues + 32 * half)));
+      const __m512i q01 = _mm512_and_si512(_mm512_srlv_epi16(raw, shift01), three);
+      const __m512i q23 = _mm512_and_si512(_mm512_srlv_epi16(raw, shift23), three);
+      const __m512i sc01 = _mm512_and_si512(
+          _mm512_cvtepu8_epi32(_mm_shuffle_epi8(_mm_loadu_si32(w + 8 * half), spread)), low4);
+      const __m512i sc23 = _mm512_and_si512(
+          _mm512_cvtepu8_epi32(_mm_shuffle_epi8(_mm_loadu_si32(w + 8 * half + 4), spread)), low4);
+      const int64_t b = sb * 8 + half * 4;  // first activation block of this half
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* q = a.q_row(token + t) + b * 32;
+        const float* as = a.scale_row(token + t) + b;
+        const __m512i dp01 = _mm512_madd_epi16(
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), q01, _mm512_loadu_si512(q)), sc01);
+        const __m512i dp23 = _mm512_madd_epi16(
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), q23, _mm512_loadu_si512(q + 64)), sc23);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp01), PairScale(d * as[0], d * as[1]), acc[t]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp23), PairScale(d * as[2], d * as[3]), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) - HorizontalSum256(mins[t]);
+}
+
 // Q5_1: x = d q + m per 32-value block, q in [0, 31]. A block's nibbles unpack in element order
 // (low nibbles elements 0-15, high nibbles 16-31) and its 32 fifth bits (qh, bit e for element
 // e) become bytes through a mask move; two blocks meet one 64-byte activation load. Per block
@@ -999,6 +1061,88 @@ void GemmQ5_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
   });
 }
 
+// Q2_Kx16: per 32-value sub-block j, chunk ch of the 16 rows is bits 2 (ch % 4) .. + 1 of area
+// ch / 4 (pack::RepackGroupQ2_Kx16): one 16-bit shift and a mask (the bits shifted in from the
+// next byte land above bit 1). Chunks 0-3 (Q2_K sub-block 2 j, scale and min in the low words
+// below) and 4-7 (2 j + 1, the high words) run as two vpdpbusd chains per token, whose sums
+// (at most 16 * 3 * 127 in magnitude) fit 16 bits: the second chain's moved into the high words
+// of the first's, one vpmaddwd against the rows' (scale_2j, scale_2j+1) pairs gives S = sc dot
+// summed over both in int32, and another of the (min_2j, min_2j+1) pairs with the token's two
+// per-16 activation sums gives M; the rows then take a_scale (d S - dmin M) in f32.
+template <int NT>
+void GemmQ2_Kx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                  int64_t token, float* out, int64_t ldo) {
+  __m512 acc[NT];
+  const int8_t* q[NT];
+  const float* as[NT];
+  const int16_t* sum16[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm512_setzero_ps();
+    q[t] = a.q_row(token + t);
+    as[t] = a.scale_row(token + t);
+    sum16[t] = a.sum16_row(token + t);
+  }
+  const __m512i three = _mm512_set1_epi8(3), low4 = _mm512_set1_epi16(0x0F);
+  const bool to_l2 = DecodeStreamToL2();
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += pack::kQ2_Kx16BlockBytes) {
+    // A whole block ahead at once (head and sub-blocks): one token (decode) streams it from
+    // DRAM (simd::PrefetchDecodeStream), more tokens re-read it from L2.
+    if constexpr (NT == 1) {
+      simd::PrefetchDecodeStream<pack::kQ2_Kx16BlockBytes>(group, to_l2);
+    } else {
+      simd::PrefetchAhead<pack::kQ2_Kx16BlockBytes>(group);
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group)));
+    const __m512 dmin = _mm512_cvtph_ps(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + pack::kQ2_Kx16Dmin)));
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t* data = group + pack::kQ2_Kx16Data + pack::kQ2_Kx16SubBlockBytes * j;
+      const int64_t b = sb * 8 + j;
+      __m512i w[8];
+      for (int p = 0; p < 2; ++p) {
+        const __m512i area = _mm512_loadu_si512(data + 64 * p);
+        w[4 * p] = _mm512_and_si512(area, three);
+        w[4 * p + 1] = _mm512_and_si512(_mm512_srli_epi16(area, 2), three);
+        w[4 * p + 2] = _mm512_and_si512(_mm512_srli_epi16(area, 4), three);
+        w[4 * p + 3] = _mm512_and_si512(_mm512_srli_epi16(area, 6), three);
+      }
+      // Row r's scale bytes of sub-blocks 2 j (low word) and 2 j + 1 (high word).
+      const uint8_t* scales = group + pack::kQ2_Kx16Scales + 32 * j;
+      const __m512i pairs = _mm512_or_si512(
+          _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales))),
+          _mm512_slli_epi32(
+              _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + 16))),
+              16));
+      const __m512i sc = _mm512_and_si512(pairs, low4), mn = _mm512_srli_epi16(pairs, 4);
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* qb = q[t] + b * 32;
+        __m512i first = _mm512_setzero_si512(), second = _mm512_setzero_si512();
+        for (int c = 0; c < 4; ++c) {
+          first = DotBroadcast(first, w[c], qb + 4 * c);
+          second = DotBroadcast(second, w[c + 4], qb + 16 + 4 * c);
+        }
+        const __m512i both =
+            _mm512_mask_blend_epi16(0xAAAAAAAA, first, _mm512_slli_epi32(second, 16));
+        int32_t sums;  // the token's two 16-value sums of this block, as an int16 pair
+        std::memcpy(&sums, sum16[t] + 2 * b, 4);
+        const __m512i scaled = _mm512_madd_epi16(both, sc);
+        const __m512i mins = _mm512_madd_epi16(mn, _mm512_set1_epi32(sums));
+        const __m512 dsm = _mm512_fnmadd_ps(dmin, _mm512_cvtepi32_ps(mins),
+                                            _mm512_mul_ps(d, _mm512_cvtepi32_ps(scaled)));
+        acc[t] = _mm512_fmadd_ps(dsm, _mm512_set1_ps(as[t][b]), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + t * ldo, acc[t]);
+}
+
+void GemmQ2_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  simd::ForTokenPieces<8>(ntok, [&](int first, auto nt) {
+    GemmQ2_Kx16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
+  });
+}
+
 // Q6_Kx16: per sub-block, eight vectors of unsigned 6-bit values (low nibbles in the Q4_0x16
 // layout, top two bits of chunk ch from shift 2 (ch % 4) of area ch / 4, moved to bits 4-5 by
 // 16-bit shifts whose carries the mask drops). Chunks 0-3 (values 0-15, scale 2j) and 4-7
@@ -1328,6 +1472,7 @@ const KernelTable& Table() {
       .dot_iq4_xs = GEMMA4_BY_TOKEN_COUNT(DotIQ4_XST),
       .dot_q3_k = GEMMA4_BY_TOKEN_COUNT(DotQ3_KT),
       .dot_q4_1 = GEMMA4_BY_TOKEN_COUNT(DotQ4_1T),
+      .dot_q2_k = GEMMA4_BY_TOKEN_COUNT(DotQ2_KT),
       .gemm_q4_0r = GroupGemm<Q4Groups>,
       .dot_q8_0r = GroupDot<Q8Groups>,
       .gemm_q8_0r = GroupGemm<Q8Groups>,
@@ -1342,6 +1487,7 @@ const KernelTable& Table() {
       .gemm_iq4_xsx16 = GemmIQ4_XSx16,
       .gemm_q3_kx16 = GemmQ3_Kx16,
       .gemm_q4_1x16 = GemmQ4_1x16,
+      .gemm_q2_kx16 = GemmQ2_Kx16,
       .quantize_blocks = QuantizeBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

@@ -95,6 +95,48 @@ void DotQ6_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, i
   }
 }
 
+// Q2_K super-block (84 bytes: 16 scale bytes, 64 bytes of 2-bit values, f16 d and dmin). In
+// half h, block 4 h + j's values are bits 2 j .. 2 j + 1 of qs[32 h + l]: sub-block 8 h + 2 j
+// from bytes l < 16, 8 h + 2 j + 1 from l >= 16. A value times its sub-block's scale (at most
+// 3 * 15) is still a signed byte, so one sdot chain per block gives S = sc_lo dot_lo + sc_hi
+// dot_hi; the mins come off per block through the activations' per-16 sums (M = m_lo sum16_lo +
+// m_hi sum16_hi), a_scale (d S - dmin M) as the reference sums it.
+void DotQ2_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  const uint8x16_t three = vdupq_n_u8(3);
+  for (int t = 0; t < ntok; ++t) {
+    const int8_t* aq_row = a.q_row(token + t);
+    const float* as_row = a.scale_row(token + t);
+    const int16_t* sum16_row = a.sum16_row(token + t);
+    float acc = 0;
+    const uint8_t* sbp = w;
+    for (int64_t sb = 0; sb < nblocks / 8; ++sb, sbp += quant::kQ2_KBlockBytes) {
+      const float d = LoadHalf(sbp + quant::kQ2_KD), dmin = LoadHalf(sbp + quant::kQ2_KD + 2);
+      for (int h = 0; h < 2; ++h) {
+        const uint8x16_t r0 = vld1q_u8(sbp + quant::kQ2_KValues + 32 * h);
+        const uint8x16_t r1 = vld1q_u8(sbp + quant::kQ2_KValues + 32 * h + 16);
+        for (int j = 0; j < 4; ++j) {
+          const int k = 8 * h + 2 * j;
+          const int64_t b = sb * 8 + 4 * h + j;
+          const int8x16_t down = vdupq_n_s8(static_cast<int8_t>(-2 * j));
+          const uint8x16_t lo = vmulq_u8(vandq_u8(vshlq_u8(r0, down), three),
+                                         vdupq_n_u8(static_cast<uint8_t>(sbp[k] & 0xF)));
+          const uint8x16_t hi = vmulq_u8(vandq_u8(vshlq_u8(r1, down), three),
+                                         vdupq_n_u8(static_cast<uint8_t>(sbp[k + 1] & 0xF)));
+          const int8_t* aq = aq_row + b * 32;
+          int32x4_t dot = vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(lo), vld1q_s8(aq));
+          dot = vdotq_s32(dot, vreinterpretq_s8_u8(hi), vld1q_s8(aq + 16));
+          const int32_t scaled = vaddvq_s32(dot);
+          const int32_t mins =
+              (sbp[k] >> 4) * sum16_row[2 * b] + (sbp[k + 1] >> 4) * sum16_row[2 * b + 1];
+          acc += as_row[b] * (d * static_cast<float>(scaled) - dmin * static_cast<float>(mins));
+        }
+      }
+    }
+    out[t] = acc;
+  }
+}
+
 // Q3_K super-block (110 bytes: 32 hmask bytes, 64 bytes of low bit pairs, 12 bytes of 6-bit
 // scales, f16 d), as two halves of 128 values like Q6_K: in a half, group k (32 values,
 // activation block b + k) has its low bits at shift 2 k of the half's 32 qs bytes and 4 taken
@@ -383,6 +425,7 @@ const KernelTable& Table() {
       .dot_iq4_xs = DotIQ4_XS,
       .dot_q3_k = DotQ3_K,
       .dot_q4_1 = DotQ4_1,
+      .dot_q2_k = DotQ2_K,
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = ReferenceTable().dot_q8_0r,
       .gemm_q8_0r = nullptr,
@@ -396,6 +439,7 @@ const KernelTable& Table() {
       .gemm_iq4_xsx16 = nullptr,  // plain IQ4_XS rows (dot_iq4_xs)
       .gemm_q3_kx16 = nullptr,    // plain Q3_K rows (dot_q3_k)
       .gemm_q4_1x16 = nullptr,    // plain Q4_1 rows (dot_q4_1)
+      .gemm_q2_kx16 = nullptr,    // plain Q2_K rows (dot_q2_k)
       .quantize_blocks = QuantizeActivationBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

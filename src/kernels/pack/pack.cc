@@ -26,6 +26,8 @@ DType PackedLayout(const KernelTable& table, DType stored, int64_t rows_per_matr
       return x16_rows && table.gemm_q6_kx16 != nullptr ? DType::kQ6_Kx16 : stored;
     case DType::kIQ4_XS:
       return x16_rows && table.gemm_iq4_xsx16 != nullptr ? DType::kIQ4_XSx16 : stored;
+    case DType::kQ2_K:
+      return x16_rows && table.gemm_q2_kx16 != nullptr ? DType::kQ2_Kx16 : stored;
     default:
       return stored;
   }
@@ -358,6 +360,59 @@ void DequantizeIQ4_XSx16Row(const uint8_t* group, int64_t nsuper, int row, float
       for (int i = 0; i < 32; ++i) {
         out[32 * j + i] = dl * quant::kIQ4NLValues[IQ4_XSx16Nibble(group, row, 32 * j + i)];
       }
+    }
+  }
+}
+
+// Plain Q2_K: sub-block j's 32 values (element 32 j' + l of half h, j = 4 h + j') are bits
+// 2 j' .. 2 j' + 1 of qs[32 h + l], l = 0..31, so chunk ch (values 4 ch + i) of row r sits in
+// the four bytes qs[32 h + 4 ch ..]: moved four values (one word) at a time, like Q6_Kx16's top
+// bits.
+void RepackGroupQ2_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper, uint8_t* dst) {
+  for (int64_t sb = 0; sb < nsuper; ++sb, dst += kQ2_Kx16BlockBytes) {
+    for (int r = 0; r < 16; ++r) {
+      const uint8_t* block = src + r * src_row_bytes + sb * quant::kQ2_KBlockBytes;
+      std::memcpy(dst + 2 * r, block + quant::kQ2_KD, 2);
+      std::memcpy(dst + kQ2_Kx16Dmin + 2 * r, block + quant::kQ2_KD + 2, 2);
+      for (int k = 0; k < 16; ++k) dst[kQ2_Kx16Scales + 16 * k + r] = block[k];
+      for (int j = 0; j < 8; ++j) {
+        const uint8_t* qs = block + quant::kQ2_KValues + 32 * (j / 4);
+        const int shift = 2 * (j % 4);
+        uint8_t* data = dst + kQ2_Kx16Data + kQ2_Kx16SubBlockBytes * j;
+        for (int p = 0; p < 2; ++p) {
+          uint32_t crumbs = 0;  // byte i: values 4 (4p + s) + i at bits 2s .. 2s + 1
+          for (int s = 0; s < 4; ++s) {
+            uint32_t bits;
+            std::memcpy(&bits, qs + 4 * (4 * p + s), 4);
+            crumbs |= ((bits >> shift) & 0x03030303u) << (2 * s);
+          }
+          std::memcpy(data + 64 * p + 4 * r, &crumbs, 4);
+        }
+      }
+    }
+  }
+}
+
+void Q2_Kx16ScaleMin(const uint8_t* block, int row, int k, uint8_t* scale, uint8_t* min) {
+  const uint8_t byte = block[kQ2_Kx16Scales + 16 * k + row];
+  *scale = byte & 0xF;
+  *min = byte >> 4;
+}
+
+int Q2_Kx16Value(const uint8_t* block, int row, int e) {
+  const uint8_t* data = block + kQ2_Kx16Data + kQ2_Kx16SubBlockBytes * (e / 32);
+  const int v = e % 32, ch = v / 4, i = v % 4;
+  return (data[64 * (ch / 4) + 4 * row + i] >> (2 * (ch % 4))) & 3;
+}
+
+void DequantizeQ2_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out) {
+  for (int64_t sb = 0; sb < nsuper; ++sb, group += kQ2_Kx16BlockBytes, out += 256) {
+    const float d = half::F16ToF32(LoadU16(group + 2 * row));
+    const float dmin = half::F16ToF32(LoadU16(group + kQ2_Kx16Dmin + 2 * row));
+    for (int e = 0; e < 256; ++e) {
+      uint8_t sc, m;
+      Q2_Kx16ScaleMin(group, row, e / 16, &sc, &m);
+      out[e] = d * sc * Q2_Kx16Value(group, row, e) - dmin * m;
     }
   }
 }

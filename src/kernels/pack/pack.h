@@ -1,7 +1,7 @@
 // Load-time repacking of ggml blocks (quant/) into the layouts the kernels read, and reading
 // them back: Q4_0R / Q8_0R (four blocks' scales, then their values, per 64-byte load) and the
-// 16-row interleaved Q4_0x16, Q8_0x16, Q3_Kx16, Q4_Kx16, Q5_Kx16, Q6_Kx16, IQ4_XSx16 (see DType
-// in base/tensor.h).
+// 16-row interleaved Q4_0x16, Q4_1x16, Q8_0x16, Q2_Kx16, Q3_Kx16, Q4_Kx16, Q5_Kx16, Q6_Kx16,
+// IQ4_XSx16 (see DType in base/tensor.h).
 // PackedLayout picks the layout per matrix from the kernel table's entries; the model loader
 // (model/model.cc) repacks into it.
 #ifndef GEMMA4_SRC_KERNELS_PACK_PACK_H_
@@ -19,9 +19,9 @@ namespace gemma4::kernels::pack {
 // kernels, or `stored` itself when it stays in its file format. Q4_0 always repacks (Q4_0R,
 // four blocks per 64-byte load); Q8_0 where the table has a repacked Q8_0 kernel. Where the
 // table has the 16-row kernels (AVX2, AVX-512 VNNI) and `rows_per_matrix` (rows of one matrix;
-// of one expert for stacked experts) is a multiple of 16, Q4_0 / Q8_0 / Q4_K / Q6_K interleave
-// 16 rows (the K-quants only then; else they stay plain), so one weight load serves 16 rows for
-// a whole tile of tokens.
+// of one expert for stacked experts) is a multiple of 16, Q4_0 / Q8_0 / Q2_K / Q4_K / Q5_K /
+// Q6_K / IQ4_XS interleave 16 rows (the 256-value types only then; else they stay plain), so
+// one weight load serves 16 rows for a whole tile of tokens.
 DType PackedLayout(const KernelTable& table, DType stored, int64_t rows_per_matrix);
 
 // Any block or float type to f32, the repacked row types Q4_0R and Q8_0R included (the 16-row
@@ -101,6 +101,30 @@ int IQ4_XSx16Scale(const uint8_t* block, int row, int j);
 int IQ4_XSx16Nibble(const uint8_t* block, int row, int e);
 // Row `row` (0..15) of an IQ4_XSx16 group as f32.
 void DequantizeIQ4_XSx16Row(const uint8_t* group, int64_t nsuper, int row, float* out);
+
+// Q2_Kx16 (see DType::kQ2_Kx16): 16 rows of Q2_K interleaved per 256-value block, 1344 bytes
+// (16 x 84). Byte offsets inside one such block: 16 f16 d at 0, 16 f16 dmin at 32, then the
+// file's scale bytes (scale in the low nibble, min in the high one) of sub-block k (16 values,
+// 0..15) of row r at kQ2_Kx16Scales + 16 k + r, then 8 sub-blocks j of 32 values (Q2_K
+// sub-blocks 2 j and 2 j + 1), 128 bytes each: two 64-byte areas p = 0, 1 whose byte 4 r + i
+// holds at bits 2 s .. 2 s + 1 value 4 (4 p + s) + i of row r (s = 0..3). Chunk ch = 4 p + s
+// (values 4 ch .. 4 ch + 3) of the 16 rows is then one shift and mask of area p: a dword per
+// row, as vpdpbusd takes it; area 0 holds the values of scale 2 j, area 1 those of 2 j + 1.
+constexpr int kQ2_Kx16BlockBytes = 16 * quant::kQ2_KBlockBytes;
+constexpr int kQ2_Kx16Dmin = 32;
+constexpr int kQ2_Kx16Scales = 64;
+constexpr int kQ2_Kx16Data = 320;
+constexpr int kQ2_Kx16SubBlockBytes = 128;
+// 16 rows of plain Q2_K (row r at src + r * src_row_bytes) -> one Q2_Kx16 group, nsuper blocks
+// of 256 values.
+void RepackGroupQ2_Kx16(const uint8_t* src, uint64_t src_row_bytes, int64_t nsuper, uint8_t* dst);
+// The 4-bit scale and min of sub-block k (0..15, 16 values each) of row `row` in one Q2_Kx16
+// block.
+void Q2_Kx16ScaleMin(const uint8_t* block, int row, int k, uint8_t* scale, uint8_t* min);
+// Value (0..3) of element e (0..255) of row `row` in one Q2_Kx16 block.
+int Q2_Kx16Value(const uint8_t* block, int row, int e);
+// Row `row` (0..15) of a Q2_Kx16 group as f32.
+void DequantizeQ2_Kx16Row(const uint8_t* group, int64_t nsuper, int row, float* out);
 
 // Q6_Kx16 (see DType::kQ6_Kx16): 16 rows of Q6_K interleaved per 256-value block, 3360 bytes
 // (16 x 210). Byte offsets inside one such block:

@@ -105,6 +105,16 @@ void GemmIQ4_XSx16(const uint8_t* group, int64_t nblocks, const QuantizedActivat
   }
 }
 
+void GemmQ2_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  for (int t = 0; t < ntok; ++t) {
+    float rows[16];
+    GemmQ2_Kx16Reference(group, a.q_row(token + t), a.scale_row(token + t), a.sum16_row(token + t),
+                         nblocks, rows);
+    std::memcpy(out + t * ldo, rows, sizeof(rows));
+  }
+}
+
 void GemmQ6_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                  int64_t token, int ntok, float* out, int64_t ldo) {
   for (int t = 0; t < ntok; ++t) {
@@ -144,6 +154,14 @@ void DotQ6_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, i
              int ntok, float* out) {
   for (int i = 0; i < ntok; ++i) {
     out[i] = DotQ6_KReference(w, a.q_row(token + i), a.scale_row(token + i), nblocks);
+  }
+}
+
+void DotQ2_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+             int ntok, float* out) {
+  for (int i = 0; i < ntok; ++i) {
+    out[i] = DotQ2_KReference(w, a.q_row(token + i), a.scale_row(token + i), a.sum16_row(token + i),
+                              nblocks);
   }
 }
 
@@ -404,6 +422,7 @@ const KernelTable& ReferenceTable() {
       .dot_iq4_xs = DotIQ4_XS,
       .dot_q3_k = DotQ3_K,
       .dot_q4_1 = DotQ4_1,
+      .dot_q2_k = DotQ2_K,
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = DotQ8_0R,
       .gemm_q8_0r = nullptr,
@@ -417,6 +436,7 @@ const KernelTable& ReferenceTable() {
       .gemm_iq4_xsx16 = GemmIQ4_XSx16,
       .gemm_q3_kx16 = GemmQ3_Kx16,
       .gemm_q4_1x16 = GemmQ4_1x16,
+      .gemm_q2_kx16 = GemmQ2_Kx16,
       .quantize_blocks = QuantizeActivationBlocks,
       .dot_f32 = DotF32,
       .axpy_f32 = AxpyF32,

@@ -177,6 +177,31 @@ float DotQ5_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
   return total;
 }
 
+float DotQ2_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                       const int16_t* a_sum16, int64_t nblocks) {
+  float total = 0;
+  uint8_t q[256];
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += quant::kQ2_KBlockBytes) {
+    const float d = half::F16ToF32(LoadU16(w + quant::kQ2_KD));
+    const float dmin = half::F16ToF32(LoadU16(w + quant::kQ2_KD + 2));
+    quant::UnpackQ2_K(w, q);
+    for (int b = 0; b < 8; ++b) {  // activation block b holds Q2_K sub-blocks 2b and 2b + 1
+      const int64_t blk = sb * 8 + b;
+      const int8_t* ab = a + blk * 32;
+      int32_t scaled = 0, mins = 0;
+      for (int half = 0; half < 2; ++half) {
+        const int k = 2 * b + half;
+        int32_t dot = 0;
+        for (int i = 0; i < 16; ++i) dot += q[16 * k + i] * ab[16 * half + i];
+        scaled += (w[k] & 0xF) * dot;
+        mins += (w[k] >> 4) * a_sum16[2 * blk + half];
+      }
+      total += a_scale[blk] * (d * static_cast<float>(scaled) - dmin * static_cast<float>(mins));
+    }
+  }
+  return total;
+}
+
 float DotQ6_KReference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks) {
   float total = 0;
   int8_t q[256];
@@ -268,6 +293,35 @@ void GemmIQ4_XSx16Reference(const uint8_t* group, const int8_t* a, const float* 
         }
         total += a_scale[blk] * (d * static_cast<float>(pack::IQ4_XSx16Scale(block, r, j) - 32) *
                                  static_cast<float>(dot));
+      }
+    }
+    out[r] = total;
+  }
+}
+
+void GemmQ2_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                          const int16_t* a_sum16, int64_t nblocks, float* out) {
+  for (int r = 0; r < 16; ++r) {
+    float total = 0;
+    const uint8_t* block = group;
+    for (int64_t sb = 0; sb < nblocks / 8; ++sb, block += pack::kQ2_Kx16BlockBytes) {
+      const float d = half::F16ToF32(LoadU16(block + 2 * r));
+      const float dmin = half::F16ToF32(LoadU16(block + pack::kQ2_Kx16Dmin + 2 * r));
+      for (int b = 0; b < 8; ++b) {
+        const int64_t blk = sb * 8 + b;
+        const int8_t* ab = a + blk * 32;
+        int32_t scaled = 0, mins = 0;
+        for (int half = 0; half < 2; ++half) {
+          const int k = 2 * b + half;
+          uint8_t sc, m;
+          pack::Q2_Kx16ScaleMin(block, r, k, &sc, &m);
+          int32_t dot = 0;
+          for (int i = 0; i < 16; ++i)
+            dot += pack::Q2_Kx16Value(block, r, 16 * k + i) * ab[16 * half + i];
+          scaled += sc * dot;
+          mins += m * a_sum16[2 * blk + half];
+        }
+        total += a_scale[blk] * (d * static_cast<float>(scaled) - dmin * static_cast<float>(mins));
       }
     }
     out[r] = total;

@@ -26,6 +26,13 @@ float DotIQ4_XSReference(const uint8_t* w, const int8_t* a, const float* a_scale
 // Likewise for Q5_K (the same sums as Q4_K's, with five-bit values).
 float DotQ5_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
                        const int32_t* a_sum, int64_t nblocks);
+// Q2_K: per 32-value activation block b (Q2_K sub-blocks k = 2 b and 2 b + 1 of 16 values),
+// the integers S = sc_2b dot_2b + sc_2b+1 dot_2b+1 (dot_k: the values of sub-block k times the
+// activations) and M = m_2b sum16_2b + m_2b+1 sum16_2b+1 (a_sum16: the activations' per-16
+// sums), then total += a_scale_b (d S - dmin M) in block order: what the SIMD kernels compute,
+// up to the order of the f32 sums.
+float DotQ2_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
+                       const int16_t* a_sum16, int64_t nblocks);
 // nblocks: 32-value activation blocks (a multiple of 8; each Q6_K block spans eight).
 float DotQ6_KReference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks);
 // Likewise for Q3_K (the same sums as Q6_K's, with values in [-4, 3] and 6-bit scales).
@@ -47,6 +54,10 @@ void GemmQ5_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_
 // DotIQ4_XSReference on the plain rows.
 void GemmIQ4_XSx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
                             int64_t nblocks, float* out);
+// Scalar reference: rows 0..15 of a Q2_Kx16 group; the same sums in the same order as
+// DotQ2_KReference on the plain rows.
+void GemmQ2_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                          const int16_t* a_sum16, int64_t nblocks, float* out);
 // Scalar reference: rows 0..15 of a Q6_Kx16 group times activation row `a`; the same sums in
 // the same order as DotQ6_KReference on the plain rows.
 void GemmQ6_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
