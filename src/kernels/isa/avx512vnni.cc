@@ -1143,6 +1143,31 @@ void GemmQ2_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
   });
 }
 
+// One token's share of a 16-row sub-block whose values carry an offset (Q6_Kx16: + 32, Q3_Kx16:
+// + 4) and a scale per 16 values: chunks 0-3 (values 0-15, scale_lo = d * scale 2j per row) and
+// 4-7 (values 16-31, scale_hi) as two vpdpbusd chains, each taking off kOffset * the token's
+// 16-value activation sum, then scaled by the row's scale and the block's activation scale.
+template <int kOffset>
+inline void AccumulateScaledHalves(const __m512i (&w)[8], const QuantizedActivations& a,
+                                   int64_t token, int64_t b, __m512 scale_lo, __m512 scale_hi,
+                                   __m512* acc) {
+  const int8_t* qb = a.q_row(token) + b * 32;
+  __m512i first = _mm512_setzero_si512(), second = _mm512_setzero_si512();
+  for (int c = 0; c < 4; ++c) {
+    int32_t four0, four1;
+    std::memcpy(&four0, qb + 4 * c, 4);
+    std::memcpy(&four1, qb + 16 + 4 * c, 4);
+    first = _mm512_dpbusd_epi32(first, w[c], _mm512_set1_epi32(four0));
+    second = _mm512_dpbusd_epi32(second, w[c + 4], _mm512_set1_epi32(four1));
+  }
+  const int16_t* sums = a.sum16_row(token) + 2 * b;
+  first = _mm512_sub_epi32(first, _mm512_set1_epi32(kOffset * sums[0]));
+  second = _mm512_sub_epi32(second, _mm512_set1_epi32(kOffset * sums[1]));
+  const __m512 da = _mm512_set1_ps(a.scale_row(token)[b]);
+  *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(first), _mm512_mul_ps(scale_lo, da), *acc);
+  *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(second), _mm512_mul_ps(scale_hi, da), *acc);
+}
+
 // Q6_Kx16: per sub-block, eight vectors of unsigned 6-bit values (low nibbles in the Q4_0x16
 // layout, top two bits of chunk ch from shift 2 (ch % 4) of area ch / 4, moved to bits 4-5 by
 // 16-bit shifts whose carries the mask drops). Chunks 0-3 (values 0-15, scale 2j) and 4-7
@@ -1177,21 +1202,7 @@ void GemmQ6_Kx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivati
       }
       const __m512 scale_lo = scale_f32(2 * j), scale_hi = scale_f32(2 * j + 1);
       for (int t = 0; t < NT; ++t) {
-        const int8_t* qb = a.q_row(token + t) + b * 32;
-        __m512i first = _mm512_setzero_si512(), second = _mm512_setzero_si512();
-        for (int c = 0; c < 4; ++c) {
-          int32_t four0, four1;
-          std::memcpy(&four0, qb + 4 * c, 4);
-          std::memcpy(&four1, qb + 16 + 4 * c, 4);
-          first = _mm512_dpbusd_epi32(first, w[c], _mm512_set1_epi32(four0));
-          second = _mm512_dpbusd_epi32(second, w[c + 4], _mm512_set1_epi32(four1));
-        }
-        const int16_t* sums = a.sum16_row(token + t) + 2 * b;
-        first = _mm512_sub_epi32(first, _mm512_set1_epi32(32 * sums[0]));
-        second = _mm512_sub_epi32(second, _mm512_set1_epi32(32 * sums[1]));
-        const __m512 da = _mm512_set1_ps(a.scale_row(token + t)[b]);
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(first), _mm512_mul_ps(scale_lo, da), acc[t]);
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(second), _mm512_mul_ps(scale_hi, da), acc[t]);
+        AccumulateScaledHalves<32>(w, a, token + t, b, scale_lo, scale_hi, &acc[t]);
       }
     }
   }
@@ -1287,21 +1298,7 @@ void GemmQ3_Kx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivati
         }
       }
       for (int t = 0; t < NT; ++t) {
-        const int8_t* qb = a.q_row(token + t) + b * 32;
-        __m512i first = _mm512_setzero_si512(), second = _mm512_setzero_si512();
-        for (int c = 0; c < 4; ++c) {
-          int32_t four0, four1;
-          std::memcpy(&four0, qb + 4 * c, 4);
-          std::memcpy(&four1, qb + 16 + 4 * c, 4);
-          first = _mm512_dpbusd_epi32(first, w[c], _mm512_set1_epi32(four0));
-          second = _mm512_dpbusd_epi32(second, w[c + 4], _mm512_set1_epi32(four1));
-        }
-        const int16_t* sums = a.sum16_row(token + t) + 2 * b;
-        first = _mm512_sub_epi32(first, _mm512_set1_epi32(4 * sums[0]));
-        second = _mm512_sub_epi32(second, _mm512_set1_epi32(4 * sums[1]));
-        const __m512 da = _mm512_set1_ps(a.scale_row(token + t)[b]);
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(first), _mm512_mul_ps(scale_lo, da), acc[t]);
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(second), _mm512_mul_ps(scale_hi, da), acc[t]);
+        AccumulateScaledHalves<4>(w, a, token + t, b, scale_lo, scale_hi, &acc[t]);
       }
     }
   }
