@@ -643,14 +643,14 @@ TEST_P(KernelTest, InterleavedX16PairMatchesSingleGroups) {
   }
 }
 
-// A 16-row K-quant format (Q2_Kx16, Q3_Kx16, Q4_Kx16, Q5_Kx16, Q6_Kx16, IQ4_XSx16; and Q4_1x16,
-// its 32-value blocks in groups of eight): repacking keeps every value (dequantized rows equal),
-// the scalar 16-row reference is the plain-row reference bit for bit, and the ISA kernel matches
-// it for token counts within and across register blocks. Random bytes cover every scale / min /
-// value (and every int8 Q6_K scale); the last case sets every byte to 0xFF (largest values, and
-// for Q2_K / Q4_K / Q5_K the largest scales and mins; Q6_K scales then -1 and -128; Q3_K with
-// its hmask cleared: values -1 and scales 31) against activations of one sign per token: the
-// kernels' largest int16 sums.
+// A 16-row K-quant format (Q2_Kx16, Q3_Kx16, Q4_Kx16, Q5_Kx16, Q6_Kx16, IQ4_XSx16; and Q4_1x16
+// and Q5_1x16, their 32-value blocks in groups of eight): repacking keeps every value (dequantized
+// rows equal), the scalar 16-row reference is the plain-row reference bit for bit, and the ISA
+// kernel matches it for token counts within and across register blocks. Random bytes cover every
+// scale / min / value (and every int8 Q6_K scale); the last case sets every byte to 0xFF (largest
+// values, and for Q2_K / Q4_K / Q5_K the largest scales and mins; Q6_K scales then -1 and -128;
+// Q3_K with its hmask cleared: values -1 and scales 31) against activations of one sign per token:
+// the kernels' largest int16 sums.
 struct KQuantX16 {
   DType plain;
   decltype(kernels::KernelTable::gemm_q4_kx16) gemm;
@@ -673,7 +673,8 @@ void ExpectKQuantX16MatchesPlainRows(const KQuantX16& f, uint32_t seed) {
     const uint64_t row_bytes = RowBytes(f.plain, k);
     std::vector<uint8_t> plain(16 * row_bytes), group(16 * row_bytes);
     for (uint8_t& b : plain) b = extreme ? 0xFF : static_cast<uint8_t>(byte(rng));
-    for (int r = 0; f.plain == DType::kQ4_1 && r < 16; ++r) {  // 32-value blocks: each its d, m
+    const bool affine = f.plain == DType::kQ4_1 || f.plain == DType::kQ5_1;
+    for (int r = 0; affine && r < 16; ++r) {  // 32-value blocks: each its d, m
       for (int64_t blk = 0; blk < nblocks; ++blk) {
         uint8_t* block = plain.data() + r * row_bytes + blk * block_bytes;
         const uint16_t d = half::F32ToF16(0.001f * (1 + byte(rng) % 7));
@@ -682,7 +683,7 @@ void ExpectKQuantX16MatchesPlainRows(const KQuantX16& f, uint32_t seed) {
         std::memcpy(block + 2, &m, 2);
       }
     }
-    for (int r = 0; f.plain != DType::kQ4_1 && r < 16; ++r) {
+    for (int r = 0; !affine && r < 16; ++r) {
       for (int64_t s = 0; s < superblocks; ++s) {
         uint8_t* block = plain.data() + r * row_bytes + s * block_bytes;
         const uint16_t d = half::F32ToF16(0.001f * (1 + byte(rng) % 7));
@@ -724,6 +725,7 @@ void ExpectKQuantX16MatchesPlainRows(const KQuantX16& f, uint32_t seed) {
         : f.plain == DType::kIQ4_XS ? kernels::ReferenceTable().dot_iq4_xs
         : f.plain == DType::kQ3_K   ? kernels::ReferenceTable().dot_q3_k
         : f.plain == DType::kQ4_1   ? kernels::ReferenceTable().dot_q4_1
+        : f.plain == DType::kQ5_1   ? kernels::ReferenceTable().dot_q5_1
         : f.plain == DType::kQ2_K   ? kernels::ReferenceTable().dot_q2_k
                                     : kernels::ReferenceTable().dot_q6_k;
     for (int ntok : {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17}) {
@@ -757,7 +759,7 @@ TEST_P(KernelTest, InterleavedKQuantsX16MatchPlainRows) {
   if (table.gemm_q4_kx16 == nullptr && table.gemm_q5_kx16 == nullptr &&
       table.gemm_q6_kx16 == nullptr && table.gemm_iq4_xsx16 == nullptr &&
       table.gemm_q3_kx16 == nullptr && table.gemm_q4_1x16 == nullptr &&
-      table.gemm_q2_kx16 == nullptr) {
+      table.gemm_q2_kx16 == nullptr && table.gemm_q5_1x16 == nullptr) {
     GTEST_SKIP() << "no 16-row K-quant kernels";
   }
   if (table.gemm_q4_kx16 != nullptr) {
@@ -804,6 +806,21 @@ TEST_P(KernelTest, InterleavedKQuantsX16MatchPlainRows) {
            kernels::GemmQ4_1x16Reference(g, a.q_row(t), a.scale_row(t), a.sum_row(t), nb, out);
          }},
         43);
+  }
+  if (table.gemm_q5_1x16 != nullptr) {  // likewise 8 Q5_1 blocks per superblock
+    ExpectKQuantX16MatchesPlainRows(
+        {DType::kQ5_1, table.gemm_q5_1x16,
+         [](const uint8_t* src, uint64_t row_bytes, int64_t nsuper, uint8_t* dst) {
+           kernels::pack::RepackGroupQ5_1x16(src, row_bytes, 8 * nsuper, dst);
+         },
+         [](const uint8_t* group, int64_t nsuper, int row, float* out) {
+           kernels::pack::DequantizeQ5_1x16Row(group, 8 * nsuper, row, out);
+         },
+         [](const uint8_t* g, const kernels::QuantizedActivations& a, int64_t t, int64_t nb,
+            float* out) {
+           kernels::GemmQ5_1x16Reference(g, a.q_row(t), a.scale_row(t), a.sum_row(t), nb, out);
+         }},
+        47);
   }
   if (table.gemm_q3_kx16 != nullptr) {
     ExpectKQuantX16MatchesPlainRows(

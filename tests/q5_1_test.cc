@@ -1,7 +1,8 @@
 // Q5_1, the type llama.cpp's quantizer falls back to from Q5_K where rows are not a multiple of
 // 256 (26B-A4B's down projections in its Q5_K_M and Q5_K_S): read from GGUF files and computed
-// on as stored (row dots, d * sum(q a) + m * sum(a) per block). The values are checked against
-// ggml's dequantize_row_q5_1 written out here, on random blocks and on every Q5_1 matrix of
+// on as stored (row dots, d * sum(q a) + m * sum(a) per block) or interleaved by 16 rows
+// (Q5_1x16) where the rows allow. The values are checked against ggml's dequantize_row_q5_1
+// written out here, on random blocks and on every Q5_1 matrix of
 // tests/fixtures/llama_cpp_gguf/tiny-26b-a4b-q5_1.gguf (llama-quantize de3ff81, Q5_1, from
 // tiny-26b-a4b.gguf) as the forward pass reads it; the kernels against the scalar reference
 // in kernels_test; the logits against llama.cpp's on that file.
@@ -14,7 +15,9 @@
 #include <vector>
 
 #include "base/half.h"
+#include "kernels/kernels.h"
 #include "llama_cpp_file_values.h"
+#include "model/model.h"
 #include "quant/quant.h"
 
 namespace gemma4 {
@@ -74,6 +77,15 @@ TEST(Q5_1Test, LlamaCppFileLoadsWithTheFileValues) {
   // The file's 30 Q5_1 tensors (attn_q, attn_output, ffn_gate, ffn_up, ffn_gate_up_exps of each
   // of the 6 layers; the rest are llama.cpp's F16/Q8_0 fallbacks).
   EXPECT_EQ(checked[DType::kQ5_1], 30);
+  // Where the ISA has the 16-row kernel, the 128-row q projection and the experts (48 rows
+  // each) are interleaved; the 40-row gate projection stays in plain rows.
+  auto model = LoadedModel::Load(testing::LlamaCppFixture("tiny-26b-a4b-q5_1.gguf"));
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  const bool x16 = kernels::BestTable().gemm_q5_1x16 != nullptr;
+  const LayerWeights& layer = (*model)->weights().layers[0];
+  EXPECT_EQ(layer.q_proj.dtype, x16 ? DType::kQ5_1x16 : DType::kQ5_1);
+  EXPECT_EQ(layer.experts_gate_up.dtype, x16 ? DType::kQ5_1x16 : DType::kQ5_1);
+  EXPECT_EQ(layer.gate_proj.dtype, DType::kQ5_1);
 }
 
 // llama.cpp's logits on the same file (libllama de3ff81, one batch, every position; committed

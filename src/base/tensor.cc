@@ -70,6 +70,8 @@ const char* DTypeName(DType t) {
       return "Q4_1";
     case DType::kQ4_1x16:
       return "Q4_1x16";
+    case DType::kQ5_1x16:
+      return "Q5_1x16";
     case DType::kQ2_K:
       return "Q2_K";
     case DType::kQ2_Kx16:
@@ -107,6 +109,7 @@ int64_t BlockElements(DType t) {
     case DType::kQ4_1:
     case DType::kQ4_1x16:
     case DType::kQ5_1:
+    case DType::kQ5_1x16:
     case DType::kIQ4_NL:
       return 32;
     case DType::kQ3_K:
@@ -143,6 +146,7 @@ size_t BlockBytes(DType t) {
     case DType::kQ4_1x16:
       return 20;  // f16 d, f16 m + 16 bytes of nibbles
     case DType::kQ5_1:
+    case DType::kQ5_1x16:
       return 24;  // f16 d, f16 m + 4 bytes of fifth bits + 16 bytes of nibbles
     case DType::kIQ4_NL:
       return 18;  // f16 d + 16 bytes of nibbles
@@ -174,7 +178,8 @@ bool IsBlockType(DType t) { return BlockElements(t) > 1; }
 bool IsInterleavedX16(DType t) {
   return t == DType::kQ4_0x16 || t == DType::kQ8_0x16 || t == DType::kQ2_Kx16 ||
          t == DType::kQ3_Kx16 || t == DType::kQ4_Kx16 || t == DType::kQ5_Kx16 ||
-         t == DType::kQ6_Kx16 || t == DType::kIQ4_XSx16 || t == DType::kQ4_1x16;
+         t == DType::kQ6_Kx16 || t == DType::kIQ4_XSx16 || t == DType::kQ4_1x16 ||
+         t == DType::kQ5_1x16;
 }
 
 uint64_t RowBytes(DType t, int64_t cols) {

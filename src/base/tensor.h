@@ -76,7 +76,8 @@ enum class DType : uint8_t {
   // with q in [0, 31], the nibbles as Q4_0's and the fifth bit of element j bit j of qh): its
   // quantizer's fallback from Q5_K for rows that are not a multiple of 256 (26B-A4B's down
   // projections in its Q5_K_M and Q5_K_S; Q4_K_S and IQ4_XS hold a few). Computed on as stored
-  // (row dots: d * sum(q a) + m * sum(a) per block).
+  // (row dots: d * sum(q a) + m * sum(a) per block) or as kQ5_1x16 where the ISA has 16-row
+  // kernels.
   kQ5_1,
   // IQ4_NL as llama.cpp writes it ({ f16 d; uint8 qs[16]; }, x = d * kIQ4NLValues[nibble], the
   // nibbles as Q4_0's): its quantizer's fallback from IQ4_XS for rows that are not a multiple of
@@ -116,6 +117,10 @@ enum class DType : uint8_t {
   // bytes (16 x 20): the 16 rows' f16 d, their f16 m, then the nibbles laid out as Q4_0x16's
   // data. Rows must be a multiple of 16.
   kQ4_1x16,
+  // Q5_1 interleaved likewise: per group and block, 384 bytes (16 x 24): Q4_1x16's d, m and
+  // nibbles, then 64 bytes of fifth bits laid out as Q5_Kx16's (byte 4 r + i holds at bit ch the
+  // fifth bit of value 4 ch + i of row r). Rows must be a multiple of 16.
+  kQ5_1x16,
   // Q2_K as llama.cpp writes it ({ uint8 scales[16]; uint8 qs[64]; f16 d; f16 dmin; }, 84
   // bytes: 256 values in 16 sub-blocks of 16, x = d * (scales[k] & 0xF) * q - dmin *
   // (scales[k] >> 4) in sub-block k with q in [0, 3]; element 128 h + 32 j + l holds bits 2j,
@@ -137,8 +142,8 @@ size_t DTypeSize(DType t);
 int64_t BlockElements(DType t);
 size_t BlockBytes(DType t);
 bool IsBlockType(DType t);
-// The load-time layouts that interleave 16 rows (kQ4_0x16, kQ4_1x16, kQ8_0x16, kQ2_Kx16,
-// kQ3_Kx16, kQ4_Kx16, kQ5_Kx16, kQ6_Kx16, kIQ4_XSx16).
+// The load-time layouts that interleave 16 rows (kQ4_0x16, kQ4_1x16, kQ5_1x16, kQ8_0x16,
+// kQ2_Kx16, kQ3_Kx16, kQ4_Kx16, kQ5_Kx16, kQ6_Kx16, kIQ4_XSx16).
 bool IsInterleavedX16(DType t);
 // Bytes of one row of `cols` elements; cols must be a multiple of BlockElements(t).
 uint64_t RowBytes(DType t, int64_t cols);

@@ -63,7 +63,7 @@ struct KernelTable {
   RowDotFn dot_q6_k;      // nblocks counts 32-value blocks (8 per Q6_K block); needs sum16
   RowDotFn dot_q4_k;      // likewise (8 per Q4_K block)
   RowDotFn dot_q5_k;      // likewise (8 per Q5_K block)
-  RowDotFn dot_q5_1;      // Q5_1 (DType::kQ5_1), plain rows only
+  RowDotFn dot_q5_1;      // Q5_1 (DType::kQ5_1)
   RowDotFn dot_iq4_xs;    // IQ4_XS (DType::kIQ4_XS), plain rows only (8 blocks per IQ4_XS block)
   RowDotFn dot_q3_k;      // Q3_K (8 blocks per Q3_K block); needs sum16
   RowDotFn dot_q4_1;      // Q4_1 (DType::kQ4_1)
@@ -105,6 +105,8 @@ struct KernelTable {
   GemmX16Fn gemm_q3_kx16;
   // Q4_1x16 (DType::kQ4_1x16) likewise (nblocks counts Q4_1 blocks); null: plain Q4_1.
   GemmX16Fn gemm_q4_1x16;
+  // Q5_1x16 (DType::kQ5_1x16) likewise (nblocks counts Q5_1 blocks); null: plain Q5_1.
+  GemmX16Fn gemm_q5_1x16;
   // Q2_Kx16 (DType::kQ2_Kx16) likewise; needs sum16; null: plain Q2_K.
   GemmX16Fn gemm_q2_kx16;
   // One activation row to int8 blocks (same results as QuantizeActivationBlocks).

@@ -467,6 +467,7 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     } else if (x16) {
       const auto repack = q4                           ? kernels::pack::RepackGroupQ4_0x16
                           : view.dtype == DType::kQ4_1 ? kernels::pack::RepackGroupQ4_1x16
+                          : view.dtype == DType::kQ5_1 ? kernels::pack::RepackGroupQ5_1x16
                                                        : kernels::pack::RepackGroupQ8_0x16;
       repack_rows = [=](int64_t begin, int64_t end) {
         for (int64_t row = begin; row < end; row += 16) {

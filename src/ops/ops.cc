@@ -26,6 +26,8 @@ void ToF32(const TensorView& t, int64_t first, int64_t count, float* out) {
         kernels::pack::DequantizeQ3_Kx16Row(group, cols / 256, r, dst);
       } else if (t.dtype == DType::kQ4_1x16) {
         kernels::pack::DequantizeQ4_1x16Row(group, cols / quant::kBlock, r, dst);
+      } else if (t.dtype == DType::kQ5_1x16) {
+        kernels::pack::DequantizeQ5_1x16Row(group, cols / quant::kBlock, r, dst);
       } else if (t.dtype == DType::kQ2_Kx16) {
         kernels::pack::DequantizeQ2_Kx16Row(group, cols / 256, r, dst);
       } else if (t.dtype == DType::kQ5_Kx16) {
@@ -189,6 +191,7 @@ kernels::GemmX16Fn Gemm16For(const kernels::KernelTable& table, DType dtype) {
          : dtype == DType::kQ5_Kx16   ? table.gemm_q5_kx16
          : dtype == DType::kQ3_Kx16   ? table.gemm_q3_kx16
          : dtype == DType::kQ4_1x16   ? table.gemm_q4_1x16
+         : dtype == DType::kQ5_1x16   ? table.gemm_q5_1x16
          : dtype == DType::kIQ4_XSx16 ? table.gemm_iq4_xsx16
          : dtype == DType::kQ2_Kx16   ? table.gemm_q2_kx16
                                       : table.gemm_q6_kx16;

@@ -808,19 +808,26 @@ void GemmQ4_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
 // Q4_1x16 on AVX2: each block is a Q4_0x16-layout area (NibbleBlockSums) with per-row scale d
 // and min m: out += a_scale (d dot + m sum(a)), the min term as m / 8 times the block's offset
 // (8 sum(a) scale), broadcast from memory per token.
-template <int NT>
+// Q5_1x16 (kFifthBit): the block's data from kQ4_1x16Data is a Q5_Kx16 sub-block's layout
+// (FifthBitBlockSums).
+template <int NT, bool kFifthBit = false>
 void GemmQ4_1x16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                   int64_t token, float* out, int64_t ldo) {
+  constexpr int kBlockBytes = kFifthBit ? pack::kQ5_1x16BlockBytes : pack::kQ4_1x16BlockBytes;
   __m256 acc[NT][2];
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nblocks; ++b, group += pack::kQ4_1x16BlockBytes) {
-    simd::PrefetchAhead<pack::kQ4_1x16BlockBytes>(group);
+  for (int64_t b = 0; b < nblocks; ++b, group += kBlockBytes) {
+    simd::PrefetchAhead<kBlockBytes>(group);
     __m256 d[2], m8[2];
     LoadGroupScales(group, d);
     LoadGroupScales(group + pack::kQ4_1x16Min, m8);
     for (int h = 0; h < 2; ++h) m8[h] = _mm256_mul_ps(m8[h], _mm256_set1_ps(0.125f));
     __m256i dp[NT][2];
-    NibbleBlockSums<NT>(group + pack::kQ4_1x16Data, a, token, b, dp);
+    if constexpr (kFifthBit) {
+      FifthBitBlockSums<NT>(group + pack::kQ4_1x16Data, a, token, b, dp);
+    } else {
+      NibbleBlockSums<NT>(group + pack::kQ4_1x16Data, a, token, b, dp);
+    }
     for (int t = 0; t < NT; ++t) {
       const __m256 vs = _mm256_broadcast_ss(a.scale_row(token + t) + b);
       const __m256 vm = _mm256_broadcast_ss(a.offset_row(token + t) + b);
@@ -838,6 +845,14 @@ void GemmQ4_1x16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
                  int64_t token, int ntok, float* out, int64_t ldo) {
   simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
     GemmQ4_1x16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
+  });
+}
+
+void GemmQ5_1x16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
+    GemmQ4_1x16T<decltype(nt)::value, true>(group, nblocks, a, token + first, out + first * ldo,
+                                            ldo);
   });
 }
 
@@ -1284,6 +1299,7 @@ const KernelTable& Table() {
       .gemm_iq4_xsx16 = GemmIQ4_XSx16,
       .gemm_q3_kx16 = GemmQ3_Kx16,
       .gemm_q4_1x16 = GemmQ4_1x16,
+      .gemm_q5_1x16 = GemmQ5_1x16,
       .gemm_q2_kx16 = GemmQ2_Kx16,
       .quantize_blocks = QuantizeBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),

@@ -894,6 +894,23 @@ void GemmX16Pair(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
   }
 }
 
+// The fifth bits of a Q5_Kx16 sub-block or Q5_1x16 block (64 bytes: chunk ch's at bit ch of
+// each byte) ORed into bit 4 of the chunks' nibbles w[ch]: ch < 4 up by 4 - ch, ch > 4 down by
+// ch - 4 (16-bit shifts: bits crossing into the neighbouring byte land outside bit 4, which the
+// mask keeps). One shift and one vpternlogd per chunk.
+inline void OrFifthBits(const uint8_t* bits, __m512i (&w)[8]) {
+  const __m512i fifth = _mm512_loadu_si512(bits);
+  const __m512i bit4 = _mm512_set1_epi8(0x10);
+  w[0] = _mm512_ternarylogic_epi32(w[0], _mm512_slli_epi16(fifth, 4), bit4, 0xF8);
+  w[1] = _mm512_ternarylogic_epi32(w[1], _mm512_slli_epi16(fifth, 3), bit4, 0xF8);
+  w[2] = _mm512_ternarylogic_epi32(w[2], _mm512_slli_epi16(fifth, 2), bit4, 0xF8);
+  w[3] = _mm512_ternarylogic_epi32(w[3], _mm512_slli_epi16(fifth, 1), bit4, 0xF8);
+  w[4] = _mm512_ternarylogic_epi32(w[4], fifth, bit4, 0xF8);
+  w[5] = _mm512_ternarylogic_epi32(w[5], _mm512_srli_epi16(fifth, 1), bit4, 0xF8);
+  w[6] = _mm512_ternarylogic_epi32(w[6], _mm512_srli_epi16(fifth, 2), bit4, 0xF8);
+  w[7] = _mm512_ternarylogic_epi32(w[7], _mm512_srli_epi16(fifth, 3), bit4, 0xF8);
+}
+
 // Q4_Kx16: each 32-value sub-block is a Q4_0x16-layout area (Q4X16::Load) with per-row scale
 // d * sc and offset dmin * m: out += sum_j a_scale_j * (d sc_j dot_j - dmin m_j sum(a_j)). The
 // 6-bit scales and mins (entry j * 16 + r) are unpacked to bytes once per 256-value block for
@@ -946,20 +963,7 @@ void GemmQ4_Kx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivati
       __m512i w[8];
       const uint8_t* data = group + pack::kQ4_Kx16Data + kSubBlockBytes * j;
       Q4X16::Load(data, w);
-      if constexpr (kFifthBit) {
-        const __m512i fifth = _mm512_loadu_si512(data + pack::kQ5_Kx16FifthBits);
-        const __m512i bit4 = _mm512_set1_epi8(0x10);
-        // ch < 4: up by 4 - ch; ch > 4: down by ch - 4 (16-bit shifts: bits crossing into the
-        // neighbouring byte land outside bit 4, which the mask keeps).
-        w[0] = _mm512_ternarylogic_epi32(w[0], _mm512_slli_epi16(fifth, 4), bit4, 0xF8);
-        w[1] = _mm512_ternarylogic_epi32(w[1], _mm512_slli_epi16(fifth, 3), bit4, 0xF8);
-        w[2] = _mm512_ternarylogic_epi32(w[2], _mm512_slli_epi16(fifth, 2), bit4, 0xF8);
-        w[3] = _mm512_ternarylogic_epi32(w[3], _mm512_slli_epi16(fifth, 1), bit4, 0xF8);
-        w[4] = _mm512_ternarylogic_epi32(w[4], fifth, bit4, 0xF8);
-        w[5] = _mm512_ternarylogic_epi32(w[5], _mm512_srli_epi16(fifth, 1), bit4, 0xF8);
-        w[6] = _mm512_ternarylogic_epi32(w[6], _mm512_srli_epi16(fifth, 2), bit4, 0xF8);
-        w[7] = _mm512_ternarylogic_epi32(w[7], _mm512_srli_epi16(fifth, 3), bit4, 0xF8);
-      }
+      if constexpr (kFifthBit) OrFifthBits(data + pack::kQ5_Kx16FifthBits, w);
       // Sub-block j's 16 bytes (dwords 4 (j % 4) ...) moved to the low lane, widened to f32.
       const __m512i pick = _mm512_add_epi32(quad, _mm512_set1_epi32(4 * (j % 4)));
       auto bytes_f32 = [&](__m512i v) {
@@ -1219,13 +1223,15 @@ void GemmQ6_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
 // Q4_1x16: per block, the Q4_0x16 data area's nibbles (Q4X16::Load) times the token's block
 // (DotBlockX16), scaled by d; the mins add m / 8 times the block's offset (8 sum(a) scale,
 // QuantizedActivations), so no per-token sum and scale multiply.
-template <int NT>
+// Q5_1x16 (kFifthBit): the same with the fifth bits ORed in (OrFifthBits).
+template <int NT, bool kFifthBit = false>
 void GemmQ4_1x16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                   int64_t token, float* out, int64_t ldo) {
+  constexpr int kBlockBytes = kFifthBit ? pack::kQ5_1x16BlockBytes : pack::kQ4_1x16BlockBytes;
   __m512 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nblocks; ++b, group += pack::kQ4_1x16BlockBytes) {
-    simd::PrefetchAhead<pack::kQ4_1x16BlockBytes>(group);
+  for (int64_t b = 0; b < nblocks; ++b, group += kBlockBytes) {
+    simd::PrefetchAhead<kBlockBytes>(group);
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group)));
     const __m512 m8 = _mm512_mul_ps(
         _mm512_cvtph_ps(
@@ -1233,6 +1239,7 @@ void GemmQ4_1x16T(const uint8_t* group, int64_t nblocks, const QuantizedActivati
         _mm512_set1_ps(0.125f));
     __m512i w[8];
     Q4X16::Load(group + pack::kQ4_1x16Data, w);
+    if constexpr (kFifthBit) OrFifthBits(group + pack::kQ5_1x16FifthBits, w);
     for (int t = 0; t < NT; ++t) {
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DotBlockX16(w, a.q_row(token + t) + b * 32)),
                                _mm512_mul_ps(d, _mm512_set1_ps(a.scale_row(token + t)[b])), acc[t]);
@@ -1246,6 +1253,14 @@ void GemmQ4_1x16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
                  int64_t token, int ntok, float* out, int64_t ldo) {
   simd::ForTokenPieces<8>(ntok, [&](int first, auto nt) {
     GemmQ4_1x16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
+  });
+}
+
+void GemmQ5_1x16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  simd::ForTokenPieces<8>(ntok, [&](int first, auto nt) {
+    GemmQ4_1x16T<decltype(nt)::value, true>(group, nblocks, a, token + first, out + first * ldo,
+                                            ldo);
   });
 }
 
@@ -1484,6 +1499,7 @@ const KernelTable& Table() {
       .gemm_iq4_xsx16 = GemmIQ4_XSx16,
       .gemm_q3_kx16 = GemmQ3_Kx16,
       .gemm_q4_1x16 = GemmQ4_1x16,
+      .gemm_q5_1x16 = GemmQ5_1x16,
       .gemm_q2_kx16 = GemmQ2_Kx16,
       .quantize_blocks = QuantizeBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),

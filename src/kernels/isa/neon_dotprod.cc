@@ -439,6 +439,7 @@ const KernelTable& Table() {
       .gemm_iq4_xsx16 = nullptr,  // plain IQ4_XS rows (dot_iq4_xs)
       .gemm_q3_kx16 = nullptr,    // plain Q3_K rows (dot_q3_k)
       .gemm_q4_1x16 = nullptr,    // plain Q4_1 rows (dot_q4_1)
+      .gemm_q5_1x16 = nullptr,    // plain Q5_1 rows (dot_q5_1)
       .gemm_q2_kx16 = nullptr,    // plain Q2_K rows (dot_q2_k)
       .quantize_blocks = QuantizeActivationBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),

@@ -20,6 +20,8 @@ DType PackedLayout(const KernelTable& table, DType stored, int64_t rows_per_matr
       return x16_rows && table.gemm_q3_kx16 != nullptr ? DType::kQ3_Kx16 : stored;
     case DType::kQ4_1:
       return x16_rows && table.gemm_q4_1x16 != nullptr ? DType::kQ4_1x16 : stored;
+    case DType::kQ5_1:
+      return x16_rows && table.gemm_q5_1x16 != nullptr ? DType::kQ5_1x16 : stored;
     case DType::kQ5_K:
       return x16_rows && table.gemm_q5_kx16 != nullptr ? DType::kQ5_Kx16 : stored;
     case DType::kQ6_K:
@@ -173,27 +175,73 @@ void DequantizeQ8_0x16Row(const uint8_t* group, int64_t nblocks, int row, float*
   }
 }
 
-void RepackGroupQ4_1x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks, uint8_t* dst) {
-  for (int64_t b = 0; b < nblocks; ++b, dst += kQ4_1x16BlockBytes) {
+namespace {
+
+// Q4_1 and Q5_1 (kFifthBit) blocks of 16 rows: d, m, the nibbles in the Q4_0x16 layout and, for
+// Q5_1, the fifth bits (bit v of qh for value v) one per chunk: byte 4 r + i, bit ch <- value
+// 4 ch + i.
+template <bool kFifthBit>
+void RepackGroupAffineX16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks,
+                          uint8_t* dst) {
+  constexpr int kBytes = kFifthBit ? quant::kQ5_1BlockBytes : quant::kQ4_1BlockBytes;
+  for (int64_t b = 0; b < nblocks; ++b, dst += 16 * kBytes) {
     for (int r = 0; r < 16; ++r) {
-      const uint8_t* block = src + r * src_row_bytes + b * quant::kQ4_1BlockBytes;
+      const uint8_t* block = src + r * src_row_bytes + b * kBytes;
       std::memcpy(dst + 2 * r, block, 2);
       std::memcpy(dst + kQ4_1x16Min + 2 * r, block + 2, 2);
-      PlaceQ4_0Nibbles(block + 4, r, dst + kQ4_1x16Data);
+      PlaceQ4_0Nibbles(block + (kFifthBit ? 8 : 4), r, dst + kQ4_1x16Data);
+      if constexpr (kFifthBit) {
+        uint32_t qh;
+        std::memcpy(&qh, block + 4, 4);
+        for (int i = 0; i < 4; ++i) {
+          uint8_t fifth = 0;
+          for (int ch = 0; ch < 8; ++ch) {
+            fifth |= static_cast<uint8_t>(((qh >> (4 * ch + i)) & 1) << ch);
+          }
+          dst[kQ5_1x16FifthBits + 4 * r + i] = fifth;
+        }
+      }
     }
   }
+}
+
+template <bool kFifthBit>
+void DequantizeAffineX16Row(const uint8_t* group, int64_t nblocks, int row, float* out) {
+  constexpr int kBlockBytes = kFifthBit ? kQ5_1x16BlockBytes : kQ4_1x16BlockBytes;
+  for (int64_t b = 0; b < nblocks; ++b, group += kBlockBytes, out += kBlock) {
+    const float d = half::F16ToF32(LoadU16(group + 2 * row));
+    const float m = half::F16ToF32(LoadU16(group + kQ4_1x16Min + 2 * row));
+    for (int j = 0; j < 32; ++j) {
+      out[j] = (kFifthBit ? Q5_1x16Value(group, row, j) : Q4_1x16Value(group, row, j)) * d + m;
+    }
+  }
+}
+
+}  // namespace
+
+void RepackGroupQ4_1x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks, uint8_t* dst) {
+  RepackGroupAffineX16<false>(src, src_row_bytes, nblocks, dst);
+}
+
+void RepackGroupQ5_1x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks, uint8_t* dst) {
+  RepackGroupAffineX16<true>(src, src_row_bytes, nblocks, dst);
 }
 
 int Q4_1x16Value(const uint8_t* block, int row, int j) {
   return (block[kQ4_1x16Data + X16Byte(row, j)] >> X16Shift(j)) & 0xF;
 }
 
+int Q5_1x16Value(const uint8_t* block, int row, int j) {
+  return Q4_1x16Value(block, row, j) |
+         (((block[kQ5_1x16FifthBits + 4 * row + j % 4] >> (j / 4)) & 1) << 4);
+}
+
 void DequantizeQ4_1x16Row(const uint8_t* group, int64_t nblocks, int row, float* out) {
-  for (int64_t b = 0; b < nblocks; ++b, group += kQ4_1x16BlockBytes, out += kBlock) {
-    const float d = half::F16ToF32(LoadU16(group + 2 * row));
-    const float m = half::F16ToF32(LoadU16(group + kQ4_1x16Min + 2 * row));
-    for (int j = 0; j < 32; ++j) out[j] = Q4_1x16Value(group, row, j) * d + m;
-  }
+  DequantizeAffineX16Row<false>(group, nblocks, row, out);
+}
+
+void DequantizeQ5_1x16Row(const uint8_t* group, int64_t nblocks, int row, float* out) {
+  DequantizeAffineX16Row<true>(group, nblocks, row, out);
 }
 
 int Q4_0x16Value(const uint8_t* block, int row, int j) {

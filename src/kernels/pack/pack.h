@@ -151,6 +151,16 @@ void RepackGroupQ4_1x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblo
 int Q4_1x16Value(const uint8_t* block, int row, int j);
 // Row `row` (0..15) of a Q4_1x16 group as f32.
 void DequantizeQ4_1x16Row(const uint8_t* group, int64_t nblocks, int row, float* out);
+// Q5_1x16 (see DType::kQ5_1x16): Q4_1x16's block, then the fifth bits at kQ5_1x16FifthBits
+// (Q5_Kx16's layout: the 320 bytes from kQ4_1x16Data are one Q5_Kx16 sub-block's).
+constexpr int kQ5_1x16BlockBytes = 16 * quant::kQ5_1BlockBytes;
+constexpr int kQ5_1x16FifthBits = kQ4_1x16Data + 256;
+// 16 rows of plain Q5_1 -> one Q5_1x16 group, nblocks blocks of 32 values.
+void RepackGroupQ5_1x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks, uint8_t* dst);
+// Value (0..31) of element j (0..31) of row `row` in one Q5_1x16 block.
+int Q5_1x16Value(const uint8_t* block, int row, int j);
+// Row `row` (0..15) of a Q5_1x16 group as f32.
+void DequantizeQ5_1x16Row(const uint8_t* group, int64_t nblocks, int row, float* out);
 
 // Q3_Kx16 (see DType::kQ3_Kx16): 16 rows of Q3_K interleaved per 256-value block, 1760 bytes
 // (16 x 110). The 6-bit scale k (0..15) of row r (entry e = 16 k + r) keeps its low 4 bits in

@@ -134,6 +134,16 @@ void GemmQ4_1x16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
   }
 }
 
+void GemmQ5_1x16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                 int64_t token, int ntok, float* out, int64_t ldo) {
+  for (int t = 0; t < ntok; ++t) {
+    float rows[16];
+    GemmQ5_1x16Reference(group, a.q_row(token + t), a.scale_row(token + t), a.sum_row(token + t),
+                         nblocks, rows);
+    std::memcpy(out + t * ldo, rows, sizeof(rows));
+  }
+}
+
 void GemmQ3_Kx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                  int64_t token, int ntok, float* out, int64_t ldo) {
   for (int t = 0; t < ntok; ++t) {
@@ -436,6 +446,7 @@ const KernelTable& ReferenceTable() {
       .gemm_iq4_xsx16 = GemmIQ4_XSx16,
       .gemm_q3_kx16 = GemmQ3_Kx16,
       .gemm_q4_1x16 = GemmQ4_1x16,
+      .gemm_q5_1x16 = GemmQ5_1x16,
       .gemm_q2_kx16 = GemmQ2_Kx16,
       .quantize_blocks = QuantizeActivationBlocks,
       .dot_f32 = DotF32,

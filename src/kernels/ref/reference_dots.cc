@@ -349,20 +349,40 @@ void GemmQ6_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_
   }
 }
 
-void GemmQ4_1x16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
-                          const int32_t* a_sum, int64_t nblocks, float* out) {
+namespace {
+
+// Q4_1x16 and Q5_1x16 (kFifthBit): per row, the sums of DotAffineReference in its order.
+template <bool kFifthBit>
+void GemmAffineX16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                            const int32_t* a_sum, int64_t nblocks, float* out) {
+  constexpr int kBlockBytes = kFifthBit ? pack::kQ5_1x16BlockBytes : pack::kQ4_1x16BlockBytes;
   for (int r = 0; r < 16; ++r) {
     float total = 0;
     const uint8_t* block = group;
-    for (int64_t b = 0; b < nblocks; ++b, block += pack::kQ4_1x16BlockBytes) {
+    for (int64_t b = 0; b < nblocks; ++b, block += kBlockBytes) {
       const float d = half::F16ToF32(LoadU16(block + 2 * r));
       const float m = half::F16ToF32(LoadU16(block + pack::kQ4_1x16Min + 2 * r));
       int32_t dot = 0;
-      for (int i = 0; i < kBlock; ++i) dot += pack::Q4_1x16Value(block, r, i) * a[b * kBlock + i];
+      for (int i = 0; i < kBlock; ++i) {
+        const int q = kFifthBit ? pack::Q5_1x16Value(block, r, i) : pack::Q4_1x16Value(block, r, i);
+        dot += q * a[b * kBlock + i];
+      }
       total += a_scale[b] * (d * static_cast<float>(dot) + m * static_cast<float>(a_sum[b]));
     }
     out[r] = total;
   }
+}
+
+}  // namespace
+
+void GemmQ4_1x16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                          const int32_t* a_sum, int64_t nblocks, float* out) {
+  GemmAffineX16Reference<false>(group, a, a_scale, a_sum, nblocks, out);
+}
+
+void GemmQ5_1x16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                          const int32_t* a_sum, int64_t nblocks, float* out) {
+  GemmAffineX16Reference<true>(group, a, a_scale, a_sum, nblocks, out);
 }
 
 void GemmQ3_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,

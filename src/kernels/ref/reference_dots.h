@@ -66,6 +66,9 @@ void GemmQ6_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_
 // DotQ4_1Reference on the plain rows.
 void GemmQ4_1x16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
                           const int32_t* a_sum, int64_t nblocks, float* out);
+// Likewise for Q5_1x16 (DotQ5_1Reference's sums).
+void GemmQ5_1x16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
+                          const int32_t* a_sum, int64_t nblocks, float* out);
 // Scalar reference: rows 0..15 of a Q3_Kx16 group; the same sums in the same order as
 // DotQ3_KReference on the plain rows.
 void GemmQ3_Kx16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
