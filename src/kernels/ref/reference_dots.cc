@@ -202,20 +202,33 @@ float DotQ2_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
   return total;
 }
 
+namespace {
+
+// One 256-value block of signed values q with a signed scale per 16 (Q6_K, Q3_K) against its
+// eight activation blocks a (a_scale: their scales), added to *total block by block (the order
+// the 16-row references keep): activation block b holds sub-blocks 2b and 2b + 1, summed
+// exactly in int32 and scaled once.
+void AddScaled16BlockReference(const int8_t* q, const int8_t* sc, float d, const int8_t* a,
+                               const float* a_scale, float* total) {
+  for (int b = 0; b < 8; ++b) {
+    const int8_t* ab = a + b * 32;
+    int32_t lo = 0, hi = 0;
+    for (int i = 0; i < 16; ++i) lo += q[32 * b + i] * ab[i];
+    for (int i = 16; i < 32; ++i) hi += q[32 * b + i] * ab[i];
+    *total += d * a_scale[b] * static_cast<float>(sc[2 * b] * lo + sc[2 * b + 1] * hi);
+  }
+}
+
+}  // namespace
+
 float DotQ6_KReference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks) {
   float total = 0;
   int8_t q[256];
-  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += 210) {
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += kQ6_KBlockBytes) {
     UnpackQ6_K(w, q);
-    const float d = half::F16ToF32(LoadU16(w + 208));
-    const int8_t* sc = reinterpret_cast<const int8_t*>(w + 192);
-    for (int b = 0; b < 8; ++b) {  // activation block b holds Q6_K sub-blocks 2b and 2b + 1
-      const int8_t* ab = a + (sb * 8 + b) * 32;
-      int32_t lo = 0, hi = 0;
-      for (int i = 0; i < 16; ++i) lo += q[32 * b + i] * ab[i];
-      for (int i = 16; i < 32; ++i) hi += q[32 * b + i] * ab[i];
-      total += d * a_scale[sb * 8 + b] * static_cast<float>(sc[2 * b] * lo + sc[2 * b + 1] * hi);
-    }
+    AddScaled16BlockReference(q, reinterpret_cast<const int8_t*>(w + 192),
+                              half::F16ToF32(LoadU16(w + 208)), a + sb * 256, a_scale + sb * 8,
+                              &total);
   }
   return total;
 }
@@ -226,14 +239,8 @@ float DotQ3_KReference(const uint8_t* w, const int8_t* a, const float* a_scale, 
   for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += quant::kQ3_KBlockBytes) {
     quant::UnpackQ3_K(w, q);
     quant::Q3_KScales(w + quant::kQ3_KScales, sc);
-    const float d = half::F16ToF32(LoadU16(w + quant::kQ3_KD));
-    for (int b = 0; b < 8; ++b) {  // activation block b holds Q3_K sub-blocks 2b and 2b + 1
-      const int8_t* ab = a + (sb * 8 + b) * 32;
-      int32_t lo = 0, hi = 0;
-      for (int i = 0; i < 16; ++i) lo += q[32 * b + i] * ab[i];
-      for (int i = 16; i < 32; ++i) hi += q[32 * b + i] * ab[i];
-      total += d * a_scale[sb * 8 + b] * static_cast<float>(sc[2 * b] * lo + sc[2 * b + 1] * hi);
-    }
+    AddScaled16BlockReference(q, sc, half::F16ToF32(LoadU16(w + quant::kQ3_KD)), a + sb * 256,
+                              a_scale + sb * 8, &total);
   }
   return total;
 }
