@@ -1109,8 +1109,8 @@ TEST(LoaderGgufTest, OverlappingTensorsAreRefused) {
 
 TEST(LoaderGgufTest, UnsupportedTensorTypesAreRefusedByName) {
   // Tensor "b"'s type field (see above) set to other ggml ids: llama.cpp's Q8_1 (an activation
-  // type, never in its files), three IQ types, an id ggml removed and one past its table. Each is
-  // refused naming the tensor and the type.
+  // type, never in its files), IQ1_S, IQ1_M, TQ1_0 and MXFP4, an id ggml removed and one past its
+  // table. Each is refused naming the tensor and the type.
   const std::string good = SmallGguf({});
   const size_t b_info = good.find(std::string("\x01\0\0\0\0\0\0\0b", 9));
   ASSERT_NE(b_info, std::string::npos);
@@ -1119,9 +1119,9 @@ TEST(LoaderGgufTest, UnsupportedTensorTypesAreRefusedByName) {
   std::memcpy(&type, good.data() + type_at, 4);
   ASSERT_EQ(type, 0u);  // F32
   const std::pair<uint32_t, const char*> cases[] = {
-      {21, "ggml type 21 (IQ3_S)"}, {16, "ggml type 16 (IQ2_XXS)"},
-      {9, "ggml type 9 (Q8_1)"},    {22, "ggml type 22 (IQ2_S)"},
-      {4, "ggml type 4 (unknown)"}, {200, "ggml type 200 (unknown)"}};
+      {19, "ggml type 19 (IQ1_S)"},    {29, "ggml type 29 (IQ1_M)"}, {9, "ggml type 9 (Q8_1)"},
+      {34, "ggml type 34 (TQ1_0)"},    {39, "ggml type 39 (MXFP4)"}, {4, "ggml type 4 (unknown)"},
+      {200, "ggml type 200 (unknown)"}};
   for (const auto& [id, text] : cases) {
     std::string bytes = good;
     std::memcpy(bytes.data() + type_at, &id, 4);

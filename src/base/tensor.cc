@@ -76,6 +76,16 @@ const char* DTypeName(DType t) {
       return "Q2_K";
     case DType::kQ2_Kx16:
       return "Q2_Kx16";
+    case DType::kIQ2_XXS:
+      return "IQ2_XXS";
+    case DType::kIQ2_XS:
+      return "IQ2_XS";
+    case DType::kIQ2_S:
+      return "IQ2_S";
+    case DType::kIQ3_XXS:
+      return "IQ3_XXS";
+    case DType::kIQ3_S:
+      return "IQ3_S";
   }
   return "?";
 }
@@ -124,6 +134,11 @@ int64_t BlockElements(DType t) {
     case DType::kQ6_Kx16:
     case DType::kIQ4_XS:
     case DType::kIQ4_XSx16:
+    case DType::kIQ2_XXS:
+    case DType::kIQ2_XS:
+    case DType::kIQ2_S:
+    case DType::kIQ3_XXS:
+    case DType::kIQ3_S:
       return 256;
     default:
       return 1;
@@ -168,6 +183,16 @@ size_t BlockBytes(DType t) {
     case DType::kQ6_K:
     case DType::kQ6_Kx16:
       return 210;  // 128 bytes low bits, 64 bytes high bits, 16 int8 scales, f16 d
+    case DType::kIQ2_XXS:
+      return 66;  // f16 d, 64 bytes of grid indices, sign indices and scales
+    case DType::kIQ2_XS:
+      return 74;  // f16 d, 32 u16 grid and sign indices, 8 bytes of scales
+    case DType::kIQ2_S:
+      return 82;  // f16 d, 32 bytes of low index bits, 32 of signs, 8 of high bits, 8 of scales
+    case DType::kIQ3_XXS:
+      return 98;  // f16 d, 64 bytes of grid indices, 32 of sign indices and scales
+    case DType::kIQ3_S:
+      return 110;  // f16 d, 64 bytes of low index bits, 8 of high bits, 32 of signs, 4 of scales
     default:
       return DTypeSize(t);
   }
@@ -182,6 +207,11 @@ bool IsInterleavedX16(DType t) {
          t == DType::kQ5_1x16;
 }
 
+bool IsCodebookType(DType t) {
+  return t == DType::kIQ2_XXS || t == DType::kIQ2_XS || t == DType::kIQ2_S ||
+         t == DType::kIQ3_XXS || t == DType::kIQ3_S;
+}
+
 uint64_t RowBytes(DType t, int64_t cols) {
   return static_cast<uint64_t>(cols / BlockElements(t)) * BlockBytes(t);
 }
@@ -190,7 +220,8 @@ bool IsComputeType(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 ||
          t == DType::kQ4_0 || t == DType::kQ2_K || t == DType::kQ3_K || t == DType::kQ4_K ||
          t == DType::kQ5_K || t == DType::kQ6_K || t == DType::kQ4_1 || t == DType::kQ5_1 ||
-         t == DType::kIQ4_XS || t == DType::kQ4_0R || t == DType::kQ8_0R || IsInterleavedX16(t);
+         t == DType::kIQ4_XS || IsCodebookType(t) || t == DType::kQ4_0R || t == DType::kQ8_0R ||
+         IsInterleavedX16(t);
 }
 
 bool ConvertsToQ8_0(DType t) { return t == DType::kQ5_0 || t == DType::kIQ4_NL; }

@@ -133,6 +133,30 @@ enum class DType : uint8_t {
   // byte, a 4-value chunk of the 16 rows per 64-byte area and bit pair (see
   // kernels::pack::RepackGroupQ2_Kx16). Rows must be a multiple of 16.
   kQ2_Kx16,
+  // llama.cpp's codebook ("IQ") formats, 256 values a block in 8 sub-blocks of 32, each weight
+  // a magnitude from a fixed grid (quant/iq_grids.h; 8 or 4 consecutive weights share a grid
+  // entry) times a sign, scaled by the f16 d and an odd sub-block multiplier (2 s + 1, s 4 bits):
+  //   IQ2_XXS { f16 d; uint16 qs[32]; } (66 bytes): per sub-block 8 bytes, four 8-bit
+  //     kIQ2XXSGrid indices, then a u32 of four 7-bit sign indices (kIQSignBits) and s in bits
+  //     28-31; x = d (2 s + 1) / 8 * grid * sign.
+  //   IQ2_XS { f16 d; uint16 qs[32]; uint8 scales[8]; } (74 bytes): per 8 weights a u16 of a
+  //     9-bit kIQ2XSGrid index and a 7-bit sign index; one 4-bit s per 16 weights; x as IQ2_XXS.
+  //   IQ2_S { f16 d; uint8 qs[32]; uint8 signs[32]; uint8 qh[8]; uint8 scales[8]; } (82 bytes):
+  //     10-bit kIQ2SGrid indices (8 low bits in qs, 2 high in qh), 8 explicit sign bits per 8
+  //     weights; one 4-bit s per 16 weights; x as IQ2_XXS.
+  //   IQ3_XXS { f16 d; uint8 qs[64]; uint8 scales_and_signs[32]; } (98 bytes): 8-bit
+  //     kIQ3XXSGrid indices per 4 weights; per sub-block a u32 of four 7-bit sign indices and s
+  //     in bits 28-31; x = d (2 s + 1) / 4 * grid * sign.
+  //   IQ3_S { f16 d; uint8 qs[64]; uint8 qh[8]; uint8 signs[32]; uint8 scales[4]; } (110
+  //     bytes): 9-bit kIQ3SGrid indices per 4 weights, explicit signs; x = d (2 s + 1) * grid *
+  //     sign.
+  // Their IQ2_XXS / IQ2_XS / IQ2_S / IQ2_M / IQ3_XXS / IQ3_XS / IQ3_S / IQ3_M mixes hold them
+  // (see quant/quant.h for the exact bits). Computed on as stored (row dots).
+  kIQ2_XXS,
+  kIQ2_XS,
+  kIQ2_S,
+  kIQ3_XXS,
+  kIQ3_S,
 };
 
 const char* DTypeName(DType t);
@@ -145,6 +169,8 @@ bool IsBlockType(DType t);
 // The load-time layouts that interleave 16 rows (kQ4_0x16, kQ4_1x16, kQ5_1x16, kQ8_0x16,
 // kQ2_Kx16, kQ3_Kx16, kQ4_Kx16, kQ5_Kx16, kQ6_Kx16, kIQ4_XSx16).
 bool IsInterleavedX16(DType t);
+// llama.cpp's grid formats (kIQ2_XXS, kIQ2_XS, kIQ2_S, kIQ3_XXS, kIQ3_S).
+bool IsCodebookType(DType t);
 // Bytes of one row of `cols` elements; cols must be a multiple of BlockElements(t).
 uint64_t RowBytes(DType t, int64_t cols);
 // Whether matmul/gather kernels accept this type.

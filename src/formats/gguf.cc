@@ -286,6 +286,21 @@ bool GgmlTypeToDType(uint32_t ggml_type, DType* out) {
     case 14:
       *out = DType::kQ6_K;
       return true;
+    case 16:
+      *out = DType::kIQ2_XXS;
+      return true;
+    case 17:
+      *out = DType::kIQ2_XS;
+      return true;
+    case 18:
+      *out = DType::kIQ3_XXS;
+      return true;
+    case 21:
+      *out = DType::kIQ3_S;
+      return true;
+    case 22:
+      *out = DType::kIQ2_S;
+      return true;
     case 20:  // converted to Q8_0 when a model loads (DType::kIQ4_NL)
       *out = DType::kIQ4_NL;
       return true;
@@ -425,7 +440,7 @@ StatusOr<std::unique_ptr<File>> File::Parse(const uint8_t* data, size_t size,
           name + ": tensor '" + info.name + "' has ggml type " + std::to_string(type) +
           (type_name != nullptr ? std::string(" (") + type_name + ")" : std::string(" (unknown)")) +
           ", which is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, "
-          "Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, I32 are)");
+          "Q4_K, Q5_K, Q6_K, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS, I32 are)");
     }
     if (ne[0] % BlockElements(info.type) != 0) {
       return InvalidArgumentError(name + ": tensor '" + info.name + "' row of " +

@@ -59,15 +59,21 @@ struct KernelTable {
   const char* isa;
   RowDotFn dot_q8_0;
   RowDotFn dot_q4_0;
-  RowDotFn dot_q4_0r;     // repacked Q4_0 (DType::kQ4_0R)
-  RowDotFn dot_q6_k;      // nblocks counts 32-value blocks (8 per Q6_K block); needs sum16
-  RowDotFn dot_q4_k;      // likewise (8 per Q4_K block)
-  RowDotFn dot_q5_k;      // likewise (8 per Q5_K block)
-  RowDotFn dot_q5_1;      // Q5_1 (DType::kQ5_1)
-  RowDotFn dot_iq4_xs;    // IQ4_XS (DType::kIQ4_XS), plain rows only (8 blocks per IQ4_XS block)
-  RowDotFn dot_q3_k;      // Q3_K (8 blocks per Q3_K block); needs sum16
-  RowDotFn dot_q4_1;      // Q4_1 (DType::kQ4_1)
-  RowDotFn dot_q2_k;      // Q2_K (DType::kQ2_K), 8 blocks per Q2_K block; needs sum16
+  RowDotFn dot_q4_0r;   // repacked Q4_0 (DType::kQ4_0R)
+  RowDotFn dot_q6_k;    // nblocks counts 32-value blocks (8 per Q6_K block); needs sum16
+  RowDotFn dot_q4_k;    // likewise (8 per Q4_K block)
+  RowDotFn dot_q5_k;    // likewise (8 per Q5_K block)
+  RowDotFn dot_q5_1;    // Q5_1 (DType::kQ5_1)
+  RowDotFn dot_iq4_xs;  // IQ4_XS (DType::kIQ4_XS), plain rows only (8 blocks per IQ4_XS block)
+  RowDotFn dot_q3_k;    // Q3_K (8 blocks per Q3_K block); needs sum16
+  RowDotFn dot_q4_1;    // Q4_1 (DType::kQ4_1)
+  RowDotFn dot_q2_k;    // Q2_K (DType::kQ2_K), 8 blocks per Q2_K block; needs sum16
+  // The codebook formats (DType::kIQ2_XXS ... kIQ3_S), 8 blocks per 256-value block.
+  RowDotFn dot_iq2_xxs;
+  RowDotFn dot_iq2_xs;
+  RowDotFn dot_iq2_s;
+  RowDotFn dot_iq3_xxs;
+  RowDotFn dot_iq3_s;
   GemmTileFn gemm_q4_0r;  // optional (null: dot_q4_0r per row)
   // Repacked Q8_0 (DType::kQ8_0R). Tables without a fast kernel leave gemm_q8_0r null, and
   // models loaded with them keep plain Q8_0.

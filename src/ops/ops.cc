@@ -368,18 +368,23 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
                      const float* gelu_up = nullptr, int64_t run_tokens = 0) {
   const int64_t n_out = w.rows(), k = w.cols();
   const kernels::KernelTable& table = kernels::BestTable();
-  const kernels::RowDotFn dot = w.dtype == DType::kQ8_0     ? table.dot_q8_0
-                                : w.dtype == DType::kQ4_0R  ? table.dot_q4_0r
-                                : w.dtype == DType::kQ8_0R  ? table.dot_q8_0r
-                                : w.dtype == DType::kQ6_K   ? table.dot_q6_k
-                                : w.dtype == DType::kQ4_K   ? table.dot_q4_k
-                                : w.dtype == DType::kQ5_K   ? table.dot_q5_k
-                                : w.dtype == DType::kQ3_K   ? table.dot_q3_k
-                                : w.dtype == DType::kQ5_1   ? table.dot_q5_1
-                                : w.dtype == DType::kQ4_1   ? table.dot_q4_1
-                                : w.dtype == DType::kIQ4_XS ? table.dot_iq4_xs
-                                : w.dtype == DType::kQ2_K   ? table.dot_q2_k
-                                                            : table.dot_q4_0;
+  const kernels::RowDotFn dot = w.dtype == DType::kQ8_0      ? table.dot_q8_0
+                                : w.dtype == DType::kQ4_0R   ? table.dot_q4_0r
+                                : w.dtype == DType::kQ8_0R   ? table.dot_q8_0r
+                                : w.dtype == DType::kQ6_K    ? table.dot_q6_k
+                                : w.dtype == DType::kQ4_K    ? table.dot_q4_k
+                                : w.dtype == DType::kQ5_K    ? table.dot_q5_k
+                                : w.dtype == DType::kQ3_K    ? table.dot_q3_k
+                                : w.dtype == DType::kQ5_1    ? table.dot_q5_1
+                                : w.dtype == DType::kQ4_1    ? table.dot_q4_1
+                                : w.dtype == DType::kIQ4_XS  ? table.dot_iq4_xs
+                                : w.dtype == DType::kQ2_K    ? table.dot_q2_k
+                                : w.dtype == DType::kIQ2_XXS ? table.dot_iq2_xxs
+                                : w.dtype == DType::kIQ2_XS  ? table.dot_iq2_xs
+                                : w.dtype == DType::kIQ2_S   ? table.dot_iq2_s
+                                : w.dtype == DType::kIQ3_XXS ? table.dot_iq3_xxs
+                                : w.dtype == DType::kIQ3_S   ? table.dot_iq3_s
+                                                             : table.dot_q4_0;
   const kernels::QuantizedActivations& acts =
       QuantizeActivations(x, s, k, w.dtype, pool, gelu_up, nullptr, false, true, run_tokens);
   const uint64_t row_bytes = RowBytes(w.dtype, k);

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "base/half.h"
+#include "quant/iq_grids.h"
 
 namespace gemma4::quant {
 
@@ -253,6 +254,22 @@ void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out) {
         DequantizeQ3_K(row + b * kQ3_KBlockBytes, out + b * 256);
       }
       return;
+    case DType::kIQ2_XXS:
+    case DType::kIQ2_XS:
+    case DType::kIQ2_S:
+    case DType::kIQ3_XXS:
+    case DType::kIQ3_S: {
+      const size_t block_bytes = BlockBytes(type);
+      const float unit = CodebookUnit(type);
+      for (int64_t b = 0; b < count / 256; ++b, row += block_bytes, out += 256) {
+        int8_t q[256];
+        uint8_t m[16];
+        UnpackCodebookBlock(type, row, q, m);
+        const float d = half::F16ToF32(LoadU16(row)) * unit;  // exact: a power of two
+        for (int e = 0; e < 256; ++e) out[e] = d * m[e / 16] * q[e];
+      }
+      return;
+    }
     // Float types (ops::ToF32 converts them with the vector kernels; the bits are the same).
     case DType::kF32:
       std::memcpy(out, row, count * 4);
@@ -547,6 +564,94 @@ void UnpackQ2_K(const uint8_t* block, uint8_t* q) {
         q[128 * h + 32 * j + l] = static_cast<uint8_t>((qs[32 * h + l] >> (2 * j)) & 3);
       }
     }
+  }
+}
+
+namespace {
+
+uint32_t LoadU32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// Eight weights from one grid entry's magnitudes (byte k: weight k) and a sign mask (bit k set:
+// weight k negative).
+void SignedGridValues(uint64_t magnitudes, uint8_t sign_bits, int nvalues, int8_t* q) {
+  for (int k = 0; k < nvalues; ++k) {
+    const int v = static_cast<int>((magnitudes >> (8 * k)) & 0xFF);
+    q[k] = static_cast<int8_t>((sign_bits >> k) & 1 ? -v : v);
+  }
+}
+
+}  // namespace
+
+float CodebookUnit(DType type) {
+  return type == DType::kIQ3_S ? 1.0f : type == DType::kIQ3_XXS ? 0.25f : 0.125f;
+}
+
+void UnpackCodebookBlock(DType type, const uint8_t* block, int8_t* q, uint8_t* m) {
+  for (int ib = 0; ib < 8; ++ib, q += 32) {  // sub-blocks of 32 weights, four groups of 8
+    int s_lo = 0, s_hi = 0;                  // the 4-bit scales of its two halves
+    switch (type) {
+      case DType::kIQ2_XXS: {
+        const uint8_t* sub = block + 2 + 8 * ib;  // 4 grid indices, then u32 signs and scale
+        const uint32_t signs = LoadU32(sub + 4);
+        for (int l = 0; l < 4; ++l) {
+          SignedGridValues(kIQ2XXSGrid[sub[l]], kIQSignBits[(signs >> (7 * l)) & 127], 8,
+                           q + 8 * l);
+        }
+        s_lo = s_hi = static_cast<int>(signs >> 28);
+        break;
+      }
+      case DType::kIQ2_XS: {
+        for (int l = 0; l < 4; ++l) {
+          const uint16_t v = LoadU16(block + 2 + 2 * (4 * ib + l));  // 9-bit index, 7-bit signs
+          SignedGridValues(kIQ2XSGrid[v & 511], kIQSignBits[v >> 9], 8, q + 8 * l);
+        }
+        s_lo = block[kIQ2_XSScales + ib] & 0xF;
+        s_hi = block[kIQ2_XSScales + ib] >> 4;
+        break;
+      }
+      case DType::kIQ2_S: {
+        const int high = block[kIQ2_SHigh + ib];  // index bits 8-9 of group l at bits 2l, 2l + 1
+        for (int l = 0; l < 4; ++l) {
+          const int index = block[2 + 4 * ib + l] | (((high >> (2 * l)) & 3) << 8);
+          SignedGridValues(kIQ2SGrid[index], block[kIQ2_SSigns + 4 * ib + l], 8, q + 8 * l);
+        }
+        s_lo = block[kIQ2_SScales + ib] & 0xF;
+        s_hi = block[kIQ2_SScales + ib] >> 4;
+        break;
+      }
+      case DType::kIQ3_XXS: {
+        const uint8_t* indices = block + 2 + 8 * ib;  // one per 4 weights
+        const uint32_t signs = LoadU32(block + kIQ3_XXSSigns + 4 * ib);
+        for (int l = 0; l < 4; ++l) {
+          const uint8_t sign_bits = kIQSignBits[(signs >> (7 * l)) & 127];
+          SignedGridValues(kIQ3XXSGrid[indices[2 * l]], sign_bits & 0xF, 4, q + 8 * l);
+          SignedGridValues(kIQ3XXSGrid[indices[2 * l + 1]], sign_bits >> 4, 4, q + 8 * l + 4);
+        }
+        s_lo = s_hi = static_cast<int>(signs >> 28);
+        break;
+      }
+      case DType::kIQ3_S: {
+        const uint8_t* low = block + 2 + 8 * ib;  // index bits 0-7, one per 4 weights
+        const int high = block[kIQ3_SHigh + ib];  // bit 8 of index i at bit i
+        for (int i = 0; i < 8; ++i) {
+          const int index = low[i] | (((high >> i) & 1) << 8);
+          const uint8_t sign_bits = block[kIQ3_SSigns + 4 * ib + i / 2];
+          SignedGridValues(kIQ3SGrid[index], i % 2 == 0 ? sign_bits & 0xF : sign_bits >> 4, 4,
+                           q + 4 * i);
+        }
+        s_lo = s_hi = (block[kIQ3_SScales + ib / 2] >> (4 * (ib % 2))) & 0xF;
+        break;
+      }
+      default:
+        std::fill(q, q + 32, int8_t{0});
+        break;
+    }
+    m[2 * ib] = static_cast<uint8_t>(2 * s_lo + 1);
+    m[2 * ib + 1] = static_cast<uint8_t>(2 * s_hi + 1);
   }
 }
 

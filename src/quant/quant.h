@@ -75,6 +75,20 @@ constexpr int kQ3_KD = 108;           // f16 d
 constexpr int kQ2_KBlockBytes = 84;   // 256 values
 constexpr int kQ2_KValues = 16;       // qs: 64 bytes of 2-bit values after the 16 scale bytes
 constexpr int kQ2_KD = 80;            // f16 d, then f16 dmin at 82
+// The codebook formats (see DType::kIQ2_XXS and quant/iq_grids.h); f16 d first in each.
+constexpr int kIQ2_XXSBlockBytes = 66;  // u16 qs[32] at 2
+constexpr int kIQ2_XSBlockBytes = 74;   // u16 qs[32] at 2, scales[8] at 66
+constexpr int kIQ2_XSScales = 66;
+constexpr int kIQ2_SBlockBytes = 82;  // index low bytes [32] at 2, signs [32] at 34, qh[8] at 66,
+constexpr int kIQ2_SSigns = 34;       // scales[8] at 74
+constexpr int kIQ2_SHigh = 66;
+constexpr int kIQ2_SScales = 74;
+constexpr int kIQ3_XXSBlockBytes = 98;  // grid indices [64] at 2, u32 signs and scale [8] at 66
+constexpr int kIQ3_XXSSigns = 66;
+constexpr int kIQ3_SBlockBytes = 110;  // index low bytes [64] at 2, qh[8] at 66, signs [32] at
+constexpr int kIQ3_SHigh = 66;         // 74, scales[4] at 106
+constexpr int kIQ3_SSigns = 74;
+constexpr int kIQ3_SScales = 106;
 
 // Row conversions; n must be a multiple of the type's block size.
 void QuantizeRowQ8_0(const float* x, int64_t n, uint8_t* out);
@@ -111,6 +125,13 @@ void Q3_KScales(const uint8_t* packed, int8_t* scales);
 void UnpackQ3_K(const uint8_t* block, int8_t* q);
 // The 256 values (q in [0, 3]) of one Q2_K block, in element order.
 void UnpackQ2_K(const uint8_t* block, uint8_t* q);
+// One codebook-format block (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S): its 256 weights as
+// signed grid values q (|q| <= 62, grid magnitude times sign) in element order, and the odd
+// multipliers m (2 s + 1, 1..31) of its 16 sub-blocks of 16 (formats with one s per 32 repeat
+// it), so that x = d * CodebookUnit(type) * m[e / 16] * q[e] exactly (f16 d at byte 0).
+void UnpackCodebookBlock(DType type, const uint8_t* block, int8_t* q, uint8_t* m);
+// 1/8 (IQ2_*), 1/4 (IQ3_XXS) or 1 (IQ3_S).
+float CodebookUnit(DType type);
 // The 256 signed values (q - 32, in [-32, 31]) of one Q6_K block, in element order.
 void UnpackQ6_K(const uint8_t* block, int8_t* q);
 

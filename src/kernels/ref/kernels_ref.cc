@@ -206,6 +206,14 @@ void DotIQ4_XS(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
   }
 }
 
+template <DType kType>
+void DotCodebook(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+                 int ntok, float* out) {
+  for (int i = 0; i < ntok; ++i) {
+    out[i] = DotCodebookReference(kType, w, a.q_row(token + i), a.scale_row(token + i), nblocks);
+  }
+}
+
 void DotQ5_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
              int ntok, float* out) {
   for (int i = 0; i < ntok; ++i) {
@@ -433,6 +441,11 @@ const KernelTable& ReferenceTable() {
       .dot_q3_k = DotQ3_K,
       .dot_q4_1 = DotQ4_1,
       .dot_q2_k = DotQ2_K,
+      .dot_iq2_xxs = DotCodebook<DType::kIQ2_XXS>,
+      .dot_iq2_xs = DotCodebook<DType::kIQ2_XS>,
+      .dot_iq2_s = DotCodebook<DType::kIQ2_S>,
+      .dot_iq3_xxs = DotCodebook<DType::kIQ3_XXS>,
+      .dot_iq3_s = DotCodebook<DType::kIQ3_S>,
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = DotQ8_0R,
       .gemm_q8_0r = nullptr,

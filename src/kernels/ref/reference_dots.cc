@@ -156,6 +156,30 @@ float DotIQ4_XSReference(const uint8_t* w, const int8_t* a, const float* a_scale
   return total;
 }
 
+float DotCodebookReference(DType type, const uint8_t* w, const int8_t* a, const float* a_scale,
+                           int64_t nblocks) {
+  float total = 0;
+  const size_t block_bytes = BlockBytes(type);
+  const float unit = quant::CodebookUnit(type);
+  int8_t q[256];
+  uint8_t m[16];
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += block_bytes) {
+    const float d = half::F16ToF32(LoadU16(w)) * unit;
+    quant::UnpackCodebookBlock(type, w, q, m);
+    for (int j = 0; j < 8; ++j) {
+      const int64_t blk = sb * 8 + j;
+      int32_t sum = 0;
+      for (int h = 0; h < 2; ++h) {
+        int32_t dot = 0;
+        for (int i = 0; i < 16; ++i) dot += q[32 * j + 16 * h + i] * a[blk * 32 + 16 * h + i];
+        sum += m[2 * j + h] * dot;
+      }
+      total += a_scale[blk] * (d * static_cast<float>(sum));
+    }
+  }
+  return total;
+}
+
 float DotQ5_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
                        const int32_t* a_sum, int64_t nblocks) {
   float total = 0;
