@@ -334,6 +334,42 @@ TEST_P(KernelTest, Q2_KMatchesReference) {
   }
 }
 
+// The ISA's IQ3_XXS and IQ3_S row dots against the reference's, and the reference against the
+// dequantized row (ggml's formula) times the activations in double, on odd block counts: random
+// bytes, every byte 0xFF (the last grid entries, every sign negative, scale 15) and every byte 0
+// (grid entry 0, no signs, scale 0); d small and of both signs.
+TEST_P(KernelTest, IQ3MatchesReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  std::mt19937 rng(43);
+  const char* kCases[] = {"random", "all 0xFF", "all 0"};
+  const std::pair<DType, kernels::RowDotFn kernels::KernelTable::*> kTypes[] = {
+      {DType::kIQ3_XXS, &kernels::KernelTable::dot_iq3_xxs},
+      {DType::kIQ3_S, &kernels::KernelTable::dot_iq3_s}};
+  for (const auto& [type, dot] : kTypes) {
+    ASSERT_NE(table.*dot, nullptr);
+    for (int64_t superblocks : {1, 3, 5}) {
+      for (int c = 0; c < 3; ++c) {
+        const int64_t k = superblocks * 256, tokens = 5;
+        const auto x = RandomVector(tokens * k, &rng);
+        kernels::QuantizedActivations acts;
+        kernels::QuantizeActivations(x.data(), tokens, k, &acts);
+        const size_t block_bytes = BlockBytes(type);
+        std::vector<uint8_t> row(superblocks * block_bytes);
+        std::uniform_int_distribution<int> byte(0, 255);
+        for (auto& b : row) b = static_cast<uint8_t>(c == 0 ? byte(rng) : c == 1 ? 0xFF : 0);
+        for (int64_t s = 0; s < superblocks; ++s) {
+          const uint16_t d = half::F32ToF16(0.0005f * (1 + byte(rng) % 7) * (s % 2 ? -1 : 1));
+          std::memcpy(row.data() + s * block_bytes, &d, 2);
+        }
+        ExpectRowDotMatchesReference(table, dot, type, row, k, acts,
+                                     std::string(DTypeName(type)) + ", " +
+                                         std::to_string(superblocks) + " blocks, " + kCases[c]);
+      }
+    }
+  }
+}
+
 // The ISA's Q5_1 and Q4_1 row dots against the reference's, and the reference against the
 // dequantized row (ggml's formula) times the activations in double; odd block counts (a lone
 // last block), Q5_1's fifth bits random, all clear and all set, negative and positive mins.

@@ -124,6 +124,15 @@ int Run() {
                          [&](uint8_t* block, int64_t sb) {
                            put_half(block, 0.0005f * static_cast<float>(1 + sb % 7));
                          });
+        // The IQ3 codebook formats: f16 d at byte 0 (sign as the sub-block says).
+        check_random_row(DType::kIQ3_XXS, &kernels::KernelTable::dot_iq3_xxs, "dot_iq3_xxs",
+                         [&](uint8_t* block, int64_t sb) {
+                           put_half(block, 0.0005f * static_cast<float>(1 + sb % 7));
+                         });
+        check_random_row(DType::kIQ3_S, &kernels::KernelTable::dot_iq3_s, "dot_iq3_s",
+                         [&](uint8_t* block, int64_t sb) {
+                           put_half(block, 0.0002f * static_cast<float>(1 + sb % 7));
+                         });
         check_random_row(DType::kQ3_K, &kernels::KernelTable::dot_q3_k, "dot_q3_k",
                          [&](uint8_t* block, int64_t sb) {
                            put_half(block + quant::kQ3_KD,

@@ -12,6 +12,7 @@
 #include "kernels/kernels.h"
 #include "kernels/pack/pack.h"
 #include "kernels/ref/reference_dots.h"
+#include "quant/iq_grids.h"
 
 namespace gemma4::kernels::avx2 {
 namespace {
@@ -717,6 +718,113 @@ void DotIQ4_XST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a
   for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]);
 }
 
+// The IQ3 codebook formats, one 32-value sub-block j of a 256-value block per vector: the 8
+// grid entries' magnitudes (4 bytes each, element order; vpgatherdd from the grid), unsigned
+// for maddubs; the 32 signs as -1 / +1 bytes that vpsignb puts onto the token's activations;
+// the sub-block's odd multiplier.
+struct IQ3_SSubBlocks {
+  static constexpr int kBlockBytes = quant::kIQ3_SBlockBytes;
+  static constexpr float kUnit = 1.0f;
+  static __m256i Magnitudes(const uint8_t* block, int j) {
+    // 8 indices: bits 0-7 in qs[8 j + i], bit 8 in bit i of qh[j].
+    const __m256i low =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(block + 2 + 8 * j)));
+    const __m256i bit8 = _mm256_slli_epi32(
+        _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(block[quant::kIQ3_SHigh + j]),
+                                           _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
+                         _mm256_set1_epi32(1)),
+        8);
+    return _mm256_i32gather_epi32(reinterpret_cast<const int*>(quant::kIQ3SGrid.data()),
+                                  _mm256_or_si256(low, bit8), 4);
+  }
+  static uint32_t SignBits(const uint8_t* block, int j) {  // bit e: element e negative
+    uint32_t signs;
+    std::memcpy(&signs, block + quant::kIQ3_SSigns + 4 * j, 4);
+    return signs;
+  }
+  static int Multiplier(const uint8_t* block, int j) {
+    return 2 * ((block[quant::kIQ3_SScales + j / 2] >> (4 * (j % 2))) & 0xF) + 1;
+  }
+};
+
+struct IQ3_XXSSubBlocks {
+  static constexpr int kBlockBytes = quant::kIQ3_XXSBlockBytes;
+  static constexpr float kUnit = 0.25f;
+  static __m256i Magnitudes(const uint8_t* block, int j) {
+    const __m256i index =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(block + 2 + 8 * j)));
+    return _mm256_i32gather_epi32(reinterpret_cast<const int*>(quant::kIQ3XXSGrid.data()), index,
+                                  4);
+  }
+  // A u32 per sub-block: four 7-bit sign indices (one per 8 values), the scale in bits 28-31.
+  static uint32_t Packed(const uint8_t* block, int j) {
+    uint32_t packed;
+    std::memcpy(&packed, block + quant::kIQ3_XXSSigns + 4 * j, 4);
+    return packed;
+  }
+  static uint32_t SignBits(const uint8_t* block, int j) {
+    const uint32_t packed = Packed(block, j);
+    uint32_t signs = 0;
+    for (int l = 0; l < 4; ++l)
+      signs |= uint32_t{quant::kIQSignBits[(packed >> (7 * l)) & 127]} << (8 * l);
+    return signs;
+  }
+  static int Multiplier(const uint8_t* block, int j) {
+    return 2 * static_cast<int>(Packed(block, j) >> 28) + 1;
+  }
+};
+
+// 32 sign bits (bit e: element e negative) as bytes -1 (set) or +1, for vpsignb.
+inline __m256i SignBytes(uint32_t bits) {
+  // Byte e takes byte e / 8 of the bits (vpshufb works within 128-bit lanes, each holding all
+  // four), then tests bit e % 8.
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(static_cast<int>(bits)),
+      _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
+  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201));
+  const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+  return _mm256_or_si256(set, _mm256_set1_epi8(1));
+}
+
+// Per sub-block and token: maddubs of the magnitudes (at most 62) with the sign-applied
+// activations (|a| <= 127: pair sums within int16), summed to 8 int32 and scaled by d unit m
+// a_scale. The weights are decoded once for the NT tokens.
+template <class SubBlocks, int NT>
+void DotCodebookT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+                  float* out) {
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += SubBlocks::kBlockBytes) {
+    const float d = LoadHalf(w) * SubBlocks::kUnit;
+    for (int j = 0; j < 8; ++j) {
+      const __m256i magnitudes = SubBlocks::Magnitudes(w, j);
+      const __m256i signs = SignBytes(SubBlocks::SignBits(w, j));
+      const float dl = d * static_cast<float>(SubBlocks::Multiplier(w, j));
+      const int64_t b = sb * 8 + j;
+      for (int t = 0; t < NT; ++t) {
+        const __m256i x =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q_row(token + t) + b * 32));
+        acc[t] =
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(magnitudes, _mm256_sign_epi8(x, signs))),
+                            _mm256_set1_ps(dl * a.scale_row(token + t)[b]), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]);
+}
+
+template <int NT>
+void DotIQ3_ST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+               float* out) {
+  DotCodebookT<IQ3_SSubBlocks, NT>(w, nblocks, a, token, out);
+}
+
+template <int NT>
+void DotIQ3_XXST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+                 float* out) {
+  DotCodebookT<IQ3_XXSSubBlocks, NT>(w, nblocks, a, token, out);
+}
+
 // A Q4_Kx16 block's 128 six-bit scales and mins (entry j * 16 + r: sub-block j, row r) as
 // bytes, 32 entries (two sub-blocks) per vector: low nibbles from their 64-byte areas, top two
 // bits from the shared one (see pack::RepackGroupQ4_Kx16). 16-bit shifts carry bits across
@@ -1289,8 +1397,8 @@ const KernelTable& Table() {
       .dot_iq2_xxs = ReferenceTable().dot_iq2_xxs,
       .dot_iq2_xs = ReferenceTable().dot_iq2_xs,
       .dot_iq2_s = ReferenceTable().dot_iq2_s,
-      .dot_iq3_xxs = ReferenceTable().dot_iq3_xxs,
-      .dot_iq3_s = ReferenceTable().dot_iq3_s,
+      .dot_iq3_xxs = GEMMA4_BY_TOKEN_COUNT(DotIQ3_XXST),
+      .dot_iq3_s = GEMMA4_BY_TOKEN_COUNT(DotIQ3_ST),
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = ReferenceTable().dot_q8_0r,
       .gemm_q8_0r = nullptr,

@@ -22,6 +22,7 @@
 #include "kernels/kernels.h"
 #include "kernels/pack/pack.h"
 #include "kernels/ref/reference_dots.h"
+#include "quant/iq_grids.h"
 
 namespace gemma4::kernels::avx512 {
 namespace {
@@ -637,6 +638,104 @@ void DotIQ4_XST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a
     }
   }
   for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
+}
+
+// The IQ3 codebook formats, two 32-value sub-blocks (2p, 2p + 1) of a 256-value block per
+// vector: the 16 grid entries' magnitudes (4 bytes each, element order; vpgatherdd from the
+// grid) as unsigned bytes for vpdpbusd, the 64 signs as a mask that negates the token's
+// activations instead (the grid values are unsigned), and each sub-block's odd multiplier.
+struct IQ3_SPairs {
+  static constexpr int kBlockBytes = quant::kIQ3_SBlockBytes;
+  static constexpr float kUnit = 1.0f;
+  static void Load(const uint8_t* block, int p, __m512i* magnitudes, __mmask64* negative, int* m0,
+                   int* m1) {
+    // 16 indices: bits 0-7 in qs[16 p + i], bit 8 in bit i % 8 of qh[2 p + i / 8].
+    const __m512i low =
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2 + 16 * p)));
+    uint16_t high;
+    std::memcpy(&high, block + quant::kIQ3_SHigh + 2 * p, 2);
+    const __m512i bit8 =
+        _mm512_slli_epi32(_mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32(high), Lanes16()),
+                                           _mm512_set1_epi32(1)),
+                          8);
+    *magnitudes = _mm512_i32gather_epi32(_mm512_or_si512(low, bit8), quant::kIQ3SGrid.data(), 4);
+    uint64_t signs;  // bit e: element e of the pair negative (one byte per 8 values)
+    std::memcpy(&signs, block + quant::kIQ3_SSigns + 8 * p, 8);
+    *negative = _cvtu64_mask64(signs);
+    const int scales = block[quant::kIQ3_SScales + p];  // sub-block 2p low nibble, 2p + 1 high
+    *m0 = 2 * (scales & 0xF) + 1;
+    *m1 = 2 * (scales >> 4) + 1;
+  }
+  static __m512i Lanes16() {
+    return _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  }
+};
+
+struct IQ3_XXSPairs {
+  static constexpr int kBlockBytes = quant::kIQ3_XXSBlockBytes;
+  static constexpr float kUnit = 0.25f;
+  static void Load(const uint8_t* block, int p, __m512i* magnitudes, __mmask64* negative, int* m0,
+                   int* m1) {
+    const __m512i index =
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2 + 16 * p)));
+    *magnitudes = _mm512_i32gather_epi32(index, quant::kIQ3XXSGrid.data(), 4);
+    // Per sub-block a u32: four 7-bit sign indices (one per 8 values), the scale in bits 28-31.
+    uint32_t packed[2];
+    std::memcpy(packed, block + quant::kIQ3_XXSSigns + 8 * p, 8);
+    uint64_t signs = 0;
+    for (int h = 0; h < 2; ++h) {
+      for (int l = 0; l < 4; ++l) {
+        signs |= static_cast<uint64_t>(quant::kIQSignBits[(packed[h] >> (7 * l)) & 127])
+                 << (32 * h + 8 * l);
+      }
+    }
+    *negative = _cvtu64_mask64(signs);
+    *m0 = 2 * static_cast<int>(packed[0] >> 28) + 1;
+    *m1 = 2 * static_cast<int>(packed[1] >> 28) + 1;
+  }
+};
+
+// Per pair of sub-blocks and token: vpdpbusd of the magnitudes with the sign-applied activations
+// (|a| <= 127, so negating is exact) gives 16 int32 sums of 4 products; they are scaled by d unit
+// m a_scale per sub-block half of the vector. The weights are decoded once for the NT tokens.
+template <class Pairs, int NT>
+void DotCodebookT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+                  float* out) {
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  const __m512i zero = _mm512_setzero_si512();
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += Pairs::kBlockBytes) {
+    const float d = LoadHalf(w) * Pairs::kUnit;
+    for (int p = 0; p < 4; ++p) {
+      __m512i magnitudes;
+      __mmask64 negative;
+      int m0, m1;
+      Pairs::Load(w, p, &magnitudes, &negative, &m0, &m1);
+      const float dl0 = d * static_cast<float>(m0), dl1 = d * static_cast<float>(m1);
+      const int64_t b = sb * 8 + 2 * p;
+      for (int t = 0; t < NT; ++t) {
+        const float* as = a.scale_row(token + t) + b;
+        const __m512i x = _mm512_loadu_si512(a.q_row(token + t) + b * 32);
+        const __m512i signed_x = _mm512_mask_sub_epi8(x, negative, zero, x);
+        const __m512i dp = _mm512_dpbusd_epi32(zero, magnitudes, signed_x);
+        acc[t] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), PairScale(dl0 * as[0], dl1 * as[1]), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
+}
+
+template <int NT>
+void DotIQ3_ST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+               float* out) {
+  DotCodebookT<IQ3_SPairs, NT>(w, nblocks, a, token, out);
+}
+
+template <int NT>
+void DotIQ3_XXST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+                 float* out) {
+  DotCodebookT<IQ3_XXSPairs, NT>(w, nblocks, a, token, out);
 }
 
 // Q4_0x16: 16 rows at a time. Each 64-byte run of a block unpacks into two vectors holding
@@ -1488,8 +1587,8 @@ const KernelTable& Table() {
       .dot_iq2_xxs = ReferenceTable().dot_iq2_xxs,
       .dot_iq2_xs = ReferenceTable().dot_iq2_xs,
       .dot_iq2_s = ReferenceTable().dot_iq2_s,
-      .dot_iq3_xxs = ReferenceTable().dot_iq3_xxs,
-      .dot_iq3_s = ReferenceTable().dot_iq3_s,
+      .dot_iq3_xxs = GEMMA4_BY_TOKEN_COUNT(DotIQ3_XXST),
+      .dot_iq3_s = GEMMA4_BY_TOKEN_COUNT(DotIQ3_ST),
       .gemm_q4_0r = GroupGemm<Q4Groups>,
       .dot_q8_0r = GroupDot<Q8Groups>,
       .gemm_q8_0r = GroupGemm<Q8Groups>,
