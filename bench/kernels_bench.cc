@@ -5,11 +5,13 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <cstring>
 #include <random>
 #include <tuple>
 #include <utility>
 #include <vector>
 
+#include "base/half.h"
 #include "kernels/kernels.h"
 #include "kernels/pack/pack.h"
 #include "kernels/ref/reference_dots.h"
@@ -46,6 +48,15 @@ Matrix MakeMatrix(DType type, int64_t rows, int64_t cols) {
     if (r >= kDistinctRows) {
       std::copy_n(m.bytes.begin() + (r % kDistinctRows) * row_bytes, row_bytes,
                   m.bytes.begin() + r * row_bytes);
+      continue;
+    }
+    if (IsCodebookType(type)) {
+      // No quantizer of ours writes the codebook formats (llama.cpp's does): random bytes
+      // (grid indices, signs, scales) with a small f16 d per 256 values.
+      for (uint8_t& byte : plain) byte = static_cast<uint8_t>(rng());
+      const uint16_t d = half::F32ToF16(0.0005f);
+      for (uint64_t b = 0; b < row_bytes; b += BlockBytes(type)) std::memcpy(&plain[b], &d, 2);
+      std::copy(plain.begin(), plain.end(), m.bytes.begin() + r * row_bytes);
       continue;
     }
     for (float& x : row) x = dist(rng);
@@ -137,6 +148,10 @@ void Shapes(benchmark::internal::Benchmark* b) {
     if (table.gemm_q4_kx16 != nullptr) {
       b->Args({static_cast<int64_t>(DType::kQ4_Kx16), 32768, 6144, tokens, 2});
     }
+  }
+  // The codebook formats (row dots, prefill tiles of 16 tokens): E2B's MLP gate/up shape.
+  for (DType t : {DType::kIQ3_S, DType::kIQ3_XXS, DType::kIQ2_XXS, DType::kIQ2_XS, DType::kIQ2_S}) {
+    for (int tokens : {1, 64}) b->Args({static_cast<int64_t>(t), 6144, 1536, tokens, 1});
   }
   // Prefill of a 512-token prompt on two threads: the MLP matrices (L3-sized, so the token
   // tiling decides how often they are re-read) at 512 tokens and at a forward step's 128, and

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "base/tensor.h"
 #include "kernels/activations.h"
 
 namespace gemma4::kernels {
@@ -74,6 +75,11 @@ struct KernelTable {
   RowDotFn dot_iq2_s;
   RowDotFn dot_iq3_xxs;
   RowDotFn dot_iq3_s;
+  // One codebook row (`type`: kIQ2_XXS ... kIQ3_S) times tokens token .. token + ntok - 1 (1 <=
+  // ntok <= 16) into out[i], for prefill: each sub-block's grid entries are gathered once for
+  // the whole tile rather than once per 4 tokens. Null: the row dots above, 4 tokens a call.
+  void (*dot_codebook_tile)(DType type, const uint8_t* w, int64_t nblocks,
+                            const QuantizedActivations& a, int64_t token, int ntok, float* out);
   GemmTileFn gemm_q4_0r;  // optional (null: dot_q4_0r per row)
   // Repacked Q8_0 (DType::kQ8_0R). Tables without a fast kernel leave gemm_q8_0r null, and
   // models loaded with them keep plain Q8_0.

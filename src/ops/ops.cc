@@ -398,10 +398,21 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
                     : w.dtype == DType::kQ8_0R ? table.gemm_q8_0r
                                                : nullptr;
   const bool tiled = gemm != nullptr && s > 1;
+  // Codebook rows over whole token tiles where the table has the kernel (prefill).
+  const bool codebook_tiles =
+      IsCodebookType(w.dtype) && table.dot_codebook_tile != nullptr && s > 4;
   auto body = [&](int64_t begin, int64_t end) {
-    float out[8];
+    float out[kTokenTile];
     for (int64_t t0 = 0; t0 < s; t0 += kTokenTile) {
       const int64_t t1 = std::min(s, t0 + kTokenTile);
+      if (codebook_tiles) {
+        const int nt = static_cast<int>(t1 - t0);
+        for (int64_t n = begin; n < end; ++n) {
+          table.dot_codebook_tile(w.dtype, w.data + n * row_bytes, nblocks, acts, t0, nt, out);
+          for (int i = 0; i < nt; ++i) y[(t0 + i) * n_out + n] = out[i];
+        }
+        continue;
+      }
       for (int64_t n = begin; n < end; n += tiled ? 2 : 1) {
         const uint8_t* row = w.data + n * row_bytes;
         const int nrows = tiled && n + 1 < end ? 2 : 1;

@@ -5,6 +5,7 @@
 #define GEMMA4_ISA_NAMESPACE avx2
 #include <immintrin.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -15,6 +16,9 @@
 #include "quant/iq_grids.h"
 
 namespace gemma4::kernels::avx2 {
+
+const KernelTable& Table();
+
 namespace {
 
 inline float LoadHalf(const uint8_t* p) {
@@ -825,6 +829,29 @@ void DotIQ3_XXST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& 
   DotCodebookT<IQ3_XXSSubBlocks, NT>(w, nblocks, a, token, out);
 }
 
+// Prefill's tiles of up to 16 tokens: the IQ3 kernels above with 8 accumulators (each
+// sub-block gathered once per 8 tokens; 16 would not fit the 16 registers), the rest and the
+// other formats through the 4-token row dots.
+void DotCodebookTile(DType type, const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
+                     int64_t token, int ntok, float* out) {
+  int t = 0;
+  if (type == DType::kIQ3_S) {
+    for (; t + 8 <= ntok; t += 8)
+      DotCodebookT<IQ3_SSubBlocks, 8>(w, nblocks, a, token + t, out + t);
+  } else if (type == DType::kIQ3_XXS) {
+    for (; t + 8 <= ntok; t += 8) {
+      DotCodebookT<IQ3_XXSSubBlocks, 8>(w, nblocks, a, token + t, out + t);
+    }
+  }
+  const KernelTable& table = Table();
+  const RowDotFn dot = type == DType::kIQ2_XXS   ? table.dot_iq2_xxs
+                       : type == DType::kIQ2_XS  ? table.dot_iq2_xs
+                       : type == DType::kIQ2_S   ? table.dot_iq2_s
+                       : type == DType::kIQ3_XXS ? table.dot_iq3_xxs
+                                                 : table.dot_iq3_s;
+  for (; t < ntok; t += 4) dot(w, nblocks, a, token + t, std::min(4, ntok - t), out + t);
+}
+
 // A Q4_Kx16 block's 128 six-bit scales and mins (entry j * 16 + r: sub-block j, row r) as
 // bytes, 32 entries (two sub-blocks) per vector: low nibbles from their 64-byte areas, top two
 // bits from the shared one (see pack::RepackGroupQ4_Kx16). 16-bit shifts carry bits across
@@ -1399,6 +1426,7 @@ const KernelTable& Table() {
       .dot_iq2_s = ReferenceTable().dot_iq2_s,
       .dot_iq3_xxs = GEMMA4_BY_TOKEN_COUNT(DotIQ3_XXST),
       .dot_iq3_s = GEMMA4_BY_TOKEN_COUNT(DotIQ3_ST),
+      .dot_codebook_tile = DotCodebookTile,
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = ReferenceTable().dot_q8_0r,
       .gemm_q8_0r = nullptr,

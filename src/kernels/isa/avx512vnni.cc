@@ -25,6 +25,9 @@
 #include "quant/iq_grids.h"
 
 namespace gemma4::kernels::avx512 {
+
+const KernelTable& Table();
+
 namespace {
 
 inline float LoadHalf(const uint8_t* p) {
@@ -704,6 +707,11 @@ void DotCodebookT(const uint8_t* w, int64_t nblocks, const QuantizedActivations&
   __m512 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
   const __m512i zero = _mm512_setzero_si512();
+  // Token t's rows: activations at q + t * k, block scales at scale + t * k / 32 (the rows are
+  // contiguous), so the unrolled token loop keeps its accumulators in registers.
+  const int64_t k = nblocks * 32;
+  const int8_t* q = a.q_row(token);
+  const float* scale = a.scale_row(token);
   for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += Pairs::kBlockBytes) {
     const float d = LoadHalf(w) * Pairs::kUnit;
     for (int p = 0; p < 4; ++p) {
@@ -711,15 +719,19 @@ void DotCodebookT(const uint8_t* w, int64_t nblocks, const QuantizedActivations&
       __mmask64 negative;
       int m0, m1;
       Pairs::Load(w, p, &magnitudes, &negative, &m0, &m1);
-      const float dl0 = d * static_cast<float>(m0), dl1 = d * static_cast<float>(m1);
+      // d unit m of each sub-block in its half of the vector; times the token's block scales
+      // (broadcast into the halves) per token.
+      const __m512 dl = PairScale(d * static_cast<float>(m0), d * static_cast<float>(m1));
       const int64_t b = sb * 8 + 2 * p;
+#pragma GCC unroll 16
       for (int t = 0; t < NT; ++t) {
-        const float* as = a.scale_row(token + t) + b;
-        const __m512i x = _mm512_loadu_si512(a.q_row(token + t) + b * 32);
+        const __m512i x = _mm512_loadu_si512(q + t * k + b * 32);
         const __m512i signed_x = _mm512_mask_sub_epi8(x, negative, zero, x);
         const __m512i dp = _mm512_dpbusd_epi32(zero, magnitudes, signed_x);
-        acc[t] =
-            _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), PairScale(dl0 * as[0], dl1 * as[1]), acc[t]);
+        const float* as = scale + t * nblocks + b;
+        const __m512 block_scales =
+            _mm512_mask_broadcastss_ps(_mm512_set1_ps(as[0]), 0xFF00, _mm_load_ss(as + 1));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(dl, block_scales), acc[t]);
       }
     }
   }
@@ -737,6 +749,12 @@ void DotIQ3_XXST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& 
                  float* out) {
   DotCodebookT<IQ3_XXSPairs, NT>(w, nblocks, a, token, out);
 }
+
+// Prefill's tiles of up to 16 tokens: the IQ3 kernels above with 16 and 8 accumulators (each
+// pair of sub-blocks gathered once per 16 tokens), the rest and the other formats through the
+// 4-token row dots.
+void DotCodebookTile(DType type, const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
+                     int64_t token, int ntok, float* out);
 
 // Q4_0x16: 16 rows at a time. Each 64-byte run of a block unpacks into two vectors holding
 // four consecutive values of all 16 rows; vpdpbusd against the token's matching four
@@ -1568,6 +1586,29 @@ void PackGemmPanelAvx512(const float* w, int64_t ldw, int nrows, int64_t k, int 
 
 using Arch = xsimd::avx512bw;
 
+void DotCodebookTile(DType type, const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
+                     int64_t token, int ntok, float* out) {
+  int t = 0;
+  if (type == DType::kIQ3_S || type == DType::kIQ3_XXS) {
+    const bool s = type == DType::kIQ3_S;
+    for (; t + 16 <= ntok; t += 16) {
+      s ? DotCodebookT<IQ3_SPairs, 16>(w, nblocks, a, token + t, out + t)
+        : DotCodebookT<IQ3_XXSPairs, 16>(w, nblocks, a, token + t, out + t);
+    }
+    for (; t + 8 <= ntok; t += 8) {
+      s ? DotCodebookT<IQ3_SPairs, 8>(w, nblocks, a, token + t, out + t)
+        : DotCodebookT<IQ3_XXSPairs, 8>(w, nblocks, a, token + t, out + t);
+    }
+  }
+  const KernelTable& table = Table();
+  const RowDotFn dot = type == DType::kIQ2_XXS   ? table.dot_iq2_xxs
+                       : type == DType::kIQ2_XS  ? table.dot_iq2_xs
+                       : type == DType::kIQ2_S   ? table.dot_iq2_s
+                       : type == DType::kIQ3_XXS ? table.dot_iq3_xxs
+                                                 : table.dot_iq3_s;
+  for (; t < ntok; t += 4) dot(w, nblocks, a, token + t, std::min(4, ntok - t), out + t);
+}
+
 }  // namespace
 
 const KernelTable& Table() {
@@ -1589,6 +1630,7 @@ const KernelTable& Table() {
       .dot_iq2_s = ReferenceTable().dot_iq2_s,
       .dot_iq3_xxs = GEMMA4_BY_TOKEN_COUNT(DotIQ3_XXST),
       .dot_iq3_s = GEMMA4_BY_TOKEN_COUNT(DotIQ3_ST),
+      .dot_codebook_tile = DotCodebookTile,
       .gemm_q4_0r = GroupGemm<Q4Groups>,
       .dot_q8_0r = GroupDot<Q8Groups>,
       .gemm_q8_0r = GroupGemm<Q8Groups>,

@@ -5,6 +5,7 @@
 #define GEMMA4_ISA_NAMESPACE neon
 #include <arm_neon.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/isa/float_kernels-inl.h"
@@ -389,11 +390,11 @@ struct IQ3_XXSSubBlocks {
 
 // Per sub-block: the magnitudes with their signs applied ((m ^ s) - s, exact: |m| <= 62) as two
 // vectors of 16, decoded once and dotted (sdot) with each token's 32 activations; the int32 sum
-// scaled by d unit m a_scale.
+// scaled by d unit m a_scale. Up to 16 tokens (the row dots pass 4, prefill's tiles 16).
 template <class SubBlocks>
 void DotCodebook(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
                  int ntok, float* out) {
-  float acc[4] = {0, 0, 0, 0};
+  float acc[16] = {};
   for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += SubBlocks::kBlockBytes) {
     const float d = LoadHalf(w) * SubBlocks::kUnit;
     for (int j = 0; j < 8; ++j) {
@@ -415,6 +416,19 @@ void DotCodebook(const uint8_t* w, int64_t nblocks, const QuantizedActivations& 
     }
   }
   for (int t = 0; t < ntok; ++t) out[t] = acc[t];
+}
+
+void DotCodebookTile(DType type, const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
+                     int64_t token, int ntok, float* out) {
+  if (type == DType::kIQ3_S) return DotCodebook<IQ3_SSubBlocks>(w, nblocks, a, token, ntok, out);
+  if (type == DType::kIQ3_XXS) {
+    return DotCodebook<IQ3_XXSSubBlocks>(w, nblocks, a, token, ntok, out);
+  }
+  const KernelTable& table = ReferenceTable();
+  const RowDotFn dot = type == DType::kIQ2_XXS  ? table.dot_iq2_xxs
+                       : type == DType::kIQ2_XS ? table.dot_iq2_xs
+                                                : table.dot_iq2_s;
+  for (int t = 0; t < ntok; t += 4) dot(w, nblocks, a, token + t, std::min(4, ntok - t), out + t);
 }
 
 void DotQ4_0(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
@@ -522,6 +536,7 @@ const KernelTable& Table() {
       .dot_iq2_s = ReferenceTable().dot_iq2_s,
       .dot_iq3_xxs = DotCodebook<IQ3_XXSSubBlocks>,
       .dot_iq3_s = DotCodebook<IQ3_SSubBlocks>,
+      .dot_codebook_tile = DotCodebookTile,
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = ReferenceTable().dot_q8_0r,
       .gemm_q8_0r = nullptr,
