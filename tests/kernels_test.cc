@@ -410,6 +410,57 @@ TEST_P(KernelTest, CodebookTileMatchesReference) {
   }
 }
 
+// The prefill panels of the codebook formats (where the ISA has them) against the reference row
+// dots: 16 and 11 rows (a partial last group), 21 tokens (pieces of 8 and a remainder), rows of
+// 9 x 256 values (two column panels of 64 and 8 blocks, the second added onto the first), out
+// with a row stride wider than the group; the entries past nrows stay untouched.
+TEST_P(KernelTest, CodebookPanelsMatchReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  if (table.gemm_codebook_x16 == nullptr) GTEST_SKIP() << "no codebook panel kernel";
+  std::mt19937 rng(53);
+  const int64_t superblocks = 9, k = superblocks * 256, tokens = 21, ldo = 20;
+  const auto x = RandomVector(tokens * k, &rng);
+  kernels::QuantizedActivations acts;
+  kernels::QuantizeActivations(x.data(), tokens, k, &acts);
+  int taken = 0;
+  for (DType type :
+       {DType::kIQ2_XXS, DType::kIQ2_XS, DType::kIQ2_S, DType::kIQ3_XXS, DType::kIQ3_S}) {
+    taken += table.gemm_codebook_x16_takes(type);
+    const uint64_t row_bytes = RowBytes(type, k);
+    for (int nrows : {16, 11}) {
+      std::vector<uint8_t> rows(nrows * row_bytes);
+      std::uniform_int_distribution<int> byte(0, 255);
+      for (auto& b : rows) b = static_cast<uint8_t>(byte(rng));
+      for (int64_t b = 0; b < nrows * superblocks; ++b) {
+        const uint16_t d = half::F32ToF16(0.0005f * (1 + byte(rng) % 7) * (b % 2 ? -1 : 1));
+        std::memcpy(rows.data() + b * BlockBytes(type), &d, 2);
+      }
+      std::vector<float> out(tokens * ldo, 1234.5f);
+      table.gemm_codebook_x16(type, rows.data(), row_bytes, nrows, k / 32, acts, tokens, out.data(),
+                              ldo);
+      for (int r = 0; r < nrows; ++r) {
+        std::vector<float> deq(k);
+        quant::DequantizeRow(type, rows.data() + r * row_bytes, k, deq.data());
+        for (int64_t t = 0; t < tokens; ++t) {
+          const float want = kernels::DotCodebookReference(
+              type, rows.data() + r * row_bytes, acts.q_row(t), acts.scale_row(t), k / 32);
+          double mag = 0;
+          for (int64_t j = 0; j < k; ++j) {
+            mag += std::fabs(deq[j] * acts.q_row(t)[j] * double{acts.scale_row(t)[j / 32]});
+          }
+          EXPECT_NEAR(out[t * ldo + r], want, 1e-5 * mag + 1e-6)
+              << DTypeName(type) << ", " << nrows << " rows, row " << r << ", token " << t;
+        }
+      }
+      for (int64_t t = 0; t < tokens; ++t) {
+        for (int64_t r = nrows; r < ldo; ++r) ASSERT_EQ(out[t * ldo + r], 1234.5f);
+      }
+    }
+  }
+  EXPECT_GE(taken, 2);  // the IQ3 formats at least go through the panels
+}
+
 // The ISA's Q5_1 and Q4_1 row dots against the reference's, and the reference against the
 // dequantized row (ggml's formula) times the activations in double; odd block counts (a lone
 // last block), Q5_1's fifth bits random, all clear and all set, negative and positive mins.

@@ -80,6 +80,15 @@ struct KernelTable {
   // the whole tile rather than once per 4 tokens. Null: the row dots above, 4 tokens a call.
   void (*dot_codebook_tile)(DType type, const uint8_t* w, int64_t nblocks,
                             const QuantizedActivations& a, int64_t token, int ntok, float* out);
+  // Prefill over up to 16 codebook rows (`type`; row r at rows + r * row_bytes, nrows <= 16)
+  // times tokens 0 .. ntok - 1 (any count) into out[t * ldo + r]: the rows are decoded once a
+  // call (in chunks of columns, into thread_local scratch counted in thread_scratch_bytes) to
+  // signed bytes interleaved by 16 rows, so each token's products are vpdpbusd over 16 rows
+  // at a time. Null, or a type it does not take: dot_codebook_tile.
+  void (*gemm_codebook_x16)(DType type, const uint8_t* rows, uint64_t row_bytes, int nrows,
+                            int64_t nblocks, const QuantizedActivations& a, int64_t ntok,
+                            float* out, int64_t ldo);
+  bool (*gemm_codebook_x16_takes)(DType type);
   GemmTileFn gemm_q4_0r;  // optional (null: dot_q4_0r per row)
   // Repacked Q8_0 (DType::kQ8_0R). Tables without a fast kernel leave gemm_q8_0r null, and
   // models loaded with them keep plain Q8_0.

@@ -398,6 +398,24 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
                     : w.dtype == DType::kQ8_0R ? table.gemm_q8_0r
                                                : nullptr;
   const bool tiled = gemm != nullptr && s > 1;
+  // Codebook rows in prefill: groups of 16 rows decoded once into the kernel's panel and
+  // multiplied with every token, where the table has that kernel for the type.
+  if (IsCodebookType(w.dtype) && table.gemm_codebook_x16 != nullptr &&
+      table.gemm_codebook_x16_takes(w.dtype) && s >= 16) {
+    auto groups = [&](int64_t g0, int64_t g1) {
+      for (int64_t g = g0; g < g1; ++g) {
+        const int nrows = static_cast<int>(std::min<int64_t>(16, n_out - 16 * g));
+        table.gemm_codebook_x16(w.dtype, w.data + 16 * g * row_bytes, row_bytes, nrows, nblocks,
+                                acts, s, y + 16 * g, n_out);
+      }
+    };
+    if (pool != nullptr) {
+      pool->ParallelFor((n_out + 15) / 16, 1, groups);
+    } else {
+      groups(0, (n_out + 15) / 16);
+    }
+    return;
+  }
   // Codebook rows over whole token tiles where the table has the kernel (prefill).
   const bool codebook_tiles =
       IsCodebookType(w.dtype) && table.dot_codebook_tile != nullptr && s > 4;

@@ -519,7 +519,8 @@ const KernelTable& Table() {
     t.bf16_tile_row = Bf16TileRow;
     t.tiles_bf16 = Bf16RowsTiles;
     t.bf16_split_tiles = Bf16SplitTiles;
-    t.thread_scratch_bytes = kThreadScratchBytes;
+    // Its tiles' buffers beside the AVX-512 table's (the codebook panels), which it keeps.
+    t.thread_scratch_bytes += kThreadScratchBytes;
     return t;
   }();
   return table;

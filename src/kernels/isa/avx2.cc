@@ -1427,6 +1427,8 @@ const KernelTable& Table() {
       .dot_iq3_xxs = GEMMA4_BY_TOKEN_COUNT(DotIQ3_XXST),
       .dot_iq3_s = GEMMA4_BY_TOKEN_COUNT(DotIQ3_ST),
       .dot_codebook_tile = DotCodebookTile,
+      .gemm_codebook_x16 = nullptr,
+      .gemm_codebook_x16_takes = nullptr,
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = ReferenceTable().dot_q8_0r,
       .gemm_q8_0r = nullptr,

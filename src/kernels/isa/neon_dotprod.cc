@@ -537,6 +537,8 @@ const KernelTable& Table() {
       .dot_iq3_xxs = DotCodebook<IQ3_XXSSubBlocks>,
       .dot_iq3_s = DotCodebook<IQ3_SSubBlocks>,
       .dot_codebook_tile = DotCodebookTile,
+      .gemm_codebook_x16 = nullptr,
+      .gemm_codebook_x16_takes = nullptr,
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = ReferenceTable().dot_q8_0r,
       .gemm_q8_0r = nullptr,

@@ -447,6 +447,8 @@ const KernelTable& ReferenceTable() {
       .dot_iq3_xxs = DotCodebook<DType::kIQ3_XXS>,
       .dot_iq3_s = DotCodebook<DType::kIQ3_S>,
       .dot_codebook_tile = nullptr,
+      .gemm_codebook_x16 = nullptr,
+      .gemm_codebook_x16_takes = nullptr,
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = DotQ8_0R,
       .gemm_q8_0r = nullptr,
