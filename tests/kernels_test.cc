@@ -461,6 +461,89 @@ TEST_P(KernelTest, CodebookPanelsMatchReference) {
   EXPECT_GE(taken, 2);  // the IQ3 formats at least go through the panels
 }
 
+// The ISA's IQ2_XXS / IQ2_XS / IQ2_S row dots against the reference's (DotCodebookReference),
+// and the reference against the dequantized row times the activations in double, on odd block
+// counts and 1-4 tokens: random bytes, then per block every 4-bit scale 15, every sign bit set
+// (sign indices 127, IQ2_S's sign bytes 0xFF), every grid index the largest (IQ2_XXS 255,
+// IQ2_XS 511, IQ2_S 1023) and the smallest (0), and every byte 0xFF but d (all at once).
+void MakeExtremeIQ2Block(DType type, int variant, uint8_t* block) {
+  enum { kRandom, kScales15, kSignsSet, kMaxIndex, kMinIndex, kAll0xFF };
+  if (variant == kAll0xFF) {
+    std::memset(block + 2, 0xFF, BlockBytes(type) - 2);
+    return;
+  }
+  for (int ib = 0; ib < 8; ++ib) {
+    if (type == DType::kIQ2_XXS) {  // sub-block ib at 2 + 8 ib: 4 index bytes, u32 signs | s
+      uint8_t* sub = block + 2 + 8 * ib;
+      uint32_t aux;
+      std::memcpy(&aux, sub + 4, 4);
+      if (variant == kScales15) aux |= 0xF0000000u;
+      if (variant == kSignsSet) aux |= 0x0FFFFFFFu;
+      std::memcpy(sub + 4, &aux, 4);
+      if (variant == kMaxIndex || variant == kMinIndex) {
+        std::memset(sub, variant == kMaxIndex ? 0xFF : 0x00, 4);
+      }
+    } else if (type == DType::kIQ2_XS) {  // u16 (9-bit index, 7-bit signs) at 2 + 2 i
+      if (variant == kScales15) block[quant::kIQ2_XSScales + ib] = 0xFF;
+      for (int l = 0; l < 4; ++l) {
+        uint16_t v;
+        std::memcpy(&v, block + 2 + 2 * (4 * ib + l), 2);
+        if (variant == kSignsSet) v |= 0xFE00;
+        if (variant == kMaxIndex) v |= 0x01FF;
+        if (variant == kMinIndex) v &= 0xFE00;
+        std::memcpy(block + 2 + 2 * (4 * ib + l), &v, 2);
+      }
+    } else {  // IQ2_S: index low bytes at 2, signs at 34, index high bits at 66, scales at 74
+      if (variant == kScales15) block[quant::kIQ2_SScales + ib] = 0xFF;
+      if (variant == kSignsSet) std::memset(block + quant::kIQ2_SSigns + 4 * ib, 0xFF, 4);
+      if (variant == kMaxIndex || variant == kMinIndex) {
+        const uint8_t fill = variant == kMaxIndex ? 0xFF : 0x00;
+        std::memset(block + 2 + 4 * ib, fill, 4);
+        block[quant::kIQ2_SHigh + ib] = fill;
+      }
+    }
+  }
+}
+
+TEST_P(KernelTest, IQ2MatchesReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  const struct {
+    DType type;
+    kernels::RowDotFn kernels::KernelTable::*dot;
+  } kFormats[] = {{DType::kIQ2_XXS, &kernels::KernelTable::dot_iq2_xxs},
+                  {DType::kIQ2_XS, &kernels::KernelTable::dot_iq2_xs},
+                  {DType::kIQ2_S, &kernels::KernelTable::dot_iq2_s}};
+  const char* kVariants[] = {"random",    "scales 15", "signs set",
+                             "max index", "min index", "all 0xFF"};
+  std::mt19937 rng(43);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (const auto& f : kFormats) {
+    ASSERT_NE(table.*f.dot, nullptr);
+    const int64_t block_bytes = static_cast<int64_t>(BlockBytes(f.type));
+    for (int64_t superblocks : {1, 3, 5}) {
+      for (int variant = 0; variant < 6; ++variant) {
+        const int64_t k = superblocks * 256, tokens = 5;
+        const auto x = RandomVector(tokens * k, &rng);
+        kernels::QuantizedActivations acts;
+        kernels::QuantizeActivations(x.data(), tokens, k, &acts);
+        std::vector<uint8_t> row(superblocks * block_bytes);
+        for (auto& b : row) b = static_cast<uint8_t>(byte(rng));
+        for (int64_t s = 0; s < superblocks; ++s) {
+          uint8_t* block = row.data() + s * block_bytes;
+          const uint16_t d = half::F32ToF16(0.001f * (1 + byte(rng) % 7));
+          std::memcpy(block, &d, 2);
+          MakeExtremeIQ2Block(f.type, variant, block);
+        }
+        ExpectRowDotMatchesReference(table, f.dot, f.type, row, k, acts,
+                                     std::string(DTypeName(f.type)) + ", " +
+                                         std::to_string(superblocks) + " blocks, " +
+                                         kVariants[variant]);
+      }
+    }
+  }
+}
+
 // The ISA's Q5_1 and Q4_1 row dots against the reference's, and the reference against the
 // dequantized row (ggml's formula) times the activations in double; odd block counts (a lone
 // last block), Q5_1's fifth bits random, all clear and all set, negative and positive mins.

@@ -138,6 +138,19 @@ int Run() {
                            put_half(block + quant::kQ3_KD,
                                     0.0005f * static_cast<float>(1 + sb % 7));
                          });
+        // The 2-bit codebook formats: random grid indices, signs and scales, small d.
+        check_random_row(DType::kIQ2_XXS, &kernels::KernelTable::dot_iq2_xxs, "dot_iq2_xxs",
+                         [&](uint8_t* block, int64_t sb) {
+                           put_half(block, 0.001f * static_cast<float>(1 + sb % 7));
+                         });
+        check_random_row(DType::kIQ2_XS, &kernels::KernelTable::dot_iq2_xs, "dot_iq2_xs",
+                         [&](uint8_t* block, int64_t sb) {
+                           put_half(block, 0.001f * static_cast<float>(1 + sb % 7));
+                         });
+        check_random_row(DType::kIQ2_S, &kernels::KernelTable::dot_iq2_s, "dot_iq2_s",
+                         [&](uint8_t* block, int64_t sb) {
+                           put_half(block, 0.001f * static_cast<float>(1 + sb % 7));
+                         });
         // Q2_K likewise (random values, scales and mins, small d and dmin), and where the table
         // has the 16-row kernel, 16 copies of the row interleaved: each row's result is the
         // plain dot's.

@@ -9,6 +9,7 @@
 #include <array>
 #include <cstring>
 
+#include "kernels/isa/codebook_iq2-inl.h"
 #include "kernels/isa/float_kernels-inl.h"
 #include "kernels/kernels.h"
 #include "kernels/pack/pack.h"
@@ -344,6 +345,71 @@ void DotQ2_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
     }
   }
   for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]) - HorizontalSum(mins[t]);
+}
+
+// IQ2_XXS / IQ2_XS / IQ2_S (Fmt: iq2::IQ2XXS, IQ2XS, IQ2S), one 32-value sub-block at a time:
+// its four grid entries make one vector of unsigned magnitudes (<= 43) in element order, and
+// its 32 sign bits become bytes -1 / +1 (byte e: bit e of the mask, from dword lane e / 8 of a
+// broadcast) for vpsignb on the activations (never -128: they are scaled to +-127). maddubs
+// then gives int16 pair sums (at most 2 * 43 * 127) and vpmaddwd against the halves'
+// multipliers 2 s + 1 (lanes 0-7: values 0-15, 8-15: values 16-31) sums them to int32 already
+// scaled; each sub-block is scaled by d / 8 times its activation scale. A sub-block's weights
+// are decoded once for all NT tokens.
+template <class Fmt, int NT>
+void DotIQ2T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+             float* out) {
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  // Byte e of the vector <- byte e / 8 of the mask (every 128-bit lane has all four), then the
+  // bit of weight e within it.
+  const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                          2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ULL));
+  const __m256i one = _mm256_set1_epi8(1);
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += Fmt::kBlockBytes) {
+    simd::PrefetchAhead<Fmt::kBlockBytes>(w);
+    const float d = LoadHalf(w) * iq2::kUnit;
+    for (int j = 0; j < 8; ++j) {
+      const iq2::SubBlock s = Fmt::Decode(w, j);
+      const __m256i grid =
+          _mm256_set_epi64x(static_cast<int64_t>(s.grid[3]), static_cast<int64_t>(s.grid[2]),
+                            static_cast<int64_t>(s.grid[1]), static_cast<int64_t>(s.grid[0]));
+      const __m256i sign_bits = _mm256_and_si256(
+          _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(s.signs)), spread), bit);
+      const __m256i sign = _mm256_or_si256(_mm256_cmpeq_epi8(sign_bits, bit), one);
+      const __m256i m =
+          _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(iq2::MultiplierHigh(s))),
+                           _mm_set1_epi16(static_cast<int16_t>(iq2::MultiplierLow(s))));
+      const int64_t b = sb * 8 + j;
+      for (int t = 0; t < NT; ++t) {
+        const __m256i x =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q_row(token + t) + b * 32));
+        const __m256i dp =
+            _mm256_madd_epi16(_mm256_maddubs_epi16(grid, _mm256_sign_epi8(x, sign)), m);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp),
+                                 _mm256_set1_ps(d * a.scale_row(token + t)[b]), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]);
+}
+
+template <int NT>
+void DotIQ2_XXST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+                 float* out) {
+  DotIQ2T<iq2::IQ2XXS, NT>(w, nblocks, a, token, out);
+}
+
+template <int NT>
+void DotIQ2_XST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+                float* out) {
+  DotIQ2T<iq2::IQ2XS, NT>(w, nblocks, a, token, out);
+}
+
+template <int NT>
+void DotIQ2_ST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+               float* out) {
+  DotIQ2T<iq2::IQ2S, NT>(w, nblocks, a, token, out);
 }
 
 // Q4_K: a 32-byte chunk holds sub-block 2c in its low nibbles and 2c + 1 in its high nibbles,
@@ -1421,9 +1487,9 @@ const KernelTable& Table() {
       .dot_q3_k = GEMMA4_BY_TOKEN_COUNT(DotQ3_KT),
       .dot_q4_1 = GEMMA4_BY_TOKEN_COUNT(DotQ4_1T),
       .dot_q2_k = GEMMA4_BY_TOKEN_COUNT(DotQ2_KT),
-      .dot_iq2_xxs = ReferenceTable().dot_iq2_xxs,
-      .dot_iq2_xs = ReferenceTable().dot_iq2_xs,
-      .dot_iq2_s = ReferenceTable().dot_iq2_s,
+      .dot_iq2_xxs = GEMMA4_BY_TOKEN_COUNT(DotIQ2_XXST),
+      .dot_iq2_xs = GEMMA4_BY_TOKEN_COUNT(DotIQ2_XST),
+      .dot_iq2_s = GEMMA4_BY_TOKEN_COUNT(DotIQ2_ST),
       .dot_iq3_xxs = GEMMA4_BY_TOKEN_COUNT(DotIQ3_XXST),
       .dot_iq3_s = GEMMA4_BY_TOKEN_COUNT(DotIQ3_ST),
       .dot_codebook_tile = DotCodebookTile,

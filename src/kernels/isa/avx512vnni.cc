@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "kernels/isa/avx512_transpose-inl.h"
+#include "kernels/isa/codebook_iq2-inl.h"
 #include "kernels/isa/float_kernels-inl.h"
 #include "kernels/kernels.h"
 #include "kernels/pack/pack.h"
@@ -532,6 +533,69 @@ void DotQ2_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
     }
   }
   for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) - HorizontalSum256(mins[t]);
+}
+
+// IQ2_XXS / IQ2_XS / IQ2_S (Fmt: iq2::IQ2XXS, IQ2XS, IQ2S): two 32-value sub-blocks (2p, 2p + 1)
+// per step. Their eight grid entries make one 64-byte vector of unsigned magnitudes (<= 43) in
+// element order, and their 64 signs one mask that negates the matching activations (an
+// activation is never -128: QuantizeActivations scales to +-127). vpdpbusd then sums four
+// products per dword lane (at most 4 * 43 * 127 = 21844 in magnitude, so the lane's low word
+// holds it as a signed int16 and its high word is only its sign), and vpmaddwd against the
+// halves' multipliers 2 s + 1 (low words; high words 0) gives m * sum in int32: lanes 0-3 and
+// 4-7 are sub-block 2p's halves, 8-11 and 12-15 sub-block 2p + 1's. Each pair is then scaled by
+// d / 8 times its two activation scales. A step's weights are decoded once for all NT tokens.
+template <class Fmt, int NT>
+void DotIQ2T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+             float* out) {
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  const __m512i zero = _mm512_setzero_si512();
+  // Byte k / 4 of four multiplier bytes to dword lane k (each half's four lanes).
+  const __m128i spread = _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += Fmt::kBlockBytes) {
+    simd::PrefetchAhead<Fmt::kBlockBytes>(w);
+    const float d = LoadHalf(w) * iq2::kUnit;
+    for (int p = 0; p < 4; ++p) {
+      const iq2::SubBlock s0 = Fmt::Decode(w, 2 * p), s1 = Fmt::Decode(w, 2 * p + 1);
+      const __m512i grid =
+          _mm512_set_epi64(static_cast<int64_t>(s1.grid[3]), static_cast<int64_t>(s1.grid[2]),
+                           static_cast<int64_t>(s1.grid[1]), static_cast<int64_t>(s1.grid[0]),
+                           static_cast<int64_t>(s0.grid[3]), static_cast<int64_t>(s0.grid[2]),
+                           static_cast<int64_t>(s0.grid[1]), static_cast<int64_t>(s0.grid[0]));
+      const __mmask64 negative = s0.signs | (static_cast<uint64_t>(s1.signs) << 32);
+      const uint32_t mults =
+          static_cast<uint32_t>(iq2::MultiplierLow(s0) | iq2::MultiplierHigh(s0) << 8 |
+                                iq2::MultiplierLow(s1) << 16 | iq2::MultiplierHigh(s1) << 24);
+      const __m512i m = _mm512_cvtepu8_epi32(_mm_shuffle_epi8(_mm_cvtsi32_si128(mults), spread));
+      const int64_t b = sb * 8 + 2 * p;
+      for (int t = 0; t < NT; ++t) {
+        const float* as = a.scale_row(token + t) + b;
+        const __m512i x = _mm512_loadu_si512(a.q_row(token + t) + b * 32);
+        const __m512i signed_x = _mm512_mask_sub_epi8(x, negative, zero, x);
+        const __m512i dp = _mm512_madd_epi16(_mm512_dpbusd_epi32(zero, grid, signed_x), m);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), PairScale(d * as[0], d * as[1]), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
+}
+
+template <int NT>
+void DotIQ2_XXST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+                 float* out) {
+  DotIQ2T<iq2::IQ2XXS, NT>(w, nblocks, a, token, out);
+}
+
+template <int NT>
+void DotIQ2_XST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+                float* out) {
+  DotIQ2T<iq2::IQ2XS, NT>(w, nblocks, a, token, out);
+}
+
+template <int NT>
+void DotIQ2_ST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+               float* out) {
+  DotIQ2T<iq2::IQ2S, NT>(w, nblocks, a, token, out);
 }
 
 // Q5_1: x = d q + m per 32-value block, q in [0, 31]. A block's nibbles unpack in element order
@@ -1752,9 +1816,9 @@ const KernelTable& Table() {
       .dot_q3_k = GEMMA4_BY_TOKEN_COUNT(DotQ3_KT),
       .dot_q4_1 = GEMMA4_BY_TOKEN_COUNT(DotQ4_1T),
       .dot_q2_k = GEMMA4_BY_TOKEN_COUNT(DotQ2_KT),
-      .dot_iq2_xxs = ReferenceTable().dot_iq2_xxs,
-      .dot_iq2_xs = ReferenceTable().dot_iq2_xs,
-      .dot_iq2_s = ReferenceTable().dot_iq2_s,
+      .dot_iq2_xxs = GEMMA4_BY_TOKEN_COUNT(DotIQ2_XXST),
+      .dot_iq2_xs = GEMMA4_BY_TOKEN_COUNT(DotIQ2_XST),
+      .dot_iq2_s = GEMMA4_BY_TOKEN_COUNT(DotIQ2_ST),
       .dot_iq3_xxs = GEMMA4_BY_TOKEN_COUNT(DotIQ3_XXST),
       .dot_iq3_s = GEMMA4_BY_TOKEN_COUNT(DotIQ3_ST),
       .dot_codebook_tile = DotCodebookTile,

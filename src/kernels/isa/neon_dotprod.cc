@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/isa/codebook_iq2-inl.h"
 #include "kernels/isa/float_kernels-inl.h"
 #include "kernels/kernels.h"
 #include "kernels/pack/pack.h"
@@ -137,6 +138,59 @@ void DotQ2_K(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, i
     }
     out[t] = acc;
   }
+}
+
+// IQ2_XXS / IQ2_XS / IQ2_S (Fmt: iq2::IQ2XXS, IQ2XS, IQ2S), one 32-value sub-block at a time:
+// each half of 16 is two grid entries (magnitudes <= 43) with its 16 sign bits applied as
+// signed bytes (a byte mask from vtst of each sign byte against its weight's bit; x ^ m - m
+// negates where m is all ones), so sdot gives the half's signed sum, at most 16 * 43 * 127.
+// S = m_lo dot_lo + m_hi dot_hi (multipliers 2 s + 1) in int32, then a_scale (d / 8 S) per
+// sub-block as the reference sums it. A sub-block is decoded once for all ntok tokens.
+template <class Fmt>
+void DotIQ2(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+            int ntok, float* out) {
+  float acc[4] = {0, 0, 0, 0};
+  const uint8x16_t bit = vreinterpretq_u8_u64(vdupq_n_u64(0x8040201008040201ULL));
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += Fmt::kBlockBytes) {
+    const float d = LoadHalf(w) * iq2::kUnit;
+    for (int j = 0; j < 8; ++j) {
+      const iq2::SubBlock s = Fmt::Decode(w, j);
+      int8x16_t q[2];
+      for (int h = 0; h < 2; ++h) {  // values 16 h .. 16 h + 15: grid entries 2 h, 2 h + 1
+        const uint8x16_t mag =
+            vcombine_u8(vcreate_u8(s.grid[2 * h]), vcreate_u8(s.grid[2 * h + 1]));
+        const uint8x16_t bytes =
+            vcombine_u8(vdup_n_u8(static_cast<uint8_t>(s.signs >> (16 * h))),
+                        vdup_n_u8(static_cast<uint8_t>(s.signs >> (16 * h + 8))));
+        const uint8x16_t neg = vtstq_u8(bytes, bit);
+        q[h] = vreinterpretq_s8_u8(vsubq_u8(veorq_u8(mag, neg), neg));
+      }
+      const int32_t m_lo = iq2::MultiplierLow(s), m_hi = iq2::MultiplierHigh(s);
+      const int64_t b = sb * 8 + j;
+      for (int t = 0; t < ntok; ++t) {
+        const int8_t* aq = a.q_row(token + t) + b * 32;
+        int32x4_t sum = vmulq_n_s32(vdotq_s32(vdupq_n_s32(0), q[0], vld1q_s8(aq)), m_lo);
+        sum = vmlaq_n_s32(sum, vdotq_s32(vdupq_n_s32(0), q[1], vld1q_s8(aq + 16)), m_hi);
+        acc[t] += a.scale_row(token + t)[b] * (d * static_cast<float>(vaddvq_s32(sum)));
+      }
+    }
+  }
+  for (int t = 0; t < ntok; ++t) out[t] = acc[t];
+}
+
+void DotIQ2_XXS(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+                int ntok, float* out) {
+  DotIQ2<iq2::IQ2XXS>(w, nblocks, a, token, ntok, out);
+}
+
+void DotIQ2_XS(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+               int ntok, float* out) {
+  DotIQ2<iq2::IQ2XS>(w, nblocks, a, token, ntok, out);
+}
+
+void DotIQ2_S(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              int ntok, float* out) {
+  DotIQ2<iq2::IQ2S>(w, nblocks, a, token, ntok, out);
 }
 
 // Q3_K super-block (110 bytes: 32 hmask bytes, 64 bytes of low bit pairs, 12 bytes of 6-bit
@@ -531,9 +585,9 @@ const KernelTable& Table() {
       .dot_q3_k = DotQ3_K,
       .dot_q4_1 = DotQ4_1,
       .dot_q2_k = DotQ2_K,
-      .dot_iq2_xxs = ReferenceTable().dot_iq2_xxs,
-      .dot_iq2_xs = ReferenceTable().dot_iq2_xs,
-      .dot_iq2_s = ReferenceTable().dot_iq2_s,
+      .dot_iq2_xxs = DotIQ2_XXS,
+      .dot_iq2_xs = DotIQ2_XS,
+      .dot_iq2_s = DotIQ2_S,
       .dot_iq3_xxs = DotCodebook<IQ3_XXSSubBlocks>,
       .dot_iq3_s = DotCodebook<IQ3_SSubBlocks>,
       .dot_codebook_tile = DotCodebookTile,

@@ -1,0 +1,116 @@
+// Sub-block decoding of llama.cpp's 2-bit codebook formats (IQ2_XXS, IQ2_XS, IQ2_S) for the
+// SIMD row dots of the ISA units (included only by them, after defining GEMMA4_ISA_NAMESPACE).
+//
+// A 256-value block is 8 sub-blocks of 32 values, each four groups of 8 weights sharing one
+// grid entry (8 unsigned magnitudes 8, 25 or 43, one byte each) and 8 signs. The kernels gather
+// a sub-block's four entries into one 32-byte vector in element order, take its 32 signs as one
+// mask (bit e: weight e negative) and its two 4-bit scales s (one per half of 16) as the odd
+// multipliers 2 s + 1, exactly as quant::UnpackCodebookBlock; everything here is scalar and
+// shared by the three ISAs, defined in the including unit's namespace like float_kernels-inl.h.
+#ifndef GEMMA4_SRC_KERNELS_ISA_CODEBOOK_IQ2_INL_H_
+#define GEMMA4_SRC_KERNELS_ISA_CODEBOOK_IQ2_INL_H_
+
+#ifndef GEMMA4_ISA_NAMESPACE
+#error "define GEMMA4_ISA_NAMESPACE (the including ISA unit's namespace, e.g. avx2) first"
+#endif
+
+#include <cstdint>
+#include <cstring>
+
+#include "quant/iq_grids.h"
+#include "quant/quant.h"
+
+namespace gemma4::kernels::GEMMA4_ISA_NAMESPACE {
+// Internal linkage, like the units' own helpers (-fno-weak rejects inline variables such as
+// the formats' kBlockBytes otherwise).
+namespace {
+namespace iq2 {
+
+// One 32-value sub-block: grid[l] holds the magnitudes of weights 8 l .. 8 l + 7 (byte k:
+// weight 8 l + k), bit e of signs is set where weight e is negative, and scales holds s of
+// values 0-15 in its low nibble and of values 16-31 in its high nibble.
+struct SubBlock {
+  uint64_t grid[4];
+  uint32_t signs;
+  uint32_t scales;
+};
+
+inline uint32_t LoadU32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+inline uint16_t LoadU16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+// IQ2_XXS (66 bytes): sub-block ib's 8 bytes at 2 + 8 ib are four 8-bit kIQ2XXSGrid indices,
+// then a u32 whose bits 7 l .. 7 l + 6 index kIQSignBits for group l and bits 28-31 hold the
+// one s of both halves.
+struct IQ2XXS {
+  static constexpr int kBlockBytes = quant::kIQ2_XXSBlockBytes;
+  static SubBlock Decode(const uint8_t* block, int ib) {
+    const uint8_t* sub = block + 2 + 8 * ib;
+    const uint32_t aux = LoadU32(sub + 4);
+    SubBlock s;
+    s.signs = 0;
+    for (int l = 0; l < 4; ++l) {
+      s.grid[l] = quant::kIQ2XXSGrid[sub[l]];
+      s.signs |= static_cast<uint32_t>(quant::kIQSignBits[(aux >> (7 * l)) & 127]) << (8 * l);
+    }
+    s.scales = (aux >> 28) * 0x11;  // the same s in both nibbles
+    return s;
+  }
+};
+
+// IQ2_XS (74 bytes): u16 qs[4 ib + l] at 2 + 2 (4 ib + l) holds group l's 9-bit kIQ2XSGrid
+// index (bits 0-8) and 7-bit sign index (bits 9-15); scales[ib] at 66 + ib.
+struct IQ2XS {
+  static constexpr int kBlockBytes = quant::kIQ2_XSBlockBytes;
+  static SubBlock Decode(const uint8_t* block, int ib) {
+    SubBlock s;
+    s.signs = 0;
+    for (int l = 0; l < 4; ++l) {
+      const uint16_t v = LoadU16(block + 2 + 2 * (4 * ib + l));
+      s.grid[l] = quant::kIQ2XSGrid[v & 511];
+      s.signs |= static_cast<uint32_t>(quant::kIQSignBits[v >> 9]) << (8 * l);
+    }
+    s.scales = block[quant::kIQ2_XSScales + ib];
+    return s;
+  }
+};
+
+// IQ2_S (82 bytes): group l's 10-bit kIQ2SGrid index has its low 8 bits in byte 2 + 4 ib + l
+// and bits 8-9 at bits 2 l, 2 l + 1 of qh[ib] (66 + ib); its 8 signs are the byte at 34 + 4 ib
+// + l (bit k: weight k), so the sub-block's 32 signs are the little-endian u32 at 34 + 4 ib.
+// scales[ib] at 74 + ib.
+struct IQ2S {
+  static constexpr int kBlockBytes = quant::kIQ2_SBlockBytes;
+  static SubBlock Decode(const uint8_t* block, int ib) {
+    const uint8_t* low = block + 2 + 4 * ib;
+    const int high = block[quant::kIQ2_SHigh + ib];
+    SubBlock s;
+    for (int l = 0; l < 4; ++l) {
+      s.grid[l] = quant::kIQ2SGrid[low[l] | (((high >> (2 * l)) & 3) << 8)];
+    }
+    s.signs = LoadU32(block + quant::kIQ2_SSigns + 4 * ib);
+    s.scales = block[quant::kIQ2_SScales + ib];
+    return s;
+  }
+};
+
+// The odd multipliers of a sub-block's two halves.
+inline int MultiplierLow(const SubBlock& s) { return 2 * static_cast<int>(s.scales & 0xF) + 1; }
+inline int MultiplierHigh(const SubBlock& s) { return 2 * static_cast<int>(s.scales >> 4) + 1; }
+
+// The unit of d (x = d / 8 (2 s + 1) grid sign), as quant::CodebookUnit.
+constexpr float kUnit = 0.125f;
+
+}  // namespace iq2
+}  // namespace
+}  // namespace gemma4::kernels::GEMMA4_ISA_NAMESPACE
+
+#endif  // GEMMA4_SRC_KERNELS_ISA_CODEBOOK_IQ2_INL_H_
