@@ -535,45 +535,123 @@ void DotQ2_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
   for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) - HorizontalSum256(mins[t]);
 }
 
-// IQ2_XXS / IQ2_XS / IQ2_S (Fmt: iq2::IQ2XXS, IQ2XS, IQ2S): two 32-value sub-blocks (2p, 2p + 1)
-// per step. Their eight grid entries make one 64-byte vector of unsigned magnitudes (<= 43) in
-// element order, and their 64 signs one mask that negates the matching activations (an
-// activation is never -128: QuantizeActivations scales to +-127). vpdpbusd then sums four
-// products per dword lane (at most 4 * 43 * 127 = 21844 in magnitude, so the lane's low word
-// holds it as a signed int16 and its high word is only its sign), and vpmaddwd against the
-// halves' multipliers 2 s + 1 (low words; high words 0) gives m * sum in int32: lanes 0-3 and
-// 4-7 are sub-block 2p's halves, 8-11 and 12-15 sub-block 2p + 1's. Each pair is then scaled by
-// d / 8 times its two activation scales. A step's weights are decoded once for all NT tokens.
+// The IQ2 formats' decoding for DotIQ2T, two sub-blocks (2p, 2p + 1) at a time in vectors
+// (scalar decoding, kernels/isa/codebook_iq2-inl.h, measured 2-3x slower here): Load gives the
+// eight grid indices in dword lanes (lane l: group l % 4 of sub-block 2p + l / 4), the 64 signs
+// as a mask (bit e: weight e of the pair negative) and the two scale bytes as a u16 (nibble k:
+// s of half k). IQ2_XXS and IQ2_XS store 7-bit sign indices; SignMask appends each one's parity
+// bit (kIQSignBits' rule: an even count of negative weights) with a nibble-parity table.
+inline __mmask64 SignMask(__m256i seven_bits) {
+  const __m128i b = _mm256_cvtepi32_epi8(seven_bits);  // the 8 indices as bytes
+  const __m128i parity_table = _mm_setr_epi8(0, 1, 1, 0, 1, 0, 0, 1, 1, 0, 0, 1, 0, 1, 1, 0);
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  const __m128i parity =
+      _mm_xor_si128(_mm_shuffle_epi8(parity_table, _mm_and_si128(b, low4)),
+                    _mm_shuffle_epi8(parity_table, _mm_and_si128(_mm_srli_epi16(b, 4), low4)));
+  // parity is 0 or 1 per byte, so the 16-bit shift keeps each bit in its byte.
+  return static_cast<__mmask64>(_mm_cvtsi128_si64(_mm_or_si128(b, _mm_slli_epi16(parity, 7))));
+}
+
+struct IQ2XXSPairs {
+  static constexpr int kBlockBytes = quant::kIQ2_XXSBlockBytes;
+  static const uint64_t* Grid() { return quant::kIQ2XXSGrid.data(); }
+  // Bytes 2 + 16 p ..: sub-block 2p's four index bytes and u32 (sign indices at bits 7 l, s at
+  // 28-31), then sub-block 2p + 1's.
+  static __m256i Load(const uint8_t* block, int p, __mmask64* negative, uint32_t* scales) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2 + 16 * p));
+    const __m256i index = _mm256_cvtepu8_epi32(_mm_shuffle_epi8(
+        raw, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1)));
+    const __m256i aux = _mm256_permutevar8x32_epi32(_mm256_castsi128_si256(raw),
+                                                    _mm256_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3));
+    *negative = SignMask(
+        _mm256_and_si256(_mm256_srlv_epi32(aux, _mm256_setr_epi32(0, 7, 14, 21, 0, 7, 14, 21)),
+                         _mm256_set1_epi32(127)));
+    const uint32_t s0 = static_cast<uint32_t>(_mm_extract_epi32(raw, 1)) >> 28;
+    const uint32_t s1 = static_cast<uint32_t>(_mm_extract_epi32(raw, 3)) >> 28;
+    *scales = s0 * 0x11 | (s1 * 0x11) << 8;  // one s per sub-block, for both halves
+    return index;
+  }
+};
+
+struct IQ2XSPairs {
+  static constexpr int kBlockBytes = quant::kIQ2_XSBlockBytes;
+  static const uint64_t* Grid() { return quant::kIQ2XSGrid.data(); }
+  // u16 qs[8 p .. 8 p + 7] at 2 + 16 p: 9-bit grid index, 7-bit sign index; scales at 66 + 2p.
+  static __m256i Load(const uint8_t* block, int p, __mmask64* negative, uint32_t* scales) {
+    const __m256i v = _mm256_cvtepu16_epi32(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2 + 16 * p)));
+    *negative = SignMask(_mm256_srli_epi32(v, 9));
+    *scales = iq2::LoadU16(block + quant::kIQ2_XSScales + 2 * p);
+    return _mm256_and_si256(v, _mm256_set1_epi32(511));
+  }
+};
+
+struct IQ2SPairs {
+  static constexpr int kBlockBytes = quant::kIQ2_SBlockBytes;
+  static const uint64_t* Grid() { return quant::kIQ2SGrid.data(); }
+  // Index low bytes at 2 + 8 p, bits 8-9 of group l at bits 2 l of qh[2p + l / 4] (66 + 2p);
+  // explicit signs (bit e: weight e) at 34 + 8 p; scales at 74 + 2p.
+  static __m256i Load(const uint8_t* block, int p, __mmask64* negative, uint32_t* scales) {
+    const __m256i low =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(block + 2 + 8 * p)));
+    const __m256i qh = _mm256_setr_m128i(_mm_set1_epi32(block[quant::kIQ2_SHigh + 2 * p]),
+                                         _mm_set1_epi32(block[quant::kIQ2_SHigh + 2 * p + 1]));
+    const __m256i high = _mm256_and_si256(
+        _mm256_srlv_epi32(qh, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)), _mm256_set1_epi32(3));
+    uint64_t signs;
+    std::memcpy(&signs, block + quant::kIQ2_SSigns + 8 * p, 8);
+    *negative = signs;
+    *scales = iq2::LoadU16(block + quant::kIQ2_SScales + 2 * p);
+    return _mm256_or_si256(low, _mm256_slli_epi32(high, 8));
+  }
+};
+
+// IQ2_XXS / IQ2_XS / IQ2_S (Fmt: IQ2XXSPairs, IQ2XSPairs, IQ2SPairs): two 32-value sub-blocks
+// (2p, 2p + 1) per step. Their eight grid entries (one gather) make one 64-byte vector of
+// unsigned magnitudes (<= 43) in element order, and their 64 signs one mask that negates the
+// matching activations (an activation is never -128: QuantizeActivations scales to +-127).
+// vpdpbusd then sums four products per dword lane (at most 4 * 43 * 127 = 21844 in magnitude,
+// so the lane's low word holds it as a signed int16 and its high word is only its sign), and
+// vpmaddwd against the halves' multipliers 2 s + 1 (low words; high words 0) gives m * sum in
+// int32: lanes 0-3 and 4-7 are sub-block 2p's halves, 8-11 and 12-15 sub-block 2p + 1's. Each
+// pair is then scaled by d / 8 times its two activation scales. A step's weights are decoded
+// once for all NT tokens.
 template <class Fmt, int NT>
 void DotIQ2T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
              float* out) {
   __m512 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
   const __m512i zero = _mm512_setzero_si512();
-  // Byte k / 4 of four multiplier bytes to dword lane k (each half's four lanes).
-  const __m128i spread = _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  // Dword lane k takes nibble k / 4 of the two scale bytes.
+  const __m512i nibble_shift =
+      _mm512_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12);
+  const __m512i low4 = _mm512_set1_epi32(0x0F), one = _mm512_set1_epi32(1);
+  const __m512i pair_lanes = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += Fmt::kBlockBytes) {
     simd::PrefetchAhead<Fmt::kBlockBytes>(w);
-    const float d = LoadHalf(w) * iq2::kUnit;
+    const __m256 d = _mm256_set1_ps(LoadHalf(w) * iq2::kUnit);
+    __m512 scale[NT];  // d / 8 times the token's 8 activation scales of this block
+    for (int t = 0; t < NT; ++t) {
+      scale[t] = _mm512_castps256_ps512(
+          _mm256_mul_ps(d, _mm256_loadu_ps(a.scale_row(token + t) + sb * 8)));
+    }
     for (int p = 0; p < 4; ++p) {
-      const iq2::SubBlock s0 = Fmt::Decode(w, 2 * p), s1 = Fmt::Decode(w, 2 * p + 1);
-      const __m512i grid =
-          _mm512_set_epi64(static_cast<int64_t>(s1.grid[3]), static_cast<int64_t>(s1.grid[2]),
-                           static_cast<int64_t>(s1.grid[1]), static_cast<int64_t>(s1.grid[0]),
-                           static_cast<int64_t>(s0.grid[3]), static_cast<int64_t>(s0.grid[2]),
-                           static_cast<int64_t>(s0.grid[1]), static_cast<int64_t>(s0.grid[0]));
-      const __mmask64 negative = s0.signs | (static_cast<uint64_t>(s1.signs) << 32);
-      const uint32_t mults =
-          static_cast<uint32_t>(iq2::MultiplierLow(s0) | iq2::MultiplierHigh(s0) << 8 |
-                                iq2::MultiplierLow(s1) << 16 | iq2::MultiplierHigh(s1) << 24);
-      const __m512i m = _mm512_cvtepu8_epi32(_mm_shuffle_epi8(_mm_cvtsi32_si128(mults), spread));
+      __mmask64 negative;
+      uint32_t scales;
+      const __m256i index = Fmt::Load(w, p, &negative, &scales);
+      const __m512i grid = _mm512_i32gather_epi64(index, Fmt::Grid(), 8);
+      const __m512i s = _mm512_and_si512(
+          _mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(scales)), nibble_shift), low4);
+      const __m512i m = _mm512_add_epi32(_mm512_add_epi32(s, s), one);
+      // Scale lanes 0-7: sub-block 2p's, 8-15: 2p + 1's.
+      const __m512i pick = _mm512_add_epi32(pair_lanes, _mm512_set1_epi32(2 * p));
       const int64_t b = sb * 8 + 2 * p;
       for (int t = 0; t < NT; ++t) {
-        const float* as = a.scale_row(token + t) + b;
         const __m512i x = _mm512_loadu_si512(a.q_row(token + t) + b * 32);
         const __m512i signed_x = _mm512_mask_sub_epi8(x, negative, zero, x);
         const __m512i dp = _mm512_madd_epi16(_mm512_dpbusd_epi32(zero, grid, signed_x), m);
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), PairScale(d * as[0], d * as[1]), acc[t]);
+        acc[t] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_permutexvar_ps(pick, scale[t]), acc[t]);
       }
     }
   }
@@ -583,19 +661,19 @@ void DotIQ2T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, i
 template <int NT>
 void DotIQ2_XXST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
                  float* out) {
-  DotIQ2T<iq2::IQ2XXS, NT>(w, nblocks, a, token, out);
+  DotIQ2T<IQ2XXSPairs, NT>(w, nblocks, a, token, out);
 }
 
 template <int NT>
 void DotIQ2_XST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
                 float* out) {
-  DotIQ2T<iq2::IQ2XS, NT>(w, nblocks, a, token, out);
+  DotIQ2T<IQ2XSPairs, NT>(w, nblocks, a, token, out);
 }
 
 template <int NT>
 void DotIQ2_ST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
                float* out) {
-  DotIQ2T<iq2::IQ2S, NT>(w, nblocks, a, token, out);
+  DotIQ2T<IQ2SPairs, NT>(w, nblocks, a, token, out);
 }
 
 // Q5_1: x = d q + m per 32-value block, q in [0, 31]. A block's nibbles unpack in element order
