@@ -658,6 +658,22 @@ void DotIQ2T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, i
   for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
+// IQ2_XXS in the interface of the codebook tiles and panels below (DotCodebookT, DecodePanel:
+// 64 unsigned magnitudes, the sign mask and one odd multiplier per sub-block), which its one s
+// per 32 values fits; IQ2_XS and IQ2_S have one per 16 and stay on the row dots.
+struct IQ2_XXSPairs {
+  static constexpr int kBlockBytes = quant::kIQ2_XXSBlockBytes;
+  static constexpr float kUnit = iq2::kUnit;
+  static void Load(const uint8_t* block, int p, __m512i* magnitudes, __mmask64* negative, int* m0,
+                   int* m1) {
+    uint32_t scales;  // s of sub-block 2p in both nibbles of the low byte, 2p + 1's in the next
+    const __m256i index = IQ2XXSPairs::Load(block, p, negative, &scales);
+    *magnitudes = _mm512_i32gather_epi64(index, IQ2XXSPairs::Grid(), 8);
+    *m0 = 2 * static_cast<int>(scales & 0xF) + 1;
+    *m1 = 2 * static_cast<int>((scales >> 8) & 0xF) + 1;
+  }
+};
+
 template <int NT>
 void DotIQ2_XXST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
                  float* out) {
@@ -974,7 +990,9 @@ void PanelTokensT(const uint8_t* values, const float* scales, int64_t nb,
   }
 }
 
-bool GemmCodebookX16Takes(DType type) { return type == DType::kIQ3_S || type == DType::kIQ3_XXS; }
+bool GemmCodebookX16Takes(DType type) {
+  return type == DType::kIQ3_S || type == DType::kIQ3_XXS || type == DType::kIQ2_XXS;
+}
 
 void GemmCodebookX16(DType type, const uint8_t* rows, uint64_t row_bytes, int nrows,
                      int64_t nblocks, const QuantizedActivations& a, int64_t ntok, float* out,
@@ -1829,6 +1847,10 @@ void DotCodebookTile(DType type, const uint8_t* w, int64_t nblocks, const Quanti
       s ? DotCodebookT<IQ3_SPairs, 8>(w, nblocks, a, token + t, out + t)
         : DotCodebookT<IQ3_XXSPairs, 8>(w, nblocks, a, token + t, out + t);
     }
+  } else if (type == DType::kIQ2_XXS) {
+    for (; t + 16 <= ntok; t += 16)
+      DotCodebookT<IQ2_XXSPairs, 16>(w, nblocks, a, token + t, out + t);
+    for (; t + 8 <= ntok; t += 8) DotCodebookT<IQ2_XXSPairs, 8>(w, nblocks, a, token + t, out + t);
   }
   const KernelTable& table = Table();
   const RowDotFn dot = type == DType::kIQ2_XXS   ? table.dot_iq2_xxs
@@ -1860,6 +1882,8 @@ void GemmCodebookX16(DType type, const uint8_t* rows, uint64_t row_bytes, int nr
     const int64_t nb = std::min(kPanelBlocks, nblocks - b0);
     if (type == DType::kIQ3_S) {
       DecodePanel<IQ3_SPairs>(rows, row_bytes, nrows, b0, nb, values, scales);
+    } else if (type == DType::kIQ2_XXS) {
+      DecodePanel<IQ2_XXSPairs>(rows, row_bytes, nrows, b0, nb, values, scales);
     } else {
       DecodePanel<IQ3_XXSPairs>(rows, row_bytes, nrows, b0, nb, values, scales);
     }
