@@ -16,6 +16,9 @@
 #include "quant/iq_grids.h"
 
 namespace gemma4::kernels::neon {
+
+const KernelTable& Table();
+
 namespace {
 
 inline float LoadHalf(const uint8_t* p) {
@@ -478,7 +481,7 @@ void DotCodebookTile(DType type, const uint8_t* w, int64_t nblocks, const Quanti
   if (type == DType::kIQ3_XXS) {
     return DotCodebook<IQ3_XXSSubBlocks>(w, nblocks, a, token, ntok, out);
   }
-  const KernelTable& table = ReferenceTable();
+  const KernelTable& table = Table();  // the IQ2 formats' row dots, 4 tokens a call
   const RowDotFn dot = type == DType::kIQ2_XXS  ? table.dot_iq2_xxs
                        : type == DType::kIQ2_XS ? table.dot_iq2_xs
                                                 : table.dot_iq2_s;
