@@ -9,7 +9,7 @@
 #include <array>
 #include <cstring>
 
-#include "kernels/isa/codebook_iq2-inl.h"
+#include "kernels/isa/codebook-inl.h"
 #include "kernels/isa/float_kernels-inl.h"
 #include "kernels/kernels.h"
 #include "kernels/pack/pack.h"
@@ -807,14 +807,8 @@ struct IQ3_SSubBlocks {
     return _mm256_i32gather_epi32(reinterpret_cast<const int*>(quant::kIQ3SGrid.data()),
                                   _mm256_or_si256(low, bit8), 4);
   }
-  static uint32_t SignBits(const uint8_t* block, int j) {  // bit e: element e negative
-    uint32_t signs;
-    std::memcpy(&signs, block + quant::kIQ3_SSigns + 4 * j, 4);
-    return signs;
-  }
-  static int Multiplier(const uint8_t* block, int j) {
-    return 2 * ((block[quant::kIQ3_SScales + j / 2] >> (4 * (j % 2))) & 0xF) + 1;
-  }
+  static uint32_t SignBits(const uint8_t* block, int j) { return iq3::IQ3S::SignBits(block, j); }
+  static int Multiplier(const uint8_t* block, int j) { return iq3::IQ3S::Multiplier(block, j); }
 };
 
 struct IQ3_XXSSubBlocks {
@@ -826,22 +820,8 @@ struct IQ3_XXSSubBlocks {
     return _mm256_i32gather_epi32(reinterpret_cast<const int*>(quant::kIQ3XXSGrid.data()), index,
                                   4);
   }
-  // A u32 per sub-block: four 7-bit sign indices (one per 8 values), the scale in bits 28-31.
-  static uint32_t Packed(const uint8_t* block, int j) {
-    uint32_t packed;
-    std::memcpy(&packed, block + quant::kIQ3_XXSSigns + 4 * j, 4);
-    return packed;
-  }
-  static uint32_t SignBits(const uint8_t* block, int j) {
-    const uint32_t packed = Packed(block, j);
-    uint32_t signs = 0;
-    for (int l = 0; l < 4; ++l)
-      signs |= uint32_t{quant::kIQSignBits[(packed >> (7 * l)) & 127]} << (8 * l);
-    return signs;
-  }
-  static int Multiplier(const uint8_t* block, int j) {
-    return 2 * static_cast<int>(Packed(block, j) >> 28) + 1;
-  }
+  static uint32_t SignBits(const uint8_t* block, int j) { return iq3::IQ3XXS::SignBits(block, j); }
+  static int Multiplier(const uint8_t* block, int j) { return iq3::IQ3XXS::Multiplier(block, j); }
 };
 
 // 32 sign bits (bit e: element e negative) as bytes -1 (set) or +1, for vpsignb.

@@ -18,7 +18,7 @@
 #include <cstring>
 
 #include "kernels/isa/avx512_transpose-inl.h"
-#include "kernels/isa/codebook_iq2-inl.h"
+#include "kernels/isa/codebook-inl.h"
 #include "kernels/isa/float_kernels-inl.h"
 #include "kernels/kernels.h"
 #include "kernels/pack/pack.h"
@@ -536,7 +536,7 @@ void DotQ2_KT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
 }
 
 // The IQ2 formats' decoding for DotIQ2T, two sub-blocks (2p, 2p + 1) at a time in vectors
-// (scalar decoding, kernels/isa/codebook_iq2-inl.h, measured 2-3x slower here): Load gives the
+// (scalar decoding, kernels/isa/codebook-inl.h, measured 2-3x slower here): Load gives the
 // eight grid indices in dword lanes (lane l: group l % 4 of sub-block 2p + l / 4), the 64 signs
 // as a mask (bit e: weight e of the pair negative) and the two scale bytes as a u16 (nibble k:
 // s of half k). IQ2_XXS and IQ2_XS store 7-bit sign indices; SignMask appends each one's parity
@@ -823,9 +823,8 @@ struct IQ3_SPairs {
     uint64_t signs;  // bit e: element e of the pair negative (one byte per 8 values)
     std::memcpy(&signs, block + quant::kIQ3_SSigns + 8 * p, 8);
     *negative = _cvtu64_mask64(signs);
-    const int scales = block[quant::kIQ3_SScales + p];  // sub-block 2p low nibble, 2p + 1 high
-    *m0 = 2 * (scales & 0xF) + 1;
-    *m1 = 2 * (scales >> 4) + 1;
+    *m0 = iq3::IQ3S::Multiplier(block, 2 * p);
+    *m1 = iq3::IQ3S::Multiplier(block, 2 * p + 1);
   }
   static __m512i Lanes16() {
     return _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
@@ -840,19 +839,10 @@ struct IQ3_XXSPairs {
     const __m512i index =
         _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2 + 16 * p)));
     *magnitudes = _mm512_i32gather_epi32(index, quant::kIQ3XXSGrid.data(), 4);
-    // Per sub-block a u32: four 7-bit sign indices (one per 8 values), the scale in bits 28-31.
-    uint32_t packed[2];
-    std::memcpy(packed, block + quant::kIQ3_XXSSigns + 8 * p, 8);
-    uint64_t signs = 0;
-    for (int h = 0; h < 2; ++h) {
-      for (int l = 0; l < 4; ++l) {
-        signs |= static_cast<uint64_t>(quant::kIQSignBits[(packed[h] >> (7 * l)) & 127])
-                 << (32 * h + 8 * l);
-      }
-    }
-    *negative = _cvtu64_mask64(signs);
-    *m0 = 2 * static_cast<int>(packed[0] >> 28) + 1;
-    *m1 = 2 * static_cast<int>(packed[1] >> 28) + 1;
+    *negative = _cvtu64_mask64(iq3::IQ3XXS::SignBits(block, 2 * p) |
+                               uint64_t{iq3::IQ3XXS::SignBits(block, 2 * p + 1)} << 32);
+    *m0 = iq3::IQ3XXS::Multiplier(block, 2 * p);
+    *m1 = iq3::IQ3XXS::Multiplier(block, 2 * p + 1);
   }
 };
 

@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "kernels/isa/codebook_iq2-inl.h"
+#include "kernels/isa/codebook-inl.h"
 #include "kernels/isa/float_kernels-inl.h"
 #include "kernels/kernels.h"
 #include "kernels/pack/pack.h"
@@ -409,14 +409,8 @@ struct IQ3_SSubBlocks {
     const int high = block[quant::kIQ3_SHigh + j];  // bit 8 of index i at bit i
     for (int i = 0; i < 8; ++i) index[i] = block[2 + 8 * j + i] | (((high >> i) & 1) << 8);
   }
-  static uint32_t SignBits(const uint8_t* block, int j) {
-    uint32_t signs;
-    std::memcpy(&signs, block + quant::kIQ3_SSigns + 4 * j, 4);
-    return signs;
-  }
-  static int Multiplier(const uint8_t* block, int j) {
-    return 2 * ((block[quant::kIQ3_SScales + j / 2] >> (4 * (j % 2))) & 0xF) + 1;
-  }
+  static uint32_t SignBits(const uint8_t* block, int j) { return iq3::IQ3S::SignBits(block, j); }
+  static int Multiplier(const uint8_t* block, int j) { return iq3::IQ3S::Multiplier(block, j); }
 };
 
 struct IQ3_XXSSubBlocks {
@@ -426,23 +420,8 @@ struct IQ3_XXSSubBlocks {
   static void Indices(const uint8_t* block, int j, int* index) {
     for (int i = 0; i < 8; ++i) index[i] = block[2 + 8 * j + i];
   }
-  // A u32 per sub-block: four 7-bit sign indices (one per 8 values), the scale in bits 28-31.
-  static uint32_t Packed(const uint8_t* block, int j) {
-    uint32_t packed;
-    std::memcpy(&packed, block + quant::kIQ3_XXSSigns + 4 * j, 4);
-    return packed;
-  }
-  static uint32_t SignBits(const uint8_t* block, int j) {
-    const uint32_t packed = Packed(block, j);
-    uint32_t signs = 0;
-    for (int l = 0; l < 4; ++l) {
-      signs |= uint32_t{quant::kIQSignBits[(packed >> (7 * l)) & 127]} << (8 * l);
-    }
-    return signs;
-  }
-  static int Multiplier(const uint8_t* block, int j) {
-    return 2 * static_cast<int>(Packed(block, j) >> 28) + 1;
-  }
+  static uint32_t SignBits(const uint8_t* block, int j) { return iq3::IQ3XXS::SignBits(block, j); }
+  static int Multiplier(const uint8_t* block, int j) { return iq3::IQ3XXS::Multiplier(block, j); }
 };
 
 // Per sub-block: the magnitudes with their signs applied ((m ^ s) - s, exact: |m| <= 62) as two

@@ -1,5 +1,7 @@
-// Sub-block decoding of llama.cpp's 2-bit codebook formats (IQ2_XXS, IQ2_XS, IQ2_S) for the
-// SIMD row dots of the ISA units (included only by them, after defining GEMMA4_ISA_NAMESPACE).
+// Scalar sub-block decoding of llama.cpp's codebook formats for the SIMD row dots of the ISA
+// units (included only by them, after defining GEMMA4_ISA_NAMESPACE): the 2-bit ones (IQ2_XXS,
+// IQ2_XS, IQ2_S) in namespace iq2, the sign bits and multipliers of the 3-bit ones (IQ3_S,
+// IQ3_XXS; their grid entries are gathered by each unit) in namespace iq3.
 //
 // A 256-value block is 8 sub-blocks of 32 values, each four groups of 8 weights sharing one
 // grid entry (8 unsigned magnitudes 8, 25 or 43, one byte each) and 8 signs. The kernels gather
@@ -7,8 +9,8 @@
 // mask (bit e: weight e negative) and its two 4-bit scales s (one per half of 16) as the odd
 // multipliers 2 s + 1, exactly as quant::UnpackCodebookBlock; everything here is scalar and
 // shared by the three ISAs, defined in the including unit's namespace like float_kernels-inl.h.
-#ifndef GEMMA4_SRC_KERNELS_ISA_CODEBOOK_IQ2_INL_H_
-#define GEMMA4_SRC_KERNELS_ISA_CODEBOOK_IQ2_INL_H_
+#ifndef GEMMA4_SRC_KERNELS_ISA_CODEBOOK_INL_H_
+#define GEMMA4_SRC_KERNELS_ISA_CODEBOOK_INL_H_
 
 #ifndef GEMMA4_ISA_NAMESPACE
 #error "define GEMMA4_ISA_NAMESPACE (the including ISA unit's namespace, e.g. avx2) first"
@@ -110,7 +112,40 @@ inline int MultiplierHigh(const SubBlock& s) { return 2 * static_cast<int>(s.sca
 constexpr float kUnit = 0.125f;
 
 }  // namespace iq2
+
+// The 3-bit formats, per 32-value sub-block j of a 256-value block: 32 sign bits (bit e: value e
+// negative) and the odd multiplier 2 s + 1 (one s per 32 values), as quant::UnpackCodebookBlock.
+namespace iq3 {
+
+struct IQ3S {
+  static uint32_t SignBits(const uint8_t* block, int j) {
+    return iq2::LoadU32(block + quant::kIQ3_SSigns + 4 * j);  // explicit, one byte per 8 values
+  }
+  static int Multiplier(const uint8_t* block, int j) {
+    return 2 * ((block[quant::kIQ3_SScales + j / 2] >> (4 * (j % 2))) & 0xF) + 1;
+  }
+};
+
+struct IQ3XXS {
+  // A u32 per sub-block: four 7-bit sign indices (one per 8 values), s in bits 28-31.
+  static uint32_t Packed(const uint8_t* block, int j) {
+    return iq2::LoadU32(block + quant::kIQ3_XXSSigns + 4 * j);
+  }
+  static uint32_t SignBits(const uint8_t* block, int j) {
+    const uint32_t packed = Packed(block, j);
+    uint32_t signs = 0;
+    for (int l = 0; l < 4; ++l) {
+      signs |= uint32_t{quant::kIQSignBits[(packed >> (7 * l)) & 127]} << (8 * l);
+    }
+    return signs;
+  }
+  static int Multiplier(const uint8_t* block, int j) {
+    return 2 * static_cast<int>(Packed(block, j) >> 28) + 1;
+  }
+};
+
+}  // namespace iq3
 }  // namespace
 }  // namespace gemma4::kernels::GEMMA4_ISA_NAMESPACE
 
-#endif  // GEMMA4_SRC_KERNELS_ISA_CODEBOOK_IQ2_INL_H_
+#endif  // GEMMA4_SRC_KERNELS_ISA_CODEBOOK_INL_H_
