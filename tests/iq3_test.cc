@@ -124,7 +124,7 @@ TEST(IQ3Test, TablesHoldTheFormatsLevels) {
   for (uint32_t entry : quant::kIQ3XXSGrid) {
     for (int j = 0; j < 4; ++j) {
       const int v = (entry >> (8 * j)) & 0xFF;
-      EXPECT_TRUE(v % 8 == 4 && v <= 52 ? true : v == 62) << std::hex << entry;
+      EXPECT_TRUE((v % 8 == 4 && v <= 52) || v == 62) << std::hex << entry;
     }
   }
   for (uint32_t entry : quant::kIQ3SGrid) {

@@ -84,7 +84,7 @@ struct KernelTable {
   // times tokens 0 .. ntok - 1 (any count) into out[t * ldo + r]: the rows are decoded once a
   // call (in chunks of columns, into thread_local scratch counted in thread_scratch_bytes) to
   // signed bytes interleaved by 16 rows, so each token's products are vpdpbusd over 16 rows
-  // at a time. Null, or a type it does not take: dot_codebook_tile.
+  // at a time. Only for types gemm_codebook_x16_takes accepts (the others: dot_codebook_tile).
   void (*gemm_codebook_x16)(DType type, const uint8_t* rows, uint64_t row_bytes, int nrows,
                             int64_t nblocks, const QuantizedActivations& a, int64_t ntok,
                             float* out, int64_t ldo);

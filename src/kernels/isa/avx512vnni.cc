@@ -1824,24 +1824,23 @@ void PackGemmPanelAvx512(const float* w, int64_t ldw, int nrows, int64_t k, int 
 
 using Arch = xsimd::avx512bw;
 
+// Tokens in pieces of 16, then 8, through DotCodebookT; returns how many it took.
+template <class Pairs>
+int WideCodebookTiles(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
+                      int64_t token, int ntok, float* out) {
+  int t = 0;
+  for (; t + 16 <= ntok; t += 16) DotCodebookT<Pairs, 16>(w, nblocks, a, token + t, out + t);
+  for (; t + 8 <= ntok; t += 8) DotCodebookT<Pairs, 8>(w, nblocks, a, token + t, out + t);
+  return t;
+}
+
 void DotCodebookTile(DType type, const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
                      int64_t token, int ntok, float* out) {
-  int t = 0;
-  if (type == DType::kIQ3_S || type == DType::kIQ3_XXS) {
-    const bool s = type == DType::kIQ3_S;
-    for (; t + 16 <= ntok; t += 16) {
-      s ? DotCodebookT<IQ3_SPairs, 16>(w, nblocks, a, token + t, out + t)
-        : DotCodebookT<IQ3_XXSPairs, 16>(w, nblocks, a, token + t, out + t);
-    }
-    for (; t + 8 <= ntok; t += 8) {
-      s ? DotCodebookT<IQ3_SPairs, 8>(w, nblocks, a, token + t, out + t)
-        : DotCodebookT<IQ3_XXSPairs, 8>(w, nblocks, a, token + t, out + t);
-    }
-  } else if (type == DType::kIQ2_XXS) {
-    for (; t + 16 <= ntok; t += 16)
-      DotCodebookT<IQ2_XXSPairs, 16>(w, nblocks, a, token + t, out + t);
-    for (; t + 8 <= ntok; t += 8) DotCodebookT<IQ2_XXSPairs, 8>(w, nblocks, a, token + t, out + t);
-  }
+  int t =
+      type == DType::kIQ3_S     ? WideCodebookTiles<IQ3_SPairs>(w, nblocks, a, token, ntok, out)
+      : type == DType::kIQ3_XXS ? WideCodebookTiles<IQ3_XXSPairs>(w, nblocks, a, token, ntok, out)
+      : type == DType::kIQ2_XXS ? WideCodebookTiles<IQ2_XXSPairs>(w, nblocks, a, token, ntok, out)
+                                : 0;
   const KernelTable& table = Table();
   const RowDotFn dot = type == DType::kIQ2_XXS   ? table.dot_iq2_xxs
                        : type == DType::kIQ2_XS  ? table.dot_iq2_xs
@@ -1854,29 +1853,15 @@ void DotCodebookTile(DType type, const uint8_t* w, int64_t nblocks, const Quanti
 void GemmCodebookX16(DType type, const uint8_t* rows, uint64_t row_bytes, int nrows,
                      int64_t nblocks, const QuantizedActivations& a, int64_t ntok, float* out,
                      int64_t ldo) {
-  if (!GemmCodebookX16Takes(type)) {
-    float tile[16];
-    for (int r = 0; r < nrows; ++r) {
-      for (int64_t t = 0; t < ntok; t += 16) {
-        const int n = static_cast<int>(std::min<int64_t>(16, ntok - t));
-        DotCodebookTile(type, rows + r * row_bytes, nblocks, a, t, n, tile);
-        for (int i = 0; i < n; ++i) out[(t + i) * ldo + r] = tile[i];
-      }
-    }
-    return;
-  }
   alignas(64) static thread_local uint8_t values[kPanelValueBytes];
   alignas(64) static thread_local float scales[kPanelScaleFloats];
   const __mmask16 row_mask = static_cast<__mmask16>((1u << nrows) - 1);
   for (int64_t b0 = 0; b0 < nblocks; b0 += kPanelBlocks) {
     const int64_t nb = std::min(kPanelBlocks, nblocks - b0);
-    if (type == DType::kIQ3_S) {
-      DecodePanel<IQ3_SPairs>(rows, row_bytes, nrows, b0, nb, values, scales);
-    } else if (type == DType::kIQ2_XXS) {
-      DecodePanel<IQ2_XXSPairs>(rows, row_bytes, nrows, b0, nb, values, scales);
-    } else {
-      DecodePanel<IQ3_XXSPairs>(rows, row_bytes, nrows, b0, nb, values, scales);
-    }
+    const auto decode = type == DType::kIQ3_S     ? DecodePanel<IQ3_SPairs>
+                        : type == DType::kIQ2_XXS ? DecodePanel<IQ2_XXSPairs>
+                                                  : DecodePanel<IQ3_XXSPairs>;
+    decode(rows, row_bytes, nrows, b0, nb, values, scales);
     simd::ForTokenPieces<8>(static_cast<int>(ntok), [&](int first, auto nt) {
       constexpr int T = decltype(nt)::value;
       __m512 acc[T];
