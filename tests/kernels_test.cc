@@ -459,7 +459,7 @@ TEST_P(KernelTest, CodebookPanelsMatchReference) {
       }
     }
   }
-  EXPECT_GE(taken, 3);  // IQ3_S, IQ3_XXS and IQ2_XXS at least go through the panels
+  EXPECT_EQ(taken, 5);  // every codebook format goes through the panels
 }
 
 // The ISA's IQ2_XXS / IQ2_XS / IQ2_S row dots against the reference's (DotCodebookReference),
@@ -2262,6 +2262,55 @@ TEST(QuantizedMatMulTest, CloseToFloatMatMul) {
           mag += std::fabs(double{deq[r * k + j]} * x[i * k + j]);
         }
         EXPECT_NEAR(y[i * n + r], acc, 0.01 * mag) << DTypeName(type);
+      }
+    }
+  }
+}
+
+// ops::MatMul over every codebook format at every token count it routes differently (row dots
+// for 1-4 tokens, the tiles for 5-15, the 16-row panels from 16, with a row group's tail and a
+// panel's column tail), against the reference dot of the activations it quantizes: catches a
+// path that reads activation data the quantization step did not fill (IQ2_XS / IQ2_S panels
+// need the per-16 sums).
+TEST(QuantizedMatMulTest, CodebookFormatsMatchReferenceAtEveryTokenCount) {
+  std::mt19937 rng(59);
+  const int64_t n = 37, k = 9 * 256;
+  ThreadPool pool(2);
+  for (DType type :
+       {DType::kIQ2_XXS, DType::kIQ2_XS, DType::kIQ2_S, DType::kIQ3_XXS, DType::kIQ3_S}) {
+    const uint64_t row_bytes = RowBytes(type, k);
+    std::vector<uint8_t> bytes(n * row_bytes);
+    std::uniform_int_distribution<int> byte(0, 255);
+    for (auto& b : bytes) b = static_cast<uint8_t>(byte(rng));
+    for (int64_t b = 0; b < n * 9; ++b) {
+      const uint16_t d = half::F32ToF16(0.0005f * (1 + byte(rng) % 7) * (b % 2 ? -1 : 1));
+      std::memcpy(bytes.data() + b * BlockBytes(type), &d, 2);
+    }
+    TensorView t;
+    t.dtype = type;
+    t.shape = {n, k};
+    t.data = bytes.data();
+    t.nbytes = bytes.size();
+    std::vector<float> deq(n * k);
+    for (int64_t r = 0; r < n; ++r)
+      quant::DequantizeRow(type, bytes.data() + r * row_bytes, k, deq.data() + r * k);
+    for (int64_t s : {1, 4, 5, 15, 16, 17, 40}) {
+      const auto x = RandomVector(s * k, &rng);
+      kernels::QuantizedActivations acts;
+      kernels::QuantizeActivations(x.data(), s, k, &acts);
+      std::vector<float> y(s * n, NAN);
+      ops::MatMul(t, x.data(), s, y.data(), &pool);
+      for (int64_t i = 0; i < s; ++i) {
+        for (int64_t r = 0; r < n; ++r) {
+          const float want = kernels::DotCodebookReference(
+              type, bytes.data() + r * row_bytes, acts.q_row(i), acts.scale_row(i), k / 32);
+          double mag = 0;
+          for (int64_t j = 0; j < k; ++j) {
+            mag += std::fabs(deq[r * k + j] * acts.q_row(i)[j] * double{acts.scale_row(i)[j / 32]});
+          }
+          ASSERT_NEAR(y[i * n + r], want, 1e-5 * mag + 1e-6)
+              << DTypeName(type) << ", " << s << " tokens, token " << i << ", row " << r;
+        }
       }
     }
   }

@@ -23,7 +23,8 @@ struct QuantizedActivations {
   // contribution is d_w * (scale * dot(nibbles, q) - offset).
   PageVector<float> offset;  // [rows, cols / 32]
   // Sums of each 16 values (|sum| <= 2032), for Q6_K weights (values stored + 32, one scale
-  // per 16 values): filled by FillSums16, only for matmuls over Q6_K and Q3_K.
+  // per 16 values): filled by FillSums16, only for matmuls over Q6_K, Q3_K, Q2_K and (the
+  // panels' per-16 offsets) IQ2_XS and IQ2_S.
   PageVector<int16_t> sum16;  // [rows, cols / 16]
   // Token-interleaved copy for the AVX-512 16-row GEMMs over Q4_0x16 / Q8_0x16 weights, filled
   // by InterleaveToken: tokens in groups of G = interleave_group, and per group and block the G

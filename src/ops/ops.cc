@@ -177,7 +177,8 @@ kernels::QuantizedActivations& QuantizeActivations(
   }
   if (!bf16 && (weight_type == DType::kQ6_K || weight_type == DType::kQ6_Kx16 ||
                 weight_type == DType::kQ3_K || weight_type == DType::kQ3_Kx16 ||
-                weight_type == DType::kQ2_K || weight_type == DType::kQ2_Kx16)) {
+                weight_type == DType::kQ2_K || weight_type == DType::kQ2_Kx16 ||
+                weight_type == DType::kIQ2_XS || weight_type == DType::kIQ2_S)) {
     acts.FillSums16();
   }
   return acts;

@@ -658,21 +658,26 @@ void DotIQ2T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, i
   for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
-// IQ2_XXS in the interface of the codebook tiles and panels below (DotCodebookT, DecodePanel:
-// 64 unsigned magnitudes, the sign mask and one odd multiplier per sub-block), which its one s
-// per 32 values fits; IQ2_XS and IQ2_S have one per 16 and stay on the row dots.
-struct IQ2_XXSPairs {
-  static constexpr int kBlockBytes = quant::kIQ2_XXSBlockBytes;
+// The IQ2 formats in the interface of the codebook tiles and panels below (DotCodebookT,
+// DecodePanel): a pair of sub-blocks' 64 unsigned magnitudes, the sign mask and the odd
+// multiplier 2 s + 1 of each 16-value quarter of the pair (IQ2_XXS: one s per sub-block, so
+// its two quarters share it; IQ2_XS and IQ2_S: one per quarter, kQuarters).
+template <class Fmt, bool kOnePerQuarter>
+struct IQ2Codebook {
+  static constexpr int kBlockBytes = Fmt::kBlockBytes;
   static constexpr float kUnit = iq2::kUnit;
-  static void Load(const uint8_t* block, int p, __m512i* magnitudes, __mmask64* negative, int* m0,
-                   int* m1) {
-    uint32_t scales;  // s of sub-block 2p in both nibbles of the low byte, 2p + 1's in the next
-    const __m256i index = IQ2XXSPairs::Load(block, p, negative, &scales);
-    *magnitudes = _mm512_i32gather_epi64(index, IQ2XXSPairs::Grid(), 8);
-    *m0 = 2 * static_cast<int>(scales & 0xF) + 1;
-    *m1 = 2 * static_cast<int>((scales >> 8) & 0xF) + 1;
+  static constexpr bool kQuarters = kOnePerQuarter;
+  static void Load(const uint8_t* block, int p, __m512i* magnitudes, __mmask64* negative,
+                   int m[4]) {
+    uint32_t scales;  // nibble k: s of quarter k
+    const __m256i index = Fmt::Load(block, p, negative, &scales);
+    *magnitudes = _mm512_i32gather_epi64(index, Fmt::Grid(), 8);
+    for (int k = 0; k < 4; ++k) m[k] = 2 * static_cast<int>((scales >> (4 * k)) & 0xF) + 1;
   }
 };
+using IQ2_XXSPairs = IQ2Codebook<IQ2XXSPairs, false>;
+using IQ2_XSPairs = IQ2Codebook<IQ2XSPairs, true>;
+using IQ2_SPairs = IQ2Codebook<IQ2SPairs, true>;
 
 template <int NT>
 void DotIQ2_XXST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
@@ -808,8 +813,9 @@ void DotIQ4_XST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a
 struct IQ3_SPairs {
   static constexpr int kBlockBytes = quant::kIQ3_SBlockBytes;
   static constexpr float kUnit = 1.0f;
-  static void Load(const uint8_t* block, int p, __m512i* magnitudes, __mmask64* negative, int* m0,
-                   int* m1) {
+  static constexpr bool kQuarters = false;
+  static void Load(const uint8_t* block, int p, __m512i* magnitudes, __mmask64* negative,
+                   int m[4]) {
     // 16 indices: bits 0-7 in qs[16 p + i], bit 8 in bit i % 8 of qh[2 p + i / 8].
     const __m512i low =
         _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2 + 16 * p)));
@@ -823,8 +829,8 @@ struct IQ3_SPairs {
     uint64_t signs;  // bit e: element e of the pair negative (one byte per 8 values)
     std::memcpy(&signs, block + quant::kIQ3_SSigns + 8 * p, 8);
     *negative = _cvtu64_mask64(signs);
-    *m0 = iq3::IQ3S::Multiplier(block, 2 * p);
-    *m1 = iq3::IQ3S::Multiplier(block, 2 * p + 1);
+    m[0] = m[1] = iq3::IQ3S::Multiplier(block, 2 * p);
+    m[2] = m[3] = iq3::IQ3S::Multiplier(block, 2 * p + 1);
   }
   static __m512i Lanes16() {
     return _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
@@ -834,21 +840,30 @@ struct IQ3_SPairs {
 struct IQ3_XXSPairs {
   static constexpr int kBlockBytes = quant::kIQ3_XXSBlockBytes;
   static constexpr float kUnit = 0.25f;
-  static void Load(const uint8_t* block, int p, __m512i* magnitudes, __mmask64* negative, int* m0,
-                   int* m1) {
+  static constexpr bool kQuarters = false;
+  static void Load(const uint8_t* block, int p, __m512i* magnitudes, __mmask64* negative,
+                   int m[4]) {
     const __m512i index =
         _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2 + 16 * p)));
     *magnitudes = _mm512_i32gather_epi32(index, quant::kIQ3XXSGrid.data(), 4);
     *negative = _cvtu64_mask64(iq3::IQ3XXS::SignBits(block, 2 * p) |
                                uint64_t{iq3::IQ3XXS::SignBits(block, 2 * p + 1)} << 32);
-    *m0 = iq3::IQ3XXS::Multiplier(block, 2 * p);
-    *m1 = iq3::IQ3XXS::Multiplier(block, 2 * p + 1);
+    m[0] = m[1] = iq3::IQ3XXS::Multiplier(block, 2 * p);
+    m[2] = m[3] = iq3::IQ3XXS::Multiplier(block, 2 * p + 1);
   }
 };
 
+// Lanes 4k .. 4k + 3 hold m[k] (the dword lanes of a pair's vpdpbusd sums over quarter k).
+inline __m512 QuarterMultipliers(const int m[4]) {
+  const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  return _mm512_cvtepi32_ps(_mm512_permutexvar_epi32(
+      spread, _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(m)))));
+}
+
 // Per pair of sub-blocks and token: vpdpbusd of the magnitudes with the sign-applied activations
 // (|a| <= 127, so negating is exact) gives 16 int32 sums of 4 products; they are scaled by d unit
-// m a_scale per sub-block half of the vector. The weights are decoded once for the NT tokens.
+// m a_scale per quarter of the vector (the sub-block halves). The weights are decoded once for
+// the NT tokens.
 template <class Pairs, int NT>
 void DotCodebookT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
                   float* out) {
@@ -865,11 +880,13 @@ void DotCodebookT(const uint8_t* w, int64_t nblocks, const QuantizedActivations&
     for (int p = 0; p < 4; ++p) {
       __m512i magnitudes;
       __mmask64 negative;
-      int m0, m1;
-      Pairs::Load(w, p, &magnitudes, &negative, &m0, &m1);
-      // d unit m of each sub-block in its half of the vector; times the token's block scales
-      // (broadcast into the halves) per token.
-      const __m512 dl = PairScale(d * static_cast<float>(m0), d * static_cast<float>(m1));
+      alignas(16) int m[4];
+      Pairs::Load(w, p, &magnitudes, &negative, m);
+      // d unit m of each quarter in its lanes; times the token's block scales (broadcast into
+      // the halves of the vector) per token.
+      const __m512 dl = Pairs::kQuarters
+                            ? _mm512_mul_ps(_mm512_set1_ps(d), QuarterMultipliers(m))
+                            : PairScale(d * static_cast<float>(m[0]), d * static_cast<float>(m[2]));
       const int64_t b = sb * 8 + 2 * p;
 #pragma GCC unroll 16
       for (int t = 0; t < NT; ++t) {
@@ -902,17 +919,19 @@ void DotIQ3_XXST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& 
 // once a call into thread_local scratch, as the signed values + 64 (unsigned bytes for
 // vpdpbusd; the 64 comes off as 64 x the activation block's sum) interleaved like Q8_0x16's
 // data (per block 8 chunks of 64 bytes: values 4c .. 4c + 3 of rows 0..15), with each row's
-// f32 sub-block factor d unit m per block (16 floats). Per token and block: 8 vpdpbusd of a
-// chunk with the token's 4 activation bytes broadcast, then one multiply-add of the 16 rows'
-// sums by factor x activation scale: about 21 instructions for 512 products, against 8 per 64
-// in the row tiles above.
+// f32 sub-block factor d unit m per block (16 floats; with one m per 16 values, kQuarters,
+// two: the block's first 16 values', then the last 16's, each offset by its 16-value sum). Per
+// token and block: 8 vpdpbusd of a chunk with the token's 4 activation bytes broadcast, then one
+// multiply-add of the 16 rows' sums by factor x activation scale: about 21 instructions for 512
+// products, against 8 per 64 in the row tiles above.
 constexpr int64_t kPanelBlocks = 64;  // 2048 columns a panel
 constexpr int64_t kPanelValueBytes = kPanelBlocks * 512;
-constexpr int64_t kPanelScaleFloats = kPanelBlocks * 16;
+constexpr int64_t kPanelScaleFloats = kPanelBlocks * 32;
 constexpr int64_t kCodebookScratchBytes = kPanelValueBytes + 4 * kPanelScaleFloats;
 
 // Blocks [b0, b0 + nb) (multiples of 8: whole 256-value blocks) of rows 0 .. nrows - 1 into
-// the panel (rows past nrows: zeros).
+// the panel (rows past nrows: zeros). Factors: [block][16 rows], or with Pairs::kQuarters
+// [block][half][16 rows].
 template <class Pairs>
 void DecodePanel(const uint8_t* rows, uint64_t row_bytes, int nrows, int64_t b0, int64_t nb,
                  uint8_t* values, float* scales) {
@@ -920,69 +939,91 @@ void DecodePanel(const uint8_t* rows, uint64_t row_bytes, int nrows, int64_t b0,
   for (int64_t sb = b0 / 8; sb < (b0 + nb) / 8; ++sb) {
     for (int p = 0; p < 4; ++p) {  // sub-blocks 2p and 2p + 1 of the 16 rows
       __m512 r[16];
-      alignas(64) float s0[16], s1[16];
+      alignas(64) float factor[4][16];  // [quarter of the pair][row]
       for (int row = 0; row < 16; ++row) {
         if (row >= nrows) {
           r[row] = _mm512_castsi512_ps(offset);
-          s0[row] = s1[row] = 0;
+          for (int k = 0; k < 4; ++k) factor[k][row] = 0;
           continue;
         }
         const uint8_t* block = rows + row * row_bytes + sb * Pairs::kBlockBytes;
         __m512i magnitudes;
         __mmask64 negative;
-        int m0, m1;
-        Pairs::Load(block, p, &magnitudes, &negative, &m0, &m1);
+        int m[4];
+        Pairs::Load(block, p, &magnitudes, &negative, m);
         r[row] = _mm512_castsi512_ps(
             _mm512_add_epi8(_mm512_mask_sub_epi8(magnitudes, negative, zero, magnitudes), offset));
         const float d = LoadHalf(block) * Pairs::kUnit;
-        s0[row] = d * static_cast<float>(m0);
-        s1[row] = d * static_cast<float>(m1);
+        for (int k = 0; k < 4; ++k) factor[k][row] = d * static_cast<float>(m[k]);
       }
       Transpose16x16(r);  // r[j]: values 4j .. 4j + 3 of the 64 (both sub-blocks), rows 0..15
       const int64_t b = sb * 8 + 2 * p - b0;
       for (int j = 0; j < 16; ++j) {
         _mm512_store_si512(values + (b + j / 8) * 512 + (j % 8) * 64, _mm512_castps_si512(r[j]));
       }
-      _mm512_store_ps(scales + b * 16, _mm512_load_ps(s0));
-      _mm512_store_ps(scales + (b + 1) * 16, _mm512_load_ps(s1));
+      if constexpr (Pairs::kQuarters) {
+        for (int k = 0; k < 4; ++k) {
+          _mm512_store_ps(scales + (b + k / 2) * 32 + (k % 2) * 16, _mm512_load_ps(factor[k]));
+        }
+      } else {
+        _mm512_store_ps(scales + b * 16, _mm512_load_ps(factor[0]));
+        _mm512_store_ps(scales + (b + 1) * 16, _mm512_load_ps(factor[2]));
+      }
     }
   }
 }
 
 // Tokens token .. token + T - 1 over the panel's nb blocks (activation blocks b0 ..), into acc.
-template <int T>
+// kQuarters: two factors a block (DecodePanel's layout), each 16 values' sum offset by 64 x
+// their activations' sum (QuantizedActivations::sum16).
+template <int T, bool kQuarters>
 void PanelTokensT(const uint8_t* values, const float* scales, int64_t nb,
                   const QuantizedActivations& a, int64_t b0, int64_t token, __m512* acc) {
+  constexpr int kParts = kQuarters ? 2 : 1;  // per block: factors, int32 sums and offsets
+  constexpr int kChunks = 8 / kParts;        // 4-value chunks per part
   const int8_t* q[T];
   const float* as[T];
   const int32_t* sum[T];
+  const int16_t* sum16[T];
   for (int t = 0; t < T; ++t) {
     q[t] = a.q_row(token + t) + b0 * 32;
     as[t] = a.scale_row(token + t) + b0;
-    sum[t] = a.sum_row(token + t) + b0;
+    if constexpr (kQuarters) {
+      sum16[t] = a.sum16_row(token + t) + 2 * b0;
+    } else {
+      sum[t] = a.sum_row(token + t) + b0;
+    }
   }
   for (int64_t b = 0; b < nb; ++b, values += 512) {
-    __m512i d[T];
-    for (int t = 0; t < T; ++t) d[t] = _mm512_set1_epi32(-64 * sum[t][b]);
+    __m512i d[kParts][T];
+    for (int t = 0; t < T; ++t) {
+      if constexpr (kQuarters) {
+        d[0][t] = _mm512_set1_epi32(-64 * sum16[t][2 * b]);
+        d[kParts - 1][t] = _mm512_set1_epi32(-64 * sum16[t][2 * b + 1]);
+      } else {
+        d[0][t] = _mm512_set1_epi32(-64 * sum[t][b]);
+      }
+    }
+#pragma GCC unroll 8
     for (int c = 0; c < 8; ++c) {
       const __m512i w = _mm512_load_si512(values + 64 * c);
       for (int t = 0; t < T; ++t) {
         int32_t four;
         std::memcpy(&four, q[t] + b * 32 + 4 * c, 4);
-        d[t] = _mm512_dpbusd_epi32(d[t], w, _mm512_set1_epi32(four));
+        d[c / kChunks][t] = _mm512_dpbusd_epi32(d[c / kChunks][t], w, _mm512_set1_epi32(four));
       }
     }
-    const __m512 factor = _mm512_load_ps(scales + 16 * b);
-    for (int t = 0; t < T; ++t) {
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d[t]),
-                               _mm512_mul_ps(factor, _mm512_set1_ps(as[t][b])), acc[t]);
+    for (int part = 0; part < kParts; ++part) {
+      const __m512 factor = _mm512_load_ps(scales + (16 * kParts) * b + 16 * part);
+      for (int t = 0; t < T; ++t) {
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d[part][t]),
+                                 _mm512_mul_ps(factor, _mm512_set1_ps(as[t][b])), acc[t]);
+      }
     }
   }
 }
 
-bool GemmCodebookX16Takes(DType type) {
-  return type == DType::kIQ3_S || type == DType::kIQ3_XXS || type == DType::kIQ2_XXS;
-}
+bool GemmCodebookX16Takes(DType type) { return IsCodebookType(type); }
 
 void GemmCodebookX16(DType type, const uint8_t* rows, uint64_t row_bytes, int nrows,
                      int64_t nblocks, const QuantizedActivations& a, int64_t ntok, float* out,
@@ -1840,6 +1881,8 @@ void DotCodebookTile(DType type, const uint8_t* w, int64_t nblocks, const Quanti
       type == DType::kIQ3_S     ? WideCodebookTiles<IQ3_SPairs>(w, nblocks, a, token, ntok, out)
       : type == DType::kIQ3_XXS ? WideCodebookTiles<IQ3_XXSPairs>(w, nblocks, a, token, ntok, out)
       : type == DType::kIQ2_XXS ? WideCodebookTiles<IQ2_XXSPairs>(w, nblocks, a, token, ntok, out)
+      : type == DType::kIQ2_XS  ? WideCodebookTiles<IQ2_XSPairs>(w, nblocks, a, token, ntok, out)
+      : type == DType::kIQ2_S   ? WideCodebookTiles<IQ2_SPairs>(w, nblocks, a, token, ntok, out)
                                 : 0;
   const KernelTable& table = Table();
   const RowDotFn dot = type == DType::kIQ2_XXS   ? table.dot_iq2_xxs
@@ -1860,13 +1903,20 @@ void GemmCodebookX16(DType type, const uint8_t* rows, uint64_t row_bytes, int nr
     const int64_t nb = std::min(kPanelBlocks, nblocks - b0);
     const auto decode = type == DType::kIQ3_S     ? DecodePanel<IQ3_SPairs>
                         : type == DType::kIQ2_XXS ? DecodePanel<IQ2_XXSPairs>
+                        : type == DType::kIQ2_XS  ? DecodePanel<IQ2_XSPairs>
+                        : type == DType::kIQ2_S   ? DecodePanel<IQ2_SPairs>
                                                   : DecodePanel<IQ3_XXSPairs>;
     decode(rows, row_bytes, nrows, b0, nb, values, scales);
+    const bool quarters = type == DType::kIQ2_XS || type == DType::kIQ2_S;
     simd::ForTokenPieces<8>(static_cast<int>(ntok), [&](int first, auto nt) {
       constexpr int T = decltype(nt)::value;
       __m512 acc[T];
       for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
-      PanelTokensT<T>(values, scales, nb, a, b0, first, acc);
+      if (quarters) {
+        PanelTokensT<T, true>(values, scales, nb, a, b0, first, acc);
+      } else {
+        PanelTokensT<T, false>(values, scales, nb, a, b0, first, acc);
+      }
       for (int t = 0; t < T; ++t) {
         float* o = out + (first + t) * ldo;
         const __m512 sum =
