@@ -2229,6 +2229,7 @@ INSTANTIATE_TEST_SUITE_P(Isas, KernelTest,
                          ::testing::Values(KernelCase{kernels::Isa::kReference, "ref"},
                                            KernelCase{kernels::Isa::kAvx2, "avx2"},
                                            KernelCase{kernels::Isa::kAvx512Vnni, "avx512vnni"},
+                                           KernelCase{kernels::Isa::kAvx512Vbmi, "avx512vbmi"},
                                            KernelCase{kernels::Isa::kAvx512Amx, "avx512amx"},
                                            KernelCase{kernels::Isa::kNeonDotprod, "neon"}),
                          [](const auto& info) { return std::string(info.param.name); });

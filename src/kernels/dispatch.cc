@@ -82,6 +82,8 @@ bool CpuSupports(Isa isa) {
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("avx512vnni") && CpuHasF16c();
+    case Isa::kAvx512Vbmi:
+      return CpuSupports(Isa::kAvx512Vnni) && __builtin_cpu_supports("avx512vbmi");
     case Isa::kAvx512Amx:
       return CpuSupports(Isa::kAvx512Vnni) && AmxUsable();
     case Isa::kNeonDotprod:
@@ -104,6 +106,8 @@ const KernelTable& TableFor(Isa isa) {
       return Avx2Table();
     case Isa::kAvx512Vnni:
       return Avx512VnniTable();
+    case Isa::kAvx512Vbmi:
+      return Avx512VbmiTable();
     case Isa::kAvx512Amx:
       return Avx512AmxTable();
 #endif
@@ -121,12 +125,16 @@ const KernelTable& BestTable() {
     const char* force = std::getenv("GEMMA4_ISA");
     const bool only_ref = force != nullptr && std::strcmp(force, "ref") == 0;
     const bool at_most_avx2 = force != nullptr && std::strcmp(force, "avx2") == 0;
+    const bool at_most_vnni = force != nullptr && std::strcmp(force, "avx512vnni") == 0;
     const bool at_most_avx512 = force != nullptr && std::strcmp(force, "avx512") == 0;
-    for (Isa isa : {Isa::kAvx512Amx, Isa::kAvx512Vnni, Isa::kAvx2, Isa::kNeonDotprod}) {
-      if (only_ref || ((at_most_avx2 || at_most_avx512) && isa == Isa::kAvx512Amx) ||
-          (at_most_avx2 && isa == Isa::kAvx512Vnni)) {
-        continue;
-      }
+    for (Isa isa :
+         {Isa::kAvx512Amx, Isa::kAvx512Vbmi, Isa::kAvx512Vnni, Isa::kAvx2, Isa::kNeonDotprod}) {
+      const bool capped =
+          only_ref ||
+          (isa == Isa::kAvx512Amx && (at_most_avx2 || at_most_vnni || at_most_avx512)) ||
+          (isa == Isa::kAvx512Vbmi && (at_most_avx2 || at_most_vnni)) ||
+          (isa == Isa::kAvx512Vnni && at_most_avx2);
+      if (capped) continue;
       if (CpuSupports(isa)) return &TableFor(isa);
     }
     return &ReferenceTable();

@@ -242,20 +242,24 @@ void PackGemmPanel(const float* w, int64_t ldw, int nrows, int64_t k, int nr, fl
 // w[j * ldw + i] for j < nrows; zero for nrows <= j < nr (load time only: no ISA versions).
 void PackGemmPanel16(const uint16_t* w, int64_t ldw, int nrows, int64_t k, int nr, uint16_t* out);
 
-enum class Isa { kReference, kAvx2, kAvx512Vnni, kAvx512Amx, kNeonDotprod };
+enum class Isa { kReference, kAvx2, kAvx512Vnni, kAvx512Vbmi, kAvx512Amx, kNeonDotprod };
 
 // Whether this CPU can run `isa` (always true for kReference).
 bool CpuSupports(Isa isa);
 // The table of `isa`; callers check CpuSupports first.
 const KernelTable& TableFor(Isa isa);
-// The best table for this CPU. The environment variable GEMMA4_ISA (ref, avx2, avx512, neon)
-// can force a lower one for debugging (avx512: VNNI without AMX).
+// The best table for this CPU. The environment variable GEMMA4_ISA (ref, avx2, avx512vnni,
+// avx512) can force a lower one for debugging (avx512vnni: VNNI without VBMI or AMX; avx512:
+// without AMX).
 const KernelTable& BestTable();
 
 const KernelTable& ReferenceTable();
 const KernelTable& Avx2Table();
 const KernelTable& Avx512VnniTable();
-const KernelTable& Avx512AmxTable();  // the VNNI table with AMX prefill kernels
+// The VNNI table with the codebook formats' grid lookups in VBMI permutes (no gathers).
+const KernelTable& Avx512VbmiTable();
+// The VBMI table (VNNI where the CPU lacks VBMI) with AMX prefill kernels.
+const KernelTable& Avx512AmxTable();
 const KernelTable& NeonDotprodTable();
 
 // Whether decode's weight streams are prefetched into L2 (Intel) rather than non-temporally

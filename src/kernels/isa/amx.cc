@@ -510,7 +510,9 @@ void Bf16RowsTiles(const Bf16* w, int64_t ldw, int ngroups, int64_t b0, int64_t 
 
 const KernelTable& Table() {
   static const KernelTable table = [] {
-    KernelTable t = Avx512VnniTable();
+    // Every AMX CPU so far has VBMI too (Sapphire Rapids on); the check keeps one without it
+    // on the gathers.
+    KernelTable t = CpuSupports(Isa::kAvx512Vbmi) ? Avx512VbmiTable() : Avx512VnniTable();
     t.isa = "avx512amx";
     t.tiles_q4_0x16 = GemmTiles<Q4Format>;
     t.tiles_q8_0x16 = GemmTiles<Q8Format>;
