@@ -83,7 +83,8 @@ bool CpuSupports(Isa isa) {
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("avx512vnni") && CpuHasF16c();
     case Isa::kAvx512Vbmi:
-      return CpuSupports(Isa::kAvx512Vnni) && __builtin_cpu_supports("avx512vbmi");
+      return CpuSupports(Isa::kAvx512Vnni) && __builtin_cpu_supports("avx512vbmi") &&
+             __builtin_cpu_supports("bmi2");
     case Isa::kAvx512Amx:
       return CpuSupports(Isa::kAvx512Vnni) && AmxUsable();
     case Isa::kNeonDotprod:
