@@ -149,9 +149,11 @@ void Shapes(benchmark::internal::Benchmark* b) {
       b->Args({static_cast<int64_t>(DType::kQ4_Kx16), 32768, 6144, tokens, 2});
     }
   }
-  // The codebook formats (row dots, prefill tiles of 16 tokens): E2B's MLP gate/up shape.
+  // The codebook formats (row dots, prefill panels): E2B's MLP gate/up shape, and its down
+  // projection (4x fewer, 4x longer rows) for decode.
   for (DType t : {DType::kIQ3_S, DType::kIQ3_XXS, DType::kIQ2_XXS, DType::kIQ2_XS, DType::kIQ2_S}) {
     for (int tokens : {1, 64}) b->Args({static_cast<int64_t>(t), 6144, 1536, tokens, 1});
+    b->Args({static_cast<int64_t>(t), 1536, 6144, 1, 1});
   }
   // Prefill of a 512-token prompt on two threads: the MLP matrices (L3-sized, so the token
   // tiling decides how often they are re-read) at 512 tokens and at a forward step's 128, and

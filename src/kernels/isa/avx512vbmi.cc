@@ -36,13 +36,13 @@ inline float LoadHalf(const uint8_t* p) {
 
 // A grid of N entries of kMagnitudes bytes as byte planes of its level codes: the level index
 // (rank among the grid's distinct magnitudes) of magnitude k at code bits kBits k ..; the low
-// plane holds code bits 0-7, the high plane bits 8-15, and levels[i] the i-th level (a vpshufb
-// table).
+// plane holds code bits 0-7, the high plane bits 8-15, and levels[i] the level of code i & (2^kBits
+// - 1) (a vpermb table: it reads 6 bits of each byte, so the bits above a field need no mask).
 template <size_t N>
 struct CodePlanes {
   alignas(64) uint8_t low[N];
   alignas(64) uint8_t high[N];
-  alignas(16) uint8_t levels[16];
+  alignas(64) uint8_t levels[64];
 };
 
 template <int kMagnitudes, int kBits, class Entry, size_t N>
@@ -52,13 +52,14 @@ CodePlanes<N> MakeCodePlanes(const std::array<Entry, N>& grid) {
   for (Entry e : grid) {
     for (int k = 0; k < kMagnitudes; ++k) present[static_cast<uint8_t>(e >> (8 * k))] = true;
   }
-  uint8_t rank[256] = {};
+  uint8_t rank[256] = {}, level[8] = {};
   int count = 0;
   for (int v = 0; v < 256; ++v) {
     if (!present[v]) continue;
     rank[v] = static_cast<uint8_t>(count);
-    planes.levels[count++] = static_cast<uint8_t>(v);  // at most 2^kBits <= 8 levels
+    level[count++] = static_cast<uint8_t>(v);  // at most 2^kBits <= 8 levels
   }
+  for (int i = 0; i < 64; ++i) planes.levels[i] = level[i & ((1 << kBits) - 1)];
   for (size_t i = 0; i < N; ++i) {
     uint32_t code = 0;
     for (int k = 0; k < kMagnitudes; ++k) {
@@ -111,7 +112,7 @@ constexpr std::array<std::array<uint8_t, 64>, 8> SpreadCodes() {
 // The grid entries of sub-blocks 2p, 2p + 1 as 64 magnitudes in element order, from the
 // looked-up codes (low, high: the planes' bytes for index i in byte i): the codes spread into
 // qwords, vpmultishiftqb moving each magnitude's bits to the bottom of its byte (IQ3: bit
-// offsets 0, 3, 6, 9, 16, 19, 22, 25; IQ2: 0, 2, ..., 14), and the levels by vpshufb.
+// offsets 0, 3, 6, 9, 16, 19, 22, 25; IQ2: 0, 2, ..., 14), and the levels by vpermb.
 template <int kIndicesPerPair>
 inline __m512i PairMagnitudes(__m512i low, __m512i high, __m512i levels, int p) {
   alignas(64) static constexpr auto kSpread = SpreadCodes<kIndicesPerPair>();
@@ -119,7 +120,7 @@ inline __m512i PairMagnitudes(__m512i low, __m512i high, __m512i levels, int p) 
   const __m512i codes = _mm512_permutex2var_epi8(low, _mm512_load_si512(kSpread[p].data()), high);
   const __m512i fields = _mm512_multishift_epi64_epi8(
       _mm512_set1_epi64(kIQ3 ? 0x1916131009060300LL : 0x0E0C0A0806040200LL), codes);
-  return _mm512_shuffle_epi8(levels, _mm512_and_si512(fields, _mm512_set1_epi8(kIQ3 ? 7 : 3)));
+  return _mm512_permutexvar_epi8(fields, levels);
 }
 
 // Up to 64 bytes of 7-bit sign indices (bit 7 ignored) as sign bytes (kIQSignBits: the eighth
@@ -365,8 +366,7 @@ void DotGridT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
   const __m512i zero = _mm512_setzero_si512();
   const auto& planes = Format::Planes();
-  const __m512i levels =
-      _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(planes.levels)));
+  const __m512i levels = _mm512_load_si512(planes.levels);
   // A token's 8 sub-block scales in the 16 quarters' lanes.
   const __m512i quarter_of = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
   const bool to_l2 = DecodeStreamToL2();
