@@ -875,6 +875,149 @@ void DotIQ3_XXST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& 
   DotCodebookT<IQ3_XXSSubBlocks, NT>(w, nblocks, a, token, out);
 }
 
+// Prefill panels of the codebook formats (as the AVX-512 unit's): 16 rows x kPanelBlocks
+// blocks of 32 values decoded once a call into thread_local scratch, then multiplied with every
+// token. Each row's sub-blocks are decoded by the row dots' decoders above (grid entries and
+// signs) into the signed values + 64 (2..126: unsigned for maddubs, whose pair sums stay
+// <= 2 x 126 x 127 within int16; the 64 comes off as 64 x the activations' sum) and
+// interleaved by 16 rows (per block 8 chunks of 64 bytes: values 4c .. 4c + 3 of rows 0-7,
+// then of rows 8-15), with each row's factors d unit m for the block's first and last 16
+// values (one m per 32 for IQ2_XXS and IQ3: the two are equal).
+constexpr int64_t kPanelBlocks = 64;  // 2048 columns a panel
+constexpr int64_t kPanelValueBytes = kPanelBlocks * 512;
+constexpr int64_t kPanelFactorFloats = kPanelBlocks * 32;
+constexpr int64_t kCodebookScratchBytes = kPanelValueBytes + 4 * kPanelFactorFloats;
+
+// Sub-block j of a block as 32 signed values + 64 in element order and its halves' multipliers
+// (unit kUnit), for the IQ2 formats (Fmt: iq2::IQ2XXS ...) and the IQ3 ones (IQ3_SSubBlocks,
+// IQ3_XXSSubBlocks).
+template <class Fmt>
+struct IQ2PanelValues {
+  static constexpr int kBlockBytes = Fmt::kBlockBytes;
+  static constexpr float kUnit = iq2::kUnit;
+  static __m256i Values(const uint8_t* block, int j, int* m_low, int* m_high) {
+    const iq2::SubBlock s = Fmt::Decode(block, j);
+    const __m256i grid =
+        _mm256_set_epi64x(static_cast<int64_t>(s.grid[3]), static_cast<int64_t>(s.grid[2]),
+                          static_cast<int64_t>(s.grid[1]), static_cast<int64_t>(s.grid[0]));
+    *m_low = iq2::MultiplierLow(s);
+    *m_high = iq2::MultiplierHigh(s);
+    return _mm256_add_epi8(_mm256_sign_epi8(grid, SignBytes(s.signs)), _mm256_set1_epi8(64));
+  }
+};
+
+template <class SubBlocks>
+struct IQ3PanelValues {
+  static constexpr int kBlockBytes = SubBlocks::kBlockBytes;
+  static constexpr float kUnit = SubBlocks::kUnit;
+  static __m256i Values(const uint8_t* block, int j, int* m_low, int* m_high) {
+    *m_low = *m_high = SubBlocks::Multiplier(block, j);
+    return _mm256_add_epi8(
+        _mm256_sign_epi8(SubBlocks::Magnitudes(block, j), SignBytes(SubBlocks::SignBits(block, j))),
+        _mm256_set1_epi8(64));
+  }
+};
+
+// Blocks [b0, b0 + nb) (whole 256-value blocks) of rows 0 .. nrows - 1 into the panel (rows
+// past nrows: values 64, factors 0). factors: [block][half][16 rows].
+template <class Panel>
+void DecodePanel(const uint8_t* rows, uint64_t row_bytes, int nrows, int64_t b0, int64_t nb,
+                 uint8_t* values, float* factors) {
+  for (int r = 0; r < 16; ++r) {
+    for (int64_t sb = b0 / 8; sb < (b0 + nb) / 8; ++sb) {
+      const uint8_t* block = rows + r * row_bytes + sb * Panel::kBlockBytes;
+      const float d = r < nrows ? LoadHalf(block) * Panel::kUnit : 0.0f;
+      for (int j = 0; j < 8; ++j) {
+        const int64_t b = sb * 8 + j - b0;
+        alignas(32) uint8_t v[32];
+        int m_low = 0, m_high = 0;
+        _mm256_store_si256(
+            reinterpret_cast<__m256i*>(v),
+            r < nrows ? Panel::Values(block, j, &m_low, &m_high) : _mm256_set1_epi8(64));
+        for (int c = 0; c < 8; ++c) std::memcpy(values + b * 512 + c * 64 + r * 4, v + 4 * c, 4);
+        factors[b * 32 + r] = d * static_cast<float>(m_low);
+        factors[b * 32 + 16 + r] = d * static_cast<float>(m_high);
+      }
+    }
+  }
+}
+
+// Tokens token .. token + T - 1 over the panel's nb blocks (activation blocks b0 ..), into
+// acc[t][half of the rows]. kQuarters: the two 16-value halves of a block apart (their own
+// factors, each offset by 64 x its activations' sum16); else one int32 sum a block.
+template <int T, bool kQuarters>
+void PanelTokensT(const uint8_t* values, const float* factors, int64_t nb,
+                  const QuantizedActivations& a, int64_t b0, int64_t token, __m256 acc[][2]) {
+  constexpr int kParts = kQuarters ? 2 : 1;
+  constexpr int kChunks = 8 / kParts;
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; ++b, values += 512) {
+    for (int part = 0; part < kParts; ++part) {
+      __m256i d[T][2];
+      for (int t = 0; t < T; ++t) {
+        const int32_t sum =
+            kQuarters ? a.sum16_row(token + t)[2 * (b0 + b) + part] : a.sum_row(token + t)[b0 + b];
+        d[t][0] = d[t][1] = _mm256_set1_epi32(-64 * sum);
+      }
+      for (int c = part * kChunks; c < (part + 1) * kChunks; ++c) {
+        const __m256i w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(values + 64 * c));
+        const __m256i w1 =
+            _mm256_load_si256(reinterpret_cast<const __m256i*>(values + 64 * c + 32));
+        for (int t = 0; t < T; ++t) {
+          int32_t four;
+          std::memcpy(&four, a.q_row(token + t) + (b0 + b) * 32 + 4 * c, 4);
+          const __m256i x = _mm256_set1_epi32(four);
+          d[t][0] = _mm256_add_epi32(d[t][0], _mm256_madd_epi16(_mm256_maddubs_epi16(w0, x), ones));
+          d[t][1] = _mm256_add_epi32(d[t][1], _mm256_madd_epi16(_mm256_maddubs_epi16(w1, x), ones));
+        }
+      }
+      const float* f = factors + b * 32 + part * 16;
+      const __m256 f0 = _mm256_load_ps(f), f1 = _mm256_load_ps(f + 8);
+      for (int t = 0; t < T; ++t) {
+        const __m256 s = _mm256_set1_ps(a.scale_row(token + t)[b0 + b]);
+        acc[t][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d[t][0]), _mm256_mul_ps(f0, s), acc[t][0]);
+        acc[t][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d[t][1]), _mm256_mul_ps(f1, s), acc[t][1]);
+      }
+    }
+  }
+}
+
+bool GemmCodebookX16Takes(DType type) { return IsCodebookType(type); }
+
+void GemmCodebookX16(DType type, const uint8_t* rows, uint64_t row_bytes, int nrows,
+                     int64_t nblocks, const QuantizedActivations& a, int64_t ntok, float* out,
+                     int64_t ldo) {
+  alignas(64) static thread_local uint8_t values[kPanelValueBytes];
+  alignas(64) static thread_local float factors[kPanelFactorFloats];
+  const bool quarters = type == DType::kIQ2_XS || type == DType::kIQ2_S;
+  for (int64_t b0 = 0; b0 < nblocks; b0 += kPanelBlocks) {
+    const int64_t nb = std::min(kPanelBlocks, nblocks - b0);
+    const auto decode = type == DType::kIQ2_XXS  ? DecodePanel<IQ2PanelValues<iq2::IQ2XXS>>
+                        : type == DType::kIQ2_XS ? DecodePanel<IQ2PanelValues<iq2::IQ2XS>>
+                        : type == DType::kIQ2_S  ? DecodePanel<IQ2PanelValues<iq2::IQ2S>>
+                        : type == DType::kIQ3_S  ? DecodePanel<IQ3PanelValues<IQ3_SSubBlocks>>
+                                                 : DecodePanel<IQ3PanelValues<IQ3_XXSSubBlocks>>;
+    decode(rows, row_bytes, nrows, b0, nb, values, factors);
+    simd::ForTokenPieces<4>(static_cast<int>(ntok), [&](int first, auto nt) {
+      constexpr int T = decltype(nt)::value;
+      __m256 acc[T][2];
+      for (int t = 0; t < T; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+      if (quarters) {
+        PanelTokensT<T, true>(values, factors, nb, a, b0, first, acc);
+      } else {
+        PanelTokensT<T, false>(values, factors, nb, a, b0, first, acc);
+      }
+      for (int t = 0; t < T; ++t) {
+        alignas(32) float sums[16];
+        _mm256_store_ps(sums, acc[t][0]);
+        _mm256_store_ps(sums + 8, acc[t][1]);
+        float* o = out + (first + t) * ldo;
+        for (int r = 0; r < nrows; ++r) o[r] = b0 == 0 ? sums[r] : o[r] + sums[r];
+      }
+    });
+  }
+}
+
 // Prefill's tiles of up to 16 tokens: the IQ3 kernels above with 8 accumulators (each
 // sub-block gathered once per 8 tokens; 16 would not fit the 16 registers), the rest and the
 // other formats through the 4-token row dots.
@@ -1473,8 +1616,8 @@ const KernelTable& Table() {
       .dot_iq3_xxs = GEMMA4_BY_TOKEN_COUNT(DotIQ3_XXST),
       .dot_iq3_s = GEMMA4_BY_TOKEN_COUNT(DotIQ3_ST),
       .dot_codebook_tile = DotCodebookTile,
-      .gemm_codebook_x16 = nullptr,
-      .gemm_codebook_x16_takes = nullptr,
+      .gemm_codebook_x16 = GemmCodebookX16,
+      .gemm_codebook_x16_takes = GemmCodebookX16Takes,
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = ReferenceTable().dot_q8_0r,
       .gemm_q8_0r = nullptr,
@@ -1482,6 +1625,7 @@ const KernelTable& Table() {
       .gemm_q8_0x16 = GemmQ8_0x16,
       .gemm_q4_0x16_pair = nullptr,
       .gemm_q8_0x16_pair = nullptr,
+      .thread_scratch_bytes = kCodebookScratchBytes,
       .gemm_q4_kx16 = GemmQ4_Kx16,
       .gemm_q6_kx16 = GemmQ6_Kx16,
       .gemm_q5_kx16 = GemmQ5_Kx16,
