@@ -945,6 +945,12 @@ TEST_F(CliTest, AddressSpaceSweepEndsInCleanExits) {
   for (size_t kib = hi; kib <= hi + (16 << 10); kib += 256) {
     const int code = run_at(kib);
     if (code == 127) continue;  // the loader, before any code of ours runs
+    // A shared library's own constructor failing first, before main: libgomp (libsoxr's
+    // OpenMP) exits 1 with "libgomp: Out of memory ..." just above the loader's limit.
+    if (code == 1 && ReadText(Path("sweep_err.txt")).find("libgomp: ") != std::string::npos &&
+        ReadText(Path("sweep_err.txt")).find("gemma4") == std::string::npos) {
+      continue;
+    }
     ASSERT_TRUE(code == 0 || code == 1)
         << "limit " << kib << " KiB: exit " << code << ": " << ReadText(Path("sweep_err.txt"));
     if (code == 1) {

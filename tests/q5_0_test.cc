@@ -1,9 +1,11 @@
 // Q5_0, the type llama.cpp's quantizer falls back to from Q4_K where rows are not a multiple of
-// 256 (26B-A4B's down projections in its Q4_K_M): read from GGUF files and converted to Q8_0 at
-// load time. The conversion is checked value for value against ggml's Q5_0 formula written out
-// here, on random blocks (every fifth-bit pattern among them) and on every Q5_0 matrix of
+// 256 (26B-A4B's down projections in its Q4_K_M): read from GGUF files and converted to Q5_1 at
+// load time (m = -16 d: 24 bytes a block; Q8_0's 34 would add half again to those matrices). The
+// conversion is checked value for value against ggml's Q5_0 formula written out here, on random
+// blocks (every fifth-bit pattern among them) and on every Q5_0 matrix of
 // tests/fixtures/llama_cpp_gguf/tiny-26b-a4b-q5_0.gguf (llama-quantize de3ff81, Q5_0, from
-// tiny-26b-a4b.gguf) as the forward pass reads it.
+// tiny-26b-a4b.gguf) as the forward pass reads it; a file whose scale Q5_1 cannot hold is
+// refused naming the tensor.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,6 +15,9 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include <filesystem>
+#include <fstream>
 
 #include "base/half.h"
 #include "formats/gguf.h"
@@ -68,6 +73,64 @@ TEST(Q5_0Test, ConversionToQ8_0KeepsEveryValue) {
   }
 }
 
+TEST(Q5_0Test, ConversionToQ5_1KeepsEveryValue) {
+  std::mt19937 rng(7);
+  std::vector<uint8_t> q5(22 * 64);
+  for (auto& byte : q5) byte = static_cast<uint8_t>(rng());
+  for (int b = 0; b < 64; ++b) {
+    // Finite scales of every magnitude f16 has, up to the largest whose 16 d is finite (4094),
+    // subnormals and zeros included.
+    const float magnitudes[] = {0.0f, 6e-8f, 3e-5f, 0.001f, 0.37f, 1.0f, 255.5f, 4094.0f};
+    const uint16_t d = half::F32ToF16(magnitudes[b % 8] * (b % 3 ? -1.0f : 1.0f));
+    std::memcpy(q5.data() + 22 * b, &d, 2);
+  }
+  std::memset(q5.data() + 2, 0xFF, 4);    // block 0: every fifth bit set
+  std::memset(q5.data() + 22 + 2, 0, 4);  // block 1: none
+  std::vector<uint8_t> q51(24 * 64);
+  ASSERT_TRUE(quant::ConvertRowQ5_0ToQ5_1(q5.data(), 64, q51.data()));
+  std::vector<float> want = DequantizeQ5_0(q5.data(), 64), got(64 * 32);
+  quant::DequantizeRow(DType::kQ5_1, q51.data(), 64 * 32, got.data());
+  for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i], want[i]) << i;
+  // |d| = 4096: 16 d = 65536 is past f16's largest finite value, so no Q5_1 block holds it.
+  const uint16_t too_large = half::F32ToF16(-4096.0f);
+  std::memcpy(q5.data() + 22 * 5, &too_large, 2);
+  EXPECT_FALSE(quant::ConvertRowQ5_0ToQ5_1(q5.data(), 64, q51.data()));
+  // Non-finite scales stay non-finite (as the Q5_0 values are), not an error.
+  const uint16_t nan = 0x7E00;
+  std::memcpy(q5.data() + 22 * 5, &nan, 2);
+  EXPECT_TRUE(quant::ConvertRowQ5_0ToQ5_1(q5.data(), 64, q51.data()));
+}
+
+TEST(Q5_0Test, ScaleBeyondQ5_1IsRefusedNamingTheTensor) {
+  const std::string source = testing::LlamaCppFixture("tiny-26b-a4b-q5_0.gguf");
+  auto file = gguf::File::Open(source);
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  const TensorView* target = nullptr;
+  for (const TensorView& t : (*file)->tensors()) {
+    if (t.dtype == DType::kQ5_0 && t.name == "blk.2.attn_q.weight") target = &t;
+  }
+  ASSERT_NE(target, nullptr);
+  const uint64_t offset = target->file_offset + 22 * 7;  // block 7's d
+  const std::string name = target->name;
+  file->reset();
+  const std::string path =
+      (std::filesystem::temp_directory_path() / "gemma4_q5_0_large_scale.gguf").string();
+  std::filesystem::copy_file(source, path, std::filesystem::copy_options::overwrite_existing);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    const uint16_t d = half::F32ToF16(5000.0f);
+    f.seekp(static_cast<std::streamoff>(offset));
+    f.write(reinterpret_cast<const char*>(&d), 2);
+  }
+  auto model = LoadedModel::Load(path);
+  std::filesystem::remove(path);
+  ASSERT_FALSE(model.ok());
+  EXPECT_NE(model.status().message().find("'" + name + "'"), std::string::npos)
+      << model.status().ToString();
+  EXPECT_NE(model.status().message().find("beyond f16's range"), std::string::npos)
+      << model.status().ToString();
+}
+
 TEST(Q5_0Test, LlamaCppFileLoadsWithTheFileValues) {
   const std::string path = testing::LlamaCppFixture("tiny-26b-a4b-q5_0.gguf");
   // The matrices the forward pass reads (weights(), converted and repacked), against the
@@ -81,7 +144,9 @@ TEST(Q5_0Test, LlamaCppFileLoadsWithTheFileValues) {
   auto model = LoadedModel::Load(path);
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   for (const LayerWeights& lw : (*model)->weights().layers) {
-    EXPECT_NE(lw.q_proj.dtype, DType::kQ5_0);  // converted at load
+    // Converted at load to Q5_1 (its 16-row layout where the kernels have one), not Q8_0.
+    EXPECT_TRUE(lw.q_proj.dtype == DType::kQ5_1 || lw.q_proj.dtype == DType::kQ5_1x16)
+        << DTypeName(lw.q_proj.dtype);
   }
   // The forward pass runs on the converted matrices and picks llama.cpp's greedy tokens for
   // these ids on this file (llama_get_logits_ith, one batch). This tiny model echoes its input

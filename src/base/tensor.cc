@@ -224,7 +224,9 @@ bool IsComputeType(DType t) {
          IsInterleavedX16(t);
 }
 
-bool ConvertsToQ8_0(DType t) { return t == DType::kQ5_0 || t == DType::kIQ4_NL; }
+bool ConvertedAtLoad(DType t) { return t == DType::kQ5_0 || t == DType::kIQ4_NL; }
+
+DType ConvertedType(DType t) { return t == DType::kQ5_0 ? DType::kQ5_1 : DType::kQ8_0; }
 
 std::string TensorView::ShapeString() const {
   std::string s = "[";

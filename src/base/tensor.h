@@ -58,8 +58,9 @@ enum class DType : uint8_t {
   kQ6_Kx16,
   // Q5_0 as llama.cpp writes it ({ f16 d; uint8 qh[4]; uint8 qs[16]; }, x = d * (q - 16) with
   // q's fifth bit in qh): its quantizer's fallback from Q4_K for rows that are not a multiple of
-  // 256 (26B-A4B's down projections). Read from files only, and converted to Q8_0 at load time
-  // (quant::ConvertRowQ5_0ToQ8_0: q - 16 in [-16, 15] with the same d, so the same values).
+  // 256 (26B-A4B's down projections). Read from files only, and converted to Q5_1 at load time
+  // (quant::ConvertRowQ5_0ToQ5_1: the same d and bits with m = -16 d, so the same values in 24
+  // bytes a block; Q8_0, 34 bytes, would add half again to those matrices).
   kQ5_0,
   // Q5_K as llama.cpp writes it ({ f16 d; f16 dmin; uint8 scales[12]; uint8 qh[32]; uint8
   // qs[128]; }, 256 values in 8 sub-blocks of 32, x = d * sc * q - dmin * m with q in [0, 31]:
@@ -175,9 +176,10 @@ bool IsCodebookType(DType t);
 uint64_t RowBytes(DType t, int64_t cols);
 // Whether matmul/gather kernels accept this type.
 bool IsComputeType(DType t);
-// File types a model's matrices are converted from to Q8_0 when it loads, exactly (kQ5_0,
-// kIQ4_NL: no kernels of their own).
-bool ConvertsToQ8_0(DType t);
+// File types a model's matrices are converted from when it loads, exactly (no kernels of their
+// own): kQ5_0 to Q5_1, kIQ4_NL to Q8_0 (ConvertedType).
+bool ConvertedAtLoad(DType t);
+DType ConvertedType(DType t);
 
 struct TensorView {
   std::string name;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -286,14 +287,14 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
       return InvalidArgumentError(t->file + ": tensor '" + stored + "' has shape " +
                                   t->ShapeString() + ", expected " + expected.ShapeString());
     }
-    if (!IsComputeType(t->dtype) && !(ConvertsToQ8_0(t->dtype) && spec.shape.size() >= 2 &&
+    if (!IsComputeType(t->dtype) && !(ConvertedAtLoad(t->dtype) && spec.shape.size() >= 2 &&
                                       spec.name != "embed_tokens_per_layer.weight")) {
-      // (Q5_0 and IQ4_NL matrices are converted to Q8_0 below; the PLE table is read as stored.)
+      // (Q5_0 and IQ4_NL matrices are converted below; the PLE table is read as stored.)
       return UnimplementedError(
           t->file + ": tensor '" + stored + "' has dtype " + DTypeName(t->dtype) +
           "; weights must be F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q5_1, "
-          "IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S or IQ4_XS (or Q5_0 and IQ4_NL matrices, read as "
-          "Q8_0)");
+          "IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S or IQ4_XS (or Q5_0 matrices, read as Q5_1, and "
+          "IQ4_NL, read as Q8_0)");
     }
     if (IsBlockType(t->dtype) && spec.shape.size() == 1) {
       return UnimplementedError(t->file + ": vector '" + stored + "' is block-quantized (" +
@@ -312,8 +313,9 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     DType layout;     // kernels::pack::PackedLayout (the stored type when copy_only)
     uint64_t offset;  // in repacked_
     bool copy_only;   // kept in its file format, moved into the arena
-    // Stored as Q5_0 or IQ4_NL: each row converted to Q8_0 by this, then laid out as `layout`.
-    void (*to_q8_0)(const uint8_t*, int64_t, uint8_t*) = nullptr;
+    // Stored as Q5_0 or IQ4_NL: each row converted to ConvertedType by this (false: a value the
+    // converted type cannot hold), then laid out as `layout`.
+    bool (*convert)(const uint8_t*, int64_t, uint8_t*) = nullptr;
   };
   std::vector<Repack> plan;
   // With repacked matrices in an anonymous arena, the other matrices read for every token (the
@@ -332,14 +334,19 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     TensorView& view = found.at(name);
     if (view.shape.size() < 2 || name == "embed_tokens_per_layer.weight") continue;
     const int64_t rows_per_matrix = view.shape[view.shape.size() - 2];
-    if (ConvertsToQ8_0(view.dtype)) {
-      // Into the arena as Q8_0 (34 bytes a block instead of 22 or 18), in Q8_0's packed layout.
-      const DType layout = kernels::pack::PackedLayout(table, DType::kQ8_0, rows_per_matrix);
+    if (ConvertedAtLoad(view.dtype)) {
+      // Into the arena as Q5_1 (24 bytes a block instead of Q5_0's 22) or Q8_0 (34 instead of
+      // IQ4_NL's 18), in that type's packed layout.
+      const DType to = ConvertedType(view.dtype);
+      const DType layout = kernels::pack::PackedLayout(table, to, rows_per_matrix);
       plan.push_back({&view, layout, total, false,
-                      view.dtype == DType::kQ5_0 ? quant::ConvertRowQ5_0ToQ8_0
-                                                 : quant::ConvertRowIQ4_NLToQ8_0});
-      total +=
-          (RowBytes(DType::kQ8_0, view.cols()) * static_cast<uint64_t>(view.rows()) + 63) / 64 * 64;
+                      view.dtype == DType::kQ5_0
+                          ? quant::ConvertRowQ5_0ToQ5_1
+                          : +[](const uint8_t* src, int64_t nblocks, uint8_t* dst) {
+                              quant::ConvertRowIQ4_NLToQ8_0(src, nblocks, dst);
+                              return true;
+                            }});
+      total += (RowBytes(to, view.cols()) * static_cast<uint64_t>(view.rows()) + 63) / 64 * 64;
       continue;
     }
     const DType layout = kernels::pack::PackedLayout(table, view.dtype, rows_per_matrix);
@@ -401,6 +408,8 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     }
     repacked_ = std::move(memory).value();
   }
+  // Set by a conversion that met a value its target type cannot hold (read after each matrix).
+  std::atomic<bool> unconvertible_value{false};
   for (const Repack& r : plan) {
     TensorView& view = *r.view;
     const bool q4 = view.dtype == DType::kQ4_0;
@@ -423,31 +432,36 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     // Bytes of a row as stored (read and released) and as laid out in the arena.
     const uint64_t src_row_bytes = RowBytes(view.dtype, view.cols());
     const uint64_t row_bytes =
-        r.to_q8_0 != nullptr ? RowBytes(DType::kQ8_0, view.cols()) : src_row_bytes;
+        r.convert != nullptr ? RowBytes(ConvertedType(view.dtype), view.cols()) : src_row_bytes;
     const int64_t nblocks = view.cols() / quant::kBlock;
     // Rows [begin, end) (multiples of 16 where interleaved) of this matrix; the arena's first
     // touch (zeroing its pages) happens here too, so both spread over the pool.
     std::function<void(int64_t, int64_t)> repack_rows;
     const uint8_t* src = view.data;
-    if (r.to_q8_0 != nullptr) {
-      // Each row converted to Q8_0 (exact), then laid out as the Q8_0 kernels read it; groups
-      // of 16 rows go through a 16-row Q8_0 buffer (per piece of the pool's job).
+    if (r.convert != nullptr) {
+      // Each row converted (exact), then laid out as that type's kernels read it; groups of 16
+      // rows go through a 16-row buffer (per piece of the pool's job).
       const DType layout = r.layout;
-      const auto to_q8_0 = r.to_q8_0;
+      const auto convert = r.convert;
+      std::atomic<bool>* unconvertible = &unconvertible_value;
       repack_rows = [=](int64_t begin, int64_t end) {
         const int64_t step = IsInterleavedX16(layout) ? 16 : 1;
         std::vector<uint8_t> rows(static_cast<size_t>(step * row_bytes));
         for (int64_t row = begin; row < end; row += step) {
           for (int64_t k = 0; k < step; ++k) {
-            to_q8_0(src + (row + k) * src_row_bytes, nblocks, rows.data() + k * row_bytes);
+            if (!convert(src + (row + k) * src_row_bytes, nblocks, rows.data() + k * row_bytes)) {
+              unconvertible->store(true, std::memory_order_relaxed);
+            }
           }
           uint8_t* out = dst + row * row_bytes;
           if (layout == DType::kQ8_0x16) {
             kernels::pack::RepackGroupQ8_0x16(rows.data(), row_bytes, nblocks, out);
+          } else if (layout == DType::kQ5_1x16) {
+            kernels::pack::RepackGroupQ5_1x16(rows.data(), row_bytes, nblocks, out);
           } else if (layout == DType::kQ8_0R) {
             kernels::pack::RepackRowQ8_0(rows.data(), nblocks, out);
           } else {
-            std::memcpy(out, rows.data(), row_bytes);  // plain Q8_0
+            std::memcpy(out, rows.data(), row_bytes);  // plain Q5_1 or Q8_0
           }
         }
       };
@@ -507,6 +521,12 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
                    static_cast<uint64_t>((last - first) * group) * src_row_bytes);
     }
     ReleasePages(view.data, stored_bytes);
+    if (unconvertible_value.load(std::memory_order_relaxed)) {
+      return InvalidArgumentError(view.file + ": tensor '" + view.name + "' (" +
+                                  DTypeName(view.dtype) +
+                                  ") has a block scale d with |16 d| beyond f16's range (|d| > "
+                                  "4094: weights beyond 65504), which gemma4 cannot read exactly");
+    }
     copied.emplace_back(view.data, stored_bytes);
     view.data = dst;
     view.dtype = r.layout;

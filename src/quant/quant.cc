@@ -149,6 +149,18 @@ void ConvertRowQ5_0ToQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst) {
   }
 }
 
+bool ConvertRowQ5_0ToQ5_1(const uint8_t* src, int64_t nblocks, uint8_t* dst) {
+  for (int64_t b = 0; b < nblocks; ++b, src += kQ5_0BlockBytes, dst += kQ5_1BlockBytes) {
+    const float d = half::F16ToF32(LoadU16(src));
+    const uint16_t m = half::F32ToF16(-16.0f * d);
+    if (std::isfinite(d) && !std::isfinite(half::F16ToF32(m))) return false;
+    std::memcpy(dst, src, 2);               // d
+    std::memcpy(dst + 2, &m, 2);            // m
+    std::memcpy(dst + 4, src + 2, 4 + 16);  // qh, qs: the same layout in both
+  }
+  return true;
+}
+
 void ConvertRowIQ4_NLToQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst) {
   for (int64_t b = 0; b < nblocks; ++b, src += kIQ4_NLBlockBytes, dst += kQ8_0BlockBytes) {
     std::memcpy(dst, src, 2);  // d

@@ -99,6 +99,11 @@ void QuantizeRowQ4_K(const float* x, int64_t n, uint8_t* out);
 void QuantizeRowQ6_K(const float* x, int64_t n, uint8_t* out);
 // `nblocks` Q5_0 blocks as the same values in Q8_0 blocks (same d, q - 16 as int8): exact.
 void ConvertRowQ5_0ToQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst);
+// `nblocks` Q5_0 blocks as the same values in Q5_1 blocks: the same d, qh and qs, and m = -16 d
+// (x = d q + m = d (q - 16); multiplying an f16 by 16 only moves its exponent, so m is exact).
+// Returns false, with dst partly written, where some block's finite |16 d| exceeds f16's range
+// (|d| > 4094: weights beyond 65504, which no quantizer writes).
+bool ConvertRowQ5_0ToQ5_1(const uint8_t* src, int64_t nblocks, uint8_t* dst);
 // `nblocks` IQ4_NL blocks as the same values in Q8_0 blocks (same d, the table's int8 values).
 void ConvertRowIQ4_NLToQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst);
 // The eight 6-bit scales (ls, before - 32) of an IQ4_XS block.
