@@ -34,13 +34,15 @@ ids=2,17,33,45,100,200,300,400,5,6,7,311,12,99
 # llama-cpp:NAME runs a committed llama.cpp file (tests/fixtures/llama_cpp_gguf/NAME.gguf)
 # instead: Q2_K, Q3_K and Q5_K matrices go through their row dots here and the 16-row kernels on
 # the host; Q5_1 and IQ4_XS through their row dots on both (Q4_1 through the 16-row kernel on
-# the host); IQ2_XXS, IQ2_XS, IQ2_S, IQ3_S and IQ3_XXS through their row dots on both;
+# the host); IQ2_XXS, IQ2_XS, IQ2_S, IQ3_S, IQ3_XXS, IQ1_S and IQ1_M through their row dots
+# on both;
 # IQ4_NL as Q8_0.
 checks="tiny-e2b:f32 tiny-e4b:f32 tiny-26b-a4b:f32 tiny-31b:f32 tiny-26b-a4b:q4_0"
 checks="$checks llama-cpp:tiny-wide-q5_k_m llama-cpp:tiny-26b-a4b-q5_1 llama-cpp:tiny-wide-iq4_xs"
 checks="$checks llama-cpp:tiny-26b-a4b-iq4_nl llama-cpp:tiny-wide-q3_k_m llama-cpp:tiny-wide-q4_1"
 checks="$checks llama-cpp:tiny-wide-q2_k llama-cpp:tiny-wide-iq3_s llama-cpp:tiny-wide-iq3_xxs"
 checks="$checks llama-cpp:tiny-wide-iq2_xxs llama-cpp:tiny-wide-iq2_xs llama-cpp:tiny-wide-iq2_s"
+checks="$checks llama-cpp:tiny-wide-iq1_s llama-cpp:tiny-wide-iq1_m"
 for check in $checks; do
   variant=${check%%:*}
   type=${check##*:}

@@ -75,6 +75,10 @@ struct KernelTable {
   RowDotFn dot_iq2_s;
   RowDotFn dot_iq3_xxs;
   RowDotFn dot_iq3_s;
+  // The 1-bit codebook formats (DType::kIQ1_S, kIQ1_M), 8 blocks per 256-value block; their
+  // +-1/8 shifts are folded into the int8 values (8 g +- 1), so no activation sums are needed.
+  RowDotFn dot_iq1_s;
+  RowDotFn dot_iq1_m;
   // One codebook row (`type`: kIQ2_XXS ... kIQ3_S) times tokens token .. token + ntok - 1 (1 <=
   // ntok <= 16) into out[i], for prefill: each sub-block's grid entries are gathered once for
   // the whole tile rather than once per 4 tokens. Null: the row dots above, 4 tokens a call.

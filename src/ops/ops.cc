@@ -385,6 +385,8 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
                                 : w.dtype == DType::kIQ2_S   ? table.dot_iq2_s
                                 : w.dtype == DType::kIQ3_XXS ? table.dot_iq3_xxs
                                 : w.dtype == DType::kIQ3_S   ? table.dot_iq3_s
+                                : w.dtype == DType::kIQ1_S   ? table.dot_iq1_s
+                                : w.dtype == DType::kIQ1_M   ? table.dot_iq1_m
                                                              : table.dot_q4_0;
   const kernels::QuantizedActivations& acts =
       QuantizeActivations(x, s, k, w.dtype, pool, gelu_up, nullptr, false, true, run_tokens);

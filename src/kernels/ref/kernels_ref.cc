@@ -446,6 +446,8 @@ const KernelTable& ReferenceTable() {
       .dot_iq2_s = DotCodebook<DType::kIQ2_S>,
       .dot_iq3_xxs = DotCodebook<DType::kIQ3_XXS>,
       .dot_iq3_s = DotCodebook<DType::kIQ3_S>,
+      .dot_iq1_s = DotCodebook<DType::kIQ1_S>,
+      .dot_iq1_m = DotCodebook<DType::kIQ1_M>,
       .dot_codebook_tile = nullptr,
       .gemm_codebook_x16 = nullptr,
       .gemm_codebook_x16_takes = nullptr,
