@@ -8,6 +8,7 @@
 // reference in kernels_test.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -17,6 +18,7 @@
 
 #include "base/half.h"
 #include "formats/gguf.h"
+#include "kernels/activations.h"
 #include "kernels/kernels.h"
 #include "kernels/pack/pack.h"
 #include "llama_cpp_file_values.h"
@@ -184,6 +186,55 @@ TEST(IQ1Test, LlamaCppFilesLoadWithTheFileValues) {
     ASSERT_TRUE(model.ok()) << model.status().ToString();
     EXPECT_EQ((*model)->weights().layers[0].q_proj.dtype, f.type) << f.fixture;
     EXPECT_EQ(kernels::pack::PackedLayout(kernels::BestTable(), f.type, 16), f.type);
+  }
+}
+
+// Every ISA's row dot on every IQ1 matrix of the files (real llama-quantize rows, not random
+// bytes) against the scalar reference, four random tokens: exact up to the f32 summation order.
+TEST(IQ1Test, RowDotsMatchReferenceOnFileMatrices) {
+  std::mt19937 rng(61);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (const Format& f : kFormats) {
+    auto model = LoadedModel::Load(testing::LlamaCppFixture(std::string(f.fixture) + ".gguf"));
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    int matrices = 0;
+    for (const LayerWeights& layer : (*model)->weights().layers) {
+      for (const TensorView* t :
+           {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj, &layer.gate_proj,
+            &layer.up_proj, &layer.down_proj, &layer.ple_gate, &layer.ple_projection}) {
+        if (t->data == nullptr || t->dtype != f.type) continue;
+        ++matrices;
+        const int64_t k = t->cols();
+        std::vector<float> x(4 * k);
+        for (float& v : x) v = normal(rng);
+        kernels::QuantizedActivations acts;
+        kernels::QuantizeActivations(x.data(), 4, k, &acts);
+        const auto dot = f.type == DType::kIQ1_S ? &kernels::KernelTable::dot_iq1_s
+                                                 : &kernels::KernelTable::dot_iq1_m;
+        for (kernels::Isa isa : {kernels::Isa::kAvx2, kernels::Isa::kAvx512Vnni,
+                                 kernels::Isa::kAvx512Vbmi, kernels::Isa::kNeonDotprod}) {
+          if (!kernels::CpuSupports(isa)) continue;
+          const kernels::KernelTable& table = kernels::TableFor(isa);
+          for (int64_t r = 0; r < t->rows(); ++r) {
+            const uint8_t* row = t->data + r * RowBytes(f.type, k);
+            float got[4], want[4];
+            (table.*dot)(row, k / 32, acts, 0, 4, got);
+            (kernels::ReferenceTable().*dot)(row, k / 32, acts, 0, 4, want);
+            std::vector<float> deq(k);
+            quant::DequantizeRow(f.type, row, k, deq.data());
+            for (int i = 0; i < 4; ++i) {
+              double mag = 0;  // the sum of |products|, the scale of the f32 rounding
+              for (int64_t j = 0; j < k; ++j) {
+                mag += std::fabs(deq[j] * acts.q_row(i)[j] * double{acts.scale_row(i)[j / 32]});
+              }
+              ASSERT_NEAR(got[i], want[i], 1e-5 * mag + 1e-6)
+                  << f.fixture << " " << table.isa << " row " << r << " token " << i;
+            }
+          }
+        }
+      }
+    }
+    EXPECT_EQ(matrices, 25) << f.fixture;
   }
 }
 

@@ -2328,15 +2328,20 @@ TEST(QuantizedMatMulTest, CodebookFormatsMatchReferenceAtEveryTokenCount) {
   std::mt19937 rng(59);
   const int64_t n = 37, k = 9 * 256;
   ThreadPool pool(2);
-  for (DType type :
-       {DType::kIQ2_XXS, DType::kIQ2_XS, DType::kIQ2_S, DType::kIQ3_XXS, DType::kIQ3_S}) {
+  // IQ1_S and IQ1_M (row dots only, four tokens a call) beside the five with tiles and panels.
+  for (DType type : {DType::kIQ2_XXS, DType::kIQ2_XS, DType::kIQ2_S, DType::kIQ3_XXS, DType::kIQ3_S,
+                     DType::kIQ1_S, DType::kIQ1_M}) {
     const uint64_t row_bytes = RowBytes(type, k);
     std::vector<uint8_t> bytes(n * row_bytes);
     std::uniform_int_distribution<int> byte(0, 255);
     for (auto& b : bytes) b = static_cast<uint8_t>(byte(rng));
     for (int64_t b = 0; b < n * 9; ++b) {
       const uint16_t d = half::F32ToF16(0.0005f * (1 + byte(rng) % 7) * (b % 2 ? -1 : 1));
-      std::memcpy(bytes.data() + b * BlockBytes(type), &d, 2);
+      if (IsOneBitCodebookType(type)) {
+        SetIQ1D(type, bytes.data() + b * BlockBytes(type), d);  // IQ1_M's: in its scales
+      } else {
+        std::memcpy(bytes.data() + b * BlockBytes(type), &d, 2);
+      }
     }
     TensorView t;
     t.dtype = type;
