@@ -596,6 +596,47 @@ TEST_P(KernelTest, IQ1MatchesReference) {
   }
 }
 
+// The IQ1 prefill tile (where the ISA has one) against the reference row dots, for every tile
+// width 1..16 from an odd first token, on random rows and rows of every byte 0xFF.
+TEST_P(KernelTest, IQ1TileMatchesReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  if (table.dot_iq1_tile == nullptr) GTEST_SKIP() << "no IQ1 tile kernel";
+  std::mt19937 rng(67);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (DType type : {DType::kIQ1_S, DType::kIQ1_M}) {
+    for (int c = 0; c < 2; ++c) {
+      const int64_t superblocks = 3, k = superblocks * 256, tokens = 19;
+      const auto x = RandomVector(tokens * k, &rng);
+      kernels::QuantizedActivations acts;
+      kernels::QuantizeActivations(x.data(), tokens, k, &acts);
+      const int64_t block_bytes = static_cast<int64_t>(BlockBytes(type));
+      std::vector<uint8_t> row(superblocks * block_bytes);
+      for (auto& b : row) b = static_cast<uint8_t>(c == 0 ? byte(rng) : 0xFF);
+      for (int64_t s = 0; s < superblocks; ++s) {
+        SetIQ1D(type, row.data() + s * block_bytes,
+                half::F32ToF16(0.002f * (1 + byte(rng) % 7) * (s % 2 ? -1 : 1)));
+      }
+      std::vector<float> deq(k);
+      quant::DequantizeRow(type, row.data(), k, deq.data());
+      for (int ntok = 1; ntok <= 16; ++ntok) {
+        float got[16];
+        table.dot_iq1_tile(type, row.data(), k / 32, acts, 3, ntok, got);
+        for (int i = 0; i < ntok; ++i) {
+          const float want = kernels::DotCodebookReference(type, row.data(), acts.q_row(3 + i),
+                                                           acts.scale_row(3 + i), k / 32);
+          double mag = 0;
+          for (int64_t j = 0; j < k; ++j) {
+            mag += std::fabs(deq[j] * acts.q_row(3 + i)[j] * double{acts.scale_row(3 + i)[j / 32]});
+          }
+          EXPECT_NEAR(got[i], want, 1e-5 * mag + 1e-6)
+              << DTypeName(type) << ", case " << c << ", " << ntok << " tokens, token " << i;
+        }
+      }
+    }
+  }
+}
+
 // The ISA's Q5_1 and Q4_1 row dots against the reference's, and the reference against the
 // dequantized row (ggml's formula) times the activations in double; odd block counts (a lone
 // last block), Q5_1's fifth bits random, all clear and all set, negative and positive mins.

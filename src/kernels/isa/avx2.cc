@@ -1670,6 +1670,7 @@ const KernelTable& Table() {
       .dot_iq3_s = GEMMA4_BY_TOKEN_COUNT(DotIQ3_ST),
       .dot_iq1_s = GEMMA4_BY_TOKEN_COUNT(DotIQ1_ST),
       .dot_iq1_m = GEMMA4_BY_TOKEN_COUNT(DotIQ1_MT),
+      .dot_iq1_tile = nullptr,
       .dot_codebook_tile = DotCodebookTile,
       .gemm_codebook_x16 = GemmCodebookX16,
       .gemm_codebook_x16_takes = GemmCodebookX16Takes,

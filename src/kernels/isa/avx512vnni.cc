@@ -972,6 +972,43 @@ inline __m512 QuarterMultipliers(const int m[4]) {
       spread, _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(m)))));
 }
 
+// A block's d: the f16 at byte 0, or what Pairs::D reads where the format keeps it elsewhere
+// (IQ1_M).
+template <class Pairs>
+float BlockD(const uint8_t* block) {
+  if constexpr (requires { Pairs::D(block); }) {
+    return Pairs::D(block);
+  } else {
+    return LoadHalf(block);
+  }
+}
+
+// IQ1_S / IQ1_M in the interface of DotCodebookT: the pair's 64 values q = 8 g +- 1 (decoded as
+// in DotIQ1T) as magnitudes |q| and the mask of q < 0, and the odd multiplier of each 16-value
+// quarter (IQ1_S: one per sub-block, so both of its quarters share it).
+template <class Fmt, bool kOnePerQuarter>
+struct IQ1Codebook {
+  static constexpr int kBlockBytes = Fmt::kBlockBytes;
+  static constexpr float kUnit = iq1::kUnit;
+  static constexpr bool kQuarters = kOnePerQuarter;
+  static float D(const uint8_t* block) { return Fmt::D(block); }
+  static void Load(const uint8_t* block, int p, __m512i* magnitudes, __mmask64* negative,
+                   int m[4]) {
+    __mmask8 shift_negative;
+    __m512i mv;  // dword lanes 4k .. 4k + 3: quarter k's multiplier
+    const __m256i index = Fmt::Load(block, p, &shift_negative, &mv);
+    const __m512i g = _mm512_i32gather_epi64(index, quant::kIQ1SGrid.data(), 8);
+    const __m512i q = _mm512_add_epi8(
+        _mm512_and_si512(_mm512_slli_epi16(g, 3), _mm512_set1_epi8(static_cast<char>(0xF8))),
+        _mm512_mask_blend_epi64(shift_negative, _mm512_set1_epi8(1), _mm512_set1_epi8(-1)));
+    *magnitudes = _mm512_abs_epi8(q);
+    *negative = _mm512_movepi8_mask(q);
+    alignas(64) int lanes[16];
+    _mm512_store_si512(lanes, mv);
+    for (int k = 0; k < 4; ++k) m[k] = lanes[4 * k];
+  }
+};
+
 // Per pair of sub-blocks and token: vpdpbusd of the magnitudes with the sign-applied activations
 // (|a| <= 127, so negating is exact) gives 16 int32 sums of 4 products; they are scaled by d unit
 // m a_scale per quarter of the vector (the sub-block halves). The weights are decoded once for
@@ -988,7 +1025,7 @@ void DotCodebookT(const uint8_t* w, int64_t nblocks, const QuantizedActivations&
   const int8_t* q = a.q_row(token);
   const float* scale = a.scale_row(token);
   for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += Pairs::kBlockBytes) {
-    const float d = LoadHalf(w) * Pairs::kUnit;
+    const float d = BlockD<Pairs>(w) * Pairs::kUnit;
     for (int p = 0; p < 4; ++p) {
       __m512i magnitudes;
       __mmask64 negative;
@@ -1987,6 +2024,16 @@ int WideCodebookTiles(const uint8_t* w, int64_t nblocks, const QuantizedActivati
   return t;
 }
 
+// IQ1_S / IQ1_M prefill tiles: 16 and 8 tokens through DotCodebookT, the rest by the row dots.
+void DotIQ1Tile(DType type, const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
+                int64_t token, int ntok, float* out) {
+  int t = type == DType::kIQ1_S
+              ? WideCodebookTiles<IQ1Codebook<IQ1SPairs, false>>(w, nblocks, a, token, ntok, out)
+              : WideCodebookTiles<IQ1Codebook<IQ1MPairs, true>>(w, nblocks, a, token, ntok, out);
+  const RowDotFn dot = type == DType::kIQ1_S ? Table().dot_iq1_s : Table().dot_iq1_m;
+  for (; t < ntok; t += 4) dot(w, nblocks, a, token + t, std::min(4, ntok - t), out + t);
+}
+
 void DotCodebookTile(DType type, const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
                      int64_t token, int ntok, float* out) {
   int t =
@@ -2062,6 +2109,7 @@ const KernelTable& Table() {
       .dot_iq3_s = GEMMA4_BY_TOKEN_COUNT(DotIQ3_ST),
       .dot_iq1_s = GEMMA4_BY_TOKEN_COUNT(DotIQ1_ST),
       .dot_iq1_m = GEMMA4_BY_TOKEN_COUNT(DotIQ1_MT),
+      .dot_iq1_tile = DotIQ1Tile,
       .dot_codebook_tile = DotCodebookTile,
       .gemm_codebook_x16 = GemmCodebookX16,
       .gemm_codebook_x16_takes = GemmCodebookX16Takes,

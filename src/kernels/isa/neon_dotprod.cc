@@ -616,6 +616,7 @@ const KernelTable& Table() {
       .dot_iq3_s = DotCodebook<IQ3_SSubBlocks>,
       .dot_iq1_s = DotIQ1_S,
       .dot_iq1_m = DotIQ1_M,
+      .dot_iq1_tile = nullptr,
       .dot_codebook_tile = DotCodebookTile,
       .gemm_codebook_x16 = nullptr,
       .gemm_codebook_x16_takes = nullptr,
