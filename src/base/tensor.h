@@ -169,7 +169,8 @@ enum class DType : uint8_t {
   //     nibble (one delta per 8 values); a 3-bit s per 16 values (scales[ib / 2] bits 6 (ib % 2)
   //     + 3 h, h the half), and the f16 d spread over the top nibbles of scales[0..3].
   // As 8 (g + delta) = 8 g +- 1 is an integer in [-9, 9], both compute as int8 codebook values
-  // with unit 1/8 (quant::UnpackCodebookBlock). Computed on as stored (row dots).
+  // with unit 1/8 (quant::UnpackCodebookBlock). Computed on as stored (row dots, and AVX-512
+  // prefill tiles).
   kIQ1_S,
   kIQ1_M,
 };
@@ -186,7 +187,8 @@ bool IsBlockType(DType t);
 bool IsInterleavedX16(DType t);
 // llama.cpp's grid formats (kIQ2_XXS, kIQ2_XS, kIQ2_S, kIQ3_XXS, kIQ3_S).
 bool IsCodebookType(DType t);
-// llama.cpp's 1-bit grid formats (kIQ1_S, kIQ1_M): row dots only (no codebook tiles or panels).
+// llama.cpp's 1-bit grid formats (kIQ1_S, kIQ1_M): their own row dots and prefill tile
+// (KernelTable::dot_iq1_tile), not the codebook tiles or panels IsCodebookType routes to.
 bool IsOneBitCodebookType(DType t);
 // Bytes of one row of `cols` elements; cols must be a multiple of BlockElements(t).
 uint64_t RowBytes(DType t, int64_t cols);
