@@ -59,6 +59,24 @@ Matrix MakeMatrix(DType type, int64_t rows, int64_t cols) {
       std::copy(plain.begin(), plain.end(), m.bytes.begin() + r * row_bytes);
       continue;
     }
+    if (IsOneBitCodebookType(type)) {
+      // Likewise; IQ1_M's d lies in the top nibbles of its four u16 scales at 48 (nibble k in
+      // scales[k]), IQ1_S's at 0.
+      for (uint8_t& byte : plain) byte = static_cast<uint8_t>(rng());
+      const uint16_t d = half::F32ToF16(0.0005f);
+      for (uint64_t b = 0; b < row_bytes; b += BlockBytes(type)) {
+        if (type == DType::kIQ1_S) {
+          std::memcpy(&plain[b], &d, 2);
+          continue;
+        }
+        for (int k = 0; k < 4; ++k) {
+          uint8_t& top = plain[b + quant::kIQ1_MScales + 2 * k + 1];
+          top = static_cast<uint8_t>((top & 0x0F) | (((d >> (4 * k)) & 0xF) << 4));
+        }
+      }
+      std::copy(plain.begin(), plain.end(), m.bytes.begin() + r * row_bytes);
+      continue;
+    }
     for (float& x : row) x = dist(rng);
     quant::QuantizeRow(stored, row.data(), cols, plain.data());
     if (type == DType::kQ4_0R) {
@@ -149,9 +167,10 @@ void Shapes(benchmark::internal::Benchmark* b) {
       b->Args({static_cast<int64_t>(DType::kQ4_Kx16), 32768, 6144, tokens, 2});
     }
   }
-  // The codebook formats (row dots, prefill panels): E2B's MLP gate/up shape, and its down
-  // projection (4x fewer, 4x longer rows) for decode.
-  for (DType t : {DType::kIQ3_S, DType::kIQ3_XXS, DType::kIQ2_XXS, DType::kIQ2_XS, DType::kIQ2_S}) {
+  // The codebook formats (row dots, prefill panels; IQ1_S and IQ1_M row dots only): E2B's MLP
+  // gate/up shape, and its down projection (4x fewer, 4x longer rows) for decode.
+  for (DType t : {DType::kIQ3_S, DType::kIQ3_XXS, DType::kIQ2_XXS, DType::kIQ2_XS, DType::kIQ2_S,
+                  DType::kIQ1_S, DType::kIQ1_M}) {
     for (int tokens : {1, 64}) b->Args({static_cast<int64_t>(t), 6144, 1536, tokens, 1});
     b->Args({static_cast<int64_t>(t), 1536, 6144, 1, 1});
   }

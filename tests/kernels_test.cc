@@ -545,6 +545,98 @@ TEST_P(KernelTest, IQ2MatchesReference) {
   }
 }
 
+// Sets a 1-bit codebook block's d (f16 bits): IQ1_S's leading f16, or IQ1_M's spread over the
+// top nibbles of its four u16 scales at 48 (nibble k of d in scales[k]).
+void SetIQ1D(DType type, uint8_t* block, uint16_t d) {
+  if (type == DType::kIQ1_S) {
+    std::memcpy(block, &d, 2);
+    return;
+  }
+  for (int k = 0; k < 4; ++k) {
+    uint16_t sc;
+    std::memcpy(&sc, block + quant::kIQ1_MScales + 2 * k, 2);
+    sc = static_cast<uint16_t>((sc & 0x0FFF) | (((d >> (4 * k)) & 0xF) << 12));
+    std::memcpy(block + quant::kIQ1_MScales + 2 * k, &sc, 2);
+  }
+}
+
+// The ISA's IQ1_S / IQ1_M row dots against the reference's, and the reference against the
+// dequantized row times the activations in double, on odd block counts and 1-4 tokens: random
+// bytes, every byte 0xFF (grid entry 2047, every shift -1/8, every scale 7) and every byte 0
+// (entry 0, shifts +1/8, scales 0), each with a random d of either sign.
+TEST_P(KernelTest, IQ1MatchesReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  const std::pair<DType, kernels::RowDotFn kernels::KernelTable::*> kFormats[] = {
+      {DType::kIQ1_S, &kernels::KernelTable::dot_iq1_s},
+      {DType::kIQ1_M, &kernels::KernelTable::dot_iq1_m}};
+  const char* kCases[] = {"random", "all 0xFF", "all 0"};
+  std::mt19937 rng(59);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (const auto& [type, dot] : kFormats) {
+    ASSERT_NE(table.*dot, nullptr);
+    const int64_t block_bytes = static_cast<int64_t>(BlockBytes(type));
+    for (int64_t superblocks : {1, 3, 5}) {
+      for (int c = 0; c < 3; ++c) {
+        const int64_t k = superblocks * 256, tokens = 5;
+        const auto x = RandomVector(tokens * k, &rng);
+        kernels::QuantizedActivations acts;
+        kernels::QuantizeActivations(x.data(), tokens, k, &acts);
+        std::vector<uint8_t> row(superblocks * block_bytes);
+        for (auto& b : row) b = static_cast<uint8_t>(c == 0 ? byte(rng) : c == 1 ? 0xFF : 0);
+        for (int64_t s = 0; s < superblocks; ++s) {
+          SetIQ1D(type, row.data() + s * block_bytes,
+                  half::F32ToF16(0.002f * (1 + byte(rng) % 7) * (s % 2 ? -1 : 1)));
+        }
+        ExpectRowDotMatchesReference(table, dot, type, row, k, acts,
+                                     std::string(DTypeName(type)) + ", " +
+                                         std::to_string(superblocks) + " blocks, " + kCases[c]);
+      }
+    }
+  }
+}
+
+// The IQ1 prefill tile (where the ISA has one) against the reference row dots, for every tile
+// width 1..16 from an odd first token, on random rows and rows of every byte 0xFF.
+TEST_P(KernelTest, IQ1TileMatchesReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  if (table.dot_iq1_tile == nullptr) GTEST_SKIP() << "no IQ1 tile kernel";
+  std::mt19937 rng(67);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (DType type : {DType::kIQ1_S, DType::kIQ1_M}) {
+    for (int c = 0; c < 2; ++c) {
+      const int64_t superblocks = 3, k = superblocks * 256, tokens = 19;
+      const auto x = RandomVector(tokens * k, &rng);
+      kernels::QuantizedActivations acts;
+      kernels::QuantizeActivations(x.data(), tokens, k, &acts);
+      const int64_t block_bytes = static_cast<int64_t>(BlockBytes(type));
+      std::vector<uint8_t> row(superblocks * block_bytes);
+      for (auto& b : row) b = static_cast<uint8_t>(c == 0 ? byte(rng) : 0xFF);
+      for (int64_t s = 0; s < superblocks; ++s) {
+        SetIQ1D(type, row.data() + s * block_bytes,
+                half::F32ToF16(0.002f * (1 + byte(rng) % 7) * (s % 2 ? -1 : 1)));
+      }
+      std::vector<float> deq(k);
+      quant::DequantizeRow(type, row.data(), k, deq.data());
+      for (int ntok = 1; ntok <= 16; ++ntok) {
+        float got[16];
+        table.dot_iq1_tile(type, row.data(), k / 32, acts, 3, ntok, got);
+        for (int i = 0; i < ntok; ++i) {
+          const float want = kernels::DotCodebookReference(type, row.data(), acts.q_row(3 + i),
+                                                           acts.scale_row(3 + i), k / 32);
+          double mag = 0;
+          for (int64_t j = 0; j < k; ++j) {
+            mag += std::fabs(deq[j] * acts.q_row(3 + i)[j] * double{acts.scale_row(3 + i)[j / 32]});
+          }
+          EXPECT_NEAR(got[i], want, 1e-5 * mag + 1e-6)
+              << DTypeName(type) << ", case " << c << ", " << ntok << " tokens, token " << i;
+        }
+      }
+    }
+  }
+}
+
 // The ISA's Q5_1 and Q4_1 row dots against the reference's, and the reference against the
 // dequantized row (ggml's formula) times the activations in double; odd block counts (a lone
 // last block), Q5_1's fifth bits random, all clear and all set, negative and positive mins.
@@ -2277,15 +2369,20 @@ TEST(QuantizedMatMulTest, CodebookFormatsMatchReferenceAtEveryTokenCount) {
   std::mt19937 rng(59);
   const int64_t n = 37, k = 9 * 256;
   ThreadPool pool(2);
-  for (DType type :
-       {DType::kIQ2_XXS, DType::kIQ2_XS, DType::kIQ2_S, DType::kIQ3_XXS, DType::kIQ3_S}) {
+  // IQ1_S and IQ1_M (row dots only, four tokens a call) beside the five with tiles and panels.
+  for (DType type : {DType::kIQ2_XXS, DType::kIQ2_XS, DType::kIQ2_S, DType::kIQ3_XXS, DType::kIQ3_S,
+                     DType::kIQ1_S, DType::kIQ1_M}) {
     const uint64_t row_bytes = RowBytes(type, k);
     std::vector<uint8_t> bytes(n * row_bytes);
     std::uniform_int_distribution<int> byte(0, 255);
     for (auto& b : bytes) b = static_cast<uint8_t>(byte(rng));
     for (int64_t b = 0; b < n * 9; ++b) {
       const uint16_t d = half::F32ToF16(0.0005f * (1 + byte(rng) % 7) * (b % 2 ? -1 : 1));
-      std::memcpy(bytes.data() + b * BlockBytes(type), &d, 2);
+      if (IsOneBitCodebookType(type)) {
+        SetIQ1D(type, bytes.data() + b * BlockBytes(type), d);  // IQ1_M's: in its scales
+      } else {
+        std::memcpy(bytes.data() + b * BlockBytes(type), &d, 2);
+      }
     }
     TensorView t;
     t.dtype = type;

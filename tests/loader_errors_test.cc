@@ -1109,8 +1109,9 @@ TEST(LoaderGgufTest, OverlappingTensorsAreRefused) {
 
 TEST(LoaderGgufTest, UnsupportedTensorTypesAreRefusedByName) {
   // Tensor "b"'s type field (see above) set to other ggml ids: llama.cpp's Q8_1 (an activation
-  // type, never in its files), IQ1_S, IQ1_M, TQ1_0 and MXFP4, an id ggml removed and one past its
-  // table. Each is refused naming the tensor and the type.
+  // type, never in its files), F64, TQ1_0, TQ2_0 and MXFP4, an id ggml removed and one past its
+  // table. Each is refused naming the tensor and the type, and the message lists the types read
+  // (the 1-bit codebook formats IQ1_S and IQ1_M among them).
   const std::string good = SmallGguf({});
   const size_t b_info = good.find(std::string("\x01\0\0\0\0\0\0\0b", 9));
   ASSERT_NE(b_info, std::string::npos);
@@ -1119,7 +1120,7 @@ TEST(LoaderGgufTest, UnsupportedTensorTypesAreRefusedByName) {
   std::memcpy(&type, good.data() + type_at, 4);
   ASSERT_EQ(type, 0u);  // F32
   const std::pair<uint32_t, const char*> cases[] = {
-      {19, "ggml type 19 (IQ1_S)"},    {29, "ggml type 29 (IQ1_M)"}, {9, "ggml type 9 (Q8_1)"},
+      {28, "ggml type 28 (F64)"},      {35, "ggml type 35 (TQ2_0)"}, {9, "ggml type 9 (Q8_1)"},
       {34, "ggml type 34 (TQ1_0)"},    {39, "ggml type 39 (MXFP4)"}, {4, "ggml type 4 (unknown)"},
       {200, "ggml type 200 (unknown)"}};
   for (const auto& [id, text] : cases) {
@@ -1129,6 +1130,7 @@ TEST(LoaderGgufTest, UnsupportedTensorTypesAreRefusedByName) {
     EXPECT_EQ(status.code(), StatusCode::kUnimplemented) << status.ToString();
     EXPECT_TRUE(Contains(status.message(), "tensor 'b' has " + std::string(text)))
         << status.ToString();
+    EXPECT_TRUE(Contains(status.message(), "Q6_K, IQ1_S, IQ1_M, IQ2_XXS")) << status.ToString();
   }
 }
 

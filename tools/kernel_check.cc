@@ -151,6 +151,21 @@ int Run() {
                          [&](uint8_t* block, int64_t sb) {
                            put_half(block, 0.001f * static_cast<float>(1 + sb % 7));
                          });
+        // The 1-bit codebook formats: random indices, shifts and scales, small d (IQ1_M's in the
+        // top nibbles of its four u16 scales at 48).
+        check_random_row(DType::kIQ1_S, &kernels::KernelTable::dot_iq1_s, "dot_iq1_s",
+                         [&](uint8_t* block, int64_t sb) {
+                           put_half(block, 0.002f * static_cast<float>(1 + sb % 7));
+                         });
+        check_random_row(
+            DType::kIQ1_M, &kernels::KernelTable::dot_iq1_m, "dot_iq1_m",
+            [&](uint8_t* block, int64_t sb) {
+              const uint16_t d = half::F32ToF16(0.002f * static_cast<float>(1 + sb % 7));
+              for (int j = 0; j < 4; ++j) {
+                uint8_t& top = block[quant::kIQ1_MScales + 2 * j + 1];
+                top = static_cast<uint8_t>((top & 0x0F) | (((d >> (4 * j)) & 0xF) << 4));
+              }
+            });
         // Q2_K likewise (random values, scales and mins, small d and dmin), and where the table
         // has the 16-row kernel, 16 copies of the row interleaved: each row's result is the
         // plain dot's.

@@ -86,6 +86,10 @@ const char* DTypeName(DType t) {
       return "IQ3_XXS";
     case DType::kIQ3_S:
       return "IQ3_S";
+    case DType::kIQ1_S:
+      return "IQ1_S";
+    case DType::kIQ1_M:
+      return "IQ1_M";
   }
   return "?";
 }
@@ -139,6 +143,8 @@ int64_t BlockElements(DType t) {
     case DType::kIQ2_S:
     case DType::kIQ3_XXS:
     case DType::kIQ3_S:
+    case DType::kIQ1_S:
+    case DType::kIQ1_M:
       return 256;
     default:
       return 1;
@@ -193,6 +199,10 @@ size_t BlockBytes(DType t) {
       return 98;  // f16 d, 64 bytes of grid indices, 32 of sign indices and scales
     case DType::kIQ3_S:
       return 110;  // f16 d, 64 bytes of low index bits, 8 of high bits, 32 of signs, 4 of scales
+    case DType::kIQ1_S:
+      return 50;  // f16 d, 32 bytes of low index bits, 8 u16 of high bits, scale and shift sign
+    case DType::kIQ1_M:
+      return 56;  // 32 bytes of low index bits, 16 of high bits and shift signs, 8 of scales
     default:
       return DTypeSize(t);
   }
@@ -212,6 +222,8 @@ bool IsCodebookType(DType t) {
          t == DType::kIQ3_XXS || t == DType::kIQ3_S;
 }
 
+bool IsOneBitCodebookType(DType t) { return t == DType::kIQ1_S || t == DType::kIQ1_M; }
+
 uint64_t RowBytes(DType t, int64_t cols) {
   return static_cast<uint64_t>(cols / BlockElements(t)) * BlockBytes(t);
 }
@@ -220,8 +232,8 @@ bool IsComputeType(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 ||
          t == DType::kQ4_0 || t == DType::kQ2_K || t == DType::kQ3_K || t == DType::kQ4_K ||
          t == DType::kQ5_K || t == DType::kQ6_K || t == DType::kQ4_1 || t == DType::kQ5_1 ||
-         t == DType::kIQ4_XS || IsCodebookType(t) || t == DType::kQ4_0R || t == DType::kQ8_0R ||
-         IsInterleavedX16(t);
+         t == DType::kIQ4_XS || IsCodebookType(t) || IsOneBitCodebookType(t) ||
+         t == DType::kQ4_0R || t == DType::kQ8_0R || IsInterleavedX16(t);
 }
 
 bool ConvertedAtLoad(DType t) { return t == DType::kQ5_0 || t == DType::kIQ4_NL; }

@@ -158,6 +158,22 @@ enum class DType : uint8_t {
   kIQ2_S,
   kIQ3_XXS,
   kIQ3_S,
+  // llama.cpp's 1-bit codebook formats (its IQ1_S / IQ1_M mixes, unsloth's UD-IQ1_S / UD-IQ1_M),
+  // 256 values a block in 8 sub-blocks of 32, each four groups of 8 weights sharing one 11-bit
+  // index into quant::kIQ1SGrid (8 values g in {-1, 0, +1}), shifted by a delta of +-1/8 and
+  // scaled: x = d (2 s + 1) (g + delta), s 3 bits.
+  //   IQ1_S { f16 d; uint8 qs[32]; uint16 qh[8]; } (50 bytes): group l of sub-block ib has
+  //     index qs[4 ib + l] | ((qh[ib] >> 3 l) & 7) << 8; s = (qh[ib] >> 12) & 7 and delta =
+  //     bit 15 of qh[ib] ? -1/8 : +1/8, one each per 32 values.
+  //   IQ1_M { uint8 qs[32]; uint8 qh[16]; uint16 scales[4]; } (56 bytes): group l's index
+  //     qs[4 ib + l] | (qh[2 ib + l / 2] >> 4 (l % 2) & 7) << 8, its delta's sign bit 3 of that
+  //     nibble (one delta per 8 values); a 3-bit s per 16 values (scales[ib / 2] bits 6 (ib % 2)
+  //     + 3 h, h the half), and the f16 d spread over the top nibbles of scales[0..3].
+  // As 8 (g + delta) = 8 g +- 1 is an integer in [-9, 9], both compute as int8 codebook values
+  // with unit 1/8 (quant::UnpackCodebookBlock). Computed on as stored (row dots, and AVX-512
+  // prefill tiles).
+  kIQ1_S,
+  kIQ1_M,
 };
 
 const char* DTypeName(DType t);
@@ -172,6 +188,9 @@ bool IsBlockType(DType t);
 bool IsInterleavedX16(DType t);
 // llama.cpp's grid formats (kIQ2_XXS, kIQ2_XS, kIQ2_S, kIQ3_XXS, kIQ3_S).
 bool IsCodebookType(DType t);
+// llama.cpp's 1-bit grid formats (kIQ1_S, kIQ1_M): their own row dots and prefill tile
+// (KernelTable::dot_iq1_tile), not the codebook tiles or panels IsCodebookType routes to.
+bool IsOneBitCodebookType(DType t);
 // Bytes of one row of `cols` elements; cols must be a multiple of BlockElements(t).
 uint64_t RowBytes(DType t, int64_t cols);
 // Whether matmul/gather kernels accept this type.

@@ -301,6 +301,12 @@ bool GgmlTypeToDType(uint32_t ggml_type, DType* out) {
     case 22:
       *out = DType::kIQ2_S;
       return true;
+    case 19:
+      *out = DType::kIQ1_S;
+      return true;
+    case 29:
+      *out = DType::kIQ1_M;
+      return true;
     case 20:  // converted to Q8_0 when a model loads (DType::kIQ4_NL)
       *out = DType::kIQ4_NL;
       return true;
@@ -440,7 +446,9 @@ StatusOr<std::unique_ptr<File>> File::Parse(const uint8_t* data, size_t size,
           name + ": tensor '" + info.name + "' has ggml type " + std::to_string(type) +
           (type_name != nullptr ? std::string(" (") + type_name + ")" : std::string(" (unknown)")) +
           ", which is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, "
-          "Q4_K, Q5_K, Q6_K, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS, I32 are)");
+          "Q4_K, Q5_K, Q6_K, IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS, "
+          "I32 "
+          "are)");
     }
     if (ne[0] % BlockElements(info.type) != 0) {
       return InvalidArgumentError(name + ": tensor '" + info.name + "' row of " +

@@ -75,6 +75,15 @@ struct KernelTable {
   RowDotFn dot_iq2_s;
   RowDotFn dot_iq3_xxs;
   RowDotFn dot_iq3_s;
+  // The 1-bit codebook formats (DType::kIQ1_S, kIQ1_M), 8 blocks per 256-value block; their
+  // +-1/8 shifts are folded into the int8 values (8 g +- 1), so no activation sums are needed.
+  RowDotFn dot_iq1_s;
+  RowDotFn dot_iq1_m;
+  // One IQ1_S / IQ1_M row (`type`) times tokens token .. token + ntok - 1 (1 <= ntok <= 16) into
+  // out[i], for prefill: each pair of sub-blocks is decoded (gathered) once a tile rather than
+  // once per 4 tokens. Null: dot_iq1_s / dot_iq1_m, 4 tokens a call.
+  void (*dot_iq1_tile)(DType type, const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
+                       int64_t token, int ntok, float* out);
   // One codebook row (`type`: kIQ2_XXS ... kIQ3_S) times tokens token .. token + ntok - 1 (1 <=
   // ntok <= 16) into out[i], for prefill: each sub-block's grid entries are gathered once for
   // the whole tile rather than once per 4 tokens. Null: the row dots above, 4 tokens a call.

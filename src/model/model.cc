@@ -293,8 +293,8 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
       return UnimplementedError(
           t->file + ": tensor '" + stored + "' has dtype " + DTypeName(t->dtype) +
           "; weights must be F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q5_1, "
-          "IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S or IQ4_XS (or Q5_0 matrices, read as Q5_1, and "
-          "IQ4_NL, read as Q8_0)");
+          "IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S or IQ4_XS (or Q5_0 matrices, read "
+          "as Q5_1, and IQ4_NL, read as Q8_0)");
     }
     if (IsBlockType(t->dtype) && spec.shape.size() == 1) {
       return UnimplementedError(t->file + ": vector '" + stored + "' is block-quantized (" +

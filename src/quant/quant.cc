@@ -270,14 +270,18 @@ void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out) {
     case DType::kIQ2_XS:
     case DType::kIQ2_S:
     case DType::kIQ3_XXS:
-    case DType::kIQ3_S: {
+    case DType::kIQ3_S:
+    case DType::kIQ1_S:
+    case DType::kIQ1_M: {
       const size_t block_bytes = BlockBytes(type);
       const float unit = CodebookUnit(type);
       for (int64_t b = 0; b < count / 256; ++b, row += block_bytes, out += 256) {
         int8_t q[256];
         uint8_t m[16];
         UnpackCodebookBlock(type, row, q, m);
-        const float d = half::F16ToF32(LoadU16(row)) * unit;  // exact: a power of two
+        // Exact: a power of two. IQ1: d (2 s + 1) / 8 is exact too, so the one rounding of its
+        // product with 8 g +- 1 is ggml's of d (2 s + 1) times g +- 1/8.
+        const float d = CodebookD(type, row) * unit;
         for (int e = 0; e < 256; ++e) out[e] = d * m[e / 16] * q[e];
       }
       return;
@@ -596,10 +600,28 @@ void SignedGridValues(uint64_t magnitudes, uint8_t sign_bits, int nvalues, int8_
   }
 }
 
+// IQ1: eight values 8 g + shift (g the grid entry's int8 bytes -1, 0, +1; shift +-1).
+void IQ1Values(uint64_t grid, int shift, int8_t* q) {
+  for (int k = 0; k < 8; ++k) {
+    q[k] = static_cast<int8_t>(8 * static_cast<int8_t>((grid >> (8 * k)) & 0xFF) + shift);
+  }
+}
+
 }  // namespace
 
 float CodebookUnit(DType type) {
   return type == DType::kIQ3_S ? 1.0f : type == DType::kIQ3_XXS ? 0.25f : 0.125f;
+}
+
+uint16_t IQ1_MScaleBits(const uint8_t* block) {
+  uint16_t sc[4];
+  std::memcpy(sc, block + kIQ1_MScales, 8);
+  return static_cast<uint16_t>((sc[0] >> 12) | ((sc[1] >> 8) & 0x00F0) | ((sc[2] >> 4) & 0x0F00) |
+                               (sc[3] & 0xF000));
+}
+
+float CodebookD(DType type, const uint8_t* block) {
+  return half::F16ToF32(type == DType::kIQ1_M ? IQ1_MScaleBits(block) : LoadU16(block));
 }
 
 void UnpackCodebookBlock(DType type, const uint8_t* block, int8_t* q, uint8_t* m) {
@@ -656,6 +678,27 @@ void UnpackCodebookBlock(DType type, const uint8_t* block, int8_t* q, uint8_t* m
                            q + 4 * i);
         }
         s_lo = s_hi = (block[kIQ3_SScales + ib / 2] >> (4 * (ib % 2))) & 0xF;
+        break;
+      }
+      case DType::kIQ1_S: {
+        const int qh = LoadU16(block + kIQ1_SHigh + 2 * ib);
+        const int shift = qh & 0x8000 ? -1 : 1;  // 8 delta
+        for (int l = 0; l < 4; ++l) {
+          const int index = block[2 + 4 * ib + l] | (((qh >> (3 * l)) & 7) << 8);
+          IQ1Values(kIQ1SGrid[index], shift, q + 8 * l);
+        }
+        s_lo = s_hi = (qh >> 12) & 7;
+        break;
+      }
+      case DType::kIQ1_M: {
+        for (int l = 0; l < 4; ++l) {
+          const int nibble = (block[kIQ1_MHigh + 2 * ib + l / 2] >> (4 * (l % 2))) & 0xF;
+          const int index = block[4 * ib + l] | ((nibble & 7) << 8);
+          IQ1Values(kIQ1SGrid[index], nibble & 8 ? -1 : 1, q + 8 * l);
+        }
+        const int sc = LoadU16(block + kIQ1_MScales + 2 * (ib / 2)) >> (6 * (ib % 2));
+        s_lo = sc & 7;
+        s_hi = (sc >> 3) & 7;
         break;
       }
       default:

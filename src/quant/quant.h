@@ -89,6 +89,11 @@ constexpr int kIQ3_SBlockBytes = 110;  // index low bytes [64] at 2, qh[8] at 66
 constexpr int kIQ3_SHigh = 66;         // 74, scales[4] at 106
 constexpr int kIQ3_SSigns = 74;
 constexpr int kIQ3_SScales = 106;
+constexpr int kIQ1_SBlockBytes = 50;  // f16 d, index low bytes [32] at 2, u16 qh[8] at 34
+constexpr int kIQ1_SHigh = 34;
+constexpr int kIQ1_MBlockBytes = 56;  // index low bytes [32] at 0, qh[16] at 32, u16 scales[4]
+constexpr int kIQ1_MHigh = 32;        // at 48 (their top nibbles: the f16 d)
+constexpr int kIQ1_MScales = 48;
 
 // Row conversions; n must be a multiple of the type's block size.
 void QuantizeRowQ8_0(const float* x, int64_t n, uint8_t* out);
@@ -130,13 +135,18 @@ void Q3_KScales(const uint8_t* packed, int8_t* scales);
 void UnpackQ3_K(const uint8_t* block, int8_t* q);
 // The 256 values (q in [0, 3]) of one Q2_K block, in element order.
 void UnpackQ2_K(const uint8_t* block, uint8_t* q);
-// One codebook-format block (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S): its 256 weights as
-// signed grid values q (|q| <= 62, grid magnitude times sign) in element order, and the odd
-// multipliers m (2 s + 1, 1..31) of its 16 sub-blocks of 16 (formats with one s per 32 repeat
-// it), so that x = d * CodebookUnit(type) * m[e / 16] * q[e] exactly (f16 d at byte 0).
+// One codebook-format block (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M): its 256
+// weights as signed grid values q (|q| <= 62, grid magnitude times sign; IQ1: 8 g +- 1, in
+// [-9, 9] and never 0) in element order, and the odd multipliers m (2 s + 1, 1..31) of its 16
+// sub-blocks of 16 (formats with one s per 32 repeat it), so that x = CodebookD(type, block) *
+// CodebookUnit(type) * m[e / 16] * q[e] exactly.
 void UnpackCodebookBlock(DType type, const uint8_t* block, int8_t* q, uint8_t* m);
-// 1/8 (IQ2_*), 1/4 (IQ3_XXS) or 1 (IQ3_S).
+// 1/8 (IQ2_*, IQ1_*), 1/4 (IQ3_XXS) or 1 (IQ3_S).
 float CodebookUnit(DType type);
+// A codebook block's d: the f16 at byte 0, or IQ1_M's assembled from the top nibbles of its four
+// u16 scales (IQ1_MScaleBits: bits 0-3 from scales[0], 4-7 from scales[1], ...).
+float CodebookD(DType type, const uint8_t* block);
+uint16_t IQ1_MScaleBits(const uint8_t* block);
 // The 256 signed values (q - 32, in [-32, 31]) of one Q6_K block, in element order.
 void UnpackQ6_K(const uint8_t* block, int8_t* q);
 

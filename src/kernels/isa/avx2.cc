@@ -412,6 +412,59 @@ void DotIQ2_ST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
   DotIQ2T<iq2::IQ2S, NT>(w, nblocks, a, token, out);
 }
 
+// IQ1_S / IQ1_M (Fmt: iq1::IQ1S, IQ1M), one 32-value sub-block at a time: its four grid entries
+// (int8 -1, 0, +1) make one vector g in element order, the values q = 8 g +- 1 (vpsignb of 8 by
+// g, plus the groups' shift bytes) lie in [-9, 9] and are never 0, so maddubs of |q| with the
+// activations signed by q gives the int16 pair sums (at most 2 * 9 * 127) and vpmaddwd against
+// the halves' multipliers 2 s + 1 the int32 sums already scaled; each sub-block is then scaled
+// by d / 8 times its activation scale. A sub-block is decoded once for all NT tokens.
+template <class Fmt, int NT>
+void DotIQ1T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+             float* out) {
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  const __m256i eight = _mm256_set1_epi8(8);
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += Fmt::kBlockBytes) {
+    simd::PrefetchAhead<Fmt::kBlockBytes>(w);
+    const float d = Fmt::D(w) * iq1::kUnit;
+    for (int j = 0; j < 8; ++j) {
+      const iq1::SubBlock s = Fmt::Decode(w, j);
+      const __m256i g =
+          _mm256_set_epi64x(static_cast<int64_t>(s.grid[3]), static_cast<int64_t>(s.grid[2]),
+                            static_cast<int64_t>(s.grid[1]), static_cast<int64_t>(s.grid[0]));
+      const __m256i shift = _mm256_set_epi64x(static_cast<int64_t>(iq1::ShiftBytes(s.negative, 3)),
+                                              static_cast<int64_t>(iq1::ShiftBytes(s.negative, 2)),
+                                              static_cast<int64_t>(iq1::ShiftBytes(s.negative, 1)),
+                                              static_cast<int64_t>(iq1::ShiftBytes(s.negative, 0)));
+      const __m256i q = _mm256_add_epi8(_mm256_sign_epi8(eight, g), shift);
+      const __m256i mag = _mm256_abs_epi8(q);
+      const __m256i m = _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(s.m_high)),
+                                         _mm_set1_epi16(static_cast<int16_t>(s.m_low)));
+      const int64_t b = sb * 8 + j;
+      for (int t = 0; t < NT; ++t) {
+        const __m256i x =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q_row(token + t) + b * 32));
+        const __m256i dp = _mm256_madd_epi16(_mm256_maddubs_epi16(mag, _mm256_sign_epi8(x, q)), m);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp),
+                                 _mm256_set1_ps(d * a.scale_row(token + t)[b]), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]);
+}
+
+template <int NT>
+void DotIQ1_ST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+               float* out) {
+  DotIQ1T<iq1::IQ1S, NT>(w, nblocks, a, token, out);
+}
+
+template <int NT>
+void DotIQ1_MT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+               float* out) {
+  DotIQ1T<iq1::IQ1M, NT>(w, nblocks, a, token, out);
+}
+
 // Q4_K: a 32-byte chunk holds sub-block 2c in its low nibbles and 2c + 1 in its high nibbles,
 // each one activation block; the mins come off with the activation block sums.
 // Q5_K (kFifthBit): the same with a fifth bit per value (bit j of qh[l] for sub-block j), moved
@@ -1615,6 +1668,9 @@ const KernelTable& Table() {
       .dot_iq2_s = GEMMA4_BY_TOKEN_COUNT(DotIQ2_ST),
       .dot_iq3_xxs = GEMMA4_BY_TOKEN_COUNT(DotIQ3_XXST),
       .dot_iq3_s = GEMMA4_BY_TOKEN_COUNT(DotIQ3_ST),
+      .dot_iq1_s = GEMMA4_BY_TOKEN_COUNT(DotIQ1_ST),
+      .dot_iq1_m = GEMMA4_BY_TOKEN_COUNT(DotIQ1_MT),
+      .dot_iq1_tile = nullptr,
       .dot_codebook_tile = DotCodebookTile,
       .gemm_codebook_x16 = GemmCodebookX16,
       .gemm_codebook_x16_takes = GemmCodebookX16Takes,

@@ -697,6 +697,118 @@ void DotIQ2_ST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
   DotIQ2T<IQ2SPairs, NT>(w, nblocks, a, token, out);
 }
 
+// The 1-bit formats' decoding for DotIQ1T, two sub-blocks (2p, 2p + 1) at a time in vectors:
+// Load gives the eight 11-bit kIQ1SGrid indices in dword lanes (lane l: group l % 4 of sub-block
+// 2p + l / 4), the groups' negative shifts as a mask (bit l: group l's shift is -1/8) and the odd
+// multipliers 2 s + 1 per dword lane of the products (lanes 0-3 and 4-7: sub-block 2p's halves,
+// 8-11 and 12-15: 2p + 1's).
+struct IQ1SPairs {
+  static constexpr int kBlockBytes = quant::kIQ1_SBlockBytes;
+  static float D(const uint8_t* block) { return iq1::IQ1S::D(block); }
+  // Index low bytes at 2 + 8 p; u16 qh of sub-blocks 2p, 2p + 1 at 34 + 4 p (index bits 8-10 of
+  // group l at 3 l, s at 12-14, the shift's sign at 15).
+  static __m256i Load(const uint8_t* block, int p, __mmask8* negative, __m512i* m) {
+    const __m256i low =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(block + 2 + 8 * p)));
+    const uint32_t qh = iq2::LoadU32(block + quant::kIQ1_SHigh + 4 * p);
+    const __m256i qhv = _mm256_setr_m128i(_mm_set1_epi32(static_cast<int>(qh & 0xFFFF)),
+                                          _mm_set1_epi32(static_cast<int>(qh >> 16)));
+    const __m256i high = _mm256_and_si256(
+        _mm256_srlv_epi32(qhv, _mm256_setr_epi32(0, 3, 6, 9, 0, 3, 6, 9)), _mm256_set1_epi32(7));
+    *negative = static_cast<__mmask8>((qh & 0x8000 ? 0x0F : 0) | (qh & 0x80000000u ? 0xF0 : 0));
+    const __m512i s = _mm512_and_si512(
+        _mm512_srlv_epi32(
+            _mm512_set1_epi32(static_cast<int>(qh)),
+            _mm512_setr_epi32(12, 12, 12, 12, 12, 12, 12, 12, 28, 28, 28, 28, 28, 28, 28, 28)),
+        _mm512_set1_epi32(7));
+    *m = _mm512_add_epi32(_mm512_add_epi32(s, s), _mm512_set1_epi32(1));
+    return _mm256_or_si256(low, _mm256_slli_epi32(high, 8));
+  }
+};
+
+struct IQ1MPairs {
+  static constexpr int kBlockBytes = quant::kIQ1_MBlockBytes;
+  static float D(const uint8_t* block) { return iq1::IQ1M::D(block); }
+  // Index low bytes at 8 p; the u32 of qh at 32 + 4 p holds group l's index bits 8-10 at 4 l and
+  // its shift's sign at 4 l + 3; u16 scales[p] at 48 + 2 p holds the four halves' s at 0, 3, 6, 9.
+  static __m256i Load(const uint8_t* block, int p, __mmask8* negative, __m512i* m) {
+    const __m256i low =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(block + 8 * p)));
+    const __m256i nibbles =
+        _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(iq2::LoadU32(block + 32 + 4 * p))),
+                          _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+    *negative = _mm256_test_epi32_mask(nibbles, _mm256_set1_epi32(8));
+    const __m512i s = _mm512_and_si512(
+        _mm512_srlv_epi32(_mm512_set1_epi32(iq2::LoadU16(block + quant::kIQ1_MScales + 2 * p)),
+                          _mm512_setr_epi32(0, 0, 0, 0, 3, 3, 3, 3, 6, 6, 6, 6, 9, 9, 9, 9)),
+        _mm512_set1_epi32(7));
+    *m = _mm512_add_epi32(_mm512_add_epi32(s, s), _mm512_set1_epi32(1));
+    return _mm256_or_si256(low,
+                           _mm256_slli_epi32(_mm256_and_si256(nibbles, _mm256_set1_epi32(7)), 8));
+  }
+};
+
+// IQ1_S / IQ1_M (Fmt: IQ1SPairs, IQ1MPairs): two 32-value sub-blocks (2p, 2p + 1) per step.
+// Their eight grid entries (one gather) make one 64-byte vector g of int8 -1, 0, +1 in element
+// order; q = 8 g +- 1 (a 16-bit shift by 3, masked back to bytes: 8 g has no low bits, so the
+// bits the shift carries across bytes fall away, plus the groups' shift bytes) lies in [-9, 9]
+// and is never 0. vpdpbusd of |q| with the activations negated where q < 0 (an activation is
+// never -128) sums four products per dword lane (at most 4 * 9 * 127, so the lane's low word
+// holds it as a signed int16), and vpmaddwd against the multipliers (low words; high words 0)
+// gives m * sum in int32. Each pair is then scaled by d / 8 times its two activation scales. A
+// step's weights are decoded once for all NT tokens.
+template <class Fmt, int NT>
+void DotIQ1T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+             float* out) {
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512i high5 = _mm512_set1_epi8(static_cast<char>(0xF8));
+  const __m512i plus = _mm512_set1_epi8(1), minus = _mm512_set1_epi8(-1);
+  const __m512i pair_lanes = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += Fmt::kBlockBytes) {
+    simd::PrefetchAhead<Fmt::kBlockBytes>(w);
+    const __m256 d = _mm256_set1_ps(Fmt::D(w) * iq1::kUnit);
+    __m512 scale[NT];  // d / 8 times the token's 8 activation scales of this block
+    for (int t = 0; t < NT; ++t) {
+      scale[t] = _mm512_castps256_ps512(
+          _mm256_mul_ps(d, _mm256_loadu_ps(a.scale_row(token + t) + sb * 8)));
+    }
+    for (int p = 0; p < 4; ++p) {
+      __mmask8 negative;
+      __m512i m;
+      const __m256i index = Fmt::Load(w, p, &negative, &m);
+      const __m512i g = _mm512_i32gather_epi64(index, quant::kIQ1SGrid.data(), 8);
+      const __m512i q = _mm512_add_epi8(_mm512_and_si512(_mm512_slli_epi16(g, 3), high5),
+                                        _mm512_mask_blend_epi64(negative, plus, minus));
+      const __m512i mag = _mm512_abs_epi8(q);
+      const __mmask64 q_negative = _mm512_movepi8_mask(q);
+      const __m512i pick = _mm512_add_epi32(pair_lanes, _mm512_set1_epi32(2 * p));
+      const int64_t b = sb * 8 + 2 * p;
+      for (int t = 0; t < NT; ++t) {
+        const __m512i x = _mm512_loadu_si512(a.q_row(token + t) + b * 32);
+        const __m512i signed_x = _mm512_mask_sub_epi8(x, q_negative, zero, x);
+        const __m512i dp = _mm512_madd_epi16(_mm512_dpbusd_epi32(zero, mag, signed_x), m);
+        acc[t] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_permutexvar_ps(pick, scale[t]), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
+}
+
+template <int NT>
+void DotIQ1_ST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+               float* out) {
+  DotIQ1T<IQ1SPairs, NT>(w, nblocks, a, token, out);
+}
+
+template <int NT>
+void DotIQ1_MT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+               float* out) {
+  DotIQ1T<IQ1MPairs, NT>(w, nblocks, a, token, out);
+}
+
 // Q5_1: x = d q + m per 32-value block, q in [0, 31]. A block's nibbles unpack in element order
 // (low nibbles elements 0-15, high nibbles 16-31) and its 32 fifth bits (qh, bit e for element
 // e) become bytes through a mask move; two blocks meet one 64-byte activation load. Per block
@@ -860,6 +972,43 @@ inline __m512 QuarterMultipliers(const int m[4]) {
       spread, _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(m)))));
 }
 
+// A block's d: the f16 at byte 0, or what Pairs::D reads where the format keeps it elsewhere
+// (IQ1_M).
+template <class Pairs>
+float BlockD(const uint8_t* block) {
+  if constexpr (requires { Pairs::D(block); }) {
+    return Pairs::D(block);
+  } else {
+    return LoadHalf(block);
+  }
+}
+
+// IQ1_S / IQ1_M in the interface of DotCodebookT: the pair's 64 values q = 8 g +- 1 (decoded as
+// in DotIQ1T) as magnitudes |q| and the mask of q < 0, and the odd multiplier of each 16-value
+// quarter (IQ1_S: one per sub-block, so both of its quarters share it).
+template <class Fmt, bool kOnePerQuarter>
+struct IQ1Codebook {
+  static constexpr int kBlockBytes = Fmt::kBlockBytes;
+  static constexpr float kUnit = iq1::kUnit;
+  static constexpr bool kQuarters = kOnePerQuarter;
+  static float D(const uint8_t* block) { return Fmt::D(block); }
+  static void Load(const uint8_t* block, int p, __m512i* magnitudes, __mmask64* negative,
+                   int m[4]) {
+    __mmask8 shift_negative;
+    __m512i mv;  // dword lanes 4k .. 4k + 3: quarter k's multiplier
+    const __m256i index = Fmt::Load(block, p, &shift_negative, &mv);
+    const __m512i g = _mm512_i32gather_epi64(index, quant::kIQ1SGrid.data(), 8);
+    const __m512i q = _mm512_add_epi8(
+        _mm512_and_si512(_mm512_slli_epi16(g, 3), _mm512_set1_epi8(static_cast<char>(0xF8))),
+        _mm512_mask_blend_epi64(shift_negative, _mm512_set1_epi8(1), _mm512_set1_epi8(-1)));
+    *magnitudes = _mm512_abs_epi8(q);
+    *negative = _mm512_movepi8_mask(q);
+    alignas(64) int lanes[16];
+    _mm512_store_si512(lanes, mv);
+    for (int k = 0; k < 4; ++k) m[k] = lanes[4 * k];
+  }
+};
+
 // Per pair of sub-blocks and token: vpdpbusd of the magnitudes with the sign-applied activations
 // (|a| <= 127, so negating is exact) gives 16 int32 sums of 4 products; they are scaled by d unit
 // m a_scale per quarter of the vector (the sub-block halves). The weights are decoded once for
@@ -876,7 +1025,7 @@ void DotCodebookT(const uint8_t* w, int64_t nblocks, const QuantizedActivations&
   const int8_t* q = a.q_row(token);
   const float* scale = a.scale_row(token);
   for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += Pairs::kBlockBytes) {
-    const float d = LoadHalf(w) * Pairs::kUnit;
+    const float d = BlockD<Pairs>(w) * Pairs::kUnit;
     for (int p = 0; p < 4; ++p) {
       __m512i magnitudes;
       __mmask64 negative;
@@ -1875,6 +2024,16 @@ int WideCodebookTiles(const uint8_t* w, int64_t nblocks, const QuantizedActivati
   return t;
 }
 
+// IQ1_S / IQ1_M prefill tiles: 16 and 8 tokens through DotCodebookT, the rest by the row dots.
+void DotIQ1Tile(DType type, const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
+                int64_t token, int ntok, float* out) {
+  int t = type == DType::kIQ1_S
+              ? WideCodebookTiles<IQ1Codebook<IQ1SPairs, false>>(w, nblocks, a, token, ntok, out)
+              : WideCodebookTiles<IQ1Codebook<IQ1MPairs, true>>(w, nblocks, a, token, ntok, out);
+  const RowDotFn dot = type == DType::kIQ1_S ? Table().dot_iq1_s : Table().dot_iq1_m;
+  for (; t < ntok; t += 4) dot(w, nblocks, a, token + t, std::min(4, ntok - t), out + t);
+}
+
 void DotCodebookTile(DType type, const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
                      int64_t token, int ntok, float* out) {
   int t =
@@ -1948,6 +2107,9 @@ const KernelTable& Table() {
       .dot_iq2_s = GEMMA4_BY_TOKEN_COUNT(DotIQ2_ST),
       .dot_iq3_xxs = GEMMA4_BY_TOKEN_COUNT(DotIQ3_XXST),
       .dot_iq3_s = GEMMA4_BY_TOKEN_COUNT(DotIQ3_ST),
+      .dot_iq1_s = GEMMA4_BY_TOKEN_COUNT(DotIQ1_ST),
+      .dot_iq1_m = GEMMA4_BY_TOKEN_COUNT(DotIQ1_MT),
+      .dot_iq1_tile = DotIQ1Tile,
       .dot_codebook_tile = DotCodebookTile,
       .gemm_codebook_x16 = GemmCodebookX16,
       .gemm_codebook_x16_takes = GemmCodebookX16Takes,

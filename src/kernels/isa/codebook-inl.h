@@ -1,7 +1,8 @@
 // Scalar sub-block decoding of llama.cpp's codebook formats for the SIMD row dots of the ISA
 // units (included only by them, after defining GEMMA4_ISA_NAMESPACE): the 2-bit ones (IQ2_XXS,
 // IQ2_XS, IQ2_S) in namespace iq2, the sign bits and multipliers of the 3-bit ones (IQ3_S,
-// IQ3_XXS; their grid entries are gathered by each unit) in namespace iq3.
+// IQ3_XXS; their grid entries are gathered by each unit) in namespace iq3, and the 1-bit ones
+// (IQ1_S, IQ1_M) in namespace iq1.
 //
 // A 256-value block is 8 sub-blocks of 32 values, each four groups of 8 weights sharing one
 // grid entry (8 unsigned magnitudes 8, 25 or 43, one byte each) and 8 signs. The kernels gather
@@ -19,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "base/tensor.h"
 #include "quant/iq_grids.h"
 #include "quant/quant.h"
 
@@ -145,6 +147,68 @@ struct IQ3XXS {
 };
 
 }  // namespace iq3
+
+// The 1-bit formats (IQ1_S, IQ1_M), per 32-value sub-block: four groups of 8 values, each a
+// kIQ1SGrid entry g (int8 bytes -1, 0, +1) shifted by +-1/8. The kernels compute on the integers
+// 8 g +- 1 (in [-9, 9], never 0) with unit 1/8, as quant::UnpackCodebookBlock.
+namespace iq1 {
+
+// grid[l]: group l's entry (byte k: value 8 l + k); bit l of negative set where group l's shift
+// is -1/8; m_low / m_high: the odd multipliers 2 s + 1 of values 0-15 / 16-31.
+struct SubBlock {
+  uint64_t grid[4];
+  uint32_t negative;
+  int m_low, m_high;
+};
+
+// IQ1_S (50 bytes): f16 d; index low bytes qs[4 ib + l] at 2; u16 qh[ib] at 34 + 2 ib holds
+// index bits 8-10 of group l at bits 3 l .. 3 l + 2, s at bits 12-14 and the shift's sign at
+// bit 15 (one s and one shift per 32 values).
+struct IQ1S {
+  static constexpr int kBlockBytes = quant::kIQ1_SBlockBytes;
+  static float D(const uint8_t* block) { return quant::CodebookD(DType::kIQ1_S, block); }
+  static SubBlock Decode(const uint8_t* block, int ib) {
+    const uint32_t qh = iq2::LoadU16(block + quant::kIQ1_SHigh + 2 * ib);
+    SubBlock s;
+    for (int l = 0; l < 4; ++l) {
+      s.grid[l] = quant::kIQ1SGrid[block[2 + 4 * ib + l] | (((qh >> (3 * l)) & 7) << 8)];
+    }
+    s.negative = qh & 0x8000 ? 0xF : 0;
+    s.m_low = s.m_high = 2 * static_cast<int>((qh >> 12) & 7) + 1;
+    return s;
+  }
+};
+
+// IQ1_M (56 bytes): index low bytes qs[4 ib + l] at 0; nibble l % 2 of qh[2 ib + l / 2] at 32
+// holds group l's index bits 8-10 (bits 0-2) and its shift's sign (bit 3); u16 scales[ib / 2]
+// at 48 holds s of sub-block ib's halves at bits 6 (ib % 2) and 6 (ib % 2) + 3 (their top
+// nibbles: d, quant::CodebookD).
+struct IQ1M {
+  static constexpr int kBlockBytes = quant::kIQ1_MBlockBytes;
+  static float D(const uint8_t* block) { return quant::CodebookD(DType::kIQ1_M, block); }
+  static SubBlock Decode(const uint8_t* block, int ib) {
+    const uint32_t qh = iq2::LoadU16(block + quant::kIQ1_MHigh + 2 * ib);  // nibble l: group l
+    SubBlock s;
+    for (int l = 0; l < 4; ++l) {
+      s.grid[l] = quant::kIQ1SGrid[block[4 * ib + l] | (((qh >> (4 * l)) & 7) << 8)];
+    }
+    s.negative = ((qh >> 3) & 1) | ((qh >> 6) & 2) | ((qh >> 9) & 4) | ((qh >> 12) & 8);
+    const uint32_t sc = iq2::LoadU16(block + quant::kIQ1_MScales + 2 * (ib / 2)) >> (6 * (ib % 2));
+    s.m_low = 2 * static_cast<int>(sc & 7) + 1;
+    s.m_high = 2 * static_cast<int>((sc >> 3) & 7) + 1;
+    return s;
+  }
+};
+
+// The shifts of the four groups as bytes: -1 (0xFF) or +1, group l in bytes 8 l .. 8 l + 7.
+inline uint64_t ShiftBytes(uint32_t negative, int l) {
+  return (negative >> l) & 1 ? ~uint64_t{0} : 0x0101010101010101ULL;
+}
+
+// The unit of d (x = d / 8 (2 s + 1) (8 g +- 1)), as quant::CodebookUnit.
+constexpr float kUnit = 0.125f;
+
+}  // namespace iq1
 }  // namespace
 }  // namespace gemma4::kernels::GEMMA4_ISA_NAMESPACE
 

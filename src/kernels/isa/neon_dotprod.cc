@@ -196,6 +196,48 @@ void DotIQ2_S(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
   DotIQ2<iq2::IQ2S>(w, nblocks, a, token, ntok, out);
 }
 
+// IQ1_S / IQ1_M (Fmt: iq1::IQ1S, IQ1M), one 32-value sub-block at a time: each half of 16 is two
+// grid entries (int8 -1, 0, +1) made into q = 8 g +- 1 (a shift left by 3 plus the groups'
+// shift bytes), so sdot with the activations gives the half's signed sum (at most 16 * 9 * 127).
+// S = m_lo dot_lo + m_hi dot_hi in int32, then a_scale (d / 8 S) per sub-block as the reference
+// sums it. A sub-block is decoded once for all ntok tokens.
+template <class Fmt>
+void DotIQ1(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+            int ntok, float* out) {
+  float acc[4] = {0, 0, 0, 0};
+  for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += Fmt::kBlockBytes) {
+    const float d = Fmt::D(w) * iq1::kUnit;
+    for (int j = 0; j < 8; ++j) {
+      const iq1::SubBlock s = Fmt::Decode(w, j);
+      int8x16_t q[2];
+      for (int h = 0; h < 2; ++h) {  // values 16 h .. 16 h + 15: grid entries 2 h, 2 h + 1
+        const int8x16_t g = vcombine_s8(vcreate_s8(s.grid[2 * h]), vcreate_s8(s.grid[2 * h + 1]));
+        const int8x16_t shift = vcombine_s8(vcreate_s8(iq1::ShiftBytes(s.negative, 2 * h)),
+                                            vcreate_s8(iq1::ShiftBytes(s.negative, 2 * h + 1)));
+        q[h] = vaddq_s8(vshlq_n_s8(g, 3), shift);
+      }
+      const int64_t b = sb * 8 + j;
+      for (int t = 0; t < ntok; ++t) {
+        const int8_t* aq = a.q_row(token + t) + b * 32;
+        int32x4_t sum = vmulq_n_s32(vdotq_s32(vdupq_n_s32(0), q[0], vld1q_s8(aq)), s.m_low);
+        sum = vmlaq_n_s32(sum, vdotq_s32(vdupq_n_s32(0), q[1], vld1q_s8(aq + 16)), s.m_high);
+        acc[t] += a.scale_row(token + t)[b] * (d * static_cast<float>(vaddvq_s32(sum)));
+      }
+    }
+  }
+  for (int t = 0; t < ntok; ++t) out[t] = acc[t];
+}
+
+void DotIQ1_S(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              int ntok, float* out) {
+  DotIQ1<iq1::IQ1S>(w, nblocks, a, token, ntok, out);
+}
+
+void DotIQ1_M(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              int ntok, float* out) {
+  DotIQ1<iq1::IQ1M>(w, nblocks, a, token, ntok, out);
+}
+
 // Q3_K super-block (110 bytes: 32 hmask bytes, 64 bytes of low bit pairs, 12 bytes of 6-bit
 // scales, f16 d), as two halves of 128 values like Q6_K: in a half, group k (32 values,
 // activation block b + k) has its low bits at shift 2 k of the half's 32 qs bytes and 4 taken
@@ -572,6 +614,9 @@ const KernelTable& Table() {
       .dot_iq2_s = DotIQ2_S,
       .dot_iq3_xxs = DotCodebook<IQ3_XXSSubBlocks>,
       .dot_iq3_s = DotCodebook<IQ3_SSubBlocks>,
+      .dot_iq1_s = DotIQ1_S,
+      .dot_iq1_m = DotIQ1_M,
+      .dot_iq1_tile = nullptr,
       .dot_codebook_tile = DotCodebookTile,
       .gemm_codebook_x16 = nullptr,
       .gemm_codebook_x16_takes = nullptr,

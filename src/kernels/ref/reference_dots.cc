@@ -164,7 +164,7 @@ float DotCodebookReference(DType type, const uint8_t* w, const int8_t* a, const 
   int8_t q[256];
   uint8_t m[16];
   for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += block_bytes) {
-    const float d = half::F16ToF32(LoadU16(w)) * unit;
+    const float d = quant::CodebookD(type, w) * unit;
     quant::UnpackCodebookBlock(type, w, q, m);
     for (int j = 0; j < 8; ++j) {
       const int64_t blk = sb * 8 + j;

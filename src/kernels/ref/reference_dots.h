@@ -35,12 +35,12 @@ float DotQ5_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
 // up to the order of the f32 sums.
 float DotQ2_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
                        const int16_t* a_sum16, int64_t nblocks);
-// The codebook formats (DType::kIQ2_XXS, kIQ2_XS, kIQ2_S, kIQ3_XXS, kIQ3_S; `type` one of
-// them): per 32-value activation block b (the format's sub-block b % 8 of block b / 8), the
-// integer S = m_2b dot_2b + m_2b+1 dot_2b+1 (m: the odd multipliers of its two halves of 16,
-// dot: their signed grid values times the activations), then total += a_scale_b ((d unit) S)
-// in block order (d unit: the block's f16 d times quant::CodebookUnit, exact): what the SIMD
-// kernels compute, up to the order of the f32 sums.
+// The codebook formats (DType::kIQ2_XXS, kIQ2_XS, kIQ2_S, kIQ3_XXS, kIQ3_S, kIQ1_S, kIQ1_M;
+// `type` one of them): per 32-value activation block b (the format's sub-block b % 8 of block b /
+// 8), the integer S = m_2b dot_2b + m_2b+1 dot_2b+1 (m: the odd multipliers of its two halves of
+// 16, dot: their signed grid values times the activations), then total += a_scale_b ((d unit) S) in
+// block order (d unit: quant::CodebookD times quant::CodebookUnit, exact; IQ1's values are 8 g +-
+// 1, its delta folded in): what the SIMD kernels compute, up to the order of the f32 sums.
 float DotCodebookReference(DType type, const uint8_t* w, const int8_t* a, const float* a_scale,
                            int64_t nblocks);
 // nblocks: 32-value activation blocks (a multiple of 8; each Q6_K block spans eight).
