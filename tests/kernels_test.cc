@@ -596,12 +596,13 @@ TEST_P(KernelTest, IQ1MatchesReference) {
   }
 }
 
-// The IQ1 prefill tile (where the ISA has one) against the reference row dots, for every tile
-// width 1..16 from an odd first token, on random rows and rows of every byte 0xFF.
+// The codebook tile on IQ1 rows (AVX-512: its wide kernel; elsewhere the row dots) against the
+// reference row dots, for every tile width 1..16 from an odd first token, on random rows and
+// rows of every byte 0xFF.
 TEST_P(KernelTest, IQ1TileMatchesReference) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
-  if (table.dot_iq1_tile == nullptr) GTEST_SKIP() << "no IQ1 tile kernel";
+  if (table.dot_codebook_tile == nullptr) GTEST_SKIP() << "no codebook tile kernel";
   std::mt19937 rng(67);
   std::uniform_int_distribution<int> byte(0, 255);
   for (DType type : {DType::kIQ1_S, DType::kIQ1_M}) {
@@ -621,7 +622,7 @@ TEST_P(KernelTest, IQ1TileMatchesReference) {
       quant::DequantizeRow(type, row.data(), k, deq.data());
       for (int ntok = 1; ntok <= 16; ++ntok) {
         float got[16];
-        table.dot_iq1_tile(type, row.data(), k / 32, acts, 3, ntok, got);
+        table.dot_codebook_tile(type, row.data(), k / 32, acts, 3, ntok, got);
         for (int i = 0; i < ntok; ++i) {
           const float want = kernels::DotCodebookReference(type, row.data(), acts.q_row(3 + i),
                                                            acts.scale_row(3 + i), k / 32);

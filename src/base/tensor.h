@@ -188,8 +188,8 @@ bool IsBlockType(DType t);
 bool IsInterleavedX16(DType t);
 // llama.cpp's grid formats (kIQ2_XXS, kIQ2_XS, kIQ2_S, kIQ3_XXS, kIQ3_S).
 bool IsCodebookType(DType t);
-// llama.cpp's 1-bit grid formats (kIQ1_S, kIQ1_M): their own row dots and prefill tile
-// (KernelTable::dot_iq1_tile), not the codebook tiles or panels IsCodebookType routes to.
+// llama.cpp's 1-bit grid formats (kIQ1_S, kIQ1_M): their own row dots, and the codebook
+// tiles (KernelTable::dot_codebook_tile) but not the 16-row panels IsCodebookType's types take.
 bool IsOneBitCodebookType(DType t);
 // Bytes of one row of `cols` elements; cols must be a multiple of BlockElements(t).
 uint64_t RowBytes(DType t, int64_t cols);

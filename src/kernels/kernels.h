@@ -79,14 +79,10 @@ struct KernelTable {
   // +-1/8 shifts are folded into the int8 values (8 g +- 1), so no activation sums are needed.
   RowDotFn dot_iq1_s;
   RowDotFn dot_iq1_m;
-  // One IQ1_S / IQ1_M row (`type`) times tokens token .. token + ntok - 1 (1 <= ntok <= 16) into
-  // out[i], for prefill: each pair of sub-blocks is decoded (gathered) once a tile rather than
-  // once per 4 tokens. Null: dot_iq1_s / dot_iq1_m, 4 tokens a call.
-  void (*dot_iq1_tile)(DType type, const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
-                       int64_t token, int ntok, float* out);
-  // One codebook row (`type`: kIQ2_XXS ... kIQ3_S) times tokens token .. token + ntok - 1 (1 <=
-  // ntok <= 16) into out[i], for prefill: each sub-block's grid entries are gathered once for
-  // the whole tile rather than once per 4 tokens. Null: the row dots above, 4 tokens a call.
+  // One grid-format row (`type`: kIQ2_XXS ... kIQ3_S, kIQ1_S, kIQ1_M) times tokens token ..
+  // token + ntok - 1 (1 <= ntok <= 16) into out[i], for prefill: each sub-block's grid entries
+  // are decoded once for the whole tile rather than once per 4 tokens where the ISA has such a
+  // kernel for the type (else its row dots, 4 tokens a call). Null: the row dots above.
   void (*dot_codebook_tile)(DType type, const uint8_t* w, int64_t nblocks,
                             const QuantizedActivations& a, int64_t token, int ntok, float* out);
   // Prefill over up to 16 codebook rows (`type`; row r at rows + r * row_bytes, nrows <= 16)

@@ -420,19 +420,16 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
     return;
   }
   // Codebook rows over whole token tiles where the table has the kernel (prefill).
-  const bool codebook_tiles =
-      IsCodebookType(w.dtype) && table.dot_codebook_tile != nullptr && s > 4;
-  // IQ1_S / IQ1_M likewise, through their own tile kernel where the table has one.
-  const bool iq1_tiles = IsOneBitCodebookType(w.dtype) && table.dot_iq1_tile != nullptr && s > 4;
+  const bool codebook_tiles = (IsCodebookType(w.dtype) || IsOneBitCodebookType(w.dtype)) &&
+                              table.dot_codebook_tile != nullptr && s > 4;
   auto body = [&](int64_t begin, int64_t end) {
     float out[kTokenTile];
     for (int64_t t0 = 0; t0 < s; t0 += kTokenTile) {
       const int64_t t1 = std::min(s, t0 + kTokenTile);
-      if (codebook_tiles || iq1_tiles) {
-        const auto tile = codebook_tiles ? table.dot_codebook_tile : table.dot_iq1_tile;
+      if (codebook_tiles) {
         const int nt = static_cast<int>(t1 - t0);
         for (int64_t n = begin; n < end; ++n) {
-          tile(w.dtype, w.data + n * row_bytes, nblocks, acts, t0, nt, out);
+          table.dot_codebook_tile(w.dtype, w.data + n * row_bytes, nblocks, acts, t0, nt, out);
           for (int i = 0; i < nt; ++i) y[(t0 + i) * n_out + n] = out[i];
         }
         continue;

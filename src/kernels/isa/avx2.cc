@@ -1086,7 +1086,9 @@ void DotCodebookTile(DType type, const uint8_t* w, int64_t nblocks, const Quanti
     }
   }
   const KernelTable& table = Table();
-  const RowDotFn dot = type == DType::kIQ2_XXS   ? table.dot_iq2_xxs
+  const RowDotFn dot = type == DType::kIQ1_S     ? table.dot_iq1_s
+                       : type == DType::kIQ1_M   ? table.dot_iq1_m
+                       : type == DType::kIQ2_XXS ? table.dot_iq2_xxs
                        : type == DType::kIQ2_XS  ? table.dot_iq2_xs
                        : type == DType::kIQ2_S   ? table.dot_iq2_s
                        : type == DType::kIQ3_XXS ? table.dot_iq3_xxs
@@ -1670,7 +1672,6 @@ const KernelTable& Table() {
       .dot_iq3_s = GEMMA4_BY_TOKEN_COUNT(DotIQ3_ST),
       .dot_iq1_s = GEMMA4_BY_TOKEN_COUNT(DotIQ1_ST),
       .dot_iq1_m = GEMMA4_BY_TOKEN_COUNT(DotIQ1_MT),
-      .dot_iq1_tile = nullptr,
       .dot_codebook_tile = DotCodebookTile,
       .gemm_codebook_x16 = GemmCodebookX16,
       .gemm_codebook_x16_takes = GemmCodebookX16Takes,

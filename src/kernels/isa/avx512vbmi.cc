@@ -447,6 +447,10 @@ struct Kernels {
 
 void DotCodebookTile(DType type, const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
                      int64_t token, int ntok, float* out) {
+  if (IsOneBitCodebookType(type)) {  // IQ1's 2048-entry grid: the VNNI table's gathers
+    Avx512VnniTable().dot_codebook_tile(type, w, nblocks, a, token, ntok, out);
+    return;
+  }
   const auto tile = type == DType::kIQ3_S     ? Kernels<IQ3S>::Tile
                     : type == DType::kIQ3_XXS ? Kernels<IQ3XXS>::Tile
                     : type == DType::kIQ2_XXS ? Kernels<IQ2XXS>::Tile

@@ -2024,16 +2024,6 @@ int WideCodebookTiles(const uint8_t* w, int64_t nblocks, const QuantizedActivati
   return t;
 }
 
-// IQ1_S / IQ1_M prefill tiles: 16 and 8 tokens through DotCodebookT, the rest by the row dots.
-void DotIQ1Tile(DType type, const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
-                int64_t token, int ntok, float* out) {
-  int t = type == DType::kIQ1_S
-              ? WideCodebookTiles<IQ1Codebook<IQ1SPairs, false>>(w, nblocks, a, token, ntok, out)
-              : WideCodebookTiles<IQ1Codebook<IQ1MPairs, true>>(w, nblocks, a, token, ntok, out);
-  const RowDotFn dot = type == DType::kIQ1_S ? Table().dot_iq1_s : Table().dot_iq1_m;
-  for (; t < ntok; t += 4) dot(w, nblocks, a, token + t, std::min(4, ntok - t), out + t);
-}
-
 void DotCodebookTile(DType type, const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
                      int64_t token, int ntok, float* out) {
   int t =
@@ -2042,9 +2032,13 @@ void DotCodebookTile(DType type, const uint8_t* w, int64_t nblocks, const Quanti
       : type == DType::kIQ2_XXS ? WideCodebookTiles<IQ2_XXSPairs>(w, nblocks, a, token, ntok, out)
       : type == DType::kIQ2_XS  ? WideCodebookTiles<IQ2_XSPairs>(w, nblocks, a, token, ntok, out)
       : type == DType::kIQ2_S   ? WideCodebookTiles<IQ2_SPairs>(w, nblocks, a, token, ntok, out)
-                                : 0;
+      : type == DType::kIQ1_S
+          ? WideCodebookTiles<IQ1Codebook<IQ1SPairs, false>>(w, nblocks, a, token, ntok, out)
+          : WideCodebookTiles<IQ1Codebook<IQ1MPairs, true>>(w, nblocks, a, token, ntok, out);
   const KernelTable& table = Table();
-  const RowDotFn dot = type == DType::kIQ2_XXS   ? table.dot_iq2_xxs
+  const RowDotFn dot = type == DType::kIQ1_S     ? table.dot_iq1_s
+                       : type == DType::kIQ1_M   ? table.dot_iq1_m
+                       : type == DType::kIQ2_XXS ? table.dot_iq2_xxs
                        : type == DType::kIQ2_XS  ? table.dot_iq2_xs
                        : type == DType::kIQ2_S   ? table.dot_iq2_s
                        : type == DType::kIQ3_XXS ? table.dot_iq3_xxs
@@ -2109,7 +2103,6 @@ const KernelTable& Table() {
       .dot_iq3_s = GEMMA4_BY_TOKEN_COUNT(DotIQ3_ST),
       .dot_iq1_s = GEMMA4_BY_TOKEN_COUNT(DotIQ1_ST),
       .dot_iq1_m = GEMMA4_BY_TOKEN_COUNT(DotIQ1_MT),
-      .dot_iq1_tile = DotIQ1Tile,
       .dot_codebook_tile = DotCodebookTile,
       .gemm_codebook_x16 = GemmCodebookX16,
       .gemm_codebook_x16_takes = GemmCodebookX16Takes,

@@ -503,9 +503,11 @@ void DotCodebookTile(DType type, const uint8_t* w, int64_t nblocks, const Quanti
     return DotCodebook<IQ3_XXSSubBlocks>(w, nblocks, a, token, ntok, out);
   }
   const KernelTable& table = Table();  // the IQ2 formats' row dots, 4 tokens a call
-  const RowDotFn dot = type == DType::kIQ2_XXS  ? table.dot_iq2_xxs
-                       : type == DType::kIQ2_XS ? table.dot_iq2_xs
-                                                : table.dot_iq2_s;
+  const RowDotFn dot = type == DType::kIQ1_S     ? table.dot_iq1_s
+                       : type == DType::kIQ1_M   ? table.dot_iq1_m
+                       : type == DType::kIQ2_XXS ? table.dot_iq2_xxs
+                       : type == DType::kIQ2_XS  ? table.dot_iq2_xs
+                                                 : table.dot_iq2_s;
   for (int t = 0; t < ntok; t += 4) dot(w, nblocks, a, token + t, std::min(4, ntok - t), out + t);
 }
 
@@ -616,7 +618,6 @@ const KernelTable& Table() {
       .dot_iq3_s = DotCodebook<IQ3_SSubBlocks>,
       .dot_iq1_s = DotIQ1_S,
       .dot_iq1_m = DotIQ1_M,
-      .dot_iq1_tile = nullptr,
       .dot_codebook_tile = DotCodebookTile,
       .gemm_codebook_x16 = nullptr,
       .gemm_codebook_x16_takes = nullptr,

@@ -448,7 +448,6 @@ const KernelTable& ReferenceTable() {
       .dot_iq3_s = DotCodebook<DType::kIQ3_S>,
       .dot_iq1_s = DotCodebook<DType::kIQ1_S>,
       .dot_iq1_m = DotCodebook<DType::kIQ1_M>,
-      .dot_iq1_tile = nullptr,
       .dot_codebook_tile = nullptr,
       .gemm_codebook_x16 = nullptr,
       .gemm_codebook_x16_takes = nullptr,
