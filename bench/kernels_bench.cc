@@ -36,6 +36,7 @@ Matrix MakeMatrix(DType type, int64_t rows, int64_t cols) {
                        : type == DType::kQ8_0R || type == DType::kQ8_0x16 ? DType::kQ8_0
                        : type == DType::kQ4_Kx16                          ? DType::kQ4_K
                        : type == DType::kQ6_Kx16                          ? DType::kQ6_K
+                       : type == DType::kIQ4_NLx16                        ? DType::kIQ4_NL
                                                                           : type;
   const uint64_t row_bytes = RowBytes(stored, cols);
   m.bytes.resize(rows * row_bytes);
@@ -53,6 +54,14 @@ Matrix MakeMatrix(DType type, int64_t rows, int64_t cols) {
     if (IsCodebookType(type)) {
       // No quantizer of ours writes the codebook formats (llama.cpp's does): random bytes
       // (grid indices, signs, scales) with a small f16 d per 256 values.
+      for (uint8_t& byte : plain) byte = static_cast<uint8_t>(rng());
+      const uint16_t d = half::F32ToF16(0.0005f);
+      for (uint64_t b = 0; b < row_bytes; b += BlockBytes(type)) std::memcpy(&plain[b], &d, 2);
+      std::copy(plain.begin(), plain.end(), m.bytes.begin() + r * row_bytes);
+      continue;
+    }
+    if (stored == DType::kIQ4_NL) {
+      // Likewise (no quantizer of ours): random nibbles, a small f16 d per 32 values.
       for (uint8_t& byte : plain) byte = static_cast<uint8_t>(rng());
       const uint16_t d = half::F32ToF16(0.0005f);
       for (uint64_t b = 0; b < row_bytes; b += BlockBytes(type)) std::memcpy(&plain[b], &d, 2);
@@ -90,11 +99,11 @@ Matrix MakeMatrix(DType type, int64_t rows, int64_t cols) {
   // 16-row interleaving, as the loader does where the CPU has the 16-row kernels (the
   // K-quant repacks count 256-value blocks, the others 32-value blocks).
   void (*repack)(const uint8_t*, uint64_t, int64_t, uint8_t*) =
-      type == DType::kQ4_0x16   ? kernels::pack::RepackGroupQ4_0x16
-      : type == DType::kQ8_0x16 ? kernels::pack::RepackGroupQ8_0x16
-      : type == DType::kQ4_Kx16 ? kernels::pack::RepackGroupQ4_Kx16
-      : type == DType::kQ6_Kx16 ? kernels::pack::RepackGroupQ6_Kx16
-                                : nullptr;
+      type == DType::kQ4_0x16 || type == DType::kIQ4_NLx16 ? kernels::pack::RepackGroupQ4_0x16
+      : type == DType::kQ8_0x16                            ? kernels::pack::RepackGroupQ8_0x16
+      : type == DType::kQ4_Kx16                            ? kernels::pack::RepackGroupQ4_Kx16
+      : type == DType::kQ6_Kx16                            ? kernels::pack::RepackGroupQ6_Kx16
+                                                           : nullptr;
   if (repack != nullptr) {
     const std::vector<uint8_t> plain_rows = m.bytes;
     const int64_t blocks = cols / BlockElements(type);
@@ -173,6 +182,16 @@ void Shapes(benchmark::internal::Benchmark* b) {
                   DType::kIQ1_S, DType::kIQ1_M}) {
     for (int tokens : {1, 64}) b->Args({static_cast<int64_t>(t), 6144, 1536, tokens, 1});
     b->Args({static_cast<int64_t>(t), 1536, 6144, 1, 1});
+  }
+  // IQ4_NL (the IQ mixes' fallback: 26B-A4B's down projections, an expert's 2816 x 704) beside
+  // Q8_0, which it was converted to before it had kernels of its own; 1 and 64 tokens.
+  for (DType t : {DType::kIQ4_NLx16, DType::kQ8_0x16, DType::kIQ4_NL}) {
+    if (t == DType::kIQ4_NLx16 && table.gemm_iq4_nlx16 == nullptr) continue;
+    if (t == DType::kQ8_0x16 && table.gemm_q8_0x16 == nullptr) continue;
+    for (int tokens : {1, 64}) {
+      b->Args({static_cast<int64_t>(t), 6144, 1536, tokens, 1});
+      b->Args({static_cast<int64_t>(t), 2816, 704, tokens, 1});
+    }
   }
   // Prefill of a 512-token prompt on two threads: the MLP matrices (L3-sized, so the token
   // tiling decides how often they are re-read) at 512 tokens and at a forward step's 128, and

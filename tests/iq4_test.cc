@@ -1,7 +1,7 @@
 // IQ4_XS and IQ4_NL, llama.cpp's non-linear 4-bit types (its IQ4_XS mix, a common download of
 // the larger models, holds both: IQ4_NL where rows are not a multiple of 256). IQ4_XS is
-// computed on as stored (row dots); IQ4_NL is converted to Q8_0 at load time, exactly (its
-// levels are int8 values and its scale an f16, as Q8_0's). The values are checked against
+// computed on as stored (row dots) or as IQ4_XSx16, IQ4_NL likewise (row dots, or IQ4_NLx16:
+// Q4_0x16's layout with level indices for nibbles). The values are checked against
 // ggml's dequantize_row_iq4_xs / _iq4_nl written out here, on random blocks and on every matrix
 // of two llama-quantize files as the forward pass reads them
 // (tests/fixtures/llama_cpp_gguf/tiny-wide-iq4_xs.gguf from tiny-wide-f32.gguf, and
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/half.h"
+#include "kernels/kernels.h"
 #include "llama_cpp_file_values.h"
 #include "quant/quant.h"
 
@@ -89,11 +90,6 @@ TEST(IQ4Test, DequantizationIsGgmlFormula) {
   for (size_t i = 0; i < want_xs.size(); ++i) ASSERT_EQ(got[i], want_xs[i]) << "IQ4_XS " << i;
   quant::DequantizeRow(DType::kIQ4_NL, nl.data(), 256 * kSuper, got.data());
   for (size_t i = 0; i < want_nl.size(); ++i) ASSERT_EQ(got[i], want_nl[i]) << "IQ4_NL " << i;
-  // The load-time conversion to Q8_0 keeps every value.
-  std::vector<uint8_t> q8(34 * 8 * kSuper);
-  quant::ConvertRowIQ4_NLToQ8_0(nl.data(), 8 * kSuper, q8.data());
-  quant::DequantizeRow(DType::kQ8_0, q8.data(), 256 * kSuper, got.data());
-  for (size_t i = 0; i < want_nl.size(); ++i) ASSERT_EQ(got[i], want_nl[i]) << "as Q8_0 " << i;
   DType t = DType::kF32;
   ASSERT_TRUE(gguf::GgmlTypeToDType(23, &t));
   EXPECT_EQ(t, DType::kIQ4_XS);
@@ -119,6 +115,18 @@ TEST(IQ4Test, IQ4_NLFileLoadsWithTheFileValues) {
   // The file's 24 IQ4_NL tensors (attn_q, ffn_gate, ffn_up, ffn_gate_up_exps of the 6 layers;
   // llama.cpp made attn_output Q5_1, and Q5_K in the one layer whose rows are 256 long).
   EXPECT_EQ(checked[DType::kIQ4_NL], 24);
+  // Kept at IQ4_NL's 18 bytes a block (not converted to Q8_0's 34): interleaved by 16 rows where
+  // the ISA has the kernel and the rows allow (q_proj's 128, the experts' stacked 2 x 24 per
+  // expert), as stored otherwise (the dense MLP's 40 rows: row dots), so both paths run here.
+  auto model = LoadedModel::Load(testing::LlamaCppFixture("tiny-26b-a4b-iq4_nl.gguf"));
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  const DType x16 =
+      kernels::BestTable().gemm_iq4_nlx16 != nullptr ? DType::kIQ4_NLx16 : DType::kIQ4_NL;
+  for (const LayerWeights& lw : (*model)->weights().layers) {
+    EXPECT_EQ(lw.q_proj.dtype, x16) << DTypeName(lw.q_proj.dtype);
+    EXPECT_EQ(lw.experts_gate_up.dtype, x16) << DTypeName(lw.experts_gate_up.dtype);
+    EXPECT_EQ(lw.gate_proj.dtype, DType::kIQ4_NL) << DTypeName(lw.gate_proj.dtype);
+  }
 }
 
 // llama.cpp's logits on the same files (libllama de3ff81, one batch, every position). Both

@@ -44,8 +44,18 @@ X16Weights RandomX16Weights(DType plain,
   w.plain.resize(ngroups * 16 * w.row_bytes);
   w.packed.resize(w.plain.size());
   for (int r = 0; r < 16 * ngroups; ++r) {
+    uint8_t* dst = w.plain.data() + r * w.row_bytes;
+    if (plain == DType::kIQ4_NL) {  // no quantizer of ours: random nibbles, scales of both signs
+      std::uniform_int_distribution<int> byte(0, 255);
+      for (uint64_t i = 0; i < w.row_bytes; ++i) dst[i] = static_cast<uint8_t>(byte(*rng));
+      for (int64_t b = 0; b < nblocks; ++b) {
+        const uint16_t d = half::F32ToF16(0.0004f * static_cast<float>(byte(*rng) % 9 - 4));
+        std::memcpy(dst + b * quant::kIQ4_NLBlockBytes, &d, 2);
+      }
+      continue;
+    }
     const auto row = RandomVector(k, rng, 0.05f);
-    quant::QuantizeRow(plain, row.data(), k, w.plain.data() + r * w.row_bytes);
+    quant::QuantizeRow(plain, row.data(), k, dst);
   }
   for (int g = 0; g < ngroups; ++g) {
     repack(w.plain.data() + g * 16 * w.row_bytes, w.row_bytes, nblocks,
@@ -709,6 +719,34 @@ TEST_P(KernelTest, IQ4_XSMatchesReference) {
   }
 }
 
+// The ISA's IQ4_NL row dot against the reference's, and the reference against the dequantized
+// row (ggml's formula) times the activations in double; odd block counts (AVX-512's lone last
+// block), scales of both signs, and rows of nibbles all 0 / all 15 (levels -127 / 113).
+TEST_P(KernelTest, IQ4_NLMatchesReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  ASSERT_NE(table.dot_iq4_nl, nullptr);
+  std::mt19937 rng(37);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (int64_t nblocks : {1, 2, 3, 7, 22, 23}) {
+    for (int fill : {-1, 0x00, 0xFF}) {
+      const int64_t k = nblocks * 32, tokens = 5;
+      const auto x = RandomVector(tokens * k, &rng);
+      kernels::QuantizedActivations acts;
+      kernels::QuantizeActivations(x.data(), tokens, k, &acts);
+      std::vector<uint8_t> row(nblocks * quant::kIQ4_NLBlockBytes);
+      for (auto& b : row) b = static_cast<uint8_t>(fill < 0 ? byte(rng) : fill);
+      for (int64_t b = 0; b < nblocks; ++b) {
+        const uint16_t d = half::F32ToF16(0.0005f * static_cast<float>(byte(rng) % 9 - 4));
+        std::memcpy(row.data() + b * quant::kIQ4_NLBlockBytes, &d, 2);
+      }
+      ExpectRowDotMatchesReference(
+          table, &kernels::KernelTable::dot_iq4_nl, DType::kIQ4_NL, row, k, acts,
+          "IQ4_NL, " + std::to_string(nblocks) + " blocks, fill " + std::to_string(fill));
+    }
+  }
+}
+
 // The ISA's Q3_K row dot against the reference's, and the reference against the dequantized
 // row (ggml's formula) times the activations in double: random bytes, then every hmask bit
 // clear (all values - 4 .. - 1) and set (0 .. 3), and the 12 scale bytes all 0 (every scale
@@ -820,7 +858,9 @@ TEST_P(KernelTest, InterleavedX16MatchesPlainRows) {
       {DType::kQ4_0, table.gemm_q4_0x16, kernels::pack::RepackGroupQ4_0x16,
        kernels::pack::DequantizeQ4_0x16Row, kernels::ReferenceTable().dot_q4_0},
       {DType::kQ8_0, table.gemm_q8_0x16, kernels::pack::RepackGroupQ8_0x16,
-       kernels::pack::DequantizeQ8_0x16Row, kernels::ReferenceTable().dot_q8_0}};
+       kernels::pack::DequantizeQ8_0x16Row, kernels::ReferenceTable().dot_q8_0},
+      {DType::kIQ4_NL, table.gemm_iq4_nlx16, kernels::pack::RepackGroupQ4_0x16,
+       kernels::pack::DequantizeIQ4_NLx16Row, kernels::ReferenceTable().dot_iq4_nl}};
   std::mt19937 rng(17);
   for (const Format& f : formats) {
     if (f.gemm == nullptr) continue;  // this ISA keeps the per-row formats
@@ -883,7 +923,8 @@ TEST_P(KernelTest, InterleavedX16MatchesPlainRows) {
   }
 }
 
-// The two-group prefill kernels (gemm_q4_0x16_pair, gemm_q8_0x16_pair) give exactly what the
+// The two-group prefill kernels (gemm_q4_0x16_pair, gemm_q8_0x16_pair, gemm_iq4_nlx16_pair)
+// give exactly what the
 // one-group kernel gives for each of the two groups, and match the scalar row reference, for
 // odd block counts, token counts and first tokens (pieces split at groups of 8 and of 4), with
 // the activations interleaved in groups of 8 tokens and of 1 (the pair kernel must not read
@@ -901,7 +942,9 @@ TEST_P(KernelTest, InterleavedX16PairMatchesSingleGroups) {
       {DType::kQ4_0, table.gemm_q4_0x16, table.gemm_q4_0x16_pair, kernels::pack::RepackGroupQ4_0x16,
        kernels::ReferenceTable().dot_q4_0},
       {DType::kQ8_0, table.gemm_q8_0x16, table.gemm_q8_0x16_pair, kernels::pack::RepackGroupQ8_0x16,
-       kernels::ReferenceTable().dot_q8_0}};
+       kernels::ReferenceTable().dot_q8_0},
+      {DType::kIQ4_NL, table.gemm_iq4_nlx16, table.gemm_iq4_nlx16_pair,
+       kernels::pack::RepackGroupQ4_0x16, kernels::ReferenceTable().dot_iq4_nl}};
   std::mt19937 rng(29);
   for (const Format& f : formats) {
     if (f.pair == nullptr) continue;  // optional
@@ -1612,6 +1655,35 @@ TEST_P(KernelTest, InterleavedQ8X16ExtremeValues) {
       ExpectGroupMatchesReference(table.gemm_q8_0x16, kernels::pack::RepackGroupQ8_0x16,
                                   kernels::ReferenceTable().dot_q8_0, plain, row_bytes, nblocks, x,
                                   "Q8_0 sign " + std::to_string(sign));
+    }
+  }
+}
+
+// IQ4_NLx16 likewise: nibbles 0 and 15 (levels -127 and 113, the largest sizes of both signs)
+// against activations +-127: the AVX2 kernel's int16 pair sums reach 2 * 127 * 127.
+TEST_P(KernelTest, InterleavedIQ4_NLX16ExtremeValues) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  if (table.gemm_iq4_nlx16 == nullptr) GTEST_SKIP() << "no IQ4_NLx16 kernel";
+  for (int64_t nblocks : {1, 4}) {
+    const int64_t k = nblocks * 32;
+    const uint64_t row_bytes = RowBytes(DType::kIQ4_NL, k);
+    std::vector<uint8_t> plain(16 * row_bytes);
+    for (int r = 0; r < 16; ++r) {
+      for (int64_t b = 0; b < nblocks; ++b) {
+        uint8_t* block = plain.data() + r * row_bytes + b * quant::kIQ4_NLBlockBytes;
+        const uint16_t one_f16 = 0x3C00;
+        std::memcpy(block, &one_f16, 2);
+        const uint8_t fill = r == 7 ? 0xF0 : (r % 2 == 0 ? 0x00 : 0xFF);
+        std::memset(block + 2, fill, 16);
+      }
+    }
+    for (float sign : {1.0f, -1.0f}) {
+      std::vector<float> x(4 * k, sign);
+      x[5] = -sign;
+      ExpectGroupMatchesReference(table.gemm_iq4_nlx16, kernels::pack::RepackGroupQ4_0x16,
+                                  kernels::ReferenceTable().dot_iq4_nl, plain, row_bytes, nblocks,
+                                  x, "IQ4_NL sign " + std::to_string(sign));
     }
   }
 }

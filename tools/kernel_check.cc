@@ -202,6 +202,11 @@ int Run() {
           Check(x16_same, "gemm_q2_kx16", k);
         }
       }
+      // IQ4_NL likewise (scales of both signs), any block count.
+      check_random_row(DType::kIQ4_NL, &kernels::KernelTable::dot_iq4_nl, "dot_iq4_nl",
+                       [&](uint8_t* block, int64_t blk) {
+                         put_half(block, 0.0004f * static_cast<float>(blk % 7 - 3));
+                       });
       // Q5_1 and Q4_1 likewise (random bytes, small d, mins of both signs), any block count.
       for (DType type : {DType::kQ5_1, DType::kQ4_1}) {
         check_random_row(type,
@@ -216,29 +221,43 @@ int Run() {
     }
     // The 16-row kernels on 16 copies of the row, interleaved: every row's result equals the
     // plain dot, for token counts within one register block and across several (callers pass
-    // whole 16-token tiles).
-    for (int fmt = 0; fmt < 2; ++fmt) {
-      const auto gemm = fmt == 0 ? t.gemm_q4_0x16 : t.gemm_q8_0x16;
-      if (gemm == nullptr) continue;
-      const auto dot = fmt == 0 ? ref.dot_q4_0 : ref.dot_q8_0;
-      const std::vector<uint8_t>& row = fmt == 0 ? q4 : q8;
+    // whole 16-token tiles). IQ4_NL's row is the Q4_0 row's bytes (same block shape), its
+    // nibbles read as level indices.
+    struct X16Format {
+      const char* name;
+      kernels::GemmX16Fn gemm;
+      kernels::RowDotFn dot;
+      DType type;
+      const std::vector<uint8_t>* row;
+      void (*repack)(const uint8_t*, uint64_t, int64_t, uint8_t*);
+    };
+    const X16Format x16_formats[] = {{"gemm_q4_0x16", t.gemm_q4_0x16, ref.dot_q4_0, DType::kQ4_0,
+                                      &q4, kernels::pack::RepackGroupQ4_0x16},
+                                     {"gemm_q8_0x16", t.gemm_q8_0x16, ref.dot_q8_0, DType::kQ8_0,
+                                      &q8, kernels::pack::RepackGroupQ8_0x16},
+                                     {"gemm_iq4_nlx16", t.gemm_iq4_nlx16, ref.dot_iq4_nl,
+                                      DType::kIQ4_NL, &q4, kernels::pack::RepackGroupQ4_0x16}};
+    for (const X16Format& f : x16_formats) {
+      if (f.gemm == nullptr) continue;
+      const std::vector<uint8_t>& row = *f.row;
+      std::vector<float> values(k);
+      quant::DequantizeRow(f.type, row.data(), k, values.data());
       std::vector<uint8_t> rows(16 * row.size()), group(rows.size());
       for (int r = 0; r < 16; ++r) std::copy(row.begin(), row.end(), rows.begin() + r * row.size());
-      (fmt == 0 ? kernels::pack::RepackGroupQ4_0x16 : kernels::pack::RepackGroupQ8_0x16)(
-          rows.data(), row.size(), nblocks, group.data());
+      f.repack(rows.data(), row.size(), nblocks, group.data());
       for (int ntok : {1, 2, 3, 4, 5, 8, 9, 13, 16}) {
         std::vector<float> got(16 * 16);
-        gemm(group.data(), nblocks, acts, 0, ntok, got.data(), 16);
+        f.gemm(group.data(), nblocks, acts, 0, ntok, got.data(), 16);
         bool ok = true;
         for (int i = 0; i < ntok; ++i) {
           double mag = 0;
-          for (int64_t j = 0; j < k; ++j) mag += std::fabs(double{w[j]} * x[i * k + j]);
+          for (int64_t j = 0; j < k; ++j) mag += std::fabs(double{values[j]} * x[i * k + j]);
           float want;
-          dot(row.data(), nblocks, acts, i, 1, &want);
+          f.dot(row.data(), nblocks, acts, i, 1, &want);
           for (int r = 0; r < 16; ++r)
             ok = ok && std::fabs(got[i * 16 + r] - want) <= 1e-4 * (1 + mag);
         }
-        Check(ok, fmt == 0 ? "gemm_q4_0x16" : "gemm_q8_0x16", k);
+        Check(ok, f.name, k);
       }
     }
   }

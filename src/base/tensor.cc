@@ -58,6 +58,8 @@ const char* DTypeName(DType t) {
       return "Q5_1";
     case DType::kIQ4_NL:
       return "IQ4_NL";
+    case DType::kIQ4_NLx16:
+      return "IQ4_NLx16";
     case DType::kIQ4_XS:
       return "IQ4_XS";
     case DType::kIQ4_XSx16:
@@ -125,6 +127,7 @@ int64_t BlockElements(DType t) {
     case DType::kQ5_1:
     case DType::kQ5_1x16:
     case DType::kIQ4_NL:
+    case DType::kIQ4_NLx16:
       return 32;
     case DType::kQ3_K:
     case DType::kQ3_Kx16:
@@ -170,6 +173,7 @@ size_t BlockBytes(DType t) {
     case DType::kQ5_1x16:
       return 24;  // f16 d, f16 m + 4 bytes of fifth bits + 16 bytes of nibbles
     case DType::kIQ4_NL:
+    case DType::kIQ4_NLx16:
       return 18;  // f16 d + 16 bytes of nibbles
     case DType::kIQ4_XS:
     case DType::kIQ4_XSx16:
@@ -214,7 +218,7 @@ bool IsInterleavedX16(DType t) {
   return t == DType::kQ4_0x16 || t == DType::kQ8_0x16 || t == DType::kQ2_Kx16 ||
          t == DType::kQ3_Kx16 || t == DType::kQ4_Kx16 || t == DType::kQ5_Kx16 ||
          t == DType::kQ6_Kx16 || t == DType::kIQ4_XSx16 || t == DType::kQ4_1x16 ||
-         t == DType::kQ5_1x16;
+         t == DType::kQ5_1x16 || t == DType::kIQ4_NLx16;
 }
 
 bool IsCodebookType(DType t) {
@@ -232,13 +236,13 @@ bool IsComputeType(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 ||
          t == DType::kQ4_0 || t == DType::kQ2_K || t == DType::kQ3_K || t == DType::kQ4_K ||
          t == DType::kQ5_K || t == DType::kQ6_K || t == DType::kQ4_1 || t == DType::kQ5_1 ||
-         t == DType::kIQ4_XS || IsCodebookType(t) || IsOneBitCodebookType(t) ||
-         t == DType::kQ4_0R || t == DType::kQ8_0R || IsInterleavedX16(t);
+         t == DType::kIQ4_XS || t == DType::kIQ4_NL || IsCodebookType(t) ||
+         IsOneBitCodebookType(t) || t == DType::kQ4_0R || t == DType::kQ8_0R || IsInterleavedX16(t);
 }
 
-bool ConvertedAtLoad(DType t) { return t == DType::kQ5_0 || t == DType::kIQ4_NL; }
+bool ConvertedAtLoad(DType t) { return t == DType::kQ5_0; }
 
-DType ConvertedType(DType t) { return t == DType::kQ5_0 ? DType::kQ5_1 : DType::kQ8_0; }
+DType ConvertedType(DType t) { return t == DType::kQ5_0 ? DType::kQ5_1 : t; }
 
 std::string TensorView::ShapeString() const {
   std::string s = "[";

@@ -82,8 +82,8 @@ enum class DType : uint8_t {
   kQ5_1,
   // IQ4_NL as llama.cpp writes it ({ f16 d; uint8 qs[16]; }, x = d * kIQ4NLValues[nibble], the
   // nibbles as Q4_0's): its quantizer's fallback from IQ4_XS for rows that are not a multiple of
-  // 256. Read from files only, and converted to Q8_0 at load time (the table's values are int8,
-  // so the same d and the looked-up values are the same numbers).
+  // 256 (26B-A4B's expert down projections in its IQ mixes, 704 values a row). Computed on as
+  // stored (row dots) or as kIQ4_NLx16 where the ISA has 16-row kernels.
   kIQ4_NL,
   // IQ4_XS as llama.cpp writes it ({ f16 d; uint16 scales_h; uint8 scales_l[4]; uint8
   // qs[128]; }, 256 values in 8 sub-blocks of 32: x = d * (ls - 32) * kIQ4NLValues[nibble] with
@@ -174,6 +174,11 @@ enum class DType : uint8_t {
   // prefill tiles).
   kIQ1_S,
   kIQ1_M,
+  // IQ4_NL interleaved across groups of 16 rows (AVX2 / AVX-512 GEMM): per group and block, 288
+  // bytes (16 x 18), laid out as Q4_0x16's (the 16 rows' f16 d, then 256 bytes of nibbles; see
+  // kernels::pack::RepackGroupQ4_0x16), each nibble an index into kIQ4NLValues instead of a
+  // value + 8. Rows must be a multiple of 16.
+  kIQ4_NLx16,
 };
 
 const char* DTypeName(DType t);
@@ -184,7 +189,7 @@ int64_t BlockElements(DType t);
 size_t BlockBytes(DType t);
 bool IsBlockType(DType t);
 // The load-time layouts that interleave 16 rows (kQ4_0x16, kQ4_1x16, kQ5_1x16, kQ8_0x16,
-// kQ2_Kx16, kQ3_Kx16, kQ4_Kx16, kQ5_Kx16, kQ6_Kx16, kIQ4_XSx16).
+// kQ2_Kx16, kQ3_Kx16, kQ4_Kx16, kQ5_Kx16, kQ6_Kx16, kIQ4_XSx16, kIQ4_NLx16).
 bool IsInterleavedX16(DType t);
 // llama.cpp's grid formats (kIQ2_XXS, kIQ2_XS, kIQ2_S, kIQ3_XXS, kIQ3_S).
 bool IsCodebookType(DType t);
@@ -196,7 +201,7 @@ uint64_t RowBytes(DType t, int64_t cols);
 // Whether matmul/gather kernels accept this type.
 bool IsComputeType(DType t);
 // File types a model's matrices are converted from when it loads, exactly (no kernels of their
-// own): kQ5_0 to Q5_1, kIQ4_NL to Q8_0 (ConvertedType).
+// own): kQ5_0 to Q5_1 (ConvertedType).
 bool ConvertedAtLoad(DType t);
 DType ConvertedType(DType t);
 

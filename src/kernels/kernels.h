@@ -66,6 +66,7 @@ struct KernelTable {
   RowDotFn dot_q5_k;    // likewise (8 per Q5_K block)
   RowDotFn dot_q5_1;    // Q5_1 (DType::kQ5_1)
   RowDotFn dot_iq4_xs;  // IQ4_XS (DType::kIQ4_XS), plain rows only (8 blocks per IQ4_XS block)
+  RowDotFn dot_iq4_nl;  // IQ4_NL (DType::kIQ4_NL), plain rows
   RowDotFn dot_q3_k;    // Q3_K (8 blocks per Q3_K block); needs sum16
   RowDotFn dot_q4_1;    // Q4_1 (DType::kQ4_1)
   RowDotFn dot_q2_k;    // Q2_K (DType::kQ2_K), 8 blocks per Q2_K block; needs sum16
@@ -111,8 +112,8 @@ struct KernelTable {
   // results as two gemm_q4_0x16 / gemm_q8_0x16 calls, bit for bit. Optional (null: per group).
   GemmX16Fn gemm_q4_0x16_pair;
   GemmX16Fn gemm_q8_0x16_pair;
-  // Whether gemm_q4_0x16 and gemm_q8_0x16 read the token-interleaved copy of the activations
-  // (QuantizedActivations::q8, scale8, neg_offset8) rather than their rows.
+  // Whether gemm_q4_0x16, gemm_q8_0x16 and gemm_iq4_nlx16 read the token-interleaved copy of
+  // the activations (QuantizedActivations::q8, scale8, neg_offset8) rather than their rows.
   bool x16_reads_interleaved = false;
   // Bytes of thread_local scratch each thread that runs these kernels keeps for the life of the
   // thread (AMX: a chunk of weights dequantized to bf16 and the tiles' sums), for the memory
@@ -135,6 +136,11 @@ struct KernelTable {
   GemmX16Fn gemm_q5_1x16;
   // Q2_Kx16 (DType::kQ2_Kx16) likewise; needs sum16; null: plain Q2_K.
   GemmX16Fn gemm_q2_kx16;
+  // IQ4_NLx16 (DType::kIQ4_NLx16) likewise (nblocks counts IQ4_NL blocks); null: plain IQ4_NL.
+  // It reads the token-interleaved copy where x16_reads_interleaved is set, as gemm_q4_0x16
+  // does, and has a pair kernel like it (optional).
+  GemmX16Fn gemm_iq4_nlx16;
+  GemmX16Fn gemm_iq4_nlx16_pair;
   // One activation row to int8 blocks (same results as QuantizeActivationBlocks).
   void (*quantize_blocks)(const float* x, int64_t nblocks, int8_t* q, float* scale, int32_t* sum,
                           float* offset);

@@ -289,12 +289,12 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     }
     if (!IsComputeType(t->dtype) && !(ConvertedAtLoad(t->dtype) && spec.shape.size() >= 2 &&
                                       spec.name != "embed_tokens_per_layer.weight")) {
-      // (Q5_0 and IQ4_NL matrices are converted below; the PLE table is read as stored.)
+      // (Q5_0 matrices are converted below; the PLE table is read as stored.)
       return UnimplementedError(
           t->file + ": tensor '" + stored + "' has dtype " + DTypeName(t->dtype) +
           "; weights must be F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q5_1, "
-          "IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S or IQ4_XS (or Q5_0 matrices, read "
-          "as Q5_1, and IQ4_NL, read as Q8_0)");
+          "IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_XS or IQ4_NL (or Q5_0 "
+          "matrices, read as Q5_1)");
     }
     if (IsBlockType(t->dtype) && spec.shape.size() == 1) {
       return UnimplementedError(t->file + ": vector '" + stored + "' is block-quantized (" +
@@ -313,8 +313,8 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     DType layout;     // kernels::pack::PackedLayout (the stored type when copy_only)
     uint64_t offset;  // in repacked_
     bool copy_only;   // kept in its file format, moved into the arena
-    // Stored as Q5_0 or IQ4_NL: each row converted to ConvertedType by this (false: a value the
-    // converted type cannot hold), then laid out as `layout`.
+    // Stored as Q5_0: each row converted to ConvertedType by this (false: a value the converted
+    // type cannot hold), then laid out as `layout`.
     bool (*convert)(const uint8_t*, int64_t, uint8_t*) = nullptr;
   };
   std::vector<Repack> plan;
@@ -335,17 +335,10 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     if (view.shape.size() < 2 || name == "embed_tokens_per_layer.weight") continue;
     const int64_t rows_per_matrix = view.shape[view.shape.size() - 2];
     if (ConvertedAtLoad(view.dtype)) {
-      // Into the arena as Q5_1 (24 bytes a block instead of Q5_0's 22) or Q8_0 (34 instead of
-      // IQ4_NL's 18), in that type's packed layout.
+      // Into the arena as Q5_1 (24 bytes a block instead of Q5_0's 22), in its packed layout.
       const DType to = ConvertedType(view.dtype);
       const DType layout = kernels::pack::PackedLayout(table, to, rows_per_matrix);
-      plan.push_back({&view, layout, total, false,
-                      view.dtype == DType::kQ5_0
-                          ? quant::ConvertRowQ5_0ToQ5_1
-                          : +[](const uint8_t* src, int64_t nblocks, uint8_t* dst) {
-                              quant::ConvertRowIQ4_NLToQ8_0(src, nblocks, dst);
-                              return true;
-                            }});
+      plan.push_back({&view, layout, total, false, quant::ConvertRowQ5_0ToQ5_1});
       total += (RowBytes(to, view.cols()) * static_cast<uint64_t>(view.rows()) + 63) / 64 * 64;
       continue;
     }
@@ -480,10 +473,11 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
         }
       };
     } else if (x16) {
-      const auto repack = q4                           ? kernels::pack::RepackGroupQ4_0x16
-                          : view.dtype == DType::kQ4_1 ? kernels::pack::RepackGroupQ4_1x16
-                          : view.dtype == DType::kQ5_1 ? kernels::pack::RepackGroupQ5_1x16
-                                                       : kernels::pack::RepackGroupQ8_0x16;
+      // IQ4_NL's blocks are Q4_0's shape (f16 d, 16 bytes of nibbles): Q4_0x16's layout.
+      const auto repack = q4 || view.dtype == DType::kIQ4_NL ? kernels::pack::RepackGroupQ4_0x16
+                          : view.dtype == DType::kQ4_1       ? kernels::pack::RepackGroupQ4_1x16
+                          : view.dtype == DType::kQ5_1       ? kernels::pack::RepackGroupQ5_1x16
+                                                             : kernels::pack::RepackGroupQ8_0x16;
       repack_rows = [=](int64_t begin, int64_t end) {
         for (int64_t row = begin; row < end; row += 16) {
           repack(src + row * row_bytes, row_bytes, nblocks, dst + row * row_bytes);

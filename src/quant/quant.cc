@@ -161,16 +161,6 @@ bool ConvertRowQ5_0ToQ5_1(const uint8_t* src, int64_t nblocks, uint8_t* dst) {
   return true;
 }
 
-void ConvertRowIQ4_NLToQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst) {
-  for (int64_t b = 0; b < nblocks; ++b, src += kIQ4_NLBlockBytes, dst += kQ8_0BlockBytes) {
-    std::memcpy(dst, src, 2);  // d
-    for (int j = 0; j < 16; ++j) {
-      dst[2 + j] = static_cast<uint8_t>(kIQ4NLValues[src[2 + j] & 0xF]);
-      dst[2 + j + 16] = static_cast<uint8_t>(kIQ4NLValues[src[2 + j] >> 4]);
-    }
-  }
-}
-
 void IQ4_XSScales(const uint8_t* block, uint8_t* scales) {
   const int high = LoadU16(block + 2);
   for (int j = 0; j < 8; ++j) {

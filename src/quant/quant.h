@@ -109,8 +109,6 @@ void ConvertRowQ5_0ToQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst);
 // Returns false, with dst partly written, where some block's finite |16 d| exceeds f16's range
 // (|d| > 4094: weights beyond 65504, which no quantizer writes).
 bool ConvertRowQ5_0ToQ5_1(const uint8_t* src, int64_t nblocks, uint8_t* dst);
-// `nblocks` IQ4_NL blocks as the same values in Q8_0 blocks (same d, the table's int8 values).
-void ConvertRowIQ4_NLToQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst);
 // The eight 6-bit scales (ls, before - 32) of an IQ4_XS block.
 void IQ4_XSScales(const uint8_t* block, uint8_t* scales);
 // Any ggml or float type to f32 (repacked types: kernels::pack::DequantizeRow); `first` and `count`

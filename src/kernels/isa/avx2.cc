@@ -841,6 +841,28 @@ void DotIQ4_XST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a
   for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]);
 }
 
+// IQ4_NL: per block, d times the table's levels of its nibbles, looked up as in DotIQ4_XST.
+template <int NT>
+void DotIQ4_NLT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+                float* out) {
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  const __m256i size_table = IQ4Table(kIQ4Sizes.data()), level_table = IQ4Table(kIQ4NLValues);
+  for (int64_t b = 0; b < nblocks; ++b, w += quant::kIQ4_NLBlockBytes) {
+    const float d = LoadHalf(w);
+    const __m256i nibbles = ExpandQ4(w + 2);
+    const __m256i size = _mm256_shuffle_epi8(size_table, nibbles);
+    const __m256i level = _mm256_shuffle_epi8(level_table, nibbles);
+    for (int t = 0; t < NT; ++t) {
+      const __m256i x =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q_row(token + t) + b * 32));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DotU8S8(size, _mm256_sign_epi8(x, level))),
+                               _mm256_set1_ps(d * a.scale_row(token + t)[b]), acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]);
+}
+
 // The IQ3 codebook formats, one 32-value sub-block j of a 256-value block per vector: the 8
 // grid entries' magnitudes (4 bytes each, element order; vpgatherdd from the grid), unsigned
 // for maddubs; the 32 signs as -1 / +1 bytes that vpsignb puts onto the token's activations;
@@ -1235,19 +1257,80 @@ void GemmQ5_1x16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
   });
 }
 
-// IQ4_XSx16 on AVX2: each sub-block's nibbles (Q4_0x16 layout) are looked up twice, as the
+// The int32 sums of one 256-byte Q4_0x16-layout data area whose nibbles index kIQ4NLValues
+// (IQ4_XSx16's sub-blocks, IQ4_NLx16's blocks) with activation block b of tokens token ..
+// token + NT - 1: dp[t][h] holds rows 8h .. 8h + 7. The nibbles are looked up twice, as the
 // levels' sizes (unsigned, at most 127) and as the levels, whose signs go onto the broadcast
 // activations (vpsignb, per byte: per row). A maddubs pair sum is then at most 2 * 127 * 127,
-// so each goes to int32 (madd) before the next is added. The 128 six-bit scales are unpacked
-// to bytes once per 256-value block (pack::RepackGroupIQ4_XSx16's layout).
+// so each goes to int32 (madd) before the next is added.
+template <int NT>
+inline void LevelBlockSums(const uint8_t* data, const QuantizedActivations& a, int64_t token,
+                           int64_t b, __m256i (&dp)[NT][2]) {
+  const __m256i size_table = IQ4Table(kIQ4Sizes.data()), level_table = IQ4Table(kIQ4NLValues);
+  const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  for (int t = 0; t < NT; ++t) dp[t][0] = dp[t][1] = _mm256_setzero_si256();
+  for (int p = 0; p < 4; ++p) {
+    __m256i size[2][2], level[2][2];  // [half][chunk 2p or 2p + 1]
+    for (int h = 0; h < 2; ++h) {
+      const __m256i bytes =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(data + 64 * p + 32 * h));
+      const __m256i n[2] = {_mm256_and_si256(bytes, low4),
+                            _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4)};
+      for (int c = 0; c < 2; ++c) {
+        size[h][c] = _mm256_shuffle_epi8(size_table, n[c]);
+        level[h][c] = _mm256_shuffle_epi8(level_table, n[c]);
+      }
+    }
+    for (int t = 0; t < NT; ++t) {
+      __m256i a0, a1;
+      BroadcastQuads(a.q_row(token + t) + b * 32 + 8 * p, &a0, &a1);
+      for (int h = 0; h < 2; ++h) {
+        const __m256i s0 = _mm256_maddubs_epi16(size[h][0], _mm256_sign_epi8(a0, level[h][0]));
+        const __m256i s1 = _mm256_maddubs_epi16(size[h][1], _mm256_sign_epi8(a1, level[h][1]));
+        dp[t][h] = _mm256_add_epi32(
+            dp[t][h], _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones)));
+      }
+    }
+  }
+}
+
+// IQ4_NLx16 on AVX2: per block, LevelBlockSums scaled by the 16 rows' d and the token's scale.
+template <int NT>
+void GemmIQ4_NLx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                    int64_t token, float* out, int64_t ldo) {
+  constexpr int kBlockBytes = 16 * quant::kIQ4_NLBlockBytes;
+  __m256 acc[NT][2];
+  for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+  const bool to_l2 = NT == 1 && DecodeStreamToL2();
+  for (int64_t b = 0; b < nblocks; ++b, group += kBlockBytes) {
+    PrefetchWeights<NT, kBlockBytes>(group, to_l2);
+    __m256i dp[NT][2];
+    LevelBlockSums<NT>(group + 32, a, token, b, dp);
+    __m256 dw[2];
+    LoadGroupScales(group, dw);
+    for (int t = 0; t < NT; ++t) {
+      AccumulateBlock(dp[t][0], dp[t][1], dw, a.scale_row(token + t)[b], acc[t]);
+    }
+  }
+  StoreGroupTile<NT>(acc, out, ldo);
+}
+
+void GemmIQ4_NLx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                   int64_t token, int ntok, float* out, int64_t ldo) {
+  simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
+    GemmIQ4_NLx16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
+  });
+}
+
+// IQ4_XSx16 on AVX2: each sub-block's nibbles (Q4_0x16 layout) through LevelBlockSums, scaled by
+// d (ls - 32) per row. The 128 six-bit scales are unpacked to bytes once per 256-value block
+// (pack::RepackGroupIQ4_XSx16's layout).
 template <int NT>
 void GemmIQ4_XSx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
                     int64_t token, float* out, int64_t ldo) {
   __m256 acc[NT][2];
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-  const __m256i size_table = IQ4Table(kIQ4Sizes.data()), level_table = IQ4Table(kIQ4NLValues);
   const __m256i low4 = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
-  const __m256i ones = _mm256_set1_epi16(1);
   alignas(32) uint8_t ls[128];  // entry 16 j + r: the 6-bit scale of sub-block j, row r
   for (int64_t sb = 0; sb < nblocks / 8; ++sb, group += pack::kIQ4_XSx16BlockBytes) {
     simd::PrefetchAhead<256>(group + 2048);
@@ -1280,29 +1363,7 @@ void GemmIQ4_XSx16T(const uint8_t* group, int64_t nblocks, const QuantizedActiva
         dl[h] = _mm256_mul_ps(d[h], _mm256_cvtepi32_ps(scale));
       }
       __m256i dp[NT][2];
-      for (int t = 0; t < NT; ++t) dp[t][0] = dp[t][1] = _mm256_setzero_si256();
-      for (int p = 0; p < 4; ++p) {
-        __m256i size[2][2], level[2][2];  // [half][chunk 2p or 2p + 1]
-        for (int h = 0; h < 2; ++h) {
-          const __m256i bytes = load(data + 64 * p + 32 * h);
-          const __m256i n[2] = {_mm256_and_si256(bytes, low4),
-                                _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4)};
-          for (int c = 0; c < 2; ++c) {
-            size[h][c] = _mm256_shuffle_epi8(size_table, n[c]);
-            level[h][c] = _mm256_shuffle_epi8(level_table, n[c]);
-          }
-        }
-        for (int t = 0; t < NT; ++t) {
-          __m256i a0, a1;
-          BroadcastQuads(a.q_row(token + t) + b * 32 + 8 * p, &a0, &a1);
-          for (int h = 0; h < 2; ++h) {
-            const __m256i s0 = _mm256_maddubs_epi16(size[h][0], _mm256_sign_epi8(a0, level[h][0]));
-            const __m256i s1 = _mm256_maddubs_epi16(size[h][1], _mm256_sign_epi8(a1, level[h][1]));
-            dp[t][h] = _mm256_add_epi32(dp[t][h], _mm256_add_epi32(_mm256_madd_epi16(s0, ones),
-                                                                   _mm256_madd_epi16(s1, ones)));
-          }
-        }
-      }
+      LevelBlockSums<NT>(data, a, token, b, dp);
       for (int t = 0; t < NT; ++t) {
         const __m256 vs = _mm256_broadcast_ss(a.scale_row(token + t) + b);
         for (int h = 0; h < 2; ++h) {
@@ -1662,6 +1723,7 @@ const KernelTable& Table() {
       .dot_q5_k = GEMMA4_BY_TOKEN_COUNT(DotQ5_KT),
       .dot_q5_1 = GEMMA4_BY_TOKEN_COUNT(DotQ5_1T),
       .dot_iq4_xs = GEMMA4_BY_TOKEN_COUNT(DotIQ4_XST),
+      .dot_iq4_nl = GEMMA4_BY_TOKEN_COUNT(DotIQ4_NLT),
       .dot_q3_k = GEMMA4_BY_TOKEN_COUNT(DotQ3_KT),
       .dot_q4_1 = GEMMA4_BY_TOKEN_COUNT(DotQ4_1T),
       .dot_q2_k = GEMMA4_BY_TOKEN_COUNT(DotQ2_KT),
@@ -1691,6 +1753,8 @@ const KernelTable& Table() {
       .gemm_q4_1x16 = GemmQ4_1x16,
       .gemm_q5_1x16 = GemmQ5_1x16,
       .gemm_q2_kx16 = GemmQ2_Kx16,
+      .gemm_iq4_nlx16 = GemmIQ4_NLx16,
+      .gemm_iq4_nlx16_pair = nullptr,
       .quantize_blocks = QuantizeBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

@@ -918,6 +918,46 @@ void DotIQ4_XST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a
   for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
+// IQ4_NL: per block, d times the table's levels of its nibbles. Two blocks make one vector in
+// element order (ExpandQ4Pair) whose nibbles are looked up as the levels + 128 (unsigned for
+// vpdpbusd); the 128 comes off exactly as a second vpdpbusd of 128s with the same activations.
+// An odd last block takes the same steps in 256 bits.
+template <int NT>
+void DotIQ4_NLT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+                float* out) {
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  const __m512i table = IQ4LevelsPlus128(), offset = _mm512_set1_epi8(static_cast<char>(0x80));
+  constexpr int kB = quant::kIQ4_NLBlockBytes;
+  int64_t b = 0;
+  for (; b + 2 <= nblocks; b += 2, w += 2 * kB) {
+    const float dw0 = LoadHalf(w), dw1 = LoadHalf(w + kB);
+    const __m512i q = _mm512_shuffle_epi8(table, ExpandQ4Pair(w + 2, w + kB + 2));
+    for (int t = 0; t < NT; ++t) {
+      const float* as = a.scale_row(token + t) + b;
+      const __m512i x = _mm512_loadu_si512(a.q_row(token + t) + b * 32);
+      const __m512i dp = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q, x),
+                                          _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, x));
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), PairScale(dw0 * as[0], dw1 * as[1]), acc[t]);
+    }
+  }
+  float tail[NT] = {};
+  if (b < nblocks) {
+    const float dw = LoadHalf(w);
+    const __m256i q = _mm256_shuffle_epi8(_mm512_castsi512_si256(table), ExpandQ4(w + 2));
+    for (int t = 0; t < NT; ++t) {
+      const __m256i x =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q_row(token + t) + b * 32));
+      const __m256i dp = _mm256_sub_epi32(
+          _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, x),
+          _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm512_castsi512_si256(offset), x));
+      tail[t] = HorizontalSum256(
+          _mm256_mul_ps(_mm256_cvtepi32_ps(dp), _mm256_set1_ps(dw * a.scale_row(token + t)[b])));
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) + tail[t];
+}
+
 // The IQ3 codebook formats, two 32-value sub-blocks (2p, 2p + 1) of a 256-value block per
 // vector: the 16 grid entries' magnitudes (4 bytes each, element order; vpgatherdd from the
 // grid) as unsigned bytes for vpdpbusd, the 64 signs as a mask that negates the token's
@@ -1209,6 +1249,24 @@ struct Q4X16 {
     __asm__("" : "+v"(bytes));
     *lo = _mm512_and_si512(bytes, mask);
     *hi = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), mask);
+  }
+};
+
+// IQ4_NLx16: Q4_0x16's nibbles, each looked up (vpshufb) as its level + 128, unsigned for
+// vpdpbusd; the 128 comes off the int32 sums as Q8_0x16's does.
+struct IQ4NLX16 {
+  static constexpr int kBlockBytes = 16 * quant::kIQ4_NLBlockBytes;
+  static constexpr int kOffset = 128;
+  static void Load(const uint8_t* data, __m512i* w) {
+    const __m512i table = IQ4LevelsPlus128();
+    Q4X16::Load(data, w);
+    for (int c = 0; c < 8; ++c) w[c] = _mm512_shuffle_epi8(table, w[c]);
+  }
+  static void LoadPair(const uint8_t* data, int p, __m512i* lo, __m512i* hi) {
+    const __m512i table = IQ4LevelsPlus128();
+    Q4X16::LoadPair(data, p, lo, hi);
+    *lo = _mm512_shuffle_epi8(table, *lo);
+    *hi = _mm512_shuffle_epi8(table, *hi);
   }
 };
 
@@ -2093,6 +2151,7 @@ const KernelTable& Table() {
       .dot_q5_k = GEMMA4_BY_TOKEN_COUNT(DotQ5_KT),
       .dot_q5_1 = GEMMA4_BY_TOKEN_COUNT(DotQ5_1T),
       .dot_iq4_xs = GEMMA4_BY_TOKEN_COUNT(DotIQ4_XST),
+      .dot_iq4_nl = GEMMA4_BY_TOKEN_COUNT(DotIQ4_NLT),
       .dot_q3_k = GEMMA4_BY_TOKEN_COUNT(DotQ3_KT),
       .dot_q4_1 = GEMMA4_BY_TOKEN_COUNT(DotQ4_1T),
       .dot_q2_k = GEMMA4_BY_TOKEN_COUNT(DotQ2_KT),
@@ -2123,6 +2182,8 @@ const KernelTable& Table() {
       .gemm_q4_1x16 = GemmQ4_1x16,
       .gemm_q5_1x16 = GemmQ5_1x16,
       .gemm_q2_kx16 = GemmQ2_Kx16,
+      .gemm_iq4_nlx16 = GemmX16<IQ4NLX16>,
+      .gemm_iq4_nlx16_pair = GemmX16Pair<IQ4NLX16>,
       .quantize_blocks = QuantizeBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

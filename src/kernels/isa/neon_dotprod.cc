@@ -427,6 +427,26 @@ void DotIQ4_XS(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
   }
 }
 
+// IQ4_NL: per block, d times the table's levels of its nibbles (as DotIQ4_XS's sub-blocks).
+void DotIQ4_NL(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+               int ntok, float* out) {
+  const int8x16_t levels = vld1q_s8(quant::kIQ4NLValues);
+  const uint8x16_t m4 = vdupq_n_u8(0x0F);
+  for (int t = 0; t < ntok; ++t) {
+    const int8_t* aq = a.q_row(token + t);
+    const float* as = a.scale_row(token + t);
+    float acc = 0;
+    const uint8_t* block = w;
+    for (int64_t b = 0; b < nblocks; ++b, block += quant::kIQ4_NLBlockBytes, aq += 32) {
+      const uint8x16_t qs = vld1q_u8(block + 2);
+      int32x4_t dot = vdotq_s32(vdupq_n_s32(0), vqtbl1q_s8(levels, vandq_u8(qs, m4)), vld1q_s8(aq));
+      dot = vdotq_s32(dot, vqtbl1q_s8(levels, vshrq_n_u8(qs, 4)), vld1q_s8(aq + 16));
+      acc += static_cast<float>(vaddvq_s32(dot)) * (LoadHalf(block) * as[b]);
+    }
+    out[t] = acc;
+  }
+}
+
 // 16 sign bits (bit e: element e negative) as bytes 0xFF (set) or 0.
 inline int8x16_t SignMask16(uint32_t bits) {
   static constexpr uint8_t kBit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
@@ -608,6 +628,7 @@ const KernelTable& Table() {
       .dot_q5_k = DotQ5_K,
       .dot_q5_1 = DotQ5_1,
       .dot_iq4_xs = DotIQ4_XS,
+      .dot_iq4_nl = DotIQ4_NL,
       .dot_q3_k = DotQ3_K,
       .dot_q4_1 = DotQ4_1,
       .dot_q2_k = DotQ2_K,
@@ -636,6 +657,8 @@ const KernelTable& Table() {
       .gemm_q4_1x16 = nullptr,    // plain Q4_1 rows (dot_q4_1)
       .gemm_q5_1x16 = nullptr,    // plain Q5_1 rows (dot_q5_1)
       .gemm_q2_kx16 = nullptr,    // plain Q2_K rows (dot_q2_k)
+      .gemm_iq4_nlx16 = nullptr,  // plain IQ4_NL rows (dot_iq4_nl)
+      .gemm_iq4_nlx16_pair = nullptr,
       .quantize_blocks = QuantizeActivationBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

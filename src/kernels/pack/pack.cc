@@ -30,6 +30,8 @@ DType PackedLayout(const KernelTable& table, DType stored, int64_t rows_per_matr
       return x16_rows && table.gemm_iq4_xsx16 != nullptr ? DType::kIQ4_XSx16 : stored;
     case DType::kQ2_K:
       return x16_rows && table.gemm_q2_kx16 != nullptr ? DType::kQ2_Kx16 : stored;
+    case DType::kIQ4_NL:
+      return x16_rows && table.gemm_iq4_nlx16 != nullptr ? DType::kIQ4_NLx16 : stored;
     default:
       return stored;
   }
@@ -256,6 +258,19 @@ void DequantizeQ4_0x16Row(const uint8_t* group, int64_t nblocks, int row, float*
     for (int j = 0; j < 32; ++j) {
       out[j] = d * (((group[32 + X16Byte(row, j)] >> X16Shift(j)) & 0xF) - 8);
     }
+  }
+}
+
+int IQ4_NLx16Value(const uint8_t* block, int row, int j) {
+  return quant::kIQ4NLValues[(block[32 + X16Byte(row, j)] >> X16Shift(j)) & 0xF];
+}
+
+void DequantizeIQ4_NLx16Row(const uint8_t* group, int64_t nblocks, int row, float* out) {
+  for (int64_t b = 0; b < nblocks; ++b, group += 16 * quant::kIQ4_NLBlockBytes, out += kBlock) {
+    uint16_t h;
+    std::memcpy(&h, group + 2 * row, 2);
+    const float d = half::F16ToF32(h);
+    for (int j = 0; j < 32; ++j) out[j] = d * IQ4_NLx16Value(group, row, j);
   }
 }
 

@@ -49,6 +49,12 @@ void DequantizeQ8_0x16Row(const uint8_t* group, int64_t nblocks, int row, float*
 int Q4_0x16Value(const uint8_t* block, int row, int j);
 // Row `row` (0..15) of a Q4_0x16 group as f32.
 void DequantizeQ4_0x16Row(const uint8_t* group, int64_t nblocks, int row, float* out);
+// IQ4_NLx16 (see DType::kIQ4_NLx16): 16 rows of IQ4_NL go through RepackGroupQ4_0x16 as they
+// are (same block shape; the nibbles are level indices). The level (quant::kIQ4NLValues) of
+// element j of row `row` in one such block (288 bytes).
+int IQ4_NLx16Value(const uint8_t* block, int row, int j);
+// Row `row` (0..15) of an IQ4_NLx16 group as f32.
+void DequantizeIQ4_NLx16Row(const uint8_t* group, int64_t nblocks, int row, float* out);
 
 // Q4_Kx16 (see DType::kQ4_Kx16): 16 rows of Q4_K interleaved per 256-value block, 2304 bytes
 // (16 x 144). Byte offsets inside one such block:

@@ -37,6 +37,13 @@ void DotQ4_0(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, i
   }
 }
 
+void DotIQ4_NL(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+               int ntok, float* out) {
+  for (int i = 0; i < ntok; ++i) {
+    out[i] = DotIQ4_NLReference(w, a.q_row(token + i), a.scale_row(token + i), nblocks);
+  }
+}
+
 void DotQ4_0R(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
               int ntok, float* out) {
   for (int i = 0; i < ntok; ++i) {
@@ -53,7 +60,8 @@ void DotQ8_0R(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
   }
 }
 
-// Both interleaved formats: value(block, row, j) reads one weight.
+// Q4_0x16, Q8_0x16 and IQ4_NLx16: Value(block, row, j) reads one weight (the same sums in the
+// same order as the plain rows' references).
 template <int kBlockBytes, int (*Value)(const uint8_t*, int, int)>
 void GemmX16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a, int64_t token,
              int ntok, float* out, int64_t ldo) {
@@ -438,6 +446,7 @@ const KernelTable& ReferenceTable() {
       .dot_q5_k = DotQ5_K,
       .dot_q5_1 = DotQ5_1,
       .dot_iq4_xs = DotIQ4_XS,
+      .dot_iq4_nl = DotIQ4_NL,
       .dot_q3_k = DotQ3_K,
       .dot_q4_1 = DotQ4_1,
       .dot_q2_k = DotQ2_K,
@@ -466,6 +475,8 @@ const KernelTable& ReferenceTable() {
       .gemm_q4_1x16 = GemmQ4_1x16,
       .gemm_q5_1x16 = GemmQ5_1x16,
       .gemm_q2_kx16 = GemmQ2_Kx16,
+      .gemm_iq4_nlx16 = GemmX16<quant::kIQ4_NLBlockBytes, pack::IQ4_NLx16Value>,
+      .gemm_iq4_nlx16_pair = nullptr,
       .quantize_blocks = QuantizeActivationBlocks,
       .dot_f32 = DotF32,
       .axpy_f32 = AxpyF32,

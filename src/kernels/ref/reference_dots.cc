@@ -156,6 +156,19 @@ float DotIQ4_XSReference(const uint8_t* w, const int8_t* a, const float* a_scale
   return total;
 }
 
+float DotIQ4_NLReference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks) {
+  float total = 0;
+  for (int64_t b = 0; b < nblocks; ++b, w += quant::kIQ4_NLBlockBytes, a += kBlock) {
+    int32_t acc = 0;
+    for (int j = 0; j < 16; ++j) {
+      acc += quant::kIQ4NLValues[w[2 + j] & 0xF] * a[j] +
+             quant::kIQ4NLValues[w[2 + j] >> 4] * a[j + 16];
+    }
+    total += half::F16ToF32(LoadU16(w)) * a_scale[b] * static_cast<float>(acc);
+  }
+  return total;
+}
+
 float DotCodebookReference(DType type, const uint8_t* w, const int8_t* a, const float* a_scale,
                            int64_t nblocks) {
   float total = 0;

@@ -25,6 +25,8 @@ float DotQ4_1Reference(const uint8_t* w, const int8_t* a, const float* a_scale,
                        const int32_t* a_sum, int64_t nblocks);
 // IQ4_XS: per 32-value sub-block j, a_scale d (ls_j - 32) sum(kIQ4NLValues[nibble] a).
 float DotIQ4_XSReference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks);
+// IQ4_NL: per block, a_scale d sum(kIQ4NLValues[nibble] a) (Q8_0's sums with looked-up values).
+float DotIQ4_NLReference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks);
 // Likewise for Q5_K (the same sums as Q4_K's, with five-bit values).
 float DotQ5_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
                        const int32_t* a_sum, int64_t nblocks);
