@@ -420,10 +420,26 @@ TEST_P(KernelTest, CodebookTileMatchesReference) {
   }
 }
 
+// Sets a 1-bit codebook block's d (f16 bits): IQ1_S's leading f16, or IQ1_M's spread over the
+// top nibbles of its four u16 scales at 48 (nibble k of d in scales[k]).
+void SetIQ1D(DType type, uint8_t* block, uint16_t d) {
+  if (type == DType::kIQ1_S) {
+    std::memcpy(block, &d, 2);
+    return;
+  }
+  for (int k = 0; k < 4; ++k) {
+    uint16_t sc;
+    std::memcpy(&sc, block + quant::kIQ1_MScales + 2 * k, 2);
+    sc = static_cast<uint16_t>((sc & 0x0FFF) | (((d >> (4 * k)) & 0xF) << 12));
+    std::memcpy(block + quant::kIQ1_MScales + 2 * k, &sc, 2);
+  }
+}
+
 // The prefill panels of the codebook formats (where the ISA has them) against the reference row
 // dots: 16 and 11 rows (a partial last group), 21 tokens (pieces of 8 and a remainder), rows of
 // 9 x 256 values (two column panels of 64 and 8 blocks, the second added onto the first), out
-// with a row stride wider than the group; the entries past nrows stay untouched.
+// with a row stride wider than the group; the entries past nrows stay untouched. The 1-bit
+// formats go through the panels on AVX-512 (the row tiles elsewhere).
 TEST_P(KernelTest, CodebookPanelsMatchReference) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
@@ -433,11 +449,11 @@ TEST_P(KernelTest, CodebookPanelsMatchReference) {
   const auto x = RandomVector(tokens * k, &rng);
   kernels::QuantizedActivations acts;
   kernels::QuantizeActivations(x.data(), tokens, k, &acts);
-  int taken = 0;
-  for (DType type :
-       {DType::kIQ2_XXS, DType::kIQ2_XS, DType::kIQ2_S, DType::kIQ3_XXS, DType::kIQ3_S}) {
+  int taken = 0, taken_one_bit = 0;
+  for (DType type : {DType::kIQ2_XXS, DType::kIQ2_XS, DType::kIQ2_S, DType::kIQ3_XXS, DType::kIQ3_S,
+                     DType::kIQ1_S, DType::kIQ1_M}) {
     if (!table.gemm_codebook_x16_takes(type)) continue;  // those go through the tiles
-    ++taken;
+    ++(IsOneBitCodebookType(type) ? taken_one_bit : taken);
     const uint64_t row_bytes = RowBytes(type, k);
     for (int nrows : {16, 11}) {
       std::vector<uint8_t> rows(nrows * row_bytes);
@@ -445,7 +461,11 @@ TEST_P(KernelTest, CodebookPanelsMatchReference) {
       for (auto& b : rows) b = static_cast<uint8_t>(byte(rng));
       for (int64_t b = 0; b < nrows * superblocks; ++b) {
         const uint16_t d = half::F32ToF16(0.0005f * (1 + byte(rng) % 7) * (b % 2 ? -1 : 1));
-        std::memcpy(rows.data() + b * BlockBytes(type), &d, 2);
+        if (IsOneBitCodebookType(type)) {
+          SetIQ1D(type, rows.data() + b * BlockBytes(type), d);  // IQ1_M's: in its scales
+        } else {
+          std::memcpy(rows.data() + b * BlockBytes(type), &d, 2);
+        }
       }
       std::vector<float> out(tokens * ldo, 1234.5f);
       table.gemm_codebook_x16(type, rows.data(), row_bytes, nrows, k / 32, acts, tokens, out.data(),
@@ -470,6 +490,9 @@ TEST_P(KernelTest, CodebookPanelsMatchReference) {
     }
   }
   EXPECT_EQ(taken, 5);  // every codebook format goes through the panels
+  if (std::string(table.isa).starts_with("avx512")) {
+    EXPECT_EQ(taken_one_bit, 2);
+  }
 }
 
 // The ISA's IQ2_XXS / IQ2_XS / IQ2_S row dots against the reference's (DotCodebookReference),
@@ -552,21 +575,6 @@ TEST_P(KernelTest, IQ2MatchesReference) {
                                          kVariants[variant]);
       }
     }
-  }
-}
-
-// Sets a 1-bit codebook block's d (f16 bits): IQ1_S's leading f16, or IQ1_M's spread over the
-// top nibbles of its four u16 scales at 48 (nibble k of d in scales[k]).
-void SetIQ1D(DType type, uint8_t* block, uint16_t d) {
-  if (type == DType::kIQ1_S) {
-    std::memcpy(block, &d, 2);
-    return;
-  }
-  for (int k = 0; k < 4; ++k) {
-    uint16_t sc;
-    std::memcpy(&sc, block + quant::kIQ1_MScales + 2 * k, 2);
-    sc = static_cast<uint16_t>((sc & 0x0FFF) | (((d >> (4 * k)) & 0xF) << 12));
-    std::memcpy(block + quant::kIQ1_MScales + 2 * k, &sc, 2);
   }
 }
 
@@ -2442,7 +2450,8 @@ TEST(QuantizedMatMulTest, CodebookFormatsMatchReferenceAtEveryTokenCount) {
   std::mt19937 rng(59);
   const int64_t n = 37, k = 9 * 256;
   ThreadPool pool(2);
-  // IQ1_S and IQ1_M (row dots only, four tokens a call) beside the five with tiles and panels.
+  // IQ1_S and IQ1_M (panels on AVX-512, row tiles elsewhere) beside the five with tiles and
+  // panels everywhere.
   for (DType type : {DType::kIQ2_XXS, DType::kIQ2_XS, DType::kIQ2_S, DType::kIQ3_XXS, DType::kIQ3_S,
                      DType::kIQ1_S, DType::kIQ1_M}) {
     const uint64_t row_bytes = RowBytes(type, k);

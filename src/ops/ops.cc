@@ -181,7 +181,8 @@ kernels::QuantizedActivations& QuantizeActivations(
   if (!bf16 && (weight_type == DType::kQ6_K || weight_type == DType::kQ6_Kx16 ||
                 weight_type == DType::kQ3_K || weight_type == DType::kQ3_Kx16 ||
                 weight_type == DType::kQ2_K || weight_type == DType::kQ2_Kx16 ||
-                weight_type == DType::kIQ2_XS || weight_type == DType::kIQ2_S)) {
+                weight_type == DType::kIQ2_XS || weight_type == DType::kIQ2_S ||
+                weight_type == DType::kIQ1_M)) {
     acts.FillSums16();
   }
   return acts;
@@ -409,8 +410,8 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
   const bool tiled = gemm != nullptr && s > 1;
   // Codebook rows in prefill: groups of 16 rows decoded once into the kernel's panel and
   // multiplied with every token, where the table has that kernel for the type.
-  if (IsCodebookType(w.dtype) && table.gemm_codebook_x16 != nullptr &&
-      table.gemm_codebook_x16_takes(w.dtype) && s >= 16) {
+  if ((IsCodebookType(w.dtype) || IsOneBitCodebookType(w.dtype)) &&
+      table.gemm_codebook_x16 != nullptr && table.gemm_codebook_x16_takes(w.dtype) && s >= 16) {
     auto groups = [&](int64_t g0, int64_t g1) {
       for (int64_t g = g0; g < g1; ++g) {
         const int nrows = static_cast<int>(std::min<int64_t>(16, n_out - 16 * g));

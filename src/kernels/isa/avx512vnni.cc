@@ -1142,7 +1142,7 @@ void DecodePanel(const uint8_t* rows, uint64_t row_bytes, int nrows, int64_t b0,
         Pairs::Load(block, p, &magnitudes, &negative, m);
         r[row] = _mm512_castsi512_ps(
             _mm512_add_epi8(_mm512_mask_sub_epi8(magnitudes, negative, zero, magnitudes), offset));
-        const float d = LoadHalf(block) * Pairs::kUnit;
+        const float d = BlockD<Pairs>(block) * Pairs::kUnit;
         for (int k = 0; k < 4; ++k) factor[k][row] = d * static_cast<float>(m[k]);
       }
       Transpose16x16(r);  // r[j]: values 4j .. 4j + 3 of the 64 (both sub-blocks), rows 0..15
@@ -1212,7 +1212,7 @@ void PanelTokensT(const uint8_t* values, const float* scales, int64_t nb,
   }
 }
 
-bool GemmCodebookX16Takes(DType type) { return IsCodebookType(type); }
+bool GemmCodebookX16Takes(DType type) { return IsCodebookType(type) || IsOneBitCodebookType(type); }
 
 void GemmCodebookX16(DType type, const uint8_t* rows, uint64_t row_bytes, int nrows,
                      int64_t nblocks, const QuantizedActivations& a, int64_t ntok, float* out,
@@ -2116,9 +2116,11 @@ void GemmCodebookX16(DType type, const uint8_t* rows, uint64_t row_bytes, int nr
                         : type == DType::kIQ2_XXS ? DecodePanel<IQ2_XXSPairs>
                         : type == DType::kIQ2_XS  ? DecodePanel<IQ2_XSPairs>
                         : type == DType::kIQ2_S   ? DecodePanel<IQ2_SPairs>
+                        : type == DType::kIQ1_S   ? DecodePanel<IQ1Codebook<IQ1SPairs, false>>
+                        : type == DType::kIQ1_M   ? DecodePanel<IQ1Codebook<IQ1MPairs, true>>
                                                   : DecodePanel<IQ3_XXSPairs>;
     decode(rows, row_bytes, nrows, b0, nb, values, scales);
-    const bool quarters = type == DType::kIQ2_XS || type == DType::kIQ2_S;
+    const bool quarters = type == DType::kIQ2_XS || type == DType::kIQ2_S || type == DType::kIQ1_M;
     simd::ForTokenPieces<8>(static_cast<int>(ntok), [&](int first, auto nt) {
       constexpr int T = decltype(nt)::value;
       __m512 acc[T];
