@@ -36,10 +36,12 @@ ids=2,17,33,45,100,200,300,400,5,6,7,311,12,99
 # the host; Q5_1 and IQ4_XS through their row dots on both (Q4_1 through the 16-row kernel on
 # the host); IQ2_XXS, IQ2_XS, IQ2_S, IQ3_S, IQ3_XXS, IQ1_S and IQ1_M through their row dots
 # on both;
-# IQ4_NL through its row dots here and (q_proj, the experts) the 16-row kernels on the host.
+# IQ4_NL and MXFP4 through their row dots here and (q_proj, the experts) the 16-row kernels on
+# the host.
 checks="tiny-e2b:f32 tiny-e4b:f32 tiny-26b-a4b:f32 tiny-31b:f32 tiny-26b-a4b:q4_0"
 checks="$checks llama-cpp:tiny-wide-q5_k_m llama-cpp:tiny-26b-a4b-q5_1 llama-cpp:tiny-wide-iq4_xs"
-checks="$checks llama-cpp:tiny-26b-a4b-iq4_nl llama-cpp:tiny-wide-q3_k_m llama-cpp:tiny-wide-q4_1"
+checks="$checks llama-cpp:tiny-26b-a4b-iq4_nl llama-cpp:tiny-26b-a4b-mxfp4"
+checks="$checks llama-cpp:tiny-wide-q3_k_m llama-cpp:tiny-wide-q4_1"
 checks="$checks llama-cpp:tiny-wide-q2_k llama-cpp:tiny-wide-iq3_s llama-cpp:tiny-wide-iq3_xxs"
 checks="$checks llama-cpp:tiny-wide-iq2_xxs llama-cpp:tiny-wide-iq2_xs llama-cpp:tiny-wide-iq2_s"
 # NAME@ISA runs the host side with GEMMA4_ISA=ISA: on tiny-wide-iq1_s the host's AVX-512 table

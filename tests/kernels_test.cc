@@ -45,10 +45,17 @@ X16Weights RandomX16Weights(DType plain,
   w.packed.resize(w.plain.size());
   for (int r = 0; r < 16 * ngroups; ++r) {
     uint8_t* dst = w.plain.data() + r * w.row_bytes;
-    if (plain == DType::kIQ4_NL) {  // no quantizer of ours: random nibbles, scales of both signs
+    if (plain == DType::kIQ4_NL || plain == DType::kMXFP4) {
+      // No quantizer of ours: random nibbles; IQ4_NL's f16 scales of both signs, MXFP4's E8M0
+      // bytes around 2^-7 and, in one block of five, the denormal encodings 0 and 1.
       std::uniform_int_distribution<int> byte(0, 255);
       for (uint64_t i = 0; i < w.row_bytes; ++i) dst[i] = static_cast<uint8_t>(byte(*rng));
       for (int64_t b = 0; b < nblocks; ++b) {
+        if (plain == DType::kMXFP4) {
+          dst[b * quant::kMXFP4BlockBytes] =
+              static_cast<uint8_t>(b % 5 == 4 ? byte(*rng) % 2 : 117 + byte(*rng) % 8);
+          continue;
+        }
         const uint16_t d = half::F32ToF16(0.0004f * static_cast<float>(byte(*rng) % 9 - 4));
         std::memcpy(dst + b * quant::kIQ4_NLBlockBytes, &d, 2);
       }
@@ -755,6 +762,33 @@ TEST_P(KernelTest, IQ4_NLMatchesReference) {
   }
 }
 
+// The ISA's MXFP4 row dot likewise: odd block counts, E8M0 scales from the denormal encodings 0
+// and 1 to 2^0, rows of nibbles all 7 / all 15 (levels 12 / -12).
+TEST_P(KernelTest, MXFP4MatchesReference) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  ASSERT_NE(table.dot_mxfp4, nullptr);
+  std::mt19937 rng(41);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (int64_t nblocks : {1, 2, 3, 7, 22, 23}) {
+    for (int fill : {-1, 0x77, 0xFF}) {
+      const int64_t k = nblocks * 32, tokens = 5;
+      const auto x = RandomVector(tokens * k, &rng);
+      kernels::QuantizedActivations acts;
+      kernels::QuantizeActivations(x.data(), tokens, k, &acts);
+      std::vector<uint8_t> row(nblocks * quant::kMXFP4BlockBytes);
+      for (auto& b : row) b = static_cast<uint8_t>(fill < 0 ? byte(rng) : fill);
+      for (int64_t b = 0; b < nblocks; ++b) {
+        row[b * quant::kMXFP4BlockBytes] =
+            static_cast<uint8_t>(b % 6 == 5 ? b % 2 : 118 + byte(rng) % 11);
+      }
+      ExpectRowDotMatchesReference(
+          table, &kernels::KernelTable::dot_mxfp4, DType::kMXFP4, row, k, acts,
+          "MXFP4, " + std::to_string(nblocks) + " blocks, fill " + std::to_string(fill));
+    }
+  }
+}
+
 // The ISA's Q3_K row dot against the reference's, and the reference against the dequantized
 // row (ggml's formula) times the activations in double: random bytes, then every hmask bit
 // clear (all values - 4 .. - 1) and set (0 .. 3), and the 12 scale bytes all 0 (every scale
@@ -868,7 +902,9 @@ TEST_P(KernelTest, InterleavedX16MatchesPlainRows) {
       {DType::kQ8_0, table.gemm_q8_0x16, kernels::pack::RepackGroupQ8_0x16,
        kernels::pack::DequantizeQ8_0x16Row, kernels::ReferenceTable().dot_q8_0},
       {DType::kIQ4_NL, table.gemm_iq4_nlx16, kernels::pack::RepackGroupQ4_0x16,
-       kernels::pack::DequantizeIQ4_NLx16Row, kernels::ReferenceTable().dot_iq4_nl}};
+       kernels::pack::DequantizeIQ4_NLx16Row, kernels::ReferenceTable().dot_iq4_nl},
+      {DType::kMXFP4, table.gemm_mxfp4x16, kernels::pack::RepackGroupMXFP4x16,
+       kernels::pack::DequantizeMXFP4x16Row, kernels::ReferenceTable().dot_mxfp4}};
   std::mt19937 rng(17);
   for (const Format& f : formats) {
     if (f.gemm == nullptr) continue;  // this ISA keeps the per-row formats
@@ -931,8 +967,8 @@ TEST_P(KernelTest, InterleavedX16MatchesPlainRows) {
   }
 }
 
-// The two-group prefill kernels (gemm_q4_0x16_pair, gemm_q8_0x16_pair, gemm_iq4_nlx16_pair)
-// give exactly what the
+// The two-group prefill kernels (gemm_q4_0x16_pair, gemm_q8_0x16_pair, gemm_iq4_nlx16_pair,
+// gemm_mxfp4x16_pair) give exactly what the
 // one-group kernel gives for each of the two groups, and match the scalar row reference, for
 // odd block counts, token counts and first tokens (pieces split at groups of 8 and of 4), with
 // the activations interleaved in groups of 8 tokens and of 1 (the pair kernel must not read
@@ -952,7 +988,9 @@ TEST_P(KernelTest, InterleavedX16PairMatchesSingleGroups) {
       {DType::kQ8_0, table.gemm_q8_0x16, table.gemm_q8_0x16_pair, kernels::pack::RepackGroupQ8_0x16,
        kernels::ReferenceTable().dot_q8_0},
       {DType::kIQ4_NL, table.gemm_iq4_nlx16, table.gemm_iq4_nlx16_pair,
-       kernels::pack::RepackGroupQ4_0x16, kernels::ReferenceTable().dot_iq4_nl}};
+       kernels::pack::RepackGroupQ4_0x16, kernels::ReferenceTable().dot_iq4_nl},
+      {DType::kMXFP4, table.gemm_mxfp4x16, table.gemm_mxfp4x16_pair,
+       kernels::pack::RepackGroupMXFP4x16, kernels::ReferenceTable().dot_mxfp4}};
   std::mt19937 rng(29);
   for (const Format& f : formats) {
     if (f.pair == nullptr) continue;  // optional
@@ -1692,6 +1730,34 @@ TEST_P(KernelTest, InterleavedIQ4_NLX16ExtremeValues) {
       ExpectGroupMatchesReference(table.gemm_iq4_nlx16, kernels::pack::RepackGroupQ4_0x16,
                                   kernels::ReferenceTable().dot_iq4_nl, plain, row_bytes, nblocks,
                                   x, "IQ4_NL sign " + std::to_string(sign));
+    }
+  }
+}
+
+// MXFP4x16 likewise: nibbles 7 and 15 (levels 12 and -12) and the zero levels (0 and 8) against
+// activations +-127, with scales 2^-1 .. 2^2 and a denormal one.
+TEST_P(KernelTest, InterleavedMXFP4X16ExtremeValues) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  if (table.gemm_mxfp4x16 == nullptr) GTEST_SKIP() << "no MXFP4x16 kernel";
+  for (int64_t nblocks : {1, 4}) {
+    const int64_t k = nblocks * 32;
+    const uint64_t row_bytes = RowBytes(DType::kMXFP4, k);
+    std::vector<uint8_t> plain(16 * row_bytes);
+    for (int r = 0; r < 16; ++r) {
+      for (int64_t b = 0; b < nblocks; ++b) {
+        uint8_t* block = plain.data() + r * row_bytes + b * quant::kMXFP4BlockBytes;
+        block[0] = static_cast<uint8_t>(r == 3 ? 1 : 127 + (r + b) % 4);
+        const uint8_t fill = r == 9 ? 0x80 : (r % 2 == 0 ? 0x77 : 0xFF);
+        std::memset(block + 1, fill, 16);
+      }
+    }
+    for (float sign : {1.0f, -1.0f}) {
+      std::vector<float> x(4 * k, sign);
+      x[2] = -sign;
+      ExpectGroupMatchesReference(table.gemm_mxfp4x16, kernels::pack::RepackGroupMXFP4x16,
+                                  kernels::ReferenceTable().dot_mxfp4, plain, row_bytes, nblocks, x,
+                                  "MXFP4 sign " + std::to_string(sign));
     }
   }
 }

@@ -1109,7 +1109,7 @@ TEST(LoaderGgufTest, OverlappingTensorsAreRefused) {
 
 TEST(LoaderGgufTest, UnsupportedTensorTypesAreRefusedByName) {
   // Tensor "b"'s type field (see above) set to other ggml ids: llama.cpp's Q8_1 (an activation
-  // type, never in its files), F64, TQ1_0, TQ2_0 and MXFP4, an id ggml removed and one past its
+  // type, never in its files), F64, TQ1_0, TQ2_0 and NVFP4, an id ggml removed and one past its
   // table. Each is refused naming the tensor and the type, and the message lists the types read
   // (the 1-bit codebook formats IQ1_S and IQ1_M among them).
   const std::string good = SmallGguf({});
@@ -1121,7 +1121,7 @@ TEST(LoaderGgufTest, UnsupportedTensorTypesAreRefusedByName) {
   ASSERT_EQ(type, 0u);  // F32
   const std::pair<uint32_t, const char*> cases[] = {
       {28, "ggml type 28 (F64)"},      {35, "ggml type 35 (TQ2_0)"}, {9, "ggml type 9 (Q8_1)"},
-      {34, "ggml type 34 (TQ1_0)"},    {39, "ggml type 39 (MXFP4)"}, {4, "ggml type 4 (unknown)"},
+      {34, "ggml type 34 (TQ1_0)"},    {40, "ggml type 40 (NVFP4)"}, {4, "ggml type 4 (unknown)"},
       {200, "ggml type 200 (unknown)"}};
   for (const auto& [id, text] : cases) {
     std::string bytes = good;

@@ -56,6 +56,12 @@ int Run() {
         q4r(q4.size());
     quant::QuantizeRow(DType::kQ8_0, w.data(), k, q8.data());
     quant::QuantizeRow(DType::kQ4_0, w.data(), k, q4.data());
+    // MXFP4 (no quantizer of ours): the Q4_0 row's nibbles under E8M0 scales 2^-9 .. 2^-2.
+    std::vector<uint8_t> mx(RowBytes(DType::kMXFP4, k));
+    for (int64_t b = 0; b < nblocks; ++b) {
+      mx[b * quant::kMXFP4BlockBytes] = static_cast<uint8_t>(119 + b % 8);
+      std::memcpy(&mx[b * quant::kMXFP4BlockBytes + 1], &q4[b * quant::kQ4_0BlockBytes + 2], 16);
+    }
     kernels::pack::RepackRowQ4_0(q4.data(), nblocks, q4r.data());
     double mag = 0;
     for (int64_t j = 0; j < k; ++j) mag += std::fabs(double{w[j]} * x[j]);
@@ -202,6 +208,11 @@ int Run() {
           Check(x16_same, "gemm_q2_kx16", k);
         }
       }
+      // MXFP4 likewise (E8M0 scales 2^-10 .. 2^-4, and the denormal encodings 0 and 1).
+      check_random_row(DType::kMXFP4, &kernels::KernelTable::dot_mxfp4, "dot_mxfp4",
+                       [&](uint8_t* block, int64_t blk) {
+                         block[0] = static_cast<uint8_t>(blk % 9 == 8 ? blk % 2 : 118 + blk % 7);
+                       });
       // IQ4_NL likewise (scales of both signs), any block count.
       check_random_row(DType::kIQ4_NL, &kernels::KernelTable::dot_iq4_nl, "dot_iq4_nl",
                        [&](uint8_t* block, int64_t blk) {
@@ -236,7 +247,9 @@ int Run() {
                                      {"gemm_q8_0x16", t.gemm_q8_0x16, ref.dot_q8_0, DType::kQ8_0,
                                       &q8, kernels::pack::RepackGroupQ8_0x16},
                                      {"gemm_iq4_nlx16", t.gemm_iq4_nlx16, ref.dot_iq4_nl,
-                                      DType::kIQ4_NL, &q4, kernels::pack::RepackGroupQ4_0x16}};
+                                      DType::kIQ4_NL, &q4, kernels::pack::RepackGroupQ4_0x16},
+                                     {"gemm_mxfp4x16", t.gemm_mxfp4x16, ref.dot_mxfp4,
+                                      DType::kMXFP4, &mx, kernels::pack::RepackGroupMXFP4x16}};
     for (const X16Format& f : x16_formats) {
       if (f.gemm == nullptr) continue;
       const std::vector<uint8_t>& row = *f.row;

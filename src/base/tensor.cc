@@ -60,6 +60,10 @@ const char* DTypeName(DType t) {
       return "IQ4_NL";
     case DType::kIQ4_NLx16:
       return "IQ4_NLx16";
+    case DType::kMXFP4:
+      return "MXFP4";
+    case DType::kMXFP4x16:
+      return "MXFP4x16";
     case DType::kIQ4_XS:
       return "IQ4_XS";
     case DType::kIQ4_XSx16:
@@ -128,6 +132,8 @@ int64_t BlockElements(DType t) {
     case DType::kQ5_1x16:
     case DType::kIQ4_NL:
     case DType::kIQ4_NLx16:
+    case DType::kMXFP4:
+    case DType::kMXFP4x16:
       return 32;
     case DType::kQ3_K:
     case DType::kQ3_Kx16:
@@ -175,6 +181,9 @@ size_t BlockBytes(DType t) {
     case DType::kIQ4_NL:
     case DType::kIQ4_NLx16:
       return 18;  // f16 d + 16 bytes of nibbles
+    case DType::kMXFP4:
+    case DType::kMXFP4x16:
+      return 17;  // E8M0 scale byte + 16 bytes of nibbles
     case DType::kIQ4_XS:
     case DType::kIQ4_XSx16:
       return 136;  // f16 d, u16 high scale bits, 4 bytes of low scale bits, 128 bytes of nibbles
@@ -218,7 +227,7 @@ bool IsInterleavedX16(DType t) {
   return t == DType::kQ4_0x16 || t == DType::kQ8_0x16 || t == DType::kQ2_Kx16 ||
          t == DType::kQ3_Kx16 || t == DType::kQ4_Kx16 || t == DType::kQ5_Kx16 ||
          t == DType::kQ6_Kx16 || t == DType::kIQ4_XSx16 || t == DType::kQ4_1x16 ||
-         t == DType::kQ5_1x16 || t == DType::kIQ4_NLx16;
+         t == DType::kQ5_1x16 || t == DType::kIQ4_NLx16 || t == DType::kMXFP4x16;
 }
 
 bool IsCodebookType(DType t) {
@@ -236,7 +245,7 @@ bool IsComputeType(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 ||
          t == DType::kQ4_0 || t == DType::kQ2_K || t == DType::kQ3_K || t == DType::kQ4_K ||
          t == DType::kQ5_K || t == DType::kQ6_K || t == DType::kQ4_1 || t == DType::kQ5_1 ||
-         t == DType::kIQ4_XS || t == DType::kIQ4_NL || IsCodebookType(t) ||
+         t == DType::kIQ4_XS || t == DType::kIQ4_NL || t == DType::kMXFP4 || IsCodebookType(t) ||
          IsOneBitCodebookType(t) || t == DType::kQ4_0R || t == DType::kQ8_0R || IsInterleavedX16(t);
 }
 

@@ -174,6 +174,15 @@ enum class DType : uint8_t {
   // prefill tiles).
   kIQ1_S,
   kIQ1_M,
+  // MXFP4 as llama.cpp writes it ({ uint8 e; uint8 qs[16]; }, x = 2^(e - 128) *
+  // kMXFP4Values[nibble], the nibbles as Q4_0's): the OCP microscaling 4-bit float, its
+  // MXFP4_MOE mix's expert matrices (Q8_0 elsewhere). Computed on as stored (row dots) or as
+  // kMXFP4x16 where the ISA has 16-row kernels.
+  kMXFP4,
+  // MXFP4 interleaved across groups of 16 rows (AVX2 / AVX-512 GEMM): per group and block, 272
+  // bytes (16 x 17): the 16 rows' E8M0 scale bytes, then 256 bytes of nibbles laid out as
+  // Q4_0x16's data (see kernels::pack::RepackGroupMXFP4x16). Rows must be a multiple of 16.
+  kMXFP4x16,
   // IQ4_NL interleaved across groups of 16 rows (AVX2 / AVX-512 GEMM): per group and block, 288
   // bytes (16 x 18), laid out as Q4_0x16's (the 16 rows' f16 d, then 256 bytes of nibbles; see
   // kernels::pack::RepackGroupQ4_0x16), each nibble an index into kIQ4NLValues instead of a
@@ -189,7 +198,7 @@ int64_t BlockElements(DType t);
 size_t BlockBytes(DType t);
 bool IsBlockType(DType t);
 // The load-time layouts that interleave 16 rows (kQ4_0x16, kQ4_1x16, kQ5_1x16, kQ8_0x16,
-// kQ2_Kx16, kQ3_Kx16, kQ4_Kx16, kQ5_Kx16, kQ6_Kx16, kIQ4_XSx16, kIQ4_NLx16).
+// kQ2_Kx16, kQ3_Kx16, kQ4_Kx16, kQ5_Kx16, kQ6_Kx16, kIQ4_XSx16, kIQ4_NLx16, kMXFP4x16).
 bool IsInterleavedX16(DType t);
 // llama.cpp's grid formats (kIQ2_XXS, kIQ2_XS, kIQ2_S, kIQ3_XXS, kIQ3_S).
 bool IsCodebookType(DType t);

@@ -262,7 +262,7 @@ bool GgmlTypeToDType(uint32_t ggml_type, DType* out) {
     case 3:
       *out = DType::kQ4_1;
       return true;
-    case 6:  // converted to Q8_0 when a model loads (DType::kQ5_0)
+    case 6:  // converted to Q5_1 when a model loads (DType::kQ5_0)
       *out = DType::kQ5_0;
       return true;
     case 7:
@@ -307,8 +307,11 @@ bool GgmlTypeToDType(uint32_t ggml_type, DType* out) {
     case 29:
       *out = DType::kIQ1_M;
       return true;
-    case 20:  // converted to Q8_0 when a model loads (DType::kIQ4_NL)
+    case 20:
       *out = DType::kIQ4_NL;
+      return true;
+    case 39:
+      *out = DType::kMXFP4;
       return true;
     case 23:
       *out = DType::kIQ4_XS;
@@ -447,8 +450,7 @@ StatusOr<std::unique_ptr<File>> File::Parse(const uint8_t* data, size_t size,
           (type_name != nullptr ? std::string(" (") + type_name + ")" : std::string(" (unknown)")) +
           ", which is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, "
           "Q4_K, Q5_K, Q6_K, IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS, "
-          "I32 "
-          "are)");
+          "MXFP4, I32 are)");
     }
     if (ne[0] % BlockElements(info.type) != 0) {
       return InvalidArgumentError(name + ": tensor '" + info.name + "' row of " +

@@ -67,6 +67,7 @@ struct KernelTable {
   RowDotFn dot_q5_1;    // Q5_1 (DType::kQ5_1)
   RowDotFn dot_iq4_xs;  // IQ4_XS (DType::kIQ4_XS), plain rows only (8 blocks per IQ4_XS block)
   RowDotFn dot_iq4_nl;  // IQ4_NL (DType::kIQ4_NL), plain rows
+  RowDotFn dot_mxfp4;   // MXFP4 (DType::kMXFP4), plain rows
   RowDotFn dot_q3_k;    // Q3_K (8 blocks per Q3_K block); needs sum16
   RowDotFn dot_q4_1;    // Q4_1 (DType::kQ4_1)
   RowDotFn dot_q2_k;    // Q2_K (DType::kQ2_K), 8 blocks per Q2_K block; needs sum16
@@ -112,8 +113,9 @@ struct KernelTable {
   // results as two gemm_q4_0x16 / gemm_q8_0x16 calls, bit for bit. Optional (null: per group).
   GemmX16Fn gemm_q4_0x16_pair;
   GemmX16Fn gemm_q8_0x16_pair;
-  // Whether gemm_q4_0x16, gemm_q8_0x16 and gemm_iq4_nlx16 read the token-interleaved copy of
-  // the activations (QuantizedActivations::q8, scale8, neg_offset8) rather than their rows.
+  // Whether gemm_q4_0x16, gemm_q8_0x16, gemm_iq4_nlx16 and gemm_mxfp4x16 read the
+  // token-interleaved copy of the activations (QuantizedActivations::q8, scale8, neg_offset8)
+  // rather than their rows.
   bool x16_reads_interleaved = false;
   // Bytes of thread_local scratch each thread that runs these kernels keeps for the life of the
   // thread (AMX: a chunk of weights dequantized to bf16 and the tiles' sums), for the memory
@@ -141,6 +143,10 @@ struct KernelTable {
   // does, and has a pair kernel like it (optional).
   GemmX16Fn gemm_iq4_nlx16;
   GemmX16Fn gemm_iq4_nlx16_pair;
+  // MXFP4x16 (DType::kMXFP4x16) likewise, interleaved reads and an optional pair kernel as
+  // gemm_iq4_nlx16's; null: plain MXFP4.
+  GemmX16Fn gemm_mxfp4x16;
+  GemmX16Fn gemm_mxfp4x16_pair;
   // One activation row to int8 blocks (same results as QuantizeActivationBlocks).
   void (*quantize_blocks)(const float* x, int64_t nblocks, int8_t* q, float* scale, int32_t* sum,
                           float* offset);

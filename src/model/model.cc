@@ -293,7 +293,7 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
       return UnimplementedError(
           t->file + ": tensor '" + stored + "' has dtype " + DTypeName(t->dtype) +
           "; weights must be F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q5_1, "
-          "IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_XS or IQ4_NL (or Q5_0 "
+          "IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_XS, IQ4_NL or MXFP4 (or Q5_0 "
           "matrices, read as Q5_1)");
     }
     if (IsBlockType(t->dtype) && spec.shape.size() == 1) {
@@ -475,6 +475,7 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
     } else if (x16) {
       // IQ4_NL's blocks are Q4_0's shape (f16 d, 16 bytes of nibbles): Q4_0x16's layout.
       const auto repack = q4 || view.dtype == DType::kIQ4_NL ? kernels::pack::RepackGroupQ4_0x16
+                          : view.dtype == DType::kMXFP4      ? kernels::pack::RepackGroupMXFP4x16
                           : view.dtype == DType::kQ4_1       ? kernels::pack::RepackGroupQ4_1x16
                           : view.dtype == DType::kQ5_1       ? kernels::pack::RepackGroupQ5_1x16
                                                              : kernels::pack::RepackGroupQ8_0x16;

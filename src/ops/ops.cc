@@ -40,6 +40,8 @@ void ToF32(const TensorView& t, int64_t first, int64_t count, float* out) {
         kernels::pack::DequantizeQ4_0x16Row(group, cols / quant::kBlock, r, dst);
       } else if (t.dtype == DType::kIQ4_NLx16) {
         kernels::pack::DequantizeIQ4_NLx16Row(group, cols / quant::kBlock, r, dst);
+      } else if (t.dtype == DType::kMXFP4x16) {
+        kernels::pack::DequantizeMXFP4x16Row(group, cols / quant::kBlock, r, dst);
       } else {
         kernels::pack::DequantizeQ8_0x16Row(group, cols / quant::kBlock, r, dst);
       }
@@ -139,7 +141,7 @@ kernels::QuantizedActivations& QuantizeActivations(
                     TilesFor(table, weight_type) != nullptr;
   const bool interleave = !bf16 && table.x16_reads_interleaved &&
                           (weight_type == DType::kQ4_0x16 || weight_type == DType::kQ8_0x16 ||
-                           weight_type == DType::kIQ4_NLx16);
+                           weight_type == DType::kIQ4_NLx16 || weight_type == DType::kMXFP4x16);
   if (bf16) acts.ResizeBf16();
   if (interleave) acts.ResizeInterleaved(token_by_token ? 1 : 0);
   // Each token's blocks on their own, so prefill spreads the tokens over the pool (this had
@@ -200,6 +202,7 @@ kernels::GemmX16Fn Gemm16For(const kernels::KernelTable& table, DType dtype) {
          : dtype == DType::kIQ4_XSx16 ? table.gemm_iq4_xsx16
          : dtype == DType::kQ2_Kx16   ? table.gemm_q2_kx16
          : dtype == DType::kIQ4_NLx16 ? table.gemm_iq4_nlx16
+         : dtype == DType::kMXFP4x16  ? table.gemm_mxfp4x16
                                       : table.gemm_q6_kx16;
 }
 
@@ -222,6 +225,7 @@ struct X16Product {
                 : w.dtype == DType::kQ4_0x16   ? table.gemm_q4_0x16_pair
                 : w.dtype == DType::kQ8_0x16   ? table.gemm_q8_0x16_pair
                 : w.dtype == DType::kIQ4_NLx16 ? table.gemm_iq4_nlx16_pair
+                : w.dtype == DType::kMXFP4x16  ? table.gemm_mxfp4x16_pair
                                                : nullptr;
     per_item = gemm_pair != nullptr || tiles != nullptr ? 2 : 1;
     ngroups = n_out / 16;
@@ -386,6 +390,7 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t s, float* y, T
                                 : w.dtype == DType::kQ4_1    ? table.dot_q4_1
                                 : w.dtype == DType::kIQ4_XS  ? table.dot_iq4_xs
                                 : w.dtype == DType::kIQ4_NL  ? table.dot_iq4_nl
+                                : w.dtype == DType::kMXFP4   ? table.dot_mxfp4
                                 : w.dtype == DType::kQ2_K    ? table.dot_q2_k
                                 : w.dtype == DType::kIQ2_XXS ? table.dot_iq2_xxs
                                 : w.dtype == DType::kIQ2_XS  ? table.dot_iq2_xs

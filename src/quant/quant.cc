@@ -161,6 +161,13 @@ bool ConvertRowQ5_0ToQ5_1(const uint8_t* src, int64_t nblocks, uint8_t* dst) {
   return true;
 }
 
+float E8M0ToF32Half(uint8_t e) {
+  const uint32_t bits = e < 2 ? uint32_t{0x00200000} << e : static_cast<uint32_t>(e - 1) << 23;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
 void IQ4_XSScales(const uint8_t* block, uint8_t* scales) {
   const int high = LoadU16(block + 2);
   for (int j = 0; j < 8; ++j) {
@@ -204,6 +211,15 @@ void DequantizeRow(DType type, const uint8_t* row, int64_t count, float* out) {
         for (int j = 0; j < 16; ++j) {
           out[j] = d * kIQ4NLValues[row[2 + j] & 0xF];
           out[j + 16] = d * kIQ4NLValues[row[2 + j] >> 4];
+        }
+      }
+      return;
+    case DType::kMXFP4:
+      for (int64_t b = 0; b < count / kBlock; ++b, row += kMXFP4BlockBytes, out += kBlock) {
+        const float d = E8M0ToF32Half(row[0]);
+        for (int j = 0; j < 16; ++j) {
+          out[j] = d * kMXFP4Values[row[1 + j] & 0xF];
+          out[j + 16] = d * kMXFP4Values[row[1 + j] >> 4];
         }
       }
       return;

@@ -8,13 +8,16 @@
 //   Q4_K: 256 values in 8 sub-blocks of 32 with 6-bit scales and mins (dequantize only)
 //   Q6_K: 256 values in 16 sub-blocks of 16 with int8 scales (dequantize only)
 //   Q5_0: 32 values, { f16 d; uint8 qh[4]; uint8 q[16]; }   x = d * (q - 16), q's low nibble as
-//         in Q4_0 and its fifth bit bit j of qh (element j) (read only, converted to Q8_0)
+//         in Q4_0 and its fifth bit bit j of qh (element j) (read only, converted to Q5_1)
 //   Q4_1: 32 values, { f16 d; f16 m; uint8 q[16]; }   x = d * nibble + m, nibbles as in Q4_0
 //         (read only)
 //   Q5_1: 32 values, { f16 d; f16 m; uint8 qh[4]; uint8 q[16]; }   x = d * q + m, q as in
 //         Q5_0 (read only)
 //   IQ4_NL: 32 values, { f16 d; uint8 q[16]; }   x = d * kIQ4NLValues[nibble], nibbles as in
-//         Q4_0 (read only, converted to Q8_0)
+//         Q4_0 (read only)
+//   MXFP4: 32 values, { uint8 e; uint8 q[16]; }   x = 2^(e - 128) * kMXFP4Values[nibble] (the
+//         E2M1 values doubled, so the E8M0 scale 2^(e - 127) is halved), nibbles as in Q4_0
+//         (read only)
 //   IQ4_XS: 256 values, { f16 d; uint16 scales_h; uint8 scales_l[4]; uint8 q[128]; }
 //         x = d * (ls_j - 32) * kIQ4NLValues[nibble] in sub-block j of 32 (ls_j: 4 bits of
 //         scales_l, 2 of scales_h), nibbles as in Q4_0 at q + 16 j (read only)
@@ -65,6 +68,10 @@ constexpr int kIQ4_XSBlockBytes = 136;  // 256 values
 // ggml's kvalues_iq4nl: the 16 levels of IQ4_NL and IQ4_XS nibbles.
 constexpr int8_t kIQ4NLValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                      1,    13,   25,  38,  53,  69,  89,  113};
+// MXFP4 (OCP microscaling FP4, as ggml stores it): an E8M0 scale byte and 16 bytes of E2M1
+// nibbles; ggml's kvalues_mxfp4 hold the E2M1 values times 2 as int8.
+constexpr int kMXFP4BlockBytes = 17;
+constexpr int8_t kMXFP4Values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 constexpr int kQ5_KBlockBytes = 176;  // 256 values
 constexpr int kQ5_KHigh = 16;         // qh: 32 bytes of fifth bits
 constexpr int kQ5_KLow = 48;          // qs: 128 bytes of nibbles, as Q4_K's at 16
@@ -109,6 +116,9 @@ void ConvertRowQ5_0ToQ8_0(const uint8_t* src, int64_t nblocks, uint8_t* dst);
 // Returns false, with dst partly written, where some block's finite |16 d| exceeds f16's range
 // (|d| > 4094: weights beyond 65504, which no quantizer writes).
 bool ConvertRowQ5_0ToQ5_1(const uint8_t* src, int64_t nblocks, uint8_t* dst);
+// An MXFP4 block's E8M0 scale e as ggml's GGML_E8M0_TO_FP32_HALF: 2^(e - 128) exactly (e < 2:
+// f32 denormals), the half that kMXFP4Values' doubled levels need.
+float E8M0ToF32Half(uint8_t e);
 // The eight 6-bit scales (ls, before - 32) of an IQ4_XS block.
 void IQ4_XSScales(const uint8_t* block, uint8_t* scales);
 // Any ggml or float type to f32 (repacked types: kernels::pack::DequantizeRow); `first` and `count`

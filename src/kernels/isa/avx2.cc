@@ -805,6 +805,53 @@ constexpr std::array<int8_t, 16> kIQ4Sizes = [] {
 inline __m256i IQ4Table(const int8_t* values) {
   return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(values)));
 }
+// MXFP4's 16 levels (quant::kMXFP4Values, E2M1 doubled) and their sizes (at most 12) likewise.
+constexpr std::array<int8_t, 16> kMXFP4Sizes = [] {
+  std::array<int8_t, 16> t{};
+  for (int i = 0; i < 16; ++i) {
+    const int8_t v = quant::kMXFP4Values[i];
+    t[i] = static_cast<int8_t>(v < 0 ? -v : v);
+  }
+  return t;
+}();
+
+// E8M0 byte e as f32 2^(e - 128) (quant::E8M0ToF32Half).
+inline float E8M0Half(uint8_t e) {
+  const uint32_t bits = e < 2 ? uint32_t{0x00200000} << e : static_cast<uint32_t>(e - 1) << 23;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// The 32-value formats whose nibbles (as Q4_0's) index a table of 16 int8 levels: IQ4_NL (an
+// f16 d first) and MXFP4 (an E8M0 byte first). Scale: a plain block's; GroupScales: the 16 rows'
+// at the start of a 16-row block (rows 0-7 in dw[0], 8-15 in dw[1]).
+struct IQ4NLFormat {
+  static constexpr int kBlockBytes = quant::kIQ4_NLBlockBytes;
+  static constexpr int kDataOffset = 2;
+  static const int8_t* Levels() { return kIQ4NLValues; }
+  static const int8_t* Sizes() { return kIQ4Sizes.data(); }
+  static float Scale(const uint8_t* block) { return LoadHalf(block); }
+  static void GroupScales(const uint8_t* group, __m256 dw[2]) { LoadGroupScales(group, dw); }
+};
+struct MXFP4Format {
+  static constexpr int kBlockBytes = quant::kMXFP4BlockBytes;
+  static constexpr int kDataOffset = 1;
+  static const int8_t* Levels() { return quant::kMXFP4Values; }
+  static const int8_t* Sizes() { return kMXFP4Sizes.data(); }
+  static float Scale(const uint8_t* block) { return E8M0Half(block[0]); }
+  static void GroupScales(const uint8_t* group, __m256 dw[2]) {
+    // (e - 1) << 23, and for e < 2 the denormals 0x00200000 << e.
+    for (int h = 0; h < 2; ++h) {
+      const __m256i e =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(group + 8 * h)));
+      const __m256i normal = _mm256_slli_epi32(_mm256_sub_epi32(e, _mm256_set1_epi32(1)), 23);
+      const __m256i tiny = _mm256_sllv_epi32(_mm256_set1_epi32(0x00200000), e);
+      const __m256i below2 = _mm256_cmpgt_epi32(_mm256_set1_epi32(2), e);
+      dw[h] = _mm256_castsi256_ps(_mm256_blendv_epi8(normal, tiny, below2));
+    }
+  }
+};
 
 // IQ4_XS: per 32-value sub-block j, d (ls_j - 32) times the table's levels of its nibbles. A
 // sub-block's nibbles in element order (low then high) are looked up twice: the levels' sizes
@@ -841,16 +888,17 @@ void DotIQ4_XST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a
   for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]);
 }
 
-// IQ4_NL: per block, d times the table's levels of its nibbles, looked up as in DotIQ4_XST.
-template <int NT>
-void DotIQ4_NLT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
-                float* out) {
+// IQ4_NL and MXFP4 (Format: IQ4NLFormat, MXFP4Format): per block, its scale times the table's
+// levels of its nibbles, looked up as in DotIQ4_XST.
+template <class Format, int NT>
+void DotNonLinearT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+                   float* out) {
   __m256 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
-  const __m256i size_table = IQ4Table(kIQ4Sizes.data()), level_table = IQ4Table(kIQ4NLValues);
-  for (int64_t b = 0; b < nblocks; ++b, w += quant::kIQ4_NLBlockBytes) {
-    const float d = LoadHalf(w);
-    const __m256i nibbles = ExpandQ4(w + 2);
+  const __m256i size_table = IQ4Table(Format::Sizes()), level_table = IQ4Table(Format::Levels());
+  for (int64_t b = 0; b < nblocks; ++b, w += Format::kBlockBytes) {
+    const float d = Format::Scale(w);
+    const __m256i nibbles = ExpandQ4(w + Format::kDataOffset);
     const __m256i size = _mm256_shuffle_epi8(size_table, nibbles);
     const __m256i level = _mm256_shuffle_epi8(level_table, nibbles);
     for (int t = 0; t < NT; ++t) {
@@ -861,6 +909,18 @@ void DotIQ4_NLT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a
     }
   }
   for (int t = 0; t < NT; ++t) out[t] = HorizontalSum(acc[t]);
+}
+
+template <int NT>
+void DotIQ4_NLT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+                float* out) {
+  DotNonLinearT<IQ4NLFormat, NT>(w, nblocks, a, token, out);
+}
+
+template <int NT>
+void DotMXFP4T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+               float* out) {
+  DotNonLinearT<MXFP4Format, NT>(w, nblocks, a, token, out);
 }
 
 // The IQ3 codebook formats, one 32-value sub-block j of a 256-value block per vector: the 8
@@ -1257,16 +1317,17 @@ void GemmQ5_1x16(const uint8_t* group, int64_t nblocks, const QuantizedActivatio
   });
 }
 
-// The int32 sums of one 256-byte Q4_0x16-layout data area whose nibbles index kIQ4NLValues
-// (IQ4_XSx16's sub-blocks, IQ4_NLx16's blocks) with activation block b of tokens token ..
-// token + NT - 1: dp[t][h] holds rows 8h .. 8h + 7. The nibbles are looked up twice, as the
-// levels' sizes (unsigned, at most 127) and as the levels, whose signs go onto the broadcast
-// activations (vpsignb, per byte: per row). A maddubs pair sum is then at most 2 * 127 * 127,
-// so each goes to int32 (madd) before the next is added.
-template <int NT>
+// The int32 sums of one 256-byte Q4_0x16-layout data area whose nibbles index a table of
+// levels (Format::Levels: kIQ4NLValues for IQ4_XSx16's sub-blocks and IQ4_NLx16's blocks,
+// kMXFP4Values for MXFP4x16's) with activation block b of tokens token .. token + NT - 1:
+// dp[t][h] holds rows 8h .. 8h + 7. The nibbles are looked up twice, as the levels' sizes
+// (unsigned, at most 127) and as the levels, whose signs go onto the broadcast activations
+// (vpsignb, per byte: per row; a level 0 zeroes the activation). A maddubs pair sum is then at
+// most 2 * 127 * 127, so each goes to int32 (madd) before the next is added.
+template <int NT, class Format = IQ4NLFormat>
 inline void LevelBlockSums(const uint8_t* data, const QuantizedActivations& a, int64_t token,
                            int64_t b, __m256i (&dp)[NT][2]) {
-  const __m256i size_table = IQ4Table(kIQ4Sizes.data()), level_table = IQ4Table(kIQ4NLValues);
+  const __m256i size_table = IQ4Table(Format::Sizes()), level_table = IQ4Table(Format::Levels());
   const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   for (int t = 0; t < NT; ++t) dp[t][0] = dp[t][1] = _mm256_setzero_si256();
   for (int p = 0; p < 4; ++p) {
@@ -1294,20 +1355,21 @@ inline void LevelBlockSums(const uint8_t* data, const QuantizedActivations& a, i
   }
 }
 
-// IQ4_NLx16 on AVX2: per block, LevelBlockSums scaled by the 16 rows' d and the token's scale.
-template <int NT>
-void GemmIQ4_NLx16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
-                    int64_t token, float* out, int64_t ldo) {
-  constexpr int kBlockBytes = 16 * quant::kIQ4_NLBlockBytes;
+// IQ4_NLx16 and MXFP4x16 on AVX2: per block, LevelBlockSums scaled by the 16 rows' scales (at
+// the block's start, Format::GroupScales) and the token's scale.
+template <class Format, int NT>
+void GemmNonLinearX16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                       int64_t token, float* out, int64_t ldo) {
+  constexpr int kBlockBytes = 16 * Format::kBlockBytes;
   __m256 acc[NT][2];
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
   const bool to_l2 = NT == 1 && DecodeStreamToL2();
   for (int64_t b = 0; b < nblocks; ++b, group += kBlockBytes) {
     PrefetchWeights<NT, kBlockBytes>(group, to_l2);
     __m256i dp[NT][2];
-    LevelBlockSums<NT>(group + 32, a, token, b, dp);
+    LevelBlockSums<NT, Format>(group + 16 * Format::kDataOffset, a, token, b, dp);
     __m256 dw[2];
-    LoadGroupScales(group, dw);
+    Format::GroupScales(group, dw);
     for (int t = 0; t < NT; ++t) {
       AccumulateBlock(dp[t][0], dp[t][1], dw, a.scale_row(token + t)[b], acc[t]);
     }
@@ -1315,10 +1377,12 @@ void GemmIQ4_NLx16T(const uint8_t* group, int64_t nblocks, const QuantizedActiva
   StoreGroupTile<NT>(acc, out, ldo);
 }
 
-void GemmIQ4_NLx16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
-                   int64_t token, int ntok, float* out, int64_t ldo) {
+template <class Format>
+void GemmNonLinearX16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                      int64_t token, int ntok, float* out, int64_t ldo) {
   simd::ForTokenPieces<4>(ntok, [&](int first, auto nt) {
-    GemmIQ4_NLx16T<decltype(nt)::value>(group, nblocks, a, token + first, out + first * ldo, ldo);
+    GemmNonLinearX16T<Format, decltype(nt)::value>(group, nblocks, a, token + first,
+                                                   out + first * ldo, ldo);
   });
 }
 
@@ -1724,6 +1788,7 @@ const KernelTable& Table() {
       .dot_q5_1 = GEMMA4_BY_TOKEN_COUNT(DotQ5_1T),
       .dot_iq4_xs = GEMMA4_BY_TOKEN_COUNT(DotIQ4_XST),
       .dot_iq4_nl = GEMMA4_BY_TOKEN_COUNT(DotIQ4_NLT),
+      .dot_mxfp4 = GEMMA4_BY_TOKEN_COUNT(DotMXFP4T),
       .dot_q3_k = GEMMA4_BY_TOKEN_COUNT(DotQ3_KT),
       .dot_q4_1 = GEMMA4_BY_TOKEN_COUNT(DotQ4_1T),
       .dot_q2_k = GEMMA4_BY_TOKEN_COUNT(DotQ2_KT),
@@ -1753,8 +1818,10 @@ const KernelTable& Table() {
       .gemm_q4_1x16 = GemmQ4_1x16,
       .gemm_q5_1x16 = GemmQ5_1x16,
       .gemm_q2_kx16 = GemmQ2_Kx16,
-      .gemm_iq4_nlx16 = GemmIQ4_NLx16,
+      .gemm_iq4_nlx16 = GemmNonLinearX16<IQ4NLFormat>,
       .gemm_iq4_nlx16_pair = nullptr,
+      .gemm_mxfp4x16 = GemmNonLinearX16<MXFP4Format>,
+      .gemm_mxfp4x16_pair = nullptr,
       .quantize_blocks = QuantizeBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

@@ -873,6 +873,12 @@ constexpr std::array<uint8_t, 16> kIQ4LevelsPlus128 = [] {
   for (int i = 0; i < 16; ++i) t[i] = static_cast<uint8_t>(quant::kIQ4NLValues[i] + 128);
   return t;
 }();
+// MXFP4's 16 levels (quant::kMXFP4Values, E2M1 doubled) + 128 likewise.
+constexpr std::array<uint8_t, 16> kMXFP4LevelsPlus128 = [] {
+  std::array<uint8_t, 16> t{};
+  for (int i = 0; i < 16; ++i) t[i] = static_cast<uint8_t>(quant::kMXFP4Values[i] + 128);
+  return t;
+}();
 inline __m512i IQ4LevelsPlus128() {
   return _mm512_broadcast_i32x4(
       _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4LevelsPlus128.data())));
@@ -918,21 +924,48 @@ void DotIQ4_XST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a
   for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
-// IQ4_NL: per block, d times the table's levels of its nibbles. Two blocks make one vector in
-// element order (ExpandQ4Pair) whose nibbles are looked up as the levels + 128 (unsigned for
-// vpdpbusd); the 128 comes off exactly as a second vpdpbusd of 128s with the same activations.
-// An odd last block takes the same steps in 256 bits.
-template <int NT>
-void DotIQ4_NLT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
-                float* out) {
+// E8M0 byte e as f32 2^(e - 128) (quant::E8M0ToF32Half).
+inline float E8M0Half(uint8_t e) {
+  const uint32_t bits = e < 2 ? uint32_t{0x00200000} << e : static_cast<uint32_t>(e - 1) << 23;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// The 32-value formats whose nibbles index a table of 16 int8 levels: IQ4_NL (f16 d) and MXFP4
+// (an E8M0 byte), for the row dots below.
+struct IQ4NLRows {
+  static constexpr int kBlockBytes = quant::kIQ4_NLBlockBytes;
+  static constexpr int kDataOffset = 2;
+  static float Scale(const uint8_t* block) { return LoadHalf(block); }
+  static __m512i Table() { return IQ4LevelsPlus128(); }
+};
+struct MXFP4Rows {
+  static constexpr int kBlockBytes = quant::kMXFP4BlockBytes;
+  static constexpr int kDataOffset = 1;
+  static float Scale(const uint8_t* block) { return E8M0Half(block[0]); }
+  static __m512i Table() {
+    return _mm512_broadcast_i32x4(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(kMXFP4LevelsPlus128.data())));
+  }
+};
+
+// IQ4_NL and MXFP4 (Rows: IQ4NLRows, MXFP4Rows): per block, its scale times the table's levels
+// of its nibbles. Two blocks make one vector in element order (ExpandQ4Pair) whose nibbles are
+// looked up as the levels + 128 (unsigned for vpdpbusd); the 128 comes off exactly as a second
+// vpdpbusd of 128s with the same activations. An odd last block takes the same steps in 256
+// bits.
+template <class Rows, int NT>
+void DotNonLinearT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+                   float* out) {
   __m512 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
-  const __m512i table = IQ4LevelsPlus128(), offset = _mm512_set1_epi8(static_cast<char>(0x80));
-  constexpr int kB = quant::kIQ4_NLBlockBytes;
+  const __m512i table = Rows::Table(), offset = _mm512_set1_epi8(static_cast<char>(0x80));
+  constexpr int kB = Rows::kBlockBytes, kData = Rows::kDataOffset;
   int64_t b = 0;
   for (; b + 2 <= nblocks; b += 2, w += 2 * kB) {
-    const float dw0 = LoadHalf(w), dw1 = LoadHalf(w + kB);
-    const __m512i q = _mm512_shuffle_epi8(table, ExpandQ4Pair(w + 2, w + kB + 2));
+    const float dw0 = Rows::Scale(w), dw1 = Rows::Scale(w + kB);
+    const __m512i q = _mm512_shuffle_epi8(table, ExpandQ4Pair(w + kData, w + kB + kData));
     for (int t = 0; t < NT; ++t) {
       const float* as = a.scale_row(token + t) + b;
       const __m512i x = _mm512_loadu_si512(a.q_row(token + t) + b * 32);
@@ -943,8 +976,8 @@ void DotIQ4_NLT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a
   }
   float tail[NT] = {};
   if (b < nblocks) {
-    const float dw = LoadHalf(w);
-    const __m256i q = _mm256_shuffle_epi8(_mm512_castsi512_si256(table), ExpandQ4(w + 2));
+    const float dw = Rows::Scale(w);
+    const __m256i q = _mm256_shuffle_epi8(_mm512_castsi512_si256(table), ExpandQ4(w + kData));
     for (int t = 0; t < NT; ++t) {
       const __m256i x =
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q_row(token + t) + b * 32));
@@ -956,6 +989,18 @@ void DotIQ4_NLT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a
     }
   }
   for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]) + tail[t];
+}
+
+template <int NT>
+void DotIQ4_NLT(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+                float* out) {
+  DotNonLinearT<IQ4NLRows, NT>(w, nblocks, a, token, out);
+}
+
+template <int NT>
+void DotMXFP4T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+               float* out) {
+  DotNonLinearT<MXFP4Rows, NT>(w, nblocks, a, token, out);
 }
 
 // The IQ3 codebook formats, two 32-value sub-blocks (2p, 2p + 1) of a 256-value block per
@@ -1230,9 +1275,17 @@ void DotCodebookTile(DType type, const uint8_t* w, int64_t nblocks, const Quanti
 // block's sums are scaled once: offset by 8 * sum(a), times d_w (16 rows) * d_a.
 // Q4_0x16 stores nibbles (two chunks per 64 bytes, value + 8); Q8_0x16 stores bytes (one chunk
 // per 64 bytes, value + 128). Both subtract offset * sum(a) from the int32 sums.
+// Each format's block starts with its 16 rows' scales (Scales: as f32) and holds the values at
+// kDataOffset.
+inline __m512 F16Scales(const uint8_t* block) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block)));
+}
+
 struct Q4X16 {
   static constexpr int kBlockBytes = 16 * quant::kQ4_0BlockBytes;
   static constexpr int kOffset = 8;
+  static constexpr int kDataOffset = 32;
+  static __m512 Scales(const uint8_t* block) { return F16Scales(block); }
   static void Load(const uint8_t* data, __m512i* w) {
     const __m512i mask = _mm512_set1_epi8(0x0F);
     for (int p = 0; p < 4; ++p) {
@@ -1252,27 +1305,52 @@ struct Q4X16 {
   }
 };
 
-// IQ4_NLx16: Q4_0x16's nibbles, each looked up (vpshufb) as its level + 128, unsigned for
-// vpdpbusd; the 128 comes off the int32 sums as Q8_0x16's does.
-struct IQ4NLX16 {
-  static constexpr int kBlockBytes = 16 * quant::kIQ4_NLBlockBytes;
+// IQ4_NLx16 and MXFP4x16: Q4_0x16's nibbles, each looked up (vpshufb) as its level + 128,
+// unsigned for vpdpbusd; the 128 comes off the int32 sums as Q8_0x16's does. IQ4_NL's rows
+// scale by f16 d, MXFP4's by E8M0 bytes (E8M0Scales).
+template <const uint8_t* (*kLevelsPlus128)(), int kScaleBytes, __m512 (*kScales)(const uint8_t*)>
+struct NonLinearX16 {
+  static constexpr int kBlockBytes = 16 * (kScaleBytes + 16);
   static constexpr int kOffset = 128;
+  static constexpr int kDataOffset = 16 * kScaleBytes;
+  static __m512 Scales(const uint8_t* block) { return kScales(block); }
+  static __m512i Table() {
+    return _mm512_broadcast_i32x4(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(kLevelsPlus128())));
+  }
   static void Load(const uint8_t* data, __m512i* w) {
-    const __m512i table = IQ4LevelsPlus128();
+    const __m512i table = Table();
     Q4X16::Load(data, w);
     for (int c = 0; c < 8; ++c) w[c] = _mm512_shuffle_epi8(table, w[c]);
   }
   static void LoadPair(const uint8_t* data, int p, __m512i* lo, __m512i* hi) {
-    const __m512i table = IQ4LevelsPlus128();
+    const __m512i table = Table();
     Q4X16::LoadPair(data, p, lo, hi);
     *lo = _mm512_shuffle_epi8(table, *lo);
     *hi = _mm512_shuffle_epi8(table, *hi);
   }
 };
 
+// The 16 rows' E8M0 bytes as f32 2^(e - 128) (quant::E8M0ToF32Half: (e - 1) << 23, and for
+// e < 2 the denormals 0x00200000 << e).
+inline __m512 E8M0Scales(const uint8_t* block) {
+  const __m512i e = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block)));
+  const __m512i normal = _mm512_slli_epi32(_mm512_sub_epi32(e, _mm512_set1_epi32(1)), 23);
+  const __m512i tiny = _mm512_sllv_epi32(_mm512_set1_epi32(0x00200000), e);
+  const __mmask16 below2 = _mm512_cmplt_epu32_mask(e, _mm512_set1_epi32(2));
+  return _mm512_castsi512_ps(_mm512_mask_blend_epi32(below2, normal, tiny));
+}
+
+const uint8_t* IQ4NLLevelsPlus128() { return kIQ4LevelsPlus128.data(); }
+const uint8_t* MXFP4LevelsPlus128() { return kMXFP4LevelsPlus128.data(); }
+using IQ4NLX16 = NonLinearX16<IQ4NLLevelsPlus128, 2, F16Scales>;
+using MXFP4X16 = NonLinearX16<MXFP4LevelsPlus128, 1, E8M0Scales>;
+
 struct Q8X16 {
   static constexpr int kBlockBytes = 16 * quant::kQ8_0BlockBytes;
   static constexpr int kOffset = 128;
+  static constexpr int kDataOffset = 32;
+  static __m512 Scales(const uint8_t* block) { return F16Scales(block); }
   static void Load(const uint8_t* data, __m512i* w) {
     for (int c = 0; c < 8; ++c) w[c] = _mm512_loadu_si512(data + 64 * c);
   }
@@ -1332,9 +1410,9 @@ void GemmX16Token(const uint8_t* group, int64_t nblocks, const QuantizedActivati
   for (int64_t b = 0; b < nblocks;
        ++b, group += Fmt::kBlockBytes, q += step * 32, sc += step, neg_offset += step) {
     simd::PrefetchDecodeStream<Fmt::kBlockBytes>(group, to_l2);
-    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group)));
+    const __m512 dw = Fmt::Scales(group);
     __m512i w[8];
-    Fmt::Load(group + 32, w);
+    Fmt::Load(group + Fmt::kDataOffset, w);
     __m512i even = _mm512_slli_epi32(_mm512_set1_epi32(*neg_offset), kOffsetShift);
     __m512i odd = _mm512_setzero_si512();
     for (int c = 0; c < 8; c += 2) {
@@ -1375,9 +1453,9 @@ void GemmX16T(const uint8_t* group, int64_t nblocks, const QuantizedActivations&
   for (int64_t b = 0; b < nblocks;
        ++b, group += Fmt::kBlockBytes, q += 8 * 32, sc += 8, neg_offset += 8) {
     simd::PrefetchAhead<Fmt::kBlockBytes>(group);
-    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(group)));
+    const __m512 dw = Fmt::Scales(group);
     __m512i w[8];
-    Fmt::Load(group + 32, w);
+    Fmt::Load(group + Fmt::kDataOffset, w);
     __m512i dot[NT];
     for (int t = 0; t < NT; ++t) {
       dot[t] = _mm512_slli_epi32(_mm512_set1_epi32(neg_offset[t]), kOffsetShift);
@@ -1445,8 +1523,8 @@ void GemmPairT(const uint8_t* group, int64_t nblocks, const QuantizedActivations
     }
     for (int p = 0; p < 4; ++p) {
       __m512i lo0, hi0, lo1, hi1;
-      Fmt::LoadPair(g0 + 32, p, &lo0, &hi0);
-      Fmt::LoadPair(g1 + 32, p, &lo1, &hi1);
+      Fmt::LoadPair(g0 + Fmt::kDataOffset, p, &lo0, &hi0);
+      Fmt::LoadPair(g1 + Fmt::kDataOffset, p, &lo1, &hi1);
       for (int t = 0; t < T; ++t) {
         int32_t four;
         std::memcpy(&four, q + 32 * t + 8 * p, 4);
@@ -1462,8 +1540,8 @@ void GemmPairT(const uint8_t* group, int64_t nblocks, const QuantizedActivations
         d1[t] = _mm512_dpbusd_epi32(d1[t], hi1, bc);
       }
     }
-    const __m512 dw0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g0)));
-    const __m512 dw1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g1)));
+    const __m512 dw0 = Fmt::Scales(g0);
+    const __m512 dw1 = Fmt::Scales(g1);
     for (int t = 0; t < T; ++t) {
       const __m512 s = _mm512_set1_ps(sc[t]);
       acc0[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0[t]), _mm512_mul_ps(dw0, s), acc0[t]);
@@ -2154,6 +2232,7 @@ const KernelTable& Table() {
       .dot_q5_1 = GEMMA4_BY_TOKEN_COUNT(DotQ5_1T),
       .dot_iq4_xs = GEMMA4_BY_TOKEN_COUNT(DotIQ4_XST),
       .dot_iq4_nl = GEMMA4_BY_TOKEN_COUNT(DotIQ4_NLT),
+      .dot_mxfp4 = GEMMA4_BY_TOKEN_COUNT(DotMXFP4T),
       .dot_q3_k = GEMMA4_BY_TOKEN_COUNT(DotQ3_KT),
       .dot_q4_1 = GEMMA4_BY_TOKEN_COUNT(DotQ4_1T),
       .dot_q2_k = GEMMA4_BY_TOKEN_COUNT(DotQ2_KT),
@@ -2186,6 +2265,8 @@ const KernelTable& Table() {
       .gemm_q2_kx16 = GemmQ2_Kx16,
       .gemm_iq4_nlx16 = GemmX16<IQ4NLX16>,
       .gemm_iq4_nlx16_pair = GemmX16Pair<IQ4NLX16>,
+      .gemm_mxfp4x16 = GemmX16<MXFP4X16>,
+      .gemm_mxfp4x16_pair = GemmX16Pair<MXFP4X16>,
       .quantize_blocks = QuantizeBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

@@ -427,21 +427,34 @@ void DotIQ4_XS(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
   }
 }
 
-// IQ4_NL: per block, d times the table's levels of its nibbles (as DotIQ4_XS's sub-blocks).
-void DotIQ4_NL(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
-               int ntok, float* out) {
-  const int8x16_t levels = vld1q_s8(quant::kIQ4NLValues);
+// E8M0 byte e as f32 2^(e - 128) (quant::E8M0ToF32Half).
+inline float E8M0Half(uint8_t e) {
+  const uint32_t bits = e < 2 ? uint32_t{0x00200000} << e : static_cast<uint32_t>(e - 1) << 23;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// IQ4_NL (f16 d first) and MXFP4 (an E8M0 byte first): per block, its scale times the table's
+// levels of its nibbles (as DotIQ4_XS's sub-blocks).
+template <bool kMXFP4>
+void DotNonLinear(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+                  int ntok, float* out) {
+  const int8x16_t levels = vld1q_s8(kMXFP4 ? quant::kMXFP4Values : quant::kIQ4NLValues);
   const uint8x16_t m4 = vdupq_n_u8(0x0F);
+  constexpr int kBlockBytes = kMXFP4 ? quant::kMXFP4BlockBytes : quant::kIQ4_NLBlockBytes;
+  constexpr int kData = kMXFP4 ? 1 : 2;
   for (int t = 0; t < ntok; ++t) {
     const int8_t* aq = a.q_row(token + t);
     const float* as = a.scale_row(token + t);
     float acc = 0;
     const uint8_t* block = w;
-    for (int64_t b = 0; b < nblocks; ++b, block += quant::kIQ4_NLBlockBytes, aq += 32) {
-      const uint8x16_t qs = vld1q_u8(block + 2);
+    for (int64_t b = 0; b < nblocks; ++b, block += kBlockBytes, aq += 32) {
+      const uint8x16_t qs = vld1q_u8(block + kData);
       int32x4_t dot = vdotq_s32(vdupq_n_s32(0), vqtbl1q_s8(levels, vandq_u8(qs, m4)), vld1q_s8(aq));
       dot = vdotq_s32(dot, vqtbl1q_s8(levels, vshrq_n_u8(qs, 4)), vld1q_s8(aq + 16));
-      acc += static_cast<float>(vaddvq_s32(dot)) * (LoadHalf(block) * as[b]);
+      const float d = kMXFP4 ? E8M0Half(block[0]) : LoadHalf(block);
+      acc += static_cast<float>(vaddvq_s32(dot)) * (d * as[b]);
     }
     out[t] = acc;
   }
@@ -628,7 +641,8 @@ const KernelTable& Table() {
       .dot_q5_k = DotQ5_K,
       .dot_q5_1 = DotQ5_1,
       .dot_iq4_xs = DotIQ4_XS,
-      .dot_iq4_nl = DotIQ4_NL,
+      .dot_iq4_nl = DotNonLinear<false>,
+      .dot_mxfp4 = DotNonLinear<true>,
       .dot_q3_k = DotQ3_K,
       .dot_q4_1 = DotQ4_1,
       .dot_q2_k = DotQ2_K,
@@ -659,6 +673,8 @@ const KernelTable& Table() {
       .gemm_q2_kx16 = nullptr,    // plain Q2_K rows (dot_q2_k)
       .gemm_iq4_nlx16 = nullptr,  // plain IQ4_NL rows (dot_iq4_nl)
       .gemm_iq4_nlx16_pair = nullptr,
+      .gemm_mxfp4x16 = nullptr,  // plain MXFP4 rows (dot_mxfp4)
+      .gemm_mxfp4x16_pair = nullptr,
       .quantize_blocks = QuantizeActivationBlocks,
       GEMMA4_FLOAT_KERNEL_ROWS(Arch),
       .bf16_to_f32 = Bf16ToF32,

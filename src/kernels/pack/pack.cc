@@ -32,6 +32,8 @@ DType PackedLayout(const KernelTable& table, DType stored, int64_t rows_per_matr
       return x16_rows && table.gemm_q2_kx16 != nullptr ? DType::kQ2_Kx16 : stored;
     case DType::kIQ4_NL:
       return x16_rows && table.gemm_iq4_nlx16 != nullptr ? DType::kIQ4_NLx16 : stored;
+    case DType::kMXFP4:
+      return x16_rows && table.gemm_mxfp4x16 != nullptr ? DType::kMXFP4x16 : stored;
     default:
       return stored;
   }
@@ -263,6 +265,28 @@ void DequantizeQ4_0x16Row(const uint8_t* group, int64_t nblocks, int row, float*
 
 int IQ4_NLx16Value(const uint8_t* block, int row, int j) {
   return quant::kIQ4NLValues[(block[32 + X16Byte(row, j)] >> X16Shift(j)) & 0xF];
+}
+
+void RepackGroupMXFP4x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks,
+                         uint8_t* dst) {
+  for (int64_t b = 0; b < nblocks; ++b, dst += 16 * quant::kMXFP4BlockBytes) {
+    for (int r = 0; r < 16; ++r) {
+      const uint8_t* block = src + r * src_row_bytes + b * quant::kMXFP4BlockBytes;
+      dst[r] = block[0];
+      PlaceQ4_0Nibbles(block + 1, r, dst + kMXFP4x16Data);
+    }
+  }
+}
+
+int MXFP4x16Value(const uint8_t* block, int row, int j) {
+  return quant::kMXFP4Values[(block[kMXFP4x16Data + X16Byte(row, j)] >> X16Shift(j)) & 0xF];
+}
+
+void DequantizeMXFP4x16Row(const uint8_t* group, int64_t nblocks, int row, float* out) {
+  for (int64_t b = 0; b < nblocks; ++b, group += 16 * quant::kMXFP4BlockBytes, out += kBlock) {
+    const float d = quant::E8M0ToF32Half(group[row]);
+    for (int j = 0; j < 32; ++j) out[j] = d * MXFP4x16Value(group, row, j);
+  }
 }
 
 void DequantizeIQ4_NLx16Row(const uint8_t* group, int64_t nblocks, int row, float* out) {

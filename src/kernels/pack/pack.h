@@ -55,6 +55,14 @@ void DequantizeQ4_0x16Row(const uint8_t* group, int64_t nblocks, int row, float*
 int IQ4_NLx16Value(const uint8_t* block, int row, int j);
 // Row `row` (0..15) of an IQ4_NLx16 group as f32.
 void DequantizeIQ4_NLx16Row(const uint8_t* group, int64_t nblocks, int row, float* out);
+// MXFP4x16 (see DType::kMXFP4x16): per block the 16 rows' E8M0 bytes, then their nibbles at
+// kMXFP4x16Data in Q4_0x16's data layout; 16 * 17 * nblocks bytes.
+constexpr int kMXFP4x16Data = 16;
+void RepackGroupMXFP4x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks, uint8_t* dst);
+// The level (quant::kMXFP4Values) of element j of row `row` in one MXFP4x16 block (272 bytes).
+int MXFP4x16Value(const uint8_t* block, int row, int j);
+// Row `row` (0..15) of an MXFP4x16 group as f32.
+void DequantizeMXFP4x16Row(const uint8_t* group, int64_t nblocks, int row, float* out);
 
 // Q4_Kx16 (see DType::kQ4_Kx16): 16 rows of Q4_K interleaved per 256-value block, 2304 bytes
 // (16 x 144). Byte offsets inside one such block:

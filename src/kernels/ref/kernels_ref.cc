@@ -44,6 +44,22 @@ void DotIQ4_NL(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
   }
 }
 
+void DotMXFP4(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
+              int ntok, float* out) {
+  for (int i = 0; i < ntok; ++i) {
+    out[i] = DotMXFP4Reference(w, a.q_row(token + i), a.scale_row(token + i), nblocks);
+  }
+}
+
+void GemmMXFP4x16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
+                  int64_t token, int ntok, float* out, int64_t ldo) {
+  for (int t = 0; t < ntok; ++t) {
+    float rows[16];
+    GemmMXFP4x16Reference(group, a.q_row(token + t), a.scale_row(token + t), nblocks, rows);
+    std::memcpy(out + t * ldo, rows, sizeof(rows));
+  }
+}
+
 void DotQ4_0R(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
               int ntok, float* out) {
   for (int i = 0; i < ntok; ++i) {
@@ -447,6 +463,7 @@ const KernelTable& ReferenceTable() {
       .dot_q5_1 = DotQ5_1,
       .dot_iq4_xs = DotIQ4_XS,
       .dot_iq4_nl = DotIQ4_NL,
+      .dot_mxfp4 = DotMXFP4,
       .dot_q3_k = DotQ3_K,
       .dot_q4_1 = DotQ4_1,
       .dot_q2_k = DotQ2_K,
@@ -477,6 +494,8 @@ const KernelTable& ReferenceTable() {
       .gemm_q2_kx16 = GemmQ2_Kx16,
       .gemm_iq4_nlx16 = GemmX16<quant::kIQ4_NLBlockBytes, pack::IQ4_NLx16Value>,
       .gemm_iq4_nlx16_pair = nullptr,
+      .gemm_mxfp4x16 = GemmMXFP4x16,
+      .gemm_mxfp4x16_pair = nullptr,
       .quantize_blocks = QuantizeActivationBlocks,
       .dot_f32 = DotF32,
       .axpy_f32 = AxpyF32,
