@@ -156,30 +156,34 @@ float DotIQ4_XSReference(const uint8_t* w, const int8_t* a, const float* a_scale
   return total;
 }
 
-float DotIQ4_NLReference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks) {
+namespace {
+
+// The 32-value formats whose nibbles (as Q4_0's, after a scale of kScaleBytes) index a table of
+// 16 int8 levels: per block, scale * a_scale * sum(levels[nibble] a).
+template <int kScaleBytes, float (*Scale)(const uint8_t*)>
+float DotLevelsReference(const int8_t* levels, const uint8_t* w, const int8_t* a,
+                         const float* a_scale, int64_t nblocks) {
   float total = 0;
-  for (int64_t b = 0; b < nblocks; ++b, w += quant::kIQ4_NLBlockBytes, a += kBlock) {
+  for (int64_t b = 0; b < nblocks; ++b, w += kScaleBytes + 16, a += kBlock) {
+    const uint8_t* qs = w + kScaleBytes;
     int32_t acc = 0;
-    for (int j = 0; j < 16; ++j) {
-      acc += quant::kIQ4NLValues[w[2 + j] & 0xF] * a[j] +
-             quant::kIQ4NLValues[w[2 + j] >> 4] * a[j + 16];
-    }
-    total += half::F16ToF32(LoadU16(w)) * a_scale[b] * static_cast<float>(acc);
+    for (int j = 0; j < 16; ++j) acc += levels[qs[j] & 0xF] * a[j] + levels[qs[j] >> 4] * a[j + 16];
+    total += Scale(w) * a_scale[b] * static_cast<float>(acc);
   }
   return total;
 }
 
+float F16Scale(const uint8_t* block) { return half::F16ToF32(LoadU16(block)); }
+float E8M0Scale(const uint8_t* block) { return quant::E8M0ToF32Half(block[0]); }
+
+}  // namespace
+
+float DotIQ4_NLReference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks) {
+  return DotLevelsReference<2, F16Scale>(quant::kIQ4NLValues, w, a, a_scale, nblocks);
+}
+
 float DotMXFP4Reference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks) {
-  float total = 0;
-  for (int64_t b = 0; b < nblocks; ++b, w += quant::kMXFP4BlockBytes, a += kBlock) {
-    int32_t acc = 0;
-    for (int j = 0; j < 16; ++j) {
-      acc += quant::kMXFP4Values[w[1 + j] & 0xF] * a[j] +
-             quant::kMXFP4Values[w[1 + j] >> 4] * a[j + 16];
-    }
-    total += quant::E8M0ToF32Half(w[0]) * a_scale[b] * static_cast<float>(acc);
-  }
-  return total;
+  return DotLevelsReference<1, E8M0Scale>(quant::kMXFP4Values, w, a, a_scale, nblocks);
 }
 
 void GemmMXFP4x16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
