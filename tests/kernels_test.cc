@@ -445,8 +445,7 @@ void SetIQ1D(DType type, uint8_t* block, uint16_t d) {
 // The prefill panels of the codebook formats (where the ISA has them) against the reference row
 // dots: 16 and 11 rows (a partial last group), 21 tokens (pieces of 8 and a remainder), rows of
 // 9 x 256 values (two column panels of 64 and 8 blocks, the second added onto the first), out
-// with a row stride wider than the group; the entries past nrows stay untouched. The 1-bit
-// formats go through the panels on AVX-512 (the row tiles elsewhere).
+// with a row stride wider than the group; the entries past nrows stay untouched.
 TEST_P(KernelTest, CodebookPanelsMatchReference) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
@@ -496,10 +495,8 @@ TEST_P(KernelTest, CodebookPanelsMatchReference) {
       }
     }
   }
-  EXPECT_EQ(taken, 5);  // every codebook format goes through the panels
-  if (std::string(table.isa).starts_with("avx512")) {
-    EXPECT_EQ(taken_one_bit, 2);
-  }
+  EXPECT_EQ(taken, 5);          // every codebook format goes through the panels
+  EXPECT_EQ(taken_one_bit, 2);  // and the 1-bit ones, on AVX-512 and AVX2 alike
 }
 
 // The ISA's IQ2_XXS / IQ2_XS / IQ2_S row dots against the reference's (DotCodebookReference),
@@ -2516,8 +2513,8 @@ TEST(QuantizedMatMulTest, CodebookFormatsMatchReferenceAtEveryTokenCount) {
   std::mt19937 rng(59);
   const int64_t n = 37, k = 9 * 256;
   ThreadPool pool(2);
-  // IQ1_S and IQ1_M (panels on AVX-512, row tiles elsewhere) beside the five with tiles and
-  // panels everywhere.
+  // The five grid formats and IQ1_S / IQ1_M: 16-row panels from 16 tokens on AVX-512 and AVX2,
+  // tiles or row dots below that and on NEON.
   for (DType type : {DType::kIQ2_XXS, DType::kIQ2_XS, DType::kIQ2_S, DType::kIQ3_XXS, DType::kIQ3_S,
                      DType::kIQ1_S, DType::kIQ1_M}) {
     const uint64_t row_bytes = RowBytes(type, k);

@@ -1030,6 +1030,7 @@ template <class Fmt>
 struct IQ2PanelValues {
   static constexpr int kBlockBytes = Fmt::kBlockBytes;
   static constexpr float kUnit = iq2::kUnit;
+  static float D(const uint8_t* block) { return LoadHalf(block); }
   static __m256i Values(const uint8_t* block, int j, int* m_low, int* m_high) {
     const iq2::SubBlock s = Fmt::Decode(block, j);
     const __m256i grid =
@@ -1045,11 +1046,35 @@ template <class SubBlocks>
 struct IQ3PanelValues {
   static constexpr int kBlockBytes = SubBlocks::kBlockBytes;
   static constexpr float kUnit = SubBlocks::kUnit;
+  static float D(const uint8_t* block) { return LoadHalf(block); }
   static __m256i Values(const uint8_t* block, int j, int* m_low, int* m_high) {
     *m_low = *m_high = SubBlocks::Multiplier(block, j);
     return _mm256_add_epi8(
         _mm256_sign_epi8(SubBlocks::Magnitudes(block, j), SignBytes(SubBlocks::SignBits(block, j))),
         _mm256_set1_epi8(64));
+  }
+};
+
+// The 1-bit formats (Fmt: iq1::IQ1S, IQ1M) likewise: q = 8 g +- 1 as in DotIQ1T (in [-9, 9]),
+// d read where the format keeps it (IQ1_M: its scales' top nibbles).
+template <class Fmt>
+struct IQ1PanelValues {
+  static constexpr int kBlockBytes = Fmt::kBlockBytes;
+  static constexpr float kUnit = iq1::kUnit;
+  static float D(const uint8_t* block) { return Fmt::D(block); }
+  static __m256i Values(const uint8_t* block, int j, int* m_low, int* m_high) {
+    const iq1::SubBlock s = Fmt::Decode(block, j);
+    const __m256i g =
+        _mm256_set_epi64x(static_cast<int64_t>(s.grid[3]), static_cast<int64_t>(s.grid[2]),
+                          static_cast<int64_t>(s.grid[1]), static_cast<int64_t>(s.grid[0]));
+    const __m256i shift = _mm256_set_epi64x(static_cast<int64_t>(iq1::ShiftBytes(s.negative, 3)),
+                                            static_cast<int64_t>(iq1::ShiftBytes(s.negative, 2)),
+                                            static_cast<int64_t>(iq1::ShiftBytes(s.negative, 1)),
+                                            static_cast<int64_t>(iq1::ShiftBytes(s.negative, 0)));
+    *m_low = s.m_low;
+    *m_high = s.m_high;
+    return _mm256_add_epi8(_mm256_add_epi8(_mm256_sign_epi8(_mm256_set1_epi8(8), g), shift),
+                           _mm256_set1_epi8(64));
   }
 };
 
@@ -1061,7 +1086,7 @@ void DecodePanel(const uint8_t* rows, uint64_t row_bytes, int nrows, int64_t b0,
   for (int r = 0; r < 16; ++r) {
     for (int64_t sb = b0 / 8; sb < (b0 + nb) / 8; ++sb) {
       const uint8_t* block = rows + r * row_bytes + sb * Panel::kBlockBytes;
-      const float d = r < nrows ? LoadHalf(block) * Panel::kUnit : 0.0f;
+      const float d = r < nrows ? Panel::D(block) * Panel::kUnit : 0.0f;
       for (int j = 0; j < 8; ++j) {
         const int64_t b = sb * 8 + j - b0;
         alignas(32) uint8_t v[32];
@@ -1117,20 +1142,22 @@ void PanelTokensT(const uint8_t* values, const float* factors, int64_t nb,
   }
 }
 
-bool GemmCodebookX16Takes(DType type) { return IsCodebookType(type); }
+bool GemmCodebookX16Takes(DType type) { return IsCodebookType(type) || IsOneBitCodebookType(type); }
 
 void GemmCodebookX16(DType type, const uint8_t* rows, uint64_t row_bytes, int nrows,
                      int64_t nblocks, const QuantizedActivations& a, int64_t ntok, float* out,
                      int64_t ldo) {
   alignas(64) static thread_local uint8_t values[kPanelValueBytes];
   alignas(64) static thread_local float factors[kPanelFactorFloats];
-  const bool quarters = type == DType::kIQ2_XS || type == DType::kIQ2_S;
+  const bool quarters = type == DType::kIQ2_XS || type == DType::kIQ2_S || type == DType::kIQ1_M;
   for (int64_t b0 = 0; b0 < nblocks; b0 += kPanelBlocks) {
     const int64_t nb = std::min(kPanelBlocks, nblocks - b0);
     const auto decode = type == DType::kIQ2_XXS  ? DecodePanel<IQ2PanelValues<iq2::IQ2XXS>>
                         : type == DType::kIQ2_XS ? DecodePanel<IQ2PanelValues<iq2::IQ2XS>>
                         : type == DType::kIQ2_S  ? DecodePanel<IQ2PanelValues<iq2::IQ2S>>
                         : type == DType::kIQ3_S  ? DecodePanel<IQ3PanelValues<IQ3_SSubBlocks>>
+                        : type == DType::kIQ1_S  ? DecodePanel<IQ1PanelValues<iq1::IQ1S>>
+                        : type == DType::kIQ1_M  ? DecodePanel<IQ1PanelValues<iq1::IQ1M>>
                                                  : DecodePanel<IQ3PanelValues<IQ3_XXSSubBlocks>>;
     decode(rows, row_bytes, nrows, b0, nb, values, factors);
     simd::ForTokenPieces<4>(static_cast<int>(ntok), [&](int first, auto nt) {
