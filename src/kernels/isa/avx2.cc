@@ -418,25 +418,30 @@ void DotIQ2_ST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
 // activations signed by q gives the int16 pair sums (at most 2 * 9 * 127) and vpmaddwd against
 // the halves' multipliers 2 s + 1 the int32 sums already scaled; each sub-block is then scaled
 // by d / 8 times its activation scale. A sub-block is decoded once for all NT tokens.
+// A sub-block's 32 values q = 8 g +- 1 in element order (vpsignb of 8 by g, plus the groups'
+// shift bytes).
+inline __m256i IQ1Values(const iq1::SubBlock& s) {
+  const __m256i g =
+      _mm256_set_epi64x(static_cast<int64_t>(s.grid[3]), static_cast<int64_t>(s.grid[2]),
+                        static_cast<int64_t>(s.grid[1]), static_cast<int64_t>(s.grid[0]));
+  const __m256i shift = _mm256_set_epi64x(static_cast<int64_t>(iq1::ShiftBytes(s.negative, 3)),
+                                          static_cast<int64_t>(iq1::ShiftBytes(s.negative, 2)),
+                                          static_cast<int64_t>(iq1::ShiftBytes(s.negative, 1)),
+                                          static_cast<int64_t>(iq1::ShiftBytes(s.negative, 0)));
+  return _mm256_add_epi8(_mm256_sign_epi8(_mm256_set1_epi8(8), g), shift);
+}
+
 template <class Fmt, int NT>
 void DotIQ1T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
              float* out) {
   __m256 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
-  const __m256i eight = _mm256_set1_epi8(8);
   for (int64_t sb = 0; sb < nblocks / 8; ++sb, w += Fmt::kBlockBytes) {
     simd::PrefetchAhead<Fmt::kBlockBytes>(w);
     const float d = Fmt::D(w) * iq1::kUnit;
     for (int j = 0; j < 8; ++j) {
       const iq1::SubBlock s = Fmt::Decode(w, j);
-      const __m256i g =
-          _mm256_set_epi64x(static_cast<int64_t>(s.grid[3]), static_cast<int64_t>(s.grid[2]),
-                            static_cast<int64_t>(s.grid[1]), static_cast<int64_t>(s.grid[0]));
-      const __m256i shift = _mm256_set_epi64x(static_cast<int64_t>(iq1::ShiftBytes(s.negative, 3)),
-                                              static_cast<int64_t>(iq1::ShiftBytes(s.negative, 2)),
-                                              static_cast<int64_t>(iq1::ShiftBytes(s.negative, 1)),
-                                              static_cast<int64_t>(iq1::ShiftBytes(s.negative, 0)));
-      const __m256i q = _mm256_add_epi8(_mm256_sign_epi8(eight, g), shift);
+      const __m256i q = IQ1Values(s);
       const __m256i mag = _mm256_abs_epi8(q);
       const __m256i m = _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(s.m_high)),
                                          _mm_set1_epi16(static_cast<int16_t>(s.m_low)));
@@ -1064,17 +1069,9 @@ struct IQ1PanelValues {
   static float D(const uint8_t* block) { return Fmt::D(block); }
   static __m256i Values(const uint8_t* block, int j, int* m_low, int* m_high) {
     const iq1::SubBlock s = Fmt::Decode(block, j);
-    const __m256i g =
-        _mm256_set_epi64x(static_cast<int64_t>(s.grid[3]), static_cast<int64_t>(s.grid[2]),
-                          static_cast<int64_t>(s.grid[1]), static_cast<int64_t>(s.grid[0]));
-    const __m256i shift = _mm256_set_epi64x(static_cast<int64_t>(iq1::ShiftBytes(s.negative, 3)),
-                                            static_cast<int64_t>(iq1::ShiftBytes(s.negative, 2)),
-                                            static_cast<int64_t>(iq1::ShiftBytes(s.negative, 1)),
-                                            static_cast<int64_t>(iq1::ShiftBytes(s.negative, 0)));
     *m_low = s.m_low;
     *m_high = s.m_high;
-    return _mm256_add_epi8(_mm256_add_epi8(_mm256_sign_epi8(_mm256_set1_epi8(8), g), shift),
-                           _mm256_set1_epi8(64));
+    return _mm256_add_epi8(IQ1Values(s), _mm256_set1_epi8(64));
   }
 };
 
