@@ -1732,7 +1732,8 @@ TEST_P(KernelTest, InterleavedIQ4_NLX16ExtremeValues) {
 }
 
 // MXFP4x16 likewise: nibbles 7 and 15 (levels 12 and -12) and the zero levels (0 and 8) against
-// activations +-127, with scales 2^-1 .. 2^2 and a denormal one.
+// activations +-127, with scales 2^-1 .. 2^2 (row 3's denormal scale is below this check's
+// tolerance; MXFP4X16ScalesAreExact below holds the scales themselves).
 TEST_P(KernelTest, InterleavedMXFP4X16ExtremeValues) {
   if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
   const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
@@ -1755,6 +1756,42 @@ TEST_P(KernelTest, InterleavedMXFP4X16ExtremeValues) {
       ExpectGroupMatchesReference(table.gemm_mxfp4x16, kernels::pack::RepackGroupMXFP4x16,
                                   kernels::ReferenceTable().dot_mxfp4, plain, row_bytes, nblocks, x,
                                   "MXFP4 sign " + std::to_string(sign));
+    }
+  }
+}
+
+// The 16-row MXFP4 kernels' E8M0 scales, exactly: one block, each row its own scale byte among
+// the edges (the denormal encodings 0 and 1, the smallest normal 2, 2^0 at 128, 2^126 at 254) and
+// random nibbles, 1-5 tokens. With one block the kernels' sum is one multiply of the exact
+// integer dot by scale x activation scale, as the reference's, so the results must be equal.
+TEST_P(KernelTest, MXFP4X16ScalesAreExact) {
+  if (!kernels::CpuSupports(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << GetParam().name;
+  const kernels::KernelTable& table = kernels::TableFor(GetParam().isa);
+  if (table.gemm_mxfp4x16 == nullptr) GTEST_SKIP() << "no MXFP4x16 kernel";
+  constexpr uint8_t kScales[16] = {0,   1,   2,   3,   100, 126, 127, 128,
+                                   129, 150, 200, 250, 253, 254, 1,   0};
+  std::mt19937 rng(83);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::vector<uint8_t> plain(16 * quant::kMXFP4BlockBytes), group(plain.size());
+  for (int r = 0; r < 16; ++r) {
+    uint8_t* block = plain.data() + r * quant::kMXFP4BlockBytes;
+    block[0] = kScales[r];
+    for (int i = 1; i < quant::kMXFP4BlockBytes; ++i) block[i] = static_cast<uint8_t>(byte(rng));
+  }
+  kernels::pack::RepackGroupMXFP4x16(plain.data(), quant::kMXFP4BlockBytes, 1, group.data());
+  const auto x = RandomVector(5 * 32, &rng);
+  kernels::QuantizedActivations acts;
+  kernels::QuantizeActivations(x.data(), 5, 32, &acts);
+  for (int ntok = 1; ntok <= 5; ++ntok) {
+    float got[5 * 16];
+    table.gemm_mxfp4x16(group.data(), 1, acts, 0, ntok, got, 16);
+    for (int r = 0; r < 16; ++r) {
+      for (int t = 0; t < ntok; ++t) {
+        float want;
+        kernels::ReferenceTable().dot_mxfp4(plain.data() + r * quant::kMXFP4BlockBytes, 1, acts, t,
+                                            1, &want);
+        EXPECT_EQ(got[t * 16 + r], want) << "scale byte " << int{kScales[r]} << " token " << t;
+      }
     }
   }
 }

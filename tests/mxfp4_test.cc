@@ -101,7 +101,8 @@ TEST(MXFP4Test, LlamaCppFileLoadsWithTheFileValues) {
 // quantized run is 0.17-0.82 from its exact-weights run on most rows but 2.58 on row 3 and 3.47
 // on row 10 (gemma4's: 0.20-0.85, and 3.76 on row 10). Each row must stay within 0.75 of
 // llama.cpp's plus that row's llama.cpp excursion (measured 0.19-0.61, and 0.91, 0.97, 2.63 on
-// rows 6, 4, 3), with the same greedy token everywhere.
+// rows 6, 4, 3), the median row within 0.75 (measured 0.41), with the same greedy token
+// everywhere. The exact checks are above and in kernels_test; this one holds the plumbing.
 TEST(MXFP4Test, LogitsAgreeWithLlamaCpp) {
   testing::ExpectLogitsNearLlamaCpp(
       testing::LlamaCppFixture("tiny-26b-a4b-mxfp4.gguf"),

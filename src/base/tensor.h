@@ -170,8 +170,8 @@ enum class DType : uint8_t {
   //     nibble (one delta per 8 values); a 3-bit s per 16 values (scales[ib / 2] bits 6 (ib % 2)
   //     + 3 h, h the half), and the f16 d spread over the top nibbles of scales[0..3].
   // As 8 (g + delta) = 8 g +- 1 is an integer in [-9, 9], both compute as int8 codebook values
-  // with unit 1/8 (quant::UnpackCodebookBlock). Computed on as stored (row dots, and AVX-512
-  // prefill tiles).
+  // with unit 1/8 (quant::UnpackCodebookBlock). Computed on as stored (row dots; for prefill
+  // the AVX-512 and AVX2 16-row codebook panels).
   kIQ1_S,
   kIQ1_M,
   // MXFP4 as llama.cpp writes it ({ uint8 e; uint8 qs[16]; }, x = 2^(e - 128) *
@@ -202,8 +202,8 @@ bool IsBlockType(DType t);
 bool IsInterleavedX16(DType t);
 // llama.cpp's grid formats (kIQ2_XXS, kIQ2_XS, kIQ2_S, kIQ3_XXS, kIQ3_S).
 bool IsCodebookType(DType t);
-// llama.cpp's 1-bit grid formats (kIQ1_S, kIQ1_M): their own row dots, and the codebook
-// tiles (KernelTable::dot_codebook_tile) but not the 16-row panels IsCodebookType's types take.
+// llama.cpp's 1-bit grid formats (kIQ1_S, kIQ1_M): their own row dots; the codebook tiles
+// (KernelTable::dot_codebook_tile) and 16-row panels (gemm_codebook_x16) take them too.
 bool IsOneBitCodebookType(DType t);
 // Bytes of one row of `cols` elements; cols must be a multiple of BlockElements(t).
 uint64_t RowBytes(DType t, int64_t cols);

@@ -447,14 +447,10 @@ Status LoadedModel::LoadWeights(ThreadPool* pool) {
             }
           }
           uint8_t* out = dst + row * row_bytes;
-          if (layout == DType::kQ8_0x16) {
-            kernels::pack::RepackGroupQ8_0x16(rows.data(), row_bytes, nblocks, out);
-          } else if (layout == DType::kQ5_1x16) {
+          if (layout == DType::kQ5_1x16) {
             kernels::pack::RepackGroupQ5_1x16(rows.data(), row_bytes, nblocks, out);
-          } else if (layout == DType::kQ8_0R) {
-            kernels::pack::RepackRowQ8_0(rows.data(), nblocks, out);
           } else {
-            std::memcpy(out, rows.data(), row_bytes);  // plain Q5_1 or Q8_0
+            std::memcpy(out, rows.data(), row_bytes);  // plain Q5_1
           }
         }
       };

@@ -412,12 +412,6 @@ void DotIQ2_ST(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a,
   DotIQ2T<iq2::IQ2S, NT>(w, nblocks, a, token, out);
 }
 
-// IQ1_S / IQ1_M (Fmt: iq1::IQ1S, IQ1M), one 32-value sub-block at a time: its four grid entries
-// (int8 -1, 0, +1) make one vector g in element order, the values q = 8 g +- 1 (vpsignb of 8 by
-// g, plus the groups' shift bytes) lie in [-9, 9] and are never 0, so maddubs of |q| with the
-// activations signed by q gives the int16 pair sums (at most 2 * 9 * 127) and vpmaddwd against
-// the halves' multipliers 2 s + 1 the int32 sums already scaled; each sub-block is then scaled
-// by d / 8 times its activation scale. A sub-block is decoded once for all NT tokens.
 // A sub-block's 32 values q = 8 g +- 1 in element order (vpsignb of 8 by g, plus the groups'
 // shift bytes).
 inline __m256i IQ1Values(const iq1::SubBlock& s) {
@@ -431,6 +425,12 @@ inline __m256i IQ1Values(const iq1::SubBlock& s) {
   return _mm256_add_epi8(_mm256_sign_epi8(_mm256_set1_epi8(8), g), shift);
 }
 
+// IQ1_S / IQ1_M (Fmt: iq1::IQ1S, IQ1M), one 32-value sub-block at a time: its four grid entries
+// (int8 -1, 0, +1) make one vector g in element order, the values q = 8 g +- 1 (vpsignb of 8 by
+// g, plus the groups' shift bytes) lie in [-9, 9] and are never 0, so maddubs of |q| with the
+// activations signed by q gives the int16 pair sums (at most 2 * 9 * 127) and vpmaddwd against
+// the halves' multipliers 2 s + 1 the int32 sums already scaled; each sub-block is then scaled
+// by d / 8 times its activation scale. A sub-block is decoded once for all NT tokens.
 template <class Fmt, int NT>
 void DotIQ1T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
              float* out) {
@@ -800,25 +800,17 @@ void DotQ4_1T(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
 // IQ4_XS's 16 levels (quant::kIQ4NLValues) and their sizes (|level|, at most 127), each a
 // vpshufb table in both lanes.
 using quant::kIQ4NLValues;
-constexpr std::array<int8_t, 16> kIQ4Sizes = [] {
+constexpr std::array<int8_t, 16> Sizes(const int8_t (&levels)[16]) {
   std::array<int8_t, 16> t{};
-  for (int i = 0; i < 16; ++i) {
-    t[i] = static_cast<int8_t>(kIQ4NLValues[i] < 0 ? -kIQ4NLValues[i] : kIQ4NLValues[i]);
-  }
+  for (int i = 0; i < 16; ++i) t[i] = static_cast<int8_t>(levels[i] < 0 ? -levels[i] : levels[i]);
   return t;
-}();
+}
+constexpr std::array<int8_t, 16> kIQ4Sizes = Sizes(kIQ4NLValues);
 inline __m256i IQ4Table(const int8_t* values) {
   return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(values)));
 }
 // MXFP4's 16 levels (quant::kMXFP4Values, E2M1 doubled) and their sizes (at most 12) likewise.
-constexpr std::array<int8_t, 16> kMXFP4Sizes = [] {
-  std::array<int8_t, 16> t{};
-  for (int i = 0; i < 16; ++i) {
-    const int8_t v = quant::kMXFP4Values[i];
-    t[i] = static_cast<int8_t>(v < 0 ? -v : v);
-  }
-  return t;
-}();
+constexpr std::array<int8_t, 16> kMXFP4Sizes = Sizes(quant::kMXFP4Values);
 
 // E8M0 byte e as f32 2^(e - 128) (quant::E8M0ToF32Half).
 inline float E8M0Half(uint8_t e) {

@@ -879,10 +879,11 @@ constexpr std::array<uint8_t, 16> kMXFP4LevelsPlus128 = [] {
   for (int i = 0; i < 16; ++i) t[i] = static_cast<uint8_t>(quant::kMXFP4Values[i] + 128);
   return t;
 }();
-inline __m512i IQ4LevelsPlus128() {
-  return _mm512_broadcast_i32x4(
-      _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4LevelsPlus128.data())));
+// A 16-byte vpshufb table in every 128-bit lane.
+inline __m512i Table16(const uint8_t* t) {
+  return _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t)));
 }
+inline __m512i IQ4LevelsPlus128() { return Table16(kIQ4LevelsPlus128.data()); }
 
 // IQ4_XS: per 32-value sub-block j, d (ls_j - 32) times the table's levels of its nibbles.
 // Two sub-blocks make one vector in element order (low nibbles then high nibbles of each) whose
@@ -938,16 +939,13 @@ struct IQ4NLRows {
   static constexpr int kBlockBytes = quant::kIQ4_NLBlockBytes;
   static constexpr int kDataOffset = 2;
   static float Scale(const uint8_t* block) { return LoadHalf(block); }
-  static __m512i Table() { return IQ4LevelsPlus128(); }
+  static __m512i Table() { return Table16(kIQ4LevelsPlus128.data()); }
 };
 struct MXFP4Rows {
   static constexpr int kBlockBytes = quant::kMXFP4BlockBytes;
   static constexpr int kDataOffset = 1;
   static float Scale(const uint8_t* block) { return E8M0Half(block[0]); }
-  static __m512i Table() {
-    return _mm512_broadcast_i32x4(
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(kMXFP4LevelsPlus128.data())));
-  }
+  static __m512i Table() { return Table16(kMXFP4LevelsPlus128.data()); }
 };
 
 // IQ4_NL and MXFP4 (Rows: IQ4NLRows, MXFP4Rows): per block, its scale times the table's levels
@@ -1314,10 +1312,7 @@ struct NonLinearX16 {
   static constexpr int kOffset = 128;
   static constexpr int kDataOffset = 16 * kScaleBytes;
   static __m512 Scales(const uint8_t* block) { return kScales(block); }
-  static __m512i Table() {
-    return _mm512_broadcast_i32x4(
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(kLevelsPlus128())));
-  }
+  static __m512i Table() { return Table16(kLevelsPlus128()); }
   static void Load(const uint8_t* data, __m512i* w) {
     const __m512i table = Table();
     Q4X16::Load(data, w);

@@ -252,19 +252,38 @@ int Q4_0x16Value(const uint8_t* block, int row, int j) {
   return ((block[32 + X16Byte(row, j)] >> X16Shift(j)) & 0xF) - 8;
 }
 
-void DequantizeQ4_0x16Row(const uint8_t* group, int64_t nblocks, int row, float* out) {
-  for (int64_t b = 0; b < nblocks; ++b, group += 16 * kQ4_0BlockBytes, out += kBlock) {
-    uint16_t h;
-    std::memcpy(&h, group + 2 * row, 2);
-    const float d = half::F16ToF32(h);
-    for (int j = 0; j < 32; ++j) {
-      out[j] = d * (((group[32 + X16Byte(row, j)] >> X16Shift(j)) & 0xF) - 8);
-    }
+float X16F16Scale(const uint8_t* block, int row) {
+  return half::F16ToF32(LoadU16(block + 2 * row));
+}
+
+float MXFP4x16Scale(const uint8_t* block, int row) { return quant::E8M0ToF32Half(block[row]); }
+
+namespace {
+
+// Q4_0x16, IQ4_NLx16 and MXFP4x16 (kBlockBytes: one row's block as stored): a 16-row block's
+// scales (Scale reads row r's), then Q4_0x16's nibble layout, each nibble's value from Value.
+template <int kBlockBytes, float (*Scale)(const uint8_t*, int),
+          int (*Value)(const uint8_t*, int, int)>
+void DequantizeNibbleX16Row(const uint8_t* group, int64_t nblocks, int row, float* out) {
+  for (int64_t b = 0; b < nblocks; ++b, group += 16 * kBlockBytes, out += kBlock) {
+    const float d = Scale(group, row);
+    for (int j = 0; j < 32; ++j) out[j] = d * Value(group, row, j);
   }
+}
+
+}  // namespace
+
+void DequantizeQ4_0x16Row(const uint8_t* group, int64_t nblocks, int row, float* out) {
+  DequantizeNibbleX16Row<kQ4_0BlockBytes, X16F16Scale, Q4_0x16Value>(group, nblocks, row, out);
 }
 
 int IQ4_NLx16Value(const uint8_t* block, int row, int j) {
   return quant::kIQ4NLValues[(block[32 + X16Byte(row, j)] >> X16Shift(j)) & 0xF];
+}
+
+void DequantizeIQ4_NLx16Row(const uint8_t* group, int64_t nblocks, int row, float* out) {
+  DequantizeNibbleX16Row<quant::kIQ4_NLBlockBytes, X16F16Scale, IQ4_NLx16Value>(group, nblocks, row,
+                                                                                out);
 }
 
 void RepackGroupMXFP4x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblocks,
@@ -283,19 +302,8 @@ int MXFP4x16Value(const uint8_t* block, int row, int j) {
 }
 
 void DequantizeMXFP4x16Row(const uint8_t* group, int64_t nblocks, int row, float* out) {
-  for (int64_t b = 0; b < nblocks; ++b, group += 16 * quant::kMXFP4BlockBytes, out += kBlock) {
-    const float d = quant::E8M0ToF32Half(group[row]);
-    for (int j = 0; j < 32; ++j) out[j] = d * MXFP4x16Value(group, row, j);
-  }
-}
-
-void DequantizeIQ4_NLx16Row(const uint8_t* group, int64_t nblocks, int row, float* out) {
-  for (int64_t b = 0; b < nblocks; ++b, group += 16 * quant::kIQ4_NLBlockBytes, out += kBlock) {
-    uint16_t h;
-    std::memcpy(&h, group + 2 * row, 2);
-    const float d = half::F16ToF32(h);
-    for (int j = 0; j < 32; ++j) out[j] = d * IQ4_NLx16Value(group, row, j);
-  }
+  DequantizeNibbleX16Row<quant::kMXFP4BlockBytes, MXFP4x16Scale, MXFP4x16Value>(group, nblocks, row,
+                                                                                out);
 }
 
 namespace {

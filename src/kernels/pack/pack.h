@@ -45,6 +45,11 @@ void RepackGroupQ8_0x16(const uint8_t* src, uint64_t src_row_bytes, int64_t nblo
 int Q8_0x16Value(const uint8_t* block, int row, int j);
 // Row `row` (0..15) of a Q8_0x16 group as f32.
 void DequantizeQ8_0x16Row(const uint8_t* group, int64_t nblocks, int row, float* out);
+// Row `row`'s scale in one block of a 16-row layout that starts with the 16 rows' f16 d
+// (Q4_0x16, Q8_0x16, IQ4_NLx16), and in one MXFP4x16 block (its E8M0 byte, as
+// quant::E8M0ToF32Half).
+float X16F16Scale(const uint8_t* block, int row);
+float MXFP4x16Scale(const uint8_t* block, int row);
 // Signed value (nibble - 8) of element j of row `row` in one Q4_0x16 block (288 bytes).
 int Q4_0x16Value(const uint8_t* block, int row, int j);
 // Row `row` (0..15) of a Q4_0x16 group as f32.

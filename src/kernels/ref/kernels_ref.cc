@@ -51,15 +51,6 @@ void DotMXFP4(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
   }
 }
 
-void GemmMXFP4x16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a,
-                  int64_t token, int ntok, float* out, int64_t ldo) {
-  for (int t = 0; t < ntok; ++t) {
-    float rows[16];
-    GemmMXFP4x16Reference(group, a.q_row(token + t), a.scale_row(token + t), nblocks, rows);
-    std::memcpy(out + t * ldo, rows, sizeof(rows));
-  }
-}
-
 void DotQ4_0R(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, int64_t token,
               int ntok, float* out) {
   for (int i = 0; i < ntok; ++i) {
@@ -76,9 +67,11 @@ void DotQ8_0R(const uint8_t* w, int64_t nblocks, const QuantizedActivations& a, 
   }
 }
 
-// Q4_0x16, Q8_0x16 and IQ4_NLx16: Value(block, row, j) reads one weight (the same sums in the
-// same order as the plain rows' references).
-template <int kBlockBytes, int (*Value)(const uint8_t*, int, int)>
+// Q4_0x16, Q8_0x16, IQ4_NLx16 and MXFP4x16 (kBlockBytes: one row's block as stored):
+// Scale(block, row) reads a row's block scale, Value(block, row, j) one weight (the same sums in
+// the same order as the plain rows' references).
+template <int kBlockBytes, float (*Scale)(const uint8_t*, int),
+          int (*Value)(const uint8_t*, int, int)>
 void GemmX16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& a, int64_t token,
              int ntok, float* out, int64_t ldo) {
   constexpr int kGroupBlockBytes = 16 * kBlockBytes;
@@ -89,11 +82,9 @@ void GemmX16(const uint8_t* group, int64_t nblocks, const QuantizedActivations& 
       float total = 0;
       for (int64_t b = 0; b < nblocks; ++b) {
         const uint8_t* block = group + b * kGroupBlockBytes;
-        uint16_t h;
-        std::memcpy(&h, block + 2 * r, 2);
         int32_t acc = 0;
         for (int j = 0; j < 32; ++j) acc += Value(block, r, j) * q[b * 32 + j];
-        total += half::F16ToF32(h) * sc[b] * static_cast<float>(acc);
+        total += Scale(block, r) * sc[b] * static_cast<float>(acc);
       }
       out[t * ldo + r] = total;
     }
@@ -480,8 +471,8 @@ const KernelTable& ReferenceTable() {
       .gemm_q4_0r = nullptr,
       .dot_q8_0r = DotQ8_0R,
       .gemm_q8_0r = nullptr,
-      .gemm_q4_0x16 = GemmX16<quant::kQ4_0BlockBytes, pack::Q4_0x16Value>,
-      .gemm_q8_0x16 = GemmX16<quant::kQ8_0BlockBytes, pack::Q8_0x16Value>,
+      .gemm_q4_0x16 = GemmX16<quant::kQ4_0BlockBytes, pack::X16F16Scale, pack::Q4_0x16Value>,
+      .gemm_q8_0x16 = GemmX16<quant::kQ8_0BlockBytes, pack::X16F16Scale, pack::Q8_0x16Value>,
       .gemm_q4_0x16_pair = nullptr,
       .gemm_q8_0x16_pair = nullptr,
       .gemm_q4_kx16 = GemmQ4_Kx16,
@@ -492,9 +483,9 @@ const KernelTable& ReferenceTable() {
       .gemm_q4_1x16 = GemmQ4_1x16,
       .gemm_q5_1x16 = GemmQ5_1x16,
       .gemm_q2_kx16 = GemmQ2_Kx16,
-      .gemm_iq4_nlx16 = GemmX16<quant::kIQ4_NLBlockBytes, pack::IQ4_NLx16Value>,
+      .gemm_iq4_nlx16 = GemmX16<quant::kIQ4_NLBlockBytes, pack::X16F16Scale, pack::IQ4_NLx16Value>,
       .gemm_iq4_nlx16_pair = nullptr,
-      .gemm_mxfp4x16 = GemmMXFP4x16,
+      .gemm_mxfp4x16 = GemmX16<quant::kMXFP4BlockBytes, pack::MXFP4x16Scale, pack::MXFP4x16Value>,
       .gemm_mxfp4x16_pair = nullptr,
       .quantize_blocks = QuantizeActivationBlocks,
       .dot_f32 = DotF32,

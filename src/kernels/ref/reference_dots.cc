@@ -186,20 +186,6 @@ float DotMXFP4Reference(const uint8_t* w, const int8_t* a, const float* a_scale,
   return DotLevelsReference<1, E8M0Scale>(quant::kMXFP4Values, w, a, a_scale, nblocks);
 }
 
-void GemmMXFP4x16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
-                           int64_t nblocks, float* out) {
-  for (int r = 0; r < 16; ++r) {
-    float total = 0;
-    const uint8_t* block = group;
-    for (int64_t b = 0; b < nblocks; ++b, block += 16 * quant::kMXFP4BlockBytes) {
-      int32_t acc = 0;
-      for (int j = 0; j < kBlock; ++j) acc += pack::MXFP4x16Value(block, r, j) * a[b * kBlock + j];
-      total += quant::E8M0ToF32Half(block[r]) * a_scale[b] * static_cast<float>(acc);
-    }
-    out[r] = total;
-  }
-}
-
 float DotCodebookReference(DType type, const uint8_t* w, const int8_t* a, const float* a_scale,
                            int64_t nblocks) {
   float total = 0;

@@ -30,10 +30,6 @@ float DotIQ4_NLReference(const uint8_t* w, const int8_t* a, const float* a_scale
 // MXFP4: per block, a_scale 2^(e - 128) sum(kMXFP4Values[nibble] a) (IQ4_NL's sums, another
 // table and scale).
 float DotMXFP4Reference(const uint8_t* w, const int8_t* a, const float* a_scale, int64_t nblocks);
-// Scalar reference: rows 0..15 of an MXFP4x16 group times activation row `a`; the same sums in
-// the same order as DotMXFP4Reference on the plain rows.
-void GemmMXFP4x16Reference(const uint8_t* group, const int8_t* a, const float* a_scale,
-                           int64_t nblocks, float* out);
 // Likewise for Q5_K (the same sums as Q4_K's, with five-bit values).
 float DotQ5_KReference(const uint8_t* w, const int8_t* a, const float* a_scale,
                        const int32_t* a_sum, int64_t nblocks);
