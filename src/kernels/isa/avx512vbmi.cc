@@ -138,6 +138,11 @@ inline __m512i SignBytes(__m512i sign_index) {
                                   _mm512_loadu_si512(quant::kIQSignBits.data() + 64));
 }
 
+// 2 s + 1 of each dword lane, as floats.
+inline __m512 OddMultipliers(__m512i s) {
+  return _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_add_epi32(s, s), _mm512_set1_epi32(1)));
+}
+
 // The 16 multipliers 2 s + 1 of a block's 16-value quarters from 8 bytes of nibbles (quarter
 // 2j: the low nibble of byte j, 2j + 1: the high one).
 inline __m512 QuarterMultipliers(const uint8_t* nibbles) {
@@ -148,7 +153,7 @@ inline __m512 QuarterMultipliers(const uint8_t* nibbles) {
   const __m512i s = _mm512_and_si512(
       _mm512_srlv_epi32(bytes, _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4)),
       _mm512_set1_epi32(15));
-  return _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_add_epi32(s, s), _mm512_set1_epi32(1)));
+  return OddMultipliers(s);
 }
 
 // The same from 8 per-sub-block s (dword lanes of s8), each for both of its quarters.
@@ -156,7 +161,7 @@ inline __m512 SubBlockMultipliers(__m256i s8) {
   const __m512i s =
       _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7),
                                _mm512_castsi256_si512(s8));
-  return _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_add_epi32(s, s), _mm512_set1_epi32(1)));
+  return OddMultipliers(s);
 }
 
 // Each format: kBlockBytes; kUnit (x = d unit m grid sign); D(block); kBlocksPerLookup;
@@ -496,7 +501,7 @@ struct IQ1M {
                 _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3), scales),
             _mm512_setr_epi32(0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9)),
         _mm512_set1_epi32(7));
-    return _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_add_epi32(s, s), _mm512_set1_epi32(1)));
+    return OddMultipliers(s);
   }
 };
 
