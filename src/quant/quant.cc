@@ -619,13 +619,6 @@ float CodebookUnit(DType type) {
   return type == DType::kIQ3_S ? 1.0f : type == DType::kIQ3_XXS ? 0.25f : 0.125f;
 }
 
-uint16_t IQ1_MScaleBits(const uint8_t* block) {
-  uint16_t sc[4];
-  std::memcpy(sc, block + kIQ1_MScales, 8);
-  return static_cast<uint16_t>((sc[0] >> 12) | ((sc[1] >> 8) & 0x00F0) | ((sc[2] >> 4) & 0x0F00) |
-                               (sc[3] & 0xF000));
-}
-
 float CodebookD(DType type, const uint8_t* block) {
   return half::F16ToF32(type == DType::kIQ1_M ? IQ1_MScaleBits(block) : LoadU16(block));
 }

@@ -154,7 +154,13 @@ float CodebookUnit(DType type);
 // A codebook block's d: the f16 at byte 0, or IQ1_M's assembled from the top nibbles of its four
 // u16 scales (IQ1_MScaleBits: bits 0-3 from scales[0], 4-7 from scales[1], ...).
 float CodebookD(DType type, const uint8_t* block);
-uint16_t IQ1_MScaleBits(const uint8_t* block);
+// Inline: the kernels' IQ1_M row dots read it once a block.
+inline uint16_t IQ1_MScaleBits(const uint8_t* block) {
+  uint16_t sc[4];
+  std::memcpy(sc, block + kIQ1_MScales, 8);
+  return static_cast<uint16_t>((sc[0] >> 12) | ((sc[1] >> 8) & 0x00F0) | ((sc[2] >> 4) & 0x0F00) |
+                               (sc[3] & 0xF000));
+}
 // The 256 signed values (q - 32, in [-32, 31]) of one Q6_K block, in element order.
 void UnpackQ6_K(const uint8_t* block, int8_t* q);
 

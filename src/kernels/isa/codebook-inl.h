@@ -28,6 +28,11 @@ namespace gemma4::kernels::GEMMA4_ISA_NAMESPACE {
 // Internal linkage, like the units' own helpers (-fno-weak rejects inline variables such as
 // the formats' kBlockBytes otherwise).
 namespace {
+
+// The including unit's f16 load (F16C's or NEON's conversion), defined there: the codebook
+// formats' d, read once a block, stays inline.
+inline float LoadHalf(const uint8_t* p);
+
 namespace iq2 {
 
 // One 32-value sub-block: grid[l] holds the magnitudes of weights 8 l .. 8 l + 7 (byte k:
@@ -166,7 +171,7 @@ struct SubBlock {
 // bit 15 (one s and one shift per 32 values).
 struct IQ1S {
   static constexpr int kBlockBytes = quant::kIQ1_SBlockBytes;
-  static float D(const uint8_t* block) { return quant::CodebookD(DType::kIQ1_S, block); }
+  static float D(const uint8_t* block) { return LoadHalf(block); }  // = quant::CodebookD
   static SubBlock Decode(const uint8_t* block, int ib) {
     const uint32_t qh = iq2::LoadU16(block + quant::kIQ1_SHigh + 2 * ib);
     SubBlock s;
@@ -185,7 +190,10 @@ struct IQ1S {
 // nibbles: d, quant::CodebookD).
 struct IQ1M {
   static constexpr int kBlockBytes = quant::kIQ1_MBlockBytes;
-  static float D(const uint8_t* block) { return quant::CodebookD(DType::kIQ1_M, block); }
+  static float D(const uint8_t* block) {  // = quant::CodebookD
+    const uint16_t bits = quant::IQ1_MScaleBits(block);
+    return LoadHalf(reinterpret_cast<const uint8_t*>(&bits));
+  }
   static SubBlock Decode(const uint8_t* block, int ib) {
     const uint32_t qh = iq2::LoadU16(block + quant::kIQ1_MHigh + 2 * ib);  // nibble l: group l
     SubBlock s;
