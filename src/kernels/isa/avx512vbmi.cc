@@ -461,17 +461,22 @@ struct IQ1Lookup {
   }
 };
 
+// What the two IQ1 formats share: the lookup, d's unit, two blocks a lookup.
+template <class Format>
+struct IQ1Format {
+  using Lookup = IQ1Lookup<Format>;
+  static constexpr float kUnit = iq1::kUnit;
+  static constexpr int kBlocksPerLookup = 2;
+};
+
 // IQ1_S (50 bytes): index low bytes at 2; u16 qh[8] at 34: index bits 8-10 of group l at 3 l,
 // s at 12-14, the sub-block's shift sign at 15 (index lane k of a qword: sub-block k / 4, group
 // k % 4).
-struct IQ1S {
-  using Lookup = IQ1Lookup<IQ1S>;
+struct IQ1S : IQ1Format<IQ1S> {
   static constexpr int kBlockBytes = quant::kIQ1_SBlockBytes;
   static constexpr int kLow = 2, kHigh = quant::kIQ1_SHigh;
   static constexpr long long kIndexShifts = 0x1916131009060300LL;
   static constexpr long long kShiftSigns = 0x1F1F1F1F0F0F0F0FLL;
-  static constexpr float kUnit = iq1::kUnit;
-  static constexpr int kBlocksPerLookup = 2;
   static float D(const uint8_t* block) { return iq1::IQ1S::D(block); }
   static __m512 Multipliers(const uint8_t* block) {
     const __m256i qh = _mm256_cvtepu16_epi32(
@@ -483,14 +488,11 @@ struct IQ1S {
 // IQ1_M (56 bytes): index low bytes at 0; qh[16] at 32, nibble l % 2 of byte l / 2 for group l:
 // index bits 8-10 and the group's shift sign (bit 3); u16 scales[4] at 48, quarter i's s at bits
 // 3 (i % 4) of scales[i / 4] (their top nibbles: d).
-struct IQ1M {
-  using Lookup = IQ1Lookup<IQ1M>;
+struct IQ1M : IQ1Format<IQ1M> {
   static constexpr int kBlockBytes = quant::kIQ1_MBlockBytes;
   static constexpr int kLow = 0, kHigh = quant::kIQ1_MHigh;
   static constexpr long long kIndexShifts = 0x1C1814100C080400LL;
   static constexpr long long kShiftSigns = 0x1F1B17130F0B0703LL;
-  static constexpr float kUnit = iq1::kUnit;
-  static constexpr int kBlocksPerLookup = 2;
   static float D(const uint8_t* block) { return iq1::IQ1M::D(block); }
   static __m512 Multipliers(const uint8_t* block) {
     const __m512i scales = _mm512_castsi128_si512(_mm_cvtepu16_epi32(
